@@ -1,0 +1,1 @@
+"""agtrace.cli: the click commands. Imported by nothing."""

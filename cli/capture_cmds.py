@@ -1,0 +1,3 @@
+"""Capture commands: run, demo."""
+
+COMMANDS = []

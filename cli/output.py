@@ -1,0 +1,111 @@
+"""How the CLI shows things to people: one-line event summaries, tables, times, progress.
+
+Machine output (``--json``) never goes through here: it is the library's data, encoded as is.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from contextlib import contextmanager
+
+import click
+
+from agtrace.eventlog import Record, UnknownEvent, to_builtins
+
+_SUMMARY_FIELDS = {
+    "run_started": ("agent", "model", "task_id"),
+    "turn_started": ("turn",),
+    "turn_ended": ("turn", "status", "error"),
+    "message_added": ("role", "text"),
+    "reasoning_added": ("text",),
+    "tool_called": ("tool", "command", "arguments"),
+    "tool_returned": ("tool", "status", "exit_code", "output"),
+    "file_changed": ("change", "path"),
+    "tests_ran": ("suite", "passed", "failed", "total"),
+    "usage_reported": ("usage", "model"),
+    "model_called": ("model", "ok", "error"),
+    "snapshot_taken": ("tree_id", "added", "modified", "deleted"),
+    "part_ended": ("part_kind", "title", "tree_id"),
+    "line_logged": ("stream", "text"),
+    "raw_recorded": ("source", "parse_error", "text"),
+    "error_occurred": ("origin", "message"),
+    "scored": ("scorer", "value", "passed", "total", "status"),
+    "run_ended": ("status", "reason", "exit_code"),
+}
+
+
+def clock(ts_ns: int | None) -> str:
+    if not ts_ns:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts_ns / 1e9))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def shorten(value, width: int = 80) -> str:
+    text = value if isinstance(value, str) else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def summary(record: Record, width: int = 100) -> str:
+    """One line for a person: seq, time, part, kind and the event's telling fields."""
+    kind = record.kind
+    body = to_builtins(record.event)
+    if isinstance(record.event, UnknownEvent):
+        fields = list(body)[:3]
+    else:
+        fields = _SUMMARY_FIELDS.get(kind, ())
+    bits = []
+    for name in fields:
+        value = body.get(name)
+        if value in (None, "", [], {}):
+            continue
+        if isinstance(value, list):
+            value = f"{len(value)}"
+        elif isinstance(value, dict):
+            value = " ".join(f"{k}={v}" for k, v in value.items())
+        bits.append(f"{name}={shorten(value, 60)}")
+    part = "-" if record.part is None else str(record.part)
+    line = f"{record.seq:>6} {clock(record.ts)} {part:>5} {kind:<16} {' '.join(bits)}"
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def table(rows: Iterable[list[str]], headers: list[str]) -> str:
+    rows = [headers, *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+@contextmanager
+def progress(label: str, enabled: bool = True):
+    """A rich progress bar on stderr when it is a terminal; a no-op callback otherwise.
+
+    Yields ``update(done, total)``.
+    """
+    if not enabled or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=None) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)

@@ -1,0 +1,3 @@
+"""Replay commands: replay."""
+
+COMMANDS = []

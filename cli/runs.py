@@ -1,0 +1,264 @@
+"""Commands over stored runs: ls, show, log, verify, reindex, and the plumbing new/append/close."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import msgspec
+
+from agtrace.eventlog import (
+    END_STATUSES,
+    KINDS,
+    InvalidEvent,
+    RunEnded,
+    RunStarted,
+    event_from_json,
+    record_to_json,
+)
+
+from .main import UserError, pass_ctx
+from .output import clock, duration, progress, shorten, summary, table, warn
+
+
+def _echo_json(data) -> None:
+    click.echo(msgspec.json.encode(data).decode())
+
+
+@click.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of runs).")
+@click.option("--limit", type=int, default=None, help="Show only the newest N runs.")
+@pass_ctx
+def ls_cmd(ctx, as_json: bool, limit: int | None) -> None:
+    """List runs: id, agent, model, status, parts, duration, started."""
+    runs = ctx.store.runs()
+    if limit:
+        runs = runs[-limit:]
+    if as_json:
+        _echo_json([r.to_dict() for r in runs])
+        return
+    if not runs:
+        click.echo(f"no runs in {ctx.store.root}; try `agtrace demo`")
+        return
+    rows = [
+        [r.id, r.agent or "-", shorten(r.model or "-", 28), r.status, r.parts, duration(r.duration_s), clock(r.started_at)]
+        for r in runs
+    ]
+    click.echo(table(rows, ["ID", "AGENT", "MODEL", "STATUS", "PARTS", "DURATION", "STARTED"]))
+
+
+@click.command("show")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def show_cmd(ctx, run: str, as_json: bool) -> None:
+    """Show one run: identity, status, counts, parts."""
+    store = ctx.store
+    run_id = store.resolve(run)
+    info = store.info(run_id)
+    first = next(store.read(run_id, 1, 1), None)
+    started = first.event if first and isinstance(first.event, RunStarted) else RunStarted()
+    data = info.to_dict()
+    data.update(
+        agent_version=started.agent_version,
+        task_prompt=started.prompt,
+        repo=started.repo,
+        base_commit=started.base_commit,
+        workdir=started.workdir,
+        command=started.command,
+        host=started.host,
+        source=started.source,
+    )
+    if as_json:
+        _echo_json(data)
+        return
+    for key in ("id", "agent", "agent_version", "model", "status", "reason", "task_id", "repo", "base_commit",
+                "workdir", "host", "parent_run", "parts", "events", "exit_code"):
+        value = data.get(key)
+        if value not in (None, "", [], {}):
+            click.echo(f"{key + ':':<15}{value}")
+    click.echo(f"{'started:':<15}{clock(info.started_at)}")
+    click.echo(f"{'ended:':<15}{clock(info.ended_at)}")
+    click.echo(f"{'duration:':<15}{duration(info.duration_s)}")
+    if data["tags"]:
+        click.echo(f"{'tags:':<15}{' '.join(f'{k}={v}' for k, v in data['tags'].items())}")
+    if started.prompt:
+        click.echo(f"{'task:':<15}{shorten(started.prompt, 90)}")
+
+
+@click.command("log")
+@click.argument("run")
+@click.option("--part", type=int, default=None, help="Only the events of part N.")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(KINDS)), help="Only events of this kind (repeatable).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing events as a live run appends them.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one event each (what `append` reads).")
+@pass_ctx
+def log_cmd(ctx, run: str, part: int | None, kinds: tuple[str, ...], follow: bool, as_json: bool) -> None:
+    """Print a run's events (or one part's), human-readable or as JSON lines."""
+    store = ctx.store
+    run_id = store.resolve(run)
+    if part is not None:
+        records = store.read_part(run_id, part)
+        if not records:
+            raise UserError(f"run {run_id} has no part {part}; `agtrace show {run_id}` gives its part count", 2)
+    elif follow:
+        records = store.tail(run_id)
+    else:
+        records = store.read(run_id)
+    out = sys.stdout
+    for rec in records:
+        if kinds and rec.kind not in kinds:
+            continue
+        if as_json:
+            out.write(record_to_json(rec).decode())
+            out.write("\n")
+        else:
+            out.write(summary(rec, 160) + "\n")
+        if follow:
+            out.flush()
+
+
+@click.command("verify")
+@click.argument("run", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
+    """Check every frame and blob of one run (or all). Exit 1 naming the first bad frame."""
+    store = ctx.store
+    run_id = store.resolve(run) if run else None
+    with progress("verifying") as update:
+        report = store.verify(run_id, progress=update)
+    if as_json:
+        _echo_json({"ok": report.ok, **{k: getattr(report, k) for k in ("runs", "segments", "frames", "events", "blobs", "problems")}})
+    else:
+        click.echo(f"{report.runs} runs, {report.segments} segments, {report.frames} frames, "
+                   f"{report.events} events, {report.blobs} blob references checked")
+    if not report.ok:
+        if not as_json:
+            for problem in report.problems:
+                click.echo(f"bad: {problem}", err=True)
+        raise UserError(f"{len(report.problems)} problem(s); the first: {report.problems[0]}. "
+                        "Restore damaged segments from a remote (`agtrace pull`) if you have one", 1)
+
+
+@click.command("reindex")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def reindex_cmd(ctx, as_json: bool) -> None:
+    """Delete the catalog and rebuild it from the segments."""
+    with progress("reindexing") as update:
+        n = ctx.store.reindex(progress=update)
+    if as_json:
+        _echo_json({"runs": n})
+    else:
+        click.echo(f"reindexed {n} runs")
+
+
+@click.command("new")
+@click.option("--agent", default="", help="Agent name.")
+@click.option("--model", default="", help="Model name.")
+@click.option("--task", default="", help="Task prompt (text, or @FILE).")
+@click.option("--task-id", default="", help="Task id.")
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="Free-form tag (repeatable).")
+@click.option("--parent", default="", help="Run this one resumes or re-runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def new_cmd(ctx, agent, model, task, task_id, tags, parent, as_json) -> None:
+    """Create a run for events appended later (`agtrace append`); print its id."""
+    store = ctx.store
+    parent_id = store.resolve(parent) if parent else ""
+    started = RunStarted(
+        agent=agent, model=model, prompt=read_text_arg(task), task_id=task_id,
+        tags=parse_tags(tags), parent_run=parent_id, source="append",
+    )
+    writer = store.create_run(started, durability="strict")
+    store.close_writer(writer)
+    if as_json:
+        _echo_json({"id": writer.run_id})
+    else:
+        click.echo(writer.run_id)
+
+
+@click.command("append")
+@click.argument("run")
+@click.option("--durability", type=click.Choice(["strict", "normal", "off"]), default="normal", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@pass_ctx
+def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
+    """Append events read as JSON lines on stdin (the lines `agtrace log --json` prints).
+
+    The store assigns seqs; ts and part are kept when given. On a bad line it stops with the
+    line number; every line before it stays stored.
+    """
+    store = ctx.store
+    run_id = store.resolve(run)
+    writer = store.open_writer(run_id, durability=durability)
+    if writer.torn_tail:
+        warn(f"cut a torn tail of {writer.torn_tail.bytes_cut} bytes off {writer.torn_tail.path}")
+    first = writer.next_seq
+    stored = 0
+    try:
+        for line_no, line in enumerate(sys.stdin.buffer, 1):
+            if not line.strip():
+                continue
+            try:
+                event, ts, part = event_from_json(line, line_no)
+            except InvalidEvent as exc:
+                raise InvalidEvent(
+                    f"{exc}; the {stored} event(s) before line {line_no} are stored "
+                    f"(seq {first}..{first + stored - 1}); nothing after it was read",
+                    line_no,
+                ) from None
+            writer.append(event, part=part, ts=ts)
+            stored += 1
+    finally:
+        store.close_writer(writer)
+    if as_json:
+        _echo_json({"id": run_id, "appended": stored, "first_seq": first, "last_seq": first + stored - 1})
+    else:
+        click.echo(f"appended {stored} events to {run_id}", err=True)
+
+
+@click.command("close")
+@click.argument("run")
+@click.option("--status", type=click.Choice(list(END_STATUSES)), required=True)
+@click.option("--reason", default="", help="Why, in words.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def close_cmd(ctx, run: str, status: str, reason: str, as_json: bool) -> None:
+    """End a run with a status (appends run_ended)."""
+    store = ctx.store
+    run_id = store.resolve(run)
+    writer = store.open_writer(run_id, durability="strict")
+    try:
+        ack = writer.append(RunEnded(status=status, reason=reason))
+    finally:
+        store.close_writer(writer)
+    if as_json:
+        _echo_json({"id": run_id, "status": status, "seq": ack.seq})
+    else:
+        click.echo(f"{run_id} {status}")
+
+
+def read_text_arg(value: str) -> str:
+    """``TEXT`` or ``@FILE`` (the file's content)."""
+    if value.startswith("@"):
+        try:
+            with open(value[1:], encoding="utf-8") as fh:
+                return fh.read()
+        except OSError as exc:
+            raise UserError(f"cannot read {value[1:]}: {exc.strerror}", 2) from None
+    return value
+
+
+def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise UserError(f"tag {tag!r} is not KEY=VALUE", 2)
+        out[key] = value
+    return out
+
+
+COMMANDS = [ls_cmd, show_cmd, log_cmd, verify_cmd, reindex_cmd, new_cmd, append_cmd, close_cmd]

@@ -1,0 +1,90 @@
+"""Content-addressed blob store for large payloads (tool outputs, raw records).
+
+A blob is addressed by the sha256 of its *uncompressed* content and stored zstd-compressed at
+``blobs/<first two hex>/<sha256>.zst``. Writing is idempotent (a repeat of the same content
+writes nothing) and atomic (temp file, fsync, rename). Reading verifies the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import zstandard
+
+from .errors import CorruptBlob
+
+INLINE_LIMIT = 64 * 1024
+"""Texts longer than this (in UTF-8 bytes) go to the blob store; events keep a prefix."""
+
+PREFIX_CHARS = 2048
+"""How much of a blobbed text an event keeps inline, for people and search."""
+
+
+class BlobStore:
+    """A directory of content-addressed, compressed blobs."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self._cctx = zstandard.ZstdCompressor(level=3)
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def path(self, digest: str) -> Path:
+        return self.root / digest[:2] / f"{digest}.zst"
+
+    def put(self, data: bytes) -> str:
+        """Store ``data``; return its sha256 hex. Durable when it returns."""
+        digest = hashlib.sha256(data).hexdigest()
+        dest = self.path(digest)
+        if dest.exists():
+            return digest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{digest}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(self._cctx.compress(data))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        """The content of a blob, verified against its address."""
+        path = self.path(digest)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise CorruptBlob(
+                f"blob {digest} is missing from {self.root}; pull the run again from its remote",
+                str(path),
+            ) from None
+        try:
+            data = self._dctx.decompress(raw)
+        except zstandard.ZstdError as exc:
+            raise CorruptBlob(f"blob {digest} at {path} does not decompress: {exc}", str(path)) from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise CorruptBlob(f"blob {digest} at {path} does not match its hash", str(path))
+        return data
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).exists()
+
+    def digests(self) -> Iterator[str]:
+        if not self.root.exists():
+            return
+        for sub in sorted(self.root.iterdir()):
+            for f in sorted(sub.glob("*.zst")):
+                yield f.name[:-4]
+
+    def inline_or_put(self, text: str) -> tuple[str, str, int]:
+        """Keep ``text`` inline, or store it and keep a prefix: ``(inline, digest, nbytes)``.
+
+        ``digest`` is "" when the text was small enough to inline whole.
+        """
+        if len(text) * 4 <= INLINE_LIMIT:
+            return text, "", len(text.encode())
+        data = text.encode()
+        if len(data) <= INLINE_LIMIT:
+            return text, "", len(data)
+        return text[:PREFIX_CHARS], self.put(data), len(data)

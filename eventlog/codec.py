@@ -1,0 +1,116 @@
+"""Encoding of events: msgpack batches inside frames, and JSON lines for people and pipes.
+
+A batch is a msgpack array of ``[ts, part, event]`` triples (the seq is implicit: the frame
+holds the first seq and the count). Encoders and decoders are created once and reused.
+
+The JSON line form of a record is flat: ``{"seq":…,"ts":…,"part":…,"kind":…, <body fields>}``.
+It is what ``agtrace log --json`` prints and what ``agtrace append`` reads back, so
+``agtrace log A --json | agtrace append B`` copies a run (the store assigns new seqs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .errors import InvalidEvent
+from .events import AnyEvent, Event, Record, UnknownEvent, kind_of
+
+_mp_encoder = msgspec.msgpack.Encoder()
+_mp_batch_decoder = msgspec.msgpack.Decoder(list[tuple[int, int | None, AnyEvent]])
+_mp_generic_decoder = msgspec.msgpack.Decoder(list[tuple[int, int | None, Any]])
+_mp_event_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_json_encoder = msgspec.json.Encoder()
+_json_event_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+class _Envelope(msgspec.Struct):
+    """The envelope fields of a JSON line; the body is decoded separately."""
+
+    kind: str
+    ts: int | None = None
+    part: int | None = None
+    seq: int | None = None
+
+
+_json_envelope_decoder = msgspec.json.Decoder(_Envelope)
+
+
+def encode_batch(items: list[tuple[int, int | None, Event]]) -> bytes:
+    """Encode ``(ts, part, event)`` triples as one msgpack array."""
+    return _mp_encoder.encode(items)
+
+
+def decode_batch(data: bytes, first_seq: int) -> list[Record]:
+    """Decode a batch into records numbered from ``first_seq``.
+
+    Events of a kind this version does not know become :class:`UnknownEvent`; the other events
+    of the batch still decode normally.
+    """
+    try:
+        items = _mp_batch_decoder.decode(data)
+        return [Record(first_seq + i, ts, part, ev) for i, (ts, part, ev) in enumerate(items)]
+    except msgspec.ValidationError:
+        pass
+    out = []
+    for i, (ts, part, body) in enumerate(_mp_generic_decoder.decode(data)):
+        out.append(Record(first_seq + i, ts, part, _upgrade(body)))
+    return out
+
+
+def _upgrade(body: Any) -> Event | UnknownEvent:
+    """Decode one generic event body, keeping unknown kinds as :class:`UnknownEvent`."""
+    try:
+        return _mp_event_decoder.decode(_mp_encoder.encode(body))
+    except msgspec.ValidationError:
+        kind = body.get("kind", "") if isinstance(body, dict) else ""
+        return UnknownEvent(kind=str(kind), body=body if isinstance(body, dict) else {})
+
+
+def event_to_json(event: Event | UnknownEvent) -> bytes:
+    """The JSON encoding of an event body (with its ``kind``)."""
+    if isinstance(event, UnknownEvent):
+        return _json_encoder.encode({"kind": event.kind, **event.body})
+    return _json_encoder.encode(event)
+
+
+def record_to_json(record: Record) -> bytes:
+    """One flat JSON line (without newline) for a record."""
+    body = event_to_json(record.event)
+    part = b"null" if record.part is None else str(record.part).encode()
+    head = b'{"seq":%d,"ts":%d,"part":%s,' % (record.seq, record.ts, part)
+    return head + body[1:]
+
+
+def event_from_json(line: bytes | str, line_no: int | None = None) -> tuple[Event, int | None, int | None]:
+    """Parse a flat JSON line into ``(event, ts, part)``; ``seq`` in the line is ignored.
+
+    Raises:
+        InvalidEvent: the line is not JSON, has no known ``kind``, or a field has the wrong type.
+    """
+    where = f"line {line_no}: " if line_no is not None else ""
+    try:
+        env = _json_envelope_decoder.decode(line)
+        event = _json_event_decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(f"{where}{_explain(exc)}", line=line_no) from None
+    return event, env.ts, env.part
+
+
+def _explain(exc: msgspec.DecodeError) -> str:
+    msg = str(exc)
+    if "Invalid value" in msg and "$.kind" in msg:
+        return f"unknown event kind ({msg}); `agtrace log --json` shows the accepted form"
+    if "missing required field `kind`" in msg:
+        return "no `kind` field; every line must be one event as `agtrace log --json` prints it"
+    return f"not a valid event: {msg}"
+
+
+def to_builtins(event: Event | UnknownEvent) -> dict[str, Any]:
+    """The event as plain Python data (dict with ``kind``)."""
+    if isinstance(event, UnknownEvent):
+        return {"kind": event.kind, **event.body}
+    data = msgspec.to_builtins(event)
+    data["kind"] = kind_of(event)
+    return data

@@ -1,0 +1,72 @@
+"""The exceptions of ``agtrace.eventlog``: one rooted tree.
+
+::
+
+    EventlogError
+    ├── StoreError            the store directory cannot be opened or is not a store
+    ├── RunNotFound           no run matches an id or prefix
+    ├── AmbiguousRunId        a prefix matches several runs
+    ├── RunLocked             another writer holds the run's lock
+    ├── RunClosed             the run has ended; appends are refused
+    ├── CorruptLog            a frame or segment fails its checksum or structure check
+    │   └── CorruptBlob       a blob's content does not match its address
+    ├── InvalidEvent          an event (or a JSON line) does not decode into an event type
+    └── GitStoreError         the shadow git repository failed (see gitstore.py)
+
+Every message says what happened and what to do next. Only ``agtrace.cli`` prints or exits.
+"""
+
+from __future__ import annotations
+
+
+class EventlogError(Exception):
+    """Root of every error raised by ``agtrace.eventlog``."""
+
+
+class StoreError(EventlogError):
+    """The store directory cannot be used."""
+
+
+class RunNotFound(EventlogError):
+    """No run matches the given id or prefix."""
+
+
+class AmbiguousRunId(EventlogError):
+    """A prefix matches more than one run."""
+
+
+class RunLocked(EventlogError):
+    """Another writer holds the run's lock."""
+
+    def __init__(self, message: str, holder: dict | None = None):
+        super().__init__(message)
+        self.holder = holder or {}
+
+
+class RunClosed(EventlogError):
+    """The run has a ``run_ended`` event; nothing more may be appended."""
+
+
+class CorruptLog(EventlogError):
+    """A frame or segment is damaged. ``path`` and ``offset`` locate the first bad byte."""
+
+    def __init__(self, message: str, path: str = "", offset: int = -1):
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+
+
+class CorruptBlob(CorruptLog):
+    """A blob does not hash to its address."""
+
+
+class InvalidEvent(EventlogError):
+    """An event or a JSON line does not decode. ``line`` is 1-based when known."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
+
+
+class GitStoreError(EventlogError):
+    """The shadow git repository could not be read or written."""

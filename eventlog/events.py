@@ -1,0 +1,539 @@
+"""Event types: one tagged union of frozen msgspec Structs.
+
+Every event is a past-tense fact. Its ``kind`` tag is an explicit, stable snake-case string
+(never a class name). The envelope (``seq``, ``ts``, ``part``) is not part of the event body: it
+is stored beside it and returned as a :class:`Record`.
+
+Evolution rules (normative, see ``docs/format.md``):
+
+1. A new field always has a default, so logs written before it still decode.
+2. A field's type never changes and a field is never renamed or reused; add a new one instead.
+3. A tag never changes meaning; a new kind of fact gets a new tag.
+4. Unknown fields are ignored on read, so a newer log degrades gracefully in an older reader;
+   an unknown *kind* decodes as :class:`UnknownEvent` with its raw body kept.
+
+Large text (tool output, raw records) may live in the blob store: ``*_blob`` fields hold the
+sha256 address of the full content while the inline field keeps a prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+RunStatus = Literal["completed", "failed", "limit", "timeout", "interrupted", "crashed"]
+PartKind = Literal["message", "reasoning", "tool", "patch", "test", "other"]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", omit_defaults=True):
+    """Base of all events. Subclasses set ``tag=``."""
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Token counts of one model call or one part, never cumulative.
+
+    Attributes:
+        input: prompt tokens that were not read from the cache.
+        output: generated tokens, including reasoning tokens.
+        cache_read: prompt tokens served from the provider's cache.
+        cache_write: prompt tokens written to the provider's cache.
+        reasoning: generated tokens spent on hidden reasoning (a subset of ``output``).
+    """
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+
+
+class TestCase(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One test in a test or evaluation result.
+
+    Attributes:
+        name: the test's id as the runner names it (``tests/test_x.py::test_y``).
+        outcome: ``passed``, ``failed``, ``error`` or ``skipped``.
+        duration_ms: wall time of the test, when the runner reports it.
+        message: the failure message, when there is one.
+    """
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    outcome: str
+    duration_ms: float | None = None
+    message: str = ""
+
+
+class Excluded(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A path a snapshot left out by policy.
+
+    Attributes:
+        path: workdir-relative path.
+        reason: ``size``, ``pattern`` or ``nested_git`` (and future reasons).
+        size: the file's size in bytes, when known.
+    """
+
+    path: str
+    reason: str
+    size: int | None = None
+
+
+class RunStarted(Event, tag="run_started"):
+    """The run began. Always the first event (seq 1) of a run.
+
+    Attributes:
+        agent: agent name (``codex``, ``claude-code``, ``opencode``, ``raw``, ``demo``, ...).
+        agent_version: the agent's version as the agent reported it (never "latest").
+        model: the model as actually called, when known at start.
+        task_id: the task's stable id (benchmark instance, issue id).
+        prompt: the task prompt as given to the agent.
+        prompt_sha256: hex sha256 of ``prompt`` (so leaks and duplicates can be audited).
+        repo: the repository the task is about (URL or name, unmangled).
+        base_commit: the commit the workdir started from.
+        workdir: absolute path of the agent's working directory.
+        command: the agent's argv.
+        config: free-form agent configuration.
+        config_sha256: hex sha256 of ``config`` encoded canonically.
+        attempt: attempt number of this task by this agent configuration (1-based).
+        parent_run: the run this one resumes or re-runs; a resumed run is a new run.
+        tags: free-form labels (``campaign``, ``experiment``, ...).
+        host: hostname of the machine that captured the run.
+        heartbeat_s: seconds between heartbeats; when set, a run without an end event whose
+            writer is gone is shown as crashed.
+        source: how the run came in: ``capture``, ``append``, ``import:<format>``.
+    """
+
+    agent: str = ""
+    agent_version: str = ""
+    model: str = ""
+    task_id: str = ""
+    prompt: str = ""
+    prompt_sha256: str = ""
+    repo: str = ""
+    base_commit: str = ""
+    workdir: str = ""
+    command: list[str] = []
+    config: dict[str, Any] = {}
+    config_sha256: str = ""
+    attempt: int = 1
+    parent_run: str = ""
+    tags: dict[str, str] = {}
+    host: str = ""
+    heartbeat_s: float | None = None
+    source: str = ""
+
+
+class TurnStarted(Event, tag="turn_started"):
+    """A turn (one prompt → agent response cycle) began. Nesting is begin/end, not containment.
+
+    Attributes:
+        turn: 1-based turn number.
+        prompt: the user or harness input that started the turn, when there is one.
+    """
+
+    turn: int
+    prompt: str = ""
+
+
+class TurnEnded(Event, tag="turn_ended"):
+    """A turn ended.
+
+    Attributes:
+        turn: the turn number of the matching ``turn_started``.
+        status: ``completed``, ``failed`` or ``interrupted``.
+        error: the error message when the turn failed.
+    """
+
+    turn: int
+    status: str = "completed"
+    error: str = ""
+
+
+class MessageAdded(Event, tag="message_added"):
+    """A chat message (user, assistant, system) was added to the conversation.
+
+    Attributes:
+        role: ``user``, ``assistant``, ``system`` or ``tool``.
+        text: the message text (a prefix when ``text_blob`` is set).
+        text_blob: sha256 of the full text in the blob store, when it was too large to inline.
+        message_id: the provider's or agent's id of the message, when there is one.
+        model: the model that produced an assistant message.
+        branch: id of the conversation branch this message belongs to (rewinds keep siblings).
+        parent_id: the id of the message this one follows, for branching transcripts.
+    """
+
+    role: str
+    text: str = ""
+    text_blob: str = ""
+    message_id: str = ""
+    model: str = ""
+    branch: str = ""
+    parent_id: str = ""
+
+
+class ReasoningAdded(Event, tag="reasoning_added"):
+    """A reasoning (thinking) block was produced.
+
+    Attributes:
+        text: reasoning text or summary as the provider exposed it.
+        encrypted: true when the provider returned only an opaque/encrypted blob.
+    """
+
+    text: str = ""
+    encrypted: bool = False
+
+
+class ToolCalled(Event, tag="tool_called"):
+    """The agent called a tool.
+
+    Attributes:
+        call_id: the id pairing this call with its ``tool_returned``.
+        tool: the tool's name as the agent names it (``shell``, ``apply_patch``, ``Edit``).
+        arguments: the call's arguments (decoded JSON when possible, else the raw string).
+        command: the shell command, for shell-like tools.
+        paths: workdir paths the call names, when the adapter can tell.
+    """
+
+    call_id: str
+    tool: str
+    arguments: Any = None
+    command: str = ""
+    paths: list[str] = []
+
+
+class ToolReturned(Event, tag="tool_returned"):
+    """A tool call finished.
+
+    Attributes:
+        call_id: id of the matching ``tool_called``.
+        tool: the tool's name.
+        status: ``ok``, ``error``, ``declined`` or ``timeout``.
+        output: the output (a prefix when ``output_blob`` is set).
+        output_blob: sha256 of the full output in the blob store.
+        output_bytes: size of the full output in bytes.
+        exit_code: the process exit code, for shell-like tools.
+        duration_ms: wall time of the call, when known.
+        error: the error message when ``status`` is not ``ok``.
+    """
+
+    call_id: str
+    tool: str = ""
+    status: str = "ok"
+    output: str = ""
+    output_blob: str = ""
+    output_bytes: int = 0
+    exit_code: int | None = None
+    duration_ms: float | None = None
+    error: str = ""
+
+
+class FileChanged(Event, tag="file_changed"):
+    """A file was added, modified, deleted or renamed.
+
+    Attributes:
+        path: workdir-relative path after the change.
+        change: ``add``, ``modify``, ``delete`` or ``rename``.
+        old_path: the path before a rename.
+        origin: ``agent`` when the agent reported it, ``snapshot`` when computed from trees.
+        lines_added: added lines (text files, when computed from trees).
+        lines_removed: removed lines.
+    """
+
+    path: str
+    change: str
+    old_path: str = ""
+    origin: str = "snapshot"
+    lines_added: int | None = None
+    lines_removed: int | None = None
+
+
+class TestsRan(Event, tag="tests_ran"):
+    """A test or evaluation result.
+
+    Attributes:
+        suite: name of the suite or scorer.
+        passed: tests passed.
+        failed: tests failed.
+        errors: tests that errored.
+        skipped: tests skipped.
+        total: tests run (``passed + failed + errors + skipped`` unless the runner says more).
+        tests: per-test detail, when parsed.
+        tree_id: the workspace tree the tests ran on.
+        command: the command that ran them.
+        exit_code: the command's exit code.
+        call_id: the tool call that ran them, when an agent ran them.
+        duration_ms: wall time.
+        environment: what the result depends on (image, wheel, scorer version, ...).
+    """
+
+    __test__ = False  # not a pytest class
+
+    suite: str = ""
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    total: int = 0
+    tests: list[TestCase] = []
+    tree_id: str = ""
+    command: str = ""
+    exit_code: int | None = None
+    call_id: str = ""
+    duration_ms: float | None = None
+    environment: dict[str, str] = {}
+
+
+class UsageReported(Event, tag="usage_reported"):
+    """Tokens spent, as a delta (never a running total), for one model call or part.
+
+    Attributes:
+        usage: the token counts of this delta.
+        model: the model billed.
+        cost_usd: cost of this delta in US dollars, when known.
+        request_id: the provider's request or message id, used to drop repeated reports.
+        cumulative: the provider's running total this delta was derived from, kept as evidence.
+    """
+
+    usage: Usage
+    model: str = ""
+    cost_usd: float | None = None
+    request_id: str = ""
+    cumulative: Usage | None = None
+
+
+class ModelCalled(Event, tag="model_called"):
+    """A model call completed or failed.
+
+    Attributes:
+        model: the model as called.
+        ok: whether the call returned a response.
+        error: the error message of a failed call.
+        duration_ms: latency.
+        request_id: the provider's id.
+        retry: attempt number when the client retried (0 = first attempt).
+    """
+
+    model: str = ""
+    ok: bool = True
+    error: str = ""
+    duration_ms: float | None = None
+    request_id: str = ""
+    retry: int = 0
+
+
+class SnapshotTaken(Event, tag="snapshot_taken"):
+    """The workspace tree was recorded in the run's shadow repository.
+
+    Attributes:
+        tree_id: git tree id of the workspace.
+        commit_id: the shadow repository's commit holding the tree.
+        added: paths added since the previous snapshot.
+        modified: paths modified since the previous snapshot.
+        deleted: paths deleted since the previous snapshot.
+        lines_added: text lines added since the previous snapshot.
+        lines_removed: text lines removed.
+        excluded: paths left out by policy.
+        policy: the snapshot policy in force (size limit, patterns).
+        part_ended_ts: wall clock (ns) when the part completed, to compare with the envelope ts.
+        duration_ms: time the snapshot took.
+        final: true for the snapshot taken when the run ended.
+    """
+
+    tree_id: str
+    commit_id: str = ""
+    added: list[str] = []
+    modified: list[str] = []
+    deleted: list[str] = []
+    lines_added: int = 0
+    lines_removed: int = 0
+    excluded: list[Excluded] = []
+    policy: dict[str, Any] = {}
+    part_ended_ts: int | None = None
+    duration_ms: float | None = None
+    final: bool = False
+
+
+class PartEnded(Event, tag="part_ended"):
+    """A part (one observable agent item) completed. The envelope's ``part`` is its number.
+
+    Attributes:
+        part_kind: ``message``, ``reasoning``, ``tool``, ``patch``, ``test`` or ``other``.
+        title: one line for people: the tool and command, or the message's start.
+        tool: tool name, for tool parts.
+        call_id: tool call id, for tool parts.
+        tree_id: workspace tree after the part, so ``--part N`` is a lookup.
+    """
+
+    part_kind: str = "other"
+    title: str = ""
+    tool: str = ""
+    call_id: str = ""
+    tree_id: str = ""
+
+
+class LineLogged(Event, tag="line_logged"):
+    """A line the agent wrote to stdout or stderr, timestamped on arrival.
+
+    Attributes:
+        stream: ``stdout`` or ``stderr``.
+        text: the line without its newline, decoded as UTF-8 with replacement.
+    """
+
+    stream: str
+    text: str
+
+
+class RawRecorded(Event, tag="raw_recorded"):
+    """A source record kept verbatim, so a better parser can re-read old runs.
+
+    Attributes:
+        source: the format (``codex.exec_json``, ``claude.stream_json``, ``import:swe-agent``...).
+        text: the record as text, when it is valid UTF-8 (a prefix when ``blob`` is set).
+        data: the record's bytes, when it is not valid UTF-8.
+        blob: sha256 of the full record in the blob store.
+        location: where the record came from (``file:line`` or byte offset).
+        parse_error: why the record could not be parsed, if it could not.
+    """
+
+    source: str
+    text: str = ""
+    data: bytes = b""
+    blob: str = ""
+    location: str = ""
+    parse_error: str = ""
+
+
+class ErrorOccurred(Event, tag="error_occurred"):
+    """An error: of the agent, a tool, a model call, or of capture itself.
+
+    Attributes:
+        message: what happened, never empty.
+        origin: ``agent``, ``model``, ``tool``, ``capture`` or ``import``.
+        error_type: the error's class or code, when known.
+        fatal: whether the error ended the run.
+        raw_seq: seq of the raw record the error came from.
+    """
+
+    message: str
+    origin: str = "agent"
+    error_type: str = ""
+    fatal: bool = False
+    raw_seq: int | None = None
+
+
+class HeartbeatSent(Event, tag="heartbeat_sent"):
+    """The capture process is alive."""
+
+
+class Scored(Event, tag="scored"):
+    """A scorer ran on a part's tree after the fact (re-scoring). Appended, never rewritten.
+
+    Attributes:
+        scorer: the scorer's name.
+        scorer_digest: sha256 of the scorer's command and environment.
+        tree_id: the tree scored.
+        scored_part: the part whose tree was scored.
+        value: the score (pass rate, or what the scorer reports).
+        passed: tests passed, when it is a test suite.
+        failed: tests failed.
+        total: tests run.
+        status: ``ok``, ``error`` or ``timeout``.
+        exit_code: the scorer's exit code.
+        duration_ms: wall time.
+        output_tail: the end of the scorer's output.
+        reused_from: run id and seq of an identical (tree, scorer) result that was reused.
+    """
+
+    scorer: str
+    scorer_digest: str
+    tree_id: str
+    scored_part: int | None = None
+    value: float | None = None
+    passed: int | None = None
+    failed: int | None = None
+    total: int | None = None
+    status: str = "ok"
+    exit_code: int | None = None
+    duration_ms: float | None = None
+    output_tail: str = ""
+    reused_from: str = ""
+
+
+class RunEnded(Event, tag="run_ended"):
+    """The run ended. Always the last event of a run.
+
+    Attributes:
+        status: ``completed``, ``failed``, ``limit``, ``timeout``, ``interrupted`` or ``crashed``.
+        reason: why, in words (``no model call succeeded``, ``max parts reached``, ...).
+        exit_code: the agent's exit code.
+        signal: the signal that stopped the agent, if any.
+        redactions: how many secrets were redacted during capture.
+    """
+
+    status: str
+    reason: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+    redactions: int = 0
+
+
+class UnknownEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event whose kind this version does not know; its body is kept as decoded."""
+
+    kind: str
+    body: dict[str, Any] = {}
+
+
+AnyEvent = (
+    RunStarted
+    | TurnStarted
+    | TurnEnded
+    | MessageAdded
+    | ReasoningAdded
+    | ToolCalled
+    | ToolReturned
+    | FileChanged
+    | TestsRan
+    | UsageReported
+    | ModelCalled
+    | SnapshotTaken
+    | PartEnded
+    | LineLogged
+    | RawRecorded
+    | ErrorOccurred
+    | HeartbeatSent
+    | Scored
+    | RunEnded
+)
+
+EVENT_TYPES: tuple[type[Event], ...] = AnyEvent.__args__  # type: ignore[attr-defined]
+KINDS: dict[str, type[Event]] = {t.__struct_config__.tag: t for t in EVENT_TYPES}
+END_STATUSES = ("completed", "failed", "limit", "timeout", "interrupted", "crashed")
+
+
+class Record(msgspec.Struct, frozen=True):
+    """An event with its envelope, as read back from a run.
+
+    Attributes:
+        seq: gapless sequence number in the run, from 1.
+        ts: wall clock in nanoseconds since the epoch when the event was appended or observed.
+        part: the part the event belongs to, or None.
+        event: the event body.
+    """
+
+    seq: int
+    ts: int
+    part: int | None
+    event: Event | UnknownEvent
+
+    @property
+    def kind(self) -> str:
+        ev = self.event
+        return ev.kind if isinstance(ev, UnknownEvent) else ev.__struct_config__.tag
+
+
+def kind_of(event: Event | UnknownEvent) -> str:
+    """Return an event's stable tag."""
+    return event.kind if isinstance(event, UnknownEvent) else event.__struct_config__.tag

@@ -1,0 +1,36 @@
+"""Run ids: ULIDs (48-bit millisecond time + 80 random bits, Crockford base32, 26 chars).
+
+They sort by creation time, are safe in file names and S3 keys, and any unique prefix names a
+run on the command line, like a git hash.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_run_id(now_ns: int | None = None) -> str:
+    """A new ULID for a run created at ``now_ns`` (default: now)."""
+    ms = (now_ns if now_ns is not None else time.time_ns()) // 1_000_000
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def looks_like_run_id(text: str) -> bool:
+    """True if ``text`` could be a run id or a prefix of one."""
+    return bool(text) and len(text) <= 26 and all(c in _ALPHABET for c in text.upper())
+
+
+def started_ms(run_id: str) -> int:
+    """The millisecond timestamp encoded in a run id."""
+    value = 0
+    for c in run_id[:10].upper():
+        value = value * 32 + _ALPHABET.index(c)
+    return value

@@ -1,0 +1,131 @@
+"""Reading a run's stream: full scans, seq ranges (by frame header skipping), and live tailing.
+
+Sealed segments are read strictly: any damaged frame raises :class:`CorruptLog`. The open
+segment is read up to its last complete frame, because a live writer may be mid-frame; a
+damaged frame there ends the read quietly (``agtrace verify`` reports it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from . import codec, segment
+from .errors import CorruptLog
+from .events import Record
+
+
+def list_segments(stream_dir: str | os.PathLike) -> list[tuple[int, int | None, Path]]:
+    """``(first, last, path)`` of each segment in seq order; ``last`` is None for the open one."""
+    stream_dir = Path(stream_dir)
+    try:
+        names = os.listdir(stream_dir)
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        parsed = segment.parse_name(name)
+        if parsed is not None:
+            out.append((parsed[0], parsed[1], stream_dir / name))
+    out.sort(key=lambda t: (t[0], t[1] is None))
+    return out
+
+
+def read_stream(
+    stream_dir: str | os.PathLike, start: int = 1, end: int | None = None
+) -> Iterator[Record]:
+    """Records with ``start <= seq <= end`` in seq order.
+
+    Frames wholly outside the range are skipped by their headers without being decompressed,
+    so reading a part of a long run costs what that part costs.
+    """
+    for first, last, path in list_segments(stream_dir):
+        if last is not None and last < start:
+            continue
+        if end is not None and first > end:
+            break
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # sealed by the writer between listdir and open
+            sealed = _find_sealed(Path(stream_dir), first)
+            if sealed is None:
+                continue
+            data = sealed.read_bytes()
+            last = 0
+        if last is None:
+            frames = segment.iter_frames(data)
+        else:
+            frames = _strict_frames(path, data)
+        for info, batch in frames:
+            if info.last_seq < start:
+                continue
+            if end is not None and info.first_seq > end:
+                return
+            for rec in codec.decode_batch(batch, info.first_seq):
+                if rec.seq >= start and (end is None or rec.seq <= end):
+                    yield rec
+
+
+def _find_sealed(stream_dir: Path, first: int) -> Path | None:
+    for f, last, path in list_segments(stream_dir):
+        if f == first and last is not None:
+            return path
+    return None
+
+
+def _strict_frames(path: Path, data: bytes) -> Iterator[tuple[segment.FrameInfo, bytes]]:
+    if not data.startswith(segment.SEGMENT_MAGIC):
+        raise CorruptLog(f"{path}: bad segment header; run `agtrace verify`", str(path), 0)
+    off = len(segment.SEGMENT_MAGIC)
+    for info, batch in segment.iter_frames(data, off):
+        yield info, batch
+        off = info.end
+    if off != len(data):
+        raise CorruptLog(
+            f"{path}: damaged frame at byte {off}; run `agtrace verify` for details and "
+            "restore the segment from a remote copy (`agtrace pull`) if you have one",
+            str(path),
+            off,
+        )
+
+
+def last_record(stream_dir: str | os.PathLike) -> Record | None:
+    """The last record of a stream, decoding only its last frame."""
+    segs = list_segments(stream_dir)
+    for _first, _last, path in reversed(segs):
+        frames, _problem, _off = segment.scan(path, verify=False)
+        if not frames:
+            continue
+        with open(path, "rb") as fh:
+            batch = segment.read_frame(fh, frames[-1])
+        return codec.decode_batch(batch, frames[-1].first_seq)[-1]
+    return None
+
+
+def tail(
+    stream_dir: str | os.PathLike,
+    start: int = 1,
+    *,
+    poll_s: float = 0.2,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[Record]:
+    """Follow a stream: yield records from ``start`` as they are appended, until ``stop()``.
+
+    Segment rolls and seals are followed transparently. With ``stop`` None it follows forever;
+    callers typically stop when they see ``run_ended`` or when the writer's lock is free.
+    """
+    nxt = start
+    while True:
+        got = False
+        for rec in read_stream(stream_dir, nxt):
+            yield rec
+            nxt = rec.seq + 1
+            got = True
+        if stop is not None and stop():
+            for rec in read_stream(stream_dir, nxt):  # what landed just before the stop
+                yield rec
+            return
+        if not got:
+            time.sleep(poll_s)

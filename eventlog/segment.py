@@ -1,0 +1,252 @@
+"""Segment files: append-only sequences of independent, checksummed frames.
+
+Layout (little-endian; normative copy in ``docs/format.md``)::
+
+    segment  = SEGMENT_MAGIC (8 bytes) frame*
+    frame    = magic "AGF1" (4) | length u32 (4) | crc32 u32 (4) | first_seq u64 (8) | count u32 (4)
+               | payload (length bytes: zstd-compressed msgpack batch, see codec.py)
+
+``crc32`` covers ``first_seq``, ``count`` and the payload. A frame is independent: it can be
+located, checked and decoded without any other frame. Segment names:
+``{first:016x}.open`` while written, ``{first:016x}-{last:016x}.seg`` once sealed (immutable).
+
+Recovery rule: a damaged region at the end of the *open* segment with no valid frame after it
+is a torn tail (a write cut short by a crash) and is cut off. A damaged frame followed by a
+valid one is corruption: it is reported, never cut, because cutting would drop acknowledged
+events.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from .errors import CorruptLog
+
+SEGMENT_MAGIC = b"AGTSEG1\n"
+FRAME_MAGIC = b"AGF1"
+_HEADER = struct.Struct("<4sIIQI")
+HEADER_SIZE = _HEADER.size  # 24
+MAX_FRAME_PAYLOAD = 1 << 30
+
+_compressor = zstandard.ZstdCompressor(level=3)
+_decompressor = zstandard.ZstdDecompressor()
+
+
+@dataclass(frozen=True, slots=True)
+class FrameInfo:
+    """Where a frame lives and which seqs it holds."""
+
+    offset: int
+    length: int
+    first_seq: int
+    count: int
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.count - 1
+
+    @property
+    def end(self) -> int:
+        return self.offset + HEADER_SIZE + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """A torn tail found (and, by :func:`recover`, cut) at the end of a segment."""
+
+    path: str
+    offset: int
+    bytes_cut: int
+    reason: str
+
+
+def sealed_name(first: int, last: int) -> str:
+    return f"{first:016x}-{last:016x}.seg"
+
+
+def open_name(first: int) -> str:
+    return f"{first:016x}.open"
+
+
+def parse_name(name: str) -> tuple[int, int | None] | None:
+    """``(first, last)`` of a segment file name (``last`` is None while open), else None."""
+    try:
+        if name.endswith(".seg") and len(name) == 37:
+            return int(name[:16], 16), int(name[17:33], 16)
+        if name.endswith(".open") and len(name) == 21:
+            return int(name[:16], 16), None
+    except ValueError:
+        return None
+    return None
+
+
+def encode_frame(first_seq: int, batch: bytes) -> bytes:
+    """Compress a msgpack batch and wrap it in a checksummed frame."""
+    payload = _compressor.compress(batch)
+    tail = struct.pack("<QI", first_seq, _count_hint(batch)) + payload
+    crc = zlib.crc32(tail)
+    return FRAME_MAGIC + struct.pack("<II", len(payload), crc) + tail
+
+
+def _count_hint(batch: bytes) -> int:
+    """Number of items of a msgpack array, read from its header byte(s)."""
+    b0 = batch[0]
+    if 0x90 <= b0 <= 0x9F:
+        return b0 - 0x90
+    if b0 == 0xDC:
+        return struct.unpack_from(">H", batch, 1)[0]
+    if b0 == 0xDD:
+        return struct.unpack_from(">I", batch, 1)[0]
+    raise ValueError("batch is not a msgpack array")
+
+
+def decompress(payload: bytes) -> bytes:
+    return _decompressor.decompress(payload)
+
+
+def _check_frame(buf: bytes, off: int, size: int) -> FrameInfo | str:
+    """Validate the frame at ``off`` in ``buf``: a FrameInfo, or why it is not a valid frame."""
+    if size - off < HEADER_SIZE:
+        return "incomplete frame header"
+    magic, length, crc, first, count = _HEADER.unpack_from(buf, off)
+    if magic != FRAME_MAGIC:
+        return "bad frame magic"
+    if length > MAX_FRAME_PAYLOAD or off + HEADER_SIZE + length > size:
+        return "frame extends past the end of the file"
+    if zlib.crc32(memoryview(buf)[off + 12 : off + HEADER_SIZE + length]) != crc:
+        return "checksum mismatch"
+    if count == 0 or first == 0:
+        return "empty frame or seq 0"
+    return FrameInfo(off, length, first, count)
+
+
+def scan(path: str | os.PathLike, *, verify: bool = True) -> tuple[list[FrameInfo], str | None, int]:
+    """Walk a segment's frames.
+
+    Returns ``(frames, problem, problem_offset)``: the valid frames from the start, and, if the
+    walk stopped early, why and where. ``verify=False`` checks headers only (fast seek by
+    length), which is what readers use to skip frames they do not need.
+    """
+    data = Path(path).read_bytes()
+    size = len(data)
+    if size < len(SEGMENT_MAGIC) or data[: len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
+        if size == 0:
+            return [], None, 0
+        return [], "bad segment header", 0
+    frames: list[FrameInfo] = []
+    off = len(SEGMENT_MAGIC)
+    expected = None
+    while off < size:
+        if verify:
+            info = _check_frame(data, off, size)
+        else:
+            info = _header_only(data, off, size)
+        if isinstance(info, str):
+            return frames, info, off
+        if expected is not None and info.first_seq != expected:
+            return frames, f"seq gap: expected {expected}, frame starts at {info.first_seq}", off
+        frames.append(info)
+        expected = info.last_seq + 1
+        off = info.end
+    return frames, None, off
+
+
+def _header_only(buf: bytes, off: int, size: int) -> FrameInfo | str:
+    if size - off < HEADER_SIZE:
+        return "incomplete frame header"
+    magic, length, _crc, first, count = _HEADER.unpack_from(buf, off)
+    if magic != FRAME_MAGIC:
+        return "bad frame magic"
+    if off + HEADER_SIZE + length > size:
+        return "frame extends past the end of the file"
+    return FrameInfo(off, length, first, count)
+
+
+def _valid_frame_after(data: bytes, start: int) -> int | None:
+    """Offset of the first checksum-valid frame at or after ``start``, if any."""
+    pos = data.find(FRAME_MAGIC, start)
+    while pos != -1:
+        if isinstance(_check_frame(data, pos, len(data)), FrameInfo):
+            return pos
+        pos = data.find(FRAME_MAGIC, pos + 1)
+    return None
+
+
+def recover(path: str | os.PathLike) -> tuple[list[FrameInfo], TornTail | None]:
+    """Check an open segment and cut a torn tail off it.
+
+    Returns the valid frames and the cut that was made (None if the file was intact).
+    Raises :class:`CorruptLog` when a bad frame is followed by a valid one: that is corruption
+    of acknowledged data, which is never cut automatically.
+    """
+    path = Path(path)
+    frames, problem, off = scan(path)
+    if problem is None:
+        return frames, None
+    data = path.read_bytes()
+    if off == 0:
+        if _valid_frame_after(data, 0) is not None:
+            raise CorruptLog(
+                f"{path}: bad segment header but valid frames follow; run `agtrace verify` and "
+                "restore the file from a remote copy",
+                str(path),
+                0,
+            )
+        off = 0
+    else:
+        later = _valid_frame_after(data, off + 1)
+        if later is not None:
+            raise CorruptLog(
+                f"{path}: frame at byte {off} is damaged ({problem}) but a valid frame follows at "
+                f"byte {later}; the log is corrupt, not torn. Run `agtrace verify` and restore this "
+                "segment from a remote copy (`agtrace pull`) if you have one",
+                str(path),
+                off,
+            )
+    cut = TornTail(str(path), off, len(data) - off, problem)
+    with open(path, "r+b") as fh:
+        if off == 0:
+            fh.truncate(0)
+            fh.write(SEGMENT_MAGIC)
+        else:
+            fh.truncate(off)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return frames, cut
+
+
+def read_frame(fh, info: FrameInfo) -> bytes:
+    """The decompressed batch of a frame (checksum verified)."""
+    fh.seek(info.offset)
+    raw = fh.read(HEADER_SIZE + info.length)
+    checked = _check_frame(raw, 0, len(raw))
+    if isinstance(checked, str):
+        raise CorruptLog(
+            f"{fh.name}: frame at byte {info.offset}: {checked}; run `agtrace verify`",
+            fh.name,
+            info.offset,
+        )
+    return decompress(raw[HEADER_SIZE:])
+
+
+def iter_frames(data: bytes, start: int = len(SEGMENT_MAGIC)) -> Iterator[tuple[FrameInfo, bytes]]:
+    """Valid frames of an in-memory segment image, stopping quietly at an incomplete tail.
+
+    Used to follow a segment that a live writer is appending to: a half-written frame at the end
+    is not an error there, just not there yet.
+    """
+    off = start
+    size = len(data)
+    while off < size:
+        info = _check_frame(data, off, size)
+        if isinstance(info, str):
+            return
+        yield info, decompress(data[off + HEADER_SIZE : info.end])
+        off = info.end

@@ -1,0 +1,309 @@
+"""The per-run log writer: gapless seqs, group commit, segment roll and seal, torn-tail recovery.
+
+Durability policies (what :meth:`RunWriter.append` may return as durable):
+
+``strict``
+    every append is written as its own frame and fsynced before ``append`` returns, so the
+    returned ``durable`` equals the returned ``seq``.
+``normal`` (default)
+    appends are buffered and written as one frame (group commit); the frame is fsynced when a
+    part ends (``part_ended``), when the run starts or ends, and at least every 200 ms by a
+    background flusher. A crash loses at most the events appended in the last 200 ms.
+``off``
+    frames are written when the buffer fills and fsynced only at close; for bulk imports.
+
+The writer holds the run's lock (one writer per run) from construction until :meth:`close`.
+On open it checks the open segment and cuts a torn tail (reported in :attr:`torn_tail`).
+A ``run_ended`` event closes the log: later appends raise :class:`RunClosed`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+from . import codec, segment
+from .errors import RunClosed
+from .events import Event, HeartbeatSent, PartEnded, RunEnded, RunStarted
+from .lock import RunLock
+
+DURABILITY = ("strict", "normal", "off")
+SYNC_INTERVAL_S = 0.2
+SEGMENT_BYTES = 32 * 1024 * 1024
+BATCH_EVENTS = 1024
+
+Items = list[tuple[int, int | None, Event]]
+Listener = Callable[[int, Items], None]
+"""Called on the appending thread with ``(first_seq, items)`` of events that are on disk."""
+
+_SYNC_KINDS = (PartEnded, RunEnded, RunStarted)
+_INDEX_KINDS = (PartEnded, RunEnded, RunStarted, HeartbeatSent)
+
+
+class Ack(NamedTuple):
+    """What an append achieved: the event's seq and the highest seq that is durable."""
+
+    seq: int
+    durable: int
+
+
+class RunWriter:
+    """Appends events to one stream (``events`` or ``scores``) of one run.
+
+    Not safe to share between processes (the lock prevents it); safe to call from several
+    threads of one process.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        run_id: str,
+        *,
+        stream: str = "events",
+        durability: str = "normal",
+        segment_bytes: int = SEGMENT_BYTES,
+        listener: Listener | None = None,
+    ):
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
+        self.run_id = run_id
+        self.run_dir = Path(run_dir)
+        self.dir = self.run_dir / stream
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.durability = durability
+        self.segment_bytes = segment_bytes
+        self._listener = listener
+        lock_name = "lock" if stream == "events" else f"{stream}.lock"
+        self._lock = RunLock.acquire(self.run_dir / lock_name, run_id)
+        self._mu = threading.RLock()
+        self._buf: Items = []
+        self._pending: Items = []  # on disk, not yet given to the listener
+        self._pending_first = 0
+        self._fh = None
+        self._open_path: Path | None = None
+        self._open_first = 0
+        self._closed = False
+        self.torn_tail: segment.TornTail | None = None
+        try:
+            self._next = self._recover()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._written = self._next - 1
+        self._durable = self._next - 1
+        self._ended = self._next > 1 and self._last_is_end()
+        self._stop = threading.Event()
+        self._flusher = None
+        if durability == "normal":
+            self._flusher = threading.Thread(target=self._flush_loop, daemon=True, name="agtrace-flush")
+            self._flusher.start()
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _recover(self) -> int:
+        """Find the next seq; cut a torn tail off the open segment if there is one."""
+        sealed_last = 0
+        open_files = []
+        for name in os.listdir(self.dir):
+            parsed = segment.parse_name(name)
+            if parsed is None:
+                continue
+            first, last = parsed
+            if last is None:
+                open_files.append((first, name))
+            else:
+                sealed_last = max(sealed_last, last)
+        open_files.sort()
+        for first, name in open_files[:-1]:
+            self._seal_orphan(self.dir / name)
+        if open_files:
+            first, name = open_files[-1]
+            path = self.dir / name
+            frames, self.torn_tail = segment.recover(path)
+            if frames:
+                self._open_path, self._open_first = path, first
+                self._fh = open(path, "ab")
+                return frames[-1].last_seq + 1
+            path.unlink()
+        return sealed_last + 1
+
+    def _seal_orphan(self, path: Path) -> None:
+        frames, _ = segment.recover(path)
+        if frames:
+            os.replace(path, self.dir / segment.sealed_name(frames[0].first_seq, frames[-1].last_seq))
+        else:
+            path.unlink()
+
+    def _last_is_end(self) -> bool:
+        from .reader import last_record  # reader imports nothing of writer's state
+
+        rec = last_record(self.dir)
+        return rec is not None and isinstance(rec.event, RunEnded)
+
+    # -- appending ---------------------------------------------------------------------------
+
+    @property
+    def next_seq(self) -> int:
+        return self._next
+
+    @property
+    def durable_seq(self) -> int:
+        return self._durable
+
+    def append(self, event: Event, *, part: int | None = None, ts: int | None = None) -> Ack:
+        """Append one event; return its seq and the highest durable seq (see module docstring)."""
+        with self._mu:
+            if self._ended or self._closed:
+                self._refuse()
+            seq = self._next
+            self._next = seq + 1
+            self._buf.append((ts if ts is not None else time.time_ns(), part, event))
+            if isinstance(event, RunEnded):
+                self._ended = True
+            if self.durability == "strict" or isinstance(event, _SYNC_KINDS):
+                self._flush(sync=self.durability != "off")
+            elif len(self._buf) >= BATCH_EVENTS:
+                self._flush(sync=False)
+            if self._listener and (isinstance(event, _INDEX_KINDS) or len(self._pending) > 50_000):
+                self._notify()
+            return Ack(seq, self._durable)
+
+    def append_many(self, events: Iterable[tuple[Event, int | None, int | None]]) -> Ack:
+        """Append ``(event, part, ts)`` triples as one group; one fsync under ``strict``."""
+        with self._mu:
+            seq = self._next - 1
+            for event, part, ts in events:
+                if self._ended or self._closed:
+                    self._refuse()
+                seq = self._next
+                self._next += 1
+                self._buf.append((ts if ts is not None else time.time_ns(), part, event))
+                if isinstance(event, RunEnded):
+                    self._ended = True
+                if len(self._buf) >= BATCH_EVENTS:
+                    self._flush(sync=False)
+            self._flush(sync=self.durability == "strict" or self._ended)
+            if self._listener:
+                self._notify()
+            return Ack(seq, self._durable)
+
+    def _refuse(self):
+        if self._closed:
+            raise RunClosed(f"the writer of run {self.run_id} is closed; open a new one to append")
+        raise RunClosed(
+            f"run {self.run_id} has ended (it has a run_ended event); a resumed or continued "
+            "run is a new run: create one with parent_run set to this id"
+        )
+
+    def flush(self, sync: bool = True) -> int:
+        """Write buffered events; with ``sync`` fsync them. Returns the highest durable seq."""
+        with self._mu:
+            self._flush(sync=sync and self.durability != "off")
+            if self._listener:
+                self._notify()
+            return self._durable
+
+    def _flush(self, *, sync: bool) -> None:
+        if self._buf:
+            first = self._written + 1
+            items, self._buf = self._buf, []
+            frame = segment.encode_frame(first, codec.encode_batch(items))
+            fh = self._segment_for(first)
+            fh.write(frame)
+            fh.flush()
+            self._written = first + len(items) - 1
+            if not self._pending:
+                self._pending_first = first
+            self._pending.extend(items)
+        if sync and self._durable < self._written:
+            os.fsync(self._fh.fileno())
+            self._durable = self._written
+        if self._fh is not None and self._fh.tell() >= self.segment_bytes:
+            self._seal()
+
+    def _segment_for(self, first: int):
+        if self._fh is None:
+            self._open_first = first
+            self._open_path = self.dir / segment.open_name(first)
+            self._fh = open(self._open_path, "wb")
+            self._fh.write(segment.SEGMENT_MAGIC)
+            _fsync_dir(self.dir)
+        return self._fh
+
+    def _seal(self) -> None:
+        """Make the open segment immutable under its range name. Everything in it is durable."""
+        if self._fh is None:
+            return
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._durable = self._written
+        self._fh.close()
+        self._fh = None
+        os.replace(self._open_path, self.dir / segment.sealed_name(self._open_first, self._written))
+        _fsync_dir(self.dir)
+        self._open_path = None
+
+    def _notify(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._listener(self._pending_first, pending)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(SYNC_INTERVAL_S):
+            with self._mu:
+                if self._closed:
+                    return
+                if self._buf or self._durable < self._written:
+                    self._flush(sync=True)
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def close(self, *, seal: bool = True) -> int:
+        """Flush, fsync, seal the open segment (unless ``seal=False``) and release the lock."""
+        with self._mu:
+            if self._closed:
+                return self._durable
+            self._stop.set()
+            try:
+                self._flush(sync=True)
+                if self._fh is not None:
+                    os.fsync(self._fh.fileno())
+                    self._durable = self._written
+                    if seal:
+                        self._seal()
+                    else:
+                        self._fh.close()
+                        self._fh = None
+                if self._listener:
+                    self._notify()
+            finally:
+                self._closed = True
+                self._lock.release()
+        return self._durable
+
+    def abandon(self) -> None:
+        """Release the lock without flushing (buffered events are dropped). For tests and crashes."""
+        with self._mu:
+            self._stop.set()
+            self._closed = True
+            if self._fh is not None:
+                self._fh.close()
+            self._lock.release()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
