@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 import click
-
 from agtrace.eventlog import Record, UnknownEvent, to_builtins
 
 _SUMMARY_FIELDS = {

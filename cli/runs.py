@@ -6,7 +6,6 @@ import sys
 
 import click
 import msgspec
-
 from agtrace.eventlog import (
     END_STATUSES,
     KINDS,

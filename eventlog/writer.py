@@ -118,7 +118,7 @@ class RunWriter:
             else:
                 sealed_last = max(sealed_last, last)
         open_files.sort()
-        for first, name in open_files[:-1]:
+        for _first, name in open_files[:-1]:
             self._seal_orphan(self.dir / name)
         if open_files:
             first, name = open_files[-1]
@@ -126,7 +126,7 @@ class RunWriter:
             frames, self.torn_tail = segment.recover(path)
             if frames:
                 self._open_path, self._open_first = path, first
-                self._fh = open(path, "ab")
+                self._fh = open(path, "ab")  # noqa: SIM115 - held until close()
                 return frames[-1].last_seq + 1
             path.unlink()
         return sealed_last + 1
@@ -229,7 +229,7 @@ class RunWriter:
         if self._fh is None:
             self._open_first = first
             self._open_path = self.dir / segment.open_name(first)
-            self._fh = open(self._open_path, "wb")
+            self._fh = open(self._open_path, "wb")  # noqa: SIM115 - held until seal
             self._fh.write(segment.SEGMENT_MAGIC)
             _fsync_dir(self.dir)
         return self._fh

@@ -1,0 +1,87 @@
+"""Shared fixtures: a fresh store per test and one example of every event type."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from agtrace.eventlog import (
+    ErrorOccurred,
+    Excluded,
+    FileChanged,
+    HeartbeatSent,
+    LineLogged,
+    MessageAdded,
+    ModelCalled,
+    PartEnded,
+    RawRecorded,
+    ReasoningAdded,
+    RunEnded,
+    RunStarted,
+    Scored,
+    SnapshotTaken,
+    Store,
+    TestCase,
+    TestsRan,
+    ToolCalled,
+    ToolReturned,
+    TurnEnded,
+    TurnStarted,
+    Usage,
+    UsageReported,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    s = Store(tmp_path / "store")
+    yield s
+    s.close()
+
+
+def one_of_each() -> list:
+    """One example of every event type, in a plausible order (run_started first, run_ended last)."""
+    return [
+        RunStarted(agent="demo", agent_version="1.0", model="gpt-x", prompt="fix it", task_id="t1",
+                   repo="github.com/o/r", base_commit="abc", command=["agent", "--go"],
+                   config={"temperature": 0}, tags={"campaign": "c1"}, heartbeat_s=5.0),
+        TurnStarted(turn=1, prompt="fix it"),
+        ReasoningAdded(text="think"),
+        MessageAdded(role="assistant", text="I will look", message_id="m1", model="gpt-x"),
+        ToolCalled(call_id="c1", tool="shell", arguments={"cmd": "ls"}, command="ls"),
+        ToolReturned(call_id="c1", tool="shell", output="a\nb\n", exit_code=0, duration_ms=3.5),
+        FileChanged(path="a.py", change="modify", origin="agent"),
+        TestsRan(suite="unit", passed=3, failed=1, total=4,
+                 tests=[TestCase(name="t::a", outcome="failed", message="boom")], tree_id="t" * 40),
+        UsageReported(usage=Usage(input=10, output=5, cache_read=2, reasoning=1), model="gpt-x",
+                      cost_usd=0.01, request_id="r1"),
+        ModelCalled(model="gpt-x", ok=False, error="429", retry=1),
+        SnapshotTaken(tree_id="a" * 40, added=["x"], excluded=[Excluded(path="big.bin", reason="size", size=9)]),
+        PartEnded(part_kind="tool", title="shell ls", tool="shell", call_id="c1", tree_id="a" * 40),
+        LineLogged(stream="stderr", text="warn"),
+        RawRecorded(source="codex.exec_json", text='{"type":"x"}', location="stdout:3"),
+        RawRecorded(source="raw", data=b"\xff\xfe", parse_error="not utf-8"),
+        ErrorOccurred(message="boom", origin="tool"),
+        HeartbeatSent(),
+        Scored(scorer="pytest", scorer_digest="d" * 64, tree_id="a" * 40, value=0.5),
+        TurnEnded(turn=1),
+        RunEnded(status="completed", reason="done", exit_code=0, redactions=2),
+    ]
+
+
+def run_agtrace(args: list[str], store_path, *, input: bytes | None = None, env=None, check=False, timeout=120):
+    """Run the real `agtrace` console entry point in a subprocess."""
+    full_env = {**os.environ, "AGTRACE_HOME": str(store_path), **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from agtrace.cli.main import main; main()", *args],
+        input=input, capture_output=True, env=full_env, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"agtrace {args} failed ({proc.returncode}): {proc.stderr.decode()}")
+    return proc

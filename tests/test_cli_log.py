@@ -1,0 +1,131 @@
+"""The event-log commands, driven through the real console entry point in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import click
+from agtrace.cli.main import cli
+from agtrace.eventlog import Store
+from agtrace.eventlog import segment as seg
+from agtrace.eventlog.reader import list_segments
+
+from .conftest import run_agtrace
+
+
+def _lines(proc) -> list[str]:
+    return proc.stdout.decode().splitlines()
+
+
+def test_new_append_log_copy_close_round_trip(tmp_path):
+    s = tmp_path / "store"
+    a = run_agtrace(["new", "--agent", "bot", "--model", "m1", "--task", "do it", "--tag", "exp=1"], s, check=True)
+    run_a = a.stdout.decode().strip()
+    events = [
+        {"kind": "message_added", "role": "assistant", "text": "hello", "part": 1},
+        {"kind": "tool_called", "call_id": "c1", "tool": "shell", "command": "ls", "part": 2},
+        {"kind": "tool_returned", "call_id": "c1", "output": "a\n", "exit_code": 0, "part": 2},
+        {"kind": "part_ended", "part_kind": "tool", "title": "shell ls", "part": 2},
+    ]
+    payload = "".join(json.dumps(e) + "\n" for e in events).encode()
+    run_agtrace(["append", run_a[:10]], s, input=payload, check=True)
+    run_agtrace(["close", run_a, "--status", "completed", "--reason", "ok"], s, check=True)
+
+    log_a = run_agtrace(["log", run_a, "--json"], s, check=True)
+    b = run_agtrace(["new"], s, check=True).stdout.decode().strip()
+    run_agtrace(["append", b], s, input=log_a.stdout, check=True)
+    rec_a = [json.loads(x) for x in _lines(log_a)]
+    rec_b = [json.loads(x) for x in _lines(run_agtrace(["log", b, "--json"], s, check=True))]
+    strip = lambda r: {k: v for k, v in r.items() if k != "seq"}  # noqa: E731
+    assert [strip(r) for r in rec_b[1:]] == [strip(r) for r in rec_a]  # b's own run_started first
+    assert [r["seq"] for r in rec_b] == list(range(1, len(rec_a) + 2))
+
+    show = json.loads(run_agtrace(["show", run_a, "--json"], s, check=True).stdout)
+    for key in ("id", "agent", "model", "status", "parts", "events", "started_at", "ended_at"):
+        assert key in show
+    assert (show["agent"], show["model"], show["status"], show["parts"], show["events"]) == ("bot", "m1", "completed", 2, 6)
+    part2 = [json.loads(x) for x in _lines(run_agtrace(["log", run_a, "--part", "2", "--json"], s, check=True))]
+    assert [r["kind"] for r in part2] == ["tool_called", "tool_returned", "part_ended"]
+    tools = _lines(run_agtrace(["log", run_a, "--kind", "tool_called"], s, check=True))
+    assert len(tools) == 1 and "command=ls" in tools[0]
+    listing = json.loads(run_agtrace(["ls", "--json"], s, check=True).stdout)
+    assert {r["id"]: r["status"] for r in listing}[run_a] == "completed"
+
+
+def test_bad_line_stops_with_its_number_and_keeps_what_came_before(tmp_path):
+    s = tmp_path / "store"
+    run = run_agtrace(["new"], s, check=True).stdout.decode().strip()
+    good = json.dumps({"kind": "message_added", "role": "user", "text": "one"})
+    payload = f"{good}\n{good}\n{{\"kind\": \"message_added\", \"role\": 5}}\n{good}\n".encode()
+    proc = run_agtrace(["append", run], s, input=payload)
+    assert proc.returncode == 2
+    err = proc.stderr.decode()
+    assert "line 3" in err and "2 event(s) before line 3 are stored" in err
+    kinds = [json.loads(x)["kind"] for x in _lines(run_agtrace(["log", run, "--json"], s, check=True))]
+    assert kinds == ["run_started", "message_added", "message_added"]
+    unknown = run_agtrace(["append", run], s, input=b'{"kind": "no_such_kind"}\n')
+    assert unknown.returncode == 2 and "unknown event kind" in unknown.stderr.decode()
+
+
+def test_second_writer_process_is_refused_naming_the_holder(tmp_path):
+    s = tmp_path / "store"
+    run = run_agtrace(["new"], s, check=True).stdout.decode().strip()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "from agtrace.cli.main import main; main()", "--store", str(s), "append", run],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        lock = s / "runs" / run / "lock"
+        while str(holder.pid) not in (lock.read_text() if lock.exists() else "") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc = run_agtrace(["append", run], s, input=b"")
+        assert proc.returncode == 1
+        assert f"locked by pid {holder.pid}" in proc.stderr.decode()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=20)
+
+
+def test_verify_exit_1_names_the_first_bad_frame(tmp_path):
+    s = tmp_path / "store"
+    run = run_agtrace(["new"], s, check=True).stdout.decode().strip()
+    ok = run_agtrace(["verify", "--json"], s, check=True)
+    assert json.loads(ok.stdout)["ok"] is True
+    ((_, _, path),) = list_segments(s / "runs" / run / "events")
+    frames, _, _ = seg.scan(path)
+    data = bytearray(path.read_bytes())
+    data[frames[0].offset + seg.HEADER_SIZE + 2] ^= 4
+    path.write_bytes(bytes(data))
+    bad = run_agtrace(["verify", run], s)
+    assert bad.returncode == 1
+    assert f"{path}: frame at byte {frames[0].offset}" in bad.stderr.decode()
+
+
+def test_reindex_and_ls_agree(tmp_path):
+    s = tmp_path / "store"
+    for _ in range(2):
+        run_agtrace(["new", "--agent", "x"], s, check=True)
+    before = Store(s).catalog.dump()
+    proc = run_agtrace(["reindex", "--json"], s, check=True)
+    assert json.loads(proc.stdout) == {"runs": 2}
+    assert Store(s).catalog.dump() == before
+
+
+def test_unknown_run_is_a_clear_usage_error(tmp_path):
+    proc = run_agtrace(["show", "0000"], tmp_path / "store")
+    assert proc.returncode == 2
+    assert "no run matches '0000'" in proc.stderr.decode() and "agtrace ls" in proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
+
+
+def test_every_command_that_prints_data_has_json():
+    no_data = {"demo-agent"}
+    for name, command in cli.commands.items():
+        if name in no_data:
+            continue
+        params = {p.name for p in command.params if isinstance(p, click.Option)}
+        assert "as_json" in params, f"`agtrace {name}` has no --json"

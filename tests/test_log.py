@@ -1,0 +1,262 @@
+"""The per-run log: seqs, durability acks, roll and seal, recovery, locks, reads by range and part."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from agtrace.eventlog import (
+    Catalog,
+    CorruptLog,
+    MessageAdded,
+    PartEnded,
+    RunClosed,
+    RunEnded,
+    RunLocked,
+    RunStarted,
+    RunWriter,
+    Store,
+    ToolReturned,
+)
+from agtrace.eventlog import segment as seg
+from agtrace.eventlog.reader import list_segments, read_stream
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .conftest import one_of_each
+
+
+def _fill(writer, parts: int, per_part: int = 3, text: str = "x" * 200):
+    for p in range(1, parts + 1):
+        for i in range(per_part):
+            writer.append(MessageAdded(role="assistant", text=f"{text} p{p} i{i}"), part=p)
+        writer.append(PartEnded(part_kind="message", title=f"part {p}", tree_id=f"{p:040x}"), part=p)
+
+
+def test_seqs_are_gapless_and_events_round_trip(store):
+    events = one_of_each()
+    w = store.create_run(events[0])
+    for ev in events[1:]:
+        w.append(ev, part=2)
+    store.close_writer(w)
+    recs = list(store.read(w.run_id))
+    assert [r.seq for r in recs] == list(range(1, len(events) + 1))
+    assert [r.event for r in recs][1:] == events[1:]
+    assert recs[0].event.host and recs[0].event.prompt_sha256
+
+
+def test_strict_acks_each_event_durable(store):
+    w = store.create_run(RunStarted(agent="a"), durability="strict")
+    ack = w.append(MessageAdded(role="user", text="hi"))
+    assert ack.seq == ack.durable == 2
+    store.close_writer(w)
+
+
+def test_normal_acks_durable_at_part_end(store):
+    w = store.create_run(RunStarted(agent="a"), durability="normal")
+    a1 = w.append(MessageAdded(role="user", text="hi"), part=1)
+    assert a1.seq == 2 and a1.durable == 1  # run_started is synced, the message not yet
+    a2 = w.append(PartEnded(part_kind="message"), part=1)
+    assert a2.durable == a2.seq == 3
+    store.close_writer(w)
+
+
+def test_normal_flushes_within_the_sync_interval_without_a_part_end(store):
+    import time
+
+    w = store.create_run(RunStarted(agent="a"), durability="normal")
+    a = w.append(MessageAdded(role="user", text="hi"))
+    deadline = time.monotonic() + 2
+    while w.durable_seq < a.seq and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert w.durable_seq == a.seq
+    assert [r.seq for r in store.read(w.run_id)] == [1, 2]  # readable by another reader meanwhile
+    store.close_writer(w)
+
+
+def test_segments_roll_by_size_and_seal_with_range_names(tmp_path):
+    store = Store(tmp_path)
+    w = store.create_run(RunStarted(agent="a"))
+    w.segment_bytes = 4096
+    _fill(w, 40, text=os.urandom(300).hex())
+    store.close_writer(w)
+    segs = list_segments(store.run_dir(w.run_id) / "events")
+    assert len(segs) > 3 and all(last is not None for _, last, _ in segs)
+    expected_first = 1
+    for first, last, path in segs:
+        assert first == expected_first and path.name == seg.sealed_name(first, last)
+        expected_first = last + 1
+    assert expected_first - 1 == 1 + 40 * 4
+    assert store.verify().ok
+
+
+def test_read_part_uses_the_index_not_a_full_scan(tmp_path):
+    store = Store(tmp_path)
+    w = store.create_run(RunStarted(agent="a"))
+    w.segment_bytes = 2048
+    _fill(w, 30, text=os.urandom(200).hex())
+    store.close_writer(w)
+    segs = list_segments(store.run_dir(w.run_id) / "events")
+    row = store.catalog.part_row(w.run_id, 30)
+    # destroy every segment that does not hold part 30: reading the part must not touch them
+    for _first, last, path in segs:
+        if last < row["first_seq"]:
+            path.write_bytes(b"garbage")
+    recs = store.read_part(w.run_id, 30)
+    assert [r.part for r in recs] == [30] * 4
+    assert recs[-1].event.title == "part 30"
+    assert store.catalog.part_row(w.run_id, 30)["tree_id"] == f"{30:040x}"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(1, 80), max_size=6))
+def test_reading_in_chunks_equals_reading_at_once(tmp_path_factory, cuts):
+    store = Store(tmp_path_factory.mktemp("s"))
+    w = store.create_run(RunStarted(agent="a"))
+    w.segment_bytes = 3000
+    _fill(w, 20)
+    store.close_writer(w)
+    whole = list(store.read(w.run_id))
+    bounds = sorted({1, *cuts, len(whole) + 1})
+    chunks = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        chunks.extend(store.read(w.run_id, a, b - 1))
+    assert chunks == whole
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(1, 80), max_size=6))
+def test_catalog_folded_in_chunks_equals_folded_at_once(tmp_path_factory, cuts):
+    root = tmp_path_factory.mktemp("s")
+    store = Store(root)
+    w = store.create_run(RunStarted(agent="a", model="m"))
+    _fill(w, 20)
+    w.append(RunEnded(status="failed", reason="r"))
+    store.close_writer(w)
+    items = [(r.ts, r.part, r.event) for r in store.read(w.run_id)]
+    once = Catalog(root / "once.db")
+    once.apply(w.run_id, 1, items)
+    chunked = Catalog(root / "chunked.db")
+    bounds = sorted({0, *[c for c in cuts if c < len(items)], len(items)})
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        chunked.apply(w.run_id, a + 1, items[a:b])
+    chunked.apply(w.run_id, 1, items)  # re-applying is harmless
+    assert once.dump() == chunked.dump()
+
+
+def test_reindex_rebuilds_the_catalog_row_for_row(store):
+    for n in range(3):
+        w = store.create_run(RunStarted(agent=f"a{n}", model="m", tags={"k": str(n)}))
+        _fill(w, 5 + n)
+        if n != 1:
+            w.append(RunEnded(status="completed"))
+        store.close_writer(w)
+    before = store.catalog.dump()
+    assert len(before["runs"]) == 3 and len(before["parts"]) == 5 + 6 + 7
+    store.reindex()
+    assert store.catalog.dump() == before
+
+
+def test_ended_run_refuses_appends(store):
+    w = store.create_run(RunStarted())
+    w.append(RunEnded(status="completed"))
+    with pytest.raises(RunClosed, match="resumed or continued run is a new run"):
+        w.append(MessageAdded(role="user"))
+    store.close_writer(w)
+    w2 = store.open_writer(w.run_id)
+    with pytest.raises(RunClosed):
+        w2.append(MessageAdded(role="user"))
+    w2.close()
+
+
+def test_second_writer_in_the_same_process_is_refused(store):
+    w = store.create_run(RunStarted())
+    with pytest.raises(RunLocked, match=f"pid {os.getpid()}"):
+        RunWriter(store.run_dir(w.run_id), w.run_id)
+    store.close_writer(w)
+    store.open_writer(w.run_id).close()  # released: a new writer may open
+
+
+def test_torn_tail_is_cut_and_reported(store):
+    w = store.create_run(RunStarted(), durability="strict")
+    _fill(w, 3)
+    w.abandon()
+    (path,) = [p for _, last, p in list_segments(store.run_dir(w.run_id) / "events") if last is None]
+    good = path.stat().st_size
+    with open(path, "ab") as fh:
+        fh.write(b"AGF1\x10\x00\x00\x00partial")
+    w2 = store.open_writer(w.run_id)
+    assert w2.torn_tail is not None and w2.torn_tail.offset == good and w2.torn_tail.bytes_cut == 15
+    assert w2.append(MessageAdded(role="user")).seq == 14
+    store.close_writer(w2)
+    assert store.verify().ok
+
+
+def test_damaged_middle_frame_of_open_segment_is_not_cut(store):
+    w = store.create_run(RunStarted(), durability="strict")
+    _fill(w, 3)
+    w.abandon()
+    (path,) = [p for _, last, p in list_segments(store.run_dir(w.run_id) / "events") if last is None]
+    frames, _, _ = seg.scan(path)
+    data = bytearray(path.read_bytes())
+    data[frames[2].offset + seg.HEADER_SIZE + 1] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptLog, match=f"byte {frames[2].offset}"):
+        store.open_writer(w.run_id)
+    assert path.read_bytes() == bytes(data)
+
+
+def test_verify_names_the_bad_frame_of_a_sealed_segment(store):
+    w = store.create_run(RunStarted())
+    _fill(w, 4)
+    store.close_writer(w)
+    ((_, _, path),) = list_segments(store.run_dir(w.run_id) / "events")
+    frames, _, _ = seg.scan(path)
+    data = bytearray(path.read_bytes())
+    data[frames[1].offset + seg.HEADER_SIZE + 3] ^= 1
+    path.write_bytes(bytes(data))
+    report = store.verify()
+    assert not report.ok
+    assert f"{path}: frame at byte {frames[1].offset}: checksum mismatch" in report.problems[0]
+    with pytest.raises(CorruptLog, match=f"byte {frames[1].offset}"):
+        list(read_stream(path.parent))
+
+
+def test_large_outputs_go_to_the_blob_store_once(store):
+    big = "line of pytest output\n" * 20_000
+    inline, digest, n = store.blobs.inline_or_put(big)
+    inline2, digest2, _ = store.blobs.inline_or_put(big)
+    assert digest == digest2 and n == len(big) and len(inline) < 4096
+    assert len(list(store.blobs.digests())) == 1
+    w = store.create_run(RunStarted())
+    w.append(ToolReturned(call_id="c", output=inline, output_blob=digest, output_bytes=n), part=1)
+    store.close_writer(w)
+    rec = list(store.read(w.run_id))[-1]
+    assert store.text(rec.event.output, rec.event.output_blob) == big
+    assert store.verify().ok and store.verify().blobs == 1
+    blob = store.blobs.path(digest)
+    blob.write_bytes(blob.read_bytes()[:-3] + b"\x00\x00\x00")
+    assert not store.verify().ok
+
+
+def test_status_of_a_run_whose_writer_died(store):
+    w = store.create_run(RunStarted(heartbeat_s=5.0))
+    assert store.info(w.run_id).status == "running"
+    w.abandon()
+    info = store.info(w.run_id)
+    assert info.status == "crashed" and "stopped" in info.reason
+
+
+def test_unique_prefix_resolves_and_ambiguous_prefix_is_refused(store):
+    ids = []
+    for _ in range(2):
+        w = store.create_run(RunStarted())
+        store.close_writer(w)
+        ids.append(w.run_id)
+    assert store.resolve(ids[0].lower()) == ids[0]
+    common = os.path.commonprefix(ids)
+    if common:
+        from agtrace.eventlog import AmbiguousRunId
+
+        with pytest.raises(AmbiguousRunId):
+            store.resolve(common)
