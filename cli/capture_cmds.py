@@ -1,3 +1,122 @@
-"""Capture commands: run, demo."""
+"""Capture commands: `agtrace run -- COMMAND…` and `agtrace demo`."""
 
-COMMANDS = []
+from __future__ import annotations
+
+import sys
+
+import click
+import msgspec
+
+from agtrace.capture.adapters import ADAPTERS
+from agtrace.capture.demo import run_demo
+from agtrace.capture.recorder import PartDone
+from agtrace.capture.runner import RunSummary, run_agent
+from agtrace.capture.snapshot import DEFAULT_EXCLUDES, SnapshotPolicy
+
+from .main import UserError, pass_ctx
+from .output import duration, shorten
+from .runs import parse_tags, read_text_arg
+
+
+def _live(enabled: bool):
+    """The per-part line printed while a run is captured (on stderr, so --json stays clean)."""
+
+    def show(p: PartDone) -> None:
+        if not enabled:
+            return
+        files = f" files: {', '.join(p.files[:3])}{'…' if len(p.files) > 3 else ''}" if p.files else ""
+        click.echo(f"  part {p.part:>4}  {p.kind:<9} {shorten(p.title, 60):<60}{files}  tokens: {p.tokens:,}", err=True)
+
+    return show
+
+
+def _finish(summary: RunSummary, as_json: bool) -> None:
+    if as_json:
+        click.echo(msgspec.json.encode(summary.to_dict()).decode())
+    else:
+        reason = f" ({summary.reason})" if summary.reason else ""
+        click.echo(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
+                   f"{summary.tokens:,} tokens, {duration(summary.duration_s)}", err=True)
+        click.echo(summary.run_id)
+    if summary.status not in ("completed",):
+        sys.exit(1)
+
+
+@click.command("run", context_settings={"ignore_unknown_options": False})
+@click.option("--agent", type=click.Choice(sorted(ADAPTERS)), default="raw", show_default=True,
+              help="Output format of the agent command.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Directory the agent works in (snapshotted after every part).")
+@click.option("--task", default="", help="Task prompt (TEXT or @FILE), recorded in the run.")
+@click.option("--task-id", default="", help="Stable task id.")
+@click.option("--model", default="", help="Model name, when the agent's output does not say.")
+@click.option("--max-parts", type=int, default=None, help="Stop the agent after N parts (status limit).")
+@click.option("--timeout", type=float, default=None, help="Stop the agent after S seconds (status timeout).")
+@click.option("--durability", type=click.Choice(["strict", "normal", "off"]), default="normal", show_default=True)
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="Free-form tag (repeatable).")
+@click.option("--parent", default="", help="Run this one resumes or re-runs.")
+@click.option("--max-file-bytes", type=int, default=10 * 1024 * 1024, show_default=True,
+              help="Snapshots leave out larger files (recorded).")
+@click.option("--exclude", "excludes", multiple=True, help="Extra gitignore-style pattern left out of snapshots.")
+@click.option("--marker", default=None, help="raw agent: a regex; a stdout line matching it ends a part.")
+@click.option("--quiet-s", type=float, default=None, help="raw agent: end a part after S seconds without output.")
+@click.option("--quiet", "-q", is_flag=True, help="No live per-part lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
+@click.argument("command", nargs=-1, required=True)
+@pass_ctx
+def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durability, tags, parent,
+            max_file_bytes, excludes, marker, quiet_s, quiet, as_json, command) -> None:
+    """Run an agent COMMAND (after `--`) and capture it part by part.
+
+    Prints one line per part while it runs, then the run id. Exit 1 unless the run completed.
+    """
+    store = ctx.store
+    options = {}
+    if agent == "raw":
+        options = {k: v for k, v in (("marker", marker), ("quiet_s", quiet_s)) if v is not None}
+    policy = SnapshotPolicy(max_file_bytes=max_file_bytes, exclude=(*DEFAULT_EXCLUDES, *excludes))
+    summary = run_agent(
+        store, list(command), agent=agent, workdir=workdir, task=read_text_arg(task), task_id=task_id,
+        model=model, max_parts=max_parts, timeout=timeout, durability=durability, tags=parse_tags(tags),
+        parent_run=store.resolve(parent) if parent else "", policy=policy, adapter_options=options,
+        on_start=lambda rid: click.echo(f"capturing run {rid} ({agent})", err=True) if not quiet else None,
+        on_part=_live(not quiet),
+    )
+    _finish(summary, as_json)
+
+
+@click.command("demo")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Where to set up the demo project (default: a new temp dir).")
+@click.option("--fast", is_flag=True, help="No pauses in the scripted agent.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
+@pass_ctx
+def demo_cmd(ctx, workdir, fast, as_json) -> None:
+    """Capture a scripted agent (no model, no key, no network) fixing a small project."""
+    store = ctx.store
+    if not as_json:
+        click.echo("agtrace demo: a scripted agent fixes a small Python project in a temp git repo;", err=True)
+        click.echo("it runs as a real subprocess and is captured through `agtrace run --agent codex`.", err=True)
+    summary, wd = run_demo(store, workdir=workdir, fast=fast, on_part=_live(not as_json))
+    if as_json:
+        click.echo(msgspec.json.encode({**summary.to_dict(), "workdir": str(wd)}).decode())
+        return
+    rid = summary.run_id
+    short = rid[:10]
+    click.echo(f"\nrun {rid}: {summary.status}; {summary.parts} parts, {summary.tokens:,} tokens, "
+               f"{duration(summary.duration_s)}; the agent's workdir is {wd}")
+    click.echo("\nTry next:")
+    store_opt = "" if ctx.store_path.endswith("/.agtrace") else f" --store {ctx.store_path}"
+    for line in (
+        f"agtrace{store_opt} show {short}",
+        f"agtrace{store_opt} log {short} --part 9",
+        f"agtrace{store_opt} log {short} --kind tests_ran",
+        f"agtrace{store_opt} replay {short} --part 9 --out /tmp/part9",
+        f"agtrace{store_opt} verify {short}",
+    ):
+        click.echo(f"  {line}")
+    if summary.status != "completed":
+        raise UserError(f"the demo run ended {summary.status}: {summary.reason}", 1)
+
+
+COMMANDS = [run_cmd, demo_cmd]

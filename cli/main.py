@@ -11,6 +11,7 @@ import os
 import sys
 
 import click
+
 from agtrace.eventlog import AmbiguousRunId, EventlogError, InvalidEvent, RunNotFound, Store
 
 DEFAULT_STORE = "~/.agtrace"

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 import click
+
 from agtrace.eventlog import Record, UnknownEvent, to_builtins
 
 _SUMMARY_FIELDS = {

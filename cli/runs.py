@@ -6,6 +6,7 @@ import sys
 
 import click
 import msgspec
+
 from agtrace.eventlog import (
     END_STATUSES,
     KINDS,

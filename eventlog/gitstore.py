@@ -50,7 +50,7 @@ from typing import NamedTuple
 import pygit2
 from pygit2.enums import ConfigLevel, DeltaStatus, DiffOption, ObjectType
 
-from .errors import EventlogError
+from .errors import GitStoreError
 
 __all__ = ["GitStore", "GitStoreError", "SnapshotResult", "Exclusion", "FileChange", "SNAPSHOT_REF"]
 
@@ -79,10 +79,6 @@ _CONFIG = {
     "gc.auto": "0",
 }
 _MODE_BLOB, _MODE_EXEC, _MODE_LINK, _MODE_TREE = 0o100644, 0o100755, 0o120000, 0o040000
-
-
-class GitStoreError(EventlogError):
-    """A shadow-repository operation failed; the message says what to do next."""
 
 
 class Exclusion(NamedTuple):

@@ -8,6 +8,7 @@ import sys
 import time
 
 import click
+
 from agtrace.cli.main import cli
 from agtrace.eventlog import Store
 from agtrace.eventlog import segment as seg

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from agtrace.eventlog import EVENT_TYPES, KINDS, Record, Store, record_to_json
 from agtrace.eventlog.codec import decode_batch, encode_batch, event_from_json
 from agtrace.eventlog.schema import generate
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from .conftest import REPO, one_of_each
 

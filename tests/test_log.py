@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from agtrace.eventlog import (
     Catalog,
     CorruptLog,
@@ -20,8 +23,6 @@ from agtrace.eventlog import (
 )
 from agtrace.eventlog import segment as seg
 from agtrace.eventlog.reader import list_segments, read_stream
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from .conftest import one_of_each
 

@@ -1,0 +1,199 @@
+"""Adapter for ``codex exec --json`` (schema: ``codex-rs/exec/src/exec_events.rs``).
+
+Mapping (one completed ``item`` = one part; ``item.started``/``item.updated`` only time them):
+
+===================================  ==========================================================
+record                               events
+===================================  ==========================================================
+``thread.started{thread_id}``        none; ``state.session_id``
+``turn.started``                     ``turn_started``
+``item.completed`` agent_message     ``message_added(assistant)`` + ``part_ended(message)``
+``item.completed`` plan              ``message_added(assistant)`` + ``part_ended(message)``
+``item.completed`` reasoning         ``reasoning_added`` + ``part_ended(reasoning)``
+``item.completed`` command_execution ``tool_called(shell)`` + ``tool_returned`` [+ ``tests_ran``]
+                                     + ``part_ended(tool|test)``
+``item.completed`` file_change       ``tool_called(apply_patch)`` + ``tool_returned`` +
+                                     ``file_changed(origin=agent)`` per path + ``part_ended(patch)``
+``item.completed`` mcp_tool_call,    ``tool_called`` + ``tool_returned`` + ``part_ended(tool)``
+collab_tool_call, web_search
+``item.completed`` todo_list         ``part_ended(other)``
+``item.completed`` error             ``error_occurred(agent)`` (a non-fatal warning, no part)
+``turn.completed{usage}``            ``model_called(ok)`` + ``usage_reported`` (delta, part None)
+                                     + ``turn_ended(completed)``
+``turn.failed{error}``               ``model_called(failed)`` + ``error_occurred(model, fatal)``
+                                     + ``turn_ended(failed)``
+``error{message}``                   ``model_called(failed)`` + ``error_occurred(model)``
+===================================  ==========================================================
+
+Usage semantics. ``turn.completed.usage`` is the thread's *cumulative* total, not the turn's,
+although ``exec_events.rs`` documents it as "usage of tokens during a turn": the JSONL writer
+(``codex-rs/exec/src/event_processor_with_jsonl_output.rs``, ``usage_from_last_total``, openai/codex
+@029bf4d5) fills it from ``ThreadTokenUsage.total`` of the last ``ThreadTokenUsageUpdated``
+notification (older releases: ``TokenCountEvent.info.total_token_usage``). It is therefore fed
+through :class:`~agtrace.capture.usage.CumulativeCounter`; the total is kept as ``cumulative``.
+A ``codex exec resume`` process reports the resumed thread's earlier spend in its first total;
+pass ``usage_baseline`` (the thread's total before this process) to subtract it.
+
+The stream names neither the model nor the Codex version: pass ``model=``/``agent_version=``.
+Codex does not report individual model requests, so one ``model_called(ok)`` is emitted per
+completed turn (a lower bound on the calls made).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agtrace.eventlog import MessageAdded, PartEnded, ReasoningAdded, Usage, UsageReported
+
+from ..adapter import Emit
+from ..usage import CumulativeCounter, usage_from_openai
+from .base import JsonLineAdapter, title_of
+
+_TOOL_STATUS = {"completed": "ok", "failed": "error", "declined": "declined"}
+_CHANGE_KIND = {"add": "add", "delete": "delete", "update": "modify"}
+
+
+class CodexExecAdapter(JsonLineAdapter):
+    """Parses ``codex exec --json`` stdout. Extra option: ``usage_baseline: Usage``."""
+
+    name = "codex.exec_json"
+
+    def __init__(self, *, usage_baseline: Usage | None = None, **opts: Any) -> None:
+        super().__init__(**opts)
+        self.usage = CumulativeCounter(usage_baseline)
+        self.started_ns: dict[str, int] = {}
+        self.running: dict[str, dict[str, Any]] = {}  # started, not completed: latest copy
+        self.turn_error = ""
+
+    def handle(self, rec: dict[str, Any]) -> list[Emit]:
+        kind = rec.get("type")
+        if kind == "thread.started":
+            self.state.session_id = str(rec.get("thread_id") or "")
+            return []
+        if kind == "turn.started":
+            out = self.end_turn("interrupted") if self.turn_open else []
+            self.turn_error = ""
+            return out + self.start_turn()
+        if kind in ("item.started", "item.updated"):
+            item = rec.get("item") or {}
+            self.started_ns.setdefault(str(item.get("id")), self.now_ns())
+            self.running[str(item.get("id"))] = item
+            return []
+        if kind == "item.completed":
+            return self.item(rec.get("item") or {})
+        if kind == "turn.completed":
+            return self.turn_completed(rec.get("usage") or {})
+        if kind == "turn.failed":
+            message = str((rec.get("error") or {}).get("message") or "turn failed")
+            out = []
+            if message != self.turn_error:
+                out += [self.model_called(False, message),
+                        self.error(message, origin="model", fatal=True)]
+            return out + self.end_turn("failed", message)
+        if kind == "error":
+            message = str(rec.get("message") or "error")
+            self.turn_error = message
+            return [self.model_called(False, message), self.error(message, origin="model")]
+        return []  # item.plan.delta, request_user_input, future kinds: the line is kept raw
+
+    def close(self) -> list[Emit]:
+        """Items still running when the agent exited become failed parts, then the turn ends."""
+        out: list[Emit] = []
+        for item in list(self.running.values()):
+            if item.get("type") in ("command_execution", "mcp_tool_call", "collab_tool_call",
+                                    "file_change"):
+                out += self.item({**item, "status": "failed", "exit_code": None,
+                                  "error": {"message": "agent exited before the item completed"}})
+        self.running.clear()
+        return out + super().close()
+
+    def turn_completed(self, usage: dict[str, Any]) -> list[Emit]:
+        out = [self.model_called(True)]
+        total = usage_from_openai(usage)
+        delta = self.usage.feed(total)
+        if delta is not None:
+            out.append(Emit(UsageReported(usage=delta, model=self.state.model, cumulative=total)))
+        return out + self.end_turn("completed")
+
+    def item(self, item: dict[str, Any]) -> list[Emit]:
+        kind = item.get("type")
+        item_id = str(item.get("id") or "")
+        started = self.started_ns.pop(item_id, None)
+        self.running.pop(item_id, None)
+        duration = (self.now_ns() - started) / 1e6 if started else None
+        if kind in ("agent_message", "plan"):
+            text = str(item.get("text") or "")
+            self.state.final_message = text
+            part = self.next_part()
+            title = title_of(text) if kind == "agent_message" else title_of(f"plan: {text}")
+            return [
+                Emit(MessageAdded(role="assistant", text=text, message_id=item_id,
+                                  model=self.state.model), part),
+                Emit(PartEnded(part_kind="message", title=title), part),
+            ]
+        if kind == "reasoning":
+            text = str(item.get("text") or "")
+            part = self.next_part()
+            return [Emit(ReasoningAdded(text=text), part),
+                    Emit(PartEnded(part_kind="reasoning", title=title_of(text)), part)]
+        if kind == "command_execution":
+            command = str(item.get("command") or "")
+            status = _TOOL_STATUS.get(str(item.get("status")), "error")
+            exit_code = item.get("exit_code")
+            reason = (item.get("error") or {}).get("message") if isinstance(
+                item.get("error"), dict) else None
+            error = "" if status == "ok" else (reason or (
+                f"exit code {exit_code}" if exit_code is not None else str(item.get("status"))))
+            return self.tool_part(
+                call_id=item_id, tool="shell", arguments={"command": command}, command=command,
+                status=status, output=str(item.get("aggregated_output") or ""),
+                exit_code=exit_code, duration_ms=duration, error=error, called_ns=started)
+        if kind == "file_change":
+            changes = [(str(c.get("path") or ""), _CHANGE_KIND.get(str(c.get("kind")), "modify"))
+                       for c in item.get("changes") or []]
+            ok = item.get("status") == "completed"
+            names = ", ".join(p.rsplit("/", 1)[-1] for p, _ in changes)
+            return self.tool_part(
+                call_id=item_id, tool="apply_patch", arguments={"changes": item.get("changes")},
+                status="ok" if ok else "error", error="" if ok else "patch failed",
+                changes=changes, duration_ms=duration, called_ns=started,
+                title=title_of(f"patch: {names}"))
+        if kind in ("mcp_tool_call", "collab_tool_call", "web_search"):
+            return self.other_tool(kind, item, started, duration)
+        if kind == "todo_list":
+            items = [i for i in item.get("items") or [] if isinstance(i, dict)]
+            done = sum(1 for i in items if i.get("completed"))
+            part = self.next_part()
+            return [Emit(PartEnded(part_kind="other", title=f"todo list: {done}/{len(items)} done"),
+                         part)]
+        if kind == "error":
+            return [self.error(str(item.get("message") or ""), origin="agent")]
+        return []
+
+    def other_tool(self, kind: str, item: dict[str, Any], started: int | None,
+                   duration: float | None) -> list[Emit]:
+        item_id = str(item.get("id") or "")
+        status = _TOOL_STATUS.get(str(item.get("status")), "ok" if kind == "web_search" else "error")
+        error = str((item.get("error") or {}).get("message") or "")
+        if kind == "mcp_tool_call":
+            tool, args = str(item.get("tool") or "mcp"), item.get("arguments")
+            result = item.get("result") or {}
+            texts = [c.get("text", "") for c in result.get("content") or [] if isinstance(c, dict)]
+            output = "\n".join(t for t in texts if t) or (
+                json.dumps(result["structured_content"]) if result.get("structured_content")
+                else "")
+            title = f"{item.get('server')}.{tool}"
+        elif kind == "collab_tool_call":
+            tool = str(item.get("tool") or "collab")
+            args = {"prompt": item.get("prompt"), "receivers": item.get("receiver_thread_ids")}
+            output = json.dumps(item.get("agents_states") or {}, sort_keys=True)
+            title = title_of(f"{tool}: {item.get('prompt') or ''}")
+        else:
+            tool, args, output = "web_search", {"query": item.get("query")}, ""
+            title = title_of(f"web_search: {item.get('query') or ''}")
+        if status != "ok" and not error:
+            error = str(item.get("status"))
+        return self.tool_part(call_id=item_id, tool=tool, arguments=args, status=status,
+                              output=output, error=error, duration_ms=duration,
+                              called_ns=started, title=title)

@@ -1,0 +1,70 @@
+"""``agtrace demo``: a real capture of a scripted agent, with no model, no key and no network.
+
+The scripted agent (``demo_agent.py``) runs as a real subprocess in a fresh temporary git
+repository and prints the Codex ``exec --json`` format; it is captured through exactly the path
+``agtrace run --agent codex`` takes.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from agtrace.eventlog import Store
+
+from .demo_agent import DEMO_TASK, setup_demo_repo
+from .recorder import PartDone
+from .runner import RunSummary, run_agent
+
+
+def demo_command(*flags: str) -> list[str]:
+    """The argv that starts the scripted agent with this interpreter."""
+    return [sys.executable, "-m", "agtrace.capture.demo_agent", *flags]
+
+
+def run_demo(
+    store: Store,
+    *,
+    workdir: str | Path | None = None,
+    fast: bool = False,
+    durability: str = "normal",
+    on_start: Callable[[str], None] | None = None,
+    on_part: Callable[[PartDone], None] | None = None,
+) -> tuple[RunSummary, Path]:
+    """Set up the demo project (in ``workdir`` or a new temp dir), capture the agent on it.
+
+    Returns the run summary and the workdir, which is left in place so it can be compared
+    with a replay.
+    """
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="agtrace-demo-"))
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    setup_demo_repo(workdir)
+    summary = run_agent(
+        store,
+        demo_command(*(["--fast"] if fast else [])),
+        agent="codex",
+        agent_name="demo",
+        agent_version=_version(),
+        model="scripted (no model)",
+        workdir=workdir,
+        task=DEMO_TASK,
+        task_id="demo/textstats",
+        durability=durability,
+        tags={"demo": "1"},
+        on_start=on_start,
+        on_part=on_part,
+    )
+    return summary, workdir
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agtrace")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,102 @@
+"""Workspace snapshots of one run: the policy, the shadow repository, and sealing into bundles.
+
+The shadow repository (``runs/<id>/repo.git``) has its own GIT_DIR; the agent's ``.git`` and
+any nested ``.git`` are never read for state nor written, so an agent that commits, resets or
+rebases cannot orphan or hide a snapshot, and bash-made changes are captured like edits.
+A snapshot is taken as soon as a part completes, and once more when the run ends.
+
+Sealing writes the snapshot history as git bundles in ``runs/<id>/bundles/``: the first bundle
+holds everything so far, each later one only what came after the previous bundle's tip, so a
+long run can make progress durable remotely without re-bundling its history.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agtrace.eventlog import Excluded, SnapshotTaken
+from agtrace.eventlog.gitstore import GitStore
+
+from .errors import WorkdirError
+
+DEFAULT_EXCLUDES = (
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "__pycache__/",
+    "*.pyc",
+    ".venv/",
+    "node_modules/",
+)
+"""Left out of every snapshot unless the policy says otherwise: secrets and rebuildable caches."""
+
+
+@dataclass(frozen=True)
+class SnapshotPolicy:
+    """What snapshots leave out. Recorded in every ``snapshot_taken`` event.
+
+    Attributes:
+        max_file_bytes: files larger than this are left out (reason ``size``).
+        exclude: gitignore-style patterns left out, on top of the workdir's ``.gitignore``.
+    """
+
+    max_file_bytes: int = 10 * 1024 * 1024
+    exclude: tuple[str, ...] = field(default=DEFAULT_EXCLUDES)
+
+    def as_dict(self) -> dict:
+        return {"max_file_bytes": self.max_file_bytes, "exclude": list(self.exclude), "gitignore": True}
+
+
+class Snapshotter:
+    """Takes snapshots of a workdir into a run's shadow repository. One per run; not threadsafe."""
+
+    def __init__(self, run_dir: str | os.PathLike, workdir: str | os.PathLike, policy: SnapshotPolicy | None = None):
+        self.workdir = Path(workdir).resolve()
+        if not self.workdir.is_dir():
+            raise WorkdirError(f"workdir {workdir} does not exist; create it or pass --workdir")
+        self.run_dir = Path(run_dir)
+        self.policy = policy or SnapshotPolicy()
+        self.git = GitStore.init(self.run_dir / "repo.git")
+        self.tree_id: str | None = None
+        self.commit_id: str | None = None
+        self._bundled: str | None = None
+
+    def take(self, label: str, *, part_ended_ts: int | None = None, final: bool = False) -> SnapshotTaken:
+        """Record the workdir's tree now; return the event describing it (changes since the last)."""
+        result = self.git.snapshot(
+            self.workdir,
+            exclude=list(self.policy.exclude),
+            max_file_bytes=self.policy.max_file_bytes,
+            message=label,
+            parent_commit=self.commit_id,
+        )
+        self.tree_id, self.commit_id = result.tree_id, result.commit_id
+        return SnapshotTaken(
+            tree_id=result.tree_id,
+            commit_id=result.commit_id,
+            added=list(result.added),
+            modified=list(result.modified),
+            deleted=list(result.deleted),
+            lines_added=result.lines_added,
+            lines_removed=result.lines_removed,
+            excluded=[Excluded(path=e.path, reason=e.reason, size=e.size) for e in result.excluded],
+            policy=self.policy.as_dict(),
+            part_ended_ts=part_ended_ts,
+            duration_ms=round(result.duration_ms, 3),
+            final=final,
+        )
+
+    def seal(self) -> Path | None:
+        """Write the snapshots made since the last seal as the next bundle; None if nothing new."""
+        if self.commit_id is None or self.commit_id == self._bundled:
+            return None
+        bundles = self.run_dir / "bundles"
+        bundles.mkdir(exist_ok=True)
+        n = len(list(bundles.glob("*.bundle"))) + 1
+        path = bundles / f"{n:04d}-{self.commit_id[:12]}.bundle"
+        self.git.write_bundle(path, since_commit=self._bundled)
+        self._bundled = self.commit_id
+        return path

@@ -1,0 +1,185 @@
+"""Token accounting shared by the adapters: provider field mapping, cumulative → delta, dedupe.
+
+Every ``usage_reported`` event an adapter emits is a *delta* (see :class:`~agtrace.eventlog.Usage`):
+summing them over a run gives the run's spend. Providers do not report deltas uniformly, so the
+adapters route every report through one of two helpers:
+
+* :class:`CumulativeCounter` for running totals (Codex ``turn.completed.usage`` is the thread's
+  total so far, see ``capture/adapters/codex.py``). Summing those totals is the classic bug
+  (``docs/PITFALLS``: "Codex usage counters are cumulative but were summed").
+* :class:`DedupeById` for per-message reports that are repeated (Claude Code writes one line per
+  content block, each with the same ``message.id`` and a copy of the message's usage, and the
+  first copies may carry a placeholder ``output_tokens`` of 1).
+
+Field mapping into :class:`Usage` (``input`` is always the *non-cached* prompt part, ``output``
+always *includes* reasoning, ``reasoning`` is the subset of ``output`` spent thinking):
+
+==================  ======================================  ====================================
+``Usage`` field     OpenAI / Codex                           Anthropic / Claude Code
+==================  ======================================  ====================================
+``input``           ``input_tokens - cached_input_tokens``   ``input_tokens``
+                    (``input_tokens`` INCLUDES cached ones)  (already EXCLUDES cache)
+``cache_read``      ``cached_input_tokens`` (or              ``cache_read_input_tokens``
+                    ``input_tokens_details.cached_tokens``)
+``cache_write``     0 (not reported)                         ``cache_creation_input_tokens``
+``output``          ``output_tokens``                        ``output_tokens``
+``reasoning``       ``reasoning_output_tokens`` (or          0 (not reported separately)
+                    ``output_tokens_details.reasoning_...``)
+==================  ======================================  ====================================
+
+OpenCode reports ``tokens{input, output, reasoning, cache{read, write}}`` with ``input`` already
+non-cached; whether its ``output`` includes ``reasoning`` changed between versions, which
+:func:`usage_from_opencode` settles from ``tokens.total``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agtrace.eventlog import Usage
+
+FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+ZERO = Usage()
+
+
+def _int(value: Any) -> int:
+    """A token count from provider JSON; anything that is not a non-negative int counts 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return max(0, int(value))
+
+
+def add(a: Usage, b: Usage) -> Usage:
+    """Field-wise sum."""
+    return Usage(**{f: getattr(a, f) + getattr(b, f) for f in FIELDS})
+
+
+def increase(new: Usage, old: Usage) -> Usage:
+    """Field-wise ``max(0, new - old)``: what ``new`` adds on top of ``old``."""
+    return Usage(**{f: max(0, getattr(new, f) - getattr(old, f)) for f in FIELDS})
+
+
+def is_zero(u: Usage) -> bool:
+    """True when every count is 0."""
+    return u == ZERO
+
+
+def usage_from_openai(d: dict[str, Any]) -> Usage:
+    """Map an OpenAI/Codex usage dict (``input_tokens`` includes cached tokens)."""
+    details_in = d.get("input_tokens_details") or {}
+    details_out = d.get("output_tokens_details") or {}
+    cached = _int(d.get("cached_input_tokens", details_in.get("cached_tokens")))
+    total_in = _int(d.get("input_tokens"))
+    reasoning = _int(d.get("reasoning_output_tokens", details_out.get("reasoning_tokens")))
+    return Usage(
+        input=max(0, total_in - cached),
+        output=_int(d.get("output_tokens")),
+        cache_read=cached,
+        reasoning=reasoning,
+    )
+
+
+def usage_from_anthropic(d: dict[str, Any]) -> Usage:
+    """Map an Anthropic usage dict (``input_tokens`` excludes cache reads and writes)."""
+    return Usage(
+        input=_int(d.get("input_tokens")),
+        output=_int(d.get("output_tokens")),
+        cache_read=_int(d.get("cache_read_input_tokens")),
+        cache_write=_int(d.get("cache_creation_input_tokens")),
+    )
+
+
+def usage_from_opencode(tokens: dict[str, Any]) -> Usage:
+    """Map OpenCode's ``tokens{total, input, output, reasoning, cache{read, write}}``.
+
+    Recent OpenCode stores ``output = outputTokens - reasoningTokens`` (so ``total`` equals
+    ``input + output + reasoning + cache``); older releases stored the provider's
+    ``outputTokens`` (reasoning included, ``total`` equals ``input + output + cache``). When
+    ``total`` matches the second form the output is taken as is, otherwise reasoning is added
+    back so that ``Usage.output`` always includes reasoning.
+    """
+    cache = tokens.get("cache") or {}
+    inp, out = _int(tokens.get("input")), _int(tokens.get("output"))
+    reasoning = _int(tokens.get("reasoning"))
+    read, write = _int(cache.get("read")), _int(cache.get("write"))
+    total = tokens.get("total")
+    output_includes_reasoning = (
+        reasoning > 0 and isinstance(total, int) and total == inp + out + read + write
+    )
+    return Usage(
+        input=inp,
+        output=out if output_includes_reasoning else out + reasoning,
+        cache_read=read,
+        cache_write=write,
+        reasoning=reasoning,
+    )
+
+
+class CumulativeCounter:
+    """Turns successive running totals into deltas.
+
+    ``feed(total)`` returns ``total - previous`` field by field, ``None`` when ``total`` repeats
+    the previous report exactly (nothing new was spent), and the first report minus ``baseline``
+    (default zero) the first time.
+
+    Counter reset: when any field of a new total is *smaller* than the previous one, the provider
+    restarted counting (a new process or thread, a compaction that rebuilt the counter). The
+    tokens spent since the reset are then exactly the new total, so the new total is returned as
+    the delta and ``resets`` is incremented. Tokens spent between the last report before the
+    reset and the reset itself are unknowable and are not invented.
+    """
+
+    def __init__(self, baseline: Usage | None = None) -> None:
+        self.last: Usage | None = baseline
+        self.resets = 0
+
+    def feed(self, total: Usage) -> Usage | None:
+        """Return the delta since the last total (see the class docstring), or None."""
+        prev = self.last
+        if prev is not None and total == prev:
+            return None
+        if prev is None:
+            delta = total
+        elif any(getattr(total, f) < getattr(prev, f) for f in FIELDS):
+            self.resets += 1
+            delta = total
+        else:
+            delta = increase(total, prev)
+        self.last = total
+        return None if is_zero(delta) else delta
+
+
+class DedupeById:
+    """Counts each message's usage once although it is reported on several lines.
+
+    ``feed(key, usage)`` returns the usage the first time ``key`` is seen. For a later report
+    with the same key it returns the field-wise *increase* over the largest counts seen so far
+    for that key, or ``None`` when nothing increased. This choice matters for Claude Code, whose
+    first lines of a streamed message carry the final ``input_tokens`` but a placeholder
+    ``output_tokens`` (1 or 2) that only a later line corrects: counting the first line only
+    would under-count output, summing all lines would multiply input. Reports never decrease a
+    key's counts, so the sum of returned deltas per key is its field-wise maximum.
+    """
+
+    def __init__(self) -> None:
+        self._max: dict[str, Usage] = {}
+
+    def feed(self, key: str, usage: Usage) -> Usage | None:
+        """Return what this report adds for ``key`` (see the class docstring), or None."""
+        old = self._max.get(key, ZERO)
+        delta = increase(usage, old)
+        if is_zero(delta):
+            self._max.setdefault(key, old)
+            return None
+        self._max[key] = Usage(**{f: max(getattr(usage, f), getattr(old, f)) for f in FIELDS})
+        return delta
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._max
+
+    def total(self) -> Usage:
+        """The sum of every key's counts, i.e. of every delta returned so far."""
+        out = ZERO
+        for u in self._max.values():
+            out = add(out, u)
+        return out

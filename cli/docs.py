@@ -1,0 +1,46 @@
+"""Generate ``docs/cli.md`` from the commands' ``--help``, and check that it (and schemas/) is fresh.
+
+``python -m agtrace.cli.docs`` rewrites the files; ``--check`` exits 1 if either is stale.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from agtrace.eventlog.schema import generate as generate_schema
+
+from .main import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def render() -> str:
+    """The CLI reference: the group's help, then each command's, in name order."""
+    parts = ["# CLI reference\n", "Generated from `--help` by `python -m agtrace.cli.docs`; do not edit.\n"]
+    with click.Context(cli, info_name="agtrace", terminal_width=100) as ctx:
+        parts.append(f"## agtrace\n\n```\n{cli.get_help(ctx)}\n```\n")
+        for name in sorted(cli.commands):
+            command = cli.commands[name]
+            with click.Context(command, parent=ctx, info_name=name, terminal_width=100) as sub:
+                parts.append(f"## agtrace {name}\n\n```\n{command.get_help(sub)}\n```\n")
+    return "\n".join(parts)
+
+
+def main(argv: list[str]) -> int:
+    targets = {ROOT / "docs" / "cli.md": render().encode(), ROOT / "schemas" / "events.schema.json": generate_schema()}
+    stale = [path for path, data in targets.items() if not path.exists() or path.read_bytes() != data]
+    if "--check" in argv:
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is stale: run python -m agtrace.cli.docs", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.write_bytes(targets[path])
+        print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

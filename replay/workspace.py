@@ -1,0 +1,170 @@
+"""The repository at any part: pick a part, find its tree, write it out, verify it.
+
+Part ``0`` is the workspace before the agent's first part (the base snapshot). Trees come from
+the run's shadow repository when it is there, else from its bundles, unbundled once into a
+per-run cache (``<store>/cache/<run id>/repo.git``); later replays of any part only check out.
+What is written is re-hashed and must equal the recorded tree id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agtrace.eventlog import (
+    PartEnded,
+    SnapshotTaken,
+    Store,
+    TestsRan,
+    ToolCalled,
+)
+from agtrace.eventlog.gitstore import GitStore
+
+from .errors import OutputNotEmpty, PartNotFound
+
+
+@dataclass
+class PartView:
+    """What part N was, for people and for ``--json``."""
+
+    run_id: str
+    part: int
+    tree_id: str
+    kind: str = ""
+    title: str = ""
+    tool: str = ""
+    command: str = ""
+    changed: list[dict] = field(default_factory=list)
+    tests: dict | None = None
+    out: str = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def resolve_part(store: Store, run_id: str, *, part: str | int | None = None, at_seq: int | None = None,
+                 at_time_ns: int | None = None) -> int:
+    """The part number named by ``part`` (a number or ``last``), an event seq, or a wall clock.
+
+    ``at_seq`` and ``at_time_ns`` pick the last part that had ended at that seq or time (0 if
+    none had: the base tree).
+    """
+    store.sync(run_id)
+    rows = store.catalog.part_rows(run_id)
+    ended = [r for r in rows if r["kind"] is not None]
+    if part is not None:
+        if str(part) == "last":
+            if not ended:
+                raise PartNotFound(f"run {run_id} has no completed part yet")
+            return ended[-1]["part"]
+        try:
+            return int(part)
+        except ValueError:
+            raise PartNotFound(f"--part takes a number or `last`, not {part!r}") from None
+    if at_seq is not None:
+        return max((r["part"] for r in ended if r["last_seq"] <= at_seq), default=0)
+    if at_time_ns is not None:
+        return max((r["part"] for r in ended if (r["ts"] or 0) <= at_time_ns), default=0)
+    raise PartNotFound("name a part: --part N|last, --at-seq S or --at-time T")
+
+
+def base_tree(store: Store, run_id: str) -> str:
+    """The tree before the first part (the run's first snapshot), or "" if none was taken."""
+    for rec in store.read(run_id, 1, 50):
+        if isinstance(rec.event, SnapshotTaken) and rec.part is None:
+            return rec.event.tree_id
+    return ""
+
+
+def tree_of_part(store: Store, run_id: str, part: int) -> str:
+    """The workspace tree recorded at the end of ``part`` (part 0: the base tree)."""
+    if part == 0:
+        tree = base_tree(store, run_id)
+    else:
+        row = store.catalog.part_row(run_id, part)
+        if row is None:
+            n = store.info(run_id).parts
+            raise PartNotFound(f"run {run_id} has no part {part}; it has parts 1..{n}")
+        tree = row["tree_id"] or ""
+    if not tree:
+        raise PartNotFound(f"run {run_id} recorded no snapshot for part {part} (captured without a workdir?)")
+    return tree
+
+
+def snapshots(store: Store, run_id: str) -> GitStore:
+    """The run's snapshot repository: its shadow repo, or its bundles unbundled once into a cache."""
+    run_dir = store.run_dir(run_id)
+    shadow = run_dir / "repo.git"
+    if (shadow / "HEAD").exists():
+        return GitStore.open(shadow)
+    bundles = sorted((run_dir / "bundles").glob("*.bundle"))
+    if not bundles:
+        raise PartNotFound(f"run {run_id} has neither a shadow repository nor bundles; pull it again")
+    return GitStore.from_bundles(bundles, store.root / "cache" / run_id / "repo.git")
+
+
+def describe_part(store: Store, run_id: str, part: int, git: GitStore | None = None) -> PartView:
+    """What part N was: kind, tool and command, files changed since N-1, tests at that point."""
+    tree = tree_of_part(store, run_id, part)
+    view = PartView(run_id=run_id, part=part, tree_id=tree)
+    if part == 0:
+        view.kind, view.title = "base", "the workspace before the first part"
+        return view
+    for rec in store.read_part(run_id, part):
+        ev = rec.event
+        if isinstance(ev, PartEnded):
+            view.kind, view.title, view.tool = ev.part_kind, ev.title, ev.tool
+        elif isinstance(ev, ToolCalled):
+            view.command = ev.command
+    row = store.catalog.part_row(run_id, part)
+    last_test = None
+    for rec in store.read(run_id, 1, row["last_seq"]):
+        if isinstance(rec.event, TestsRan):
+            last_test = rec
+    if last_test is not None:
+        t = last_test.event
+        view.tests = {"part": last_test.part, "suite": t.suite, "passed": t.passed, "failed": t.failed,
+                      "errors": t.errors, "total": t.total}
+    git = git or snapshots(store, run_id)
+    previous = _previous_tree(store, run_id, part)
+    view.changed = [
+        {"path": c.path, "status": c.status, "lines_added": c.lines_added, "lines_removed": c.lines_removed}
+        for c in git.diff(previous or None, tree)
+    ]
+    return view
+
+
+def _previous_tree(store: Store, run_id: str, part: int) -> str:
+    for p in range(part - 1, 0, -1):
+        row = store.catalog.part_row(run_id, p)
+        if row and row["tree_id"]:
+            return row["tree_id"]
+    return base_tree(store, run_id)
+
+
+def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *, force: bool = False) -> PartView:
+    """Write the repository as it was after ``part`` into ``out`` and verify its tree id.
+
+    Refuses a non-empty ``out`` unless ``force`` (which empties it first). Nothing is written
+    outside ``out``, whatever the tree holds.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise OutputNotEmpty(f"{out} is not empty; choose another --out or pass --force to replace its content")
+        _empty(out)
+    git = snapshots(store, run_id)
+    view = describe_part(store, run_id, part, git)
+    git.checkout(view.tree_id, out)
+    view.out = str(out)
+    return view
+
+
+def _empty(directory: Path) -> None:
+    for child in directory.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()

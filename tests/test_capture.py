@@ -1,0 +1,263 @@
+"""Live capture end to end: real subprocesses, real git workdirs, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agtrace.capture.demo_agent import setup_demo_repo
+from agtrace.capture.recorder import Recorder
+from agtrace.eventlog import (
+    ErrorOccurred,
+    PartEnded,
+    RawRecorded,
+    RunEnded,
+    RunNotFound,
+    SnapshotTaken,
+    Store,
+    TestsRan,
+    ToolCalled,
+)
+from agtrace.replay.workspace import materialize
+
+from .conftest import run_agtrace
+
+DEMO = [sys.executable, "-m", "agtrace.capture.demo_agent"]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == ".git" or "__pycache__" in rel.parts or path.is_dir():
+            continue
+        out[rel.as_posix()] = path.read_bytes()
+    return out
+
+
+def _summary(proc) -> dict:
+    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+
+@pytest.fixture
+def demo_repo(tmp_path) -> Path:
+    wd = tmp_path / "work"
+    wd.mkdir()
+    setup_demo_repo(wd)
+    return wd
+
+
+def test_demo_captures_every_part_with_tests_commits_and_final_tree(tmp_path):
+    s = tmp_path / "store"
+    wd = tmp_path / "demo"
+    proc = run_agtrace(["demo", "--workdir", str(wd), "--json"], s, check=True)
+    summary = _summary(proc)
+    assert summary["status"] == "completed" and summary["parts"] >= 20
+    store = Store(s)
+    run_id = summary["run_id"]
+    records = list(store.read(run_id))
+    tests = [r.event for r in records if isinstance(r.event, TestsRan)]
+    assert [(t.failed + t.errors > 0) for t in tests] == [True, True, False]
+    assert all(t.tree_id for t in tests)
+    commands = [r.event.command for r in records if isinstance(r.event, ToolCalled)]
+    assert any("git commit" in c for c in commands) and any("printf" in c for c in commands)
+    # the final snapshot equals the working tree on disk, byte for byte
+    final = [r.event for r in records if isinstance(r.event, SnapshotTaken) and r.event.final][-1]
+    out = tmp_path / "final"
+    view = materialize(store, run_id, store.info(run_id).parts, out)
+    assert view.tree_id == final.tree_id
+    assert _files(out) == _files(wd)
+    # the agent's own commits live in its .git; the bundle holds every snapshot
+    log = subprocess.run(["git", "-C", str(wd), "log", "--oneline"], capture_output=True, text=True).stdout
+    assert len(log.splitlines()) == 3
+    (bundle,) = (s / "runs" / run_id / "bundles").glob("*.bundle")
+    subprocess.run(["git", "init", "-q", str(tmp_path / "empty")], check=True)
+    verify = subprocess.run(["git", "bundle", "verify", str(bundle)], cwd=tmp_path / "empty", capture_output=True)
+    assert verify.returncode == 0, verify.stderr
+    assert store.verify().ok
+    info = store.info(run_id)
+    assert (info.agent, info.status) == ("demo", "completed")
+
+
+def test_edits_by_shell_redirection_and_git_checkout_are_attributed_to_their_parts(tmp_path):
+    s = tmp_path / "store"
+    summary = _summary(run_agtrace(["demo", "--workdir", str(tmp_path / "d"), "--json"], s, check=True))
+    store = Store(s)
+    run_id = summary["run_id"]
+    changed = {}
+    titles = {}
+    for rec in store.read(run_id):
+        if isinstance(rec.event, SnapshotTaken) and rec.part:
+            changed[rec.part] = set(rec.event.added) | set(rec.event.modified) | set(rec.event.deleted)
+        if isinstance(rec.event, PartEnded):
+            titles[rec.part] = rec.event.title
+    shell_edit = next(p for p, t in titles.items() if "printf" in t and "average_word_length" in t)
+    assert changed[shell_edit] == {"textstats/core.py"}
+    revert = next(p for p, t in titles.items() if "git checkout --" in t)
+    assert changed[revert] == {"textstats/core.py"}
+    patch_parts = [p for p, t in titles.items() if t.startswith("patch")]
+    assert patch_parts and all(changed[p] for p in patch_parts)
+    reasoning_parts = [p for p, t in titles.items() if t.startswith("**")]
+    assert all(not changed[p] for p in reasoning_parts), "a later edit leaked into a reasoning part"
+
+
+def test_raw_agent_lines_parts_by_marker_and_bad_lines_are_kept(tmp_path, demo_repo):
+    s = tmp_path / "store"
+    script = "echo STEP one; echo a > a.txt; echo STEP two; echo oops >&2; echo b > b.txt; echo tail"
+    proc = run_agtrace(["run", "--workdir", str(demo_repo), "--marker", "^STEP", "--json", "--",
+                        "bash", "-c", script], s, check=True)
+    run_id = _summary(proc)["run_id"]
+    store = Store(s)
+    recs = list(store.read(run_id))
+    kinds = [r.kind for r in recs]
+    assert kinds.count("line_logged") == 4  # STEP one, STEP two, oops (stderr), tail
+    assert any(r.kind == "line_logged" and r.event.stream == "stderr" for r in recs)
+    assert store.info(run_id).parts >= 2
+    codex = run_agtrace(["run", "--agent", "codex", "--workdir", str(demo_repo), "--json", "--", "bash", "-c",
+                         'echo "{not json"; echo \'{"type":"thread.started","thread_id":"t"}\'; echo \'{"type":"turn.started"}\'; '
+                         'echo \'{"type":"item.completed","item":{"id":"i1","type":"agent_message","text":"hi"}}\'; '
+                         'echo \'{"type":"turn.completed","usage":{"input_tokens":10,"cached_input_tokens":0,"output_tokens":2}}\''],
+                        s, check=True)
+    recs = list(store.read(_summary(codex)["run_id"]))
+    bad = [r.event for r in recs if isinstance(r.event, RawRecorded) and r.event.parse_error]
+    assert len(bad) == 1 and bad[0].text == "{not json" and bad[0].location == "stdout:1"
+    assert any(r.kind == "message_added" for r in recs)
+
+
+def test_failed_model_calls_fail_the_run_even_with_exit_0_semantics(tmp_path, demo_repo):
+    proc = run_agtrace(["run", "--agent", "codex", "--workdir", str(demo_repo), "--json", "--", *DEMO, "--fail-model"],
+                       tmp_path / "store")
+    summary = _summary(proc)
+    assert proc.returncode == 1
+    assert summary["status"] == "failed" and "no model call succeeded" in summary["reason"]
+    assert "401" in summary["reason"]
+
+
+def test_killed_agent_is_recorded_not_fatal(tmp_path, demo_repo):
+    proc = run_agtrace(["run", "--workdir", str(demo_repo), "--json", "--", "bash", "-c",
+                        "echo work > w.txt; echo started; kill -9 $$"], tmp_path / "store")
+    summary = _summary(proc)
+    assert summary["status"] == "failed" and "SIGKILL" in summary["reason"]
+    store = Store(tmp_path / "store")
+    snaps = [r.event for r in store.read(summary["run_id"]) if isinstance(r.event, SnapshotTaken)]
+    assert snaps[-1].final and any("w.txt" in s.added for s in snaps)
+
+
+@pytest.mark.parametrize(("flags", "status"), [(["--timeout", "2"], "timeout"), (["--max-parts", "2"], "limit")])
+def test_timeout_and_part_limit_stop_the_agent(tmp_path, demo_repo, flags, status):
+    t0 = time.monotonic()
+    proc = run_agtrace(["run", "--agent", "codex", "--workdir", str(demo_repo), *flags, "--json", "--", *DEMO, "--hang"],
+                       tmp_path / "store")
+    summary = _summary(proc)
+    assert summary["status"] == status and time.monotonic() - t0 < 30
+    ended = list(Store(tmp_path / "store").read(summary["run_id"]))[-1].event
+    assert isinstance(ended, RunEnded) and ended.status == status
+
+
+def _start_capture(tmp_path, demo_repo, *extra):
+    env = {**os.environ, "AGTRACE_HOME": str(tmp_path / "store")}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from agtrace.cli.main import main; main()", "run", "--agent", "codex",
+         "--workdir", str(demo_repo), "--json", "--", *DEMO, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+
+
+def _wait_for_parts(store_path: Path, n: int, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (store_path / "runs").exists():
+            for run in (store_path / "runs").iterdir():
+                s = Store(store_path)
+                try:
+                    if s.info(run.name).parts >= n:
+                        return run.name
+                except RunNotFound:  # the run directory exists before its first event
+                    pass
+                finally:
+                    s.close()
+        time.sleep(0.1)
+    raise AssertionError("the capture made no progress")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_the_agent_and_ends_the_run(tmp_path, demo_repo, sig):
+    proc = _start_capture(tmp_path, demo_repo, "--hang")
+    _wait_for_parts(tmp_path / "store", 2)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    summary = json.loads(out.decode().splitlines()[-1])
+    assert summary["status"] == "interrupted", err.decode()
+    recs = list(Store(tmp_path / "store").read(summary["run_id"]))
+    assert isinstance(recs[-2].event, SnapshotTaken) and recs[-2].event.final
+    assert isinstance(recs[-1].event, RunEnded)
+
+
+def test_sigkill_of_the_capture_process_shows_crashed_and_keeps_what_was_flushed(tmp_path, demo_repo):
+    proc = _start_capture(tmp_path, demo_repo, "--hang")
+    run_id = _wait_for_parts(tmp_path / "store", 2)
+    proc.kill()
+    proc.wait(timeout=10)
+    subprocess.run(["pkill", "-f", "agtrace.capture.demo_agent --hang"], check=False)
+    store = Store(tmp_path / "store")
+    info = store.info(run_id)
+    assert info.status == "crashed" and info.parts >= 2
+    assert store.verify().ok
+    out = tmp_path / "p2"
+    view = materialize(store, run_id, 2, out)
+    assert view.tree_id and (out / "textstats" / "core.py").exists()
+    listing = json.loads(run_agtrace(["ls", "--json"], tmp_path / "store", check=True).stdout)
+    assert listing[0]["status"] == "crashed"
+
+
+def test_secrets_never_reach_the_store(tmp_path, demo_repo):
+    secret = "sk-proj-" + "A1b2C3d4E5f6G7h8" * 3
+    proc = run_agtrace(["run", "--agent", "codex", "--workdir", str(demo_repo), "--task", f"use {secret}",
+                        "--json", "--", *DEMO, "--fast", "--secret"],
+                       tmp_path / "store", env={"DEMO_API_KEY": secret})
+    summary = _summary(proc)
+    assert summary["redactions"] >= 2
+    store = Store(tmp_path / "store")
+    dumped = b"\n".join(run_agtrace(["log", summary["run_id"], "--json"], tmp_path / "store", check=True).stdout.splitlines())
+    assert secret.encode() not in dumped and b"[REDACTED" in dumped
+    ended = list(store.read(summary["run_id"]))[-1].event
+    assert ended.redactions == summary["redactions"]
+
+
+def test_recorder_api_snapshots_each_part_like_run(tmp_path, demo_repo):
+    store = Store(tmp_path / "store")
+    with Recorder(store, workdir=demo_repo, agent="fw", model="m", task="t", heartbeat_s=0.1) as rec:
+        rec.reasoning("plan")
+        call = rec.tool_call("shell", {"cmd": "touch"}, command="echo x > new.txt")
+        (demo_repo / "new.txt").write_text("x\n")
+        rec.tool_result(call, output="", exit_code=0)
+        rec.test_result(suite="unit", passed=1, failed=1)
+        rec.usage(input=100, output=7, cache_read=50)
+        time.sleep(0.3)
+        rec.message("assistant", "done")
+    recs = list(store.read(rec.run_id))
+    parts = {r.part: r.event for r in recs if isinstance(r.event, PartEnded)}
+    assert sorted(parts) == [1, 2, 3] and parts[2].tool == "shell" and parts[2].tree_id != parts[1].tree_id
+    snaps = {r.part: r.event for r in recs if isinstance(r.event, SnapshotTaken) and not r.event.final}
+    assert snaps[2].added == ["new.txt"]
+    assert any(r.kind == "heartbeat_sent" for r in recs)
+    tests = next(r.event for r in recs if isinstance(r.event, TestsRan))
+    assert tests.tree_id == parts[2].tree_id and tests.total == 2
+    assert store.info(rec.run_id).status == "completed"
+
+
+def test_recorder_exception_fails_the_run_with_the_reason(tmp_path, demo_repo):
+    store = Store(tmp_path / "store")
+    with pytest.raises(RuntimeError), Recorder(store, workdir=demo_repo) as rec:
+        rec.message("assistant", "about to fail")
+        raise RuntimeError("tool exploded")
+    info = store.info(rec.run_id)
+    assert info.status == "failed" and "tool exploded" in info.reason
+    assert not any(isinstance(r.event, ErrorOccurred) for r in store.read(rec.run_id))

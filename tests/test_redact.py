@@ -1,0 +1,211 @@
+"""Redaction: every kind of secret is replaced and counted; ordinary text is left alone.
+
+Fake secrets are assembled at run time so that no secret-shaped literal sits in the source.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+
+import pytest
+
+from agtrace.capture.redact import SHAPES, Redactor, is_secret_name
+
+ALNUM = "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY"  # 32 mixed characters with digits
+
+
+def fake(prefix: str, length: int, alphabet: str = ALNUM) -> str:
+    return prefix + (alphabet * (length // len(alphabet) + 1))[:length]
+
+
+PEM = "\n".join(
+    ["-----BEGIN RSA " + "PRIVATE KEY-----"]
+    + [fake("", 64, ALNUM + "+/")] * 3
+    + ["-----END RSA " + "PRIVATE KEY-----"]
+)
+AWS_SECRET = fake("", 40, ALNUM + "/+")
+
+# (kind, text containing one secret, the secret itself)
+CASES = [
+    ("openai_key", "OPENAI key is {}.", fake("sk" + "-", 48)),
+    ("openai_key", "key={}", fake("sk" + "-proj-", 100, ALNUM + "_-")),
+    ("anthropic_key", 'export X="{}"', fake("sk" + "-ant-api03-", 90, ALNUM + "-_")),
+    ("google_api_key", "url?key={}&q=1", fake("AI" + "za", 35)),
+    ("github_token", "token {} used", fake("gh" + "p_", 36)),
+    ("github_token", "token {} used", fake("gh" + "o_", 36)),
+    ("github_token", "token {} used", fake("gh" + "s_", 36)),
+    ("github_token", "pat={}", fake("github" + "_pat_", 82, ALNUM + "_")),
+    ("slack_token", "SLACK {}", "xox" + "b-" + "123456789012-1234567890123-" + ALNUM[:24]),
+    ("slack_token", "SLACK {}", "xox" + "p-" + "1234567890-" + ALNUM[:20]),
+    ("huggingface_token", "login {}", fake("h" + "f_", 34)),
+    ("stripe_key", "stripe {}", fake("sk" + "_live_", 24)),
+    ("aws_access_key_id", "id: {}", "AK" + "IA" + "IOSFODNN7EXAMPLE"),
+    ("aws_access_key_id", "id: {}", "AS" + "IA" + "IOSFODNN7EXAMPLE"),
+    ("aws_secret_access_key", "aws_secret_access_key = {}", AWS_SECRET),
+    ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY={}\n", AWS_SECRET),
+    ("aws_secret_access_key", '{{"SecretAccessKey": "{}"}}', AWS_SECRET),
+    ("bearer_token", "Authorization: Bearer {}", "abcdefghijklmnop"),
+    ("bearer_token", "curl -H 'authorization: bearer {}'", "eyJhbGciOi.eyJzdWIiOjE.sig-_x9"),
+    ("bearer_token", "sent bearer {} upstream", "tok_9f8e7d6c5b4a3210"),
+    ("basic_auth", "Authorization: Basic {}", base64.b64encode(b"user:pa55word").decode()),
+    ("private_key", "key:\n{}\ndone", PEM),
+]
+
+
+@pytest.mark.parametrize(("kind", "template", "secret"), CASES)
+def test_each_kind_is_redacted_and_counted(kind, template, secret):
+    redactor = Redactor()
+    text = template.format(secret)
+    result, n = redactor.redact(text)
+    assert n == 1 and redactor.count == 1
+    assert secret not in result
+    assert result == template.format(f"[REDACTED:{kind}]")
+
+
+def test_every_shape_kind_is_covered():
+    assert {kind for kind, _, _ in SHAPES} == {kind for kind, _, _ in CASES}
+
+
+ORDINARY = [
+    "task: add a test for the parser; the secret sauce is patience",
+    hashlib.sha256(b"hello").hexdigest(),
+    "commit 4e16b5d0c1f2a3b4c5d6e7f8091a2b3c4d5e6f70 (HEAD -> main)",
+    str(uuid.UUID(int=0x0123456789ABCDEF0123456789ABCDEF)),
+    base64.b64encode(b"just some ordinary bytes of a normal file, nothing else" * 3).decode(),
+    "pip install scikit-learn; import sklearn; sk-learn-compatible-estimator-wrapper-class",
+    "risk-assessment-framework-for-the-asia-pacific-region, ASIA, Asia",
+    "the bearer of this letter; Bearer authentication is described in RFC 6750",
+    "high through right light ghost; hf_model_name_or_path_for_tokenizer",
+    "aws_secret_access_key = <your secret here>",
+    "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
+    '{"type":"turn.completed","usage":{"input_tokens":6040,"output_tokens":129}}',
+    "",
+]
+
+
+@pytest.mark.parametrize("text", ORDINARY)
+def test_ordinary_text_is_not_redacted(text):
+    redactor = Redactor.from_env({"API_KEY": "1", "HOME": "/home/someone/secretive"})
+    assert redactor.redact(text) == (text, 0)
+    assert redactor.count == 0
+
+
+def test_env_values_of_secret_names_are_redacted_longest_first():
+    env = {
+        "OPENAI_API_KEY": "opaque-value-123",
+        "MY_TOKEN": "opaque-value-123-and-more",
+        "DB_PASSWORD": "hunter2hunter2",
+        "SERVICE_CREDENTIALS": "c0rrect-h0rse",
+        "client_secret": "lowercase-name-value",
+        "SHORT_KEY": "1234567",
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "EDITOR": "vim-but-long-enough",
+    }
+    redactor = Redactor.from_env(env)
+    text = (
+        "a=opaque-value-123-and-more b=opaque-value-123 c=hunter2hunter2 hunter2hunter2 "
+        "d=c0rrect-h0rse e=lowercase-name-value f=1234567 g=/usr/bin:/bin:/usr/local/bin "
+        "h=vim-but-long-enough"
+    )
+    result, n = redactor.redact(text)
+    assert n == 6 and redactor.count == 6
+    assert result == (
+        "a=[REDACTED:env:MY_TOKEN] b=[REDACTED:env:OPENAI_API_KEY] "
+        "c=[REDACTED:env:DB_PASSWORD] [REDACTED:env:DB_PASSWORD] "
+        "d=[REDACTED:env:SERVICE_CREDENTIALS] e=[REDACTED:env:client_secret] f=1234567 "
+        "g=/usr/bin:/bin:/usr/local/bin h=vim-but-long-enough"
+    )
+
+
+def test_env_value_wins_over_shape_and_is_counted_once():
+    key = fake("sk" + "-", 48)
+    redactor = Redactor.from_env({"OPENAI_API_KEY": key})
+    assert redactor.redact(f"Authorization: Bearer {key}") == (
+        "Authorization: Bearer [REDACTED:env:OPENAI_API_KEY]",
+        1,
+    )
+
+
+def test_is_secret_name():
+    assert all(map(is_secret_name, ["GITHUB_TOKEN", "aws_secret", "PGPASSWORD", "API_KEY"]))
+    assert not any(map(is_secret_name, ["HOME", "PATH", "USER", "TERM"]))
+
+
+def test_counts_accumulate_over_calls_and_several_secrets_per_text():
+    redactor = Redactor()
+    gh, hf = fake("gh" + "p_", 36), fake("h" + "f_", 34)
+    result, n = redactor.redact(f"{gh} {hf} {gh}")
+    assert n == 3
+    assert result == "[REDACTED:github_token] [REDACTED:huggingface_token] [REDACTED:github_token]"
+    assert redactor.redact("nothing here") == ("nothing here", 0)
+    redactor.redact(hf)
+    assert redactor.count == 4
+
+
+def test_redacted_output_is_stable_when_redacted_again():
+    redactor = Redactor.from_env({"AWS_SECRET_ACCESS_KEY": AWS_SECRET})
+    once, _ = redactor.redact(f"AWS_SECRET_ACCESS_KEY={AWS_SECRET} bearer tok_9f8e7d6c5b4a3210")
+    assert redactor.redact(once) == (once, 0)
+
+
+def test_unterminated_private_key_is_redacted_to_the_end():
+    redactor = Redactor()
+    text = "out: -----BEGIN OPENSSH " + "PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+    assert redactor.redact(text) == ("out: [REDACTED:private_key]", 1)
+
+
+def test_redact_line_follows_a_private_key_over_lines():
+    redactor = Redactor()
+    out = [redactor.redact_line(line) for line in ["before", *PEM.split("\n"), "after"]]
+    assert out == [("before", 0), ("[REDACTED:private_key]", 1)] + [
+        ("[REDACTED:private_key]", 0)
+    ] * 4 + [("after", 0)]
+    assert redactor.count == 1
+
+
+def test_redact_line_stops_following_at_a_non_key_line():
+    redactor = Redactor()
+    redactor.redact_line("-----BEGIN EC " + "PRIVATE KEY-----")
+    assert redactor.redact_line("Traceback (most recent call last):") == (
+        "Traceback (most recent call last):",
+        0,
+    )
+    assert redactor.redact_line("QUJD") == ("QUJD", 0)
+
+
+def test_redact_obj_copies_nested_structures():
+    key = fake("sk" + "-", 48)
+    redactor = Redactor.from_env({"DB_PASSWORD": "hunter2hunter2"})
+    obj = {
+        "type": "item.completed",
+        "item": {
+            "aggregated_output": f"OPENAI_API_KEY={key}\n",
+            "args": ["--password", "hunter2hunter2", 3, None, True],
+            "pair": ("hunter2hunter2", 1.5),
+        },
+        "hunter2hunter2": 0,
+    }
+    before = json.dumps(obj)
+    result = redactor.redact_obj(obj)
+    assert json.dumps(obj) == before  # the input is not modified
+    assert result == {
+        "type": "item.completed",
+        "item": {
+            "aggregated_output": "OPENAI_API_KEY=[REDACTED:openai_key]\n",
+            "args": ["--password", "[REDACTED:env:DB_PASSWORD]", 3, None, True],
+            "pair": ("[REDACTED:env:DB_PASSWORD]", 1.5),
+        },
+        "[REDACTED:env:DB_PASSWORD]": 0,
+    }
+    assert redactor.count == 4
+
+
+def test_secret_inside_json_encoded_line_is_redacted():
+    key = fake("gh" + "p_", 36)
+    line = json.dumps({"item": {"aggregated_output": f"remote: https://x:{key}@github.com\n"}})
+    result, n = Redactor().redact(line)
+    assert n == 1 and key not in result
+    assert json.loads(result)["item"]["aggregated_output"].startswith("remote: https://x:[RED")
