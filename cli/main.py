@@ -70,9 +70,20 @@ def cli(ctx: click.Context, store: str) -> None:
 
 
 def _register() -> None:
-    from . import capture_cmds, replay_cmds, runs
+    from . import (
+        capture_cmds,
+        export_cmds,
+        import_cmds,
+        metrics_cmds,
+        remote_cmds,
+        replay_cmds,
+        report_cmds,
+        rescore_cmds,
+        runs,
+    )
 
-    for module in (runs, capture_cmds, replay_cmds):
+    for module in (runs, capture_cmds, replay_cmds, metrics_cmds, rescore_cmds, import_cmds,
+                   remote_cmds, export_cmds, report_cmds):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -51,7 +51,7 @@ from .events import (
     UsageReported,
     kind_of,
 )
-from .ids import new_run_id
+from .ids import derived_run_id, new_run_id
 from .reader import read_stream, tail
 from .store import RunInfo, Store, VerifyReport, status_of
 from .writer import DURABILITY, Ack, RunWriter
@@ -64,6 +64,6 @@ __all__ = [
     "RunClosed", "RunEnded", "RunInfo", "RunLocked", "RunNotFound", "RunStarted", "RunWriter",
     "Scored", "SnapshotTaken", "Store", "StoreError", "TestCase", "TestsRan", "ToolCalled",
     "ToolReturned", "TurnEnded", "TurnStarted", "UnknownEvent", "Usage", "UsageReported",
-    "VerifyReport", "event_from_json", "kind_of", "new_run_id", "read_stream", "record_to_json",
+    "VerifyReport", "derived_run_id", "event_from_json", "kind_of", "new_run_id", "read_stream", "record_to_json",
     "status_of", "tail", "to_builtins",
 ]

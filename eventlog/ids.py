@@ -23,6 +23,22 @@ def new_run_id(now_ns: int | None = None) -> str:
     return "".join(reversed(chars))
 
 
+def derived_run_id(started_ns: int, key: str) -> str:
+    """A ULID whose random part is derived from ``key``: the same source always gets the same id.
+
+    Used by importers, so importing a source twice finds the run instead of making a duplicate.
+    """
+    import hashlib
+
+    ms = max(started_ns, 0) // 1_000_000
+    value = (ms << 80) | int.from_bytes(hashlib.sha256(key.encode()).digest()[:10], "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
 def looks_like_run_id(text: str) -> bool:
     """True if ``text`` could be a run id or a prefix of one."""
     return bool(text) and len(text) <= 26 and all(c in _ALPHABET for c in text.upper())

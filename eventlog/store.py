@@ -188,6 +188,30 @@ class Store:
         writer.close()
         self._record_segments(writer.run_id)
 
+    def staging_dir(self) -> Path:
+        """A fresh private directory on the store's filesystem for building a run off to the side."""
+        import tempfile
+
+        root = self.root / "staging"
+        root.mkdir(exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=root))
+
+    def adopt(self, run_dir: str | os.PathLike) -> str:
+        """Move a complete run directory built elsewhere (see :meth:`staging_dir`) into the store.
+
+        Atomic (one rename on the same filesystem); refuses to replace an existing run. The
+        catalog is brought up to date. Returns the run id (the directory's name).
+        """
+        run_dir = Path(run_dir)
+        run_id = run_dir.name
+        dest = self.run_dir(run_id)
+        if dest.exists():
+            raise StoreError(f"run {run_id} already exists in {self.root}; runs are never overwritten")
+        os.rename(run_dir, dest)
+        self.sync(run_id)
+        self._record_segments(run_id)
+        return run_id
+
     def resolve(self, prefix: str) -> str:
         """The full id of the run named by ``prefix`` (a unique prefix, case-insensitive)."""
         prefix = prefix.strip()
@@ -204,6 +228,9 @@ class Store:
 
     def run_ids(self) -> list[str]:
         return sorted(p.name for p in self.runs_dir.iterdir() if (p / "events").is_dir())
+
+    def has_run(self, run_id: str) -> bool:
+        return (self.run_dir(run_id) / "events").is_dir()
 
     # -- reading -----------------------------------------------------------------------------
 

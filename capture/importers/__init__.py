@@ -1,0 +1,32 @@
+"""Importers of existing trace formats. ``IMPORTERS`` maps a format name to its importer.
+
+Each format lives in its own module and registers here; see ``base.py`` for the contracts.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    BadRecord,
+    ImportContext,
+    Importer,
+    ImportError_,
+    ImportResult,
+    RunSink,
+    UnknownFormat,
+    detect,
+    import_source,
+    iter_sources,
+)
+
+IMPORTERS: dict[str, Importer] = {}
+
+
+def register(importer: Importer) -> Importer:
+    IMPORTERS[importer.name] = importer
+    return importer
+
+
+__all__ = [
+    "IMPORTERS", "BadRecord", "ImportContext", "ImportError_", "ImportResult", "Importer", "RunSink",
+    "UnknownFormat", "detect", "import_source", "iter_sources", "register",
+]

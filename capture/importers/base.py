@@ -1,0 +1,230 @@
+"""The import framework: formats are detected, each source becomes runs, atomically and once.
+
+Contracts every importer gets from here (importers only parse):
+
+* **Atomic**: a run is built in a staging directory and moved into the store by one rename when
+  it is complete. A source that fails (truncated file, corrupt bundle, wrong format) leaves the
+  store exactly as it was.
+* **Idempotent**: a run's id is derived from its source key (see ``derived_run_id``); importing
+  the same source again finds the run and skips it.
+* **Lossless**: importers keep every source record verbatim as a ``raw_recorded`` event (source
+  ``import:<format>``, location ``file:line`` or ``file#member``) beside the parsed events.
+* **Bad records** are reported with their location through :meth:`RunSink.bad` and skipped;
+  the rest of the source is imported, and the command exits non-zero with the count.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from agtrace.eventlog import (
+    ErrorOccurred,
+    Event,
+    RunStarted,
+    RunWriter,
+    Store,
+    derived_run_id,
+)
+from agtrace.eventlog.gitstore import GitStore
+
+from ..errors import CaptureError
+
+
+class ImportError_(CaptureError):
+    """A source cannot be imported; the message names the file and what to do."""
+
+
+class UnknownFormat(ImportError_):
+    """No importer recognises the source."""
+
+
+@dataclass
+class BadRecord:
+    """A source record that could not be imported."""
+
+    location: str
+    message: str
+
+
+class RunSink:
+    """Where an importer writes one run. Obtained from :meth:`ImportContext.new_run`."""
+
+    def __init__(self, store: Store, run_id: str, staging: Path, started: RunStarted, started_ts: int):
+        self.store = store
+        self.run_id = run_id
+        self.dir = staging / run_id
+        self.dir.mkdir(parents=True)
+        self.writer = RunWriter(self.dir, run_id, durability="off")
+        self.writer.append(started, ts=started_ts)
+        self.bad_records: list[BadRecord] = []
+        self._git: GitStore | None = None
+
+    def append(self, event: Event, part: int | None = None, ts: int | None = None) -> None:
+        self.writer.append(event, part=part, ts=ts)
+
+    def bad(self, location: str, message: str) -> None:
+        """Report a record that could not be parsed; it is recorded as an error event too."""
+        self.bad_records.append(BadRecord(location, message))
+        self.writer.append(ErrorOccurred(message=f"{location}: {message}", origin="import"))
+
+    @property
+    def git(self) -> GitStore:
+        """The run's shadow repository, for importers that bring repository state."""
+        if self._git is None:
+            self._git = GitStore.init(self.dir / "repo.git")
+        return self._git
+
+    def text(self, text: str) -> tuple[str, str, int]:
+        """``(inline, blob, nbytes)`` for a possibly large text (see BlobStore.inline_or_put)."""
+        return self.store.blobs.inline_or_put(text)
+
+
+@dataclass
+class ImportContext:
+    """What an importer gets: the store, options, and a way to start runs."""
+
+    store: Store
+    repo: Path | None = None
+    staging: Path | None = None
+    sinks: list[RunSink] = field(default_factory=list)
+    skipped_existing: list[str] = field(default_factory=list)
+
+    def new_run(self, key: str, started: RunStarted, started_ts: int) -> RunSink | None:
+        """Start a run for the source record set named by ``key``; None if it was imported before."""
+        run_id = derived_run_id(started_ts, key)
+        if self.store.has_run(run_id):
+            self.skipped_existing.append(run_id)
+            return None
+        if self.staging is None:
+            self.staging = self.store.staging_dir()
+        sink = RunSink(self.store, run_id, self.staging, started, started_ts)
+        self.sinks.append(sink)
+        return sink
+
+
+class Importer(Protocol):
+    """One source format."""
+
+    name: str
+    """Format name for ``--format`` (``envoi-trace``, ``codex-rollout``, …)."""
+
+    def detect(self, path: Path) -> bool:
+        """True if ``path`` (a file or directory) is in this format. Cheap: peek, don't parse."""
+        ...
+
+    def read(self, path: Path, ctx: ImportContext) -> None:
+        """Import ``path``: start runs with ``ctx.new_run`` and append their events.
+
+        Raise :class:`ImportError_` (with the file and what to do) when the source as a whole
+        cannot be imported; report single bad records with ``sink.bad`` instead.
+        """
+        ...
+
+
+@dataclass
+class ImportResult:
+    """What importing one source did."""
+
+    source: str
+    format: str
+    runs: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    bad_records: list[BadRecord] = field(default_factory=list)
+    error: str = ""
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["bad_records"] = [b.__dict__ for b in self.bad_records]
+        return d
+
+
+def import_source(store: Store, path: Path, importer: Importer, repo: Path | None = None) -> ImportResult:
+    """Import one source with one importer, all or nothing (see the module docstring)."""
+    ctx = ImportContext(store, repo=repo)
+    result = ImportResult(str(path), importer.name)
+    try:
+        importer.read(path, ctx)
+        for sink in ctx.sinks:
+            sink.writer.close()
+        for sink in ctx.sinks:
+            store.adopt(sink.dir)
+            result.runs.append(sink.run_id)
+            result.bad_records.extend(sink.bad_records)
+    except ImportError_ as exc:
+        result.error = str(exc)
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        result.error = f"{path}: could not be imported as {importer.name}: {type(exc).__name__}: {exc}"
+    finally:
+        for sink in ctx.sinks:
+            if not sink.writer._closed:  # noqa: SLF001 - abandon what a failure left open
+                sink.writer.abandon()
+        if ctx.staging is not None:
+            shutil.rmtree(ctx.staging, ignore_errors=True)
+    if result.error:
+        for run_id in result.runs:  # a later run of the same source failed: undo the earlier ones
+            shutil.rmtree(store.run_dir(run_id), ignore_errors=True)
+            store.catalog.forget(run_id)
+        result.runs = []
+    result.existing = ctx.skipped_existing
+    return result
+
+
+def detect(path: Path, importers: dict[str, Importer]) -> Importer:
+    """The importer whose ``detect`` accepts ``path``; :class:`UnknownFormat` if none does."""
+    for importer in importers.values():
+        try:
+            if importer.detect(path):
+                return importer
+        except OSError:
+            continue
+    known = ", ".join(sorted(importers))
+    raise UnknownFormat(f"{path}: format not recognised; pass --format (one of: {known})")
+
+
+def iter_sources(paths: list[Path], importers: dict[str, Importer], fmt: str) -> Iterator[tuple[Path, Importer]]:
+    """``(source, importer)`` pairs: a path in a known format, or each child of a directory of sources."""
+    for path in paths:
+        if fmt != "auto":
+            yield path, importers[fmt]
+            continue
+        try:
+            yield path, detect(path, importers)
+        except UnknownFormat:
+            if not path.is_dir():
+                raise
+            children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+            found = False
+            for child in children:
+                try:
+                    yield child, detect(child, importers)
+                    found = True
+                except UnknownFormat:
+                    continue
+            if not found:
+                raise
+
+
+def file_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of a text file, 1-based, without the newline; bytes kept verbatim."""
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            yield n, line.rstrip(b"\r\n")
+
+
+def stat_key(path: Path) -> str:
+    """A source key from the content of a file or of every file under a directory."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(os.fsencode(f.relative_to(path.parent if path.is_file() else path)))
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

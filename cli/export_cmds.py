@@ -1,0 +1,3 @@
+"""Commands: agtrace export."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""Commands: agtrace import."""
+
+COMMANDS: list = []

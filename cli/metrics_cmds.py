@@ -1,0 +1,3 @@
+"""Commands: agtrace metrics, diff."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""Commands: agtrace push, pull."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""Commands: agtrace report, compare."""
+
+COMMANDS: list = []

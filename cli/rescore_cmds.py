@@ -1,0 +1,3 @@
+"""Commands: agtrace rescore, scores."""
+
+COMMANDS: list = []
