@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pygit2
 import pytest
+
 from agtrace.eventlog.errors import EventlogError
 from agtrace.eventlog.gitstore import SNAPSHOT_REF, GitStore, GitStoreError
 
