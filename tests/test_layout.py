@@ -80,3 +80,16 @@ def test_public_names_are_exported():
         assert mod.__all__, mod
         for name in mod.__all__:
             assert hasattr(mod, name), f"{mod.__name__}.__all__ names missing {name}"
+
+
+def test_every_package_directory_is_installed():
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    mapping = config["package-dir"]
+    for name, folder in mapping.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            sub = init.parent.relative_to(REPO / folder).parts
+            package = ".".join((name, *sub))
+            assert package in listed, f"{package} is not in pyproject's packages; it would not install"

@@ -1,0 +1,269 @@
+"""End-to-end: real agent CLIs (pinned, from the npm registry) run offline.
+
+Each CLI runs in a private network namespace with only loopback, against the
+scripted model server of tests/agents/model_server.py, through a multi-step
+session with real tool calls in a temporary git workdir (list, read, write a
+test, run it and see it fail, fix, run again, answer).
+
+The tests install the pinned CLIs themselves with ``tests/agents/install.sh`` (into
+$AGTRACE_AGENTS_DIR, default /tmp/agtrace-agents; idempotent). Outside CI they skip cleanly
+when npm, a CLI or a network namespace (needs root) is missing; under CI (``CI`` set) they fail.
+
+Two layers:
+
+* ``test_raw_session``: the CLI alone; checks the workdir after every step
+  (the server logs the project files it sees at each request), the final
+  state, that every scripted tool call shows up in the CLI's own stdout, and
+  the token totals the CLI reports.
+* ``test_agtrace_run``: the same session under ``agtrace run``; checks the
+  recorded tool calls and that the ``snapshot_taken``/``part_ended`` trees
+  match the expected states.  Skipped when ``agtrace run`` is unavailable.
+
+Only the trees of *tool* parts are compared, and the scripted model waits
+AGTRACE_TEST_MODEL_DELAY (0.5 s) before each answer: agtrace snapshots when
+it reads a part's line, and with an instant model the CLI may already have run
+the next tool by then (seen with OpenCode and Codex: the tree after a part
+included the following write/patch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+AGENTS = Path(__file__).resolve().parent / "agents"
+sys.path.insert(0, str(AGENTS))
+
+import model_server  # noqa: E402
+import run_cli  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.cli]
+
+CLIS = list(model_server.CLIS)
+AGTRACE_DELAY_S = float(os.environ.get("AGTRACE_TEST_MODEL_DELAY", "0.5"))
+
+
+@pytest.fixture(scope="session")
+def installed_agents():
+    """Install the pinned CLIs (idempotent). Under CI a failed install fails the tests."""
+    if shutil.which("npm") is None:
+        if os.environ.get("CI"):
+            pytest.fail("npm is missing: CI must run the real agent CLIs")
+        return False
+    proc = subprocess.run(["bash", str(AGENTS / "install.sh")], capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:
+        message = f"tests/agents/install.sh failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return True
+
+
+@pytest.fixture(scope="module", params=CLIS)
+def cli(request, installed_agents):
+    ok, why = run_cli.available(request.param)
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail(f"{request.param}: {why}")
+        pytest.skip(f"{request.param}: {why}")
+    return request.param
+
+
+def _h(files: dict[str, bytes]) -> dict[str, str]:
+    return {k: hashlib.sha256(v).hexdigest()[:16] for k, v in files.items()}
+
+
+def _requests(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+
+
+def _stdout(out: Path) -> list[dict]:
+    recs = []
+    for line in (out / "stdout.jsonl").read_text().splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            recs.append(json.loads(line))
+    return recs
+
+
+def _tool_calls_in_stdout(cli: str, recs: list[dict]) -> list[str]:
+    """Tool names (in our script's naming) the CLI reports as completed, in order."""
+    names: list[str] = []
+    if cli == "codex":
+        for r in recs:
+            if r.get("type") != "item.completed":
+                continue
+            t = r["item"].get("type")
+            if t == "command_execution":
+                names.append("exec_command")
+            elif t == "file_change":
+                names.append("apply_patch")
+    elif cli == "claude-code":
+        for r in recs:
+            if r.get("type") == "assistant":
+                names += [c["name"] for c in r["message"]["content"] if c.get("type") == "tool_use"]
+    elif cli == "opencode":
+        for r in recs:
+            if r.get("type") == "tool_use" and r["part"]["state"].get("status") == "completed":
+                names.append(r["part"]["tool"])
+    return names
+
+
+def _usage_in_stdout(cli: str, recs: list[dict]) -> tuple[int, int, int]:
+    """(input incl. cached, cached, output incl. reasoning) as the CLI reports them."""
+    if cli == "codex":
+        u = next(r["usage"] for r in recs if r.get("type") == "turn.completed")
+        return u["input_tokens"], u["cached_input_tokens"], u["output_tokens"]
+    if cli == "claude-code":
+        u = next(r["usage"] for r in recs if r.get("type") == "result")
+        cached = u["cache_read_input_tokens"]
+        return u["input_tokens"] + cached, cached, u["output_tokens"]
+    inp = cached = out = 0
+    for r in recs:
+        if r.get("type") == "step_finish":
+            t = r["part"]["tokens"]
+            inp += t["input"] + t["cache"]["read"]
+            cached += t["cache"]["read"]
+            out += t["output"] + t.get("reasoning", 0)
+    return inp, cached, out
+
+
+@pytest.fixture(scope="module")
+def raw_session(cli, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"real-{cli}")
+    res = run_cli.run_session_in_netns(cli, out, timeout=240)
+    return cli, out, res
+
+
+def test_raw_session(raw_session):
+    cli, out, res = raw_session
+    diag = f"\nresult={res}\nstderr tail:\n{(out / 'stderr.txt').read_text()[-2000:]}"
+    assert res["returncode"] == 0 and not res["timed_out"], diag
+    assert res["script_finished"], diag
+
+    steps = model_server.scripted_session(cli, str(out / "work"))
+    states = model_server.expected_states(cli)
+
+    # final workdir
+    assert model_server.project_files(out / "work") == states[-1]
+
+    # state after each step: request k is received after step k-1's tool ran
+    main = [r for r in _requests(out) if r.get("kind") == "main"]
+    assert [r["step"] for r in main[: len(steps)]] == list(range(len(steps)))
+    assert main[0]["workdir_files"] == _h(model_server.INITIAL_FILES)
+    for k in range(1, len(steps)):
+        assert main[k]["workdir_files"] == _h(states[k - 1]), (k, steps[k - 1].label)
+
+    # every scripted tool call was executed and reported by the CLI
+    recs = _stdout(out)
+    want = [s.tool.name for s in steps if s.tool]
+    assert _tool_calls_in_stdout(cli, recs) == want
+
+    # the final answer made it to stdout
+    assert model_server.FINAL_ANSWER in (out / "stdout.jsonl").read_text()
+
+    # token totals as the CLI reports them equal the script's
+    tot = model_server.expected_usage_totals(cli)
+    assert _usage_in_stdout(cli, recs) == (tot.input_tokens, tot.cached_tokens,
+                                           tot.output_tokens)
+
+    # nothing but the model server was asked for anything (loopback only anyway)
+    assert all(r["path"].startswith("/v1/") for r in _requests(out))
+
+
+# --------------------------------------------------------------------------
+# under `agtrace run`
+
+
+def _agtrace() -> str | None:
+    exe = shutil.which("agtrace") or str(Path(sys.executable).parent / "agtrace")
+    try:
+        r = subprocess.run([exe, "run", "--help"], capture_output=True, timeout=60)
+    except OSError:
+        return None
+    return exe if r.returncode == 0 else None
+
+
+def _tree_files(repo_git: Path, tree: str) -> dict[str, bytes]:
+    ls = subprocess.run(["git", f"--git-dir={repo_git}", "ls-tree", "-r", "-z", tree],
+                        check=True, capture_output=True).stdout
+    files = {}
+    for entry in ls.split(b"\0"):
+        if not entry:
+            continue
+        meta, path = entry.split(b"\t", 1)
+        _mode, typ, oid = meta.split()
+        if typ == b"blob":
+            files[path.decode()] = subprocess.run(
+                ["git", f"--git-dir={repo_git}", "cat-file", "blob", oid.decode()],
+                check=True, capture_output=True).stdout
+    return files
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return json.loads(text)  # a pretty-printed object
+
+
+def test_agtrace_run(cli, tmp_path):
+    # agtrace --store S run --agent X --workdir W --json -- <cli argv>, all inside
+    # the namespace; the JSON summary (last stdout line) carries the run id.
+    exe = _agtrace()
+    if exe is None:
+        pytest.skip("`agtrace run` not available yet")
+    from agtrace.eventlog import PartEnded, SnapshotTaken, Store, ToolCalled, ToolReturned
+
+    store = tmp_path / "store"
+    work = tmp_path / "work"
+    model_server.write_project(work)
+    wrapper = [exe, "--store", str(store), "run", "--agent", cli, "--workdir", str(work),
+               "--json", "--"]
+    # think time per model answer, so agtrace snapshots a part before the CLI
+    # runs the next tool (an instant model races the recorder)
+    res = run_cli.run_session_in_netns(cli, tmp_path, wrapper=wrapper, timeout=240,
+                                       workdir=work, delay_s=AGTRACE_DELAY_S)
+    diag = f"\nresult={res}\nstderr tail:\n{(tmp_path / 'stderr.txt').read_text()[-2000:]}"
+    assert res["returncode"] == 0 and res["script_finished"], diag
+
+    summary = _last_json((tmp_path / "stdout.jsonl").read_text())
+    run_id = summary.get("run_id") or summary.get("id") or summary["run"]
+    records = list(Store(store).read(run_id))
+    events = [r.event for r in records]
+
+    steps = model_server.scripted_session(cli, str(work))
+    states = model_server.expected_states(cli)
+    tool_steps = [(s, st) for s, st in zip(steps, states, strict=True) if s.tool]
+
+    called = [e for e in events if isinstance(e, ToolCalled)]
+    returned = {e.call_id: e for e in events if isinstance(e, ToolReturned)}
+    assert len(called) == len(tool_steps), [e.tool for e in called]
+    for e in called:
+        assert e.call_id in returned, e
+
+    repo_git = store / "runs" / run_id / "repo.git"
+    # the tree after each tool part is the expected state after that step
+    tool_parts = [e for e in events if isinstance(e, PartEnded) and e.call_id]
+    assert len(tool_parts) == len(tool_steps)
+    for (step, state), part in zip(tool_steps, tool_parts, strict=True):
+        assert part.tree_id, part
+        assert _tree_files(repo_git, part.tree_id) == state, step.label
+
+    snaps = [e for e in events if isinstance(e, SnapshotTaken)]
+    assert snaps, "no snapshot_taken"
+    assert _tree_files(repo_git, snaps[-1].tree_id) == states[-1]
+    snap_trees = {s.tree_id for s in snaps}
+    for part in tool_parts:
+        assert part.tree_id in snap_trees
