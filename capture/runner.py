@@ -84,6 +84,7 @@ def run_agent(
 ) -> RunSummary:
     """Run ``command`` in ``workdir`` and capture it as a new run; return its summary."""
     adapter = _adapter(agent, adapter_options or {})
+    model = model or model_from_argv(command)
     workdir = os.path.abspath(workdir)
     base = _git_head(workdir)
     recorder = Recorder(
@@ -242,6 +243,19 @@ def _restore_signals(previous) -> None:
     if previous:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def model_from_argv(argv: list[str]) -> str:
+    """The model an agent CLI was told to use (``--model X``, ``-m X``, ``--model=X``,
+    Codex's ``-c model=X``), or "" — the model as actually called, not from a config file."""
+    for i, arg in enumerate(argv):
+        if arg in ("--model", "-m") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1]
+        if arg in ("-c", "--config") and i + 1 < len(argv) and argv[i + 1].startswith("model="):
+            return argv[i + 1].split("=", 1)[1].strip("\"'")
+    return ""
 
 
 def _git_head(workdir: str) -> str:

@@ -631,6 +631,101 @@ class GitStore:
         _fsync_dir(directory)
         return tip
 
+    # -- importing ---------------------------------------------------------------------------
+
+    def import_bundle(self, path: str | os.PathLike[str]) -> list[str]:
+        """Fetch every ref of a git bundle made by another tool (e.g. envoi-trace's
+        ``repo.bundle``) into ``refs/imported/*`` and return the commit ids the bundle's refs
+        point at. The snapshot ref is not touched. A file that is not a complete bundle (a
+        truncated pack, a missing prerequisite) raises GitStoreError and imports nothing that
+        any ref names."""
+        path = os.path.abspath(path)
+        refs: list[tuple[str, str]] = []
+        with open(path, "rb") as f:
+            if not f.readline().startswith(b"# v"):
+                raise GitStoreError(f"{path} is not a git bundle (no bundle header)")
+            for line in f:
+                if line in (b"\n", b""):
+                    break
+                if not line.startswith((b"-", b"@")):
+                    oid, _, name = line.decode(errors="replace").strip().partition(" ")
+                    refs.append((oid, name))
+        if not refs:
+            raise GitStoreError(f"{path} is a bundle without refs; nothing to import")
+        _run_git([f"--git-dir={self.path}", "bundle", "verify", "-q", path], f"verifying bundle {path}")
+        specs = []
+        for _, name in refs:
+            dest = name[len("refs/"):] if name.startswith("refs/") else name
+            specs.append(f"+{name}:refs/imported/{dest}")
+        _run_git([f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", path, *specs],
+                 f"importing bundle {path}")
+        return list(dict.fromkeys(oid for oid, _ in refs))
+
+    def fetch_commit(self, repo_dir: str | os.PathLike[str], rev: str) -> str:
+        """Copy commit ``rev`` (full or abbreviated id, or a ref name) and everything it reaches
+        from the git repository at ``repo_dir`` into ``refs/imported/<id>``; return its full id.
+        The other repository is only read (``rev-parse`` and ``upload-pack``)."""
+        repo_dir = os.path.abspath(repo_dir)
+        full = _run_git(["-C", repo_dir, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                        f"looking up {rev} in {repo_dir}").strip()
+        if self.resolve(full) is None:
+            _run_git([f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", repo_dir,
+                      f"+{full}:refs/imported/{full}"], f"fetching {full} from {repo_dir}")
+        return full
+
+    def resolve(self, rev: str) -> str | None:
+        """Full id of the commit named by ``rev`` (an id or a prefix of one), None if absent."""
+        try:
+            return str(self._repo.revparse_single(rev).peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            return None
+
+    def first_parents(self, commit: str) -> list[str]:
+        """The first-parent chain of ``commit``, newest first, ending at a root commit."""
+        chain = []
+        obj = self._repo[self.resolve(commit) or commit].peel(pygit2.Commit)
+        while True:
+            chain.append(str(obj.id))
+            if not obj.parent_ids:
+                return chain
+            obj = self._repo[obj.parent_ids[0]]
+
+    def commit_tree(self, tree_id: str, parent: str | None, message: str) -> str:
+        """Record ``tree_id`` (already in the store) as a snapshot commit on top of ``parent``
+        and move ``refs/agtrace/snapshots`` to it; return the commit id. Used by importers,
+        whose trees come from another repository instead of a workdir."""
+        tree = self._repo[self.tree_of(tree_id)]
+        sig = pygit2.Signature(_SIGNATURE_NAME, _SIGNATURE_EMAIL)
+        parents = [pygit2.Oid(hex=parent)] if parent else []
+        commit_id = str(self._repo.create_commit(None, sig, sig, message, tree.id, parents))
+        self._repo.references.create(SNAPSHOT_REF, commit_id, force=True)
+        return commit_id
+
+    def apply_patch(self, base_tree: str, patch: str | bytes) -> str:
+        """The tree id of ``base_tree`` with the unified diff ``patch`` applied (``git apply``
+        semantics: exact context, binary patches, renames and modes). Nothing but objects is
+        written; a patch that does not apply raises GitStoreError."""
+        tree = self.tree_of(base_tree)
+        data = patch.encode() if isinstance(patch, str) else patch
+        fd, index = tempfile.mkstemp(prefix="agtrace-index-", dir=self.path)
+        os.close(fd)
+        os.unlink(index)
+        env = {**_git_env(), "GIT_INDEX_FILE": index}
+        try:
+            for args, stdin in ((["read-tree", tree], None), (["apply", "--cached", "--binary", "-"], data),
+                                (["write-tree"], None)):
+                proc = subprocess.run(["git", f"--git-dir={self.path}", *args], input=stdin, env=env,
+                                      capture_output=True, check=False)
+                if proc.returncode != 0:
+                    err = proc.stderr.decode(errors="replace").strip()
+                    raise GitStoreError(f"the patch does not apply to tree {tree}: git {args[0]}: {err}")
+            return proc.stdout.decode().strip()
+        except FileNotFoundError as exc:
+            raise GitStoreError("applying a patch needs the git CLI; install git") from exc
+        finally:
+            if os.path.exists(index):
+                os.unlink(index)
+
 
 def _remove(index: pygit2.Index, path: str) -> None:
     if path in index:

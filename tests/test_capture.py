@@ -261,3 +261,12 @@ def test_recorder_exception_fails_the_run_with_the_reason(tmp_path, demo_repo):
     info = store.info(rec.run_id)
     assert info.status == "failed" and "tool exploded" in info.reason
     assert not any(isinstance(r.event, ErrorOccurred) for r in store.read(rec.run_id))
+
+
+def test_model_is_taken_from_the_agent_command_line():
+    from agtrace.capture.runner import model_from_argv
+
+    assert model_from_argv(["codex", "exec", "--json", "-m", "gpt-5.5", "task"]) == "gpt-5.5"
+    assert model_from_argv(["claude", "-p", "--model=claude-sonnet-4-5"]) == "claude-sonnet-4-5"
+    assert model_from_argv(["codex", "exec", "-c", 'model="o3"']) == "o3"
+    assert model_from_argv(["./agent.sh", "--json"]) == ""
