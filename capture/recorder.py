@@ -39,6 +39,7 @@ from agtrace.eventlog import (
     HeartbeatSent,
     MessageAdded,
     PartEnded,
+    RawRecorded,
     ReasoningAdded,
     RunEnded,
     RunStarted,
@@ -51,6 +52,7 @@ from agtrace.eventlog import (
     Usage,
     UsageReported,
 )
+from agtrace.eventlog.blobs import INLINE_LIMIT
 
 from .redact import Redactor
 from .snapshot import SnapshotPolicy, Snapshotter
@@ -161,7 +163,22 @@ class Recorder:
             self.on_part(PartDone(part, event.part_kind, event.title, event.tool, files, self.tokens, tree_id))
 
     def _append(self, event: Event, part: int | None = None, ts: int | None = None):
-        return self.writer.append(self._redact(event), part=part, ts=ts)
+        return self.writer.append(self._offload(self._redact(event)), part=part, ts=ts)
+
+    def _offload(self, event: Event) -> Event:
+        """Large texts go to the blob store (stored once however often repeated); a prefix stays."""
+        field = _BLOBBED.get(type(event))
+        if field is None:
+            return event
+        text_field, blob_field = field
+        text = getattr(event, text_field)
+        if len(text) * 4 <= INLINE_LIMIT or getattr(event, blob_field):
+            return event
+        inline, digest, nbytes = self.store.blobs.inline_or_put(text)
+        if not digest:
+            return event
+        extra = {"output_bytes": nbytes} if isinstance(event, ToolReturned) else {}
+        return msgspec.structs.replace(event, **{text_field: inline, blob_field: digest}, **extra)
 
     def _redact(self, event: Event) -> Event:
         """The event with secrets replaced in every text field (bytes fields are left alone)."""
@@ -217,6 +234,7 @@ class Recorder:
                     status: str = "ok", error: str = "") -> int:
         """Record a tool call's result and end its part (snapshot included)."""
         inline, blob, nbytes = self.store.blobs.inline_or_put(self._redact_text(output))
+        nbytes = nbytes or len(output.encode())
         duration = (time.monotonic_ns() - call.started_ns) / 1e6
         self.emit(ToolReturned(call_id=call.call_id, tool=call.tool, status=status, output=inline,
                                output_blob=blob, output_bytes=nbytes, exit_code=exit_code,
@@ -278,6 +296,13 @@ class Recorder:
             self.end("interrupted", "interrupted by the user")
         else:
             self.end("failed", f"{exc_type.__name__}: {exc}")
+
+
+_BLOBBED = {
+    ToolReturned: ("output", "output_blob"),
+    RawRecorded: ("text", "blob"),
+    MessageAdded: ("text", "text_blob"),
+}
 
 
 def _title(text: str, width: int = 80) -> str:

@@ -270,3 +270,16 @@ def test_model_is_taken_from_the_agent_command_line():
     assert model_from_argv(["claude", "-p", "--model=claude-sonnet-4-5"]) == "claude-sonnet-4-5"
     assert model_from_argv(["codex", "exec", "-c", 'model="o3"']) == "o3"
     assert model_from_argv(["./agent.sh", "--json"]) == ""
+
+
+def test_large_outputs_are_stored_once_in_the_blob_store(tmp_path, demo_repo):
+    store = Store(tmp_path / "store")
+    big = "".join(f"tests/test_{i}.py::test_case PASSED\n" for i in range(5000))
+    with Recorder(store, workdir=demo_repo) as rec:
+        for _ in range(3):
+            call = rec.tool_call("shell", command="pytest -v")
+            rec.tool_result(call, output=big, exit_code=0)
+    outs = [r.event for r in store.read(rec.run_id) if r.kind == "tool_returned"]
+    assert len({o.output_blob for o in outs}) == 1 and all(len(o.output) < 4096 for o in outs)
+    assert store.text(outs[0].output, outs[0].output_blob) == big and outs[0].output_bytes == len(big)
+    assert len(list(store.blobs.digests())) == 1
