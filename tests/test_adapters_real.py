@@ -1,0 +1,51 @@
+"""Adapters on REAL CLI output (captured from the pinned CLIs driven by the scripted model
+server, tests/golden/real/): every scripted tool call is a part, and token totals equal what the
+server billed — cached tokens kept apart, nothing double counted."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from agtrace.capture.adapters import make_adapter
+from agtrace.eventlog import PartEnded, RawRecorded, ToolCalled, ToolReturned, UsageReported
+
+REAL = Path(__file__).parent / "golden" / "real"
+sys.path.insert(0, str(Path(__file__).parent / "agents"))
+
+import model_server  # noqa: E402
+
+ADAPTER = {"codex": "codex", "claude-code": "claude-code", "opencode": "opencode"}
+
+
+def _feed(cli: str):
+    adapter = make_adapter(ADAPTER[cli])
+    emits = []
+    for line in (REAL / f"{cli}.jsonl").read_text().splitlines():
+        emits.extend(adapter.feed(line, "stdout"))
+    emits.extend(adapter.finish())
+    return adapter, emits
+
+
+@pytest.mark.parametrize("cli", sorted(ADAPTER))
+def test_real_output_parses_into_parts_tools_and_exact_tokens(cli):
+    adapter, emits = _feed(cli)
+    events = [e.event for e in emits]
+    assert not [e for e in events if isinstance(e, RawRecorded) and e.parse_error], "a real line did not parse"
+    steps = [s for s in model_server.scripted_session(cli) if s.tool]
+    calls = [e for e in events if isinstance(e, ToolCalled)]
+    results = [e for e in events if isinstance(e, ToolReturned)]
+    assert len(calls) == len(steps) == len(results)
+    assert {c.call_id for c in calls} == {r.call_id for r in results}
+    parts = [e.part for e in emits if isinstance(e.event, PartEnded)]
+    assert parts == list(range(1, len(parts) + 1))
+    want = model_server.expected_usage_totals(cli)
+    got = [e.usage for e in events if isinstance(e, UsageReported)]
+    assert sum(u.input + u.cache_read for u in got) == want.input_tokens
+    assert sum(u.cache_read for u in got) == want.cached_tokens
+    assert sum(u.output for u in got) == want.output_tokens
+    # Anthropic's usage has no separate reasoning count (thinking is inside output_tokens)
+    assert sum(u.reasoning for u in got) == (0 if cli == "claude-code" else want.reasoning_tokens)
+    assert adapter.state.model_calls_ok >= 1 and adapter.state.model_calls_failed == 0
