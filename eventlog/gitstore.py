@@ -31,11 +31,13 @@ durable when it is written into a bundle (`write_bundle` fsyncs and renames). On
 `snapshot` may run at a time on one store; a concurrent one fails on the index lock.
 
 This is the only module of agtrace that imports pygit2. The git CLI is used only for bundles,
-which libgit2 can neither write nor read.
+which libgit2 can neither write nor read, and by importers: fetching a commit from another
+repository and ``git apply`` of a patch to a tree (through a temporary index).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -52,7 +54,15 @@ from pygit2.enums import ConfigLevel, DeltaStatus, DiffOption, ObjectType
 
 from .errors import GitStoreError
 
-__all__ = ["GitStore", "GitStoreError", "SnapshotResult", "Exclusion", "FileChange", "SNAPSHOT_REF"]
+__all__ = [
+    "GitStore",
+    "GitStoreError",
+    "SnapshotResult",
+    "SwitchResult",
+    "Exclusion",
+    "FileChange",
+    "SNAPSHOT_REF",
+]
 
 SNAPSHOT_REF = "refs/agtrace/snapshots"
 _STATE_FILE = "agtrace-state.json"
@@ -115,6 +125,18 @@ class SnapshotResult:
     lines_added: int
     lines_removed: int
     excluded: tuple[Exclusion, ...]
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    """Outcome of `GitStore.switch`: the tree now in the directory and the paths touched (sorted,
+    relative; a path in ``written`` may be a directory written whole, a path in ``removed`` a
+    directory removed whole)."""
+
+    tree_id: str
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
     duration_ms: float
 
 
@@ -598,6 +620,155 @@ class GitStore:
             except OSError as exc:
                 raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
 
+    # -- switching ---------------------------------------------------------------------------
+
+    def switch(
+        self,
+        from_tree: str,
+        to_tree: str,
+        out_dir: str | os.PathLike[str],
+        *,
+        dirty: list[str] | tuple[str, ...] | set[str] = (),
+        verify: bool = True,
+    ) -> SwitchResult:
+        """Turn ``out_dir``, which holds exactly ``from_tree`` (as written by `checkout` or an
+        earlier `switch`) except for the paths in ``dirty``, into exactly ``to_tree``, by
+        writing and removing only the paths that differ. Cost grows with the change, not with
+        the tree.
+
+        ``dirty`` lists relative paths the caller knows may differ from ``from_tree`` (a file
+        modified, added or replaced after it was written; a directory that appeared); each is
+        made to match ``to_tree``: written afresh, or removed with everything below it.
+
+        Safety is that of `checkout`: every path component is validated, directories are
+        opened relative to descriptors with ``O_NOFOLLOW`` (a symlink planted where ``to_tree``
+        has a directory is removed, never followed), files are created fresh; exec bits and
+        symlinks are kept. Nothing is written outside ``out_dir``. With ``verify`` every written
+        path is re-hashed from disk and must equal ``to_tree``'s entry, and every removed path
+        must be gone; the rest of the directory is the caller's claim (``from_tree`` plus
+        ``dirty``) and is not re-read. On GitStoreError the directory is in an unknown state:
+        empty it and `checkout` again."""
+        started = time.perf_counter()
+        repo = self._repo
+        target = repo[self.tree_of(to_tree)]
+        source = repo[self.tree_of(from_tree)]
+        paths = {p.strip("/") for p in dirty}
+        if source.id != target.id:
+            new_paths = []
+            for delta in repo.diff(source, target).deltas:
+                paths.add(delta.old_file.path)
+                paths.add(delta.new_file.path)
+                if delta.status != DeltaStatus.DELETED:
+                    new_paths.append(delta.new_file.path)
+            _refuse_conflicts(new_paths, to_tree)
+        out = os.path.abspath(out_dir)
+        root = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+        written: list[str] = []
+        removed: set[str] = set()
+        done: set[str] = set()
+        try:
+            for path in sorted(paths):
+                if not path:
+                    continue
+                parts = path.split("/")
+                if any("/".join(parts[:i]) in done for i in range(1, len(parts))):
+                    continue  # an ancestor was written or removed whole
+                entry = _entry_at(target, path)
+                for name in parts:
+                    _check_name(name, to_tree, writing=entry is not None)
+                if entry is None:
+                    gone = _highest_absent(target, parts)
+                    self._remove_path(root, gone.split("/"))
+                    removed.add(gone)
+                    done.add(gone)
+                else:
+                    self._write_path(root, parts, entry, to_tree)
+                    written.append(path)
+                    done.add(path)
+            if verify:
+                self._verify_paths(root, target, written, removed, to_tree, out)
+        except OSError as exc:
+            raise GitStoreError(
+                f"switch of {out} to {to_tree} failed: {exc}; check it out afresh"
+            ) from exc
+        finally:
+            os.close(root)
+        return SwitchResult(
+            tree_id=str(target.id),
+            written=tuple(written),
+            removed=tuple(sorted(removed)),
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _write_path(self, root: int, parts: list[str], entry, tree_id: str) -> None:
+        """Write ``entry`` at ``parts`` below ``root``, making (or replacing by) directories on
+        the way; whatever is at the path is removed first."""
+        fd = _open_dirs(root, parts[:-1], create=True)
+        try:
+            _remove_entry(fd, parts[-1])
+            self._write_entry(fd, parts[-1], entry, tree_id)
+        finally:
+            if fd != root:
+                os.close(fd)
+
+    def _write_entry(self, dir_fd: int, name: str, entry, tree_id: str) -> None:
+        repo = self._repo
+        mode = entry.filemode
+        if mode == _MODE_TREE:
+            os.mkdir(name, 0o755, dir_fd=dir_fd)
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+            try:
+                self._write_tree(repo[entry.id], sub, tree_id)
+            finally:
+                os.close(sub)
+        elif mode == _MODE_LINK:
+            os.symlink(repo[entry.id].data, os.fsencode(name), dir_fd=dir_fd)
+        elif mode in (_MODE_BLOB, _MODE_EXEC):
+            perm = 0o755 if mode == _MODE_EXEC else 0o644
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(name, flags, perm, dir_fd=dir_fd)
+            try:
+                view = memoryview(repo[entry.id].data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fchmod(fd, perm)
+            finally:
+                os.close(fd)
+        else:
+            raise GitStoreError(f"tree {tree_id} has entry {name!r} of unsupported mode {mode:o}")
+
+    @staticmethod
+    def _remove_path(root: int, parts: list[str]) -> bool:
+        """Remove whatever is at ``parts`` (a directory with its content); False if absent."""
+        try:
+            fd = _open_dirs(root, parts[:-1], create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        try:
+            return _remove_entry(fd, parts[-1])
+        finally:
+            if fd != root:
+                os.close(fd)
+
+    def _verify_paths(self, root, target, written, removed, tree_id: str, out: str) -> None:
+        for path in written:
+            parts = path.split("/")
+            entry = target[path]
+            fd = _open_dirs(root, parts[:-1], create=False)
+            try:
+                found = _hash_entry(fd, parts[-1])
+            finally:
+                if fd != root:
+                    os.close(fd)
+            if found != (entry.filemode, str(entry.id)):
+                raise GitStoreError(
+                    f"switch of {out} to {tree_id} wrote {path} as {found}, expected "
+                    f"{(entry.filemode, str(entry.id))}; the disk or the store is corrupt, check both"
+                )
+        for path in removed:
+            if _entry_at(target, path) is None and os.path.lexists(os.path.join(out, path)):
+                raise GitStoreError(f"switch of {out} to {tree_id} left {path} in place")
+
     # -- bundles -----------------------------------------------------------------------------
 
     def write_bundle(self, path: str | os.PathLike[str], since_commit: str | None = None) -> str:
@@ -730,6 +901,97 @@ class GitStore:
 def _remove(index: pygit2.Index, path: str) -> None:
     if path in index:
         index.remove(path)
+
+
+def _check_name(name: str, tree_id: str, *, writing: bool) -> None:
+    """Refuse traversal in any path, and ``.git`` in a path to write (removing one is fine)."""
+    if not name or name in (".", "..") or "\0" in name or (writing and name.lower() == ".git"):
+        raise GitStoreError(f"path component {name!r} for tree {tree_id} is hostile; refused")
+
+
+def _refuse_conflicts(paths: list[str], tree_id: str) -> None:
+    """A well-formed tree never has a path twice, nor a file that is also a directory."""
+    seen = set(paths)
+    if len(seen) != len(paths):
+        raise GitStoreError(f"tree {tree_id} has a duplicate entry; refused")
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                raise GitStoreError(f"tree {tree_id} has {path} below a file; refused")
+
+
+def _entry_at(tree: pygit2.Tree, path: str):
+    """The entry at ``path`` in ``tree``, or None (also when an ancestor is not a directory)."""
+    try:
+        return tree[path]
+    except KeyError:
+        return None
+
+
+def _highest_absent(tree: pygit2.Tree, parts: list[str]) -> str:
+    """The shortest prefix of ``parts`` that ``tree`` lacks (a path it lacks is removed whole)."""
+    for i in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:i])
+        entry = _entry_at(tree, prefix)
+        if entry is None or (i < len(parts) and entry.filemode != _MODE_TREE):
+            return prefix
+    return "/".join(parts)
+
+
+def _open_dirs(root: int, names: list[str], *, create: bool) -> int:
+    """A descriptor of the directory ``names`` below ``root``, never following a symlink. With
+    ``create``, a missing directory is made and a non-directory in the way is replaced."""
+    fd = root
+    for name in names:
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+        try:
+            sub = os.open(name, flags, dir_fd=fd)
+        except OSError as exc:
+            if not create or exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                if fd != root:
+                    os.close(fd)
+                raise
+            _remove_entry(fd, name)  # a file or symlink where a directory belongs
+            os.mkdir(name, 0o755, dir_fd=fd)
+            sub = os.open(name, flags, dir_fd=fd)
+        if fd != root:
+            os.close(fd)
+        fd = sub
+    return fd
+
+
+def _remove_entry(dir_fd: int, name: str) -> bool:
+    """Remove ``name`` in ``dir_fd`` (a real directory recursively, symlinks not followed)."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+    return True
+
+
+def _hash_entry(dir_fd: int, name: str) -> tuple[int, str] | None:
+    """``(git mode, object id)`` of ``name`` as it is on disk, or None when absent."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        try:
+            return _MODE_TREE, _hash_dir(sub)
+        finally:
+            os.close(sub)
+    if stat.S_ISLNK(st.st_mode):
+        return _MODE_LINK, _hash_object(b"blob", os.fsencode(os.readlink(name, dir_fd=dir_fd)))
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read()
+    return (_MODE_EXEC if st.st_mode & 0o100 else _MODE_BLOB), _hash_object(b"blob", data)
 
 
 def _hash_dir(dir_fd: int) -> str:

@@ -30,3 +30,7 @@ __all__ = [
     "IMPORTERS", "BadRecord", "ImportContext", "ImportError_", "ImportResult", "Importer", "RunSink",
     "UnknownFormat", "detect", "import_source", "iter_sources", "register",
 ]
+# Importers register themselves on import; detection tries them in this order.
+from . import envoi  # noqa: E402,F401,I001  (envoi-trace)
+from . import trae  # noqa: E402,F401  (TRAE trajectory.json)
+from . import isobench  # noqa: E402,F401  (ISO-Bench run items)
