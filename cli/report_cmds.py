@@ -1,3 +1,97 @@
-"""Commands: agtrace report, compare."""
+"""Commands: agtrace report, compare — self-contained HTML pages of runs."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import os
+import webbrowser
+from pathlib import Path
+
+import click
+import msgspec
+
+from agtrace.replay.compare import COLUMNS, compare_runs
+from agtrace.replay.report import render_report
+
+from .main import UserError, pass_ctx
+from .output import progress, table
+
+
+def _write(path: str, text: str) -> int:
+    """Write the page atomically (temp file, rename); return its size in bytes."""
+    target = Path(path)
+    if target.parent and not target.parent.exists():
+        raise UserError(f"directory {target.parent} does not exist; create it or pick another -o", 2)
+    data = text.encode()
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    return len(data)
+
+
+@click.command("report")
+@click.argument("run")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="HTML file to write (default ./<id>-report.html).")
+@click.option("--open", "open_", is_flag=True, help="Open the page in the default browser.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"path": ..., "bytes": ...} as JSON.')
+@pass_ctx
+def report_cmd(ctx, run, out, open_, as_json) -> None:
+    """Write one run as a self-contained HTML page: header, plots, paged transcript, diffs.
+
+    The page needs no network (it works from disk or an S3 link); `#part-N` opens part N.
+    """
+    store = ctx.store
+    run_id = store.resolve(run)
+    out = out or f"{run_id[:10]}-report.html"
+    with progress(f"report {run_id[:10]}") as update:
+        text = render_report(store, run_id, progress=update)
+    size = _write(out, text)
+    path = str(Path(out).resolve())
+    if as_json:
+        click.echo(msgspec.json.encode({"path": path, "bytes": size}).decode())
+    else:
+        click.echo(f"wrote the report of {run_id} to {out} ({size / 1024:,.0f} KiB)")
+    if open_:
+        webbrowser.open(Path(path).as_uri())
+
+
+@click.command("compare")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="HTML file to write (default ./compare-<first id>-<n>.html; with --json only if given).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics table as JSON (one object per run).")
+@pass_ctx
+def compare_cmd(ctx, runs, out, as_json) -> None:
+    """Compare runs: their curves on shared axes (HTML) and their metrics side by side."""
+    store = ctx.store
+    run_ids = [store.resolve(r) for r in runs]
+    if len(set(run_ids)) != len(run_ids):
+        raise UserError("a run is named twice; name each run once", 2)
+    with progress("compare") as update:
+        comparison = compare_runs(store, run_ids, progress=update)
+    rows = comparison.rows
+    if as_json and not out:
+        click.echo(msgspec.json.encode(rows).decode())
+        return
+    out = out or f"compare-{run_ids[0][:10]}-{len(run_ids)}.html"
+    size = _write(out, comparison.html())
+    if as_json:
+        click.echo(msgspec.json.encode(rows).decode())
+        return
+    keys = [k for k, _ in COLUMNS if k in ("id", "agent", "model", "status", "parts", "duration_s", "tokens",
+                                              "cost_usd", "tests_passed", "tests_total", "best_passed")]
+    click.echo(table([[_short(k, r.get(k)) for k in keys] for r in rows], keys))
+    click.echo(f"wrote the comparison to {out} ({size / 1024:,.0f} KiB)")
+
+
+def _short(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key == "duration_s":
+        return f"{value:.1f}s"
+    if key == "cost_usd":
+        return f"${value:.4f}"
+    return str(value)
+
+
+COMMANDS = [report_cmd, compare_cmd]

@@ -1,0 +1,440 @@
+"""One run as one self-contained HTML page: header, plots, paged transcript, per-part diffs.
+
+``render_report(store, run_id)`` folds the run's events once (:class:`RunFold`), computes the diff
+of every part whose tree changed (difflib over :meth:`GitStore.read_blob`, once per distinct
+tree pair), and returns one HTML document. The page needs no network: CSS, JS and the plots (SVG
+drawn by the page's own script) are inline, and the data is embedded as compact JSON in
+``<script type="application/json">`` blocks that the script parses when it needs them. It works
+opened from disk and from an S3 link alike; ``#part-N`` in the URL opens part N.
+
+Size caps (:class:`ReportLimits`) keep the file bounded on long runs: texts are cut at
+``text_chars``; a part's diff at ``diff_part_bytes``; all diffs together at ``diff_total_bytes``
+(later parts then list their changed paths and line counts only); file versions embedded for the
+any-two-parts comparison at ``blob_file_bytes`` each and ``blob_total_bytes`` together (beyond
+that the page shows the per-part diffs of the range in order instead). Every cut is said on the
+page, with `agtrace replay` as the way to the full content.
+
+The fold here is deliberately small and local; ``replay/projections.py`` (metrics) and
+``replay/diff.py`` may replace :class:`RunFold` totals and :func:`part_changes` once they land.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import html
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from agtrace.eventlog import (
+    ErrorOccurred,
+    FileChanged,
+    LineLogged,
+    MessageAdded,
+    ModelCalled,
+    PartEnded,
+    RawRecorded,
+    ReasoningAdded,
+    Record,
+    RunEnded,
+    RunStarted,
+    Scored,
+    Store,
+    TestsRan,
+    ToolCalled,
+    ToolReturned,
+    TurnEnded,
+    TurnStarted,
+    UnknownEvent,
+    UsageReported,
+    to_builtins,
+)
+from agtrace.eventlog.gitstore import GitStore
+
+from .errors import ReplayError
+from .report_page import page
+from .workspace import base_tree, snapshots
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ReportLimits:
+    """Size caps of an embedded report (bytes are of UTF-8 text)."""
+
+    page_parts: int = 100
+    text_chars: int = 2_000
+    diff_part_bytes: int = 64 * 1024
+    diff_total_bytes: int = 16 * 1024 * 1024
+    blob_file_bytes: int = 256 * 1024
+    blob_total_bytes: int = 8 * 1024 * 1024
+
+
+class RunFold:
+    """A pure fold of one run's records into what the report and the comparison draw.
+
+    ``apply`` takes records in seq order; folding in chunks equals folding at once. Events with
+    no part are attached to the *slot* of the last part that had ended (0 before the first).
+    """
+
+    def __init__(self, text_chars: int = ReportLimits.text_chars, *, transcript: bool = True):
+        self.text_chars = text_chars
+        self.transcript = transcript
+        self.started: RunStarted | None = None
+        self.ended: RunEnded | None = None
+        self.t0: int | None = None
+        self.last_ts: int | None = None
+        self.slot = 0
+        self.parts: dict[int, dict] = {}
+        self.events: list[list] = []
+        self.tests: list[list] = []
+        self.calls: dict[str, list] = {}
+        self.usage: list[list] = []
+        self.tokens = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0, "reasoning": 0}
+        self.cost: float | None = None
+        self.unpriced_usage = 0
+        self.errors = 0
+        self._request_ids: set[str] = set()
+
+    def rel_ms(self, ts: int) -> int:
+        return (ts - (self.t0 or ts)) // 1_000_000
+
+    def apply(self, rec: Record) -> None:
+        ev = rec.event
+        if self.t0 is None:
+            self.t0 = rec.ts
+        self.last_ts = rec.ts
+        slot = rec.part if rec.part is not None else self.slot
+        t = self.rel_ms(rec.ts)
+        if rec.part is not None and rec.part not in self.parts:
+            self.parts[rec.part] = {"n": rec.part, "t": t, "kind": "unfinished", "title": "", "tool": "",
+                                    "tree": "", "outcome": "", "ended": False}
+        if isinstance(ev, RunStarted):
+            self.started = ev
+            return
+        if isinstance(ev, RunEnded):
+            self.ended = ev
+        elif isinstance(ev, PartEnded) and rec.part is not None:
+            part = self.parts[rec.part]
+            part.update(t=t, kind=ev.part_kind, title=ev.title, tool=ev.tool, tree=ev.tree_id, ended=True)
+            self.slot = max(self.slot, rec.part)
+            return
+        elif isinstance(ev, ToolCalled):
+            self.calls[ev.call_id] = [slot, t, None, ev.tool, "pending", ev.call_id]
+        elif isinstance(ev, ToolReturned):
+            call = self.calls.setdefault(ev.call_id, [slot, t, None, ev.tool, "pending", ev.call_id])
+            outcome = ev.status if ev.status != "ok" else ("exit" if ev.exit_code not in (None, 0) else "ok")
+            start = t - int(ev.duration_ms or 0)
+            call[1], call[2], call[4] = min(call[1], start), t, outcome
+            self._mark(slot, "error" if outcome != "ok" else "ok")
+        elif isinstance(ev, TestsRan):
+            self.tests.append([slot, t, ev.passed, ev.failed, ev.errors, ev.total, ev.suite])
+            self._mark(slot, "fail" if ev.failed or ev.errors else "pass")
+        elif isinstance(ev, UsageReported):
+            if ev.request_id and ev.request_id in self._request_ids:
+                return  # a repeated report of the same request is not spent twice
+            if ev.request_id:
+                self._request_ids.add(ev.request_id)
+            u = ev.usage
+            for name in self.tokens:
+                self.tokens[name] += getattr(u, name)
+            total = u.input + u.output + u.cache_read + u.cache_write
+            if ev.cost_usd is not None:
+                self.cost = (self.cost or 0.0) + ev.cost_usd
+            else:
+                self.unpriced_usage += 1
+            self.usage.append([slot, t, total, ev.cost_usd])
+        elif isinstance(ev, ErrorOccurred):
+            self.errors += 1
+        row = self._transcript_row(rec, slot, t) if self.transcript else None
+        if row is not None:
+            self.events.append(row)
+
+    def _mark(self, slot: int, outcome: str) -> None:
+        part = self.parts.get(slot)
+        if part is not None and part["outcome"] not in ("error", "fail"):
+            part["outcome"] = outcome
+
+    def _cut(self, text: str) -> str:
+        if len(text) <= self.text_chars:
+            return text
+        return f"{text[: self.text_chars]}\n… [{len(text) - self.text_chars:,} more characters: `agtrace log` shows all]"
+
+    def _transcript_row(self, rec: Record, slot: int, t: int) -> list | None:
+        """The event as ``[seq, t_ms, slot, kind, fields]`` for the transcript, or None to leave out."""
+        ev = rec.event
+        cut = self._cut
+        if isinstance(ev, MessageAdded):
+            body = {"role": ev.role, "text": cut(ev.text) + (" …" if ev.text_blob else "")}
+        elif isinstance(ev, ReasoningAdded):
+            body = {"text": "(encrypted)" if ev.encrypted and not ev.text else cut(ev.text)}
+        elif isinstance(ev, ToolCalled):
+            args = ev.command or (msgspec.json.encode(ev.arguments).decode() if ev.arguments is not None else "")
+            body = {"tool": ev.tool, "command": cut(args)}
+        elif isinstance(ev, ToolReturned):
+            body = {"tool": ev.tool, "status": ev.status, "exit_code": ev.exit_code, "ms": ev.duration_ms,
+                    "output": cut(ev.output), "bytes": ev.output_bytes or len(ev.output.encode())}
+        elif isinstance(ev, TestsRan):
+            failing = [c.name for c in ev.tests if c.outcome in ("failed", "error")][:20]
+            body = {"suite": ev.suite, "passed": ev.passed, "failed": ev.failed, "errors": ev.errors,
+                    "total": ev.total, "failing": failing}
+        elif isinstance(ev, UsageReported):
+            u = ev.usage
+            body = {"input": u.input, "output": u.output, "cache_read": u.cache_read,
+                    "cache_write": u.cache_write, "cost": ev.cost_usd}
+        elif isinstance(ev, FileChanged):
+            body = {"change": ev.change, "path": ev.path}
+        elif isinstance(ev, ErrorOccurred):
+            body = {"origin": ev.origin, "message": cut(ev.message), "fatal": ev.fatal}
+        elif isinstance(ev, (TurnStarted, TurnEnded)):
+            body = {"turn": ev.turn}
+        elif isinstance(ev, LineLogged):
+            body = {"stream": ev.stream, "text": cut(ev.text)}
+        elif isinstance(ev, ModelCalled):
+            if ev.ok:
+                return None
+            body = {"model": ev.model, "error": cut(ev.error)}
+        elif isinstance(ev, RawRecorded):
+            if not ev.parse_error:
+                return None
+            body = {"source": ev.source, "error": ev.parse_error}
+        elif isinstance(ev, RunEnded):
+            body = {"status": ev.status, "reason": ev.reason}
+        elif isinstance(ev, UnknownEvent):
+            body = {"text": cut(msgspec.json.encode(to_builtins(ev)).decode())}
+        else:  # snapshots (shown as diffs), heartbeats, part ends (part headers)
+            return None
+        return [rec.seq, t, slot, rec.kind, body]
+
+
+def fold_run(store: Store, run_id: str, *, text_chars: int = ReportLimits.text_chars, transcript: bool = True,
+             progress: Progress | None = None, total: int = 0) -> tuple[RunFold, list[list]]:
+    """Fold a run's events; return the fold and its re-scores (``scores`` stream) as rows."""
+    fold = RunFold(text_chars, transcript=transcript)
+    for i, rec in enumerate(store.read(run_id), 1):
+        fold.apply(rec)
+        if progress and i % 2000 == 0:
+            progress(i, max(total, i))
+    scores = []
+    for rec in store.read(run_id, stream="scores"):
+        ev = rec.event
+        if isinstance(ev, Scored):
+            scores.append([ev.scored_part, fold.rel_ms(rec.ts), ev.value, ev.passed, ev.total, ev.scorer, ev.status])
+    return fold, scores
+
+
+def header(store: Store, run_id: str, fold: RunFold) -> dict:
+    """The run's identity, live status and totals (what the page's header shows)."""
+    info = store.info(run_id)
+    s = fold.started or RunStarted()
+    calls = list(fold.calls.values())
+    last_test = fold.tests[-1] if fold.tests else None
+    return {
+        "id": run_id, "agent": s.agent, "agent_version": s.agent_version, "model": s.model,
+        "task_id": s.task_id, "prompt": s.prompt, "repo": s.repo, "base_commit": s.base_commit,
+        "host": s.host, "tags": s.tags, "parent_run": s.parent_run, "attempt": s.attempt,
+        "status": info.status, "reason": info.reason, "exit_code": info.exit_code,
+        "started_at": info.started_at, "duration_s": info.duration_s, "parts": info.parts,
+        "events": info.events, "tokens": sum(fold.tokens[k] for k in ("input", "output", "cache_read", "cache_write")),
+        "usage": fold.tokens, "cost_usd": fold.cost, "unpriced_usage": fold.unpriced_usage,
+        "tool_calls": len(calls), "tool_errors": sum(1 for c in calls if c[4] not in ("ok", "pending")),
+        "errors": fold.errors,
+        "tests_passed": last_test[2] if last_test else None, "tests_total": last_test[5] if last_test else None,
+        "best_passed": max((t[2] for t in fold.tests), default=None),
+    }
+
+
+@dataclass
+class DiffBudget:
+    """What is left of the diff and file-version caps while a report is built."""
+
+    limits: ReportLimits
+    diff_left: int = 0
+    blob_left: int = 0
+    blobs: dict[str, str] = field(default_factory=dict)
+    cut_parts: int = 0
+
+    def __post_init__(self):
+        self.diff_left = self.limits.diff_total_bytes
+        self.blob_left = self.limits.blob_total_bytes
+
+
+def _text(data: bytes | None) -> str | None:
+    """The bytes as text, or None when they look binary."""
+    if data is None or b"\0" in data[:8192]:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _key(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+def part_changes(git: GitStore, tree_a: str, tree_b: str, budget: DiffBudget) -> list[list]:
+    """Files that differ from ``tree_a`` to ``tree_b`` as ``[path, status, +, -, key_a, key_b, diff, note]``.
+
+    ``diff`` is a unified diff (3 lines of context) or None with ``note`` saying why; ``key_*``
+    name the two versions in ``budget.blobs`` (None where the file is absent).
+    """
+    lim = budget.limits
+    out = []
+    part_left = lim.diff_part_bytes
+    for c in git.diff(tree_a or None, tree_b):
+        old = git.read_blob(tree_a, c.path) if c.status != "added" else None
+        new = git.read_blob(tree_b, c.path) if c.status != "deleted" else None
+        keys = []
+        texts = []
+        for data in (old, new):
+            text = _text(data)
+            texts.append(text)
+            key = _key(data) if data is not None else None
+            keys.append(key)
+            if key and text is not None and key not in budget.blobs and len(data) <= lim.blob_file_bytes \
+                    and len(data) <= budget.blob_left:
+                budget.blobs[key] = text
+                budget.blob_left -= len(data)
+        diff, note = None, ""
+        if (old is not None and texts[0] is None) or (new is not None and texts[1] is None):
+            note = "binary file"
+        elif max(len(old or b""), len(new or b"")) > lim.blob_file_bytes:
+            note = f"file over {lim.blob_file_bytes // 1024} KiB; `agtrace replay` writes it out"
+        elif part_left <= 0 or budget.diff_left <= 0:
+            note = "left out: the report's diff size cap was reached; `agtrace replay` shows it"
+        else:
+            lines = difflib.unified_diff((texts[0] or "").splitlines(), (texts[1] or "").splitlines(),
+                                         f"a/{c.path}", f"b/{c.path}", n=3, lineterm="")
+            diff = "\n".join(lines)
+            size = len(diff.encode())
+            if size > min(part_left, budget.diff_left):
+                keep = max(0, min(part_left, budget.diff_left))
+                diff = diff.encode()[:keep].decode(errors="ignore") + "\n… [diff cut at the size cap]"
+                budget.cut_parts += 1
+            part_left -= size
+            budget.diff_left -= size
+        out.append([c.path, c.status, c.lines_added, c.lines_removed, keys[0], keys[1], diff, note])
+    return out
+
+
+def run_diffs(store: Store, run_id: str, fold: RunFold, limits: ReportLimits,
+              progress: Progress | None = None, done: int = 0) -> dict:
+    """Per-part changes for every part whose tree differs from the previous part's."""
+    todo = [n for n in sorted(fold.parts) if fold.parts[n]["tree"]]
+    if not todo:
+        return {"parts": {}, "blobs": {}, "note": "This run recorded no workspace snapshots, so it has no diffs."}
+    try:
+        git = snapshots(store, run_id)
+    except ReplayError as exc:
+        return {"parts": {}, "blobs": {}, "note": str(exc)}
+    budget = DiffBudget(limits)
+    previous = base_tree(store, run_id)
+    changes: dict[str, list] = {}
+    cache: dict[tuple[str, str], list] = {}
+    for i, n in enumerate(todo, 1):
+        tree = fold.parts[n]["tree"]
+        if tree != previous:
+            pair = (previous, tree)
+            if pair not in cache:
+                cache[pair] = part_changes(git, previous, tree, budget)
+            changes[str(n)] = cache[pair]
+        previous = tree
+        if progress and i % 50 == 0:
+            progress(done + i, done + len(todo))
+    note = ""
+    if budget.diff_left <= 0 or budget.cut_parts:
+        note = "Some diffs were cut or left out at the report's size caps; `agtrace replay ID --part N` writes any part out."
+    return {"parts": changes, "blobs": budget.blobs, "note": note,
+            "blobs_complete": budget.blob_left > 0}
+
+
+def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None,
+                progress: Progress | None = None) -> tuple[dict, dict]:
+    """The two JSON documents a report embeds: the run (header, parts, series, transcript) and its diffs."""
+    limits = limits or ReportLimits()
+    total = store.info(run_id).events
+    fold, scores = fold_run(store, run_id, text_chars=limits.text_chars, progress=progress, total=total)
+    if progress:
+        progress(total, total + len(fold.parts))
+    diffs = run_diffs(store, run_id, fold, limits, progress=progress, done=total)
+    parts = [fold.parts[n] for n in sorted(fold.parts)]
+    trees: dict[str, int] = {}
+    events = sorted(fold.events, key=lambda e: (e[2], e[0]))
+    changed = [diffs["parts"].get(str(p["n"]), []) for p in parts]
+    data = {
+        "v": 1, "run": header(store, run_id, fold), "t0": fold.t0, "page": limits.page_parts,
+        "parts": {
+            "n": [p["n"] for p in parts], "t": [p["t"] for p in parts], "kind": [p["kind"] for p in parts],
+            "title": [p["title"] for p in parts], "tool": [p["tool"] for p in parts],
+            "outcome": [p["outcome"] for p in parts],
+            "tree": [trees.setdefault(p["tree"], len(trees)) if p["tree"] else -1 for p in parts],
+            "ch": [len(c) for c in changed], "add": [sum(f[2] for f in c) for c in changed],
+            "del": [sum(f[3] for f in c) for c in changed],
+        },
+        "tests": fold.tests, "scores": scores, "calls": list(fold.calls.values()), "usage": fold.usage,
+        "events": events, "limits": {"text_chars": limits.text_chars, "diff_part_bytes": limits.diff_part_bytes},
+    }
+    return data, diffs
+
+
+def render_report(store: Store, run_id: str, *, limits: ReportLimits | None = None,
+                  progress: Progress | None = None) -> str:
+    """One run as one self-contained HTML document (see the module docstring for its contract)."""
+    data, diffs = report_data(store, run_id, limits=limits, progress=progress)
+    run = data["run"]
+    title = f"agtrace · {run['agent'] or 'run'} · {run['task_id'] or run_id}"
+    lim = limits or ReportLimits()
+    footer = (f"Texts are cut at {lim.text_chars:,} characters, a part's diff at {lim.diff_part_bytes // 1024} KiB, "
+              f"all diffs at {lim.diff_total_bytes // 2**20} MiB. {diffs['note']}")
+    return page(title=title, kind="report", header_html=header_html(run),
+                blocks={"agtrace-data": data, "agtrace-diffs": diffs}, footer=footer)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def fmt_cost(run: dict) -> str:
+    if run["cost_usd"] is None:
+        return "unknown"
+    partial = " (some usage unpriced)" if run["unpriced_usage"] else ""
+    cost = run["cost_usd"]
+    return f"${cost:,.2f}{partial}" if cost >= 1 else f"${cost:.4f}{partial}"
+
+
+def header_html(run: dict) -> str:
+    """The header as static HTML, so the page paints it before any script runs."""
+    e = html.escape
+    u = run["usage"]
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"] / 1e9)) if run["started_at"] else "–"
+    tests = "–" if run["tests_total"] is None else f"{run['tests_passed']}/{run['tests_total']} passed"
+    facts = [
+        ("agent", f"{run['agent']} {run['agent_version']}".strip()), ("model", run["model"]),
+        ("task", run["task_id"]), ("repo", f"{run['repo']} {run['base_commit'][:12]}".strip()),
+        ("started", started), ("duration", fmt_duration(run["duration_s"])),
+        ("parts", f"{run['parts']:,} ({run['events']:,} events)"),
+        ("tokens", f"{run['tokens']:,} (in {u['input']:,} · out {u['output']:,} · cache read {u['cache_read']:,}"
+                   f" · cache write {u['cache_write']:,})"),
+        ("cost", fmt_cost(run)), ("tools", f"{run['tool_calls']:,} calls, {run['tool_errors']:,} failed"),
+        ("tests (last)", tests), ("host", run["host"]),
+    ]
+    if run["parent_run"]:
+        facts.append(("parent run", run["parent_run"]))
+    if run["tags"]:
+        facts.append(("tags", " ".join(f"{k}={v}" for k, v in run["tags"].items())))
+    dl = "".join(f"<dt>{e(k)}</dt><dd>{e(str(v) or '–')}</dd>" for k, v in facts)
+    reason = f" <span class=reason>{e(run['reason'])}</span>" if run["reason"] else ""
+    prompt = (f"<details class=prompt><summary>task prompt</summary><pre>{e(run['prompt'])}</pre></details>"
+              if run["prompt"] else "")
+    return (f"<h1>run <code>{e(run['id'])}</code> <span class='status s-{e(run['status'])}'>{e(run['status'])}"
+            f"</span>{reason}</h1><dl class=facts>{dl}</dl>{prompt}")
