@@ -34,6 +34,11 @@ class RunLock:
         except BlockingIOError:
             os.close(fd)
             holder = read_holder(path)
+            for _ in range(20):  # the holder writes its name just after taking the lock
+                if holder:
+                    break
+                time.sleep(0.01)
+                holder = read_holder(path)
             who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
             since = holder.get("since", "")
             raise RunLocked(

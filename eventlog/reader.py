@@ -29,6 +29,9 @@ def list_segments(stream_dir: str | os.PathLike) -> list[tuple[int, int | None, 
         parsed = segment.parse_name(name)
         if parsed is not None:
             out.append((parsed[0], parsed[1], stream_dir / name))
+    sealed = {first for first, last, _ in out if last is not None}
+    # an open segment beside its sealed twin is a compaction's leftover: the sealed one wins
+    out = [t for t in out if t[1] is not None or t[0] not in sealed]
     out.sort(key=lambda t: (t[0], t[1] is None))
     return out
 
@@ -54,12 +57,13 @@ def read_stream(
                 continue
             data = sealed.read_bytes()
             last = 0
+        want = lambda info: info.last_seq >= start  # noqa: E731 - frames before start stay compressed
         if last is None:
-            frames = segment.iter_frames(data)
+            frames = segment.iter_frames(data, want=want)
         else:
-            frames = _strict_frames(path, data)
+            frames = _strict_frames(path, data, want)
         for info, batch in frames:
-            if info.last_seq < start:
+            if batch is None:
                 continue
             if end is not None and info.first_seq > end:
                 return
@@ -75,11 +79,11 @@ def _find_sealed(stream_dir: Path, first: int) -> Path | None:
     return None
 
 
-def _strict_frames(path: Path, data: bytes) -> Iterator[tuple[segment.FrameInfo, bytes]]:
+def _strict_frames(path: Path, data: bytes, want) -> Iterator[tuple[segment.FrameInfo, bytes | None]]:
     if not data.startswith(segment.SEGMENT_MAGIC):
         raise CorruptLog(f"{path}: bad segment header; run `agtrace verify`", str(path), 0)
     off = len(segment.SEGMENT_MAGIC)
-    for info, batch in segment.iter_frames(data, off):
+    for info, batch in segment.iter_frames(data, off, want=want):
         yield info, batch
         off = info.end
     if off != len(data):

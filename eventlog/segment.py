@@ -236,17 +236,89 @@ def read_frame(fh, info: FrameInfo) -> bytes:
     return decompress(raw[HEADER_SIZE:])
 
 
-def iter_frames(data: bytes, start: int = len(SEGMENT_MAGIC)) -> Iterator[tuple[FrameInfo, bytes]]:
+def iter_frames(
+    data: bytes, start: int = len(SEGMENT_MAGIC), want=None
+) -> Iterator[tuple[FrameInfo, bytes | None]]:
     """Valid frames of an in-memory segment image, stopping quietly at an incomplete tail.
 
-    Used to follow a segment that a live writer is appending to: a half-written frame at the end
-    is not an error there, just not there yet.
+    Frames for which ``want(info)`` is false are walked by their headers only and yielded with
+    ``None`` instead of their batch: they are neither checksummed nor decompressed. Used to
+    follow a segment that a live writer is appending to: a half-written frame at the end is not
+    an error there, just not there yet.
     """
     off = start
     size = len(data)
     while off < size:
+        if want is not None:
+            head = _header_only(data, off, size)
+            if isinstance(head, str):
+                return
+            if not want(head):
+                yield head, None
+                off = head.end
+                continue
         info = _check_frame(data, off, size)
         if isinstance(info, str):
             return
         yield info, decompress(data[off + HEADER_SIZE : info.end])
         off = info.end
+
+
+def _array_body(batch: bytes) -> tuple[int, bytes]:
+    """``(count, items)`` of a msgpack array: its element count and the bytes after its header."""
+    b0 = batch[0]
+    if 0x90 <= b0 <= 0x9F:
+        return b0 - 0x90, batch[1:]
+    if b0 == 0xDC:
+        return struct.unpack_from(">H", batch, 1)[0], batch[3:]
+    return struct.unpack_from(">I", batch, 1)[0], batch[5:]
+
+
+def _array_header(n: int) -> bytes:
+    if n <= 15:
+        return bytes([0x90 | n])
+    if n <= 0xFFFF:
+        return b"\xdc" + struct.pack(">H", n)
+    return b"\xdd" + struct.pack(">I", n)
+
+
+def compact(src: str | os.PathLike, dest: str | os.PathLike, batch_events: int, below: int) -> bool:
+    """Rewrite segment ``src`` as ``dest`` with frames of about ``batch_events`` events.
+
+    Only when ``src``'s frames hold fewer than ``below`` events on average (else returns False
+    and does nothing). Batches are joined without decoding their events. Crash-safe: ``dest`` is
+    written as ``<dest>.tmp``, fsynced and renamed before ``src`` is removed; a crash leaves
+    either ``src`` alone, or ``dest`` complete beside ``src`` (the writer then removes ``src``).
+    """
+    src, dest = Path(src), Path(dest)
+    frames, problem, off = scan(src)
+    if problem or not frames:
+        return False
+    total = frames[-1].last_seq - frames[0].first_seq + 1
+    if total / len(frames) >= below:
+        return False
+    tmp = dest.with_name(dest.name + ".tmp")
+    with open(src, "rb") as fh, open(tmp, "wb") as out:
+        out.write(SEGMENT_MAGIC)
+        first, count, parts = frames[0].first_seq, 0, []
+        for info in frames:
+            n, items = _array_body(read_frame(fh, info))
+            parts.append(items)
+            count += n
+            if count >= batch_events or info is frames[-1]:
+                out.write(encode_frame(first, _array_header(count) + b"".join(parts)))
+                first, count, parts = first + count, 0, []
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, dest)
+    _fsync_parent(dest)
+    os.unlink(src)
+    return True
+
+
+def _fsync_parent(path: Path) -> None:
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -170,23 +170,39 @@ class Store:
         writer.append(started, ts=ts)
         return writer
 
-    def open_writer(self, run_id: str, *, durability: str = "normal", stream: str = "events") -> RunWriter:
-        """The writer of an existing run (takes its lock; recovers a torn tail)."""
+    def open_writer(
+        self,
+        run_id: str,
+        *,
+        durability: str = "normal",
+        stream: str = "events",
+        segment_bytes: int | None = None,
+    ) -> RunWriter:
+        """The writer of an existing run (takes its lock; recovers a torn tail).
+
+        The catalog is brought up to date first; if that fails the lock is released again.
+        """
         catalog = self.catalog
 
         def index(first_seq: int, items) -> None:
             if stream == "events":
                 catalog.apply(run_id, first_seq, items)
 
-        writer = RunWriter(self.run_dir(run_id), run_id, stream=stream, durability=durability, listener=index)
+        extra = {"segment_bytes": segment_bytes} if segment_bytes else {}
+        writer = RunWriter(self.run_dir(run_id), run_id, stream=stream, durability=durability,
+                           listener=index, **extra)
         if stream == "events":
-            self.sync(run_id)
+            try:
+                self.sync(run_id)
+            except BaseException:
+                writer.abandon()
+                raise
         return writer
 
     def close_writer(self, writer: RunWriter) -> None:
         """Close a writer and record its sealed segments in the catalog."""
         writer.close()
-        self._record_segments(writer.run_id)
+        self.record_segments(writer.run_id)
 
     def staging_dir(self) -> Path:
         """A fresh private directory on the store's filesystem for building a run off to the side."""
@@ -209,7 +225,7 @@ class Store:
             raise StoreError(f"run {run_id} already exists in {self.root}; runs are never overwritten")
         os.rename(run_dir, dest)
         self.sync(run_id)
-        self._record_segments(run_id)
+        self.record_segments(run_id)
         return run_id
 
     def resolve(self, prefix: str) -> str:
@@ -281,7 +297,8 @@ class Store:
         if batch:
             self.catalog.apply(run_id, first, batch)
 
-    def _record_segments(self, run_id: str) -> None:
+    def record_segments(self, run_id: str) -> None:
+        """Refresh the catalog's rows for a run's sealed segments from the files."""
         rows = []
         for first, last, path in reader.list_segments(self.run_dir(run_id) / "events"):
             if last is None:
@@ -300,7 +317,7 @@ class Store:
         ids = self.run_ids()
         for i, run_id in enumerate(ids):
             self.sync(run_id)
-            self._record_segments(run_id)
+            self.record_segments(run_id)
             if progress:
                 progress(i + 1, len(ids))
         return len(ids)
@@ -386,7 +403,7 @@ class Store:
                         return
                     report.events += len(records)
                     for rec in records:
-                        for digest in _blob_refs(rec.event):
+                        for digest in blob_refs(rec.event):
                             report.blobs += 1
                             try:
                                 self.blobs.get(digest)
@@ -400,7 +417,8 @@ def _decode_frame(fh, info: segment.FrameInfo) -> list[Record]:
     return codec.decode_batch(segment.read_frame(fh, info), info.first_seq)
 
 
-def _blob_refs(event: Event) -> list[str]:
+def blob_refs(event: Event) -> list[str]:
+    """The blob addresses an event refers to."""
     if isinstance(event, ToolReturned) and event.output_blob:
         return [event.output_blob]
     if isinstance(event, RawRecorded) and event.blob:

@@ -6,11 +6,17 @@ Durability policies (what :meth:`RunWriter.append` may return as durable):
     every append is written as its own frame and fsynced before ``append`` returns, so the
     returned ``durable`` equals the returned ``seq``.
 ``normal`` (default)
-    appends are buffered and written as one frame (group commit); the frame is fsynced when a
-    part ends (``part_ended``), when the run starts or ends, and at least every 200 ms by a
-    background flusher. A crash loses at most the events appended in the last 200 ms.
+    appends are buffered and written as frames (group commit). A part end (``part_ended``), the
+    run's start or end makes what is buffered durable: at once if no fsync happened in the last
+    :data:`COALESCE_S`, else within that window by the background flusher, so a flood of parts
+    shares fsyncs. Anything else is fsynced within 200 ms. A crash loses at most the events of
+    the last 200 ms, and never a part end older than :data:`COALESCE_S`.
 ``off``
     frames are written when the buffer fills and fsynced only at close; for bulk imports.
+
+Sealing compacts: a segment whose frames are small (as a slowly captured run's are) is rewritten
+once, before it becomes immutable, into frames of up to :data:`BATCH_EVENTS` events (temp file,
+fsync, rename, then the open file is removed), so sealed segments compress and scan well.
 
 The writer holds the run's lock (one writer per run) from construction until :meth:`close`.
 On open it checks the open segment and cuts a torn tail (reported in :attr:`torn_tail`).
@@ -28,20 +34,24 @@ from typing import NamedTuple
 
 from . import codec, segment
 from .errors import RunClosed
-from .events import Event, HeartbeatSent, PartEnded, RunEnded, RunStarted
+from .events import Event, PartEnded, RunEnded, RunStarted
 from .lock import RunLock
 
 DURABILITY = ("strict", "normal", "off")
 SYNC_INTERVAL_S = 0.2
+COALESCE_S = 0.02
 SEGMENT_BYTES = 32 * 1024 * 1024
 BATCH_EVENTS = 1024
+INDEX_INTERVAL_S = 1.0
+COMPACT_BELOW = 256
+"""Seal-time compaction happens when a segment's frames hold fewer events than this on average."""
 
 Items = list[tuple[int, int | None, Event]]
 Listener = Callable[[int, Items], None]
 """Called on the appending thread with ``(first_seq, items)`` of events that are on disk."""
 
 _SYNC_KINDS = (PartEnded, RunEnded, RunStarted)
-_INDEX_KINDS = (PartEnded, RunEnded, RunStarted, HeartbeatSent)
+_INDEX_NOW_KINDS = (RunEnded, RunStarted)
 
 
 class Ack(NamedTuple):
@@ -90,13 +100,19 @@ class RunWriter:
         self.torn_tail: segment.TornTail | None = None
         try:
             self._next = self._recover()
+            self._ended = self._next > 1 and self._last_is_end()
         except BaseException:
+            if self._fh is not None:
+                self._fh.close()
             self._lock.release()
             raise
         self._written = self._next - 1
         self._durable = self._next - 1
-        self._ended = self._next > 1 and self._last_is_end()
         self._stop = threading.Event()
+        self._wake = threading.Condition(self._mu)
+        self._last_fsync = 0.0
+        self._sync_due: float | None = None  # monotonic time a deferred part-end sync is due
+        self._last_index = time.monotonic()
         self._flusher = None
         if durability == "normal":
             self._flusher = threading.Thread(target=self._flush_loop, daemon=True, name="agtrace-flush")
@@ -108,7 +124,11 @@ class RunWriter:
         """Find the next seq; cut a torn tail off the open segment if there is one."""
         sealed_last = 0
         open_files = []
+        sealed_firsts = set()
         for name in os.listdir(self.dir):
+            if name.endswith(".tmp"):  # a compaction cut short: the open segment is still there
+                os.unlink(self.dir / name)
+                continue
             parsed = segment.parse_name(name)
             if parsed is None:
                 continue
@@ -117,6 +137,11 @@ class RunWriter:
                 open_files.append((first, name))
             else:
                 sealed_last = max(sealed_last, last)
+                sealed_firsts.add(first)
+        for first, name in list(open_files):  # compacted and renamed, crashed before the unlink
+            if first in sealed_firsts:
+                os.unlink(self.dir / name)
+                open_files.remove((first, name))
         open_files.sort()
         for _first, name in open_files[:-1]:
             self._seal_orphan(self.dir / name)
@@ -134,7 +159,9 @@ class RunWriter:
     def _seal_orphan(self, path: Path) -> None:
         frames, _ = segment.recover(path)
         if frames:
-            os.replace(path, self.dir / segment.sealed_name(frames[0].first_seq, frames[-1].last_seq))
+            sealed = self.dir / segment.sealed_name(frames[0].first_seq, frames[-1].last_seq)
+            if not segment.compact(path, sealed, BATCH_EVENTS, COMPACT_BELOW):
+                os.replace(path, sealed)
         else:
             path.unlink()
 
@@ -164,13 +191,45 @@ class RunWriter:
             self._buf.append((ts if ts is not None else time.time_ns(), part, event))
             if isinstance(event, RunEnded):
                 self._ended = True
-            if self.durability == "strict" or isinstance(event, _SYNC_KINDS):
-                self._flush(sync=self.durability != "off")
+            if self.durability == "strict":
+                self._flush(sync=True)
+            elif self.durability == "normal" and isinstance(event, _SYNC_KINDS):
+                self._sync_soon()
             elif len(self._buf) >= BATCH_EVENTS:
                 self._flush(sync=False)
-            if self._listener and (isinstance(event, _INDEX_KINDS) or len(self._pending) > 50_000):
+            if self._listener and (
+                isinstance(event, _INDEX_NOW_KINDS)
+                or len(self._pending) > 50_000
+                or (self._pending and time.monotonic() - self._last_index > INDEX_INTERVAL_S)
+            ):
                 self._notify()
             return Ack(seq, self._durable)
+
+    def _sync_soon(self) -> None:
+        """Group commit: fsync now if the last fsync is older than COALESCE_S, else soon."""
+        now = time.monotonic()
+        if now - self._last_fsync >= COALESCE_S:
+            self._flush(sync=True)
+        elif self._sync_due is None:
+            self._sync_due = self._last_fsync + COALESCE_S
+            self._wake.notify()
+
+    def wait_durable(self, seq: int, timeout: float | None = None) -> bool:
+        """Block until ``seq`` is durable (or the timeout passes); True if it is."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._mu:
+            while self._durable < seq:
+                if self.durability != "normal" or self._closed:
+                    self._flush(sync=True)
+                    break
+                if self._sync_due is None:
+                    self._sync_due = time.monotonic()
+                    self._wake.notify()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._wake.wait(left if left is not None else 0.05)
+            return self._durable >= seq
 
     def append_many(self, events: Iterable[tuple[Event, int | None, int | None]]) -> Ack:
         """Append ``(event, part, ts)`` triples as one group; one fsync under ``strict``."""
@@ -222,6 +281,10 @@ class RunWriter:
         if sync and self._durable < self._written:
             os.fsync(self._fh.fileno())
             self._durable = self._written
+            self._last_fsync = time.monotonic()
+        if sync:
+            self._sync_due = None
+            self._wake.notify_all()
         if self._fh is not None and self._fh.tell() >= self.segment_bytes:
             self._seal()
 
@@ -243,22 +306,43 @@ class RunWriter:
         self._durable = self._written
         self._fh.close()
         self._fh = None
-        os.replace(self._open_path, self.dir / segment.sealed_name(self._open_first, self._written))
+        sealed = self.dir / segment.sealed_name(self._open_first, self._written)
+        if not segment.compact(self._open_path, sealed, BATCH_EVENTS, COMPACT_BELOW):
+            os.replace(self._open_path, sealed)
         _fsync_dir(self.dir)
         self._open_path = None
 
     def _notify(self) -> None:
+        self._last_index = time.monotonic()
         if self._pending:
             pending, self._pending = self._pending, []
             self._listener(self._pending_first, pending)
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(SYNC_INTERVAL_S):
-            with self._mu:
+        """Background group commit: deferred part-end syncs, and everything within 200 ms."""
+        with self._mu:
+            last_periodic = time.monotonic()
+            while not self._closed and not self._stop.is_set():
+                now = time.monotonic()
+                due = last_periodic + SYNC_INTERVAL_S
+                if self._sync_due is not None:
+                    due = min(due, self._sync_due)
+                if now < due:
+                    self._wake.wait(due - now)
+                    continue
                 if self._closed:
                     return
-                if self._buf or self._durable < self._written:
+                if self._sync_due is not None or self._buf or self._durable < self._written:
                     self._flush(sync=True)
+                if now >= last_periodic + SYNC_INTERVAL_S:
+                    last_periodic = now
+
+    def roll(self) -> None:
+        """Seal the open segment now (no-op if none), so that it can be shipped; thread-safe."""
+        with self._mu:
+            if not self._closed:
+                self._flush(sync=True)
+                self._seal()
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -268,6 +352,7 @@ class RunWriter:
             if self._closed:
                 return self._durable
             self._stop.set()
+            self._wake.notify_all()
             try:
                 self._flush(sync=True)
                 if self._fh is not None:
@@ -290,6 +375,7 @@ class RunWriter:
         with self._mu:
             self._stop.set()
             self._closed = True
+            self._wake.notify_all()
             if self._fh is not None:
                 self._fh.close()
             self._lock.release()

@@ -337,13 +337,6 @@ def test_store_tail_stops_when_writer_process_is_killed(tmp_path):
     assert got == list(range(1, writer.next_seq))
 
 
-@pytest.mark.xfail(
-    reason="eventlog/store.py:181-183 Store.open_writer takes the run lock (RunWriter) and then "
-    "calls self.sync(run_id); when sync raises (CorruptLog from a damaged sealed segment) the "
-    "writer is never closed, so this process keeps the lock: after the segment is restored, "
-    "open_writer in the same process fails with RunLocked naming its own pid",
-    strict=True,
-)
 def test_open_writer_releases_the_lock_when_catalog_sync_fails(tmp_path):
     store, run_id = make_run(tmp_path / "s", parts=3, seal=True)
     store.close()

@@ -54,11 +54,22 @@ def test_strict_acks_each_event_durable(store):
 
 
 def test_normal_acks_durable_at_part_end(store):
+    import time
+
+    from agtrace.eventlog.writer import COALESCE_S
+
     w = store.create_run(RunStarted(agent="a"), durability="normal")
     a1 = w.append(MessageAdded(role="user", text="hi"), part=1)
     assert a1.seq == 2 and a1.durable == 1  # run_started is synced, the message not yet
+    time.sleep(COALESCE_S * 2)  # a part ending after a quiet spell is durable at once
     a2 = w.append(PartEnded(part_kind="message"), part=1)
     assert a2.durable == a2.seq == 3
+    # a flood of part ends shares fsyncs: each is durable within the coalescing window
+    t0 = time.monotonic()
+    acks = [w.append(PartEnded(part_kind="message"), part=p) for p in range(2, 200)]
+    assert acks[-1].durable < acks[-1].seq
+    assert w.wait_durable(acks[-1].seq, timeout=5)
+    assert time.monotonic() - t0 < 2
     store.close_writer(w)
 
 
@@ -77,7 +88,7 @@ def test_normal_flushes_within_the_sync_interval_without_a_part_end(store):
 
 def test_segments_roll_by_size_and_seal_with_range_names(tmp_path):
     store = Store(tmp_path)
-    w = store.create_run(RunStarted(agent="a"))
+    w = store.create_run(RunStarted(agent="a"), durability="strict")  # a frame per event
     w.segment_bytes = 4096
     _fill(w, 40, text=os.urandom(300).hex())
     store.close_writer(w)
@@ -93,7 +104,7 @@ def test_segments_roll_by_size_and_seal_with_range_names(tmp_path):
 
 def test_read_part_uses_the_index_not_a_full_scan(tmp_path):
     store = Store(tmp_path)
-    w = store.create_run(RunStarted(agent="a"))
+    w = store.create_run(RunStarted(agent="a"), durability="strict")
     w.segment_bytes = 2048
     _fill(w, 30, text=os.urandom(200).hex())
     store.close_writer(w)
@@ -113,7 +124,7 @@ def test_read_part_uses_the_index_not_a_full_scan(tmp_path):
 @given(cuts=st.lists(st.integers(1, 80), max_size=6))
 def test_reading_in_chunks_equals_reading_at_once(tmp_path_factory, cuts):
     store = Store(tmp_path_factory.mktemp("s"))
-    w = store.create_run(RunStarted(agent="a"))
+    w = store.create_run(RunStarted(agent="a"), durability="strict")
     w.segment_bytes = 3000
     _fill(w, 20)
     store.close_writer(w)
@@ -209,10 +220,11 @@ def test_damaged_middle_frame_of_open_segment_is_not_cut(store):
 
 def test_verify_names_the_bad_frame_of_a_sealed_segment(store):
     w = store.create_run(RunStarted())
-    _fill(w, 4)
+    _fill(w, 300)  # 1,201 events: compacted at seal into frames of ~1,024
     store.close_writer(w)
     ((_, _, path),) = list_segments(store.run_dir(w.run_id) / "events")
     frames, _, _ = seg.scan(path)
+    assert len(frames) >= 2
     data = bytearray(path.read_bytes())
     data[frames[1].offset + seg.HEADER_SIZE + 3] ^= 1
     path.write_bytes(bytes(data))
