@@ -41,6 +41,9 @@ from agtrace.eventlog import (
     PartEnded,
     RawRecorded,
     ReasoningAdded,
+    Remote,
+    RemoteError,
+    RemoteShipper,
     RunEnded,
     RunStarted,
     SnapshotTaken,
@@ -107,6 +110,9 @@ class Recorder:
         redactor: Redactor | None = None,
         heartbeat_s: float = 5.0,
         on_part: Callable[[PartDone], None] | None = None,
+        remote: Remote | None = None,
+        ship_interval_s: float = 10.0,
+        bundle_interval_s: float = 60.0,
     ):
         self.store = store
         self.redactor = redactor or Redactor.from_env(os.environ)
@@ -129,6 +135,14 @@ class Recorder:
         self._stop = threading.Event()
         if self.snapshots is not None:
             self._append(self.snapshots.take("base"))
+        self.warnings: list[str] = []
+        self.bundle_interval_s = bundle_interval_s
+        self._last_bundle = time.monotonic()
+        self.shipper = (
+            RemoteShipper.start(store, self.run_id, remote, interval_s=ship_interval_s, roll=self.writer.roll)
+            if remote is not None
+            else None
+        )
         self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="agtrace-heartbeat")
         self._beat.start()
 
@@ -159,6 +173,10 @@ class Recorder:
             self._append(msgspec.structs.replace(test, tree_id=tree_id), part=part, ts=ts)
         self._append(msgspec.structs.replace(event, tree_id=tree_id), part=part, ts=ended_ns)
         self.parts = max(self.parts, part)
+        if (self.shipper is not None and self.snapshots is not None
+                and time.monotonic() - self._last_bundle >= self.bundle_interval_s):
+            self.snapshots.seal()  # an incremental bundle, for the shipper to pick up
+            self._last_bundle = time.monotonic()
         if self.on_part:
             self.on_part(PartDone(part, event.part_kind, event.title, event.tool, files, self.tokens, tree_id))
 
@@ -281,6 +299,11 @@ class Recorder:
         self.store.close_writer(self.writer)
         if self.snapshots is not None:
             self.snapshots.seal()
+        if self.shipper is not None:
+            try:
+                self.shipper.stop(final=True)
+            except RemoteError as exc:
+                self.warnings.append(f"the final push failed ({exc}); run `agtrace push {self.run_id}`")
         self.ended = ended
         return ended
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from agtrace.eventlog import LineLogged, PartEnded, RawRecorded, Store
+from agtrace.eventlog import LineLogged, PartEnded, RawRecorded, Remote, Store
 
 from .adapters import make_adapter
 from .errors import AgentNotFound, CaptureError
@@ -78,6 +78,8 @@ def run_agent(
     parent_run: str = "",
     policy: SnapshotPolicy | None = None,
     adapter_options: dict | None = None,
+    remote: Remote | None = None,
+    ship_interval_s: float = 10.0,
     on_start: Callable[[str], None] | None = None,
     on_part: Callable[[PartDone], None] | None = None,
     on_line: Callable[[str, str], None] | None = None,
@@ -90,7 +92,8 @@ def run_agent(
     recorder = Recorder(
         store, workdir=workdir, agent=agent_name or agent, agent_version=agent_version, model=model, task=task, task_id=task_id,
         base_commit=base, command=command, durability=durability, tags=tags,
-        parent_run=parent_run, policy=policy, on_part=on_part,
+        parent_run=parent_run, policy=policy, on_part=on_part, remote=remote,
+        ship_interval_s=ship_interval_s, bundle_interval_s=ship_interval_s,
         config={"max_parts": max_parts, "timeout": timeout, "adapter": adapter.name},
     )
     if on_start:
@@ -162,6 +165,7 @@ def run_agent(
         parts=recorder.parts, tokens=recorder.tokens, duration_s=round(time.monotonic() - started, 3),
         redactions=ended.redactions, agent=agent_name or agent, model=adapter.state.model or model,
         agent_version=adapter.state.agent_version or agent_version, bundle=str(bundles[-1]) if bundles else None,
+        warnings=recorder.warnings,
     )
 
 

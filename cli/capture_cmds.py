@@ -12,9 +12,10 @@ from agtrace.capture.demo import run_demo
 from agtrace.capture.recorder import PartDone
 from agtrace.capture.runner import RunSummary, run_agent
 from agtrace.capture.snapshot import DEFAULT_EXCLUDES, SnapshotPolicy
+from agtrace.eventlog import remote_for
 
 from .main import UserError, pass_ctx
-from .output import duration, shorten
+from .output import duration, shorten, warn
 from .runs import parse_tags, read_text_arg
 
 
@@ -60,12 +61,20 @@ def _finish(summary: RunSummary, as_json: bool) -> None:
 @click.option("--exclude", "excludes", multiple=True, help="Extra gitignore-style pattern left out of snapshots.")
 @click.option("--marker", default=None, help="raw agent: a regex; a stdout line matching it ends a part.")
 @click.option("--quiet-s", type=float, default=None, help="raw agent: end a part after S seconds without output.")
+@click.option("--remote", envvar="AGTRACE_REMOTE", default=None, metavar="URL",
+              help="Push sealed segments and bundles here while the run goes on (s3://… or file://…; env AGTRACE_REMOTE).")
+@click.option("--ship-interval", type=float, default=10.0, show_default=True,
+              help="With --remote: seconds between pushes (a lost machine loses at most this much).")
+@click.option("--backend", type=click.Choice(["local", "modal"]), default="local", show_default=True,
+              help="Run the agent here, or in a Modal sandbox (needs `pip install agtrace[modal]`).")
+@click.option("--image", default=None, help="--backend modal: the container image (default: Debian slim).")
 @click.option("--quiet", "-q", is_flag=True, help="No live per-part lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 @click.argument("command", nargs=-1, required=True)
 @pass_ctx
 def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durability, tags, parent,
-            max_file_bytes, excludes, marker, quiet_s, quiet, as_json, command) -> None:
+            max_file_bytes, excludes, marker, quiet_s, remote, ship_interval, backend, image, quiet,
+            as_json, command) -> None:
     """Run an agent COMMAND (after `--`) and capture it part by part.
 
     Prints one line per part while it runs, then the run id. Exit 1 unless the run completed.
@@ -75,14 +84,33 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     if agent == "raw":
         options = {k: v for k, v in (("marker", marker), ("quiet_s", quiet_s)) if v is not None}
     policy = SnapshotPolicy(max_file_bytes=max_file_bytes, exclude=(*DEFAULT_EXCLUDES, *excludes))
-    summary = run_agent(
-        store, list(command), agent=agent, workdir=workdir, task=read_text_arg(task), task_id=task_id,
-        model=model, max_parts=max_parts, timeout=timeout, durability=durability, tags=parse_tags(tags),
+    common = dict(
+        agent=agent, task=read_text_arg(task), task_id=task_id, model=model, max_parts=max_parts,
+        timeout=timeout, durability=durability, tags=parse_tags(tags),
         parent_run=store.resolve(parent) if parent else "", policy=policy, adapter_options=options,
-        on_start=lambda rid: click.echo(f"capturing run {rid} ({agent})", err=True) if not quiet else None,
+        on_start=lambda rid: click.echo(f"capturing run {rid} ({agent}, {backend})", err=True) if not quiet else None,
         on_part=_live(not quiet),
     )
+    if backend == "modal":
+        summary = _run_in_modal(store, list(command), workdir, image, common)
+    else:
+        summary = run_agent(store, list(command), workdir=workdir, ship_interval_s=ship_interval,
+                            remote=remote_for(remote) if remote else None, **common)
+    for warning in summary.warnings:
+        warn(warning)
     _finish(summary, as_json)
+
+
+def _run_in_modal(store, command: list[str], workdir: str, image: str | None, common: dict) -> RunSummary:
+    """Capture the agent in a Modal sandbox: the workdir is uploaded, the sandbox terminated after."""
+    from agtrace.capture.modal_sandbox import ModalSandboxAPI, run_agent_in_sandbox, upload_tree
+
+    api = ModalSandboxAPI.create(image=image)
+    try:
+        upload_tree(api, workdir, api.workdir)
+        return run_agent_in_sandbox(store, api, command, **common)
+    finally:
+        api.terminate()
 
 
 @click.command("demo")

@@ -1,3 +1,104 @@
-"""Commands: agtrace push, pull."""
+"""Commands: agtrace push, pull — glue around :func:`agtrace.eventlog.sync.push` and ``pull``."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import click
+import msgspec
+
+from agtrace.eventlog.remote import remote_for
+from agtrace.eventlog.sync import pull, push, remote_run_ids
+
+from .main import UserError, pass_ctx
+from .output import progress
+
+_REMOTE = click.option(
+    "--remote", "remote_url", envvar="AGTRACE_REMOTE", default=None, metavar="URL",
+    help="s3://bucket/prefix or file:///dir (env AGTRACE_REMOTE). S3 reads AGTRACE_S3_ENDPOINT and "
+         "AGTRACE_S3_PROFILE for S3-compatible stores and named profiles.",
+)
+
+
+def _remote(url: str | None):
+    if not url:
+        raise UserError("no remote: pass --remote s3://bucket/prefix (or file:///dir) or set AGTRACE_REMOTE", 2)
+    return remote_for(url)
+
+
+def _ids(store, run_ids: tuple[str, ...], all_runs: bool, verb: str) -> list[str] | None:
+    if all_runs and run_ids:
+        raise UserError(f"give run ids or --all, not both ({verb})", 2)
+    if not all_runs and not run_ids:
+        raise UserError(f"name the runs to {verb} (ID…) or pass --all", 2)
+    return None if all_runs else run_ids
+
+
+@click.command("push")
+@click.argument("run_ids", nargs=-1, metavar="[ID…]")
+@click.option("--all", "all_runs", is_flag=True, help="Push every run of the store.")
+@_REMOTE
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
+    """Upload runs' sealed segments, bundles and blobs to a remote.
+
+    Never overwrites an object and never uploads the open segment; pushing again uploads only
+    what is new, and an interrupted push resumes where it stopped.
+    """
+    store = ctx.store
+    ids = _ids(store, run_ids, all_runs, "push")
+    ids = [store.resolve(r) for r in ids] if ids is not None else None
+    with _remote(remote_url) as remote, progress("pushing") as update:
+        report = push(store, remote, ids, progress=update)
+    if as_json:
+        click.echo(msgspec.json.encode(report.to_dict()).decode())
+        return
+    click.echo(
+        f"pushed {len(report.runs)} run(s) to {remote.url}: {report.uploaded} uploaded "
+        f"({report.bytes_uploaded / 1e6:.1f} MB), {report.existed} already there"
+        + (f", {report.resumed_parts} part(s) resumed" if report.resumed_parts else "")
+    )
+
+
+def _resolve_remote(remote, prefix: str) -> str:
+    prefix = prefix.strip().upper()
+    if len(prefix) == 26:
+        return prefix
+    matches = [r for r in remote_run_ids(remote) if r.startswith(prefix)]
+    if len(matches) != 1:
+        found = "no run" if not matches else f"{len(matches)} runs"
+        raise UserError(f"{prefix!r} matches {found} on {remote.url}; give the full run id", 2)
+    return matches[0]
+
+
+@click.command("pull")
+@click.argument("run_ids", nargs=-1, metavar="[ID…]")
+@click.option("--all", "all_runs", is_flag=True, help="Pull every run the remote holds.")
+@_REMOTE
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
+    """Download runs from a remote, verify every frame and checksum, and index them.
+
+    Runs are named by id or a unique prefix of an id the remote holds. Local files are
+    never replaced; what cannot be pulled is reported and the exit code is 1.
+    """
+    store = ctx.store
+    ids = _ids(store, run_ids, all_runs, "pull")
+    with _remote(remote_url) as remote, progress("pulling") as update:
+        if ids is not None:
+            ids = [_resolve_remote(remote, r) for r in ids]
+        report = pull(store, remote, ids, progress=update)
+    if as_json:
+        click.echo(msgspec.json.encode(report.to_dict()).decode())
+    else:
+        click.echo(
+            f"pulled {len(report.runs)} run(s) from {remote.url}: {report.downloaded} downloaded "
+            f"({report.bytes_downloaded / 1e6:.1f} MB), {report.present} already here"
+        )
+        for problem in report.problems:
+            click.echo(f"problem: {problem}", err=True)
+    if not report.ok:
+        raise UserError(f"{len(report.problems)} object(s) could not be pulled; see above. Pulling again retries them")
+
+
+COMMANDS: list = [push_cmd, pull_cmd]

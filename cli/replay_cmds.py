@@ -30,14 +30,28 @@ def _parse_time(value: str) -> int:
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Directory to write the repository into (default ./<id>-part-<N>).")
 @click.option("--force", is_flag=True, help="Empty a non-empty --out first.")
-@click.option("--json", "as_json", is_flag=True, help="Print what part N was as JSON.")
+@click.option("--transcript", is_flag=True,
+              help="Print the conversation up to the part instead of writing a tree (the whole run without a part).")
+@click.option("--max-lines", type=int, default=20, show_default=True,
+              help="With --transcript: lines shown of each tool output, reasoning or prompt.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print what part N was as JSON; with --transcript, its events as JSON lines.")
 @pass_ctx
-def replay_cmd(ctx, run, part, at_seq, at_time, out, force, as_json) -> None:
-    """Write the repository exactly as it was after a part, and say what that part was."""
+def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_lines, as_json) -> None:
+    """Write the repository exactly as it was after a part, and say what that part was.
+
+    With --transcript, write nothing: print the conversation up to that part (messages,
+    reasoning, tool calls and results, tests, tokens).
+    """
     store = ctx.store
     run_id = store.resolve(run)
     at_time_ns = _parse_time(at_time) if at_time else None
-    if part is None and at_seq is None and at_time_ns is None:
+    named = not (part is None and at_seq is None and at_time_ns is None)
+    if transcript:
+        n = resolve_part(store, run_id, part=part, at_seq=at_seq, at_time_ns=at_time_ns) if named else None
+        _print_transcript(store, run_id, n, max_lines, as_json)
+        return
+    if not named:
         raise UserError("name a part: --part N|last, --at-seq S or --at-time T", 2)
     n = resolve_part(store, run_id, part=part, at_seq=at_seq, at_time_ns=at_time_ns)
     out = out or f"{run_id[:10]}-part-{n}"
@@ -57,6 +71,45 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, as_json) -> None:
         click.echo(f"  tests at this point (part {t['part']}): {t['passed']} passed, {t['failed']} failed, "
                    f"{t['errors']} errors of {t['total']}")
     click.echo(f"wrote tree {view.tree_id} to {view.out} (verified)")
+
+
+_STYLES = {"message_added": "bold green", "reasoning_added": "italic magenta", "tool_called": "bold cyan",
+           "tool_returned": "cyan", "tests_ran": "bold yellow", "error_occurred": "bold red",
+           "model_called": "bold red", "usage_reported": "dim", "part_ended": "dim", "turn_started": "bold",
+           "run_started": "bold", "run_ended": "bold"}
+
+
+def _print_transcript(store, run_id: str, part: int | None, max_lines: int, as_json: bool) -> None:
+    import sys
+
+    from agtrace.eventlog import record_to_json
+    from agtrace.replay.transcript import render_text, transcript_entries, transcript_records
+
+    records = transcript_records(store, run_id, part)
+    if as_json:
+        for rec in records:
+            sys.stdout.write(record_to_json(rec).decode() + "\n")
+        return
+    entries = transcript_entries(records, run_id, max_lines=max_lines)
+    if not sys.stdout.isatty():
+        for entry in entries:
+            sys.stdout.write(render_text([entry]))
+        return
+    from rich.console import Console
+    from rich.padding import Padding
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    for e in entries:
+        where = f"[{e.part}]" if e.part is not None else "[-]"
+        line = Text()
+        line.append(f"{where:>6} ", style="dim")
+        line.append(e.heading, style=_STYLES.get(e.kind, ""))
+        console.print(line)
+        if e.body:
+            console.print(Padding(Text(e.body), (0, 0, 0, 7)))
+        if e.note:
+            console.print(Padding(Text(f"({e.note})", style="dim italic"), (0, 0, 0, 7)))
 
 
 COMMANDS = [replay_cmd]

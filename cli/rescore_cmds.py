@@ -1,3 +1,206 @@
-"""Commands: agtrace rescore, scores."""
+"""Commands: agtrace rescore, scores.
 
-COMMANDS: list = []
+The CLI picks the sandbox (capture's ``LocalSandbox``) and injects it into
+``agtrace.replay.rescore.rescore``; a Modal sandbox plugs in here later.
+"""
+
+from __future__ import annotations
+
+import click
+import msgspec
+
+from agtrace.capture.sandbox import LocalSandbox
+from agtrace.replay.rescore import PARTS, rescore, scores, select_runs
+from agtrace.replay.results import ResultSpec
+
+from .main import UserError, pass_ctx
+from .output import duration, progress, shorten, table
+from .runs import parse_tags
+
+
+def _parts(value: str):
+    if value in PARTS:
+        return value
+    try:
+        return [int(p) for p in value.replace(" ", "").split(",") if p]
+    except ValueError:
+        raise UserError(
+            f"--parts takes final, all, changed or a list like 1,5,9, not {value!r}", 2
+        ) from None
+
+
+def _result_spec(
+    parser: str, junit: str | None, json_result: str | None, regex: str | None
+) -> ResultSpec:
+    given = [(k, v) for k, v in (("junit", junit), ("json", json_result), ("regex", regex)) if v]
+    if len(given) > 1:
+        raise UserError("pass at most one of --junit, --json-result and --regex", 2)
+    try:
+        if given:
+            kind, value = given[0]
+            return (
+                ResultSpec(kind, pattern=value) if kind == "regex" else ResultSpec(kind, path=value)
+            )
+        return ResultSpec(parser)
+    except (ValueError, Exception) as exc:  # noqa: BLE001 - re.error and ValueError alike
+        raise UserError(f"bad result option: {exc}", 2) from None
+
+
+@click.command("rescore")
+@click.argument("runs", nargs=-1)
+@click.option("--all", "all_runs", is_flag=True, help="Every run in the store.")
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="K=V",
+    help="Only runs whose field (agent, model, task_id, status, …) or tag K equals V (repeatable).",
+)
+@click.option("--name", required=True, help="The scorer's name (scores are shown by name).")
+@click.option("--cmd", "cmd", required=True, help="Shell command run in the part's tree (bash -c).")
+@click.option(
+    "--parts",
+    "parts",
+    default="final",
+    show_default=True,
+    help="final, all, changed, or a list such as 1,5,9 (0 = the base tree).",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Scorers run at once.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Kill a scorer after S seconds (recorded as status timeout).",
+)
+@click.option(
+    "--parser",
+    type=click.Choice(["auto", "exit", "pytest", "unittest", "tap"]),
+    default="auto",
+    show_default=True,
+    help="How to read the output (auto: pytest, unittest or TAP, else exit code).",
+)
+@click.option(
+    "--junit", default=None, metavar="PATH", help="Read a JUnit XML file (relative to the tree)."
+)
+@click.option(
+    "--json-result",
+    default=None,
+    metavar="PATH",
+    help="Read a JSON file with passed/failed/total/value (relative to the tree).",
+)
+@click.option(
+    "--regex",
+    default=None,
+    help="Read the output with a regex with named groups passed/failed/total/value.",
+)
+@click.option("--backend", type=click.Choice(["local", "modal"]), default="local", show_default=True,
+              help="Where the scorer runs: here, or in Modal containers (needs `pip install agtrace[modal]`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def rescore_cmd(
+    ctx,
+    runs,
+    all_runs,
+    where,
+    name,
+    cmd,
+    parts,
+    jobs,
+    timeout,
+    parser,
+    junit,
+    json_result,
+    regex,
+    backend,
+    as_json,
+) -> None:
+    """Run a scorer on the reconstructed trees of old runs; record each result as a new event.
+
+    Identical (tree, scorer) pairs run once; parts already scored by the same scorer are
+    skipped, so an interrupted rescore resumes and a repeated one runs nothing new.
+    """
+    store = ctx.store
+    spec = _result_spec(parser, junit, json_result, regex)
+    run_ids = select_runs(store, runs, all_runs=all_runs, where=parse_tags(where))
+    with progress(f"rescoring ({name})", enabled=not as_json) as update:
+        report = rescore(
+            store,
+            run_ids,
+            name=name,
+            cmd=cmd,
+            sandbox=_sandbox(backend),
+            parts=_parts(parts),
+            jobs=jobs,
+            timeout=timeout,
+            result=spec,
+            progress=update,
+        )
+    if as_json:
+        click.echo(msgspec.json.encode(report.to_dict()).decode())
+        return
+    click.echo(
+        f"{name} ({report.scorer_digest[:12]}) on {len(report.runs)} run(s), {report.selected} part(s): "
+        f"{report.ran} run, {report.reused} reused, {report.skipped} already scored; "
+        f"{report.ok} ok, {report.error} error, {report.timeout} timeout; {duration(report.duration_s)}"
+    )
+
+
+@click.command("scores")
+@click.argument("run")
+@click.option("--name", default=None, help="Only this scorer's results.")
+@click.option("--json", "as_json", is_flag=True, help="Print every score event as JSON.")
+@pass_ctx
+def scores_cmd(ctx, run, name, as_json) -> None:
+    """Show a run's re-scoring results: the score over its parts, per scorer."""
+    store = ctx.store
+    run_id = store.resolve(run)
+    rows = scores(store, run_id, name)
+    if as_json:
+        click.echo(msgspec.json.encode(rows).decode())
+        return
+    if not rows:
+        click.echo(
+            f"run {run_id} has no scores{f' by {name}' if name else ''}; add some with `agtrace rescore`"
+        )
+        return
+    latest: dict[tuple, dict] = {}
+    for row in rows:  # the newest result per (scorer, part)
+        latest[(row["scorer"], row["scored_part"])] = row
+    out = []
+    for (scorer, part), r in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        counts = f"{r['passed']}/{r['total']}" if r["total"] is not None else "-"
+        value = "-" if r["value"] is None else f"{r['value']:.3f}"
+        origin = "reused" if r["reused_from"] else "ran"
+        out.append(
+            [
+                scorer,
+                part,
+                r["tree_id"][:10],
+                r["status"],
+                value,
+                counts,
+                origin,
+                shorten(r["scorer_digest"], 13),
+            ]
+        )
+    click.echo(table(out, ["SCORER", "PART", "TREE", "STATUS", "VALUE", "PASSED", "HOW", "DIGEST"]))
+
+
+def _sandbox(backend: str):
+    """The sandbox the scorer runs in, injected into replay's rescore."""
+    if backend == "modal":
+        from agtrace.capture.modal_sandbox import ModalScorer
+
+        return ModalScorer()
+    return LocalSandbox()
+
+
+COMMANDS = [rescore_cmd, scores_cmd]

@@ -27,24 +27,41 @@ def _echo_json(data) -> None:
 
 @click.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of runs).")
-@click.option("--limit", type=int, default=None, help="Show only the newest N runs.")
+@click.option("--limit", type=int, default=None, help="Show only the newest N matching runs.")
+@click.option("--agent", default=None, help="Only runs of this agent (a glob such as 'claude*' works).")
+@click.option("--model", default=None, help="Only runs of this model (a glob works).")
+@click.option("--status", default=None,
+              type=click.Choice([*END_STATUSES, "running"]), help="Only runs with this (live) status.")
+@click.option("--since", default=None, metavar="WHEN",
+              help="Only runs started since WHEN: an ISO date/time or an age (30m, 3h, 2d, 1w).")
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="Only runs with this tag (repeatable; all must match).")
+@click.option("--sort", type=click.Choice(["started", "duration", "parts", "tokens"]), default="started",
+              show_default=True, help="Sort key (ascending).")
+@click.option("--reverse", is_flag=True, help="Sort descending.")
 @pass_ctx
-def ls_cmd(ctx, as_json: bool, limit: int | None) -> None:
-    """List runs: id, agent, model, status, parts, duration, started."""
-    runs = ctx.store.runs()
-    if limit:
-        runs = runs[-limit:]
+def ls_cmd(ctx, as_json: bool, limit: int | None, agent, model, status, since, tags, sort, reverse) -> None:
+    """List runs: id, agent, model, status, parts, tokens, duration, started."""
+    from agtrace.replay.listing import list_runs, parse_since
+
+    try:
+        since_ns = parse_since(since) if since else None
+    except ValueError as exc:
+        raise UserError(str(exc), 2) from None
+    runs = list_runs(ctx.store, agent=agent, model=model, status=status, since_ns=since_ns,
+                     tags=parse_tags(tags), sort=sort, reverse=reverse, limit=limit)
     if as_json:
         _echo_json([r.to_dict() for r in runs])
         return
     if not runs:
-        click.echo(f"no runs in {ctx.store.root}; try `agtrace demo`")
+        filtered = any((agent, model, status, since, tags))
+        click.echo("no runs match" if filtered else f"no runs in {ctx.store.root}; try `agtrace demo`")
         return
     rows = [
-        [r.id, r.agent or "-", shorten(r.model or "-", 28), r.status, r.parts, duration(r.duration_s), clock(r.started_at)]
+        [r.info.id, r.info.agent or "-", shorten(r.info.model or "-", 28), r.info.status, r.info.parts,
+         "-" if r.tokens is None else f"{r.tokens:,}", duration(r.info.duration_s), clock(r.info.started_at)]
         for r in runs
     ]
-    click.echo(table(rows, ["ID", "AGENT", "MODEL", "STATUS", "PARTS", "DURATION", "STARTED"]))
+    click.echo(table(rows, ["ID", "AGENT", "MODEL", "STATUS", "PARTS", "TOKENS", "DURATION", "STARTED"]))
 
 
 @click.command("show")
@@ -145,13 +162,19 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def reindex_cmd(ctx, as_json: bool) -> None:
-    """Delete the catalog and rebuild it from the segments."""
+    """Delete the catalog and rebuild it (runs, parts, segments, metrics, scores) from the segments."""
+    from agtrace.replay.projections import rebuild_metrics
+    from agtrace.replay.score_table import rebuild_scores
+
     with progress("reindexing") as update:
         n = ctx.store.reindex(progress=update)
+    with progress("folding metrics") as update:
+        rebuild_metrics(ctx.store, progress=update)
+    rebuild_scores(ctx.store)
     if as_json:
         _echo_json({"runs": n})
     else:
-        click.echo(f"reindexed {n} runs")
+        click.echo(f"reindexed {n} runs (catalog and metrics)")
 
 
 @click.command("new")

@@ -53,7 +53,20 @@ from .events import (
 )
 from .ids import derived_run_id, new_run_id
 from .reader import read_stream, tail
+from .remote import (
+    FileRemote,
+    ObjectInfo,
+    PutResult,
+    Remote,
+    RemoteAuthError,
+    RemoteConflict,
+    RemoteError,
+    RemoteNotFound,
+    RemoteUnreachable,
+    remote_for,
+)
 from .store import RunInfo, Store, VerifyReport, status_of
+from .sync import PullReport, PushReport, RemoteShipper, pull, push
 from .writer import DURABILITY, Ack, RunWriter
 
 __all__ = [
@@ -66,4 +79,7 @@ __all__ = [
     "ToolReturned", "TurnEnded", "TurnStarted", "UnknownEvent", "Usage", "UsageReported",
     "VerifyReport", "derived_run_id", "event_from_json", "kind_of", "new_run_id", "read_stream", "record_to_json",
     "status_of", "tail", "to_builtins",
+    "FileRemote", "ObjectInfo", "PutResult", "Remote", "RemoteAuthError", "RemoteConflict",
+    "RemoteError", "RemoteNotFound", "RemoteUnreachable", "remote_for",
+    "PullReport", "PushReport", "RemoteShipper", "pull", "push",
 ]

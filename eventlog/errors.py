@@ -11,7 +11,12 @@
     ├── CorruptLog            a frame or segment fails its checksum or structure check
     │   └── CorruptBlob       a blob's content does not match its address
     ├── InvalidEvent          an event (or a JSON line) does not decode into an event type
-    └── GitStoreError         the shadow git repository failed (see gitstore.py)
+    ├── GitStoreError         the shadow git repository failed (see gitstore.py)
+    └── RemoteError           a remote (file://, s3://) failed (defined in remote.py)
+        ├── RemoteAuthError   missing or wrong credentials, access denied
+        ├── RemoteNotFound    no such bucket, directory or run
+        ├── RemoteUnreachable the endpoint cannot be reached
+        └── RemoteConflict    a different object already holds the key (never overwritten)
 
 Every message says what happened and what to do next. Only ``agtrace.cli`` prints or exits.
 """

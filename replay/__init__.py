@@ -1,5 +1,36 @@
-"""agtrace.replay: rebuild any part of a run offline; projections, diffs, re-scoring, export."""
+"""agtrace.replay: rebuild any part of a run offline; projections, diffs, re-scoring, export.
 
-from .errors import OutputNotEmpty, PartNotFound, ReplayError
+Imports ``agtrace.eventlog`` only. Re-scoring takes its sandbox by injection (:class:`Sandbox`).
+"""
 
-__all__ = ["OutputNotEmpty", "PartNotFound", "ReplayError"]
+from .checkout_cache import switch_to
+from .compare import compare_table, render_compare
+from .diff import TreeDiff, diff_parts
+from .errors import (
+    CompareError,
+    ExportError,
+    OutputNotEmpty,
+    PartNotFound,
+    ReplayError,
+    RescoreError,
+)
+from .export import ExportReport, export
+from .listing import list_runs, select_runs
+from .metrics import PartMetrics, RunMetrics
+from .projections import part_metrics, rebuild_metrics, run_metrics, update_metrics
+from .report import render_report
+from .rescore import RescoreReport, rescore, scores
+from .results import ResultSpec, parse_result
+from .sandbox import Sandbox, SandboxResult
+from .score_table import rebuild_scores
+from .transcript import render_text, transcript_records
+from .workspace import PartView, describe_part, materialize, resolve_part
+
+__all__ = [
+    "CompareError", "ExportError", "ExportReport", "OutputNotEmpty", "PartMetrics", "PartNotFound",
+    "PartView", "ReplayError", "RescoreError", "RescoreReport", "ResultSpec", "RunMetrics",
+    "Sandbox", "SandboxResult", "TreeDiff", "compare_table", "describe_part", "diff_parts",
+    "export", "list_runs", "materialize", "parse_result", "part_metrics", "rebuild_metrics",
+    "rebuild_scores", "render_compare", "render_report", "render_text", "rescore", "resolve_part",
+    "run_metrics", "scores", "select_runs", "switch_to", "transcript_records", "update_metrics",
+]

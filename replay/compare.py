@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from agtrace.eventlog import Store
 
-from .errors import ReplayError
+from .errors import CompareError, ReplayError
 from .report import RunFold, fmt_duration, fold_run, header
 from .report_page import page
 from .workspace import base_tree, snapshots
@@ -29,10 +29,6 @@ COLUMNS = [
     ("score", "last re-score"), ("files_changed", "files changed"), ("lines_added", "+lines"),
     ("lines_removed", "−lines"),
 ]
-
-
-class CompareError(ReplayError):
-    """The runs cannot be compared as asked (for example, fewer than one run)."""
 
 
 def _metrics(store: Store, run_id: str, fold: RunFold, scores: list[list]) -> dict:

@@ -32,15 +32,7 @@ from agtrace.eventlog import (
 )
 from agtrace.eventlog.gitstore import GitStore
 
-from ..errors import CaptureError
-
-
-class ImportError_(CaptureError):
-    """A source cannot be imported; the message names the file and what to do."""
-
-
-class UnknownFormat(ImportError_):
-    """No importer recognises the source."""
+from ..errors import ImportError_, UnknownFormat
 
 
 @dataclass

@@ -1,0 +1,170 @@
+"""Differences between the workspace trees of two parts of a run.
+
+Part ``0`` is the base tree (the workspace before the first part); ``last`` names the last
+completed part. File lists and line counts come from the snapshot repository (git's own diff,
+no rename detection); unified patches are made with :mod:`difflib` from the blob contents, in
+git's format (``diff --git`` header, ``/dev/null`` for added and deleted files, ``\\ No newline
+at end of file``), which ``git apply`` and ``patch -p1`` accept. File modes are not compared
+(an executable bit shows as 100644 on added files). A file with a NUL byte in its first 8,000 bytes is binary (git's rule): it is
+listed with its sizes, never patched. Nothing here writes to the store.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field
+
+from agtrace.eventlog import Store
+
+from .workspace import resolve_part, snapshots, tree_of_part
+
+MAX_PATCH_BYTES = 4 * 1024 * 1024
+"""Files larger than this (either side) are listed with their counts but not patched."""
+
+
+@dataclass
+class FileDiff:
+    """One path that differs. ``status`` is ``added``, ``modified`` or ``deleted``."""
+
+    path: str
+    status: str
+    lines_added: int
+    lines_removed: int
+    binary: bool = False
+    size_a: int = 0
+    size_b: int = 0
+    patch: str = ""
+    note: str = ""
+
+
+@dataclass
+class TreeDiff:
+    """The difference from part ``part_a``'s tree to part ``part_b``'s."""
+
+    run_id: str
+    part_a: int
+    part_b: int
+    tree_a: str
+    tree_b: str
+    files: list[FileDiff] = field(default_factory=list)
+
+    @property
+    def lines_added(self) -> int:
+        return sum(f.lines_added for f in self.files)
+
+    @property
+    def lines_removed(self) -> int:
+        return sum(f.lines_removed for f in self.files)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "lines_added": self.lines_added, "lines_removed": self.lines_removed}
+
+    def patch(self) -> str:
+        """The whole diff as text, git style."""
+        return "".join(_file_patch_text(f) for f in self.files)
+
+    def name_only(self) -> str:
+        return "".join(f.path + "\n" for f in self.files)
+
+    def stat(self, width: int = 80) -> str:
+        """A diffstat like ``git diff --stat``: path, count and a +/- bar, then a summary line."""
+        if not self.files:
+            return " 0 files changed\n"
+        name_w = max(len(f.path) for f in self.files)
+        count_w = max(len(str(f.lines_added + f.lines_removed)) for f in self.files)
+        most = max(f.lines_added + f.lines_removed for f in self.files)
+        room = max(8, width - name_w - count_w - 6)
+        lines = []
+        for f in self.files:
+            if f.binary:
+                lines.append(f" {f.path:<{name_w}} | {'Bin':>{count_w}} {f.size_a} -> {f.size_b} bytes")
+                continue
+            plus, minus = f.lines_added, f.lines_removed
+            if most > room:
+                plus, minus = _scale(plus, most, room), _scale(minus, most, room)
+            bar = "+" * plus + "-" * minus
+            lines.append(f" {f.path:<{name_w}} | {f.lines_added + f.lines_removed:>{count_w}} {bar}".rstrip())
+        n = len(self.files)
+        summary = f" {n} file{'s' if n != 1 else ''} changed"
+        if self.lines_added or not self.lines_removed:
+            summary += f", {self.lines_added} insertion{'s' if self.lines_added != 1 else ''}(+)"
+        if self.lines_removed:
+            summary += f", {self.lines_removed} deletion{'s' if self.lines_removed != 1 else ''}(-)"
+        return "\n".join(lines) + "\n" + summary + "\n"
+
+
+def _scale(n: int, most: int, room: int) -> int:
+    """git's scaling: non-zero counts keep at least one mark."""
+    return 0 if n == 0 else max(1, n * room // most)
+
+
+def diff_parts(store: Store, run_id: str, a: str | int, b: str | int, paths: list[str] | None = None,
+               *, patches: bool = True, context: int = 3) -> TreeDiff:
+    """The difference between the trees after parts ``a`` and ``b`` (numbers, ``0`` or ``last``).
+
+    ``paths`` limits it to those files or directories (workdir-relative). With ``patches``
+    false only names, statuses, counts and binary flags are computed (no blob is read except to
+    tell binary files apart). Raises :class:`~agtrace.replay.PartNotFound` for an unknown part.
+    """
+    part_a = resolve_part(store, run_id, part=a)
+    part_b = resolve_part(store, run_id, part=b)
+    tree_a, tree_b = tree_of_part(store, run_id, part_a), tree_of_part(store, run_id, part_b)
+    result = TreeDiff(run_id=run_id, part_a=part_a, part_b=part_b, tree_a=tree_a, tree_b=tree_b)
+    if tree_a == tree_b:
+        return result
+    git = snapshots(store, run_id)
+    for change in git.diff(tree_a, tree_b):
+        if paths and not any(_under(change.path, p) for p in paths):
+            continue
+        old = git.read_blob(tree_a, change.path) if change.status != "added" else b""
+        new = git.read_blob(tree_b, change.path) if change.status != "deleted" else b""
+        f = FileDiff(change.path, change.status, change.lines_added, change.lines_removed,
+                     binary=_is_binary(old) or _is_binary(new), size_a=len(old), size_b=len(new))
+        if patches and not f.binary:
+            if max(len(old), len(new)) > MAX_PATCH_BYTES:
+                f.note = f"not patched: over {MAX_PATCH_BYTES // (1024 * 1024)} MiB"
+            else:
+                f.patch = unified(old, new, change.path, change.status, context)
+        result.files.append(f)
+    return result
+
+
+def _under(path: str, prefix: str) -> bool:
+    prefix = prefix.strip("/")
+    if prefix.startswith("./"):
+        prefix = prefix[2:]
+    return not prefix or prefix == "." or path == prefix or path.startswith(prefix + "/")
+
+
+def _is_binary(data: bytes) -> bool:
+    return b"\0" in data[:8000]
+
+
+def unified(old: bytes, new: bytes, path: str, status: str = "modified", context: int = 3) -> str:
+    """A git-style unified diff of one text file (without the ``diff --git`` line)."""
+    a = old.decode("utf-8", "replace").splitlines(keepends=True)
+    b = new.decode("utf-8", "replace").splitlines(keepends=True)
+    from_name = "/dev/null" if status == "added" else f"a/{path}"
+    to_name = "/dev/null" if status == "deleted" else f"b/{path}"
+    out = []
+    for line in difflib.unified_diff(a, b, from_name, to_name, n=context):
+        if line.startswith(("---", "+++")) and line.endswith("\n"):
+            line = line.rstrip("\n").rstrip() + "\n"  # difflib pads an empty date with a space
+        if not line.endswith("\n"):
+            line += "\n\\ No newline at end of file\n"
+        out.append(line)
+    return "".join(out)
+
+
+def _file_patch_text(f: FileDiff) -> str:
+    head = f"diff --git a/{f.path} b/{f.path}\n"
+    if f.status == "added":
+        head += "new file mode 100644\n"
+    elif f.status == "deleted":
+        head += "deleted file mode 100644\n"
+    if f.binary:
+        return head + f"Binary files {'/dev/null' if f.status == 'added' else 'a/' + f.path} and " \
+                      f"{'/dev/null' if f.status == 'deleted' else 'b/' + f.path} differ\n"
+    if f.note:
+        return head + f"({f.note})\n"
+    return head + f.patch

@@ -1,0 +1,134 @@
+"""Listing runs: filter by identity, status, start time and tags; sort by a metric.
+
+A query over the catalog and the metrics projection, so it never scans segments except to
+bring stale metrics up to date (see :func:`agtrace.replay.projections.refresh_metrics`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agtrace.eventlog import RunInfo, Store
+
+from .projections import refresh_metrics
+
+SORT_KEYS = ("started", "duration", "parts", "tokens")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """A run as ``agtrace ls`` shows it: its :class:`RunInfo` and its token total."""
+
+    info: RunInfo
+    tokens: int | None
+
+    def to_dict(self) -> dict:
+        return {**self.info.to_dict(), "tokens": self.tokens}
+
+
+def parse_since(value: str, now_ns: int | None = None) -> int:
+    """A start bound in ns: an ISO date or time (local time when no zone is given), or an age
+    such as ``30m``, ``3h``, ``2d``, ``1w`` counted back from ``now_ns``.
+
+    Raises:
+        ValueError: the value is neither; the message says what is accepted.
+    """
+    value = value.strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", value)
+    if m:
+        now_ns = now_ns if now_ns is not None else time.time_ns()
+        return now_ns - int(float(m.group(1)) * _UNITS[m.group(2)] * 1e9)
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"--since takes an ISO date or time (2026-11-20, 2026-11-20T12:00) or an age "
+                         f"(30m, 3h, 2d, 1w), not {value!r}") from None
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return int(when.timestamp() * 1e9)
+
+
+def _matches(pattern: str | None, value: str) -> bool:
+    """Exact match, or a shell glob (``claude*``) when the pattern has wildcards; case-insensitive."""
+    if not pattern:
+        return True
+    return fnmatch.fnmatchcase(value.lower(), pattern.lower())
+
+
+def list_runs(
+    store: Store,
+    *,
+    agent: str | None = None,
+    model: str | None = None,
+    status: str | None = None,
+    since_ns: int | None = None,
+    tags: dict[str, str] | None = None,
+    sort: str = "started",
+    reverse: bool = False,
+    limit: int | None = None,
+) -> list[RunListing]:
+    """Runs that match every given filter, sorted by ``sort`` (ascending unless ``reverse``).
+
+    ``agent`` and ``model`` match exactly or as globs; ``status`` is the live status (``running``
+    and ``crashed`` included); ``since_ns`` keeps runs started at or after it; every tag in
+    ``tags`` must be present with that value. ``limit`` keeps the newest N matching runs (by
+    start) before sorting. Ties sort by run id, so the order is stable; runs without the value
+    (no tokens reported, no start time) come last either way.
+    """
+    if sort not in SORT_KEYS:
+        raise ValueError(f"sort by one of {', '.join(SORT_KEYS)}, not {sort!r}")
+    runs = [
+        r for r in store.runs()
+        if _matches(agent, r.agent)
+        and _matches(model, r.model)
+        and (not status or r.status == status)
+        and (since_ns is None or (r.started_at or 0) >= since_ns)
+        and all(r.tags.get(k) == v for k, v in (tags or {}).items())
+    ]
+    if limit:
+        runs = runs[-limit:]
+    metrics = refresh_metrics(store, [r.id for r in runs])
+    rows = [RunListing(r, metrics[r.id].tokens if r.id in metrics else None) for r in runs]
+
+    def value(row: RunListing):
+        return {"started": row.info.started_at, "duration": row.info.duration_s,
+                "parts": row.info.parts, "tokens": row.tokens}[sort]
+
+    known = sorted((r for r in rows if value(r) is not None), key=lambda r: (value(r), r.info.id), reverse=reverse)
+    return known + [r for r in rows if value(r) is None]
+
+
+RUN_FIELDS = ("id", "agent", "agent_version", "model", "task_id", "status", "parent_run")
+
+
+def matches(info: RunInfo, where: dict[str, str]) -> bool:
+    """True if the run matches every ``KEY=VALUE``: run fields (:data:`RUN_FIELDS`) as
+    case-insensitive shell globs (``claude*``), ``tag.NAME`` or any other key as an exact tag."""
+    for key, want in where.items():
+        if key in RUN_FIELDS:
+            if not fnmatch.fnmatchcase(str(getattr(info, key) or "").lower(), want.lower()):
+                return False
+        elif info.tags.get(key.removeprefix("tag.")) != want:
+            return False
+    return True
+
+
+def select_runs(
+    store: Store, ids: Sequence[str] = (), *, all_runs: bool = False, where: dict[str, str] | None = None
+) -> list[str]:
+    """Run ids (oldest first) named by unique prefixes, or every run, filtered by ``where``.
+
+    With no ids, ``all_runs`` or a ``where`` is needed (an empty selection is never "all" by
+    accident); :class:`RunNotFound` for an unknown prefix, :class:`ValueError` if nothing is named.
+    """
+    if not ids and not all_runs and not where:
+        raise ValueError("name runs: give run ids, --all, or --where KEY=VALUE")
+    infos = {i.id: i for i in store.runs()}
+    chosen = [store.resolve(i) for i in ids] if ids else list(infos)
+    return [r for r in chosen if r in infos and matches(infos[r], where or {})]

@@ -1,0 +1,356 @@
+"""Re-scoring: run a scorer on the reconstructed tree of chosen parts of old runs.
+
+Contracts:
+
+* **Append-only.** Each result is a ``scored`` event appended to the run's *score stream*
+  (``runs/<id>/scores/``, its own lock); the run's own segments are never touched. A scorer's
+  result and the results reused from it are fsynced together before the next one is appended.
+* **Scored once.** The scorer's identity is its digest: sha256 of the command, the sandbox's
+  :meth:`~agtrace.replay.sandbox.Sandbox.describe` and the result parser's settings. An
+  identical (tree, digest) pair is run once, across parts and runs and across invocations; the
+  other parts get a ``scored`` event with the same result and ``reused_from = "<run>:<seq>"``
+  naming the original (their ``output_tail`` is left empty: the output is stored once).
+* **Resumable.** A (part, tree) of a run that already has a ``scored`` event with the same
+  digest is skipped, so an interrupted rescore continues where it stopped and a repeated one
+  runs nothing. Timeouts count as results (rerun with another ``--timeout`` = same digest, so
+  they stay; change the command or name to force a rerun).
+* **Bounded.** A scorer that runs past ``timeout`` is killed with its process group and
+  recorded with status ``timeout``; a result that cannot be parsed has status ``error``; only a
+  sandbox that cannot work at all stops the rescore (:class:`RescoreError`; nothing is recorded
+  for the part it was on).
+
+Work runs on ``jobs`` threads, each with one scratch directory switched from tree to tree
+(:class:`~agtrace.replay.checkout_cache.ScratchTree`), so a part costs the paths it changed,
+not the whole tree. Events and catalog rows are written by the calling thread only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from agtrace.eventlog import Record, Scored, SnapshotTaken, Store
+from agtrace.eventlog.gitstore import GitStore
+
+from . import listing, score_table
+from .checkout_cache import ScratchTree
+from .errors import RescoreError
+from .results import ResultSpec, parse_result
+from .sandbox import Sandbox
+from .workspace import base_tree, snapshots
+
+OUTPUT_TAIL_CHARS = 4000
+PARTS = ("final", "all", "changed")
+
+
+@dataclass
+class RescoreReport:
+    """What a rescore did. ``results`` has one dict per selected (run, part), in order."""
+
+    scorer: str
+    scorer_digest: str
+    runs: list[str]
+    selected: int = 0
+    ran: int = 0
+    reused: int = 0
+    skipped: int = 0
+    ok: int = 0
+    error: int = 0
+    timeout: int = 0
+    duration_s: float = 0.0
+    results: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def scorer_digest(cmd: str, sandbox: Sandbox, result: ResultSpec) -> str:
+    """sha256 of the command, the sandbox's environment description and the parser settings."""
+    doc = {"cmd": cmd, "environment": sandbox.describe(), "result": result.describe()}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def select_parts(
+    store: Store, run_id: str, parts: str | Sequence[int] = "final"
+) -> list[tuple[int, str]]:
+    """``(part, tree id)`` pairs to score: ``final`` (the run's last tree: its final snapshot,
+    recorded as the last part), ``all`` (every part with a tree), ``changed`` (parts whose tree
+    differs from the previous one's), or explicit part numbers (0 = the base tree)."""
+    store.sync(run_id)
+    rows = [r for r in store.catalog.part_rows(run_id) if r["tree_id"]]
+    if isinstance(parts, str):
+        if parts == "all":
+            return [(r["part"], r["tree_id"]) for r in rows]
+        if parts == "changed":
+            out, previous = [], base_tree(store, run_id)
+            for r in rows:
+                if r["tree_id"] != previous:
+                    out.append((r["part"], r["tree_id"]))
+                previous = r["tree_id"]
+            return out
+        if parts == "final":
+            return _final(store, run_id, rows)
+        raise RescoreError(f"--parts takes final, all, changed or a list like 1,5,9, not {parts!r}")
+    by_part = {r["part"]: r["tree_id"] for r in rows}
+    out = []
+    for n in parts:
+        tree = base_tree(store, run_id) if n == 0 else by_part.get(n)
+        if not tree:
+            raise RescoreError(
+                f"run {run_id} has no tree for part {n}; `agtrace show {run_id}` lists its parts"
+            )
+        out.append((n, tree))
+    return out
+
+
+def _final(store: Store, run_id: str, rows: list[dict]) -> list[tuple[int, str]]:
+    if not rows:
+        base = base_tree(store, run_id)
+        return [(0, base)] if base else []
+    last = rows[-1]
+    tree = last["tree_id"]
+    for rec in store.read(run_id, last["last_seq"]):
+        if isinstance(rec.event, SnapshotTaken) and rec.event.final:
+            tree = rec.event.tree_id
+    return [(last["part"], tree)]
+
+
+@dataclass
+class _Job:
+    tree_id: str
+    repo: str
+    targets: list[tuple[str, int]]  # (run, part) in order; the first gets the original event
+
+
+def rescore(
+    store: Store,
+    run_ids: Sequence[str],
+    *,
+    name: str,
+    cmd: str,
+    sandbox: Sandbox,
+    parts: str | Sequence[int] = "final",
+    jobs: int = 1,
+    timeout: float = 600.0,
+    result: ResultSpec | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    scratch_dir: str | Path | None = None,
+    reuse: bool = True,
+) -> RescoreReport:
+    """Score the selected parts of ``run_ids`` with ``cmd`` (see the module docstring).
+
+    ``reuse=False`` runs the scorer for every selected part even when its (tree, digest) was
+    scored before (to measure a flaky scorer); parts this digest already scored are still skipped.
+
+    ``progress(done, total)`` is called on the calling thread after each (run, part) is
+    recorded. Returns when every selected part has a ``scored`` event with this digest.
+    """
+    started = time.perf_counter()
+    result = result or ResultSpec()
+    digest = scorer_digest(cmd, sandbox, result)
+    report = RescoreReport(scorer=name, scorer_digest=digest, runs=list(run_ids))
+    score_table.ensure_table(store)
+    todo: dict[str, _Job] = {}
+    for run_id in run_ids:
+        score_table.sync_scores(store, run_id)
+        done = score_table.scored_parts(store, run_id, digest)
+        chosen = select_parts(store, run_id, parts)
+        report.selected += len(chosen)
+        pending = [(p, t) for p, t in chosen if (p, t) not in done]
+        report.skipped += len(chosen) - len(pending)
+        repo = snapshots(store, run_id).path if pending else ""
+        for part, tree in pending:
+            job = todo.setdefault(
+                tree if reuse else f"{tree}:{run_id}:{part}", _Job(tree, repo, [])
+            )
+            job.targets.append((run_id, part))
+    total = sum(len(j.targets) for j in todo.values())
+    recorder = _Recorder(store, name, digest, report, progress, total)
+    try:
+        to_run = []
+        for job in todo.values():
+            original = score_table.find_result(store, digest, job.tree_id) if reuse else None
+            if original is not None:
+                recorder.reuse(job, f"{original['run_id']}:{original['seq']}", original)
+            else:
+                to_run.append(job)
+        _run_jobs(to_run, cmd, sandbox, result, timeout, max(1, jobs), scratch_dir, recorder)
+    finally:
+        recorder.close()
+    order = {run_id: i for i, run_id in enumerate(run_ids)}
+    report.results.sort(
+        key=lambda r: (order[r["run_id"]], r["part"] if r["part"] is not None else -1)
+    )
+    report.duration_s = time.perf_counter() - started
+    return report
+
+
+class _Recorder:
+    """Appends results (calling thread only): one score-stream writer per run, opened lazily.
+    Each batch (an original and its reuses) is fsynced before progress is reported."""
+
+    def __init__(self, store, name, digest, report, progress, total):
+        self.store, self.name, self.digest, self.report = store, name, digest, report
+        self.progress, self.total, self.done = progress, total, 0
+        self.writers: dict = {}
+
+    def _append(self, run_id: str, event: Scored) -> int:
+        writer = self.writers.get(run_id)
+        if writer is None:
+            writer = self.store.open_writer(run_id, stream="scores")
+            self.writers[run_id] = writer
+        ts = time.time_ns()
+        seq = writer.append(event, part=event.scored_part, ts=ts).seq
+        score_table.add_rows(self.store, run_id, [Record(seq, ts, event.scored_part, event)])
+        row = {k: getattr(event, k) for k in _REPORTED}
+        self.report.results.append({"run_id": run_id, "part": event.scored_part, "seq": seq, **row})
+        setattr(self.report, event.status, getattr(self.report, event.status) + 1)
+        return seq
+
+    def _batch_done(self, n: int) -> None:
+        for writer in self.writers.values():
+            writer.flush()
+        self.done += n
+        if self.progress:
+            self.progress(self.done, self.total)
+
+    def record(self, job: _Job, event: Scored) -> None:
+        run_id, part = job.targets[0]
+        seq = self._append(run_id, msgspec.structs.replace(event, scored_part=part))
+        self.report.ran += 1
+        self.reuse(
+            _Job(job.tree_id, job.repo, job.targets[1:]), f"{run_id}:{seq}", event, counted=1
+        )
+
+    def reuse(self, job: _Job, origin: str, source, counted: int = 0) -> None:
+        """Append ``source``'s result (an event or a table row) for every target of ``job``."""
+        get = source.get if isinstance(source, dict) else lambda k: getattr(source, k)
+        copied = {k: get(k) for k in _COPIED}
+        for run_id, part in job.targets:
+            event = Scored(
+                scorer=self.name,
+                scorer_digest=self.digest,
+                tree_id=job.tree_id,
+                scored_part=part,
+                reused_from=origin,
+                **copied,
+            )
+            self._append(run_id, event)
+            self.report.reused += 1
+        self._batch_done(counted + len(job.targets))
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+_COPIED = ("value", "passed", "failed", "total", "status", "exit_code", "duration_ms")
+_REPORTED = ("tree_id", "status", "value", "passed", "failed", "total", "reused_from")
+
+
+def _run_jobs(
+    jobs_: list[_Job], cmd, sandbox, result, timeout, jobs, scratch_dir, recorder
+) -> None:
+    """Run the scorer once per job on ``jobs`` worker threads; record on this thread."""
+    if not jobs_:
+        return
+    work: queue.Queue = queue.Queue()
+    for job in jobs_:
+        work.put(job)
+    done: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    root = Path(tempfile.mkdtemp(prefix="agtrace-rescore-", dir=scratch_dir))
+
+    def worker(index: int) -> None:
+        scratch = ScratchTree(root / f"w{index}")
+        repos: dict[str, GitStore] = {}
+        try:
+            while not stop.is_set():
+                try:
+                    job = work.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    git = repos.get(job.repo) or repos.setdefault(job.repo, GitStore.open(job.repo))
+                    scratch.show(git, job.tree_id)
+                    ran = sandbox.run(scratch.path, cmd, timeout, files=result.files)
+                    done.put((job, _scored(recorder, job, ran, result)))
+                except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+                    done.put((job, exc))
+                    return
+        finally:
+            scratch.remove()
+
+    threads = [
+        threading.Thread(target=worker, args=(i,), daemon=True, name=f"agtrace-rescore-{i}")
+        for i in range(min(jobs, len(jobs_)))
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(len(jobs_)):
+            job, outcome = done.get()
+            if isinstance(outcome, BaseException):
+                raise RescoreError(
+                    f"the sandbox failed on tree {job.tree_id}: {outcome}; nothing was "
+                    "recorded for it; fix the sandbox and rerun to resume"
+                ) from outcome
+            recorder.record(job, outcome)
+    finally:
+        stop.set()
+        cancel = getattr(sandbox, "cancel", None)
+        if cancel is not None and any(t.is_alive() for t in threads):
+            cancel()
+        for t in threads:
+            t.join(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _scored(recorder: _Recorder, job: _Job, ran, spec: ResultSpec) -> Scored:
+    if ran.timed_out:
+        status, score = "timeout", None
+        tail = ran.output[-OUTPUT_TAIL_CHARS:]
+    else:
+        score = parse_result(spec, ran.exit_code, ran.output, ran.files)
+        status = score.status
+        tail = ran.output[-OUTPUT_TAIL_CHARS:]
+        if score.error:
+            tail = (tail + f"\n[agtrace: result not read: {score.error}]")[-OUTPUT_TAIL_CHARS:]
+    return Scored(
+        scorer=recorder.name,
+        scorer_digest=recorder.digest,
+        tree_id=job.tree_id,
+        value=score.value if score else None,
+        passed=score.passed if score else None,
+        failed=score.failed if score else None,
+        total=score.total if score else None,
+        status=status,
+        exit_code=ran.exit_code,
+        duration_ms=round(ran.duration_ms, 3),
+        output_tail=tail,
+    )
+
+
+def scores(store: Store, run_id: str, name: str | None = None) -> list[dict]:
+    """Every ``scored`` event of a run (one scorer's with ``name``), oldest first, as rows with
+    ``scorer, scorer_digest, scored_part, tree_id, status, value, passed, failed, total, …``."""
+    return score_table.score_rows(store, run_id, name)
+
+
+def select_runs(store: Store, ids: Sequence[str] = (), *, all_runs: bool = False,
+                where: dict[str, str] | None = None) -> list[str]:
+    """The runs to re-score (see :func:`agtrace.replay.listing.select_runs`)."""
+    try:
+        return listing.select_runs(store, ids, all_runs=all_runs, where=where)
+    except ValueError as exc:
+        raise RescoreError(str(exc)) from None

@@ -1,0 +1,148 @@
+"""The sandbox backend, against InMemorySandboxAPI: the same capture as the local path, snapshots
+taken in the sandbox and fetched back, nothing lost when the sandbox dies, and scoring."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import pytest
+
+from agtrace.capture.demo import demo_command
+from agtrace.capture.demo_agent import setup_demo_repo
+from agtrace.capture.modal_sandbox import (
+    InMemorySandboxAPI,
+    ModalScorer,
+    SandboxError,
+    run_agent_in_sandbox,
+    run_checked,
+    upload_tree,
+)
+from agtrace.capture.runner import run_agent
+from agtrace.eventlog import PartEnded, SnapshotTaken, Store, ToolCalled, ToolReturned
+from agtrace.eventlog.gitstore import GitStore
+
+PACE = "0.3"
+SETUP = f"{sys.executable} -c 'from agtrace.capture.demo_agent import setup_demo_repo; setup_demo_repo(\".\")'"
+
+
+@pytest.fixture
+def api():
+    sandbox = InMemorySandboxAPI()
+    yield sandbox
+    sandbox.terminate()
+
+
+def _shape(store: Store, run_id: str) -> dict:
+    recs = list(store.read(run_id))
+    return {
+        "parts": [(r.part, r.event.part_kind, r.event.tool, r.event.title, r.event.tree_id)
+                  for r in recs if isinstance(r.event, PartEnded)],
+        "calls": [(r.part, r.event.tool, r.event.command) for r in recs if isinstance(r.event, ToolCalled)],
+        "returns": [(r.part, r.event.status, r.event.exit_code) for r in recs if isinstance(r.event, ToolReturned)],
+        "snapshots": [(r.part, r.event.tree_id, r.event.added, r.event.modified, r.event.deleted,
+                       r.event.lines_added, r.event.lines_removed, r.event.final)
+                      for r in recs if isinstance(r.event, SnapshotTaken)],
+        "kinds": [r.kind for r in recs if r.kind not in ("heartbeat_sent",)],
+    }
+
+
+def test_sandbox_capture_equals_local_capture(tmp_path, api):
+    local = Store(tmp_path / "local")
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    setup_demo_repo(wd)
+    # paced so that each part's snapshot is taken before the agent's next action, on both paths
+    expected = run_agent(local, demo_command("--parts-delay", PACE), agent="codex", workdir=wd)
+
+    remote = Store(tmp_path / "remote")
+    run_checked(api, SETUP, what="demo setup")
+    got = run_agent_in_sandbox(remote, api, demo_command("--parts-delay", PACE), agent="codex")
+
+    assert (got.status, got.parts, got.tokens, got.exit_code) == (expected.status, expected.parts,
+                                                                    expected.tokens, expected.exit_code)
+    a, b = _shape(local, expected.run_id), _shape(remote, got.run_id)
+    assert b["parts"] == a["parts"] and len(a["parts"]) == expected.parts > 5
+    assert b["calls"] == a["calls"] and b["returns"] == a["returns"]
+    assert b["snapshots"] == a["snapshots"]  # same trees, same changes, at the same parts
+    assert b["kinds"] == a["kinds"]
+    # the run's own shadow repository holds every tree, and its sealed bundles rebuild it offline
+    final_tree = a["snapshots"][-1][1]
+    repo = GitStore.open(remote.run_dir(got.run_id) / "repo.git")
+    assert all(repo.tree_of(t) for _, *_, t in [(p[0], p[4]) for p in b["parts"]])
+    bundles = sorted((remote.run_dir(got.run_id) / "bundles").glob("*.bundle"))
+    rebuilt = GitStore.from_bundles(bundles, tmp_path / "cache")
+    assert rebuilt.tree_of(rebuilt.head) == final_tree
+    assert rebuilt.read_blob(final_tree, "textstats/core.py") == (wd / "textstats" / "core.py").read_bytes()
+    started = next(iter(remote.read(got.run_id))).event
+    assert started.config["backend"] == "sandbox" and started.config["sandbox"] == {"sandbox": "in-memory"}
+
+
+def test_a_lost_sandbox_loses_no_streamed_event_or_snapshot(tmp_path, api):
+    store = Store(tmp_path / "store")
+    run_checked(api, SETUP, what="demo setup")
+    parts_seen = []
+
+    def on_part(p):
+        parts_seen.append(p.part)
+        if p.part == 3:  # preempt: the container goes away while the agent runs
+            threading.Thread(target=lambda: (time.sleep(0.3), api.terminate()), daemon=True).start()
+
+    summary = run_agent_in_sandbox(store, api, demo_command("--parts-delay", "0.2"), agent="codex", on_part=on_part)
+    assert summary.status == "failed" and "sandbox" in summary.reason
+    recs = list(store.read(summary.run_id))
+    assert recs[-1].kind == "run_ended"
+    ended = [r.event for r in recs if isinstance(r.event, PartEnded)]
+    assert len(ended) >= 3 and [r.part for r in recs if isinstance(r.event, PartEnded)] == parts_seen
+    repo = GitStore.open(store.run_dir(summary.run_id) / "repo.git")
+    with_tree = [ev for ev in ended if ev.tree_id]
+    assert len(with_tree) >= 3 and ended[: len(with_tree)] == with_tree  # treeless only after the loss
+    for ev in with_tree:  # every part that ended before the loss has its tree locally
+        assert repo.tree_of(ev.tree_id) == ev.tree_id
+    bundles = sorted((store.run_dir(summary.run_id) / "bundles").glob("*.bundle"))
+    assert bundles, "the snapshots fetched before the loss are sealed"
+
+
+def test_sandbox_api_streams_lines_as_they_arrive(api):
+    proc = api.exec(["bash", "-c", "echo one; sleep 1; echo two >&2; sleep 0.2; echo three"])
+    got = []
+    t0 = time.monotonic()
+    for stream, line, _ts in proc.lines():
+        got.append((stream, line, time.monotonic() - t0))
+    assert [(s, x) for s, x, _ in got] == [("stdout", "one"), ("stderr", "two"), ("stdout", "three")]
+    assert got[0][2] < 0.9 <= got[1][2]  # the first line came before the command finished
+    assert proc.wait() == 0
+    api.write_file(f"{api.scratch}/x/y.bin", b"\x00\xff")
+    assert api.read_file(f"{api.scratch}/x/y.bin") == b"\x00\xff"
+    with pytest.raises(SandboxError, match="exit code 3"):
+        run_checked(api, "echo bad >&2; exit 3")
+
+
+def test_modal_scorer_shape_and_results(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "t.sh").write_text("echo 2 passed; echo '{\"ok\": 1}' > result.json; exit 1\n")
+    scorer = ModalScorer(InMemorySandboxAPI, label="test")
+    assert scorer.describe() == {"sandbox": "in-memory", "label": "test"}
+    res = scorer.run(tree, "bash t.sh; echo err >&2; exit 1", 30, files=["result.json", "absent"])
+    assert (res.exit_code, res.timed_out) == (1, False)
+    assert "2 passed" in res.output and "err" in res.output
+    assert res.files == {"result.json": b'{"ok": 1}\n'}
+    slow = scorer.run(tree, "sleep 30", 0.5)
+    assert slow.timed_out and slow.exit_code is None and slow.duration_ms < 10_000
+    try:
+        from agtrace.replay.sandbox import Sandbox
+    except ImportError:
+        return
+    assert isinstance(scorer, Sandbox)
+
+
+def test_upload_tree_copies_files_and_modes(tmp_path, api):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f.txt").write_text("hi")
+    (src / "run.sh").write_text("#!/bin/sh\necho ran\n")
+    (src / "run.sh").chmod(0o755)
+    upload_tree(api, src, f"{api.workdir}/copy")
+    assert run_checked(api, "cat copy/d/f.txt; echo; ./copy/run.sh") == "hi\nran"

@@ -1,0 +1,589 @@
+"""One contract suite for every remote: ``file://`` and S3 (a moto server on 127.0.0.1).
+
+The S3 server is started by the tests (``python -m moto.server``) with IAM authentication on,
+so wrong credentials and missing permissions are refused as they are on AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from agtrace.eventlog import RawRecorded, RunStarted, Store, new_run_id
+from agtrace.eventlog.remote import (
+    RemoteAuthError,
+    RemoteConflict,
+    RemoteError,
+    RemoteNotFound,
+    RemoteUnreachable,
+    remote_for,
+)
+from agtrace.eventlog.sync import pull, push
+from agtrace.eventlog.writer import RunWriter
+
+from .conftest import run_agtrace
+
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+READ_ONLY = {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """A moto S3+IAM server on 127.0.0.1 that authenticates every request after the first three,
+    which create the admin identity; also a read-only identity."""
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}, stdout=log, stderr=log,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection((HOST, port), 0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.05)
+    endpoint = f"http://{HOST}:{port}"
+    boot = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
+                        aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    boot.create_user(UserName="admin")
+    admin = boot.create_access_key(UserName="admin")["AccessKey"]
+    boot.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
+    creds = {"aws_access_key_id": admin["AccessKeyId"], "aws_secret_access_key": admin["SecretAccessKey"]}
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION, **creds)
+    iam.create_user(UserName="reader")
+    reader = iam.create_access_key(UserName="reader")["AccessKey"]
+    iam.put_user_policy(UserName="reader", PolicyName="ro", PolicyDocument=json.dumps(READ_ONLY))
+    yield {
+        "endpoint": endpoint,
+        "admin": (admin["AccessKeyId"], admin["SecretAccessKey"]),
+        "reader": (reader["AccessKeyId"], reader["SecretAccessKey"]),
+        "client": boto3.client("s3", endpoint_url=endpoint, region_name=REGION, **creds),
+    }
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+class Backend:
+    """One remote under test, plus raw access to its objects that bypasses agtrace."""
+
+    name = ""
+
+    def remote(self, **opts):
+        return remote_for(self.url, **{**self.options, **opts})
+
+    def objects(self) -> dict[str, bytes]:
+        raise NotImplementedError
+
+    def put_raw(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class FileBackend(Backend):
+    name = "file"
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir()
+        self.url = f"file://{root}"
+        self.options: dict = {}
+        self.env: dict = {}
+
+    def objects(self):
+        return {p.relative_to(self.root).as_posix(): p.read_bytes()
+                for p in sorted(self.root.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+
+    def put_raw(self, key, data):
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+class S3Backend(Backend):
+    name = "s3"
+
+    def __init__(self, server: dict, bucket: str, prefix: str = "team/agtrace"):
+        self.server = server
+        self.bucket, self.prefix = bucket, prefix
+        self.client = server["client"]
+        self.client.create_bucket(Bucket=bucket)
+        self.url = f"s3://{bucket}/{prefix}"
+        key, secret = server["admin"]
+        self.options = {"endpoint_url": server["endpoint"], "access_key": key, "secret_key": secret}
+        self.env = {"AGTRACE_S3_ENDPOINT": server["endpoint"], "AWS_ACCESS_KEY_ID": key,
+                    "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": REGION,
+                    "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
+                    "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
+    def objects(self):
+        out = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for obj in page.get("Contents", ()):
+                body = self.client.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
+                out[obj["Key"][len(self.prefix) + 1:]] = body
+        return out
+
+    def put_raw(self, key, data):
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}", Body=data)
+
+    def uploads(self) -> list[dict]:
+        return self.client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+
+    def parts(self, upload: dict) -> list[dict]:
+        return self.client.list_parts(Bucket=self.bucket, Key=upload["Key"],
+                                      UploadId=upload["UploadId"]).get("Parts", [])
+
+
+@pytest.fixture(params=["file", "s3"])
+def backend(request, tmp_path):
+    if request.param == "file":
+        return FileBackend(tmp_path / "remote")
+    server = request.getfixturevalue("moto_server")
+    return S3Backend(server, f"agtrace-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory):
+    """A store with a real captured run (the demo agent) and a Recorder run with a blob."""
+    from agtrace.capture.demo import run_demo
+    from agtrace.capture.recorder import Recorder
+
+    root = tmp_path_factory.mktemp("source")
+    store = Store(root / "store")
+    demo, _workdir = run_demo(store, fast=False, workdir=root / "demo")
+    work = root / "work"
+    work.mkdir()
+    (work / "a.txt").write_text("one\n")
+    with Recorder(store, workdir=work, agent="t", model="m", task="blob") as rec:
+        call = rec.tool_call("shell", {"cmd": "cat big"}, command="cat big")
+        (work / "a.txt").write_text("two\n")
+        rec.tool_result(call, output="x" * 200_000, exit_code=0)
+        blob_run = rec.run_id
+    store.close()
+    return {"path": root / "store", "demo": demo.run_id, "blob_run": blob_run, "parts": demo.parts}
+
+
+def _copy_store(src: Path, dest: Path) -> Store:
+    shutil.copytree(src, dest)
+    return Store(dest)
+
+
+def _records(store: Store, run_id: str) -> list:
+    return [(r.seq, r.ts, r.part, r.event) for r in store.read(run_id)]
+
+
+# -- the contract ------------------------------------------------------------------------------
+
+
+def test_push_pull_verify_replay_and_second_push_uploads_nothing(backend, source, tmp_path):
+    src = Store(source["path"])
+    with backend.remote() as remote:
+        first = push(src, remote)
+        assert first.uploaded >= 5 and first.existed == 0
+        keys = backend.objects()
+        demo = source["demo"]
+        assert any(k.startswith(f"runs/{demo}/events/") and k.endswith(".seg") for k in keys)
+        assert any(k.startswith(f"runs/{demo}/bundles/") for k in keys)
+        assert any(k.startswith("blobs/") and k.endswith(".zst") for k in keys)
+        assert not any(k.endswith((".open", "lock", "catalog.db")) or "repo.git" in k for k in keys)
+
+        again = push(src, remote)
+        assert again.uploaded == 0 and again.bytes_uploaded == 0 and again.existed == first.uploaded
+        assert backend.objects() == keys
+
+        fresh = Store(tmp_path / "fresh")
+        report = pull(fresh, remote)
+        assert report.ok, report.problems
+        assert sorted(report.runs) == sorted([demo, source["blob_run"]])
+        assert fresh.verify().ok
+        for rid in report.runs:
+            assert _records(fresh, rid) == _records(src, rid)
+        assert [r.id for r in fresh.runs()] == [r.id for r in src.runs()]
+        assert fresh.info(demo).status == "completed" and fresh.info(demo).parts == source["parts"]
+        assert not (fresh.run_dir(demo) / "repo.git").exists()
+
+        from agtrace.replay.workspace import materialize
+
+        view = materialize(fresh, demo, source["parts"], tmp_path / "out")  # verifies the tree id
+        assert view.tree_id and (tmp_path / "out").is_dir()
+        blob_run = source["blob_run"]
+        out = [r.event for r in fresh.read(blob_run) if r.kind == "tool_returned"][0]
+        assert fresh.text(out.output, out.output_blob) == "x" * 200_000
+
+        assert pull(fresh, remote).downloaded == 0  # pulling again fetches nothing
+    src.close()
+    fresh.close()
+
+
+def test_put_never_overwrites(backend, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.write_bytes(b"first version")
+    two.write_bytes(b"other bytes!!")
+    with backend.remote() as remote:
+        assert remote.put_file("runs/X/events/a.seg", one).status == "uploaded"
+        assert remote.put_file("runs/X/events/a.seg", one).status == "existed"
+        with pytest.raises(RemoteConflict, match="never overwrites"):
+            remote.put_file("runs/X/events/a.seg", two)
+        assert backend.objects()["runs/X/events/a.seg"] == b"first version"
+        info = remote.head("runs/X/events/a.seg")
+        assert info is not None and info.size == len(b"first version")
+        assert remote.head("runs/X/events/none.seg") is None
+        got = remote.get_file("runs/X/events/a.seg", tmp_path / "back")
+        assert (tmp_path / "back").read_bytes() == b"first version" and got.size == 13
+
+
+def test_check_then_write_mode_never_overwrites(moto_server, tmp_path):
+    backend = S3Backend(moto_server, f"agtrace-{uuid.uuid4().hex[:12]}")
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.write_bytes(b"first")
+    two.write_bytes(b"second")
+    with backend.remote(conditional=False) as remote:
+        assert remote.put_file("k", one).status == "uploaded"
+        assert remote.put_file("k", one).status == "existed"
+        with pytest.raises(RemoteConflict):
+            remote.put_file("k", two)
+    assert backend.objects()["k"] == b"first"
+
+
+def test_push_refuses_to_overwrite_a_different_object(backend, source):
+    src = Store(source["path"])
+    demo = source["demo"]
+    seg = next(p for p in (src.run_dir(demo) / "events").iterdir() if p.suffix == ".seg")
+    key = f"runs/{demo}/events/{seg.name}"
+    backend.put_raw(key, b"not this run's segment")
+    with backend.remote() as remote, pytest.raises(RemoteConflict, match="never overwrites"):
+        push(src, remote, [demo])
+    keys = backend.objects()
+    assert keys[key] == b"not this run's segment"
+    assert not any(k.startswith(f"runs/{demo}/manifests/") for k in keys)  # the manifest comes last
+    src.close()
+
+
+def test_pull_rejects_a_damaged_remote_segment(backend, source, tmp_path):
+    src = Store(source["path"])
+    demo = source["demo"]
+    with backend.remote() as remote:
+        push(src, remote, [demo])
+        key = next(k for k in backend.objects() if k.startswith(f"runs/{demo}/events/"))
+        data = bytearray(backend.objects()[key])
+        data[100] ^= 0xFF
+        backend.put_raw(key, bytes(data))  # damage behind agtrace's back
+        fresh = Store(tmp_path / "fresh")
+        report = pull(fresh, remote, [demo])
+    assert not report.ok and key.rsplit("/", 1)[1] in report.problems[0]
+    assert not list((fresh.run_dir(demo) / "events").glob("*.seg"))
+    assert not list((fresh.run_dir(demo) / "events").glob(".*"))  # no temp file left behind
+    src.close()
+    fresh.close()
+
+
+def test_missing_bucket_or_directory_is_a_clear_error(backend, source, tmp_path):
+    src = Store(source["path"])
+    if backend.name == "file":
+        url, opts = f"file://{tmp_path / 'nowhere'}", {}
+    else:
+        url, opts = f"s3://agtrace-missing-{uuid.uuid4().hex[:8]}/p", backend.options
+    with remote_for(url, **opts) as remote, pytest.raises(RemoteNotFound, match="does not exist"):
+        push(src, remote)
+    with remote_for(url, **opts) as remote, pytest.raises(RemoteNotFound, match="does not exist"):
+        pull(Store(tmp_path / "fresh"), remote)
+    assert not (tmp_path / "nowhere").exists()
+    src.close()
+
+
+def test_wrong_credentials_and_no_permission_change_nothing(moto_server, source, tmp_path):
+    backend = S3Backend(moto_server, f"agtrace-{uuid.uuid4().hex[:12]}")
+    src = Store(source["path"])
+    key, _secret = moto_server["admin"]
+    with backend.remote(secret_key="wrong-secret") as remote, pytest.raises(RemoteAuthError, match="AWS_ACCESS_KEY_ID"):
+        push(src, remote)
+    with backend.remote(access_key="AKIANOSUCHKEY", secret_key="x") as remote, pytest.raises(RemoteAuthError):
+        pull(Store(tmp_path / "fresh"), remote)
+    reader_key, reader_secret = moto_server["reader"]
+    with backend.remote(access_key=reader_key, secret_key=reader_secret) as remote, \
+            pytest.raises(RemoteAuthError, match="access denied"):
+        push(src, remote)
+    assert backend.objects() == {}
+    assert backend.uploads() == []
+    # the CLI: the same error on stderr, exit code 1, no traceback
+    proc = run_agtrace(["push", "--all", "--remote", backend.url], source["path"],
+                       env={**backend.env, "AWS_SECRET_ACCESS_KEY": "wrong"})
+    assert proc.returncode == 1, proc.stderr
+    assert b"AWS_ACCESS_KEY_ID" in proc.stderr and b"Traceback" not in proc.stderr
+    src.close()
+
+
+def test_unreachable_endpoint_is_a_clear_error(source):
+    src = Store(source["path"])
+    endpoint = f"http://{HOST}:{_free_port()}"
+    with remote_for("s3://agtrace-x/p", endpoint_url=endpoint, access_key="a", secret_key="b",
+                    max_attempts=1, connect_timeout=1) as remote, pytest.raises(RemoteUnreachable, match="cannot reach"):
+        push(src, remote)
+    src.close()
+
+
+def test_unknown_scheme_and_missing_remote():
+    with pytest.raises(RemoteError, match="unknown remote scheme"):
+        remote_for("gs://bucket/p")
+    with pytest.raises(RemoteError, match="AGTRACE_REMOTE"):
+        remote_for("")
+
+
+# -- the CLI, a killed push, a killed capture ------------------------------------------------
+
+
+def test_cli_push_and_pull(backend, source, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(source["path"], home)
+    env = {**backend.env, "AGTRACE_REMOTE": backend.url}
+    first = run_agtrace(["push", "--all", "--json"], home, env=env, check=True)
+    assert json.loads(first.stdout)["uploaded"] >= 5
+    second = run_agtrace(["push", source["demo"][:10], "--json"], home, env=env, check=True)
+    assert json.loads(second.stdout)["uploaded"] == 0
+    fresh = tmp_path / "fresh"
+    pulled = run_agtrace(["pull", source["demo"][:12], "--json"], fresh, env=env, check=True)
+    assert json.loads(pulled.stdout)["ok"] and json.loads(pulled.stdout)["runs"] == [source["demo"]]
+    run_agtrace(["verify"], fresh, env=env, check=True)
+    assert run_agtrace(["push"], home, env=env).returncode == 2  # neither ids nor --all
+
+
+def _big_run(store: Store, megabytes: int) -> str:
+    """A run whose one sealed segment is ``megabytes`` of incompressible events."""
+    run_id = new_run_id()
+    (store.runs_dir / run_id).mkdir()
+    writer = RunWriter(store.run_dir(run_id), run_id, durability="off", segment_bytes=1 << 40)
+    writer.append(RunStarted(agent="big"))
+    for _ in range(megabytes):
+        writer.append(RawRecorded(source="raw", data=os.urandom(1 << 20)))
+        writer.flush(sync=False)
+    writer.close()
+    return run_id
+
+
+def test_killed_push_resumes(backend, tmp_path):
+    home = tmp_path / "home"
+    store = Store(home)
+    run_id = _big_run(store, 80)
+    store.close()
+    env = {**backend.env, "AGTRACE_REMOTE": backend.url}
+    cmd = [sys.executable, "-c", "from agtrace.cli.main import main; main()", "push", run_id, "--json"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "AGTRACE_HOME": str(home), **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    killed = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        if isinstance(backend, S3Backend):
+            if any(len(backend.parts(u)) >= 2 for u in backend.uploads()):
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+        elif any(p.name.endswith((".tmp", ".part")) for p in backend.root.rglob(".*")):
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.005)
+    proc.wait(30)
+    if isinstance(backend, S3Backend):
+        assert killed, f"the push finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        assert not any(k.endswith(".seg") for k in backend.objects())  # nothing half-written is visible
+    again = run_agtrace(["push", run_id, "--json"], home, env=env, check=True)
+    report = json.loads(again.stdout)
+    if isinstance(backend, S3Backend):
+        assert report["resumed_parts"] >= 2 and report["uploaded"] >= 1
+        assert backend.uploads() == []
+    fresh = Store(tmp_path / "fresh")
+    with backend.remote() as remote:
+        assert pull(fresh, remote, [run_id]).ok
+    assert fresh.verify().ok
+    assert [r.seq for r in fresh.read(run_id)] == list(range(1, 82))
+    fresh.close()
+
+
+SHIP_CHILD = textwrap.dedent("""
+    import os, sys, time
+    from agtrace.eventlog import Store, RunStarted, LineLogged, PartEnded
+    from agtrace.eventlog.writer import RunWriter
+    from agtrace.eventlog.remote import remote_for
+    from agtrace.eventlog.sync import RemoteShipper
+    store = Store(sys.argv[1])
+    run_id = sys.argv[3]
+    (store.runs_dir / run_id).mkdir()
+    writer = RunWriter(store.run_dir(run_id), run_id, segment_bytes=4096)
+    writer.append(RunStarted(agent="shipper", heartbeat_s=1.0))
+    opts = {}
+    if os.environ.get("AGTRACE_S3_ENDPOINT"):
+        opts = {"access_key": os.environ["AWS_ACCESS_KEY_ID"], "secret_key": os.environ["AWS_SECRET_ACCESS_KEY"]}
+    shipper = RemoteShipper.start(store, run_id, remote_for(sys.argv[2], **opts), interval_s=0.1)
+    part = 0
+    while True:
+        part += 1
+        for i in range(20):
+            writer.append(LineLogged(stream="stdout", text=f"part {part} line {i} " + os.urandom(16).hex()), part=part)
+        writer.append(PartEnded(part_kind="tool", title=f"part {part}"), part=part)
+        print(writer.durable_seq, flush=True)
+        time.sleep(0.01)
+""")
+
+
+def test_run_shipped_while_captured_survives_sigkill(backend, tmp_path):
+    home = tmp_path / "home"
+    run_id = new_run_id()
+    proc = subprocess.Popen([sys.executable, "-c", SHIP_CHILD, str(home), backend.url, run_id],
+                            env={**os.environ, **backend.env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            segs = [k for k in backend.objects() if k.startswith(f"runs/{run_id}/events/")]
+            if len(segs) >= 5:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the shipper shipped fewer than 5 segments in 60 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    shipped = sorted(k for k in backend.objects() if k.startswith(f"runs/{run_id}/events/"))
+    last_shipped = int(shipped[-1].rsplit("-", 1)[1][:16], 16)
+    fresh = Store(tmp_path / "fresh")
+    with backend.remote() as remote:
+        report = pull(fresh, remote, [run_id])
+    assert report.ok, report.problems
+    assert fresh.verify().ok
+    seqs = [r.seq for r in fresh.read(run_id)]
+    assert seqs == list(range(1, last_shipped + 1))
+    assert fresh.info(run_id).status == "crashed"
+    local = Store(home)
+    assert [r.seq for r in local.read(run_id)][:last_shipped] == seqs  # the remote is a prefix of the local log
+    local.close()
+    fresh.close()
+
+
+def test_shipper_ships_while_running_and_completes_at_stop(backend, tmp_path):
+    from agtrace.eventlog import LineLogged, RunEnded
+    from agtrace.eventlog.sync import RemoteShipper
+
+    store = Store(tmp_path / "home")
+    run_id = new_run_id()
+    (store.runs_dir / run_id).mkdir()
+    writer = RunWriter(store.run_dir(run_id), run_id, segment_bytes=2048)
+    writer.append(RunStarted(agent="shipper"))
+    with backend.remote() as remote:
+        shipper = RemoteShipper.start(store, run_id, remote, interval_s=0.05)
+        for i in range(400):
+            writer.append(LineLogged(stream="stdout", text=f"line {i} " + os.urandom(24).hex()))
+        writer.flush()
+        deadline = time.monotonic() + 20
+        while not any(k.startswith(f"runs/{run_id}/events/") for k in backend.objects()):
+            assert time.monotonic() < deadline, shipper.last_error
+            time.sleep(0.05)
+        assert not any("/manifests/" in k for k in backend.objects())  # no manifest per tick
+        writer.append(RunEnded(status="completed"))
+        writer.close()
+        report = shipper.stop(final=True)
+        assert shipper.last_error is None and report.uploaded >= 2
+        local = sorted(p.name for p in (store.run_dir(run_id) / "events").glob("*.seg"))
+        remote_segs = sorted(k.rsplit("/", 1)[1] for k in backend.objects() if k.startswith(f"runs/{run_id}/events/"))
+        assert remote_segs == local
+        assert any(k.startswith(f"runs/{run_id}/manifests/") for k in backend.objects())
+        fresh = Store(tmp_path / "fresh")
+        assert pull(fresh, remote, [run_id]).ok
+    assert [(r.seq, r.event) for r in fresh.read(run_id)] == [(r.seq, r.event) for r in store.read(run_id)]
+    assert fresh.info(run_id).status == "completed"
+    store.close()
+    fresh.close()
+
+
+def test_download_resumes_from_a_partial_file_and_recovers_from_a_bad_one(backend, tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    dest = tmp_path / "dl" / "obj.seg"
+    dest.parent.mkdir()
+    partial = dest.with_name(".obj.seg.part")
+    with backend.remote() as remote:
+        remote.put_file("runs/X/events/obj.seg", src)
+        partial.write_bytes(data[: 1024 * 1024])  # what a killed download left
+        remote.get_file("runs/X/events/obj.seg", dest)
+        assert dest.read_bytes() == data and not partial.exists()
+        dest.unlink()
+        partial.write_bytes(b"garbage that is not a prefix")
+        remote.get_file("runs/X/events/obj.seg", dest)
+        assert dest.read_bytes() == data and not partial.exists()
+        dest.unlink()
+        with pytest.raises(RemoteError, match="sha256"):
+            remote.get_file("runs/X/events/obj.seg", dest, sha256="0" * 64)
+        assert not dest.exists() and not partial.exists()
+        with pytest.raises(RemoteNotFound):
+            remote.get_file("runs/X/events/none.seg", dest)
+
+
+def test_run_with_remote_killed_mid_run_is_pulled_and_replayed_on_a_fresh_store(backend, tmp_path):
+    """`agtrace run --remote` ships while it runs; SIGKILL it; a fresh store pulls and replays."""
+    from agtrace.capture.demo_agent import setup_demo_repo
+    from agtrace.eventlog import EventlogError
+    from agtrace.replay import ReplayError
+    from agtrace.replay.workspace import materialize
+
+    wd = tmp_path / "work"
+    wd.mkdir()
+    setup_demo_repo(wd)
+    env = {**os.environ, **backend.env, "AGTRACE_HOME": str(tmp_path / "capture-store"),
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from agtrace.cli.main import main; main()", "run", "--agent", "codex",
+         "--workdir", str(wd), "--remote", backend.url, "--ship-interval", "0.5", "--quiet", "--",
+         sys.executable, "-m", "agtrace.capture.demo_agent", "--parts-delay", "0.15"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    time.sleep(4.0)  # a dozen parts or so, several shipping rounds
+    proc.kill()
+    proc.wait(10)
+    subprocess.run(["pkill", "-f", "agtrace.capture.demo_agent --parts-delay 0.15"], check=False)
+    fresh = Store(tmp_path / "fresh")
+    report = pull(fresh, backend.remote(), None)
+    assert report.ok, report.problems
+    (run_id,) = fresh.run_ids()
+    assert fresh.verify(run_id).ok
+    info = fresh.info(run_id)
+    assert info.status == "crashed" and info.parts >= 3
+    local = Store(tmp_path / "capture-store")
+    shipped = list(fresh.read(run_id))
+    assert [(r.seq, r.event) for r in shipped] == [(r.seq, r.event) for r in local.read(run_id, 1, len(shipped))]
+    # every part whose snapshot reached the remote replays to its recorded tree
+    replayed = 0
+    for part in range(info.parts, 0, -1):
+        try:
+            view = materialize(fresh, run_id, part, tmp_path / f"p{part}")
+        except (ReplayError, EventlogError):  # its bundle had not been shipped yet
+            continue
+        replayed += 1
+        assert view.tree_id
+        break
+    assert replayed == 1

@@ -1,0 +1,316 @@
+"""Re-scoring real runs with a real local sandbox: results, dedupe, resume, timeouts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from agtrace.capture.demo import run_demo
+from agtrace.capture.recorder import Recorder
+from agtrace.capture.sandbox import LocalSandbox, scrub_env
+from agtrace.eventlog import Scored, Store, TestsRan
+from agtrace.replay import score_table
+from agtrace.replay.rescore import (
+    RescoreError,
+    rescore,
+    scorer_digest,
+    scores,
+    select_parts,
+    select_runs,
+)
+from agtrace.replay.results import ResultSpec
+from agtrace.replay.sandbox import Sandbox
+
+from .conftest import run_agtrace
+
+VALUE = ResultSpec("regex", pattern=r"^v=(?P<value>\d+)")
+
+
+def make_run(store: Store, workdir: Path, values: list[int], tags: dict | None = None) -> str:
+    """A run whose part N leaves ``n.txt`` holding ``values[N-1]`` (trees repeat when values do)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "n.txt").write_text("0\n")
+    with Recorder(store, workdir=workdir, agent="t", tags=tags or {}) as rec:
+        for v in values:
+            call = rec.tool_call("shell", command=f"echo {v} > n.txt")
+            (workdir / "n.txt").write_text(f"{v}\n")
+            rec.tool_result(call, output="", exit_code=0)
+    return rec.run_id
+
+
+def score_events(store: Store, run_id: str) -> list[Scored]:
+    return [r.event for r in store.read(run_id, stream="scores")]
+
+
+def test_local_sandbox_satisfies_the_protocol_and_scrubs_secrets(tmp_path):
+    sandbox = LocalSandbox(
+        {
+            "PATH": os.environ["PATH"],
+            "AWS_SECRET_ACCESS_KEY": "x" * 40,
+            "OPENAI_API_KEY": "sk-1",
+            "GH_TOKEN": "t",
+            "HOME": "/h",
+            "LANG": "C",
+        }
+    )
+    assert isinstance(sandbox, Sandbox)
+    ran = sandbox.run(tmp_path, "env; echo out >&2; exit 3", 10)
+    assert ran.exit_code == 3 and not ran.timed_out
+    assert "HOME=/h" in ran.output and "out" in ran.output
+    for secret in ("AWS_SECRET", "OPENAI_API_KEY", "GH_TOKEN"):
+        assert secret not in ran.output
+    assert scrub_env({"MY_PASSWORD": "p", "USER": "u"}) == {"USER": "u"}
+
+
+def test_demo_run_rescored_gives_the_recorded_test_curve(tmp_path):
+    store_dir = tmp_path / "store"
+    with Store(store_dir) as store:
+        summary, _ = run_demo(store, workdir=tmp_path / "demo")
+        run_id = summary.run_id
+        recorded = {r.part: r.event for r in store.read(run_id) if isinstance(r.event, TestsRan)}
+        events_dir = store.run_dir(run_id) / "events"
+        before = {p.name: p.read_bytes() for p in events_dir.iterdir()}
+    assert len(recorded) == 3
+    cmd = [
+        "rescore",
+        run_id[:8],
+        "--name",
+        "unit",
+        "--cmd",
+        "python3 -m unittest -v",
+        "--parts",
+        "all",
+        "--jobs",
+        "2",
+        "--json",
+    ]
+    first = json.loads(run_agtrace(cmd, store_dir, check=True).stdout)
+    assert first["selected"] == summary.parts and first["skipped"] == 0
+    assert first["ran"] == len({r["tree_id"] for r in first["results"]}) < summary.parts
+    curve = json.loads(
+        run_agtrace(["scores", run_id, "--name", "unit", "--json"], store_dir, check=True).stdout
+    )
+    by_part = {row["scored_part"]: row for row in curve}
+    assert sorted(by_part) == list(range(1, summary.parts + 1))
+    for part, test in recorded.items():
+        row = by_part[part]
+        assert (row["passed"], row["failed"], row["total"]) == (
+            test.passed,
+            test.failed + test.errors,
+            test.total,
+        )
+        assert row["tree_id"] == test.tree_id and row["status"] == "ok"
+    second = json.loads(run_agtrace(cmd, store_dir, check=True).stdout)
+    assert (second["ran"], second["reused"], second["skipped"]) == (0, 0, summary.parts)
+    with Store(store_dir) as store:
+        assert {
+            p.name: p.read_bytes() for p in events_dir.iterdir()
+        } == before  # the run is untouched
+        assert len(score_events(store, run_id)) == summary.parts
+        assert store.verify(run_id).ok
+    human = run_agtrace(["scores", run_id], store_dir, check=True).stdout.decode()
+    assert "unit" in human and "5/5" in human and "2/3" in human
+
+
+def test_identical_trees_scored_once_across_parts_and_runs(store, tmp_path):
+    a = make_run(store, tmp_path / "a", [1, 2, 2, 1])
+    b = make_run(store, tmp_path / "b", [2, 3])
+    report = rescore(
+        store,
+        [a, b],
+        name="v",
+        cmd="echo v=$(cat n.txt)",
+        sandbox=LocalSandbox(),
+        parts="all",
+        result=VALUE,
+        jobs=2,
+    )
+    assert (report.selected, report.ran, report.reused) == (6, 3, 3)
+    events = {run: score_events(store, run) for run in (a, b)}
+    values = {run: {e.scored_part: e.value for e in evs} for run, evs in events.items()}
+    assert values == {a: {1: 1.0, 2: 2.0, 3: 2.0, 4: 1.0}, b: {1: 2.0, 2: 3.0}}
+    originals = {(run, i + 1): e for run, evs in events.items() for i, e in enumerate(evs)}
+    for evs in events.values():
+        for e in evs:
+            if e.reused_from:
+                run, seq = e.reused_from.split(":")
+                source = originals[(run, int(seq))]
+                assert (
+                    source.tree_id == e.tree_id and not source.reused_from and e.output_tail == ""
+                )
+    again = rescore(
+        store,
+        [a, b],
+        name="v",
+        cmd="echo v=$(cat n.txt)",
+        sandbox=LocalSandbox(),
+        parts="all",
+        result=VALUE,
+    )
+    assert (again.ran, again.reused, again.skipped) == (0, 0, 6)
+    other = rescore(
+        store,
+        [a],
+        name="v",
+        cmd="echo v=$(cat n.txt) ",
+        sandbox=LocalSandbox(),
+        parts="final",
+        result=VALUE,
+    )
+    assert other.ran == 1 and other.scorer_digest != report.scorer_digest
+
+
+class InterruptAfter:
+    """A progress callback that interrupts the rescore after ``n`` recorded parts."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, done: int, total: int) -> None:
+        if done >= self.n:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_rescore_resumes_where_it_stopped(store, tmp_path):
+    run_id = make_run(store, tmp_path / "w", [1, 2, 3, 4, 5, 6])
+    kwargs = dict(
+        name="v", cmd="echo v=$(cat n.txt)", sandbox=LocalSandbox(), parts="all", result=VALUE
+    )
+    with pytest.raises(KeyboardInterrupt):
+        rescore(store, [run_id], progress=InterruptAfter(2), **kwargs)
+    assert [e.scored_part for e in score_events(store, run_id)] == [1, 2]
+    store.close()  # a new process, as after a crash
+    store2 = Store(store.root)
+    report = rescore(store2, [run_id], **kwargs)
+    assert (report.skipped, report.ran) == (2, 4)
+    events = score_events(store2, run_id)
+    assert sorted(e.scored_part for e in events) == [1, 2, 3, 4, 5, 6]
+    assert [e.value for e in sorted(events, key=lambda e: e.scored_part)] == [
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+        5.0,
+        6.0,
+    ]
+    store2.close()
+
+
+def test_hanging_scorer_is_killed_with_its_process_group(store, tmp_path):
+    run_id = make_run(store, tmp_path / "w", [1])
+    pidfile = tmp_path / "child.pid"
+    cmd = f"sleep 300 & echo $! > {pidfile}; echo started; sleep 300"
+    started = time.monotonic()
+    report = rescore(store, [run_id], name="hang", cmd=cmd, sandbox=LocalSandbox(), timeout=1.0)
+    assert time.monotonic() - started < 15
+    (event,) = score_events(store, run_id)
+    assert event.status == "timeout" and event.exit_code is None and "started" in event.output_tail
+    assert report.timeout == 1
+    child = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert not alive(child)  # the forked child died with its group
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped, as under a container's init, counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def test_junit_result_and_no_stale_result_file_between_parts(store, tmp_path):
+    run_id = make_run(store, tmp_path / "w", [1, 2])
+    junit = '<testsuite tests="2" failures="1"><testcase name="a"/><testcase name="b"><failure/></testcase></testsuite>'
+    cmd = f"if [ $(cat n.txt) = 1 ]; then echo '{junit}' > report.xml; fi"
+    rescore(
+        store,
+        [run_id],
+        name="j",
+        cmd=cmd,
+        sandbox=LocalSandbox(),
+        parts="all",
+        result=ResultSpec("junit", path="report.xml"),
+    )
+    by_part = {e.scored_part: e for e in score_events(store, run_id)}
+    assert (by_part[1].status, by_part[1].passed, by_part[1].total) == ("ok", 1, 2)
+    assert by_part[2].status == "error" and "report.xml" in by_part[2].output_tail
+
+
+def test_part_selection(store, tmp_path):
+    run_id = make_run(store, tmp_path / "w", [1, 1, 2, 2, 3])
+    trees = dict(select_parts(store, run_id, "all"))
+    assert sorted(trees) == [1, 2, 3, 4, 5]
+    assert [p for p, _ in select_parts(store, run_id, "changed")] == [1, 3, 5]
+    assert select_parts(store, run_id, "final") == [(5, trees[5])]
+    assert [p for p, _ in select_parts(store, run_id, [0, 2])] == [0, 2]
+    with pytest.raises(RescoreError):
+        select_parts(store, run_id, [9])
+
+
+def test_select_runs_by_where(store, tmp_path):
+    a = make_run(store, tmp_path / "a", [1], tags={"campaign": "x"})
+    b = make_run(store, tmp_path / "b", [1], tags={"campaign": "y"})
+    assert select_runs(store, where={"campaign": "y"}) == [b]
+    assert select_runs(store, all_runs=True) == [a, b]
+    assert select_runs(store, [a[:10]]) == [a]
+    with pytest.raises(RescoreError):
+        select_runs(store)
+
+
+def test_scores_table_is_rebuilt_identically_from_the_streams(store, tmp_path):
+    run_id = make_run(store, tmp_path / "w", [1, 2, 1])
+    rescore(
+        store,
+        [run_id],
+        name="v",
+        cmd="echo v=$(cat n.txt)",
+        sandbox=LocalSandbox(),
+        parts="all",
+        result=VALUE,
+    )
+    before = score_table.dump(store)
+    assert len(before) == 3
+    assert score_table.rebuild_scores(store) == 3
+    assert score_table.dump(store) == before
+    store.reindex()  # deletes the catalog; the table comes back from the score streams on use
+    assert sorted(r["scored_part"] for r in scores(store, run_id)) == [1, 2, 3]
+    assert score_table.dump(store) == before
+    names = [r[0] for r in store.catalog.db.conn.execute("SELECT name FROM migrations")]
+    assert "m201_scores" in names
+
+
+def test_digest_covers_command_environment_and_parser():
+    class Fixed:
+        def __init__(self, env):
+            self.env = env
+
+        def describe(self):
+            return self.env
+
+        def run(self, tree_dir, cmd, timeout, *, files=()):
+            raise AssertionError("not run")
+
+    base = scorer_digest("pytest", Fixed({"image": "a"}), ResultSpec())
+    assert base == scorer_digest("pytest", Fixed({"image": "a"}), ResultSpec())
+    assert base != scorer_digest("pytest -x", Fixed({"image": "a"}), ResultSpec())
+    assert base != scorer_digest("pytest", Fixed({"image": "b"}), ResultSpec())
+    assert base != scorer_digest("pytest", Fixed({"image": "a"}), ResultSpec("exit"))
+
+
+def test_a_broken_sandbox_stops_the_rescore_and_records_nothing(store, tmp_path):
+    run_id = make_run(store, tmp_path / "w", [1, 2])
+
+    class Broken(LocalSandbox):
+        def run(self, tree_dir, cmd, timeout, *, files=()):
+            raise OSError(signal.SIGTERM, "the sandbox is gone")
+
+    with pytest.raises(RescoreError, match="sandbox failed"):
+        rescore(store, [run_id], name="v", cmd="true", sandbox=Broken(), parts="all")
+    assert score_events(store, run_id) == []
