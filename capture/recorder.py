@@ -36,6 +36,7 @@ import msgspec
 
 from agtrace.eventlog import (
     Event,
+    FileChanged,
     HeartbeatSent,
     MessageAdded,
     PartEnded,
@@ -156,9 +157,23 @@ class Recorder:
         if isinstance(event, TestsRan) and not event.tree_id and part is not None and self.snapshots:
             self._pending_tests.setdefault(part, []).append((event, ts or time.time_ns()))
             return
+        if isinstance(event, FileChanged) and self.snapshots is not None:
+            event = self._relative(event)
         if isinstance(event, UsageReported):
             self.tokens += event.usage.input + event.usage.output + event.usage.cache_read + event.usage.cache_write
         self._append(event, part=part, ts=ts)
+
+    def _relative(self, event: FileChanged) -> FileChanged:
+        """Agents report absolute paths (Codex); the event's paths are workdir-relative."""
+        root = str(self.snapshots.workdir)
+        fixed = {}
+        for name in ("path", "old_path"):
+            value = getattr(event, name)
+            if value and os.path.isabs(value):
+                rel = os.path.relpath(os.path.realpath(value), root)
+                if not rel.startswith(".."):
+                    fixed[name] = rel
+        return msgspec.structs.replace(event, **fixed) if fixed else event
 
     def _end_part(self, event: PartEnded, part: int) -> None:
         ended_ns = time.time_ns()

@@ -428,9 +428,9 @@ class GitStore:
             full = os.path.join(root, path)
             try:
                 st = os.lstat(full)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # gone, or a parent became a file
                 st = None
-            if st is None or delta.status == DeltaStatus.DELETED:
+            if st is None or delta.status == DeltaStatus.DELETED or stat.S_ISDIR(st.st_mode):
                 _remove(index, path)
                 continue
             if stat.S_ISREG(st.st_mode) and st.st_size > max_file_bytes:

@@ -283,3 +283,11 @@ def test_large_outputs_are_stored_once_in_the_blob_store(tmp_path, demo_repo):
     assert len({o.output_blob for o in outs}) == 1 and all(len(o.output) < 4096 for o in outs)
     assert store.text(outs[0].output, outs[0].output_blob) == big and outs[0].output_bytes == len(big)
     assert len(list(store.blobs.digests())) == 1
+
+
+def test_agent_reported_paths_are_stored_relative_to_the_workdir(tmp_path):
+    s = tmp_path / "store"
+    summary = _summary(run_agtrace(["demo", "--workdir", str(tmp_path / "d"), "--fast", "--json"], s, check=True))
+    changed = [r.event for r in Store(s).read(summary["run_id"]) if r.kind == "file_changed"]
+    assert changed and all(not os.path.isabs(c.path) for c in changed)
+    assert "tests/test_top_words.py" in {c.path for c in changed}

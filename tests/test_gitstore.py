@@ -359,3 +359,21 @@ def test_user_git_env_does_not_leak(store, workdir, tmp_path, monkeypatch):
     restored = GitStore.from_bundles([tmp_path / "x.bundle"], tmp_path / "c")
     assert restored.head == store.head
     assert not (tmp_path / "bogus-index").exists()
+
+
+def test_a_directory_replaced_by_a_file_and_back_is_snapshotted(tmp_path):
+    work = tmp_path / "work"
+    (work / "pkg").mkdir(parents=True)
+    (work / "pkg" / "mod.py").write_text("x = 1\n")
+    store = GitStore.init(tmp_path / "shadow.git")
+    first = store.snapshot(work, max_file_bytes=MAX, message="dir")
+    shutil.rmtree(work / "pkg")
+    (work / "pkg").write_text("now a file\n")
+    second = store.snapshot(work, max_file_bytes=MAX, message="file")
+    assert second.added == ("pkg",) and second.deleted == ("pkg/mod.py",)
+    (work / "pkg").unlink()
+    (work / "pkg").mkdir()
+    (work / "pkg" / "mod.py").write_text("x = 2\n")
+    third = store.snapshot(work, max_file_bytes=MAX, message="dir again")
+    assert store.read_blob(third.tree_id, "pkg/mod.py") == b"x = 2\n"
+    assert third.deleted == ("pkg",) and first.tree_id != third.tree_id
