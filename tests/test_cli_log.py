@@ -130,3 +130,12 @@ def test_every_command_that_prints_data_has_json():
             continue
         params = {p.name for p in command.params if isinstance(p, click.Option)}
         assert "as_json" in params, f"`agtrace {name}` has no --json"
+
+
+def test_cli_reference_documents_every_command_and_is_fresh():
+    from agtrace.cli.docs import ROOT, main
+
+    assert main(["--check"]) == 0, "docs/cli.md or schemas/ is stale: run python -m agtrace.cli.docs"
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    for name in cli.commands:
+        assert f"## agtrace {name}\n" in reference
