@@ -14,7 +14,7 @@ from .errors import (
     ReplayError,
     RescoreError,
 )
-from .export import ExportReport, export
+from .export import ExportReport
 from .listing import list_runs, select_runs
 from .metrics import PartMetrics, RunMetrics
 from .projections import part_metrics, rebuild_metrics, run_metrics, update_metrics
@@ -30,7 +30,7 @@ __all__ = [
     "CompareError", "ExportError", "ExportReport", "OutputNotEmpty", "PartMetrics", "PartNotFound",
     "PartView", "ReplayError", "RescoreError", "RescoreReport", "ResultSpec", "RunMetrics",
     "Sandbox", "SandboxResult", "TreeDiff", "compare_table", "describe_part", "diff_parts",
-    "export", "list_runs", "materialize", "parse_result", "part_metrics", "rebuild_metrics",
+    "list_runs", "materialize", "parse_result", "part_metrics", "rebuild_metrics",
     "rebuild_scores", "render_compare", "render_report", "render_text", "rescore", "resolve_part",
     "run_metrics", "scores", "select_runs", "switch_to", "transcript_records", "update_metrics",
 ]
