@@ -34,7 +34,7 @@ from agtrace.capture.sandbox import LocalSandbox
 from agtrace.eventlog import SnapshotTaken, Store
 from agtrace.eventlog.gitstore import GitStore
 from agtrace.replay.checkout_cache import switch_to
-from agtrace.replay.rescore import rescore
+from agtrace.replay.rescoring import rescore
 from agtrace.replay.results import ResultSpec
 from agtrace.replay.workspace import snapshots, tree_of_part
 

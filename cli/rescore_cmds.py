@@ -1,7 +1,7 @@
 """Commands: agtrace rescore, scores.
 
 The CLI picks the sandbox (capture's ``LocalSandbox``) and injects it into
-``agtrace.replay.rescore.rescore``; a Modal sandbox plugs in here later.
+``agtrace.replay.rescoring.rescore``; a Modal sandbox plugs in here later.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import click
 import msgspec
 
 from agtrace.capture.sandbox import LocalSandbox
-from agtrace.replay.rescore import PARTS, rescore, scores, select_runs
+from agtrace.replay.rescoring import PARTS, rescore, scores, select_runs
 from agtrace.replay.results import ResultSpec
 
 from .main import UserError, pass_ctx

@@ -19,7 +19,7 @@ from .listing import list_runs, select_runs
 from .metrics import PartMetrics, RunMetrics
 from .projections import part_metrics, rebuild_metrics, run_metrics, update_metrics
 from .report import render_report
-from .rescore import RescoreReport, rescore, scores
+from .rescoring import RescoreReport, rescore, scores
 from .results import ResultSpec, parse_result
 from .sandbox import Sandbox, SandboxResult
 from .score_table import rebuild_scores

@@ -1,7 +1,7 @@
 """Where a scorer runs: a small interface that re-scoring gets by injection.
 
 ``agtrace.replay`` never starts processes itself and never imports ``agtrace.capture``: the
-caller (the CLI, a notebook) hands :func:`~agtrace.replay.rescore.rescore` an object with the
+caller (the CLI, a notebook) hands :func:`~agtrace.replay.rescoring.rescore` an object with the
 two methods below. ``agtrace.capture.sandbox.LocalSandbox`` runs the command on this machine; a
 Modal sandbox can satisfy the same Protocol later.
 """

@@ -93,3 +93,18 @@ def test_every_package_directory_is_installed():
             sub = init.parent.relative_to(REPO / folder).parts
             package = ".".join((name, *sub))
             assert package in listed, f"{package} is not in pyproject's packages; it would not install"
+
+
+def test_no_public_name_shadows_a_submodule():
+    """`from .x import x` in a package __init__ would make `agtrace.pkg.x` the function, not the
+    module (monkeypatch paths and attribute access then break)."""
+    import importlib
+
+    for package in ("eventlog", "capture", "replay"):
+        mod = importlib.import_module(f"agtrace.{package}")
+        modules = {p.stem for p in (REPO / package).glob("*.py")} | {
+            p.name for p in (REPO / package).iterdir() if (p / "__init__.py").exists()
+        }
+        shadowed = [n for n in mod.__all__ if n in modules and not hasattr(getattr(mod, n), "__path__")
+                    and not hasattr(getattr(mod, n), "__file__")]
+        assert not shadowed, f"agtrace.{package} exports {shadowed}, which shadow its submodules"

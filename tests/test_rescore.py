@@ -15,7 +15,7 @@ from agtrace.capture.recorder import Recorder
 from agtrace.capture.sandbox import LocalSandbox, scrub_env
 from agtrace.eventlog import Scored, Store, TestsRan
 from agtrace.replay import score_table
-from agtrace.replay.rescore import (
+from agtrace.replay.rescoring import (
     RescoreError,
     rescore,
     scorer_digest,
