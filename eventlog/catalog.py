@@ -20,13 +20,15 @@ import sqlite_utils
 
 from .events import (
     Event,
-    HeartbeatSent,
+    ModelCalled,
     PartEnded,
     RunEnded,
     RunStarted,
     SnapshotTaken,
-    UnknownEvent,
+    UsageReported,
 )
+
+_RUN_KINDS = frozenset((RunStarted, RunEnded, ModelCalled, UsageReported))
 
 
 def m001_initial(db: sqlite_utils.Database) -> None:
@@ -145,25 +147,28 @@ class Catalog:
         last_seq = first_seq + len(items) - 1
         parts: dict[int, dict] = {}
         run: dict = {}
-        for i, (ts, part, ev) in enumerate(items):
-            seq = first_seq + i
+        called_model = ""
+        for seq, (ts, part, ev) in enumerate(items, first_seq):
+            t = type(ev)
             if part is not None:
                 p = parts.get(part)
                 if p is None:
                     parts[part] = p = {"first_seq": seq, "last_seq": seq}
-                p["last_seq"] = seq
-                if isinstance(ev, PartEnded):
+                else:
+                    p["last_seq"] = seq
+                if t is PartEnded:
                     p.update(kind=ev.part_kind, title=ev.title, tool=ev.tool, ts=ts)
                     if ev.tree_id:
                         p["tree_id"] = ev.tree_id
-                elif isinstance(ev, SnapshotTaken) and not ev.final:
+                elif t is SnapshotTaken and not ev.final:
                     p["tree_id"] = ev.tree_id
-            if isinstance(ev, RunStarted):
-                run.update(_run_started_row(ev, ts))
-            elif isinstance(ev, RunEnded):
-                run.update(ended_at=ts, end_status=ev.status, end_reason=ev.reason, exit_code=ev.exit_code)
-            elif isinstance(ev, (HeartbeatSent, UnknownEvent)):
-                pass
+            if t in _RUN_KINDS:
+                if t is RunStarted:
+                    run.update(_run_started_row(ev, ts))
+                elif t is RunEnded:
+                    run.update(ended_at=ts, end_status=ev.status, end_reason=ev.reason, exit_code=ev.exit_code)
+                elif not called_model and ev.model:
+                    called_model = ev.model
         last_ts = items[-1][0]
         conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -172,14 +177,16 @@ class Catalog:
             if run:
                 cols = ", ".join(f"{k}=?" for k in run)
                 conn.execute(f"UPDATE runs SET {cols} WHERE id=?", [*run.values(), run_id])
+            if called_model:  # the model as actually called, when run_started did not name it
+                conn.execute("UPDATE runs SET model=? WHERE id=? AND coalesce(model, '')=''",
+                             [called_model, run_id])
             max_part = max(parts) if parts else 0
             conn.execute(
                 "UPDATE runs SET last_ts=max(coalesce(last_ts, 0), ?), events=?, indexed_seq=?, "
                 "parts=max(parts, ?) WHERE id=?",
                 [last_ts, last_seq, last_seq, max_part, run_id],
             )
-            for part, p in parts.items():
-                conn.execute(
+            conn.executemany(
                     "INSERT INTO parts (run_id, part, first_seq, last_seq, kind, title, tool, tree_id, ts) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id, part) DO UPDATE SET "
                     "first_seq=min(first_seq, excluded.first_seq), last_seq=max(last_seq, excluded.last_seq), "
@@ -187,15 +194,9 @@ class Catalog:
                     "tool=coalesce(excluded.tool, tool), tree_id=coalesce(excluded.tree_id, tree_id), "
                     "ts=coalesce(excluded.ts, ts)",
                     [
-                        run_id,
-                        part,
-                        p["first_seq"],
-                        p["last_seq"],
-                        p.get("kind"),
-                        p.get("title"),
-                        p.get("tool"),
-                        p.get("tree_id"),
-                        p.get("ts"),
+                        (run_id, part, p["first_seq"], p["last_seq"], p.get("kind"), p.get("title"),
+                         p.get("tool"), p.get("tree_id"), p.get("ts"))
+                        for part, p in parts.items()
                     ],
                 )
             conn.execute("COMMIT")

@@ -28,9 +28,12 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+
+import msgspec
 
 from . import codec, segment
 from .errors import RunClosed
@@ -50,11 +53,11 @@ Items = list[tuple[int, int | None, Event]]
 Listener = Callable[[int, Items], None]
 """Called on the appending thread with ``(first_seq, items)`` of events that are on disk."""
 
-_SYNC_KINDS = (PartEnded, RunEnded, RunStarted)
-_INDEX_NOW_KINDS = (RunEnded, RunStarted)
+_SYNC_KINDS = frozenset((PartEnded, RunEnded, RunStarted))
+"""Exact types (not subclasses: events are final) that make what precedes them durable."""
 
 
-class Ack(NamedTuple):
+class Ack(msgspec.Struct, frozen=True, gc=False):
     """What an append achieved: the event's seq and the highest seq that is durable."""
 
     seq: int
@@ -85,6 +88,8 @@ class RunWriter:
         self.dir = self.run_dir / stream
         self.dir.mkdir(parents=True, exist_ok=True)
         self.durability = durability
+        self._strict = durability == "strict"
+        self._in_flusher = False  # the catalog listener runs on appending threads only
         self.segment_bytes = segment_bytes
         self._listener = listener
         lock_name = "lock" if stream == "events" else f"{stream}.lock"
@@ -106,8 +111,11 @@ class RunWriter:
                 self._fh.close()
             self._lock.release()
             raise
-        self._written = self._next - 1
-        self._durable = self._next - 1
+        self._written = self._next - 1  # on the OS: in the file
+        self._framed = self._next - 1  # in a frame, written or being compressed
+        self._durable = self._next - 1  # fsynced
+        self._inflight: deque = deque()
+        self._pool: ThreadPoolExecutor | None = None
         self._stop = threading.Event()
         self._wake = threading.Condition(self._mu)
         self._last_fsync = 0.0
@@ -188,20 +196,19 @@ class RunWriter:
                 self._refuse()
             seq = self._next
             self._next = seq + 1
-            self._buf.append((ts if ts is not None else time.time_ns(), part, event))
-            if isinstance(event, RunEnded):
+            buf = self._buf
+            buf.append((time.time_ns() if ts is None else ts, part, event))
+            special = type(event) in _SYNC_KINDS
+            if special and type(event) is RunEnded:
                 self._ended = True
-            if self.durability == "strict":
+            if self._strict:
                 self._flush(sync=True)
-            elif self.durability == "normal" and isinstance(event, _SYNC_KINDS):
-                self._sync_soon()
-            elif len(self._buf) >= BATCH_EVENTS:
-                self._flush(sync=False)
-            if self._listener and (
-                isinstance(event, _INDEX_NOW_KINDS)
-                or len(self._pending) > 50_000
-                or (self._pending and time.monotonic() - self._last_index > INDEX_INTERVAL_S)
-            ):
+            elif special:
+                if self.durability == "normal":
+                    self._sync_soon()
+            elif len(buf) >= BATCH_EVENTS:
+                self._handoff()
+            if special and self._listener and type(event) is not PartEnded:
                 self._notify()
             return Ack(seq, self._durable)
 
@@ -241,10 +248,10 @@ class RunWriter:
                 seq = self._next
                 self._next += 1
                 self._buf.append((ts if ts is not None else time.time_ns(), part, event))
-                if isinstance(event, RunEnded):
+                if type(event) is RunEnded:
                     self._ended = True
                 if len(self._buf) >= BATCH_EVENTS:
-                    self._flush(sync=False)
+                    self._handoff()
             self._flush(sync=self.durability == "strict" or self._ended)
             if self._listener:
                 self._notify()
@@ -266,18 +273,45 @@ class RunWriter:
                 self._notify()
             return self._durable
 
+    def _handoff(self) -> None:
+        """A full buffer becomes a frame: encoded here, compressed on a helper thread (zstd lets
+        go of the GIL, so the second core works while appends go on). Frames are written strictly
+        in seq order; at most two are in flight."""
+        items, self._buf = self._buf, []
+        first = self._framed + 1
+        self._framed += len(items)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="agtrace-compress")
+        batch = codec.encode_batch(items)
+        self._inflight.append((first, items, self._pool.submit(segment.encode_frame, first, batch)))
+        while self._inflight and (len(self._inflight) > 2 or self._inflight[0][2].done()):
+            first, items, future = self._inflight.popleft()
+            self._write_frame(first, items, future.result())
+
+    def _write_frame(self, first: int, items: Items, frame: bytes) -> None:
+        fh = self._segment_for(first)
+        fh.write(frame)
+        fh.flush()
+        self._written = first + len(items) - 1
+        if not self._pending:
+            self._pending_first = first
+        self._pending.extend(items)
+        if self._listener and not self._in_flusher and (
+            len(self._pending) > 50_000 or time.monotonic() - self._last_index > INDEX_INTERVAL_S
+        ):
+            self._notify()
+        if fh.tell() >= self.segment_bytes:
+            self._seal()
+
     def _flush(self, *, sync: bool) -> None:
+        while self._inflight:  # frames already handed off go first, in order
+            first, items, future = self._inflight.popleft()
+            self._write_frame(first, items, future.result())
         if self._buf:
-            first = self._written + 1
+            first = self._framed + 1
             items, self._buf = self._buf, []
-            frame = segment.encode_frame(first, codec.encode_batch(items))
-            fh = self._segment_for(first)
-            fh.write(frame)
-            fh.flush()
-            self._written = first + len(items) - 1
-            if not self._pending:
-                self._pending_first = first
-            self._pending.extend(items)
+            self._framed += len(items)
+            self._write_frame(first, items, segment.encode_frame(first, codec.encode_batch(items)))
         if sync and self._durable < self._written:
             os.fsync(self._fh.fileno())
             self._durable = self._written
@@ -285,8 +319,6 @@ class RunWriter:
         if sync:
             self._sync_due = None
             self._wake.notify_all()
-        if self._fh is not None and self._fh.tell() >= self.segment_bytes:
-            self._seal()
 
     def _segment_for(self, first: int):
         if self._fh is None:
@@ -332,8 +364,12 @@ class RunWriter:
                     continue
                 if self._closed:
                     return
-                if self._sync_due is not None or self._buf or self._durable < self._written:
-                    self._flush(sync=True)
+                if self._sync_due is not None or self._buf or self._inflight or self._durable < self._written:
+                    self._in_flusher = True
+                    try:
+                        self._flush(sync=True)
+                    finally:
+                        self._in_flusher = False
                 if now >= last_periodic + SYNC_INTERVAL_S:
                     last_periodic = now
 
@@ -367,6 +403,8 @@ class RunWriter:
                     self._notify()
             finally:
                 self._closed = True
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True)
                 self._lock.release()
         return self._durable
 
@@ -376,6 +414,9 @@ class RunWriter:
             self._stop.set()
             self._closed = True
             self._wake.notify_all()
+            self._inflight.clear()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
             if self._fh is not None:
                 self._fh.close()
             self._lock.release()
