@@ -45,6 +45,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ from agtrace.eventlog.gitstore import GitStore
 from .errors import SandboxError
 from .recorder import PartDone, Recorder
 from .runner import RunSummary, _adapter, _store_line, model_from_argv
-from .snapshot import SnapshotPolicy
+from .snapshot import SnapshotPolicy, write_next_bundle
 from .status import derive_status
 
 MODAL_TESTED_VERSION = "1.6.4"
@@ -184,6 +185,10 @@ class InMemorySandboxAPI:
         os.makedirs(self.workdir, exist_ok=True)
         os.makedirs(self.scratch, exist_ok=True)
         self.env = dict(os.environ if env is None else env)
+        # every process started here carries this mark, so terminate() finds them all, even
+        # those that left our sessions (setsid) — as a container's teardown would
+        self._mark = f"AGTRACE_SANDBOX_ID={uuid.uuid4().hex}"
+        self.env["AGTRACE_SANDBOX_ID"] = self._mark.split("=", 1)[1]
         self.terminated = False
         self._procs: list[subprocess.Popen] = []
 
@@ -215,7 +220,25 @@ class InMemorySandboxAPI:
                     os.killpg(popen.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        for pid in self._marked_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)  # also kills stopped processes (no SIGCONT needed)
+            except (ProcessLookupError, PermissionError):
+                pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _marked_pids(self) -> list[int]:
+        mark = self._mark.encode() + b"\0"
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                try:
+                    with open(f"/proc/{entry}/environ", "rb") as fh:
+                        if mark in fh.read() + b"\0":
+                            pids.append(int(entry))
+                except OSError:
+                    continue
+        return pids
 
 
 # -- the Modal implementation --------------------------------------------------------------------
@@ -407,14 +430,9 @@ class RemoteSnapshotter:
 
     def seal(self) -> Path | None:
         """Same as :meth:`Snapshotter.seal`: the next bundle of the local shadow repository."""
-        if self.commit_id is None or self.commit_id == self._bundled:
-            return None
-        bundles = self.run_dir / "bundles"
-        bundles.mkdir(exist_ok=True)
-        n = len(list(bundles.glob("*.bundle"))) + 1
-        path = bundles / f"{n:04d}-{self.commit_id[:12]}.bundle"
-        self.git.write_bundle(path, since_commit=self._bundled)
-        self._bundled = self.commit_id
+        path = write_next_bundle(self.git, self.run_dir, self.commit_id, self._bundled)
+        if path is not None:
+            self._bundled = self.commit_id
         return path
 
 

@@ -91,12 +91,20 @@ class Snapshotter:
 
     def seal(self) -> Path | None:
         """Write the snapshots made since the last seal as the next bundle; None if nothing new."""
-        if self.commit_id is None or self.commit_id == self._bundled:
-            return None
-        bundles = self.run_dir / "bundles"
-        bundles.mkdir(exist_ok=True)
-        n = len(list(bundles.glob("*.bundle"))) + 1
-        path = bundles / f"{n:04d}-{self.commit_id[:12]}.bundle"
-        self.git.write_bundle(path, since_commit=self._bundled)
-        self._bundled = self.commit_id
+        path = write_next_bundle(self.git, self.run_dir, self.commit_id, self._bundled)
+        if path is not None:
+            self._bundled = self.commit_id
         return path
+
+
+def write_next_bundle(git: GitStore, run_dir: Path, tip: str | None, bundled: str | None) -> Path | None:
+    """Write ``runs/<id>/bundles/<nnnn>-<tip12>.bundle`` holding the commits after ``bundled``
+    up to ``tip`` (all of them when ``bundled`` is None); None when there is nothing new."""
+    if tip is None or tip == bundled:
+        return None
+    bundles = run_dir / "bundles"
+    bundles.mkdir(exist_ok=True)
+    n = len(list(bundles.glob("*.bundle"))) + 1
+    path = bundles / f"{n:04d}-{tip[:12]}.bundle"
+    git.write_bundle(path, since_commit=bundled)
+    return path

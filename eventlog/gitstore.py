@@ -577,7 +577,6 @@ class GitStore:
         return written
 
     def _write_tree(self, tree: pygit2.Tree, dir_fd: int, tree_id: str) -> None:
-        repo = self._repo
         names: set[str] = set()
         for entry in tree:
             name = entry.name
@@ -591,32 +590,8 @@ class GitStore:
             ):
                 raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r}; refused")
             names.add(name)
-            mode = entry.filemode
             try:
-                if mode == _MODE_TREE:
-                    os.mkdir(name, 0o755, dir_fd=dir_fd)
-                    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
-                    try:
-                        self._write_tree(repo[entry.id], sub, tree_id)
-                    finally:
-                        os.close(sub)
-                elif mode == _MODE_LINK:
-                    os.symlink(repo[entry.id].data, os.fsencode(name), dir_fd=dir_fd)
-                elif mode in (_MODE_BLOB, _MODE_EXEC):
-                    perm = 0o755 if mode == _MODE_EXEC else 0o644
-                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                    fd = os.open(name, flags, perm, dir_fd=dir_fd)
-                    try:
-                        view = memoryview(repo[entry.id].data)
-                        while view:
-                            view = view[os.write(fd, view) :]
-                        os.fchmod(fd, perm)
-                    finally:
-                        os.close(fd)
-                else:
-                    raise GitStoreError(
-                        f"tree {tree_id} has entry {name!r} of unsupported mode {mode:o}"
-                    )
+                self._write_entry(dir_fd, name, entry, tree_id)
             except OSError as exc:
                 raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
 
