@@ -378,6 +378,7 @@ class RemoteSnapshotter:
 
     def __init__(self, api: SandboxAPI, run_dir: Path, policy: SnapshotPolicy | None = None):
         self.api = api
+        self.workdir = api.workdir  # a path inside the sandbox (agents report paths under it)
         self.policy = policy or SnapshotPolicy()
         self.run_dir = Path(run_dir)
         self.git = GitStore.init(self.run_dir / "repo.git")
@@ -536,7 +537,8 @@ def run_agent_in_sandbox(
             line_no[stream] += 1
             emits = adapter.feed(text, stream)
             ends = [i for i, e in enumerate(emits) if isinstance(e.event, PartEnded)]
-            if ends and recorder.snapshots is not None:
+            frozen = bool(ends) and recorder.snapshots is not None
+            if frozen:
                 remote.freeze()
             try:
                 _store_line(recorder, adapter, stream, text, ts, line_no[stream], emits)
@@ -546,7 +548,7 @@ def run_agent_in_sandbox(
                 sandbox_lost(exc)  # the part's snapshot failed: store the part's end without it
                 emit_all(emits[ends[0]:])
             finally:
-                if ends and recorder.snapshots is not None:
+                if frozen:  # thaw even when the snapshot failed (sandbox_lost clears snapshots)
                     remote.thaw()
             if not stop_reason:
                 if timeout is not None and time.monotonic() - started > timeout:

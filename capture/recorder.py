@@ -165,12 +165,12 @@ class Recorder:
 
     def _relative(self, event: FileChanged) -> FileChanged:
         """Agents report absolute paths (Codex); the event's paths are workdir-relative."""
-        root = str(self.snapshots.workdir)
+        root = str(getattr(self.snapshots, "workdir", "") or "")
         fixed = {}
         for name in ("path", "old_path"):
             value = getattr(event, name)
-            if value and os.path.isabs(value):
-                rel = os.path.relpath(os.path.realpath(value), root)
+            if root and value and os.path.isabs(value):
+                rel = os.path.relpath(os.path.realpath(value), os.path.realpath(root))
                 if not rel.startswith(".."):
                     fixed[name] = rel
         return msgspec.structs.replace(event, **fixed) if fixed else event
