@@ -135,16 +135,29 @@ def demo_cmd(ctx, workdir, fast, as_json) -> None:
                f"{duration(summary.duration_s)}; the agent's workdir is {wd}")
     click.echo("\nTry next:")
     store_opt = "" if ctx.store_path.endswith("/.agtrace") else f" --store {ctx.store_path}"
+    prog = _program()
     for line in (
-        f"agtrace{store_opt} show {short}",
-        f"agtrace{store_opt} log {short} --part 9",
-        f"agtrace{store_opt} log {short} --kind tests_ran",
-        f"agtrace{store_opt} replay {short} --part 9 --out /tmp/part9",
-        f"agtrace{store_opt} verify {short}",
+        f"{prog}{store_opt} show {short}",
+        f"{prog}{store_opt} log {short} --part 9",
+        f"{prog}{store_opt} log {short} --kind tests_ran",
+        f"{prog}{store_opt} replay {short} --part 9 --out /tmp/part9-{short}",
+        f"{prog}{store_opt} report {short} -o /tmp/{short}.html",
+        f"{prog}{store_opt} verify {short}",
     ):
         click.echo(f"  {line}")
     if summary.status != "completed":
         raise UserError(f"the demo run ended {summary.status}: {summary.reason}", 1)
+
+
+def _program() -> str:
+    """`agtrace` when that is on PATH, else the path it was started by (`.venv/bin/agtrace`)."""
+    import os
+    import shutil
+
+    started = sys.argv[0] if sys.argv and os.path.basename(sys.argv[0]) == "agtrace" else ""
+    if not started or shutil.which("agtrace") == os.path.abspath(started):
+        return "agtrace"
+    return os.path.relpath(started) if not started.startswith("..") else started
 
 
 COMMANDS = [run_cmd, demo_cmd]
