@@ -292,7 +292,9 @@ class UsageReported(Event, tag="usage_reported"):
         usage: the token counts of this delta.
         model: the model billed.
         cost_usd: cost of this delta in US dollars, when known.
-        request_id: the provider's request or message id, used to drop repeated reports.
+        request_id: the provider's request or message id this delta belongs to. Adapters drop
+            repeated reports before emitting, so several deltas may share an id (a message whose
+            usage grew while it streamed); readers sum deltas, never dedupe them by this field.
         cumulative: the provider's running total this delta was derived from, kept as evidence.
     """
 
