@@ -70,7 +70,8 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_line
         t = view.tests
         click.echo(f"  tests at this point (part {t['part']}): {t['passed']} passed, {t['failed']} failed, "
                    f"{t['errors']} errors of {t['total']}")
-    click.echo(f"wrote tree {view.tree_id} to {view.out} (verified)")
+    how = {"switch": "switched from the previous replay", "same": "already there"}.get(view.how, "written")
+    click.echo(f"tree {view.tree_id} in {view.out} ({how}, verified)")
 
 
 _STYLES = {"message_added": "bold green", "reasoning_added": "italic magenta", "tool_called": "bold cyan",

@@ -213,3 +213,41 @@ def _empty(directory: Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
+
+
+def _state_path(store: Store, out: Path) -> Path:
+    import hashlib
+
+    key = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:24]
+    return store.root / "cache" / "checkouts" / f"{key}.json"
+
+
+def load_scratch(store: Store, out: str | os.PathLike) -> ScratchTree:
+    """The :class:`ScratchTree` for a replay directory, with what an earlier replay wrote there.
+
+    The state lives in the store's cache (``cache/checkouts/``), not in the directory, so the
+    directory holds exactly the tree; a directory edited since is repaired by its stat data.
+    """
+    import json
+
+    scratch = ScratchTree(out)
+    try:
+        state = json.loads(_state_path(store, Path(out)).read_text())
+    except (OSError, ValueError):
+        return scratch
+    if state.get("path") == str(Path(out).resolve()):
+        scratch.tree_id = state["tree_id"]
+        scratch._stats = {k: tuple(v) for k, v in state["stats"].items()}  # noqa: SLF001
+    return scratch
+
+
+def save_scratch(store: Store, scratch: ScratchTree) -> None:
+    """Remember what a replay directory holds (temp file + rename)."""
+    import json
+
+    path = _state_path(store, scratch.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"path": str(scratch.path.resolve()), "tree_id": scratch.tree_id,
+                               "stats": scratch._stats}))  # noqa: SLF001
+    os.replace(tmp, path)

@@ -39,6 +39,7 @@ class PartView:
     changed: list[dict] = field(default_factory=list)
     tests: dict | None = None
     out: str = ""
+    how: str = ""  # checkout, switch (only the difference written) or same
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -147,17 +148,22 @@ def _previous_tree(store: Store, run_id: str, part: int) -> str:
 def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *, force: bool = False) -> PartView:
     """Write the repository as it was after ``part`` into ``out`` and verify its tree id.
 
-    Refuses a non-empty ``out`` unless ``force`` (which empties it first). Nothing is written
-    outside ``out``, whatever the tree holds.
+    Refuses a non-empty ``out`` unless ``force``. With ``force``, a directory that an earlier
+    replay wrote is switched (only the differing paths written, edits since put right); any
+    other is emptied first. Nothing is written outside ``out``, whatever the tree holds.
     """
+    from .checkout_cache import load_scratch, save_scratch
+
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise OutputNotEmpty(f"{out} is not empty; choose another --out or pass --force to replace its content")
-        _empty(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise OutputNotEmpty(f"{out} is not empty; choose another --out or pass --force to replace its content")
     git = snapshots(store, run_id)
     view = describe_part(store, run_id, part, git)
-    git.checkout(view.tree_id, out)
+    scratch = load_scratch(store, out)  # an earlier replay into `out`: switch, don't rewrite
+    if scratch.tree_id is None and out.exists():
+        _empty(out)
+    view.how = scratch.show(git, view.tree_id).how
+    save_scratch(store, scratch)
     view.out = str(out)
     return view
 

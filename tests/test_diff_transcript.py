@@ -151,3 +151,24 @@ def test_blobbed_output_is_shown_truncated_with_a_note(store, tmp_path):
     assert "output truncated: showing the start of 200,101 bytes" in text
     assert returned.event.output_blob[:12] in text
     assert len(text) < 10_000
+
+
+def test_replaying_into_the_same_directory_switches_and_repairs_edits(tmp_path):
+    from agtrace.replay.workspace import materialize
+
+    work = tmp_path / "work"
+    work.mkdir()
+    store = Store(tmp_path / "store")
+    with Recorder(store, workdir=work) as rec:
+        for i in range(3):
+            (work / f"f{i}.txt").write_text(f"{i}\n")
+            rec.message("assistant", f"wrote f{i}")
+    out = tmp_path / "out"
+    first = materialize(store, rec.run_id, 1, out)
+    assert first.how == "checkout" and sorted(p.name for p in out.iterdir()) == ["f0.txt"]
+    third = materialize(store, rec.run_id, 3, out, force=True)
+    assert third.how == "switch" and sorted(p.name for p in out.iterdir()) == ["f0.txt", "f1.txt", "f2.txt"]
+    (out / "f1.txt").write_text("edited by hand\n")
+    (out / "stray.txt").write_text("x\n")
+    again = materialize(store, rec.run_id, 3, out, force=True)
+    assert again.how == "switch" and (out / "f1.txt").read_text() == "1\n" and not (out / "stray.txt").exists()
