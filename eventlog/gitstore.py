@@ -53,6 +53,7 @@ import pygit2
 from pygit2.enums import ConfigLevel, DeltaStatus, DiffOption, ObjectType
 
 from .errors import GitStoreError
+from .segment import fsync_dir
 
 __all__ = [
     "GitStore",
@@ -164,14 +165,6 @@ def _run_git(args: list[str], what: str) -> str:
         err = proc.stderr.decode(errors="replace").strip()
         raise GitStoreError(f"{what}: git {' '.join(args[:3])} failed: {err}")
     return proc.stdout.decode(errors="replace")
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_bundle_heads(path: str) -> list[str]:
@@ -774,7 +767,7 @@ class GitStore:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return tip
 
     # -- importing ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ damaged frame there ends the read quietly (``agtrace verify`` reports it).
 
 from __future__ import annotations
 
+import mmap
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -41,8 +42,10 @@ def read_stream(
 ) -> Iterator[Record]:
     """Records with ``start <= seq <= end`` in seq order.
 
-    Frames wholly outside the range are skipped by their headers without being decompressed,
-    so reading a part of a long run costs what that part costs.
+    Sealed segments are memory-mapped: frames wholly outside the range are skipped by their
+    headers, neither read from disk nor decompressed, so reading a part of a long run costs what
+    that part costs. The open segment is read whole instead: recovery may truncate it, and a
+    mapped page past a truncation would kill the reader (SIGBUS).
     """
     for first, last, path in list_segments(stream_dir):
         if last is not None and last < start:
@@ -50,26 +53,36 @@ def read_stream(
         if end is not None and first > end:
             break
         try:
-            data = path.read_bytes()
+            data = _map(path) if last is not None else path.read_bytes()
         except FileNotFoundError:  # sealed by the writer between listdir and open
-            sealed = _find_sealed(Path(stream_dir), first)
-            if sealed is None:
+            path = _find_sealed(Path(stream_dir), first)
+            if path is None:
                 continue
-            data = sealed.read_bytes()
-            last = 0
+            data, last = _map(path), 0
         want = lambda info: info.last_seq >= start  # noqa: E731 - frames before start stay compressed
-        if last is None:
-            frames = segment.iter_frames(data, want=want)
-        else:
-            frames = _strict_frames(path, data, want)
-        for info, batch in frames:
-            if batch is None:
-                continue
-            if end is not None and info.first_seq > end:
-                return
-            for rec in codec.decode_batch(batch, info.first_seq):
-                if rec.seq >= start and (end is None or rec.seq <= end):
-                    yield rec
+        try:
+            if last is None:
+                frames = segment.iter_frames(data, want=want)
+            else:
+                frames = _strict_frames(path, data, want)
+            for info, batch in frames:
+                if batch is None:
+                    continue
+                if end is not None and info.first_seq > end:
+                    return
+                for rec in codec.decode_batch(batch, info.first_seq):
+                    if rec.seq >= start and (end is None or rec.seq <= end):
+                        yield rec
+        finally:
+            if isinstance(data, mmap.mmap):
+                data.close()
+
+
+def _map(path: Path) -> mmap.mmap | bytes:
+    """A read-only map of a segment file (b"" for an empty one, which cannot be mapped)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        return mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_READ) if size else b""
 
 
 def _find_sealed(stream_dir: Path, first: int) -> Path | None:
@@ -80,7 +93,7 @@ def _find_sealed(stream_dir: Path, first: int) -> Path | None:
 
 
 def _strict_frames(path: Path, data: bytes, want) -> Iterator[tuple[segment.FrameInfo, bytes | None]]:
-    if not data.startswith(segment.SEGMENT_MAGIC):
+    if data[: len(segment.SEGMENT_MAGIC)] != segment.SEGMENT_MAGIC:
         raise CorruptLog(f"{path}: bad segment header; run `agtrace verify`", str(path), 0)
     off = len(segment.SEGMENT_MAGIC)
     for info, batch in segment.iter_frames(data, off, want=want):

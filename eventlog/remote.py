@@ -36,6 +36,7 @@ from typing import NamedTuple
 from urllib.parse import unquote, urlparse
 
 from .errors import EventlogError
+from .segment import fsync_dir
 
 CHUNK = 1024 * 1024
 
@@ -292,14 +293,6 @@ def receive(
 def partial_path(dest: Path) -> Path:
     """Where a download of ``dest`` is assembled: a dot file readers of the store ignore."""
     return dest.with_name(f".{dest.name}.part")
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- file:// -----------------------------------------------------------------------------------

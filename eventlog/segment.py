@@ -311,13 +311,14 @@ def compact(src: str | os.PathLike, dest: str | os.PathLike, batch_events: int, 
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, dest)
-    _fsync_parent(dest)
+    fsync_dir(dest.parent)
     os.unlink(src)
     return True
 
 
-def _fsync_parent(path: Path) -> None:
-    fd = os.open(path.parent, os.O_RDONLY)
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a directory, so that a rename or a new file in it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:

@@ -326,7 +326,7 @@ class RunWriter:
             self._open_path = self.dir / segment.open_name(first)
             self._fh = open(self._open_path, "wb")  # noqa: SIM115 - held until seal
             self._fh.write(segment.SEGMENT_MAGIC)
-            _fsync_dir(self.dir)
+            segment.fsync_dir(self.dir)
         return self._fh
 
     def _seal(self) -> None:
@@ -341,7 +341,7 @@ class RunWriter:
         sealed = self.dir / segment.sealed_name(self._open_first, self._written)
         if not segment.compact(self._open_path, sealed, BATCH_EVENTS, COMPACT_BELOW):
             os.replace(self._open_path, sealed)
-        _fsync_dir(self.dir)
+        segment.fsync_dir(self.dir)
         self._open_path = None
 
     def _notify(self) -> None:
@@ -427,10 +427,3 @@ class RunWriter:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
