@@ -2,10 +2,13 @@
 
 ``schemas/events.schema.json`` is this module's output, checked in; a test fails when it is
 stale. Regenerate with ``python -m agtrace.eventlog.schema schemas/events.schema.json``.
+The output does not depend on the installed msgspec version: descriptions (docstrings) are
+normalized here with ``inspect.cleandoc``, which some msgspec versions do and others do not.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import msgspec
@@ -29,11 +32,21 @@ def generate() -> bytes:
             "Every agtrace event type (tagged by `kind`). A JSON line as printed by "
             "`agtrace log --json` is an event body with the envelope fields seq, ts and part added."
         ),
-        "$defs": components,
+        "$defs": _cleaned(components),
         "oneOf": union.get("anyOf", [union]),
         "x-envelope": ENVELOPE,
     }
     return msgspec.json.format(msgspec.json.encode(doc, order="sorted"), indent=2) + b"\n"
+
+
+def _cleaned(value):
+    """``value`` with every ``description`` string passed through ``inspect.cleandoc``."""
+    if isinstance(value, dict):
+        return {k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _cleaned(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v) for v in value]
+    return value
 
 
 if __name__ == "__main__":
