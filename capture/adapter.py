@@ -12,10 +12,18 @@ snapshots the workspace and stamps the tree id onto the ``part_ended`` event it 
 Usage: adapters emit ``usage_reported`` as per-part *deltas* (see ``capture/usage.py`` for the
 cumulative-to-delta and dedupe helpers), and ``model_called`` for every model response or
 failure they can see, because run status is derived from that evidence.
+
+Tolerance: adapters and importers list the record types they know per format version
+(``known``, resolved with :func:`known_types`). A record of another type was written by a newer
+agent version: it is kept raw (as every line is), counted by type in
+:attr:`AdapterState.unknown` and shown as a warning at the end of the run
+(:func:`unknown_warning`); it is never a parse error.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,6 +51,8 @@ class AdapterState:
     last_error: str = ""
     final_message: str = ""
     extra: dict = field(default_factory=dict)
+    unknown: dict[str, int] = field(default_factory=dict)
+    """Records of types the adapter does not know, counted by type (kept raw, not parsed)."""
 
 
 class Adapter(Protocol):
@@ -60,3 +70,41 @@ class Adapter(Protocol):
     def finish(self) -> list[Emit]:
         """The agent exited: close any part still open and return the last events."""
         ...
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def version_key(version: str) -> tuple[int, ...] | None:
+    """The numbers of a version string, for ordering (``"0.104.0-alpha.1"`` → ``(0, 104, 0)``,
+    ``"v1"`` → ``(1,)``); None when it has none. A pre-release suffix is ignored."""
+    core = re.split(r"[-+ ]", version.strip().lstrip("vV"), maxsplit=1)[0]
+    numbers = _NUMBER.findall(core)
+    return tuple(int(n) for n in numbers) if numbers else None
+
+
+def known_types(known: Mapping[str, frozenset[str]], version: str = "") -> frozenset[str]:
+    """The record types known for a source (or stream) of ``version``.
+
+    Keys of ``known`` other than ``"*"`` are versions from which a set applies: a source gets
+    the set of the newest listed version not newer than its own, so a newer tool keeps the
+    newest set and only its new record types are unknown. ``"*"`` is the set for a source whose
+    version is unreadable or older than every listed one, and for lists without versions.
+    """
+    want = version_key(version) if version else None
+    best: tuple[tuple[int, ...], frozenset[str]] | None = None
+    if want is not None:
+        for key, types in known.items():
+            have = version_key(key) if key != "*" else None
+            if have is not None and have <= want and (best is None or have > best[0]):
+                best = (have, types)
+    return best[1] if best is not None else known.get("*", frozenset())
+
+
+def unknown_warning(counts: Mapping[str, int], what: str) -> str:
+    """The warning shown for records of unknown types (``what`` names the reader), or ""."""
+    if not counts:
+        return ""
+    kinds = ", ".join(f"{kind} ×{n}" for kind, n in sorted(counts.items()))
+    return (f"{sum(counts.values())} records of types unknown to the {what} were kept raw, not "
+            f"parsed (a newer version wrote them?): {kinds}")

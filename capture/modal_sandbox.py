@@ -56,7 +56,7 @@ from agtrace.eventlog.gitstore import GitStore
 
 from .errors import SandboxError
 from .recorder import PartDone, Recorder
-from .runner import RunSummary, _adapter, _store_line, model_from_argv
+from .runner import RunSummary, _adapter, _store_line, model_from_argv, run_warnings
 from .snapshot import SnapshotPolicy, write_next_bundle
 from .status import derive_status
 
@@ -584,6 +584,7 @@ def run_agent_in_sandbox(
         tokens=recorder.tokens, duration_s=round(time.monotonic() - started, 3), redactions=ended.redactions,
         agent=agent_name or agent, model=adapter.state.model or model,
         agent_version=adapter.state.agent_version or agent_version, bundle=str(bundles[-1]) if bundles else None,
+        warnings=run_warnings(recorder, adapter),
     )
 
 

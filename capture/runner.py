@@ -10,6 +10,8 @@ Contracts:
   capturing process stop it (SIGTERM, then SIGKILL after a grace period); the run then ends with
   status ``limit``, ``timeout`` or ``interrupted``, after a final snapshot.
 * The final status comes from evidence (see ``status.py``), not from the exit code alone.
+* Records of types the adapter does not know (a newer agent version) are kept raw, counted and
+  reported in :attr:`RunSummary.warnings` (``run_warnings``); they never fail the run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import msgspec
 
 from agtrace.eventlog import LineLogged, PartEnded, RawRecorded, Remote, Store
 
+from .adapter import unknown_warning
 from .adapters import make_adapter
 from .errors import AgentNotFound, CaptureError
 from .recorder import PartDone, Recorder
@@ -165,8 +168,14 @@ def run_agent(
         parts=recorder.parts, tokens=recorder.tokens, duration_s=round(time.monotonic() - started, 3),
         redactions=ended.redactions, agent=agent_name or agent, model=adapter.state.model or model,
         agent_version=adapter.state.agent_version or agent_version, bundle=str(bundles[-1]) if bundles else None,
-        warnings=recorder.warnings,
+        warnings=run_warnings(recorder, adapter),
     )
+
+
+def run_warnings(recorder: Recorder, adapter) -> list[str]:
+    """What the end of a capture warns about: the recorder's problems, then unknown records."""
+    unknown = unknown_warning(getattr(adapter.state, "unknown", {}), f"{adapter.name} adapter")
+    return [*recorder.warnings, *([unknown] if unknown else [])]
 
 
 def _adapter(agent: str, options: dict):

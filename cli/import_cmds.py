@@ -11,7 +11,7 @@ from agtrace.capture.importers import IMPORTERS
 from agtrace.capture.importers.batch import import_paths
 
 from .main import UserError, pass_ctx
-from .output import progress
+from .output import progress, warn
 
 
 @click.command("import")
@@ -28,7 +28,9 @@ def import_cmd(ctx, paths, fmt, repo, jobs, as_json) -> None:
 
     A directory that is not a source itself is read as a directory of sources. Each source is
     imported all or nothing, once: importing it again finds its run. Exits 1 when a source
-    failed or bad records were skipped (they are listed with file and line).
+    failed or bad (malformed) records were skipped (they are listed with file and line).
+    Records of types a newer tool version wrote are kept raw and reported as a warning; they
+    do not change the exit code.
     """
     with progress("importing", enabled=not as_json) as update:
         results = import_paths(ctx.store, list(paths), fmt=fmt, repo=repo, jobs=max(1, jobs), progress=update)
@@ -44,6 +46,8 @@ def import_cmd(ctx, paths, fmt, repo, jobs, as_json) -> None:
             click.echo(f"imported  {r.source} [{r.format}] -> {runs}{existing}")
             for bad in r.bad_records:
                 click.echo(f"  skipped {bad.location}: {bad.message}", err=True)
+            if r.unknown:
+                warn(f"{r.source}: {r.warning()}")
     failed = sum(1 for r in results if r.error)
     bad = sum(len(r.bad_records) for r in results)
     if failed or bad:

@@ -103,6 +103,8 @@ class RunStarted(Event, tag="run_started"):
         heartbeat_s: seconds between heartbeats; when set, a run without an end event whose
             writer is gone is shown as crashed.
         source: how the run came in: ``capture``, ``append``, ``import:<format>``.
+        source_version: for an import, the tool or format version read from the source
+            (``2.1.329``, ``0.169.0``, ``v1``); "" when the source does not say.
     """
 
     agent: str = ""
@@ -123,6 +125,7 @@ class RunStarted(Event, tag="run_started"):
     host: str = ""
     heartbeat_s: float | None = None
     source: str = ""
+    source_version: str = ""
 
 
 class TurnStarted(Event, tag="turn_started"):

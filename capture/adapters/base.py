@@ -12,6 +12,10 @@ Contract kept here for every subclass (see ``capture/adapter.py``):
   result arrives; its ``tool_called`` emit keeps the arrival time of the call as ``ts``.
 * ``finish`` closes what is still open (tool calls without results, an open turn) and never
   raises either.
+* A record of a type not in :attr:`JsonLineAdapter.known` (for the agent version the stream
+  reports, see :func:`~agtrace.capture.adapter.known_types`) is not a parse error: the subclass
+  calls :meth:`JsonLineAdapter.unknown`, which counts it in ``state.unknown`` and emits nothing
+  (the line itself is kept raw by the recorder or the importer).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agtrace.eventlog import (
@@ -36,7 +40,7 @@ from agtrace.eventlog import (
     TurnStarted,
 )
 
-from ..adapter import AdapterState, Emit
+from ..adapter import AdapterState, Emit, known_types
 
 TITLE_MAX = 100
 
@@ -131,6 +135,8 @@ class JsonLineAdapter:
     """
 
     name = "json"
+    known: Mapping[str, frozenset[str]] = {"*": frozenset()}
+    """Record types this adapter understands, per agent version (subclasses list theirs)."""
 
     def __init__(self, *, model: str = "", agent_version: str = "", workdir: str = "",
                  clock: Callable[[], int] = time.time_ns, **_ignored: Any) -> None:
@@ -140,6 +146,8 @@ class JsonLineAdapter:
         self.parts = 0
         self.turn = 0
         self.turn_open = False
+        self.unknown_seen: list[str] = []  # unknown record types since the last take_unknown
+        self._types: tuple[str, frozenset[str]] | None = None
 
     # -- the Adapter protocol ---------------------------------------------------------------
 
@@ -179,6 +187,24 @@ class JsonLineAdapter:
 
     def raw(self, line: str, why: str) -> Emit:
         return Emit(RawRecorded(source=self.name, text=line, parse_error=why))
+
+    def knows(self, record_type: str) -> bool:
+        """True if ``record_type`` is known for the agent version seen so far."""
+        version = self.state.agent_version
+        if self._types is None or self._types[0] != version:
+            self._types = (version, known_types(self.known, version))
+        return record_type in self._types[1]
+
+    def unknown(self, record_type: str) -> list[Emit]:
+        """Count a record of a type this adapter does not know; nothing is emitted."""
+        self.state.unknown[record_type] = self.state.unknown.get(record_type, 0) + 1
+        self.unknown_seen.append(record_type)
+        return []
+
+    def take_unknown(self) -> list[str]:
+        """The unknown record types counted since the last call (for an importer's locations)."""
+        seen, self.unknown_seen = self.unknown_seen, []
+        return seen
 
     def next_part(self) -> int:
         self.parts += 1

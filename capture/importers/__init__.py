@@ -5,7 +5,10 @@ Each format lives in its own module and registers here; see ``base.py`` for the 
 
 from __future__ import annotations
 
+from ..adapter import known_types, version_key
 from .base import (
+    DETECT_BYTES,
+    DETECT_RECORDS,
     BadRecord,
     ImportContext,
     Importer,
@@ -16,6 +19,7 @@ from .base import (
     detect,
     import_source,
     iter_sources,
+    sniff_json_lines,
 )
 
 IMPORTERS: dict[str, Importer] = {}
@@ -27,8 +31,9 @@ def register(importer: Importer) -> Importer:
 
 
 __all__ = [
-    "IMPORTERS", "BadRecord", "ImportContext", "ImportError_", "ImportResult", "Importer", "RunSink",
-    "UnknownFormat", "detect", "import_source", "iter_sources", "register",
+    "DETECT_BYTES", "DETECT_RECORDS", "IMPORTERS", "BadRecord", "ImportContext", "ImportError_",
+    "ImportResult", "Importer", "RunSink", "UnknownFormat", "detect", "import_source",
+    "iter_sources", "known_types", "register", "sniff_json_lines", "version_key",
 ]
 # Importers register themselves on import; detection tries them in this order.
 from . import envoi  # noqa: E402,F401,I001  (envoi-trace)

@@ -9,18 +9,30 @@ Contracts every importer gets from here (importers only parse):
   the same source again finds the run and skips it.
 * **Lossless**: importers keep every source record verbatim as a ``raw_recorded`` event (source
   ``import:<format>``, location ``file:line`` or ``file#member``) beside the parsed events.
-* **Bad records** are reported with their location through :meth:`RunSink.bad` and skipped;
-  the rest of the source is imported, and the command exits non-zero with the count.
+* **Bad records** (malformed: bad JSON, wrong shape, a field of the wrong type) are reported
+  with their location through :meth:`RunSink.bad` and skipped; the rest of the source is
+  imported, and the command exits non-zero with the count.
+* **Unknown records** are tolerated by design: each importer lists the record types it knows per
+  format version (:attr:`Importer.known`, looked up with
+  :func:`~agtrace.capture.adapter.known_types`); a record of any
+  other type was written by a newer tool. It is kept raw like every record, counted by type with
+  :meth:`RunSink.unknown` and reported as a warning (:attr:`ImportResult.unknown`); it is never
+  an error and never an ``error_occurred`` event, so a newer tool version cannot turn a good
+  file into a failure.
+* **Detection** (:meth:`Importer.detect`) reads as much of a source as it needs to decide, up to
+  :data:`DETECT_BYTES` or :data:`DETECT_RECORDS` records (:func:`sniff_json_lines`), never a
+  fixed first few lines.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from agtrace.eventlog import (
     ErrorOccurred,
@@ -32,7 +44,13 @@ from agtrace.eventlog import (
 )
 from agtrace.eventlog.gitstore import GitStore
 
+from ..adapter import unknown_warning
 from ..errors import ImportError_, UnknownFormat
+
+DETECT_BYTES = 256 * 1024
+"""How far into a file detection may read."""
+DETECT_RECORDS = 200
+"""How many records detection may look at before it gives up undecided."""
 
 
 @dataclass
@@ -54,15 +72,27 @@ class RunSink:
         self.writer = RunWriter(self.dir, run_id, durability="off")
         self.writer.append(started, ts=started_ts)
         self.bad_records: list[BadRecord] = []
+        self.unknown_records: dict[str, int] = {}
+        self.unknown_at: dict[str, str] = {}
         self._git: GitStore | None = None
 
     def append(self, event: Event, part: int | None = None, ts: int | None = None) -> None:
         self.writer.append(event, part=part, ts=ts)
 
     def bad(self, location: str, message: str) -> None:
-        """Report a record that could not be parsed; it is recorded as an error event too."""
+        """Report a malformed record (bad JSON, wrong shape, a field of the wrong type); it is
+        recorded as an error event too, and the import exits non-zero."""
         self.bad_records.append(BadRecord(location, message))
         self.writer.append(ErrorOccurred(message=f"{location}: {message}", origin="import"))
+
+    def unknown(self, location: str, record_type: str) -> None:
+        """Count a record of a type the importer does not know (a newer tool wrote it).
+
+        The importer keeps the record raw as it keeps every record; this only counts it, by
+        type, with the first ``location`` of each type. A warning, never an error or an event.
+        """
+        self.unknown_records[record_type] = self.unknown_records.get(record_type, 0) + 1
+        self.unknown_at.setdefault(record_type, location)
 
     @property
     def git(self) -> GitStore:
@@ -105,8 +135,15 @@ class Importer(Protocol):
     name: str
     """Format name for ``--format`` (``envoi-trace``, ``codex-rollout``, …)."""
 
+    known: Mapping[str, frozenset[str]]
+    """For each format version the importer knows (or ``"*"``), the record types it
+    understands; :func:`~agtrace.capture.adapter.known_types` says how a source's version
+    picks its set."""
+
     def detect(self, path: Path) -> bool:
-        """True if ``path`` (a file or directory) is in this format. Cheap: peek, don't parse."""
+        """True if ``path`` (a file or directory) is in this format. Reads as much as it needs
+        to decide, within :data:`DETECT_BYTES` / :data:`DETECT_RECORDS`; a directory importer
+        may look inside the directory. Never parses the whole source."""
         ...
 
     def read(self, path: Path, ctx: ImportContext) -> None:
@@ -127,12 +164,22 @@ class ImportResult:
     runs: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
     bad_records: list[BadRecord] = field(default_factory=list)
+    unknown: dict[str, int] = field(default_factory=dict)
+    """Records of types the importer does not know, counted by type (a warning, see above)."""
+    unknown_at: dict[str, str] = field(default_factory=dict)
+    """The first location of each unknown type."""
     error: str = ""
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["bad_records"] = [b.__dict__ for b in self.bad_records]
         return d
+
+    def warning(self) -> str:
+        """What to tell about unknown records (see :func:`unknown_warning`), or ""."""
+        text = unknown_warning(self.unknown, f"{self.format} importer")
+        first = ", ".join(f"{t} at {self.unknown_at[t]}" for t in sorted(self.unknown_at))
+        return f"{text}; first {first}" if text else ""
 
 
 def import_source(store: Store, path: Path, importer: Importer, repo: Path | None = None) -> ImportResult:
@@ -147,6 +194,9 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
             store.adopt(sink.dir)
             result.runs.append(sink.run_id)
             result.bad_records.extend(sink.bad_records)
+            for kind, n in sink.unknown_records.items():
+                result.unknown[kind] = result.unknown.get(kind, 0) + n
+                result.unknown_at.setdefault(kind, sink.unknown_at[kind])
     except ImportError_ as exc:
         result.error = str(exc)
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
@@ -162,6 +212,7 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
             shutil.rmtree(store.run_dir(run_id), ignore_errors=True)
             store.catalog.forget(run_id)
         result.runs = []
+        result.bad_records, result.unknown, result.unknown_at = [], {}, {}
     result.existing = ctx.skipped_existing
     return result
 
@@ -220,3 +271,34 @@ def stat_key(path: Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+# -- tolerance ----------------------------------------------------------------------------------
+
+
+def sniff_json_lines(path: Path, decide: Callable[[dict[str, Any]], bool | None], *,
+                     max_bytes: int = DETECT_BYTES, max_records: int = DETECT_RECORDS) -> bool:
+    """Detection of a JSON-lines format: ``decide`` is asked about each JSON-object line in turn
+    until it answers True (this format) or False (another format); None means "undecided, read
+    on" (bookkeeping records, a line that is not JSON). Stops undecided (False) after
+    ``max_bytes`` or ``max_records`` records. A directory is never a JSON-lines source."""
+    if not path.is_file():
+        return False
+    records = 0
+    with open(path, "rb") as fh:
+        data = fh.read(max_bytes)
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue  # a torn or foreign line: it does not decide anything
+        records += 1
+        if isinstance(obj, dict):
+            verdict = decide(obj)
+            if verdict is not None:
+                return verdict
+        if records >= max_records:
+            break
+    return False

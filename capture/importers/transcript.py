@@ -11,6 +11,9 @@ Contracts kept here for every transcript importer:
   ``<file name>`` for a whole JSON document, ``<file name>#<member>`` for a zip member) before
   the events parsed from it. A record that cannot be parsed keeps its raw event, with
   ``parse_error`` set, and is reported with :meth:`RunSink.bad`; the import goes on.
+* **Unknown record types** (not in the importer's ``known`` set for the source's version) are
+  kept raw like every record and counted with :meth:`RunSink.unknown`
+  (:meth:`Transcript.knows`); records a live adapter does not know are counted the same way.
 * **Parts** are numbered 1..N in the order the transcript completes them; :class:`Transcript`
   wraps a :class:`~agtrace.capture.adapters.base.JsonLineAdapter` so tool parts get the same
   events as live capture (``tool_called``, ``tool_returned``, agent ``file_changed``,
@@ -230,12 +233,14 @@ class Transcript:
     transcript importer can also feed records straight through a live adapter (``adapter=``).
     """
 
-    def __init__(self, sink: RunSink, fmt: str, ts: int, adapter: JsonLineAdapter | None = None):
+    def __init__(self, sink: RunSink, fmt: str, ts: int, adapter: JsonLineAdapter | None = None,
+                 types: frozenset[str] | None = None):
         self.sink = sink
         self.source = f"import:{fmt}"
         self.ts = ts
         self.last_ts = ts
         self.parts = adapter or JsonLineAdapter(clock=lambda: 0)
+        self.types = types  # the record types known for this source's version; None = all
         self.ended = False
         self.turn_status = ""  # status of the last turn_ended written
 
@@ -259,6 +264,8 @@ class Transcript:
         An adapter reports a record it could not handle as ``raw_recorded`` with
         ``parse_error``; the importer already kept the record, so that becomes a bad record.
         """
+        for kind in self.parts.take_unknown():
+            self.sink.unknown(self.location, kind)
         for item in items:
             ev = item.event
             if isinstance(ev, RawRecorded):
@@ -280,6 +287,14 @@ class Transcript:
     def bad(self, message: str) -> None:
         """Report the current record as bad (its raw event is already kept)."""
         self.sink.bad(self.location, message)
+
+    def knows(self, record_type: str) -> bool:
+        """True if the current record's type is known; else it is counted as unknown (its raw
+        event is already kept) and the caller skips it."""
+        if self.types is None or record_type in self.types:
+            return True
+        self.sink.unknown(self.location, record_type)
+        return False
 
     # -- parts
 
