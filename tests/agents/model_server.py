@@ -6,6 +6,8 @@ A small threaded HTTP server bound to 127.0.0.1 that answers, with streaming
 * OpenAI Responses API   ``POST /v1/responses``         (Codex)
 * Anthropic Messages API ``POST /v1/messages``          (Claude Code)
 * OpenAI chat completions ``POST /v1/chat/completions`` (OpenCode)
+* Gemini ``POST /v1beta/models/<model>:generateContent`` and ``:streamGenerateContent``
+  (Gemini CLI; ``:countTokens`` is answered too)
 
 plus ``GET /v1/models`` and harmless answers to side requests
 (``/v1/messages/count_tokens``, title generation, ...).
@@ -436,6 +438,10 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         path = self.path.split("?")[0]
         model = self.server.model
+        if path.endswith(":countTokens"):
+            model.log({"method": "POST", "path": self.path, "kind": "count_tokens", "body": body})
+            self._json(200, {"totalTokens": 100})
+            return
         if path.endswith("/messages/count_tokens"):
             model.log({"method": "POST", "path": self.path, "kind": "count_tokens", "body": body})
             self._json(200, {"input_tokens": 100})
@@ -459,6 +465,9 @@ class Handler(BaseHTTPRequestHandler):
             self._anthropic(step, idx, req_model, stream)
         elif path.endswith("/chat/completions"):
             self._chat(step, idx, req_model, stream)
+        elif ":generateContent" in path or ":streamGenerateContent" in path:
+            gemini_model = path.rsplit("/", 1)[-1].split(":", 1)[0]
+            self._gemini(step, idx, gemini_model, ":streamGenerateContent" in path)
         else:
             self._json(404, {"error": {"message": f"not found: {path}"}})
 
@@ -664,6 +673,44 @@ class Handler(BaseHTTPRequestHandler):
         self._send(_sse(None, {"id": cid, "object": "chat.completion.chunk", "created": created,
                                "model": model_name, "choices": [], "usage": usage}))
         self._send(b"data: [DONE]\n\n")
+
+
+    # ---- Gemini generateContent (Gemini CLI)
+    def _gemini(self, step: Step, idx: int | None, model_name: str, stream: bool) -> None:
+        """Gemini's wire: ``promptTokenCount`` includes the cached part (as OpenAI's input),
+        ``candidatesTokenCount`` excludes the thoughts, which come as ``thoughtsTokenCount``."""
+        rid = _ids("gemini", idx)
+        u = step.usage
+        usage = {"promptTokenCount": u.input_tokens, "cachedContentTokenCount": u.cached_tokens,
+                 "candidatesTokenCount": u.output_tokens - u.reasoning_tokens,
+                 "thoughtsTokenCount": u.reasoning_tokens, "totalTokenCount": u.total_tokens}
+        parts: list[dict[str, Any]] = []
+        if step.reasoning:
+            parts.append({"text": step.reasoning, "thought": True})
+        if step.text:
+            parts.append({"text": step.text})
+        if step.tool:
+            args = step.tool.arguments
+            parts.append({"functionCall": {"id": f"call_{rid}", "name": step.tool.name,
+                                           "args": json.loads(args) if isinstance(args, str) else args}})
+        if not parts:
+            parts.append({"text": ""})
+
+        def response(ps: list[dict[str, Any]], last: bool) -> dict[str, Any]:
+            cand: dict[str, Any] = {"content": {"role": "model", "parts": ps}, "index": 0}
+            if last:
+                cand["finishReason"] = "STOP"
+            out = {"candidates": [cand], "modelVersion": model_name, "responseId": rid}
+            if last:
+                out["usageMetadata"] = usage
+            return out
+
+        if not stream:
+            self._json(200, response(parts, True))
+            return
+        self._start_sse()
+        for i, part in enumerate(parts):
+            self._send(_sse(None, response([part], i == len(parts) - 1)))
 
 
 class ScriptedServer(ThreadingHTTPServer):
