@@ -89,6 +89,23 @@ def usage_from_anthropic(d: dict[str, Any]) -> Usage:
     )
 
 
+def usage_from_litellm(d: dict[str, Any]) -> Usage:
+    """Map a chat-completions usage dict as litellm returns it (mini-SWE-agent, Aider, OpenHands).
+
+    ``prompt_tokens`` INCLUDES cache reads (``prompt_tokens_details.cached_tokens``, or
+    Anthropic's ``cache_read_input_tokens``) and cache writes (``cache_creation_input_tokens``);
+    ``completion_tokens`` includes ``completion_tokens_details.reasoning_tokens``.
+    """
+    details = d.get("prompt_tokens_details") if isinstance(d.get("prompt_tokens_details"), dict) else {}
+    out_details = d.get("completion_tokens_details") if isinstance(
+        d.get("completion_tokens_details"), dict) else {}
+    read = _int(d.get("cache_read_input_tokens")) or _int(details.get("cached_tokens"))
+    write = _int(d.get("cache_creation_input_tokens"))
+    return Usage(input=max(0, _int(d.get("prompt_tokens")) - read - write),
+                 output=_int(d.get("completion_tokens")), cache_read=read, cache_write=write,
+                 reasoning=_int(out_details.get("reasoning_tokens")))
+
+
 def usage_from_opencode(tokens: dict[str, Any]) -> Usage:
     """Map OpenCode's ``tokens{total, input, output, reasoning, cache{read, write}}``.
 
