@@ -213,13 +213,13 @@ def _from_contents(contents: list[Any]) -> list[dict[str, Any]]:
 
 
 def _final_messages(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Messages in order of first appearance, each as its last write."""
+    """Known messages in order of first appearance, each as its last write."""
     by_id: dict[str, dict[str, Any]] = {}
     for rec in records:
         kind = _record_type(rec)
         batch = rec["$set"].get("messages") if kind == "$set" else rec.get("messages") if kind == "metadata" else [rec]
         for m in batch if isinstance(batch, list) else []:
-            if isinstance(m, dict) and isinstance(m.get("id"), str):
+            if isinstance(m, dict) and isinstance(m.get("id"), str) and m.get("type") in MESSAGES:
                 by_id[m["id"]] = m
     return list(by_id.values())
 

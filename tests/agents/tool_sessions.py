@@ -32,7 +32,9 @@ from model_server import Step, ToolCall  # noqa: E402
 from run_cli import base_env, netns_ok, netns_prefix  # noqa: E402
 
 TOOLS_DIR = Path(os.environ.get("AGTRACE_TOOLS_DIR", "/tmp/agtrace-tools"))
-TOOLS = ("mini-swe-agent", "aider", "openhands", "gemini-cli")
+TOOLS = ("mini-swe-agent", "mini-swe-agent-1", "aider", "openhands", "gemini-cli", "gemini-cli-0.30")
+# tools whose requests offer no tools: every request takes the next scripted step
+TEXT_TOOLS = ("mini-swe-agent-1", "aider")
 MODEL = "scripted-model"
 GEMINI_MODEL = "gemini-2.5-flash"
 GOLDEN_DIR = HERE.parent / "golden" / "import" / "tools"
@@ -42,15 +44,15 @@ TEST_FILE = model_server.TEST_CALC_PY.decode()
 
 
 def tool_bin(tool: str, exe: str) -> Path:
-    if tool == "gemini-cli":
+    if tool.startswith("gemini-cli"):
         return TOOLS_DIR / tool / "node_modules" / ".bin" / exe
     return TOOLS_DIR / tool / "bin" / exe
 
 
 def available(tool: str) -> tuple[bool, str]:
     """(ok, reason): is the pinned tool installed and can it be sandboxed?"""
-    exe = {"mini-swe-agent": "mini", "aider": "aider", "openhands": "python",
-           "gemini-cli": "gemini"}[tool]
+    exe = {"mini-swe-agent": "mini", "mini-swe-agent-1": "mini", "aider": "aider",
+           "openhands": "python", "gemini-cli": "gemini", "gemini-cli-0.30": "gemini"}[tool]
     if not tool_bin(tool, exe).exists():
         return False, f"{tool_bin(tool, exe)} missing (run tests/agents/install_tools.sh {tool})"
     if not netns_ok():
@@ -75,6 +77,12 @@ def mini_steps(wd: str) -> list[Step]:
              "The tests pass; submit."]
     return [Step(usage=_u(i), text=texts[i], tool=ToolCall("bash", {"command": c}), label=f"s{i}")
             for i, c in enumerate(cmds)]
+
+
+def mini1_steps(wd: str) -> list[Step]:
+    """mini-SWE-agent 1.x reads one ``bash`` code block from each plain-text answer."""
+    return [Step(usage=s.usage, text=f"THOUGHT: {s.text}\n\n```bash\n{s.tool.arguments['command']}\n```",
+                 label=s.label) for s in mini_steps(wd)]
 
 
 def openhands_steps(wd: str) -> list[Step]:
@@ -104,8 +112,9 @@ AIDER_FIX = ("`add` subtracts; make it add.\n\ncalc.py\n```python\n<<<<<<< SEARC
 
 
 def aider_steps(wd: str) -> list[Step]:
-    """Aider sends no tools: every request is a "side" request answered in order (see run)."""
-    return []
+    """The edit, its commit message, the fix after the failing auto-test, its commit message."""
+    texts = [AIDER_TEST, "test: add unit tests for calc", AIDER_FIX, "fix: add returns a + b"]
+    return [Step(usage=_u(i), text=text, label=f"a{i}") for i, text in enumerate(texts)]
 
 
 def gemini_steps(wd: str) -> list[Step]:
@@ -127,8 +136,8 @@ def gemini_steps(wd: str) -> list[Step]:
     return steps
 
 
-STEPS = {"mini-swe-agent": mini_steps, "openhands": openhands_steps, "aider": aider_steps,
-         "gemini-cli": gemini_steps}
+STEPS = {"mini-swe-agent": mini_steps, "mini-swe-agent-1": mini1_steps, "openhands": openhands_steps,
+         "aider": aider_steps, "gemini-cli": gemini_steps, "gemini-cli-0.30": gemini_steps}
 
 
 # -- running one tool (inside the namespace) ----------------------------------------------------
@@ -140,7 +149,7 @@ def _command(tool: str, wd: Path, out: Path, home: Path, url: str) -> tuple[list
     env.update({"OPENAI_API_KEY": "sk-scripted-dummy", "OPENAI_API_BASE": f"{url}/v1",
                 "OPENAI_BASE_URL": f"{url}/v1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                 "LITELLM_TELEMETRY": "False", "HF_HUB_OFFLINE": "1"})
-    if tool == "mini-swe-agent":
+    if tool.startswith("mini-swe-agent"):
         env.update({"MSWEA_COST_TRACKING": "ignore_errors", "MSWEA_CONFIGURED": "true",
                     "MSWEA_SILENT_STARTUP": "1"})
         return [str(tool_bin(tool, "mini")), "-m", f"openai/{MODEL}", "-t", TASK, "--yolo",
@@ -157,7 +166,7 @@ def _command(tool: str, wd: Path, out: Path, home: Path, url: str) -> tuple[list
         env["AGTRACE_OH_URL"] = f"{url}/v1"
         return [str(tool_bin(tool, "python")), str(HERE / "openhands_session.py"), str(wd),
                 str(out / "conversations"), MODEL, TASK], env
-    if tool == "gemini-cli":
+    if tool.startswith("gemini-cli"):
         env.update({"GEMINI_API_KEY": "scripted-dummy", "GOOGLE_GEMINI_BASE_URL": url,
                     "GEMINI_CLI_NO_RELAUNCH": "true", "GEMINI_SANDBOX": "false"})
         gh = home / ".gemini"
@@ -177,7 +186,7 @@ def _command(tool: str, wd: Path, out: Path, home: Path, url: str) -> tuple[list
 def _collect(tool: str, wd: Path, out: Path, home: Path) -> list[str]:
     """Copy what the tool saved into ``out``; returns the saved paths, relative to ``out``."""
     saved: list[str] = []
-    if tool == "mini-swe-agent":
+    if tool.startswith("mini-swe-agent"):
         saved = ["calc.traj.json"]
     elif tool == "aider":
         for name in (".aider.chat.history.md", ".aider.llm.history", ".aider.input.history"):
@@ -186,30 +195,18 @@ def _collect(tool: str, wd: Path, out: Path, home: Path) -> list[str]:
                 saved.append(name.lstrip("."))
     elif tool == "openhands":
         saved = [str(p.relative_to(out)) for p in sorted((out / "conversations").iterdir())]
-    elif tool == "gemini-cli":
+    elif tool.startswith("gemini-cli"):
         for p in sorted((home / ".gemini" / "tmp").rglob("session-*.json*")):
             shutil.copyfile(p, out / p.name)
             saved.append(p.name)
     return saved
 
 
-class AiderModel(model_server.ScriptedModel):
-    """Aider offers no tools: its main requests carry no ``tools``; answer them in order."""
-
-    # the edit, its commit message, the fix after the failing auto-test, its commit message
-    ANSWERS = [AIDER_TEST, "test: add unit tests for calc", AIDER_FIX, "fix: add returns a + b"]
+class OrderedModel(model_server.ScriptedModel):
+    """For tools that offer the model no tools: every request takes the next step."""
 
     def next_step(self, main: bool) -> tuple[int | None, Step]:
-        with self.lock:
-            i = self.side_calls
-            self.side_calls += 1
-            text = self.ANSWERS[i] if i < len(self.ANSWERS) else model_server.DONE_TEXT
-            self.index = min(i + 1, len(self.ANSWERS))
-            return i, Step(usage=_u(i), text=text, label=f"a{i}")
-
-    @property
-    def finished(self) -> bool:
-        return self.index >= len(self.ANSWERS)
+        return super().next_step(True)
 
 
 def run_inner(tool: str, out: Path, timeout: float) -> dict[str, Any]:
@@ -218,8 +215,8 @@ def run_inner(tool: str, out: Path, timeout: float) -> dict[str, Any]:
     if not wd.exists():
         model_server.write_project(wd)
     steps = STEPS[tool](str(wd))
-    if tool == "aider":
-        srv = model_server.ScriptedServer(AiderModel([], str(out / "requests.jsonl"), str(wd)))
+    if tool in TEXT_TOOLS:
+        srv = model_server.ScriptedServer(OrderedModel(steps, str(out / "requests.jsonl"), str(wd)))
         import threading
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     else:
