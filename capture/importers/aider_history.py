@@ -52,13 +52,14 @@ from agtrace.eventlog import (
     UsageReported,
 )
 
+from ..adapter import known_types
 from ..adapters.base import title_of
 from . import register
 from .base import ImportContext, ImportError_
 from .transcript import Transcript, file_sha256, parse_ts, source_key
 
 FORMAT = "aider"
-KNOWN = {"*": frozenset({"session", "user", "reply", "output"})}
+KNOWN = {"*": frozenset({"heading:#", "heading:####"})}  # session start, user message
 _START = re.compile(r"^# aider chat started at (.+?)\s*$")
 _VERSION = re.compile(r"^Aider v(\S+)")
 _MODEL = re.compile(r"^(?:Main )?[Mm]odel: (\S+)")
@@ -176,7 +177,9 @@ class _Writer:
                 self.flush_reply()
                 self.output(line[2:].rstrip())
             elif line.startswith("#") and line.lstrip("#").startswith(" ") and line.strip() != "#":
-                t.sink.unknown(t.location, "heading:" + line.split(" ", 1)[0])
+                kind = "heading:" + line.split(" ", 1)[0]
+                if kind not in known_types(KNOWN):
+                    t.sink.unknown(t.location, kind)
             elif line.strip() or self.reply:
                 self.reply.append(line)
         if user:

@@ -53,6 +53,7 @@ from agtrace.eventlog import (
     UsageReported,
 )
 
+from ..adapter import known_types
 from ..adapters.base import title_of
 from . import register
 from .base import ImportContext, ImportError_
@@ -69,7 +70,7 @@ from .transcript import (
 FORMAT = "atif"
 SOURCES = frozenset({"system", "user", "agent"})
 VERSIONS = tuple(f"ATIF-v1.{n}" for n in range(9))
-KNOWN = {**{v: SOURCES for v in VERSIONS}, "*": SOURCES}
+KNOWN = {**{v.split("-v")[1]: SOURCES for v in VERSIONS}, "*": SOURCES}
 _VERSION = re.compile(rb'"schema_version"\s*:\s*"ATIF-v')
 
 
@@ -126,8 +127,7 @@ class AtifImporter:
             return
         t = Transcript(sink, FORMAT, started_ts)
         t.raw(text, path.name)
-        if version not in VERSIONS:
-            sink.unknown(path.name, f"schema_version:{version}")
+        types = known_types(KNOWN, version.rsplit("v", 1)[-1])  # a newer version keeps v1.8's set
         metered = any(isinstance(s.get("metrics"), dict) for s in steps)
         turn = 0
         for i, s in enumerate(doc["steps"]):
@@ -136,7 +136,7 @@ class AtifImporter:
                 t.bad("a step must be an object")
                 continue
             source = s.get("source")
-            if source not in SOURCES:
+            if source not in types:
                 sink.unknown(t.location, f"step:{source}")
                 continue
             t.at(parse_ts(s.get("timestamp")))

@@ -54,6 +54,7 @@ from agtrace.eventlog import (
     UsageReported,
 )
 
+from ..adapter import known_types
 from ..adapters.base import title_of
 from . import register
 from .base import ImportContext, ImportError_
@@ -163,13 +164,15 @@ class GeminiSessionImporter:
             return
         t = Transcript(sink, FORMAT, started_ts)
         t.parts.workdir = workdir
+        types = known_types(KNOWN)
         for location, text, obj in lines:
             if text:
                 t.raw(text, location, parse_error=obj if isinstance(obj, str) else "")
             if isinstance(obj, dict):
                 kind = _record_type(obj)
-                if kind.startswith("record:") or (kind == "message" and obj.get("type") not in MESSAGES):
-                    sink.unknown(location, kind if kind != "message" else f"message:{obj.get('type')}")
+                kind = f"message:{obj.get('type')}" if kind == "message" else kind
+                if kind not in types:
+                    sink.unknown(location, kind)
         _Session(t, model).write(messages)
 
     def _jsonl(self, path: Path) -> tuple[dict[str, Any], list[tuple[str, str, Any]]]:

@@ -45,6 +45,7 @@ from typing import Any
 
 from agtrace.eventlog import MessageAdded, ModelCalled, RunStarted, UsageReported
 
+from ..adapter import known_types
 from ..adapters.base import title_of
 from ..usage import usage_from_litellm
 from . import register
@@ -61,7 +62,7 @@ from .transcript import (
 
 FORMAT = "mini-swe-agent"
 ROLES = frozenset({"system", "user", "assistant", "tool", "exit"})
-KNOWN = {"mini-swe-agent-1": ROLES, "mini-swe-agent-1.1": ROLES, "*": ROLES}
+KNOWN = {"1": ROLES, "1.1": ROLES, "*": ROLES}  # by the number of trajectory_format
 _BASH_BLOCK = re.compile(r"```(?:bash|mswea_bash_command)\s*\n(.*?)\n```", re.S)
 _RETURNCODE = re.compile(r"<returncode>\s*(-?\d+)\s*</returncode>")
 _OUTPUT = re.compile(r"<output>\n?(.*?)</output>", re.S)
@@ -125,12 +126,14 @@ class MiniSweAgentImporter:
             return
         t = Transcript(sink, FORMAT, started_ts)
         t.raw(text, path.name)
-        _Trajectory(t, model, path.name).write(messages, info)
+        types = known_types(KNOWN, version.rsplit("-", 1)[-1])
+        _Trajectory(t, model, path.name, types).write(messages, info)
 
 
 class _Trajectory:
-    def __init__(self, t: Transcript, model: str, name: str):
+    def __init__(self, t: Transcript, model: str, name: str, types: frozenset[str]):
         self.t = t
+        self.types = types
         self.model = model
         self.name = name
         self.responses: set[str] = set()
@@ -144,7 +147,7 @@ class _Trajectory:
             t.location = f"{self.name}#messages[{i}]"
             t.at(parse_ts(_extra(m).get("timestamp")))
             role = m.get("role")
-            if role not in ROLES:
+            if role not in self.types:
                 t.sink.unknown(t.location, f"message:{role}")
                 continue
             if role in ("system", "user"):

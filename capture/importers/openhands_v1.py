@@ -63,6 +63,7 @@ from agtrace.eventlog import (
     UsageReported,
 )
 
+from ..adapter import known_types
 from ..adapters.base import title_of
 from . import register
 from .base import ImportContext, ImportError_
@@ -202,6 +203,7 @@ class _Conversation:
         self.pending: dict[str, dict[str, Any]] = {}
         self.responses: set[str] = set()
         self.usages = _token_usages(state)
+        self.types = known_types(KNOWN, "v1")
         self.turn = 0
         self.turn_open = False
         self.outcome: tuple[str, str] | None = None
@@ -218,7 +220,7 @@ class _Conversation:
             if not isinstance(obj, dict) or not isinstance(obj.get("kind"), str):
                 t.bad("an event must be a JSON object with a kind")
                 continue
-            if obj["kind"] not in KINDS:
+            if obj["kind"] not in self.types:
                 t.sink.unknown(location, str(obj["kind"]))
                 continue
             t.at(parse_ts(obj.get("timestamp")))

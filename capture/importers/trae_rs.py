@@ -34,6 +34,7 @@ from typing import Any
 
 from agtrace.eventlog import ErrorOccurred, ModelCalled, RunStarted, UsageReported
 
+from ..adapter import known_types
 from ..adapters.base import title_of
 from . import register
 from .base import ImportContext, ImportError_
@@ -114,7 +115,7 @@ class TraeRsImporter:
     def record(self, t: Transcript, r: dict[str, Any], provider: str, model: str, out: Outcome) -> None:
         step = r.get("steps") if isinstance(r.get("steps"), dict) else {}
         state = step.get("state")
-        if state is not None and state not in STATES:
+        if state is not None and state not in known_types(KNOWN):
             t.sink.unknown(t.location, f"state:{state}")
         resp = step.get("llm_response") if isinstance(step.get("llm_response"), dict) else None
         first = t.parts.parts + 1
