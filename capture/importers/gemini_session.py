@@ -39,7 +39,6 @@ is an ``error`` is ``failed``; anything else has no end marker (``crashed`` once
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,7 @@ from agtrace.eventlog import (
 from ..adapter import known_types
 from ..adapters.base import title_of
 from . import register
-from .base import ImportContext, ImportError_
+from .base import DETECT_BYTES, ImportContext, ImportError_, sniff_json_lines
 from .transcript import (
     Transcript,
     file_sha256,
@@ -110,18 +109,9 @@ class GeminiSessionImporter:
     def detect(self, path: Path) -> bool:
         if not path.is_file():
             return False
-        text = head(path, 256 * 1024)
-        if path.suffix == ".jsonl":
-            for n, line in enumerate(text.splitlines()):
-                if n >= 200:
-                    break
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(obj, dict):
-                    return _record_type(obj) == "metadata"
-            return False
+        if path.suffix == ".jsonl":  # the first JSON object decides: the metadata line
+            return sniff_json_lines(path, lambda obj: _record_type(obj) == "metadata")
+        text = head(path, DETECT_BYTES)
         stripped = text.lstrip()
         if stripped.startswith(b"{"):
             return b'"sessionId"' in text and b'"projectHash"' in text and b'"messages"' in text

@@ -52,7 +52,8 @@ def tool_bin(tool: str, exe: str) -> Path:
 def available(tool: str) -> tuple[bool, str]:
     """(ok, reason): is the pinned tool installed and can it be sandboxed?"""
     exe = {"mini-swe-agent": "mini", "mini-swe-agent-1": "mini", "aider": "aider",
-           "openhands": "python", "gemini-cli": "gemini", "gemini-cli-0.30": "gemini"}[tool]
+           "openhands": "python", "harbor": "python", "gemini-cli": "gemini",
+           "gemini-cli-0.30": "gemini"}[tool]
     if not tool_bin(tool, exe).exists():
         return False, f"{tool_bin(tool, exe)} missing (run tests/agents/install_tools.sh {tool})"
     if not netns_ok():
