@@ -163,7 +163,8 @@ class GeminiSessionImporter:
                 kind = f"message:{obj.get('type')}" if kind == "message" else kind
                 if kind not in types:
                     sink.unknown(location, kind)
-        _Session(t, model).write(messages)
+        where = {obj["id"]: loc for loc, _, obj in lines if isinstance(obj, dict) and isinstance(obj.get("id"), str)}
+        _Session(t, model, where).write(messages)
 
     def _jsonl(self, path: Path) -> tuple[dict[str, Any], list[tuple[str, str, Any]]]:
         meta: dict[str, Any] = {}
@@ -218,15 +219,16 @@ def _final_messages(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class _Session:
-    def __init__(self, t: Transcript, model: str):
+    def __init__(self, t: Transcript, model: str, where: dict[str, str]):
         self.t = t
         self.model = model
+        self.where = where  # message id -> the location of its last write
         self.turn = 0
 
     def write(self, messages: list[dict[str, Any]]) -> None:
         t = self.t
         for i, m in enumerate(messages):
-            t.location = f"message {m.get('id')}"
+            t.location = self.where.get(str(m.get("id")), f"message {m.get('id')}")
             t.at(parse_ts(m.get("timestamp")))
             try:
                 self.message(m)
