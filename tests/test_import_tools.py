@@ -468,3 +468,15 @@ def test_real_tool_trajectory_imports_with_the_source_counts(tmp_path, installed
             assert proc.returncode == 0, proc.stderr
             assert detect(atif, IMPORTERS).name == "atif"
             check_counts(store, "atif", atif)
+
+
+def test_atif_edit_tool_calls_are_file_changes(store, tmp_path):
+    """The real sample with its sed step turned into an editor call (as other agents' ATIF has)."""
+    doc = json.loads(ATIF.read_text())
+    step = next(s for s in doc["steps"] if "sed -i" in json.dumps(s.get("tool_calls")))
+    step["tool_calls"][0].update(function_name="str_replace_based_edit_tool", arguments={
+        "command": "str_replace", "path": "calc.py", "old_str": "return a - b", "new_str": "return a + b"})
+    path = tmp_path / "edit.trajectory.json"
+    path.write_text(json.dumps(doc))
+    _, records = only_run(store, path, "atif")
+    assert [(c.path, c.change) for c in events(records, FileChanged)] == [("calc.py", "modify")]

@@ -21,7 +21,8 @@ step                            events
                                 one tool part per call (the ``message`` as the first one's
                                 ``message_added(assistant)``; its observation result by
                                 ``source_call_id``; an exit code when the result or the call's
-                                ``extra`` carries ``returncode``/``exit_code``); without: a
+                                ``extra`` carries ``returncode``/``exit_code``; the file changes
+                                of common edit tools, see ``edit_tool_changes``); without: a
                                 ``message`` part. ``model_called`` unless ``llm_call_count`` is
                                 0, and ``usage_reported`` from ``metrics`` (``prompt_tokens``
                                 includes ``cached_tokens``; reasoning from
@@ -54,7 +55,7 @@ from agtrace.eventlog import (
 )
 
 from ..adapter import known_types
-from ..adapters.base import title_of
+from ..adapters.base import paths_from_patch, title_of
 from . import register
 from .base import ImportContext, ImportError_
 from .transcript import (
@@ -78,6 +79,32 @@ def _text(message: Any) -> str:
     if isinstance(message, list):
         return "\n".join(str(p.get("text") or "") for p in message if isinstance(p, dict) and p.get("type") == "text")
     return text_of(message)
+
+
+_WRITE_TOOLS = frozenset({"write", "write_file", "Write", "create_file"})
+_EDIT_TOOLS = frozenset({"edit", "edit_file", "Edit", "MultiEdit", "replace", "str_replace",
+                         "str_replace_editor", "str_replace_based_edit_tool", "file_editor"})
+
+
+def edit_tool_changes(tool: str, args: Any) -> list[tuple[str, str]]:
+    """``(path, change)`` pairs a common edit tool's arguments name (the editors of SWE-agent,
+    OpenHands, TRAE, Claude Code, OpenCode, Gemini CLI, and ``apply_patch`` texts); [] for
+    any other tool or a read-only command (``view``)."""
+    if not isinstance(args, dict):
+        return []
+    if tool == "apply_patch":
+        return paths_from_patch(str(args.get("input") or args.get("patch") or ""))
+    path = str(args.get("path") or args.get("file_path") or args.get("filePath") or "")
+    if not path:
+        return []
+    if tool in _WRITE_TOOLS:
+        return [(path, "add" if args.get("create") else "modify")]
+    if tool in _EDIT_TOOLS:
+        command = args.get("command")
+        if command in ("view", "undo_edit"):
+            return []
+        return [(path, "add" if command == "create" else "modify")]
+    return []
 
 
 def _exit_code(*sources: Any) -> int | None:
@@ -197,6 +224,7 @@ class AtifImporter:
             failed = exit_code not in (None, 0) or not result
             t.tool_part(call_id=call_id, tool=name, arguments=args, command=command,
                         status="error" if failed else "ok", output=output, exit_code=exit_code,
+                        changes=edit_tool_changes(name, args),
                         error=("no observation result" if not result else f"exit code {exit_code}") if failed else "",
                         title=title_of(f"{name}: {command}" if command else name))
         part = first if t.parts.parts >= first else None

@@ -17,7 +17,8 @@ Per record: a response whose ``finish_reason`` is ``Error`` is a failed ``model_
 text is the error); any other response is a successful one with its ``usage`` (TRAE's
 ``LLMUsage``, mapped as for the Python agent), its text as a ``message`` part, and each tool
 call (``steps.tool_calls`` or the response's) as a tool part with the ``tool_results`` entry of
-its ``call_id`` (else the record's ``ToolCallRecord`` of the same name); ``thought`` and
+its ``call_id`` (else the record's ``ToolCallRecord`` of the same name; the port's editors
+``str_replace_based_edit_tool``/``edit_file``/``write_file`` give ``file_changed``); ``thought`` and
 ``reflection`` are ``reasoning`` parts; ``error``/``error_message`` are ``error_occurred``.
 Status as for the Python agent (``trae.Outcome``): every call failed → ``failed`` "no model
 call succeeded", ``success`` → completed, "exceeded maximum steps" → limit, else failed. A
@@ -37,6 +38,7 @@ from agtrace.eventlog import ErrorOccurred, ModelCalled, RunStarted, UsageReport
 from ..adapter import known_types
 from ..adapters.base import title_of
 from . import register
+from .atif import edit_tool_changes
 from .base import ImportContext, ImportError_
 from .trae import Outcome, usage_of
 from .transcript import Transcript, file_sha256, head, load_json_document, source_key, text_of
@@ -171,6 +173,7 @@ class TraeRsImporter:
             ok, output, error = False, "", "no tool result was recorded"
         t.tool_part(call_id=str(call.get("call_id") or call.get("id") or ""), tool=name, arguments=args,
                     command=command, status="ok" if ok else "error", output=output,
+                    changes=edit_tool_changes(name, args),
                     error="" if ok else (error or "the tool failed"),
                     title=title_of(f"{name}: {command}" if command else name))
 
