@@ -7,6 +7,7 @@ for the on-disk format.
 from .blobs import BlobStore
 from .catalog import Catalog
 from .codec import event_from_json, record_to_json, to_builtins
+from .command import CommandResult
 from .errors import (
     AmbiguousRunId,
     CorruptBlob,
@@ -71,7 +72,7 @@ from .writer import DURABILITY, Ack, RunWriter
 
 __all__ = [
     "DURABILITY", "END_STATUSES", "EVENT_TYPES", "KINDS", "Ack", "AmbiguousRunId", "AnyEvent",
-    "BlobStore", "Catalog", "CorruptBlob", "CorruptLog", "ErrorOccurred", "Event", "EventlogError",
+    "BlobStore", "Catalog", "CommandResult", "CorruptBlob", "CorruptLog", "ErrorOccurred", "Event", "EventlogError",
     "Excluded", "FileChanged", "GitStoreError", "HeartbeatSent", "InvalidEvent", "LineLogged",
     "MessageAdded", "ModelCalled", "PartEnded", "RawRecorded", "ReasoningAdded", "Record",
     "RunClosed", "RunEnded", "RunInfo", "RunLocked", "RunNotFound", "RunStarted", "RunWriter",

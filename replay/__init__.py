@@ -21,7 +21,7 @@ from .projections import part_metrics, rebuild_metrics, run_metrics, update_metr
 from .report import render_report
 from .rescoring import RescoreReport, rescore, scores
 from .results import ResultSpec, parse_result
-from .sandbox import Sandbox, SandboxResult
+from .sandbox import Sandbox
 from .score_table import rebuild_scores
 from .transcript import render_text, transcript_records
 from .workspace import PartView, describe_part, materialize, resolve_part
@@ -29,7 +29,7 @@ from .workspace import PartView, describe_part, materialize, resolve_part
 __all__ = [
     "CompareError", "ExportError", "ExportReport", "OutputNotEmpty", "PartMetrics", "PartNotFound",
     "PartView", "ReplayError", "RescoreError", "RescoreReport", "ResultSpec", "RunMetrics",
-    "Sandbox", "SandboxResult", "TreeDiff", "compare_table", "describe_part", "diff_parts",
+    "Sandbox", "TreeDiff", "compare_table", "describe_part", "diff_parts",
     "list_runs", "materialize", "parse_result", "part_metrics", "rebuild_metrics",
     "rebuild_scores", "render_compare", "render_report", "render_text", "rescore", "resolve_part",
     "run_metrics", "scores", "select_runs", "switch_to", "transcript_records", "update_metrics",

@@ -2,36 +2,18 @@
 
 ``agtrace.replay`` never starts processes itself and never imports ``agtrace.capture``: the
 caller (the CLI, a notebook) hands :func:`~agtrace.replay.rescoring.rescore` an object with the
-two methods below. ``agtrace.capture.sandbox.LocalSandbox`` runs the command on this machine; a
-Modal sandbox can satisfy the same Protocol later.
+two methods below. capture's ``LocalSandbox`` (this machine) and ``ModalScorer`` (a Modal
+sandbox) satisfy it by shape. Both return :class:`agtrace.eventlog.CommandResult`, the one
+result type, defined in ``eventlog`` because capture and replay may not import each other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-
-@dataclass(frozen=True)
-class SandboxResult:
-    """What one scorer run gave.
-
-    Attributes:
-        exit_code: the command's exit code (None when it was killed).
-        output: stdout and stderr interleaved, decoded as UTF-8 with replacement; a sandbox may
-            keep only the end of a very long output (the summaries parsers read are at the end).
-        duration_ms: wall time of the command.
-        timed_out: the command ran past its timeout and was killed (with its whole process group).
-        files: the requested result files (relative to the tree) that exist after the run, by path.
-    """
-
-    exit_code: int | None
-    output: str
-    duration_ms: float
-    timed_out: bool = False
-    files: dict[str, bytes] = field(default_factory=dict)
+from agtrace.eventlog import CommandResult
 
 
 @runtime_checkable
@@ -51,7 +33,7 @@ class Sandbox(Protocol):
 
     def run(
         self, tree_dir: Path, cmd: str, timeout: float, *, files: Sequence[str] = ()
-    ) -> SandboxResult:
+    ) -> CommandResult:
         """Run ``cmd`` with ``tree_dir`` as its working directory; kill it after ``timeout`` s.
 
         ``files`` are result files (relative to ``tree_dir``) to return after the command ends.
