@@ -29,8 +29,8 @@ import subprocess
 import tempfile
 import time
 
+from agtrace.capture import LocalSandbox
 from agtrace.capture.recorder import Recorder
-from agtrace.capture.sandbox import LocalSandbox
 from agtrace.eventlog import SnapshotTaken, Store
 from agtrace.eventlog.gitstore import GitStore
 from agtrace.replay.checkout_cache import switch_to

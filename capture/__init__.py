@@ -1,6 +1,8 @@
 """agtrace.capture: run an agent, parse its output into events, snapshot its workspace, import.
 
-Imports ``agtrace.eventlog`` only.
+Imports ``agtrace.eventlog`` only. One capture loop (:func:`run_capture`) behind two ports
+(:class:`AgentPort`, :class:`SnapshotPort`); :func:`run_agent` (a local process) and
+:func:`run_agent_in_sandbox` (a process in a sandbox) are thin wrappers that build the ports.
 """
 
 from .adapter import Adapter, AdapterState, Emit
@@ -16,15 +18,37 @@ from .errors import (
 )
 from .importers import IMPORTERS, ImportResult, import_source
 from .importers.batch import import_paths
+from .pipeline import RunSummary, adapter_for, run_capture
+from .port import AgentPort, Line, SnapshotPort, SnapshotterFactory
+from .process import LocalProcess, ProcessGroup
 from .recorder import PartDone, Recorder, ToolCall
 from .redact import Redactor
-from .runner import RunSummary, run_agent
-from .sandbox import LocalSandbox
-from .snapshot import SnapshotPolicy, Snapshotter
+from .runner import model_from_argv, run_agent
+from .sandboxes import (
+    MODAL_TESTED_VERSION,
+    InMemorySandboxAPI,
+    LocalSandbox,
+    ModalSandboxAPI,
+    ModalScorer,
+    RemoteSnapshotter,
+    SandboxAgentProcess,
+    SandboxAPI,
+    SandboxProcess,
+    run_agent_in_sandbox,
+    run_checked,
+    scrub_env,
+    upload_tree,
+)
+from .snapshot import DEFAULT_EXCLUDES, ShadowSnapshotter, SnapshotPolicy, Snapshotter
 
 __all__ = [
-    "ADAPTERS", "IMPORTERS", "Adapter", "AdapterState", "AgentNotFound", "CaptureError", "Emit",
-    "ImportError_", "ImportResult", "LocalSandbox", "PartDone", "Recorder", "Redactor",
-    "RunSummary", "SandboxError", "SnapshotPolicy", "Snapshotter", "ToolCall", "UnknownFormat",
-    "WorkdirError", "import_paths", "import_source", "make_adapter", "run_agent", "run_demo",
+    "ADAPTERS", "DEFAULT_EXCLUDES", "IMPORTERS", "MODAL_TESTED_VERSION", "Adapter", "AdapterState",
+    "AgentNotFound", "AgentPort", "CaptureError", "Emit", "ImportError_", "ImportResult",
+    "InMemorySandboxAPI", "Line", "LocalProcess", "LocalSandbox", "ModalSandboxAPI", "ModalScorer",
+    "PartDone", "ProcessGroup", "Recorder", "Redactor", "RemoteSnapshotter", "RunSummary",
+    "SandboxAPI", "SandboxAgentProcess", "SandboxError", "SandboxProcess", "ShadowSnapshotter",
+    "SnapshotPolicy", "SnapshotPort", "Snapshotter", "SnapshotterFactory", "ToolCall",
+    "UnknownFormat", "WorkdirError", "adapter_for", "import_paths", "import_source",
+    "make_adapter", "model_from_argv", "run_agent", "run_agent_in_sandbox", "run_capture",
+    "run_checked", "run_demo", "scrub_env", "upload_tree",
 ]

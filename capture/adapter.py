@@ -67,6 +67,10 @@ class Adapter(Protocol):
         """Parse one line (without its newline) from ``stream`` (``stdout`` or ``stderr``)."""
         ...
 
+    def tick(self, now_s: float) -> list[Emit]:
+        """Called about every 0.2 s with a monotonic clock, lines or not (time-based parts)."""
+        ...
+
     def finish(self) -> list[Emit]:
         """The agent exited: close any part still open and return the last events."""
         ...

@@ -24,6 +24,7 @@ Framework use (the same path `agtrace run` takes)::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -58,6 +59,7 @@ from agtrace.eventlog import (
 )
 from agtrace.eventlog.blobs import INLINE_LIMIT
 
+from .port import SnapshotPort, SnapshotterFactory
 from .redact import Redactor
 from .snapshot import SnapshotPolicy, Snapshotter
 
@@ -114,7 +116,14 @@ class Recorder:
         remote: Remote | None = None,
         ship_interval_s: float = 10.0,
         bundle_interval_s: float = 60.0,
+        snapshotter: SnapshotterFactory | None = None,
     ):
+        """Create the run (its ``run_started`` event) and take the base snapshot.
+
+        Snapshots come from ``snapshotter`` (called once with the new run's directory, e.g. a
+        sandbox's ``RemoteSnapshotter``), else from a local :class:`Snapshotter` of ``workdir``
+        with ``policy``; with neither, parts end without a tree.
+        """
         self.store = store
         self.redactor = redactor or Redactor.from_env(os.environ)
         self.on_part = on_part
@@ -127,7 +136,9 @@ class Recorder:
         )
         self.writer = store.create_run(self._redact(started), durability=durability)
         self.run_id = self.writer.run_id
-        self.snapshots = Snapshotter(store.run_dir(self.run_id), workdir, policy) if workdir else None
+        if snapshotter is None and workdir:
+            snapshotter = functools.partial(Snapshotter, workdir=workdir, policy=policy)
+        self.snapshots: SnapshotPort | None = snapshotter(store.run_dir(self.run_id)) if snapshotter else None
         self.parts = 0
         self.tokens = 0
         self.ended: RunEnded | None = None
@@ -146,6 +157,12 @@ class Recorder:
         )
         self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="agtrace-heartbeat")
         self._beat.start()
+
+    def drop_snapshots(self) -> SnapshotPort | None:
+        """Stop snapshotting (the snapshotter failed): parts from now on, and the run's end, have
+        no tree. Returns the snapshotter, whose earlier snapshots can still be sealed."""
+        dropped, self.snapshots = self.snapshots, None
+        return dropped
 
     # -- the low-level path (adapters) -------------------------------------------------------
 

@@ -50,19 +50,44 @@ class SnapshotPolicy:
         return {"max_file_bytes": self.max_file_bytes, "exclude": list(self.exclude), "gitignore": True}
 
 
-class Snapshotter:
-    """Takes snapshots of a workdir into a run's shadow repository. One per run; not threadsafe."""
+class ShadowSnapshotter:
+    """What every snapshotter of a run shares: the run's local shadow repository
+    (``runs/<id>/repo.git``), the chain of snapshot commits in it, and sealing into bundles.
 
-    def __init__(self, run_dir: str | os.PathLike, workdir: str | os.PathLike, policy: SnapshotPolicy | None = None):
-        self.workdir = Path(workdir).resolve()
-        if not self.workdir.is_dir():
-            raise WorkdirError(f"workdir {workdir} does not exist; create it or pass --workdir")
+    Subclasses (:class:`Snapshotter` here, ``RemoteSnapshotter`` for a sandbox) record trees
+    into :attr:`git` and keep :attr:`tree_id`/:attr:`commit_id` at the chain's tip; both satisfy
+    :class:`~agtrace.capture.port.SnapshotPort`. One per run; not threadsafe.
+    """
+
+    workdir: str | os.PathLike
+
+    def __init__(self, run_dir: str | os.PathLike, policy: SnapshotPolicy | None = None):
         self.run_dir = Path(run_dir)
         self.policy = policy or SnapshotPolicy()
         self.git = GitStore.init(self.run_dir / "repo.git")
         self.tree_id: str | None = None
         self.commit_id: str | None = None
         self._bundled: str | None = None
+
+    def take(self, label: str, *, part_ended_ts: int | None = None, final: bool = False) -> SnapshotTaken:
+        raise NotImplementedError
+
+    def seal(self) -> Path | None:
+        """Write the snapshots made since the last seal as the next bundle; None if nothing new."""
+        path = write_next_bundle(self.git, self.run_dir, self.commit_id, self._bundled)
+        if path is not None:
+            self._bundled = self.commit_id
+        return path
+
+
+class Snapshotter(ShadowSnapshotter):
+    """Takes snapshots of a local workdir into a run's shadow repository (with pygit2)."""
+
+    def __init__(self, run_dir: str | os.PathLike, workdir: str | os.PathLike, policy: SnapshotPolicy | None = None):
+        self.workdir = Path(workdir).resolve()
+        if not self.workdir.is_dir():
+            raise WorkdirError(f"workdir {workdir} does not exist; create it or pass --workdir")
+        super().__init__(run_dir, policy)
 
     def take(self, label: str, *, part_ended_ts: int | None = None, final: bool = False) -> SnapshotTaken:
         """Record the workdir's tree now; return the event describing it (changes since the last)."""
@@ -88,13 +113,6 @@ class Snapshotter:
             duration_ms=round(result.duration_ms, 3),
             final=final,
         )
-
-    def seal(self) -> Path | None:
-        """Write the snapshots made since the last seal as the next bundle; None if nothing new."""
-        path = write_next_bundle(self.git, self.run_dir, self.commit_id, self._bundled)
-        if path is not None:
-            self._bundled = self.commit_id
-        return path
 
 
 def write_next_bundle(git: GitStore, run_dir: Path, tip: str | None, bundled: str | None) -> Path | None:

@@ -7,11 +7,18 @@ import sys
 import click
 import msgspec
 
-from agtrace.capture.adapters import ADAPTERS
-from agtrace.capture.demo import run_demo
-from agtrace.capture.recorder import PartDone
-from agtrace.capture.runner import RunSummary, run_agent
-from agtrace.capture.snapshot import DEFAULT_EXCLUDES, SnapshotPolicy
+from agtrace.capture import (
+    ADAPTERS,
+    DEFAULT_EXCLUDES,
+    ModalSandboxAPI,
+    PartDone,
+    RunSummary,
+    SnapshotPolicy,
+    run_agent,
+    run_agent_in_sandbox,
+    run_demo,
+    upload_tree,
+)
 from agtrace.eventlog import remote_for
 
 from .main import UserError, pass_ctx
@@ -89,13 +96,12 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
         timeout=timeout, durability=durability, tags=parse_tags(tags),
         parent_run=store.resolve(parent) if parent else "", policy=policy, adapter_options=options,
         on_start=lambda rid: click.echo(f"capturing run {rid} ({agent}, {backend})", err=True) if not quiet else None,
-        on_part=_live(not quiet),
+        on_part=_live(not quiet), ship_interval_s=ship_interval, remote=remote_for(remote) if remote else None,
     )
     if backend == "modal":
         summary = _run_in_modal(store, list(command), workdir, image, common)
     else:
-        summary = run_agent(store, list(command), workdir=workdir, ship_interval_s=ship_interval,
-                            remote=remote_for(remote) if remote else None, **common)
+        summary = run_agent(store, list(command), workdir=workdir, **common)
     for warning in summary.warnings:
         warn(warning)
     _finish(summary, as_json)
@@ -103,8 +109,6 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
 
 def _run_in_modal(store, command: list[str], workdir: str, image: str | None, common: dict) -> RunSummary:
     """Capture the agent in a Modal sandbox: the workdir is uploaded, the sandbox terminated after."""
-    from agtrace.capture.modal_sandbox import ModalSandboxAPI, run_agent_in_sandbox, upload_tree
-
     api = ModalSandboxAPI.create(image=image)
     try:
         upload_tree(api, workdir, api.workdir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 import msgspec
 
-from agtrace.capture.sandbox import LocalSandbox
+from agtrace.capture import LocalSandbox, ModalScorer
 from agtrace.replay.rescoring import PARTS, rescore, scores, select_runs
 from agtrace.replay.results import ResultSpec
 
@@ -197,8 +197,6 @@ def scores_cmd(ctx, run, name, as_json) -> None:
 def _sandbox(backend: str):
     """The sandbox the scorer runs in, injected into replay's rescore."""
     if backend == "modal":
-        from agtrace.capture.modal_sandbox import ModalScorer
-
         return ModalScorer()
     return LocalSandbox()
 

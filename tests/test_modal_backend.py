@@ -9,17 +9,17 @@ import time
 
 import pytest
 
-from agtrace.capture.demo import demo_command
-from agtrace.capture.demo_agent import setup_demo_repo
-from agtrace.capture.modal_sandbox import (
+from agtrace.capture import (
     InMemorySandboxAPI,
     ModalScorer,
     SandboxError,
+    run_agent,
     run_agent_in_sandbox,
     run_checked,
     upload_tree,
 )
-from agtrace.capture.runner import run_agent
+from agtrace.capture.demo import demo_command
+from agtrace.capture.demo_agent import setup_demo_repo
 from agtrace.eventlog import PartEnded, SnapshotTaken, Store, ToolCalled, ToolReturned
 from agtrace.eventlog.gitstore import GitStore
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from agtrace.capture import LocalSandbox, scrub_env
 from agtrace.capture.demo import run_demo
 from agtrace.capture.recorder import Recorder
-from agtrace.capture.sandbox import LocalSandbox, scrub_env
 from agtrace.eventlog import Scored, Store, TestsRan
 from agtrace.replay import score_table
 from agtrace.replay.rescoring import (

@@ -1,6 +1,7 @@
-"""The local sandbox: run a scorer command on this machine, in a directory, with a timeout.
+"""The local scorer sandbox: run a scorer command on this machine, in a directory, with a timeout.
 
-Satisfies ``agtrace.replay.sandbox.Sandbox`` (by shape; capture does not import replay). The
+Satisfies ``agtrace.replay.sandbox.Sandbox`` by shape (capture does not import replay) and
+returns :class:`agtrace.eventlog.CommandResult`. The
 command runs as ``bash -c CMD`` in its own session (so its own process group), with stdin from
 ``/dev/null`` and an environment scrubbed of secrets: variables named ``AWS_*``, ``AZURE_*``,
 ``GOOGLE_APPLICATION_CREDENTIALS`` or containing ``KEY``, ``TOKEN``, ``SECRET``, ``PASSWORD`` or
@@ -19,11 +20,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import SandboxError
-from .redact import SECRET_NAME_PARTS
+from agtrace.eventlog import CommandResult
+
+from ..errors import SandboxError
+from ..redact import SECRET_NAME_PARTS
 
 KILL_GRACE_S = 2.0
 OUTPUT_KEEP_BYTES = 4 * 1024 * 1024
@@ -41,17 +43,6 @@ def scrub_env(env: Mapping[str, str]) -> dict[str, str]:
         if not k.upper().startswith(_SECRET_PREFIXES)
         and not any(p in k.upper() for p in SECRET_NAME_PARTS)
     }
-
-
-@dataclass(frozen=True)
-class LocalResult:
-    """Same fields as ``agtrace.replay.sandbox.SandboxResult``."""
-
-    exit_code: int | None
-    output: str
-    duration_ms: float
-    timed_out: bool = False
-    files: dict[str, bytes] = field(default_factory=dict)
 
 
 class LocalSandbox:
@@ -80,7 +71,7 @@ class LocalSandbox:
 
     def run(
         self, tree_dir: Path, cmd: str, timeout: float, *, files: Sequence[str] = ()
-    ) -> LocalResult:
+    ) -> CommandResult:
         """Run ``cmd`` in ``tree_dir``; never raises for the command's own failure or timeout."""
         bash = shutil.which("bash", path=self.env.get("PATH"))
         if bash is None:
@@ -115,7 +106,7 @@ class LocalSandbox:
                 self._live.discard(proc)
         duration = (time.perf_counter() - started) * 1000
         reader.join(timeout=KILL_GRACE_S)  # a daemonized grandchild may hold the pipe open
-        return LocalResult(
+        return CommandResult(
             exit_code=None if timed_out else proc.returncode,
             output=bytes(tail).decode(errors="replace"),
             duration_ms=duration,

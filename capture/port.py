@@ -1,0 +1,105 @@
+"""The two ports of the capture pipeline: the agent's process and the workspace's snapshotter.
+
+:func:`~agtrace.capture.pipeline.run_capture` is the one capture loop; everything that differs
+between running an agent here and running it in a sandbox sits behind these two Protocols:
+
+* :class:`AgentPort`, the agent process. Adapters: :class:`~agtrace.capture.process.LocalProcess`
+  (a local process group) and :class:`~agtrace.capture.sandboxes.SandboxAgentProcess` (a process
+  group inside any ``SandboxAPI``: the in-memory sandbox, Modal). Both share freeze/thaw/stop
+  through :class:`~agtrace.capture.process.ProcessGroup`.
+* :class:`SnapshotPort`, the workspace snapshotter the :class:`~agtrace.capture.Recorder` calls
+  when a part ends. Adapters: :class:`~agtrace.capture.Snapshotter` (a local workdir) and
+  :class:`~agtrace.capture.sandboxes.RemoteSnapshotter` (a workdir inside a sandbox).
+
+The one exit-code convention: ``poll``/``wait`` return the exit status, or ``-N`` when the agent
+was killed by signal N, whatever the backend reports (a container reports ``128 + N``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from agtrace.eventlog import SnapshotTaken
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line the agent printed: its stream, its text (decoded, without the newline) and the
+    wall-clock time it arrived (ns)."""
+
+    stream: str
+    text: str
+    ts: int
+
+
+@runtime_checkable
+class AgentPort(Protocol):
+    """The agent's process, as the capture loop drives it.
+
+    Contracts: lines of both streams come in arrival order; :meth:`read` never blocks longer
+    than its ``timeout`` (the loop ticks and checks limits while the agent is silent).
+    :meth:`freeze` and :meth:`thaw` are the one guarded pair that stops and continues the whole
+    process group (a no-op once the agent has exited; :meth:`thaw` is idempotent and safe after
+    a failed :meth:`freeze`). :meth:`stop` returns at once: the group gets SIGTERM (and SIGCONT,
+    so a stopped agent sees it), then SIGKILL after the grace period if the agent is still there.
+    Failures of the backend itself (a sandbox that went away) raise ``CaptureError``.
+    """
+
+    def start(self) -> None:
+        """Start the agent; raise ``AgentNotFound`` (or ``SandboxError``) if it cannot start."""
+        ...
+
+    def read(self, timeout: float) -> Line | None:
+        """The next line, or None when none arrived within ``timeout`` s or the streams ended."""
+        ...
+
+    @property
+    def done(self) -> bool:
+        """Both streams are closed and every line was read."""
+        ...
+
+    def freeze(self) -> None:
+        ...
+
+    def thaw(self) -> None:
+        ...
+
+    def stop(self) -> None:
+        ...
+
+    def poll(self) -> int | None:
+        """The exit code (see the module docstring), or None while the agent runs."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Like :meth:`poll`, waiting up to ``timeout`` s (None: until the agent exits)."""
+        ...
+
+
+@runtime_checkable
+class SnapshotPort(Protocol):
+    """The snapshotter of one run's workspace; one per run, called from one thread.
+
+    Contracts: :meth:`take` records the workspace's tree *now* into the run's local shadow
+    repository (``runs/<id>/repo.git``) and returns the event describing it (changes since the
+    previous snapshot); when it returns, the tree is readable locally. :meth:`seal` writes the
+    snapshots made since the last seal as the next bundle (None if nothing is new). ``workdir``
+    is the workspace's path as the agent sees it (agents report paths under it).
+    """
+
+    tree_id: str | None
+    workdir: str | os.PathLike
+
+    def take(self, label: str, *, part_ended_ts: int | None = None, final: bool = False) -> SnapshotTaken:
+        ...
+
+    def seal(self) -> Path | None:
+        ...
+
+
+SnapshotterFactory = Callable[[Path], SnapshotPort]
+"""Makes a run's snapshotter from the run's directory (which exists only once the run does)."""

@@ -1,0 +1,119 @@
+"""Snapshots taken inside a sandbox and brought into the run's local shadow repository.
+
+When a part ends (the agent's process group is frozen by the capture pipeline meanwhile), the
+workdir is snapshotted *inside the sandbox* into a shadow repository with its own GIT_DIR
+(``git add -A && git write-tree``, the same byte-exact configuration, the policy's excludes and
+size limit, the workdir's ``.gitignore`` and ``.git/info/exclude``), the new objects come back as
+an incremental git bundle and are fetched into the run's local ``repo.git``. So when
+:meth:`RemoteSnapshotter.take` returns, the tree is readable locally, and the local snapshot
+chain, ``snapshot_taken`` events and sealed bundles are exactly those of a local capture.
+
+Trees are git trees of the same bytes, so a tree id taken in the sandbox equals the one a local
+snapshot of the same files gives. One difference: a nested repository is recorded by git as a
+gitlink (locally: its files).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from agtrace.eventlog import Excluded, SnapshotTaken
+
+from ..snapshot import ShadowSnapshotter, SnapshotPolicy
+from .api import SandboxAPI, run_checked
+
+SHADOW = "shadow.git"
+
+_INIT = r"""
+set -e
+env -u GIT_WORK_TREE -u GIT_DIR git init -q --bare "$GIT_DIR"
+git config core.bare false
+for kv in core.autocrlf=false core.safecrlf=false core.filemode=true core.symlinks=true \
+          core.ignorecase=false core.precomposeunicode=false core.logAllRefUpdates=false gc.auto=0; do
+  git config "${kv%%=*}" "${kv#*=}"
+done
+mkdir -p "$GIT_DIR/info" "$AGT_SCRATCH/bundles"
+printf '* -text !eol -ident -filter !working-tree-encoding\n' > "$GIT_DIR/info/attributes"
+git config core.attributesFile "$GIT_DIR/info/attributes"
+printf '%s\n' "$AGT_EXCLUDES" > "$GIT_DIR/info/exclude"
+if [ -f "$GIT_WORK_TREE/.git/info/exclude" ]; then cat "$GIT_WORK_TREE/.git/info/exclude" >> "$GIT_DIR/info/exclude"; fi
+"""
+
+_TAKE = r"""
+set -e
+cd "$GIT_WORK_TREE"
+big=$(find . -path ./.git -prune -o -type f -size +"$AGT_MAX_BYTES"c -printf '%s %P\n' 2>/dev/null || true)
+: > "$AGT_SCRATCH/size-exclude"
+if [ -n "$big" ]; then printf '%s\n' "$big" | cut -d' ' -f2- | sed 's|^|/|' > "$AGT_SCRATCH/size-exclude"; fi
+git -c core.excludesFile="$AGT_SCRATCH/size-exclude" add -A .
+if [ -n "$big" ]; then printf '%s\n' "$big" | cut -d' ' -f2- | while IFS= read -r p; do
+  git rm -q --cached --ignore-unmatch -- "$p" >/dev/null; done; fi
+tree=$(git write-tree)
+parent=$(git rev-parse -q --verify refs/agtrace/snapshots || true)
+if [ -n "$parent" ] && [ "$(git rev-parse "$parent^{tree}")" = "$tree" ]; then
+  echo "same $tree $parent"
+else
+  commit=$(git commit-tree "$tree" ${parent:+-p "$parent"} -m "$AGT_LABEL")
+  git update-ref refs/agtrace/snapshots "$commit"
+  git bundle create -q "$AGT_SCRATCH/bundles/$AGT_N.bundle" refs/agtrace/snapshots ${parent:+"^$parent"}
+  echo "new $tree $commit"
+fi
+if [ -n "$big" ]; then printf '%s\n' "$big" | sed 's/^/big /'; fi
+"""
+
+
+class RemoteSnapshotter(ShadowSnapshotter):
+    """Takes snapshots inside the sandbox into the run's local shadow repository (see the module
+    docstring); satisfies :class:`~agtrace.capture.port.SnapshotPort`."""
+
+    def __init__(self, api: SandboxAPI, run_dir: str | Path, policy: SnapshotPolicy | None = None):
+        super().__init__(run_dir, policy)
+        self.api = api
+        self.workdir = api.workdir  # a path inside the sandbox (agents report paths under it)
+        self._n = 0
+        self.env = {
+            "GIT_DIR": f"{api.scratch}/{SHADOW}", "GIT_WORK_TREE": api.workdir,
+            "GIT_INDEX_FILE": f"{api.scratch}/{SHADOW}.index", "AGT_SCRATCH": api.scratch,
+            "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": "agtrace", "GIT_AUTHOR_EMAIL": "agtrace@localhost",
+            "GIT_COMMITTER_NAME": "agtrace", "GIT_COMMITTER_EMAIL": "agtrace@localhost",
+            "AGT_EXCLUDES": "\n".join(self.policy.exclude), "AGT_MAX_BYTES": str(self.policy.max_file_bytes),
+        }
+        run_checked(api, _INIT, self.env, "creating the shadow repository in the sandbox")
+
+    def take(self, label: str, *, part_ended_ts: int | None = None, final: bool = False) -> SnapshotTaken:
+        """Snapshot the sandbox's workdir now and fetch the new objects; raises ``SandboxError``
+        (or the sandbox's own error) when the sandbox cannot do it."""
+        started = time.perf_counter()
+        self._n += 1
+        out = run_checked(self.api, _TAKE, {**self.env, "AGT_LABEL": label, "AGT_N": str(self._n)},
+                          f"snapshot {label!r} in the sandbox")
+        lines = out.splitlines()
+        state, tree, _remote_commit = lines[0].split()
+        excluded = []
+        for line in lines[1:]:
+            _, size, path = line.split(" ", 2)
+            excluded.append(Excluded(path=path, reason="size", size=int(size)))
+        if state == "new":
+            bundle = f"{self.api.scratch}/bundles/{self._n}.bundle"
+            with tempfile.TemporaryDirectory(prefix="agtrace-bundle-") as tmp:
+                local = Path(tmp) / "snap.bundle"
+                local.write_bytes(self.api.read_file(bundle))
+                self.git.import_bundle(local)
+        previous = self.tree_id
+        if tree != previous:
+            self.commit_id = self.git.commit_tree(tree, self.commit_id, label)
+        changes = self.git.diff(previous, tree) if tree != previous else []
+        self.tree_id = tree
+        by = {"added": [], "modified": [], "deleted": []}
+        for c in changes:
+            by[c.status].append(c.path)
+        return SnapshotTaken(
+            tree_id=tree, commit_id=self.commit_id or "", added=by["added"], modified=by["modified"],
+            deleted=by["deleted"], lines_added=sum(c.lines_added for c in changes),
+            lines_removed=sum(c.lines_removed for c in changes), excluded=excluded,
+            policy={**self.policy.as_dict(), "sandbox": True}, part_ended_ts=part_ended_ts,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3), final=final,
+        )
