@@ -3,6 +3,7 @@ taken in the sandbox and fetched back, nothing lost when the sandbox dies, and s
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -10,9 +11,16 @@ import time
 import pytest
 
 from agtrace.capture import (
+    AgentPort,
     InMemorySandboxAPI,
+    LocalProcess,
     ModalScorer,
+    Recorder,
+    RemoteSnapshotter,
+    SandboxAgentProcess,
     SandboxError,
+    SnapshotPort,
+    Snapshotter,
     run_agent,
     run_agent_in_sandbox,
     run_checked,
@@ -146,3 +154,25 @@ def test_upload_tree_copies_files_and_modes(tmp_path, api):
     (src / "run.sh").chmod(0o755)
     upload_tree(api, src, f"{api.workdir}/copy")
     assert run_checked(api, "cat copy/d/f.txt; echo; ./copy/run.sh") == "hi\nran"
+
+
+def test_both_backends_satisfy_both_ports(tmp_path, api):
+    assert isinstance(LocalProcess(["true"], cwd=tmp_path), AgentPort)
+    assert isinstance(SandboxAgentProcess(api, ["true"]), AgentPort)
+    assert isinstance(Snapshotter(tmp_path / "run", tmp_path), SnapshotPort)
+    assert isinstance(RemoteSnapshotter(api, tmp_path / "run2"), SnapshotPort)
+
+
+def test_a_recorder_takes_a_sandbox_snapshotter(tmp_path, api):
+    """A framework that drives an agent in a sandbox itself records the sandbox's workdir."""
+    store = Store(tmp_path / "store")
+    with Recorder(store, agent="fw", snapshotter=functools.partial(RemoteSnapshotter, api)) as rec:
+        run_checked(api, "echo hi > a.txt")
+        rec.message("assistant", "wrote a.txt")
+    snaps = [r for r in store.read(rec.run_id) if isinstance(r.event, SnapshotTaken)]
+    assert [(r.part, r.event.added, r.event.final) for r in snaps] == [
+        (None, [], False), (1, ["a.txt"], False), (1, [], True)]
+    parts = [r.event for r in store.read(rec.run_id) if isinstance(r.event, PartEnded)]
+    repo = GitStore.open(store.run_dir(rec.run_id) / "repo.git")
+    assert repo.read_blob(parts[0].tree_id, "a.txt") == b"hi\n"
+    assert store.info(rec.run_id).status == "completed"
