@@ -19,6 +19,7 @@ from .errors import (
     RunLocked,
     RunNotFound,
     StoreError,
+    UnreadableResult,
 )
 from .events import (
     END_STATUSES,
@@ -68,6 +69,13 @@ from .remote import (
 )
 from .store import RunInfo, Store, VerifyReport, status_of
 from .sync import PullReport, PushReport, RemoteShipper, pull, push
+from .testresult import (
+    TEST_FILE_FORMATS,
+    TEST_OUTPUT_FORMATS,
+    TestSummary,
+    parse_test_file,
+    parse_test_output,
+)
 from .writer import DURABILITY, Ack, RunWriter
 
 __all__ = [
@@ -83,4 +91,6 @@ __all__ = [
     "FileRemote", "ObjectInfo", "PutResult", "Remote", "RemoteAuthError", "RemoteConflict",
     "RemoteError", "RemoteNotFound", "RemoteUnreachable", "remote_for",
     "PullReport", "PushReport", "RemoteShipper", "pull", "push",
+    "TEST_FILE_FORMATS", "TEST_OUTPUT_FORMATS", "TestSummary", "UnreadableResult",
+    "parse_test_file", "parse_test_output",
 ]

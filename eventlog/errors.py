@@ -12,6 +12,7 @@
     │   └── CorruptBlob       a blob's content does not match its address
     ├── InvalidEvent          an event (or a JSON line) does not decode into an event type
     ├── GitStoreError         the shadow git repository failed (see gitstore.py)
+    ├── UnreadableResult      a test result file is not JUnit XML or a known JSON report
     └── RemoteError           a remote (file://, s3://) failed (defined in remote.py)
         ├── RemoteAuthError   missing or wrong credentials, access denied
         ├── RemoteNotFound    no such bucket, directory or run
@@ -75,3 +76,8 @@ class InvalidEvent(EventlogError):
 
 class GitStoreError(EventlogError):
     """The shadow git repository could not be read or written."""
+
+
+class UnreadableResult(EventlogError):
+    """A test result file is neither JUnit XML nor a JSON report agtrace knows (the message
+    says which and why)."""

@@ -255,14 +255,18 @@ class FileChanged(Event, tag="file_changed"):
 class TestsRan(Event, tag="tests_ran"):
     """A test or evaluation result.
 
+    Counts follow the counting rule of ``agtrace.eventlog.testresult`` (``docs/metrics.md``)
+    when they were parsed from a runner's output.
+
     Attributes:
-        suite: name of the suite or scorer.
-        passed: tests passed.
-        failed: tests failed.
-        errors: tests that errored.
-        skipped: tests skipped.
-        total: tests run (``passed + failed + errors + skipped`` unless the runner says more).
+        suite: name of the suite or scorer (the runner's format when parsed: ``pytest``, …).
+        passed: tests that met their expectation.
+        failed: tests that did not.
+        errors: tests that could not run to a verdict (setup, collection, crash, build).
+        skipped: tests skipped, ignored, todo or expected to fail.
+        total: ``passed + failed + errors + skipped``.
         tests: per-test detail, when parsed.
+        tally: the runner's own counts under its own words (``xfailed``, ``deselected``, …).
         tree_id: the workspace tree the tests ran on.
         command: the command that ran them.
         exit_code: the command's exit code.
@@ -286,6 +290,7 @@ class TestsRan(Event, tag="tests_ran"):
     call_id: str = ""
     duration_ms: float | None = None
     environment: dict[str, str] = {}
+    tally: dict[str, int] = {}
 
 
 class UsageReported(Event, tag="usage_reported"):
@@ -441,14 +446,16 @@ class Scored(Event, tag="scored"):
         tree_id: the tree scored.
         scored_part: the part whose tree was scored.
         value: the score (pass rate, or what the scorer reports).
-        passed: tests passed, when it is a test suite.
+        passed: tests passed, when it is a test suite (counted as ``tests_ran`` counts).
         failed: tests failed.
-        total: tests run.
+        total: tests counted (``passed + failed + errors + skipped`` for a parsed runner).
         status: ``ok``, ``error`` or ``timeout``.
         exit_code: the scorer's exit code.
         duration_ms: wall time.
         output_tail: the end of the scorer's output.
         reused_from: run id and seq of an identical (tree, scorer) result that was reused.
+        errors: tests that could not run to a verdict, when the result says.
+        skipped: tests skipped, ignored, todo or expected to fail, when the result says.
     """
 
     scorer: str
@@ -464,6 +471,8 @@ class Scored(Event, tag="scored"):
     duration_ms: float | None = None
     output_tail: str = ""
     reused_from: str = ""
+    errors: int | None = None
+    skipped: int | None = None
 
 
 class RunEnded(Event, tag="run_ended"):
