@@ -11,7 +11,7 @@ import msgspec
 
 from agtrace.capture import LocalSandbox, ModalScorer
 from agtrace.replay.rescoring import PARTS, rescore, scores, select_runs
-from agtrace.replay.results import ResultSpec
+from agtrace.replay.results import PARSERS, ResultSpec
 
 from .main import UserError, pass_ctx
 from .output import duration, progress, shorten, table
@@ -82,10 +82,10 @@ def _result_spec(
 )
 @click.option(
     "--parser",
-    type=click.Choice(["auto", "exit", "pytest", "unittest", "tap"]),
+    type=click.Choice(PARSERS),
     default="auto",
     show_default=True,
-    help="How to read the output (auto: pytest, unittest or TAP, else exit code).",
+    help="How to read the output (auto: the first test runner summary found, else exit code).",
 )
 @click.option(
     "--junit", default=None, metavar="PATH", help="Read a JUnit XML file (relative to the tree)."
@@ -94,7 +94,8 @@ def _result_spec(
     "--json-result",
     default=None,
     metavar="PATH",
-    help="Read a JSON file with passed/failed/total/value (relative to the tree).",
+    help="Read a JSON file (relative to the tree): a jest/vitest --json report, or "
+    "passed/failed/errors/skipped/total/value.",
 )
 @click.option(
     "--regex",

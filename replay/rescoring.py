@@ -254,7 +254,8 @@ class _Recorder:
             writer.close()
 
 
-_COPIED = ("value", "passed", "failed", "total", "status", "exit_code", "duration_ms")
+_COPIED = ("value", "passed", "failed", "errors", "skipped", "total", "status", "exit_code",
+           "duration_ms")
 _REPORTED = ("tree_id", "status", "value", "passed", "failed", "total", "reused_from")
 
 
@@ -333,6 +334,8 @@ def _scored(recorder: _Recorder, job: _Job, ran, spec: ResultSpec) -> Scored:
         value=score.value if score else None,
         passed=score.passed if score else None,
         failed=score.failed if score else None,
+        errors=score.errors if score else None,
+        skipped=score.skipped if score else None,
         total=score.total if score else None,
         status=status,
         exit_code=ran.exit_code,

@@ -27,7 +27,6 @@ from agtrace.capture.adapters import (
     RawAdapter,
     looks_like_test,
     make_adapter,
-    parse_test_summary,
 )
 from agtrace.capture.usage import CumulativeCounter, DedupeById, usage_from_openai
 from agtrace.eventlog import Usage, to_builtins
@@ -422,20 +421,55 @@ def test_raw_quiet_period_ends_a_part():
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def test_parse_test_summaries():
-    assert parse_test_summary("== 3 passed, 1 failed, 2 errors in 1.2s ==")["errors"] == 2
-    assert parse_test_summary("no tests ran in 0.01s")["total"] == 0
-    unit = parse_test_summary("....\nRan 5 tests in 0.003s\n\nFAILED (failures=1, skipped=1)")
-    assert (unit["passed"], unit["failed"], unit["skipped"], unit["total"]) == (3, 1, 1, 5)
-    assert parse_test_summary("Ran 2 tests in 0.1s\n\nOK")["passed"] == 2
-    cargo = parse_test_summary("test result: ok. 4 passed; 1 failed; 2 ignored; 0 measured")
-    assert (cargo["passed"], cargo["failed"], cargo["skipped"]) == (4, 1, 2)
-    jest = parse_test_summary("Tests:       1 failed, 4 passed, 5 total")
-    assert (jest["passed"], jest["failed"], jest["total"]) == (4, 1, 5)
-    assert parse_test_summary("hello") is None
-    assert looks_like_test("shell", "cd x && python -m pytest -q")
-    assert looks_like_test("Bash", "npm test") and looks_like_test("bash", "cargo test --lib")
-    assert not looks_like_test("Bash", "cat tox.ini") and not looks_like_test("Read")
+TEST_COMMANDS = [
+    "pytest", "cd x && python -m pytest -q", "bash -lc 'pytest -q'",
+    "python3.11 -m unittest discover", "python manage.py test", "uv run pytest -x",
+    "poetry run python -m pytest", "env CI=1 FOO=bar pytest", "timeout 60 pytest",
+    "coverage run -m pytest", "tox -e py311", "npm test", "npm run test:unit", "yarn jest",
+    "npx vitest run", "npx --yes jest", "./node_modules/.bin/jest", "node --test",
+    "node --test-reporter=tap --test", "go test ./...", "time go test -v ./...",
+    "cargo test --lib", "cargo nextest run", "make test", "make -C build check",
+    "ctest --output-on-failure", "prove -v t/", "./run_tests.sh", "bash run_tests.sh",
+    "(cd sub; pytest)", "echo start && cargo test 2>&1 | tail -5", "deno test", "bun test",
+    "bun run test", "dotnet test", "mvn -q test", "./gradlew test", "bundle exec rspec",
+]
+NOT_TEST_COMMANDS = [
+    "cat tox.ini", "grep jest package.json", "ls tests/", "echo pytest", "which pytest",
+    "pip install pytest", "vim test.sh", "go build ./...", "cargo build", "make", "make install",
+    "node app.js", "python app.py", "npm install", 'git commit -m "fix tests"', "rg --files tests",
+]
+
+
+@pytest.mark.parametrize("command", TEST_COMMANDS)
+def test_looks_like_test_knows_the_runners_the_parser_knows(command):
+    assert looks_like_test("Bash", command)
+
+
+@pytest.mark.parametrize("command", NOT_TEST_COMMANDS)
+def test_looks_like_test_ignores_commands_that_merely_name_a_runner(command):
+    assert not looks_like_test("Bash", command)
+
+
+def test_looks_like_test_by_tool_name():
+    assert looks_like_test("tests_run_tests") and looks_like_test("run_tests")
+    assert looks_like_test("run-tests") and not looks_like_test("Read")
+
+
+def test_tool_part_counts_with_the_one_parser():
+    """``tests_ran`` carries the parser's counts, tally and cases; no summary gives zeros."""
+    output = ("..F.x\nFAILED t.py::test_b - assert 0\n"
+              "1 failed, 3 passed, 1 xfailed in 0.05s\n")
+    emits = CodexExecAdapter().tool_part(call_id="c1", tool="shell", command="pytest -q",
+                                         output=output, exit_code=1)
+    (tests,) = of_kind(emits, "tests_ran")
+    e = tests.event
+    assert (e.suite, e.passed, e.failed, e.errors, e.skipped, e.total) == ("pytest", 3, 1, 0, 1, 5)
+    assert e.tally == {"failed": 1, "passed": 3, "xfailed": 1}
+    assert [(c.name, c.outcome) for c in e.tests] == [("t.py::test_b", "failed")]
+    emits = CodexExecAdapter().tool_part(call_id="c2", tool="shell", command="make test",
+                                         output="make: *** No rule to make target", exit_code=2)
+    (tests,) = of_kind(emits, "tests_ran")
+    assert (tests.event.suite, tests.event.total, tests.event.exit_code) == ("shell", 0, 2)
 
 
 def test_cumulative_counter_repeat_and_reset():

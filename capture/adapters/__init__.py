@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import looks_like_test, parse_test_summary
+from .base import looks_like_test
 from .claude import ClaudeStreamAdapter
 from .codex import CodexExecAdapter
 from .opencode import OpenCodeRunAdapter
@@ -41,5 +41,4 @@ __all__ = [
     "RawAdapter",
     "looks_like_test",
     "make_adapter",
-    "parse_test_summary",
 ]

@@ -1,5 +1,6 @@
 """What the JSON-line adapters share: the never-raising feed loop, part and turn numbering,
-tool parts, and recognising test runs in tool calls.
+tool parts, and recognising test runs in tool calls (their counts come from the one
+test-result parser, ``agtrace.eventlog.parse_test_output``).
 
 Contract kept here for every subclass (see ``capture/adapter.py``):
 
@@ -38,77 +39,84 @@ from agtrace.eventlog import (
     ToolReturned,
     TurnEnded,
     TurnStarted,
+    parse_test_output,
 )
 
 from ..adapter import AdapterState, Emit, known_types
 
 TITLE_MAX = 100
 
-_TEST_COMMAND = re.compile(
-    r"(?:^|[\s;&|('\"/])(?:py\.test|pytest|python[\d.]*\s+-m\s+(?:pytest|unittest)"
-    r"|(?:npm|pnpm|yarn|bun)\s+(?:run\s+)?test|go\s+test|cargo\s+(?:test|nextest)"
-    r"|tox|nox|jest|vitest|make\s+(?:test|check))(?=$|[\s;&|)'\"])"
-)
 _TEST_TOOL = re.compile(r"run_?tests?")
-_PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)\b")
-_PYTEST_LINE = re.compile(r"(?:\d+ (?:passed|failed|errors?|skipped)|no tests ran).* in [\d.]+s")
-_UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in ", re.M)
-_UNITTEST_END = re.compile(r"^(OK|FAILED)(?: \(([^)]*)\))?\s*$", re.M)
-_CARGO = re.compile(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")
-_JEST = re.compile(r"^Tests:\s+(.+)$", re.M)
-_GO = re.compile(r"^\s*--- (PASS|FAIL|SKIP):", re.M)
 _PATCH_FILE = re.compile(r"^\*\*\* (Add|Update|Delete) File: (.+)$", re.M)
 _PATCH_CHANGE = {"Add": "add", "Update": "modify", "Delete": "delete"}
 
+# One shell command line → its simple commands (quotes count as blanks: `bash -lc 'pytest'`).
+_COMMAND_SPLIT = re.compile(r"&&|\|\||[;|&()\n`{}]|\$\(")
+# Words that run the next word as the command: (word, how many of its arguments to skip).
+_WRAPPERS = {"sudo": 0, "time": 0, "env": 0, "nice": 0, "nohup": 0, "exec": 0, "command": 0,
+             "xvfb-run": 0, "stdbuf": 0, "timeout": 1, "npx": 0, "pnpx": 0, "bunx": 0,
+             "bash": 0, "sh": 0, "zsh": 0, "dash": 0}
+_RUN_PREFIXES = {("uv", "run"), ("poetry", "run"), ("pipenv", "run"), ("pdm", "run"),
+                 ("hatch", "run"), ("rye", "run"), ("conda", "run"), ("npm", "exec"),
+                 ("pnpm", "exec"), ("pnpm", "dlx"), ("coverage", "run"), ("bundle", "exec")}
+_RUNNERS = {"pytest", "py.test", "unittest", "nose2", "tox", "nox", "ctest", "prove", "jest",
+            "vitest", "mocha", "ava", "gotestsum", "rspec", "phpunit", "run_tests.sh",
+            "run-tests.sh", "runtests.sh", "test.sh", "tests.sh", "runtests.py", "run_tests.py"}
+# runner word → its first argument that tests (`go test`, `npm run test:unit`, `yarn jest`)
+_RUNNER_VERBS = {"go": {"test"}, "cargo": {"test", "nextest"}, "npm": {"test", "t"},
+                 "pnpm": {"test", "t"}, "yarn": {"test"}, "bun": {"test"}, "deno": {"test"},
+                 "dotnet": {"test"}, "swift": {"test"}, "mix": {"test"}, "hatch": {"test"},
+                 "manage.py": {"test"}}
+# runner word → any argument that tests (`make -C build check`, `node --reporter=x --test`)
+_ANYWHERE_VERBS = {"make": {"test", "tests", "check"}, "mvn": {"test", "verify"},
+                   "gradle": {"test", "check"}, "gradlew": {"test", "check"},
+                   "node": {"--test"}, "bazel": {"test"}}
+_PYTHON = re.compile(r"(?:python|pypy)[\d.]*")
+
 
 def looks_like_test(tool: str, command: str = "") -> bool:
-    """True for a test run: a tool named like ``*run_tests*`` or a test-runner shell command."""
+    """True for a test run: a tool named like ``*run_tests*``, or a shell command any of whose
+    simple commands runs a test runner the result parser knows (pytest, ``python -m unittest``,
+    ``go test``, ``cargo test``, ``node --test``, ``npx vitest``, jest, ctest, prove,
+    ``make test``, ``npm test``, …), after wrappers such as ``env X=1``, ``timeout 60``,
+    ``uv run`` and ``bash -lc '…'``. ``cat tox.ini`` or ``grep jest`` are not test runs."""
     if _TEST_TOOL.search(tool.lower().replace("-", "_")):
         return True
-    return bool(command) and bool(_TEST_COMMAND.search(command))
+    text = command.replace("'", " ").replace('"', " ")
+    return any(_runs_tests(part.split()) for part in _COMMAND_SPLIT.split(text))
 
 
-def parse_test_summary(output: str) -> dict[str, Any] | None:
-    """Counts from a runner's summary (pytest, unittest, cargo, jest, go -v), or None.
-
-    Returns ``{suite, passed, failed, errors, skipped, total}``; the first runner format found
-    wins, in the order listed.
-    """
-    lines = [ln for ln in output.splitlines() if _PYTEST_LINE.search(ln)]
-    if lines:
-        n = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "xfailed": 0, "xpassed": 0}
-        for count, what in _PYTEST_COUNT.findall(lines[-1]):
-            n["errors" if what.startswith("error") else what] += int(count)
-        res = {k: n[k] for k in ("passed", "failed", "errors", "skipped")}
-        return {"suite": "pytest", **res, "total": sum(n.values())}
-    ran = _UNITTEST_RAN.findall(output)
-    end = _UNITTEST_END.findall(output)
-    if ran and end:
-        kv = dict(
-            (k.strip(), int(v)) for k, v in re.findall(r"([\w ]+)=(\d+)", end[-1][1] or "")
-        )
-        total = int(ran[-1])
-        failed, errors, skipped = kv.get("failures", 0), kv.get("errors", 0), kv.get("skipped", 0)
-        passed = max(0, total - failed - errors - skipped - kv.get("expected failures", 0))
-        return {"suite": "unittest", "passed": passed, "failed": failed, "errors": errors,
-                "skipped": skipped, "total": total}
-    cargo = _CARGO.findall(output)
-    if cargo:
-        p, f, s = (sum(int(c[i]) for c in cargo) for i in range(3))
-        return {"suite": "cargo", "passed": p, "failed": f, "errors": 0, "skipped": s,
-                "total": p + f + s}
-    jest = _JEST.findall(output)
-    if jest:
-        n = {w: int(c) for c, w in re.findall(r"(\d+) (failed|passed|skipped|todo|total)", jest[-1])}
-        return {"suite": "jest", "passed": n.get("passed", 0), "failed": n.get("failed", 0),
-                "errors": 0, "skipped": n.get("skipped", 0) + n.get("todo", 0),
-                "total": n.get("total", sum(n.values()))}
-    go = _GO.findall(output)
-    if go:
-        p, f, s = go.count("PASS"), go.count("FAIL"), go.count("SKIP")
-        return {"suite": "go", "passed": p, "failed": f, "errors": 0, "skipped": s,
-                "total": p + f + s}
-    return None
+def _runs_tests(words: list[str]) -> bool:
+    """Whether one simple command, as its words, runs tests."""
+    i = 0
+    while i < len(words):  # past VAR=1, wrappers and the wrappers' options
+        word = words[i].rsplit("/", 1)[-1]
+        if word in _WRAPPERS:
+            i += 1 + _WRAPPERS[word]
+        elif (word, words[i + 1] if i + 1 < len(words) else "") in _RUN_PREFIXES:
+            i += 2
+        elif (i > 0 and word.startswith("-")) or ("=" in word and not word.startswith("-")):
+            i += 1
+        else:
+            break
+    if i >= len(words):
+        return False
+    word, rest = words[i].rsplit("/", 1)[-1], words[i + 1:]
+    first = rest[0].rsplit("/", 1)[-1] if rest else ""
+    if _PYTHON.fullmatch(word):
+        if first == "-m":
+            return rest[1:2] != [] and rest[1] in _RUNNERS
+        return first in _RUNNERS or (first == "manage.py" and rest[1:2] == ["test"])
+    if word in _RUNNERS:
+        return True
+    if word in _RUNNER_VERBS:
+        args = rest[1:] if first == "run" else rest  # npm run test, bun run test
+        verb = args[0].rsplit("/", 1)[-1] if args else ""
+        return verb in _RUNNER_VERBS[word] or verb in _RUNNERS or (
+            word in ("npm", "pnpm", "yarn", "bun") and verb.startswith("test"))
+    if word in _ANYWHERE_VERBS:
+        return any(a in _ANYWHERE_VERBS[word] or a.startswith("--test=") for a in rest)
+    return False
 
 
 def paths_from_patch(text: str) -> list[tuple[str, str]]:
@@ -256,8 +264,9 @@ class JsonLineAdapter:
 
         ``changes`` are ``(path, change)`` pairs the agent reported; they become
         ``file_changed(origin="agent")`` events only when the call succeeded. A call that looks
-        like a test run also yields ``tests_ran`` (counts parsed from ``output`` when a known
-        summary is found) and the part's kind is ``test``.
+        like a test run (:func:`looks_like_test`) also yields ``tests_ran``, counted from
+        ``output`` by :func:`agtrace.eventlog.parse_test_output` (the parser re-scoring uses;
+        zero counts when it finds no summary), and the part's kind is ``test``.
         """
         part = self.next_part()
         changes = [(self.relpath(p), c) for p, c in (changes or [])]
@@ -274,9 +283,11 @@ class JsonLineAdapter:
         kind = "patch" if changes and status == "ok" else "tool"
         if looks_like_test(tool, command):
             kind = "test"
-            counts = parse_test_summary(output) or {"suite": tool}
-            out.append(Emit(TestsRan(command=command, exit_code=exit_code, call_id=call_id,
-                                     duration_ms=duration_ms, **counts), part))
+            fields = {"command": command, "exit_code": exit_code, "call_id": call_id,
+                      "duration_ms": duration_ms}
+            summary = parse_test_output(output)
+            tests = summary.tests_ran(**fields) if summary else TestsRan(suite=tool, **fields)
+            out.append(Emit(tests, part))
         title = title or title_of(f"{tool}: {command}" if command else tool)
         out.append(Emit(PartEnded(part_kind=kind, title=title, tool=tool, call_id=call_id), part))
         return out
