@@ -6,7 +6,7 @@ Imports ``agtrace.eventlog`` only. One capture loop (:func:`run_capture`) behind
 """
 
 from .adapter import Adapter, AdapterState, Emit
-from .adapters import ADAPTERS, make_adapter
+from .adapters import ADAPTERS, looks_like_test, make_adapter
 from .demo import run_demo
 from .errors import (
     AgentNotFound,
@@ -49,6 +49,6 @@ __all__ = [
     "SandboxAPI", "SandboxAgentProcess", "SandboxError", "SandboxProcess", "ShadowSnapshotter",
     "SnapshotPolicy", "SnapshotPort", "Snapshotter", "SnapshotterFactory", "ToolCall",
     "UnknownFormat", "WorkdirError", "adapter_for", "import_paths", "import_source",
-    "make_adapter", "model_from_argv", "run_agent", "run_agent_in_sandbox", "run_capture",
+    "looks_like_test", "make_adapter", "model_from_argv", "run_agent", "run_agent_in_sandbox", "run_capture",
     "run_checked", "run_demo", "scrub_env", "upload_tree",
 ]

@@ -10,8 +10,8 @@ import click
 import msgspec
 
 from agtrace.capture import LocalSandbox, ModalScorer
+from agtrace.replay import OUTPUT_PARSERS, ResultSpec
 from agtrace.replay.rescoring import PARTS, rescore, scores, select_runs
-from agtrace.replay.results import PARSERS, ResultSpec
 
 from .main import UserError, pass_ctx
 from .output import duration, progress, shorten, table
@@ -82,7 +82,7 @@ def _result_spec(
 )
 @click.option(
     "--parser",
-    type=click.Choice(PARSERS),
+    type=click.Choice(OUTPUT_PARSERS),
     default="auto",
     show_default=True,
     help="How to read the output (auto: the first test runner summary found, else exit code).",

@@ -20,14 +20,14 @@ from .metrics import PartMetrics, RunMetrics
 from .projections import part_metrics, rebuild_metrics, run_metrics, update_metrics
 from .report import render_report
 from .rescoring import RescoreReport, rescore, scores
-from .results import ResultSpec, parse_result
+from .results import OUTPUT_PARSERS, ResultSpec, parse_result
 from .sandbox import Sandbox
 from .score_table import rebuild_scores
 from .transcript import render_text, transcript_records
 from .workspace import PartView, describe_part, materialize, resolve_part
 
 __all__ = [
-    "CompareError", "ExportError", "ExportReport", "OutputNotEmpty", "PartMetrics", "PartNotFound",
+    "OUTPUT_PARSERS", "CompareError", "ExportError", "ExportReport", "OutputNotEmpty", "PartMetrics", "PartNotFound",
     "PartView", "ReplayError", "RescoreError", "RescoreReport", "ResultSpec", "RunMetrics",
     "Sandbox", "TreeDiff", "compare_table", "describe_part", "diff_parts",
     "list_runs", "materialize", "parse_result", "part_metrics", "rebuild_metrics",

@@ -43,8 +43,8 @@ from agtrace.eventlog import (
     parse_test_output,
 )
 
-PARSERS = ("auto", "exit", *TEST_OUTPUT_FORMATS)  # the kinds that read the output alone
-KINDS = (*PARSERS, "junit", "json", "regex")
+OUTPUT_PARSERS = ("auto", "exit", *TEST_OUTPUT_FORMATS)  # the kinds that read the output alone
+KINDS = (*OUTPUT_PARSERS, "junit", "json", "regex")
 
 
 @dataclass(frozen=True)

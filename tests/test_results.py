@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agtrace.capture.adapters import CodexExecAdapter, looks_like_test
+from agtrace.capture import looks_like_test, make_adapter
 from agtrace.eventlog import (
     TEST_OUTPUT_FORMATS,
     TestsRan,
@@ -26,7 +26,6 @@ from agtrace.eventlog import (
     parse_test_output,
 )
 from agtrace.replay import ResultSpec, parse_result
-from agtrace.replay.results import parse_json_result, parse_junit, parse_regex
 
 from .runner_projects import COUNTS, SCENARIOS, command_text
 
@@ -88,7 +87,7 @@ def test_capture_and_rescore_count_an_output_the_same(scenario):
     output, command = data.decode(), command_text(scenario)
     if scenario.id not in NOT_A_TEST_COMMAND:
         assert looks_like_test("Bash", command), command
-    emits = CodexExecAdapter().tool_part(call_id="c1", tool="run_tests", command=command,
+    emits = make_adapter("codex").tool_part(call_id="c1", tool="run_tests", command=command,
                                          output=output, exit_code=expected["exit_code"])
     (captured,) = [e.event for e in emits if isinstance(e.event, TestsRan)]
     scored = parse_result(ResultSpec(), expected["exit_code"], output, {})
@@ -165,6 +164,18 @@ def test_go_and_cargo_crashes_are_errors():
     assert (crashed.runner, crashed.passed, crashed.errors) == ("go", 1, 1)
     data = golden(next(s for s in TEXT if s.id == "cargo/abort"))[0].decode()
     assert "SIGABRT" in data and parse_test_output(data).errors == 2
+
+
+def parse_json_result(data: bytes):
+    return parse_result(ResultSpec("json", path="r.json"), 0, "", {"r.json": data})
+
+
+def parse_junit(data: bytes):
+    return parse_result(ResultSpec("junit", path="r.xml"), 0, "", {"r.xml": data})
+
+
+def parse_regex(pattern: str, output: str):
+    return parse_result(ResultSpec("regex", pattern=pattern), 0, output, {})
 
 
 def test_json_objects_of_counts():
