@@ -39,7 +39,7 @@ from pathlib import Path
 
 import msgspec
 
-from agtrace.eventlog import Record, Scored, SnapshotTaken, Store
+from agtrace.eventlog import EventlogError, Record, Scored, SnapshotTaken, Store
 from agtrace.eventlog.gitstore import GitStore
 
 from . import listing, score_table
@@ -181,7 +181,8 @@ def rescore(
         for job in todo.values():
             original = score_table.find_result(store, digest, job.tree_id) if reuse else None
             if original is not None:
-                recorder.reuse(job, f"{original['run_id']}:{original['seq']}", original)
+                origin = f"{original['run_id']}:{original['seq']}"
+                recorder.reuse(job, origin, _scored_event(store, original) or original)
             else:
                 to_run.append(job)
         _run_jobs(to_run, cmd, sandbox, result, timeout, max(1, jobs), scratch_dir, recorder)
@@ -193,6 +194,18 @@ def rescore(
     )
     report.duration_s = time.perf_counter() - started
     return report
+
+
+def _scored_event(store: Store, row: dict) -> Scored | None:
+    """The ``scored`` event a scores-table row was folded from: it has every count (errors,
+    skipped), the row only some of them. None if it cannot be read (the row is used then)."""
+    try:
+        for rec in store.read(row["run_id"], row["seq"], row["seq"], stream="scores"):
+            if isinstance(rec.event, Scored):
+                return rec.event
+    except (EventlogError, OSError):  # the row holds the result all the same
+        return None
+    return None
 
 
 class _Recorder:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agtrace.capture import looks_like_test, make_adapter
+from agtrace.capture import LocalSandbox, Recorder, looks_like_test, make_adapter
 from agtrace.eventlog import (
     TEST_OUTPUT_FORMATS,
     TestsRan,
@@ -25,7 +25,7 @@ from agtrace.eventlog import (
     parse_test_file,
     parse_test_output,
 )
-from agtrace.replay import ResultSpec, parse_result
+from agtrace.replay import ResultSpec, parse_result, rescore
 
 from .runner_projects import COUNTS, SCENARIOS, command_text
 
@@ -239,6 +239,51 @@ def test_unittest_real_runner_output(tmp_path):
     )
     s = parse_result(ResultSpec(), proc.returncode, proc.stdout + proc.stderr, {})
     assert (s.fmt, s.passed, s.failed, s.errors, s.total) == ("unittest", 1, 1, 1, 3)
+
+
+SMALL_SUITE = """\
+import pytest
+
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("down")
+
+
+def test_ok():
+    pass
+
+
+def test_needs_it(broken):
+    pass
+
+
+@pytest.mark.xfail(reason="known")
+def test_known():
+    assert False
+"""
+
+
+def test_rescore_records_every_count_and_a_reused_result_keeps_them(store, tmp_path):
+    """A result reused from an earlier rescore (via the scores table) has errors and skipped
+    too: they are read from the original ``scored`` event."""
+    runs = []
+    for name in ("a", "b"):  # two runs with the same tree
+        work = tmp_path / name
+        work.mkdir()
+        (work / "test_small.py").write_text(SMALL_SUITE)
+        with Recorder(store, workdir=work, agent="t") as rec:
+            rec.tool_result(rec.tool_call("shell", command="true"), output="", exit_code=0)
+        runs.append(rec.run_id)
+    kwargs = dict(name="unit", cmd=f"{sys.executable} -m pytest -q -p no:cacheprovider",
+                  sandbox=LocalSandbox())
+    assert rescore(store, runs[:1], **kwargs).ran == 1
+    assert rescore(store, runs[1:], **kwargs).reused == 1
+    first, reused = (next(r.event for r in store.read(run, stream="scores")) for run in runs)
+    assert reused.reused_from and not first.reused_from
+    for e in (first, reused):
+        assert (e.passed, e.failed, e.errors, e.skipped, e.total) == (1, 0, 1, 1, 3)
+        assert e.value == 0.5
 
 
 LINES = st.sampled_from([
