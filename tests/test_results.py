@@ -2,8 +2,9 @@
 by re-scoring alike.
 
 The goldens under ``tests/golden/results/`` were printed (or written) by real runners on the
-projects of ``tests/runner_projects.py``; ``tests/test_results_real.py`` (slow) regenerates
-them with today's runners and checks they still parse the same.
+projects of ``tests/runner_projects.py``, by ``python -m tests.runner_goldens``;
+``tests/test_results_real.py`` (slow) reruns them with today's runners and checks they still
+parse the same.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from agtrace.eventlog import (
 )
 from agtrace.replay import ResultSpec, parse_result, rescore
 
-from .runner_projects import COUNTS, SCENARIOS, command_text
+from .runner_goldens import command_text
+from .runner_projects import COUNTS, SCENARIOS
 
 TEXT = [s for s in SCENARIOS if not s.result_file]
 FILES = [s for s in SCENARIOS if s.result_file]
@@ -54,7 +56,7 @@ def counts(obj) -> dict[str, int]:
 
 def test_every_scenario_has_its_golden():
     missing = [s.id for s in SCENARIOS if not (s.golden.exists() and s.expected_path.exists())]
-    assert not missing, "run `python -m tests.runner_projects` to write them"
+    assert not missing, "run `python -m tests.runner_goldens` to write them"
     runners = {s.runner for s in SCENARIOS}
     assert set(TEST_OUTPUT_FORMATS) <= runners | {"tap"}, "every text format has real output"
 

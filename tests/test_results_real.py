@@ -17,8 +17,9 @@ import pytest
 
 from agtrace.eventlog import parse_test_file, parse_test_output
 
-from .runner_projects import COUNTS, NPM_RUNNERS, SCENARIOS, install_npm_runners, missing_tool
-from .runner_projects import run as run_scenario
+from .runner_goldens import install_npm_runners, missing_tool
+from .runner_goldens import run as run_scenario
+from .runner_projects import COUNTS, NPM_RUNNERS, SCENARIOS
 
 pytestmark = pytest.mark.slow
 
