@@ -28,6 +28,7 @@ _VITEST_OUTCOME = {"✓": "passed", "×": "failed", "↓": "skipped"}
 
 
 def read_vitest(lines: list[str]) -> TestSummary | None:
+    """The closing ``Tests`` line(s), summed, plus files that failed to load."""
     tally: dict[str, int] = {}
     found = False
     load_failures: set[str] = set()
@@ -66,13 +67,16 @@ _JEST_OUTCOME = {"✓": "passed", "✕": "failed", "○": "skipped", "✎": "ski
 
 
 def read_jest(lines: list[str]) -> TestSummary | None:
+    """The closing ``Tests:`` line(s), summed, plus suites that failed to run."""
     tally: dict[str, int] = {}
     found = False
     cases = []
     for line in lines:
         if line.startswith("Tests:") and (m := _JEST_TESTS.match(line)):
-            found = True
-            add(tally, words(m.group(1)))
+            said = words(m.group(1))
+            if "total" in said:  # jest always ends with "N total"
+                found = True
+                add(tally, said)
         elif line.startswith("Test Suites:") and (m := _JEST_SUITES.match(line)):
             add(tally, {f"suites {k}": v for k, v in words(m.group(1)).items()})
         elif "● Test suite failed to run" in line:

@@ -29,6 +29,8 @@ _GO_OUTCOME = {"PASS": "passed", "FAIL": "failed", "SKIP": "skipped",
 
 
 def read_go(lines: list[str]) -> TestSummary | None:
+    """Tests with ``-v`` (or when no package line was printed), else packages; ``-json``
+    output is read event by event."""
     if any(line.startswith('{"Time":') for line in lines[:50]):
         return _go_json(lines)
     tests, packages, tally = [], [], {}
@@ -65,8 +67,7 @@ def read_go(lines: list[str]) -> TestSummary | None:
     if not tests and not packages:
         return None
     if verbose or not packages:
-        errored = [p for p, failed in packages if p.outcome == "error" or
-                   (p.outcome == "failed" and not failed)]
+        errored = [p for p, _ in packages if p.outcome == "error"]
         return summary_of("go", tests + errored, tally)
     return summary_of("go", [p for p, _ in packages], tally)
 

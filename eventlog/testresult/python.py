@@ -28,6 +28,7 @@ _PYTEST_OUTCOME = {"PASSED": "passed", "FAILED": "failed", "ERROR": "error",
 
 
 def read_pytest(lines: list[str]) -> TestSummary | None:
+    """Every closing line, summed (``pytest a; pytest b``); all its words must be pytest's."""
     tally: dict[str, int] = {}
     found = False
     for line in lines:
@@ -70,6 +71,7 @@ _UT_OUTCOME = {"ok": "passed", "FAIL": "failed", "ERROR": "error", "expected fai
 
 
 def read_unittest(lines: list[str]) -> TestSummary | None:
+    """Each ``Ran N tests`` with the verdict line after it, summed."""
     tally: dict[str, int] = {}
     ran = None
     for line in lines:
