@@ -9,7 +9,6 @@ reason, never another exception.
 from __future__ import annotations
 
 import json
-from xml.etree import ElementTree
 
 from ..errors import UnreadableResult
 from ..events import TestCase
@@ -36,6 +35,8 @@ def _junit(data: bytes) -> TestSummary:
     """One case per ``testcase``: a ``skipped`` child (node adds a ``failure`` to a failing
     todo) or a ``disabled``/``notrun`` status skips it, else ``failure`` fails it, else
     ``error`` errs it, else it passed. Without testcases, the suites' attributes count."""
+    from xml.etree import ElementTree  # only result files need it: keep imports cheap
+
     try:
         root = ElementTree.fromstring(data)
     except ElementTree.ParseError as exc:
