@@ -1,11 +1,15 @@
-"""The catalog: a SQLite projection of every run's events (runs, parts, segments).
+"""The catalog: a store's SQLite database of projections, and the run catalog projection.
 
-It is derived, never the truth: :meth:`Catalog.apply` folds events into rows and records the
-position (``runs.indexed_seq``) in the same transaction, so applying is idempotent and can
-resume; :func:`rebuild` deletes everything and folds all segments again, row for row identical.
-No column depends on when or by whom the fold ran.
+:class:`Catalog` opens ``catalog.db`` with a registry of projections (see
+:mod:`agtrace.eventlog.projection`): it brings their schemas to the code's versions on open and
+folds records into them. It also keeps the ``segments`` table (run, stream, file, seq range,
+bytes), which is fed from the segment files rather than from events.
 
-Schema changes are forward-only numbered migrations (``m001_…``) recorded in ``migrations``.
+:class:`CatalogProjection` is the projection every store has: ``runs`` (one row per run: identity from
+``run_started``, the model as called, end status from ``run_ended``, ``events`` = the last seq,
+``parts`` = the highest part that ended, the last event's time) and ``parts`` (one row per part
+that has an event: its seq range, and from ``part_ended`` its kind, title, tool, tree and end
+time). No column depends on when or by whom the fold ran, so a rebuild is row for row identical.
 """
 
 from __future__ import annotations
@@ -13,142 +17,66 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import sqlite_utils
 
+from .database import close, connect, migrate, transaction
 from .events import (
-    Event,
     ModelCalled,
     PartEnded,
+    Record,
     RunEnded,
     RunStarted,
     SnapshotTaken,
     UsageReported,
 )
+from .projection import Projection, ProjectionFailure, Projections
 
 _RUN_KINDS = frozenset((RunStarted, RunEnded, ModelCalled, UsageReported))
 
 
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db["runs"].create(
-        {
-            "id": str,
-            "agent": str,
-            "agent_version": str,
-            "model": str,
-            "task_id": str,
-            "prompt_sha256": str,
-            "repo": str,
-            "base_commit": str,
-            "attempt": int,
-            "parent_run": str,
-            "tags": str,
-            "host": str,
-            "source": str,
-            "heartbeat_s": float,
-            "started_at": int,
-            "last_ts": int,
-            "ended_at": int,
-            "end_status": str,
-            "end_reason": str,
-            "exit_code": int,
-            "events": int,
-            "parts": int,
-            "indexed_seq": int,
-        },
-        pk="id",
-        not_null={"id"},
+def m001_runs_parts(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE runs (id TEXT PRIMARY KEY NOT NULL, agent TEXT, agent_version TEXT, model TEXT, "
+        "task_id TEXT, prompt_sha256 TEXT, repo TEXT, base_commit TEXT, attempt INTEGER, parent_run TEXT, "
+        "tags TEXT, host TEXT, source TEXT, heartbeat_s REAL, started_at INTEGER, last_ts INTEGER, "
+        "ended_at INTEGER, end_status TEXT, end_reason TEXT, exit_code INTEGER, events INTEGER, parts INTEGER)"
     )
-    db["parts"].create(
-        {
-            "run_id": str,
-            "part": int,
-            "first_seq": int,
-            "last_seq": int,
-            "kind": str,
-            "title": str,
-            "tool": str,
-            "tree_id": str,
-            "ts": int,
-        },
-        pk=("run_id", "part"),
+    conn.execute(
+        "CREATE TABLE parts (run_id TEXT NOT NULL, part INTEGER NOT NULL, first_seq INTEGER, last_seq INTEGER, "
+        "kind TEXT, title TEXT, tool TEXT, tree_id TEXT, ts INTEGER, PRIMARY KEY (run_id, part))"
     )
-    db["segments"].create(
-        {
-            "run_id": str,
-            "stream": str,
-            "name": str,
-            "first_seq": int,
-            "last_seq": int,
-            "bytes": int,
-            "sealed": int,
-        },
-        pk=("run_id", "stream", "name"),
+    conn.execute("CREATE INDEX runs_by_start ON runs (started_at)")
+    conn.execute("CREATE INDEX runs_by_task ON runs (task_id)")
+
+
+def m001_segments(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE segments (run_id TEXT NOT NULL, stream TEXT NOT NULL, name TEXT NOT NULL, "
+        "first_seq INTEGER, last_seq INTEGER, bytes INTEGER, sealed INTEGER, PRIMARY KEY (run_id, stream, name))"
     )
-    db["runs"].create_index(["started_at"])
-    db["runs"].create_index(["task_id"])
 
 
-MIGRATIONS = [m001_initial]
+class CatalogProjection(Projection):
+    """The ``runs`` and ``parts`` tables (see the module docstring)."""
 
+    name = "catalog"
+    version = 1
+    stream = "events"
+    tables = ("runs", "parts")
+    migrations = (m001_runs_parts,)
 
-class Catalog:
-    """The SQLite catalog of a store. One connection per instance (per thread)."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self.db = sqlite_utils.Database(conn)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        self._migrate()
-
-    def _migrate(self) -> None:
-        conn = self.db.conn
-        conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY)")
-        done = {r[0] for r in conn.execute("SELECT name FROM migrations")}
-        for migration in MIGRATIONS:
-            if migration.__name__ not in done:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    if migration.__name__ not in {r[0] for r in conn.execute("SELECT name FROM migrations")}:
-                        migration(self.db)
-                        conn.execute("INSERT INTO migrations VALUES (?)", [migration.__name__])
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-
-    def close(self) -> None:
-        self.db.conn.close()
-
-    # -- folding -----------------------------------------------------------------------------
-
-    def indexed_seq(self, run_id: str) -> int:
-        row = self.db.conn.execute("SELECT indexed_seq FROM runs WHERE id=?", [run_id]).fetchone()
-        return row[0] if row else 0
-
-    def apply(self, run_id: str, first_seq: int, items: list[tuple[int, int | None, Event]]) -> None:
-        """Fold events ``first_seq …`` of a run into the catalog, atomically with the position.
-
-        Events at or below the stored position are skipped, so applying twice is harmless.
-        """
-        if not items:
-            return
-        skip = self.indexed_seq(run_id) - first_seq + 1
-        if skip >= len(items):
-            return
-        if skip > 0:
-            items = items[skip:]
-            first_seq += skip
-        last_seq = first_seq + len(items) - 1
+    def apply(self, conn: sqlite3.Connection, run_id: str, records: Iterable[Record]) -> None:
         parts: dict[int, dict] = {}
         run: dict = {}
         called_model = ""
-        for seq, (ts, part, ev) in enumerate(items, first_seq):
+        ended_part = 0
+        last_seq = last_ts = 0
+        for rec in records:
+            seq, ev, part = rec.seq, rec.event, rec.part
+            last_seq, last_ts = seq, rec.ts
             t = type(ev)
             if part is not None:
                 p = parts.get(part)
@@ -157,77 +85,122 @@ class Catalog:
                 else:
                     p["last_seq"] = seq
                 if t is PartEnded:
-                    p.update(kind=ev.part_kind, title=ev.title, tool=ev.tool, ts=ts)
+                    p.update(kind=ev.part_kind, title=ev.title, tool=ev.tool, ts=rec.ts)
                     if ev.tree_id:
                         p["tree_id"] = ev.tree_id
+                    ended_part = max(ended_part, part)
                 elif t is SnapshotTaken and not ev.final:
                     p["tree_id"] = ev.tree_id
             if t in _RUN_KINDS:
                 if t is RunStarted:
-                    run.update(_run_started_row(ev, ts))
+                    run.update(_run_started_row(ev, rec.ts))
                 elif t is RunEnded:
-                    run.update(ended_at=ts, end_status=ev.status, end_reason=ev.reason, exit_code=ev.exit_code)
+                    run.update(ended_at=rec.ts, end_status=ev.status, end_reason=ev.reason, exit_code=ev.exit_code)
                 elif not called_model and ev.model:
                     called_model = ev.model
-        last_ts = items[-1][0]
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
+        if not last_seq:
+            return
+        conn.execute("INSERT OR IGNORE INTO runs (id, events, parts) VALUES (?, 0, 0)", [run_id])
+        if run:
+            cols = ", ".join(f"{k}=?" for k in run)
+            conn.execute(f"UPDATE runs SET {cols} WHERE id=?", [*run.values(), run_id])
+        if called_model:  # the model as actually called, when run_started did not name it
+            conn.execute("UPDATE runs SET model=? WHERE id=? AND coalesce(model, '')=''", [called_model, run_id])
+        conn.execute(
+            "UPDATE runs SET last_ts=max(coalesce(last_ts, 0), ?), events=?, parts=max(parts, ?) WHERE id=?",
+            [last_ts, last_seq, ended_part, run_id],
+        )
+        conn.executemany(
+            "INSERT INTO parts (run_id, part, first_seq, last_seq, kind, title, tool, tree_id, ts) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id, part) DO UPDATE SET "
+            "first_seq=min(first_seq, excluded.first_seq), last_seq=max(last_seq, excluded.last_seq), "
+            "kind=coalesce(excluded.kind, kind), title=coalesce(excluded.title, title), "
+            "tool=coalesce(excluded.tool, tool), tree_id=coalesce(excluded.tree_id, tree_id), "
+            "ts=coalesce(excluded.ts, ts)",
+            [(run_id, part, p["first_seq"], p["last_seq"], p.get("kind"), p.get("title"), p.get("tool"),
+              p.get("tree_id"), p.get("ts")) for part, p in parts.items()],
+        )
+
+    def forget(self, conn: sqlite3.Connection, run_id: str) -> None:
+        conn.execute("DELETE FROM runs WHERE id=?", [run_id])
+        conn.execute("DELETE FROM parts WHERE run_id=?", [run_id])
+
+
+class Catalog:
+    """The SQLite database of a store. One connection per instance, shareable by threads.
+
+    ``projections`` defaults to the run catalog alone; :class:`~agtrace.eventlog.Store` opens it
+    with its registry. ``rebuilt`` names the projections that opening (re)built.
+    """
+
+    def __init__(self, path: str | os.PathLike, projections: Sequence[Projection] | None = None):
+        self.path = Path(path)
+        projections = tuple(projections) if projections is not None else (CatalogProjection(),)
+        if not any(isinstance(p, CatalogProjection) for p in projections):
+            raise ValueError("a catalog needs the run catalog projection (CatalogProjection)")
+        self.conn = connect(self.path)
         try:
-            conn.execute("INSERT OR IGNORE INTO runs (id, events, parts, indexed_seq) VALUES (?, 0, 0, 0)", [run_id])
-            if run:
-                cols = ", ".join(f"{k}=?" for k in run)
-                conn.execute(f"UPDATE runs SET {cols} WHERE id=?", [*run.values(), run_id])
-            if called_model:  # the model as actually called, when run_started did not name it
-                conn.execute("UPDATE runs SET model=? WHERE id=? AND coalesce(model, '')=''",
-                             [called_model, run_id])
-            max_part = max(parts) if parts else 0
-            conn.execute(
-                "UPDATE runs SET last_ts=max(coalesce(last_ts, 0), ?), events=?, indexed_seq=?, "
-                "parts=max(parts, ?) WHERE id=?",
-                [last_ts, last_seq, last_seq, max_part, run_id],
-            )
-            conn.executemany(
-                    "INSERT INTO parts (run_id, part, first_seq, last_seq, kind, title, tool, tree_id, ts) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id, part) DO UPDATE SET "
-                    "first_seq=min(first_seq, excluded.first_seq), last_seq=max(last_seq, excluded.last_seq), "
-                    "kind=coalesce(excluded.kind, kind), title=coalesce(excluded.title, title), "
-                    "tool=coalesce(excluded.tool, tool), tree_id=coalesce(excluded.tree_id, tree_id), "
-                    "ts=coalesce(excluded.ts, ts)",
-                    [
-                        (run_id, part, p["first_seq"], p["last_seq"], p.get("kind"), p.get("title"),
-                         p.get("tool"), p.get("tree_id"), p.get("ts"))
-                        for part, p in parts.items()
-                    ],
-                )
-            conn.execute("COMMIT")
+            self.db = sqlite_utils.Database(self.conn)
+            self.projections = Projections(self.conn, projections)
+            self.rebuilt = self.projections.open()
+            migrate(self.conn, "segments", [m001_segments])
         except BaseException:
-            conn.execute("ROLLBACK")
+            close(self.conn)
             raise
+
+    def close(self) -> None:
+        close(self.conn)
+
+    # -- folding -----------------------------------------------------------------------------
+
+    def apply(self, run_id: str, records: Sequence[Record], stream: str = "events") -> bool:
+        """Fold contiguous records into every projection of ``stream`` (see
+        :meth:`Projections.apply`); False if a projection needs earlier records first."""
+        return self.projections.apply(run_id, stream, records)
+
+    def position(self, run_id: str, projection: str = "catalog") -> int:
+        """The last seq ``projection`` folded of ``run_id`` (0 if none)."""
+        return self.projections.positions(run_id).get(projection, 0)
+
+    def indexed_seq(self, run_id: str) -> int:
+        """The run catalog's position: the last seq of the run it has folded."""
+        return self.position(run_id)
+
+    def errors(self, run_id: str | None = None) -> list[ProjectionFailure]:
+        return self.projections.errors(run_id)
+
+    def stale_runs(self, run_ids: Iterable[str]) -> list[str]:
+        """Runs whose events some projection has not folded as far as the run catalog did, or
+        that the catalog does not know or that have not ended (they may have grown)."""
+        rows = {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT id, end_status, events FROM runs")}
+        positions = self.projections.all_positions()
+        failed = {(r[0], r[1]) for r in self.conn.execute("SELECT projection, run_id FROM projection_errors")}
+        names = [p.name for p in self.projections.of("events")]
+        out = []
+        for run_id in run_ids:
+            row = rows.get(run_id)
+            if row is None or row[0] is None or any(
+                    positions.get((n, run_id), 0) < (row[1] or 0) for n in names if (n, run_id) not in failed):
+                out.append(run_id)
+        return out
 
     def record_segments(self, run_id: str, stream: str, segments: Iterable[tuple[str, int, int, int, bool]]) -> None:
         """Replace the segment rows of a run's stream with ``(name, first, last, bytes, sealed)``."""
-        conn = self.db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        rows = [(run_id, stream, n, f, la, b, int(s)) for n, f, la, b, s in segments]
+        with transaction(self.conn) as conn:
             conn.execute("DELETE FROM segments WHERE run_id=? AND stream=?", [run_id, stream])
-            conn.executemany(
-                "INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, stream, n, f, la, b, int(s)) for n, f, la, b, s in segments],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            conn.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def forget(self, run_id: str) -> None:
-        for table in ("runs", "parts", "segments"):
-            col = "id" if table == "runs" else "run_id"
-            self.db.conn.execute(f"DELETE FROM {table} WHERE {col}=?", [run_id])
+        """Delete every row of a run from every projection and from ``segments``."""
+        with transaction(self.conn) as conn:
+            self.projections.forget(run_id)
+            conn.execute("DELETE FROM segments WHERE run_id=?", [run_id])
 
     # -- queries -----------------------------------------------------------------------------
 
     def run_ids(self) -> list[str]:
-        return [r[0] for r in self.db.conn.execute("SELECT id FROM runs ORDER BY id")]
+        return [r[0] for r in self.conn.execute("SELECT id FROM runs ORDER BY id")]
 
     def run_row(self, run_id: str) -> dict | None:
         rows = list(self.db.query("SELECT * FROM runs WHERE id=?", [run_id]))
@@ -244,10 +217,10 @@ class Catalog:
         return list(self.db.query("SELECT * FROM parts WHERE run_id=? ORDER BY part", [run_id]))
 
     def dump(self) -> dict[str, list[tuple]]:
-        """Every row of every projection table, sorted: what ``reindex`` must reproduce."""
-        out = {}
-        for table in ("runs", "parts", "segments"):
-            out[table] = sorted(tuple(r) for r in self.db.conn.execute(f"SELECT * FROM {table}"))
+        """Every row of every registered projection, of ``positions`` and of ``segments``,
+        sorted: what ``reindex`` must reproduce."""
+        out = self.projections.dump()
+        out["segments"] = sorted(tuple(r) for r in self.conn.execute("SELECT * FROM segments"))
         return out
 
 

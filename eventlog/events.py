@@ -47,6 +47,12 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     cache_write: int = 0
     reasoning: int = 0
 
+    @property
+    def total(self) -> int:
+        """The one token total: input + output + cache read + cache write (reasoning is inside
+        output). Every figure named ``tokens`` is a sum of this over usage deltas."""
+        return self.input + self.output + self.cache_read + self.cache_write
+
 
 class TestCase(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One test in a test or evaluation result.

@@ -2,7 +2,7 @@
 
 Layout (normative copy in ``docs/format.md``)::
 
-    <store>/catalog.db                     derived; `agtrace reindex` rebuilds it
+    <store>/catalog.db                     projections (derived); `agtrace reindex` rebuilds it
     <store>/blobs/<aa>/<sha256>.zst        content-addressed large payloads
     <store>/runs/<run id>/lock             one writer per run
     <store>/runs/<run id>/events/*.seg     the run's events (the truth)
@@ -12,6 +12,13 @@ Layout (normative copy in ``docs/format.md``)::
 
 This is the public Python API that the CLI wraps: open a store, create a run, append, flush,
 read, tail, list, verify, reindex.
+
+The store holds a registry of projections (:mod:`agtrace.eventlog.projection`; by default
+:func:`default_projections`: the run catalog, metrics, scores). They are maintained as events
+are written: a writer opened by :meth:`Store.open_writer` hands what it wrote to them (at a
+run's start and end at once, otherwise at most a second later or when a flush or close is
+asked for); :meth:`Store.sync` catches them up from the segments (events written by another
+process, a projection rebuilt on open), reading each stream once from the lowest position.
 """
 
 from __future__ import annotations
@@ -20,32 +27,36 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
-from . import reader, segment
+from . import reader, verification
 from .blobs import BlobStore
-from .catalog import Catalog
-from .errors import AmbiguousRunId, CorruptBlob, CorruptLog, RunNotFound, StoreError
-from .events import (
-    Event,
-    MessageAdded,
-    RawRecorded,
-    Record,
-    RunEnded,
-    RunStarted,
-    ToolReturned,
-)
+from .catalog import Catalog, CatalogProjection
+from .errors import AmbiguousRunId, RunNotFound, StoreError
+from .events import Record, RunEnded, RunStarted
 from .ids import looks_like_run_id, new_run_id
 from .lock import is_locked
+from .metrics_projection import MetricsProjection
+from .projection import STREAMS, Projection
+from .score import ScoresProjection
+from .verification import VerifyReport, blob_refs  # noqa: F401 - blob_refs: sync.py reads it here
 from .writer import RunWriter
 
 STALE_WITHOUT_HEARTBEAT_S = 15 * 60
 """A run with no end event, no live writer and no heartbeat setting counts as crashed after
 this long without events (plumbing runs fed by `agtrace append`)."""
+
+SYNC_BATCH = 10_000
+"""Records folded per transaction when catching up from the segments."""
+
+def default_projections() -> tuple[Projection, ...]:
+    """The projections of a store opened without ``projections=``: the run catalog (``runs``,
+    ``parts``), metrics (``run_metrics``, ``part_metrics``) and scores (``scores``)."""
+    return (CatalogProjection(), MetricsProjection(), ScoresProjection())
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,8 @@ class RunInfo:
     parent_run: str
     tags: dict
     exit_code: int | None = None
+    projection_errors: tuple[str, ...] = ()
+    """Projections that stopped on this run, each as a sentence (see ``projection_errors``)."""
 
     @property
     def duration_s(self) -> float | None:
@@ -78,29 +91,22 @@ class RunInfo:
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["duration_s"] = self.duration_s
+        d["projection_errors"] = list(self.projection_errors)
         return d
 
 
-@dataclass
-class VerifyReport:
-    """What :meth:`Store.verify` found. ``ok`` is False when any problem was found."""
-
-    runs: int = 0
-    segments: int = 0
-    frames: int = 0
-    events: int = 0
-    blobs: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
 class Store:
-    """A store directory. Cheap to open; holds one catalog connection."""
+    """A store directory. Cheap to open; holds one catalog connection (opened on first use).
 
-    def __init__(self, root: str | os.PathLike, *, create: bool = True):
+    ``projections`` is the registry (default :func:`default_projections`); it must include the
+    run catalog (:class:`CatalogProjection`).
+    """
+
+    def __init__(self, root: str | os.PathLike, *, create: bool = True,
+                 projections: Sequence[Projection] | None = None):
+        self.projections = tuple(projections) if projections is not None else default_projections()
+        if not any(isinstance(p, CatalogProjection) for p in self.projections):
+            raise ValueError("a store needs the run catalog projection (CatalogProjection) among its projections")
         self.root = Path(root).expanduser()
         if not self.root.exists():
             if not create:
@@ -116,7 +122,7 @@ class Store:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = Catalog(self.root / "catalog.db")
+            self._catalog = Catalog(self.root / "catalog.db", self.projections)
         return self._catalog
 
     def close(self) -> None:
@@ -178,25 +184,27 @@ class Store:
         stream: str = "events",
         segment_bytes: int | None = None,
     ) -> RunWriter:
-        """The writer of an existing run (takes its lock; recovers a torn tail).
+        """The writer of an existing run's ``stream`` (takes its lock; recovers a torn tail).
 
-        The catalog is brought up to date first; if that fails the lock is released again.
+        The stream's projections are brought up to date first (if that fails the lock is
+        released again), then fed by the writer as it writes (see the module docstring).
         """
         catalog = self.catalog
 
-        def index(first_seq: int, items) -> None:
-            if stream == "events":
-                catalog.apply(run_id, first_seq, items)
+        def fold(first_seq: int, items) -> None:
+            records = [Record(seq, ts, part, ev) for seq, (ts, part, ev) in enumerate(items, first_seq)]
+            if not catalog.apply(run_id, records, stream):
+                self._sync_stream(run_id, stream)  # a projection is behind (rebuilt): from disk
 
         extra = {"segment_bytes": segment_bytes} if segment_bytes else {}
+        listener = fold if catalog.projections.of(stream) else None
         writer = RunWriter(self.run_dir(run_id), run_id, stream=stream, durability=durability,
-                           listener=index, **extra)
-        if stream == "events":
-            try:
-                self.sync(run_id)
-            except BaseException:
-                writer.abandon()
-                raise
+                           listener=listener, **extra)
+        try:
+            self._sync_stream(run_id, stream)
+        except BaseException:
+            writer.abandon()
+            raise
         return writer
 
     def close_writer(self, writer: RunWriter) -> None:
@@ -283,19 +291,34 @@ class Store:
     # -- catalog -----------------------------------------------------------------------------
 
     def sync(self, run_id: str) -> None:
-        """Bring the catalog up to date with a run's segments (cheap when it already is)."""
-        done = self.catalog.indexed_seq(run_id)
-        batch: list = []
-        first = done + 1
-        for rec in self.read(run_id, done + 1):
-            if not batch:
-                first = rec.seq
-            batch.append((rec.ts, rec.part, rec.event))
-            if len(batch) >= 10_000:
-                self.catalog.apply(run_id, first, batch)
-                batch = []
-        if batch:
-            self.catalog.apply(run_id, first, batch)
+        """Bring every projection up to date with a run's streams (cheap when they are)."""
+        for stream in STREAMS:
+            self._sync_stream(run_id, stream)
+
+    def _sync_stream(self, run_id: str, stream: str) -> None:
+        catalog = self.catalog
+        for _ in range(3):
+            start = catalog.projections.start(run_id, stream)
+            if start is None:
+                return
+            fresh = stream == "events" and catalog.position(run_id) == 0
+            batch: list[Record] = []
+            caught_up = True
+            for rec in self.read(run_id, start, stream=stream):
+                batch.append(rec)
+                if len(batch) >= SYNC_BATCH:
+                    caught_up = catalog.apply(run_id, batch, stream)
+                    batch = []
+                    if not caught_up:
+                        break
+            if batch and caught_up:
+                caught_up = catalog.apply(run_id, batch, stream)
+            if caught_up:
+                if fresh:
+                    self.record_segments(run_id)
+                return
+        raise StoreError(f"the projections of run {run_id} kept moving back while being caught up "
+                         "(another process re-indexing?); run the command again")
 
     def record_segments(self, run_id: str) -> None:
         """Refresh the catalog's rows for a run's sealed segments from the files."""
@@ -307,7 +330,8 @@ class Store:
         self.catalog.record_segments(run_id, "events", rows)
 
     def reindex(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Delete the catalog and rebuild it from every run's segments. Returns the run count."""
+        """Delete the catalog and rebuild every registered projection (and the segment rows)
+        from every run's segments. Returns the run count."""
         self.close()
         for suffix in ("", "-wal", "-shm"):
             try:
@@ -323,23 +347,26 @@ class Store:
         return len(ids)
 
     def info(self, run_id: str) -> RunInfo:
-        """The run's catalog row with its live status (see :func:`status_of`)."""
+        """The run's catalog row with its live status (see :func:`status_of`); every projection
+        of the run is brought up to date first."""
         self.sync(run_id)
         row = self.catalog.run_row(run_id)
         if row is None:
             raise RunNotFound(f"run {run_id} has no events; `agtrace verify {run_id}` checks it")
-        return self._info(row)
+        return self._info(row, [str(e) for e in self.catalog.errors(run_id)])
 
     def runs(self) -> list[RunInfo]:
-        """Every run, oldest first, with live status. Catches the catalog up on unfinished runs."""
-        known = {r["id"]: r for r in self.catalog.run_rows()}
-        for run_id in self.run_ids():
-            row = known.get(run_id)
-            if row is None or row["end_status"] is None:
-                self.sync(run_id)
-        return [self._info(r) for r in self.catalog.run_rows()]
+        """Every run, oldest first, with live status. Folds only the runs some events projection
+        has not caught up with (unknown, unfinished, or behind the run catalog)."""
+        catalog = self.catalog
+        for run_id in catalog.stale_runs(self.run_ids()):
+            self._sync_stream(run_id, "events")
+        errors: dict[str, list[str]] = {}
+        for e in catalog.errors():
+            errors.setdefault(e.run_id, []).append(str(e))
+        return [self._info(r, errors.get(r["id"], ())) for r in catalog.run_rows()]
 
-    def _info(self, row: dict) -> RunInfo:
+    def _info(self, row: dict, errors=()) -> RunInfo:
         import json
 
         status, reason = status_of(row, is_locked(self.run_dir(row["id"]) / "lock"))
@@ -359,6 +386,7 @@ class Store:
             parent_run=row["parent_run"] or "",
             tags=json.loads(row["tags"] or "{}"),
             exit_code=row["exit_code"],
+            projection_errors=tuple(errors),
         )
 
     # -- verifying ---------------------------------------------------------------------------
@@ -368,64 +396,7 @@ class Store:
 
         Problems are listed with the segment path and byte offset of the first bad frame.
         """
-        report = VerifyReport()
-        ids = [run_id] if run_id else self.run_ids()
-        for i, rid in enumerate(ids):
-            report.runs += 1
-            for stream in ("events", "scores"):
-                self._verify_stream(rid, stream, report)
-            if progress:
-                progress(i + 1, len(ids))
-        return report
-
-    def _verify_stream(self, run_id: str, stream: str, report: VerifyReport) -> None:
-        expected = 1
-        for first, last, path in reader.list_segments(self.run_dir(run_id) / stream):
-            report.segments += 1
-            frames, problem, off = segment.scan(path)
-            report.frames += len(frames)
-            if first != expected:
-                report.problems.append(f"{path}: starts at seq {first}, expected {expected} (a segment is missing)")
-            if problem:
-                report.problems.append(f"{path}: frame at byte {off}: {problem}")
-                return
-            if frames and frames[0].first_seq != first:
-                report.problems.append(f"{path}: first frame starts at seq {frames[0].first_seq}, name says {first}")
-            if last is not None and (not frames or frames[-1].last_seq != last):
-                report.problems.append(f"{path}: last seq differs from the name's {last}")
-            expected = frames[-1].last_seq + 1 if frames else expected
-            with open(path, "rb") as fh:
-                for info in frames:
-                    try:
-                        records = _decode_frame(fh, info)
-                    except (CorruptLog, msgspec.DecodeError, Exception) as exc:  # noqa: BLE001
-                        report.problems.append(f"{path}: frame at byte {info.offset}: does not decode: {exc}")
-                        return
-                    report.events += len(records)
-                    for rec in records:
-                        for digest in blob_refs(rec.event):
-                            report.blobs += 1
-                            try:
-                                self.blobs.get(digest)
-                            except CorruptBlob as exc:
-                                report.problems.append(f"seq {rec.seq} of run {run_id}: {exc}")
-
-
-def _decode_frame(fh, info: segment.FrameInfo) -> list[Record]:
-    from . import codec
-
-    return codec.decode_batch(segment.read_frame(fh, info), info.first_seq)
-
-
-def blob_refs(event: Event) -> list[str]:
-    """The blob addresses an event refers to."""
-    if isinstance(event, ToolReturned) and event.output_blob:
-        return [event.output_blob]
-    if isinstance(event, RawRecorded) and event.blob:
-        return [event.blob]
-    if isinstance(event, MessageAdded) and event.text_blob:
-        return [event.text_blob]
-    return []
+        return verification.verify(self, run_id, progress)
 
 
 def status_of(row: dict, writer_alive: bool, now_ns: int | None = None) -> tuple[str, str]:

@@ -1,0 +1,138 @@
+"""The catalog's SQLite connection: one way to open it, one way to write it, one way to migrate it.
+
+Contracts:
+
+* :func:`connect` opens a database in WAL mode with ``synchronous=NORMAL`` and a 30 s busy
+  timeout, in autocommit mode (``isolation_level=None``): nothing is ever in a transaction
+  except inside :func:`transaction`.
+* :func:`transaction` is the only way anything writes. The outermost block is ``BEGIN
+  IMMEDIATE``: it takes the write lock before it reads, so a writer waits for another process's
+  transaction (up to the busy timeout) instead of failing. A deferred ``BEGIN`` (what
+  sqlite-utils' ``Database.atomic()`` issues) that reads and then writes fails at once with
+  ``database is locked`` when another process committed in between, whatever the busy timeout
+  (SQLite cannot upgrade a stale read snapshot). Nested blocks are savepoints: an exception
+  rolls back the block it leaves and nothing outside it. The connection may be shared by the
+  threads of one process; a per-connection lock makes their transactions take turns.
+* :func:`migrate` applies an owner's forward-only migrations (``m001_…``) that are not yet
+  recorded in ``migrations``, each in its own transaction together with its record, so two
+  processes opening the same database apply each migration exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+Migration = Callable[[sqlite3.Connection], None]
+"""A forward-only schema step; its ``__name__`` (``m001_runs``) is what ``migrations`` records."""
+
+class _Guard:
+    """The lock that makes one connection's transactions take turns, and the nesting depth of
+    the thread that holds it (savepoint names)."""
+
+    __slots__ = ("depth", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.depth = 0
+
+
+_GUARDS: dict[int, _Guard] = {}
+_GUARDS_MU = threading.Lock()
+
+
+def connect(path: str | os.PathLike) -> sqlite3.Connection:
+    """A connection to the database at ``path`` (created if absent); see the module contract."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def close(conn: sqlite3.Connection) -> None:
+    """Close a connection opened by :func:`connect`."""
+    with _GUARDS_MU:
+        _GUARDS.pop(id(conn), None)
+    conn.close()
+
+
+def _guard(conn: sqlite3.Connection) -> _Guard:
+    with _GUARDS_MU:
+        guard = _GUARDS.get(id(conn))
+        if guard is None:
+            guard = _GUARDS[id(conn)] = _Guard()
+        return guard
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (a savepoint when nested); roll back on any exception."""
+    guard = _guard(conn)
+    with guard.lock:
+        guard.depth += 1
+        try:
+            if guard.depth > 1:
+                yield from _savepoint(conn, f"sp{guard.depth}")
+            else:
+                yield from _immediate(conn)
+        finally:
+            guard.depth -= 1
+
+
+def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # a failed COMMIT or an error may have ended it already
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _savepoint(conn: sqlite3.Connection, name: str) -> Iterator[sqlite3.Connection]:
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:  # an error may have ended the whole transaction
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
+
+
+def migrate(conn: sqlite3.Connection, owner: str, migrations: Sequence[Migration]) -> list[str]:
+    """Apply ``owner``'s migrations not yet recorded, in order; return the names applied.
+
+    Each runs in its own transaction with its ``migrations`` row, after checking again inside
+    the transaction that no other process applied it meanwhile.
+    """
+    done = applied(conn, owner)
+    ran = []
+    for migration in migrations:
+        name = migration.__name__
+        if name in done:
+            continue
+        with transaction(conn):
+            if conn.execute("SELECT 1 FROM migrations WHERE owner=? AND name=?", [owner, name]).fetchone():
+                continue
+            migration(conn)
+            conn.execute("INSERT INTO migrations (owner, name) VALUES (?, ?)", [owner, name])
+        ran.append(name)
+    return ran
+
+
+def applied(conn: sqlite3.Connection, owner: str) -> set[str]:
+    """Names of ``owner``'s migrations recorded in ``migrations``."""
+    return {r[0] for r in conn.execute("SELECT name FROM migrations WHERE owner=?", [owner])}
+
+
+def table_names(conn: sqlite3.Connection) -> set[str]:
+    """Every table of the database (SQLite's own excluded)."""
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")
+    return {r[0] for r in rows}

@@ -1,0 +1,88 @@
+"""The scores projection: every ``scored`` event of every run's score stream, in ``scores``.
+
+One row per event of ``runs/<id>/scores/``, keyed by (run, seq), with the result's fields
+(migration ``m001_scores`` of projection ``scores``). It serves two lookups: "was (tree,
+scorer digest) already scored, anywhere?" (:func:`find_score`, for reuse) and "what were a
+run's parts scored?" (:func:`score_rows`, :func:`scored_parts`). Like every projection it is
+maintained as the score stream is written and rebuilt by ``agtrace reindex``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .events import Record, Scored
+from .projection import Projection
+
+if TYPE_CHECKING:
+    from .store import Store
+
+COLUMNS = (
+    "run_id", "seq", "ts", "scorer", "scorer_digest", "tree_id", "scored_part", "value", "passed",
+    "failed", "total", "status", "exit_code", "duration_ms", "reused_from",
+)
+
+
+def m001_scores(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE scores (run_id TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER, scorer TEXT, "
+        "scorer_digest TEXT, tree_id TEXT, scored_part INTEGER, value REAL, passed INTEGER, "
+        "failed INTEGER, total INTEGER, status TEXT, exit_code INTEGER, duration_ms REAL, "
+        "reused_from TEXT, PRIMARY KEY (run_id, seq))"
+    )
+    conn.execute("CREATE INDEX scores_by_tree ON scores (scorer_digest, tree_id)")
+    conn.execute("CREATE INDEX scores_by_part ON scores (run_id, scorer, scored_part)")
+
+
+class ScoresProjection(Projection):
+    """The ``scores`` table (see the module docstring)."""
+
+    name = "scores"
+    version = 1
+    stream = "scores"
+    tables = ("scores",)
+    migrations = (m001_scores,)
+
+    def apply(self, conn: sqlite3.Connection, run_id: str, records: Iterable[Record]) -> None:
+        rows = [_row(run_id, rec) for rec in records if type(rec.event) is Scored]
+        conn.executemany(f"INSERT INTO scores ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+
+
+def _row(run_id: str, rec: Record) -> tuple:
+    ev: Scored = rec.event
+    return (run_id, rec.seq, rec.ts, ev.scorer, ev.scorer_digest, ev.tree_id, ev.scored_part, ev.value,
+            ev.passed, ev.failed, ev.total, ev.status, ev.exit_code, ev.duration_ms, ev.reused_from)
+
+
+def _conn(store: Store) -> sqlite3.Connection:
+    return store.catalog.conn
+
+
+def score_rows(store: Store, run_id: str, scorer: str | None = None) -> list[dict]:
+    """Every score of a run (optionally one scorer's), in the order they were appended; the
+    run's score stream is folded first."""
+    store.sync(run_id)
+    sql, args = "SELECT * FROM scores WHERE run_id=?", [run_id]
+    if scorer:
+        sql, args = sql + " AND scorer=?", [run_id, scorer]
+    return list(store.catalog.db.query(sql + " ORDER BY seq", args))
+
+
+def find_score(store: Store, scorer_digest: str, tree_id: str) -> dict | None:
+    """The original (not itself reused) result for this (digest, tree) pair, oldest first, among
+    the scores already folded (call ``store.sync`` on the runs that matter first)."""
+    rows = list(store.catalog.db.query(
+        "SELECT * FROM scores WHERE scorer_digest=? AND tree_id=? AND reused_from='' "
+        "ORDER BY ts, run_id, seq LIMIT 1", [scorer_digest, tree_id]))
+    return rows[0] if rows else None
+
+
+def scored_parts(store: Store, run_id: str, scorer_digest: str) -> set[tuple[int | None, str]]:
+    """(part, tree) pairs of a run already scored with this digest (what a resumed rescore
+    skips); the run's score stream is folded first."""
+    store.sync(run_id)
+    rows = _conn(store).execute("SELECT scored_part, tree_id FROM scores WHERE run_id=? AND scorer_digest=?",
+                                [run_id, scorer_digest])
+    return {(p, t) for p, t in rows}
