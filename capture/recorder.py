@@ -56,6 +56,7 @@ from agtrace.eventlog import (
     ToolReturned,
     Usage,
     UsageReported,
+    run_metrics,
 )
 from agtrace.eventlog.blobs import INLINE_LIMIT
 
@@ -140,7 +141,6 @@ class Recorder:
             snapshotter = functools.partial(Snapshotter, workdir=workdir, policy=policy)
         self.snapshots: SnapshotPort | None = snapshotter(store.run_dir(self.run_id)) if snapshotter else None
         self.parts = 0
-        self.tokens = 0
         self.ended: RunEnded | None = None
         self._ids = itertools.count(1)
         self._pending_tests: dict[int, list] = {}  # test results waiting for their part's tree
@@ -176,8 +176,6 @@ class Recorder:
             return
         if isinstance(event, FileChanged) and self.snapshots is not None:
             event = self._relative(event)
-        if isinstance(event, UsageReported):
-            self.tokens += event.usage.input + event.usage.output + event.usage.cache_read + event.usage.cache_write
         self._append(event, part=part, ts=ts)
 
     def _relative(self, event: FileChanged) -> FileChanged:
@@ -211,6 +209,14 @@ class Recorder:
             self._last_bundle = time.monotonic()
         if self.on_part:
             self.on_part(PartDone(part, event.part_kind, event.title, event.tool, files, self.tokens, tree_id))
+
+    @property
+    def tokens(self) -> int:
+        """Tokens spent so far: the run's ``tokens`` metric, read from the metrics projection
+        (what `agtrace metrics` and `ls` report), after handing it every event appended."""
+        if self.ended is None:
+            self.writer.flush(sync=False)  # the writer folds what it wrote into the projections
+        return run_metrics(self.store, self.run_id, sync=False).tokens
 
     def _append(self, event: Event, part: int | None = None, ts: int | None = None):
         return self.writer.append(self._offload(self._redact(event)), part=part, ts=ts)

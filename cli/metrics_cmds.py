@@ -9,8 +9,8 @@ import sys
 import click
 import msgspec
 
+from agtrace.eventlog import part_metrics, run_metrics
 from agtrace.replay.diff import diff_parts
-from agtrace.replay.projections import part_metrics, update_metrics
 
 from .main import UserError, pass_ctx
 from .output import clock, duration, shorten, table
@@ -49,7 +49,7 @@ def metrics_cmd(ctx, run: str, per_part: bool, as_json: bool, as_csv: bool) -> N
         raise UserError("choose one of --json and --csv", 2)
     store = ctx.store
     run_id = store.resolve(run)
-    m = update_metrics(store, run_id)
+    m = run_metrics(store, run_id)
     if per_part:
         rows = [p.to_dict() for p in part_metrics(store, run_id)]
         if as_json:
@@ -60,7 +60,8 @@ def metrics_cmd(ctx, run: str, per_part: bool, as_json: bool, as_csv: bool) -> N
             click.echo(table([
                 [r["part"], r["kind"] or "-", r["tool"] or "-", _n(r["tokens"]), r["tool_errors"] or "",
                  "" if r["tests_total"] is None else f"{r['tests_passed']}/{r['tests_total']}",
-                 r["files_changed"] or "", f"+{r['lines_added']} -{r['lines_removed']}" if r["files_changed"] else "",
+                 r["files_changed"] or "",
+                 f"+{r['churn_lines_added']} -{r['churn_lines_removed']}" if r["files_changed"] else "",
                  shorten(r["title"] or "", 50)]
                 for r in rows
             ], ["PART", "KIND", "TOOL", "TOKENS", "TOOL ERR", "TESTS", "FILES", "LINES", "TITLE"]))
@@ -91,7 +92,8 @@ def metrics_cmd(ctx, run: str, per_part: bool, as_json: bool, as_csv: bool) -> N
                    f"final {m.tests_final_passed}/{m.tests_final_total} at part {m.tests_final_part}")
     else:
         click.echo("tests:     none ran")
-    click.echo(f"files:     {m.files_changed} changed, +{m.lines_added} -{m.lines_removed} lines")
+    click.echo(f"files:     {m.files_changed} changed, +{m.churn_lines_added} -{m.churn_lines_removed} lines "
+               "(churn: every snapshot's change summed)")
 
 
 @click.command("diff")

@@ -79,7 +79,8 @@ def compare_cmd(ctx, runs, out, as_json) -> None:
         click.echo(msgspec.json.encode(rows).decode())
         return
     keys = [k for k, _ in COLUMNS if k in ("id", "agent", "model", "status", "parts", "duration_s", "tokens",
-                                              "cost_usd", "tests_passed", "tests_total", "best_passed")]
+                                              "cost_usd", "tests_final_passed", "tests_final_total",
+                                              "tests_best_passed")]
     click.echo(table([[_short(k, r.get(k)) for k in keys] for r in rows], keys))
     click.echo(f"wrote the comparison to {out} ({size / 1024:,.0f} KiB)")
 

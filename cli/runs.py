@@ -62,6 +62,9 @@ def ls_cmd(ctx, as_json: bool, limit: int | None, agent, model, status, since, t
         for r in runs
     ]
     click.echo(table(rows, ["ID", "AGENT", "MODEL", "STATUS", "PARTS", "TOKENS", "DURATION", "STARTED"]))
+    for r in runs:
+        for problem in r.info.projection_errors:
+            warn(problem)
 
 
 @click.command("show")
@@ -89,6 +92,8 @@ def show_cmd(ctx, run: str, as_json: bool) -> None:
     if as_json:
         _echo_json(data)
         return
+    for problem in info.projection_errors:
+        warn(problem)
     for key in ("id", "agent", "agent_version", "model", "status", "reason", "task_id", "repo", "base_commit",
                 "workdir", "host", "parent_run", "parts", "events", "exit_code"):
         value = data.get(key)
@@ -162,19 +167,19 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def reindex_cmd(ctx, as_json: bool) -> None:
-    """Delete the catalog and rebuild it (runs, parts, segments, metrics, scores) from the segments."""
-    from agtrace.replay.projections import rebuild_metrics
-    from agtrace.replay.score_table import rebuild_scores
-
+    """Delete the catalog and rebuild every projection (runs, parts, metrics, scores) and the
+    segment rows from the segments."""
+    store = ctx.store
     with progress("reindexing") as update:
-        n = ctx.store.reindex(progress=update)
-    with progress("folding metrics") as update:
-        rebuild_metrics(ctx.store, progress=update)
-    rebuild_scores(ctx.store)
+        n = store.reindex(progress=update)
+    names = [p.name for p in store.projections]
+    errors = [str(e) for e in store.catalog.errors()]
     if as_json:
-        _echo_json({"runs": n})
-    else:
-        click.echo(f"reindexed {n} runs (catalog and metrics)")
+        _echo_json({"runs": n, "projections": names, "projection_errors": errors})
+        return
+    click.echo(f"reindexed {n} runs ({', '.join(names)})")
+    for problem in errors:
+        warn(problem)
 
 
 @click.command("new")

@@ -141,10 +141,11 @@ def _require(store: Store) -> None:
                          "projections (Store(root)) to read metrics")
 
 
-def run_metrics(store: Store, run_id: str) -> RunMetrics:
-    """The run's metrics, brought up to date with its segments, with its live status."""
+def run_metrics(store: Store, run_id: str, *, sync: bool = True) -> RunMetrics:
+    """The run's metrics, brought up to date with its segments (unless ``sync`` is False, see
+    :meth:`Store.info`), with its live status."""
     _require(store)
-    info = store.info(run_id)  # syncs every projection of the run
+    info = store.info(run_id, sync=sync)
     m = metrics_rows(store.catalog.conn, [run_id]).get(run_id) or RunMetrics(run_id=run_id)
     m.status, m.reason = info.status, info.reason
     return m

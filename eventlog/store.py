@@ -346,10 +346,12 @@ class Store:
                 progress(i + 1, len(ids))
         return len(ids)
 
-    def info(self, run_id: str) -> RunInfo:
+    def info(self, run_id: str, *, sync: bool = True) -> RunInfo:
         """The run's catalog row with its live status (see :func:`status_of`); every projection
-        of the run is brought up to date first."""
-        self.sync(run_id)
+        of the run is brought up to date first unless ``sync`` is False (the caller knows they
+        are: it holds the run's writer and flushed it)."""
+        if sync:
+            self.sync(run_id)
         row = self.catalog.run_row(run_id)
         if row is None:
             raise RunNotFound(f"run {run_id} has no events; `agtrace verify {run_id}` checks it")

@@ -1,6 +1,7 @@
-"""agtrace.replay: rebuild any part of a run offline; projections, diffs, re-scoring, export.
+"""agtrace.replay: rebuild any part of a run offline; diffs, reports, re-scoring, export.
 
-Imports ``agtrace.eventlog`` only. Re-scoring takes its sandbox by injection (:class:`Sandbox`).
+Imports ``agtrace.eventlog`` only. Metrics and every other projection are ``agtrace.eventlog``'s
+(``run_metrics``, ``part_metrics``); replay reads them. Re-scoring takes its sandbox by injection (:class:`Sandbox`).
 """
 
 from .checkout_cache import switch_to
@@ -16,21 +17,17 @@ from .errors import (
 )
 from .export import ExportReport
 from .listing import list_runs, select_runs
-from .metrics import PartMetrics, RunMetrics
-from .projections import part_metrics, rebuild_metrics, run_metrics, update_metrics
 from .report import render_report
 from .rescoring import RescoreReport, rescore, scores
 from .results import OUTPUT_PARSERS, ResultSpec, parse_result
 from .sandbox import Sandbox
-from .score_table import rebuild_scores
 from .transcript import render_text, transcript_records
 from .workspace import PartView, describe_part, materialize, resolve_part
 
 __all__ = [
-    "OUTPUT_PARSERS", "CompareError", "ExportError", "ExportReport", "OutputNotEmpty", "PartMetrics", "PartNotFound",
-    "PartView", "ReplayError", "RescoreError", "RescoreReport", "ResultSpec", "RunMetrics",
-    "Sandbox", "TreeDiff", "compare_table", "describe_part", "diff_parts",
-    "list_runs", "materialize", "parse_result", "part_metrics", "rebuild_metrics",
-    "rebuild_scores", "render_compare", "render_report", "render_text", "rescore", "resolve_part",
-    "run_metrics", "scores", "select_runs", "switch_to", "transcript_records", "update_metrics",
+    "CompareError", "ExportError", "ExportReport", "OUTPUT_PARSERS", "OutputNotEmpty",
+    "PartNotFound", "PartView", "ReplayError", "RescoreError", "RescoreReport", "ResultSpec",
+    "Sandbox", "TreeDiff", "compare_table", "describe_part", "diff_parts", "list_runs",
+    "materialize", "parse_result", "render_compare", "render_report", "render_text", "rescore",
+    "resolve_part", "scores", "select_runs", "switch_to", "transcript_records",
 ]

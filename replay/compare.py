@@ -4,8 +4,9 @@
 (when any usage was priced) cumulative cost on shared axes, over parts or over time since each
 run's start, above the table. Like the run report it is one self-contained file.
 
-Each run is folded once with :class:`~agtrace.replay.report.RunFold`; the metrics may move to
-``replay/projections.py`` once it lands.
+A row is the run's metrics (:func:`agtrace.eventlog.run_metrics`, every figure under its metrics
+name), its identity, its last re-score and its net change (:func:`net_change`); the curves are
+built from the per-part rows (:func:`agtrace.eventlog.part_metrics`). Nothing is folded here.
 """
 
 from __future__ import annotations
@@ -14,61 +15,75 @@ import html
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agtrace.eventlog import Store
+from agtrace.eventlog import (
+    PartMetrics,
+    RunMetrics,
+    RunStarted,
+    Store,
+    part_metrics,
+    run_metrics,
+    score_rows,
+)
 
 from .errors import CompareError, ReplayError
-from .report import RunFold, fmt_duration, fold_run, header
+from .report import fmt_duration, header, part_time, usage_points
 from .report_page import page
 from .workspace import base_tree, snapshots
 
 COLUMNS = [
     ("id", "run"), ("agent", "agent"), ("model", "model"), ("task_id", "task"), ("status", "status"),
     ("parts", "parts"), ("duration_s", "duration"), ("tokens", "tokens"), ("cost_usd", "cost"),
-    ("tool_calls", "tool calls"), ("tool_errors", "failed calls"), ("tests_passed", "tests passed (last)"),
-    ("tests_total", "tests run (last)"), ("best_passed", "best passed"), ("first_best_part", "first part at best"),
-    ("score", "last re-score"), ("files_changed", "files changed"), ("lines_added", "+lines"),
-    ("lines_removed", "−lines"),
+    ("tool_calls", "tool calls"), ("tool_errors", "failed calls"), ("tests_final_passed", "tests passed (last)"),
+    ("tests_final_total", "tests run (last)"), ("tests_best_passed", "best passed"),
+    ("tests_best_part", "first part at best"), ("score", "last re-score"),
+    ("net_files_changed", "files changed (net)"), ("net_lines_added", "+lines (net)"),
+    ("net_lines_removed", "−lines (net)"), ("churn_lines_added", "+lines (churn)"),
+    ("churn_lines_removed", "−lines (churn)"),
 ]
 
 
-def _metrics(store: Store, run_id: str, fold: RunFold, scores: list[list]) -> dict:
-    row = header(store, run_id, fold)
-    for key in ("prompt", "tags", "host", "usage"):
+def net_change(store: Store, run_id: str) -> tuple[int, int, int] | None:
+    """``(files, lines added, lines removed)`` from the base tree to the last part's tree, with
+    git's own line counts; None when the run recorded no snapshot or its repository is gone."""
+    trees = [r["tree_id"] for r in store.catalog.part_rows(run_id) if r["tree_id"]]
+    if not trees:
+        return None
+    try:
+        changes = snapshots(store, run_id).diff(base_tree(store, run_id) or None, trees[-1])
+    except ReplayError:
+        return None
+    return len(changes), sum(c.lines_added for c in changes), sum(c.lines_removed for c in changes)
+
+
+def _row(store: Store, run_id: str, metrics: RunMetrics) -> dict:
+    first = next(store.read(run_id, 1, 1), None)
+    started = first.event if first and isinstance(first.event, RunStarted) else None
+    row = header(store, run_id, started, metrics)
+    for key in ("prompt", "tags", "host"):
         row.pop(key, None)
-    row.update({f"tokens_{k}": v for k, v in fold.tokens.items()})
-    best = row["best_passed"]
-    row["first_best_part"] = next((t[0] for t in fold.tests if t[2] == best), None) if best is not None else None
-    scored = [s for s in scores if s[2] is not None]
-    row["score"] = scored[-1][2] if scored else None
-    row.update(files_changed=None, lines_added=None, lines_removed=None)
-    trees = [p["tree"] for _, p in sorted(fold.parts.items()) if p["tree"]]
-    if trees:
-        try:
-            git = snapshots(store, run_id)
-            changes = git.diff(base_tree(store, run_id) or None, trees[-1])
-        except ReplayError:
-            changes = None
-        if changes is not None:
-            row.update(files_changed=len(changes), lines_added=sum(c.lines_added for c in changes),
-                       lines_removed=sum(c.lines_removed for c in changes))
+    scored = [s for s in score_rows(store, run_id) if s["value"] is not None]
+    row["score"] = scored[-1]["value"] if scored else None
+    net = net_change(store, run_id)
+    row.update(zip(("net_files_changed", "net_lines_added", "net_lines_removed"), net or (None, None, None),
+                   strict=True))
     return row
 
 
-def _curves(run_id: str, row: dict, fold: RunFold) -> dict:
-    tests = [[t[0], t[1], t[2]] for t in fold.tests]
-    rate = [[t[0], t[1], t[2] / t[5]] for t in fold.tests if t[5]]
+def _curves(run_id: str, row: dict, metrics: RunMetrics, parts: list[PartMetrics]) -> dict:
+    at = {p.part: part_time(p, metrics) for p in parts}
+    tests = [[p.part, at[p.part], p.tests_passed] for p in parts if p.tests_total is not None]
+    rate = [[p.part, at[p.part], p.tests_passed / p.tests_total] for p in parts if p.tests_total]
     tokens, cost = [], []
     total, spent = 0, 0.0
-    for slot, t, n, usd in fold.usage:
+    for slot, t, n, usd in usage_points(metrics, parts):
         total += n
         tokens.append([slot, t, total])
         if usd is not None:
             spent += usd
             cost.append([slot, t, spent])
-    t_max = max([p["t"] for p in fold.parts.values()] + [u[1] for u in fold.usage] + [0])
     label = " ".join(x for x in (run_id[:10], row["agent"], row["model"]) if x)
     return {"id": run_id, "label": label, "tests": tests, "rate": rate, "tokens": tokens, "cost": cost,
-            "parts_max": max(fold.parts, default=0), "t_max": t_max}
+            "parts_max": max((p.part for p in parts), default=0), "t_max": max([*at.values(), 0])}
 
 
 @dataclass
@@ -90,15 +105,15 @@ class Comparison:
 
 def compare_runs(store: Store, run_ids: list[str], *,
                  progress: Callable[[int, int], None] | None = None) -> Comparison:
-    """Fold each run once (in the order given) into its metrics and curves."""
+    """Each run's row and curves (in the order given), from its metrics."""
     if not run_ids:
         raise CompareError("name at least one run to compare; `agtrace ls` lists the runs")
     rows, curves = [], []
     for i, run_id in enumerate(run_ids, 1):
-        fold, scores = fold_run(store, run_id, transcript=False)
-        row = _metrics(store, run_id, fold, scores)
+        metrics = run_metrics(store, run_id)
+        row = _row(store, run_id, metrics)
         rows.append(row)
-        curves.append(_curves(run_id, row, fold))
+        curves.append(_curves(run_id, row, metrics, part_metrics(store, run_id)))
         if progress:
             progress(i, len(run_ids))
     return Comparison(rows, curves)

@@ -38,7 +38,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agtrace.eventlog import KINDS, Record, RunNotFound, Store, UsageReported, record_to_json
+from agtrace.eventlog import (
+    KINDS,
+    Record,
+    RunNotFound,
+    Store,
+    UsageReported,
+    part_metrics,
+    record_to_json,
+    runs_metrics,
+)
 from agtrace.eventlog.codec import event_to_json
 
 from . import listing
@@ -105,8 +114,8 @@ def export(
     """Export the events of ``run_ids`` (in that order) to ``out``; see the module docstring.
 
     ``kinds`` keeps only events of those kinds; ``since_ns`` only events with ``ts >= since_ns``.
-    ``metrics`` also writes the metrics projection tables (when ``agtrace.replay.projections``
-    is installed; otherwise a note says they were skipped). ``progress(done, total)`` is called
+    ``metrics`` also writes the run and part metrics (``agtrace metrics --json`` and
+    ``--per-part --json``, one row per run and per part). ``progress(done, total)`` is called
     every few tens of thousands of events with the events read so far and the runs' total.
 
     Raises:
@@ -404,16 +413,10 @@ class _ParquetSink:
 
 def _write_metrics(store: Store, run_ids: list[str], directory: Path, stem: str, format: str,
                    report: ExportReport) -> None:
-    """The ``run_metrics`` and ``part_metrics`` tables of the exported runs, if projections exist."""
-    try:
-        from . import projections
-    except ImportError:
-        report.notes.append("metrics tables skipped: agtrace.replay.projections is not installed")
-        return
-    runs = projections.refresh_metrics(store, run_ids)
-    run_rows = [_flat(m.to_dict()) for m in runs.values()]
-    part_rows = [_flat({"run_id": rid, **p.to_dict()}) for rid in run_ids
-                 for p in projections.part_metrics(store, rid)]
+    """The run and part metrics of the exported runs (the figures of ``agtrace metrics``)."""
+    runs = runs_metrics(store, run_ids)
+    run_rows = [_flat(runs[rid].to_dict()) for rid in run_ids if rid in runs]
+    part_rows = [_flat({"run_id": rid, **p.to_dict()}) for rid in run_ids for p in part_metrics(store, rid)]
     directory.mkdir(parents=True, exist_ok=True)
     for name, rows in (("run_metrics", run_rows), ("part_metrics", part_rows)):
         if format == "jsonl":

@@ -1,7 +1,7 @@
 """Listing runs: filter by identity, status, start time and tags; sort by a metric.
 
 A query over the catalog and the metrics projection, so it never scans segments except to
-bring stale metrics up to date (see :func:`agtrace.replay.projections.refresh_metrics`).
+bring projections that are behind up to date (see :func:`agtrace.eventlog.runs_metrics`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agtrace.eventlog import RunInfo, Store
-
-from .projections import refresh_metrics
+from agtrace.eventlog import RunInfo, Store, runs_metrics
 
 SORT_KEYS = ("started", "duration", "parts", "tokens")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -93,7 +91,7 @@ def list_runs(
     ]
     if limit:
         runs = runs[-limit:]
-    metrics = refresh_metrics(store, [r.id for r in runs])
+    metrics = runs_metrics(store, [r.id for r in runs])
     rows = [RunListing(r, metrics[r.id].tokens if r.id in metrics else None) for r in runs]
 
     def value(row: RunListing):

@@ -1,8 +1,11 @@
 """One run as one self-contained HTML page: header, plots, paged transcript, per-part diffs.
 
-``render_report(store, run_id)`` folds the run's events once (:class:`RunFold`), computes the diff
-of every part whose tree changed (difflib over :meth:`GitStore.read_blob`, once per distinct
-tree pair), and returns one HTML document. The page needs no network: CSS, JS and the plots (SVG
+``render_report(store, run_id)`` takes every figure from the run's metrics projection (the header:
+:func:`agtrace.eventlog.run_metrics`; the per-part rows and the tokens curve:
+:func:`agtrace.eventlog.part_metrics`), folds the run's events once for what only the page shows
+(:class:`RunFold`: transcript rows, test points, tool-call lanes), computes the diff of every part
+whose tree changed (difflib over :meth:`GitStore.read_blob`, once per distinct tree pair; line
+counts are git's), and returns one HTML document. The page needs no network: CSS, JS and the plots (SVG
 drawn by the page's own script) are inline, and the data is embedded as compact JSON in
 ``<script type="application/json">`` blocks that the script parses when it needs them. It works
 opened from disk and from an S3 link alike; ``#part-N`` in the URL opens part N.
@@ -13,9 +16,6 @@ Size caps (:class:`ReportLimits`) keep the file bounded on long runs: texts are 
 any-two-parts comparison at ``blob_file_bytes`` each and ``blob_total_bytes`` together (beyond
 that the page shows the per-part diffs of the range in order instead). Every cut is said on the
 page, with `agtrace replay` as the way to the full content.
-
-The fold here is deliberately small and local; ``replay/projections.py`` (metrics) and
-``replay/diff.py`` may replace :class:`RunFold` totals and :func:`part_changes` once they land.
 """
 
 from __future__ import annotations
@@ -35,13 +35,15 @@ from agtrace.eventlog import (
     LineLogged,
     MessageAdded,
     ModelCalled,
+    PartAttribution,
     PartEnded,
+    PartMetrics,
     RawRecorded,
     ReasoningAdded,
     Record,
     RunEnded,
+    RunMetrics,
     RunStarted,
-    Scored,
     Store,
     TestsRan,
     ToolCalled,
@@ -50,6 +52,9 @@ from agtrace.eventlog import (
     TurnStarted,
     UnknownEvent,
     UsageReported,
+    part_metrics,
+    run_metrics,
+    score_rows,
     to_builtins,
 )
 from agtrace.eventlog.gitstore import GitStore
@@ -74,89 +79,50 @@ class ReportLimits:
 
 
 class RunFold:
-    """A pure fold of one run's records into what the report and the comparison draw.
+    """A pure fold of one run's records into what only the page draws: transcript rows, test
+    points and tool-call lanes. It computes no figure (those are the metrics projection's).
 
-    ``apply`` takes records in seq order; folding in chunks equals folding at once. Events with
-    no part are attached to the *slot* of the last part that had ended (0 before the first).
+    ``apply`` takes records in seq order; folding in chunks equals folding at once. The *slot*
+    of an event is its part by the attribution rule of the metrics (:class:`PartAttribution`:
+    an event without a part belongs to the latest part seen before it; 0 before any).
     """
 
     def __init__(self, text_chars: int = ReportLimits.text_chars, *, transcript: bool = True):
         self.text_chars = text_chars
         self.transcript = transcript
         self.started: RunStarted | None = None
-        self.ended: RunEnded | None = None
         self.t0: int | None = None
-        self.last_ts: int | None = None
-        self.slot = 0
-        self.parts: dict[int, dict] = {}
+        self.attribution = PartAttribution()
         self.events: list[list] = []
         self.tests: list[list] = []
         self.calls: dict[str, list] = {}
-        self.usage: list[list] = []
-        self.tokens = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0, "reasoning": 0}
-        self.cost: float | None = None
-        self.unpriced_usage = 0
-        self.errors = 0
-        self._request_ids: set[str] = set()
 
-    def rel_ms(self, ts: int) -> int:
-        return (ts - (self.t0 or ts)) // 1_000_000
+    def rel_ms(self, ts: int | None) -> int:
+        return rel_ms(ts, self.t0)
 
     def apply(self, rec: Record) -> None:
         ev = rec.event
         if self.t0 is None:
             self.t0 = rec.ts
-        self.last_ts = rec.ts
-        slot = rec.part if rec.part is not None else self.slot
+        slot = self.attribution.owner(rec.part) or 0
         t = self.rel_ms(rec.ts)
-        if rec.part is not None and rec.part not in self.parts:
-            self.parts[rec.part] = {"n": rec.part, "t": t, "kind": "unfinished", "title": "", "tool": "",
-                                    "tree": "", "outcome": "", "ended": False}
         if isinstance(ev, RunStarted):
             self.started = ev
             return
-        if isinstance(ev, RunEnded):
-            self.ended = ev
-        elif isinstance(ev, PartEnded) and rec.part is not None:
-            part = self.parts[rec.part]
-            part.update(t=t, kind=ev.part_kind, title=ev.title, tool=ev.tool, tree=ev.tree_id, ended=True)
-            self.slot = max(self.slot, rec.part)
+        if isinstance(ev, PartEnded):
             return
-        elif isinstance(ev, ToolCalled):
+        if isinstance(ev, ToolCalled):
             self.calls[ev.call_id] = [slot, t, None, ev.tool, "pending", ev.call_id]
         elif isinstance(ev, ToolReturned):
             call = self.calls.setdefault(ev.call_id, [slot, t, None, ev.tool, "pending", ev.call_id])
             outcome = ev.status if ev.status != "ok" else ("exit" if ev.exit_code not in (None, 0) else "ok")
             start = t - int(ev.duration_ms or 0)
             call[1], call[2], call[4] = min(call[1], start), t, outcome
-            self._mark(slot, "error" if outcome != "ok" else "ok")
         elif isinstance(ev, TestsRan):
             self.tests.append([slot, t, ev.passed, ev.failed, ev.errors, ev.total, ev.suite])
-            self._mark(slot, "fail" if ev.failed or ev.errors else "pass")
-        elif isinstance(ev, UsageReported):
-            if ev.request_id and ev.request_id in self._request_ids:
-                return  # a repeated report of the same request is not spent twice
-            if ev.request_id:
-                self._request_ids.add(ev.request_id)
-            u = ev.usage
-            for name in self.tokens:
-                self.tokens[name] += getattr(u, name)
-            total = u.input + u.output + u.cache_read + u.cache_write
-            if ev.cost_usd is not None:
-                self.cost = (self.cost or 0.0) + ev.cost_usd
-            else:
-                self.unpriced_usage += 1
-            self.usage.append([slot, t, total, ev.cost_usd])
-        elif isinstance(ev, ErrorOccurred):
-            self.errors += 1
         row = self._transcript_row(rec, slot, t) if self.transcript else None
         if row is not None:
             self.events.append(row)
-
-    def _mark(self, slot: int, outcome: str) -> None:
-        part = self.parts.get(slot)
-        if part is not None and part["outcome"] not in ("error", "fail"):
-            part["outcome"] = outcome
 
     def _cut(self, text: str) -> str:
         if len(text) <= self.text_chars:
@@ -211,40 +177,64 @@ class RunFold:
 
 
 def fold_run(store: Store, run_id: str, *, text_chars: int = ReportLimits.text_chars, transcript: bool = True,
-             progress: Progress | None = None, total: int = 0) -> tuple[RunFold, list[list]]:
-    """Fold a run's events; return the fold and its re-scores (``scores`` stream) as rows."""
+             progress: Progress | None = None, total: int = 0) -> RunFold:
+    """Fold a run's events into a :class:`RunFold`."""
     fold = RunFold(text_chars, transcript=transcript)
     for i, rec in enumerate(store.read(run_id), 1):
         fold.apply(rec)
         if progress and i % 2000 == 0:
             progress(i, max(total, i))
-    scores = []
-    for rec in store.read(run_id, stream="scores"):
-        ev = rec.event
-        if isinstance(ev, Scored):
-            scores.append([ev.scored_part, fold.rel_ms(rec.ts), ev.value, ev.passed, ev.total, ev.scorer, ev.status])
-    return fold, scores
+    return fold
 
 
-def header(store: Store, run_id: str, fold: RunFold) -> dict:
-    """The run's identity, live status and totals (what the page's header shows)."""
+def header(store: Store, run_id: str, started: RunStarted | None, metrics: RunMetrics) -> dict:
+    """The run's identity, live status and every run metric under its metrics name (what the
+    page's header shows; docs/metrics.md defines the figures)."""
     info = store.info(run_id)
-    s = fold.started or RunStarted()
-    calls = list(fold.calls.values())
-    last_test = fold.tests[-1] if fold.tests else None
+    s = started or RunStarted()
     return {
-        "id": run_id, "agent": s.agent, "agent_version": s.agent_version, "model": s.model,
+        "id": run_id, "agent": s.agent, "agent_version": s.agent_version, "model": info.model,
         "task_id": s.task_id, "prompt": s.prompt, "repo": s.repo, "base_commit": s.base_commit,
         "host": s.host, "tags": s.tags, "parent_run": s.parent_run, "attempt": s.attempt,
-        "status": info.status, "reason": info.reason, "exit_code": info.exit_code,
-        "started_at": info.started_at, "duration_s": info.duration_s, "parts": info.parts,
-        "events": info.events, "tokens": sum(fold.tokens[k] for k in ("input", "output", "cache_read", "cache_write")),
-        "usage": fold.tokens, "cost_usd": fold.cost, "unpriced_usage": fold.unpriced_usage,
-        "tool_calls": len(calls), "tool_errors": sum(1 for c in calls if c[4] not in ("ok", "pending")),
-        "errors": fold.errors,
-        "tests_passed": last_test[2] if last_test else None, "tests_total": last_test[5] if last_test else None,
-        "best_passed": max((t[2] for t in fold.tests), default=None),
+        "exit_code": info.exit_code, **{k: v for k, v in metrics.to_dict().items() if k != "run_id"},
     }
+
+
+def outcome(p: PartMetrics) -> str:
+    """A part's outcome as the page colours it, from its metrics."""
+    if p.tool_errors:
+        return "error"
+    if p.tests_failed:
+        return "fail"
+    if p.tests_total is not None:
+        return "pass"
+    return "ok" if p.tool_calls else ""
+
+
+def rel_ms(ts: int | None, t0: int | None) -> int:
+    """Milliseconds from ``t0`` (the run's first event) to ``ts``; 0 when either is unknown."""
+    if ts is None or t0 is None:
+        return 0
+    return (ts - t0) // 1_000_000
+
+
+def part_time(p: PartMetrics, metrics: RunMetrics) -> int:
+    """When a part ended (its last event's run, for an unfinished one), in ms since the start."""
+    return rel_ms(p.ended_at or metrics.last_ts, metrics.started_at)
+
+
+def usage_points(metrics: RunMetrics, parts: list[PartMetrics]) -> list[list]:
+    """``[part, t_ms, tokens, cost]`` per part that spent tokens (slot 0: usage before any part),
+    from the part rows; the tokens curve of the report and of the comparison."""
+    points = []
+    for p in parts:
+        if p.tokens or p.cost_usd:
+            points.append([p.part, part_time(p, metrics), p.tokens, p.cost_usd])
+    before = metrics.tokens - sum(p.tokens for p in parts)
+    before_cost = None if metrics.cost_usd is None else metrics.cost_usd - sum(p.cost_usd or 0.0 for p in parts)
+    if before or before_cost:
+        points.insert(0, [0, 0, before, before_cost])
+    return points
 
 
 @dataclass
@@ -321,10 +311,11 @@ def part_changes(git: GitStore, tree_a: str, tree_b: str, budget: DiffBudget) ->
     return out
 
 
-def run_diffs(store: Store, run_id: str, fold: RunFold, limits: ReportLimits,
+def run_diffs(store: Store, run_id: str, part_trees: list[tuple[int, str]], limits: ReportLimits,
               progress: Progress | None = None, done: int = 0) -> dict:
-    """Per-part changes for every part whose tree differs from the previous part's."""
-    todo = [n for n in sorted(fold.parts) if fold.parts[n]["tree"]]
+    """Per-part changes for every part (``(part, tree)`` in part order; parts without a tree
+    left out) whose tree differs from the previous part's."""
+    todo = [(n, tree) for n, tree in part_trees if tree]
     if not todo:
         return {"parts": {}, "blobs": {}, "note": "This run recorded no workspace snapshots, so it has no diffs."}
     try:
@@ -335,8 +326,7 @@ def run_diffs(store: Store, run_id: str, fold: RunFold, limits: ReportLimits,
     previous = base_tree(store, run_id)
     changes: dict[str, list] = {}
     cache: dict[tuple[str, str], list] = {}
-    for i, n in enumerate(todo, 1):
-        tree = fold.parts[n]["tree"]
+    for i, (n, tree) in enumerate(todo, 1):
         if tree != previous:
             pair = (previous, tree)
             if pair not in cache:
@@ -356,26 +346,31 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
                 progress: Progress | None = None) -> tuple[dict, dict]:
     """The two JSON documents a report embeds: the run (header, parts, series, transcript) and its diffs."""
     limits = limits or ReportLimits()
-    total = store.info(run_id).events
-    fold, scores = fold_run(store, run_id, text_chars=limits.text_chars, progress=progress, total=total)
+    metrics = run_metrics(store, run_id)
+    total = metrics.events
+    fold = fold_run(store, run_id, text_chars=limits.text_chars, progress=progress, total=total)
+    parts = part_metrics(store, run_id)
+    tree_of = {r["part"]: r["tree_id"] or "" for r in store.catalog.part_rows(run_id)}
     if progress:
-        progress(total, total + len(fold.parts))
-    diffs = run_diffs(store, run_id, fold, limits, progress=progress, done=total)
-    parts = [fold.parts[n] for n in sorted(fold.parts)]
+        progress(total, total + len(parts))
+    diffs = run_diffs(store, run_id, [(p.part, tree_of.get(p.part, "")) for p in parts], limits,
+                      progress=progress, done=total)
     trees: dict[str, int] = {}
     events = sorted(fold.events, key=lambda e: (e[2], e[0]))
-    changed = [diffs["parts"].get(str(p["n"]), []) for p in parts]
+    scores = [[r["scored_part"], fold.rel_ms(r["ts"]), r["value"], r["passed"], r["total"], r["scorer"], r["status"]]
+              for r in score_rows(store, run_id)]
     data = {
-        "v": 1, "run": header(store, run_id, fold), "t0": fold.t0, "page": limits.page_parts,
+        "v": 1, "run": header(store, run_id, fold.started, metrics), "t0": fold.t0, "page": limits.page_parts,
         "parts": {
-            "n": [p["n"] for p in parts], "t": [p["t"] for p in parts], "kind": [p["kind"] for p in parts],
-            "title": [p["title"] for p in parts], "tool": [p["tool"] for p in parts],
-            "outcome": [p["outcome"] for p in parts],
-            "tree": [trees.setdefault(p["tree"], len(trees)) if p["tree"] else -1 for p in parts],
-            "ch": [len(c) for c in changed], "add": [sum(f[2] for f in c) for c in changed],
-            "del": [sum(f[3] for f in c) for c in changed],
+            "n": [p.part for p in parts], "t": [part_time(p, metrics) for p in parts],
+            "kind": [p.kind or "unfinished" for p in parts], "title": [p.title for p in parts],
+            "tool": [p.tool for p in parts], "outcome": [outcome(p) for p in parts],
+            "tree": [trees.setdefault(tree_of[p.part], len(trees)) if tree_of.get(p.part) else -1 for p in parts],
+            "ch": [p.files_changed for p in parts], "add": [p.churn_lines_added for p in parts],
+            "del": [p.churn_lines_removed for p in parts],
         },
-        "tests": fold.tests, "scores": scores, "calls": list(fold.calls.values()), "usage": fold.usage,
+        "tests": fold.tests, "scores": scores, "calls": list(fold.calls.values()),
+        "usage": usage_points(metrics, parts),
         "events": events, "limits": {"text_chars": limits.text_chars, "diff_part_bytes": limits.diff_part_bytes},
     }
     return data, diffs
@@ -415,16 +410,16 @@ def fmt_cost(run: dict) -> str:
 def header_html(run: dict) -> str:
     """The header as static HTML, so the page paints it before any script runs."""
     e = html.escape
-    u = run["usage"]
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"] / 1e9)) if run["started_at"] else "–"
-    tests = "–" if run["tests_total"] is None else f"{run['tests_passed']}/{run['tests_total']} passed"
+    tests = ("–" if run["tests_final_total"] is None
+             else f"{run['tests_final_passed']}/{run['tests_final_total']} passed")
     facts = [
         ("agent", f"{run['agent']} {run['agent_version']}".strip()), ("model", run["model"]),
         ("task", run["task_id"]), ("repo", f"{run['repo']} {run['base_commit'][:12]}".strip()),
         ("started", started), ("duration", fmt_duration(run["duration_s"])),
         ("parts", f"{run['parts']:,} ({run['events']:,} events)"),
-        ("tokens", f"{run['tokens']:,} (in {u['input']:,} · out {u['output']:,} · cache read {u['cache_read']:,}"
-                   f" · cache write {u['cache_write']:,})"),
+        ("tokens", f"{run['tokens']:,} (in {run['tokens_input']:,} · out {run['tokens_output']:,} · cache read "
+                   f"{run['tokens_cache_read']:,} · cache write {run['tokens_cache_write']:,})"),
         ("cost", fmt_cost(run)), ("tools", f"{run['tool_calls']:,} calls, {run['tool_errors']:,} failed"),
         ("tests (last)", tests), ("host", run["host"]),
     ]

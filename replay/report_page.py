@@ -179,6 +179,12 @@ function diffLines(a, b){
   for (let i = a.length-e; i < a.length; i++) ops.push([" ", a[i]]);
   return ops;
 }
+function textLines(text){  /* git's lines: a final newline ends the last line, it does not start another */
+  if (!text) return [];
+  const lines = text.split("\n");
+  if (lines[lines.length-1] === "") lines.pop();
+  return lines;
+}
 function unified(ops, path){
   const out = [`--- a/${path}`, `+++ b/${path}`], ctx = 3, idx = [];
   ops.forEach((o, i) => { if (o[0] !== " ") idx.push(i); });
@@ -337,7 +343,7 @@ function report(){
       const st = ka == null ? "added" : kb == null ? "deleted" : "modified";
       const ta = ka == null ? "" : dd.blobs[ka], tb = kb == null ? "" : dd.blobs[kb];
       let ops = null;
-      if (ta !== undefined && tb !== undefined) ops = diffLines(ta ? ta.split("\n") : [], tb ? tb.split("\n") : []);
+      if (ta !== undefined && tb !== undefined) ops = diffLines(textLines(ta), textLines(tb));
       if (ops) { const add = ops.filter(o => o[0] === "+").length, del = ops.filter(o => o[0] === "-").length;
         h += fileHtml(path, st, add, del, diffHtml(unified(ops, path))); continue; }
       h += fileHtml(path, st, "?", "?", `<p class="note">file versions not embedded (size caps); the diffs of each part in the range, in order:</p>` +

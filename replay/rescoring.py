@@ -39,10 +39,18 @@ from pathlib import Path
 
 import msgspec
 
-from agtrace.eventlog import EventlogError, Record, Scored, SnapshotTaken, Store
+from agtrace.eventlog import (
+    EventlogError,
+    Scored,
+    SnapshotTaken,
+    Store,
+    find_score,
+    score_rows,
+    scored_parts,
+)
 from agtrace.eventlog.gitstore import GitStore
 
-from . import listing, score_table
+from . import listing
 from .checkout_cache import ScratchTree
 from .errors import RescoreError
 from .results import ResultSpec, parse_result
@@ -159,11 +167,9 @@ def rescore(
     result = result or ResultSpec()
     digest = scorer_digest(cmd, sandbox, result)
     report = RescoreReport(scorer=name, scorer_digest=digest, runs=list(run_ids))
-    score_table.ensure_table(store)
     todo: dict[str, _Job] = {}
     for run_id in run_ids:
-        score_table.sync_scores(store, run_id)
-        done = score_table.scored_parts(store, run_id, digest)
+        done = scored_parts(store, run_id, digest)
         chosen = select_parts(store, run_id, parts)
         report.selected += len(chosen)
         pending = [(p, t) for p, t in chosen if (p, t) not in done]
@@ -179,7 +185,7 @@ def rescore(
     try:
         to_run = []
         for job in todo.values():
-            original = score_table.find_result(store, digest, job.tree_id) if reuse else None
+            original = find_score(store, digest, job.tree_id) if reuse else None
             if original is not None:
                 origin = f"{original['run_id']}:{original['seq']}"
                 recorder.reuse(job, origin, _scored_event(store, original) or original)
@@ -224,7 +230,6 @@ class _Recorder:
             self.writers[run_id] = writer
         ts = time.time_ns()
         seq = writer.append(event, part=event.scored_part, ts=ts).seq
-        score_table.add_rows(self.store, run_id, [Record(seq, ts, event.scored_part, event)])
         row = {k: getattr(event, k) for k in _REPORTED}
         self.report.results.append({"run_id": run_id, "part": event.scored_part, "seq": seq, **row})
         setattr(self.report, event.status, getattr(self.report, event.status) + 1)
@@ -360,7 +365,7 @@ def _scored(recorder: _Recorder, job: _Job, ran, spec: ResultSpec) -> Scored:
 def scores(store: Store, run_id: str, name: str | None = None) -> list[dict]:
     """Every ``scored`` event of a run (one scorer's with ``name``), oldest first, as rows with
     ``scorer, scorer_digest, scored_part, tree_id, status, value, passed, failed, total, …``."""
-    return score_table.score_rows(store, run_id, name)
+    return score_rows(store, run_id, name)
 
 
 def select_runs(store: Store, ids: Sequence[str] = (), *, all_runs: bool = False,
