@@ -33,6 +33,7 @@ from pathlib import Path
 from agtrace.eventlog import (
     MessageAdded,
     PartEnded,
+    Record,
     RunEnded,
     RunLocked,
     RunWriter,
@@ -163,7 +164,8 @@ def open_writer(store: Store, run_id: str, durability: str, segment_bytes: int) 
         run_id,
         durability=durability,
         segment_bytes=segment_bytes,
-        listener=lambda first, items: catalog.apply(run_id, first, items),
+        listener=lambda first, items: catalog.apply(
+            run_id, [Record(seq, ts, part, ev) for seq, (ts, part, ev) in enumerate(items, first)]),
     )
     store.sync(run_id)
     return writer

@@ -20,6 +20,7 @@ from agtrace.eventlog import (
     RunWriter,
     Store,
     ToolReturned,
+    default_projections,
 )
 from agtrace.eventlog import segment as seg
 from agtrace.eventlog.reader import list_segments, read_stream
@@ -145,14 +146,15 @@ def test_catalog_folded_in_chunks_equals_folded_at_once(tmp_path_factory, cuts):
     _fill(w, 20)
     w.append(RunEnded(status="failed", reason="r"))
     store.close_writer(w)
-    items = [(r.ts, r.part, r.event) for r in store.read(w.run_id)]
-    once = Catalog(root / "once.db")
-    once.apply(w.run_id, 1, items)
-    chunked = Catalog(root / "chunked.db")
-    bounds = sorted({0, *[c for c in cuts if c < len(items)], len(items)})
+    records = list(store.read(w.run_id))
+    once = Catalog(root / "once.db", default_projections())
+    assert once.apply(w.run_id, records)
+    chunked = Catalog(root / "chunked.db", default_projections())
+    bounds = sorted({0, *[c for c in cuts if c < len(records)], len(records)})
     for a, b in zip(bounds, bounds[1:], strict=False):
-        chunked.apply(w.run_id, a + 1, items[a:b])
-    chunked.apply(w.run_id, 1, items)  # re-applying is harmless
+        assert chunked.apply(w.run_id, records[a:b])
+    assert chunked.apply(w.run_id, records)  # re-applying is harmless
+    assert not chunked.apply("other", records[5:])  # a gap is refused, nothing folded
     assert once.dump() == chunked.dump()
 
 

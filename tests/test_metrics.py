@@ -1,6 +1,6 @@
-"""Metrics projections: real values from a real demo capture, hand-built runs for the edge
+"""The metrics projection: real values from a real demo capture, hand-built runs for the edge
 cases, and property tests that folding in chunks equals folding at once and that a rebuild
-reproduces the incrementally maintained rows exactly."""
+reproduces the rows maintained as events were written exactly."""
 
 from __future__ import annotations
 
@@ -29,22 +29,17 @@ from agtrace.eventlog import (
     Usage,
     UsageReported,
 )
+from agtrace.eventlog import MetricsFold, PartMetrics, RunMetrics, fold_metrics, part_metrics, run_metrics
 from agtrace.replay.listing import list_runs, parse_since
-from agtrace.replay.projections import (
-    MetricsFold,
-    PartMetrics,
-    RunMetrics,
-    dump_metrics,
-    fold,
-    part_metrics,
-    rebuild_metrics,
-    run_metrics,
-    update_metrics,
-)
 
 from .conftest import run_agtrace
 
 # -- the demo: a real capture of a scripted Codex agent ------------------------------------------
+
+
+def dump_metrics(store: Store) -> dict[str, list[tuple]]:
+    dump = store.catalog.dump()
+    return {t: dump[t] for t in ("run_metrics", "part_metrics")}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +55,7 @@ def demo(tmp_path_factory):
 
 def test_demo_tokens_are_per_turn_deltas_summed_once(demo):
     store, run_id = demo
-    m = update_metrics(store, run_id)
+    m = run_metrics(store, run_id)
     # Codex reports cumulative totals 58,905 input (47,104 of them cached) and 3,302 output on
     # its last turn.completed; the run's spend is exactly that, not the sum of the totals.
     assert (m.tokens_input, m.tokens_cache_read, m.tokens_output) == (11_801, 47_104, 3_302)
@@ -76,19 +71,20 @@ def test_demo_tokens_are_per_turn_deltas_summed_once(demo):
 
 def test_demo_status_parts_turns_tools_files(demo):
     store, run_id = demo
-    m = update_metrics(store, run_id)
+    m = run_metrics(store, run_id)
     assert (m.status, m.end_status, m.parts, m.turns, m.model_calls) == ("completed", "completed", 26, 3, 3)
     assert m.duration_s is not None and 0 < m.duration_s < 120
     assert m.tools == {"apply_patch": {"calls": 3, "errors": 0}, "shell": {"calls": 11, "errors": 2}}
     assert (m.tool_calls, m.tool_errors) == (14, 2)
     assert m.tool_error_rates()["shell"] == pytest.approx(2 / 11)
-    assert (m.files_changed, m.lines_added, m.lines_removed) == (3, 34, 4)
-    assert m.position == m.events == sum(1 for _ in store.read(run_id))
+    assert (m.files_changed, m.churn_lines_added, m.churn_lines_removed) == (3, 34, 4)
+    assert m.events == sum(1 for _ in store.read(run_id))
+    assert store.catalog.position(run_id, "metrics") == m.events
 
 
 def test_demo_test_curve_fail_fail_pass(demo):
     store, run_id = demo
-    m = update_metrics(store, run_id)
+    m = run_metrics(store, run_id)
     curve = [(p.part, p.tests_passed, p.tests_failed, p.tests_total)
              for p in part_metrics(store, run_id) if p.tests_total is not None]
     assert curve == [(9, 2, 1, 3), (12, 4, 1, 5), (15, 5, 0, 5)]
@@ -97,16 +93,16 @@ def test_demo_test_curve_fail_fail_pass(demo):
     assert (m.tests_final_passed, m.tests_final_failed, m.tests_final_total) == (5, 0, 5)
     by_part = {p.part: p for p in part_metrics(store, run_id)}
     assert by_part[9].tool_errors == 1 and by_part[9].kind == "test"
-    assert (by_part[8].files_changed, by_part[8].lines_added) == (1, 20)
-    assert (by_part[22].lines_added, by_part[22].lines_removed) == (0, 3)  # the revert
+    assert (by_part[8].files_changed, by_part[8].churn_lines_added) == (1, 20)
+    assert (by_part[22].churn_lines_added, by_part[22].churn_lines_removed) == (0, 3)  # the revert
 
 
 def test_demo_rebuild_and_cli_reindex_reproduce_rows(demo):
     store, run_id = demo
-    update_metrics(store, run_id)
+    run_metrics(store, run_id)
     before = dump_metrics(store)
     assert before["run_metrics"] and len(before["part_metrics"]) == 26
-    assert rebuild_metrics(store) == 1
+    assert store.reindex() == 1
     assert dump_metrics(store) == before
     store.close()
     run_agtrace(["reindex"], store.root, check=True)
@@ -157,11 +153,11 @@ def test_attribution_errors_base_snapshot_and_cost(store):
         (SnapshotTaken(tree_id="d" * 40, final=True), 2),
         (RunEnded(status="failed", reason="gave up"), None),
     ])
-    m = update_metrics(store, run_id)
+    m = run_metrics(store, run_id)
     assert (m.status, m.reason, m.parts, m.turns) == ("failed", "gave up", 2, 1)
     assert m.tools == {"bash": {"calls": 1, "errors": 1}, "edit": {"calls": 1, "errors": 1}}
-    assert (m.files_changed, m.lines_added, m.lines_removed) == (2, 5, 1)  # a.py, c.py; base excluded
-    assert m.cost_usd == pytest.approx(0.75) and m.tokens == 117
+    assert (m.files_changed, m.churn_lines_added, m.churn_lines_removed) == (2, 5, 1)  # a.py, c.py; base excluded
+    assert m.cost_usd == pytest.approx(0.75) and m.tokens == 117 and (m.usage_reports, m.unpriced_usage) == (2, 0)
     assert (m.tests_first_pass_part, m.tests_best_part, m.tests_final_part) == (2, 2, 2)
     assert (m.model_calls, m.model_errors, m.errors) == (1, 1, 1)
     p1, p2 = part_metrics(store, run_id)
@@ -169,36 +165,37 @@ def test_attribution_errors_base_snapshot_and_cost(store):
     assert (p2.tokens, p2.files_changed, p2.tests_passed, p2.tests_failed) == (2, 2, 2, 0)
 
 
-def test_incremental_update_reads_from_the_stored_position(store):
+def test_metrics_are_maintained_as_events_are_written(store):
     w = store.create_run(RunStarted(agent="live"))
     w.append(MessageAdded(role="assistant", text="hi"), part=1)
     w.append(PartEnded(part_kind="message"), part=1)
     w.flush()
-    m = update_metrics(store, w.run_id)
-    assert (m.position, m.parts, m.status) == (3, 1, "running")
-    w.append(UsageReported(usage=Usage(input=7, output=3)))  # counts for part 1, folded later
+    other = Store(store.root)  # another connection, reading without folding anything itself
+    assert other.catalog.position(w.run_id, "metrics") == 3
+    m = run_metrics(store, w.run_id)
+    assert (m.events, m.parts, m.status) == (3, 1, "running")
+    w.append(UsageReported(usage=Usage(input=7, output=3)))  # counts for part 1
     w.flush()
-    assert run_metrics(store, w.run_id).tokens == 0  # stored rows are not refreshed by reading
-    m = update_metrics(store, w.run_id)
-    assert (m.position, m.tokens) == (4, 10)
+    assert run_metrics(other, w.run_id, sync=False).tokens == 10
     assert part_metrics(store, w.run_id)[0].tokens == 10
-    assert update_metrics(store, w.run_id).position == 4  # idempotent
+    assert run_metrics(store, w.run_id).events == 4  # idempotent
     store.close_writer(w)
+    other.close()
 
 
-def test_a_failed_save_leaves_rows_and_position_as_they_were(store):
+def test_a_failed_transaction_leaves_rows_and_positions_as_they_were(store):
     w = store.create_run(RunStarted(agent="x"))
     w.append(MessageAdded(role="user", text="a"), part=1)
     w.flush()
-    update_metrics(store, w.run_id)
     before = dump_metrics(store)["run_metrics"]
+    positions = store.catalog.dump()["positions"]
+    store.catalog.conn.execute("DROP TABLE part_metrics")  # the part rows cannot be written
     w.append(UsageReported(usage=Usage(input=5)), part=1)
-    w.flush()
-    store.catalog.db.conn.execute("DROP TABLE part_metrics")  # the part rows cannot be written
     with pytest.raises(Exception, match="part_metrics"):
-        update_metrics(store, w.run_id)
-    assert [tuple(r) for r in store.catalog.db.conn.execute("SELECT * FROM run_metrics")] == before
-    store.close_writer(w)
+        w.flush()
+    assert [tuple(r) for r in store.catalog.conn.execute("SELECT * FROM run_metrics")] == before
+    assert sorted(store.catalog.conn.execute("SELECT * FROM positions")) == positions
+    w.abandon()
 
 
 def test_ls_filters_and_sorts(store):
@@ -261,7 +258,8 @@ def _records(items) -> list[Record]:
 @given(_items, st.lists(st.integers(1, 40), max_size=6))
 def test_folding_in_chunks_equals_folding_at_once(items, cuts):
     records = _records(items)
-    whole_run, whole_parts = fold("R", records)
+    whole = MetricsFold(RunMetrics(run_id="R"))
+    whole.apply(records)
     stored_run, stored_state, stored_parts = RunMetrics(run_id="R"), {}, {}
     bounds = sorted({0, len(records), *(c for c in cuts if c < len(records))})
     for lo, hi in zip(bounds, bounds[1:], strict=False):
@@ -271,13 +269,17 @@ def test_folding_in_chunks_equals_folding_at_once(items, cuts):
         f.apply(records[lo:hi])
         stored_run, stored_state = f.run, f.state()
         stored_parts.update(f.touched)
-    assert stored_run == whole_run
-    assert [stored_parts[n] for n in sorted(stored_parts)] == whole_parts
+    assert stored_run == whole.run
+    assert stored_parts == whole.touched
+    folded, parts = fold_metrics("R", records)
+    assert (folded.tokens, folded.tool_errors, folded.tests_final_passed) == (
+        whole.run.tokens, whole.run.tool_errors, whole.run.tests_final_passed)
+    assert sum(p.tokens for p in parts) <= folded.tokens
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_items, st.lists(st.integers(1, 40), max_size=4))
-def test_rebuild_reproduces_incremental_rows(items, cuts):
+def test_rebuild_reproduces_rows_maintained_while_writing(items, cuts):
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "store")
         w = store.create_run(RunStarted(agent="p"))
@@ -286,12 +288,10 @@ def test_rebuild_reproduces_incremental_rows(items, cuts):
             w.append(ev, part=part)
             if i in cut_at:
                 w.flush()
-                update_metrics(store, w.run_id)
         w.append(RunEnded(status="completed"))
         store.close_writer(w)
-        update_metrics(store, w.run_id)
-        incremental = dump_metrics(store)
-        rebuild_metrics(store)
-        assert dump_metrics(store) == incremental
-        assert run_metrics(store, w.run_id).tokens == fold(w.run_id, store.read(w.run_id))[0].tokens
+        maintained = store.catalog.dump()
+        store.reindex()
+        assert store.catalog.dump() == maintained
+        assert run_metrics(store, w.run_id).tokens == fold_metrics(w.run_id, store.read(w.run_id))[0].tokens
         store.close()
