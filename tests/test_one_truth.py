@@ -1,0 +1,193 @@
+"""One truth: every figure that two commands print under the same name is the same number.
+
+A store holds the demo run (a real capture of the scripted agent), real Claude Code output (a
+session file imported, and `claude -p` stream-json captured through `agtrace run`), an Inspect
+log and an OpenCode run. For each run the figures of ``ls --json``, ``show --json``, ``metrics
+--json`` (and ``--per-part``), ``compare --json``, the report's embedded data and ``export
+--format jsonl --metrics`` are compared key by key, all through the real CLI in subprocesses;
+the capture summaries (the live line's final figures) must agree too. The Claude totals are
+also counted straight from the source files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conftest import FIXTURES, REPO, run_agtrace
+
+CLAUDE_SESSION = FIXTURES / "claude-code" / "daaain_representative_messages.jsonl"
+CLAUDE_STREAM = REPO / "tests" / "golden" / "real" / "claude-code.jsonl"
+INSPECT_LOG = FIXTURES / "inspect" / "demo_mockllm_local_sandbox.eval"
+OPENCODE_RUN = FIXTURES / "opencode" / "noldor_run-format-json_opencode-1.17.20.ndjson"
+OPENCODE_STREAM = REPO / "tests" / "golden" / "real" / "opencode.jsonl"
+
+pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared fixtures not mounted")
+
+
+def _json(proc) -> object:
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The store, the run ids by label, and what each capture printed as its summary."""
+    root = tmp_path_factory.mktemp("one-truth")
+    store = root / "store"
+    runs: dict[str, str] = {}
+    summaries: dict[str, dict] = {}
+    demo = _json(run_agtrace(["demo", "--fast", "--json", "--workdir", str(root / "demo")], store, check=True))
+    runs["demo"], summaries["demo"] = demo["run_id"], demo
+    for label, source in (("claude-stream", CLAUDE_STREAM), ("opencode-stream", OPENCODE_STREAM)):
+        work = root / label
+        work.mkdir()
+        agent = {"claude-stream": "claude-code", "opencode-stream": "opencode"}[label]
+        out = _json(run_agtrace(["run", "--agent", agent, "--workdir", str(work), "--json", "--",
+                                 "cat", str(source)], store, check=True))
+        runs[label], summaries[label] = out["run_id"], out
+    for label, source, fmt in (("claude-session", CLAUDE_SESSION, "claude-session"),
+                               ("inspect", INSPECT_LOG, "inspect"), ("opencode-run", OPENCODE_RUN, "opencode-run")):
+        copy = root / "sources" / source.name
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copy(source, copy)
+        results = _json(run_agtrace(["import", str(copy), "--format", fmt, "--json"], store, check=True))
+        ids = [r for res in results for r in res["runs"]]
+        runs[label] = ids[0]  # an Inspect log of two samples is two runs; the first is enough
+    return store, root, runs, summaries
+
+
+@pytest.fixture(scope="module")
+def views(world):
+    """Every command's view of every run, as ``{label: {source: dict}}`` and per-part lists."""
+    store, root, runs, _ = world
+    ids = list(runs.values())
+    listed = {r["id"]: r for r in _json(run_agtrace(["ls", "--json"], store, check=True))}
+    compared = {r["id"]: r for r in _json(run_agtrace(["compare", *ids, "--json"], store, check=True))}
+    export = root / "export.jsonl"
+    run_agtrace(["export", *ids, "--format", "jsonl", "--metrics", "-o", str(export)], store, check=True)
+    exported = {r["run_id"]: _unflat(r) for r in _lines(root / "export.run_metrics.jsonl")}
+    exported_parts: dict[str, list] = {}
+    for r in _lines(root / "export.part_metrics.jsonl"):
+        exported_parts.setdefault(r.pop("run_id"), []).append(r)
+    out: dict[str, dict] = {}
+    parts: dict[str, dict] = {}
+    for label, run_id in runs.items():
+        page = root / f"{label}.html"
+        run_agtrace(["report", run_id, "-o", str(page)], store, check=True)
+        data = _blocks(page.read_text())["agtrace-data"]
+        out[label] = {
+            "ls": listed[run_id],
+            "show": _json(run_agtrace(["show", run_id, "--json"], store, check=True)),
+            "metrics": _json(run_agtrace(["metrics", run_id, "--json"], store, check=True)),
+            "compare": compared[run_id],
+            "report": data["run"],
+            "export": exported[run_id],
+        }
+        parts[label] = {
+            "metrics": _json(run_agtrace(["metrics", run_id, "--per-part", "--json"], store, check=True)),
+            "export": exported_parts.get(run_id, []),
+            "report": data,
+        }
+    return out, parts
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _unflat(row: dict) -> dict:
+    """Export writes nested values as JSON text (one scalar type per column); read them back."""
+    return {k: json.loads(v) if k in ("tools", "tags") and isinstance(v, str) else v for k, v in row.items()}
+
+
+def _blocks(page: str) -> dict:
+    return {m.group(1): json.loads(m.group(2))
+            for m in re.finditer(r'<script type="application/json" id="([^"]+)">(.*?)</script>', page, re.S)}
+
+
+LABELS = ("demo", "claude-stream", "opencode-stream", "claude-session", "inspect", "opencode-run")
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_every_shared_name_has_one_value(views, label):
+    by_source = views[0][label]
+    shared = 0
+    names = sorted(by_source)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for key in sorted(set(by_source[a]) & set(by_source[b])):
+                assert by_source[a][key] == by_source[b][key], f"{label}: {key} is {by_source[a][key]!r} in {a} " \
+                                                              f"but {by_source[b][key]!r} in {b}"
+                shared += 1
+    assert shared > 100  # the views really overlap: tokens, parts, tests, tools, times, status…
+    m = by_source["metrics"]
+    for source in ("ls", "compare", "report", "export"):
+        assert by_source[source]["tokens"] == m["tokens"], source
+    for source in ("ls", "show", "compare", "report", "export"):
+        assert by_source[source]["parts"] == m["parts"], source
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_per_part_rows_agree_and_sum_to_the_run(views, label):
+    run = views[0][label]["metrics"]
+    per_part = views[1][label]
+    rows = per_part["metrics"]
+    assert per_part["export"] == rows
+    data = per_part["report"]
+    assert data["parts"]["n"] == [r["part"] for r in rows]
+    assert data["parts"]["ch"] == [r["files_changed"] for r in rows]
+    assert data["parts"]["add"] == [r["churn_lines_added"] for r in rows]
+    assert [k for k in data["parts"]["kind"] if k != "unfinished"] == [r["kind"] for r in rows if r["kind"]]
+    assert sum(u[2] for u in data["usage"]) == run["tokens"]
+    assert sum(r["tokens"] for r in rows) <= run["tokens"]
+    assert sum(r["churn_lines_added"] for r in rows) == run["churn_lines_added"]
+    assert sum(r["tool_calls"] for r in rows) <= run["tool_calls"]
+    assert run["parts"] == max((r["part"] for r in rows if r["kind"]), default=0)
+
+
+@pytest.mark.parametrize("label", ["demo", "claude-stream", "opencode-stream"])
+def test_the_capture_summary_reports_the_same_figures(world, views, label):
+    _, _, _, summaries = world
+    m = views[0][label]["metrics"]
+    summary = summaries[label]
+    assert (summary["tokens"], summary["parts"], summary["status"]) == (m["tokens"], m["parts"], m["status"])
+
+
+def test_the_demo_names_net_and_churn_apart(views):
+    row = views[0]["demo"]["compare"]
+    assert (row["net_files_changed"], row["net_lines_added"], row["net_lines_removed"]) == (3, 31, 1)
+    assert (row["churn_lines_added"], row["churn_lines_removed"]) == (34, 4)
+    assert "lines_added" not in row and "lines_added" not in views[0]["demo"]["metrics"]
+
+
+def _anthropic_total(usage: dict) -> int:
+    return sum(usage.get(k) or 0 for k in ("input_tokens", "output_tokens", "cache_read_input_tokens",
+                                           "cache_creation_input_tokens"))
+
+
+def test_claude_session_tokens_are_those_of_its_distinct_messages(views):
+    by_id: dict[str, dict] = {}
+    for line in CLAUDE_SESSION.read_text().splitlines():
+        rec = json.loads(line) if line.strip() else {}
+        msg = rec.get("message")
+        if rec.get("type") == "assistant" and isinstance(msg, dict) and isinstance(msg.get("usage"), dict):
+            by_id[msg["id"]] = msg["usage"]  # a message's lines repeat its usage: count it once
+    assert by_id
+    m = views[0]["claude-session"]["metrics"]
+    assert m["tokens"] == sum(_anthropic_total(u) for u in by_id.values())
+    assert m["tokens_output"] == sum(u.get("output_tokens", 0) for u in by_id.values())
+
+
+def test_claude_stream_tokens_are_the_sessions_own_total(views):
+    records = [json.loads(line) for line in CLAUDE_STREAM.read_text().splitlines()]
+    by_id = {r["message"]["id"]: r["message"]["usage"] for r in records if r.get("type") == "assistant"}
+    assert len(by_id) < sum(1 for r in records if r.get("type") == "assistant")  # ids repeat
+    result = next(r for r in records if r.get("type") == "result")
+    m = views[0]["claude-stream"]["metrics"]
+    # the messages' usage, each message once, plus what the final result adds (its total)
+    assert sum(_anthropic_total(u) for u in by_id.values()) < m["tokens"] == _anthropic_total(result["usage"])
+    assert m["cost_usd"] == pytest.approx(result["total_cost_usd"])
