@@ -174,7 +174,7 @@ class Catalog:
         that the catalog does not know or that have not ended (they may have grown)."""
         rows = {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT id, end_status, events FROM runs")}
         positions = self.projections.all_positions()
-        failed = {(r[0], r[1]) for r in self.conn.execute("SELECT projection, run_id FROM projection_errors")}
+        failed = {(e.projection, e.run_id) for e in self.projections.errors()}
         names = [p.name for p in self.projections.of("events")]
         out = []
         for run_id in run_ids:

@@ -240,11 +240,12 @@ class Projections:
         return {r[0] for r in rows}
 
     def errors(self, run_id: str | None = None) -> list[ProjectionFailure]:
-        """Projection failures, of one run or all, by run and projection."""
+        """Failures of the registered projections, of one run or all, by run and projection."""
         sql = "SELECT projection, run_id, seq, message FROM projection_errors"
         rows = self.conn.execute(sql + (" WHERE run_id=?" if run_id else "") + " ORDER BY run_id, projection",
                                  [run_id] if run_id else [])
-        return [ProjectionFailure(*r) for r in rows]
+        names = {p.name for p in self.all}
+        return [ProjectionFailure(*r) for r in rows if r[0] in names]
 
     def forget(self, run_id: str) -> None:
         """Delete a run from every projection and from the bookkeeping (one transaction)."""

@@ -15,10 +15,13 @@ from hypothesis import strategies as st
 from agtrace.eventlog import (
     ErrorOccurred,
     MessageAdded,
+    MetricsFold,
     ModelCalled,
     PartEnded,
+    PartMetrics,
     Record,
     RunEnded,
+    RunMetrics,
     RunStarted,
     SnapshotTaken,
     Store,
@@ -28,8 +31,10 @@ from agtrace.eventlog import (
     TurnStarted,
     Usage,
     UsageReported,
+    fold_metrics,
+    part_metrics,
+    run_metrics,
 )
-from agtrace.eventlog import MetricsFold, PartMetrics, RunMetrics, fold_metrics, part_metrics, run_metrics
 from agtrace.replay.listing import list_runs, parse_since
 
 from .conftest import run_agtrace
