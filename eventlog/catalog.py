@@ -5,11 +5,12 @@
 folds records into them. It also keeps the ``segments`` table (run, stream, file, seq range,
 bytes), which is fed from the segment files rather than from events.
 
-:class:`CatalogProjection` is the projection every store has: ``runs`` (one row per run: identity from
-``run_started``, the model as called, end status from ``run_ended``, ``events`` = the last seq,
+:class:`CatalogProjection` is the projection every store has: ``runs`` (one row per run:
+identity from ``run_started``, the model as called, end status from ``run_ended``, ``events`` = the last seq,
 ``parts`` = the highest part that ended, the last event's time) and ``parts`` (one row per part
 that has an event: its seq range, and from ``part_ended`` its kind, title, tool, tree and end
 time). No column depends on when or by whom the fold ran, so a rebuild is row for row identical.
+:class:`RunInfo` is a ``runs`` row with the run's live status (:func:`status_of`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
@@ -35,6 +38,66 @@ from .events import (
 from .projection import Projection, ProjectionFailure, Projections
 
 _RUN_KINDS = frozenset((RunStarted, RunEnded, ModelCalled, UsageReported))
+
+STALE_WITHOUT_HEARTBEAT_S = 15 * 60
+"""A run with no end event, no live writer and no heartbeat setting counts as crashed after
+this long without events (plumbing runs fed by `agtrace append`)."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as listed: the catalog row plus the live status."""
+
+    id: str
+    agent: str
+    agent_version: str
+    model: str
+    task_id: str
+    status: str
+    reason: str
+    parts: int
+    events: int
+    started_at: int | None
+    ended_at: int | None
+    last_ts: int | None
+    parent_run: str
+    tags: dict
+    exit_code: int | None = None
+    projection_errors: tuple[str, ...] = ()
+    """Projections that stopped on this run, each as a sentence (see ``projection_errors``)."""
+
+    @property
+    def duration_s(self) -> float | None:
+        end = self.ended_at or self.last_ts
+        if self.started_at is None or end is None:
+            return None
+        return (end - self.started_at) / 1e9
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["duration_s"] = self.duration_s
+        d["projection_errors"] = list(self.projection_errors)
+        return d
+
+
+def status_of(row: dict, writer_alive: bool, now_ns: int | None = None) -> tuple[str, str]:
+    """A run's status from its catalog row and whether a writer holds its lock.
+
+    ``running`` while a writer is alive; the end event's status once ended; otherwise
+    ``crashed`` — at once for captured runs (they send heartbeats), after
+    :data:`STALE_WITHOUT_HEARTBEAT_S` of silence for runs fed by hand.
+    """
+    if row.get("end_status"):
+        return row["end_status"], row.get("end_reason") or ""
+    if writer_alive:
+        return "running", ""
+    if row.get("heartbeat_s"):
+        return "crashed", "the capture process stopped without ending the run"
+    now_ns = now_ns if now_ns is not None else time.time_ns()
+    last = row.get("last_ts") or row.get("started_at") or 0
+    if now_ns - last > STALE_WITHOUT_HEARTBEAT_S * 1e9:
+        return "crashed", f"no events for over {STALE_WITHOUT_HEARTBEAT_S // 60} minutes and no end event"
+    return "running", ""
 
 
 def m001_runs_parts(conn: sqlite3.Connection) -> None:

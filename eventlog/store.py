@@ -28,14 +28,13 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
 from . import reader, verification
 from .blobs import BlobStore
-from .catalog import Catalog, CatalogProjection
+from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
 from .errors import AmbiguousRunId, RunNotFound, StoreError
 from .events import Record, RunEnded, RunStarted
 from .ids import looks_like_run_id, new_run_id
@@ -46,10 +45,6 @@ from .score import ScoresProjection
 from .verification import VerifyReport, blob_refs  # noqa: F401 - blob_refs: sync.py reads it here
 from .writer import RunWriter
 
-STALE_WITHOUT_HEARTBEAT_S = 15 * 60
-"""A run with no end event, no live writer and no heartbeat setting counts as crashed after
-this long without events (plumbing runs fed by `agtrace append`)."""
-
 SYNC_BATCH = 10_000
 """Records folded per transaction when catching up from the segments."""
 
@@ -57,42 +52,6 @@ def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
     ``parts``), metrics (``run_metrics``, ``part_metrics``) and scores (``scores``)."""
     return (CatalogProjection(), MetricsProjection(), ScoresProjection())
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """One run as listed: the catalog row plus the live status."""
-
-    id: str
-    agent: str
-    agent_version: str
-    model: str
-    task_id: str
-    status: str
-    reason: str
-    parts: int
-    events: int
-    started_at: int | None
-    ended_at: int | None
-    last_ts: int | None
-    parent_run: str
-    tags: dict
-    exit_code: int | None = None
-    projection_errors: tuple[str, ...] = ()
-    """Projections that stopped on this run, each as a sentence (see ``projection_errors``)."""
-
-    @property
-    def duration_s(self) -> float | None:
-        end = self.ended_at or self.last_ts
-        if self.started_at is None or end is None:
-            return None
-        return (end - self.started_at) / 1e9
-
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d["duration_s"] = self.duration_s
-        d["projection_errors"] = list(self.projection_errors)
-        return d
 
 
 class Store:
@@ -399,23 +358,3 @@ class Store:
         Problems are listed with the segment path and byte offset of the first bad frame.
         """
         return verification.verify(self, run_id, progress)
-
-
-def status_of(row: dict, writer_alive: bool, now_ns: int | None = None) -> tuple[str, str]:
-    """A run's status from its catalog row and whether a writer holds its lock.
-
-    ``running`` while a writer is alive; the end event's status once ended; otherwise
-    ``crashed`` — at once for captured runs (they send heartbeats), after
-    :data:`STALE_WITHOUT_HEARTBEAT_S` of silence for runs fed by hand.
-    """
-    if row.get("end_status"):
-        return row["end_status"], row.get("end_reason") or ""
-    if writer_alive:
-        return "running", ""
-    if row.get("heartbeat_s"):
-        return "crashed", "the capture process stopped without ending the run"
-    now_ns = now_ns if now_ns is not None else time.time_ns()
-    last = row.get("last_ts") or row.get("started_at") or 0
-    if now_ns - last > STALE_WITHOUT_HEARTBEAT_S * 1e9:
-        return "crashed", f"no events for over {STALE_WITHOUT_HEARTBEAT_S // 60} minutes and no end event"
-    return "running", ""

@@ -3,10 +3,9 @@
 ``render_report(store, run_id)`` takes every figure from the run's metrics projection (the header:
 :func:`agtrace.eventlog.run_metrics`; the per-part rows and the tokens curve:
 :func:`agtrace.eventlog.part_metrics`), folds the run's events once for what only the page shows
-(:class:`RunFold`: transcript rows, test points, tool-call lanes), computes the diff of every part
-whose tree changed (difflib over :meth:`GitStore.read_blob`, once per distinct tree pair; line
-counts are git's), and returns one HTML document. The page needs no network: CSS, JS and the plots (SVG
-drawn by the page's own script) are inline, and the data is embedded as compact JSON in
+(:class:`RunFold`: transcript rows, test points, tool-call lanes), diffs every part whose tree
+changed (:mod:`agtrace.replay.report_diff`), and returns one HTML document. The page needs no
+network: CSS, JS and the plots (SVG drawn by the page's own script) are inline, and the data is embedded as compact JSON in
 ``<script type="application/json">`` blocks that the script parses when it needs them. It works
 opened from disk and from an S3 link alike; ``#part-N`` in the URL opens part N.
 
@@ -20,12 +19,10 @@ page, with `agtrace replay` as the way to the full content.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import html
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 
@@ -57,11 +54,9 @@ from agtrace.eventlog import (
     score_rows,
     to_builtins,
 )
-from agtrace.eventlog.gitstore import GitStore
 
-from .errors import ReplayError
+from .report_diff import run_diffs
 from .report_page import page
-from .workspace import base_tree, snapshots
 
 Progress = Callable[[int, int], None]
 
@@ -235,111 +230,6 @@ def usage_points(metrics: RunMetrics, parts: list[PartMetrics]) -> list[list]:
     if before or before_cost:
         points.insert(0, [0, 0, before, before_cost])
     return points
-
-
-@dataclass
-class DiffBudget:
-    """What is left of the diff and file-version caps while a report is built."""
-
-    limits: ReportLimits
-    diff_left: int = 0
-    blob_left: int = 0
-    blobs: dict[str, str] = field(default_factory=dict)
-    cut_parts: int = 0
-
-    def __post_init__(self):
-        self.diff_left = self.limits.diff_total_bytes
-        self.blob_left = self.limits.blob_total_bytes
-
-
-def _text(data: bytes | None) -> str | None:
-    """The bytes as text, or None when they look binary."""
-    if data is None or b"\0" in data[:8192]:
-        return None
-    try:
-        return data.decode()
-    except UnicodeDecodeError:
-        return None
-
-
-def _key(data: bytes) -> str:
-    return hashlib.sha1(data).hexdigest()[:16]
-
-
-def part_changes(git: GitStore, tree_a: str, tree_b: str, budget: DiffBudget) -> list[list]:
-    """Files that differ from ``tree_a`` to ``tree_b`` as ``[path, status, +, -, key_a, key_b, diff, note]``.
-
-    ``diff`` is a unified diff (3 lines of context) or None with ``note`` saying why; ``key_*``
-    name the two versions in ``budget.blobs`` (None where the file is absent).
-    """
-    lim = budget.limits
-    out = []
-    part_left = lim.diff_part_bytes
-    for c in git.diff(tree_a or None, tree_b):
-        old = git.read_blob(tree_a, c.path) if c.status != "added" else None
-        new = git.read_blob(tree_b, c.path) if c.status != "deleted" else None
-        keys = []
-        texts = []
-        for data in (old, new):
-            text = _text(data)
-            texts.append(text)
-            key = _key(data) if data is not None else None
-            keys.append(key)
-            if key and text is not None and key not in budget.blobs and len(data) <= lim.blob_file_bytes \
-                    and len(data) <= budget.blob_left:
-                budget.blobs[key] = text
-                budget.blob_left -= len(data)
-        diff, note = None, ""
-        if (old is not None and texts[0] is None) or (new is not None and texts[1] is None):
-            note = "binary file"
-        elif max(len(old or b""), len(new or b"")) > lim.blob_file_bytes:
-            note = f"file over {lim.blob_file_bytes // 1024} KiB; `agtrace replay` writes it out"
-        elif part_left <= 0 or budget.diff_left <= 0:
-            note = "left out: the report's diff size cap was reached; `agtrace replay` shows it"
-        else:
-            lines = difflib.unified_diff((texts[0] or "").splitlines(), (texts[1] or "").splitlines(),
-                                         f"a/{c.path}", f"b/{c.path}", n=3, lineterm="")
-            diff = "\n".join(lines)
-            size = len(diff.encode())
-            if size > min(part_left, budget.diff_left):
-                keep = max(0, min(part_left, budget.diff_left))
-                diff = diff.encode()[:keep].decode(errors="ignore") + "\n… [diff cut at the size cap]"
-                budget.cut_parts += 1
-            part_left -= size
-            budget.diff_left -= size
-        out.append([c.path, c.status, c.lines_added, c.lines_removed, keys[0], keys[1], diff, note])
-    return out
-
-
-def run_diffs(store: Store, run_id: str, part_trees: list[tuple[int, str]], limits: ReportLimits,
-              progress: Progress | None = None, done: int = 0) -> dict:
-    """Per-part changes for every part (``(part, tree)`` in part order; parts without a tree
-    left out) whose tree differs from the previous part's."""
-    todo = [(n, tree) for n, tree in part_trees if tree]
-    if not todo:
-        return {"parts": {}, "blobs": {}, "note": "This run recorded no workspace snapshots, so it has no diffs."}
-    try:
-        git = snapshots(store, run_id)
-    except ReplayError as exc:
-        return {"parts": {}, "blobs": {}, "note": str(exc)}
-    budget = DiffBudget(limits)
-    previous = base_tree(store, run_id)
-    changes: dict[str, list] = {}
-    cache: dict[tuple[str, str], list] = {}
-    for i, (n, tree) in enumerate(todo, 1):
-        if tree != previous:
-            pair = (previous, tree)
-            if pair not in cache:
-                cache[pair] = part_changes(git, previous, tree, budget)
-            changes[str(n)] = cache[pair]
-        previous = tree
-        if progress and i % 50 == 0:
-            progress(done + i, done + len(todo))
-    note = ""
-    if budget.diff_left <= 0 or budget.cut_parts:
-        note = "Some diffs were cut or left out at the report's size caps; `agtrace replay ID --part N` writes any part out."
-    return {"parts": changes, "blobs": budget.blobs, "note": note,
-            "blobs_complete": budget.blob_left > 0}
 
 
 def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None,

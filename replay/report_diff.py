@@ -1,0 +1,131 @@
+"""The per-part diffs a report embeds: what changed in each part, within the report's size caps.
+
+:func:`run_diffs` diffs the tree of every part against the previous part's tree (once per
+distinct pair); file lists and line counts are git's (:meth:`GitStore.diff`), the unified diff
+text is difflib's over the blobs (3 lines of context). :class:`DiffBudget` carries what is left
+of the caps in :class:`~agtrace.replay.report.ReportLimits`; every cut is noted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from agtrace.eventlog import Store
+from agtrace.eventlog.gitstore import GitStore
+
+from .errors import ReplayError
+from .workspace import base_tree, snapshots
+
+if TYPE_CHECKING:
+    from .report import ReportLimits
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class DiffBudget:
+    """What is left of the diff and file-version caps while a report is built."""
+
+    limits: ReportLimits
+    diff_left: int = 0
+    blob_left: int = 0
+    blobs: dict[str, str] = field(default_factory=dict)
+    cut_parts: int = 0
+
+    def __post_init__(self):
+        self.diff_left = self.limits.diff_total_bytes
+        self.blob_left = self.limits.blob_total_bytes
+
+
+def _text(data: bytes | None) -> str | None:
+    """The bytes as text, or None when they look binary."""
+    if data is None or b"\0" in data[:8192]:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _key(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+def part_changes(git: GitStore, tree_a: str, tree_b: str, budget: DiffBudget) -> list[list]:
+    """Files that differ from ``tree_a`` to ``tree_b`` as ``[path, status, +, -, key_a, key_b, diff, note]``.
+
+    ``diff`` is a unified diff (3 lines of context) or None with ``note`` saying why; ``key_*``
+    name the two versions in ``budget.blobs`` (None where the file is absent).
+    """
+    lim = budget.limits
+    out = []
+    part_left = lim.diff_part_bytes
+    for c in git.diff(tree_a or None, tree_b):
+        old = git.read_blob(tree_a, c.path) if c.status != "added" else None
+        new = git.read_blob(tree_b, c.path) if c.status != "deleted" else None
+        keys = []
+        texts = []
+        for data in (old, new):
+            text = _text(data)
+            texts.append(text)
+            key = _key(data) if data is not None else None
+            keys.append(key)
+            if key and text is not None and key not in budget.blobs and len(data) <= lim.blob_file_bytes \
+                    and len(data) <= budget.blob_left:
+                budget.blobs[key] = text
+                budget.blob_left -= len(data)
+        diff, note = None, ""
+        if (old is not None and texts[0] is None) or (new is not None and texts[1] is None):
+            note = "binary file"
+        elif max(len(old or b""), len(new or b"")) > lim.blob_file_bytes:
+            note = f"file over {lim.blob_file_bytes // 1024} KiB; `agtrace replay` writes it out"
+        elif part_left <= 0 or budget.diff_left <= 0:
+            note = "left out: the report's diff size cap was reached; `agtrace replay` shows it"
+        else:
+            lines = difflib.unified_diff((texts[0] or "").splitlines(), (texts[1] or "").splitlines(),
+                                         f"a/{c.path}", f"b/{c.path}", n=3, lineterm="")
+            diff = "\n".join(lines)
+            size = len(diff.encode())
+            if size > min(part_left, budget.diff_left):
+                keep = max(0, min(part_left, budget.diff_left))
+                diff = diff.encode()[:keep].decode(errors="ignore") + "\n… [diff cut at the size cap]"
+                budget.cut_parts += 1
+            part_left -= size
+            budget.diff_left -= size
+        out.append([c.path, c.status, c.lines_added, c.lines_removed, keys[0], keys[1], diff, note])
+    return out
+
+
+def run_diffs(store: Store, run_id: str, part_trees: list[tuple[int, str]], limits: ReportLimits,
+              progress: Progress | None = None, done: int = 0) -> dict:
+    """Per-part changes for every part (``(part, tree)`` in part order; parts without a tree
+    left out) whose tree differs from the previous part's."""
+    todo = [(n, tree) for n, tree in part_trees if tree]
+    if not todo:
+        return {"parts": {}, "blobs": {}, "note": "This run recorded no workspace snapshots, so it has no diffs."}
+    try:
+        git = snapshots(store, run_id)
+    except ReplayError as exc:
+        return {"parts": {}, "blobs": {}, "note": str(exc)}
+    budget = DiffBudget(limits)
+    previous = base_tree(store, run_id)
+    changes: dict[str, list] = {}
+    cache: dict[tuple[str, str], list] = {}
+    for i, (n, tree) in enumerate(todo, 1):
+        if tree != previous:
+            pair = (previous, tree)
+            if pair not in cache:
+                cache[pair] = part_changes(git, previous, tree, budget)
+            changes[str(n)] = cache[pair]
+        previous = tree
+        if progress and i % 50 == 0:
+            progress(done + i, done + len(todo))
+    note = ""
+    if budget.diff_left <= 0 or budget.cut_parts:
+        note = "Some diffs were cut or left out at the report's size caps; `agtrace replay ID --part N` writes any part out."
+    return {"parts": changes, "blobs": budget.blobs, "note": note,
+            "blobs_complete": budget.blob_left > 0}
