@@ -22,6 +22,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import fields
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from .catalog import Catalog, CatalogProjection
@@ -68,7 +69,12 @@ class MetricsProjection(Projection):
 
     def apply(self, conn: sqlite3.Connection, run_id: str, records: Iterable[Record]) -> None:
         run, state = _load_run(conn, run_id)
-        f = MetricsFold(run, state, lambda n: _load_part(conn, run_id, n))
+        stored = conn.execute("SELECT max(part) FROM part_metrics WHERE run_id=?", [run_id]).fetchone()[0] or 0
+
+        def load(n: int) -> PartMetrics | None:  # parts above the highest stored row have none
+            return _load_part(conn, run_id, n) if n <= stored else None
+
+        f = MetricsFold(run, state, load)
         f.apply(records)
         values = [getattr(run, c) for c in RUN_COLUMNS]
         values[RUN_COLUMNS.index("tools")] = json.dumps(run.tools, sort_keys=True)
@@ -78,8 +84,11 @@ class MetricsProjection(Projection):
         conn.executemany(
             f"INSERT OR REPLACE INTO part_metrics (run_id, {', '.join(PART_COLUMNS)}) "
             f"VALUES ({', '.join('?' * (len(PART_COLUMNS) + 1))})",
-            [[run_id, *(getattr(p, c) for c in PART_COLUMNS)] for _, p in sorted(f.touched.items())],
+            [(run_id, *_part_values(p)) for _, p in sorted(f.touched.items())],
         )
+
+
+_part_values = attrgetter(*PART_COLUMNS)
 
 
 def _load_run(conn: sqlite3.Connection, run_id: str) -> tuple[RunMetrics, dict]:
