@@ -29,6 +29,7 @@ from contextlib import contextmanager
 Migration = Callable[[sqlite3.Connection], None]
 """A forward-only schema step; its ``__name__`` (``m001_runs``) is what ``migrations`` records."""
 
+
 class _Guard:
     """The lock that makes one connection's transactions take turns, and the nesting depth of
     the thread that holds it (savepoint names)."""

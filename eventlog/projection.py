@@ -171,8 +171,7 @@ class Projections:
         for table in p.tables:
             if table in existing:
                 conn.execute(f'DROP TABLE "{table}"')
-        for table in ("migrations",):
-            conn.execute(f"DELETE FROM {table} WHERE owner=?", [p.name])
+        conn.execute("DELETE FROM migrations WHERE owner=?", [p.name])
         for table in ("positions", "projection_errors"):
             conn.execute(f"DELETE FROM {table} WHERE projection=?", [p.name])
         conn.execute("INSERT OR REPLACE INTO projections (name, version) VALUES (?, ?)", [p.name, p.version])
