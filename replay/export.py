@@ -72,12 +72,16 @@ COLUMNS = ("run", "seq", "ts", "time", "part", "kind", *TYPED_COLUMNS[:3], *TOKE
 
 @dataclass
 class ExportReport:
-    """What an export wrote. ``out`` is where it is (a path, or the URL it was uploaded to)."""
+    """What an export wrote. ``out`` is where it is (a path, the URL it was uploaded to, or the
+    OTLP endpoint it was sent to). ``events`` counts the events read (all of each run for ATIF
+    and OTLP); ``steps`` the ATIF steps and ``spans`` the OTLP spans written."""
 
     format: str
     out: str
     runs: int = 0
     events: int = 0
+    steps: int = 0
+    spans: int = 0
     files: int = 0
     bytes: int = 0
     duration_s: float = 0.0
