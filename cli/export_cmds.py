@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import urllib.parse
+
 import click
 import msgspec
 
@@ -11,6 +14,9 @@ from .main import UserError, pass_ctx
 from .output import duration, progress
 from .runs import parse_tags
 
+FORMATS = ["jsonl", "parquet", "atif", "otlp"]
+EVENT_FORMATS = ("jsonl", "parquet")
+
 
 @click.command("export")
 @click.argument("runs", nargs=-1)
@@ -18,26 +24,44 @@ from .runs import parse_tags
 @click.option("--where", "where", multiple=True, metavar="K=V",
               help="Only runs whose agent, model, status, task_id or id matches V (a glob), or whose "
                    "tag K is V (repeatable; all must match).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True,
-              help="JSON lines (one file) or hive-partitioned Parquet (a directory: run=<id>/kind=<kind>/).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
+              help="JSON lines (one file), hive-partitioned Parquet (a directory: run=<id>/kind=<kind>/), "
+                   "ATIF trajectories (a directory: <run id>.json) or OpenTelemetry traces (OTLP: a JSON "
+                   "lines file, or --endpoint).")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(KINDS)),
-              help="Only events of this kind (repeatable).")
+              help="Only events of this kind (repeatable; jsonl and parquet).")
 @click.option("--since", default=None, metavar="WHEN",
-              help="Only events at or after WHEN: an ISO date/time or an age (30m, 3h, 2d, 1w).")
-@click.option("-o", "--out", required=True, metavar="PATH",
-              help="Output file (jsonl) or directory (parquet); must not exist. s3://bucket/prefix uploads.")
-@click.option("--metrics", is_flag=True, help="Also write the run_metrics and part_metrics tables.")
+              help="Only events at or after WHEN: an ISO date/time or an age (30m, 3h, 2d, 1w) "
+                   "(jsonl and parquet).")
+@click.option("-o", "--out", default=None, metavar="PATH",
+              help="Output file (jsonl, otlp) or directory (parquet, atif); must not exist. "
+                   "s3://bucket/prefix uploads (jsonl, parquet).")
+@click.option("--endpoint", default=None, metavar="URL",
+              help="otlp: send the traces to this OTLP/HTTP collector instead of a file "
+                   "(http://host:4318 means http://host:4318/v1/traces).")
+@click.option("--otlp-protocol", "protocol", type=click.Choice(["protobuf", "json"]), default="protobuf",
+              show_default=True, help="otlp --endpoint: the request encoding.")
+@click.option("--header", "headers", multiple=True, metavar="K=V",
+              help="otlp --endpoint: an HTTP header for every request, e.g. authorization=Bearer… "
+                   "(repeatable; default: env OTEL_EXPORTER_OTLP_HEADERS).")
+@click.option("--resource", "resource", multiple=True, metavar="K=V",
+              help="otlp: a resource attribute for every run's spans, e.g. "
+                   "openinference.project.name=evals (repeatable).")
+@click.option("--metrics", is_flag=True, help="Also write the run_metrics and part_metrics tables (jsonl, parquet).")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
 @pass_ctx
-def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, metrics, as_json) -> None:
-    """Export runs' events for DuckDB, Spark or Athena (JSON lines or Parquet).
+def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, endpoint, protocol, headers, resource,
+               metrics, as_json) -> None:
+    """Export runs: events for DuckDB, Spark or Athena (JSON lines, Parquet), trajectories for
+    Harbor (ATIF) or traces for OpenTelemetry tools (OTLP).
 
-    Name runs by id (or unique prefix), or select them with --all / --where. Memory stays
-    bounded however large the runs are. docs/export.md shows queries over an export.
+    Name runs by id (or unique prefix), or select them with --all / --where. docs/export.md
+    shows queries over an export and what maps to what in ATIF and OTLP.
     """
-    from agtrace.replay.export import export, select_runs
+    from agtrace.replay.export import select_runs
     from agtrace.replay.listing import parse_since
 
+    _check_options(fmt, kinds, since, out, endpoint, protocol, headers, resource, metrics)
     store = ctx.store
     if runs and (all_runs or where):
         raise UserError("name runs or use --all/--where, not both", 2)
@@ -54,16 +78,69 @@ def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, metrics, as_j
     if not run_ids:
         raise UserError("no runs match; `agtrace ls` lists the runs", 1)
     with progress(f"exporting {len(run_ids)} run(s)", enabled=not as_json) as update:
-        report = export(store, run_ids, format=fmt, out=out, kinds=list(kinds) or None, since_ns=since_ns,
-                        metrics=metrics, progress=update)
+        if fmt == "atif":
+            from agtrace.replay.atif import export_atif
+
+            report = export_atif(store, run_ids, out=out, progress=update)
+        elif fmt == "otlp":
+            from agtrace.replay.otlp_wire import export_otlp
+
+            report = export_otlp(store, run_ids, out=out, endpoint=endpoint, protocol=protocol,
+                                 headers=_headers(headers), resource=_pairs(resource, "--resource"),
+                                 progress=update)
+        else:
+            from agtrace.replay.export import export
+
+            report = export(store, run_ids, format=fmt, out=out, kinds=list(kinds) or None, since_ns=since_ns,
+                            metrics=metrics, progress=update)
     if as_json:
         click.echo(msgspec.json.encode(report.to_dict()).decode())
         return
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
-    click.echo(f"exported {report.events:,} events of {report.runs} run(s) to {report.out} "
-               f"({report.files} file(s), {report.bytes / 1e6:,.1f} MB, {duration(report.duration_s)}, "
-               f"{report.events_per_s:,.0f} events/s)")
+    what = {"atif": f"{report.steps:,} steps from ", "otlp": f"{report.spans:,} spans from "}.get(fmt, "")
+    where_to = f"sent to {report.out}" if endpoint else f"to {report.out} ({report.files} file(s))"
+    click.echo(f"exported {what}{report.events:,} events of {report.runs} run(s) {where_to}, "
+               f"{report.bytes / 1e6:,.1f} MB, {duration(report.duration_s)}, "
+               f"{report.events_per_s:,.0f} events/s")
+
+
+def _check_options(fmt, kinds, since, out, endpoint, protocol, headers, resource, metrics) -> None:
+    """Refuse options that do not apply to ``fmt`` (exit 2), rather than ignore them."""
+    if fmt not in EVENT_FORMATS:
+        for given, name in ((kinds, "--kind"), (since, "--since"), (metrics, "--metrics")):
+            if given:
+                raise UserError(f"{name} applies to jsonl and parquet exports; {fmt} exports whole runs", 2)
+    if fmt != "otlp":
+        for given, name in ((endpoint, "--endpoint"), (headers, "--header"), (resource, "--resource"),
+                            (protocol != "protobuf", "--otlp-protocol")):
+            if given:
+                raise UserError(f"{name} applies to --format otlp only", 2)
+    if fmt == "otlp" and out and endpoint:
+        raise UserError("give -o FILE or --endpoint URL, not both", 2)
+    if fmt == "otlp" and not endpoint and (headers or protocol != "protobuf"):
+        raise UserError("--header and --otlp-protocol apply to --endpoint; an OTLP file is always JSON", 2)
+    if not out and not (fmt == "otlp" and endpoint):
+        raise UserError("say where to: -o PATH" + (" or --endpoint URL" if fmt == "otlp" else ""), 2)
+
+
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{option} {item!r} is not KEY=VALUE", 2)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _headers(items: tuple[str, ...]) -> dict[str, str]:
+    """``--header`` pairs, else the OpenTelemetry environment's (``k=v,k2=v2``, URL-encoded)."""
+    if items:
+        return _pairs(items, "--header")
+    env = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or os.environ.get("OTEL_EXPORTER_OTLP_HEADERS") or ""
+    pairs = tuple(urllib.parse.unquote(p) for p in env.split(",") if p.strip())
+    return _pairs(pairs, "OTEL_EXPORTER_OTLP_HEADERS")
 
 
 COMMANDS = [export_cmd]

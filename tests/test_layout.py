@@ -14,7 +14,7 @@ MAY_IMPORT = {
     "replay": {"eventlog"},
     "cli": {"eventlog", "capture", "replay"},
 }
-ONE_MODULE_ONLY = ("boto3", "modal", "pygit2")
+ONE_MODULE_ONLY = ("boto3", "modal", "pygit2", "opentelemetry", "google.protobuf")
 
 
 def _imports(path: Path) -> set[str]:
