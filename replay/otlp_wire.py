@@ -163,7 +163,8 @@ def encode_json(trace_id: bytes, resource: dict[str, Any], spans: list[OtlpSpan]
         if s.events:
             d["events"] = [{"timeUnixNano": str(ts), "name": name, "attributes": _json_attributes(attrs)}
                            for name, ts, attrs in s.events]
-        d["status"] = {"code": 2, "message": s.error} if s.error is not None else {}
+        if s.error is not None:
+            d["status"] = {"code": 2, "message": s.error}
         return d
 
     request = {"resourceSpans": [{"resource": {"attributes": _json_attributes(resource)},

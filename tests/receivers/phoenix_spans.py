@@ -1,0 +1,57 @@
+"""Talk to a Phoenix server with its own client; print what it answers as JSON.
+
+Run by the phoenix side venv's Python, inside the receiver's network namespace:
+
+* ``python phoenix_spans.py wait URL SECONDS``: poll ``/healthz`` until the server answers (exit 1
+  when it has not within SECONDS).
+* ``python phoenix_spans.py spans URL PROJECT TRACE_ID COUNT SECONDS``: read the trace's spans
+  through ``phoenix.client.Client().spans.get_spans`` until COUNT have been ingested (Phoenix
+  ingests asynchronously) or SECONDS passed; print them.
+
+Every loop is bounded by its deadline.
+"""
+
+import json
+import sys
+import time
+import urllib.request
+
+
+def wait(url: str, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return 0
+        except OSError:
+            pass
+        time.sleep(0.25)
+    return 1
+
+
+def spans(url: str, project: str, trace_id: str, count: int, seconds: float) -> int:
+    from phoenix.client import Client
+
+    client = Client(base_url=url)
+    deadline = time.monotonic() + seconds
+    got: list = []
+    while time.monotonic() < deadline:
+        try:
+            got = client.spans.get_spans(project_identifier=project, trace_ids=[trace_id], limit=count + 100)
+        except Exception:  # noqa: BLE001 - the project appears with its first span
+            got = []
+        if len(got) >= count:
+            time.sleep(0.5)  # ingestion is batched: let a duplicate, if any, land too
+            got = client.spans.get_spans(project_identifier=project, trace_ids=[trace_id], limit=count + 100)
+            break
+        time.sleep(0.25)
+    print(json.dumps(got))
+    return 0
+
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    if mode == "wait":
+        sys.exit(wait(args[0], float(args[1])))
+    sys.exit(spans(args[0], args[1], args[2], int(args[3]), float(args[4])))

@@ -1,0 +1,493 @@
+"""Interchange out: ATIF trajectories checked by Harbor's own models, OTLP traces decoded by
+opentelemetry-proto and received by a real Arize Phoenix server, both against the runs' events.
+
+The runs are real: the demo agent captured by ``agtrace demo``; the recorded output of the real
+Claude Code, Codex and OpenCode CLIs (tests/golden/real) captured by ``agtrace run``; an Inspect
+log, a Codex rollout and a Claude Code session imported from the shared fixtures. Harbor and
+Phoenix live in cached side environments (tests/side_venv.py) and run as subprocesses; Phoenix
+runs in a network namespace of its own with only loopback, and the commands that talk to it
+join that namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from agtrace.eventlog import (
+    MessageAdded,
+    ModelCalled,
+    RunStarted,
+    Store,
+    ToolCalled,
+    ToolReturned,
+    UsageReported,
+)
+from agtrace.replay import (
+    ExportError,
+    OutputNotEmpty,
+    export_atif,
+    export_otlp,
+    part_metrics,
+    trajectory,
+)
+from agtrace.replay import update_metrics as run_metrics_of
+from agtrace.replay.otlp import resource_attributes, run_spans, span_id_of, trace_id_of
+from agtrace.replay.otlp_wire import encode_json, encode_protobuf
+
+from .conftest import FIXTURES, REPO, run_agtrace
+from .side_venv import HARBOR, PHOENIX, python_at_least, side_venv
+
+REAL = REPO / "tests" / "golden" / "real"
+RECEIVERS = REPO / "tests" / "receivers"
+IMPORTS = {
+    "inspect": FIXTURES / "inspect" / "demo_mockllm_local_sandbox.eval",
+    "codex-rollout": FIXTURES / "codex-rollout"
+    / "localpush_rollout-2026-02-23T20-34-25-019c8bfe-ec25-79e0-97d7-bda6a9c575ff.jsonl",
+    "claude-session": FIXTURES / "claude-code" / "daaain_representative_messages.jsonl",
+}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """A store with the sample runs: ``(store path, {name: run id})``."""
+    root = tmp_path_factory.mktemp("interchange")
+    store_dir = root / "store"
+    runs = {}
+    proc = run_agtrace(["demo", "--fast", "--workdir", str(root / "demo"), "--json"], store_dir, check=True)
+    runs["demo"] = json.loads(proc.stdout.decode().splitlines()[-1])["run_id"]
+    for cli in ("claude-code", "codex", "opencode"):
+        work = root / f"work-{cli}"
+        work.mkdir()
+        proc = run_agtrace(["run", "--agent", cli, "--workdir", str(work), "--json", "--",
+                            "cat", str(REAL / f"{cli}.jsonl")], store_dir, check=True)
+        runs[cli] = json.loads(proc.stdout.decode().splitlines()[-1])["run_id"]
+    for name, path in IMPORTS.items():
+        proc = run_agtrace(["import", "--json", str(path)], store_dir, check=True)
+        runs[name] = json.loads(proc.stdout)[0]["runs"][0]
+    return store_dir, runs
+
+
+@pytest.fixture
+def store(sample):
+    s = Store(sample[0])
+    yield s
+    s.close()
+
+
+def _facts(store: Store, run_id: str) -> dict:
+    """What the run's events say, counted here straight from the events."""
+    recs = list(store.read(run_id))
+    usage = [r.event.usage for r in recs if isinstance(r.event, UsageReported)]
+    return {
+        "start": recs[0].event,
+        "records": recs,
+        "parts": sorted({r.part for r in recs if r.part is not None}),
+        "calls": [r for r in recs if isinstance(r.event, ToolCalled)],
+        "returns": [r for r in recs if isinstance(r.event, ToolReturned)],
+        "model_calls": [r for r in recs if isinstance(r.event, ModelCalled)],
+        "user_messages": [r.event.text for r in recs if isinstance(r.event, MessageAdded)
+                          and r.event.role == "user" and r.part is None],
+        "input": sum(u.input + u.cache_read + u.cache_write for u in usage),
+        "output": sum(u.output for u in usage),
+        "cache_read": sum(u.cache_read for u in usage),
+    }
+
+
+# -- ATIF ------------------------------------------------------------------------------------
+
+
+def test_atif_steps_are_the_runs_prompts_parts_and_metrics(sample, store):
+    for name, run_id in sample[1].items():
+        t, f = trajectory(store, run_id), _facts(store, run_id)
+        steps = t["steps"]
+        start: RunStarted = f["start"]
+        assert t["session_id"] == run_id
+        assert t["agent"]["name"] == start.agent and t["agent"]["version"] == (start.agent_version or "unknown")
+        assert t["agent"].get("model_name", "") == start.model, name
+        assert [s["step_id"] for s in steps] == list(range(1, len(steps) + 1))
+        part_steps = [s for s in steps if "part" in s.get("extra", {})]
+        assert [s["extra"]["part"] for s in part_steps] == f["parts"], name
+        calls = [c for s in steps for c in s.get("tool_calls", [])]
+        assert Counter(c["tool_call_id"] for c in calls) == Counter(r.event.call_id for r in f["calls"]), name
+        results = [r for s in steps for r in s.get("observation", {}).get("results", [])]
+        assert sorted(r.get("source_call_id") or r["extra"]["call_id"] for r in results) == sorted(
+            r.event.call_id for r in f["returns"]), name
+        users = [s["message"] for s in steps if s["source"] == "user"]
+        assert users == (f["user_messages"] or ([start.prompt] if start.prompt else [])), name
+        # metrics: the projection's, which equal the usage events' own sums
+        parts = {p.part: p for p in part_metrics(store, run_id)}
+        for s in part_steps:
+            p = parts[s["extra"]["part"]]
+            want = p.tokens_input + p.tokens_cache_read + p.tokens_cache_write
+            assert s.get("metrics", {}).get("prompt_tokens", 0) == want
+            assert s.get("metrics", {}).get("completion_tokens", 0) == p.tokens_output
+        final = t["final_metrics"]
+        assert final["total_prompt_tokens"] == f["input"] and final["total_completion_tokens"] == f["output"], name
+        assert final["total_cached_tokens"] == f["cache_read"] and final["total_steps"] == len(steps)
+        assert final["extra"]["agtrace_metrics"]["tokens"] == run_metrics_of(store, run_id).tokens
+        stepped = sum(s.get("metrics", {}).get("prompt_tokens", 0) for s in steps)
+        assert (stepped == f["input"]) == ("notes" not in t), name
+
+
+def test_atif_export_is_one_file_per_run_deterministic_and_all_or_nothing(sample, store, tmp_path):
+    ids = list(sample[1].values())
+    first = export_atif(store, ids, out=tmp_path / "a")
+    again = export_atif(store, ids, out=tmp_path / "b")
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(f"{i}.json" for i in ids) and first.files == len(ids)
+    assert first.steps == again.steps > 0 and first.events == sum(store.info(i).events for i in ids)
+    for n in names:
+        assert (tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes()
+    with pytest.raises(OutputNotEmpty):
+        export_atif(store, ids, out=tmp_path / "a")
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_atif(store, ids, out=tmp_path / "c", progress=interrupt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+    with pytest.raises(ExportError):
+        export_atif(store, ids, out="s3://bucket/atif")
+
+
+@pytest.fixture(scope="module")
+def harbor_python() -> str:
+    python = python_at_least(3, 12)
+    if python is None:
+        pytest.skip("Harbor needs Python >= 3.12; none found (PATH or pyenv)")
+    return str(side_venv("harbor", HARBOR, python) / "bin" / "python")
+
+
+@pytest.mark.slow
+def test_atif_trajectories_load_and_validate_with_harbors_models(sample, store, harbor_python, tmp_path):
+    ids = sample[1]
+    export_atif(store, ids.values(), out=tmp_path / "atif")
+    proc = subprocess.run([harbor_python, str(RECEIVERS / "harbor_validate.py"), str(tmp_path / "atif")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    read = {t["session_id"]: t for t in json.loads(proc.stdout)["trajectories"]}
+    assert sorted(read) == sorted(ids.values())
+    for name, run_id in ids.items():
+        got, f = read[run_id], _facts(store, run_id)
+        assert got["valid"] and not got["errors"], (name, got["errors"])
+        assert got["schema_version"] == "ATIF-v1.7"
+        assert got["agent"]["name"] == f["start"].agent
+        assert got["tool_call_ids"] == [r.event.call_id for r in f["calls"]], name
+        assert got["parts"] == f["parts"], name
+        parts = {p.part: p for p in part_metrics(store, run_id)}
+        assert got["step_prompt_tokens"] == {
+            str(n): p.tokens_input + p.tokens_cache_read + p.tokens_cache_write for n, p in parts.items()
+            if p.tokens_input or p.tokens_output or p.tokens_cache_read or p.tokens_cache_write
+            or p.cost_usd is not None}, name
+        assert got["final"]["total_prompt_tokens"] == f["input"], name
+        assert got["final"]["total_completion_tokens"] == f["output"], name
+
+
+# -- OTLP ------------------------------------------------------------------------------------
+
+
+def _decode_json_lines(path: Path):
+    """Each line as opentelemetry-proto's ExportTraceServiceRequest. OTLP JSON writes ids in
+    hex where protobuf's JSON mapping expects base64: converted first, as receivers do."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    out = []
+    for line in path.read_text().splitlines():
+        doc = json.loads(line)
+        for rs in doc["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                for span in ss["spans"]:
+                    for key in ("traceId", "spanId", "parentSpanId"):
+                        if key in span:
+                            span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+        out.append(json_format.ParseDict(doc, ExportTraceServiceRequest()))
+    return out
+
+
+def _attrs(span) -> dict:
+    out = {}
+    for kv in span.attributes:
+        which = kv.value.WhichOneof("value")
+        out[kv.key] = getattr(kv.value, which)
+    return out
+
+
+def _check_trace(spans: list[dict], f: dict, run_id: str, unit: int = 1) -> None:
+    """``spans``: dicts with name, span_id, parent_id (hex, "" for none), start, end (ns), attrs.
+    Times are compared at the precision of ``unit`` ns (a receiver may keep microseconds)."""
+
+    def t(ns: int) -> int:
+        return ns // unit * unit
+
+    roots = [s for s in spans if not s["parent_id"]]
+    assert len(roots) == 1, run_id
+    root = roots[0]
+    start = f["start"]
+    assert root["name"] == (f"invoke_agent {start.agent}" if start.agent else "invoke_agent")
+    assert root["span_id"] == span_id_of(run_id, 1).hex()
+    assert root["attrs"]["gen_ai.operation.name"] == "invoke_agent"
+    assert root["attrs"]["gen_ai.conversation.id"] == run_id
+    assert root["start"] == t(f["records"][0].ts)
+    children = [s for s in spans if s["parent_id"]]
+    assert all(s["parent_id"] == root["span_id"] for s in children)
+    assert len({s["span_id"] for s in spans}) == len(spans)
+    ops = Counter(s["attrs"]["gen_ai.operation.name"] for s in children)
+    call_ids = {r.event.call_id for r in f["calls"]} | {r.event.call_id for r in f["returns"]}
+    assert ops["execute_tool"] == len(call_ids), run_id
+    if f["model_calls"]:
+        assert ops["chat"] == len(f["model_calls"]), run_id
+    tools = {s["attrs"]["gen_ai.tool.call.id"]: s for s in children
+             if s["attrs"]["gen_ai.operation.name"] == "execute_tool"}
+    for r in f["calls"]:
+        assert tools[r.event.call_id]["start"] == t(r.ts), run_id
+        assert tools[r.event.call_id]["attrs"]["gen_ai.tool.name"] == r.event.tool
+    called = {r.event.call_id: r.ts for r in f["calls"]}
+    for r in f["returns"]:
+        assert tools[r.event.call_id]["end"] == t(max(r.ts, called.get(r.event.call_id, r.ts))), run_id
+    chats = [s for s in children if s["attrs"]["gen_ai.operation.name"] == "chat"]
+    assert sum(s["attrs"].get("gen_ai.usage.input_tokens", 0) for s in chats) == f["input"], run_id
+    assert sum(s["attrs"].get("gen_ai.usage.output_tokens", 0) for s in chats) == f["output"], run_id
+    assert root["attrs"].get("gen_ai.usage.input_tokens", 0) == f["input"]
+    assert root["attrs"].get("gen_ai.usage.output_tokens", 0) == f["output"]
+
+
+def test_otlp_file_decodes_with_opentelemetry_proto_and_matches_the_events(sample, store, tmp_path):
+    ids = sample[1]
+    report = export_otlp(store, ids.values(), out=tmp_path / "traces.jsonl")
+    export_otlp(store, ids.values(), out=tmp_path / "again.jsonl")
+    assert (tmp_path / "traces.jsonl").read_bytes() == (tmp_path / "again.jsonl").read_bytes()
+    by_trace: dict[str, list[dict]] = {}
+    for request in _decode_json_lines(tmp_path / "traces.jsonl"):
+        for rs in request.resource_spans:
+            resource = {kv.key: kv.value.string_value for kv in rs.resource.attributes}
+            for ss in rs.scope_spans:
+                assert ss.scope.name == "agtrace"
+                for s in ss.spans:
+                    by_trace.setdefault(s.trace_id.hex(), []).append(
+                        {"name": s.name, "span_id": s.span_id.hex(), "parent_id": s.parent_span_id.hex(),
+                         "start": s.start_time_unix_nano, "end": s.end_time_unix_nano, "attrs": _attrs(s),
+                         "service": resource["service.name"], "kind": s.kind, "status": s.status.code})
+    assert sorted(by_trace) == sorted(trace_id_of(r).hex() for r in ids.values())
+    assert report.spans == sum(len(v) for v in by_trace.values())
+    for run_id in ids.values():
+        f = _facts(store, run_id)
+        spans = by_trace[trace_id_of(run_id).hex()]
+        _check_trace(spans, f, run_id)
+        assert {s["service"] for s in spans} == {f["start"].agent}
+        kinds = {s["attrs"]["gen_ai.operation.name"]: s["kind"] for s in spans}
+        assert kinds.get("chat", 3) == 3 and kinds["invoke_agent"] == 1 and kinds.get("execute_tool", 1) == 1
+    assert trace_id_of(ids["demo"]).hex().upper().startswith("01")  # a ULID's bits: the run's time first
+
+
+def test_otlp_protobuf_and_json_encodings_carry_the_same_request(sample, store):
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    run_id = sample[1]["claude-code"]
+    spans = run_spans(store, run_id)
+    res = resource_attributes(spans, {"openinference.project.name": "p"})
+    binary = ExportTraceServiceRequest.FromString(encode_protobuf(trace_id_of(run_id), res, spans))
+    doc = json.loads(encode_json(trace_id_of(run_id), res, spans))
+    for span in doc["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+        for key in ("traceId", "spanId", "parentSpanId"):
+            if key in span:
+                span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+    assert json_format.ParseDict(doc, ExportTraceServiceRequest()) == binary
+    assert encode_protobuf(trace_id_of(run_id), res, spans) == encode_protobuf(trace_id_of(run_id), res, run_spans(store, run_id))
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """Answers POSTs from a script of (status, headers, body); records what it received."""
+
+    script: list = []
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((self.path, self.headers, gzip.decompress(body)))
+        status, headers, answer = type(self).script.pop(0) if type(self).script else (200, {}, b"")
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def collector():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    _Collector.script, _Collector.received = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Collector
+    server.shutdown()
+    server.server_close()
+
+
+def test_otlp_endpoint_retries_busy_receivers_and_reports_refusals(sample, store, collector):
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    url, handler = collector
+    run_id = sample[1]["inspect"]
+    handler.script = [(503, {"Retry-After": "0"}, b""), (200, {"Content-Type": "application/json"},
+                      b'{"partialSuccess":{"rejectedSpans":"1","errorMessage":"too old"}}')]
+    report = export_otlp(store, [run_id], endpoint=url, protocol="protobuf", headers={"authorization": "Bearer t"})
+    assert [r[0] for r in handler.received] == ["/v1/traces", "/v1/traces"]
+    path, headers, body = handler.received[-1]
+    assert headers["Content-Type"] == "application/x-protobuf" and headers["authorization"] == "Bearer t"
+    request = ExportTraceServiceRequest.FromString(body)
+    assert sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans) == report.spans > 0
+    assert report.notes == [f"run {run_id}: the receiver rejected 1 span(s): too old"]
+    handler.script = [(401, {}, b"bad token")]
+    with pytest.raises(ExportError, match=r"HTTP 401.*bad token.*--header"):
+        export_otlp(store, [run_id], endpoint=url + "/custom/path", protocol="json")
+    assert handler.received[-1][0] == "/custom/path" and json.loads(handler.received[-1][2])["resourceSpans"]
+
+
+def test_cli_export_atif_and_otlp(sample, tmp_path):
+    store_dir, ids = sample
+    run = ids["demo"]
+    proc = run_agtrace(["export", run, "--format", "atif", "-o", str(tmp_path / "atif"), "--json"], store_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["steps"] > 0 and (tmp_path / "atif" / f"{run}.json").exists()
+    proc = run_agtrace(["export", "--all", "--format", "otlp", "-o", str(tmp_path / "t.jsonl")], store_dir)
+    assert proc.returncode == 0 and b"spans from" in proc.stdout, proc.stderr
+    for args, message in (
+        (["--format", "atif", "--kind", "tool_called", "-o", "x"], b"--kind applies to jsonl and parquet"),
+        (["--format", "otlp"], b"-o PATH or --endpoint URL"),
+        (["--format", "otlp", "-o", "x", "--endpoint", "http://127.0.0.1:9"], b"not both"),
+        (["--format", "jsonl", "--endpoint", "http://127.0.0.1:9", "-o", "x"], b"--format otlp only"),
+        (["--format", "otlp", "--endpoint", "ftp://h"], b"is not an http(s) URL"),
+        (["--format", "otlp", "--endpoint", "http://127.0.0.1:9", "--header", "novalue"], b"not KEY=VALUE"),
+    ):
+        proc = run_agtrace(["export", run, *args], store_dir)
+        assert proc.returncode == (1 if b"http(s)" in message else 2), (args, proc.stderr)
+        assert message in proc.stderr, (args, proc.stderr)
+        assert b"Traceback" not in proc.stderr
+
+
+# -- a real receiver: Arize Phoenix ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def phoenix(tmp_path_factory):
+    """A Phoenix server in its own loopback-only network namespace; yields ``run(argv)``, which
+    runs a command in that namespace, and the server's URL there."""
+    sys.path.insert(0, str(REPO / "tests" / "agents"))
+    from run_cli import netns_ok, netns_prefix
+
+    if not netns_ok() or not _which("nsenter"):
+        pytest.skip("needs root, unshare, ip and nsenter for a loopback-only network namespace")
+    python = str(side_venv("phoenix", PHOENIX) / "bin" / "python")
+    work = tmp_path_factory.mktemp("phoenix")
+    env = {**os.environ, "PHOENIX_WORKING_DIR": str(work), "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": "6006",
+           "PHOENIX_GRPC_PORT": "4317", "PHOENIX_TELEMETRY_ENABLED": "false",
+           "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false"}
+    url = "http://127.0.0.1:6006"
+    with open(work / "phoenix.log", "wb") as log:
+        server = subprocess.Popen([*netns_prefix(), python, "-m", "phoenix.server.main", "serve"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+        def run(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+            return subprocess.run(["nsenter", f"--net=/proc/{server.pid}/ns/net", "--", *argv],
+                                  capture_output=True, timeout=timeout)
+
+        try:
+            ready = run([python, str(RECEIVERS / "phoenix_spans.py"), "wait", url, "240"], timeout=300)
+            assert ready.returncode == 0, (work / "phoenix.log").read_text()[-3000:]
+            yield run, url, python
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
+
+
+def _which(name: str) -> bool:
+    from shutil import which
+
+    return which(name) is not None
+
+
+@pytest.mark.slow
+def test_phoenix_receives_every_span_with_its_links_and_attributes(sample, store, phoenix):
+    run, url, python = phoenix
+    store_dir, ids = sample
+    chosen = [ids[n] for n in ("claude-code", "demo", "inspect", "codex-rollout")]
+    export = [sys.executable, "-c", "from agtrace.cli.main import main; main()", "--store", str(store_dir),
+              "export", *chosen, "--format", "otlp", "--endpoint", url,
+              "--resource", "openinference.project.name=agtrace-test", "--json"]
+    proc = run(export)
+    assert proc.returncode == 0, proc.stderr.decode()
+    sent = json.loads(proc.stdout)
+    expected = {r: run_spans(store, r) for r in chosen}
+    assert sent["spans"] == sum(len(v) for v in expected.values())
+
+    def read(run_id: str) -> list[dict]:
+        proc = run([python, str(RECEIVERS / "phoenix_spans.py"), "spans", url, "agtrace-test",
+                    trace_id_of(run_id).hex(), str(len(expected[run_id])), "120"])
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        return json.loads(proc.stdout)
+
+    first = {}
+    for run_id in chosen:
+        got = read(run_id)
+        assert len(got) == len(expected[run_id]), run_id
+        spans = [{"name": s["name"], "span_id": s["context"]["span_id"], "parent_id": s.get("parent_id") or "",
+                  "start": _ns(s["start_time"]), "end": _ns(s["end_time"]), "attrs": _flat(s.get("attributes", {})),
+                  "status": s["status_code"], "kind": s["span_kind"]} for s in got]
+        f = _facts(store, run_id)
+        want = {s.span_id.hex(): s for s in expected[run_id]}
+        for s in spans:
+            w = want[s["span_id"]]
+            assert s["name"] == w.name and s["status"] == ("ERROR" if w.error is not None else "UNSET")
+            for key in ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.tool.name", "gen_ai.tool.call.id",
+                        "gen_ai.request.model", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
+                assert s["attrs"].get(key) == w.attributes.get(key), (run_id, s["name"], key)
+        _check_trace(spans, f, run_id, unit=1000)  # Phoenix keeps microseconds
+        assert Counter(s["kind"] for s in spans)["AGENT"] == 1  # Phoenix reads the conventions too
+        first[run_id] = sorted(s["span_id"] for s in spans)
+    # a second export sends the same ids: Phoenix still holds one copy of each span
+    proc = run(export)
+    assert proc.returncode == 0, proc.stderr.decode()
+    for run_id in chosen:
+        assert sorted(s["context"]["span_id"] for s in read(run_id)) == first[run_id]
+
+
+def _ns(iso: str) -> int:
+    from datetime import datetime
+
+    t = datetime.fromisoformat(iso)
+    return (int(t.timestamp()) * 1_000_000 + t.microsecond) * 1000
+
+
+def _flat(attrs: dict, prefix: str = "") -> dict:
+    """Phoenix returns attributes flat or nested by dots; flatten them back."""
+    out = {}
+    for k, v in attrs.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
