@@ -130,9 +130,10 @@ def _write(store: Store, run_id: str, fh: BinaryIO) -> tuple[int, int]:
     records = store.read(run_id)
     first = next(records, None)
     start = first.event if first is not None and isinstance(first.event, RunStarted) else RunStarted()
-    steps = StepBuilder(store, parts, start.model)
+    model = store.info(run_id).model or start.model  # the model as called, when the start did not name it
+    steps = StepBuilder(store, parts, model)
     fh.write(b'{"schema_version":"%s","session_id":%s,"trajectory_id":%s,"agent":%s,"steps":['
-             % (SCHEMA_VERSION.encode(), _encode(run_id), _encode(run_id), _encode(_agent(start))))
+             % (SCHEMA_VERSION.encode(), _encode(run_id), _encode(run_id), _encode(_agent(start, model))))
     ended: RunEnded | None = None
     events = 0
     for rec in _chain(first, records):
@@ -171,10 +172,10 @@ def _put(fh: BinaryIO, steps: StepBuilder, step: dict) -> None:
     fh.write((b"\n" if steps.count == 1 else b",\n") + _encode(step))
 
 
-def _agent(start: RunStarted) -> dict:
+def _agent(start: RunStarted, model: str) -> dict:
     agent = {"name": start.agent or "unknown", "version": start.agent_version or "unknown"}
-    if start.model:
-        agent["model_name"] = start.model
+    if model:
+        agent["model_name"] = model
     extra = {k: v for k, v in (("command", start.command), ("config", start.config)) if v}
     if extra:
         agent["extra"] = extra

@@ -201,14 +201,15 @@ class _SpanBuilder:
     # -- spans -----------------------------------------------------------------------------
 
     def _started(self, ev: RunStarted, ts: int) -> None:
-        self.agent, self.model = ev.agent, ev.model
+        # the model as called (the catalog's), when the start did not name it
+        self.agent, self.model = ev.agent, self.store.info(self.run_id).model or ev.model
         root = self.root
         root.name = f"invoke_agent {ev.agent}" if ev.agent else "invoke_agent"
         root.start_ns = ts
         root.attributes.update(_clean({
-            "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": provider_of(ev.model, ev.agent),
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": provider_of(self.model, ev.agent),
             "gen_ai.agent.name": ev.agent, "gen_ai.agent.version": ev.agent_version,
-            "gen_ai.conversation.id": self.run_id, "gen_ai.request.model": ev.model,
+            "gen_ai.conversation.id": self.run_id, "gen_ai.request.model": self.model,
             "agtrace.run.id": self.run_id, "agtrace.task.id": ev.task_id, "agtrace.repo": ev.repo,
             "agtrace.base_commit": ev.base_commit, "agtrace.run.source": ev.source}))
         self.boundary = ts

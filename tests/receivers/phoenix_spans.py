@@ -4,9 +4,9 @@ Run by the phoenix side venv's Python, inside the receiver's network namespace:
 
 * ``python phoenix_spans.py wait URL SECONDS``: poll ``/healthz`` until the server answers (exit 1
   when it has not within SECONDS).
-* ``python phoenix_spans.py spans URL PROJECT TRACE_ID COUNT SECONDS``: read the trace's spans
-  through ``phoenix.client.Client().spans.get_spans`` until COUNT have been ingested (Phoenix
-  ingests asynchronously) or SECONDS passed; print them.
+* ``python phoenix_spans.py spans URL PROJECT '{"TRACE_ID": COUNT, …}' SECONDS``: read each
+  trace's spans through ``phoenix.client.Client().spans.get_spans`` until COUNT have been
+  ingested (Phoenix ingests asynchronously) or SECONDS passed; print ``{TRACE_ID: [span, …]}``.
 
 Every loop is bounded by its deadline.
 """
@@ -30,20 +30,25 @@ def wait(url: str, seconds: float) -> int:
     return 1
 
 
-def spans(url: str, project: str, trace_id: str, count: int, seconds: float) -> int:
+def spans(url: str, project: str, counts: dict[str, int], seconds: float) -> int:
     from phoenix.client import Client
 
     client = Client(base_url=url)
     deadline = time.monotonic() + seconds
-    got: list = []
-    while time.monotonic() < deadline:
+
+    def get(trace_id: str) -> list:
         try:
-            got = client.spans.get_spans(project_identifier=project, trace_ids=[trace_id], limit=count + 100)
+            return client.spans.get_spans(project_identifier=project, trace_ids=[trace_id],
+                                          limit=counts[trace_id] + 100)
         except Exception:  # noqa: BLE001 - the project appears with its first span
-            got = []
-        if len(got) >= count:
+            return []
+
+    got = {trace_id: [] for trace_id in counts}
+    while time.monotonic() < deadline:
+        got = {trace_id: get(trace_id) for trace_id in counts}
+        if all(len(got[t]) >= n for t, n in counts.items()):
             time.sleep(0.5)  # ingestion is batched: let a duplicate, if any, land too
-            got = client.spans.get_spans(project_identifier=project, trace_ids=[trace_id], limit=count + 100)
+            got = {trace_id: get(trace_id) for trace_id in counts}
             break
         time.sleep(0.25)
     print(json.dumps(got))
@@ -54,4 +59,4 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "wait":
         sys.exit(wait(args[0], float(args[1])))
-    sys.exit(spans(args[0], args[1], args[2], int(args[3]), float(args[4])))
+    sys.exit(spans(args[0], args[1], json.loads(args[2]), float(args[3])))
