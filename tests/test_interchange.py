@@ -28,10 +28,12 @@ import pytest
 from agtrace.eventlog import (
     MessageAdded,
     ModelCalled,
+    PartEnded,
     RunStarted,
     Store,
     ToolCalled,
     ToolReturned,
+    Usage,
     UsageReported,
 )
 from agtrace.replay import (
@@ -195,6 +197,52 @@ def test_atif_trajectories_load_and_validate_with_harbors_models(sample, store, 
             or p.cost_usd is not None}, name
         assert got["final"]["total_prompt_tokens"] == f["input"], name
         assert got["final"]["total_completion_tokens"] == f["output"], name
+
+
+def test_blobbed_texts_unfinished_parts_and_calls_without_results(tmp_path):
+    """A run written through the store API: a 200 kB tool output (kept in the blob store), a
+    result whose call was not recorded, usage after a part's end, and no end at all (a crash:
+    the last part never ended and its call never returned)."""
+    store = Store(tmp_path / "store")
+    big = "".join(f"line {i}\n" for i in range(25_000))
+    inline, digest, size = store.blobs.inline_or_put(big)
+    assert digest, "the output must be large enough for the blob store"
+    t0 = 1_800_000_000_000_000_000
+    w = store.create_run(RunStarted(agent="probe", model="claude-sonnet-4-5", prompt="go"), ts=t0)
+    w.append(ToolCalled(call_id="c1", tool="shell", command="seq 25000"), part=1, ts=t0 + 10)
+    w.append(ToolReturned(call_id="c1", tool="shell", output=inline, output_blob=digest, output_bytes=size,
+                          exit_code=0), part=1, ts=t0 + 20)
+    w.append(PartEnded(part_kind="tool", tool="shell", call_id="c1"), part=1, ts=t0 + 21)
+    w.append(UsageReported(usage=Usage(input=100, output=7, cache_read=50)), part=1, ts=t0 + 22)
+    w.append(ToolReturned(call_id="orphan", tool="Read", output="x", status="error", error="denied"), part=2,
+             ts=t0 + 30)
+    w.append(PartEnded(part_kind="tool", tool="Read"), part=2, ts=t0 + 31)
+    w.append(ToolCalled(call_id="c3", tool="shell", command="sleep 999"), part=3, ts=t0 + 40)
+    w.flush()
+    store.close_writer(w)
+    run_id = w.run_id
+
+    t = trajectory(store, run_id)
+    steps = t["steps"]
+    assert [s["source"] for s in steps] == ["user", "agent", "agent", "agent"]
+    assert steps[1]["observation"]["results"][0]["content"] == big
+    assert steps[1]["metrics"] == {"prompt_tokens": 150, "completion_tokens": 7, "cached_tokens": 50}
+    orphan = steps[2]["observation"]["results"][0]
+    assert "source_call_id" not in orphan and orphan["extra"]["call_id"] == "orphan"
+    assert orphan["content"] == "x" and orphan["extra"]["status"] == "error"
+    assert steps[3]["tool_calls"][0]["tool_call_id"] == "c3" and "observation" not in steps[3]
+    assert t["extra"]["status"] == store.info(run_id).status
+
+    spans = {s.attributes.get("gen_ai.tool.call.id", s.name): s for s in run_spans(store, run_id, max_attribute_chars=1000)}
+    assert spans["c1"].attributes["gen_ai.tool.call.result"] == big[:1000]
+    assert spans["c1"].attributes["agtrace.tool.result_truncated"] is True
+    assert (spans["c1"].start_ns, spans["c1"].end_ns) == (t0 + 10, t0 + 20)
+    assert spans["orphan"].error == "denied" and spans["orphan"].attributes["error.type"] == "error"
+    assert spans["c3"].attributes["agtrace.tool.returned"] is False
+    chat = [s for s in spans.values() if s.name.startswith("chat")]
+    assert len(chat) == 1 and chat[0].attributes["gen_ai.usage.input_tokens"] == 150
+    assert chat[0].attributes["gen_ai.provider.name"] == "anthropic"
+    store.close()
 
 
 # -- OTLP ------------------------------------------------------------------------------------
