@@ -16,16 +16,20 @@ Contracts:
   projection); each usage delta also goes to exactly one chat span (the model call with its
   request id, else the latest model call before it, else a chat span of its own), so the chat
   spans add up to the run's totals.
-* **Bounded work per run.** A run's spans are built in memory (a few hundred bytes each), then
-  written or sent in batches of at most :data:`BATCH_SPANS` spans.
+* **Bounded memory.** :func:`iter_spans` gives a tool call's span as soon as it is complete
+  (returned, and a later part began) and holds only the spans still open and the chat spans
+  (no content, a few hundred bytes each); they are written or sent in batches of at most
+  :data:`BATCH_SPANS` spans, the run's span last.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from agtrace.eventlog import (
     ErrorOccurred,
@@ -66,6 +70,7 @@ _MODEL_PROVIDERS = (("claude", "anthropic"), ("gpt", "openai"), ("o1", "openai")
 _AGENT_PROVIDERS = {"claude-code": "anthropic", "codex": "openai", "gemini": "gcp.gemini",
                     "gemini-cli": "gcp.gemini"}
 _ULID = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_encode_sorted = msgspec.json.Encoder(order="sorted").encode
 
 
 @dataclass
@@ -82,6 +87,8 @@ class OtlpSpan:
     attributes: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
     error: str | None = None
+    seq: int = 0
+    """The seq of the event that opened the span (its id is derived from it)."""
 
 
 def trace_id_of(run_id: str) -> bytes:
@@ -114,19 +121,27 @@ def provider_of(model: str, agent: str = "") -> str:
 
 def run_spans(store: Store, run_id: str, *, max_attribute_chars: int = MAX_ATTRIBUTE_CHARS) -> list[OtlpSpan]:
     """The spans of one run, its ``invoke_agent`` span first, then the others as they began."""
-    run = update_metrics(store, run_id)
+    *children, root = iter_spans(store, run_id, max_attribute_chars=max_attribute_chars)
+    return [root, *sorted(children, key=lambda span: span.seq)]
+
+
+def iter_spans(store: Store, run_id: str, *, max_attribute_chars: int = MAX_ATTRIBUTE_CHARS) -> Iterator[OtlpSpan]:
+    """The spans of one run as they can be sent: a tool call's span once it returned and a
+    later part began (the tests it ran are recorded by then), the rest at the end, the
+    ``invoke_agent`` span last. What is held is the spans not yet complete."""
     builder = _SpanBuilder(store, run_id, max_attribute_chars)
     for rec in store.read(run_id):
         builder.feed(rec)
-    return builder.finish(run)
+        if builder.done:
+            yield from builder.drain()
+    yield from builder.finish(update_metrics(store, run_id))
 
 
-def resource_attributes(spans: list[OtlpSpan], extra: dict[str, str] | None = None) -> dict[str, Any]:
+def resource_attributes(agent: str, version: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
     """A run's resource: ``service.name``/``service.version`` are the agent's, then ``extra``."""
-    root = spans[0].attributes if spans else {}
-    attrs = {"service.name": root.get("gen_ai.agent.name") or "agtrace"}
-    if root.get("gen_ai.agent.version"):
-        attrs["service.version"] = root["gen_ai.agent.version"]
+    attrs = {"service.name": agent or "agtrace"}
+    if version:
+        attrs["service.version"] = version
     return {**attrs, **(extra or {})}
 
 
@@ -137,14 +152,16 @@ class _SpanBuilder:
         self.store = store
         self.run_id = run_id
         self.max_chars = max_chars
-        self.root = OtlpSpan(span_id_of(run_id, 1), b"", "invoke_agent", INTERNAL, 0, 0)
-        self.children: list[OtlpSpan] = []
+        self.root = OtlpSpan(span_id_of(run_id, 1), b"", "invoke_agent", INTERNAL, 0, 0, seq=1)
+        self.chats: list[OtlpSpan] = []
+        self.done: list[OtlpSpan] = []
         self.agent = ""
         self.model = ""
         self.calls: dict[str, OtlpSpan] = {}
         self.current_call: OtlpSpan | None = None
         self.tools: dict[str, OtlpSpan] = {}
         self.open_tools: set[str] = set()
+        self.returned: list[tuple[int | None, str]] = []
         self.boundary = 0
         self.last_ts = 0
         self.ended_ts: int | None = None
@@ -152,6 +169,8 @@ class _SpanBuilder:
     def feed(self, rec: Record) -> None:
         ev, ts = rec.event, rec.ts
         self.last_ts = max(self.last_ts, ts)
+        if self.returned and rec.part is not None:
+            self._complete(rec.part)
         if isinstance(ev, RunStarted):
             self._started(ev, ts)
         elif isinstance(ev, TurnStarted) or (isinstance(ev, MessageAdded) and ev.role == "user"):
@@ -179,7 +198,23 @@ class _SpanBuilder:
         elif isinstance(ev, RunEnded):
             self.ended_ts = ts
 
+    def drain(self) -> list[OtlpSpan]:
+        """The spans completed since the last drain."""
+        done, self.done = self.done, []
+        return done
+
+    def _complete(self, part: int) -> None:
+        """Tool spans that returned in a part before ``part`` are complete."""
+        keep = []
+        for returned_in, call_id in self.returned:
+            if returned_in is not None and returned_in < part:
+                self.done.append(self.tools.pop(call_id))
+            else:
+                keep.append((returned_in, call_id))
+        self.returned = keep
+
     def finish(self, run: RunMetrics) -> list[OtlpSpan]:
+        """The spans still held, as they began, then the ``invoke_agent`` span."""
         root = self.root
         root.end_ns = max(root.start_ns, self.ended_ts if self.ended_ts is not None else self.last_ts)
         for call_id in self.open_tools:  # the run ended before these calls returned
@@ -196,7 +231,8 @@ class _SpanBuilder:
         if run.status in ERROR_STATUSES:
             root.error = run.reason or f"the run ended {run.status}"
             root.attributes["error.type"] = run.status
-        return [root, *self.children]
+        held = sorted([*self.chats, *self.tools.values()], key=lambda span: span.seq)
+        return [*self.drain(), *held, root]
 
     # -- spans -----------------------------------------------------------------------------
 
@@ -217,12 +253,12 @@ class _SpanBuilder:
     def _chat(self, rec: Record, model: str, start: int) -> OtlpSpan:
         model = model or self.model
         span = OtlpSpan(span_id_of(self.run_id, rec.seq), self.root.span_id,
-                        f"chat {model}" if model else "chat", CLIENT, min(start, rec.ts), rec.ts)
+                        f"chat {model}" if model else "chat", CLIENT, min(start, rec.ts), rec.ts, seq=rec.seq)
         span.attributes.update(_clean({
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider_of(model, self.agent),
             "gen_ai.request.model": model, "gen_ai.conversation.id": self.run_id,
             "gen_ai.agent.name": self.agent, "agtrace.part": rec.part}))
-        self.children.append(span)
+        self.chats.append(span)
         return span
 
     def _model_called(self, rec: Record, ev: ModelCalled) -> None:
@@ -261,12 +297,15 @@ class _SpanBuilder:
 
     def _tool_span(self, rec: Record, call_id: str, tool: str, start: int) -> OtlpSpan:
         span = OtlpSpan(span_id_of(self.run_id, rec.seq), self.root.span_id,
-                        f"execute_tool {tool}" if tool else "execute_tool", INTERNAL, start, start)
+                        f"execute_tool {tool}" if tool else "execute_tool", INTERNAL, start, start, seq=rec.seq)
         span.attributes.update(_clean({
             "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool or "unknown",
             "gen_ai.tool.call.id": call_id, "gen_ai.tool.type": "function",
             "gen_ai.conversation.id": self.run_id, "gen_ai.agent.name": self.agent, "agtrace.part": rec.part}))
-        self.children.append(span)
+        if call_id in self.tools:  # a repeated call id: the earlier call is complete
+            self.done.append(self.tools.pop(call_id))
+            self.returned = [(p, c) for p, c in self.returned if c != call_id]
+            self.open_tools.discard(call_id)
         self.tools[call_id] = span
         return span
 
@@ -274,7 +313,7 @@ class _SpanBuilder:
         span = self._tool_span(rec, ev.call_id, ev.tool, rec.ts)
         args = ev.arguments if ev.arguments is not None else ({"command": ev.command} if ev.command else None)
         if args is not None:
-            text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False, sort_keys=True)
+            text = args if isinstance(args, str) else _encode_sorted(args).decode()
             span.attributes["gen_ai.tool.call.arguments"] = text[: self.max_chars]
         if ev.command:
             span.attributes["agtrace.tool.command"] = ev.command[: self.max_chars]
@@ -299,6 +338,7 @@ class _SpanBuilder:
         if ev.status != "ok" or ev.exit_code not in (None, 0):
             span.error = ev.error or (f"exit code {ev.exit_code}" if ev.status == "ok" else ev.status)
             a["error.type"] = ev.status if ev.status != "ok" else "exit_code"
+        self.returned.append((rec.part, ev.call_id))
         self.boundary = rec.ts
 
 
@@ -329,5 +369,5 @@ def _clean(attrs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if v is not None and v != "" and v != {} and v != []}
 
 
-__all__ = ["BATCH_SPANS", "MAX_ATTRIBUTE_CHARS", "OtlpSpan", "provider_of", "resource_attributes",
-           "run_spans", "span_id_of", "trace_id_of"]
+__all__ = ["BATCH_SPANS", "MAX_ATTRIBUTE_CHARS", "OtlpSpan", "iter_spans", "provider_of",
+           "resource_attributes", "run_spans", "span_id_of", "trace_id_of"]

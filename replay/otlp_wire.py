@@ -30,7 +30,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from agtrace.eventlog import RunNotFound, Store
+import msgspec
+
+from agtrace.eventlog import RunNotFound, RunStarted, Store
 
 from .errors import ExportError, OutputNotEmpty
 from .export import ExportReport
@@ -38,8 +40,8 @@ from .otlp import (
     BATCH_SPANS,
     MAX_ATTRIBUTE_CHARS,
     OtlpSpan,
+    iter_spans,
     resource_attributes,
-    run_spans,
     trace_id_of,
 )
 
@@ -51,6 +53,7 @@ UNREACHABLE_RETRIES = 2
 """Retries of a request that could not connect (a collector restarting, not a wrong port)."""
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 SCOPE = "agtrace"
+_encode = msgspec.json.Encoder().encode
 
 
 def export_otlp(
@@ -140,13 +143,22 @@ def traces_url(endpoint: str) -> str:
 
 
 def _batches(store: Store, run_id: str, resource: dict[str, str] | None, max_chars: int, report: ExportReport):
-    spans = run_spans(store, run_id, max_attribute_chars=max_chars)
-    report.events += store.info(run_id).events
-    report.spans += len(spans)
+    """``(trace id, resource, spans)`` per batch of at most BATCH_SPANS spans, as they complete."""
+    start = next(iter(store.read(run_id, 1, 1)), None)
+    start = start.event if start is not None and isinstance(start.event, RunStarted) else RunStarted()
     trace_id = trace_id_of(run_id)
-    res = resource_attributes(spans, resource)
-    for i in range(0, len(spans), BATCH_SPANS):
-        yield trace_id, res, spans[i:i + BATCH_SPANS]
+    res = resource_attributes(start.agent, start.agent_version, resource)
+    batch: list[OtlpSpan] = []
+    for span in iter_spans(store, run_id, max_attribute_chars=max_chars):
+        batch.append(span)
+        if len(batch) >= BATCH_SPANS:
+            report.spans += len(batch)
+            yield trace_id, res, batch
+            batch = []
+    if batch:
+        report.spans += len(batch)
+        yield trace_id, res, batch
+    report.events += store.info(run_id).events
 
 
 # -- encodings -------------------------------------------------------------------------------
@@ -169,7 +181,7 @@ def encode_json(trace_id: bytes, resource: dict[str, Any], spans: list[OtlpSpan]
 
     request = {"resourceSpans": [{"resource": {"attributes": _json_attributes(resource)},
                                   "scopeSpans": [{"scope": {"name": SCOPE}, "spans": [span(s) for s in spans]}]}]}
-    return json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
+    return _encode(request)
 
 
 def _json_attributes(attrs: dict[str, Any]) -> list[dict]:
@@ -177,15 +189,16 @@ def _json_attributes(attrs: dict[str, Any]) -> list[dict]:
 
 
 def _json_value(v: Any) -> dict:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
+    kind = _JSON_KINDS.get(type(v))
+    if kind is not None:
+        return {kind: str(v) if kind == "intValue" else v}
     if isinstance(v, (list, tuple)):
         return {"arrayValue": {"values": [_json_value(x) for x in v]}}
     return {"stringValue": str(v)}
+
+
+_JSON_KINDS = {str: "stringValue", bool: "boolValue", int: "intValue", float: "doubleValue"}
+"""AnyValue field by exact type (``bool`` is an ``int`` subclass, so no isinstance here)."""
 
 
 def _proto():
