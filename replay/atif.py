@@ -15,7 +15,8 @@ Contracts:
   interrupted export leaves nothing under ``out``.
 * **Streaming.** A trajectory is written step by step while the run is read: what is held at
   once is the events of the parts still open and the run's part-metrics rows, never the run.
-* **Deterministic.** The same events give the same bytes (no clock, no random ids).
+* **Deterministic.** The same events give the same bytes (no clock, no random ids). A run still
+  being written is exported up to the event its metrics were folded to when its turn came.
 * **Complete texts.** Texts too large to inline are read from the blob store; a missing blob
   fails the export (``CorruptBlob``) instead of writing a truncated trajectory.
 """
@@ -127,7 +128,7 @@ def _write(store: Store, run_id: str, fh: BinaryIO) -> tuple[int, int]:
     """Write one trajectory; return (steps, events read)."""
     run = update_metrics(store, run_id)
     parts = {p.part: p for p in part_metrics(store, run_id)}
-    records = store.read(run_id)
+    records = store.read(run_id, 1, run.position)  # the events the metrics are of, for a live run too
     first = next(records, None)
     start = first.event if first is not None and isinstance(first.event, RunStarted) else RunStarted()
     model = store.info(run_id).model or start.model  # the model as called, when the start did not name it

@@ -129,12 +129,13 @@ def iter_spans(store: Store, run_id: str, *, max_attribute_chars: int = MAX_ATTR
     """The spans of one run as they can be sent: a tool call's span once it returned and a
     later part began (the tests it ran are recorded by then), the rest at the end, the
     ``invoke_agent`` span last. What is held is the spans not yet complete."""
+    run = update_metrics(store, run_id)
     builder = _SpanBuilder(store, run_id, max_attribute_chars)
-    for rec in store.read(run_id):
+    for rec in store.read(run_id, 1, run.position):  # the events the metrics are of, for a live run too
         builder.feed(rec)
         if builder.done:
             yield from builder.drain()
-    yield from builder.finish(update_metrics(store, run_id))
+    yield from builder.finish(run)
 
 
 def resource_attributes(agent: str, version: str, extra: dict[str, str] | None = None) -> dict[str, Any]:

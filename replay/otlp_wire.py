@@ -44,6 +44,7 @@ from .otlp import (
     resource_attributes,
     trace_id_of,
 )
+from .projections import run_metrics
 
 PROTOCOLS = ("protobuf", "json")
 CONTENT_TYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
@@ -158,7 +159,7 @@ def _batches(store: Store, run_id: str, resource: dict[str, str] | None, max_cha
     if batch:
         report.spans += len(batch)
         yield trace_id, res, batch
-    report.events += store.info(run_id).events
+    report.events += run_metrics(store, run_id).position  # what iter_spans read
 
 
 # -- encodings -------------------------------------------------------------------------------

@@ -349,7 +349,7 @@ def test_otlp_protobuf_and_json_encodings_carry_the_same_request(sample, store):
 
     run_id = sample[1]["claude-code"]
     spans = run_spans(store, run_id)
-    res = resource_attributes(spans, {"openinference.project.name": "p"})
+    res = resource_attributes("claude-code", "", {"openinference.project.name": "p"})
     binary = ExportTraceServiceRequest.FromString(encode_protobuf(trace_id_of(run_id), res, spans))
     doc = json.loads(encode_json(trace_id_of(run_id), res, spans))
     for span in doc["resourceSpans"][0]["scopeSpans"][0]["spans"]:
