@@ -3,10 +3,11 @@ opentelemetry-proto and received by a real Arize Phoenix server, both against th
 
 The runs are real: the demo agent captured by ``agtrace demo``; the recorded output of the real
 Claude Code, Codex and OpenCode CLIs (tests/golden/real) captured by ``agtrace run``; an Inspect
-log, a Codex rollout and a Claude Code session imported from the shared fixtures. Harbor and
-Phoenix live in cached side environments (tests/side_venv.py) and run as subprocesses; Phoenix
-runs in a network namespace of its own with only loopback, and the commands that talk to it
-join that namespace.
+log, a Codex rollout and a Claude Code session imported from the shared fixtures. Harbor (which
+needs Python >= 3.12) and Phoenix are pinned tools of tests/agents/tools.txt, installed in their
+own environments by tests/agents/install_tools.sh and run as subprocesses; Phoenix runs in a
+network namespace of its own with only loopback, and the commands that talk to it join that
+namespace.
 """
 
 from __future__ import annotations
@@ -49,10 +50,13 @@ from agtrace.replay.otlp import resource_attributes, run_spans, span_id_of, trac
 from agtrace.replay.otlp_wire import encode_json, encode_protobuf
 
 from .conftest import FIXTURES, REPO, run_agtrace
-from .side_venv import HARBOR, PHOENIX, python_at_least, side_venv
 
 REAL = REPO / "tests" / "golden" / "real"
 RECEIVERS = REPO / "tests" / "receivers"
+AGENTS = REPO / "tests" / "agents"
+TOOLS_DIR = Path(os.environ.get("AGTRACE_TOOLS_DIR", "/tmp/agtrace-tools"))
+TOOL_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": "/usr/bin:/bin"}
+"""Harbor imports litellm, which would fetch its model price map from the network otherwise."""
 IMPORTS = {
     "inspect": FIXTURES / "inspect" / "demo_mockllm_local_sandbox.eval",
     "codex-rollout": FIXTURES / "codex-rollout"
@@ -166,12 +170,23 @@ def test_atif_export_is_one_file_per_run_deterministic_and_all_or_nothing(sample
         export_atif(store, ids, out="s3://bucket/atif")
 
 
+def _tool_python(name: str) -> str:
+    """The Python of a pinned tool of tests/agents/tools.txt, installed if needed (idempotent).
+    Under CI a failed install fails the test; elsewhere it skips it."""
+    proc = subprocess.run(["bash", str(AGENTS / "install_tools.sh"), name], capture_output=True, text=True,
+                          timeout=1800)
+    python = TOOLS_DIR / name / "bin" / "python"
+    if proc.returncode != 0 or not python.exists():
+        message = f"install_tools.sh {name} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return str(python)
+
+
 @pytest.fixture(scope="module")
 def harbor_python() -> str:
-    python = python_at_least(3, 12)
-    if python is None:
-        pytest.skip("Harbor needs Python >= 3.12; none found (PATH or pyenv)")
-    return str(side_venv("harbor", HARBOR, python) / "bin" / "python")
+    return _tool_python("harbor")
 
 
 @pytest.mark.slow
@@ -179,7 +194,7 @@ def test_atif_trajectories_load_and_validate_with_harbors_models(sample, store, 
     ids = sample[1]
     export_atif(store, ids.values(), out=tmp_path / "atif")
     proc = subprocess.run([harbor_python, str(RECEIVERS / "harbor_validate.py"), str(tmp_path / "atif")],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=TOOL_ENV)
     assert proc.returncode == 0, proc.stderr
     read = {t["session_id"]: t for t in json.loads(proc.stdout)["trajectories"]}
     assert sorted(read) == sorted(ids.values())
@@ -446,7 +461,7 @@ def phoenix(tmp_path_factory):
 
     if not netns_ok() or not _which("nsenter"):
         pytest.skip("needs root, unshare, ip and nsenter for a loopback-only network namespace")
-    python = str(side_venv("phoenix", PHOENIX) / "bin" / "python")
+    python = _tool_python("phoenix")
     work = tmp_path_factory.mktemp("phoenix")
     env = {**os.environ, "PHOENIX_WORKING_DIR": str(work), "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": "6006",
            "PHOENIX_GRPC_PORT": "4317", "PHOENIX_TELEMETRY_ENABLED": "false",

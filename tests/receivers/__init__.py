@@ -1,2 +1,2 @@
-"""Scripts run by the side environments' Pythons (tests/side_venv.py): the other side of an
+"""Scripts run by the pinned tools' Pythons (tests/agents/tools.txt): the other side of an
 interchange test. They import only their own environment's packages."""
