@@ -3,7 +3,8 @@ opentelemetry-proto and received by a real Arize Phoenix server, both against th
 
 The runs are real: the demo agent captured by ``agtrace demo``; the recorded output of the real
 Claude Code, Codex and OpenCode CLIs (tests/golden/real) captured by ``agtrace run``; an Inspect
-log, a Codex rollout and a Claude Code session imported from the shared fixtures. Harbor (which
+log, a Codex rollout and a Claude Code session imported from the shared fixtures, and an ATIF
+trajectory written by Harbor itself, imported and exported again. Harbor (which
 needs Python >= 3.12) and Phoenix are pinned tools of tests/agents/tools.txt, installed in their
 own environments by tests/agents/install_tools.sh and run as subprocesses; Phoenix runs in a
 network namespace of its own with only loopback, and the commands that talk to it join that
@@ -54,6 +55,8 @@ from .conftest import FIXTURES, REPO, run_agtrace
 REAL = REPO / "tests" / "golden" / "real"
 RECEIVERS = REPO / "tests" / "receivers"
 AGENTS = REPO / "tests" / "agents"
+ATIF_SAMPLE = REPO / "tests" / "golden" / "import" / "atif" / "harbor-0.26.0_mini-swe-agent_calc.trajectory.json"
+"""Written by Harbor 0.26.0 from a recorded mini-SWE-agent run (tests/golden/SOURCES.md)."""
 TOOLS_DIR = Path(os.environ.get("AGTRACE_TOOLS_DIR", "/tmp/agtrace-tools"))
 TOOL_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": "/usr/bin:/bin"}
 """Harbor imports litellm, which would fetch its model price map from the network otherwise."""
@@ -62,6 +65,7 @@ IMPORTS = {
     "codex-rollout": FIXTURES / "codex-rollout"
     / "localpush_rollout-2026-02-23T20-34-25-019c8bfe-ec25-79e0-97d7-bda6a9c575ff.jsonl",
     "claude-session": FIXTURES / "claude-code" / "daaain_representative_messages.jsonl",
+    "atif": ATIF_SAMPLE,
 }
 
 
@@ -146,6 +150,38 @@ def test_atif_steps_are_the_runs_prompts_parts_and_metrics(sample, store):
         assert final["extra"]["agtrace_metrics"]["tokens"] == run_metrics_of(store, run_id).tokens
         stepped = sum(s.get("metrics", {}).get("prompt_tokens", 0) for s in steps)
         assert (stepped == f["input"]) == ("notes" not in t), name
+
+
+def test_atif_from_harbor_comes_back_with_its_calls_results_and_totals(sample, store):
+    """ATIF in (Harbor's own file), ATIF out: the same tool calls with the same arguments and
+    results, the same token totals. Steps differ in number only: a Harbor step holding a message
+    and a tool call is two agtrace parts, so two steps."""
+    source = json.loads(ATIF_SAMPLE.read_text())
+    out = trajectory(store, sample[1]["atif"])
+
+    def calls(t):
+        return [(c["tool_call_id"], c["function_name"], c["arguments"]) for s in t["steps"] for c in s.get("tool_calls") or []]
+
+    def results(t):
+        return [r for s in t["steps"] for r in (s.get("observation") or {}).get("results", [])]
+
+    def output(content: str) -> str:  # mini-SWE-agent's results are {"returncode", "output"} JSON
+        try:
+            return json.loads(content)["output"]
+        except (ValueError, TypeError, KeyError):
+            return content
+
+    assert calls(out) == calls(source) and calls(source)
+    got, want = results(out), [output(r["content"]) for r in results(source)]
+    assert len(got) == len(want)
+    for r, text in zip(got, want, strict=True):  # an empty output of a failed call shows its error
+        assert r["content"] == (text or r["extra"].get("error", "")), r
+    assert [r["source_call_id"] for r in results(out)] == [c[0] for c in calls(out)]  # linked now
+    messages = [s["message"] for s in source["steps"] if s["message"]]
+    assert [s["message"] for s in out["steps"] if s["message"]] == messages
+    for key in ("total_prompt_tokens", "total_completion_tokens", "total_cached_tokens"):
+        assert out["final_metrics"][key] == source["final_metrics"][key], key
+    assert out["agent"]["name"] == source["agent"]["name"]
 
 
 def test_atif_export_is_one_file_per_run_deterministic_and_all_or_nothing(sample, store, tmp_path):
