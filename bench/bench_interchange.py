@@ -49,10 +49,10 @@ print(json.dumps({"events": n, "seconds": elapsed, "rss_kib": resource.getrusage
 FOLD = """
 import sys
 from agtrace.eventlog import Store
-from agtrace.replay import update_metrics
+from agtrace.eventlog import run_metrics
 store = Store(sys.argv[1])
 for run_id in store.run_ids():
-    update_metrics(store, run_id)
+    run_metrics(store, run_id)
 """
 
 

@@ -38,16 +38,17 @@ import msgspec
 from agtrace.eventlog import (
     Record,
     RunEnded,
+    RunMetrics,
     RunNotFound,
     RunStarted,
     Store,
+    part_metrics,
+    run_metrics,
 )
 
 from .atif_step import StepBuilder, iso_time, prompt_tokens
 from .errors import ExportError, OutputNotEmpty
 from .export import ExportReport
-from .metrics import RunMetrics
-from .projections import part_metrics, update_metrics
 
 SCHEMA_VERSION = "ATIF-v1.7"
 """The ATIF version written: the oldest one with every field this module uses (the ``extra``
@@ -126,9 +127,9 @@ def export_atif(
 
 def _write(store: Store, run_id: str, fh: BinaryIO) -> tuple[int, int]:
     """Write one trajectory; return (steps, events read)."""
-    run = update_metrics(store, run_id)
+    run = run_metrics(store, run_id)
     parts = {p.part: p for p in part_metrics(store, run_id)}
-    records = store.read(run_id, 1, run.position)  # the events the metrics are of, for a live run too
+    records = store.read(run_id, 1, run.events)  # the events the metrics are of, for a live run too
     first = next(records, None)
     start = first.event if first is not None and isinstance(first.event, RunStarted) else RunStarted()
     model = store.info(run_id).model or start.model  # the model as called, when the start did not name it

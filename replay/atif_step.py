@@ -16,8 +16,10 @@ from agtrace.eventlog import (
     MessageAdded,
     ModelCalled,
     PartEnded,
+    PartMetrics,
     ReasoningAdded,
     Record,
+    RunMetrics,
     RunStarted,
     SnapshotTaken,
     Store,
@@ -27,8 +29,6 @@ from agtrace.eventlog import (
     TurnStarted,
     UsageReported,
 )
-
-from .metrics import PartMetrics, RunMetrics
 
 
 def iso_time(ts_ns: int) -> str:

@@ -37,6 +37,7 @@ from agtrace.eventlog import (
     ModelCalled,
     Record,
     RunEnded,
+    RunMetrics,
     RunStarted,
     Store,
     TestsRan,
@@ -44,10 +45,8 @@ from agtrace.eventlog import (
     ToolReturned,
     TurnStarted,
     UsageReported,
+    run_metrics,
 )
-
-from .metrics import RunMetrics
-from .projections import update_metrics
 
 BATCH_SPANS = 512
 """Spans per OTLP request (and per line of an OTLP JSON file), as the OTel SDK's batch default."""
@@ -129,9 +128,9 @@ def iter_spans(store: Store, run_id: str, *, max_attribute_chars: int = MAX_ATTR
     """The spans of one run as they can be sent: a tool call's span once it returned and a
     later part began (the tests it ran are recorded by then), the rest at the end, the
     ``invoke_agent`` span last. What is held is the spans not yet complete."""
-    run = update_metrics(store, run_id)
+    run = run_metrics(store, run_id)
     builder = _SpanBuilder(store, run_id, max_attribute_chars)
-    for rec in store.read(run_id, 1, run.position):  # the events the metrics are of, for a live run too
+    for rec in store.read(run_id, 1, run.events):  # the events the metrics are of, for a live run too
         builder.feed(rec)
         if builder.done:
             yield from builder.drain()

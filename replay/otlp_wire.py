@@ -32,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from agtrace.eventlog import RunNotFound, RunStarted, Store
+from agtrace.eventlog import RunNotFound, RunStarted, Store, run_metrics
 
 from .errors import ExportError, OutputNotEmpty
 from .export import ExportReport
@@ -44,7 +44,6 @@ from .otlp import (
     resource_attributes,
     trace_id_of,
 )
-from .projections import run_metrics
 
 PROTOCOLS = ("protobuf", "json")
 CONTENT_TYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
@@ -149,6 +148,7 @@ def _batches(store: Store, run_id: str, resource: dict[str, str] | None, max_cha
     start = start.event if start is not None and isinstance(start.event, RunStarted) else RunStarted()
     trace_id = trace_id_of(run_id)
     res = resource_attributes(start.agent, start.agent_version, resource)
+    report.events += run_metrics(store, run_id).events  # what iter_spans reads
     batch: list[OtlpSpan] = []
     for span in iter_spans(store, run_id, max_attribute_chars=max_chars):
         batch.append(span)
@@ -159,7 +159,6 @@ def _batches(store: Store, run_id: str, resource: dict[str, str] | None, max_cha
     if batch:
         report.spans += len(batch)
         yield trace_id, res, batch
-    report.events += run_metrics(store, run_id).position  # what iter_spans read
 
 
 # -- encodings -------------------------------------------------------------------------------

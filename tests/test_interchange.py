@@ -37,16 +37,10 @@ from agtrace.eventlog import (
     ToolReturned,
     Usage,
     UsageReported,
-)
-from agtrace.replay import (
-    ExportError,
-    OutputNotEmpty,
-    export_atif,
-    export_otlp,
     part_metrics,
-    trajectory,
+    run_metrics,
 )
-from agtrace.replay import update_metrics as run_metrics_of
+from agtrace.replay import ExportError, OutputNotEmpty, export_atif, export_otlp, trajectory
 from agtrace.replay.otlp import resource_attributes, run_spans, span_id_of, trace_id_of
 from agtrace.replay.otlp_wire import encode_json, encode_protobuf
 
@@ -147,7 +141,7 @@ def test_atif_steps_are_the_runs_prompts_parts_and_metrics(sample, store):
         final = t["final_metrics"]
         assert final["total_prompt_tokens"] == f["input"] and final["total_completion_tokens"] == f["output"], name
         assert final["total_cached_tokens"] == f["cache_read"] and final["total_steps"] == len(steps)
-        assert final["extra"]["agtrace_metrics"]["tokens"] == run_metrics_of(store, run_id).tokens
+        assert final["extra"]["agtrace_metrics"]["tokens"] == run_metrics(store, run_id).tokens
         stepped = sum(s.get("metrics", {}).get("prompt_tokens", 0) for s in steps)
         assert (stepped == f["input"]) == ("notes" not in t), name
 
