@@ -203,13 +203,29 @@ CODEX_FIX_PATCH = (
 )
 
 
-def _tool_plan(cli: str, workdir: str | None) -> list[tuple[str, ToolCall]]:
-    """(label, tool call) for the six tool steps, in each CLI's own dialect."""
+# Codex versions whose shell tool is `shell_command` {command: str, workdir} (0.66 with a
+# gpt-5-codex model) instead of the unified `exec_command` {cmd, workdir, yield_time_ms}
+CODEX_SHELL_COMMAND = {"0.66.0"}
+
+
+def _tool_plan(cli: str, workdir: str | None, version: str = "") -> list[tuple[str, ToolCall]]:
+    """(label, tool call) for the six tool steps, in each CLI's own dialect (``version`` of
+    the CLI, when its tools differ between versions)."""
     wd = workdir or "."
 
     def p(rel: str) -> str:  # absolute paths for tools that want them
         return os.path.join(wd, rel)
 
+    if cli == "codex" and version in CODEX_SHELL_COMMAND:
+        return [
+            ("list", ToolCall("shell_command", {"command": "ls -la", "workdir": wd})),
+            ("read", ToolCall("shell_command", {"command": "cat calc.py", "workdir": wd})),
+            ("write_test", ToolCall("apply_patch", _codex_patch_add("test_calc.py", TEST_CALC_PY),
+                                    custom=True)),
+            ("run_fail", ToolCall("shell_command", {"command": TEST_CMD, "workdir": wd})),
+            ("fix", ToolCall("apply_patch", CODEX_FIX_PATCH, custom=True)),
+            ("run_pass", ToolCall("shell_command", {"command": TEST_CMD, "workdir": wd})),
+        ]
     if cli == "codex":
         # Codex (gpt-5* catalog models) offers `exec_command` (unified exec)
         # and `apply_patch` as a freeform custom tool.
@@ -264,13 +280,14 @@ _REASONING = {
 }
 
 
-def scripted_session(cli: str, workdir: str | None = None) -> list[Step]:
-    """The scripted session for ``cli``: six tool steps and a final answer.
+def scripted_session(cli: str, workdir: str | None = None, version: str = "") -> list[Step]:
+    """The scripted session for ``cli`` (at ``version``, default the newest pinned): six tool
+    steps and a final answer.
 
     Tools that need absolute paths get them from ``workdir``.
     """
     steps: list[Step] = []
-    for i, (label, call) in enumerate(_tool_plan(cli, workdir)):
+    for i, (label, call) in enumerate(_tool_plan(cli, workdir, version)):
         # reasoning on every other step so both shapes are covered
         reasoning = _REASONING[label] if i % 2 == 0 else None
         steps.append(Step(usage=_usage(i, reasoning=reasoning is not None), reasoning=reasoning,
@@ -281,18 +298,18 @@ def scripted_session(cli: str, workdir: str | None = None) -> list[Step]:
     return steps
 
 
-def expected_states(cli: str) -> list[dict[str, bytes]]:
-    """Project files expected after each step of ``scripted_session(cli)``."""
+def expected_states(cli: str, version: str = "") -> list[dict[str, bytes]]:
+    """Project files expected after each step of ``scripted_session(cli, version=version)``."""
     s0 = dict(INITIAL_FILES)
     s_test = dict(s0, **{"test_calc.py": TEST_CALC_PY})
     s_fixed = dict(s_test, **{"calc.py": CALC_FIXED_PY})
     by_label = {"list": s0, "read": s0, "write_test": s_test, "run_fail": s_test,
                 "fix": s_fixed, "run_pass": s_fixed, "answer": s_fixed}
-    return [dict(by_label[step.label]) for step in scripted_session(cli)]
+    return [dict(by_label[step.label]) for step in scripted_session(cli, version=version)]
 
 
-def expected_usage_totals(cli: str) -> Usage:
-    steps = scripted_session(cli)
+def expected_usage_totals(cli: str, version: str = "") -> Usage:
+    steps = scripted_session(cli, version=version)
     return Usage(sum(s.usage.input_tokens for s in steps), sum(s.usage.cached_tokens for s in steps),
                  sum(s.usage.output_tokens for s in steps),
                  sum(s.usage.reasoning_tokens for s in steps))

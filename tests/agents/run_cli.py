@@ -46,10 +46,34 @@ AGENTS_DIR = Path(os.environ.get("AGTRACE_AGENTS_DIR", "/tmp/agtrace-agents"))
 BIN = AGENTS_DIR / "node_modules" / ".bin"
 
 EXECUTABLES = {"codex": "codex", "claude-code": "claude", "opencode": "opencode"}
+PACKAGES = {"codex": "@openai/codex", "claude-code": "@anthropic-ai/claude-code",
+            "opencode": "opencode-ai"}
+
+
+def pinned_versions() -> dict[str, list[str]]:
+    """``{cli: [newest, older, ...]}`` from versions.txt (the version matrix)."""
+    short = {pkg: cli for cli, pkg in PACKAGES.items()}
+    out: dict[str, list[str]] = {cli: [] for cli in PACKAGES}
+    for line in (HERE / "versions.txt").read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and fields[0] in short:
+            out[short[fields[0]]].append(fields[1])
+    return out
+
+
+def bin_dir(cli: str, version: str = "") -> Path:
+    """Where the CLI's executable is: the newest pinned version in AGENTS_DIR, an older one
+    of the matrix in AGENTS_DIR/v/<cli>@<version> (see install.sh)."""
+    newest = pinned_versions()[cli][:1]
+    if not version or [version] == newest:
+        return BIN
+    return AGENTS_DIR / "v" / f"{cli}@{version}" / "node_modules" / ".bin"
 
 # Model names: Codex only offers its apply_patch tool for models of its own
 # catalog; the others accept any name for a custom provider.
 CODEX_MODEL = "gpt-5.5"
+# older Codex releases do not know gpt-5.5 and offer it no apply_patch tool
+CODEX_MODEL_OF = {"0.66.0": os.environ.get("AGTRACE_TEST_CODEX_OLD_MODEL", "gpt-5-codex")}
 CLAUDE_MODEL = "claude-sonnet-4-5"
 OPENCODE_PROVIDER = "scripted"
 OPENCODE_MODEL = "scripted-model"
@@ -57,8 +81,8 @@ OPENCODE_MODEL = "scripted-model"
 DUMMY_KEY = "sk-scripted-dummy"
 
 
-def executable(cli: str) -> Path:
-    return BIN / EXECUTABLES[cli]
+def executable(cli: str, version: str = "") -> Path:
+    return bin_dir(cli, version) / EXECUTABLES[cli]
 
 
 def netns_prefix() -> list[str]:
@@ -83,9 +107,10 @@ def netns_ok() -> bool:
     return r.returncode == 0
 
 
-def available(cli: str) -> tuple[bool, str]:
-    """(ok, reason): is the pinned CLI installed and can we sandbox it?"""
-    exe = executable(cli)
+def available(cli: str, version: str = "") -> tuple[bool, str]:
+    """(ok, reason): is the pinned CLI (``version`` of the matrix, default the newest)
+    installed and can we sandbox it?"""
+    exe = executable(cli, version)
     if not exe.exists():
         return False, f"{exe} missing (run tests/agents/install.sh)"
     if not netns_ok():
@@ -94,7 +119,8 @@ def available(cli: str) -> tuple[bool, str]:
     with tempfile.TemporaryDirectory(prefix="agtrace-cli-home-") as home:
         try:
             r = subprocess.run([*netns_prefix(), str(exe), "--version"], capture_output=True,
-                               timeout=60, env=base_env(Path(home)), stdin=subprocess.DEVNULL)
+                               timeout=60, env=base_env(Path(home), exe.parent),
+                               stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as e:
             return False, f"{exe} --version failed: {e}"
     if r.returncode != 0:
@@ -102,9 +128,9 @@ def available(cli: str) -> tuple[bool, str]:
     return True, r.stdout.decode().strip()
 
 
-def base_env(home: Path) -> dict[str, str]:
+def base_env(home: Path, bin_path: Path = BIN) -> dict[str, str]:
     """A minimal environment: private HOME, no proxies, no inherited keys."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), str(BIN),
+    path = os.pathsep.join([str(Path(sys.executable).parent), str(bin_path),
                             "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"])
     env = {
         "HOME": str(home),
@@ -129,9 +155,13 @@ def base_env(home: Path) -> dict[str, str]:
 # per-CLI config
 
 
-def _codex_config(server_url: str) -> str:
+def codex_model(version: str = "") -> str:
+    return CODEX_MODEL_OF.get(version, CODEX_MODEL)
+
+
+def _codex_config(server_url: str, version: str = "") -> str:
     return f'''# written by tests/agents/run_cli.py -- offline, scripted provider
-model = "{CODEX_MODEL}"
+model = "{codex_model(version)}"
 model_provider = "scripted"
 model_reasoning_summary = "auto"
 approval_policy = "never"
@@ -217,21 +247,21 @@ def _opencode_config(server_url: str) -> dict[str, Any]:
     }
 
 
-def _opencode_version() -> str:
-    pj = AGENTS_DIR / "node_modules" / "opencode-ai" / "package.json"
+def _opencode_version(version: str = "") -> str:
+    pj = bin_dir("opencode", version).parent / "opencode-ai" / "package.json"
     try:
         return json.loads(pj.read_text())["version"]
     except (OSError, ValueError, KeyError):
         return "*"
 
 
-def prepare_home(cli: str, home: Path, server_url: str) -> None:
+def prepare_home(cli: str, home: Path, server_url: str, version: str = "") -> None:
     """Write the CLI's config files under ``home``."""
     home.mkdir(parents=True, exist_ok=True)
     if cli == "codex":
         ch = home / ".codex"
         ch.mkdir(parents=True, exist_ok=True)
-        (ch / "config.toml").write_text(_codex_config(server_url))
+        (ch / "config.toml").write_text(_codex_config(server_url, version))
     elif cli == "claude-code":
         cd = home / ".claude"
         cd.mkdir(parents=True, exist_ok=True)
@@ -250,7 +280,7 @@ def prepare_home(cli: str, home: Path, server_url: str) -> None:
         # background (an npm registry lookup).  It skips that when node_modules
         # exists and package-lock.json already lists every dependency of
         # package.json; no plugin is loaded anyway (--pure, "plugin": []).
-        dep = {"@opencode-ai/plugin": _opencode_version()}
+        dep = {"@opencode-ai/plugin": _opencode_version(version)}
         (oc / "node_modules").mkdir(exist_ok=True)
         (oc / "package.json").write_text(json.dumps({"dependencies": dep}))
         (oc / "package-lock.json").write_text(json.dumps(
@@ -261,15 +291,17 @@ def prepare_home(cli: str, home: Path, server_url: str) -> None:
 
 def cli_command(cli: str, workdir: str | os.PathLike[str], server_url: str,
                 home: str | os.PathLike[str],
-                prompt: str = model_server.TASK_PROMPT) -> tuple[list[str], dict[str, str]]:
-    """argv and env running ``cli`` on ``workdir`` against ``server_url``.
+                prompt: str = model_server.TASK_PROMPT,
+                version: str = "") -> tuple[list[str], dict[str, str]]:
+    """argv and env running ``cli`` (``version`` of the matrix) on ``workdir`` against
+    ``server_url``.
 
     Call :func:`prepare_home` first (writes the config files the env points at).
     """
     home = Path(home)
     workdir = str(workdir)
-    env = base_env(home)
-    exe = str(executable(cli))
+    env = base_env(home, bin_dir(cli, version))
+    exe = str(executable(cli, version))
     if cli == "codex":
         env.update({
             "CODEX_HOME": str(home / ".codex"),
@@ -311,8 +343,13 @@ def cli_command(cli: str, workdir: str | os.PathLike[str], server_url: str,
             "OPENCODE_DISABLE_CLAUDE_CODE": "1",
             "OPENCODE_DISABLE_TERMINAL_TITLE": "1",
         })
-        argv = [exe, "run", "--format", "json", "--auto", "--thinking", "--pure",
-                "--dir", workdir, "--title", "scripted session",
+        # --auto and --pure came after 1.2, --dir in 1.2 (older ones run in their cwd, the
+        # workdir; the config's permissions allow everything and "plugin": [] keeps plugins out)
+        newer = version in ("", *pinned_versions()["opencode"][:1])
+        has_dir = newer or tuple(int(x) for x in version.split(".")[:2]) >= (1, 2)
+        argv = [exe, "run", "--format", "json", *(["--auto"] if newer else []), "--thinking",
+                *(["--pure"] if newer else []), *(["--dir", workdir] if has_dir else []),
+                "--title", "scripted session",
                 "--model", f"{OPENCODE_PROVIDER}/{OPENCODE_MODEL}", prompt]
     else:
         raise ValueError(cli)
@@ -325,16 +362,18 @@ def cli_command(cli: str, workdir: str | os.PathLike[str], server_url: str,
 
 def run_session(cli: str, workdir: Path, home: Path, log: Path, stdout_path: Path,
                 stderr_path: Path, wrapper: list[str] | None = None,
-                timeout: float = 300.0, delay_s: float = 0.0) -> dict[str, Any]:
+                timeout: float = 300.0, delay_s: float = 0.0,
+                version: str = "") -> dict[str, Any]:
     """Start the server, run the CLI (optionally behind ``wrapper``), stop the server.
 
-    Must already run inside the network namespace.
+    Must already run inside the network namespace. Without a wrapper, OpenCode's own export of
+    the session (``opencode export <id>``) is written beside stdout as ``export.json``.
     """
-    steps = model_server.scripted_session(cli, str(workdir))
+    steps = model_server.scripted_session(cli, str(workdir), version)
     srv = model_server.start_server(steps, str(log), str(workdir), delay_s)
     try:
-        prepare_home(cli, home, srv.url)
-        argv, env = cli_command(cli, workdir, srv.url, home)
+        prepare_home(cli, home, srv.url, version)
+        argv, env = cli_command(cli, workdir, srv.url, home, version=version)
         full = [*(wrapper or []), *argv]
         t0 = time.monotonic()
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
@@ -346,23 +385,42 @@ def run_session(cli: str, workdir: Path, home: Path, log: Path, stdout_path: Pat
                 rc = None
         dt = time.monotonic() - t0
         m = srv.model
-        return {"cli": cli, "argv": full, "env": env, "returncode": rc, "timed_out": rc is None,
-                "seconds": round(dt, 2), "server_url": srv.url, "steps": len(steps),
-                "steps_served": m.index, "main_calls": m.main_calls, "side_calls": m.side_calls,
-                "script_finished": m.finished}
+        if cli == "opencode" and not wrapper and rc == 0:
+            _opencode_export(argv[0], workdir, env, stdout_path, stdout_path.parent / "export.json")
+        return {"cli": cli, "version": version, "argv": full, "env": env, "returncode": rc,
+                "timed_out": rc is None, "seconds": round(dt, 2), "server_url": srv.url,
+                "steps": len(steps), "steps_served": m.index, "main_calls": m.main_calls,
+                "side_calls": m.side_calls, "script_finished": m.finished}
     finally:
         srv.shutdown()
         srv.server_close()
 
 
+def _opencode_export(exe: str, workdir: Path, env: dict[str, str], stdout_path: Path,
+                     out: Path) -> None:
+    """``opencode export <session>`` of the session the run printed (its first sessionID)."""
+    session = ""
+    for line in stdout_path.read_text().splitlines():
+        try:
+            session = json.loads(line).get("sessionID") or ""
+        except (ValueError, AttributeError):
+            continue
+        if session:
+            break
+    if session:
+        with open(out, "wb") as fh:
+            subprocess.run([exe, "export", session], cwd=workdir, env=env, stdout=fh,
+                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=120)
+
+
 def run_session_in_netns(cli: str, out_dir: str | os.PathLike[str],
                          wrapper: list[str] | None = None, timeout: float = 300.0,
                          workdir: str | os.PathLike[str] | None = None,
-                         delay_s: float = 0.0) -> dict[str, Any]:
+                         delay_s: float = 0.0, version: str = "") -> dict[str, Any]:
     """Create the project in ``out_dir/work`` and run the session in a namespace.
 
-    Files in out_dir: work/ (the project), home/, requests.jsonl, stdout.jsonl,
-    stderr.txt, result.json.
+    Files in out_dir: work/ (the project), home/ (with the session files the CLI wrote),
+    requests.jsonl, stdout.jsonl, stderr.txt, result.json, and for OpenCode export.json.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -371,7 +429,7 @@ def run_session_in_netns(cli: str, out_dir: str | os.PathLike[str],
         model_server.write_project(wd)
     cmd = [*netns_prefix(), sys.executable, str(Path(__file__).resolve()), "inner", "--cli", cli,
            "--out", str(out), "--workdir", str(wd), "--timeout", str(timeout),
-           "--delay", str(delay_s)]
+           "--delay", str(delay_s), "--version", version]
     if wrapper:
         cmd += ["--", *wrapper]
     subprocess.run(cmd, check=True, timeout=timeout + 60)
@@ -397,6 +455,57 @@ def capture_golden(cli: str, timeout: float = 300.0) -> dict[str, Any]:
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(out / "stdout.jsonl", GOLDEN_DIR / f"{cli}.jsonl")
     with gzip.GzipFile(GOLDEN_DIR / f"{cli}.requests.jsonl.gz", "wb", mtime=0) as g:
+        for rec in _slim_requests(out / "requests.jsonl"):
+            g.write((json.dumps(rec) + "\n").encode())
+    return res
+
+
+def session_files(cli: str, home: Path) -> list[Path]:
+    """The session files the CLI wrote under ``home`` (what ``agtrace import --from`` reads):
+    Codex rollouts, Claude Code project transcripts, OpenCode's database (1.2 and later) or its
+    JSON storage (older releases)."""
+    if cli == "codex":
+        return sorted((home / ".codex" / "sessions").rglob("rollout-*.jsonl"))
+    if cli == "claude-code":
+        return sorted((home / ".claude" / "projects").rglob("*.jsonl"))
+    data = home / ".local" / "share" / "opencode"
+    if (data / "opencode.db").is_file():
+        return [data / "opencode.db"]
+    storage = data / "storage"
+    return sorted(p for d in ("project", "session", "message", "part")
+                  for p in (storage / d).rglob("*.json"))
+
+
+def capture_matrix_golden(cli: str, version: str, timeout: float = 300.0) -> dict[str, Any]:
+    """Run the session with ``version`` of the CLI and keep what it wrote in
+    tests/golden/real/<cli>@<version>/: stdout.jsonl (the live stream), requests.jsonl.gz, the
+    session files at their paths under home/, and for OpenCode export.json. The workdir path is
+    fixed (/tmp/agtrace-golden/<cli>@<version>/work) so regenerations keep the same paths.
+    OpenCode's database is copied with ``VACUUM INTO`` (one file, its WAL folded in)."""
+    import gzip
+    import sqlite3
+
+    name = f"{cli}@{version}"
+    out = Path(tempfile.gettempdir()) / "agtrace-golden" / name
+    shutil.rmtree(out, ignore_errors=True)
+    res = run_session_in_netns(cli, out, timeout=timeout, version=version)
+    if res["returncode"] != 0 or not res["script_finished"]:
+        raise RuntimeError(f"{name} session failed: {res}")
+    dest = GOLDEN_DIR / name
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    shutil.copyfile(out / "stdout.jsonl", dest / "stdout.jsonl")
+    if (out / "export.json").is_file():
+        shutil.copyfile(out / "export.json", dest / "export.json")
+    for path in session_files(cli, out / "home"):
+        target = dest / "home" / path.relative_to(out / "home")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".db":
+            with sqlite3.connect(path) as conn:
+                conn.execute("VACUUM INTO ?", [str(target)])
+        else:
+            shutil.copyfile(path, target)
+    with gzip.GzipFile(dest / "requests.jsonl.gz", "wb", mtime=0) as g:
         for rec in _slim_requests(out / "requests.jsonl"):
             g.write((json.dumps(rec) + "\n").encode())
     return res
@@ -432,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     gp = sub.add_parser("golden", help="capture tests/golden/real/<cli>.jsonl")
     gp.add_argument("--cli", choices=model_server.CLIS, action="append")
+    mp = sub.add_parser("matrix-golden",
+                        help="capture tests/golden/real/<cli>@<version>/ for the version matrix")
+    mp.add_argument("--cli", choices=model_server.CLIS, action="append")
+    mp.add_argument("--version", action="append", help="default: every pinned version")
     for name in ("inner", "session"):
         sp = sub.add_parser(name)
         sp.add_argument("--cli", choices=model_server.CLIS, required=True)
@@ -440,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--timeout", type=float, default=300.0)
         sp.add_argument("--delay", type=float, default=0.0,
                         help="model think time (s) before each scripted answer")
+        sp.add_argument("--version", default="",
+                        help="a version of the matrix (versions.txt); default the newest")
         sp.add_argument("wrapper", nargs="*", help="wrapper argv before the CLI (after --)")
     args = ap.parse_args(argv)
     if args.cmd == "golden":
@@ -447,10 +562,16 @@ def main(argv: list[str] | None = None) -> int:
             res = capture_golden(cli)
             print(f"{cli}: {res['seconds']}s, {res['steps_served']}/{res['steps']} steps")
         return 0
+    if args.cmd == "matrix-golden":
+        for cli in args.cli or model_server.CLIS:
+            for version in args.version or pinned_versions()[cli]:
+                res = capture_matrix_golden(cli, version)
+                print(f"{cli}@{version}: {res['seconds']}s, {res['steps_served']}/{res['steps']} steps")
+        return 0
     out = Path(args.out)
     if args.cmd == "session":
         res = run_session_in_netns(args.cli, out, args.wrapper or None, args.timeout,
-                                   args.workdir, args.delay)
+                                   args.workdir, args.delay, args.version)
         print(json.dumps({k: v for k, v in res.items() if k != "env"}, indent=2))
         return 0 if res["returncode"] == 0 and res["script_finished"] else 1
     out.mkdir(parents=True, exist_ok=True)
@@ -458,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     if not wd.exists():
         model_server.write_project(wd)
     res = run_session(args.cli, wd, out / "home", out / "requests.jsonl", out / "stdout.jsonl",
-                      out / "stderr.txt", args.wrapper or None, args.timeout, args.delay)
+                      out / "stderr.txt", args.wrapper or None, args.timeout, args.delay,
+                      args.version)
     (out / "result.json").write_text(json.dumps(res, indent=2))
     return 0
 
