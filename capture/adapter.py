@@ -110,5 +110,7 @@ def unknown_warning(counts: Mapping[str, int], what: str) -> str:
     if not counts:
         return ""
     kinds = ", ".join(f"{kind} ×{n}" for kind, n in sorted(counts.items()))
-    return (f"{sum(counts.values())} records of types unknown to the {what} were kept raw, not "
-            f"parsed (a newer version wrote them?): {kinds}")
+    n = sum(counts.values())
+    records = "1 record of a type" if n == 1 else f"{n} records of types"
+    return (f"{records} unknown to the {what} kept raw, not parsed (written by a newer "
+            f"version?): {kinds}")

@@ -136,4 +136,4 @@ def test_adapters_count_unknown_record_types_for_the_end_of_run_warning():
     assert adapter.state.unknown == {"new": 2}
     assert adapter.take_unknown() == ["new", "new"] and adapter.take_unknown() == []
     assert unknown_warning(adapter.state.unknown, "demo.json adapter").startswith(
-        "2 records of types unknown to the demo.json adapter were kept raw")
+        "2 records of types unknown to the demo.json adapter kept raw")

@@ -30,6 +30,9 @@ new ``message.id`` (assistant or          ``model_called(ok)``
                                           + ``turn_ended``
 ========================================  ====================================================
 
+Record types (:attr:`ClaudeStreamAdapter.known`) are the records' ``type``, ``system/<subtype>``
+for ``system``; a record of another type is counted as unknown (kept raw by the caller).
+
 Usage is never double counted: every report (each per-block ``assistant`` copy, ``message_start``,
 ``message_delta``) goes through :class:`~agtrace.capture.usage.DedupeById` keyed by the message
 id, which keeps the per-field maximum (copies streamed early carry a placeholder
@@ -52,6 +55,10 @@ from ..adapter import Emit
 from ..usage import ZERO, DedupeById, increase, is_zero, usage_from_anthropic
 from .base import JsonLineAdapter, title_of
 
+KNOWN = {"*": frozenset({
+    "assistant", "user", "result", "stream_event", "system/init", "system/api_retry",
+    "system/compact_boundary", "system/status", "system/hook_response",
+    "system/thinking_tokens"})}
 _EXIT = re.compile(r"[Ee]xit code:? (\d+)")
 _EDIT_TOOLS = {"Edit", "MultiEdit", "NotebookEdit"}
 
@@ -70,6 +77,7 @@ class ClaudeStreamAdapter(JsonLineAdapter):
     """Parses Claude Code ``stream-json`` stdout."""
 
     name = "claude.stream_json"
+    known = KNOWN
 
     def __init__(self, **opts: Any) -> None:
         super().__init__(**opts)
@@ -81,12 +89,15 @@ class ClaudeStreamAdapter(JsonLineAdapter):
 
     def handle(self, rec: dict[str, Any]) -> list[Emit]:
         kind = rec.get("type")
+        if not isinstance(kind, str):
+            raise ValueError("a record without a type")
+        rtype = f"system/{rec.get('subtype')}" if kind == "system" else kind
+        if not self.knows(rtype):
+            return self.unknown(rtype)
         if kind == "system":
             return self.system(rec)
         if kind == "result":
             return self.result(rec)
-        if kind not in ("assistant", "user", "stream_event"):
-            return []
         out: list[Emit] = []
         if not self.turn_open:
             prompt = _text_of((rec.get("message") or {}).get("content")) if kind == "user" else ""

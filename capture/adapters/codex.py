@@ -34,6 +34,9 @@ through :class:`~agtrace.capture.usage.CumulativeCounter`; the total is kept as 
 A ``codex exec resume`` process reports the resumed thread's earlier spend in its first total;
 pass ``usage_baseline`` (the thread's total before this process) to subtract it.
 
+Record types (:attr:`CodexExecAdapter.known`) are the records' ``type`` and, for completed items,
+``item/<item type>``; a record of another type is counted as unknown (kept raw by the caller).
+
 The stream names neither the model nor the Codex version: pass ``model=``/``agent_version=``.
 Codex does not report individual model requests, so one ``model_called(ok)`` is emitted per
 completed turn (a lower bound on the calls made).
@@ -50,6 +53,11 @@ from ..adapter import Emit
 from ..usage import CumulativeCounter, usage_from_openai
 from .base import JsonLineAdapter, title_of
 
+_RECORDS = ("thread.started", "turn.started", "turn.completed", "turn.failed", "item.started",
+            "item.updated", "item.completed", "item.plan.delta", "request_user_input", "error")
+_ITEMS = ("agent_message", "plan", "reasoning", "command_execution", "file_change",
+          "mcp_tool_call", "collab_tool_call", "web_search", "todo_list", "error")
+KNOWN = {"*": frozenset((*_RECORDS, *(f"item/{t}" for t in _ITEMS)))}
 _TOOL_STATUS = {"completed": "ok", "failed": "error", "declined": "declined"}
 _CHANGE_KIND = {"add": "add", "delete": "delete", "update": "modify"}
 
@@ -58,6 +66,7 @@ class CodexExecAdapter(JsonLineAdapter):
     """Parses ``codex exec --json`` stdout. Extra option: ``usage_baseline: Usage``."""
 
     name = "codex.exec_json"
+    known = KNOWN
 
     def __init__(self, *, usage_baseline: Usage | None = None, **opts: Any) -> None:
         super().__init__(**opts)
@@ -68,6 +77,10 @@ class CodexExecAdapter(JsonLineAdapter):
 
     def handle(self, rec: dict[str, Any]) -> list[Emit]:
         kind = rec.get("type")
+        if not isinstance(kind, str):
+            raise ValueError("a record without a type")
+        if not self.knows(kind):
+            return self.unknown(kind)
         if kind == "thread.started":
             self.state.session_id = str(rec.get("thread_id") or "")
             return []
@@ -95,7 +108,7 @@ class CodexExecAdapter(JsonLineAdapter):
             message = str(rec.get("message") or "error")
             self.turn_error = message
             return [self.model_called(False, message), self.error(message, origin="model")]
-        return []  # item.plan.delta, request_user_input, future kinds: the line is kept raw
+        return []  # item.plan.delta, request_user_input: the line is kept raw
 
     def close(self) -> list[Emit]:
         """Items still running when the agent exited become failed parts, then the turn ends."""
@@ -121,6 +134,8 @@ class CodexExecAdapter(JsonLineAdapter):
         item_id = str(item.get("id") or "")
         started = self.started_ns.pop(item_id, None)
         self.running.pop(item_id, None)
+        if not self.knows(f"item/{kind}"):
+            return self.unknown(f"item/{kind}")
         duration = (self.now_ns() - started) / 1e6 if started else None
         if kind in ("agent_message", "plan"):
             text = str(item.get("text") or "")
@@ -167,9 +182,7 @@ class CodexExecAdapter(JsonLineAdapter):
             part = self.next_part()
             return [Emit(PartEnded(part_kind="other", title=f"todo list: {done}/{len(items)} done"),
                          part)]
-        if kind == "error":
-            return [self.error(str(item.get("message") or ""), origin="agent")]
-        return []
+        return [self.error(str(item.get("message") or ""), origin="agent")]  # kind "error"
 
     def other_tool(self, kind: str, item: dict[str, Any], started: int | None,
                    duration: float | None) -> list[Emit]:

@@ -27,6 +27,9 @@ first record            ``turn_started`` (``state.session_id`` from ``sessionID`
 usage); a repeated line for the same step part id is dropped by
 :class:`~agtrace.capture.usage.DedupeById`. ``tokens.input`` excludes cached tokens
 (``adjustedInputTokens``); see :func:`~agtrace.capture.usage.usage_from_opencode` for output.
+Record types (:attr:`OpenCodeRunAdapter.known`) are the records' ``type``; a record of another
+type is counted as unknown (kept raw by the caller).
+
 The stream names neither model nor version: pass ``model=``/``agent_version=``.
 """
 
@@ -44,12 +47,14 @@ _EDIT_TOOLS = {"edit", "multiedit"}
 _PATCH_TOOLS = {"patch", "apply_patch"}
 _NOT_MODEL_ERRORS = {"MessageAbortedError"}
 _CONTENT = ("step_start", "text", "reasoning", "tool_use", "step_finish")
+KNOWN = {"*": frozenset((*_CONTENT, "error", "done"))}
 
 
 class OpenCodeRunAdapter(JsonLineAdapter):
     """Parses ``opencode run --format json`` stdout."""
 
     name = "opencode.run_json"
+    known = KNOWN
 
     def __init__(self, **opts: Any) -> None:
         super().__init__(**opts)
@@ -61,6 +66,10 @@ class OpenCodeRunAdapter(JsonLineAdapter):
 
     def handle(self, rec: dict[str, Any]) -> list[Emit]:
         kind = rec.get("type")
+        if not isinstance(kind, str):
+            raise ValueError("a record without a type")
+        if not self.knows(kind):
+            return self.unknown(kind)
         part = rec.get("part") if isinstance(rec.get("part"), dict) else {}
         if rec.get("sessionID") and not self.state.session_id:
             self.state.session_id = str(rec["sessionID"])
