@@ -39,6 +39,7 @@ from agtrace.eventlog import (
     Event,
     RunStarted,
     RunWriter,
+    Scored,
     Store,
     derived_run_id,
 )
@@ -75,9 +76,29 @@ class RunSink:
         self.unknown_records: dict[str, int] = {}
         self.unknown_at: dict[str, str] = {}
         self._git: GitStore | None = None
+        self._scores: RunWriter | None = None
 
     def append(self, event: Event, part: int | None = None, ts: int | None = None) -> None:
         self.writer.append(event, part=part, ts=ts)
+
+    def score(self, event: Scored, part: int | None = None, ts: int | None = None) -> None:
+        """Append a score the source recorded to the run's score stream, where re-scores go
+        too (``agtrace scores`` lists both)."""
+        if self._scores is None:
+            self._scores = RunWriter(self.dir, self.run_id, stream="scores", durability="off")
+        self._scores.append(event, part=part, ts=ts)
+
+    def close(self) -> None:
+        """Close the run's writers (the run is complete; it can be adopted)."""
+        self.writer.close()
+        if self._scores is not None:
+            self._scores.close()
+
+    def abandon(self) -> None:
+        """Drop what a failed import left open."""
+        for writer in (self.writer, self._scores):
+            if writer is not None and not writer._closed:  # noqa: SLF001
+                writer.abandon()
 
     def bad(self, location: str, message: str) -> None:
         """Report a malformed record (bad JSON, wrong shape, a field of the wrong type); it is
@@ -189,7 +210,7 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
     try:
         importer.read(path, ctx)
         for sink in ctx.sinks:
-            sink.writer.close()
+            sink.close()
         for sink in ctx.sinks:
             store.adopt(sink.dir)
             result.runs.append(sink.run_id)
@@ -203,8 +224,7 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
         result.error = f"{path}: could not be imported as {importer.name}: {type(exc).__name__}: {exc}"
     finally:
         for sink in ctx.sinks:
-            if not sink.writer._closed:  # noqa: SLF001 - abandon what a failure left open
-                sink.writer.abandon()
+            sink.abandon()
         if ctx.staging is not None:
             shutil.rmtree(ctx.staging, ignore_errors=True)
     if result.error:

@@ -20,6 +20,9 @@ record                                   events
 ``user`` with text (a prompt)            ``turn_started`` (ends the previous turn) +
                                          ``message_added(user)``, no part
 ``user`` ``isCompactSummary``            ``message_added(user)`` (the summary), no new turn
+``user`` local command (``/exit``,        ``message_added(user)``, no turn: a command the user ran
+``!cmd``: ``<command-name>``,             in the CLI is not a prompt the model must answer
+``<local-command-stdout>``, …)
 ``assistant`` text block                 ``message_added(assistant)`` + ``part_ended(message)``
 ``assistant`` thinking / redacted        ``reasoning_added`` + ``part_ended(reasoning)``
 ``assistant`` tool_use + the             one tool part (``Edit``/``MultiEdit``/``Write``/
@@ -37,10 +40,18 @@ error, ``system/api_error``
 bookkeeping records
 =======================================  ======================================================
 
+Record types are the records' ``type`` (:data:`KNOWN`); a record of another type is kept raw and
+counted as unknown (a newer Claude Code wrote it). Print-mode sessions (``claude -p``) begin
+with ``queue-operation`` records: detection reads past bookkeeping records to the first message.
+Sub-agent transcripts (``agent-<id>.jsonl``, ``isSidechain``) import as runs of their own,
+tagged ``agent_id`` and ``sidechain``.
+
 Status: there is no end record. The session is ``completed`` when its last message is an
 assistant reply that ended its turn (``stop_reason`` ``end_turn``/``stop_sequence``, or no stop
-reason and no tool call in it) with no tool call left open; ``interrupted`` when the user interrupted the last request; otherwise
-(an unanswered prompt, a tool call without result) ``crashed`` once the file is stale.
+reason and no tool call in it) with no tool call left open; ``interrupted`` when the user
+interrupted the last request, or left with ``/exit`` before the reply; otherwise (an unanswered
+prompt, a tool call without result) ``crashed`` once the file is stale. Local commands after the
+last reply (``/exit``, ``/cost``, …) do not change that.
 """
 
 from __future__ import annotations
@@ -59,15 +70,15 @@ from agtrace.eventlog import (
     UsageReported,
 )
 
+from ..adapter import known_types
 from ..adapters.base import title_of
 from ..adapters.claude import _EXIT, ClaudeStreamAdapter
 from ..usage import DedupeById, usage_from_anthropic
 from . import register
-from .base import ImportContext
+from .base import ImportContext, sniff_json_lines
 from .transcript import (
     Transcript,
     file_sha256,
-    first_json_lines,
     json_lines,
     parse_ts,
     require_records,
@@ -77,11 +88,17 @@ from .transcript import (
 
 FORMAT = "claude-session"
 _MESSAGES = {"user", "assistant"}
-_KNOWN = _MESSAGES | {"system", "summary", "file-history-snapshot", "progress", "attachment",
-                      "mode", "permission-mode", "queue-operation", "last-prompt",
-                      "worktree-state", "pr-link", "ai-title", "custom-title"}
+KNOWN = {"*": frozenset(_MESSAGES | {
+    "system", "summary", "file-history-snapshot", "file-history-delta", "progress",
+    "attachment", "mode", "permission-mode", "queue-operation", "last-prompt", "worktree-state",
+    "pr-link", "ai-title", "custom-title", "tools-used", "cost-state", "atis-latch",
+    "api-request", "api-request-shape", "api-request-blob"})}
 _DONE = {"end_turn", "stop_sequence"}
 _INTERRUPTED = "[Request interrupted by user"
+_LOCAL_COMMAND = ("<command-name>", "<command-message>", "<local-command-stdout>",
+                  "<local-command-stderr>", "<local-command-caveat>", "<bash-input>",
+                  "<bash-stdout>", "<bash-stderr>")
+_EXIT_COMMAND = ("<command-name>/exit</command-name>", "<command-name>/quit</command-name>")
 
 
 def _blocks(content: Any) -> list[Any]:
@@ -101,20 +118,24 @@ class ClaudeSessionImporter:
     """``--format claude-session``."""
 
     name = FORMAT
+    known = KNOWN
 
     def detect(self, path: Path) -> bool:
-        for rec in first_json_lines(path, 3):
+        def decide(rec: dict[str, Any]) -> bool | None:
             if rec.get("type") in _MESSAGES and "uuid" in rec and "message" in rec:
                 return True
-            if rec.get("type") not in ("summary", "file-history-snapshot", "system"):
-                return False
-        return False
+            if isinstance(rec.get("type"), str) and ("sessionId" in rec or rec["type"] in (
+                    "summary", "file-history-snapshot")):
+                return None  # bookkeeping (queue-operation, …): read on to the first message
+            return False
+
+        return sniff_json_lines(path, decide)
 
     def read(self, path: Path, ctx: ImportContext) -> None:
-        session = version = cwd = model = prompt = branch = ""
-        first_ts, records, bad = None, 0, 0
+        session = version = cwd = model = prompt = branch = agent_id = ""
+        first_ts, records, bad, sidechain = None, 0, 0, False
         for _, _, rec, err in json_lines(path):
-            if err or rec.get("type") not in _KNOWN:
+            if err or not isinstance(rec.get("type"), str):
                 bad += 1
                 continue
             records += 1
@@ -123,22 +144,33 @@ class ClaudeSessionImporter:
             version = version or str(rec.get("version") or "")
             cwd = cwd or str(rec.get("cwd") or "")
             branch = branch or str(rec.get("gitBranch") or "")
+            agent_id = agent_id or str(rec.get("agentId") or "")
+            sidechain = sidechain or rec.get("isSidechain") is True
             msg = rec.get("message") if isinstance(rec.get("message"), dict) else {}
             if rec["type"] == "assistant" and not model and msg.get("model") != "<synthetic>":
                 model = str(msg.get("model") or "")
             if rec["type"] == "user" and not prompt and not rec.get("isMeta"):
-                prompt = "\n".join(str(b.get("text") or "") for b in _blocks(msg.get("content"))
-                                   if isinstance(b, dict) and b.get("type") == "text")
+                text = "\n".join(str(b.get("text") or "") for b in _blocks(msg.get("content"))
+                                  if isinstance(b, dict) and b.get("type") == "text")
+                prompt = "" if is_local_command(text) else text
         require_records(path, FORMAT, records, bad)
-        tags = {k: v for k, v in (("session_id", session), ("git_branch", branch)) if v}
+        tags = {k: v for k, v in (("session_id", session), ("git_branch", branch),
+                                  ("agent_id", agent_id),
+                                  ("sidechain", "true" if sidechain else "")) if v}
         started = RunStarted(
             agent="claude-code", agent_version=version, model=model, prompt=prompt,
             prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else "",
-            workdir=cwd, tags=tags, source=f"import:{FORMAT}")
+            workdir=cwd, tags=tags, source=f"import:{FORMAT}", source_version=version)
         started_ts = first_ts or 0
         sink = ctx.new_run(source_key(FORMAT, file_sha256(path), session), started, started_ts)
         if sink is not None:
-            _Session(Transcript(sink, FORMAT, started_ts)).write(path)
+            t = Transcript(sink, FORMAT, started_ts, types=known_types(KNOWN, version))
+            _Session(t).write(path)
+
+
+def is_local_command(text: str) -> bool:
+    """A user record of a command run in the CLI (``/exit``, ``!ls``), not a prompt."""
+    return text.lstrip().startswith(_LOCAL_COMMAND)
 
 
 class _Session:
@@ -154,6 +186,7 @@ class _Session:
         self.turn_open = False
         self.model = ""
         self.last: tuple[str, str] = ("", "")  # (kind of the last message, detail)
+        self.exited = False  # the user left with /exit after the last message
 
     def write(self, path: Path) -> None:
         t = self.t
@@ -162,9 +195,10 @@ class _Session:
             if err:
                 continue
             kind = rec.get("type")
-            if kind not in _KNOWN:
-                t.bad("not a Claude Code session record (no known type)" if kind is None
-                      else f"unknown record type {kind!r}")
+            if not isinstance(kind, str):
+                t.bad("not a Claude Code session record (no type)")
+                continue
+            if not t.knows(kind):
                 continue
             t.at(parse_ts(rec.get("timestamp")))
             if kind in _MESSAGES:
@@ -223,6 +257,12 @@ class _Session:
         if not texts:
             return
         text = "\n".join(texts)
+        if is_local_command(text):
+            t.emit(MessageAdded(role="user", text=text, message_id=uid, branch=branch,
+                                parent_id=parent))
+            self.exited = self.exited or text.lstrip().startswith(_EXIT_COMMAND)
+            return
+        self.exited = False
         if not rec.get("isMeta") and not rec.get("isCompactSummary"):
             self.end_turn("completed" if self.last[0] == "done" else "interrupted")
             self.turn += 1
@@ -346,6 +386,9 @@ class _Session:
         self.end_turn("interrupted")
         if kind == "interrupted":
             t.end("interrupted", "the user interrupted the last request")
+            return
+        if self.exited:
+            t.end("interrupted", "the user left with /exit before the last request was answered")
             return
         evidence = {
             "open_tool": f"tool call {open_calls[-1] if open_calls else ''} has no result",

@@ -5,14 +5,18 @@ One file = one session = one run. Every line is ``{timestamp, type, payload}``; 
 =====================================  ==========================================================
 line                                   events
 =====================================  ==========================================================
-``session_meta``                       ``run_started``: ``agent_version`` = ``cli_version``,
+``session_meta``                       ``run_started``: ``agent_version`` = ``source_version`` =
+                                       ``cli_version``,
                                        ``workdir`` = ``cwd``, ``repo``/``base_commit`` from
                                        ``git{repository_url, commit_hash}``, branch, originator,
                                        source, provider and fork parent in ``config``/``tags``
 ``turn_context``                       the model in force (``run_started.model`` = the first)
-``event_msg/task_started``             ``turn_started`` (prompt = the turn's ``user_message``)
-``response_item/message`` user,        ``message_added(user|system)``, no part
-developer
+``event_msg/task_started``             ``turn_started`` (prompt = the turn's user message)
+``response_item/message`` user         ``message_added(user)``, no part; the prompt of the turn.
+                                       Context the CLI injects as user messages
+                                       (``<environment_context>``, ``<user_instructions>``,
+                                       AGENTS.md) is ``message_added(system)``, not a prompt
+``response_item/message`` developer    ``message_added(system)``, no part
 ``response_item/message`` assistant    ``message_added(assistant)`` + ``part_ended(message)``
 ``response_item/reasoning``            ``reasoning_added`` (summary text; ``encrypted`` when only
                                        ``encrypted_content``) + ``part_ended(reasoning)``
@@ -26,16 +30,29 @@ developer
                                        ``info.total_token_usage`` (cumulative; consecutive
                                        duplicate snapshots dropped, see ``CumulativeCounter``),
                                        on the last part completed since the previous report
+``token_usage_record`` (0.169)         when the file has them, they replace ``token_count``:
+                                       one per model response, ``model_called(ok,
+                                       request_id=response_id)`` + ``usage_reported`` of its
+                                       ``usage`` (per response, not cumulative)
 ``compacted`` / ``compaction`` item    ``message_added(system)`` marking the compaction
 ``event_msg/task_complete``            ``turn_ended(completed)``
 ``event_msg/turn_aborted``             ``turn_ended(interrupted)``
 ``event_msg/error``                    ``error_occurred``
 =====================================  ==========================================================
 
-``event_msg`` copies of items (``agent_message``, ``agent_reasoning``, ``user_message``) are
-kept raw only: the ``response_item`` is the record of the item. Status: the session ended
-``completed`` when its last turn completed, ``interrupted`` when it was aborted; a turn with no
-end (the process died) ends the run ``crashed`` once the file is stale.
+``event_msg`` copies of items (``agent_message``, ``agent_reasoning``, ``user_message``,
+0.169's ``item_completed``), ``world_state`` and ``thread_settings_applied`` are kept raw only:
+the ``response_item`` is the record of the item.
+
+Record types are ``<type>`` for a line, ``response_item/<payload type>`` and
+``event_msg/<payload type>`` for those two (:data:`KNOWN`, per Codex version); a line of another
+type is kept raw and counted as unknown (a newer Codex wrote it), never a bad record.
+
+Status: the session ended ``completed`` when its last turn completed, ``interrupted`` when it
+was aborted; a turn with no end (the process died) ends the run ``crashed`` once the file is
+stale. Rollouts of Codex versions without ``task_started``/``task_complete`` (0.66): a real
+user message starts a turn, and the turn (and the run) is ``completed`` when its last item is
+an assistant message with no tool call left open; otherwise ``crashed`` once stale.
 """
 
 from __future__ import annotations
@@ -56,14 +73,14 @@ from agtrace.eventlog import (
     UsageReported,
 )
 
+from ..adapter import known_types
 from ..adapters.base import paths_from_patch, title_of
 from ..usage import CumulativeCounter, usage_from_openai
 from . import register
-from .base import ImportContext
+from .base import ImportContext, sniff_json_lines
 from .transcript import (
     Transcript,
     file_sha256,
-    first_json_lines,
     json_lines,
     parse_ts,
     require_records,
@@ -71,9 +88,43 @@ from .transcript import (
 )
 
 FORMAT = "codex-rollout"
-_LINE_TYPES = {"session_meta", "response_item", "event_msg", "turn_context", "compacted",
-               "world_state"}
+_BASE = frozenset({
+    "session_meta", "response_item", "event_msg", "turn_context", "compacted", "world_state",
+    *(f"response_item/{t}" for t in (
+        "message", "reasoning", "function_call", "function_call_output", "custom_tool_call",
+        "custom_tool_call_output", "local_shell_call", "web_search_call", "compaction",
+        "compaction_summary", "ghost_snapshot", "image_generation_call")),
+    *(f"event_msg/{t}" for t in (
+        "task_started", "task_complete", "turn_aborted", "token_count", "user_message",
+        "agent_message", "agent_reasoning", "agent_reasoning_raw_content", "error",
+        "stream_error", "thread_rolled_back", "context_compacted", "patch_apply_end",
+        "exec_command_end", "mcp_tool_call_end", "web_search_end", "turn_diff",
+        "entered_review_mode", "exited_review_mode")),
+})
+KNOWN = {
+    "*": _BASE,
+    "0.169": _BASE | {"token_usage_record", "event_msg/item_completed",
+                      "event_msg/thread_settings_applied"},
+}
+_TYPED = ("response_item", "event_msg")  # line types whose payload type is part of the record type
+_CONTEXT = ("<environment_context>", "<user_instructions>", "# AGENTS.md instructions",
+            "<permissions instructions>", "<collaboration_mode>")
 _EXIT = re.compile(r"(?:Process exited with code|Exit code:?)\s*(-?\d+)")
+
+
+def record_type(rec: dict[str, Any]) -> str | None:
+    """The record type of a rollout line (see the module docstring); None when malformed."""
+    kind, payload = rec.get("type"), rec.get("payload")
+    if not isinstance(kind, str) or not isinstance(payload, dict):
+        return None
+    if kind in _TYPED and isinstance(payload.get("type"), str):
+        return f"{kind}/{payload['type']}"
+    return kind
+
+
+def is_context(text: str) -> bool:
+    """A user-role message the CLI injected (environment, instructions), not the user's."""
+    return text.lstrip().startswith(_CONTEXT)
 
 
 def _arguments(raw: Any) -> Any:
@@ -124,28 +175,38 @@ class CodexRolloutImporter:
     """``--format codex-rollout``."""
 
     name = FORMAT
+    known = KNOWN
 
     def detect(self, path: Path) -> bool:
-        lines = first_json_lines(path, 2)
-        return bool(lines) and lines[0].get("type") in _LINE_TYPES and "payload" in lines[0]
+        def decide(rec: dict[str, Any]) -> bool | None:
+            return "payload" in rec and record_type(rec) in _BASE or None
+
+        return sniff_json_lines(path, decide, max_records=20)
 
     def read(self, path: Path, ctx: ImportContext) -> None:
         meta: dict[str, Any] = {}
         model, prompt, first_ts, records, bad = "", "", None, 0, 0
+        markers = usage_records = False
         for _, _, rec, err in json_lines(path):
-            if err or rec.get("type") not in _LINE_TYPES:
+            kind = None if err else record_type(rec)
+            if kind is None:
                 bad += 1
                 continue
             records += 1
             first_ts = first_ts or parse_ts(rec.get("timestamp"))
-            payload = rec.get("payload") if isinstance(rec.get("payload"), dict) else {}
-            if rec["type"] == "session_meta" and not meta:
+            payload = rec["payload"]
+            if kind == "session_meta" and not meta:
                 meta = payload
-            elif rec["type"] == "turn_context" and not model:
+            elif kind == "turn_context" and not model:
                 model = str(payload.get("model") or "")
-            elif payload.get("type") == "user_message" and not prompt:
-                prompt = str(payload.get("message") or "")
+            elif kind == "response_item/message" and payload.get("role") == "user" and not prompt:
+                text = _message_text(payload.get("content"))
+                prompt = "" if is_context(text) else text
+            markers = markers or kind == "event_msg/task_started"
+            usage_records = usage_records or kind == "token_usage_record"
         require_records(path, FORMAT, records, bad)
+        version = str(meta.get("cli_version") or "")
+        types = known_types(KNOWN, version)
         started_ts = parse_ts(meta.get("timestamp")) or first_ts or 0
         git = meta.get("git") if isinstance(meta.get("git"), dict) else {}
         tags = {k: str(v) for k, v in (("session_id", meta.get("id")),
@@ -154,20 +215,25 @@ class CodexRolloutImporter:
         config = {k: meta[k] for k in ("originator", "source", "model_provider", "agent_role",
                                        "agent_nickname") if meta.get(k)}
         started = RunStarted(
-            agent="codex", agent_version=str(meta.get("cli_version") or ""), model=model,
+            agent="codex", agent_version=version, model=model,
             prompt=prompt, prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else "",
             repo=str(git.get("repository_url") or ""), base_commit=str(git.get("commit_hash") or ""),
-            workdir=str(meta.get("cwd") or ""), config=config, tags=tags, source=f"import:{FORMAT}")
+            workdir=str(meta.get("cwd") or ""), config=config, tags=tags, source=f"import:{FORMAT}",
+            source_version=version)
         sink = ctx.new_run(source_key(FORMAT, file_sha256(path), str(meta.get("id") or "")),
                            started, started_ts)
         if sink is not None:
-            _Rollout(Transcript(sink, FORMAT, started_ts), model).write(path)
+            t = Transcript(sink, FORMAT, started_ts, types=types)
+            _Rollout(t, model, markers, usage_records and "token_usage_record" in types).write(path)
 
 
 class _Rollout:
-    def __init__(self, t: Transcript, model: str):
+    def __init__(self, t: Transcript, model: str, markers: bool, usage_records: bool):
         self.t = t
         self.model = model
+        self.markers = markers  # the file has task_started/task_complete (not 0.66)
+        self.usage_records = usage_records  # usage from token_usage_record, not token_count
+        self.last_item = ""  # kind of the last response item, for rollouts without markers
         self.usage = CumulativeCounter()
         self.pending: dict[str, tuple[str, Any, int, dict]] = {}  # call_id -> name, args, ts, item
         self.turn = 0
@@ -182,15 +248,18 @@ class _Rollout:
             t.raw(text, f"{path.name}:{n}", err)
             if err:
                 continue
-            if rec.get("type") not in _LINE_TYPES or not isinstance(rec.get("payload"), dict):
+            kind = record_type(rec)
+            if kind is None:
                 t.bad(f"not a rollout line (type {rec.get('type')!r}, payload "
                       f"{type(rec.get('payload')).__name__})")
+                continue
+            if not t.knows(kind):
                 continue
             t.at(parse_ts(rec.get("timestamp")))
             try:
                 self.line(rec["type"], rec["payload"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                t.bad(f"{rec['type']}: {type(exc).__name__}: {exc}")
+                t.bad(f"{kind}: {type(exc).__name__}: {exc}")
         self.finish()
 
     # -- lines
@@ -206,6 +275,8 @@ class _Rollout:
             self.event_msg(str(p.get("type")), p)
         elif kind == "response_item":
             self.item(str(p.get("type")), p)
+        elif kind == "token_usage_record" and self.usage_records:
+            self.usage_record(p)
 
     def event_msg(self, kind: str, p: dict[str, Any]) -> None:
         t = self.t
@@ -214,15 +285,13 @@ class _Rollout:
             self.turn += 1
             self.turn_open = True
             self.pending_turn = self.turn
-        elif kind == "user_message":
-            self.flush_turn(str(p.get("message") or ""))
         elif kind == "task_complete":
             self.flush_turn("")
             self.close_turn("completed")
         elif kind == "turn_aborted":
             self.flush_turn("")
             self.close_turn("interrupted", f"turn aborted: {p.get('reason') or 'by the user'}")
-        elif kind == "token_count":
+        elif kind == "token_count" and not self.usage_records:
             self.token_count(p.get("info"))
         elif kind in ("error", "stream_error"):
             message = str(p.get("message") or kind)
@@ -244,18 +313,42 @@ class _Rollout:
             self.turn_open = False
             self.turn_status = status
 
+    def user_message(self, text: str, message_id: str) -> None:
+        """A real user message: the prompt of the pending turn, or (without turn markers) the
+        start of a new turn."""
+        if not self.markers:
+            self.close_turn("completed" if self.last_item == "answer" else "interrupted",
+                             "" if self.last_item == "answer" else "a new prompt came before "
+                             "the turn's answer")
+            self.turn += 1
+            self.turn_open = True
+            self.pending_turn = self.turn
+            self.last_item = ""
+        self.flush_turn(text)
+        self.t.emit(MessageAdded(role="user", text=text, message_id=message_id))
+
     def item(self, kind: str, p: dict[str, Any]) -> None:
         t = self.t
-        self.flush_turn("")
         if kind == "message":
             role = str(p.get("role") or "")
             text = _message_text(p.get("content"))
-            if role == "assistant":
-                t.message_part("assistant", text, model=self.model, message_id=str(p.get("id") or ""))
-            else:
-                t.emit(MessageAdded(role="system" if role == "developer" else role or "user",
-                                    text=text, message_id=str(p.get("id") or "")))
-        elif kind == "reasoning":
+            mid = str(p.get("id") or "")
+            if role == "user" and not is_context(text):
+                self.user_message(text, mid)
+                return
+            if role != "assistant":  # developer instructions, injected context
+                t.emit(MessageAdded(role="system", text=text, message_id=mid))
+                return
+            self.flush_turn("")
+            t.message_part("assistant", text, model=self.model, message_id=mid)
+            self.last_item = "answer" if not self.pending else "assistant"
+            return
+        if kind == "ghost_snapshot":
+            return  # Codex's own undo commit in the user's repository; kept raw only
+        self.flush_turn("")
+        if kind != "compaction" and kind != "compaction_summary":
+            self.last_item = kind
+        if kind == "reasoning":
             summary = "\n".join(str(s.get("text") or "") for s in p.get("summary") or []
                                 if isinstance(s, dict))
             content = _message_text(p.get("content")) if p.get("content") else ""
@@ -313,15 +406,31 @@ class _Rollout:
         self.t.emit(ModelCalled(model=self.model, ok=True), part)
         self.t.emit(UsageReported(usage=delta, model=self.model, cumulative=total), part)
 
+    def usage_record(self, p: dict[str, Any]) -> None:
+        """One model response's usage (0.169 ``token_usage_record``), not cumulative."""
+        if not isinstance(p.get("usage"), dict):
+            return
+        parts = self.t.parts.parts
+        part = parts if parts > self.reported_part else None
+        self.reported_part = parts
+        rid = str(p.get("response_id") or "")
+        self.t.emit(ModelCalled(model=self.model, ok=True, request_id=rid), part)
+        self.t.emit(UsageReported(usage=usage_from_openai(p["usage"]), model=self.model,
+                                  request_id=rid), part)
+
     def finish(self) -> None:
+        open_calls = bool(self.pending)
         for call_id in list(self.pending):
             self.tool(call_id, "", None, error="the transcript ends before the tool returned")
         t = self.t
+        if not self.markers and self.turn_open and self.last_item == "answer" and not open_calls:
+            self.close_turn("completed")  # no task_complete in this version: the answer ends it
         if self.turn_open:
             self.flush_turn("")
             t.emit(TurnEnded(turn=self.turn, status="interrupted",
                              error="the transcript ends inside the turn"))
-            t.end_without_marker(f"turn {self.turn} has no task_complete or turn_aborted")
+            t.end_without_marker(f"turn {self.turn} has no task_complete or turn_aborted" if
+                                 self.markers else f"turn {self.turn} ends without an answer")
         elif self.turn_status == "completed":
             t.end("completed")
         elif self.turn_status == "interrupted":

@@ -19,7 +19,10 @@ bundle and logs are looked up beside it. What becomes what (field by field in th
   and shows as crashed once it is stale).
 
 The trace document itself is kept verbatim as one ``raw_recorded`` event (parquet rows as one
-JSON record each), so a better parser can re-read it.
+JSON record each), so a better parser can re-read it. Record types are ``part/<part_type>``
+(:data:`KNOWN`); a part of another type is counted as unknown and imported as an ``other`` part
+(parts are numbered by the trace, so none is left out). ``source_version`` is era C's
+``trace_schema_version``, else ``era-A``/``era-B``.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ from .envoi_source import TraceSource, load_source, sniff
 SOURCE = "import:envoi-trace"
 _END_STATUS = {"solved": "completed", "part_limit": "limit", "timeout": "timeout",
                "agent_error": "failed", "envoi_error": "failed"}
+KNOWN = {"*": frozenset(f"part/{t}" for t in ("reasoning", "text", "tool", "tool_use",
+                                              "tool_result", "patch"))}
 _PART_KIND = {"reasoning": "reasoning", "text": "message", "tool": "tool", "tool_use": "tool",
               "tool_result": "tool", "patch": "patch"}
 _TOOL_STATUS = {"completed": "ok", "success": "ok", "ok": "ok", "failed": "error", "error": "error",
@@ -118,6 +123,7 @@ class EnvoiImporter:
     """``--format envoi-trace``."""
 
     name = "envoi-trace"
+    known = KNOWN
 
     def detect(self, path: Path) -> bool:
         return sniff(path) is not None
@@ -264,6 +270,8 @@ class _Writer:
         ptype = rec.get("part_type") or ""
         kind = _PART_KIND.get(ptype, "other")
         where = f"{self.src.trace_path.name}#part={n}"
+        if f"part/{ptype}" not in KNOWN["*"]:
+            self.sink.unknown(where, f"part/{ptype}")
         tool = call_id = ""
         if kind == "reasoning":
             self.emit(ReasoningAdded(text=_text(rec.get("content"))), part=n)
@@ -449,6 +457,7 @@ def _run_started(src: TraceSource) -> RunStarted:
         task_id=str(meta.get("task") or (trace.get("task_params") or {}).get("task") or "")
         if isinstance(trace.get("task_params") or {}, dict) else "",
         config=config, tags=tags, source=SOURCE, workdir="/workspace",
+        source_version=str(trace.get("trace_schema_version") or f"era-{src.era}"),
     )
 
 

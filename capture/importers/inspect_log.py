@@ -23,13 +23,23 @@ event                                   events
 ``tool``                                one tool part (``function``, ``arguments``, ``result``;
                                         ``error`` → status error; ``working_time``) [+
                                         ``tests_ran`` for test commands]
-``score``                               ``tests_ran``: suite = scorer, one test, passed when the
-                                        value is correct (``C``, true, ≥ 1), with value, answer
-                                        and target in ``environment``
+``score``                               ``scored`` in the run's score stream (where re-scores go;
+                                        ``agtrace scores`` lists them), named by its ``scorer``:
+                                        ``value`` (``C`` 1, ``I`` 0, ``P`` 0.5, numbers and
+                                        booleans as they are), the answer and explanation in
+                                        ``output_tail``, ``scorer_digest`` = sha256 of the
+                                        scorer's name and ``scorer_args``, on the last part
+                                        (logs whose score events carry no ``scorer`` name
+                                        them by the sample's ``scores``, in order)
 ``compaction``                          ``message_added(system)`` "[compacted …]"
 ``error`` / ``sample.error``            ``error_occurred`` and the run ``failed`` with its message
 ``sample_limit`` / ``sample.limit``     the run ends ``limit`` (``timeout`` for time limits)
 ======================================  =========================================================
+
+Record types are the events' ``event`` (:data:`KNOWN`, the 23 event types of Inspect's schema);
+an event of another type is kept raw (in the sample member) and counted as unknown.
+``source_version`` is the ``inspect_ai`` version that wrote the log (``eval.packages``), else
+the log format's ``v<version>``.
 
 A sample without error or limit ended ``completed`` when it has ``completed_at`` or scores;
 else (a log still being written, a crashed eval) ``crashed`` once stale. Inspect reports
@@ -55,7 +65,7 @@ from agtrace.eventlog import (
     MessageAdded,
     ModelCalled,
     RunStarted,
-    TestsRan,
+    Scored,
     Usage,
     UsageReported,
 )
@@ -74,6 +84,10 @@ from .transcript import (
 )
 
 FORMAT = "inspect"
+KNOWN = {"*": frozenset((
+    "sample_init", "sample_limit", "sandbox", "state", "store", "model", "tool", "anchor",
+    "approval", "branch", "checkpoint", "compaction", "input", "interrupt", "score", "score_edit",
+    "error", "logger", "info", "span_begin", "span_end", "step", "subtask"))}
 _ATTACHMENT = re.compile(r"^attachment://([0-9a-f]+)$")
 _SAMPLE = re.compile(r"^samples/[^/]+\.json$")
 
@@ -180,6 +194,7 @@ class InspectImporter:
     """``--format inspect``."""
 
     name = FORMAT
+    known = KNOWN
 
     def detect(self, path: Path) -> bool:
         if path.suffix == ".eval":
@@ -236,11 +251,13 @@ class InspectImporter:
             attempt=int(epoch) if epoch.isdigit() else 1,
             tags={k: str(v) for k, v in (("eval_id", spec.get("eval_id")), ("run_id", spec.get("run_id")),
                                          ("task", task), ("sample_id", sid), ("epoch", epoch)) if v},
-            source=f"import:{FORMAT}")
+            source=f"import:{FORMAT}",
+            source_version=str(packages.get("inspect_ai") or "") or (
+                f"v{header['version']}" if isinstance(header.get("version"), int) else ""))
         sink = ctx.new_run(source_key(FORMAT, digest, f"{sid}#epoch{epoch}"), started, started_ts)
         if sink is None:
             return
-        t = Transcript(sink, FORMAT, started_ts)
+        t = Transcript(sink, FORMAT, started_ts, types=KNOWN["*"])
         for loc, raw in shared:
             t.raw(raw, loc)
         if text:
@@ -260,12 +277,20 @@ class _Sample:
         self.seen: set[str] = set()
         self.error = ""
         self.limit = ""
+        scores = sample.get("scores") if isinstance(sample.get("scores"), dict) else {}
+        self.scorers = list(scores)  # older logs name a score event's scorer only here, in order
+        self.unnamed = 0
 
     def write(self, events: list[dict]) -> None:
         t = self.t
         for e in events:
             t.at(parse_ts(e.get("completed")) or parse_ts(e.get("timestamp")))
             kind = e.get("event")
+            if not isinstance(kind, str):
+                t.bad(f"an event without an event type ({e.get('uuid') or 'no uuid'})")
+                continue
+            if not t.knows(kind):
+                continue
             try:
                 if kind == "model":
                     self.model(_resolve(e, self.attachments))
@@ -346,16 +371,22 @@ class _Sample:
 
     def score(self, e: dict[str, Any]) -> None:
         score = e.get("score") if isinstance(e.get("score"), dict) else {}
-        _, passed = _score_value(score.get("value"))
-        scorer = str(e.get("scorer") or "score")
-        env = {k: text_of(v) for k, v in (("value", score.get("value")), ("answer", score.get("answer")),
-                                          ("target", e.get("target"))) if v is not None}
-        if e.get("intermediate"):
-            env["intermediate"] = "true"
-        self.t.emit(TestsRan(suite=scorer, passed=1 if passed else 0,
-                             failed=1 if passed is False else 0, total=1 if passed is not None else 0,
-                             environment=env), self.t.parts.parts or None)
-
+        value, _ = _score_value(score.get("value"))
+        scorer = str(e.get("scorer") or "")
+        if not scorer and not e.get("intermediate"):
+            scorer = self.scorers[self.unnamed] if self.unnamed < len(self.scorers) else ""
+            self.unnamed += 1
+        scorer = scorer or "score"
+        identity = json.dumps({"inspect_scorer": scorer, "args": e.get("scorer_args")},
+                              sort_keys=True, default=str)
+        tail = "\n".join(f"{k}: {text_of(v)}" for k, v in (
+            ("value", score.get("value")), ("answer", score.get("answer")),
+            ("explanation", score.get("explanation")), ("target", e.get("target")),
+            ("intermediate", e.get("intermediate") or None)) if v is not None)
+        part = self.t.parts.parts or None
+        self.t.sink.score(Scored(scorer=scorer, scorer_digest=hashlib.sha256(identity.encode()).hexdigest(),
+                                 tree_id="", scored_part=part, value=value, output_tail=tail[-2000:]),
+                          part, self.t.ts)
 
     def finish(self) -> None:
         t = self.t

@@ -21,6 +21,9 @@ Field by field (what each file gives; every file is also kept verbatim as ``raw_
   read from an unrelated config by ISO-Bench and is ignored. ``run_summary.json``: its model is
   the same wrong value and is ignored too. ``diff_targets.json`` → tags and, when there is no
   patch, ``file_changed`` events. ``prompt.json``: ``commits``, ``target_files`` → config.
+* Record types are the item's file names (:data:`KNOWN`; the agents' logs as
+  ``<agent>_stdout.txt``/``<agent>_stderr.txt``): another file is kept raw and counted as unknown.
+  The trajectory's steps are counted as TRAE's are (``trae.py``).
 * The repository name is unmangled: ISO-Bench's ``rstrip(".git")`` turned ``sglang`` into
   ``sglan``; the name is recovered from ``task_id`` (``sglang_core``) when it extends the label
   with characters of ``.git``, and the owner from ``instance_id``.
@@ -52,12 +55,23 @@ from agtrace.eventlog import (
 
 from . import register
 from .base import ImportContext, ImportError_, RunSink, stat_key
-from .trae import called_model, load_trajectory, write_trajectory
+from .trae import KNOWN as KNOWN_TRAE
+from .trae import called_model, count_unknown, load_trajectory, write_trajectory
 
 SOURCE = "import:isobench"
 MARKERS = ("journal.json", "run_summary.json", "prediction.jsonl", "diff_targets.json", "model_patch.diff",
            "claude_code_stdout.txt")
 _AGENT_KEYS = ("trae", "claude_code", "codex_cli", "codex", "openhands")
+KNOWN = {"*": frozenset((*MARKERS, "trajectory.json", "prompt.json", "task.txt",
+                         "<agent>_stdout.txt", "<agent>_stderr.txt")) | KNOWN_TRAE["*"]}
+
+
+def file_kind(name: str) -> str:
+    """The record type of an item file (see the module docstring)."""
+    for stream in ("stdout", "stderr"):
+        if name.endswith(f"_{stream}.txt") and name != "claude_code_stdout.txt":
+            return f"<agent>_{stream}.txt"
+    return name
 
 
 def _load_json(path: Path) -> dict:
@@ -205,6 +219,7 @@ class IsoBenchImporter:
     """``--format isobench``: one ISO-Bench run item directory."""
 
     name = "isobench"
+    known = KNOWN
 
     def detect(self, path: Path) -> bool:
         return path.is_dir() and any((path / m).is_file() for m in MARKERS)
@@ -255,6 +270,8 @@ class _Writer:
     def write(self) -> None:
         item, sink = self.item, self.sink
         for f in item.files:
+            if file_kind(f.name) not in KNOWN["*"]:
+                sink.unknown(f"{item.path.name}/{f.name}", f"file/{f.name}")
             data = f.read_bytes()
             try:
                 inline, blob, _ = sink.text(data.decode())
@@ -264,6 +281,7 @@ class _Writer:
         base_tree = self._base_tree()
         outcome = None
         if item.traj:
+            count_unknown(item.traj, sink, f"{item.path.name}/trajectory.json")
             outcome = write_trajectory(item.traj, self.emit, sink.text, source=SOURCE)
             self.part = outcome.parts
         if item.claude:

@@ -27,6 +27,10 @@ assistant without step-finish    ``model_called`` + ``usage_reported`` from the 
 assistant ``error``              ``model_called(failed)`` + ``error_occurred``
 ===============================  ==============================================================
 
+Record types are ``message/<role>`` and ``part/<type>`` (:data:`KNOWN`); a message or part of
+another type is kept raw (in the document) and counted as unknown, not read.
+``source_version`` is ``info.version``.
+
 Status from the last assistant message: ``error`` → ``failed`` (``MessageAbortedError`` →
 ``interrupted``); completed with a final ``finish`` (not ``tool-calls``) → ``completed``;
 otherwise ``crashed`` once stale. Snapshot hashes name trees of OpenCode's own snapshot
@@ -49,6 +53,9 @@ from .base import ImportContext, ImportError_
 from .transcript import Transcript, file_sha256, head, load_json_document, parse_ts, source_key
 
 FORMAT = "opencode-export"
+_PARTS = ("text", "reasoning", "tool", "step-start", "step-finish", "patch", "file", "snapshot",
+          "agent", "subtask", "retry", "compaction")
+KNOWN = {"*": frozenset(("message/user", "message/assistant", *(f"part/{t}" for t in _PARTS)))}
 
 
 def _text(parts: list[Any]) -> str:
@@ -67,6 +74,7 @@ class OpenCodeExportImporter:
     """``--format opencode-export``."""
 
     name = FORMAT
+    known = KNOWN
 
     def detect(self, path: Path) -> bool:
         text = head(path).lstrip()
@@ -94,14 +102,15 @@ class OpenCodeExportImporter:
         started = RunStarted(
             agent="opencode", agent_version=str(info.get("version") or ""), model=model,
             prompt=prompt, prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else "",
-            workdir=str(info.get("directory") or ""), tags=tags, source=f"import:{FORMAT}")
+            workdir=str(info.get("directory") or ""), tags=tags, source=f"import:{FORMAT}",
+            source_version=str(info.get("version") or ""))
         sink = ctx.new_run(source_key(FORMAT, file_sha256(path), str(info.get("id") or "")),
                            started, started_ts)
         if sink is None:
             return
         adapter = OpenCodeRunAdapter(clock=lambda: 0, model=model,
                                      workdir=str(info.get("directory") or ""))
-        t = Transcript(sink, FORMAT, started_ts, adapter)
+        t = Transcript(sink, FORMAT, started_ts, adapter, types=KNOWN["*"])
         t.raw(text, path.name)
         workdir = str(info.get("directory") or "")
         last: dict[str, Any] = {}
@@ -114,6 +123,11 @@ class OpenCodeExportImporter:
             if parts is None:
                 t.bad("message without a parts list")
                 continue
+            if not isinstance(minfo.get("role"), str):
+                t.bad("message without a role")
+                continue
+            if not t.knows(f"message/{minfo['role']}"):
+                continue
             if minfo.get("role") == "user":
                 prompt = _text(parts)
                 t.emits(adapter.end_turn("completed"))
@@ -122,8 +136,6 @@ class OpenCodeExportImporter:
             elif minfo.get("role") == "assistant":
                 self._assistant(t, adapter, minfo, parts, workdir)
                 last = minfo
-            else:
-                t.bad(f"message with unknown role {minfo.get('role')!r}")
         _end(t, adapter, last)
 
     def _assistant(self, t: Transcript, adapter: OpenCodeRunAdapter, info: dict, parts: list,
@@ -139,6 +151,11 @@ class OpenCodeExportImporter:
                 continue
             t.at(_part_ts(part))
             kind = part.get("type")
+            if not isinstance(kind, str):
+                t.bad(f"part {j} has no type")
+                continue
+            if not t.knows(f"part/{kind}"):
+                continue
             if kind == "step-start":
                 t.emits(adapter.handle({"type": "step_start", "part": part}))
             elif kind in ("text", "reasoning"):

@@ -30,6 +30,11 @@ agent ``reject``                       the run ``failed`` with its reason
                                        ``accumulated_cost`` (both running totals → deltas)
 =====================================  ==========================================================
 
+Record types are ``action/<action>`` and ``observation/<observation>`` (:data:`KNOWN`, the
+V0 schema's lists). An action of another type is kept raw (in the document) and counted as
+unknown, not read; an observation of another type is counted too, and still answers its action
+(its ``content`` is read the same way for every type).
+
 The OpenHands evaluation example ``example_model_output.json`` (SWE-bench predictions
 ``[{instance_id, model_patch, model_name_or_path}]``) is read too: one run per prediction, its
 patch as a ``patch`` part; non-empty → ``completed``, empty → ``failed`` ("empty model_patch").
@@ -73,6 +78,16 @@ from .transcript import (
 )
 
 FORMAT = "openhands"
+_ACTIONS = ("message", "system", "start", "read", "write", "edit", "run", "run_ipython", "browse",
+            "browse_interactive", "call_tool_mcp", "delegate", "think", "finish", "reject", "null",
+            "pause", "resume", "stop", "change_agent_state", "push", "send_pr", "recall",
+            "condensation", "condensation_request", "task_tracking", "loop_recovery")
+_OBSERVATIONS = ("read", "write", "edit", "browse", "run", "run_ipython", "chat", "delegate",
+                 "message", "error", "success", "null", "think", "agent_state_changed",
+                 "user_rejected", "condense", "recall", "mcp", "download", "task_tracking",
+                 "loop_detection")
+KNOWN = {"*": frozenset((*(f"action/{a}" for a in _ACTIONS),
+                         *(f"observation/{o}" for o in _OBSERVATIONS)))}
 _NOT_TOOLS = {"message", "system", "finish", "reject", "think", "null", "change_agent_state",
               "recall", "condensation", "condensation_request", "pause", "resume", "stop",
               "start", "loop_recovery"}
@@ -95,6 +110,7 @@ class OpenHandsImporter:
     """``--format openhands``."""
 
     name = FORMAT
+    known = KNOWN
 
     def detect(self, path: Path) -> bool:
         text = head(path).lstrip()
@@ -122,7 +138,7 @@ class OpenHandsImporter:
                              source=f"import:{FORMAT}")
         sink = ctx.new_run(source_key(FORMAT, digest, ""), started, started_ts)
         if sink is not None:
-            t = Transcript(sink, FORMAT, started_ts)
+            t = Transcript(sink, FORMAT, started_ts, types=KNOWN["*"])
             t.raw(text, path.name)
             _Trajectory(t, model, any(isinstance(e.get("llm_metrics"), dict) for e in doc)).write(doc, path)
 
@@ -181,6 +197,13 @@ class _Trajectory:
     def event(self, e: dict[str, Any]) -> None:
         t = self.t
         source, action, obs = e.get("source"), e.get("action"), e.get("observation")
+        if action is None and obs is None:
+            t.bad(f"event {e.get('id')} is neither an action nor an observation")
+            return
+        if action is not None and not t.knows(f"action/{action}"):
+            return
+        if obs is not None:
+            t.knows(f"observation/{obs}")  # counted when unknown; still answers its action
         args = e.get("args") if isinstance(e.get("args"), dict) else {}
         before = t.parts.parts
         if action == "message" and source == "user":

@@ -31,6 +31,9 @@ demonstrations, demo YAML)             ``tool``/``user`` observation that follow
                                        ``exit_error``/``exit_forfeit`` … → failed
 =====================================  ==========================================================
 
+Record types are ``history/<role>`` (:data:`KNOWN`); a history item of another role is kept
+raw (in the document) and counted as unknown. ``source_version`` is ``info.swe_agent_version``.
+
 Without ``info.exit_status`` (demonstrations) there is no end evidence: the run is ended
 ``crashed`` once stale, never ``completed``. SWE-agent's ``tokens_sent`` includes cached
 prompt tokens (litellm ``prompt_tokens``); they cannot be separated.
@@ -52,6 +55,7 @@ from .base import ImportContext, ImportError_
 from .transcript import Transcript, diff_files, file_sha256, head, load_json_document, source_key
 
 FORMAT = "swe-agent"
+KNOWN = {"*": frozenset(f"history/{r}" for r in ("system", "user", "assistant", "tool"))}
 _LIMIT = ("exit_cost", "exit_context", "exit_step_limit", "exit_total_cost", "exit_max_steps")
 _TIMEOUT = ("exit_total_execution_time", "exit_command_timeout", "exit_timeout")
 
@@ -112,6 +116,7 @@ class SweAgentImporter:
     """``--format swe-agent``."""
 
     name = FORMAT
+    known = KNOWN
 
     def detect(self, path: Path) -> bool:
         text = head(path)
@@ -148,13 +153,15 @@ class SweAgentImporter:
             prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else "",
             repo=str(repo.get("github_url") or repo.get("repo_name") or repo.get("path") or ""),
             base_commit=str(repo.get("base_commit") or ""), config=config,
-            source=f"import:{FORMAT}")
+            source=f"import:{FORMAT}", source_version=str(info.get("swe_agent_version") or ""))
         self.model = started.model
         sink = ctx.new_run(source_key(FORMAT, file_sha256(path), task_id), started, 0)
         if sink is None:
             return
-        t = Transcript(sink, FORMAT, 0)
+        t = Transcript(sink, FORMAT, 0, types=KNOWN["*"])
         t.raw(text, path.name)
+        for h in history:
+            t.knows(f"history/{h.get('role')}")  # an unknown role is counted, and left out below
         for h in history:
             if h.get("is_demo") or h.get("role") not in ("system", "user"):
                 continue
@@ -197,7 +204,8 @@ class SweAgentImporter:
 
     def _history(self, t: Transcript, history: list[dict]) -> None:
         """Parts from ``history`` alone: an action message and the observation after it."""
-        actions = [i for i, h in enumerate(history) if h.get("role") == "assistant" and not h.get("is_demo")]
+        actions = [i for i, h in enumerate(history) if h.get("role") == "assistant"
+                   and not h.get("is_demo")]
         for k, i in enumerate(actions):
             h = history[i]
             nxt = history[i + 1] if i + 1 < len(history) else {}

@@ -16,7 +16,9 @@ Field by field:
   → ``completed``; "exceeded maximum steps" → ``limit``; otherwise ``failed`` with the last
   error (TRAE exits 0 in all of these cases, so its exit code says nothing).
 
-The file is kept verbatim as one ``raw_recorded`` event.
+The file is kept verbatim as one ``raw_recorded`` event. Record types are
+``agent_step/<state>`` (:data:`KNOWN`, TRAE's ``AgentStepState``); a step in another state is
+counted as unknown (a newer TRAE) and still read, since a step's fields do not depend on it.
 """
 
 from __future__ import annotations
@@ -45,10 +47,20 @@ from agtrace.eventlog import (
 
 from ..usage import usage_from_anthropic, usage_from_openai
 from . import register
-from .base import ImportContext, ImportError_, stat_key
+from .base import ImportContext, ImportError_, RunSink, stat_key
 from .envoi import parse_ts
 
 Emit = Callable[..., None]
+KNOWN = {"*": frozenset(f"agent_step/{s}" for s in
+                        ("thinking", "calling_tool", "reflecting", "completed", "error"))}
+
+
+def count_unknown(traj: dict, sink: RunSink, where: str) -> None:
+    """Count the steps whose state TRAE's schema does not list (see the module docstring)."""
+    for i, step in enumerate(traj.get("agent_steps") or []):
+        state = step.get("state") if isinstance(step, dict) else None
+        if isinstance(state, str) and f"agent_step/{state}" not in KNOWN["*"]:
+            sink.unknown(f"{where}#agent_steps[{i}]", f"agent_step/{state}")
 
 
 def load_trajectory(path: Path) -> tuple[dict, str]:
@@ -210,6 +222,7 @@ class TraeImporter:
     """``--format trae``: a standalone TRAE ``trajectory*.json``."""
 
     name = "trae"
+    known = KNOWN
 
     def detect(self, path: Path) -> bool:
         return is_trajectory(path)
@@ -229,6 +242,7 @@ class TraeImporter:
             return
         inline, blob, _ = sink.text(raw)
         sink.append(RawRecorded(source="import:trae", text=inline, blob=blob, location=path.name), ts=started_ts)
+        count_unknown(traj, sink, path.name)
 
         def emit(event: Event, part: int | None = None, ts: int | None = None) -> None:
             sink.append(event, part=part, ts=ts if ts is not None else started_ts)
