@@ -18,6 +18,7 @@ from .errors import (
 )
 from .importers import IMPORTERS, ImportResult, import_source
 from .importers.batch import import_paths
+from .importers.home import AgentHome, HomeImport, find_home, import_home
 from .pipeline import RunSummary, adapter_for, run_capture
 from .port import AgentPort, Line, SnapshotPort, SnapshotterFactory
 from .process import LocalProcess, ProcessGroup
@@ -43,12 +44,13 @@ from .snapshot import DEFAULT_EXCLUDES, ShadowSnapshotter, SnapshotPolicy, Snaps
 
 __all__ = [
     "ADAPTERS", "DEFAULT_EXCLUDES", "IMPORTERS", "MODAL_TESTED_VERSION", "Adapter", "AdapterState",
-    "AgentNotFound", "AgentPort", "CaptureError", "Emit", "ImportError_", "ImportResult",
-    "InMemorySandboxAPI", "Line", "LocalProcess", "LocalSandbox", "ModalSandboxAPI", "ModalScorer",
-    "PartDone", "ProcessGroup", "Recorder", "Redactor", "RemoteSnapshotter", "RunSummary",
-    "SandboxAPI", "SandboxAgentProcess", "SandboxError", "SandboxProcess", "ShadowSnapshotter",
-    "SnapshotPolicy", "SnapshotPort", "Snapshotter", "SnapshotterFactory", "ToolCall",
-    "UnknownFormat", "WorkdirError", "adapter_for", "import_paths", "import_source",
-    "looks_like_test", "make_adapter", "model_from_argv", "run_agent", "run_agent_in_sandbox", "run_capture",
-    "run_checked", "run_demo", "scrub_env", "upload_tree",
+    "AgentHome", "AgentNotFound", "AgentPort", "CaptureError", "Emit", "HomeImport",
+    "ImportError_", "ImportResult", "InMemorySandboxAPI", "Line", "LocalProcess", "LocalSandbox",
+    "ModalSandboxAPI", "ModalScorer", "PartDone", "ProcessGroup", "Recorder", "Redactor",
+    "RemoteSnapshotter", "RunSummary", "SandboxAPI", "SandboxAgentProcess", "SandboxError",
+    "SandboxProcess", "ShadowSnapshotter", "SnapshotPolicy", "SnapshotPort", "Snapshotter",
+    "SnapshotterFactory", "ToolCall", "UnknownFormat", "WorkdirError", "adapter_for", "find_home",
+    "import_home", "import_paths", "import_source", "looks_like_test", "make_adapter",
+    "model_from_argv", "run_agent", "run_agent_in_sandbox", "run_capture", "run_checked",
+    "run_demo", "scrub_env", "upload_tree",
 ]

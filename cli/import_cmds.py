@@ -7,15 +7,22 @@ from pathlib import Path
 import click
 import msgspec
 
+from agtrace.capture import ImportError_, import_home
 from agtrace.capture.importers import IMPORTERS
 from agtrace.capture.importers.batch import import_paths
+from agtrace.capture.importers.home import AGENTS
 
 from .main import UserError, pass_ctx
 from .output import progress, warn
 
 
 @click.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--from", "agent", type=click.Choice(AGENTS), default=None,
+              help="Import what is new in this agent's own home instead of PATHS: claude "
+                   "($CLAUDE_CONFIG_DIR or ~/.claude)/projects, codex ($CODEX_HOME or ~/.codex)/"
+                   "sessions, opencode ($XDG_DATA_HOME or ~/.local/share)/opencode, gemini "
+                   "($GEMINI_CLI_HOME or ~)/.gemini/tmp.")
 @click.option("--format", "fmt", default="auto", show_default=True,
               type=click.Choice(["auto", *sorted(IMPORTERS)]), help="Source format; auto detects it per source.")
 @click.option("--repo", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -23,25 +30,43 @@ from .output import progress, warn
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Import this many sources in parallel.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result per source.")
 @pass_ctx
-def import_cmd(ctx, paths, fmt, repo, jobs, as_json) -> None:
-    """Import existing traces (envoi-trace, ISO-Bench, TRAE, agent transcripts) as runs.
+def import_cmd(ctx, paths, agent, fmt, repo, jobs, as_json) -> None:
+    """Import existing traces (agent sessions, saved live streams, trajectories, eval logs) as runs.
 
-    A directory that is not a source itself is read as a directory of sources. Each source is
-    imported all or nothing, once: importing it again finds its run. Exits 1 when a source
-    failed or bad (malformed) records were skipped (they are listed with file and line).
+    A directory that is not a source itself is searched recursively for sources. Each source is
+    imported all or nothing, once: importing it again finds its run; a session that went on
+    since is imported as a new run continuing the earlier one (parent_run). Exits 1 when a
+    source failed or bad (malformed) records were skipped (they are listed with file and line).
     Records of types a newer tool version wrote are kept raw and reported as a warning; they
-    do not change the exit code.
+    do not change the exit code. With --json: one result per source (with --from: an object
+    with the home, the number of unchanged sources skipped and the results).
     """
+    if bool(paths) == bool(agent):
+        raise UserError("pass PATHS or --from AGENT (one of them)", 2)
+    home = None
     with progress("importing", enabled=not as_json) as update:
-        results = import_paths(ctx.store, list(paths), fmt=fmt, repo=repo, jobs=max(1, jobs), progress=update)
+        if agent:
+            try:
+                home = import_home(ctx.store, agent, jobs=max(1, jobs), progress=update)
+            except ImportError_ as exc:
+                raise UserError(str(exc), 1) from None
+            results = home.results
+        else:
+            results = import_paths(ctx.store, list(paths), fmt=fmt, repo=repo, jobs=max(1, jobs),
+                                   progress=update)
     if as_json:
-        click.echo(msgspec.json.encode([r.to_dict() for r in results]).decode())
+        data = home.to_dict() if home else [r.to_dict() for r in results]
+        click.echo(msgspec.json.encode(data).decode())
     else:
+        if home:
+            click.echo(f"{agent}: {', '.join(map(str, home.home.roots))}: {len(results)} new or "
+                       f"changed sources, {home.unchanged} unchanged", err=True)
         for r in results:
             if r.error:
                 click.echo(f"failed    {r.error}", err=True)
                 continue
-            runs = ", ".join(r.runs) if r.runs else "-"
+            runs = ", ".join(f"{rid} (continues {r.parents[rid]})" if rid in r.parents else rid
+                             for rid in r.runs) or "-"
             existing = f" (already imported: {', '.join(r.existing)})" if r.existing else ""
             click.echo(f"imported  {r.source} [{r.format}] -> {runs}{existing}")
             for bad in r.bad_records:

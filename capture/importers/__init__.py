@@ -18,7 +18,6 @@ from .base import (
     UnknownFormat,
     detect,
     import_source,
-    iter_sources,
     sniff_json_lines,
 )
 
@@ -33,7 +32,7 @@ def register(importer: Importer) -> Importer:
 __all__ = [
     "DETECT_BYTES", "DETECT_RECORDS", "IMPORTERS", "BadRecord", "ImportContext", "ImportError_",
     "ImportResult", "Importer", "RunSink", "UnknownFormat", "detect", "import_source",
-    "iter_sources", "known_types", "register", "sniff_json_lines", "version_key",
+    "known_types", "register", "sniff_json_lines", "version_key",
 ]
 # Importers register themselves on import; detection tries them in this order.
 from . import envoi  # noqa: E402,F401,I001  (envoi-trace)
@@ -43,6 +42,7 @@ from . import codex_rollout  # noqa: E402,F401  (codex-rollout)
 from . import live_stream  # noqa: E402,F401  (claude-stream-json, codex-exec-json, opencode-run)
 from . import claude_session  # noqa: E402,F401  (claude-session)
 from . import opencode_export  # noqa: E402,F401  (opencode-export)
+from . import opencode_storage  # noqa: E402,F401  (opencode-storage)
 from . import swe_agent  # noqa: E402,F401  (swe-agent)
 from . import openhands  # noqa: E402,F401  (openhands)
 from . import inspect_log  # noqa: E402,F401  (inspect)

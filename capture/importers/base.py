@@ -7,6 +7,10 @@ Contracts every importer gets from here (importers only parse):
   store exactly as it was.
 * **Idempotent**: a run's id is derived from its source key (see ``derived_run_id``); importing
   the same source again finds the run and skips it.
+* **Never overwritten**: a session that went on (its file grew, so its key changed) imports as a
+  new run of the whole session, whose ``parent_run`` is the latest earlier import of the same
+  session: same ``source`` and the same ``session_id`` (and ``agent_id``) tags
+  (:meth:`ImportContext.new_run`). The earlier run stays as it was.
 * **Lossless**: importers keep every source record verbatim as a ``raw_recorded`` event (source
   ``import:<format>``, location ``file:line`` or ``file#member``) beside the parsed events.
 * **Bad records** (malformed: bad JSON, wrong shape, a field of the wrong type) are reported
@@ -33,6 +37,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+import msgspec
 
 from agtrace.eventlog import (
     ErrorOccurred,
@@ -136,18 +142,39 @@ class ImportContext:
     staging: Path | None = None
     sinks: list[RunSink] = field(default_factory=list)
     skipped_existing: list[str] = field(default_factory=list)
+    parents: dict[str, str] = field(default_factory=dict)
 
     def new_run(self, key: str, started: RunStarted, started_ts: int) -> RunSink | None:
-        """Start a run for the source record set named by ``key``; None if it was imported before."""
+        """Start a run for the source record set named by ``key``; None if it was imported before.
+
+        A run of a session imported before under another key (the session went on) gets that
+        earlier run as ``parent_run`` (see the module docstring)."""
         run_id = derived_run_id(started_ts, key)
         if self.store.has_run(run_id):
             self.skipped_existing.append(run_id)
             return None
+        parent = "" if started.parent_run else self.earlier_import(started, run_id)
+        if parent:
+            started = msgspec.structs.replace(started, parent_run=parent)
+            self.parents[run_id] = parent
         if self.staging is None:
             self.staging = self.store.staging_dir()
         sink = RunSink(self.store, run_id, self.staging, started, started_ts)
         self.sinks.append(sink)
         return sink
+
+    def earlier_import(self, started: RunStarted, run_id: str) -> str:
+        """The latest run imported from the same session (source and session/agent tags), or ""."""
+        session = started.tags.get("session_id", "")
+        if not session or not started.source.startswith("import:"):
+            return ""
+        rows = self.store.catalog.db.conn.execute(
+            "SELECT id FROM runs WHERE source = ? AND id != ? "
+            "AND json_extract(tags, '$.session_id') = ? "
+            "AND coalesce(json_extract(tags, '$.agent_id'), '') = ? "
+            "ORDER BY rowid DESC LIMIT 1",
+            [started.source, run_id, session, started.tags.get("agent_id", "")]).fetchall()
+        return rows[0][0] if rows else ""
 
 
 class Importer(Protocol):
@@ -189,6 +216,8 @@ class ImportResult:
     """Records of types the importer does not know, counted by type (a warning, see above)."""
     unknown_at: dict[str, str] = field(default_factory=dict)
     """The first location of each unknown type."""
+    parents: dict[str, str] = field(default_factory=dict)
+    """For a run that continues an earlier import of its session: run id -> that run's id."""
     error: str = ""
 
     def to_dict(self) -> dict:
@@ -218,6 +247,8 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
             for kind, n in sink.unknown_records.items():
                 result.unknown[kind] = result.unknown.get(kind, 0) + n
                 result.unknown_at.setdefault(kind, sink.unknown_at[kind])
+            if sink.run_id in ctx.parents:
+                result.parents[sink.run_id] = ctx.parents[sink.run_id]
     except ImportError_ as exc:
         result.error = str(exc)
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
@@ -232,7 +263,7 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
             shutil.rmtree(store.run_dir(run_id), ignore_errors=True)
             store.catalog.forget(run_id)
         result.runs = []
-        result.bad_records, result.unknown, result.unknown_at = [], {}, {}
+        result.bad_records, result.unknown, result.unknown_at, result.parents = [], {}, {}, {}
     result.existing = ctx.skipped_existing
     return result
 
@@ -247,29 +278,6 @@ def detect(path: Path, importers: dict[str, Importer]) -> Importer:
             continue
     known = ", ".join(sorted(importers))
     raise UnknownFormat(f"{path}: format not recognised; pass --format (one of: {known})")
-
-
-def iter_sources(paths: list[Path], importers: dict[str, Importer], fmt: str) -> Iterator[tuple[Path, Importer]]:
-    """``(source, importer)`` pairs: a path in a known format, or each child of a directory of sources."""
-    for path in paths:
-        if fmt != "auto":
-            yield path, importers[fmt]
-            continue
-        try:
-            yield path, detect(path, importers)
-        except UnknownFormat:
-            if not path.is_dir():
-                raise
-            children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
-            found = False
-            for child in children:
-                try:
-                    yield child, detect(child, importers)
-                    found = True
-                except UnknownFormat:
-                    continue
-            if not found:
-                raise
 
 
 def file_lines(path: Path) -> Iterator[tuple[int, bytes]]:

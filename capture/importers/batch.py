@@ -4,66 +4,89 @@
 (``import_source``); sources are independent, so one failing never undoes another. With
 ``jobs > 1`` sources are imported in worker processes, each opening its own :class:`Store` on
 the same directory (runs are adopted by rename; the catalog is SQLite in WAL mode).
+
+Planning (:func:`plan`): a path in a known format is a source; a directory that is not a source
+itself is searched **recursively** (``~/.codex/sessions/2026/`` finds every
+``MM/DD/rollout-*.jsonl``), in sorted order, skipping hidden entries; a directory found to be a
+source (an ISO-Bench item, an envoi trajectory, OpenCode's storage) is not searched further.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from agtrace.eventlog import Store
 
 from . import IMPORTERS
-from .base import ImportResult, UnknownFormat, detect, import_source
+from .base import Importer, ImportResult, UnknownFormat, detect, import_source
+
+Planned = ImportResult | tuple[Path, str]
 
 
-def plan(paths: list[Path], fmt: str = "auto") -> list[ImportResult | tuple[Path, str]]:
-    """``(source, format)`` for every source named by ``paths`` (a directory that is not a
-    source itself is a directory of sources); an :class:`ImportResult` with the error for a
-    path that cannot be imported: missing, of unknown format, or not of the forced ``fmt``."""
-    out: list[ImportResult | tuple[Path, str]] = []
+def plan(paths: list[Path], fmt: str = "auto") -> list[Planned]:
+    """``(source, format)`` for every source named by ``paths`` (see the module docstring); an
+    :class:`ImportResult` with the error for a path that cannot be imported: missing, of
+    unknown format, or not of the forced ``fmt``."""
+    out: list[Planned] = []
     for path in paths:
         if not path.exists():
             out.append(ImportResult(str(path), fmt, error=f"{path}: no such file or directory"))
             continue
+        found = list(find_sources(path, fmt))
+        if found:
+            out.extend(found)
+            continue
         if fmt != "auto":
-            importer = IMPORTERS[fmt]
-            if _accepts(importer, path):
-                out.append((path, fmt))
-                continue
-            children = sorted(p for p in path.iterdir() if not p.name.startswith(".")) if path.is_dir() else []
-            matched = [c for c in children if _accepts(importer, c)]
-            if matched:
-                out.extend((c, fmt) for c in matched)
-                continue
             try:
                 other = f" (it looks like {detect(path, IMPORTERS).name})"
             except UnknownFormat:
                 other = ""
-            out.append(ImportResult(str(path), fmt, error=f"{path}: not a {fmt} source{other}; pass the right "
-                                                          "--format or --format auto"))
+            holds = " and holds none" if path.is_dir() else ""
+            out.append(ImportResult(str(path), fmt, error=f"{path}: not a {fmt} source{other}"
+                                    f"{holds}; pass the right --format or --format auto"))
             continue
         try:
-            out.append((path, detect(path, IMPORTERS).name))
-            continue
+            detect(path, IMPORTERS)
         except UnknownFormat as exc:
             error = str(exc)
-        found = False
-        if path.is_dir():
-            for child in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
-                try:
-                    out.append((child, detect(child, IMPORTERS).name))
-                    found = True
-                except UnknownFormat:
-                    continue
-        if not found:
+            if path.is_dir():
+                error = f"{path}: no source of a known format in it (searched recursively)"
             out.append(ImportResult(str(path), "auto", error=error))
     return out
 
 
-def _accepts(importer, path: Path) -> bool:
+def find_sources(path: Path, fmt: str = "auto") -> Iterator[tuple[Path, str]]:
+    """``(source, format)`` at or under ``path``: itself if it is one, else its children,
+    recursively (see the module docstring); nothing for a path that holds no source."""
+    name = _format_of(path, fmt)
+    if name:
+        yield path, name
+        return
+    if not path.is_dir():
+        return
+    try:
+        children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return
+    for child in children:
+        if child.is_symlink() and child.is_dir():
+            continue  # never follow a directory link out of the tree (loops, other trees)
+        yield from find_sources(child, fmt)
+
+
+def _format_of(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt if _accepts(IMPORTERS[fmt], path) else ""
+    try:
+        return detect(path, IMPORTERS).name
+    except UnknownFormat:
+        return ""
+
+
+def _accepts(importer: Importer, path: Path) -> bool:
     try:
         return bool(importer.detect(path))
     except OSError:
@@ -78,12 +101,19 @@ def _import_one(root: str, source: str, fmt: str, repo: str | None) -> ImportRes
 def import_paths(store: Store, paths: list[Path], *, fmt: str = "auto", repo: Path | None = None, jobs: int = 1,
                  progress: Callable[[int, int], None] | None = None) -> list[ImportResult]:
     """Import every source under ``paths`` into ``store``; one result per source, in order."""
-    planned = plan(paths, fmt)
+    return import_planned(store, plan(paths, fmt), repo=repo, jobs=jobs, progress=progress)
+
+
+def import_planned(store: Store, planned: list[Planned], *, repo: Path | None = None, jobs: int = 1,
+                   progress: Callable[[int, int], None] | None = None) -> list[ImportResult]:
+    """Import what :func:`plan` found; one result per entry, in order."""
     results: list[ImportResult | None] = [p if isinstance(p, ImportResult) else None for p in planned]
     todo = [(i, p) for i, p in enumerate(planned) if not isinstance(p, ImportResult)]
     done = len(planned) - len(todo)
     total = len(planned)
     repo_s = str(repo) if repo else None
+    if progress:
+        progress(done, total)
     if jobs <= 1 or len(todo) <= 1:
         for i, (source, name) in todo:
             results[i] = import_source(store, source, IMPORTERS[name], repo=repo)

@@ -87,105 +87,117 @@ class OpenCodeExportImporter:
                 doc.get("messages"), list):
             raise ImportError_(f"{path}: not an opencode export (expected an object with info and "
                                "messages[])")
-        info = doc["info"]
-        messages = [m for m in doc["messages"] if isinstance(m, dict)]
-        infos = [m.get("info") if isinstance(m.get("info"), dict) else {} for m in messages]
-        first_asst = next((i for i in infos if i.get("role") == "assistant"), {})
-        first_user = next((m for m, i in zip(messages, infos, strict=True) if i.get("role") == "user"), {})
-        model = "/".join(str(first_asst[k]) for k in ("providerID", "modelID") if first_asst.get(k))
-        prompt = _text(first_user.get("parts") or [])
-        times = info.get("time") if isinstance(info.get("time"), dict) else {}
-        started_ts = parse_ts(times.get("created")) or 0
-        tags = {k: str(info[f]) for k, f in (("session_id", "id"), ("title", "title"),
-                                             ("project_id", "projectID"), ("parent_session", "parentID"))
-                if info.get(f)}
-        started = RunStarted(
-            agent="opencode", agent_version=str(info.get("version") or ""), model=model,
-            prompt=prompt, prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else "",
-            workdir=str(info.get("directory") or ""), tags=tags, source=f"import:{FORMAT}",
-            source_version=str(info.get("version") or ""))
-        sink = ctx.new_run(source_key(FORMAT, file_sha256(path), str(info.get("id") or "")),
-                           started, started_ts)
-        if sink is None:
-            return
-        adapter = OpenCodeRunAdapter(clock=lambda: 0, model=model,
-                                     workdir=str(info.get("directory") or ""))
-        t = Transcript(sink, FORMAT, started_ts, adapter, types=KNOWN["*"])
-        t.raw(text, path.name)
-        workdir = str(info.get("directory") or "")
-        last: dict[str, Any] = {}
-        for i, (msg, minfo) in enumerate(zip(messages, infos, strict=True)):
-            where = f"{path.name}#messages[{i}]"
-            t.location = where
-            mtimes = minfo.get("time") if isinstance(minfo.get("time"), dict) else {}
-            t.at(parse_ts(mtimes.get("created")))
-            parts = msg.get("parts") if isinstance(msg.get("parts"), list) else None
-            if parts is None:
-                t.bad("message without a parts list")
-                continue
-            if not isinstance(minfo.get("role"), str):
-                t.bad("message without a role")
-                continue
-            if not t.knows(f"message/{minfo['role']}"):
-                continue
-            if minfo.get("role") == "user":
-                prompt = _text(parts)
-                t.emits(adapter.end_turn("completed"))
-                t.emits(adapter.start_turn(prompt))
-                t.emit(MessageAdded(role="user", text=prompt, message_id=str(minfo.get("id") or "")))
-            elif minfo.get("role") == "assistant":
-                self._assistant(t, adapter, minfo, parts, workdir)
-                last = minfo
-        _end(t, adapter, last)
+        write_session(ctx, doc, FORMAT, file_sha256(path), [(path.name, text)], path.name)
 
-    def _assistant(self, t: Transcript, adapter: OpenCodeRunAdapter, info: dict, parts: list,
-                   workdir: str) -> None:
-        model = "/".join(str(info[k]) for k in ("providerID", "modelID") if info.get(k))
-        adapter.state.model = model or adapter.state.model
-        if not adapter.turn_open:
-            t.emits(adapter.start_turn())
-        steps = 0
-        for j, part in enumerate(parts):
-            if not isinstance(part, dict):
-                t.bad(f"part {j} is not an object")
+
+def write_session(ctx: ImportContext, doc: dict[str, Any], fmt: str, digest: str,
+                  raws: list[tuple[str, str]], where: str,
+                  problems: list[tuple[str, str]] | tuple = ()) -> None:
+    """Import one session in the export's shape ``{info, messages: [{info, parts}]}`` as one run
+    of format ``fmt`` (also what ``opencode-storage`` assembles from OpenCode's own storage).
+    ``raws`` are the source records kept verbatim, ``(location, text)``; ``digest`` names the
+    session's content in the run's key; ``where`` prefixes the messages' locations;
+    ``problems`` are ``(location, message)`` of records that could not be read (bad records)."""
+    info = doc["info"]
+    messages = [m for m in doc["messages"] if isinstance(m, dict)]
+    infos = [m.get("info") if isinstance(m.get("info"), dict) else {} for m in messages]
+    first_asst = next((i for i in infos if i.get("role") == "assistant"), {})
+    first_user = next((m for m, i in zip(messages, infos, strict=True) if i.get("role") == "user"), {})
+    model = "/".join(str(first_asst[k]) for k in ("providerID", "modelID") if first_asst.get(k))
+    prompt = _text(first_user.get("parts") or [])
+    times = info.get("time") if isinstance(info.get("time"), dict) else {}
+    started_ts = parse_ts(times.get("created")) or 0
+    tags = {k: str(info[f]) for k, f in (("session_id", "id"), ("title", "title"),
+                                         ("project_id", "projectID"), ("parent_session", "parentID"))
+            if info.get(f)}
+    started = RunStarted(
+        agent="opencode", agent_version=str(info.get("version") or ""), model=model,
+        prompt=prompt, prompt_sha256=hashlib.sha256(prompt.encode()).hexdigest() if prompt else "",
+        workdir=str(info.get("directory") or ""), tags=tags, source=f"import:{fmt}",
+        source_version=str(info.get("version") or ""))
+    sink = ctx.new_run(source_key(fmt, digest, str(info.get("id") or "")), started, started_ts)
+    if sink is None:
+        return
+    workdir = str(info.get("directory") or "")
+    adapter = OpenCodeRunAdapter(clock=lambda: 0, model=model, workdir=workdir)
+    t = Transcript(sink, fmt, started_ts, adapter, types=KNOWN["*"])
+    for location, text in raws:
+        t.raw(text, location)
+    for location, message in problems:
+        sink.bad(location, message)
+    last: dict[str, Any] = {}
+    for i, (msg, minfo) in enumerate(zip(messages, infos, strict=True)):
+        t.location = f"{where}#messages[{i}]"
+        mtimes = minfo.get("time") if isinstance(minfo.get("time"), dict) else {}
+        t.at(parse_ts(mtimes.get("created")))
+        parts = msg.get("parts") if isinstance(msg.get("parts"), list) else None
+        if parts is None:
+            t.bad("message without a parts list")
+            continue
+        if not isinstance(minfo.get("role"), str):
+            t.bad("message without a role")
+            continue
+        if not t.knows(f"message/{minfo['role']}"):
+            continue
+        if minfo.get("role") == "user":
+            prompt = _text(parts)
+            t.emits(adapter.end_turn("completed"))
+            t.emits(adapter.start_turn(prompt))
+            t.emit(MessageAdded(role="user", text=prompt, message_id=str(minfo.get("id") or "")))
+        elif minfo.get("role") == "assistant":
+            _assistant(t, adapter, minfo, parts, workdir)
+            last = minfo
+    _end(t, adapter, last)
+
+
+def _assistant(t: Transcript, adapter: OpenCodeRunAdapter, info: dict, parts: list,
+               workdir: str) -> None:
+    model = "/".join(str(info[k]) for k in ("providerID", "modelID") if info.get(k))
+    adapter.state.model = model or adapter.state.model
+    if not adapter.turn_open:
+        t.emits(adapter.start_turn())
+    steps = 0
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict):
+            t.bad(f"part {j} is not an object")
+            continue
+        t.at(_part_ts(part))
+        kind = part.get("type")
+        if not isinstance(kind, str):
+            t.bad(f"part {j} has no type")
+            continue
+        if not t.knows(f"part/{kind}"):
+            continue
+        if kind == "step-start":
+            t.emits(adapter.handle({"type": "step_start", "part": part}))
+        elif kind in ("text", "reasoning"):
+            if part.get("synthetic") or part.get("ignored"):
                 continue
-            t.at(_part_ts(part))
-            kind = part.get("type")
-            if not isinstance(kind, str):
-                t.bad(f"part {j} has no type")
-                continue
-            if not t.knows(f"part/{kind}"):
-                continue
-            if kind == "step-start":
-                t.emits(adapter.handle({"type": "step_start", "part": part}))
-            elif kind in ("text", "reasoning"):
-                if part.get("synthetic") or part.get("ignored"):
-                    continue
-                t.emits(adapter.handle({"type": kind, "part": part}))
-            elif kind == "tool":
-                state = dict(part.get("state") or {})
-                if state.get("status") not in ("completed", "error"):
-                    state["error"] = (f"the export was taken while the tool was "
-                                      f"{state.get('status') or 'pending'}")
-                    state["status"] = "error"
-                t.emits(adapter.handle({"type": "tool_use", "part": {**part, "state": state}}))
-            elif kind == "step-finish":
-                steps += 1
-                t.emits(adapter.handle({"type": "step_finish", "part": part}))
-            elif kind == "patch":
-                files = [str(f) for f in part.get("files") or []]
-                rel = [os.path.relpath(f, workdir) if workdir and os.path.isabs(f)
-                       and not os.path.relpath(f, workdir).startswith("..") else f for f in files]
-                t.patch_part([FileChanged(path=f, change="modify", origin="agent") for f in rel],
-                             f"patch: {', '.join(rel)}")
-        if isinstance(info.get("error"), dict):
-            t.emits(adapter.handle({"type": "error", "error": info["error"]}))
-        elif not steps and isinstance(info.get("tokens"), dict):  # no per-step usage: the message's
-            cost = info.get("cost")
-            t.emit(ModelCalled(model=model, ok=True, request_id=str(info.get("id") or "")))
-            t.emit(UsageReported(usage=usage_from_opencode(info["tokens"]), model=model,
-                                 cost_usd=float(cost) if isinstance(cost, int | float) else None,
-                                 request_id=str(info.get("id") or "")))
+            t.emits(adapter.handle({"type": kind, "part": part}))
+        elif kind == "tool":
+            state = dict(part.get("state") or {})
+            if state.get("status") not in ("completed", "error"):
+                state["error"] = (f"the export was taken while the tool was "
+                                  f"{state.get('status') or 'pending'}")
+                state["status"] = "error"
+            t.emits(adapter.handle({"type": "tool_use", "part": {**part, "state": state}}))
+        elif kind == "step-finish":
+            steps += 1
+            t.emits(adapter.handle({"type": "step_finish", "part": part}))
+        elif kind == "patch":
+            files = [str(f) for f in part.get("files") or []]
+            rel = [os.path.relpath(f, workdir) if workdir and os.path.isabs(f)
+                   and not os.path.relpath(f, workdir).startswith("..") else f for f in files]
+            t.patch_part([FileChanged(path=f, change="modify", origin="agent") for f in rel],
+                         f"patch: {', '.join(rel)}")
+    if isinstance(info.get("error"), dict):
+        t.emits(adapter.handle({"type": "error", "error": info["error"]}))
+    elif not steps and isinstance(info.get("tokens"), dict):  # no per-step usage: the message's
+        cost = info.get("cost")
+        t.emit(ModelCalled(model=model, ok=True, request_id=str(info.get("id") or "")))
+        t.emit(UsageReported(usage=usage_from_opencode(info["tokens"]), model=model,
+                             cost_usd=float(cost) if isinstance(cost, int | float) else None,
+                             request_id=str(info.get("id") or "")))
 
 
 def _end(t: Transcript, adapter: OpenCodeRunAdapter, last: dict[str, Any]) -> None:

@@ -1,0 +1,173 @@
+"""Agents' homes (`agtrace import --from`), recursive directory import, and sessions that went on.
+
+The homes are laid out as the real CLIs lay them out, from what the pinned CLIs wrote
+(tests/golden/real/<cli>@<version>/home/), Codex's rollouts spread over several days of the
+``sessions/YYYY/MM/DD/`` layout. Expected counts come from the files themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agtrace.capture import ImportError_, find_home, import_home
+from agtrace.capture.importers import IMPORTERS
+from agtrace.eventlog import Store
+
+from .conftest import run_agtrace
+
+REAL = Path(__file__).parent / "golden" / "real"
+ROLLOUTS = sorted(REAL.glob("codex@*/home/.codex/sessions/*/*/*/rollout-*.jsonl"))
+
+
+def codex_home(tmp_path: Path, days=("2026/11/29", "2026/11/30", "2026/12/01")) -> Path:
+    """A CODEX_HOME with the real rollouts copied into the YYYY/MM/DD layout, one day each,
+    plus one renamed copy per day so that several sessions share a day."""
+    home = tmp_path / "codex-home"
+    n = 0
+    for day in days:
+        for rollout in ROLLOUTS:
+            dest = home / "sessions" / day
+            dest.mkdir(parents=True, exist_ok=True)
+            lines = rollout.read_text().splitlines()
+            meta = json.loads(lines[0])
+            n += 1  # a distinct session: its own id (as another run of the CLI would have)
+            meta["payload"]["id"] = f"{meta['payload']['id'][:-4]}{n:04d}"
+            (dest / f"rollout-{day.replace('/', '-')}-{n}.jsonl").write_text(
+                "\n".join([json.dumps(meta), *lines[1:]]) + "\n")
+    (home / "sessions" / "2026" / "12" / ".DS_Store").write_text("not a session")
+    return home
+
+
+def test_find_home_honours_the_tools_own_variables(tmp_path):
+    env = {"HOME": str(tmp_path)}
+    for agent in ("claude", "codex", "opencode", "gemini"):
+        assert find_home(agent, env).roots == ()
+    looked = {a: find_home(a, env).looked for a in ("claude", "codex", "opencode", "gemini")}
+    assert looked["claude"] == (tmp_path / ".claude" / "projects",)
+    assert looked["codex"] == (tmp_path / ".codex" / "sessions", tmp_path / ".codex" / "archived_sessions")
+    assert looked["opencode"] == (tmp_path / ".local" / "share" / "opencode",)
+    assert looked["gemini"] == (tmp_path / ".gemini" / "tmp",)
+    env = {"HOME": str(tmp_path), "CLAUDE_CONFIG_DIR": "/c", "CODEX_HOME": "/x",
+           "XDG_DATA_HOME": "/d", "OPENCODE_DB": "/elsewhere/oc.db", "GEMINI_CLI_HOME": "/g"}
+    looked = {a: find_home(a, env).looked for a in ("claude", "codex", "opencode", "gemini")}
+    assert looked == {"claude": (Path("/c/projects"),),
+                      "codex": (Path("/x/sessions"), Path("/x/archived_sessions")),
+                      "opencode": (Path("/d/opencode"), Path("/elsewhere/oc.db")),
+                      "gemini": (Path("/g/.gemini/tmp"),)}
+    with pytest.raises(ImportError_, match="one of: claude, codex, opencode, gemini"):
+        find_home("aider", env)
+
+
+def test_from_codex_imports_every_session_of_a_real_layout_then_only_what_changed(tmp_path):
+    home = codex_home(tmp_path)
+    sessions = sorted(home.rglob("rollout-*.jsonl"))
+    assert len(sessions) == 3 * len(ROLLOUTS) >= 6
+    env = {"CODEX_HOME": str(home)}
+    store = tmp_path / "store"
+    proc = run_agtrace(["import", "--from", "codex", "--json", "-j", "2"], store, env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout)
+    assert out["unchanged"] == 0 and [Path(r["source"]) for r in out["results"]] == sessions
+    runs = [rid for r in out["results"] for rid in r["runs"]]
+    assert len(runs) == len(set(runs)) == len(sessions)
+    with Store(store) as s:
+        assert sorted(s.run_ids()) == sorted(runs)
+        assert {s.info(r).status for r in runs} == {"completed"}
+
+    again = json.loads(run_agtrace(["import", "--from", "codex", "--json"], store, env=env).stdout)
+    assert (again["unchanged"], again["results"]) == (len(sessions), [])
+
+    grown = sessions[-1]  # the session went on: the CLI appended to its rollout
+    before = next(r["runs"][0] for r in out["results"] if Path(r["source"]) == grown)
+    lines = grown.read_text().splitlines()
+    grown.write_text("\n".join([*lines, *lines[-3:]]) + "\n")
+    third = json.loads(run_agtrace(["import", "--from", "codex", "--json"], store, env=env).stdout)
+    assert third["unchanged"] == len(sessions) - 1
+    (result,) = third["results"]
+    (new,) = result["runs"]
+    assert new != before and result["parents"] == {new: before}
+    with Store(store) as s:
+        started = next(iter(s.read(new))).event
+        assert started.parent_run == before
+        assert s.has_run(before)  # never overwritten
+
+    (store / "cache" / "imports" / "codex.json").unlink()  # the cache only saves time
+    fourth = json.loads(run_agtrace(["import", "--from", "codex", "--json"], store, env=env).stdout)
+    assert all(r["runs"] == [] and r["existing"] for r in fourth["results"])
+
+
+def test_a_directory_is_searched_recursively(store, tmp_path):
+    home = codex_home(tmp_path, days=("2026/11/30", "2026/12/01"))
+    proc = run_agtrace(["import", "--json", str(home / "sessions" / "2026")], tmp_path / "s")
+    results = json.loads(proc.stdout)
+    assert proc.returncode == 0
+    assert sorted(Path(r["source"]) for r in results) == sorted(home.rglob("rollout-*.jsonl"))
+    assert all(r["format"] == "codex-rollout" and r["runs"] for r in results)
+
+
+def test_from_claude_imports_the_project_transcripts(tmp_path):
+    config = tmp_path / "claude-config"
+    for d in REAL.glob("claude-code@*/home/.claude"):
+        shutil.copytree(d, config, dirs_exist_ok=True)
+    files = sorted((config / "projects").rglob("*.jsonl"))
+    result = import_home(Store(tmp_path / "store"), "claude", env={"CLAUDE_CONFIG_DIR": str(config)})
+    assert [Path(r.source) for r in result.results] == files
+    assert all(r.format == "claude-session" and len(r.runs) == 1 and not r.error
+               for r in result.results)
+
+
+def _db_sessions(db: Path) -> list[str]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return [r[0] for r in conn.execute("SELECT id FROM session")]
+
+
+def test_from_opencode_reads_its_database_and_its_older_json_storage(tmp_path):
+    store = Store(tmp_path / "store")
+    db_home = REAL / "opencode@1.18.33" / "home" / ".local" / "share"
+    result = import_home(store, "opencode", env={"XDG_DATA_HOME": str(db_home), "HOME": "/none"})
+    (db,) = [Path(r.source) for r in result.results]
+    assert db.name == "opencode.db" and result.results[0].format == "opencode-storage"
+    runs = result.results[0].runs
+    assert len(runs) == len(_db_sessions(db)) == 1
+    assert store.info(runs[0]).status == "completed"
+    assert [next(iter(store.read(runs[0]))).event.tags["session_id"]] == _db_sessions(db)
+
+    legacy = REAL / "opencode@1.1.65" / "home" / ".local" / "share"
+    result = import_home(store, "opencode", env={"XDG_DATA_HOME": str(legacy)})
+    (res,) = result.results
+    assert Path(res.source).name == "storage" and len(res.runs) == len(
+        list((legacy / "opencode" / "storage" / "session").glob("*/*.json")))
+
+
+def test_opencode_storage_and_export_of_a_session_are_the_same_run_content(tmp_path):
+    """The database and OpenCode's own export of the same session give the same parts."""
+    from agtrace.capture.importers.base import import_source
+
+    store = Store(tmp_path / "store")
+    d = REAL / "opencode@1.18.33"
+    a = import_source(store, d / "home/.local/share/opencode/opencode.db", IMPORTERS["opencode-storage"])
+    b = import_source(store, d / "export.json", IMPORTERS["opencode-export"])
+
+    def parts(run_id):
+        return [(r.event.part_kind, r.event.tool, r.event.title) for r in store.read(run_id)
+                if r.kind == "part_ended"]
+
+    assert parts(a.runs[0]) == parts(b.runs[0]) and len(parts(a.runs[0])) == 11
+
+
+def test_from_an_agent_without_a_home_says_where_it_looked(tmp_path):
+    proc = run_agtrace(["import", "--from", "claude"], tmp_path / "store", env={"HOME": str(tmp_path)})
+    assert proc.returncode == 1
+    assert f"{tmp_path}/.claude/projects does not exist" in proc.stderr.decode()
+    proc = run_agtrace(["import"], tmp_path / "store")
+    assert proc.returncode == 2 and "pass PATHS or --from AGENT" in proc.stderr.decode()
+    if "gemini-cli" not in IMPORTERS:  # the importers engineer's format; the home is wired here
+        (tmp_path / ".gemini" / "tmp").mkdir(parents=True)
+        proc = run_agtrace(["import", "--from", "gemini"], tmp_path / "store",
+                           env={"HOME": str(tmp_path)})
+        assert proc.returncode == 1 and "no gemini-cli importer" in proc.stderr.decode()
