@@ -314,7 +314,8 @@ def test_swe_agent_model_stats_are_one_run_total(store):
     (usage,) = events(records, UsageReported)
     assert usage.request_id == "run-total:info.model_stats"
     assert (usage.usage.input, usage.usage.output, usage.cost_usd) == (52861, 326, 0.53839)
-    (change,) = events(records, FileChanged)
+    edit, change = events(records, FileChanged)  # the edit step's, then the submission's
+    assert (edit.path, edit.origin) == ("tests/missing_colon.py", "agent")
     assert (change.path, change.lines_added, change.lines_removed) == ("tests/missing_colon.py", 1, 1)
 
 
@@ -467,3 +468,23 @@ def test_detect_directory_of_fixtures_picks_each_file(tmp_path):
     for fmt, path in fixture_files():
         shutil.copy(path, tmp_path / path.name)
         assert detect(tmp_path / path.name, IMPORTERS).name == fmt
+
+
+@needs_fixtures
+def test_swe_agent_edit_tools_are_file_changes(store):
+    """Every edit-tool step of a real trajectory changes the step's file (counted from the
+    trajectory: ``create``/``edit``/``insert`` with the state's open file)."""
+    path = FIXTURES / "swe-agent" / "marshmallow-code__marshmallow-1867.function_calling_replace.traj"
+    steps = json.loads(path.read_text())["trajectory"]
+    want = []
+    for s in steps:
+        word = s["action"].split()[0] if s["action"].strip() else ""
+        state = json.loads(s["state"]) if isinstance(s["state"], str) else s["state"]
+        if word in ("edit", "insert"):
+            want.append(state["open_file"].removeprefix(state["working_dir"] + "/"))
+        elif word == "create":
+            want.append(s["action"].split()[1])
+    _, records = only_run(store, path, "swe-agent")
+    changed = [e.path for r in records if isinstance(e := r.event, FileChanged)
+               and r.part != records[-2].part]  # the last part is the submission patch
+    assert changed == want and len(want) == 4

@@ -14,7 +14,11 @@ message                                ``is_demo``, are skipped)
 ``trajectory[i]``                      part i+1: ``message_added(assistant)`` = ``thought`` +
                                        ``tool_called`` (``action``; tool = its first word) +
                                        ``tool_returned`` (``observation``, ``execution_time``)
-                                       [+ ``tests_ran`` for test commands]
+                                       [+ ``tests_ran`` for test commands] [+ ``file_changed``
+                                       (agent) for the edit tools: ``edit``/``insert`` on the
+                                       step's open file, ``create PATH``,
+                                       ``str_replace_editor create|str_replace|insert PATH``;
+                                       paths relative to the step's ``working_dir``]
 ``history`` only (no ``trajectory``:   one part per ``action`` message, paired with the
 demonstrations, demo YAML)             ``tool``/``user`` observation that follows it
 ``info.model_stats``                   ONE ``usage_reported`` for the whole run (part None):
@@ -74,6 +78,35 @@ def _status(exit_status: str) -> tuple[str, str]:
     if exit_status.startswith("submitted"):
         return "completed", exit_status
     return "failed", exit_status
+
+
+_EDITOR = {"create": "add", "str_replace": "modify", "insert": "modify"}
+
+
+def edit_changes(action: str, state: Any) -> list[tuple[str, str]]:
+    """``(path, change)`` of a step whose action is one of SWE-agent's edit tools."""
+    if isinstance(state, str):
+        try:
+            state = json.loads(state)
+        except ValueError:
+            state = {}
+    state = state if isinstance(state, dict) else {}
+    words = action.split()
+    if not words:
+        return []
+    path, change = "", "modify"
+    if words[0] in ("edit", "insert") and state.get("open_file") not in (None, "", "n/a"):
+        path = str(state["open_file"])
+    elif words[0] == "create" and len(words) > 1:
+        path, change = words[1], "add"
+    elif words[0] == "str_replace_editor" and len(words) > 2 and words[1] in _EDITOR:
+        path, change = words[2], _EDITOR[words[1]]
+    if not path:
+        return []
+    root = str(state.get("working_dir") or "")
+    if root and path.startswith(root.rstrip("/") + "/"):
+        path = path[len(root.rstrip("/")) + 1:]
+    return [(path, change)]
 
 
 def _load_yaml(path: Path) -> tuple[Any, str]:
@@ -171,9 +204,10 @@ class SweAgentImporter:
         steps = [s for s in doc.get("trajectory") or [] if isinstance(s, dict)]
         if steps:
             for i, step in enumerate(steps):
+                action = str(step.get("action") or "")
                 self._step(t, f"step-{i + 1}", step.get("thought") or step.get("response"),
-                           str(step.get("action") or ""), _content(step.get("observation")),
-                           step.get("execution_time"))
+                           action, _content(step.get("observation")),
+                           step.get("execution_time"), changes=edit_changes(action, step.get("state")))
         else:
             self._history(t, history)
         self._usage(t, info)
@@ -188,7 +222,8 @@ class SweAgentImporter:
             t.end_without_marker("no info.exit_status")
 
     def _step(self, t: Transcript, call_id: str, thought: Any, action: str, observation: str,
-              seconds: Any, tool: str = "", arguments: Any = None) -> None:
+              seconds: Any, tool: str = "", arguments: Any = None,
+              changes: list[tuple[str, str]] | None = None) -> None:
         n = t.parts.parts + 1
         if thought:
             t.emit(MessageAdded(role="assistant", text=str(thought)), n)
@@ -200,7 +235,7 @@ class SweAgentImporter:
             duration = None
         t.tool_part(call_id=call_id, tool=tool, arguments=arguments or {"action": action},
                     command=command, output=observation, duration_ms=duration,
-                    title=title_of(command) or tool)
+                    changes=changes, title=title_of(command) or tool)
 
     def _history(self, t: Transcript, history: list[dict]) -> None:
         """Parts from ``history`` alone: an action message and the observation after it."""
