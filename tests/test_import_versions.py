@@ -17,19 +17,16 @@ from pathlib import Path
 import pytest
 
 from agtrace.capture.importers import IMPORTERS, detect, import_source
-from agtrace.eventlog import RawRecorded, RunEnded, RunStarted, ToolCalled, UsageReported
 
 from .conftest import run_agtrace
+from .source_counts import COUNTERS, check_import
+from .source_counts import lines as _lines
 
 REAL = Path(__file__).parent / "golden" / "real"
 MATRIX = sorted(p for p in REAL.glob("*@*") if p.is_dir())
 sys.path.insert(0, str(Path(__file__).parent / "agents"))
 
 import model_server  # noqa: E402
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
 def _session_file(d: Path) -> Path:
@@ -39,99 +36,12 @@ def _session_file(d: Path) -> Path:
     return files[0]
 
 
-# -- counts straight from the source files --------------------------------------------------------
-# Each returns (tool calls, model or None, version or None, (input incl. cache, cache read, output)).
-
-
-def _claude_session(path: Path):
-    recs = [r for r in _lines(path) if r.get("type") == "assistant"]
-    tools = {b["id"] for r in recs for b in r["message"]["content"] if b.get("type") == "tool_use"}
-    usage: dict[str, dict] = {}
-    for r in recs:  # one line per content block, each with the message's usage: max per field
-        u = usage.setdefault(r["message"]["id"], {})
-        for k, v in r["message"]["usage"].items():
-            if isinstance(v, int):
-                u[k] = max(u.get(k, 0), v)
-    inp = sum(u["input_tokens"] + u.get("cache_read_input_tokens", 0)
-              + u.get("cache_creation_input_tokens", 0) for u in usage.values())
-    read = sum(u.get("cache_read_input_tokens", 0) for u in usage.values())
-    out = sum(u["output_tokens"] for u in usage.values())
-    return len(tools), recs[0]["message"]["model"], recs[0]["version"], (inp, read, out)
-
-
-def _claude_stream(path: Path):
-    recs = _lines(path)
-    init = next(r for r in recs if r["type"] == "system" and r.get("subtype") == "init")
-    tools = {b["id"] for r in recs if r["type"] == "assistant" for b in r["message"]["content"]
-             if b.get("type") == "tool_use"}
-    u = next(r for r in recs if r["type"] == "result")["usage"]
-    inp = u["input_tokens"] + u["cache_read_input_tokens"] + u["cache_creation_input_tokens"]
-    return len(tools), init["model"], init["claude_code_version"], (
-        inp, u["cache_read_input_tokens"], u["output_tokens"])
-
-
-def _codex_rollout(path: Path):
-    recs = _lines(path)
-    items = [r["payload"] for r in recs if r["type"] == "response_item"]
-    tools = [i for i in items if i["type"] in ("function_call", "custom_tool_call", "local_shell_call")]
-    model = next(r["payload"]["model"] for r in recs if r["type"] == "turn_context")
-    version = next(r["payload"]["cli_version"] for r in recs if r["type"] == "session_meta")
-    last = [r["payload"]["info"]["total_token_usage"] for r in recs
-            if r["type"] == "event_msg" and r["payload"]["type"] == "token_count"
-            and r["payload"].get("info")][-1]
-    return len(tools), model, version, (last["input_tokens"], last["cached_input_tokens"],
-                                        last["output_tokens"])
-
-
-def _codex_exec(path: Path):
-    recs = _lines(path)
-    tools = [r for r in recs if r["type"] == "item.completed"
-             and r["item"]["type"] in ("command_execution", "file_change", "mcp_tool_call")]
-    u = [r["usage"] for r in recs if r["type"] == "turn.completed"][-1]
-    return len(tools), None, None, (u["input_tokens"], u["cached_input_tokens"], u["output_tokens"])
-
-
-def _opencode_tokens(steps: list[dict]) -> tuple[int, int, int]:
-    inp = read = out = 0
-    for t in steps:
-        c = t["cache"]
-        inp += t["input"] + c["read"] + c["write"]
-        read += c["read"]
-        # older releases count reasoning inside output (then total has no separate reasoning)
-        folded = t["total"] == t["input"] + t["output"] + c["read"] + c["write"]
-        out += t["output"] + (0 if folded else t.get("reasoning", 0))
-    return inp, read, out
-
-
-def _opencode_export(path: Path):
-    doc = json.loads(path.read_text())
-    parts = [p for m in doc["messages"] for p in m["parts"]]
-    tools = [p for p in parts if p["type"] == "tool"]
-    first = next(m["info"] for m in doc["messages"] if m["info"]["role"] == "assistant")
-    steps = [p["tokens"] for p in parts if p["type"] == "step-finish"]
-    return (len(tools), f"{first['providerID']}/{first['modelID']}", doc["info"]["version"],
-            _opencode_tokens(steps))
-
-
-def _opencode_run(path: Path):
-    recs = _lines(path)
-    tools = [r for r in recs if r["type"] == "tool_use"]
-    steps = [r["part"]["tokens"] for r in recs if r["type"] == "step_finish"]
-    return len(tools), None, None, _opencode_tokens(steps)
-
-
-CASES = []  # (dir, source, format, counter)
-for d in MATRIX:
-    cli = d.name.split("@")[0]
-    if cli == "claude-code":
-        CASES += [(d, "session", "claude-session", _claude_session),
-                  (d, "stdout.jsonl", "claude-stream-json", _claude_stream)]
-    elif cli == "codex":
-        CASES += [(d, "session", "codex-rollout", _codex_rollout),
-                  (d, "stdout.jsonl", "codex-exec-json", _codex_exec)]
-    else:
-        CASES += [(d, "export.json", "opencode-export", _opencode_export),
-                  (d, "stdout.jsonl", "opencode-run", _opencode_run)]
+SOURCES = {  # cli -> (source in the golden dir, its format)
+    "claude-code": [("session", "claude-session"), ("stdout.jsonl", "claude-stream-json")],
+    "codex": [("session", "codex-rollout"), ("stdout.jsonl", "codex-exec-json")],
+    "opencode": [("export.json", "opencode-export"), ("stdout.jsonl", "opencode-run")],
+}
+CASES = [(d, src, fmt, COUNTERS[fmt]) for d in MATRIX for src, fmt in SOURCES[d.name.split("@")[0]]]
 
 
 def _path(d: Path, source: str) -> Path:
@@ -149,33 +59,7 @@ def test_the_matrix_has_two_versions_of_each_cli():
 @pytest.mark.parametrize("d,source,fmt,count", CASES, ids=[f"{c[0].name}:{c[2]}" for c in CASES])
 def test_each_version_imports_exactly(store, d, source, fmt, count):
     cli, version = d.name.split("@")
-    path = _path(d, source)
-    assert detect(path, IMPORTERS).name == fmt
-    result = import_source(store, path, IMPORTERS[fmt])
-    assert result.error == "" and result.bad_records == [] and result.unknown == {}
-    (run_id,) = result.runs
-    records = list(store.read(run_id))
-    events = [r.event for r in records]
-    start, end = events[0], events[-1]
-    tools, model, src_version, tokens = count(path)
-
-    assert isinstance(start, RunStarted) and start.source == f"import:{fmt}"
-    assert len([e for e in events if isinstance(e, ToolCalled)]) == tools == 6
-    if model is not None:
-        assert start.model == model
-    if src_version is not None:
-        assert src_version == version and start.source_version == version
-    assert isinstance(end, RunEnded) and (end.status, end.reason) == ("completed", "")
-
-    used = [e.usage for e in events if isinstance(e, UsageReported)]
-    got = (sum(u.input + u.cache_read + u.cache_write for u in used),
-           sum(u.cache_read for u in used), sum(u.output for u in used))
-    assert got == tokens
-    billed = model_server.expected_usage_totals(cli, version)
-    assert got == (billed.input_tokens, billed.cached_tokens, billed.output_tokens)
-
-    raws = [e for e in events if isinstance(e, RawRecorded)]
-    assert raws and all(r.source == f"import:{fmt}" for r in raws)
+    check_import(store, _path(d, source), fmt, cli, version)
 
 
 @pytest.mark.parametrize("d", [d for d in MATRIX if d.name.startswith("claude-code@")],

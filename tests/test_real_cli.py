@@ -9,12 +9,17 @@ The tests install the pinned CLIs themselves with ``tests/agents/install.sh`` (i
 $AGTRACE_AGENTS_DIR, default /tmp/agtrace-agents; idempotent). Outside CI they skip cleanly
 when npm, a CLI or a network namespace (needs root) is missing; under CI (``CI`` set) they fail.
 
-Two layers:
+Every test runs for each CLI at every version of the matrix (``tests/agents/versions.txt``: the
+newest pinned version and older ones whose formats differ). Three layers:
 
 * ``test_raw_session``: the CLI alone; checks the workdir after every step
   (the server logs the project files it sees at each request), the final
   state, that every scripted tool call shows up in the CLI's own stdout, and
   the token totals the CLI reports.
+* ``test_session_files_import``: the session files that very run wrote (Claude's project
+  JSONL, Codex's rollout, OpenCode's export and database or storage) and its saved live stream
+  import with the tool calls, tokens, model, version and status counted from the files
+  themselves; ``agtrace import --from`` on the CLI's home finds them.
 * ``test_agtrace_run``: the same session under ``agtrace run``; checks the
   recorded tool calls and that the ``snapshot_taken``/``part_ended`` trees
   match the expected states.  Skipped when ``agtrace run`` is unavailable.
@@ -47,6 +52,7 @@ import run_cli  # noqa: E402
 pytestmark = [pytest.mark.slow, pytest.mark.cli]
 
 CLIS = list(model_server.CLIS)
+MATRIX = [(c, v) for c in CLIS for v in run_cli.pinned_versions()[c]]
 AGTRACE_DELAY_S = float(os.environ.get("AGTRACE_TEST_MODEL_DELAY", "0.5"))
 
 
@@ -66,14 +72,16 @@ def installed_agents():
     return True
 
 
-@pytest.fixture(scope="module", params=CLIS)
-def cli(request, installed_agents):
-    ok, why = run_cli.available(request.param)
+@pytest.fixture(scope="module", params=MATRIX, ids=[f"{c}@{v}" for c, v in MATRIX])
+def agent(request, installed_agents):
+    """``(cli, version)`` of the matrix, installed and runnable here."""
+    cli, version = request.param
+    ok, why = run_cli.available(cli, version)
     if not ok:
         if os.environ.get("CI"):
-            pytest.fail(f"{request.param}: {why}")
-        pytest.skip(f"{request.param}: {why}")
-    return request.param
+            pytest.fail(f"{cli}@{version}: {why}")
+        pytest.skip(f"{cli}@{version}: {why}")
+    return cli, version
 
 
 def _h(files: dict[str, bytes]) -> dict[str, str]:
@@ -125,31 +133,27 @@ def _usage_in_stdout(cli: str, recs: list[dict]) -> tuple[int, int, int]:
         u = next(r["usage"] for r in recs if r.get("type") == "result")
         cached = u["cache_read_input_tokens"]
         return u["input_tokens"] + cached, cached, u["output_tokens"]
-    inp = cached = out = 0
-    for r in recs:
-        if r.get("type") == "step_finish":
-            t = r["part"]["tokens"]
-            inp += t["input"] + t["cache"]["read"]
-            cached += t["cache"]["read"]
-            out += t["output"] + t.get("reasoning", 0)
-    return inp, cached, out
+    from .source_counts import opencode_tokens  # older releases count reasoning in output
+
+    return opencode_tokens([r["part"]["tokens"] for r in recs if r.get("type") == "step_finish"])
 
 
 @pytest.fixture(scope="module")
-def raw_session(cli, tmp_path_factory):
-    out = tmp_path_factory.mktemp(f"real-{cli}")
-    res = run_cli.run_session_in_netns(cli, out, timeout=240)
-    return cli, out, res
+def raw_session(agent, tmp_path_factory):
+    cli, version = agent
+    out = tmp_path_factory.mktemp(f"real-{cli}-{version}")
+    res = run_cli.run_session_in_netns(cli, out, timeout=240, version=version)
+    return cli, version, out, res
 
 
 def test_raw_session(raw_session):
-    cli, out, res = raw_session
+    cli, version, out, res = raw_session
     diag = f"\nresult={res}\nstderr tail:\n{(out / 'stderr.txt').read_text()[-2000:]}"
     assert res["returncode"] == 0 and not res["timed_out"], diag
     assert res["script_finished"], diag
 
-    steps = model_server.scripted_session(cli, str(out / "work"))
-    states = model_server.expected_states(cli)
+    steps = model_server.scripted_session(cli, str(out / "work"), version)
+    states = model_server.expected_states(cli, version)
 
     # final workdir
     assert model_server.project_files(out / "work") == states[-1]
@@ -163,19 +167,69 @@ def test_raw_session(raw_session):
 
     # every scripted tool call was executed and reported by the CLI
     recs = _stdout(out)
-    want = [s.tool.name for s in steps if s.tool]
+    # (Codex reports every shell tool, exec_command or 0.66's shell_command, as a command)
+    want = [{"shell_command": "exec_command"}.get(s.tool.name, s.tool.name) for s in steps if s.tool]
     assert _tool_calls_in_stdout(cli, recs) == want
 
     # the final answer made it to stdout
     assert model_server.FINAL_ANSWER in (out / "stdout.jsonl").read_text()
 
     # token totals as the CLI reports them equal the script's
-    tot = model_server.expected_usage_totals(cli)
+    tot = model_server.expected_usage_totals(cli, version)
     assert _usage_in_stdout(cli, recs) == (tot.input_tokens, tot.cached_tokens,
                                            tot.output_tokens)
 
     # nothing but the model server was asked for anything (loopback only anyway)
     assert all(r["path"].startswith("/v1/") for r in _requests(out))
+
+
+# --------------------------------------------------------------------------
+# importing what the CLI wrote
+
+_SESSION_FORMAT = {"claude-code": "claude-session", "codex": "codex-rollout"}
+_STREAM_FORMAT = {"claude-code": "claude-stream-json", "codex": "codex-exec-json",
+                  "opencode": "opencode-run"}
+_FROM = {"claude-code": ("claude", "CLAUDE_CONFIG_DIR", ".claude"),
+         "codex": ("codex", "CODEX_HOME", ".codex"),
+         "opencode": ("opencode", "XDG_DATA_HOME", ".local/share")}
+
+
+def test_session_files_import(raw_session, tmp_path):
+    from agtrace.eventlog import Store
+
+    from .conftest import run_agtrace
+    from .source_counts import check_import
+
+    cli, version, out, res = raw_session
+    if res["returncode"] != 0:
+        pytest.skip("the session itself failed (see test_raw_session)")
+    store = Store(tmp_path / "store")
+    files = run_cli.session_files(cli, out / "home")
+    assert files, f"{cli}@{version} wrote no session file under {out / 'home'}"
+    imported = []
+    if cli in _SESSION_FORMAT:
+        main = [f for f in files if not f.name.startswith("agent-")]
+        assert len(main) == 1, files
+        imported.append(check_import(store, main[0], _SESSION_FORMAT[cli], cli, version))
+    else:
+        imported.append(check_import(store, out / "export.json", "opencode-export", cli, version))
+    imported.append(check_import(store, out / "stdout.jsonl", _STREAM_FORMAT[cli], cli, version))
+
+    agent, var, sub = _FROM[cli]
+    proc = run_agtrace(["import", "--from", agent, "--json"], tmp_path / "home-store",
+                       env={var: str(out / "home" / sub)})
+    assert proc.returncode == 0, proc.stderr.decode()
+    found = json.loads(proc.stdout)
+    sources = {Path(r["source"]) for r in found["results"]}
+    if cli == "opencode":  # the database or the older JSON storage: one source, every session
+        assert sources == {files[0] if files[0].suffix == ".db" else
+                           next(p for p in files[0].parents if p.name == "storage")}
+    else:
+        assert sources == set(files)
+    runs = [rid for r in found["results"] for rid in r["runs"]]
+    assert len(runs) == len(files if cli != "opencode" else [1])
+    with Store(tmp_path / "home-store") as s:
+        assert {s.info(r).status for r in runs} == {"completed"}
 
 
 # --------------------------------------------------------------------------
@@ -218,7 +272,7 @@ def _last_json(text: str) -> dict:
     return json.loads(text)  # a pretty-printed object
 
 
-def test_agtrace_run(cli, tmp_path):
+def test_agtrace_run(agent, tmp_path):
     # agtrace --store S run --agent X --workdir W --json -- <cli argv>, all inside
     # the namespace; the JSON summary (last stdout line) carries the run id.
     exe = _agtrace()
@@ -226,6 +280,7 @@ def test_agtrace_run(cli, tmp_path):
         pytest.skip("`agtrace run` not available yet")
     from agtrace.eventlog import PartEnded, SnapshotTaken, Store, ToolCalled, ToolReturned
 
+    cli, version = agent
     store = tmp_path / "store"
     work = tmp_path / "work"
     model_server.write_project(work)
@@ -234,7 +289,7 @@ def test_agtrace_run(cli, tmp_path):
     # think time per model answer, so agtrace snapshots a part before the CLI
     # runs the next tool (an instant model races the recorder)
     res = run_cli.run_session_in_netns(cli, tmp_path, wrapper=wrapper, timeout=240,
-                                       workdir=work, delay_s=AGTRACE_DELAY_S)
+                                       workdir=work, delay_s=AGTRACE_DELAY_S, version=version)
     diag = f"\nresult={res}\nstderr tail:\n{(tmp_path / 'stderr.txt').read_text()[-2000:]}"
     assert res["returncode"] == 0 and res["script_finished"], diag
 
@@ -243,8 +298,8 @@ def test_agtrace_run(cli, tmp_path):
     records = list(Store(store).read(run_id))
     events = [r.event for r in records]
 
-    steps = model_server.scripted_session(cli, str(work))
-    states = model_server.expected_states(cli)
+    steps = model_server.scripted_session(cli, str(work), version)
+    states = model_server.expected_states(cli, version)
     tool_steps = [(s, st) for s, st in zip(steps, states, strict=True) if s.tool]
 
     called = [e for e in events if isinstance(e, ToolCalled)]
@@ -267,3 +322,4 @@ def test_agtrace_run(cli, tmp_path):
     snap_trees = {s.tree_id for s in snaps}
     for part in tool_parts:
         assert part.tree_id in snap_trees
+    assert not summary.get("warnings"), summary  # no record of an unknown type in the stream
