@@ -137,3 +137,38 @@ def test_adapters_count_unknown_record_types_for_the_end_of_run_warning():
     assert adapter.take_unknown() == ["new", "new"] and adapter.take_unknown() == []
     assert unknown_warning(adapter.state.unknown, "demo.json adapter").startswith(
         "2 records of types unknown to the demo.json adapter kept raw")
+
+
+def test_agtrace_run_keeps_an_unknown_live_record_raw_and_warns_at_the_end(tmp_path):
+    """A live Codex stream with a record type no Codex wrote yet: the run completes (exit 0),
+    the line is stored raw without a parse error, and the end of the run warns about it."""
+    import subprocess
+    import sys
+
+    from agtrace.eventlog import Store
+
+    from .conftest import run_agtrace
+
+    lines = [{"type": "thread.started", "thread_id": "t1"}, {"type": "turn.started"},
+             {"type": "brand.new_record", "what": "a newer codex"},
+             {"type": "item.completed", "item": {"id": "i1", "type": "agent_message", "text": "hi"}},
+             {"type": "item.completed", "item": {"id": "i2", "type": "hologram", "x": 1}},
+             {"type": "turn.completed", "usage": {"input_tokens": 10, "output_tokens": 2}}]
+    agent = tmp_path / "agent.py"
+    agent.write_text("import json\n" + "".join(f"print(json.dumps({r!r}), flush=True)\n"
+                                                for r in lines))
+    work = tmp_path / "work"
+    work.mkdir()
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    proc = run_agtrace(["run", "--agent", "codex", "--workdir", str(work), "--json", "-q", "--",
+                        sys.executable, str(agent)], tmp_path / "store")
+    assert proc.returncode == 0, proc.stderr.decode()
+    summary = json.loads(proc.stdout.decode().splitlines()[-1])
+    assert summary["status"] == "completed"
+    (warning,) = summary["warnings"]
+    assert "2 records of types unknown to the codex.exec_json adapter" in warning
+    assert "brand.new_record ×1" in warning and "item/hologram ×1" in warning
+    assert "warning:" in proc.stderr.decode()
+    with Store(tmp_path / "store") as store:
+        raws = [r.event for r in store.read(summary["run_id"]) if isinstance(r.event, RawRecorded)]
+    assert len(raws) == len(lines) and not any(r.parse_error for r in raws)
