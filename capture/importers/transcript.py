@@ -50,9 +50,9 @@ from agtrace.eventlog.store import STALE_WITHOUT_HEARTBEAT_S
 
 from ..adapter import Emit
 from ..adapters.base import JsonLineAdapter, title_of
-from .base import ImportError_, RunSink
+from .base import DETECT_BYTES, ImportError_, RunSink
 
-HEAD_BYTES = 64 * 1024
+HEAD_BYTES = DETECT_BYTES  # what ``detect`` may read of a whole-document source
 
 
 # -- sources ------------------------------------------------------------------------------------
@@ -77,23 +77,6 @@ def head(path: Path, n: int = HEAD_BYTES) -> bytes:
         return b""
     with open(path, "rb") as fh:
         return fh.read(n)
-
-
-def first_json_lines(path: Path, n: int = 5) -> list[dict]:
-    """The first ``n`` non-blank lines of a file that parse as JSON objects (for ``detect``)."""
-    out: list[dict] = []
-    for line in head(path).splitlines()[:50]:
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-        if len(out) >= n:
-            break
-    return out
 
 
 def load_json_document(path: Path, fmt: str) -> tuple[Any, str]:
