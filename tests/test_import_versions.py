@@ -169,3 +169,16 @@ def test_a_session_ending_with_exit_is_not_crashed(store, tmp_path, unanswered, 
     assert end.status == status, end.reason
     turns = [r.event for r in records if r.kind == "turn_started"]
     assert len(turns) == (2 if unanswered else 1)  # the local commands start no turn
+
+
+@pytest.mark.parametrize("d,source,fmt,count", CASES, ids=[f"{c[0].name}:{c[2]}" for c in CASES])
+def test_edits_of_each_version_are_file_changes(store, d, source, fmt, count):
+    """The session wrote test_calc.py, then fixed calc.py (the scripted server's plan); every
+    source records both edits as agent file changes, workdir-relative where it names the
+    workdir (the Codex exec stream does not: its paths stay as Codex printed them)."""
+    result = import_source(store, _path(d, source), IMPORTERS[fmt])
+    changes = [(r.event.path, r.event.origin) for r in store.read(result.runs[0])
+               if r.kind == "file_changed"]
+    assert [(Path(p).name, o) for p, o in changes] == [("test_calc.py", "agent"), ("calc.py", "agent")]
+    if fmt not in ("codex-exec-json", "opencode-run"):
+        assert [p for p, _ in changes] == ["test_calc.py", "calc.py"]

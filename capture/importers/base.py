@@ -78,6 +78,7 @@ class RunSink:
         self.dir.mkdir(parents=True)
         self.writer = RunWriter(self.dir, run_id, durability="off")
         self.writer.append(started, ts=started_ts)
+        self.started = started
         self.bad_records: list[BadRecord] = []
         self.unknown_records: dict[str, int] = {}
         self.unknown_at: dict[str, str] = {}

@@ -15,7 +15,8 @@ imported stream yields exactly the events a live capture of it would have (see t
 for the mappings); records the adapter does not know are counted as unknown, lines it cannot
 parse are bad records. What the stream says about itself fills ``run_started``: the session id
 (``thread_id``, ``session_id``, ``sessionID``), Claude Code's ``claude_code_version``
-(``agent_version`` and ``source_version``) and model from its ``system/init``. Events are
+(``agent_version`` and ``source_version``), model and ``cwd`` (the workdir) from its
+``system/init``. Events are
 stamped with the records' ``timestamp`` where the stream has one (OpenCode, Claude Code ≥ 2.1);
 otherwise with the run's start, taken from a UUIDv7 thread id (Codex) or 0, so that the run id
 stays a pure function of the file.
@@ -108,7 +109,7 @@ class LiveStreamImporter:
 
     def read(self, path: Path, ctx: ImportContext) -> None:
         fmt = self.fmt
-        session = version = model = ""
+        session = version = model = cwd = ""
         first_ts, records, bad = None, 0, 0
         for _, _, rec, err in json_lines(path):
             if err or not isinstance(rec.get("type"), str):
@@ -120,9 +121,10 @@ class LiveStreamImporter:
             if rec["type"] == "system" and rec.get("subtype") == "init":
                 version = version or str(rec.get("claude_code_version") or "")
                 model = model or str(rec.get("model") or "")
+                cwd = cwd or str(rec.get("cwd") or "")
         require_records(path, fmt.name, records, bad)
         started_ts = first_ts or uuid7_ns(session) or 0
-        started = RunStarted(agent=fmt.agent, agent_version=version, model=model,
+        started = RunStarted(agent=fmt.agent, agent_version=version, model=model, workdir=cwd,
                              tags={"session_id": session} if session else {},
                              source=f"import:{fmt.name}", source_version=version)
         sink = ctx.new_run(source_key(fmt.name, file_sha256(path), session), started, started_ts)

@@ -17,7 +17,8 @@ Contracts kept here for every transcript importer:
 * **Parts** are numbered 1..N in the order the transcript completes them; :class:`Transcript`
   wraps a :class:`~agtrace.capture.adapters.base.JsonLineAdapter` so tool parts get the same
   events as live capture (``tool_called``, ``tool_returned``, agent ``file_changed``,
-  ``tests_ran`` for test commands, ``part_ended``).
+  ``tests_ran`` for test commands, ``part_ended``). Absolute paths of agent-reported file
+  changes inside the run's ``workdir`` are made relative to it, as live capture does.
 * **Status from evidence**: a transcript whose end marker says how it ended gets that
   ``run_ended``. One with no end marker is never ``completed``: when its last record is older than
   :data:`~agtrace.eventlog.store.STALE_WITHOUT_HEARTBEAT_S` it is ended ``crashed`` with the
@@ -223,6 +224,8 @@ class Transcript:
         self.ts = ts
         self.last_ts = ts
         self.parts = adapter or JsonLineAdapter(clock=lambda: 0)
+        if not self.parts.workdir:  # agent-reported file changes are workdir-relative
+            self.parts.workdir = sink.started.workdir
         self.types = types  # the record types known for this source's version; None = all
         self.ended = False
         self.turn_status = ""  # status of the last turn_ended written
