@@ -7,6 +7,8 @@ Every figure is defined once in ``docs/metrics.md``; in short:
   deduplicated by ``request_id`` and ``cumulative`` is never summed.
 * **Attribution** (:class:`PartAttribution`): an event counts for its own part; an event
   without a part counts for the latest part seen before it, and for the run only before any.
+* **Files changed** are the distinct paths of the counted snapshots; a run without any snapshot
+  (an import of a transcript) counts the paths of its agent ``file_changed`` events instead.
 * **Churn** (``churn_lines_added``/``churn_lines_removed``) sums the snapshots' line counts;
   the net change of a run is not a metric of this fold (it needs the trees; see
   ``agtrace compare``'s ``net_*``).
@@ -26,6 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .events import (
     ErrorOccurred,
+    FileChanged,
     ModelCalled,
     Record,
     SnapshotTaken,
@@ -173,19 +176,23 @@ class MetricsFold:
         state = state or {}
         self.open_calls: dict[str, str] = dict(state.get("open_calls", {}))
         self.paths: set[str] = set(state.get("paths", []))
+        # a run without snapshots (an import) counts the agent's reported changes instead
+        self.snapshots: bool = bool(state.get("snapshots", False))
+        self.agent_paths: set[str] = set(state.get("agent_paths", []))
         self.attribution = PartAttribution(state.get("last_part"))
         self.touched: dict[int, PartMetrics] = {}
         self._load = load_part or (lambda n: None)
         self._handlers = {
             UsageReported: self._usage, ToolCalled: self._called, ToolReturned: self._returned,
             TestsRan: self._tests, SnapshotTaken: self._snapshot, TurnStarted: self._turn,
-            ModelCalled: self._model, ErrorOccurred: self._error,
+            ModelCalled: self._model, ErrorOccurred: self._error, FileChanged: self._changed,
         }
 
     def state(self) -> dict:
         """The fold's extra state as canonical JSON-able data."""
         return {"last_part": self.attribution.latest, "open_calls": dict(sorted(self.open_calls.items())),
-                "paths": sorted(self.paths)}
+                "paths": sorted(self.paths), "snapshots": self.snapshots,
+                "agent_paths": sorted(self.agent_paths)}
 
     def part(self, n: int) -> PartMetrics:
         row = self.touched.get(n)
@@ -257,6 +264,9 @@ class MetricsFold:
             p.tests_passed, p.tests_failed, p.tests_total = ev.passed, failed, total
 
     def _snapshot(self, rec: Record, ev: SnapshotTaken, owner: int | None) -> None:
+        if not self.snapshots:  # from the first snapshot on, snapshots are the evidence
+            self.snapshots = True
+            self.run.files_changed = len(self.paths)
         if rec.part is None and not ev.final:
             return  # the base snapshot is the starting tree, not a change
         changed = [*ev.added, *ev.modified, *ev.deleted]
@@ -270,6 +280,16 @@ class MetricsFold:
             p.files_changed += len(changed)
             p.churn_lines_added += ev.lines_added
             p.churn_lines_removed += ev.lines_removed
+
+    def _changed(self, rec: Record, ev: FileChanged, owner: int | None) -> None:
+        """A run without snapshots (an import): the paths the agent reported changing count as
+        its changed files; line counts stay those of snapshots."""
+        if ev.origin != "agent" or self.snapshots:
+            return
+        self.agent_paths.add(ev.path)
+        self.run.files_changed = len(self.agent_paths)
+        if owner is not None:
+            self.part(owner).files_changed += 1
 
     def _turn(self, rec: Record, ev: TurnStarted, owner: int | None) -> None:
         self.run.turns += 1

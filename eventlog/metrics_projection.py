@@ -62,7 +62,7 @@ class MetricsProjection(Projection):
     """The ``run_metrics`` and ``part_metrics`` tables (see the module docstring)."""
 
     name = "metrics"
-    version = 1
+    version = 2  # 2: runs without snapshots count their agent file changes (files_changed)
     stream = "events"
     tables = ("run_metrics", "part_metrics")
     migrations = (m001_metrics,)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agtrace.capture.importers import IMPORTERS, detect, import_source
+from agtrace.eventlog import Store
 
 from .conftest import run_agtrace
 from .source_counts import COUNTERS, check_import
@@ -182,3 +183,17 @@ def test_edits_of_each_version_are_file_changes(store, d, source, fmt, count):
     assert [(Path(p).name, o) for p, o in changes] == [("test_calc.py", "agent"), ("calc.py", "agent")]
     if fmt not in ("codex-exec-json", "opencode-run"):
         assert [p for p, _ in changes] == ["test_calc.py", "calc.py"]
+
+
+@pytest.mark.parametrize("d,source,fmt", [(d, s, f) for d, s, f, _ in CASES],
+                         ids=[f"{c[0].name}:{c[2]}" for c in CASES])
+def test_imported_edits_count_in_the_metrics(tmp_path, d, source, fmt):
+    """files_changed of an imported run (no snapshots) counts its agent file changes."""
+    root = tmp_path / "store"
+    with Store(root) as store:
+        (run_id,) = import_source(store, _path(d, source), IMPORTERS[fmt]).runs
+    proc = run_agtrace(["metrics", run_id, "--json"], root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    metrics = json.loads(proc.stdout)
+    metrics = metrics[0] if isinstance(metrics, list) else metrics
+    assert metrics["files_changed"] == 2 and metrics["tool_calls"] == 6
