@@ -171,3 +171,17 @@ def test_from_an_agent_without_a_home_says_where_it_looked(tmp_path):
         proc = run_agtrace(["import", "--from", "gemini"], tmp_path / "store",
                            env={"HOME": str(tmp_path)})
         assert proc.returncode == 1 and "no gemini-cli importer" in proc.stderr.decode()
+
+
+@pytest.mark.skipif("gemini-cli" not in IMPORTERS, reason="no gemini-cli importer")
+def test_from_gemini_finds_the_sessions_under_gemini_cli_home(tmp_path):
+    """Gemini CLI's own sessions (recorded by the importers' tool runs) in its home layout."""
+    samples = sorted((Path(__file__).parent / "golden" / "import" / "tools").glob(
+        "gemini-cli*/session-*.json*"))
+    chats = tmp_path / ".gemini" / "tmp" / "project-hash" / "chats"
+    chats.mkdir(parents=True)
+    for s in samples:
+        shutil.copy(s, chats / s.name)
+    result = import_home(Store(tmp_path / "store"), "gemini", env={"GEMINI_CLI_HOME": str(tmp_path)})
+    assert sorted(Path(r.source).name for r in result.results) == sorted(s.name for s in samples)
+    assert all(r.format == "gemini-cli" and len(r.runs) == 1 for r in result.results) and samples
