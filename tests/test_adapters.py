@@ -432,11 +432,12 @@ TEST_COMMANDS = [
     "ctest --output-on-failure", "prove -v t/", "./run_tests.sh", "bash run_tests.sh",
     "(cd sub; pytest)", "echo start && cargo test 2>&1 | tail -5", "deno test", "bun test",
     "bun run test", "dotnet test", "mvn -q test", "./gradlew test", "bundle exec rspec",
+    "python3 -B -m unittest", "python -u -X dev -m pytest -q",
 ]
 NOT_TEST_COMMANDS = [
     "cat tox.ini", "grep jest package.json", "ls tests/", "echo pytest", "which pytest",
     "pip install pytest", "vim test.sh", "go build ./...", "cargo build", "make", "make install",
-    "node app.js", "python app.py", "npm install", 'git commit -m "fix tests"', "rg --files tests",
+    "node app.js", "python app.py", "python3 -B app.py", "npm install", 'git commit -m "fix tests"', "rg --files tests",
 ]
 
 

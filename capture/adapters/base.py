@@ -104,6 +104,9 @@ def _runs_tests(words: list[str]) -> bool:
     word, rest = words[i].rsplit("/", 1)[-1], words[i + 1:]
     first = rest[0].rsplit("/", 1)[-1] if rest else ""
     if _PYTHON.fullmatch(word):
+        while rest and rest[0].startswith("-") and rest[0] != "-m":  # -B, -u, -X dev, -W x
+            rest = rest[2:] if rest[0] in ("-X", "-W") else rest[1:]
+        first = rest[0].rsplit("/", 1)[-1] if rest else ""
         if first == "-m":
             return rest[1:2] != [] and rest[1] in _RUNNERS
         return first in _RUNNERS or (first == "manage.py" and rest[1:2] == ["test"])
