@@ -32,9 +32,16 @@ from pathlib import Path
 
 import boto3
 
-from agtrace.eventlog import LineLogged, RawRecorded, RunStarted, Store, new_run_id
-from agtrace.eventlog.remote import remote_for
-from agtrace.eventlog.sync import pull, push
+from agtrace.eventlog import (
+    LineLogged,
+    RawRecorded,
+    RunStarted,
+    Store,
+    new_run_id,
+    pull,
+    push,
+    remote_for,
+)
 from agtrace.eventlog.writer import RunWriter
 
 HOST = "127.0.0.1"

@@ -31,8 +31,7 @@ import time
 
 from agtrace.capture import LocalSandbox
 from agtrace.capture.recorder import Recorder
-from agtrace.eventlog import SnapshotTaken, Store
-from agtrace.eventlog.gitstore import GitStore
+from agtrace.eventlog import GitStore, SnapshotTaken, Store
 from agtrace.replay.checkout_cache import switch_to
 from agtrace.replay.rescoring import rescore
 from agtrace.replay.results import ResultSpec

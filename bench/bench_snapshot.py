@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 
-from agtrace.eventlog.gitstore import GitStore
+from agtrace.eventlog import GitStore
 
 
 def git_env(**extra: str) -> dict[str, str]:

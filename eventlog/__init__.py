@@ -2,109 +2,143 @@
 
 Imports nothing else of agtrace. See ``docs/python-api.md`` for a tour and ``docs/format.md``
 for the on-disk format.
+
+Every public name is exported here and nowhere else is a public import path. The names are
+loaded lazily (PEP 562): importing this package costs nothing until a name is used, and a name
+imports only the module that defines it, so ``from agtrace.eventlog import Store`` never loads
+pygit2 or boto3. :data:`_EXPORTS` maps each name to its module (and, for an alias, the name
+there); ``__all__`` and ``dir()`` list them all.
 """
 
-from .blobs import BlobStore
-from .catalog import Catalog, CatalogProjection
-from .codec import event_from_json, record_to_json, to_builtins
-from .command import CommandResult
-from .errors import (
-    AmbiguousRunId,
-    CorruptBlob,
-    CorruptLog,
-    EventlogError,
-    GitStoreError,
-    InvalidEvent,
-    RunClosed,
-    RunLocked,
-    RunNotFound,
-    StoreError,
-    UnreadableResult,
-)
-from .events import (
-    END_STATUSES,
-    EVENT_TYPES,
-    KINDS,
-    AnyEvent,
-    ErrorOccurred,
-    Event,
-    Excluded,
-    FileChanged,
-    HeartbeatSent,
-    LineLogged,
-    MessageAdded,
-    ModelCalled,
-    PartEnded,
-    RawRecorded,
-    ReasoningAdded,
-    Record,
-    RunEnded,
-    RunStarted,
-    Scored,
-    SnapshotTaken,
-    TestCase,
-    TestsRan,
-    ToolCalled,
-    ToolReturned,
-    TurnEnded,
-    TurnStarted,
-    UnknownEvent,
-    Usage,
-    UsageReported,
-    kind_of,
-)
-from .ids import derived_run_id, new_run_id
-from .metrics import TOKEN_TYPES, MetricsFold, PartAttribution, PartMetrics, RunMetrics
-from .metrics_projection import (
-    MetricsProjection,
-    fold_metrics,
-    part_metrics,
-    run_metrics,
-    runs_metrics,
-)
-from .projection import Projection, ProjectionFailure
-from .reader import read_stream, tail
-from .remote import (
-    FileRemote,
-    ObjectInfo,
-    PutResult,
-    Remote,
-    RemoteAuthError,
-    RemoteConflict,
-    RemoteError,
-    RemoteNotFound,
-    RemoteUnreachable,
-    remote_for,
-)
-from .score import ScoresProjection, find_score, score_rows, scored_parts
-from .store import RunInfo, Store, default_projections, status_of
-from .sync import PullReport, PushReport, RemoteShipper, pull, push
-from .testresult import (
-    TEST_FILE_FORMATS,
-    TEST_OUTPUT_FORMATS,
-    TestSummary,
-    parse_test_file,
-    parse_test_output,
-)
-from .verification import VerifyReport
-from .writer import DURABILITY, Ack, RunWriter
+from __future__ import annotations
 
-__all__ = [
-    "Ack", "AmbiguousRunId", "AnyEvent", "BlobStore", "Catalog", "CatalogProjection",
-    "CommandResult", "CorruptBlob", "CorruptLog", "DURABILITY", "END_STATUSES", "EVENT_TYPES",
-    "ErrorOccurred", "Event", "EventlogError", "Excluded", "FileChanged", "FileRemote",
-    "GitStoreError", "HeartbeatSent", "InvalidEvent", "KINDS", "LineLogged", "MessageAdded",
-    "MetricsFold", "MetricsProjection", "ModelCalled", "ObjectInfo", "PartAttribution",
-    "PartEnded", "PartMetrics", "Projection", "ProjectionFailure", "PullReport", "PushReport",
-    "PutResult", "RawRecorded", "ReasoningAdded", "Record", "Remote", "RemoteAuthError",
-    "RemoteConflict", "RemoteError", "RemoteNotFound", "RemoteShipper", "RemoteUnreachable",
-    "RunClosed", "RunEnded", "RunInfo", "RunLocked", "RunMetrics", "RunNotFound", "RunStarted",
-    "RunWriter", "Scored", "ScoresProjection", "SnapshotTaken", "Store", "StoreError",
-    "TEST_FILE_FORMATS", "TEST_OUTPUT_FORMATS", "TOKEN_TYPES", "TestCase", "TestSummary",
-    "TestsRan", "ToolCalled", "ToolReturned", "TurnEnded", "TurnStarted", "UnknownEvent",
-    "UnreadableResult", "Usage", "UsageReported", "VerifyReport", "default_projections",
-    "derived_run_id", "event_from_json", "find_score", "fold_metrics", "kind_of", "new_run_id",
-    "parse_test_file", "parse_test_output", "part_metrics", "pull", "push", "read_stream",
-    "record_to_json", "remote_for", "run_metrics", "runs_metrics", "score_rows", "scored_parts",
-    "status_of", "tail", "to_builtins",
-]
+from importlib import import_module
+
+_EXPORTS: dict[str, str | tuple[str, str]] = {
+    "DURABILITY": "writer",
+    "END_STATUSES": "events",
+    "EVENT_TYPES": "events",
+    "INLINE_LIMIT": "blobs",
+    "KINDS": "events",
+    "SCHEMES": "remotes",
+    "SNAPSHOT_REF": "git.result",
+    "STALE_WITHOUT_HEARTBEAT_S": "catalog",
+    "TEST_FILE_FORMATS": "testresult",
+    "TEST_OUTPUT_FORMATS": "testresult",
+    "TOKEN_TYPES": "metrics",
+    "Ack": "writer",
+    "AmbiguousRunId": "errors",
+    "AnyEvent": "events",
+    "BlobStore": "blobs",
+    "Catalog": "catalog",
+    "CatalogProjection": "catalog",
+    "CommandResult": "command",
+    "CorruptBlob": "errors",
+    "CorruptLog": "errors",
+    "ErrorOccurred": "events",
+    "Event": "events",
+    "EventlogError": "errors",
+    "Excluded": "events",
+    "Exclusion": "git.result",
+    "FileChange": "git.result",
+    "FileChanged": "events",
+    "FileDigest": "remotes.transfer",
+    "FileRemote": "remotes.file",
+    "GitStore": "git.repository",
+    "GitStoreError": "errors",
+    "HeartbeatSent": "events",
+    "InvalidEvent": "errors",
+    "LineLogged": "events",
+    "MessageAdded": "events",
+    "MetricsFold": "metrics",
+    "MetricsProjection": "metrics_projection",
+    "ModelCalled": "events",
+    "ObjectInfo": "remotes.base",
+    "PartAttribution": "metrics",
+    "PartEnded": "events",
+    "PartMetrics": "metrics",
+    "Projection": "projection",
+    "ProjectionFailure": "projection",
+    "PullReport": "sync.pull",
+    "PushReport": "sync.push",
+    "PutResult": "remotes.base",
+    "RawRecorded": "events",
+    "ReasoningAdded": "events",
+    "Record": "events",
+    "Remote": "remotes.base",
+    "RemoteAuthError": "errors",
+    "RemoteConflict": "errors",
+    "RemoteError": "errors",
+    "RemoteNotFound": "errors",
+    "RemoteShipper": "sync.shipper",
+    "RemoteUnreachable": "errors",
+    "RunClosed": "errors",
+    "RunEnded": "events",
+    "RunInfo": "catalog",
+    "RunLocked": "errors",
+    "RunMetrics": "metrics",
+    "RunNotFound": "errors",
+    "RunStarted": "events",
+    "RunWriter": "writer",
+    "Scored": "events",
+    "ScoresProjection": "score",
+    "SnapshotResult": "git.result",
+    "SnapshotTaken": "events",
+    "Store": "store",
+    "StoreError": "errors",
+    "SwitchResult": "git.result",
+    "TestCase": "events",
+    "TestSummary": "testresult",
+    "TestsRan": "events",
+    "ToolCalled": "events",
+    "ToolReturned": "events",
+    "TurnEnded": "events",
+    "TurnStarted": "events",
+    "UnknownEvent": "events",
+    "UnreadableResult": "errors",
+    "Usage": "events",
+    "UsageReported": "events",
+    "VerifyReport": "verification",
+    "default_projections": "store",
+    "derived_run_id": "ids",
+    "digest_file": "remotes.transfer",
+    "event_from_json": "codec",
+    "event_schema": ("schema", "generate"),
+    "event_to_json": "codec",
+    "find_score": "score",
+    "fold_metrics": "metrics_projection",
+    "kind_of": "events",
+    "new_run_id": "ids",
+    "parse_test_file": "testresult",
+    "parse_test_output": "testresult",
+    "part_metrics": "metrics_projection",
+    "pull": "sync.pull",
+    "push": "sync.push",
+    "read_stream": "reader",
+    "record_to_json": "codec",
+    "remote_for": "remotes",
+    "remote_run_ids": "sync.keys",
+    "run_metrics": "metrics_projection",
+    "runs_metrics": "metrics_projection",
+    "score_rows": "score",
+    "scored_parts": "score",
+    "status_of": "catalog",
+    "tail": "reader",
+    "to_builtins": "codec",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = (target, name) if isinstance(target, str) else target
+    value = getattr(import_module(f".{module}", __name__), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -11,9 +11,9 @@
     ├── CorruptLog            a frame or segment fails its checksum or structure check
     │   └── CorruptBlob       a blob's content does not match its address
     ├── InvalidEvent          an event (or a JSON line) does not decode into an event type
-    ├── GitStoreError         the shadow git repository failed (see gitstore.py)
+    ├── GitStoreError         the shadow git repository failed (see git/)
     ├── UnreadableResult      a test result file is not JUnit XML or a known JSON report
-    └── RemoteError           a remote (file://, s3://) failed (defined in remote.py)
+    └── RemoteError           a remote (file://, s3://) failed (see remotes/)
         ├── RemoteAuthError   missing or wrong credentials, access denied
         ├── RemoteNotFound    no such bucket, directory or run
         ├── RemoteUnreachable the endpoint cannot be reached
@@ -81,3 +81,23 @@ class GitStoreError(EventlogError):
 class UnreadableResult(EventlogError):
     """A test result file is neither JUnit XML nor a JSON report agtrace knows (the message
     says which and why)."""
+
+
+class RemoteError(EventlogError):
+    """A remote could not be read or written. The message says what to do next."""
+
+
+class RemoteAuthError(RemoteError):
+    """Credentials are missing or rejected, or the identity may not do this."""
+
+
+class RemoteNotFound(RemoteError):
+    """The bucket or directory of the remote (or the asked-for run) does not exist."""
+
+
+class RemoteUnreachable(RemoteError):
+    """The remote's endpoint cannot be reached (network, DNS, wrong endpoint URL)."""
+
+
+class RemoteConflict(RemoteError):
+    """A key holds bytes other than the ones being put; agtrace never overwrites."""

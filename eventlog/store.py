@@ -42,7 +42,7 @@ from .lock import is_locked
 from .metrics_projection import MetricsProjection
 from .projection import STREAMS, Projection
 from .score import ScoresProjection
-from .verification import VerifyReport, blob_refs  # noqa: F401 - blob_refs: sync.py reads it here
+from .verification import VerifyReport
 from .writer import RunWriter
 
 SYNC_BATCH = 10_000

@@ -19,7 +19,8 @@ once, before it becomes immutable, into frames of up to :data:`BATCH_EVENTS` eve
 fsync, rename, then the open file is removed), so sealed segments compress and scan well.
 
 The writer holds the run's lock (one writer per run) from construction until :meth:`close`.
-On open it checks the open segment and cuts a torn tail (reported in :attr:`torn_tail`).
+On open it repairs what a crash left (``recovery.py``): it cuts a torn tail off the open
+segment (reported in :attr:`torn_tail`) and seals orphaned ones.
 A ``run_ended`` event closes the log: later appends raise :class:`RunClosed`.
 """
 
@@ -39,6 +40,7 @@ from . import codec, segment
 from .errors import RunClosed
 from .events import Event, PartEnded, RunEnded, RunStarted
 from .lock import RunLock
+from .recovery import recover_stream
 
 DURABILITY = ("strict", "normal", "off")
 SYNC_INTERVAL_S = 0.2
@@ -102,15 +104,17 @@ class RunWriter:
         self._open_path: Path | None = None
         self._open_first = 0
         self._closed = False
-        self.torn_tail: segment.TornTail | None = None
         try:
-            self._next = self._recover()
-            self._ended = self._next > 1 and self._last_is_end()
+            found = recover_stream(self.dir, batch_events=BATCH_EVENTS, compact_below=COMPACT_BELOW)
+            if found.open_path is not None:
+                self._open_path, self._open_first = found.open_path, found.open_first
+                self._fh = open(found.open_path, "ab")  # noqa: SIM115 - held until close()
         except BaseException:
-            if self._fh is not None:
-                self._fh.close()
             self._lock.release()
             raise
+        self.torn_tail = found.torn_tail
+        self._next = found.next_seq
+        self._ended = found.ended
         self._written = self._next - 1  # on the OS: in the file
         self._framed = self._next - 1  # in a frame, written or being compressed
         self._durable = self._next - 1  # fsynced
@@ -125,59 +129,6 @@ class RunWriter:
         if durability == "normal":
             self._flusher = threading.Thread(target=self._flush_loop, daemon=True, name="agtrace-flush")
             self._flusher.start()
-
-    # -- opening -----------------------------------------------------------------------------
-
-    def _recover(self) -> int:
-        """Find the next seq; cut a torn tail off the open segment if there is one."""
-        sealed_last = 0
-        open_files = []
-        sealed_firsts = set()
-        for name in os.listdir(self.dir):
-            if name.endswith(".tmp"):  # a compaction cut short: the open segment is still there
-                os.unlink(self.dir / name)
-                continue
-            parsed = segment.parse_name(name)
-            if parsed is None:
-                continue
-            first, last = parsed
-            if last is None:
-                open_files.append((first, name))
-            else:
-                sealed_last = max(sealed_last, last)
-                sealed_firsts.add(first)
-        for first, name in list(open_files):  # compacted and renamed, crashed before the unlink
-            if first in sealed_firsts:
-                os.unlink(self.dir / name)
-                open_files.remove((first, name))
-        open_files.sort()
-        for _first, name in open_files[:-1]:
-            self._seal_orphan(self.dir / name)
-        if open_files:
-            first, name = open_files[-1]
-            path = self.dir / name
-            frames, self.torn_tail = segment.recover(path)
-            if frames:
-                self._open_path, self._open_first = path, first
-                self._fh = open(path, "ab")  # noqa: SIM115 - held until close()
-                return frames[-1].last_seq + 1
-            path.unlink()
-        return sealed_last + 1
-
-    def _seal_orphan(self, path: Path) -> None:
-        frames, _ = segment.recover(path)
-        if frames:
-            sealed = self.dir / segment.sealed_name(frames[0].first_seq, frames[-1].last_seq)
-            if not segment.compact(path, sealed, BATCH_EVENTS, COMPACT_BELOW):
-                os.replace(path, sealed)
-        else:
-            path.unlink()
-
-    def _last_is_end(self) -> bool:
-        from .reader import last_record  # reader imports nothing of writer's state
-
-        rec = last_record(self.dir)
-        return rec is not None and isinstance(rec.event, RunEnded)
 
     # -- appending ---------------------------------------------------------------------------
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from agtrace.eventlog.errors import EventlogError
-from agtrace.eventlog.gitstore import SNAPSHOT_REF, GitStore, GitStoreError
+from agtrace.eventlog import SNAPSHOT_REF, EventlogError, GitStore, GitStoreError
 
 MAX = 1_000_000
 

@@ -28,8 +28,7 @@ from agtrace.capture import (
 )
 from agtrace.capture.demo import demo_command
 from agtrace.capture.demo_agent import setup_demo_repo
-from agtrace.eventlog import PartEnded, SnapshotTaken, Store, ToolCalled, ToolReturned
-from agtrace.eventlog.gitstore import GitStore
+from agtrace.eventlog import GitStore, PartEnded, SnapshotTaken, Store, ToolCalled, ToolReturned
 
 PACE = "0.3"
 SETUP = f"{sys.executable} -c 'from agtrace.capture.demo_agent import setup_demo_repo; setup_demo_repo(\".\")'"

@@ -21,16 +21,20 @@ from pathlib import Path
 import boto3
 import pytest
 
-from agtrace.eventlog import RawRecorded, RunStarted, Store, new_run_id
-from agtrace.eventlog.remote import (
+from agtrace.eventlog import (
+    RawRecorded,
     RemoteAuthError,
     RemoteConflict,
     RemoteError,
     RemoteNotFound,
     RemoteUnreachable,
+    RunStarted,
+    Store,
+    new_run_id,
+    pull,
+    push,
     remote_for,
 )
-from agtrace.eventlog.sync import pull, push
 from agtrace.eventlog.writer import RunWriter
 
 from .conftest import run_agtrace
@@ -486,8 +490,7 @@ def test_run_shipped_while_captured_survives_sigkill(backend, tmp_path):
 
 
 def test_shipper_ships_while_running_and_completes_at_stop(backend, tmp_path):
-    from agtrace.eventlog import LineLogged, RunEnded
-    from agtrace.eventlog.sync import RemoteShipper
+    from agtrace.eventlog import LineLogged, RemoteShipper, RunEnded
 
     store = Store(tmp_path / "home")
     run_id = new_run_id()

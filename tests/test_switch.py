@@ -12,7 +12,7 @@ import pygit2
 import pytest
 
 from agtrace.capture.recorder import Recorder
-from agtrace.eventlog.gitstore import GitStore, GitStoreError
+from agtrace.eventlog import GitStore, GitStoreError
 from agtrace.replay.checkout_cache import ScratchTree, switch_to
 from agtrace.replay.workspace import materialize
 

@@ -1,4 +1,5 @@
-"""The S3 remote (``s3://bucket/prefix``): the only module of agtrace that imports boto3.
+"""The S3 remote (``s3://bucket/prefix``): the only module of agtrace that imports boto3 and
+botocore.
 
 Works with AWS S3 and S3-compatible stores (MinIO, R2, Ceph, moto): the endpoint comes from
 the ``endpoint_url`` option or ``AGTRACE_S3_ENDPOINT``, the credentials from the usual AWS chain
@@ -37,20 +38,9 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from .remote import (
-    FileDigest,
-    ObjectInfo,
-    PutResult,
-    Remote,
-    RemoteAuthError,
-    RemoteConflict,
-    RemoteError,
-    RemoteNotFound,
-    RemoteUnreachable,
-    digest_file,
-    partial_path,
-    receive,
-)
+from ..errors import RemoteAuthError, RemoteConflict, RemoteError, RemoteNotFound, RemoteUnreachable
+from .base import ObjectInfo, PutResult, Remote
+from .transfer import FileDigest, digest_file, partial_path, receive
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
@@ -66,6 +56,11 @@ _CONNECTION_ERRORS = (
     botocore.exceptions.ConnectionClosedError,
     botocore.exceptions.ProxyConnectionError,
 )
+
+
+def open_remote(url: str, **options) -> S3Remote:
+    """``s3://bucket/prefix``; ``options`` are :class:`S3Remote`'s keyword arguments."""
+    return S3Remote(url, **options)
 
 
 class S3Remote(Remote):
@@ -291,15 +286,10 @@ class S3Remote(Remote):
                 or (digest.size <= self.multipart_threshold and not digest.md5):
             digest = self.digest(path)
         if if_absent and not self.conditional and self.head(key) is not None:
-            return self._existing(key, digest)  # check-then-write: see the module docstring for the race
+            return self.existing(key, digest)  # check-then-write: see the module docstring for the race
         if digest.size > self.multipart_threshold:
             return self._put_multipart(key, Path(path), digest, if_absent, progress)
         return self._put_single(key, Path(path), digest, if_absent, progress)
-
-    def _existing(self, key: str, digest: FileDigest) -> PutResult:
-        if self.same_as(key, digest):
-            return PutResult("existed")
-        raise self.conflict(key, digest)
 
     def _put_single(self, key, path: Path, digest: FileDigest, if_absent: bool, progress) -> PutResult:
         with open(path, "rb") as fh:
@@ -318,7 +308,7 @@ class S3Remote(Remote):
             except botocore.exceptions.ClientError as exc:
                 code, status = self._code(exc)
                 if status == 412 or code == "PreconditionFailed":
-                    return self._existing(key, digest)
+                    return self.existing(key, digest)
                 if if_absent and (status == 501 or code == "NotImplemented"):
                     self.conditional = False  # this server has no conditional writes
                     return self.put_file(key, path, digest=digest, progress=progress)
@@ -334,7 +324,7 @@ class S3Remote(Remote):
 
     def _put_multipart(self, key, path: Path, digest: FileDigest, if_absent: bool, progress) -> PutResult:
         if if_absent and self.head(key) is not None:  # do not send gigabytes to learn it exists
-            return self._existing(key, digest)
+            return self.existing(key, digest)
         full = self._key(key)
         upload_id, kept = self._resumable_upload(key, digest)
         with self._mapped("upload", key):
@@ -368,7 +358,7 @@ class S3Remote(Remote):
                 code, status = self._code(exc)
                 if status == 412 or code == "PreconditionFailed":
                     self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
-                    return self._existing(key, digest)
+                    return self.existing(key, digest)
                 raise
         if resp["ETag"].strip('"') != digest.multipart_etag:
             raise RemoteError(
@@ -406,5 +396,3 @@ class S3Remote(Remote):
     def close(self) -> None:
         self._client.close()
 
-
-__all__ = ["S3Remote", "RemoteConflict"]

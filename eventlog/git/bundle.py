@@ -1,0 +1,187 @@
+"""The git CLI, used only where libgit2 cannot go: bundles, and importers' foreign repositories.
+
+libgit2 (and so pygit2) can neither write nor read git bundles, so writing and unbundling run
+``git bundle``. Importers need two more operations on repositories that are not ours, which
+libgit2 does not offer with git's semantics: copying a commit out of another repository (``git
+fetch`` of a local path: the other repository is only read, through ``rev-parse`` and
+``upload-pack``) and applying a unified diff as ``git apply`` does (exact context, binary
+patches, renames and modes) to a tree, through a temporary index. Everything else goes through
+pygit2 in ``repository.py``; `GitStore` gets them from :class:`BundleMixin`.
+
+Every call runs without the caller's ``GIT_*`` variables and without user or system config.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from typing import TYPE_CHECKING
+
+from ..errors import GitStoreError
+from ..segment import fsync_dir
+from .result import SNAPSHOT_REF
+
+if TYPE_CHECKING:
+    from .repository import GitStore
+
+
+def git_env() -> dict[str, str]:
+    """Environment for git CLI calls: none of the caller's GIT_* variables, no user config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0")
+    return env
+
+
+def run_git(args: list[str], what: str) -> str:
+    """stdout of ``git args``; a failure raises GitStoreError starting with ``what``."""
+    try:
+        proc = subprocess.run(["git", *args], env=git_env(), capture_output=True, check=False)
+    except FileNotFoundError as exc:
+        raise GitStoreError(f"{what}: the git CLI is not installed; install git") from exc
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise GitStoreError(f"{what}: git {' '.join(args[:3])} failed: {err}")
+    return proc.stdout.decode(errors="replace")
+
+
+def bundle_refs(path: str) -> list[tuple[str, str]]:
+    """``(object id, ref name)`` of every ref a bundle carries, read from its text header
+    (prerequisites and v3 capabilities are skipped)."""
+    refs = []
+    with open(path, "rb") as f:
+        if not f.readline().startswith(b"# v"):
+            raise GitStoreError(f"{path} is not a git bundle (no bundle header); pass a file made by git bundle")
+        for line in f:
+            if line in (b"\n", b""):
+                break
+            if not line.startswith((b"-", b"@")):
+                oid, _, name = line.decode(errors="replace").strip().partition(" ")
+                refs.append((oid, name))
+    return refs
+
+
+class BundleMixin:
+    """`GitStore`'s methods that run the git CLI (see the module docstring)."""
+
+    @classmethod
+    def from_bundles(cls: type[GitStore], bundles: list[str | os.PathLike[str]],
+                     cache_dir: str | os.PathLike[str]) -> GitStore:
+        """Open the store rebuilt from ``bundles`` (full first, then incrementals, in the order
+        they were written) at ``cache_dir``. The first call unbundles into a temporary sibling
+        directory and renames it into place, so a crash never leaves a half-built cache; later
+        calls reuse the cache and unbundle only bundles whose heads it lacks. The snapshot ref is
+        set to the last bundle's head."""
+        cache_dir = os.path.abspath(cache_dir)
+        paths = [os.path.abspath(b) for b in bundles]
+        if not paths:
+            raise GitStoreError("from_bundles needs at least one bundle")
+        heads = [[oid for oid, _ in bundle_refs(p)] for p in paths]
+        if os.path.isdir(cache_dir):
+            store = cls.open(cache_dir)
+            _unbundle(store, paths, heads)
+            return store
+        os.makedirs(os.path.dirname(cache_dir), exist_ok=True)
+        building = tempfile.mkdtemp(prefix=".unbundle-", dir=os.path.dirname(cache_dir))
+        _unbundle(cls.init(building), paths, heads)
+        try:
+            os.rename(building, cache_dir)
+        except OSError:  # another process won the race; use its cache
+            shutil.rmtree(building, ignore_errors=True)
+        return cls.open(cache_dir)
+
+    def write_bundle(self: GitStore, path: str | os.PathLike[str], since_commit: str | None = None) -> str:
+        """Write a git bundle of ``refs/agtrace/snapshots`` to ``path`` and return the tip
+        commit it carries: the whole history, or only commits after ``since_commit`` (an
+        earlier tip). Atomic and durable on return: temp file, fsync, rename, fsync dir."""
+        tip = self.head
+        if tip is None:
+            raise GitStoreError(f"{self.path} has no snapshots yet; take one before bundling")
+        if since_commit is not None:
+            self.tree_of(since_commit)  # raises if unknown
+            if since_commit == tip:
+                raise GitStoreError(f"no snapshots after {since_commit}; skip this bundle")
+        path = os.path.abspath(path)
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+        revs = [SNAPSHOT_REF] + ([f"^{since_commit}"] if since_commit else [])
+        try:
+            run_git([f"--git-dir={self.path}", "bundle", "create", "-q", tmp, *revs], f"writing bundle {path}")
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        fsync_dir(directory)
+        return tip
+
+    def import_bundle(self: GitStore, path: str | os.PathLike[str]) -> list[str]:
+        """Fetch every ref of a git bundle made by another tool (e.g. envoi-trace's
+        ``repo.bundle``) into ``refs/imported/*`` and return the commit ids the bundle's refs
+        point at. The snapshot ref is not touched. A file that is not a complete bundle (a
+        truncated pack, a missing prerequisite) raises GitStoreError and imports nothing that
+        any ref names."""
+        path = os.path.abspath(path)
+        refs = bundle_refs(path)
+        if not refs:
+            raise GitStoreError(f"{path} is a bundle without refs; nothing to import")
+        run_git([f"--git-dir={self.path}", "bundle", "verify", "-q", path], f"verifying bundle {path}")
+        specs = []
+        for _, name in refs:
+            dest = name[len("refs/"):] if name.startswith("refs/") else name
+            specs.append(f"+{name}:refs/imported/{dest}")
+        run_git([f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", path, *specs],
+                f"importing bundle {path}")
+        return list(dict.fromkeys(oid for oid, _ in refs))
+
+    def fetch_commit(self: GitStore, repo_dir: str | os.PathLike[str], rev: str) -> str:
+        """Copy commit ``rev`` (full or abbreviated id, or a ref name) and everything it reaches
+        from the git repository at ``repo_dir`` into ``refs/imported/<id>``; return its full id.
+        The other repository is only read (``rev-parse`` and ``upload-pack``)."""
+        repo_dir = os.path.abspath(repo_dir)
+        full = run_git(["-C", repo_dir, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                       f"looking up {rev} in {repo_dir}").strip()
+        if self.resolve(full) is None:
+            run_git([f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", repo_dir,
+                     f"+{full}:refs/imported/{full}"], f"fetching {full} from {repo_dir}")
+        return full
+
+    def apply_patch(self: GitStore, base_tree: str, patch: str | bytes) -> str:
+        """The tree id of ``base_tree`` with the unified diff ``patch`` applied (``git apply``
+        semantics: exact context, binary patches, renames and modes). Nothing but objects is
+        written; a patch that does not apply raises GitStoreError."""
+        tree = self.tree_of(base_tree)
+        data = patch.encode() if isinstance(patch, str) else patch
+        fd, index = tempfile.mkstemp(prefix="agtrace-index-", dir=self.path)
+        os.close(fd)
+        os.unlink(index)
+        env = {**git_env(), "GIT_INDEX_FILE": index}
+        try:
+            for args, stdin in ((["read-tree", tree], None), (["apply", "--cached", "--binary", "-"], data),
+                                (["write-tree"], None)):
+                proc = subprocess.run(["git", f"--git-dir={self.path}", *args], input=stdin, env=env,
+                                      capture_output=True, check=False)
+                if proc.returncode != 0:
+                    err = proc.stderr.decode(errors="replace").strip()
+                    raise GitStoreError(f"the patch does not apply to tree {tree}: git {args[0]}: {err}")
+            return proc.stdout.decode().strip()
+        except FileNotFoundError as exc:
+            raise GitStoreError("applying a patch needs the git CLI; install git") from exc
+        finally:
+            if os.path.exists(index):
+                os.unlink(index)
+
+
+def _unbundle(store: GitStore, paths: list[str], heads: list[list[str]]) -> None:
+    for path, bundle_heads in zip(paths, heads, strict=True):
+        if bundle_heads and all(store.has_object(h) for h in bundle_heads):
+            continue
+        run_git(
+            [f"--git-dir={store.path}", "bundle", "unbundle", path],
+            f"unbundling {path} (bundles must be given in the order they were written)",
+        )
+    if heads[-1]:
+        store.set_head(heads[-1][0])

@@ -1,0 +1,347 @@
+"""Writing a tree of the shadow repository into a directory: a fresh checkout, or a switch of a
+directory from one tree to another that touches only the paths that differ.
+
+Safety (both): nothing is ever written outside the target directory. Every entry name is
+validated (no ``..``, ``.``, ``/``, NUL, ``.git``, duplicates); every file, link and directory
+is created fresh relative to an open directory descriptor without following symlinks (a symlink
+planted where a directory belongs is removed, never followed); exec bits and symlinks are kept.
+A written tree is verified by re-hashing it from disk with git's own object hashing.
+
+No pygit2 here: trees and blobs come through `GitStore` (``repository.py``), whose objects are
+read by their ``name``, ``filemode``, ``id`` and ``data``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import GitStoreError
+from .result import SwitchResult
+
+if TYPE_CHECKING:
+    from .repository import GitStore
+
+MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE = 0o100644, 0o100755, 0o120000, 0o040000
+"""Git's file modes: regular file, executable file, symlink, directory."""
+
+
+class CheckoutMixin:
+    """`GitStore`'s methods that write trees into directories. They read trees through the
+    store's ``_tree``, ``_lookup`` and ``_tree_changes`` (``repository.py``)."""
+
+    def checkout(self: GitStore, tree_id: str, out_dir: str | os.PathLike[str], *, verify: bool = True) -> str:
+        """Write exactly tree ``tree_id`` into ``out_dir`` (created; must be absent or empty)
+        and return the tree id of what was written, re-hashed from disk.
+
+        Nothing is ever written outside ``out_dir`` (see the module docstring). A hostile or
+        unsupported tree raises GitStoreError and leaves ``out_dir`` partially written (delete
+        it). With ``verify`` the written tree's id must equal ``tree_id``."""
+        tree = self._tree(tree_id)
+        out = os.path.abspath(out_dir)
+        os.makedirs(out, exist_ok=True)
+        if os.listdir(out):
+            raise GitStoreError(f"checkout target {out} is not empty; pass a new directory")
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _write_tree(self, tree, fd, tree_id)
+            written = hash_dir(fd) if verify else str(tree.id)
+        finally:
+            os.close(fd)
+        if written != str(tree.id):
+            raise GitStoreError(
+                f"checkout of {tree_id} into {out} wrote tree {written}; the disk or the store "
+                "is corrupt, check both"
+            )
+        return written
+
+    def switch(
+        self: GitStore,
+        from_tree: str,
+        to_tree: str,
+        out_dir: str | os.PathLike[str],
+        *,
+        dirty: list[str] | tuple[str, ...] | set[str] = (),
+        verify: bool = True,
+    ) -> SwitchResult:
+        """Turn ``out_dir``, which holds exactly ``from_tree`` (as written by `checkout` or an
+        earlier `switch`) except for the paths in ``dirty``, into exactly ``to_tree``, by
+        writing and removing only the paths that differ. Cost grows with the change, not with
+        the tree.
+
+        ``dirty`` lists relative paths the caller knows may differ from ``from_tree`` (a file
+        modified, added or replaced after it was written; a directory that appeared); each is
+        made to match ``to_tree``: written afresh, or removed with everything below it.
+
+        Safety is that of `checkout`. With ``verify`` every written path is re-hashed from disk
+        and must equal ``to_tree``'s entry, and every removed path must be gone; the rest of the
+        directory is the caller's claim (``from_tree`` plus ``dirty``) and is not re-read. On
+        GitStoreError the directory is in an unknown state: empty it and `checkout` again."""
+        started = time.perf_counter()
+        target = self._tree(to_tree)
+        paths = {p.strip("/") for p in dirty}
+        new_paths = []
+        for old, new, deleted in self._tree_changes(from_tree, to_tree):
+            paths.add(old)
+            paths.add(new)
+            if not deleted:
+                new_paths.append(new)
+        _refuse_conflicts(new_paths, to_tree)
+        out = os.path.abspath(out_dir)
+        root = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+        written: list[str] = []
+        removed: set[str] = set()
+        done: set[str] = set()
+        try:
+            for path in sorted(paths):
+                if not path:
+                    continue
+                parts = path.split("/")
+                if any("/".join(parts[:i]) in done for i in range(1, len(parts))):
+                    continue  # an ancestor was written or removed whole
+                entry = _entry_at(target, path)
+                for name in parts:
+                    _check_name(name, to_tree, writing=entry is not None)
+                if entry is None:
+                    gone = _highest_absent(target, parts)
+                    _remove_path(root, gone.split("/"))
+                    removed.add(gone)
+                    done.add(gone)
+                else:
+                    _write_path(self, root, parts, entry, to_tree)
+                    written.append(path)
+                    done.add(path)
+            if verify:
+                _verify_paths(root, target, written, removed, to_tree, out)
+        except OSError as exc:
+            raise GitStoreError(f"switch of {out} to {to_tree} failed: {exc}; check it out afresh") from exc
+        finally:
+            os.close(root)
+        return SwitchResult(
+            tree_id=str(target.id),
+            written=tuple(written),
+            removed=tuple(sorted(removed)),
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def _write_tree(git: GitStore, tree, dir_fd: int, tree_id: str) -> None:
+    names: set[str] = set()
+    for entry in tree:
+        name = entry.name
+        if not name or name in (".", "..") or "/" in name or "\0" in name or name.lower() == ".git" \
+                or name in names:
+            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r}; refused")
+        names.add(name)
+        try:
+            _write_entry(git, dir_fd, name, entry, tree_id)
+        except OSError as exc:
+            raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
+
+
+def _write_entry(git: GitStore, dir_fd: int, name: str, entry, tree_id: str) -> None:
+    mode = entry.filemode
+    if mode == MODE_TREE:
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
+        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        try:
+            _write_tree(git, git._lookup(entry.id), sub, tree_id)
+        finally:
+            os.close(sub)
+    elif mode == MODE_LINK:
+        os.symlink(git._lookup(entry.id).data, os.fsencode(name), dir_fd=dir_fd)
+    elif mode in (MODE_BLOB, MODE_EXEC):
+        perm = 0o755 if mode == MODE_EXEC else 0o644
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, perm, dir_fd=dir_fd)
+        try:
+            view = memoryview(git._lookup(entry.id).data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, perm)
+        finally:
+            os.close(fd)
+    else:
+        raise GitStoreError(f"tree {tree_id} has entry {name!r} of unsupported mode {mode:o}")
+
+
+def _write_path(git: GitStore, root: int, parts: list[str], entry, tree_id: str) -> None:
+    """Write ``entry`` at ``parts`` below ``root``, making (or replacing by) directories on the
+    way; whatever is at the path is removed first."""
+    fd = _open_dirs(root, parts[:-1], create=True)
+    try:
+        _remove_entry(fd, parts[-1])
+        _write_entry(git, fd, parts[-1], entry, tree_id)
+    finally:
+        if fd != root:
+            os.close(fd)
+
+
+def _remove_path(root: int, parts: list[str]) -> bool:
+    """Remove whatever is at ``parts`` (a directory with its content); False if absent."""
+    try:
+        fd = _open_dirs(root, parts[:-1], create=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        return _remove_entry(fd, parts[-1])
+    finally:
+        if fd != root:
+            os.close(fd)
+
+
+def _verify_paths(root: int, target, written, removed, tree_id: str, out: str) -> None:
+    for path in written:
+        parts = path.split("/")
+        entry = target[path]
+        fd = _open_dirs(root, parts[:-1], create=False)
+        try:
+            found = _hash_entry(fd, parts[-1])
+        finally:
+            if fd != root:
+                os.close(fd)
+        if found != (entry.filemode, str(entry.id)):
+            raise GitStoreError(
+                f"switch of {out} to {tree_id} wrote {path} as {found}, expected "
+                f"{(entry.filemode, str(entry.id))}; the disk or the store is corrupt, check both"
+            )
+    for path in removed:
+        if _entry_at(target, path) is None and os.path.lexists(os.path.join(out, path)):
+            raise GitStoreError(f"switch of {out} to {tree_id} left {path} in place")
+
+
+# -- paths ---------------------------------------------------------------------------------------
+
+
+def _check_name(name: str, tree_id: str, *, writing: bool) -> None:
+    """Refuse traversal in any path, and ``.git`` in a path to write (removing one is fine)."""
+    if not name or name in (".", "..") or "\0" in name or (writing and name.lower() == ".git"):
+        raise GitStoreError(f"path component {name!r} for tree {tree_id} is hostile; refused")
+
+
+def _refuse_conflicts(paths: list[str], tree_id: str) -> None:
+    """A well-formed tree never has a path twice, nor a file that is also a directory."""
+    seen = set(paths)
+    if len(seen) != len(paths):
+        raise GitStoreError(f"tree {tree_id} has a duplicate entry; refused")
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                raise GitStoreError(f"tree {tree_id} has {path} below a file; refused")
+
+
+def _entry_at(tree, path: str):
+    """The entry at ``path`` in ``tree``, or None (also when an ancestor is not a directory)."""
+    try:
+        return tree[path]
+    except KeyError:
+        return None
+
+
+def _highest_absent(tree, parts: list[str]) -> str:
+    """The shortest prefix of ``parts`` that ``tree`` lacks (a path it lacks is removed whole)."""
+    for i in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:i])
+        entry = _entry_at(tree, prefix)
+        if entry is None or (i < len(parts) and entry.filemode != MODE_TREE):
+            return prefix
+    return "/".join(parts)
+
+
+def _open_dirs(root: int, names: list[str], *, create: bool) -> int:
+    """A descriptor of the directory ``names`` below ``root``, never following a symlink. With
+    ``create``, a missing directory is made and a non-directory in the way is replaced."""
+    fd = root
+    for name in names:
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+        try:
+            sub = os.open(name, flags, dir_fd=fd)
+        except OSError as exc:
+            if not create or exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                if fd != root:
+                    os.close(fd)
+                raise
+            _remove_entry(fd, name)  # a file or symlink where a directory belongs
+            os.mkdir(name, 0o755, dir_fd=fd)
+            sub = os.open(name, flags, dir_fd=fd)
+        if fd != root:
+            os.close(fd)
+        fd = sub
+    return fd
+
+
+def _remove_entry(dir_fd: int, name: str) -> bool:
+    """Remove ``name`` in ``dir_fd`` (a real directory recursively, symlinks not followed)."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+    return True
+
+
+# -- hashing what is on disk ---------------------------------------------------------------------
+
+
+def _hash_entry(dir_fd: int, name: str) -> tuple[int, str] | None:
+    """``(git mode, object id)`` of ``name`` as it is on disk, or None when absent."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        try:
+            return MODE_TREE, hash_dir(sub)
+        finally:
+            os.close(sub)
+    if stat.S_ISLNK(st.st_mode):
+        return MODE_LINK, _hash_object(b"blob", os.fsencode(os.readlink(name, dir_fd=dir_fd)))
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read()
+    return (MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB), _hash_object(b"blob", data)
+
+
+def hash_dir(dir_fd: int) -> str:
+    """Git tree id of a directory as it is on disk (symlinks not followed, exec bit kept);
+    writes no objects."""
+    entries = []
+    for name in os.listdir(dir_fd):
+        st = os.lstat(name, dir_fd=dir_fd)
+        bname = os.fsencode(name)
+        if stat.S_ISDIR(st.st_mode):
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+            try:
+                oid = hash_dir(sub)
+            finally:
+                os.close(sub)
+            entries.append((bname + b"/", b"40000", bname, oid))
+        elif stat.S_ISLNK(st.st_mode):
+            target = os.readlink(name, dir_fd=dir_fd)
+            entries.append((bname, b"120000", bname, _hash_object(b"blob", os.fsencode(target))))
+        else:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+            with os.fdopen(fd, "rb") as f:
+                data = f.read()
+            mode = b"100755" if st.st_mode & 0o100 else b"100644"
+            entries.append((bname, mode, bname, _hash_object(b"blob", data)))
+    entries.sort()
+    body = b"".join(m + b" " + n + b"\0" + bytes.fromhex(o) for _, m, n, o in entries)
+    return _hash_object(b"tree", body)
+
+
+def _hash_object(kind: bytes, data: bytes) -> str:
+    return hashlib.sha1(b"%s %d\0" % (kind, len(data)) + data).hexdigest()

@@ -1,0 +1,63 @@
+"""What the shadow repository's operations return (plain values, no pygit2 objects) and the
+one ref it keeps.
+
+Path lists are sorted and relative to the workdir (or the directory written), with ``/`` as the
+separator on every platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+SNAPSHOT_REF = "refs/agtrace/snapshots"
+"""The only ref of a shadow repository: its first-parent chain is the sequence of snapshots."""
+
+
+class Exclusion(NamedTuple):
+    """A path left out of a snapshot: ``reason`` is ``"size"``, ``"nested_git"`` or
+    ``"invalid_path"``; ``size`` is in bytes (0 when not meaningful)."""
+
+    path: str
+    reason: str
+    size: int
+
+
+class FileChange(NamedTuple):
+    """One path that differs between two trees; ``status`` is ``"added"``, ``"modified"`` or
+    ``"deleted"`` (a type change counts as modified). Line counts are 0 for binary files."""
+
+    path: str
+    status: str
+    lines_added: int
+    lines_removed: int
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """Outcome of `GitStore.snapshot`; path lists are sorted and compare with the previous
+    snapshot's tree (the empty tree for the first one)."""
+
+    tree_id: str
+    commit_id: str
+    parent_commit: str | None
+    created_commit: bool
+    added: tuple[str, ...]
+    modified: tuple[str, ...]
+    deleted: tuple[str, ...]
+    lines_added: int
+    lines_removed: int
+    excluded: tuple[Exclusion, ...]
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    """Outcome of `GitStore.switch`: the tree now in the directory and the paths touched (sorted,
+    relative; a path in ``written`` may be a directory written whole, a path in ``removed`` a
+    directory removed whole)."""
+
+    tree_id: str
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
+    duration_ms: float

@@ -1,0 +1,43 @@
+"""Where a store's objects live on a remote, shared by push, pull and the shipper.
+
+Keys (normative, ``docs/remote.md``): ``runs/<id>/<stream>/<first>-<last>.seg`` for sealed
+segments of each stream in :data:`STREAMS`, ``runs/<id>/bundles/<nnnn>-<tip12>.bundle``,
+``runs/<id>/manifests/<last>-<sha16>.json`` and ``blobs/<aa>/<sha256>.zst``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import codec, segment
+from ..remotes.base import Remote
+from ..verification import blob_refs
+
+STREAMS = ("events", "scores")
+BUNDLE_NAME = re.compile(r"^[0-9]{4,}-[0-9a-f]{12}\.bundle$")
+MANIFEST_NAME = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{16}\.json$")
+MANIFEST_FORMAT = 1
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: objects handled so far, of how many."""
+
+
+def blob_key(digest: str) -> str:
+    return f"blobs/{digest[:2]}/{digest}.zst"
+
+
+def segment_blob_refs(path: Path) -> set[str]:
+    """The blob digests referenced by the events of a sealed segment."""
+    refs: set[str] = set()
+    data = path.read_bytes()
+    for info, batch in segment.iter_frames(data):
+        for rec in codec.decode_batch(batch, info.first_seq):
+            refs.update(blob_refs(rec.event))
+    return refs
+
+
+def remote_run_ids(remote: Remote) -> list[str]:
+    """The ids of the runs a remote holds (those with at least one object under ``runs/<id>/``)."""
+    return sorted({o.key.split("/")[1] for o in remote.list("runs/") if o.key.count("/") >= 2})
