@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 
 from agtrace.eventlog import (
+    INLINE_LIMIT,
     Event,
     FileChanged,
     HeartbeatSent,
@@ -58,7 +59,6 @@ from agtrace.eventlog import (
     UsageReported,
     run_metrics,
 )
-from agtrace.eventlog.blobs import INLINE_LIMIT
 
 from .port import SnapshotPort, SnapshotterFactory
 from .redact import Redactor

@@ -16,8 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agtrace.eventlog import Excluded, SnapshotTaken
-from agtrace.eventlog.gitstore import GitStore
+from agtrace.eventlog import Excluded, GitStore, SnapshotTaken
 
 from .errors import WorkdirError
 

@@ -1,37 +1,76 @@
 """agtrace.replay: rebuild any part of a run offline; diffs, reports, re-scoring, export.
 
 Imports ``agtrace.eventlog`` only. Metrics and every other projection are ``agtrace.eventlog``'s
-(``run_metrics``, ``part_metrics``); replay reads them. Re-scoring takes its sandbox by injection (:class:`Sandbox`).
+(``run_metrics``, ``part_metrics``); replay reads them. Re-scoring takes its sandbox by injection
+(:class:`Sandbox`).
+
+Every public name is exported here, lazily (PEP 562): importing this package costs nothing, and
+a name imports only the module that defines it (pyarrow, for instance, only when a Parquet
+export runs). :data:`_EXPORTS` maps each name to its module (and, for an alias, the name
+there); ``__all__`` and ``dir()`` list them all.
 """
 
-from .atif import export_atif, trajectory
-from .checkout_cache import switch_to
-from .compare import compare_table, render_compare
-from .diff import TreeDiff, diff_parts
-from .errors import (
-    CompareError,
-    ExportError,
-    OutputNotEmpty,
-    PartNotFound,
-    ReplayError,
-    RescoreError,
-)
-from .export import ExportReport
-from .listing import list_runs, select_runs
-from .otlp import OtlpSpan, run_spans
-from .otlp_wire import export_otlp
-from .report import render_report
-from .rescoring import RescoreReport, rescore, scores
-from .results import OUTPUT_PARSERS, ResultSpec, parse_result
-from .sandbox import Sandbox
-from .transcript import render_text, transcript_records
-from .workspace import PartView, describe_part, materialize, resolve_part
+from __future__ import annotations
 
-__all__ = [
-    "CompareError", "ExportError", "ExportReport", "OUTPUT_PARSERS", "OtlpSpan", "OutputNotEmpty",
-    "PartNotFound", "PartView", "ReplayError", "RescoreError", "RescoreReport", "ResultSpec",
-    "Sandbox", "TreeDiff", "compare_table", "describe_part", "diff_parts", "export_atif",
-    "export_otlp", "list_runs", "materialize", "parse_result", "render_compare", "render_report",
-    "render_text", "rescore", "resolve_part", "run_spans", "scores", "select_runs", "switch_to",
-    "trajectory", "transcript_records",
-]
+from importlib import import_module
+
+_EXPORTS: dict[str, str | tuple[str, str]] = {
+    "COMPARE_COLUMNS": ("compare", "COLUMNS"),
+    "EXPORT_FORMATS": ("export", "FORMATS"),
+    "OUTPUT_PARSERS": "results",
+    "PARTS": "rescoring",
+    "CompareError": "errors",
+    "ExportError": "errors",
+    "ExportReport": "export",
+    "OtlpSpan": "otlp",
+    "OutputNotEmpty": "errors",
+    "PartNotFound": "errors",
+    "PartView": "workspace",
+    "ReplayError": "errors",
+    "RescoreError": "errors",
+    "RescoreReport": "rescoring",
+    "ResultSpec": "results",
+    "Sandbox": "sandbox",
+    "ScratchTree": "checkout_cache",
+    "TreeDiff": "diff",
+    "compare_runs": "compare",
+    "compare_table": "compare",
+    "describe_part": "workspace",
+    "diff_parts": "diff",
+    "export_atif": "atif",
+    "export_otlp": "otlp_wire",
+    "export_runs": ("export", "export"),
+    "list_runs": "listing",
+    "materialize": "workspace",
+    "parse_result": "results",
+    "parse_since": "listing",
+    "render_compare": "compare",
+    "render_report": "report",
+    "render_text": "transcript",
+    "rescore": "rescoring",
+    "resolve_part": "workspace",
+    "run_spans": "otlp",
+    "scores": "rescoring",
+    "select_runs": "listing",
+    "snapshots": "workspace",
+    "switch_to": "checkout_cache",
+    "trajectory": "atif",
+    "transcript_entries": "transcript",
+    "transcript_records": "transcript",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = (target, name) if isinstance(target, str) else target
+    value = getattr(import_module(f".{module}", __name__), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

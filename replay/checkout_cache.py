@@ -21,8 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agtrace.eventlog import GitStoreError, Store
-from agtrace.eventlog.gitstore import GitStore, SwitchResult
+from agtrace.eventlog import GitStore, GitStoreError, Store, SwitchResult
 
 from .workspace import snapshots, tree_of_part
 

@@ -29,6 +29,7 @@ import msgspec
 from agtrace.eventlog import (
     ErrorOccurred,
     FileChanged,
+    GitStore,
     LineLogged,
     MessageAdded,
     ModelCalled,

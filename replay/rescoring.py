@@ -41,6 +41,7 @@ import msgspec
 
 from agtrace.eventlog import (
     EventlogError,
+    GitStore,
     Scored,
     SnapshotTaken,
     Store,
@@ -48,9 +49,7 @@ from agtrace.eventlog import (
     score_rows,
     scored_parts,
 )
-from agtrace.eventlog.gitstore import GitStore
 
-from . import listing
 from .checkout_cache import ScratchTree
 from .errors import RescoreError
 from .results import ResultSpec, parse_result
@@ -366,12 +365,3 @@ def scores(store: Store, run_id: str, name: str | None = None) -> list[dict]:
     """Every ``scored`` event of a run (one scorer's with ``name``), oldest first, as rows with
     ``scorer, scorer_digest, scored_part, tree_id, status, value, passed, failed, total, …``."""
     return score_rows(store, run_id, name)
-
-
-def select_runs(store: Store, ids: Sequence[str] = (), *, all_runs: bool = False,
-                where: dict[str, str] | None = None) -> list[str]:
-    """The runs to re-score (see :func:`agtrace.replay.listing.select_runs`)."""
-    try:
-        return listing.select_runs(store, ids, all_runs=all_runs, where=where)
-    except ValueError as exc:
-        raise RescoreError(str(exc)) from None

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agtrace.eventlog import (
+    GitStore,
     PartEnded,
     SnapshotTaken,
     Store,
     TestsRan,
     ToolCalled,
 )
-from agtrace.eventlog.gitstore import GitStore
 
 from .errors import OutputNotEmpty, PartNotFound
 

@@ -25,8 +25,9 @@ from agtrace.eventlog import (
     UsageReported,
     record_to_json,
 )
+from agtrace.replay import select_runs
 from agtrace.replay.errors import OutputNotEmpty
-from agtrace.replay.export import COLUMNS, ExportError, export, select_runs
+from agtrace.replay.export import COLUMNS, ExportError, export
 
 from .conftest import REPO, one_of_each, run_agtrace
 
@@ -164,9 +165,9 @@ def test_output_is_never_overwritten_and_failed_exports_leave_nothing(populated,
 
 def test_select_runs_and_metrics_tables(populated, tmp_path):
     ids = populated.run_ids()
-    assert select_runs(populated, {"agent": "claude*"}) == [ids[1]]
-    assert select_runs(populated, {"campaign": "c1"}) == [ids[0]]
-    assert select_runs(populated, {"model": "m-1", "status": "failed"}) == [ids[2]]
+    assert select_runs(populated, all_runs=True, where={"agent": "claude*"}) == [ids[1]]
+    assert select_runs(populated, all_runs=True, where={"campaign": "c1"}) == [ids[0]]
+    assert select_runs(populated, all_runs=True, where={"model": "m-1", "status": "failed"}) == [ids[2]]
     report = export(populated, ids, format="parquet", out=tmp_path / "pq", metrics=True)
     assert report.metrics_tables == ["run_metrics.parquet", "part_metrics.parquet"]
     tokens = dict(_q(f"SELECT run_id, tokens_input FROM '{tmp_path}/pq/_metrics/run_metrics.parquet'").fetchall())
@@ -177,7 +178,6 @@ def test_select_runs_and_metrics_tables(populated, tmp_path):
 
 
 def test_remote_output_uploads_every_file(populated, tmp_path):
-    pytest.importorskip("agtrace.eventlog.remote")
     url = f"file://{tmp_path}/bucket/exports"
     (tmp_path / "bucket" / "exports").mkdir(parents=True)
     report = export(populated, populated.run_ids(), format="parquet", out=url)

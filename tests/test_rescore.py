@@ -14,13 +14,13 @@ from agtrace.capture import LocalSandbox, scrub_env
 from agtrace.capture.demo import run_demo
 from agtrace.capture.recorder import Recorder
 from agtrace.eventlog import Scored, Store, TestsRan
+from agtrace.replay import select_runs
 from agtrace.replay.rescoring import (
     RescoreError,
     rescore,
     scorer_digest,
     scores,
     select_parts,
-    select_runs,
 )
 from agtrace.replay.results import ResultSpec
 from agtrace.replay.sandbox import Sandbox
@@ -264,7 +264,7 @@ def test_select_runs_by_where(store, tmp_path):
     assert select_runs(store, where={"campaign": "y"}) == [b]
     assert select_runs(store, all_runs=True) == [a, b]
     assert select_runs(store, [a[:10]]) == [a]
-    with pytest.raises(RescoreError):
+    with pytest.raises(ValueError, match="name runs"):
         select_runs(store)
 
 

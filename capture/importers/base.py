@@ -43,13 +43,13 @@ import msgspec
 from agtrace.eventlog import (
     ErrorOccurred,
     Event,
+    GitStore,
     RunStarted,
     RunWriter,
     Scored,
     Store,
     derived_run_id,
 )
-from agtrace.eventlog.gitstore import GitStore
 
 from ..adapter import unknown_warning
 from ..errors import ImportError_, UnknownFormat

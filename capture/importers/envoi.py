@@ -3,7 +3,7 @@
 
 A source is a trajectory directory (``trajectories/<id>/``) or one of its trace files; the
 bundle and logs are looked up beside it. What becomes what (field by field in the docstrings of
-``_part_events``, ``_evaluation_events`` and ``_end_event``):
+``_part_events`` and ``_end_event`` here, and of ``evaluation_events`` in ``envoi_eval.py``):
 
 * every ``PartRecord`` becomes one agtrace part, numbered by its ``part``; the copies each
   ``TurnRecord`` embeds are not imported again (they only fill in parts missing at top level);
@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from agtrace.eventlog import (
+    STALE_WITHOUT_HEARTBEAT_S,
     ErrorOccurred,
     FileChanged,
     GitStoreError,
@@ -46,20 +46,19 @@ from agtrace.eventlog import (
     RunEnded,
     RunStarted,
     SnapshotTaken,
-    TestCase,
-    TestsRan,
     ToolCalled,
     ToolReturned,
     TurnEnded,
     TurnStarted,
     UsageReported,
 )
-from agtrace.eventlog.store import STALE_WITHOUT_HEARTBEAT_S
 
 from ..usage import CumulativeCounter, usage_from_anthropic, usage_from_openai, usage_from_opencode
 from . import register
 from .base import ImportContext, ImportError_, RunSink
+from .envoi_eval import evaluation_events, evaluations_by_part, tests_ran
 from .envoi_source import TraceSource, load_source, sniff
+from .transcript import parse_ts, text_of
 
 SOURCE = "import:envoi-trace"
 _END_STATUS = {"solved": "completed", "part_limit": "limit", "timeout": "timeout",
@@ -70,27 +69,6 @@ _PART_KIND = {"reasoning": "reasoning", "text": "message", "tool": "tool", "tool
               "tool_result": "tool", "patch": "patch"}
 _TOOL_STATUS = {"completed": "ok", "success": "ok", "ok": "ok", "failed": "error", "error": "error",
                 "declined": "declined", "timeout": "timeout"}
-
-
-def parse_ts(value: Any) -> int | None:
-    """Nanoseconds since the epoch of an ISO-8601 string (naive = UTC) or epoch ms/s number."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value * 1e6) if value > 1e11 else int(value * 1e9)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp() * 1e9)
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 class _Usage:
@@ -170,7 +148,7 @@ class _Writer:
         if self.src.bundle is None:
             self.emit(ErrorOccurred(message=f"no repo.bundle beside {self.src.trace_path.name}: parts have no "
                                     "trees and cannot be replayed", origin="import"))
-        evaluations = _evaluations_by_part(self.trace.get("evaluations") or {}, parts)
+        evaluations = evaluations_by_part(self.trace.get("evaluations") or {}, parts)
         turns = {t["part_start"]: t for t in self.src.turns if isinstance(t.get("part_start"), int)}
         turn_ends = {t["part_end"]: t for t in self.src.turns if isinstance(t.get("part_end"), int)}
         usage_parts = {p.get("part") for p in parts if isinstance(p.get("token_usage"), dict) and p["token_usage"]}
@@ -180,7 +158,7 @@ class _Writer:
             self.ts = parse_ts(rec.get("timestamp")) or self.ts
             if n in turns:
                 turn = turns[n]
-                self.emit(TurnStarted(turn=int(turn.get("turn") or 0), prompt=_text(turn.get("prompt"))),
+                self.emit(TurnStarted(turn=int(turn.get("turn") or 0), prompt=text_of(turn.get("prompt"))),
                           ts=parse_ts(turn.get("timestamp")) or self.ts)
             commit = _commit_of(rec) or commit
             turn_usage = None
@@ -274,9 +252,9 @@ class _Writer:
             self.sink.unknown(where, f"part/{ptype}")
         tool = call_id = ""
         if kind == "reasoning":
-            self.emit(ReasoningAdded(text=_text(rec.get("content"))), part=n)
+            self.emit(ReasoningAdded(text=text_of(rec.get("content"))), part=n)
         elif kind == "message":
-            inline, blob, _ = self.sink.text(_text(rec.get("content")))
+            inline, blob, _ = self.sink.text(text_of(rec.get("content")))
             self.emit(MessageAdded(role=rec.get("role") or "assistant", text=inline, text_blob=blob,
                                    model=rec.get("agent_model") or self.model), part=n)
         elif kind == "tool":
@@ -287,9 +265,9 @@ class _Writer:
             self.emit(ToolCalled(call_id=call_id, tool=tool, arguments=args,
                                  command=command if isinstance(command, str) else " ".join(map(str, command))),
                       part=n)
-            inline, blob, nbytes = self.sink.text(_text(rec.get("tool_output")))
+            inline, blob, nbytes = self.sink.text(text_of(rec.get("tool_output")))
             status = _TOOL_STATUS.get(str(rec.get("tool_status") or "completed").lower(), "ok")
-            error = _text(rec.get("tool_error"))
+            error = text_of(rec.get("tool_error"))
             if error and status == "ok":
                 status = "error"
             exit_code = rec.get("tool_exit_code")
@@ -302,40 +280,21 @@ class _Writer:
                     self.emit(FileChanged(path=path, change="modify", origin="agent"), part=n)
         tree = self._tree(commit, where)
         for call in rec.get("envoi_calls") or []:
-            self.emit(_tests_ran(call, tree), part=n, ts=parse_ts(call.get("timestamp")) or self.ts)
+            self.emit(tests_ran(call, tree), part=n, ts=parse_ts(call.get("timestamp")) or self.ts)
         for raw in (rec.get("token_usage"), turn_usage):
             usage = self.usage.event(raw, rec.get("agent_model") or self.model)
             if usage is not None:
                 self.emit(usage, part=n)
         if tree:
             self._snapshot(tree, n, f"part {n}")
-        title = " ".join(_text(rec.get("summary") or rec.get("content")).split())[:240]
+        title = " ".join(text_of(rec.get("summary") or rec.get("content")).split())[:240]
         self.emit(PartEnded(part_kind=kind, title=title, tool=tool, call_id=call_id, tree_id=tree), part=n)
 
     def _evaluation_events(self, ev: dict, part: int | None) -> None:
-        """An in-run evaluation of a commit → ``tests_ran`` (suite ``envoi-eval``) on that
-        commit's tree, with ``command``, ``exit_code``, ``duration_ms``, per-test detail from
-        ``tests`` and ``suite_results`` per suite; ``error`` → ``error_occurred``."""
         commit = ev.get("commit") or ev.get("target_commit") or ""
         tree = self._tree(commit, f"evaluations[{commit}]") if commit else ""
-        ts = parse_ts(ev.get("completed_at") or ev.get("finished_at") or ev.get("started_at")) or self.ts
-        tests = [_test_case(t) for t in ev.get("tests") or [] if isinstance(t, dict)]
-        env = {k: str(ev[k]) for k in ("eval_id", "kind", "status", "commit") if ev.get(k)}
-        exit_code = ev.get("exit_code")
-        duration = ev.get("duration_ms")
-        self.emit(TestsRan(suite="envoi-eval", passed=int(ev.get("passed") or 0), failed=int(ev.get("failed") or 0),
-                           total=int(ev.get("total") or 0), tests=tests, tree_id=tree,
-                           command=_text(ev.get("command")), exit_code=exit_code if isinstance(exit_code, int) else None,
-                           duration_ms=float(duration) if isinstance(duration, (int, float)) else None,
-                           environment=env), part=part, ts=ts)
-        for suite, res in (ev.get("suite_results") or {}).items():
-            if isinstance(res, dict):
-                self.emit(TestsRan(suite=f"envoi-eval:{suite}", passed=int(res.get("passed") or 0),
-                                   failed=int(res.get("failed") or 0), total=int(res.get("total") or 0),
-                                   tree_id=tree, environment=env), part=part, ts=ts)
-        if ev.get("error"):
-            self.emit(ErrorOccurred(message=f"evaluation of {commit[:12]}: {ev['error']}", origin="tool",
-                                    error_type="evaluation"), part=part, ts=ts)
+        for event, ts in evaluation_events(ev, tree, self.ts):
+            self.emit(event, part=part, ts=ts)
 
     def _log_line(self, row: dict) -> None:
         ts = parse_ts(row.get("ts")) or self.ts
@@ -388,51 +347,6 @@ def _call_id(rec: dict) -> str:
     return ""
 
 
-def _test_case(t: dict) -> TestCase:
-    name = t.get("test_id") or t.get("name") or t.get("id") or json.dumps(t, sort_keys=True)[:200]
-    if isinstance(t.get("status"), str):
-        outcome = t["status"]
-    elif isinstance(t.get("passed"), bool):
-        outcome = "passed" if t["passed"] else "failed"
-    else:
-        outcome = "unknown"
-    if t.get("suite") and not str(name).startswith(f"{t['suite']}/"):
-        name = f"{t['suite']}/{name}"
-    duration = t.get("duration_ms")
-    return TestCase(name=str(name), outcome=outcome,
-                    duration_ms=float(duration) if isinstance(duration, (int, float)) else None,
-                    message=_text(t.get("message") or t.get("failure_type") or t.get("stderr") or "")[:2000])
-
-
-def _tests_ran(call: dict, tree: str) -> TestsRan:
-    """An ``EnvoiCall`` (a test call the agent made) → ``tests_ran`` named by its test path. It
-    ran on the live workspace; the part's tree is the closest recorded state."""
-    result = call.get("result") if isinstance(call.get("result"), dict) else {}
-    tests = [_test_case(t) for t in (result.get("tests") or result.get("cases") or []) if isinstance(t, dict)]
-    env = {"workspace": "live (tree of the part that made the call)"}
-    if call.get("status_code") is not None:
-        env["status_code"] = str(call["status_code"])
-    if call.get("error"):
-        env["error"] = _text(call["error"])[:500]
-    duration = call.get("duration_ms")
-    return TestsRan(suite=str(call.get("path") or "envoi"), passed=int(result.get("passed") or 0),
-                    failed=int(result.get("failed") or 0), total=int(result.get("total") or 0), tests=tests,
-                    tree_id=tree, duration_ms=float(duration) if isinstance(duration, (int, float)) else None,
-                    environment=env)
-
-
-def _evaluations_by_part(evaluations: dict, parts: list[dict]) -> dict[int | None, list[dict]]:
-    out: dict[int | None, list[dict]] = {}
-    known = {p["part"] for p in parts}
-    for commit, ev in sorted(evaluations.items(), key=lambda kv: (kv[1].get("part") or 0, kv[0])):
-        if not isinstance(ev, dict):
-            continue
-        ev = {"commit": commit, **ev}
-        part = ev.get("part") if ev.get("part") in known else None
-        out.setdefault(part, []).append(ev)
-    return out
-
-
 def _first_ts(src: TraceSource) -> int | None:
     for rec in src.parts:
         ts = parse_ts(rec.get("timestamp"))
@@ -443,7 +357,7 @@ def _first_ts(src: TraceSource) -> int | None:
 
 def _run_started(src: TraceSource) -> RunStarted:
     trace = src.trace
-    prompt = next((_text(t.get("prompt")) for t in src.turns if t.get("prompt")), "")
+    prompt = next((text_of(t.get("prompt")) for t in src.turns if t.get("prompt")), "")
     meta = trace.get("run_metadata") if isinstance(trace.get("run_metadata"), dict) else {}
     config = {k: trace[k] for k in ("task_params", "environment", "run_metadata", "suites") if trace.get(k)}
     tags = {"trajectory_id": str(trace.get("trajectory_id") or ""), "envoi_era": src.era}

@@ -57,6 +57,7 @@ from . import register
 from .base import ImportContext, ImportError_, RunSink, stat_key
 from .trae import KNOWN as KNOWN_TRAE
 from .trae import called_model, count_unknown, load_trajectory, write_trajectory
+from .transcript import parse_ts
 
 SOURCE = "import:isobench"
 MARKERS = ("journal.json", "run_summary.json", "prediction.jsonl", "diff_targets.json", "model_patch.diff",
@@ -201,8 +202,6 @@ class _Item:
         if isinstance(written, (int, float)):
             end = int(written * 1e9)
             return (end - int(duration * 1e9) if isinstance(duration, (int, float)) else end), end
-        from .envoi import parse_ts
-
         start = parse_ts(self.traj.get("start_time")) if self.traj else None
         if start:
             return start, parse_ts(self.traj.get("end_time"))

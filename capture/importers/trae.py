@@ -48,7 +48,7 @@ from agtrace.eventlog import (
 from ..usage import usage_from_anthropic, usage_from_openai
 from . import register
 from .base import ImportContext, ImportError_, RunSink, stat_key
-from .envoi import parse_ts
+from .transcript import parse_ts
 
 Emit = Callable[..., None]
 KNOWN = {"*": frozenset(f"agent_step/{s}" for s in

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from agtrace.eventlog import (
+    STALE_WITHOUT_HEARTBEAT_S,
     Event,
     FileChanged,
     MessageAdded,
@@ -47,7 +48,6 @@ from agtrace.eventlog import (
     RunEnded,
     TurnEnded,
 )
-from agtrace.eventlog.store import STALE_WITHOUT_HEARTBEAT_S
 
 from ..adapter import Emit
 from ..adapters.base import JsonLineAdapter, title_of
