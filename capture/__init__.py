@@ -16,6 +16,7 @@ from importlib import import_module
 
 _EXPORTS: dict[str, str | tuple[str, str]] = {
     "ADAPTERS": "adapters",
+    "AGENTS": "importers.home",
     "DEFAULT_EXCLUDES": "snapshot",
     "IMPORTERS": "importers",
     "MODAL_TESTED_VERSION": "sandboxes.modal_api",

@@ -5,24 +5,21 @@ from __future__ import annotations
 import sys
 
 import click
-import msgspec
 
 from agtrace.capture import (
     ADAPTERS,
     DEFAULT_EXCLUDES,
-    ModalSandboxAPI,
     PartDone,
     RunSummary,
     SnapshotPolicy,
     run_agent,
-    run_agent_in_sandbox,
     run_demo,
-    upload_tree,
 )
 from agtrace.eventlog import remote_for
 
-from .main import UserError, pass_ctx
-from .output import duration, shorten, warn
+from .errors import UserError
+from .main import pass_ctx
+from .output import duration, echo_json, shorten, warn
 from .runs import parse_tags, read_text_arg
 
 
@@ -40,7 +37,7 @@ def _live(enabled: bool):
 
 def _finish(summary: RunSummary, as_json: bool) -> None:
     if as_json:
-        click.echo(msgspec.json.encode(summary.to_dict()).decode())
+        echo_json(summary.to_dict())
     else:
         reason = f" ({summary.reason})" if summary.reason else ""
         click.echo(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
@@ -109,6 +106,8 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
 
 def _run_in_modal(store, command: list[str], workdir: str, image: str | None, common: dict) -> RunSummary:
     """Capture the agent in a Modal sandbox: the workdir is uploaded, the sandbox terminated after."""
+    from agtrace.capture import ModalSandboxAPI, run_agent_in_sandbox, upload_tree
+
     api = ModalSandboxAPI.create(image=image)
     try:
         upload_tree(api, workdir, api.workdir)
@@ -131,7 +130,7 @@ def demo_cmd(ctx, workdir, fast, as_json) -> None:
         click.echo("it runs as a real subprocess and is captured through `agtrace run --agent codex`.", err=True)
     summary, wd = run_demo(store, workdir=workdir, fast=fast, on_part=_live(not as_json))
     if as_json:
-        click.echo(msgspec.json.encode({**summary.to_dict(), "workdir": str(wd)}).decode())
+        echo_json({**summary.to_dict(), "workdir": str(wd)})
         return
     rid = summary.run_id
     short = rid[:10]
@@ -162,6 +161,3 @@ def _program() -> str:
     if not started or shutil.which("agtrace") == os.path.abspath(started):
         return "agtrace"
     return os.path.relpath(started) if not started.startswith("..") else started
-
-
-COMMANDS = [run_cmd, demo_cmd]

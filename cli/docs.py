@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from agtrace.eventlog.schema import generate as generate_schema
+from agtrace.eventlog import event_schema
 
 from .main import cli
 
@@ -22,15 +22,15 @@ def render() -> str:
     parts = ["# CLI reference\n", "Generated from `--help` by `python -m agtrace.cli.docs`; do not edit.\n"]
     with click.Context(cli, info_name="agtrace", terminal_width=100) as ctx:
         parts.append(f"## agtrace\n\n```\n{cli.get_help(ctx)}\n```\n")
-        for name in sorted(cli.commands):
-            command = cli.commands[name]
+        for name in cli.list_commands(ctx):
+            command = cli.get_command(ctx, name)
             with click.Context(command, parent=ctx, info_name=name, terminal_width=100) as sub:
                 parts.append(f"## agtrace {name}\n\n```\n{command.get_help(sub)}\n```\n")
     return "\n".join(parts)
 
 
 def main(argv: list[str]) -> int:
-    targets = {ROOT / "docs" / "cli.md": render().encode(), ROOT / "schemas" / "events.schema.json": generate_schema()}
+    targets = {ROOT / "docs" / "cli.md": render().encode(), ROOT / "schemas" / "events.schema.json": event_schema()}
     stale = [path for path, data in targets.items() if not path.exists() or path.read_bytes() != data]
     if "--check" in argv:
         for path in stale:

@@ -6,12 +6,12 @@ import os
 import urllib.parse
 
 import click
-import msgspec
 
 from agtrace.eventlog import KINDS
 
-from .main import UserError, pass_ctx
-from .output import duration, progress
+from .errors import UserError
+from .main import pass_ctx
+from .output import duration, echo_json, progress
 from .runs import parse_tags
 
 FORMATS = ["jsonl", "parquet", "atif", "otlp"]
@@ -58,8 +58,7 @@ def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, endpoint, pro
     Name runs by id (or unique prefix), or select them with --all / --where. docs/export.md
     shows queries over an export and what maps to what in ATIF and OTLP.
     """
-    from agtrace.replay.export import select_runs
-    from agtrace.replay.listing import parse_since
+    from agtrace.replay import parse_since, select_runs
 
     _check_options(fmt, kinds, since, out, endpoint, protocol, headers, resource, metrics)
     store = ctx.store
@@ -74,27 +73,27 @@ def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, endpoint, pro
     if runs:
         run_ids = [store.resolve(r) for r in runs]
     else:
-        run_ids = select_runs(store, parse_tags(where) if where else None)
+        run_ids = select_runs(store, all_runs=True, where=parse_tags(where) if where else None)
     if not run_ids:
         raise UserError("no runs match; `agtrace ls` lists the runs", 1)
     with progress(f"exporting {len(run_ids)} run(s)", enabled=not as_json) as update:
         if fmt == "atif":
-            from agtrace.replay.atif import export_atif
+            from agtrace.replay import export_atif
 
             report = export_atif(store, run_ids, out=out, progress=update)
         elif fmt == "otlp":
-            from agtrace.replay.otlp_wire import export_otlp
+            from agtrace.replay import export_otlp
 
             report = export_otlp(store, run_ids, out=out, endpoint=endpoint, protocol=protocol,
                                  headers=_headers(headers), resource=_pairs(resource, "--resource"),
                                  progress=update)
         else:
-            from agtrace.replay.export import export
+            from agtrace.replay import export_runs
 
-            report = export(store, run_ids, format=fmt, out=out, kinds=list(kinds) or None, since_ns=since_ns,
-                            metrics=metrics, progress=update)
+            report = export_runs(store, run_ids, format=fmt, out=out, kinds=list(kinds) or None, since_ns=since_ns,
+                                 metrics=metrics, progress=update)
     if as_json:
-        click.echo(msgspec.json.encode(report.to_dict()).decode())
+        echo_json(report.to_dict())
         return
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
@@ -142,5 +141,3 @@ def _headers(items: tuple[str, ...]) -> dict[str, str]:
     pairs = tuple(urllib.parse.unquote(p) for p in env.split(",") if p.strip())
     return _pairs(pairs, "OTEL_EXPORTER_OTLP_HEADERS")
 
-
-COMMANDS = [export_cmd]

@@ -5,15 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import msgspec
 
-from agtrace.capture import ImportError_, import_home
-from agtrace.capture.importers import IMPORTERS
-from agtrace.capture.importers.batch import import_paths
-from agtrace.capture.importers.home import AGENTS
+from agtrace.capture import AGENTS, IMPORTERS, ImportError_, import_home, import_paths
 
-from .main import UserError, pass_ctx
-from .output import progress, warn
+from .errors import UserError
+from .main import pass_ctx
+from .output import echo_json, progress, warn
 
 
 @click.command("import")
@@ -55,8 +52,7 @@ def import_cmd(ctx, paths, agent, fmt, repo, jobs, as_json) -> None:
             results = import_paths(ctx.store, list(paths), fmt=fmt, repo=repo, jobs=max(1, jobs),
                                    progress=update)
     if as_json:
-        data = home.to_dict() if home else [r.to_dict() for r in results]
-        click.echo(msgspec.json.encode(data).decode())
+        echo_json(home.to_dict() if home else [r.to_dict() for r in results])
     else:
         if home:
             click.echo(f"{agent}: {', '.join(map(str, home.home.roots))}: {len(results)} new or "
@@ -78,6 +74,3 @@ def import_cmd(ctx, paths, agent, fmt, repo, jobs, as_json) -> None:
     if failed or bad:
         raise UserError(f"{failed} of {len(results)} sources failed and {bad} bad records were skipped; "
                         "the rest was imported", 1)
-
-
-COMMANDS: list = [import_cmd]

@@ -1,20 +1,57 @@
-"""The ``agtrace`` command: a thin click layer over the library, and its one error boundary.
+"""The ``agtrace`` command: a thin click layer over the library.
 
-Exit codes: 0 success; 1 the operation failed or found a problem (a corrupt frame, a run that
-failed to capture); 2 bad usage or bad input (a malformed line, an unknown run id). Every error
-message says what happened and what to do next, on stderr.
+Start-up cost is the command's own: the group knows every command by name, module and one-line
+help (:data:`COMMANDS`), and imports a command's module only when that command runs (or its own
+``--help`` is asked for). ``agtrace --help`` and ``agtrace --version`` import no command at all.
+A test checks that the table's help is each real command's own, and ``docs/cli.md`` is
+generated through the same group. Errors are mapped to messages and exit codes in ``errors.py``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from importlib import import_module
 
 import click
 
-from agtrace.eventlog import AmbiguousRunId, EventlogError, InvalidEvent, RunNotFound, Store
+from .errors import EXIT_INTERRUPTED, map_error
 
 DEFAULT_STORE = "~/.agtrace"
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "append": ("runs:append_cmd", "Append events read as JSON lines on stdin (the lines `agtrace log --json` prints)."),
+    "close": ("runs:close_cmd", "End a run with a status (appends run_ended)."),
+    "compare": ("report_cmds:compare_cmd",
+                "Compare runs: their curves on shared axes (HTML) and their metrics side by side."),
+    "demo": ("capture_cmds:demo_cmd",
+             "Capture a scripted agent (no model, no key, no network) fixing a small project."),
+    "diff": ("metrics_cmds:diff_cmd",
+             "Diff the repository between parts A and B of a run (0 = base tree, `last` accepted)."),
+    "export": ("export_cmds:export_cmd", "Export runs' events for DuckDB, Spark or Athena (JSON lines or Parquet)."),
+    "import": ("import_cmds:import_cmd",
+               "Import existing traces (envoi-trace, ISO-Bench, TRAE, agent transcripts) as runs."),
+    "log": ("runs:log_cmd", "Print a run's events (or one part's), human-readable or as JSON lines."),
+    "ls": ("runs:ls_cmd", "List runs: id, agent, model, status, parts, tokens, duration, started."),
+    "metrics": ("metrics_cmds:metrics_cmd",
+                "A run's metrics: status, tokens by type, cost, tool calls and errors, tests, files changed."),
+    "new": ("runs:new_cmd", "Create a run for events appended later (`agtrace append`); print its id."),
+    "pull": ("remote_cmds:pull_cmd", "Download runs from a remote, verify every frame and checksum, and index them."),
+    "push": ("remote_cmds:push_cmd", "Upload runs' sealed segments, bundles and blobs to a remote."),
+    "reindex": ("runs:reindex_cmd",
+                "Delete the catalog and rebuild it (runs, parts, segments, metrics, scores) from the segments."),
+    "replay": ("replay_cmds:replay_cmd",
+               "Write the repository exactly as it was after a part, and say what that part was."),
+    "report": ("report_cmds:report_cmd",
+               "Write one run as a self-contained HTML page: header, plots, paged transcript, diffs."),
+    "rescore": ("rescore_cmds:rescore_cmd",
+                "Run a scorer on the reconstructed trees of old runs; record each result as a new event."),
+    "run": ("capture_cmds:run_cmd", "Run an agent COMMAND (after `--`) and capture it part by part."),
+    "scores": ("rescore_cmds:scores_cmd", "Show a run's re-scoring results: the score over its parts, per scorer."),
+    "show": ("runs:show_cmd", "Show one run: identity, status, counts, parts."),
+    "verify": ("runs:verify_cmd", "Check every frame and blob of one run (or all)."),
+}
+"""Command name → (``module:function`` in this package, the first paragraph of its help)."""
 
 
 class Context:
@@ -22,11 +59,14 @@ class Context:
 
     def __init__(self, store_path: str):
         self.store_path = os.path.expanduser(store_path)
-        self._store: Store | None = None
+        self._store = None
 
     @property
-    def store(self) -> Store:
+    def store(self):
+        """The :class:`agtrace.eventlog.Store` at ``store_path`` (opened on first use)."""
         if self._store is None:
+            from agtrace.eventlog import Store
+
             self._store = Store(self.store_path)
         return self._store
 
@@ -38,18 +78,34 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-class UserError(click.ClickException):
-    """A failure to report without a traceback; ``exit_code`` says which kind."""
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use, from :data:`COMMANDS`."""
 
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
 
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            module, _, function = COMMANDS[name][0].partition(":")
+            self.add_command(getattr(import_module(f".{module}", __package__), function), name)
+        return self.commands.get(name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help``, from the table's help (as click formats it) without
+        importing a command."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(n, short_help(n, limit)) for n in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def short_help(name: str, limit: int) -> str:
+    """What ``agtrace --help`` shows for command ``name`` in ``limit`` columns."""
+    return click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--store",
     envvar="AGTRACE_HOME",
@@ -65,57 +121,23 @@ def cli(ctx: click.Context, store: str) -> None:
     Capture every part, tool call, test and token of an agent run with the repository state
     after each part; replay any part offline; verify, list and export runs.
     """
+    global _store_path
     ctx.obj = Context(store)
+    _store_path = ctx.obj.store_path
     ctx.call_on_close(ctx.obj.close)
 
 
-def _register() -> None:
-    from . import (
-        capture_cmds,
-        export_cmds,
-        import_cmds,
-        metrics_cmds,
-        remote_cmds,
-        replay_cmds,
-        report_cmds,
-        rescore_cmds,
-        runs,
-    )
-
-    for module in (runs, capture_cmds, replay_cmds, metrics_cmds, rescore_cmds, import_cmds,
-                   remote_cmds, export_cmds, report_cmds):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
-
-
-def map_error(exc: BaseException) -> UserError | None:
-    """The one place foreign and library exceptions become CLI errors."""
-    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent)):
-        return UserError(str(exc), 2)
-    if isinstance(exc, EventlogError):
-        return UserError(str(exc), 1)
-    from agtrace.capture import CaptureError
-    from agtrace.replay import ReplayError
-
-    if isinstance(exc, (CaptureError, ReplayError)):
-        return UserError(str(exc), 1)
-    if isinstance(exc, PermissionError):
-        return UserError(f"{exc}; check the permissions of the store directory", 1)
-    if isinstance(exc, OSError) and exc.errno == 28:
-        return UserError(f"{exc}; free some disk space and retry — events already stored are intact", 1)
-    return None
+_store_path = os.path.expanduser(os.environ.get("AGTRACE_HOME") or DEFAULT_STORE)
+"""The store of this invocation, for error messages (set once the options are parsed)."""
 
 
 def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
-    """Entry point of the ``agtrace`` console script."""
+    """Entry point of the ``agtrace`` console script; the CLI's error boundary."""
     try:
         cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -124,10 +146,10 @@ def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(0)
-    except Exception as exc:  # noqa: BLE001 - the single boundary
-        mapped = map_error(exc)
-        if mapped is None:
+    except Exception as exc:  # noqa: BLE001 - the one boundary (see errors.py)
+        if os.environ.get("AGTRACE_DEBUG"):
             raise
+        mapped = map_error(exc, _store_path)
         mapped.show()
         sys.exit(mapped.exit_code)
     sys.exit(0)
@@ -136,3 +158,9 @@ def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
 def replay_main() -> None:
     """Entry point of the ``replay`` console script: ``agtrace replay``."""
     main(["replay", *sys.argv[1:]], prog_name="replay")
+
+
+if __name__ == "__main__":  # python -m agtrace.cli.main: run the installed module, not a copy
+    from agtrace.cli.main import main as installed_main
+
+    installed_main()

@@ -7,17 +7,13 @@ import json
 import sys
 
 import click
-import msgspec
 
 from agtrace.eventlog import part_metrics, run_metrics
-from agtrace.replay.diff import diff_parts
+from agtrace.replay import diff_parts
 
-from .main import UserError, pass_ctx
-from .output import clock, duration, shorten, table
-
-
-def _echo_json(data) -> None:
-    click.echo(msgspec.json.encode(data).decode())
+from .errors import UserError
+from .main import pass_ctx
+from .output import clock, duration, echo_json, shorten, table
 
 
 def _write_csv(rows: list[dict]) -> None:
@@ -53,7 +49,7 @@ def metrics_cmd(ctx, run: str, per_part: bool, as_json: bool, as_csv: bool) -> N
     if per_part:
         rows = [p.to_dict() for p in part_metrics(store, run_id)]
         if as_json:
-            _echo_json(rows)
+            echo_json(rows)
         elif as_csv:
             _write_csv(rows)
         else:
@@ -68,7 +64,7 @@ def metrics_cmd(ctx, run: str, per_part: bool, as_json: bool, as_csv: bool) -> N
         return
     data = m.to_dict()
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     if as_csv:
         _write_csv([data])
@@ -118,7 +114,7 @@ def diff_cmd(ctx, run: str, a: str, b: str, paths: tuple[str, ...], stat: bool, 
     run_id = store.resolve(run)
     d = diff_parts(store, run_id, a, b, list(paths) or None, patches=not (stat or name_only))
     if as_json:
-        _echo_json(d.to_dict())
+        echo_json(d.to_dict())
     elif name_only:
         click.echo(d.name_only(), nl=False)
     elif stat:
@@ -142,6 +138,3 @@ def _echo_patch(text: str) -> None:
             click.secho(line, fg="red")
         else:
             click.echo(line)
-
-
-COMMANDS: list = [metrics_cmd, diff_cmd]

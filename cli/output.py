@@ -1,6 +1,6 @@
-"""How the CLI shows things to people: one-line event summaries, tables, times, progress.
+"""How the CLI shows things: one-line event summaries, tables, times, progress, and JSON.
 
-Machine output (``--json``) never goes through here: it is the library's data, encoded as is.
+Machine output (``--json``) is the library's data, encoded as is by :func:`echo_json`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 import click
+import msgspec
 
 from agtrace.eventlog import Record, UnknownEvent, to_builtins
 
@@ -34,6 +35,11 @@ _SUMMARY_FIELDS = {
     "scored": ("scorer", "value", "passed", "total", "status"),
     "run_ended": ("status", "reason", "exit_code"),
 }
+
+
+def echo_json(data) -> None:
+    """Print ``data`` as one line of JSON on stdout (the ``--json`` output of every command)."""
+    click.echo(msgspec.json.encode(data).decode())
 
 
 def clock(ts_ns: int | None) -> str:

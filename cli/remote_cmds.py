@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import click
-import msgspec
 
-from agtrace.eventlog.remote import remote_for
-from agtrace.eventlog.sync import pull, push, remote_run_ids
+from agtrace.eventlog import pull, push, remote_for, remote_run_ids
 
-from .main import UserError, pass_ctx
-from .output import progress
+from .errors import UserError
+from .main import pass_ctx
+from .output import echo_json, progress
 
 _REMOTE = click.option(
     "--remote", "remote_url", envvar="AGTRACE_REMOTE", default=None, metavar="URL",
@@ -50,7 +49,7 @@ def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     with _remote(remote_url) as remote, progress("pushing") as update:
         report = push(store, remote, ids, progress=update)
     if as_json:
-        click.echo(msgspec.json.encode(report.to_dict()).decode())
+        echo_json(report.to_dict())
         return
     click.echo(
         f"pushed {len(report.runs)} run(s) to {remote.url}: {report.uploaded} uploaded "
@@ -89,7 +88,7 @@ def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
             ids = [_resolve_remote(remote, r) for r in ids]
         report = pull(store, remote, ids, progress=update)
     if as_json:
-        click.echo(msgspec.json.encode(report.to_dict()).decode())
+        echo_json(report.to_dict())
     else:
         click.echo(
             f"pulled {len(report.runs)} run(s) from {remote.url}: {report.downloaded} downloaded "
@@ -99,6 +98,3 @@ def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
             click.echo(f"problem: {problem}", err=True)
     if not report.ok:
         raise UserError(f"{len(report.problems)} object(s) could not be pulled; see above. Pulling again retries them")
-
-
-COMMANDS: list = [push_cmd, pull_cmd]

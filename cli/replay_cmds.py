@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import click
-import msgspec
 
-from agtrace.replay.workspace import materialize, resolve_part
+from agtrace.replay import materialize, resolve_part
 
-from .main import UserError, pass_ctx
+from .errors import UserError
+from .main import pass_ctx
+from .output import echo_json
 
 
 def _parse_time(value: str) -> int:
@@ -57,7 +58,7 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_line
     out = out or f"{run_id[:10]}-part-{n}"
     view = materialize(store, run_id, n, out, force=force)
     if as_json:
-        click.echo(msgspec.json.encode(view.to_dict()).decode())
+        echo_json(view.to_dict())
         return
     click.echo(f"part {view.part} of {run_id}: {view.kind} {view.title}".rstrip())
     if view.command:
@@ -84,7 +85,7 @@ def _print_transcript(store, run_id: str, part: int | None, max_lines: int, as_j
     import sys
 
     from agtrace.eventlog import record_to_json
-    from agtrace.replay.transcript import render_text, transcript_entries, transcript_records
+    from agtrace.replay import render_text, transcript_entries, transcript_records
 
     records = transcript_records(store, run_id, part)
     if as_json:
@@ -111,6 +112,3 @@ def _print_transcript(store, run_id: str, part: int | None, max_lines: int, as_j
             console.print(Padding(Text(e.body), (0, 0, 0, 7)))
         if e.note:
             console.print(Padding(Text(f"({e.note})", style="dim italic"), (0, 0, 0, 7)))
-
-
-COMMANDS = [replay_cmd]

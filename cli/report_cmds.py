@@ -7,13 +7,13 @@ import webbrowser
 from pathlib import Path
 
 import click
-import msgspec
 
-from agtrace.replay.compare import COLUMNS, compare_runs
-from agtrace.replay.report import render_report
+from agtrace.replay import COMPARE_COLUMNS as COLUMNS
+from agtrace.replay import compare_runs, render_report
 
-from .main import UserError, pass_ctx
-from .output import progress, table
+from .errors import UserError
+from .main import pass_ctx
+from .output import echo_json, progress, table
 
 
 def _write(path: str, text: str) -> int:
@@ -48,7 +48,7 @@ def report_cmd(ctx, run, out, open_, as_json) -> None:
     size = _write(out, text)
     path = str(Path(out).resolve())
     if as_json:
-        click.echo(msgspec.json.encode({"path": path, "bytes": size}).decode())
+        echo_json({"path": path, "bytes": size})
     else:
         click.echo(f"wrote the report of {run_id} to {out} ({size / 1024:,.0f} KiB)")
     if open_:
@@ -71,12 +71,12 @@ def compare_cmd(ctx, runs, out, as_json) -> None:
         comparison = compare_runs(store, run_ids, progress=update)
     rows = comparison.rows
     if as_json and not out:
-        click.echo(msgspec.json.encode(rows).decode())
+        echo_json(rows)
         return
     out = out or f"compare-{run_ids[0][:10]}-{len(run_ids)}.html"
     size = _write(out, comparison.html())
     if as_json:
-        click.echo(msgspec.json.encode(rows).decode())
+        echo_json(rows)
         return
     keys = [k for k, _ in COLUMNS if k in ("id", "agent", "model", "status", "parts", "duration_s", "tokens",
                                               "cost_usd", "tests_final_passed", "tests_final_total",
@@ -93,6 +93,3 @@ def _short(key: str, value) -> str:
     if key == "cost_usd":
         return f"${value:.4f}"
     return str(value)
-
-
-COMMANDS = [report_cmd, compare_cmd]

@@ -1,20 +1,19 @@
 """Commands: agtrace rescore, scores.
 
-The CLI picks the sandbox (capture's ``LocalSandbox``) and injects it into
-``agtrace.replay.rescoring.rescore``; a Modal sandbox plugs in here later.
+The CLI picks the sandbox (capture's ``LocalSandbox``, or ``ModalScorer`` with ``--backend
+modal``) and injects it into :func:`agtrace.replay.rescore`.
 """
 
 from __future__ import annotations
 
 import click
-import msgspec
 
-from agtrace.capture import LocalSandbox, ModalScorer
-from agtrace.replay import OUTPUT_PARSERS, ResultSpec
-from agtrace.replay.rescoring import PARTS, rescore, scores, select_runs
+from agtrace.capture import LocalSandbox
+from agtrace.replay import OUTPUT_PARSERS, PARTS, ResultSpec, rescore, scores, select_runs
 
-from .main import UserError, pass_ctx
-from .output import duration, progress, shorten, table
+from .errors import UserError
+from .main import pass_ctx
+from .output import duration, echo_json, progress, shorten, table
 from .runs import parse_tags
 
 
@@ -130,7 +129,10 @@ def rescore_cmd(
     """
     store = ctx.store
     spec = _result_spec(parser, junit, json_result, regex)
-    run_ids = select_runs(store, runs, all_runs=all_runs, where=parse_tags(where))
+    try:
+        run_ids = select_runs(store, runs, all_runs=all_runs, where=parse_tags(where))
+    except ValueError as exc:
+        raise UserError(str(exc), 2) from None
     with progress(f"rescoring ({name})", enabled=not as_json) as update:
         report = rescore(
             store,
@@ -145,7 +147,7 @@ def rescore_cmd(
             progress=update,
         )
     if as_json:
-        click.echo(msgspec.json.encode(report.to_dict()).decode())
+        echo_json(report.to_dict())
         return
     click.echo(
         f"{name} ({report.scorer_digest[:12]}) on {len(report.runs)} run(s), {report.selected} part(s): "
@@ -165,7 +167,7 @@ def scores_cmd(ctx, run, name, as_json) -> None:
     run_id = store.resolve(run)
     rows = scores(store, run_id, name)
     if as_json:
-        click.echo(msgspec.json.encode(rows).decode())
+        echo_json(rows)
         return
     if not rows:
         click.echo(
@@ -198,8 +200,7 @@ def scores_cmd(ctx, run, name, as_json) -> None:
 def _sandbox(backend: str):
     """The sandbox the scorer runs in, injected into replay's rescore."""
     if backend == "modal":
+        from agtrace.capture import ModalScorer
+
         return ModalScorer()
     return LocalSandbox()
-
-
-COMMANDS = [rescore_cmd, scores_cmd]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import click
-import msgspec
 
 from agtrace.eventlog import (
     END_STATUSES,
@@ -17,12 +16,9 @@ from agtrace.eventlog import (
     record_to_json,
 )
 
-from .main import UserError, pass_ctx
-from .output import clock, duration, progress, shorten, summary, table, warn
-
-
-def _echo_json(data) -> None:
-    click.echo(msgspec.json.encode(data).decode())
+from .errors import UserError
+from .main import pass_ctx
+from .output import clock, duration, echo_json, progress, shorten, summary, table, warn
 
 
 @click.command("ls")
@@ -41,7 +37,7 @@ def _echo_json(data) -> None:
 @pass_ctx
 def ls_cmd(ctx, as_json: bool, limit: int | None, agent, model, status, since, tags, sort, reverse) -> None:
     """List runs: id, agent, model, status, parts, tokens, duration, started."""
-    from agtrace.replay.listing import list_runs, parse_since
+    from agtrace.replay import list_runs, parse_since
 
     try:
         since_ns = parse_since(since) if since else None
@@ -50,7 +46,7 @@ def ls_cmd(ctx, as_json: bool, limit: int | None, agent, model, status, since, t
     runs = list_runs(ctx.store, agent=agent, model=model, status=status, since_ns=since_ns,
                      tags=parse_tags(tags), sort=sort, reverse=reverse, limit=limit)
     if as_json:
-        _echo_json([r.to_dict() for r in runs])
+        echo_json([r.to_dict() for r in runs])
         return
     if not runs:
         filtered = any((agent, model, status, since, tags))
@@ -90,7 +86,7 @@ def show_cmd(ctx, run: str, as_json: bool) -> None:
         source=started.source,
     )
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     for problem in info.projection_errors:
         warn(problem)
@@ -151,7 +147,7 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
     with progress("verifying") as update:
         report = store.verify(run_id, progress=update)
     if as_json:
-        _echo_json({"ok": report.ok, **{k: getattr(report, k) for k in ("runs", "segments", "frames", "events", "blobs", "problems")}})
+        echo_json({"ok": report.ok, **{k: getattr(report, k) for k in ("runs", "segments", "frames", "events", "blobs", "problems")}})
     else:
         click.echo(f"{report.runs} runs, {report.segments} segments, {report.frames} frames, "
                    f"{report.events} events, {report.blobs} blob references checked")
@@ -175,7 +171,7 @@ def reindex_cmd(ctx, as_json: bool) -> None:
     names = [p.name for p in store.projections]
     errors = [str(e) for e in store.catalog.errors()]
     if as_json:
-        _echo_json({"runs": n, "projections": names, "projection_errors": errors})
+        echo_json({"runs": n, "projections": names, "projection_errors": errors})
         return
     click.echo(f"reindexed {n} runs ({', '.join(names)})")
     for problem in errors:
@@ -202,7 +198,7 @@ def new_cmd(ctx, agent, model, task, task_id, tags, parent, as_json) -> None:
     writer = store.create_run(started, durability="strict")
     store.close_writer(writer)
     if as_json:
-        _echo_json({"id": writer.run_id})
+        echo_json({"id": writer.run_id})
     else:
         click.echo(writer.run_id)
 
@@ -242,7 +238,7 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     finally:
         store.close_writer(writer)
     if as_json:
-        _echo_json({"id": run_id, "appended": stored, "first_seq": first, "last_seq": first + stored - 1})
+        echo_json({"id": run_id, "appended": stored, "first_seq": first, "last_seq": first + stored - 1})
     else:
         click.echo(f"appended {stored} events to {run_id}", err=True)
 
@@ -263,7 +259,7 @@ def close_cmd(ctx, run: str, status: str, reason: str, as_json: bool) -> None:
     finally:
         store.close_writer(writer)
     if as_json:
-        _echo_json({"id": run_id, "status": status, "seq": ack.seq})
+        echo_json({"id": run_id, "status": status, "seq": ack.seq})
     else:
         click.echo(f"{run_id} {status}")
 
@@ -287,6 +283,3 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
             raise UserError(f"tag {tag!r} is not KEY=VALUE", 2)
         out[key] = value
     return out
-
-
-COMMANDS = [ls_cmd, show_cmd, log_cmd, verify_cmd, reindex_cmd, new_cmd, append_cmd, close_cmd]

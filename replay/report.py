@@ -29,7 +29,6 @@ import msgspec
 from agtrace.eventlog import (
     ErrorOccurred,
     FileChanged,
-    GitStore,
     LineLogged,
     MessageAdded,
     ModelCalled,
