@@ -70,8 +70,7 @@ def map_error(exc: BaseException, store_path: str = "the store") -> UserError:
 
 def _sqlite_message(exc: sqlite3.Error, catalog: str) -> str:
     text = str(exc)
-    rebuild = (f"the catalog is derived from the event logs, which are intact: move it away "
-               f"(mv {catalog} {catalog}.bad) and run `agtrace reindex` to rebuild it")
+    rebuild = "it is derived from the event logs, which are intact: rebuild it with `agtrace reindex`"
     if "locked" in text or "busy" in text:
         return (f"the catalog {catalog} is locked by another agtrace process ({text}); wait for it "
                 "to finish and retry")
@@ -80,6 +79,9 @@ def _sqlite_message(exc: sqlite3.Error, catalog: str) -> str:
     if "disk I/O" in text:
         return (f"disk I/O error on the catalog {catalog} ({text}); check the disk and free space, "
                 "then retry; if it persists, " + rebuild)
+    if "unable to open" in text:
+        return (f"cannot open the catalog {catalog} ({text}); it must be a file agtrace may write, in a "
+                "writable directory: check what is at that path and its permissions")
     if "readonly" in text or "read-only" in text:
         return f"the catalog {catalog} cannot be written ({text}); check its permissions and the filesystem"
     return f"the catalog {catalog} failed: {text} ({type(exc).__name__}); {rebuild}"
@@ -106,10 +108,28 @@ _ERRNO_HINTS = {
 def _os_message(exc: OSError, store_path: str) -> str:
     path = exc.filename if exc.filename is not None else store_path
     what = exc.strerror or str(exc)
-    hint = _ERRNO_HINTS.get(exc.errno)
+    code = exc.errno
+    if code in (errno.EEXIST, errno.ENOTDIR):
+        blocker = _file_in_the_way(str(path))
+        if blocker is not None:
+            return (f"{what}: {path}; {blocker} is a file where a directory should be: move it away "
+                    "or pick another path")
+    hint = _ERRNO_HINTS.get(code)
     if hint is None:
         return f"{what}: {path} ({type(exc).__name__}); check the path and retry"
     return f"{what}: {path}; {hint.format(path=path)}"
+
+
+def _file_in_the_way(path: str) -> str | None:
+    """The path itself or its nearest ancestor that exists and is not a directory, if any."""
+    current = os.path.abspath(path)
+    while True:
+        if os.path.lexists(current):
+            return None if os.path.isdir(current) else current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
 
 
 def _decoding_messages():

@@ -1,0 +1,173 @@
+"""The CLI's one error boundary (``cli/errors.py``): the real ``agtrace`` driven into each failure
+it can reach for real must exit non-zero, print no traceback and name the cause.
+
+Tests run as root, so "permission denied" cannot be provoked with file modes; the situations a
+test cannot make for real (a full disk, an I/O error) are checked on the mapping function with
+the exceptions Python itself raises for them.
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import subprocess
+
+import pytest
+
+from .conftest import run_agtrace
+
+
+def _fails_cleanly(proc: subprocess.CompletedProcess, *causes: str, exit_code: int | None = None) -> str:
+    err = proc.stderr.decode()
+    assert proc.returncode != 0, (proc.returncode, err)
+    if exit_code is not None:
+        assert proc.returncode == exit_code, (proc.returncode, err)
+    assert "Traceback" not in err, err
+    assert err.startswith("error: "), err
+    for cause in causes:
+        assert cause in err, (cause, err)
+    return err
+
+
+def _new_run(store) -> str:
+    return run_agtrace(["new", "--agent", "t"], store, check=True).stdout.decode().strip()
+
+
+def test_a_catalog_replaced_by_garbage(tmp_path):
+    store = tmp_path / "s"
+    run = _new_run(store)
+    (store / "catalog.db").write_bytes(b"this is not sqlite\n" * 100)
+    for args in (["ls"], ["ls", "--json"], ["show", run]):
+        err = _fails_cleanly(run_agtrace(args, store), "catalog", "damaged", "not a database", exit_code=1)
+        assert "`agtrace reindex`" in err and str(store / "catalog.db") in err
+    run_agtrace(["reindex"], store, check=True)  # what the message says to do works
+    assert run in run_agtrace(["ls"], store, check=True).stdout.decode()
+
+
+def test_a_directory_where_the_catalog_file_belongs(tmp_path):
+    store = tmp_path / "s"
+    (store / "catalog.db").mkdir(parents=True)
+    _fails_cleanly(run_agtrace(["ls"], store), "cannot open the catalog", str(store / "catalog.db"))
+
+
+def test_a_file_where_the_store_directory_belongs(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _fails_cleanly(run_agtrace(["ls"], blocker), str(blocker), "not a directory")
+    err = _fails_cleanly(run_agtrace(["new"], blocker / "sub" / "store"), "Not a directory")
+    assert f"{blocker} is a file where a directory should be" in err
+
+
+def test_a_file_where_the_runs_directory_belongs(tmp_path):
+    store = tmp_path / "s"
+    _new_run(store)
+    runs = store / "runs"
+    for child in runs.iterdir():
+        subprocess.run(["rm", "-rf", str(child)], check=True)
+    runs.rmdir()
+    runs.write_text("in the way")
+    err = _fails_cleanly(run_agtrace(["new"], store), str(runs))
+    assert "is a file where a directory should be" in err
+
+
+def test_a_bad_json_line_names_its_line(tmp_path):
+    store = tmp_path / "s"
+    run = _new_run(store)
+    payload = b'{"kind":"message_added","role":"user","text":"ok"}\n{"kind": "message_added", "role": \n'
+    _fails_cleanly(run_agtrace(["append", run], store, input=payload), "line 2", exit_code=2)
+
+
+def test_a_deeply_nested_json_line(tmp_path):
+    store = tmp_path / "s"
+    run = _new_run(store)
+    depth = 200_000
+    line = b'{"kind":"message_added","role":"user","x":' + b"[" * depth + b"]" * depth + b"}\n"
+    _fails_cleanly(run_agtrace(["append", run], store, input=line), "nested too deeply", exit_code=2)
+
+
+@pytest.mark.parametrize("field", ['"ts": 100000000000000000000000000000',
+                                   '"part": 100000000000000000000000000000',
+                                   '"exit_code": -100000000000000000000000000000'])
+def test_a_huge_integer(tmp_path, field):
+    store = tmp_path / "s"
+    run = _new_run(store)
+    line = b'{"kind":"tool_returned","call_id":"c1",' + field.encode() + b"}\n"
+    err = _fails_cleanly(run_agtrace(["append", run], store, input=line), exit_code=2)
+    assert "too large" in err or "out of range" in err or "line 1" in err, err
+    # the run is still usable afterwards: its lock was released
+    ok = b'{"kind":"message_added","role":"user","text":"after"}\n'
+    run_agtrace(["append", run], store, input=ok, check=True)
+
+
+def test_input_that_is_not_utf8(tmp_path):
+    store = tmp_path / "s"
+    run = _new_run(store)
+    line = b'{"kind":"message_added","role":"user","text":"\xff\xfe"}\n'
+    _fails_cleanly(run_agtrace(["append", run], store, input=line), "line 1", "UTF-8", exit_code=2)
+
+
+def test_an_unknown_run_and_a_bad_option(tmp_path):
+    store = tmp_path / "s"
+    _new_run(store)
+    _fails_cleanly(run_agtrace(["show", "ZZZZZZ"], store), "ZZZZZZ", exit_code=2)
+    proc = run_agtrace(["ls", "--no-such-option"], store)
+    assert proc.returncode == 2 and b"Traceback" not in proc.stderr and b"no-such-option" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_catalog_locked_by_another_process(tmp_path):
+    """Waits out the catalog's 30 s busy timeout, hence slow."""
+    store = tmp_path / "s"
+    _new_run(store)
+    holder = sqlite3.connect(store / "catalog.db", isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE IF NOT EXISTS held (x)")
+    try:
+        _fails_cleanly(run_agtrace(["new"], store, timeout=180), "locked by another agtrace process",
+                       exit_code=1)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+# -- what a test cannot provoke for real: the mapping itself --------------------------------------
+
+
+def _mapped(exc: BaseException):
+    from agtrace.cli.errors import map_error
+
+    error = map_error(exc, "/store")
+    return error.exit_code, error.format_message()
+
+
+@pytest.mark.parametrize("exc, expect", [
+    (OSError(errno.ENOSPC, "No space left on device", "/store/runs/x/events"), "free some space"),
+    (OSError(errno.EACCES, "Permission denied", "/store/catalog.db"), "check the permissions of /store/catalog.db"),
+    (OSError(errno.EROFS, "Read-only file system", "/store"), "read-only"),
+    (OSError(errno.EIO, "Input/output error", "/store/runs/x"), "check the disk"),
+    (OSError(errno.EMFILE, "Too many open files"), "ulimit -n"),
+    (sqlite3.OperationalError("disk I/O error"), "check the disk"),
+    (sqlite3.OperationalError("database is locked"), "locked by another agtrace process"),
+    (sqlite3.DatabaseError("database disk image is malformed"), "agtrace reindex"),
+    (MemoryError(), "out of memory"),
+    (ValueError("boom"), "internal error (ValueError: boom)"),
+])
+def test_the_mapping_of_failures_tests_cannot_provoke(exc, expect):
+    exit_code, message = _mapped(exc)
+    assert exit_code == 1 and expect in message, message
+
+
+def test_debug_shows_the_traceback_of_a_bug(tmp_path):
+    store = tmp_path / "s"
+    (store / "catalog.db").mkdir(parents=True)
+    proc = run_agtrace(["ls"], store, env={"AGTRACE_DEBUG": "1"})
+    assert proc.returncode != 0 and b"Traceback" in proc.stderr
+
+
+def test_json_errors_keep_stdout_clean(tmp_path):
+    store = tmp_path / "s"
+    _new_run(store)
+    (store / "catalog.db").write_bytes(b"garbage" * 100)
+    proc = run_agtrace(["ls", "--json"], store)
+    assert proc.returncode == 1 and proc.stdout == b"" and proc.stderr.startswith(b"error: ")
