@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
-import sqlite3
+import sys
 
 import click
 
@@ -55,7 +55,8 @@ def map_error(exc: BaseException, store_path: str = "the store") -> UserError:
         return UserError(str(exc), EXIT_BAD_INPUT)
     if isinstance(exc, (EventlogError, CaptureError, ReplayError)):
         return UserError(str(exc))
-    if isinstance(exc, sqlite3.Error):
+    sqlite3 = sys.modules.get("sqlite3")  # not imported: the error cannot be one of its
+    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
         return UserError(_sqlite_message(exc, os.path.join(store_path, "catalog.db")))
     if isinstance(exc, OSError):
         return UserError(_os_message(exc, store_path))
@@ -68,7 +69,7 @@ def map_error(exc: BaseException, store_path: str = "the store") -> UserError:
     )
 
 
-def _sqlite_message(exc: sqlite3.Error, catalog: str) -> str:
+def _sqlite_message(exc: Exception, catalog: str) -> str:
     text = str(exc)
     rebuild = "it is derived from the event logs, which are intact: rebuild it with `agtrace reindex`"
     if "locked" in text or "busy" in text:

@@ -31,8 +31,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -41,6 +41,9 @@ from .errors import RunClosed
 from .events import Event, PartEnded, RunEnded, RunStarted
 from .lock import RunLock
 from .recovery import recover_stream
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 DURABILITY = ("strict", "normal", "off")
 SYNC_INTERVAL_S = 0.2
@@ -232,6 +235,8 @@ class RunWriter:
         first = self._framed + 1
         self._framed += len(items)
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # only writers of full frames need it
+
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="agtrace-compress")
         batch = codec.encode_batch(items)
         self._inflight.append((first, items, self._pool.submit(segment.encode_frame, first, batch)))
