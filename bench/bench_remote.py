@@ -3,7 +3,7 @@
 Measured in one run, on the same store: one run with one large segment (multipart path) and one
 run of many small segments (per-object overhead), incompressible payloads so sizes are honest.
 
-* push MB/s and pull MB/s (``agtrace.eventlog.sync.push`` / ``pull``: digests, listing,
+* push MB/s and pull MB/s (``agtrace.eventlog.push`` / ``pull``: digests, listing,
   conditional puts with Content-MD5, frame checks on pull, catalog sync);
 * baseline, per remote, measured on the same bytes in the same run: a plain copy — boto3's
   ``upload_file`` / ``download_file`` for S3, ``shutil.copyfile`` + fsync for file:// — so the

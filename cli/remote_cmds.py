@@ -1,4 +1,4 @@
-"""Commands: agtrace push, pull — glue around :func:`agtrace.eventlog.sync.push` and ``pull``."""
+"""Commands: agtrace push, pull — glue around :func:`agtrace.eventlog.push` and ``pull``."""
 
 from __future__ import annotations
 

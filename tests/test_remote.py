@@ -432,9 +432,7 @@ def test_killed_push_resumes(backend, tmp_path):
 SHIP_CHILD = textwrap.dedent("""
     import os, sys, time
     from agtrace.eventlog import Store, RunStarted, LineLogged, PartEnded
-    from agtrace.eventlog.writer import RunWriter
-    from agtrace.eventlog.remote import remote_for
-    from agtrace.eventlog.sync import RemoteShipper
+    from agtrace.eventlog import RemoteShipper, RunWriter, remote_for
     store = Store(sys.argv[1])
     run_id = sys.argv[3]
     (store.runs_dir / run_id).mkdir()
