@@ -42,11 +42,3 @@ def derived_run_id(started_ns: int, key: str) -> str:
 def looks_like_run_id(text: str) -> bool:
     """True if ``text`` could be a run id or a prefix of one."""
     return bool(text) and len(text) <= 26 and all(c in _ALPHABET for c in text.upper())
-
-
-def started_ms(run_id: str) -> int:
-    """The millisecond timestamp encoded in a run id."""
-    value = 0
-    for c in run_id[:10].upper():
-        value = value * 32 + _ALPHABET.index(c)
-    return value

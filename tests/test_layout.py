@@ -216,9 +216,9 @@ def _isort_key(name: str) -> tuple[int, str]:
 
 def _literal_all(path: Path) -> tuple[int, list[str]] | None:
     for node in _tree(path).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
-            if isinstance(node.value, (ast.List, ast.Tuple)):
-                return node.lineno, [ast.literal_eval(e) for e in node.value.elts]
+        if (isinstance(node, ast.Assign) and isinstance(node.value, (ast.List, ast.Tuple))
+                and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)):
+            return node.lineno, [ast.literal_eval(e) for e in node.value.elts]
     return None
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -279,13 +279,6 @@ def detect(path: Path, importers: dict[str, Importer]) -> Importer:
             continue
     known = ", ".join(sorted(importers))
     raise UnknownFormat(f"{path}: format not recognised; pass --format (one of: {known})")
-
-
-def file_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line number, line)`` of a text file, 1-based, without the newline; bytes kept verbatim."""
-    with open(path, "rb") as fh:
-        for n, line in enumerate(fh, 1):
-            yield n, line.rstrip(b"\r\n")
 
 
 def stat_key(path: Path) -> str:

@@ -143,7 +143,7 @@ class _Item:
             text = (path / "claude_code_stdout.txt").read_text(errors="replace").strip()
             if text.startswith("{"):
                 self.claude = _load_json(path / "claude_code_stdout.txt")
-        self.traj, self.traj_text = (load_trajectory(path / "trajectory.json") if "trajectory.json" in names
+        self.traj, _ = (load_trajectory(path / "trajectory.json") if "trajectory.json" in names
                                      else ({}, ""))
         self.prediction: dict = {}
         if "prediction.jsonl" in names:

@@ -30,7 +30,6 @@ class RemoteShipper:
         self.roll = roll
         self.report = PushReport(runs=[run_id])
         self.last_error: EventlogError | None = None
-        self.pushes = 0
         self._state = PushState()
         self._stop = threading.Event()
         self._mu = threading.Lock()
@@ -60,7 +59,6 @@ class RemoteShipper:
         with self._mu:
             report = push_run(self.store, self.remote, self.run_id, self._state, manifest=manifest)
             self.report.add(report)
-            self.pushes += 1
             self.last_error = None
             return report
 
