@@ -15,9 +15,11 @@ Evolution rules (normative, see ``docs/format.md``):
 Large text (tool output, raw records) may live in the blob store: ``*_blob`` fields hold the
 sha256 address of the full content while the inline field keeps a prefix.
 
-The run's lifecycle, workspace and evidence events are defined here, the conversation's (turns,
-messages, reasoning, tool and model calls) in ``conversation.py``, the base and the envelope in
-``envelope.py``; this module holds the union of them all and re-exports every name.
+The run's lifecycle and evidence events (tests, usage, scores, output lines, raw records, errors)
+are defined here, the conversation's (turns, messages, reasoning, tool and model calls) in
+``conversation.py``, the workspace's (file changes, snapshots) in ``workspace.py``, the base and
+the envelope in ``envelope.py``; this module holds the union of them all and re-exports every
+name.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .conversation import (
     TurnStarted,
 )
 from .envelope import Event, Record, UnknownEvent, kind_of
+from .workspace import Excluded, FileChanged, SnapshotTaken
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -78,20 +81,6 @@ class TestCase(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     outcome: str
     duration_ms: float | None = None
     message: str = ""
-
-
-class Excluded(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A path a snapshot left out by policy.
-
-    Attributes:
-        path: workdir-relative path.
-        reason: ``size``, ``pattern`` or ``nested_git`` (and future reasons).
-        size: the file's size in bytes, when known.
-    """
-
-    path: str
-    reason: str
-    size: int | None = None
 
 
 class RunStarted(Event, tag="run_started"):
@@ -140,26 +129,6 @@ class RunStarted(Event, tag="run_started"):
     heartbeat_s: float | None = None
     source: str = ""
     source_version: str = ""
-
-
-class FileChanged(Event, tag="file_changed"):
-    """A file was added, modified, deleted or renamed.
-
-    Attributes:
-        path: workdir-relative path after the change.
-        change: ``add``, ``modify``, ``delete`` or ``rename``.
-        old_path: the path before a rename.
-        origin: ``agent`` when the agent reported it, ``snapshot`` when computed from trees.
-        lines_added: added lines (text files, when computed from trees).
-        lines_removed: removed lines.
-    """
-
-    path: str
-    change: str
-    old_path: str = ""
-    origin: str = "snapshot"
-    lines_added: int | None = None
-    lines_removed: int | None = None
 
 
 class TestsRan(Event, tag="tests_ran"):
@@ -221,38 +190,6 @@ class UsageReported(Event, tag="usage_reported"):
     cost_usd: float | None = None
     request_id: str = ""
     cumulative: Usage | None = None
-
-
-class SnapshotTaken(Event, tag="snapshot_taken"):
-    """The workspace tree was recorded in the run's shadow repository.
-
-    Attributes:
-        tree_id: git tree id of the workspace.
-        commit_id: the shadow repository's commit holding the tree.
-        added: paths added since the previous snapshot.
-        modified: paths modified since the previous snapshot.
-        deleted: paths deleted since the previous snapshot.
-        lines_added: text lines added since the previous snapshot.
-        lines_removed: text lines removed.
-        excluded: paths left out by policy.
-        policy: the snapshot policy in force (size limit, patterns).
-        part_ended_ts: wall clock (ns) when the part completed, to compare with the envelope ts.
-        duration_ms: time the snapshot took.
-        final: true for the snapshot taken when the run ended.
-    """
-
-    tree_id: str
-    commit_id: str = ""
-    added: list[str] = []
-    modified: list[str] = []
-    deleted: list[str] = []
-    lines_added: int = 0
-    lines_removed: int = 0
-    excluded: list[Excluded] = []
-    policy: dict[str, Any] = {}
-    part_ended_ts: int | None = None
-    duration_ms: float | None = None
-    final: bool = False
 
 
 class PartEnded(Event, tag="part_ended"):
