@@ -6,7 +6,7 @@ libgit2 does not offer with git's semantics: copying a commit out of another rep
 fetch`` of a local path: the other repository is only read, through ``rev-parse`` and
 ``upload-pack``) and applying a unified diff as ``git apply`` does (exact context, binary
 patches, renames and modes) to a tree, through a temporary index. Everything else goes through
-pygit2 in ``repository.py``; `GitStore` gets them from :class:`BundleMixin`.
+pygit2 in ``repository.py``; `GitStore` has these operations as the methods of :class:`BundleMixin`.
 
 Every call runs without the caller's ``GIT_*`` variables and without user or system config.
 """
@@ -27,17 +27,17 @@ if TYPE_CHECKING:
     from .repository import GitStore
 
 
-def git_env() -> dict[str, str]:
+def _git_env() -> dict[str, str]:
     """Environment for git CLI calls: none of the caller's GIT_* variables, no user config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0")
     return env
 
 
-def run_git(args: list[str], what: str) -> str:
+def _run_git(args: list[str], what: str) -> str:
     """stdout of ``git args``; a failure raises GitStoreError starting with ``what``."""
     try:
-        proc = subprocess.run(["git", *args], env=git_env(), capture_output=True, check=False)
+        proc = subprocess.run(["git", *args], env=_git_env(), capture_output=True, check=False)
     except FileNotFoundError as exc:
         raise GitStoreError(f"{what}: the git CLI is not installed; install git") from exc
     if proc.returncode != 0:
@@ -46,7 +46,7 @@ def run_git(args: list[str], what: str) -> str:
     return proc.stdout.decode(errors="replace")
 
 
-def bundle_refs(path: str) -> list[tuple[str, str]]:
+def _bundle_refs(path: str) -> list[tuple[str, str]]:
     """``(object id, ref name)`` of every ref a bundle carries, read from its text header
     (prerequisites and v3 capabilities are skipped)."""
     refs = []
@@ -77,7 +77,7 @@ class BundleMixin:
         paths = [os.path.abspath(b) for b in bundles]
         if not paths:
             raise GitStoreError("from_bundles needs at least one bundle")
-        heads = [[oid for oid, _ in bundle_refs(p)] for p in paths]
+        heads = [[oid for oid, _ in _bundle_refs(p)] for p in paths]
         if os.path.isdir(cache_dir):
             store = cls.open(cache_dir)
             _unbundle(store, paths, heads)
@@ -108,7 +108,7 @@ class BundleMixin:
         tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
         revs = [SNAPSHOT_REF] + ([f"^{since_commit}"] if since_commit else [])
         try:
-            run_git([f"--git-dir={self.path}", "bundle", "create", "-q", tmp, *revs], f"writing bundle {path}")
+            _run_git([f"--git-dir={self.path}", "bundle", "create", "-q", tmp, *revs], f"writing bundle {path}")
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -125,15 +125,15 @@ class BundleMixin:
         truncated pack, a missing prerequisite) raises GitStoreError and imports nothing that
         any ref names."""
         path = os.path.abspath(path)
-        refs = bundle_refs(path)
+        refs = _bundle_refs(path)
         if not refs:
             raise GitStoreError(f"{path} is a bundle without refs; nothing to import")
-        run_git([f"--git-dir={self.path}", "bundle", "verify", "-q", path], f"verifying bundle {path}")
+        _run_git([f"--git-dir={self.path}", "bundle", "verify", "-q", path], f"verifying bundle {path}")
         specs = []
         for _, name in refs:
             dest = name[len("refs/"):] if name.startswith("refs/") else name
             specs.append(f"+{name}:refs/imported/{dest}")
-        run_git([f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", path, *specs],
+        _run_git([f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", path, *specs],
                 f"importing bundle {path}")
         return list(dict.fromkeys(oid for oid, _ in refs))
 
@@ -142,10 +142,10 @@ class BundleMixin:
         from the git repository at ``repo_dir`` into ``refs/imported/<id>``; return its full id.
         The other repository is only read (``rev-parse`` and ``upload-pack``)."""
         repo_dir = os.path.abspath(repo_dir)
-        full = run_git(["-C", repo_dir, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        full = _run_git(["-C", repo_dir, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
                        f"looking up {rev} in {repo_dir}").strip()
         if self.resolve(full) is None:
-            run_git([f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", repo_dir,
+            _run_git([f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", repo_dir,
                      f"+{full}:refs/imported/{full}"], f"fetching {full} from {repo_dir}")
         return full
 
@@ -158,7 +158,7 @@ class BundleMixin:
         fd, index = tempfile.mkstemp(prefix="agtrace-index-", dir=self.path)
         os.close(fd)
         os.unlink(index)
-        env = {**git_env(), "GIT_INDEX_FILE": index}
+        env = {**_git_env(), "GIT_INDEX_FILE": index}
         try:
             for args, stdin in ((["read-tree", tree], None), (["apply", "--cached", "--binary", "-"], data),
                                 (["write-tree"], None)):
@@ -179,7 +179,7 @@ def _unbundle(store: GitStore, paths: list[str], heads: list[list[str]]) -> None
     for path, bundle_heads in zip(paths, heads, strict=True):
         if bundle_heads and all(store.has_object(h) for h in bundle_heads):
             continue
-        run_git(
+        _run_git(
             [f"--git-dir={store.path}", "bundle", "unbundle", path],
             f"unbundling {path} (bundles must be given in the order they were written)",
         )
