@@ -203,7 +203,8 @@ class Catalog:
             raise ValueError("a catalog needs the run catalog projection (CatalogProjection)")
         self.conn = connect(self.path)
         try:
-            self.db = sqlite_utils.Database(self.conn)
+            # a private database: no third-party sqlite-utils plugins (and no entry-point scan at start)
+            self.db = sqlite_utils.Database(self.conn, execute_plugins=False)
             self.projections = Projections(self.conn, projections)
             self.rebuilt = self.projections.open()
             migrate(self.conn, "segments", [m001_segments])
