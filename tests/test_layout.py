@@ -35,10 +35,6 @@ MAY_IMPORT = {
 ONE_MODULE_ONLY = ("boto3", "botocore", "modal", "pygit2", "opentelemetry", "google.protobuf")
 SAME_MODULE = ("boto3", "botocore")
 MAX_LINES = 500
-OVER_THE_CAP_FOR_NOW = {
-    "capture/modal_sandbox.py": "issue 10.3 moves the sandboxes into capture/sandboxes/, split",
-}
-"""Known offenders, each with the work that removes it; an entry fails once it is resolved."""
 ROOTS = ("eventlog", "capture", "replay")
 
 
@@ -198,11 +194,9 @@ def test_adapter_libraries_are_each_imported_in_one_module():
 
 
 def test_no_module_is_over_the_line_cap():
-    sizes = {m.relative_to(REPO).as_posix(): len(m.read_text().splitlines()) for p in PACKAGES for m in _modules(p)}
-    long = [(path, n) for path, n in sizes.items() if n > MAX_LINES and path not in OVER_THE_CAP_FOR_NOW]
+    long = [(m.relative_to(REPO).as_posix(), n) for p in PACKAGES for m in _modules(p)
+            if (n := len(m.read_text().splitlines())) > MAX_LINES]
     assert not long, f"modules over {MAX_LINES} lines (split them along their responsibilities): {long}"
-    resolved = [path for path in OVER_THE_CAP_FOR_NOW if sizes.get(path, 0) <= MAX_LINES]
-    assert not resolved, f"{resolved} no longer exceed {MAX_LINES} lines: remove them from OVER_THE_CAP_FOR_NOW"
 
 
 def _isort_key(name: str) -> tuple[int, str]:
