@@ -38,8 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "new": ("runs:new_cmd", "Create a run for events appended later (`agtrace append`); print its id."),
     "pull": ("remote_cmds:pull_cmd", "Download runs from a remote, verify every frame and checksum, and index them."),
     "push": ("remote_cmds:push_cmd", "Upload runs' sealed segments, bundles and blobs to a remote."),
-    "reindex": ("runs:reindex_cmd",
-                "Delete the catalog and rebuild it (runs, parts, segments, metrics, scores) from the segments."),
+    "reindex": ("runs:reindex_cmd", "Delete the catalog and rebuild every projection (runs, parts, metrics, "
+                "scores) and the segment rows from the segments."),
     "replay": ("replay_cmds:replay_cmd",
                "Write the repository exactly as it was after a part, and say what that part was."),
     "report": ("report_cmds:report_cmd",

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agtrace.eventlog import Store
-from agtrace.eventlog.gitstore import GitStore
+from agtrace.eventlog import GitStore, Store
 
 from .errors import ReplayError
 from .workspace import base_tree, snapshots
