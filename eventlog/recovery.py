@@ -17,16 +17,16 @@ Idempotent: recovering a recovered directory changes nothing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from . import segment
 from .events import RunEnded
 from .reader import last_record
 
 
-@dataclass(frozen=True)
-class Recovered:
+class Recovered(msgspec.Struct, frozen=True):
     """The state of a recovered stream: the seq to append next, the open segment to continue
     (None: start a new one at ``next_seq``), the cut made, and whether the stream has ended."""
 

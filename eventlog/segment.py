@@ -22,9 +22,9 @@ import os
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import zstandard
 
 from .errors import CorruptLog
@@ -39,8 +39,7 @@ _compressor = zstandard.ZstdCompressor(level=3)
 _decompressor = zstandard.ZstdDecompressor()
 
 
-@dataclass(frozen=True, slots=True)
-class FrameInfo:
+class FrameInfo(msgspec.Struct, frozen=True, gc=False):
     """Where a frame lives and which seqs it holds."""
 
     offset: int
@@ -57,8 +56,7 @@ class FrameInfo:
         return self.offset + HEADER_SIZE + self.length
 
 
-@dataclass(frozen=True, slots=True)
-class TornTail:
+class TornTail(msgspec.Struct, frozen=True, gc=False):
     """A torn tail found (and, by :func:`recover`, cut) at the end of a segment."""
 
     path: str
