@@ -28,7 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "Capture a scripted agent (no model, no key, no network) fixing a small project."),
     "diff": ("metrics_cmds:diff_cmd",
              "Diff the repository between parts A and B of a run (0 = base tree, `last` accepted)."),
-    "export": ("export_cmds:export_cmd", "Export runs' events for DuckDB, Spark or Athena (JSON lines or Parquet)."),
+    "export": ("export_cmds:export_cmd", "Export runs: events for DuckDB, Spark or Athena (JSON lines, Parquet), "
+               "trajectories for Harbor (ATIF) or traces for OpenTelemetry tools (OTLP)."),
     "import": ("import_cmds:import_cmd",
                "Import existing traces (envoi-trace, ISO-Bench, TRAE, agent transcripts) as runs."),
     "log": ("runs:log_cmd", "Print a run's events (or one part's), human-readable or as JSON lines."),
