@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export_cmds:export_cmd", "Export runs: events for DuckDB, Spark or Athena (JSON lines, Parquet), "
                "trajectories for Harbor (ATIF) or traces for OpenTelemetry tools (OTLP)."),
     "import": ("import_cmds:import_cmd",
-               "Import existing traces (envoi-trace, ISO-Bench, TRAE, agent transcripts) as runs."),
+               "Import existing traces (agent sessions, saved live streams, trajectories, eval logs) as runs."),
     "log": ("runs:log_cmd", "Print a run's events (or one part's), human-readable or as JSON lines."),
     "ls": ("runs:ls_cmd", "List runs: id, agent, model, status, parts, tokens, duration, started."),
     "metrics": ("metrics_cmds:metrics_cmd",
