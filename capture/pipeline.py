@@ -10,11 +10,18 @@ ports (:mod:`agtrace.capture.port`) and call it. Contracts, the same on every ba
   cannot parse is stored as a raw record with its parse error; capture never stops for bad output.
 * When a line (or a tick) ends a part, the agent's process group is frozen, the part's
   snapshot is taken and stored, and the group is thawed, also when the snapshot fails; so the
-  tree cannot change under the snapshot and later edits cannot leak into it.
+  tree cannot change under the snapshot and later edits cannot leak into it. The freeze is
+  guarded by the agent port (a deadline, a supervisor that thaws and stops the agent if this
+  process dies); a freeze the deadline ended is stored as an ``error_occurred`` event and
+  warned about, since that part's snapshot may include later changes.
 * The loop never waits for a line longer than :data:`TICK_S`: the adapter's ``tick`` runs and
   ``timeout``, ``max_parts`` and SIGINT/SIGTERM (or ``interrupt``) are checked while the agent
-  is silent too. Any of them stops the agent (SIGTERM, SIGKILL after a grace period); the run
-  then ends ``timeout``, ``limit`` or ``interrupted``, after a final snapshot.
+  is silent too. Any of them stops the agent (the stop signal, SIGKILL after a grace period);
+  the run then ends ``timeout``, ``limit`` or ``interrupted``, after a final snapshot.
+* Output never holds the capture forever: once the agent (its group's leader) has exited, its
+  streams may stay open :data:`DRAIN_S` longer (a background job finishing its output), then
+  the rest of its group is stopped; after a stop, reading ends a grace period after the leader
+  exited even if a process that left the group still holds the streams (warned about).
 * A snapshotter or backend that fails (a sandbox that went away) does not lose what was
   captured: parts from then on end without a tree, the snapshots taken so far are sealed, and
   the run ends ``failed`` with the reason. Otherwise the status comes from evidence
@@ -34,7 +41,7 @@ from typing import Any
 
 import msgspec
 
-from agtrace.eventlog import LineLogged, PartEnded, RawRecorded, Store
+from agtrace.eventlog import ErrorOccurred, LineLogged, PartEnded, RawRecorded, Store
 
 from .adapter import Adapter, Emit, unknown_warning
 from .adapters import make_adapter
@@ -45,6 +52,10 @@ from .status import derive_status
 
 TICK_S = 0.2
 """The longest the loop waits for a line before it ticks the adapter and checks the limits."""
+DRAIN_S = 10.0
+"""How long the agent's streams may stay open after the agent exited before its group is stopped."""
+EXIT_POLL_S = 1.0
+"""While the streams are open and silent, how often the loop asks whether the agent exited."""
 
 
 @dataclass
@@ -112,6 +123,7 @@ def run_capture(
             raise type(exc)(f"{exc}{hint} (run {recorder.run_id} records the failure)") from None
         ended = loop.run()
     finally:
+        _release(process)
         _restore_signals(previous)
     bundles = sorted((store.run_dir(recorder.run_id) / "bundles").glob("*.bundle"))
     agent = recorder_options.get("agent", "")
@@ -122,6 +134,13 @@ def run_capture(
         agent_version=adapter.state.agent_version or recorder_options.get("agent_version", ""),
         bundle=str(bundles[-1]) if bundles else None, warnings=run_warnings(recorder, adapter),
     )
+
+
+def _release(process: AgentPort) -> None:
+    try:
+        process.close()
+    except Exception:  # noqa: BLE001 - the backend is gone, and with it the agent
+        pass
 
 
 def run_warnings(recorder: Recorder, adapter: Adapter) -> list[str]:
@@ -177,10 +196,17 @@ class _Capture:
         self.failure = ""
         self.dropped: SnapshotPort | None = None
         self.line_no = {"stdout": 0, "stderr": 0}
+        self.exited_at: float | None = None
+        self.stopped_at: float | None = None
+        self.next_exit_poll = 0.0
 
     def run(self):
         """Capture until the agent exits; end the run; return its ``run_ended`` event."""
         self.deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        unsupervised = getattr(self.process, "unsupervised", "")
+        if unsupervised:
+            self.recorder.warnings.append(f"{unsupervised}; if this process dies while the agent is frozen, "
+                                          "continue it with `kill -CONT -- -<pgid>`")
         exit_code = None
         try:
             try:
@@ -203,14 +229,39 @@ class _Capture:
         while True:
             self._check_limits()
             line = self.process.read(self._wait_s(next_tick))
+            now = time.monotonic()
             if line is not None:
                 self._store_line(line)
             elif self.process.done:
                 return
-            now = time.monotonic()
+            if self._streams_held(now):
+                return
             if now >= next_tick:
                 self._store(self.adapter.tick(now))
                 next_tick = now + TICK_S
+
+    def _streams_held(self, now: float) -> bool:
+        """Whether to stop reading: the agent exited long ago and something else holds its
+        streams (see the module docstring). Asks the backend at most every :data:`EXIT_POLL_S`."""
+        if self.exited_at is None:
+            if now < self.next_exit_poll:
+                return False
+            self.next_exit_poll = now + EXIT_POLL_S
+            if self.process.poll() is None:
+                return False
+            self.exited_at = now
+        if self.stopped_at is None:
+            if now - self.exited_at < DRAIN_S:
+                return False
+            self.stopped_at = now
+            self.process.stop()
+        grace = getattr(self.process, "grace_s", 5.0)
+        if now - max(self.exited_at, self.stopped_at) < grace + EXIT_POLL_S:
+            return False
+        self.recorder.warnings.append(
+            f"the agent exited but its output stayed open {now - self.exited_at:.0f} s longer (held by a "
+            "process it left behind); agtrace stopped its process group and stopped reading")
+        return True
 
     def _wait_for_exit(self) -> int:
         """The streams are closed; the agent may still run (it closed them itself)."""
@@ -232,6 +283,7 @@ class _Capture:
         elif self.max_parts is not None and self.recorder.parts >= self.max_parts:
             self.stop_reason = "limit"
         if self.stop_reason:
+            self.stopped_at = time.monotonic()
             self.process.stop()
 
     # -- storing -----------------------------------------------------------------------------
@@ -249,6 +301,7 @@ class _Capture:
         frozen = freeze and self.recorder.snapshots is not None and any(
             isinstance(e.event, PartEnded) for e in emits)
         if frozen:
+            early = getattr(self.process, "deadline_thaws", 0)
             try:
                 self.process.freeze()
             except CaptureError as exc:
@@ -265,6 +318,16 @@ class _Capture:
                     self.process.thaw()
                 except CaptureError as exc:
                     self._lose(exc, "")
+                if getattr(self.process, "deadline_thaws", 0) > early:
+                    self._deadline_passed(emits)
+
+    def _deadline_passed(self, emits: list[Emit]) -> None:
+        part = next((e.part for e in emits if isinstance(e.event, PartEnded)), None)
+        deadline = getattr(self.process, "freeze_deadline_s", 0)
+        message = (f"the snapshot of part {part} took longer than the freeze deadline ({deadline:g} s): the agent "
+                   "was thawed before it ended, so it may include changes made after the part")
+        self.recorder.warnings.append(message)
+        self.recorder.emit(ErrorOccurred(message=message, origin="capture"), part)
 
     def _store_verbatim(self, line: Line, emits: list[Emit]) -> None:
         if line.stream == "stderr" or self.adapter.name == "raw":

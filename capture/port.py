@@ -44,9 +44,12 @@ class AgentPort(Protocol):
     than its ``timeout`` (the loop ticks and checks limits while the agent is silent).
     :meth:`freeze` and :meth:`thaw` are the one guarded pair that stops and continues the whole
     process group (a no-op once the agent has exited; :meth:`thaw` is idempotent and safe after
-    a failed :meth:`freeze`). :meth:`stop` returns at once: the group gets SIGTERM (and SIGCONT,
-    so a stopped agent sees it), then SIGKILL after the grace period if the agent is still there.
-    Failures of the backend itself (a sandbox that went away) raise ``CaptureError``.
+    a failed :meth:`freeze`). A freeze never outlives its deadline nor the capture process (see
+    :class:`~agtrace.capture.process.ProcessGroup`). :meth:`stop` returns at once: the group gets
+    the stop signal (and SIGCONT, so a stopped agent sees it), then SIGKILL after the grace
+    period if any of the group is still there. :meth:`close` is called once when the capture is
+    done with the agent. Failures of the backend itself (a sandbox that went away) raise
+    ``CaptureError``.
     """
 
     def start(self) -> None:
@@ -69,6 +72,10 @@ class AgentPort(Protocol):
         ...
 
     def stop(self) -> None:
+        ...
+
+    def close(self) -> None:
+        """Release the freeze's guard (its supervisor); a stop under way is finished by it."""
         ...
 
     def poll(self) -> int | None:

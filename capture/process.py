@@ -1,10 +1,11 @@
 """The agent process port's shared machinery, and its local adapter.
 
 * :class:`LineQueue`: lines of both streams, in arrival order, read with a bounded wait.
-* :class:`ProcessGroup`: freeze/thaw/stop of an agent's process group, written once over one
-  primitive (send a signal to the group), so that both the local process and the process in a
-  sandbox freeze, thaw and stop the same way. The freeze is guarded here and nowhere else: a
-  later supervisor or freeze deadline belongs in :meth:`ProcessGroup.freeze`/``thaw``.
+* :class:`ProcessGroup`: freeze/thaw/stop of an agent's process group, written once over a few
+  primitives (signal the group, does it exist, start a supervisor beside it), so that both the
+  local process and the process in a sandbox freeze, thaw and stop the same way. The freeze is
+  guarded here and nowhere else: a deadline, a confirming SIGCONT, and a supervisor process
+  (:mod:`agtrace.capture.supervisor`) that thaws and stops the agent when the capture dies.
 * :class:`LocalProcess`: the agent as a local process in its own session (so its own process
   group), stdin from ``/dev/null``, stdout and stderr read by two threads.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -21,9 +23,16 @@ from collections.abc import Sequence
 
 from .errors import AgentNotFound
 from .port import Line
+from .supervisor import Channel, Supervisor, supervisor_argv
 
 GRACE_S = 5.0
-"""How long a stopped agent has between SIGTERM and SIGKILL."""
+"""How long a stopped agent has between the stop signal and SIGKILL."""
+FREEZE_DEADLINE_S = 60.0
+"""The longest the agent stays frozen for one snapshot; then it is thawed whatever the snapshot."""
+CONFIRM_S = 0.05
+"""How long after a thaw the group gets its confirming SIGCONT (see :class:`ProcessGroup`)."""
+SUPERVISOR_SLACK_S = 2.0
+"""The supervisor's own deadline is this much later: it is the backstop of the capture's."""
 
 
 class LineQueue:
@@ -67,65 +76,204 @@ class LineQueue:
 
 
 class ProcessGroup:
-    """Freeze, thaw and stop an agent's process group; subclasses provide :meth:`signal_group`
-    and :meth:`poll` (and the rest of :class:`~agtrace.capture.port.AgentPort`). See :class:`~agtrace.capture.port.AgentPort` for the contracts.
+    """Freeze, thaw and stop an agent's process group, guarded; subclasses provide the backend's
+    primitives (:meth:`signal_group`, :meth:`group_exists`, :meth:`poll`, and optionally
+    :meth:`spawn_supervisor`) and the rest of :class:`~agtrace.capture.port.AgentPort`.
+
+    The guard, for every backend alike:
+
+    * **Deadline**: a freeze lasts at most :attr:`freeze_deadline_s`; then a guard thread thaws
+      the group itself and counts it in :attr:`deadline_thaws` (the snapshot being taken may then
+      see changes made after the part ended).
+    * **Confirmation**: :data:`CONFIRM_S` after each thaw the group gets a second SIGCONT (unless
+      it was frozen again meanwhile). A process the agent was forking while the SIGSTOP and the
+      SIGCONT went out can get both signals queued and act on the SIGSTOP last (Linux delivers
+      group signals to a child being forked); it would stay stopped, its parent would wait for it
+      forever, and so would the capture. A lone SIGCONT has no such race.
+    * **Supervisor** (:mod:`agtrace.capture.supervisor`): started by the subclass once the agent
+      runs; told of every freeze and thaw; if the capture process dies it continues the group,
+      sends :attr:`stop_signal` and SIGKILLs what is left after the grace period.
+    * **Stop**: :meth:`stop` sends :attr:`stop_signal` and SIGCONT, then SIGKILL after
+      :attr:`grace_s` if *any* process of the group is left (not only while the leader lives:
+      a child that ignores the signal would otherwise keep the output open forever).
+
+    Signals are sent with the lock held, so a late thaw can never continue a later freeze.
     """
 
     grace_s = GRACE_S
 
-    def __init__(self) -> None:
+    def __init__(self, *, stop_signal: int = signal.SIGTERM, freeze_deadline_s: float = FREEZE_DEADLINE_S):
         self.frozen = False
         self.stopping = False
-        self._mu = threading.Lock()
+        self.stop_signal = signal.Signals(stop_signal)
+        self.freeze_deadline_s = freeze_deadline_s
+        self.deadline_thaws = 0
+        """How many freezes the deadline ended (the capture warns about them)."""
+        self.supervisor: Supervisor | None = None
+        self._cv = threading.Condition()
+        self._thaw_by = 0.0
+        self._confirm_at: float | None = None
+        self._lease_s = 0.0
+        self._keep_alive_at: float | None = None
+        self._guard: threading.Thread | None = None
+        self._closed = False
+
+    # -- the backend's primitives ----------------------------------------------------------------
 
     def signal_group(self, sig: int) -> None:
         """Send ``sig`` to every process of the agent's group; no error if it is gone."""
         raise NotImplementedError
 
+    def group_exists(self) -> bool:
+        """Whether any process of the agent's group is left (an unreaped leader counts)."""
+        raise NotImplementedError
+
     def poll(self) -> int | None:
         raise NotImplementedError
+
+    def spawn_supervisor(self, argv: list[str]) -> Channel | None:
+        """Start ``argv`` where the agent runs, in its own session, with a pipe to its stdin;
+        return that pipe's write end, or None when the backend cannot."""
+        return None
 
     def alive(self) -> bool:
         """Whether the agent may still run (a backend where asking is costly may guess True)."""
         return self.poll() is None
 
+    # -- the guarded pair ------------------------------------------------------------------------
+
+    def supervise(self, group: str, *, lease_s: float = 0.0) -> str:
+        """Start the supervisor for ``group`` (a group id or ``@FILE``); called by subclasses once
+        the agent runs. Returns "" or why the agent runs unsupervised (the capture warns)."""
+        argv = supervisor_argv(group, deadline_s=self.freeze_deadline_s + SUPERVISOR_SLACK_S, grace_s=self.grace_s,
+                               stop_signal=self.stop_signal.name.removeprefix("SIG"), lease_s=lease_s)
+        try:
+            channel = self.spawn_supervisor(argv)
+        except Exception as exc:  # noqa: BLE001 - without a supervisor the capture still works
+            return f"no supervisor could be started ({type(exc).__name__}: {exc})"
+        if channel is None:
+            return "no supervisor could be started (is bash installed?)"
+        self.supervisor = Supervisor(channel)
+        if lease_s > 0:
+            with self._cv:
+                self._lease_s = lease_s
+                self._keep_alive_at = time.monotonic() + lease_s / 4
+                self._ensure_guard()
+        return ""
+
     def freeze(self) -> None:
         """SIGSTOP the group (while a snapshot is taken), unless the agent exited or is stopping."""
-        with self._mu:
+        with self._cv:
             if self.frozen or self.stopping or not self.alive():
                 return
             self.frozen = True
-        self.signal_group(signal.SIGSTOP)
+            self._thaw_by = time.monotonic() + self.freeze_deadline_s
+            self._confirm_at = None
+            if self.supervisor is not None:
+                self.supervisor.frozen()  # first: should the capture die now, the group is continued
+            self.signal_group(signal.SIGSTOP)
+            self._ensure_guard()
+            self._cv.notify()
 
     def thaw(self) -> None:
-        """SIGCONT the group if :meth:`freeze` stopped it; idempotent."""
-        with self._mu:
+        """SIGCONT the group if :meth:`freeze` stopped it (and again :data:`CONFIRM_S` later);
+        idempotent, and a no-op when the deadline thawed it already."""
+        with self._cv:
             if not self.frozen:
                 return
-            self.frozen = False
-        self.signal_group(signal.SIGCONT)
+            self._continue()
+
+    def _continue(self) -> None:
+        self.frozen = False
+        try:
+            self.signal_group(signal.SIGCONT)
+        finally:
+            self._confirm_at = time.monotonic() + CONFIRM_S
+            if self.supervisor is not None:
+                self.supervisor.thawed()
+            self._cv.notify()
 
     def stop(self) -> None:
-        """SIGTERM (and SIGCONT) the group now, SIGKILL after :attr:`grace_s` (in the background)."""
-        with self._mu:
+        """Send the stop signal (and SIGCONT) to the group now, SIGKILL after :attr:`grace_s` if
+        any of it is left (in the background)."""
+        with self._cv:
             if self.stopping:
                 return
             self.stopping = True
             self.frozen = False
-        self.signal_group(signal.SIGTERM)
-        self.signal_group(signal.SIGCONT)
+            self._confirm_at = None
+            self.signal_group(self.stop_signal)
+            self.signal_group(signal.SIGCONT)
         threading.Thread(target=self._kill_later, daemon=True, name="agtrace-kill-later").start()
+
+    def close(self) -> None:
+        """The capture is done with the agent. The supervisor leaves quietly, unless a stop is
+        under way and the group is still there: then it is handed the stop to finish (its
+        SIGKILL after the grace period must not depend on this process living that long)."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        if self.supervisor is None:
+            return
+        try:
+            hand_over = self.stopping and self.group_exists()
+        except Exception:  # noqa: BLE001 - the backend is gone, and with it the agent
+            hand_over = False
+        if hand_over:
+            self.supervisor.hand_over()
+        else:
+            self.supervisor.release()
 
     def _kill_later(self) -> None:
         deadline = time.monotonic() + self.grace_s
         try:
-            while self.poll() is None:
-                if time.monotonic() >= deadline:
-                    self.signal_group(signal.SIGKILL)
+            while time.monotonic() < deadline:
+                self.poll()  # reaps the leader, so that a zombie does not count as the group
+                if not self.group_exists():
                     return
                 time.sleep(0.05)
+            self.signal_group(signal.SIGKILL)
         except Exception:  # noqa: BLE001 - the backend is gone, and with it the agent
             return
+
+    def _ensure_guard(self) -> None:
+        if self._guard is None:
+            self._guard = threading.Thread(target=self._guard_loop, daemon=True, name="agtrace-freeze-guard")
+            self._guard.start()
+
+    def _guard_loop(self) -> None:
+        """The deadline, the confirming SIGCONT and the supervisor's keep-alives (lock held)."""
+        with self._cv:
+            while not self._closed:
+                now = time.monotonic()
+                due = []
+                if self.frozen:
+                    if now >= self._thaw_by:
+                        self.deadline_thaws += 1
+                        self._quietly(self._continue)
+                        continue
+                    due.append(self._thaw_by)
+                elif self._confirm_at is not None:
+                    if now >= self._confirm_at:
+                        self._confirm_at = None
+                        if not self.stopping:
+                            self._quietly(lambda: self.signal_group(signal.SIGCONT))
+                        continue
+                    due.append(self._confirm_at)
+                if self._keep_alive_at is not None and self.supervisor is not None:
+                    if now >= self._keep_alive_at:
+                        self.supervisor.keep_alive()
+                        self._keep_alive_at = now + self._lease_s / 4
+                        continue
+                    due.append(self._keep_alive_at)
+                self._cv.wait(min(due) - now if due else None)
+
+    @staticmethod
+    def _quietly(action) -> None:
+        try:
+            action()
+        except Exception:  # noqa: BLE001 - a backend that went away: the loop sees it on its next call
+            pass
 
     def wait(self, timeout: float | None = None) -> int | None:
         """:meth:`poll` until the agent exits or ``timeout`` s passed (then None)."""
@@ -137,16 +285,34 @@ class ProcessGroup:
         return code
 
 
+class _PipeChannel:
+    """The supervisor's stdin, as a local pipe."""
+
+    def __init__(self, popen: subprocess.Popen):
+        self.popen = popen
+
+    def write(self, data: bytes) -> None:
+        self.popen.stdin.write(data)
+        self.popen.stdin.flush()
+
+    def close(self) -> None:
+        self.popen.stdin.close()
+        threading.Thread(target=self.popen.wait, daemon=True, name="agtrace-supervisor-reaper").start()
+
+
 class LocalProcess(ProcessGroup):
     """The agent as a local process (see the module docstring)."""
 
-    def __init__(self, command: Sequence[str], *, cwd: str | os.PathLike, env: dict[str, str] | None = None):
-        super().__init__()
+    def __init__(self, command: Sequence[str], *, cwd: str | os.PathLike, env: dict[str, str] | None = None,
+                 stop_signal: int = signal.SIGTERM, freeze_deadline_s: float = FREEZE_DEADLINE_S):
+        super().__init__(stop_signal=stop_signal, freeze_deadline_s=freeze_deadline_s)
         self.command = list(command)
         self.cwd = cwd
         self.env = {**os.environ, **(env or {})}
         self.popen: subprocess.Popen | None = None
         self.lines = LineQueue()
+        self.unsupervised = ""
+        """Why no supervisor guards the agent ("" when one does)."""
 
     def start(self) -> None:
         try:
@@ -158,6 +324,14 @@ class LocalProcess(ProcessGroup):
             raise AgentNotFound(f"could not start {self.command[0]!r}: {exc.strerror}") from None
         for pipe, name in ((self.popen.stdout, "stdout"), (self.popen.stderr, "stderr")):
             threading.Thread(target=self._pump, args=(pipe, name), daemon=True, name=f"agtrace-{name}").start()
+        self.unsupervised = self.supervise(str(self.popen.pid))
+
+    def spawn_supervisor(self, argv: list[str]) -> Channel | None:
+        if shutil.which(argv[0]) is None:
+            return None
+        popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        return _PipeChannel(popen)
 
     def _pump(self, pipe, stream: str) -> None:
         try:
@@ -178,6 +352,15 @@ class LocalProcess(ProcessGroup):
             os.killpg(self.popen.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+    def group_exists(self) -> bool:
+        try:
+            os.killpg(self.popen.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def poll(self) -> int | None:
         return self.popen.poll()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 from collections.abc import Callable
 
@@ -48,17 +49,21 @@ def run_agent(
     on_start: Callable[[str], None] | None = None,
     on_part: Callable[[PartDone], None] | None = None,
     on_line: Callable[[str, str], None] | None = None,
+    stop_signal: int = signal.SIGTERM,
 ) -> RunSummary:
-    """Run ``command`` in ``workdir`` and capture it as a new run; return its summary."""
+    """Run ``command`` in ``workdir`` and capture it as a new run; return its summary.
+
+    ``stop_signal`` is what the agent's process group gets when the capture stops it (limits,
+    interrupts) or dies; SIGKILL follows after a grace period."""
     adapter = adapter_for(agent, adapter_options or {})
     workdir = os.path.abspath(workdir)
     if not os.path.isdir(workdir):
         raise WorkdirError(f"workdir {workdir} does not exist; create it or pass --workdir")
     return run_capture(
-        store, LocalProcess(command, cwd=workdir, env=env), adapter,
+        store, LocalProcess(command, cwd=workdir, env=env, stop_signal=stop_signal), adapter,
         snapshotter=functools.partial(Snapshotter, workdir=workdir, policy=policy),
         max_parts=max_parts, timeout=timeout, on_start=on_start, on_line=on_line,
-        workdir=workdir, agent=agent_name or agent, agent_version=agent_version,
+        config={"stop_signal": signal.Signals(stop_signal).name}, workdir=workdir, agent=agent_name or agent, agent_version=agent_version,
         model=model or model_from_argv(command), task=task, task_id=task_id,
         base_commit=_git_head(workdir), command=command, durability=durability, tags=tags,
         parent_run=parent_run, on_part=on_part, remote=remote, ship_interval_s=ship_interval_s,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -21,6 +22,8 @@ from .errors import UserError
 from .main import pass_ctx
 from .output import duration, echo_json, shorten, warn
 from .runs import parse_tags, read_text_arg
+
+STOP_SIGNALS = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2"]
 
 
 def _live(enabled: bool):
@@ -72,13 +75,15 @@ def _finish(summary: RunSummary, as_json: bool) -> None:
 @click.option("--backend", type=click.Choice(["local", "modal"]), default="local", show_default=True,
               help="Run the agent here, or in a Modal sandbox (needs `pip install agtrace[modal]`).")
 @click.option("--image", default=None, help="--backend modal: the container image (default: Debian slim).")
+@click.option("--stop-signal", type=click.Choice(STOP_SIGNALS), default="TERM", show_default=True,
+              help="Signal the agent's process group gets when the capture stops it or dies (SIGKILL follows after 5 s).")
 @click.option("--quiet", "-q", is_flag=True, help="No live per-part lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 @click.argument("command", nargs=-1, required=True)
 @pass_ctx
 def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durability, tags, parent,
-            max_file_bytes, excludes, marker, quiet_s, remote, ship_interval, backend, image, quiet,
-            as_json, command) -> None:
+            max_file_bytes, excludes, marker, quiet_s, remote, ship_interval, backend, image, stop_signal,
+            quiet, as_json, command) -> None:
     """Run an agent COMMAND (after `--`) and capture it part by part.
 
     Prints one line per part while it runs, then the run id. Exit 1 unless the run completed.
@@ -94,6 +99,7 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
         parent_run=store.resolve(parent) if parent else "", policy=policy, adapter_options=options,
         on_start=lambda rid: click.echo(f"capturing run {rid} ({agent}, {backend})", err=True) if not quiet else None,
         on_part=_live(not quiet), ship_interval_s=ship_interval, remote=remote_for(remote) if remote else None,
+        stop_signal=signal.Signals[f"SIG{stop_signal}"],
     )
     if backend == "modal":
         summary = _run_in_modal(store, list(command), workdir, image, common)

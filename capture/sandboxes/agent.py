@@ -10,7 +10,9 @@ slightly later after the agent prints a part's end than locally.
 
 The agent runs as the leader of its own process group inside the sandbox (its pid is written to
 ``<scratch>/agent.pgid``), with stdin from ``/dev/null``; freeze, thaw and stop signal that group
-with ``kill`` run in the sandbox. Its exit code follows the port's convention: a container's
+with ``kill`` run in the sandbox, and the supervisor runs in the sandbox too, with a lease of
+:data:`LEASE_S` (a sandbox keeps a command's stdin open when its client goes away, so the end of
+the capture process is seen as keep-alives that stop coming). Its exit code follows the port's convention: a container's
 ``128 + N`` (killed by signal N) becomes ``-N``, so an agent that itself exits with 129–192 is read
 as killed by a signal.
 """
@@ -28,7 +30,7 @@ from agtrace.eventlog import Remote, Store
 from ..errors import AgentNotFound, SandboxError
 from ..pipeline import RunSummary, adapter_for, run_capture
 from ..port import Line
-from ..process import LineQueue, ProcessGroup
+from ..process import FREEZE_DEADLINE_S, LineQueue, ProcessGroup
 from ..recorder import PartDone
 from ..runner import model_from_argv
 from ..snapshot import SnapshotPolicy
@@ -48,13 +50,17 @@ exec setsid "$@" < /dev/null
 
 _FOUND = r'command -v -- "$1" > /dev/null 2>&1'
 
+LEASE_S = 60.0
+"""Without a keep-alive for this long, the sandbox's supervisor takes the capture for dead."""
+
 
 class SandboxAgentProcess(ProcessGroup):
     """An agent command in a sandbox, as the capture pipeline's agent port (see the module
     docstring). Failures of the sandbox itself raise :class:`SandboxError`."""
 
-    def __init__(self, api: SandboxAPI, command: Sequence[str], *, env: dict[str, str] | None = None):
-        super().__init__()
+    def __init__(self, api: SandboxAPI, command: Sequence[str], *, env: dict[str, str] | None = None,
+                 stop_signal: int = signal.SIGTERM, freeze_deadline_s: float = FREEZE_DEADLINE_S):
+        super().__init__(stop_signal=stop_signal, freeze_deadline_s=freeze_deadline_s)
         self.api = api
         self.command = list(command)
         self.env = env
@@ -62,6 +68,8 @@ class SandboxAgentProcess(ProcessGroup):
         self.lines = LineQueue(("sandbox",))
         self.proc: SandboxProcess | None = None
         self._exit: int | None = None
+        self.unsupervised = ""
+        """Why no supervisor guards the agent ("" when one does)."""
 
     def start(self) -> None:
         check = self._exec(["bash", "-c", _FOUND, "agtrace-check", self.command[0]], env=self.env)
@@ -69,6 +77,10 @@ class SandboxAgentProcess(ProcessGroup):
             raise AgentNotFound(f"could not start {self.command[0]!r} in the sandbox: not found or not executable")
         self.proc = self._exec(["bash", "-c", _WRAPPER, "agtrace-agent", self.pgid_file, *self.command], env=self.env)
         threading.Thread(target=self._pump, daemon=True, name="agtrace-sandbox-lines").start()
+        self.unsupervised = self.supervise(f"@{self.pgid_file}", lease_s=LEASE_S)
+
+    def spawn_supervisor(self, argv: list[str]) -> _StdinChannel:
+        return _StdinChannel(self._call(lambda: self.api.exec(argv, workdir=self.api.scratch, stdin=True)))
 
     def _pump(self) -> None:
         try:
@@ -91,6 +103,12 @@ class SandboxAgentProcess(ProcessGroup):
         p = shlex.quote(self.pgid_file)
         script = f"[ -s {p} ] && kill -{name} -- -$(cat {p}) 2>/dev/null || true"
         self._drain(self._exec(["bash", "-c", script], workdir=self.api.scratch))  # the workdir may be gone
+
+    def group_exists(self) -> bool:
+        p = shlex.quote(self.pgid_file)
+        script = f"[ -s {p} ] && kill -0 -- -$(cat {p}) 2>/dev/null && echo yes || true"
+        proc = self._exec(["bash", "-c", script], workdir=self.api.scratch)
+        return self._call(lambda: any(text == "yes" for _s, text, _t in proc.lines()))
 
     def alive(self) -> bool:
         # asking a remote sandbox costs a round trip; signalling a finished group is harmless
@@ -117,6 +135,19 @@ class SandboxAgentProcess(ProcessGroup):
             raise
         except Exception as exc:  # noqa: BLE001 - a backend's own error means the sandbox is gone
             raise _lost(exc) from exc
+
+
+class _StdinChannel:
+    """The supervisor's stdin in the sandbox."""
+
+    def __init__(self, proc: SandboxProcess):
+        self.proc = proc
+
+    def write(self, data: bytes) -> None:
+        self.proc.write_stdin(data)
+
+    def close(self) -> None:
+        self.proc.close_stdin()
 
 
 def _lost(exc: BaseException) -> SandboxError:
@@ -147,6 +178,7 @@ def run_agent_in_sandbox(
     on_start: Callable[[str], None] | None = None,
     on_part: Callable[[PartDone], None] | None = None,
     on_line: Callable[[str, str], None] | None = None,
+    stop_signal: int = signal.SIGTERM,
 ) -> RunSummary:
     """Run ``command`` in ``api.workdir`` inside the sandbox and capture it as a new local run.
 
@@ -156,10 +188,11 @@ def run_agent_in_sandbox(
     adapter = adapter_for(agent, adapter_options)
     base = run_checked(api, "git rev-parse --verify -q HEAD || true", what="reading the workdir's HEAD").strip()
     return run_capture(
-        store, SandboxAgentProcess(api, command, env=env), adapter,
+        store, SandboxAgentProcess(api, command, env=env, stop_signal=stop_signal), adapter,
         snapshotter=functools.partial(RemoteSnapshotter, api, policy=policy),
         max_parts=max_parts, timeout=timeout, on_start=on_start, on_line=on_line,
-        config={"backend": "sandbox", "sandbox": api.describe(), "sandbox_workdir": api.workdir},
+        config={"backend": "sandbox", "sandbox": api.describe(), "sandbox_workdir": api.workdir,
+                "stop_signal": signal.Signals(stop_signal).name},
         agent=agent_name or agent, agent_version=agent_version, model=model or model_from_argv(command),
         task=task, task_id=task_id, base_commit=base, command=command, durability=durability, tags=tags,
         parent_run=parent_run, on_part=on_part, remote=remote, ship_interval_s=ship_interval_s,

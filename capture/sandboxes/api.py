@@ -34,6 +34,14 @@ class SandboxProcess(Protocol):
     def poll(self) -> int | None:
         ...
 
+    def write_stdin(self, data: bytes) -> None:
+        """Send ``data`` to the command's stdin (only for a command exec'd with ``stdin=True``)."""
+        ...
+
+    def close_stdin(self) -> None:
+        """End the command's stdin (it reads EOF)."""
+        ...
+
 
 class SandboxAPI(Protocol):
     """One live sandbox: a filesystem with ``workdir`` and a private ``scratch`` directory."""
@@ -42,7 +50,8 @@ class SandboxAPI(Protocol):
     scratch: str
 
     def exec(self, argv: Sequence[str], *, workdir: str | None = None, env: dict[str, str] | None = None,
-             timeout: float | None = None) -> SandboxProcess:
+             timeout: float | None = None, stdin: bool = False) -> SandboxProcess:
+        """Start ``argv``; its stdin is empty unless ``stdin`` (then fed by ``write_stdin``)."""
         ...
 
     def read_file(self, path: str) -> bytes:

@@ -67,6 +67,13 @@ class _LocalProcess:
         code = self.popen.poll()
         return None if code is None else (128 - code if code < 0 else code)
 
+    def write_stdin(self, data: bytes) -> None:
+        self.popen.stdin.write(data)
+        self.popen.stdin.flush()
+
+    def close_stdin(self) -> None:
+        self.popen.stdin.close()
+
 
 class InMemorySandboxAPI:
     """A sandbox on this machine: commands run as local subprocesses (each in its own session)
@@ -87,11 +94,11 @@ class InMemorySandboxAPI:
         self.terminated = False
         self._procs: list[subprocess.Popen] = []
 
-    def exec(self, argv, *, workdir=None, env=None, timeout=None) -> _LocalProcess:
+    def exec(self, argv, *, workdir=None, env=None, timeout=None, stdin=False) -> _LocalProcess:
         if self.terminated:
             raise SandboxError("the sandbox was terminated; create a new one")
         popen = subprocess.Popen(list(argv), cwd=workdir or self.workdir, env={**self.env, **(env or {})},
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  start_new_session=True)
         self._procs.append(popen)
         return _LocalProcess(popen, timeout)

@@ -9,6 +9,7 @@ and :meth:`ModalSandboxAPI.describe`). Tested with modal 1.6.4. The Modal surfac
     sb.exec(*argv, workdir=, env=, timeout=, text=True, bufsize=1)  # -> ContainerProcess
     proc.stdout / proc.stderr                                     # iterated line by line
     proc.wait() -> int, proc.poll() -> int | None
+    proc.stdin.write(data), proc.stdin.write_eof(), proc.stdin.drain()
     sb.filesystem.read_bytes(path), sb.filesystem.write_bytes(data, path)   # (sb.open() is gone in 1.6)
     sb.terminate()
 """
@@ -57,6 +58,14 @@ class _ModalProcess:
     def poll(self) -> int | None:
         return self.proc.poll()
 
+    def write_stdin(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+        self.proc.stdin.drain()
+
+    def close_stdin(self) -> None:
+        self.proc.stdin.write_eof()
+        self.proc.stdin.drain()
+
 
 class ModalSandboxAPI:
     """A Modal sandbox. Needs a Modal token (``modal token new`` or MODAL_TOKEN_ID/SECRET)."""
@@ -92,7 +101,7 @@ class ModalSandboxAPI:
         except modal.exception.Error as exc:
             raise SandboxError(f"could not start a Modal sandbox: {exc}") from None
 
-    def exec(self, argv, *, workdir=None, env=None, timeout=None) -> _ModalProcess:
+    def exec(self, argv, *, workdir=None, env=None, timeout=None, stdin=False) -> _ModalProcess:
         proc = self.sb.exec(*argv, workdir=workdir or self.workdir, env=env,
                             timeout=int(timeout) if timeout else None, text=True, bufsize=1)
         return _ModalProcess(proc)
