@@ -39,7 +39,6 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "PartDone": "recorder",
     "ProcessGroup": "process",
     "Recorder": "recorder",
-    "Redactor": "redact",
     "RemoteSnapshotter": "sandboxes.remote_snapshot",
     "RunSummary": "pipeline",
     "SandboxAPI": "sandboxes.api",

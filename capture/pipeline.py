@@ -4,7 +4,8 @@
 (a local process) and ``run_agent_in_sandbox`` (a process in a sandbox) only build its two
 ports (:mod:`agtrace.capture.port`) and call it. Contracts, the same on every backend:
 
-* Every stdout line is stored verbatim (redacted) as it arrives: a ``raw_recorded`` event for
+* Every stdout line is stored verbatim (redacted: a line is redacted before the adapter sees it,
+  private keys over several lines included, and its raw record counts what it lost) as it arrives: a ``raw_recorded`` event for
   structured adapters (Codex, Claude Code, OpenCode), a ``line_logged`` event for ``raw``; every
   stderr line as ``line_logged``. Parsed events follow their raw record. A line the adapter
   cannot parse is stored as a raw record with its parse error; capture never stops for bad output.
@@ -289,12 +290,18 @@ class _Capture:
     # -- storing -----------------------------------------------------------------------------
 
     def _store_line(self, line: Line) -> None:
+        """Redact the line (with its stream's state: a private key spans lines) before the
+        adapter, the live view or the log see it; its raw record says how many it lost."""
         self.line_no[line.stream] += 1
+        text, n = self.recorder.redactor.redact_line(line.text, line.stream)
+        redactions = n or int(text != line.text)  # a key's body line: the block was counted once
+        line = Line(line.stream, text, line.ts) if redactions else line
         if self.on_line:
             self.on_line(line.stream, line.text)
-        self._store(self.adapter.feed(line.text, line.stream), line=line)
+        self._store(self.adapter.feed(line.text, line.stream), line=line, redactions=redactions)
 
-    def _store(self, emits: Iterable[Emit], *, line: Line | None = None, freeze: bool = True) -> None:
+    def _store(self, emits: Iterable[Emit], *, line: Line | None = None, freeze: bool = True,
+               redactions: int = 0) -> None:
         """Store a line's verbatim record and what the adapter made of it (or a tick's emits);
         a part that ends among them is snapshotted with the agent frozen."""
         emits = list(emits)
@@ -308,7 +315,7 @@ class _Capture:
                 self._lose(exc, "")
         try:
             if line is not None:
-                self._store_verbatim(line, emits)
+                self._store_verbatim(line, emits, redactions)
             ts = line.ts if line is not None else None
             for emit in emits:
                 self._emit(emit, ts)
@@ -329,16 +336,18 @@ class _Capture:
         self.recorder.warnings.append(message)
         self.recorder.emit(ErrorOccurred(message=message, origin="capture"), part)
 
-    def _store_verbatim(self, line: Line, emits: list[Emit]) -> None:
+    def _store_verbatim(self, line: Line, emits: list[Emit], redactions: int) -> None:
         if line.stream == "stderr" or self.adapter.name == "raw":
-            self.recorder.emit(LineLogged(stream=line.stream, text=line.text), ts=line.ts)
+            self.recorder.emit(LineLogged(stream=line.stream, text=line.text, redactions=redactions), ts=line.ts)
         elif not any(isinstance(e.event, RawRecorded) for e in emits):
-            self.recorder.emit(RawRecorded(source=self.adapter.name, text=line.text,
+            self.recorder.emit(RawRecorded(source=self.adapter.name, text=line.text, redactions=redactions,
                                            location=f"stdout:{self.line_no['stdout']}"), ts=line.ts)
         for i, emit in enumerate(emits):
             if isinstance(emit.event, RawRecorded) and not emit.event.location:
                 location = f"{line.stream}:{self.line_no[line.stream]}"
-                emits[i] = Emit(msgspec.structs.replace(emit.event, location=location), emit.part, emit.ts)
+                raw = msgspec.structs.replace(emit.event, location=location,
+                                              redactions=emit.event.redactions + redactions)
+                emits[i] = Emit(raw, emit.part, emit.ts)
 
     def _emit(self, emit: Emit, ts: int | None) -> None:
         try:

@@ -2,8 +2,10 @@
 
 Contracts:
 
-* Every event is redacted before it is appended (secrets never reach the store); the number
-  of redactions is kept and written in ``run_ended``.
+* Every event is redacted before it is appended (secrets never reach the store: every text,
+  nested value and bytes field, with :class:`~agtrace.eventlog.Redactor`); the number of
+  redactions is kept and written in ``run_ended``. Large texts are redacted before they go to
+  the blob store.
 * When a part ends, the workspace is snapshotted at once, before anything else is appended,
   and the ``part_ended`` event carries the tree id; the snapshot event records both the time the
   part ended and the time the snapshot was taken.
@@ -44,6 +46,7 @@ from agtrace.eventlog import (
     PartEnded,
     RawRecorded,
     ReasoningAdded,
+    Redactor,
     Remote,
     RemoteError,
     RemoteShipper,
@@ -61,7 +64,6 @@ from agtrace.eventlog import (
 )
 
 from .port import SnapshotPort, SnapshotterFactory
-from .redact import Redactor
 from .snapshot import SnapshotPolicy, Snapshotter
 
 
@@ -237,21 +239,8 @@ class Recorder:
         return msgspec.structs.replace(event, **{text_field: inline, blob_field: digest}, **extra)
 
     def _redact(self, event: Event) -> Event:
-        """The event with secrets replaced in every text field (bytes fields are left alone)."""
-        changes = {}
-        for name in event.__struct_fields__:
-            value = getattr(event, name)
-            if isinstance(value, str):
-                if value:
-                    new, n = self.redactor.redact(value)
-                    if n:
-                        changes[name] = new
-            elif isinstance(value, (list, dict)) and value:
-                before = self.redactor.count
-                new = self.redactor.redact_obj(value)
-                if self.redactor.count != before:
-                    changes[name] = new
-        return msgspec.structs.replace(event, **changes) if changes else event
+        """The event with secrets replaced in every text, nested value and bytes field."""
+        return self.redactor.redact_event(event)[0]
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
@@ -331,6 +320,7 @@ class Recorder:
             for part, tests in sorted(self._pending_tests.items()):  # parts that never ended
                 for test, ts in tests:
                     self._append(msgspec.structs.replace(test, tree_id=snap.tree_id), part=part, ts=ts)
+        reason = self._redact_text(reason)
         ended = RunEnded(status=status, reason=reason, exit_code=exit_code, signal=signal,
                          redactions=self.redactor.count)
         self.writer.append(ended)

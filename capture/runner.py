@@ -16,7 +16,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 
-from agtrace.eventlog import Remote, Store
+from agtrace.eventlog import Redactor, Remote, Store
 
 from .errors import WorkdirError
 from .pipeline import RunSummary, adapter_for, run_capture
@@ -67,7 +67,7 @@ def run_agent(
         model=model or model_from_argv(command), task=task, task_id=task_id,
         base_commit=_git_head(workdir), command=command, durability=durability, tags=tags,
         parent_run=parent_run, on_part=on_part, remote=remote, ship_interval_s=ship_interval_s,
-        bundle_interval_s=ship_interval_s,
+        bundle_interval_s=ship_interval_s, redactor=Redactor.from_env({**os.environ, **(env or {})}),
     )
 
 

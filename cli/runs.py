@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -10,6 +11,8 @@ from agtrace.eventlog import (
     END_STATUSES,
     KINDS,
     InvalidEvent,
+    RawRecorded,
+    Redactor,
     RunEnded,
     RunStarted,
     event_from_json,
@@ -195,6 +198,7 @@ def new_cmd(ctx, agent, model, task, task_id, tags, parent, as_json) -> None:
         agent=agent, model=model, prompt=read_text_arg(task), task_id=task_id,
         tags=parse_tags(tags), parent_run=parent_id, source="append",
     )
+    started, _ = Redactor.from_env(os.environ).redact_event(started)
     writer = store.create_run(started, durability="strict")
     store.close_writer(writer)
     if as_json:
@@ -211,8 +215,9 @@ def new_cmd(ctx, agent, model, task, task_id, tags, parent, as_json) -> None:
 def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     """Append events read as JSON lines on stdin (the lines `agtrace log --json` prints).
 
-    The store assigns seqs; ts and part are kept when given. On a bad line it stops with the
-    line number; every line before it stays stored.
+    The store assigns seqs; ts and part are kept when given. Secrets are redacted before the
+    events are stored (as `agtrace run` does). On a bad line it stops with the line number;
+    every line before it stays stored.
     """
     store = ctx.store
     run_id = store.resolve(run)
@@ -221,10 +226,12 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
         warn(f"cut a torn tail of {writer.torn_tail.bytes_cut} bytes off {writer.torn_tail.path}")
     first = writer.next_seq
     stored = 0
+    redactor = Redactor.from_env(os.environ)
     try:
         for line_no, line in enumerate(sys.stdin.buffer, 1):
             if not line.strip():
                 continue
+            line, redacted = redactor.redact_json(line)
             try:
                 event, ts, part = event_from_json(line, line_no)
             except InvalidEvent as exc:
@@ -233,6 +240,10 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
                     f"(seq {first}..{first + stored - 1}); nothing after it was read",
                     line_no,
                 ) from None
+            if isinstance(event, RawRecorded):  # its bytes were base64 in the line
+                event, _ = redactor.redact_event(event)
+                if redacted:
+                    event = msgspec.structs.replace(event, redactions=event.redactions + redacted)
             writer.append(event, part=part, ts=ts)
             stored += 1
     finally:
@@ -255,7 +266,8 @@ def close_cmd(ctx, run: str, status: str, reason: str, as_json: bool) -> None:
     run_id = store.resolve(run)
     writer = store.open_writer(run_id, durability="strict")
     try:
-        ack = writer.append(RunEnded(status=status, reason=reason))
+        reason, n = Redactor.from_env(os.environ).redact(reason)
+        ack = writer.append(RunEnded(status=status, reason=reason, redactions=n))
     finally:
         store.close_writer(writer)
     if as_json:

@@ -216,10 +216,13 @@ class LineLogged(Event, tag="line_logged"):
     Attributes:
         stream: ``stdout`` or ``stderr``.
         text: the line without its newline, decoded as UTF-8 with replacement.
+        redactions: how many secrets were replaced by ``[REDACTED:<kind>]`` in the line before
+            it was stored (1 for a line inside a multi-line private key).
     """
 
     stream: str
     text: str
+    redactions: int = 0
 
 
 class RawRecorded(Event, tag="raw_recorded"):
@@ -232,6 +235,8 @@ class RawRecorded(Event, tag="raw_recorded"):
         blob: sha256 of the full record in the blob store.
         location: where the record came from (``file:line`` or byte offset).
         parse_error: why the record could not be parsed, if it could not.
+        redactions: how many secrets were replaced by ``[REDACTED:<kind>]`` in the record
+            before it was stored; the record is verbatim apart from them.
     """
 
     source: str
@@ -240,6 +245,7 @@ class RawRecorded(Event, tag="raw_recorded"):
     blob: str = ""
     location: str = ""
     parse_error: str = ""
+    redactions: int = 0
 
 
 class ErrorOccurred(Event, tag="error_occurred"):

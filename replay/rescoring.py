@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
 import shutil
 import tempfile
@@ -42,6 +43,7 @@ import msgspec
 from agtrace.eventlog import (
     EventlogError,
     GitStore,
+    Redactor,
     Scored,
     SnapshotTaken,
     Store,
@@ -221,6 +223,7 @@ class _Recorder:
         self.store, self.name, self.digest, self.report = store, name, digest, report
         self.progress, self.total, self.done = progress, total, 0
         self.writers: dict = {}
+        self.redactor = Redactor.from_env(os.environ)  # a scorer's output can print secrets too
 
     def _append(self, run_id: str, event: Scored) -> int:
         writer = self.writers.get(run_id)
@@ -228,6 +231,7 @@ class _Recorder:
             writer = self.store.open_writer(run_id, stream="scores")
             self.writers[run_id] = writer
         ts = time.time_ns()
+        event = self.redactor.redact_event(event)[0]
         seq = writer.append(event, part=event.scored_part, ts=ts).seq
         row = {k: getattr(event, k) for k in _REPORTED}
         self.report.results.append({"run_id": run_id, "part": event.scored_part, "seq": seq, **row})

@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from agtrace.capture.redact import SHAPES, Redactor, is_secret_name
+from agtrace.eventlog import Redactor, is_secret_name
+from agtrace.eventlog.redaction import LABELLED_KIND, SHAPES
 
 ALNUM = "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY"  # 32 mixed characters with digits
 
@@ -27,6 +28,11 @@ PEM = "\n".join(
     + ["-----END RSA " + "PRIVATE KEY-----"]
 )
 AWS_SECRET = fake("", 40, ALNUM + "/+")
+JWT = ".".join([
+    base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip("="),
+    base64.urlsafe_b64encode(b'{"sub":"1234567890","name":"agent"}').decode().rstrip("="),
+    fake("", 43, ALNUM + "-_"),
+])
 
 # (kind, text containing one secret, the secret itself)
 CASES = [
@@ -52,6 +58,17 @@ CASES = [
     ("bearer_token", "sent bearer {} upstream", "tok_9f8e7d6c5b4a3210"),
     ("basic_auth", "Authorization: Basic {}", base64.b64encode(b"user:pa55word").decode()),
     ("private_key", "key:\n{}\ndone", PEM),
+    ("private_key", '{{"private_key": "{}", "client_email": "x"}}', PEM.replace("\n", "\\n")),
+    ("jwt", "sent {} to the api", JWT),
+    ("url_password", "postgres://app:{}@db:5432/prod", "s3cr3t-pa55"),
+    ("url_password", "redis://:{}@cache:6379/0", "cache-pass-1"),
+    ("gitlab_token", "GL {}", fake("gl" + "pat-", 20)),
+    ("npm_token", "//registry.example/:_authToken={}", fake("np" + "m_", 36)),
+    ("netrc_password", "machine api.example.com login bob password {}", "hunter2hunter2x"),
+    ("secret_value", '{{"client_secret": "{}"}}', "GOCSPX-abcdefgh12345"),
+    ("secret_value", "DB_PASSWORD={}\n", "correct-horse-battery"),
+    ("secret_value", "password: '{}'", "pa$$w0rd&more"),
+    ("secret_value", 'cmd=\\"export API_KEY={}\\"', "k3y-v4lue-abcdef"),
 ]
 
 
@@ -66,7 +83,7 @@ def test_each_kind_is_redacted_and_counted(kind, template, secret):
 
 
 def test_every_shape_kind_is_covered():
-    assert {kind for kind, _, _ in SHAPES} == {kind for kind, _, _ in CASES}
+    assert {kind for kind, _, _ in SHAPES} | {LABELLED_KIND} == {kind for kind, _, _ in CASES}
 
 
 ORDINARY = [
@@ -82,6 +99,14 @@ ORDINARY = [
     "aws_secret_access_key = <your secret here>",
     "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
     '{"type":"turn.completed","usage":{"input_tokens":6040,"output_tokens":129}}',
+    'password = os.environ["DB_PASSWORD"]; token = get_token(user)',
+    "def check(password: str) -> bool: return verify(password, secret_key=load_key())",
+    "max_tokens=100000, input_tokens: 1234, token_count = 12345678",
+    "see https://github.com/org/repo and ssh://git@github.com/org/repo.git, http://localhost:8080/a?b=c",
+    '{"key": "user_settings", "value": "dark_mode_enabled"}',
+    "env: API_TOKEN: ${{ secrets.API_TOKEN }}; export PGPASSWORD=$DB_PASS",
+    "please login with your password reset link",
+    '{"passed": 3, "failed": 1, "passenger_name": "Johnathan Smith", "tokenizer": "cl100k_base"}',
     "",
 ]
 
@@ -130,8 +155,10 @@ def test_env_value_wins_over_shape_and_is_counted_once():
 
 
 def test_is_secret_name():
-    assert all(map(is_secret_name, ["GITHUB_TOKEN", "aws_secret", "PGPASSWORD", "API_KEY"]))
-    assert not any(map(is_secret_name, ["HOME", "PATH", "USER", "TERM"]))
+    assert all(map(is_secret_name, ["GITHUB_TOKEN", "aws_secret", "PGPASSWORD", "API_KEY", "DB_PASS",
+                                    "GH_AUTH", "SENTRY_DSN", "SSH_PASSPHRASE", "GPG_PRIVATE"]))
+    assert not any(map(is_secret_name, ["HOME", "PATH", "USER", "TERM", "PWD", "OLDPWD",
+                                        "GIT_AUTHOR_NAME", "PASSENGER_COUNT"]))
 
 
 def test_counts_accumulate_over_calls_and_several_secrets_per_text():
@@ -209,3 +236,73 @@ def test_secret_inside_json_encoded_line_is_redacted():
     result, n = Redactor().redact(line)
     assert n == 1 and key not in result
     assert json.loads(result)["item"]["aggregated_output"].startswith("remote: https://x:[RED")
+
+
+def test_a_secret_found_by_its_shape_is_redacted_wherever_it_reappears():
+    redactor = Redactor()
+    assert redactor.redact("DB_PASSWORD=correct-horse-battery")[0] == "DB_PASSWORD=[REDACTED:secret_value]"
+    assert redactor.redact("connecting with correct-horse-battery now") == (
+        "connecting with [REDACTED:secret_value] now", 1)
+    assert redactor.redact("pw: s3cr3t-pa55")[0] == "pw: s3cr3t-pa55"  # not yet known
+    redactor.redact("postgres://app:s3cr3t-pa55@db/x")
+    assert redactor.redact("pw: s3cr3t-pa55")[0] == "pw: [REDACTED:url_password]"
+
+
+def test_a_text_cut_in_the_middle_of_a_known_secret_loses_the_cut_secret():
+    redactor = Redactor.from_env({"MY_TOKEN": "opaque-value-123-and-more"})
+    title = "cat secrets.txt: token is opaque-value-12…"
+    assert redactor.redact(title) == ("cat secrets.txt: token is [REDACTED:env:MY_TOKEN]…", 1)
+    assert redactor.redact("an ordinary title, cut…") == ("an ordinary title, cut…", 0)
+
+
+def test_redact_line_keeps_one_private_key_state_per_stream():
+    redactor = Redactor()
+    lines = PEM.split("\n")
+    out = [redactor.redact_line(lines[0], "stdout"), redactor.redact_line("a warning", "stderr")]
+    out += [redactor.redact_line(line, "stdout") for line in lines[1:]]
+    assert out[1] == ("a warning", 0)
+    assert all(text == "[REDACTED:private_key]" for text, _ in out[:1] + out[2:])
+
+
+def test_redact_bytes_keeps_every_other_byte():
+    key = fake("gh" + "p_", 36)
+    data = b"\xff\xfe before " + key.encode() + b" after \x80"
+    assert Redactor().redact_bytes(data) == (b"\xff\xfe before [REDACTED:github_token] after \x80", 1)
+    assert Redactor().redact_bytes(b"\xff plain") == (b"\xff plain", 0)
+
+
+def test_redact_event_covers_nested_structs_bytes_and_records_raw_redactions():
+    from agtrace.eventlog import RawRecorded, TestCase, TestsRan
+
+    key = fake("gh" + "p_", 36)
+    redactor = Redactor()
+    tests = TestsRan(suite="unit", tests=[TestCase(name="t", outcome="failed", message=f"bad token {key}")])
+    event, n = redactor.redact_event(tests)
+    assert n == 1 and event.tests[0].message == "bad token [REDACTED:github_token]"
+    raw = RawRecorded(source="x", text=f'{{"out": "{key}"}}', data=key.encode(), redactions=1)
+    event, n = redactor.redact_event(raw)
+    assert n == 2 and event.redactions == 3 and key not in event.text and key.encode() not in event.data
+    same = RawRecorded(source="x", text="nothing")
+    assert redactor.redact_event(same) == (same, 0)
+
+
+def test_redact_json_redacts_a_json_line_once_and_its_escaped_strings():
+    key = fake("gh" + "p_", 36)
+    redactor = Redactor.from_env({"DB_PASSWORD": 'quote"and\\slash'})
+    line = json.dumps({"kind": "message_added", "role": "user",
+                       "text": f'pw quote"and\\slash key {key} caf\u00e9 \u2603'}).encode()
+    out, n = redactor.redact_json(line)
+    assert n == 2 and key.encode() not in out and b"and\\\\slash" not in out
+    assert json.loads(out)["text"] == "pw [REDACTED:env:DB_PASSWORD] key [REDACTED:github_token] caf\u00e9 \u2603"
+    plain = b'{"kind":"heartbeat_sent"}'
+    assert redactor.redact_json(plain) == (plain, 0)
+
+
+def test_values_of_secret_named_flags_are_redacted_in_text_and_in_argv():
+    redactor = Redactor()
+    assert redactor.redact("deploy --api-key k3y-v4lue-abcdef --verbose")[0] == (
+        "deploy --api-key [REDACTED:secret_value] --verbose")
+    assert redactor.redact("the password is not a flag value")[0] == "the password is not a flag value"
+    argv = redactor.redact_obj(["tool", "--password", "hunter2hunter2x", "--out", "dir", "--token", "-v"])
+    assert argv == ["tool", "--password", "[REDACTED:secret_value]", "--out", "dir", "--token", "-v"]
+    assert redactor.redact("echo hunter2hunter2x")[0] == "echo [REDACTED:secret_value]"

@@ -13,6 +13,11 @@ Contracts every importer gets from here (importers only parse):
   (:meth:`ImportContext.new_run`). The earlier run stays as it was.
 * **Lossless**: importers keep every source record verbatim as a ``raw_recorded`` event (source
   ``import:<format>``, location ``file:line`` or ``file#member``) beside the parsed events.
+* **Redacted**: every event and every text put in the blob store goes through one
+  :class:`~agtrace.eventlog.Redactor` (here, not in the importers): secrets in parsed events and
+  raw records are replaced before anything is stored, a raw record says how many it lost
+  (``redactions``), and ``run_ended.redactions`` counts the run's. Repository state an importer
+  brings (bundles, patches applied to trees) is stored as it is.
 * **Bad records** (malformed: bad JSON, wrong shape, a field of the wrong type) are reported
   with their location through :meth:`RunSink.bad` and skipped; the rest of the source is
   imported, and the command exits non-zero with the count.
@@ -44,6 +49,9 @@ from agtrace.eventlog import (
     ErrorOccurred,
     Event,
     GitStore,
+    RawRecorded,
+    Redactor,
+    RunEnded,
     RunStarted,
     RunWriter,
     Scored,
@@ -71,12 +79,18 @@ class BadRecord:
 class RunSink:
     """Where an importer writes one run. Obtained from :meth:`ImportContext.new_run`."""
 
-    def __init__(self, store: Store, run_id: str, staging: Path, started: RunStarted, started_ts: int):
+    def __init__(self, store: Store, run_id: str, staging: Path, started: RunStarted, started_ts: int,
+                 redactor: Redactor | None = None):
         self.store = store
         self.run_id = run_id
         self.dir = staging / run_id
         self.dir.mkdir(parents=True)
+        self.redactor = redactor or Redactor.from_env(os.environ)
+        self.redactions = 0
+        """Secrets redacted in this run so far (``run_ended.redactions``)."""
+        self._blob_redactions: dict[str, int] = {}
         self.writer = RunWriter(self.dir, run_id, durability="off")
+        started = self._redacted(started)
         self.writer.append(started, ts=started_ts)
         self.started = started
         self.bad_records: list[BadRecord] = []
@@ -86,14 +100,25 @@ class RunSink:
         self._scores: RunWriter | None = None
 
     def append(self, event: Event, part: int | None = None, ts: int | None = None) -> None:
-        self.writer.append(event, part=part, ts=ts)
+        """Append ``event``, redacted (see the module docstring)."""
+        self.writer.append(self._redacted(event), part=part, ts=ts)
+
+    def _redacted(self, event: Event) -> Event:
+        event, n = self.redactor.redact_event(event)
+        self.redactions += n
+        if isinstance(event, RawRecorded) and event.blob in self._blob_redactions:
+            held = self._blob_redactions.pop(event.blob)
+            event = msgspec.structs.replace(event, redactions=event.redactions + held)
+        elif isinstance(event, RunEnded):
+            event = msgspec.structs.replace(event, redactions=event.redactions + self.redactions)
+        return event
 
     def score(self, event: Scored, part: int | None = None, ts: int | None = None) -> None:
         """Append a score the source recorded to the run's score stream, where re-scores go
         too (``agtrace scores`` lists both)."""
         if self._scores is None:
             self._scores = RunWriter(self.dir, self.run_id, stream="scores", durability="off")
-        self._scores.append(event, part=part, ts=ts)
+        self._scores.append(self._redacted(event), part=part, ts=ts)
 
     def close(self) -> None:
         """Close the run's writers (the run is complete; it can be adopted)."""
@@ -110,8 +135,9 @@ class RunSink:
     def bad(self, location: str, message: str) -> None:
         """Report a malformed record (bad JSON, wrong shape, a field of the wrong type); it is
         recorded as an error event too, and the import exits non-zero."""
+        message = self.redactor.redact(message)[0]
         self.bad_records.append(BadRecord(location, message))
-        self.writer.append(ErrorOccurred(message=f"{location}: {message}", origin="import"))
+        self.append(ErrorOccurred(message=f"{location}: {message}", origin="import"))
 
     def unknown(self, location: str, record_type: str) -> None:
         """Count a record of a type the importer does not know (a newer tool wrote it).
@@ -130,8 +156,15 @@ class RunSink:
         return self._git
 
     def text(self, text: str) -> tuple[str, str, int]:
-        """``(inline, blob, nbytes)`` for a possibly large text (see BlobStore.inline_or_put)."""
-        return self.store.blobs.inline_or_put(text)
+        """``(inline, blob, nbytes)`` for a possibly large text (see BlobStore.inline_or_put),
+        redacted before it is stored; a raw record naming the blob counts its redactions."""
+        text, n = self.redactor.redact(text)
+        inline, blob, nbytes = self.store.blobs.inline_or_put(text)
+        if n:
+            self.redactions += n
+            if blob:
+                self._blob_redactions[blob] = self._blob_redactions.get(blob, 0) + n
+        return inline, blob, nbytes
 
 
 @dataclass
@@ -144,6 +177,8 @@ class ImportContext:
     sinks: list[RunSink] = field(default_factory=list)
     skipped_existing: list[str] = field(default_factory=list)
     parents: dict[str, str] = field(default_factory=dict)
+    redactor: Redactor = field(default_factory=lambda: Redactor.from_env(os.environ))
+    """One per source: a secret learned in one of its runs is redacted in the others too."""
 
     def new_run(self, key: str, started: RunStarted, started_ts: int) -> RunSink | None:
         """Start a run for the source record set named by ``key``; None if it was imported before.
@@ -160,7 +195,7 @@ class ImportContext:
             self.parents[run_id] = parent
         if self.staging is None:
             self.staging = self.store.staging_dir()
-        sink = RunSink(self.store, run_id, self.staging, started, started_ts)
+        sink = RunSink(self.store, run_id, self.staging, started, started_ts, self.redactor)
         self.sinks.append(sink)
         return sink
 

@@ -20,12 +20,13 @@ as killed by a signal.
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import signal
 import threading
 from collections.abc import Callable, Sequence
 
-from agtrace.eventlog import Remote, Store
+from agtrace.eventlog import Redactor, Remote, Store
 
 from ..errors import AgentNotFound, SandboxError
 from ..pipeline import RunSummary, adapter_for, run_capture
@@ -196,5 +197,5 @@ def run_agent_in_sandbox(
         agent=agent_name or agent, agent_version=agent_version, model=model or model_from_argv(command),
         task=task, task_id=task_id, base_commit=base, command=command, durability=durability, tags=tags,
         parent_run=parent_run, on_part=on_part, remote=remote, ship_interval_s=ship_interval_s,
-        bundle_interval_s=ship_interval_s,
+        bundle_interval_s=ship_interval_s, redactor=Redactor.from_env({**os.environ, **(env or {})}),
     )

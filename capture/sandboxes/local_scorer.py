@@ -22,10 +22,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from agtrace.eventlog import CommandResult
+from agtrace.eventlog import CommandResult, is_secret_name
 
 from ..errors import SandboxError
-from ..redact import SECRET_NAME_PARTS
 
 KILL_GRACE_S = 2.0
 OUTPUT_KEEP_BYTES = 4 * 1024 * 1024
@@ -41,7 +40,7 @@ def scrub_env(env: Mapping[str, str]) -> dict[str, str]:
         k: v
         for k, v in env.items()
         if not k.upper().startswith(_SECRET_PREFIXES)
-        and not any(p in k.upper() for p in SECRET_NAME_PARTS)
+        and not is_secret_name(k)
     }
 
 
