@@ -16,21 +16,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agtrace.eventlog import Excluded, GitStore, SnapshotTaken
+from agtrace.eventlog import Excluded, GitStore, SnapshotTaken, credential_rules
 
 from .errors import WorkdirError
 
 DEFAULT_EXCLUDES = (
-    ".env",
-    ".env.*",
-    "*.pem",
-    "*.key",
     "__pycache__/",
     "*.pyc",
     ".venv/",
     "node_modules/",
 )
-"""Left out of every snapshot unless the policy says otherwise: secrets and rebuildable caches."""
+"""Left out of every snapshot unless the policy says otherwise: rebuildable caches (ignored,
+not listed). Credential files are left out by the policy's ``credentials`` rules, and listed."""
 
 
 @dataclass(frozen=True)
@@ -40,13 +37,20 @@ class SnapshotPolicy:
     Attributes:
         max_file_bytes: files larger than this are left out (reason ``size``).
         exclude: gitignore-style patterns left out, on top of the workdir's ``.gitignore``.
+        credentials: leave out credential files by name and by content (reasons ``credential``
+            and ``credential_content``; the rules are ``agtrace.eventlog.credential_rules()``,
+            recorded by their version).
     """
 
     max_file_bytes: int = 10 * 1024 * 1024
     exclude: tuple[str, ...] = field(default=DEFAULT_EXCLUDES)
+    credentials: bool = True
 
     def as_dict(self) -> dict:
-        return {"max_file_bytes": self.max_file_bytes, "exclude": list(self.exclude), "gitignore": True}
+        out = {"max_file_bytes": self.max_file_bytes, "exclude": list(self.exclude), "gitignore": True}
+        if self.credentials:  # the rules' version: docs/format.md lists each version's rules
+            out["credentials"] = credential_rules()["version"]
+        return out
 
 
 class ShadowSnapshotter:
@@ -96,6 +100,7 @@ class Snapshotter(ShadowSnapshotter):
             max_file_bytes=self.policy.max_file_bytes,
             message=label,
             parent_commit=self.commit_id,
+            credentials=self.policy.credentials,
         )
         self.tree_id, self.commit_id = result.tree_id, result.commit_id
         return SnapshotTaken(

@@ -11,8 +11,6 @@ from agtrace.eventlog import (
     END_STATUSES,
     KINDS,
     InvalidEvent,
-    RawRecorded,
-    Redactor,
     RunEnded,
     RunStarted,
     event_from_json,
@@ -198,6 +196,8 @@ def new_cmd(ctx, agent, model, task, task_id, tags, parent, as_json) -> None:
         agent=agent, model=model, prompt=read_text_arg(task), task_id=task_id,
         tags=parse_tags(tags), parent_run=parent_id, source="append",
     )
+    from agtrace.eventlog import Redactor
+
     started, _ = Redactor.from_env(os.environ).redact_event(started)
     writer = store.create_run(started, durability="strict")
     store.close_writer(writer)
@@ -226,6 +226,10 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
         warn(f"cut a torn tail of {writer.torn_tail.bytes_cut} bytes off {writer.torn_tail.path}")
     first = writer.next_seq
     stored = 0
+    import msgspec
+
+    from agtrace.eventlog import RawRecorded, Redactor
+
     redactor = Redactor.from_env(os.environ)
     try:
         for line_no, line in enumerate(sys.stdin.buffer, 1):
@@ -266,6 +270,8 @@ def close_cmd(ctx, run: str, status: str, reason: str, as_json: bool) -> None:
     run_id = store.resolve(run)
     writer = store.open_writer(run_id, durability="strict")
     try:
+        from agtrace.eventlog import Redactor
+
         reason, n = Redactor.from_env(os.environ).redact(reason)
         ack = writer.append(RunEnded(status=status, reason=reason, redactions=n))
     finally:

@@ -150,18 +150,18 @@ def test_gitignore_info_exclude_and_exclude_patterns(store, workdir):
     bash(
         workdir,
         "echo '*.log' > .gitignore; echo x > a.log; mkdir -p build; echo o > build/out.o; "
-        "echo secret > .env; echo 'build/' >> .git/info/exclude; echo keep > keep.txt",
+        "echo scratch > notes.tmp; echo 'build/' >> .git/info/exclude; echo keep > keep.txt",
     )
-    result = store.snapshot(workdir, exclude=[".env"], max_file_bytes=MAX, message="1")
+    result = store.snapshot(workdir, exclude=["notes.tmp"], max_file_bytes=MAX, message="1")
     paths = tree_paths(store, result.tree_id)
     assert {".gitignore", "keep.txt", "README.md", "src/app.py"} == paths
     # a newly ignored, previously recorded path is dropped
     bash(workdir, "echo 'keep.txt' >> .gitignore")
-    result = store.snapshot(workdir, exclude=[".env"], max_file_bytes=MAX, message="2")
+    result = store.snapshot(workdir, exclude=["notes.tmp"], max_file_bytes=MAX, message="2")
     assert "keep.txt" in result.deleted
     # removing an exclude pattern brings the file in
     result = store.snapshot(workdir, exclude=[], max_file_bytes=MAX, message="3")
-    assert result.added == (".env",)
+    assert result.added == ("notes.tmp",)
 
 
 def test_size_policy_excludes_and_reports(store, workdir):

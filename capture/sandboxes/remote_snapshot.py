@@ -3,7 +3,8 @@
 When a part ends (the agent's process group is frozen by the capture pipeline meanwhile), the
 workdir is snapshotted *inside the sandbox* into a shadow repository with its own GIT_DIR
 (``git add -A && git write-tree``, the same byte-exact configuration, the policy's excludes and
-size limit, the workdir's ``.gitignore`` and ``.git/info/exclude``), the new objects come back as
+size limit, the workdir's ``.gitignore`` and ``.git/info/exclude``, and the same credential
+rules: names as git pathspecs, contents with ``git grep -E`` of the files that changed), the new objects come back as
 an incremental git bundle and are fetched into the run's local ``repo.git``. So when
 :meth:`RemoteSnapshotter.take` returns, the tree is readable locally, and the local snapshot
 chain, ``snapshot_taken`` events and sealed bundles are exactly those of a local capture.
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agtrace.eventlog import Excluded, SnapshotTaken
+from agtrace.eventlog import Excluded, SnapshotTaken, credential_rules
 
 from ..snapshot import ShadowSnapshotter, SnapshotPolicy
 from .api import SandboxAPI, run_checked
@@ -50,8 +51,28 @@ if [ -n "$big" ]; then printf '%s\n' "$big" | cut -d' ' -f2- | sed 's|^|/|' > "$
 git -c core.excludesFile="$AGT_SCRATCH/size-exclude" add -A .
 if [ -n "$big" ]; then printf '%s\n' "$big" | cut -d' ' -f2- | while IFS= read -r p; do
   git rm -q --cached --ignore-unmatch -- "$p" >/dev/null; done; fi
-tree=$(git write-tree)
 parent=$(git rev-parse -q --verify refs/agtrace/snapshots || true)
+creds=
+if [ -n "$AGT_CRED_NAMES" ]; then
+  specs=(); tspecs=(); content=()
+  while IFS= read -r p; do [ -n "$p" ] && specs+=(":(glob)**/$p"); done <<< "$AGT_CRED_NAMES"
+  while IFS= read -r p; do [ -n "$p" ] && tspecs+=(":(glob)**/$p"); done <<< "$AGT_TOKEN_FILES"
+  while IFS= read -r c; do [ -n "$c" ] && content+=(-e "$c"); done <<< "$AGT_CRED_CONTENT"
+  base=${parent:-$(git hash-object -t tree /dev/null)}
+  changed=$(git -c core.quotePath=false diff-index --cached --name-only --diff-filter=AMT "$base" --)
+  creds=$( {
+    git -c core.quotePath=false ls-files --cached -- "${specs[@]}" | sed 's/^/credential /'
+    if [ -n "$changed" ]; then
+      printf '%s\n' "$changed" | tr '\n' '\0' | xargs -0 git -c core.quotePath=false grep --cached -l -a -E \
+        "${content[@]}" -- 2>/dev/null | sed 's/^/credential_content /' || true
+    fi
+    git -c core.quotePath=false grep --cached -l -a -E -e "$AGT_TOKEN_CONTENT" -- "${tspecs[@]}" 2>/dev/null \
+      | sed 's/^/credential_content /' || true
+  } | awk '!seen[substr($0, index($0, " ") + 1)]++' )
+  if [ -n "$creds" ]; then printf '%s\n' "$creds" | while IFS= read -r line; do
+    git rm -q --cached --ignore-unmatch -- "${line#* }" >/dev/null; done; fi
+fi
+tree=$(git write-tree)
 if [ -n "$parent" ] && [ "$(git rev-parse "$parent^{tree}")" = "$tree" ]; then
   echo "same $tree $parent"
 else
@@ -61,7 +82,18 @@ else
   echo "new $tree $commit"
 fi
 if [ -n "$big" ]; then printf '%s\n' "$big" | sed 's/^/big /'; fi
+if [ -n "$creds" ]; then printf '%s\n' "$creds" | while IFS= read -r line; do
+  f=${line#* }; printf '%s %s %s\n' "${line%% *}" "$(stat -c %s -- "$f" 2>/dev/null || echo 0)" "$f"; done; fi
 """
+
+
+def _credential_env(enabled: bool) -> dict[str, str]:
+    """The credential rules for the sandbox's script (the local snapshot's own, as git sees them)."""
+    if not enabled:
+        return {"AGT_CRED_NAMES": ""}
+    rules = credential_rules()
+    return {"AGT_CRED_NAMES": "\n".join(rules["names"]), "AGT_CRED_CONTENT": "\n".join(rules["content"]),
+            "AGT_TOKEN_FILES": "\n".join(rules["token_files"]), "AGT_TOKEN_CONTENT": rules["token_content"]}
 
 
 class RemoteSnapshotter(ShadowSnapshotter):
@@ -80,6 +112,7 @@ class RemoteSnapshotter(ShadowSnapshotter):
             "GIT_AUTHOR_NAME": "agtrace", "GIT_AUTHOR_EMAIL": "agtrace@localhost",
             "GIT_COMMITTER_NAME": "agtrace", "GIT_COMMITTER_EMAIL": "agtrace@localhost",
             "AGT_EXCLUDES": "\n".join(self.policy.exclude), "AGT_MAX_BYTES": str(self.policy.max_file_bytes),
+            **_credential_env(self.policy.credentials),
         }
         run_checked(api, _INIT, self.env, "creating the shadow repository in the sandbox")
 
@@ -94,8 +127,9 @@ class RemoteSnapshotter(ShadowSnapshotter):
         state, tree, _remote_commit = lines[0].split()
         excluded = []
         for line in lines[1:]:
-            _, size, path = line.split(" ", 2)
-            excluded.append(Excluded(path=path, reason="size", size=int(size)))
+            kind, size, path = line.split(" ", 2)
+            excluded.append(Excluded(path=path, reason="size" if kind == "big" else kind, size=int(size)))
+        excluded.sort(key=lambda e: (e.path, e.reason, e.size))
         if state == "new":
             bundle = f"{self.api.scratch}/bundles/{self._n}.bundle"
             with tempfile.TemporaryDirectory(prefix="agtrace-bundle-") as tmp:

@@ -11,6 +11,9 @@ Snapshot policy:
   ``<root>/.git`` is listed in ``excluded`` with reason ``"nested_git"``, size 0, so that replay
   knows a repository was there.
 * Regular files larger than ``max_file_bytes`` are left out and listed with reason ``"size"``.
+* Credential files (``eventlog/credential.py``: by name, reason ``"credential"``; by content,
+  reason ``"credential_content"``) are left out and listed, unless ``credentials=False``; they
+  are never hashed into the shadow repository, so no object or bundle holds them.
 * Bytes are recorded exactly: no end-of-line conversion, ident or filter attributes apply
   (:data:`CONFIG`, :data:`ATTRIBUTES`), and the user's global/system git configuration is not
   consulted by libgit2 in this process.
@@ -27,6 +30,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
+
+from .. import credential
 
 ATTRIBUTES = b"* -text !eol -ident -filter !working-tree-encoding\n"
 """``info/attributes``: none of the attributes that would make recorded bytes differ from disk."""
@@ -89,3 +95,17 @@ def load_state(git_dir: str) -> dict:
 
 def save_state(git_dir: str, policy: str, nested: list[str]) -> None:
     write_atomic(os.path.join(git_dir, _STATE_FILE), json.dumps({"policy": policy, "nested": nested}).encode())
+
+
+def credentials_fingerprint(fingerprint: str, enabled: bool) -> str:
+    """The policy fingerprint with the credential rules' version (a new version purges)."""
+    return f"{fingerprint}:credentials-{credential.RULES_VERSION}" if enabled else fingerprint
+
+
+def credential_exclusion(path: str, full: str, st: os.stat_result, enabled: bool) -> str:
+    """Why ``path`` is a credential file that the snapshot leaves out, or "" (keep it)."""
+    if not enabled:
+        return ""
+    if stat.S_ISREG(st.st_mode):
+        return credential.credential_reason(path, full)
+    return "credential" if credential.credential_name(path) else ""

@@ -62,6 +62,7 @@ class GitStore(CheckoutMixin, BundleMixin):
     def __init__(self, repo: pygit2.Repository, path: str) -> None:
         self._repo = repo
         self.path = path
+        self._credentials = True
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -123,6 +124,7 @@ class GitStore(CheckoutMixin, BundleMixin):
         max_file_bytes: int,
         message: str,
         parent_commit: str | None = None,
+        credentials: bool = True,
     ) -> SnapshotResult:
         """Record the current tree of ``workdir`` and chain it on ``refs/agtrace/snapshots``.
 
@@ -143,6 +145,8 @@ class GitStore(CheckoutMixin, BundleMixin):
         parent = self._resolve_parent(parent_commit)
         state = policy.load_state(self.path)
         fingerprint = policy.install_ignore_rules(self.path, root, exclude, max_file_bytes)
+        fingerprint = policy.credentials_fingerprint(fingerprint, credentials)
+        self._credentials = credentials
         repo.workdir = root
         index = repo.index
         index.read(True)
@@ -231,6 +235,10 @@ class GitStore(CheckoutMixin, BundleMixin):
                 excluded.append(Exclusion(path, "size", st.st_size))
                 _remove(index, path)
                 continue
+            if reason := policy.credential_exclusion(path, full, st, self._credentials):
+                excluded.append(Exclusion(path, reason, st.st_size))
+                _remove(index, path)
+                continue
             try:
                 index.add(path)
             except pygit2.GitError:
@@ -246,11 +254,13 @@ class GitStore(CheckoutMixin, BundleMixin):
             if self._repo.path_is_ignored(path):
                 _remove(index, path)
             elif check_size:
+                full = os.path.join(root, path)
                 try:
-                    st = os.lstat(os.path.join(root, path))
+                    st = os.lstat(full)
                 except OSError:
                     continue
-                if stat.S_ISREG(st.st_mode) and st.st_size > max_file_bytes:
+                too_big = stat.S_ISREG(st.st_mode) and st.st_size > max_file_bytes
+                if too_big or policy.credential_exclusion(path, full, st, self._credentials):
                     _remove(index, path)
 
     def _sync_nested(self, index, root: str, new_roots: list[str], max_file_bytes: int, excluded):
@@ -283,6 +293,8 @@ class GitStore(CheckoutMixin, BundleMixin):
                         continue
                     elif st.st_size > max_file_bytes:
                         excluded.append(Exclusion(rel, "size", st.st_size))
+                    elif reason := policy.credential_exclusion(rel, full, st, self._credentials):
+                        excluded.append(Exclusion(rel, reason, st.st_size))
                     else:
                         oid = repo.create_blob_fromdisk(full)
                         mode = MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB

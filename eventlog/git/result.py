@@ -15,8 +15,9 @@ SNAPSHOT_REF = "refs/agtrace/snapshots"
 
 
 class Exclusion(NamedTuple):
-    """A path left out of a snapshot: ``reason`` is ``"size"``, ``"nested_git"`` or
-    ``"invalid_path"``; ``size`` is in bytes (0 when not meaningful)."""
+    """A path left out of a snapshot: ``reason`` is ``"size"``, ``"nested_git"``,
+    ``"invalid_path"``, ``"credential"`` or ``"credential_content"``; ``size`` is in bytes (0
+    when not meaningful)."""
 
     path: str
     reason: str
