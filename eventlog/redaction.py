@@ -136,6 +136,12 @@ SHAPES: list[tuple[str, tuple[str, ...], str]] = [
         r"(?i:authorization[\"']?\s*[:=]\s*[\"']?basic)\s+(?P<v>[A-Za-z0-9+/]+=*)",
     ),
     ("netrc_password", ("login",), r"(?i:\blogin)\s+\S+\s+(?i:password)\s+" + _NOT_PLACEHOLDER + r"(?P<v>\S+)"),
+    # a .netrc printed line by line: its "password VALUE" line alone (also after a JSON "\n")
+    (
+        "netrc_password",
+        ("password",),
+        r"(?im:(?:^|\\n)[ \t]*password[ \t]+)" + _NOT_PLACEHOLDER + r"(?P<v>[^\s\\]+)(?=[ \t]*(?:$|\\n))",
+    ),
 ]
 _SHAPES_BY_TRIGGER: dict[str, list[int]] = {}
 for _index, (_, _triggers, _) in enumerate(SHAPES):

@@ -65,6 +65,8 @@ CASES = [
     ("gitlab_token", "GL {}", fake("gl" + "pat-", 20)),
     ("npm_token", "//registry.example/:_authToken={}", fake("np" + "m_", 36)),
     ("netrc_password", "machine api.example.com login bob password {}", "hunter2hunter2x"),
+    ("netrc_password", "machine api.example.com\n  login bob\n  password {}\n", "hunter2hunter2x"),
+    ("netrc_password", "  password {}", "hunter2hunter2x"),
     ("secret_value", '{{"client_secret": "{}"}}', "GOCSPX-abcdefgh12345"),
     ("secret_value", "DB_PASSWORD={}\n", "correct-horse-battery"),
     ("secret_value", "password: '{}'", "pa$$w0rd&more"),
