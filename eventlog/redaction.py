@@ -64,6 +64,7 @@ and ``key`` after ``api``, ``access``, ``account``, ``private`` or ``secret`` (`
 _KEY_OWNERS = ("api", "access", "account", "private", "secret")
 _PASS_WORDS = ("password", "passwd", "passphrase", "pass")
 _GAP = frozenset("\\\"' \t")
+_GAP_OR_SEPARATOR = _GAP | frozenset(":=")
 # at the ":" or "=" after a label: a quoted value of 8+ characters, or an unquoted one that is
 # not a number, a placeholder, a call or an expression (it must end at a space, a separator or a
 # quote), so that code reading a secret from somewhere is left alone
@@ -154,26 +155,28 @@ def _separators(lower: str) -> list[int]:
     """Positions of the ``:`` or ``=`` that follow a label (after a quote, a backslash, spaces),
     found with plain substring searches: the labelled values are looked for only there."""
     found = []
+    size = len(lower)
     for stem in _LABEL_STEMS:
         i = lower.find(stem)
         while i >= 0:
             j = i + len(stem)
             if stem == "pass":
-                while j < len(lower) and lower[j].isalpha():
+                while j < size and lower[j].isalpha():
                     j += 1
                 ok = lower[i:j] in _PASS_WORDS
             elif stem == "key":
                 ok = lower[max(0, i - 9) : i].rstrip("_-").endswith(_KEY_OWNERS)
             else:
                 ok = True
-            gap = j
-            while j < len(lower) and lower[j] in _GAP:
-                j += 1
-            if ok and j < len(lower) and lower[j] in ":=":
-                found.append(j)
-            elif ok and j > gap and lower[gap] == " " and _is_flag(lower, i):
-                found.append(gap)  # --password VALUE
-            i = lower.find(stem, i + 1)
+            if ok and j < size and lower[j] in _GAP_OR_SEPARATOR:
+                gap = j
+                while j < size and lower[j] in _GAP:
+                    j += 1
+                if j < size and lower[j] in ":=":
+                    found.append(j)
+                elif j > gap and lower[gap] == " " and _is_flag(lower, i):
+                    found.append(gap)  # --password VALUE
+            i = lower.find(stem, j)
     return sorted(set(found))
 
 
@@ -268,13 +271,15 @@ class Redactor:
         for trigger, shapes in _TRIGGERS:
             if trigger in lower:
                 hits = shapes if hits is None else hits + shapes
+        changed = False
         if hits is not None:
             for index in sorted(set(hits)):
                 kind, regex = _COMPILED[index]
                 text, n = regex.subn(self._learn(kind), text)
                 total += n
+                changed = changed or n > 0
         if any(stem in lower for stem in _LABEL_STEMS):
-            text, n = self._labelled_values(text)
+            text, n = self._labelled_values(text, text.lower() if changed else lower)
             total += n
         if text.endswith("…"):
             text, n = self._cut_tail(text)
@@ -282,9 +287,10 @@ class Redactor:
         self.count += total
         return text, total
 
-    def _labelled_values(self, text: str) -> tuple[str, int]:
-        """Redact the values of labelled secrets (:data:`LABELLED_KIND`)."""
-        seps = _separators(text.lower())  # the text changed since it was lower-cased
+    def _labelled_values(self, text: str, lower: str) -> tuple[str, int]:
+        """Redact the values of labelled secrets (:data:`LABELLED_KIND`); ``lower`` is ``text``
+        lower-cased."""
+        seps = _separators(lower)
         if not seps:
             return text, 0
         learn = self._learn(LABELLED_KIND)
