@@ -228,8 +228,8 @@ class ProcessGroup:
         deadline = time.monotonic() + self.grace_s
         try:
             while time.monotonic() < deadline:
-                self.poll()  # reaps the leader, so that a zombie does not count as the group
-                if not self.group_exists():
+                # poll first: it reaps the leader, so that a zombie does not count as the group
+                if self.poll() is not None and not self.group_exists():
                     return
                 time.sleep(0.05)
             self.signal_group(signal.SIGKILL)

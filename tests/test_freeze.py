@@ -443,7 +443,7 @@ def test_both_backends_start_a_supervisor(tmp_path):
         remote.start()
         assert local.supervisor is not None and local.unsupervised == ""
         assert remote.supervisor is not None and remote.unsupervised == ""
-        assert remote.group_exists() and local.group_exists()
+        assert wait_for(remote.group_exists, 30.0, 0.05) and local.group_exists()  # the pgid file comes late
     finally:
         for proc in (local, remote):
             proc.stop()
