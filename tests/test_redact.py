@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from agtrace.eventlog import Redactor, is_secret_name
-from agtrace.eventlog.redaction import LABELLED_KIND, SHAPES
+from agtrace.eventlog.secret import LABELLED_KIND, SHAPES
 
 ALNUM = "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY"  # 32 mixed characters with digits
 
