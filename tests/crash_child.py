@@ -288,7 +288,11 @@ class CrashRun:
 
     def kill_once(self) -> None:
         rng = self.rng
+        roll = rng.random()
         seg = rng.choice(["0", "16384", "65536"])
+        if roll >= 0.5 and self.durability == "off":
+            # under ``off`` only a sealed segment is durable before close: make the child roll
+            seg = rng.choice(["16384", "65536"])
         pace = "0" if self.durability == "strict" else rng.choice(["0", "1", "3"])
         proc = spawn(
             self.root,
@@ -302,10 +306,17 @@ class CrashRun:
         )
         lines: list[str] = []
         try:
-            if rng.random() < 0.15:  # anywhere, including while it imports and recovers
+            # The moment is random, but anchored on what the child said rather than on the
+            # clock alone: on a loaded machine a child may need longer than any fixed sleep to
+            # import, recover and write, and a kill that always lands before the first durable
+            # write would check nothing.
+            if roll < 0.15:  # anywhere, including while it imports and recovers
                 time.sleep(rng.uniform(0.0, 0.25))
-            else:
+            elif roll < 0.5:  # soon after it opened the run (torn tails, first frames)
                 _line, lines = wait_for_line(proc, "start ")
+                time.sleep(rng.uniform(0.0, 0.12))
+            else:  # while it writes, after it acknowledged something durable
+                _line, lines = wait_for_line(proc, "durable ")
                 time.sleep(rng.uniform(0.0, 0.12))
         finally:
             proc.send_signal(signal.SIGKILL)

@@ -28,6 +28,7 @@ from agtrace.eventlog import (
 from agtrace.replay.workspace import materialize
 
 from .conftest import run_agtrace
+from .procs import descendants, end
 
 DEMO = [sys.executable, "-m", "agtrace.capture.demo_agent"]
 
@@ -203,9 +204,10 @@ def test_interrupt_stops_the_agent_and_ends_the_run(tmp_path, demo_repo, sig):
 def test_sigkill_of_the_capture_process_shows_crashed_and_keeps_what_was_flushed(tmp_path, demo_repo):
     proc = _start_capture(tmp_path, demo_repo, "--hang")
     run_id = _wait_for_parts(tmp_path / "store", 2)
+    started = descendants(proc.pid)
     proc.kill()
     proc.wait(timeout=10)
-    subprocess.run(["pkill", "-f", "agtrace.capture.demo_agent --hang"], check=False)
+    end(started)  # the supervisor stops the agent; whatever is left is ended by pid
     store = Store(tmp_path / "store")
     info = store.info(run_id)
     assert info.status == "crashed" and info.parts >= 2

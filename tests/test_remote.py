@@ -38,6 +38,7 @@ from agtrace.eventlog import (
 from agtrace.eventlog.writer import RunWriter
 
 from .conftest import run_agtrace
+from .procs import descendants, end
 
 HOST = "127.0.0.1"
 REGION = "us-east-1"
@@ -560,13 +561,29 @@ def test_run_with_remote_killed_mid_run_is_pulled_and_replayed_on_a_fresh_store(
     proc = subprocess.Popen(
         [sys.executable, "-c", "from agtrace.cli.main import main; main()", "run", "--agent", "codex",
          "--workdir", str(wd), "--remote", backend.url, "--ship-interval", "0.5", "--quiet", "--",
-         sys.executable, "-m", "agtrace.capture.demo_agent", "--parts-delay", "0.15"],
+         sys.executable, "-m", "agtrace.capture.demo_agent", "--parts-delay", "0.3"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
-    time.sleep(4.0)  # a dozen parts or so, several shipping rounds
+    # kill once a few parts were captured and the shipper has put a bundle and a sealed segment on
+    # the remote (waiting on what happened, not on the clock: a loaded machine ships late)
+    remote = backend.remote()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        keys = [o.key for o in remote.list("runs/")]
+        if any("/bundles/" in k for k in keys) and any("/events/" in k for k in keys):
+            capture = Store(tmp_path / "capture-store")
+            try:
+                ids = capture.run_ids()
+                if ids and capture.info(ids[0]).parts >= 4:
+                    break
+            finally:
+                capture.close()
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+    started = descendants(proc.pid)
     proc.kill()
     proc.wait(10)
-    subprocess.run(["pkill", "-f", "agtrace.capture.demo_agent --parts-delay 0.15"], check=False)
+    end(started)  # the supervisor stops the agent; whatever is left is ended by pid
     fresh = Store(tmp_path / "fresh")
     report = pull(fresh, backend.remote(), None)
     assert report.ok, report.problems
