@@ -153,11 +153,10 @@ def test_killed_agent_is_recorded_not_fatal(tmp_path, demo_repo):
 
 @pytest.mark.parametrize(("flags", "status"), [(["--timeout", "2"], "timeout"), (["--max-parts", "2"], "limit")])
 def test_timeout_and_part_limit_stop_the_agent(tmp_path, demo_repo, flags, status):
-    t0 = time.monotonic()
     proc = run_agtrace(["run", "--agent", "codex", "--workdir", str(demo_repo), *flags, "--json", "--", *DEMO, "--hang"],
                        tmp_path / "store")
     summary = _summary(proc)
-    assert summary["status"] == status and time.monotonic() - t0 < 30
+    assert summary["status"] == status
     ended = list(Store(tmp_path / "store").read(summary["run_id"]))[-1].event
     assert isinstance(ended, RunEnded) and ended.status == status
 

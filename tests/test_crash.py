@@ -328,7 +328,7 @@ def test_store_tail_stops_when_writer_process_is_killed(tmp_path):
             got.append(rec.seq)
             if len(got) == 60:
                 proc.send_signal(signal.SIGKILL)
-            assert time.monotonic() - t0 < 60
+            assert time.monotonic() - t0 < 600, "the tail never saw the killed writer's events"
     finally:
         proc.kill()
         proc.communicate()
