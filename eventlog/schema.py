@@ -3,12 +3,14 @@
 ``schemas/events.schema.json`` is this module's output, checked in; a test fails when it is
 stale. Regenerate with ``python -m agtrace.eventlog.schema schemas/events.schema.json``.
 The output does not depend on the installed msgspec version: descriptions (docstrings) are
-normalized here with ``inspect.cleandoc``, which some msgspec versions do and others do not.
+normalized here with ``inspect.cleandoc``, which some msgspec versions do and others do not,
+``anyOf`` alternatives are sorted, and the document is formatted by the standard library.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 
 import msgspec
@@ -36,14 +38,19 @@ def generate() -> bytes:
         "oneOf": union.get("anyOf", [union]),
         "x-envelope": ENVELOPE,
     }
-    return msgspec.json.format(msgspec.json.encode(doc, order="sorted"), indent=2) + b"\n"
+    # formatted by the standard library: the output must not depend on msgspec's own formatter
+    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
 def _cleaned(value):
-    """``value`` with every ``description`` string passed through ``inspect.cleandoc``."""
+    """``value`` with every ``description`` string passed through ``inspect.cleandoc`` and every
+    ``anyOf`` in one order (msgspec versions list ``null`` first or last)."""
     if isinstance(value, dict):
-        return {k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _cleaned(v)
-                for k, v in value.items()}
+        out = {k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _cleaned(v)
+               for k, v in value.items()}
+        if isinstance(out.get("anyOf"), list):
+            out["anyOf"] = sorted(out["anyOf"], key=lambda v: json.dumps(v, sort_keys=True))
+        return out
     if isinstance(value, list):
         return [_cleaned(v) for v in value]
     return value

@@ -13,6 +13,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 prefix="${AGTRACE_AGENTS_DIR:-/tmp/agtrace-agents}"
 mkdir -p "$prefix"
+# one install at a time (parallel test workers may ask for the same tool at once)
+exec 9>"$prefix/.install.lock"
+flock 9
 
 # no telemetry / update noise from npm itself
 export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false

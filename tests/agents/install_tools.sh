@@ -11,6 +11,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 prefix="${AGTRACE_TOOLS_DIR:-/tmp/agtrace-tools}"
 mkdir -p "$prefix"
+# one install at a time (parallel test workers may ask for the same tool at once)
+exec 9>"$prefix/.install.lock"
+flock 9
 export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
