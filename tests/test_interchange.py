@@ -482,6 +482,11 @@ def test_cli_export_atif_and_otlp(sample, tmp_path):
 # -- a real receiver: Arize Phoenix ----------------------------------------------------------
 
 
+NO_PROXY_ENV = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+NO_PROXY_ENV["NO_PROXY"] = NO_PROXY_ENV["no_proxy"] = "127.0.0.1,localhost"
+"""The receiver lives on a namespace's loopback: its clients must not be sent to a proxy."""
+
+
 @pytest.fixture(scope="module")
 def phoenix(tmp_path_factory):
     """A Phoenix server in its own loopback-only network namespace; yields ``run(argv)``, which
@@ -503,11 +508,11 @@ def phoenix(tmp_path_factory):
 
         def run(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
             return subprocess.run(["nsenter", f"--net=/proc/{server.pid}/ns/net", "--", *argv],
-                                  capture_output=True, timeout=timeout)
+                                  capture_output=True, timeout=timeout, env=NO_PROXY_ENV)
 
         try:
             ready = run([python, str(RECEIVERS / "phoenix_spans.py"), "wait", url, "600"], timeout=660)
-            assert ready.returncode == 0, (work / "phoenix.log").read_text()[-3000:]
+            assert ready.returncode == 0, ready.stderr.decode() + (work / "phoenix.log").read_text()[-3000:]
             yield run, url, python
         finally:
             server.send_signal(signal.SIGTERM)

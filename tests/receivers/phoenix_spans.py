@@ -18,15 +18,20 @@ import urllib.request
 
 
 def wait(url: str, seconds: float) -> int:
+    # never through a proxy: the server is on this namespace's loopback
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + seconds
+    last = "no answer"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=2) as r:
+            with opener.open(url.rstrip("/") + "/healthz", timeout=5) as r:
                 if r.status == 200:
                     return 0
-        except OSError:
-            pass
+                last = f"HTTP {r.status}"
+        except OSError as exc:
+            last = repr(exc)
         time.sleep(0.25)
+    print(f"{url}/healthz did not answer 200 within {seconds:g} s: {last}", file=sys.stderr)
     return 1
 
 
