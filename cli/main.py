@@ -33,7 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("import_cmds:import_cmd",
                "Import existing traces (agent sessions, saved live streams, trajectories, eval logs) as runs."),
     "log": ("runs:log_cmd", "Print a run's events (or one part's), human-readable or as JSON lines."),
-    "ls": ("runs:ls_cmd", "List runs: id, agent, model, status, parts, tokens, duration, started."),
+    "ls": ("runs:ls_cmd", "List runs, newest first: id, agent, model, task, status, parts, tokens, duration, "
+           "started."),
     "metrics": ("metrics_cmds:metrics_cmd",
                 "A run's metrics: status, tokens by type, cost, tool calls and errors, tests, files changed."),
     "new": ("runs:new_cmd", "Create a run for events appended later (`agtrace append`); print its id."),

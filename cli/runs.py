@@ -21,44 +21,64 @@ from .errors import UserError
 from .main import pass_ctx
 from .output import clock, duration, echo_json, progress, shorten, summary, table, warn
 
+DEFAULT_LIMIT = 20
+"""Runs ``agtrace ls`` shows a person when no ``--limit`` or ``--all`` is given."""
+
 
 @click.command("ls")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of runs).")
-@click.option("--limit", type=int, default=None, help="Show only the newest N matching runs.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (a list of runs; every matching run unless --limit is given).")
+@click.option("--limit", "-n", type=click.IntRange(min=0), default=None, metavar="N",
+              help=f"Show the first N runs of the order [default: {DEFAULT_LIMIT}; --json: all].")
+@click.option("--all", "show_all", is_flag=True, help="Show every matching run (no limit).")
 @click.option("--agent", default=None, help="Only runs of this agent (a glob such as 'claude*' works).")
 @click.option("--model", default=None, help="Only runs of this model (a glob works).")
+@click.option("--task", default=None, help="Only runs of this task id (a glob such as 'swe/*' works).")
 @click.option("--status", default=None,
               type=click.Choice([*END_STATUSES, "running"]), help="Only runs with this (live) status.")
 @click.option("--since", default=None, metavar="WHEN",
               help="Only runs started since WHEN: an ISO date/time or an age (30m, 3h, 2d, 1w).")
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Only runs with this tag (repeatable; all must match).")
 @click.option("--sort", type=click.Choice(["started", "duration", "parts", "tokens"]), default="started",
-              show_default=True, help="Sort key (ascending).")
-@click.option("--reverse", is_flag=True, help="Sort descending.")
+              show_default=True, help="Sort key, largest first (newest, longest, most parts, most tokens); "
+              "the limit applies after sorting.")
+@click.option("--reverse", is_flag=True, help="Sort ascending (oldest, shortest, fewest first).")
 @pass_ctx
-def ls_cmd(ctx, as_json: bool, limit: int | None, agent, model, status, since, tags, sort, reverse) -> None:
-    """List runs: id, agent, model, status, parts, tokens, duration, started."""
-    from agtrace.replay import list_runs, parse_since
+def ls_cmd(ctx, as_json: bool, limit: int | None, show_all: bool, agent, model, task, status, since, tags,
+           sort, reverse) -> None:
+    """List runs, newest first: id, agent, model, task, status, parts, tokens, duration, started."""
+    from agtrace.replay import parse_since, query_runs
 
     try:
         since_ns = parse_since(since) if since else None
     except ValueError as exc:
         raise UserError(str(exc), 2) from None
-    runs = list_runs(ctx.store, agent=agent, model=model, status=status, since_ns=since_ns,
-                     tags=parse_tags(tags), sort=sort, reverse=reverse, limit=limit)
+    if show_all and limit is not None:
+        raise UserError("give --limit N or --all, not both", 2)
+    if limit is None and not show_all and not as_json:
+        limit = DEFAULT_LIMIT
+    page = query_runs(ctx.store, agent=agent, model=model, task=task, status=status, since_ns=since_ns,
+                      tags=parse_tags(tags), sort=sort, reverse=reverse, limit=None if show_all else limit)
+    runs = page.rows
     if as_json:
         echo_json([r.to_dict() for r in runs])
         return
     if not runs:
-        filtered = any((agent, model, status, since, tags))
-        click.echo("no runs match" if filtered else f"no runs in {ctx.store.root}; try `agtrace demo`")
+        filtered = any((agent, model, task, status, since, tags))
+        if page.matched:
+            click.echo(f"{page.matched} runs match; --limit 0 shows none of them")
+        else:
+            click.echo("no runs match" if filtered else f"no runs in {ctx.store.root}; try `agtrace demo`")
         return
     rows = [
-        [r.info.id, r.info.agent or "-", shorten(r.info.model or "-", 28), r.info.status, r.info.parts,
-         "-" if r.tokens is None else f"{r.tokens:,}", duration(r.info.duration_s), clock(r.info.started_at)]
+        [r.info.id, r.info.agent or "-", shorten(r.info.model or "-", 28), shorten(r.info.task_id or "-", 32),
+         r.info.status, r.info.parts, "-" if r.tokens is None else f"{r.tokens:,}", duration(r.info.duration_s),
+         clock(r.info.started_at)]
         for r in runs
     ]
-    click.echo(table(rows, ["ID", "AGENT", "MODEL", "STATUS", "PARTS", "TOKENS", "DURATION", "STARTED"]))
+    click.echo(table(rows, ["ID", "AGENT", "MODEL", "TASK", "STATUS", "PARTS", "TOKENS", "DURATION", "STARTED"]))
+    if page.more:
+        click.echo(f"… {page.more} more (of {page.matched}); --limit N or --all shows them")
     for r in runs:
         for problem in r.info.projection_errors:
             warn(problem)

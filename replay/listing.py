@@ -59,47 +59,81 @@ def _matches(pattern: str | None, value: str) -> bool:
     return fnmatch.fnmatchcase(value.lower(), pattern.lower())
 
 
-def list_runs(
+@dataclass(frozen=True)
+class RunPage:
+    """One page of a listing: the rows shown and how many runs matched in all."""
+
+    rows: list[RunListing]
+    matched: int
+
+    @property
+    def more(self) -> int:
+        """Matching runs left out by the limit."""
+        return self.matched - len(self.rows)
+
+
+def query_runs(
     store: Store,
     *,
     agent: str | None = None,
     model: str | None = None,
+    task: str | None = None,
     status: str | None = None,
     since_ns: int | None = None,
     tags: dict[str, str] | None = None,
     sort: str = "started",
     reverse: bool = False,
     limit: int | None = None,
-) -> list[RunListing]:
-    """Runs that match every given filter, sorted by ``sort`` (ascending unless ``reverse``).
+) -> RunPage:
+    """Runs that match every given filter, sorted by ``sort``, then cut to ``limit``.
 
-    ``agent`` and ``model`` match exactly or as globs; ``status`` is the live status (``running``
-    and ``crashed`` included); ``since_ns`` keeps runs started at or after it; every tag in
-    ``tags`` must be present with that value. ``limit`` keeps the newest N matching runs (by
-    start) before sorting. Ties sort by run id, so the order is stable; runs without the value
-    (no tokens reported, no start time) come last either way.
+    The order is descending — newest, longest, most parts, most tokens first — and ascending
+    with ``reverse``. The whole matching set is sorted before the limit applies, so
+    ``sort="tokens", limit=3`` gives the three runs with the most tokens. ``agent``, ``model``
+    and ``task`` (the task id) match exactly or as case-insensitive globs; ``status`` is the live
+    status (``running`` and ``crashed`` included); ``since_ns`` keeps runs started at or after
+    it; every tag in ``tags`` must be present with that value. Ties sort by run id (newest id
+    first, following the order), so the order is stable; runs without the value (no tokens
+    reported, no start time) come last either way.
     """
     if sort not in SORT_KEYS:
         raise ValueError(f"sort by one of {', '.join(SORT_KEYS)}, not {sort!r}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"a limit counts runs, so it is 0 or more, not {limit}")
     runs = [
         r for r in store.runs()
         if _matches(agent, r.agent)
         and _matches(model, r.model)
+        and _matches(task, r.task_id)
         and (not status or r.status == status)
         and (since_ns is None or (r.started_at or 0) >= since_ns)
         and all(r.tags.get(k) == v for k, v in (tags or {}).items())
     ]
-    if limit:
-        runs = runs[-limit:]
+    matched = len(runs)
+    if sort != "tokens":  # the catalog has the key: sort and cut before reading metrics
+        runs = _ordered(runs, lambda r: _info_value(r, sort), lambda r: r.id, reverse)[:limit]
+        metrics = runs_metrics(store, [r.id for r in runs])
+        return RunPage([RunListing(r, metrics[r.id].tokens if r.id in metrics else None) for r in runs],
+                       matched)
     metrics = runs_metrics(store, [r.id for r in runs])
     rows = [RunListing(r, metrics[r.id].tokens if r.id in metrics else None) for r in runs]
+    return RunPage(_ordered(rows, lambda r: r.tokens, lambda r: r.info.id, reverse)[:limit], matched)
 
-    def value(row: RunListing):
-        return {"started": row.info.started_at, "duration": row.info.duration_s,
-                "parts": row.info.parts, "tokens": row.tokens}[sort]
 
-    known = sorted((r for r in rows if value(r) is not None), key=lambda r: (value(r), r.info.id), reverse=reverse)
-    return known + [r for r in rows if value(r) is None]
+def list_runs(store: Store, **query) -> list[RunListing]:
+    """The rows of :func:`query_runs` (same arguments)."""
+    return query_runs(store, **query).rows
+
+
+def _info_value(info: RunInfo, sort: str):
+    return {"started": info.started_at, "duration": info.duration_s, "parts": info.parts}[sort]
+
+
+def _ordered(items: list, value, ident, reverse: bool) -> list:
+    """Descending by (value, id) unless ``reverse``; items without a value last either way."""
+    known = sorted((i for i in items if value(i) is not None), key=lambda i: (value(i), ident(i)),
+                   reverse=not reverse)
+    return known + [i for i in items if value(i) is None]
 
 
 RUN_FIELDS = ("id", "agent", "agent_version", "model", "task_id", "status", "parent_run")

@@ -213,21 +213,22 @@ def test_ls_filters_and_sorts(store):
     c = _write(store, [(RunEnded(status="completed"), None)],
                RunStarted(agent="claude", model="claude-opus-4", tags={"exp": "a"}), ts=now - day // 4)
     ids = lambda rows: [r.info.id for r in rows]  # noqa: E731
-    assert ids(list_runs(store, agent="claude")) == [b, c]
-    assert ids(list_runs(store, model="claude-*")) == [b, c]
-    assert ids(list_runs(store, status="completed")) == [a, c]
-    assert ids(list_runs(store, since_ns=parse_since("1d", now))) == [b, c]
-    assert ids(list_runs(store, tags={"exp": "a"})) == [a, c]
-    assert ids(list_runs(store, sort="tokens")) == [c, b, a]
-    assert ids(list_runs(store, sort="tokens", reverse=True)) == [a, b, c]
-    assert [r.tokens for r in list_runs(store, sort="tokens")] == [0, 50, 500]
-    assert ids(list_runs(store, limit=2, sort="started", reverse=True)) == [c, b]
+    assert ids(list_runs(store, agent="claude")) == [c, b]  # newest first
+    assert ids(list_runs(store, model="claude-*")) == [c, b]
+    assert ids(list_runs(store, status="completed")) == [c, a]
+    assert ids(list_runs(store, since_ns=parse_since("1d", now))) == [c, b]
+    assert ids(list_runs(store, tags={"exp": "a"})) == [c, a]
+    assert ids(list_runs(store, sort="tokens")) == [a, b, c]  # most first
+    assert ids(list_runs(store, sort="tokens", reverse=True)) == [c, b, a]
+    assert [r.tokens for r in list_runs(store, sort="tokens")] == [500, 50, 0]
+    assert ids(list_runs(store, limit=2)) == [c, b]
+    assert ids(list_runs(store, limit=2, reverse=True)) == [a, b]
     assert parse_since("2h", now) == now - 2 * 3600 * 10**9
     with pytest.raises(ValueError, match="ISO date"):
         parse_since("yesterday")
     out = run_agtrace(["ls", "--agent", "claude", "--tag", "exp=a", "--json"], store.root, check=True)
     assert [r["id"] for r in json.loads(out.stdout)] == [c]
-    out = run_agtrace(["ls", "--sort", "tokens", "--reverse"], store.root, check=True)
+    out = run_agtrace(["ls", "--sort", "tokens"], store.root, check=True)
     assert out.stdout.decode().splitlines()[1].startswith(a) and "TOKENS" in out.stdout.decode()
     assert run_agtrace(["ls", "--since", "soon"], store.root).returncode == 2
 
