@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "UnknownFormat": "errors",
     "WorkdirError": "errors",
     "adapter_for": "pipeline",
+    "cli_version": "runner",
     "demo_command": "demo",
     "find_home": "importers.home",
     "import_home": "importers.home",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -55,10 +56,11 @@ def run_agent(
 
     ``stop_signal`` is what the agent's process group gets when the capture stops it (limits,
     interrupts) or dies; SIGKILL follows after a grace period."""
-    adapter = adapter_for(agent, adapter_options or {})
     workdir = os.path.abspath(workdir)
     if not os.path.isdir(workdir):
         raise WorkdirError(f"workdir {workdir} does not exist; create it or pass --workdir")
+    agent_version = agent_version or cli_version(command, agent, cwd=workdir, env=env)
+    adapter = adapter_for(agent, {"agent_version": agent_version, **(adapter_options or {})})
     return run_capture(
         store, LocalProcess(command, cwd=workdir, env=env, stop_signal=stop_signal), adapter,
         snapshotter=functools.partial(Snapshotter, workdir=workdir, policy=policy),
@@ -73,8 +75,14 @@ def run_agent(
 
 def model_from_argv(argv: list[str]) -> str:
     """The model an agent CLI was told to use (``--model X``, ``-m X``, ``--model=X``,
-    Codex's ``-c model=X``), or "" — the model as actually called, not from a config file."""
-    for i, arg in enumerate(argv):
+    Codex's ``-c model=X``), or "" — the model as actually called, not from a config file.
+
+    A Python interpreter's own ``-m MODULE`` (``python -m my_agent --model X``) names a module,
+    not a model: the search starts after it.
+    """
+    start = _after_interpreter(argv)
+    for i in range(start, len(argv)):
+        arg = argv[i]
         if arg in ("--model", "-m") and i + 1 < len(argv):
             return argv[i + 1]
         if arg.startswith("--model="):
@@ -82,6 +90,51 @@ def model_from_argv(argv: list[str]) -> str:
         if arg in ("-c", "--config") and i + 1 < len(argv) and argv[i + 1].startswith("model="):
             return argv[i + 1].split("=", 1)[1].strip("\"'")
     return ""
+
+
+_PYTHON = re.compile(r"python[0-9.]*")
+
+
+def _after_interpreter(argv: list[str]) -> int:
+    """Index of the first word the agent itself gets: past ``python [-u -X dev …] -m MODULE``
+    or ``python [options] SCRIPT`` (0 for any other program)."""
+    if not argv or not _PYTHON.fullmatch(os.path.basename(argv[0])):
+        return 0
+    i = 1
+    while i < len(argv) and argv[i].startswith("-"):
+        if argv[i] == "-m":
+            return i + 2
+        if argv[i].startswith("-m"):  # -mpkg
+            return i + 1
+        i += 2 if argv[i] in ("-X", "-W", "-c") else 1
+    return i + 1
+
+
+def cli_version(command: list[str], agent: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
+                timeout_s: float = 15.0) -> str:
+    """The agent CLI's version (``codex --version`` → ``0.46.0``), or "" when unknown.
+
+    Only for a command whose program is the CLI of ``agent``'s adapter (its ``programs``:
+    ``codex``, ``claude``, ``opencode``), so nothing else is ever started; a CLI that fails,
+    hangs past ``timeout_s`` or prints no version gives "".
+    """
+    if not command:
+        return ""
+    from .adapters import ADAPTERS
+
+    programs = getattr(ADAPTERS.get(agent), "programs", ())
+    if os.path.basename(command[0]) not in programs:
+        return ""
+    try:
+        out = subprocess.run([command[0], "--version"], capture_output=True, text=True, timeout=timeout_s,
+                             stdin=subprocess.DEVNULL, cwd=cwd, env={**os.environ, **(env or {})})
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    m = _VERSION.search(out.stdout) if out.returncode == 0 else None
+    return m.group(0) if m else ""
+
+
+_VERSION = re.compile(r"\d+\.\d+(?:\.\d+)?(?:[-+][0-9A-Za-z.-]+)?")
 
 
 def _git_head(workdir: str) -> str:

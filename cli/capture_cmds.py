@@ -26,16 +26,30 @@ from .runs import parse_tags, read_text_arg
 STOP_SIGNALS = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2"]
 
 
-def _live(enabled: bool):
-    """The per-part line printed while a run is captured (on stderr, so --json stays clean)."""
+class _Live:
+    """The per-part line printed while a run is captured (on stderr, so --json stays clean).
 
-    def show(p: PartDone) -> None:
-        if not enabled:
+    Agents report usage when a turn completes, after its parts (Codex ``turn.completed``), so
+    the figure of the last part line can be behind the run's total; :meth:`close` then prints
+    one more line with the total, so the last live figure is the final summary's.
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.part = 0
+        self.tokens: int | None = None
+
+    def __call__(self, p: PartDone) -> None:
+        self.part, self.tokens = p.part, p.tokens
+        if not self.enabled:
             return
         files = f" files: {', '.join(p.files[:3])}{'…' if len(p.files) > 3 else ''}" if p.files else ""
         click.echo(f"  part {p.part:>4}  {p.kind:<9} {shorten(p.title, 60):<60}{files}  tokens: {p.tokens:,}", err=True)
 
-    return show
+    def close(self, summary: RunSummary) -> None:
+        if self.enabled and self.tokens is not None and summary.tokens != self.tokens:
+            title = f"usage reported after part {self.part}"
+            click.echo(f"  {'':>9}  {'usage':<9} {title:<60}  tokens: {summary.tokens:,}", err=True)
 
 
 def _finish(summary: RunSummary, as_json: bool) -> None:
@@ -89,6 +103,7 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     Prints one line per part while it runs, then the run id. Exit 1 unless the run completed.
     """
     store = ctx.store
+    live = _Live(not quiet)
     options = {}
     if agent == "raw":
         options = {k: v for k, v in (("marker", marker), ("quiet_s", quiet_s)) if v is not None}
@@ -98,13 +113,14 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
         timeout=timeout, durability=durability, tags=parse_tags(tags),
         parent_run=store.resolve(parent) if parent else "", policy=policy, adapter_options=options,
         on_start=lambda rid: click.echo(f"capturing run {rid} ({agent}, {backend})", err=True) if not quiet else None,
-        on_part=_live(not quiet), ship_interval_s=ship_interval, remote=remote_for(remote) if remote else None,
+        on_part=live, ship_interval_s=ship_interval, remote=remote_for(remote) if remote else None,
         stop_signal=signal.Signals[f"SIG{stop_signal}"],
     )
     if backend == "modal":
         summary = _run_in_modal(store, list(command), workdir, image, common)
     else:
         summary = run_agent(store, list(command), workdir=workdir, **common)
+    live.close(summary)
     for warning in summary.warnings:
         warn(warning)
     _finish(summary, as_json)
@@ -134,7 +150,9 @@ def demo_cmd(ctx, workdir, fast, as_json) -> None:
     if not as_json:
         click.echo("agtrace demo: a scripted agent fixes a small Python project in a temp git repo;", err=True)
         click.echo("it runs as a real subprocess and is captured through `agtrace run --agent codex`.", err=True)
-    summary, wd = run_demo(store, workdir=workdir, fast=fast, on_part=_live(not as_json))
+    live = _Live(not as_json)
+    summary, wd = run_demo(store, workdir=workdir, fast=fast, on_part=live)
+    live.close(summary)
     if as_json:
         echo_json({**summary.to_dict(), "workdir": str(wd)})
         return

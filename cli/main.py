@@ -158,8 +158,12 @@ def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
 
 
 def replay_main() -> None:
-    """Entry point of the ``replay`` console script: ``agtrace replay``."""
-    main(["replay", *sys.argv[1:]], prog_name="replay")
+    """Entry point of the ``replay`` console script: ``agtrace replay``.
+
+    The group gets an empty program name, so usage lines and hints read ``replay …`` (what the
+    user typed), not ``replay replay …``.
+    """
+    main(["replay", *sys.argv[1:]], prog_name="")
 
 
 if __name__ == "__main__":  # python -m agtrace.cli.main: run the installed module, not a copy

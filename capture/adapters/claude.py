@@ -77,6 +77,8 @@ class ClaudeStreamAdapter(JsonLineAdapter):
     """Parses Claude Code ``stream-json`` stdout."""
 
     name = "claude.stream_json"
+    programs = ("claude",)
+    """The CLI this adapter reads, asked for its version (``claude --version``) at capture."""
     known = KNOWN
 
     def __init__(self, **opts: Any) -> None:

@@ -66,6 +66,8 @@ class CodexExecAdapter(JsonLineAdapter):
     """Parses ``codex exec --json`` stdout. Extra option: ``usage_baseline: Usage``."""
 
     name = "codex.exec_json"
+    programs = ("codex",)
+    """The CLI this adapter reads, asked for its version (``codex --version``) at capture."""
     known = KNOWN
 
     def __init__(self, *, usage_baseline: Usage | None = None, **opts: Any) -> None:

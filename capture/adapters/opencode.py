@@ -54,6 +54,8 @@ class OpenCodeRunAdapter(JsonLineAdapter):
     """Parses ``opencode run --format json`` stdout."""
 
     name = "opencode.run_json"
+    programs = ("opencode",)
+    """The CLI this adapter reads, asked for its version (``opencode --version``) at capture."""
     known = KNOWN
 
     def __init__(self, **opts: Any) -> None:

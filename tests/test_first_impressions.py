@@ -1,0 +1,105 @@
+"""First impressions (issue 13, item 8), through the CLI as a new user meets it: the demo's
+transcript, the live token figure, what a captured run records about its agent, the `replay`
+console script's help."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agtrace.capture import model_from_argv, setup_demo_repo
+
+from .conftest import run_agtrace
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo") / "store"
+    proc = run_agtrace(["demo", "--fast"], root, check=True)
+    return root, proc.stdout.decode(), proc.stderr.decode()
+
+
+def test_the_demo_transcript_starts_with_the_run_not_a_warning(demo):
+    root, out, _ = demo
+    run_id = re.search(r"run (\w{26}): completed", out).group(1)
+    events = [json.loads(line) for line in run_agtrace(["log", run_id, "--json"], root, check=True).stdout.splitlines()]
+    assert events[0]["kind"] == "run_started"
+    logged = [e["text"] for e in events if e["kind"] == "line_logged"]
+    assert not [t for t in logged if "Warning" in t], logged
+    transcript = run_agtrace(["replay", run_id, "--transcript"], root, check=True).stdout.decode()
+    assert "RuntimeWarning" not in transcript and "sys.modules" not in transcript
+    assert transcript.splitlines()[0].strip().startswith("[-] run started: demo")
+
+
+def test_the_last_live_token_figure_is_the_final_one(demo):
+    _, out, err = demo
+    live = [int(m.replace(",", "")) for m in re.findall(r"tokens: ([\d,]+)$", err, re.M)]
+    final = int(re.search(r"completed; \d+ parts, ([\d,]+) tokens", out).group(1).replace(",", ""))
+    assert len(live) > 20 and live[-1] == final
+    assert live == sorted(live)  # never goes down
+
+
+def _fake_codex(tmp_path: Path) -> Path:
+    """A `codex` that answers `--version` like the real one and otherwise runs the demo agent."""
+    exe = tmp_path / "bin" / "codex"
+    exe.parent.mkdir()
+    exe.write_text(f"#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'codex-cli 0.46.0'; exit 0; fi\n"
+                   f"exec {sys.executable} -m agtrace.capture.demo_agent --fast\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def test_a_captured_run_records_the_cli_version_and_the_model_of_dash_m(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    setup_demo_repo(work)
+    codex = _fake_codex(tmp_path)
+    root = tmp_path / "store"
+    proc = run_agtrace(["run", "-q", "--agent", "codex", "--workdir", str(work), "--json", "--",
+                        str(codex), "exec", "--json", "-m", "gpt-5-codex", "fix it"], root, check=True)
+    summary = json.loads(proc.stdout)
+    assert (summary["agent_version"], summary["model"]) == ("0.46.0", "gpt-5-codex")
+    first = json.loads(run_agtrace(["log", summary["run_id"], "--json"], root, check=True).stdout.splitlines()[0])
+    assert (first["kind"], first["agent_version"], first["model"]) == ("run_started", "0.46.0", "gpt-5-codex")
+    shown = json.loads(run_agtrace(["ls", "--json"], root, check=True).stdout)[0]
+    assert (shown["agent_version"], shown["model"]) == ("0.46.0", "gpt-5-codex")
+
+
+def test_a_raw_command_is_never_asked_for_its_version(tmp_path):
+    marker = tmp_path / "asked"
+    script = tmp_path / "agent.sh"
+    script.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && touch {marker}\necho hello\n")
+    script.chmod(0o755)
+    root = tmp_path / "store"
+    proc = run_agtrace(["run", "-q", "--workdir", str(tmp_path), "--json", "--", str(script)], root, check=True)
+    assert json.loads(proc.stdout)["agent_version"] == "" and not marker.exists()
+
+
+@pytest.mark.parametrize(("argv", "model"), [
+    (["codex", "exec", "-m", "o3", "fix"], "o3"),
+    (["claude", "-p", "--model", "sonnet"], "sonnet"),
+    (["opencode", "run", "--model=anthropic/x"], "anthropic/x"),
+    (["codex", "exec", "-c", "model=gpt-5"], "gpt-5"),
+    (["python3", "-m", "my_agent", "--task", "t"], ""),  # a module, not a model
+    (["python", "-u", "-m", "my_agent", "-m", "gpt-5"], "gpt-5"),
+    (["python3", "agent.py", "-m", "o4-mini"], "o4-mini"),
+])
+def test_model_from_argv(argv, model):
+    assert model_from_argv(argv) == model
+
+
+def test_the_replay_script_names_itself_once():
+    script = BIN / "replay"
+    if not script.exists():
+        pytest.skip("the `replay` console script is not installed next to this interpreter")
+    out = subprocess.run([str(script), "--help"], capture_output=True, check=True).stdout.decode()
+    assert out.startswith("Usage: replay [OPTIONS] RUN")
+    err = subprocess.run([str(script), "--no-such"], capture_output=True).stderr.decode()
+    assert "Try 'replay --help'" in err and "replay replay" not in err
