@@ -17,53 +17,8 @@ from typing import Any
 
 import msgspec
 
-CSS = r"""
-:root{--fg:#1d2330;--mute:#687184;--bg:#fff;--card:#f6f7f9;--line:#dde1e7;--ok:#1f9d55;--err:#d64545;
---warn:#d98a00;--info:#2f6fdd;--pur:#8a4fd8;--add:#e6f6ea;--del:#fbe9e9;--hunk:#eef3fd}
-@media (prefers-color-scheme:dark){:root{--fg:#e3e6ec;--mute:#99a2b3;--bg:#14171c;--card:#1d2128;--line:#323844;
---add:#163222;--del:#3a1d1f;--hunk:#1b2740}}
-*{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:var(--fg);background:var(--bg)}
-main{max-width:1240px;margin:0 auto;padding:16px 20px 60px}
-h1{font-size:19px;margin:4px 0 10px;font-weight:600}h2{font-size:16px;margin:22px 0 8px}
-code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
-pre{white-space:pre-wrap;word-break:break-word;margin:4px 0}
-.status{display:inline-block;padding:1px 9px;border-radius:10px;font-size:13px;color:#fff;background:var(--mute);vertical-align:2px}
-.s-completed{background:var(--ok)}.s-failed,.s-crashed{background:var(--err)}.s-limit,.s-timeout,.s-interrupted{background:var(--warn)}
-.s-running{background:var(--info)}.reason{font-size:14px;color:var(--mute);font-weight:400}
-dl.facts{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:2px 14px;margin:0}
-dl.facts dt{color:var(--mute)}dl.facts dd{margin:0;overflow-wrap:anywhere}
-details.prompt{margin-top:8px}details.prompt pre{background:var(--card);padding:8px;border-radius:6px;max-height:240px;overflow:auto}
-.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:12px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
-.card h3{font-size:14px;margin:0 0 6px;display:flex;gap:8px;align-items:center}.card h3 .sp{flex:1}
-svg.chart{width:100%;height:auto;display:block}svg .grid{stroke:var(--line)}svg .axis,svg .tickmark{stroke:var(--mute)}
-svg text{fill:var(--mute);font-size:11px}svg [data-part]{cursor:pointer}svg .empty{font-size:13px}
-.legend{display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px;color:var(--mute)}.legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px}
-button,input{font:inherit;color:inherit;background:var(--bg);border:1px solid var(--line);border-radius:5px;padding:2px 8px}
-button{cursor:pointer}button:hover{border-color:var(--info)}button.on{background:var(--info);color:#fff;border-color:var(--info)}
-input[type=number]{width:90px}
-.toolbar{display:flex;flex-wrap:wrap;gap:8px;align-items:center;margin:6px 0 10px;position:sticky;top:0;background:var(--bg);padding:6px 0;z-index:2;border-bottom:1px solid var(--line)}
-.toolbar .sp{flex:1}
-.part{border:1px solid var(--line);border-radius:8px;margin:8px 0;padding:6px 10px;scroll-margin-top:60px}
-.part.hl{outline:2px solid var(--info)}
-.ph{display:flex;gap:8px;align-items:baseline;flex-wrap:wrap}.ph .n{font-weight:600}.ph .t{color:var(--mute);font-size:12px}
-.ph .title{flex:1;min-width:200px;overflow-wrap:anywhere}
-.badge{font-size:11px;padding:0 6px;border-radius:8px;background:var(--line);color:var(--fg)}
-.o-ok,.o-pass{background:var(--ok);color:#fff}.o-error,.o-fail,.o-exit{background:var(--err);color:#fff}.o-timeout{background:var(--warn);color:#fff}
-.ev{margin:3px 0 3px 4px;padding-left:8px;border-left:3px solid var(--line)}
-.ev .k{color:var(--mute);font-size:12px;margin-right:6px}.ev.message_added{border-color:var(--info)}.ev.reasoning_added pre{font-style:italic;color:var(--mute)}
-.ev.tool_called{border-color:var(--pur)}.ev.tests_ran{border-color:var(--ok)}.ev.tests_ran.bad,.ev.error_occurred{border-color:var(--err)}
-.ev.usage_reported,.ev.turn_started,.ev.turn_ended,.ev.line_logged{font-size:12px;color:var(--mute)}
-.ev details>summary{cursor:pointer;color:var(--mute);font-size:12px}.ev pre.out{max-height:300px;overflow:auto;background:var(--card);padding:6px;border-radius:5px}
-.diff{margin:6px 0;border:1px solid var(--line);border-radius:6px;overflow:hidden}
-.diff .fh{background:var(--card);padding:4px 8px;display:flex;gap:8px;font-size:13px}.diff .fh .p{flex:1;font-family:ui-monospace,monospace}
-.diff pre{margin:0;padding:0 0 4px;white-space:pre;overflow:auto;max-height:600px}
-.diff pre span{display:block;padding:0 8px}.dl-a{background:var(--add)}.dl-d{background:var(--del)}.dl-h{background:var(--hunk);color:var(--mute)}
-.note{color:var(--mute);font-size:12.5px;padding:4px 8px}.added{color:var(--ok)}.removed{color:var(--err)}
-table.metrics{border-collapse:collapse;width:100%;font-size:13px}table.metrics th,table.metrics td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
-table.metrics td.num{text-align:right;font-variant-numeric:tabular-nums}
-footer{color:var(--mute);font-size:12px;margin-top:30px}
-"""
+from .report_markdown import MARKDOWN_CSS, MARKDOWN_JS
+from .report_style import CSS
 
 JS = r"""
 (function(){
@@ -73,13 +28,15 @@ const $ = (s, r) => (r || document).querySelector(s);
 const esc = s => String(s == null ? "" : s).replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"})[c]);
 const block = id => { const el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; };
 const COLORS = ["#2f6fdd","#d64545","#1f9d55","#d98a00","#8a4fd8","#0f9bb0","#c2408d","#6b7c2f","#7a5230","#4a5568"];
+const SCORE_COLORS = ["#8a4fd8","#0f9bb0","#c2408d","#d98a00","#6b7c2f","#2f6fdd","#7a5230"];
+const OPEN_LINES = 6;  /* a successful tool output longer than this starts collapsed; a failing one starts open */
 const OUTCOME = {ok:"#1f9d55", error:"#d64545", exit:"#e07a2f", timeout:"#d98a00", declined:"#8893a5", pending:"#8a4fd8"};
 
 function fmtNum(v){ const a = Math.abs(v);
   if (a >= 1e9) return (v/1e9).toFixed(1)+"G"; if (a >= 1e6) return (v/1e6).toFixed(1)+"M";
   if (a >= 1e3) return (v/1e3).toFixed(a >= 1e4 ? 0 : 1)+"k";
   return Number.isInteger(v) ? String(v) : v.toFixed(a < 1 ? 3 : 1); }
-function fmtTime(s){ if (s < 60) return (s < 10 ? s.toFixed(1) : s.toFixed(0))+"s";
+function fmtTime(s){ if (s > 0 && s < 1) return Math.round(s*1000)+"ms"; if (s < 60) return (s < 10 ? s.toFixed(1) : s.toFixed(0))+"s";
   if (s < 3600) return Math.floor(s/60)+"m"+String(Math.floor(s%60)).padStart(2,"0");
   return Math.floor(s/3600)+"h"+String(Math.floor(s%3600/60)).padStart(2,"0"); }
 const fmtCost = v => "$"+(v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(4));
@@ -92,21 +49,27 @@ function extent(vals, floor){ let lo = floor === undefined ? Infinity : floor, h
   for (const v of vals) { if (v == null) continue; if (v < lo) lo = v; if (v > hi) hi = v; }
   if (hi === -Infinity) { lo = 0; hi = 1; } if (hi <= lo) hi = lo + 1; return {min: lo, max: hi}; }
 
+/* A lane's label in at most 28 characters: an MCP tool (mcp__server__tool) by its tool, others cut at the end. */
+const laneLabel = n => n.length <= 28 ? n : n.includes("__") && n.split("__").pop().length <= 27 ? "…"+n.split("__").pop() : n.slice(0, 27)+"…";
 /* One chart as an SVG string: o = {label, x:{min,max,label,fmt}, y:{...}, y2?, series:[{name,color,type,points,axis,step}], lanes?} */
 function chart(o){
-  const W = 600, H = o.h || 230, m = {l: o.lanes ? 84 : 50, r: o.y2 ? 54 : 14, t: 10, b: 34};
+  const laneW = o.lanes ? 12 + 6.4*Math.max(...o.lanes.map(n => laneLabel(n).length)) : 0;
+  const W = 600, H = o.h || 230, m = {l: o.lanes ? Math.max(60, laneW) : o.y.label ? 64 : 50, r: o.y2 ? (o.y2.label ? 66 : 54) : 14, t: 10, b: 34};
   const pw = W-m.l-m.r, ph = H-m.t-m.b, xa = o.x;
   const X = v => m.l + (v - xa.min)/(xa.max - xa.min)*pw;
   const Y = (v, a) => m.t + ph - (v - a.min)/(a.max - a.min)*ph;
   let s = `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(o.label)}">`;
   if (o.lanes) {
     o.lanes.forEach((name, i) => { const y = m.t + (i+0.5)*ph/o.lanes.length;
-      s += `<line class="grid" x1="${m.l}" x2="${m.l+pw}" y1="${y}" y2="${y}"/><text x="${m.l-6}" y="${y+4}" text-anchor="end">${esc(name.length > 12 ? name.slice(0, 11)+"…" : name)}</text>`; });
-  } else {
+      s += `<line class="grid" x1="${m.l}" x2="${m.l+pw}" y1="${y}" y2="${y}"/><text x="${m.l-6}" y="${y+4}" text-anchor="end">${esc(laneLabel(name))}<title>${esc(name)}</title></text>`; });
+  } else if (o.series.some(se => se.points.length)) {
     for (const t of ticks(o.y.min, o.y.max, 4)) { const y = Y(t, o.y);
       s += `<line class="grid" x1="${m.l}" x2="${m.l+pw}" y1="${y}" y2="${y}"/><text x="${m.l-6}" y="${y+4}" text-anchor="end">${(o.y.fmt||fmtNum)(t)}</text>`; }
     if (o.y2) for (const t of ticks(o.y2.min, o.y2.max, 4)) { const y = Y(t, o.y2);
       s += `<text x="${m.l+pw+6}" y="${y+4}">${(o.y2.fmt||fmtNum)(t)}</text>`; }
+    const yc = m.t + ph/2;
+    if (o.y.label) s += `<text class="ylabel" x="12" y="${yc}" text-anchor="middle" transform="rotate(-90 12 ${yc})">${esc(o.y.label)}</text>`;
+    if (o.y2 && o.y2.label) s += `<text class="ylabel y2label" x="${W-8}" y="${yc}" text-anchor="middle" transform="rotate(90 ${W-8} ${yc})">${esc(o.y2.label)}</text>`;
   }
   for (const t of ticks(xa.min, xa.max, 6)) { const x = X(t);
     s += `<line class="tickmark" x1="${x}" x2="${x}" y1="${m.t+ph}" y2="${m.t+ph+4}"/><text x="${x}" y="${m.t+ph+16}" text-anchor="middle">${(xa.fmt||fmtNum)(t)}</text>`; }
@@ -207,6 +170,7 @@ function diffHtml(text){ return `<pre>${text.split("\n").map(l => {
 function fileHtml(path, status, add, del, body){
   return `<div class="diff"><div class="fh"><span class="p">${esc(path)}</span><span class="badge">${esc(status)}</span><span class="added">+${add}</span><span class="removed">−${del}</span></div>${body}</div>`; }
 
+/*@markdown@*/
 /* ================================ report ================================ */
 function report(){
   const D = block("agtrace-data"), run = D.run, P = D.parts, PAGE = D.page, nParts = P.n.length;
@@ -223,20 +187,24 @@ function report(){
   // tests passed / scores
   toggles(card(plots, "plot-tests", "Tests and scores"), mode => {
     const xv = (part, t) => mode === "time" ? t/1000 : part;
-    const pass = [], fail = [], tot = [], sc = [];
+    const pass = [], fail = [], tot = [], sc = new Map();
     for (const r of D.tests) { const x = xv(r[0], r[1]), tip = `part ${r[0]}: ${r[2]} passed, ${r[3]} failed, ${r[4]} errors of ${r[5]} (${r[6]})`;
       pass.push([x, r[2], r[0], tip]); fail.push([x, r[3]+r[4], r[0], tip]); tot.push([x, r[5], r[0], tip]); }
     const hasScore = D.scores.length > 0, rate = D.scores.every(r => r[2] == null || (r[2] >= 0 && r[2] <= 1));
     for (const r of D.scores) if (r[0] != null) { const v = r[2] != null ? r[2] : (r[4] ? r[3]/r[4] : null); if (v == null) continue;
-      sc.push([xv(r[0], mode === "time" ? tOfPart(r[0])*1000 : r[1]), v, r[0], `re-score of part ${r[0]} by ${r[5]}: ${v} (${r[6]})`]); }
-    const y = extent([...tot.map(p => p[1]), ...pass.map(p => p[1])], 0);
+      const name = r[5] || "scorer"; if (!sc.has(name)) sc.set(name, []);
+      sc.get(name).push([xv(r[0], mode === "time" ? tOfPart(r[0])*1000 : r[1]), v, r[0], `${name}: part ${r[0]} scored ${v} (${r[6]})`]); }
+    const scorers = [...sc.keys()].sort(), scoreColor = i => SCORE_COLORS[i % SCORE_COLORS.length];
+    const scoreSeries = scorers.map((name, i) => ({name, color: scoreColor(i), points: sc.get(name).sort((a, b) => a[0]-b[0]), axis: "y2", thin: true}));
+    const allScores = scorers.flatMap(n => sc.get(n).map(p => p[1]));
+    const y = {...extent([...tot.map(p => p[1]), ...pass.map(p => p[1])], 0), label: "tests"};
     $("#plot-tests .body").innerHTML = chart({label: "tests over " + mode, x: xAxis(mode, maxPart, lastT), y, empty: "no tests ran in this run",
-      y2: hasScore ? {min: 0, max: rate ? 1 : extent(sc.map(p => p[1]), 0).max, fmt: rate ? (v => Math.round(v*100)+"%") : fmtNum} : null,
+      y2: hasScore ? {min: 0, max: rate ? 1 : extent(allScores, 0).max, fmt: rate ? (v => Math.round(v*100)+"%") : fmtNum, label: "score"} : null,
       series: [{name: "total", color: "#8893a5", points: tot, step: true, dash: true, thin: true, nodots: true},
                {name: "failed+errors", color: "#d64545", points: fail, step: true, thin: true},
-               {name: "passed", color: "#1f9d55", points: pass, step: true},
-               {name: "re-score", color: "#8a4fd8", points: sc, type: "dots", axis: "y2"}]})
-      + legend([["#1f9d55", "passed"], ["#d64545", "failed + errors"], ["#8893a5", "total"]].concat(hasScore ? [["#8a4fd8", "re-scores (right axis)"]] : []));
+               {name: "passed", color: "#1f9d55", points: pass, step: true}, ...scoreSeries]})
+      + legend([["#1f9d55", "tests passed"], ["#d64545", "failed + errors"], ["#8893a5", "tests run"]]
+               .concat(scorers.map((n, i) => [scoreColor(i), `score: ${n} (right axis)`])));
   });
 
   // tokens per part, cumulative cost
@@ -252,7 +220,8 @@ function report(){
     }
     const bars = [...bins.values()];
     $("#plot-tokens .body").innerHTML = chart({label: "tokens over " + mode, x: xAxis(mode, maxPart, lastT),
-      y: extent(bars.map(b => b[1]), 0), y2: {...extent(cum.map(p => p[1]), 0), fmt: run.cost_usd != null ? fmtCost : fmtNum},
+      y: {...extent(bars.map(b => b[1]), 0), label: "tokens"},
+      y2: {...extent(cum.map(p => p[1]), 0), fmt: run.cost_usd != null ? fmtCost : fmtNum, label: run.cost_usd != null ? "cumulative cost" : "cumulative tokens"},
       empty: "no token usage was reported",
       series: [{name: "tokens", color: "#2f6fdd", points: bars, type: "bars", width},
                {name: "cumulative", color: "#d98a00", points: cum, step: true, axis: "y2", nodots: true}]})
@@ -287,12 +256,13 @@ function report(){
   function evHtml(e){
     const [seq, t, slot, kind, b] = e, k = `<span class="k">${esc(kind.replace(/_/g, " "))}</span>`;
     switch (kind) {
-      case "message_added": return `<div class="ev ${kind}">${k}<b>${esc(b.role)}</b><pre>${esc(b.text)}</pre></div>`;
-      case "reasoning_added": return `<div class="ev ${kind}">${k}<pre>${esc(b.text)}</pre></div>`;
+      case "message_added": return `<div class="ev ${kind}">${k}<b>${esc(b.role)}</b>${md(b.text)}</div>`;
+      case "reasoning_added": return `<div class="ev ${kind}">${k}${md(b.text)}</div>`;
       case "tool_called": return `<div class="ev ${kind}">${k}<b>${esc(b.tool)}</b><pre class="mono">$ ${esc(b.command)}</pre></div>`;
       case "tool_returned": { const bad = b.status !== "ok" || (b.exit_code != null && b.exit_code !== 0);
         const head = `${k}<span class="badge ${bad ? "o-error" : "o-ok"}">${esc(b.status)}${b.exit_code != null ? " · exit "+b.exit_code : ""}</span> ${b.ms != null ? fmtTime(b.ms/1000) : ""} · ${b.bytes.toLocaleString()} bytes`;
-        return b.output ? `<div class="ev ${kind}"><details${b.output.length < 400 ? " open" : ""}><summary>${head}</summary><pre class="out">${esc(b.output)}</pre></details></div>` : `<div class="ev ${kind}">${head}</div>`; }
+        const open = bad || (b.output.length < 400 && b.output.split("\n").length <= OPEN_LINES);  /* failures first */
+        return b.output ? `<div class="ev ${kind}${bad ? " bad" : ""}"><details${open ? " open" : ""}><summary>${head}</summary><pre class="out">${esc(b.output)}</pre></details></div>` : `<div class="ev ${kind}">${head}</div>`; }
       case "tests_ran": return `<div class="ev ${kind}${b.failed || b.errors ? " bad" : ""}">${k}<b>${b.passed} passed</b>, ${b.failed} failed, ${b.errors} errors of ${b.total} <span class="k">${esc(b.suite)}</span>${b.failing.length ? `<pre>${b.failing.map(esc).join("\n")}</pre>` : ""}</div>`;
       case "usage_reported": return `<div class="ev ${kind}">${k}in ${b.input.toLocaleString()} · out ${b.output.toLocaleString()} · cache read ${b.cache_read.toLocaleString()} · cache write ${b.cache_write.toLocaleString()}${b.cost != null ? " · "+fmtCost(b.cost) : ""}</div>`;
       case "turn_started": case "turn_ended": return `<div class="ev ${kind}">${k}turn ${b.turn}</div>`;
@@ -308,7 +278,7 @@ function report(){
     const ch = P.ch[i], tests = P.outcome[i];
     return `<div class="ph"><a class="n" href="#part-${n}">#${n}</a><span class="badge">${esc(P.kind[i])}</span>` +
       (tests ? `<span class="badge o-${esc(tests)}">${esc(tests)}</span>` : "") +
-      `<span class="title">${esc(P.title[i])}</span><span class="t">+${fmtTime(P.t[i]/1000)}</span>` +
+      `<span class="title">${P.kind[i] === "message" || P.kind[i] === "reasoning" ? mdInline(esc(P.title[i])) : esc(P.title[i])}</span><span class="t">+${fmtTime(P.t[i]/1000)}</span>` +
       (ch ? `<button data-diff="${n}">diff: ${ch} file${ch > 1 ? "s" : ""}, <span class="added">+${P.add[i]}</span> <span class="removed">−${P.del[i]}</span></button>` : `<span class="t">${P.tree[i] < 0 ? "no snapshot" : "no file changes"}</span>`) +
       `</div><div class="pd"></div>`;
   }
@@ -385,16 +355,16 @@ function compare(){
   const D = block("agtrace-data"), plots = $("#plots");
   const maxPart = Math.max(1, ...D.runs.map(r => r.parts_max)), maxT = Math.max(1, ...D.runs.map(r => r.t_max/1000));
   const leg = () => legend(D.runs.map((r, i) => [COLORS[i % COLORS.length], r.label]));
-  const draw = (id, title, pick, fmt) => toggles(card(plots, id, title), mode => {
+  const draw = (id, title, pick, fmt, ylabel) => toggles(card(plots, id, title), mode => {
     const series = D.runs.map((r, i) => ({name: r.label, color: COLORS[i % COLORS.length], step: true,
       points: pick(r).map(p => [mode === "time" ? p[1]/1000 : p[0], p[2], p[0], `${r.label} part ${p[0]}: ${fmt ? fmt(p[2]) : p[2].toLocaleString()}`])}));
-    $(`#${id} .body`).innerHTML = chart({label: title, x: xAxis(mode, maxPart, maxT), y: {...extent(series.flatMap(s => s.points.map(p => p[1])), 0), fmt},
+    $(`#${id} .body`).innerHTML = chart({label: title, x: xAxis(mode, maxPart, maxT), y: {...extent(series.flatMap(s => s.points.map(p => p[1])), 0), fmt, label: ylabel},
       series, empty: "nothing recorded", extend: false}) + leg();
   });
-  draw("plot-tests", "Tests passed", r => r.tests);
-  draw("plot-rate", "Pass rate", r => r.rate, v => Math.round(v*100)+"%");
-  draw("plot-tokens", "Cumulative tokens", r => r.tokens);
-  if (D.runs.some(r => r.cost.length)) draw("plot-cost", "Cumulative cost", r => r.cost, fmtCost);
+  draw("plot-tests", "Tests passed", r => r.tests, undefined, "tests passed");
+  draw("plot-rate", "Pass rate", r => r.rate, v => Math.round(v*100)+"%", "pass rate");
+  draw("plot-tokens", "Cumulative tokens", r => r.tokens, undefined, "tokens");
+  if (D.runs.some(r => r.cost.length)) draw("plot-cost", "Cumulative cost", r => r.cost, fmtCost, "cost");
 }
 
 if (document.body.dataset.kind === "compare") compare(); else report();
@@ -402,6 +372,9 @@ performance.mark("agtrace-ready");
 document.body.dataset.ready = String(Math.round(performance.now() - P0));
 })();
 """
+
+MD_SLOT = "/*@markdown@*/"
+"""Where the markdown renderer (:mod:`agtrace.replay.report_markdown`) goes in :data:`JS`."""
 
 REPORT_BODY = """
 <section><h2>Plots</h2><div class="plots" id="plots"></div></section>
@@ -439,9 +412,9 @@ def page(*, title: str, kind: str, header_html: str, blocks: dict[str, Any], bod
         '<meta name=viewport content="width=device-width,initial-scale=1">'
         "<meta http-equiv=Content-Security-Policy content=\"default-src 'none'; style-src 'unsafe-inline'; "
         "script-src 'unsafe-inline'; img-src data:\">"
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n"
+        f"<title>{html.escape(title)}</title><style>{CSS}{MARKDOWN_CSS}</style></head>\n"
         f'<body data-kind="{kind}"><main><header>{header_html}</header>{body_html}{body}'
         f"<footer>{html.escape(footer)} Made by {html.escape(made_by)}; self-contained: no network, "
         "plots drawn by the page.</footer></main>\n"
-        f"{data}<script>{JS}</script></body></html>\n"
+        f"{data}<script>{JS.replace(MD_SLOT, MARKDOWN_JS)}</script></body></html>\n"
     )
