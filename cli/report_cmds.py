@@ -59,10 +59,17 @@ def report_cmd(ctx, run, out, open_, as_json) -> None:
 @click.argument("runs", nargs=-1, required=True)
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
               help="HTML file to write (default ./compare-<first id>-<n>.html; with --json only if given).")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics table as JSON (one object per run).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the metrics table as JSON (one object per run; `final_tree_diff` against the first).")
+@click.option("--patch", "-p", "show_patch", is_flag=True,
+              help="Print the patch between the final trees too, not only its stat.")
 @pass_ctx
-def compare_cmd(ctx, runs, out, as_json) -> None:
-    """Compare runs: their curves on shared axes (HTML) and their metrics side by side."""
+def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
+    """Compare runs: their curves on shared axes (HTML) and their metrics side by side.
+
+    Every run after the first is also compared with the first by their final trees (the files
+    one run's work left that the other's did not): a stat, and with --patch the patch.
+    """
     store = ctx.store
     run_ids = [store.resolve(r) for r in runs]
     if len(set(run_ids)) != len(run_ids):
@@ -82,6 +89,16 @@ def compare_cmd(ctx, runs, out, as_json) -> None:
                                               "cost_usd", "tests_final_passed", "tests_final_total",
                                               "tests_best_passed")]
     click.echo(table([[_short(k, r.get(k)) for k in keys] for r in rows], keys))
+    for diff in comparison.tree_diffs:
+        click.echo(f"\nfinal tree of {diff.run_b[:10]} against {diff.run_a[:10]}:")
+        if diff.reason:
+            click.echo(f"  {diff.reason}")
+        elif not diff.files:
+            click.echo("  identical")
+        else:
+            click.echo(diff.stat(), nl=False)
+            if show_patch:
+                click.echo(diff.patch(), nl=False)
     click.echo(f"wrote the comparison to {out} ({size / 1024:,.0f} KiB)")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agtrace.eventlog import (
     PartMetrics,
@@ -25,6 +25,7 @@ from agtrace.eventlog import (
     score_rows,
 )
 
+from .compare_trees import RunTreesDiff, diff_final_trees
 from .errors import CompareError, ReplayError
 from .report import fmt_duration, header, part_time, usage_points
 from .report_page import page
@@ -92,12 +93,15 @@ class Comparison:
 
     rows: list[dict]
     curves: list[dict]
+    tree_diffs: list[RunTreesDiff] = field(default_factory=list)
+    """Each run after the first against the first: the difference of their final trees."""
 
     def html(self) -> str:
         """The comparison as one self-contained HTML page."""
         ids = ", ".join(html.escape(r["id"]) for r in self.rows)
         header_html = (f"<h1>{len(self.rows)} runs compared</h1><p class=note>{ids}</p>"
-                       f"<section><h2>Metrics</h2>{table_html(self.rows)}</section>")
+                       f"<section><h2>Metrics</h2>{table_html(self.rows)}</section>"
+                       f"{trees_html(self.tree_diffs)}")
         return page(title=f"agtrace · compare {len(self.rows)} runs", kind="compare", header_html=header_html,
                     blocks={"agtrace-data": {"v": 1, "runs": self.curves}},
                     footer="Time axes start at each run's own start.")
@@ -108,15 +112,18 @@ def compare_runs(store: Store, run_ids: list[str], *,
     """Each run's row and curves (in the order given), from its metrics."""
     if not run_ids:
         raise CompareError("name at least one run to compare; `agtrace ls` lists the runs")
-    rows, curves = [], []
+    rows, curves, diffs = [], [], []
     for i, run_id in enumerate(run_ids, 1):
         metrics = run_metrics(store, run_id)
         row = _row(store, run_id, metrics)
+        if i > 1:
+            diffs.append(diff_final_trees(store, run_ids[0], run_id))
+        row["final_tree_diff"] = diffs[-1].to_dict() if i > 1 else None
         rows.append(row)
         curves.append(_curves(run_id, row, metrics, part_metrics(store, run_id)))
         if progress:
             progress(i, len(run_ids))
-    return Comparison(rows, curves)
+    return Comparison(rows, curves, diffs)
 
 
 def compare_table(store: Store, run_ids: list[str], *,
@@ -129,6 +136,49 @@ def render_compare(store: Store, run_ids: list[str], *,
                    progress: Callable[[int, int], None] | None = None) -> str:
     """Several runs as one self-contained HTML page: a metrics table and curves on shared axes."""
     return compare_runs(store, run_ids, progress=progress).html()
+
+
+TREE_HTML_BYTES = 512 * 1024
+"""Patch text the comparison page embeds per pair of runs; beyond it, files are listed only."""
+
+
+def trees_html(diffs: list[RunTreesDiff]) -> str:
+    """The final trees' differences: per later run, a stat line per file and its patch."""
+    if not diffs:
+        return ""
+    e = html.escape
+    out = ["<section><h2>Final trees</h2><p class=note>What each run's final tree holds that the first "
+           "run's does not (<code>a/</code> is the first run, <code>b/</code> the other).</p>"]
+    for d in diffs:
+        title = f"{e(d.run_a[:10])} → {e(d.run_b[:10])}"
+        if d.reason:
+            out.append(f"<h3>{title}</h3><p class=note>{e(d.reason)}</p>")
+            continue
+        if not d.files:
+            out.append(f"<h3>{title}</h3><p class=note>the final trees are identical</p>")
+            continue
+        out.append(f"<h3>{title}: {len(d.files)} file{'s' if len(d.files) != 1 else ''}, "
+                   f"<span class=added>+{d.lines_added}</span> <span class=removed>−{d.lines_removed}</span></h3>")
+        budget = TREE_HTML_BYTES
+        for f in d.files:
+            counts = ("binary" if f.binary else
+                      f"<span class=added>+{f.lines_added}</span><span class=removed>−{f.lines_removed}</span>")
+            body = ""
+            if f.patch and len(f.patch) <= budget:
+                budget -= len(f.patch)
+                body = "<pre>" + "".join(f"<span class={_line_class(line)}>{e(line) or ' '}</span>"
+                                         for line in f.patch.splitlines()) + "</pre>"
+            elif f.patch or f.note:
+                body = f"<p class=note>{e(f.note or 'patch left out (size cap); `agtrace compare --patch` prints it')}</p>"
+            out.append(f"<details class=diff open><summary class=fh><span class=p>{e(f.path)}</span>"
+                       f"<span class=badge>{e(f.status)}</span>{counts}</summary>{body}</details>")
+    return "".join(out) + "</section>"
+
+
+def _line_class(line: str) -> str:
+    if line.startswith(("+++", "---", "@@")):
+        return "dl-h"
+    return "dl-a" if line.startswith("+") else "dl-d" if line.startswith("-") else "dl-c"
 
 
 def _cell(key: str, value) -> str:

@@ -322,6 +322,20 @@ class GitStore(CheckoutMixin, BundleMixin):
             raise GitStoreError(f"{path} in tree {tree_id} is a directory, not a file")
         return obj.data
 
+    def files(self, tree_id: str) -> dict[str, str]:
+        """Every file (and symlink) of ``tree_id``: path → blob id (hex). Blob ids are content
+        hashes, so two repositories name equal contents alike (comparing trees across runs)."""
+        out: dict[str, str] = {}
+        stack = [("", self._tree(tree_id))]
+        while stack:
+            prefix, tree = stack.pop()
+            for entry in tree:
+                if entry.type == ObjectType.TREE:
+                    stack.append((f"{prefix}{entry.name}/", self._repo[entry.id]))
+                elif entry.type == ObjectType.BLOB:
+                    out[prefix + entry.name] = str(entry.id)
+        return out
+
     def diff(self, tree_a: str | None, tree_b: str) -> list[FileChange]:
         """Paths that differ from ``tree_a`` (None = empty tree) to ``tree_b``, sorted by path,
         with line counts for text files (no rename detection)."""
