@@ -20,8 +20,17 @@ from .runner import RunSummary, run_agent
 
 
 def demo_command(*flags: str) -> list[str]:
-    """The argv that starts the scripted agent with this interpreter."""
-    return [sys.executable, "-m", "agtrace.capture.demo_agent", *flags]
+    """The argv that starts the scripted agent with this interpreter.
+
+    The agent is started as a script (it needs the standard library only) in isolated mode
+    (``-I``: no script directory or user site on ``sys.path``), never as ``python -m
+    agtrace.capture.demo_agent``: ``-m`` imports the package ``agtrace.capture`` first, and
+    once anything there imports ``demo_agent`` Python prints a ``RuntimeWarning … found in
+    sys.modules`` on stderr, which every demo run then recorded as its first transcript line.
+    """
+    from . import demo_agent
+
+    return [sys.executable, "-I", demo_agent.__file__, *flags]
 
 
 def run_demo(

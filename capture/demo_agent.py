@@ -1,6 +1,7 @@
 """A scripted coding agent with no model: the program behind ``agtrace demo``.
 
-Run as ``python -m agtrace.capture.demo_agent [--fast] [--parts-delay S]`` with the working
+Run as ``python -I path/to/demo_agent.py [--fast] [--parts-delay S]`` (``demo_command()``; it
+needs the standard library only, and ``python -m agtrace.capture.demo_agent`` works too) with the working
 directory set to a repository made by :func:`setup_demo_repo` (or pass ``--setup`` to make it in
 place). It needs no model, network or API key. It prints what it does on stdout in the
 ``codex exec --json`` JSONL format, one object per line, flushed per line:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agtrace.capture import model_from_argv, setup_demo_repo
+from agtrace.capture import demo_command, model_from_argv, setup_demo_repo
 
 from .conftest import run_agtrace
 
@@ -36,6 +36,16 @@ def test_the_demo_transcript_starts_with_the_run_not_a_warning(demo):
     transcript = run_agtrace(["replay", run_id, "--transcript"], root, check=True).stdout.decode()
     assert "RuntimeWarning" not in transcript and "sys.modules" not in transcript
     assert transcript.splitlines()[0].strip().startswith("[-] run started: demo")
+
+
+def test_the_demo_agent_starts_without_importing_the_package():
+    """`python -m agtrace.capture.demo_agent` imports `agtrace.capture` first; once the package
+    imports the module (as it once did), Python warns on stderr and the demo recorded that."""
+    cmd = demo_command("--help")
+    proc = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, check=True)
+    assert proc.stdout.startswith("usage: demo_agent")
+    imported = re.findall(r"\|\s+(agtrace\.[\w.]+)", proc.stderr)
+    assert imported == [] and "RuntimeWarning" not in proc.stderr, imported
 
 
 def test_the_last_live_token_figure_is_the_final_one(demo):
