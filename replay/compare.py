@@ -70,7 +70,17 @@ def _row(store: Store, run_id: str, metrics: RunMetrics) -> dict:
     return row
 
 
-def _curves(run_id: str, row: dict, metrics: RunMetrics, parts: list[PartMetrics]) -> dict:
+def _scorer_curves(scores: list[dict], at: dict[int, int]) -> dict[str, list[list]]:
+    """Each scorer's newest value per scored part, in part order: ``{name: [[part, t_ms, value]]}``."""
+    latest: dict[str, dict[int, float]] = {}
+    for s in scores:
+        if s["value"] is not None and s["scored_part"] is not None:
+            latest.setdefault(s["scorer"], {})[s["scored_part"]] = s["value"]
+    return {name: [[part, at.get(part, 0), v] for part, v in sorted(values.items())]
+            for name, values in sorted(latest.items())}
+
+
+def _curves(run_id: str, row: dict, metrics: RunMetrics, parts: list[PartMetrics], scores: list[dict]) -> dict:
     at = {p.part: part_time(p, metrics) for p in parts}
     tests = [[p.part, at[p.part], p.tests_passed] for p in parts if p.tests_total is not None]
     rate = [[p.part, at[p.part], p.tests_passed / p.tests_total] for p in parts if p.tests_total]
@@ -84,6 +94,7 @@ def _curves(run_id: str, row: dict, metrics: RunMetrics, parts: list[PartMetrics
             cost.append([slot, t, spent])
     label = " ".join(x for x in (run_id[:10], row["agent"], row["model"]) if x)
     return {"id": run_id, "label": label, "tests": tests, "rate": rate, "tokens": tokens, "cost": cost,
+            "scores": _scorer_curves(scores, at),
             "parts_max": max((p.part for p in parts), default=0), "t_max": max([*at.values(), 0])}
 
 
@@ -100,7 +111,7 @@ class Comparison:
         """The comparison as one self-contained HTML page."""
         ids = ", ".join(html.escape(r["id"]) for r in self.rows)
         header_html = (f"<h1>{len(self.rows)} runs compared</h1><p class=note>{ids}</p>"
-                       f"<section><h2>Metrics</h2>{table_html(self.rows)}</section>"
+                       f"<section><h2>Metrics</h2>{table_html(self.rows, self.curves)}</section>"
                        f"{trees_html(self.tree_diffs)}")
         return page(title=f"agtrace · compare {len(self.rows)} runs", kind="compare", header_html=header_html,
                     blocks={"agtrace-data": {"v": 1, "runs": self.curves}},
@@ -120,7 +131,7 @@ def compare_runs(store: Store, run_ids: list[str], *,
             diffs.append(diff_final_trees(store, run_ids[0], run_id))
         row["final_tree_diff"] = diffs[-1].to_dict() if i > 1 else None
         rows.append(row)
-        curves.append(_curves(run_id, row, metrics, part_metrics(store, run_id)))
+        curves.append(_curves(run_id, row, metrics, part_metrics(store, run_id), score_rows(store, run_id)))
         if progress:
             progress(i, len(run_ids))
     return Comparison(rows, curves, diffs)
@@ -181,6 +192,13 @@ def _line_class(line: str) -> str:
     return "dl-a" if line.startswith("+") else "dl-d" if line.startswith("-") else "dl-c"
 
 
+def _last_score(points: list[list] | None) -> str:
+    if not points:
+        return "–"
+    part, _, value = points[-1]
+    return f"{value:.3g} (part {part})"
+
+
 def _cell(key: str, value) -> str:
     if value is None:
         return "–"
@@ -195,8 +213,9 @@ def _cell(key: str, value) -> str:
     return str(value)
 
 
-def table_html(rows: list[dict]) -> str:
-    """The metrics with one column per run (runs are few, metrics many)."""
+def table_html(rows: list[dict], curves: list[dict] | None = None) -> str:
+    """The metrics with one column per run (runs are few, metrics many), then each scorer's
+    last score (of the latest part it scored) per run."""
     e = html.escape
     head = "".join(f"<th>{e(r['id'][:10])}</th>" for r in rows)
     body = []
@@ -205,4 +224,7 @@ def table_html(rows: list[dict]) -> str:
             f"<td class={'num' if isinstance(r.get(key), (int, float)) else 'txt'}>{e(_cell(key, r.get(key)))}</td>"
             for r in rows)
         body.append(f"<tr><th>{e(label)}</th>{cells}</tr>")
+    for name in sorted({n for c in curves or [] for n in c["scores"]}):
+        cells = "".join(f"<td class=num>{e(_last_score(c['scores'].get(name)))}</td>" for c in curves or [])
+        body.append(f"<tr><th>score: {e(name)}</th>{cells}</tr>")
     return f"<table class=metrics><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

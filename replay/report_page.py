@@ -35,10 +35,11 @@ const OUTCOME = {ok:"#1f9d55", error:"#d64545", exit:"#e07a2f", timeout:"#d98a00
 function fmtNum(v){ const a = Math.abs(v);
   if (a >= 1e9) return (v/1e9).toFixed(1)+"G"; if (a >= 1e6) return (v/1e6).toFixed(1)+"M";
   if (a >= 1e3) return (v/1e3).toFixed(a >= 1e4 ? 0 : 1)+"k";
-  return Number.isInteger(v) ? String(v) : v.toFixed(a < 1 ? 3 : 1); }
-function fmtTime(s){ if (s > 0 && s < 1) return Math.round(s*1000)+"ms"; if (s < 60) return (s < 10 ? s.toFixed(1) : s.toFixed(0))+"s";
+  return Number.isInteger(v) ? String(v) : String(+v.toFixed(a < 1 ? 3 : 1)); }
+function fmtTime(s){ if (s < 60) return (s < 10 ? s.toFixed(1) : s.toFixed(0))+"s";
   if (s < 3600) return Math.floor(s/60)+"m"+String(Math.floor(s%60)).padStart(2,"0");
   return Math.floor(s/3600)+"h"+String(Math.floor(s%3600/60)).padStart(2,"0"); }
+const timeFmt = max => max < 2 ? (v => Math.round(v*1000)+"ms") : fmtTime;  /* an axis under 2 s reads in ms */
 const fmtCost = v => "$"+(v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(4));
 function ticks(min, max, n){ if (!(max > min)) max = min + 1;
   const raw = (max-min)/n, mag = Math.pow(10, Math.floor(Math.log10(raw))), f = raw/mag;
@@ -71,7 +72,7 @@ function chart(o){
     if (o.y.label) s += `<text class="ylabel" x="12" y="${yc}" text-anchor="middle" transform="rotate(-90 12 ${yc})">${esc(o.y.label)}</text>`;
     if (o.y2 && o.y2.label) s += `<text class="ylabel y2label" x="${W-8}" y="${yc}" text-anchor="middle" transform="rotate(90 ${W-8} ${yc})">${esc(o.y2.label)}</text>`;
   }
-  for (const t of ticks(xa.min, xa.max, 6)) { const x = X(t);
+  for (const t of ticks(xa.min, xa.max, 6)) { if (xa.whole && !Number.isInteger(t)) continue; const x = X(t);
     s += `<line class="tickmark" x1="${x}" x2="${x}" y1="${m.t+ph}" y2="${m.t+ph+4}"/><text x="${x}" y="${m.t+ph+16}" text-anchor="middle">${(xa.fmt||fmtNum)(t)}</text>`; }
   s += `<line class="axis" x1="${m.l}" x2="${m.l+pw}" y1="${m.t+ph}" y2="${m.t+ph}"/><text x="${m.l+pw/2}" y="${H-3}" text-anchor="middle">${esc(xa.label)}</text>`;
   let drawn = 0;
@@ -102,8 +103,8 @@ function chart(o){
 }
 function legend(items){ return `<div class="legend">${items.map(([c, n]) => `<span><i style="background:${c}"></i>${esc(n)}</span>`).join("")}</div>`; }
 function xAxis(mode, maxPart, maxT){ return mode === "time"
-  ? {min: 0, max: Math.max(maxT, 1), label: "time since start", fmt: fmtTime}
-  : {min: 0, max: Math.max(maxPart, 1) + 0.5, label: "part"}; }
+  ? {min: 0, max: Math.max(maxT, 1), label: "time since start", fmt: timeFmt(Math.max(maxT, 1))}
+  : {min: 0, max: Math.max(maxPart, 1) + 0.5, label: "part", whole: true}; }
 function toggles(card, draw){ let mode = "part";
   const h = $("h3", card); h.insertAdjacentHTML("beforeend", `<span class="sp"></span><button data-x="part" class="on">parts</button><button data-x="time">time</button>`);
   h.addEventListener("click", e => { const b = e.target.closest("button[data-x]"); if (!b) return; mode = b.dataset.x;
@@ -240,7 +241,7 @@ function report(){
       return [c[1]/1000, Math.max(end, c[1]/1000), laneOf(c[3]), OUTCOME[c[4]] || "#8893a5", c[0],
               `part ${c[0]}: ${c[3]} ${c[4]} (${c[2] == null ? "no result" : fmtTime(Math.max(0, end - c[1]/1000))})`]; });
     $(".body", tc).innerHTML = chart({label: "tool calls", h: Math.max(120, 40 + 26*Math.max(lanes.length, 1)), lanes: lanes.length ? lanes : ["–"],
-      x: {min: 0, max: lastT, label: "time since start", fmt: fmtTime}, y: {min: 0, max: 1}, empty: "no tool calls",
+      x: {min: 0, max: lastT, label: "time since start", fmt: timeFmt(lastT)}, y: {min: 0, max: 1}, empty: "no tool calls",
       series: [{name: "calls", type: "spans", points: spans}]})
       + legend(Object.entries(OUTCOME).filter(([k]) => D.calls.some(c => c[4] === k)).map(([k, v]) => [v, k === "exit" ? "non-zero exit" : k]));
   })();
@@ -365,6 +366,8 @@ function compare(){
   draw("plot-rate", "Pass rate", r => r.rate, v => Math.round(v*100)+"%", "pass rate");
   draw("plot-tokens", "Cumulative tokens", r => r.tokens, undefined, "tokens");
   if (D.runs.some(r => r.cost.length)) draw("plot-cost", "Cumulative cost", r => r.cost, fmtCost, "cost");
+  const scorers = [...new Set(D.runs.flatMap(r => Object.keys(r.scores || {})))].sort();
+  scorers.forEach((name, i) => draw(`plot-score-${i}`, `Score: ${name}`, r => (r.scores || {})[name] || [], fmtNum, name));
 }
 
 if (document.body.dataset.kind === "compare") compare(); else report();

@@ -5,13 +5,17 @@ replayed trees; a run without snapshots says why it cannot be compared."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
 
 from agtrace.capture import setup_demo_repo
 
-from .conftest import run_agtrace
+from . import chromium
+from .conftest import REPO, run_agtrace
+
+ARTIFACTS = REPO / "artifacts"
 
 EDIT_A = "printf 'from A\\n' >> README.md; printf 'new\\n' > notes.txt; echo done"
 EDIT_B = "sed -i 's/textstats/TEXTSTATS/' README.md; rm tests/test_core.py; echo done"
@@ -100,3 +104,25 @@ def test_a_run_without_trees_says_why(runs):
     assert "no final tree" in rows[1]["final_tree_diff"]["reason"] and rows[1]["final_tree_diff"]["files"] == []
     same = json.loads(run_agtrace(["compare", a, a[:12], "--json"], root).stdout or "null")
     assert same is None  # named twice: refused (exit 2), nothing printed
+
+
+def test_each_scorer_is_its_own_row_and_plot(runs):
+    tmp, root, a, b, _ = runs
+    for name, cmd in (("has-notes", "test -f notes.txt"), ("shouts", "grep -q TEXTSTATS README.md")):
+        run_agtrace(["rescore", a, b, "--name", name, "--cmd", cmd], root, check=True)
+    page = tmp / "scores.html"
+    run_agtrace(["compare", a, b, "-o", str(page)], root, check=True)
+    text = page.read_text()
+    rows = dict(re.findall(r"<tr><th>(score: [^<]+)</th>(.*?)</tr>", text))
+    assert set(rows) == {"score: has-notes", "score: shouts"}
+    assert re.findall(r"<td class=num>([^<]+)</td>", rows["score: has-notes"]) == ["1 (part 1)", "0 (part 1)"]
+    assert re.findall(r"<td class=num>([^<]+)</td>", rows["score: shouts"]) == ["0 (part 1)", "1 (part 1)"]
+    if not chromium.available():
+        pytest.skip(f"{chromium.CHROMIUM} is absent")
+    with chromium.Chromium() as browser:
+        browser.open(page)
+        assert browser.console_errors() == []
+        plots = browser.eval("""[...document.querySelectorAll('#plots .card')].map(c =>
+            [c.querySelector('h3').firstChild.textContent, c.querySelectorAll('svg circle').length])""")
+        assert ["Score: has-notes", 2] in plots and ["Score: shouts", 2] in plots, plots
+        browser.screenshot(ARTIFACTS / "compare-trees.png")
