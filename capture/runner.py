@@ -114,23 +114,35 @@ def cli_version(command: list[str], agent: str, *, cwd: str | None = None, env: 
                 timeout_s: float = 15.0) -> str:
     """The agent CLI's version (``codex --version`` → ``0.46.0``), or "" when unknown.
 
-    Only for a command whose program is the CLI of ``agent``'s adapter (its ``programs``:
-    ``codex``, ``claude``, ``opencode``), so nothing else is ever started; a CLI that fails,
-    hangs past ``timeout_s`` or prints no version gives "".
+    Only for a command whose program is the CLI of ``agent``'s adapter (:func:`version_argv`),
+    so nothing else is ever started; a CLI that fails, hangs past ``timeout_s`` or prints no
+    version gives "".
     """
-    if not command:
-        return ""
-    from .adapters import ADAPTERS
-
-    programs = getattr(ADAPTERS.get(agent), "programs", ())
-    if os.path.basename(command[0]) not in programs:
+    argv = version_argv(command, agent)
+    if argv is None:
         return ""
     try:
-        out = subprocess.run([command[0], "--version"], capture_output=True, text=True, timeout=timeout_s,
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
                              stdin=subprocess.DEVNULL, cwd=cwd, env={**os.environ, **(env or {})})
     except (OSError, subprocess.TimeoutExpired):
         return ""
-    m = _VERSION.search(out.stdout) if out.returncode == 0 else None
+    return parse_version(out.stdout) if out.returncode == 0 else ""
+
+
+def version_argv(command: list[str], agent: str) -> list[str] | None:
+    """``[program, "--version"]`` when ``command`` runs the CLI of ``agent``'s adapter (its
+    ``programs``: ``codex``, ``claude``, ``opencode``), else None."""
+    from .adapters import ADAPTERS
+
+    programs = getattr(ADAPTERS.get(agent), "programs", ())
+    if not command or os.path.basename(command[0]) not in programs:
+        return None
+    return [command[0], "--version"]
+
+
+def parse_version(text: str) -> str:
+    """The first version number in a CLI's ``--version`` output (``codex-cli 0.46.0`` → ``0.46.0``)."""
+    m = _VERSION.search(text or "")
     return m.group(0) if m else ""
 
 

@@ -113,3 +113,21 @@ def test_the_replay_script_names_itself_once():
     assert out.startswith("Usage: replay [OPTIONS] RUN")
     err = subprocess.run([str(script), "--no-such"], capture_output=True).stderr.decode()
     assert "Try 'replay --help'" in err and "replay replay" not in err
+
+
+def test_a_sandboxed_capture_asks_the_cli_in_the_sandbox(tmp_path):
+    from agtrace.capture import InMemorySandboxAPI, run_agent_in_sandbox
+    from agtrace.capture.sandboxes.api import run_checked
+    from agtrace.eventlog import Store
+
+    codex = _fake_codex(tmp_path)
+    api = InMemorySandboxAPI()
+    try:
+        run_checked(api, f"{sys.executable} -c 'from agtrace.capture import setup_demo_repo; setup_demo_repo(\".\")'")
+        store = Store(tmp_path / "store")
+        summary = run_agent_in_sandbox(store, api, [str(codex), "exec", "--json", "-m", "o3"], agent="codex")
+        first = next(iter(store.read(summary.run_id, 1, 1))).event
+        assert (summary.status, first.agent_version, first.model) == ("completed", "0.46.0", "o3")
+        store.close()
+    finally:
+        api.terminate()

@@ -33,7 +33,7 @@ from ..pipeline import RunSummary, adapter_for, run_capture
 from ..port import Line
 from ..process import FREEZE_DEADLINE_S, LineQueue, ProcessGroup
 from ..recorder import PartDone
-from ..runner import model_from_argv
+from ..runner import model_from_argv, parse_version, version_argv
 from ..snapshot import SnapshotPolicy
 from .api import SandboxAPI, SandboxProcess, run_checked
 from .remote_snapshot import RemoteSnapshotter
@@ -186,7 +186,11 @@ def run_agent_in_sandbox(
     Same arguments and result as :func:`agtrace.capture.run_agent` (the workdir is the
     sandbox's). See the module docstring for the contracts. The sandbox is not terminated.
     """
-    adapter = adapter_for(agent, adapter_options)
+    probe = None if agent_version else version_argv(command, agent)
+    if probe is not None:  # the agent CLI's version, asked in the sandbox (15 s at most, failures ignored)
+        script = f"timeout 15 {shlex.join(probe)} 2>/dev/null </dev/null || true"
+        agent_version = parse_version(run_checked(api, script, env=env, what="asking the agent CLI for its version"))
+    adapter = adapter_for(agent, {"agent_version": agent_version, **(adapter_options or {})})
     base = run_checked(api, "git rev-parse --verify -q HEAD || true", what="reading the workdir's HEAD").strip()
     return run_capture(
         store, SandboxAgentProcess(api, command, env=env, stop_signal=stop_signal), adapter,
