@@ -56,11 +56,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 """Command name → (``module:function`` in this package, the first paragraph of its help)."""
 
 
-class Context:
-    """What every command gets: the store location, opened lazily."""
+CREATE_STORE = frozenset({"demo", "import", "new", "pull", "run"})
+"""Commands that may create the store when it does not exist; every other command refuses a
+missing store (a typo in --store must not create one, nor pass `verify` on nothing)."""
 
-    def __init__(self, store_path: str):
+
+class Context:
+    """What every command gets: the store location, opened lazily (created only if ``create``)."""
+
+    def __init__(self, store_path: str, create: bool = True):
         self.store_path = os.path.expanduser(store_path)
+        self.create = create
         self._store = None
 
     @property
@@ -69,7 +75,7 @@ class Context:
         if self._store is None:
             from agtrace.eventlog import Store
 
-            self._store = Store(self.store_path)
+            self._store = Store(self.store_path, create=self.create)
         return self._store
 
     def close(self) -> None:
@@ -124,7 +130,7 @@ def cli(ctx: click.Context, store: str) -> None:
     after each part; replay any part offline; verify, list and export runs.
     """
     global _store_path
-    ctx.obj = Context(store)
+    ctx.obj = Context(store, create=ctx.invoked_subcommand in CREATE_STORE)
     _store_path = ctx.obj.store_path
     ctx.call_on_close(ctx.obj.close)
 

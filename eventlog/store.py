@@ -58,7 +58,9 @@ class Store:
     """A store directory. Cheap to open; holds one catalog connection (opened on first use).
 
     ``projections`` is the registry (default :func:`default_projections`); it must include the
-    run catalog (:class:`CatalogProjection`).
+    run catalog (:class:`CatalogProjection`). With ``create=False`` a directory that is not a
+    store yet (missing, or holding neither ``runs/`` nor ``catalog.db``) raises :class:`StoreError` and nothing is created:
+    commands that only read open their store so.
     """
 
     def __init__(self, root: str | os.PathLike, *, create: bool = True,
@@ -67,13 +69,17 @@ class Store:
         if not any(isinstance(p, CatalogProjection) for p in self.projections):
             raise ValueError("a store needs the run catalog projection (CatalogProjection) among its projections")
         self.root = Path(root).expanduser()
+        self.runs_dir = self.root / "runs"
         if not self.root.exists():
             if not create:
-                raise StoreError(f"no store at {self.root}; create one with `agtrace new` or pass --store")
+                raise StoreError(f"no store at {self.root} (nothing was created); check --store or AGTRACE_HOME, "
+                                 "or make one by capturing a run (`agtrace demo`, `agtrace run`, `agtrace new`)")
             self.root.mkdir(parents=True)
         elif not self.root.is_dir():
             raise StoreError(f"{self.root} is not a directory; pass --store DIR pointing at a store")
-        self.runs_dir = self.root / "runs"
+        elif not create and not (self.runs_dir.is_dir() or os.path.lexists(self.root / "catalog.db")):
+            raise StoreError(f"{self.root} is not an agtrace store (it has neither runs/ nor catalog.db; "
+                             "nothing was created); check --store or AGTRACE_HOME")
         self.runs_dir.mkdir(exist_ok=True)
         self.blobs = BlobStore(self.root / "blobs")
         self._catalog: Catalog | None = None

@@ -117,6 +117,7 @@ def test_reindex_and_ls_agree(tmp_path):
 
 
 def test_unknown_run_is_a_clear_usage_error(tmp_path):
+    run_agtrace(["new"], tmp_path / "store", check=True)  # a store (a missing one is its own error)
     proc = run_agtrace(["show", "0000"], tmp_path / "store")
     assert proc.returncode == 2
     assert "no run matches '0000'" in proc.stderr.decode() and "agtrace ls" in proc.stderr.decode()
