@@ -13,6 +13,7 @@ from agtrace.capture import (
     PartDone,
     RunSummary,
     SnapshotPolicy,
+    check_workdir,
     run_agent,
     run_demo,
 )
@@ -117,6 +118,7 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
         stop_signal=signal.Signals[f"SIG{stop_signal}"],
     )
     if backend == "modal":
+        check_workdir(workdir)  # the command is checked in the sandbox, where it runs
         summary = _run_in_modal(store, list(command), workdir, image, common)
     else:
         summary = run_agent(store, list(command), workdir=workdir, **common)

@@ -30,7 +30,9 @@ def _parse_time(value: str) -> int:
 @click.option("--at-time", default=None, help="The last part ended at this wall-clock time (ISO).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Directory to write the repository into (default ./<id>-part-<N>).")
-@click.option("--force", is_flag=True, help="Empty a non-empty --out first.")
+@click.option("--force", is_flag=True,
+              help="Replace a --out that an earlier replay from this store wrote; any other non-empty "
+                   "directory is refused, naming what it holds.")
 @click.option("--transcript", is_flag=True,
               help="Print the conversation up to the part instead of writing a tree (the whole run without a part).")
 @click.option("--max-lines", type=int, default=20, show_default=True,

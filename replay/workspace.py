@@ -148,24 +148,45 @@ def _previous_tree(store: Store, run_id: str, part: int) -> str:
 def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *, force: bool = False) -> PartView:
     """Write the repository as it was after ``part`` into ``out`` and verify its tree id.
 
-    Refuses a non-empty ``out`` unless ``force``. With ``force``, a directory that an earlier
-    replay wrote is switched (only the differing paths written, edits since put right); any
-    other is emptied first. Nothing is written outside ``out``, whatever the tree holds.
+    Refuses a non-empty ``out`` unless ``force``; with ``force`` it still refuses a directory
+    that no replay from this store wrote, naming what it holds, so a real repository or a home
+    directory is never emptied. What a replay wrote where is recorded in the store
+    (``cache/checkouts/``, with the directory's device and inode, so a directory replaced since
+    by another one at the same path is not taken for it), not in ``out``: ``out`` holds exactly
+    the tree. A directory an earlier replay wrote is switched (only the differing paths written,
+    edits since put right). Nothing is written outside ``out``, whatever the tree holds.
     """
     from .checkout_cache import load_scratch, save_scratch
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise OutputNotEmpty(f"{out} is not empty; choose another --out or pass --force to replace its content")
+    known = load_scratch(store, out)  # an earlier replay into `out`: switch, don't rewrite
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise OutputNotEmpty(f"{out} is not empty; choose another --out, or pass --force if an earlier "
+                                 "`agtrace replay` wrote it")
+        if known.tree_id is None:
+            raise OutputNotEmpty(f"refusing to replace {out}: no `agtrace replay` from {store.root} wrote it, "
+                                 f"and it holds {_contents(out)}; --force replaces only a directory an earlier "
+                                 "replay wrote: choose another --out, or empty it yourself")
     git = snapshots(store, run_id)
     view = describe_part(store, run_id, part, git)
-    scratch = load_scratch(store, out)  # an earlier replay into `out`: switch, don't rewrite
-    if scratch.tree_id is None and out.exists():
-        _empty(out)
-    view.how = scratch.show(git, view.tree_id).how
-    save_scratch(store, scratch)
+    view.how = known.show(git, view.tree_id).how
+    save_scratch(store, known)
     view.out = str(out)
     return view
+
+
+def _contents(directory: Path, shown: int = 5) -> str:
+    """What a directory holds, in words: ``.git/ (a git repository), src/, README.md and 3 more``."""
+    names = sorted(directory.iterdir(), key=lambda p: (p.name != ".git", p.name))
+    words = []
+    for p in names[:shown]:
+        if p.name == ".git":
+            words.append(".git/ (a git repository)")
+        else:
+            words.append(p.name + ("/" if p.is_dir() and not p.is_symlink() else ""))
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(words) + more
 
 
 def _empty(directory: Path) -> None:

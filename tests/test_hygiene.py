@@ -78,3 +78,87 @@ def test_a_run_being_appended_to_is_running(tmp_path):
         appender.stdin.close()
         appender.wait(30)
     assert _json(run_agtrace(["show", run_id, "--json"], store))["status"] == "crashed"
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    """A store holding one run captured through the CLI (the scripted demo agent)."""
+    root = tmp_path_factory.mktemp("demo")
+    store = root / "store"
+    summary = _json(run_agtrace(["demo", "--fast", "--json", "--workdir", str(root / "work")], store))
+    return {"path": store, "id": summary["run_id"], "parts": summary["parts"]}
+
+
+def _copy(demo_store, tmp_path):
+    import shutil
+
+    dest = tmp_path / "store"
+    shutil.copytree(demo_store["path"], dest)
+    return dest
+
+
+def _real_repository(path):
+    path.mkdir()
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    (path / "tracked.txt").write_text("committed\n")
+    subprocess.run(["git", "-C", str(path), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"],
+                   check=True)
+    (path / "untracked.txt").write_text("not committed anywhere\n")
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_replay_force_refuses_a_directory_no_replay_wrote_and_names_what_it_holds(demo_store, tmp_path):
+    store = _copy(demo_store, tmp_path)
+    repo = tmp_path / "repo"
+    before = _real_repository(repo)
+    proc = run_agtrace(["replay", demo_store["id"][:10], "--part", "3", "--out", str(repo), "--force"], store)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert f"refusing to replace {repo}" in err and ".git/ (a git repository)" in err and "untracked.txt" in err
+    after = {p.relative_to(repo).as_posix(): p.read_bytes() for p in sorted(repo.rglob("*")) if p.is_file()}
+    assert after == before
+
+
+def test_replay_force_replaces_what_an_earlier_replay_wrote_and_nothing_else(demo_store, tmp_path):
+    import shutil
+
+    store = _copy(demo_store, tmp_path)
+    out = tmp_path / "out"
+    run_id = demo_store["id"]
+    run_agtrace(["replay", run_id, "--part", "3", "--out", str(out)], store, check=True)
+    again = run_agtrace(["replay", run_id, "--part", "5", "--out", str(out)], store)
+    assert again.returncode != 0 and "--force" in again.stderr.decode()  # without --force: refused
+    (out / "edited-since.txt").write_text("x\n")
+    switched = _json(run_agtrace(["replay", run_id, "--part", "5", "--out", str(out), "--force", "--json"], store))
+    assert switched["how"] == "switch" and not (out / "edited-since.txt").exists()
+    other = _copy(demo_store, tmp_path / "other")  # another store did not write `out`: refused
+    refused = run_agtrace(["replay", run_id, "--part", "last", "--out", str(out), "--force"], other)
+    assert refused.returncode != 0 and "refusing to replace" in refused.stderr.decode()
+    shutil.rmtree(out)  # a new directory at the same path is not the one the replay wrote
+    _real_repository(out)
+    refused = run_agtrace(["replay", run_id, "--part", "last", "--out", str(out), "--force"], store)
+    assert refused.returncode != 0 and ".git/ (a git repository)" in refused.stderr.decode()
+    assert (out / "untracked.txt").exists() and (out / ".git").is_dir()
+
+
+@pytest.mark.parametrize("case", ["missing-workdir", "file-workdir", "unknown-command", "not-executable"])
+def test_a_bad_workdir_or_command_creates_no_run(tmp_path, case):
+    store = tmp_path / "store"
+    run_agtrace(["new", "--json"], store, check=True)  # the store holds one other run
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "script.sh").write_text("echo hi\n")  # not executable
+    (tmp_path / "a-file").write_text("x\n")
+    workdir, command = {
+        "missing-workdir": (tmp_path / "nope", ["echo", "hi"]),
+        "file-workdir": (tmp_path / "a-file", ["echo", "hi"]),
+        "unknown-command": (work, ["no-such-agent-xyz", "--go"]),
+        "not-executable": (work, ["./script.sh"]),
+    }[case]
+    proc = run_agtrace(["run", "--workdir", str(workdir), "--", *command], store)
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert "workdir" in err or "cannot run" in err
+    assert len(_json(run_agtrace(["ls", "--json"], store))) == 1
+    assert len(list((store / "runs").iterdir())) == 1
