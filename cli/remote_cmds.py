@@ -8,7 +8,7 @@ from agtrace.eventlog import pull, push, remote_for, remote_run_ids
 
 from .errors import UserError
 from .main import pass_ctx
-from .output import echo_json, progress
+from .output import echo_json, progress, size
 
 _REMOTE = click.option(
     "--remote", "remote_url", envvar="AGTRACE_REMOTE", default=None, metavar="URL",
@@ -51,11 +51,17 @@ def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     if as_json:
         echo_json(report.to_dict())
         return
-    click.echo(
-        f"pushed {len(report.runs)} run(s) to {remote.url}: {report.uploaded} uploaded "
-        f"({report.bytes_uploaded / 1e6:.1f} MB), {report.existed} already there"
-        + (f", {report.resumed_parts} part(s) resumed" if report.resumed_parts else "")
-    )
+    said = [f"{report.uploaded} object(s) uploaded ({size(report.bytes_uploaded)})",
+            f"{report.existed} already there"]
+    if report.shared:
+        said.append(f"{report.shared} blob(s) another run of this push had already sent")
+    if report.resumed_parts:
+        said.append(f"{report.resumed_parts} part(s) of interrupted uploads reused")
+    click.echo(f"pushed {len(report.runs)} run(s) to {remote.url}: {', '.join(said)}")
+    if report.skipped:
+        runs = ", ".join(report.skipped_runs[:3]) + (" …" if len(report.skipped_runs) > 3 else "")
+        click.echo(f"skipped {report.skipped} open segment(s) (runs {runs}: still being written, or "
+                   "crashed before sealing them); push again once they end", err=True)
 
 
 def _resolve_remote(remote, prefix: str) -> str:
@@ -91,8 +97,8 @@ def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
         echo_json(report.to_dict())
     else:
         click.echo(
-            f"pulled {len(report.runs)} run(s) from {remote.url}: {report.downloaded} downloaded "
-            f"({report.bytes_downloaded / 1e6:.1f} MB), {report.present} already here"
+            f"pulled {len(report.runs)} run(s) from {remote.url}: {report.downloaded} object(s) downloaded "
+            f"({size(report.bytes_downloaded)}), {report.present} already here"
         )
         for problem in report.problems:
             click.echo(f"problem: {problem}", err=True)
