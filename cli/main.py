@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "Capture a scripted agent (no model, no key, no network) fixing a small project."),
     "diff": ("metrics_cmds:diff_cmd",
              "Diff the repository between parts A and B of a run (0 = base tree, `last` accepted)."),
+    "gc": ("store_cmds:gc_cmd", "Collect what no run needs: unreferenced blobs, caches of removed runs, leftovers of\n"
+           "interrupted imports and transfers; pack ended runs' repositories."),
     "export": ("export_cmds:export_cmd", "Export runs: events for DuckDB, Spark or Athena (JSON lines, Parquet), "
                "trajectories for Harbor (ATIF) or traces for OpenTelemetry tools (OTLP)."),
     "import": ("import_cmds:import_cmd",
@@ -48,6 +50,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Write one run as a self-contained HTML page: header, plots, paged transcript, diffs."),
     "rescore": ("rescore_cmds:rescore_cmd",
                 "Run a scorer on the reconstructed trees of old runs; record each result as a new event."),
+    "rm": ("store_cmds:rm_cmd",
+           "Remove runs (by id, or by --older-than/--keep) from the store, or with --remote from a remote."),
     "run": ("capture_cmds:run_cmd", "Run an agent COMMAND (after `--`) and capture it part by part."),
     "scores": ("rescore_cmds:scores_cmd", "Show a run's re-scoring results: the score over its parts, per scorer."),
     "show": ("runs:show_cmd", "Show one run: identity, status, counts, parts."),
@@ -77,6 +81,16 @@ class Context:
 
             self._store = Store(self.store_path, create=self.create)
         return self._store
+
+    def store_or_none(self):
+        """The store, or None when there is none at ``store_path`` (for commands that can do
+        without one, such as `ls --remote`)."""
+        from agtrace.eventlog import StoreError
+
+        try:
+            return self.store
+        except StoreError:
+            return None
 
     def close(self) -> None:
         if self._store is not None:

@@ -1,10 +1,11 @@
-"""Commands: agtrace push, pull — glue around :func:`agtrace.eventlog.push` and ``pull``."""
+"""Commands: agtrace push, pull, ls --remote — glue around :func:`agtrace.eventlog.push`, ``pull``
+and ``list_remote_runs``."""
 
 from __future__ import annotations
 
 import click
 
-from agtrace.eventlog import pull, push, remote_for, remote_run_ids
+from agtrace.eventlog import pull, push, remote_for
 
 from .errors import UserError
 from .main import pass_ctx
@@ -64,15 +65,25 @@ def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
                    "crashed before sealing them); push again once they end", err=True)
 
 
-def _resolve_remote(remote, prefix: str) -> str:
-    prefix = prefix.strip().upper()
-    if len(prefix) == 26:
-        return prefix
-    matches = [r for r in remote_run_ids(remote) if r.startswith(prefix)]
-    if len(matches) != 1:
-        found = "no run" if not matches else f"{len(matches)} runs"
-        raise UserError(f"{prefix!r} matches {found} on {remote.url}; give the full run id", 2)
-    return matches[0]
+def ls_remote(store, url: str, as_json: bool) -> None:
+    """`agtrace ls --remote URL`: the runs a remote holds, and which of them this store has."""
+    from agtrace.eventlog import list_remote_runs
+
+    from .output import clock, table
+
+    with _remote(url) as remote:
+        runs = list_remote_runs(remote)
+    local = set(store.run_ids()) if store is not None else set()
+    if as_json:
+        echo_json([{**r.to_dict(), "local": r.id in local} for r in runs])
+        return
+    if not runs:
+        click.echo(f"no runs on {remote.url}; `agtrace push --all --remote {remote.url}` puts this store's there")
+        return
+    rows = [[r.id, clock(r.started_at), r.last_seq, r.segments, r.bundles, size(r.bytes),
+             "yes" if r.manifest else "no", "yes" if r.id in local else "no"] for r in runs]
+    click.echo(table(rows, ["ID", "STARTED", "EVENTS", "SEGMENTS", "BUNDLES", "SIZE", "MANIFEST", "LOCAL"]))
+    click.echo(f"{len(runs)} run(s), {size(sum(r.bytes for r in runs))} on {remote.url} (blobs not counted)")
 
 
 @click.command("pull")
@@ -91,7 +102,10 @@ def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     ids = _ids(store, run_ids, all_runs, "pull")
     with _remote(remote_url) as remote, progress("pulling") as update:
         if ids is not None:
-            ids = [_resolve_remote(remote, r) for r in ids]
+            from agtrace.eventlog import list_remote_runs, resolve_remote
+
+            held = list_remote_runs(remote)
+            ids = [resolve_remote(remote, r, held) for r in ids]
         report = pull(store, remote, ids, progress=update)
     if as_json:
         echo_json(report.to_dict())

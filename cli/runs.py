@@ -43,11 +43,19 @@ DEFAULT_LIMIT = 20
               show_default=True, help="Sort key, largest first (newest, longest, most parts, most tokens); "
               "the limit applies after sorting.")
 @click.option("--reverse", is_flag=True, help="Sort ascending (oldest, shortest, fewest first).")
+@click.option("--remote", "remote_url", default=None, metavar="URL",
+              help="List what this remote holds instead (s3://… or file://…): per run its events, segments, "
+                   "bundles, size, and whether this store has it.")
 @pass_ctx
 def ls_cmd(ctx, as_json: bool, limit: int | None, show_all: bool, agent, model, task, status, since, tags,
-           sort, reverse) -> None:
+           sort, reverse, remote_url) -> None:
     """List runs, newest first: id, agent, model, task, status, parts, tokens, duration, started."""
     from agtrace.replay import parse_since, query_runs
+
+    if remote_url:
+        from .remote_cmds import ls_remote
+
+        return ls_remote(ctx.store_or_none(), remote_url, as_json)
 
     try:
         since_ns = parse_since(since) if since else None

@@ -115,3 +115,25 @@ class FileRemote(Remote):
             got = receive(dest, read_chunks(fh), source=self.describe(key), expect_sha256=sha256,
                           verify=verify, progress=progress)
         return ObjectInfo(key, got.size, sha256=got.sha256)
+
+    def delete(self, keys: list[str]) -> int:
+        self._check_root()
+        removed = 0
+        try:
+            for key in keys:
+                path = self._path(key)
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed += 1
+                parent = path.parent  # drop directories left empty, up to the root
+                while parent != self.root:
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        break
+                    parent = parent.parent
+        except PermissionError as exc:
+            raise RemoteAuthError(f"no permission to remove {exc.filename}; check the remote directory's permissions") from None
+        return removed

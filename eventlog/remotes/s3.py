@@ -393,6 +393,22 @@ class S3Remote(Remote):
         for page in pages:
             yield from page.get("Parts", ())
 
+    def delete(self, keys: list[str]) -> int:
+        removed = 0
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            chunk = keys[start:start + 1000]
+            with self._mapped("delete from", chunk[0] if chunk else ""):
+                resp = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": False})
+            errors = resp.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise RemoteError(f"could not delete {self.describe(self._rel(first.get('Key', '')))}: "
+                                  f"{first.get('Code', '')} {first.get('Message', '')}; check that the identity "
+                                  "may s3:DeleteObject, then run the command again")
+            removed += len(resp.get("Deleted", []))
+        return removed
+
     def close(self) -> None:
         self._client.close()
 
