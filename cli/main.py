@@ -85,11 +85,11 @@ class Context:
     def store_or_none(self):
         """The store, or None when there is none at ``store_path`` (for commands that can do
         without one, such as `ls --remote`)."""
-        from agtrace.eventlog import StoreError
+        from agtrace.eventlog import StoreNotFound
 
         try:
             return self.store
-        except StoreError:
+        except StoreNotFound:
             return None
 
     def close(self) -> None:

@@ -92,11 +92,17 @@ def ls_cmd(ctx, as_json: bool, limit: int | None, show_all: bool, agent, model, 
             warn(problem)
 
 
+SHOWN_PARTS = 10
+"""`show` lists a run's last parts; `--parts` lists them all."""
+
+
 @click.command("show")
 @click.argument("run")
+@click.option("--parts", "all_parts", is_flag=True,
+              help=f"List every part (default: the last {SHOWN_PARTS}); with --json, add them as `part_list`.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def show_cmd(ctx, run: str, as_json: bool) -> None:
+def show_cmd(ctx, run: str, all_parts: bool, as_json: bool) -> None:
     """Show one run: identity, status, counts, parts."""
     store = ctx.store
     run_id = store.resolve(run)
@@ -114,7 +120,11 @@ def show_cmd(ctx, run: str, as_json: bool) -> None:
         host=started.host,
         source=started.source,
     )
+    rows = [r for r in store.catalog.part_rows(run_id) if r["kind"] is not None] if all_parts or not as_json else []
     if as_json:
+        if all_parts:
+            data["part_list"] = [{k: r[k] for k in ("part", "kind", "title", "tool", "tree_id", "first_seq", "last_seq")}
+                                 for r in rows]
         echo_json(data)
         return
     for problem in info.projection_errors:
@@ -131,6 +141,14 @@ def show_cmd(ctx, run: str, as_json: bool) -> None:
         click.echo(f"{'tags:':<15}{' '.join(f'{k}={v}' for k, v in data['tags'].items())}")
     if started.prompt:
         click.echo(f"{'task:':<15}{shorten(started.prompt, 90)}")
+    shown = rows if all_parts else rows[-SHOWN_PARTS:]
+    if shown:
+        hidden = len(rows) - len(shown)
+        click.echo("parts:" + (f" (the last {len(shown)}; `agtrace show {run_id[:10]} --parts` lists all {len(rows)})"
+                               if hidden else ""))
+        for r in shown:
+            tool = f" [{r['tool']}]" if r["tool"] else ""
+            click.echo(f"  {r['part']:>5}  {r['kind'] or '-':<9} {shorten(r['title'] or '', 70)}{tool}")
 
 
 @click.command("log")
@@ -147,7 +165,7 @@ def log_cmd(ctx, run: str, part: int | None, kinds: tuple[str, ...], follow: boo
     if part is not None:
         records = store.read_part(run_id, part)
         if not records:
-            raise UserError(f"run {run_id} has no part {part}; `agtrace show {run_id}` gives its part count", 2)
+            raise UserError(f"run {run_id} has no part {part}; `agtrace show {run_id} --parts` lists its parts", 2)
     elif follow:
         records = store.tail(run_id)
     else:

@@ -91,6 +91,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "SnapshotTaken": "events",
     "Store": "store",
     "StoreError": "errors",
+    "StoreNotFound": "errors",
     "SwitchResult": "git.result",
     "TestCase": "events",
     "TestSummary": "testresult",

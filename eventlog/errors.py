@@ -4,6 +4,7 @@
 
     EventlogError
     ├── StoreError            the store directory cannot be opened or is not a store
+    │   └── StoreNotFound     there is no store at that path (and it was not to be created)
     ├── RunNotFound           no run matches an id or prefix
     ├── AmbiguousRunId        a prefix matches several runs
     ├── RunLocked             another writer holds the run's lock
@@ -31,6 +32,10 @@ class EventlogError(Exception):
 
 class StoreError(EventlogError):
     """The store directory cannot be used."""
+
+
+class StoreNotFound(StoreError):
+    """There is no store at the path (missing, or not a store), and the command creates none."""
 
 
 class RunNotFound(EventlogError):

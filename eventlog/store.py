@@ -35,7 +35,7 @@ import msgspec
 from . import reader, verification
 from .blobs import BlobStore
 from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
-from .errors import AmbiguousRunId, RunNotFound, StoreError
+from .errors import AmbiguousRunId, RunNotFound, StoreError, StoreNotFound
 from .events import Record, RunEnded, RunStarted
 from .ids import looks_like_run_id, new_run_id
 from .lock import is_locked
@@ -72,13 +72,13 @@ class Store:
         self.runs_dir = self.root / "runs"
         if not self.root.exists():
             if not create:
-                raise StoreError(f"no store at {self.root} (nothing was created); check --store or AGTRACE_HOME, "
+                raise StoreNotFound(f"no store at {self.root} (nothing was created); check --store or AGTRACE_HOME, "
                                  "or make one by capturing a run (`agtrace demo`, `agtrace run`, `agtrace new`)")
             self.root.mkdir(parents=True)
         elif not self.root.is_dir():
             raise StoreError(f"{self.root} is not a directory; pass --store DIR pointing at a store")
         elif not create and not (self.runs_dir.is_dir() or os.path.lexists(self.root / "catalog.db")):
-            raise StoreError(f"{self.root} is not an agtrace store (it has neither runs/ nor catalog.db; "
+            raise StoreNotFound(f"{self.root} is not an agtrace store (it has neither runs/ nor catalog.db; "
                              "nothing was created); check --store or AGTRACE_HOME")
         self.runs_dir.mkdir(exist_ok=True)
         self.blobs = BlobStore(self.root / "blobs")

@@ -216,7 +216,8 @@ class RunWriter:
             raise RunClosed(f"the writer of run {self.run_id} is closed; open a new one to append")
         raise RunClosed(
             f"run {self.run_id} has ended (it has a run_ended event); a resumed or continued "
-            "run is a new run: create one with parent_run set to this id"
+            f"run is a new run: create one with `agtrace new --parent {self.run_id}` (or "
+            f"`agtrace run --parent {self.run_id} -- …`; in Python, RunStarted(parent_run=…))"
         )
 
     def flush(self, sync: bool = True) -> int:

@@ -22,7 +22,7 @@ def _json(proc):
 def test_commands_that_need_a_store_refuse_a_missing_one_and_create_nothing(tmp_path, args):
     typo = tmp_path / "typo"
     proc = run_agtrace(args, typo, input=b"")
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert f"no store at {typo}" in proc.stderr.decode()
     assert "Traceback" not in proc.stderr.decode()
     assert not typo.exists()
@@ -33,7 +33,7 @@ def test_a_directory_that_is_not_a_store_is_refused(tmp_path):
     somewhere.mkdir()
     (somewhere / "notes.txt").write_text("mine\n")
     proc = run_agtrace(["ls"], somewhere)
-    assert proc.returncode != 0 and "is not an agtrace store" in proc.stderr.decode()
+    assert proc.returncode == 2 and "is not an agtrace store" in proc.stderr.decode()
     assert sorted(p.name for p in somewhere.iterdir()) == ["notes.txt"]
 
 

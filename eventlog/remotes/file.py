@@ -108,7 +108,7 @@ class FileRemote(Remote):
         try:
             fh = open(src, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
-            raise RemoteNotFound(f"{self.describe(key)} does not exist; `agtrace pull` lists what the remote has") from None
+            raise RemoteNotFound(f"{self.describe(key)} does not exist; `agtrace ls --remote {self.url}` lists what the remote has") from None
         except PermissionError:
             raise RemoteAuthError(f"no permission to read {src}; check the remote directory's permissions") from None
         with fh:
