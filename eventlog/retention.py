@@ -161,7 +161,8 @@ def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = 
         for entry in sorted(staging.iterdir()):
             if now - entry.stat().st_mtime >= GRACE_S:
                 _drop(report, "staging", entry, dry_run)
-    for leftover in sorted(store.root.glob(".p[ue]s[hl]-*")):  # temp dirs of killed pushes/pulls
+    for leftover in [*sorted(store.root.glob(".p[ue]s[hl]-*")),  # temp dirs of killed pushes/pulls
+                     *sorted(store.blobs.root.glob("*/.*.tmp"))]:  # blobs a killed writer left half-written
         if now - leftover.stat().st_mtime >= GRACE_S:
             _drop(report, "staging", leftover, dry_run)
     for rid in ids:

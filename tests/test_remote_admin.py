@@ -200,13 +200,36 @@ def test_gc_collects_caches_of_removed_runs_and_old_leftovers(home):
     (leftover / "half.seg").write_bytes(b"x" * 1000)
     fresh = store_path / "staging" / "tmp-now"  # an import may be building it right now
     fresh.mkdir()
+    half_blob = store_path / "blobs" / "ab" / ".ab12.999.tmp"  # a writer killed while storing a blob
+    half_blob.parent.mkdir(parents=True, exist_ok=True)
+    half_blob.write_bytes(b"z" * 10)
     two_hours_ago = __import__("time").time() - 2 * 3600
     os.utime(leftover, (two_hours_ago, two_hours_ago))
+    os.utime(half_blob, (two_hours_ago, two_hours_ago))
     dry = _json(run_agtrace(["gc", "--dry-run", "--json"], store_path))
     kinds = {(i["kind"], os.path.basename(i["path"])) for i in dry["items"]}
     assert ("cache", "01M8AAAAAAAAAAAAAAAAAAAAAA") in kinds and ("staging", "tmp-interrupted") in kinds
     assert ("staging", "tmp-now") not in kinds and ghost.exists() and leftover.exists()
+    assert ("staging", ".ab12.999.tmp") in kinds and half_blob.exists()
     assert dry["bytes"] >= 1000
     run_agtrace(["gc"], store_path, check=True)
-    assert not ghost.parent.exists() and not leftover.exists() and fresh.exists()
+    assert not ghost.parent.exists() and not leftover.exists() and fresh.exists() and not half_blob.exists()
     run_agtrace(["verify"], store_path, check=True)
+
+
+def test_gc_keeps_recent_unreferenced_blobs_while_a_run_is_being_written(home):
+    store = Store(home["path"])
+    for rid in home["ids"]:
+        run_agtrace(["rm", rid, "--yes"], home["path"], check=True)
+    digest = store.blobs.put(b"stored by a writer, not yet named by an event " * 100)
+    live = store.create_run(RunStarted(agent="live"))
+    try:
+        report = _json(run_agtrace(["gc", "--json"], home["path"]))
+        assert report["kept_recent_blobs"] >= 1 and store.blobs.has(digest)
+        human = run_agtrace(["gc", "--dry-run"], home["path"])
+        assert "a run is being written" in human.stderr.decode()
+    finally:
+        store.close_writer(live)
+    report = _json(run_agtrace(["gc", "--json"], home["path"]))
+    assert report["counts"].get("blob", 0) >= 1 and not store.blobs.has(digest)
+    store.close()
