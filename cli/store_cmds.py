@@ -11,7 +11,7 @@ import click
 
 from .errors import UserError
 from .main import pass_ctx
-from .output import echo_json, size
+from .output import echo_json, progress, size
 
 
 def _age_s(value: str) -> float:
@@ -125,7 +125,8 @@ def gc_cmd(ctx, dry_run, as_json) -> None:
     """
     from agtrace.eventlog import collect_garbage
 
-    report = collect_garbage(ctx.store, dry_run=dry_run)
+    with progress("collecting") as update:
+        report = collect_garbage(ctx.store, dry_run=dry_run, progress=update)
     if as_json:
         echo_json(report.to_dict())
         return

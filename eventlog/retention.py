@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,15 +122,19 @@ def remove_runs(store: Store, run_ids: Iterable[str], *, dry_run: bool = False) 
     return report
 
 
-def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = None) -> Collection:
-    """Remove what no run needs and pack ended runs' repositories (see the module docstring)."""
+def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> Collection:
+    """Remove what no run needs and pack ended runs' repositories (see the module docstring).
+    ``progress(done, total)`` is called per run read (then per repository checked)."""
     now = now if now is not None else time.time()
     report = Collection(dry_run=dry_run)
     ids = store.run_ids()
     live = {rid for rid in ids if is_locked(store.run_dir(rid) / "lock")}
     referenced: set[str] = set()
     trees: dict[str, set[str]] = {}
-    for rid in ids:
+    for i, rid in enumerate(ids):
+        if progress:
+            progress(i + 1, 2 * len(ids))
         named = trees.setdefault(rid, set())
         for stream in ("events", "scores"):
             if (store.run_dir(rid) / stream).is_dir():
@@ -165,7 +169,9 @@ def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = 
                      *sorted(store.blobs.root.glob("*/.*.tmp"))]:  # blobs a killed writer left half-written
         if now - leftover.stat().st_mtime >= GRACE_S:
             _drop(report, "staging", leftover, dry_run)
-    for rid in ids:
+    for i, rid in enumerate(ids):
+        if progress:
+            progress(len(ids) + i + 1, 2 * len(ids))
         repo = store.run_dir(rid) / "repo.git"
         if rid in live or not (repo / "objects").is_dir():
             continue
