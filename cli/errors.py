@@ -48,10 +48,16 @@ class UserError(click.ClickException):
 def map_error(exc: BaseException, store_path: str = "the store") -> UserError:
     """The one place where an exception becomes a CLI error (see the module docstring)."""
     from agtrace.capture import CaptureError
-    from agtrace.eventlog import AmbiguousRunId, EventlogError, InvalidEvent, RunNotFound
+    from agtrace.eventlog import (
+        AmbiguousRunId,
+        BadPartSelection,
+        EventlogError,
+        InvalidEvent,
+        RunNotFound,
+    )
     from agtrace.replay import ReplayError
 
-    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent)):
+    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent, BadPartSelection)):
         return UserError(str(exc), EXIT_BAD_INPUT)
     if isinstance(exc, (EventlogError, CaptureError, ReplayError)):
         return UserError(str(exc))

@@ -24,10 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "close": ("runs:close_cmd", "End a run with a status (appends run_ended)."),
     "compare": ("report_cmds:compare_cmd",
                 "Compare runs: their curves on shared axes (HTML) and their metrics side by side."),
+    "cp": ("runs:cp_cmd", "Copy a run whole as a new run: events, scores, repository state; print the copy's id."),
     "demo": ("capture_cmds:demo_cmd",
              "Capture a scripted agent (no model, no key, no network) fixing a small project."),
     "diff": ("metrics_cmds:diff_cmd",
-             "Diff the repository between parts A and B of a run (0 = base tree, `last` accepted)."),
+             "Diff the repository between parts A and B of a run (0 = base tree; first, last accepted)."),
     "export": ("export_cmds:export_cmd", "Export runs: events for DuckDB, Spark or Athena (JSON lines, Parquet), "
                "trajectories for Harbor (ATIF) or traces for OpenTelemetry tools (OTLP)."),
     "import": ("import_cmds:import_cmd",

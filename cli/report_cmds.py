@@ -89,6 +89,10 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
                                               "cost_usd", "tests_final_passed", "tests_final_total",
                                               "tests_best_passed")]
     click.echo(table([[_short(k, r.get(k)) for k in keys] for r in rows], keys))
+    names = sorted({name for r in rows for name in r.get("scorers", {})})
+    if names:
+        click.echo(table([[name, *(_scorer_cell(r.get("scorers", {}).get(name)) for r in rows)] for name in names],
+                         ["SCORER (last part)", *(r["id"][:10] for r in rows)]))
     for diff in comparison.tree_diffs:
         click.echo(f"\nfinal tree of {diff.run_b[:10]} against {diff.run_a[:10]}:")
         if diff.reason:
@@ -100,6 +104,15 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
             if show_patch:
                 click.echo(diff.patch(), nl=False)
     click.echo(f"wrote the comparison to {out} ({size / 1024:,.0f} KiB)")
+
+
+def _scorer_cell(result: dict | None) -> str:
+    if result is None:
+        return "-"
+    if result["status"] != "ok":
+        return f"{result['status']} @{result['part']}"
+    value = "-" if result["value"] is None else f"{result['value']:.3f}"
+    return f"{value} @{result['part']}"
 
 
 def _short(key: str, value) -> str:
