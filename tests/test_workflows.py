@@ -204,3 +204,50 @@ def test_one_part_vocabulary_in_every_command(world, tmp_path):
     assert missing.returncode == 2 and f"it has parts 1..{n}" in err(missing)
     one = cli(s, "replay", run, "--part", "1-3", ok=False)
     assert "one part is needed here" in err(one)
+
+
+# -- 3. raw capture that matches intuition ---------------------------------------------------------
+
+RAW_SCRIPT = """\
+echo "STEP look"; cat calc.py
+echo "STEP fix add"; python3 -c "import pathlib; p = pathlib.Path('calc.py'); p.write_text(p.read_text().replace('a - b', 'a + b'))"
+echo "STEP add test"; python3 -c "open('test_calc.py', 'w').write('from calc import add\\nassert add(2, 3) == 5\\n')"
+echo "STEP run tests"; python3 test_calc.py && echo "tests ok"
+"""
+
+
+def test_raw_markers_start_parts_lines_belong_to_their_part_and_snapshots_come_before_the_next_marker(
+        tmp_path):
+    s, work = tmp_path / "store", tmp_path / "work"
+    work.mkdir()
+    (work / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (tmp_path / "agent.sh").write_text(RAW_SCRIPT)
+    summary = json.loads(out(cli(s, "run", "--agent", "raw", "--marker", "^STEP", "--workdir", str(work), "--json",
+                                 "-q", "--", "bash", str(tmp_path / "agent.sh"))))
+    run = summary["run_id"]
+    assert summary["status"] == "completed" and summary["parts"] == 4
+    titles = [json.loads(x)["title"] for x in out(cli(s, "log", run, "--kind", "part_ended", "--json")).splitlines()]
+    assert titles == ["STEP look", "STEP fix add", "STEP add test", "STEP run tests"]
+    lines = [json.loads(x) for x in out(cli(s, "log", run, "--kind", "line_logged", "--json")).splitlines()]
+    assert all(e["part"] is not None for e in lines)
+    by_part = {}
+    for e in lines:
+        by_part.setdefault(e["part"], []).append(e["text"])
+    assert by_part[1] == ["STEP look", "def add(a, b):", "    return a - b"]
+    assert by_part[4] == ["STEP run tests", "tests ok"]
+    part4 = [json.loads(x) for x in out(cli(s, "log", run, "--part", "4", "--json")).splitlines()]
+    assert [e["text"] for e in part4 if e["kind"] == "line_logged"] == ["STEP run tests", "tests ok"]
+    transcript = out(cli(s, "replay", run, "--part", "4", "--transcript"))
+    assert "tests ok" in transcript and "return a - b" in transcript
+
+    def tree(part: int) -> dict[str, str]:
+        where = tmp_path / f"part{part}"
+        cli(s, "replay", run, "--part", str(part), "--out", str(where))
+        return {p.name: p.read_text() for p in where.iterdir() if p.is_file()}
+
+    assert "a - b" in tree(1)["calc.py"]  # the fix printed after "STEP fix add" is not in part 1
+    two = tree(2)
+    assert "a + b" in two["calc.py"] and "test_calc.py" not in two  # the fix, and nothing after it
+    assert "test_calc.py" in tree(3)
+    stat = out(cli(s, "diff", run, "1", "2", "--name-only")).split()
+    assert stat == ["calc.py"]
