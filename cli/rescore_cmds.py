@@ -210,7 +210,7 @@ def scores_cmd(ctx, run, name, as_json) -> None:
     for (scorer, part), r in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
         if r["status"] == "ok":
             continue
-        tail = r.get("output_tail") or _origin_tail(rows, r)
+        tail = r.get("output_tail") or _origin_tail(store, rows, r)
         click.echo(f"\n{scorer} part {part}: {r['status']} (exit {'-' if r['exit_code'] is None else r['exit_code']})")
         lines = (tail or "(no output)").rstrip("\n").splitlines()[-TAIL_LINES:]
         for line in lines:
@@ -221,11 +221,14 @@ TAIL_LINES = 12
 """Lines of a failed scorer's output that `scores` shows."""
 
 
-def _origin_tail(rows: list[dict], row: dict) -> str:
-    """The output of the result a reused one was copied from (stored once, on the original)."""
+def _origin_tail(store, rows: list[dict], row: dict) -> str:
+    """The output of the result a reused one was copied from (stored once, on the original,
+    which may be another run's)."""
     if not row["reused_from"]:
         return ""
     run_id, _, seq = row["reused_from"].rpartition(":")
+    if rows and run_id != rows[0]["run_id"] and store.has_run(run_id):
+        rows = scores(store, run_id)
     for r in rows:
         if r["run_id"] == run_id and str(r["seq"]) == seq:
             return r.get("output_tail") or ""

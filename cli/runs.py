@@ -261,6 +261,8 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     first = writer.next_seq
     stored = 0
     skipped: list[int] = []
+    started_at = store.info(run_id, sync=False).started_at if first > 1 else None
+    earlier = 0  # events whose ts is before the run's own start
     import msgspec
 
     from agtrace.eventlog import RawRecorded, Redactor
@@ -288,14 +290,18 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
                     event = msgspec.structs.replace(event, redactions=event.redactions + redacted)
             writer.append(event, part=part, ts=ts)
             stored += 1
+            earlier += ts is not None and started_at is not None and ts < started_at
     finally:
         store.close_writer(writer)
     if skipped:
         warn(f"skipped the run_started event of line {', '.join(map(str, skipped))}: run {run_id} has its own "
              "identity (append copies events only, not repository state; `agtrace cp RUN` copies a run whole)")
+    if earlier:
+        warn(f"{earlier} event(s) have timestamps before run {run_id} started (kept as given; a report's time "
+             "axis shows them before 0); `agtrace cp RUN` makes a copy that starts when its source did")
     if as_json:
         echo_json({"id": run_id, "appended": stored, "first_seq": first, "last_seq": first + stored - 1,
-                   "skipped_lines": skipped})
+                   "skipped_lines": skipped, "before_start": earlier})
     else:
         click.echo(f"appended {stored} events to {run_id}", err=True)
 

@@ -108,6 +108,12 @@ def test_append_copies_events_only_and_keeps_one_identity(world):
     s = world["store"]
     kinds = [json.loads(x)["kind"] for x in out(cli(s, "log", world["appended"], "--json")).splitlines()]
     assert kinds.count("run_started") == 1 and kinds[0] == "run_started"
+    again = out(cli(s, "new")).strip()
+    appended = cli(s, "append", again, "--json", input=cli(s, "log", world["captured"], "--json").stdout)
+    report = json.loads(out(appended))
+    assert report["skipped_lines"] == [1] and report["before_start"] == report["appended"]
+    assert "skipped the run_started event of line 1" in err(appended)
+    assert "timestamps before run" in err(appended) and "agtrace cp" in err(appended)
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert "events only" in readme and "agtrace cp" in readme
 
