@@ -143,7 +143,7 @@ def missing_trees_reason(store: Store, run_id: str) -> str:
     source = started.source or ""
     if source.startswith("import"):
         return (f"run {run_id} was imported without repository state ({source}): its parts have no "
-                "trees to write; replay its transcript with `agtrace replay --transcript`")
+                f"trees to write; `agtrace replay {run_id} --transcript` shows its conversation")
     if source == "append":
         return (f"run {run_id} holds copied events only, without repository state (made with `agtrace new` "
                 "and `agtrace append`, which copy events, not repositories); `agtrace cp RUN` copies a run "

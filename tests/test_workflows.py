@@ -257,3 +257,24 @@ def test_raw_markers_start_parts_lines_belong_to_their_part_and_snapshots_come_b
     assert "test_calc.py" in tree(3)
     stat = out(cli(s, "diff", run, "1", "2", "--name-only")).split()
     assert stat == ["calc.py"]
+
+
+def test_the_part_vocabulary_parser():
+    from agtrace.eventlog import BadPartSelection, parse_parts
+
+    parts = [1, 2, 3, 5, 8]
+    cases = {"3": [3], "first": [1], "LAST": [8], "final": [8], "all": parts, "2-5": [2, 3, 5],
+             "first-3": [1, 2, 3], "5..last": [5, 8], " 1 , 8 ,1": [1, 8], "0,2": [0, 2], "0-2": [0, 1, 2]}
+    for text, want in cases.items():
+        assert parse_parts(text).resolve(parts, base=True) == want, text
+    assert parse_parts("changed").resolve(parts, changed=[2, 5]) == [2, 5]
+    assert parse_parts([8, 1]).resolve(parts) == [1, 8]
+    assert parse_parts("last").one(parts) == 8 and not parse_parts("1,2").single
+    for bad, says in {"x": "cannot read 'x'", "3-": "cannot read '3-'", "": "no parts named",
+                      "5-2": "is empty", "4": "has no part 4", "0": "has no part 0"}.items():
+        with pytest.raises(BadPartSelection, match=says):
+            parse_parts(bad).resolve(parts)
+    with pytest.raises(BadPartSelection, match="no completed part"):
+        parse_parts("last").resolve([])
+    with pytest.raises(BadPartSelection, match="needs the run's trees"):
+        parse_parts("changed").resolve(parts)
