@@ -354,21 +354,29 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 @click.command("cp")
 @click.argument("run")
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="A tag for the copy (repeatable).")
+@click.option("--to", "to", default=None, metavar="DIR",
+              help="Copy into the store at DIR (created if missing) instead of this one.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def cp_cmd(ctx, run: str, tags, as_json: bool) -> None:
+def cp_cmd(ctx, run: str, tags, to: str | None, as_json: bool) -> None:
     """Copy a run whole as a new run: events, scores, repository state; print the copy's id.
 
     The copy keeps every event's timestamp and part, has one run_started (the source's,
     tagged copied_from=SOURCE) and replays and diffs like the source. `agtrace log --json |
     agtrace append` copies events only (no repository state).
     """
-    from agtrace.eventlog import copy_run
+    from agtrace.eventlog import Store, copy_run
 
     store = ctx.store
     run_id = store.resolve(run)
-    new_id = copy_run(store, run_id, tags=parse_tags(tags))
+    into = Store(to) if to else None
+    try:
+        with progress(f"copying {run_id[:10]}", enabled=not as_json) as update:
+            new_id = copy_run(store, run_id, into=into, tags=parse_tags(tags), progress=update)
+    finally:
+        if into is not None:
+            into.close()
     if as_json:
-        echo_json({"id": new_id, "copied_from": run_id})
+        echo_json({"id": new_id, "copied_from": run_id, "store": str(into.root if into else store.root)})
     else:
         click.echo(new_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,9 +38,11 @@ COPIED_FROM = "copied_from"
 """The tag that links a copy to its source run."""
 
 
-def copy_run(store: Store, run_id: str, *, into: Store | None = None, tags: dict[str, str] | None = None) -> str:
+def copy_run(store: Store, run_id: str, *, into: Store | None = None, tags: dict[str, str] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> str:
     """Copy run ``run_id`` of ``store`` (into ``into``, default the same store) as a new run;
-    return the copy's id. ``tags`` are added to the copy's (after ``copied_from``)."""
+    return the copy's id. ``tags`` are added to the copy's (after ``copied_from``).
+    ``progress(events copied, events)`` is called as the events are copied."""
     dest = into or store
     source_dir = store.run_dir(run_id)
     if not store.has_run(run_id):
@@ -60,7 +63,9 @@ def copy_run(store: Store, run_id: str, *, into: Store | None = None, tags: dict
         started = msgspec.structs.replace(started, tags={**started.tags, COPIED_FROM: run_id, **(tags or {})})
         blobs: set[str] = set()
         head = msgspec.structs.replace(first, event=started)
-        _copy_stream(run_dir, new_id, "events", itertools.chain([head], records), blobs)
+        total = store.info(run_id).events
+        _copy_stream(run_dir, new_id, "events", itertools.chain([head], records), blobs,
+                     (lambda n: progress(n, total)) if progress else None)
         if (source_dir / "scores").is_dir():
             _copy_stream(run_dir, new_id, "scores", store.read(run_id, stream="scores"), blobs)
         _copy_repository(source_dir, run_dir)
@@ -76,9 +81,11 @@ def copy_run(store: Store, run_id: str, *, into: Store | None = None, tags: dict
     return new_id
 
 
-def _copy_stream(run_dir: Path, run_id: str, stream: str, records, blobs: set[str]) -> None:
+def _copy_stream(run_dir: Path, run_id: str, stream: str, records, blobs: set[str],
+                 progress: Callable[[int], None] | None = None) -> None:
     """Append ``records`` (their event, part and ts; seqs follow from 1) to a new stream."""
     writer = None
+    copied = 0
     try:
         batch = []
         for rec in records:
@@ -88,9 +95,14 @@ def _copy_stream(run_dir: Path, run_id: str, stream: str, records, blobs: set[st
             batch.append((rec.event, rec.part, rec.ts))
             if len(batch) >= 1024:
                 writer.append_many(batch)
+                copied += len(batch)
                 batch = []
+                if progress:
+                    progress(copied)
         if batch:
             writer.append_many(batch)
+            if progress:
+                progress(copied + len(batch))
     finally:
         if writer is not None:
             writer.close()  # fsyncs and seals

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agtrace.capture import Recorder
 from agtrace.eventlog import Store, copy_run
 
 from .conftest import FIXTURES, run_agtrace
@@ -87,6 +88,18 @@ def test_cp_of_a_copy_in_another_store_through_the_python_api(world, tmp_path):
         assert dest.info(b).tags == {**src.info(a).tags, "copied_from": a, "why": "backup"}
     view = json.loads(out(cli(tmp_path / "other", "replay", b, "--part", "last", "--out", str(tmp_path / "o"), "--json")))
     assert view["tree_id"]
+    with Store(s) as src:  # a run whose large output went to the blob store
+        with Recorder(src, agent="big") as rec:
+            call = rec.tool_call("shell", command="cat big.log")
+            rec.tool_result(call, output="".join(f"line {i} of a long log\n" for i in range(20_000)), exit_code=0)
+        big = rec.run_id
+    copied = json.loads(out(cli(s, "cp", big, "--to", str(tmp_path / "third"), "--json")))
+    report = json.loads(out(cli(tmp_path / "third", "verify", copied["id"], "--json")))
+    assert report["ok"] and report["blobs"] >= 1
+    copied = json.loads(out(cli(s, "cp", a, "--to", str(tmp_path / "third"), "--json")))
+    assert copied["copied_from"] == a and copied["store"] == str(tmp_path / "third")
+    assert json.loads(out(cli(tmp_path / "third", "verify", copied["id"], "--json")))["ok"]
+    assert out(cli(tmp_path / "third", "diff", copied["id"], "8", "12")) == out(cli(s, "diff", a, "8", "12"))
 
 
 def test_runs_without_trees_say_why_in_words_never_pull_it_again(world, tmp_path):
