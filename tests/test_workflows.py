@@ -216,9 +216,12 @@ def test_one_part_vocabulary_in_every_command(world, tmp_path):
         cli(s, "diff", run, "3-x", "4", ok=False),
         cli(s, "rescore", run, "--name", "v", "--cmd", "true", "--parts", "3-x", ok=False),
         cli(s, "metrics", run, "--per-part", "--parts", "3-x", ok=False),
+        cli(s, "report", run, "-o", str(tmp_path / "bad.html"), "--part", "3-x", ok=False),
     ]
     for proc in bad:
         assert proc.returncode != 0 and "cannot read '3-x' as parts" in err(proc), err(proc)
+    page = json.loads(out(cli(s, "report", run, "-o", str(tmp_path / "r.html"), "--part", "last", "--json")))
+    assert page["link"].endswith(f"#part-{n}")
     missing = cli(s, "log", run, "--part", "999", ok=False)
     assert missing.returncode == 2 and f"it has parts 1..{n}" in err(missing)
     one = cli(s, "replay", run, "--part", "1-3", ok=False)
