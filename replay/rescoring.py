@@ -127,7 +127,7 @@ def select_parts(
         selection = parse_parts(parts)
     except BadPartSelection as exc:
         raise RescoreError(str(exc)) from None
-    if selection.items in (("last",),):
+    if selection.items == ("last",):
         return _final(store, run_id, rows)
     by_part = {r["part"]: r["tree_id"] for r in rows}
     try:
