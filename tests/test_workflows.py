@@ -205,6 +205,13 @@ def test_one_part_vocabulary_in_every_command(world, tmp_path):
     assert first["part"] == 1
     last = json.loads(out(cli(s, "diff", run, "first", "last", "--json")))
     assert (last["part_a"], last["part_b"]) == (1, n)
+    page = json.loads(out(cli(s, "report", run, "-o", str(tmp_path / "r.html"), "--part", "last", "--json")))
+    assert page["link"].endswith(f"#part-{n}")
+
+
+def test_rescore_and_bad_selections_speak_the_same_vocabulary(world, tmp_path):
+    s, run = world["store"], world["captured"]
+    n = json.loads(out(cli(s, "show", run, "--json")))["parts"]
     report = json.loads(out(cli(s, "rescore", run, "--name", "v", "--cmd", "true", "--parts", "2-4", "--json")))
     assert sorted(r["part"] for r in report["results"]) == [2, 3, 4]
     for spelling in ("last", "final"):  # the old word is an alias
@@ -220,8 +227,6 @@ def test_one_part_vocabulary_in_every_command(world, tmp_path):
     ]
     for proc in bad:
         assert proc.returncode != 0 and "cannot read '3-x' as parts" in err(proc), err(proc)
-    page = json.loads(out(cli(s, "report", run, "-o", str(tmp_path / "r.html"), "--part", "last", "--json")))
-    assert page["link"].endswith(f"#part-{n}")
     missing = cli(s, "log", run, "--part", "999", ok=False)
     assert missing.returncode == 2 and f"it has parts 1..{n}" in err(missing)
     one = cli(s, "replay", run, "--part", "1-3", ok=False)
