@@ -51,6 +51,7 @@ def map_error(exc: BaseException, store_path: str = "the store") -> UserError:
     from agtrace.capture import CaptureError
     from agtrace.eventlog import (
         AmbiguousRunId,
+        BadPartSelection,
         EventlogError,
         InvalidEvent,
         RunNotFound,
@@ -58,7 +59,7 @@ def map_error(exc: BaseException, store_path: str = "the store") -> UserError:
     )
     from agtrace.replay import ReplayError
 
-    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent, StoreNotFound)):
+    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent, BadPartSelection, StoreNotFound)):
         return UserError(str(exc), EXIT_BAD_INPUT)
     if isinstance(exc, (EventlogError, CaptureError, ReplayError)):
         return UserError(str(exc))

@@ -24,14 +24,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "close": ("runs:close_cmd", "End a run with a status (appends run_ended)."),
     "compare": ("report_cmds:compare_cmd",
                 "Compare runs: their curves on shared axes (HTML) and their metrics side by side."),
+    "cp": ("runs:cp_cmd", "Copy a run whole as a new run: events, scores, repository state; print the copy's id."),
     "demo": ("capture_cmds:demo_cmd",
              "Capture a scripted agent (no model, no key, no network) fixing a small project."),
     "diff": ("metrics_cmds:diff_cmd",
-             "Diff the repository between parts A and B of a run (0 = base tree, `last` accepted)."),
-    "gc": ("store_cmds:gc_cmd", "Collect what no run needs: unreferenced blobs, caches of removed runs, leftovers of\n"
-           "interrupted imports and transfers; pack ended runs' repositories."),
+             "Diff the repository between parts A and B of a run (0 = base tree; first, last accepted)."),
     "export": ("export_cmds:export_cmd", "Export runs: events for DuckDB, Spark or Athena (JSON lines, Parquet), "
                "trajectories for Harbor (ATIF) or traces for OpenTelemetry tools (OTLP)."),
+    "gc": ("store_cmds:gc_cmd", "Collect what no run needs: unreferenced blobs, caches of removed runs, leftovers of\n"
+           "interrupted imports and transfers; pack ended runs' repositories."),
     "import": ("import_cmds:import_cmd",
                "Import existing traces (agent sessions, saved live streams, trajectories, eval logs) as runs."),
     "log": ("runs:log_cmd", "Print a run's events (or one part's), human-readable or as JSON lines."),

@@ -25,7 +25,8 @@ def _parse_time(value: str) -> int:
 
 @click.command("replay")
 @click.argument("run")
-@click.option("--part", "part", default=None, help="Part number, or `last` (0 = before the first part).")
+@click.option("--part", "part", default=None, metavar="PART",
+              help="One part: N, first or last (0 = before the first part); see README, Naming parts.")
 @click.option("--at-seq", type=int, default=None, help="The last part ended at this event seq.")
 @click.option("--at-time", default=None, help="The last part ended at this wall-clock time (ISO).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
@@ -55,7 +56,7 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_line
         _print_transcript(store, run_id, n, max_lines, as_json)
         return
     if not named:
-        raise UserError("name a part: --part N|last, --at-seq S or --at-time T", 2)
+        raise UserError("name a part: --part N|first|last, --at-seq S or --at-time T", 2)
     n = resolve_part(store, run_id, part=part, at_seq=at_seq, at_time_ns=at_time_ns)
     out = out or f"{run_id[:10]}-part-{n}"
     view = materialize(store, run_id, n, out, force=force)

@@ -12,6 +12,7 @@
     ├── CorruptLog            a frame or segment fails its checksum or structure check
     │   └── CorruptBlob       a blob's content does not match its address
     ├── InvalidEvent          an event (or a JSON line) does not decode into an event type
+    ├── BadPartSelection      a part selection (`3-7`, `last`, `1,4,9`) cannot be read or resolved
     ├── GitStoreError         the shadow git repository failed (see git/)
     ├── UnreadableResult      a test result file is not JUnit XML or a known JSON report
     └── RemoteError           a remote (file://, s3://) failed (see remotes/)
@@ -77,6 +78,11 @@ class InvalidEvent(EventlogError):
     def __init__(self, message: str, line: int | None = None):
         super().__init__(message)
         self.line = line
+
+
+class BadPartSelection(EventlogError, ValueError):
+    """A part selection cannot be read, or names a part the run does not have (the message
+    says which and what the run has)."""
 
 
 class GitStoreError(EventlogError):

@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "render_text": "transcript",
     "rescore": "rescoring",
     "resolve_part": "workspace",
+    "resolve_parts": "workspace",
     "run_spans": "otlp",
     "scores": "rescoring",
     "select_runs": "listing",

@@ -23,6 +23,7 @@ from agtrace.eventlog import (
     part_metrics,
     run_metrics,
     score_rows,
+    score_series,
 )
 
 from .compare_trees import RunTreesDiff, diff_final_trees
@@ -64,6 +65,9 @@ def _row(store: Store, run_id: str, metrics: RunMetrics) -> dict:
         row.pop(key, None)
     scored = [s for s in score_rows(store, run_id) if s["value"] is not None]
     row["score"] = scored[-1]["value"] if scored else None
+    row["scorers"] = {name: {"value": series[-1]["value"], "status": series[-1]["status"],
+                             "part": series[-1]["part"], "series": series}
+                      for name, series in score_series(store, run_id).items()}
     net = net_change(store, run_id)
     row.update(zip(("net_files_changed", "net_lines_added", "net_lines_removed"), net or (None, None, None),
                    strict=True))

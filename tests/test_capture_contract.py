@@ -242,8 +242,8 @@ def test_a_killed_agent_fails_the_run_with_the_signal(backend, store):
 
 
 def test_a_failed_snapshot_keeps_every_part_and_fails_the_run(backend, store):
-    script = ('echo STEP 1; echo a > a.txt; sleep 0.3; here=$PWD; cd /; rm -rf "$here"; echo STEP 2; sleep 0.3; '
-              'echo STEP 3; sleep 0.3')
+    script = ('echo STEP 1; echo a > a.txt; sleep 0.3; echo STEP 2; sleep 0.3; here=$PWD; cd /; rm -rf "$here"; '
+              'echo STEP 3; sleep 0.3')  # a marker starts a part: STEP 2 ends part 1 (with a tree), STEP 3 part 2
     summary = backend.run(store, _bash(script), adapter_options={"marker": "^STEP"})
     assert summary.status == "failed" and summary.reason.startswith("a snapshot failed: "), summary.reason
     trees = [r.event.tree_id for r in _records(store, summary.run_id) if r.kind == "part_ended"]
