@@ -65,6 +65,8 @@ class PartSelection:
         out: set[int] = set()
         of = f"run {run_id}" if run_id else "the run"
         span = f"it has parts {have[0]}..{have[-1]}" if have else "it has no completed part yet"
+        if run_id:
+            span += f"; `agtrace show {run_id} --parts` lists its parts"
 
         def end(word) -> int:
             if isinstance(word, int):
