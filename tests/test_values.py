@@ -188,3 +188,23 @@ def test_import_reports_a_record_out_of_bounds_at_its_location_and_imports_the_r
     for args in (["ls"], ["metrics", run_id], ["reindex"]):
         done = run_agtrace(args, store_path)
         assert done.returncode == 0 and b"failed on seq" not in done.stderr, (args, done.stderr)
+
+
+def test_import_reports_a_line_nested_2000_deep_as_a_bad_record(tmp_path):
+    from .conftest import FIXTURES
+
+    src = sorted((FIXTURES / "codex-rollout").glob("*.jsonl"))[0]
+    lines = src.read_text().splitlines()
+    lines.insert(3, '{"type":"event_msg","payload":' + "[" * 2000 + "]" * 2000 + "}")
+    (tmp_path / "in").mkdir()
+    bad = tmp_path / "in" / src.name
+    bad.write_text("\n".join(lines) + "\n")
+
+    proc = run_agtrace(["import", str(bad)], tmp_path / "store")
+
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert f"skipped {bad.name}:4: invalid JSON: nested deeper" in err, err
+    with Store(tmp_path / "store") as store:
+        (run_id,) = store.run_ids()
+        assert store.info(run_id).parts > 0 and store.verify().ok
