@@ -139,12 +139,16 @@ def _value(value: Any, depth: int, path: str, text: bool) -> str:
                 problem = _value(key, depth + 1, f"{path} key", text)
                 if problem:
                     return problem
+            if _plain(item, text):
+                continue
             problem = _value(item, depth + 1, f"{path}.{key}" if path else str(key), text)
             if problem:
                 return problem
         return ""
     if t is list or t is tuple:
         for i, item in enumerate(value):
+            if _plain(item, text):
+                continue
             problem = _value(item, depth + 1, f"{path}[{i}]", text)
             if problem:
                 return problem
@@ -157,6 +161,17 @@ def _value(value: Any, depth: int, path: str, text: bool) -> str:
     if isinstance(value, int):  # an int subclass (IntEnum): its value is what is stored
         return _value(int(value), depth, path, text)
     return ""
+
+
+def _plain(item: Any, text: bool) -> bool:
+    """True for a value inside a container that is certainly within bounds (the common case,
+    decided without building its path)."""
+    t = type(item)
+    if t is str:
+        return not text or item.isascii()
+    if t is int:
+        return INT_MIN <= item <= INT_MAX
+    return t is float or t is bool or item is None
 
 
 def _short(value: int) -> str:
