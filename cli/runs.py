@@ -298,23 +298,25 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
         for line_no, line in enumerate(sys.stdin.buffer, 1):
             if not line.strip():
                 continue
-            line, redacted = redactor.redact_json(line)
             try:
+                line, redacted = redactor.redact_json(line)
                 event, ts, part = event_from_json(line, line_no)
+                if isinstance(event, RunStarted):  # the run has its identity: one run_started per run
+                    skipped.append(line_no)
+                    continue
+                if isinstance(event, RawRecorded):  # its bytes were base64 in the line
+                    event, _ = redactor.redact_event(event)
+                    if redacted:
+                        event = msgspec.structs.replace(event, redactions=event.redactions + redacted)
+                store.check_blobs(event)
+                writer.append(event, part=part, ts=ts)
             except InvalidEvent as exc:
+                text = str(exc) if str(exc).startswith(f"line {line_no}:") else f"line {line_no}: {exc}"
                 raise InvalidEvent(
-                    f"{exc}; the {stored} event(s) before line {line_no} are stored "
+                    f"{text}; the {stored} event(s) before line {line_no} are stored "
                     f"(seq {first}..{first + stored - 1}); nothing after it was read",
                     line_no,
                 ) from None
-            if isinstance(event, RunStarted):  # the run has its identity: one run_started per run
-                skipped.append(line_no)
-                continue
-            if isinstance(event, RawRecorded):  # its bytes were base64 in the line
-                event, _ = redactor.redact_event(event)
-                if redacted:
-                    event = msgspec.structs.replace(event, redactions=event.redactions + redacted)
-            writer.append(event, part=part, ts=ts)
             stored += 1
             earlier += ts is not None and started_at is not None and ts < started_at
     finally:

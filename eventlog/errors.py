@@ -11,8 +11,9 @@
     ├── RunClosed             the run has ended; appends are refused
     ├── CorruptLog            a frame or segment fails its checksum or structure check
     │   └── CorruptBlob       a blob's content does not match its address
-    ├── InvalidEvent          an event (or a JSON line) does not decode into an event type
+    ├── InvalidEvent          an event (or a JSON line) does not decode, or breaks a limit
     ├── BadPartSelection      a part selection (`3-7`, `last`, `1,4,9`) cannot be read or resolved
+    ├── UnsafePath            a name from data would leave its directory (see containment.py)
     ├── GitStoreError         the shadow git repository failed (see git/)
     ├── UnreadableResult      a test result file is not JUnit XML or a known JSON report
     └── RemoteError           a remote (file://, s3://) failed (see remotes/)
@@ -83,6 +84,11 @@ class InvalidEvent(EventlogError):
 class BadPartSelection(EventlogError, ValueError):
     """A part selection cannot be read, or names a part the run does not have (the message
     says which and what the run has)."""
+
+
+class UnsafePath(EventlogError):
+    """A path or name that came from data (a blob address, a remote key, a tree entry) breaks
+    the one path rule (``containment.py``): it would leave its directory."""
 
 
 class GitStoreError(EventlogError):

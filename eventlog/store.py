@@ -35,8 +35,9 @@ import msgspec
 from . import reader, verification
 from .blobs import BlobStore
 from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
-from .errors import AmbiguousRunId, RunNotFound, StoreError, StoreNotFound
-from .events import Record, RunEnded, RunStarted
+from .containment import is_content_address
+from .errors import AmbiguousRunId, InvalidEvent, RunNotFound, StoreError, StoreNotFound
+from .events import Record, RunEnded, RunStarted, kind_of
 from .ids import looks_like_run_id, new_run_id
 from .lock import is_locked
 from .metrics_projection import MetricsProjection
@@ -248,6 +249,22 @@ class Store:
             if isinstance(rec.event, RunEnded):
                 seen_end = True
                 return
+
+    def check_blobs(self, event) -> None:
+        """Refuse an event from outside (``agtrace append``) whose blob fields name a blob this
+        store does not hold: fields that name blobs are set only by the store (when it puts the
+        text), so such an event would fail `verify` and `push` forever.
+
+        Raises:
+            InvalidEvent: naming the field's value.
+        """
+        for digest in verification.blob_refs(event):
+            if not is_content_address(digest):
+                raise InvalidEvent(f"{kind_of(event)}: blob field {digest[:80]!r} is not a content address (64 "
+                                   "lowercase hex digits); blob fields are set by the store, leave them empty")
+            if not self.blobs.has(digest):
+                raise InvalidEvent(f"{kind_of(event)}: blob {digest} is not in {self.blobs.root}; blob fields are "
+                                   "set by the store: pass the full text inline and leave the blob field empty")
 
     def text(self, inline: str, blob: str) -> str:
         """The full text of an inline-or-blob field pair."""

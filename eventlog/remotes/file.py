@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ..errors import RemoteAuthError, RemoteError, RemoteNotFound
+from ..containment import inside
+from ..errors import RemoteAuthError, RemoteError, RemoteNotFound, UnsafePath
 from ..segment import fsync_dir
 from .base import ObjectInfo, PutResult, Remote
 from .transfer import digest_file, read_chunks, receive
@@ -42,10 +43,12 @@ class FileRemote(Remote):
             )
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
-            raise RemoteError(f"{key!r} is not a valid remote key")
-        return self.root.joinpath(*parts)
+        """The file of ``key``: a relative path of visible components that passes through no
+        symbolic link (the one path rule, ``containment.py``)."""
+        try:
+            return inside(self.root, key, "remote key", hidden=False)
+        except UnsafePath as exc:
+            raise RemoteError(f"{self.describe(key)}: {exc}") from None
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         self._check_root()
