@@ -85,6 +85,9 @@ def _sqlite_message(exc: Exception, catalog: str) -> str:
                 "to finish and retry")
     if "not a database" in text or "malformed" in text or "corrupt" in text:
         return f"the catalog {catalog} is damaged ({text}); {rebuild}"
+    if "full" in text:  # SQLITE_FULL: "database or disk is full"
+        return (f"the disk holding the catalog {catalog} is full ({text}); free some space and retry — "
+                "events already stored are intact")
     if "disk I/O" in text:
         return (f"disk I/O error on the catalog {catalog} ({text}); check the disk and free space, "
                 "then retry; if it persists, " + rebuild)

@@ -103,15 +103,41 @@ def tree_of_part(store: Store, run_id: str, part: int) -> str:
     if part == 0:
         tree = base_tree(store, run_id)
     else:
-        row = store.catalog.part_row(run_id, part)
-        if row is None:
+        tree = _recorded_tree(store, run_id, part)
+        if tree is None:
             n = store.info(run_id).parts
             raise PartNotFound(f"run {run_id} has no part {part}; it has parts 1..{n}")
-        tree = row["tree_id"] or ""
     if not tree:
         raise PartNotFound(missing_trees_reason(store, run_id)
                            or f"run {run_id} recorded no snapshot for part {part} (the snapshot failed?)")
     return tree
+
+
+def _recorded_tree(store: Store, run_id: str, part: int) -> str | None:
+    """The tree ``part`` ended with, read from its events (None: no such part). The catalog
+    only says where the part's events are; a row whose tree disagrees with them (or that points
+    at events of another part) is rebuilt from the segments, never trusted."""
+    for attempt in range(2):
+        row = store.catalog.part_row(run_id, part)
+        if row is None:
+            if attempt == 0:
+                store.sync(run_id)
+                continue
+            return None
+        tree, ended = "", False
+        for rec in store.read(run_id, row["first_seq"], row["last_seq"]):
+            if rec.part != part:
+                continue
+            ev = rec.event
+            if isinstance(ev, SnapshotTaken) and not ev.final:
+                tree = ev.tree_id
+            elif isinstance(ev, PartEnded):
+                tree, ended = ev.tree_id or tree, True
+        if ended == (row["kind"] is not None) and tree == (row["tree_id"] or ""):
+            return tree  # the row agrees with the events (a part still going has no tree yet)
+        if attempt == 0:
+            store.rebuild(run_id)
+    return tree if ended else None
 
 
 def snapshots(store: Store, run_id: str) -> GitStore:
@@ -189,7 +215,7 @@ def _previous_tree(store: Store, run_id: str, part: int) -> str:
     for p in range(part - 1, 0, -1):
         row = store.catalog.part_row(run_id, p)
         if row and row["tree_id"]:
-            return row["tree_id"]
+            return _recorded_tree(store, run_id, p) or ""
     return base_tree(store, run_id)
 
 
