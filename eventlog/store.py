@@ -196,12 +196,24 @@ class Store:
         self.record_segments(writer.run_id)
 
     def staging_dir(self) -> Path:
-        """A fresh private directory on the store's filesystem for building a run off to the side."""
+        """A fresh private directory on the store's filesystem for building a run off to the side.
+
+        Its name holds this process's host and pid; what a killed import left in ``staging/``
+        (its process gone) is removed first."""
+        import shutil
         import tempfile
+
+        from . import leftover
 
         root = self.root / "staging"
         root.mkdir(exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=root))
+        for entry in os.scandir(root):
+            try:
+                if leftover.is_stale(entry.name, entry.stat(follow_symlinks=False).st_mtime):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            except FileNotFoundError:
+                pass  # another process cleaned it meanwhile
+        return Path(tempfile.mkdtemp(prefix=f"tmp{leftover.tag()}", dir=root))
 
     def adopt(self, run_dir: str | os.PathLike) -> str:
         """Move a complete run directory built elsewhere (see :meth:`staging_dir`) into the store.
@@ -425,12 +437,13 @@ class Store:
 
     # -- verifying ---------------------------------------------------------------------------
 
-    def verify(self, run_id: str | None = None, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    def verify(self, run_id: str | None = None, progress: Callable[[int, int], None] | None = None, *,
+               snapshots: bool = True) -> VerifyReport:
         """Check one or all runs: every frame, the run's completeness (manifest, open segment,
         catalog, ``run_ended``), every referenced blob, and the snapshot trees in the shadow
         repository and the bundles; see :mod:`agtrace.eventlog.verification`. The report says,
-        per run, which parts can still be replayed."""
-        return verification.verify(self, run_id, progress)
+        per run, which parts can still be replayed. ``snapshots=False`` skips the snapshots."""
+        return verification.verify(self, run_id, progress, snapshots=snapshots)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -260,3 +260,114 @@ def test_a_lock_replaced_by_a_symlink_never_truncates_its_target(tmp_path):
     assert victim.read_text() == "do not truncate me\n"
     os.unlink(lock)
     store.open_writer(run_id).close()
+
+
+# -- a crashed capture still ships its trees; killed imports and pushes leave nothing ---------
+
+CAPTURE_CHILD = """
+import sys, time
+from pathlib import Path
+from agtrace.capture import Recorder
+from agtrace.eventlog import Store
+
+store, work = Store(sys.argv[1]), Path(sys.argv[2])
+with Recorder(store, workdir=work, agent="t") as rec:
+    for i in range(3):
+        (work / "a.txt").write_text(f"part {i + 1}\\n")
+        call = rec.tool_call("shell", command=f"step {i}")
+        rec.tool_result(call, output="ok", exit_code=0)
+    rec.writer.flush()  # durable: the crash below loses nothing
+    print("parts 3", rec.run_id, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_crashed_capture_ships_a_bundle_and_replays_after_push_and_pull(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from agtrace.eventlog import pull, push, remote_for
+    from agtrace.replay import materialize
+
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "a.txt").write_text("zero\n")
+    child = subprocess.Popen([sys.executable, "-c", CAPTURE_CHILD, str(tmp_path / "s"), str(work)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        line = child.stdout.readline().split()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert line[:2] == ["parts", "3"], line
+    run_id = line[2]
+    store = Store(tmp_path / "s")
+    assert not list((store.run_dir(run_id) / "bundles").glob("*.bundle"))  # the crash: no bundle
+    (tmp_path / "remote").mkdir()
+    remote = remote_for(f"file://{tmp_path / 'remote'}")
+    push(store, remote, [run_id])
+    assert len(list((store.run_dir(run_id) / "bundles").glob("*.bundle"))) == 1
+    assert push(store, remote, [run_id]).uploaded == 0  # and only once
+    fresh = Store(tmp_path / "fresh")
+    pull(fresh, remote, [run_id])
+    assert fresh.info(run_id).status == "crashed"
+    view = materialize(fresh, run_id, 2, tmp_path / "out")
+    assert (tmp_path / "out" / "a.txt").read_text() == "part 2\n" and view.part == 2
+    (check,) = fresh.verify(run_id).checks
+    assert check.replayable == [0, 1, 2, 3] and check.snapshots["repo.git"] == "absent"
+
+
+STAGING_CHILD = """
+import sys, time
+from agtrace.eventlog import Store
+d = Store(sys.argv[1]).staging_dir()
+(d / "half-built").write_text("x")
+print(d, flush=True)
+time.sleep(120)
+"""
+
+
+def test_staging_left_by_a_killed_import_is_removed_by_the_next(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", STAGING_CHILD, str(tmp_path / "s")],
+                             stdout=subprocess.PIPE, text=True)
+    alive = subprocess.Popen([sys.executable, "-c", STAGING_CHILD, str(tmp_path / "s")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        left = Path(child.stdout.readline().strip())
+        live = Path(alive.stdout.readline().strip())
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert left.is_dir()
+        mine = Store(tmp_path / "s").staging_dir()
+        assert not left.exists()  # its owner is dead
+        assert live.is_dir()  # a live import's is kept
+        assert mine.is_dir()
+    finally:
+        alive.send_signal(signal.SIGKILL)
+        alive.wait()
+
+
+def test_temp_files_of_a_killed_file_push_are_removed_by_the_next(tmp_path):
+    from agtrace.eventlog import leftover, push, remote_for
+
+    store = Store(tmp_path / "s")
+    run_id = plain_run(store)
+    (tmp_path / "remote").mkdir()
+    remote = remote_for(f"file://{tmp_path / 'remote'}")
+    push(store, remote, [run_id])
+    events = tmp_path / "remote" / "runs" / run_id / "events"
+    dead = 2 ** 22 + 12345  # above pid_max's default: no such process
+    mine = leftover.tag()
+    host = mine[1:mine.rindex("-")]
+    stale = events / f".x.seg.@{host}-{dead}@.tmp"
+    partial = events / f"..x.seg.@{host}-{dead}@.tmp.part"
+    other = events / ".someone-elses"
+    for p in (stale, partial, other):
+        p.write_bytes(b"half")
+    push(Store(tmp_path / "s"), remote_for(f"file://{tmp_path / 'remote'}"), [run_id])
+    assert not stale.exists() and not partial.exists() and other.exists()

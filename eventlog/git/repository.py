@@ -110,11 +110,18 @@ class GitStore(CheckoutMixin, BundleMixin):
 
     def set_head(self, commit: str) -> None:
         """Point ``refs/agtrace/snapshots`` at ``commit`` (which must be in the store)."""
-        self._repo.references.create(SNAPSHOT_REF, commit, force=True)
+        try:
+            self._repo.references.create(SNAPSHOT_REF, commit, force=True)
+        except (TypeError, ValueError, pygit2.GitError) as exc:
+            raise GitStoreError(f"commit {commit} is not in {self.path} ({exc}); a bundle's header names a "
+                                "commit its pack lacks: the bundle is damaged, pull it again") from exc
 
     def has_object(self, oid: str) -> bool:
         """Whether the object ``oid`` (full hex id) is in the store."""
-        return oid in self._repo.odb
+        try:
+            return oid in self._repo.odb
+        except (TypeError, ValueError):  # not an object id at all (a damaged bundle header)
+            return False
 
     def snapshot(
         self,
