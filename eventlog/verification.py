@@ -5,8 +5,8 @@ For each run, read-only (normative list in ``docs/format.md``, "What verify chec
 * **frames**: every frame of every segment of both streams passes its checksum and decodes;
   seqs are gapless from 1 across segments; each sealed segment's name matches its frames.
 * **completeness**: every sealed segment the stream's manifest lists is there with its size;
-  the open segment the manifest says is being written is there and holds a frame; events the
-  catalog indexed are still in the log; a run the catalog saw end still has its ``run_ended``.
+  the open segment the manifest says is being written is there; events the catalog indexed
+  are still in the log (an open segment without a frame is named then); a run the catalog saw end still has its ``run_ended``.
 * **blobs**: every blob an event names is there and hashes to its address.
 * **snapshots**: every tree a part ended with is whole (every tree and blob it reaches reads
   back and re-hashes) in the shadow repository and, separately, in the bundles (unbundled into a
@@ -39,7 +39,6 @@ from .events import (
     SnapshotTaken,
     ToolReturned,
 )
-from .lock import is_locked
 
 if TYPE_CHECKING:
     from .store import Store
@@ -104,6 +103,7 @@ class _Stream:
     base_tree: str = ""
     trees: dict[int, str] = field(default_factory=dict)
     """Part → the tree it ended with ("" when it recorded none)."""
+    empty_open: Path | None = None
 
 
 def verify(store: Store, run_id: str | None = None, progress: Callable[[int, int], None] | None = None,
@@ -148,9 +148,8 @@ def _verify_stream(store: Store, run_id: str, stream: str, report: VerifyReport,
             check.problems.append(f"{path}: first frame starts at seq {frames[0].first_seq}, name says {first}")
         if not problem and last is not None and (not frames or frames[-1].last_seq != last):
             check.problems.append(f"{path}: last seq differs from the name's {last}")
-        if last is None and not frames and not problem and not is_locked(store.run_dir(run_id) / "lock"):
-            check.problems.append(f"{path}: the open segment holds no event (emptied?); events from seq "
-                                  f"{first} on are lost")
+        if last is None and not frames and not problem:
+            out.empty_open = path  # a crash before its first frame, or emptied: the catalog tells
         expected = frames[-1].last_seq + 1 if frames else expected
         if not _read_frames(store, run_id, path, frames, report, check, out):
             out.damaged = True
@@ -232,8 +231,9 @@ def _compare_with_catalog(store: Store, run_id: str, events: _Stream, check: Run
         return
     indexed = row.get("events") or 0
     if indexed > events.last_seq:
+        where = f" ({events.empty_open} holds no frame)" if events.empty_open else ""
         check.problems.append(f"run {run_id}: the log ends at seq {events.last_seq} but the catalog indexed "
-                              f"seqs up to {indexed}: events {events.last_seq + 1}..{indexed} are missing")
+                              f"seqs up to {indexed}: events {events.last_seq + 1}..{indexed} are missing{where}")
     if row.get("end_status") and not events.ended:
         check.problems.append(f"run {run_id}: the catalog saw the run end ({row['end_status']}) but its "
                               "run_ended event is missing from the log")

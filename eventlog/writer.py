@@ -387,7 +387,10 @@ class RunWriter:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
             if self._fh is not None:
-                self._fh.close()
+                try:
+                    self._fh.close()
+                except OSError:  # what is still buffered is dropped anyway (a full disk, say)
+                    pass
             self._lock.release()
 
     def __enter__(self) -> RunWriter:

@@ -40,6 +40,8 @@ from agtrace.eventlog.reader import list_segments
 from .conftest import FIXTURES, one_of_each
 from .fuzzing import FUZZ, Tally, byte_mutation, dump_json, json_mutation
 
+pytestmark = pytest.mark.slow
+
 TALLIES: dict[str, Tally] = {}
 
 
