@@ -17,6 +17,7 @@ from pathlib import Path
 from agtrace.eventlog import (
     BadPartSelection,
     GitStore,
+    GitStoreError,
     PartEnded,
     RunStarted,
     SnapshotTaken,
@@ -140,11 +141,12 @@ def _recorded_tree(store: Store, run_id: str, part: int) -> str | None:
     return tree if ended else None
 
 
-def snapshots(store: Store, run_id: str) -> GitStore:
-    """The run's snapshot repository: its shadow repo, or its bundles unbundled once into a cache."""
+def snapshots(store: Store, run_id: str, *, bundles_only: bool = False) -> GitStore:
+    """The run's snapshot repository: its shadow repo, or its bundles unbundled once into a cache
+    (``bundles_only``: the bundles even when the shadow repo is there)."""
     run_dir = store.run_dir(run_id)
     shadow = run_dir / "repo.git"
-    if (shadow / "HEAD").exists():
+    if (shadow / "HEAD").exists() and not bundles_only:
         return GitStore.open(shadow)
     bundles = sorted((run_dir / "bundles").glob("*.bundle"))
     if not bundles:
@@ -228,7 +230,8 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
     (``cache/checkouts/``, with the directory's device and inode, so a directory replaced since
     by another one at the same path is not taken for it), not in ``out``: ``out`` holds exactly
     the tree. A directory an earlier replay wrote is switched (only the differing paths written,
-    edits since put right). Nothing is written outside ``out``, whatever the tree holds.
+    edits since put right). Nothing is written outside ``out``, whatever the tree holds. A tree
+    the shadow repository cannot give (damaged) is taken from the bundles.
     """
     from .checkout_cache import load_scratch, save_scratch
 
@@ -242,12 +245,24 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
             raise OutputNotEmpty(f"refusing to replace {out}: no `agtrace replay` from {store.root} wrote it, "
                                  f"and it holds {_contents(out)}; --force replaces only a directory an earlier "
                                  "replay wrote: choose another --out, or empty it yourself")
-    git = snapshots(store, run_id)
-    view = describe_part(store, run_id, part, git)
-    view.how = known.show(git, view.tree_id).how
-    save_scratch(store, known)
-    view.out = str(out)
-    return view
+
+    def write(git: GitStore, scratch) -> PartView:
+        view = describe_part(store, run_id, part, git)
+        view.how = scratch.show(git, view.tree_id).how
+        save_scratch(store, scratch)
+        view.out = str(out)
+        return view
+
+    try:
+        return write(snapshots(store, run_id), known)
+    except GitStoreError:  # a damaged shadow repository: the bundles may still hold the tree
+        run_dir = store.run_dir(run_id)
+        if not (run_dir / "repo.git" / "HEAD").exists() or not any((run_dir / "bundles").glob("*.bundle")):
+            raise
+        retry = load_scratch(store, out)
+        if retry.tree_id is None and out.exists():
+            _empty(out)  # what the failed attempt wrote (out was empty or a replay's before it)
+        return write(snapshots(store, run_id, bundles_only=True), retry)
 
 
 def _contents(directory: Path, shown: int = 5) -> str:

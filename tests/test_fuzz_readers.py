@@ -197,7 +197,8 @@ def test_fuzz_segment_frames(base_store, report_counts):
 
 # -- import formats ----------------------------------------------------------------------------
 
-SEEDS = [
+GOLDEN = Path(__file__).resolve().parent / "golden" / "import"
+SEEDS = [FIXTURES / name for name in (
     "claude-code/daaain_edge_cases.jsonl",
     "codex-exec-json/agentcmd_stream-output-2.jsonl",
     "codex-rollout/localpush_rollout-2026-02-23T13-19-38-019c8a70-dda7-7f33-98ea-f30553347322.jsonl",
@@ -206,7 +207,18 @@ SEEDS = [
     "swe-agent/swe-agent__test-repo-i1.traj",
     "openhands/trajs_basic.json",
     "inspect/demo_mockllm_local_sandbox.eval",
-]
+    "inspect/demo_mockllm_local_sandbox.json",
+)] + [GOLDEN / name for name in (
+    "envoi_sample.json",
+    "opencode-export_handwritten.input.json",
+    "atif/harbor-0.26.0_mini-swe-agent_calc.trajectory.json",
+    "trae-rs/demo_trajectory.json",
+    "tools/gemini-cli/session-2026-12-01T22-23-5485310c.jsonl",
+    "tools/gemini-cli-0.30/session-2026-12-01T22-34-0306aef3.json",
+    "tools/mini-swe-agent/calc.traj.json",
+    "tools/aider/aider.chat.history.md",
+)]
+"""One file of each import format that is a single file (the fixtures and goldens)."""
 
 
 def _mutate_source(data, raw: bytes, name: str) -> bytes:
@@ -231,11 +243,12 @@ def _fuzz_imports(data):
     from agtrace.capture import import_paths
 
     t = tally("import formats")
-    name = data.draw(st.sampled_from(SEEDS))
-    raw = (FIXTURES / name).read_bytes()
+    seed = data.draw(st.sampled_from(SEEDS))
+    name = seed.name
+    raw = seed.read_bytes()
     work = _scratch()
     try:
-        source = work / Path(name).name
+        source = work / name
         source.write_bytes(_mutate_source(data, raw, name))
         store = Store(work / "s")
         results = import_paths(store, [source])

@@ -127,6 +127,10 @@ def test_damage_to_the_shadow_repository_is_found_and_bundles_still_replay(tmp_p
     assert check.snapshots["bundles"] == "ok" and check.snapshots["repo.git"] != "ok"
     assert any("repo.git" in p for p in report.problems)
     assert check.replayable == [0, 1, 2, 3]  # from the bundles
+    from agtrace.replay import materialize
+
+    view = materialize(store, run_id, 2, tmp_path / "out")  # and replay uses them
+    assert view.part == 2 and (tmp_path / "out" / "a.txt").read_text() == "part 2\n"
 
 
 def test_damaged_bundles_and_repository_leave_no_part_replayable(tmp_path):
