@@ -404,12 +404,12 @@ class Store:
         for e in catalog.errors():
             errors.setdefault(e.run_id, []).append(str(e))
         rows = catalog.run_rows()
-        known = {r["id"] for r in rows}
-        on_disk = set(self.run_ids())
-        for run_id in sorted(set(errors) - known):  # damaged before its first event: still listed
-            if run_id in on_disk:
-                rows.append({"id": run_id, "end_status": "damaged", "end_reason": errors[run_id][0]})
-        rows.sort(key=lambda r: r["id"])
+        unlisted = set(errors) - {r["id"] for r in rows}
+        if unlisted:  # damaged before their first event: still listed, as damaged
+            for run_id in sorted(unlisted):
+                if self.has_run(run_id):
+                    rows.append({"id": run_id, "end_status": "damaged", "end_reason": errors[run_id][0]})
+            rows.sort(key=lambda r: r["id"])
         return [self._info(r, errors.get(r["id"], ())) for r in rows]
 
     def _info(self, row: dict, errors=()) -> RunInfo:
