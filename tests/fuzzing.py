@@ -35,6 +35,7 @@ class Tally:
     tried: int = 0
     accepted: int = 0
     refused: int = 0
+    crashed: int = 0
     examples: dict[str, str] = field(default_factory=dict)
 
     def accept(self) -> None:
@@ -51,8 +52,29 @@ class Tally:
         return self.accepted + self.refused
 
     def line(self) -> str:
+        crashed = f", {self.crashed} NOT handled (the test fails)" if self.crashed else ""
         return (f"fuzz {self.name}: {self.tried} cases tried, {self.handled} handled "
-                f"({self.accepted} accepted intact, {self.refused} refused with their location)")
+                f"({self.accepted} accepted intact, {self.refused} refused with their location){crashed}")
+
+
+def counted(tally_of):
+    """Count a case that raises (a reader that crashed, or a broken promise) as not handled."""
+    import functools
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            t = tally_of()
+            before = t.tried
+            try:
+                return fn(*args, **kwargs)
+            except BaseException:
+                if t.tried == before:
+                    t.tried += 1
+                    t.crashed += 1
+                raise
+        return run
+    return wrap
 
 
 @st.composite

@@ -38,7 +38,7 @@ from agtrace.eventlog import (
 from agtrace.eventlog.reader import list_segments
 
 from .conftest import FIXTURES, one_of_each
-from .fuzzing import FUZZ, Tally, byte_mutation, dump_json, json_mutation
+from .fuzzing import FUZZ, Tally, byte_mutation, counted, dump_json, json_mutation
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +78,7 @@ SEED_LINES = [record_to_json(Record(i + 1, 1_700_000_000_000_000_000 + i, 1, ev)
 
 @given(data=st.data())
 @FUZZ
+@counted(lambda: tally("append lines"))
 def _fuzz_append_lines(data):
     import json
 
@@ -147,6 +148,7 @@ def base_store(tmp_path_factory) -> tuple[Path, str, list]:
 
 @given(data=st.data())
 @FUZZ
+@counted(lambda: tally("segment frames"))
 def _fuzz_segments(data, base):
     root, run_id, original = base
     t = tally("segment frames")
@@ -239,6 +241,7 @@ def _mutate_source(data, raw: bytes, name: str) -> bytes:
 
 @given(data=st.data())
 @FUZZ
+@counted(lambda: tally("import formats"))
 def _fuzz_imports(data):
     from agtrace.capture import import_paths
 
@@ -281,6 +284,7 @@ def test_fuzz_import_formats(report_counts):
 
 @given(data=st.data())
 @FUZZ
+@counted(lambda: tally("remote manifests"))
 def _fuzz_manifests(data, base):
     import json
 
@@ -351,6 +355,7 @@ def captured(tmp_path_factory) -> tuple[Path, str, dict]:
 
 @given(data=st.data())
 @FUZZ
+@counted(lambda: tally("bundles"))
 def _fuzz_bundles(data, base):
     from agtrace.replay import ReplayError, materialize
 
