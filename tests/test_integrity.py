@@ -206,6 +206,9 @@ def test_a_run_damaged_at_its_first_frame_is_listed_as_damaged(tmp_path):
     runs = {r.id: r for r in store.runs()}
     assert runs[good].status == "completed"
     assert runs[bad].status == "damaged" and "cannot be read from seq 1" in runs[bad].reason
+    store.close()
+    proc = run_agtrace(["ls", "--status", "damaged", "--json"], tmp_path / "s", check=True)
+    assert [r["id"] for r in json.loads(proc.stdout)] == [bad]
 
 
 @pytest.mark.parametrize("content", [b"this is not a database at all" * 10, b"", "sqlite-of-another-kind"])
