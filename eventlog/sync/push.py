@@ -177,17 +177,23 @@ def seal_idle(store: Store, run_id: str) -> None:
     it recorded can be pushed; a run being written is left alone, and so is an open segment that
     recovery refuses (damaged: `agtrace verify` names it)."""
     from ..errors import CorruptLog, RunLocked
+    from ..lock import is_locked
     from ..writer import RunWriter
 
     run_dir = store.run_dir(run_id)
+    sealed = False
     for stream in STREAMS:
         if not any(last is None for _f, last, _p in reader.list_segments(run_dir / stream)):
             continue
+        if is_locked(run_dir / ("lock" if stream == "events" else f"{stream}.lock")):
+            continue  # being written (the shipper of a live run comes here every few seconds)
         try:
             RunWriter(run_dir, run_id, stream=stream, durability="strict").close()
         except (RunLocked, CorruptLog):
             continue
-    store.record_segments(run_id)
+        sealed = True
+    if sealed:
+        store.record_segments(run_id)
 
 
 def seal_snapshots(run_dir: Path) -> Path | None:
