@@ -241,13 +241,15 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
         if not force:
             raise OutputNotEmpty(f"{out} is not empty; choose another --out, or pass --force if an earlier "
                                  "`agtrace replay` wrote it")
-        if known.tree_id is None:
+        if known.tree_id is None and not known.interrupted:
             raise OutputNotEmpty(f"refusing to replace {out}: no `agtrace replay` from {store.root} wrote it, "
                                  f"and it holds {_contents(out)}; --force replaces only a directory an earlier "
                                  "replay wrote: choose another --out, or empty it yourself")
 
     def write(git: GitStore, scratch) -> PartView:
         view = describe_part(store, run_id, part, git)
+        if scratch.tree_id is None:
+            save_scratch(store, scratch, writing=True)  # a kill from here on leaves it ours
         view.how = scratch.show(git, view.tree_id).how
         save_scratch(store, scratch)
         view.out = str(out)
