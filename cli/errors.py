@@ -85,6 +85,9 @@ def _sqlite_message(exc: Exception, catalog: str) -> str:
                 "to finish and retry")
     if "not a database" in text or "malformed" in text or "corrupt" in text:
         return f"the catalog {catalog} is damaged ({text}); {rebuild}"
+    if "full" in text or ("disk I/O" in text and _disk_full(catalog)):  # SQLITE_FULL, or a WAL write cut short
+        return (f"the disk holding the catalog {catalog} is full ({text}); free some space and retry — "
+                "events already stored are intact")
     if "disk I/O" in text:
         return (f"disk I/O error on the catalog {catalog} ({text}); check the disk and free space, "
                 "then retry; if it persists, " + rebuild)
@@ -94,6 +97,17 @@ def _sqlite_message(exc: Exception, catalog: str) -> str:
     if "readonly" in text or "read-only" in text:
         return f"the catalog {catalog} cannot be written ({text}); check its permissions and the filesystem"
     return f"the catalog {catalog} failed: {text} ({type(exc).__name__}); {rebuild}"
+
+
+def _disk_full(path: str) -> bool:
+    """Whether the filesystem holding ``path`` has (almost) no room left: SQLite reports a WAL or
+    shared-memory write that found no space as a disk I/O error."""
+    directory = os.path.dirname(path) or "."
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
 
 
 _ERRNO_HINTS = {

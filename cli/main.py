@@ -56,7 +56,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("capture_cmds:run_cmd", "Run an agent COMMAND (after `--`) and capture it part by part."),
     "scores": ("rescore_cmds:scores_cmd", "Show a run's re-scoring results: the score over its parts, per scorer."),
     "show": ("runs:show_cmd", "Show one run: identity, status, counts, parts."),
-    "verify": ("runs:verify_cmd", "Check every frame and blob of one run (or all)."),
+    "verify": ("runs:verify_cmd", "Check one run (or all): every frame and blob, that no segment, event or "
+               "run_ended is missing, and the snapshot trees in repo.git and the bundles; name what is damaged "
+               "and which parts can still be replayed. Exit 1 when anything is wrong."),
 }
 """Command name → (``module:function`` in this package, the first paragraph of its help)."""
 
@@ -96,6 +98,9 @@ class Context:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+            if self._store.catalog_set_aside is not None:
+                click.echo(f"warning: the catalog was damaged; it was moved to {self._store.catalog_set_aside} "
+                           "and rebuilt from the event logs", err=True)
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -35,7 +35,7 @@ DEFAULT_LIMIT = 20
 @click.option("--model", default=None, help="Only runs of this model (a glob works).")
 @click.option("--task", default=None, help="Only runs of this task id (a glob such as 'swe/*' works).")
 @click.option("--status", default=None,
-              type=click.Choice([*END_STATUSES, "running"]), help="Only runs with this (live) status.")
+              type=click.Choice([*END_STATUSES, "running", "damaged"]), help="Only runs with this (live) status.")
 @click.option("--since", default=None, metavar="WHEN",
               help="Only runs started since WHEN: an ISO date/time or an age (30m, 3h, 2d, 1w).")
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Only runs with this tag (repeatable; all must match).")
@@ -197,25 +197,45 @@ def _read_parts(store, run_id: str, parts: list[int]):
 
 @click.command("verify")
 @click.argument("run", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (per run: problems, replayable parts).")
 @pass_ctx
 def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
-    """Check every frame and blob of one run (or all). Exit 1 naming the first bad frame."""
+    """Check one run (or all): every frame and blob, that no segment, event or run_ended is
+    missing, and the snapshot trees in repo.git and the bundles; name what is damaged and which
+    parts can still be replayed. Exit 1 when anything is wrong."""
     store = ctx.store
     run_id = store.resolve(run) if run else None
     with progress("verifying") as update:
         report = store.verify(run_id, progress=update)
     if as_json:
-        echo_json({"ok": report.ok, **{k: getattr(report, k) for k in ("runs", "segments", "frames", "events", "blobs", "problems")}})
+        echo_json(report.to_dict())
     else:
         click.echo(f"{report.runs} runs, {report.segments} segments, {report.frames} frames, "
-                   f"{report.events} events, {report.blobs} blob references checked")
+                   f"{report.events} events, {report.blobs} blob references, {report.trees} trees checked")
+        for check in report.checks:
+            if check.ok:
+                continue
+            click.echo(f"run {check.run_id}: {len(check.problems)} problem(s); readable up to seq "
+                       f"{check.last_seq}; parts that replay: {_spans(check.replayable) or 'none'}", err=True)
+            for problem in check.problems:
+                click.echo(f"  bad: {problem}", err=True)
+            for part, why in sorted(check.not_replayable.items()):
+                click.echo(f"  part {part} cannot be replayed: {why}", err=True)
     if not report.ok:
-        if not as_json:
-            for problem in report.problems:
-                click.echo(f"bad: {problem}", err=True)
         raise UserError(f"{len(report.problems)} problem(s); the first: {report.problems[0]}. "
-                        "Restore damaged segments from a remote (`agtrace pull`) if you have one", 1)
+                        "Restore damaged segments and bundles from a remote (`agtrace pull`) if you have one", 1)
+
+
+def _spans(parts: list[int]) -> str:
+    """``0-3, 5, 7-9`` for [0, 1, 2, 3, 5, 7, 8, 9]."""
+    out, start = [], None
+    for i, p in enumerate(parts):
+        if start is None:
+            start = p
+        if i + 1 == len(parts) or parts[i + 1] != p + 1:
+            out.append(str(start) if start == p else f"{start}-{p}")
+            start = None
+    return ", ".join(out)
 
 
 @click.command("reindex")

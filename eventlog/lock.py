@@ -7,6 +7,7 @@ a stale lock behind and there is nothing to break by hand.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -14,7 +15,7 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import RunLocked
+from .errors import RunLocked, StoreError
 
 
 class RunLock:
@@ -28,7 +29,7 @@ class RunLock:
     def acquire(cls, path: str | os.PathLike, run_id: str) -> RunLock:
         """Take the lock or raise :class:`RunLocked` naming the holder. Never blocks."""
         path = Path(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -62,10 +63,27 @@ class RunLock:
             self._fd = -1
 
 
+def _open_lock(path: Path, flags: int) -> int:
+    """Open the lock file itself, never what a symlink in its place points at (``O_NOFOLLOW``):
+    writing the holder truncates the file, which must not truncate another file."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    raise StoreError(
+        f"{path} is a symbolic link, not a lock file; agtrace never writes through it. Remove the "
+        "link (`rm` it; nothing of the run is lost) and retry"
+    )
+
+
 def read_holder(path: str | os.PathLike) -> dict:
     """The holder recorded in a lock file ({} if unreadable)."""
     try:
-        return json.loads(Path(path).read_text() or "{}")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            holder = json.loads(fh.read(4096) or b"{}")
+        return holder if isinstance(holder, dict) else {}
     except (OSError, ValueError):
         return {}
 
@@ -73,9 +91,13 @@ def read_holder(path: str | os.PathLike) -> dict:
 def is_locked(path: str | os.PathLike) -> bool:
     """True if some process holds the lock at ``path`` right now."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink is no lock anyone holds
+            return False
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -53,6 +53,9 @@ FORMAT = 1
 
 STREAMS = ("events", "scores")
 
+DAMAGED = "damaged log: "
+"""How a ``projection_errors`` message starts when the stream itself could not be read."""
+
 
 class Projection:
     """Base class of a projection; subclasses set the class attributes and implement ``apply``.
@@ -90,7 +93,16 @@ class ProjectionFailure:
     seq: int
     message: str
 
+    @property
+    def damaged(self) -> bool:
+        """The run's log could not be read past ``seq`` (see :meth:`Projections.mark_damaged`)."""
+        return self.message.startswith(DAMAGED)
+
     def __str__(self) -> str:
+        if self.damaged:
+            return (f"run {self.run_id} cannot be read from seq {self.seq} on "
+                    f"({self.message[len(DAMAGED):]}); its figures stop before it. `agtrace verify "
+                    f"{self.run_id}` says what is damaged and which parts still replay")
         return (f"the {self.projection} projection failed on seq {self.seq} of run {self.run_id} "
                 f"({self.message}); its figures for this run stop before it. Report it; "
                 "`agtrace reindex` retries")
@@ -234,6 +246,17 @@ class Projections:
 
     # -- failures and forgetting ------------------------------------------------------------
 
+    def mark_damaged(self, run_id: str, stream: str, seq: int, message: str) -> None:
+        """Record that ``stream`` of ``run_id`` cannot be read from ``seq`` on: every projection of
+        that stream that has not failed already stops there (a ``projection_errors`` row whose
+        message starts with :data:`DAMAGED`), until the run is re-indexed."""
+        with transaction(self.conn) as conn:
+            failed = self.failed(run_id)
+            for p in self._by_stream[stream]:
+                if p.name not in failed:
+                    conn.execute("INSERT OR REPLACE INTO projection_errors (projection, run_id, seq, message) "
+                                 "VALUES (?, ?, ?, ?)", [p.name, run_id, seq, DAMAGED + message])
+
     def failed(self, run_id: str) -> set[str]:
         rows = self.conn.execute("SELECT projection FROM projection_errors WHERE run_id=?", [run_id])
         return {r[0] for r in rows}
@@ -244,7 +267,15 @@ class Projections:
         rows = self.conn.execute(sql + (" WHERE run_id=?" if run_id else "") + " ORDER BY run_id, projection",
                                  [run_id] if run_id else [])
         names = {p.name for p in self.all}
-        return [ProjectionFailure(*r) for r in rows if r[0] in names]
+        out, damaged = [], set()
+        for r in rows:
+            failure = ProjectionFailure(*r)
+            if r[0] not in names or (failure.damaged and (r[1], r[2]) in damaged):
+                continue  # one damage is one failure, however many projections it stopped
+            if failure.damaged:
+                damaged.add((r[1], r[2]))
+            out.append(failure)
+        return out
 
     def forget(self, run_id: str) -> None:
         """Delete a run from every projection and from the bookkeeping (one transaction)."""

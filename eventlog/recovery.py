@@ -11,7 +11,8 @@ A crash can leave, in a stream directory (``runs/<id>/events`` or ``scores``):
 * a torn tail on the last open segment: cut off by checksum (see :func:`segment.recover`) and
   reported; a bad frame followed by a valid one raises :class:`CorruptLog` instead.
 
-Idempotent: recovering a recovered directory changes nothing.
+Every repair is journalled in the stream's manifest (``manifest.py``), and sealed segments the
+manifest lacks are added to it. Idempotent: recovering a recovered directory changes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import msgspec
 
-from . import segment
+from . import manifest, segment
 from .events import RunEnded
 from .reader import last_record
 
@@ -69,10 +70,14 @@ def recover_stream(directory: Path, *, batch_events: int, compact_below: int) ->
         first, name = open_files[-1]
         path = directory / name
         frames, torn = segment.recover(path)
+        if torn is not None:
+            manifest.append(directory, cut=name, offset=torn.offset, bytes=torn.bytes_cut)
         if frames:
             next_seq, open_path, open_first = frames[-1].last_seq + 1, path, first
         else:
             path.unlink()
+            manifest.append(directory, dropped=name)
+    _list_sealed(directory)
     ended = False
     if next_seq > 1:
         rec = last_record(directory)
@@ -88,3 +93,14 @@ def _seal_orphan(path: Path, batch_events: int, compact_below: int) -> None:
             os.replace(path, sealed)
     else:
         path.unlink()
+        manifest.append(path.parent, dropped=path.name)
+
+
+def _list_sealed(directory: Path) -> None:
+    """Add to the manifest the sealed segments it lacks (a crash between a seal's rename and its
+    manifest line, or a stream written before manifests existed): they are there, so they count."""
+    listed = manifest.read(directory).sealed
+    for name in sorted(os.listdir(directory)):
+        parsed = segment.parse_name(name)
+        if parsed is not None and parsed[1] is not None and name not in listed:
+            manifest.append(directory, sealed=name, bytes=(directory / name).stat().st_size)

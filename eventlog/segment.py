@@ -11,9 +11,10 @@ located, checked and decoded without any other frame. Segment names:
 ``{first:016x}.open`` while written, ``{first:016x}-{last:016x}.seg`` once sealed (immutable).
 
 Recovery rule: a damaged region at the end of the *open* segment with no valid frame after it
-is a torn tail (a write cut short by a crash) and is cut off. A damaged frame followed by a
-valid one is corruption: it is reported, never cut, because cutting would drop acknowledged
-events.
+that looks like a write cut short (see :func:`is_torn`) is a torn tail and is cut off. A damaged
+frame followed by a valid one, or a whole last frame whose checksum fails (a bit flip), is
+corruption: it is reported, never cut, because cutting would drop acknowledged events and give
+their seqs to others.
 """
 
 from __future__ import annotations
@@ -208,6 +209,15 @@ def recover(path: str | os.PathLike) -> tuple[list[FrameInfo], TornTail | None]:
                 str(path),
                 off,
             )
+        if not is_torn(data, off):
+            raise CorruptLog(
+                f"{path}: the last frame, at byte {off}, is whole but damaged ({problem}): its events "
+                f"were written and are now unreadable, which no crash does. It is not cut (its seqs "
+                "would be given to other events); the events before it read normally. Run `agtrace "
+                "verify` and keep the file for inspection; the run cannot be appended to",
+                str(path),
+                off,
+            )
     cut = TornTail(str(path), off, len(data) - off, problem)
     with open(path, "r+b") as fh:
         if off == 0:
@@ -218,6 +228,25 @@ def recover(path: str | os.PathLike) -> tuple[list[FrameInfo], TornTail | None]:
         fh.flush()
         os.fsync(fh.fileno())
     return frames, cut
+
+
+TORN_ZEROS = 16
+"""A tail ending in at least this many zero bytes is a write the disk did not finish."""
+
+
+def is_torn(data: bytes, off: int) -> bool:
+    """Whether the bad region from ``off`` to the end of ``data`` is what a write cut short leaves:
+    less than a frame header, a header whose frame runs past the end of the file, or a tail of
+    zeros (pages the filesystem allocated but never wrote). A whole frame whose checksum fails,
+    or bytes that are no frame at all, are damage instead (a bit flip, an overwrite)."""
+    size = len(data)
+    if size - off < HEADER_SIZE:
+        return True
+    magic, length, _crc, _first, _count = _HEADER.unpack_from(data, off)
+    if magic == FRAME_MAGIC and off + HEADER_SIZE + length > size:
+        return True
+    tail = data[-TORN_ZEROS:]
+    return size - off >= TORN_ZEROS and tail == bytes(len(tail))
 
 
 def read_frame(fh, info: FrameInfo) -> bytes:

@@ -84,11 +84,28 @@ class Store:
         self.runs_dir.mkdir(exist_ok=True)
         self.blobs = BlobStore(self.root / "blobs")
         self._catalog: Catalog | None = None
+        self.catalog_set_aside: Path | None = None
 
     @property
     def catalog(self) -> Catalog:
+        """The catalog, opened on first use. A ``catalog.db`` that is not an SQLite database (or
+        whose header is damaged) is derived data: it is moved aside to
+        ``catalog.db.damaged-<ns>`` (named in :attr:`catalog_set_aside`) and rebuilt from the
+        segments, so a damaged or replaced catalog never stops a command."""
         if self._catalog is None:
-            self._catalog = Catalog(self.root / "catalog.db", self.projections)
+            import sqlite3
+
+            path = self.root / "catalog.db"
+            try:
+                self._catalog = Catalog(path, self.projections)
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError) or not _is_damage(exc):
+                    raise
+                self.catalog_set_aside = self.root / f"catalog.db.damaged-{time.time_ns()}"
+                os.replace(path, self.catalog_set_aside)
+                for suffix in ("-wal", "-shm"):
+                    Path(str(path) + suffix).unlink(missing_ok=True)
+                self._catalog = Catalog(path, self.projections)
         return self._catalog
 
     def close(self) -> None:
@@ -179,12 +196,24 @@ class Store:
         self.record_segments(writer.run_id)
 
     def staging_dir(self) -> Path:
-        """A fresh private directory on the store's filesystem for building a run off to the side."""
+        """A fresh private directory on the store's filesystem for building a run off to the side.
+
+        Its name holds this process's host and pid; what a killed import left in ``staging/``
+        (its process gone) is removed first."""
+        import shutil
         import tempfile
+
+        from . import leftover
 
         root = self.root / "staging"
         root.mkdir(exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=root))
+        for entry in os.scandir(root):
+            try:
+                if leftover.is_stale(entry.name, entry.stat(follow_symlinks=False).st_mtime):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            except FileNotFoundError:
+                pass  # another process cleaned it meanwhile
+        return Path(tempfile.mkdtemp(prefix=f"tmp{leftover.tag()}", dir=root))
 
     def adopt(self, run_dir: str | os.PathLike) -> str:
         """Move a complete run directory built elsewhere (see :meth:`staging_dir`) into the store.
@@ -278,6 +307,10 @@ class Store:
             self._sync_stream(run_id, stream)
 
     def _sync_stream(self, run_id: str, stream: str) -> None:
+        """Fold what the projections of ``stream`` lack. A stream that cannot be read past some
+        seq (a damaged segment) is folded up to there and the run is marked damaged (every
+        projection of the stream stops there, see :meth:`Projections.mark_damaged`): one
+        damaged run never stops a command on the others."""
         catalog = self.catalog
         for _ in range(3):
             start = catalog.projections.start(run_id, stream)
@@ -286,8 +319,21 @@ class Store:
             fresh = stream == "events" and catalog.position(run_id) == 0
             batch: list[Record] = []
             caught_up = True
-            for rec in self.read(run_id, start, stream=stream):
+            records = self.read(run_id, start, stream=stream)
+            damage: Exception | None = None
+            next_seq = start
+            while True:
+                try:
+                    rec = next(records)
+                except StopIteration:
+                    break
+                except (OSError, MemoryError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - unreadable data: the run is marked below
+                    damage = exc
+                    break
                 batch.append(rec)
+                next_seq = rec.seq + 1
                 if len(batch) >= SYNC_BATCH:
                     caught_up = catalog.apply(run_id, batch, stream)
                     batch = []
@@ -296,11 +342,20 @@ class Store:
             if batch and caught_up:
                 caught_up = catalog.apply(run_id, batch, stream)
             if caught_up:
+                if damage is not None:
+                    catalog.projections.mark_damaged(run_id, stream, next_seq, _one_line(damage))
                 if fresh:
                     self.record_segments(run_id)
                 return
         raise StoreError(f"the projections of run {run_id} kept moving back while being caught up "
                          "(another process re-indexing?); run the command again")
+
+    def rebuild(self, run_id: str) -> None:
+        """Forget a run's rows in every projection and fold them again from its segments: what
+        to do with a catalog row that disagrees with the events (they are the truth)."""
+        self.catalog.forget(run_id)
+        self.sync(run_id)
+        self.record_segments(run_id)
 
     def record_segments(self, run_id: str) -> None:
         """Refresh the catalog's rows for a run's sealed segments from the files."""
@@ -348,7 +403,14 @@ class Store:
         errors: dict[str, list[str]] = {}
         for e in catalog.errors():
             errors.setdefault(e.run_id, []).append(str(e))
-        return [self._info(r, errors.get(r["id"], ())) for r in catalog.run_rows()]
+        rows = catalog.run_rows()
+        unlisted = set(errors) - {r["id"] for r in rows}
+        if unlisted:  # damaged before their first event: still listed, as damaged
+            for run_id in sorted(unlisted):
+                if self.has_run(run_id):
+                    rows.append({"id": run_id, "end_status": "damaged", "end_reason": errors[run_id][0]})
+            rows.sort(key=lambda r: r["id"])
+        return [self._info(r, errors.get(r["id"], ())) for r in rows]
 
     def _info(self, row: dict, errors=()) -> RunInfo:
         import json
@@ -356,28 +418,39 @@ class Store:
         status, reason = status_of(row, is_locked(self.run_dir(row["id"]) / "lock"))
         return RunInfo(
             id=row["id"],
-            agent=row["agent"] or "",
-            agent_version=row["agent_version"] or "",
-            model=row["model"] or "",
-            task_id=row["task_id"] or "",
+            agent=row.get("agent") or "",
+            agent_version=row.get("agent_version") or "",
+            model=row.get("model") or "",
+            task_id=row.get("task_id") or "",
             status=status,
             reason=reason,
-            parts=row["parts"] or 0,
-            events=row["events"] or 0,
-            started_at=row["started_at"],
-            ended_at=row["ended_at"],
-            last_ts=row["last_ts"],
-            parent_run=row["parent_run"] or "",
-            tags=json.loads(row["tags"] or "{}"),
-            exit_code=row["exit_code"],
+            parts=row.get("parts") or 0,
+            events=row.get("events") or 0,
+            started_at=row.get("started_at"),
+            ended_at=row.get("ended_at"),
+            last_ts=row.get("last_ts"),
+            parent_run=row.get("parent_run") or "",
+            tags=json.loads(row.get("tags") or "{}"),
+            exit_code=row.get("exit_code"),
             projection_errors=tuple(errors),
         )
 
     # -- verifying ---------------------------------------------------------------------------
 
-    def verify(self, run_id: str | None = None, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-        """Check every frame of every segment (and every referenced blob) of one or all runs.
+    def verify(self, run_id: str | None = None, progress: Callable[[int, int], None] | None = None, *,
+               snapshots: bool = True) -> VerifyReport:
+        """Check one or all runs: every frame, the run's completeness (manifest, open segment,
+        catalog, ``run_ended``), every referenced blob, and the snapshot trees in the shadow
+        repository and the bundles; see :mod:`agtrace.eventlog.verification`. The report says,
+        per run, which parts can still be replayed. ``snapshots=False`` skips the snapshots."""
+        return verification.verify(self, run_id, progress, snapshots=snapshots)
 
-        Problems are listed with the segment path and byte offset of the first bad frame.
-        """
-        return verification.verify(self, run_id, progress)
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:500]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _is_damage(exc: Exception) -> bool:
+    text = str(exc)
+    return "not a database" in text or "malformed" in text

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from . import codec, segment
+from . import codec, manifest, segment
 from .errors import RunClosed
 from .events import Event, PartEnded, RunEnded, RunStarted
 from .limit import check_record
@@ -294,6 +294,7 @@ class RunWriter:
             self._fh = open(self._open_path, "wb")  # noqa: SIM115 - held until seal
             self._fh.write(segment.SEGMENT_MAGIC)
             segment.fsync_dir(self.dir)
+            manifest.append(self.dir, open=self._open_path.name)
         return self._fh
 
     def _seal(self) -> None:
@@ -309,6 +310,7 @@ class RunWriter:
         if not segment.compact(self._open_path, sealed, BATCH_EVENTS, COMPACT_BELOW):
             os.replace(self._open_path, sealed)
         segment.fsync_dir(self.dir)
+        manifest.append(self.dir, sealed=sealed.name, bytes=sealed.stat().st_size)
         self._open_path = None
 
     def _notify(self) -> None:
@@ -385,7 +387,10 @@ class RunWriter:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
             if self._fh is not None:
-                self._fh.close()
+                try:
+                    self._fh.close()
+                except OSError:  # what is still buffered is dropped anyway (a full disk, say)
+                    pass
             self._lock.release()
 
     def __enter__(self) -> RunWriter:

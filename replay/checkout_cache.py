@@ -75,6 +75,8 @@ class ScratchTree:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.tree_id: str | None = None
+        self.interrupted = False
+        """A replay into this directory was killed while it wrote it (see :func:`save_scratch`)."""
         self._git: GitStore | None = None
         self._stats: dict[str, tuple] = {}
 
@@ -240,6 +242,9 @@ def load_scratch(store: Store, out: str | os.PathLike) -> ScratchTree:
     if state.get("path") != str(Path(out).resolve()) or state.get("dir") != [st.st_dev, st.st_ino]:
         return scratch
     stats = {k: tuple(v) for k, v in state["stats"].items()}
+    if state.get("writing"):  # claimed before the first file was written: whatever is there is ours
+        scratch.interrupted = True
+        return scratch
     if _same_directory(Path(out), stats):
         scratch.tree_id = state["tree_id"]
         scratch._stats = stats  # noqa: SLF001
@@ -262,8 +267,10 @@ def _same_directory(out: Path, stats: dict[str, tuple]) -> bool:
     return not files
 
 
-def save_scratch(store: Store, scratch: ScratchTree) -> None:
-    """Remember what a replay directory holds (temp file + rename)."""
+def save_scratch(store: Store, scratch: ScratchTree, *, writing: bool = False) -> None:
+    """Remember what a replay directory holds (temp file + rename). ``writing``: claim it before
+    a full checkout into it, so that a replay killed while writing leaves a directory the next
+    replay recognises as its own (and empties) rather than refusing it as someone else's."""
     import json
 
     path = _state_path(store, scratch.path)
@@ -271,5 +278,6 @@ def save_scratch(store: Store, scratch: ScratchTree) -> None:
     tmp = path.with_suffix(".tmp")
     st = os.stat(scratch.path)
     tmp.write_text(json.dumps({"path": str(scratch.path.resolve()), "dir": [st.st_dev, st.st_ino],
-                               "tree_id": scratch.tree_id, "stats": scratch._stats}))  # noqa: SLF001
+                               "tree_id": None if writing else scratch.tree_id, "writing": writing,
+                               "stats": {} if writing else scratch._stats}))  # noqa: SLF001
     os.replace(tmp, path)

@@ -17,6 +17,7 @@ from pathlib import Path
 from agtrace.eventlog import (
     BadPartSelection,
     GitStore,
+    GitStoreError,
     PartEnded,
     RunStarted,
     SnapshotTaken,
@@ -103,22 +104,49 @@ def tree_of_part(store: Store, run_id: str, part: int) -> str:
     if part == 0:
         tree = base_tree(store, run_id)
     else:
-        row = store.catalog.part_row(run_id, part)
-        if row is None:
+        tree = _recorded_tree(store, run_id, part)
+        if tree is None:
             n = store.info(run_id).parts
             raise PartNotFound(f"run {run_id} has no part {part}; it has parts 1..{n}")
-        tree = row["tree_id"] or ""
     if not tree:
         raise PartNotFound(missing_trees_reason(store, run_id)
                            or f"run {run_id} recorded no snapshot for part {part} (the snapshot failed?)")
     return tree
 
 
-def snapshots(store: Store, run_id: str) -> GitStore:
-    """The run's snapshot repository: its shadow repo, or its bundles unbundled once into a cache."""
+def _recorded_tree(store: Store, run_id: str, part: int) -> str | None:
+    """The tree ``part`` ended with, read from its events (None: no such part). The catalog
+    only says where the part's events are; a row whose tree disagrees with them (or that points
+    at events of another part) is rebuilt from the segments, never trusted."""
+    for attempt in range(2):
+        row = store.catalog.part_row(run_id, part)
+        if row is None:
+            if attempt == 0:
+                store.sync(run_id)
+                continue
+            return None
+        tree, ended = "", False
+        for rec in store.read(run_id, row["first_seq"], row["last_seq"]):
+            if rec.part != part:
+                continue
+            ev = rec.event
+            if isinstance(ev, SnapshotTaken) and not ev.final:
+                tree = ev.tree_id
+            elif isinstance(ev, PartEnded):
+                tree, ended = ev.tree_id or tree, True
+        if ended == (row["kind"] is not None) and tree == (row["tree_id"] or ""):
+            return tree  # the row agrees with the events (a part still going has no tree yet)
+        if attempt == 0:
+            store.rebuild(run_id)
+    return tree if ended else None
+
+
+def snapshots(store: Store, run_id: str, *, bundles_only: bool = False) -> GitStore:
+    """The run's snapshot repository: its shadow repo, or its bundles unbundled once into a cache
+    (``bundles_only``: the bundles even when the shadow repo is there)."""
     run_dir = store.run_dir(run_id)
     shadow = run_dir / "repo.git"
-    if (shadow / "HEAD").exists():
+    if (shadow / "HEAD").exists() and not bundles_only:
         return GitStore.open(shadow)
     bundles = sorted((run_dir / "bundles").glob("*.bundle"))
     if not bundles:
@@ -189,7 +217,7 @@ def _previous_tree(store: Store, run_id: str, part: int) -> str:
     for p in range(part - 1, 0, -1):
         row = store.catalog.part_row(run_id, p)
         if row and row["tree_id"]:
-            return row["tree_id"]
+            return _recorded_tree(store, run_id, p) or ""
     return base_tree(store, run_id)
 
 
@@ -202,7 +230,8 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
     (``cache/checkouts/``, with the directory's device and inode, so a directory replaced since
     by another one at the same path is not taken for it), not in ``out``: ``out`` holds exactly
     the tree. A directory an earlier replay wrote is switched (only the differing paths written,
-    edits since put right). Nothing is written outside ``out``, whatever the tree holds.
+    edits since put right). Nothing is written outside ``out``, whatever the tree holds. A tree
+    the shadow repository cannot give (damaged) is taken from the bundles.
     """
     from .checkout_cache import load_scratch, save_scratch
 
@@ -212,16 +241,30 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
         if not force:
             raise OutputNotEmpty(f"{out} is not empty; choose another --out, or pass --force if an earlier "
                                  "`agtrace replay` wrote it")
-        if known.tree_id is None:
+        if known.tree_id is None and not known.interrupted:
             raise OutputNotEmpty(f"refusing to replace {out}: no `agtrace replay` from {store.root} wrote it, "
                                  f"and it holds {_contents(out)}; --force replaces only a directory an earlier "
                                  "replay wrote: choose another --out, or empty it yourself")
-    git = snapshots(store, run_id)
-    view = describe_part(store, run_id, part, git)
-    view.how = known.show(git, view.tree_id).how
-    save_scratch(store, known)
-    view.out = str(out)
-    return view
+
+    def write(git: GitStore, scratch) -> PartView:
+        view = describe_part(store, run_id, part, git)
+        if scratch.tree_id is None:
+            save_scratch(store, scratch, writing=True)  # a kill from here on leaves it ours
+        view.how = scratch.show(git, view.tree_id).how
+        save_scratch(store, scratch)
+        view.out = str(out)
+        return view
+
+    try:
+        return write(snapshots(store, run_id), known)
+    except GitStoreError:  # a damaged shadow repository: the bundles may still hold the tree
+        run_dir = store.run_dir(run_id)
+        if not (run_dir / "repo.git" / "HEAD").exists() or not any((run_dir / "bundles").glob("*.bundle")):
+            raise
+        retry = load_scratch(store, out)
+        if retry.tree_id is None and out.exists():
+            _empty(out)  # what the failed attempt wrote (out was empty or a replay's before it)
+        return write(snapshots(store, run_id, bundles_only=True), retry)
 
 
 def _contents(directory: Path, shown: int = 5) -> str:

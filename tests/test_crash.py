@@ -235,18 +235,39 @@ def test_bit_flip_in_middle_frame_of_open_segment_is_not_cut(tmp_path):
     RunWriter(store.run_dir(run_id), run_id).close(seal=False)
 
 
-def test_bit_flip_in_last_frame_of_open_segment_is_reported_as_cut(tmp_path):
-    """Indistinguishable from a torn write, so it is cut, but the cut is reported."""
+@pytest.mark.parametrize("where", ["payload", "crc", "magic", "count"])
+def test_bit_flip_in_last_frame_of_open_segment_is_damage_not_a_torn_tail(tmp_path, where):
+    """A whole last frame that fails its checksum was written and then damaged: it is not cut
+    (issue 12: its seqs were given to other events), the writer refuses and verify names it."""
     store, run_id = make_run(tmp_path / "s", parts=2)
     path = open_segment(store, run_id)
     frames, _, _ = segment.scan(path)
     last = frames[-1]
-    flip(path, last.offset + segment.HEADER_SIZE + 3, 5)
+    offset = {"payload": last.offset + segment.HEADER_SIZE + 3, "crc": last.offset + 9,
+              "magic": last.offset + 1, "count": last.offset + 20}[where]
+    damaged = flip(path, offset, 5)
+    with pytest.raises(CorruptLog) as err:
+        RunWriter(store.run_dir(run_id), run_id)
+    assert (err.value.path, err.value.offset) == (str(path), last.offset)
+    assert path.read_bytes() == damaged
+    report = store.verify(run_id)
+    assert any(p.startswith(f"{path}: frame at byte {last.offset}: ") for p in report.problems), report.problems
+    # the events before it still read
+    assert [r.seq for r in store.read(run_id)] == list(range(1, last.first_seq))
+
+
+def test_zero_filled_tail_of_open_segment_is_torn(tmp_path):
+    """Pages a crash left allocated but unwritten (zeros) are a torn tail and are cut."""
+    store, run_id = make_run(tmp_path / "s", parts=2)
+    path = open_segment(store, run_id)
+    frames, _, _ = segment.scan(path)
+    size = path.stat().st_size
+    with open(path, "ab") as fh:
+        fh.write(bytes(4096))
     writer = RunWriter(store.run_dir(run_id), run_id)
     writer.close(seal=False)
-    assert writer.torn_tail is not None
-    assert (writer.torn_tail.offset, writer.torn_tail.reason) == (last.offset, "checksum mismatch")
-    assert writer.next_seq == last.first_seq
+    assert writer.torn_tail is not None and writer.torn_tail.offset == size
+    assert writer.next_seq == frames[-1].last_seq + 1
 
 
 # -- one writer per run ----------------------------------------------------------------------

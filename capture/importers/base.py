@@ -330,13 +330,18 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
     return result
 
 
+MALFORMED = (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError, OverflowError)
+"""What reading a malformed or unreadable source raises: it fails that source alone (or, while
+detecting, means "not this format"), never the whole import."""
+
+
 def detect(path: Path, importers: dict[str, Importer]) -> Importer:
     """The importer whose ``detect`` accepts ``path``; :class:`UnknownFormat` if none does."""
     for importer in importers.values():
         try:
             if importer.detect(path):
                 return importer
-        except OSError:
+        except MALFORMED:
             continue
     known = ", ".join(sorted(importers))
     raise UnknownFormat(f"{path}: format not recognised; pass --format (one of: {known})")
@@ -375,8 +380,8 @@ def sniff_json_lines(path: Path, decide: Callable[[dict[str, Any]], bool | None]
             continue
         try:
             obj = json.loads(line)
-        except ValueError:
-            continue  # a torn or foreign line: it does not decide anything
+        except (ValueError, RecursionError):
+            continue  # a torn, foreign or absurdly nested line: it does not decide anything
         records += 1
         if isinstance(obj, dict):
             verdict = decide(obj)

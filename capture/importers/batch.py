@@ -21,7 +21,7 @@ from pathlib import Path
 from agtrace.eventlog import Store
 
 from . import IMPORTERS
-from .base import Importer, ImportResult, UnknownFormat, detect, import_source
+from .base import MALFORMED, Importer, ImportResult, UnknownFormat, detect, import_source
 
 Planned = ImportResult | tuple[Path, str]
 
@@ -125,7 +125,7 @@ def _format_of(path: Path, fmt: str) -> str:
 def _accepts(importer: Importer, path: Path) -> bool:
     try:
         return bool(importer.detect(path))
-    except OSError:
+    except MALFORMED:
         return False
 
 

@@ -62,6 +62,11 @@ def _bundle_refs(path: str) -> list[tuple[str, str]]:
     return refs
 
 
+def bundle_heads(path: str | os.PathLike[str]) -> list[str]:
+    """The commit ids a bundle's refs point at, read from its header (not the pack)."""
+    return [oid for oid, _ in _bundle_refs(os.fspath(path))]
+
+
 class BundleMixin:
     """`GitStore`'s methods that run the git CLI (see the module docstring)."""
 

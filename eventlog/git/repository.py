@@ -110,11 +110,18 @@ class GitStore(CheckoutMixin, BundleMixin):
 
     def set_head(self, commit: str) -> None:
         """Point ``refs/agtrace/snapshots`` at ``commit`` (which must be in the store)."""
-        self._repo.references.create(SNAPSHOT_REF, commit, force=True)
+        try:
+            self._repo.references.create(SNAPSHOT_REF, commit, force=True)
+        except (TypeError, ValueError, pygit2.GitError) as exc:
+            raise GitStoreError(f"commit {commit} is not in {self.path} ({exc}); a bundle's header names a "
+                                "commit its pack lacks: the bundle is damaged, pull it again") from exc
 
     def has_object(self, oid: str) -> bool:
         """Whether the object ``oid`` (full hex id) is in the store."""
-        return oid in self._repo.odb
+        try:
+            return oid in self._repo.odb
+        except (TypeError, ValueError):  # not an object id at all (a damaged bundle header)
+            return False
 
     def snapshot(
         self,
@@ -311,6 +318,26 @@ class GitStore(CheckoutMixin, BundleMixin):
                 f"{commit_or_tree} is not a commit or tree in {self.path}; use an id returned "
                 "by snapshot"
             ) from exc
+
+    def damage_in(self, tree_id: str, seen: set[str]) -> str | None:
+        """None when ``tree_id`` and every tree and blob it reaches are in the store and read back
+        whole (libgit2 re-hashes what it reads); else which object is missing or damaged.
+        ``seen`` holds objects already found intact (shared between calls: trees of a run share
+        most of their objects) and is added to."""
+        stack = [tree_id]
+        odb = self._repo.odb
+        while stack:
+            oid = stack.pop()
+            if oid in seen:
+                continue
+            try:
+                kind, data = odb.read(oid)
+                if kind == ObjectType.TREE:
+                    stack.extend(str(e.id) for e in self._repo[oid] if e.filemode != 0o160000)
+            except (KeyError, ValueError, pygit2.GitError) as exc:
+                return f"object {oid} is missing or damaged ({' '.join(str(exc).split()) or type(exc).__name__})"
+            seen.add(oid)
+        return None
 
     def read_blob(self, tree_id: str, path: str) -> bytes:
         """Bytes of the file (or symlink target) at ``path`` in ``tree_id``."""

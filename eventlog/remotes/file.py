@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from .. import leftover
 from ..containment import inside
 from ..errors import RemoteAuthError, RemoteError, RemoteNotFound, UnsafePath
 from ..segment import fsync_dir
@@ -28,7 +29,8 @@ class FileRemote(Remote):
 
     ``put_file`` is a true conditional write: the file is copied to a temp name, fsynced and
     then hard-linked to its key, which fails if the key exists, so two pushers cannot both win.
-    The sha256 of an object is computed from its bytes when asked (no metadata is kept).
+    The sha256 of an object is computed from its bytes when asked (no metadata is kept). The
+    temp name holds the pusher's host and pid; a later push removes those its killed owner left.
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -50,6 +52,28 @@ class FileRemote(Remote):
         except UnsafePath as exc:
             raise RemoteError(f"{self.describe(key)}: {exc}") from None
 
+    def _clean(self, directory: Path) -> None:
+        """Remove the temp files a killed push left in ``directory`` (hidden, named by their
+        owner: see ``leftover.py``); once per directory per remote object. ``list`` removes those
+        it walks past too, so the next push of a run cleans its directories."""
+        cleaned = self.__dict__.setdefault("_cleaned", set())
+        if directory in cleaned:
+            return
+        cleaned.add(directory)
+        for entry in os.scandir(directory):
+            if entry.name.startswith("."):
+                self._clean_one(entry.path)
+
+    @staticmethod
+    def _clean_one(path: str) -> None:
+        """Remove ``path`` if it is a temp file whose owner is gone (see ``leftover.py``)."""
+        try:
+            st = os.lstat(path)
+            if os.path.stat.S_ISREG(st.st_mode) and leftover.is_stale(os.path.basename(path), st.st_mtime):
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         self._check_root()
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
@@ -61,6 +85,7 @@ class FileRemote(Remote):
                 rel = Path(dirpath).relative_to(self.root).as_posix()
                 for name in filenames:
                     if name.startswith("."):
+                        self._clean_one(os.path.join(dirpath, name))
                         continue
                     key = name if rel == "." else f"{rel}/{name}"
                     if key.startswith(prefix):
@@ -86,7 +111,8 @@ class FileRemote(Remote):
             return self.existing(key, digest)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+            self._clean(dest.parent)
+            tmp = dest.with_name(f".{dest.name}.{leftover.tag()}.tmp")
             with open(path, "rb") as src:
                 got = receive(tmp, read_chunks(src), source=str(path), expect_sha256=digest.sha256, progress=progress)
             try:  # link, unlike rename, fails when the key exists: a real conditional write

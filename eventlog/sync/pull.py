@@ -171,9 +171,13 @@ def _read_manifests(store: Store, remote: Remote, manifests: list[ObjectInfo],
             remote.get_file(obj.key, path)
             try:
                 body = json.loads(path.read_bytes())
+                if not isinstance(body, dict):
+                    raise TypeError("not a JSON object")
                 run_prefix = "/".join(obj.key.split("/")[:2])
                 for entry in body.get("objects", []):
                     key, sha = entry["key"], entry["sha256"]
+                    if not isinstance(key, str) or not isinstance(sha, str):
+                        raise TypeError(f"object entry {entry!r:.80} has no string key and sha256")
                     try:
                         for name in key.split("/") if isinstance(key, str) else [key]:
                             check_name(name, f"manifest entry {key!r}", hidden=False)
@@ -181,13 +185,16 @@ def _read_manifests(store: Store, remote: Remote, manifests: list[ObjectInfo],
                         report.problems.append(f"{remote.describe(obj.key)}: {exc}")
                         continue
                     checksums[f"{run_prefix}/{key}"] = sha
-                for digest in body.get("blobs", []):
+                listed = body.get("blobs", [])
+                if not isinstance(listed, list):
+                    raise TypeError("blobs is not a list of sha256 strings")
+                for digest in listed:
                     if is_content_address(digest):
                         blobs.add(digest)
                     else:
                         report.problems.append(f"{remote.describe(obj.key)}: lists blob {str(digest)[:80]!r}, which "
                                                "is not a content address; not pulled (the one path rule, docs/format.md)")
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 raise RemoteError(f"{remote.describe(obj.key)} is not a valid manifest ({exc}); the remote is damaged") from None
     return checksums, blobs
 

@@ -5,6 +5,9 @@ dependencies it lacks): the blobs the run's sealed segments reference, its bundl
 segments (``events`` then ``scores``, in seq order), and last a manifest
 ``runs/<id>/manifests/<last seq>-<sha16>.json`` listing every object with its size and sha256.
 Never sent: the open segment, the lock, the catalog, ``repo.git``, ``cache/``, ``staging/``.
+A run that no writer holds (its capture crashed) is sealed first: its open segments
+(:func:`seal_idle`) and the snapshots of its shadow repository that no bundle holds
+(:func:`seal_snapshots`), so that it replays from the remote.
 Every object is immutable and put with "never overwrite" (see ``remotes/``), so pushing again
 is idempotent and uploads nothing that is already there; an interrupted push resumes.
 """
@@ -144,6 +147,7 @@ def _local_objects(store: Store, run_id: str, state: PushState) -> list[_Local]:
     run_dir = store.run_dir(run_id)
     if not (run_dir / "events").is_dir():
         raise StoreError(f"run {run_id} is not in {store.root}; `agtrace ls` lists the runs")
+    seal_idle(store, run_id)
     segments: list[_Local] = []
     blobs: set[str] = set()
     for stream in STREAMS:
@@ -160,11 +164,63 @@ def _local_objects(store: Store, run_id: str, state: PushState) -> list[_Local]:
                               "`agtrace verify` lists such problems", str(path))
         out.append(_Local(blob_key(digest), path))
     bundle_dir = run_dir / "bundles"
+    seal_snapshots(run_dir)
     if bundle_dir.is_dir():
         for path in sorted(bundle_dir.iterdir()):
             if BUNDLE_NAME.match(path.name):
                 out.append(_Local(f"runs/{run_id}/bundles/{path.name}", path))
     return out + segments
+
+
+def seal_idle(store: Store, run_id: str) -> None:
+    """Seal the open segments of a run that no writer holds (its capture crashed), so that what
+    it recorded can be pushed; a run being written is left alone, and so is an open segment that
+    recovery refuses (damaged: `agtrace verify` names it)."""
+    from ..errors import CorruptLog, RunLocked
+    from ..lock import is_locked
+    from ..writer import RunWriter
+
+    run_dir = store.run_dir(run_id)
+    sealed = False
+    for stream in STREAMS:
+        if not any(last is None for _f, last, _p in reader.list_segments(run_dir / stream)):
+            continue
+        if is_locked(run_dir / ("lock" if stream == "events" else f"{stream}.lock")):
+            continue  # being written (the shipper of a live run comes here every few seconds)
+        try:
+            RunWriter(run_dir, run_id, stream=stream, durability="strict").close()
+        except (RunLocked, CorruptLog):
+            continue
+        sealed = True
+    if sealed:
+        store.record_segments(run_id)
+
+
+def seal_snapshots(run_dir: Path) -> Path | None:
+    """Bundle the snapshots of a run's shadow repository that no bundle holds yet, when no writer
+    holds the run: a capture that crashed before sealing still ships the trees it has (the next
+    ``<nnnn>-<tip12>.bundle``, holding what came after the last bundle's tip). Returns the new
+    bundle, or None when there was nothing to bundle or the run is live."""
+    from ..git.bundle import bundle_heads
+    from ..git.repository import GitStore
+    from ..lock import is_locked
+
+    shadow = run_dir / "repo.git"
+    if not (shadow / "HEAD").exists() or is_locked(run_dir / "lock"):
+        return None
+    git = GitStore.open(shadow)
+    tip = git.head
+    if tip is None:
+        return None
+    bundle_dir = run_dir / "bundles"
+    bundles = sorted(p for p in bundle_dir.glob("*.bundle") if BUNDLE_NAME.match(p.name)) if bundle_dir.is_dir() else []
+    heads = [h for b in bundles for h in bundle_heads(b)]
+    if tip in heads:
+        return None
+    since = next((h for h in reversed(heads) if git.has_object(h)), None)
+    path = bundle_dir / f"{len(bundles) + 1:04d}-{tip[:12]}.bundle"
+    git.write_bundle(path, since_commit=since)
+    return path
 
 
 def _push_objects(store, remote: Remote, run_id: str, objs: list[_Local], state: PushState, tick,

@@ -1,0 +1,48 @@
+"""Temp files and directories that name their owner, so a later process can clean up after a
+killed one.
+
+A name made by :func:`tag` holds the host and pid of the process that made it
+(``<host>-<pid>``). :func:`is_stale` says whether such a name's owner is gone: a process of this
+host that no longer exists, or, for another host (a shared remote directory), a file untouched
+for :data:`FOREIGN_AFTER_S`. Names without a tag are never stale (someone else's files).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+
+FOREIGN_AFTER_S = 24 * 3600
+"""A temp file of another host is left alone until it is this old (its owner may be alive)."""
+
+_TAG = re.compile(r"@([A-Za-z0-9._-]+)-([0-9]+)@")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "host"
+
+
+def tag() -> str:
+    """``@<host>-<pid>@``: what to put in a temp name so that :func:`is_stale` can judge it."""
+    return f"@{_host()}-{os.getpid()}@"
+
+
+def is_stale(name: str, mtime: float) -> bool:
+    """Whether the owner of a temp file or directory named ``name`` (see :func:`tag`) is gone."""
+    m = _TAG.search(name)
+    if m is None:
+        return False
+    if m.group(1) != _host():
+        return time.time() - mtime > FOREIGN_AFTER_S
+    pid = int(m.group(2))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,0 +1,380 @@
+"""Verify means verified; one damaged run harms nothing else (issue 12, item 6).
+
+Each test is one reproduction of the issue: it failed on the code before the fix. Real files,
+real SQLite, real git repositories and bundles, the real CLI in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agtrace.capture import Recorder
+from agtrace.eventlog import (
+    MessageAdded,
+    RunEnded,
+    RunStarted,
+    Store,
+    StoreError,
+)
+from agtrace.eventlog.reader import list_segments
+
+from .conftest import run_agtrace
+
+
+def segments(store: Store, run_id: str) -> list[Path]:
+    return [p for _f, _l, p in list_segments(store.run_dir(run_id) / "events")]
+
+
+def plain_run(store: Store, *, events: int = 5, end: bool = True, seal: bool = True) -> str:
+    """A run of two sealed segments (run_started; the rest), or an open second one."""
+    writer = store.create_run(RunStarted(agent="t"), durability="strict")
+    store.close_writer(writer)
+    writer = store.open_writer(writer.run_id, durability="strict")
+    for i in range(events):
+        writer.append(MessageAdded(role="user", text=f"m{i}"))
+    if end:
+        writer.append(RunEnded(status="completed"))
+    if seal:
+        store.close_writer(writer)
+    else:
+        writer.close(seal=False)
+    store.sync(writer.run_id)
+    return writer.run_id
+
+
+def captured_run(store: Store, work: Path, parts: int = 3) -> str:
+    """A run captured with snapshots (shadow repository and a bundle), ``parts`` tool parts."""
+    work.mkdir(exist_ok=True)
+    (work / "a.txt").write_text("zero\n")
+    with Recorder(store, workdir=work, agent="t") as rec:
+        for i in range(parts):
+            (work / "a.txt").write_text(f"part {i + 1}\n")
+            (work / f"f{i}.txt").write_text(f"file {i}\n" * 50)
+            call = rec.tool_call("shell", command=f"step {i}")
+            rec.tool_result(call, output="ok", exit_code=0)
+    return rec.run_id
+
+
+# -- completeness ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("catalog", ["kept", "deleted"])
+def test_deleting_the_last_sealed_segment_is_found(tmp_path, catalog):
+    store = Store(tmp_path / "s")
+    run_id = plain_run(store)
+    assert store.verify(run_id).ok
+    last = segments(store, run_id)[-1]
+    last.unlink()
+    if catalog == "deleted":
+        store.close()
+        (tmp_path / "s" / "catalog.db").unlink()
+        store = Store(tmp_path / "s")
+    report = store.verify(run_id)
+    assert not report.ok
+    assert any(str(last) in p and "missing" in p for p in report.problems), report.problems
+    if catalog == "kept":  # the catalog saw the end: its run_ended is named
+        assert any("run_ended event is missing" in p for p in report.problems), report.problems
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_losing_the_open_segment_is_found(tmp_path, how):
+    store = Store(tmp_path / "s")
+    run_id = plain_run(store, end=False, seal=False)
+    (open_seg,) = [p for p in segments(store, run_id) if p.suffix == ".open"]
+    assert store.verify(run_id).ok
+    if how == "deleted":
+        open_seg.unlink()
+    else:
+        open_seg.write_bytes(b"")
+    report = store.verify(run_id)
+    assert not report.ok
+    assert any(str(open_seg) in p for p in report.problems), report.problems
+    assert any("catalog indexed seqs up to 6" in p for p in report.problems), report.problems
+
+
+def test_verify_of_a_whole_captured_run_says_every_part_replays(tmp_path):
+    store = Store(tmp_path / "s")
+    run_id = captured_run(store, tmp_path / "w")
+    report = store.verify(run_id)
+    assert report.ok, report.problems
+    (check,) = report.checks
+    assert check.ended and check.parts == 3 and check.replayable == [0, 1, 2, 3]
+    assert check.snapshots == {"repo.git": "ok", "bundles": "ok"}
+    assert report.trees >= 8  # four trees, in two sources
+
+
+def _objects(repo: Path) -> list[Path]:
+    return [p for p in (repo / "objects").rglob("*") if p.is_file() and p.parent.name not in ("info",)]
+
+
+def test_damage_to_the_shadow_repository_is_found_and_bundles_still_replay(tmp_path):
+    store = Store(tmp_path / "s")
+    run_id = captured_run(store, tmp_path / "w")
+    repo = store.run_dir(run_id) / "repo.git"
+    for obj in _objects(repo):  # every loose object and pack: damage them all
+        obj.chmod(0o644)
+        data = bytearray(obj.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        obj.write_bytes(bytes(data))
+    report = store.verify(run_id)
+    assert not report.ok
+    (check,) = report.checks
+    assert check.snapshots["bundles"] == "ok" and check.snapshots["repo.git"] != "ok"
+    assert any("repo.git" in p for p in report.problems)
+    assert check.replayable == [0, 1, 2, 3]  # from the bundles
+    from agtrace.replay import materialize
+
+    view = materialize(store, run_id, 2, tmp_path / "out")  # and replay uses them
+    assert view.part == 2 and (tmp_path / "out" / "a.txt").read_text() == "part 2\n"
+
+
+def test_damaged_bundles_and_repository_leave_no_part_replayable(tmp_path):
+    store = Store(tmp_path / "s")
+    run_id = captured_run(store, tmp_path / "w")
+    run_dir = store.run_dir(run_id)
+    for bundle in (run_dir / "bundles").glob("*.bundle"):
+        bundle.write_bytes(bundle.read_bytes()[: bundle.stat().st_size // 2])
+    for obj in _objects(run_dir / "repo.git"):
+        obj.unlink()
+    report = store.verify(run_id)
+    (check,) = report.checks
+    assert not report.ok and check.replayable == []
+    assert sorted(check.not_replayable) == [0, 1, 2, 3]
+    assert any("bundles" in p for p in report.problems), report.problems
+    assert any("missing or damaged" in why for why in check.not_replayable.values())
+
+
+def test_verify_json_names_problems_and_replayable_parts(tmp_path):
+    s = tmp_path / "s"
+    store = Store(s)
+    good = plain_run(store)
+    bad = plain_run(store)
+    segments(store, bad)[-1].unlink()
+    store.close()
+    proc = run_agtrace(["verify", "--json"], s)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(proc.stdout)
+    assert not data["ok"] and data["runs"] == 2
+    checks = {c["run_id"]: c for c in data["checks"]}
+    assert checks[good]["ok"] and not checks[bad]["ok"]
+    assert checks[bad]["last_seq"] == 1 and checks[bad]["problems"]
+    assert b"Traceback" not in proc.stderr
+    text = run_agtrace(["verify"], s)
+    assert text.returncode == 1 and f"run {bad}: " in text.stderr.decode()
+
+
+# -- one damaged run harms nothing else --------------------------------------------------------
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_run_never_breaks_reindex_or_ls_of_the_others(tmp_path):
+    s = tmp_path / "s"
+    store = Store(s)
+    ids = [plain_run(store) for _ in range(3)]
+    _flip(segments(store, ids[1])[-1], 40)
+    store.close()
+    proc = run_agtrace(["reindex"], s)
+    assert proc.returncode == 0, proc.stderr
+    assert f"run {ids[1]} cannot be read from seq 2 on" in proc.stderr.decode()
+    proc = run_agtrace(["ls", "--json"], s)
+    assert proc.returncode == 0, proc.stderr
+    listed = {r["id"]: r for r in json.loads(proc.stdout)}
+    assert set(listed) == set(ids)
+    assert listed[ids[0]]["status"] == listed[ids[2]]["status"] == "completed"
+    assert listed[ids[1]]["projection_errors"] and listed[ids[1]]["events"] == 1
+    assert run_agtrace(["show", ids[0]], s).returncode == 0
+    assert run_agtrace(["metrics", ids[2], "--json"], s).returncode == 0
+
+
+def test_a_run_damaged_at_its_first_frame_is_listed_as_damaged(tmp_path):
+    store = Store(tmp_path / "s")
+    good, bad = plain_run(store), plain_run(store)
+    store.close()
+    (tmp_path / "s" / "catalog.db").unlink()
+    _flip(segments(store, bad)[0], 40)
+    store = Store(tmp_path / "s")
+    runs = {r.id: r for r in store.runs()}
+    assert runs[good].status == "completed"
+    assert runs[bad].status == "damaged" and "cannot be read from seq 1" in runs[bad].reason
+    store.close()
+    proc = run_agtrace(["ls", "--status", "damaged", "--json"], tmp_path / "s", check=True)
+    assert [r["id"] for r in json.loads(proc.stdout)] == [bad]
+
+
+@pytest.mark.parametrize("content", [b"this is not a database at all" * 10, b"", "sqlite-of-another-kind"])
+def test_a_damaged_or_replaced_catalog_is_set_aside_and_rebuilt(tmp_path, content):
+    s = tmp_path / "s"
+    store = Store(s)
+    ids = [plain_run(store) for _ in range(2)]
+    store.close()
+    catalog = s / "catalog.db"
+    if content == "sqlite-of-another-kind":
+        catalog.unlink()
+        other = sqlite3.connect(catalog)
+        other.execute("CREATE TABLE runs (x)")
+        other.commit()
+        other.close()
+    else:
+        data = bytearray(catalog.read_bytes())
+        data[:100] = content[:100].ljust(100, b"\0") if content else bytes(100)
+        catalog.write_bytes(bytes(data))
+    proc = run_agtrace(["ls", "--json"], s)
+    assert proc.returncode == 0, proc.stderr
+    assert {r["id"] for r in json.loads(proc.stdout)} == set(ids)
+    assert b"Traceback" not in proc.stderr
+    if content != "sqlite-of-another-kind":
+        assert b"the catalog was damaged; it was moved to" in proc.stderr
+        assert list(s.glob("catalog.db.damaged-*"))
+
+
+def test_a_stale_tree_id_in_the_catalog_is_rebuilt_not_trusted(tmp_path):
+    from agtrace.replay import materialize
+
+    store = Store(tmp_path / "s")
+    run_id = captured_run(store, tmp_path / "w")
+    rows = {r["part"]: r["tree_id"] for r in store.catalog.part_rows(run_id)}
+    store.catalog.conn.execute("UPDATE parts SET tree_id=? WHERE run_id=? AND part=2", [rows[1], run_id])
+    view = materialize(store, run_id, 2, tmp_path / "out")
+    assert view.tree_id == rows[2]
+    assert (tmp_path / "out" / "a.txt").read_text() == "part 2\n"
+    assert store.catalog.part_row(run_id, 2)["tree_id"] == rows[2]  # the row was rebuilt
+
+
+def test_a_lock_replaced_by_a_symlink_never_truncates_its_target(tmp_path):
+    store = Store(tmp_path / "s")
+    run_id = plain_run(store, end=False)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("do not truncate me\n")
+    lock = store.run_dir(run_id) / "lock"
+    lock.unlink()
+    lock.symlink_to(victim)
+    with pytest.raises(StoreError, match="symbolic link"):
+        store.open_writer(run_id)
+    assert victim.read_text() == "do not truncate me\n"
+    assert store.info(run_id).status in ("running", "crashed")  # reading still works
+    proc = run_agtrace(["append", run_id], tmp_path / "s", input=b'{"kind":"message_added","role":"user"}\n')
+    assert proc.returncode == 1 and b"symbolic link" in proc.stderr and b"Traceback" not in proc.stderr
+    assert victim.read_text() == "do not truncate me\n"
+    os.unlink(lock)
+    store.open_writer(run_id).close()
+
+
+# -- a crashed capture still ships its trees; killed imports and pushes leave nothing ---------
+
+CAPTURE_CHILD = """
+import sys, time
+from pathlib import Path
+from agtrace.capture import Recorder
+from agtrace.eventlog import Store
+
+store, work = Store(sys.argv[1]), Path(sys.argv[2])
+with Recorder(store, workdir=work, agent="t") as rec:
+    for i in range(3):
+        (work / "a.txt").write_text(f"part {i + 1}\\n")
+        call = rec.tool_call("shell", command=f"step {i}")
+        rec.tool_result(call, output="ok", exit_code=0)
+    rec.writer.flush()  # durable: the crash below loses nothing
+    print("parts 3", rec.run_id, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_crashed_capture_ships_a_bundle_and_replays_after_push_and_pull(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from agtrace.eventlog import pull, push, remote_for
+    from agtrace.replay import materialize
+
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "a.txt").write_text("zero\n")
+    child = subprocess.Popen([sys.executable, "-c", CAPTURE_CHILD, str(tmp_path / "s"), str(work)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        line = child.stdout.readline().split()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert line[:2] == ["parts", "3"], line
+    run_id = line[2]
+    store = Store(tmp_path / "s")
+    assert not list((store.run_dir(run_id) / "bundles").glob("*.bundle"))  # the crash: no bundle
+    (tmp_path / "remote").mkdir()
+    remote = remote_for(f"file://{tmp_path / 'remote'}")
+    push(store, remote, [run_id])
+    assert len(list((store.run_dir(run_id) / "bundles").glob("*.bundle"))) == 1
+    assert push(store, remote, [run_id]).uploaded == 0  # and only once
+    fresh = Store(tmp_path / "fresh")
+    pull(fresh, remote, [run_id])
+    assert fresh.info(run_id).status == "crashed"
+    view = materialize(fresh, run_id, 2, tmp_path / "out")
+    assert (tmp_path / "out" / "a.txt").read_text() == "part 2\n" and view.part == 2
+    (check,) = fresh.verify(run_id).checks
+    assert check.replayable == [0, 1, 2, 3] and check.snapshots["repo.git"] == "absent"
+
+
+STAGING_CHILD = """
+import sys, time
+from agtrace.eventlog import Store
+d = Store(sys.argv[1]).staging_dir()
+(d / "half-built").write_text("x")
+print(d, flush=True)
+time.sleep(120)
+"""
+
+
+def test_staging_left_by_a_killed_import_is_removed_by_the_next(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", STAGING_CHILD, str(tmp_path / "s")],
+                             stdout=subprocess.PIPE, text=True)
+    alive = subprocess.Popen([sys.executable, "-c", STAGING_CHILD, str(tmp_path / "s")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        left = Path(child.stdout.readline().strip())
+        live = Path(alive.stdout.readline().strip())
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert left.is_dir()
+        mine = Store(tmp_path / "s").staging_dir()
+        assert not left.exists()  # its owner is dead
+        assert live.is_dir()  # a live import's is kept
+        assert mine.is_dir()
+    finally:
+        alive.send_signal(signal.SIGKILL)
+        alive.wait()
+
+
+def test_temp_files_of_a_killed_file_push_are_removed_by_the_next(tmp_path):
+    from agtrace.eventlog import leftover, push, remote_for
+
+    store = Store(tmp_path / "s")
+    run_id = plain_run(store)
+    (tmp_path / "remote").mkdir()
+    remote = remote_for(f"file://{tmp_path / 'remote'}")
+    push(store, remote, [run_id])
+    events = tmp_path / "remote" / "runs" / run_id / "events"
+    dead = 2 ** 22 + 12345  # above pid_max's default: no such process
+    mine = leftover.tag()
+    host = mine[1:mine.rindex("-")]
+    stale = events / f".x.seg.@{host}-{dead}@.tmp"
+    partial = events / f"..x.seg.@{host}-{dead}@.tmp.part"
+    other = events / ".someone-elses"
+    for p in (stale, partial, other):
+        p.write_bytes(b"half")
+    push(Store(tmp_path / "s"), remote_for(f"file://{tmp_path / 'remote'}"), [run_id])
+    assert not stale.exists() and not partial.exists() and other.exists()
