@@ -85,7 +85,8 @@ def install_ignore_rules(git_dir: str, root: str, exclude, max_file_bytes: int) 
 
 
 def load_state(git_dir: str) -> dict:
-    """``{"policy": fingerprint, "nested": [...]}`` of the last snapshot; {} before the first."""
+    """``{"policy": fingerprint, "nested": [...], "excluded": [...]}`` of the last snapshot; {}
+    before the first."""
     try:
         with open(os.path.join(git_dir, _STATE_FILE), "rb") as f:
             return json.loads(f.read())
@@ -93,8 +94,13 @@ def load_state(git_dir: str) -> dict:
         return {}
 
 
-def save_state(git_dir: str, policy: str, nested: list[str]) -> None:
-    write_atomic(os.path.join(git_dir, _STATE_FILE), json.dumps({"policy": policy, "nested": nested}).encode())
+def save_state(git_dir: str, policy: str, nested: list[str], excluded: list | None = None) -> None:
+    """Remember the policy's fingerprint, the nested repositories and what was left out (so a
+    snapshot from changed paths knows the exclusions of the paths it is not told about)."""
+    state: dict = {"policy": policy, "nested": nested}
+    if excluded is not None:
+        state["excluded"] = [list(e) for e in excluded]
+    write_atomic(os.path.join(git_dir, _STATE_FILE), json.dumps(state).encode())
 
 
 def credentials_fingerprint(fingerprint: str, enabled: bool) -> str:
