@@ -68,6 +68,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
         self.path = path
         self._credentials = True
         self._index = None  # (index, its file, the file's signature when we wrote it)
+        self._state: tuple = ({}, None)  # agtrace-state.json as last saved, with its signature
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -170,7 +171,9 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
         if not os.path.isdir(root):
             raise GitStoreError(f"workdir {workdir} is not a directory; nothing to snapshot")
         parent = self._resolve_parent(parent_commit)
-        state = policy.load_state(self.path)
+        state_file = os.path.join(self.path, policy.STATE_FILE)
+        cached_state, signature = self._state
+        state = cached_state if signature and _file_signature(state_file) == signature else policy.load_state(self.path)
         fingerprint = policy.install_ignore_rules(self.path, root, exclude, max_file_bytes)
         fingerprint = policy.credentials_fingerprint(fingerprint, credentials)
         self._credentials = credentials
@@ -212,7 +215,8 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
             detector = "paths+walk"
             missed = tuple(self.changed_paths(str(by_paths), str(tree)) if by_paths != tree else ())
             missed += tuple(sorted({e.path for e in set(recorded) ^ set(excluded_by_paths)} - set(missed)))
-        policy.save_state(self.path, fingerprint, nested_all, recorded)
+        saved = policy.save_state(self.path, fingerprint, nested_all, recorded, state)
+        self._state = (saved, _file_signature(state_file))
         parent_tree = repo[parent].peel(pygit2.Tree).id if parent else None
         if parent is not None and parent_tree == tree:
             commit_id, created = parent, False
