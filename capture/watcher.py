@@ -28,6 +28,7 @@ import errno
 import os
 import struct
 import sys
+import weakref
 from collections.abc import Callable
 
 IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
@@ -74,6 +75,7 @@ class TreeWatcher:
 
     def __init__(self, libc, fd: int, root: str, skip: Callable[[str], bool]):
         self._libc, self._fd, self.root, self._skip = libc, fd, root, skip
+        self._finalizer = weakref.finalize(self, os.close, fd)  # a watcher dropped unclosed
         self._paths: dict[int, str] = {}  # wd -> relative dir ("" for the root)
         self._wds: dict[str, int] = {}
         self._changed: set[str] = set()
@@ -98,7 +100,7 @@ class TreeWatcher:
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            self._finalizer()
             self._fd = -1
 
     @property

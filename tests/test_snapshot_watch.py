@@ -100,6 +100,7 @@ def step_move_dir(w):
 
 def step_delete_dir(w):
     shutil.rmtree(f"{w}/src/pkg2")
+    write(f"{w}/moved_a/b/c/deep.py", "edited below the directory moved by the last step\n")
 
 
 def step_type_changes(w):
