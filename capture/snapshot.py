@@ -149,7 +149,8 @@ class Snapshotter(ShadowSnapshotter):
             if self.watch and self.tree_id is None:  # before the first snapshot's walk
                 self.git.prepare(self.workdir, exclude=list(self.policy.exclude),
                                  max_file_bytes=self.policy.max_file_bytes)
-                self._watcher = open_watcher(self.workdir, skip=lambda rel: self.git.is_ignored(rel + "/"))
+                git = self.git  # not self: a dropped Snapshotter frees its watcher at once (no cycle)
+                self._watcher = open_watcher(self.workdir, skip=lambda rel: git.is_ignored(rel + "/"))
             return None, ""
         changed = self._watcher.changes()
         if changed is not None:

@@ -214,3 +214,16 @@ def test_first_snapshot_line_counts_equal_the_diffs(work, tmp_path):
     result = store.snapshot(work, max_file_bytes=1 << 20, message="first")
     assert result.lines_added == sum(c.lines_added for c in store.diff(None, result.tree_id))
     assert list(result.added) == [c.path for c in store.diff(None, result.tree_id)]
+
+
+def test_a_dropped_snapshotter_closes_its_watcher(work, tmp_path):
+    def inotify_fds():
+        return sum(os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify" for fd in os.listdir("/proc/self/fd")
+                   if os.path.exists(f"/proc/self/fd/{fd}"))
+
+    before = inotify_fds()
+    snap = Snapshotter(tmp_path / "run", work)
+    snap.take("base")
+    assert inotify_fds() == before + 1
+    del snap  # no final snapshot: the run was dropped
+    assert inotify_fds() == before
