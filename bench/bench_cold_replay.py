@@ -82,7 +82,9 @@ def run(files: int, mb: int, repeats: int, parts: int = 5) -> dict:
         blobs = _tree_bytes(git, tree)
         bundles = sorted((store.run_dir(run_id) / "bundles").glob("*.bundle"))
         cli = [sys.executable, "-m", "agtrace.cli.main"]
-        env = {**os.environ, "AGTRACE_HOME": store.root.as_posix()}
+        # as users run it: with bytecode caches (the warm-up below writes them)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["AGTRACE_HOME"] = store.root.as_posix()
         subprocess.run([*cli, "--store", str(store.root), "ls"], env=env, check=True, capture_output=True)
         rows: dict[str, list[float]] = {k: [] for k in ("cli", "floor", "clone", "checkout_1", "checkout_n")}
         for i in range(repeats):
