@@ -1,6 +1,8 @@
 """Capture overhead per part through the CLI (issue 14, item 6), against the bare agent.
 
-A raw agent script edits one file of a 2,000-file repository and prints ``PART <n>`` N times.
+A raw agent script thinks ``--think-ms`` (so the capture keeps up with it: each part's snapshot
+sees its edit and freezes a live agent), edits one file of a 2,000-file repository and prints
+``PART <n>``, N times.
 Measured in the same run, medians over ``--repeats``, for N = ``--small`` and N = ``--parts``:
 
 * bare: the script run directly (stdout to a pipe drained by this process);
@@ -12,7 +14,7 @@ The overhead per part is the slope between the two sizes, (captured - bare) per 
 minus the median snapshot time: what a part costs beyond its snapshot once the fixed costs
 (CLI start, first and last snapshot) are paid. Budget ≤ 10 ms.
 
-    python bench/bench_capture_cli.py [--files 2000] [--parts 200] [--small 20] [--repeats 3] [--json]
+    python bench/bench_capture_cli.py [--files 2000] [--parts 200] [--small 20] [--repeats 3] [--think-ms 20] [--json]
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from agtrace.eventlog import SnapshotTaken, Store
 
 BUDGET_MS = 10.0
 AGENT = """
-import sys
-n = int(sys.argv[1])
+import sys, time
+n, think = int(sys.argv[1]), float(sys.argv[2])
 for i in range(n):
-    with open("pkg0/file0.py", "a") as f:
+    time.sleep(think)
+    with open(f"pkg{i % 20}/file{i % 20}.py", "a") as f:
         f.write(f"# part {i}\\n")
     print(f"PART {i}", flush=True)
 """
@@ -48,15 +51,15 @@ def build(root: str, files: int) -> None:
             f.write(f"x = {i}\n" * 100)
 
 
-def bare(work: str, script: str, n: int) -> float:
+def bare(work: str, script: str, n: int, think: float) -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, script, str(n)], cwd=work, check=True, capture_output=True)
+    subprocess.run([sys.executable, script, str(n), str(think)], cwd=work, check=True, capture_output=True)
     return time.perf_counter() - t
 
 
-def captured(work: str, script: str, n: int, store: str) -> tuple[float, list[float]]:
+def captured(work: str, script: str, n: int, store: str, think: float) -> tuple[float, list[float]]:
     cmd = [sys.executable, "-m", "agtrace.cli.main", "--store", store, "run", "--agent", "raw",
-           "--marker", "^PART", "--workdir", work, "-q", "--json", "--", sys.executable, script, str(n)]
+           "--marker", "^PART", "--workdir", work, "-q", "--json", "--", sys.executable, script, str(n), str(think)]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as users run it
     t = time.perf_counter()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
@@ -67,7 +70,8 @@ def captured(work: str, script: str, n: int, store: str) -> tuple[float, list[fl
     return elapsed, snaps
 
 
-def run(files: int, parts: int, small: int, repeats: int) -> dict:
+def run(files: int, parts: int, small: int, repeats: int, think_ms: float = 20.0) -> dict:
+    think = think_ms / 1000
     tmp = tempfile.mkdtemp(prefix="agtrace-bench-capture-")
     try:
         script = os.path.join(tmp, "agent.py")
@@ -75,7 +79,7 @@ def run(files: int, parts: int, small: int, repeats: int) -> dict:
             f.write(AGENT)
         warm = os.path.join(tmp, "warm")
         build(warm, 10)
-        captured(warm, script, 1, os.path.join(tmp, "store"))  # writes the bytecode caches
+        captured(warm, script, 1, os.path.join(tmp, "store"), think)  # writes the bytecode caches
         times: dict[tuple[str, int], list[float]] = {}
         snap_ms: list[float] = []
         for i in range(repeats):
@@ -84,9 +88,9 @@ def run(files: int, parts: int, small: int, repeats: int) -> dict:
                     work = os.path.join(tmp, f"work-{how}-{n}-{i}")
                     build(work, files)
                     if how == "bare":
-                        elapsed = bare(work, script, n)
+                        elapsed = bare(work, script, n, think)
                     else:
-                        elapsed, snaps = captured(work, script, n, os.path.join(tmp, "store"))
+                        elapsed, snaps = captured(work, script, n, os.path.join(tmp, "store"), think)
                         snap_ms.extend(snaps)
                     times.setdefault((how, n), []).append(elapsed)
                     shutil.rmtree(work)
@@ -96,7 +100,7 @@ def run(files: int, parts: int, small: int, repeats: int) -> dict:
                     - (med[("captured", small)] - med[("bare", small)])) * 1000 / extra
         snapshot_ms = statistics.median(snap_ms)
         return {
-            "files": files, "parts": parts, "small": small, "repeats": repeats,
+            "files": files, "parts": parts, "small": small, "repeats": repeats, "think_ms": think_ms,
             "bare_s": round(med[("bare", parts)], 3), "captured_s": round(med[("captured", parts)], 3),
             "bare_small_s": round(med[("bare", small)], 3), "captured_small_s": round(med[("captured", small)], 3),
             "per_part_ms_all_in": round((med[("captured", parts)] - med[("bare", parts)]) * 1000 / parts, 2),
@@ -123,9 +127,10 @@ def main() -> None:
     ap.add_argument("--parts", type=int, default=200)
     ap.add_argument("--small", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--think-ms", type=float, default=20.0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    report = run(args.files, args.parts, args.small, args.repeats)
+    report = run(args.files, args.parts, args.small, args.repeats, args.think_ms)
     if args.json:
         print(json.dumps(report, indent=2))
         return
