@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pygit2
 import pytest
 
 from agtrace.capture import Snapshotter
@@ -193,6 +194,8 @@ def test_the_final_walk_records_what_the_watcher_missed(work, tmp_path):
     assert final.detector == "inotify+walk" and final.missed == ["src/pkg0/mod0.py"]
     assert final.modified == ["src/pkg0/mod0.py"]
     assert final.tree_id == reference(work, tmp_path, "final")[0]
+    repo = pygit2.Repository(str(tmp_path / "run" / "repo.git"))  # the verifying walk wrote the index
+    assert str(pygit2.Index(str(tmp_path / "run" / "repo.git" / "index")).write_tree(repo)) == final.tree_id
 
 
 def test_without_a_watcher_every_snapshot_walks(work, tmp_path):

@@ -157,9 +157,11 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
         trusted (first snapshot, policy or a ``.gitignore`` changed, a nested repository
         appeared: ``detector="walk"``, ``fallback`` says why). With ``verify`` as well, the
         whole workdir is walked afterwards and what the paths missed is put right and listed in
-        ``missed`` (``detector="paths+walk"``). ``parent_commit`` defaults to the ref's tip; when given (e.g. the last commit
-        the caller recorded), the new commit chains from it and the ref is moved to the new
-        commit even if it pointed elsewhere (an unrecorded tip is dropped from the chain).
+        ``missed`` (``detector="paths+walk"``).
+
+        ``parent_commit`` defaults to the ref's tip; when given (e.g. the last commit the caller
+        recorded), the new commit chains from it and the ref is moved to the new commit even if
+        it pointed elsewhere (an unrecorded tip is dropped from the chain).
 
         An unchanged tree creates no commit: the result has ``created_commit=False``, the same
         ``tree_id`` and ``commit_id`` equal to the parent, and the ref is set to the parent.
@@ -210,7 +212,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
         nested_all = sorted(set(known) | set(nested_roots))
         recorded = sorted(excluded)
         excluded = recorded + [Exclusion(f"{n}/.git", "nested_git", 0) for n in nested_all]
-        tree = self._write_tree(index, root, flush=detector != "paths")
+        tree = self._write_tree(index, root, flush=detector != "paths" or verify)
         if detector == "paths" and verify:
             detector = "paths+walk"
             missed = tuple(self.changed_paths(str(by_paths), str(tree)) if by_paths != tree else ())
@@ -226,8 +228,9 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
             commit_id = str(repo.create_commit(None, sig, sig, message, tree, parents))
             created = True
         self.set_head(commit_id)
-        if parent_tree is None and lines is not None:
-            changes = sorted(FileChange(e.path, "added", lines.get(e.path, 0), 0) for e in index)
+        paths = [e.path for e in index] if parent_tree is None and lines is not None else None
+        if paths is not None and all(p in lines for p in paths):  # every file was read just now
+            changes = sorted(FileChange(p, "added", lines[p], 0) for p in paths)
         else:
             changes = self.diff(str(parent_tree) if parent_tree else None, str(tree))
         by_status: dict[str, list[str]] = {"added": [], "modified": [], "deleted": []}
