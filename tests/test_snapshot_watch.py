@@ -230,3 +230,16 @@ def test_a_dropped_snapshotter_closes_its_watcher(work, tmp_path):
     assert inotify_fds() == before + 1
     del snap  # no final snapshot: the run was dropped
     assert inotify_fds() == before
+
+
+def test_a_stale_index_file_costs_hashing_never_a_wrong_tree(work, tmp_path):
+    snap = Snapshotter(tmp_path / "run", work)
+    snap.take("base")
+    for step in (step_edit, step_rename, step_new_dirs, step_delete_dir):
+        step(str(work))
+        assert snap.take(step.__name__).detector == "inotify"  # the index file is not rewritten
+    other = GitStore.open(tmp_path / "run" / "repo.git")  # another process, reading the old file
+    result = other.snapshot(work, exclude=["__pycache__/", "*.pyc", ".venv/", "node_modules/"],
+                            max_file_bytes=10 * 1024 * 1024, message="walk", parent_commit=snap.commit_id)
+    assert result.detector == "walk" and result.tree_id == snap.tree_id == reference(work, tmp_path, "x")[0]
+    assert not result.created_commit
