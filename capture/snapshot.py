@@ -78,6 +78,8 @@ class ShadowSnapshotter:
 
     def seal(self) -> Path | None:
         """Write the snapshots made since the last seal as the next bundle; None if nothing new."""
+        if self.commit_id is not None and self.git.head != self.commit_id:
+            self.git.set_head(self.commit_id)  # snapshots chain by commit id; the ref follows here
         path = write_next_bundle(self.git, self.run_dir, self.commit_id, self._bundled)
         if path is not None:
             self._bundled = self.commit_id
@@ -117,6 +119,7 @@ class Snapshotter(ShadowSnapshotter):
             credentials=self.policy.credentials,
             changed=changed,
             verify=final and changed is not None,
+            move_ref=final,  # seal() moves it before bundling
         )
         self.tree_id, self.commit_id = result.tree_id, result.commit_id
         detector = {"paths": "inotify", "paths+walk": "inotify+walk"}.get(result.detector, "walk")

@@ -147,6 +147,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
         credentials: bool = True,
         changed: Collection[str] | None = None,
         verify: bool = False,
+        move_ref: bool = True,
     ) -> SnapshotResult:
         """Record the current tree of ``workdir`` and chain it on ``refs/agtrace/snapshots``.
 
@@ -161,7 +162,9 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
 
         ``parent_commit`` defaults to the ref's tip; when given (e.g. the last commit the caller
         recorded), the new commit chains from it and the ref is moved to the new commit even if
-        it pointed elsewhere (an unrecorded tip is dropped from the chain).
+        it pointed elsewhere (an unrecorded tip is dropped from the chain). ``move_ref=False``
+        leaves the ref alone (a caller that chains by ``parent_commit`` and moves the ref with
+        `set_head` before bundling saves a ref write per snapshot).
 
         An unchanged tree creates no commit: the result has ``created_commit=False``, the same
         ``tree_id`` and ``commit_id`` equal to the parent, and the ref is set to the parent.
@@ -227,7 +230,8 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
             parents = [pygit2.Oid(hex=parent)] if parent else []
             commit_id = str(repo.create_commit(None, sig, sig, message, tree, parents))
             created = True
-        self.set_head(commit_id)
+        if move_ref:
+            self.set_head(commit_id)
         paths = [e.path for e in index] if parent_tree is None and lines is not None else None
         if paths is not None and all(p in lines for p in paths):  # every file was read just now
             changes = sorted(FileChange(p, "added", lines[p], 0) for p in paths)
