@@ -154,12 +154,9 @@ _OPEN_DIRS = 256  # directories held open at once by a checkout
 def _umask() -> int | None:
     try:
         with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+            return next(int(line.split()[1], 8) for line in f if line.startswith(b"Umask:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 _UMASK = _umask()
@@ -236,9 +233,12 @@ def _checked(tree, tree_id: str):
     names: set[str] = set()
     for entry in tree:
         name = entry.name
-        if not name or name in (".", "..") or "/" in name or "\0" in name or name.lower() == ".git" \
-                or name in names:
-            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r}; refused")
+        try:
+            check_name(name, f"tree {tree_id}", tree=True)
+        except UnsafePath as exc:
+            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r}; refused ({exc})") from None
+        if name in names:
+            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r} (twice); refused")
         names.add(name)
         yield entry
 

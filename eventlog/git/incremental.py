@@ -22,6 +22,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from .. import credential
+from . import policy
 from .checkout import MODE_BLOB, MODE_EXEC, MODE_LINK
 from .result import Exclusion
 
@@ -165,6 +166,42 @@ class IncrementalMixin:
                         return f"{rel} appeared"
                     self._add_path(index, rel, entry.path, st, max_file_bytes, excluded, lines)
         return ""
+
+    def _purge(self: GitStore, index, root: str, max_file_bytes: int, *, check_size: bool) -> None:
+        """Drop index entries that the current policy excludes (run when the policy or a
+        ``.gitignore`` changed; libgit2 alone would keep tracking once-recorded paths)."""
+        for entry in list(index):
+            path = entry.path
+            if self.is_ignored(path):
+                self._index_drop(index, path)
+            elif check_size:
+                full = os.path.join(root, path)
+                try:
+                    st = os.lstat(full)
+                except OSError:
+                    continue
+                too_big = stat.S_ISREG(st.st_mode) and st.st_size > max_file_bytes
+                if too_big or policy.credential_exclusion(path, full, st, self._credentials):
+                    self._index_drop(index, path)
+
+
+def _file_signature(path: str):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _trusted_state(state: dict, fingerprint: str, parent: str | None) -> str:
+    """Why the last snapshot's index cannot be updated from changed paths alone ("" if it can)."""
+    if parent is None:
+        return "first snapshot"
+    if state.get("policy") != fingerprint:
+        return "the snapshot policy or ignore rules changed"
+    if "excluded" not in state:
+        return "no exclusions recorded by the last snapshot"
+    return ""
 
 
 def _below_any(path: str, tops: set[str]) -> bool:

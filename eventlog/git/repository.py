@@ -40,7 +40,7 @@ from ..errors import GitStoreError
 from . import policy
 from .bundle import BundleMixin
 from .checkout import CheckoutMixin
-from .incremental import IncrementalMixin
+from .incremental import IncrementalMixin, _file_signature, _trusted_state
 from .result import SNAPSHOT_REF, Exclusion, FileChange, SnapshotResult
 
 _SIGNATURE_NAME = "agtrace"
@@ -353,23 +353,6 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
         _remove(index, rel)
         index.remove_directory(rel)
 
-    def _purge(self, index, root: str, max_file_bytes: int, *, check_size: bool) -> None:
-        """Drop index entries that the current policy excludes (run when the policy or a
-        ``.gitignore`` changed; libgit2 alone would keep tracking once-recorded paths)."""
-        for entry in list(index):
-            path = entry.path
-            if self._repo.path_is_ignored(path):
-                _remove(index, path)
-            elif check_size:
-                full = os.path.join(root, path)
-                try:
-                    st = os.lstat(full)
-                except OSError:
-                    continue
-                too_big = stat.S_ISREG(st.st_mode) and st.st_size > max_file_bytes
-                if too_big or policy.credential_exclusion(path, full, st, self._credentials):
-                    _remove(index, path)
-
     # -- reading -----------------------------------------------------------------------------
 
     def tree_of(self, commit_or_tree: str) -> str:
@@ -483,25 +466,6 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
             return []
         return [(d.old_file.path, d.new_file.path, d.status == DeltaStatus.DELETED)
                 for d in self._repo.diff(a, b).deltas]
-
-
-def _file_signature(path: str):
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def _trusted_state(state: dict, fingerprint: str, parent: str | None) -> str:
-    """Why the last snapshot's index cannot be updated from changed paths alone ("" if it can)."""
-    if parent is None:
-        return "first snapshot"
-    if state.get("policy") != fingerprint:
-        return "the snapshot policy or ignore rules changed"
-    if "excluded" not in state:
-        return "no exclusions recorded by the last snapshot"
-    return ""
 
 
 def _remove(index: pygit2.Index, path: str) -> None:
