@@ -19,6 +19,7 @@ from pathlib import Path
 from agtrace.eventlog import Excluded, GitStore, SnapshotTaken, credential_rules
 
 from .errors import WorkdirError
+from .watcher import TreeWatcher, open_watcher
 
 DEFAULT_EXCLUDES = (
     "__pycache__/",
@@ -77,6 +78,8 @@ class ShadowSnapshotter:
 
     def seal(self) -> Path | None:
         """Write the snapshots made since the last seal as the next bundle; None if nothing new."""
+        if self.commit_id is not None and self.git.head != self.commit_id:
+            self.git.set_head(self.commit_id)  # snapshots chain by commit id; the ref follows here
         path = write_next_bundle(self.git, self.run_dir, self.commit_id, self._bundled)
         if path is not None:
             self._bundled = self.commit_id
@@ -84,16 +87,29 @@ class ShadowSnapshotter:
 
 
 class Snapshotter(ShadowSnapshotter):
-    """Takes snapshots of a local workdir into a run's shadow repository (with pygit2)."""
+    """Takes snapshots of a local workdir into a run's shadow repository (with pygit2).
 
-    def __init__(self, run_dir: str | os.PathLike, workdir: str | os.PathLike, policy: SnapshotPolicy | None = None):
+    Changed paths come from a file watcher (Linux inotify, ``watcher.py``) started with the
+    first snapshot, so a snapshot reads what changed and does not walk the tree; the first
+    snapshot walks it, and so does any snapshot after the watcher lost events (its queue
+    overflowed) or could not be trusted (a ``.gitignore`` changed, a nested repository
+    appeared). The final snapshot (``final=True``) uses the watcher's paths and then walks the
+    whole tree to verify them: what the watcher missed is recorded anyway and listed in the
+    event's ``missed``. Each event says which ``detector`` found its changes. ``watch=False``
+    (or no inotify) walks every time."""
+
+    def __init__(self, run_dir: str | os.PathLike, workdir: str | os.PathLike, policy: SnapshotPolicy | None = None,
+                 *, watch: bool = True):
         self.workdir = Path(workdir).resolve()
         if not self.workdir.is_dir():
             raise WorkdirError(f"workdir {workdir} does not exist; create it or pass --workdir")
         super().__init__(run_dir, policy)
+        self.watch = watch
+        self._watcher: TreeWatcher | None = None
 
     def take(self, label: str, *, part_ended_ts: int | None = None, final: bool = False) -> SnapshotTaken:
         """Record the workdir's tree now; return the event describing it (changes since the last)."""
+        changed, fallback = self._changes()
         result = self.git.snapshot(
             self.workdir,
             exclude=list(self.policy.exclude),
@@ -101,8 +117,17 @@ class Snapshotter(ShadowSnapshotter):
             message=label,
             parent_commit=self.commit_id,
             credentials=self.policy.credentials,
+            changed=changed,
+            verify=final and changed is not None,
+            move_ref=final,  # seal() moves it before bundling
         )
         self.tree_id, self.commit_id = result.tree_id, result.commit_id
+        detector = {"paths": "inotify", "paths+walk": "inotify+walk"}.get(result.detector, "walk")
+        if self._watcher is not None and changed is not None and result.detector == "walk":
+            fallback = result.fallback
+            self._watcher.rescan()  # a .gitignore or a nested repository: watch what it uncovered
+        if final:
+            self.close()
         return SnapshotTaken(
             tree_id=result.tree_id,
             commit_id=result.commit_id,
@@ -116,7 +141,33 @@ class Snapshotter(ShadowSnapshotter):
             part_ended_ts=part_ended_ts,
             duration_ms=round(result.duration_ms, 3),
             final=final,
+            detector=detector,
+            fallback=fallback,
+            missed=list(result.missed),
         )
+
+    def _changes(self) -> tuple[set[str] | None, str]:
+        """The paths the watcher saw change (None: walk the tree) and, if it cannot tell, why."""
+        if self._watcher is None:
+            if self.watch and self.tree_id is None:  # before the first snapshot's walk
+                self.git.prepare(self.workdir, exclude=list(self.policy.exclude),
+                                 max_file_bytes=self.policy.max_file_bytes)
+                git = self.git  # not self: a dropped Snapshotter frees its watcher at once (no cycle)
+                self._watcher = open_watcher(self.workdir, skip=lambda rel: git.is_ignored(rel + "/"))
+            return None, ""
+        changed = self._watcher.changes()
+        if changed is not None:
+            return changed, ""
+        reason = self._watcher.lost
+        self._watcher.rescan()  # directories made while events were lost are watched from now on
+        return None, reason
+
+    def close(self) -> None:
+        """Stop watching the workdir (the run's last snapshot does it)."""
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+        self.watch = False
 
 
 def write_next_bundle(git: GitStore, run_dir: Path, tip: str | None, bundled: str | None) -> Path | None:

@@ -81,17 +81,22 @@ def credential_reason(rel_path: str, full_path: str | os.PathLike) -> str:
     """``"credential"``, ``"credential_content"`` or "" (keep the file) for a regular file."""
     if _matches(rel_path, NAMES):
         return "credential"
-    token_file = _matches(rel_path, TOKEN_FILES)
     try:
         with open(full_path, "rb") as fh:
             data = fh.read(CONTENT_SCAN_BYTES)
     except OSError:
         return ""
+    return "credential_content" if credential_content(rel_path, data) else ""
+
+
+def credential_content(rel_path: str, data: bytes) -> bool:
+    """Whether a file's bytes (its first :data:`CONTENT_SCAN_BYTES` are looked at) make it a
+    credential file by content; for callers that read the file anyway."""
+    if len(data) > CONTENT_SCAN_BYTES:
+        data = data[:CONTENT_SCAN_BYTES]
     if any(marker in data for marker in _MARKERS) and _CONTENT.search(data):
-        return "credential_content"
-    if token_file and _TOKEN.search(data):
-        return "credential_content"
-    return ""
+        return True
+    return bool(_matches(rel_path, TOKEN_FILES) and _TOKEN.search(data))
 
 
 def rules() -> dict:

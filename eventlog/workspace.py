@@ -62,6 +62,14 @@ class SnapshotTaken(Event, tag="snapshot_taken"):
         part_ended_ts: wall clock (ns) when the part completed, to compare with the envelope ts.
         duration_ms: time the snapshot took.
         final: true for the snapshot taken when the run ended.
+        detector: how the changed paths were found: ``walk`` (the whole workdir was walked),
+            ``inotify`` (only the paths a file watcher reported were read), ``inotify+walk``
+            (the watcher's paths, then a walk of the whole workdir that verified them: the
+            run's last snapshot). Empty in events written before agtrace recorded it.
+        fallback: why the workdir was walked although a watcher ran (its queue overflowed, a
+            ``.gitignore`` changed, a nested repository appeared, ...); empty otherwise.
+        missed: with ``inotify+walk``, the paths the verifying walk found changed that the
+            watcher had not reported (they are in the tree); empty when it missed nothing.
     """
 
     tree_id: str
@@ -76,3 +84,6 @@ class SnapshotTaken(Event, tag="snapshot_taken"):
     part_ended_ts: int | None = None
     duration_ms: float | None = None
     final: bool = False
+    detector: str = ""
+    fallback: str = ""
+    missed: list[str] = []

@@ -9,7 +9,8 @@ already holds part M needs only the paths that differ to become part N. Two ways
   between switches: it keeps the stat data of what it wrote, finds what was changed, added or
   removed since, and puts those paths right on the next switch. Re-scoring uses one per worker.
 
-Both verify what they write (re-hashed from disk) and never write outside the directory.
+Both verify what they write (a checkout by the tree id of the bytes it wrote, a switch by
+re-hashing from disk what it wrote) and never write outside the directory.
 """
 
 from __future__ import annotations

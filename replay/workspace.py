@@ -3,7 +3,7 @@
 Part ``0`` is the workspace before the agent's first part (the base snapshot). Trees come from
 the run's shadow repository when it is there, else from its bundles, unbundled once into a
 per-run cache (``<store>/cache/<run id>/repo.git``); later replays of any part only check out.
-What is written is re-hashed and must equal the recorded tree id.
+What is written is hashed and must equal the recorded tree id (see ``GitStore.checkout``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import pygit2
 import pytest
 
 from agtrace.eventlog import SNAPSHOT_REF, EventlogError, GitStore, GitStoreError
+from agtrace.eventlog.git.checkout import hash_dir
 
 MAX = 1_000_000
 
@@ -376,3 +377,28 @@ def test_a_directory_replaced_by_a_file_and_back_is_snapshotted(tmp_path):
     third = store.snapshot(work, max_file_bytes=MAX, message="dir again")
     assert store.read_blob(third.tree_id, "pkg/mod.py") == b"x = 2\n"
     assert third.deleted == ("pkg",) and first.tree_id != third.tree_id
+
+
+@pytest.mark.parametrize("jobs", [1, 8])
+def test_parallel_checkout_writes_exactly_the_tree(tmp_path, jobs):
+    work = tmp_path / "work"
+    for d in range(300):  # more directories than a checkout holds open at once
+        (work / f"d{d % 30}" / f"e{d}").mkdir(parents=True)
+        (work / f"d{d % 30}" / f"e{d}" / "f.txt").write_bytes(b"%d\n" % d * (d + 1))
+    (work / "run.sh").write_text("#!/bin/sh\n")
+    (work / "run.sh").chmod(0o755)
+    (work / "empty").write_bytes(b"")
+    os.symlink("d0/e0/f.txt", work / "link")
+    os.symlink("d1", work / "dirlink")
+    store = GitStore.init(tmp_path / "repo.git")
+    tree = store.snapshot(work, max_file_bytes=1 << 20, message="t").tree_id
+    out = tmp_path / f"out-{jobs}"
+    assert store.checkout(tree, out, jobs=jobs) == tree
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert hash_dir(fd) == tree  # what is on disk, re-read
+    finally:
+        os.close(fd)
+    assert os.access(out / "run.sh", os.X_OK) and not os.access(out / "empty", os.X_OK)
+    assert os.readlink(out / "dirlink") == "d1"
+    assert store.checkout(tree, tmp_path / f"disk-{jobs}", verify="disk") == tree

@@ -149,5 +149,5 @@ class RemoteSnapshotter(ShadowSnapshotter):
             deleted=by["deleted"], lines_added=sum(c.lines_added for c in changes),
             lines_removed=sum(c.lines_removed for c in changes), excluded=excluded,
             policy={**self.policy.as_dict(), "sandbox": True}, part_ended_ts=part_ended_ts,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3), final=final,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3), final=final, detector="walk",
         )

@@ -51,7 +51,7 @@ CONFIG = {
 }
 """The shadow repository's config: exact bytes, modes and names; no reflogs, no auto-gc."""
 
-_STATE_FILE = "agtrace-state.json"
+STATE_FILE = "agtrace-state.json"
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -85,16 +85,27 @@ def install_ignore_rules(git_dir: str, root: str, exclude, max_file_bytes: int) 
 
 
 def load_state(git_dir: str) -> dict:
-    """``{"policy": fingerprint, "nested": [...]}`` of the last snapshot; {} before the first."""
+    """``{"policy": fingerprint, "nested": [...], "excluded": [...]}`` of the last snapshot; {}
+    before the first."""
     try:
-        with open(os.path.join(git_dir, _STATE_FILE), "rb") as f:
+        with open(os.path.join(git_dir, STATE_FILE), "rb") as f:
             return json.loads(f.read())
     except (OSError, ValueError):
         return {}
 
 
-def save_state(git_dir: str, policy: str, nested: list[str]) -> None:
-    write_atomic(os.path.join(git_dir, _STATE_FILE), json.dumps({"policy": policy, "nested": nested}).encode())
+def save_state(git_dir: str, policy: str, nested: list[str], excluded: list | None = None,
+               previous: dict | None = None) -> dict:
+    """Remember the policy's fingerprint, the nested repositories and what was left out (so a
+    snapshot from changed paths knows the exclusions of the paths it is not told about); the
+    file is not rewritten when the state equals ``previous`` (what `load_state` returned).
+    Returns the state."""
+    state: dict = {"policy": policy, "nested": nested}
+    if excluded is not None:
+        state["excluded"] = [list(e) for e in excluded]
+    if state != previous:
+        write_atomic(os.path.join(git_dir, STATE_FILE), json.dumps(state).encode())
+    return state
 
 
 def credentials_fingerprint(fingerprint: str, enabled: bool) -> str:

@@ -29,14 +29,18 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Collection
 
 import pygit2
 from pygit2.enums import ConfigLevel, DeltaStatus, DiffOption, ObjectType
+from pygit2.ffi import C as _C
+from pygit2.ffi import ffi as _ffi
 
 from ..errors import GitStoreError
 from . import policy
 from .bundle import BundleMixin
-from .checkout import MODE_BLOB, MODE_EXEC, MODE_LINK, CheckoutMixin
+from .checkout import CheckoutMixin
+from .incremental import IncrementalMixin, _file_signature, _trusted_state
 from .result import SNAPSHOT_REF, Exclusion, FileChange, SnapshotResult
 
 _SIGNATURE_NAME = "agtrace"
@@ -56,13 +60,15 @@ def _isolate_libgit2_config() -> None:
         pygit2.settings.search_path[level] = empty
 
 
-class GitStore(CheckoutMixin, BundleMixin):
+class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
     """One shadow repository. Construct with `init`, `open` or `from_bundles`."""
 
     def __init__(self, repo: pygit2.Repository, path: str) -> None:
         self._repo = repo
         self.path = path
         self._credentials = True
+        self._index = None  # (index, its file, the file's signature when we wrote it)
+        self._state: tuple = ({}, None)  # agtrace-state.json as last saved, with its signature
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -116,6 +122,20 @@ class GitStore(CheckoutMixin, BundleMixin):
             raise GitStoreError(f"commit {commit} is not in {self.path} ({exc}); a bundle's header names a "
                                 "commit its pack lacks: the bundle is damaged, pull it again") from exc
 
+    def prepare(self, workdir: str | os.PathLike[str], *, exclude=(), max_file_bytes: int) -> None:
+        """Install the ignore rules of a snapshot of ``workdir`` (as `snapshot` does), so that
+        `is_ignored` answers for it before the first snapshot."""
+        root = os.path.realpath(workdir)
+        policy.install_ignore_rules(self.path, root, exclude, max_file_bytes)
+        if self._repo.workdir is None or os.path.realpath(self._repo.workdir) != root:
+            self._repo.workdir = root
+            self._index = None
+
+    def is_ignored(self, rel: str) -> bool:
+        """Whether the snapshot policy ignores ``rel`` (relative to the workdir; a directory
+        ends with ``/``); after `prepare` or `snapshot`."""
+        return self._repo.path_is_ignored(rel)
+
     def has_object(self, oid: str) -> bool:
         """Whether the object ``oid`` (full hex id) is in the store."""
         try:
@@ -132,13 +152,26 @@ class GitStore(CheckoutMixin, BundleMixin):
         message: str,
         parent_commit: str | None = None,
         credentials: bool = True,
+        changed: Collection[str] | None = None,
+        verify: bool = False,
+        move_ref: bool = True,
     ) -> SnapshotResult:
         """Record the current tree of ``workdir`` and chain it on ``refs/agtrace/snapshots``.
 
         Incremental: the private index keeps stat data, so only files whose stat changed are read
-        and hashed. ``parent_commit`` defaults to the ref's tip; when given (e.g. the last commit
-        the caller recorded), the new commit chains from it and the ref is moved to the new
-        commit even if it pointed elsewhere (an unrecorded tip is dropped from the chain).
+        and hashed. With ``changed`` (relative paths that may differ from the parent snapshot,
+        e.g. from a file watcher; the caller vouches that nothing else did) only those are
+        looked at, and the workdir is not walked (``detector="paths"``) unless that cannot be
+        trusted (first snapshot, policy or a ``.gitignore`` changed, a nested repository
+        appeared: ``detector="walk"``, ``fallback`` says why). With ``verify`` as well, the
+        whole workdir is walked afterwards and what the paths missed is put right and listed in
+        ``missed`` (``detector="paths+walk"``).
+
+        ``parent_commit`` defaults to the ref's tip; when given (e.g. the last commit the caller
+        recorded), the new commit chains from it and the ref is moved to the new commit even if
+        it pointed elsewhere (an unrecorded tip is dropped from the chain). ``move_ref=False``
+        leaves the ref alone (a caller that chains by ``parent_commit`` and moves the ref with
+        `set_head` before bundling saves a ref write per snapshot).
 
         An unchanged tree creates no commit: the result has ``created_commit=False``, the same
         ``tree_id`` and ``commit_id`` equal to the parent, and the ref is set to the parent.
@@ -150,32 +183,52 @@ class GitStore(CheckoutMixin, BundleMixin):
         if not os.path.isdir(root):
             raise GitStoreError(f"workdir {workdir} is not a directory; nothing to snapshot")
         parent = self._resolve_parent(parent_commit)
-        state = policy.load_state(self.path)
+        state_file = os.path.join(self.path, policy.STATE_FILE)
+        cached_state, signature = self._state
+        state = cached_state if signature and _file_signature(state_file) == signature else policy.load_state(self.path)
         fingerprint = policy.install_ignore_rules(self.path, root, exclude, max_file_bytes)
         fingerprint = policy.credentials_fingerprint(fingerprint, credentials)
         self._credentials = credentials
-        repo.workdir = root
-        index = repo.index
-        index.read(True)
-        if state.get("policy") != fingerprint:
-            self._purge(index, root, max_file_bytes, check_size=True)
+        if repo.workdir is None or os.path.realpath(repo.workdir) != root:
+            repo.workdir = root
+            self._index = None
+        index = self._snapshot_index()
+        detector, fallback, missed = "walk", "", ()
         excluded: list[Exclusion] = []
         nested_roots: list[str] = []
-        if self._apply_workdir_changes(index, root, max_file_bytes, excluded, nested_roots):
-            self._purge(index, root, max_file_bytes, check_size=False)
-        self._sync_nested(index, root, nested_roots, max_file_bytes, excluded)
+        lines: dict[str, int] | None = {} if parent is None else None
+        if changed is not None:
+            fallback = _trusted_state(state, fingerprint, parent)
+            if not fallback:
+                excluded = [Exclusion(*e) for e in state["excluded"]]
+                fallback = self._apply_paths(index, root, changed, max_file_bytes, excluded)
+                if fallback:
+                    index.read(True)
+                    self._index = None
+                    excluded = []
+                else:
+                    detector = "paths"
+        if detector == "paths" and verify:
+            by_paths, excluded_by_paths = self._write_tree(index, root), sorted(excluded)
+            excluded = []
+        if detector == "walk" or verify:
+            if state.get("policy") != fingerprint:
+                self._purge(index, root, max_file_bytes, check_size=True)
+            if self._apply_workdir_changes(index, root, max_file_bytes, excluded, nested_roots, lines):
+                self._purge(index, root, max_file_bytes, check_size=False)
+            for nested in nested_roots:  # libgit2 lists a new nested repository as one entry
+                self._add_tree(index, root, nested, max_file_bytes, excluded, lines, nested=True)
         known = [n for n in state.get("nested", []) if os.path.lexists(f"{root}/{n}/.git")]
         nested_all = sorted(set(known) | set(nested_roots))
-        excluded.extend(Exclusion(f"{n}/.git", "nested_git", 0) for n in nested_all)
-        try:
-            tree = index.write_tree()
-            index.write()
-        except pygit2.GitError as exc:
-            raise GitStoreError(
-                f"cannot write snapshot of {root} into {self.path}: {exc}; if another snapshot "
-                "is running wait for it, else remove a stale index.lock"
-            ) from exc
-        policy.save_state(self.path, fingerprint, nested_all)
+        recorded = sorted(excluded)
+        excluded = recorded + [Exclusion(f"{n}/.git", "nested_git", 0) for n in nested_all]
+        tree = self._write_tree(index, root, flush=detector != "paths" or verify)
+        if detector == "paths" and verify:
+            detector = "paths+walk"
+            missed = tuple(self.changed_paths(str(by_paths), str(tree)) if by_paths != tree else ())
+            missed += tuple(sorted({e.path for e in set(recorded) ^ set(excluded_by_paths)} - set(missed)))
+        saved = policy.save_state(self.path, fingerprint, nested_all, recorded, state)
+        self._state = (saved, _file_signature(state_file))
         parent_tree = repo[parent].peel(pygit2.Tree).id if parent else None
         if parent is not None and parent_tree == tree:
             commit_id, created = parent, False
@@ -184,8 +237,13 @@ class GitStore(CheckoutMixin, BundleMixin):
             parents = [pygit2.Oid(hex=parent)] if parent else []
             commit_id = str(repo.create_commit(None, sig, sig, message, tree, parents))
             created = True
-        self.set_head(commit_id)
-        changes = self.diff(str(parent_tree) if parent_tree else None, str(tree))
+        if move_ref:
+            self.set_head(commit_id)
+        paths = [e.path for e in index] if parent_tree is None and lines is not None else None
+        if paths is not None and all(p in lines for p in paths):  # every file was read just now
+            changes = sorted(FileChange(p, "added", lines[p], 0) for p in paths)
+        else:
+            changes = self.diff(str(parent_tree) if parent_tree else None, str(tree))
         by_status: dict[str, list[str]] = {"added": [], "modified": [], "deleted": []}
         for change in changes:
             by_status[change.status].append(change.path)
@@ -201,7 +259,40 @@ class GitStore(CheckoutMixin, BundleMixin):
             lines_removed=sum(c.lines_removed for c in changes),
             excluded=tuple(sorted(excluded)),
             duration_ms=(time.perf_counter() - started) * 1000,
+            detector=detector,
+            fallback=fallback,
+            missed=missed,
         )
+
+    def _snapshot_index(self):
+        """The private index, kept in memory between snapshots of this store (re-read when the
+        file changed under it: another store object wrote it)."""
+        cached = self._index
+        if cached is not None and _file_signature(cached[1]) == cached[2]:
+            return cached[0]
+        index = self._repo.index
+        path = os.path.join(self.path, "index")
+        signature = _file_signature(path)
+        index.read(True)
+        self._index = (index, path, signature)
+        return index
+
+    def _write_tree(self, index, root: str, *, flush: bool = True):
+        """Write the index's tree; with ``flush`` write the index file too (a snapshot from
+        changed paths leaves it to the next walk: the file is only a stat cache, and a stale one
+        costs re-hashing, never a wrong tree)."""
+        try:
+            tree = index.write_tree()
+            if flush:
+                index.write()
+                path = os.path.join(self.path, "index")
+                self._index = (index, path, _file_signature(path))
+        except pygit2.GitError as exc:
+            raise GitStoreError(
+                f"cannot write snapshot of {root} into {self.path}: {exc}; if another snapshot "
+                "is running wait for it, else remove a stale index.lock"
+            ) from exc
+        return tree
 
     def _resolve_parent(self, parent_commit: str | None) -> str | None:
         if parent_commit is None:
@@ -214,7 +305,7 @@ class GitStore(CheckoutMixin, BundleMixin):
                 "by an earlier snapshot of this store, or None"
             ) from exc
 
-    def _apply_workdir_changes(self, index, root, max_file_bytes, excluded, nested_roots) -> bool:
+    def _apply_workdir_changes(self, index, root, max_file_bytes, excluded, nested_roots, lines=None) -> bool:
         """Bring the index in line with the workdir (libgit2 compares stat data and hashes only
         changed files); return whether any ``.gitignore`` changed."""
         rules_changed = False
@@ -238,74 +329,36 @@ class GitStore(CheckoutMixin, BundleMixin):
             if st is None or delta.status == DeltaStatus.DELETED or stat.S_ISDIR(st.st_mode):
                 _remove(index, path)
                 continue
-            if stat.S_ISREG(st.st_mode) and st.st_size > max_file_bytes:
-                excluded.append(Exclusion(path, "size", st.st_size))
-                _remove(index, path)
-                continue
-            if reason := policy.credential_exclusion(path, full, st, self._credentials):
-                excluded.append(Exclusion(path, reason, st.st_size))
-                _remove(index, path)
-                continue
-            try:
-                index.add(path)
-            except pygit2.GitError:
-                excluded.append(Exclusion(path, "invalid_path", st.st_size))
-                _remove(index, path)
+            self._add_path(index, path, full, st, max_file_bytes, excluded, lines)
         return rules_changed
 
-    def _purge(self, index, root: str, max_file_bytes: int, *, check_size: bool) -> None:
-        """Drop index entries that the current policy excludes (run when the policy or a
-        ``.gitignore`` changed; libgit2 alone would keep tracking once-recorded paths)."""
-        for entry in list(index):
-            path = entry.path
-            if self._repo.path_is_ignored(path):
-                _remove(index, path)
-            elif check_size:
-                full = os.path.join(root, path)
-                try:
-                    st = os.lstat(full)
-                except OSError:
-                    continue
-                too_big = stat.S_ISREG(st.st_mode) and st.st_size > max_file_bytes
-                if too_big or policy.credential_exclusion(path, full, st, self._credentials):
-                    _remove(index, path)
+    # -- index primitives for incremental.py -------------------------------------------------
 
-    def _sync_nested(self, index, root: str, new_roots: list[str], max_file_bytes: int, excluded):
-        """Record the working files of newly found nested repositories as plain files. libgit2
-        reports a nested repository as one untracked entry until the index holds paths below it;
-        from then on its scan descends into it (skipping its ``.git``) like any directory."""
-        repo = self._repo
-        for nested in new_roots:
-            for dirpath, dirnames, filenames in os.walk(os.path.join(root, nested)):
-                rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-                keep = []
-                for d in dirnames:
-                    if d == ".git" or repo.path_is_ignored(f"{rel_dir}/{d}/"):
-                        continue
-                    if os.path.islink(os.path.join(dirpath, d)):
-                        filenames.append(d)
-                    else:
-                        keep.append(d)
-                dirnames[:] = keep
-                for name in filenames:
-                    rel = f"{rel_dir}/{name}"
-                    if name == ".git" or repo.path_is_ignored(rel):
-                        continue
-                    full = os.path.join(dirpath, name)
-                    st = os.lstat(full)
-                    if stat.S_ISLNK(st.st_mode):
-                        oid = repo.create_blob(os.fsencode(os.readlink(full)))
-                        index.add(pygit2.IndexEntry(rel, oid, MODE_LINK))
-                    elif not stat.S_ISREG(st.st_mode):
-                        continue
-                    elif st.st_size > max_file_bytes:
-                        excluded.append(Exclusion(rel, "size", st.st_size))
-                    elif reason := policy.credential_exclusion(rel, full, st, self._credentials):
-                        excluded.append(Exclusion(rel, reason, st.st_size))
-                    else:
-                        oid = repo.create_blob_fromdisk(full)
-                        mode = MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB
-                        index.add(pygit2.IndexEntry(rel, oid, mode))
+    def _create_blob(self, data: bytes):
+        return self._repo.create_blob(data)
+
+    @staticmethod
+    def _index_add_stat(index, rel: str, oid, mode: int, st: os.stat_result) -> None:
+        """Add ``rel`` as blob ``oid`` with the stat data of ``st`` (so a later walk skips it
+        while it is unchanged); ValueError for a path git refuses."""
+        entry = _ffi.new("git_index_entry *")
+        _ffi.buffer(_ffi.addressof(entry, "id"))[:] = oid.raw
+        entry.mode = mode
+        entry.ctime.seconds, entry.ctime.nanoseconds = st.st_ctime_ns // 10**9 & 0x7FFFFFFF, st.st_ctime_ns % 10**9
+        entry.mtime.seconds, entry.mtime.nanoseconds = st.st_mtime_ns // 10**9 & 0x7FFFFFFF, st.st_mtime_ns % 10**9
+        entry.dev, entry.ino = st.st_dev & 0xFFFFFFFF, st.st_ino & 0xFFFFFFFF
+        entry.uid, entry.gid = st.st_uid & 0xFFFFFFFF, st.st_gid & 0xFFFFFFFF
+        entry.file_size = st.st_size & 0xFFFFFFFF
+        path = _ffi.new("char[]", os.fsencode(rel))
+        entry.path = path
+        if _C.git_index_add(index._index, entry) != 0:  # noqa: SLF001 - pygit2 has no stat setter
+            raise ValueError(f"git refuses the path {rel!r}")
+
+    @staticmethod
+    def _index_drop(index, rel: str) -> None:
+        """Remove ``rel`` and everything below it from ``index``."""
+        _remove(index, rel)
+        index.remove_directory(rel)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -50,6 +50,13 @@ class SnapshotResult:
     lines_removed: int
     excluded: tuple[Exclusion, ...]
     duration_ms: float
+    detector: str = "walk"
+    """``walk`` (the whole workdir walked), ``paths`` (only the changed paths given) or
+    ``paths+walk`` (the paths, then a verifying walk)."""
+    fallback: str = ""
+    """Why changed paths were given but the workdir was walked instead."""
+    missed: tuple[str, ...] = ()
+    """With ``paths+walk``: paths the changed paths did not name that differed (sorted)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,161 @@
+"""Snapshots at the scale of a big checkout (issue 14, item 5), against git in the same run.
+
+Builds a 24,000-file / 170 MB tree (``--files``, ``--mb``), reads it once so the page cache is
+warm for both sides, then measures, medians over ``--repeats``:
+
+* first snapshot: a `Snapshotter`'s base snapshot into a fresh run directory, against
+  ``git add -A && git write-tree`` into a fresh GIT_DIR and index (budget ≤ 1.2× git's);
+* incremental snapshot after 1–5 edits: `Snapshotter.take` (inotify watcher) against
+  ``git add -A && git write-tree`` on a warm index, both after the same edits (budget ≤ 50 ms
+  and ≥ 10× faster than git);
+* the same incremental snapshot with ``watch=False`` (a full stat walk), for reference.
+
+    python bench/bench_snapshot_scale.py [--files 24000] [--mb 170] [--repeats 3] [--edits 10] [--json]
+
+:func:`measures` returns the rows (name, value, baseline, ratio, budget) for a scale report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+from agtrace.capture import Snapshotter
+
+FIRST_RATIO_BUDGET, INCREMENTAL_MS_BUDGET, INCREMENTAL_SPEEDUP_BUDGET = 1.2, 50.0, 10.0
+
+
+def git_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", **extra)
+    return env
+
+
+def build_tree(root: str, files: int, total_bytes: int, rng: random.Random) -> list[str]:
+    """``files`` Python-like text files in ~1,000 directories (like a big source checkout)."""
+    paths, size = [], total_bytes // files
+    for i in range(files):
+        rel = f"pkg{i % 40}/mod{i % 30}/sub{i % 7}/file{i}.py"
+        os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
+        text = "".join(f"def f{i}_{j}(x):  # {rng.random():.12f}\n" for j in range(size // 30 + 1))
+        with open(os.path.join(root, rel), "w") as f:
+            f.write(text[:size])
+        paths.append(rel)
+    return paths
+
+
+def warm(root: str) -> None:
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                f.read()
+
+
+def git_snapshot(work: str, git_dir: str, index: str) -> float:
+    env = git_env(GIT_DIR=git_dir, GIT_WORK_TREE=work, GIT_INDEX_FILE=index)
+    t = time.perf_counter()
+    subprocess.run(["git", "add", "-A"], cwd=work, env=env, check=True)
+    subprocess.run(["git", "write-tree"], cwd=work, env=env, check=True, capture_output=True)
+    return (time.perf_counter() - t) * 1000
+
+
+def git_init(path: str) -> str:
+    subprocess.run(["git", "init", "-q", "--bare", path], env=git_env(), check=True)
+    return path
+
+
+def edit(work: str, paths: list[str], rng: random.Random, step: int) -> None:
+    for rel in rng.sample(paths, rng.randint(1, 5)):
+        with open(os.path.join(work, rel), "a") as f:
+            f.write(f"# step {step}\n")
+
+
+def run(files: int, mb: int, repeats: int, edits: int) -> dict:
+    rng = random.Random(7)
+    tmp = tempfile.mkdtemp(prefix="agtrace-bench-scale-")
+    try:
+        work = os.path.join(tmp, "work")
+        paths = build_tree(work, files, mb * 1_000_000, rng)
+        warm(work)
+        first_ours, first_git = [], []
+        for i in range(repeats):  # alternate, so neither side always runs on a warmer machine
+            first_git.append(git_snapshot(work, git_init(os.path.join(tmp, f"first-{i}.git")),
+                                          os.path.join(tmp, f"first-{i}.index")))
+            t = time.perf_counter()
+            Snapshotter(os.path.join(tmp, f"first-run-{i}"), work, watch=False).take("base")
+            first_ours.append((time.perf_counter() - t) * 1000)
+            shutil.rmtree(os.path.join(tmp, f"first-{i}.git"))
+            shutil.rmtree(os.path.join(tmp, f"first-run-{i}"))
+
+        watched = Snapshotter(os.path.join(tmp, "run-watched"), work)
+        walked = Snapshotter(os.path.join(tmp, "run-walked"), work, watch=False)
+        watched.take("base")
+        walked.take("base")
+        base_git, base_index = git_init(os.path.join(tmp, "base.git")), os.path.join(tmp, "base.index")
+        git_snapshot(work, base_git, base_index)  # a warm index, as our first snapshot made ours
+        inc_ours, inc_walk, inc_git, detectors = [], [], [], set()
+        for step in range(edits):
+            edit(work, paths, rng, step)
+            t = time.perf_counter()
+            event = watched.take(f"part {step}")
+            inc_ours.append((time.perf_counter() - t) * 1000)
+            detectors.add(event.detector)
+            t = time.perf_counter()
+            walked.take(f"part {step}")
+            inc_walk.append((time.perf_counter() - t) * 1000)
+            inc_git.append(git_snapshot(work, base_git, base_index))
+        final = watched.take("final", final=True)
+        med = statistics.median
+        return {
+            "files": files, "bytes": sum(os.path.getsize(os.path.join(work, p)) for p in paths),
+            "first_ms": round(med(first_ours), 1), "first_git_ms": round(med(first_git), 1),
+            "first_ratio": round(med(first_ours) / med(first_git), 3), "first_ratio_budget": FIRST_RATIO_BUDGET,
+            "incremental_ms": round(med(inc_ours), 2), "incremental_ms_budget": INCREMENTAL_MS_BUDGET,
+            "incremental_walk_ms": round(med(inc_walk), 2), "incremental_git_ms": round(med(inc_git), 2),
+            "incremental_speedup_vs_git": round(med(inc_git) / med(inc_ours), 1),
+            "incremental_speedup_budget": INCREMENTAL_SPEEDUP_BUDGET,
+            "detectors": sorted(detectors), "final_detector": final.detector, "final_missed": len(final.missed),
+            "repeats": repeats, "edits": edits,
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measures(files: int = 24000, mb: int = 170, repeats: int = 3, edits: int = 10) -> list[dict]:
+    """The rows for a scale report: value, baseline, ratio and budget of each measure."""
+    r = run(files, mb, repeats, edits)
+    return [
+        {"name": "first snapshot vs git add -A + write-tree", "value_ms": r["first_ms"],
+         "baseline_ms": r["first_git_ms"], "ratio": r["first_ratio"], "budget": f"≤ {FIRST_RATIO_BUDGET}×"},
+        {"name": "incremental snapshot (1-5 edits) vs git add -A + write-tree", "value_ms": r["incremental_ms"],
+         "baseline_ms": r["incremental_git_ms"], "ratio": round(r["incremental_ms"] / r["incremental_git_ms"], 4),
+         "budget": f"≤ {INCREMENTAL_MS_BUDGET:g} ms and ≥ {INCREMENTAL_SPEEDUP_BUDGET:g}× faster"},
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=24000)
+    ap.add_argument("--mb", type=int, default=170)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--edits", type=int, default=10)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    report = run(args.files, args.mb, args.repeats, args.edits)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    width = max(map(len, report))
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Bringing the shadow index in line with the workdir: one path at a time, or from a list of
+changed paths without walking the tree.
+
+`GitStore.snapshot` walks the whole workdir (libgit2 compares stat data with the index) unless
+the caller passes the paths that may have changed since the last snapshot (a file watcher's
+report); then only those are read, and a directory among them is walked whole. Either way a
+file is read once: its bytes are checked for credentials and hashed into the store from the same
+buffer, and its stat data goes into the index, so a later walk skips it.
+
+The changed-paths mode refuses (returns a reason, and the snapshot walks instead) when the
+answer could depend on paths it was not told about: a ``.gitignore`` changed, or a nested
+repository (a ``.git`` below the root) appeared.
+
+No pygit2 here: blobs and index entries go through `GitStore`'s ``_create_blob``,
+``_index_add_stat``, ``_index_drop`` and ``is_ignored`` (``repository.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from .. import credential
+from . import policy
+from .checkout import MODE_BLOB, MODE_EXEC, MODE_LINK
+from .result import Exclusion
+
+if TYPE_CHECKING:
+    from .repository import GitStore
+
+_NUL_SCAN = 8000
+"""Bytes git and libgit2 look at for a NUL to call a file binary (no line counts)."""
+
+
+def count_lines(data: bytes) -> int:
+    """Lines git's diff counts for an added text file (0 for a binary one)."""
+    if not data or b"\0" in data[:_NUL_SCAN]:
+        return 0
+    return data.count(b"\n") + (not data.endswith(b"\n"))
+
+
+class IncrementalMixin:
+    """`GitStore`'s methods that put workdir paths into its index (see the module docstring)."""
+
+    def _add_path(self: GitStore, index, rel: str, full: str, st: os.stat_result, max_file_bytes: int,
+                  excluded: list[Exclusion], lines: dict[str, int] | None = None) -> None:
+        """Record the file or symlink ``rel`` (lstat ``st``) in ``index``, or leave it out by
+        policy (appended to ``excluded``); other file types are not recorded."""
+        mode = st.st_mode
+        if stat.S_ISLNK(mode):
+            if self._credentials and credential.credential_name(rel):
+                excluded.append(Exclusion(rel, "credential", st.st_size))
+                self._index_drop(index, rel)
+                return
+            self._store_entry(index, rel, os.fsencode(os.readlink(full)), MODE_LINK, st, excluded, lines)
+            return
+        if not stat.S_ISREG(mode):
+            self._index_drop(index, rel)
+            return
+        if st.st_size > max_file_bytes:
+            excluded.append(Exclusion(rel, "size", st.st_size))
+            self._index_drop(index, rel)
+            return
+        if self._credentials and credential.credential_name(rel):
+            excluded.append(Exclusion(rel, "credential", st.st_size))
+            self._index_drop(index, rel)
+            return
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:  # gone (or replaced) since it was listed: the next snapshot sees it
+            self._index_drop(index, rel)
+            return
+        try:
+            st = os.fstat(fd)  # the stat of the bytes read, for the index
+            data = _read_all(fd, st.st_size)
+        finally:
+            os.close(fd)
+        if self._credentials and credential.credential_content(rel, data):
+            excluded.append(Exclusion(rel, "credential_content", len(data)))
+            self._index_drop(index, rel)
+            return
+        self._store_entry(index, rel, data, MODE_EXEC if mode & 0o100 else MODE_BLOB, st, excluded, lines)
+
+    def _store_entry(self: GitStore, index, rel, data, mode, st, excluded, lines) -> None:
+        try:
+            self._index_add_stat(index, rel, self._create_blob(data), mode, st)
+        except ValueError:  # a path git cannot hold (libgit2 refused it)
+            excluded.append(Exclusion(rel, "invalid_path", st.st_size))
+            self._index_drop(index, rel)
+            return
+        if lines is not None:
+            lines[rel] = count_lines(data)
+
+    def _apply_paths(self: GitStore, index, root: str, changed, max_file_bytes: int,
+                     excluded: list[Exclusion]) -> str:
+        """Bring the entries of ``changed`` (and below them) in line with the disk; ``excluded``
+        holds the previous snapshot's exclusions and is updated. Returns "" when done, else why
+        the tree must be walked instead (then ``index`` may be partly updated: re-read it)."""
+        tops: list[str] = []
+        for rel in sorted(p.strip("/") for p in changed):
+            if not rel or rel == ".git" or rel.startswith(".git/"):
+                continue
+            name = rel.rsplit("/", 1)[-1]
+            if name == ".gitignore":
+                return f"{rel} changed"
+            if name == ".git":
+                return f"a nested repository appeared at {rel[:-5]}"
+            if tops and rel.startswith(tops[-1] + "/"):
+                continue  # below a path already taken whole
+            tops.append(rel)
+        if not tops:
+            return ""
+        gone = set(tops)
+        excluded[:] = [e for e in excluded if e.path not in gone and not _below_any(e.path, gone)]
+        for rel in tops:
+            full = os.path.join(root, rel)
+            try:
+                st = os.lstat(full)
+            except (FileNotFoundError, NotADirectoryError):
+                self._index_drop(index, rel)
+                continue
+            if self.is_ignored(rel):
+                self._index_drop(index, rel)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if os.path.lexists(os.path.join(full, ".git")):
+                    return f"a nested repository appeared at {rel}"
+                self._index_drop(index, rel)
+                reason = self._add_tree(index, root, rel, max_file_bytes, excluded)
+                if reason:
+                    return reason
+            else:
+                self._index_drop(index, rel)
+                self._add_path(index, rel, full, st, max_file_bytes, excluded)
+        return ""
+
+    def _add_tree(self: GitStore, index, root: str, top: str, max_file_bytes: int, excluded,
+                  lines: dict[str, int] | None = None, *, nested: bool = False) -> str:
+        """Record everything below directory ``top`` (not following symlinks; ignored paths left
+        out). A ``.git`` or ``.gitignore`` inside is refused (returns why: the caller walks),
+        unless ``nested`` (``top`` is a nested repository's root: its ``.git`` entries are
+        skipped, its working files recorded as plain files)."""
+        stack = [top]
+        while stack:
+            rel_dir = stack.pop()
+            try:
+                entries = list(os.scandir(os.path.join(root, rel_dir)))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}"
+                if entry.name == ".git":
+                    if nested:
+                        continue
+                    return f"a nested repository appeared at {rel_dir}"
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if not self.is_ignored(rel + "/"):
+                        stack.append(rel)
+                elif not self.is_ignored(rel):
+                    if entry.name == ".gitignore" and not nested:
+                        return f"{rel} appeared"
+                    self._add_path(index, rel, entry.path, st, max_file_bytes, excluded, lines)
+        return ""
+
+    def _purge(self: GitStore, index, root: str, max_file_bytes: int, *, check_size: bool) -> None:
+        """Drop index entries that the current policy excludes (run when the policy or a
+        ``.gitignore`` changed; libgit2 alone would keep tracking once-recorded paths)."""
+        for entry in list(index):
+            path = entry.path
+            if self.is_ignored(path):
+                self._index_drop(index, path)
+            elif check_size:
+                full = os.path.join(root, path)
+                try:
+                    st = os.lstat(full)
+                except OSError:
+                    continue
+                too_big = stat.S_ISREG(st.st_mode) and st.st_size > max_file_bytes
+                if too_big or policy.credential_exclusion(path, full, st, self._credentials):
+                    self._index_drop(index, path)
+
+
+def _file_signature(path: str):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _trusted_state(state: dict, fingerprint: str, parent: str | None) -> str:
+    """Why the last snapshot's index cannot be updated from changed paths alone ("" if it can)."""
+    if parent is None:
+        return "first snapshot"
+    if state.get("policy") != fingerprint:
+        return "the snapshot policy or ignore rules changed"
+    if "excluded" not in state:
+        return "no exclusions recorded by the last snapshot"
+    return ""
+
+
+def _below_any(path: str, tops: set[str]) -> bool:
+    parts = path.split("/")
+    return any("/".join(parts[:i]) in tops for i in range(1, len(parts)))
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, max(size, 1 << 16))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size = 1 << 16
