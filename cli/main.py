@@ -50,6 +50,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "Run a scorer on the reconstructed trees of old runs; record each result as a new event."),
     "run": ("capture_cmds:run_cmd", "Run an agent COMMAND (after `--`) and capture it part by part."),
     "scores": ("rescore_cmds:scores_cmd", "Show a run's re-scoring results: the score over its parts, per scorer."),
+    "search": ("search_cmds:search_cmd", "Search every run's messages, reasoning, tool calls, outputs and errors; "
+               "print each hit's run, part, kind and a snippet."),
     "show": ("runs:show_cmd", "Show one run: identity, status, counts, parts."),
     "verify": ("runs:verify_cmd", "Check every frame and blob of one run (or all)."),
 }

@@ -37,6 +37,7 @@ from .blobs import BlobStore
 from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
 from .errors import AmbiguousRunId, RunNotFound, StoreError
 from .events import Record, RunEnded, RunStarted
+from .fulltext import SearchProjection
 from .ids import looks_like_run_id, new_run_id
 from .lock import is_locked
 from .metrics_projection import MetricsProjection
@@ -50,8 +51,9 @@ SYNC_BATCH = 10_000
 
 def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
-    ``parts``), metrics (``run_metrics``, ``part_metrics``) and scores (``scores``)."""
-    return (CatalogProjection(), MetricsProjection(), ScoresProjection())
+    ``parts``), metrics (``run_metrics``, ``part_metrics``), scores (``scores``) and the lazy
+    full-text index (``search_text``)."""
+    return (CatalogProjection(), MetricsProjection(), ScoresProjection(), SearchProjection())
 
 
 class Store:
@@ -250,14 +252,35 @@ class Store:
     # -- catalog -----------------------------------------------------------------------------
 
     def sync(self, run_id: str) -> None:
-        """Bring every projection up to date with a run's streams (cheap when they are)."""
+        """Bring every eager projection up to date with a run's streams (cheap when they are)."""
         for stream in STREAMS:
             self._sync_stream(run_id, stream)
 
-    def _sync_stream(self, run_id: str, stream: str) -> None:
+    def catch_up(self, names: Sequence[str], run_ids: Sequence[str] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        """Bring the lazy projections ``names`` (and every eager one) up to date with the
+        events of ``run_ids`` (default: every run), reading only the runs they are behind on.
+        ``progress(done, todo)`` is called after each run folded."""
+        catalog = self.catalog
+        wanted = [catalog.projections.get(n) for n in names]
+        if not all(wanted) or not wanted:
+            return
+        ids = self.run_ids() if run_ids is None else list(run_ids)
+        stale = set(catalog.stale_runs(ids))
+        events = dict(catalog.conn.execute("SELECT id, events FROM runs"))
+        positions = catalog.projections.all_positions()
+        failed = {(e.projection, e.run_id) for e in catalog.projections.errors()}
+        todo = [r for r in ids if r in stale or any(
+            positions.get((p.name, r), 0) < (events.get(r) or 0) for p in wanted if (p.name, r) not in failed)]
+        for i, run_id in enumerate(todo):
+            self._sync_stream(run_id, "events", lazy=names)
+            if progress:
+                progress(i + 1, len(todo))
+
+    def _sync_stream(self, run_id: str, stream: str, *, lazy: Sequence[str] = ()) -> None:
         catalog = self.catalog
         for _ in range(3):
-            start = catalog.projections.start(run_id, stream)
+            start = catalog.projections.start(run_id, stream, lazy=lazy)
             if start is None:
                 return
             fresh = stream == "events" and catalog.position(run_id) == 0
@@ -266,12 +289,12 @@ class Store:
             for rec in self.read(run_id, start, stream=stream):
                 batch.append(rec)
                 if len(batch) >= SYNC_BATCH:
-                    caught_up = catalog.apply(run_id, batch, stream)
+                    caught_up = catalog.apply(run_id, batch, stream, lazy=lazy)
                     batch = []
                     if not caught_up:
                         break
             if batch and caught_up:
-                caught_up = catalog.apply(run_id, batch, stream)
+                caught_up = catalog.apply(run_id, batch, stream, lazy=lazy)
             if caught_up:
                 if fresh:
                     self.record_segments(run_id)
