@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("metrics_cmds:metrics_cmd",
                 "A run's metrics: status, tokens by type, cost, tool calls and errors, tests, files changed."),
     "new": ("runs:new_cmd", "Create a run for events appended later (`agtrace append`); print its id."),
+    "note": ("annotate_cmds:note_cmd",
+             "Add a note (TEXT, or @FILE) about a run or one of its parts, as a new event; `show` lists it."),
     "pull": ("remote_cmds:pull_cmd", "Download runs from a remote, verify every frame and checksum, and index them."),
     "push": ("remote_cmds:push_cmd", "Upload runs' sealed segments, bundles and blobs to a remote."),
     "reindex": ("runs:reindex_cmd", "Delete the catalog and rebuild every projection (runs, parts, metrics, "
@@ -53,6 +55,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search_cmds:search_cmd", "Search every run's messages, reasoning, tool calls, outputs and errors; "
                "print each hit's run, part, kind and a snippet."),
     "show": ("runs:show_cmd", "Show one run: identity, status, counts, parts."),
+    "tag": ("annotate_cmds:tag_cmd",
+            "Set (K=V) or remove (--remove K) tags of a run, as a new event; `ls --tag K=V` filters on them."),
     "verify": ("runs:verify_cmd", "Check every frame and blob of one run (or all)."),
 }
 """Command name → (``module:function`` in this package, the first paragraph of its help)."""

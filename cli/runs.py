@@ -106,6 +106,9 @@ def show_cmd(ctx, run: str, as_json: bool) -> None:
         host=started.host,
         source=started.source,
     )
+    from agtrace.eventlog import run_notes
+
+    data["notes"] = run_notes(store, run_id)
     if as_json:
         echo_json(data)
         return
@@ -123,6 +126,9 @@ def show_cmd(ctx, run: str, as_json: bool) -> None:
         click.echo(f"{'tags:':<15}{' '.join(f'{k}={v}' for k, v in data['tags'].items())}")
     if started.prompt:
         click.echo(f"{'task:':<15}{shorten(started.prompt, 90)}")
+    for note in data["notes"]:
+        about = "run" if note["part"] is None else f"part {note['part']}"
+        click.echo(f"{'note:':<15}[{about}] {shorten(note['text'], 80)} ({note['author'] or '?'}, {clock(note['ts'])})")
 
 
 @click.command("log")

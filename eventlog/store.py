@@ -33,6 +33,7 @@ from pathlib import Path
 import msgspec
 
 from . import reader, verification
+from .annotation import AnnotationsProjection, merge_tags, tag_overrides
 from .blobs import BlobStore
 from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
 from .errors import AmbiguousRunId, RunNotFound, StoreError
@@ -51,9 +52,10 @@ SYNC_BATCH = 10_000
 
 def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
-    ``parts``), metrics (``run_metrics``, ``part_metrics``), scores (``scores``) and the lazy
-    full-text index (``search_text``)."""
-    return (CatalogProjection(), MetricsProjection(), ScoresProjection(), SearchProjection())
+    ``parts``), metrics (``run_metrics``, ``part_metrics``), scores (``scores``), annotations
+    (``run_tags``, ``notes``) and the lazy full-text index (``search_text``)."""
+    return (CatalogProjection(), MetricsProjection(), ScoresProjection(), AnnotationsProjection(),
+            SearchProjection())
 
 
 class Store:
@@ -337,7 +339,8 @@ class Store:
         row = self.catalog.run_row(run_id)
         if row is None:
             raise RunNotFound(f"run {run_id} has no events; `agtrace verify {run_id}` checks it")
-        return self._info(row, [str(e) for e in self.catalog.errors(run_id)])
+        return self._info(row, [str(e) for e in self.catalog.errors(run_id)],
+                          tag_overrides(self.catalog.conn, run_id).get(run_id))
 
     def runs(self) -> list[RunInfo]:
         """Every run, oldest first, with live status. Folds only the runs some events projection
@@ -348,9 +351,12 @@ class Store:
         errors: dict[str, list[str]] = {}
         for e in catalog.errors():
             errors.setdefault(e.run_id, []).append(str(e))
-        return [self._info(r, errors.get(r["id"], ())) for r in catalog.run_rows()]
+        tags = tag_overrides(catalog.conn)
+        return [self._info(r, errors.get(r["id"], ()), tags.get(r["id"])) for r in catalog.run_rows()]
 
-    def _info(self, row: dict, errors=()) -> RunInfo:
+    def _info(self, row: dict, errors=(), tags=None) -> RunInfo:
+        """A run's :class:`RunInfo` from its ``runs`` row, its projection failures and the
+        tags set or removed after the fact (``run_tags``), laid over ``run_started``'s."""
         import json
 
         status, reason = status_of(row, is_locked(self.run_dir(row["id"]) / "lock"))
@@ -368,7 +374,7 @@ class Store:
             ended_at=row["ended_at"],
             last_ts=row["last_ts"],
             parent_run=row["parent_run"] or "",
-            tags=json.loads(row["tags"] or "{}"),
+            tags=merge_tags(json.loads(row["tags"] or "{}"), tags),
             exit_code=row["exit_code"],
             projection_errors=tuple(errors),
         )
