@@ -36,6 +36,7 @@ from . import reader, verification
 from .annotation import AnnotationsProjection, merge_tags, tag_overrides
 from .blobs import BlobStore
 from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
+from .cost import CostsProjection
 from .errors import AmbiguousRunId, RunNotFound, StoreError
 from .events import Record, RunEnded, RunStarted
 from .fulltext import SearchProjection
@@ -53,9 +54,10 @@ SYNC_BATCH = 10_000
 def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
     ``parts``), metrics (``run_metrics``, ``part_metrics``), scores (``scores``), annotations
-    (``run_tags``, ``notes``) and the lazy full-text index (``search_text``)."""
+    (``run_tags``, ``notes``), and the lazy ones: costs (``usage_costs``, ``cost_runs``) and the
+    full-text index (``search_text``)."""
     return (CatalogProjection(), MetricsProjection(), ScoresProjection(), AnnotationsProjection(),
-            SearchProjection())
+            CostsProjection(), SearchProjection())
 
 
 class Store:

@@ -21,6 +21,7 @@ from agtrace.eventlog import (
     RunStarted,
     Store,
     part_metrics,
+    run_costs,
     run_metrics,
     score_rows,
 )
@@ -33,7 +34,8 @@ from .workspace import base_tree, snapshots
 
 COLUMNS = [
     ("id", "run"), ("agent", "agent"), ("model", "model"), ("task_id", "task"), ("status", "status"),
-    ("parts", "parts"), ("duration_s", "duration"), ("tokens", "tokens"), ("cost_usd", "cost"),
+    ("parts", "parts"), ("duration_s", "duration"), ("tokens", "tokens"), ("cost", "cost (price table)"),
+    ("cost_usd", "cost (agent reported)"),
     ("tool_calls", "tool calls"), ("tool_errors", "failed calls"), ("tests_final_passed", "tests passed (last)"),
     ("tests_final_total", "tests run (last)"), ("tests_best_passed", "best passed"),
     ("tests_best_part", "first part at best"), ("score", "last re-score"),
@@ -64,6 +66,8 @@ def _row(store: Store, run_id: str, metrics: RunMetrics) -> dict:
         row.pop(key, None)
     scored = [s for s in score_rows(store, run_id) if s["value"] is not None]
     row["score"] = scored[-1]["value"] if scored else None
+    cost = run_costs(store, [run_id])[run_id]
+    row["cost"] = {k: v for k, v in cost.to_dict().items() if k != "run_id"}
     net = net_change(store, run_id)
     row.update(zip(("net_files_changed", "net_lines_added", "net_lines_removed"), net or (None, None, None),
                    strict=True))
@@ -206,6 +210,8 @@ def _cell(key: str, value) -> str:
         return fmt_duration(value)
     if key == "cost_usd":
         return f"${value:.4f}"
+    if key == "cost":
+        return value["label"]
     if key == "score" and isinstance(value, float):
         return f"{value:.3g}"
     if isinstance(value, int):
