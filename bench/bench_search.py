@@ -51,8 +51,7 @@ from agtrace.eventlog import (
 COMMANDS = ["pytest -q tests", "git status", "git diff --stat", "ls -la src", "cat src/parser.py",
             "grep -rn TODO src", "python -m build", "git log --oneline -5", "sed -n 1,40p README.md",
             "make test", "npm test", "cargo build --release", "git stash", "git checkout -b fix"]
-WORDS = ("the parser fails on nested brackets because the tokenizer drops the closing token so we "
-         "need to track depth and emit an error when it goes negative then rerun the tests").split()
+WORDS = ["the", "parser", "fails", "on", "nested", "brackets", "because", "the", "tokenizer", "drops", "the", "closing", "token", "so", "we", "need", "to", "track", "depth", "and", "emit", "an", "error", "when", "it", "goes", "negative", "then", "rerun", "the", "tests"]
 
 
 def make_store(root: Path, runs: int, seed: int = 0) -> Store:

@@ -28,11 +28,13 @@ A new version of the table re-prices every run: the projection's version follows
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.util
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from .events import ModelCalled, Record, RunStarted, UsageReported
@@ -72,24 +74,81 @@ def price_usage(usage: Usage, model: str, ts_ns: int | None = None) -> tuple[flo
     table's price in force at ``ts_ns`` (see the module's pricing rule)."""
     if not model:
         return None, "", "no model named"
+    when = dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC) if ts_ns else dt.datetime.now(dt.UTC)
+    found = _model_price(model, when.date())
+    if found is None:
+        return None, "", f"{model} is not in {prices_version()}"
+    model_price, provider = found
+    fast = _fast_price(model_price, usage)
+    if fast is not None:
+        return fast, provider, ""
+    from genai_prices import calc_price
+
+    try:
+        calc = calc_price(_table_usage(usage), model.rpartition("/")[2], provider_id=provider,
+                          genai_request_timestamp=when)
+    except (LookupError, ValueError, TypeError) as exc:  # a usage the table cannot price
+        return None, "", f"{type(exc).__name__}: {exc}"
+    return float(calc.total_price), provider, ""
+
+
+def _table_usage(usage: Usage):
+    from genai_prices import Usage as PriceUsage
+
+    return PriceUsage(input_tokens=usage.input + usage.cache_read + usage.cache_write, output_tokens=usage.output,
+                      cache_read_tokens=usage.cache_read, cache_write_tokens=usage.cache_write)
+
+
+@functools.lru_cache(maxsize=4096)
+def _model_price(model: str, day: dt.date):
+    """The table's ``(ModelPrice, provider id)`` for ``model`` on ``day``, or None (memoized:
+    finding a model in the table is the slow part of pricing)."""
     from genai_prices import Usage as PriceUsage
     from genai_prices import calc_price
 
-    priced = PriceUsage(input_tokens=usage.input + usage.cache_read + usage.cache_write,
-                        output_tokens=usage.output, cache_read_tokens=usage.cache_read,
-                        cache_write_tokens=usage.cache_write)
-    when = dt.datetime.fromtimestamp(ts_ns / 1e9, dt.UTC) if ts_ns else None
     provider, _, ref = model.rpartition("/")
-    attempts = [(ref, provider or None)] + ([(ref, None)] if provider else [])
-    for ref_, provider_id in attempts:
+    when = dt.datetime.combine(day, dt.time(12), dt.UTC)
+    for provider_id in [provider or None] + ([None] if provider else []):
         try:
-            calc = calc_price(priced, ref_, provider_id=provider_id, genai_request_timestamp=when)
+            calc = calc_price(PriceUsage(input_tokens=0, output_tokens=0), ref, provider_id=provider_id,
+                              genai_request_timestamp=when)
         except LookupError:
             continue
-        except (ValueError, TypeError) as exc:  # a usage the table cannot price (its own validation)
-            return None, "", f"{type(exc).__name__}: {exc}"
-        return float(calc.total_price), calc.provider.id, ""
-    return None, "", f"{model} is not in {prices_version()}"
+        return calc.model_price, calc.provider.id
+    return None
+
+
+_TOKEN_PRICES = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+_NOT_TEXT_TOKENS = ("audio", "image", "video", "search", "storage", "cache_write_1h")
+
+
+def _fast_price(model_price, usage: Usage) -> float | None:
+    """The table's price of a text-token call computed from its per-million rates (genai-prices'
+    own rule: uncached input, cache reads, cache writes and output each at their rate; a tier
+    chosen by the call's whole prompt applies to all of its tokens), or None when the model has
+    a price this does not cover (per request, …) and the table's own calculation must run."""
+    prices = {k: v for k, v in vars(model_price).items() if v is not None and not k.startswith("_")}
+    if any(k not in _TOKEN_PRICES and not any(w in k for w in _NOT_TEXT_TOKENS) for k in prices):
+        return None
+    counts = {"input_mtok": usage.input, "output_mtok": usage.output, "cache_read_mtok": usage.cache_read,
+              "cache_write_mtok": usage.cache_write}
+    if any(n and k not in prices for k, n in counts.items()):
+        return None
+    prompt = usage.input + usage.cache_read + usage.cache_write
+    total = Decimal(0)
+    for key, n in counts.items():
+        if not n:
+            continue
+        price = prices[key]
+        if not isinstance(price, Decimal):  # TieredPrices: base, tiers sorted by start
+            rate = price.base
+            for tier in reversed(price.tiers):
+                if prompt > tier.start:
+                    rate = tier.price
+                    break
+            price = rate
+        total += price * n
+    return float(total / 1_000_000)
 
 
 def m001_costs(conn: sqlite3.Connection) -> None:

@@ -3,10 +3,13 @@ checked against figures computed here by hand from the table's published per-tok
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agtrace.capture.adapters import make_adapter
 from agtrace.eventlog import (
@@ -112,3 +115,26 @@ def test_unknown_model_is_unpriced_by_name_and_cli_shows_costs(tmp_path):
         assert part_costs(again, run_id) == {1: None, 2: pytest.approx(0.3)}
     rows = json.loads(run_agtrace(["compare", run_id, "--json"], tmp_path, check=True).stdout)
     assert rows[0]["cost"] == data["cost"]
+
+
+MODELS = ["claude-sonnet-4-5", "claude-opus-4-1", "gpt-5.1-codex", "gpt-4o", "gemini-2.5-pro", "o3",
+          "anthropic/claude-sonnet-4-5", "claude-3-5-haiku"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(MODELS), st.sampled_from([0, 10, 1_000, 150_000, 199_999, 200_001, 300_000]),
+       st.integers(0, 20_000), st.sampled_from([0, 500, 250_000]), st.sampled_from([0, 3_000]))
+def test_the_fast_path_prices_like_the_table_itself(model, input_, output, cache_read, cache_write):
+    """Pricing from the per-million rates (memoized model lookup) equals genai-prices' own
+    calc_price, tiers included."""
+    from genai_prices import calc_price
+
+    from agtrace.eventlog.cost import _table_usage
+
+    usage = Usage(input=input_, output=output, cache_read=cache_read, cache_write=cache_write)
+    ts = 1_790_000_000 * 10**9
+    cost, provider, reason = price_usage(usage, model, ts)
+    table = calc_price(_table_usage(usage), model.rpartition("/")[2],
+                       genai_request_timestamp=datetime.datetime.fromtimestamp(ts / 1e9, datetime.UTC))
+    assert (cost, provider, reason) == (pytest.approx(float(table.total_price), rel=1e-12, abs=1e-15),
+                                        table.provider.id, "")
