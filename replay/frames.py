@@ -80,7 +80,7 @@ def _frame(rows: list[dict], columns: Sequence[str], times: dict[str, str]) -> p
 
 
 def runs_df(store: Store, *, limit: int | None = None, offset: int = 0, **filters: Any) -> pd.DataFrame:
-    """One row per run, oldest first (:data:`RUN_COLUMNS`). ``filters`` are those of
+    """One row per run, newest first as `agtrace ls` lists them (:data:`RUN_COLUMNS`). ``filters`` are those of
     :func:`agtrace.replay.list_runs` (``agent``, ``model``, ``status``, ``since_ns``, ``tags``,
     ``sort``, ``reverse``)."""
     listed = _page(list_runs(store, costs=True, **filters), limit, offset)
