@@ -24,6 +24,7 @@ process, a projection rebuilt on open), reading each stream once from the lowest
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import time
@@ -50,6 +51,14 @@ from .writer import RunWriter
 
 SYNC_BATCH = 10_000
 """Records folded per transaction when catching up from the segments."""
+
+_BEHIND = """SELECT r.id FROM runs r WHERE r.end_status IS NULL OR EXISTS (
+    SELECT 1 FROM json_each(?) n
+    WHERE NOT EXISTS (SELECT 1 FROM projection_errors e WHERE e.projection = n.value AND e.run_id = r.id)
+    AND coalesce((SELECT seq FROM positions p WHERE p.projection = n.value AND p.run_id = r.id), 0)
+        < coalesce(r.events, 0))"""
+"""Runs some of the projections named in the JSON list ``?`` have not folded to the run's last
+seq (or that have not ended)."""
 
 def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
@@ -264,18 +273,22 @@ class Store:
                  progress: Callable[[int, int], None] | None = None) -> None:
         """Bring the lazy projections ``names`` (and every eager one) up to date with the
         events of ``run_ids`` (default: every run), reading only the runs they are behind on.
-        ``progress(done, todo)`` is called after each run folded."""
+        ``progress(done, todo)`` is called after each run folded.
+
+        Which runs are behind is one query (positions against each run's last seq; runs not
+        ended count as behind, they may have grown), plus the run directories the catalog does
+        not know yet, so a caught-up store costs a directory listing and that query."""
         catalog = self.catalog
-        wanted = [catalog.projections.get(n) for n in names]
-        if not all(wanted) or not wanted:
+        if not names or not all(catalog.projections.get(n) for n in names):
             return
-        ids = self.run_ids() if run_ids is None else list(run_ids)
-        stale = set(catalog.stale_runs(ids))
-        events = dict(catalog.conn.execute("SELECT id, events FROM runs"))
-        positions = catalog.projections.all_positions()
-        failed = {(e.projection, e.run_id) for e in catalog.projections.errors()}
-        todo = [r for r in ids if r in stale or any(
-            positions.get((p.name, r), 0) < (events.get(r) or 0) for p in wanted if (p.name, r) not in failed)]
+        check = json.dumps(sorted({*names, *(p.name for p in catalog.projections.of("events"))}))
+        behind = {r[0] for r in catalog.conn.execute(_BEHIND, [check])}
+        known = set(catalog.run_ids())
+        if run_ids is None:
+            ids = sorted(os.listdir(self.runs_dir))
+            todo = [r for r in ids if r in behind or (r not in known and self.has_run(r))]
+        else:
+            todo = [r for r in run_ids if r in behind or r not in known]
         for i, run_id in enumerate(todo):
             self._sync_stream(run_id, "events", lazy=names)
             if progress:
