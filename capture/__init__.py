@@ -54,6 +54,8 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "UnknownFormat": "errors",
     "WorkdirError": "errors",
     "adapter_for": "pipeline",
+    "check_command": "runner",
+    "check_workdir": "runner",
     "cli_version": "runner",
     "demo_command": "demo",
     "find_home": "importers.home",

@@ -6,12 +6,16 @@ ports (:mod:`agtrace.capture.port`) and call it. Contracts, the same on every ba
 
 * Every stdout line is stored verbatim (redacted: a line is redacted before the adapter sees it,
   private keys over several lines included, and its raw record counts what it lost) as it arrives: a ``raw_recorded`` event for
-  structured adapters (Codex, Claude Code, OpenCode), a ``line_logged`` event for ``raw``; every
+  structured adapters (Codex, Claude Code, OpenCode), a ``line_logged`` event for ``raw`` (with
+  the part it was printed in, stored after the end of the part a marker line closes); every
   stderr line as ``line_logged``. Parsed events follow their raw record. A line the adapter
   cannot parse is stored as a raw record with its parse error; capture never stops for bad output.
 * When a line (or a tick) ends a part, the agent's process group is frozen, the part's
   snapshot is taken and stored, and the group is thawed, also when the snapshot fails; so the
-  tree cannot change under the snapshot and later edits cannot leak into it. The freeze is
+  tree cannot change under the snapshot and later edits cannot leak into it. A backend that
+  reads lines itself (``LocalProcess.freeze_on``) freezes the group the moment a raw marker line
+  is read, before the loop gets to it, so the edits a script makes right after printing its
+  marker are not in the previous part's snapshot. The freeze is
   guarded by the agent port (a deadline, a supervisor that thaws and stops the agent if this
   process dies); a freeze the deadline ended is stored as an ``error_occurred`` event and
   warned about, since that part's snapshot may include later changes.
@@ -34,6 +38,7 @@ ports (:mod:`agtrace.capture.port`) and call it. Contracts, the same on every ba
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -55,6 +60,8 @@ TICK_S = 0.2
 """The longest the loop waits for a line before it ticks the adapter and checks the limits."""
 DRAIN_S = 10.0
 """How long the agent's streams may stay open after the agent exited before its group is stopped."""
+FREEZE_SWITCH_S = 0.0002
+"""The interpreter's thread switch interval while a reader freezes the agent at marker lines."""
 EXIT_POLL_S = 1.0
 """While the streams are open and silent, how often the loop asks whether the agent exited."""
 
@@ -111,6 +118,12 @@ def run_capture(
     )
     if on_start:
         on_start(recorder.run_id)
+    starts_part = getattr(adapter, "starts_part", None)
+    if starts_part is not None and hasattr(process, "freeze_on") and recorder.snapshots is not None:
+        process.freeze_on = starts_part  # freeze at the marker's arrival, not when the loop gets to it
+    switch = sys.getswitchinterval()
+    if getattr(process, "freeze_on", None) is not None:  # the reader gets the GIL within this, not 5 ms
+        sys.setswitchinterval(min(switch, FREEZE_SWITCH_S))
     interrupt = interrupt or threading.Event()
     loop = _Capture(recorder, adapter, process, max_parts, timeout, interrupt, on_line)
     started = time.monotonic()
@@ -126,6 +139,7 @@ def run_capture(
     finally:
         _release(process)
         _restore_signals(previous)
+        sys.setswitchinterval(switch)
     bundles = sorted((store.run_dir(recorder.run_id) / "bundles").glob("*.bundle"))
     agent = recorder_options.get("agent", "")
     return RunSummary(
@@ -295,7 +309,7 @@ class _Capture:
         self.line_no[line.stream] += 1
         text, n = self.recorder.redactor.redact_line(line.text, line.stream)
         redactions = n or int(text != line.text)  # a key's body line: the block was counted once
-        line = Line(line.stream, text, line.ts) if redactions else line
+        line = Line(line.stream, text, line.ts, line.frozen) if redactions else line
         if self.on_line:
             self.on_line(line.stream, line.text)
         self._store(self.adapter.feed(line.text, line.stream), line=line, redactions=redactions)
@@ -307,25 +321,30 @@ class _Capture:
         emits = list(emits)
         frozen = freeze and self.recorder.snapshots is not None and any(
             isinstance(e.event, PartEnded) for e in emits)
+        prefrozen = line is not None and line.frozen is not None  # the reader froze it at this line
+        if frozen or prefrozen:
+            early = line.frozen if prefrozen else getattr(self.process, "deadline_thaws", 0)
         if frozen:
-            early = getattr(self.process, "deadline_thaws", 0)
             try:
-                self.process.freeze()
+                self.process.freeze()  # a no-op when the reader froze it already
             except CaptureError as exc:
                 self._lose(exc, "")
         try:
-            if line is not None:
+            raw = self.adapter.name == "raw"
+            if line is not None and not raw:
                 self._store_verbatim(line, emits, redactions)
             ts = line.ts if line is not None else None
             for emit in emits:
                 self._emit(emit, ts)
+            if line is not None and raw:  # after the part it ended: the line belongs to the next
+                self._store_verbatim(line, emits, redactions)
         finally:
-            if frozen:
+            if frozen or prefrozen:
                 try:
                     self.process.thaw()
                 except CaptureError as exc:
                     self._lose(exc, "")
-                if getattr(self.process, "deadline_thaws", 0) > early:
+                if frozen and getattr(self.process, "deadline_thaws", 0) > early:
                     self._deadline_passed(emits)
 
     def _deadline_passed(self, emits: list[Emit]) -> None:
@@ -337,7 +356,10 @@ class _Capture:
         self.recorder.emit(ErrorOccurred(message=message, origin="capture"), part)
 
     def _store_verbatim(self, line: Line, emits: list[Emit], redactions: int) -> None:
-        if line.stream == "stderr" or self.adapter.name == "raw":
+        if self.adapter.name == "raw":  # in the part it was printed in
+            self.recorder.emit(LineLogged(stream=line.stream, text=line.text, redactions=redactions),
+                               getattr(self.adapter, "line_part", None), ts=line.ts)
+        elif line.stream == "stderr":
             self.recorder.emit(LineLogged(stream=line.stream, text=line.text, redactions=redactions), ts=line.ts)
         elif not any(isinstance(e.event, RawRecorded) for e in emits):
             self.recorder.emit(RawRecorded(source=self.adapter.name, text=line.text, redactions=redactions,

@@ -34,6 +34,9 @@ class Line:
     stream: str
     text: str
     ts: int
+    frozen: int | None = None
+    """Set when the reader froze the agent as this line arrived (a marker that ends a part): the
+    process's ``deadline_thaws`` at that moment; None otherwise."""
 
 
 @runtime_checkable

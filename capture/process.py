@@ -48,8 +48,8 @@ class LineQueue:
         self._open = len(streams)
         self.error: BaseException | None = None
 
-    def put(self, stream: str, text: str, ts: int | None = None) -> None:
-        self._q.put(Line(stream, text, ts if ts is not None else time.time_ns()))
+    def put(self, stream: str, text: str, ts: int | None = None, frozen: int | None = None) -> None:
+        self._q.put(Line(stream, text, ts if ts is not None else time.time_ns(), frozen))
 
     def close(self, stream: str, error: BaseException | None = None) -> None:
         self._q.put((stream, error))
@@ -313,6 +313,12 @@ class LocalProcess(ProcessGroup):
         self.lines = LineQueue()
         self.unsupervised = ""
         """Why no supervisor guards the agent ("" when one does)."""
+        self.freeze_on = None
+        """``freeze_on(text, stream)``: whether a line ends a part (set by the capture before
+        :meth:`start`). Such a line freezes the agent the moment it is read, before it is queued,
+        so the part's snapshot cannot see what the agent does right after printing it; the
+        capture thaws it once that snapshot is taken (:attr:`Line.frozen`)."""
+        self._output_seen = False
 
     def start(self) -> None:
         try:
@@ -336,7 +342,13 @@ class LocalProcess(ProcessGroup):
     def _pump(self, pipe, stream: str) -> None:
         try:
             for raw in iter(pipe.readline, b""):
-                self.lines.put(stream, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                frozen = None
+                if self.freeze_on is not None and self._output_seen and self.freeze_on(text, stream):
+                    frozen = self.deadline_thaws
+                    self.freeze()
+                self._output_seen = self._output_seen or bool(text.strip())
+                self.lines.put(stream, text, frozen=frozen)
         finally:
             self.lines.close(stream)
 

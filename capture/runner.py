@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from agtrace.eventlog import Redactor, Remote, Store
 
-from .errors import WorkdirError
+from .errors import AgentNotFound, WorkdirError
 from .pipeline import RunSummary, adapter_for, run_capture
 from .process import LocalProcess
 from .recorder import PartDone
@@ -56,9 +56,8 @@ def run_agent(
 
     ``stop_signal`` is what the agent's process group gets when the capture stops it (limits,
     interrupts) or dies; SIGKILL follows after a grace period."""
-    workdir = os.path.abspath(workdir)
-    if not os.path.isdir(workdir):
-        raise WorkdirError(f"workdir {workdir} does not exist; create it or pass --workdir")
+    workdir = check_workdir(workdir)
+    check_command(command, workdir, env)
     agent_version = agent_version or cli_version(command, agent, cwd=workdir, env=env)
     adapter = adapter_for(agent, {"agent_version": agent_version, **(adapter_options or {})})
     return run_capture(
@@ -71,6 +70,38 @@ def run_agent(
         parent_run=parent_run, on_part=on_part, remote=remote, ship_interval_s=ship_interval_s,
         bundle_interval_s=ship_interval_s, redactor=Redactor.from_env({**os.environ, **(env or {})}),
     )
+
+
+def check_workdir(workdir: str | os.PathLike) -> str:
+    """The absolute workdir, or :class:`WorkdirError` when it is not a directory (before any
+    run is created)."""
+    path = os.path.abspath(workdir)
+    if not os.path.exists(path):
+        raise WorkdirError(f"workdir {path} does not exist; create it or pass another --workdir (no run was created)")
+    if not os.path.isdir(path):
+        raise WorkdirError(f"workdir {path} is not a directory; pass a directory as --workdir (no run was created)")
+    return path
+
+
+def check_command(command: list[str], workdir: str, env: dict[str, str] | None = None) -> None:
+    """Raise :class:`AgentNotFound` unless ``command[0]`` can be executed from ``workdir``:
+    found on ``PATH`` (this process's plus ``env``), or a path (relative to the workdir) to an
+    executable file. Checked before a run is created, so a typo leaves no run behind."""
+    import shutil
+
+    if not command:
+        raise AgentNotFound("no command to run: give the agent command after `--` (no run was created)")
+    program = command[0]
+    if "/" in program:
+        path = os.path.join(workdir, program)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return
+        why = "is not executable (chmod +x it)" if os.path.isfile(path) else "does not exist"
+        raise AgentNotFound(f"cannot run {program!r}: {path} {why}; check the command after `--` (no run was created)")
+    search = {**os.environ, **(env or {})}.get("PATH", os.defpath)
+    if shutil.which(program, path=search) is None:
+        raise AgentNotFound(f"cannot run {program!r}: no such command on PATH; check the command after `--` "
+                            "(no run was created)")
 
 
 def model_from_argv(argv: list[str]) -> str:

@@ -13,6 +13,7 @@ from agtrace.capture import (
     PartDone,
     RunSummary,
     SnapshotPolicy,
+    check_workdir,
     run_agent,
     run_demo,
 )
@@ -80,7 +81,7 @@ def _finish(summary: RunSummary, as_json: bool) -> None:
 @click.option("--max-file-bytes", type=int, default=10 * 1024 * 1024, show_default=True,
               help="Snapshots leave out larger files (recorded).")
 @click.option("--exclude", "excludes", multiple=True, help="Extra gitignore-style pattern left out of snapshots.")
-@click.option("--marker", default=None, help="raw agent: a regex; a stdout line matching it ends a part.")
+@click.option("--marker", default=None, help="raw agent: a regex; a stdout line matching it starts a part (titled by that line).")
 @click.option("--quiet-s", type=float, default=None, help="raw agent: end a part after S seconds without output.")
 @click.option("--remote", envvar="AGTRACE_REMOTE", default=None, metavar="URL",
               help="Push sealed segments and bundles here while the run goes on (s3://… or file://…; env AGTRACE_REMOTE).")
@@ -117,6 +118,7 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
         stop_signal=signal.Signals[f"SIG{stop_signal}"],
     )
     if backend == "modal":
+        check_workdir(workdir)  # the command is checked in the sandbox, where it runs
         summary = _run_in_modal(store, list(command), workdir, image, common)
     else:
         summary = run_agent(store, list(command), workdir=workdir, **common)

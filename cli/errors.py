@@ -8,7 +8,8 @@ an unknown run id); 130 interrupted.
 What is mapped, and where (:func:`map_error`):
 
 * agtrace's own trees (``EventlogError``, ``CaptureError``, ``ReplayError``): their messages
-  already say what to do; bad input (unknown or ambiguous id, an invalid event) exits 2.
+  already say what to do; bad input (unknown or ambiguous id, an invalid event, a --store
+  where there is no store) exits 2.
 * ``sqlite3`` errors come from the catalog, which is derived: "database is locked" (another
   process holds it), "file is not a database" (damaged or replaced), disk I/O errors, and the
   rest; each message says how to get the catalog back without losing an event.
@@ -48,10 +49,17 @@ class UserError(click.ClickException):
 def map_error(exc: BaseException, store_path: str = "the store") -> UserError:
     """The one place where an exception becomes a CLI error (see the module docstring)."""
     from agtrace.capture import CaptureError
-    from agtrace.eventlog import AmbiguousRunId, EventlogError, InvalidEvent, RunNotFound
+    from agtrace.eventlog import (
+        AmbiguousRunId,
+        BadPartSelection,
+        EventlogError,
+        InvalidEvent,
+        RunNotFound,
+        StoreNotFound,
+    )
     from agtrace.replay import ReplayError
 
-    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent)):
+    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent, BadPartSelection, StoreNotFound)):
         return UserError(str(exc), EXIT_BAD_INPUT)
     if isinstance(exc, (EventlogError, CaptureError, ReplayError)):
         return UserError(str(exc))

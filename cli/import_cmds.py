@@ -35,7 +35,10 @@ def import_cmd(ctx, paths, agent, fmt, repo, jobs, as_json) -> None:
     since is imported as a new run continuing the earlier one (parent_run). Exits 1 when a
     source failed or bad (malformed) records were skipped (they are listed with file and line).
     Records of types a newer tool version wrote are kept raw and reported as a warning; they
-    do not change the exit code. With --json: one result per source (with --from: an object
+    do not change the exit code. Files met in a directory that are no source are reported as
+    skipped (exit 0); one named like a trace (.jsonl, .eval, .traj) that no format reads, or
+    that cannot be read, failed. Each source succeeds or fails alone. With --json: one result
+    per source or skipped file, its outcome imported, skipped or failed (with --from: an object
     with the home, the number of unchanged sources skipped and the results).
     """
     if bool(paths) == bool(agent):
@@ -61,6 +64,9 @@ def import_cmd(ctx, paths, agent, fmt, repo, jobs, as_json) -> None:
             if r.error:
                 click.echo(f"failed    {r.error}", err=True)
                 continue
+            if r.skipped:
+                click.echo(f"skipped   {r.source}: {r.skipped}", err=True)
+                continue
             runs = ", ".join(f"{rid} (continues {r.parents[rid]})" if rid in r.parents else rid
                              for rid in r.runs) or "-"
             existing = f" (already imported: {', '.join(r.existing)})" if r.existing else ""
@@ -69,8 +75,12 @@ def import_cmd(ctx, paths, agent, fmt, repo, jobs, as_json) -> None:
                 click.echo(f"  skipped {bad.location}: {bad.message}", err=True)
             if r.unknown:
                 warn(f"{r.source}: {r.warning()}")
-    failed = sum(1 for r in results if r.error)
+    counts = {o: sum(1 for r in results if r.outcome == o) for o in ("imported", "skipped", "failed")}
+    failed = counts["failed"]
     bad = sum(len(r.bad_records) for r in results)
+    if not as_json and len(results) > 1:
+        click.echo(f"{counts['imported']} imported, {counts['skipped']} skipped (not sources), {failed} failed",
+                   err=True)
     if failed or bad:
-        raise UserError(f"{failed} of {len(results)} sources failed and {bad} bad records were skipped; "
-                        "the rest was imported", 1)
+        raise UserError(f"{failed} of {len(results) - counts['skipped']} sources failed and {bad} bad records were "
+                        "skipped; the rest was imported", 1)

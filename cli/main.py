@@ -24,12 +24,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "close": ("runs:close_cmd", "End a run with a status (appends run_ended)."),
     "compare": ("report_cmds:compare_cmd",
                 "Compare runs: their curves on shared axes (HTML) and their metrics side by side."),
+    "cp": ("runs:cp_cmd", "Copy a run whole as a new run: events, scores, repository state; print the copy's id."),
     "demo": ("capture_cmds:demo_cmd",
              "Capture a scripted agent (no model, no key, no network) fixing a small project."),
     "diff": ("metrics_cmds:diff_cmd",
-             "Diff the repository between parts A and B of a run (0 = base tree, `last` accepted)."),
+             "Diff the repository between parts A and B of a run (0 = base tree; first, last accepted)."),
     "export": ("export_cmds:export_cmd", "Export runs: events for DuckDB, Spark or Athena (JSON lines, Parquet), "
                "trajectories for Harbor (ATIF) or traces for OpenTelemetry tools (OTLP)."),
+    "gc": ("store_cmds:gc_cmd", "Collect what no run needs: unreferenced blobs, caches of removed runs, leftovers of\n"
+           "interrupted imports and transfers; pack ended runs' repositories."),
     "import": ("import_cmds:import_cmd",
                "Import existing traces (agent sessions, saved live streams, trajectories, eval logs) as runs."),
     "log": ("runs:log_cmd", "Print a run's events (or one part's), human-readable or as JSON lines."),
@@ -50,6 +53,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Write one run as a self-contained HTML page: header, plots, paged transcript, diffs."),
     "rescore": ("rescore_cmds:rescore_cmd",
                 "Run a scorer on the reconstructed trees of old runs; record each result as a new event."),
+    "rm": ("store_cmds:rm_cmd",
+           "Remove runs (by id, or by --older-than/--keep) from the store, or with --remote from a remote."),
     "run": ("capture_cmds:run_cmd", "Run an agent COMMAND (after `--`) and capture it part by part."),
     "scores": ("rescore_cmds:scores_cmd", "Show a run's re-scoring results: the score over its parts, per scorer."),
     "search": ("search_cmds:search_cmd", "Search every run's messages, reasoning, tool calls, outputs and errors; "
@@ -62,11 +67,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 """Command name → (``module:function`` in this package, the first paragraph of its help)."""
 
 
-class Context:
-    """What every command gets: the store location, opened lazily."""
+CREATE_STORE = frozenset({"demo", "import", "new", "pull", "run"})
+"""Commands that may create the store when it does not exist; every other command refuses a
+missing store (a typo in --store must not create one, nor pass `verify` on nothing)."""
 
-    def __init__(self, store_path: str):
+
+class Context:
+    """What every command gets: the store location, opened lazily (created only if ``create``)."""
+
+    def __init__(self, store_path: str, create: bool = True):
         self.store_path = os.path.expanduser(store_path)
+        self.create = create
         self._store = None
 
     @property
@@ -75,8 +86,18 @@ class Context:
         if self._store is None:
             from agtrace.eventlog import Store
 
-            self._store = Store(self.store_path)
+            self._store = Store(self.store_path, create=self.create)
         return self._store
+
+    def store_or_none(self):
+        """The store, or None when there is none at ``store_path`` (for commands that can do
+        without one, such as `ls --remote`)."""
+        from agtrace.eventlog import StoreNotFound
+
+        try:
+            return self.store
+        except StoreNotFound:
+            return None
 
     def close(self) -> None:
         if self._store is not None:
@@ -130,7 +151,7 @@ def cli(ctx: click.Context, store: str) -> None:
     after each part; replay any part offline; verify, list and export runs.
     """
     global _store_path
-    ctx.obj = Context(store)
+    ctx.obj = Context(store, create=ctx.invoked_subcommand in CREATE_STORE)
     _store_path = ctx.obj.store_path
     ctx.call_on_close(ctx.obj.close)
 

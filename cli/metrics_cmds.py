@@ -47,10 +47,12 @@ def _n(value) -> str:
 @click.command("metrics")
 @click.argument("run")
 @click.option("--per-part", is_flag=True, help="One row per part instead of the run's totals.")
+@click.option("--parts", "--part", "parts", default=None, metavar="PARTS",
+              help="With --per-part: only these parts (N, first, last, all, changed, 3-7, 1,4,9).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (a header and one row per run or part).")
 @pass_ctx
-def metrics_cmd(ctx, run: str, per_part: bool, as_json: bool, as_csv: bool) -> None:
+def metrics_cmd(ctx, run: str, per_part: bool, parts: str | None, as_json: bool, as_csv: bool) -> None:
     """A run's metrics: status, tokens by type, cost, tool calls and errors, tests, files changed.
 
     Brought up to date with the run's events first (only new events are read). docs/metrics.md
@@ -60,9 +62,16 @@ def metrics_cmd(ctx, run: str, per_part: bool, as_json: bool, as_csv: bool) -> N
         raise UserError("choose one of --json and --csv", 2)
     store = ctx.store
     run_id = store.resolve(run)
+    if parts is not None and not per_part:
+        raise UserError("--parts selects rows of --per-part; add --per-part", 2)
     m = run_metrics(store, run_id)
     if per_part:
         rows = [p.to_dict() for p in part_metrics(store, run_id)]
+        if parts is not None:
+            from agtrace.replay import resolve_parts
+
+            chosen = set(resolve_parts(store, run_id, parts))
+            rows = [r for r in rows if r["part"] in chosen]
         if as_json:
             echo_json(rows)
         elif as_csv:
@@ -120,7 +129,7 @@ def metrics_cmd(ctx, run: str, per_part: bool, as_json: bool, as_csv: bool) -> N
 @pass_ctx
 def diff_cmd(ctx, run: str, a: str, b: str, paths: tuple[str, ...], stat: bool, name_only: bool,
              as_json: bool) -> None:
-    """Diff the repository between parts A and B of a run (0 = base tree, `last` accepted).
+    """Diff the repository between parts A and B of a run (0 = base tree; first, last accepted).
 
     PATHs limit the diff to those files or directories. Text files get a unified diff that
     `git apply` accepts; binary files are noted.

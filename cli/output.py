@@ -60,6 +60,16 @@ def duration(seconds: float | None) -> str:
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
+def size(nbytes: int) -> str:
+    """Bytes for people: ``512 B``, ``23.7 kB``, ``1.2 MB``, ``3.40 GB``."""
+    if nbytes < 1000:
+        return f"{nbytes} B"
+    for unit, scale in (("kB", 1e3), ("MB", 1e6)):
+        if nbytes < scale * 1000:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes / 1e9:.2f} GB"
+
+
 def shorten(value, width: int = 80) -> str:
     text = value if isinstance(value, str) else str(value)
     text = " ".join(text.split())

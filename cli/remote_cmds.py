@@ -1,14 +1,15 @@
-"""Commands: agtrace push, pull — glue around :func:`agtrace.eventlog.push` and ``pull``."""
+"""Commands: agtrace push, pull, ls --remote — glue around :func:`agtrace.eventlog.push`, ``pull``
+and ``list_remote_runs``."""
 
 from __future__ import annotations
 
 import click
 
-from agtrace.eventlog import pull, push, remote_for, remote_run_ids
+from agtrace.eventlog import pull, push, remote_for
 
 from .errors import UserError
 from .main import pass_ctx
-from .output import echo_json, progress
+from .output import echo_json, progress, size
 
 _REMOTE = click.option(
     "--remote", "remote_url", envvar="AGTRACE_REMOTE", default=None, metavar="URL",
@@ -51,22 +52,38 @@ def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     if as_json:
         echo_json(report.to_dict())
         return
-    click.echo(
-        f"pushed {len(report.runs)} run(s) to {remote.url}: {report.uploaded} uploaded "
-        f"({report.bytes_uploaded / 1e6:.1f} MB), {report.existed} already there"
-        + (f", {report.resumed_parts} part(s) resumed" if report.resumed_parts else "")
-    )
+    said = [f"{report.uploaded} object(s) uploaded ({size(report.bytes_uploaded)})",
+            f"{report.existed} already there"]
+    if report.shared:
+        said.append(f"{report.shared} blob(s) another run of this push had already sent")
+    if report.resumed_parts:
+        said.append(f"{report.resumed_parts} part(s) of interrupted uploads reused")
+    click.echo(f"pushed {len(report.runs)} run(s) to {remote.url}: {', '.join(said)}")
+    if report.skipped:
+        runs = ", ".join(report.skipped_runs[:3]) + (" …" if len(report.skipped_runs) > 3 else "")
+        click.echo(f"skipped {report.skipped} open segment(s) (runs {runs}: still being written, or "
+                   "crashed before sealing them); push again once they end", err=True)
 
 
-def _resolve_remote(remote, prefix: str) -> str:
-    prefix = prefix.strip().upper()
-    if len(prefix) == 26:
-        return prefix
-    matches = [r for r in remote_run_ids(remote) if r.startswith(prefix)]
-    if len(matches) != 1:
-        found = "no run" if not matches else f"{len(matches)} runs"
-        raise UserError(f"{prefix!r} matches {found} on {remote.url}; give the full run id", 2)
-    return matches[0]
+def ls_remote(store, url: str, as_json: bool) -> None:
+    """`agtrace ls --remote URL`: the runs a remote holds, and which of them this store has."""
+    from agtrace.eventlog import list_remote_runs
+
+    from .output import clock, table
+
+    with _remote(url) as remote:
+        runs = list_remote_runs(remote)
+    local = set(store.run_ids()) if store is not None else set()
+    if as_json:
+        echo_json([{**r.to_dict(), "local": r.id in local} for r in runs])
+        return
+    if not runs:
+        click.echo(f"no runs on {remote.url}; `agtrace push --all --remote {remote.url}` puts this store's there")
+        return
+    rows = [[r.id, clock(r.started_at), r.last_seq, r.segments, r.bundles, size(r.bytes),
+             "yes" if r.manifest else "no", "yes" if r.id in local else "no"] for r in runs]
+    click.echo(table(rows, ["ID", "STARTED", "EVENTS", "SEGMENTS", "BUNDLES", "SIZE", "MANIFEST", "LOCAL"]))
+    click.echo(f"{len(runs)} run(s), {size(sum(r.bytes for r in runs))} on {remote.url} (blobs not counted)")
 
 
 @click.command("pull")
@@ -85,14 +102,17 @@ def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     ids = _ids(store, run_ids, all_runs, "pull")
     with _remote(remote_url) as remote, progress("pulling") as update:
         if ids is not None:
-            ids = [_resolve_remote(remote, r) for r in ids]
+            from agtrace.eventlog import list_remote_runs, resolve_remote
+
+            held = list_remote_runs(remote)
+            ids = [resolve_remote(remote, r, held) for r in ids]
         report = pull(store, remote, ids, progress=update)
     if as_json:
         echo_json(report.to_dict())
     else:
         click.echo(
-            f"pulled {len(report.runs)} run(s) from {remote.url}: {report.downloaded} downloaded "
-            f"({report.bytes_downloaded / 1e6:.1f} MB), {report.present} already here"
+            f"pulled {len(report.runs)} run(s) from {remote.url}: {report.downloaded} object(s) downloaded "
+            f"({size(report.bytes_downloaded)}), {report.present} already here"
         )
         for problem in report.problems:
             click.echo(f"problem: {problem}", err=True)

@@ -25,12 +25,15 @@ def _parse_time(value: str) -> int:
 
 @click.command("replay")
 @click.argument("run")
-@click.option("--part", "part", default=None, help="Part number, or `last` (0 = before the first part).")
+@click.option("--part", "part", default=None, metavar="PART",
+              help="One part: N, first or last (0 = before the first part); see README, Naming parts.")
 @click.option("--at-seq", type=int, default=None, help="The last part ended at this event seq.")
 @click.option("--at-time", default=None, help="The last part ended at this wall-clock time (ISO).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Directory to write the repository into (default ./<id>-part-<N>).")
-@click.option("--force", is_flag=True, help="Empty a non-empty --out first.")
+@click.option("--force", is_flag=True,
+              help="Replace a --out that an earlier replay from this store wrote; any other non-empty "
+                   "directory is refused, naming what it holds.")
 @click.option("--transcript", is_flag=True,
               help="Print the conversation up to the part instead of writing a tree (the whole run without a part).")
 @click.option("--max-lines", type=int, default=20, show_default=True,
@@ -53,7 +56,7 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_line
         _print_transcript(store, run_id, n, max_lines, as_json)
         return
     if not named:
-        raise UserError("name a part: --part N|last, --at-seq S or --at-time T", 2)
+        raise UserError("name a part: --part N|first|last, --at-seq S or --at-time T", 2)
     n = resolve_part(store, run_id, part=part, at_seq=at_seq, at_time_ns=at_time_ns)
     out = out or f"{run_id[:10]}-part-{n}"
     view = materialize(store, run_id, n, out, force=force)

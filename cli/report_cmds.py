@@ -33,26 +33,36 @@ def _write(path: str, text: str) -> int:
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
               help="HTML file to write (default ./<id>-report.html).")
 @click.option("--open", "open_", is_flag=True, help="Open the page in the default browser.")
+@click.option("--part", "part", default=None, metavar="PART",
+              help="Open (and print the link of) the page at this part: N, first or last.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"path": ..., "bytes": ...} as JSON.')
 @pass_ctx
-def report_cmd(ctx, run, out, open_, as_json) -> None:
+def report_cmd(ctx, run, out, open_, part, as_json) -> None:
     """Write one run as a self-contained HTML page: header, plots, paged transcript, diffs.
 
     The page needs no network (it works from disk or an S3 link); `#part-N` opens part N.
     """
     store = ctx.store
     run_id = store.resolve(run)
+    anchor = ""
+    if part is not None:
+        from agtrace.replay import resolve_part
+
+        anchor = f"#part-{resolve_part(store, run_id, part=part)}"
     out = out or f"{run_id[:10]}-report.html"
     with progress(f"report {run_id[:10]}") as update:
         text = render_report(store, run_id, progress=update)
     size = _write(out, text)
     path = str(Path(out).resolve())
+    link = Path(path).as_uri() + anchor
     if as_json:
-        echo_json({"path": path, "bytes": size})
+        echo_json({"path": path, "bytes": size, **({"link": link} if anchor else {})})
     else:
         click.echo(f"wrote the report of {run_id} to {out} ({size / 1024:,.0f} KiB)")
+        if anchor:
+            click.echo(f"part: {link}")
     if open_:
-        webbrowser.open(Path(path).as_uri())
+        webbrowser.open(link)
 
 
 @click.command("compare")
@@ -89,6 +99,10 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
                                               "cost", "tests_final_passed", "tests_final_total",
                                               "tests_best_passed")]
     click.echo(table([[_short(k, r.get(k)) for k in keys] for r in rows], keys))
+    names = sorted({name for r in rows for name in r.get("scorers", {})})
+    if names:
+        click.echo(table([[name, *(_scorer_cell(r.get("scorers", {}).get(name)) for r in rows)] for name in names],
+                         ["SCORER (last part)", *(r["id"][:10] for r in rows)]))
     for diff in comparison.tree_diffs:
         click.echo(f"\nfinal tree of {diff.run_b[:10]} against {diff.run_a[:10]}:")
         if diff.reason:
@@ -100,6 +114,15 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
             if show_patch:
                 click.echo(diff.patch(), nl=False)
     click.echo(f"wrote the comparison to {out} ({size / 1024:,.0f} KiB)")
+
+
+def _scorer_cell(result: dict | None) -> str:
+    if result is None:
+        return "-"
+    if result["status"] != "ok":
+        return f"{result['status']} @{result['part']}"
+    value = "-" if result["value"] is None else f"{result['value']:.3f}"
+    return f"{value} @{result['part']}"
 
 
 def _short(key: str, value) -> str:

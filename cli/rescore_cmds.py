@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from agtrace.capture import LocalSandbox
-from agtrace.replay import OUTPUT_PARSERS, PARTS, ResultSpec, rescore, scores, select_runs
+from agtrace.replay import OUTPUT_PARSERS, ResultSpec, rescore, scores, select_runs
 
 from .errors import UserError
 from .main import pass_ctx
@@ -18,14 +18,11 @@ from .runs import parse_tags
 
 
 def _parts(value: str):
-    if value in PARTS:
-        return value
-    try:
-        return [int(p) for p in value.replace(" ", "").split(",") if p]
-    except ValueError:
-        raise UserError(
-            f"--parts takes final, all, changed or a list like 1,5,9, not {value!r}", 2
-        ) from None
+    """The selection as text (read by the one part-selection parser; bad text exits 2)."""
+    from agtrace.eventlog import parse_parts
+
+    parse_parts(value)
+    return value
 
 
 def _result_spec(
@@ -59,10 +56,12 @@ def _result_spec(
 @click.option("--cmd", "cmd", required=True, help="Shell command run in the part's tree (bash -c).")
 @click.option(
     "--parts",
+    "--part",
     "parts",
-    default="final",
+    default="last",
     show_default=True,
-    help="final, all, changed, or a list such as 1,5,9 (0 = the base tree).",
+    metavar="PARTS",
+    help="last (its final tree), first, all, changed, a range 3-7 or a list 1,5,9 (0 = the base tree).",
 )
 @click.option(
     "--jobs",
@@ -148,12 +147,25 @@ def rescore_cmd(
         )
     if as_json:
         echo_json(report.to_dict())
-        return
-    click.echo(
-        f"{name} ({report.scorer_digest[:12]}) on {len(report.runs)} run(s), {report.selected} part(s): "
-        f"{report.ran} run, {report.reused} reused, {report.skipped} already scored; "
-        f"{report.ok} ok, {report.error} error, {report.timeout} timeout; {duration(report.duration_s)}"
-    )
+    else:
+        click.echo(
+            f"{name} ({report.scorer_digest[:12]}) on {len(report.runs)} run(s), {report.selected} part(s): "
+            f"{report.ran} run, {report.reused} reused, {report.skipped} already scored; "
+            f"{report.ok} ok, {report.error} error, {report.timeout} timeout; {duration(report.duration_s)}"
+        )
+        if report.unscored:
+            click.echo(f"not scored: {report.unscored} run(s) or part(s)")
+            for r in report.unscored_reasons:
+                click.echo(f"  {r['reason']}")
+        for r in report.results:
+            if r["status"] != "ok" and not r["reused_from"]:
+                click.echo(f"  {r['status']}: run {r['run_id']} part {r['part']}; `agtrace scores {r['run_id']}` "
+                           "shows its output")
+    if report.failed:
+        raise UserError(f"{report.failed} scorer result(s) failed ({report.error} error, {report.timeout} timeout); "
+                        "`agtrace scores RUN` shows their output", 1)
+    if not report.selected and report.unscored:
+        raise UserError("nothing was scored: every run named was left out (reasons above)", 1)
 
 
 @click.command("scores")
@@ -195,6 +207,32 @@ def scores_cmd(ctx, run, name, as_json) -> None:
             ]
         )
     click.echo(table(out, ["SCORER", "PART", "TREE", "STATUS", "VALUE", "PASSED", "HOW", "DIGEST"]))
+    for (scorer, part), r in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        if r["status"] == "ok":
+            continue
+        tail = r.get("output_tail") or _origin_tail(store, rows, r)
+        click.echo(f"\n{scorer} part {part}: {r['status']} (exit {'-' if r['exit_code'] is None else r['exit_code']})")
+        lines = (tail or "(no output)").rstrip("\n").splitlines()[-TAIL_LINES:]
+        for line in lines:
+            click.echo(f"  {line}")
+
+
+TAIL_LINES = 12
+"""Lines of a failed scorer's output that `scores` shows."""
+
+
+def _origin_tail(store, rows: list[dict], row: dict) -> str:
+    """The output of the result a reused one was copied from (stored once, on the original,
+    which may be another run's)."""
+    if not row["reused_from"]:
+        return ""
+    run_id, _, seq = row["reused_from"].rpartition(":")
+    if rows and run_id != rows[0]["run_id"] and store.has_run(run_id):
+        rows = scores(store, run_id)
+    for r in rows:
+        if r["run_id"] == run_id and str(r["seq"]) == seq:
+            return r.get("output_tail") or ""
+    return ""
 
 
 def _sandbox(backend: str):

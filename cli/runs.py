@@ -43,11 +43,19 @@ DEFAULT_LIMIT = 20
               show_default=True, help="Sort key, largest first (newest, longest, most parts, most tokens); "
               "the limit applies after sorting.")
 @click.option("--reverse", is_flag=True, help="Sort ascending (oldest, shortest, fewest first).")
+@click.option("--remote", "remote_url", default=None, metavar="URL",
+              help="List what this remote holds instead (s3://… or file://…): per run its events, segments, "
+                   "bundles, size, and whether this store has it.")
 @pass_ctx
 def ls_cmd(ctx, as_json: bool, limit: int | None, show_all: bool, agent, model, task, status, since, tags,
-           sort, reverse) -> None:
+           sort, reverse, remote_url) -> None:
     """List runs, newest first: id, agent, model, task, status, parts, tokens, duration, started."""
     from agtrace.replay import parse_since, query_runs
+
+    if remote_url:
+        from .remote_cmds import ls_remote
+
+        return ls_remote(ctx.store_or_none(), remote_url, as_json)
 
     try:
         since_ns = parse_since(since) if since else None
@@ -85,11 +93,17 @@ def ls_cmd(ctx, as_json: bool, limit: int | None, show_all: bool, agent, model, 
             warn(problem)
 
 
+SHOWN_PARTS = 10
+"""`show` lists a run's last parts; `--parts` lists them all."""
+
+
 @click.command("show")
 @click.argument("run")
+@click.option("--parts", "all_parts", is_flag=True,
+              help=f"List every part (default: the last {SHOWN_PARTS}); with --json, add them as `part_list`.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def show_cmd(ctx, run: str, as_json: bool) -> None:
+def show_cmd(ctx, run: str, all_parts: bool, as_json: bool) -> None:
     """Show one run: identity, status, counts, parts."""
     store = ctx.store
     run_id = store.resolve(run)
@@ -114,7 +128,11 @@ def show_cmd(ctx, run: str, as_json: bool) -> None:
     cost = run_costs(store, [run_id])[run_id]
     data["cost"] = cost_dict(cost)
     data["notes"] = run_notes(store, run_id)
+    rows = [r for r in store.catalog.part_rows(run_id) if r["kind"] is not None] if all_parts or not as_json else []
     if as_json:
+        if all_parts:
+            data["part_list"] = [{k: r[k] for k in ("part", "kind", "title", "tool", "tree_id", "first_seq", "last_seq")}
+                                 for r in rows]
         echo_json(data)
         return
     for problem in info.projection_errors:
@@ -135,23 +153,32 @@ def show_cmd(ctx, run: str, as_json: bool) -> None:
     for note in data["notes"]:
         about = "run" if note["part"] is None else f"part {note['part']}"
         click.echo(f"{'note:':<15}[{about}] {shorten(note['text'], 80)} ({note['author'] or '?'}, {clock(note['ts'])})")
+    shown = rows if all_parts else rows[-SHOWN_PARTS:]
+    if shown:
+        hidden = len(rows) - len(shown)
+        click.echo("parts:" + (f" (the last {len(shown)}; `agtrace show {run_id[:10]} --parts` lists all {len(rows)})"
+                               if hidden else ""))
+        for r in shown:
+            tool = f" [{r['tool']}]" if r["tool"] else ""
+            click.echo(f"  {r['part']:>5}  {r['kind'] or '-':<9} {shorten(r['title'] or '', 70)}{tool}")
 
 
 @click.command("log")
 @click.argument("run")
-@click.option("--part", type=int, default=None, help="Only the events of part N.")
+@click.option("--part", "--parts", "part", default=None, metavar="PARTS",
+              help="Only the events of these parts: N, first, last, all, a range 3-7 or a list 1,4,9.")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(KINDS)), help="Only events of this kind (repeatable).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing events as a live run appends them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one event each (what `append` reads).")
 @pass_ctx
-def log_cmd(ctx, run: str, part: int | None, kinds: tuple[str, ...], follow: bool, as_json: bool) -> None:
+def log_cmd(ctx, run: str, part: str | None, kinds: tuple[str, ...], follow: bool, as_json: bool) -> None:
     """Print a run's events (or one part's), human-readable or as JSON lines."""
     store = ctx.store
     run_id = store.resolve(run)
     if part is not None:
-        records = store.read_part(run_id, part)
-        if not records:
-            raise UserError(f"run {run_id} has no part {part}; `agtrace show {run_id}` gives its part count", 2)
+        from agtrace.replay import resolve_parts
+
+        records = _read_parts(store, run_id, resolve_parts(store, run_id, part, unfinished=True))
     elif follow:
         records = store.tail(run_id)
     else:
@@ -167,6 +194,17 @@ def log_cmd(ctx, run: str, part: int | None, kinds: tuple[str, ...], follow: boo
             out.write(summary(rec, 160) + "\n")
         if follow:
             out.flush()
+
+
+def _read_parts(store, run_id: str, parts: list[int]):
+    """The events of ``parts`` (ascending), read by seq range from the catalog."""
+    wanted = set(parts)
+    rows = [store.catalog.part_row(run_id, p) for p in parts]
+    first = min(r["first_seq"] for r in rows)
+    last = max(r["last_seq"] for r in rows)
+    if len(parts) == 1 or last - first < 4 * sum(r["last_seq"] - r["first_seq"] + 1 for r in rows):
+        return (r for r in store.read(run_id, first, last) if r.part in wanted)
+    return (r for p in parts for r in store.read_part(run_id, p))
 
 
 @click.command("verify")
@@ -249,7 +287,9 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
 
     The store assigns seqs; ts and part are kept when given. Secrets are redacted before the
     events are stored (as `agtrace run` does). On a bad line it stops with the line number;
-    every line before it stays stored.
+    every line before it stays stored. A run_started line is skipped (the run has its own).
+    This is plumbing for events only: repository state is not copied (`agtrace cp` copies a
+    run whole).
     """
     store = ctx.store
     run_id = store.resolve(run)
@@ -258,6 +298,9 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
         warn(f"cut a torn tail of {writer.torn_tail.bytes_cut} bytes off {writer.torn_tail.path}")
     first = writer.next_seq
     stored = 0
+    skipped: list[int] = []
+    started_at = store.info(run_id, sync=False).started_at if first > 1 else None
+    earlier = 0  # events whose ts is before the run's own start
     import msgspec
 
     from agtrace.eventlog import RawRecorded, Redactor
@@ -267,25 +310,38 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
         for line_no, line in enumerate(sys.stdin.buffer, 1):
             if not line.strip():
                 continue
-            line, redacted = redactor.redact_json(line)
             try:
+                line, redacted = redactor.redact_json(line)
                 event, ts, part = event_from_json(line, line_no)
+                if isinstance(event, RunStarted):  # the run has its identity: one run_started per run
+                    skipped.append(line_no)
+                    continue
+                if isinstance(event, RawRecorded):  # its bytes were base64 in the line
+                    event, _ = redactor.redact_event(event)
+                    if redacted:
+                        event = msgspec.structs.replace(event, redactions=event.redactions + redacted)
+                store.check_blobs(event)
+                writer.append(event, part=part, ts=ts)
             except InvalidEvent as exc:
+                text = str(exc) if str(exc).startswith(f"line {line_no}:") else f"line {line_no}: {exc}"
                 raise InvalidEvent(
-                    f"{exc}; the {stored} event(s) before line {line_no} are stored "
+                    f"{text}; the {stored} event(s) before line {line_no} are stored "
                     f"(seq {first}..{first + stored - 1}); nothing after it was read",
                     line_no,
                 ) from None
-            if isinstance(event, RawRecorded):  # its bytes were base64 in the line
-                event, _ = redactor.redact_event(event)
-                if redacted:
-                    event = msgspec.structs.replace(event, redactions=event.redactions + redacted)
-            writer.append(event, part=part, ts=ts)
             stored += 1
+            earlier += ts is not None and started_at is not None and ts < started_at
     finally:
         store.close_writer(writer)
+    if skipped:
+        warn(f"skipped the run_started event of line {', '.join(map(str, skipped))}: run {run_id} has its own "
+             "identity (append copies events only, not repository state; `agtrace cp RUN` copies a run whole)")
+    if earlier:
+        warn(f"{earlier} event(s) have timestamps before run {run_id} started (kept as given; a report's time "
+             "axis shows them before 0); `agtrace cp RUN` makes a copy that starts when its source did")
     if as_json:
-        echo_json({"id": run_id, "appended": stored, "first_seq": first, "last_seq": first + stored - 1})
+        echo_json({"id": run_id, "appended": stored, "first_seq": first, "last_seq": first + stored - 1,
+                   "skipped_lines": skipped, "before_start": earlier})
     else:
         click.echo(f"appended {stored} events to {run_id}", err=True)
 
@@ -333,3 +389,34 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
             raise UserError(f"tag {tag!r} is not KEY=VALUE", 2)
         out[key] = value
     return out
+
+
+@click.command("cp")
+@click.argument("run")
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="A tag for the copy (repeatable).")
+@click.option("--to", "to", default=None, metavar="DIR",
+              help="Copy into the store at DIR (created if missing) instead of this one.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def cp_cmd(ctx, run: str, tags, to: str | None, as_json: bool) -> None:
+    """Copy a run whole as a new run: events, scores, repository state; print the copy's id.
+
+    The copy keeps every event's timestamp and part, has one run_started (the source's,
+    tagged copied_from=SOURCE) and replays and diffs like the source. `agtrace log --json |
+    agtrace append` copies events only (no repository state).
+    """
+    from agtrace.eventlog import Store, copy_run
+
+    store = ctx.store
+    run_id = store.resolve(run)
+    into = Store(to) if to else None
+    try:
+        with progress(f"copying {run_id[:10]}", enabled=not as_json) as update:
+            new_id = copy_run(store, run_id, into=into, tags=parse_tags(tags), progress=update)
+    finally:
+        if into is not None:
+            into.close()
+    if as_json:
+        echo_json({"id": new_id, "copied_from": run_id, "store": str(into.root if into else store.root)})
+    else:
+        click.echo(new_id)

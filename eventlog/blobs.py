@@ -14,6 +14,7 @@ from pathlib import Path
 
 import zstandard
 
+from .containment import content_address, is_content_address
 from .errors import CorruptBlob
 
 INLINE_LIMIT = 64 * 1024
@@ -32,6 +33,9 @@ class BlobStore:
         self._dctx = zstandard.ZstdDecompressor()
 
     def path(self, digest: str) -> Path:
+        """Where the blob ``digest`` lives; UnsafePath unless ``digest`` is a content address
+        (the one path rule, ``containment.py``)."""
+        digest = content_address(digest)
         return self.root / digest[:2] / f"{digest}.zst"
 
     def put(self, data: bytes) -> str:
@@ -68,14 +72,16 @@ class BlobStore:
         return data
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).exists()
+        """True if the blob is stored (False for anything that is not a content address)."""
+        return is_content_address(digest) and self.path(digest).exists()
 
     def digests(self) -> Iterator[str]:
         if not self.root.exists():
             return
         for sub in sorted(self.root.iterdir()):
             for f in sorted(sub.glob("*.zst")):
-                yield f.name[:-4]
+                if is_content_address(f.name[:-4]):
+                    yield f.name[:-4]
 
     def inline_or_put(self, text: str) -> tuple[str, str, int]:
         """Keep ``text`` inline, or store it and keep a prefix: ``(inline, digest, nbytes)``.

@@ -40,8 +40,8 @@ from .projection import Projection, ProjectionFailure, Projections
 _RUN_KINDS = frozenset((RunStarted, RunEnded, ModelCalled, UsageReported))
 
 STALE_WITHOUT_HEARTBEAT_S = 15 * 60
-"""A run with no end event, no live writer and no heartbeat setting counts as crashed after
-this long without events (plumbing runs fed by `agtrace append`)."""
+"""An imported run with no end event counts as crashed after this long without events (the tool
+that writes its source may still be writing it; agtrace holds no writer of it to ask)."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,12 @@ class RunInfo:
 def status_of(row: dict, writer_alive: bool, now_ns: int | None = None) -> tuple[str, str]:
     """A run's status from its catalog row and whether a writer holds its lock.
 
-    ``running`` while a writer is alive; the end event's status once ended; otherwise
-    ``crashed`` — at once for captured runs (they send heartbeats), after
-    :data:`STALE_WITHOUT_HEARTBEAT_S` of silence for runs fed by hand.
+    The end event's status once ended; else ``running`` while a writer holds the run's lock
+    (released by the kernel when the writer dies); else ``crashed`` — at once for runs agtrace
+    writes (captured runs, and `agtrace new`/`append` runs, whose writer is gone between two
+    appends: appending again or `agtrace close` takes it back), and for imported runs (whose
+    source another tool may still be writing) after :data:`STALE_WITHOUT_HEARTBEAT_S` of silence.
+    The rule is in ``docs/metrics.md``.
     """
     if row.get("end_status"):
         return row["end_status"], row.get("end_reason") or ""
@@ -93,6 +96,10 @@ def status_of(row: dict, writer_alive: bool, now_ns: int | None = None) -> tuple
         return "running", ""
     if row.get("heartbeat_s"):
         return "crashed", "the capture process stopped without ending the run"
+    if not (row.get("source") or "").startswith("import"):
+        run = row.get("id") or "RUN"
+        return "crashed", (f"no writer holds the run and it has no end event; `agtrace append {run}` "
+                           f"continues it, `agtrace close {run} --status completed` ends it")
     now_ns = now_ns if now_ns is not None else time.time_ns()
     last = row.get("last_ts") or row.get("started_at") or 0
     if now_ns - last > STALE_WITHOUT_HEARTBEAT_S * 1e9:

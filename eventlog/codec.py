@@ -15,7 +15,8 @@ from typing import Any
 import msgspec
 
 from .errors import InvalidEvent
-from .events import AnyEvent, Event, Record, UnknownEvent, kind_of
+from .events import AnyEvent, ErrorOccurred, Event, Record, UnknownEvent, kind_of
+from .limit import MAX_DEPTH, MAX_LINE_BYTES
 
 _mp_encoder = msgspec.msgpack.Encoder()
 _mp_batch_decoder = msgspec.msgpack.Decoder(list[tuple[int, int | None, AnyEvent]])
@@ -38,8 +39,27 @@ _json_envelope_decoder = msgspec.json.Decoder(_Envelope)
 
 
 def encode_batch(items: list[tuple[int, int | None, Event]]) -> bytes:
-    """Encode ``(ts, part, event)`` triples as one msgpack array."""
-    return _mp_encoder.encode(items)
+    """Encode ``(ts, part, event)`` triples as one msgpack array.
+
+    Never raises for one bad event: an event that cannot be encoded (a string with a lone
+    surrogate, which the writer's checks leave to this) is stored as an ``error_occurred``
+    event of origin ``store`` saying what was lost, at the same seq, so a batch is never lost
+    for one event and the seqs stay gapless."""
+    try:
+        return _mp_encoder.encode(items)
+    except (OverflowError, UnicodeEncodeError, RecursionError, TypeError, ValueError):
+        return _mp_encoder.encode([_encodable(item) for item in items])
+
+
+def _encodable(item: tuple[int, int | None, Event]) -> tuple[int, int | None, Event]:
+    ts, part, event = item
+    try:
+        _mp_encoder.encode(item)
+        return item
+    except (OverflowError, UnicodeEncodeError, RecursionError, TypeError, ValueError) as exc:
+        kind = kind_of(event)
+        message = f"a {kind} event could not be stored ({type(exc).__name__}: {exc}); it is replaced by this error"
+        return (ts, part, ErrorOccurred(message=message, origin="store", error_type=type(exc).__name__))
 
 
 def decode_batch(data: bytes, first_seq: int) -> list[Record]:
@@ -90,11 +110,17 @@ def event_from_json(line: bytes | str, line_no: int | None = None) -> tuple[Even
         InvalidEvent: the line is not JSON, has no known ``kind``, or a field has the wrong type.
     """
     where = f"line {line_no}: " if line_no is not None else ""
+    if len(line) > MAX_LINE_BYTES:
+        raise InvalidEvent(f"{where}the line is {len(line):,} bytes long, over the limit of {MAX_LINE_BYTES:,}; "
+                           "put large texts in files or split the event", line=line_no)
     try:
         env = _json_envelope_decoder.decode(line)
         event = _json_event_decoder.decode(line)
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"{where}{_explain(exc)}", line=line_no) from None
+    except RecursionError:
+        raise InvalidEvent(f"{where}the line nests arrays/objects deeper than the limit of {MAX_DEPTH} levels",
+                           line=line_no) from None
     return event, env.ts, env.part
 
 

@@ -4,13 +4,16 @@
 
     EventlogError
     ├── StoreError            the store directory cannot be opened or is not a store
+    │   └── StoreNotFound     there is no store at that path (and it was not to be created)
     ├── RunNotFound           no run matches an id or prefix
     ├── AmbiguousRunId        a prefix matches several runs
     ├── RunLocked             another writer holds the run's lock
     ├── RunClosed             the run has ended; appends are refused
     ├── CorruptLog            a frame or segment fails its checksum or structure check
     │   └── CorruptBlob       a blob's content does not match its address
-    ├── InvalidEvent          an event (or a JSON line) does not decode into an event type
+    ├── InvalidEvent          an event (or a JSON line) does not decode, or breaks a limit
+    ├── BadPartSelection      a part selection (`3-7`, `last`, `1,4,9`) cannot be read or resolved
+    ├── UnsafePath            a name from data would leave its directory (see containment.py)
     ├── GitStoreError         the shadow git repository failed (see git/)
     ├── UnreadableResult      a test result file is not JUnit XML or a known JSON report
     └── RemoteError           a remote (file://, s3://) failed (see remotes/)
@@ -31,6 +34,10 @@ class EventlogError(Exception):
 
 class StoreError(EventlogError):
     """The store directory cannot be used."""
+
+
+class StoreNotFound(StoreError):
+    """There is no store at the path (missing, or not a store), and the command creates none."""
 
 
 class RunNotFound(EventlogError):
@@ -72,6 +79,16 @@ class InvalidEvent(EventlogError):
     def __init__(self, message: str, line: int | None = None):
         super().__init__(message)
         self.line = line
+
+
+class BadPartSelection(EventlogError, ValueError):
+    """A part selection cannot be read, or names a part the run does not have (the message
+    says which and what the run has)."""
+
+
+class UnsafePath(EventlogError):
+    """A path or name that came from data (a blob address, a remote key, a tree entry) breaks
+    the one path rule (``containment.py``): it would leave its directory."""
 
 
 class GitStoreError(EventlogError):

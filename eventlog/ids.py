@@ -42,3 +42,13 @@ def derived_run_id(started_ns: int, key: str) -> str:
 def looks_like_run_id(text: str) -> bool:
     """True if ``text`` could be a run id or a prefix of one."""
     return bool(text) and len(text) <= 26 and all(c in _ALPHABET for c in text.upper())
+
+
+def run_id_time_ns(run_id: str) -> int | None:
+    """When a run id was made (its 48-bit millisecond time, in ns), or None if it is no ULID."""
+    if len(run_id) != 26 or not looks_like_run_id(run_id):
+        return None
+    value = 0
+    for c in run_id[:10].upper():
+        value = value * 32 + _ALPHABET.index(c)
+    return value * 1_000_000  # the first 10 characters are the 48-bit time (2 leading zero bits)

@@ -248,7 +248,7 @@ class Redactor:
         if "\\u" in redacted or "…" in redacted:
             try:
                 obj = json.loads(redacted)
-            except ValueError:
+            except (ValueError, RecursionError):  # the decoder refuses it, with the line number
                 obj = None
             if obj is not None:
                 before = self.count

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 COLUMNS = (
     "run_id", "seq", "ts", "scorer", "scorer_digest", "tree_id", "scored_part", "value", "passed",
-    "failed", "total", "status", "exit_code", "duration_ms", "reused_from",
+    "failed", "total", "status", "exit_code", "duration_ms", "reused_from", "output_tail",
 )
 
 
@@ -36,14 +36,19 @@ def m001_scores(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX scores_by_part ON scores (run_id, scorer, scored_part)")
 
 
+def m002_output_tail(conn: sqlite3.Connection) -> None:
+    """The end of the scorer's output, so that ``scores`` can show why a scorer failed."""
+    conn.execute("ALTER TABLE scores ADD COLUMN output_tail TEXT")
+
+
 class ScoresProjection(Projection):
     """The ``scores`` table (see the module docstring)."""
 
     name = "scores"
-    version = 1
+    version = 2
     stream = "scores"
     tables = ("scores",)
-    migrations = (m001_scores,)
+    migrations = (m001_scores, m002_output_tail)
 
     def apply(self, conn: sqlite3.Connection, run_id: str, records: Iterable[Record]) -> None:
         rows = [_row(run_id, rec) for rec in records if type(rec.event) is Scored]
@@ -53,7 +58,8 @@ class ScoresProjection(Projection):
 def _row(run_id: str, rec: Record) -> tuple:
     ev: Scored = rec.event
     return (run_id, rec.seq, rec.ts, ev.scorer, ev.scorer_digest, ev.tree_id, ev.scored_part, ev.value,
-            ev.passed, ev.failed, ev.total, ev.status, ev.exit_code, ev.duration_ms, ev.reused_from)
+            ev.passed, ev.failed, ev.total, ev.status, ev.exit_code, ev.duration_ms, ev.reused_from,
+            ev.output_tail)
 
 
 def _conn(store: Store) -> sqlite3.Connection:
@@ -70,19 +76,39 @@ def score_rows(store: Store, run_id: str, scorer: str | None = None) -> list[dic
     return list(store.catalog.db.query(sql + " ORDER BY seq", args))
 
 
-def find_score(store: Store, scorer_digest: str, tree_id: str) -> dict | None:
+def find_score(store: Store, scorer_digest: str, tree_id: str, scorer: str | None = None) -> dict | None:
     """The original (not itself reused) result for this (digest, tree) pair, oldest first, among
-    the scores already folded (call ``store.sync`` on the runs that matter first)."""
-    rows = list(store.catalog.db.query(
-        "SELECT * FROM scores WHERE scorer_digest=? AND tree_id=? AND reused_from='' "
-        "ORDER BY ts, run_id, seq LIMIT 1", [scorer_digest, tree_id]))
+    the scores already folded (call ``store.sync`` on the runs that matter first); with
+    ``scorer``, only that scorer name's (results are reused within one name only)."""
+    sql, args = "SELECT * FROM scores WHERE scorer_digest=? AND tree_id=? AND reused_from=''", [scorer_digest, tree_id]
+    if scorer is not None:
+        sql, args = sql + " AND scorer=?", [*args, scorer]
+    rows = list(store.catalog.db.query(sql + " ORDER BY ts, run_id, seq LIMIT 1", args))
     return rows[0] if rows else None
 
 
-def scored_parts(store: Store, run_id: str, scorer_digest: str) -> set[tuple[int | None, str]]:
+def scored_parts(store: Store, run_id: str, scorer_digest: str,
+                 scorer: str | None = None) -> set[tuple[int | None, str]]:
     """(part, tree) pairs of a run already scored with this digest (what a resumed rescore
-    skips); the run's score stream is folded first."""
+    skips), by scorer name ``scorer`` when given; the run's score stream is folded first."""
     store.sync(run_id)
-    rows = _conn(store).execute("SELECT scored_part, tree_id FROM scores WHERE run_id=? AND scorer_digest=?",
-                                [run_id, scorer_digest])
-    return {(p, t) for p, t in rows}
+    sql, args = "SELECT scored_part, tree_id FROM scores WHERE run_id=? AND scorer_digest=?", [run_id, scorer_digest]
+    if scorer is not None:
+        sql, args = sql + " AND scorer=?", [*args, scorer]
+    return {(p, t) for p, t in _conn(store).execute(sql, args)}
+
+
+def score_series(store: Store, run_id: str) -> dict[str, list[dict]]:
+    """Each scorer's results over a run's parts, by scorer name (sorted): the newest result per
+    part, in part order, as ``{"part", "value", "passed", "total", "status", "tree_id"}`` (what a
+    per-scorer plot or table draws; a failed result has status ``error``/``timeout`` and no
+    value)."""
+    latest: dict[str, dict[int | None, dict]] = {}
+    for row in score_rows(store, run_id):
+        latest.setdefault(row["scorer"], {})[row["scored_part"]] = row
+    return {
+        name: [{"part": part, "value": r["value"], "passed": r["passed"], "total": r["total"],
+                "status": r["status"], "tree_id": r["tree_id"]}
+               for part, r in sorted(by_part.items(), key=lambda kv: -1 if kv[0] is None else kv[0])]
+        for name, by_part in sorted(latest.items())
+    }

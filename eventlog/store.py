@@ -37,9 +37,10 @@ from . import reader, verification
 from .annotation import AnnotationsProjection, merge_tags, tag_overrides
 from .blobs import BlobStore
 from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
+from .containment import is_content_address
 from .cost import CostsProjection
-from .errors import AmbiguousRunId, RunNotFound, StoreError
-from .events import Record, RunEnded, RunStarted
+from .errors import AmbiguousRunId, InvalidEvent, RunNotFound, StoreError, StoreNotFound
+from .events import Record, RunEnded, RunStarted, kind_of
 from .fulltext import SearchProjection
 from .ids import looks_like_run_id, new_run_id
 from .lock import is_locked
@@ -73,7 +74,9 @@ class Store:
     """A store directory. Cheap to open; holds one catalog connection (opened on first use).
 
     ``projections`` is the registry (default :func:`default_projections`); it must include the
-    run catalog (:class:`CatalogProjection`).
+    run catalog (:class:`CatalogProjection`). With ``create=False`` a directory that is not a
+    store yet (missing, or holding neither ``runs/`` nor ``catalog.db``) raises :class:`StoreError` and nothing is created:
+    commands that only read open their store so.
     """
 
     def __init__(self, root: str | os.PathLike, *, create: bool = True,
@@ -82,13 +85,17 @@ class Store:
         if not any(isinstance(p, CatalogProjection) for p in self.projections):
             raise ValueError("a store needs the run catalog projection (CatalogProjection) among its projections")
         self.root = Path(root).expanduser()
+        self.runs_dir = self.root / "runs"
         if not self.root.exists():
             if not create:
-                raise StoreError(f"no store at {self.root}; create one with `agtrace new` or pass --store")
+                raise StoreNotFound(f"no store at {self.root} (nothing was created); check --store or AGTRACE_HOME, "
+                                 "or make one by capturing a run (`agtrace demo`, `agtrace run`, `agtrace new`)")
             self.root.mkdir(parents=True)
         elif not self.root.is_dir():
             raise StoreError(f"{self.root} is not a directory; pass --store DIR pointing at a store")
-        self.runs_dir = self.root / "runs"
+        elif not create and not (self.runs_dir.is_dir() or os.path.lexists(self.root / "catalog.db")):
+            raise StoreNotFound(f"{self.root} is not an agtrace store (it has neither runs/ nor catalog.db; "
+                             "nothing was created); check --store or AGTRACE_HOME")
         self.runs_dir.mkdir(exist_ok=True)
         self.blobs = BlobStore(self.root / "blobs")
         self._catalog: Catalog | None = None
@@ -257,6 +264,22 @@ class Store:
             if isinstance(rec.event, RunEnded):
                 seen_end = True
                 return
+
+    def check_blobs(self, event) -> None:
+        """Refuse an event from outside (``agtrace append``) whose blob fields name a blob this
+        store does not hold: fields that name blobs are set only by the store (when it puts the
+        text), so such an event would fail `verify` and `push` forever.
+
+        Raises:
+            InvalidEvent: naming the field's value.
+        """
+        for digest in verification.blob_refs(event):
+            if not is_content_address(digest):
+                raise InvalidEvent(f"{kind_of(event)}: blob field {digest[:80]!r} is not a content address (64 "
+                                   "lowercase hex digits); blob fields are set by the store, leave them empty")
+            if not self.blobs.has(digest):
+                raise InvalidEvent(f"{kind_of(event)}: blob {digest} is not in {self.blobs.root}; blob fields are "
+                                   "set by the store: pass the full text inline and leave the blob field empty")
 
     def text(self, inline: str, blob: str) -> str:
         """The full text of an inline-or-blob field pair."""

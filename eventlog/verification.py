@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from . import codec, reader, segment
-from .errors import CorruptBlob, CorruptLog
+from .errors import CorruptBlob, CorruptLog, UnsafePath
 from .events import Event, MessageAdded, RawRecorded, Record, ToolReturned
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def _verify_stream(store: Store, run_id: str, stream: str, report: VerifyReport)
                         report.blobs += 1
                         try:
                             store.blobs.get(digest)
-                        except CorruptBlob as exc:
+                        except (CorruptBlob, UnsafePath) as exc:
                             report.problems.append(f"seq {rec.seq} of run {run_id}: {exc}")
 
 

@@ -39,6 +39,7 @@ import msgspec
 from . import codec, segment
 from .errors import RunClosed
 from .events import Event, PartEnded, RunEnded, RunStarted
+from .limit import check_record
 from .lock import RunLock
 from .recovery import recover_stream
 
@@ -144,7 +145,11 @@ class RunWriter:
         return self._durable
 
     def append(self, event: Event, *, part: int | None = None, ts: int | None = None) -> Ack:
-        """Append one event; return its seq and the highest durable seq (see module docstring)."""
+        """Append one event; return its seq and the highest durable seq (see module docstring).
+
+        An event that breaks a limit (:mod:`~agtrace.eventlog.limit`: an integer beyond 64
+        bits, nesting too deep) raises InvalidEvent and gets no seq."""
+        check_record(event, ts, part)
         with self._mu:
             if self._ended or self._closed:
                 self._refuse()
@@ -193,7 +198,12 @@ class RunWriter:
             return self._durable >= seq
 
     def append_many(self, events: Iterable[tuple[Event, int | None, int | None]]) -> Ack:
-        """Append ``(event, part, ts)`` triples as one group; one fsync under ``strict``."""
+        """Append ``(event, part, ts)`` triples as one group; one fsync under ``strict``.
+
+        All or nothing: if one of them breaks a limit (InvalidEvent), none is appended."""
+        events = list(events)
+        for event, part, ts in events:
+            check_record(event, ts, part)
         with self._mu:
             seq = self._next - 1
             for event, part, ts in events:
@@ -216,7 +226,8 @@ class RunWriter:
             raise RunClosed(f"the writer of run {self.run_id} is closed; open a new one to append")
         raise RunClosed(
             f"run {self.run_id} has ended (it has a run_ended event); a resumed or continued "
-            "run is a new run: create one with parent_run set to this id"
+            f"run is a new run: create one with `agtrace new --parent {self.run_id}` (or "
+            f"`agtrace run --parent {self.run_id} -- …`; in Python, RunStarted(parent_run=…))"
         )
 
     def flush(self, sync: bool = True) -> int:

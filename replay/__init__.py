@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "render_text": "transcript",
     "rescore": "rescoring",
     "resolve_part": "workspace",
+    "resolve_parts": "workspace",
     "run_spans": "otlp",
     "runs_df": "frames",
     "scores": "rescoring",

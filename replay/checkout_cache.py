@@ -226,18 +226,40 @@ def load_scratch(store: Store, out: str | os.PathLike) -> ScratchTree:
 
     The state lives in the store's cache (``cache/checkouts/``), not in the directory, so the
     directory holds exactly the tree; a directory edited since is repaired by its stat data.
+    A directory that is not the one written (another device or inode at that path) is unknown:
+    its ``tree_id`` is None.
     """
     import json
 
     scratch = ScratchTree(out)
     try:
         state = json.loads(_state_path(store, Path(out)).read_text())
+        st = os.stat(out)
     except (OSError, ValueError):
         return scratch
-    if state.get("path") == str(Path(out).resolve()):
+    if state.get("path") != str(Path(out).resolve()) or state.get("dir") != [st.st_dev, st.st_ino]:
+        return scratch
+    stats = {k: tuple(v) for k, v in state["stats"].items()}
+    if _same_directory(Path(out), stats):
         scratch.tree_id = state["tree_id"]
-        scratch._stats = {k: tuple(v) for k, v in state["stats"].items()}  # noqa: SLF001
+        scratch._stats = stats  # noqa: SLF001
     return scratch
+
+
+def _same_directory(out: Path, stats: dict[str, tuple]) -> bool:
+    """Whether ``out`` is still the directory a replay wrote, not another one made since at the
+    same path (inodes are reused): some file written is still there unchanged (when any file was
+    written), and no git repository appeared at its top."""
+    if ".git" not in stats and os.path.lexists(out / ".git"):
+        return False
+    files = [(rel, sig) for rel, sig in stats.items() if not stat.S_ISDIR(sig[0])]
+    for rel, sig in files:
+        try:
+            if _signature(os.lstat(out / rel)) == sig:
+                return True
+        except OSError:
+            continue
+    return not files
 
 
 def save_scratch(store: Store, scratch: ScratchTree) -> None:
@@ -247,6 +269,7 @@ def save_scratch(store: Store, scratch: ScratchTree) -> None:
     path = _state_path(store, scratch.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"path": str(scratch.path.resolve()), "tree_id": scratch.tree_id,
-                               "stats": scratch._stats}))  # noqa: SLF001
+    st = os.stat(scratch.path)
+    tmp.write_text(json.dumps({"path": str(scratch.path.resolve()), "dir": [st.st_dev, st.st_ino],
+                               "tree_id": scratch.tree_id, "stats": scratch._stats}))  # noqa: SLF001
     os.replace(tmp, path)

@@ -24,6 +24,7 @@ from agtrace.eventlog import (
     run_costs,
     run_metrics,
     score_rows,
+    score_series,
 )
 
 from .compare_trees import RunTreesDiff, diff_final_trees
@@ -68,6 +69,9 @@ def _row(store: Store, run_id: str, metrics: RunMetrics) -> dict:
     row["score"] = scored[-1]["value"] if scored else None
     cost = run_costs(store, [run_id])[run_id]
     row["cost"] = {k: v for k, v in cost.to_dict().items() if k != "run_id"}
+    row["scorers"] = {name: {"value": series[-1]["value"], "status": series[-1]["status"],
+                             "part": series[-1]["part"], "series": series}
+                      for name, series in score_series(store, run_id).items()}
     net = net_change(store, run_id)
     row.update(zip(("net_files_changed", "net_lines_added", "net_lines_removed"), net or (None, None, None),
                    strict=True))

@@ -5,19 +5,24 @@ Contracts:
 * **Append-only.** Each result is a ``scored`` event appended to the run's *score stream*
   (``runs/<id>/scores/``, its own lock); the run's own segments are never touched. A scorer's
   result and the results reused from it are fsynced together before the next one is appended.
-* **Scored once.** The scorer's identity is its digest: sha256 of the command, the sandbox's
-  :meth:`~agtrace.replay.sandbox.Sandbox.describe` and the result parser's settings. An
-  identical (tree, digest) pair is run once, across parts and runs and across invocations; the
+* **Scored once.** The scorer's identity is its name and digest: sha256 of the command, the
+  sandbox's :meth:`~agtrace.replay.sandbox.Sandbox.describe` and the result parser's settings.
+  An identical (tree, name, digest) is run once, across parts and runs and across invocations; the
   other parts get a ``scored`` event with the same result and ``reused_from = "<run>:<seq>"``
   naming the original (their ``output_tail`` is left empty: the output is stored once).
 * **Resumable.** A (part, tree) of a run that already has a ``scored`` event with the same
-  digest is skipped, so an interrupted rescore continues where it stopped and a repeated one
+  name and digest is skipped, so an interrupted rescore continues where it stopped and a repeated one
   runs nothing. Timeouts count as results (rerun with another ``--timeout`` = same digest, so
   they stay; change the command or name to force a rerun).
 * **Bounded.** A scorer that runs past ``timeout`` is killed with its process group and
-  recorded with status ``timeout``; a result that cannot be parsed has status ``error``; only a
-  sandbox that cannot work at all stops the rescore (:class:`RescoreError`; nothing is recorded
-  for the part it was on).
+  recorded with status ``timeout``; a scorer that cannot start (exit 126/127), is killed by a
+  signal, or whose result cannot be parsed has status ``error``, with its output tail and why;
+  only a sandbox that cannot work at all stops the rescore (:class:`RescoreError`; nothing is
+  recorded for the part it was on). :attr:`RescoreReport.failed` counts both kinds.
+* **Store-wide.** A run or part that cannot be scored (no repository state, no tree, no such
+  part) is left out with its reason (:attr:`RescoreReport.unscored_reasons`); the rest goes on.
+* **Per name.** Results are skipped and reused within one scorer name: a second name whose
+  digest equals another's is run again under its own name (it reuses none of the other's).
 
 Work runs on ``jobs`` threads, each with one scratch directory switched from tree to tree
 (:class:`~agtrace.replay.checkout_cache.ScratchTree`), so a part costs the paths it changed,
@@ -41,6 +46,7 @@ from pathlib import Path
 import msgspec
 
 from agtrace.eventlog import (
+    BadPartSelection,
     EventlogError,
     GitStore,
     Redactor,
@@ -48,6 +54,7 @@ from agtrace.eventlog import (
     SnapshotTaken,
     Store,
     find_score,
+    parse_parts,
     score_rows,
     scored_parts,
 )
@@ -56,10 +63,11 @@ from .checkout_cache import ScratchTree
 from .errors import RescoreError
 from .results import ResultSpec, parse_result
 from .sandbox import Sandbox
-from .workspace import base_tree, snapshots
+from .workspace import base_tree, missing_trees_reason, resolve_parts, snapshots
 
 OUTPUT_TAIL_CHARS = 4000
-PARTS = ("final", "all", "changed")
+PARTS = ("last", "first", "all", "changed")
+"""The words of a part selection (``final`` is accepted for ``last``); ranges and lists too."""
 
 
 @dataclass
@@ -78,9 +86,23 @@ class RescoreReport:
     timeout: int = 0
     duration_s: float = 0.0
     results: list[dict] = field(default_factory=list)
+    unscored: int = 0
+    """Runs and parts left out for a reason (no repository state, no tree, no such part)."""
+    unscored_reasons: list[dict] = field(default_factory=list)
+    """``{"run_id", "part", "reason"}`` for each of them (``part`` None: the whole run)."""
+
+    @property
+    def failed(self) -> int:
+        """Results that are no score: the scorer could not run, was killed or timed out, or
+        its result could not be read (statuses ``error`` and ``timeout``)."""
+        return self.error + self.timeout
+
+    def not_scored(self, run_id: str, part: int | None, reason: str) -> None:
+        self.unscored += 1
+        self.unscored_reasons.append({"run_id": run_id, "part": part, "reason": reason})
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "failed": self.failed}
 
 
 def scorer_digest(cmd: str, sandbox: Sandbox, result: ResultSpec) -> str:
@@ -90,35 +112,41 @@ def scorer_digest(cmd: str, sandbox: Sandbox, result: ResultSpec) -> str:
 
 
 def select_parts(
-    store: Store, run_id: str, parts: str | Sequence[int] = "final"
+    store: Store, run_id: str, parts: str | Sequence[int] = "last", *, left_out: list[int] | None = None
 ) -> list[tuple[int, str]]:
-    """``(part, tree id)`` pairs to score: ``final`` (the run's last tree: its final snapshot,
-    recorded as the last part), ``all`` (every part with a tree), ``changed`` (parts whose tree
-    differs from the previous one's), or explicit part numbers (0 = the base tree)."""
+    """``(part, tree id)`` pairs to score, for a part selection in the one vocabulary
+    (:mod:`agtrace.eventlog.part_selection`): ``last`` (alias ``final``: the run's last tree,
+    its final snapshot, recorded as the last part), ``all`` (every part with a tree),
+    ``changed`` (parts whose tree differs from the previous one's), ``first``, ranges ``3-7``
+    and lists ``1,5,9`` (0 = the base tree). Parts without a tree are left out (and appended to
+    ``left_out``) when the selection is a word or a range; a part named by number without one
+    is an error."""
     store.sync(run_id)
     rows = [r for r in store.catalog.part_rows(run_id) if r["tree_id"]]
-    if isinstance(parts, str):
-        if parts == "all":
-            return [(r["part"], r["tree_id"]) for r in rows]
-        if parts == "changed":
-            out, previous = [], base_tree(store, run_id)
-            for r in rows:
-                if r["tree_id"] != previous:
-                    out.append((r["part"], r["tree_id"]))
-                previous = r["tree_id"]
-            return out
-        if parts == "final":
-            return _final(store, run_id, rows)
-        raise RescoreError(f"--parts takes final, all, changed or a list like 1,5,9, not {parts!r}")
+    try:
+        selection = parse_parts(parts)
+    except BadPartSelection as exc:
+        raise RescoreError(str(exc)) from None
+    if selection.items == ("last",):
+        return _final(store, run_id, rows)
     by_part = {r["part"]: r["tree_id"] for r in rows}
+    try:
+        numbers = resolve_parts(store, run_id, parts, base=True)
+    except BadPartSelection as exc:
+        raise RescoreError(f"{exc}; `agtrace show {run_id}` lists its parts") from None
+    named = {n for n in selection.items if isinstance(n, int)}
     out = []
-    for n in parts:
+    for n in numbers:
         tree = base_tree(store, run_id) if n == 0 else by_part.get(n)
-        if not tree:
+        if tree:
+            out.append((n, tree))
+        elif n not in named:
+            if left_out is not None:
+                left_out.append(n)
+        else:
             raise RescoreError(
                 f"run {run_id} has no tree for part {n}; `agtrace show {run_id}` lists its parts"
             )
-        out.append((n, tree))
     return out
 
 
@@ -148,7 +176,7 @@ def rescore(
     name: str,
     cmd: str,
     sandbox: Sandbox,
-    parts: str | Sequence[int] = "final",
+    parts: str | Sequence[int] = "last",
     jobs: int = 1,
     timeout: float = 600.0,
     result: ResultSpec | None = None,
@@ -170,8 +198,23 @@ def rescore(
     report = RescoreReport(scorer=name, scorer_digest=digest, runs=list(run_ids))
     todo: dict[str, _Job] = {}
     for run_id in run_ids:
-        done = scored_parts(store, run_id, digest)
-        chosen = select_parts(store, run_id, parts)
+        left_out: list[int] = []
+        try:
+            chosen = select_parts(store, run_id, parts, left_out=left_out)
+        except RescoreError as exc:
+            report.not_scored(run_id, None, str(exc))
+            continue
+        for part in left_out:
+            report.not_scored(run_id, part, f"part {part} of run {run_id} recorded no tree")
+        if not chosen:
+            report.not_scored(run_id, None, missing_trees_reason(store, run_id)
+                              or f"run {run_id} has no part with a tree among {parts!r}")
+            continue
+        reason = missing_trees_reason(store, run_id)
+        if reason:
+            report.not_scored(run_id, None, reason)
+            continue
+        done = scored_parts(store, run_id, digest, name)
         report.selected += len(chosen)
         pending = [(p, t) for p, t in chosen if (p, t) not in done]
         report.skipped += len(chosen) - len(pending)
@@ -186,7 +229,7 @@ def rescore(
     try:
         to_run = []
         for job in todo.values():
-            original = find_score(store, digest, job.tree_id) if reuse else None
+            original = find_score(store, digest, job.tree_id, name) if reuse else None
             if original is not None:
                 origin = f"{original['run_id']}:{original['seq']}"
                 recorder.reuse(job, origin, _scored_event(store, original) or original)
@@ -339,13 +382,17 @@ def _run_jobs(
 
 
 def _scored(recorder: _Recorder, job: _Job, ran, spec: ResultSpec) -> Scored:
+    tail = ran.output[-OUTPUT_TAIL_CHARS:]
+    score = None
+    broken = _broken(ran.exit_code)
     if ran.timed_out:
-        status, score = "timeout", None
-        tail = ran.output[-OUTPUT_TAIL_CHARS:]
+        status = "timeout"
+    elif broken:
+        status = "error"
+        tail = (tail + f"\n[agtrace: {broken}]")[-OUTPUT_TAIL_CHARS:]
     else:
         score = parse_result(spec, ran.exit_code, ran.output, ran.files)
         status = score.status
-        tail = ran.output[-OUTPUT_TAIL_CHARS:]
         if score.error:
             tail = (tail + f"\n[agtrace: result not read: {score.error}]")[-OUTPUT_TAIL_CHARS:]
     return Scored(
@@ -363,6 +410,29 @@ def _scored(recorder: _Recorder, job: _Job, ran, spec: ResultSpec) -> Scored:
         duration_ms=round(ran.duration_ms, 3),
         output_tail=tail,
     )
+
+
+def _broken(exit_code: int | None) -> str:
+    """Why an exit code says the scorer did not run to a result ("" when it may have): the
+    shell could not find or execute the command (127, 126), or a signal killed it."""
+    if exit_code == 127:
+        return "the scorer could not start: command not found (exit 127); check --cmd"
+    if exit_code == 126:
+        return "the scorer could not start: command not executable (exit 126); check --cmd and its permissions"
+    if exit_code is not None and exit_code < 0:
+        return f"the scorer was killed by signal {-exit_code} ({_signal_name(-exit_code)})"
+    if exit_code is not None and 128 < exit_code <= 128 + 64:
+        return f"the scorer was killed by signal {exit_code - 128} ({_signal_name(exit_code - 128)}; exit {exit_code})"
+    return ""
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
 
 
 def scores(store: Store, run_id: str, name: str | None = None) -> list[dict]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from agtrace.eventlog import (
     ErrorOccurred,
+    LineLogged,
     MessageAdded,
     ModelCalled,
     PartEnded,
@@ -37,9 +38,10 @@ from .errors import PartNotFound
 TRANSCRIPT_KINDS = frozenset({
     "run_started", "turn_started", "turn_ended", "message_added", "reasoning_added", "tool_called",
     "tool_returned", "tests_ran", "usage_reported", "model_called", "error_occurred", "part_ended",
-    "run_ended",
+    "run_ended", "line_logged",
 })
-"""Kinds a transcript shows (``model_called`` only when the call failed)."""
+"""Kinds a transcript shows (``model_called`` only when the call failed; ``line_logged`` only
+when it belongs to a part: the output of a raw agent, not a structured agent's stderr)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ def transcript_records(store: Store, run_id: str, part: int | None = None) -> It
             continue
         if isinstance(rec.event, ModelCalled) and rec.event.ok:
             continue
+        if rec.kind == "line_logged" and rec.part is None:
+            continue
         yield rec
 
 
@@ -99,71 +103,96 @@ def _n(value: int) -> str:
 
 
 def transcript_entries(records: Iterable[Record], run_id: str = "", *, max_lines: int = 20) -> Iterator[Entry]:
-    """Headed blocks for people, one per record. Bodies are cut to ``max_lines`` lines."""
-    where = f"agtrace log {run_id[:10]} --json" if run_id else "agtrace log --json"
+    """Headed blocks for people, one per record (consecutive output lines of one part and stream
+    make one block). Bodies are cut to ``max_lines`` lines."""
+    output: list[Record] = []
     for rec in records:
-        ev, body, note = rec.event, "", ""
-        if isinstance(ev, RunStarted):
-            bits = [b for b in (ev.agent, ev.agent_version, ev.model and f"model {ev.model}",
-                                ev.task_id and f"task {ev.task_id}") if b]
-            heading = "run started: " + " · ".join(bits)
-            body, note = cut(ev.prompt, max_lines)
-        elif isinstance(ev, TurnStarted):
-            heading = f"turn {ev.turn}"
-            body, note = cut(ev.prompt, max_lines)
-        elif isinstance(ev, TurnEnded):
-            heading = f"turn {ev.turn} {ev.status}" + (f": {ev.error}" if ev.error else "")
-        elif isinstance(ev, MessageAdded):
-            heading = ev.role + (f" ({ev.model})" if ev.model else "")
-            body, note = cut(ev.text, max_lines * 3)
-            if ev.text_blob:
-                note = (f"message truncated: only its first {len(ev.text):,} characters are inline; "
-                        f"the full text is blob {ev.text_blob[:12]} ({where} --part {rec.part})")
-        elif isinstance(ev, ReasoningAdded):
-            heading = "reasoning" + (" (encrypted)" if ev.encrypted else "")
-            body, note = cut(ev.text, max_lines)
-        elif isinstance(ev, ToolCalled):
-            heading = f"→ {ev.tool}" + (f" [{ev.call_id}]" if ev.call_id else "")
-            args = ev.command or ("" if ev.arguments is None else
-                                  ev.arguments if isinstance(ev.arguments, str) else
-                                  json.dumps(ev.arguments, ensure_ascii=False, indent=1))
-            body, note = cut(args, max_lines)
-        elif isinstance(ev, ToolReturned):
-            bits = [ev.status]
-            if ev.exit_code is not None:
-                bits.append(f"exit {ev.exit_code}")
-            if ev.duration_ms is not None:
-                bits.append(f"{ev.duration_ms:,.0f} ms")
-            heading = f"← {ev.tool or ev.call_id} " + ", ".join(bits)
-            body, note = cut(ev.output or ev.error, max_lines)
-            if ev.output_blob:
-                size = f"{ev.output_bytes:,} bytes" if ev.output_bytes else "a larger output"
-                note = (f"output truncated: showing the start of {size}; the full output is blob "
-                        f"{ev.output_blob[:12]} ({where} --part {rec.part})")
-        elif isinstance(ev, TestsRan):
-            heading = (f"tests {ev.suite or ''}: {ev.passed} passed, {ev.failed} failed, {ev.errors} errors"
-                       f"{f', {ev.skipped} skipped' if ev.skipped else ''} of {ev.total}").replace("tests :", "tests:")
-            bad = [t for t in ev.tests if t.outcome in ("failed", "error")]
-            body, note = cut("\n".join(f"{t.outcome}: {t.name}" + (f" — {t.message}" if t.message else "")
-                                       for t in bad), max_lines)
-        elif isinstance(ev, UsageReported):
-            u = ev.usage
-            parts = [f"{_n(u.input)} in", f"{_n(u.output)} out"]
-            parts += [f"{_n(v)} {k}" for k, v in (("cache read", u.cache_read), ("cache write", u.cache_write),
-                                                  ("reasoning", u.reasoning)) if v]
-            cost = f", ${ev.cost_usd:.4f}" if ev.cost_usd is not None else ""
-            heading = "tokens: " + ", ".join(parts) + cost
-        elif isinstance(ev, ModelCalled):
-            heading = f"model call failed ({ev.model or 'model'}): {ev.error or 'no message'}"
-        elif isinstance(ev, ErrorOccurred):
-            heading = f"error ({ev.origin}{', fatal' if ev.fatal else ''}): {ev.message}"
-        elif isinstance(ev, PartEnded):
-            heading = f"── end of part {rec.part} ({ev.part_kind}) ──"
-        elif isinstance(ev, RunEnded):
-            heading = f"run ended: {ev.status}" + (f" ({ev.reason})" if ev.reason else "")
-        else:
+        if isinstance(rec.event, LineLogged):
+            if output and (output[0].part, output[0].event.stream) != (rec.part, rec.event.stream):
+                yield _output_entry(output, max_lines)
+                output = []
+            output.append(rec)
             continue
-        yield Entry(rec.seq, rec.part, rec.kind, heading, body, note)
+        if output:
+            yield _output_entry(output, max_lines)
+            output = []
+        entry = _entry(rec, run_id, max_lines)
+        if entry is not None:
+            yield entry
+    if output:
+        yield _output_entry(output, max_lines)
+
+
+def _output_entry(lines: list[Record], max_lines: int) -> Entry:
+    first = lines[0]
+    body, note = cut("\n".join(r.event.text for r in lines), max_lines)
+    return Entry(first.seq, first.part, first.kind, f"output ({first.event.stream})", body, note)
+
+
+def _entry(rec: Record, run_id: str, max_lines: int) -> Entry | None:
+    where = f"agtrace log {run_id[:10]} --json" if run_id else "agtrace log --json"
+    ev, body, note = rec.event, "", ""
+    if isinstance(ev, RunStarted):
+        bits = [b for b in (ev.agent, ev.agent_version, ev.model and f"model {ev.model}",
+                            ev.task_id and f"task {ev.task_id}") if b]
+        heading = "run started: " + " · ".join(bits)
+        body, note = cut(ev.prompt, max_lines)
+    elif isinstance(ev, TurnStarted):
+        heading = f"turn {ev.turn}"
+        body, note = cut(ev.prompt, max_lines)
+    elif isinstance(ev, TurnEnded):
+        heading = f"turn {ev.turn} {ev.status}" + (f": {ev.error}" if ev.error else "")
+    elif isinstance(ev, MessageAdded):
+        heading = ev.role + (f" ({ev.model})" if ev.model else "")
+        body, note = cut(ev.text, max_lines * 3)
+        if ev.text_blob:
+            note = (f"message truncated: only its first {len(ev.text):,} characters are inline; "
+                    f"the full text is blob {ev.text_blob[:12]} ({where} --part {rec.part})")
+    elif isinstance(ev, ReasoningAdded):
+        heading = "reasoning" + (" (encrypted)" if ev.encrypted else "")
+        body, note = cut(ev.text, max_lines)
+    elif isinstance(ev, ToolCalled):
+        heading = f"→ {ev.tool}" + (f" [{ev.call_id}]" if ev.call_id else "")
+        args = ev.command or ("" if ev.arguments is None else
+                              ev.arguments if isinstance(ev.arguments, str) else
+                              json.dumps(ev.arguments, ensure_ascii=False, indent=1))
+        body, note = cut(args, max_lines)
+    elif isinstance(ev, ToolReturned):
+        bits = [ev.status]
+        if ev.exit_code is not None:
+            bits.append(f"exit {ev.exit_code}")
+        if ev.duration_ms is not None:
+            bits.append(f"{ev.duration_ms:,.0f} ms")
+        heading = f"← {ev.tool or ev.call_id} " + ", ".join(bits)
+        body, note = cut(ev.output or ev.error, max_lines)
+        if ev.output_blob:
+            size = f"{ev.output_bytes:,} bytes" if ev.output_bytes else "a larger output"
+            note = (f"output truncated: showing the start of {size}; the full output is blob "
+                    f"{ev.output_blob[:12]} ({where} --part {rec.part})")
+    elif isinstance(ev, TestsRan):
+        heading = (f"tests {ev.suite or ''}: {ev.passed} passed, {ev.failed} failed, {ev.errors} errors"
+                   f"{f', {ev.skipped} skipped' if ev.skipped else ''} of {ev.total}").replace("tests :", "tests:")
+        bad = [t for t in ev.tests if t.outcome in ("failed", "error")]
+        body, note = cut("\n".join(f"{t.outcome}: {t.name}" + (f" — {t.message}" if t.message else "")
+                                   for t in bad), max_lines)
+    elif isinstance(ev, UsageReported):
+        u = ev.usage
+        parts = [f"{_n(u.input)} in", f"{_n(u.output)} out"]
+        parts += [f"{_n(v)} {k}" for k, v in (("cache read", u.cache_read), ("cache write", u.cache_write),
+                                              ("reasoning", u.reasoning)) if v]
+        cost = f", ${ev.cost_usd:.4f}" if ev.cost_usd is not None else ""
+        heading = "tokens: " + ", ".join(parts) + cost
+    elif isinstance(ev, ModelCalled):
+        heading = f"model call failed ({ev.model or 'model'}): {ev.error or 'no message'}"
+    elif isinstance(ev, ErrorOccurred):
+        heading = f"error ({ev.origin}{', fatal' if ev.fatal else ''}): {ev.message}"
+    elif isinstance(ev, PartEnded):
+        heading = f"── end of part {rec.part} ({ev.part_kind}) ──"
+    elif isinstance(ev, RunEnded):
+        heading = f"run ended: {ev.status}" + (f" ({ev.reason})" if ev.reason else "")
+    else:
+        return None
+    return Entry(rec.seq, rec.part, rec.kind, heading, body, note)
 
 
 def render_text(entries: Iterable[Entry], *, indent: str = "    ") -> str:

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agtrace.eventlog import (
+    BadPartSelection,
     GitStore,
     PartEnded,
+    RunStarted,
     SnapshotTaken,
     Store,
     TestsRan,
     ToolCalled,
+    parse_parts,
 )
 
 from .errors import OutputNotEmpty, PartNotFound
@@ -47,7 +51,8 @@ class PartView:
 
 def resolve_part(store: Store, run_id: str, *, part: str | int | None = None, at_seq: int | None = None,
                  at_time_ns: int | None = None) -> int:
-    """The part number named by ``part`` (a number or ``last``), an event seq, or a wall clock.
+    """The one part named by ``part`` (``N``, ``first`` or ``last``, see
+    :mod:`agtrace.eventlog.part_selection`; 0 = the base tree), an event seq, or a wall clock.
 
     ``at_seq`` and ``at_time_ns`` pick the last part that had ended at that seq or time (0 if
     none had: the base tree).
@@ -56,19 +61,33 @@ def resolve_part(store: Store, run_id: str, *, part: str | int | None = None, at
     rows = store.catalog.part_rows(run_id)
     ended = [r for r in rows if r["kind"] is not None]
     if part is not None:
-        if str(part) == "last":
-            if not ended:
-                raise PartNotFound(f"run {run_id} has no completed part yet")
-            return ended[-1]["part"]
         try:
-            return int(part)
-        except ValueError:
-            raise PartNotFound(f"--part takes a number or `last`, not {part!r}") from None
+            return parse_parts(part).one([r["part"] for r in ended], run_id=run_id)
+        except BadPartSelection as exc:
+            raise PartNotFound(str(exc)) from None
     if at_seq is not None:
         return max((r["part"] for r in ended if r["last_seq"] <= at_seq), default=0)
     if at_time_ns is not None:
         return max((r["part"] for r in ended if (r["ts"] or 0) <= at_time_ns), default=0)
-    raise PartNotFound("name a part: --part N|last, --at-seq S or --at-time T")
+    raise PartNotFound("name a part: --part N|first|last, --at-seq S or --at-time T")
+
+
+def resolve_parts(store: Store, run_id: str, parts: str | int | Sequence[int], *, base: bool = False,
+                  unfinished: bool = False) -> list[int]:
+    """The part numbers a selection names in a run (``3-7``, ``1,4,9``, ``all``, ``changed``,
+    ``last``…; see :mod:`agtrace.eventlog.part_selection`), ascending. ``base`` admits part 0;
+    ``unfinished`` counts a part still in progress (a live run's) as one of the run's parts."""
+    store.sync(run_id)
+    selection = parse_parts(parts)
+    rows = [r for r in store.catalog.part_rows(run_id) if unfinished or r["kind"] is not None]
+    changed = None
+    if selection.needs_trees:
+        changed, previous = [], base_tree(store, run_id)
+        for r in rows:
+            if r["tree_id"] and r["tree_id"] != previous:
+                changed.append(r["part"])
+            previous = r["tree_id"] or previous
+    return selection.resolve([r["part"] for r in rows], run_id=run_id, changed=changed, base=base)
 
 
 def base_tree(store: Store, run_id: str) -> str:
@@ -90,7 +109,8 @@ def tree_of_part(store: Store, run_id: str, part: int) -> str:
             raise PartNotFound(f"run {run_id} has no part {part}; it has parts 1..{n}")
         tree = row["tree_id"] or ""
     if not tree:
-        raise PartNotFound(f"run {run_id} recorded no snapshot for part {part} (captured without a workdir?)")
+        raise PartNotFound(missing_trees_reason(store, run_id)
+                           or f"run {run_id} recorded no snapshot for part {part} (the snapshot failed?)")
     return tree
 
 
@@ -102,8 +122,36 @@ def snapshots(store: Store, run_id: str) -> GitStore:
         return GitStore.open(shadow)
     bundles = sorted((run_dir / "bundles").glob("*.bundle"))
     if not bundles:
-        raise PartNotFound(f"run {run_id} has neither a shadow repository nor bundles; pull it again")
+        raise PartNotFound(missing_trees_reason(store, run_id))
     return GitStore.from_bundles(bundles, store.root / "cache" / run_id / "repo.git")
+
+
+def has_trees(store: Store, run_id: str) -> bool:
+    """Whether the run's repository state is here (a shadow repository or bundles)."""
+    run_dir = store.run_dir(run_id)
+    return (run_dir / "repo.git" / "HEAD").exists() or any((run_dir / "bundles").glob("*.bundle"))
+
+
+def missing_trees_reason(store: Store, run_id: str) -> str:
+    """Why a run's trees cannot be written, in words naming the cause ("" when they can):
+    imported or appended without repository state, captured without a workdir, or a
+    repository that is gone from a captured run."""
+    if has_trees(store, run_id):
+        return ""
+    first = next(store.read(run_id, 1, 1), None)
+    started = first.event if first is not None and isinstance(first.event, RunStarted) else RunStarted()
+    source = started.source or ""
+    if source.startswith("import"):
+        return (f"run {run_id} was imported without repository state ({source}): its parts have no "
+                f"trees to write; `agtrace replay {run_id} --transcript` shows its conversation")
+    if source == "append":
+        return (f"run {run_id} holds copied events only, without repository state (made with `agtrace new` "
+                "and `agtrace append`, which copy events, not repositories); `agtrace cp RUN` copies a run "
+                "with its repository")
+    if not base_tree(store, run_id):
+        return f"run {run_id} recorded no snapshots (captured without a workdir): it has no trees to write"
+    return (f"run {run_id} recorded snapshots but neither its shadow repository nor its bundles are in "
+            f"{store.run_dir(run_id)}; if it came from a remote, `agtrace pull {run_id}` fetches its bundles")
 
 
 def describe_part(store: Store, run_id: str, part: int, git: GitStore | None = None) -> PartView:
@@ -148,24 +196,45 @@ def _previous_tree(store: Store, run_id: str, part: int) -> str:
 def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *, force: bool = False) -> PartView:
     """Write the repository as it was after ``part`` into ``out`` and verify its tree id.
 
-    Refuses a non-empty ``out`` unless ``force``. With ``force``, a directory that an earlier
-    replay wrote is switched (only the differing paths written, edits since put right); any
-    other is emptied first. Nothing is written outside ``out``, whatever the tree holds.
+    Refuses a non-empty ``out`` unless ``force``; with ``force`` it still refuses a directory
+    that no replay from this store wrote, naming what it holds, so a real repository or a home
+    directory is never emptied. What a replay wrote where is recorded in the store
+    (``cache/checkouts/``, with the directory's device and inode, so a directory replaced since
+    by another one at the same path is not taken for it), not in ``out``: ``out`` holds exactly
+    the tree. A directory an earlier replay wrote is switched (only the differing paths written,
+    edits since put right). Nothing is written outside ``out``, whatever the tree holds.
     """
     from .checkout_cache import load_scratch, save_scratch
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise OutputNotEmpty(f"{out} is not empty; choose another --out or pass --force to replace its content")
+    known = load_scratch(store, out)  # an earlier replay into `out`: switch, don't rewrite
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise OutputNotEmpty(f"{out} is not empty; choose another --out, or pass --force if an earlier "
+                                 "`agtrace replay` wrote it")
+        if known.tree_id is None:
+            raise OutputNotEmpty(f"refusing to replace {out}: no `agtrace replay` from {store.root} wrote it, "
+                                 f"and it holds {_contents(out)}; --force replaces only a directory an earlier "
+                                 "replay wrote: choose another --out, or empty it yourself")
     git = snapshots(store, run_id)
     view = describe_part(store, run_id, part, git)
-    scratch = load_scratch(store, out)  # an earlier replay into `out`: switch, don't rewrite
-    if scratch.tree_id is None and out.exists():
-        _empty(out)
-    view.how = scratch.show(git, view.tree_id).how
-    save_scratch(store, scratch)
+    view.how = known.show(git, view.tree_id).how
+    save_scratch(store, known)
     view.out = str(out)
     return view
+
+
+def _contents(directory: Path, shown: int = 5) -> str:
+    """What a directory holds, in words: ``.git/ (a git repository), src/, README.md and 3 more``."""
+    names = sorted(directory.iterdir(), key=lambda p: (p.name != ".git", p.name))
+    words = []
+    for p in names[:shown]:
+        if p.name == ".git":
+            words.append(".git/ (a git repository)")
+        else:
+            words.append(p.name + ("/" if p.is_dir() and not p.is_symlink() else ""))
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(words) + more
 
 
 def _empty(directory: Path) -> None:

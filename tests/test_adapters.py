@@ -394,16 +394,21 @@ def test_registry():
 # -- raw ----------------------------------------------------------------------------------------
 
 
-def test_raw_marker_ends_parts():
+def test_raw_marker_starts_and_titles_a_part():
     adapter = RawAdapter(marker=r"^=== step \d+")
-    assert adapter.feed("working", "stdout") == []
-    (end,) = adapter.feed("=== step 1 done", "stdout")
-    assert (end.part, end.event.part_kind, end.event.title) == (1, "other", "=== step 1 done")
-    assert adapter.feed("=== step 2 on stderr", "stderr") == []
+    assert adapter.feed("working", "stdout") == [] and adapter.line_part == 1  # a part before the first marker
+    (end,) = adapter.feed("=== step 1 fix", "stdout")
+    assert (end.part, end.event.part_kind, end.event.title) == (1, "other", "working")
+    assert adapter.line_part == 2  # the marker line is the first line of the part it starts
+    assert adapter.feed("=== step 2 on stderr", "stderr") == [] and adapter.line_part == 2
     adapter.feed("tail line", "stdout")
     (last,) = adapter.finish()
-    assert (last.part, last.event.title) == (2, "tail line")
+    assert (last.part, last.event.title) == (2, "=== step 1 fix")
     assert adapter.finish() == []
+    quiet = RawAdapter(marker="^STEP")
+    assert quiet.feed("", "stdout") == [] and quiet.line_part is None  # nothing open yet
+    assert quiet.feed("STEP one", "stdout") == [] and quiet.line_part == 1  # nothing to end
+    assert quiet.starts_part("STEP two") and not quiet.starts_part("STEP two", "stderr")
 
 
 def test_raw_quiet_period_ends_a_part():

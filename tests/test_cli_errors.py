@@ -82,7 +82,8 @@ def test_a_deeply_nested_json_line(tmp_path):
     run = _new_run(store)
     depth = 200_000
     line = b'{"kind":"message_added","role":"user","x":' + b"[" * depth + b"]" * depth + b"}\n"
-    _fails_cleanly(run_agtrace(["append", run], store, input=line), "nested too deeply", exit_code=2)
+    _fails_cleanly(run_agtrace(["append", run], store, input=line), "line 1:", "deeper than the limit",
+                   exit_code=2)
 
 
 @pytest.mark.parametrize("field", ['"ts": 100000000000000000000000000000',

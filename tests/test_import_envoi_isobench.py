@@ -365,7 +365,7 @@ def test_cli_imports_a_directory_of_runs_in_parallel(tmp_path):
     store = tmp_path / "store"
     proc = _cli(store, "import", str(runs), str(FIXTURES / "isobench"), "--jobs", "3", "--json")
     assert proc.returncode == 0, proc.stderr
-    results = json.loads(proc.stdout)
+    results = [r for r in json.loads(proc.stdout) if r["outcome"] != "skipped"]  # README, configs, results
     assert len(results) == 3 + len(ISO_ITEMS) and all(r["runs"] and not r["error"] for r in results)
     with Store(store) as s:
         assert len(s.run_ids()) == 3 + len(ISO_ITEMS)
@@ -389,5 +389,6 @@ def test_cli_reports_bad_records_and_exits_nonzero(tmp_path):
 def test_import_paths_api(tmp_path):
     with Store(tmp_path / "store") as store:
         results = import_paths(store, [FIXTURES / "trae", tmp_path / "missing"])
-    assert [bool(r.error) for r in results] == [False, True]
+    assert [r.outcome for r in results] == ["imported", "skipped", "failed"]  # trae/SOURCES.md is no source
+    results = [r for r in results if not r.skipped]
     assert "no such file" in results[1].error

@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from agtrace.eventlog import (
+    PartEnded,
     RawRecorded,
     RemoteAuthError,
     RemoteConflict,
@@ -570,11 +571,14 @@ def test_run_with_remote_killed_mid_run_is_pulled_and_replayed_on_a_fresh_store(
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         keys = [o.key for o in remote.list("runs/")]
-        if any("/bundles/" in k for k in keys) and any("/events/" in k for k in keys):
+        shipped = max((int(k.rsplit("/", 1)[1].split("-")[1].split(".")[0], 16)
+                       for k in keys if "/events/" in k and k.endswith(".seg")), default=0)
+        if any("/bundles/" in k for k in keys) and shipped:
             capture = Store(tmp_path / "capture-store")
             try:
                 ids = capture.run_ids()
-                if ids and capture.info(ids[0]).parts >= 4:
+                ends = [r.seq for r in capture.read(ids[0]) if isinstance(r.event, PartEnded)] if ids else []
+                if len(ends) >= 3 and shipped >= ends[2]:  # part 3 has reached the remote
                     break
             finally:
                 capture.close()

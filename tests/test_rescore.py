@@ -285,7 +285,7 @@ def test_scores_table_is_rebuilt_identically_from_the_streams(store, tmp_path):
     assert store.catalog.dump()["scores"] == before
     assert sorted(r["scored_part"] for r in scores(store, run_id)) == [1, 2, 3]
     names = [r[0] for r in store.catalog.conn.execute("SELECT name FROM migrations WHERE owner='scores'")]
-    assert names == ["m001_scores"]
+    assert names == ["m001_scores", "m002_output_tail"]
 
 
 def test_digest_covers_command_environment_and_parser():

@@ -29,8 +29,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agtrace.eventlog import (
+    MAX_DEPTH,
     ErrorOccurred,
     FileChanged,
+    InvalidEvent,
     ModelCalled,
     PartEnded,
     RawRecorded,
@@ -39,6 +41,7 @@ from agtrace.eventlog import (
     ToolReturned,
     TurnEnded,
     TurnStarted,
+    check_record,
     parse_test_output,
 )
 
@@ -170,12 +173,32 @@ class JsonLineAdapter:
             record = json.loads(line)
         except ValueError as exc:
             return [self.raw(line, f"invalid JSON: {exc}")]
+        except RecursionError:
+            return [self.raw(line, f"invalid JSON: nested deeper than the limit of {MAX_DEPTH} levels")]
         if not isinstance(record, dict):
             return [self.raw(line, f"expected a JSON object, got {type(record).__name__}")]
         try:
-            return self.handle(record)
+            emits = self.handle(record)
         except Exception as exc:  # a malformed record must not stop the capture
             return [self.raw(line, f"{self.name}: {type(exc).__name__}: {exc}")]
+        return self._within_limits(line, emits)
+
+    def _within_limits(self, line: str, emits: list[Emit]) -> list[Emit]:
+        """The emits whose values keep the store's limits (``agtrace.eventlog.check_record``:
+        64-bit integers, nesting, valid text); the others are dropped and the line is kept raw
+        with the first one's problem as its parse error, so the capture goes on gapless."""
+        kept: list[Emit] = []
+        problem = ""
+        for emit in emits:
+            try:
+                check_record(emit.event, emit.ts, emit.part, text=True)
+            except InvalidEvent as exc:
+                problem = problem or str(exc)
+                continue
+            kept.append(emit)
+        if problem:
+            kept.insert(0, self.raw(line, f"{self.name}: a value is out of bounds: {problem}"))
+        return kept
 
     def finish(self) -> list[Emit]:
         """Close open tool calls and the open turn; never raises."""

@@ -49,6 +49,7 @@ from agtrace.eventlog import (
     ErrorOccurred,
     Event,
     GitStore,
+    InvalidEvent,
     RawRecorded,
     Redactor,
     RunEnded,
@@ -56,6 +57,7 @@ from agtrace.eventlog import (
     RunWriter,
     Scored,
     Store,
+    check_record,
     derived_run_id,
 )
 
@@ -89,6 +91,7 @@ class RunSink:
         self.redactions = 0
         """Secrets redacted in this run so far (``run_ended.redactions``)."""
         self._blob_redactions: dict[str, int] = {}
+        self._location = ""
         self.writer = RunWriter(self.dir, run_id, durability="off")
         started = self._redacted(started)
         self.writer.append(started, ts=started_ts)
@@ -100,7 +103,18 @@ class RunSink:
         self._scores: RunWriter | None = None
 
     def append(self, event: Event, part: int | None = None, ts: int | None = None) -> None:
-        """Append ``event``, redacted (see the module docstring)."""
+        """Append ``event``, redacted (see the module docstring). An event whose values break
+        the store's limits (``agtrace.eventlog.check_record``: an integer beyond 64 bits, too
+        deep, invalid text) is a bad record at the location of the raw record before it."""
+        if isinstance(event, RawRecorded) and event.location:
+            self._location = event.location
+        try:
+            check_record(event, ts, part, text=True)
+        except InvalidEvent as exc:
+            if isinstance(event, ErrorOccurred):
+                raise  # a bad record's own report: the source cannot be imported
+            self.bad(self._location or f"run {self.run_id}", str(exc))
+            return
         self.writer.append(self._redacted(event), part=part, ts=ts)
 
     def _redacted(self, event: Event) -> Event:
@@ -255,10 +269,19 @@ class ImportResult:
     parents: dict[str, str] = field(default_factory=dict)
     """For a run that continues an earlier import of its session: run id -> that run's id."""
     error: str = ""
+    """Why the source failed (nothing of it was stored); "" when it did not."""
+    skipped: str = ""
+    """Why a file met in a searched directory was not imported (it is no source); ""."""
+
+    @property
+    def outcome(self) -> str:
+        """``imported`` (runs stored or found stored before), ``skipped`` or ``failed``."""
+        return "failed" if self.error else "skipped" if self.skipped else "imported"
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["bad_records"] = [b.__dict__ for b in self.bad_records]
+        d["outcome"] = self.outcome
         return d
 
     def warning(self) -> str:
@@ -287,7 +310,10 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
                 result.parents[sink.run_id] = ctx.parents[sink.run_id]
     except ImportError_ as exc:
         result.error = str(exc)
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        result.error = (f"{path}: could not be imported as {importer.name}: its JSON nests deeper than "
+                        "this reader can follow; nothing of it was stored")
+    except Exception as exc:  # noqa: BLE001 - one source fails alone, whatever its reader raised
         result.error = f"{path}: could not be imported as {importer.name}: {type(exc).__name__}: {exc}"
     finally:
         for sink in ctx.sinks:

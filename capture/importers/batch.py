@@ -35,9 +35,14 @@ def plan(paths: list[Path], fmt: str = "auto") -> list[Planned]:
         if not path.exists():
             out.append(ImportResult(str(path), fmt, error=f"{path}: no such file or directory"))
             continue
-        found = list(find_sources(path, fmt))
+        left: list[ImportResult] = []
+        found = list(find_sources(path, fmt, left))
         if found:
             out.extend(found)
+            out.extend(left)
+            continue
+        if fmt == "auto" and path.is_dir() and any(r.error for r in left):
+            out.extend(left)
             continue
         if fmt != "auto":
             try:
@@ -58,23 +63,54 @@ def plan(paths: list[Path], fmt: str = "auto") -> list[Planned]:
     return out
 
 
-def find_sources(path: Path, fmt: str = "auto") -> Iterator[tuple[Path, str]]:
+TRACE_SUFFIXES = (".jsonl", ".eval", ".traj")
+"""A file under a searched directory with one of these names is meant to be a trace: if no
+format recognises it (``--format auto``), it failed (damaged, truncated); any other file that
+is no source is skipped (a README, a config, a result file, a file of another format than the
+forced one), and both are reported."""
+
+
+def find_sources(path: Path, fmt: str = "auto", left: list[ImportResult] | None = None,
+                 ) -> Iterator[tuple[Path, str]]:
     """``(source, format)`` at or under ``path``: itself if it is one, else its children,
-    recursively (see the module docstring); nothing for a path that holds no source."""
+    recursively (see the module docstring); nothing for a path that holds no source. Files and
+    directories met on the way that are no source go to ``left`` (when given) as results
+    with ``skipped`` or, when unreadable or a damaged trace, ``error`` set."""
     name = _format_of(path, fmt)
     if name:
         yield path, name
         return
     if not path.is_dir():
+        if left is not None:
+            left.append(_left_over(path, fmt))
         return
     try:
         children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
-    except OSError:
+    except OSError as exc:
+        if left is not None:
+            left.append(ImportResult(str(path), fmt, error=f"{path}: cannot be read ({exc.strerror or exc}); "
+                                     "check its permissions"))
         return
     for child in children:
         if child.is_symlink() and child.is_dir():
+            if left is not None:
+                left.append(ImportResult(str(child), fmt, skipped="a link to a directory (never followed)"))
             continue  # never follow a directory link out of the tree (loops, other trees)
-        yield from find_sources(child, fmt)
+        yield from find_sources(child, fmt, left)
+
+
+def _left_over(path: Path, fmt: str) -> ImportResult:
+    """The result of a file under a searched directory that no format accepted."""
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return ImportResult(str(path), fmt, error=f"{path}: cannot be read ({exc.strerror or exc}); check it")
+    if fmt == "auto" and path.suffix in TRACE_SUFFIXES:
+        return ImportResult(str(path), fmt, error=f"{path}: named like a trace, but no format recognises its "
+                            "content (damaged or truncated?); pass --format to see why it does not read")
+    what = "not a trace of a known format" if fmt == "auto" else f"not a {fmt} source"
+    return ImportResult(str(path), fmt, skipped=what)
 
 
 def _format_of(path: Path, fmt: str) -> str:
@@ -100,7 +136,9 @@ def _import_one(root: str, source: str, fmt: str, repo: str | None) -> ImportRes
 
 def import_paths(store: Store, paths: list[Path], *, fmt: str = "auto", repo: Path | None = None, jobs: int = 1,
                  progress: Callable[[int, int], None] | None = None) -> list[ImportResult]:
-    """Import every source under ``paths`` into ``store``; one result per source, in order."""
+    """Import every source under ``paths`` into ``store``; one result per source, in order,
+    and one per file met in a searched directory that is no source (``skipped`` says why;
+    ``error`` when it cannot be read or is a damaged trace, see :data:`TRACE_SUFFIXES`)."""
     return import_planned(store, plan(paths, fmt), repo=repo, jobs=jobs, progress=progress)
 
 

@@ -130,6 +130,9 @@ def read_eval_members(path: Path, want: Any) -> dict[str, str]:
             except (zlib.error, zstandard.ZstdError) as exc:
                 raise ImportError_(f"{path}#{info.filename}: cannot decompress ({exc}); the "
                                    "zip is corrupt") from exc
+            if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+                raise ImportError_(f"{path}#{info.filename}: the member does not match its CRC-32 and size "
+                                   "in the zip directory; the file is damaged, nothing of it was imported")
             out[info.filename] = data.decode("utf-8")
     return out
 

@@ -91,6 +91,9 @@ def load_json_document(path: Path, fmt: str) -> tuple[Any, str]:
         raise ImportError_(f"{path}: the file is empty; nothing to import as {fmt}")
     try:
         return json.loads(text), text
+    except RecursionError:
+        raise ImportError_(f"{path}: its JSON nests deeper than this reader follows; nothing of it was "
+                           "imported") from None
     except ValueError as exc:
         raise ImportError_(
             f"{path}: not valid JSON at line {getattr(exc, 'lineno', '?')} "
@@ -113,6 +116,9 @@ def json_lines(path: Path) -> Iterator[tuple[int, str, Any, str]]:
                 obj = json.loads(raw)
             except ValueError as exc:
                 yield n, text, None, f"invalid JSON: {exc}"
+                continue
+            except RecursionError:
+                yield n, text, None, "invalid JSON: nested deeper than this reader follows (the limit is 64 levels)"
                 continue
             if not isinstance(obj, dict):
                 yield n, text, None, f"expected a JSON object, got {type(obj).__name__}"

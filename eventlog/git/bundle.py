@@ -185,3 +185,26 @@ def _unbundle(store: GitStore, paths: list[str], heads: list[list[str]]) -> None
         )
     if heads[-1]:
         store.set_head(heads[-1][0])
+
+
+
+def unreachable_objects(git_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Objects of a repository that no ref reaches (``git fsck --unreachable``): id → type."""
+    out = _run_git([f"--git-dir={os.fspath(git_dir)}", "fsck", "--unreachable", "--no-reflogs", "--no-progress"],
+                   f"checking {os.fspath(git_dir)}")
+    found = {}
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "unreachable":
+            found[words[2]] = words[1]
+    return found
+
+
+def prune_repository(git_dir: str | os.PathLike[str], *, prune: bool) -> None:
+    """Pack the loose objects its refs reach and drop the loose copies (``git repack -d``); with
+    ``prune``, first delete the loose objects no ref reaches (``git prune``). The caller decides
+    ``prune`` only after checking that no recorded tree is among :func:`unreachable_objects`."""
+    where = os.fspath(git_dir)
+    if prune:
+        _run_git([f"--git-dir={where}", "prune", "--expire=now"], f"pruning {where}")
+    _run_git([f"--git-dir={where}", "repack", "-d", "-q"], f"packing {where}")

@@ -21,7 +21,8 @@ import stat
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import GitStoreError
+from ..containment import check_name
+from ..errors import GitStoreError, UnsafePath
 from .result import SwitchResult
 
 if TYPE_CHECKING:
@@ -137,9 +138,12 @@ def _write_tree(git: GitStore, tree, dir_fd: int, tree_id: str) -> None:
     names: set[str] = set()
     for entry in tree:
         name = entry.name
-        if not name or name in (".", "..") or "/" in name or "\0" in name or name.lower() == ".git" \
-                or name in names:
-            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r}; refused")
+        try:
+            check_name(name, f"tree {tree_id}", tree=True)
+        except UnsafePath as exc:
+            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r}; refused ({exc})") from None
+        if name in names:
+            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r} (twice); refused")
         names.add(name)
         try:
             _write_entry(git, dir_fd, name, entry, tree_id)
@@ -223,8 +227,10 @@ def _verify_paths(root: int, target, written, removed, tree_id: str, out: str) -
 
 def _check_name(name: str, tree_id: str, *, writing: bool) -> None:
     """Refuse traversal in any path, and ``.git`` in a path to write (removing one is fine)."""
-    if not name or name in (".", "..") or "\0" in name or (writing and name.lower() == ".git"):
-        raise GitStoreError(f"path component {name!r} for tree {tree_id} is hostile; refused")
+    try:
+        check_name(name, f"a path of tree {tree_id}", tree=writing)
+    except UnsafePath:
+        raise GitStoreError(f"path component {name!r} for tree {tree_id} is hostile; refused") from None
 
 
 def _refuse_conflicts(paths: list[str], tree_id: str) -> None:

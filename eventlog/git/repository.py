@@ -340,7 +340,12 @@ class GitStore(CheckoutMixin, BundleMixin):
         """Paths that differ from ``tree_a`` (None = empty tree) to ``tree_b``, sorted by path,
         with line counts for text files (no rename detection)."""
         changes = []
-        for patch in self._repo.diff(self._tree_or_empty(tree_a), self._tree(tree_b)):
+        try:
+            patches = list(self._repo.diff(self._tree_or_empty(tree_a), self._tree(tree_b)))
+        except pygit2.GitError as exc:  # libgit2 refuses a hostile tree (an absolute entry name)
+            raise GitStoreError(f"tree {tree_b} cannot be compared with {tree_a or 'the empty tree'}: it is "
+                                f"hostile or damaged ({exc}); refused") from None
+        for patch in patches:
             delta = patch.delta
             if delta.status == DeltaStatus.ADDED:
                 status, path = "added", delta.new_file.path
@@ -355,7 +360,11 @@ class GitStore(CheckoutMixin, BundleMixin):
 
     def changed_paths(self, tree_a: str | None, tree_b: str) -> list[str]:
         """Sorted paths that differ between the two trees (without line counts)."""
-        deltas = self._repo.diff(self._tree_or_empty(tree_a), self._tree(tree_b)).deltas
+        try:
+            deltas = self._repo.diff(self._tree_or_empty(tree_a), self._tree(tree_b)).deltas
+        except pygit2.GitError as exc:
+            raise GitStoreError(f"tree {tree_b} cannot be compared with {tree_a or 'the empty tree'}: it is "
+                                f"hostile or damaged ({exc}); refused") from None
         return sorted(d.new_file.path for d in deltas)
 
     def resolve(self, rev: str) -> str | None:

@@ -80,6 +80,11 @@ class Remote:
         ``sha256``, when given, must match (as must the sha256 the backend keeps, if any)."""
         raise NotImplementedError
 
+    def delete(self, keys: list[str]) -> int:
+        """Remove the objects at ``keys`` (absent ones are not an error); return how many were
+        removed. The only call that takes anything away from a remote: `agtrace rm --remote`."""
+        raise NotImplementedError
+
     def matches(self, info: ObjectInfo, digest: FileDigest) -> bool | None:
         """Whether a listed object holds the digested bytes: True, False, or None (head it)."""
         if info.size != digest.size:

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ..errors import RemoteAuthError, RemoteError, RemoteNotFound
+from ..containment import inside
+from ..errors import RemoteAuthError, RemoteError, RemoteNotFound, UnsafePath
 from ..segment import fsync_dir
 from .base import ObjectInfo, PutResult, Remote
 from .transfer import digest_file, read_chunks, receive
@@ -42,10 +43,12 @@ class FileRemote(Remote):
             )
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
-            raise RemoteError(f"{key!r} is not a valid remote key")
-        return self.root.joinpath(*parts)
+        """The file of ``key``: a relative path of visible components that passes through no
+        symbolic link (the one path rule, ``containment.py``)."""
+        try:
+            return inside(self.root, key, "remote key", hidden=False)
+        except UnsafePath as exc:
+            raise RemoteError(f"{self.describe(key)}: {exc}") from None
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         self._check_root()
@@ -108,10 +111,32 @@ class FileRemote(Remote):
         try:
             fh = open(src, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
-            raise RemoteNotFound(f"{self.describe(key)} does not exist; `agtrace pull` lists what the remote has") from None
+            raise RemoteNotFound(f"{self.describe(key)} does not exist; `agtrace ls --remote {self.url}` lists what the remote has") from None
         except PermissionError:
             raise RemoteAuthError(f"no permission to read {src}; check the remote directory's permissions") from None
         with fh:
             got = receive(dest, read_chunks(fh), source=self.describe(key), expect_sha256=sha256,
                           verify=verify, progress=progress)
         return ObjectInfo(key, got.size, sha256=got.sha256)
+
+    def delete(self, keys: list[str]) -> int:
+        self._check_root()
+        removed = 0
+        try:
+            for key in keys:
+                path = self._path(key)
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed += 1
+                parent = path.parent  # drop directories left empty, up to the root
+                while parent != self.root:
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        break
+                    parent = parent.parent
+        except PermissionError as exc:
+            raise RemoteAuthError(f"no permission to remove {exc.filename}; check the remote directory's permissions") from None
+        return removed

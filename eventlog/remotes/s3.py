@@ -38,7 +38,15 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from ..errors import RemoteAuthError, RemoteConflict, RemoteError, RemoteNotFound, RemoteUnreachable
+from ..containment import relative_parts
+from ..errors import (
+    RemoteAuthError,
+    RemoteConflict,
+    RemoteError,
+    RemoteNotFound,
+    RemoteUnreachable,
+    UnsafePath,
+)
 from .base import ObjectInfo, PutResult, Remote
 from .transfer import FileDigest, digest_file, partial_path, receive
 
@@ -124,6 +132,15 @@ class S3Remote(Remote):
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _checked(self, key: str) -> str:
+        """``key`` if it is a relative path of visible components (the one path rule,
+        ``containment.py``), else RemoteError."""
+        try:
+            relative_parts(key, "remote key", hidden=False)
+        except UnsafePath as exc:
+            raise RemoteError(f"{self.describe(key)}: {exc}") from None
+        return key
 
     def _rel(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full
@@ -235,6 +252,7 @@ class S3Remote(Remote):
         return digest_file(path)  # ETag = MD5 of the bytes
 
     def get_file(self, key, dest, *, sha256="", verify=None, progress=None) -> ObjectInfo:
+        key = self._checked(key)
         dest = Path(dest)
         partial = partial_path(dest)
         if partial.exists() and partial.stat().st_size:
@@ -282,6 +300,7 @@ class S3Remote(Remote):
     # -- writing -----------------------------------------------------------------------------
 
     def put_file(self, key, path, *, if_absent=True, digest=None, progress=None) -> PutResult:
+        key = self._checked(key)
         if digest is None or (digest.size > self.multipart_threshold and digest.part_size != self.part_size) \
                 or (digest.size <= self.multipart_threshold and not digest.md5):
             digest = self.digest(path)
@@ -392,6 +411,22 @@ class S3Remote(Remote):
         pages = self._client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=full, UploadId=upload_id)
         for page in pages:
             yield from page.get("Parts", ())
+
+    def delete(self, keys: list[str]) -> int:
+        removed = 0
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            chunk = keys[start:start + 1000]
+            with self._mapped("delete from", chunk[0] if chunk else ""):
+                resp = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": self._key(k)} for k in chunk], "Quiet": False})
+            errors = resp.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise RemoteError(f"could not delete {self.describe(self._rel(first.get('Key', '')))}: "
+                                  f"{first.get('Code', '')} {first.get('Message', '')}; check that the identity "
+                                  "may s3:DeleteObject, then run the command again")
+            removed += len(resp.get("Deleted", []))
+        return removed
 
     def close(self) -> None:
         self._client.close()

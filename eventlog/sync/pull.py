@@ -20,7 +20,9 @@ from pathlib import Path
 import zstandard
 
 from .. import codec, reader, segment
-from ..errors import CorruptBlob, CorruptLog, RemoteError, RemoteNotFound, StoreError
+from ..containment import check_name, is_content_address
+from ..errors import CorruptBlob, CorruptLog, RemoteError, RemoteNotFound, StoreError, UnsafePath
+from ..ids import looks_like_run_id
 from ..lock import is_locked
 from ..remotes.base import ObjectInfo, Remote
 from ..remotes.transfer import digest_file
@@ -68,6 +70,9 @@ def pull(
     report = PullReport()
     plans = []
     for rid in ids:
+        if not looks_like_run_id(rid) or len(rid) != 26 or rid != rid.upper():
+            report.problems.append(f"{remote.describe(f'runs/{rid}/')}: {rid!r} is not a run id; not pulled")
+            continue
         listing = remote.list(f"runs/{rid}/")
         if not listing:
             raise RemoteNotFound(f"run {rid} is not on {remote.url}; `agtrace pull --all` pulls every run it has")
@@ -95,7 +100,7 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
     if manifests:  # each manifest lists everything pushed so far: the latest ones suffice
         newest = max(o.key.rsplit("/", 1)[1][:16] for o in manifests)
         manifests = [o for o in manifests if o.key.rsplit("/", 1)[1].startswith(newest)]
-    checksums, blobs = _read_manifests(store, remote, manifests)
+    checksums, blobs = _read_manifests(store, remote, manifests, report)
     tick(len(manifests))
     segments: list[tuple[str, int, int, ObjectInfo]] = []
     bundles: list[ObjectInfo] = []
@@ -137,6 +142,10 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
             if last is not None:
                 needed |= segment_blob_refs(path)
     for digest in sorted(needed):
+        if not is_content_address(digest):
+            report.problems.append(f"run {run_id} names blob {digest[:80]!r}, which is not a content address; "
+                                   "not pulled (the one path rule, docs/format.md)")
+            continue
         if store.blobs.has(digest):
             report.present += 1
             continue
@@ -150,7 +159,10 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
         store.record_segments(run_id)
 
 
-def _read_manifests(store: Store, remote: Remote, manifests: list[ObjectInfo]) -> tuple[dict[str, str], set[str]]:
+def _read_manifests(store: Store, remote: Remote, manifests: list[ObjectInfo],
+                    report: PullReport) -> tuple[dict[str, str], set[str]]:
+    """Checksums by key and blob addresses the manifests list; an entry that breaks the path
+    rule (a key leaving the run, a blob that is no content address) is a problem, skipped."""
     checksums: dict[str, str] = {}
     blobs: set[str] = set()
     with tempfile.TemporaryDirectory(dir=store.root, prefix=".pull-") as tmp:
@@ -161,8 +173,20 @@ def _read_manifests(store: Store, remote: Remote, manifests: list[ObjectInfo]) -
                 body = json.loads(path.read_bytes())
                 run_prefix = "/".join(obj.key.split("/")[:2])
                 for entry in body.get("objects", []):
-                    checksums[f"{run_prefix}/{entry['key']}"] = entry["sha256"]
-                blobs.update(body.get("blobs", []))
+                    key, sha = entry["key"], entry["sha256"]
+                    try:
+                        for name in key.split("/") if isinstance(key, str) else [key]:
+                            check_name(name, f"manifest entry {key!r}", hidden=False)
+                    except UnsafePath as exc:
+                        report.problems.append(f"{remote.describe(obj.key)}: {exc}")
+                        continue
+                    checksums[f"{run_prefix}/{key}"] = sha
+                for digest in body.get("blobs", []):
+                    if is_content_address(digest):
+                        blobs.add(digest)
+                    else:
+                        report.problems.append(f"{remote.describe(obj.key)}: lists blob {str(digest)[:80]!r}, which "
+                                               "is not a content address; not pulled (the one path rule, docs/format.md)")
             except (ValueError, KeyError, TypeError) as exc:
                 raise RemoteError(f"{remote.describe(obj.key)} is not a valid manifest ({exc}); the remote is damaged") from None
     return checksums, blobs

@@ -29,11 +29,17 @@ from .keys import BUNDLE_NAME, MANIFEST_FORMAT, STREAMS, Progress, blob_key, seg
 
 @dataclass
 class PushReport:
-    """What a push did. ``uploaded`` counts objects sent; ``existed`` those already there."""
+    """What a push did, each object counted once: ``uploaded`` objects sent (``bytes_uploaded``);
+    ``existed`` objects the remote held before this push; ``shared`` blobs that an earlier run of
+    the same push had already sent (several runs reference them); ``skipped`` open segments not
+    sent because their run is still being written (``skipped_runs``: which runs)."""
 
     runs: list[str] = field(default_factory=list)
     uploaded: int = 0
     existed: int = 0
+    shared: int = 0
+    skipped: int = 0
+    skipped_runs: list[str] = field(default_factory=list)
     bytes_uploaded: int = 0
     resumed_parts: int = 0
     seconds: float = 0.0
@@ -43,6 +49,9 @@ class PushReport:
         self.runs += [r for r in other.runs if r not in self.runs]
         self.uploaded += other.uploaded
         self.existed += other.existed
+        self.shared += other.shared
+        self.skipped += other.skipped
+        self.skipped_runs += [r for r in other.skipped_runs if r not in self.skipped_runs]
         self.bytes_uploaded += other.bytes_uploaded
         self.resumed_parts += other.resumed_parts
         self.keys += other.keys
@@ -101,8 +110,13 @@ def push(
         if progress:
             progress(done, total)
 
+    counted: set[str] = set()
     for rid, objs in plan:
-        report.add(_push_objects(store, remote, rid, objs, state, tick))
+        report.add(_push_objects(store, remote, rid, objs, state, tick, counted=counted))
+        open_segments = _open_segments(store, rid)
+        if open_segments:
+            report.skipped += open_segments
+            report.skipped_runs.append(rid)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -117,6 +131,12 @@ def push_run(store: Store, remote: Remote, run_id: str, state: PushState | None 
     state = state or PushState()
     objs = _local_objects(store, run_id, state)
     return _push_objects(store, remote, run_id, objs, state, lambda: None, manifest=manifest)
+
+
+def _open_segments(store: Store, run_id: str) -> int:
+    """How many of a run's segments are open (never pushed: they still change)."""
+    run_dir = store.run_dir(run_id)
+    return sum(1 for stream in STREAMS for _f, last, _p in reader.list_segments(run_dir / stream) if last is None)
 
 
 def _local_objects(store: Store, run_id: str, state: PushState) -> list[_Local]:
@@ -148,7 +168,7 @@ def _local_objects(store: Store, run_id: str, state: PushState) -> list[_Local]:
 
 
 def _push_objects(store, remote: Remote, run_id: str, objs: list[_Local], state: PushState, tick,
-                  manifest: bool = True) -> PushReport:
+                  manifest: bool = True, counted: set[str] | None = None) -> PushReport:
     report = PushReport(runs=[run_id])
     if not manifest and all(o.key in state.on_remote for o in objs):
         report.existed = len(objs)  # nothing new since the last push of this pusher
@@ -162,7 +182,9 @@ def _push_objects(store, remote: Remote, run_id: str, objs: list[_Local], state:
         digest = state.digest(obj.path, remote)
         if obj.key.startswith("runs/"):
             entries.append({"key": obj.key.split("/", 2)[2], "size": digest.size, "sha256": digest.sha256})
-        if obj.key in state.on_remote:
+        if counted is not None and obj.key in counted:  # a blob another run of this push counted
+            report.shared += 1
+        elif obj.key in state.on_remote:
             report.existed += 1
         elif obj.key in listed:
             if not remote.same_as(obj.key, digest, listed[obj.key]):
@@ -178,6 +200,8 @@ def _push_objects(store, remote: Remote, run_id: str, objs: list[_Local], state:
             else:
                 report.existed += 1
         state.on_remote.add(obj.key)
+        if counted is not None:
+            counted.add(obj.key)
         tick()
     if entries and manifest:
         _push_manifest(store, remote, run_id, objs, entries, listed, report)

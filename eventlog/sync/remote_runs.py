@@ -1,0 +1,112 @@
+"""What a remote holds, run by run, and removing runs from it (`agtrace ls --remote`,
+`agtrace pull PREFIX`, `agtrace rm --remote`).
+
+One listing of ``runs/`` answers :func:`list_remote_runs`: per run its objects and bytes, its
+sealed segments and last seq, its bundles and whether a manifest says a push completed. Removing
+a run deletes every object under ``runs/<id>/``, manifests first (a manifest says the objects it
+lists are there); blobs stay, since other runs of the remote may share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import segment
+from ..errors import AmbiguousRunId, RunNotFound
+from ..ids import looks_like_run_id, run_id_time_ns
+from ..remotes.base import Remote
+from .keys import BUNDLE_NAME, MANIFEST_NAME, STREAMS
+
+
+@dataclass
+class RemoteRun:
+    """One run as a remote holds it."""
+
+    id: str
+    started_at: int | None = None
+    objects: int = 0
+    bytes: int = 0
+    segments: int = 0
+    last_seq: int = 0
+    bundles: int = 0
+    manifest: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RemoteRemoval:
+    """What :func:`remove_remote_runs` deleted (or, with ``dry_run``, would delete)."""
+
+    url: str
+    runs: list[str] = field(default_factory=list)
+    objects: int = 0
+    bytes: int = 0
+    dry_run: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def list_remote_runs(remote: Remote) -> list[RemoteRun]:
+    """Every run the remote holds, oldest first (run ids sort by time)."""
+    runs: dict[str, RemoteRun] = {}
+    for obj in remote.list("runs/"):
+        parts = obj.key.split("/")
+        if len(parts) < 3 or not looks_like_run_id(parts[1]):
+            continue
+        run = runs.get(parts[1])
+        if run is None:
+            run = runs[parts[1]] = RemoteRun(parts[1], run_id_time_ns(parts[1]))
+        run.objects += 1
+        run.bytes += obj.size
+        if len(parts) != 4:
+            continue
+        if parts[2] in STREAMS:
+            parsed = segment.parse_name(parts[3])
+            if parsed and parsed[1] is not None:
+                run.segments += 1
+                if parts[2] == "events":
+                    run.last_seq = max(run.last_seq, parsed[1])
+        elif parts[2] == "bundles" and BUNDLE_NAME.match(parts[3]):
+            run.bundles += 1
+        elif parts[2] == "manifests" and MANIFEST_NAME.match(parts[3]):
+            run.manifest = True
+    return [runs[k] for k in sorted(runs)]
+
+
+def resolve_remote(remote: Remote, prefix: str, runs: list[RemoteRun] | None = None) -> str:
+    """The full id of the run the remote holds that ``prefix`` names (unique, case-insensitive)."""
+    prefix = prefix.strip().upper()
+    if not looks_like_run_id(prefix):
+        raise RunNotFound(f"{prefix!r} is not a run id; `agtrace ls --remote {remote.url}` lists the runs it holds")
+    runs = runs if runs is not None else list_remote_runs(remote)
+    matches = [r.id for r in runs if r.id.startswith(prefix)]
+    if not matches:
+        raise RunNotFound(f"no run matches {prefix!r} on {remote.url}; `agtrace ls --remote {remote.url}` "
+                          "lists the runs it holds")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5])
+        raise AmbiguousRunId(f"{prefix!r} matches {len(matches)} runs on {remote.url} ({shown}…); give more characters")
+    return matches[0]
+
+
+def remove_remote_runs(remote: Remote, run_ids: list[str], *, dry_run: bool = False) -> RemoteRemoval:
+    """Delete every object of ``run_ids`` from the remote, manifests first; blobs stay.
+    Raises :class:`RunNotFound` (before deleting anything) for a run the remote does not hold."""
+    report = RemoteRemoval(remote.url, dry_run=dry_run)
+    plans = []
+    for rid in dict.fromkeys(run_ids):
+        listing = remote.list(f"runs/{rid}/")
+        if not listing:
+            raise RunNotFound(f"run {rid} is not on {remote.url}; `agtrace ls --remote {remote.url}` lists the runs it holds")
+        plans.append((rid, listing))
+    for rid, listing in plans:
+        keys = sorted((o.key for o in listing), key=lambda k: (k.split("/")[2] != "manifests", k))
+        if not dry_run:
+            remote.delete(keys)
+        report.runs.append(rid)
+        report.objects += len(keys)
+        report.bytes += sum(o.size for o in listing)
+    return report

@@ -1,0 +1,218 @@
+"""Containment: a name that comes from data never leads a file operation out of its directory.
+
+Reproductions of issue 12 ("Path traversal"), through the real CLI against a ``file://`` remote
+and S3 (a moto server on 127.0.0.1): a remote manifest that lists a blob path with ``../`` made
+``pull`` create directories and files outside the store; an appended event whose blob field was
+``../../../../etc/x`` was stored, and from then on ``verify`` and ``push`` failed forever. The
+rule itself (``agtrace.eventlog.containment``) is tested on its own at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from agtrace.eventlog import (
+    RunEnded,
+    RunStarted,
+    Store,
+    ToolReturned,
+    UnsafePath,
+    content_address,
+    is_content_address,
+)
+from agtrace.eventlog.containment import check_name, inside, relative_parts
+
+from .conftest import run_agtrace
+from .test_remote import FileBackend, S3Backend, backend, moto_server  # noqa: F401 - fixtures
+
+
+def _store_with_blob(path) -> tuple[str, str]:
+    """A store with one ended run whose tool output lives in a blob: ``(run id, digest)``."""
+    with Store(path) as store:
+        writer = store.create_run(RunStarted(agent="t", source="test"))
+        inline, digest, nbytes = store.blobs.inline_or_put("x" * 100_000)
+        writer.append(ToolReturned(call_id="c1", output=inline, output_blob=digest, output_bytes=nbytes), part=1)
+        writer.append(RunEnded(status="completed"))
+        store.close_writer(writer)
+        return writer.run_id, digest
+
+
+def _files_under(root) -> set[str]:
+    return {os.path.relpath(os.path.join(d, f), root) for d, _dirs, files in os.walk(root) for f in files} | {
+        os.path.relpath(d, root) for d, _dirs, _files in os.walk(root)}
+
+
+@pytest.mark.parametrize("traversal", ["../outside/evil", "../../outside/evil", "/tmp/abs-evil"])
+def test_pull_of_a_manifest_listing_a_blob_path_with_dotdot_writes_nothing_outside_the_store(
+        backend, tmp_path, traversal):  # noqa: F811
+    run_id, _digest = _store_with_blob(tmp_path / "src")
+    env = {**backend.env}
+    run_agtrace(["push", "--all", "--remote", backend.url], tmp_path / "src", env=env, check=True)
+    manifest = {"format": 1, "run_id": run_id, "last_seq": 99, "objects": [
+        {"key": "../../../outside/x.seg", "sha256": "0" * 64}], "blobs": [traversal]}
+    backend.put_raw(f"runs/{run_id}/manifests/{'f' * 16}-{'0' * 16}.json", json.dumps(manifest).encode())
+    backend.put_raw("blobs/../outside/evil.zst", b"not a blob")  # S3 keeps such a key as it is
+    before = _files_under(tmp_path)
+
+    fresh = tmp_path / "fresh"
+    proc = run_agtrace(["pull", "--all", "--json", "--remote", backend.url], fresh, env=env)
+
+    assert proc.returncode == 1, proc.stderr.decode()
+    report = json.loads(proc.stdout)
+    assert any("not a content address" in p and repr(traversal) in p for p in report["problems"]), report
+    assert any("../../../outside/x.seg" in p for p in report["problems"]), report
+    assert report["runs"] == [run_id]  # the rest of the run was pulled
+    new = {p for p in _files_under(tmp_path) - before if not p.startswith(("fresh", "remote"))}
+    assert new == set(), f"pull wrote outside the store: {sorted(new)}"
+    assert not os.path.exists("/tmp/abs-evil.zst")
+    assert run_agtrace(["verify"], fresh).returncode == 0
+
+
+def test_pull_refuses_a_run_id_that_is_a_path(tmp_path):
+    remote = FileBackend(tmp_path / "remote")
+    run_id, _ = _store_with_blob(tmp_path / "src")
+    run_agtrace(["push", "--all", "--remote", remote.url], tmp_path / "src", check=True)
+    seg = next(k for k in remote.objects() if k.startswith(f"runs/{run_id}/events/"))
+    (tmp_path / "remote" / "runs" / "..x").mkdir()  # hidden: never listed; a name with a dot-dot prefix
+    remote.put_raw(f"runs/not-an-id/events/{seg.rsplit('/', 1)[1]}", remote.objects()[seg])
+
+    proc = run_agtrace(["pull", "--all", "--json", "--remote", remote.url], tmp_path / "fresh")
+
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1 and any("'not-an-id' is not a run id" in p for p in report["problems"]), report
+    assert report["runs"] == [run_id]
+    assert not (tmp_path / "fresh" / "runs" / "not-an-id").exists()
+
+
+def test_a_symlink_in_a_file_remote_is_never_followed(tmp_path):
+    """A remote directory whose ``blobs`` is a link elsewhere: push neither writes through it nor
+    pull reads through it."""
+    remote = FileBackend(tmp_path / "remote")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, tmp_path / "remote" / "blobs")
+    _store_with_blob(tmp_path / "src")
+
+    proc = run_agtrace(["push", "--all", "--remote", remote.url], tmp_path / "src")
+
+    assert proc.returncode == 1
+    assert "symbolic link" in proc.stderr.decode()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_append_refuses_a_blob_field_the_store_did_not_set_with_its_line_number(tmp_path):
+    store_path = tmp_path / "store"
+    run_id = run_agtrace(["new", "--agent", "t"], store_path, check=True).stdout.decode().strip()
+    good = json.dumps({"kind": "line_logged", "stream": "stdout", "text": "before"})
+    for blob, why in (("../../../../etc/x", "is not a content address"),
+                      ("ab" * 32, "is not in")):
+        bad = json.dumps({"kind": "tool_returned", "call_id": "c", "output_blob": blob})
+        proc = run_agtrace(["append", run_id], store_path, input=f"{good}\n{bad}\n{good}\n".encode())
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, err
+        assert "line 2:" in err and why in err and "the 1 event(s) before line 2 are stored" in err, err
+    assert run_agtrace(["verify"], store_path).returncode == 0
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    assert run_agtrace(["push", "--all", "--remote", f"file://{remote}"], store_path).returncode == 0
+    log = run_agtrace(["log", run_id, "--json"], store_path, check=True).stdout.decode().splitlines()
+    assert [json.loads(line)["kind"] for line in log] == ["run_started", "line_logged", "line_logged"]
+
+
+def test_append_keeps_a_blob_field_naming_a_stored_blob(tmp_path):
+    """``log --json | append`` copies a run, blob references included (the blobs are there)."""
+    store_path = tmp_path / "store"
+    run_id, digest = _store_with_blob(store_path)
+    copy = run_agtrace(["new", "--agent", "copy"], store_path, check=True).stdout.decode().strip()
+    lines = run_agtrace(["log", run_id, "--json"], store_path, check=True).stdout.decode().splitlines()
+    body = "\n".join(line for line in lines if json.loads(line)["kind"] == "tool_returned") + "\n"
+
+    run_agtrace(["append", copy], store_path, input=body.encode(), check=True)
+
+    out = run_agtrace(["log", copy, "--json"], store_path, check=True).stdout.decode().splitlines()
+    assert json.loads(out[-1])["output_blob"] == digest
+    assert run_agtrace(["verify"], store_path).returncode == 0
+
+
+# -- the rule --------------------------------------------------------------------------------
+
+
+def test_content_addresses():
+    good = "0123456789abcdef" * 4
+    assert is_content_address(good) and content_address(good) == good
+    for bad in ("", "../" + good[3:], good.upper(), good[:63], good + "0", f"{good[:62]}/x", None, 7):
+        assert not is_content_address(bad)
+        with pytest.raises(UnsafePath, match="not a content address"):
+            content_address(bad)
+
+
+def test_relative_paths_and_names():
+    assert relative_parts("runs/A/events/x.seg") == ["runs", "A", "events", "x.seg"]
+    for bad in ("", "/abs", "a//b", "a/../b", "..", "./a", "a/.", "a\\..\\b", "a\0b"):
+        with pytest.raises(UnsafePath):
+            relative_parts(bad)
+    with pytest.raises(UnsafePath):
+        relative_parts("blobs/.x.part", hidden=False)
+    assert relative_parts("blobs/.x.part") == ["blobs", ".x.part"]
+    for bad in (".git", ".GIT", ".Git"):
+        with pytest.raises(UnsafePath):
+            check_name(bad, tree=True)
+        assert check_name(bad) == bad
+
+
+def test_inside_refuses_a_path_through_a_symlink(tmp_path):
+    (tmp_path / "root" / "real").mkdir(parents=True)
+    os.symlink(tmp_path, tmp_path / "root" / "link")
+    assert inside(tmp_path / "root", "real/new/file") == tmp_path / "root" / "real" / "new" / "file"
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        inside(tmp_path / "root", "link/file")
+    with pytest.raises(UnsafePath, match="symbolic link"):
+        inside(tmp_path / "root", "link")
+
+
+@pytest.mark.parametrize("case", ["dotdot", "dotgit", "symlink_then_file", "absolute"])
+def test_replay_of_a_hostile_tree_writes_nothing_outside_out(tmp_path, case):
+    """A run whose shadow repository holds a hostile tree (as a damaged or forged bundle could):
+    `agtrace replay` refuses it and writes nothing outside --out, never through a link it wrote
+    and never a `.git` entry."""
+    import pygit2
+
+    from agtrace.eventlog import GitStore, PartEnded
+
+    from .test_gitstore import raw_tree
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    with Store(tmp_path / "store") as store:
+        writer = store.create_run(RunStarted(agent="t"))
+        git = GitStore.init(store.run_dir(writer.run_id) / "repo.git")
+        repo = git._repo  # noqa: SLF001 - a raw tree needs the odb, as a hostile bundle has it
+        payload = repo.create_blob(b"pwned\n")
+        inner = raw_tree(repo, [(0o100644, b"pwned", payload)])
+        link = repo.create_blob(str(victim).encode())
+        entries = {
+            "dotdot": [(0o040000, b"..", inner)],
+            "dotgit": [(0o040000, b".git", inner)],
+            "symlink_then_file": [(0o120000, b"a", link), (0o100644, b"a", payload)],
+            "absolute": [(0o100644, str(victim / "pwned").encode(), payload)],
+        }[case]
+        tree = raw_tree(repo, [(m, n, pygit2.Oid(hex=str(o))) for m, n, o in entries])
+        writer.append(PartEnded(part_kind="other", title="hostile", tree_id=tree), part=1)
+        writer.append(RunEnded(status="completed"))
+        store.close_writer(writer)
+        run_id = writer.run_id
+    out = tmp_path / "sandbox" / "out"
+    out.parent.mkdir()
+    before = _files_under(tmp_path)
+
+    proc = run_agtrace(["replay", run_id, "--part", "1", "--out", str(out)], tmp_path / "store")
+
+    assert proc.returncode == 1, proc.stderr.decode()
+    assert "hostile" in proc.stderr.decode() and "Traceback" not in proc.stderr.decode()
+    assert list(victim.iterdir()) == []
+    new = _files_under(tmp_path) - before
+    assert all(p.startswith(("sandbox/out", "store")) for p in new), new
+    assert not (out / ".git").exists()

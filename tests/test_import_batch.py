@@ -1,0 +1,110 @@
+"""Batches per source (issue 12, "Batches" and "Silent corruption on import"), through the CLI:
+each source of ``import DIR`` succeeds or fails alone, every file met is accounted for
+(imported / skipped / failed), the exit code says whether anything failed, and a container whose
+member does not match its CRC-32 is refused before anything from it is stored."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zipfile
+
+from agtrace.eventlog import Store
+
+from .conftest import FIXTURES, run_agtrace
+
+ISO = FIXTURES / "isobench" / "claude_code_sonnet_sglang_core-0000"
+EVAL = FIXTURES / "inspect" / "demo_mockllm_local_sandbox.eval"
+
+
+def test_one_bad_source_fails_alone_and_every_file_is_accounted_for(tmp_path):
+    batch = tmp_path / "batch"
+    shutil.copytree(ISO, batch / "a-good-item")
+    shutil.copytree(ISO, batch / "b-bad-item")
+    journal = json.loads((batch / "b-bad-item" / "journal.json").read_text())
+    journal["timestamps"] = "2025-01-01"  # a field of the wrong type: its reader calls .get on it
+    (batch / "b-bad-item" / "journal.json").write_text(json.dumps(journal))
+    shutil.copytree(ISO, batch / "c-good-item")
+    journal = json.loads((batch / "c-good-item" / "journal.json").read_text())
+    journal["task_id"] = "another task"
+    (batch / "c-good-item" / "journal.json").write_text(json.dumps(journal))
+    (batch / "README.md").write_text("# what these are\n")
+    (batch / "garbage.jsonl").write_bytes(b"\x00\x9f\x92\x96 not a trace at all\n" * 50)
+    (batch / "dangling.jsonl").symlink_to(tmp_path / "gone")
+    store = tmp_path / "store"
+
+    proc = run_agtrace(["import", str(batch)], store)
+
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert "failed    " in err and "b-bad-item: could not be imported as isobench: AttributeError" in err, err
+    assert f"skipped   {batch / 'README.md'}: not a trace of a known format" in err, err
+    assert f"{batch / 'garbage.jsonl'}: named like a trace, but no format recognises" in err, err
+    assert f"{batch / 'dangling.jsonl'}: cannot be read" in err, err
+    assert "2 imported, 1 skipped (not sources), 3 failed" in err, err
+    assert "3 of 5 sources failed" in err, err
+    with Store(store) as s:
+        assert len(s.run_ids()) == 2  # the sources after the bad one were imported too
+        assert s.verify().ok
+
+    again = run_agtrace(["import", "--json", str(batch)], store)
+    results = {r["source"].rsplit("/", 1)[1]: r for r in json.loads(again.stdout)}
+    assert again.returncode == 1
+    assert {k: r["outcome"] for k, r in results.items()} == {
+        "a-good-item": "imported", "b-bad-item": "failed", "c-good-item": "imported", "README.md": "skipped",
+        "garbage.jsonl": "failed", "dangling.jsonl": "failed"}
+    assert results["a-good-item"]["existing"] and results["README.md"]["skipped"]
+
+
+def test_a_directory_of_sources_only_imports_with_exit_0(tmp_path):
+    batch = tmp_path / "batch"
+    shutil.copytree(ISO, batch / "item")
+    (batch / "notes.txt").write_text("nothing\n")
+    proc = run_agtrace(["import", str(batch)], tmp_path / "store")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "1 imported, 1 skipped (not sources), 0 failed" in proc.stderr.decode()
+
+
+def _stored_eval(dest) -> None:
+    """A real .eval: the fixture's members (zstd in the fixture) written again as stored members."""
+    from agtrace.capture.importers.inspect_log import read_eval_members
+
+    members = read_eval_members(EVAL, lambda name: True)
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_STORED) as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+
+
+def _flip_a_member_byte(path) -> str:
+    """Flip the case of one letter inside a text of a sample member's data (still valid JSON);
+    the zip's directory, its CRC-32 included, is left as it was. Returns the member's name."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = next(i for i in zf.infolist() if i.filename.startswith("samples/"))
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len
+    at = data.index(b'"content":"', start) + len(b'"content":"')
+    while not chr(data[at]).isalpha():
+        at += 1
+    assert at < start + info.compress_size
+    data[at] ^= 0x20
+    path.write_bytes(bytes(data))
+    return info.filename
+
+
+def test_an_eval_member_that_no_longer_matches_its_crc_is_refused_before_anything_is_stored(tmp_path):
+    bad = tmp_path / "damaged.eval"
+    _stored_eval(bad)
+    assert run_agtrace(["import", str(bad)], tmp_path / "control").returncode == 0  # it imports as it is
+    member = _flip_a_member_byte(bad)
+    store = tmp_path / "store"
+
+    proc = run_agtrace(["import", str(bad)], store)
+
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert f"{bad}#{member}: the member does not match its CRC-32" in err, err
+    with Store(store) as s:
+        assert s.run_ids() == []
