@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("metrics_cmds:metrics_cmd",
                 "A run's metrics: status, tokens by type, cost, tool calls and errors, tests, files changed."),
     "new": ("runs:new_cmd", "Create a run for events appended later (`agtrace append`); print its id."),
+    "note": ("annotate_cmds:note_cmd",
+             "Add a note (TEXT, or @FILE) about a run or one of its parts, as a new event; `show` lists it."),
     "pull": ("remote_cmds:pull_cmd", "Download runs from a remote, verify every frame and checksum, and index them."),
     "push": ("remote_cmds:push_cmd", "Upload runs' sealed segments, bundles and blobs to a remote."),
     "reindex": ("runs:reindex_cmd", "Delete the catalog and rebuild every projection (runs, parts, metrics, "
@@ -55,7 +57,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
            "Remove runs (by id, or by --older-than/--keep) from the store, or with --remote from a remote."),
     "run": ("capture_cmds:run_cmd", "Run an agent COMMAND (after `--`) and capture it part by part."),
     "scores": ("rescore_cmds:scores_cmd", "Show a run's re-scoring results: the score over its parts, per scorer."),
+    "search": ("search_cmds:search_cmd", "Search every run's messages, reasoning, tool calls, outputs and errors; "
+               "print each hit's run, part, kind and a snippet."),
     "show": ("runs:show_cmd", "Show one run: identity, status, counts, parts."),
+    "tag": ("annotate_cmds:tag_cmd",
+            "Set (K=V) or remove (--remove K) tags of a run, as a new event; `ls --tag K=V` filters on them."),
     "verify": ("runs:verify_cmd", "Check one run (or all): every frame and blob, that no segment, event or "
                "run_ended is missing, and the snapshot trees in repo.git and the bundles; name what is damaged "
                "and which parts can still be replayed. Exit 1 when anything is wrong."),

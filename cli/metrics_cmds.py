@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from agtrace.eventlog import part_metrics, run_metrics
+from agtrace.eventlog import part_metrics, run_costs, run_metrics
 from agtrace.replay import diff_parts
 
 from .errors import UserError
@@ -23,6 +23,21 @@ def _write_csv(rows: list[dict]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for k, v in row.items()})
+
+
+def cost_dict(cost) -> dict:
+    """A :class:`~agtrace.eventlog.RunCost` as the ``cost`` object of ``--json`` outputs."""
+    d = cost.to_dict()
+    d.pop("run_id")
+    return d
+
+
+def cost_line(cost) -> str:
+    """``$0.0123 (genai-prices 0.2.3)``, ``unpriced (MODEL)``, plus what the agent reported."""
+    line = cost.label() + (f" ({cost.prices})" if cost.calls else "")
+    if cost.reported_cost_usd is not None:
+        line += f"; the agent reported ${cost.reported_cost_usd:,.4f}"
+    return line
 
 
 def _n(value) -> str:
@@ -72,11 +87,13 @@ def metrics_cmd(ctx, run: str, per_part: bool, parts: str | None, as_json: bool,
             ], ["PART", "KIND", "TOOL", "TOKENS", "TOOL ERR", "TESTS", "FILES", "LINES", "TITLE"]))
         return
     data = m.to_dict()
+    cost = run_costs(store, [run_id])[run_id]
+    data["cost"] = cost_dict(cost)
     if as_json:
         echo_json(data)
         return
     if as_csv:
-        _write_csv([data])
+        _write_csv([{**data, "cost": cost.cost_usd}])
         return
     click.echo(f"run:       {run_id}")
     click.echo(f"status:    {m.status}" + (f" ({m.reason})" if m.reason else ""))
@@ -85,7 +102,7 @@ def metrics_cmd(ctx, run: str, per_part: bool, parts: str | None, as_json: bool,
     click.echo(f"tokens:    {_n(m.tokens)} = input {_n(m.tokens_input)} + output {_n(m.tokens_output)} "
                f"+ cache read {_n(m.tokens_cache_read)} + cache write {_n(m.tokens_cache_write)}"
                f"   (reasoning {_n(m.tokens_reasoning)} of output)")
-    click.echo(f"cost:      {'-' if m.cost_usd is None else f'${m.cost_usd:,.4f}'}")
+    click.echo(f"cost:      {cost_line(cost)}")
     click.echo(f"models:    {m.model_calls} calls, {m.model_errors} failed   errors: {m.errors}")
     click.echo(f"tools:     {m.tool_calls} calls, {m.tool_errors} errors")
     rates = m.tool_error_rates()

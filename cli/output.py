@@ -33,6 +33,8 @@ _SUMMARY_FIELDS = {
     "raw_recorded": ("source", "parse_error", "text"),
     "error_occurred": ("origin", "message"),
     "scored": ("scorer", "value", "passed", "total", "status"),
+    "run_tagged": ("tags", "removed", "author"),
+    "note_added": ("noted_part", "text", "author"),
     "run_ended": ("status", "reason", "exit_code"),
 }
 

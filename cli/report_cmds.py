@@ -96,7 +96,7 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
         echo_json(rows)
         return
     keys = [k for k, _ in COLUMNS if k in ("id", "agent", "model", "status", "parts", "duration_s", "tokens",
-                                              "cost_usd", "tests_final_passed", "tests_final_total",
+                                              "cost", "tests_final_passed", "tests_final_total",
                                               "tests_best_passed")]
     click.echo(table([[_short(k, r.get(k)) for k in keys] for r in rows], keys))
     names = sorted({name for r in rows for name in r.get("scorers", {})})
@@ -132,4 +132,6 @@ def _short(key: str, value) -> str:
         return f"{value:.1f}s"
     if key == "cost_usd":
         return f"${value:.4f}"
+    if key == "cost":
+        return value["label"]
     return str(value)

@@ -66,7 +66,8 @@ def ls_cmd(ctx, as_json: bool, limit: int | None, show_all: bool, agent, model, 
     if limit is None and not show_all and not as_json:
         limit = DEFAULT_LIMIT
     page = query_runs(ctx.store, agent=agent, model=model, task=task, status=status, since_ns=since_ns,
-                      tags=parse_tags(tags), sort=sort, reverse=reverse, limit=None if show_all else limit)
+                      tags=parse_tags(tags), sort=sort, reverse=reverse, limit=None if show_all else limit,
+                      costs=as_json)
     runs = page.rows
     if as_json:
         echo_json([r.to_dict() for r in runs])
@@ -120,6 +121,13 @@ def show_cmd(ctx, run: str, all_parts: bool, as_json: bool) -> None:
         host=started.host,
         source=started.source,
     )
+    from agtrace.eventlog import run_costs, run_notes
+
+    from .metrics_cmds import cost_dict, cost_line
+
+    cost = run_costs(store, [run_id])[run_id]
+    data["cost"] = cost_dict(cost)
+    data["notes"] = run_notes(store, run_id)
     rows = [r for r in store.catalog.part_rows(run_id) if r["kind"] is not None] if all_parts or not as_json else []
     if as_json:
         if all_parts:
@@ -137,10 +145,14 @@ def show_cmd(ctx, run: str, all_parts: bool, as_json: bool) -> None:
     click.echo(f"{'started:':<15}{clock(info.started_at)}")
     click.echo(f"{'ended:':<15}{clock(info.ended_at)}")
     click.echo(f"{'duration:':<15}{duration(info.duration_s)}")
+    click.echo(f"{'cost:':<15}{cost_line(cost)}")
     if data["tags"]:
         click.echo(f"{'tags:':<15}{' '.join(f'{k}={v}' for k, v in data['tags'].items())}")
     if started.prompt:
         click.echo(f"{'task:':<15}{shorten(started.prompt, 90)}")
+    for note in data["notes"]:
+        about = "run" if note["part"] is None else f"part {note['part']}"
+        click.echo(f"{'note:':<15}[{about}] {shorten(note['text'], 80)} ({note['author'] or '?'}, {clock(note['ts'])})")
     shown = rows if all_parts else rows[-SHOWN_PARTS:]
     if shown:
         hidden = len(rows) - len(shown)

@@ -19,7 +19,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,10 +224,12 @@ class Catalog:
 
     # -- folding -----------------------------------------------------------------------------
 
-    def apply(self, run_id: str, records: Sequence[Record], stream: str = "events") -> bool:
-        """Fold contiguous records into every projection of ``stream`` (see
-        :meth:`Projections.apply`); False if a projection needs earlier records first."""
-        return self.projections.apply(run_id, stream, records)
+    def apply(self, run_id: str, records: Sequence[Record], stream: str = "events", *,
+              lazy: Collection[str] = ()) -> bool:
+        """Fold contiguous records into every eager projection of ``stream`` (and the lazy
+        ones named in ``lazy``; see :meth:`Projections.apply`); False if a projection needs earlier
+        records first."""
+        return self.projections.apply(run_id, stream, records, lazy=lazy)
 
     def position(self, run_id: str, projection: str = "catalog") -> int:
         """The last seq ``projection`` folded of ``run_id`` (0 if none)."""

@@ -308,6 +308,39 @@ class Scored(Event, tag="scored"):
     skipped: int | None = None
 
 
+class RunTagged(Event, tag="run_tagged"):
+    """Tags set or removed after the fact (``agtrace tag``). Appended to the run's ``scores``
+    stream, the stream of what is added to a run later; the run's events are never edited.
+
+    A run's tags are those of ``run_started``, then each ``run_tagged`` in seq order: ``tags``
+    set (a later value replaces an earlier one), ``removed`` deleted.
+
+    Attributes:
+        tags: the tags set.
+        removed: the tag keys removed.
+        author: who tagged the run (the user name, when known).
+    """
+
+    tags: dict[str, str] = {}
+    removed: list[str] = []
+    author: str = ""
+
+
+class NoteAdded(Event, tag="note_added"):
+    """A note written about a run, or one of its parts, after the fact (``agtrace note``).
+    Appended to the run's ``scores`` stream; the run's events are never edited.
+
+    Attributes:
+        text: the note.
+        noted_part: the part the note is about; None for the whole run.
+        author: who wrote it (the user name, when known).
+    """
+
+    text: str
+    noted_part: int | None = None
+    author: str = ""
+
+
 class RunEnded(Event, tag="run_ended"):
     """The run ended. Always the last event of a run.
 
@@ -345,6 +378,8 @@ AnyEvent = (
     | ErrorOccurred
     | HeartbeatSent
     | Scored
+    | RunTagged
+    | NoteAdded
     | RunEnded
 )
 
@@ -354,8 +389,8 @@ END_STATUSES = ("completed", "failed", "limit", "timeout", "interrupted", "crash
 
 __all__ = [
     "END_STATUSES", "EVENT_TYPES", "KINDS", "AnyEvent", "ErrorOccurred", "Event", "Excluded",
-    "FileChanged", "HeartbeatSent", "LineLogged", "MessageAdded", "ModelCalled", "PartEnded",
-    "RawRecorded", "ReasoningAdded", "Record", "RunEnded", "RunStarted", "Scored", "SnapshotTaken",
+    "FileChanged", "HeartbeatSent", "LineLogged", "MessageAdded", "ModelCalled", "NoteAdded", "PartEnded",
+    "RawRecorded", "ReasoningAdded", "Record", "RunEnded", "RunStarted", "RunTagged", "Scored", "SnapshotTaken",
     "TestCase", "TestsRan", "ToolCalled", "ToolReturned", "TurnEnded", "TurnStarted", "UnknownEvent",
     "Usage", "UsageReported", "kind_of",
 ]

@@ -30,6 +30,12 @@ Contracts:
   batch) keeps its rows and position from before the batch, gets a ``projection_errors`` row
   naming the record, and is skipped for that run until the run is re-indexed. Other
   projections and other runs go on.
+* **Eager or lazy.** An eager projection (the default) is fed as events are written and
+  caught up by every read (``Store.runs``, ``Store.sync``). A lazy one (``eager = False``:
+  full-text search, costs) is too slow or too heavy to import for the write path: it is folded
+  only when a read asks for it (``Store.catch_up``), from its position, reading the segments.
+  ``reindex`` empties it; :meth:`Projections.dump` (what ``reindex`` must reproduce) leaves it
+  out, since what it holds depends on which reads ran.
 * **Versioned.** On open, a projection whose stored version differs from its code's version is
   rebuilt: its tables are dropped, its migrations and positions forgotten, its migrations run
   again. Its rows come back lazily: the next read of a run folds that run from its first
@@ -41,7 +47,7 @@ Contracts:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -69,6 +75,7 @@ class Projection:
     stream: ClassVar[str] = "events"
     tables: ClassVar[tuple[str, ...]] = ()
     migrations: ClassVar[tuple[Migration, ...]] = ()
+    eager: ClassVar[bool] = True
 
     def apply(self, conn: sqlite3.Connection, run_id: str, records: Iterable[Record]) -> None:
         """Fold ``records`` (the run's next records, in seq order; iterate them once) into this
@@ -146,8 +153,13 @@ class Projections:
         self.all: tuple[Projection, ...] = tuple(projections)
         self._by_stream = {s: [p for p in self.all if p.stream == s] for s in STREAMS}
 
-    def of(self, stream: str) -> list[Projection]:
-        return self._by_stream[stream]
+    def of(self, stream: str, *, lazy: Collection[str] = ()) -> list[Projection]:
+        """The eager projections of ``stream`` and its lazy ones named in ``lazy``."""
+        return [p for p in self._by_stream[stream] if p.eager or p.name in lazy]
+
+    def lazy(self) -> list[Projection]:
+        """The lazy projections (see the module contract)."""
+        return [p for p in self.all if not p.eager]
 
     def get(self, name: str) -> Projection | None:
         return next((p for p in self.all if p.name == name), None)
@@ -161,8 +173,8 @@ class Projections:
         if conn.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
             with transaction(conn):
                 if conn.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
-                    for table in sorted(table_names(conn)):
-                        conn.execute(f'DROP TABLE "{table}"')
+                    for table in sorted(table_names(conn)):  # IF EXISTS: a virtual table drops its shadows
+                        conn.execute(f'DROP TABLE IF EXISTS "{table}"')
                     _m001_bookkeeping(conn)
                     conn.execute(f"PRAGMA user_version={FORMAT}")
         stored = dict(conn.execute("SELECT name, version FROM projections").fetchall())
@@ -198,23 +210,26 @@ class Projections:
         """``{(projection, run_id): seq}`` for every run."""
         return {(p, r): s for p, r, s in self.conn.execute("SELECT projection, run_id, seq FROM positions")}
 
-    def start(self, run_id: str, stream: str) -> int | None:
-        """The first seq some working projection of ``stream`` still needs, or None when no
-        projection folds the stream or all of them failed on this run."""
+    def start(self, run_id: str, stream: str, *, lazy: Collection[str] = ()) -> int | None:
+        """The first seq some working projection of ``stream`` (and its lazy ones named
+        in ``lazy``) still needs, or None when no projection folds the stream or all of them
+        failed on this run."""
         pos = self.positions(run_id)
         failed = self.failed(run_id)
-        active = [pos.get(p.name, 0) for p in self.of(stream) if p.name not in failed]
+        active = [pos.get(p.name, 0) for p in self.of(stream, lazy=lazy) if p.name not in failed]
         return min(active) + 1 if active else None
 
     # -- folding ----------------------------------------------------------------------------
 
-    def apply(self, run_id: str, stream: str, records: Sequence[Record]) -> bool:
-        """Fold contiguous ``records`` of ``stream`` into every projection of that stream.
+    def apply(self, run_id: str, stream: str, records: Sequence[Record], *,
+              lazy: Collection[str] = ()) -> bool:
+        """Fold contiguous ``records`` of ``stream`` into every eager projection of that stream
+        (and into its lazy ones named in ``lazy``).
 
         Returns False, folding nothing, if some projection's position is below
         ``records[0].seq - 1`` (read the gap from the segments and call again).
         """
-        projections = self._by_stream[stream]
+        projections = self.of(stream, lazy=lazy)
         if not records or not projections:
             return True
         first, last = records[0].seq, records[-1].seq
@@ -286,10 +301,11 @@ class Projections:
             conn.execute("DELETE FROM projection_errors WHERE run_id=?", [run_id])
 
     def dump(self) -> dict[str, list[tuple]]:
-        """Every row of every registered projection's tables and of ``positions``, sorted."""
+        """Every row of every eager projection's tables and of their ``positions``, sorted."""
         out = {}
         for p in self.all:
-            for table in p.tables:
+            for table in p.tables if p.eager else ():
                 out[table] = sorted(tuple(r) for r in self.conn.execute(f"SELECT * FROM {table}"))
-        out["positions"] = sorted(tuple(r) for r in self.conn.execute("SELECT * FROM positions"))
+        lazy = {p.name for p in self.lazy()}
+        out["positions"] = sorted(tuple(r) for r in self.conn.execute("SELECT * FROM positions") if r[0] not in lazy)
         return out

@@ -24,6 +24,7 @@ process, a projection rebuilt on open), reading each stream once from the lowest
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import time
@@ -33,11 +34,14 @@ from pathlib import Path
 import msgspec
 
 from . import reader, verification
+from .annotation import AnnotationsProjection, merge_tags, tag_overrides
 from .blobs import BlobStore
 from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
 from .containment import is_content_address
+from .cost import CostsProjection
 from .errors import AmbiguousRunId, InvalidEvent, RunNotFound, StoreError, StoreNotFound
 from .events import Record, RunEnded, RunStarted, kind_of
+from .fulltext import SearchProjection
 from .ids import looks_like_run_id, new_run_id
 from .lock import is_locked
 from .metrics_projection import MetricsProjection
@@ -49,10 +53,21 @@ from .writer import RunWriter
 SYNC_BATCH = 10_000
 """Records folded per transaction when catching up from the segments."""
 
+_BEHIND = """SELECT r.id FROM runs r WHERE r.end_status IS NULL OR EXISTS (
+    SELECT 1 FROM json_each(?) n
+    WHERE NOT EXISTS (SELECT 1 FROM projection_errors e WHERE e.projection = n.value AND e.run_id = r.id)
+    AND coalesce((SELECT seq FROM positions p WHERE p.projection = n.value AND p.run_id = r.id), 0)
+        < coalesce(r.events, 0))"""
+"""Runs some of the projections named in the JSON list ``?`` have not folded to the run's last
+seq (or that have not ended)."""
+
 def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
-    ``parts``), metrics (``run_metrics``, ``part_metrics``) and scores (``scores``)."""
-    return (CatalogProjection(), MetricsProjection(), ScoresProjection())
+    ``parts``), metrics (``run_metrics``, ``part_metrics``), scores (``scores``), annotations
+    (``run_tags``, ``notes``), and the lazy ones: costs (``usage_costs``, ``cost_runs``) and the
+    full-text index (``search_text``)."""
+    return (CatalogProjection(), MetricsProjection(), ScoresProjection(), AnnotationsProjection(),
+            CostsProjection(), SearchProjection())
 
 
 class Store:
@@ -302,18 +317,43 @@ class Store:
     # -- catalog -----------------------------------------------------------------------------
 
     def sync(self, run_id: str) -> None:
-        """Bring every projection up to date with a run's streams (cheap when they are)."""
+        """Bring every eager projection up to date with a run's streams (cheap when they are)."""
         for stream in STREAMS:
             self._sync_stream(run_id, stream)
 
-    def _sync_stream(self, run_id: str, stream: str) -> None:
+    def catch_up(self, names: Sequence[str], run_ids: Sequence[str] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        """Bring the lazy projections ``names`` (and every eager one) up to date with the
+        events of ``run_ids`` (default: every run), reading only the runs they are behind on.
+        ``progress(done, todo)`` is called after each run folded.
+
+        Which runs are behind is one query (positions against each run's last seq; runs not
+        ended count as behind, they may have grown), plus the run directories the catalog does
+        not know yet, so a caught-up store costs a directory listing and that query."""
+        catalog = self.catalog
+        if not names or not all(catalog.projections.get(n) for n in names):
+            return
+        check = json.dumps(sorted({*names, *(p.name for p in catalog.projections.of("events"))}))
+        behind = {r[0] for r in catalog.conn.execute(_BEHIND, [check])}
+        known = set(catalog.run_ids())
+        if run_ids is None:
+            ids = sorted(os.listdir(self.runs_dir))
+            todo = [r for r in ids if r in behind or (r not in known and self.has_run(r))]
+        else:
+            todo = [r for r in run_ids if r in behind or r not in known]
+        for i, run_id in enumerate(todo):
+            self._sync_stream(run_id, "events", lazy=names)
+            if progress:
+                progress(i + 1, len(todo))
+
+    def _sync_stream(self, run_id: str, stream: str, *, lazy: Sequence[str] = ()) -> None:
         """Fold what the projections of ``stream`` lack. A stream that cannot be read past some
         seq (a damaged segment) is folded up to there and the run is marked damaged (every
         projection of the stream stops there, see :meth:`Projections.mark_damaged`): one
         damaged run never stops a command on the others."""
         catalog = self.catalog
         for _ in range(3):
-            start = catalog.projections.start(run_id, stream)
+            start = catalog.projections.start(run_id, stream, lazy=lazy)
             if start is None:
                 return
             fresh = stream == "events" and catalog.position(run_id) == 0
@@ -335,12 +375,12 @@ class Store:
                 batch.append(rec)
                 next_seq = rec.seq + 1
                 if len(batch) >= SYNC_BATCH:
-                    caught_up = catalog.apply(run_id, batch, stream)
+                    caught_up = catalog.apply(run_id, batch, stream, lazy=lazy)
                     batch = []
                     if not caught_up:
                         break
             if batch and caught_up:
-                caught_up = catalog.apply(run_id, batch, stream)
+                caught_up = catalog.apply(run_id, batch, stream, lazy=lazy)
             if caught_up:
                 if damage is not None:
                     catalog.projections.mark_damaged(run_id, stream, next_seq, _one_line(damage))
@@ -392,7 +432,8 @@ class Store:
         row = self.catalog.run_row(run_id)
         if row is None:
             raise RunNotFound(f"run {run_id} has no events; `agtrace verify {run_id}` checks it")
-        return self._info(row, [str(e) for e in self.catalog.errors(run_id)])
+        return self._info(row, [str(e) for e in self.catalog.errors(run_id)],
+                          tag_overrides(self.catalog.conn, run_id).get(run_id))
 
     def runs(self) -> list[RunInfo]:
         """Every run, oldest first, with live status. Folds only the runs some events projection
@@ -403,6 +444,7 @@ class Store:
         errors: dict[str, list[str]] = {}
         for e in catalog.errors():
             errors.setdefault(e.run_id, []).append(str(e))
+        tags = tag_overrides(catalog.conn)
         rows = catalog.run_rows()
         unlisted = set(errors) - {r["id"] for r in rows}
         if unlisted:  # damaged before their first event: still listed, as damaged
@@ -410,9 +452,11 @@ class Store:
                 if self.has_run(run_id):
                     rows.append({"id": run_id, "end_status": "damaged", "end_reason": errors[run_id][0]})
             rows.sort(key=lambda r: r["id"])
-        return [self._info(r, errors.get(r["id"], ())) for r in rows]
+        return [self._info(r, errors.get(r["id"], ()), tags.get(r["id"])) for r in rows]
 
-    def _info(self, row: dict, errors=()) -> RunInfo:
+    def _info(self, row: dict, errors=(), tags=None) -> RunInfo:
+        """A run's :class:`RunInfo` from its ``runs`` row, its projection failures and the
+        tags set or removed after the fact (``run_tags``), laid over ``run_started``'s."""
         import json
 
         status, reason = status_of(row, is_locked(self.run_dir(row["id"]) / "lock"))
@@ -430,7 +474,7 @@ class Store:
             ended_at=row.get("ended_at"),
             last_ts=row.get("last_ts"),
             parent_run=row.get("parent_run") or "",
-            tags=json.loads(row.get("tags") or "{}"),
+            tags=merge_tags(json.loads(row.get("tags") or "{}"), tags),
             exit_code=row.get("exit_code"),
             projection_errors=tuple(errors),
         )

@@ -21,6 +21,7 @@ from agtrace.eventlog import (
     RunStarted,
     Store,
     part_metrics,
+    run_costs,
     run_metrics,
     score_rows,
     score_series,
@@ -34,7 +35,8 @@ from .workspace import base_tree, snapshots
 
 COLUMNS = [
     ("id", "run"), ("agent", "agent"), ("model", "model"), ("task_id", "task"), ("status", "status"),
-    ("parts", "parts"), ("duration_s", "duration"), ("tokens", "tokens"), ("cost_usd", "cost"),
+    ("parts", "parts"), ("duration_s", "duration"), ("tokens", "tokens"), ("cost", "cost (price table)"),
+    ("cost_usd", "cost (agent reported)"),
     ("tool_calls", "tool calls"), ("tool_errors", "failed calls"), ("tests_final_passed", "tests passed (last)"),
     ("tests_final_total", "tests run (last)"), ("tests_best_passed", "best passed"),
     ("tests_best_part", "first part at best"), ("score", "last re-score"),
@@ -65,6 +67,8 @@ def _row(store: Store, run_id: str, metrics: RunMetrics) -> dict:
         row.pop(key, None)
     scored = [s for s in score_rows(store, run_id) if s["value"] is not None]
     row["score"] = scored[-1]["value"] if scored else None
+    cost = run_costs(store, [run_id])[run_id]
+    row["cost"] = {k: v for k, v in cost.to_dict().items() if k != "run_id"}
     row["scorers"] = {name: {"value": series[-1]["value"], "status": series[-1]["status"],
                              "part": series[-1]["part"], "series": series}
                       for name, series in score_series(store, run_id).items()}
@@ -210,6 +214,8 @@ def _cell(key: str, value) -> str:
         return fmt_duration(value)
     if key == "cost_usd":
         return f"${value:.4f}"
+    if key == "cost":
+        return value["label"]
     if key == "score" and isinstance(value, float):
         return f"{value:.3g}"
     if isinstance(value, int):

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agtrace.eventlog import RunInfo, Store, runs_metrics
+from agtrace.eventlog import RunCost, RunInfo, Store, run_costs, runs_metrics
 
 SORT_KEYS = ("started", "duration", "parts", "tokens")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -21,13 +21,20 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 @dataclass(frozen=True)
 class RunListing:
-    """A run as ``agtrace ls`` shows it: its :class:`RunInfo` and its token total."""
+    """A run as ``agtrace ls`` shows it: its :class:`RunInfo`, its token total and its cost
+    (None when not asked for)."""
 
     info: RunInfo
     tokens: int | None
+    cost: RunCost | None = None
 
     def to_dict(self) -> dict:
-        return {**self.info.to_dict(), "tokens": self.tokens}
+        d = {**self.info.to_dict(), "tokens": self.tokens}
+        if self.cost is not None:
+            cost = self.cost.to_dict()
+            cost.pop("run_id")
+            d["cost"] = cost
+        return d
 
 
 def parse_since(value: str, now_ns: int | None = None) -> int:
@@ -84,6 +91,7 @@ def query_runs(
     sort: str = "started",
     reverse: bool = False,
     limit: int | None = None,
+    costs: bool = True,
 ) -> RunPage:
     """Runs that match every given filter, sorted by ``sort``, then cut to ``limit``.
 
@@ -94,7 +102,8 @@ def query_runs(
     status (``running`` and ``crashed`` included); ``since_ns`` keeps runs started at or after
     it; every tag in ``tags`` must be present with that value. Ties sort by run id (newest id
     first, following the order), so the order is stable; runs without the value (no tokens
-    reported, no start time) come last either way.
+    reported, no start time) come last either way. With ``costs`` each row has its
+    :class:`RunCost` (the costs projection is caught up with the rows kept first).
     """
     if sort not in SORT_KEYS:
         raise ValueError(f"sort by one of {', '.join(SORT_KEYS)}, not {sort!r}")
@@ -113,11 +122,20 @@ def query_runs(
     if sort != "tokens":  # the catalog has the key: sort and cut before reading metrics
         runs = _ordered(runs, lambda r: _info_value(r, sort), lambda r: r.id, reverse)[:limit]
         metrics = runs_metrics(store, [r.id for r in runs])
-        return RunPage([RunListing(r, metrics[r.id].tokens if r.id in metrics else None) for r in runs],
-                       matched)
+        return RunPage(_priced(store, [RunListing(r, metrics[r.id].tokens if r.id in metrics else None)
+                                       for r in runs], costs), matched)
     metrics = runs_metrics(store, [r.id for r in runs])
     rows = [RunListing(r, metrics[r.id].tokens if r.id in metrics else None) for r in runs]
-    return RunPage(_ordered(rows, lambda r: r.tokens, lambda r: r.info.id, reverse)[:limit], matched)
+    return RunPage(_priced(store, _ordered(rows, lambda r: r.tokens, lambda r: r.info.id, reverse)[:limit], costs),
+                   matched)
+
+
+def _priced(store: Store, rows: list[RunListing], costs: bool) -> list[RunListing]:
+    """The rows with their :class:`RunCost` (the costs projection caught up with them first)."""
+    if not costs:
+        return rows
+    priced = run_costs(store, [r.info.id for r in rows])
+    return [RunListing(r.info, r.tokens, priced.get(r.info.id)) for r in rows]
 
 
 def list_runs(store: Store, **query) -> list[RunListing]:
