@@ -119,7 +119,7 @@ class Snapshotter(ShadowSnapshotter):
             credentials=self.policy.credentials,
             changed=changed,
             verify=final and changed is not None,
-            move_ref=final,  # seal() moves it before bundling
+            move_ref=True,  # the ref follows every snapshot: a crashed capture still bundles its trees
         )
         self.tree_id, self.commit_id = result.tree_id, result.commit_id
         detector = {"paths": "inotify", "paths+walk": "inotify+walk"}.get(result.detector, "walk")

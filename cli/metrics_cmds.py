@@ -13,7 +13,7 @@ from agtrace.replay import diff_parts
 
 from .errors import UserError
 from .main import pass_ctx
-from .output import clock, duration, echo_json, shorten, table
+from .output import clock, cost_dict, cost_line, duration, echo_json, shorten, table
 
 
 def _write_csv(rows: list[dict]) -> None:
@@ -23,21 +23,6 @@ def _write_csv(rows: list[dict]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for k, v in row.items()})
-
-
-def cost_dict(cost) -> dict:
-    """A :class:`~agtrace.eventlog.RunCost` as the ``cost`` object of ``--json`` outputs."""
-    d = cost.to_dict()
-    d.pop("run_id")
-    return d
-
-
-def cost_line(cost) -> str:
-    """``$0.0123 (genai-prices 0.2.3)``, ``unpriced (MODEL)``, plus what the agent reported."""
-    line = cost.label() + (f" ({cost.prices})" if cost.calls else "")
-    if cost.reported_cost_usd is not None:
-        line += f"; the agent reported ${cost.reported_cost_usd:,.4f}"
-    return line
 
 
 def _n(value) -> str:

@@ -127,3 +127,18 @@ def progress(label: str, enabled: bool = True):
 
 def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
+
+
+def cost_dict(cost) -> dict:
+    """A :class:`~agtrace.eventlog.RunCost` as the ``cost`` object of ``--json`` outputs."""
+    d = cost.to_dict()
+    d.pop("run_id")
+    return d
+
+
+def cost_line(cost) -> str:
+    """``$0.0123 (genai-prices 0.2.3)``, ``unpriced (MODEL)``, plus what the agent reported."""
+    line = cost.label() + (f" ({cost.prices})" if cost.calls else "")
+    if cost.reported_cost_usd is not None:
+        line += f"; the agent reported ${cost.reported_cost_usd:,.4f}"
+    return line

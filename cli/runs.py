@@ -123,7 +123,7 @@ def show_cmd(ctx, run: str, all_parts: bool, as_json: bool) -> None:
     )
     from agtrace.eventlog import run_costs, run_notes
 
-    from .metrics_cmds import cost_dict, cost_line
+    from .output import cost_dict, cost_line
 
     cost = run_costs(store, [run_id])[run_id]
     data["cost"] = cost_dict(cost)

@@ -263,7 +263,7 @@ def call_costs(store: Store, run_id: str) -> list[dict]:
     """Every priced (or unpriced) call of a run, by seq: the ``usage_costs`` rows."""
     _require(store)
     store.catch_up([CostsProjection.name], [run_id])
-    return list(store.catalog.db.query("SELECT * FROM usage_costs WHERE run_id=? ORDER BY seq", [run_id]))
+    return list(store.catalog.query("SELECT * FROM usage_costs WHERE run_id=? ORDER BY seq", [run_id]))
 
 
 def part_costs(store: Store, run_id: str) -> dict[int, float | None]:

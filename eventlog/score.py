@@ -73,7 +73,7 @@ def score_rows(store: Store, run_id: str, scorer: str | None = None) -> list[dic
     sql, args = "SELECT * FROM scores WHERE run_id=?", [run_id]
     if scorer:
         sql, args = sql + " AND scorer=?", [run_id, scorer]
-    return list(store.catalog.db.query(sql + " ORDER BY seq", args))
+    return list(store.catalog.query(sql + " ORDER BY seq", args))
 
 
 def find_score(store: Store, scorer_digest: str, tree_id: str, scorer: str | None = None) -> dict | None:
@@ -83,7 +83,7 @@ def find_score(store: Store, scorer_digest: str, tree_id: str, scorer: str | Non
     sql, args = "SELECT * FROM scores WHERE scorer_digest=? AND tree_id=? AND reused_from=''", [scorer_digest, tree_id]
     if scorer is not None:
         sql, args = sql + " AND scorer=?", [*args, scorer]
-    rows = list(store.catalog.db.query(sql + " ORDER BY ts, run_id, seq LIMIT 1", args))
+    rows = list(store.catalog.query(sql + " ORDER BY ts, run_id, seq LIMIT 1", args))
     return rows[0] if rows else None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 from pathlib import Path
 
 import click
@@ -75,7 +76,10 @@ def test_every_suggested_command_and_flag_exists():
     group_options = _options(cli) | {"--version"}
     problems = []
     for where, line in _suggestions():
-        words = line.split()[1:]
+        try:
+            words = shlex.split(line)[1:]  # a quoted argument ('git reset --hard') is one word
+        except ValueError:
+            words = line.split()[1:]
         while words and words[0].startswith("-"):  # group options: --store DIR, --version, --help
             flag = words.pop(0).split("=")[0]
             if flag not in group_options:

@@ -21,7 +21,7 @@ N = 25
 TOKENS = [10_000 - 300 * i for i in range(N)]
 JSON_KEYS = {"id", "agent", "agent_version", "model", "task_id", "status", "reason", "parts", "events",
              "started_at", "ended_at", "last_ts", "parent_run", "tags", "exit_code", "projection_errors",
-             "duration_s", "tokens"}
+             "duration_s", "tokens", "cost"}
 
 
 @pytest.fixture(scope="module")

@@ -218,7 +218,7 @@ class ImportContext:
         session = started.tags.get("session_id", "")
         if not session or not started.source.startswith("import:"):
             return ""
-        rows = self.store.catalog.db.conn.execute(
+        rows = self.store.catalog.conn.execute(
             "SELECT id FROM runs WHERE source = ? AND id != ? "
             "AND json_extract(tags, '$.session_id') = ? "
             "AND coalesce(json_extract(tags, '$.agent_id'), '') = ? "
