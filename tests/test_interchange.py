@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -511,6 +512,12 @@ def phoenix(tmp_path_factory):
                                   capture_output=True, timeout=timeout, env=NO_PROXY_ENV)
 
         try:
+            # nsenter must not run before the child has entered its new namespace: until then
+            # /proc/PID/ns/net is ours, and the wait would poll the host's loopback for 600 s
+            own, deadline = os.readlink("/proc/self/ns/net"), time.monotonic() + 120
+            while os.readlink(f"/proc/{server.pid}/ns/net") == own and time.monotonic() < deadline:
+                assert server.poll() is None, (work / "phoenix.log").read_text()[-3000:]
+                time.sleep(0.05)
             ready = run([python, str(RECEIVERS / "phoenix_spans.py"), "wait", url, "600"], timeout=660)
             assert ready.returncode == 0, ready.stderr.decode() + (work / "phoenix.log").read_text()[-3000:]
             yield run, url, python
