@@ -21,6 +21,7 @@ DEFAULT_STORE = "~/.agtrace"
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "append": ("runs:append_cmd", "Append events read as JSON lines on stdin (the lines `agtrace log --json` prints)."),
+    "cat": ("view_cmds:cat_cmd", "Print a file of a run's repository as it was after a part (or list the files)."),
     "close": ("runs:close_cmd", "End a run with a status (appends run_ended)."),
     "compare": ("report_cmds:compare_cmd",
                 "Compare runs: their curves on shared axes (HTML) and their metrics side by side."),
@@ -57,6 +58,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scores": ("rescore_cmds:scores_cmd", "Show a run's re-scoring results: the score over its parts, per scorer."),
     "show": ("runs:show_cmd", "Show one run: identity, status, counts, parts."),
     "verify": ("runs:verify_cmd", "Check every frame and blob of one run (or all)."),
+    "view": ("view_cmds:view_cmd", "Browse the store in a local web app: every run, live, searchable; files at any part; "
+             "comparisons."),
 }
 """Command name → (``module:function`` in this package, the first paragraph of its help)."""
 
