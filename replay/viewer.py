@@ -53,7 +53,7 @@ from agtrace.eventlog import (
 
 from .compare import compare_runs
 from .compare_trees import diff_run_trees
-from .errors import ReplayError
+from .errors import PartNotFound, ReplayError
 from .listing import parse_since
 from .report import render_report
 from .tree_file import read_file, tree_files
@@ -288,9 +288,15 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
     @locked
     def api_files(request: Request):
         run_id = store.resolve(request.path_params["run"])
-        part = _part(store, run_id, request.query_params.get("part"))
-        return JSONResponse({"run_id": run_id, "part": part,
-                             "files": [f.to_dict() for f in tree_files(store, run_id, part)]})
+        asked = request.query_params.get("part")
+        part = _part(store, run_id, asked)
+        try:
+            files = tree_files(store, run_id, part)
+        except PartNotFound as exc:
+            if asked not in (None, "", "last"):
+                raise
+            return JSONResponse({"run_id": run_id, "part": None, "files": [], "reason": str(exc)})
+        return JSONResponse({"run_id": run_id, "part": part, "files": [f.to_dict() for f in files]})
 
     @locked
     def api_file(request: Request):

@@ -135,7 +135,8 @@ function redraw(){ tree.textContent = ""; const q = V$("#ffilter").value.trim().
   V$("#fcount").textContent = files.length + " files at part " + part; }
 async function list(which){
   try { const r = await api("/api/runs/" + encodeURIComponent(run.id) + "/files?part=" + encodeURIComponent(which));
-    files = r.files; part = r.part; input.value = part; redraw(); if (shown) show(shown, true); }
+    if (r.reason) { tree.textContent = ""; tree.append(el("p", {cls: "mute", text: r.reason})); V$("#fcount").textContent = ""; }
+    else { files = r.files; part = r.part; input.value = part; redraw(); if (shown) show(shown, true); } }
   catch (e) { tree.textContent = ""; tree.append(el("p", {cls: "err", text: e.message})); }
   bump("trees"); }
 async function show(path, quiet){
