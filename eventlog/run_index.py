@@ -179,10 +179,15 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
               f"r.parts, r.events, r.started_at, r.ended_at, r.last_ts, {duration} AS duration_s, r.tags, "
               f"{tag_json} AS tag_overrides, r.parent_run, m.tokens, {cost} AS cost_usd, m.tests_final_passed, "
               f"m.tests_final_failed, m.tests_final_total, m.tool_calls, m.tool_errors, {score} AS score ")
-    cursor = conn.execute(f"{select}{base} ORDER BY {order} LIMIT :limit OFFSET :offset",
-                          {**args, "limit": query.limit, "offset": query.offset})
+    # the page's ids first (only the sort key is computed per matching run), then their columns
+    page_ids = [r[0] for r in conn.execute(f"SELECT r.id {base} ORDER BY {order} LIMIT :limit OFFSET :offset",
+                                           {**args, "limit": query.limit, "offset": query.offset})]
+    cursor = conn.execute(f"{select}FROM runs r LEFT JOIN run_metrics m ON m.run_id = r.id "
+                          "WHERE r.id IN (SELECT value FROM json_each(:page))",
+                          {**args, "page": json.dumps(page_ids)})
     names = [d[0] for d in cursor.description]
-    rows = [_row(dict(zip(names, values, strict=True)), live) for values in cursor.fetchall()]
+    found = {values[0]: dict(zip(names, values, strict=True)) for values in cursor.fetchall()}
+    rows = [_row(found[r], live) for r in page_ids if r in found]
     groups: dict[str, dict] = {}
     tasks = sorted({r["task_id"] for r in rows})
     if tasks:

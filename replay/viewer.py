@@ -63,6 +63,8 @@ COOKIE = "agtrace_view"
 FILE_VIEW_BYTES = 1024 * 1024
 """A file shown in the browser is cut here (the rest: `agtrace cat`)."""
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+LAZY = ("costs",)
+"""Lazy projections the index reads, caught up by the live thread when the store has them."""
 
 
 class Live:
@@ -128,11 +130,33 @@ class Live:
                 self.dirty.add(run_id)  # ended or crashed: one last row
 
     def _discover(self) -> None:
+        self._catch_up(self.store.run_ids())
+        ticks = 0
         while not self.stopped.wait(self.poll_s):
+            ticks += 1
             try:
                 self._tick()
+                if ticks % 20 == 0:  # runs that grew behind our back (a rescore, an append)
+                    with self.lock:
+                        stale = self.store.catalog.stale_runs(self.store.run_ids())
+                        for run_id in stale:
+                            self.store.sync(run_id)
+                    self._catch_up(stale)
             except Exception:  # never let the live view die of one bad run
                 time.sleep(self.poll_s)
+
+    def _catch_up(self, run_ids: list[str]) -> None:
+        """Fold the lazy projections the index reads (costs, when this agtrace has them) for
+        ``run_ids``, a hundred runs at a time so pages are served in between."""
+        catch_up = getattr(self.store, "catch_up", None)
+        names = [n for n in LAZY if self.store.catalog.projections.get(n) is not None]
+        if catch_up is None or not names:
+            return
+        for i in range(0, len(run_ids), 100):
+            if self.stopped.is_set():
+                return
+            with self.lock:
+                catch_up(names, run_ids[i:i + 100])
 
     def _tick(self) -> None:
         ids = set(self.store.run_ids())
@@ -144,6 +168,7 @@ class Live:
             changed, self.dirty = self.dirty | new, set()
         if not changed:
             return
+        self._catch_up(sorted(changed))
         with self.lock:
             for run_id in changed:
                 self.store.sync(run_id)
@@ -229,14 +254,9 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
     store = Store(store_root, create=False)
     lock = threading.RLock()
     live = Live(store, lock, poll_s)
-    synced = [0.0]
-
-    def refresh() -> None:
-        """Bring runs that grew (or are new) up to date, at most once a second."""
-        if time.monotonic() - synced[0] > 1.0:
-            for run_id in store.catalog.stale_runs(store.run_ids()):
-                store.sync(run_id)
-            synced[0] = time.monotonic()
+    with lock:  # runs that grew while no viewer ran; later, the live thread keeps them up to date
+        for run_id in store.catalog.stale_runs(store.run_ids()):
+            store.sync(run_id)
 
     def locked(handler: Callable) -> Callable:
         def run(request: Request):
@@ -257,7 +277,6 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
 
     @locked
     def api_runs(request: Request):
-        refresh()
         query, text = query_from(request.query_params)
         hits = None
         if text:
