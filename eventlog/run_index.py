@@ -64,8 +64,8 @@ class IndexQuery:
 
 @dataclass
 class IndexPage:
-    """The rows of one page (dicts, see :data:`ROW_KEYS`), how many runs matched in all, and per
-    task on the page its count and passing runs among every match (``groups``)."""
+    """The rows of one page (dicts, see :data:`ROW_KEYS`), how many runs matched in all, and
+    (when grouped by task) per task on the page its count and passing runs among every match."""
 
     rows: list[dict]
     matched: int
@@ -166,13 +166,17 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
         where.append("m.tests_final_total IS NULL")
     elif query.tests:
         raise ValueError(f"the tests filter is pass, fail or none, not {query.tests!r}")
-    base = f"FROM runs r LEFT JOIN run_metrics m ON m.run_id = r.id WHERE {' AND '.join(where)}"
-    matched = conn.execute(f"SELECT count(*) {base}", args).fetchone()[0]
     direction = "ASC" if query.reverse else "DESC"
     key = figures[query.sort]
-    order = f"({key}) IS NULL, ({key}) {direction}, r.id {direction}"
+    # NULLs sort last in SQLite's DESC by themselves; saying so would keep an index from serving it
+    order = f"{key} {direction}, r.id {direction}" if direction == "DESC" else \
+        f"({key}) IS NULL, ({key}) {direction}, r.id {direction}"
     if query.group_by_task:
         order = f"coalesce(r.task_id, '') ASC, {order}"
+    condition = " AND ".join(where)
+    joined = "m." in condition or "m." in key
+    base = f"FROM runs r {'LEFT JOIN run_metrics m ON m.run_id = r.id ' if joined else ''}WHERE {condition}"
+    matched = conn.execute(f"SELECT count(*) {base}", args).fetchone()[0]
     tag_json = ("(SELECT json_group_object(t.key, t.value) FROM run_tags t WHERE t.run_id = r.id)"
                 if overrides else "NULL")
     select = (f"SELECT r.id, r.agent, r.agent_version, r.model, r.task_id, {status} AS status, r.end_reason, "
@@ -189,13 +193,15 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
     found = {values[0]: dict(zip(names, values, strict=True)) for values in cursor.fetchall()}
     rows = [_row(found[r], live) for r in page_ids if r in found]
     groups: dict[str, dict] = {}
-    tasks = sorted({r["task_id"] for r in rows})
+    tasks = sorted({r["task_id"] for r in rows}) if query.group_by_task else []
     if tasks:
         args["tasks"] = json.dumps(tasks)
+        untasked = " OR r.task_id IS NULL" if "" in tasks else ""
         for task, n, passing in conn.execute(
-                f"SELECT coalesce(r.task_id, ''), count(*), sum(m.tests_final_total > 0 AND m.tests_final_failed = 0 "
-                f"AND m.tests_final_passed = m.tests_final_total) {base} AND coalesce(r.task_id, '') IN "
-                "(SELECT value FROM json_each(:tasks)) GROUP BY 1", args):
+                "SELECT coalesce(r.task_id, ''), count(*), sum(m.tests_final_total > 0 AND m.tests_final_failed = 0 "
+                "AND m.tests_final_passed = m.tests_final_total) FROM runs r LEFT JOIN run_metrics m ON "
+                f"m.run_id = r.id WHERE {condition} AND (r.task_id IN (SELECT value FROM json_each(:tasks)){untasked}) "
+                "GROUP BY 1", args):
             groups[task] = {"runs": n, "passing": passing or 0}
     return IndexPage(rows, matched, query.offset, groups)
 

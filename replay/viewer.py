@@ -275,6 +275,14 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
             raise ValueError("this agtrace has no full-text search (agtrace.eventlog.search); upgrade agtrace")
         return [h.to_dict() if hasattr(h, "to_dict") else dict(h.__dict__) for h in search(store, text, limit=limit)]
 
+    seen: list = [0.0, {}]
+
+    def statuses() -> dict:
+        """:func:`live_statuses`, at most twice a second (the live thread tells of changes sooner)."""
+        if time.monotonic() - seen[0] > 0.5:
+            seen[:] = [time.monotonic(), live_statuses(store)]
+        return seen[1]
+
     @locked
     def api_runs(request: Request):
         query, text = query_from(request.query_params)
@@ -282,7 +290,7 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
         if text:
             hits = search_hits(text, limit=2000)
             query = IndexQuery(**{**query.__dict__, "run_ids": tuple(dict.fromkeys(h["run_id"] for h in hits))})
-        page = index_runs(store, query).to_dict()
+        page = index_runs(store, query, live=statuses()).to_dict()
         page["search"] = None if hits is None else {"q": text, "hits": len(hits)}
         return JSONResponse(page)
 

@@ -175,9 +175,15 @@ def test_cat_says_a_binary_file_is_binary(served):
 
 def test_diff_of_two_runs_at_chosen_parts(served):
     server, root, _, runs, _ = served
-    d = server.json(f"/api/diff?a={runs[0]}&pa=2&b={runs[1]}&pb=last")
-    assert (d["part_a"], d["part_b"]) == (2, 4)
+    d = server.json(f"/api/diff?a={runs[0]}&pa=1&b={runs[1]}&pb=last")
+    last = server.json(f"/api/runs/{runs[1]}/files")["part"]
+    assert (d["part_a"], d["part_b"]) == (1, last)
+    files_a = {f["path"]: f["blob"] for f in server.json(f"/api/runs/{runs[0]}/files?part=1")["files"]}
+    files_b = {f["path"]: f["blob"] for f in server.json(f"/api/runs/{runs[1]}/files?part={last}")["files"]}
+    want = {p: "added" if p not in files_a else "deleted" if p not in files_b else "modified"
+            for p in set(files_a) | set(files_b) if files_a.get(p) != files_b.get(p)}
     by_path = {f["path"]: f for f in d["files"]}
+    assert {p: f["status"] for p, f in by_path.items()} == want
     assert by_path["notes-0.txt"]["status"] == "modified"  # "one" vs "two"
     assert by_path["notes-3.txt"]["status"] == "added" and by_path["data.bin"]["binary"]
     assert "+note 3 of run two" in by_path["notes-3.txt"]["patch"]
