@@ -80,6 +80,7 @@ class Live:
         self.known: set[str] = set()
         self.tailing: set[str] = set()
         self.dirty: set[str] = set()
+        self.fresh: set[str] = set()
         self.mu = threading.Lock()
         self.subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()
         self.stopped = threading.Event()
@@ -116,7 +117,8 @@ class Live:
 
     def _tail(self, run_id: str) -> None:
         try:
-            start = self.store.catalog.position(run_id) + 1
+            with self.lock:
+                start = self.store.catalog.position(run_id) + 1
             for _rec in self.store.tail(run_id, start, poll_s=self.poll_s / 2):
                 with self.mu:
                     self.dirty.add(run_id)
@@ -162,6 +164,7 @@ class Live:
         ids = set(self.store.run_ids())
         new = ids - self.known
         self.known |= new
+        self.fresh |= new
         for run_id in new:
             self._follow(run_id)
         with self.mu:
@@ -174,8 +177,10 @@ class Live:
                 self.store.sync(run_id)
             live = live_statuses(self.store)
             rows = index_runs(self.store, IndexQuery(run_ids=tuple(changed), limit=len(changed)), live=live).rows
-        for row in rows:
-            self.publish({"type": "run", "new": row["id"] in new, "row": row})
+        for row in rows:  # a run is new until its first row is out (its directory may come before its events)
+            fresh = row["id"] in self.fresh
+            self.fresh.discard(row["id"])
+            self.publish({"type": "run", "new": fresh, "row": row})
 
     def publish(self, message: dict) -> None:
         data = json.dumps(message)

@@ -108,7 +108,7 @@ function live(){
   es.addEventListener("run", ev => { const m = JSON.parse(ev.data), r = m.row;
     const tr = tbody.querySelector('tr[data-id="' + CSS.escape(r.id) + '"]');
     if (tr) { cells(tr, r); tr.classList.remove("flash"); void tr.offsetWidth; tr.classList.add("flash"); bump("updates"); }
-    else if (!Number(state.get("offset") || 0)) { clearTimeout(timer); timer = setTimeout(load, 300); } }); }
+    else if (m.new && !Number(state.get("offset") || 0)) { clearTimeout(timer); timer = setTimeout(load, 300); } }); }
 fill(); load(); live();
 })();
 """

@@ -231,6 +231,6 @@ def test_compare_page_diffs_two_runs_at_chosen_parts(site):
     for run_id in (demo, other):
         browser.click(f"#runs tr[data-id='{run_id}'] input[type=checkbox]")
     browser.click("#compare")
-    _wait(browser, "location.pathname === '/compare' && document.body.dataset.ready")
+    _wait(browser, "location.pathname === '/compare' && !!document.body && !!document.body.dataset.ready")
     assert sorted(browser.eval("new URLSearchParams(location.search).get('runs')").split(",")) == sorted([demo, other])
     _no_page_errors(browser)
