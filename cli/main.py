@@ -21,6 +21,7 @@ DEFAULT_STORE = "~/.agtrace"
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "append": ("runs:append_cmd", "Append events read as JSON lines on stdin (the lines `agtrace log --json` prints)."),
+    "cat": ("view_cmds:cat_cmd", "Print a file of a run's repository as it was after a part (or list the files)."),
     "close": ("runs:close_cmd", "End a run with a status (appends run_ended)."),
     "compare": ("report_cmds:compare_cmd",
                 "Compare runs: their curves on shared axes (HTML) and their metrics side by side."),
@@ -65,6 +66,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("runs:verify_cmd", "Check one run (or all): every frame and blob, that no segment, event or "
                "run_ended is missing, and the snapshot trees in repo.git and the bundles; name what is damaged "
                "and which parts can still be replayed. Exit 1 when anything is wrong."),
+    "view": ("view_cmds:view_cmd", "Browse the store in a local web app: every run, live, searchable; files at any part; "
+             "comparisons."),
 }
 """Command name → (``module:function`` in this package, the first paragraph of its help)."""
 

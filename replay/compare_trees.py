@@ -68,9 +68,24 @@ def final_tree(store: Store, run_id: str) -> tuple[int | None, str]:
 
 def diff_final_trees(store: Store, run_a: str, run_b: str, *, patches: bool = True, context: int = 3) -> RunTreesDiff:
     """The files that differ between the final trees of ``run_a`` and ``run_b`` (sorted by path)."""
+    return diff_run_trees(store, run_a, run_b, patches=patches, context=context)
+
+
+def diff_run_trees(store: Store, run_a: str, run_b: str, *, part_a: int | None = None, part_b: int | None = None,
+                   patches: bool = True, context: int = 3) -> RunTreesDiff:
+    """The files that differ between ``run_a``'s tree at ``part_a`` and ``run_b``'s at ``part_b``
+    (sorted by path); a part left out is the run's final tree, part 0 its base tree.
+
+    Raises:
+        PartNotFound: a named part does not exist or has no snapshot.
+    """
+    from .workspace import tree_of_part
+
     result = RunTreesDiff(run_a, run_b)
-    result.part_a, result.tree_a = final_tree(store, run_a)
-    result.part_b, result.tree_b = final_tree(store, run_b)
+    for side, run_id, part in (("a", run_a, part_a), ("b", run_b, part_b)):
+        found = final_tree(store, run_id) if part is None else (part, tree_of_part(store, run_id, part))
+        setattr(result, f"part_{side}", found[0])
+        setattr(result, f"tree_{side}", found[1])
     missing = [r for r, t in ((run_a, result.tree_a), (run_b, result.tree_b)) if not t]
     if missing:
         result.reason = (f"run {missing[0]} recorded no workspace snapshot (imported or appended without "

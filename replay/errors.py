@@ -7,7 +7,8 @@
     ├── OutputNotEmpty      the output directory has files and --force was not given
     ├── RescoreError        re-scoring could not proceed (no such parts, the sandbox failed)
     ├── ExportError         the export cannot be made (bad format or kind, unusable output)
-    └── CompareError        the runs cannot be compared as asked
+    ├── CompareError        the runs cannot be compared as asked
+    └── FileNotInTree       the tree at that part has no file at that path
 """
 
 from __future__ import annotations
@@ -35,3 +36,7 @@ class ExportError(ReplayError):
 
 class CompareError(ReplayError):
     """The runs cannot be compared as asked (for example, fewer than one run)."""
+
+
+class FileNotInTree(ReplayError):
+    """The run's tree at that part has no file at that path."""

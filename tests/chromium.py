@@ -124,8 +124,9 @@ class Chromium:
     # -- page --------------------------------------------------------------------------------
 
     def open(self, path: str | os.PathLike, *, ready: str = "document.body.dataset.ready", timeout: float = 60.0) -> None:
-        """Navigate to a file and wait for its load event and for ``ready`` to be truthy."""
-        url = Path(path).resolve().as_uri()
+        """Navigate to a file (or an ``http://`` URL) and wait for its load event and for ``ready``
+        to be truthy."""
+        url = str(path) if str(path).startswith(("http://", "https://")) else Path(path).resolve().as_uri()
         self.events.clear()
         self.call("Page.navigate", url=url)
         self.wait_event("Page.loadEventFired", timeout)

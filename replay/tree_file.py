@@ -1,0 +1,77 @@
+"""The files of a run's repository at any part, read from its snapshots without writing a tree.
+
+A part's tree comes from the run's shadow repository, or from its bundles unbundled once into
+the per-run cache (as :func:`agtrace.replay.materialize` does); nothing is checked out. Part 0
+is the base tree. Used by ``agtrace cat`` and the viewer's file browser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agtrace.eventlog import GitStoreError, Store
+
+from .diff import _is_binary
+from .errors import FileNotInTree
+from .workspace import snapshots, tree_of_part
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    """One file of a tree: its path and blob id (a content hash: equal ids, equal contents)."""
+
+    path: str
+    blob: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "blob": self.blob}
+
+
+@dataclass(frozen=True)
+class FileContent:
+    """One file as it was at a part: its bytes and whether they look binary (a NUL byte in the
+    first 8 KiB, as git decides)."""
+
+    run_id: str
+    part: int
+    path: str
+    data: bytes
+
+    @property
+    def binary(self) -> bool:
+        return _is_binary(self.data)
+
+    def text(self) -> str:
+        """The content as text (invalid UTF-8 replaced); for binary files, what they are."""
+        if self.binary:
+            return f"(binary file, {len(self.data):,} bytes)"
+        return self.data.decode("utf-8", "replace")
+
+
+def tree_files(store: Store, run_id: str, part: int) -> list[TreeFile]:
+    """Every file of the run's tree at ``part``, sorted by path.
+
+    Raises:
+        PartNotFound: the run has no such part or no snapshot of it.
+    """
+    tree = tree_of_part(store, run_id, part)
+    git = snapshots(store, run_id)
+    return [TreeFile(path, blob) for path, blob in sorted(git.files(tree).items())]
+
+
+def read_file(store: Store, run_id: str, part: int, path: str) -> FileContent:
+    """The file at ``path`` (relative to the repository root) as it was after ``part``.
+
+    Raises:
+        PartNotFound: the run has no such part or no snapshot of it.
+        FileNotInTree: the tree has no file at ``path`` (or it is a directory).
+    """
+    tree = tree_of_part(store, run_id, part)
+    git = snapshots(store, run_id)
+    clean = path.strip().removeprefix("./").strip("/")
+    try:
+        data = git.read_blob(tree, clean)
+    except GitStoreError:
+        raise FileNotInTree(f"{path!r} is not a file of run {run_id} at part {part}; "
+                            f"`agtrace cat {run_id[:10]} --part {part} --list` lists its files") from None
+    return FileContent(run_id, part, clean, data)

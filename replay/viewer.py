@@ -1,0 +1,463 @@
+"""``agtrace view``: the store as a local web app (Starlette on uvicorn), read through the API only.
+
+:func:`viewer_app` returns the ASGI application; :func:`serve` runs it. Pages:
+
+``/``
+    the runs index: one page of :func:`agtrace.eventlog.index_runs` at a time (sorted, filtered
+    and cut in SQL), grouped by task on request, searchable, updated live;
+``/runs/{id}``
+    the run's report (:func:`agtrace.replay.render_report`) with a file browser of the tree at
+    any part (:func:`agtrace.replay.tree_files`, :func:`agtrace.replay.read_file`);
+``/compare?runs=A,B,…``
+    the comparison (:func:`agtrace.replay.render_compare`) with the diff of any two runs' trees
+    at chosen parts (:func:`agtrace.replay.diff_run_trees`).
+
+Every page is built from ``/api/…`` JSON endpoints a script can call too (see docs/view.md).
+``/api/live`` streams server-sent events: a run's index row each time its log grows (followed
+with :meth:`Store.tail`), when it ends, and when its writer goes away without an end (crashed).
+
+Access: with a ``token`` every request must carry it (``?token=`` once, which sets a cookie,
+an ``Authorization: Bearer`` header, or the cookie); without one only requests whose ``Host``
+is a loopback name are served (no DNS rebinding). Run data are hostile: pages build the DOM with
+``textContent``, their script runs under a per-response nonce, and JSON is served as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    StreamingResponse,
+)
+from starlette.routing import Route
+
+from agtrace.eventlog import (
+    AmbiguousRunId,
+    IndexQuery,
+    RunNotFound,
+    Store,
+    index_runs,
+    live_statuses,
+)
+
+from .compare import compare_runs
+from .compare_trees import diff_run_trees
+from .errors import PartNotFound, ReplayError
+from .report import render_report
+from .tree_file import read_file, tree_files
+from .viewer_page import compare_page, index_page, run_page
+from .viewer_query import _int, query_from
+
+COOKIE = "agtrace_view"
+FILE_VIEW_BYTES = 1024 * 1024
+"""A file shown in the browser is cut here (the rest: `agtrace cat`)."""
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+LAZY = ("costs",)
+"""Lazy projections the index reads, caught up by the live thread when the store has them."""
+
+
+class Live:
+    """Follows every run that may still grow and tells subscribers when its row changed.
+
+    One discovery thread lists the store every ``poll_s`` for new runs; one thread per unended
+    run follows its log (:meth:`Store.tail`) and marks it changed; the discovery loop folds
+    changed runs (:meth:`Store.sync`) and publishes their index rows, at most once per poll.
+    """
+
+    def __init__(self, store: Store, lock: threading.RLock, poll_s: float = 0.5):
+        self.store, self.lock, self.poll_s = store, lock, poll_s
+        self.known: set[str] = set()
+        self.tailing: set[str] = set()
+        self.dirty: set[str] = set()
+        self.fresh: set[str] = set()
+        self.mu = threading.Lock()
+        self.subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._discover, name="agtrace-view-live", daemon=True)
+
+    def start(self) -> None:
+        with self.lock:
+            self.known = set(self.store.run_ids())
+            unended = list(live_statuses(self.store))
+        for run_id in unended:
+            self._follow(run_id)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def subscribe(self) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue(maxsize=1000)
+        with self.mu:
+            self.subscribers.add((asyncio.get_running_loop(), q))
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue) -> None:
+        with self.mu:
+            self.subscribers = {s for s in self.subscribers if s[1] is not q}
+
+    def _follow(self, run_id: str) -> None:
+        with self.mu:
+            if run_id in self.tailing:
+                return
+            self.tailing.add(run_id)
+        threading.Thread(target=self._tail, args=(run_id,), name=f"agtrace-view-tail-{run_id[:10]}",
+                         daemon=True).start()
+
+    def _tail(self, run_id: str) -> None:
+        try:
+            with self.lock:
+                start = self.store.catalog.position(run_id) + 1
+            for _rec in self.store.tail(run_id, start, poll_s=self.poll_s / 2):
+                with self.mu:
+                    self.dirty.add(run_id)
+                if self.stopped.is_set():
+                    return
+        except Exception:  # a damaged log stops following it; the index still shows the run
+            pass
+        finally:
+            with self.mu:
+                self.tailing.discard(run_id)
+                self.dirty.add(run_id)  # ended or crashed: one last row
+
+    def _discover(self) -> None:
+        self._catch_up(self.store.run_ids())
+        ticks = 0
+        while not self.stopped.wait(self.poll_s):
+            ticks += 1
+            try:
+                self._tick()
+                if ticks % 20 == 0:  # runs that grew behind our back (a rescore, an append)
+                    with self.lock:
+                        stale = self.store.catalog.stale_runs(self.store.run_ids())
+                        for run_id in stale:
+                            self.store.sync(run_id)
+                    self._catch_up(stale)
+            except Exception:  # never let the live view die of one bad run
+                time.sleep(self.poll_s)
+
+    def _catch_up(self, run_ids: list[str]) -> None:
+        """Fold the lazy projections the index reads (costs, when this agtrace has them) for
+        ``run_ids``, a hundred runs at a time so pages are served in between."""
+        catch_up = getattr(self.store, "catch_up", None)
+        names = [n for n in LAZY if self.store.catalog.projections.get(n) is not None]
+        if catch_up is None or not names:
+            return
+        for i in range(0, len(run_ids), 100):
+            if self.stopped.is_set():
+                return
+            with self.lock:
+                catch_up(names, run_ids[i:i + 100])
+
+    def _tick(self) -> None:
+        ids = set(self.store.run_ids())
+        new = ids - self.known
+        self.known |= new
+        self.fresh |= new
+        for run_id in new:
+            self._follow(run_id)
+        with self.mu:
+            changed, self.dirty = self.dirty | new, set()
+        if not changed:
+            return
+        self._catch_up(sorted(changed))
+        with self.lock:
+            for run_id in changed:
+                self.store.sync(run_id)
+            live = live_statuses(self.store)
+            rows = index_runs(self.store, IndexQuery(run_ids=tuple(changed), limit=len(changed)), live=live).rows
+        for row in rows:  # a run is new until its first row is out (its directory may come before its events)
+            fresh = row["id"] in self.fresh
+            self.fresh.discard(row["id"])
+            self.publish({"type": "run", "new": fresh, "row": row})
+
+    def publish(self, message: dict) -> None:
+        data = json.dumps(message)
+        with self.mu:
+            subscribers = list(self.subscribers)
+        for loop, q in subscribers:
+            try:
+                loop.call_soon_threadsafe(_offer, q, data)
+            except RuntimeError:  # that loop is closed
+                self.unsubscribe(q)
+
+
+def _offer(q: asyncio.Queue, data: str) -> None:
+    if not q.full():
+        q.put_nowait(data)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _search_api():
+    """The store's full-text search (``agtrace.eventlog.search``), or None on a version without it."""
+    import agtrace.eventlog as eventlog
+
+    try:
+        return eventlog.search
+    except AttributeError:
+        return None
+
+
+def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5) -> Starlette:
+    """The viewer's ASGI application over the store at ``store_root`` (see the module docstring)."""
+    store = Store(store_root, create=False)
+    lock = threading.RLock()
+    live = Live(store, lock, poll_s)
+    with lock:  # runs that grew while no viewer ran; later, the live thread keeps them up to date
+        for run_id in store.catalog.stale_runs(store.run_ids()):
+            store.sync(run_id)
+
+    def locked(handler: Callable) -> Callable:
+        def run(request: Request):
+            try:
+                with lock:
+                    return handler(request)
+            except (RunNotFound, AmbiguousRunId) as exc:
+                return _error(404, str(exc))
+            except (ValueError, ReplayError) as exc:
+                return _error(400, str(exc))
+        return run
+
+    def search_hits(text: str, limit: int = 200) -> list[dict]:
+        search = _search_api()
+        if search is None:
+            raise ValueError("this agtrace has no full-text search (agtrace.eventlog.search); upgrade agtrace")
+        return [h.to_dict() if hasattr(h, "to_dict") else dict(h.__dict__) for h in search(store, text, limit=limit)]
+
+    seen: list = [0.0, {}]
+
+    def statuses() -> dict:
+        """:func:`live_statuses`, at most twice a second (the live thread tells of changes sooner)."""
+        if time.monotonic() - seen[0] > 0.5:
+            seen[:] = [time.monotonic(), live_statuses(store)]
+        return seen[1]
+
+    @locked
+    def api_runs(request: Request):
+        query, text = query_from(request.query_params)
+        hits = None
+        if text:
+            hits = search_hits(text, limit=2000)
+            query = IndexQuery(**{**query.__dict__, "run_ids": tuple(dict.fromkeys(h["run_id"] for h in hits))})
+        page = index_runs(store, query, live=statuses()).to_dict()
+        page["search"] = None if hits is None else {"q": text, "hits": len(hits)}
+        return JSONResponse(page)
+
+    @locked
+    def api_facets(request: Request):
+        conn = store.catalog.conn
+        out = {k: [r[0] for r in conn.execute(f"SELECT DISTINCT {c} FROM runs WHERE coalesce({c}, '') != '' "
+                                              f"ORDER BY 1 LIMIT 500")]
+               for k, c in (("agents", "agent"), ("models", "model"), ("tasks", "task_id"))}
+        out["scorers"] = [r[0] for r in conn.execute("SELECT DISTINCT scorer FROM scores ORDER BY 1 LIMIT 200")]
+        out["search"] = _search_api() is not None
+        return JSONResponse(out)
+
+    @locked
+    def api_search(request: Request):
+        text = (request.query_params.get("q") or "").strip()
+        if not text:
+            raise ValueError("search for something: ?q=TEXT")
+        limit = min(_int(request.query_params.get("limit"), "limit", 50), 500)
+        return JSONResponse({"q": text, "hits": search_hits(text, limit)})
+
+    @locked
+    def api_files(request: Request):
+        run_id = store.resolve(request.path_params["run"])
+        asked = request.query_params.get("part")
+        part = _part(store, run_id, asked)
+        try:
+            files = tree_files(store, run_id, part)
+        except PartNotFound as exc:
+            if asked not in (None, "", "last"):
+                raise
+            return JSONResponse({"run_id": run_id, "part": None, "files": [], "reason": str(exc)})
+        return JSONResponse({"run_id": run_id, "part": part, "files": [f.to_dict() for f in files]})
+
+    @locked
+    def api_file(request: Request):
+        run_id = store.resolve(request.path_params["run"])
+        part = _part(store, run_id, request.query_params.get("part"))
+        content = read_file(store, run_id, part, request.query_params.get("path") or "")
+        data = content.data
+        cut = len(data) > FILE_VIEW_BYTES
+        text = content.text() if not cut or content.binary else data[:FILE_VIEW_BYTES].decode("utf-8", "replace")
+        return JSONResponse({"run_id": run_id, "part": part, "path": content.path, "binary": content.binary,
+                             "size": len(data), "cut": cut, "text": text})
+
+    @locked
+    def api_diff(request: Request):
+        p = request.query_params
+        run_a, run_b = store.resolve(p.get("a") or ""), store.resolve(p.get("b") or "")
+        part_a = None if p.get("pa") in (None, "", "last") else _int(p.get("pa"), "pa")
+        part_b = None if p.get("pb") in (None, "", "last") else _int(p.get("pb"), "pb")
+        return JSONResponse(diff_run_trees(store, run_a, run_b, part_a=part_a, part_b=part_b).to_dict())
+
+    @locked
+    def api_compare(request: Request):
+        ids = _run_list(store, request.query_params.get("runs"))
+        return JSONResponse({"runs": compare_runs(store, ids).rows})
+
+    @locked
+    def page_index(request: Request):
+        return _html(index_page)
+
+    @locked
+    def page_run(request: Request):
+        run_id = store.resolve(request.path_params["run"])
+        info = store.info(run_id)
+        return _html(lambda nonce: run_page(render_report(store, run_id), info.to_dict(), nonce))
+
+    @locked
+    def page_compare(request: Request):
+        ids = _run_list(store, request.query_params.get("runs"))
+        comparison = compare_runs(store, ids)
+        runs = [store.info(r).to_dict() for r in ids]
+        return _html(lambda nonce: compare_page(comparison.html(), runs, nonce))
+
+    async def api_live(request: Request):
+        q = live.subscribe()
+
+        async def stream():
+            try:
+                yield "retry: 2000\n\n"
+                while True:
+                    try:
+                        data = await asyncio.wait_for(q.get(), timeout=15)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    yield f"event: run\ndata: {data}\n\n"
+            finally:
+                live.unsubscribe(q)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        live.start()
+        try:
+            yield
+        finally:
+            live.stop()
+            store.close()
+
+    routes = [
+        Route("/", page_index), Route("/runs/{run}", page_run), Route("/compare", page_compare),
+        Route("/api/runs", api_runs), Route("/api/facets", api_facets), Route("/api/search", api_search),
+        Route("/api/runs/{run}/files", api_files), Route("/api/runs/{run}/file", api_file),
+        Route("/api/diff", api_diff), Route("/api/compare", api_compare), Route("/api/live", api_live),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.live = live
+    return Guard(app, token)
+
+
+def _part(store: Store, run_id: str, value: str | None) -> int:
+    if value in (None, "", "last"):
+        store.sync(run_id)
+        rows = [r for r in store.catalog.part_rows(run_id) if r["tree_id"]]
+        return rows[-1]["part"] if rows else 0
+    part = _int(value, "part")
+    if part < 0:
+        raise ValueError(f"part is 0 (the base tree) or more, not {part}")
+    return part
+
+
+def _run_list(store: Store, value: str | None) -> list[str]:
+    ids = [v.strip() for v in (value or "").split(",") if v.strip()]
+    if not ids:
+        raise ValueError("name the runs to compare: ?runs=ID,ID,…")
+    if len(ids) > 20:
+        raise ValueError(f"compare at most 20 runs at once, not {len(ids)}")
+    return list(dict.fromkeys(store.resolve(i) for i in ids))
+
+
+def _html(build: Callable[[str], str]) -> HTMLResponse:
+    import secrets
+
+    nonce = secrets.token_urlsafe(16)
+    return HTMLResponse(build(nonce), headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                                               "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
+
+
+class Guard:
+    """The access check in front of the app (see the module docstring)."""
+
+    def __init__(self, app: Starlette, token: str | None):
+        self.app, self.token = app, token
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.token is None:
+            host = headers.get("host", "").rsplit(":", 1)[0] if not headers.get("host", "").startswith("[") \
+                else headers.get("host", "").split("]")[0] + "]"
+            if host not in LOOPBACK:
+                return await _refuse(send, 403, "this viewer serves loopback names only (Host: 127.0.0.1 or "
+                                     "localhost); to serve another address, start it with --host and --token")
+            return await self.app(scope, receive, send)
+        params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        given = (params.get("token") or [""])[0]
+        if given and hmac.compare_digest(given, self.token):
+            rest = {k: v for k, v in params.items() if k != "token"}
+            location = scope["path"] + (f"?{urlencode(rest, doseq=True)}" if rest else "")
+            response = RedirectResponse(location, status_code=303)
+            response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
+            return await response(scope, receive, send)
+        bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        cookie = next((c.split("=", 1)[1] for c in headers.get("cookie", "").split("; ")
+                       if c.startswith(f"{COOKIE}=")), "")
+        if any(v and hmac.compare_digest(v, self.token) for v in (bearer, cookie)):
+            return await self.app(scope, receive, send)
+        return await _refuse(send, 401, "this viewer needs its token: open the URL `agtrace view` printed "
+                             "(…/?token=…), or send Authorization: Bearer TOKEN")
+
+
+async def _refuse(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve(store_root: str, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
+          ready: Callable[[str], None] | None = None) -> None:
+    """Run the viewer until interrupted; ``ready(url)`` is called once it listens."""
+    import uvicorn
+
+    app = viewer_app(store_root, token=token)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=1, access_log=False)
+    server = uvicorn.Server(config)
+    if ready is not None:
+        original = server.startup
+
+        async def startup(sockets=None):
+            await original(sockets=sockets)
+            if server.started:
+                bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+                shown = f"[{host}]" if ":" in host else host
+                ready(f"http://{shown}:{bound}/" + (f"?token={token}" if token else ""))
+
+        server.startup = startup
+    server.run()
