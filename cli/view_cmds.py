@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import sys
+import urllib.parse
 
 import click
 
@@ -31,8 +32,10 @@ def _loopback(host: str) -> bool:
               help="Address to bind. Any address but loopback needs a token (--token, or one is made up).")
 @click.option("--token", default=None, envvar="AGTRACE_VIEW_TOKEN",
               help="Require this token on every request (env AGTRACE_VIEW_TOKEN); printed in the URL.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Announce the server as one JSON line (url, host, port, store, token_required) for scripts.")
 @pass_ctx
-def view_cmd(ctx, port, host, token) -> None:
+def view_cmd(ctx, port, host, token, as_json) -> None:
     """Browse the store in a local web app: every run, live, searchable; files at any part; comparisons.
 
     The runs index sorts and filters by agent, model, task, tag, status, tests, score, tokens,
@@ -56,7 +59,12 @@ def view_cmd(ctx, port, host, token) -> None:
         raise UserError("a --token of fewer than 8 characters is too easy to guess; use a longer one", EXIT_BAD_INPUT)
 
     def ready(url: str) -> None:
-        click.echo(f"agtrace view: {url}  (store {ctx.store_path}; Ctrl-C stops)")
+        if as_json:
+            bound = urllib.parse.urlsplit(url)
+            echo_json({"url": url, "host": bound.hostname, "port": bound.port, "store": str(ctx.store_path),
+                       "token_required": token is not None})
+        else:
+            click.echo(f"agtrace view: {url}  (store {ctx.store_path}; Ctrl-C stops)")
         sys.stdout.flush()
 
     try:

@@ -248,6 +248,16 @@ def test_a_token_is_required_on_every_request(served):
         assert server.get("/api/runs", headers={"Cookie": cookie})[0] == 200
 
 
+def test_view_json_announces_the_server_for_scripts(served):
+    _, root, _, _, _ = served
+    with ViewServer(root, "--json", "--token", "json-token-for-tests") as server:
+        banner = json.loads(server.banner)
+        assert banner["url"] == server.url and banner["url"].endswith("?token=json-token-for-tests")
+        assert banner["host"] == "127.0.0.1" and banner["port"] > 0 and banner["token_required"] is True
+        assert banner["store"] == str(root)
+        assert server.get("/api/runs", headers={"Authorization": "Bearer json-token-for-tests"})[0] == 200
+
+
 def test_view_without_its_extra_says_which_to_install(tmp_path):
     import os
     import subprocess

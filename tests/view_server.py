@@ -47,7 +47,7 @@ class ViewServer:
                 raise RuntimeError(f"agtrace view exited: {self.proc.stderr.read().decode()}")
             out += chunk
         self.banner = out.decode()
-        self.url = re.search(r"http://\S+", self.banner).group(0)
+        self.url = re.search(r"http://[^\s\"]+", self.banner).group(0)
         self.base = re.match(r"http://[^/]+", self.url).group(0)
 
     def get(self, path: str, *, headers: dict | None = None, follow: bool = True) -> tuple[int, dict, bytes]:
