@@ -196,9 +196,22 @@ def replay_main() -> None:
     """Entry point of the ``replay`` console script: ``agtrace replay``.
 
     The group gets an empty program name, so usage lines and hints read ``replay …`` (what the
-    user typed), not ``replay replay …``.
+    user typed), not ``replay replay …``. ``--store DIR`` (anywhere before ``--``) is the
+    group's option, as in ``agtrace --store DIR replay …``.
     """
-    main(["replay", *sys.argv[1:]], prog_name="")
+    store, rest, args = [], [], sys.argv[1:]
+    while args:
+        arg = args.pop(0)
+        if arg == "--":
+            rest += [arg, *args]
+            break
+        if arg == "--store" and args:
+            store += [arg, args.pop(0)]
+        elif arg.startswith("--store="):
+            store.append(arg)
+        else:
+            rest.append(arg)
+    main([*store, "replay", *rest], prog_name="")
 
 
 if __name__ == "__main__":  # python -m agtrace.cli.main: run the installed module, not a copy

@@ -5,6 +5,7 @@ console script's help."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -113,6 +114,28 @@ def test_the_replay_script_names_itself_once():
     assert out.startswith("Usage: replay [OPTIONS] RUN")
     err = subprocess.run([str(script), "--no-such"], capture_output=True).stderr.decode()
     assert "Try 'replay --help'" in err and "replay replay" not in err
+
+
+def test_the_replay_script_takes_the_store_option(tmp_path):
+    script = BIN / "replay"
+    if not script.exists():
+        pytest.skip("the `replay` console script is not installed next to this interpreter")
+    store = tmp_path / "elsewhere"
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a.txt").write_text("one\n")
+    env = {k: v for k, v in os.environ.items() if k != "AGTRACE_HOME"}
+    env["HOME"] = str(tmp_path / "home")
+    script_text = "import pathlib; print('STEP one'); pathlib.Path('a.txt').write_text('two\\n')"
+    subprocess.run([str(BIN / "agtrace"), "--store", str(store), "run", "--workdir", str(work), "--marker", "^STEP",
+                    "--", sys.executable, "-c", script_text], env=env, check=True, capture_output=True)
+    run_id = next(p.name for p in (store / "runs").iterdir())
+    for args in (["--store", str(store), run_id], [f"--store={store}", run_id], [run_id, "--store", str(store)]):
+        out = tmp_path / f"out{len(args)}{args[0][:3]}"
+        proc = subprocess.run([str(script), *args, "--part", "1", "--out", str(out)], env=env, capture_output=True)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert (out / "a.txt").read_text() == "two\n"
+    assert not (tmp_path / "home" / ".agtrace").exists()  # the default store was never made
 
 
 def test_a_sandboxed_capture_asks_the_cli_in_the_sandbox(tmp_path):
