@@ -38,13 +38,11 @@ class ViewServer:
         out, deadline = b"", time.monotonic() + timeout
         while b"\n" not in out:
             ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready or self.proc.poll() is not None and not ready:
-                self.close()
-                raise RuntimeError(f"agtrace view did not start: {self.proc.stderr.read().decode()}")
+            if not ready:
+                raise RuntimeError(f"agtrace view did not start: {self._stop_and_read_stderr()}")
             chunk = os.read(self.proc.stdout.fileno(), 4096)
             if not chunk:
-                self.close()
-                raise RuntimeError(f"agtrace view exited: {self.proc.stderr.read().decode()}")
+                raise RuntimeError(f"agtrace view exited: {self._stop_and_read_stderr()}")
             out += chunk
         self.banner = out.decode()
         self.url = re.search(r"http://[^\s\"]+", self.banner).group(0)
@@ -64,13 +62,23 @@ class ViewServer:
         assert status == 200, (path, status, body[:500])
         return json.loads(body)
 
+    def _stop_and_read_stderr(self) -> str:
+        """Stop the server and return what it wrote on stderr (for the error that says why)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        end([self.proc.pid], grace=10)
+        err = self.proc.stderr.read().decode(errors="replace")
+        self.close()
+        return err
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
         end([self.proc.pid], grace=10)
         self.proc.wait()
         for fh in (self.proc.stdout, self.proc.stderr):
-            fh.close()
+            if not fh.closed:
+                fh.close()
 
     def __enter__(self) -> ViewServer:
         return self
