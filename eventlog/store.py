@@ -41,6 +41,7 @@ from .events import Record, RunEnded, RunStarted, kind_of
 from .ids import looks_like_run_id, new_run_id
 from .lock import is_locked
 from .metrics_projection import MetricsProjection
+from .part_index import PartIndexProjection
 from .projection import STREAMS, Projection
 from .score import ScoresProjection
 from .verification import VerifyReport
@@ -51,8 +52,9 @@ SYNC_BATCH = 10_000
 
 def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
-    ``parts``), metrics (``run_metrics``, ``part_metrics``) and scores (``scores``)."""
-    return (CatalogProjection(), MetricsProjection(), ScoresProjection())
+    ``parts``), metrics (``run_metrics``, ``part_metrics``), the part index (``test_results``)
+    and scores (``scores``)."""
+    return (CatalogProjection(), MetricsProjection(), PartIndexProjection(), ScoresProjection())
 
 
 class Store:
