@@ -134,10 +134,14 @@ def metrics_rows(conn: sqlite3.Connection, run_ids: Iterable[str] | None = None)
     return {r[0]: _run_from_row(r) for r in rows if wanted is None or r[0] in wanted}
 
 
-def part_rows(conn: sqlite3.Connection, run_id: str) -> list[PartMetrics]:
-    """Stored per-part metrics of a run: one row per part the run catalog knows, by part."""
+def part_rows(conn: sqlite3.Connection, run_id: str, parts: tuple[int, int] | None = None) -> list[PartMetrics]:
+    """Stored per-part metrics of a run: one row per part the run catalog knows, by part (only
+    parts ``first..last`` when ``parts`` is given: an indexed range, whatever the run's length)."""
     out = []
-    for row in conn.execute(_PART_SELECT, [run_id]):
+    sql, args = _PART_SELECT, [run_id]
+    if parts is not None:
+        sql, args = sql.replace("ORDER BY", "AND p.part BETWEEN ? AND ? ORDER BY"), [run_id, *parts]
+    for row in conn.execute(sql, args):
         values = {k: (v if v is not None or k.startswith("tests_") or k in ("cost_usd", "ended_at")
                       else getattr(_PART_DEFAULTS, k)) for k, v in zip(_PART_NAMES, row, strict=True)}
         out.append(PartMetrics(**values))
@@ -160,11 +164,12 @@ def run_metrics(store: Store, run_id: str, *, sync: bool = True) -> RunMetrics:
     return m
 
 
-def part_metrics(store: Store, run_id: str) -> list[PartMetrics]:
-    """The run's per-part metrics, brought up to date, by part."""
+def part_metrics(store: Store, run_id: str, parts: tuple[int, int] | None = None) -> list[PartMetrics]:
+    """The run's per-part metrics, brought up to date, by part (parts ``first..last`` only, when
+    given)."""
     _require(store)
     store.sync(run_id)
-    return part_rows(store.catalog.conn, run_id)
+    return part_rows(store.catalog.conn, run_id, parts)
 
 
 def runs_metrics(store: Store, run_ids: Iterable[str] | None = None) -> dict[str, RunMetrics]:

@@ -88,3 +88,19 @@ def test_reindex_rebuilds_the_part_index_row_for_row(tmp_path):
     assert len(before) == 3  # parts 7, 14, 21
     store.reindex()
     assert store.catalog.dump()["test_results"] == before
+
+
+def test_metrics_per_part_prints_one_page_of_rows(tmp_path):
+    import json
+
+    from .conftest import run_agtrace
+
+    store = Store(tmp_path / "s")
+    run_id = _record(store, tmp_path / "w")
+    store.close()
+    every = json.loads(run_agtrace(["metrics", run_id, "--per-part", "--json"], tmp_path / "s", check=True).stdout)
+    page = json.loads(run_agtrace(["metrics", run_id, "--per-part", "--part", "11-13", "--json"],
+                                  tmp_path / "s", check=True).stdout)
+    assert page == every[10:13] and [r["part"] for r in page] == [11, 12, 13]
+    bad = run_agtrace(["metrics", run_id, "--part", "3"], tmp_path / "s")
+    assert bad.returncode == 2 and "--per-part" in bad.stderr.decode()
