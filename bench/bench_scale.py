@@ -112,18 +112,17 @@ class Bench:
 # -- fixtures ---------------------------------------------------------------------------------
 
 
-def build_long_run(root: Path, workdir: Path, parts: int, trees: int = 40) -> str:
+def build_long_run(root: Path, workdir: Path, parts: int) -> str:
     """A run of ``parts`` parts written through the library: per part a message, a shell call
-    and its output, usage, a snapshot and the part end, tests every 7th part; the workspace tree
-    changes every 3rd part, cycling over ``trees`` real trees of a small workdir (snapshots in
-    the run's real shadow repository, so replay, diffs and the report do real git work)."""
+    and its output, usage, a snapshot and the part end, tests every 7th part; every 3rd part
+    edits a file of a 20-file workdir, snapshotted into the run's real shadow repository (a new
+    tree each time), so replay, diffs and the report do real git work."""
     from agtrace.capture.snapshot import Snapshotter
     from agtrace.eventlog import (
         MessageAdded,
         PartEnded,
         RunEnded,
         RunStarted,
-        SnapshotTaken,
         Store,
         TestsRan,
         ToolCalled,
@@ -139,19 +138,17 @@ def build_long_run(root: Path, workdir: Path, parts: int, trees: int = 40) -> st
     writer = store.create_run(RunStarted(agent="synthetic", model="bench-model", workdir=str(workdir)),
                               durability="off")
     snap = Snapshotter(store.run_dir(writer.run_id), workdir)
-    base = snap.take("base")
-    writer.append(base)
-    tree_ids = []
-    for t in range(trees):
-        target = workdir / f"mod{t % 20}.py"
-        lines = target.read_text().splitlines()
-        lines[(t * 7) % len(lines)] = f"    return {t}  # edit {t}"
-        target.write_text("\n".join(lines) + "\n")
-        tree_ids.append(snap.take(f"tree {t}"))
+    writer.append(snap.take("base"))
     rng = random.Random(0)
+    shot = None
     for n in range(1, parts + 1):
-        shot = tree_ids[(n // 3) % trees]
         call = f"call_{n}"
+        if n % 3 == 0 or shot is None:
+            target = workdir / f"mod{n % 20}.py"
+            lines = target.read_text().splitlines()
+            lines[(n * 7) % len(lines)] = f"    return {n}  # edited at part {n}"
+            target.write_text("\n".join(lines) + "\n")
+        shot = snap.take(f"part {n}")
         batch = [
             MessageAdded(role="assistant", text=f"Part {n}: looking at the failures. " * 4),
             ToolCalled(call_id=call, tool="shell", command="pytest -q", arguments={"command": "pytest -q"}),
@@ -162,7 +159,7 @@ def build_long_run(root: Path, workdir: Path, parts: int, trees: int = 40) -> st
         if n % 7 == 0:
             batch.append(TestsRan(suite="pytest", passed=min(200, n // 50), failed=200 - min(200, n // 50),
                                   total=200, tree_id=shot.tree_id))
-        batch.append(SnapshotTaken(tree_id=shot.tree_id, commit_id=shot.commit_id))
+        batch.append(shot)
         batch.append(PartEnded(part_kind="tool", title=f"pytest -q ({n})", tool="shell", call_id=call,
                                tree_id=shot.tree_id))
         writer.append_many([(ev, n, None) for ev in batch])
