@@ -153,6 +153,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "resolve_remote": "sync.remote_runs",
     "run_id_time_ns": "ids",
     "run_metrics": "metrics_projection",
+    "run_tokens": "metrics_projection",
     "runs_metrics": "metrics_projection",
     "score_rows": "score",
     "score_series": "score",

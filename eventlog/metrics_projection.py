@@ -25,7 +25,7 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from .catalog import Catalog, CatalogProjection
+from .catalog import Catalog, CatalogProjection, RunInfo
 from .errors import StoreError
 from .events import Record
 from .metrics import (
@@ -172,11 +172,13 @@ def part_metrics(store: Store, run_id: str, parts: tuple[int, int] | None = None
     return part_rows(store.catalog.conn, run_id, parts)
 
 
-def runs_metrics(store: Store, run_ids: Iterable[str] | None = None) -> dict[str, RunMetrics]:
+def runs_metrics(store: Store, run_ids: Iterable[str] | None = None, *,
+                 infos: Iterable[RunInfo] | None = None) -> dict[str, RunMetrics]:
     """Metrics of many runs (default: every run), by id, with live statuses. Folds only runs
-    that some projection has not caught up with (see :meth:`Store.runs`)."""
+    that some projection has not caught up with (see :meth:`Store.runs`); ``infos``, what
+    :meth:`Store.runs` just returned, saves listing the runs again."""
     _require(store)
-    infos = {i.id: i for i in store.runs()}
+    infos = {i.id: i for i in (infos if infos is not None else store.runs())}
     wanted = [r for r in run_ids if r in infos] if run_ids is not None else list(infos)
     rows = metrics_rows(store.catalog.conn, wanted)
     out = {}
@@ -185,6 +187,13 @@ def runs_metrics(store: Store, run_ids: Iterable[str] | None = None) -> dict[str
         m.status, m.reason = infos[run_id].status, infos[run_id].reason
         out[run_id] = m
     return out
+
+
+def run_tokens(store: Store) -> dict[str, int]:
+    """Every run's stored token total (``RunMetrics.tokens``; 0 when it has none): one column of
+    ``run_metrics``, what ``agtrace ls`` shows, without building whole metrics rows."""
+    _require(store)
+    return {r: t or 0 for r, t in store.catalog.conn.execute("SELECT run_id, tokens FROM run_metrics")}
 
 
 def fold_metrics(run_id: str, records: Iterable[Record]) -> tuple[RunMetrics, list[PartMetrics]]:

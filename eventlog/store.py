@@ -210,7 +210,9 @@ class Store:
         if not looks_like_run_id(prefix):
             raise RunNotFound(f"{prefix!r} is not a run id; `agtrace ls` lists the runs")
         prefix = prefix.upper()
-        matches = sorted(p.name for p in self.runs_dir.iterdir() if p.name.startswith(prefix))
+        if (self.runs_dir / prefix / "events").is_dir():  # a whole id: no listing of the runs
+            return prefix
+        matches = sorted(n for n in os.listdir(self.runs_dir) if n.startswith(prefix))
         if not matches:
             raise RunNotFound(f"no run matches {prefix!r} in {self.root}; `agtrace ls` lists the runs")
         if len(matches) > 1:
@@ -345,7 +347,10 @@ class Store:
         """Every run, oldest first, with live status. Folds only the runs some events projection
         has not caught up with (unknown, unfinished, or behind the run catalog)."""
         catalog = self.catalog
-        for run_id in catalog.stale_runs(self.run_ids()):
+        known = set(catalog.run_ids())
+        names = [n for n in os.listdir(self.runs_dir)  # a run the catalog knows has its events dir
+                 if n in known or os.path.isdir(os.path.join(self.runs_dir, n, "events"))]
+        for run_id in catalog.stale_runs(sorted(names)):
             self._sync_stream(run_id, "events")
         errors: dict[str, list[str]] = {}
         for e in catalog.errors():
@@ -355,7 +360,9 @@ class Store:
     def _info(self, row: dict, errors=()) -> RunInfo:
         import json
 
-        status, reason = status_of(row, is_locked(self.run_dir(row["id"]) / "lock"))
+        # an ended run's status is its end event's: no need to look at its lock
+        alive = not row["end_status"] and is_locked(self.run_dir(row["id"]) / "lock")
+        status, reason = status_of(row, alive)
         return RunInfo(
             id=row["id"],
             agent=row["agent"] or "",
@@ -370,7 +377,7 @@ class Store:
             ended_at=row["ended_at"],
             last_ts=row["last_ts"],
             parent_run=row["parent_run"] or "",
-            tags=json.loads(row["tags"] or "{}"),
+            tags=json.loads(row["tags"]) if row["tags"] not in (None, "", "{}") else {},
             exit_code=row["exit_code"],
             projection_errors=tuple(errors),
         )

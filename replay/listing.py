@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agtrace.eventlog import RunInfo, Store, runs_metrics
+from agtrace.eventlog import RunInfo, Store, run_tokens
 
 SORT_KEYS = ("started", "duration", "parts", "tokens")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -110,13 +110,11 @@ def query_runs(
         and all(r.tags.get(k) == v for k, v in (tags or {}).items())
     ]
     matched = len(runs)
-    if sort != "tokens":  # the catalog has the key: sort and cut before reading metrics
+    tokens = run_tokens(store)  # store.runs() brought the metrics up to date: one column
+    if sort != "tokens":  # the catalog has the key: sort and cut first
         runs = _ordered(runs, lambda r: _info_value(r, sort), lambda r: r.id, reverse)[:limit]
-        metrics = runs_metrics(store, [r.id for r in runs])
-        return RunPage([RunListing(r, metrics[r.id].tokens if r.id in metrics else None) for r in runs],
-                       matched)
-    metrics = runs_metrics(store, [r.id for r in runs])
-    rows = [RunListing(r, metrics[r.id].tokens if r.id in metrics else None) for r in runs]
+        return RunPage([RunListing(r, tokens.get(r.id, 0)) for r in runs], matched)
+    rows = [RunListing(r, tokens.get(r.id, 0)) for r in runs]
     return RunPage(_ordered(rows, lambda r: r.tokens, lambda r: r.info.id, reverse)[:limit], matched)
 
 
