@@ -20,7 +20,7 @@ Every timed command is a real process through its console script; values are med
 child) are printed beside the wall times: on a shared machine they move less.
 
     python bench/bench_scale.py [--rounds 3] [--events 200000] [--parts 20000] [--runs 10000]
-                                [--only append,part_cost,...] [--json]
+                                [--fixtures DIR] [--only append,part_cost,...] [--json]
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class Bench:
         self.agtrace = console_script("agtrace")
         self.sqlite_utils = console_script("sqlite-utils")
         self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        self._long_run: tuple[Path, str] | None = None
+        self._fixtures: dict[str, tuple[Path, object]] = {}
 
     def cli(self, store: Path, *argv: str) -> list[str]:
         return [self.agtrace, "--store", str(store), *argv]
@@ -101,12 +101,27 @@ class Bench:
         return {n: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
                 for n, s in samples.items()}
 
+    def fixture(self, name: str, build: Callable[[Path], object]) -> tuple[Path, object]:
+        """``(directory, what build returned)`` of a fixture store: built once per process, and
+        kept in ``--fixtures DIR`` (reused by later runs of the bench) when that is given."""
+        if name in self._fixtures:
+            return self._fixtures[name]
+        keep = Path(self.args.fixtures) if self.args.fixtures else None
+        root = (keep or self.work) / name
+        meta = root.with_suffix(".json")
+        if keep and meta.exists():
+            got = root, json.loads(meta.read_text())
+        else:
+            got = root, build(root)
+            if keep:
+                meta.write_text(json.dumps(got[1]))
+        self._fixtures[name] = got
+        return got
+
     def long_run(self) -> tuple[Path, str]:
-        """A store holding one run of ``--parts`` parts (built once, see :func:`build_long_run`)."""
-        if self._long_run is None:
-            store = self.work / "long"
-            self._long_run = store, build_long_run(store, self.work / "long-work", self.args.parts)
-        return self._long_run
+        """A store holding one run of ``--parts`` parts (see :func:`build_long_run`)."""
+        return self.fixture(f"long-{self.args.parts}",
+                            lambda root: build_long_run(root, root.with_name(root.name + "-work"), self.args.parts))
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -292,9 +307,7 @@ def measure_report(b: Bench) -> list[Row]:
 
 
 def measure_store(b: Bench) -> list[Row]:
-    root = b.work / "many"
-    ids = build_store_of_runs(root, b.args.runs)
-    b.store_of_runs = (root, ids)
+    root, ids = b.fixture(f"runs-{b.args.runs}", lambda root: build_store_of_runs(root, b.args.runs))
     got = b.alternate({"floor": [b.sqlite_utils, "--version"], "ls": b.cli(root, "ls"),
                        "ls --json": b.cli(root, "ls", "--json"), "show": b.cli(root, "show", ids[len(ids) // 2])})
     return [Row("store", f"{name} at {len(ids):,} runs", got[name][0], "s", got["floor"][0], "sqlite-utils --version",
@@ -302,10 +315,7 @@ def measure_store(b: Bench) -> list[Row]:
 
 
 def measure_parquet(b: Bench) -> list[Row]:
-    root, ids = getattr(b, "store_of_runs", (None, None))
-    if root is None:
-        root = b.work / "many-parquet"
-        ids = build_store_of_runs(root, 1000)
+    root, ids = b.fixture(f"runs-{b.args.runs}", lambda root: build_store_of_runs(root, b.args.runs))
     chosen = ids[:1000]
     got = b.alternate({"parquet": lambda i: b.cli(root, "export", "--format", "parquet", "--out",
                                                   str(b.work / f"pq{i}"), *chosen)}, warm=False)
@@ -326,6 +336,8 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000, help="JSON lines appended")
     ap.add_argument("--parts", type=int, default=20_000, help="parts of the long run")
     ap.add_argument("--runs", type=int, default=10_000, help="runs of the full store")
+    ap.add_argument("--fixtures", default="", metavar="DIR",
+                    help="keep the built stores (the long run, the full store) in DIR and reuse them")
     ap.add_argument("--only", default="", help="comma-separated measure names (append, part_cost, ...)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

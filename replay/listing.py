@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from agtrace.eventlog import RunInfo, Store, run_tokens
 
@@ -112,7 +113,7 @@ def query_runs(
     matched = len(runs)
     tokens = run_tokens(store)  # store.runs() brought the metrics up to date: one column
     if sort != "tokens":  # the catalog has the key: sort and cut first
-        runs = _ordered(runs, lambda r: _info_value(r, sort), lambda r: r.id, reverse)[:limit]
+        runs = _ordered(runs, _INFO_KEYS[sort], attrgetter("id"), reverse)[:limit]
         return RunPage([RunListing(r, tokens.get(r.id, 0)) for r in runs], matched)
     rows = [RunListing(r, tokens.get(r.id, 0)) for r in runs]
     return RunPage(_ordered(rows, lambda r: r.tokens, lambda r: r.info.id, reverse)[:limit], matched)
@@ -123,8 +124,7 @@ def list_runs(store: Store, **query) -> list[RunListing]:
     return query_runs(store, **query).rows
 
 
-def _info_value(info: RunInfo, sort: str):
-    return {"started": info.started_at, "duration": info.duration_s, "parts": info.parts}[sort]
+_INFO_KEYS = {"started": attrgetter("started_at"), "duration": attrgetter("duration_s"), "parts": attrgetter("parts")}
 
 
 def _ordered(items: list, value, ident, reverse: bool) -> list:
