@@ -138,11 +138,11 @@ def _label_may_match(lower: bytes, k: int, pos: int) -> bool:
     separator = _SEPARATOR_AFTER.match(lower, end)
     if separator is not None:
         return _value_at(lower, separator.end() - 1)
-    if label[-1:] != b" " or not _value_at(lower, end):
+    if label[-1:] != b" ":
         return False
-    # the flag form: a "-" before the label with only word bytes between them
+    # the flag form: a "-" before the label with only word bytes between them (cheaper first)
     dash = lower.rfind(b"-", max(0, pos - 256), pos)
-    return dash >= 0 and _WORD.fullmatch(lower, dash + 1, pos) is not None
+    return dash >= 0 and _WORD.fullmatch(lower, dash + 1, pos) is not None and _value_at(lower, end)
 
 
 def _value_at(lower: bytes, pos: int) -> bool:
