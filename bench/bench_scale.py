@@ -58,6 +58,7 @@ class Row:
     on_ratio: bool = True
     higher: bool = False
     cpu: float | None = None
+    cpu_baseline: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -293,7 +294,7 @@ def measure_part_cost(b: Bench) -> list[Row]:
     ]:
         got = b.alternate({"near": near_cmd, "far": far_cmd})
         rows.append(Row("part_cost", f"{name} {far:,} vs 10", got["far"][0], "s", got["near"][0], "part 10",
-                        budget=1.25, cpu=got["far"][1]))
+                        budget=1.25, cpu=got["far"][1], cpu_baseline=got["near"][1]))
     return rows
 
 
@@ -311,7 +312,7 @@ def measure_store(b: Bench) -> list[Row]:
     got = b.alternate({"floor": [b.sqlite_utils, "--version"], "ls": b.cli(root, "ls"),
                        "ls --json": b.cli(root, "ls", "--json"), "show": b.cli(root, "show", ids[len(ids) // 2])})
     return [Row("store", f"{name} at {len(ids):,} runs", got[name][0], "s", got["floor"][0], "sqlite-utils --version",
-                budget=2.0, cpu=got[name][1]) for name in ("ls", "ls --json", "show")]
+                budget=2.0, cpu=got[name][1], cpu_baseline=got["floor"][1]) for name in ("ls", "ls --json", "show")]
 
 
 def measure_parquet(b: Bench) -> list[Row]:
@@ -363,7 +364,10 @@ def main() -> None:
 
 def print_row(r: Row) -> None:
     value = f"{r.value:,.0f} {r.unit}" if r.unit == "events/s" else f"{r.value:.3f} {r.unit}"
-    cpu = f" (cpu {r.cpu:.2f} s)" if r.cpu is not None else ""
+    cpu = f" (cpu {r.cpu:.2f} s" if r.cpu is not None else ""
+    if cpu and r.cpu_baseline:
+        cpu += f", cpu x{r.cpu / r.cpu_baseline:.2f}"
+    cpu += ")" if cpu else ""
     base = ""
     if r.baseline:
         shown = f"{r.baseline:,.0f}" if r.unit == "events/s" else f"{r.baseline:.3f}"
