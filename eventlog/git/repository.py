@@ -438,6 +438,34 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
         changes.sort()
         return changes
 
+    def diff_texts(self, tree_a: str | None, tree_b: str) -> list[tuple[FileChange, str | None, bytes | None,
+                                                                          bytes | None]]:
+        """:meth:`diff` with, per file, its unified diff as libgit2 writes it (3 lines of context,
+        from the ``---`` line; None for a binary file) and the bytes of its two versions (None
+        where absent): one pass over the trees, for callers that show every part's diff."""
+        out = []
+        for patch in self._repo.diff(self._tree_or_empty(tree_a), self._tree(tree_b)):
+            delta = patch.delta
+            if delta.status == DeltaStatus.ADDED:
+                status, path = "added", delta.new_file.path
+            elif delta.status == DeltaStatus.DELETED:
+                status, path = "deleted", delta.old_file.path
+            else:
+                status, path = "modified", delta.new_file.path
+            _, plus, minus = patch.line_stats
+            old = self._repo[delta.old_file.id].data if status != "added" else None
+            new = self._repo[delta.new_file.id].data if status != "deleted" else None
+            text = None
+            if not delta.is_binary:
+                text = patch.text or ""
+                if not text.startswith("--- "):  # headers first: diff --git, index, modes
+                    at = text.find("\n--- ")
+                    text = text[at + 1 :] if at >= 0 else ""
+                text = text.rstrip("\n")
+            out.append((FileChange(path, status, plus, minus), text, old, new))
+        out.sort(key=lambda item: item[0])
+        return out
+
     def changed_paths(self, tree_a: str | None, tree_b: str) -> list[str]:
         """Sorted paths that differ between the two trees (without line counts)."""
         try:
@@ -478,7 +506,11 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
     # -- trees for checkout.py (pygit2 objects, read by name, filemode, id and data) ----------
 
     def _tree(self, tree_id: str):
-        return self._repo[self.tree_of(tree_id)]
+        try:  # one object lookup: a tree id is the common case
+            obj = self._repo[tree_id]
+            return obj if obj.type == ObjectType.TREE else obj.peel(pygit2.Tree)
+        except (KeyError, ValueError, pygit2.GitError):
+            return self._repo[self.tree_of(tree_id)]  # raises the error that names the id
 
     def _tree_or_empty(self, tree_id: str | None):
         return self._tree(tree_id) if tree_id else self._repo[self._repo.TreeBuilder().write()]
