@@ -71,6 +71,16 @@ class RunInfo:
             return None
         return (end - self.started_at) / 1e9
 
+    @classmethod
+    def of_row(cls, row: dict, status: str, reason: str, tags: dict, errors=()) -> RunInfo:
+        """The run of a ``runs`` row (a damaged run's row may hold only id and end status)."""
+        return cls(id=row["id"], agent=row.get("agent") or "", agent_version=row.get("agent_version") or "",
+                   model=row.get("model") or "", task_id=row.get("task_id") or "", status=status, reason=reason,
+                   parts=row.get("parts") or 0, events=row.get("events") or 0, started_at=row.get("started_at"),
+                   ended_at=row.get("ended_at"), last_ts=row.get("last_ts"),
+                   parent_run=row.get("parent_run") or "", tags=tags, exit_code=row.get("exit_code"),
+                   projection_errors=tuple(errors))
+
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["duration_s"] = self.duration_s

@@ -468,24 +468,8 @@ class Store:
         # an ended run's status is its end event's: no need to look at its lock
         alive = not row["end_status"] and is_locked(self.run_dir(row["id"]) / "lock")
         status, reason = status_of(row, alive)
-        return RunInfo(
-            id=row["id"],
-            agent=row.get("agent") or "",
-            agent_version=row.get("agent_version") or "",
-            model=row.get("model") or "",
-            task_id=row.get("task_id") or "",
-            status=status,
-            reason=reason,
-            parts=row.get("parts") or 0,
-            events=row.get("events") or 0,
-            started_at=row.get("started_at"),
-            ended_at=row.get("ended_at"),
-            last_ts=row.get("last_ts"),
-            parent_run=row.get("parent_run") or "",
-            tags=merge_tags(json.loads(t) if (t := row.get("tags")) not in (None, "", "{}") else {}, tags),
-            exit_code=row.get("exit_code"),
-            projection_errors=tuple(errors),
-        )
+        stored = json.loads(t) if (t := row.get("tags")) not in (None, "", "{}") else {}
+        return RunInfo.of_row(row, status, reason, merge_tags(stored, tags), errors)
 
     # -- verifying ---------------------------------------------------------------------------
 
