@@ -25,7 +25,7 @@ EVENT_FORMATS = ("jsonl", "parquet")
               help="Only runs whose agent, model, status, task_id or id matches V (a glob), or whose "
                    "tag K is V (repeatable; all must match).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True,
-              help="JSON lines (one file), hive-partitioned Parquet (a directory: run=<id>/kind=<kind>/), "
+              help="JSON lines (one file), hive-partitioned Parquet (a directory: day=<YYYY-MM-DD>/kind=<kind>/), "
                    "ATIF trajectories (a directory: <run id>.json) or OpenTelemetry traces (OTLP: a JSON "
                    "lines file, or --endpoint).")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(KINDS)),

@@ -49,13 +49,15 @@ def metrics_cmd(ctx, run: str, per_part: bool, parts: str | None, as_json: bool,
     run_id = store.resolve(run)
     if parts is not None and not per_part:
         raise UserError("--parts selects rows of --per-part; add --per-part", 2)
-    m = run_metrics(store, run_id)
     if per_part:
-        rows = [p.to_dict() for p in part_metrics(store, run_id)]
+        page = None
         if parts is not None:
             from agtrace.replay import resolve_parts
 
             chosen = set(resolve_parts(store, run_id, parts))
+            page = (min(chosen), max(chosen)) if chosen else (1, 0)  # read only that range's rows
+        rows = [p.to_dict() for p in part_metrics(store, run_id, page)]
+        if parts is not None:
             rows = [r for r in rows if r["part"] in chosen]
         if as_json:
             echo_json(rows)
@@ -71,6 +73,7 @@ def metrics_cmd(ctx, run: str, per_part: bool, parts: str | None, as_json: bool,
                 for r in rows
             ], ["PART", "KIND", "TOOL", "TOKENS", "TOOL ERR", "TESTS", "FILES", "LINES", "TITLE"]))
         return
+    m = run_metrics(store, run_id)
     data = m.to_dict()
     cost = run_costs(store, [run_id])[run_id]
     data["cost"] = cost_dict(cost)
@@ -149,3 +152,4 @@ def _echo_patch(text: str) -> None:
             click.secho(line, fg="red")
         else:
             click.echo(line)
+

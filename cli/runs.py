@@ -10,10 +10,8 @@ import click
 from agtrace.eventlog import (
     END_STATUSES,
     KINDS,
-    InvalidEvent,
     RunEnded,
     RunStarted,
-    event_from_json,
     record_to_json,
 )
 
@@ -317,42 +315,15 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     if writer.torn_tail:
         warn(f"cut a torn tail of {writer.torn_tail.bytes_cut} bytes off {writer.torn_tail.path}")
     first = writer.next_seq
-    stored = 0
-    skipped: list[int] = []
     started_at = store.info(run_id, sync=False).started_at if first > 1 else None
-    earlier = 0  # events whose ts is before the run's own start
-    import msgspec
+    from agtrace.eventlog import Redactor, append_json_lines
 
-    from agtrace.eventlog import RawRecorded, Redactor
-
-    redactor = Redactor.from_env(os.environ)
     try:
-        for line_no, line in enumerate(sys.stdin.buffer, 1):
-            if not line.strip():
-                continue
-            try:
-                line, redacted = redactor.redact_json(line)
-                event, ts, part = event_from_json(line, line_no)
-                if isinstance(event, RunStarted):  # the run has its identity: one run_started per run
-                    skipped.append(line_no)
-                    continue
-                if isinstance(event, RawRecorded):  # its bytes were base64 in the line
-                    event, _ = redactor.redact_event(event)
-                    if redacted:
-                        event = msgspec.structs.replace(event, redactions=event.redactions + redacted)
-                store.check_blobs(event)
-                writer.append(event, part=part, ts=ts)
-            except InvalidEvent as exc:
-                text = str(exc) if str(exc).startswith(f"line {line_no}:") else f"line {line_no}: {exc}"
-                raise InvalidEvent(
-                    f"{text}; the {stored} event(s) before line {line_no} are stored "
-                    f"(seq {first}..{first + stored - 1}); nothing after it was read",
-                    line_no,
-                ) from None
-            stored += 1
-            earlier += ts is not None and started_at is not None and ts < started_at
+        done = append_json_lines(writer, sys.stdin.buffer, Redactor.from_env(os.environ), check=store.check_blobs,
+                                 started_at=started_at)
     finally:
         store.close_writer(writer)
+    stored, skipped, earlier = done.appended, done.skipped_lines, done.before_start
     if skipped:
         warn(f"skipped the run_started event of line {', '.join(map(str, skipped))}: run {run_id} has its own "
              "identity (append copies events only, not repository state; `agtrace cp RUN` copies a run whole)")

@@ -71,6 +71,16 @@ class RunInfo:
             return None
         return (end - self.started_at) / 1e9
 
+    @classmethod
+    def of_row(cls, row: dict, status: str, reason: str, tags: dict, errors=()) -> RunInfo:
+        """The run of a ``runs`` row (a damaged run's row may hold only id and end status)."""
+        return cls(id=row["id"], agent=row.get("agent") or "", agent_version=row.get("agent_version") or "",
+                   model=row.get("model") or "", task_id=row.get("task_id") or "", status=status, reason=reason,
+                   parts=row.get("parts") or 0, events=row.get("events") or 0, started_at=row.get("started_at"),
+                   ended_at=row.get("ended_at"), last_ts=row.get("last_ts"),
+                   parent_run=row.get("parent_run") or "", tags=tags, exit_code=row.get("exit_code"),
+                   projection_errors=tuple(errors))
+
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["duration_s"] = self.duration_s
@@ -247,18 +257,18 @@ class Catalog:
 
     def stale_runs(self, run_ids: Iterable[str]) -> list[str]:
         """Runs whose events some projection has not folded as far as the run catalog did, or
-        that the catalog does not know or that have not ended (they may have grown)."""
-        rows = {r[0]: (r[1], r[2]) for r in self.conn.execute("SELECT id, end_status, events FROM runs")}
-        positions = self.projections.all_positions()
-        failed = {(e.projection, e.run_id) for e in self.projections.errors()}
+        that the catalog does not know or that have not ended (they may have grown). One query
+        (the comparison runs in SQLite, not per run in Python), in the order of ``run_ids``."""
         names = [p.name for p in self.projections.of("events")]
-        out = []
-        for run_id in run_ids:
-            row = rows.get(run_id)
-            if row is None or row[0] is None or any(
-                    positions.get((n, run_id), 0) < (row[1] or 0) for n in names if (n, run_id) not in failed):
-                out.append(run_id)
-        return out
+        marks = ", ".join("?" * len(names)) or "NULL"
+        behind = {r[0] for r in self.conn.execute(
+            "SELECT r.id FROM runs r WHERE r.end_status IS NULL UNION "
+            f"SELECT r.id FROM runs r JOIN projections n ON n.name IN ({marks}) "
+            "LEFT JOIN positions p ON p.projection = n.name AND p.run_id = r.id "
+            "WHERE coalesce(p.seq, 0) < coalesce(r.events, 0) AND NOT EXISTS (SELECT 1 FROM "
+            "projection_errors e WHERE e.projection = n.name AND e.run_id = r.id)", names)}
+        known = {r[0] for r in self.conn.execute("SELECT id FROM runs")}
+        return [run_id for run_id in run_ids if run_id in behind or run_id not in known]
 
     def record_segments(self, run_id: str, stream: str, segments: Iterable[tuple[str, int, int, int, bool]]) -> None:
         """Replace the segment rows of a run's stream with ``(name, first, last, bytes, sealed)``."""

@@ -25,7 +25,7 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from .catalog import Catalog, CatalogProjection
+from .catalog import Catalog, CatalogProjection, RunInfo
 from .errors import StoreError
 from .events import Record
 from .metrics import (
@@ -134,10 +134,14 @@ def metrics_rows(conn: sqlite3.Connection, run_ids: Iterable[str] | None = None)
     return {r[0]: _run_from_row(r) for r in rows if wanted is None or r[0] in wanted}
 
 
-def part_rows(conn: sqlite3.Connection, run_id: str) -> list[PartMetrics]:
-    """Stored per-part metrics of a run: one row per part the run catalog knows, by part."""
+def part_rows(conn: sqlite3.Connection, run_id: str, parts: tuple[int, int] | None = None) -> list[PartMetrics]:
+    """Stored per-part metrics of a run: one row per part the run catalog knows, by part (only
+    parts ``first..last`` when ``parts`` is given: an indexed range, whatever the run's length)."""
     out = []
-    for row in conn.execute(_PART_SELECT, [run_id]):
+    sql, args = _PART_SELECT, [run_id]
+    if parts is not None:
+        sql, args = sql.replace("ORDER BY", "AND p.part BETWEEN ? AND ? ORDER BY"), [run_id, *parts]
+    for row in conn.execute(sql, args):
         values = {k: (v if v is not None or k.startswith("tests_") or k in ("cost_usd", "ended_at")
                       else getattr(_PART_DEFAULTS, k)) for k, v in zip(_PART_NAMES, row, strict=True)}
         out.append(PartMetrics(**values))
@@ -160,18 +164,21 @@ def run_metrics(store: Store, run_id: str, *, sync: bool = True) -> RunMetrics:
     return m
 
 
-def part_metrics(store: Store, run_id: str) -> list[PartMetrics]:
-    """The run's per-part metrics, brought up to date, by part."""
+def part_metrics(store: Store, run_id: str, parts: tuple[int, int] | None = None) -> list[PartMetrics]:
+    """The run's per-part metrics, brought up to date, by part (parts ``first..last`` only, when
+    given)."""
     _require(store)
     store.sync(run_id)
-    return part_rows(store.catalog.conn, run_id)
+    return part_rows(store.catalog.conn, run_id, parts)
 
 
-def runs_metrics(store: Store, run_ids: Iterable[str] | None = None) -> dict[str, RunMetrics]:
+def runs_metrics(store: Store, run_ids: Iterable[str] | None = None, *,
+                 infos: Iterable[RunInfo] | None = None) -> dict[str, RunMetrics]:
     """Metrics of many runs (default: every run), by id, with live statuses. Folds only runs
-    that some projection has not caught up with (see :meth:`Store.runs`)."""
+    that some projection has not caught up with (see :meth:`Store.runs`); ``infos``, what
+    :meth:`Store.runs` just returned, saves listing the runs again."""
     _require(store)
-    infos = {i.id: i for i in store.runs()}
+    infos = {i.id: i for i in (infos if infos is not None else store.runs())}
     wanted = [r for r in run_ids if r in infos] if run_ids is not None else list(infos)
     rows = metrics_rows(store.catalog.conn, wanted)
     out = {}
@@ -180,6 +187,13 @@ def runs_metrics(store: Store, run_ids: Iterable[str] | None = None) -> dict[str
         m.status, m.reason = infos[run_id].status, infos[run_id].reason
         out[run_id] = m
     return out
+
+
+def run_tokens(store: Store) -> dict[str, int]:
+    """Every run's stored token total (``RunMetrics.tokens``; 0 when it has none): one column of
+    ``run_metrics``, what ``agtrace ls`` shows, without building whole metrics rows."""
+    _require(store)
+    return {r: t or 0 for r, t in store.catalog.conn.execute("SELECT run_id, tokens FROM run_metrics")}
 
 
 def fold_metrics(run_id: str, records: Iterable[Record]) -> tuple[RunMetrics, list[PartMetrics]]:

@@ -45,6 +45,7 @@ from .fulltext import SearchProjection
 from .ids import looks_like_run_id, new_run_id
 from .lock import is_locked
 from .metrics_projection import MetricsProjection
+from .part_index import PartIndexProjection
 from .projection import STREAMS, Projection
 from .score import ScoresProjection
 from .verification import VerifyReport
@@ -63,11 +64,11 @@ seq (or that have not ended)."""
 
 def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
-    ``parts``), metrics (``run_metrics``, ``part_metrics``), scores (``scores``), annotations
-    (``run_tags``, ``notes``), and the lazy ones: costs (``usage_costs``, ``cost_runs``) and the
-    full-text index (``search_text``)."""
-    return (CatalogProjection(), MetricsProjection(), ScoresProjection(), AnnotationsProjection(),
-            CostsProjection(), SearchProjection())
+    ``parts``), metrics (``run_metrics``, ``part_metrics``), the part index (``test_results``),
+    scores (``scores``), annotations (``run_tags``, ``notes``), and the lazy ones: costs
+    (``usage_costs``, ``cost_runs``) and the full-text index (``search_text``)."""
+    return (CatalogProjection(), MetricsProjection(), PartIndexProjection(), ScoresProjection(),
+            AnnotationsProjection(), CostsProjection(), SearchProjection())
 
 
 class Store:
@@ -252,7 +253,9 @@ class Store:
         if not looks_like_run_id(prefix):
             raise RunNotFound(f"{prefix!r} is not a run id; `agtrace ls` lists the runs")
         prefix = prefix.upper()
-        matches = sorted(p.name for p in self.runs_dir.iterdir() if p.name.startswith(prefix))
+        if (self.runs_dir / prefix / "events").is_dir():  # a whole id: no listing of the runs
+            return prefix
+        matches = sorted(n for n in os.listdir(self.runs_dir) if n.startswith(prefix))
         if not matches:
             raise RunNotFound(f"no run matches {prefix!r} in {self.root}; `agtrace ls` lists the runs")
         if len(matches) > 1:
@@ -439,7 +442,10 @@ class Store:
         """Every run, oldest first, with live status. Folds only the runs some events projection
         has not caught up with (unknown, unfinished, or behind the run catalog)."""
         catalog = self.catalog
-        for run_id in catalog.stale_runs(self.run_ids()):
+        known = set(catalog.run_ids())
+        names = [n for n in os.listdir(self.runs_dir)  # a run the catalog knows has its events dir
+                 if n in known or os.path.isdir(os.path.join(self.runs_dir, n, "events"))]
+        for run_id in catalog.stale_runs(sorted(names)):
             self._sync_stream(run_id, "events")
         errors: dict[str, list[str]] = {}
         for e in catalog.errors():
@@ -459,25 +465,11 @@ class Store:
         tags set or removed after the fact (``run_tags``), laid over ``run_started``'s."""
         import json
 
-        status, reason = status_of(row, is_locked(self.run_dir(row["id"]) / "lock"))
-        return RunInfo(
-            id=row["id"],
-            agent=row.get("agent") or "",
-            agent_version=row.get("agent_version") or "",
-            model=row.get("model") or "",
-            task_id=row.get("task_id") or "",
-            status=status,
-            reason=reason,
-            parts=row.get("parts") or 0,
-            events=row.get("events") or 0,
-            started_at=row.get("started_at"),
-            ended_at=row.get("ended_at"),
-            last_ts=row.get("last_ts"),
-            parent_run=row.get("parent_run") or "",
-            tags=merge_tags(json.loads(row.get("tags") or "{}"), tags),
-            exit_code=row.get("exit_code"),
-            projection_errors=tuple(errors),
-        )
+        # an ended run's status is its end event's: no need to look at its lock
+        alive = not row["end_status"] and is_locked(self.run_dir(row["id"]) / "lock")
+        status, reason = status_of(row, alive)
+        stored = json.loads(t) if (t := row.get("tags")) not in (None, "", "{}") else {}
+        return RunInfo.of_row(row, status, reason, merge_tags(stored, tags), errors)
 
     # -- verifying ---------------------------------------------------------------------------
 

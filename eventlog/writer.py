@@ -197,27 +197,46 @@ class RunWriter:
                 self._wake.wait(left if left is not None else 0.05)
             return self._durable >= seq
 
-    def append_many(self, events: Iterable[tuple[Event, int | None, int | None]]) -> Ack:
-        """Append ``(event, part, ts)`` triples as one group; one fsync under ``strict``.
+    def append_many(self, events: Iterable[tuple[Event, int | None, int | None]], *,
+                    checked: bool = False) -> Ack:
+        """Append ``(event, part, ts)`` triples (``ts`` None: now) as one group, durable as
+        single appends of them would be, with one fsync for the group: at once under
+        ``strict``; under ``normal`` when the group holds a part end or the run's start or end
+        (group commit, as :meth:`append`), else within 200 ms; under ``off`` at close. Events
+        are framed as the buffer fills, as :meth:`append` frames them.
 
-        All or nothing: if one of them breaks a limit (InvalidEvent), none is appended."""
+        All or nothing: if one of them breaks a limit (InvalidEvent), none is appended
+        (``checked``: the caller ran :func:`check_record` on each already)."""
         events = list(events)
-        for event, part, ts in events:
-            check_record(event, ts, part)
-        with self._mu:
-            seq = self._next - 1
+        if not checked:
             for event, part, ts in events:
-                if self._ended or self._closed:
+                check_record(event, ts, part)
+        with self._mu:
+            if self._ended or self._closed:
+                self._refuse()
+            seq = self._next - 1
+            special = notify = False
+            buf = self._buf
+            for event, part, ts in events:
+                if self._ended:
                     self._refuse()
                 seq = self._next
                 self._next += 1
-                self._buf.append((ts if ts is not None else time.time_ns(), part, event))
-                if type(event) is RunEnded:
-                    self._ended = True
-                if len(self._buf) >= BATCH_EVENTS:
+                buf.append((ts if ts is not None else time.time_ns(), part, event))
+                t = type(event)
+                if t in _SYNC_KINDS:
+                    special = True
+                    if t is RunEnded:
+                        self._ended = True
+                    notify = notify or t is not PartEnded
+                if len(buf) >= BATCH_EVENTS:
                     self._handoff()
-            self._flush(sync=self.durability == "strict" or self._ended)
-            if self._listener:
+                    buf = self._buf
+            if self._strict or self._ended:
+                self._flush(sync=True)
+            elif special and self.durability == "normal":
+                self._sync_soon()
+            if notify and self._listener:
                 self._notify()
             return Ack(seq, self._durable)
 

@@ -9,17 +9,17 @@ snapshots (an imported transcript) has no final tree, and the reason says so.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from agtrace.eventlog import GitStoreError, Store
 
-from .diff import MAX_PATCH_BYTES, FileDiff, TreeDiff, _is_binary, unified
+from .diff import MAX_PATCH_BYTES, FileDiff, FileTotals, TreeDiff, _is_binary, unified
 from .errors import ReplayError
 from .workspace import snapshots
 
 
 @dataclass
-class RunTreesDiff:
+class RunTreesDiff(FileTotals):
     """From ``run_a``'s final tree to ``run_b``'s; ``reason`` (and no files) when either has none."""
 
     run_a: str
@@ -30,17 +30,6 @@ class RunTreesDiff:
     part_b: int | None = None
     files: list[FileDiff] = field(default_factory=list)
     reason: str = ""
-
-    @property
-    def lines_added(self) -> int:
-        return sum(f.lines_added for f in self.files)
-
-    @property
-    def lines_removed(self) -> int:
-        return sum(f.lines_removed for f in self.files)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "lines_added": self.lines_added, "lines_removed": self.lines_removed}
 
     def _as_tree_diff(self) -> TreeDiff:
         return TreeDiff(self.run_b, self.part_a or 0, self.part_b or 0, self.tree_a, self.tree_b, self.files)

@@ -37,16 +37,8 @@ class FileDiff:
     note: str = ""
 
 
-@dataclass
-class TreeDiff:
-    """The difference from part ``part_a``'s tree to part ``part_b``'s."""
-
-    run_id: str
-    part_a: int
-    part_b: int
-    tree_a: str
-    tree_b: str
-    files: list[FileDiff] = field(default_factory=list)
+class FileTotals:
+    """Line totals over ``self.files`` (a list of :class:`FileDiff`), and a dict with them."""
 
     @property
     def lines_added(self) -> int:
@@ -58,6 +50,18 @@ class TreeDiff:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "lines_added": self.lines_added, "lines_removed": self.lines_removed}
+
+
+@dataclass
+class TreeDiff(FileTotals):
+    """The difference from part ``part_a``'s tree to part ``part_b``'s."""
+
+    run_id: str
+    part_a: int
+    part_b: int
+    tree_a: str
+    tree_b: str
+    files: list[FileDiff] = field(default_factory=list)
 
     def patch(self) -> str:
         """The whole diff as text, git style."""

@@ -10,8 +10,9 @@ Contracts:
   partial output under ``out``.
 * **JSONL** is one line per event: exactly what ``agtrace log --json`` prints, with a leading
   ``run`` field: ``{"run":"01J…","seq":1,"ts":…,"part":null,"kind":"run_started",…}``.
-* **Parquet** is hive-partitioned ``out/run=<id>/kind=<kind>/part-0.parquet`` (one file per run
-  and kind, written by ``parquet.py``), every file with the schema of :func:`parquet_schema`:
+* **Parquet** is hive-partitioned by the events' UTC day and kind,
+  ``out/day=<YYYY-MM-DD>/kind=<kind>/part-<n>.parquet`` (a few large files, not one per run;
+  written by ``parquet.py``), every file with the schema of :func:`parquet_schema`:
   typed columns for the fields most queries need (null where a kind has no such field) and the
   whole event body as JSON text in ``body``. ``run`` and
   ``kind`` are kept in the files too, so a file read alone is self-describing. Metrics tables

@@ -12,8 +12,9 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
-from agtrace.eventlog import RunCost, RunInfo, Store, run_costs, runs_metrics
+from agtrace.eventlog import RunCost, RunInfo, Store, run_costs, run_tokens
 
 SORT_KEYS = ("started", "duration", "parts", "tokens")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -119,13 +120,11 @@ def query_runs(
         and all(r.tags.get(k) == v for k, v in (tags or {}).items())
     ]
     matched = len(runs)
-    if sort != "tokens":  # the catalog has the key: sort and cut before reading metrics
-        runs = _ordered(runs, lambda r: _info_value(r, sort), lambda r: r.id, reverse)[:limit]
-        metrics = runs_metrics(store, [r.id for r in runs])
-        return RunPage(_priced(store, [RunListing(r, metrics[r.id].tokens if r.id in metrics else None)
-                                       for r in runs], costs), matched)
-    metrics = runs_metrics(store, [r.id for r in runs])
-    rows = [RunListing(r, metrics[r.id].tokens if r.id in metrics else None) for r in runs]
+    tokens = run_tokens(store)  # store.runs() brought the metrics up to date: one column
+    if sort != "tokens":  # the catalog has the key: sort and cut first
+        runs = _ordered(runs, _INFO_KEYS[sort], attrgetter("id"), reverse)[:limit]
+        return RunPage(_priced(store, [RunListing(r, tokens.get(r.id)) for r in runs], costs), matched)
+    rows = [RunListing(r, tokens.get(r.id)) for r in runs]
     return RunPage(_priced(store, _ordered(rows, lambda r: r.tokens, lambda r: r.info.id, reverse)[:limit], costs),
                    matched)
 
@@ -143,8 +142,7 @@ def list_runs(store: Store, **query) -> list[RunListing]:
     return query_runs(store, **query).rows
 
 
-def _info_value(info: RunInfo, sort: str):
-    return {"started": info.started_at, "duration": info.duration_s, "parts": info.parts}[sort]
+_INFO_KEYS = {"started": attrgetter("started_at"), "duration": attrgetter("duration_s"), "parts": attrgetter("parts")}
 
 
 def _ordered(items: list, value, ident, reverse: bool) -> list:

@@ -1,11 +1,15 @@
 """Parquet output of an export: one schema for every file, rows buffered as columns.
 
-Every file is hive-partitioned as ``out/run=<id>/kind=<kind>/part-0.parquet`` (one file per run
-and kind, written as row groups of at most :data:`ROW_GROUP_ROWS` rows) with the schema of
-:func:`parquet_schema`: typed columns for the fields most queries need (null where a kind has no
-such field) and the whole event body as JSON text in ``body``. Memory is bounded by
-:data:`MAX_BUFFER_ROWS` rows and :data:`MAX_BUFFER_BYTES` bytes of bodies over all buffers.
-pyarrow is imported only when a Parquet export runs.
+Files are hive-partitioned by the UTC day of the event and its kind, not by run:
+``out/day=<YYYY-MM-DD>/kind=<kind>/part-<n>.parquet``, so an export of many runs is a few large
+files (one per day and kind, rolled at :data:`FILE_ROWS` rows) of row groups of up to
+:data:`ROW_GROUP_ROWS` rows, with the schema of :func:`parquet_schema`: typed columns for the
+fields most queries need (null where a kind has no such field) and the whole event body as JSON
+text in ``body``; ``run`` is a column. Memory is bounded: rows wait in per-(day, kind) buffers
+holding at most :data:`MAX_BUFFER_ROWS` rows and :data:`MAX_BUFFER_BYTES` bytes of bodies
+together (the largest buffers are written when either is reached), and at most
+:data:`MAX_OPEN_FILES` files are open (the least recently written is closed; its partition goes
+on in the next ``part-<n>``). pyarrow is imported only when a Parquet export runs.
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ from agtrace.eventlog import KINDS, Record, UsageReported, event_to_json
 
 from .errors import ExportError
 
-ROW_GROUP_ROWS = 32_768
-"""A (run, kind) buffer is written as a row group when it reaches this many rows."""
-MAX_BUFFER_ROWS = 32_768
-"""All buffers are written when together they hold this many rows..."""
+ROW_GROUP_ROWS = 65_536
+"""A (day, kind) buffer is written as a row group when it reaches this many rows."""
+MAX_BUFFER_ROWS = 65_536
+"""The largest buffers are written when together they hold this many rows..."""
 MAX_BUFFER_BYTES = 32 * 1024 * 1024
 """...or this many bytes of event bodies."""
+FILE_ROWS = 4_000_000
+"""A partition's file is closed after this many rows; the next rows go to ``part-<n+1>``."""
+MAX_OPEN_FILES = 64
+"""At most this many Parquet files are open at once."""
+_DAY_NS = 86_400 * 10**9
 
 TYPED_COLUMNS = ("tool", "call_id", "exit_code", "cost_usd", "model", "status")
 TOKEN_COLUMNS = ("tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
@@ -60,31 +69,35 @@ def _fields_of(kind: str) -> tuple[str, ...]:
 
 
 class _Buffer:
-    """Rows of one (run, kind) waiting to be written, kept as columns."""
+    """Rows of one (day, kind) partition waiting to be written, kept as columns, and the
+    partition's open file."""
 
-    __slots__ = ("run", "kind", "fields", "seq", "ts", "part", "body", "offsets", "cols", "usage", "nbytes",
-                 "writer")
+    __slots__ = ("day", "kind", "fields", "run", "seq", "ts", "part", "body", "offsets", "cols", "usage",
+                 "nbytes", "writer", "file_no", "file_rows")
 
-    def __init__(self, run: str, kind: str):
-        self.run, self.kind = run, kind
+    def __init__(self, day: str, kind: str):
+        self.day, self.kind = day, kind
         self.fields = _fields_of(kind)
         self.usage = KINDS.get(kind) is UsageReported
         self.writer = None
+        self.file_no = 0
+        self.file_rows = 0
         self.reset()
 
     def reset(self) -> None:
         # Bodies are kept concatenated with their offsets (an Arrow binary array's own layout),
         # so a buffered row costs its JSON bytes plus a few machine words, not Python objects.
-        self.seq, self.ts, self.part = array("q"), array("q"), []
+        self.run, self.seq, self.ts, self.part = [], array("q"), array("q"), []
         self.body, self.offsets = bytearray(), array("q", [0])
         self.cols = {name: [] for name in self.fields}
         if self.usage:
             self.cols.update({name: [] for name in TOKEN_COLUMNS})
         self.nbytes = 0
 
-    def add(self, rec: Record) -> int:
+    def add(self, run_id: str, rec: Record) -> int:
         ev = rec.event
         body = event_to_json(ev)
+        self.run.append(run_id)
         self.seq.append(rec.seq)
         self.ts.append(rec.ts)
         self.part.append(rec.part)
@@ -111,7 +124,7 @@ class _Buffer:
         for f in schema:
             name = f.name
             if name == "run":
-                arrays.append(pa.array([self.run] * n, f.type))
+                arrays.append(pa.array(self.run, f.type))
             elif name == "kind":
                 arrays.append(pa.array([self.kind] * n, f.type))
             elif name == "seq":
@@ -136,55 +149,80 @@ class _Buffer:
 
 
 class ParquetSink:
-    """Writes ``(run, kind, record)`` triples as hive-partitioned Parquet under ``root``."""
+    """Writes ``(run, kind, record)`` triples as Parquet partitioned by day and kind under
+    ``root`` (see the module docstring)."""
 
     def __init__(self, root: Path):
         self.pa, self.pq = arrow()
         self.schema = parquet_schema()
         self.root = root
-        self.buffers: dict[str, _Buffer] = {}
-        self.run: str | None = None
+        self.buffers: dict[tuple[str, str], _Buffer] = {}
+        self.open: dict[tuple[str, str], None] = {}  # partitions with an open file, least recent first
         self.rows = 0
         self.nbytes = 0
+        self._day_start = self._day_end = 0
+        self._day = ""
+
+    def day_of(self, ts: int) -> str:
+        """The UTC date of ``ts`` (ns), as ``YYYY-MM-DD``."""
+        if not self._day_start <= ts < self._day_end:
+            import datetime
+
+            self._day_start = ts - ts % _DAY_NS
+            self._day_end = self._day_start + _DAY_NS
+            when = datetime.datetime.fromtimestamp(self._day_start // 10**9, datetime.UTC)
+            self._day = when.strftime("%Y-%m-%d")
+        return self._day
 
     def write(self, records) -> None:
         try:
             for run_id, kind, rec in records:
-                if run_id != self.run:
-                    self._close_run()
-                    self.run = run_id
-                buf = self.buffers.get(kind)
+                key = (self.day_of(rec.ts), kind)
+                buf = self.buffers.get(key)
                 if buf is None:
-                    buf = self.buffers[kind] = _Buffer(run_id, kind)
-                self.nbytes += buf.add(rec)
+                    buf = self.buffers[key] = _Buffer(*key)
+                self.nbytes += buf.add(run_id, rec)
                 self.rows += 1
                 if len(buf.seq) >= ROW_GROUP_ROWS:
                     self._flush(buf)
                 if self.rows >= MAX_BUFFER_ROWS or self.nbytes >= MAX_BUFFER_BYTES:
-                    for b in self.buffers.values():
+                    for b in sorted(self.buffers.values(), key=lambda b: b.nbytes, reverse=True):
                         self._flush(b)
-            self._close_run()
+                        if self.rows < MAX_BUFFER_ROWS // 2 and self.nbytes < MAX_BUFFER_BYTES // 2:
+                            break
+            for buf in self.buffers.values():
+                self._flush(buf)
         finally:
             for buf in self.buffers.values():
                 if buf.writer is not None:
                     buf.writer.close()
+                    buf.writer = None
 
     def _flush(self, buf: _Buffer) -> None:
         if not buf.seq:
             return
+        key = (buf.day, buf.kind)
         if buf.writer is None:
-            directory = self.root / f"run={buf.run}" / f"kind={buf.kind}"
+            if len(self.open) >= MAX_OPEN_FILES:
+                self._close(self.buffers[next(iter(self.open))])
+            directory = self.root / f"day={buf.day}" / f"kind={buf.kind}"
             directory.mkdir(parents=True, exist_ok=True)
-            buf.writer = self.pq.ParquetWriter(directory / "part-0.parquet", self.schema, compression="zstd")
+            buf.writer = self.pq.ParquetWriter(directory / f"part-{buf.file_no}.parquet", self.schema,
+                                               compression="zstd")
+        self.open.pop(key, None)
+        self.open[key] = None  # most recently written last
         buf.writer.write_table(buf.table(self.pa, self.schema), row_group_size=ROW_GROUP_ROWS)
+        buf.file_rows += len(buf.seq)
         self.rows -= len(buf.seq)
         self.nbytes -= buf.nbytes
         buf.reset()
+        if buf.file_rows >= FILE_ROWS:
+            self._close(buf)
 
-    def _close_run(self) -> None:
-        for buf in self.buffers.values():
-            self._flush(buf)
-            if buf.writer is not None:
-                buf.writer.close()
-                buf.writer = None
-        self.buffers = {}
+    def _close(self, buf: _Buffer) -> None:
+        if buf.writer is not None:
+            buf.writer.close()
+            buf.writer = None
+            buf.file_no += 1
+            buf.file_rows = 0
+        self.open.pop((buf.day, buf.kind), None)

@@ -6,7 +6,9 @@
 (:class:`RunFold`: transcript rows, test points, tool-call lanes), diffs every part whose tree
 changed (:mod:`agtrace.replay.report_diff`), and returns one HTML document. The page needs no
 network: CSS, JS and the plots (SVG drawn by the page's own script) are inline, and the data is embedded as compact JSON in
-``<script type="application/json">`` blocks that the script parses when it needs them. It works
+``<script type="application/json">`` blocks that the script parses when it needs them (the
+transcript one block per page of :attr:`ReportLimits.page_parts` parts, parsed when that page is
+shown). It works
 opened from disk and from an S3 link alike; ``#part-N`` in the URL opens part N.
 
 Size caps (:class:`ReportLimits`) keep the file bounded on long runs: texts are cut at
@@ -234,7 +236,9 @@ def usage_points(metrics: RunMetrics, parts: list[PartMetrics]) -> list[list]:
 
 def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None,
                 progress: Progress | None = None) -> tuple[dict, dict]:
-    """The two JSON documents a report embeds: the run (header, parts, series, transcript) and its diffs."""
+    """The JSON a report embeds: the run (header, parts, series; ``pages``: the transcript's rows
+    page by page, :attr:`ReportLimits.page_parts` parts a page, page 0 holding the rows before
+    the first part too) and its diffs."""
     limits = limits or ReportLimits()
     metrics = run_metrics(store, run_id)
     total = metrics.events
@@ -246,7 +250,12 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
     diffs = run_diffs(store, run_id, [(p.part, tree_of.get(p.part, "")) for p in parts], limits,
                       progress=progress, done=total)
     trees: dict[str, int] = {}
-    events = sorted(fold.events, key=lambda e: (e[2], e[0]))
+    pages: list[list] = [[]]
+    for e in sorted(fold.events, key=lambda e: (e[2], e[0])):  # transcript pages of page_parts parts
+        page_no = 0 if e[2] <= 0 else (e[2] - 1) // limits.page_parts
+        while len(pages) <= page_no:
+            pages.append([])
+        pages[page_no].append(e)
     scores = [[r["scored_part"], fold.rel_ms(r["ts"]), r["value"], r["passed"], r["total"], r["scorer"], r["status"]]
               for r in score_rows(store, run_id)]
     data = {
@@ -261,7 +270,7 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
         },
         "tests": fold.tests, "scores": scores, "calls": list(fold.calls.values()),
         "usage": usage_points(metrics, parts),
-        "events": events, "limits": {"text_chars": limits.text_chars, "diff_part_bytes": limits.diff_part_bytes},
+        "pages": pages, "limits": {"text_chars": limits.text_chars, "diff_part_bytes": limits.diff_part_bytes},
     }
     return data, diffs
 
@@ -275,8 +284,10 @@ def render_report(store: Store, run_id: str, *, limits: ReportLimits | None = No
     lim = limits or ReportLimits()
     footer = (f"Texts are cut at {lim.text_chars:,} characters, a part's diff at {lim.diff_part_bytes // 1024} KiB, "
               f"all diffs at {lim.diff_total_bytes // 2**20} MiB. {diffs['note']}")
-    return page(title=title, kind="report", header_html=header_html(run),
-                blocks={"agtrace-data": data, "agtrace-diffs": diffs}, footer=footer)
+    pages = data.pop("pages")
+    data["npages"] = len(pages)
+    blocks = {"agtrace-data": data, "agtrace-diffs": diffs, **{f"agtrace-page-{i}": p for i, p in enumerate(pages)}}
+    return page(title=title, kind="report", header_html=header_html(run), blocks=blocks, footer=footer)
 
 
 def fmt_duration(seconds: float | None) -> str:

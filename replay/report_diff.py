@@ -1,14 +1,13 @@
 """The per-part diffs a report embeds: what changed in each part, within the report's size caps.
 
 :func:`run_diffs` diffs the tree of every part against the previous part's tree (once per
-distinct pair); file lists and line counts are git's (:meth:`GitStore.diff`), the unified diff
-text is difflib's over the blobs (3 lines of context). :class:`DiffBudget` carries what is left
+distinct pair); file lists and line counts are git's (:meth:`GitStore.diff`), so is the unified diff
+text (libgit2's, 3 lines of context, from its ``---`` line). :class:`DiffBudget` carries what is left
 of the caps in :class:`~agtrace.replay.report.ReportLimits`; every cut is noted.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,9 +62,7 @@ def part_changes(git: GitStore, tree_a: str, tree_b: str, budget: DiffBudget) ->
     lim = budget.limits
     out = []
     part_left = lim.diff_part_bytes
-    for c in git.diff(tree_a or None, tree_b):
-        old = git.read_blob(tree_a, c.path) if c.status != "added" else None
-        new = git.read_blob(tree_b, c.path) if c.status != "deleted" else None
+    for c, patch, old, new in git.diff_texts(tree_a or None, tree_b):
         keys = []
         texts = []
         for data in (old, new):
@@ -85,9 +82,7 @@ def part_changes(git: GitStore, tree_a: str, tree_b: str, budget: DiffBudget) ->
         elif part_left <= 0 or budget.diff_left <= 0:
             note = "left out: the report's diff size cap was reached; `agtrace replay` shows it"
         else:
-            lines = difflib.unified_diff((texts[0] or "").splitlines(), (texts[1] or "").splitlines(),
-                                         f"a/{c.path}", f"b/{c.path}", n=3, lineterm="")
-            diff = "\n".join(lines)
+            diff = patch or ""
             size = len(diff.encode())
             if size > min(part_left, budget.diff_left):
                 keep = max(0, min(part_left, budget.diff_left))

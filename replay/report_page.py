@@ -2,7 +2,8 @@
 
 :func:`page` wraps server-rendered HTML (the header, tables) and JSON data blocks into one
 document. The script draws every plot as inline SVG, pages the transcript (``page`` parts at a
-time, from the embedded events), jumps to ``#part-N``, and shows any part's diff against the
+time; each page's events are a data block of their own, parsed only when that page is shown, so
+a long run's page opens as fast as a short one's), jumps to ``#part-N``, and shows any part's diff against the
 previous part or any two parts against each other (from embedded file versions, with a small
 Myers diff, falling back to the per-part diffs of the range when versions were left out).
 
@@ -249,9 +250,8 @@ function report(){
 
   // ---- transcript ----
   const pageOf = slot => slot <= 0 ? 0 : Math.floor((slot-1)/PAGE);
-  const nPages = Math.max(1, pageOf(maxPart)+1), starts = new Array(nPages+1).fill(D.events.length);
-  for (let i = D.events.length-1; i >= 0; i--) starts[pageOf(D.events[i][2])] = i;
-  for (let p = nPages-1; p >= 0; p--) if (starts[p] > starts[p+1]) starts[p] = starts[p+1];
+  const nPages = Math.max(1, pageOf(maxPart)+1, D.npages || 0);
+  const pageEvents = p => block("agtrace-page-"+p) || [];  // parsed when the page is shown
   const list = $("#parts"); let current = -1;
 
   function evHtml(e){
@@ -286,7 +286,7 @@ function report(){
   function renderPage(p){
     if (p === current) return; current = p;
     const lo = p*PAGE+1, hi = Math.min((p+1)*PAGE, maxPart), bySlot = new Map();
-    for (let i = starts[p]; i < starts[p+1]; i++) { const e = D.events[i]; (bySlot.get(e[2]) || bySlot.set(e[2], []).get(e[2])).push(e); }
+    for (const e of pageEvents(p)) (bySlot.get(e[2]) || bySlot.set(e[2], []).get(e[2])).push(e);
     let h = "";
     if (p === 0 && bySlot.has(0)) h += `<section class="part" id="part-0" data-part="0">${partHead(0)}${bySlot.get(0).map(evHtml).join("")}</section>`;
     for (let n = lo; n <= hi; n++) { if (!idxOf.has(n) && !bySlot.has(n)) continue;

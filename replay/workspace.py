@@ -22,9 +22,10 @@ from agtrace.eventlog import (
     RunStarted,
     SnapshotTaken,
     Store,
-    TestsRan,
     ToolCalled,
+    latest_test_result,
     parse_parts,
+    previous_tree_part,
 )
 
 from .errors import OutputNotEmpty, PartNotFound
@@ -59,17 +60,23 @@ def resolve_part(store: Store, run_id: str, *, part: str | int | None = None, at
     none had: the base tree).
     """
     store.sync(run_id)
-    rows = store.catalog.part_rows(run_id)
-    ended = [r for r in rows if r["kind"] is not None]
+
+    def last_ended(where: str = "", *args) -> int | None:  # one indexed query, whatever the run's length
+        return store.catalog.conn.execute(
+            f"SELECT max(part) FROM parts WHERE run_id=? AND kind IS NOT NULL {where}", [run_id, *args]
+        ).fetchone()[0]
+
     if part is not None:
+        ended = [r[0] for r in store.catalog.conn.execute(  # part numbers only (no rows built)
+            "SELECT part FROM parts WHERE run_id=? AND kind IS NOT NULL ORDER BY part", [run_id])]
         try:
-            return parse_parts(part).one([r["part"] for r in ended], run_id=run_id)
+            return parse_parts(part).one(ended, run_id=run_id)
         except BadPartSelection as exc:
             raise PartNotFound(str(exc)) from None
     if at_seq is not None:
-        return max((r["part"] for r in ended if r["last_seq"] <= at_seq), default=0)
+        return last_ended("AND last_seq<=?", at_seq) or 0
     if at_time_ns is not None:
-        return max((r["part"] for r in ended if (r["ts"] or 0) <= at_time_ns), default=0)
+        return last_ended("AND coalesce(ts, 0)<=?", at_time_ns) or 0
     raise PartNotFound("name a part: --part N|first|last, --at-seq S or --at-time T")
 
 
@@ -196,14 +203,7 @@ def describe_part(store: Store, run_id: str, part: int, git: GitStore | None = N
         elif isinstance(ev, ToolCalled):
             view.command = ev.command
     row = store.catalog.part_row(run_id, part)
-    last_test = None
-    for rec in store.read(run_id, 1, row["last_seq"]):
-        if isinstance(rec.event, TestsRan):
-            last_test = rec
-    if last_test is not None:
-        t = last_test.event
-        view.tests = {"part": last_test.part, "suite": t.suite, "passed": t.passed, "failed": t.failed,
-                      "errors": t.errors, "total": t.total}
+    view.tests = latest_test_result(store.catalog.conn, run_id, row["last_seq"])
     git = git or snapshots(store, run_id)
     previous = _previous_tree(store, run_id, part)
     view.changed = [
@@ -214,10 +214,9 @@ def describe_part(store: Store, run_id: str, part: int, git: GitStore | None = N
 
 
 def _previous_tree(store: Store, run_id: str, part: int) -> str:
-    for p in range(part - 1, 0, -1):
-        row = store.catalog.part_row(run_id, p)
-        if row and row["tree_id"]:
-            return _recorded_tree(store, run_id, p) or ""
+    p = previous_tree_part(store.catalog.conn, run_id, part)
+    if p is not None:  # the catalog says where; the part's own events say which tree
+        return _recorded_tree(store, run_id, p) or ""
     return base_tree(store, run_id)
 
 

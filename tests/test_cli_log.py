@@ -114,7 +114,7 @@ def test_reindex_and_ls_agree(tmp_path):
         run_agtrace(["new", "--agent", "x"], s, check=True)
     before = Store(s).catalog.dump()
     proc = run_agtrace(["reindex", "--json"], s, check=True)
-    assert json.loads(proc.stdout) == {"runs": 2, "projections": ["catalog", "metrics", "scores", "annotations", "costs", "search"], "projection_errors": []}
+    assert json.loads(proc.stdout) == {"runs": 2, "projections": ["catalog", "metrics", "part_index", "scores", "annotations", "costs", "search"], "projection_errors": []}
     assert Store(s).catalog.dump() == before
 
 

@@ -84,12 +84,13 @@ def test_parquet_round_trip_counts_in_duckdb_equal_the_store(populated, tmp_path
     expected = _counts(populated, ids)
     assert report.events == sum(expected.values()) and report.by_kind == dict(sorted(expected.items()))
     con = duckdb.connect()
-    rel = f"read_parquet('{tmp_path}/pq/run=*/kind=*/*.parquet', hive_partitioning = true)"
+    rel = f"read_parquet('{tmp_path}/pq/day=*/kind=*/*.parquet', hive_partitioning = true)"
     got = dict(con.execute(f"SELECT kind, count(*) FROM {rel} GROUP BY kind").fetchall())
     assert got == expected
     per_run = dict(con.execute(f"SELECT run, count(*) FROM {rel} GROUP BY run").fetchall())
     assert per_run == {rid: sum(1 for _ in populated.read(rid)) for rid in ids}
-    cols = [d[0] for d in con.execute(f"SELECT * FROM read_parquet('{tmp_path}/pq/*/*/*.parquet')").description]
+    files = f"read_parquet('{tmp_path}/pq/*/*/*.parquet', hive_partitioning = false)"
+    cols = [d[0] for d in con.execute(f"SELECT * FROM {files}").description]
     assert tuple(cols) == COLUMNS
     # typed columns hold the event's fields; body is the event as JSON
     row = con.execute(f"SELECT exit_code, status, tool, call_id, body FROM {rel} "
@@ -124,7 +125,7 @@ def test_kinds_filter(populated, tmp_path):
     report = export(populated, ids, format="parquet", out=tmp_path / "pq", kinds=["tool_returned", "tests_ran"])
     counts = _counts(populated, ids)
     assert report.by_kind == {"tests_ran": counts["tests_ran"], "tool_returned": counts["tool_returned"]}
-    kinds = {p.name for p in (tmp_path / "pq").glob("run=*/kind=*")}
+    kinds = {p.name for p in (tmp_path / "pq").glob("day=*/kind=*")}
     assert kinds == {"kind=tool_returned", "kind=tests_ran"}
     j = export(populated, ids, out=tmp_path / "k.jsonl", kinds=["run_ended"])
     assert {json.loads(x)["kind"] for x in (tmp_path / "k.jsonl").read_text().splitlines()} == {"run_ended"}
@@ -173,7 +174,7 @@ def test_select_runs_and_metrics_tables(populated, tmp_path):
     tokens = dict(_q(f"SELECT run_id, tokens_input FROM '{tmp_path}/pq/_metrics/run_metrics.parquet'").fetchall())
     assert tokens[ids[1]] == 300 and tokens[ids[2]] == 100
     # the events glob does not pick the metrics tables up
-    n = _q(f"SELECT count(*) FROM read_parquet('{tmp_path}/pq/run=*/kind=*/*.parquet')").fetchone()[0]
+    n = _q(f"SELECT count(*) FROM read_parquet('{tmp_path}/pq/day=*/kind=*/*.parquet')").fetchone()[0]
     assert n == report.events
 
 
@@ -183,7 +184,7 @@ def test_remote_output_uploads_every_file(populated, tmp_path):
     report = export(populated, populated.run_ids(), format="parquet", out=url)
     files = sorted(p for p in (tmp_path / "bucket" / "exports").rglob("*.parquet"))
     assert report.out == url and len(files) == report.files
-    n = _q(f"SELECT count(*) FROM read_parquet('{tmp_path}/bucket/exports/run=*/kind=*/*.parquet')").fetchone()
+    n = _q(f"SELECT count(*) FROM read_parquet('{tmp_path}/bucket/exports/day=*/kind=*/*.parquet')").fetchone()
     assert n[0] == report.events
     export(populated, populated.run_ids(), out=f"{url}/all.jsonl")
     assert len((tmp_path / "bucket" / "exports" / "all.jsonl").read_text().splitlines()) == report.events
@@ -199,11 +200,13 @@ def test_docs_queries_run(populated, tmp_path, monkeypatch):
     assert len(blocks) >= 6
     con = duckdb.connect()
     results = [con.execute(block).fetchall() for block in blocks]
-    tokens, curves, errors = results[2], results[3], results[4]
+    days, tokens, curves, errors = results[1], results[3], results[4], results[5]
+    events = sum(1 for rid in ids for _ in populated.read(rid))
+    assert sum(r[1] for r in days) == events and max(r[2] for r in days) <= len(ids)
     assert {r[0]: r[2] for r in tokens} == {"m-1": 100 + 200 + 100, "gpt-x": 10}
     assert [(r[1], r[2], r[3]) for r in curves if r[0] == ids[1]] == [(1, 1, 4), (2, 4, 4)]
     assert [r[:3] for r in errors] == [("shell", 4, 1)]
-    assert all(results[i] for i in (1, 5, 6)), results
+    assert all(results[i] for i in (2, 6, 7)), results
 
 
 def test_cli_export(populated, tmp_path):
@@ -244,7 +247,7 @@ def test_export_of_a_million_events_stays_in_bounded_memory(tmp_path):
 
     The bound is the peak RSS of the same export of a 1-event store (interpreter, msgspec,
     pyarrow and their allocators: ~30 MiB for JSONL, ~80 MiB with pyarrow) plus 160 MiB. The
-    Parquet writer holds at most 32,768 rows (or 32 MiB of bodies) plus the open segment (32 MiB)
+    Parquet writer holds at most 65,536 rows (or 32 MiB of bodies) plus the open segment (32 MiB)
     and the row-group metadata of the open files; measured ~+50 MiB on the reference machine, so
     the bound leaves 3x headroom for allocator noise. An export that kept a run in memory needs
     more than 1 GiB here (1M decoded events as Python objects alone exceed it).
@@ -266,3 +269,16 @@ def test_export_of_a_million_events_stays_in_bounded_memory(tmp_path):
         assert big < base + 160, f"{fmt} export of 1M events peaked at {big:.0f} MiB (baseline {base:.0f} MiB)"
     n = _q(f"SELECT count(*) FROM read_parquet('{tmp_path}/big-parquet/*/*/*.parquet')").fetchone()[0]
     assert n == sum(1 for rid in Store(tmp_path / "big").run_ids() for _ in Store(tmp_path / "big").read(rid))
+
+
+def test_parquet_files_are_per_day_and_kind_not_per_run(populated, tmp_path):
+    ids = populated.run_ids()
+    export(populated, ids, format="parquet", out=tmp_path / "pq")
+    files = sorted((tmp_path / "pq").glob("day=*/kind=*/*.parquet"))
+    pairs = {(f.parent.parent.name, f.parent.name) for f in files}
+    assert len(ids) > 1 and len(files) == len(pairs)  # one file per (day, kind), whatever the runs
+    rows = _q(f"SELECT DISTINCT day, kind, strftime(time, '%Y-%m-%d') = day FROM read_parquet("
+              f"'{tmp_path}/pq/day=*/kind=*/*.parquet', hive_partitioning = true)").fetchall()
+    assert rows and all(same for _, _, same in rows)  # each event is in the file of its UTC day
+    runs = _q(f"SELECT count(DISTINCT run) FROM read_parquet('{tmp_path}/pq/*/kind=run_started/*.parquet')")
+    assert runs.fetchone()[0] == len(ids)

@@ -116,9 +116,9 @@ def test_text_cannot_close_the_data_element_and_caps_are_said(store):
     w.append(RunEnded(status="failed", reason="gave up"))
     store.close_writer(w)
     page = render_report(store, w.run_id, limits=ReportLimits(text_chars=100))
-    assert page.count("</script>") == 3  # the two data blocks and the script, nothing from the message
+    assert page.count("</script>") == 4  # three data blocks and the script, nothing from the message
     data = _blocks(page)["agtrace-data"]
-    text = data["events"][0][4]["text"]
+    text = _blocks(page)["agtrace-page-0"][0][4]["text"]
     assert text.startswith("</script><script>alert(1)") and "4,938 more characters" in text
     # deltas are summed, never deduplicated by request_id (the contract of usage_reported)
     assert data["run"]["tokens"] == 12 and data["run"]["cost_usd"] == 1.0

@@ -280,16 +280,8 @@ def _tree_hash(entries: dict, node: int) -> str:
 
 
 def _write_tree(git: GitStore, tree, dir_fd: int, tree_id: str) -> None:
-    names: set[str] = set()
-    for entry in tree:
+    for entry in _checked(tree, tree_id):
         name = entry.name
-        try:
-            check_name(name, f"tree {tree_id}", tree=True)
-        except UnsafePath as exc:
-            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r}; refused ({exc})") from None
-        if name in names:
-            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r} (twice); refused")
-        names.add(name)
         try:
             _write_entry(git, dir_fd, name, entry, tree_id)
         except OSError as exc:

@@ -19,8 +19,9 @@ durable when it is written into a bundle (`write_bundle` fsyncs and renames). On
 `snapshot` may run at a time on one store; a concurrent one fails on the index lock.
 
 This is the only module of agtrace that imports pygit2. `GitStore` also has the methods of
-``checkout.py`` (writing trees into directories) and ``bundle.py`` (the git CLI: bundles,
-importers' foreign repositories), which reach pygit2 objects only through this module.
+``checkout.py`` (writing trees into directories), ``diffs.py`` (comparing trees) and ``bundle.py``
+(the git CLI: bundles, importers' foreign repositories), which reach pygit2 objects only through
+this module.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ..errors import GitStoreError
 from . import policy
 from .bundle import BundleMixin
 from .checkout import CheckoutMixin
+from .diffs import DiffMixin
 from .incremental import IncrementalMixin, _file_signature, _trusted_state
 from .result import SNAPSHOT_REF, Exclusion, FileChange, SnapshotResult
 
@@ -60,8 +62,10 @@ def _isolate_libgit2_config() -> None:
         pygit2.settings.search_path[level] = empty
 
 
-class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
+class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
     """One shadow repository. Construct with `init`, `open` or `from_bundles`."""
+
+    _GitError = pygit2.GitError  # for the mixins, which do not import pygit2
 
     def __init__(self, repo: pygit2.Repository, path: str) -> None:
         self._repo = repo
@@ -244,19 +248,12 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
             changes = sorted(FileChange(p, "added", lines[p], 0) for p in paths)
         else:
             changes = self.diff(str(parent_tree) if parent_tree else None, str(tree))
-        by_status: dict[str, list[str]] = {"added": [], "modified": [], "deleted": []}
-        for change in changes:
-            by_status[change.status].append(change.path)
-        return SnapshotResult(
+        return SnapshotResult.of_changes(
+            changes,
             tree_id=str(tree),
             commit_id=commit_id,
             parent_commit=parent,
             created_commit=created,
-            added=tuple(by_status["added"]),
-            modified=tuple(by_status["modified"]),
-            deleted=tuple(by_status["deleted"]),
-            lines_added=sum(c.lines_added for c in changes),
-            lines_removed=sum(c.lines_removed for c in changes),
             excluded=tuple(sorted(excluded)),
             duration_ms=(time.perf_counter() - started) * 1000,
             detector=detector,
@@ -416,37 +413,6 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
                     out[prefix + entry.name] = str(entry.id)
         return out
 
-    def diff(self, tree_a: str | None, tree_b: str) -> list[FileChange]:
-        """Paths that differ from ``tree_a`` (None = empty tree) to ``tree_b``, sorted by path,
-        with line counts for text files (no rename detection)."""
-        changes = []
-        try:
-            patches = list(self._repo.diff(self._tree_or_empty(tree_a), self._tree(tree_b)))
-        except pygit2.GitError as exc:  # libgit2 refuses a hostile tree (an absolute entry name)
-            raise GitStoreError(f"tree {tree_b} cannot be compared with {tree_a or 'the empty tree'}: it is "
-                                f"hostile or damaged ({exc}); refused") from None
-        for patch in patches:
-            delta = patch.delta
-            if delta.status == DeltaStatus.ADDED:
-                status, path = "added", delta.new_file.path
-            elif delta.status == DeltaStatus.DELETED:
-                status, path = "deleted", delta.old_file.path
-            else:
-                status, path = "modified", delta.new_file.path
-            _, plus, minus = patch.line_stats
-            changes.append(FileChange(path, status, plus, minus))
-        changes.sort()
-        return changes
-
-    def changed_paths(self, tree_a: str | None, tree_b: str) -> list[str]:
-        """Sorted paths that differ between the two trees (without line counts)."""
-        try:
-            deltas = self._repo.diff(self._tree_or_empty(tree_a), self._tree(tree_b)).deltas
-        except pygit2.GitError as exc:
-            raise GitStoreError(f"tree {tree_b} cannot be compared with {tree_a or 'the empty tree'}: it is "
-                                f"hostile or damaged ({exc}); refused") from None
-        return sorted(d.new_file.path for d in deltas)
-
     def resolve(self, rev: str) -> str | None:
         """Full id of the commit named by ``rev`` (an id or a prefix of one), None if absent."""
         try:
@@ -478,21 +444,17 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin):
     # -- trees for checkout.py (pygit2 objects, read by name, filemode, id and data) ----------
 
     def _tree(self, tree_id: str):
-        return self._repo[self.tree_of(tree_id)]
+        try:  # one object lookup: a tree id is the common case
+            obj = self._repo[tree_id]
+            return obj if obj.type == ObjectType.TREE else obj.peel(pygit2.Tree)
+        except (KeyError, ValueError, pygit2.GitError):
+            return self._repo[self.tree_of(tree_id)]  # raises the error that names the id
 
     def _tree_or_empty(self, tree_id: str | None):
         return self._tree(tree_id) if tree_id else self._repo[self._repo.TreeBuilder().write()]
 
     def _lookup(self, oid):
         return self._repo[oid]
-
-    def _tree_changes(self, tree_a: str, tree_b: str) -> list[tuple[str, str, bool]]:
-        """``(old path, new path, deleted)`` of every delta from ``tree_a`` to ``tree_b``."""
-        a, b = self._tree(tree_a), self._tree(tree_b)
-        if a.id == b.id:
-            return []
-        return [(d.old_file.path, d.new_file.path, d.status == DeltaStatus.DELETED)
-                for d in self._repo.diff(a, b).deltas]
 
 
 def _remove(index: pygit2.Index, path: str) -> None:

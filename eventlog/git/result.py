@@ -58,6 +58,16 @@ class SnapshotResult:
     missed: tuple[str, ...] = ()
     """With ``paths+walk``: paths the changed paths did not name that differed (sorted)."""
 
+    @classmethod
+    def of_changes(cls, changes: list[FileChange], **fields) -> SnapshotResult:
+        """The result whose path lists and line counts are those of ``changes``."""
+        by_status: dict[str, list[str]] = {"added": [], "modified": [], "deleted": []}
+        for change in changes:
+            by_status[change.status].append(change.path)
+        return cls(added=tuple(by_status["added"]), modified=tuple(by_status["modified"]),
+                   deleted=tuple(by_status["deleted"]), lines_added=sum(c.lines_added for c in changes),
+                   lines_removed=sum(c.lines_removed for c in changes), **fields)
+
 
 @dataclass(frozen=True)
 class SwitchResult:

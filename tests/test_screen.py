@@ -1,0 +1,147 @@
+"""The redaction screen of `agtrace append`: a block redacts exactly as its lines one by one.
+
+``Redactor.redact_json_lines`` screens a block and redacts only the lines the screen names; it
+must give what ``redact_json`` gives line by line (lines, counts, what is learned), for every
+secret of tests/test_redact.py and tests/secret_corpus.py's shapes, for the ordinary texts that
+must stay untouched, and for generated texts (hypothesis) around the screen's edges: labels,
+separators, quotes, flags, non-ASCII bytes. Both ways of searching (the automaton and one
+``bytes.find`` per pattern) must name the same lines, and never miss one that changes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agtrace.eventlog import Redactor, Store, append_json_lines
+from agtrace.eventlog.screen import ASCII_LOWERING, BytesAhoCorasick, Screen, line_starts
+
+from .test_redact import CASES, ORDINARY
+
+ENV = {"DB_PASSWORD": "hunter2hunter2", "MY_TOKEN": 'quote"and\\slash-value'}
+
+
+def _line(text: str, i: int = 0) -> bytes:
+    return json.dumps({"kind": "message_added", "role": "assistant", "text": text, "part": i},
+                      ensure_ascii=False).encode()
+
+
+def _one_by_one(lines: list[bytes], env: dict) -> tuple[list[bytes], dict[int, int], int, dict]:
+    redactor = Redactor.from_env(env)
+    out, counts = [], {}
+    for i, line in enumerate(lines):
+        new, n = redactor.redact_json(line)
+        out.append(new)
+        if n:
+            counts[i] = n
+    return out, counts, redactor.count, dict(redactor._learned)
+
+
+def _as_block(lines: list[bytes], env: dict) -> tuple[list[bytes], dict[int, int], int, dict]:
+    redactor = Redactor.from_env(env)
+    out, counts = redactor.redact_json_lines(lines)
+    return out, counts, redactor.count, dict(redactor._learned)
+
+
+def _assert_screen_is_a_superset(lines: list[bytes], env: dict) -> None:
+    """Every line that redacting one by one changes is named, by both ways of searching."""
+    expected, counts, _, _ = _one_by_one(lines, env)
+    block, starts = b"\n".join(lines), line_starts(lines)
+    values = [v.encode() for v in Redactor.from_env(env)._known]
+    ways = [Screen(values, automaton=False)] + ([Screen(values)] if BytesAhoCorasick else [])
+    named = [w.candidates(block, starts) for w in ways]
+    assert all(n == named[0] for n in named)
+    # learned values are followed by redact_json_lines itself; here only the first
+    # redaction of each line can rely on the screen
+    first_changed = {i for i in counts if i == min(counts)} if counts else set()
+    assert first_changed <= named[0]
+
+
+SECRET_TEXTS = [template.format(secret) for _, template, secret in CASES]
+NOISE = ["All tests pass now; the token count is fine", "result = {'token': value, 'key': k}",
+         "def f(passwd: str): return check(passwd)", "see key: value", "pass --help to see"]
+
+
+def test_a_block_redacts_like_its_lines_one_by_one():
+    lines = []
+    for i, text in enumerate(SECRET_TEXTS + ORDINARY + NOISE):
+        lines += [_line(text, i), _line(NOISE[i % len(NOISE)], i)]
+    assert _as_block(lines, ENV) == _one_by_one(lines, ENV)
+    assert _as_block(lines, {}) == _one_by_one(lines, {})
+    out, counts = Redactor.from_env(ENV).redact_json_lines(lines)
+    assert set(counts) >= {2 * i for i in range(len(SECRET_TEXTS))}
+
+
+def test_labels_without_a_value_are_not_named():
+    """Prose and code that say "token", "key" or "pass" are not handed over: only a label
+    followed by a separator and something that may be a value is."""
+    lines = [_line(t) for t in NOISE]
+    for way in [Screen(automaton=False)] + ([Screen()] if BytesAhoCorasick else []):
+        assert way.candidates(b"\n".join(lines), line_starts(lines)) == set()
+
+
+def test_a_value_learned_in_a_block_is_redacted_further_on_in_it():
+    lines = [_line("nothing here"), _line("connect with password=Zq8rT2vX9kL3"), _line("plain"),
+             _line("later it echoes Zq8rT2vX9kL3 alone")]
+    out, counts, _, learned = _as_block(lines, {})
+    assert (out, counts) == _one_by_one(lines, {})[:2]
+    assert b"Zq8rT2vX9kL3" not in out[3] and counts.get(3) == 1 and learned
+
+
+def test_lines_with_escapes_a_cut_or_lowering_characters_are_named():
+    texts = ["\u00e9t\u00e9 token", "cut here\u2026", "\u0130stanbul", "\u212aey: 12345678abc", "plain"]
+    lines = [json.dumps({"kind": "message_added", "text": t}).encode() for t in texts[:1]]  # \\u escapes
+    lines += [_line(t) for t in texts[1:]]
+    named = Screen().candidates(b"\n".join(lines), line_starts(lines))
+    assert named == {0, 1, 2, 3}
+    assert _as_block(lines, {}) == _one_by_one(lines, {})
+
+
+def test_a_block_that_is_not_utf8_is_handed_over_whole():
+    lines = [b'{"kind":"message_added","text":"\xff"}', _line("plain")]
+    assert Screen().candidates(b"\n".join(lines), line_starts(lines)) == {0, 1}
+    assert _as_block(lines, {}) == _one_by_one(lines, {})
+
+
+def test_ascii_lowering_lists_every_character_whose_lower_case_holds_ascii():
+    found = [chr(c).encode() for c in range(128, 0x110000)
+             if not 0xD800 <= c <= 0xDFFF and any(ord(x) < 128 for x in chr(c).lower())]
+    assert sorted(found) == sorted(ASCII_LOWERING)
+
+
+FRAGMENTS = st.sampled_from([
+    "token", "Token", "key", "api_key", "API-KEY", "secret", "pass", "password", "PASSWD", "passphrase",
+    "--", "-", "_", ":", "=", " ", "\t", '"', "'", "\\", ",", ";", "\n", "\u00e9", "\u2003", "\u212a",
+    "\u0130", "\x1c", "hunter2hunter2", "Zq8rT2vX9kL3mN", "12345678", "value", "${X}", "[REDACTED:x]",
+    "sk-", "ghp_", "AKIA", "eyJ", "://", "@", "bearer", "authorization", "login", "\u2026", "x" * 9,
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(FRAGMENTS, max_size=12).map("".join), min_size=1, max_size=6))
+def test_generated_lines_redact_alike_and_the_screen_misses_none(texts):
+    lines = [_line(t, i) for i, t in enumerate(texts)]
+    _assert_screen_is_a_superset(lines, ENV)
+    assert _as_block(lines, ENV) == _one_by_one(lines, ENV)
+    raw = [t.encode("utf-8", "surrogatepass") for t in texts if "\n" not in t]  # not JSON at all
+    if raw:
+        _assert_screen_is_a_superset(raw, ENV)
+        assert _as_block(raw, ENV) == _one_by_one(raw, ENV)
+
+
+def test_append_json_lines_keeps_line_numbers_across_blocks(tmp_path):
+    store = Store(tmp_path / "s")
+    writer = store.create_run()
+    good = [_line(f"line {i}", 1) for i in range(50)]
+    data = b"\n".join(good[:30] + [b"", b'{"kind": "message_added", "role": 5}'] + good[30:]) + b"\n"
+    from agtrace.eventlog import InvalidEvent
+
+    with pytest.raises(InvalidEvent) as caught:
+        append_json_lines(writer, io.BytesIO(data), Redactor(), block_bytes=256)
+    store.close_writer(writer)
+    assert caught.value.line == 32 and "30 event(s) before line 32 are stored" in str(caught.value)
+    assert [r.event.text for r in store.read(writer.run_id, 2)] == [f"line {i}" for i in range(30)]
