@@ -1,6 +1,6 @@
 """CLI start-up: `agtrace --version`, `--help`, `ls` and `show ID` against `sqlite-utils --version`.
 
-sqlite-utils is a click CLI installed beside agtrace (it is one of agtrace's dependencies), so
+sqlite-utils is a click CLI installed beside agtrace (by the `test` extra), so
 its `--version` is the floor a Python CLI of this kind starts at on this machine. The budget
 (DESIGN.md) is 1.2x that floor for each of the four commands, on a store with a few runs.
 
