@@ -355,7 +355,12 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
     def _index_drop(index, rel: str) -> None:
         """Remove ``rel`` and everything below it from ``index``."""
         _remove(index, rel)
-        index.remove_directory(rel)
+        if hasattr(index, "remove_directory"):
+            index.remove_directory(rel)
+        else:  # pygit2 before 1.18.2 has no remove_directory
+            below = rel + "/"
+            for path in [e.path for e in index if e.path.startswith(below)]:
+                index.remove(path)
 
     # -- reading -----------------------------------------------------------------------------
 
