@@ -14,13 +14,13 @@ from .main import pass_ctx
 from .output import echo_json, progress, size
 
 
-def _age_s(value: str) -> float:
+def _age_s(value: str, option: str = "--older-than") -> float:
     from agtrace.replay import parse_since
 
     try:
         bound = parse_since(value)
     except ValueError as exc:
-        raise UserError(str(exc).replace("--since", "--older-than"), 2) from None
+        raise UserError(str(exc).replace("--since", option), 2) from None
     return max(time.time_ns() - bound, 0) / 1e9
 
 
@@ -43,7 +43,7 @@ def _confirm(what: str, yes: bool) -> None:
               help="Retention: all runs but the newest N (with --older-than: runs matching both).")
 @click.option("--remote", "remote_url", default=None, metavar="URL",
               help="Remove the runs from this remote (s3://… or file://…) instead of the store; never "
-                   "taken from AGTRACE_REMOTE. Blobs on the remote stay.")
+                   "taken from AGTRACE_REMOTE. Blobs on the remote stay: `agtrace gc --remote URL`.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed, and its size; remove nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Remove without asking (required when stdin is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
@@ -101,7 +101,8 @@ def _rm_remote(url, run_ids, age_s, keep, dry_run, yes, as_json) -> None:
             planned = remove_remote_runs(remote, ids)
     verb = "would remove" if dry_run else "removed"
     _report(planned.to_dict(), f"{verb} {len(ids)} run(s) ({planned.objects} objects, {size(planned.bytes)}) "
-            f"from {remote.url}; blobs stay (other runs may share them)", as_json, ids)
+            f"from {remote.url}; blobs stay (other runs may share them): `agtrace gc --remote {remote.url}` "
+            "collects those no run references", as_json, ids)
 
 
 def _report(data: dict, line: str, as_json: bool, ids=()) -> None:
@@ -114,15 +115,25 @@ def _report(data: dict, line: str, as_json: bool, ids=()) -> None:
 
 
 @click.command("gc")
+@click.option("--remote", "remote_url", default=None, metavar="URL",
+              help="Collect the blobs no run on this remote (s3://… or file://…) references, instead of the "
+                   "store's garbage; never taken from AGTRACE_REMOTE.")
+@click.option("--min-age", "min_age", default="1d", show_default=True, metavar="AGE",
+              help="With --remote: keep unreferenced blobs younger than AGE (30m, 3h, 2d): a push may be "
+                   "sending the run that references them.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed or packed, and its size; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was collected as JSON.")
 @pass_ctx
-def gc_cmd(ctx, dry_run, as_json) -> None:
+def gc_cmd(ctx, remote_url, min_age, dry_run, as_json) -> None:
     """Collect what no run needs: unreferenced blobs, caches of removed runs, leftovers of
     interrupted imports and transfers; pack ended runs' repositories.
 
     Never removes anything a run references; while a run is being written, recent blobs are kept.
+    With --remote it deletes the remote's blobs that no run on it references (what `agtrace rm
+    --remote` leaves), reading each run's manifests and the segments they do not list.
     """
+    if remote_url:
+        return _gc_remote(remote_url, _age_s(min_age, "--min-age"), dry_run, as_json)
     from agtrace.eventlog import collect_garbage
 
     with progress("collecting") as update:
@@ -143,3 +154,24 @@ def gc_cmd(ctx, dry_run, as_json) -> None:
     if report.kept_recent_blobs:
         click.echo(f"kept {report.kept_recent_blobs} unreferenced blob(s) younger than an hour: a run is being "
                    "written and may reference them yet", err=True)
+
+
+def _gc_remote(url: str, min_age_s: float, dry_run: bool, as_json: bool) -> None:
+    from agtrace.eventlog import collect_remote_garbage, remote_for
+
+    with remote_for(url) as remote, progress("reading the runs on the remote") as update:
+        report = collect_remote_garbage(remote, min_age_s=min_age_s, dry_run=dry_run, progress=update)
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    if dry_run:
+        for key in report.removed:
+            click.echo(f"  {key}")
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(report.removed)} unreferenced blob(s) ({size(report.bytes)}) from {report.url}; "
+               f"{report.referenced} of {report.blobs} blob(s) are referenced by its {report.runs} run(s)")
+    if report.kept_recent:
+        click.echo(f"kept {report.kept_recent} unreferenced blob(s) younger than --min-age: a push may be sending "
+                   "the run that references them", err=True)
+    for problem in report.problems:
+        click.echo(f"warning: {problem}", err=True)

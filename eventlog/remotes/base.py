@@ -19,12 +19,14 @@ from .transfer import FileDigest, digest_file
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """An object as a listing or a head shows it. ``sha256`` is "" when the listing lacks it."""
+    """An object as a listing or a head shows it. ``sha256`` is "" when the listing lacks it;
+    ``modified_ns`` (when it was written, ns since the epoch) is 0 when the backend did not say."""
 
     key: str
     size: int
     etag: str = ""
     sha256: str = ""
+    modified_ns: int = 0
 
 
 class PutResult(NamedTuple):

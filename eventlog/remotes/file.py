@@ -90,7 +90,8 @@ class FileRemote(Remote):
                     key = name if rel == "." else f"{rel}/{name}"
                     if key.startswith(prefix):
                         st = os.stat(os.path.join(dirpath, name))
-                        out.append(ObjectInfo(key, st.st_size, etag=f"{st.st_size:x}-{st.st_mtime_ns:x}"))
+                        out.append(ObjectInfo(key, st.st_size, etag=f"{st.st_size:x}-{st.st_mtime_ns:x}",
+                                              modified_ns=st.st_mtime_ns))
         except PermissionError as exc:
             raise RemoteAuthError(f"no permission to read {exc.filename}; check the remote directory's permissions") from None
         return sorted(out, key=lambda o: o.key)

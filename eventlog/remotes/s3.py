@@ -206,7 +206,9 @@ class S3Remote(Remote):
             pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
             for page in pages:
                 for obj in page.get("Contents", ()):
-                    out.append(ObjectInfo(self._rel(obj["Key"]), obj["Size"], etag=obj["ETag"].strip('"')))
+                    modified = obj.get("LastModified")
+                    out.append(ObjectInfo(self._rel(obj["Key"]), obj["Size"], etag=obj["ETag"].strip('"'),
+                                          modified_ns=int(modified.timestamp() * 1e9) if modified else 0))
         return sorted(out, key=lambda o: o.key)
 
     def head(self, key: str) -> ObjectInfo | None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import codec, segment
+from ..errors import CorruptLog
 from ..remotes.base import Remote
 from ..verification import blob_refs
 
@@ -36,6 +37,19 @@ def segment_blob_refs(path: Path) -> set[str]:
         for rec in codec.decode_batch(batch, info.first_seq):
             refs.update(blob_refs(rec.event))
     return refs
+
+
+def check_segment(path: Path, first: int, last: int) -> None:
+    """Raise :class:`CorruptLog` unless ``path`` is a whole segment whose frames hold exactly
+    seqs ``first``..``last`` (as a sealed segment's name says) and decode."""
+    frames, problem, off = segment.scan(path)
+    if problem:
+        raise CorruptLog(f"frame at byte {off}: {problem}; the remote copy is damaged", str(path), off)
+    if not frames or frames[0].first_seq != first or frames[-1].last_seq != last:
+        raise CorruptLog(f"its frames do not hold seqs {first}..{last} as its name says", str(path))
+    with open(path, "rb") as fh:
+        for info in frames:
+            codec.decode_batch(segment.read_frame(fh, info), info.first_seq)
 
 
 def remote_run_ids(remote: Remote) -> list[str]:

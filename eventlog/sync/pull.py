@@ -10,7 +10,6 @@ and replay any pulled run (replay unbundles the bundles when ``repo.git`` is abs
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -19,9 +18,9 @@ from pathlib import Path
 
 import zstandard
 
-from .. import codec, reader, segment
-from ..containment import check_name, is_content_address
-from ..errors import CorruptBlob, CorruptLog, RemoteError, RemoteNotFound, StoreError, UnsafePath
+from .. import reader, segment
+from ..containment import is_content_address
+from ..errors import CorruptBlob, CorruptLog, RemoteError, RemoteNotFound, StoreError
 from ..ids import looks_like_run_id
 from ..lock import is_locked
 from ..remotes.base import ObjectInfo, Remote
@@ -29,13 +28,14 @@ from ..remotes.transfer import digest_file
 from ..store import Store
 from .keys import (
     BUNDLE_NAME,
-    MANIFEST_NAME,
     STREAMS,
     Progress,
     blob_key,
+    check_segment,
     remote_run_ids,
     segment_blob_refs,
 )
+from .manifests import newest_manifests, read_manifests
 
 
 @dataclass
@@ -96,11 +96,9 @@ def pull(
 
 def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInfo], report: PullReport, tick) -> None:
     run_dir = store.run_dir(run_id)
-    manifests = [o for o in listing if MANIFEST_NAME.match(o.key.rsplit("/", 1)[1])]
-    if manifests:  # each manifest lists everything pushed so far: the latest ones suffice
-        newest = max(o.key.rsplit("/", 1)[1][:16] for o in manifests)
-        manifests = [o for o in manifests if o.key.rsplit("/", 1)[1].startswith(newest)]
-    checksums, blobs = _read_manifests(store, remote, manifests, report)
+    manifests = newest_manifests(listing)
+    with tempfile.TemporaryDirectory(dir=store.root, prefix=".pull-") as tmp:
+        checksums, blobs = read_manifests(remote, manifests, report.problems, Path(tmp))
     tick(len(manifests))
     segments: list[tuple[str, int, int, ObjectInfo]] = []
     bundles: list[ObjectInfo] = []
@@ -159,46 +157,6 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
         store.record_segments(run_id)
 
 
-def _read_manifests(store: Store, remote: Remote, manifests: list[ObjectInfo],
-                    report: PullReport) -> tuple[dict[str, str], set[str]]:
-    """Checksums by key and blob addresses the manifests list; an entry that breaks the path
-    rule (a key leaving the run, a blob that is no content address) is a problem, skipped."""
-    checksums: dict[str, str] = {}
-    blobs: set[str] = set()
-    with tempfile.TemporaryDirectory(dir=store.root, prefix=".pull-") as tmp:
-        for i, obj in enumerate(manifests):
-            path = Path(tmp) / f"{i}.json"
-            remote.get_file(obj.key, path)
-            try:
-                body = json.loads(path.read_bytes())
-                if not isinstance(body, dict):
-                    raise TypeError("not a JSON object")
-                run_prefix = "/".join(obj.key.split("/")[:2])
-                for entry in body.get("objects", []):
-                    key, sha = entry["key"], entry["sha256"]
-                    if not isinstance(key, str) or not isinstance(sha, str):
-                        raise TypeError(f"object entry {entry!r:.80} has no string key and sha256")
-                    try:
-                        for name in key.split("/") if isinstance(key, str) else [key]:
-                            check_name(name, f"manifest entry {key!r}", hidden=False)
-                    except UnsafePath as exc:
-                        report.problems.append(f"{remote.describe(obj.key)}: {exc}")
-                        continue
-                    checksums[f"{run_prefix}/{key}"] = sha
-                listed = body.get("blobs", [])
-                if not isinstance(listed, list):
-                    raise TypeError("blobs is not a list of sha256 strings")
-                for digest in listed:
-                    if is_content_address(digest):
-                        blobs.add(digest)
-                    else:
-                        report.problems.append(f"{remote.describe(obj.key)}: lists blob {str(digest)[:80]!r}, which "
-                                               "is not a content address; not pulled (the one path rule, docs/format.md)")
-            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-                raise RemoteError(f"{remote.describe(obj.key)} is not a valid manifest ({exc}); the remote is damaged") from None
-    return checksums, blobs
-
-
 def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, report: PullReport,
            raise_missing: bool = False) -> bool:
     """Download one object unless the same bytes are already local. False when it was not pulled."""
@@ -228,16 +186,7 @@ def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, 
 
 
 def _segment_check(first: int, last: int) -> Callable[[Path], None]:
-    def check(path: Path) -> None:
-        frames, problem, off = segment.scan(path)
-        if problem:
-            raise CorruptLog(f"frame at byte {off}: {problem}; the remote copy is damaged", str(path), off)
-        if not frames or frames[0].first_seq != first or frames[-1].last_seq != last:
-            raise CorruptLog(f"its frames do not hold seqs {first}..{last} as its name says", str(path))
-        with open(path, "rb") as fh:
-            for info in frames:
-                codec.decode_batch(segment.read_frame(fh, info), info.first_seq)
-    return check
+    return lambda path: check_segment(path, first, last)
 
 
 def _blob_check(digest: str) -> Callable[[Path], None]:
