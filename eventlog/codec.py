@@ -118,6 +118,8 @@ def event_from_json(line: bytes | str, line_no: int | None = None) -> tuple[Even
         event = _json_event_decoder.decode(line)
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"{where}{_explain(exc)}", line=line_no) from None
+    except UnicodeDecodeError as exc:  # older msgspec (0.18.6) raises it for a string that is not UTF-8
+        raise InvalidEvent(f"{where}not valid UTF-8 ({exc}); convert it to UTF-8 and retry", line=line_no) from None
     except RecursionError:
         raise InvalidEvent(f"{where}the line nests arrays/objects deeper than the limit of {MAX_DEPTH} levels",
                            line=line_no) from None

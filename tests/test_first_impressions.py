@@ -113,7 +113,7 @@ def test_the_replay_script_names_itself_once():
     out = subprocess.run([str(script), "--help"], capture_output=True, check=True).stdout.decode()
     assert out.startswith("Usage: replay [OPTIONS] RUN")
     err = subprocess.run([str(script), "--no-such"], capture_output=True).stderr.decode()
-    assert "Try 'replay --help'" in err and "replay replay" not in err
+    assert re.search(r"Try 'replay (--help|-h)'", err) and "replay replay" not in err  # click 8.1.0 says -h
 
 
 def test_the_replay_script_takes_the_store_option(tmp_path):
