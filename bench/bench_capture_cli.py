@@ -13,6 +13,7 @@ Measured in the same run, medians over ``--repeats``, for N = ``--small`` and N 
 The overhead per part is the slope between the two sizes, (captured - bare) per extra part,
 minus the median snapshot time: what a part costs beyond its snapshot once the fixed costs
 (CLI start, first and last snapshot) are paid. Budget ≤ 10 ms.
+``bench/bench_scale.py --only capture`` prints it against its budget in the one scale table.
 
     python bench/bench_capture_cli.py [--files 2000] [--parts 200] [--small 20] [--repeats 3] [--think-ms 20] [--json]
 """
@@ -27,9 +28,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from pathlib import Path
 
-from agtrace.eventlog import SnapshotTaken, Store
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import clock, print_report, python_env  # noqa: E402
+
+from agtrace.eventlog import SnapshotTaken, Store  # noqa: E402
 
 BUDGET_MS = 10.0
 AGENT = """
@@ -51,23 +56,24 @@ def build(root: str, files: int) -> None:
             f.write(f"x = {i}\n" * 100)
 
 
-def bare(work: str, script: str, n: int, think: float) -> float:
-    t = time.perf_counter()
-    subprocess.run([sys.executable, script, str(n), str(think)], cwd=work, check=True, capture_output=True)
-    return time.perf_counter() - t
+def bare(work: str, script: str, n: int, think: float) -> tuple[float, float]:
+    """Wall and CPU seconds of the agent script run directly."""
+    wall, cpu = clock(lambda: subprocess.run([sys.executable, script, str(n), str(think)], cwd=work, check=True,
+                                             capture_output=True))
+    return wall / 1000, cpu / 1000
 
 
-def captured(work: str, script: str, n: int, store: str, think: float) -> tuple[float, list[float]]:
+def captured(work: str, script: str, n: int, store: str, think: float) -> tuple[float, float, list[float]]:
+    """Wall and CPU seconds of the script under ``agtrace run``, and its parts' snapshot times (ms)."""
     cmd = [sys.executable, "-m", "agtrace.cli.main", "--store", store, "run", "--agent", "raw",
            "--marker", "^PART", "--workdir", work, "-q", "--json", "--", sys.executable, script, str(n), str(think)]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as users run it
-    t = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    elapsed = time.perf_counter() - t
-    run_id = json.loads(out)["run_id"]
+    done = []
+    wall, cpu = clock(lambda: done.append(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                                         env=python_env())))
+    run_id = json.loads(done[0].stdout)["run_id"]
     snaps = [r.event.duration_ms for r in Store(store).read(run_id)
              if isinstance(r.event, SnapshotTaken) and r.part and not r.event.final]
-    return elapsed, snaps
+    return wall / 1000, cpu / 1000, snaps
 
 
 def run(files: int, parts: int, small: int, repeats: int, think_ms: float = 20.0) -> dict:
@@ -80,7 +86,7 @@ def run(files: int, parts: int, small: int, repeats: int, think_ms: float = 20.0
         warm = os.path.join(tmp, "warm")
         build(warm, 10)
         captured(warm, script, 1, os.path.join(tmp, "store"), think)  # writes the bytecode caches
-        times: dict[tuple[str, int], list[float]] = {}
+        times: dict[tuple[str, int], list[tuple[float, float]]] = {}
         snap_ms: list[float] = []
         for i in range(repeats):
             for n in (small, parts):
@@ -88,16 +94,19 @@ def run(files: int, parts: int, small: int, repeats: int, think_ms: float = 20.0
                     work = os.path.join(tmp, f"work-{how}-{n}-{i}")
                     build(work, files)
                     if how == "bare":
-                        elapsed = bare(work, script, n, think)
+                        got = bare(work, script, n, think)
                     else:
-                        elapsed, snaps = captured(work, script, n, os.path.join(tmp, "store"), think)
+                        *got, snaps = captured(work, script, n, os.path.join(tmp, "store"), think)
                         snap_ms.extend(snaps)
-                    times.setdefault((how, n), []).append(elapsed)
+                    times.setdefault((how, n), []).append(tuple(got))
                     shutil.rmtree(work)
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+        cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
         extra = parts - small
         slope_ms = ((med[("captured", parts)] - med[("bare", parts)])
                     - (med[("captured", small)] - med[("bare", small)])) * 1000 / extra
+        cpu_slope_ms = ((cpu[("captured", parts)] - cpu[("bare", parts)])
+                        - (cpu[("captured", small)] - cpu[("bare", small)])) * 1000 / extra
         snapshot_ms = statistics.median(snap_ms)
         return {
             "files": files, "parts": parts, "small": small, "repeats": repeats, "think_ms": think_ms,
@@ -108,17 +117,11 @@ def run(files: int, parts: int, small: int, repeats: int, think_ms: float = 20.0
             "snapshot_ms_median": round(snapshot_ms, 2),
             "overhead_beyond_snapshot_ms": round(slope_ms - snapshot_ms, 2),
             "budget_ms": BUDGET_MS,
+            "bare_cpu_s": round(cpu[("bare", parts)], 3), "captured_cpu_s": round(cpu[("captured", parts)], 3),
+            "cpu_per_part_ms_marginal": round(cpu_slope_ms, 2),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def measures(files: int = 2000, parts: int = 200, small: int = 20, repeats: int = 3) -> list[dict]:
-    """The row for a scale report: value, baseline, ratio and budget."""
-    r = run(files, parts, small, repeats)
-    return [{"name": "capture overhead per part beyond the snapshot (CLI, raw agent)",
-             "value_ms": r["overhead_beyond_snapshot_ms"], "baseline_ms": 0.0,
-             "ratio": None, "budget": f"≤ {BUDGET_MS:g} ms"}]
 
 
 def main() -> None:
@@ -130,13 +133,7 @@ def main() -> None:
     ap.add_argument("--think-ms", type=float, default=20.0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    report = run(args.files, args.parts, args.small, args.repeats, args.think_ms)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
-    width = max(map(len, report))
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    print_report(run(args.files, args.parts, args.small, args.repeats, args.think_ms), args.json)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ API, then measures in the same run, medians over ``--repeats``:
 
     python bench/bench_cold_replay.py [--files 2000] [--mb 25] [--repeats 3] [--json]
 
-:func:`measures` returns the rows (name, value, baseline, ratio, budget) for a scale report.
+``bench/bench_scale.py --only cold_replay`` prints these against their budgets in the one scale table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -27,37 +26,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from pathlib import Path
 
-from agtrace.capture.recorder import Recorder
-from agtrace.eventlog import SnapshotTaken, Store
-from agtrace.replay.workspace import snapshots, tree_of_part
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import build_tree, clock, git_env, print_report, python_env  # noqa: E402
+
+from agtrace.capture.recorder import Recorder  # noqa: E402
+from agtrace.eventlog import SnapshotTaken, Store  # noqa: E402
+from agtrace.replay.workspace import snapshots, tree_of_part  # noqa: E402
 
 COLD_MS_BUDGET, FLOOR_RATIO_BUDGET, CLONE_SPEEDUP_BUDGET = 500.0, 1.5, 3.0
-
-
-def git_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
-    return env
-
-
-def build(root: str, files: int, total: int, rng: random.Random) -> list[str]:
-    paths, size = [], total // files
-    for i in range(files):
-        rel = f"pkg{i % 20}/mod{i % 9}/file{i}.py"
-        os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
-        text = "".join(f"def f{i}_{j}(x):  # {rng.random():.12f}\n" for j in range(size // 30 + 1))
-        with open(os.path.join(root, rel), "w") as f:
-            f.write(text[:size])
-        paths.append(rel)
-    return paths
-
-
-def timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t) * 1000
 
 
 def run(files: int, mb: int, repeats: int, parts: int = 5) -> dict:
@@ -65,7 +44,7 @@ def run(files: int, mb: int, repeats: int, parts: int = 5) -> dict:
     tmp = tempfile.mkdtemp(prefix="agtrace-bench-cold-")
     try:
         work = os.path.join(tmp, "work")
-        paths = build(work, files, mb * 1_000_000, rng)
+        paths = build_tree(work, files, mb * 1_000_000, rng)
         store = Store(os.path.join(tmp, "store"))
         with Recorder(store, workdir=work, agent="bench", heartbeat_s=60) as rec:
             for n in range(1, parts + 1):
@@ -83,22 +62,24 @@ def run(files: int, mb: int, repeats: int, parts: int = 5) -> dict:
         bundles = sorted((store.run_dir(run_id) / "bundles").glob("*.bundle"))
         cli = [sys.executable, "-m", "agtrace.cli.main"]
         # as users run it: with bytecode caches (the warm-up below writes them)
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env = python_env()
         env["AGTRACE_HOME"] = store.root.as_posix()
         subprocess.run([*cli, "--store", str(store.root), "ls"], env=env, check=True, capture_output=True)
-        rows: dict[str, list[float]] = {k: [] for k in ("cli", "floor", "clone", "checkout_1", "checkout_n")}
-        for i in range(repeats):
+        rows: dict[str, list[tuple[float, float]]] = {
+            k: [] for k in ("cli", "floor", "clone", "checkout_1", "checkout_n")}
+        for i in range(repeats):  # alternating: load on a shared machine hits each alike
             out = os.path.join(tmp, f"cli-{i}")
-            rows["cli"].append(timed(lambda out=out: subprocess.run(
+            rows["cli"].append(clock(lambda out=out: subprocess.run(
                 [*cli, "--store", str(store.root), "replay", run_id, "--part", str(part), "--out", out],
                 env=env, check=True, capture_output=True)))
-            rows["floor"].append(timed(lambda i=i: _plain_write(os.path.join(tmp, f"floor-{i}"), blobs)))
-            rows["clone"].append(timed(lambda i=i: _clone(os.path.join(tmp, f"clone-{i}"), bundles, commit)))
-            rows["checkout_1"].append(timed(lambda i=i: git.checkout(tree, os.path.join(tmp, f"co1-{i}"), jobs=1)))
-            rows["checkout_n"].append(timed(lambda i=i: git.checkout(tree, os.path.join(tmp, f"con-{i}"))))
+            rows["floor"].append(clock(lambda i=i: _plain_write(os.path.join(tmp, f"floor-{i}"), blobs)))
+            rows["clone"].append(clock(lambda i=i: _clone(os.path.join(tmp, f"clone-{i}"), bundles, commit)))
+            rows["checkout_1"].append(clock(lambda i=i: git.checkout(tree, os.path.join(tmp, f"co1-{i}"), jobs=1)))
+            rows["checkout_n"].append(clock(lambda i=i: git.checkout(tree, os.path.join(tmp, f"con-{i}"))))
             for d in ("cli", "floor", "clone", "co1", "con"):
                 shutil.rmtree(os.path.join(tmp, f"{d}-{i}"), ignore_errors=True)
-        med = {k: round(statistics.median(v), 1) for k, v in rows.items()}
+        med = {k: round(statistics.median(w for w, _ in v), 1) for k, v in rows.items()}
+        cpu = {k: round(statistics.median(c for _, c in v), 1) for k, v in rows.items()}
         return {
             "files": files, "bytes": sum(len(b) for b in blobs.values()), "repeats": repeats,
             "cli_replay_ms": med["cli"], "cli_replay_ms_budget": COLD_MS_BUDGET,
@@ -108,6 +89,8 @@ def run(files: int, mb: int, repeats: int, parts: int = 5) -> dict:
             "clone_vs_cli_budget": CLONE_SPEEDUP_BUDGET,
             "checkout_1_thread_ms": med["checkout_1"], "checkout_default_ms": med["checkout_n"],
             "checkout_vs_plain_write": round(med["checkout_n"] / med["floor"], 2),
+            "cli_replay_cpu_ms": cpu["cli"], "plain_write_cpu_ms": cpu["floor"],
+            "clone_checkout_cpu_ms": cpu["clone"],
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -141,19 +124,6 @@ def _clone(clone: str, bundles, commit: str) -> None:
     subprocess.run(["git", "-C", clone, "checkout", "-q", commit], env=env, check=True)
 
 
-def measures(files: int = 2000, mb: int = 25, repeats: int = 3) -> list[dict]:
-    """The rows for a scale report: value, baseline, ratio and budget of each measure."""
-    r = run(files, mb, repeats)
-    return [
-        {"name": "cold replay (CLI, new dir) vs plain Python write", "value_ms": r["cli_replay_ms"],
-         "baseline_ms": r["plain_write_ms"], "ratio": r["cli_vs_plain_write"],
-         "budget": f"≤ {FLOOR_RATIO_BUDGET}× and ≤ {COLD_MS_BUDGET:g} ms"},
-        {"name": "cold replay (CLI, new dir) vs bundle clone + checkout", "value_ms": r["cli_replay_ms"],
-         "baseline_ms": r["clone_checkout_ms"], "ratio": round(1 / r["clone_vs_cli"], 3),
-         "budget": f"≥ {CLONE_SPEEDUP_BUDGET:g}× faster"},
-    ]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=2000)
@@ -161,13 +131,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    report = run(args.files, args.mb, args.repeats)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
-    width = max(map(len, report))
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    print_report(run(args.files, args.mb, args.repeats), args.json)
 
 
 if __name__ == "__main__":

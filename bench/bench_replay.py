@@ -26,36 +26,24 @@ import random
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-from agtrace.capture import LocalSandbox
-from agtrace.capture.recorder import Recorder
-from agtrace.eventlog import GitStore, SnapshotTaken, Store
-from agtrace.replay.checkout_cache import switch_to
-from agtrace.replay.rescoring import rescore
-from agtrace.replay.results import ResultSpec
-from agtrace.replay.workspace import snapshots, tree_of_part
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import build_tree, git_env  # noqa: E402
+
+from agtrace.capture import LocalSandbox  # noqa: E402
+from agtrace.capture.recorder import Recorder  # noqa: E402
+from agtrace.eventlog import GitStore, SnapshotTaken, Store  # noqa: E402
+from agtrace.replay.checkout_cache import switch_to  # noqa: E402
+from agtrace.replay.rescoring import rescore  # noqa: E402
+from agtrace.replay.results import ResultSpec  # noqa: E402
+from agtrace.replay.workspace import snapshots, tree_of_part  # noqa: E402
 
 WARM_BUDGET_MS, COLD_BUDGET_MS = 50.0, 500.0
-
-
-def git_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
-    return env
-
-
-def build_repo(root: str, files: int, total_bytes: int, rng: random.Random) -> list[str]:
-    paths, size = [], total_bytes // files
-    for i in range(files):
-        rel = f"pkg{i % 20}/mod{i % 9}/file{i}.py"
-        os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
-        text = "".join(f"def f{i}_{j}(x):  # {rng.random():.12f}\n" for j in range(size // 30))
-        with open(os.path.join(root, rel), "w") as f:
-            f.write(text[:size])
-        paths.append(rel)
-    return paths
 
 
 def record_run(store: Store, work: str, paths: list[str], parts: int, repeat: int, rng) -> str:
@@ -85,7 +73,7 @@ def run(files: int, mb: int, parts: int, repeat: int, repeats: int, jobs: int) -
     tmp = tempfile.mkdtemp(prefix="agtrace-bench-replay-")
     try:
         work = os.path.join(tmp, "work")
-        paths = build_repo(work, files, mb * 1_000_000, rng)
+        paths = build_tree(work, files, mb * 1_000_000, rng)
         store = Store(os.path.join(tmp, "store"))
         t = time.perf_counter()
         run_id = record_run(store, work, paths, parts, repeat, rng)

@@ -1,26 +1,40 @@
-"""Scale: what users hit through the CLI on long runs and full stores, each ratio against its
-baseline measured in the same run, with its budget beside it (issue 14, DESIGN.md's table).
+"""Scale: the one run of issue 14's acceptance. Every ratio against its baseline measured in the
+same run, with its budget beside it and PASS/FAIL (issue 14, DESIGN.md's table).
 
-Measures (each a function of :data:`MEASURES`; add one by appending a function that takes the
-:class:`Bench` and returns :class:`Row` s — cold replay, snapshots and capture overhead go here):
+Measures (each a function of :data:`MEASURES`, in the issue's order; add one by appending a
+function that takes the :class:`Bench` and returns :class:`Row` s):
 
-* ``append``: `agtrace new` + `agtrace append` of N JSON lines (~1.5 KB events, redaction on,
-  default durability) in events/s, against the event log's own library rate (the same events
-  appended through ``RunWriter.append`` in this process). Budget: >= 150,000 events/s, and the
-  ratio is printed (DESIGN: the library reaches >= 200,000).
-* ``part_cost``: on a 20,000-part run, `replay --part`, `log --part` and `metrics --per-part
-  --part` of part 19,000 against part 10 (wall time of the process). Budget <= 1.25x.
-* ``report``: `agtrace report` of that run, seconds. Budget <= 3 s.
-* ``store``: `ls`, `ls --json` and `show ID` on a store of 10,000 runs against `sqlite-utils
+* ``startup`` (item 1): `agtrace --version`, `--help`, `ls`, `show ID` against `sqlite-utils
+  --version` (``bench_startup.py``'s commands and store). Budget <= 1.2x.
+* ``append`` (item 2): `agtrace new` + `agtrace append` of N JSON lines (~1.5 KB events,
+  redaction on, default durability) in events/s, against the event log's own library rate (the
+  same events appended through ``RunWriter.append`` in this process). Budget: >= 150,000
+  events/s, and the ratio is printed (DESIGN: the library reaches >= 200,000).
+* ``part_cost`` (item 3): on a 20,000-part run, `replay --part`, `log --part` and `metrics
+  --per-part --part` of part 19,000 against part 10 (wall time of the process). Budget <= 1.25x.
+* ``report`` (item 3): `agtrace report` of that run, seconds. Budget <= 3 s.
+* ``cold_replay`` (item 4, ``bench_cold_replay.py``): `agtrace replay` of a 2,000-file / 25 MB
+  part into a new directory against a plain Python write of the same bytes (<= 1.5x and <= 0.5
+  s) and against `git clone` of the bundle + `git checkout` (>= 3x faster).
+* ``snapshot`` (item 5, ``bench_snapshot_scale.py``): on a 24,000-file / 170 MB tree, first
+  snapshot against `git add -A && git write-tree` (<= 1.2x); incremental after 1-5 edits <= 50
+  ms and >= 10x faster than git on a warm index.
+* ``capture`` (item 6, ``bench_capture_cli.py``): `agtrace run` of a raw agent against the bare
+  agent: cost per part beyond the snapshot. Budget <= 10 ms.
+* ``store`` (item 7): `ls`, `ls --json` and `show ID` on a store of 10,000 runs against `sqlite-utils
   --version`. Budget <= 2x.
-* ``parquet``: `agtrace export --format parquet` of 1,000 of those runs, seconds. Budget <= 10 s.
+* ``parquet`` (item 7): `agtrace export --format parquet` of 1,000 of those runs, seconds.
+  Budget <= 10 s.
 
 Every timed command is a real process through its console script; values are medians of
 ``--rounds`` (>= 3) rounds, baseline and measured alternating. CPU seconds (user + sys of the
-child) are printed beside the wall times: on a shared machine they move less.
+child) are printed beside the wall times: on a shared machine they move less. Progress goes to
+stderr; stdout gets the table (or, with ``--json``, the rows).
 
     python bench/bench_scale.py [--rounds 3] [--events 200000] [--parts 20000] [--runs 10000]
-                                [--fixtures DIR] [--only append,part_cost,...] [--json]
+                                [--replay-files 2000 --replay-mb 25] [--snapshot-files 24000
+                                --snapshot-mb 170] [--capture-files 2000 --capture-parts 200]
+                                [--fixtures DIR] [--only startup,append,...] [--json]
 """
 
 from __future__ import annotations
@@ -28,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -40,7 +53,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_startup import console_script, timed  # noqa: E402
+import bench_capture_cli  # noqa: E402
+import bench_cold_replay  # noqa: E402
+import bench_snapshot_scale  # noqa: E402
+import bench_startup  # noqa: E402
+from common import console_script, python_env, timed  # noqa: E402
+from scale_fixtures import build_long_run, build_store_of_runs  # noqa: E402
 
 
 @dataclass
@@ -59,10 +77,15 @@ class Row:
     higher: bool = False
     cpu: float | None = None
     cpu_baseline: float | None = None
+    speedup: bool = False
+    note: str = ""
 
     @property
     def ratio(self) -> float | None:
-        return None if not self.baseline else self.value / self.baseline
+        """value / baseline; baseline / value for a ``speedup`` (how many times faster)."""
+        if not self.baseline or not self.value:
+            return None
+        return self.baseline / self.value if self.speedup else self.value / self.baseline
 
     @property
     def ok(self) -> bool | None:
@@ -82,23 +105,25 @@ class Bench:
         self.rounds = args.rounds
         self.agtrace = console_script("agtrace")
         self.sqlite_utils = console_script("sqlite-utils")
-        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.env = python_env()
         self._fixtures: dict[str, tuple[Path, object]] = {}
 
     def cli(self, store: Path, *argv: str) -> list[str]:
         return [self.agtrace, "--store", str(store), *argv]
 
-    def alternate(self, commands: dict[str, Callable[[int], list[str]] | list[str]], warm: bool = True) -> dict:
+    def alternate(self, commands: dict[str, Callable[[int], list[str]] | list[str]], warm: bool = True,
+                  env: dict[str, str] | None = None, rounds: int = 0) -> dict:
         """Median (wall, cpu) of each command over the rounds, the commands alternating. A
         command may be a function of the round number giving argv (for fresh output paths)."""
         argv = {n: (c if callable(c) else (lambda _i, c=c: c)) for n, c in commands.items()}
+        env = env or self.env
         if warm:
             for make in argv.values():
-                timed(make(-1), self.env)
+                timed(make(-1), env)
         samples = {n: [] for n in commands}
-        for i in range(self.rounds):
+        for i in range(rounds or self.rounds):
             for name, make in argv.items():
-                samples[name].append(timed(make(i), self.env))
+                samples[name].append(timed(make(i), env))
         return {n: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
                 for n, s in samples.items()}
 
@@ -125,106 +150,78 @@ class Bench:
                             lambda root: build_long_run(root, root.with_name(root.name + "-work"), self.args.parts))
 
 
-# -- fixtures ---------------------------------------------------------------------------------
-
-
-def build_long_run(root: Path, workdir: Path, parts: int) -> str:
-    """A run of ``parts`` parts written through the library: per part a message, a shell call
-    and its output, usage, a snapshot and the part end, tests every 7th part; every 3rd part
-    edits a file of a 20-file workdir, snapshotted into the run's real shadow repository (a new
-    tree each time), so replay, diffs and the report do real git work."""
-    from agtrace.capture.snapshot import Snapshotter
-    from agtrace.eventlog import (
-        MessageAdded,
-        PartEnded,
-        RunEnded,
-        RunStarted,
-        Store,
-        TestsRan,
-        ToolCalled,
-        ToolReturned,
-        Usage,
-        UsageReported,
-    )
-
-    store = Store(root)
-    workdir.mkdir(parents=True)
-    for i in range(20):
-        (workdir / f"mod{i}.py").write_text("".join(f"def f{j}():\n    return {j}\n" for j in range(60)))
-    writer = store.create_run(RunStarted(agent="synthetic", model="bench-model", workdir=str(workdir)),
-                              durability="off")
-    snap = Snapshotter(store.run_dir(writer.run_id), workdir)
-    writer.append(snap.take("base"))
-    rng = random.Random(0)
-    shot = None
-    for n in range(1, parts + 1):
-        call = f"call_{n}"
-        if n % 3 == 0 or shot is None:
-            target = workdir / f"mod{n % 20}.py"
-            lines = target.read_text().splitlines()
-            lines[(n * 7) % len(lines)] = f"    return {n}  # edited at part {n}"
-            target.write_text("\n".join(lines) + "\n")
-        shot = snap.take(f"part {n}")
-        batch = [
-            MessageAdded(role="assistant", text=f"Part {n}: looking at the failures. " * 4),
-            ToolCalled(call_id=call, tool="shell", command="pytest -q", arguments={"command": "pytest -q"}),
-            ToolReturned(call_id=call, tool="shell", output="\n".join(f"test_{i} PASSED" for i in range(20)),
-                         exit_code=0, duration_ms=rng.uniform(5, 900)),
-            UsageReported(usage=Usage(input=2000 + n % 500, output=300, cache_read=8000), cost_usd=0.002),
-        ]
-        if n % 7 == 0:
-            batch.append(TestsRan(suite="pytest", passed=min(200, n // 50), failed=200 - min(200, n // 50),
-                                  total=200, tree_id=shot.tree_id))
-        batch.append(shot)
-        batch.append(PartEnded(part_kind="tool", title=f"pytest -q ({n})", tool="shell", call_id=call,
-                               tree_id=shot.tree_id))
-        writer.append_many([(ev, n, None) for ev in batch])
-    writer.append(RunEnded(status="completed", reason="done"))
-    store.close_writer(writer)
-    store.close()
-    return writer.run_id
-
-
-def build_store_of_runs(root: Path, runs: int) -> list[str]:
-    """A store of ``runs`` small runs (10 parts of a message, a call, its output, usage and the
-    part end; ended), written through the library with ``durability="off"``."""
-    from agtrace.eventlog import (
-        MessageAdded,
-        PartEnded,
-        RunEnded,
-        RunStarted,
-        Store,
-        ToolCalled,
-        ToolReturned,
-        Usage,
-        UsageReported,
-    )
-
-    store = Store(root)
-    ids = []
-    day = 86_400 * 10**9
-    t0 = time.time_ns() - 5 * day
-    for i in range(runs):
-        ts = t0 + i * (5 * day // runs)
-        w = store.create_run(RunStarted(agent=f"agent{i % 3}", model="bench-model", task_id=f"t{i % 50}"),
-                             durability="off", ts=ts)
-        batch = []
-        for p in range(1, 11):
-            at = ts + p * 10**9
-            batch += [(MessageAdded(role="assistant", text=f"step {p} of run {i}"), p, at),
-                      (ToolCalled(call_id=f"c{p}", tool="shell", command="ls"), p, at + 1),
-                      (ToolReturned(call_id=f"c{p}", tool="shell", output="a\nb\nc", exit_code=0), p, at + 2),
-                      (UsageReported(usage=Usage(input=100, output=20)), p, at + 3),
-                      (PartEnded(part_kind="tool", title="ls", tool="shell"), p, at + 4)]
-        batch.append((RunEnded(status="completed"), None, ts + 20 * 10**9))
-        w.append_many(batch)
-        store.close_writer(w)
-        ids.append(w.run_id)
-    store.close()
-    return ids
-
-
 # -- measures ---------------------------------------------------------------------------------
+
+
+def measure_startup(b: Bench) -> list[Row]:
+    """bench_startup's four commands against its floor, on its small store (item 1)."""
+    env = {**b.env, "AGTRACE_HOME": str(b.work / "startup")}
+    run_id = bench_startup.make_store(b.work / "startup", b.agtrace, 5, env)
+    commands = bench_startup.startup_commands(b.agtrace, b.sqlite_utils, run_id)
+    floor = next(iter(commands))
+    # sqlite-utils imports pandas and numpy when they are installed (most of its start here):
+    # the same floor without them, for information beside the budgeted rows
+    lean = "sqlite-utils --version without pandas/numpy"
+    got = b.alternate({**commands, lean: [sys.executable, "-c", _LEAN_SQLITE_UTILS]}, env=env,
+                      rounds=max(b.rounds, 7))  # cheap: more rounds, steadier
+    rows = [Row("startup", name, got[name][0], "s", got[floor][0], floor, budget=bench_startup.BUDGET,
+                cpu=got[name][1], cpu_baseline=got[floor][1]) for name in commands if name != floor]
+    slowest = max(rows, key=lambda r: r.value)
+    rows.append(Row("startup", f"slowest ({slowest.name}), for information", slowest.value, "s", got[lean][0], lean,
+                    cpu=slowest.cpu, cpu_baseline=got[lean][1]))
+    return rows
+
+
+_LEAN_SQLITE_UTILS = ("import sys; sys.modules['pandas'] = sys.modules['numpy'] = None; "
+                      "from sqlite_utils.cli import cli; sys.argv = ['sqlite-utils', '--version']; cli()")
+
+
+def measure_cold_replay(b: Bench) -> list[Row]:
+    """bench_cold_replay's run: CLI replay into a new dir, plain write, bundle clone (item 4)."""
+    m = bench_cold_replay
+    files, mb = b.args.replay_files, b.args.replay_mb
+    r = m.run(files, mb, b.rounds)
+    what = f"replay --part (CLI, new dir, {files:,} files / {r['bytes'] / 1e6:.0f} MB)"
+    ms, cpu = r["cli_replay_ms"], r["cli_replay_cpu_ms"]
+    return [
+        Row("cold_replay", what, ms, "ms", r["plain_write_ms"], "plain Python write", m.FLOOR_RATIO_BUDGET,
+            cpu=cpu, cpu_baseline=r["plain_write_cpu_ms"]),
+        Row("cold_replay", what, ms, "ms", budget=m.COLD_MS_BUDGET, on_ratio=False, cpu=cpu),
+        Row("cold_replay", what, ms, "ms", r["clone_checkout_ms"], "bundle clone + checkout", m.CLONE_SPEEDUP_BUDGET,
+            higher=True, speedup=True, cpu=cpu, cpu_baseline=r["clone_checkout_cpu_ms"]),
+    ]
+
+
+def measure_snapshot(b: Bench) -> list[Row]:
+    """bench_snapshot_scale's run: first and incremental snapshots against git (item 5)."""
+    m = bench_snapshot_scale
+    files, mb = b.args.snapshot_files, b.args.snapshot_mb
+    r = m.run(files, mb, b.rounds, b.args.snapshot_edits)
+    git = "git add -A + write-tree"
+    inc = f"incremental snapshot after 1-5 edits ({files:,} files, median of {r['edits']})"
+    note = f"detector {','.join(r['detectors'])}; stat walk {r['incremental_walk_ms']:.1f} ms"
+    return [
+        Row("snapshot", f"first snapshot ({files:,} files / {r['bytes'] / 1e6:.0f} MB)", r["first_ms"], "ms",
+            r["first_git_ms"], git, m.FIRST_RATIO_BUDGET, cpu=r["first_cpu_ms"], cpu_baseline=r["first_git_cpu_ms"]),
+        Row("snapshot", inc, r["incremental_ms"], "ms", budget=m.INCREMENTAL_MS_BUDGET, on_ratio=False,
+            cpu=r["incremental_cpu_ms"], note=note),
+        Row("snapshot", inc, r["incremental_ms"], "ms", r["incremental_git_ms"], f"{git} (warm index)",
+            m.INCREMENTAL_SPEEDUP_BUDGET, higher=True, speedup=True, cpu=r["incremental_cpu_ms"],
+            cpu_baseline=r["incremental_git_cpu_ms"]),
+    ]
+
+
+def measure_capture(b: Bench) -> list[Row]:
+    """bench_capture_cli's run: `agtrace run` against the bare agent, per part (item 6)."""
+    m = bench_capture_cli
+    a = b.args
+    r = m.run(a.capture_files, a.capture_parts, a.capture_small, b.rounds, a.think_ms)
+    note = (f"{a.capture_parts} parts: captured {r['captured_s']:.2f} s vs bare {r['bare_s']:.2f} s; "
+            f"marginal {r['per_part_ms_marginal']:.1f} ms/part - snapshot {r['snapshot_ms_median']:.1f} ms; "
+            "cpu column: cpu per marginal part, snapshot included")
+    return [Row("capture", f"per part beyond the snapshot, vs bare agent ({a.capture_files:,} files)",
+                r["overhead_beyond_snapshot_ms"], "ms", budget=m.BUDGET_MS, on_ratio=False,
+                cpu=r["cpu_per_part_ms_marginal"], note=note)]
 
 
 def measure_append(b: Bench) -> list[Row]:
@@ -270,7 +267,7 @@ def measure_append(b: Bench) -> list[Row]:
         Row("append", f"CLI new+append of {n:,} lines", rate, "events/s", lib, "library append",
             budget=0.75, higher=True, cpu=statistics.median(cpu)),
         Row("append", "CLI append events/s (absolute)", rate, "events/s", budget=150_000, on_ratio=False,
-            higher=True),
+            higher=True, cpu=statistics.median(cpu)),
     ]
 
 
@@ -326,7 +323,8 @@ def measure_parquet(b: Bench) -> list[Row]:
 
 
 MEASURES: list[Callable[[Bench], list[Row]]] = [
-    measure_append, measure_part_cost, measure_report, measure_store, measure_parquet,
+    measure_startup, measure_append, measure_part_cost, measure_report, measure_cold_replay, measure_snapshot,
+    measure_capture, measure_store, measure_parquet,
 ]
 """The measures, in order; each a function of the Bench returning its rows."""
 
@@ -337,48 +335,98 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000, help="JSON lines appended")
     ap.add_argument("--parts", type=int, default=20_000, help="parts of the long run")
     ap.add_argument("--runs", type=int, default=10_000, help="runs of the full store")
+    ap.add_argument("--replay-files", type=int, default=2000, help="files of the cold replay's tree")
+    ap.add_argument("--replay-mb", type=int, default=25, help="MB of the cold replay's tree")
+    ap.add_argument("--snapshot-files", type=int, default=24_000, help="files of the snapshot tree")
+    ap.add_argument("--snapshot-mb", type=int, default=170, help="MB of the snapshot tree")
+    ap.add_argument("--snapshot-edits", type=int, default=10, help="incremental snapshots (1-5 edits each)")
+    ap.add_argument("--capture-files", type=int, default=2000, help="files of the captured agent's repository")
+    ap.add_argument("--capture-parts", type=int, default=200, help="parts of the long captured run")
+    ap.add_argument("--capture-small", type=int, default=20, help="parts of the short captured run")
+    ap.add_argument("--think-ms", type=float, default=20.0, help="the captured agent's pause per part")
     ap.add_argument("--fixtures", default="", metavar="DIR",
                     help="keep the built stores (the long run, the full store) in DIR and reuse them")
-    ap.add_argument("--only", default="", help="comma-separated measure names (append, part_cost, ...)")
+    names = [m.__name__.removeprefix("measure_") for m in MEASURES]
+    ap.add_argument("--only", default="", help=f"comma-separated measure names ({', '.join(names)})")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.rounds < 3:
         ap.error("--rounds must be at least 3")
     only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if only - set(names):
+        ap.error(f"--only: unknown measure {', '.join(sorted(only - set(names)))}; the measures are {', '.join(names)}")
     rows: list[Row] = []
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="agtrace-bench-scale-") as tmp:
         bench = Bench(Path(tmp), args)
-        for measure in MEASURES:
-            name = measure.__name__.removeprefix("measure_")
+        for measure, name in zip(MEASURES, names, strict=True):
             if only and name not in only:
                 continue
+            print(f"[{name}] measuring ({time.perf_counter() - started:.0f} s in)", file=sys.stderr, flush=True)
             got = measure(bench)
             rows += got
-            if not args.json:
-                for r in got:
-                    print_row(r)
-                sys.stdout.flush()
+            for r in got:
+                print(" ", format_row(r), file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps([{**asdict(r), "ratio": r.ratio, "ok": r.ok} for r in rows], indent=2))
+        return
+    print(f"agtrace scale benchmark (issue 14): medians of {args.rounds} alternating rounds "
+          f"(startup {max(args.rounds, 7)}); cpu = user+sys; {time.perf_counter() - started:.0f} s in all")
+    print_table(rows)
 
 
-def print_row(r: Row) -> None:
-    value = f"{r.value:,.0f} {r.unit}" if r.unit == "events/s" else f"{r.value:.3f} {r.unit}"
-    cpu = f" (cpu {r.cpu:.2f} s" if r.cpu is not None else ""
-    if cpu and r.cpu_baseline:
-        cpu += f", cpu x{r.cpu / r.cpu_baseline:.2f}"
-    cpu += ")" if cpu else ""
-    base = ""
-    if r.baseline:
-        shown = f"{r.baseline:,.0f}" if r.unit == "events/s" else f"{r.baseline:.3f}"
-        base = f"  vs {r.baseline_name} {shown}: x{r.ratio:.2f}"
+def _amount(x: float, unit: str) -> str:
+    if unit == "events/s":
+        return f"{x:,.0f} ev/s"
+    return f"{x:.3f} s" if unit == "s" else f"{x:.1f} {unit}"
+
+
+def _columns(r: Row) -> list[str]:
+    base = f"{_amount(r.baseline, r.unit)} {r.baseline_name}" if r.baseline else "-"
+    if r.ratio is None:
+        ratio = "-"
+    else:
+        ratio = f"x{r.ratio:.2f}"
+        if r.speedup:
+            ratio = f"{r.ratio:.1f}x faster" if r.ratio >= 1 else f"{1 / r.ratio:.1f}x slower"
     if r.budget is None:
-        verdict = ""
+        budget, verdict = "-", "-"
     else:
         sign = ">=" if r.higher else "<="
-        what = "x" if r.on_ratio else ""
-        verdict = f"  budget {sign} {what}{r.budget:,}  {'ok' if r.ok else 'OVER' if not r.higher else 'UNDER'}"
-    print(f"[{r.measure}] {r.name}: {value}{cpu}{base}{verdict}")
+        if r.speedup:
+            budget = f">= {r.budget:g}x faster"
+        elif r.on_ratio:
+            budget = f"{sign} x{r.budget:g}"
+        else:
+            budget = f"{sign} {_amount(r.budget, r.unit)}"
+        verdict = "PASS" if r.ok else "FAIL"
+    cpu = "-" if r.cpu is None else _amount(r.cpu, r.unit if r.unit != "events/s" else "s")
+    if r.cpu is not None and r.cpu_baseline:
+        cpu += f" (x{r.cpu / r.cpu_baseline:.2f})"
+    return [r.measure, r.name, _amount(r.value, r.unit), base, ratio, budget, verdict, cpu]
+
+
+def format_row(r: Row) -> str:
+    """One row as a line (the progress printed while the bench runs)."""
+    measure, name, value, base, ratio, budget, verdict, cpu = _columns(r)
+    return f"{name}: {value} vs {base}: {ratio}, budget {budget}: {verdict} (cpu {cpu})"
+
+
+def print_table(rows: list[Row]) -> None:
+    """The rows as a table, the notes below it."""
+    head = ["measure", "what", "value", "baseline", "ratio", "budget", "verdict", "cpu (x baseline's)"]
+    cells = [head, *(_columns(r) for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    for n, c in enumerate(cells):
+        print("  ".join(x.ljust(w) for x, w in zip(c, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    passed = sum(1 for r in rows if r.ok)
+    budgeted = sum(1 for r in rows if r.ok is not None)
+    print(f"{passed} of {budgeted} budgets PASS")
+    for r in rows:
+        if r.note:
+            print(f"  [{r.measure}] {r.note}")
 
 
 if __name__ == "__main__":

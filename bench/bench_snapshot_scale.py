@@ -12,43 +12,31 @@ warm for both sides, then measures, medians over ``--repeats``:
 
     python bench/bench_snapshot_scale.py [--files 24000] [--mb 170] [--repeats 3] [--edits 10] [--json]
 
-:func:`measures` returns the rows (name, value, baseline, ratio, budget) for a scale report.
+``bench/bench_scale.py --only snapshot`` prints these against their budgets in the one scale table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
-import time
+from pathlib import Path
 
-from agtrace.capture import Snapshotter
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import build_tree, clock, git_env, print_report  # noqa: E402
+
+from agtrace.capture import Snapshotter  # noqa: E402
+
+LAYOUT = (40, 30, 7)
+"""The tree's directories: ~1,000 of them, like a big source checkout."""
 
 FIRST_RATIO_BUDGET, INCREMENTAL_MS_BUDGET, INCREMENTAL_SPEEDUP_BUDGET = 1.2, 50.0, 10.0
-
-
-def git_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", **extra)
-    return env
-
-
-def build_tree(root: str, files: int, total_bytes: int, rng: random.Random) -> list[str]:
-    """``files`` Python-like text files in ~1,000 directories (like a big source checkout)."""
-    paths, size = [], total_bytes // files
-    for i in range(files):
-        rel = f"pkg{i % 40}/mod{i % 30}/sub{i % 7}/file{i}.py"
-        os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
-        text = "".join(f"def f{i}_{j}(x):  # {rng.random():.12f}\n" for j in range(size // 30 + 1))
-        with open(os.path.join(root, rel), "w") as f:
-            f.write(text[:size])
-        paths.append(rel)
-    return paths
 
 
 def warm(root: str) -> None:
@@ -58,12 +46,14 @@ def warm(root: str) -> None:
                 f.read()
 
 
-def git_snapshot(work: str, git_dir: str, index: str) -> float:
+def git_snapshot(work: str, git_dir: str, index: str) -> tuple[float, float]:
+    """Wall and CPU ms of ``git add -A && git write-tree`` of ``work``."""
     env = git_env(GIT_DIR=git_dir, GIT_WORK_TREE=work, GIT_INDEX_FILE=index)
-    t = time.perf_counter()
-    subprocess.run(["git", "add", "-A"], cwd=work, env=env, check=True)
-    subprocess.run(["git", "write-tree"], cwd=work, env=env, check=True, capture_output=True)
-    return (time.perf_counter() - t) * 1000
+
+    def both() -> None:
+        subprocess.run(["git", "add", "-A"], cwd=work, env=env, check=True)
+        subprocess.run(["git", "write-tree"], cwd=work, env=env, check=True, capture_output=True)
+    return clock(both)
 
 
 def git_init(path: str) -> str:
@@ -82,15 +72,14 @@ def run(files: int, mb: int, repeats: int, edits: int) -> dict:
     tmp = tempfile.mkdtemp(prefix="agtrace-bench-scale-")
     try:
         work = os.path.join(tmp, "work")
-        paths = build_tree(work, files, mb * 1_000_000, rng)
+        paths = build_tree(work, files, mb * 1_000_000, rng, LAYOUT)
         warm(work)
         first_ours, first_git = [], []
         for i in range(repeats):  # alternate, so neither side always runs on a warmer machine
             first_git.append(git_snapshot(work, git_init(os.path.join(tmp, f"first-{i}.git")),
                                           os.path.join(tmp, f"first-{i}.index")))
-            t = time.perf_counter()
-            Snapshotter(os.path.join(tmp, f"first-run-{i}"), work, watch=False).take("base")
-            first_ours.append((time.perf_counter() - t) * 1000)
+            first_ours.append(clock(lambda i=i: Snapshotter(os.path.join(tmp, f"first-run-{i}"), work,
+                                                            watch=False).take("base")))
             shutil.rmtree(os.path.join(tmp, f"first-{i}.git"))
             shutil.rmtree(os.path.join(tmp, f"first-run-{i}"))
 
@@ -100,19 +89,16 @@ def run(files: int, mb: int, repeats: int, edits: int) -> dict:
         walked.take("base")
         base_git, base_index = git_init(os.path.join(tmp, "base.git")), os.path.join(tmp, "base.index")
         git_snapshot(work, base_git, base_index)  # a warm index, as our first snapshot made ours
-        inc_ours, inc_walk, inc_git, detectors = [], [], [], set()
+        inc_ours, inc_walk, inc_git, events = [], [], [], []
         for step in range(edits):
             edit(work, paths, rng, step)
-            t = time.perf_counter()
-            event = watched.take(f"part {step}")
-            inc_ours.append((time.perf_counter() - t) * 1000)
-            detectors.add(event.detector)
-            t = time.perf_counter()
-            walked.take(f"part {step}")
-            inc_walk.append((time.perf_counter() - t) * 1000)
+            inc_ours.append(clock(lambda step=step: events.append(watched.take(f"part {step}"))))
+            inc_walk.append(clock(lambda step=step: walked.take(f"part {step}")))
             inc_git.append(git_snapshot(work, base_git, base_index))
         final = watched.take("final", final=True)
-        med = statistics.median
+
+        def med(samples: list[tuple[float, float]], at: int = 0) -> float:
+            return statistics.median(x[at] for x in samples)
         return {
             "files": files, "bytes": sum(os.path.getsize(os.path.join(work, p)) for p in paths),
             "first_ms": round(med(first_ours), 1), "first_git_ms": round(med(first_git), 1),
@@ -121,23 +107,13 @@ def run(files: int, mb: int, repeats: int, edits: int) -> dict:
             "incremental_walk_ms": round(med(inc_walk), 2), "incremental_git_ms": round(med(inc_git), 2),
             "incremental_speedup_vs_git": round(med(inc_git) / med(inc_ours), 1),
             "incremental_speedup_budget": INCREMENTAL_SPEEDUP_BUDGET,
-            "detectors": sorted(detectors), "final_detector": final.detector, "final_missed": len(final.missed),
+            "detectors": sorted({e.detector for e in events}), "final_detector": final.detector, "final_missed": len(final.missed),
             "repeats": repeats, "edits": edits,
+            "first_cpu_ms": round(med(first_ours, 1), 1), "first_git_cpu_ms": round(med(first_git, 1), 1),
+            "incremental_cpu_ms": round(med(inc_ours, 1), 2), "incremental_git_cpu_ms": round(med(inc_git, 1), 2),
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def measures(files: int = 24000, mb: int = 170, repeats: int = 3, edits: int = 10) -> list[dict]:
-    """The rows for a scale report: value, baseline, ratio and budget of each measure."""
-    r = run(files, mb, repeats, edits)
-    return [
-        {"name": "first snapshot vs git add -A + write-tree", "value_ms": r["first_ms"],
-         "baseline_ms": r["first_git_ms"], "ratio": r["first_ratio"], "budget": f"≤ {FIRST_RATIO_BUDGET}×"},
-        {"name": "incremental snapshot (1-5 edits) vs git add -A + write-tree", "value_ms": r["incremental_ms"],
-         "baseline_ms": r["incremental_git_ms"], "ratio": round(r["incremental_ms"] / r["incremental_git_ms"], 4),
-         "budget": f"≤ {INCREMENTAL_MS_BUDGET:g} ms and ≥ {INCREMENTAL_SPEEDUP_BUDGET:g}× faster"},
-    ]
 
 
 def main() -> None:
@@ -148,13 +124,7 @@ def main() -> None:
     ap.add_argument("--edits", type=int, default=10)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    report = run(args.files, args.mb, args.repeats, args.edits)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
-    width = max(map(len, report))
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    print_report(run(args.files, args.mb, args.repeats, args.edits), args.json)
 
 
 if __name__ == "__main__":

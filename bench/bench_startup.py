@@ -19,39 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import console_script, python_env, timed  # noqa: E402
+
 BUDGET = 1.2
-
-
-def console_script(name: str) -> str:
-    """The console script ``name`` of this interpreter's environment."""
-    beside = Path(sys.executable).with_name(name)
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if not found:
-        raise SystemExit(f"{name} is not installed beside {sys.executable}; pip install -e '.[test]'")
-    return found
-
-
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU (user + sys) seconds of one run of ``argv``, which must succeed."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {err}")
-    return wall, usage.ru_utime + usage.ru_stime
 
 
 def make_store(root: Path, agtrace: str, runs: int, env: dict[str, str]) -> str:
@@ -76,6 +54,17 @@ def make_store(root: Path, agtrace: str, runs: int, env: dict[str, str]) -> str:
     return run_id
 
 
+def startup_commands(agtrace: str, baseline: str, run_id: str) -> dict[str, list[str]]:
+    """The baseline (first) and the four agtrace commands whose start-up is budgeted."""
+    return {
+        "sqlite-utils --version": [baseline, "--version"],
+        "agtrace --version": [agtrace, "--version"],
+        "agtrace --help": [agtrace, "--help"],
+        "agtrace ls": [agtrace, "ls"],
+        "agtrace show ID": [agtrace, "show", run_id],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7, help="repeats of every command (>= 5)")
@@ -86,16 +75,10 @@ def main() -> None:
         ap.error("--rounds must be at least 5")
     agtrace, baseline = console_script("agtrace"), console_script("sqlite-utils")
     with tempfile.TemporaryDirectory(prefix="agtrace-bench-startup-") as tmp:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env = python_env()
         env["AGTRACE_HOME"] = str(Path(tmp) / "store")
         run_id = make_store(Path(tmp) / "store", agtrace, args.runs, env)
-        commands = {
-            "sqlite-utils --version": [baseline, "--version"],
-            "agtrace --version": [agtrace, "--version"],
-            "agtrace --help": [agtrace, "--help"],
-            "agtrace ls": [agtrace, "ls"],
-            "agtrace show ID": [agtrace, "show", run_id],
-        }
+        commands = startup_commands(agtrace, baseline, run_id)
         for argv in commands.values():  # warm the page cache and write the .pyc files once
             timed(argv, env)
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}

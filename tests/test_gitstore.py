@@ -270,6 +270,20 @@ def test_hostile_tree_writes_nothing_outside(store, tmp_path, case):
     assert all(p.startswith("sandbox/out") for p in new), new
 
 
+@pytest.mark.parametrize("mode", [0o100644, 0o120000])
+def test_file_entry_naming_a_tree_is_refused(store, tmp_path, mode):
+    """A file or symlink entry whose id is a tree object (a hostile or damaged repository) is a
+    GitStoreError naming it, in checkouts and in diffs, not a pygit2 attribute error."""
+    repo = store._repo
+    inner = raw_tree(repo, [(0o100644, b"f", repo.create_blob(b"x\n"))])
+    tree = raw_tree(repo, [(mode, b"a", pygit2.Oid(hex=inner))])
+    for jobs in (1, 4):
+        with pytest.raises(GitStoreError, match=f"object {inner} is a tree"):
+            store.checkout(tree, tmp_path / f"out-{jobs}", jobs=jobs)
+    with pytest.raises(GitStoreError, match="hostile or damaged"):
+        store.diff_texts(None, tree)
+
+
 def test_nested_repo_files_are_plain_files(store, workdir):
     nested = workdir / "vendor" / "lib"
     nested.mkdir(parents=True)

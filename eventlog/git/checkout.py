@@ -37,7 +37,7 @@ MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE = 0o100644, 0o100755, 0o120000, 0o040
 
 class CheckoutMixin:
     """`GitStore`'s methods that write trees into directories. They read trees through the
-    store's ``_tree``, ``_lookup`` and ``_tree_changes`` (``repository.py``)."""
+    store's ``_tree``, ``_lookup``, ``_blob_data`` and ``_tree_changes`` (``repository.py``)."""
 
     def checkout(self: GitStore, tree_id: str, out_dir: str | os.PathLike[str], *, verify: bool | str = True,
                  jobs: int | None = None) -> str:
@@ -190,7 +190,7 @@ def write_tree_parallel(git: GitStore, tree, root_fd: int, tree_id: str, jobs: i
                                 stack.append((git._lookup(entry.id), sub, next_node))
                                 next_node += 1
                             elif mode == MODE_LINK:
-                                data = git._lookup(entry.id).data
+                                data = git._blob_data(entry.id)
                                 os.symlink(data, bname, dir_fd=fd)
                                 own.append((bname, b"120000", bname, _hash_object(b"blob", data)))
                             elif mode in (MODE_BLOB, MODE_EXEC):
@@ -248,7 +248,7 @@ def _write_files(git: GitStore, dir_fd: int, files: list, tree_id: str) -> list:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for name, mode, oid in files:
         perm = 0o755 if mode == MODE_EXEC else 0o644
-        data = git._lookup(oid).data
+        data = git._blob_data(oid)
         try:
             fd = os.open(name, flags, perm, dir_fd=dir_fd)
             try:
@@ -298,13 +298,13 @@ def _write_entry(git: GitStore, dir_fd: int, name: str, entry, tree_id: str) -> 
         finally:
             os.close(sub)
     elif mode == MODE_LINK:
-        os.symlink(git._lookup(entry.id).data, os.fsencode(name), dir_fd=dir_fd)
+        os.symlink(git._blob_data(entry.id), os.fsencode(name), dir_fd=dir_fd)
     elif mode in (MODE_BLOB, MODE_EXEC):
         perm = 0o755 if mode == MODE_EXEC else 0o644
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, perm, dir_fd=dir_fd)
         try:
-            view = memoryview(git._lookup(entry.id).data)
+            view = memoryview(git._blob_data(entry.id))
             while view:
                 view = view[os.write(fd, view) :]
             os.fchmod(fd, perm)

@@ -29,8 +29,8 @@ class DiffMixin:
         out = []
         for change, patch in self._patches(tree_a, tree_b):
             delta = patch.delta
-            old = self._lookup(delta.old_file.id).data if change.status != "added" else None
-            new = self._lookup(delta.new_file.id).data if change.status != "deleted" else None
+            old = self._blob_data(delta.old_file.id) if change.status != "added" else None
+            new = self._blob_data(delta.new_file.id) if change.status != "deleted" else None
             text = None
             if not delta.is_binary:
                 text = patch.text or ""
