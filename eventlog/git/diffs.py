@@ -56,7 +56,7 @@ class DiffMixin:
         """``(FileChange, patch)`` per path that differs from ``tree_a`` to ``tree_b``."""
         try:
             patches = list(self._diff(tree_a, tree_b))
-        except self._GitError as exc:
+        except (self._GitError, KeyError) as exc:  # pygit2 1.14 raises KeyError for a file entry naming a tree
             raise _refused(tree_a, tree_b, exc) from None
         for patch in patches:
             delta = patch.delta
