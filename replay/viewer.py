@@ -29,7 +29,8 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from urllib.parse import parse_qs, urlencode
 
 from starlette.applications import Starlette
@@ -67,6 +68,36 @@ LAZY = ("costs",)
 """Lazy projections the index reads, caught up by the live thread when the store has them."""
 
 
+class Gate:
+    """The store's one lock, fair to requests: the live thread's long catch-up folds go a few
+    runs at a time and only while no request is waiting (a plain lock let them starve every
+    request for ~45 s after starting on 10,000 runs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._waiting = 0
+        self._mu = threading.Lock()
+
+    def __enter__(self) -> Gate:
+        with self._mu:
+            self._waiting += 1
+        self._lock.acquire()
+        with self._mu:
+            self._waiting -= 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+    @contextmanager
+    def after_requests(self) -> Iterator[None]:
+        """Hold the lock, taken once no request is waiting for it (for background work)."""
+        while self._waiting:
+            time.sleep(0.002)
+        with self._lock:
+            yield
+
+
 class Live:
     """Follows every run that may still grow and tells subscribers when its row changed.
 
@@ -75,7 +106,7 @@ class Live:
     changed runs (:meth:`Store.sync`) and publishes their index rows, at most once per poll.
     """
 
-    def __init__(self, store: Store, lock: threading.RLock, poll_s: float = 0.5):
+    def __init__(self, store: Store, lock: Gate, poll_s: float = 0.5):
         self.store, self.lock, self.poll_s = store, lock, poll_s
         self.known: set[str] = set()
         self.tailing: set[str] = set()
@@ -149,16 +180,16 @@ class Live:
 
     def _catch_up(self, run_ids: list[str]) -> None:
         """Fold the lazy projections the index reads (costs, when this agtrace has them) for
-        ``run_ids``, a hundred runs at a time so pages are served in between."""
+        ``run_ids``, ten runs at a time and only while no request waits, so pages are served in between."""
         catch_up = getattr(self.store, "catch_up", None)
         names = [n for n in LAZY if self.store.catalog.projections.get(n) is not None]
         if catch_up is None or not names:
             return
-        for i in range(0, len(run_ids), 100):
+        for i in range(0, len(run_ids), 10):
             if self.stopped.is_set():
                 return
-            with self.lock:
-                catch_up(names, run_ids[i:i + 100])
+            with self.lock.after_requests():
+                catch_up(names, run_ids[i:i + 10])
 
     def _tick(self) -> None:
         ids = set(self.store.run_ids())
@@ -215,7 +246,7 @@ def _search_api():
 def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5) -> Starlette:
     """The viewer's ASGI application over the store at ``store_root`` (see the module docstring)."""
     store = Store(store_root, create=False)
-    lock = threading.RLock()
+    lock = Gate()
     live = Live(store, lock, poll_s)
     with lock:  # runs that grew while no viewer ran; later, the live thread keeps them up to date
         for run_id in store.catalog.stale_runs(store.run_ids()):
@@ -312,8 +343,7 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
         ids = _run_list(store, request.query_params.get("runs"))
         return JSONResponse({"runs": compare_runs(store, ids).rows})
 
-    @locked
-    def page_index(request: Request):
+    def page_index(request: Request):  # static: no lock
         return _html(index_page)
 
     @locked

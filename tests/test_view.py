@@ -271,3 +271,30 @@ def test_view_without_its_extra_says_which_to_install(tmp_path):
 
     assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost")
     assert not _loopback("0.0.0.0") and not _loopback("192.168.1.4")
+
+
+def test_background_folds_give_way_to_waiting_requests():
+    """The live thread's catch-up takes the store's lock only while no request waits for it, so
+    a request is served between two of its chunks, never after all of them."""
+    import threading
+    import time
+
+    from agtrace.replay.viewer import Gate
+
+    gate, chunks, done = Gate(), [], threading.Event()
+
+    def catch_up():
+        for i in range(200):
+            with gate.after_requests():
+                chunks.append(i)
+                time.sleep(0.005)
+        done.set()
+
+    worker = threading.Thread(target=catch_up)
+    worker.start()
+    while not chunks:
+        time.sleep(0.001)
+    with gate:
+        served_after = len(chunks)
+    worker.join()
+    assert done.is_set() and served_after < 200
