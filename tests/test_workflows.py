@@ -145,6 +145,11 @@ def test_append_copies_events_only_and_keeps_one_identity(world):
     assert report["skipped_lines"] == [1] and report["before_start"] == report["appended"]
     assert "skipped the run_started event of line 1" in err(appended)
     assert "timestamps before run" in err(appended) and "agtrace cp" in err(appended)
+    # such a run ended "before it started": no duration, not a negative one (`ls` said -4.0s)
+    rows = {r["id"]: r for r in json.loads(out(cli(s, "ls", "--json")))}
+    assert rows[again]["duration_s"] is None and rows[world["captured"]]["duration_s"] > 0
+    assert "duration:      -\n" in out(cli(s, "show", again))
+    assert json.loads(out(cli(s, "metrics", again, "--json")))["duration_s"] is None
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert "events only" in readme and "agtrace cp" in readme
 
