@@ -134,3 +134,15 @@ def test_a_named_pipe_socket_or_device_in_a_searched_directory_is_skipped_never_
     assert results["pipe.jsonl"]["skipped"] == "not a regular file (a named pipe; never opened)"
     assert results["agent.sock"]["skipped"] == "not a regular file (a socket; never opened)"
     assert results["zero.jsonl"]["skipped"] == "not a regular file (a device; never opened)"
+
+
+def test_a_named_pipe_given_to_import_says_so(tmp_path):
+    """`agtrace import <(zcat trace.jsonl.gz)` failed with "format not recognised"."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = run_agtrace(["import", str(fifo)], tmp_path / "store", timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and f"{fifo}: a named pipe, not a file" in err and "save it to a file" in err, err
+    assert "format not recognised" not in err

@@ -35,6 +35,11 @@ def plan(paths: list[Path], fmt: str = "auto") -> list[Planned]:
         if not path.exists():
             out.append(ImportResult(str(path), fmt, error=f"{path}: no such file or directory"))
             continue
+        special = _special_file(path)
+        if special:  # `import <(zcat x.gz)`: it said "format not recognised"
+            out.append(ImportResult(str(path), fmt, error=f"{path}: {special}, not a file; a source is read more "
+                                    "than once (its format, then its records): save it to a file first"))
+            continue
         left: list[ImportResult] = []
         found = list(find_sources(path, fmt, left))
         if found:
