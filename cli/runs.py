@@ -222,8 +222,18 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
     else:
         click.echo(f"{report.runs} runs, {report.segments} segments, {report.frames} frames, "
                    f"{report.events} events, {report.blobs} blob references, {report.trees} trees checked")
+        unreplayable = [c for c in report.checks if c.ok and c.not_replayable and not c.replayable]
+        if run_id is None and unreplayable:
+            click.echo(f"{len(unreplayable)} run(s) intact but with no part to replay (imported or copied without "
+                       "repository state, or captured without a workdir); `agtrace verify RUN` says why")
         for check in report.checks:
             if check.ok:
+                if run_id is not None and check.not_replayable:
+                    by_reason: dict[str, list[int]] = {}
+                    for part, why in sorted(check.not_replayable.items()):
+                        by_reason.setdefault(why, []).append(part)
+                    for why, parts in by_reason.items():
+                        click.echo(f"run {check.run_id}: parts {_spans(parts)} cannot be replayed: {why}")
                 continue
             click.echo(f"run {check.run_id}: {len(check.problems)} problem(s); readable up to seq "
                        f"{check.last_seq}; parts that replay: {_spans(check.replayable) or 'none'}", err=True)

@@ -67,8 +67,8 @@ class RunInfo:
     @property
     def duration_s(self) -> float | None:
         end = self.ended_at or self.last_ts
-        if self.started_at is None or end is None:
-            return None
+        if self.started_at is None or end is None or end < self.started_at:
+            return None  # events fed by hand (`log --json | append`) may end before the run started
         return (end - self.started_at) / 1e9
 
     @classmethod

@@ -10,6 +10,7 @@ It is what ``agtrace log --json`` prints and what ``agtrace append`` reads back,
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -117,6 +118,9 @@ def event_from_json(line: bytes | str, line_no: int | None = None) -> tuple[Even
         env = _json_envelope_decoder.decode(line)
         event = _json_event_decoder.decode(line)
     except msgspec.DecodeError as exc:
+        if "truncated" in str(exc) and _LONE_SURROGATE.search(line if isinstance(line, bytes) else line.encode()):
+            raise InvalidEvent(f"{where}not valid Unicode: a \\uD800-\\uDBFF escape without the low surrogate "
+                               "that must follow it (a lone surrogate)", line=line_no) from None
         raise InvalidEvent(f"{where}{_explain(exc)}", line=line_no) from None
     except UnicodeDecodeError as exc:  # older msgspec (0.18.6) raises it for a string that is not UTF-8
         raise InvalidEvent(f"{where}not valid UTF-8 ({exc}); convert it to UTF-8 and retry", line=line_no) from None
@@ -124,6 +128,10 @@ def event_from_json(line: bytes | str, line_no: int | None = None) -> tuple[Even
         raise InvalidEvent(f"{where}the line nests arrays/objects deeper than the limit of {MAX_DEPTH} levels",
                            line=line_no) from None
     return event, env.ts, env.part
+
+
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
+"""A high-surrogate escape not followed by a low one: msgspec says "Input data was truncated"."""
 
 
 def _explain(exc: msgspec.DecodeError) -> str:

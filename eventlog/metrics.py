@@ -117,8 +117,8 @@ class RunMetrics:
     @property
     def duration_s(self) -> float | None:
         end = self.ended_at or self.last_ts
-        if self.started_at is None or end is None:
-            return None
+        if self.started_at is None or end is None or end < self.started_at:
+            return None  # events fed by hand may end before the run started: no duration, not a negative one
         return (end - self.started_at) / 1e9
 
     def tool_error_rates(self) -> dict[str, float]:

@@ -119,7 +119,8 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
     status = ("coalesce(r.end_status, CASE WHEN r.id IN (SELECT value FROM json_each(:running)) "
               "THEN 'running' ELSE 'crashed' END)")
     tests = "(CAST(m.tests_final_passed AS REAL) / nullif(m.tests_final_total, 0))"
-    duration = "((coalesce(r.ended_at, r.last_ts) - r.started_at) / 1e9)"
+    duration = ("(CASE WHEN coalesce(r.ended_at, r.last_ts) >= r.started_at "  # never negative (RunInfo.duration_s)
+                "THEN (coalesce(r.ended_at, r.last_ts) - r.started_at) / 1e9 END)")
     figures = {"started": "r.started_at", "duration": duration, "parts": "r.parts", "events": "r.events",
                "tokens": "m.tokens", "cost": cost, "tests": tests, "score": score, "agent": "r.agent",
                "model": "r.model", "task": "r.task_id", "status": status, "id": "r.id"}

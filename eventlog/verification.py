@@ -36,6 +36,7 @@ from .events import (
     RawRecorded,
     Record,
     RunEnded,
+    RunStarted,
     SnapshotTaken,
     ToolReturned,
 )
@@ -104,6 +105,8 @@ class _Stream:
     trees: dict[int, str] = field(default_factory=dict)
     """Part → the tree it ended with ("" when it recorded none)."""
     empty_open: Path | None = None
+    source: str = ""
+    """``run_started.source`` (``import:…``, ``append``, ``capture``…): names why a run has no trees."""
 
 
 def verify(store: Store, run_id: str | None = None, progress: Callable[[int, int], None] | None = None,
@@ -183,7 +186,9 @@ def _read_frames(store, run_id, path, frames, report, check, out: _Stream) -> bo
 def _note(rec: Record, out: _Stream) -> None:
     out.last_seq = rec.seq
     ev = rec.event
-    if isinstance(ev, SnapshotTaken) and not ev.final:
+    if isinstance(ev, RunStarted) and rec.seq == 1:
+        out.source = ev.source or ""
+    elif isinstance(ev, SnapshotTaken) and not ev.final:
         if rec.part is None:
             out.base_tree = out.base_tree or ev.tree_id
         else:
@@ -278,15 +283,26 @@ def _verify_snapshots(store: Store, run_id: str, events: _Stream, check: RunChec
     for name in ("repo.git", "bundles"):
         check.snapshots.setdefault(name, "absent")
     good = set(damage)  # the sources that could be opened
+    without = _without_repository(events.source) if not sources else ""
     for part, tree in sorted(wanted.items()):
         if not tree:
-            check.not_replayable[part] = "no snapshot was recorded"
+            check.not_replayable[part] = without or "no snapshot was recorded"
         elif not good:
-            check.not_replayable[part] = "the run has neither a readable shadow repository nor bundles"
+            check.not_replayable[part] = without or "the run has neither a readable shadow repository nor bundles"
         elif all(tree in damage[src] for src in good):
             check.not_replayable[part] = "; ".join(f"{src}: {damage[src][tree]}" for src in sorted(good))
         else:
             check.replayable.append(part)
+
+
+def _without_repository(source: str) -> str:
+    """Why a run that never had a repository here has no trees, in words naming the cause ("" when
+    its source does not say: a captured run whose repository is gone is a loss, said as such)."""
+    if source.startswith("import"):
+        return f"imported without repository state ({source})"
+    if source == "append":
+        return "copied events only, without repository state (`agtrace cp RUN` copies a run with its repository)"
+    return ""
 
 
 class _unbundled:

@@ -322,7 +322,10 @@ def test_a_freeze_that_outlasts_its_deadline_is_thawed_and_recorded(tmp_path, st
     assert process.deadline_thaws >= 1
     errors = [r for r in store.read(summary.run_id) if isinstance(r.event, ErrorOccurred)]
     assert errors and all("freeze deadline" in r.event.message and r.event.origin == "capture" for r in errors)
-    assert len(errors) == process.deadline_thaws
+    # one error per part whose snapshot outlasted the deadline; a part can count two thaws (the
+    # reader froze at its marker, the deadline thawed, the capture froze again for the snapshot
+    # and the deadline thawed again: seen on a loaded machine), never fewer thaws than errors
+    assert len({r.part for r in errors}) == len(errors) <= process.deadline_thaws
     assert any("freeze deadline" in w for w in summary.warnings)
 
 

@@ -117,8 +117,12 @@ def test_sigkill_of_import(tmp_path, print_counts):
     store_path = tmp_path / "s"
     staging = store_path / "staging"
     for _ in range(TRIALS):
+        if (store_path / "runs").is_dir() and len(list((store_path / "runs").iterdir())) == len(expected):
+            shutil.rmtree(store_path)  # all imported already: the next import would have nothing to do
         proc = agtrace(["import", str(sources)], store_path)
-        killed = kill_after_start(proc, lambda: staging.is_dir() and any(staging.iterdir()), rng, 0.5)
+        # the whole import takes ~0.2 s once its first staging directory is there (0.5 s: no trial
+        # of the soak's 10 was killed mid-way; later imports found every run there and did nothing)
+        killed = kill_after_start(proc, lambda: staging.is_dir() and any(staging.iterdir()), rng, 0.15)
         count("import", killed)
         store = Store(store_path)
         assert store.verify().ok  # atomic: a run is in the store whole or not at all
@@ -164,7 +168,7 @@ def test_sigkill_of_push_and_pull(tmp_path, print_counts):
         shutil.rmtree(remote_dir, ignore_errors=True)
         remote_dir.mkdir()
         proc = agtrace(["push", "--all", "--remote", url], store_path)
-        killed = kill_after_start(proc, lambda: any(remote_dir.rglob("*")), rng, 0.3)
+        killed = kill_after_start(proc, lambda: any(remote_dir.rglob("*")), rng, 0.1)
         count("push", killed)
         assert Store(store_path).verify().ok
         run_agtrace(["push", "--all", "--remote", url], store_path, check=True)
@@ -175,7 +179,7 @@ def test_sigkill_of_push_and_pull(tmp_path, print_counts):
         shutil.rmtree(fresh, ignore_errors=True)
         proc = agtrace(["pull", "--all", "--remote", url], fresh)
         killed = kill_after_start(proc, lambda: (fresh / "runs").is_dir() and any((fresh / "runs").iterdir()),
-                                  rng, 0.3)
+                                  rng, 0.05)
         count("pull", killed)
         assert Store(fresh).verify().ok  # a pulled run is a gapless prefix, or not there
         run_agtrace(["pull", "--all", "--remote", url], fresh, check=True)

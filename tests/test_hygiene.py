@@ -18,7 +18,13 @@ def _json(proc):
 
 
 @pytest.mark.parametrize("args", [["ls"], ["verify"], ["show", "01M8"], ["log", "01M8"], ["metrics", "01M8"],
-                                  ["scores", "01M8"], ["reindex"], ["append", "01M8"]])
+                                  ["scores", "01M8"], ["reindex"], ["append", "01M8"],
+                                  # every other command that reads or changes existing runs
+                                  ["report", "01M8"], ["diff", "01M8", "1", "2"], ["replay", "01M8", "--part", "1"],
+                                  ["cat", "01M8", "x"], ["compare", "01M8"], ["search", "x"], ["gc", "--dry-run"],
+                                  ["rm", "01M8", "--yes"], ["tag", "01M8", "a=b"], ["note", "01M8", "hi"],
+                                  ["cp", "01M8"], ["close", "01M8", "--status", "completed"], ["view", "--port", "0"],
+                                  ["rescore", "--all", "--name", "n", "--cmd", "true"]])
 def test_commands_that_need_a_store_refuse_a_missing_one_and_create_nothing(tmp_path, args):
     typo = tmp_path / "typo"
     proc = run_agtrace(args, typo, input=b"")

@@ -16,6 +16,7 @@ from .conftest import FIXTURES, run_agtrace
 
 ISO = FIXTURES / "isobench" / "claude_code_sonnet_sglang_core-0000"
 EVAL = FIXTURES / "inspect" / "demo_mockllm_local_sandbox.eval"
+ROLLOUT = sorted((FIXTURES / "codex-rollout").glob("*.jsonl"))[0]
 
 
 def test_one_bad_source_fails_alone_and_every_file_is_accounted_for(tmp_path):
@@ -108,3 +109,40 @@ def test_an_eval_member_that_no_longer_matches_its_crc_is_refused_before_anythin
     assert f"{bad}#{member}: the member does not match its CRC-32" in err, err
     with Store(store) as s:
         assert s.run_ids() == []
+
+
+def test_a_named_pipe_socket_or_device_in_a_searched_directory_is_skipped_never_opened(tmp_path):
+    """A named pipe in an imported directory hung `import DIR` forever (opening it waits for a
+    writer), and a link to /dev/zero would be read without end: they are reported, not opened."""
+    import os
+    import socket
+
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    shutil.copy(ROLLOUT, batch / ROLLOUT.name)
+    os.mkfifo(batch / "pipe.jsonl")
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(batch / "agent.sock"))
+        (batch / "zero.jsonl").symlink_to("/dev/zero")
+        proc = run_agtrace(["import", "--json", str(batch)], tmp_path / "store", timeout=60)
+    finally:
+        sock.close()
+    assert proc.returncode == 0, proc.stderr.decode()
+    results = {r["source"].rsplit("/", 1)[1]: r for r in json.loads(proc.stdout)}
+    assert results[ROLLOUT.name]["outcome"] == "imported"
+    assert results["pipe.jsonl"]["skipped"] == "not a regular file (a named pipe; never opened)"
+    assert results["agent.sock"]["skipped"] == "not a regular file (a socket; never opened)"
+    assert results["zero.jsonl"]["skipped"] == "not a regular file (a device; never opened)"
+
+
+def test_a_named_pipe_given_to_import_says_so(tmp_path):
+    """`agtrace import <(zcat trace.jsonl.gz)` failed with "format not recognised"."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = run_agtrace(["import", str(fifo)], tmp_path / "store", timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and f"{fifo}: a named pipe, not a file" in err and "save it to a file" in err, err
+    assert "format not recognised" not in err

@@ -378,3 +378,54 @@ def test_temp_files_of_a_killed_file_push_are_removed_by_the_next(tmp_path):
         p.write_bytes(b"half")
     push(Store(tmp_path / "s"), remote_for(f"file://{tmp_path / 'remote'}"), [run_id])
     assert not stale.exists() and not partial.exists() and other.exists()
+
+
+def test_a_pull_killed_while_it_fetches_a_blob_leaves_no_segment_naming_it(tmp_path):
+    """Found by the fault soak: a pull killed after a segment was in place and before the blob it
+    names left a run that `verify` fails. The remote's blob is a named pipe here, so the pull
+    blocks reading it (deterministically) until it is killed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from agtrace.eventlog import RunEnded, RunStarted, ToolReturned
+
+    store = Store(tmp_path / "s")
+    writer = store.create_run(RunStarted(agent="t"))
+    inline, digest, nbytes = store.blobs.inline_or_put("y" * 100_000)
+    writer.append(ToolReturned(call_id="c1", output=inline, output_blob=digest, output_bytes=nbytes), part=1)
+    writer.append(RunEnded(status="completed"))
+    store.close_writer(writer)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    run_agtrace(["push", "--all", "--remote", f"file://{remote}"], tmp_path / "s", check=True)
+    blob = remote / "blobs" / digest[:2] / f"{digest}.zst"
+    saved = blob.read_bytes()
+    blob.unlink()
+    os.mkfifo(blob)
+
+    fresh = tmp_path / "fresh"
+    proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", "pull", "--all",
+                             "--remote", f"file://{remote}"], env={**os.environ, "AGTRACE_HOME": str(fresh)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(12000):  # until the pull blocks opening the pipe (the kernel's fifo_open)
+            with open(f"/proc/{proc.pid}/wchan") as fh:
+                if fh.read().strip() == "wait_for_partner":
+                    break
+            assert proc.poll() is None, "the pull ended without reading the blob"
+            time.sleep(0.005)
+        else:
+            pytest.fail("the pull never opened the remote's blob")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    report = Store(fresh).verify()
+    assert report.ok, report.problems  # the run is absent or whole, never a segment without its blob
+    blob.unlink()
+    blob.write_bytes(saved)
+    run_agtrace(["pull", "--all", "--remote", f"file://{remote}"], fresh, check=True)
+    again = Store(fresh)
+    assert again.verify().ok and again.blobs.has(digest)
+    assert [r.event for r in again.read(writer.run_id)] == [r.event for r in store.read(writer.run_id)]

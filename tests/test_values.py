@@ -82,6 +82,8 @@ def test_append_refuses_a_value_out_of_bounds_with_its_line_and_keeps_the_lines_
         assert proc.returncode == 2, (case, err)
         assert err.startswith("error: line 4:") and "the 3 event(s) before line 4 are stored" in err, (case, err)
         assert "Traceback" not in err
+        if case == "lone surrogate":  # msgspec's own words were "Input data was truncated"
+            assert "not valid Unicode" in err and "(a lone surrogate)" in err, err
         assert _kinds(store_path, run_id) == ["run_started", "line_logged", "line_logged", "line_logged"], case
     # nothing stored breaks any other command, on these runs or another
     for args in (["ls"], ["show", other], ["show", runs[0]], ["metrics", runs[0]], ["reindex"], ["verify"]):
@@ -102,6 +104,16 @@ def test_a_line_over_the_length_limit_is_refused_before_it_is_decoded(monkeypatc
     monkeypatch.setattr(codec, "MAX_LINE_BYTES", 100)
     with pytest.raises(InvalidEvent, match=r"line 7: the line is 1\d\d bytes long, over the limit of 100"):
         event_from_json(_line(kind="line_logged", stream="stdout", text="x" * 100), 7)
+
+
+def test_a_lone_surrogate_escape_is_named_not_called_truncated():
+    for text in ("a\\ud800b", "a\\uDBFF"):
+        with pytest.raises(InvalidEvent, match=r"line 4: not valid Unicode: .*\(a lone surrogate\)"):
+            event_from_json('{"kind":"line_logged","stream":"stdout","text":"' + text + '"}', 4)
+    event, _ts, _part = event_from_json('{"kind":"line_logged","stream":"stdout","text":"a\\ud83d\\ude00"}')
+    assert event.text == "a\U0001F600"
+    with pytest.raises(InvalidEvent, match="Input data was truncated"):  # a line that is cut stays so
+        event_from_json('{"kind":"line_logged","stream":"std')
 
 
 def test_the_checks_name_the_field():

@@ -117,6 +117,24 @@ def test_runs_without_trees_say_why_in_words_never_pull_it_again(world, tmp_path
         assert "pull it again" not in err(proc) and "Traceback" not in err(proc)
 
 
+def test_verify_of_runs_without_trees_says_they_cannot_replay_and_why(world):
+    """Issue 13: replay of the events-only copy failed "while `verify` says OK" without a word;
+    the runs are intact (exit 0), and verify now says which parts cannot replay and the cause."""
+    s = world["store"]
+    copied = cli(s, "verify", world["appended"])
+    assert "cannot be replayed: copied events only, without repository state" in out(copied)
+    imported = cli(s, "verify", world["imported"])
+    assert "cannot be replayed: imported without repository state (import:codex-rollout)" in out(imported)
+    assert "cannot be replayed" not in out(cli(s, "verify", world["captured"]))
+    assert "2 run(s) intact but with no part to replay" in out(cli(s, "verify"))
+    report = json.loads(out(cli(s, "verify", world["appended"], "--json")))
+    (check,) = report["checks"]
+    assert report["ok"] and check["replayable"] == [] and check["not_replayable"]
+    assert all("copied events only" in why for why in check["not_replayable"].values())
+    for proc in (copied, imported):
+        assert "pull" not in out(proc) + err(proc)
+
+
 def test_append_copies_events_only_and_keeps_one_identity(world):
     s = world["store"]
     kinds = [json.loads(x)["kind"] for x in out(cli(s, "log", world["appended"], "--json")).splitlines()]
@@ -127,6 +145,11 @@ def test_append_copies_events_only_and_keeps_one_identity(world):
     assert report["skipped_lines"] == [1] and report["before_start"] == report["appended"]
     assert "skipped the run_started event of line 1" in err(appended)
     assert "timestamps before run" in err(appended) and "agtrace cp" in err(appended)
+    # such a run ended "before it started": no duration, not a negative one (`ls` said -4.0s)
+    rows = {r["id"]: r for r in json.loads(out(cli(s, "ls", "--json")))}
+    assert rows[again]["duration_s"] is None and rows[world["captured"]]["duration_s"] > 0
+    assert "duration:      -\n" in out(cli(s, "show", again))
+    assert json.loads(out(cli(s, "metrics", again, "--json")))["duration_s"] is None
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert "events only" in readme and "agtrace cp" in readme
 

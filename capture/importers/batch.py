@@ -35,6 +35,11 @@ def plan(paths: list[Path], fmt: str = "auto") -> list[Planned]:
         if not path.exists():
             out.append(ImportResult(str(path), fmt, error=f"{path}: no such file or directory"))
             continue
+        special = _special_file(path)
+        if special:  # `import <(zcat x.gz)`: it said "format not recognised"
+            out.append(ImportResult(str(path), fmt, error=f"{path}: {special}, not a file; a source is read more "
+                                    "than once (its format, then its records): save it to a file first"))
+            continue
         left: list[ImportResult] = []
         found = list(find_sources(path, fmt, left))
         if found:
@@ -96,7 +101,26 @@ def find_sources(path: Path, fmt: str = "auto", left: list[ImportResult] | None 
             if left is not None:
                 left.append(ImportResult(str(child), fmt, skipped="a link to a directory (never followed)"))
             continue  # never follow a directory link out of the tree (loops, other trees)
+        special = _special_file(child)
+        if special:  # opening a named pipe blocks until someone writes to it: the import hung
+            if left is not None:
+                left.append(ImportResult(str(child), fmt, skipped=f"not a regular file ({special}; never opened)"))
+            continue
         yield from find_sources(child, fmt, left)
+
+
+def _special_file(path: Path) -> str:
+    """What ``path`` is when it is neither a regular file nor a directory (links followed), else ""."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return ""  # a broken or looping link: reported as unreadable by :func:`_left_over`
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return ""
+    return ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
 
 
 def _left_over(path: Path, fmt: str) -> ImportResult:

@@ -2,8 +2,9 @@
 
 A pull downloads what the local store lacks — segments in seq order, so the local run is always
 a gapless prefix of the remote one — checks every frame of every segment and the sha256 of every
-object before it is renamed into place, fetches referenced blobs (verified against their
-address), then brings the catalog up to date. A store that has only the bucket can list, verify
+object before it is renamed into place, fetches the blobs a segment references (verified against
+their address) before that segment is renamed into place (a killed pull never leaves a segment
+naming a missing blob), then brings the catalog up to date. A store that has only the bucket can list, verify
 and replay any pulled run (replay unbundles the bundles when ``repo.git`` is absent).
 """
 
@@ -100,6 +101,8 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
     with tempfile.TemporaryDirectory(dir=store.root, prefix=".pull-") as tmp:
         checksums, blobs = read_manifests(remote, manifests, report.problems, Path(tmp))
     tick(len(manifests))
+    fetch = _blob_fetcher(store, remote, run_id, report)
+    fetch(blobs)  # the blobs the manifests list, before any segment naming them is in place
     segments: list[tuple[str, int, int, ObjectInfo]] = []
     bundles: list[ObjectInfo] = []
     for obj in listing:
@@ -132,29 +135,53 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
                 report.problems.append(f"{remote.describe(obj.key)}: the local run already has {overlap[0].name} "
                                        "covering these seqs; not pulled (the two stores diverged)")
                 break
-            if not _fetch(remote, obj, dest, checksums.get(obj.key), _segment_check(first, last), report):
+            if not _fetch(remote, obj, dest, checksums.get(obj.key), _with_blobs(_segment_check(first, last), fetch),
+                          report):
                 break
-    needed = set(blobs)
-    for stream in STREAMS:
+    needed: set[str] = set()
+    for stream in STREAMS:  # segments that were here already
         for _f, last, path in reader.list_segments(run_dir / stream):
             if last is not None:
                 needed |= segment_blob_refs(path)
-    for digest in sorted(needed):
-        if not is_content_address(digest):
-            report.problems.append(f"run {run_id} names blob {digest[:80]!r}, which is not a content address; "
-                                   "not pulled (the one path rule, docs/format.md)")
-            continue
-        if store.blobs.has(digest):
-            report.present += 1
-            continue
-        obj = ObjectInfo(blob_key(digest), -1)
-        try:
-            _fetch(remote, obj, store.blobs.path(digest), None, _blob_check(digest), report, raise_missing=True)
-        except RemoteNotFound:
-            report.problems.append(f"blob {digest} referenced by run {run_id} is missing on {remote.url}")
+    fetch(needed)
     if (run_dir / "events").is_dir():
         store.sync(run_id)
         store.record_segments(run_id)
+
+
+def _with_blobs(check: Callable[[Path], None], fetch: Callable[[set[str]], None]) -> Callable[[Path], None]:
+    """The segment's check, then its blobs fetched, before the segment is renamed into place: a pull
+    killed between the two left a segment naming a blob the store lacked (verify failed)."""
+    def both(path: Path) -> None:
+        check(path)
+        fetch(segment_blob_refs(path))
+    return both
+
+
+def _blob_fetcher(store: Store, remote: Remote, run_id: str, report: PullReport) -> Callable[[set[str]], None]:
+    """Fetch the blobs named (each once per pull of the run), reporting those that cannot be."""
+    done: set[str] = set()
+
+    def fetch(digests: set[str]) -> None:
+        for digest in sorted(digests - done):
+            done.add(digest)
+            _fetch_blob(store, remote, run_id, digest, report)
+    return fetch
+
+
+def _fetch_blob(store: Store, remote: Remote, run_id: str, digest: str, report: PullReport) -> None:
+    if not is_content_address(digest):
+        report.problems.append(f"run {run_id} names blob {digest[:80]!r}, which is not a content address; "
+                               "not pulled (the one path rule, docs/format.md)")
+        return
+    if store.blobs.has(digest):
+        report.present += 1
+        return
+    obj = ObjectInfo(blob_key(digest), -1)
+    try:
+        _fetch(remote, obj, store.blobs.path(digest), None, _blob_check(digest), report, raise_missing=True)
+    except RemoteNotFound:
+        report.problems.append(f"blob {digest} referenced by run {run_id} is missing on {remote.url}")
 
 
 def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, report: PullReport,
