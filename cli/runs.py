@@ -220,8 +220,9 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(report.to_dict())
     else:
-        click.echo(f"{report.runs} runs, {report.segments} segments, {report.frames} frames, "
-                   f"{report.events} events, {report.blobs} blob references, {report.trees} trees checked")
+        counts = [(report.runs, "run"), (report.segments, "segment"), (report.frames, "frame"),
+                  (report.events, "event"), (report.blobs, "blob reference"), (report.trees, "tree")]
+        click.echo(", ".join(f"{n:,} {word}{'' if n == 1 else 's'}" for n, word in counts) + " checked")
         unreplayable = [c for c in report.checks if c.ok and c.not_replayable and not c.replayable]
         if run_id is None and unreplayable:
             click.echo(f"{len(unreplayable)} run(s) intact but with no part to replay (imported or copied without "

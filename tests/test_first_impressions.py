@@ -154,3 +154,11 @@ def test_a_sandboxed_capture_asks_the_cli_in_the_sandbox(tmp_path):
         store.close()
     finally:
         api.terminate()
+
+
+def test_verify_counts_read_as_words(tmp_path):
+    store = tmp_path / "s"
+    run = run_agtrace(["new", "--agent", "x"], store, check=True).stdout.decode().split()[-1]
+    run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    out = run_agtrace(["verify"], store, check=True).stdout.decode()
+    assert out.startswith("1 run, 2 segments, ") and " 0 blob references, " in out, out  # new, close: 2 segments
