@@ -139,6 +139,21 @@ def _m001_bookkeeping(conn: sqlite3.Connection) -> None:
                  "seq INTEGER NOT NULL, message TEXT NOT NULL, PRIMARY KEY (projection, run_id))")
 
 
+_BY_RUN = {"positions_by_run": "positions", "projection_errors_by_run": "projection_errors"}
+
+
+def _index_by_run(conn: sqlite3.Connection) -> None:
+    """Index the bookkeeping by run (one run's positions and failures are read before every
+    fold; keyed by (projection, run_id) alone, each read scanned every run's rows, so folding
+    every run of a store cost the square of its size). Added to older stores on open."""
+    have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    if have >= set(_BY_RUN):
+        return
+    with transaction(conn):
+        for name, table in _BY_RUN.items():
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} (run_id)")
+
+
 class Projections:
     """The registered projections of one catalog database, and their bookkeeping."""
 
@@ -177,6 +192,7 @@ class Projections:
                         conn.execute(f'DROP TABLE IF EXISTS "{table}"')
                     _m001_bookkeeping(conn)
                     conn.execute(f"PRAGMA user_version={FORMAT}")
+        _index_by_run(conn)
         stored = dict(conn.execute("SELECT name, version FROM projections").fetchall())
         rebuilt = []
         for p in self.all:
