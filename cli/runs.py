@@ -273,7 +273,7 @@ def reindex_cmd(ctx, as_json: bool) -> None:
     if as_json:
         echo_json({"runs": n, "projections": names, "projection_errors": errors})
         return
-    click.echo(f"reindexed {n} runs ({', '.join(names)})")
+    click.echo(f"reindexed {n:,} run{'' if n == 1 else 's'} ({', '.join(names)})")
     for problem in errors:
         warn(problem)
 
