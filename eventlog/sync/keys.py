@@ -39,17 +39,20 @@ def segment_blob_refs(path: Path) -> set[str]:
     return refs
 
 
-def check_segment(path: Path, first: int, last: int) -> None:
-    """Raise :class:`CorruptLog` unless ``path`` is a whole segment whose frames hold exactly
-    seqs ``first``..``last`` (as a sealed segment's name says) and decode."""
+def check_segment(path: Path, first: int, last: int) -> set[str]:
+    """The blob digests referenced by the events of ``path``, a sealed segment whose frames must
+    hold exactly seqs ``first``..``last`` (as its name says) and decode; else :class:`CorruptLog`."""
     frames, problem, off = segment.scan(path)
     if problem:
         raise CorruptLog(f"frame at byte {off}: {problem}; the remote copy is damaged", str(path), off)
     if not frames or frames[0].first_seq != first or frames[-1].last_seq != last:
         raise CorruptLog(f"its frames do not hold seqs {first}..{last} as its name says", str(path))
+    refs: set[str] = set()
     with open(path, "rb") as fh:
         for info in frames:
-            codec.decode_batch(segment.read_frame(fh, info), info.first_seq)
+            for rec in codec.decode_batch(segment.read_frame(fh, info), info.first_seq):
+                refs.update(blob_refs(rec.event))
+    return refs
 
 
 def remote_run_ids(remote: Remote) -> list[str]:

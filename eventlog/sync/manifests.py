@@ -44,7 +44,7 @@ def read_manifests(remote: Remote, manifests: list[ObjectInfo], problems: list[s
                 if not isinstance(key, str) or not isinstance(sha, str):
                     raise TypeError(f"object entry {entry!r:.80} has no string key and sha256")
                 try:
-                    for name in key.split("/") if isinstance(key, str) else [key]:
+                    for name in key.split("/"):
                         check_name(name, f"manifest entry {key!r}", hidden=False)
                 except UnsafePath as exc:
                     problems.append(f"{remote.describe(obj.key)}: {exc}")

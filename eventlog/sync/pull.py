@@ -118,9 +118,11 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
     for obj in bundles:
         _fetch(remote, obj, run_dir / "bundles" / obj.key.rsplit("/", 1)[1], checksums.get(obj.key), None, report)
         tick()
+    here: list[Path] = []  # sealed segments the store had before this pull
     for stream in STREAMS:
         rows = sorted((f, last, o) for s, f, last, o in segments if s == stream)
         local = reader.list_segments(run_dir / stream)
+        here += [p for _f, lst, p in local if lst is not None]
         expected = 1
         for first, last, obj in rows:
             tick()
@@ -135,27 +137,12 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
                 report.problems.append(f"{remote.describe(obj.key)}: the local run already has {overlap[0].name} "
                                        "covering these seqs; not pulled (the two stores diverged)")
                 break
-            if not _fetch(remote, obj, dest, checksums.get(obj.key), _with_blobs(_segment_check(first, last), fetch),
-                          report):
+            if not _fetch(remote, obj, dest, checksums.get(obj.key), _segment_check(first, last, fetch), report):
                 break
-    needed: set[str] = set()
-    for stream in STREAMS:  # segments that were here already
-        for _f, last, path in reader.list_segments(run_dir / stream):
-            if last is not None:
-                needed |= segment_blob_refs(path)
-    fetch(needed)
+    fetch(set().union(*(segment_blob_refs(path) for path in here)))
     if (run_dir / "events").is_dir():
         store.sync(run_id)
         store.record_segments(run_id)
-
-
-def _with_blobs(check: Callable[[Path], None], fetch: Callable[[set[str]], None]) -> Callable[[Path], None]:
-    """The segment's check, then its blobs fetched, before the segment is renamed into place: a pull
-    killed between the two left a segment naming a blob the store lacked (verify failed)."""
-    def both(path: Path) -> None:
-        check(path)
-        fetch(segment_blob_refs(path))
-    return both
 
 
 def _blob_fetcher(store: Store, remote: Remote, run_id: str, report: PullReport) -> Callable[[set[str]], None]:
@@ -212,8 +199,10 @@ def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, 
     return True
 
 
-def _segment_check(first: int, last: int) -> Callable[[Path], None]:
-    return lambda path: check_segment(path, first, last)
+def _segment_check(first: int, last: int, fetch: Callable[[set[str]], None]) -> Callable[[Path], None]:
+    """The segment's check, then the blobs its events name fetched, before the segment is renamed
+    into place: a pull killed between the two left a segment naming a blob the store lacked."""
+    return lambda path: fetch(check_segment(path, first, last))
 
 
 def _blob_check(digest: str) -> Callable[[Path], None]:

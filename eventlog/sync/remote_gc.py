@@ -29,7 +29,7 @@ from .. import segment
 from ..errors import CorruptLog, RemoteError
 from ..ids import looks_like_run_id
 from ..remotes.base import ObjectInfo, Remote
-from .keys import STREAMS, check_segment, segment_blob_refs
+from .keys import STREAMS, check_segment
 from .manifests import newest_manifests, read_manifests
 
 MIN_AGE_S = 86400.0
@@ -112,8 +112,7 @@ def _references(remote: Remote, run_id: str, listing: list[ObjectInfo], tmp: Pat
         path = tmp / f"{run_id}-{parts[2]}-{parts[3]}"
         remote.get_file(obj.key, path)
         try:
-            check_segment(path, parsed[0], parsed[1])
-            refs |= segment_blob_refs(path)
+            refs |= check_segment(path, parsed[0], parsed[1])
         except (CorruptLog, ValueError, msgspec.MsgspecError) as exc:
             raise RemoteError(f"{remote.describe(obj.key)} cannot be read ({exc}), so the blobs run {run_id} "
                               "references are unknown; nothing was deleted. `agtrace pull` of the run "
