@@ -243,23 +243,28 @@ def _checked(tree, tree_id: str):
         yield entry
 
 
+def _write_file(dir_fd: int, name: str, mode: int, data: bytes) -> int:
+    """Create file ``name`` (never following a link, never replacing) holding ``data`` with the
+    mode of a git ``mode``; return its size on disk."""
+    perm = 0o755 if mode == MODE_EXEC else 0o644
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, perm, dir_fd=dir_fd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if _UMASK is None or perm & _UMASK:
+            os.fchmod(fd, perm)
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
 def _write_files(git: GitStore, dir_fd: int, files: list, tree_id: str) -> list:
     out = []
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for name, mode, oid in files:
-        perm = 0o755 if mode == MODE_EXEC else 0o644
         data = git._blob_data(oid)
         try:
-            fd = os.open(name, flags, perm, dir_fd=dir_fd)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if _UMASK is None or perm & _UMASK:
-                    os.fchmod(fd, perm)
-                size = os.fstat(fd).st_size
-            finally:
-                os.close(fd)
+            size = _write_file(dir_fd, name, mode, data)
         except OSError as exc:
             raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
         if size != len(data):
@@ -300,16 +305,7 @@ def _write_entry(git: GitStore, dir_fd: int, name: str, entry, tree_id: str) -> 
     elif mode == MODE_LINK:
         os.symlink(git._blob_data(entry.id), os.fsencode(name), dir_fd=dir_fd)
     elif mode in (MODE_BLOB, MODE_EXEC):
-        perm = 0o755 if mode == MODE_EXEC else 0o644
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, perm, dir_fd=dir_fd)
-        try:
-            view = memoryview(git._blob_data(entry.id))
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fchmod(fd, perm)
-        finally:
-            os.close(fd)
+        _write_file(dir_fd, name, mode, git._blob_data(entry.id))
     else:
         raise GitStoreError(f"tree {tree_id} has entry {name!r} of unsupported mode {mode:o}")
 
