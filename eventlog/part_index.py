@@ -57,15 +57,17 @@ def latest_test_result(conn: sqlite3.Connection, run_id: str, at_seq: int) -> di
 
 def previous_tree_part(conn: sqlite3.Connection, run_id: str, part: int) -> int | None:
     """The last part before ``part`` whose row recorded a tree (None if none did)."""
-    row = conn.execute(
-        "SELECT part FROM parts WHERE run_id=? AND part<? AND coalesce(tree_id, '')<>'' "
-        "ORDER BY part DESC LIMIT 1", [run_id, part]).fetchone()
+    row = _previous_tree_row(conn, run_id, part)
     return row[0] if row else None
 
 
 def previous_tree(conn: sqlite3.Connection, run_id: str, part: int) -> str:
     """The tree of the last part before ``part`` that recorded one ("" if none did)."""
-    row = conn.execute(
-        "SELECT tree_id FROM parts WHERE run_id=? AND part<? AND coalesce(tree_id, '')<>'' "
+    row = _previous_tree_row(conn, run_id, part)
+    return row[1] if row else ""
+
+
+def _previous_tree_row(conn: sqlite3.Connection, run_id: str, part: int) -> tuple[int, str] | None:
+    return conn.execute(
+        "SELECT part, tree_id FROM parts WHERE run_id=? AND part<? AND coalesce(tree_id, '')<>'' "
         "ORDER BY part DESC LIMIT 1", [run_id, part]).fetchone()
-    return row[0] if row else ""
