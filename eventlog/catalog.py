@@ -255,20 +255,24 @@ class Catalog:
     def errors(self, run_id: str | None = None) -> list[ProjectionFailure]:
         return self.projections.errors(run_id)
 
-    def stale_runs(self, run_ids: Iterable[str]) -> list[str]:
-        """Runs whose events some projection has not folded as far as the run catalog did, or
-        that the catalog does not know or that have not ended (they may have grown). One query
-        (the comparison runs in SQLite, not per run in Python), in the order of ``run_ids``."""
-        names = [p.name for p in self.projections.of("events")]
+    def stale_runs(self, run_ids: Iterable[str], names: Iterable[str] | None = None) -> list[str]:
+        """Runs of ``run_ids`` (in their order) whose events some projection of ``names``
+        (default: the eager events projections) has not folded as far as the run catalog did,
+        or that the catalog does not know or that have not ended (they may have grown). One
+        query over those runs (the comparison runs in SQLite, not per run in Python)."""
+        ids = list(run_ids)
+        names = [p.name for p in self.projections.of("events")] if names is None else sorted(set(names))
         marks = ", ".join("?" * len(names)) or "NULL"
+        chosen = "r.id IN (SELECT value FROM json_each(?))"
+        listed = json.dumps(ids)
         behind = {r[0] for r in self.conn.execute(
-            "SELECT r.id FROM runs r WHERE r.end_status IS NULL UNION "
+            f"SELECT r.id FROM runs r WHERE {chosen} AND r.end_status IS NULL UNION "
             f"SELECT r.id FROM runs r JOIN projections n ON n.name IN ({marks}) "
             "LEFT JOIN positions p ON p.projection = n.name AND p.run_id = r.id "
-            "WHERE coalesce(p.seq, 0) < coalesce(r.events, 0) AND NOT EXISTS (SELECT 1 FROM "
-            "projection_errors e WHERE e.projection = n.name AND e.run_id = r.id)", names)}
-        known = {r[0] for r in self.conn.execute("SELECT id FROM runs")}
-        return [run_id for run_id in run_ids if run_id in behind or run_id not in known]
+            f"WHERE {chosen} AND coalesce(p.seq, 0) < coalesce(r.events, 0) AND NOT EXISTS (SELECT 1 FROM "
+            "projection_errors e WHERE e.projection = n.name AND e.run_id = r.id)", [listed, *names, listed])}
+        known = {r[0] for r in self.conn.execute(f"SELECT id FROM runs r WHERE {chosen}", [listed])}
+        return [run_id for run_id in ids if run_id in behind or run_id not in known]
 
     def record_segments(self, run_id: str, stream: str, segments: Iterable[tuple[str, int, int, int, bool]]) -> None:
         """Replace the segment rows of a run's stream with ``(name, first, last, bytes, sealed)``."""

@@ -54,14 +54,6 @@ from .writer import RunWriter
 SYNC_BATCH = 10_000
 """Records folded per transaction when catching up from the segments."""
 
-_BEHIND = """SELECT r.id FROM runs r WHERE r.end_status IS NULL OR EXISTS (
-    SELECT 1 FROM json_each(?) n
-    WHERE NOT EXISTS (SELECT 1 FROM projection_errors e WHERE e.projection = n.value AND e.run_id = r.id)
-    AND coalesce((SELECT seq FROM positions p WHERE p.projection = n.value AND p.run_id = r.id), 0)
-        < coalesce(r.events, 0))"""
-"""Runs some of the projections named in the JSON list ``?`` have not folded to the run's last
-seq (or that have not ended)."""
-
 def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
     ``parts``), metrics (``run_metrics``, ``part_metrics``), the part index (``test_results``),
@@ -330,20 +322,19 @@ class Store:
         events of ``run_ids`` (default: every run), reading only the runs they are behind on.
         ``progress(done, todo)`` is called after each run folded.
 
-        Which runs are behind is one query (positions against each run's last seq; runs not
+        Which runs are behind is one query over ``run_ids`` (:meth:`Catalog.stale_runs`: runs not
         ended count as behind, they may have grown), plus the run directories the catalog does
         not know yet, so a caught-up store costs a directory listing and that query."""
         catalog = self.catalog
         if not names or not all(catalog.projections.get(n) for n in names):
             return
-        check = json.dumps(sorted({*names, *(p.name for p in catalog.projections.of("events"))}))
-        behind = {r[0] for r in catalog.conn.execute(_BEHIND, [check])}
-        known = set(catalog.run_ids())
+        check = [*names, *(p.name for p in catalog.projections.of("events"))]
         if run_ids is None:
-            ids = sorted(os.listdir(self.runs_dir))
-            todo = [r for r in ids if r in behind or (r not in known and self.has_run(r))]
+            known = set(catalog.run_ids())
+            todo = [r for r in catalog.stale_runs(sorted(os.listdir(self.runs_dir)), check)
+                    if r in known or self.has_run(r)]
         else:
-            todo = [r for r in run_ids if r in behind or r not in known]
+            todo = catalog.stale_runs(run_ids, check)
         for i, run_id in enumerate(todo):
             self._sync_stream(run_id, "events", lazy=names)
             if progress:
@@ -463,8 +454,6 @@ class Store:
     def _info(self, row: dict, errors=(), tags=None) -> RunInfo:
         """A run's :class:`RunInfo` from its ``runs`` row, its projection failures and the
         tags set or removed after the fact (``run_tags``), laid over ``run_started``'s."""
-        import json
-
         # an ended run's status is its end event's: no need to look at its lock
         alive = not row["end_status"] and is_locked(self.run_dir(row["id"]) / "lock")
         status, reason = status_of(row, alive)
