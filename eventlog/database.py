@@ -3,7 +3,7 @@
 Contracts:
 
 * :func:`connect` opens a database in WAL mode with ``synchronous=NORMAL`` and a 30 s busy
-  timeout, in autocommit mode (``isolation_level=None``): nothing is ever in a transaction
+  timeout (the switch to WAL retries for as long), in autocommit mode (``isolation_level=None``): nothing is ever in a transaction
   except inside :func:`transaction`.
 * :func:`transaction` is the only way anything writes. The outermost block is ``BEGIN
   IMMEDIATE``: it takes the write lock before it reads, so a writer waits for another process's
@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -49,9 +50,29 @@ def connect(path: str | os.PathLike) -> sqlite3.Connection:
     """A connection to the database at ``path`` (created if absent); see the module contract."""
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute("PRAGMA journal_mode=WAL")
+    _set_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def _set_wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switch to WAL, waiting out other processes that create or close the same database.
+
+    SQLite answers ``database is locked`` here at once, without calling the busy handler, while
+    another connection holds the file's exclusive lock to create it or to checkpoint it as its
+    last connection closes; so this retries for up to ``patience`` seconds.
+    """
+    deadline = time.monotonic() + patience
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def close(conn: sqlite3.Connection) -> None:
