@@ -110,24 +110,28 @@ def event_from_json(line: bytes | str, line_no: int | None = None) -> tuple[Even
     Raises:
         InvalidEvent: the line is not JSON, has no known ``kind``, or a field has the wrong type.
     """
-    where = f"line {line_no}: " if line_no is not None else ""
     if len(line) > MAX_LINE_BYTES:
-        raise InvalidEvent(f"{where}the line is {len(line):,} bytes long, over the limit of {MAX_LINE_BYTES:,}; "
+        raise InvalidEvent(f"{_at(line_no)}the line is {len(line):,} bytes long, over the limit of {MAX_LINE_BYTES:,}; "
                            "put large texts in files or split the event", line=line_no)
     try:
         env = _json_envelope_decoder.decode(line)
         event = _json_event_decoder.decode(line)
     except msgspec.DecodeError as exc:
         if "truncated" in str(exc) and _LONE_SURROGATE.search(line if isinstance(line, bytes) else line.encode()):
-            raise InvalidEvent(f"{where}not valid Unicode: a \\uD800-\\uDBFF escape without the low surrogate "
+            raise InvalidEvent(f"{_at(line_no)}not valid Unicode: a \\uD800-\\uDBFF escape without the low surrogate "
                                "that must follow it (a lone surrogate)", line=line_no) from None
-        raise InvalidEvent(f"{where}{_explain(exc)}", line=line_no) from None
+        raise InvalidEvent(f"{_at(line_no)}{_explain(exc)}", line=line_no) from None
     except UnicodeDecodeError as exc:  # older msgspec (0.18.6) raises it for a string that is not UTF-8
-        raise InvalidEvent(f"{where}not valid UTF-8 ({exc}); convert it to UTF-8 and retry", line=line_no) from None
+        raise InvalidEvent(f"{_at(line_no)}not valid UTF-8 ({exc}); convert it to UTF-8 and retry", line=line_no) from None
     except RecursionError:
-        raise InvalidEvent(f"{where}the line nests arrays/objects deeper than the limit of {MAX_DEPTH} levels",
+        raise InvalidEvent(f"{_at(line_no)}the line nests arrays/objects deeper than the limit of {MAX_DEPTH} levels",
                            line=line_no) from None
     return event, env.ts, env.part
+
+
+def _at(line_no: int | None) -> str:
+    """Where a bad line is, for its message (built only when a line is bad)."""
+    return f"line {line_no}: " if line_no is not None else ""
 
 
 _LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")

@@ -4,16 +4,21 @@ Lines are read in blocks of :data:`BLOCK_BYTES`; each block is redacted as a who
 (:meth:`~agtrace.eventlog.Redactor.redact_json_lines`: a screen over the block, then only the
 lines that may hold a secret one by one), decoded line by line, and handed to the writer as one
 group (:meth:`~agtrace.eventlog.writer.RunWriter.append_many`), which frames, compresses and
-makes it durable under the writer's policy, as single appends would.
+makes it durable under the writer's policy. The next block is read and screened on a helper
+thread while one is decoded and stored (the screen's search lets go of the GIL, so the second
+core does it); values learned from a block are looked for again in the next one, which was
+screened without them.
 
 Contract: events are stored in line order; blank lines are skipped but counted, and so are
 ``run_started`` lines (a run has its own identity). On a line that
 does not decode, every event of the lines before it is appended, and :class:`InvalidEvent`
-names the line, how many events are stored and their seqs; nothing after it is read.
+names the line, how many events are stored and their seqs; nothing after it is stored.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -24,7 +29,7 @@ from .codec import event_from_json
 from .errors import InvalidEvent
 from .events import Event, RawRecorded, RunStarted
 from .limit import check_record
-from .redaction import Redactor
+from .redaction import Redactor, Screened
 
 BLOCK_BYTES = 4 << 20
 """Bytes read from the input at a time (a block ends at the last newline in it)."""
@@ -32,6 +37,12 @@ BLOCK_BYTES = 4 << 20
 
 def json_line_blocks(source: BinaryIO, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, list[bytes]]]:
     """``(number of the first line, lines)`` of ``source`` in blocks, newlines removed."""
+    for line_no, _, lines in _blocks(source, block_bytes):
+        yield line_no, lines
+
+
+def _blocks(source: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes, list[bytes]]]:
+    """``(number of the first line, the block, its lines)``: the block is the lines joined by newlines."""
     rest = b""
     line_no = 1
     read = getattr(source, "read1", source.read)  # what a pipe has, without waiting for a full block
@@ -42,12 +53,50 @@ def json_line_blocks(source: BinaryIO, block_bytes: int = BLOCK_BYTES) -> Iterat
         if cut < 0:
             rest = data
             continue
-        lines = data[:cut].split(b"\n")
+        block = data[:cut]
+        lines = block.split(b"\n")
         rest = data[cut + 1 :]
-        yield line_no, lines
+        yield line_no, block, lines
         line_no += len(lines)
     if rest:
-        yield line_no, [rest]
+        yield line_no, rest, [rest]
+
+
+def _screened_ahead(source: BinaryIO, redactor: Redactor | None,
+                    block_bytes: int) -> Iterator[tuple[int, list[bytes], Screened | None]]:
+    """:func:`_blocks` with each block's screen (:meth:`Redactor.screen_json_lines`), read and
+    screened one block ahead on a daemon thread. Closing the generator stops the thread (once a
+    read it is waiting in returns); an error on the thread is raised here, in order."""
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand(item) -> None:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            for line_no, block, lines in _blocks(source, block_bytes):
+                if stop.is_set():
+                    return
+                hand((line_no, lines, redactor.screen_json_lines(lines, block) if redactor is not None else None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, who raises it
+            hand(exc)
+            return
+        hand(None)
+
+    threading.Thread(target=work, name="agtrace-screen", daemon=True).start()
+    try:
+        while (item := ahead.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 @dataclass
@@ -74,10 +123,10 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
     """
     first = writer.next_seq
     done = Appended()
-    for line_no, lines in json_line_blocks(source, block_bytes):
+    for line_no, lines, screened in _screened_ahead(source, redactor, block_bytes):
         counts: dict[int, int] = {}
         if redactor is not None:
-            lines, counts = redactor.redact_json_lines(lines)
+            lines, counts = redactor.redact_json_lines(lines, screened)
         batch = []
         at = line_no
         try:
@@ -105,7 +154,7 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
             text = str(exc) if str(exc).startswith(f"line {at}:") else f"line {at}: {exc}"
             raise InvalidEvent(
                 f"{text}; the {done.appended} event(s) before line {at} are stored "
-                f"(seq {first}..{first + done.appended - 1}); nothing after it was read",
+                f"(seq {first}..{first + done.appended - 1}); nothing after it was stored",
                 at,
             ) from None
         if batch:

@@ -115,6 +115,10 @@ class ProjectionFailure:
                 "`agtrace reindex` retries")
 
 
+class _Undo(Exception):
+    """Undoes a fold that was only run again to find where it fails."""
+
+
 class _Cursor:
     """Records handed to one ``apply``; remembers the seq being folded when it raised."""
 
@@ -262,18 +266,35 @@ class Projections:
                     return False
                 todo.append((p, at))
             for p, at in todo:
-                cursor = _Cursor(records[at - first + 1:] if at >= first else records)
+                chunk = records[at - first + 1:] if at >= first else records
                 try:
                     with transaction(conn):
-                        p.apply(conn, run_id, cursor)
+                        p.apply(conn, run_id, chunk)
                         conn.execute("INSERT OR REPLACE INTO positions (projection, run_id, seq) VALUES (?, ?, ?)",
                                      [p.name, run_id, last])
                 except sqlite3.OperationalError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - recorded; the run is marked, others go on
                     conn.execute("INSERT OR REPLACE INTO projection_errors (projection, run_id, seq, message) "
-                                 "VALUES (?, ?, ?, ?)", [p.name, run_id, cursor.seq, f"{type(exc).__name__}: {exc}"])
+                                 "VALUES (?, ?, ?, ?)", [p.name, run_id, self._failing_seq(p, run_id, chunk),
+                                                         f"{type(exc).__name__}: {exc}"])
         return True
+
+    def _failing_seq(self, p: Projection, run_id: str, records: Sequence[Record]) -> int:
+        """The seq of ``records`` that ``p.apply`` raised on: folded again through a cursor that
+        notes each seq, and undone (the fast path hands the plain sequence, so a fold that
+        succeeds pays nothing for this). An ``apply`` that does not raise again names the first."""
+        cursor = _Cursor(records)
+        try:
+            with transaction(self.conn):
+                p.apply(self.conn, run_id, cursor)
+                raise _Undo
+        except _Undo:
+            return records[0].seq
+        except sqlite3.OperationalError:
+            raise
+        except Exception:  # noqa: BLE001 - the failure already being recorded
+            return cursor.seq
 
     # -- failures and forgetting ------------------------------------------------------------
 

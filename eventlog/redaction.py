@@ -34,7 +34,7 @@ import heapq
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -56,6 +56,16 @@ from .secret import (
     is_secret_name,
     label_separators,
 )
+
+
+class Screened(NamedTuple):
+    """What :meth:`Redactor.screen_json_lines` found in a block of JSON lines: the block, the
+    offset of each line, the values it looked for and the lines that may hold a secret."""
+
+    block: bytes
+    starts: list[int]
+    values: frozenset[str]
+    candidates: set[int]
 
 
 class Redactor:
@@ -261,18 +271,27 @@ class Redactor:
                     redacted = json.dumps(obj, ensure_ascii=False)
         return (redacted.encode("utf-8", "surrogateescape"), n) if n else (line, 0)
 
-    def redact_json_lines(self, lines: list[bytes]) -> tuple[list[bytes], dict[int, int]]:
+    def redact_json_lines(self, lines: list[bytes], screened: Screened | None = None) -> tuple[list[bytes], dict[int, int]]:
         """:meth:`redact_json` of each of ``lines`` (JSON texts without their newline), in
         order, as one block: the block is screened first (:mod:`~agtrace.eventlog.screen`) and
         only the lines that may hold a secret are redacted one by one, so a clean block costs a
         few passes in C. Returns the lines (the same objects where nothing changed) and the
         number of redactions of each line that had any. The result, the ``count`` and what is
-        learned are those of calling :meth:`redact_json` line by line."""
+        learned are those of calling :meth:`redact_json` line by line.
+
+        ``screened`` is what :meth:`screen_json_lines` found in these lines, maybe on another
+        thread and before values were learned from earlier lines: the values it did not look
+        for are looked for here."""
         if not lines:
             return lines, {}
-        block = b"\n".join(lines)
-        starts = screen.line_starts(lines)
-        todo = sorted(self._screen().candidates(block, starts))
+        if screened is None:
+            screened = self.screen_json_lines(lines)
+        block, starts = screened.block, screened.starts
+        todo = sorted(screened.candidates)
+        newer = [v for v in self._values if v[0] not in screened.values]
+        if newer:  # learned since the block was screened
+            fresh = screen.Screen(_encoded([v for v, _ in newer]), automaton=False)
+            todo = sorted({*todo, *fresh.candidates(block, starts, values_only=True)})
         out, counts, done = list(lines), {}, set()
         while todo:
             i = heapq.heappop(todo)
@@ -289,12 +308,23 @@ class Redactor:
                     heapq.heappush(todo, j)
         return out, counts
 
-    def _screen(self) -> screen.Screen:
-        """The screen of the current known and learned values (rebuilt when they change)."""
-        values = tuple(v for v, _ in self._values)
-        if self._screen_cache is None or self._screen_cache[0] != values:
-            self._screen_cache = (values, screen.Screen(_encoded(values)))
-        return self._screen_cache[1]
+    def screen_json_lines(self, lines: list[bytes], block: bytes | None = None) -> Screened:
+        """Which of ``lines`` (``block``: them joined by newlines, when the caller has it) may
+        hold a secret given the values known now; safe to call on another thread than the one
+        redacting (it reads the values once and changes nothing)."""
+        values = self._values
+        if block is None:
+            block = b"\n".join(lines)
+        starts = screen.line_starts(lines)
+        key = tuple(v for v, _ in values)
+        return Screened(block, starts, frozenset(key), self._screen_of(key).candidates(block, starts))
+
+    def _screen_of(self, values: tuple[str, ...]) -> screen.Screen:
+        """The screen of ``values`` (kept until the values change; a race only builds it twice)."""
+        cached = self._screen_cache
+        if cached is None or cached[0] != values:
+            cached = self._screen_cache = (values, screen.Screen(_encoded(values)))
+        return cached[1]
 
     def redact_event(self, event: Event) -> tuple[Event, int]:
         """``event`` with secrets replaced in every text, nested value and bytes field, and how

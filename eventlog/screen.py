@@ -5,7 +5,8 @@ append`` reads them in blocks) by screening the whole block first and handing on
 screen names to :meth:`~agtrace.eventlog.Redactor.redact_json`; every other line is kept as it
 is. The screen is a superset by construction of what ``redact_json`` would change in a line:
 
-- a known or learned value occurs in it (its UTF-8 form, exact case);
+- a known or learned value occurs in it (its UTF-8 form; looked for lower-cased, as everything
+  is, so a value in another case names its line too);
 - a trigger of a shape (:data:`~agtrace.eventlog.secret.TRIGGERS`) occurs in it lower-cased
   (``gh`` is narrowed to ``gh[pousr]_``, the only texts its shape matches);
 - a label stem is followed by one of the characters
@@ -18,7 +19,7 @@ is. The screen is a superset by construction of what ``redact_json`` would chang
 
 A block that is not valid UTF-8 is not screened (every line is handed over). No pattern holds a
 newline, so a hit names one line. The search is one pass of a multi-pattern automaton over the
-block (``ahocorasick_rs``: Aho-Corasick with a SIMD prefilter) when that package is installed,
+lower-cased block (``ahocorasick_rs``: Aho-Corasick with a SIMD prefilter) when that package is installed,
 else one ``bytes.find`` per pattern; both find the same lines (a test checks it).
 """
 
@@ -67,59 +68,72 @@ be alphanumeric)."""
 ASCII_LOWERING = ("\u0130".encode(), "\u212a".encode())
 """UTF-8 of the characters whose ``str.lower()`` holds an ASCII letter (a test checks the list)."""
 EXACT: tuple[bytes, ...] = (b"\\u", "…".encode(), *ASCII_LOWERING)
-"""Patterns looked for in the block as it is (with the known and learned values)."""
+"""Patterns that need no label check (with the known and learned values); lower-cased like the rest."""
 
 
 class Screen:
     """Finds the lines of a block that :meth:`Redactor.redact_json` may change; ``values`` are
-    the known and learned values (UTF-8). Immutable; cheap to rebuild when values change."""
+    the known and learned values (UTF-8). Immutable; cheap to rebuild when values change.
+
+    One pass over the lower-cased block finds every pattern: the exact ones (:data:`EXACT` and
+    the values) are looked for lower-cased too, which can only name more lines, never fewer."""
 
     def __init__(self, values: Iterable[bytes] = (), *, automaton: bool = True):
         self.values = tuple(v for v in dict.fromkeys(values) if v)
+        self._patterns = (*LOWERED, *dict.fromkeys(p.lower() for p in (*EXACT, *self.values)))
+        self._values = tuple(dict.fromkeys(v.lower() for v in self.values))
         self._fast = automaton and BytesAhoCorasick is not None
         if self._fast:
-            self._lowered = BytesAhoCorasick(list(LOWERED))
-            self._exact = BytesAhoCorasick([*EXACT, *self.values])
+            self._all = BytesAhoCorasick(list(self._patterns))
+            self._only_values = BytesAhoCorasick(list(self._values)) if self._values else None
 
     def candidates(self, block: bytes, starts: list[int], *, since: int = 0,
                    values_only: bool = False) -> set[int]:
         """Indices of the lines of ``block`` (lines joined by ``\\n``, starting at offsets
         ``starts``) that may hold a secret, among the lines from offset ``since`` on;
-        ``values_only`` looks for the values alone (for values learned half-way through)."""
+        ``values_only`` looks for the values alone (for values learned half-way through).
+
+        Lets go of the GIL for its longest step (the automaton's search), so a block can be
+        screened on another thread while the previous one is stored."""
         first = bisect_right(starts, since) - 1
-        try:
-            block.decode("utf-8")
-        except UnicodeDecodeError:
-            return set(range(first, len(starts)))
-        view = memoryview(block)[since:]
+        if not block.isascii():
+            try:
+                block.decode("utf-8")
+            except UnicodeDecodeError:
+                return set(range(first, len(starts)))
+        lower = (block[since:] if since else block).lower()
         found: set[int] = set()
         if values_only:
-            self._search(view, self.values, None, since, starts, found)
+            if self._values:
+                self._search(lower, self._values, self._only_values if self._fast else None, since, starts, found,
+                             check=None)
             return found
-        self._search(view, (*EXACT, *self.values), self._exact if self._fast else None, since, starts, found)
-        lower = bytes(view).lower()
-        self._search(lower, LOWERED, self._lowered if self._fast else None, since, starts, found,
+        self._search(lower, self._patterns, self._all if self._fast else None, since, starts, found,
                      check=_label_may_match)
         return found
 
-    def _search(self, haystack, patterns, automaton, offset: int, starts: list[int], found: set[int],
+    def _search(self, haystack: bytes, patterns, automaton, offset: int, starts: list[int], found: set[int],
                 check=None) -> None:
         """Add the line of every hit of ``patterns`` in ``haystack`` (the block from ``offset``)
         that ``check(haystack, pattern index, position)`` does not rule out."""
         if automaton is not None:
-            hits = [(k, pos) for k, pos, _ in automaton.find_matches_as_indexes(haystack, overlapping=True)]
+            hits = automaton.find_matches_as_indexes(haystack, overlapping=True)
         else:
-            data = bytes(haystack)
             hits = []
             for k, pattern in enumerate(patterns):
-                pos = data.find(pattern)
+                pos = haystack.find(pattern)
                 while pos >= 0:
-                    hits.append((k, pos))
-                    pos = data.find(pattern, pos + 1)
-        for k, pos in hits:
-            line = bisect_right(starts, pos + offset) - 1
-            if line not in found and (check is None or check(haystack, k, pos)):
+                    hits.append((k, pos, 0))
+                    pos = haystack.find(pattern, pos + 1)
+            hits.sort(key=lambda hit: hit[1])
+        end = -1  # the offset where the last line found ends: hits before it need no look
+        for k, pos, _ in hits:
+            if pos < end:
+                continue
+            if check is None or check(haystack, k, pos):
+                line = bisect_right(starts, pos + offset) - 1
                 found.add(line)
+                end = (starts[line + 1] if line + 1 < len(starts) else len(haystack) + offset) - offset
 
 
 def _label_may_match(lower: bytes, k: int, pos: int) -> bool:
@@ -128,7 +142,7 @@ def _label_may_match(lower: bytes, k: int, pos: int) -> bool:
     when it is followed by a space and its word starts with ``-`` (``--api-key VALUE``); a
     ``key`` only after an owner (``api_key``). Looser than label_separators, never stricter."""
     k -= len(_TRIGGERS)
-    if k < 0:
+    if k < 0 or k >= len(_LABELS):  # a trigger, or an exact pattern (looked for lower-cased)
         return True
     label = _LABELS[k]
     word = label[:-1]

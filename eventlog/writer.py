@@ -9,7 +9,8 @@ Durability policies (what :meth:`RunWriter.append` may return as durable):
     appends are buffered and written as frames (group commit). A part end (``part_ended``), the
     run's start or end makes what is buffered durable: at once if no fsync happened in the last
     :data:`COALESCE_S`, else within that window by the background flusher, so a flood of parts
-    shares fsyncs. Anything else is fsynced within 200 ms. A crash loses at most the events of
+    shares fsyncs (a group of :meth:`RunWriter.append_many` always within that window, by the
+    flusher). Anything else is fsynced within 200 ms. A crash loses at most the events of
     the last 200 ms, and never a part end older than :data:`COALESCE_S`.
 ``off``
     frames are written when the buffer fills and fsynced only at close; for bulk imports.
@@ -180,6 +181,13 @@ class RunWriter:
             self._sync_due = self._last_fsync + COALESCE_S
             self._wake.notify()
 
+    def _sync_within(self, seconds: float) -> None:
+        """Have the background flusher make what is written and buffered durable within ``seconds``."""
+        due = time.monotonic() + seconds
+        if self._sync_due is None or due < self._sync_due:
+            self._sync_due = due
+            self._wake.notify()
+
     def wait_durable(self, seq: int, timeout: float | None = None) -> bool:
         """Block until ``seq`` is durable (or the timeout passes); True if it is."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -199,11 +207,12 @@ class RunWriter:
 
     def append_many(self, events: Iterable[tuple[Event, int | None, int | None]], *,
                     checked: bool = False) -> Ack:
-        """Append ``(event, part, ts)`` triples (``ts`` None: now) as one group, durable as
-        single appends of them would be, with one fsync for the group: at once under
-        ``strict``; under ``normal`` when the group holds a part end or the run's start or end
-        (group commit, as :meth:`append`), else within 200 ms; under ``off`` at close. Events
-        are framed as the buffer fills, as :meth:`append` frames them.
+        """Append ``(event, part, ts)`` triples (``ts`` None: now) as one group, with one fsync
+        for the group: at once under ``strict`` (and when it ends the run); under ``normal``
+        within :data:`COALESCE_S` when the group holds a part end or the run's start, else
+        within 200 ms, by the background flusher, so a stream of groups (``agtrace append``)
+        goes on while the last one is synced; under ``off`` at close. Events are framed as the
+        buffer fills, as :meth:`append` frames them.
 
         All or nothing: if one of them breaks a limit (InvalidEvent), none is appended
         (``checked``: the caller ran :func:`check_record` on each already)."""
@@ -235,7 +244,7 @@ class RunWriter:
             if self._strict or self._ended:
                 self._flush(sync=True)
             elif special and self.durability == "normal":
-                self._sync_soon()
+                self._sync_within(COALESCE_S)
             if notify and self._listener:
                 self._notify()
             return Ack(seq, self._durable)
