@@ -145,3 +145,35 @@ def test_append_json_lines_keeps_line_numbers_across_blocks(tmp_path):
     store.close_writer(writer)
     assert caught.value.line == 32 and "30 event(s) before line 32 are stored" in str(caught.value)
     assert [r.event.text for r in store.read(writer.run_id, 2)] == [f"line {i}" for i in range(30)]
+
+
+def test_a_value_learned_in_one_block_is_redacted_in_the_next_screened_before_it(tmp_path):
+    """append screens block n+1 on a helper thread while block n is redacted: a value learned
+    from block n must still be found in block n+1, which was screened without it."""
+    store = Store(tmp_path / "s")
+    writer = store.create_run()
+    lines = [_line("connect with password=Zq8rT2vX9kL3", 1), _line("next block: Zq8rT2vX9kL3", 1)]
+    lines += [_line(f"plain {i}", 1) for i in range(20)]
+    lines += [_line("later it echoes Zq8rT2vX9kL3 alone", 1), _line("and zq8rt2vx9kl3 lower-cased stays", 1)]
+    block = max(len(line) for line in lines) + 1  # one line per block
+    append_json_lines(writer, io.BytesIO(b"\n".join(lines) + b"\n"), Redactor(), block_bytes=block)
+    store.close_writer(writer)
+    texts = [r.event.text for r in store.read(writer.run_id, 2)]
+    assert len(texts) == len(lines)
+    assert not any("Zq8rT2vX9kL3" in t for t in texts), texts
+    assert texts[-1] == "and zq8rt2vx9kl3 lower-cased stays"  # the screen looks case-blind; redaction does not
+
+
+def test_an_error_on_the_reading_thread_reaches_the_caller(tmp_path):
+    class Broken(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            raise OSError(5, "Input/output error")
+
+    store = Store(tmp_path / "s")
+    writer = store.create_run()
+    with pytest.raises(OSError, match="Input/output error"):
+        append_json_lines(writer, io.BufferedReader(Broken()), Redactor())
+    store.close_writer(writer)
