@@ -6,9 +6,11 @@ validated (no ``..``, ``.``, ``/``, NUL, ``.git``, duplicates); every file, link
 is created fresh relative to an open directory descriptor without following symlinks (a symlink
 planted where a directory belongs is removed, never followed); exec bits and symlinks are kept.
 A checkout is verified by the tree id of what it wrote, hashed (with git's own object hashing)
-from the bytes handed to the kernel, each file's size checked on disk (``verify="disk"``
-re-reads every file instead); a switch re-hashes what it wrote from disk. A checkout writes its
-files from several threads (file creation waits on the disk, not the CPU).
+from the bytes handed to the kernel (each file's bytes are checked against its object id as
+they are read, see ``GitStore._blob_data``; its size is checked on disk after writing;
+``verify="disk"`` re-reads every file instead); a switch re-hashes what it wrote from disk. A
+checkout reads and writes its files from several threads: inflating, hashing and file creation
+all let the GIL go, so they run on every core.
 
 No pygit2 here: trees and blobs come through `GitStore` (``repository.py``), whose objects are
 read by their ``name``, ``filemode``, ``id`` and ``data``.
@@ -50,7 +52,8 @@ class CheckoutMixin:
         directory at a time each, one ``open``/``write``/``close`` per file (plus ``fchmod``
         only when the umask would change its mode). With ``verify`` the written tree's id must
         equal ``tree_id``: it is computed from the bytes as handed to the kernel (each file's
-        size checked on disk after writing); ``verify="disk"`` re-reads and re-hashes every file
+        bytes hash to its object id, checked as they are read; its size is checked on disk
+        after writing); ``verify="disk"`` re-reads and re-hashes every file
         from disk instead (slower)."""
         tree = self._tree(tree_id)
         out = os.path.abspath(out_dir)
@@ -269,10 +272,8 @@ def _write_files(git: GitStore, dir_fd: int, files: list, tree_id: str) -> list:
             raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
         if size != len(data):
             raise GitStoreError(f"checkout of {tree_id} wrote {size} of {len(data)} bytes of {name!r}; check the disk")
-        digest = hashlib.sha1(b"blob %d\0" % len(data))
-        digest.update(data)
-        bname = os.fsencode(name)
-        out.append((bname, b"100755" if mode == MODE_EXEC else b"100644", bname, digest.hexdigest()))
+        bname = os.fsencode(name)  # the bytes written hash to oid: `_blob_data` checked them
+        out.append((bname, b"100755" if mode == MODE_EXEC else b"100644", bname, str(oid)))
     return out
 
 
