@@ -131,3 +131,15 @@ def test_a_loose_tree_object_where_a_file_belongs_is_refused(tmp_path):
     _rewrite_loose(blob, tree_obj.read_bytes())  # the file's name now holds the tree's bytes
     with pytest.raises(GitStoreError, match="damaged"):
         store.checkout(trees[0], tmp_path / "out")
+
+
+def test_stat_data_taken_while_writing_equals_a_walk_of_what_was_written(tmp_path):
+    from agtrace.replay.checkout_cache import _scan, _signature
+
+    store, trees = _recorded(tmp_path)
+    for i, tree in enumerate(trees):
+        out, stats = tmp_path / f"out-{i}", {}
+        assert store.checkout(tree, out, jobs=3, stats=stats) == tree
+        walked = dict(_scan(out, ""))
+        assert {rel: _signature(st) for rel, st in stats.items()} == walked
+        assert {"link", "dirlink", "src", "src/deep", "src/deep/big.bin"} <= set(walked)
