@@ -143,3 +143,14 @@ def test_stat_data_taken_while_writing_equals_a_walk_of_what_was_written(tmp_pat
         walked = dict(_scan(out, ""))
         assert {rel: _signature(st) for rel, st in stats.items()} == walked
         assert {"link", "dirlink", "src", "src/deep", "src/deep/big.bin"} <= set(walked)
+
+
+def test_a_symlink_planted_where_a_loose_object_belongs_is_refused_not_followed(tmp_path):
+    store, trees = _recorded(tmp_path)
+    path = _loose_blob_paths(store, trees[0])["src/m9.py"]
+    secret = tmp_path / "secret"
+    secret.write_bytes(path.read_bytes())  # even the right bytes, behind a link, are not read
+    path.unlink()
+    os.symlink(secret, path)
+    with pytest.raises(GitStoreError, match="cannot be read"):
+        store.checkout(trees[0], tmp_path / "out")

@@ -35,6 +35,8 @@ def read_loose(objects_dir: str, oid: str) -> tuple[bytes, bytes] | None:
         fd = os.open(f"{objects_dir}/{oid[:2]}/{oid[2:]}", _FLAGS)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:  # unreadable, or a symlink planted where an object belongs
+        raise DamagedObject(f"object {oid} cannot be read ({exc.strerror})") from None
     try:
         inflate = zlib.decompressobj()
         pieces = []
@@ -45,6 +47,8 @@ def read_loose(objects_dir: str, oid: str) -> tuple[bytes, bytes] | None:
             pieces.append(inflate.decompress(chunk))
     except zlib.error as exc:
         raise DamagedObject(f"object {oid} does not inflate ({exc})") from None
+    except OSError as exc:
+        raise DamagedObject(f"object {oid} cannot be read ({exc.strerror})") from None
     finally:
         os.close(fd)
     raw = pieces[0] if len(pieces) == 1 else b"".join(pieces)
