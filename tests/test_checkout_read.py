@@ -63,13 +63,17 @@ def _loose_blob_paths(store: GitStore, tree: str) -> dict[str, Path]:
     return {rel: objects / oid[:2] / oid[2:] for rel, oid in store.files(tree).items()}
 
 
-def test_loose_reader_agrees_with_libgit2_on_every_object(tmp_path):
+INFLATERS = [pytest.param(zlib, id="zlib"), pytest.param(None, id="default")]  # default: ISA-L's if installed
+
+
+@pytest.mark.parametrize("inflater", INFLATERS)
+def test_loose_reader_agrees_with_libgit2_on_every_object(tmp_path, inflater):
     store, trees = _recorded(tmp_path)
     objects = Path(store.path) / "objects"
     seen = 0
     for tree in trees:
         for oid in [tree, *store.files(tree).values()]:
-            kind, data = read_loose(str(objects), oid)
+            kind, data = read_loose(str(objects), oid, inflater)
             want_kind, want = store._repo.odb.read(oid)  # noqa: SLF001 - compare with libgit2 itself
             assert data == want and kind == (b"tree" if oid == tree else b"blob")
             seen += 1
@@ -114,8 +118,9 @@ def test_a_damaged_loose_blob_is_refused_by_name_and_nothing_wrong_is_written(tm
     }[damage]
     _rewrite_loose(path, raw)
     oid = path.parent.name + path.name
-    with pytest.raises(DamagedObject):
-        read_loose(str(Path(store.path) / "objects"), oid)
+    for inflater in (zlib, None):  # zlib, and the default (ISA-L's when installed)
+        with pytest.raises(DamagedObject):
+            read_loose(str(Path(store.path) / "objects"), oid, inflater)
     out = tmp_path / "out"
     with pytest.raises(GitStoreError, match=oid):
         store.checkout(trees[0], out, jobs=2)
