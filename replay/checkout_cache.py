@@ -89,8 +89,9 @@ class ScratchTree:
             self.tree_id = None
         if self.tree_id is None:
             _empty(self.path)
-            git.checkout(tree_id, self.path)
-            self._stats = dict(_scan(self.path, ""))
+            written: dict[str, os.stat_result] = {}
+            git.checkout(tree_id, self.path, stats=written)  # stat data as written: no second walk
+            self._stats = {rel: _signature(st) for rel, st in written.items()}
             how, newest = "checkout", max((s[3] for s in self._stats.values()), default=0)
         elif self.tree_id == tree_id and not dirty:
             how, newest = "same", 0

@@ -6,9 +6,11 @@ validated (no ``..``, ``.``, ``/``, NUL, ``.git``, duplicates); every file, link
 is created fresh relative to an open directory descriptor without following symlinks (a symlink
 planted where a directory belongs is removed, never followed); exec bits and symlinks are kept.
 A checkout is verified by the tree id of what it wrote, hashed (with git's own object hashing)
-from the bytes handed to the kernel, each file's size checked on disk (``verify="disk"``
-re-reads every file instead); a switch re-hashes what it wrote from disk. A checkout writes its
-files from several threads (file creation waits on the disk, not the CPU).
+from the bytes handed to the kernel (each file's bytes are checked against its object id as
+they are read, see ``GitStore._blob_data``; its size is checked on disk after writing;
+``verify="disk"`` re-reads every file instead); a switch re-hashes what it wrote from disk. A
+checkout reads and writes its files from several threads: inflating, hashing and file creation
+all let the GIL go, so they run on every core.
 
 No pygit2 here: trees and blobs come through `GitStore` (``repository.py``), whose objects are
 read by their ``name``, ``filemode``, ``id`` and ``data``.
@@ -40,7 +42,7 @@ class CheckoutMixin:
     store's ``_tree``, ``_lookup``, ``_blob_data`` and ``_tree_changes`` (``repository.py``)."""
 
     def checkout(self: GitStore, tree_id: str, out_dir: str | os.PathLike[str], *, verify: bool | str = True,
-                 jobs: int | None = None) -> str:
+                 jobs: int | None = None, stats: dict[str, os.stat_result] | None = None) -> str:
         """Write exactly tree ``tree_id`` into ``out_dir`` (created; must be absent or empty)
         and return the tree id of what was written.
 
@@ -50,8 +52,12 @@ class CheckoutMixin:
         directory at a time each, one ``open``/``write``/``close`` per file (plus ``fchmod``
         only when the umask would change its mode). With ``verify`` the written tree's id must
         equal ``tree_id``: it is computed from the bytes as handed to the kernel (each file's
-        size checked on disk after writing); ``verify="disk"`` re-reads and re-hashes every file
-        from disk instead (slower)."""
+        bytes hash to its object id, checked as they are read; its size is checked on disk
+        after writing); ``verify="disk"`` re-reads and re-hashes every file
+        from disk instead (slower). A ``stats`` dict is filled with the stat data of everything
+        written (relative path → ``os.stat_result`` as ``lstat`` gives it), taken as it is
+        written (a file's from the ``fstat`` that checks its size), so a caller that tracks
+        changes by stat data need not walk the directory again."""
         tree = self._tree(tree_id)
         out = os.path.abspath(out_dir)
         os.makedirs(out, exist_ok=True)
@@ -59,7 +65,7 @@ class CheckoutMixin:
             raise GitStoreError(f"checkout target {out} is not empty; pass a new directory")
         fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            written = write_tree_parallel(self, tree, fd, tree_id, jobs or CHECKOUT_JOBS)
+            written = write_tree_parallel(self, tree, fd, tree_id, jobs or CHECKOUT_JOBS, stats)
             if verify == "disk":
                 written = hash_dir(fd)
         finally:
@@ -145,9 +151,9 @@ class CheckoutMixin:
 
 # -- writing -------------------------------------------------------------------------------------
 
-CHECKOUT_JOBS = 4
-"""Threads writing a checkout's files (file creation waits on the disk and the journal, not on
-the CPU; Python releases the GIL around both and around hashing)."""
+CHECKOUT_JOBS = min(4, os.cpu_count() or 1)
+"""Threads reading and writing a checkout's files (inflating, hashing, file creation let the GIL
+go); more threads than cores fight over the GIL (2 cores, tmpfs: 4 cost ~40% more CPU than 2)."""
 _OPEN_DIRS = 256  # directories held open at once by a checkout
 
 
@@ -162,21 +168,23 @@ def _umask() -> int | None:
 _UMASK = _umask()
 
 
-def write_tree_parallel(git: GitStore, tree, root_fd: int, tree_id: str, jobs: int) -> str:
+def write_tree_parallel(git: GitStore, tree, root_fd: int, tree_id: str, jobs: int,
+                        stats: dict[str, os.stat_result] | None = None) -> str:
     """Write ``tree`` into the empty directory ``root_fd``; return the tree id of what was
     written (from the bytes written). Directories and symlinks are made by this thread, files
-    by ``jobs`` threads (a directory's files by one thread, relative to its descriptor)."""
+    by ``jobs`` threads (a directory's files by one thread, relative to its descriptor). With
+    ``stats``, the stat data of every path written goes into it (see `checkout`)."""
     from concurrent.futures import ThreadPoolExecutor
 
     entries: dict[int, list] = {}  # node -> [(sort key, mode, name, oid or node)], filled below
     pending: list[tuple] = []  # (future, node, dir fd)
-    stack = [(tree, root_fd, 0)]
+    stack = [(tree, root_fd, 0, "")]
     next_node = 1
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             try:
                 while stack:
-                    current, fd, node = stack.pop()
+                    current, fd, node, prefix = stack.pop()
                     files, own = [], entries.setdefault(node, [])
                     pending.append((None, node, fd))  # its descriptor is closed whatever happens
                     for entry in _checked(current, tree_id):
@@ -187,12 +195,16 @@ def write_tree_parallel(git: GitStore, tree, root_fd: int, tree_id: str, jobs: i
                                 os.mkdir(name, 0o755, dir_fd=fd)
                                 sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                                 own.append((bname + b"/", b"40000", bname, next_node))
-                                stack.append((git._lookup(entry.id), sub, next_node))
+                                stack.append((git._lookup(entry.id), sub, next_node, f"{prefix}{name}/"))
+                                if stats is not None:
+                                    stats[f"{prefix}{name}"] = os.fstat(sub)
                                 next_node += 1
                             elif mode == MODE_LINK:
                                 data = git._blob_data(entry.id)
                                 os.symlink(data, bname, dir_fd=fd)
                                 own.append((bname, b"120000", bname, _hash_object(b"blob", data)))
+                                if stats is not None:
+                                    stats[f"{prefix}{name}"] = os.lstat(bname, dir_fd=fd)
                             elif mode in (MODE_BLOB, MODE_EXEC):
                                 files.append((name, mode, entry.id))
                             else:
@@ -200,7 +212,7 @@ def write_tree_parallel(git: GitStore, tree, root_fd: int, tree_id: str, jobs: i
                                     f"tree {tree_id} has entry {name!r} of unsupported mode {mode:o}")
                         except OSError as exc:
                             raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
-                    pending[-1] = (pool.submit(_write_files, git, fd, files, tree_id), node, fd)
+                    pending[-1] = (pool.submit(_write_files, git, fd, files, tree_id, prefix, stats), node, fd)
                     if len(pending) >= _OPEN_DIRS:
                         _collect(pending, entries, root_fd)
                 _collect(pending, entries, root_fd)
@@ -213,7 +225,7 @@ def write_tree_parallel(git: GitStore, tree, root_fd: int, tree_id: str, jobs: i
         for _, _, fd in pending:
             if fd != root_fd:
                 os.close(fd)
-        for _, fd, _ in stack:  # directories not reached after a failure
+        for _, fd, _, _ in stack:  # directories not reached after a failure
             os.close(fd)
     return _tree_hash(entries, 0)
 
@@ -243,9 +255,9 @@ def _checked(tree, tree_id: str):
         yield entry
 
 
-def _write_file(dir_fd: int, name: str, mode: int, data: bytes) -> int:
+def _write_file(dir_fd: int, name: str, mode: int, data: bytes) -> os.stat_result:
     """Create file ``name`` (never following a link, never replacing) holding ``data`` with the
-    mode of a git ``mode``; return its size on disk."""
+    mode of a git ``mode``; return its stat data as written."""
     perm = 0o755 if mode == MODE_EXEC else 0o644
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, perm, dir_fd=dir_fd)
     try:
@@ -254,25 +266,27 @@ def _write_file(dir_fd: int, name: str, mode: int, data: bytes) -> int:
             view = view[os.write(fd, view):]
         if _UMASK is None or perm & _UMASK:
             os.fchmod(fd, perm)
-        return os.fstat(fd).st_size
+        return os.fstat(fd)
     finally:
         os.close(fd)
 
 
-def _write_files(git: GitStore, dir_fd: int, files: list, tree_id: str) -> list:
+def _write_files(git: GitStore, dir_fd: int, files: list, tree_id: str, prefix: str = "",
+                 stats: dict | None = None) -> list:
     out = []
     for name, mode, oid in files:
         data = git._blob_data(oid)
         try:
-            size = _write_file(dir_fd, name, mode, data)
+            st = _write_file(dir_fd, name, mode, data)
         except OSError as exc:
             raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
+        if stats is not None:
+            stats[prefix + name] = st
+        size = st.st_size
         if size != len(data):
             raise GitStoreError(f"checkout of {tree_id} wrote {size} of {len(data)} bytes of {name!r}; check the disk")
-        digest = hashlib.sha1(b"blob %d\0" % len(data))
-        digest.update(data)
-        bname = os.fsencode(name)
-        out.append((bname, b"100755" if mode == MODE_EXEC else b"100644", bname, digest.hexdigest()))
+        bname = os.fsencode(name)  # the bytes written hash to oid: `_blob_data` checked them
+        out.append((bname, b"100755" if mode == MODE_EXEC else b"100644", bname, str(oid)))
     return out
 
 
@@ -286,11 +300,10 @@ def _tree_hash(entries: dict, node: int) -> str:
 
 def _write_tree(git: GitStore, tree, dir_fd: int, tree_id: str) -> None:
     for entry in _checked(tree, tree_id):
-        name = entry.name
         try:
-            _write_entry(git, dir_fd, name, entry, tree_id)
+            _write_entry(git, dir_fd, entry.name, entry, tree_id)
         except OSError as exc:
-            raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
+            raise GitStoreError(f"checkout of {tree_id} failed at {entry.name!r}: {exc}") from exc
 
 
 def _write_entry(git: GitStore, dir_fd: int, name: str, entry, tree_id: str) -> None:

@@ -43,6 +43,7 @@ from .bundle import BundleMixin
 from .checkout import CheckoutMixin
 from .diffs import DiffMixin
 from .incremental import IncrementalMixin, _file_signature, _trusted_state
+from .loose import DamagedObject, read_loose
 from .result import SNAPSHOT_REF, Exclusion, FileChange, SnapshotResult
 
 _SIGNATURE_NAME = "agtrace"
@@ -73,6 +74,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
         self._credentials = True
         self._index = None  # (index, its file, the file's signature when we wrote it)
         self._state: tuple = ({}, None)  # agtrace-state.json as last saved, with its signature
+        self._objects = os.path.join(path, "objects")
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -402,7 +404,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
             raise GitStoreError(f"{path} is not in tree {tree_id}") from exc
         if obj.type != ObjectType.BLOB:
             raise GitStoreError(f"{path} in tree {tree_id} is a directory, not a file")
-        return obj.data
+        return self._blob_data(obj.id)
 
     def files(self, tree_id: str) -> dict[str, str]:
         """Every file (and symlink) of ``tree_id``: path → blob id (hex). Blob ids are content
@@ -462,12 +464,24 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
         return self._repo[oid]
 
     def _blob_data(self, oid) -> bytes:
-        """The bytes of blob ``oid`` straight from the object database (libgit2 still checks
-        their hash), without a pygit2 object: checkouts and reports read every file this way,
-        and an object lookup costs about twice as much CPU. A missing object raises KeyError."""
-        kind, data = self._repo.odb.read(oid)
-        if kind != ObjectType.BLOB:
-            raise GitStoreError(f"object {oid} is a {ObjectType(kind).name.lower()} where a file's contents "
+        """The bytes of blob ``oid``, their hash checked, without a pygit2 object: checkouts and
+        reports read every file this way. A loose object is read by ``loose.py`` (which lets
+        the GIL go while it inflates and hashes, so a checkout's threads use every core), any
+        other straight from libgit2's object database. A missing object raises KeyError, a
+        damaged one GitStoreError."""
+        hex_id = str(oid)
+        try:
+            found = read_loose(self._objects, hex_id)
+        except DamagedObject as exc:
+            raise GitStoreError(f"{exc} in {self.path}: the shadow repository is damaged; "
+                                "replay from the run's bundles (`agtrace verify` says which are whole)") from None
+        if found is None:
+            kind, data = self._repo.odb.read(oid)
+            kind = ObjectType(kind).name.lower()
+        else:
+            kind, data = found[0].decode(errors="replace"), found[1]
+        if kind != "blob":
+            raise GitStoreError(f"object {oid} is a {kind} where a file's contents "
                                 "belong: the shadow repository is damaged or hostile; refused")
         return data
 
