@@ -22,9 +22,9 @@ import os
 import zlib
 
 try:  # ISA-L's inflate (the `fast` extra): same format, about half zlib's CPU, GIL released too
-    from isal import isal_zlib as _inflater
+    from isal import isal_zlib as INFLATER
 except ImportError:  # pragma: no cover - exercised by passing zlib explicitly in the tests
-    _inflater = zlib
+    INFLATER = zlib
 
 _CHUNK = 1 << 16  # a 2,000-file source tree's objects are read in one read() each
 _FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
@@ -38,7 +38,7 @@ def read_loose(objects_dir: str, oid: str, inflater=None) -> tuple[bytes, bytes]
     """``(kind, bytes)`` of the loose object ``oid`` (40 hex digits) under ``objects_dir``, checked (see
     the module docstring); None when it is not a loose object there. ``inflater`` is a module
     with zlib's ``decompressobj`` and ``error`` (default: ISA-L's when installed, else zlib)."""
-    inflater = inflater or _inflater
+    inflater = inflater or INFLATER
     try:
         fd = os.open(f"{objects_dir}/{oid[:2]}/{oid[2:]}", _FLAGS)
     except (FileNotFoundError, NotADirectoryError):

@@ -1,0 +1,90 @@
+"""Whole objects read out of git packs in Python (``eventlog/git/packed.py``): what libgit2
+reads, checked by name; deltas, objects in no pack and unreadable indexes are left to libgit2;
+a damaged entry is refused by name. The packs are written by the real git CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import zlib
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from agtrace.eventlog.git.loose import DamagedObject
+from agtrace.eventlog.git.packed import PackReader
+
+
+def _git(work: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    return subprocess.run(["git", "-C", str(work), *args], env=env, capture_output=True, check=True).stdout.decode()
+
+
+def _repo(tmp_path: Path, *, window: int) -> tuple[pygit2.Repository, list[str]]:
+    """A repository packed by `git repack` (``window=0``: no deltas), and its blob ids."""
+    work = tmp_path / "w"
+    work.mkdir()
+    _git(work, "init", "-q")
+    for i in range(60):
+        (work / f"f{i}.txt").write_bytes(os.urandom(50 * i).hex().encode())
+    (work / "big.txt").write_text("".join(f"line {n}\n" for n in range(200_000)))  # > one read
+    (work / "big2.txt").write_text((work / "big.txt").read_text() + "one more\n")  # a delta candidate
+    (work / "empty").write_bytes(b"")
+    _git(work, "add", "-A")
+    _git(work, "commit", "-qm", "x")
+    _git(work, "repack", "-q", "-a", "-d", "-f", f"--window={window}", "--depth=50")
+    repo = pygit2.Repository(str(work))
+    return repo, [str(e.id) for e in repo.head.peel(pygit2.Tree)]
+
+
+@pytest.mark.parametrize("inflate", [zlib, None], ids=["zlib", "default"])
+def test_every_whole_object_reads_as_libgit2_reads_it(tmp_path, inflate):
+    repo, blobs = _repo(tmp_path, window=0)
+    reader = PackReader(os.path.join(repo.path, "objects"), inflate)
+    assert not any((Path(repo.path) / "objects" / oid[:2] / oid[2:]).exists() for oid in blobs)  # all packed
+    for oid in blobs:
+        assert reader.read(oid) == (b"blob", repo[oid].data)
+    commit = str(repo.head.target)
+    assert reader.read(commit)[0] == b"commit"
+    assert reader.read("0" * 40) is None  # in no pack
+
+
+def test_a_delta_is_left_to_libgit2(tmp_path):
+    repo, blobs = _repo(tmp_path, window=50)
+    reader = PackReader(os.path.join(repo.path, "objects"))
+    got = {oid: reader.read(oid) for oid in blobs}
+    assert any(v is None for v in got.values())  # git stored one of the big files as a delta
+    assert all(v == (b"blob", repo[oid].data) for oid, v in got.items() if v is not None)
+
+
+def test_a_pack_added_later_is_found(tmp_path):
+    repo, blobs = _repo(tmp_path, window=0)
+    reader = PackReader(os.path.join(repo.path, "objects"))
+    assert reader.read(blobs[0]) is not None
+    work = Path(repo.workdir)
+    (work / "new.txt").write_text("written after the reader opened its packs\n")
+    _git(work, "add", "new.txt")
+    _git(work, "commit", "-qm", "y")
+    _git(work, "repack", "-q", "-d", "--window=0")  # a second pack beside the first
+    new = _git(work, "rev-parse", "HEAD:new.txt").strip()
+    assert reader.read(new) == (b"blob", b"written after the reader opened its packs\n")
+
+
+def test_a_damaged_entry_is_refused_by_name_and_a_bad_index_is_skipped(tmp_path):
+    repo, blobs = _repo(tmp_path, window=0)
+    pack_dir = Path(repo.path) / "objects" / "pack"
+    pack = next(pack_dir.glob("*.pack"))
+    big = str(repo.revparse_single("HEAD:big.txt").id)
+    listed = _git(Path(repo.workdir), "verify-pack", "-v", str(pack.with_suffix(".idx")))
+    offset = next(int(line.split()[4]) for line in listed.splitlines() if line.startswith(big))
+    data = bytearray(pack.read_bytes())
+    data[offset + 40] ^= 0xFF  # inside the deflated bytes
+    pack.write_bytes(bytes(data))
+    with pytest.raises(DamagedObject, match=big):
+        PackReader(str(pack_dir.parent)).read(big)
+    idx = next(pack_dir.glob("*.idx"))
+    idx.write_bytes(b"not an index")
+    assert PackReader(str(pack_dir.parent)).read(big) is None  # libgit2 says what is wrong
