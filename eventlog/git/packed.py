@@ -43,7 +43,7 @@ class _Pack:
             raise ValueError("not a version 2 pack index")
         self.fanout = struct.unpack_from(">256I", idx, 8)
         self.count = self.fanout[255]
-        if any(a > b for a, b in zip(self.fanout, self.fanout[1:])):
+        if any(a > b for a, b in zip(self.fanout, self.fanout[1:], strict=False)):
             raise ValueError("a pack index whose fan-out table is not sorted")
         self.names_at = 8 + 1024
         self.offsets_at = self.names_at + 24 * self.count  # names (20 bytes), then CRCs (4)
