@@ -92,6 +92,15 @@ class IncrementalMixin:
         if lines is not None:
             lines[rel] = count_lines(data)
 
+    def _apply_paths_recorded(self: GitStore, index, root: str, changed, max_file_bytes: int,
+                              excluded: list[Exclusion]) -> tuple[str, list]:
+        """`_apply_paths`, and the index edits it made, in order (``treeedit.edited_tree``'s)."""
+        self._edits = []
+        try:
+            return self._apply_paths(index, root, changed, max_file_bytes, excluded), self._edits
+        finally:
+            self._edits = None
+
     def _apply_paths(self: GitStore, index, root: str, changed, max_file_bytes: int,
                      excluded: list[Exclusion]) -> str:
         """Bring the entries of ``changed`` (and below them) in line with the disk; ``excluded``
