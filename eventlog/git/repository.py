@@ -318,6 +318,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
             deltas = list(index.diff_to_workdir(flags=_DIFF_FLAGS).deltas)
         except pygit2.GitError as exc:
             raise GitStoreError(f"cannot scan workdir {root}: {exc}") from exc
+        items = []
         for delta in deltas:
             path = delta.new_file.path
             if path.endswith("/"):
@@ -334,7 +335,8 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
             if st is None or delta.status == DeltaStatus.DELETED or stat.S_ISDIR(st.st_mode):
                 _remove(index, path)
                 continue
-            self._add_path(index, path, full, st, max_file_bytes, excluded, lines)
+            items.append((path, full, st))
+        self._add_paths(index, items, max_file_bytes, excluded, lines)
         return rules_changed
 
     # -- index primitives for incremental.py -------------------------------------------------
@@ -346,7 +348,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
         """Add ``rel`` as blob ``oid`` with the stat data of ``st`` (so a later walk skips it
         while it is unchanged); ValueError for a path git refuses."""
         entry = _ffi.new("git_index_entry *")
-        _ffi.buffer(_ffi.addressof(entry, "id"))[:] = oid.raw
+        _ffi.buffer(_ffi.addressof(entry, "id"))[:] = oid if isinstance(oid, bytes) else oid.raw
         entry.mode = mode
         entry.ctime.seconds, entry.ctime.nanoseconds = st.st_ctime_ns // 10**9 & 0x7FFFFFFF, st.st_ctime_ns % 10**9
         entry.mtime.seconds, entry.mtime.nanoseconds = st.st_mtime_ns // 10**9 & 0x7FFFFFFF, st.st_mtime_ns % 10**9
@@ -357,13 +359,11 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
         entry.path = path
         if _C.git_index_add(index._index, entry) != 0:  # noqa: SLF001 - pygit2 has no stat setter
             raise ValueError(f"git refuses the path {rel!r}")
-        if self._edits is not None:
-            self._edits.append((rel, (oid, mode)))
+        self._record_edit(rel, (oid.hex() if isinstance(oid, bytes) else oid, mode))
 
     def _index_drop(self, index, rel: str) -> None:
         """Remove ``rel`` and everything below it from ``index``."""
-        if self._edits is not None:
-            self._edits.append((rel, None))
+        self._record_edit(rel, None)
         _remove(index, rel)
         if hasattr(index, "remove_directory"):
             index.remove_directory(rel)
