@@ -117,3 +117,14 @@ def test_a_big_new_directory_from_changed_paths_is_packed_and_equals_a_walk(tmp_
     assert event.tree_id == walked.tree_id
     assert int(loose_blobs(tmp_path / "run" / "repo.git")["packs"]) == 1
     assert "vendored/pkg0/sub0/m0.py" in event.added and len(event.added) == len(walked.added) - 1
+
+
+def test_a_snapshot_bigger_than_one_pack_writes_several(tmp_path, monkeypatch):
+    root = tmp_path / "work"
+    big_tree(root, 150)
+    monkeypatch.setattr(pack, "PACK_BYTES", 500)  # a pack closes every 500 bytes of entries
+    result = snap(tmp_path / "many.git", root)
+    assert int(loose_blobs(tmp_path / "many.git")["packs"]) > 2
+    subprocess.run(["git", "--git-dir", str(tmp_path / "many.git"), "fsck", "--strict", "--no-dangling"],
+                   env=GIT_ENV, check=True, capture_output=True)
+    assert result.tree_id == git_tree(root, tmp_path)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 import zlib
 
@@ -44,6 +45,8 @@ def read_blob(full: str):
         return None
     try:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # replaced by a directory or a fifo since it was listed
+            return None
         chunks, size = [], st.st_size
         while True:
             chunk = os.read(fd, max(size, 1 << 16))
