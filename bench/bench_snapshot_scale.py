@@ -75,14 +75,16 @@ def run(files: int, mb: int, repeats: int, edits: int) -> dict:
         paths = build_tree(work, files, mb * 1_000_000, rng, LAYOUT)
         warm(work)
         first_ours, first_git = [], []
-        for i in range(repeats):  # alternate, so neither side always runs on a warmer machine
-            first_git.append(git_snapshot(work, git_init(os.path.join(tmp, f"first-{i}.git")),
-                                          os.path.join(tmp, f"first-{i}.index")))
-            first_ours.append(clock(lambda i=i: Snapshotter(os.path.join(tmp, f"first-run-{i}"), work,
-                                                            watch=False).take("base")))
-            first_packs = len(list(Path(tmp, f"first-run-{i}", "repo.git", "objects", "pack").glob("*.pack")))
-            shutil.rmtree(os.path.join(tmp, f"first-{i}.git"))
-            shutil.rmtree(os.path.join(tmp, f"first-run-{i}"))
+        for i in range(repeats):  # alternate who goes first, so neither always runs on a warmer machine
+            sides = [lambda i=i: first_git.append(git_snapshot(work, git_init(os.path.join(tmp, f"first-{i}.git")),
+                                                               os.path.join(tmp, f"first-{i}.index"))),
+                     lambda i=i: first_ours.append(clock(lambda: Snapshotter(os.path.join(tmp, f"first-run-{i}"),
+                                                                             work, watch=False).take("base")))]
+            for side in sides if i % 2 == 0 else sides[::-1]:
+                side()
+                os.sync()  # each side starts on a quiet disk; stores are removed only at the end
+                # (deleting 24,000 loose objects keeps ext4 busy for seconds, slowing what writes next)
+        first_packs = len(list(Path(tmp, "first-run-0", "repo.git", "objects", "pack").glob("*.pack")))
 
         watched = Snapshotter(os.path.join(tmp, "run-watched"), work)
         walked = Snapshotter(os.path.join(tmp, "run-walked"), work, watch=False)
@@ -90,6 +92,7 @@ def run(files: int, mb: int, repeats: int, edits: int) -> dict:
         walked.take("base")
         base_git, base_index = git_init(os.path.join(tmp, "base.git")), os.path.join(tmp, "base.index")
         git_snapshot(work, base_git, base_index)  # a warm index, as our first snapshot made ours
+        os.sync()
         inc_ours, inc_walk, inc_git, events = [], [], [], []
         for step in range(edits):  # the same edits for all three; who goes first alternates
             edit(work, paths, rng, step)
