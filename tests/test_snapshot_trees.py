@@ -73,9 +73,14 @@ def test_changed_path_snapshots_equal_walks_and_whole_tree_diffs(tmp_path):
         pytest.skip("inotify is not available here")
     snap = Snapshotter(tmp_path / "run", work)
     previous = snap.take("base").tree_id
+    whole_index_trees = []  # a snapshot from changed paths must not write the whole index's tree
+    write_tree = snap.git._write_tree
+    snap.git._write_tree = lambda *a, **k: whole_index_trees.append(1) or write_tree(*a, **k)
     for n, step in enumerate(STEPS[:-3] + MORE + STEPS[-3:]):
         step(str(work))
+        whole_index_trees.clear()
         event = snap.take(f"part {n}")
+        assert whole_index_trees == ([1] if step.__name__ in WALKS else []), step.__name__
         assert event.tree_id == reference(work, tmp_path, n)[0], step.__name__
         if step.__name__ not in WALKS:
             assert event.detector == "inotify", (step.__name__, event.fallback)
