@@ -128,3 +128,20 @@ def test_a_snapshot_bigger_than_one_pack_writes_several(tmp_path, monkeypatch):
     subprocess.run(["git", "--git-dir", str(tmp_path / "many.git"), "fsck", "--strict", "--no-dangling"],
                    env=GIT_ENV, check=True, capture_output=True)
     assert result.tree_id == git_tree(root, tmp_path)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux-only")
+def test_a_renamed_directory_is_read_whole_but_its_blobs_are_not_stored_again(tmp_path):
+    root = tmp_path / "work"
+    big_tree(root / "lib", 150)
+    if open_watcher(tmp_path) is None:
+        pytest.skip("inotify is not available here")
+    snapper = Snapshotter(tmp_path / "run", root)
+    first = snapper.take("base")
+    before = loose_blobs(tmp_path / "run" / "repo.git")
+    os.rename(root / "lib", root / "renamed")  # the watcher reports a new directory: read whole
+    event = snapper.take("part 1")
+    assert event.detector == "inotify" and len(event.added) == len(event.deleted) == len(first.added)
+    after = loose_blobs(tmp_path / "run" / "repo.git")
+    assert (after["packs"], after["in-pack"]) == (before["packs"], before["in-pack"])
+    assert int(after["count"]) - int(before["count"]) <= 3  # the new trees and the commit, loose

@@ -85,6 +85,7 @@ class IncrementalMixin:
                 self._read_and_store(index, rel, full, excluded, lines)
             return
         writer, staged = pack.PackWriter(self.path), []
+        known = self.head is not None  # a store with snapshots may hold these blobs already
         with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="agtrace-blobs") as pool:
             pending = iter(todo)
             window = deque((item, pool.submit(pack.read_blob, item[1])) for item in islice(pending, _WINDOW))
@@ -99,7 +100,8 @@ class IncrementalMixin:
                     continue
                 st, data, oid, entry, crc = got
                 if self._credential_content(index, rel, data, excluded):  # never hashed into the store
-                    writer.add(oid, entry, crc)
+                    if not known or not self.has_object(oid.hex()):  # touched, not changed: stored once
+                        writer.add(oid, entry, crc)
                     staged.append((rel, oid, MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB, st))
                     if lines is not None:
                         lines[rel] = count_lines(data)
