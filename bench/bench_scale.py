@@ -199,7 +199,8 @@ def measure_snapshot(b: Bench) -> list[Row]:
     r = m.run(files, mb, b.rounds, b.args.snapshot_edits)
     git = "git add -A + write-tree"
     inc = f"incremental snapshot after 1-5 edits ({files:,} files, median of {r['edits']})"
-    note = f"detector {','.join(r['detectors'])}; stat walk {r['incremental_walk_ms']:.1f} ms"
+    note = (f"detector {','.join(r['detectors'])}; stat walk {r['incremental_walk_ms']:.1f} ms; "
+            f"first snapshot's blobs in {r['first_packs']} pack(s)")
     return [
         Row("snapshot", f"first snapshot ({files:,} files / {r['bytes'] / 1e6:.0f} MB)", r["first_ms"], "ms",
             r["first_git_ms"], git, m.FIRST_RATIO_BUDGET, cpu=r["first_cpu_ms"], cpu_baseline=r["first_git_cpu_ms"]),
@@ -339,7 +340,7 @@ def main() -> None:
     ap.add_argument("--replay-mb", type=int, default=25, help="MB of the cold replay's tree")
     ap.add_argument("--snapshot-files", type=int, default=24_000, help="files of the snapshot tree")
     ap.add_argument("--snapshot-mb", type=int, default=170, help="MB of the snapshot tree")
-    ap.add_argument("--snapshot-edits", type=int, default=10, help="incremental snapshots (1-5 edits each)")
+    ap.add_argument("--snapshot-edits", type=int, default=30, help="incremental snapshots (1-5 edits each)")
     ap.add_argument("--capture-files", type=int, default=2000, help="files of the captured agent's repository")
     ap.add_argument("--capture-parts", type=int, default=200, help="parts of the long captured run")
     ap.add_argument("--capture-small", type=int, default=20, help="parts of the short captured run")

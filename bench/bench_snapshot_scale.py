@@ -6,11 +6,11 @@ warm for both sides, then measures, medians over ``--repeats``:
 * first snapshot: a `Snapshotter`'s base snapshot into a fresh run directory, against
   ``git add -A && git write-tree`` into a fresh GIT_DIR and index (budget ≤ 1.2× git's);
 * incremental snapshot after 1–5 edits: `Snapshotter.take` (inotify watcher) against
-  ``git add -A && git write-tree`` on a warm index, both after the same edits (budget ≤ 50 ms
-  and ≥ 10× faster than git);
+  ``git add -A && git write-tree`` on a warm index, both after the same edits, which of them runs
+  first alternating, medians over ``--edits`` (budget ≤ 50 ms and ≥ 10× faster than git);
 * the same incremental snapshot with ``watch=False`` (a full stat walk), for reference.
 
-    python bench/bench_snapshot_scale.py [--files 24000] [--mb 170] [--repeats 3] [--edits 10] [--json]
+    python bench/bench_snapshot_scale.py [--files 24000] [--mb 170] [--repeats 5] [--edits 30] [--json]
 
 ``bench/bench_scale.py --only snapshot`` prints these against their budgets in the one scale table.
 """
@@ -75,13 +75,16 @@ def run(files: int, mb: int, repeats: int, edits: int) -> dict:
         paths = build_tree(work, files, mb * 1_000_000, rng, LAYOUT)
         warm(work)
         first_ours, first_git = [], []
-        for i in range(repeats):  # alternate, so neither side always runs on a warmer machine
-            first_git.append(git_snapshot(work, git_init(os.path.join(tmp, f"first-{i}.git")),
-                                          os.path.join(tmp, f"first-{i}.index")))
-            first_ours.append(clock(lambda i=i: Snapshotter(os.path.join(tmp, f"first-run-{i}"), work,
-                                                            watch=False).take("base")))
-            shutil.rmtree(os.path.join(tmp, f"first-{i}.git"))
-            shutil.rmtree(os.path.join(tmp, f"first-run-{i}"))
+        for i in range(repeats):  # alternate who goes first, so neither always runs on a warmer machine
+            sides = [lambda i=i: first_git.append(git_snapshot(work, git_init(os.path.join(tmp, f"first-{i}.git")),
+                                                               os.path.join(tmp, f"first-{i}.index"))),
+                     lambda i=i: first_ours.append(clock(lambda: Snapshotter(os.path.join(tmp, f"first-run-{i}"),
+                                                                             work, watch=False).take("base")))]
+            for side in sides if i % 2 == 0 else sides[::-1]:
+                side()
+                os.sync()  # each side starts on a quiet disk; stores are removed only at the end
+                # (deleting 24,000 loose objects keeps ext4 busy for seconds, slowing what writes next)
+        first_packs = len(list(Path(tmp, "first-run-0", "repo.git", "objects", "pack").glob("*.pack")))
 
         watched = Snapshotter(os.path.join(tmp, "run-watched"), work)
         walked = Snapshotter(os.path.join(tmp, "run-walked"), work, watch=False)
@@ -89,12 +92,15 @@ def run(files: int, mb: int, repeats: int, edits: int) -> dict:
         walked.take("base")
         base_git, base_index = git_init(os.path.join(tmp, "base.git")), os.path.join(tmp, "base.index")
         git_snapshot(work, base_git, base_index)  # a warm index, as our first snapshot made ours
+        os.sync()
         inc_ours, inc_walk, inc_git, events = [], [], [], []
-        for step in range(edits):
+        for step in range(edits):  # the same edits for all three; who goes first alternates
             edit(work, paths, rng, step)
-            inc_ours.append(clock(lambda step=step: events.append(watched.take(f"part {step}"))))
-            inc_walk.append(clock(lambda step=step: walked.take(f"part {step}")))
-            inc_git.append(git_snapshot(work, base_git, base_index))
+            sides = [lambda step=step: inc_ours.append(clock(lambda: events.append(watched.take(f"part {step}")))),
+                     lambda step=step: inc_walk.append(clock(lambda: walked.take(f"part {step}"))),
+                     lambda: inc_git.append(git_snapshot(work, base_git, base_index))]
+            for side in sides if step % 2 else sides[::-1]:
+                side()
         final = watched.take("final", final=True)
 
         def med(samples: list[tuple[float, float]], at: int = 0) -> float:
@@ -107,6 +113,7 @@ def run(files: int, mb: int, repeats: int, edits: int) -> dict:
             "incremental_walk_ms": round(med(inc_walk), 2), "incremental_git_ms": round(med(inc_git), 2),
             "incremental_speedup_vs_git": round(med(inc_git) / med(inc_ours), 1),
             "incremental_speedup_budget": INCREMENTAL_SPEEDUP_BUDGET,
+            "first_packs": first_packs,
             "detectors": sorted({e.detector for e in events}), "final_detector": final.detector, "final_missed": len(final.missed),
             "repeats": repeats, "edits": edits,
             "first_cpu_ms": round(med(first_ours, 1), 1), "first_git_cpu_ms": round(med(first_git, 1), 1),
@@ -120,8 +127,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=24000)
     ap.add_argument("--mb", type=int, default=170)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--edits", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--edits", type=int, default=30)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     print_report(run(args.files, args.mb, args.repeats, args.edits), args.json)

@@ -24,6 +24,7 @@ content rules read a file's first :data:`CONTENT_SCAN_BYTES` bytes.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 
@@ -62,14 +63,19 @@ _MARKERS = (b"PRIVATE KEY", b"aws_secret_access_key", b"AWS_SECRET_ACCESS_KEY")
 
 
 def _matches(rel_path: str, patterns: tuple[str, ...]) -> bool:
+    names, tails = _compiled(patterns)
     name = rel_path.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        if "/" in pattern:
-            if rel_path == pattern or rel_path.endswith("/" + pattern):
-                return True
-        elif fnmatch.fnmatchcase(name, pattern):
-            return True
-    return False
+    if names is not None and names.match(name):
+        return True
+    return any(rel_path == tail or rel_path.endswith("/" + tail) for tail in tails)
+
+
+@functools.cache
+def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern | None, tuple[str, ...]]:
+    """The file-name patterns of ``patterns`` as one regex (what ``fnmatchcase`` of each would
+    match; a snapshot asks once per file), and the path patterns (those with a ``/``)."""
+    names = [fnmatch.translate(p) for p in patterns if "/" not in p]
+    return (re.compile("|".join(names)) if names else None), tuple(p for p in patterns if "/" in p)
 
 
 def credential_name(rel_path: str) -> bool:

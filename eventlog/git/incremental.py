@@ -19,15 +19,25 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from .. import credential
-from . import policy
+from . import pack, policy
 from .checkout import MODE_BLOB, MODE_EXEC, MODE_LINK
 from .result import Exclusion
 
 if TYPE_CHECKING:
     from .repository import GitStore
+
+_WORKERS = 2
+"""Threads reading, hashing and deflating the blobs of a big snapshot (hashlib and zlib release
+the GIL): the machines this runs on have few cores, and the main thread has work too."""
+
+_WINDOW = 64
+"""Files read ahead of the one being recorded (bounds the memory of a big snapshot)."""
 
 _NUL_SCAN = 8000
 """Bytes git and libgit2 look at for a NUL to call a file binary (no line counts)."""
@@ -47,25 +57,11 @@ class IncrementalMixin:
                   excluded: list[Exclusion], lines: dict[str, int] | None = None) -> None:
         """Record the file or symlink ``rel`` (lstat ``st``) in ``index``, or leave it out by
         policy (appended to ``excluded``); other file types are not recorded."""
-        mode = st.st_mode
-        if stat.S_ISLNK(mode):
-            if self._credentials and credential.credential_name(rel):
-                excluded.append(Exclusion(rel, "credential", st.st_size))
-                self._index_drop(index, rel)
-                return
-            self._store_entry(index, rel, os.fsencode(os.readlink(full)), MODE_LINK, st, excluded, lines)
-            return
-        if not stat.S_ISREG(mode):
-            self._index_drop(index, rel)
-            return
-        if st.st_size > max_file_bytes:
-            excluded.append(Exclusion(rel, "size", st.st_size))
-            self._index_drop(index, rel)
-            return
-        if self._credentials and credential.credential_name(rel):
-            excluded.append(Exclusion(rel, "credential", st.st_size))
-            self._index_drop(index, rel)
-            return
+        if self._admit(index, rel, full, st, max_file_bytes, excluded, lines):
+            self._read_and_store(index, rel, full, excluded, lines)
+
+    def _read_and_store(self: GitStore, index, rel: str, full: str, excluded: list[Exclusion],
+                        lines: dict[str, int] | None) -> None:
         try:
             fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:  # gone (or replaced) since it was listed: the next snapshot sees it
@@ -76,11 +72,81 @@ class IncrementalMixin:
             data = _read_all(fd, st.st_size)
         finally:
             os.close(fd)
+        if self._credential_content(index, rel, data, excluded):
+            self._store_entry(index, rel, data, MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB, st, excluded, lines)
+
+    def _add_paths(self: GitStore, index, items: list[tuple[str, str, os.stat_result]], max_file_bytes: int,
+                   excluded: list[Exclusion], lines: dict[str, int] | None = None) -> None:
+        """`_add_path` for each ``(rel, full, lstat)``; many regular files are read, hashed and
+        deflated in worker threads and their blobs written as packs (``pack.py``)."""
+        todo = [item for item in items if self._admit(index, *item, max_file_bytes, excluded, lines)]
+        if len(todo) < pack.MIN_BLOBS:
+            for rel, full, _ in todo:
+                self._read_and_store(index, rel, full, excluded, lines)
+            return
+        writer, staged = pack.PackWriter(self.path), []
+        known = self.head is not None  # a store with snapshots may hold these blobs already
+        with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="agtrace-blobs") as pool:
+            pending = iter(todo)
+            window = deque((item, pool.submit(pack.read_blob, item[1])) for item in islice(pending, _WINDOW))
+            while window:
+                (rel, _, _), future = window.popleft()
+                following = next(pending, None)
+                if following is not None:
+                    window.append((following, pool.submit(pack.read_blob, following[1])))
+                got = future.result()
+                if got is None:  # gone (or replaced) since it was listed: the next snapshot sees it
+                    self._index_drop(index, rel)
+                    continue
+                st, data, oid, entry, crc = got
+                if self._credential_content(index, rel, data, excluded):  # never hashed into the store
+                    if not known or not self.has_object(oid.hex()):  # touched, not changed: stored once
+                        writer.add(oid, entry, crc)
+                    staged.append((rel, oid, MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB, st))
+                    if lines is not None:
+                        lines[rel] = count_lines(data)
+        writer.close()  # libgit2 takes an index entry only for an object it has
+        for rel, oid, mode, st in staged:
+            try:
+                self._index_add_stat(index, rel, oid, mode, st)
+            except ValueError:  # a path git cannot hold (libgit2 refused it)
+                excluded.append(Exclusion(rel, "invalid_path", st.st_size))
+                self._index_drop(index, rel)
+                if lines is not None:
+                    lines.pop(rel, None)
+
+    def _admit(self: GitStore, index, rel: str, full: str, st: os.stat_result, max_file_bytes: int,
+               excluded: list[Exclusion], lines: dict[str, int] | None) -> bool:
+        """True when ``rel`` is a regular file to read; else record it (a symlink) or leave it
+        out (another type, too large, a credential by name) here."""
+        mode = st.st_mode
+        if stat.S_ISLNK(mode):
+            if self._credentials and credential.credential_name(rel):
+                excluded.append(Exclusion(rel, "credential", st.st_size))
+                self._index_drop(index, rel)
+                return False
+            self._store_entry(index, rel, os.fsencode(os.readlink(full)), MODE_LINK, st, excluded, lines)
+            return False
+        if not stat.S_ISREG(mode):
+            self._index_drop(index, rel)
+            return False
+        if st.st_size > max_file_bytes:
+            excluded.append(Exclusion(rel, "size", st.st_size))
+            self._index_drop(index, rel)
+            return False
+        if self._credentials and credential.credential_name(rel):
+            excluded.append(Exclusion(rel, "credential", st.st_size))
+            self._index_drop(index, rel)
+            return False
+        return True
+
+    def _credential_content(self: GitStore, index, rel: str, data: bytes, excluded: list[Exclusion]) -> bool:
+        """False (and ``rel`` left out) when the bytes read make it a credential file."""
         if self._credentials and credential.credential_content(rel, data):
             excluded.append(Exclusion(rel, "credential_content", len(data)))
             self._index_drop(index, rel)
-            return
-        self._store_entry(index, rel, data, MODE_EXEC if mode & 0o100 else MODE_BLOB, st, excluded, lines)
+            return False
+        return True
 
     def _store_entry(self: GitStore, index, rel, data, mode, st, excluded, lines) -> None:
         try:
@@ -91,6 +157,20 @@ class IncrementalMixin:
             return
         if lines is not None:
             lines[rel] = count_lines(data)
+
+    def _record_edit(self: GitStore, rel: str, entry) -> None:
+        """Note an index edit while `_apply_paths_recorded` runs (``(oid, mode)``, None: removed)."""
+        if self._edits is not None:
+            self._edits.append((rel, entry))
+
+    def _apply_paths_recorded(self: GitStore, index, root: str, changed, max_file_bytes: int,
+                              excluded: list[Exclusion]) -> tuple[str, list]:
+        """`_apply_paths`, and the index edits it made, in order (``treeedit.edited_tree``'s)."""
+        self._edits = []
+        try:
+            return self._apply_paths(index, root, changed, max_file_bytes, excluded), self._edits
+        finally:
+            self._edits = None
 
     def _apply_paths(self: GitStore, index, root: str, changed, max_file_bytes: int,
                      excluded: list[Exclusion]) -> str:
@@ -141,7 +221,7 @@ class IncrementalMixin:
         out). A ``.git`` or ``.gitignore`` inside is refused (returns why: the caller walks),
         unless ``nested`` (``top`` is a nested repository's root: its ``.git`` entries are
         skipped, its working files recorded as plain files)."""
-        stack = [top]
+        stack, items = [top], []
         while stack:
             rel_dir = stack.pop()
             try:
@@ -164,7 +244,8 @@ class IncrementalMixin:
                 elif not self.is_ignored(rel):
                     if entry.name == ".gitignore" and not nested:
                         return f"{rel} appeared"
-                    self._add_path(index, rel, entry.path, st, max_file_bytes, excluded, lines)
+                    items.append((rel, entry.path, st))
+        self._add_paths(index, items, max_file_bytes, excluded, lines)
         return ""
 
     def _purge(self: GitStore, index, root: str, max_file_bytes: int, *, check_size: bool) -> None:

@@ -19,7 +19,8 @@ durable when it is written into a bundle (`write_bundle` fsyncs and renames). On
 `snapshot` may run at a time on one store; a concurrent one fails on the index lock.
 
 This is the only module of agtrace that imports pygit2. `GitStore` also has the methods of
-``checkout.py`` (writing trees into directories), ``diffs.py`` (comparing trees) and ``bundle.py``
+``checkout.py`` (writing trees into directories), ``diffs.py`` (comparing trees), ``treeedit.py``
+(trees from changed paths) and ``bundle.py``
 (the git CLI: bundles, importers' foreign repositories), which reach pygit2 objects only through
 this module.
 """
@@ -45,6 +46,7 @@ from .diffs import DiffMixin
 from .incremental import IncrementalMixin, _file_signature, _trusted_state
 from .loose import DamagedObject, read_loose
 from .result import SNAPSHOT_REF, Exclusion, FileChange, SnapshotResult
+from .treeedit import TreeEditMixin, tree_changes
 
 _SIGNATURE_NAME = "agtrace"
 _SIGNATURE_EMAIL = "agtrace@localhost"
@@ -63,7 +65,7 @@ def _isolate_libgit2_config() -> None:
         pygit2.settings.search_path[level] = empty
 
 
-class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
+class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEditMixin):
     """One shadow repository. Construct with `init`, `open` or `from_bundles`."""
 
     _GitError = pygit2.GitError  # for the mixins, which do not import pygit2
@@ -75,6 +77,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
         self._index = None  # (index, its file, the file's signature when we wrote it)
         self._state: tuple = ({}, None)  # agtrace-state.json as last saved, with its signature
         self._objects = os.path.join(path, "objects")
+        self._edits: list | None = None  # index edits of a snapshot from changed paths, in order
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -207,7 +210,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
             fallback = _trusted_state(state, fingerprint, parent)
             if not fallback:
                 excluded = [Exclusion(*e) for e in state["excluded"]]
-                fallback = self._apply_paths(index, root, changed, max_file_bytes, excluded)
+                fallback, edits = self._apply_paths_recorded(index, root, changed, max_file_bytes, excluded)
                 if fallback:
                     index.read(True)
                     self._index = None
@@ -228,14 +231,15 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
         nested_all = sorted(set(known) | set(nested_roots))
         recorded = sorted(excluded)
         excluded = recorded + [Exclusion(f"{n}/.git", "nested_git", 0) for n in nested_all]
-        tree = self._write_tree(index, root, flush=detector != "paths" or verify)
+        parent_tree = repo[parent].peel(pygit2.Tree).id if parent else None
+        tree = (self._edited_tree(index, root, parent_tree, edits) if detector == "paths" and not verify
+                else self._write_tree(index, root, flush=detector != "paths" or verify))
         if detector == "paths" and verify:
             detector = "paths+walk"
             missed = tuple(self.changed_paths(str(by_paths), str(tree)) if by_paths != tree else ())
             missed += tuple(sorted({e.path for e in set(recorded) ^ set(excluded_by_paths)} - set(missed)))
         saved = policy.save_state(self.path, fingerprint, nested_all, recorded, state)
         self._state = (saved, _file_signature(state_file))
-        parent_tree = repo[parent].peel(pygit2.Tree).id if parent else None
         if parent is not None and parent_tree == tree:
             commit_id, created = parent, False
         else:
@@ -248,6 +252,8 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
         paths = [e.path for e in index] if parent_tree is None and lines is not None else None
         if paths is not None and all(p in lines for p in paths):  # every file was read just now
             changes = sorted(FileChange(p, "added", lines[p], 0) for p in paths)
+        elif detector == "paths":  # a few paths changed: compare only the subtrees that differ
+            changes = tree_changes(self, parent_tree, tree)
         else:
             changes = self.diff(str(parent_tree) if parent_tree else None, str(tree))
         return SnapshotResult.of_changes(
@@ -312,6 +318,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
             deltas = list(index.diff_to_workdir(flags=_DIFF_FLAGS).deltas)
         except pygit2.GitError as exc:
             raise GitStoreError(f"cannot scan workdir {root}: {exc}") from exc
+        items = []
         for delta in deltas:
             path = delta.new_file.path
             if path.endswith("/"):
@@ -328,7 +335,8 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
             if st is None or delta.status == DeltaStatus.DELETED or stat.S_ISDIR(st.st_mode):
                 _remove(index, path)
                 continue
-            self._add_path(index, path, full, st, max_file_bytes, excluded, lines)
+            items.append((path, full, st))
+        self._add_paths(index, items, max_file_bytes, excluded, lines)
         return rules_changed
 
     # -- index primitives for incremental.py -------------------------------------------------
@@ -336,12 +344,11 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
     def _create_blob(self, data: bytes):
         return self._repo.create_blob(data)
 
-    @staticmethod
-    def _index_add_stat(index, rel: str, oid, mode: int, st: os.stat_result) -> None:
+    def _index_add_stat(self, index, rel: str, oid, mode: int, st: os.stat_result) -> None:
         """Add ``rel`` as blob ``oid`` with the stat data of ``st`` (so a later walk skips it
         while it is unchanged); ValueError for a path git refuses."""
         entry = _ffi.new("git_index_entry *")
-        _ffi.buffer(_ffi.addressof(entry, "id"))[:] = oid.raw
+        _ffi.buffer(_ffi.addressof(entry, "id"))[:] = oid if isinstance(oid, bytes) else oid.raw
         entry.mode = mode
         entry.ctime.seconds, entry.ctime.nanoseconds = st.st_ctime_ns // 10**9 & 0x7FFFFFFF, st.st_ctime_ns % 10**9
         entry.mtime.seconds, entry.mtime.nanoseconds = st.st_mtime_ns // 10**9 & 0x7FFFFFFF, st.st_mtime_ns % 10**9
@@ -352,10 +359,11 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin):
         entry.path = path
         if _C.git_index_add(index._index, entry) != 0:  # noqa: SLF001 - pygit2 has no stat setter
             raise ValueError(f"git refuses the path {rel!r}")
+        self._record_edit(rel, (oid.hex() if isinstance(oid, bytes) else oid, mode))
 
-    @staticmethod
-    def _index_drop(index, rel: str) -> None:
+    def _index_drop(self, index, rel: str) -> None:
         """Remove ``rel`` and everything below it from ``index``."""
+        self._record_edit(rel, None)
         _remove(index, rel)
         if hasattr(index, "remove_directory"):
             index.remove_directory(rel)

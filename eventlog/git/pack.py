@@ -1,0 +1,138 @@
+"""Blobs of a big snapshot written as git packs instead of one loose object file each, hashed and
+compressed in worker threads.
+
+The first snapshot of a big checkout reads every file once: its bytes are hashed (SHA-1 of
+``blob <size>\\0`` + bytes, git's object id) and deflated in a thread pool (``hashlib`` and
+``zlib`` release the GIL on large buffers, as do the reads), and appended to a pack in the
+repository's ``objects/pack/`` with its ``.idx`` (version 2). One file per pack instead of one
+file (and a rename) per blob; git and libgit2 read packs and loose objects alike, so a tree
+whose blobs are packed replays byte for byte like one whose blobs are loose.
+
+Contracts:
+
+* A pack is written as ``pack-<sha>.pack`` and ``.idx`` beside it, each through a temp file and
+  a rename, the ``.idx`` last, so a reader never sees a pack without its index. Not fsynced:
+  like loose objects, blobs become durable in a bundle (``repository.py``).
+* A pack holds each object once (non-delta entries, deflated at git's loose-object level, 1);
+  a pack is closed at :data:`PACK_BYTES` of entries, so memory is bounded and offsets fit the
+  idx's 31-bit table.
+* Nothing here knows pygit2; :func:`read_blob` runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import struct
+import zlib
+
+PACK_BYTES = 64 * 1024 * 1024
+"""Entries buffered before a pack is written (and the next one started)."""
+
+MIN_BLOBS = 64
+"""Fewer new blobs than this in one snapshot: loose objects (libgit2) are cheaper than a pack."""
+
+_BLOB = 3  # the pack's object type of a blob
+
+
+def read_blob(full: str):
+    """``(stat, bytes, object id, pack entry, crc32)`` of the regular file ``full``, read once and
+    not following a symlink; None if it is gone or no longer a regular file."""
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # replaced by a directory or a fifo since it was listed
+            return None
+        chunks, size = [], st.st_size
+        while True:
+            chunk = os.read(fd, max(size, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size = 1 << 16
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    oid = hashlib.sha1(b"blob %d\0" % len(data))
+    oid.update(data)
+    entry = _entry_header(len(data)) + zlib.compress(data, 1)
+    return st, data, oid.digest(), entry, zlib.crc32(entry)
+
+
+def _entry_header(size: int) -> bytes:
+    out = bytearray([(_BLOB << 4) | (size & 0x0F)])
+    size >>= 4
+    while size:
+        out[-1] |= 0x80
+        out.append(size & 0x7F)
+        size >>= 7
+    return bytes(out)
+
+
+class PackWriter:
+    """Packs of blobs in ``<git_dir>/objects/pack``; `add` each object, `close` to write the
+    last pack. Objects are readable once the pack holding them is written."""
+
+    def __init__(self, git_dir: str):
+        self._dir = os.path.join(git_dir, "objects", "pack")
+        self._seen: set[bytes] = set()
+        self._entries: list[tuple[bytes, bytes, int]] = []
+        self._bytes = 0
+        self.packs: list[str] = []
+
+    def add(self, oid: bytes, entry: bytes, crc: int) -> None:
+        """Append the object ``oid`` (its pack entry and the entry's crc32); once per id."""
+        if oid in self._seen:
+            return
+        self._seen.add(oid)
+        self._entries.append((oid, entry, crc))
+        self._bytes += len(entry)
+        if self._bytes >= PACK_BYTES:
+            self._flush()
+
+    def close(self) -> None:
+        """Write the objects added since the last pack."""
+        self._flush()
+
+    def _flush(self) -> None:
+        entries, self._entries, self._bytes = self._entries, [], 0
+        if not entries:
+            return
+        os.makedirs(self._dir, exist_ok=True)
+        tmp = os.path.join(self._dir, f"tmp-pack-{os.getpid()}-{len(self.packs)}")
+        digest = hashlib.sha1()
+        offsets, offset = {}, 12
+        with open(tmp + ".pack", "wb") as f:
+            header = b"PACK" + struct.pack(">II", 2, len(entries))
+            digest.update(header)
+            f.write(header)
+            for oid, entry, _ in entries:
+                offsets[oid] = offset
+                offset += len(entry)
+                digest.update(entry)
+                f.write(entry)
+            pack_sha = digest.digest()
+            f.write(pack_sha)
+        order = sorted(entries, key=lambda e: e[0])
+        fanout = [0] * 256
+        for oid, _, _ in order:
+            fanout[oid[0]] += 1
+        total, cumulative = 0, []
+        for n in fanout:
+            total += n
+            cumulative.append(total)
+        idx = b"".join([b"\377tOc", struct.pack(">I", 2), struct.pack(">256I", *cumulative),
+                        b"".join(e[0] for e in order),
+                        struct.pack(f">{len(order)}I", *(e[2] & 0xFFFFFFFF for e in order)),
+                        struct.pack(f">{len(order)}I", *(offsets[e[0]] for e in order)), pack_sha])
+        idx += hashlib.sha1(idx).digest()
+        with open(tmp + ".idx", "wb") as f:
+            f.write(idx)
+        name = os.path.join(self._dir, f"pack-{pack_sha.hex()}")
+        os.replace(tmp + ".pack", name + ".pack")
+        os.replace(tmp + ".idx", name + ".idx")
+        self.packs.append(name + ".pack")
