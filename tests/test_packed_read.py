@@ -88,3 +88,25 @@ def test_a_damaged_entry_is_refused_by_name_and_a_bad_index_is_skipped(tmp_path)
     idx = next(pack_dir.glob("*.idx"))
     idx.write_bytes(b"not an index")
     assert PackReader(str(pack_dir.parent)).read(big) is None  # libgit2 says what is wrong
+
+
+def test_the_packs_a_big_snapshot_writes_are_read_whole(tmp_path):
+    """A snapshot of many files writes its blobs as packs (``pack.py``): every blob of them is
+    read here, none left to libgit2, and a checkout of the tree gives the files' bytes."""
+    from agtrace.eventlog import GitStore
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for i in range(150):
+        (work / f"f{i}.txt").write_bytes(os.urandom(40 + 30 * i))
+    store = GitStore.init(tmp_path / "repo.git")
+    tree = store.snapshot(work, max_file_bytes=1 << 20, message="1").tree_id
+    objects = tmp_path / "repo.git" / "objects"
+    assert list((objects / "pack").glob("*.pack"))
+    repo = pygit2.Repository(str(tmp_path / "repo.git"))
+    reader = PackReader(str(objects))
+    for entry in repo[tree].peel(pygit2.Tree):
+        assert reader.read(str(entry.id)) == (b"blob", (work / entry.name).read_bytes())
+    out = tmp_path / "out"
+    store.checkout(tree, out)
+    assert all((out / f"f{i}.txt").read_bytes() == (work / f"f{i}.txt").read_bytes() for i in range(150))

@@ -24,7 +24,7 @@ import struct
 import threading
 import zlib
 
-from .loose import INFLATER, DamagedObject
+from .loose import INFLATER, DamagedObject, read_loose
 
 _KINDS = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 _IDX_MAGIC = b"\xfftOc\x00\x00\x00\x02"
@@ -151,3 +151,16 @@ class PackReader:
         if digest.hexdigest() != oid:
             raise DamagedObject(f"object {oid} does not hash to its name in its pack")
         return _KINDS[kind], data
+
+
+class ObjectReader:
+    """An object of one repository read in Python where it can be: loose (``loose.py``) or whole
+    in a pack; None where libgit2 must read it (a delta, or an object it alone can find)."""
+
+    def __init__(self, objects_dir: str):
+        self.dir = objects_dir
+        self.packs = PackReader(objects_dir)
+
+    def read(self, oid: str) -> tuple[bytes, bytes] | None:
+        found = read_loose(self.dir, oid)
+        return found if found is not None else self.packs.read(oid)

@@ -44,7 +44,8 @@ from .bundle import BundleMixin
 from .checkout import CheckoutMixin
 from .diffs import DiffMixin
 from .incremental import IncrementalMixin, _file_signature, _trusted_state
-from .loose import DamagedObject, read_loose
+from .loose import DamagedObject
+from .packed import ObjectReader
 from .result import SNAPSHOT_REF, Exclusion, FileChange, SnapshotResult
 from .treeedit import TreeEditMixin, tree_changes
 
@@ -76,7 +77,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
         self._credentials = True
         self._index = None  # (index, its file, the file's signature when we wrote it)
         self._state: tuple = ({}, None)  # agtrace-state.json as last saved, with its signature
-        self._objects = os.path.join(path, "objects")
+        self._objects = ObjectReader(os.path.join(path, "objects"))
         self._edits: list | None = None  # index edits of a snapshot from changed paths, in order
 
     # -- opening -----------------------------------------------------------------------------
@@ -473,13 +474,13 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
 
     def _blob_data(self, oid) -> bytes:
         """The bytes of blob ``oid``, their hash checked, without a pygit2 object: checkouts and
-        reports read every file this way. A loose object is read by ``loose.py`` (which lets
-        the GIL go while it inflates and hashes, so a checkout's threads use every core), any
-        other straight from libgit2's object database. A missing object raises KeyError, a
+        reports read every file this way. A loose or a whole packed object is read in Python
+        (``loose.py``, ``packed.py``: the GIL goes while they inflate and hash, so a checkout's
+        threads use every core), a delta by libgit2. A missing object raises KeyError, a
         damaged one GitStoreError."""
         hex_id = str(oid)
         try:
-            found = read_loose(self._objects, hex_id)
+            found = self._objects.read(hex_id)
         except DamagedObject as exc:
             raise GitStoreError(f"{exc} in {self.path}: the shadow repository is damaged; "
                                 "replay from the run's bundles (`agtrace verify` says which are whole)") from None
