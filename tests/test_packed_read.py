@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pygit2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agtrace.eventlog.git.loose import DamagedObject
 from agtrace.eventlog.git.packed import PackReader
@@ -110,3 +112,41 @@ def test_the_packs_a_big_snapshot_writes_are_read_whole(tmp_path):
     out = tmp_path / "out"
     store.checkout(tree, out)
     assert all((out / f"f{i}.txt").read_bytes() == (work / f"f{i}.txt").read_bytes() for i in range(150))
+
+
+_PRISTINE = None
+"""The packed files and blobs the mutation test starts from (made once)."""
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(["idx", "pack"]), flips=st.lists(st.tuples(st.integers(0), st.integers(1, 255)),
+                                                            min_size=1, max_size=4),
+       cut=st.none() | st.integers(0))
+def test_a_mutated_pack_or_index_gives_the_object_none_or_a_named_refusal(tmp_path_factory, which, flips, cut):
+    """Packs come from pulled bundles too: whatever bytes an index or a pack holds, a read gives
+    the object as libgit2 has it, None (libgit2 decides), or DamagedObject naming the object."""
+    global _PRISTINE
+    if _PRISTINE is None:
+        repo, blobs = _repo(tmp_path_factory.mktemp("pristine"), window=0)
+        pack_dir = Path(repo.path) / "objects" / "pack"
+        _PRISTINE = ({p.suffix: p.read_bytes() for p in pack_dir.iterdir()},
+                     {oid: repo[oid].data for oid in blobs})
+    files, blobs = _PRISTINE
+    work = tmp_path_factory.mktemp("mutant")
+    data = bytearray(files["." + which])
+    for at, mask in flips:
+        data[at % len(data)] ^= mask
+    if cut is not None:
+        del data[cut % len(data):]
+    (work / "pack").mkdir()
+    for suffix, content in files.items():
+        (work / "pack" / f"pack-x{suffix}").write_bytes(bytes(data) if suffix == "." + which else content)
+    reader = PackReader(str(work))
+    for oid, expected in blobs.items():
+        try:
+            got = reader.read(oid)
+        except DamagedObject as exc:
+            assert oid in str(exc)
+            continue
+        assert got is None or got == (b"blob", expected)
+

@@ -70,7 +70,10 @@ class _Pack:
             return None
         (offset,) = struct.unpack_from(">I", idx, self.offsets_at + 4 * mid)
         if offset & 0x80000000:
-            (offset,) = struct.unpack_from(">Q", idx, self.large_at + 8 * (offset & 0x7FFFFFFF))
+            at = self.large_at + 8 * (offset & 0x7FFFFFFF)
+            if at + 8 > len(idx) - 40:
+                raise DamagedObject(f"object {name.hex()} has an offset outside its pack index")
+            (offset,) = struct.unpack_from(">Q", idx, at)
         return offset
 
 
