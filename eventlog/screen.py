@@ -85,7 +85,6 @@ class Screen:
         self._fast = automaton and BytesAhoCorasick is not None
         if self._fast:
             self._all = BytesAhoCorasick(list(self._patterns))
-            self._only_values = BytesAhoCorasick(list(self._values)) if self._values else None
 
     def candidates(self, block: bytes, starts: list[int], *, since: int = 0,
                    values_only: bool = False) -> set[int]:
@@ -103,10 +102,8 @@ class Screen:
                 return set(range(first, len(starts)))
         lower = (block[since:] if since else block).lower()
         found: set[int] = set()
-        if values_only:
-            if self._values:
-                self._search(lower, self._values, self._only_values if self._fast else None, since, starts, found,
-                             check=None)
+        if values_only:  # a few values learned half-way: one find each
+            self._search(lower, self._values, None, since, starts, found)
             return found
         self._search(lower, self._patterns, self._all if self._fast else None, since, starts, found,
                      check=_label_may_match)
