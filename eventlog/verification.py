@@ -327,15 +327,15 @@ def _decode_frame(fh, info: segment.FrameInfo) -> list[Record]:
     return codec.decode_batch(segment.read_frame(fh, info), info.first_seq)
 
 
+_BLOB_FIELDS = {ToolReturned: "output_blob", RawRecorded: "blob", MessageAdded: "text_blob"}
+"""The field of each event type that may name a blob (one per type)."""
+
+
 def blob_refs(event: Event) -> list[str]:
     """The blob addresses an event refers to."""
-    if isinstance(event, ToolReturned) and event.output_blob:
-        return [event.output_blob]
-    if isinstance(event, RawRecorded) and event.blob:
-        return [event.blob]
-    if isinstance(event, MessageAdded) and event.text_blob:
-        return [event.text_blob]
-    return []
+    name = _BLOB_FIELDS.get(type(event))
+    digest = getattr(event, name) if name is not None else ""
+    return [digest] if digest else []
 
 
 __all__ = ["CorruptLog", "RunCheck", "VerifyReport", "blob_refs", "verify"]
