@@ -80,6 +80,7 @@ def flip(path: Path, offset: int, bit: int) -> bytes:
 # -- SIGKILLed writers -----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 10-30 s on a loaded 2-core machine
 @pytest.mark.parametrize("durability", POLICIES)
 def test_sigkilled_writer_loses_nothing_acknowledged(tmp_path, durability):
     """35 kills of a writer process per policy on one run: each child reopens the run after the
@@ -113,6 +114,7 @@ def test_sigkilled_writer_soak(tmp_path, durability):
 # -- torn tails ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 10-30 s on a loaded 2-core machine
 def test_truncating_last_frame_at_every_offset_recovers_previous_frame(tmp_path):
     store, run_id = make_run(tmp_path / "s", parts=3, durability="normal")
     path = open_segment(store, run_id)

@@ -201,6 +201,7 @@ def _report(name: str, counts: dict) -> None:
     print(f"\n{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+@pytest.mark.slow  # 10-30 s on a loaded 2-core machine
 def test_sigkill_of_the_capture_during_snapshots_leaves_no_agent_frozen(tmp_path):
     counts = _sigkill_trials(tmp_path, SIGKILL_TRIALS, seed=12)
     _report("sigkill during snapshots", counts)

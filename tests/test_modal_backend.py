@@ -55,6 +55,7 @@ def _shape(store: Store, run_id: str) -> dict:
     }
 
 
+@pytest.mark.slow  # 10-30 s on a loaded 2-core machine
 def test_sandbox_capture_equals_local_capture(tmp_path, api):
     local = Store(tmp_path / "local")
     wd = tmp_path / "wd"

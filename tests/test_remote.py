@@ -392,6 +392,7 @@ def _big_run(store: Store, megabytes: int) -> str:
     return run_id
 
 
+@pytest.mark.slow  # 10-30 s on a loaded 2-core machine
 def test_killed_push_resumes(backend, tmp_path):
     home = tmp_path / "home"
     store = Store(home)
