@@ -322,11 +322,12 @@ class _Capture:
         frozen = freeze and self.recorder.snapshots is not None and any(
             isinstance(e.event, PartEnded) for e in emits)
         prefrozen = line is not None and line.frozen is not None  # the reader froze it at this line
+        ticket = line.frozen if prefrozen else None  # the hold this line owns, to thaw
         if frozen or prefrozen:
             early = line.frozen if prefrozen else getattr(self.process, "deadline_thaws", 0)
-        if frozen:
-            try:
-                self.process.freeze()  # a no-op when the reader froze it already
+        if frozen and (ticket is None or ticket != getattr(self.process, "deadline_thaws", 0)):
+            try:  # not frozen for this line, or the deadline ended the reader's freeze: freeze now
+                ticket = self.process.freeze()
             except CaptureError as exc:
                 self._lose(exc, "")
         try:
@@ -339,13 +340,13 @@ class _Capture:
             if line is not None and raw:  # after the part it ended: the line belongs to the next
                 self._store_verbatim(line, emits, redactions)
         finally:
-            if frozen or prefrozen:
+            if ticket is not None:
                 try:
-                    self.process.thaw()
+                    self.process.thaw(ticket)
                 except CaptureError as exc:
                     self._lose(exc, "")
-                if frozen and getattr(self.process, "deadline_thaws", 0) > early:
-                    self._deadline_passed(emits)
+            if frozen and getattr(self.process, "deadline_thaws", 0) > early:
+                self._deadline_passed(emits)
 
     def _deadline_passed(self, emits: list[Emit]) -> None:
         part = next((e.part for e in emits if isinstance(e.event, PartEnded)), None)

@@ -36,7 +36,8 @@ class Line:
     ts: int
     frozen: int | None = None
     """Set when the reader froze the agent as this line arrived (a marker that ends a part): the
-    process's ``deadline_thaws`` at that moment; None otherwise."""
+    hold's ticket (:meth:`AgentPort.freeze`: the process's ``deadline_thaws`` then), which the
+    capture thaws once the part's snapshot is taken; None otherwise."""
 
 
 @runtime_checkable
@@ -68,10 +69,13 @@ class AgentPort(Protocol):
         """Both streams are closed and every line was read."""
         ...
 
-    def freeze(self) -> None:
+    def freeze(self) -> int | None:
+        """Stop the group; returns the hold's ticket for :meth:`thaw` (None: no hold taken).
+        Freezes nest: the group runs again once every hold was thawed."""
         ...
 
-    def thaw(self) -> None:
+    def thaw(self, ticket: int | None = None) -> None:
+        """Release the hold of ``ticket`` (a no-op if the deadline ended it already)."""
         ...
 
     def stop(self) -> None:

@@ -104,6 +104,7 @@ class ProcessGroup:
 
     def __init__(self, *, stop_signal: int = signal.SIGTERM, freeze_deadline_s: float = FREEZE_DEADLINE_S):
         self.frozen = False
+        self._holds = 0  # freezes not yet thawed (see freeze)
         self.stopping = False
         self.stop_signal = signal.Signals(stop_signal)
         self.freeze_deadline_s = freeze_deadline_s
@@ -161,12 +162,24 @@ class ProcessGroup:
                 self._ensure_guard()
         return ""
 
-    def freeze(self) -> None:
-        """SIGSTOP the group (while a snapshot is taken), unless the agent exited or is stopping."""
+    def freeze(self) -> int | None:
+        """SIGSTOP the group (while a snapshot is taken), unless the agent exited or is stopping;
+        returns the hold's ticket for :meth:`thaw` (None: no hold was taken).
+
+        A freeze while frozen is one more hold (a second marker line read before the first's
+        snapshot was taken): the group stays stopped until every hold was thawed, so the agent
+        cannot run between two parts whose markers it printed together. Each hold gives the
+        deadline its full length again. The ticket is :attr:`deadline_thaws` at the hold: a
+        deadline thaw ends every hold, and a thaw with an older ticket then does nothing."""
         with self._cv:
-            if self.frozen or self.stopping or not self.alive():
-                return
+            if self.stopping or not self.alive():
+                return None
+            if self.frozen:
+                self._holds += 1
+                self._thaw_by = time.monotonic() + self.freeze_deadline_s
+                return self.deadline_thaws
             self.frozen = True
+            self._holds = 1
             self._thaw_by = time.monotonic() + self.freeze_deadline_s
             self._confirm_at = None
             if self.supervisor is not None:
@@ -174,17 +187,23 @@ class ProcessGroup:
             self.signal_group(signal.SIGSTOP)
             self._ensure_guard()
             self._cv.notify()
+            return self.deadline_thaws
 
-    def thaw(self) -> None:
-        """SIGCONT the group if :meth:`freeze` stopped it (and again :data:`CONFIRM_S` later);
-        idempotent, and a no-op when the deadline thawed it already."""
+    def thaw(self, ticket: int | None = None) -> None:
+        """Release one hold (``ticket``: what :meth:`freeze` returned; None: any) and SIGCONT
+        the group once none is left (and again :data:`CONFIRM_S` later); a no-op when the group
+        is not frozen or the deadline ended that hold already."""
         with self._cv:
-            if not self.frozen:
+            if not self.frozen or (ticket is not None and ticket != self.deadline_thaws):
+                return
+            self._holds -= 1
+            if self._holds > 0:
                 return
             self._continue()
 
     def _continue(self) -> None:
         self.frozen = False
+        self._holds = 0
         try:
             self.signal_group(signal.SIGCONT)
         finally:
@@ -201,6 +220,7 @@ class ProcessGroup:
                 return
             self.stopping = True
             self.frozen = False
+            self._holds = 0
             self._confirm_at = None
             self.signal_group(self.stop_signal)
             self.signal_group(signal.SIGCONT)
@@ -345,8 +365,7 @@ class LocalProcess(ProcessGroup):
                 text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 frozen = None
                 if self.freeze_on is not None and self._output_seen and self.freeze_on(text, stream):
-                    frozen = self.deadline_thaws
-                    self.freeze()
+                    frozen = self.freeze()
                 self._output_seen = self._output_seen or bool(text.strip())
                 self.lines.put(stream, text, frozen=frozen)
         finally:

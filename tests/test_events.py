@@ -11,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agtrace.eventlog import EVENT_TYPES, KINDS, Record, Store, record_to_json
-from agtrace.eventlog.codec import decode_batch, encode_batch, event_from_json, events_from_json_lines
+from agtrace.eventlog.codec import (
+    decode_batch,
+    encode_batch,
+    event_from_json,
+    events_from_json_lines,
+)
 from agtrace.eventlog.errors import InvalidEvent
 from agtrace.eventlog.schema import generate
 

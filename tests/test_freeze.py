@@ -276,6 +276,57 @@ def test_thaw_continues_a_process_that_stopped_after_the_sigcont(tmp_path):
         kill_session(proc.popen.pid)
 
 
+def _state(pid: int) -> str:
+    return (stat_of(pid) or ("?",))[0]
+
+
+def test_freezes_nest_the_group_runs_again_after_the_last_hold(tmp_path):
+    """Two marker lines read together: the reader freezes at the first and holds again at the
+    second; thawing the first part's snapshot must leave the agent stopped until the second
+    part's snapshot is taken, or the agent would run (and edit) between the two parts."""
+    proc = LocalProcess(["sleep", "60"], cwd=tmp_path)
+    proc.start()
+    pid = proc.popen.pid
+    try:
+        first = proc.freeze()
+        assert wait_for(lambda: _state(pid) in ("T", "t"), 5.0), _state(pid)
+        second = proc.freeze()
+        assert first is not None and second is not None
+        proc.thaw(first)
+        time.sleep(0.2)  # what a lone thaw would have continued by now
+        assert _state(pid) in ("T", "t") and proc.frozen
+        proc.thaw(second)
+        assert wait_for(lambda: _state(pid) not in ("T", "t"), 5.0), _state(pid)
+        assert not proc.frozen
+    finally:
+        proc.stop()
+        proc.wait(10)
+        proc.close()
+        kill_session(pid)
+
+
+def test_a_thaw_of_a_hold_the_deadline_ended_leaves_a_later_freeze_alone(tmp_path):
+    """The deadline thawed the group (ending every hold) and a later marker froze it again:
+    the late thaw of the old hold must not continue the new freeze."""
+    proc = LocalProcess(["sleep", "60"], cwd=tmp_path, freeze_deadline_s=0.3)
+    proc.start()
+    pid = proc.popen.pid
+    try:
+        old = proc.freeze()
+        assert wait_for(lambda: proc.deadline_thaws == 1 and not proc.frozen, 10.0)
+        new = proc.freeze()
+        assert new == old + 1
+        proc.thaw(old)
+        assert proc.frozen and wait_for(lambda: _state(pid) in ("T", "t"), 5.0), _state(pid)
+        proc.thaw(new)
+        assert not proc.frozen and wait_for(lambda: _state(pid) not in ("T", "t"), 5.0), _state(pid)
+    finally:
+        proc.stop()
+        proc.wait(10)
+        proc.close()
+        kill_session(pid)
+
+
 def _race(tmp_path: Path, cycles: int) -> int:
     proc = _forking_agent(tmp_path)
     sid = proc.popen.pid
