@@ -91,7 +91,8 @@ class PackReader:
         """``(kind, bytes)`` of object ``oid`` (40 hex digits) if some pack holds it whole, checked."""
         name = bytes.fromhex(oid)
         found = self._find(name)
-        if found is None and self._refresh():
+        if found is None:  # look again even if another thread opened the new packs meanwhile
+            self._refresh()
             found = self._find(name)
         if found is None:
             return None
