@@ -25,8 +25,6 @@ import re
 import threading
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..containment import check_name
-from ..errors import UnsafePath
 from .checkout import CheckoutMixin
 from .loose import DamagedObject
 from .packed import ObjectReader
@@ -40,6 +38,8 @@ _AGTRACE_COMMIT = re.compile(rb"tree ([0-9a-f]{40})\n(?:parent [0-9a-f]{40}\n)*"
                              rb"author agtrace <agtrace@localhost> [0-9]{1,10} [+-][0-9]{4}\n"
                              rb"committer agtrace <agtrace@localhost> [0-9]{1,10} [+-][0-9]{4}\n\n").match
 _OWN = frozenset({"path", "delegated", "_objects", "_git", "_opening"})
+_ENTRY = re.compile(rb"(100644|100755|120000|40000) ([^\0/\\]+)\0(.{20})", re.DOTALL)
+"""One tree entry with a name that is safe to write (no ``/``, backslash or NUL; not empty)."""
 _MODES = {b"100644": MODE_BLOB, b"100755": MODE_EXEC, b"120000": MODE_LINK, b"40000": MODE_TREE}
 
 LINE_STATS_MAX = 8 << 20
@@ -73,20 +73,19 @@ class Tree:
 def parse_tree(data: bytes) -> list[Entry] | None:
     """The entries of a tree object's bytes, or None when they are not plainly well formed (see
     the module docstring: libgit2 then decides what they are)."""
-    entries, at, end = [], 0, len(data)
-    while at < end:
-        space = data.find(b" ", at, at + 7)
-        mode = _MODES.get(data[at:space]) if space > at else None
-        nul = data.find(b"\0", space + 1) if mode is not None else -1
-        if nul < 0 or nul + 21 > end:
+    entries, at = [], 0
+    for found in _ENTRY.finditer(data):
+        if found.start() != at:
             return None
         try:
-            name = check_name(data[space + 1 : nul].decode(), tree=True)
-        except (UnicodeDecodeError, UnsafePath):
+            name = found.group(2).decode()
+        except UnicodeDecodeError:
             return None
-        entries.append(Entry(name, mode, data[nul + 1 : nul + 21].hex()))
-        at = nul + 21
-    return entries
+        if name in (".", "..") or name.lower() == ".git":
+            return None
+        entries.append(Entry(name, _MODES[found.group(1)], found.group(3).hex()))
+        at = found.end()
+    return entries if at == len(data) else None
 
 
 def commit_tree(data: bytes) -> str | None:
