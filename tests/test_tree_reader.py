@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agtrace.eventlog import GitStore, GitStoreError, TreeReader
@@ -265,6 +265,7 @@ def test_whatever_the_bytes_the_outcome_is_libgit2s_and_nothing_lands_outside(sm
     want = _outcome(GitStore.open(store.path), oid, root / f"g-{oid}")
     shutil.rmtree(root / f"g-{oid}", ignore_errors=True)
     assert got == want
+    event(f"{which}: {got[0]}, {'read here' if reader.delegated == 0 else 'libgit2 asked'}")
     if got[0] == "ok":
         assert _disk_tree(box / "out") == store.tree_of(oid)
     if which == "tree" and parse_tree(bytes(data)) is not None and reader.delegated == 0:
