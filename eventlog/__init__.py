@@ -119,6 +119,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "TestsRan": "events",
     "ToolCalled": "events",
     "ToolReturned": "events",
+    "TreeReader": "git.tree_reader",
     "TurnEnded": "events",
     "TurnStarted": "events",
     "UnknownEvent": "events",

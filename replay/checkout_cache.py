@@ -21,10 +21,14 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agtrace.eventlog import GitStore, GitStoreError, Store, SwitchResult
+from agtrace.eventlog import GitStoreError, Store, SwitchResult
 
 from .workspace import snapshots, tree_of_part
+
+if TYPE_CHECKING:
+    from agtrace.eventlog import GitStore
 
 # The clock the kernel stamps files with (coarse on Linux); see ScratchTree._settle.
 _FILE_CLOCK = getattr(time, "CLOCK_REALTIME_COARSE", 5 if os.uname().sysname == "Linux" else None)

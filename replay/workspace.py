@@ -13,10 +13,10 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agtrace.eventlog import (
     BadPartSelection,
-    GitStore,
     GitStoreError,
     PartEnded,
     RunStarted,
@@ -29,6 +29,9 @@ from agtrace.eventlog import (
 )
 
 from .errors import OutputNotEmpty, PartNotFound
+
+if TYPE_CHECKING:
+    from agtrace.eventlog import GitStore, TreeReader
 
 
 @dataclass
@@ -151,6 +154,8 @@ def _recorded_tree(store: Store, run_id: str, part: int) -> str | None:
 def snapshots(store: Store, run_id: str, *, bundles_only: bool = False) -> GitStore:
     """The run's snapshot repository: its shadow repo, or its bundles unbundled once into a cache
     (``bundles_only``: the bundles even when the shadow repo is there)."""
+    from agtrace.eventlog import GitStore
+
     run_dir = store.run_dir(run_id)
     shadow = run_dir / "repo.git"
     if (shadow / "HEAD").exists() and not bundles_only:
@@ -159,6 +164,18 @@ def snapshots(store: Store, run_id: str, *, bundles_only: bool = False) -> GitSt
     if not bundles:
         raise PartNotFound(missing_trees_reason(store, run_id))
     return GitStore.from_bundles(bundles, store.root / "cache" / run_id / "repo.git")
+
+
+def fresh_snapshots(store: Store, run_id: str) -> TreeReader | None:
+    """The run's shadow repository read in Python (:class:`~agtrace.eventlog.TreeReader`: no
+    pygit2 unless an object needs it) for writing a tree into a new directory; None when the
+    trees are only in bundles (their cache is libgit2's to read: unbundled packs hold deltas)."""
+    shadow = store.run_dir(run_id) / "repo.git"
+    if not (shadow / "HEAD").exists() or not (shadow / "objects").is_dir():
+        return None
+    from agtrace.eventlog import TreeReader
+
+    return TreeReader(shadow)
 
 
 def has_trees(store: Store, run_id: str) -> bool:
@@ -189,7 +206,7 @@ def missing_trees_reason(store: Store, run_id: str) -> str:
             f"{store.run_dir(run_id)}; if it came from a remote, `agtrace pull {run_id}` fetches its bundles")
 
 
-def describe_part(store: Store, run_id: str, part: int, git: GitStore | None = None) -> PartView:
+def describe_part(store: Store, run_id: str, part: int, git: GitStore | TreeReader | None = None) -> PartView:
     """What part N was: kind, tool and command, files changed since N-1, tests at that point."""
     tree = tree_of_part(store, run_id, part)
     view = PartView(run_id=run_id, part=part, tree_id=tree)
@@ -245,7 +262,7 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
                                  f"and it holds {_contents(out)}; --force replaces only a directory an earlier "
                                  "replay wrote: choose another --out, or empty it yourself")
 
-    def write(git: GitStore, scratch) -> PartView:
+    def write(git: GitStore | TreeReader, scratch) -> PartView:
         view = describe_part(store, run_id, part, git)
         if scratch.tree_id is None:
             save_scratch(store, scratch, writing=True)  # a kill from here on leaves it ours
@@ -254,8 +271,9 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
         view.out = str(out)
         return view
 
-    try:
-        return write(snapshots(store, run_id), known)
+    try:  # a new directory is a full checkout: read in Python, pygit2 only if an object needs it
+        fresh = fresh_snapshots(store, run_id) if known.tree_id is None else None
+        return write(fresh or snapshots(store, run_id), known)
     except GitStoreError:  # a damaged shadow repository: the bundles may still hold the tree
         run_dir = store.run_dir(run_id)
         if not (run_dir / "repo.git" / "HEAD").exists() or not any((run_dir / "bundles").glob("*.bundle")):

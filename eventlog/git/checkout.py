@@ -10,16 +10,17 @@ from the bytes handed to the kernel (each file's bytes are checked against its o
 they are read, see ``GitStore._blob_data``; its size is checked on disk after writing;
 ``verify="disk"`` re-reads every file instead); a switch re-hashes what it wrote from disk. A
 checkout reads and writes its files from several threads: inflating, hashing and file creation
-all let the GIL go, so they run on every core.
+all let the GIL go, so they run on every core: that half, writing a whole tree, is
+``treewrite.py``.
 
-No pygit2 here: trees and blobs come through `GitStore` (``repository.py``), whose objects are
-read by their ``name``, ``filemode``, ``id`` and ``data``.
+No pygit2 here: trees and blobs come through `GitStore` (``repository.py``) or the pygit2-free
+`TreeReader` (``tree_reader.py``), whose objects are read by their ``name``, ``filemode``,
+``id`` and ``data``.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import stat
@@ -29,13 +30,20 @@ from typing import TYPE_CHECKING
 from ..containment import check_name
 from ..errors import GitStoreError, UnsafePath
 from .result import SwitchResult
+from .treewrite import (
+    CHECKOUT_JOBS,
+    MODE_BLOB,
+    MODE_EXEC,
+    MODE_LINK,
+    MODE_TREE,
+    checked_entries,
+    hash_object,
+    write_tree_parallel,
+)
+from .treewrite import write_file as _write_file
 
 if TYPE_CHECKING:
     from .repository import GitStore
-
-MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE = 0o100644, 0o100755, 0o120000, 0o040000
-"""Git's file modes: regular file, executable file, symlink, directory."""
-
 
 class CheckoutMixin:
     """`GitStore`'s methods that write trees into directories. They read trees through the
@@ -149,157 +157,8 @@ class CheckoutMixin:
         )
 
 
-# -- writing -------------------------------------------------------------------------------------
-
-CHECKOUT_JOBS = min(4, os.cpu_count() or 1)
-"""Threads reading and writing a checkout's files (inflating, hashing, file creation let the GIL
-go); more threads than cores fight over the GIL (2 cores, tmpfs: 4 cost ~40% more CPU than 2)."""
-_OPEN_DIRS = 256  # directories held open at once by a checkout
-
-
-def _umask() -> int | None:
-    try:
-        with open("/proc/self/status", "rb") as f:
-            return next(int(line.split()[1], 8) for line in f if line.startswith(b"Umask:"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-_UMASK = _umask()
-
-
-def write_tree_parallel(git: GitStore, tree, root_fd: int, tree_id: str, jobs: int,
-                        stats: dict[str, os.stat_result] | None = None) -> str:
-    """Write ``tree`` into the empty directory ``root_fd``; return the tree id of what was
-    written (from the bytes written). Directories and symlinks are made by this thread, files
-    by ``jobs`` threads (a directory's files by one thread, relative to its descriptor). With
-    ``stats``, the stat data of every path written goes into it (see `checkout`)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    entries: dict[int, list] = {}  # node -> [(sort key, mode, name, oid or node)], filled below
-    pending: list[tuple] = []  # (future, node, dir fd)
-    stack = [(tree, root_fd, 0, "")]
-    next_node = 1
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            try:
-                while stack:
-                    current, fd, node, prefix = stack.pop()
-                    files, own = [], entries.setdefault(node, [])
-                    pending.append((None, node, fd))  # its descriptor is closed whatever happens
-                    for entry in _checked(current, tree_id):
-                        name, mode = entry.name, entry.filemode
-                        bname = os.fsencode(name)
-                        try:
-                            if mode == MODE_TREE:
-                                os.mkdir(name, 0o755, dir_fd=fd)
-                                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-                                own.append((bname + b"/", b"40000", bname, next_node))
-                                stack.append((git._lookup(entry.id), sub, next_node, f"{prefix}{name}/"))
-                                if stats is not None:
-                                    stats[f"{prefix}{name}"] = os.fstat(sub)
-                                next_node += 1
-                            elif mode == MODE_LINK:
-                                data = git._blob_data(entry.id)
-                                os.symlink(data, bname, dir_fd=fd)
-                                own.append((bname, b"120000", bname, _hash_object(b"blob", data)))
-                                if stats is not None:
-                                    stats[f"{prefix}{name}"] = os.lstat(bname, dir_fd=fd)
-                            elif mode in (MODE_BLOB, MODE_EXEC):
-                                files.append((name, mode, entry.id))
-                            else:
-                                raise GitStoreError(
-                                    f"tree {tree_id} has entry {name!r} of unsupported mode {mode:o}")
-                        except OSError as exc:
-                            raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
-                    pending[-1] = (pool.submit(_write_files, git, fd, files, tree_id, prefix, stats), node, fd)
-                    if len(pending) >= _OPEN_DIRS:
-                        _collect(pending, entries, root_fd)
-                _collect(pending, entries, root_fd)
-            except BaseException:
-                for future, _, _ in pending:
-                    if future is not None:
-                        future.cancel()
-                raise
-    finally:  # the pool has finished every started write by now
-        for _, _, fd in pending:
-            if fd != root_fd:
-                os.close(fd)
-        for _, fd, _, _ in stack:  # directories not reached after a failure
-            os.close(fd)
-    return _tree_hash(entries, 0)
-
-
-def _collect(pending: list, entries: dict, root_fd: int) -> None:
-    """Wait for the directories written so far; close their descriptors."""
-    while pending:
-        future, node, fd = pending[0]
-        entries[node].extend(future.result())
-        pending.pop(0)
-        if fd != root_fd:
-            os.close(fd)
-
-
-def _checked(tree, tree_id: str):
-    """The entries of ``tree``, refusing names that could escape or collide."""
-    names: set[str] = set()
-    for entry in tree:
-        name = entry.name
-        try:
-            check_name(name, f"tree {tree_id}", tree=True)
-        except UnsafePath as exc:
-            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r}; refused ({exc})") from None
-        if name in names:
-            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r} (twice); refused")
-        names.add(name)
-        yield entry
-
-
-def _write_file(dir_fd: int, name: str, mode: int, data: bytes) -> os.stat_result:
-    """Create file ``name`` (never following a link, never replacing) holding ``data`` with the
-    mode of a git ``mode``; return its stat data as written."""
-    perm = 0o755 if mode == MODE_EXEC else 0o644
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, perm, dir_fd=dir_fd)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if _UMASK is None or perm & _UMASK:
-            os.fchmod(fd, perm)
-        return os.fstat(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_files(git: GitStore, dir_fd: int, files: list, tree_id: str, prefix: str = "",
-                 stats: dict | None = None) -> list:
-    out = []
-    for name, mode, oid in files:
-        data = git._blob_data(oid)
-        try:
-            st = _write_file(dir_fd, name, mode, data)
-        except OSError as exc:
-            raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
-        if stats is not None:
-            stats[prefix + name] = st
-        size = st.st_size
-        if size != len(data):
-            raise GitStoreError(f"checkout of {tree_id} wrote {size} of {len(data)} bytes of {name!r}; check the disk")
-        bname = os.fsencode(name)  # the bytes written hash to oid: `_blob_data` checked them
-        out.append((bname, b"100755" if mode == MODE_EXEC else b"100644", bname, str(oid)))
-    return out
-
-
-def _tree_hash(entries: dict, node: int) -> str:
-    rows = []
-    for _key, mode, name, ref in sorted(entries[node]):
-        oid = _tree_hash(entries, ref) if mode == b"40000" else ref
-        rows.append(mode + b" " + name + b"\0" + bytes.fromhex(oid))
-    return _hash_object(b"tree", b"".join(rows))
-
-
 def _write_tree(git: GitStore, tree, dir_fd: int, tree_id: str) -> None:
-    for entry in _checked(tree, tree_id):
+    for entry in checked_entries(tree, tree_id):
         try:
             _write_entry(git, dir_fd, entry.name, entry, tree_id)
         except OSError as exc:
@@ -460,11 +319,11 @@ def _hash_entry(dir_fd: int, name: str) -> tuple[int, str] | None:
         finally:
             os.close(sub)
     if stat.S_ISLNK(st.st_mode):
-        return MODE_LINK, _hash_object(b"blob", os.fsencode(os.readlink(name, dir_fd=dir_fd)))
+        return MODE_LINK, hash_object(b"blob", os.fsencode(os.readlink(name, dir_fd=dir_fd)))
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
     with os.fdopen(fd, "rb") as f:
         data = f.read()
-    return (MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB), _hash_object(b"blob", data)
+    return (MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB), hash_object(b"blob", data)
 
 
 def hash_dir(dir_fd: int) -> str:
@@ -483,17 +342,15 @@ def hash_dir(dir_fd: int) -> str:
             entries.append((bname + b"/", b"40000", bname, oid))
         elif stat.S_ISLNK(st.st_mode):
             target = os.readlink(name, dir_fd=dir_fd)
-            entries.append((bname, b"120000", bname, _hash_object(b"blob", os.fsencode(target))))
+            entries.append((bname, b"120000", bname, hash_object(b"blob", os.fsencode(target))))
         else:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
             with os.fdopen(fd, "rb") as f:
                 data = f.read()
             mode = b"100755" if st.st_mode & 0o100 else b"100644"
-            entries.append((bname, mode, bname, _hash_object(b"blob", data)))
+            entries.append((bname, mode, bname, hash_object(b"blob", data)))
     entries.sort()
     body = b"".join(m + b" " + n + b"\0" + bytes.fromhex(o) for _, m, n, o in entries)
-    return _hash_object(b"tree", body)
+    return hash_object(b"tree", body)
 
 
-def _hash_object(kind: bytes, data: bytes) -> str:
-    return hashlib.sha1(b"%s %d\0" % (kind, len(data)) + data).hexdigest()

@@ -87,11 +87,13 @@ class PackReader:
         self._seen: float | None = None
         self._mu = threading.Lock()
 
-    def read(self, oid: str) -> tuple[bytes, bytes] | None:
-        """``(kind, bytes)`` of object ``oid`` (40 hex digits) if some pack holds it whole, checked."""
+    def read(self, oid: str, *, refresh: bool = True) -> tuple[bytes, bytes] | None:
+        """``(kind, bytes)`` of object ``oid`` (40 hex digits) if some pack holds it whole, checked.
+        Without ``refresh`` only the packs already open are looked in (no system call)."""
         name = bytes.fromhex(oid)
         found = self._find(name)
-        if found is None and self._refresh():
+        if found is None and refresh:  # look again even if another thread opened the new packs meanwhile
+            self._refresh()
             found = self._find(name)
         if found is None:
             return None
@@ -165,5 +167,16 @@ class ObjectReader:
         self.packs = PackReader(objects_dir)
 
     def read(self, oid: str) -> tuple[bytes, bytes] | None:
-        found = read_loose(self.dir, oid)
+        """The packs already open first (a lookup in memory: most of a big snapshot's blobs are
+        there, and a failed ``open`` of a loose path costs a system call), then the loose
+        object, then packs added since. A damaged packed copy is not taken for the object when
+        a whole loose one is there."""
+        try:
+            found = self.packs.read(oid, refresh=False)
+        except DamagedObject:
+            found = read_loose(self.dir, oid)
+            if found is None:
+                raise
+        if found is None:
+            found = read_loose(self.dir, oid)
         return found if found is not None else self.packs.read(oid)
