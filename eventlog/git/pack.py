@@ -1,5 +1,7 @@
-"""Blobs of a big snapshot written as git packs instead of one loose object file each, hashed and
-compressed in worker threads.
+"""Objects written as git packs instead of one loose object file each: the blobs of a big
+snapshot (hashed and compressed in worker threads), and everything a snapshot from changed paths
+writes (its blobs, trees and commit: one pack per snapshot, see ``packset.py`` for how they are
+merged).
 
 The first snapshot of a big checkout reads every file once: its bytes are hashed (SHA-1 of
 ``blob <size>\\0`` + bytes, git's object id) and deflated in a thread pool (``hashlib`` and
@@ -34,6 +36,21 @@ MIN_BLOBS = 64
 """Fewer new blobs than this in one snapshot: loose objects (libgit2) are cheaper than a pack."""
 
 _BLOB = 3  # the pack's object type of a blob
+KINDS = {b"commit": 1, b"tree": 2, b"blob": 3}
+"""Pack object types of the objects written here (whole objects, never deltas)."""
+
+
+def object_id(kind: bytes, body: bytes) -> bytes:
+    """Git's id (SHA-1, 20 bytes) of the object ``kind`` (``b"blob"``, ``b"tree"``...) of ``body``."""
+    oid = hashlib.sha1(b"%s %d\0" % (kind, len(body)))
+    oid.update(body)
+    return oid.digest()
+
+
+def encode_object(kind: bytes, body: bytes) -> tuple[bytes, bytes, int]:
+    """``(object id, pack entry, crc32 of the entry)`` of one whole object, for `PackWriter.add`."""
+    entry = _entry_header(len(body), KINDS[kind]) + zlib.compress(body, 1)
+    return object_id(kind, body), entry, zlib.crc32(entry)
 
 
 def read_blob(full: str):
@@ -57,14 +74,12 @@ def read_blob(full: str):
     finally:
         os.close(fd)
     data = b"".join(chunks)
-    oid = hashlib.sha1(b"blob %d\0" % len(data))
-    oid.update(data)
-    entry = _entry_header(len(data)) + zlib.compress(data, 1)
-    return st, data, oid.digest(), entry, zlib.crc32(entry)
+    oid, entry, crc = encode_object(b"blob", data)
+    return st, data, oid, entry, crc
 
 
-def _entry_header(size: int) -> bytes:
-    out = bytearray([(_BLOB << 4) | (size & 0x0F)])
+def _entry_header(size: int, kind: int = _BLOB) -> bytes:
+    out = bytearray([(kind << 4) | (size & 0x0F)])
     size >>= 4
     while size:
         out[-1] |= 0x80
@@ -83,6 +98,7 @@ class PackWriter:
         self._entries: list[tuple[bytes, bytes, int]] = []
         self._bytes = 0
         self.packs: list[str] = []
+        self.counts: list[int] = []  # objects of each pack written
 
     def add(self, oid: bytes, entry: bytes, crc: int) -> None:
         """Append the object ``oid`` (its pack entry and the entry's crc32); once per id."""
@@ -93,6 +109,12 @@ class PackWriter:
         self._bytes += len(entry)
         if self._bytes >= PACK_BYTES:
             self._flush()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, oid: bytes) -> bool:
+        return oid in self._seen
 
     def close(self) -> None:
         """Write the objects added since the last pack."""
@@ -136,3 +158,4 @@ class PackWriter:
         os.replace(tmp + ".pack", name + ".pack")
         os.replace(tmp + ".idx", name + ".idx")
         self.packs.append(name + ".pack")
+        self.counts.append(len(entries))
