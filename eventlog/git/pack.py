@@ -12,9 +12,10 @@ whose blobs are packed replays byte for byte like one whose blobs are loose.
 
 Contracts:
 
-* A pack is written as ``pack-<sha>.pack`` and ``.idx`` beside it, each through a temp file and
-  a rename, the ``.idx`` last, so a reader never sees a pack without its index. Not fsynced:
-  like loose objects, blobs become durable in a bundle (``repository.py``).
+* A pack is written as ``pack-<sha>.pack`` and then ``.idx`` beside it (through a temp file and
+  a rename), so a reader, who finds packs by their ``.idx``, never sees a pack without its index
+  nor a partial index (a crash may leave a ``.pack`` without one: ignored by git and libgit2).
+  Not fsynced: like loose objects, blobs become durable in a bundle (``repository.py``).
 * A pack holds each object once (non-delta entries, deflated at git's loose-object level, 1);
   a pack is closed at :data:`PACK_BYTES` of entries, so memory is bounded and offsets fit the
   idx's 31-bit table.
@@ -124,21 +125,28 @@ class PackWriter:
         entries, self._entries, self._bytes = self._entries, [], 0
         if not entries:
             return
-        os.makedirs(self._dir, exist_ok=True)
-        tmp = os.path.join(self._dir, f"tmp-pack-{os.getpid()}-{len(self.packs)}")
-        digest = hashlib.sha1()
+        header = b"PACK" + struct.pack(">II", 2, len(entries))
+        digest = hashlib.sha1(header)
         offsets, offset = {}, 12
-        with open(tmp + ".pack", "wb") as f:
-            header = b"PACK" + struct.pack(">II", 2, len(entries))
-            digest.update(header)
-            f.write(header)
-            for oid, entry, _ in entries:
-                offsets[oid] = offset
-                offset += len(entry)
-                digest.update(entry)
-                f.write(entry)
-            pack_sha = digest.digest()
-            f.write(pack_sha)
+        for oid, entry, _ in entries:
+            offsets[oid] = offset
+            offset += len(entry)
+            digest.update(entry)
+        pack_sha = digest.digest()
+        name = os.path.join(self._dir, f"pack-{pack_sha.hex()}")
+        if os.path.exists(name + ".idx"):
+            return  # the same objects in the same order: this very pack is there already
+        try:
+            fd = os.open(name + ".pack", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            os.makedirs(self._dir, exist_ok=True)
+            fd = os.open(name + ".pack", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:  # no reader opens a .pack before its .idx exists, so the .pack needs no temp name
+            buffers = [header, *(e[1] for e in entries), pack_sha]
+            for at in range(0, len(buffers), 512):
+                _write_all(fd, buffers[at:at + 512])
+        finally:
+            os.close(fd)
         order = sorted(entries, key=lambda e: e[0])
         fanout = [0] * 256
         for oid, _, _ in order:
@@ -152,10 +160,18 @@ class PackWriter:
                         struct.pack(f">{len(order)}I", *(e[2] & 0xFFFFFFFF for e in order)),
                         struct.pack(f">{len(order)}I", *(offsets[e[0]] for e in order)), pack_sha])
         idx += hashlib.sha1(idx).digest()
-        with open(tmp + ".idx", "wb") as f:
+        tmp = os.path.join(self._dir, f"tmp-idx-{os.getpid()}-{id(self):x}-{len(self.packs)}")
+        with open(tmp, "wb") as f:
             f.write(idx)
-        name = os.path.join(self._dir, f"pack-{pack_sha.hex()}")
-        os.replace(tmp + ".pack", name + ".pack")
-        os.replace(tmp + ".idx", name + ".idx")
+        os.replace(tmp, name + ".idx")
         self.packs.append(name + ".pack")
         self.counts.append(len(entries))
+
+
+def _write_all(fd: int, buffers: list[bytes]) -> None:
+    total = sum(len(b) for b in buffers)
+    done = os.writev(fd, buffers)
+    if done < total:  # a short write (a signal, a full disk): write the rest plainly
+        rest = b"".join(buffers)[done:]
+        while rest:
+            rest = rest[os.write(fd, rest):]

@@ -197,9 +197,23 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
                                             [pygit2.Oid(hex=p) for p in parents]))
 
     def _write_snapshot_ref(self, commit: str) -> None:
-        """Point ``refs/agtrace/snapshots`` at ``commit`` (just written by `snapshot`) as git
-        does: a ``.lock`` file renamed over the ref (not fsynced, like the objects)."""
+        """Point ``refs/agtrace/snapshots`` at ``commit`` (just written by `snapshot`). A ref file
+        that holds an id already (41 bytes) is overwritten in place: one write of 41 bytes within
+        a page, seen whole or not at all (only this store writes the ref; neither way is
+        fsynced), where git's ``.lock`` file and rename would cost a file creation and a rename
+        per snapshot; else it is written as git does, through ``.lock`` and a rename."""
         path = os.path.join(self.path, *SNAPSHOT_REF.split("/"))
+        line = commit.encode() + b"\n"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                if os.fstat(fd).st_size == len(line) and os.pwrite(fd, line, 0) == len(line):
+                    return
+            finally:
+                os.close(fd)
         lock = path + ".lock"
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -210,7 +224,7 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
             raise GitStoreError(f"{lock} exists: another snapshot of {self.path} is running; wait for it, "
                                 "else remove the stale lock") from None
         try:
-            os.write(fd, commit.encode() + b"\n")
+            os.write(fd, line)
         finally:
             os.close(fd)
         os.replace(lock, path)
