@@ -13,9 +13,10 @@ small packs, one in FANIN² merges bigger ones).
 Contracts:
 
 * Only packs whose every entry is a whole object are merged (``pack.py`` writes no deltas); a
-  pack with a delta (e.g. unbundled by git) or with a ``.keep`` is left as it is. Entries are
-  copied as they are (no re-compression); an object in several packs is kept once.
-* The merged pack is written (temp file and rename, ``.idx`` last) before the packs it replaces
+  pack with a delta (e.g. unbundled by git), a ``.keep`` or another file beside it (git's
+  ``.rev``, ``.bitmap``...) is left as it is. Entries are copied as they are (no
+  re-compression); an object in several packs is kept once.
+* The merged pack is written (``.idx`` last, through a rename) before the packs it replaces
   are deleted (``.idx`` first, then ``.pack``), so every object is in some indexed pack at every
   moment. Not fsynced: like every snapshot object, packs become durable in a bundle.
 * Nothing here knows pygit2; the caller drops its stale pack handles when `PackSet.added`
@@ -38,6 +39,7 @@ MAX_MERGE_BYTES = 32 * 1024 * 1024
 again: no snapshot pays for rewriting them."""
 
 _DELTAS = (6, 7)  # OFS_DELTA, REF_DELTA
+_SIDECARS = (".keep", ".rev", ".bitmap", ".promisor", ".mtimes")
 
 
 def tier(count: int) -> int:
@@ -95,8 +97,10 @@ class PackSet:
                 names = []
             present = set(names)
             for name in names:
-                if not name.endswith(".idx") or name[:-4] + ".keep" in present or name[:-4] + ".pack" not in present:
+                if not name.endswith(".idx") or name[:-4] + ".pack" not in present:
                     continue
+                if any(name[:-4] + ext in present for ext in _SIDECARS):
+                    continue  # kept, or git's: its .rev or .bitmap would outlive a merge
                 base = os.path.join(self._dir, name[:-4])
                 count = _count(base + ".idx")
                 if count is not None:
