@@ -16,9 +16,9 @@ Contracts:
   a rename), so a reader, who finds packs by their ``.idx``, never sees a pack without its index
   nor a partial index (a crash may leave a ``.pack`` without one: ignored by git and libgit2).
   Not fsynced: like loose objects, blobs become durable in a bundle (``repository.py``).
-* A pack holds each object once (non-delta entries, deflated at git's loose-object level, 1);
-  a pack is closed at :data:`PACK_BYTES` of entries, so memory is bounded and offsets fit the
-  idx's 31-bit table.
+* A pack holds each object once (non-delta entries, deflated at level 1, by ISA-L when it is
+  installed); a pack is closed at :data:`PACK_BYTES` of entries, so memory is bounded and
+  offsets fit the idx's 31-bit table.
 * Nothing here knows pygit2; :func:`read_blob` runs in worker threads.
 """
 
@@ -29,6 +29,11 @@ import os
 import stat
 import struct
 import zlib
+
+try:  # ISA-L writes the same zlib streams as zlib, several times faster (and releases the GIL)
+    from isal import isal_zlib as _DEFLATE
+except ImportError:  # pragma: no cover - without the "fast" extra
+    _DEFLATE = zlib
 
 PACK_BYTES = 64 * 1024 * 1024
 """Entries buffered before a pack is written (and the next one started)."""
@@ -48,10 +53,22 @@ def object_id(kind: bytes, body: bytes) -> bytes:
     return oid.digest()
 
 
-def encode_object(kind: bytes, body: bytes) -> tuple[bytes, bytes, int]:
-    """``(object id, pack entry, crc32 of the entry)`` of one whole object, for `PackWriter.add`."""
-    entry = _entry_header(len(body), KINDS[kind]) + zlib.compress(body, 1)
-    return object_id(kind, body), entry, zlib.crc32(entry)
+def encode_object(kind: bytes, body: bytes, oid: bytes | None = None) -> tuple[bytes, bytes, int]:
+    """``(object id, pack entry, crc32 of the entry)`` of one whole object, for `PackWriter.add`
+    (``oid``: its id, when the caller has it already)."""
+    entry = _entry_header(len(body), KINDS[kind]) + deflate(body)
+    return oid or object_id(kind, body), entry, zlib.crc32(entry)
+
+
+def deflate(data: bytes) -> bytes:
+    """``data`` as a zlib stream at level 1: ISA-L's when installed, unless that stream is longer
+    than zlib's bound for it (incompressible data): readers may read no more than that bound
+    (``packed.py``), so such data is deflated by zlib, whose output never exceeds it."""
+    out = _DEFLATE.compress(data, 1)
+    n = len(data)
+    if _DEFLATE is not zlib and len(out) > n + (n >> 12) + (n >> 14) + (n >> 25) + 13:
+        out = zlib.compress(data, 1)
+    return out
 
 
 def read_blob(full: str):

@@ -206,7 +206,7 @@ class RecorderMixin:
             return self._write_object(kind, body)
         oid = pack.object_id(kind, body)
         if oid not in writer:  # one that the store has already is written again (harmless, rare):
-            writer.add(*pack.encode_object(kind, body))  # asking libgit2 costs a pack rescan per miss
+            writer.add(*pack.encode_object(kind, body, oid))  # asking libgit2 costs a pack rescan per miss
             if kind == b"blob":
                 self._fresh[oid.hex()] = body  # for the line counts of this snapshot's changes
         return oid
