@@ -134,3 +134,17 @@ def test_the_commit_written_in_python_is_what_libgit2_writes(tmp_path):
     assert parsed.parents[0].id == commit.id and parsed.author.name == "agtrace" and parsed.commit_time == 1_500_000_000
     assert parsed.message == "ünïcode message\nwith two lines"
     git(tmp_path / "s.git", "fsck", "--strict", "--no-dangling")
+
+
+def test_a_path_git_refuses_falls_back_to_the_index_tree_after_the_pack(work, tmp_path):
+    snap = Snapshotter(tmp_path / "run", work)
+    snap.take("base")
+    write(f"{work}/.GIT", "libgit2 refuses this name in an index\n")
+    write(f"{work}/d0/new.txt", "new\n")
+    event = snap.take("part 1")
+    assert event.detector == "inotify" and event.tree_id == reference(work, tmp_path, 1)[0]
+    assert ("invalid_path", ".GIT") in {(e.reason, e.path) for e in event.excluded}
+    assert event.added == ["d0/new.txt"]
+    write(f"{work}/d1/later.txt", "later\n")
+    assert snap.take("part 2").tree_id == reference(work, tmp_path, 2)[0]
+    git(tmp_path / "run" / "repo.git", "fsck", "--strict", "--no-dangling")

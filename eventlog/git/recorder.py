@@ -132,6 +132,7 @@ class RecorderMixin:
         else:
             commit_id = commit_id or self._create_commit(message, tree, [parent] if parent else [])
             created = True
+            self._remember_commit(commit_id, tree)  # the next snapshot's parent: no lookup
         if move_ref:
             self._write_snapshot_ref(commit_id)
         paths = [e.path for e in index] if parent_tree is None and lines is not None else None
@@ -162,10 +163,12 @@ class RecorderMixin:
         """Write the staged blobs, the edited trees and the commit as one pack, then apply the
         index edits; ``(tree, commit)`` (commit None: the tree equals the parent's, or it is the
         index's own tree and the caller commits it)."""
-        try:
-            tree = edited_tree(self, parent_tree, edits)
-        except (self._GitError, ValueError, KeyError):  # a damaged or foreign parent tree: libgit2 decides
-            tree = None
+        tree = None
+        if not any(entry is not None and _refused(rel) for rel, entry in edits):
+            try:
+                tree = edited_tree(self, parent_tree, edits)
+            except (self._GitError, ValueError, KeyError):  # a damaged or foreign parent tree: libgit2 decides
+                tree = None
         commit = None
         if tree is not None and tree != parent_tree:
             commit = self._stage_object(b"commit", commit_body(tree, parent, message)).hex()
@@ -173,8 +176,6 @@ class RecorderMixin:
             self._staged = None
         if not self._flush_staged(index, edits, excluded) or tree is None:
             return str(self._write_tree(index, "", flush=False)), None  # git refused a path: the index's tree
-        if commit is not None:
-            self._remember_commit(commit, tree)
         return tree, commit
 
     def _flush_staged(self, index, edits: list, excluded: list[Exclusion]) -> bool:
@@ -274,6 +275,12 @@ class RecorderMixin:
             items.append((path, full, st))
         self._add_paths(index, items, max_file_bytes, excluded, lines)
         return rules_changed
+
+
+def _refused(rel: str) -> bool:
+    """Whether libgit2 refuses ``rel`` in an index (then the index, not Python, makes the tree,
+    and no tree holding it is ever written)."""
+    return any(part in ("", ".", "..") or part.lower() == ".git" for part in rel.split("/"))
 
 
 def commit_body(tree: str, parent: str | None, message: str, now: float | None = None) -> bytes:
