@@ -8,7 +8,9 @@ warm for both sides, then measures, medians over ``--repeats``:
 * incremental snapshot after 1–5 edits: `Snapshotter.take` (inotify watcher) against
   ``git add -A && git write-tree`` on a warm index, both after the same edits, which of them runs
   first alternating, medians over ``--edits`` (budget ≤ 50 ms and ≥ 10× faster than git);
-* the same incremental snapshot with ``watch=False`` (a full stat walk), for reference.
+* the same incremental snapshot with ``watch=False`` (a full stat walk), for reference;
+* how many packs the watched run's repository holds at the end (each incremental snapshot
+  writes one; small ones are merged in tiers, so this stays small).
 
     python bench/bench_snapshot_scale.py [--files 24000] [--mb 170] [--repeats 5] [--edits 30] [--json]
 
@@ -102,6 +104,7 @@ def run(files: int, mb: int, repeats: int, edits: int) -> dict:
             for side in sides if step % 2 else sides[::-1]:
                 side()
         final = watched.take("final", final=True)
+        watched_packs = len(list(Path(tmp, "run-watched", "repo.git", "objects", "pack").glob("*.pack")))
 
         def med(samples: list[tuple[float, float]], at: int = 0) -> float:
             return statistics.median(x[at] for x in samples)
@@ -113,7 +116,7 @@ def run(files: int, mb: int, repeats: int, edits: int) -> dict:
             "incremental_walk_ms": round(med(inc_walk), 2), "incremental_git_ms": round(med(inc_git), 2),
             "incremental_speedup_vs_git": round(med(inc_git) / med(inc_ours), 1),
             "incremental_speedup_budget": INCREMENTAL_SPEEDUP_BUDGET,
-            "first_packs": first_packs,
+            "first_packs": first_packs, "packs_after_incremental": watched_packs,
             "detectors": sorted({e.detector for e in events}), "final_detector": final.detector, "final_missed": len(final.missed),
             "repeats": repeats, "edits": edits,
             "first_cpu_ms": round(med(first_ours, 1), 1), "first_git_cpu_ms": round(med(first_git, 1), 1),

@@ -11,8 +11,10 @@ Contracts:
   newest ``keep``; runs being written are never picked.
 * :func:`collect_garbage` removes only what nothing needs: blobs no segment of any run (sealed
   or open, events or scores) references, caches of runs that are gone, records of replay
-  directories that are gone, leftovers of interrupted imports and transfers, and the loose
-  objects of shadow repositories that no ref reaches (the rest is then packed) — only where
+  directories that are gone, leftovers of interrupted imports and transfers, and the objects
+  of shadow repositories that no ref reaches, loose or packed (loose ones are pruned, the rest
+  packed; when some are in packs, every pack is rewritten into one holding only what the ref
+  reaches, which also merges the small packs of snapshots) — only where
   every tree the run's events name is reachable, never in a run being written. While
   any run is being written, blobs younger than :data:`GRACE_S` are kept (a writer stores a
   blob just before the event that names it). ``dry_run`` reports the same and changes nothing.
@@ -179,12 +181,15 @@ def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = 
         loose = [repo / "objects" / oid[:2] / oid[2:] for oid in unreachable]
         loose = [p for p in loose if p.is_file()]
         safe = not (set(unreachable) & trees.get(rid, set()))  # a recorded tree no ref reaches: keep all
-        if not (loose and safe):
+        if not (unreachable and safe):
             continue
-        nbytes = sum(p.stat().st_size for p in loose)  # what pruning removes
+        packed = len(unreachable) > len(loose)  # some in packs: repack what the ref reaches, drop the rest
+        nbytes = sum(p.stat().st_size for p in loose)  # what pruning removes (packs: measured after)
         if not dry_run:
-            prune_repository(repo, prune=True)
-        report.items.append({"kind": "repository", "path": str(repo), "bytes": nbytes, "objects": len(loose)})
+            before = _size(repo / "objects" / "pack") if packed else 0
+            prune_repository(repo, prune=True, packs=packed)
+            nbytes += max(0, before - _size(repo / "objects" / "pack")) if packed else 0
+        report.items.append({"kind": "repository", "path": str(repo), "bytes": nbytes, "objects": len(unreachable)})
     return report
 
 

@@ -205,11 +205,15 @@ def unreachable_objects(git_dir: str | os.PathLike[str]) -> dict[str, str]:
     return found
 
 
-def prune_repository(git_dir: str | os.PathLike[str], *, prune: bool) -> None:
+def prune_repository(git_dir: str | os.PathLike[str], *, prune: bool, packs: bool = False) -> None:
     """Pack the loose objects its refs reach and drop the loose copies (``git repack -d``); with
-    ``prune``, first delete the loose objects no ref reaches (``git prune``). The caller decides
-    ``prune`` only after checking that no recorded tree is among :func:`unreachable_objects`."""
+    ``prune``, first delete the loose objects no ref reaches (``git prune``), and with ``packs``
+    as well, rewrite every pack into one holding only what the refs reach (``git repack -a -d``:
+    packed objects no ref reaches are dropped, and the many small packs of snapshots are merged).
+    The caller decides ``prune`` only after checking that no recorded tree is among
+    :func:`unreachable_objects`."""
     where = os.fspath(git_dir)
     if prune:
         _run_git([f"--git-dir={where}", "prune", "--expire=now"], f"pruning {where}")
-    _run_git([f"--git-dir={where}", "repack", "-d", "-q"], f"packing {where}")
+    whole = ["-a"] if prune and packs else []
+    _run_git([f"--git-dir={where}", "repack", *whole, "-d", "-q"], f"packing {where}")

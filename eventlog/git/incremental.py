@@ -12,7 +12,8 @@ answer could depend on paths it was not told about: a ``.gitignore`` changed, or
 repository (a ``.git`` below the root) appeared.
 
 No pygit2 here: blobs and index entries go through `GitStore`'s ``_create_blob``,
-``_index_add_stat``, ``_index_drop`` and ``is_ignored`` (``repository.py``).
+``_index_add_stat``, ``_index_drop`` and ``is_ignored`` (``repository.py``), which stage them
+while a snapshot from changed paths runs (``recorder.py`` writes and applies them).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class IncrementalMixin:
             for rel, full, _ in todo:
                 self._read_and_store(index, rel, full, excluded, lines)
             return
-        writer, staged = pack.PackWriter(self.path), []
+        own = self._staged is None  # else the blobs join the pack of the snapshot's other objects
+        writer, staged = pack.PackWriter(self.path) if own else self._staged, []
         known = self.head is not None  # a store with snapshots may hold these blobs already
         with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="agtrace-blobs") as pool:
             pending = iter(todo)
@@ -105,7 +107,9 @@ class IncrementalMixin:
                     staged.append((rel, oid, MODE_EXEC if st.st_mode & 0o100 else MODE_BLOB, st))
                     if lines is not None:
                         lines[rel] = count_lines(data)
-        writer.close()  # libgit2 takes an index entry only for an object it has
+        if own:
+            writer.close()  # libgit2 takes an index entry only for an object it has
+            self._packs_written(writer)
         for rel, oid, mode, st in staged:
             try:
                 self._index_add_stat(index, rel, oid, mode, st)
@@ -158,17 +162,22 @@ class IncrementalMixin:
         if lines is not None:
             lines[rel] = count_lines(data)
 
-    def _record_edit(self: GitStore, rel: str, entry) -> None:
-        """Note an index edit while `_apply_paths_recorded` runs (``(oid, mode)``, None: removed)."""
-        if self._edits is not None:
-            self._edits.append((rel, entry))
-
-    def _apply_paths_recorded(self: GitStore, index, root: str, changed, max_file_bytes: int,
-                              excluded: list[Exclusion]) -> tuple[str, list]:
-        """`_apply_paths`, and the index edits it made, in order (``treeedit.edited_tree``'s)."""
-        self._edits = []
+    def _apply_paths_staged(self: GitStore, index, root: str, changed, max_file_bytes: int,
+                            excluded: list[Exclusion]) -> tuple[str, list]:
+        """`_apply_paths` with its index edits staged, not applied: returns why the tree must be
+        walked ("" if it need not) and the edits in order (``(path, (oid, mode, stat))`` sets a
+        file, ``(path, None)`` removes a path and all below it), for ``treeedit.edited_tree``
+        and ``recorder._flush_staged``. The blobs read wait in ``self._staged`` (a pack); when the
+        tree must be walked they are dropped, never written."""
+        self._edits, self._staged = [], pack.PackWriter(self.path)
         try:
-            return self._apply_paths(index, root, changed, max_file_bytes, excluded), self._edits
+            reason = self._apply_paths(index, root, changed, max_file_bytes, excluded)
+            if reason:
+                self._staged = None
+            return reason, self._edits
+        except BaseException:
+            self._staged = None
+            raise
         finally:
             self._edits = None
 

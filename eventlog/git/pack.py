@@ -1,5 +1,7 @@
-"""Blobs of a big snapshot written as git packs instead of one loose object file each, hashed and
-compressed in worker threads.
+"""Objects written as git packs instead of one loose object file each: the blobs of a big
+snapshot (hashed and compressed in worker threads), and everything a snapshot from changed paths
+writes (its blobs, trees and commit: one pack per snapshot, see ``packset.py`` for how they are
+merged).
 
 The first snapshot of a big checkout reads every file once: its bytes are hashed (SHA-1 of
 ``blob <size>\\0`` + bytes, git's object id) and deflated in a thread pool (``hashlib`` and
@@ -10,12 +12,13 @@ whose blobs are packed replays byte for byte like one whose blobs are loose.
 
 Contracts:
 
-* A pack is written as ``pack-<sha>.pack`` and ``.idx`` beside it, each through a temp file and
-  a rename, the ``.idx`` last, so a reader never sees a pack without its index. Not fsynced:
-  like loose objects, blobs become durable in a bundle (``repository.py``).
-* A pack holds each object once (non-delta entries, deflated at git's loose-object level, 1);
-  a pack is closed at :data:`PACK_BYTES` of entries, so memory is bounded and offsets fit the
-  idx's 31-bit table.
+* A pack is written as ``pack-<sha>.pack`` and then ``.idx`` beside it (through a temp file and
+  a rename), so a reader, who finds packs by their ``.idx``, never sees a pack without its index
+  nor a partial index (a crash may leave a ``.pack`` without one: ignored by git and libgit2).
+  Not fsynced: like loose objects, blobs become durable in a bundle (``repository.py``).
+* A pack holds each object once (non-delta entries, deflated at level 1, by ISA-L when it is
+  installed); a pack is closed at :data:`PACK_BYTES` of entries, so memory is bounded and
+  offsets fit the idx's 31-bit table.
 * Nothing here knows pygit2; :func:`read_blob` runs in worker threads.
 """
 
@@ -27,6 +30,11 @@ import stat
 import struct
 import zlib
 
+try:  # ISA-L writes the same zlib streams as zlib, several times faster (and releases the GIL)
+    from isal import isal_zlib as _DEFLATE
+except ImportError:  # pragma: no cover - without the "fast" extra
+    _DEFLATE = zlib
+
 PACK_BYTES = 64 * 1024 * 1024
 """Entries buffered before a pack is written (and the next one started)."""
 
@@ -34,6 +42,33 @@ MIN_BLOBS = 64
 """Fewer new blobs than this in one snapshot: loose objects (libgit2) are cheaper than a pack."""
 
 _BLOB = 3  # the pack's object type of a blob
+KINDS = {b"commit": 1, b"tree": 2, b"blob": 3}
+"""Pack object types of the objects written here (whole objects, never deltas)."""
+
+
+def object_id(kind: bytes, body: bytes) -> bytes:
+    """Git's id (SHA-1, 20 bytes) of the object ``kind`` (``b"blob"``, ``b"tree"``...) of ``body``."""
+    oid = hashlib.sha1(b"%s %d\0" % (kind, len(body)))
+    oid.update(body)
+    return oid.digest()
+
+
+def encode_object(kind: bytes, body: bytes, oid: bytes | None = None) -> tuple[bytes, bytes, int]:
+    """``(object id, pack entry, crc32 of the entry)`` of one whole object, for `PackWriter.add`
+    (``oid``: its id, when the caller has it already)."""
+    entry = _entry_header(len(body), KINDS[kind]) + deflate(body)
+    return oid or object_id(kind, body), entry, zlib.crc32(entry)
+
+
+def deflate(data: bytes) -> bytes:
+    """``data`` as a zlib stream at level 1: ISA-L's when installed, unless that stream is longer
+    than zlib's bound for it (incompressible data): readers may read no more than that bound
+    (``packed.py``), so such data is deflated by zlib, whose output never exceeds it."""
+    out = _DEFLATE.compress(data, 1)
+    n = len(data)
+    if _DEFLATE is not zlib and len(out) > n + (n >> 12) + (n >> 14) + (n >> 25) + 13:
+        out = zlib.compress(data, 1)
+    return out
 
 
 def read_blob(full: str):
@@ -57,14 +92,12 @@ def read_blob(full: str):
     finally:
         os.close(fd)
     data = b"".join(chunks)
-    oid = hashlib.sha1(b"blob %d\0" % len(data))
-    oid.update(data)
-    entry = _entry_header(len(data)) + zlib.compress(data, 1)
-    return st, data, oid.digest(), entry, zlib.crc32(entry)
+    oid, entry, crc = encode_object(b"blob", data)
+    return st, data, oid, entry, crc
 
 
-def _entry_header(size: int) -> bytes:
-    out = bytearray([(_BLOB << 4) | (size & 0x0F)])
+def _entry_header(size: int, kind: int = _BLOB) -> bytes:
+    out = bytearray([(kind << 4) | (size & 0x0F)])
     size >>= 4
     while size:
         out[-1] |= 0x80
@@ -83,6 +116,7 @@ class PackWriter:
         self._entries: list[tuple[bytes, bytes, int]] = []
         self._bytes = 0
         self.packs: list[str] = []
+        self.counts: list[int] = []  # objects of each pack written
 
     def add(self, oid: bytes, entry: bytes, crc: int) -> None:
         """Append the object ``oid`` (its pack entry and the entry's crc32); once per id."""
@@ -94,6 +128,12 @@ class PackWriter:
         if self._bytes >= PACK_BYTES:
             self._flush()
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, oid: bytes) -> bool:
+        return oid in self._seen
+
     def close(self) -> None:
         """Write the objects added since the last pack."""
         self._flush()
@@ -102,21 +142,28 @@ class PackWriter:
         entries, self._entries, self._bytes = self._entries, [], 0
         if not entries:
             return
-        os.makedirs(self._dir, exist_ok=True)
-        tmp = os.path.join(self._dir, f"tmp-pack-{os.getpid()}-{len(self.packs)}")
-        digest = hashlib.sha1()
+        header = b"PACK" + struct.pack(">II", 2, len(entries))
+        digest = hashlib.sha1(header)
         offsets, offset = {}, 12
-        with open(tmp + ".pack", "wb") as f:
-            header = b"PACK" + struct.pack(">II", 2, len(entries))
-            digest.update(header)
-            f.write(header)
-            for oid, entry, _ in entries:
-                offsets[oid] = offset
-                offset += len(entry)
-                digest.update(entry)
-                f.write(entry)
-            pack_sha = digest.digest()
-            f.write(pack_sha)
+        for oid, entry, _ in entries:
+            offsets[oid] = offset
+            offset += len(entry)
+            digest.update(entry)
+        pack_sha = digest.digest()
+        name = os.path.join(self._dir, f"pack-{pack_sha.hex()}")
+        if os.path.exists(name + ".idx"):
+            return  # the same objects in the same order: this very pack is there already
+        try:
+            fd = os.open(name + ".pack", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            os.makedirs(self._dir, exist_ok=True)
+            fd = os.open(name + ".pack", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:  # no reader opens a .pack before its .idx exists, so the .pack needs no temp name
+            buffers = [header, *(e[1] for e in entries), pack_sha]
+            for at in range(0, len(buffers), 512):
+                _write_all(fd, buffers[at:at + 512])
+        finally:
+            os.close(fd)
         order = sorted(entries, key=lambda e: e[0])
         fanout = [0] * 256
         for oid, _, _ in order:
@@ -130,9 +177,18 @@ class PackWriter:
                         struct.pack(f">{len(order)}I", *(e[2] & 0xFFFFFFFF for e in order)),
                         struct.pack(f">{len(order)}I", *(offsets[e[0]] for e in order)), pack_sha])
         idx += hashlib.sha1(idx).digest()
-        with open(tmp + ".idx", "wb") as f:
+        tmp = os.path.join(self._dir, f"tmp-idx-{os.getpid()}-{id(self):x}-{len(self.packs)}")
+        with open(tmp, "wb") as f:
             f.write(idx)
-        name = os.path.join(self._dir, f"pack-{pack_sha.hex()}")
-        os.replace(tmp + ".pack", name + ".pack")
-        os.replace(tmp + ".idx", name + ".idx")
+        os.replace(tmp, name + ".idx")
         self.packs.append(name + ".pack")
+        self.counts.append(len(entries))
+
+
+def _write_all(fd: int, buffers: list[bytes]) -> None:
+    total = sum(len(b) for b in buffers)
+    done = os.writev(fd, buffers)
+    if done < total:  # a short write (a signal, a full disk): write the rest plainly
+        rest = b"".join(buffers)[done:]
+        while rest:
+            rest = rest[os.write(fd, rest):]

@@ -19,19 +19,17 @@ durable when it is written into a bundle (`write_bundle` fsyncs and renames). On
 `snapshot` may run at a time on one store; a concurrent one fails on the index lock.
 
 This is the only module of agtrace that imports pygit2. `GitStore` also has the methods of
-``checkout.py`` (writing trees into directories), ``diffs.py`` (comparing trees), ``treeedit.py``
-(trees from changed paths) and ``bundle.py``
-(the git CLI: bundles, importers' foreign repositories), which reach pygit2 objects only through
-this module.
+``recorder.py`` (`snapshot`: walks, and snapshots from changed paths written as one pack each,
+merged by ``packset.py``), ``incremental.py`` (workdir paths into the index), ``checkout.py``
+(writing trees into directories), ``diffs.py`` (comparing trees), ``treeedit.py`` (trees from
+changed paths) and ``bundle.py`` (the git CLI: bundles, importers' foreign repositories), which
+reach pygit2 objects only through this module.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
-import time
-from collections.abc import Collection
 
 import pygit2
 from pygit2.enums import ConfigLevel, DeltaStatus, DiffOption, ObjectType
@@ -43,11 +41,13 @@ from . import policy
 from .bundle import BundleMixin
 from .checkout import CheckoutMixin
 from .diffs import DiffMixin
-from .incremental import IncrementalMixin, _file_signature, _trusted_state
+from .incremental import IncrementalMixin
 from .loose import DamagedObject
 from .packed import ObjectReader
-from .result import SNAPSHOT_REF, Exclusion, FileChange, SnapshotResult
-from .treeedit import TreeEditMixin, tree_changes
+from .packset import PackSet
+from .recorder import RecorderMixin
+from .result import SNAPSHOT_REF
+from .treeedit import TreeEditMixin
 
 _SIGNATURE_NAME = "agtrace"
 _SIGNATURE_EMAIL = "agtrace@localhost"
@@ -58,6 +58,9 @@ _DIFF_FLAGS = (
     | DiffOption.UPDATE_INDEX
 )
 
+_OBJECT_TYPES = {b"blob": ObjectType.BLOB, b"tree": ObjectType.TREE, b"commit": ObjectType.COMMIT}
+
+
 def _isolate_libgit2_config() -> None:
     """Make libgit2 ignore the user's global, XDG and system git configuration (process-wide;
     this module is the only pygit2 user), so snapshots do not depend on the machine."""
@@ -66,7 +69,7 @@ def _isolate_libgit2_config() -> None:
         pygit2.settings.search_path[level] = empty
 
 
-class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEditMixin):
+class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEditMixin):
     """One shadow repository. Construct with `init`, `open` or `from_bundles`."""
 
     _GitError = pygit2.GitError  # for the mixins, which do not import pygit2
@@ -78,7 +81,13 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
         self._index = None  # (index, its file, the file's signature when we wrote it)
         self._state: tuple = ({}, None)  # agtrace-state.json as last saved, with its signature
         self._objects = ObjectReader(os.path.join(path, "objects"))
-        self._edits: list | None = None  # index edits of a snapshot from changed paths, in order
+        self._edits: list | None = None  # index edits staged by a snapshot from changed paths, in order
+        self._staged = None  # the pack (pack.PackWriter) of the objects such a snapshot makes
+        self._trees: dict = {}  # parsed trees (treeedit.py)
+        self._fresh: dict[str, bytes] = {}  # blob id -> bytes read by the snapshot being recorded
+        self._commits: dict[str, str] = {}  # commit -> tree of the snapshots written here
+        self._workdir: str | None = None
+        self._packset = PackSet(path)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -137,9 +146,7 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
         `is_ignored` answers for it before the first snapshot."""
         root = os.path.realpath(workdir)
         policy.install_ignore_rules(self.path, root, exclude, max_file_bytes)
-        if self._repo.workdir is None or os.path.realpath(self._repo.workdir) != root:
-            self._repo.workdir = root
-            self._index = None
+        self._use_workdir(root)
 
     def is_ignored(self, rel: str) -> bool:
         """Whether the snapshot policy ignores ``rel`` (relative to the workdir; a directory
@@ -153,156 +160,11 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
         except (TypeError, ValueError):  # not an object id at all (a damaged bundle header)
             return False
 
-    def snapshot(
-        self,
-        workdir: str | os.PathLike[str],
-        *,
-        exclude: list[str] | tuple[str, ...] = (),
-        max_file_bytes: int,
-        message: str,
-        parent_commit: str | None = None,
-        credentials: bool = True,
-        changed: Collection[str] | None = None,
-        verify: bool = False,
-        move_ref: bool = True,
-    ) -> SnapshotResult:
-        """Record the current tree of ``workdir`` and chain it on ``refs/agtrace/snapshots``.
-
-        Incremental: the private index keeps stat data, so only files whose stat changed are read
-        and hashed. With ``changed`` (relative paths that may differ from the parent snapshot,
-        e.g. from a file watcher; the caller vouches that nothing else did) only those are
-        looked at, and the workdir is not walked (``detector="paths"``) unless that cannot be
-        trusted (first snapshot, policy or a ``.gitignore`` changed, a nested repository
-        appeared: ``detector="walk"``, ``fallback`` says why). With ``verify`` as well, the
-        whole workdir is walked afterwards and what the paths missed is put right and listed in
-        ``missed`` (``detector="paths+walk"``).
-
-        ``parent_commit`` defaults to the ref's tip; when given (e.g. the last commit the caller
-        recorded), the new commit chains from it and the ref is moved to the new commit even if
-        it pointed elsewhere (an unrecorded tip is dropped from the chain). ``move_ref=False``
-        leaves the ref alone (a caller that chains by ``parent_commit`` and moves the ref with
-        `set_head` before bundling saves a ref write per snapshot).
-
-        An unchanged tree creates no commit: the result has ``created_commit=False``, the same
-        ``tree_id`` and ``commit_id`` equal to the parent, and the ref is set to the parent.
-        Changes are computed against the parent's tree, never from the agent's git.
-        """
-        started = time.perf_counter()
-        repo = self._repo
-        root = os.path.realpath(workdir)
-        if not os.path.isdir(root):
-            raise GitStoreError(f"workdir {workdir} is not a directory; nothing to snapshot")
-        parent = self._resolve_parent(parent_commit)
-        state_file = os.path.join(self.path, policy.STATE_FILE)
-        cached_state, signature = self._state
-        state = cached_state if signature and _file_signature(state_file) == signature else policy.load_state(self.path)
-        fingerprint = policy.install_ignore_rules(self.path, root, exclude, max_file_bytes)
-        fingerprint = policy.credentials_fingerprint(fingerprint, credentials)
-        self._credentials = credentials
-        if repo.workdir is None or os.path.realpath(repo.workdir) != root:
-            repo.workdir = root
-            self._index = None
-        index = self._snapshot_index()
-        detector, fallback, missed = "walk", "", ()
-        excluded: list[Exclusion] = []
-        nested_roots: list[str] = []
-        lines: dict[str, int] | None = {} if parent is None else None
-        if changed is not None:
-            fallback = _trusted_state(state, fingerprint, parent)
-            if not fallback:
-                excluded = [Exclusion(*e) for e in state["excluded"]]
-                fallback, edits = self._apply_paths_recorded(index, root, changed, max_file_bytes, excluded)
-                if fallback:
-                    index.read(True)
-                    self._index = None
-                    excluded = []
-                else:
-                    detector = "paths"
-        if detector == "paths" and verify:
-            by_paths, excluded_by_paths = self._write_tree(index, root), sorted(excluded)
-            excluded = []
-        if detector == "walk" or verify:
-            if state.get("policy") != fingerprint:
-                self._purge(index, root, max_file_bytes, check_size=True)
-            if self._apply_workdir_changes(index, root, max_file_bytes, excluded, nested_roots, lines):
-                self._purge(index, root, max_file_bytes, check_size=False)
-            for nested in nested_roots:  # libgit2 lists a new nested repository as one entry
-                self._add_tree(index, root, nested, max_file_bytes, excluded, lines, nested=True)
-        known = [n for n in state.get("nested", []) if os.path.lexists(f"{root}/{n}/.git")]
-        nested_all = sorted(set(known) | set(nested_roots))
-        recorded = sorted(excluded)
-        excluded = recorded + [Exclusion(f"{n}/.git", "nested_git", 0) for n in nested_all]
-        parent_tree = repo[parent].peel(pygit2.Tree).id if parent else None
-        tree = (self._edited_tree(index, root, parent_tree, edits) if detector == "paths" and not verify
-                else self._write_tree(index, root, flush=detector != "paths" or verify))
-        if detector == "paths" and verify:
-            detector = "paths+walk"
-            missed = tuple(self.changed_paths(str(by_paths), str(tree)) if by_paths != tree else ())
-            missed += tuple(sorted({e.path for e in set(recorded) ^ set(excluded_by_paths)} - set(missed)))
-        saved = policy.save_state(self.path, fingerprint, nested_all, recorded, state)
-        self._state = (saved, _file_signature(state_file))
-        if parent is not None and parent_tree == tree:
-            commit_id, created = parent, False
-        else:
-            sig = pygit2.Signature(_SIGNATURE_NAME, _SIGNATURE_EMAIL)
-            parents = [pygit2.Oid(hex=parent)] if parent else []
-            commit_id = str(repo.create_commit(None, sig, sig, message, tree, parents))
-            created = True
-        if move_ref:
-            self.set_head(commit_id)
-        paths = [e.path for e in index] if parent_tree is None and lines is not None else None
-        if paths is not None and all(p in lines for p in paths):  # every file was read just now
-            changes = sorted(FileChange(p, "added", lines[p], 0) for p in paths)
-        elif detector == "paths":  # a few paths changed: compare only the subtrees that differ
-            changes = tree_changes(self, parent_tree, tree)
-        else:
-            changes = self.diff(str(parent_tree) if parent_tree else None, str(tree))
-        return SnapshotResult.of_changes(
-            changes,
-            tree_id=str(tree),
-            commit_id=commit_id,
-            parent_commit=parent,
-            created_commit=created,
-            excluded=tuple(sorted(excluded)),
-            duration_ms=(time.perf_counter() - started) * 1000,
-            detector=detector,
-            fallback=fallback,
-            missed=missed,
-        )
-
-    def _snapshot_index(self):
-        """The private index, kept in memory between snapshots of this store (re-read when the
-        file changed under it: another store object wrote it)."""
-        cached = self._index
-        if cached is not None and _file_signature(cached[1]) == cached[2]:
-            return cached[0]
-        index = self._repo.index
-        path = os.path.join(self.path, "index")
-        signature = _file_signature(path)
-        index.read(True)
-        self._index = (index, path, signature)
-        return index
-
-    def _write_tree(self, index, root: str, *, flush: bool = True):
-        """Write the index's tree; with ``flush`` write the index file too (a snapshot from
-        changed paths leaves it to the next walk: the file is only a stat cache, and a stale one
-        costs re-hashing, never a wrong tree)."""
-        try:
-            tree = index.write_tree()
-            if flush:
-                index.write()
-                path = os.path.join(self.path, "index")
-                self._index = (index, path, _file_signature(path))
-        except pygit2.GitError as exc:
-            raise GitStoreError(
-                f"cannot write snapshot of {root} into {self.path}: {exc}; if another snapshot "
-                "is running wait for it, else remove a stale index.lock"
-            ) from exc
-        return tree
-
     def _resolve_parent(self, parent_commit: str | None) -> str | None:
         if parent_commit is None:
             return self.head
+        if parent_commit in self._commits:
+            return parent_commit
         try:
             return str(self._repo[parent_commit].peel(pygit2.Commit).id)
         except (KeyError, ValueError, pygit2.GitError) as exc:
@@ -311,43 +173,110 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
                 "by an earlier snapshot of this store, or None"
             ) from exc
 
-    def _apply_workdir_changes(self, index, root, max_file_bytes, excluded, nested_roots, lines=None) -> bool:
-        """Bring the index in line with the workdir (libgit2 compares stat data and hashes only
-        changed files); return whether any ``.gitignore`` changed."""
-        rules_changed = False
+    # -- primitives for recorder.py ----------------------------------------------------------
+
+    def _use_workdir(self, root: str) -> None:
+        if self._workdir != root:
+            if self._repo.workdir is None or os.path.realpath(self._repo.workdir) != root:
+                self._repo.workdir = root
+                self._index = None
+            self._workdir = root
+
+    def _tree_of_commit(self, commit: str) -> str:
+        tree = self._commits.get(commit)
+        return tree if tree is not None else str(self._repo[commit].peel(pygit2.Tree).id)
+
+    def _remember_commit(self, commit: str, tree: str) -> None:
+        if len(self._commits) >= 64:
+            self._commits.clear()
+        self._commits[commit] = tree
+
+    def _create_commit(self, message: str, tree: str, parents: list[str]) -> str:
+        sig = pygit2.Signature(_SIGNATURE_NAME, _SIGNATURE_EMAIL)
+        return str(self._repo.create_commit(None, sig, sig, message, pygit2.Oid(hex=tree),
+                                            [pygit2.Oid(hex=p) for p in parents]))
+
+    def _write_snapshot_ref(self, commit: str) -> None:
+        """Point ``refs/agtrace/snapshots`` at ``commit`` (just written by `snapshot`). A ref file
+        that holds an id already (41 bytes) is overwritten in place: one write of 41 bytes within
+        a page, seen whole or not at all (only this store writes the ref; neither way is
+        fsynced), where git's ``.lock`` file and rename would cost a file creation and a rename
+        per snapshot; else it is written as git does, through ``.lock`` and a rename."""
+        path = os.path.join(self.path, *SNAPSHOT_REF.split("/"))
+        line = commit.encode() + b"\n"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                if os.fstat(fd).st_size == len(line) and os.pwrite(fd, line, 0) == len(line):
+                    return
+            finally:
+                os.close(fd)
+        lock = path + ".lock"
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            raise GitStoreError(f"{lock} exists: another snapshot of {self.path} is running; wait for it, "
+                                "else remove the stale lock") from None
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        os.replace(lock, path)
+
+    def _read_raw(self, oid: bytes) -> tuple[str, bytes]:
+        """``(kind, bytes)`` of object ``oid`` (20 bytes); KeyError when it is missing."""
+        kind, data = self._repo.odb.read(pygit2.Oid(raw=oid))
+        return ObjectType(kind).name.lower(), data
+
+    def _write_object(self, kind: bytes, body: bytes) -> bytes:
+        return self._repo.odb.write(_OBJECT_TYPES[kind], body).raw
+
+    def _drop_pack_handles(self) -> None:
+        """Forget deleted packs (merged into another): libgit2 and the Python reader keep every
+        pack they opened until their object database is replaced."""
+        objects = os.path.join(self.path, "objects")
+        self._repo.set_odb(pygit2.Odb(objects))
+        self._objects = ObjectReader(objects)
+
+    def _blob_line_stats(self, old: str, new: str) -> tuple[int, int]:
+        """Lines added and removed from blob ``old`` to blob ``new`` (0, 0 if either is binary),
+        as libgit2's blob diff counts them (the buffers compared: no attribute lookups)."""
+        data = [self._fresh.get(oid) or self._blob_data(oid) for oid in (old, new)]
+        _, plus, minus = pygit2.Patch.create_from(data[0], data[1], context_lines=0).line_stats
+        return plus, minus
+
+    def _workdir_deltas(self, index, root: str) -> list[tuple[str, bool]]:
+        """``(path, deleted)`` of every path where the workdir differs from ``index`` (libgit2
+        compares stat data, hashes what changed; a new directory ends with ``/``)."""
         try:
             deltas = list(index.diff_to_workdir(flags=_DIFF_FLAGS).deltas)
         except pygit2.GitError as exc:
             raise GitStoreError(f"cannot scan workdir {root}: {exc}") from exc
-        items = []
-        for delta in deltas:
-            path = delta.new_file.path
-            if path.endswith("/"):
-                if os.path.lexists(os.path.join(root, path, ".git")):
-                    nested_roots.append(path[:-1])
-                continue
-            if path == ".gitignore" or path.endswith("/.gitignore"):
-                rules_changed = True
-            full = os.path.join(root, path)
-            try:
-                st = os.lstat(full)
-            except (FileNotFoundError, NotADirectoryError):  # gone, or a parent became a file
-                st = None
-            if st is None or delta.status == DeltaStatus.DELETED or stat.S_ISDIR(st.st_mode):
-                _remove(index, path)
-                continue
-            items.append((path, full, st))
-        self._add_paths(index, items, max_file_bytes, excluded, lines)
-        return rules_changed
+        return [(d.new_file.path, d.status == DeltaStatus.DELETED) for d in deltas]
 
     # -- index primitives for incremental.py -------------------------------------------------
 
     def _create_blob(self, data: bytes):
+        if self._staged is not None:  # a snapshot from changed paths: into its pack
+            return self._stage_object(b"blob", data)
         return self._repo.create_blob(data)
 
     def _index_add_stat(self, index, rel: str, oid, mode: int, st: os.stat_result) -> None:
         """Add ``rel`` as blob ``oid`` with the stat data of ``st`` (so a later walk skips it
-        while it is unchanged); ValueError for a path git refuses."""
+        while it is unchanged), or stage that while a snapshot from changed paths runs;
+        ValueError for a path git refuses."""
+        if self._edits is not None:
+            self._edits.append((rel, (oid if isinstance(oid, bytes) else oid.raw, mode, st)))
+        else:
+            self._index_put(index, rel, oid, mode, st)
+
+    def _index_put(self, index, rel: str, oid, mode: int, st: os.stat_result) -> None:
         entry = _ffi.new("git_index_entry *")
         _ffi.buffer(_ffi.addressof(entry, "id"))[:] = oid if isinstance(oid, bytes) else oid.raw
         entry.mode = mode
@@ -360,11 +289,15 @@ class GitStore(CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEdit
         entry.path = path
         if _C.git_index_add(index._index, entry) != 0:  # noqa: SLF001 - pygit2 has no stat setter
             raise ValueError(f"git refuses the path {rel!r}")
-        self._record_edit(rel, (oid.hex() if isinstance(oid, bytes) else oid, mode))
 
     def _index_drop(self, index, rel: str) -> None:
-        """Remove ``rel`` and everything below it from ``index``."""
-        self._record_edit(rel, None)
+        """Remove ``rel`` and everything below it from ``index`` (or stage that)."""
+        if self._edits is not None:
+            self._edits.append((rel, None))
+        else:
+            self._index_drop_now(index, rel)
+
+    def _index_drop_now(self, index, rel: str) -> None:
         _remove(index, rel)
         if hasattr(index, "remove_directory"):
             index.remove_directory(rel)
