@@ -133,6 +133,32 @@ def test_damage_to_the_shadow_repository_is_found_and_bundles_still_replay(tmp_p
     assert view.part == 2 and (tmp_path / "out" / "a.txt").read_text() == "part 2\n"
 
 
+def test_a_blob_missing_from_the_shadow_repository_is_named_and_bundles_replay(tmp_path):
+    """A file's blob deleted from repo.git (its tree is still there): `replay` takes the tree
+    from the bundles; with the bundles gone too it names the missing object (exit 1), never an
+    internal error (libgit2's NotFoundError used to reach the user as a bug)."""
+    import zlib
+
+    store = Store(tmp_path / "s")
+    run_id = captured_run(store, tmp_path / "w")
+    run_dir = store.run_dir(run_id)
+    store.close()
+    blobs = [p for p in _objects(run_dir / "repo.git")
+             if len(p.parent.name) == 2 and zlib.decompress(p.read_bytes()).startswith(b"blob ")]
+    assert blobs, "the first snapshot's blobs are loose objects"
+    for blob in blobs:
+        blob.unlink()
+    done = run_agtrace(["replay", run_id, "--part", "0", "--out", str(tmp_path / "out")], tmp_path / "s")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "a.txt").read_text() == "zero\n"
+    for bundle in (run_dir / "bundles").glob("*.bundle"):
+        bundle.unlink()
+    failed = run_agtrace(["replay", run_id, "--part", "0", "--out", str(tmp_path / "out2")], tmp_path / "s")
+    err = failed.stderr.decode()
+    assert failed.returncode == 1 and "internal error" not in err and "Traceback" not in err, err
+    assert "missing" in err and "repo.git" in err, err
+
+
 def test_damaged_bundles_and_repository_leave_no_part_replayable(tmp_path):
     store = Store(tmp_path / "s")
     run_id = captured_run(store, tmp_path / "w")

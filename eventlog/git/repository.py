@@ -403,14 +403,21 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
         return self._tree(tree_id) if tree_id else self._repo[self._repo.TreeBuilder().write()]
 
     def _lookup(self, oid):
-        return self._repo[oid]
+        try:
+            return self._repo[oid]
+        except (KeyError, ValueError) as exc:  # pygit2's NotFoundError is a KeyError
+            raise self._missing(oid) from exc
+
+    def _missing(self, oid) -> GitStoreError:
+        return GitStoreError(f"object {oid} is missing from {self.path}: the shadow repository is damaged; replay "
+                             "from the run's bundles (`agtrace verify` says which are whole)")
 
     def _blob_data(self, oid) -> bytes:
         """The bytes of blob ``oid``, their hash checked, without a pygit2 object: checkouts and
         reports read every file this way. A loose or a whole packed object is read in Python
         (``loose.py``, ``packed.py``: the GIL goes while they inflate and hash, so a checkout's
-        threads use every core), a delta by libgit2. A missing object raises KeyError, a
-        damaged one GitStoreError."""
+        threads use every core), a delta by libgit2. A missing or damaged object raises
+        GitStoreError."""
         hex_id = str(oid)
         try:
             found = self._objects.read(hex_id)
@@ -418,7 +425,10 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
             raise GitStoreError(f"{exc} in {self.path}: the shadow repository is damaged; "
                                 "replay from the run's bundles (`agtrace verify` says which are whole)") from None
         if found is None:
-            kind, data = self._repo.odb.read(oid)
+            try:
+                kind, data = self._repo.odb.read(oid)
+            except (KeyError, ValueError) as exc:
+                raise self._missing(oid) from exc
             kind = ObjectType(kind).name.lower()
         else:
             kind, data = found[0].decode(errors="replace"), found[1]
