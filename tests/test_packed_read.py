@@ -114,6 +114,29 @@ def test_the_packs_a_big_snapshot_writes_are_read_whole(tmp_path):
     assert all((out / f"f{i}.txt").read_bytes() == (work / f"f{i}.txt").read_bytes() for i in range(150))
 
 
+def test_an_entry_deflated_past_zlibs_bound_is_read_as_git_reads_it(tmp_path):
+    """A valid zlib stream may be longer than zlib's own bound (another deflater, or flushes
+    every few bytes): git reads it, so the reader must too, not call the pack damaged."""
+    from agtrace.eventlog.git import pack
+
+    repo, _ = _repo(tmp_path, window=0)
+    body = os.urandom(3000)
+    deflater = zlib.compressobj(1)
+    stream = b"".join(deflater.compress(body[i : i + 8]) + deflater.flush(zlib.Z_FULL_FLUSH)
+                      for i in range(0, len(body), 8)) + deflater.flush()
+    assert len(stream) > len(body) + 2 * (len(body) >> 12) + 64  # past the bound the reader looks in first
+    oid = pack.object_id(b"blob", body)
+    entry = pack._entry_header(len(body)) + stream
+    writer = pack.PackWriter(repo.path)
+    writer.add(oid, entry, zlib.crc32(entry))
+    writer.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    shown = subprocess.run(["git", "-C", repo.workdir, "cat-file", "blob", oid.hex()], env=env,
+                           capture_output=True, check=True)
+    assert shown.stdout == body  # git reads it
+    assert PackReader(os.path.join(repo.path, "objects")).read(oid.hex()) == (b"blob", body)
+
+
 _PRISTINE = None
 """The packed files and blobs the mutation test starts from (made once)."""
 

@@ -62,8 +62,9 @@ def encode_object(kind: bytes, body: bytes, oid: bytes | None = None) -> tuple[b
 
 def deflate(data: bytes) -> bytes:
     """``data`` as a zlib stream at level 1: ISA-L's when installed, unless that stream is longer
-    than zlib's bound for it (incompressible data): readers may read no more than that bound
-    (``packed.py``), so such data is deflated by zlib, whose output never exceeds it."""
+    than zlib's bound for it (incompressible data): readers inflate that bound at once and read
+    on past it only in chunks (``packed.py``), so such data is deflated by zlib, whose output
+    never exceeds it."""
     out = _DEFLATE.compress(data, 1)
     n = len(data)
     if _DEFLATE is not zlib and len(out) > n + (n >> 12) + (n >> 14) + (n >> 25) + 13:

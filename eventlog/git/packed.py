@@ -145,6 +145,10 @@ class PackReader:
         view = memoryview(pack)
         try:
             data = inflate.decompress(view[at : at + bound])
+            end = at + bound
+            while not inflate.eof and len(data) < size and end < len(pack):  # a deflater less tight
+                data += inflate.decompress(view[end : end + _CHUNK])  # than zlib's bound: read on
+                end += _CHUNK
         except (zlib.error, self._inflater.error) as exc:
             raise DamagedObject(f"object {oid} does not inflate in its pack ({exc})") from None
         finally:
@@ -156,6 +160,10 @@ class PackReader:
         if digest.hexdigest() != oid:
             raise DamagedObject(f"object {oid} does not hash to its name in its pack")
         return _KINDS[kind], data
+
+
+_CHUNK = 1 << 16
+"""How much more of a pack is inflated at a time past an entry's bound."""
 
 
 class ObjectReader:
