@@ -198,6 +198,22 @@ def test_the_final_walk_records_what_the_watcher_missed(work, tmp_path):
     assert str(pygit2.Index(str(tmp_path / "run" / "repo.git" / "index")).write_tree(repo)) == final.tree_id
 
 
+def test_a_path_git_cannot_hold_is_excluded_alike_and_never_missed(work, tmp_path):
+    """A file named ``.GIT``: the watcher's snapshot leaves it out as ``invalid_path``; the
+    final walk (whose libgit2 iterator never lists it) must not call it a change the watcher
+    missed, and keeps the same exclusion."""
+    snap = Snapshotter(tmp_path / "run", work)
+    snap.take("base")
+    write(f"{work}/.GIT", "not a repository\n")
+    write(f"{work}/README.md", "edited\n")
+    event = snap.take("part 1")
+    assert event.detector == "inotify" and event.modified == ["README.md"]
+    assert [(e.path, e.reason) for e in event.excluded if e.path == ".GIT"] == [(".GIT", "invalid_path")]
+    final = snap.take("final", final=True)
+    assert final.detector == "inotify+walk" and final.missed == [], final.missed
+    assert [(e.path, e.reason) for e in final.excluded if e.path == ".GIT"] == [(".GIT", "invalid_path")]
+
+
 def test_without_a_watcher_every_snapshot_walks(work, tmp_path):
     snap = Snapshotter(tmp_path / "run", work, watch=False)
     snap.take("base")

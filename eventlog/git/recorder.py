@@ -103,7 +103,7 @@ class RecorderMixin:
         elif detector == "paths":
             self._flush_staged(index, edits, excluded)
             by_paths, excluded_by_paths = self._write_tree(index, root), sorted(excluded)
-            excluded = []
+            excluded = [e for e in excluded_by_paths if _refused(e.path)]  # the walk never lists them
         if detector == "walk" or verify:
             if state.get("policy") != fingerprint:
                 self._purge(index, root, max_file_bytes, check_size=True)
@@ -113,7 +113,7 @@ class RecorderMixin:
                 self._add_tree(index, root, nested, max_file_bytes, excluded, lines, nested=True)
         known = [n for n in state.get("nested", []) if os.path.lexists(f"{root}/{n}/.git")]
         nested_all = sorted(set(known) | set(nested_roots))
-        recorded = sorted(excluded)
+        recorded = sorted(set(excluded))
         excluded = recorded + [Exclusion(f"{n}/.git", "nested_git", 0) for n in nested_all]
         if recorded_in_pack is not None:
             tree, commit_id = recorded_in_pack
