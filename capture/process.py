@@ -174,13 +174,12 @@ class ProcessGroup:
         with self._cv:
             if self.stopping or not self.alive():
                 return None
+            self._thaw_by = time.monotonic() + self.freeze_deadline_s
             if self.frozen:
                 self._holds += 1
-                self._thaw_by = time.monotonic() + self.freeze_deadline_s
                 return self.deadline_thaws
             self.frozen = True
             self._holds = 1
-            self._thaw_by = time.monotonic() + self.freeze_deadline_s
             self._confirm_at = None
             if self.supervisor is not None:
                 self.supervisor.frozen()  # first: should the capture die now, the group is continued

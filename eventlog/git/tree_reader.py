@@ -172,20 +172,21 @@ class TreeReader:
         if found is not None and found[0] == b"commit":
             oid = commit_tree(found[1]) or ""
             found = self._read(oid)
-        if found is not None and found[0] == b"tree":
-            entries = parse_tree(found[1])
-            if entries is not None:
-                return Tree(oid, entries)
-        return self._wrap(self._libgit2()._tree(tree_id))
+        tree = self._parsed(oid, found)  # not `or`: an empty Tree is falsy
+        return tree if tree is not None else self._wrap(self._libgit2()._tree(tree_id))
 
     def _lookup(self, oid) -> Tree:
         hex_id = str(oid)
-        found = self._read(hex_id)
-        if found is not None and found[0] == b"tree":
-            entries = parse_tree(found[1])
-            if entries is not None:
-                return Tree(hex_id, entries)
-        return self._wrap(self._libgit2()._lookup(oid))
+        tree = self._parsed(hex_id, self._read(hex_id))
+        return tree if tree is not None else self._wrap(self._libgit2()._lookup(oid))
+
+    @staticmethod
+    def _parsed(oid: str, found: tuple[bytes, bytes] | None) -> Tree | None:
+        """The tree ``oid`` from what `_read` gave, when it is a tree this parser takes."""
+        if found is None or found[0] != b"tree":
+            return None
+        entries = parse_tree(found[1])
+        return None if entries is None else Tree(oid, entries)
 
     def _blob_data(self, oid) -> bytes:
         found = self._read(str(oid))
