@@ -98,79 +98,84 @@ class RunFold:
         return rel_ms(ts, self.t0)
 
     def apply(self, rec: Record) -> None:
-        ev = rec.event
-        if self.t0 is None:
-            self.t0 = rec.ts
+        ev, ts = rec.event, rec.ts
+        t0 = self.t0
+        if t0 is None:
+            t0 = self.t0 = ts
         slot = self.attribution.owner(rec.part) or 0
-        t = self.rel_ms(rec.ts)
-        if isinstance(ev, RunStarted):
+        t = 0 if ts is None or t0 is None else (ts - t0) // 1_000_000  # rel_ms, inlined (called per event)
+        kind = type(ev)
+        if kind is RunStarted:
             self.started = ev
             return
-        if isinstance(ev, PartEnded):
+        if kind is PartEnded:
             return
-        if isinstance(ev, ToolCalled):
+        if kind is ToolCalled:
             self.calls[ev.call_id] = [slot, t, None, ev.tool, "pending", ev.call_id]
-        elif isinstance(ev, ToolReturned):
+        elif kind is ToolReturned:
             call = self.calls.setdefault(ev.call_id, [slot, t, None, ev.tool, "pending", ev.call_id])
             outcome = ev.status if ev.status != "ok" else ("exit" if ev.exit_code not in (None, 0) else "ok")
             start = t - int(ev.duration_ms or 0)
             call[1], call[2], call[4] = min(call[1], start), t, outcome
-        elif isinstance(ev, TestsRan):
+        elif kind is TestsRan:
             self.tests.append([slot, t, ev.passed, ev.failed, ev.errors, ev.total, ev.suite])
-        row = self._transcript_row(rec, slot, t) if self.transcript else None
-        if row is not None:
-            self.events.append(row)
+        if self.transcript:
+            body = _ROW_BODIES.get(kind, _no_row)(ev, self._cut)
+            if body is not None:
+                self.events.append([rec.seq, t, slot, rec.kind, body])
 
     def _cut(self, text: str) -> str:
         if len(text) <= self.text_chars:
             return text
         return f"{text[: self.text_chars]}\n… [{len(text) - self.text_chars:,} more characters: `agtrace log` shows all]"
 
-    def _transcript_row(self, rec: Record, slot: int, t: int) -> list | None:
-        """The event as ``[seq, t_ms, slot, kind, fields]`` for the transcript, or None to leave out."""
-        ev = rec.event
-        cut = self._cut
-        if isinstance(ev, MessageAdded):
-            body = {"role": ev.role, "text": cut(ev.text) + (" …" if ev.text_blob else "")}
-        elif isinstance(ev, ReasoningAdded):
-            body = {"text": "(encrypted)" if ev.encrypted and not ev.text else cut(ev.text)}
-        elif isinstance(ev, ToolCalled):
-            args = ev.command or (msgspec.json.encode(ev.arguments).decode() if ev.arguments is not None else "")
-            body = {"tool": ev.tool, "command": cut(args)}
-        elif isinstance(ev, ToolReturned):
-            body = {"tool": ev.tool, "status": ev.status, "exit_code": ev.exit_code, "ms": ev.duration_ms,
-                    "output": cut(ev.output), "bytes": ev.output_bytes or len(ev.output.encode())}
-        elif isinstance(ev, TestsRan):
-            failing = [c.name for c in ev.tests if c.outcome in ("failed", "error")][:20]
-            body = {"suite": ev.suite, "passed": ev.passed, "failed": ev.failed, "errors": ev.errors,
-                    "total": ev.total, "failing": failing}
-        elif isinstance(ev, UsageReported):
-            u = ev.usage
-            body = {"input": u.input, "output": u.output, "cache_read": u.cache_read,
-                    "cache_write": u.cache_write, "cost": ev.cost_usd}
-        elif isinstance(ev, FileChanged):
-            body = {"change": ev.change, "path": ev.path}
-        elif isinstance(ev, ErrorOccurred):
-            body = {"origin": ev.origin, "message": cut(ev.message), "fatal": ev.fatal}
-        elif isinstance(ev, (TurnStarted, TurnEnded)):
-            body = {"turn": ev.turn}
-        elif isinstance(ev, LineLogged):
-            body = {"stream": ev.stream, "text": cut(ev.text)}
-        elif isinstance(ev, ModelCalled):
-            if ev.ok:
-                return None
-            body = {"model": ev.model, "error": cut(ev.error)}
-        elif isinstance(ev, RawRecorded):
-            if not ev.parse_error:
-                return None
-            body = {"source": ev.source, "error": ev.parse_error}
-        elif isinstance(ev, RunEnded):
-            body = {"status": ev.status, "reason": ev.reason}
-        elif isinstance(ev, UnknownEvent):
-            body = {"text": cut(msgspec.json.encode(to_builtins(ev)).decode())}
-        else:  # snapshots (shown as diffs), heartbeats, part ends (part headers)
-            return None
-        return [rec.seq, t, slot, rec.kind, body]
+
+# The transcript row of each kind of event: ``[seq, t_ms, slot, kind, body]``, where ``body`` is
+# what the function of the event's type gives (``cut`` shortens a text to the report's limit); a
+# kind without one (snapshots, shown as diffs; heartbeats; part ends, shown as part headers), or a
+# function returning None, leaves the event out of the transcript.
+
+
+def _no_row(ev, cut) -> None:
+    return None
+
+
+def _tool_called(ev: ToolCalled, cut) -> dict:
+    args = ev.command or (msgspec.json.encode(ev.arguments).decode() if ev.arguments is not None else "")
+    return {"tool": ev.tool, "command": cut(args)}
+
+
+def _tests_ran(ev: TestsRan, cut) -> dict:
+    failing = [c.name for c in ev.tests if c.outcome in ("failed", "error")][:20]
+    return {"suite": ev.suite, "passed": ev.passed, "failed": ev.failed, "errors": ev.errors, "total": ev.total,
+            "failing": failing}
+
+
+def _usage_reported(ev: UsageReported, cut) -> dict:
+    u = ev.usage
+    return {"input": u.input, "output": u.output, "cache_read": u.cache_read, "cache_write": u.cache_write,
+            "cost": ev.cost_usd}
+
+
+_ROW_BODIES: dict[type, Callable[..., dict | None]] = {
+    MessageAdded: lambda ev, cut: {"role": ev.role, "text": cut(ev.text) + (" …" if ev.text_blob else "")},
+    ReasoningAdded: lambda ev, cut: {"text": "(encrypted)" if ev.encrypted and not ev.text else cut(ev.text)},
+    ToolCalled: _tool_called,
+    ToolReturned: lambda ev, cut: {"tool": ev.tool, "status": ev.status, "exit_code": ev.exit_code,
+                                   "ms": ev.duration_ms, "output": cut(ev.output),
+                                   "bytes": ev.output_bytes or len(ev.output.encode())},
+    TestsRan: _tests_ran,
+    UsageReported: _usage_reported,
+    FileChanged: lambda ev, cut: {"change": ev.change, "path": ev.path},
+    ErrorOccurred: lambda ev, cut: {"origin": ev.origin, "message": cut(ev.message), "fatal": ev.fatal},
+    TurnStarted: lambda ev, cut: {"turn": ev.turn},
+    TurnEnded: lambda ev, cut: {"turn": ev.turn},
+    LineLogged: lambda ev, cut: {"stream": ev.stream, "text": cut(ev.text)},
+    ModelCalled: lambda ev, cut: None if ev.ok else {"model": ev.model, "error": cut(ev.error)},
+    RawRecorded: lambda ev, cut: {"source": ev.source, "error": ev.parse_error} if ev.parse_error else None,
+    RunEnded: lambda ev, cut: {"status": ev.status, "reason": ev.reason},
+    UnknownEvent: lambda ev, cut: {"text": cut(msgspec.json.encode(to_builtins(ev)).decode())},
+}
 
 
 def fold_run(store: Store, run_id: str, *, text_chars: int = ReportLimits.text_chars, transcript: bool = True,

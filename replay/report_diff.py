@@ -8,7 +8,6 @@ of the caps in :class:`~agtrace.replay.report.ReportLimits`; every cut is noted.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,13 +25,16 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class DiffBudget:
-    """What is left of the diff and file-version caps while a report is built."""
+    """What is left of the diff and file-version caps while a report is built, and what is known
+    of every file version read so far (each is read once, whichever parts show it)."""
 
     limits: ReportLimits
     diff_left: int = 0
     blob_left: int = 0
     blobs: dict[str, str] = field(default_factory=dict)
     cut_parts: int = 0
+    seen: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    """blob id -> (size, whether it is text)"""
 
     def __post_init__(self):
         self.diff_left = self.limits.diff_total_bytes
@@ -49,8 +51,24 @@ def _text(data: bytes | None) -> str | None:
         return None
 
 
-def _key(data: bytes) -> str:
-    return hashlib.sha1(data).hexdigest()[:16]
+def _key(oid: str) -> str:
+    """A file version's name in the report's ``blobs`` (its blob id, shortened)."""
+    return oid[:16]
+
+
+def _version(git: GitStore, oid: str, budget: DiffBudget) -> tuple[int, bool]:
+    """``(size, is text)`` of blob ``oid``, read the first time it is asked for; its text is kept
+    in ``budget.blobs`` then, while the caps allow (a version the caps left out stays out: they
+    only shrink)."""
+    known = budget.seen.get(oid)
+    if known is None:
+        data = git.blob(oid)
+        text = _text(data)
+        known = budget.seen[oid] = (len(data), text is not None)
+        if text is not None and len(data) <= budget.limits.blob_file_bytes and len(data) <= budget.blob_left:
+            budget.blobs[_key(oid)] = text
+            budget.blob_left -= len(data)
+    return known
 
 
 def part_changes(git: GitStore, tree_a: str, tree_b: str, budget: DiffBudget) -> list[list]:
@@ -62,22 +80,12 @@ def part_changes(git: GitStore, tree_a: str, tree_b: str, budget: DiffBudget) ->
     lim = budget.limits
     out = []
     part_left = lim.diff_part_bytes
-    for c, patch, old, new in git.diff_texts(tree_a or None, tree_b):
-        keys = []
-        texts = []
-        for data in (old, new):
-            text = _text(data)
-            texts.append(text)
-            key = _key(data) if data is not None else None
-            keys.append(key)
-            if key and text is not None and key not in budget.blobs and len(data) <= lim.blob_file_bytes \
-                    and len(data) <= budget.blob_left:
-                budget.blobs[key] = text
-                budget.blob_left -= len(data)
+    for c, patch, old, new in git.diff_patches(tree_a or None, tree_b):
+        versions = [_version(git, oid, budget) if oid is not None else None for oid in (old, new)]
         diff, note = None, ""
-        if (old is not None and texts[0] is None) or (new is not None and texts[1] is None):
+        if any(v is not None and not v[1] for v in versions):
             note = "binary file"
-        elif max(len(old or b""), len(new or b"")) > lim.blob_file_bytes:
+        elif max(v[0] if v is not None else 0 for v in versions) > lim.blob_file_bytes:
             note = f"file over {lim.blob_file_bytes // 1024} KiB; `agtrace replay` writes it out"
         elif part_left <= 0 or budget.diff_left <= 0:
             note = "left out: the report's diff size cap was reached; `agtrace replay` shows it"
@@ -90,6 +98,7 @@ def part_changes(git: GitStore, tree_a: str, tree_b: str, budget: DiffBudget) ->
                 budget.cut_parts += 1
             part_left -= size
             budget.diff_left -= size
+        keys = [_key(oid) if oid is not None else None for oid in (old, new)]
         out.append([c.path, c.status, c.lines_added, c.lines_removed, keys[0], keys[1], diff, note])
     return out
 

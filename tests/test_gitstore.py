@@ -281,7 +281,7 @@ def test_file_entry_naming_a_tree_is_refused(store, tmp_path, mode):
         with pytest.raises(GitStoreError, match=f"object {inner} is a tree"):
             store.checkout(tree, tmp_path / f"out-{jobs}", jobs=jobs)
     with pytest.raises(GitStoreError, match="hostile or damaged"):
-        store.diff_texts(None, tree)
+        store.diff_patches(None, tree)
 
 
 def test_nested_repo_files_are_plain_files(store, workdir):

@@ -21,16 +21,17 @@ class DiffMixin:
         with line counts for text files (no rename detection)."""
         return sorted(change for change, _ in self._patches(tree_a, tree_b))
 
-    def diff_texts(self, tree_a: str | None, tree_b: str) -> list[tuple[FileChange, str | None, bytes | None,
-                                                                          bytes | None]]:
+    def diff_patches(self, tree_a: str | None, tree_b: str) -> list[tuple[FileChange, str | None, str | None,
+                                                                            str | None]]:
         """:meth:`diff` with, per file, its unified diff as libgit2 writes it (3 lines of context,
-        from the ``---`` line; None for a binary file) and the bytes of its two versions (None
-        where absent): one pass over the trees, for callers that show every part's diff."""
+        from the ``---`` line; None for a binary file) and the ids (hex) of its two versions (None
+        where absent): one pass over the trees, for callers that show every part's diff and read
+        each version once (:meth:`blob`), however many parts it appears in."""
         out = []
         for change, patch in self._patches(tree_a, tree_b):
             delta = patch.delta
-            old = self._blob_data(delta.old_file.id) if change.status != "added" else None
-            new = self._blob_data(delta.new_file.id) if change.status != "deleted" else None
+            old = str(delta.old_file.id) if change.status != "added" else None
+            new = str(delta.new_file.id) if change.status != "deleted" else None
             text = None
             if not delta.is_binary:
                 text = patch.text or ""

@@ -348,6 +348,11 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
             raise GitStoreError(f"{path} in tree {tree_id} is a directory, not a file")
         return self._blob_data(obj.id)
 
+    def blob(self, oid: str) -> bytes:
+        """The bytes of blob ``oid`` (hex), their hash checked; GitStoreError when it is missing,
+        damaged or not a blob."""
+        return self._blob_data(oid)
+
     def files(self, tree_id: str) -> dict[str, str]:
         """Every file (and symlink) of ``tree_id``: path → blob id (hex). Blob ids are content
         hashes, so two repositories name equal contents alike (comparing trees across runs)."""
