@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import time
 
 FOREIGN_AFTER_S = 24 * 3600
@@ -21,7 +20,7 @@ _TAG = re.compile(r"@([A-Za-z0-9._-]+)-([0-9]+)@")
 
 
 def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "host"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", os.uname().nodename) or "host"
 
 
 def tag() -> str:

@@ -11,7 +11,6 @@ import errno
 import fcntl
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -49,7 +48,7 @@ class RunLock:
             ) from None
         info = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": os.uname().nodename,
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         os.ftruncate(fd, 0)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -153,7 +152,7 @@ class Store:
             canon = msgspec.json.encode(started.config, order="sorted")
             fill["config_sha256"] = hashlib.sha256(canon).hexdigest()
         if not started.host:
-            fill["host"] = socket.gethostname()
+            fill["host"] = os.uname().nodename
         if fill:
             started = msgspec.structs.replace(started, **fill)
         ts = ts if ts is not None else time.time_ns()

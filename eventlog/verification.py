@@ -21,7 +21,6 @@ replayed and why the others cannot.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,6 +308,8 @@ class _unbundled:
     """The bundles unbundled into a temporary repository (git checks every pack), as a context."""
 
     def __init__(self, git_store, bundles: list[Path]):
+        import tempfile  # only a verify that unbundles needs it
+
         self._tmp = tempfile.TemporaryDirectory(prefix="agtrace-verify-")
         try:
             self.git = git_store.from_bundles(bundles, os.path.join(self._tmp.name, "repo.git"))

@@ -56,8 +56,8 @@ class CheckoutMixin:
 
         Nothing is ever written outside ``out_dir`` (see the module docstring). A hostile or
         unsupported tree raises GitStoreError and leaves ``out_dir`` partially written (delete
-        it). Files are written by ``jobs`` threads (default :data:`CHECKOUT_JOBS`), one
-        directory at a time each, one ``open``/``write``/``close`` per file (plus ``fchmod``
+        it). Files are written by ``jobs`` threads (default :data:`CHECKOUT_JOBS`, 1: the
+        walking thread itself), one directory at a time each, one ``open``/``write``/``close`` per file (plus ``fchmod``
         only when the umask would change its mode). With ``verify`` the written tree's id must
         equal ``tree_id``: it is computed from the bytes as handed to the kernel (each file's
         bytes hash to its object id, checked as they are read; its size is checked on disk

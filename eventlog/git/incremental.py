@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import stat
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -88,6 +87,9 @@ class IncrementalMixin:
         own = self._staged is None  # else the blobs join the pack of the snapshot's other objects
         writer, staged = pack.PackWriter(self.path) if own else self._staged, []
         known = self.head is not None  # a store with snapshots may hold these blobs already
+        # imported here: ~5 ms (it imports logging) that a replay, which never snapshots, saves
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="agtrace-blobs") as pool:
             pending = iter(todo)
             window = deque((item, pool.submit(pack.read_blob, item[1])) for item in islice(pending, _WINDOW))
