@@ -54,13 +54,12 @@ def _blocks(source: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes, li
     line_no = 1
     read = getattr(source, "read1", source.read)  # what a pipe has, without waiting for a full block
     while data := read(block_bytes):
-        if rest:
-            data = rest + data
         cut = data.rfind(b"\n")
         if cut < 0:
-            rest = data
+            rest += data
             continue
-        block = data[:cut]
+        # one copy of the block's bytes (rest + data, then a slice of it, would make two)
+        block = rest + memoryview(data)[:cut] if rest else data[:cut]
         lines = block.split(b"\n")
         rest = data[cut + 1 :]
         yield line_no, block, lines
