@@ -251,3 +251,38 @@ def test_blocks_hold_every_line_once_in_order_numbered_from_one(data, block_byte
     for line_no, block, lines in blocks:
         assert line_no == number and type(block) is bytes and block == b"\n".join(lines)
         number += len(lines)
+
+
+def test_the_cycle_collector_runs_between_blocks_and_is_left_as_it_was(tmp_path):
+    """The collector is paused per block only: it runs during a long append (cyclic garbage
+    waits one block at most), and after the append (stored or refused) it is as the caller left it."""
+    import gc
+
+    from agtrace.eventlog import InvalidEvent
+
+    store = Store(tmp_path / "s")
+    writer = store.create_run()
+    runs = []
+
+    def count(phase, info):
+        if phase == "start":
+            runs.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        append_json_lines(writer, io.BytesIO(b"\n".join(_line(f"line {i}", 1) for i in range(3000))), Redactor(),
+                          block_bytes=4096)
+        assert runs and gc.isenabled()
+        with pytest.raises(InvalidEvent):
+            append_json_lines(writer, io.BytesIO(_line("x") + b"\n{}\n"), Redactor())
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            append_json_lines(writer, io.BytesIO(_line("y")), Redactor())
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        gc.callbacks.remove(count)
+        store.close_writer(writer)
+    assert [r.event.text for r in store.read(writer.run_id, 2)][-2:] == ["x", "y"]
