@@ -182,11 +182,6 @@ class MetricsFold:
         self.attribution = PartAttribution(state.get("last_part"))
         self.touched: dict[int, PartMetrics] = {}
         self._load = load_part or (lambda n: None)
-        self._handlers = {
-            UsageReported: self._usage, ToolCalled: self._called, ToolReturned: self._returned,
-            TestsRan: self._tests, SnapshotTaken: self._snapshot, TurnStarted: self._turn,
-            ModelCalled: self._model, ErrorOccurred: self._error, FileChanged: self._changed,
-        }
 
     def state(self) -> dict:
         """The fold's extra state as canonical JSON-able data."""
@@ -203,12 +198,12 @@ class MetricsFold:
 
     def apply(self, records: Iterable[Record]) -> None:
         """Fold ``records``: the run's records after those already folded, in seq order."""
-        handlers, owner = self._handlers, self.attribution.owner
+        handlers, owner = _HANDLERS, self.attribution.owner
         for rec in records:
             where = owner(rec.part)
             handler = handlers.get(type(rec.event))
             if handler is not None:
-                handler(rec, rec.event, where)
+                handler(self, rec, rec.event, where)
 
     def _usage(self, rec: Record, ev: UsageReported, owner: int | None) -> None:
         run = self.run
@@ -300,3 +295,13 @@ class MetricsFold:
 
     def _error(self, rec: Record, ev: ErrorOccurred, owner: int | None) -> None:
         self.run.errors += 1
+
+
+_HANDLERS = {
+    UsageReported: MetricsFold._usage, ToolCalled: MetricsFold._called, ToolReturned: MetricsFold._returned,
+    TestsRan: MetricsFold._tests, SnapshotTaken: MetricsFold._snapshot, TurnStarted: MetricsFold._turn,
+    ModelCalled: MetricsFold._model, ErrorOccurred: MetricsFold._error, FileChanged: MetricsFold._changed,
+}
+"""What :meth:`MetricsFold.apply` does with each kind it counts: functions of the class, not methods
+bound to a fold (a fold holding its own bound methods would be a reference cycle, so its touched
+rows would wait for the cycle collector instead of being freed when the fold is dropped)."""

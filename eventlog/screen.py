@@ -65,6 +65,10 @@ _KEY_OWNERS = (b"api", b"access", b"account", b"private", b"secret")
 _WORD = re.compile(rb"[a-z0-9_\x80-\xff-]*")
 """A word as _is_flag walks it back, and every byte of a non-ASCII character (it may or may not
 be alphanumeric)."""
+_WORD_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-" + bytes(range(0x80, 0x100)))
+"""The bytes :data:`_WORD` matches."""
+_FOLLOWER_BYTES = frozenset(_FOLLOWERS.encode())
+_SEPARATORS = frozenset(b":=")
 ASCII_LOWERING = ("\u0130".encode(), "\u212a".encode())
 """UTF-8 of the characters whose ``str.lower()`` holds an ASCII letter (a test checks the list)."""
 EXACT: tuple[bytes, ...] = (b"\\u", "…".encode(), *ASCII_LOWERING)
@@ -146,11 +150,17 @@ def _label_may_match(lower: bytes, k: int, pos: int) -> bool:
     if word == b"key" and not lower[max(0, pos - 24) : pos].rstrip(b"_-").endswith(_KEY_OWNERS):
         return False
     end = pos + len(word)
-    separator = _SEPARATOR_AFTER.match(lower, end)
-    if separator is not None:
-        return _value_at(lower, separator.end() - 1)
-    if label[-1:] != b" ":
-        return False
+    # most hits are words in prose ("pass ", "token "): the bytes right before and after the
+    # hit rule them out without a regex; each shortcut gives what the regex after it gives
+    follower = label[-1]
+    if follower in _SEPARATORS or (end + 1 < len(lower) and lower[end + 1] in _FOLLOWER_BYTES):
+        separator = _SEPARATOR_AFTER.match(lower, end)
+        if separator is not None:
+            return _value_at(lower, separator.end() - 1)
+    # else a gap character follows the word, then neither a gap character nor a separator:
+    # _SEPARATOR_AFTER cannot match
+    if follower != 0x20 or pos == 0 or lower[pos - 1] not in _WORD_BYTES:
+        return False  # not the flag form: the byte before a flag's label is "-" or a word byte
     # the flag form: a "-" before the label with only word bytes between them (cheaper first)
     dash = lower.rfind(b"-", max(0, pos - 256), pos)
     return dash >= 0 and _WORD.fullmatch(lower, dash + 1, pos) is not None and _value_at(lower, end)

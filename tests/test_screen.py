@@ -177,3 +177,112 @@ def test_an_error_on_the_reading_thread_reaches_the_caller(tmp_path):
     with pytest.raises(OSError, match="Input/output error"):
         append_json_lines(writer, io.BufferedReader(Broken()), Redactor())
     store.close_writer(writer)
+
+
+def _label_may_match_by_regex(lower: bytes, k: int, pos: int) -> bool:
+    """screen._label_may_match as it was before its byte shortcuts (regexes only): the reference."""
+    from agtrace.eventlog import screen
+
+    k -= len(screen._TRIGGERS)
+    if k < 0 or k >= len(screen._LABELS):
+        return True
+    label = screen._LABELS[k]
+    word = label[:-1]
+    if word == b"key" and not lower[max(0, pos - 24) : pos].rstrip(b"_-").endswith(screen._KEY_OWNERS):
+        return False
+    end = pos + len(word)
+    separator = screen._SEPARATOR_AFTER.match(lower, end)
+    if separator is not None:
+        return screen._value_at(lower, separator.end() - 1)
+    if label[-1:] != b" ":
+        return False
+    dash = lower.rfind(b"-", max(0, pos - 256), pos)
+    return dash >= 0 and screen._WORD.fullmatch(lower, dash + 1, pos) is not None and screen._value_at(lower, end)
+
+
+LOWER_FRAGMENTS = st.sampled_from([
+    b"token", b"key", b"api", b"api_key", b"secret", b"pass", b"passwd", b"password", b"passphrase",
+    b"-", b"--", b"_", b":", b"=", b" ", b"\t", b'"', b"'", b"\\", b",", b"\n", b"x", b"9", b"\xc3\xa9",
+    b"\x80", b"\x1c", b"hunter2hunter2", b"zq8rt2vx9kl3mn", b"value", b"${x}", b"[", b"@", b"/",
+])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(LOWER_FRAGMENTS, max_size=16).map(b"".join))
+def test_the_label_check_shortcuts_decide_as_the_regexes_do(lower):
+    """Every hit of every pattern in a lowered text is kept or ruled out exactly as before the
+    byte shortcuts (the byte after a gap character, the byte before a flag's label)."""
+    from agtrace.eventlog.screen import LOWERED, _label_may_match
+
+    for k, pattern in enumerate(LOWERED):
+        pos = lower.find(pattern)
+        while pos >= 0:
+            assert _label_may_match(lower, k, pos) == _label_may_match_by_regex(lower, k, pos), (lower, pattern, pos)
+            pos = lower.find(pattern, pos + 1)
+
+
+class _Chunked(io.RawIOBase):
+    """A source whose ``read1`` returns the data in the given chunk sizes (as a pipe does)."""
+
+    def __init__(self, data: bytes, sizes: list[int]):
+        self.data, self.sizes, self.at = data, sizes, 0
+
+    def read1(self, n: int = -1) -> bytes:
+        size = min(n, self.sizes.pop(0) if self.sizes else n)
+        out = self.data[self.at : self.at + size]
+        self.at += len(out)
+        return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"bc", b"\n", b"\n\n", b"{}", b" "]), max_size=30).map(b"".join),
+       st.integers(1, 12), st.lists(st.integers(1, 12), max_size=20))
+def test_blocks_hold_every_line_once_in_order_numbered_from_one(data, block_bytes, sizes):
+    """However the input arrives, the blocks' lines are its lines (a last line without a
+    newline included), each block is its lines joined by newlines, and the numbers follow on."""
+    from agtrace.eventlog.jsonl import _blocks
+
+    blocks = list(_blocks(_Chunked(data, sizes), block_bytes))
+    expected = data.split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()
+    assert [line for _, _, lines in blocks for line in lines] == expected
+    number = 1
+    for line_no, block, lines in blocks:
+        assert line_no == number and type(block) is bytes and block == b"\n".join(lines)
+        number += len(lines)
+
+
+def test_the_cycle_collector_runs_between_blocks_and_is_left_as_it_was(tmp_path):
+    """The collector is paused per block only: it runs during a long append (cyclic garbage
+    waits one block at most), and after the append (stored or refused) it is as the caller left it."""
+    import gc
+
+    from agtrace.eventlog import InvalidEvent
+
+    store = Store(tmp_path / "s")
+    writer = store.create_run()
+    runs = []
+
+    def count(phase, info):
+        if phase == "start":
+            runs.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        append_json_lines(writer, io.BytesIO(b"\n".join(_line(f"line {i}", 1) for i in range(3000))), Redactor(),
+                          block_bytes=4096)
+        assert runs and gc.isenabled()
+        with pytest.raises(InvalidEvent):
+            append_json_lines(writer, io.BytesIO(_line("x") + b"\n{}\n"), Redactor())
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            append_json_lines(writer, io.BytesIO(_line("y")), Redactor())
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        gc.callbacks.remove(count)
+        store.close_writer(writer)
+    assert [r.event.text for r in store.read(writer.run_id, 2)][-2:] == ["x", "y"]
