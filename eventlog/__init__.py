@@ -134,6 +134,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "check_record": "limit",
     "collect_garbage": "retention",
     "collect_remote_garbage": "sync.remote_gc",
+    "collector_paused": "collector",
     "content_address": "containment",
     "copy_run": "copy",
     "credential_reason": "credential",

@@ -24,17 +24,16 @@ names the line, how many events are stored and their seqs; nothing after it is s
 
 from __future__ import annotations
 
-import gc
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import msgspec
 
 from .codec import events_from_json_lines
+from .collector import collector_paused
 from .errors import InvalidEvent
 from .events import Event, RawRecorded, RunStarted
 from .limit import check_record
@@ -107,22 +106,6 @@ def _screened_ahead(source: BinaryIO, redactor: Redactor | None,
         stop.set()
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cycle collector paused while one block is decoded and stored. A block allocates tens
-    of thousands of tuples, dicts and lists that hold no cycles (events are ``gc=False``), and
-    the collector ran ~18 times per block over them; paused, it runs about once, after the
-    block, over what is still alive. Reference counting frees everything meanwhile, and cyclic
-    garbage (none is made per event) waits one block at most."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 @dataclass
 class Appended:
     """What :func:`append_json_lines` did: events appended, the numbers of the lines whose
@@ -162,7 +145,7 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
                             f"(seq {first}..{first + done.appended - 1}); nothing after it was stored", at)
 
     for line_no, lines, screened in _screened_ahead(source, redactor, block_bytes):
-        with _collector_paused():
+        with collector_paused():  # a block holds tens of thousands of objects and no cycle
             counts: dict[int, int] = {}
             if redactor is not None:
                 lines, counts = redactor.redact_json_lines(lines, screened)

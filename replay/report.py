@@ -21,11 +21,9 @@ page, with `agtrace replay` as the way to the full content.
 
 from __future__ import annotations
 
-import gc
 import html
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import msgspec
@@ -53,6 +51,7 @@ from agtrace.eventlog import (
     TurnStarted,
     UnknownEvent,
     UsageReported,
+    collector_paused,
     part_metrics,
     run_metrics,
     score_rows,
@@ -285,7 +284,7 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
 def render_report(store: Store, run_id: str, *, limits: ReportLimits | None = None,
                   progress: Progress | None = None) -> str:
     """One run as one self-contained HTML document (see the module docstring for its contract)."""
-    with _no_cycle_collection():
+    with collector_paused():  # the data is many lists and dicts without cycles
         data, diffs = report_data(store, run_id, limits=limits, progress=progress)
     run = data["run"]
     title = f"agtrace · {run['agent'] or 'run'} · {run['task_id'] or run_id}"
@@ -296,20 +295,6 @@ def render_report(store: Store, run_id: str, *, limits: ReportLimits | None = No
     data["npages"] = len(pages)
     blocks = {"agtrace-data": data, "agtrace-diffs": diffs, **{f"agtrace-page-{i}": p for i, p in enumerate(pages)}}
     return page(title=title, kind="report", header_html=header_html(run), blocks=blocks, footer=footer)
-
-
-@contextmanager
-def _no_cycle_collection():
-    """The cycle collector paused while a report's data is built: it is hundreds of thousands of
-    lists and dicts that hold no cycles, which every full collection walked again (~10% of a
-    20,000-part report). Reference counting still frees everything; collection resumes after."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def fmt_duration(seconds: float | None) -> str:
