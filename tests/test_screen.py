@@ -286,3 +286,39 @@ def test_the_cycle_collector_runs_between_blocks_and_is_left_as_it_was(tmp_path)
         gc.callbacks.remove(count)
         store.close_writer(writer)
     assert [r.event.text for r in store.read(writer.run_id, 2)][-2:] == ["x", "y"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"bc" * 300, b"\n", b"\n\n", b"{}", b" "]), max_size=40).map(b"".join),
+       st.integers(1, 4096), st.lists(st.integers(1, 5000), min_size=1, max_size=10))
+def test_blocks_of_a_real_pipe_hold_every_line_once_in_order(data, block_bytes, sizes):
+    """Read from a real pipe while a thread writes into it in pieces (more reads join a piece
+    while the pipe has data): the same lines, in order, numbered on, whatever the timing."""
+    import os
+    import threading
+
+    from agtrace.eventlog.jsonl import _blocks
+
+    r, w = os.pipe()
+
+    def write():
+        at, i = 0, 0
+        with os.fdopen(w, "wb", buffering=0) as out:
+            while at < len(data):
+                n = sizes[i % len(sizes)]
+                out.write(data[at : at + n])
+                at, i = at + n, i + 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    with os.fdopen(r, "rb") as source:
+        blocks = list(_blocks(source, block_bytes))
+    writer.join()
+    expected = data.split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()
+    assert [line for _, _, lines in blocks for line in lines] == expected
+    number = 1
+    for line_no, block, lines in blocks:
+        assert line_no == number and block == b"\n".join(lines)
+        number += len(lines)
