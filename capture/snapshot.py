@@ -128,6 +128,7 @@ class Snapshotter(ShadowSnapshotter):
             self._watcher.rescan()  # a .gitignore or a nested repository: watch what it uncovered
         if final:
             self.close()
+            self.git.compact()  # the run's packs into one, with deltas: nobody waits for it now
         return SnapshotTaken(
             tree_id=result.tree_id,
             commit_id=result.commit_id,

@@ -186,9 +186,9 @@ def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = 
         packed = len(unreachable) > len(loose)  # some in packs: repack what the ref reaches, drop the rest
         nbytes = sum(p.stat().st_size for p in loose)  # what pruning removes (packs: measured after)
         if not dry_run:
-            before = _size(repo / "objects" / "pack") if packed else 0
+            before = _size(repo / "objects") if packed else 0  # the reachable loose ones move into the pack
             prune_repository(repo, prune=True, packs=packed)
-            nbytes += max(0, before - _size(repo / "objects" / "pack")) if packed else 0
+            nbytes = max(0, before - _size(repo / "objects")) if packed else nbytes
         report.items.append({"kind": "repository", "path": str(repo), "bytes": nbytes, "objects": len(unreachable)})
     return report
 

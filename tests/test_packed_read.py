@@ -1,6 +1,7 @@
-"""Whole objects read out of git packs in Python (``eventlog/git/packed.py``): what libgit2
-reads, checked by name; deltas, objects in no pack and unreadable indexes are left to libgit2;
-a damaged entry is refused by name. The packs are written by the real git CLI."""
+"""Objects read out of git packs in Python (``eventlog/git/packed.py``): whole ones and deltas
+(OFS_DELTA and REF_DELTA) read as libgit2 reads them, checked by name; objects in no pack and
+unreadable indexes are left to libgit2; a damaged entry is refused by name. The packs are
+written by the real git CLI."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def _git(work: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(work), *args], env=env, capture_output=True, check=True).stdout.decode()
 
 
-def _repo(tmp_path: Path, *, window: int) -> tuple[pygit2.Repository, list[str]]:
-    """A repository packed by `git repack` (``window=0``: no deltas), and its blob ids."""
+def _repo(tmp_path: Path, *, window: int, offsets: bool = True) -> tuple[pygit2.Repository, list[str]]:
+    """A repository packed by `git repack` (``window=0``: no deltas; ``offsets``: deltas name
+    their base by offset, OFS_DELTA, else by id, REF_DELTA), and its blob ids."""
     work = tmp_path / "w"
     work.mkdir()
     _git(work, "init", "-q")
@@ -37,7 +39,8 @@ def _repo(tmp_path: Path, *, window: int) -> tuple[pygit2.Repository, list[str]]
     (work / "empty").write_bytes(b"")
     _git(work, "add", "-A")
     _git(work, "commit", "-qm", "x")
-    _git(work, "repack", "-q", "-a", "-d", "-f", f"--window={window}", "--depth=50")
+    _git(work, "-c", f"repack.usedeltabaseoffset={str(offsets).lower()}", "repack", "-q", "-a", "-d", "-f",
+         f"--window={window}", "--depth=50")
     repo = pygit2.Repository(str(work))
     return repo, [str(e.id) for e in repo.head.peel(pygit2.Tree)]
 
@@ -54,12 +57,16 @@ def test_every_whole_object_reads_as_libgit2_reads_it(tmp_path, inflate):
     assert reader.read("0" * 40) is None  # in no pack
 
 
-def test_a_delta_is_left_to_libgit2(tmp_path):
-    repo, blobs = _repo(tmp_path, window=50)
+@pytest.mark.parametrize("offsets", [True, False], ids=["ofs-delta", "ref-delta"])
+def test_a_delta_reads_as_libgit2_reads_it(tmp_path, offsets):
+    repo, blobs = _repo(tmp_path, window=50, offsets=offsets)
+    pack_dir = Path(repo.path) / "objects" / "pack"
+    listing = _git(Path(repo.workdir), "verify-pack", "-v", str(next(pack_dir.glob("*.idx"))))
+    assert "chain length = 1" in listing  # git stored one of the big files as a delta
     reader = PackReader(os.path.join(repo.path, "objects"))
-    got = {oid: reader.read(oid) for oid in blobs}
-    assert any(v is None for v in got.values())  # git stored one of the big files as a delta
-    assert all(v == (b"blob", repo[oid].data) for oid, v in got.items() if v is not None)
+    for oid in [*blobs, str(repo.head.target), str(repo.head.peel(pygit2.Tree).id)]:
+        kind, data = reader.read(oid)
+        assert data == repo[oid].read_raw()
 
 
 def test_a_pack_added_later_is_found(tmp_path):
@@ -126,7 +133,7 @@ def test_an_entry_deflated_past_zlibs_bound_is_read_as_git_reads_it(tmp_path):
                       for i in range(0, len(body), 8)) + deflater.flush()
     assert len(stream) > len(body) + 2 * (len(body) >> 12) + 64  # past the bound the reader looks in first
     oid = pack.object_id(b"blob", body)
-    entry = pack._entry_header(len(body)) + stream
+    entry = pack.entry_header(len(body)) + stream
     writer = pack.PackWriter(repo.path)
     writer.add(oid, entry, zlib.crc32(entry))
     writer.close()
@@ -137,24 +144,25 @@ def test_an_entry_deflated_past_zlibs_bound_is_read_as_git_reads_it(tmp_path):
     assert PackReader(os.path.join(repo.path, "objects")).read(oid.hex()) == (b"blob", body)
 
 
-_PRISTINE = None
-"""The packed files and blobs the mutation test starts from (made once)."""
+_PRISTINE: dict = {}
+"""The packed files and blobs the mutation test starts from (made once for each kind of pack)."""
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(which=st.sampled_from(["idx", "pack"]), flips=st.lists(st.tuples(st.integers(0), st.integers(1, 255)),
+@given(which=st.sampled_from(["idx", "pack"]), deltas=st.sampled_from([0, 1, 2]), flips=st.lists(st.tuples(st.integers(0), st.integers(1, 255)),
                                                             min_size=1, max_size=4),
        cut=st.none() | st.integers(0))
-def test_a_mutated_pack_or_index_gives_the_object_none_or_a_named_refusal(tmp_path_factory, which, flips, cut):
-    """Packs come from pulled bundles too: whatever bytes an index or a pack holds, a read gives
-    the object as libgit2 has it, None (libgit2 decides), or DamagedObject naming the object."""
-    global _PRISTINE
-    if _PRISTINE is None:
-        repo, blobs = _repo(tmp_path_factory.mktemp("pristine"), window=0)
+def test_a_mutated_pack_or_index_gives_the_object_none_or_a_named_refusal(tmp_path_factory, which, deltas, flips,
+                                                                          cut):
+    """Packs come from pulled bundles too: whatever bytes an index or a pack holds (whole
+    entries, OFS_DELTA or REF_DELTA ones), a read gives the object as libgit2 has it, None
+    (libgit2 decides), or DamagedObject naming the object."""
+    if deltas not in _PRISTINE:
+        repo, blobs = _repo(tmp_path_factory.mktemp("pristine"), window=50 if deltas else 0, offsets=deltas == 1)
         pack_dir = Path(repo.path) / "objects" / "pack"
-        _PRISTINE = ({p.suffix: p.read_bytes() for p in pack_dir.iterdir()},
-                     {oid: repo[oid].data for oid in blobs})
-    files, blobs = _PRISTINE
+        _PRISTINE[deltas] = ({p.suffix: p.read_bytes() for p in pack_dir.iterdir() if p.suffix in (".idx", ".pack")},
+                             {oid: repo[oid].data for oid in blobs})
+    files, blobs = _PRISTINE[deltas]
     work = tmp_path_factory.mktemp("mutant")
     data = bytearray(files["." + which])
     for at, mask in flips:

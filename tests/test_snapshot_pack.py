@@ -13,7 +13,7 @@ import pytest
 from agtrace.capture import Snapshotter
 from agtrace.capture.watcher import open_watcher
 from agtrace.eventlog import GitStore
-from agtrace.eventlog.git import pack
+from agtrace.eventlog.git import pack, packset
 
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
 GIT_ENV = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
@@ -131,6 +131,7 @@ def test_a_snapshot_bigger_than_one_pack_writes_several(tmp_path, monkeypatch):
     root = tmp_path / "work"
     big_tree(root, 150)
     monkeypatch.setattr(pack, "PACK_BYTES", 500)  # a pack closes every 500 bytes of entries
+    monkeypatch.setattr(packset, "FANIN", 1000)  # and they are not merged here
     result = snap(tmp_path / "many.git", root)
     assert int(loose_blobs(tmp_path / "many.git")["packs"]) > 2
     subprocess.run(["git", "--git-dir", str(tmp_path / "many.git"), "fsck", "--strict", "--no-dangling"],

@@ -2,7 +2,8 @@
 are merged in tiers (``eventlog/git/packset.py``): through many snapshots and merges every tree
 still equals a full walk's, every recorded tree reads back whole, ``git fsck --strict`` passes
 (the commits written in Python included), the pack count stays bounded, deleted packs' handles
-are dropped, and a pack git wrote with deltas is never merged nor deleted."""
+are dropped, and a pack git wrote with REF_DELTAs is never merged nor deleted (one with
+OFS_DELTAs is: ``test_shadow_size.py``)."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def test_many_snapshots_merge_their_packs_and_every_tree_stays_whole(work, tmp_p
     assert final.detector == "inotify+walk" and final.missed == []
 
 
-def test_a_pack_with_deltas_is_never_merged(work, tmp_path, monkeypatch):
+def test_a_pack_with_ref_deltas_is_never_merged(work, tmp_path, monkeypatch):
     monkeypatch.setattr(packset, "FANIN", 2)
     snap = Snapshotter(tmp_path / "run", work)
     repo = tmp_path / "run" / "repo.git"
@@ -100,7 +101,7 @@ def test_a_pack_with_deltas_is_never_merged(work, tmp_path, monkeypatch):
     write(f"{work}/big.txt", big + "one more line\n")
     snap.take("b")
     oids = git(repo, "rev-list", "--objects", "--all").split()
-    made = git(repo, "pack-objects", "--window=10", "--depth=10", str(repo / "objects" / "pack" / "git"),
+    made = git(repo, "pack-objects", "--window=10", "--depth=10", str(repo / "objects" / "pack" / "git"),  # REF_DELTAs
                input="\n".join(o for o in oids if len(o) == 40) + "\n").strip()
     delta_pack = f"git-{made}.pack"
     assert " delta " in git(repo, "verify-pack", "-v", str(repo / "objects" / "pack" / f"git-{made}.idx")) or \
@@ -111,8 +112,8 @@ def test_a_pack_with_deltas_is_never_merged(work, tmp_path, monkeypatch):
         assert snap.take(f"part {n}").tree_id == reference(work, tmp_path, n)[0]
     assert delta_pack in packs(repo)
     ours = [p for p in packs(repo) if p.startswith("pack-")]
-    assert packset._whole_entries(str(repo / "objects" / "pack" / delta_pack[:-5])) is None
-    assert all(packset._whole_entries(str(repo / "objects" / "pack" / p[:-5])) for p in ours)
+    assert packset._source(str(repo / "objects" / "pack" / delta_pack[:-5])) is None
+    assert all(packset._source(str(repo / "objects" / "pack" / p[:-5])) for p in ours)
     group = [(str(repo / "objects" / "pack" / p[:-5]), 1) for p in [delta_pack, *ours]]
     snap.git._packset._merge(group)  # asked to merge it: the delta pack stays, the others merge
     assert delta_pack in packs(repo) and len(packs(repo)) == 2

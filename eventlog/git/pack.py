@@ -16,9 +16,10 @@ Contracts:
   a rename), so a reader, who finds packs by their ``.idx``, never sees a pack without its index
   nor a partial index (a crash may leave a ``.pack`` without one: ignored by git and libgit2).
   Not fsynced: like loose objects, blobs become durable in a bundle (``repository.py``).
-* A pack holds each object once (non-delta entries, deflated at level 1, by ISA-L when it is
-  installed); a pack is closed at :data:`PACK_BYTES` of entries, so memory is bounded and
-  offsets fit the idx's 31-bit table.
+* A pack holds each object once (entries as given: whole objects deflated at level 1, by ISA-L
+  when it is installed, from `encode_object`; a merge's deltas from ``packset.py``); a pack is
+  closed at :data:`PACK_BYTES` of entries (unless ``split=False``: a merge, whose deltas need
+  their bases in the same pack), so memory is bounded and offsets fit the idx's 31-bit table.
 * Nothing here knows pygit2; :func:`read_blob` runs in worker threads.
 """
 
@@ -43,7 +44,7 @@ MIN_BLOBS = 64
 
 _BLOB = 3  # the pack's object type of a blob
 KINDS = {b"commit": 1, b"tree": 2, b"blob": 3}
-"""Pack object types of the objects written here (whole objects, never deltas)."""
+"""Pack object types of the whole objects written here."""
 
 
 def object_id(kind: bytes, body: bytes) -> bytes:
@@ -56,7 +57,7 @@ def object_id(kind: bytes, body: bytes) -> bytes:
 def encode_object(kind: bytes, body: bytes, oid: bytes | None = None) -> tuple[bytes, bytes, int]:
     """``(object id, pack entry, crc32 of the entry)`` of one whole object, for `PackWriter.add`
     (``oid``: its id, when the caller has it already)."""
-    entry = _entry_header(len(body), KINDS[kind]) + deflate(body)
+    entry = entry_header(len(body), KINDS[kind]) + deflate(body)
     return oid or object_id(kind, body), entry, zlib.crc32(entry)
 
 
@@ -97,7 +98,8 @@ def read_blob(full: str):
     return st, data, oid, entry, crc
 
 
-def _entry_header(size: int, kind: int = _BLOB) -> bytes:
+def entry_header(size: int, kind: int = _BLOB) -> bytes:
+    """A pack entry's type and size, as git encodes them."""
     out = bytearray([(kind << 4) | (size & 0x0F)])
     size >>= 4
     while size:
@@ -111,11 +113,12 @@ class PackWriter:
     """Packs of blobs in ``<git_dir>/objects/pack``; `add` each object, `close` to write the
     last pack. Objects are readable once the pack holding them is written."""
 
-    def __init__(self, git_dir: str):
+    def __init__(self, git_dir: str, *, split: bool = True):
         self._dir = os.path.join(git_dir, "objects", "pack")
         self._seen: set[bytes] = set()
         self._entries: list[tuple[bytes, bytes, int]] = []
         self._bytes = 0
+        self._split = split  # False: one pack, however big (a merge's deltas need their bases in it)
         self.packs: list[str] = []
         self.counts: list[int] = []  # objects of each pack written
 
@@ -126,8 +129,13 @@ class PackWriter:
         self._seen.add(oid)
         self._entries.append((oid, entry, crc))
         self._bytes += len(entry)
-        if self._bytes >= PACK_BYTES:
+        if self._split and self._bytes >= PACK_BYTES:
             self._flush()
+
+    @property
+    def offset(self) -> int:
+        """Where the next entry added lands in the pack being written."""
+        return 12 + self._bytes
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -152,8 +160,10 @@ class PackWriter:
             digest.update(entry)
         pack_sha = digest.digest()
         name = os.path.join(self._dir, f"pack-{pack_sha.hex()}")
-        if os.path.exists(name + ".idx"):
-            return  # the same objects in the same order: this very pack is there already
+        if os.path.exists(name + ".idx"):  # the same objects in the same order: this very pack is there
+            self.packs.append(name + ".pack")
+            self.counts.append(len(entries))
+            return
         try:
             fd = os.open(name + ".pack", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except FileNotFoundError:

@@ -199,18 +199,29 @@ class RecorderMixin:
                 whole = False
         return whole
 
-    def _stage_object(self, kind: bytes, body: bytes) -> bytes:
+    def _stage_object(self, kind: bytes, body: bytes, prev: bytes | None = None) -> bytes:
         """Put an object into the pack being staged (once), or into the store when none is;
-        its id (20 bytes)."""
+        its id (20 bytes). ``prev``: the object it replaces at its path (the parent snapshot's),
+        against which a merge of packs stores it as a delta (``packset.py``)."""
         writer = self._staged
         if writer is None:
             return self._write_object(kind, body)
         oid = pack.object_id(kind, body)
+        if prev is not None:
+            self._packset.hint(oid, prev)
         if oid not in writer:  # one that the store has already is written again (harmless, rare):
             writer.add(*pack.encode_object(kind, body, oid))  # asking libgit2 costs a pack rescan per miss
             if kind == b"blob":
                 self._fresh[oid.hex()] = body  # for the line counts of this snapshot's changes
         return oid
+
+    def compact(self) -> None:
+        """Merge the repository's packs into one, every new version of a tree or file stored as
+        a delta against the one before (``packset.py``): for a run's end, after its last
+        snapshot. Safe to interrupt at any moment (the merged pack is written before the packs
+        it replaces are deleted)."""
+        if self._packset.compact():
+            self._drop_pack_handles()
 
     def _packs_written(self, writer: pack.PackWriter) -> None:
         """Note the packs ``writer`` wrote, merging small ones (``packset.py``)."""

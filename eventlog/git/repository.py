@@ -419,9 +419,9 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
 
     def _blob_data(self, oid) -> bytes:
         """The bytes of blob ``oid``, their hash checked, without a pygit2 object: checkouts and
-        reports read every file this way. A loose or a whole packed object is read in Python
-        (``loose.py``, ``packed.py``: the GIL goes while they inflate and hash, so a checkout's
-        threads use every core), a delta by libgit2. A missing or damaged object raises
+        reports read every file this way. A loose or a packed object (whole or a delta) is read
+        in Python (``loose.py``, ``packed.py``: the GIL goes while they inflate and hash, so a
+        checkout's threads use every core), what those cannot by libgit2. A missing or damaged object raises
         GitStoreError."""
         hex_id = str(oid)
         try:

@@ -6,12 +6,13 @@ replay into a new directory never imports pygit2 (50–80 ms of a cold replay's 
 ``treewrite.py``) and :meth:`~TreeReader.diff` (``treeedit.tree_changes``, with line counts
 computed here where every diff must give the same).
 
-Contract: what is read here is checked as libgit2 checks it (loose or whole packed objects that
-hash to their name, ``loose.py`` and ``packed.py``; of the kind their place needs), and a tree is
+Contract: what is read here is checked as libgit2 checks it (loose objects, whole packed ones
+and deltas of one pack, that hash to their name, ``loose.py`` and ``packed.py``; of the kind
+their place needs), and a tree is
 parsed here only when it is plainly well formed: every entry ``<mode> <name>\\0<20-byte id>`` with
 one of git's four modes as git writes them (``100644``, ``100755``, ``120000``, ``40000``) and a
-UTF-8 name that is safe to write (``containment.check_name``). Anything else (a delta, an object
-no loose file or pack index holds, a damaged object, a tree this parser does not take, a tag, a
+UTF-8 name that is safe to write (``containment.check_name``). Anything else (a REF_DELTA whose
+base is in another pack, an object no loose file or pack index holds, a damaged object, a tree this parser does not take, a tag, a
 line count that needs a real diff) goes to `GitStore` for that object, opened on first need
 (pygit2 is imported then), so libgit2 says what it said before: the same trees, the same errors.
 A diff that met any such object is computed by libgit2 whole. Every other `GitStore` attribute is
@@ -192,7 +193,7 @@ class TreeReader:
         found = self._read(str(oid))
         if found is not None and found[0] == b"blob":
             return found[1]
-        return self._libgit2()._blob_data(oid)  # the error it raised before, or the delta it resolves
+        return self._libgit2()._blob_data(oid)  # the error it raised before, or the object it alone finds
 
     def _blob_line_stats(self, old, new) -> tuple[int, int]:
         stats = forced_line_stats(self._blob_data(old), self._blob_data(new))

@@ -153,12 +153,15 @@ def _write(git: GitStore, node: _Dir, *, top: bool = False) -> bytes | None:
         if child is None:
             entries.pop(name, None)
         else:
+            before = base.get(name)
+            if before is not None and before[1] != child[1] and not _is_tree(before[0]) and not _is_tree(child[0]):
+                git._packset.hint(child[1], before[1])  # the file's new version: a delta in a merge
             entries[name] = child
     if not top and not entries:
         return None
     if node.base is not None and entries == base:
         return node.base
-    oid = git._stage_object(b"tree", tree_bytes(entries))
+    oid = git._stage_object(b"tree", tree_bytes(entries), node.base)
     git._remember_tree(oid, entries)
     return oid
 
