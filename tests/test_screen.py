@@ -242,7 +242,12 @@ def test_blocks_hold_every_line_once_in_order_numbered_from_one(data, block_byte
     newline included), each block is its lines joined by newlines, and the numbers follow on."""
     from agtrace.eventlog.jsonl import _blocks
 
-    blocks = list(_blocks(_Chunked(data, sizes), block_bytes))
+    _assert_blocks_are_the_lines(list(_blocks(_Chunked(data, sizes), block_bytes)), data)
+
+
+def _assert_blocks_are_the_lines(blocks: list, data: bytes) -> None:
+    """The blocks' lines are ``data``'s lines in order (a last one without a newline included),
+    each block its lines joined by newlines, numbered on from 1."""
     expected = data.split(b"\n")
     if expected[-1] == b"":
         expected.pop()
@@ -314,11 +319,4 @@ def test_blocks_of_a_real_pipe_hold_every_line_once_in_order(data, block_bytes, 
     with os.fdopen(r, "rb") as source:
         blocks = list(_blocks(source, block_bytes))
     writer.join()
-    expected = data.split(b"\n")
-    if expected[-1] == b"":
-        expected.pop()
-    assert [line for _, _, lines in blocks for line in lines] == expected
-    number = 1
-    for line_no, block, lines in blocks:
-        assert line_no == number and block == b"\n".join(lines)
-        number += len(lines)
+    _assert_blocks_are_the_lines(blocks, data)
