@@ -188,6 +188,19 @@ def _read_varint(delta: bytes, at: int) -> tuple[int, int]:
             return n, at
 
 
+def _operand(delta: bytes, at: int, op: int, first_bit: int, width: int) -> tuple[int, int]:
+    """A copy instruction's offset (``first_bit`` 0x01, 4 bytes) or size (0x10, 3 bytes): the
+    bytes ``op``'s bits say follow, little-endian; and where the instruction goes on."""
+    value = 0
+    for i in range(width):
+        if op & (first_bit << i):
+            if at >= len(delta):
+                raise ValueError("a delta copy instruction is truncated")
+            value |= delta[at] << (8 * i)
+            at += 1
+    return value, at
+
+
 def apply_delta(base: bytes, delta: bytes) -> bytes:
     """The object that ``delta`` makes of ``base``; ValueError when the delta is malformed or
     does not fit the base (a wrong base size, a copy past its end, a result of the wrong size)."""
@@ -202,19 +215,8 @@ def apply_delta(base: bytes, delta: bytes) -> bytes:
         op = delta[at]
         at += 1
         if op & 0x80:
-            offset = n = 0
-            for i in range(4):
-                if op & (1 << i):
-                    if at >= end:
-                        raise ValueError("a delta copy instruction is truncated")
-                    offset |= delta[at] << (8 * i)
-                    at += 1
-            for i in range(3):
-                if op & (0x10 << i):
-                    if at >= end:
-                        raise ValueError("a delta copy instruction is truncated")
-                    n |= delta[at] << (8 * i)
-                    at += 1
+            offset, at = _operand(delta, at, op, 0x01, 4)
+            n, at = _operand(delta, at, op, 0x10, 3)
             n = n or 0x10000
             if offset + n > len(base):
                 raise ValueError("a delta copies past the end of its base")

@@ -213,7 +213,7 @@ class PackReader:
         if found is None:
             return None
         pack, offset = found
-        return self._entry(pack, offset, oid)
+        return pack.object_at(offset, oid, self._inflater)
 
     def _find(self, name: bytes) -> tuple[_Pack, int] | None:
         for pack in list(self._packs.values()):
@@ -241,9 +241,6 @@ class PackReader:
                     except (OSError, ValueError, struct.error):
                         continue  # libgit2 reads it, or says what is wrong with it
             return added
-
-    def _entry(self, pack: _Pack, offset: int, oid: str) -> tuple[bytes, bytes] | None:
-        return pack.object_at(offset, oid, self._inflater)
 
 
 _CHUNK = 1 << 16
