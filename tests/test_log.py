@@ -220,7 +220,10 @@ def test_damaged_middle_frame_of_open_segment_is_not_cut(store):
 
 def test_verify_names_the_bad_frame_of_a_sealed_segment(store):
     w = store.create_run(RunStarted())
-    _fill(w, 300)  # 1,201 events: compacted at seal into frames of ~1,024
+    # 2,401 events: at least two frames however the flusher cut them (a frame holds at most
+    # ~1,024; compaction at seal joins frames until one reaches 1,024, so a frame is left over).
+    # With 1,201, frames of 1,000 and 201 were joined into one on a loaded machine.
+    _fill(w, 600)
     store.close_writer(w)
     ((_, _, path),) = list_segments(store.run_dir(w.run_id) / "events")
     frames, _, _ = seg.scan(path)
