@@ -107,6 +107,10 @@ class Backend:
     def objects(self) -> dict[str, bytes]:
         raise NotImplementedError
 
+    def key_names(self) -> list[str]:
+        """The keys only (no bodies are read: cheap enough to poll)."""
+        raise NotImplementedError
+
     def put_raw(self, key: str, data: bytes) -> None:
         raise NotImplementedError
 
@@ -124,6 +128,10 @@ class FileBackend(Backend):
     def objects(self):
         return {p.relative_to(self.root).as_posix(): p.read_bytes()
                 for p in sorted(self.root.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+
+    def key_names(self):
+        return [p.relative_to(self.root).as_posix()
+                for p in sorted(self.root.rglob("*")) if p.is_file() and not p.name.startswith(".")]
 
     def put_raw(self, key, data):
         path = self.root / key
@@ -154,6 +162,11 @@ class S3Backend(Backend):
                 body = self.client.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
                 out[obj["Key"][len(self.prefix) + 1:]] = body
         return out
+
+    def key_names(self):
+        return [obj["Key"][len(self.prefix) + 1:]
+                for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+                for obj in page.get("Contents", ())]
 
     def put_raw(self, key, data):
         self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}", Body=data)
@@ -452,6 +465,9 @@ SHIP_CHILD = textwrap.dedent("""
             writer.append(LineLogged(stream="stdout", text=f"part {part} line {i} " + os.urandom(16).hex()), part=part)
         writer.append(PartEnded(part_kind="tool", title=f"part {part}"), part=part)
         print(writer.durable_seq, flush=True)
+        if shipper.last_error is not None or not shipper._thread.is_alive():
+            print(f"part {part}: shipper alive={shipper._thread.is_alive()} last_error={shipper.last_error!r}",
+                  file=sys.stderr, flush=True)
         time.sleep(0.01)
 """)
 
@@ -459,18 +475,22 @@ SHIP_CHILD = textwrap.dedent("""
 def test_run_shipped_while_captured_survives_sigkill(backend, tmp_path):
     home = tmp_path / "home"
     run_id = new_run_id()
-    proc = subprocess.Popen([sys.executable, "-c", SHIP_CHILD, str(home), backend.url, run_id],
-                            env={**os.environ, **backend.env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
+    # the child's stderr goes to a file: a pipe nobody reads could fill and block it
+    with open(tmp_path / "child.err", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", SHIP_CHILD, str(home), backend.url, run_id],
+                                env={**os.environ, **backend.env}, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + 120  # a liveness bound: it takes 2-4 s even on a loaded machine
     try:
         while time.monotonic() < deadline:
-            segs = [k for k in backend.objects() if k.startswith(f"runs/{run_id}/events/")]
+            segs = [k for k in backend.key_names() if k.startswith(f"runs/{run_id}/events/")]
             if len(segs) >= 5:
                 break
-            assert proc.poll() is None, proc.stderr.read().decode()
+            assert proc.poll() is None, (tmp_path / "child.err").read_text()
             time.sleep(0.1)
         else:
-            raise AssertionError("the shipper shipped fewer than 5 segments in 60 s")
+            local = sorted(p.name for p in (home / "runs" / run_id / "events").iterdir())
+            raise AssertionError(f"the shipper shipped {len(segs)} segments in 120 s; local files: {local}; "
+                                 f"child stderr: {(tmp_path / 'child.err').read_text()[-3000:]}")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -522,6 +542,74 @@ def test_shipper_ships_while_running_and_completes_at_stop(backend, tmp_path):
     assert fresh.info(run_id).status == "completed"
     store.close()
     fresh.close()
+
+
+def test_shipper_outlives_a_push_that_fails_unexpectedly(tmp_path):
+    """A push that raises something no remote maps (a bug, a library's surprise) is recorded in
+    ``last_error`` and retried on the next tick; the thread does not die while the capture goes on."""
+    from agtrace.eventlog import LineLogged, RemoteShipper
+    from agtrace.eventlog.remotes.file import FileRemote
+
+    class FailsOnce(FileRemote):
+        failed = False
+
+        def put_file(self, key, path, *args, **kwargs):
+            if not FailsOnce.failed:
+                FailsOnce.failed = True
+                raise RuntimeError("surprise")
+            return super().put_file(key, path, *args, **kwargs)
+
+    store = Store(tmp_path / "home")
+    run_id = new_run_id()
+    (store.runs_dir / run_id).mkdir()
+    writer = RunWriter(store.run_dir(run_id), run_id, segment_bytes=2048)
+    writer.append(RunStarted(agent="shipper"))
+    for i in range(200):
+        writer.append(LineLogged(stream="stdout", text=f"line {i} " + os.urandom(24).hex()))
+    writer.flush()
+    (tmp_path / "remote").mkdir()
+    remote = FailsOnce(tmp_path / "remote")
+    shipper = RemoteShipper.start(store, run_id, remote, interval_s=0.02)
+    deadline = time.monotonic() + 30
+    while not list((tmp_path / "remote").rglob("*.seg")):
+        assert time.monotonic() < deadline and shipper._thread.is_alive(), shipper.last_error
+        time.sleep(0.02)
+    assert FailsOnce.failed and shipper._thread.is_alive()
+    writer.close()
+    shipper.stop(final=True)
+    assert shipper.last_error is None
+    store.close()
+
+
+def test_a_failed_tick_is_reported_in_last_error(tmp_path):
+    from agtrace.eventlog import RemoteError, RemoteShipper
+    from agtrace.eventlog.remotes.file import FileRemote
+
+    class Broken(FileRemote):
+        def list(self, prefix=""):
+            raise ValueError("the listing came back malformed")
+
+        def put_file(self, *args, **kwargs):
+            raise ValueError("the listing came back malformed")
+
+    store = Store(tmp_path / "home")
+    run_id = new_run_id()
+    (store.runs_dir / run_id).mkdir()
+    writer = RunWriter(store.run_dir(run_id), run_id, segment_bytes=1024)
+    writer.append(RunStarted(agent="shipper"))
+    writer.roll()
+    (tmp_path / "remote").mkdir()
+    shipper = RemoteShipper.start(store, run_id, Broken(tmp_path / "remote"), interval_s=0.02)
+    deadline = time.monotonic() + 30
+    while shipper.last_error is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert isinstance(shipper.last_error, RemoteError)
+    assert "ValueError: the listing came back malformed" in str(shipper.last_error)
+    assert shipper._thread.is_alive()
+    shipper.stop(final=False)
+    writer.close()
+    store.close()
 
 
 def test_download_resumes_from_a_partial_file_and_recovers_from_a_bad_one(backend, tmp_path):

@@ -18,8 +18,9 @@ class RemoteShipper:
     after the run is created, and ``shipper.stop(final=True)`` after the writer is closed and the
     last bundle is sealed. ``roll`` (optional) is called on the shipper's thread before each push
     to seal the open segment, so a crash loses at most the last ``interval_s`` of events remotely.
-    Failed pushes are retried on the next tick (the last error is in :attr:`last_error`); the
-    final push of :meth:`stop` raises its error. Reads files only, never the catalog, so it is
+    Failed pushes are retried on the next tick (the last error is in :attr:`last_error`, a
+    :class:`RemoteError` naming the exception when it was not one of ours: the thread outlives
+    any one push); the final push of :meth:`stop` raises its error. Reads files only, never the catalog, so it is
     safe beside the writer's thread.
     """
 
@@ -51,8 +52,11 @@ class RemoteShipper:
                     pass  # the writer closed meanwhile; stop() pushes what is sealed
             try:
                 self.ship_once()
-            except (EventlogError, OSError) as exc:
-                self.last_error = exc if isinstance(exc, EventlogError) else RemoteError(str(exc))
+            except EventlogError as exc:
+                self.last_error = exc
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any one failed push
+                self.last_error = RemoteError(f"shipping run {self.run_id} failed ({type(exc).__name__}: {exc}); "
+                                              "it is retried, and `agtrace push` sends what is sealed")
 
     def ship_once(self, *, manifest: bool = False) -> PushReport:
         """Push what is sealed now (serialised with the background thread)."""
