@@ -4,9 +4,12 @@ taken in the sandbox and fetched back, nothing lost when the sandbox dies, and s
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +179,45 @@ def test_a_recorder_takes_a_sandbox_snapshotter(tmp_path, api):
     repo = GitStore.open(store.run_dir(rec.run_id) / "repo.git")
     assert repo.read_blob(parts[0].tree_id, "a.txt") == b"hi\n"
     assert store.info(rec.run_id).status == "completed"
+
+
+def _pack_files(git_dir: Path) -> tuple[int, int]:
+    """(packs, loose objects) of a repository."""
+    objects = git_dir / "objects"
+    loose = sum(1 for d in objects.iterdir() if len(d.name) == 2 for _ in d.iterdir())
+    return len(list((objects / "pack").glob("*.pack"))), loose
+
+
+def test_sandbox_snapshots_keep_the_shadow_repository_few_packs_and_one_at_the_end(tmp_path, api):
+    """Each snapshot fetched from the sandbox is a bundle, so a pack of git's, and a loose
+    commit: rolled up as the run goes (git's geometric repack), and into one pack after the
+    final snapshot; every snapshot's tree stays readable, byte for byte."""
+    from agtrace.capture.sandboxes.remote_snapshot import REPACK_EVERY
+
+    work = Path(api.workdir)
+    for d in range(4):
+        (work / f"d{d}").mkdir()
+        for f in range(10):
+            (work / f"d{d}" / f"f{f}.py").write_text("".join(f"line {i} of {d}/{f}\n" for i in range(40)))
+    snap = RemoteSnapshotter(api, tmp_path / "run")
+    git_dir = Path(snap.git.path)
+    expected, most = {}, (0, 0)
+    parts = 5 * REPACK_EVERY
+    for i in range(parts):
+        path = work / f"d{i % 4}" / f"f{i % 10}.py"
+        path.write_text(path.read_text() + f"edit {i}\n")
+        if i % 7 == 3:
+            (work / f"new{i}.txt").write_bytes(os.urandom(64))
+        taken = snap.take(f"part {i}", final=i == parts - 1)
+        expected[taken.tree_id] = {p.relative_to(work).as_posix(): p.read_bytes() for p in work.rglob("*") if p.is_file()}
+        packs, loose = _pack_files(git_dir)
+        most = (max(most[0], packs), max(most[1], loose))
+    assert most[0] <= 2 * REPACK_EVERY and most[1] <= REPACK_EVERY  # before: one pack and one loose commit per part
+    assert _pack_files(git_dir) == (1, 0)
+    fsck = subprocess.run(["git", f"--git-dir={git_dir}", "fsck", "--strict", "--no-dangling"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    repo = GitStore.open(git_dir)
+    for n, (tree, files) in enumerate(expected.items()):
+        out = tmp_path / f"out{n}"
+        repo.checkout(tree, out)
+        assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files

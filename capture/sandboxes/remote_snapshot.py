@@ -20,12 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from agtrace.eventlog import Excluded, SnapshotTaken, credential_rules
+from agtrace.eventlog import Excluded, GitStoreError, SnapshotTaken, credential_rules
 
 from ..snapshot import ShadowSnapshotter, SnapshotPolicy
 from .api import SandboxAPI, run_checked
 
 SHADOW = "shadow.git"
+
+REPACK_EVERY = 8
+"""Bundles imported between two geometric repacks of the local shadow repository
+(`GitStore.repack_imported`): a repack costs a git process, so it is paid once in this many parts."""
 
 _INIT = r"""
 set -e
@@ -105,6 +109,7 @@ class RemoteSnapshotter(ShadowSnapshotter):
         self.api = api
         self.workdir = api.workdir  # a path inside the sandbox (agents report paths under it)
         self._n = 0
+        self._imported = 0  # bundles imported since the last repack
         self.env = {
             "GIT_DIR": f"{api.scratch}/{SHADOW}", "GIT_WORK_TREE": api.workdir,
             "GIT_INDEX_FILE": f"{api.scratch}/{SHADOW}.index", "AGT_SCRATCH": api.scratch,
@@ -136,6 +141,7 @@ class RemoteSnapshotter(ShadowSnapshotter):
                 local = Path(tmp) / "snap.bundle"
                 local.write_bytes(self.api.read_file(bundle))
                 self.git.import_bundle(local)
+            self._imported += 1
         previous = self.tree_id
         if tree != previous:
             self.commit_id = self.git.commit_tree(tree, self.commit_id, label)
@@ -144,6 +150,8 @@ class RemoteSnapshotter(ShadowSnapshotter):
         by = {"added": [], "modified": [], "deleted": []}
         for c in changes:
             by[c.status].append(c.path)
+        if final or self._imported >= REPACK_EVERY:
+            self._repack(final)
         return SnapshotTaken(
             tree_id=tree, commit_id=self.commit_id or "", added=by["added"], modified=by["modified"],
             deleted=by["deleted"], lines_added=sum(c.lines_added for c in changes),
@@ -151,3 +159,13 @@ class RemoteSnapshotter(ShadowSnapshotter):
             policy={**self.policy.as_dict(), "sandbox": True}, part_ended_ts=part_ended_ts,
             duration_ms=round((time.perf_counter() - started) * 1000, 3), final=final, detector="walk",
         )
+
+    def _repack(self, final: bool) -> None:
+        """Roll the imported packs up (one pack after the final snapshot). A git that cannot
+        (older than 2.32 has no ``--geometric``) leaves them as they are: the snapshots are
+        readable either way, only more packs are searched."""
+        try:
+            self.git.repack_imported(final=final)
+        except GitStoreError:
+            pass
+        self._imported = 0

@@ -142,6 +142,20 @@ class BundleMixin:
                 f"importing bundle {path}")
         return list(dict.fromkeys(oid for oid, _ in refs))
 
+    def repack_imported(self: GitStore, *, final: bool = False) -> None:
+        """Keep the packs that `import_bundle` brought in few. Each bundle becomes one pack of
+        git's, whose deltas against earlier bundles are REF_DELTAs (``packset.py`` leaves such
+        packs alone), and `commit_tree` writes loose commits: a sandbox run of N parts would
+        hold N packs and N loose objects. Git rolls them up geometrically (``--geometric=2``:
+        each object rewritten O(log N) times, O(log N) packs), and with ``final`` (a run's end)
+        into one pack, reusing git's deltas. Every object is kept, reachable or not; the packs
+        a repack replaces are deleted only after the new pack is in place (git's own order)."""
+        how = ["-a", "--keep-unreachable"] if final else ["--geometric=2"]
+        _run_git(["-c", "repack.writeBitmaps=false", "-c", "pack.writeReverseIndex=false",
+                  f"--git-dir={self.path}", "repack", "-d", "-q", *how], f"repacking {self.path}")
+        self._packset.forget()
+        self._drop_pack_handles()
+
     def fetch_commit(self: GitStore, repo_dir: str | os.PathLike[str], rev: str) -> str:
         """Copy commit ``rev`` (full or abbreviated id, or a ref name) and everything it reaches
         from the git repository at ``repo_dir`` into ``refs/imported/<id>``; return its full id.

@@ -104,6 +104,10 @@ class PackSet:
         """``(path without .pack, object count)`` of every pack that may be merged."""
         return [p for level in sorted(self._load()) for p in self._load()[level]]
 
+    def forget(self) -> None:
+        """Read the directory again on next use (another tool, git's repack, changed the packs)."""
+        self._tiers = None
+
     def added(self, pack_path: str, count: int) -> bool:
         """Note the new pack ``pack_path`` (``….pack``) of ``count`` objects and merge any tier that
         is full; True when packs were deleted (the caller must drop its open pack handles)."""
