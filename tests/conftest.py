@@ -39,6 +39,20 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent / "shared" / "fixtures"
 
 
+def pytest_configure(config):
+    """Write the project's bytecode once, before the workers and the hundreds of `agtrace`
+    processes the suite starts. A fresh clone has none, and where PYTHONDONTWRITEBYTECODE is
+    set (as on CI machines) no process writes it, so each would compile its modules from
+    source: `agtrace show` took 0.27 s so against 0.15 s with bytecode. Installed packages
+    have theirs from pip; an editable install's sources get it only here."""
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: the controller has compiled already
+    import compileall
+
+    for package in ("eventlog", "capture", "replay", "cli"):
+        compileall.compile_dir(REPO / package, quiet=2, workers=1)
+
+
 @pytest.fixture
 def store(tmp_path) -> Store:
     s = Store(tmp_path / "store")
