@@ -221,3 +221,24 @@ def test_sandbox_snapshots_keep_the_shadow_repository_few_packs_and_one_at_the_e
         out = tmp_path / f"out{n}"
         repo.checkout(tree, out)
         assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+
+
+def test_a_big_sandbox_repository_is_rolled_up_not_repacked_whole_at_the_end(tmp_path, api, monkeypatch):
+    """Past FULL_REPACK_BYTES the run's end rolls the packs up geometrically (a full repack would
+    cost seconds): no loose object is left, and every snapshot stays readable."""
+    from agtrace.eventlog.git import bundle
+
+    monkeypatch.setattr(bundle, "FULL_REPACK_BYTES", 0)
+    work = Path(api.workdir)
+    snap = RemoteSnapshotter(api, tmp_path / "run")
+    trees = {}
+    for i in range(12):
+        (work / f"f{i % 5}.txt").write_text(f"version {i}\n" * 50)
+        taken = snap.take(f"part {i}", final=i == 11)
+        trees[taken.tree_id] = {p.name: p.read_bytes() for p in work.iterdir()}
+    packs, loose = _pack_files(Path(snap.git.path))
+    assert loose == 0 and 1 <= packs < 12
+    repo = GitStore.open(snap.git.path)
+    for n, (tree, files) in enumerate(trees.items()):
+        repo.checkout(tree, tmp_path / f"out{n}")
+        assert {p.name: p.read_bytes() for p in (tmp_path / f"out{n}").iterdir()} == files
