@@ -58,7 +58,7 @@ from agtrace.eventlog import (
     to_builtins,
 )
 
-from .report_diff import run_diffs
+from .report_diff import DiffsAside
 from .report_page import page
 
 Progress = Callable[[int, int], None]
@@ -248,13 +248,16 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
     limits = limits or ReportLimits()
     metrics = run_metrics(store, run_id)
     total = metrics.events
-    fold = fold_run(store, run_id, text_chars=limits.text_chars, progress=progress, total=total)
     parts = part_metrics(store, run_id)
     tree_of = {r["part"]: r["tree_id"] or "" for r in store.catalog.part_rows(run_id)}
-    if progress:
-        progress(total, total + len(parts))
-    diffs = run_diffs(store, run_id, [(p.part, tree_of.get(p.part, "")) for p in parts], limits,
-                      progress=progress, done=total)
+    diffs_of = DiffsAside(store, run_id, [(p.part, tree_of.get(p.part, "")) for p in parts], limits)
+    try:  # the diffs are computed in a child process while the events are folded here
+        fold = fold_run(store, run_id, text_chars=limits.text_chars, progress=progress, total=total)
+        if progress:
+            progress(total, total + len(parts))
+        diffs = diffs_of()
+    finally:
+        diffs_of.cancel()
     trees: dict[str, int] = {}
     pages: list[list] = [[]]
     for e in sorted(fold.events, key=lambda e: (e[2], e[0])):  # transcript pages of page_parts parts

@@ -1,14 +1,16 @@
 """The per-part diffs a report embeds: what changed in each part, within the report's size caps.
 
-:func:`run_diffs` diffs the tree of every part against the previous part's tree (once per
-distinct pair); file lists and line counts are git's (:meth:`GitStore.diff`), so is the unified diff
+:class:`DiffsAside` diffs the tree of every part against the previous part's tree (once per
+distinct pair), in a child process while the report folds the run's events; file lists and line counts are git's (:meth:`GitStore.diff`), so is the unified diff
 text (libgit2's, 3 lines of context, from its ``---`` line). :class:`DiffBudget` carries what is left
 of the caps in :class:`~agtrace.replay.report.ReportLimits`; every cut is noted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import os
+import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,7 +22,6 @@ from .workspace import base_tree, snapshots
 if TYPE_CHECKING:
     from .report import ReportLimits
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -103,10 +104,63 @@ def part_changes(git: GitStore, tree_a: str, tree_b: str, budget: DiffBudget) ->
     return out
 
 
-def run_diffs(store: Store, run_id: str, part_trees: list[tuple[int, str]], limits: ReportLimits,
-              progress: Progress | None = None, done: int = 0) -> dict:
+class DiffsAside:
     """Per-part changes for every part (``(part, tree)`` in part order; parts without a tree
-    left out) whose tree differs from the previous part's."""
+    left out) whose tree differs from the previous part's, computed in a child process so that
+    the caller folds the run's events on the other core meanwhile: call it for the diffs (it
+    waits for them), or :meth:`cancel` it. The
+    repository is opened before the fork, and the child touches neither the catalog nor any
+    file it did not open itself. Where there is no ``fork``, or the child fails, the diffs are
+    computed in this process when they are asked for: the result is the same either way."""
+
+    def __init__(self, store: Store, run_id: str, part_trees: list[tuple[int, str]], limits: ReportLimits):
+        self._pid: int | None = None
+        prepared = _prepare(store, run_id, part_trees)
+        if isinstance(prepared, dict):
+            self._here = lambda: prepared
+            return
+        self._here = functools.partial(_diff_parts, *prepared, limits)
+        if not hasattr(os, "fork"):
+            return
+        import msgspec
+
+        self._read, write_end = os.pipe()
+        self._pid = os.fork()
+        if self._pid == 0:  # the child: compute, send, and leave without the parent's exit code
+            status = 1
+            try:
+                os.close(self._read)
+                view = memoryview(msgspec.json.encode(self._here()))
+                while view:
+                    view = view[os.write(write_end, view):]
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+
+    def __call__(self) -> dict:
+        if self._pid is None:
+            return self._here()
+        import msgspec
+
+        with os.fdopen(self._read, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = None
+        return msgspec.json.decode(data) if status == 0 else self._here()
+
+    def cancel(self) -> None:
+        """End the child (the report failed or was interrupted meanwhile)."""
+        if self._pid is not None:
+            os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+            os.close(self._read)
+            self._pid = None
+
+
+def _prepare(store: Store, run_id: str, part_trees: list[tuple[int, str]]):
+    """``(todo, repository, base tree)`` for :func:`_diff_parts`, or the finished result of a
+    run that has nothing to diff."""
     todo = [(n, tree) for n, tree in part_trees if tree]
     if not todo:
         return {"parts": {}, "blobs": {}, "note": "This run recorded no workspace snapshots, so it has no diffs."}
@@ -114,19 +168,20 @@ def run_diffs(store: Store, run_id: str, part_trees: list[tuple[int, str]], limi
         git = snapshots(store, run_id)
     except ReplayError as exc:
         return {"parts": {}, "blobs": {}, "note": str(exc)}
+    return todo, git, base_tree(store, run_id)
+
+
+def _diff_parts(todo: list[tuple[int, str]], git: GitStore, previous: str, limits: ReportLimits) -> dict:
     budget = DiffBudget(limits)
-    previous = base_tree(store, run_id)
     changes: dict[str, list] = {}
     cache: dict[tuple[str, str], list] = {}
-    for i, (n, tree) in enumerate(todo, 1):
+    for n, tree in todo:
         if tree != previous:
             pair = (previous, tree)
             if pair not in cache:
                 cache[pair] = part_changes(git, previous, tree, budget)
             changes[str(n)] = cache[pair]
         previous = tree
-        if progress and i % 50 == 0:
-            progress(done + i, done + len(todo))
     note = ""
     if budget.diff_left <= 0 or budget.cut_parts:
         note = "Some diffs were cut or left out at the report's size caps; `agtrace replay ID --part N` writes any part out."

@@ -25,6 +25,7 @@ from agtrace.replay.report import ReportLimits, RunFold, render_report, report_d
 
 from . import chromium
 from .conftest import REPO, run_agtrace
+from .procs import descendants
 
 ARTIFACTS = REPO / "artifacts"
 needs_chromium = pytest.mark.skipif(
@@ -104,6 +105,53 @@ def test_diffs_agree_with_the_shadow_repository(demo):
         view = describe_part(store, summary.run_id, part, git)
         embedded = [(f[0], f[1], f[2], f[3]) for f in diffs["parts"].get(str(part), [])]
         assert embedded == [(c["path"], c["status"], c["lines_added"], c["lines_removed"]) for c in view.changed]
+
+
+def test_diffs_from_the_child_process_equal_the_diffs_computed_here(demo, monkeypatch):
+    """The report's diffs come from a forked child while the events are folded; the same
+    function run in this process (no fork, or a child that failed) gives the same diffs, and
+    no child is left behind."""
+    import os
+
+    from agtrace.replay import report_diff
+
+    store, summary = demo
+    before = set(descendants(os.getpid()))
+    _, aside = report_data(store, summary.run_id)
+    assert aside["parts"]
+    monkeypatch.delattr(report_diff.os, "fork")  # a platform without fork
+    _, here = report_data(store, summary.run_id)
+    assert aside == here
+    monkeypatch.undo()
+
+    real_fork = os.fork
+
+    def failing_child():
+        pid = real_fork()
+        if pid == 0:
+            os._exit(3)  # the child dies before it sends anything
+        return pid
+
+    monkeypatch.setattr(report_diff.os, "fork", failing_child)
+    _, recovered = report_data(store, summary.run_id)
+    assert recovered == here
+    assert set(descendants(os.getpid())) <= before  # every child was waited for (no zombie either)
+
+
+def test_a_cancelled_diff_child_is_ended(demo):
+    import os
+
+    from agtrace.replay.report import ReportLimits
+    from agtrace.replay.report_diff import DiffsAside
+
+    store, summary = demo
+    trees = [(r["part"], r["tree_id"] or "") for r in store.catalog.part_rows(summary.run_id)]
+    before = set(descendants(os.getpid()))
+    aside = DiffsAside(store, summary.run_id, trees, ReportLimits())
+    assert set(descendants(os.getpid())) - before  # the child runs
+    aside.cancel()
+    assert set(descendants(os.getpid())) <= before
+    aside.cancel()  # twice is harmless
 
 
 def test_text_cannot_close_the_data_element_and_caps_are_said(store):
