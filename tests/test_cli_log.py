@@ -81,7 +81,7 @@ def test_second_writer_process_is_refused_naming_the_holder(tmp_path):
         stdin=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         lock = s / "runs" / run / "lock"
         while str(holder.pid) not in (lock.read_text() if lock.exists() else "") and time.monotonic() < deadline:
             time.sleep(0.05)
