@@ -1,8 +1,9 @@
 """The per-part diffs a report embeds: what changed in each part, within the report's size caps.
 
 :class:`DiffsAside` diffs the tree of every part against the previous part's tree (once per
-distinct pair), in a child process while the report folds the run's events; file lists and line counts are git's (:meth:`GitStore.diff`), so is the unified diff
-text (libgit2's, 3 lines of context, from its ``---`` line). :class:`DiffBudget` carries what is left
+distinct pair), in a child process while the report folds the run's events; file lists and line
+counts are git's (:meth:`GitStore.diff`), so is the unified diff text (libgit2's, 3 lines of
+context, from its ``---`` line). :class:`DiffBudget` carries what is left
 of the caps in :class:`~agtrace.replay.report.ReportLimits`; every cut is noted.
 """
 
@@ -108,9 +109,8 @@ class DiffsAside:
     """Per-part changes for every part (``(part, tree)`` in part order; parts without a tree
     left out) whose tree differs from the previous part's, computed in a child process so that
     the caller folds the run's events on the other core meanwhile: call it for the diffs (it
-    waits for them), or :meth:`cancel` it. The
-    repository is opened before the fork, and the child touches neither the catalog nor any
-    file it did not open itself. Where there is no ``fork``, or the child fails, the diffs are
+    waits for them), or :meth:`cancel` it. The repository is opened before the fork, and the
+    child touches neither the catalog nor any file it did not open itself. Where there is no ``fork``, or the child fails, the diffs are
     computed in this process when they are asked for: the result is the same either way."""
 
     def __init__(self, store: Store, run_id: str, part_trees: list[tuple[int, str]], limits: ReportLimits):
@@ -124,12 +124,12 @@ class DiffsAside:
             return
         import msgspec
 
-        self._read, write_end = os.pipe()
+        read_end, write_end = os.pipe()
         self._pid = os.fork()
         if self._pid == 0:  # the child: compute, send, and leave without the parent's exit code
             status = 1
             try:
-                os.close(self._read)
+                os.close(read_end)
                 view = memoryview(msgspec.json.encode(self._here()))
                 while view:
                     view = view[os.write(write_end, view):]
@@ -137,25 +137,26 @@ class DiffsAside:
             finally:
                 os._exit(status)
         os.close(write_end)
+        self._pipe = os.fdopen(read_end, "rb")
 
     def __call__(self) -> dict:
         if self._pid is None:
             return self._here()
         import msgspec
 
-        with os.fdopen(self._read, "rb") as pipe:
-            data = pipe.read()
+        data = self._pipe.read()
+        self._pipe.close()
         _, status = os.waitpid(self._pid, 0)
         self._pid = None
         return msgspec.json.decode(data) if status == 0 else self._here()
 
     def cancel(self) -> None:
-        """End the child (the report failed or was interrupted meanwhile)."""
+        """End the child (the report failed or was interrupted meanwhile); closing twice is harmless."""
         if self._pid is not None:
             os.kill(self._pid, signal.SIGKILL)
             os.waitpid(self._pid, 0)
-            os.close(self._read)
             self._pid = None
+            self._pipe.close()
 
 
 def _prepare(store: Store, run_id: str, part_trees: list[tuple[int, str]]):

@@ -20,8 +20,8 @@ class RemoteShipper:
     to seal the open segment, so a crash loses at most the last ``interval_s`` of events remotely.
     Failed pushes are retried on the next tick (the last error is in :attr:`last_error`, a
     :class:`RemoteError` naming the exception when it was not one of ours: the thread outlives
-    any one push); the final push of :meth:`stop` raises its error. Reads files only, never the catalog, so it is
-    safe beside the writer's thread.
+    any one push); the final push of :meth:`stop` raises its error. Reads files only, never the
+    catalog, so it is safe beside the writer's thread.
     """
 
     def __init__(self, store: Store, run_id: str, remote: Remote, *, interval_s: float = 5.0,
