@@ -102,10 +102,13 @@ def test_sigkilled_writer_loses_nothing_acknowledged(tmp_path, durability):
 @pytest.mark.slow
 @pytest.mark.parametrize("durability", POLICIES)
 def test_sigkilled_writer_soak(tmp_path, durability):
-    run = CrashRun(tmp_path, durability, seed=100 + POLICIES.index(durability))
+    """The soak: 150 kills per policy, each checked as in the test above, with the whole log
+    verified every 10 kills, after each torn tail and at the end (see ``CrashRun``)."""
+    run = CrashRun(tmp_path, durability, seed=100 + POLICIES.index(durability), verify_every=10)
     try:
         for _ in range(SOAK_KILLS_PER_POLICY):
             run.kill_once()
+        run.finish()
     finally:
         run.close()
     assert run.stats.kills == SOAK_KILLS_PER_POLICY
