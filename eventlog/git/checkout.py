@@ -9,9 +9,8 @@ A checkout is verified by the tree id of what it wrote, hashed (with git's own o
 from the bytes handed to the kernel (each file's bytes are checked against its object id as
 they are read, see ``GitStore._blob_data``; its size is checked on disk after writing;
 ``verify="disk"`` re-reads every file instead); a switch re-hashes what it wrote from disk. A
-checkout reads and writes its files from several threads: inflating, hashing and file creation
-all let the GIL go, so they run on every core: that half, writing a whole tree, is
-``treewrite.py``.
+checkout reads and writes its files on the walking thread, in a forked child for half of a big
+tree, or from several threads (``jobs``): that half, writing a whole tree, is ``treewrite.py``.
 
 No pygit2 here: trees and blobs come through `GitStore` (``repository.py``) or the pygit2-free
 `TreeReader` (``tree_reader.py``), whose objects are read by their ``name``, ``filemode``,
@@ -31,7 +30,6 @@ from ..containment import check_name
 from ..errors import GitStoreError, UnsafePath
 from .result import SwitchResult
 from .treewrite import (
-    CHECKOUT_JOBS,
     MODE_BLOB,
     MODE_EXEC,
     MODE_LINK,
@@ -57,7 +55,9 @@ class CheckoutMixin:
         Nothing is ever written outside ``out_dir`` (see the module docstring). A hostile or
         unsupported tree raises GitStoreError and leaves ``out_dir`` partially written (delete
         it). Files are written by ``jobs`` threads (default :data:`CHECKOUT_JOBS`, 1: the
-        walking thread itself), one directory at a time each, one ``open``/``write``/``close`` per file (plus ``fchmod``
+        walking thread itself; without ``jobs``, a single-threaded process on Linux with two
+        cores has a forked child write about half of a big tree's files, see ``treewrite.py``),
+        one directory at a time each, one ``open``/``write``/``close`` per file (plus ``fchmod``
         only when the umask would change its mode). With ``verify`` the written tree's id must
         equal ``tree_id``: it is computed from the bytes as handed to the kernel (each file's
         bytes hash to its object id, checked as they are read; its size is checked on disk
@@ -73,7 +73,7 @@ class CheckoutMixin:
             raise GitStoreError(f"checkout target {out} is not empty; pass a new directory")
         fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            written = write_tree_parallel(self, tree, fd, tree_id, jobs or CHECKOUT_JOBS, stats)
+            written = write_tree_parallel(self, tree, fd, tree_id, jobs, stats)
             if verify == "disk":
                 written = hash_dir(fd)
         finally:

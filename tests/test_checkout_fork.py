@@ -1,0 +1,200 @@
+"""A checkout split across two processes (``treewrite._Halves``): in a single-threaded process
+on Linux with two cores, a forked child writes about half of a big tree's files.
+
+The split is only taken where no other thread runs, and a pytest-xdist worker has threads of
+its own, so every case here runs in a fresh ``python`` process (a script below, or the CLI),
+with ``FORK_FILES`` lowered so that the small recorded trees of ``test_checkout_read`` split
+too. The script counts the forks it makes and says which side refused what."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from agtrace.eventlog import Store
+from agtrace.eventlog.git import treewrite
+from agtrace.eventlog.git.checkout import hash_dir
+
+from .test_checkout_read import _loose_blob_paths, _recorded, _rewrite_loose
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2, reason="the split needs Linux and 2 cores")
+
+SCRIPT = r"""
+import json, os, sys
+from agtrace.eventlog import GitStore, GitStoreError
+from agtrace.eventlog.git import treewrite
+from agtrace.replay.checkout_cache import _scan, _signature
+
+repo, out_root, mode, trees = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+treewrite.FORK_FILES = 1
+parent, forks = os.getpid(), []
+real_fork = os.fork
+
+def counting_fork():
+    pid = real_fork()
+    if pid:
+        forks.append(pid)
+    return pid
+
+os.fork = counting_fork
+real_in_child, real_write = treewrite._in_child, treewrite._write_files
+
+def in_child(job):
+    if mode == "child-dies":
+        os._exit(3)
+    try:
+        return real_in_child(job)
+    except GitStoreError:
+        os.write(2, b"refused in the child\n")
+        raise
+
+def write_files(git, fd, files, *rest):
+    if mode == "parent-fails" and os.getpid() == parent:
+        raise GitStoreError("the parent's half failed on purpose")
+    return real_write(git, fd, files, *rest)
+
+treewrite._in_child, treewrite._write_files = in_child, write_files
+store = GitStore.open(repo)
+result = []
+for i, tree in enumerate(trees):
+    out, stats = os.path.join(out_root, f"out-{i}"), {}
+    try:
+        written = store.checkout(tree, out, stats=stats)
+    except GitStoreError as exc:
+        result.append({"error": str(exc)})
+        continue
+    walked = dict(_scan(out, ""))
+    result.append({"written": written, "stats_match": {r: _signature(s) for r, s in stats.items()} == walked})
+try:
+    os.waitpid(-1, os.WNOHANG)
+    children_left = True
+except ChildProcessError:
+    children_left = False
+print(json.dumps({"results": result, "forks": len(forks), "children_left": children_left}))
+"""
+
+
+def _run(tmp_path: Path, repo: str, trees: list[str], mode: str = "plain") -> tuple[dict, str]:
+    out_root = tmp_path / f"outs-{mode}"
+    out_root.mkdir()
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, repo, str(out_root), mode, *trees],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), proc.stderr
+
+
+def test_a_split_checkout_writes_every_recorded_tree_with_its_stat_data(tmp_path):
+    store, trees = _recorded(tmp_path)
+    got, _ = _run(tmp_path, store.path, trees)
+    assert got["forks"] == len(trees) and not got["children_left"]
+    for i, (tree, res) in enumerate(zip(trees, got["results"], strict=True)):
+        assert res == {"written": tree, "stats_match": True}
+        out = tmp_path / "outs-plain" / f"out-{i}"
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            assert hash_dir(fd) == tree  # re-read from disk: exec bits, links, every byte
+        finally:
+            os.close(fd)
+    assert os.access(tmp_path / "outs-plain" / "out-0" / "run.sh", os.X_OK)
+    assert os.readlink(tmp_path / "outs-plain" / "out-0" / "link") == "src/m1.py"
+
+
+@pytest.mark.parametrize("path", ["src/m5.py", "run.sh", "src/deep/big.bin"])
+def test_a_damaged_blob_on_either_side_is_refused_by_name(tmp_path, path):
+    """``src`` (40 files) is written by the parent; the root's and ``src/deep``'s files by the
+    child (the bigger directories go first, each to the side with fewer files so far)."""
+    store, trees = _recorded(tmp_path)
+    blob = _loose_blob_paths(store, trees[0])[path]
+    _rewrite_loose(blob, b"\x00" * 40)
+    oid = blob.parent.name + blob.name
+    got, stderr = _run(tmp_path, store.path, trees[:1])
+    (res,) = got["results"]
+    assert oid in res["error"] and not got["children_left"]
+    assert ("refused in the child" in stderr) == (not path.startswith("src/m"))
+
+
+def test_a_child_that_dies_is_an_error_and_is_reaped(tmp_path):
+    store, trees = _recorded(tmp_path)
+    got, _ = _run(tmp_path, store.path, trees[:1], "child-dies")
+    (res,) = got["results"]
+    assert "the process writing half of its files ended (exit status 3)" in res["error"]
+    assert "delete it and retry" in res["error"] and not got["children_left"]
+
+
+def test_a_failing_parent_half_ends_the_child(tmp_path):
+    store, trees = _recorded(tmp_path)
+    got, _ = _run(tmp_path, store.path, trees[:1], "parent-fails")
+    (res,) = got["results"]
+    assert res["error"] == "the parent's half failed on purpose" and not got["children_left"]
+
+
+def test_no_split_while_another_thread_runs():
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not treewrite._may_fork()
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_cli_replay_of_a_big_tree_splits_and_writes_it_exactly(tmp_path):
+    """Through the CLI as users run it: a 700-file tree (over FORK_FILES) replayed into a new
+    directory equals the recorded tree, byte for byte."""
+    from agtrace.capture.recorder import Recorder
+    from agtrace.replay.workspace import tree_of_part
+
+    work = tmp_path / "work"
+    rng = random.Random(5)
+    for i in range(700):
+        path = work / f"pkg{i % 7}" / f"m{i}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.randbytes(rng.randrange(0, 9000)))
+    store = Store(tmp_path / "store")
+    with Recorder(store, workdir=work, agent="test", heartbeat_s=60) as rec:
+        call = rec.tool_call("shell", command="edit")
+        (work / "pkg3" / "m3.py").write_text("edited\n")
+        rec.tool_result(call, output="", exit_code=0)
+    tree = tree_of_part(store, rec.run_id, 1)
+    store.close()
+    out, forks = tmp_path / "replayed", tmp_path / "forks"
+    env = {k: v for k, v in os.environ.items() if k != "AGTRACE_HOME"}
+    proc = subprocess.run([sys.executable, "-c", CLI_COUNTING_FORKS, str(forks), "--store", str(tmp_path / "store"),
+                           "replay", rec.run_id, "--part", "1", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert hash_dir(fd) == tree
+    finally:
+        os.close(fd)
+    assert (out / "pkg3" / "m3.py").read_text() == "edited\n"
+    assert forks.read_text() == "1"  # the CLI process forked its second writer, once
+
+
+CLI_COUNTING_FORKS = r"""
+import os, sys
+forks, real_fork = [], os.fork
+def counting_fork():
+    pid = real_fork()
+    if pid:
+        forks.append(pid)
+    return pid
+os.fork = counting_fork
+path, sys.argv = sys.argv[1], ["agtrace", *sys.argv[2:]]
+from agtrace.cli.main import main
+try:
+    main()
+finally:
+    with open(path, "w") as f:
+        f.write(str(len(forks)))
+"""
