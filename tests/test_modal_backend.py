@@ -223,6 +223,50 @@ def test_sandbox_snapshots_keep_the_shadow_repository_few_packs_and_one_at_the_e
         assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
 
 
+OLD_GIT = """#!/bin/sh
+# git as older than 2.32 answers a geometric repack; everything else is the real git
+for arg in "$@"; do
+  case "$arg" in --geometric*)
+    echo x >> "$AGT_TEST_GEOMETRIC_TRIES"
+    echo "error: unknown option \\`geometric=2'" >&2
+    exit 129;;
+  esac
+done
+exec {git} "$@"
+"""
+
+
+def test_a_git_without_geometric_repack_is_tried_once_per_run_and_the_end_still_packs(tmp_path, api, monkeypatch):
+    """With a git older than 2.32 (a wrapper that answers ``--geometric`` as it does, and runs
+    the real git for everything else), the first mid-run repack fails and the run's other
+    mid-run repacks are not tried; the final ``repack -a`` still makes one pack, and every
+    snapshot stays readable."""
+    import shutil
+
+    from agtrace.capture.sandboxes.remote_snapshot import REPACK_EVERY
+
+    bin_dir, tries = tmp_path / "bin", tmp_path / "geometric-tries"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(OLD_GIT.format(git=shutil.which("git")))
+    (bin_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("AGT_TEST_GEOMETRIC_TRIES", str(tries))
+    work = Path(api.workdir)
+    snap = RemoteSnapshotter(api, tmp_path / "run")
+    trees = {}
+    parts = 3 * REPACK_EVERY + 1
+    for i in range(parts):
+        (work / f"f{i % 5}.txt").write_text(f"version {i}\n" * 50)
+        taken = snap.take(f"part {i}", final=i == parts - 1)
+        trees[taken.tree_id] = {p.name: p.read_bytes() for p in work.iterdir()}
+    assert tries.read_text().count("x") == 1
+    assert _pack_files(Path(snap.git.path)) == (1, 0)
+    repo = GitStore.open(snap.git.path)
+    for n, (tree, files) in enumerate(trees.items()):
+        repo.checkout(tree, tmp_path / f"out{n}")
+        assert {p.name: p.read_bytes() for p in (tmp_path / f"out{n}").iterdir()} == files
+
+
 def test_a_big_sandbox_repository_is_rolled_up_not_repacked_whole_at_the_end(tmp_path, api, monkeypatch):
     """Past FULL_REPACK_BYTES the run's end rolls the packs up geometrically (a full repack would
     cost seconds): no loose object is left, and every snapshot stays readable."""

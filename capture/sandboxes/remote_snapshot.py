@@ -110,6 +110,7 @@ class RemoteSnapshotter(ShadowSnapshotter):
         self.workdir = api.workdir  # a path inside the sandbox (agents report paths under it)
         self._n = 0
         self._imported = 0  # bundles imported since the last repack
+        self._no_geometric = False  # a mid-run repack failed (git < 2.32): not tried again
         self.env = {
             "GIT_DIR": f"{api.scratch}/{SHADOW}", "GIT_WORK_TREE": api.workdir,
             "GIT_INDEX_FILE": f"{api.scratch}/{SHADOW}.index", "AGT_SCRATCH": api.scratch,
@@ -163,9 +164,13 @@ class RemoteSnapshotter(ShadowSnapshotter):
     def _repack(self, final: bool) -> None:
         """Roll the imported packs up (one pack after the final snapshot). A git that cannot
         (older than 2.32 has no ``--geometric``) leaves them as they are: the snapshots are
-        readable either way, only more packs are searched."""
+        readable either way, only more packs are searched. After a mid-run repack failed, the
+        run's other mid-run repacks are not tried (each would be one more failing git process
+        while the agent is frozen); the final one still is (``-a`` is older than git 2.32)."""
+        self._imported = 0
+        if self._no_geometric and not final:
+            return
         try:
             self.git.repack_imported(final=final)
         except GitStoreError:
-            pass
-        self._imported = 0
+            self._no_geometric = self._no_geometric or not final
