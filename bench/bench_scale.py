@@ -26,6 +26,10 @@ function that takes the :class:`Bench` and returns :class:`Row` s):
   --version`. Budget <= 2x.
 * ``parquet`` (item 7): `agtrace export --format parquet` of 1,000 of those runs, seconds.
   Budget <= 10 s.
+* ``shadow`` (DESIGN.md's table, ``bench_shadow_size.py``): the shadow repository's bytes on disk
+  against the run's bundles, at the worst of 4 points during and after a run of
+  ``--shadow-parts`` real snapshots, for each of its three workdirs (flat, nested, wide).
+  Budget <= 2x.
 
 Every timed command is a real process through its console script; values are medians of
 ``--rounds`` (>= 3) rounds, baseline and measured alternating. CPU seconds (user + sys of the
@@ -35,6 +39,7 @@ stderr; stdout gets the table (or, with ``--json``, the rows).
     python bench/bench_scale.py [--rounds 3] [--events 200000] [--parts 20000] [--runs 10000]
                                 [--replay-files 2000 --replay-mb 25] [--snapshot-files 24000
                                 --snapshot-mb 170] [--capture-files 2000 --capture-parts 200]
+                                [--shadow-parts 1000 --shadow-files 3000]
                                 [--fixtures DIR] [--only startup,append,...] [--json]
 """
 
@@ -56,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_capture_cli  # noqa: E402
 import bench_cold_replay  # noqa: E402
+import bench_shadow_size  # noqa: E402
 import bench_snapshot_scale  # noqa: E402
 import bench_startup  # noqa: E402
 from common import console_script, python_env, timed  # noqa: E402
@@ -329,9 +335,27 @@ def measure_parquet(b: Bench) -> list[Row]:
                 budget=10.0, on_ratio=False, cpu=got["parquet"][1])]
 
 
+def measure_shadow(b: Bench) -> list[Row]:
+    """bench_shadow_size's runs: shadow repository bytes against the run's bundles (DESIGN.md)."""
+    m = bench_shadow_size
+    parts, files = b.args.shadow_parts, b.args.shadow_files
+    r = m.run(parts, files, 4)
+    rows = []
+    for kind in ("flat", "nested", "wide"):
+        points = [k.removeprefix(f"{kind}_").removesuffix("_ratio") for k in r
+                  if k.startswith(f"{kind}_") and k.endswith("_ratio") and k != f"{kind}_worst_ratio"]
+        worst = max(points, key=lambda at: r[f"{kind}_{at}_ratio"])
+        rows.append(Row("shadow", f"{kind} workdir: shadow repository / bundles, worst point ({worst}) of {parts:,} parts",
+                        r[f"{kind}_{worst}_shadow_bytes"] / 1e3, "KB", r[f"{kind}_{worst}_bundle_bytes"] / 1e3,
+                        "the run's bundles", m.RATIO_BUDGET,
+                        note=f"{kind}: at the end x{r[f'{kind}_end_ratio']:.2f} in {r[f'{kind}_end_packs']} pack(s); "
+                             f"snapshot median {r[f'{kind}_snapshot_ms_median']:.2f} ms"))
+    return rows
+
+
 MEASURES: list[Callable[[Bench], list[Row]]] = [
     measure_startup, measure_append, measure_part_cost, measure_report, measure_cold_replay, measure_snapshot,
-    measure_capture, measure_store, measure_parquet,
+    measure_capture, measure_store, measure_parquet, measure_shadow,
 ]
 """The measures, in order; each a function of the Bench returning its rows."""
 
@@ -351,6 +375,8 @@ def main() -> None:
     ap.add_argument("--capture-parts", type=int, default=200, help="parts of the long captured run")
     ap.add_argument("--capture-small", type=int, default=20, help="parts of the short captured run")
     ap.add_argument("--think-ms", type=float, default=20.0, help="the captured agent's pause per part")
+    ap.add_argument("--shadow-parts", type=int, default=1000, help="snapshots of each shadow-size run")
+    ap.add_argument("--shadow-files", type=int, default=3000, help="files of the nested and wide shadow-size workdirs")
     ap.add_argument("--fixtures", default="", metavar="DIR",
                     help="keep the built stores (the long run, the full store) in DIR and reuse them")
     names = [m.__name__.removeprefix("measure_") for m in MEASURES]
