@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agtrace.eventlog import GitStore, Store
+from agtrace.eventlog import GitStore, Store, end_child, fork_computing
 
 from .errors import ReplayError
 from .workspace import base_tree, snapshots
@@ -124,20 +123,7 @@ class DiffsAside:
             return
         import msgspec
 
-        read_end, write_end = os.pipe()
-        self._pid = os.fork()
-        if self._pid == 0:  # the child: compute, send, and leave without the parent's exit code
-            status = 1
-            try:
-                os.close(read_end)
-                view = memoryview(msgspec.json.encode(self._here()))
-                while view:
-                    view = view[os.write(write_end, view):]
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_end)
-        self._pipe = os.fdopen(read_end, "rb")
+        self._pid, self._pipe = fork_computing(lambda: msgspec.json.encode(self._here()))
 
     def __call__(self) -> dict:
         if self._pid is None:
@@ -153,8 +139,7 @@ class DiffsAside:
     def cancel(self) -> None:
         """End the child (the report failed or was interrupted meanwhile); closing twice is harmless."""
         if self._pid is not None:
-            os.kill(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
+            end_child(self._pid)
             self._pid = None
             self._pipe.close()
 

@@ -27,16 +27,9 @@ from .test_checkout_read import _loose_blob_paths, _recorded, _rewrite_loose
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2, reason="the split needs Linux and 2 cores")
 
-SCRIPT = r"""
-import json, os, sys
-from agtrace.eventlog import GitStore, GitStoreError
-from agtrace.eventlog.git import treewrite
-from agtrace.replay.checkout_cache import _scan, _signature
-
-repo, out_root, mode, trees = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-treewrite.FORK_FILES = 1
-parent, forks = os.getpid(), []
-real_fork = os.fork
+FORK_COUNTER = r"""
+import os, sys
+forks, real_fork = [], os.fork
 
 def counting_fork():
     pid = real_fork()
@@ -45,6 +38,18 @@ def counting_fork():
     return pid
 
 os.fork = counting_fork
+"""
+"""The start of both scripts: ``forks`` holds the pid of every child this process forked."""
+
+SCRIPT = FORK_COUNTER + r"""
+import json
+from agtrace.eventlog import GitStore, GitStoreError
+from agtrace.eventlog.git import treewrite
+from agtrace.replay.checkout_cache import _scan, _signature
+
+repo, out_root, mode, trees = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+treewrite.FORK_FILES = 1
+parent = os.getpid()
 real_in_child, real_write = treewrite._in_child, treewrite._write_files
 
 def in_child(job):
@@ -181,15 +186,7 @@ def test_cli_replay_of_a_big_tree_splits_and_writes_it_exactly(tmp_path):
     assert forks.read_text() == "1"  # the CLI process forked its second writer, once
 
 
-CLI_COUNTING_FORKS = r"""
-import os, sys
-forks, real_fork = [], os.fork
-def counting_fork():
-    pid = real_fork()
-    if pid:
-        forks.append(pid)
-    return pid
-os.fork = counting_fork
+CLI_COUNTING_FORKS = FORK_COUNTER + r"""
 path, sys.argv = sys.argv[1], ["agtrace", *sys.argv[2:]]
 from agtrace.cli.main import main
 try:

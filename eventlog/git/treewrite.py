@@ -25,6 +25,7 @@ import sys
 
 from ..containment import check_name
 from ..errors import GitStoreError, UnsafePath
+from ..forked import end_child, exit_description, fork_computing
 
 MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE = 0o100644, 0o100755, 0o120000, 0o040000
 """Git's file modes: regular file, executable file, symlink, directory."""
@@ -206,26 +207,17 @@ class _Halves:
             counts[side] += len(job.args[2])
         import pickle
 
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: write its half, hand back, leave without the parent's exit code
-            status = 1
+        def theirs() -> bytes:
             try:
-                os.close(read_end)
-                try:
-                    done = [_in_child(job) for job in there]
-                except GitStoreError as exc:
-                    done = str(exc)
-                view = memoryview(pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL))
-                while view:
-                    view = view[os.write(write_end, view):]
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_end)
+                done = [_in_child(job) for job in there]
+            except GitStoreError as exc:
+                done = str(exc)
+            return pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
+
+        pid, pipe = fork_computing(theirs)
         reaped = False
         try:
-            with os.fdopen(read_end, "rb") as pipe:
+            with pipe:
                 for job in here:
                     job.value = job.fn(*job.args)
                 data = pipe.read()
@@ -233,11 +225,11 @@ class _Halves:
             reaped = True
         finally:
             if not reaped:  # this half failed or was interrupted: end the child too
-                _end(pid)
+                end_child(pid)
         tree_id = there[0].args[3]
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or not data:
             raise GitStoreError(f"checkout of {tree_id}: the process writing half of its files ended "
-                                f"({_how(status)}); the directory is partly written: delete it and retry")
+                                f"({exit_description(status)}); the directory is partly written: delete it and retry")
         done = pickle.loads(data)
         if isinstance(done, str):
             raise GitStoreError(done)
@@ -269,22 +261,6 @@ def _in_child(job: _Later) -> tuple[list, dict | None]:
     fn, (git, fd, files, tree_id, prefix, stats) = job.fn, job.args
     mine = None if stats is None else {}
     return fn(git, fd, files, tree_id, prefix, mine), mine
-
-
-def _end(pid: int) -> None:
-    import signal
-
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
-
-
-def _how(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else f"status {status}"
 
 
 def _collect(pending: list, entries: dict, root_fd: int) -> None:
