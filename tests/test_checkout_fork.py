@@ -52,11 +52,11 @@ treewrite.FORK_FILES = 1
 parent = os.getpid()
 real_in_child, real_write = treewrite._in_child, treewrite._write_files
 
-def in_child(job):
+def in_child(job, files):
     if mode == "child-dies":
         os._exit(3)
     try:
-        return real_in_child(job)
+        return real_in_child(job, files)
     except GitStoreError:
         os.write(2, b"refused in the child\n")
         raise
@@ -112,10 +112,27 @@ def test_a_split_checkout_writes_every_recorded_tree_with_its_stat_data(tmp_path
     assert os.readlink(tmp_path / "outs-plain" / "out-0" / "link") == "src/m1.py"
 
 
-@pytest.mark.parametrize("path", ["src/m5.py", "run.sh", "src/deep/big.bin"])
-def test_a_damaged_blob_on_either_side_is_refused_by_name(tmp_path, path):
-    """``src`` (40 files) is written by the parent; the root's and ``src/deep``'s files by the
-    child (the bigger directories go first, each to the side with fewer files so far)."""
+def test_a_tree_of_one_directory_is_split_between_the_two(tmp_path):
+    """Halves are cut by files, not directories: one flat directory still gets both processes."""
+    from agtrace.eventlog import GitStore
+
+    work = tmp_path / "flat"
+    work.mkdir()
+    for i in range(30):
+        (work / f"f{i}.txt").write_text(f"file {i}\n" * i)
+    store = GitStore.init(tmp_path / "repo.git")
+    tree = store.snapshot(work, max_file_bytes=1 << 20, message="flat").tree_id
+    got, _ = _run(tmp_path, store.path, [tree])
+    assert got["results"] == [{"written": tree, "stats_match": True}]
+    assert got["forks"] == 1 and not got["children_left"]
+
+
+@pytest.mark.parametrize("path, in_child", [("run.sh", True), ("src/m0.py", True), ("src/m5.py", False),
+                                            ("src/deep/big.bin", False)])
+def test_a_damaged_blob_on_either_side_is_refused_by_name(tmp_path, path, in_child):
+    """The child writes the first half of the files in the walk's order: the root's two, then
+    ``src``'s first 19 in git's name order (m0, m1, m10-m19, m2, m20-m25): ``src`` is cut
+    between the two processes; the rest of ``src`` and ``src/deep`` are the parent's."""
     store, trees = _recorded(tmp_path)
     blob = _loose_blob_paths(store, trees[0])[path]
     _rewrite_loose(blob, b"\x00" * 40)
@@ -123,7 +140,7 @@ def test_a_damaged_blob_on_either_side_is_refused_by_name(tmp_path, path):
     got, stderr = _run(tmp_path, store.path, trees[:1])
     (res,) = got["results"]
     assert oid in res["error"] and not got["children_left"]
-    assert ("refused in the child" in stderr) == (not path.startswith("src/m"))
+    assert ("refused in the child" in stderr) == in_child
 
 
 def test_a_child_that_dies_is_an_error_and_is_reaped(tmp_path):

@@ -170,10 +170,11 @@ def _may_fork() -> bool:
 
 class _Halves:
     """An executor of :func:`_write_files` in two processes: the directories submitted are
-    written when the first result is asked for (`_collect`), the files of about half of them
-    by a forked child and the rest by this process meanwhile; the child hands back what
-    ``_write_files`` returned and the stat data it took (pickled, through a pipe) and leaves
-    with ``os._exit``. A batch of fewer than :data:`FORK_FILES` files is written here alone.
+    written when the first result is asked for (`_collect`), the first half of their files (in
+    the walk's order; one directory's files may be cut between the halves) by a forked child,
+    the rest by this process meanwhile; the child hands back what ``_write_files`` returned and
+    the stat data it took (pickled, through a pipe) and leaves with ``os._exit``. A batch of
+    fewer than :data:`FORK_FILES` files is written here alone.
 
     Measured on 2 cores, a 2,000-file / 25 MB tree: see ``CHECKOUT_JOBS``'s numbers and
     ``bench/bench_cold_replay.py``."""
@@ -194,22 +195,24 @@ class _Halves:
 
     def run(self) -> None:
         todo, self._todo = self._todo, []
-        for job in todo:
-            job.ran = True
-        if sum(len(job.args[2]) for job in todo) < FORK_FILES:
+        there, here, need = [], [], sum(len(job.args[2]) for job in todo) // 2
+        for job in todo:  # the child takes the first half of the files, a directory's may be cut
+            job.ran, job.value, files = True, [], job.args[2]
+            take = min(len(files), need)
+            if take:
+                there.append((job, files[:take]))
+                need -= take
+            if take < len(files):
+                here.append((job, files[take:]))
+        if 2 * sum(len(files) for _, files in there) < FORK_FILES or not here:
             for job in todo:
                 job.value = job.fn(*job.args)
             return
-        here, there, counts = [], [], [0, 0]
-        for job in sorted(todo, key=lambda job: -len(job.args[2])):  # the bigger directories first
-            side = 0 if counts[0] <= counts[1] else 1
-            (here, there)[side].append(job)
-            counts[side] += len(job.args[2])
         import pickle
 
         def theirs() -> bytes:
             try:
-                done = [_in_child(job) for job in there]
+                done = [_in_child(job, files) for job, files in there]
             except GitStoreError as exc:
                 done = str(exc)
             return pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
@@ -218,23 +221,24 @@ class _Halves:
         reaped = False
         try:
             with pipe:
-                for job in here:
-                    job.value = job.fn(*job.args)
+                for job, files in here:
+                    fn, (git, fd, _, tree_id, prefix, stats) = job.fn, job.args
+                    job.value += fn(git, fd, files, tree_id, prefix, stats)
                 data = pipe.read()
             _, status = os.waitpid(pid, 0)
             reaped = True
         finally:
             if not reaped:  # this half failed or was interrupted: end the child too
                 end_child(pid)
-        tree_id = there[0].args[3]
+        tree_id = todo[0].args[3]
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or not data:
             raise GitStoreError(f"checkout of {tree_id}: the process writing half of its files ended "
                                 f"({exit_description(status)}); the directory is partly written: delete it and retry")
         done = pickle.loads(data)
         if isinstance(done, str):
             raise GitStoreError(done)
-        for job, (value, stats) in zip(there, done, strict=True):
-            job.value = value
+        for (job, _), (value, stats) in zip(there, done, strict=True):
+            job.value += value
             if stats:
                 job.args[5].update(stats)
 
@@ -256,9 +260,10 @@ class _Later:
         return False
 
 
-def _in_child(job: _Later) -> tuple[list, dict | None]:
-    """Run ``_write_files`` for one directory in the forked child, with its own stats dict."""
-    fn, (git, fd, files, tree_id, prefix, stats) = job.fn, job.args
+def _in_child(job: _Later, files: list) -> tuple[list, dict | None]:
+    """Run ``_write_files`` for ``files`` of one directory in the forked child, with its own
+    stats dict (handed back with the result)."""
+    fn, (git, fd, _, tree_id, prefix, stats) = job.fn, job.args
     mine = None if stats is None else {}
     return fn(git, fd, files, tree_id, prefix, mine), mine
 
