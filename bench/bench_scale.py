@@ -196,6 +196,12 @@ def measure_cold_replay(b: Bench) -> list[Row]:
         Row("cold_replay", what, ms, "ms", budget=m.COLD_MS_BUDGET, on_ratio=False, cpu=cpu),
         Row("cold_replay", what, ms, "ms", r["clone_checkout_ms"], "bundle clone + checkout", m.CLONE_SPEEDUP_BUDGET,
             higher=True, speedup=True, cpu=cpu, cpu_baseline=r["clone_checkout_cpu_ms"]),
+        # for information: the checkout alone against the same floor, so the table shows how
+        # much of the CLI's ratio is the fixed start (interpreter, click, modules, store open)
+        Row("cold_replay", "checkout alone (in-process, default: half forked), for information",
+            r["checkout_default_ms"], "ms", r["plain_write_ms"], "plain Python write",
+            note=(f"the CLI's replay less the checkout: {ms - r['checkout_default_ms']:.0f} ms of start, "
+                  f"imports and store open; checkout on one thread {r['checkout_1_thread_ms']:.0f} ms")),
     ]
 
 
