@@ -45,11 +45,13 @@ def tag_cmd(ctx, run: str, tags: tuple[str, ...], removed: tuple[str, ...], auth
 @click.command("note")
 @click.argument("run")
 @click.argument("text")
-@click.option("--part", type=int, default=None, help="The note is about part N (default: the whole run).")
+@click.option("--part", "part", default=None, metavar="PART",
+              help="The note is about one part: N, first or last (default: the whole run); see README, "
+                   "Naming parts.")
 @click.option("--author", default=None, help="Who writes it (default: the user name).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def note_cmd(ctx, run: str, text: str, part: int | None, author, as_json: bool) -> None:
+def note_cmd(ctx, run: str, text: str, part: str | None, author, as_json: bool) -> None:
     """Add a note (TEXT, or @FILE) about a run or one of its parts, as a new event; `show` lists it.
 
     The run's events are never edited: the note is a `note_added` event appended to its scores
@@ -59,6 +61,13 @@ def note_cmd(ctx, run: str, text: str, part: int | None, author, as_json: bool) 
 
     store = ctx.store
     run_id = store.resolve(run)
+    if part is not None:  # the words every command reads (one part; a live run's current one too)
+        from agtrace.eventlog import parse_parts
+        from agtrace.replay import resolve_parts
+
+        if not parse_parts(part).single:
+            raise UserError(f"a note is about one part (N, first or last), not {part!r}", 2)
+        (part,) = resolve_parts(store, run_id, part, unfinished=True)
     text, _ = Redactor.from_env(os.environ).redact(read_text_arg(text))
     try:
         seq = add_note(store, run_id, text, part, author=author)

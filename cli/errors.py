@@ -8,7 +8,8 @@ an unknown run id); 130 interrupted.
 What is mapped, and where (:func:`map_error`):
 
 * agtrace's own trees (``EventlogError``, ``CaptureError``, ``ReplayError``): their messages
-  already say what to do; bad input (unknown or ambiguous id, an invalid event, a --store
+  already say what to do; bad input (unknown or ambiguous id, an invalid event, a part the
+  run does not have or a selection that cannot be read, whichever command reads it, a --store
   where there is no store) exits 2.
 * ``sqlite3`` errors come from the catalog, which is derived: "database is locked" (another
   process holds it), "file is not a database" (damaged or replaced), disk I/O errors, and the
@@ -57,9 +58,9 @@ def map_error(exc: BaseException, store_path: str = "the store") -> UserError:
         RunNotFound,
         StoreNotFound,
     )
-    from agtrace.replay import ReplayError
+    from agtrace.replay import NoSuchPart, ReplayError
 
-    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent, BadPartSelection, StoreNotFound)):
+    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent, BadPartSelection, NoSuchPart, StoreNotFound)):
         return UserError(str(exc), EXIT_BAD_INPUT)
     if isinstance(exc, (EventlogError, CaptureError, ReplayError)):
         return UserError(str(exc))

@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "ExportReport": "export",
     "FileContent": "tree_file",
     "FileNotInTree": "errors",
+    "NoSuchPart": "errors",
     "OtlpSpan": "otlp",
     "OutputNotEmpty": "errors",
     "PartNotFound": "errors",

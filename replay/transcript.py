@@ -33,7 +33,7 @@ from agtrace.eventlog import (
     UsageReported,
 )
 
-from .errors import PartNotFound
+from .errors import NoSuchPart
 
 TRANSCRIPT_KINDS = frozenset({
     "run_started", "turn_started", "turn_ended", "message_added", "reasoning_added", "tool_called",
@@ -59,15 +59,15 @@ class Entry:
 def transcript_records(store: Store, run_id: str, part: int | None = None) -> Iterator[Record]:
     """The transcript's records from the run's start through the end of ``part`` (all when None).
 
-    Part 0 gives what came before the first part. Raises :class:`PartNotFound` for a part the
-    run does not have.
+    Part 0 gives what came before the first part. Raises :class:`NoSuchPart` (a
+    :class:`PartNotFound`) for a part the run does not have.
     """
     end = None
     if part is not None and part > 0:
         store.sync(run_id)
         row = store.catalog.part_row(run_id, part)
         if row is None:
-            raise PartNotFound(f"run {run_id} has no part {part}; it has parts 1..{store.info(run_id).parts}")
+            raise NoSuchPart(f"run {run_id} has no part {part}; it has parts 1..{store.info(run_id).parts}")
         end = row["last_seq"]
     elif part == 0:
         store.sync(run_id)

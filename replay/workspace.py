@@ -28,7 +28,7 @@ from agtrace.eventlog import (
     previous_tree_part,
 )
 
-from .errors import OutputNotEmpty, PartNotFound
+from .errors import NoSuchPart, OutputNotEmpty, PartNotFound
 
 if TYPE_CHECKING:
     from agtrace.eventlog import GitStore, TreeReader
@@ -75,12 +75,12 @@ def resolve_part(store: Store, run_id: str, *, part: str | int | None = None, at
         try:
             return parse_parts(part).one(ended, run_id=run_id)
         except BadPartSelection as exc:
-            raise PartNotFound(str(exc)) from None
+            raise NoSuchPart(str(exc)) from None
     if at_seq is not None:
         return last_ended("AND last_seq<=?", at_seq) or 0
     if at_time_ns is not None:
         return last_ended("AND coalesce(ts, 0)<=?", at_time_ns) or 0
-    raise PartNotFound("name a part: --part N|first|last, --at-seq S or --at-time T")
+    raise NoSuchPart("name a part: --part N|first|last, --at-seq S or --at-time T")
 
 
 def resolve_parts(store: Store, run_id: str, parts: str | int | Sequence[int], *, base: bool = False,
@@ -117,7 +117,7 @@ def tree_of_part(store: Store, run_id: str, part: int) -> str:
         tree = _recorded_tree(store, run_id, part)
         if tree is None:
             n = store.info(run_id).parts
-            raise PartNotFound(f"run {run_id} has no part {part}; it has parts 1..{n}")
+            raise NoSuchPart(f"run {run_id} has no part {part}; it has parts 1..{n}")
     if not tree:
         raise PartNotFound(missing_trees_reason(store, run_id)
                            or f"run {run_id} recorded no snapshot for part {part} (the snapshot failed?)")

@@ -72,7 +72,10 @@ def test_cli_tag_note_show_and_ls_filter(tmp_path):
     data = json.loads(run_agtrace(["show", b, "--json"], tmp_path, check=True).stdout)
     assert [(n["part"], n["text"]) for n in data["notes"]] == [(1, "flaky test at this part")]
     bad = run_agtrace(["note", b, "--part", "7", "x"], tmp_path)
-    assert bad.returncode == 2 and b"has no part 7 (it has 1)" in bad.stderr
+    assert bad.returncode == 2 and f"run {b} has no part 7; it has parts 1..1".encode() in bad.stderr
+    run_agtrace(["note", b, "--part", "last", "at the last part"], tmp_path, check=True)  # the part words
+    data = json.loads(run_agtrace(["show", b, "--json"], tmp_path, check=True).stdout)
+    assert [n["part"] for n in data["notes"]] == [1, 1]
     bad = run_agtrace(["tag", b], tmp_path)
     assert bad.returncode == 2 and b"KEY=VALUE" in bad.stderr
     bad = run_agtrace(["tag", b, "novalue"], tmp_path)

@@ -176,3 +176,50 @@ def test_json_errors_keep_stdout_clean(tmp_path):
     (store / "catalog.db").mkdir()  # (a damaged catalog file is rebuilt instead: no error)
     proc = run_agtrace(["ls", "--json"], store)
     assert proc.returncode == 1 and proc.stdout == b"" and proc.stderr.startswith(b"error: ")
+
+
+def test_a_part_the_run_does_not_have_is_bad_input_in_every_command(tmp_path):
+    """The same bad part gives the same words and the same exit code (2, bad input) whichever
+    command reads it: replay, cat, diff and report used to exit 1 where log, metrics and note
+    exit 2 (note with words of its own, and only for a number). A part that exists but has no
+    tree stays an exit 1 (the run lacks it)."""
+    from agtrace.capture.recorder import Recorder
+    from agtrace.eventlog import Store
+    from agtrace.replay import NoSuchPart, PartNotFound
+    from agtrace.replay.workspace import resolve_part
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a.txt").write_text("one\n")
+    store = Store(tmp_path / "s")
+    with Recorder(store, workdir=work, agent="t") as rec:
+        for n in (1, 2):
+            call = rec.tool_call("shell", command=f"edit {n}")
+            (work / "a.txt").write_text(f"{n}\n")
+            rec.tool_result(call, output="", exit_code=0)
+    with Recorder(store, agent="t") as bare:  # no workdir: parts without trees
+        bare.message("assistant", "no repository here")
+    with pytest.raises(NoSuchPart, match="has no part 9"):
+        resolve_part(store, rec.run_id, part="9")
+    assert issubclass(NoSuchPart, PartNotFound)
+    store.close()
+
+    run, out = rec.run_id, tmp_path / "out"
+    commands = {
+        "replay": lambda p: ["replay", run, "--part", p, "--out", str(out)],
+        "replay --transcript": lambda p: ["replay", run, "--part", p, "--transcript"],
+        "cat": lambda p: ["cat", run, "a.txt", "--part", p],
+        "diff": lambda p: ["diff", run, "1", p],
+        "report": lambda p: ["report", run, "--part", p, "-o", str(tmp_path / "r.html")],
+        "log": lambda p: ["log", run, "--part", p],
+        "metrics": lambda p: ["metrics", run, "--per-part", "--part", p],
+        "note": lambda p: ["note", run, "--part", p, "a note"],
+    }
+    for bad, says in {"9": f"run {run} has no part 9; it has parts 1..2", "x": "cannot read 'x' as parts"}.items():
+        for name, argv in commands.items():
+            err = _fails_cleanly(run_agtrace(argv(bad), tmp_path / "s"), says, exit_code=2)
+            assert err.count("\n") == 1, (name, err)
+    assert not out.exists()  # nothing was written for a part that is not there
+    _fails_cleanly(run_agtrace(["replay", run, "--out", str(out)], tmp_path / "s"), "name a part", exit_code=2)
+    _fails_cleanly(run_agtrace(["replay", bare.run_id, "--part", "1", "--out", str(out)], tmp_path / "s"),
+                   bare.run_id, exit_code=1)

@@ -81,7 +81,7 @@ def test_diff_cli(demo):
     assert data["files"] == []
     data = json.loads(run_agtrace(["diff", run_id, "13", "14", "--json"], store.root, check=True).stdout)
     assert data["files"][0]["patch"].count("\n-") == 1 and "text.lower()" in data["files"][0]["patch"]
-    assert run_agtrace(["diff", run_id, "0", "200"], store.root).returncode == 1
+    assert run_agtrace(["diff", run_id, "0", "200"], store.root).returncode == 2  # no such part: bad input
 
 
 def test_unified_marks_a_missing_final_newline():
