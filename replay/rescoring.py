@@ -24,9 +24,10 @@ Contracts:
 * **Per name.** Results are skipped and reused within one scorer name: a second name whose
   digest equals another's is run again under its own name (it reuses none of the other's).
 
-Work runs on ``jobs`` threads, each with one scratch directory switched from tree to tree
-(:class:`~agtrace.replay.checkout_cache.ScratchTree`), so a part costs the paths it changed,
-not the whole tree. Events and catalog rows are written by the calling thread only.
+Work runs on ``jobs`` threads (with ``jobs`` 1, on the calling thread), each with one scratch
+directory switched from tree to tree (:class:`~agtrace.replay.checkout_cache.ScratchTree`), so a
+part costs the paths it changed, not the whole tree. Events and catalog rows are written by the
+calling thread only.
 """
 
 from __future__ import annotations
@@ -326,15 +327,30 @@ _REPORTED = ("tree_id", "status", "value", "passed", "failed", "total", "reused_
 def _run_jobs(
     jobs_: list[_Job], cmd, sandbox, result, timeout, jobs, scratch_dir, recorder
 ) -> None:
-    """Run the scorer once per job on ``jobs`` worker threads; record on this thread."""
+    """Run the scorer once per job on ``jobs`` worker threads; record on this thread. With one
+    job at a time, no thread: the work runs here, so a first checkout of a big tree may fork a
+    second writer (a process with other threads never forks one, see ``CHECKOUT_JOBS``)."""
     if not jobs_:
+        return
+    root = Path(tempfile.mkdtemp(prefix="agtrace-rescore-", dir=scratch_dir))
+    if jobs == 1:
+        scratch, repos = ScratchTree(root / "w0"), {}
+        try:
+            for job in jobs_:
+                try:
+                    scored = _score_one(job, scratch, repos, cmd, sandbox, result, timeout, recorder)
+                except Exception as exc:  # as a worker thread's failure is (an interrupt stays one)
+                    raise _sandbox_failed(job, exc) from exc
+                recorder.record(job, scored)
+        finally:
+            scratch.remove()
+            shutil.rmtree(root, ignore_errors=True)
         return
     work: queue.Queue = queue.Queue()
     for job in jobs_:
         work.put(job)
     done: queue.Queue = queue.Queue()
     stop = threading.Event()
-    root = Path(tempfile.mkdtemp(prefix="agtrace-rescore-", dir=scratch_dir))
 
     def worker(index: int) -> None:
         scratch = ScratchTree(root / f"w{index}")
@@ -346,10 +362,7 @@ def _run_jobs(
                 except queue.Empty:
                     return
                 try:
-                    git = repos.get(job.repo) or repos.setdefault(job.repo, GitStore.open(job.repo))
-                    scratch.show(git, job.tree_id)
-                    ran = sandbox.run(scratch.path, cmd, timeout, files=result.files)
-                    done.put((job, _scored(recorder, job, ran, result)))
+                    done.put((job, _score_one(job, scratch, repos, cmd, sandbox, result, timeout, recorder)))
                 except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
                     done.put((job, exc))
                     return
@@ -366,10 +379,7 @@ def _run_jobs(
         for _ in range(len(jobs_)):
             job, outcome = done.get()
             if isinstance(outcome, BaseException):
-                raise RescoreError(
-                    f"the sandbox failed on tree {job.tree_id}: {outcome}; nothing was "
-                    "recorded for it; fix the sandbox and rerun to resume"
-                ) from outcome
+                raise _sandbox_failed(job, outcome) from outcome
             recorder.record(job, outcome)
     finally:
         stop.set()
@@ -379,6 +389,21 @@ def _run_jobs(
         for t in threads:
             t.join(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _score_one(job: _Job, scratch: ScratchTree, repos: dict[str, GitStore], cmd, sandbox, result, timeout,
+               recorder: _Recorder) -> Scored:
+    """One job: its tree shown in ``scratch`` (repositories opened once, kept in ``repos``), the
+    scorer run on it, its result read."""
+    git = repos.get(job.repo) or repos.setdefault(job.repo, GitStore.open(job.repo))
+    scratch.show(git, job.tree_id)
+    ran = sandbox.run(scratch.path, cmd, timeout, files=result.files)
+    return _scored(recorder, job, ran, result)
+
+
+def _sandbox_failed(job: _Job, exc: BaseException) -> RescoreError:
+    return RescoreError(f"the sandbox failed on tree {job.tree_id}: {exc}; nothing was recorded for it; fix "
+                        "the sandbox and rerun to resume")
 
 
 def _scored(recorder: _Recorder, job: _Job, ran, spec: ResultSpec) -> Scored:

@@ -169,9 +169,9 @@ def test_no_split_while_another_thread_runs():
         other.join()
 
 
-def test_cli_replay_of_a_big_tree_splits_and_writes_it_exactly(tmp_path):
-    """Through the CLI as users run it: a 700-file tree (over FORK_FILES) replayed into a new
-    directory equals the recorded tree, byte for byte."""
+def _big_run(tmp_path: Path) -> tuple[str, str]:
+    """``(run id, tree of part 1)`` of a run of a 700-file tree (over FORK_FILES) in
+    ``tmp_path / "store"``; part 1 writes ``edited`` into pkg3/m3.py."""
     from agtrace.capture.recorder import Recorder
     from agtrace.replay.workspace import tree_of_part
 
@@ -188,11 +188,23 @@ def test_cli_replay_of_a_big_tree_splits_and_writes_it_exactly(tmp_path):
         rec.tool_result(call, output="", exit_code=0)
     tree = tree_of_part(store, rec.run_id, 1)
     store.close()
-    out, forks = tmp_path / "replayed", tmp_path / "forks"
+    return rec.run_id, tree
+
+
+def _cli_counting_forks(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, int]:
+    forks = tmp_path / "forks"
     env = {k: v for k, v in os.environ.items() if k != "AGTRACE_HOME"}
     proc = subprocess.run([sys.executable, "-c", CLI_COUNTING_FORKS, str(forks), "--store", str(tmp_path / "store"),
-                           "replay", rec.run_id, "--part", "1", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=120)
+                           *args], env=env, capture_output=True, text=True, timeout=120)
+    return proc, int(forks.read_text())
+
+
+def test_cli_replay_of_a_big_tree_splits_and_writes_it_exactly(tmp_path):
+    """Through the CLI as users run it: a 700-file tree (over FORK_FILES) replayed into a new
+    directory equals the recorded tree, byte for byte."""
+    run_id, tree = _big_run(tmp_path)
+    out = tmp_path / "replayed"
+    proc, forks = _cli_counting_forks(tmp_path, "replay", run_id, "--part", "1", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -200,7 +212,23 @@ def test_cli_replay_of_a_big_tree_splits_and_writes_it_exactly(tmp_path):
     finally:
         os.close(fd)
     assert (out / "pkg3" / "m3.py").read_text() == "edited\n"
-    assert forks.read_text() == "1"  # the CLI process forked its second writer, once
+    assert forks == 1  # the CLI process forked its second writer, once
+
+
+@pytest.mark.parametrize("jobs, split", [("1", 1), ("2", 0)])
+def test_cli_rescore_of_a_big_tree_splits_its_first_checkout_with_one_job(tmp_path, jobs, split):
+    """``rescore`` with one job runs on the calling thread, so its scratch tree's first checkout
+    splits as a replay's does; with two jobs the work is on threads and nothing forks. Either
+    way the scorer sees the recorded tree (the checkout verifies its tree id; the scorer checks the
+    part's edit and the number of files)."""
+    run_id, tree = _big_run(tmp_path)
+    check = "grep -qx edited pkg3/m3.py && test $(find . -type f | wc -l) -eq 700"
+    proc, forks = _cli_counting_forks(tmp_path, "rescore", run_id, "--name", "fork", "--cmd", check,
+                                      "--parts", "1", "--jobs", jobs, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["ok"], report["failed"]) == (1, 0), report
+    assert forks == split
 
 
 CLI_COUNTING_FORKS = FORK_COUNTER + r"""

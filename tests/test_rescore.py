@@ -306,13 +306,39 @@ def test_digest_covers_command_environment_and_parser():
     assert base != scorer_digest("pytest", Fixed({"image": "a"}), ResultSpec("exit"))
 
 
-def test_a_broken_sandbox_stops_the_rescore_and_records_nothing(store, tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])  # 1: on the calling thread; 2: on worker threads
+def test_a_broken_sandbox_stops_the_rescore_and_records_nothing(store, tmp_path, jobs):
     run_id = make_run(store, tmp_path / "w", [1, 2])
 
     class Broken(LocalSandbox):
         def run(self, tree_dir, cmd, timeout, *, files=()):
             raise OSError(signal.SIGTERM, "the sandbox is gone")
 
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     with pytest.raises(RescoreError, match="sandbox failed"):
-        rescore(store, [run_id], name="v", cmd="true", sandbox=Broken(), parts="all")
+        rescore(store, [run_id], name="v", cmd="true", sandbox=Broken(), parts="all", jobs=jobs,
+                scratch_dir=scratch)
     assert score_events(store, run_id) == []
+    assert list(scratch.iterdir()) == []  # the scratch trees are gone
+
+
+def test_an_interrupt_during_a_one_job_rescore_stays_an_interrupt(store, tmp_path):
+    """With one job the scorer runs on the calling thread: Ctrl-C there is a KeyboardInterrupt
+    (the CLI exits 130), not a sandbox failure; what was scored before it is kept."""
+    run_id = make_run(store, tmp_path / "w", [1, 2])
+    calls = []
+
+    class Interrupted(LocalSandbox):
+        def run(self, tree_dir, cmd, timeout, *, files=()):
+            calls.append(tree_dir)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return super().run(tree_dir, cmd, timeout, files=files)
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        rescore(store, [run_id], name="v", cmd="true", sandbox=Interrupted(), parts="all", scratch_dir=scratch)
+    assert [e.scored_part for e in score_events(store, run_id)] == [1]
+    assert list(scratch.iterdir()) == []
