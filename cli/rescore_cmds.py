@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import click
 
-from agtrace.capture import LocalSandbox
 from agtrace.replay import OUTPUT_PARSERS, ResultSpec, rescore, scores, select_runs
 
 from .errors import UserError
@@ -241,4 +240,6 @@ def _sandbox(backend: str):
         from agtrace.capture import ModalScorer
 
         return ModalScorer()
+    from agtrace.capture import LocalSandbox  # here, not at the top: `scores` needs no sandbox
+
     return LocalSandbox()

@@ -43,13 +43,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from agtrace.eventlog import (
     BadPartSelection,
     EventlogError,
-    GitStore,
     Redactor,
     Scored,
     SnapshotTaken,
@@ -61,6 +61,9 @@ from agtrace.eventlog import (
 )
 
 from .checkout_cache import ScratchTree
+
+if TYPE_CHECKING:  # pygit2 loads when a rescore opens a repository, not with `agtrace scores`
+    from agtrace.eventlog import GitStore
 from .errors import RescoreError
 from .results import ResultSpec, parse_result
 from .sandbox import Sandbox
@@ -395,6 +398,8 @@ def _score_one(job: _Job, scratch: ScratchTree, repos: dict[str, GitStore], cmd,
                recorder: _Recorder) -> Scored:
     """One job: its tree shown in ``scratch`` (repositories opened once, kept in ``repos``), the
     scorer run on it, its result read."""
+    from agtrace.eventlog import GitStore
+
     git = repos.get(job.repo) or repos.setdefault(job.repo, GitStore.open(job.repo))
     scratch.show(git, job.tree_id)
     ran = sandbox.run(scratch.path, cmd, timeout, files=result.files)

@@ -99,6 +99,23 @@ def test_a_command_loads_only_its_own_module(store, command):
     assert not loaded(modules, "agtrace.capture") and not loaded(modules, "agtrace.eventlog.git")
 
 
+def test_scores_loads_no_sandbox_and_no_pygit2(store):
+    """`scores` lists a run's results: it shares its module with `rescore`, but loads neither a
+    sandbox, the capture pipeline nor pygit2 (session 9: 311 -> 195 ms)."""
+    root, run_id = store
+    modules = cli_modules_after(["scores", run_id], root)
+    for lib in HEAVY:
+        assert not loaded(modules, lib), lib
+    assert not loaded(modules, "agtrace.capture.sandboxes") and not loaded(modules, "agtrace.capture.pipeline")
+
+
+def test_one_sandbox_loads_its_module_alone():
+    modules = modules_after("from agtrace.capture import LocalSandbox")
+    assert loaded(modules, "agtrace.capture.sandboxes") == [
+        "agtrace.capture.sandboxes", "agtrace.capture.sandboxes.local_scorer"]
+    assert not loaded(modules, "pygit2") and not loaded(modules, "agtrace.capture.pipeline")
+
+
 def test_the_command_table_is_the_commands_own_help():
     main = importlib.import_module("agtrace.cli.main")
     for name, (target, _) in main.COMMANDS.items():
