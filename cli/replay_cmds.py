@@ -27,7 +27,9 @@ def _parse_time(value: str) -> int:
 @click.argument("run")
 @click.option("--part", "part", default=None, metavar="PART",
               help="One part: N, first or last (0 = before the first part); see README, Naming parts.")
-@click.option("--at-seq", type=int, default=None, help="The last part ended at this event seq.")
+@click.option("--at-seq", type=click.IntRange(0), default=None, metavar="SEQ",
+              help="The last part ended at this event seq (0, or a seq before the first part "
+                   "ended: the base tree).")
 @click.option("--at-time", default=None, help="The last part ended at this wall-clock time (ISO).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Directory to write the repository into (default ./<id>-part-<N>).")

@@ -221,5 +221,8 @@ def test_a_part_the_run_does_not_have_is_bad_input_in_every_command(tmp_path):
             assert err.count("\n") == 1, (name, err)
     assert not out.exists()  # nothing was written for a part that is not there
     _fails_cleanly(run_agtrace(["replay", run, "--out", str(out)], tmp_path / "s"), "name a part", exit_code=2)
+    negative = run_agtrace(["replay", run, "--at-seq", "-5", "--out", str(out)], tmp_path / "s")
+    assert negative.returncode == 2 and b"-5 is not in the range" in negative.stderr  # was the base tree
+    assert not out.exists()
     _fails_cleanly(run_agtrace(["replay", bare.run_id, "--part", "1", "--out", str(out)], tmp_path / "s"),
                    bare.run_id, exit_code=1)
