@@ -15,7 +15,7 @@ from importlib import import_module
 
 import click
 
-from .errors import EXIT_INTERRUPTED, map_error
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, UserError, map_error
 
 DEFAULT_STORE = "~/.agtrace"
 
@@ -115,6 +115,10 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+class ReaderGone(Exception):  # noqa: N818 - a condition, not an error
+    """Standard output's reader closed it before the command was done."""
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported on first use, from :data:`COMMANDS`."""
 
@@ -126,6 +130,18 @@ class LazyGroup(click.Group):
             module, _, function = COMMANDS[name][0].partition(":")
             self.add_command(getattr(import_module(f".{module}", __package__), function), name)
         return self.commands.get(name)
+
+    def invoke(self, ctx: click.Context):
+        """The command, with a broken pipe told apart before click takes it (click ends every
+        EPIPE with exit 1 and nothing said): stdout's reader gone (``agtrace log RUN | head``)
+        ends the command quietly with exit 0 (:class:`ReaderGone`); any other pipe of ours that
+        breaks is an error that says so."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            if _writes_stdout(exc):
+                raise ReaderGone() from None
+            raise map_error(exc, _store_path) from exc
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list of ``--help``, from the table's help (as click formats it) without
@@ -180,16 +196,57 @@ def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except BrokenPipeError:
-        sys.stderr.close()
+    except (ReaderGone, BrokenPipeError):  # the reader went away (`agtrace log RUN | head`): not an error
+        _drop_stdout()
         sys.exit(0)
     except Exception as exc:  # noqa: BLE001 - the one boundary (see errors.py)
         if os.environ.get("AGTRACE_DEBUG"):
             raise
-        mapped = map_error(exc, _store_path)
+        mapped = _output_error(exc) or map_error(exc, _store_path)
         mapped.show()
         sys.exit(mapped.exit_code)
     sys.exit(0)
+
+
+def _output_error(exc: Exception) -> UserError | None:
+    """An error writing standard output (``> /dev/full``, ``> file`` on a full disk) named as
+    such: an ``OSError`` without a file name would otherwise be taken for the store's. It is
+    stdout's when the frame it was raised in (click's ``echo``, a command writing JSON lines)
+    was writing to a stream on stdout's descriptor."""
+    if not isinstance(exc, OSError) or not _writes_stdout(exc):
+        return None
+    _drop_stdout()  # or what is still buffered for it fails once more when the interpreter exits
+    return UserError(f"cannot write the output: {exc.strerror or exc} (standard output); write it to a disk "
+                     "with room, or pipe it", EXIT_FAILED)
+
+
+def _writes_stdout(exc: OSError) -> bool:
+    """Whether ``exc`` (no file name) was raised in a frame writing to a stream on stdout's
+    descriptor: click's ``echo``, a command writing JSON lines."""
+    if exc.filename is not None:
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and any(_is_stdout(value) for value in tb.tb_frame.f_locals.values())
+
+
+def _is_stdout(value: object) -> bool:
+    try:
+        return callable(getattr(value, "write", None)) and value.fileno() == sys.__stdout__.fileno()
+    except (AttributeError, OSError, ValueError, TypeError):
+        return False
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null, so that what is still buffered for it cannot fail
+    again when the interpreter exits."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def replay_main() -> None:

@@ -114,9 +114,12 @@ def progress(label: str, enabled: bool = True):
     if not enabled or not sys.stderr.isatty():
         yield lambda done, total: None
         return
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True, console=None) as bar:
+    # on stderr (rich's default console is stdout's: the bar would be drawn into the data when
+    # both are the terminal, or beside `report -o -`'s page)
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:

@@ -17,7 +17,14 @@ from .output import echo_json, progress, table
 
 
 def _write(path: str, text: str) -> int:
-    """Write the page atomically (temp file, rename); return its size in bytes."""
+    """Write the page atomically (temp file, rename), or to standard output for ``-``; return
+    its size in bytes."""
+    if path == STDOUT:
+        data = text.encode()
+        out = click.get_binary_stream("stdout")
+        out.write(data)
+        out.flush()
+        return len(data)
     target = Path(path)
     if target.parent and not target.parent.exists():
         raise UserError(f"directory {target.parent} does not exist; create it or pick another -o", 2)
@@ -28,10 +35,22 @@ def _write(path: str, text: str) -> int:
     return len(data)
 
 
+STDOUT = "-"
+"""``-o -``: the page on standard output, and nothing else there."""
+
+
+def _refuse_with_stdout(out: str | None, **flags: bool) -> None:
+    """``-o -`` leaves standard output to the page alone: refuse what would print beside it."""
+    given = [name for name, on in flags.items() if on]
+    if out == STDOUT and given:
+        raise UserError(f"-o - writes the page to standard output; it cannot go with {', '.join(given)}: "
+                        "write the page to a file instead", 2)
+
+
 @click.command("report")
 @click.argument("run")
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="HTML file to write (default ./<id>-report.html).")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="HTML file to write (default ./<id>-report.html; - writes it to standard output).")
 @click.option("--open", "open_", is_flag=True, help="Open the page in the default browser.")
 @click.option("--part", "part", default=None, metavar="PART",
               help="Open (and print the link of) the page at this part: N, first or last.")
@@ -42,6 +61,7 @@ def report_cmd(ctx, run, out, open_, part, as_json) -> None:
 
     The page needs no network (it works from disk or an S3 link); `#part-N` opens part N.
     """
+    _refuse_with_stdout(out, **{"--json": as_json, "--open": open_, "--part": part is not None})
     store = ctx.store
     run_id = store.resolve(run)
     anchor = ""
@@ -53,6 +73,8 @@ def report_cmd(ctx, run, out, open_, part, as_json) -> None:
     with progress(f"report {run_id[:10]}") as update:
         text = render_report(store, run_id, progress=update)
     size = _write(out, text)
+    if out == STDOUT:
+        return
     path = str(Path(out).resolve())
     link = Path(path).as_uri() + anchor
     if as_json:
@@ -67,8 +89,9 @@ def report_cmd(ctx, run, out, open_, part, as_json) -> None:
 
 @click.command("compare")
 @click.argument("runs", nargs=-1, required=True)
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="HTML file to write (default ./compare-<first id>-<n>.html; with --json only if given).")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="HTML file to write (default ./compare-<first id>-<n>.html; with --json only if given; - "
+                   "writes it to standard output, and nothing else).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the metrics table as JSON (one object per run; `final_tree_diff` against the first).")
 @click.option("--patch", "-p", "show_patch", is_flag=True,
@@ -80,6 +103,7 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
     Every run after the first is also compared with the first by their final trees (the files
     one run's work left that the other's did not): a stat, and with --patch the patch.
     """
+    _refuse_with_stdout(out, **{"--json": as_json, "--patch": show_patch})
     store = ctx.store
     run_ids = [store.resolve(r) for r in runs]
     if len(set(run_ids)) != len(run_ids):
@@ -92,6 +116,8 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
         return
     out = out or f"compare-{run_ids[0][:10]}-{len(run_ids)}.html"
     size = _write(out, comparison.html())
+    if out == STDOUT:
+        return
     if as_json:
         echo_json(rows)
         return

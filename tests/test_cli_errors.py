@@ -9,12 +9,17 @@ the exceptions Python itself raises for them.
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 import subprocess
+import sys
 
 import pytest
 
 from .conftest import run_agtrace
+
+AGTRACE = [sys.executable, "-c", "from agtrace.cli.main import main; main()"]
+"""The real console entry point, as ``run_agtrace`` runs it, for a test that wires its streams."""
 
 
 def _fails_cleanly(proc: subprocess.CompletedProcess, *causes: str, exit_code: int | None = None) -> str:
@@ -226,3 +231,34 @@ def test_a_part_the_run_does_not_have_is_bad_input_in_every_command(tmp_path):
     assert not out.exists()
     _fails_cleanly(run_agtrace(["replay", bare.run_id, "--part", "1", "--out", str(out)], tmp_path / "s"),
                    bare.run_id, exit_code=1)
+
+
+def test_output_that_cannot_be_written_is_named_as_the_output(tmp_path):
+    """`> /dev/full` (a full disk behind the redirection) is the output's failure, not the
+    store's: the message says standard output, and no second error follows at exit."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    store = tmp_path / "s"
+    run = _new_run(store)
+    for args in (["show", run], ["log", run, "--json"], ["ls", "--json"]):
+        with open("/dev/full", "wb") as full:
+            proc = subprocess.run([*AGTRACE, "--store", str(store), *args], stdout=full, stderr=subprocess.PIPE,
+                                  timeout=120)
+        err = _fails_cleanly(proc, "cannot write the output: No space left on device (standard output)",
+                             exit_code=1)
+        assert str(store) not in err and "Exception ignored" not in err, err
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
+    """`agtrace log RUN | head -1`: the reader closes the pipe; agtrace exits 0 and says nothing."""
+    store = tmp_path / "s"
+    run = _new_run(store)
+    lines = b"".join(b'{"kind": "message_added", "role": "assistant", "text": "%d %s"}\n' % (i, b"x" * 200)
+                     for i in range(2000))
+    run_agtrace(["append", run], store, input=lines, check=True)
+    proc = subprocess.Popen([*AGTRACE, "--store", str(store), "log", run], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline()
+    proc.stdout.close()  # well before the 2,000 events' ~500 KB are written
+    _, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (0, b"")

@@ -236,6 +236,47 @@ def test_cli_report_and_compare(demo, tmp_path):
     assert run_agtrace(["report", "01ZZZZZZZZ"], store.root).returncode == 2
 
 
+def test_dash_writes_the_page_to_standard_output_and_nothing_else(demo, tmp_path, monkeypatch):
+    """`-o -` is standard output (it wrote a file named "-"): the page, byte for byte what a
+    file gets, and nothing beside it; what would print beside it is refused."""
+    store, summary = demo
+    monkeypatch.chdir(tmp_path)
+    page = run_agtrace(["report", summary.run_id, "-o", "-"], store.root, check=True).stdout
+    run_agtrace(["report", summary.run_id, "-o", "r.html"], store.root, check=True)
+    assert page == (tmp_path / "r.html").read_bytes() and page.startswith(b"<!doctype html>")
+    compared = run_agtrace(["compare", summary.run_id, "-o", "-"], store.root, check=True).stdout
+    run_agtrace(["compare", summary.run_id, "-o", "c.html"], store.root, check=True)
+    assert compared == (tmp_path / "c.html").read_bytes()
+    assert not (tmp_path / "-").exists()
+    for args, flag in ((["report", summary.run_id, "-o", "-", "--json"], "--json"),
+                       (["report", summary.run_id, "-o", "-", "--open"], "--open"),
+                       (["compare", summary.run_id, "-o", "-", "--patch"], "--patch")):
+        proc = run_agtrace(args, store.root)
+        assert proc.returncode == 2 and proc.stdout == b"", args
+        assert f"cannot go with {flag}".encode() in proc.stderr, proc.stderr
+
+
+def test_progress_on_a_terminal_stays_off_standard_output(demo, tmp_path):
+    """With stderr a terminal and stdout redirected, the progress bar is drawn on stderr: the
+    JSON on stdout starts with its first byte (rich's default console, stdout's, put a newline
+    there)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    store, summary = demo
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-c", "from agtrace.cli.main import main; main()", "--store",
+                               str(store.root), "report", summary.run_id, "-o", str(tmp_path / "r.html"), "--json"],
+                              stdout=subprocess.PIPE, stderr=secondary, timeout=120)
+    finally:
+        os.close(secondary)
+        os.close(primary)
+    assert proc.returncode == 0 and proc.stdout.startswith(b'{"path":'), proc.stdout[:80]
+
+
 # -- in a real browser ------------------------------------------------------------------------
 
 
