@@ -169,7 +169,7 @@ def test_cat_says_a_binary_file_is_binary(served):
     missing = run_agtrace(["cat", runs[0], "--part", "1", "nope.txt"], root)
     assert missing.returncode == 1 and b"--list` lists its files" in missing.stderr
     no_part = run_agtrace(["cat", runs[0], "--part", "9", "data.bin"], root)
-    assert no_part.returncode == 1 and b"no part 9" in no_part.stderr
+    assert no_part.returncode == 2 and b"no part 9" in no_part.stderr  # bad input, as in every command
     assert b"Traceback" not in missing.stderr + no_part.stderr
 
 
