@@ -389,7 +389,14 @@ class S3Remote(Remote):
         return PutResult("uploaded", sent, resumed_parts=len(kept))
 
     def _resumable_upload(self, key: str, digest: FileDigest) -> tuple[str | None, set[int]]:
-        """An in-progress upload of ``key`` whose parts all match the local file, and its part numbers."""
+        """The in-progress upload of ``key`` with the most parts equal to the local file's (by
+        MD5), and their part numbers; ``(None, set())`` when no upload has one.
+
+        A part that differs is sent again (an upload's part is replaced by the next one of its
+        number). A server that does not check ``Content-MD5`` may keep a part cut short by a
+        killed client (moto stores a part whatever its ``Content-MD5`` says; S3 refuses it), and
+        that one part would otherwise cost the whole upload. Parts past the local file's count
+        are left out of the completed object."""
         full = self._key(key)
         best: tuple[str | None, set[int]] = (None, set())
         with self._mapped("list uploads of", key):
@@ -397,15 +404,10 @@ class S3Remote(Remote):
             for upload in sorted(uploads, key=lambda u: u["Initiated"], reverse=True):
                 if upload["Key"] != full:
                     continue
-                kept = set()
-                ok = True
-                for part in self._parts(full, upload["UploadId"]):
-                    n = part["PartNumber"]
-                    if n > len(digest.part_md5s) or part["ETag"].strip('"') != digest.part_md5s[n - 1].hex():
-                        ok = False  # another file's upload (or another part size): leave it alone
-                        break
-                    kept.add(n)
-                if ok and (best[0] is None or len(kept) > len(best[1])):
+                kept = {part["PartNumber"] for part in self._parts(full, upload["UploadId"])
+                        if part["PartNumber"] <= len(digest.part_md5s)
+                        and part["ETag"].strip('"') == digest.part_md5s[part["PartNumber"] - 1].hex()}
+                if len(kept) > len(best[1]):
                     best = (upload["UploadId"], kept)
         return best
 
