@@ -4,12 +4,12 @@
 between running an agent here and running it in a sandbox sits behind these two Protocols:
 
 * :class:`AgentPort`, the agent process. Adapters: :class:`~agtrace.capture.process.LocalProcess`
-  (a local process group) and :class:`~agtrace.capture.sandboxes.SandboxAgentProcess` (a process
+  (a local process group) and :class:`~agtrace.capture.SandboxAgentProcess` (a process
   group inside any ``SandboxAPI``: the in-memory sandbox, Modal). Both share freeze/thaw/stop
   through :class:`~agtrace.capture.process.ProcessGroup`.
 * :class:`SnapshotPort`, the workspace snapshotter the :class:`~agtrace.capture.Recorder` calls
   when a part ends. Adapters: :class:`~agtrace.capture.Snapshotter` (a local workdir) and
-  :class:`~agtrace.capture.sandboxes.RemoteSnapshotter` (a workdir inside a sandbox).
+  :class:`~agtrace.capture.RemoteSnapshotter` (a workdir inside a sandbox).
 
 The one exit-code convention: ``poll``/``wait`` return the exit status, or ``-N`` when the agent
 was killed by signal N, whatever the backend reports (a container reports ``128 + N``).

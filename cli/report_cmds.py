@@ -15,6 +15,9 @@ from .errors import UserError
 from .main import pass_ctx
 from .output import echo_json, progress, table
 
+STDOUT = "-"
+"""``-o -``: the page on standard output, and nothing else there."""
+
 
 def _write(path: str, text: str) -> int:
     """Write the page atomically (temp file, rename), or to standard output for ``-``; return
@@ -33,10 +36,6 @@ def _write(path: str, text: str) -> int:
     tmp.write_bytes(data)
     os.replace(tmp, target)
     return len(data)
-
-
-STDOUT = "-"
-"""``-o -``: the page on standard output, and nothing else there."""
 
 
 def _refuse_with_stdout(out: str | None, **flags: bool) -> None:

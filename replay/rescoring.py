@@ -61,13 +61,13 @@ from agtrace.eventlog import (
 )
 
 from .checkout_cache import ScratchTree
-
-if TYPE_CHECKING:  # pygit2 loads when a rescore opens a repository, not with `agtrace scores`
-    from agtrace.eventlog import GitStore
 from .errors import RescoreError
 from .results import ResultSpec, parse_result
 from .sandbox import Sandbox
 from .workspace import base_tree, missing_trees_reason, resolve_parts, snapshots
+
+if TYPE_CHECKING:  # pygit2 loads when a rescore opens a repository, not with `agtrace scores`
+    from agtrace.eventlog import GitStore
 
 OUTPUT_TAIL_CHARS = 4000
 PARTS = ("last", "first", "all", "changed")

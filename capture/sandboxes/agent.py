@@ -1,7 +1,7 @@
 """Capture of an agent running in a sandbox: the agent-process port over any :class:`SandboxAPI`.
 
 :func:`run_agent_in_sandbox` builds the two ports of the capture pipeline for a sandbox (a
-:class:`SandboxAgentProcess` and a :class:`~agtrace.capture.sandboxes.RemoteSnapshotter`) and
+:class:`SandboxAgentProcess` and a :class:`~agtrace.capture.RemoteSnapshotter`) and
 hands them to :func:`~agtrace.capture.pipeline.run_capture`: the loop, its limits, freezing,
 signals and status are the local ones, line for line. The local store holds every event and
 every snapshot as they happen, so a preempted or killed sandbox loses nothing that was streamed
