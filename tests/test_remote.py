@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -178,6 +180,58 @@ class S3Backend(Backend):
     def parts(self, upload: dict) -> list[dict]:
         return self.client.list_parts(Bucket=self.bucket, Key=upload["Key"],
                                       UploadId=upload["UploadId"]).get("Parts", [])
+
+
+class HoldingProxy:
+    """A TCP relay on 127.0.0.1 in front of the moto server that forwards every byte both ways
+    until a request uploads part ``hold_part`` (or a later one) of a multipart upload, and from
+    then on forwards nothing from the client: its push hangs there, with parts 1..hold_part-1
+    stored (each was answered before the next was sent). What the kill-and-resume test kills at,
+    with no race against the upload (polling the server for parts could see the push finish
+    first on a loaded machine)."""
+
+    _PART = re.compile(rb"PUT [^ \r\n]*[?&]partNumber=(\d+)")
+
+    def __init__(self, endpoint: str, hold_part: int):
+        self.upstream = endpoint.removeprefix("http://").split(":")
+        self.hold_part = hold_part
+        self.held = threading.Event()
+        self._listener = socket.create_server((HOST, 0))
+        self.endpoint = f"http://{HOST}:{self._listener.getsockname()[1]}"
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection((self.upstream[0], int(self.upstream[1])))
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        tail = b""
+        try:
+            while data := src.recv(1 << 16):
+                if from_client:
+                    seen = tail + data
+                    hit = next((m for m in self._PART.finditer(seen) if int(m[1]) >= self.hold_part), None)
+                    if hit is not None or self.held.is_set():
+                        if hit is not None and hit.start() > len(tail):
+                            dst.sendall(data[: hit.start() - len(tail)])
+                        self.held.set()
+                        return  # forward nothing more: the request waits for ever
+                    tail = seen[-256:]
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for s in self._sockets:
+            s.close()
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -414,29 +468,35 @@ def test_killed_push_resumes(backend, tmp_path):
     store.close()
     env = {**backend.env, "AGTRACE_REMOTE": backend.url}
     cmd = [sys.executable, "-c", "from agtrace.cli.main import main; main()", "push", run_id, "--json"]
-    proc = subprocess.Popen(cmd, env={**os.environ, "AGTRACE_HOME": str(home), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    killed = False
-    while proc.poll() is None and time.monotonic() < deadline:
-        if isinstance(backend, S3Backend):
-            if any(len(backend.parts(u)) >= 2 for u in backend.uploads()):
-                proc.send_signal(signal.SIGKILL)
-                killed = True
-                break
-        elif any(p.name.endswith((".tmp", ".part")) for p in backend.root.rglob(".*")):
+    if isinstance(backend, S3Backend):  # killed while it waits to send part 3: parts 1 and 2 stored
+        proxy = HoldingProxy(backend.env["AGTRACE_S3_ENDPOINT"], hold_part=3)
+        proc = subprocess.Popen(cmd, env={**os.environ, "AGTRACE_HOME": str(home), **env,
+                                          "AGTRACE_S3_ENDPOINT": proxy.endpoint},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            held = proxy.held.wait(120)
+            done = proc.poll()
             proc.send_signal(signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.005)
-    proc.wait(30)
-    if isinstance(backend, S3Backend):
-        assert killed, f"the push finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+            proc.wait(30)
+        finally:
+            proxy.close()
+        assert held and done is None, f"the push did not reach part 3: {proc.stderr.read().decode()[-2000:]}"
+        assert [len(backend.parts(u)) for u in backend.uploads()] == [2]
         assert not any(k.endswith(".seg") for k in backend.objects())  # nothing half-written is visible
+    else:
+        proc = subprocess.Popen(cmd, env={**os.environ, "AGTRACE_HOME": str(home), **env},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any(p.name.endswith((".tmp", ".part")) for p in backend.root.rglob(".*")):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        proc.wait(30)
     again = run_agtrace(["push", run_id, "--json"], home, env=env, check=True)
     report = json.loads(again.stdout)
     if isinstance(backend, S3Backend):
-        assert report["resumed_parts"] >= 2 and report["uploaded"] >= 1
+        assert report["resumed_parts"] == 2 and report["uploaded"] >= 1
         assert backend.uploads() == []
     fresh = Store(tmp_path / "fresh")
     with backend.remote() as remote:
