@@ -77,6 +77,11 @@ CREATE_STORE = frozenset({"demo", "import", "new", "pull", "run"})
 missing store (a typo in --store must not create one, nor pass `verify` on nothing)."""
 
 
+def _say_waiting(sentence: str) -> None:
+    """What a command prints while the catalog waits for another process (it may wait 30 s)."""
+    click.echo(f"agtrace: {sentence}", err=True)
+
+
 class Context:
     """What every command gets: the store location, opened lazily (created only if ``create``)."""
 
@@ -91,7 +96,7 @@ class Context:
         if self._store is None:
             from agtrace.eventlog import Store
 
-            self._store = Store(self.store_path, create=self.create)
+            self._store = Store(self.store_path, create=self.create, on_wait=_say_waiting)
         return self._store
 
     def store_or_none(self):

@@ -19,7 +19,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,12 +218,13 @@ class Catalog:
         for row in cur:
             yield dict(zip(names, row, strict=True))
 
-    def __init__(self, path: str | os.PathLike, projections: Sequence[Projection] | None = None):
+    def __init__(self, path: str | os.PathLike, projections: Sequence[Projection] | None = None, *,
+                 on_wait: Callable[[str], None] | None = None):
         self.path = Path(path)
         projections = tuple(projections) if projections is not None else (CatalogProjection(),)
         if not any(isinstance(p, CatalogProjection) for p in projections):
             raise ValueError("a catalog needs the run catalog projection (CatalogProjection)")
-        self.conn = connect(self.path)
+        self.conn = connect(self.path, on_wait=on_wait)
         try:
             self.projections = Projections(self.conn, projections)
             self.rebuilt = self.projections.open()

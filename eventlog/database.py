@@ -2,9 +2,12 @@
 
 Contracts:
 
-* :func:`connect` opens a database in WAL mode with ``synchronous=NORMAL`` and a 30 s busy
-  timeout (the switch to WAL retries for as long), in autocommit mode (``isolation_level=None``): nothing is ever in a transaction
-  except inside :func:`transaction`.
+* :func:`connect` opens a database in WAL mode with ``synchronous=NORMAL`` and a
+  :data:`BUSY_TIMEOUT_S` busy timeout (the switch to WAL retries for as long), in autocommit
+  mode (``isolation_level=None``): nothing is ever in a transaction except inside
+  :func:`transaction`. Given ``on_wait``, it is told (once per wait, with a sentence saying
+  so) when opening the database or taking its write lock has waited :data:`NOTICE_AFTER_S` for
+  another process, so a command is not silent for the 30 s it may wait.
 * :func:`transaction` is the only way anything writes. The outermost block is ``BEGIN
   IMMEDIATE``: it takes the write lock before it reads, so a writer waits for another process's
   transaction (up to the busy timeout) instead of failing. A deferred ``BEGIN`` (what
@@ -27,6 +30,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+BUSY_TIMEOUT_S = 30.0
+"""How long opening a database or taking its write lock waits for other processes."""
+NOTICE_AFTER_S = 1.0
+"""How long a wait lasts before ``on_wait`` is told of it."""
+
 Migration = Callable[[sqlite3.Connection], None]
 """A forward-only schema step; its ``__name__`` (``m001_runs``) is what ``migrations`` records."""
 
@@ -35,44 +43,71 @@ class _Guard:
     """The lock that makes one connection's transactions take turns, and the nesting depth of
     the thread that holds it (savepoint names)."""
 
-    __slots__ = ("depth", "lock")
+    __slots__ = ("depth", "lock", "on_wait")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.depth = 0
+        self.on_wait: Callable[[str], None] | None = None
 
 
 _GUARDS: dict[int, _Guard] = {}
 _GUARDS_MU = threading.Lock()
 
 
-def connect(path: str | os.PathLike) -> sqlite3.Connection:
-    """A connection to the database at ``path`` (created if absent); see the module contract."""
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout=30000")
-    _set_wal(conn)
-    conn.execute("PRAGMA synchronous=NORMAL")
+def connect(path: str | os.PathLike, *, on_wait: Callable[[str], None] | None = None) -> sqlite3.Connection:
+    """A connection to the database at ``path`` (created if absent); ``on_wait(sentence)`` is
+    told of a long wait for another process. See the module contract."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        if on_wait is not None:
+            _guard(conn).on_wait = on_wait
+        _set_wal(conn, notice=None if on_wait is None else (lambda: on_wait(_waiting(path, "open"))))
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        close(conn)
+        raise
     return conn
 
 
-def _set_wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+_BUSY_MS, _NOTICE_MS = int(BUSY_TIMEOUT_S * 1000), int(NOTICE_AFTER_S * 1000)
+
+
+def _waiting(path: str | os.PathLike, what: str) -> str:
+    return (f"{path} is held by another process (an agtrace command writing it?); waiting up to "
+            f"{BUSY_TIMEOUT_S:.0f} s to {what} it")
+
+
+def _set_wal(conn: sqlite3.Connection, patience: float = BUSY_TIMEOUT_S,
+             notice: Callable[[], None] | None = None) -> None:
     """Switch to WAL, waiting out other processes that create or close the same database.
 
     SQLite answers ``database is locked`` here at once, without calling the busy handler, while
     another connection holds the file's exclusive lock to create it or to checkpoint it as its
     last connection closes; so this retries for up to ``patience`` seconds.
     """
-    deadline = time.monotonic() + patience
+    started = time.monotonic()
+    deadline = started + patience
     pause = 0.005
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.1)
+    if notice is not None:  # the busy handler's wait too is cut at a second to say so
+        conn.execute(f"PRAGMA busy_timeout={_NOTICE_MS}")
+    try:
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            if notice is not None and time.monotonic() - started >= NOTICE_AFTER_S:
+                notice()
+                notice = None
+                conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
 
 
 def close(conn: sqlite3.Connection) -> None:
@@ -100,13 +135,13 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             if guard.depth > 1:
                 yield from _savepoint(conn, f"sp{guard.depth}")
             else:
-                yield from _immediate(conn)
+                yield from _immediate(conn, guard.on_wait)
         finally:
             guard.depth -= 1
 
 
-def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    conn.execute("BEGIN IMMEDIATE")
+def _immediate(conn: sqlite3.Connection, on_wait: Callable[[str], None] | None) -> Iterator[sqlite3.Connection]:
+    _begin_immediate(conn, on_wait)
     try:
         yield conn
         conn.execute("COMMIT")
@@ -114,6 +149,32 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if conn.in_transaction:  # a failed COMMIT or an error may have ended it already
             conn.execute("ROLLBACK")
         raise
+
+
+def _begin_immediate(conn: sqlite3.Connection, on_wait: Callable[[str], None] | None) -> None:
+    """``BEGIN IMMEDIATE``, waiting up to the busy timeout for another process's write lock;
+    with ``on_wait``, a first try waits :data:`NOTICE_AFTER_S`, then ``on_wait`` is told and
+    the rest of the timeout is waited."""
+    if on_wait is None:
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    conn.execute(f"PRAGMA busy_timeout={_NOTICE_MS}")
+    try:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        on_wait(_waiting(_file_of(conn), "write"))
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS - _NOTICE_MS}")
+        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+
+
+def _file_of(conn: sqlite3.Connection) -> str:
+    return next((row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "the database")
 
 
 def _savepoint(conn: sqlite3.Connection, name: str) -> Iterator[sqlite3.Connection]:

@@ -68,11 +68,12 @@ class Store:
     ``projections`` is the registry (default :func:`default_projections`); it must include the
     run catalog (:class:`CatalogProjection`). With ``create=False`` a directory that is not a
     store yet (missing, or holding neither ``runs/`` nor ``catalog.db``) raises :class:`StoreError` and nothing is created:
-    commands that only read open their store so.
+    commands that only read open their store so. ``on_wait(sentence)`` is told when the catalog
+    has waited a second for another process (it may wait 30 s; the CLI prints the sentence).
     """
 
     def __init__(self, root: str | os.PathLike, *, create: bool = True,
-                 projections: Sequence[Projection] | None = None):
+                 projections: Sequence[Projection] | None = None, on_wait: Callable[[str], None] | None = None):
         self.projections = tuple(projections) if projections is not None else default_projections()
         if not any(isinstance(p, CatalogProjection) for p in self.projections):
             raise ValueError("a store needs the run catalog projection (CatalogProjection) among its projections")
@@ -91,6 +92,7 @@ class Store:
         self.runs_dir.mkdir(exist_ok=True)
         self.blobs = BlobStore(self.root / "blobs")
         self._catalog: Catalog | None = None
+        self._on_wait = on_wait
         self.catalog_set_aside: Path | None = None
 
     @property
@@ -104,7 +106,7 @@ class Store:
 
             path = self.root / "catalog.db"
             try:
-                self._catalog = Catalog(path, self.projections)
+                self._catalog = Catalog(path, self.projections, on_wait=self._on_wait)
             except sqlite3.DatabaseError as exc:
                 if isinstance(exc, sqlite3.OperationalError) or not _is_damage(exc):
                     raise
@@ -112,7 +114,7 @@ class Store:
                 os.replace(path, self.catalog_set_aside)
                 for suffix in ("-wal", "-shm"):
                     Path(str(path) + suffix).unlink(missing_ok=True)
-                self._catalog = Catalog(path, self.projections)
+                self._catalog = Catalog(path, self.projections, on_wait=self._on_wait)
         return self._catalog
 
     def close(self) -> None:

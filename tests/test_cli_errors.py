@@ -125,7 +125,7 @@ def test_an_unknown_run_and_a_bad_option(tmp_path):
 
 @pytest.mark.slow
 def test_a_catalog_locked_by_another_process(tmp_path):
-    """Waits out the catalog's 30 s busy timeout, hence slow."""
+    """Waits out the catalog's 30 s busy timeout, hence slow. It says it waits after a second."""
     store = tmp_path / "s"
     _new_run(store)
     holder = sqlite3.connect(store / "catalog.db", isolation_level=None)
@@ -133,11 +133,36 @@ def test_a_catalog_locked_by_another_process(tmp_path):
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("CREATE TABLE IF NOT EXISTS held (x)")
     try:
-        _fails_cleanly(run_agtrace(["new"], store, timeout=180), "locked by another agtrace process",
-                       exit_code=1)
+        proc = run_agtrace(["new"], store, timeout=180)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+    notice, _, rest = proc.stderr.partition(b"\n")
+    assert b"catalog.db is held by another process" in notice and b"waiting up to 30 s" in notice, proc.stderr
+    _fails_cleanly(subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, rest),
+                   "locked by another agtrace process", exit_code=1)
+
+
+def test_a_command_waiting_for_the_catalog_says_so_and_goes_on(tmp_path):
+    """Another process holds the catalog's write lock for 2.5 s: `agtrace new` says after a
+    second that it waits (it may wait 30 s), then creates its run once the lock is let go."""
+    import threading
+
+    store = tmp_path / "s"
+    _new_run(store)
+    holder = sqlite3.connect(store / "catalog.db", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    let_go = threading.Timer(2.5, holder.execute, ["ROLLBACK"])
+    let_go.start()
+    try:
+        proc = run_agtrace(["new", "--agent", "t"], store, timeout=120)
+    finally:
+        let_go.join()
+        holder.close()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.decode().count("\n") == 1, proc.stderr  # said once
+    assert b"catalog.db is held by another process" in proc.stderr and b"waiting up to 30 s" in proc.stderr
+    assert len(run_agtrace(["ls", "--json"], store, check=True).stdout.decode().split('"id"')) == 3
 
 
 # -- what a test cannot provoke for real: the mapping itself --------------------------------------
