@@ -15,11 +15,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agtrace.eventlog import Excluded, GitStore, SnapshotTaken, credential_rules
+from agtrace.eventlog import Excluded, SnapshotTaken, credential_rules
 
 from .errors import WorkdirError
 from .watcher import TreeWatcher, open_watcher
+
+if TYPE_CHECKING:
+    from agtrace.eventlog import GitStore
 
 DEFAULT_EXCLUDES = (
     "__pycache__/",
@@ -68,6 +72,8 @@ class ShadowSnapshotter:
     def __init__(self, run_dir: str | os.PathLike, policy: SnapshotPolicy | None = None):
         self.run_dir = Path(run_dir)
         self.policy = policy or SnapshotPolicy()
+        from agtrace.eventlog import GitStore  # pygit2 (~40 ms): not for `run --help`
+
         self.git = GitStore.init(self.run_dir / "repo.git")
         self.tree_id: str | None = None
         self.commit_id: str | None = None

@@ -14,12 +14,14 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agtrace.eventlog import GitStore, Store, end_child, fork_computing
+from agtrace.eventlog import Store, end_child, fork_computing
 
 from .errors import ReplayError
 from .workspace import base_tree, snapshots
 
 if TYPE_CHECKING:
+    from agtrace.eventlog import GitStore  # pygit2: loaded with the first repository opened
+
     from .report import ReportLimits
 
 

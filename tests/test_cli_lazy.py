@@ -109,6 +109,17 @@ def test_scores_loads_no_sandbox_and_no_pygit2(store):
     assert not loaded(modules, "agtrace.capture.sandboxes") and not loaded(modules, "agtrace.capture.pipeline")
 
 
+@pytest.mark.parametrize("command", ["run", "demo", "import", "report", "compare"])
+def test_the_help_of_a_heavy_command_loads_no_pygit2(store, command):
+    """Their modules name what their options list (agents, formats, columns) at import; none of
+    that needs a repository, so pygit2 (~40 ms) loads with the first one opened (session 10:
+    `run --help` x0.70, `import --help` x0.67, `report --help` x0.64, medians of 15 pairs)."""
+    root, _ = store
+    modules = cli_modules_after([command, "--help"], root)
+    for lib in HEAVY:
+        assert not loaded(modules, lib), lib
+
+
 def test_one_sandbox_loads_its_module_alone():
     modules = modules_after("from agtrace.capture import LocalSandbox")
     assert loaded(modules, "agtrace.capture.sandboxes") == [

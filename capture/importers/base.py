@@ -41,14 +41,13 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from agtrace.eventlog import (
     ErrorOccurred,
     Event,
-    GitStore,
     InvalidEvent,
     RawRecorded,
     Redactor,
@@ -63,6 +62,9 @@ from agtrace.eventlog import (
 
 from ..adapter import unknown_warning
 from ..errors import ImportError_, UnknownFormat
+
+if TYPE_CHECKING:
+    from agtrace.eventlog import GitStore
 
 DETECT_BYTES = 256 * 1024
 """How far into a file detection may read."""
@@ -166,6 +168,9 @@ class RunSink:
     def git(self) -> GitStore:
         """The run's shadow repository, for importers that bring repository state."""
         if self._git is None:
+            # pygit2 (~40 ms): loaded only by importers that bring repository state
+            from agtrace.eventlog import GitStore
+
             self._git = GitStore.init(self.dir / "repo.git")
         return self._git
 
