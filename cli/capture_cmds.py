@@ -93,15 +93,18 @@ def _finish(summary: RunSummary, as_json: bool) -> None:
 @click.option("--stop-signal", type=click.Choice(STOP_SIGNALS), default="TERM", show_default=True,
               help="Signal the agent's process group gets when the capture stops it or dies (SIGKILL follows after 5 s).")
 @click.option("--quiet", "-q", is_flag=True, help="No live per-part lines.")
+@click.option("--echo", is_flag=True,
+              help="Copy the agent's output lines (stdout and stderr) to stderr as they are read, redacted as stored.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 @click.argument("command", nargs=-1, required=True)
 @pass_ctx
 def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durability, tags, parent,
             max_file_bytes, excludes, marker, quiet_s, remote, ship_interval, backend, image, stop_signal,
-            quiet, as_json, command) -> None:
+            quiet, echo, as_json, command) -> None:
     """Run an agent COMMAND (after `--`) and capture it part by part.
 
-    Prints one line per part while it runs, then the run id. Exit 1 unless the run completed.
+    Prints one line per part while it runs (with --echo, the agent's own lines too), then the
+    run id. Exit 1 unless the run completed.
     """
     store = ctx.store
     live = _Live(not quiet)
@@ -116,6 +119,7 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
         on_start=lambda rid: click.echo(f"capturing run {rid} ({agent}, {backend})", err=True) if not quiet else None,
         on_part=live, ship_interval_s=ship_interval, remote=remote_for(remote) if remote else None,
         stop_signal=signal.Signals[f"SIG{stop_signal}"],
+        on_line=_echo if echo else None,
     )
     if backend == "modal":
         check_workdir(workdir)  # the command is checked in the sandbox, where it runs
@@ -126,6 +130,11 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     for warning in summary.warnings:
         warn(warning)
     _finish(summary, as_json)
+
+
+def _echo(stream: str, text: str) -> None:
+    """An agent's line, as --echo shows it: on stderr (stdout is the run id or --json)."""
+    click.echo(text, err=True)
 
 
 def _run_in_modal(store, command: list[str], workdir: str, image: str | None, common: dict) -> RunSummary:

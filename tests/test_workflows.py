@@ -303,6 +303,27 @@ def test_raw_markers_start_parts_lines_belong_to_their_part_and_snapshots_come_b
     assert stat == ["calc.py"]
 
 
+def test_echo_shows_the_agents_lines_on_stderr_redacted_and_leaves_stdout_to_the_summary(tmp_path):
+    """`run --echo` copies each line the agent prints (stdout and stderr) to stderr as it is
+    read, redacted as it is stored; stdout still holds only the --json summary. Without it the
+    agent's lines are stored but not shown."""
+    s, work = tmp_path / "store", tmp_path / "work"
+    work.mkdir()
+    key = "sk-" + "abcdefghij" * 3
+    script = f"echo 'STEP one'; echo hello; echo oops >&2; echo 'STEP two'; echo 'OPENAI_API_KEY={key}'"
+    shown = cli(s, "run", "--echo", "--json", "--marker", "^STEP", "--workdir", str(work), "--", "sh", "-c", script)
+    summary = json.loads(out(shown))
+    assert summary["status"] == "completed" and summary["parts"] == 2
+    lines = err(shown).splitlines()
+    assert {"STEP one", "hello", "oops", "STEP two"} <= set(lines), lines
+    assert key not in err(shown) and any(x.startswith("OPENAI_API_KEY=[REDACTED") for x in lines), lines
+    stored = [json.loads(x)["text"] for x in out(cli(s, "log", summary["run_id"], "--kind", "line_logged",
+                                                     "--json")).splitlines()]
+    assert [x for x in lines if x in stored] == [x for x in stored if x in lines]  # as stored, in order per stream
+    quiet = cli(s, "run", "--json", "--marker", "^STEP", "--workdir", str(work), "--", "sh", "-c", script)
+    assert "hello" not in err(quiet) and "oops" not in err(quiet)
+
+
 def test_the_part_vocabulary_parser():
     from agtrace.eventlog import BadPartSelection, parse_parts
 
