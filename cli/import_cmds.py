@@ -82,5 +82,22 @@ def import_cmd(ctx, paths, agent, fmt, repo, jobs, as_json) -> None:
         click.echo(f"{counts['imported']} imported, {counts['skipped']} skipped (not sources), {failed} failed",
                    err=True)
     if failed or bad:
-        raise UserError(f"{failed} of {len(results) - counts['skipped']} sources failed and {bad} bad records were "
-                        "skipped; the rest was imported", 1)
+        raise UserError(_partly_imported(results, failed, len(results) - counts["skipped"], bad), 1)
+
+
+def _partly_imported(results, failed: int, sources: int, bad: int) -> str:
+    """The error of an import that failed in part: what failed, where to look, what was kept."""
+    said = []
+    if failed:
+        said.append(f"{failed} of {sources} source{'s' if sources != 1 else ''} failed (named above, with why; "
+                    "nothing of a failed source is stored)")
+    if bad:
+        runs = [rid for r in results if r.bad_records for rid in r.runs]
+        where = f"`agtrace log {runs[0]} --kind error_occurred`" if len(runs) == 1 else \
+            "`agtrace log RUN --kind error_occurred`"
+        holders = sum(1 for r in results if r.bad_records)
+        said.append(f"{bad} bad record{'s' if bad != 1 else ''} in {holders} source{'s' if holders != 1 else ''} "
+                    f"{'were' if bad != 1 else 'was'} skipped (listed above; kept raw in the run: {where} shows "
+                    "them)")
+    rest = "nothing was imported" if failed == sources else "the rest was imported"
+    return f"{' and '.join(said)}; {rest}"

@@ -296,6 +296,14 @@ class ImportResult:
         return f"{text}; first {first}" if text else ""
 
 
+def _shape_error(exc: Exception) -> str:
+    """What a reader's unexpected exception says about the source, in words, with Python's own
+    message (the field it tripped on is often in it) for whoever reports it."""
+    if isinstance(exc, (AttributeError, TypeError, KeyError, IndexError, ValueError)):
+        return f"a field is missing or has a value of another type than this importer reads ({type(exc).__name__}: {exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def import_source(store: Store, path: Path, importer: Importer, repo: Path | None = None) -> ImportResult:
     """Import one source with one importer, all or nothing (see the module docstring)."""
     ctx = ImportContext(store, repo=repo)
@@ -319,7 +327,9 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
         result.error = (f"{path}: could not be imported as {importer.name}: its JSON nests deeper than "
                         "this reader can follow; nothing of it was stored")
     except Exception as exc:  # noqa: BLE001 - one source fails alone, whatever its reader raised
-        result.error = f"{path}: could not be imported as {importer.name}: {type(exc).__name__}: {exc}"
+        result.error = (f"{path}: could not be imported as {importer.name}: {_shape_error(exc)}; nothing of it "
+                        f"was stored (if the file is good, e.g. written by a newer version of the tool, report it "
+                        f"with the file)")
     finally:
         for sink in ctx.sinks:
             sink.abandon()
