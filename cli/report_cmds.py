@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import webbrowser
 from pathlib import Path
 
@@ -21,21 +23,50 @@ STDOUT = "-"
 
 def _write(path: str, text: str) -> int:
     """Write the page atomically (temp file, rename), or to standard output for ``-``; return
-    its size in bytes."""
+    its size in bytes. A path that is no regular file (``/dev/null``, a FIFO, a terminal) is
+    written into, never replaced by a rename; a symlink keeps pointing where it points and the
+    file it names is replaced."""
+    data = text.encode()
     if path == STDOUT:
-        data = text.encode()
         out = click.get_binary_stream("stdout")
         out.write(data)
         out.flush()
         return len(data)
     target = Path(path)
-    if target.parent and not target.parent.exists():
+    try:
+        special = not stat.S_ISREG(os.stat(target).st_mode)
+    except FileNotFoundError:  # a new file (or a dangling symlink: made where it points)
+        special = False
+    if special:
+        try:
+            with open(target, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise _unwritable(target, exc) from None
+        return len(data)
+    target = Path(os.path.realpath(target))
+    if not target.parent.exists():
         raise UserError(f"directory {target.parent} does not exist; create it or pick another -o", 2)
-    data = text.encode()
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(target, exc) from None
+        raise
     return len(data)
+
+
+def _unwritable(target: Path, exc: OSError) -> UserError:
+    """The page could not be written: said of the path the user gave (not of a temp file)."""
+    why = exc.strerror or str(exc)
+    if exc.filename and os.fspath(exc.filename) != os.fspath(target):
+        why += f" (writing {exc.filename} beside it, to rename it over)"
+    if exc.errno == errno.ENOSPC:
+        why += " (the disk is full: free some space, or pick another -o)"
+    return UserError(f"cannot write the page to {target}: {why}; nothing else was changed", 1)
 
 
 def _refuse_with_stdout(out: str | None, **flags: bool) -> None:

@@ -274,6 +274,42 @@ def test_output_that_cannot_be_written_is_named_as_the_output(tmp_path):
         assert str(store) not in err and "Exception ignored" not in err, err
 
 
+def test_a_page_written_to_what_is_no_regular_file_goes_into_it(tmp_path):
+    """`report -o PATH` wrote a temp file beside PATH and renamed it over: `-o /dev/null` (as
+    root) replaced the device with a regular file. A FIFO (safe to lose) shows it: it stays a
+    FIFO and its reader gets the page. A symlink keeps pointing where it did. Only then (the
+    fix holds) `-o /dev/full`: the device stays and the error names it and the full disk."""
+    import stat
+    import threading
+
+    store = tmp_path / "s"
+    run = _new_run(store)
+    fifo = tmp_path / "page.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    proc = run_agtrace(["report", run, "-o", str(fifo)], store, timeout=120)
+    if proc.returncode != 0:  # the old code never opened the FIFO: let the reader go
+        with open(fifo, "wb"):
+            pass
+    reader.join(30)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced"
+    assert got and b"<html" in got[0][:500].lower(), got[:1]
+    assert not list(tmp_path.glob(".*.tmp"))
+    (tmp_path / "real.html").write_text("old")
+    (tmp_path / "link.html").symlink_to("real.html")
+    run_agtrace(["report", run, "-o", str(tmp_path / "link.html")], store, check=True)
+    assert os.readlink(tmp_path / "link.html") == "real.html"
+    assert (tmp_path / "real.html").read_bytes() == got[0]
+    if os.path.exists("/dev/full") and stat.S_ISCHR(os.stat("/dev/full").st_mode):
+        full = _fails_cleanly(run_agtrace(["report", run, "-o", "/dev/full"], store, timeout=120),
+                              "cannot write the page to /dev/full: No space left on device", exit_code=1)
+        assert str(store) not in full, full
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode), "/dev/full was replaced"
+
+
 def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
     """`agtrace log RUN | head -1`: the reader closes the pipe; agtrace exits 0 and says nothing."""
     store = tmp_path / "s"
