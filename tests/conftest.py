@@ -53,6 +53,27 @@ def pytest_configure(config):
         compileall.compile_dir(REPO / package, quiet=2, workers=1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temp_files_stay_in_pytest_basetemp(tmp_path_factory):
+    """Point the temp directory of this process and of every process a test starts (agtrace,
+    the agent CLIs, git) into pytest's base temp, which pytest prunes to its last three runs.
+    Without it each run of the suite left ~100 directories in /tmp: `agtrace demo`'s kept
+    workdirs, the Claude Code CLI's cwd files, OpenHands' editor histories, stores of
+    in-process helpers."""
+    import tempfile
+
+    scratch = tmp_path_factory.getbasetemp() / "tmp"
+    scratch.mkdir(exist_ok=True)
+    before_env, before_module = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(scratch), str(scratch)
+    yield
+    tempfile.tempdir = before_module
+    if before_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before_env
+
+
 @pytest.fixture
 def store(tmp_path) -> Store:
     s = Store(tmp_path / "store")
