@@ -96,7 +96,8 @@ class Context:
         if self._store is None:
             from agtrace.eventlog import Store
 
-            self._store = Store(self.store_path, create=self.create, on_wait=_say_waiting)
+            self._store = Store(self.store_path, create=self.create, claim_directory=False,
+                                on_wait=_say_waiting)
         return self._store
 
     def store_or_none(self):

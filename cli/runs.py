@@ -411,7 +411,7 @@ def cp_cmd(ctx, run: str, tags, to: str | None, as_json: bool) -> None:
 
     store = ctx.store
     run_id = store.resolve(run)
-    into = Store(to) if to else None
+    into = Store(to, claim_directory=False) if to else None
     try:
         with progress(f"copying {run_id[:10]}", enabled=not as_json) as update:
             new_id = copy_run(store, run_id, into=into, tags=parse_tags(tags), progress=update)

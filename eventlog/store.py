@@ -53,6 +53,17 @@ from .writer import RunWriter
 SYNC_BATCH = 10_000
 """Records folded per transaction when catching up from the segments."""
 
+def _refuse_foreign(root: Path) -> None:
+    """Refuse to make a store of a directory that holds something else (``claim_directory=False``):
+    a store created there would mix runs/, blobs/ and catalog.db into someone's files. An empty
+    directory (``mktemp -d``, a fresh volume with only lost+found) may become a store."""
+    entries = sorted(e for e in os.listdir(root) if e != "lost+found")
+    if entries:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise StoreNotFound(f"{root} is not an agtrace store and is not empty (it holds {shown}); nothing was "
+                            "created in it; name a new or empty directory, or an existing store")
+
+
 def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
     ``parts``), metrics (``run_metrics``, ``part_metrics``), the part index (``test_results``),
@@ -68,11 +79,13 @@ class Store:
     ``projections`` is the registry (default :func:`default_projections`); it must include the
     run catalog (:class:`CatalogProjection`). With ``create=False`` a directory that is not a
     store yet (missing, or holding neither ``runs/`` nor ``catalog.db``) raises :class:`StoreError` and nothing is created:
-    commands that only read open their store so. ``on_wait(sentence)`` is told when the catalog
+    commands that only read open their store so. With ``claim_directory=False`` (the CLI) an
+    existing directory that is no store and not empty raises :class:`StoreNotFound` instead of
+    becoming one: a store is never mixed into someone's files. ``on_wait(sentence)`` is told when the catalog
     has waited a second for another process (it may wait 30 s; the CLI prints the sentence).
     """
 
-    def __init__(self, root: str | os.PathLike, *, create: bool = True,
+    def __init__(self, root: str | os.PathLike, *, create: bool = True, claim_directory: bool = True,
                  projections: Sequence[Projection] | None = None, on_wait: Callable[[str], None] | None = None):
         self.projections = tuple(projections) if projections is not None else default_projections()
         if not any(isinstance(p, CatalogProjection) for p in self.projections):
@@ -86,14 +99,19 @@ class Store:
             self.root.mkdir(parents=True)
         elif not self.root.is_dir():
             raise StoreError(f"{self.root} is not a directory; pass --store DIR pointing at a store")
-        elif not create and not (self.runs_dir.is_dir() or os.path.lexists(self.root / "catalog.db")):
+        elif not create and not self._is_store():
             raise StoreNotFound(f"{self.root} is not an agtrace store (it has neither runs/ nor catalog.db; "
                              "nothing was created); check --store or AGTRACE_HOME")
+        elif not claim_directory and not self._is_store():
+            _refuse_foreign(self.root)
         self.runs_dir.mkdir(exist_ok=True)
         self.blobs = BlobStore(self.root / "blobs")
         self._catalog: Catalog | None = None
         self._on_wait = on_wait
         self.catalog_set_aside: Path | None = None
+
+    def _is_store(self) -> bool:
+        return self.runs_dir.is_dir() or os.path.lexists(self.root / "catalog.db")
 
     @property
     def catalog(self) -> Catalog:

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from .conftest import run_agtrace
+from .conftest import FIXTURES, run_agtrace
 
 AGTRACE = [sys.executable, "-c", "from agtrace.cli.main import main; main()"]
 """The real console entry point, as ``run_agtrace`` runs it, for a test that wires its streams."""
@@ -64,6 +64,26 @@ def test_a_file_where_the_store_directory_belongs(tmp_path):
     _fails_cleanly(run_agtrace(["ls"], blocker), str(blocker), "not a directory")
     err = _fails_cleanly(run_agtrace(["new"], blocker / "sub" / "store"), "Not a directory")
     assert f"{blocker} is a file where a directory should be" in err
+
+
+def test_a_command_that_creates_a_store_never_makes_one_inside_someones_directory(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("mine")
+    for args in (["new"], ["demo", "--fast", "--workdir", str(tmp_path / "work")], ["import", str(FIXTURES / "inspect")]):
+        proc = run_agtrace(args, project)
+        assert proc.returncode == 2, (args, proc.stderr)
+        err = _fails_cleanly(proc, str(project), "is not an agtrace store and is not empty", "README.md")
+        assert "nothing was created" in err
+    assert sorted(p.name for p in project.iterdir()) == ["README.md"]
+    store = tmp_path / "store"
+    source = run_agtrace(["new", "--agent", "a"], store, check=True).stdout.decode().strip()
+    _fails_cleanly(run_agtrace(["cp", source, "--to", str(project)], store), str(project), "README.md")
+    assert sorted(p.name for p in project.iterdir()) == ["README.md"]
+    empty = tmp_path / "empty"  # `mktemp -d` gives one: it becomes a store
+    empty.mkdir()
+    run_agtrace(["cp", source, "--to", str(empty)], store, check=True)
+    run_agtrace(["new"], empty, check=True)
 
 
 def test_a_file_where_the_runs_directory_belongs(tmp_path):
