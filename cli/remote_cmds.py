@@ -51,6 +51,7 @@ def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
         report = push(store, remote, ids, progress=update)
     if as_json:
         echo_json(report.to_dict())
+        _refuse_damaged(report)
         return
     said = [f"{report.uploaded} object(s) uploaded ({size(report.bytes_uploaded)})",
             f"{report.existed} already there"]
@@ -63,6 +64,20 @@ def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
         runs = ", ".join(report.skipped_runs[:3]) + (" …" if len(report.skipped_runs) > 3 else "")
         click.echo(f"skipped {report.skipped} open segment(s) (runs {runs}: still being written, or "
                    "crashed before sealing them); push again once they end", err=True)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    _refuse_damaged(report)
+
+
+def _refuse_damaged(report) -> None:
+    """Exit 1 when push left damaged files behind (a remote copy can never be replaced)."""
+    if report.ok:
+        return
+    runs = sorted({p.rsplit("/runs/", 1)[1].split("/", 1)[0] for p in report.problems if "/runs/" in p})
+    verify = f"`agtrace verify {runs[0]}`" if len(runs) == 1 else "`agtrace verify`"
+    raise UserError(f"{len(report.problems)} damaged file(s) were not pushed and their run got no manifest; "
+                    f"repair the store first ({verify} shows what is damaged; restore the file from another "
+                    "copy of the store), then push again", 1)
 
 
 def ls_remote(store, url: str, as_json: bool) -> None:

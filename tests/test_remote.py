@@ -377,6 +377,57 @@ def test_pull_rejects_a_damaged_remote_segment(backend, source, tmp_path):
     fresh.close()
 
 
+# -- damaged stores and remotes: nothing damaged goes up, a damaged local copy is repaired -----
+
+
+def _demo_files(store: Store, run_id: str) -> tuple[Path, Path]:
+    """The run's first sealed events segment and its first bundle."""
+    run_dir = store.run_dir(run_id)
+    seg = next(p for _f, last, p in list_segments(run_dir / "events") if last is not None)
+    return seg, sorted((run_dir / "bundles").glob("*.bundle"))[0]
+
+
+def _flip(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+
+
+@pytest.mark.parametrize("damage", ["segment", "bundle"])
+def test_push_refuses_a_damaged_segment_or_truncated_bundle(backend, source, tmp_path, damage):
+    home = tmp_path / "home"
+    store = _copy_store(source["path"], home)
+    demo, other = source["demo"], source["blob_run"]
+    seg, bundle = _demo_files(store, demo)
+    bad = seg if damage == "segment" else bundle
+    if damage == "segment":
+        _flip(seg, seg.stat().st_size // 2)
+    else:
+        _truncate(bundle)
+    with backend.remote() as remote:
+        report = push(store, remote)
+    assert not report.ok and len(report.problems) == 1
+    assert str(bad) in report.problems[0] and "not pushed" in report.problems[0]
+    keys = backend.key_names()
+    assert f"runs/{demo}/{bad.parent.name}/{bad.name}" not in keys  # the damaged bytes stayed home
+    assert not any(k.startswith(f"runs/{demo}/manifests/") for k in keys)  # the push did not complete
+    assert any(k.startswith(f"runs/{other}/manifests/") for k in keys)  # the other run still went up
+    if damage == "bundle":  # the healthy segment of the same run still goes up
+        assert f"runs/{demo}/events/{seg.name}" in keys
+    # the CLI: exit 1, the file named, what to do next
+    proc = run_agtrace(["push", demo[:10], "--remote", backend.url], home, env=backend.env)
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.decode()
+    assert str(bad) in err and "repair the store first" in err and f"agtrace verify {demo}" in err
+    assert "Traceback" not in err
+    store.close()
+
+
 def test_missing_bucket_or_directory_is_a_clear_error(backend, source, tmp_path):
     src = Store(source["path"])
     if backend.name == "file":
