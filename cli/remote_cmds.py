@@ -110,8 +110,9 @@ def ls_remote(store, url: str, as_json: bool) -> None:
 def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     """Download runs from a remote, verify every frame and checksum, and index them.
 
-    Runs are named by id or a unique prefix of an id the remote holds. Local files are
-    never replaced; what cannot be pulled is reported and the exit code is 1.
+    Runs are named by id or a unique prefix of an id the remote holds. A local file is
+    replaced only when it is damaged and the remote copy is whole (the damaged file is kept
+    as NAME.damaged-<ns>); what cannot be pulled is reported and the exit code is 1.
     """
     store = ctx.store
     ids = _ids(store, run_ids, all_runs, "pull")
@@ -129,7 +130,16 @@ def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
             f"pulled {len(report.runs)} run(s) from {remote.url}: {report.downloaded} object(s) downloaded "
             f"({size(report.bytes_downloaded)}), {report.present} already here"
         )
+        for replaced in report.replaced:
+            click.echo(f"replaced: {replaced}", err=True)
         for problem in report.problems:
             click.echo(f"problem: {problem}", err=True)
     if not report.ok:
-        raise UserError(f"{len(report.problems)} object(s) could not be pulled; see above. Pulling again retries them")
+        if report.retryable == len(report.problems):
+            then = "pulling again retries them"
+        elif report.retryable:
+            then = (f"pulling again retries {report.retryable} of them; the others will not pull as they are: "
+                    "each line above says what to do")
+        else:
+            then = "pulling again will not help: each line above says what to do"
+        raise UserError(f"{len(report.problems)} object(s) could not be pulled; see above; {then}")

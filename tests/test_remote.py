@@ -428,6 +428,78 @@ def test_push_refuses_a_damaged_segment_or_truncated_bundle(backend, source, tmp
     store.close()
 
 
+def test_pull_replaces_a_damaged_local_segment_and_bundle_with_the_whole_remote_copy(backend, source, tmp_path):
+    src = Store(source["path"])
+    demo = source["demo"]
+    home = tmp_path / "home"
+    store = _copy_store(source["path"], home)
+    seg, bundle = _demo_files(store, demo)
+    good_seg, good_bundle = seg.read_bytes(), bundle.read_bytes()
+    _flip(seg, seg.stat().st_size // 2)
+    _truncate(bundle)
+    assert not store.verify(demo).ok
+    with backend.remote() as remote:
+        assert push(src, remote, [demo]).ok
+        report = pull(store, remote, [demo])
+    assert report.ok, report.problems
+    assert len(report.replaced) == 2 and all("kept as" in r for r in report.replaced)
+    assert seg.read_bytes() == good_seg and bundle.read_bytes() == good_bundle
+    kept = sorted(p.name for p in (*seg.parent.iterdir(), *bundle.parent.iterdir()) if ".damaged-" in p.name)
+    assert [k.split(".damaged-")[0] for k in kept] == sorted([bundle.name, seg.name])  # kept aside, not lost
+    assert store.verify(demo).ok
+    assert _records(store, demo) == _records(src, demo)
+    store.close()
+    src.close()
+
+
+def test_pull_keeps_a_damaged_local_file_when_the_remote_copy_is_damaged_too(backend, source, tmp_path):
+    """Then the messages say where to look instead: no "pull again" loop."""
+    demo = source["demo"]
+    home = tmp_path / "home"
+    store = _copy_store(source["path"], home)
+    seg, _bundle = _demo_files(store, demo)
+    with backend.remote() as remote:
+        assert push(store, remote, [demo]).ok
+    key = f"runs/{demo}/events/{seg.name}"
+    _flip(seg, seg.stat().st_size // 2)
+    damaged_here = seg.read_bytes()
+    remote_copy = bytearray(backend.objects()[key])
+    remote_copy[100] ^= 0xFF
+    backend.put_raw(key, bytes(remote_copy))  # damaged there too, behind agtrace's back
+    proc = run_agtrace(["pull", demo, "--remote", backend.url], home, env=backend.env)
+    assert proc.returncode == 1
+    err = proc.stderr.decode()
+    assert "fails its checks too" in err and "restore the file from another copy" in err
+    assert "pulling again will not help" in err and "retries them" not in err
+    assert seg.read_bytes() == damaged_here
+    assert not [p for p in seg.parent.iterdir() if ".damaged-" in p.name]
+    store.close()
+
+
+def test_pull_refuses_a_bundle_whose_tip_is_not_its_name_or_that_is_truncated(backend, source, tmp_path):
+    """A remote built by hand (no manifest, no stored sha256): only the bundle's own checks can tell."""
+    src = Store(source["path"])
+    demo = source["demo"]
+    seg, bundle = _demo_files(src, demo)
+    other = sorted(p for p in (src.run_dir(source["blob_run"]) / "bundles").glob("*.bundle"))[0]
+    assert other.name != bundle.name
+    key = f"runs/{demo}/bundles/{bundle.name}"
+    backend.put_raw(f"runs/{demo}/events/{seg.name}", seg.read_bytes())
+    for body, says in ((other.read_bytes(), f"as its name {bundle.name} says"),
+                       (bundle.read_bytes()[:bundle.stat().st_size // 2], "does not match its checksum")):
+        backend.put_raw(key, body)
+        fresh = Store(tmp_path / f"fresh-{len(says)}")
+        with backend.remote() as remote:
+            report = pull(fresh, remote, [demo])
+        assert not report.ok and len(report.problems) == 1, report.problems
+        assert bundle.name in report.problems[0] and says in report.problems[0]
+        assert "Nothing was written locally" in report.problems[0]
+        assert not (fresh.run_dir(demo) / "bundles").exists() or \
+            not list((fresh.run_dir(demo) / "bundles").iterdir())
+        fresh.close()
+    src.close()
+
+
 def test_missing_bucket_or_directory_is_a_clear_error(backend, source, tmp_path):
     src = Store(source["path"])
     if backend.name == "file":

@@ -1,4 +1,4 @@
-"""Pull runs from a remote into a store, verified, never replacing a local file.
+"""Pull runs from a remote into a store, verified, never replacing a local file that is whole.
 
 A pull downloads what the local store lacks — segments in seq order, so the local run is always
 a gapless prefix of the remote one — checks every frame of every segment and the sha256 of every
@@ -6,11 +6,18 @@ object before it is renamed into place, fetches the blobs a segment references (
 their address) before that segment is renamed into place (a killed pull never leaves a segment
 naming a missing blob), then brings the catalog up to date. A store that has only the bucket can list, verify
 and replay any pulled run (replay unbundles the bundles when ``repo.git`` is absent).
+
+Bundles are checked to be complete and to hold the tip their name says. A local segment or
+bundle that differs from the remote copy is replaced only when it fails those same checks
+(damaged) and the remote copy passes them; the damaged file is kept beside it as
+``<name>.damaged-<ns>``, and the report says so (``replaced``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -21,11 +28,12 @@ import zstandard
 
 from .. import reader, segment
 from ..containment import is_content_address
-from ..errors import CorruptBlob, CorruptLog, RemoteError, RemoteNotFound, StoreError
+from ..errors import CorruptBlob, CorruptLog, GitStoreError, RemoteError, RemoteNotFound, StoreError
 from ..ids import looks_like_run_id
 from ..lock import is_locked
 from ..remotes.base import ObjectInfo, Remote
 from ..remotes.transfer import digest_file
+from ..segment import fsync_dir
 from ..store import Store
 from .keys import (
     BUNDLE_NAME,
@@ -41,7 +49,9 @@ from .manifests import newest_manifests, read_manifests
 
 @dataclass
 class PullReport:
-    """What a pull did. ``problems`` lists objects that were not pulled and why."""
+    """What a pull did. ``problems`` lists objects that were not pulled and why (``retryable``:
+    how many of them a later pull may still get); ``replaced`` the damaged local files that were
+    replaced by their remote copy, and where each damaged file was kept."""
 
     runs: list[str] = field(default_factory=list)
     downloaded: int = 0
@@ -49,6 +59,8 @@ class PullReport:
     bytes_downloaded: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    retryable: int = 0
+    replaced: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -116,7 +128,9 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
         elif parts[2] == "bundles" and BUNDLE_NAME.match(parts[3]):
             bundles.append(obj)
     for obj in bundles:
-        _fetch(remote, obj, run_dir / "bundles" / obj.key.rsplit("/", 1)[1], checksums.get(obj.key), None, report)
+        name = obj.key.rsplit("/", 1)[1]
+        _fetch(remote, obj, run_dir / "bundles" / name, checksums.get(obj.key), _bundle_check(name), report,
+               local_check=_local_bundle_check(name))
         tick()
     here: list[Path] = []  # sealed segments the store had before this pull
     for stream in STREAMS:
@@ -137,7 +151,8 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
                 report.problems.append(f"{remote.describe(obj.key)}: the local run already has {overlap[0].name} "
                                        "covering these seqs; not pulled (the two stores diverged)")
                 break
-            if not _fetch(remote, obj, dest, checksums.get(obj.key), _segment_check(first, last, fetch), report):
+            if not _fetch(remote, obj, dest, checksums.get(obj.key), _segment_check(first, last, fetch), report,
+                          local_check=_local_segment_check(first, last)):
                 break
     fetch(set().union(*(segment_blob_refs(path) for path in here)))
     if (run_dir / "events").is_dir():
@@ -172,13 +187,30 @@ def _fetch_blob(store: Store, remote: Remote, run_id: str, digest: str, report: 
 
 
 def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, report: PullReport,
-           raise_missing: bool = False) -> bool:
-    """Download one object unless the same bytes are already local. False when it was not pulled."""
+           raise_missing: bool = False, local_check: Callable[[Path], None] | None = None) -> bool:
+    """Download one object unless the same bytes are already local. False when it was not pulled.
+
+    A local file that differs is replaced only when ``local_check`` finds it damaged and the
+    remote copy passes ``check`` (see :func:`_replace_damaged`)."""
     if dest.exists():
-        if sha and digest_file(dest, md5=False).sha256 != sha:
-            report.problems.append(f"{dest} differs from {remote.describe(obj.key)}; local files are never replaced")
+        if sha and digest_file(dest, md5=False).sha256 == sha:
+            report.present += 1
+            return True
+        if local_check is None and not sha:
+            report.present += 1
+            return True
+        try:
+            if local_check is not None:
+                local_check(dest)
+        except (CorruptLog, GitStoreError, OSError) as exc:
+            return _replace_damaged(remote, obj, dest, sha, check, report, _why(exc))
+        if sha:
+            report.problems.append(
+                f"{dest} passes its checks but differs from {remote.describe(obj.key)} (the two stores "
+                "diverged); a whole local file is never replaced: to take the remote's copy instead, "
+                "remove the local run (`agtrace rm RUN`) and pull it again")
             return False
-        report.present += 1
+        report.present += 1  # whole, and the remote has no checksum to compare with
         return True
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -188,15 +220,82 @@ def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, 
         if raise_missing:
             raise
         report.problems.append(f"{remote.describe(obj.key)} vanished during the pull; pull again")
+        report.retryable += 1
         return False
-    except (CorruptLog, RemoteError) as exc:
-        if not isinstance(exc, CorruptLog) and type(exc) is not RemoteError:
+    except (CorruptLog, GitStoreError, RemoteError) as exc:
+        if isinstance(exc, RemoteError) and type(exc) is not RemoteError:
             raise  # auth, reachability: stop the pull
         report.problems.append(f"{remote.describe(obj.key)}: {exc}")
+        report.retryable += "pull again" in str(exc)
         return False
     report.downloaded += 1
     report.bytes_downloaded += got.size
     return True
+
+
+def _replace_damaged(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, report: PullReport,
+                     why: str) -> bool:
+    """Replace ``dest``, a local file that fails its checks, by the remote copy once that copy
+    passed ``check``; the damaged file is kept beside it as ``<name>.damaged-<ns>``."""
+    incoming = dest.with_name(f".{dest.name}.replacing")
+    try:
+        got = remote.get_file(obj.key, incoming, sha256=sha or "", verify=check)
+    except RemoteNotFound:
+        report.problems.append(f"{dest} is damaged ({why}) and {remote.describe(obj.key)} vanished during "
+                               "the pull; pull again")
+        report.retryable += 1
+        return False
+    except (CorruptLog, GitStoreError, RemoteError) as exc:
+        if isinstance(exc, RemoteError) and type(exc) is not RemoteError:
+            raise
+        report.problems.append(f"{dest} is damaged ({why}) and the remote copy fails its checks too "
+                               f"({remote.describe(obj.key)}: {exc}); restore the file from another copy of "
+                               "the store or another remote")
+        return False
+    aside = dest.with_name(f"{dest.name}.damaged-{time.time_ns()}")
+    try:
+        os.link(dest, aside)  # the damaged bytes are kept, then the whole copy takes the name in one step
+    except OSError:
+        shutil.copy2(dest, aside)
+    os.replace(incoming, dest)
+    fsync_dir(dest.parent)
+    report.downloaded += 1
+    report.bytes_downloaded += got.size
+    report.replaced.append(f"{dest}: it was damaged ({why}); replaced by the copy from "
+                           f"{remote.describe(obj.key)}, which passed its checks; the damaged file is kept as "
+                           f"{aside.name}")
+    return True
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot be read: {exc.strerror or exc}"
+    return str(exc.args[0]) if exc.args else str(exc)
+
+
+def _local_segment_check(first: int, last: int) -> Callable[[Path], None]:
+    def check(path: Path) -> None:
+        check_segment(path, first, last, damaged="")
+    return check
+
+
+def _local_bundle_check(name: str) -> Callable[[Path], None]:
+    from ..git.bundle import check_bundle
+
+    return lambda path: check_bundle(path, name) and None
+
+
+def _bundle_check(name: str) -> Callable[[Path], None]:
+    """A downloaded bundle must be complete and hold the tip its name ``<nnnn>-<tip12>.bundle`` says."""
+    from ..git.bundle import check_bundle
+
+    def check(path: Path) -> None:
+        try:
+            check_bundle(path, name)
+        except GitStoreError as exc:
+            raise GitStoreError(f"{exc}; the remote copy is damaged or was replaced. Nothing was written "
+                                "locally") from None
+    return check
 
 
 def _segment_check(first: int, last: int, fetch: Callable[[set[str]], None]) -> Callable[[Path], None]:
