@@ -373,6 +373,8 @@ def test_pull_rejects_a_damaged_remote_segment(backend, source, tmp_path):
     assert not report.ok and key.rsplit("/", 1)[1] in report.problems[0]
     assert not list((fresh.run_dir(demo) / "events").glob("*.seg"))
     assert not list((fresh.run_dir(demo) / "events").glob(".*"))  # no temp file left behind
+    assert not fresh.run_dir(demo).exists()  # nor a run dir holding only its bundles (verify passed it)
+    assert fresh.verify().runs == 0
     src.close()
     fresh.close()
 
@@ -497,6 +499,37 @@ def test_pull_refuses_a_bundle_whose_tip_is_not_its_name_or_that_is_truncated(ba
         assert not (fresh.run_dir(demo) / "bundles").exists() or \
             not list((fresh.run_dir(demo) / "bundles").iterdir())
         fresh.close()
+    src.close()
+
+
+def test_pull_names_keys_off_the_layout(backend, source, tmp_path):
+    src = Store(source["path"])
+    demo = source["demo"]
+    with backend.remote() as remote:
+        push(src, remote, [demo])
+    odd = [f"runs/{demo}/repo.git/hooks/post-checkout", f"runs/{demo}/lock",
+           f"runs/{demo}/events/0000000000000001.open", f"runs/{demo}/events/notes.txt"]
+    if backend.name == "s3":  # keys a directory cannot hold
+        odd += [f"runs/{demo}/events/../../../../escape1.seg", f"runs/{demo}/bundles/../../escape2.bundle"]
+    for key in odd:
+        backend.put_raw(key, b"stray")
+    home = tmp_path / "home"
+    proc = run_agtrace(["pull", demo, "--remote", backend.url, "--json"], home, env=backend.env)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    named = [k for k in odd if any(repr(k) in p for p in report["problems"])]
+    if len(odd) <= 5:
+        assert named == odd, report["problems"]
+    else:
+        assert len(named) == 5 and any(f"{len(odd) - 5} more key(s)" in p for p in report["problems"])
+    assert report["retryable"] == 0
+    proc = run_agtrace(["pull", demo, "--remote", backend.url], home, env=backend.env)
+    assert proc.returncode == 1 and b"pulling again will not help" in proc.stderr
+    fresh = Store(home)
+    assert fresh.verify(demo).ok and _records(fresh, demo) == _records(src, demo)  # the rest was pulled
+    assert not (fresh.run_dir(demo) / "lock").exists() and not (fresh.run_dir(demo) / "repo.git").exists()
+    assert not list(tmp_path.rglob("escape*"))
+    fresh.close()
     src.close()
 
 

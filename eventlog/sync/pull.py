@@ -10,7 +10,9 @@ and replay any pulled run (replay unbundles the bundles when ``repo.git`` is abs
 Bundles are checked to be complete and to hold the tip their name says. A local segment or
 bundle that differs from the remote copy is replaced only when it fails those same checks
 (damaged) and the remote copy passes them; the damaged file is kept beside it as
-``<name>.damaged-<ns>``, and the report says so (``replaced``).
+``<name>.damaged-<ns>``, and the report says so (``replaced``). Keys under ``runs/<id>/`` that
+are not of the layout are named in ``problems`` and not pulled. A run this pull created and
+left without a single segment (every segment was refused) is removed again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ..segment import fsync_dir
 from ..store import Store
 from .keys import (
     BUNDLE_NAME,
+    MANIFEST_NAME,
     STREAMS,
     Progress,
     blob_key,
@@ -109,6 +112,18 @@ def pull(
 
 def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInfo], report: PullReport, tick) -> None:
     run_dir = store.run_dir(run_id)
+    created = not run_dir.exists()
+    try:
+        _pull_objects(store, remote, run_id, listing, report, tick)
+    finally:
+        if created and run_dir.is_dir() and not any(run_dir.glob("events/*.seg")) \
+                and not is_locked(run_dir / "lock"):
+            shutil.rmtree(run_dir, ignore_errors=True)  # made by this pull, and nothing of it landed
+
+
+def _pull_objects(store: Store, remote: Remote, run_id: str, listing: list[ObjectInfo], report: PullReport,
+                  tick) -> None:
+    run_dir = store.run_dir(run_id)
     manifests = newest_manifests(listing)
     with tempfile.TemporaryDirectory(dir=store.root, prefix=".pull-") as tmp:
         checksums, blobs = read_manifests(remote, manifests, report.problems, Path(tmp))
@@ -117,16 +132,17 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
     fetch(blobs)  # the blobs the manifests list, before any segment naming them is in place
     segments: list[tuple[str, int, int, ObjectInfo]] = []
     bundles: list[ObjectInfo] = []
+    odd: list[str] = []
     for obj in listing:
         parts = obj.key.split("/")
-        if len(parts) != 4:
-            continue
-        if parts[2] in STREAMS:
-            parsed = segment.parse_name(parts[3])
-            if parsed and parsed[1] is not None:
-                segments.append((parts[2], parsed[0], parsed[1], obj))
-        elif parts[2] == "bundles" and BUNDLE_NAME.match(parts[3]):
+        parsed = segment.parse_name(parts[3]) if len(parts) == 4 else None
+        if len(parts) == 4 and parts[2] in STREAMS and parsed and parsed[1] is not None:
+            segments.append((parts[2], parsed[0], parsed[1], obj))
+        elif len(parts) == 4 and parts[2] == "bundles" and BUNDLE_NAME.match(parts[3]):
             bundles.append(obj)
+        elif not (len(parts) == 4 and parts[2] == "manifests" and MANIFEST_NAME.match(parts[3])):
+            odd.append(obj.key)
+    _report_odd_keys(remote, run_id, odd, report)
     for obj in bundles:
         name = obj.key.rsplit("/", 1)[1]
         _fetch(remote, obj, run_dir / "bundles" / name, checksums.get(obj.key), _bundle_check(name), report,
@@ -184,6 +200,21 @@ def _fetch_blob(store: Store, remote: Remote, run_id: str, digest: str, report: 
         _fetch(remote, obj, store.blobs.path(digest), None, _blob_check(digest), report, raise_missing=True)
     except RemoteNotFound:
         report.problems.append(f"blob {digest} referenced by run {run_id} is missing on {remote.url}")
+
+
+_MAX_ODD = 5
+"""Keys off the layout named one by one per run; the rest are counted."""
+
+
+def _report_odd_keys(remote: Remote, run_id: str, odd: list[str], report: PullReport) -> None:
+    """Name the keys under ``runs/<id>/`` that are no segment, bundle or manifest key of the
+    layout (a key leaving the run, a hidden name, a stray file): they are never pulled."""
+    for key in odd[:_MAX_ODD]:
+        report.problems.append(f"{remote.url}: key {key!r} is not a segment, bundle or manifest key of run "
+                               f"{run_id} (the key layout, docs/remote.md); not pulled")
+    if len(odd) > _MAX_ODD:
+        report.problems.append(f"{remote.url}: {len(odd) - _MAX_ODD} more key(s) under runs/{run_id}/ off the "
+                               "key layout; not pulled")
 
 
 def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, report: PullReport,
