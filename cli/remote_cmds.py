@@ -51,6 +51,7 @@ def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
         report = push(store, remote, ids, progress=update)
     if as_json:
         echo_json(report.to_dict())
+        _refuse_damaged(report)
         return
     said = [f"{report.uploaded} object(s) uploaded ({size(report.bytes_uploaded)})",
             f"{report.existed} already there"]
@@ -63,6 +64,20 @@ def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
         runs = ", ".join(report.skipped_runs[:3]) + (" …" if len(report.skipped_runs) > 3 else "")
         click.echo(f"skipped {report.skipped} open segment(s) (runs {runs}: still being written, or "
                    "crashed before sealing them); push again once they end", err=True)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    _refuse_damaged(report)
+
+
+def _refuse_damaged(report) -> None:
+    """Exit 1 when push left damaged files behind (a remote copy can never be replaced)."""
+    if report.ok:
+        return
+    runs = sorted({p.rsplit("/runs/", 1)[1].split("/", 1)[0] for p in report.problems if "/runs/" in p})
+    verify = f"`agtrace verify {runs[0]}`" if len(runs) == 1 else "`agtrace verify`"
+    raise UserError(f"{len(report.problems)} damaged file(s) were not pushed and their run got no manifest; "
+                    f"repair the store first ({verify} shows what is damaged; restore the file from another "
+                    "copy of the store), then push again", 1)
 
 
 def ls_remote(store, url: str, as_json: bool) -> None:
@@ -95,8 +110,9 @@ def ls_remote(store, url: str, as_json: bool) -> None:
 def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     """Download runs from a remote, verify every frame and checksum, and index them.
 
-    Runs are named by id or a unique prefix of an id the remote holds. Local files are
-    never replaced; what cannot be pulled is reported and the exit code is 1.
+    Runs are named by id or a unique prefix of an id the remote holds. A local file is
+    replaced only when it is damaged and the remote copy is whole (the damaged file is kept
+    as NAME.damaged-<ns>); what cannot be pulled is reported and the exit code is 1.
     """
     store = ctx.store
     ids = _ids(store, run_ids, all_runs, "pull")
@@ -114,7 +130,16 @@ def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
             f"pulled {len(report.runs)} run(s) from {remote.url}: {report.downloaded} object(s) downloaded "
             f"({size(report.bytes_downloaded)}), {report.present} already here"
         )
+        for replaced in report.replaced:
+            click.echo(f"replaced: {replaced}", err=True)
         for problem in report.problems:
             click.echo(f"problem: {problem}", err=True)
     if not report.ok:
-        raise UserError(f"{len(report.problems)} object(s) could not be pulled; see above. Pulling again retries them")
+        if report.retryable == len(report.problems):
+            then = "pulling again retries them"
+        elif report.retryable:
+            then = (f"pulling again retries {report.retryable} of them; the others will not pull as they are: "
+                    "each line above says what to do")
+        else:
+            then = "pulling again will not help: each line above says what to do"
+        raise UserError(f"{len(report.problems)} object(s) could not be pulled; see above; {then}")

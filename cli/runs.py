@@ -244,7 +244,9 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
                 click.echo(f"  part {part} cannot be replayed: {why}", err=True)
     if not report.ok:
         raise UserError(f"{len(report.problems)} problem(s); the first: {report.problems[0]}. "
-                        "Restore damaged segments and bundles from a remote (`agtrace pull`) if you have one", 1)
+                        "Restore damaged segments and bundles from a remote that has them whole "
+                        "(`agtrace pull RUN --remote URL` replaces them and keeps the damaged files as "
+                        "NAME.damaged-<ns>) or from another copy of the store", 1)
 
 
 def _spans(parts: list[int]) -> str:

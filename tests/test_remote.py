@@ -373,8 +373,164 @@ def test_pull_rejects_a_damaged_remote_segment(backend, source, tmp_path):
     assert not report.ok and key.rsplit("/", 1)[1] in report.problems[0]
     assert not list((fresh.run_dir(demo) / "events").glob("*.seg"))
     assert not list((fresh.run_dir(demo) / "events").glob(".*"))  # no temp file left behind
+    assert not fresh.run_dir(demo).exists()  # nor a run dir holding only its bundles (verify passed it)
+    assert fresh.verify().runs == 0
     src.close()
     fresh.close()
+
+
+# -- damaged stores and remotes: nothing damaged goes up, a damaged local copy is repaired -----
+
+
+def _demo_files(store: Store, run_id: str) -> tuple[Path, Path]:
+    """The run's first sealed events segment and its first bundle."""
+    run_dir = store.run_dir(run_id)
+    seg = next(p for _f, last, p in list_segments(run_dir / "events") if last is not None)
+    return seg, sorted((run_dir / "bundles").glob("*.bundle"))[0]
+
+
+def _flip(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+
+
+@pytest.mark.parametrize("damage", ["segment", "bundle"])
+def test_push_refuses_a_damaged_segment_or_truncated_bundle(backend, source, tmp_path, damage):
+    home = tmp_path / "home"
+    store = _copy_store(source["path"], home)
+    demo, other = source["demo"], source["blob_run"]
+    seg, bundle = _demo_files(store, demo)
+    bad = seg if damage == "segment" else bundle
+    if damage == "segment":
+        _flip(seg, seg.stat().st_size // 2)
+    else:
+        _truncate(bundle)
+    with backend.remote() as remote:
+        report = push(store, remote)
+    assert not report.ok and len(report.problems) == 1
+    assert str(bad) in report.problems[0] and "not pushed" in report.problems[0]
+    keys = backend.key_names()
+    assert f"runs/{demo}/{bad.parent.name}/{bad.name}" not in keys  # the damaged bytes stayed home
+    assert not any(k.startswith(f"runs/{demo}/manifests/") for k in keys)  # the push did not complete
+    assert any(k.startswith(f"runs/{other}/manifests/") for k in keys)  # the other run still went up
+    if damage == "bundle":  # the healthy segment of the same run still goes up
+        assert f"runs/{demo}/events/{seg.name}" in keys
+    # the CLI: exit 1, the file named, what to do next
+    proc = run_agtrace(["push", demo[:10], "--remote", backend.url], home, env=backend.env)
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.decode()
+    assert str(bad) in err and "repair the store first" in err and f"agtrace verify {demo}" in err
+    assert "Traceback" not in err
+    store.close()
+
+
+def test_pull_replaces_a_damaged_local_segment_and_bundle_with_the_whole_remote_copy(backend, source, tmp_path):
+    src = Store(source["path"])
+    demo = source["demo"]
+    home = tmp_path / "home"
+    store = _copy_store(source["path"], home)
+    seg, bundle = _demo_files(store, demo)
+    good_seg, good_bundle = seg.read_bytes(), bundle.read_bytes()
+    _flip(seg, seg.stat().st_size // 2)
+    _truncate(bundle)
+    assert not store.verify(demo).ok
+    with backend.remote() as remote:
+        assert push(src, remote, [demo]).ok
+        report = pull(store, remote, [demo])
+    assert report.ok, report.problems
+    assert len(report.replaced) == 2 and all("kept as" in r for r in report.replaced)
+    assert seg.read_bytes() == good_seg and bundle.read_bytes() == good_bundle
+    kept = sorted(p.name for p in (*seg.parent.iterdir(), *bundle.parent.iterdir()) if ".damaged-" in p.name)
+    assert [k.split(".damaged-")[0] for k in kept] == sorted([bundle.name, seg.name])  # kept aside, not lost
+    assert store.verify(demo).ok
+    assert _records(store, demo) == _records(src, demo)
+    store.close()
+    src.close()
+
+
+def test_pull_keeps_a_damaged_local_file_when_the_remote_copy_is_damaged_too(backend, source, tmp_path):
+    """Then the messages say where to look instead: no "pull again" loop."""
+    demo = source["demo"]
+    home = tmp_path / "home"
+    store = _copy_store(source["path"], home)
+    seg, _bundle = _demo_files(store, demo)
+    with backend.remote() as remote:
+        assert push(store, remote, [demo]).ok
+    key = f"runs/{demo}/events/{seg.name}"
+    _flip(seg, seg.stat().st_size // 2)
+    damaged_here = seg.read_bytes()
+    remote_copy = bytearray(backend.objects()[key])
+    remote_copy[100] ^= 0xFF
+    backend.put_raw(key, bytes(remote_copy))  # damaged there too, behind agtrace's back
+    proc = run_agtrace(["pull", demo, "--remote", backend.url], home, env=backend.env)
+    assert proc.returncode == 1
+    err = proc.stderr.decode()
+    assert "fails its checks too" in err and "restore the file from another copy" in err
+    assert "pulling again will not help" in err and "retries them" not in err
+    assert seg.read_bytes() == damaged_here
+    assert not [p for p in seg.parent.iterdir() if ".damaged-" in p.name]
+    store.close()
+
+
+def test_pull_refuses_a_bundle_whose_tip_is_not_its_name_or_that_is_truncated(backend, source, tmp_path):
+    """A remote built by hand (no manifest, no stored sha256): only the bundle's own checks can tell."""
+    src = Store(source["path"])
+    demo = source["demo"]
+    seg, bundle = _demo_files(src, demo)
+    other = sorted(p for p in (src.run_dir(source["blob_run"]) / "bundles").glob("*.bundle"))[0]
+    assert other.name != bundle.name
+    key = f"runs/{demo}/bundles/{bundle.name}"
+    backend.put_raw(f"runs/{demo}/events/{seg.name}", seg.read_bytes())
+    for body, says in ((other.read_bytes(), f"as its name {bundle.name} says"),
+                       (bundle.read_bytes()[:bundle.stat().st_size // 2], "does not match its checksum")):
+        backend.put_raw(key, body)
+        fresh = Store(tmp_path / f"fresh-{len(says)}")
+        with backend.remote() as remote:
+            report = pull(fresh, remote, [demo])
+        assert not report.ok and len(report.problems) == 1, report.problems
+        assert bundle.name in report.problems[0] and says in report.problems[0]
+        assert "Nothing was written locally" in report.problems[0]
+        assert not (fresh.run_dir(demo) / "bundles").exists() or \
+            not list((fresh.run_dir(demo) / "bundles").iterdir())
+        fresh.close()
+    src.close()
+
+
+def test_pull_names_keys_off_the_layout(backend, source, tmp_path):
+    src = Store(source["path"])
+    demo = source["demo"]
+    with backend.remote() as remote:
+        push(src, remote, [demo])
+    odd = [f"runs/{demo}/repo.git/hooks/post-checkout", f"runs/{demo}/lock",
+           f"runs/{demo}/events/0000000000000001.open", f"runs/{demo}/events/notes.txt"]
+    if backend.name == "s3":  # keys a directory cannot hold
+        odd += [f"runs/{demo}/events/../../../../escape1.seg", f"runs/{demo}/bundles/../../escape2.bundle"]
+    for key in odd:
+        backend.put_raw(key, b"stray")
+    home = tmp_path / "home"
+    proc = run_agtrace(["pull", demo, "--remote", backend.url, "--json"], home, env=backend.env)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    named = [k for k in odd if any(repr(k) in p for p in report["problems"])]
+    if len(odd) <= 5:
+        assert named == odd, report["problems"]
+    else:
+        assert len(named) == 5 and any(f"{len(odd) - 5} more key(s)" in p for p in report["problems"])
+    assert report["retryable"] == 0
+    proc = run_agtrace(["pull", demo, "--remote", backend.url], home, env=backend.env)
+    assert proc.returncode == 1 and b"pulling again will not help" in proc.stderr
+    fresh = Store(home)
+    assert fresh.verify(demo).ok and _records(fresh, demo) == _records(src, demo)  # the rest was pulled
+    assert not (fresh.run_dir(demo) / "lock").exists() and not (fresh.run_dir(demo) / "repo.git").exists()
+    assert not list(tmp_path.rglob("escape*"))
+    fresh.close()
+    src.close()
 
 
 def test_missing_bucket_or_directory_is_a_clear_error(backend, source, tmp_path):

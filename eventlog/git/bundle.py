@@ -72,6 +72,56 @@ def bundle_heads(path: str | os.PathLike[str]) -> list[str]:
     return [oid for oid, _ in _bundle_refs(os.fspath(path))]
 
 
+def check_bundle(path: str | os.PathLike[str], name: str | None = None) -> list[str]:
+    """The commit ids a bundle's refs point at, after checking, without git and reading the file
+    once, that it is a complete bundle: a header with at least one ref, then a pack whose trailing
+    checksum matches its bytes (a truncated or bit-flipped pack fails). With ``name``
+    (``<nnnn>-<tip12>.bundle``, its key), one of its refs must point at the tip the name gives.
+    Raises :class:`GitStoreError` saying what is wrong. Not checked: whether the pack's objects
+    are whole and its prerequisites are met (``agtrace verify`` unbundles for that)."""
+    import hashlib
+
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        first = f.readline()
+        if not first.startswith((b"# v2 git bundle", b"# v3 git bundle")):
+            raise GitStoreError("it is not a git bundle (no bundle header)")
+        algo, heads = "sha1", []
+        while True:
+            line = f.readline()
+            if not line.endswith(b"\n"):
+                raise GitStoreError("its header is cut short (the bundle is truncated)")
+            if line == b"\n":
+                break
+            if line.startswith(b"@object-format="):
+                algo = line[len(b"@object-format="):].strip().decode(errors="replace")
+            elif not line.startswith((b"-", b"@")):
+                heads.append(line.decode(errors="replace").split(" ", 1)[0].strip())
+        if not heads:
+            raise GitStoreError("its header names no ref")
+        if algo not in ("sha1", "sha256"):
+            raise GitStoreError(f"its object format {algo!r} is unknown")
+        width = 20 if algo == "sha1" else 32
+        digest = hashlib.new(algo)
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"PACK":
+            raise GitStoreError("its pack is missing or cut short (the bundle is truncated)")
+        digest.update(head)
+        tail = b""
+        while chunk := f.read(1 << 20):
+            tail += chunk
+            if len(tail) > width:
+                digest.update(tail[:-width])
+                tail = tail[-width:]
+        if len(tail) < width or digest.digest() != tail:
+            raise GitStoreError("its pack does not match its checksum (the bundle is truncated or damaged)")
+    if name is not None:
+        tip = name.split("-", 1)[1].split(".", 1)[0] if "-" in name else ""
+        if not any(h.startswith(tip) for h in heads) or not tip:
+            raise GitStoreError(f"its tip is {heads[-1][:12]}…, not {tip or '?'} as its name {name} says")
+    return heads
+
+
 class BundleMixin:
     """`GitStore`'s methods that run the git CLI (see the module docstring)."""
 

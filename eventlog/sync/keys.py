@@ -39,18 +39,25 @@ def segment_blob_refs(path: Path) -> set[str]:
     return refs
 
 
-def check_segment(path: Path, first: int, last: int) -> set[str]:
+def check_segment(path: Path, first: int, last: int, damaged: str = "the remote copy is damaged") -> set[str]:
     """The blob digests referenced by the events of ``path``, a sealed segment whose frames must
-    hold exactly seqs ``first``..``last`` (as its name says) and decode; else :class:`CorruptLog`."""
+    hold exactly seqs ``first``..``last`` (as its name says) and decode; else :class:`CorruptLog`
+    (its message ends with ``damaged``, whose copy it is, when given)."""
+    whose = f"; {damaged}" if damaged else ""
     frames, problem, off = segment.scan(path)
     if problem:
-        raise CorruptLog(f"frame at byte {off}: {problem}; the remote copy is damaged", str(path), off)
+        raise CorruptLog(f"frame at byte {off}: {problem}{whose}", str(path), off)
     if not frames or frames[0].first_seq != first or frames[-1].last_seq != last:
-        raise CorruptLog(f"its frames do not hold seqs {first}..{last} as its name says", str(path))
+        raise CorruptLog(f"its frames do not hold seqs {first}..{last} as its name says{whose}", str(path))
     refs: set[str] = set()
     with open(path, "rb") as fh:
         for info in frames:
-            for rec in codec.decode_batch(segment.read_frame(fh, info), info.first_seq):
+            try:
+                records = codec.decode_batch(segment.read_frame(fh, info), info.first_seq)
+            except Exception as exc:  # noqa: BLE001 - a frame that does not decode is damage
+                raise CorruptLog(f"frame at byte {info.offset} does not decode ({exc}){whose}",
+                                 str(path), info.offset) from None
+            for rec in records:
                 refs.update(blob_refs(rec.event))
     return refs
 

@@ -1,4 +1,4 @@
-"""Pull runs from a remote into a store, verified, never replacing a local file.
+"""Pull runs from a remote into a store, verified, never replacing a local file that is whole.
 
 A pull downloads what the local store lacks — segments in seq order, so the local run is always
 a gapless prefix of the remote one — checks every frame of every segment and the sha256 of every
@@ -6,11 +6,20 @@ object before it is renamed into place, fetches the blobs a segment references (
 their address) before that segment is renamed into place (a killed pull never leaves a segment
 naming a missing blob), then brings the catalog up to date. A store that has only the bucket can list, verify
 and replay any pulled run (replay unbundles the bundles when ``repo.git`` is absent).
+
+Bundles are checked to be complete and to hold the tip their name says. A local segment or
+bundle that differs from the remote copy is replaced only when it fails those same checks
+(damaged) and the remote copy passes them; the damaged file is kept beside it as
+``<name>.damaged-<ns>``, and the report says so (``replaced``). Keys under ``runs/<id>/`` that
+are not of the layout are named in ``problems`` and not pulled. A run this pull created and
+left without a single segment (every segment was refused) is removed again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -21,14 +30,16 @@ import zstandard
 
 from .. import reader, segment
 from ..containment import is_content_address
-from ..errors import CorruptBlob, CorruptLog, RemoteError, RemoteNotFound, StoreError
+from ..errors import CorruptBlob, CorruptLog, GitStoreError, RemoteError, RemoteNotFound, StoreError
 from ..ids import looks_like_run_id
 from ..lock import is_locked
 from ..remotes.base import ObjectInfo, Remote
 from ..remotes.transfer import digest_file
+from ..segment import fsync_dir
 from ..store import Store
 from .keys import (
     BUNDLE_NAME,
+    MANIFEST_NAME,
     STREAMS,
     Progress,
     blob_key,
@@ -41,7 +52,9 @@ from .manifests import newest_manifests, read_manifests
 
 @dataclass
 class PullReport:
-    """What a pull did. ``problems`` lists objects that were not pulled and why."""
+    """What a pull did. ``problems`` lists objects that were not pulled and why (``retryable``:
+    how many of them a later pull may still get); ``replaced`` the damaged local files that were
+    replaced by their remote copy, and where each damaged file was kept."""
 
     runs: list[str] = field(default_factory=list)
     downloaded: int = 0
@@ -49,6 +62,8 @@ class PullReport:
     bytes_downloaded: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    retryable: int = 0
+    replaced: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -97,6 +112,18 @@ def pull(
 
 def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInfo], report: PullReport, tick) -> None:
     run_dir = store.run_dir(run_id)
+    created = not run_dir.exists()
+    try:
+        _pull_objects(store, remote, run_id, listing, report, tick)
+    finally:
+        if created and run_dir.is_dir() and not any(run_dir.glob("events/*.seg")) \
+                and not is_locked(run_dir / "lock"):
+            shutil.rmtree(run_dir, ignore_errors=True)  # made by this pull, and nothing of it landed
+
+
+def _pull_objects(store: Store, remote: Remote, run_id: str, listing: list[ObjectInfo], report: PullReport,
+                  tick) -> None:
+    run_dir = store.run_dir(run_id)
     manifests = newest_manifests(listing)
     with tempfile.TemporaryDirectory(dir=store.root, prefix=".pull-") as tmp:
         checksums, blobs = read_manifests(remote, manifests, report.problems, Path(tmp))
@@ -105,18 +132,21 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
     fetch(blobs)  # the blobs the manifests list, before any segment naming them is in place
     segments: list[tuple[str, int, int, ObjectInfo]] = []
     bundles: list[ObjectInfo] = []
+    odd: list[str] = []
     for obj in listing:
         parts = obj.key.split("/")
-        if len(parts) != 4:
-            continue
-        if parts[2] in STREAMS:
-            parsed = segment.parse_name(parts[3])
-            if parsed and parsed[1] is not None:
-                segments.append((parts[2], parsed[0], parsed[1], obj))
-        elif parts[2] == "bundles" and BUNDLE_NAME.match(parts[3]):
+        parsed = segment.parse_name(parts[3]) if len(parts) == 4 else None
+        if len(parts) == 4 and parts[2] in STREAMS and parsed and parsed[1] is not None:
+            segments.append((parts[2], parsed[0], parsed[1], obj))
+        elif len(parts) == 4 and parts[2] == "bundles" and BUNDLE_NAME.match(parts[3]):
             bundles.append(obj)
+        elif not (len(parts) == 4 and parts[2] == "manifests" and MANIFEST_NAME.match(parts[3])):
+            odd.append(obj.key)
+    _report_odd_keys(remote, run_id, odd, report)
     for obj in bundles:
-        _fetch(remote, obj, run_dir / "bundles" / obj.key.rsplit("/", 1)[1], checksums.get(obj.key), None, report)
+        name = obj.key.rsplit("/", 1)[1]
+        _fetch(remote, obj, run_dir / "bundles" / name, checksums.get(obj.key), _bundle_check(name), report,
+               local_check=_local_bundle_check(name))
         tick()
     here: list[Path] = []  # sealed segments the store had before this pull
     for stream in STREAMS:
@@ -137,7 +167,8 @@ def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInf
                 report.problems.append(f"{remote.describe(obj.key)}: the local run already has {overlap[0].name} "
                                        "covering these seqs; not pulled (the two stores diverged)")
                 break
-            if not _fetch(remote, obj, dest, checksums.get(obj.key), _segment_check(first, last, fetch), report):
+            if not _fetch(remote, obj, dest, checksums.get(obj.key), _segment_check(first, last, fetch), report,
+                          local_check=_local_segment_check(first, last)):
                 break
     fetch(set().union(*(segment_blob_refs(path) for path in here)))
     if (run_dir / "events").is_dir():
@@ -171,14 +202,46 @@ def _fetch_blob(store: Store, remote: Remote, run_id: str, digest: str, report: 
         report.problems.append(f"blob {digest} referenced by run {run_id} is missing on {remote.url}")
 
 
+_MAX_ODD = 5
+"""Keys off the layout named one by one per run; the rest are counted."""
+
+
+def _report_odd_keys(remote: Remote, run_id: str, odd: list[str], report: PullReport) -> None:
+    """Name the keys under ``runs/<id>/`` that are no segment, bundle or manifest key of the
+    layout (a key leaving the run, a hidden name, a stray file): they are never pulled."""
+    for key in odd[:_MAX_ODD]:
+        report.problems.append(f"{remote.url}: key {key!r} is not a segment, bundle or manifest key of run "
+                               f"{run_id} (the key layout, docs/remote.md); not pulled")
+    if len(odd) > _MAX_ODD:
+        report.problems.append(f"{remote.url}: {len(odd) - _MAX_ODD} more key(s) under runs/{run_id}/ off the "
+                               "key layout; not pulled")
+
+
 def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, report: PullReport,
-           raise_missing: bool = False) -> bool:
-    """Download one object unless the same bytes are already local. False when it was not pulled."""
+           raise_missing: bool = False, local_check: Callable[[Path], None] | None = None) -> bool:
+    """Download one object unless the same bytes are already local. False when it was not pulled.
+
+    A local file that differs is replaced only when ``local_check`` finds it damaged and the
+    remote copy passes ``check`` (see :func:`_replace_damaged`)."""
     if dest.exists():
-        if sha and digest_file(dest, md5=False).sha256 != sha:
-            report.problems.append(f"{dest} differs from {remote.describe(obj.key)}; local files are never replaced")
+        if sha and digest_file(dest, md5=False).sha256 == sha:
+            report.present += 1
+            return True
+        if local_check is None and not sha:
+            report.present += 1
+            return True
+        try:
+            if local_check is not None:
+                local_check(dest)
+        except (CorruptLog, GitStoreError, OSError) as exc:
+            return _replace_damaged(remote, obj, dest, sha, check, report, _why(exc))
+        if sha:
+            report.problems.append(
+                f"{dest} passes its checks but differs from {remote.describe(obj.key)} (the two stores "
+                "diverged); a whole local file is never replaced: to take the remote's copy instead, "
+                "remove the local run (`agtrace rm RUN`) and pull it again")
             return False
-        report.present += 1
+        report.present += 1  # whole, and the remote has no checksum to compare with
         return True
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -188,15 +251,82 @@ def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, 
         if raise_missing:
             raise
         report.problems.append(f"{remote.describe(obj.key)} vanished during the pull; pull again")
+        report.retryable += 1
         return False
-    except (CorruptLog, RemoteError) as exc:
-        if not isinstance(exc, CorruptLog) and type(exc) is not RemoteError:
+    except (CorruptLog, GitStoreError, RemoteError) as exc:
+        if isinstance(exc, RemoteError) and type(exc) is not RemoteError:
             raise  # auth, reachability: stop the pull
         report.problems.append(f"{remote.describe(obj.key)}: {exc}")
+        report.retryable += "pull again" in str(exc)
         return False
     report.downloaded += 1
     report.bytes_downloaded += got.size
     return True
+
+
+def _replace_damaged(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, report: PullReport,
+                     why: str) -> bool:
+    """Replace ``dest``, a local file that fails its checks, by the remote copy once that copy
+    passed ``check``; the damaged file is kept beside it as ``<name>.damaged-<ns>``."""
+    incoming = dest.with_name(f".{dest.name}.replacing")
+    try:
+        got = remote.get_file(obj.key, incoming, sha256=sha or "", verify=check)
+    except RemoteNotFound:
+        report.problems.append(f"{dest} is damaged ({why}) and {remote.describe(obj.key)} vanished during "
+                               "the pull; pull again")
+        report.retryable += 1
+        return False
+    except (CorruptLog, GitStoreError, RemoteError) as exc:
+        if isinstance(exc, RemoteError) and type(exc) is not RemoteError:
+            raise
+        report.problems.append(f"{dest} is damaged ({why}) and the remote copy fails its checks too "
+                               f"({remote.describe(obj.key)}: {exc}); restore the file from another copy of "
+                               "the store or another remote")
+        return False
+    aside = dest.with_name(f"{dest.name}.damaged-{time.time_ns()}")
+    try:
+        os.link(dest, aside)  # the damaged bytes are kept, then the whole copy takes the name in one step
+    except OSError:
+        shutil.copy2(dest, aside)
+    os.replace(incoming, dest)
+    fsync_dir(dest.parent)
+    report.downloaded += 1
+    report.bytes_downloaded += got.size
+    report.replaced.append(f"{dest}: it was damaged ({why}); replaced by the copy from "
+                           f"{remote.describe(obj.key)}, which passed its checks; the damaged file is kept as "
+                           f"{aside.name}")
+    return True
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot be read: {exc.strerror or exc}"
+    return str(exc.args[0]) if exc.args else str(exc)
+
+
+def _local_segment_check(first: int, last: int) -> Callable[[Path], None]:
+    def check(path: Path) -> None:
+        check_segment(path, first, last, damaged="")
+    return check
+
+
+def _local_bundle_check(name: str) -> Callable[[Path], None]:
+    from ..git.bundle import check_bundle
+
+    return lambda path: check_bundle(path, name) and None
+
+
+def _bundle_check(name: str) -> Callable[[Path], None]:
+    """A downloaded bundle must be complete and hold the tip its name ``<nnnn>-<tip12>.bundle`` says."""
+    from ..git.bundle import check_bundle
+
+    def check(path: Path) -> None:
+        try:
+            check_bundle(path, name)
+        except GitStoreError as exc:
+            raise GitStoreError(f"{exc}; the remote copy is damaged or was replaced. Nothing was written "
+                                "locally") from None
+    return check
 
 
 def _segment_check(first: int, last: int, fetch: Callable[[set[str]], None]) -> Callable[[Path], None]:

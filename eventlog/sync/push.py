@@ -10,6 +10,13 @@ A run that no writer holds (its capture crashed) is sealed first: its open segme
 (:func:`seal_snapshots`), so that it replays from the remote.
 Every object is immutable and put with "never overwrite" (see ``remotes/``), so pushing again
 is idempotent and uploads nothing that is already there; an interrupted push resumes.
+Because a remote copy can never be replaced, nothing damaged is sent: each sealed segment's
+frames are checked (checksums, the seqs its name says, every frame decodes) and each bundle is
+checked to be complete (its header, and its pack against the pack's checksum; see
+:func:`~agtrace.eventlog.git.bundle.check_bundle`). A damaged object is not sent, nor are the
+later segments of its stream (the remote copy of a run is a gapless prefix), the run gets no
+manifest, and the report lists the file in ``problems``. Each file is read once for the check
+(the segment check is the decode that finds the blobs to send anyway) and once for its sha256.
 """
 
 from __future__ import annotations
@@ -23,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import reader, segment
-from ..errors import CorruptBlob, StoreError
+from ..errors import CorruptBlob, CorruptLog, GitStoreError, StoreError
 from ..remotes.base import Remote
 from ..remotes.transfer import FileDigest
 from ..store import Store
-from .keys import BUNDLE_NAME, MANIFEST_FORMAT, STREAMS, Progress, blob_key, segment_blob_refs
+from .keys import BUNDLE_NAME, MANIFEST_FORMAT, STREAMS, Progress, blob_key, check_segment
 
 
 @dataclass
@@ -35,7 +42,8 @@ class PushReport:
     """What a push did, each object counted once: ``uploaded`` objects sent (``bytes_uploaded``);
     ``existed`` objects the remote held before this push; ``shared`` blobs that an earlier run of
     the same push had already sent (several runs reference them); ``skipped`` open segments not
-    sent because their run is still being written (``skipped_runs``: which runs)."""
+    sent because their run is still being written (``skipped_runs``: which runs); ``problems``
+    damaged local files that were not sent (their runs got no manifest)."""
 
     runs: list[str] = field(default_factory=list)
     uploaded: int = 0
@@ -47,6 +55,11 @@ class PushReport:
     resumed_parts: int = 0
     seconds: float = 0.0
     keys: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
     def add(self, other: PushReport) -> None:
         self.runs += [r for r in other.runs if r not in self.runs]
@@ -58,9 +71,10 @@ class PushReport:
         self.bytes_uploaded += other.bytes_uploaded
         self.resumed_parts += other.resumed_parts
         self.keys += other.keys
+        self.problems += [p for p in other.problems if p not in self.problems]  # the shipper re-adds each tick
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "ok": self.ok}
 
 
 @dataclass
@@ -71,11 +85,12 @@ class _Local:
 
 class PushState:
     """What one pusher remembers between pushes of a run: digests and blob refs of sealed files
-    (they never change) and the keys known to be on the remote."""
+    (they never change; a sealed file is checked once) and the keys known to be on the remote."""
 
     def __init__(self) -> None:
         self.digests: dict[tuple[str, int, int], FileDigest] = {}
         self.refs: dict[str, set[str]] = {}
+        self.bundles: set[tuple[str, int, int]] = set()
         self.on_remote: set[str] = set()
 
     def digest(self, path: Path, remote: Remote) -> FileDigest:
@@ -85,10 +100,21 @@ class PushState:
             self.digests[k] = remote.digest(path)
         return self.digests[k]
 
-    def blob_refs(self, path: Path) -> set[str]:
+    def blob_refs(self, path: Path, first: int, last: int) -> set[str]:
+        """The blobs a sealed segment references, after checking its frames (:class:`CorruptLog`)."""
         if str(path) not in self.refs:
-            self.refs[str(path)] = segment_blob_refs(path)
+            self.refs[str(path)] = check_segment(path, first, last, damaged="the local file is damaged")
         return self.refs[str(path)]
+
+    def check_bundle(self, path: Path) -> None:
+        """Check that a bundle is complete and holds the tip its name says (:class:`GitStoreError`)."""
+        from ..git.bundle import check_bundle
+
+        st = path.stat()
+        k = (str(path), st.st_size, st.st_mtime_ns)
+        if k not in self.bundles:
+            check_bundle(path, path.name)
+            self.bundles.add(k)
 
 
 def push(
@@ -104,7 +130,7 @@ def push(
     report = PushReport()
     state = PushState()
     plan = [(rid, _local_objects(store, rid, state)) for rid in ids]
-    total = sum(len(objs) + 1 for _rid, objs in plan)
+    total = sum(len(objs) + 1 for _rid, (objs, _problems) in plan)
     done = 0
 
     def tick() -> None:
@@ -114,8 +140,8 @@ def push(
             progress(done, total)
 
     counted: set[str] = set()
-    for rid, objs in plan:
-        report.add(_push_objects(store, remote, rid, objs, state, tick, counted=counted))
+    for rid, (objs, problems) in plan:
+        report.add(_push_objects(store, remote, rid, objs, state, tick, counted=counted, problems=problems))
         open_segments = _open_segments(store, rid)
         if open_segments:
             report.skipped += open_segments
@@ -132,8 +158,8 @@ def push_run(store: Store, remote: Remote, run_id: str, state: PushState | None 
     listing every object so far (quadratic). Pull does not need it; the shipper writes one at stop.
     """
     state = state or PushState()
-    objs = _local_objects(store, run_id, state)
-    return _push_objects(store, remote, run_id, objs, state, lambda: None, manifest=manifest)
+    objs, problems = _local_objects(store, run_id, state)
+    return _push_objects(store, remote, run_id, objs, state, lambda: None, manifest=manifest, problems=problems)
 
 
 def _open_segments(store: Store, run_id: str) -> int:
@@ -142,20 +168,29 @@ def _open_segments(store: Store, run_id: str) -> int:
     return sum(1 for stream in STREAMS for _f, last, _p in reader.list_segments(run_dir / stream) if last is None)
 
 
-def _local_objects(store: Store, run_id: str, state: PushState) -> list[_Local]:
-    """Blobs, bundles, then sealed segments of a run, in upload order. Reads files, never the catalog."""
+def _local_objects(store: Store, run_id: str, state: PushState) -> tuple[list[_Local], list[str]]:
+    """Blobs, bundles, then sealed segments of a run, in upload order, and the damaged files left
+    out (with the later segments of a damaged segment's stream). Reads files, never the catalog."""
     run_dir = store.run_dir(run_id)
     if not (run_dir / "events").is_dir():
         raise StoreError(f"run {run_id} is not in {store.root}; `agtrace ls` lists the runs")
     seal_idle(store, run_id)
     segments: list[_Local] = []
     blobs: set[str] = set()
+    problems: list[str] = []
     for stream in STREAMS:
-        for _first, last, path in reader.list_segments(run_dir / stream):
+        rows = reader.list_segments(run_dir / stream)
+        for i, (first, last, path) in enumerate(rows):
             if last is None:
                 continue  # the open segment is never pushed: it still changes
+            try:
+                blobs |= state.blob_refs(path, first, last)
+            except (CorruptLog, OSError) as exc:
+                later = sum(1 for _f, lst, _p in rows[i + 1:] if lst is not None)
+                also = f" (nor the {later} later segment(s) of {stream}/)" if later else ""
+                problems.append(f"{path}: {_why(exc)}; not pushed{also}")
+                break
             segments.append(_Local(f"runs/{run_id}/{stream}/{path.name}", path))
-            blobs |= state.blob_refs(path)
     out = []
     for digest in sorted(blobs):
         path = store.blobs.path(digest)
@@ -168,8 +203,20 @@ def _local_objects(store: Store, run_id: str, state: PushState) -> list[_Local]:
     if bundle_dir.is_dir():
         for path in sorted(bundle_dir.iterdir()):
             if BUNDLE_NAME.match(path.name):
+                try:
+                    state.check_bundle(path)
+                except (GitStoreError, OSError) as exc:
+                    problems.append(f"{path}: {_why(exc)}; not pushed")
+                    continue
                 out.append(_Local(f"runs/{run_id}/bundles/{path.name}", path))
-    return out + segments
+    return out + segments, problems
+
+
+def _why(exc: Exception) -> str:
+    """What is wrong with a damaged local file, without its path (the problem names it)."""
+    if isinstance(exc, OSError):
+        return f"cannot be read ({exc.strerror or exc})"
+    return str(exc.args[0]) if exc.args else str(exc)
 
 
 def seal_idle(store: Store, run_id: str) -> None:
@@ -224,8 +271,11 @@ def seal_snapshots(run_dir: Path) -> Path | None:
 
 
 def _push_objects(store, remote: Remote, run_id: str, objs: list[_Local], state: PushState, tick,
-                  manifest: bool = True, counted: set[str] | None = None) -> PushReport:
-    report = PushReport(runs=[run_id])
+                  manifest: bool = True, counted: set[str] | None = None,
+                  problems: list[str] | None = None) -> PushReport:
+    report = PushReport(runs=[run_id], problems=list(problems or ()))
+    if report.problems:
+        manifest = False  # a manifest says the push of the run completed: it did not
     if not manifest and all(o.key in state.on_remote for o in objs):
         report.existed = len(objs)  # nothing new since the last push of this pusher
         return report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ..errors import EventlogError, RemoteError
+from ..errors import EventlogError, RemoteError, StoreError
 from ..remotes.base import Remote
 from ..store import Store
 from .push import PushReport, PushState, push_run
@@ -64,6 +64,9 @@ class RemoteShipper:
             report = push_run(self.store, self.remote, self.run_id, self._state, manifest=manifest)
             self.report.add(report)
             self.last_error = None
+            if report.problems:  # a damaged local file, left home (report.problems names each)
+                self.last_error = StoreError(f"shipping run {self.run_id}: {report.problems[0]}; "
+                                             "`agtrace verify` shows what is damaged")
             return report
 
     def stop(self, final: bool = True) -> PushReport:
