@@ -244,6 +244,7 @@ def test_a_part_the_run_does_not_have_is_bad_input_in_every_command(tmp_path):
         "log": lambda p: ["log", run, "--part", p],
         "metrics": lambda p: ["metrics", run, "--per-part", "--part", p],
         "note": lambda p: ["note", run, "--part", p, "a note"],
+        "rescore": lambda p: ["rescore", run, "--name", "n", "--cmd", "true", "--parts", p],
     }
     for bad, says in {"9": f"run {run} has no part 9; it has parts 1..2", "x": "cannot read 'x' as parts"}.items():
         for name, argv in commands.items():
