@@ -214,7 +214,7 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
     missing, and the snapshot trees in repo.git and the bundles; name what is damaged and which
     parts can still be replayed. Exit 1 when anything is wrong."""
     store = ctx.store
-    run_id = store.resolve(run) if run else None
+    run_id = store.resolve(run) if run is not None else None
     with progress("verifying") as update:
         report = store.verify(run_id, progress=update)
     if as_json:

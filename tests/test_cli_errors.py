@@ -123,6 +123,17 @@ def test_an_unknown_run_and_a_bad_option(tmp_path):
     assert proc.returncode == 2 and b"Traceback" not in proc.stderr and b"no-such-option" in proc.stderr
 
 
+def test_an_empty_run_id_is_refused_by_verify_too(tmp_path):
+    """`agtrace verify "$ID"` with an empty variable verified the whole store (exit 0); it now
+    refuses the id as `show ''` does. `verify` with no argument still checks every run."""
+    store = tmp_path / "s"
+    _new_run(store)
+    for args in (["verify", ""], ["verify", "", "--json"], ["show", ""]):
+        err = _fails_cleanly(run_agtrace(args, store), "'' is not a run id; `agtrace ls` lists the runs", exit_code=2)
+        assert err.count("\n") == 1, err
+    assert run_agtrace(["verify"], store, check=True).stdout.startswith(b"1 run, ")
+
+
 @pytest.mark.slow
 def test_a_catalog_locked_by_another_process(tmp_path):
     """Waits out the catalog's 30 s busy timeout, hence slow. It says it waits after a second."""
