@@ -59,9 +59,15 @@ def test_a_directory_where_the_catalog_file_belongs(tmp_path):
 
 
 def test_a_file_where_the_store_directory_belongs(tmp_path):
+    """A --store that is a file is "a --store where there is no store": bad usage, exit 2, as a
+    missing store or a directory that is none (it was exit 1), whether or not the command
+    creates a store."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _fails_cleanly(run_agtrace(["ls"], blocker), str(blocker), "not a directory")
+    for args in (["ls"], ["verify"], ["new"]):
+        _fails_cleanly(run_agtrace(args, blocker), f"{blocker} is not a directory, so not a store", exit_code=2)
+    assert blocker.read_text() == "x"
+    _fails_cleanly(run_agtrace(["ls"], tmp_path / "missing"), "no store at", exit_code=2)
     err = _fails_cleanly(run_agtrace(["new"], blocker / "sub" / "store"), "Not a directory")
     assert f"{blocker} is a file where a directory should be" in err
 
