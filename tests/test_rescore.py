@@ -274,6 +274,20 @@ def test_a_part_the_run_does_not_have_is_bad_input(store, tmp_path):
         assert score_events(again, run_id) == []
 
 
+def test_named_runs_with_all_or_where_are_refused(store, tmp_path):
+    """`rescore --all RUN` scored RUN alone ("on 1 run(s)": --all ignored); now run ids with
+    --all or --where are refused as `export` refuses them, before anything is scored."""
+    a = make_run(store, tmp_path / "a", [1])
+    make_run(store, tmp_path / "b", [2])
+    store.close()
+    for extra in (["--all"], ["--where", "agent=t"]):
+        proc = run_agtrace(["rescore", *extra, a, "--name", "n", "--cmd", "true"], store.root)
+        assert (proc.returncode, proc.stdout) == (2, b""), proc.stderr
+        assert proc.stderr == b"error: name runs or use --all/--where, not both\n"
+    with Store(store.root) as again:
+        assert all(score_events(again, r) == [] for r in again.run_ids())
+
+
 def test_select_runs_by_where(store, tmp_path):
     a = make_run(store, tmp_path / "a", [1], tags={"campaign": "x"})
     b = make_run(store, tmp_path / "b", [1], tags={"campaign": "y"})
