@@ -53,6 +53,20 @@ class _Live:
             click.echo(f"  {'':>9}  {'usage':<9} {title:<60}  tokens: {summary.tokens:,}", err=True)
 
 
+def _regex_option(param: click.Parameter, value: str | None) -> str | None:
+    """The option's ``value`` if it is a regular expression; bad usage (exit 2) if not, before
+    the store or a run is made."""
+    import re
+
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise UserError(f"{param.opts[0]} {value!r} is not a valid regular expression: {exc}; fix the pattern "
+                            "(escape ( [ + * ? with \\ to match them as text)", 2) from None
+    return value
+
+
 def _finish(summary: RunSummary, as_json: bool) -> None:
     if as_json:
         echo_json(summary.to_dict())
@@ -81,7 +95,7 @@ def _finish(summary: RunSummary, as_json: bool) -> None:
 @click.option("--max-file-bytes", type=int, default=10 * 1024 * 1024, show_default=True,
               help="Snapshots leave out larger files (recorded).")
 @click.option("--exclude", "excludes", multiple=True, help="Extra gitignore-style pattern left out of snapshots.")
-@click.option("--marker", default=None, help="raw agent: a regex; a stdout line matching it starts a part (titled by that line).")
+@click.option("--marker", default=None, callback=lambda _ctx, param, value: _regex_option(param, value), help="raw agent: a regex; a stdout line matching it starts a part (titled by that line).")
 @click.option("--quiet-s", type=float, default=None, help="raw agent: end a part after S seconds without output.")
 @click.option("--remote", envvar="AGTRACE_REMOTE", default=None, metavar="URL",
               help="Push sealed segments and bundles here while the run goes on (s3://… or file://…; env AGTRACE_REMOTE).")

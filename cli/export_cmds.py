@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 import urllib.parse
 
 import click
@@ -35,7 +37,7 @@ EVENT_FORMATS = ("jsonl", "parquet")
                    "(jsonl and parquet).")
 @click.option("-o", "--out", default=None, metavar="PATH",
               help="Output file (jsonl, otlp) or directory (parquet, atif); must not exist. "
-                   "s3://bucket/prefix uploads (jsonl, parquet).")
+                   "- writes to standard output (jsonl, otlp). s3://bucket/prefix uploads (jsonl, parquet).")
 @click.option("--endpoint", default=None, metavar="URL",
               help="otlp: send the traces to this OTLP/HTTP collector instead of a file "
                    "(http://host:4318 means http://host:4318/v1/traces).")
@@ -60,7 +62,7 @@ def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, endpoint, pro
     """
     from agtrace.replay import parse_since, select_runs
 
-    _check_options(fmt, kinds, since, out, endpoint, protocol, headers, resource, metrics)
+    _check_options(fmt, kinds, since, out, endpoint, protocol, headers, resource, metrics, as_json)
     store = ctx.store
     if runs and (all_runs or where):
         raise UserError("name runs or use --all/--where, not both", 2)
@@ -76,35 +78,81 @@ def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, endpoint, pro
         run_ids = select_runs(store, all_runs=True, where=parse_tags(where) if where else None)
     if not run_ids:
         raise UserError("no runs match; `agtrace ls` lists the runs", 1)
+    to_stdout = out == STDOUT
+    target = _stdout() if to_stdout else out
     with progress(f"exporting {len(run_ids)} run(s)", enabled=not as_json) as update:
-        if fmt == "atif":
-            from agtrace.replay import export_atif
+        try:
+            if fmt == "atif":
+                from agtrace.replay import export_atif
 
-            report = export_atif(store, run_ids, out=out, progress=update)
-        elif fmt == "otlp":
-            from agtrace.replay import export_otlp
+                report = export_atif(store, run_ids, out=target, progress=update)
+            elif fmt == "otlp":
+                from agtrace.replay import export_otlp
 
-            report = export_otlp(store, run_ids, out=out, endpoint=endpoint, protocol=protocol,
-                                 headers=_headers(headers), resource=_pairs(resource, "--resource"),
-                                 progress=update)
-        else:
-            from agtrace.replay import export_runs
+                report = export_otlp(store, run_ids, out=target, endpoint=endpoint, protocol=protocol,
+                                     headers=_headers(headers), resource=_pairs(resource, "--resource"),
+                                     progress=update)
+            else:
+                from agtrace.replay import export_runs
 
-            report = export_runs(store, run_ids, format=fmt, out=out, kinds=list(kinds) or None, since_ns=since_ns,
-                                 metrics=metrics, progress=update)
+                report = export_runs(store, run_ids, format=fmt, out=target, kinds=list(kinds) or None,
+                                     since_ns=since_ns, metrics=metrics, progress=update)
+        except OSError as exc:
+            mapped = None if to_stdout or endpoint else _unwritable(out, exc)
+            if mapped is None:
+                raise
+            raise mapped from None
     if as_json:
         echo_json(report.to_dict())
         return
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     what = {"atif": f"{report.steps:,} steps from ", "otlp": f"{report.spans:,} spans from "}.get(fmt, "")
-    where_to = f"sent to {report.out}" if endpoint else f"to {report.out} ({report.files} file(s))"
+    where_to = ("sent to " if endpoint else "to ") + ("standard output" if to_stdout else report.out)
+    if not endpoint and not to_stdout:
+        where_to += f" ({report.files} file(s))"
     click.echo(f"exported {what}{report.events:,} events of {report.runs} run(s) {where_to}, "
                f"{report.bytes / 1e6:,.1f} MB, {duration(report.duration_s)}, "
-               f"{report.events_per_s:,.0f} events/s")
+               f"{report.events_per_s:,.0f} events/s", err=to_stdout)
 
 
-def _check_options(fmt, kinds, since, out, endpoint, protocol, headers, resource, metrics) -> None:
+STDOUT = "-"
+"""``-o -``: the export goes to standard output (jsonl and otlp, one stream each)."""
+
+
+def _stdout():
+    """The binary standard output an ``-o -`` export is written into."""
+    stream = getattr(sys.stdout, "buffer", None)
+    if stream is None:
+        raise UserError("cannot write the export to standard output: it is closed; give -o PATH", 1)
+    return stream
+
+
+def _unwritable(out: str, exc: OSError) -> UserError | None:
+    """An ``OSError`` of making the output (its directory, the temporary sibling it is built in,
+    the rename into place) said of ``-o PATH`` as given, not of a temp name the user never
+    typed; None when the error is not about the output (the store's, say)."""
+    if exc.filename is None or "://" in out:
+        return None
+    dest = os.path.abspath(os.path.expanduser(out))
+    failed = os.path.abspath(os.fsdecode(exc.filename))
+    beside = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.")
+    ours = (failed == dest or failed.startswith(dest + os.sep) or failed.startswith(beside)
+            or dest.startswith(failed.rstrip(os.sep) + os.sep))
+    if not ours:
+        return None
+    why = exc.strerror or str(exc)
+    if failed.startswith(beside):
+        why += " (building it in a temporary sibling, to rename into place)"
+    elif failed != dest:
+        why += f" ({failed})"
+    hint = {errno.ENOSPC: "the disk is full: free some space or pick another -o",
+            errno.EDQUOT: "the disk quota is exceeded: free some space or pick another -o",
+            errno.EROFS: "the filesystem is read-only: pick another -o"}.get(exc.errno, "pick another -o")
+    return UserError(f"cannot write the export to {out}: {why}; nothing was exported: {hint}", 1)
+
+
+def _check_options(fmt, kinds, since, out, endpoint, protocol, headers, resource, metrics, as_json) -> None:
     """Refuse options that do not apply to ``fmt`` (exit 2), rather than ignore them."""
     if fmt not in EVENT_FORMATS:
         for given, name in ((kinds, "--kind"), (since, "--since"), (metrics, "--metrics")):
@@ -121,6 +169,14 @@ def _check_options(fmt, kinds, since, out, endpoint, protocol, headers, resource
         raise UserError("--header and --otlp-protocol apply to --endpoint; an OTLP file is always JSON", 2)
     if not out and not (fmt == "otlp" and endpoint):
         raise UserError("say where to: -o PATH" + (" or --endpoint URL" if fmt == "otlp" else ""), 2)
+    if out == STDOUT:
+        if fmt in ("parquet", "atif"):
+            raise UserError(f"-o - is standard output, one stream; {fmt} exports are directories: give -o DIR", 2)
+        for given, name, why in ((metrics, "--metrics", "its tables are files beside the export"),
+                                 (as_json, "--json", "the report would be mixed into the export")):
+            if given:
+                raise UserError(f"-o - writes the export to standard output, so it cannot go with {name} "
+                                f"({why}): give -o PATH", 2)
 
 
 def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:

@@ -49,10 +49,17 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_line
     With --transcript, write nothing: print the conversation up to that part (messages,
     reasoning, tool calls and results, tests, tokens).
     """
+    given = [name for name, value in (("--part", part), ("--at-seq", at_seq), ("--at-time", at_time))
+             if value is not None]
+    if len(given) > 1:
+        raise UserError(f"{', '.join(given[:-1])} and {given[-1]} each name a part: give one of them", 2)
+    if transcript and (out is not None or force):
+        raise UserError(f"--transcript prints the conversation and writes no tree, so {'--out' if out else '--force'} "
+                        "does not apply: drop one of them", 2)
     store = ctx.store
     run_id = store.resolve(run)
     at_time_ns = _parse_time(at_time) if at_time else None
-    named = not (part is None and at_seq is None and at_time_ns is None)
+    named = bool(given)
     if transcript:
         n = resolve_part(store, run_id, part=part, at_seq=at_seq, at_time_ns=at_time_ns) if named else None
         _print_transcript(store, run_id, n, max_lines, as_json)

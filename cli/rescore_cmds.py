@@ -125,6 +125,8 @@ def rescore_cmd(
     Identical (tree, scorer) pairs run once; parts already scored by the same scorer are
     skipped, so an interrupted rescore resumes and a repeated one runs nothing new.
     """
+    if runs and (all_runs or where):
+        raise UserError("name runs or use --all/--where, not both", 2)
     store = ctx.store
     spec = _result_spec(parser, junit, json_result, regex)
     try:

@@ -214,7 +214,7 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
     missing, and the snapshot trees in repo.git and the bundles; name what is damaged and which
     parts can still be replayed. Exit 1 when anything is wrong."""
     store = ctx.store
-    run_id = store.resolve(run) if run else None
+    run_id = store.resolve(run) if run is not None else None
     with progress("verifying") as update:
         report = store.verify(run_id, progress=update)
     if as_json:
@@ -319,6 +319,7 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     The store assigns seqs; ts and part are kept when given. Secrets are redacted before the
     events are stored (as `agtrace run` does). On a bad line it stops with the line number;
     every line before it stays stored. A run_started line is skipped (the run has its own).
+    --json prints the seqs given (first_seq, last_seq: null when nothing was stored).
     This is plumbing for events only: repository state is not copied (`agtrace cp` copies a
     run whole).
     """
@@ -343,11 +344,15 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     if earlier:
         warn(f"{earlier} event(s) have timestamps before run {run_id} started (kept as given; a report's time "
              "axis shows them before 0); `agtrace cp RUN` makes a copy that starts when its source did")
-    if as_json:
-        echo_json({"id": run_id, "appended": stored, "first_seq": first, "last_seq": first + stored - 1,
-                   "skipped_lines": skipped, "before_start": earlier})
-    else:
+    if as_json:  # no seqs when nothing was stored (not an empty range first..first-1)
+        echo_json({"id": run_id, "appended": stored, "first_seq": first if stored else None,
+                   "last_seq": first + stored - 1 if stored else None, "skipped_lines": skipped,
+                   "before_start": earlier})
+    elif stored:
         click.echo(f"appended {stored} events to {run_id}", err=True)
+    else:
+        click.echo(f"no events were stored in {run_id}: standard input held "
+                   f"{'only run_started lines' if skipped else 'no events'}", err=True)
 
 
 @click.command("close")

@@ -23,8 +23,8 @@ from .output import echo_json, progress, shorten, table
 @click.option("--run", "runs", multiple=True, metavar="RUN", help="Only this run (an id prefix; repeatable).")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(list(GREP_KINDS)),
               help="Only hits of this kind (repeatable; line and raw with --regex only).")
-@click.option("--limit", type=int, default=50, show_default=True, help="At most N hits (0: all).")
-@click.option("--offset", type=int, default=0, help="Skip the first N hits (paging).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, metavar="N", help="At most N hits (0: all).")
+@click.option("--offset", type=click.IntRange(min=0), default=0, metavar="N", help="Skip the first N hits (paging).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of hits).")
 @pass_ctx
 def search_cmd(ctx, query: str, regex: bool, fts: bool, ignore_case: bool, agent, since, runs, kinds,

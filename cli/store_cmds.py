@@ -134,6 +134,9 @@ def gc_cmd(ctx, remote_url, min_age, dry_run, as_json) -> None:
     """
     if remote_url:
         return _gc_remote(remote_url, _age_s(min_age, "--min-age"), dry_run, as_json)
+    if click.get_current_context().get_parameter_source("min_age") is not click.core.ParameterSource.DEFAULT:
+        raise UserError("--min-age applies with --remote only; the store's own gc keeps unreferenced blobs "
+                        "younger than an hour: drop --min-age, or add --remote URL", 2)
     from agtrace.eventlog import collect_garbage
 
     with progress("collecting") as update:

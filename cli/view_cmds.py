@@ -74,12 +74,23 @@ def view_cmd(ctx, port, host, token, as_json) -> None:
                         "(0 takes any free one)") from None
 
 
+def _under(files: list, path: str) -> list:
+    """The files that are ``path`` or lie under it (a directory of the tree)."""
+    import posixpath
+
+    prefix = posixpath.normpath(path).strip("/")
+    if prefix in ("", "."):
+        return files
+    return [f for f in files if f.path == prefix or f.path.startswith(prefix + "/")]
+
+
 @click.command("cat")
 @click.argument("run")
 @click.argument("path", required=False)
 @click.option("--part", "part", default="last", show_default=True,
               help="Part number, or `last` (0 = the workspace before the first part).")
-@click.option("--list", "list_files", is_flag=True, help="List the tree's files instead of printing one.")
+@click.option("--list", "list_files", is_flag=True,
+              help="List the tree's files (those under PATH, when given) instead of printing one.")
 @click.option("--binary", is_flag=True, help="Write a binary file's bytes to stdout (refused otherwise).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the file (path, part, size, binary, text) or the file list as JSON.")
@@ -98,6 +109,11 @@ def cat_cmd(ctx, run, path, part, list_files, binary, as_json) -> None:
             raise UserError(f"name a file: `agtrace cat {run_id[:10]} --part {n} PATH`, or --list lists them",
                             EXIT_BAD_INPUT)
         files = tree_files(store, run_id, n)
+        if path:
+            files = _under(files, path)
+            if not files:
+                raise UserError(f"no file at or under {path!r} at part {n} of run {run_id}; "
+                                f"`agtrace cat {run_id[:10]} --part {n} --list` lists them all", EXIT_BAD_INPUT)
         if as_json:
             echo_json({"run_id": run_id, "part": n, "files": [f.to_dict() for f in files]})
             return

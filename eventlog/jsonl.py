@@ -173,6 +173,8 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
     def refuse(batch: list, exc: InvalidEvent, at: int) -> InvalidEvent:
         store(batch)
         text = str(exc) if str(exc).startswith(f"line {at}:") else f"line {at}: {exc}"
+        if not done.appended:
+            return InvalidEvent(f"{text}; no events were stored", at)
         return InvalidEvent(f"{text}; the {done.appended} event(s) before line {at} are stored "
                             f"(seq {first}..{first + done.appended - 1}); nothing after it was stored", at)
 

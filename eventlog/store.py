@@ -98,7 +98,7 @@ class Store:
                                  "or make one by capturing a run (`agtrace demo`, `agtrace run`, `agtrace new`)")
             self.root.mkdir(parents=True)
         elif not self.root.is_dir():
-            raise StoreError(f"{self.root} is not a directory; pass --store DIR pointing at a store")
+            raise StoreNotFound(f"{self.root} is not a directory, so not a store; pass --store DIR pointing at a store")
         elif not create and not self._is_store():
             raise StoreNotFound(f"{self.root} is not an agtrace store (it has neither runs/ nor catalog.db; "
                              "nothing was created); check --store or AGTRACE_HOME")

@@ -6,7 +6,7 @@
     ├── PartNotFound        the run has no such part (or no snapshot for it)
     │   └── NoSuchPart      no part of that name: a bad input (the CLI exits 2)
     ├── OutputNotEmpty      the output directory has files and --force was not given
-    ├── RescoreError        re-scoring could not proceed (no such parts, the sandbox failed)
+    ├── RescoreError        re-scoring could not proceed (a named part has no tree, the sandbox failed)
     ├── ExportError         the export cannot be made (bad format or kind, unusable output)
     ├── CompareError        the runs cannot be compared as asked
     └── FileNotInTree       the tree at that part has no file at that path

@@ -8,6 +8,10 @@ Contracts:
 * **All or nothing.** The export is written into a temporary sibling of ``out`` and renamed
   into place when complete; ``out`` must not exist. A failed or interrupted export leaves no
   partial output under ``out``.
+* **To a stream.** A JSONL export may go to a writable binary stream instead of a path
+  (``out=sys.stdout.buffer``: ``agtrace export -o -``); it is written as it is read, so a
+  failed export leaves what was written so far, and ``metrics`` (files beside the export) is
+  refused. Parquet is a directory and cannot.
 * **JSONL** is one line per event: exactly what ``agtrace log --json`` prints, with a leading
   ``run`` field: ``{"run":"01J…","seq":1,"ts":…,"part":null,"kind":"run_started",…}``.
 * **Parquet** is hive-partitioned by the events' UTC day and kind,
@@ -36,6 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from agtrace.eventlog import (
     KINDS,
@@ -89,7 +94,7 @@ def export(
     run_ids: Iterable[str],
     *,
     format: str = "jsonl",
-    out: str | os.PathLike,
+    out: str | os.PathLike | BinaryIO,
     kinds: Sequence[str] | None = None,
     since_ns: int | None = None,
     metrics: bool = False,
@@ -116,6 +121,8 @@ def export(
     missing = [r for r in run_ids if not store.has_run(r)]
     if missing:
         raise RunNotFound(f"no run {missing[0]} in {store.root}; `agtrace ls` lists the runs")
+    if is_stream(out):
+        return _export_to_stream(store, run_ids, format, out, kinds, since_ns, metrics, progress)
     out_str = os.fspath(out)
     remote_url = out_str if "://" in out_str else None
     started = time.perf_counter()
@@ -170,6 +177,29 @@ def export(
     return report
 
 
+def is_stream(out: object) -> bool:
+    """Whether ``out`` is a stream to write into (not a path)."""
+    return callable(getattr(out, "write", None))
+
+
+def _export_to_stream(store: Store, run_ids: list[str], format: str, out: BinaryIO, kinds, since_ns,
+                      metrics: bool, progress) -> ExportReport:
+    if format != "jsonl":
+        raise ExportError(f"a {format} export is a directory; only jsonl can go to a stream (give a path)")
+    if metrics:
+        raise ExportError("metrics tables are files beside the export; export to a path for them")
+    started = time.perf_counter()
+    report = ExportReport(format=format, out=str(getattr(out, "name", "<stream>")), runs=len(run_ids), files=1)
+    total = sum(_event_count(store, r) for r in run_ids)
+    records = _records(store, run_ids, frozenset(kinds) if kinds else None, since_ns, report, progress, total)
+    report.bytes = _write_jsonl_lines(records, out)
+    out.flush()
+    if progress:
+        progress(total, total)
+    report.duration_s = time.perf_counter() - started
+    return report
+
+
 # -- reading -------------------------------------------------------------------------------------
 
 
@@ -214,21 +244,27 @@ def jsonl_line(run_id: str, record: Record) -> bytes:
 
 def _write_jsonl(records, path: Path) -> None:
     with open(path, "wb") as fh:
-        lines: list[bytes] = []
-        size = 0
-        run, head = None, b""
-        for run_id, _kind, rec in records:
-            if run_id != run:
-                run, head = run_id, b'{"run":"%s",' % run_id.encode()
-            line = head + record_to_json(rec)[1:] + b"\n"
-            lines.append(line)
-            size += len(line)
-            if size >= JSONL_WRITE_BUFFER:
-                fh.write(b"".join(lines))
-                lines, size = [], 0
-        fh.write(b"".join(lines))
+        _write_jsonl_lines(records, fh)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def _write_jsonl_lines(records, fh: BinaryIO) -> int:
+    """Write the records' export lines into ``fh`` in batches; return the bytes written."""
+    lines: list[bytes] = []
+    size = written = 0
+    run, head = None, b""
+    for run_id, _kind, rec in records:
+        if run_id != run:
+            run, head = run_id, b'{"run":"%s",' % run_id.encode()
+        line = head + record_to_json(rec)[1:] + b"\n"
+        lines.append(line)
+        size += len(line)
+        if size >= JSONL_WRITE_BUFFER:
+            fh.write(b"".join(lines))
+            lines, written, size = [], written + size, 0
+    fh.write(b"".join(lines))
+    return written + size
 
 
 # -- metrics tables ------------------------------------------------------------------------------

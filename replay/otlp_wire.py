@@ -5,7 +5,8 @@
 * **File** (``out``): OTLP JSON lines, one ``ExportTraceServiceRequest`` per line (the format the
   OpenTelemetry Collector's file exporter writes and its ``otlpjsonfile`` receiver reads), in the
   OTLP JSON encoding (hex trace and span ids, enums as numbers, 64-bit integers as strings).
-  ``out`` must not exist; the file is written beside it, fsynced and renamed into place.
+  ``out`` must not exist; the file is written beside it, fsynced and renamed into place. ``out``
+  may also be a writable binary stream (``agtrace export -o -``), written as the spans are made.
 * **Endpoint**: one OTLP/HTTP ``POST`` per batch of at most :data:`~.otlp.BATCH_SPANS` spans of
   one run, gzip-compressed, ``application/x-protobuf`` (needs ``opentelemetry-proto``: the
   ``otlp`` extra) or ``application/json``. A URL without a path gets ``/v1/traces``. HTTP 429,
@@ -28,7 +29,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -60,7 +61,7 @@ def export_otlp(
     store: Store,
     run_ids: Iterable[str],
     *,
-    out: str | os.PathLike | None = None,
+    out: str | os.PathLike | BinaryIO | None = None,
     endpoint: str | None = None,
     protocol: str = "protobuf",
     headers: dict[str, str] | None = None,
@@ -103,6 +104,10 @@ def export_otlp(
                     report.notes.append(f"run {run_id}: {note}")
             if progress:
                 progress(i + 1, len(run_ids))
+    elif callable(getattr(out, "write", None)):
+        report = ExportReport(format="otlp", out=str(getattr(out, "name", "<stream>")), runs=len(run_ids), files=1)
+        _write_spans(store, run_ids, resource, max_attribute_chars, report, progress, out)
+        out.flush()
     else:
         out_str = os.fspath(out)
         if "://" in out_str:
@@ -115,19 +120,26 @@ def export_otlp(
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as fh:
-                for i, run_id in enumerate(run_ids):
-                    for trace_id, res, batch in _batches(store, run_id, resource, max_attribute_chars, report):
-                        fh.write(encode_json(trace_id, res, batch) + b"\n")
-                    if progress:
-                        progress(i + 1, len(run_ids))
+                _write_spans(store, run_ids, resource, max_attribute_chars, report, progress, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
-            report.bytes = tmp.stat().st_size
             os.rename(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
     report.duration_s = time.perf_counter() - started
     return report
+
+
+def _write_spans(store: Store, run_ids: list[str], resource, max_chars: int, report: ExportReport, progress,
+                 fh: BinaryIO) -> None:
+    """The runs' spans as OTLP JSON lines into ``fh``; ``report.bytes`` counts what was written."""
+    for i, run_id in enumerate(run_ids):
+        for trace_id, res, batch in _batches(store, run_id, resource, max_chars, report):
+            line = encode_json(trace_id, res, batch) + b"\n"
+            fh.write(line)
+            report.bytes += len(line)
+        if progress:
+            progress(i + 1, len(run_ids))
 
 
 def traces_url(endpoint: str) -> str:

@@ -19,8 +19,11 @@ Contracts:
   signal, or whose result cannot be parsed has status ``error``, with its output tail and why;
   only a sandbox that cannot work at all stops the rescore (:class:`RescoreError`; nothing is
   recorded for the part it was on). :attr:`RescoreReport.failed` counts both kinds.
-* **Store-wide.** A run or part that cannot be scored (no repository state, no tree, no such
-  part) is left out with its reason (:attr:`RescoreReport.unscored_reasons`); the rest goes on.
+* **Store-wide.** A run or part that cannot be scored (no repository state, no tree) is left out
+  with its reason (:attr:`RescoreReport.unscored_reasons`); the rest goes on. A selection that
+  names a part a run does not have (or an empty range) is bad input, as in every command that
+  reads parts: :class:`~agtrace.eventlog.BadPartSelection`, raised before any scorer runs
+  (ranges and words such as ``all`` take what each run has).
 * **Per name.** Results are skipped and reused within one scorer name: a second name whose
   digest equals another's is run again under its own name (it reuses none of the other's).
 
@@ -48,7 +51,6 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from agtrace.eventlog import (
-    BadPartSelection,
     EventlogError,
     Redactor,
     Scored,
@@ -124,20 +126,16 @@ def select_parts(
     ``changed`` (parts whose tree differs from the previous one's), ``first``, ranges ``3-7``
     and lists ``1,5,9`` (0 = the base tree). Parts without a tree are left out (and appended to
     ``left_out``) when the selection is a word or a range; a part named by number without one
-    is an error."""
+    is a :class:`RescoreError`. Words that cannot be read as parts, a part the run does not have
+    and an empty range raise :class:`~agtrace.eventlog.BadPartSelection`, as every command that
+    reads parts does (bad input)."""
     store.sync(run_id)
     rows = [r for r in store.catalog.part_rows(run_id) if r["tree_id"]]
-    try:
-        selection = parse_parts(parts)
-    except BadPartSelection as exc:
-        raise RescoreError(str(exc)) from None
+    selection = parse_parts(parts)
     if selection.items == ("last",):
         return _final(store, run_id, rows)
     by_part = {r["part"]: r["tree_id"] for r in rows}
-    try:
-        numbers = resolve_parts(store, run_id, parts, base=True)
-    except BadPartSelection as exc:
-        raise RescoreError(f"{exc}; `agtrace show {run_id}` lists its parts") from None
+    numbers = resolve_parts(store, run_id, parts, base=True)
     named = {n for n in selection.items if isinstance(n, int)}
     out = []
     for n in numbers:

@@ -411,6 +411,14 @@ def test_raw_marker_starts_and_titles_a_part():
     assert quiet.starts_part("STEP two") and not quiet.starts_part("STEP two", "stderr")
 
 
+def test_raw_marker_that_is_no_regex_is_a_capture_error():
+    """`RawAdapter(marker="(")` raised re.error, which the CLI reported as an internal error."""
+    from agtrace.capture import CaptureError
+
+    with pytest.raises(CaptureError, match=r"marker '\(' is not a valid regular expression: missing \)"):
+        RawAdapter(marker="(")
+
+
 def test_raw_quiet_period_ends_a_part():
     adapter = RawAdapter(quiet_s=5)
     assert adapter.tick(0.0) == []

@@ -132,6 +132,18 @@ def test_raw_agent_lines_parts_by_marker_and_bad_lines_are_kept(tmp_path, demo_r
     assert any(r.kind == "message_added" for r in recs)
 
 
+def test_raw_marker_that_is_no_regex_is_bad_usage(tmp_path, demo_repo):
+    """`run --marker '('` was an internal error (exit 1, "This is a bug"); now it is bad usage,
+    said like `search --regex` says it, and nothing is created."""
+    s = tmp_path / "store"
+    proc = run_agtrace(["run", "--agent", "raw", "--workdir", str(demo_repo), "--marker", "(", "--", "true"], s)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert err.startswith("error: --marker '(' is not a valid regular expression: missing ), unterminated"), err
+    assert "bug" not in err and "Traceback" not in err and err.count("\n") == 1
+    assert not s.exists()  # checked before the store (or a run) is made
+
+
 def test_failed_model_calls_fail_the_run_even_with_exit_0_semantics(tmp_path, demo_repo):
     proc = run_agtrace(["run", "--agent", "codex", "--workdir", str(demo_repo), "--json", "--", *DEMO, "--fail-model"],
                        tmp_path / "store")

@@ -59,9 +59,15 @@ def test_a_directory_where_the_catalog_file_belongs(tmp_path):
 
 
 def test_a_file_where_the_store_directory_belongs(tmp_path):
+    """A --store that is a file is "a --store where there is no store": bad usage, exit 2, as a
+    missing store or a directory that is none (it was exit 1), whether or not the command
+    creates a store."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _fails_cleanly(run_agtrace(["ls"], blocker), str(blocker), "not a directory")
+    for args in (["ls"], ["verify"], ["new"]):
+        _fails_cleanly(run_agtrace(args, blocker), f"{blocker} is not a directory, so not a store", exit_code=2)
+    assert blocker.read_text() == "x"
+    _fails_cleanly(run_agtrace(["ls"], tmp_path / "missing"), "no store at", exit_code=2)
     err = _fails_cleanly(run_agtrace(["new"], blocker / "sub" / "store"), "Not a directory")
     assert f"{blocker} is a file where a directory should be" in err
 
@@ -141,6 +147,17 @@ def test_an_unknown_run_and_a_bad_option(tmp_path):
     _fails_cleanly(run_agtrace(["show", "ZZZZZZ"], store), "ZZZZZZ", exit_code=2)
     proc = run_agtrace(["ls", "--no-such-option"], store)
     assert proc.returncode == 2 and b"Traceback" not in proc.stderr and b"no-such-option" in proc.stderr
+
+
+def test_an_empty_run_id_is_refused_by_verify_too(tmp_path):
+    """`agtrace verify "$ID"` with an empty variable verified the whole store (exit 0); it now
+    refuses the id as `show ''` does. `verify` with no argument still checks every run."""
+    store = tmp_path / "s"
+    _new_run(store)
+    for args in (["verify", ""], ["verify", "", "--json"], ["show", ""]):
+        err = _fails_cleanly(run_agtrace(args, store), "'' is not a run id; `agtrace ls` lists the runs", exit_code=2)
+        assert err.count("\n") == 1, err
+    assert run_agtrace(["verify"], store, check=True).stdout.startswith(b"1 run, ")
 
 
 @pytest.mark.slow
@@ -264,6 +281,7 @@ def test_a_part_the_run_does_not_have_is_bad_input_in_every_command(tmp_path):
         "log": lambda p: ["log", run, "--part", p],
         "metrics": lambda p: ["metrics", run, "--per-part", "--part", p],
         "note": lambda p: ["note", run, "--part", p, "a note"],
+        "rescore": lambda p: ["rescore", run, "--name", "n", "--cmd", "true", "--parts", p],
     }
     for bad, says in {"9": f"run {run} has no part 9; it has parts 1..2", "x": "cannot read 'x' as parts"}.items():
         for name, argv in commands.items():

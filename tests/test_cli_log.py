@@ -73,6 +73,24 @@ def test_bad_line_stops_with_its_number_and_keeps_what_came_before(tmp_path):
     assert unknown.returncode == 2 and "unknown event kind" in unknown.stderr.decode()
 
 
+def test_appending_no_events_names_no_seqs(tmp_path):
+    """Zero events stored used to be reported as the range "seq 2..1" (`first_seq` 2, `last_seq`
+    1 in --json); now it says no events were stored, and --json has null seqs."""
+    s = tmp_path / "store"
+    run = run_agtrace(["new", "--agent", "m"], s, check=True).stdout.decode().strip()
+    bad = run_agtrace(["append", run], s, input=b"x\n")
+    err = bad.stderr.decode()
+    assert bad.returncode == 2 and err.startswith("error: line 1: ") and err.endswith("; no events were stored\n"), err
+    assert "seq" not in err and "0 event(s)" not in err
+    empty = json.loads(run_agtrace(["append", run, "--json"], s, input=b"", check=True).stdout)
+    assert (empty["appended"], empty["first_seq"], empty["last_seq"]) == (0, None, None)
+    said = run_agtrace(["append", run], s, input=b"", check=True).stderr.decode()
+    assert said == f"no events were stored in {run}: standard input held no events\n"
+    one = json.dumps({"kind": "message_added", "role": "user", "text": "one"}).encode() + b"\n"
+    stored = json.loads(run_agtrace(["append", run, "--json"], s, input=one, check=True).stdout)
+    assert (stored["appended"], stored["first_seq"], stored["last_seq"]) == (1, 2, 2)
+
+
 def test_second_writer_process_is_refused_naming_the_holder(tmp_path):
     s = tmp_path / "store"
     run = run_agtrace(["new"], s, check=True).stdout.decode().strip()

@@ -124,6 +124,28 @@ def test_transcript_up_to_a_part(demo):
     assert [r.kind for r in transcript_records(store, run_id, 0)] == ["run_started", "turn_started"]
 
 
+def test_replay_refuses_options_that_do_not_go_together(demo, tmp_path):
+    """`replay --part 3 --at-seq 5` took --part and ignored --at-seq, and `--transcript --out D`
+    ignored --out (nothing written, nothing said); both are bad usage now, exit 2, and nothing
+    is written."""
+    store, run_id = demo
+    out = tmp_path / "o"
+    for args, says in (
+        (["--part", "3", "--at-seq", "5", "--out", str(out)], "--part and --at-seq each name a part: give one"),
+        (["--at-seq", "5", "--at-time", "2026-01-01T00:00:00", "--part", "2"],
+         "--part, --at-seq and --at-time each name a part: give one"),
+        (["--part", "2", "--transcript", "--out", str(out)], "--transcript prints the conversation and writes no "
+                                                              "tree, so --out does not apply"),
+        (["--transcript", "--force"], "so --force does not apply"),
+    ):
+        proc = run_agtrace(["replay", run_id, *args], store.root)
+        assert (proc.returncode, proc.stdout) == (2, b""), proc.stderr
+        assert proc.stderr.decode().startswith("error: ") and says in proc.stderr.decode(), proc.stderr
+    assert not out.exists()
+    one = run_agtrace(["replay", run_id, "--at-seq", "5", "--out", str(out), "--json"], store.root, check=True)
+    assert json.loads(one.stdout)["part"] == 0 and out.is_dir()  # one of them alone still works
+
+
 def test_transcript_cli_json_is_log_json_lines(demo):
     store, run_id = demo
     out = run_agtrace(["replay", run_id, "--part", "2", "--transcript", "--json"], store.root, check=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
 import subprocess
@@ -220,6 +221,52 @@ def test_cli_export(populated, tmp_path):
     assert proc.returncode == 2 and b"--all" in proc.stderr
     proc = run_agtrace(["export", "--all", "-o", str(tmp_path / "pq")], root)
     assert proc.returncode == 1 and b"already exists" in proc.stderr
+
+
+def test_cli_export_that_cannot_be_written_names_the_path_given(populated, tmp_path):
+    """`export -o /proc/x.jsonl` said `No such file or directory: /proc/.x.jsonl.dla32l8u;
+    /proc/.x.jsonl.dla32l8u does not exist`: a temp name the user never typed, twice. Now the
+    error is said of the path given, and nothing is left beside it."""
+    populated.close()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    cases = [("jsonl", str(blocker / "x.jsonl")), ("parquet", str(blocker / "pq"))]
+    if os.path.isdir("/proc/self"):  # procfs: no new file can be made there
+        cases += [("jsonl", "/proc/agtrace-x.jsonl"), ("parquet", "/proc/agtrace-pq"), ("otlp", "/proc/agtrace.otlp"),
+                  ("atif", "/proc/agtrace-atif")]
+    for fmt, out in cases:
+        proc = run_agtrace(["export", "--all", "--format", fmt, "-o", out], populated.root)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, err
+        assert err.startswith(f"error: cannot write the export to {out}: "), err
+        assert "nothing was exported" in err and err.count("\n") == 1, err
+        assert "/." not in err, err  # no hidden temp name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "store"]
+
+
+def test_cli_export_to_standard_output(populated, tmp_path):
+    """`export -o -` wrote a file named `-` in the current directory; now `-` is standard output
+    for the one-stream formats (jsonl, otlp), with the summary on stderr, and refused (exit 2)
+    for the directory formats and for options that would write beside it."""
+    populated.close()
+    root = populated.root
+    run_agtrace(["export", "--all", "-o", str(tmp_path / "all.jsonl")], root, check=True)
+    run_agtrace(["export", "--all", "--format", "otlp", "-o", str(tmp_path / "all.otlp")], root, check=True)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    cli = [sys.executable, "-c", "from agtrace.cli.main import main; main()", "--store", str(root), "export", "--all"]
+    for fmt, same_as in (("jsonl", "all.jsonl"), ("otlp", "all.otlp")):
+        proc = subprocess.run([*cli, "--format", fmt, "-o", "-"], cwd=cwd, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == (tmp_path / same_as).read_bytes()
+        assert b"to standard output" in proc.stderr
+    for args, says in ((["--format", "parquet"], "parquet exports are directories: give -o DIR"),
+                       (["--format", "atif"], "atif exports are directories: give -o DIR"),
+                       (["--metrics"], "cannot go with --metrics"), (["--json"], "cannot go with --json")):
+        proc = subprocess.run([*cli, *args, "-o", "-"], cwd=cwd, capture_output=True, timeout=120)
+        assert (proc.returncode, proc.stdout) == (2, b""), proc.stderr
+        assert proc.stderr.decode().startswith("error: -o - ") and says in proc.stderr.decode(), proc.stderr
+    assert list(cwd.iterdir()) == []  # no file named "-"
 
 
 CHILD = textwrap.dedent("""

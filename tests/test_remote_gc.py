@@ -120,6 +120,17 @@ def test_gc_remote_deletes_nothing_when_a_runs_references_cannot_be_read(pushed)
     assert _blobs(backend) == before
 
 
+def test_gc_min_age_without_remote_is_refused(tmp_path):
+    """`gc --min-age 1d` ran the store's own gc (which keeps blobs younger than an hour, not
+    AGE), saying nothing of --min-age; it is refused now, exit 2, and nothing is collected."""
+    home = tmp_path / "home"
+    run_agtrace(["new", "--agent", "t"], home, check=True)
+    proc = run_agtrace(["gc", "--min-age", "1d"], home)
+    assert (proc.returncode, proc.stdout) == (2, b""), proc.stderr
+    assert proc.stderr.decode().startswith("error: --min-age applies with --remote only"), proc.stderr
+    assert run_agtrace(["gc", "--dry-run"], home, check=True).returncode == 0  # the default is no --min-age
+
+
 def test_gc_min_age_must_be_an_age(pushed):
     proc = run_agtrace(["gc", "--remote", pushed["backend"].url, "--min-age", "soon"], pushed["home"],
                        env=pushed["env"])

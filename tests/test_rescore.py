@@ -13,7 +13,7 @@ import pytest
 from agtrace.capture import LocalSandbox, scrub_env
 from agtrace.capture.demo import run_demo
 from agtrace.capture.recorder import Recorder
-from agtrace.eventlog import Scored, Store, TestsRan
+from agtrace.eventlog import BadPartSelection, Scored, Store, TestsRan
 from agtrace.replay import select_runs
 from agtrace.replay.rescoring import (
     RescoreError,
@@ -254,8 +254,38 @@ def test_part_selection(store, tmp_path):
     assert [p for p, _ in select_parts(store, run_id, "changed")] == [1, 3, 5]
     assert select_parts(store, run_id, "final") == [(5, trees[5])]
     assert [p for p, _ in select_parts(store, run_id, [0, 2])] == [0, 2]
-    with pytest.raises(RescoreError):
+    with pytest.raises(BadPartSelection, match=f"run {run_id} has no part 9; it has parts 1..5"):
         select_parts(store, run_id, [9])
+
+
+def test_a_part_the_run_does_not_have_is_bad_input(store, tmp_path):
+    """`rescore --parts 99` (and an empty range) exited 1 after a summary line, with the
+    "lists its parts" hint twice; now it says what `log --part 99` says, once, exit 2, and
+    nothing is scored."""
+    run_id = make_run(store, tmp_path / "w", [1, 2])
+    store.close()
+    for parts, says in (("99", f"run {run_id} has no part 99; it has parts 1..2; "
+                                f"`agtrace show {run_id} --parts` lists its parts"),
+                        ("2-1", "the range 2-1 is empty: write the lower part first")):
+        proc = run_agtrace(["rescore", run_id, "--name", "n", "--cmd", "true", "--parts", parts], store.root)
+        assert (proc.returncode, proc.stdout) == (2, b""), proc.stderr
+        assert proc.stderr.decode() == f"error: {says}\n"
+    with Store(store.root) as again:
+        assert score_events(again, run_id) == []
+
+
+def test_named_runs_with_all_or_where_are_refused(store, tmp_path):
+    """`rescore --all RUN` scored RUN alone ("on 1 run(s)": --all ignored); now run ids with
+    --all or --where are refused as `export` refuses them, before anything is scored."""
+    a = make_run(store, tmp_path / "a", [1])
+    make_run(store, tmp_path / "b", [2])
+    store.close()
+    for extra in (["--all"], ["--where", "agent=t"]):
+        proc = run_agtrace(["rescore", *extra, a, "--name", "n", "--cmd", "true"], store.root)
+        assert (proc.returncode, proc.stdout) == (2, b""), proc.stderr
+        assert proc.stderr == b"error: name runs or use --all/--where, not both\n"
+    with Store(store.root) as again:
+        assert all(score_events(again, r) == [] for r in again.run_ids())
 
 
 def test_select_runs_by_where(store, tmp_path):

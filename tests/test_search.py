@@ -146,3 +146,6 @@ def test_cli_search(tmp_path):
     assert bad.returncode == 2 and b"no word to search for" in bad.stderr
     bad = run_agtrace(["search", "x", "--kind", "raw"], tmp_path)
     assert bad.returncode == 2 and b"--regex" in bad.stderr
+    for option, value in (("--limit", "-1"), ("--offset", "-5")):  # were accepted, as `ls --limit -1` is not
+        bad = run_agtrace(["search", "git", option, value], tmp_path)
+        assert (bad.returncode, bad.stdout) == (2, b"") and f"{value} is not in the range x>=0".encode() in bad.stderr

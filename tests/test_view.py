@@ -173,6 +173,32 @@ def test_cat_says_a_binary_file_is_binary(served):
     assert b"Traceback" not in missing.stderr + no_part.stderr
 
 
+def test_cat_list_with_a_path_lists_what_is_under_it(tmp_path):
+    """`cat RUN --list PATH` ignored PATH and listed every file; now it lists PATH itself or the
+    files under it (a directory), and a PATH that names nothing is bad input."""
+    from agtrace.capture.recorder import Recorder
+
+    work = tmp_path / "work"
+    for rel in ("src/a.py", "src/sub/b.py", "srcx.py", "README"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(rel)
+    store = Store(tmp_path / "s")
+    with Recorder(store, workdir=work, agent="t") as rec:
+        rec.message("assistant", "look")
+    store.close()
+    listed = lambda *args: run_agtrace(["cat", rec.run_id, "--list", *args], tmp_path / "s",  # noqa: E731
+                                       check=True).stdout.decode().split()
+    assert listed() == ["README", "src/a.py", "src/sub/b.py", "srcx.py"]
+    assert listed("src") == listed("src/") == listed("./src") == ["src/a.py", "src/sub/b.py"]
+    assert listed("src/sub/b.py") == ["src/sub/b.py"]
+    as_json = json.loads(run_agtrace(["cat", rec.run_id, "--list", "src/sub", "--json"], tmp_path / "s",
+                                     check=True).stdout)
+    assert [f["path"] for f in as_json["files"]] == ["src/sub/b.py"]
+    nothing = run_agtrace(["cat", rec.run_id, "--list", "sr"], tmp_path / "s")
+    assert (nothing.returncode, nothing.stdout) == (2, b"")
+    assert nothing.stderr.decode().startswith("error: no file at or under 'sr' at part ") and b"--list` lists them all" in nothing.stderr
+
+
 def test_diff_of_two_runs_at_chosen_parts(served):
     server, root, _, runs, _ = served
     d = server.json(f"/api/diff?a={runs[0]}&pa=1&b={runs[1]}&pb=last")

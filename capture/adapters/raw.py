@@ -25,7 +25,16 @@ from typing import Any
 from agtrace.eventlog import PartEnded
 
 from ..adapter import AdapterState, Emit
+from ..errors import CaptureError
 from .base import title_of
+
+
+def compile_marker(marker: str) -> re.Pattern:
+    """The compiled ``marker``; :class:`CaptureError` naming it when it is no regular expression."""
+    try:
+        return re.compile(marker)
+    except re.error as exc:
+        raise CaptureError(f"marker {marker!r} is not a valid regular expression: {exc}") from None
 
 
 class RawAdapter:
@@ -36,7 +45,7 @@ class RawAdapter:
     def __init__(self, *, marker: str | None = None, quiet_s: float | None = None,
                  model: str = "", agent_version: str = "", **_ignored: Any) -> None:
         self.state = AdapterState(model=model, agent_version=agent_version)
-        self.marker = re.compile(marker) if marker else None
+        self.marker = compile_marker(marker) if marker else None
         self.quiet_s = quiet_s
         self.parts = 0
         self.open = False
