@@ -73,9 +73,14 @@ def resolve_part(store: Store, run_id: str, *, part: str | int | None = None, at
         ended = [r[0] for r in store.catalog.conn.execute(  # part numbers only (no rows built)
             "SELECT part FROM parts WHERE run_id=? AND kind IS NOT NULL ORDER BY part", [run_id])]
         try:
-            return parse_parts(part).one(ended, run_id=run_id)
+            selection = parse_parts(part)
         except BadPartSelection as exc:
             raise NoSuchPart(str(exc)) from None
+        try:
+            return selection.one(ended, run_id=run_id)
+        except BadPartSelection as exc:
+            damaged = _unreadable(store, run_id, part) if selection.single else None
+            raise damaged or NoSuchPart(str(exc)) from None
     if at_seq is not None:
         return last_ended("AND last_seq<=?", at_seq) or 0
     if at_time_ns is not None:
@@ -98,7 +103,22 @@ def resolve_parts(store: Store, run_id: str, parts: str | int | Sequence[int], *
             if r["tree_id"] and r["tree_id"] != previous:
                 changed.append(r["part"])
             previous = r["tree_id"] or previous
-    return selection.resolve([r["part"] for r in rows], run_id=run_id, changed=changed, base=base)
+    try:
+        return selection.resolve([r["part"] for r in rows], run_id=run_id, changed=changed, base=base)
+    except BadPartSelection:
+        damaged = _unreadable(store, run_id, parts)
+        if damaged is None:
+            raise
+        raise damaged from None
+
+
+def _unreadable(store: Store, run_id: str, parts) -> PartNotFound | None:
+    """A part selection the run does not have, when its events cannot be read past some seq
+    (a damaged segment): the damage is the failure (exit 1), not the words (bad input)."""
+    damage = store.damage(run_id)
+    if damage is None:
+        return None
+    return PartNotFound(f"part {parts} of run {run_id} cannot be found: {damage}")
 
 
 def base_tree(store: Store, run_id: str) -> str:

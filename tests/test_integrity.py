@@ -455,3 +455,28 @@ def test_a_pull_killed_while_it_fetches_a_blob_leaves_no_segment_naming_it(tmp_p
     again = Store(fresh)
     assert again.verify().ok and again.blobs.has(digest)
     assert [r.event for r in again.read(writer.run_id)] == [r.event for r in store.read(writer.run_id)]
+
+
+def test_a_run_damaged_at_its_first_frame_is_damage_to_show_and_replay_not_bad_usage(tmp_path):
+    """replay finding 6: with the run's only segment damaged, `show` said "has no events" and
+    `replay --part last` "no completed part yet", both exit 2 (bad usage), while `log` named the
+    damaged frame. Now every one of them names the segment and the byte, points at `agtrace
+    verify RUN` and exits 1; words that cannot be parts are still bad usage (exit 2)."""
+    s = tmp_path / "s"
+    store = Store(s)
+    run = captured_run(store, tmp_path / "w")
+    store.close()
+    (first,) = segments(store, run)[:1]
+    (s / "catalog.db").unlink()
+    _flip(first, 40)
+    for args in (["show", run], ["show", run, "--json"], ["replay", run, "--part", "last", "--out", str(tmp_path / "o")],
+                 ["replay", run, "--part", "2", "--transcript"], ["log", run, "--part", "1"], ["metrics", run],
+                 ["cat", run, "--part", "1", "--list"]):
+        proc = run_agtrace(args, s)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, (args, proc.returncode, err)
+        assert f"{first}: damaged frame at byte" in err and f"`agtrace verify {run}`" in err, (args, err)
+        assert "has no events" not in err and "no completed part" not in err and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "o").exists()
+    proc = run_agtrace(["replay", run, "--part", "abc", "--out", str(tmp_path / "o")], s)
+    assert proc.returncode == 2 and b"cannot read 'abc' as parts" in proc.stderr, proc.stderr
