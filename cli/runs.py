@@ -18,6 +18,7 @@ from agtrace.eventlog import (
 from .errors import UserError
 from .main import pass_ctx
 from .output import clock, duration, echo_json, progress, shorten, summary, table, warn
+from .streams import json_text
 
 DEFAULT_LIMIT = 20
 """Runs ``agtrace ls`` shows a person when no ``--limit`` or ``--all`` is given."""
@@ -186,7 +187,7 @@ def log_cmd(ctx, run: str, part: str | None, kinds: tuple[str, ...], follow: boo
         if kinds and rec.kind not in kinds:
             continue
         if as_json:
-            out.write(record_to_json(rec).decode())
+            out.write(json_text(record_to_json(rec)))
             out.write("\n")
         else:
             out.write(summary(rec, 160) + "\n")
