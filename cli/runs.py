@@ -18,7 +18,7 @@ from agtrace.eventlog import (
 from .errors import UserError
 from .main import pass_ctx
 from .output import clock, duration, echo_json, progress, shorten, summary, table, warn
-from .streams import json_text
+from .streams import json_text, stdin_closed
 
 DEFAULT_LIMIT = 20
 """Runs ``agtrace ls`` shows a person when no ``--limit`` or ``--all`` is given."""
@@ -323,6 +323,9 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     """
     store = ctx.store
     run_id = store.resolve(run)
+    if stdin_closed():
+        raise UserError(f"standard input is closed: pipe the events in (`agtrace log --json OTHER | agtrace append "
+                        f"{run_id[:10]}`); nothing was appended", 2)
     writer = store.open_writer(run_id, durability=durability)
     if writer.torn_tail:
         warn(f"cut a torn tail of {writer.torn_tail.bytes_cut} bytes off {writer.torn_tail.path}")

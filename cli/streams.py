@@ -11,14 +11,22 @@
 * Standard output's own failures are told apart from the store's: an ``OSError`` raised writing
   to descriptor 1 (its reader gone, ``> /dev/full``) carries :data:`STDOUT_FAILED` as an
   attribute, whichever writer raised it (click, ``sys.stdout.write``, ``csv``, rich).
+* Closed streams (``>&-``, ``<&-``, ``2>&-``): the descriptor is held open on ``/dev/null``,
+  so no file agtrace opens (a segment, the catalog) can take it and receive another's output,
+  and a child process inherits something harmless. A closed standard output refuses the first
+  write with "cannot write the output: standard output is closed" (exit 1); a closed standard
+  input reads as not a terminal, and :func:`stdin_closed` says it was closed.
 """
 
 from __future__ import annotations
 
 import codecs
 import io
+import os
 import re
 import sys
+
+from .errors import EXIT_BAD_INPUT, EXIT_FAILED, UserError
 
 STDOUT_FAILED = "agtrace_stdout_failed"
 """The attribute set (True) on an ``OSError`` raised writing standard output."""
@@ -54,13 +62,77 @@ class _StdoutFile(io.FileIO):
             raise
 
 
+class _ClosedOutput(io.TextIOBase):
+    """Standard output that was closed when agtrace started: the first write says so."""
+
+    encoding = "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return 1  # /dev/null, held by prepare()
+
+    def write(self, text: str) -> int:
+        raise UserError("cannot write the output: standard output is closed; run the command with its output "
+                        "going to a terminal, a file or a pipe (`>/dev/null` to discard it)", EXIT_FAILED)
+
+    @property
+    def buffer(self):
+        return self
+
+    def flush(self) -> None:
+        pass
+
+
+class _ClosedInput(io.TextIOBase):
+    """Standard input that was closed when agtrace started: not a terminal, nothing to read."""
+
+    encoding = "utf-8"
+
+    def readable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return 0  # /dev/null, held by prepare()
+
+    def read(self, size: int = -1):
+        raise UserError("standard input is closed; pipe the input in", EXIT_BAD_INPUT)
+
+    readline = read
+
+    @property
+    def buffer(self):
+        return self
+
+
 def prepare() -> None:
     """Make the standard streams safe (see the module docstring). Idempotent; a stream that is
     not the process's own (a test harness's) is left as it is, but for its encoding errors."""
-    if _is_process_stream(sys.stdout, 1):
+    closed = [fd for fd in (0, 1, 2) if not _is_open(fd)]
+    for fd in closed:
+        _hold_on_devnull(fd)
+    if 0 in closed:
+        sys.stdin = _ClosedInput()
+    if 1 in closed:
+        sys.stdout = _ClosedOutput()
+    elif _is_process_stream(sys.stdout, 1):
         sys.stdout = _stdout_wrapper(sys.stdout)
-    if sys.stderr is not None and not _is_utf8(sys.stderr):
+    if 2 in closed:
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", line_buffering=True)
+    elif sys.stderr is not None and not _is_utf8(sys.stderr):
         _safe_encoding(sys.stderr)
+
+
+def stdin_closed() -> bool:
+    """Whether standard input was closed when agtrace started (``<&-``)."""
+    return sys.stdin is None or isinstance(sys.stdin, _ClosedInput)
 
 
 def json_text(encoded: bytes) -> str:
@@ -96,6 +168,22 @@ def _is_ascii(stream) -> bool:
         return codecs.lookup(getattr(stream, "encoding", None) or "ascii").name == "ascii"
     except LookupError:
         return False
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _hold_on_devnull(fd: int) -> None:
+    held = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+    if held != fd:
+        os.dup2(held, fd)
+        os.close(held)
+    os.set_inheritable(fd, True)
 
 
 def _is_process_stream(stream, fd: int) -> bool:

@@ -445,3 +445,31 @@ def test_transcript_and_csv_output_failures_are_the_outputs_not_the_stores(tmp_p
 
 
 
+
+def test_closed_standard_streams_are_named_not_internal_errors(tmp_path):
+    """`append ID <&-`, `rm ID <&-`, `log ID >&-` ended in "internal error (AttributeError …)";
+    `ls >&-` dropped its output and exited 0. Now a closed stdout is "cannot write the output:
+    standard output is closed" (exit 1) for every command that prints, a closed stdin is
+    named to append (exit 2) and is not a terminal to rm (its refusal without --yes)."""
+    store = tmp_path / "s"
+    run = _run_with_parts(store)
+    for args in (["log", run], ["ls"], ["ls", "--json"], ["show", run], ["metrics", run, "--per-part", "--csv"],
+                 ["replay", run, "--transcript"], ["new", "--agent", "t"]):
+        proc = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *AGTRACE, "--store", str(store), *args],
+                              stderr=subprocess.PIPE, timeout=120)
+        _fails_cleanly(proc, "cannot write the output: standard output is closed", exit_code=1)
+    before = run_agtrace(["log", run, "--json"], store, check=True).stdout
+    proc = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *AGTRACE, "--store", str(store), "append", run],
+                          capture_output=True, timeout=120)
+    _fails_cleanly(proc, "standard input is closed: pipe the events in", exit_code=2)
+    proc = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *AGTRACE, "--store", str(store), "rm", run],
+                          capture_output=True, timeout=120)
+    _fails_cleanly(proc, "without --yes", exit_code=2)
+    assert run_agtrace(["log", run, "--json"], store, check=True).stdout == before
+    # a command that prints nothing on stdout works with it closed; its file never takes descriptor 1
+    proc = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *AGTRACE, "--store", str(store), "append", run],
+                          input=b'{"kind": "message_added", "role": "user", "text": "more"}\n', stderr=subprocess.PIPE,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert b'"text":"more"' in run_agtrace(["log", run, "--json"], store, check=True).stdout
+    assert run_agtrace(["verify", run], store).returncode == 0
