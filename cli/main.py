@@ -15,6 +15,7 @@ from importlib import import_module
 
 import click
 
+from . import streams
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, UserError, map_error
 
 DEFAULT_STORE = "~/.agtrace"
@@ -191,7 +192,9 @@ _store_path = os.path.expanduser(os.environ.get("AGTRACE_HOME") or DEFAULT_STORE
 
 
 def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
-    """Entry point of the ``agtrace`` console script; the CLI's error boundary."""
+    """Entry point of the ``agtrace`` console script; the CLI's error boundary. The standard
+    streams are made safe first (any encoding, closed ones; see :mod:`.streams`)."""
+    streams.prepare()
     try:
         cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
@@ -216,9 +219,8 @@ def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
 
 def _output_error(exc: Exception) -> UserError | None:
     """An error writing standard output (``> /dev/full``, ``> file`` on a full disk) named as
-    such: an ``OSError`` without a file name would otherwise be taken for the store's. It is
-    stdout's when the frame it was raised in (click's ``echo``, a command writing JSON lines)
-    was writing to a stream on stdout's descriptor."""
+    such: an ``OSError`` without a file name would otherwise be taken for the store's (see
+    :func:`_writes_stdout`)."""
     if not isinstance(exc, OSError) or not _writes_stdout(exc):
         return None
     _drop_stdout()  # or what is still buffered for it fails once more when the interpreter exits
@@ -227,10 +229,15 @@ def _output_error(exc: Exception) -> UserError | None:
 
 
 def _writes_stdout(exc: OSError) -> bool:
-    """Whether ``exc`` (no file name) was raised in a frame writing to a stream on stdout's
-    descriptor: click's ``echo``, a command writing JSON lines."""
+    """Whether ``exc`` (no file name) was raised writing standard output: marked so by the
+    stream :func:`streams.prepare` put there, whichever writer it came through (click's
+    ``echo``, ``sys.stdout.write``, ``csv``, rich); or, on a stream of another kind (a caller
+    of :func:`main` that set its own), raised in a frame writing to a stream on stdout's
+    descriptor."""
     if exc.filename is not None:
         return False
+    if getattr(exc, streams.STDOUT_FAILED, False):
+        return True
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
@@ -239,7 +246,7 @@ def _writes_stdout(exc: OSError) -> bool:
 
 def _is_stdout(value: object) -> bool:
     try:
-        return callable(getattr(value, "write", None)) and value.fileno() == sys.__stdout__.fileno()
+        return callable(getattr(value, "write", None)) and value.fileno() == 1
     except (AttributeError, OSError, ValueError, TypeError):
         return False
 

@@ -15,6 +15,8 @@ import msgspec
 
 from agtrace.eventlog import Record, UnknownEvent, to_builtins
 
+from .streams import json_text
+
 _SUMMARY_FIELDS = {
     "run_started": ("agent", "model", "task_id"),
     "turn_started": ("turn",),
@@ -40,8 +42,9 @@ _SUMMARY_FIELDS = {
 
 
 def echo_json(data) -> None:
-    """Print ``data`` as one line of JSON on stdout (the ``--json`` output of every command)."""
-    click.echo(msgspec.json.encode(data).decode())
+    """Print ``data`` as one line of JSON on stdout (the ``--json`` output of every command);
+    valid JSON in any terminal encoding (see :func:`.streams.json_text`)."""
+    click.echo(json_text(msgspec.json.encode(data)))
 
 
 def clock(ts_ns: int | None) -> str:

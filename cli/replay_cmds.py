@@ -99,10 +99,12 @@ def _print_transcript(store, run_id: str, part: int | None, max_lines: int, as_j
     from agtrace.eventlog import record_to_json
     from agtrace.replay import render_text, transcript_entries, transcript_records
 
+    from .streams import json_text
+
     records = transcript_records(store, run_id, part)
     if as_json:
         for rec in records:
-            sys.stdout.write(record_to_json(rec).decode() + "\n")
+            sys.stdout.write(json_text(record_to_json(rec)) + "\n")
         return
     entries = transcript_entries(records, run_id, max_lines=max_lines)
     if not sys.stdout.isatty():

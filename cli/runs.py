@@ -18,6 +18,7 @@ from agtrace.eventlog import (
 from .errors import UserError
 from .main import pass_ctx
 from .output import clock, duration, echo_json, progress, shorten, summary, table, warn
+from .streams import json_text, stdin_closed
 
 DEFAULT_LIMIT = 20
 """Runs ``agtrace ls`` shows a person when no ``--limit`` or ``--all`` is given."""
@@ -186,7 +187,7 @@ def log_cmd(ctx, run: str, part: str | None, kinds: tuple[str, ...], follow: boo
         if kinds and rec.kind not in kinds:
             continue
         if as_json:
-            out.write(record_to_json(rec).decode())
+            out.write(json_text(record_to_json(rec)))
             out.write("\n")
         else:
             out.write(summary(rec, 160) + "\n")
@@ -325,6 +326,9 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     """
     store = ctx.store
     run_id = store.resolve(run)
+    if stdin_closed():
+        raise UserError(f"standard input is closed: pipe the events in (`agtrace log --json OTHER | agtrace append "
+                        f"{run_id[:10]}`); nothing was appended", 2)
     writer = store.open_writer(run_id, durability=durability)
     if writer.torn_tail:
         warn(f"cut a torn tail of {writer.torn_tail.bytes_cut} bytes off {writer.torn_tail.path}")

@@ -38,14 +38,14 @@ from .blobs import BlobStore
 from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
 from .containment import is_content_address
 from .cost import CostsProjection
-from .errors import AmbiguousRunId, InvalidEvent, RunNotFound, StoreError, StoreNotFound
+from .errors import AmbiguousRunId, CorruptLog, InvalidEvent, RunNotFound, StoreError, StoreNotFound
 from .events import Record, RunEnded, RunStarted, kind_of
 from .fulltext import SearchProjection
 from .ids import looks_like_run_id, new_run_id
 from .lock import is_locked
 from .metrics_projection import MetricsProjection
 from .part_index import PartIndexProjection
-from .projection import STREAMS, Projection
+from .projection import DAMAGED, STREAMS, Projection
 from .score import ScoresProjection
 from .verification import VerifyReport
 from .writer import RunWriter
@@ -444,9 +444,25 @@ class Store:
             self.sync(run_id)
         row = self.catalog.run_row(run_id)
         if row is None:
+            damage = self.damage(run_id)
+            if damage is not None:  # damaged before its first event: say so, not "no events"
+                raise CorruptLog(damage)
             raise RunNotFound(f"run {run_id} has no events; `agtrace verify {run_id}` checks it")
         return self._info(row, [str(e) for e in self.catalog.errors(run_id)],
                           tag_overrides(self.catalog.conn, run_id).get(run_id))
+
+    def damage(self, run_id: str) -> str | None:
+        """Why the run's events cannot be read past some seq (a damaged segment, as the last
+        :meth:`sync` found it), in words that name the file and byte and point at ``agtrace
+        verify``; None when they read to the end."""
+        for failure in self.catalog.errors(run_id):
+            if failure.damaged:
+                detail = failure.message[len(DAMAGED):].removeprefix("CorruptLog: ")
+                verify = f"`agtrace verify {run_id}`"
+                detail = (detail.replace("`agtrace verify`", verify) if "`agtrace verify`" in detail
+                          else f"{detail}; {verify} says what is damaged and which parts still replay")
+                return f"run {run_id} cannot be read from seq {failure.seq} on: {detail}"
+        return None
 
     def runs(self) -> list[RunInfo]:
         """Every run, oldest first, with live status. Folds only the runs some events projection

@@ -73,9 +73,16 @@ def resolve_part(store: Store, run_id: str, *, part: str | int | None = None, at
         ended = [r[0] for r in store.catalog.conn.execute(  # part numbers only (no rows built)
             "SELECT part FROM parts WHERE run_id=? AND kind IS NOT NULL ORDER BY part", [run_id])]
         try:
-            return parse_parts(part).one(ended, run_id=run_id)
+            selection = parse_parts(part)
         except BadPartSelection as exc:
             raise NoSuchPart(str(exc)) from None
+        try:
+            n = selection.one(ended, run_id=run_id)
+        except BadPartSelection as exc:
+            damaged = _unreadable(store, run_id, part) if selection.single else None
+            raise damaged or NoSuchPart(str(exc)) from None
+        _refuse_last_of_damaged(store, run_id, selection, ended)
+        return n
     if at_seq is not None:
         return last_ended("AND last_seq<=?", at_seq) or 0
     if at_time_ns is not None:
@@ -98,7 +105,37 @@ def resolve_parts(store: Store, run_id: str, parts: str | int | Sequence[int], *
             if r["tree_id"] and r["tree_id"] != previous:
                 changed.append(r["part"])
             previous = r["tree_id"] or previous
-    return selection.resolve([r["part"] for r in rows], run_id=run_id, changed=changed, base=base)
+    have = [r["part"] for r in rows]
+    try:
+        numbers = selection.resolve(have, run_id=run_id, changed=changed, base=base)
+    except BadPartSelection:
+        damaged = _unreadable(store, run_id, parts)
+        if damaged is None:
+            raise
+        raise damaged from None
+    _refuse_last_of_damaged(store, run_id, selection, have)
+    return numbers
+
+
+def _unreadable(store: Store, run_id: str, parts) -> PartNotFound | None:
+    """A part selection the run does not have, when its events cannot be read past some seq
+    (a damaged segment): the damage is the failure (exit 1), not the words (bad input)."""
+    damage = store.damage(run_id)
+    if damage is None:
+        return None
+    return PartNotFound(f"part {parts} of run {run_id} cannot be found: {damage}")
+
+
+def _refuse_last_of_damaged(store: Store, run_id: str, selection, have: Sequence[int]) -> None:
+    """``last`` of a run that cannot be read to its end is not known: the last part before the
+    damage would be taken for it."""
+    words = [w for item in selection.items for w in (item if isinstance(item, tuple) else (item,))]
+    if "last" not in words:
+        return
+    damage = store.damage(run_id)
+    if damage is not None:
+        readable = f"; parts {have[0]}..{have[-1]}, before it, can be named by number" if have else ""
+        raise PartNotFound(f"the last part of run {run_id} is not known: {damage}{readable}")
 
 
 def base_tree(store: Store, run_id: str) -> str:

@@ -361,3 +361,153 @@ def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
     proc.stdout.close()  # well before the 2,000 events' ~500 KB are written
     _, err = proc.communicate(timeout=120)
     assert (proc.returncode, err) == (0, b"")
+
+
+TEXT = "café → 中文 … 😀"
+"""Characters a Latin-1 (or ASCII) terminal cannot show all of: agtrace's own `…`, `→` and data."""
+
+
+def _run_with_parts(store, parts: int = 3, pad: int = 0) -> str:
+    """A run of ``parts`` parts, each a message holding :data:`TEXT` (``pad`` more characters)."""
+    run = run_agtrace(["new", "--agent", "t", "--task", f"{TEXT} " + "x" * 120], store, check=True).stdout.decode()
+    run = run.strip()
+    import json
+
+    lines = "".join(json.dumps({"kind": "message_added", "role": "assistant", "text": f"{i} needle {TEXT} " + "y" * pad,
+                                "part": i}) + "\n" + json.dumps({"kind": "part_ended", "part": i, "part_kind": "turn",
+                                                                  "title": f"step {i} {TEXT}"}) + "\n"
+                    for i in range(1, parts + 1))
+    run_agtrace(["append", run], store, input=lines.encode(), check=True)
+    return run
+
+
+def _latin1_locale(tmp_path) -> dict | None:
+    """The environment of a real ISO-8859-1 locale compiled into ``tmp_path`` (None: no localedef)."""
+    import shutil
+
+    if shutil.which("localedef") is None:
+        return None
+    loc = tmp_path / "loc"
+    loc.mkdir()
+    made = subprocess.run(["localedef", "-i", "en_US", "-f", "ISO-8859-1", str(loc / "en_US.ISO-8859-1")],
+                          capture_output=True, timeout=120)
+    if made.returncode not in (0, 1) or not (loc / "en_US.ISO-8859-1").exists():  # 1: warnings only
+        return None
+    env = {"LOCPATH": str(loc), "LC_ALL": "en_US.ISO-8859-1", "PYTHONIOENCODING": ""}
+    probe = subprocess.run([sys.executable, "-c", "import sys; print(sys.stdout.encoding)"], capture_output=True,
+                           env={**os.environ, **env}, timeout=60)
+    return env if probe.stdout.decode().strip().lower().replace("_", "-") in ("iso8859-1", "iso-8859-1", "latin-1") \
+        else None
+
+
+def _env_cases(tmp_path) -> list[tuple[str, dict, str]]:
+    """(name, environment, the encoding stdout is written in) of terminals that are not UTF-8."""
+    cases = [("PYTHONIOENCODING=latin-1", {"PYTHONIOENCODING": "latin-1"}, "latin-1"),
+             ("PYTHONIOENCODING=ascii", {"PYTHONIOENCODING": "ascii"}, "utf-8")]  # ASCII: taken for UTF-8 (click)
+    locale = _latin1_locale(tmp_path)
+    if locale is not None:
+        cases.insert(0, ("LC_ALL=en_US.ISO-8859-1", locale, "latin-1"))
+    return cases
+
+
+def test_a_terminal_that_is_not_utf8_gets_the_output_not_an_internal_error(tmp_path):
+    """An ISO-8859-1 locale (compiled for real with localedef), PYTHONIOENCODING=latin-1 or ascii:
+    show, log, log --json, replay --transcript, metrics --per-part, search and ls (more than 20
+    runs: its "… N more" line) printed part of the output, then "internal error
+    (UnicodeEncodeError …)", exit 1. Now: exit 0, what the terminal cannot show as an ASCII
+    fallback (`...`, `->`) or a backslash escape, and JSON that stays valid and the same data."""
+    import json
+
+    store = tmp_path / "s"
+    run = _run_with_parts(store)
+    for _ in range(20):
+        _new_run(store)
+    cases = _env_cases(tmp_path)
+    assert len(cases) >= 2
+    if not any(name.startswith("LC_ALL") for name, _, _ in cases):
+        print("no ISO-8859-1 locale could be compiled (localedef missing): PYTHONIOENCODING only")
+    commands = [["show", run], ["log", run], ["log", run, "--part", "2"], ["replay", run, "--part", "2", "--transcript"],
+                ["replay", run, "--transcript"], ["metrics", run, "--per-part"], ["metrics", run, "--per-part", "--csv"],
+                ["search", "needle"], ["ls"], ["show", run, "--parts"]]
+    for name, env, encoding in cases:
+        for args in commands:
+            proc = run_agtrace(args, store, env=env)
+            assert proc.returncode == 0 and proc.stderr == b"", (name, args, proc.stderr.decode())
+            text = proc.stdout.decode(encoding)
+            assert text.strip(), (name, args)
+            if encoding == "latin-1" and args[0] != "ls":  # what Latin-1 can show stays; the rest: a fallback
+                assert "\ufffd" not in text and ("café" in text or "caf\\xe9" in text), (name, args, text[:300])
+        more = run_agtrace(["ls"], store, env=env).stdout.decode(encoding)
+        assert ("... 1 more (of 21)" if encoding == "latin-1" else "… 1 more (of 21)") in more, (name, more)
+        for args in (["log", run, "--json"], ["replay", run, "--transcript", "--json"], ["show", run, "--json"],
+                     ["ls", "--json"], ["search", "needle", "--json"]):
+            proc = run_agtrace(args, store, env=env)
+            assert proc.returncode == 0 and proc.stderr == b"", (name, args, proc.stderr.decode())
+            if encoding == "latin-1":
+                assert proc.stdout.isascii(), (name, args)  # \u escapes: valid JSON in any encoding
+            lines = [json.loads(line) for line in proc.stdout.decode(encoding).splitlines()]
+            assert args[0] == "ls" or TEXT in json.dumps(lines, ensure_ascii=False), (name, args)
+        events = [json.loads(line) for line in run_agtrace(["log", run, "--json"], store, env=env).stdout.splitlines()]
+        assert [e["text"] for e in events if e["kind"] == "message_added"] == [f"{i} needle {TEXT} " for i in (1, 2, 3)]
+
+
+def _pipe_closed_early(args: list[str], store) -> tuple[int, bytes]:
+    proc = subprocess.Popen([*AGTRACE, "--store", str(store), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline()
+    proc.stdout.close()  # well before the output (> 64 KB, a pipe's buffer) is written
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_transcript_and_csv_output_failures_are_the_outputs_not_the_stores(tmp_path):
+    """`replay --transcript | head -1` and `metrics --per-part --csv | head -1` said "Broken pipe:
+    <store> … check the path", exit 1; `> /dev/full` said the store's disk is full. Their
+    writers (``sys.stdout.write``, ``csv``) hold no stream in the frame that raised, which was how
+    stdout was told apart. Now: a reader that stops early is exit 0 and silence, a full output
+    is "cannot write the output: … (standard output)", for these as for `log`."""
+    store = tmp_path / "s"
+    run = _run_with_parts(store, parts=1000, pad=150)
+    commands = [["replay", run, "--transcript"], ["replay", run, "--transcript", "--json"],
+                ["metrics", run, "--per-part", "--csv"], ["log", run]]
+    for args in commands:
+        assert _pipe_closed_early(args, store) == (0, b""), args
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    for args in commands:
+        with open("/dev/full", "wb") as full:
+            proc = subprocess.run([*AGTRACE, "--store", str(store), *args], stdout=full, stderr=subprocess.PIPE,
+                                  timeout=120)
+        err = _fails_cleanly(proc, "cannot write the output: No space left on device (standard output)",
+                             exit_code=1)
+        assert str(store) not in err and "Exception ignored" not in err, (args, err)
+
+
+
+
+def test_closed_standard_streams_are_named_not_internal_errors(tmp_path):
+    """`append ID <&-`, `rm ID <&-`, `log ID >&-` ended in "internal error (AttributeError …)";
+    `ls >&-` dropped its output and exited 0. Now a closed stdout is "cannot write the output:
+    standard output is closed" (exit 1) for every command that prints, a closed stdin is
+    named to append (exit 2) and is not a terminal to rm (its refusal without --yes)."""
+    store = tmp_path / "s"
+    run = _run_with_parts(store)
+    for args in (["log", run], ["ls"], ["ls", "--json"], ["show", run], ["metrics", run, "--per-part", "--csv"],
+                 ["replay", run, "--transcript"], ["new", "--agent", "t"]):
+        proc = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *AGTRACE, "--store", str(store), *args],
+                              stderr=subprocess.PIPE, timeout=120)
+        _fails_cleanly(proc, "cannot write the output: standard output is closed", exit_code=1)
+    before = run_agtrace(["log", run, "--json"], store, check=True).stdout
+    proc = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *AGTRACE, "--store", str(store), "append", run],
+                          capture_output=True, timeout=120)
+    _fails_cleanly(proc, "standard input is closed: pipe the events in", exit_code=2)
+    proc = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", *AGTRACE, "--store", str(store), "rm", run],
+                          capture_output=True, timeout=120)
+    _fails_cleanly(proc, "without --yes", exit_code=2)
+    assert run_agtrace(["log", run, "--json"], store, check=True).stdout == before
+    # a command that prints nothing on stdout works with it closed; its file never takes descriptor 1
+    proc = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *AGTRACE, "--store", str(store), "append", run],
+                          input=b'{"kind": "message_added", "role": "user", "text": "more"}\n', stderr=subprocess.PIPE,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert b'"text":"more"' in run_agtrace(["log", run, "--json"], store, check=True).stdout
+    assert run_agtrace(["verify", run], store).returncode == 0

@@ -455,3 +455,56 @@ def test_a_pull_killed_while_it_fetches_a_blob_leaves_no_segment_naming_it(tmp_p
     again = Store(fresh)
     assert again.verify().ok and again.blobs.has(digest)
     assert [r.event for r in again.read(writer.run_id)] == [r.event for r in store.read(writer.run_id)]
+
+
+def test_a_run_damaged_at_its_first_frame_is_damage_to_show_and_replay_not_bad_usage(tmp_path):
+    """replay finding 6: with the run's only segment damaged, `show` said "has no events" and
+    `replay --part last` "no completed part yet", both exit 2 (bad usage), while `log` named the
+    damaged frame. Now every one of them names the segment and the byte, points at `agtrace
+    verify RUN` and exits 1; words that cannot be parts are still bad usage (exit 2)."""
+    s = tmp_path / "s"
+    store = Store(s)
+    run = captured_run(store, tmp_path / "w")
+    store.close()
+    (first,) = segments(store, run)[:1]
+    (s / "catalog.db").unlink()
+    _flip(first, 40)
+    for args in (["show", run], ["show", run, "--json"], ["replay", run, "--part", "last", "--out", str(tmp_path / "o")],
+                 ["replay", run, "--part", "2", "--transcript"], ["log", run, "--part", "1"], ["metrics", run],
+                 ["cat", run, "--part", "1", "--list"]):
+        proc = run_agtrace(args, s)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, (args, proc.returncode, err)
+        assert f"{first}: damaged frame at byte" in err and f"`agtrace verify {run}`" in err, (args, err)
+        assert "has no events" not in err and "no completed part" not in err and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "o").exists()
+    proc = run_agtrace(["replay", run, "--part", "abc", "--out", str(tmp_path / "o")], s)
+    assert proc.returncode == 2 and b"cannot read 'abc' as parts" in proc.stderr, proc.stderr
+
+
+def test_the_last_part_of_a_run_damaged_after_some_parts_is_not_known(tmp_path):
+    """A run of six parts whose second segment (parts 4-6) is damaged: `replay --part last`
+    replayed part 3 as if it were the last, exit 0; `log --part 5` said the run has no part 5
+    (exit 2). Now both name the damage (exit 1), and `last` says which parts can be named;
+    part 3, before the damage, still replays."""
+    s = tmp_path / "s"
+    run = run_agtrace(["new", "--agent", "t"], s, check=True).stdout.decode().strip()
+    for parts in ((1, 2, 3), (4, 5, 6)):  # one segment each
+        lines = "".join(json.dumps({"kind": "message_added", "role": "user", "text": f"m{i}", "part": i}) + "\n"
+                        + json.dumps({"kind": "part_ended", "part": i, "part_kind": "turn", "title": f"t{i}"}) + "\n"
+                        for i in parts)
+        run_agtrace(["append", run], s, input=lines.encode(), check=True)
+    store = Store(s)
+    last = segments(store, run)[-1]
+    store.close()
+    (s / "catalog.db").unlink()
+    _flip(last, 40)
+    for args, said in ((["replay", run, "--part", "last", "--transcript"], "parts 1..3, before it, can be named"),
+                       (["metrics", run, "--per-part", "--parts", "2-last"], "the last part of run"),
+                       (["log", run, "--part", "5"], "part 5 of run")):
+        proc = run_agtrace(args, s)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, (args, proc.returncode, err)
+        assert said in err and f"{last}: damaged frame at byte" in err and f"`agtrace verify {run}`" in err, (args, err)
+    proc = run_agtrace(["replay", run, "--part", "3", "--transcript"], s, check=True)
+    assert b"m3" in proc.stdout and b"m4" not in proc.stdout
