@@ -126,10 +126,14 @@ def select_parts(
     ``changed`` (parts whose tree differs from the previous one's), ``first``, ranges ``3-7``
     and lists ``1,5,9`` (0 = the base tree). Parts without a tree are left out (and appended to
     ``left_out``) when the selection is a word or a range; a part named by number without one
-    is a :class:`RescoreError`. Words that cannot be read as parts, a part the run does not have
+    is a :class:`RescoreError`, and so is a run whose events cannot be read to their end (a
+    damaged segment: ``agtrace verify`` says what). Words that cannot be read as parts, a part the run does not have
     and an empty range raise :class:`~agtrace.eventlog.BadPartSelection`, as every command that
     reads parts does (bad input)."""
     store.sync(run_id)
+    damage = store.damage(run_id)
+    if damage is not None:  # its parts and trees past the damage are not known
+        raise RescoreError(f"not rescored: {damage}")
     rows = [r for r in store.catalog.part_rows(run_id) if r["tree_id"]]
     selection = parse_parts(parts)
     if selection.items == ("last",):

@@ -508,3 +508,23 @@ def test_the_last_part_of_a_run_damaged_after_some_parts_is_not_known(tmp_path):
         assert said in err and f"{last}: damaged frame at byte" in err and f"`agtrace verify {run}`" in err, (args, err)
     proc = run_agtrace(["replay", run, "--part", "3", "--transcript"], s, check=True)
     assert b"m3" in proc.stdout and b"m4" not in proc.stdout
+
+
+def test_rescore_of_a_store_leaves_a_damaged_run_out_and_scores_the_others(tmp_path):
+    """With the fix that made damage an error in the part readers, one damaged run stopped a
+    whole `rescore --all` (exit 1, nothing scored). The damaged run is now left out with the
+    damage named, and the good run is scored."""
+    s = tmp_path / "s"
+    store = Store(s)
+    good, bad = captured_run(store, tmp_path / "w1"), captured_run(store, tmp_path / "w2")
+    damaged = segments(store, bad)[0]
+    store.close()
+    (s / "catalog.db").unlink()
+    _flip(damaged, 40)
+    for parts in ("last", "1"):
+        proc = run_agtrace(["rescore", "--all", "--name", f"n{parts}", "--cmd", "true", "--parts", parts], s)
+        out, err = proc.stdout.decode(), proc.stderr.decode()
+        assert proc.returncode == 0, (parts, out, err)
+        assert f"{damaged}: damaged frame at byte" in out + err and "Traceback" not in err, (out, err)
+        scores = json.loads(run_agtrace(["scores", good, "--json"], s, check=True).stdout)
+        assert scores, (parts, scores)
