@@ -128,7 +128,8 @@ def gc_cmd(ctx, remote_url, min_age, dry_run, as_json) -> None:
     """Collect what no run needs: unreferenced blobs, caches of removed runs, leftovers of
     interrupted imports and transfers; pack ended runs' repositories.
 
-    Never removes anything a run references; while a run is being written, recent blobs are kept.
+    Never removes anything a run references; while a run is being written, recent blobs are kept;
+    while one is being imported, copied or pulled, every unreferenced blob is.
     With --remote it deletes the remote's blobs that no run on it references (what `agtrace rm
     --remote` leaves), reading each run's manifests and the segments they do not list.
     """
@@ -157,6 +158,10 @@ def gc_cmd(ctx, remote_url, min_age, dry_run, as_json) -> None:
     if report.kept_recent_blobs:
         click.echo(f"kept {report.kept_recent_blobs} unreferenced blob(s) younger than an hour: a run is being "
                    "written and may reference them yet", err=True)
+    if report.kept_building_blobs:
+        click.echo(f"kept {report.kept_building_blobs} unreferenced blob(s): a run is being imported, copied or "
+                   f"pulled into {ctx.store.root} and may reference them; run `agtrace gc` again once it has ended",
+                   err=True)
 
 
 def _gc_remote(url: str, min_age_s: float, dry_run: bool, as_json: bool) -> None:

@@ -131,6 +131,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "add_note": "annotation",
     "append_json_lines": "jsonl",
     "call_costs": "cost",
+    "check_name": "containment",
     "check_record": "limit",
     "collect_garbage": "retention",
     "collect_remote_garbage": "sync.remote_gc",

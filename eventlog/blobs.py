@@ -39,11 +39,18 @@ class BlobStore:
         return self.root / digest[:2] / f"{digest}.zst"
 
     def put(self, data: bytes) -> str:
-        """Store ``data``; return its sha256 hex. Durable when it returns."""
+        """Store ``data``; return its sha256 hex. Durable when it returns. A blob stored before
+        gets a new modification time, so ``gc`` sees it as recent (it may be named again)."""
         digest = hashlib.sha256(data).hexdigest()
         dest = self.path(digest)
         if dest.exists():
-            return digest
+            try:
+                os.utime(dest)
+                return digest
+            except FileNotFoundError:
+                pass  # removed meanwhile: written again below
+            except OSError:
+                return digest  # not ours to touch (a shared store): it is there
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{digest}.{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:

@@ -28,6 +28,11 @@ def tag() -> str:
     return f"@{_host()}-{os.getpid()}@"
 
 
+def is_tagged(name: str) -> bool:
+    """Whether ``name`` holds a :func:`tag` (so :func:`is_stale` can judge its owner)."""
+    return _TAG.search(name) is not None
+
+
 def is_stale(name: str, mtime: float) -> bool:
     """Whether the owner of a temp file or directory named ``name`` (see :func:`tag`) is gone."""
     m = _TAG.search(name)

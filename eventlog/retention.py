@@ -17,7 +17,14 @@ Contracts:
   reaches, which also merges the small packs of snapshots) — only where
   every tree the run's events name is reachable, never in a run being written. While
   any run is being written, blobs younger than :data:`GRACE_S` are kept (a writer stores a
-  blob just before the event that names it). ``dry_run`` reports the same and changes nothing.
+  blob just before the event that names it). While a run is being built off to the side (an
+  import or a copy in ``staging/``, see :func:`building`; a pull), no unreferenced blob is
+  removed at all: such a build puts its blobs into the shared ``blobs/`` as it goes, and the
+  events naming them reach ``runs/`` only when the run is adopted, maybe more than
+  :data:`GRACE_S` later; its segments in ``staging/`` are no guide either (events may still be
+  in the writer's buffer). A blob put (or put again) after gc began is kept too. A staged
+  build in progress is never removed, however old.
+  ``dry_run`` reports the same and changes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import leftover
 from .errors import RunLocked, RunNotFound
 from .git.bundle import prune_repository, unreachable_objects
 from .lock import RunLock, is_locked, read_holder
@@ -58,6 +66,10 @@ class Collection:
 
     items: list[dict] = field(default_factory=list)
     kept_recent_blobs: int = 0
+    kept_building_blobs: int = 0
+    """Unreferenced blobs kept because a run was being built (``building``) and may name them."""
+    building: list[str] = field(default_factory=list)
+    """What was building a run off to the side: ``staging/`` entries in progress, pulls."""
     dry_run: bool = False
 
     @property
@@ -72,7 +84,8 @@ class Collection:
 
     def to_dict(self) -> dict:
         return {"items": self.items, "bytes": self.bytes, "counts": self.counts(),
-                "kept_recent_blobs": self.kept_recent_blobs, "dry_run": self.dry_run}
+                "kept_recent_blobs": self.kept_recent_blobs, "kept_building_blobs": self.kept_building_blobs,
+                "building": self.building, "dry_run": self.dry_run}
 
 
 def select_runs(store: Store, *, older_than_s: float | None = None, keep: int | None = None,
@@ -128,10 +141,12 @@ def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = 
                     progress: Callable[[int, int], None] | None = None) -> Collection:
     """Remove what no run needs and pack ended runs' repositories (see the module docstring).
     ``progress(done, total)`` is called per run read (then per repository checked)."""
-    now = now if now is not None else time.time()
+    started = time.time()
+    now = now if now is not None else started
     report = Collection(dry_run=dry_run)
     ids = store.run_ids()
     live = {rid for rid in ids if is_locked(store.run_dir(rid) / "lock")}
+    report.building = [str(p) for p in building(store, now)]  # before the runs are read: see building()
     referenced: set[str] = set()
     trees: dict[str, set[str]] = {}
     for i, rid in enumerate(ids):
@@ -145,11 +160,15 @@ def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = 
                     tree = getattr(rec.event, "tree_id", "")
                     if tree:
                         named.add(tree)
+    report.building = sorted({*report.building, *(str(p) for p in building(store, now))})  # and builds begun since
     for digest in list(store.blobs.digests()):
         if digest in referenced:
             continue
         path = store.blobs.path(digest)
-        if live and now - path.stat().st_mtime < GRACE_S:
+        if report.building or _mtime(path) >= started:  # a blob put since gc began: no run read names it
+            report.kept_building_blobs += 1
+            continue
+        if live and now - _mtime(path) < GRACE_S:
             report.kept_recent_blobs += 1
             continue
         _drop(report, "blob", path, dry_run)
@@ -165,12 +184,12 @@ def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = 
     staging = store.root / "staging"
     if staging.is_dir():
         for entry in sorted(staging.iterdir()):
-            if now - entry.stat().st_mtime >= GRACE_S:
+            if now - entry.stat().st_mtime >= GRACE_S and str(entry) not in report.building:
                 _drop(report, "staging", entry, dry_run)
-    for leftover in [*sorted(store.root.glob(".p[ue]s[hl]-*")),  # temp dirs of killed pushes/pulls
+    for stray in [*sorted(store.root.glob(".p[ue]s[hl]-*")),  # temp dirs of killed pushes/pulls
                      *sorted(store.blobs.root.glob("*/.*.tmp"))]:  # blobs a killed writer left half-written
-        if now - leftover.stat().st_mtime >= GRACE_S:
-            _drop(report, "staging", leftover, dry_run)
+        if now - stray.stat().st_mtime >= GRACE_S:
+            _drop(report, "staging", stray, dry_run)
     for i, rid in enumerate(ids):
         if progress:
             progress(len(ids) + i + 1, 2 * len(ids))
@@ -191,6 +210,40 @@ def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = 
             nbytes = max(0, before - _size(repo / "objects")) if packed else nbytes
         report.items.append({"kind": "repository", "path": str(repo), "bytes": nbytes, "objects": len(unreachable)})
     return report
+
+
+def building(store: Store, now: float | None = None) -> list[Path]:
+    """What is building a run off to the side in ``store`` right now, and so may have put blobs
+    that no run in ``runs/`` names yet: each ``staging/`` entry whose maker is alive (its name's
+    ``@<host>-<pid>@`` tag, :mod:`~agtrace.eventlog.leftover`; an untagged one while it is
+    younger than :data:`GRACE_S`), and each pull's temp directory younger than :data:`GRACE_S`.
+
+    :func:`collect_garbage` asks before it reads the runs (a build that ends meanwhile has
+    adopted its run by then, so the blobs it named are read as referenced) and again after (a
+    build begun meanwhile); a blob put after gc began is kept in any case."""
+    now = now if now is not None else time.time()
+    found = []
+    staging = store.root / "staging"
+    entries = sorted(staging.iterdir()) if staging.is_dir() else []
+    for path in [*entries, *sorted(store.root.glob(".pull-*"))]:
+        try:
+            mtime = path.lstat().st_mtime
+        except FileNotFoundError:
+            continue  # it ended meanwhile
+        if path.parent == staging and leftover.is_tagged(path.name):
+            alive = not leftover.is_stale(path.name, mtime)
+        else:
+            alive = now - mtime < GRACE_S
+        if alive:
+            found.append(path)
+    return found
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0  # removed meanwhile (another gc): nothing to keep
 
 
 def _drop(report: Collection, kind: str, path: Path, dry_run: bool) -> None:

@@ -160,6 +160,59 @@ def test_opencode_storage_and_export_of_a_session_are_the_same_run_content(tmp_p
     assert parts(a.runs[0]) == parts(b.runs[0]) and len(parts(a.runs[0])) == 11
 
 
+def test_opencode_storage_ids_that_are_not_plain_names_are_bad_records_and_nothing_outside_is_read(tmp_path):
+    """Session and message ids come from the JSON files and name directories: an id with ``..``,
+    a slash, a backslash or NUL, or an absolute one, is a bad record of its file and nothing
+    is read under it; the other sessions import as before."""
+    from .secret_corpus import tree_views
+
+    storage = tmp_path / "oc" / "storage"
+    shutil.copytree(REAL / "opencode@1.1.65" / "home/.local/share/opencode/storage", storage)
+    good = sorted((storage / "session").glob("*/*.json"))
+    outside = tmp_path / "oc" / "outside_private"  # storage/message/../../outside_private
+    outside.mkdir()
+    (outside / "private_note.json").write_text(json.dumps(
+        {"id": "msg_zz", "sessionID": "x", "role": "user", "time": {"created": 1796165119200},
+         "note": "PRIVATE-CONTENT-OUTSIDE-STORAGE-12345"}))
+    template = json.loads(good[0].read_text())
+    hostile = {"ses_evil1": "../../outside_private", "ses_evil2": str(outside),
+               "ses_evil3": "..\\..\\outside_private", "ses_evil4": "ses\u0000x", "ses_evil5": ".."}
+    for name, sid in hostile.items():
+        (good[0].parent / f"{name}.json").write_text(json.dumps({**template, "id": sid}))
+    # a plain session whose message names ../../outside_private as its id (parts: part/<id>/)
+    (good[0].parent / "ses_evil6.json").write_text(json.dumps({**template, "id": "ses_evil6"}))
+    (storage / "message" / "ses_evil6").mkdir()
+    (storage / "message" / "ses_evil6" / "msg_evil.json").write_text(json.dumps(
+        {"id": "../../outside_private", "sessionID": "ses_evil6", "role": "user",
+         "time": {"created": 1796165119200}}))
+
+    proc = run_agtrace(["import", "--json", str(storage)], tmp_path / "store")
+    assert proc.returncode == 1, proc.stderr.decode()  # bad records, the rest imported
+    (result,) = json.loads(proc.stdout)
+    assert not result["error"] and len(result["runs"]) == len(good) + len(hostile) + 1
+    bad = {b["location"].rsplit("/", 1)[1]: b["message"] for b in result["bad_records"]}
+    assert set(bad) == {f"{name}.json" for name in hostile} | {"msg_evil.json"}, bad
+    assert all("unsafe component" in m and "were not read" in m for m in bad.values())
+    assert "PRIVATE-CONTENT" not in proc.stdout.decode() + proc.stderr.decode()
+    leaked = [where for where, data in tree_views(tmp_path / "store") if b"PRIVATE-CONTENT" in data]
+    assert not leaked
+    with Store(tmp_path / "store") as store:
+        sessions = {next(iter(store.read(r))).event.tags["session_id"]: r for r in result["runs"]}
+        for f in good:  # the real sessions: all their parts, as from the untouched storage
+            run = sessions[json.loads(f.read_text())["id"]]
+            assert store.info(run).status == "completed"
+    clean = tmp_path / "clean" / "storage"
+    shutil.copytree(REAL / "opencode@1.1.65" / "home/.local/share/opencode/storage", clean)
+    with Store(tmp_path / "clean-store") as store:
+        from agtrace.capture.importers.base import import_source
+
+        ref = import_source(store, clean, IMPORTERS["opencode-storage"])
+        assert not ref.bad_records and len(ref.runs) == len(good)
+        ref_parts = sorted(store.info(r).parts for r in ref.runs)
+    with Store(tmp_path / "store") as store:
+        assert sorted(store.info(sessions[json.loads(f.read_text())["id"]]).parts for f in good) == ref_parts
+
+
 def test_from_an_agent_without_a_home_says_where_it_looked(tmp_path):
     proc = run_agtrace(["import", "--from", "claude"], tmp_path / "store", env={"HOME": str(tmp_path)})
     assert proc.returncode == 1

@@ -9,7 +9,7 @@ import pytest
 
 from agtrace.capture.recorder import Recorder
 from agtrace.eventlog import RunStarted, Store
-from tests.conftest import run_agtrace
+from tests.conftest import FIXTURES, run_agtrace
 from tests.test_remote import FileBackend, S3Backend, moto_server  # noqa: F401 - the fixture
 
 BIG = "same output, long enough to be a blob " * 5000
@@ -233,3 +233,103 @@ def test_gc_keeps_recent_unreferenced_blobs_while_a_run_is_being_written(home):
     report = _json(run_agtrace(["gc", "--json"], home["path"]))
     assert report["counts"].get("blob", 0) >= 1 and not store.blobs.has(digest)
     store.close()
+
+
+def _slow_claude_session(path, lines: int = 3000) -> None:
+    """A real Claude session with one message large enough to be a blob (line 2), then ``lines``
+    more, so that its import goes on for seconds after it stored the blob."""
+    real = (FIXTURES / "claude-code" / "daaain_representative_messages.jsonl").read_text().split("\n")
+    rec = json.loads(real[1])
+    rec["message"]["content"][0]["text"] = "BIGBLOB-" + "x" * 200_000
+    out = [real[0], json.dumps(rec)]
+    for i in range(lines):
+        rec = json.loads(real[1])
+        rec["uuid"], rec["message"]["id"] = f"u{i}", f"m{i}"
+        rec["message"]["content"][0]["text"] = f"line {i} " + "y" * 2000
+        out.append(json.dumps(rec))
+    path.write_text("\n".join(out + real[2:]))
+
+
+def test_gc_keeps_the_blobs_and_the_staging_of_an_import_in_progress(tmp_path):
+    """An import builds its run in staging/ (no lock) but puts its blobs into the shared blobs/
+    as it goes: gc while it is in progress removes neither, however old; once the run is
+    adopted, gc removes only what no run names."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from agtrace.capture.importers.base import ImportContext
+    from agtrace.eventlog import RawRecorded, RunEnded, collect_garbage
+    from agtrace.eventlog.leftover import tag
+
+    store = Store(tmp_path / "store")
+    two_hours_ago = time.time() - 2 * 3600
+    orphan = store.blobs.put(b"left by a removed run " * 5000)
+    os.utime(store.blobs.path(orphan), (two_hours_ago, two_hours_ago))
+    ctx = ImportContext(store)
+    sink = ctx.new_run("a source", RunStarted(agent="claude", source="import:claude-session"), 10**18)
+    inline, blob, _ = sink.text("BIGBLOB-" + "x" * 200_000)
+    assert blob and store.blobs.has(blob) and not store.run_ids()
+    for path in (store.blobs.path(blob), sink.dir, ctx.staging):  # an import that has run for hours
+        os.utime(path, (two_hours_ago, two_hours_ago))
+
+    report = collect_garbage(store)
+    assert store.blobs.has(blob) and store.blobs.has(orphan) and ctx.staging.is_dir()
+    assert report.building == [str(ctx.staging)] and report.kept_building_blobs == 2 and not report.items
+    human = run_agtrace(["gc"], store.root)
+    assert human.returncode == 0 and "kept 2 unreferenced blob(s): a run is being imported" in human.stderr.decode()
+    assert store.blobs.has(blob)
+
+    sink.append(RawRecorded(source="import:claude-session", text=inline, blob=blob, location="s.jsonl:2"))
+    sink.append(RunEnded(status="completed"))
+    sink.close()
+    run_id = store.adopt(sink.dir)
+    shutil.rmtree(ctx.staging)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    killed = store.root / "staging" / f"tmp{tag().replace(f'-{os.getpid()}@', f'-{int(dead.stdout)}@')}x"
+    killed.mkdir()  # what a killed import left: its maker is gone, it protects nothing
+    report = collect_garbage(store)
+    assert report.building == [] and {(i["kind"], i["path"]) for i in report.items} == {
+        ("blob", str(store.blobs.path(orphan)))}
+    assert store.blobs.has(blob) and store.verify(run_id).ok
+
+
+def test_gc_while_a_real_import_is_under_way_leaves_the_imported_run_intact(tmp_path):
+    """`agtrace import` in its own process, stopped (SIGSTOP) once it has stored its first blob
+    and before it adopted its run; `agtrace gc` then; the import goes on: `verify` passes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "claude_slow.jsonl"
+    _slow_claude_session(source)
+    for attempt in range(3):  # each is caught under way in practice: the import goes on for seconds
+        store_path = tmp_path / f"store{attempt}"
+        run_agtrace(["import", str(FIXTURES / "codex-exec-json")], store_path, check=True)  # runs gc reads
+        before = set(os.listdir(store_path / "runs"))
+        proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", "import",
+                                 str(source)], env={**os.environ, "AGTRACE_HOME": str(store_path)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        while proc.poll() is None and not list((store_path / "blobs").glob("*/*.zst")):
+            time.sleep(0.002)
+        stopped = proc.poll() is None  # not reaped: the pid stays its own until communicate()
+        if stopped:
+            os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            under_way = stopped and set(os.listdir(store_path / "runs")) == before
+            gc = run_agtrace(["gc", "--json"], store_path) if under_way else None
+        finally:
+            if stopped:
+                os.kill(proc.pid, signal.SIGCONT)
+            out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        if under_way:
+            break
+    assert under_way, "the import ended before gc could run, three times"
+    verified = run_agtrace(["verify"], store_path)
+    assert verified.returncode == 0, verified.stdout.decode() + verified.stderr.decode()
+    assert _json(gc)["kept_building_blobs"] >= 1

@@ -279,3 +279,58 @@ def test_no_planted_secret_reaches_any_byte_of_the_store_or_a_remote(tmp_path, m
     assert not found, json.dumps(found, indent=1)[:4000]
     assert captured["redactions"] > 0
     shutil.rmtree(remote_dir)
+
+
+def _escaped(secret: str) -> str:
+    """``secret`` as a JSON string may write it: its first character as a ``\\u`` escape."""
+    return f"\\u{ord(secret[0]):04x}{secret[1:]}"
+
+
+def test_secrets_written_with_json_escapes_never_reach_an_imported_raw_record(tmp_path):
+    """A Claude session and a Codex rollout (real samples) whose lines write secrets with a
+    ``\\u`` escape (``\\u0073k-ant-api03-…``): no stored byte, decoded raw record or export holds
+    them, and the raw records count them."""
+    c = Corpus(random.Random(34))
+    ant = c.token("escaped Anthropic key in a Claude session", "import", "sk-ant-api03-", 93)
+    gh = c.token("escaped GitHub token in a Claude session", "import", "ghp_", 36)
+    aws = c.token("escaped AWS key id in a big Claude line (a blob)", "import", "AKIA", 16, UPPER)
+    sk = c.token("escaped Anthropic key in a Codex rollout", "import", "sk-ant-api03-", 60)
+    gh2 = c.token("escaped GitHub token in a Codex rollout", "import", "ghp_", 40)
+    sessions = tmp_path / "sessions"
+    sessions.mkdir()
+    lines = (FIXTURES / "claude-code" / "daaain_representative_messages.jsonl").read_text().splitlines()
+    small, big = json.loads(lines[1]), json.loads(lines[1])
+    small["message"]["content"][0]["text"] = "my key is @@ANT@@ and my token @@GH@@ ok"
+    big["uuid"], big["message"]["id"] = "u-big", "m-big"
+    big["message"]["content"][0]["text"] = "x" * 100_000 + " aws @@AWS@@ end"  # stored as a blob
+    escaped = [json.dumps(o).replace("@@ANT@@", _escaped(ant)).replace("@@GH@@", _escaped(gh))
+               .replace("@@AWS@@", _escaped(aws)) for o in (small, big)]
+    (sessions / "claude.jsonl").write_text("\n".join([lines[0], *escaped, *lines[2:]]) + "\n")
+    name = "localpush_rollout-2026-02-23T13-19-38-019c8a70-dda7-7f33-98ea-f30553347322.jsonl"
+    text = (FIXTURES / "codex-rollout" / name).read_text()
+    assert "[REDACTED_MESSAGE len=86 sha=2239bcba]" in text
+    text = text.replace("[REDACTED_MESSAGE len=86 sha=2239bcba]",
+                        f"export ANTHROPIC_API_KEY={_escaped(sk)} GH={_escaped(gh2)}")
+    (sessions / "rollout.jsonl").write_text(text)
+    assert all(p.value not in (sessions / f).read_text() for p in c.planted for f in ("claude.jsonl", "rollout.jsonl"))
+
+    store_path = tmp_path / "store"
+    for source in sorted(sessions.iterdir()):
+        imported = run_agtrace(["import", "--json", str(source)], store_path)
+        assert imported.returncode == 0, imported.stdout.decode() + imported.stderr.decode()
+    export = tmp_path / "export.jsonl"
+    run_agtrace(["export", "--all", "-o", str(export)], store_path, check=True)
+
+    with Store(store_path) as store:
+        raws = [r.event for rid in store.run_ids() for r in store.read(rid) if isinstance(r.event, RawRecorded)]
+        decoded = []  # each raw record as a reader of the source format sees it
+        for raw in raws:
+            full = store.blobs.get(raw.blob).decode() if raw.blob else raw.text
+            decoded.append(json.dumps(json.loads(full), ensure_ascii=False))
+        assert any(raw.blob for raw in raws)
+    hits, _, _ = leaks(c, [*tree_views(store_path), ("export", export.read_bytes()),
+                           *((f"raw record {i}", d.encode()) for i, d in enumerate(decoded))])
+    assert not hits, hits
+    assert sum(raw.redactions for raw in raws) >= len(c.planted)
+    control, _, _ = leaks(c, [("source", (sessions / "claude.jsonl").read_bytes() + text.encode())])
+    assert len(control) == len(c.planted)  # the scanner finds them where they are

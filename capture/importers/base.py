@@ -16,8 +16,11 @@ Contracts every importer gets from here (importers only parse):
 * **Redacted**: every event and every text put in the blob store goes through one
   :class:`~agtrace.eventlog.Redactor` (here, not in the importers): secrets in parsed events and
   raw records are replaced before anything is stored, a raw record says how many it lost
-  (``redactions``), and ``run_ended.redactions`` counts the run's. Repository state an importer
-  brings (bundles, patches applied to trees) is stored as it is.
+  (``redactions``), and ``run_ended.redactions`` counts the run's. A text (a raw record above
+  all) is redacted as :meth:`~agtrace.eventlog.Redactor.redact_json` redacts an appended line:
+  when it is JSON with ``\\u`` escapes, string by string too, so a secret written as
+  ``\\u0073k-…`` is found in its decoded form (and the line is re-encoded). Repository state an
+  importer brings (bundles, patches applied to trees) is stored as it is.
 * **Bad records** (malformed: bad JSON, wrong shape, a field of the wrong type) are reported
   with their location through :meth:`RunSink.bad` and skipped; the rest of the source is
   imported, and the command exits non-zero with the count.
@@ -93,6 +96,8 @@ class RunSink:
         self.redactions = 0
         """Secrets redacted in this run so far (``run_ended.redactions``)."""
         self._blob_redactions: dict[str, int] = {}
+        self._inline: tuple[str, int] = ("", 0)
+        """The last inline text :meth:`text` returned and how many secrets it lost (for its raw record)."""
         self._location = ""
         self.writer = RunWriter(self.dir, run_id, durability="off")
         started = self._redacted(started)
@@ -120,6 +125,14 @@ class RunSink:
         self.writer.append(self._redacted(event), part=part, ts=ts)
 
     def _redacted(self, event: Event) -> Event:
+        if isinstance(event, RawRecorded) and event.text and not event.blob:
+            inline, held = self._inline
+            if event.text != inline:  # not redacted by text() yet: a raw line's \u-escaped secrets
+                inline, held = self._redact_text(event.text)
+                self.redactions += held
+            self._inline = ("", 0)
+            if held:
+                event = msgspec.structs.replace(event, text=inline, redactions=event.redactions + held)
         event, n = self.redactor.redact_event(event)
         self.redactions += n
         if isinstance(event, RawRecorded) and event.blob in self._blob_redactions:
@@ -176,14 +189,24 @@ class RunSink:
 
     def text(self, text: str) -> tuple[str, str, int]:
         """``(inline, blob, nbytes)`` for a possibly large text (see BlobStore.inline_or_put),
-        redacted before it is stored; a raw record naming the blob counts its redactions."""
-        text, n = self.redactor.redact(text)
+        redacted before it is stored (a JSON text also string by string, see the module
+        docstring); a raw record of the text (the blob, or the inline text just returned)
+        counts its redactions."""
+        text, n = self._redact_text(text)
         inline, blob, nbytes = self.store.blobs.inline_or_put(text)
+        if not blob:
+            self._inline = (inline, n)
         if n:
             self.redactions += n
             if blob:
                 self._blob_redactions[blob] = self._blob_redactions.get(blob, 0) + n
         return inline, blob, nbytes
+
+    def _redact_text(self, text: str) -> tuple[str, int]:
+        """``text`` redacted by :meth:`~agtrace.eventlog.Redactor.redact_json` (as ``agtrace
+        append`` redacts a line): a text that is not JSON is redacted as text."""
+        data, n = self.redactor.redact_json(text.encode("utf-8", "surrogateescape"))
+        return (data.decode("utf-8", "surrogateescape"), n) if n else (text, 0)
 
 
 @dataclass

@@ -30,6 +30,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from agtrace.eventlog import UnsafePath, check_name
+
 from . import register
 from .base import ImportContext, ImportError_
 from .opencode_export import KNOWN, write_session
@@ -136,6 +138,11 @@ def _session_info(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_storage(root: Path) -> list[Session]:
+    """The sessions of a JSON storage. Session and message ids come from the files' content and
+    name directories (``message/<session>/``, ``part/<message>/``): an id that is not a plain
+    name (:func:`~agtrace.eventlog.check_name`: no ``/``, backslash, NUL, ``.`` or ``..``) is a
+    bad record of its file, and nothing is looked up under it (its messages or parts are not
+    read)."""
     out = []
     for session_file in sorted((root / "session").glob("*/*.json")):
         raws: list[tuple[str, str]] = []
@@ -143,21 +150,39 @@ def _from_storage(root: Path) -> list[Session]:
         info = _json_file(session_file, root, raws, bad)
         sid = str(info.get("id") or session_file.stem)
         messages = []
-        for message_file in sorted((root / "message" / sid).glob("*.json")):
-            minfo = _json_file(message_file, root, raws, bad)
-            mid = str(minfo.get("id") or message_file.stem)
-            parts = [p for f in sorted((root / "part" / mid).glob("*.json"))
-                     if (p := _json_file(f, root, raws, bad))]
-            if minfo:
-                messages.append({"info": minfo, "parts": parts})
+        if _plain_id(sid, "its session id", session_file, root, bad, "its messages"):
+            for message_file in sorted((root / "message" / sid).glob("*.json")):
+                minfo = _json_file(message_file, root, raws, bad)
+                mid = str(minfo.get("id") or message_file.stem)
+                if not _plain_id(mid, "its message id", message_file, root, bad, "the message and its parts"):
+                    continue
+                parts = [p for f in sorted((root / "part" / mid).glob("*.json"))
+                         if (p := _json_file(f, root, raws, bad))]
+                if minfo:
+                    messages.append({"info": minfo, "parts": parts})
         out.append(({"info": {**info, "id": sid}, "messages": messages}, raws, bad))
     return out
+
+
+def _plain_id(value: str, what: str, path: Path, root: Path, bad: list[tuple[str, str]],
+              skipped: str) -> bool:
+    """True if ``value`` may name a directory under ``root``; else a bad record of ``path``."""
+    try:
+        check_name(value, what)
+    except UnsafePath as exc:
+        bad.append((_location(path, root), f"{exc}; {skipped} were not read"))
+        return False
+    return True
+
+
+def _location(path: Path, root: Path) -> str:
+    return f"{root.name}/{path.relative_to(root)}"
 
 
 def _json_file(path: Path, root: Path, raws: list[tuple[str, str]],
                bad: list[tuple[str, str]]) -> dict[str, Any]:
     """A storage file's object; {} (and a bad record) when it is not one (a torn write)."""
-    location = f"{root.name}/{path.relative_to(root)}"
+    location = _location(path, root)
     text = path.read_text(encoding="utf-8", errors="replace")
     raws.append((location, text))
     try:
