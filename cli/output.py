@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import click
 import msgspec
 
-from agtrace.eventlog import Record, UnknownEvent, to_builtins
+from agtrace.eventlog import Record, UnknownEvent, json_safe, to_builtins
 
 _SUMMARY_FIELDS = {
     "run_started": ("agent", "model", "task_id"),
@@ -40,8 +40,14 @@ _SUMMARY_FIELDS = {
 
 
 def echo_json(data) -> None:
-    """Print ``data`` as one line of JSON on stdout (the ``--json`` output of every command)."""
-    click.echo(msgspec.json.encode(data).decode())
+    """Print ``data`` as one line of JSON on stdout (the ``--json`` output of every command). A
+    string that is not UTF-8 text (a file name with bytes that are not) is written in its quoted
+    form (``agtrace.eventlog.json_name``; docs/format.md "File names that are not text")."""
+    try:
+        line = msgspec.json.encode(data)
+    except UnicodeEncodeError:
+        line = msgspec.json.encode(json_safe(msgspec.to_builtins(data)))
+    click.echo(line.decode())
 
 
 def clock(ts_ns: int | None) -> str:

@@ -13,7 +13,9 @@ import json
 import os
 import subprocess
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from agtrace.eventlog import (
     RunEnded,
@@ -23,6 +25,10 @@ from agtrace.eventlog import (
     UnsafePath,
     content_address,
     is_content_address,
+    json_name,
+    json_safe,
+    quote_name,
+    unquote_name,
 )
 from agtrace.eventlog.containment import check_name, inside, relative_parts
 
@@ -260,3 +266,30 @@ def test_replay_of_a_hostile_tree_writes_nothing_outside_out(tmp_path, case):
     assert all(p.startswith(("sandbox/out", "store")) for p in new), new
     assert not (out / ".git").exists()
 
+
+# -- names that are not plain text (agtrace.eventlog.quoting) ---------------------------------------
+
+
+@pytest.mark.parametrize("raw,text,as_json", [
+    (b"plain.txt", "plain.txt", "plain.txt"),
+    (b"a\\b", "a\\b", "a\\b"),
+    (b"a\nb", '"a\\nb"', "a\nb"),
+    (b"e\x1b[31mred", '"e\\033[31mred"', "e\x1b[31mred"),
+    (b"bad\xffname", '"bad\\377name"', '"bad\\377name"'),
+    (b'"q"', '"\\"q\\""', '"q"'),
+    ("caf\u00e9 \u0085".encode(), '"caf\u00e9 \\302\\205"', "caf\u00e9 \u0085"),
+])
+def test_names_are_quoted_as_git_quotes_them(raw, text, as_json):
+    name = os.fsdecode(raw)
+    assert quote_name(name) == text and json_name(name) == as_json
+    assert unquote_name(text) == (name if text != name else None)
+
+
+@hypothesis.given(st.binary(min_size=1, max_size=40).filter(lambda b: b"\0" not in b))
+def test_a_quoted_name_reads_back_to_its_bytes(raw):
+    name = os.fsdecode(raw)
+    shown = quote_name(name)
+    assert "\n" not in shown and "\x1b" not in shown and shown.encode()  # one line of text, UTF-8
+    assert shown == name or os.fsencode(unquote_name(shown)) == raw
+    assert json_safe({"files": [{"path": name}]}) == {"files": [{"path": json_name(name)}]}
+    json_name(name).encode()
