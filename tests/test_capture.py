@@ -346,3 +346,22 @@ def test_a_name_that_is_not_utf8_is_captured_and_replayed_byte_exact(tmp_path):
         got = run_agtrace(["cat", run_id, "--part", "2", given, "--json"], s)
         assert got.returncode == 0 and json.loads(got.stdout)["text"] == "z", got.stderr.decode()
 
+
+def test_names_with_control_characters_are_quoted_in_text_output_and_exact_in_json(tmp_path):
+    """Issue: a file named ``a<LF>b`` printed as two lines (``a``, ``b``) in `cat --list`,
+    `diff --stat` and replay's summary, and an escape sequence in a name reached the terminal.
+    Text output now quotes such names as git does (``"a\\nb"``); --json keeps them exact."""
+    script = ("echo STEP one; sleep 0.3; printf x > \"$(printf 'a\\nb')\"; "
+              "printf y > \"$(printf 'e\\033[31mRED')\"; echo c > plain.txt; sleep 0.3")
+    s, run_id, _ = _raw_run(tmp_path, script)
+    listed = run_agtrace(["cat", run_id, "--part", "1", "--list"], s, check=True).stdout.decode()
+    assert listed.splitlines() == ['"a\\nb"', "base.txt", '"e\\033[31mRED"', "plain.txt"]
+    stat = run_agtrace(["diff", run_id, "0", "1", "--stat"], s, check=True).stdout.decode()
+    assert ' "a\\nb"' in stat and '"e\\033[31mRED"' in stat and "\x1b" not in stat and len(stat.splitlines()) == 4
+    patch = run_agtrace(["diff", run_id, "0", "1"], s, check=True).stdout.decode()
+    assert 'diff --git "a/a\\nb" "b/a\\nb"\n' in patch and "\x1b" not in patch
+    summary = run_agtrace(["replay", run_id, "--part", "1", "--out", str(tmp_path / "o")], s, check=True)
+    assert '  added     "a\\nb"  +1 -0' in summary.stdout.decode().splitlines()
+    as_json = json.loads(run_agtrace(["cat", run_id, "--part", "1", "--list", "--json"], s, check=True).stdout)
+    assert [f["path"] for f in as_json["files"]] == ["a\nb", "base.txt", "e\x1b[31mRED", "plain.txt"]
+    assert run_agtrace(["cat", run_id, "--part", "1", '"a\\nb"'], s, check=True).stdout == b"x\n"
