@@ -347,6 +347,29 @@ def test_a_name_that_is_not_utf8_is_captured_and_replayed_byte_exact(tmp_path):
         assert got.returncode == 0 and json.loads(got.stdout)["text"] == "z", got.stderr.decode()
 
 
+def test_a_name_that_is_not_utf8_shows_in_the_report_and_the_viewer(tmp_path):
+    """Issue (found with the one above): `report -o` and the viewer's file list and diff ended in
+    an internal error (UnicodeEncodeError) on a run whose tree holds such a name. They show it in
+    its quoted form, and the viewer opens the file by it."""
+    from urllib.parse import quote
+
+    from .view_server import ViewServer
+
+    script = "echo STEP one; sleep 0.3; printf z > \"$(printf 'bad\\377name')\"; sleep 0.3"
+    s, run_id, _ = _raw_run(tmp_path, script)
+    page = tmp_path / "report.html"
+    got = run_agtrace(["report", run_id, "-o", str(page)], s)
+    assert got.returncode == 0, got.stderr.decode()
+    assert '\\"bad\\\\377name\\"' in page.read_text()  # the quoted form, inside a JSON string
+    with ViewServer(s) as server:
+        files = server.json(f"/api/runs/{run_id}/files?part=1")["files"]
+        assert '"bad\\377name"' in [f["path"] for f in files]
+        shown = server.json(f"/api/runs/{run_id}/file?part=1&path={quote(chr(34) + 'bad' + chr(92) + '377name' + chr(34))}")
+        assert shown["text"] == "z" and shown["path"] == '"bad\\377name"'
+        diff = server.json(f"/api/diff?a={run_id}&pa=0&b={run_id}&pb=1")
+        assert [f["path"] for f in diff["files"]] == ['"bad\\377name"']
+
+
 def test_names_with_control_characters_are_quoted_in_text_output_and_exact_in_json(tmp_path):
     """Issue: a file named ``a<LF>b`` printed as two lines (``a``, ``b``) in `cat --list`,
     `diff --stat` and replay's summary, and an escape sequence in a name reached the terminal.
