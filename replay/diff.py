@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, field
 
-from agtrace.eventlog import Store, quote_name
+from agtrace.eventlog import Store, json_name, quote_name
 
 from .workspace import resolve_part, snapshots, tree_of_part
 
@@ -49,7 +49,11 @@ class FileTotals:
         return sum(f.lines_removed for f in self.files)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "lines_added": self.lines_added, "lines_removed": self.lines_removed}
+        """For JSON: a path that is not UTF-8 in its quoted form (``json_name``)."""
+        out = {**asdict(self), "lines_added": self.lines_added, "lines_removed": self.lines_removed}
+        for f in out.get("files", ()):
+            f["path"] = json_name(f["path"])
+        return out
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agtrace.eventlog import GitStoreError, Store, unquote_name
+from agtrace.eventlog import GitStoreError, Store, json_name, unquote_name
 
 from .diff import _is_binary
 from .errors import FileNotInTree
@@ -24,7 +24,8 @@ class TreeFile:
     blob: str
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "blob": self.blob}
+        """For JSON: a path that is not UTF-8 in its quoted form (``json_name``)."""
+        return {"path": json_name(self.path), "blob": self.blob}
 
 
 @dataclass(frozen=True)

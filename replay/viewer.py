@@ -49,7 +49,7 @@ from agtrace.eventlog import (
     RunNotFound,
     Store,
     index_runs,
-    json_safe,
+    json_name,
     live_statuses,
 )
 
@@ -230,14 +230,6 @@ def _offer(q: asyncio.Queue, data: str) -> None:
         q.put_nowait(data)
 
 
-def _names_json(data: dict) -> JSONResponse:
-    """``data`` as JSON, a file name that is not UTF-8 in its quoted form (``json_safe``)."""
-    try:
-        return JSONResponse(data)
-    except UnicodeEncodeError:
-        return JSONResponse(json_safe(data))
-
-
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -326,7 +318,7 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
             if asked not in (None, "", "last"):
                 raise
             return JSONResponse({"run_id": run_id, "part": None, "files": [], "reason": str(exc)})
-        return _names_json({"run_id": run_id, "part": part, "files": [f.to_dict() for f in files]})
+        return JSONResponse({"run_id": run_id, "part": part, "files": [f.to_dict() for f in files]})
 
     @locked
     def api_file(request: Request):
@@ -336,8 +328,8 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
         data = content.data
         cut = len(data) > FILE_VIEW_BYTES
         text = content.text() if not cut or content.binary else data[:FILE_VIEW_BYTES].decode("utf-8", "replace")
-        return _names_json({"run_id": run_id, "part": part, "path": content.path, "binary": content.binary,
-                            "size": len(data), "cut": cut, "text": text})
+        return JSONResponse({"run_id": run_id, "part": part, "path": json_name(content.path), "binary": content.binary,
+                             "size": len(data), "cut": cut, "text": text})
 
     @locked
     def api_diff(request: Request):
@@ -345,7 +337,7 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
         run_a, run_b = store.resolve(p.get("a") or ""), store.resolve(p.get("b") or "")
         part_a = None if p.get("pa") in (None, "", "last") else _int(p.get("pa"), "pa")
         part_b = None if p.get("pb") in (None, "", "last") else _int(p.get("pb"), "pb")
-        return _names_json(diff_run_trees(store, run_a, run_b, part_a=part_a, part_b=part_b).to_dict())
+        return JSONResponse(diff_run_trees(store, run_a, run_b, part_a=part_a, part_b=part_b).to_dict())
 
     @locked
     def api_compare(request: Request):
