@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agtrace.eventlog import Excluded, SnapshotTaken, credential_rules
+from agtrace.eventlog import Excluded, SnapshotTaken, credential_rules, json_name
 
 from .errors import WorkdirError
 from .watcher import TreeWatcher, open_watcher
@@ -138,19 +138,19 @@ class Snapshotter(ShadowSnapshotter):
         return SnapshotTaken(
             tree_id=result.tree_id,
             commit_id=result.commit_id,
-            added=list(result.added),
-            modified=list(result.modified),
-            deleted=list(result.deleted),
+            added=[json_name(p) for p in result.added],
+            modified=[json_name(p) for p in result.modified],
+            deleted=[json_name(p) for p in result.deleted],
             lines_added=result.lines_added,
             lines_removed=result.lines_removed,
-            excluded=[Excluded(path=e.path, reason=e.reason, size=e.size) for e in result.excluded],
+            excluded=[Excluded(path=json_name(e.path), reason=e.reason, size=e.size) for e in result.excluded],
             policy=self.policy.as_dict(),
             part_ended_ts=part_ended_ts,
             duration_ms=round(result.duration_ms, 3),
             final=final,
             detector=detector,
             fallback=fallback,
-            missed=list(result.missed),
+            missed=[json_name(p) for p in result.missed],
         )
 
     def _changes(self) -> tuple[set[str] | None, str]:

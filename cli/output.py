@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import click
 import msgspec
 
-from agtrace.eventlog import Record, UnknownEvent, to_builtins
+from agtrace.eventlog import Record, UnknownEvent, json_safe, to_builtins
 
 from .streams import json_text
 
@@ -43,8 +43,14 @@ _SUMMARY_FIELDS = {
 
 def echo_json(data) -> None:
     """Print ``data`` as one line of JSON on stdout (the ``--json`` output of every command);
-    valid JSON in any terminal encoding (see :func:`.streams.json_text`)."""
-    click.echo(json_text(msgspec.json.encode(data)))
+    valid JSON in any terminal encoding (see :func:`.streams.json_text`). A string that is not
+    UTF-8 text (a file name with bytes that are not) is written in its quoted form
+    (``agtrace.eventlog.json_name``; docs/format.md "File names that are not text")."""
+    try:
+        line = msgspec.json.encode(data)
+    except UnicodeEncodeError:
+        line = msgspec.json.encode(json_safe(msgspec.to_builtins(data)))
+    click.echo(json_text(line))
 
 
 def clock(ts_ns: int | None) -> str:

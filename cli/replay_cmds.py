@@ -6,6 +6,7 @@ import datetime as dt
 
 import click
 
+from agtrace.eventlog import quote_name
 from agtrace.replay import materialize, resolve_part
 
 from .errors import UserError
@@ -76,7 +77,7 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_line
     if view.command:
         click.echo(f"  command: {view.command}")
     for c in view.changed:
-        click.echo(f"  {c['status']:<9} {c['path']}  +{c['lines_added']} -{c['lines_removed']}")
+        click.echo(f"  {c['status']:<9} {quote_name(c['path'])}  +{c['lines_added']} -{c['lines_removed']}")
     if not view.changed:
         click.echo("  no files changed since the previous part")
     if view.tests:

@@ -9,6 +9,7 @@ import urllib.parse
 
 import click
 
+from agtrace.eventlog import quote_name
 from agtrace.replay import read_file, resolve_part, tree_files
 
 from .errors import EXIT_BAD_INPUT, UserError
@@ -118,7 +119,7 @@ def cat_cmd(ctx, run, path, part, list_files, binary, as_json) -> None:
             echo_json({"run_id": run_id, "part": n, "files": [f.to_dict() for f in files]})
             return
         for f in files:
-            click.echo(f.path)
+            click.echo(quote_name(f.path))
         return
     content = read_file(store, run_id, n, path)
     if as_json:
@@ -126,8 +127,9 @@ def cat_cmd(ctx, run, path, part, list_files, binary, as_json) -> None:
                    "binary": content.binary, "text": None if content.binary else content.text()})
         return
     if content.binary and not binary:
-        raise UserError(f"{content.path} at part {n} is a binary file ({len(content.data):,} bytes); "
-                        f"--binary writes its bytes (e.g. `agtrace cat {run_id[:10]} --part {n} {content.path} "
+        shown = quote_name(content.path)
+        raise UserError(f"{shown} at part {n} is a binary file ({len(content.data):,} bytes); "
+                        f"--binary writes its bytes (e.g. `agtrace cat {run_id[:10]} --part {n} {shown} "
                         "--binary > FILE`)")
     if content.binary:
         sys.stdout.buffer.write(content.data)

@@ -155,6 +155,8 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "is_content_address": "containment",
     "is_secret_name": "secret",
     "json_line_blocks": "jsonl",
+    "json_name": "quoting",
+    "json_safe": "quoting",
     "kind_of": "events",
     "latest_test_result": "part_index",
     "list_remote_runs": "sync.remote_runs",
@@ -171,6 +173,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "prices_version": "cost",
     "pull": "sync.pull",
     "push": "sync.push",
+    "quote_name": "quoting",
     "read_stream": "reader",
     "record_to_json": "codec",
     "remote_for": "remotes",
@@ -194,6 +197,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "tag_run": "annotation",
     "tail": "reader",
     "to_builtins": "codec",
+    "unquote_name": "quoting",
 }
 
 __all__ = list(_EXPORTS)

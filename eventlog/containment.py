@@ -8,7 +8,10 @@ one of two shapes, and nothing else is ever joined to a directory:
 * a **relative path inside its root**: ``/``-separated components, none empty, ``.`` or ``..``,
   none holding a NUL or a backslash, not absolute (:func:`relative_parts`); where the path is
   written into a work tree, no component is ``.git`` (any case); where it is a remote key, no
-  component is hidden (temp files of transfers are). :func:`inside` also refuses a path whose
+  component is hidden (temp files of transfers are). The entry names of a git tree
+  (``entry=True``) may hold a backslash on POSIX, where it is an ordinary name character (a
+  legal file name the snapshot recorded, and still one component: nothing in it can climb);
+  where the OS separates paths with a backslash (Windows) it is refused there too. :func:`inside` also refuses a path whose
   existing components under the root include a symbolic link, so nothing is read or written
   through a link planted in a remote directory or a store.
 
@@ -28,6 +31,9 @@ from .errors import UnsafePath
 
 _ADDRESS = re.compile(r"[0-9a-f]{64}")
 
+_BACKSLASH_SEPARATES = "\\" in (os.sep, os.altsep)
+"""True where the OS reads a backslash in a path as a separator (Windows)."""
+
 
 def is_content_address(value: object) -> bool:
     """True if ``value`` is a sha256 content address (64 lowercase hex digits)."""
@@ -41,10 +47,13 @@ def content_address(value: object, what: str = "a blob address") -> str:
     return value  # type: ignore[return-value]
 
 
-def check_name(name: str, what: str = "a name", *, tree: bool = False, hidden: bool = True) -> str:
-    """One path component: not empty, ``.``, ``..``; no ``/``, NUL or backslash; with ``tree``
-    not ``.git`` (any case); without ``hidden`` not starting with a dot."""
-    if (type(name) is not str or name in ("", ".", "..") or "/" in name or "\0" in name or "\\" in name
+def check_name(name: str, what: str = "a name", *, tree: bool = False, hidden: bool = True,
+               entry: bool = False) -> str:
+    """One path component: not empty, ``.``, ``..``; no ``/``, NUL or backslash (with ``entry``,
+    a git tree's entry name, a backslash only where the OS separates paths with it); with
+    ``tree`` not ``.git`` (any case); without ``hidden`` not starting with a dot."""
+    if (type(name) is not str or name in ("", ".", "..") or "/" in name or "\0" in name
+            or ("\\" in name and (_BACKSLASH_SEPARATES or not entry))
             or (tree and name.lower() == ".git") or (not hidden and name.startswith("."))):
         raise UnsafePath(f"{what} has an unsafe component {_show(name)}; refused (names from data must "
                          "stay inside their directory)")

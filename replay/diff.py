@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, field
 
-from agtrace.eventlog import Store
+from agtrace.eventlog import Store, json_name, quote_name
 
 from .workspace import resolve_part, snapshots, tree_of_part
 
@@ -49,7 +49,11 @@ class FileTotals:
         return sum(f.lines_removed for f in self.files)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "lines_added": self.lines_added, "lines_removed": self.lines_removed}
+        """For JSON: a path that is not UTF-8 in its quoted form (``json_name``)."""
+        out = {**asdict(self), "lines_added": self.lines_added, "lines_removed": self.lines_removed}
+        for f in out.get("files", ()):
+            f["path"] = json_name(f["path"])
+        return out
 
 
 @dataclass
@@ -68,26 +72,28 @@ class TreeDiff(FileTotals):
         return "".join(_file_patch_text(f) for f in self.files)
 
     def name_only(self) -> str:
-        return "".join(f.path + "\n" for f in self.files)
+        return "".join(quote_name(f.path) + "\n" for f in self.files)
 
     def stat(self, width: int = 80) -> str:
-        """A diffstat like ``git diff --stat``: path, count and a +/- bar, then a summary line."""
+        """A diffstat like ``git diff --stat``: path, count and a +/- bar, then a summary line.
+        Names that are not plain text are quoted as git quotes them (``quote_name``)."""
         if not self.files:
             return " 0 files changed\n"
-        name_w = max(len(f.path) for f in self.files)
+        names = {f.path: quote_name(f.path) for f in self.files}
+        name_w = max(len(name) for name in names.values())
         count_w = max(len(str(f.lines_added + f.lines_removed)) for f in self.files)
         most = max(f.lines_added + f.lines_removed for f in self.files)
         room = max(8, width - name_w - count_w - 6)
         lines = []
         for f in self.files:
             if f.binary:
-                lines.append(f" {f.path:<{name_w}} | {'Bin':>{count_w}} {f.size_a} -> {f.size_b} bytes")
+                lines.append(f" {names[f.path]:<{name_w}} | {'Bin':>{count_w}} {f.size_a} -> {f.size_b} bytes")
                 continue
             plus, minus = f.lines_added, f.lines_removed
             if most > room:
                 plus, minus = _scale(plus, most, room), _scale(minus, most, room)
             bar = "+" * plus + "-" * minus
-            lines.append(f" {f.path:<{name_w}} | {f.lines_added + f.lines_removed:>{count_w}} {bar}".rstrip())
+            lines.append(f" {names[f.path]:<{name_w}} | {f.lines_added + f.lines_removed:>{count_w}} {bar}".rstrip())
         n = len(self.files)
         summary = f" {n} file{'s' if n != 1 else ''} changed"
         if self.lines_added or not self.lines_removed:
@@ -148,8 +154,8 @@ def unified(old: bytes, new: bytes, path: str, status: str = "modified", context
     """A git-style unified diff of one text file (without the ``diff --git`` line)."""
     a = old.decode("utf-8", "replace").splitlines(keepends=True)
     b = new.decode("utf-8", "replace").splitlines(keepends=True)
-    from_name = "/dev/null" if status == "added" else f"a/{path}"
-    to_name = "/dev/null" if status == "deleted" else f"b/{path}"
+    from_name = "/dev/null" if status == "added" else quote_name(f"a/{path}")
+    to_name = "/dev/null" if status == "deleted" else quote_name(f"b/{path}")
     out = []
     for line in difflib.unified_diff(a, b, from_name, to_name, n=context):
         if line.startswith(("---", "+++")) and line.endswith("\n"):
@@ -161,14 +167,15 @@ def unified(old: bytes, new: bytes, path: str, status: str = "modified", context
 
 
 def _file_patch_text(f: FileDiff) -> str:
-    head = f"diff --git a/{f.path} b/{f.path}\n"
+    a, b = quote_name(f"a/{f.path}"), quote_name(f"b/{f.path}")  # git quotes them so too
+    head = f"diff --git {a} {b}\n"
     if f.status == "added":
         head += "new file mode 100644\n"
     elif f.status == "deleted":
         head += "deleted file mode 100644\n"
     if f.binary:
-        return head + f"Binary files {'/dev/null' if f.status == 'added' else 'a/' + f.path} and " \
-                      f"{'/dev/null' if f.status == 'deleted' else 'b/' + f.path} differ\n"
+        return head + f"Binary files {'/dev/null' if f.status == 'added' else a} and " \
+                      f"{'/dev/null' if f.status == 'deleted' else b} differ\n"
     if f.note:
         return head + f"({f.note})\n"
     return head + f.patch

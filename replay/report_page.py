@@ -395,8 +395,15 @@ COMPARE_BODY = """<section><h2>Curves</h2><div class="plots" id="plots"></div></
 
 
 def data_block(obj: Any) -> str:
-    """JSON for a ``<script type="application/json">`` element (no ``<`` can end the element)."""
-    return msgspec.json.encode(obj).replace(b"<", b"\\u003c").decode()
+    """JSON for a ``<script type="application/json">`` element (no ``<`` can end the element).
+    A file name that is not UTF-8 is written in its quoted form (``json_safe``)."""
+    try:
+        data = msgspec.json.encode(obj)
+    except UnicodeEncodeError:
+        from agtrace.eventlog import json_safe
+
+        data = msgspec.json.encode(json_safe(msgspec.to_builtins(obj)))
+    return data.replace(b"<", b"\\u003c").decode()
 
 
 def page(*, title: str, kind: str, header_html: str, blocks: dict[str, Any], body_html: str = "",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agtrace.eventlog import GitStoreError, Store
+from agtrace.eventlog import GitStoreError, Store, json_name, unquote_name
 
 from .diff import _is_binary
 from .errors import FileNotInTree
@@ -24,7 +24,8 @@ class TreeFile:
     blob: str
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "blob": self.blob}
+        """For JSON: a path that is not UTF-8 in its quoted form (``json_name``)."""
+        return {"path": json_name(self.path), "blob": self.blob}
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def tree_files(store: Store, run_id: str, part: int) -> list[TreeFile]:
 
 
 def read_file(store: Store, run_id: str, part: int, path: str) -> FileContent:
-    """The file at ``path`` (relative to the repository root) as it was after ``part``.
+    """The file at ``path`` (relative to the repository root) as it was after ``part``; ``path``
+    may also be a name in the quoted form that ``cat --list`` prints (``quote_name``).
 
     Raises:
         PartNotFound: the run has no such part or no snapshot of it.
@@ -72,6 +74,15 @@ def read_file(store: Store, run_id: str, part: int, path: str) -> FileContent:
     try:
         data = git.read_blob(tree, clean)
     except GitStoreError:
+        data = None
+    shown = unquote_name(path.strip()) if data is None else None  # the quoted form that --list prints
+    if shown is not None:
+        clean = shown.removeprefix("./").strip("/")
+        try:
+            data = git.read_blob(tree, clean)
+        except GitStoreError:
+            pass
+    if data is None:
         raise FileNotInTree(f"{path!r} is not a file of run {run_id} at part {part}; "
-                            f"`agtrace cat {run_id[:10]} --part {part} --list` lists its files") from None
+                            f"`agtrace cat {run_id[:10]} --part {part} --list` lists its files")
     return FileContent(run_id, part, clean, data)

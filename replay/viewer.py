@@ -49,6 +49,7 @@ from agtrace.eventlog import (
     RunNotFound,
     Store,
     index_runs,
+    json_name,
     live_statuses,
 )
 
@@ -327,7 +328,7 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
         data = content.data
         cut = len(data) > FILE_VIEW_BYTES
         text = content.text() if not cut or content.binary else data[:FILE_VIEW_BYTES].decode("utf-8", "replace")
-        return JSONResponse({"run_id": run_id, "part": part, "path": content.path, "binary": content.binary,
+        return JSONResponse({"run_id": run_id, "part": part, "path": json_name(content.path), "binary": content.binary,
                              "size": len(data), "cut": cut, "text": text})
 
     @locked

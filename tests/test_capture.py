@@ -304,3 +304,99 @@ def test_agent_reported_paths_are_stored_relative_to_the_workdir(tmp_path):
     changed = [r.event for r in Store(s).read(summary["run_id"]) if r.kind == "file_changed"]
     assert changed and all(not os.path.isabs(c.path) for c in changed)
     assert "tests/test_top_words.py" in {c.path for c in changed}
+
+
+# -- file names that are not plain text ------------------------------------------------------------
+
+
+def _raw_run(tmp_path, script: str, before: dict[bytes, bytes] | None = None) -> tuple[Path, str, Path]:
+    """A real `agtrace run --agent raw --marker` of ``script`` (sh) in a fresh git workdir holding
+    base.txt and the files ``before`` (bytes names): ``(store, run id, workdir)``."""
+    wd = tmp_path / "work"
+    wd.mkdir()
+    subprocess.run(["git", "init", "-q", str(wd)], check=True)
+    (wd / "base.txt").write_text("base\n")
+    for name, data in (before or {}).items():
+        with open(os.path.join(os.fsencode(wd), name), "wb") as f:
+            f.write(data)
+    s = tmp_path / "store"
+    proc = run_agtrace(["run", "--agent", "raw", "--workdir", str(wd), "--marker", "^STEP", "--json", "--",
+                        "sh", "-c", script], s)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return s, _summary(proc)["run_id"], wd
+
+
+def test_a_name_that_is_not_utf8_is_captured_and_replayed_byte_exact(tmp_path):
+    """Issue: a file named ``bad\\377name`` (not UTF-8) made the snapshot raise UnicodeEncodeError
+    (`is_ignored` → pygit2): the run ended failed and later parts had no tree; one present at the
+    start lost the part-0 snapshot event while the run said completed; `cat --list --json` and
+    `replay --json` ended in an internal error. Now each name is captured and replayed with its
+    exact bytes, and shown in its quoted form in events and JSON."""
+    script = ("echo STEP one; sleep 0.3; printf z > \"$(printf 'bad\\377name')\"; sleep 0.3; "
+              "echo STEP two; sleep 0.3; echo more > more.txt; sleep 0.3")
+    s, run_id, _ = _raw_run(tmp_path, script, before={b"pre\xfename": b"p"})
+    store = Store(s)
+    recs = list(store.read(run_id))
+    assert store.info(run_id).status == "completed"
+    assert not [r for r in recs if isinstance(r.event, ErrorOccurred)], [r.event for r in recs]
+    snaps = [r for r in recs if isinstance(r.event, SnapshotTaken)]
+    assert snaps[0].part is None and set(snaps[0].event.added) == {'"pre\\376name"', "base.txt"}  # part 0: kept
+    assert '"bad\\377name"' in [p for r in snaps for p in r.event.added]
+    for part, names in ((0, {b"pre\xfename", b"base.txt"}),
+                        (1, {b"pre\xfename", b"bad\xffname", b"base.txt"}),
+                        (2, {b"pre\xfename", b"bad\xffname", b"base.txt", b"more.txt"})):
+        out = tmp_path / f"out{part}"
+        proc = run_agtrace(["replay", run_id, "--part", str(part), "--out", str(out), "--json"], s)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert set(os.listdir(os.fsencode(out))) == names
+        listed = run_agtrace(["cat", run_id, "--part", str(part), "--list", "--json"], s)
+        assert listed.returncode == 0, listed.stderr.decode()
+        quoted = {b"pre\xfename": '"pre\\376name"', b"bad\xffname": '"bad\\377name"'}
+        assert {f["path"] for f in json.loads(listed.stdout)["files"]} == {quoted.get(n) or n.decode() for n in names}
+    assert Path(os.fsdecode(os.fsencode(tmp_path / "out2") + b"/bad\xffname")).read_bytes() == b"z"
+    for given in ('"bad\\377name"', os.fsdecode(b"bad\xffname")):  # the quoted form, or the bytes
+        got = run_agtrace(["cat", run_id, "--part", "2", given, "--json"], s)
+        assert got.returncode == 0 and json.loads(got.stdout)["text"] == "z", got.stderr.decode()
+
+
+def test_a_name_that_is_not_utf8_shows_in_the_report_and_the_viewer(tmp_path):
+    """Issue (found with the one above): `report -o` and the viewer's file list and diff ended in
+    an internal error (UnicodeEncodeError) on a run whose tree holds such a name. They show it in
+    its quoted form, and the viewer opens the file by it."""
+    from urllib.parse import quote
+
+    from .view_server import ViewServer
+
+    script = "echo STEP one; sleep 0.3; printf z > \"$(printf 'bad\\377name')\"; sleep 0.3"
+    s, run_id, _ = _raw_run(tmp_path, script)
+    page = tmp_path / "report.html"
+    got = run_agtrace(["report", run_id, "-o", str(page)], s)
+    assert got.returncode == 0, got.stderr.decode()
+    assert '\\"bad\\\\377name\\"' in page.read_text()  # the quoted form, inside a JSON string
+    with ViewServer(s) as server:
+        files = server.json(f"/api/runs/{run_id}/files?part=1")["files"]
+        assert '"bad\\377name"' in [f["path"] for f in files]
+        shown = server.json(f"/api/runs/{run_id}/file?part=1&path={quote(chr(34) + 'bad' + chr(92) + '377name' + chr(34))}")
+        assert shown["text"] == "z" and shown["path"] == '"bad\\377name"'
+        diff = server.json(f"/api/diff?a={run_id}&pa=0&b={run_id}&pb=1")
+        assert [f["path"] for f in diff["files"]] == ['"bad\\377name"']
+
+
+def test_names_with_control_characters_are_quoted_in_text_output_and_exact_in_json(tmp_path):
+    """Issue: a file named ``a<LF>b`` printed as two lines (``a``, ``b``) in `cat --list`,
+    `diff --stat` and replay's summary, and an escape sequence in a name reached the terminal.
+    Text output now quotes such names as git does (``"a\\nb"``); --json keeps them exact."""
+    script = ("echo STEP one; sleep 0.3; printf x > \"$(printf 'a\\nb')\"; "
+              "printf y > \"$(printf 'e\\033[31mRED')\"; echo c > plain.txt; sleep 0.3")
+    s, run_id, _ = _raw_run(tmp_path, script)
+    listed = run_agtrace(["cat", run_id, "--part", "1", "--list"], s, check=True).stdout.decode()
+    assert listed.splitlines() == ['"a\\nb"', "base.txt", '"e\\033[31mRED"', "plain.txt"]
+    stat = run_agtrace(["diff", run_id, "0", "1", "--stat"], s, check=True).stdout.decode()
+    assert ' "a\\nb"' in stat and '"e\\033[31mRED"' in stat and "\x1b" not in stat and len(stat.splitlines()) == 4
+    patch = run_agtrace(["diff", run_id, "0", "1"], s, check=True).stdout.decode()
+    assert 'diff --git "a/a\\nb" "b/a\\nb"\n' in patch and "\x1b" not in patch
+    summary = run_agtrace(["replay", run_id, "--part", "1", "--out", str(tmp_path / "o")], s, check=True)
+    assert '  added     "a\\nb"  +1 -0' in summary.stdout.decode().splitlines()
+    as_json = json.loads(run_agtrace(["cat", run_id, "--part", "1", "--list", "--json"], s, check=True).stdout)
+    assert [f["path"] for f in as_json["files"]] == ["a\nb", "base.txt", "e\x1b[31mRED", "plain.txt"]
+    assert run_agtrace(["cat", run_id, "--part", "1", '"a\\nb"'], s, check=True).stdout == b"x\n"

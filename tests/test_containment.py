@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from agtrace.eventlog import (
     RunEnded,
@@ -22,6 +25,10 @@ from agtrace.eventlog import (
     UnsafePath,
     content_address,
     is_content_address,
+    json_name,
+    json_safe,
+    quote_name,
+    unquote_name,
 )
 from agtrace.eventlog.containment import check_name, inside, relative_parts
 
@@ -161,6 +168,45 @@ def test_relative_paths_and_names():
         with pytest.raises(UnsafePath):
             check_name(bad, tree=True)
         assert check_name(bad) == bad
+    # a backslash is an ordinary character of a tree entry's name on POSIX, nowhere else
+    assert check_name("a\\b", tree=True, entry=True) == "a\\b"
+    for kwargs in ({}, {"tree": True}, {"hidden": False}):
+        with pytest.raises(UnsafePath):
+            check_name("a\\b", **kwargs)
+    with pytest.raises(UnsafePath):
+        relative_parts("runs/a\\b/x.seg", "remote key", hidden=False)
+    for bad in ("..", ".", "", "a/b", "a\0b", ".git"):
+        with pytest.raises(UnsafePath):
+            check_name(bad, tree=True, entry=True)
+
+
+def test_a_backslash_name_is_captured_replayed_and_rescored(tmp_path):
+    """Issue: a file named ``a\\b`` (legal on POSIX) was captured, but replay and rescore refused
+    the whole tree ("hostile entry name ... unsafe component ... refused" twice over), so every
+    later part of the run could not replay while verify said it was fine. Now it is one name,
+    written as it is; ``..``, ``/``, NUL and ``.git`` stay refused (the hostile-tree tests)."""
+    wd = tmp_path / "work"
+    wd.mkdir()
+    subprocess.run(["git", "init", "-q", str(wd)], check=True)
+    (wd / "base.txt").write_text("base\n")
+    s = tmp_path / "store"
+    script = ("echo STEP one; sleep 0.3; printf x > 'a\\b'; mkdir 'd\\e'; printf y > 'd\\e/f\\g'; sleep 0.3; "
+              "echo STEP two; sleep 0.3; echo more > more.txt; sleep 0.3")
+    proc = run_agtrace(["run", "--agent", "raw", "--workdir", str(wd), "--marker", "^STEP", "--json", "--",
+                        "sh", "-c", script], s, check=True)
+    run_id = json.loads(proc.stdout.decode().splitlines()[-1])["run_id"]
+    out = tmp_path / "out"
+    for part in ("1", "2"):  # the second replay switches the first one's directory
+        got = run_agtrace(["replay", run_id, "--part", part, "--out", str(out), "--force"], s)
+        assert got.returncode == 0, got.stderr.decode()
+    assert sorted(os.listdir(out)) == ["a\\b", "base.txt", "d\\e", "more.txt"]
+    assert (out / "a\\b").read_bytes() == b"x" and (out / "d\\e" / "f\\g").read_bytes() == b"y"
+    assert not (out / "a").exists() and not (tmp_path / "b").exists()
+    scored = run_agtrace(["rescore", run_id, "--name", "t", "--cmd", "cat 'a\\b'", "--parts", "all", "--json"], s)
+    assert scored.returncode == 0, scored.stderr.decode()
+    assert [r["status"] for r in json.loads(scored.stdout)["results"]] == ["ok", "ok"]
+    listed = run_agtrace(["cat", run_id, "--part", "1", "--list"], s, check=True).stdout.decode()
+    assert listed.splitlines() == ["a\\b", "base.txt", "d\\e/f\\g"]
 
 
 def test_inside_refuses_a_path_through_a_symlink(tmp_path):
@@ -211,8 +257,39 @@ def test_replay_of_a_hostile_tree_writes_nothing_outside_out(tmp_path, case):
     proc = run_agtrace(["replay", run_id, "--part", "1", "--out", str(out)], tmp_path / "store")
 
     assert proc.returncode == 1, proc.stderr.decode()
-    assert "hostile" in proc.stderr.decode() and "Traceback" not in proc.stderr.decode()
+    err = proc.stderr.decode()
+    assert "hostile" in err and "Traceback" not in err
+    assert err.count("refused") == 1 and "unsafe component" not in err, err  # said once, not twice
+    assert case not in ("dotdot", "dotgit") or "damaged or was forged" in err, err
     assert list(victim.iterdir()) == []
     new = _files_under(tmp_path) - before
     assert all(p.startswith(("sandbox/out", "store")) for p in new), new
     assert not (out / ".git").exists()
+
+
+# -- names that are not plain text (agtrace.eventlog.quoting) ---------------------------------------
+
+
+@pytest.mark.parametrize("raw,text,as_json", [
+    (b"plain.txt", "plain.txt", "plain.txt"),
+    (b"a\\b", "a\\b", "a\\b"),
+    (b"a\nb", '"a\\nb"', "a\nb"),
+    (b"e\x1b[31mred", '"e\\033[31mred"', "e\x1b[31mred"),
+    (b"bad\xffname", '"bad\\377name"', '"bad\\377name"'),
+    (b'"q"', '"\\"q\\""', '"q"'),
+    ("caf\u00e9 \u0085".encode(), '"caf\u00e9 \\302\\205"', "caf\u00e9 \u0085"),
+])
+def test_names_are_quoted_as_git_quotes_them(raw, text, as_json):
+    name = os.fsdecode(raw)
+    assert quote_name(name) == text and json_name(name) == as_json
+    assert unquote_name(text) == (name if text != name else None)
+
+
+@hypothesis.given(st.binary(min_size=1, max_size=40).filter(lambda b: b"\0" not in b))
+def test_a_quoted_name_reads_back_to_its_bytes(raw):
+    name = os.fsdecode(raw)
+    shown = quote_name(name)
+    assert "\n" not in shown and "\x1b" not in shown and shown.encode()  # one line of text, UTF-8
+    assert shown == name or os.fsencode(unquote_name(shown)) == raw
+    assert json_safe({"files": [{"path": name}]}) == {"files": [{"path": json_name(name)}]}
+    json_name(name).encode()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pygit2
 import pytest
 
@@ -259,3 +260,32 @@ def test_a_stale_index_file_costs_hashing_never_a_wrong_tree(work, tmp_path):
                             max_file_bytes=10 * 1024 * 1024, message="walk", parent_commit=snap.commit_id)
     assert result.detector == "walk" and result.tree_id == snap.tree_id == reference(work, tmp_path, "x")[0]
     assert not result.created_commit
+
+
+def test_names_that_are_not_utf8_are_walked_and_recorded_as_bytes(work, tmp_path):
+    """Issue: a new file named ``bad\\377name`` made the watcher's snapshot raise
+    UnicodeEncodeError (pygit2's ignore lookup takes UTF-8 text only) and the run failed. A
+    snapshot from changed paths now walks when it meets such a name (libgit2's walk matches the
+    bytes against the ignore rules), and records it with its exact bytes; then it watches again."""
+    snap = Snapshotter(tmp_path / "run", work)
+    snap.take("base")
+    raw = os.fsencode(work)
+    steps = [
+        lambda: Path(os.fsdecode(raw + b"/bad\xffname")).write_bytes(b"z"),
+        lambda: Path(os.fsdecode(raw + b"/trace\xfe.log")).write_bytes(b"ignored by *.log"),
+        lambda: (os.makedirs(raw + b"/d\xfd/in"), Path(os.fsdecode(raw + b"/d\xfd/in/f")).write_bytes(b"f")),
+        lambda: os.unlink(raw + b"/bad\xffname"),
+    ]
+    for n, step in enumerate(steps):
+        step()
+        event = snap.take(f"part {n}")
+        assert event.tree_id == reference(work, tmp_path, f"u{n}")[0], n
+        assert event.detector == "walk" and "a name that is not UTF-8 changed" in event.fallback, n
+        msgspec.json.encode(event)  # an event that can be stored: names in their quoted form
+    assert event.deleted == ['"bad\\377name"']
+    assert "d\udcfd/in/f" in GitStore.open(tmp_path / "run" / "repo.git").files(event.tree_id)
+    write(f"{work}/README.md", "edited\n")
+    event = snap.take("plain")
+    assert event.detector == "inotify" and event.modified == ["README.md"]
+    final = snap.take("final", final=True)
+    assert final.missed == [] and final.tree_id == reference(work, tmp_path, "final")[0]

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agtrace.eventlog import Excluded, GitStoreError, SnapshotTaken, credential_rules
+from agtrace.eventlog import Excluded, GitStoreError, SnapshotTaken, credential_rules, json_name
 
 from ..snapshot import ShadowSnapshotter, SnapshotPolicy
 from .api import SandboxAPI, run_checked
@@ -134,7 +134,7 @@ class RemoteSnapshotter(ShadowSnapshotter):
         excluded = []
         for line in lines[1:]:
             kind, size, path = line.split(" ", 2)
-            excluded.append(Excluded(path=path, reason="size" if kind == "big" else kind, size=int(size)))
+            excluded.append(Excluded(path=json_name(path), reason="size" if kind == "big" else kind, size=int(size)))
         excluded.sort(key=lambda e: (e.path, e.reason, e.size))
         if state == "new":
             bundle = f"{self.api.scratch}/bundles/{self._n}.bundle"
@@ -150,7 +150,7 @@ class RemoteSnapshotter(ShadowSnapshotter):
         self.tree_id = tree
         by = {"added": [], "modified": [], "deleted": []}
         for c in changes:
-            by[c.status].append(c.path)
+            by[c.status].append(json_name(c.path))
         if final or self._imported >= REPACK_EVERY:
             self._repack(final)
         return SnapshotTaken(

@@ -233,7 +233,7 @@ def _verify_paths(root: int, target, written, removed, tree_id: str, out: str) -
 def _check_name(name: str, tree_id: str, *, writing: bool) -> None:
     """Refuse traversal in any path, and ``.git`` in a path to write (removing one is fine)."""
     try:
-        check_name(name, f"a path of tree {tree_id}", tree=writing)
+        check_name(name, f"a path of tree {tree_id}", tree=writing, entry=True)
     except UnsafePath:
         raise GitStoreError(f"path component {name!r} for tree {tree_id} is hostile; refused") from None
 

@@ -25,6 +25,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from .. import credential
+from ..quoting import not_text, quote_name
 from . import pack, policy
 from .checkout import MODE_BLOB, MODE_EXEC, MODE_LINK
 from .result import Exclusion
@@ -199,6 +200,8 @@ class IncrementalMixin:
                 return f"a nested repository appeared at {rel[:-5]}"
             if tops and rel.startswith(tops[-1] + "/"):
                 continue  # below a path already taken whole
+            if not_text(rel):
+                return _not_utf8(rel)
             tops.append(rel)
         if not tops:
             return ""
@@ -241,6 +244,8 @@ class IncrementalMixin:
                 continue
             for entry in entries:
                 rel = f"{rel_dir}/{entry.name}"
+                if not_text(entry.name):
+                    return _not_utf8(rel)
                 if entry.name == ".git":
                     if nested:
                         continue
@@ -294,6 +299,12 @@ def _trusted_state(state: dict, fingerprint: str, parent: str | None) -> str:
     if "excluded" not in state:
         return "no exclusions recorded by the last snapshot"
     return ""
+
+
+def _not_utf8(rel: str) -> str:
+    """Why a snapshot from changed paths walks when it meets a name that is not UTF-8:
+    `GitStore.is_ignored` cannot match its bytes exactly, libgit2's walk does."""
+    return f"a name that is not UTF-8 changed: {quote_name(rel)}"
 
 
 def _below_any(path: str, tops: set[str]) -> bool:

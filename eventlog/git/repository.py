@@ -150,8 +150,15 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
 
     def is_ignored(self, rel: str) -> bool:
         """Whether the snapshot policy ignores ``rel`` (relative to the workdir; a directory
-        ends with ``/``); after `prepare` or `snapshot`."""
-        return self._repo.path_is_ignored(rel)
+        ends with ``/``); after `prepare` or `snapshot`. pygit2 takes only UTF-8 text here: for
+        a name that is not (``os.fsdecode`` of other bytes) each byte that is not UTF-8 is asked
+        about as a ``?``, so ``*`` and ``?`` patterns answer right and a pattern naming that
+        byte does not; a snapshot from changed paths walks instead when it meets such a name
+        (libgit2's walk matches the bytes)."""
+        try:
+            return self._repo.path_is_ignored(rel)
+        except UnicodeEncodeError:
+            return self._repo.path_is_ignored("".join("?" if 0xD800 <= ord(c) <= 0xDFFF else c for c in rel))
 
     def has_object(self, oid: str) -> bool:
         """Whether the object ``oid`` (full hex id) is in the store."""

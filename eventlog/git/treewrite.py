@@ -2,10 +2,11 @@
 a checkout (``checkout.py`` has the rest: the public methods, switches, hashing what is on disk).
 
 Contract of :func:`write_tree_parallel`: every entry name is checked (:func:`checked_entries`:
-no ``..``, ``.``, ``/``, NUL, ``.git``, duplicates) before anything is made for it; every file,
-link and directory is created fresh (``O_EXCL``, ``mkdir``, ``symlink``) relative to an open
-directory descriptor, never following a symlink; so nothing is written outside the target.
-The tree id returned is hashed from the names, modes and object ids written, where each file's
+no ``..``, ``.``, ``/``, NUL, ``.git``, duplicates; a backslash only where the OS separates
+paths with it) before anything is made for it; every file, link and directory is created
+fresh (``O_EXCL``, ``mkdir``, ``symlink``) relative to an open directory descriptor, never
+following a symlink; so nothing is written outside the target. The tree id returned is hashed
+from the names, modes and object ids written, where each file's
 bytes were checked against its object id as they were read (``_blob_data``) and its size on disk
 after writing. Reading, inflating and hashing, and file creation let the GIL go, so threads
 (``jobs`` > 1) can use every core where files are big. By default (:data:`CHECKOUT_JOBS`) the
@@ -278,17 +279,21 @@ def _collect(pending: list, entries: dict, root_fd: int) -> None:
             os.close(fd)
 
 
+_NOT_RECORDED = ("names from data must stay inside their directory, and no snapshot records such a name: "
+                 "the shadow repository is damaged or was forged; nothing of this tree was written")
+
+
 def checked_entries(tree, tree_id: str):
     """The entries of ``tree``, refusing names that could escape or collide."""
     names: set[str] = set()
     for entry in tree:
         name = entry.name
         try:
-            check_name(name, f"tree {tree_id}", tree=True)
-        except UnsafePath as exc:
-            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r}; refused ({exc})") from None
+            check_name(name, f"tree {tree_id}", tree=True, entry=True)
+        except UnsafePath:
+            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r}; refused ({_NOT_RECORDED})") from None
         if name in names:
-            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r} (twice); refused")
+            raise GitStoreError(f"tree {tree_id} has a hostile entry name {name!r} (twice); refused ({_NOT_RECORDED})")
         names.add(name)
         yield entry
 
