@@ -38,10 +38,11 @@ from .blobs import BlobStore
 from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
 from .containment import is_content_address
 from .cost import CostsProjection
-from .errors import AmbiguousRunId, CorruptLog, InvalidEvent, RunNotFound, StoreError, StoreNotFound
+from .errors import AmbiguousRunId, CorruptLog, InvalidEvent, RunNotFound, StoreError
 from .events import Record, RunEnded, RunStarted, kind_of
 from .fulltext import SearchProjection
 from .ids import looks_like_run_id, new_run_id
+from .location import prepare_root
 from .lock import is_locked
 from .metrics_projection import MetricsProjection
 from .part_index import PartIndexProjection
@@ -52,17 +53,6 @@ from .writer import RunWriter
 
 SYNC_BATCH = 10_000
 """Records folded per transaction when catching up from the segments."""
-
-def _refuse_foreign(root: Path) -> None:
-    """Refuse to make a store of a directory that holds something else (``claim_directory=False``):
-    a store created there would mix runs/, blobs/ and catalog.db into someone's files. An empty
-    directory (``mktemp -d``, a fresh volume with only lost+found) may become a store."""
-    entries = sorted(e for e in os.listdir(root) if e != "lost+found")
-    if entries:
-        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
-        raise StoreNotFound(f"{root} is not an agtrace store and is not empty (it holds {shown}); nothing was "
-                            "created in it; name a new or empty directory, or an existing store")
-
 
 def default_projections() -> tuple[Projection, ...]:
     """The projections of a store opened without ``projections=``: the run catalog (``runs``,
@@ -92,26 +82,12 @@ class Store:
             raise ValueError("a store needs the run catalog projection (CatalogProjection) among its projections")
         self.root = Path(root).expanduser()
         self.runs_dir = self.root / "runs"
-        if not self.root.exists():
-            if not create:
-                raise StoreNotFound(f"no store at {self.root} (nothing was created); check --store or AGTRACE_HOME, "
-                                 "or make one by capturing a run (`agtrace demo`, `agtrace run`, `agtrace new`)")
-            self.root.mkdir(parents=True)
-        elif not self.root.is_dir():
-            raise StoreNotFound(f"{self.root} is not a directory, so not a store; pass --store DIR pointing at a store")
-        elif not create and not self._is_store():
-            raise StoreNotFound(f"{self.root} is not an agtrace store (it has neither runs/ nor catalog.db; "
-                             "nothing was created); check --store or AGTRACE_HOME")
-        elif not claim_directory and not self._is_store():
-            _refuse_foreign(self.root)
+        prepare_root(self.root, create=create, claim_directory=claim_directory)
         self.runs_dir.mkdir(exist_ok=True)
         self.blobs = BlobStore(self.root / "blobs")
         self._catalog: Catalog | None = None
         self._on_wait = on_wait
         self.catalog_set_aside: Path | None = None
-
-    def _is_store(self) -> bool:
-        return self.runs_dir.is_dir() or os.path.lexists(self.root / "catalog.db")
 
     @property
     def catalog(self) -> Catalog:
