@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from agtrace.eventlog import (
+    INT_MAX,
     ErrorOccurred,
     Event,
     InvalidEvent,
@@ -101,6 +102,8 @@ class RunSink:
         self.bad_records: list[BadRecord] = []
         self.unknown_records: dict[str, int] = {}
         self.unknown_at: dict[str, str] = {}
+        self.ignored_times = 0
+        self.ignored_time_at = ""
         self._git: GitStore | None = None
         self._scores: RunWriter | None = None
 
@@ -164,6 +167,13 @@ class RunSink:
         self.unknown_records[record_type] = self.unknown_records.get(record_type, 0) + 1
         self.unknown_at.setdefault(record_type, location)
 
+    def ignored_time(self, location: str, problem: str) -> None:
+        """Count a record whose time no event can carry (NaN, past the year 2262): the record is
+        imported at the time before it. A warning with the first location, never an error."""
+        self.ignored_times += 1
+        if not self.ignored_time_at:
+            self.ignored_time_at = f"{location}: {self.redactor.redact(problem)[0]}"
+
     @property
     def git(self) -> GitStore:
         """The run's shadow repository, for importers that bring repository state."""
@@ -204,6 +214,7 @@ class ImportContext:
 
         A run of a session imported before under another key (the session went on) gets that
         earlier run as ``parent_run`` (see the module docstring)."""
+        started = msgspec.structs.replace(started, config=_fit_ints(started.config))
         run_id = derived_run_id(started_ts, key)
         if self.store.has_run(run_id):
             self.skipped_existing.append(run_id)
@@ -230,6 +241,18 @@ class ImportContext:
             "ORDER BY rowid DESC LIMIT 1",
             [started.source, run_id, session, started.tags.get("agent_id", "")]).fetchall()
         return rows[0][0] if rows else ""
+
+
+def _fit_ints(value: Any) -> Any:
+    """``value`` with every integer beyond 64 bits (a seed of 30 digits in a source's config)
+    kept as its decimal string: no stored value may hold one (``agtrace.eventlog.INT_MAX``)."""
+    if isinstance(value, dict):
+        return {k: _fit_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fit_ints(v) for v in value]
+    if type(value) is int and not -INT_MAX - 1 <= value <= INT_MAX:
+        return str(value)
+    return value
 
 
 class Importer(Protocol):
@@ -271,6 +294,10 @@ class ImportResult:
     """Records of types the importer does not know, counted by type (a warning, see above)."""
     unknown_at: dict[str, str] = field(default_factory=dict)
     """The first location of each unknown type."""
+    ignored_times: int = 0
+    """Records whose time no event can carry (NaN, past 2262), imported at the time before them."""
+    ignored_time_at: str = ""
+    """The first of them: its location and what its time was."""
     parents: dict[str, str] = field(default_factory=dict)
     """For a run that continues an earlier import of its session: run id -> that run's id."""
     error: str = ""
@@ -293,7 +320,12 @@ class ImportResult:
         """What to tell about unknown records (see :func:`unknown_warning`), or ""."""
         text = unknown_warning(self.unknown, f"{self.format} importer")
         first = ", ".join(f"{t} at {self.unknown_at[t]}" for t in sorted(self.unknown_at))
-        return f"{text}; first {first}" if text else ""
+        said = [f"{text}; first {first}"] if text else []
+        if self.ignored_times:
+            n = self.ignored_times
+            said.append(f"{n} record{'s' if n != 1 else ''} had a time no event can carry, ignored "
+                        f"(imported at the time of the record before): first {self.ignored_time_at}")
+        return "; ".join(said)
 
 
 def _shape_error(exc: Exception) -> str:
@@ -319,6 +351,8 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
             for kind, n in sink.unknown_records.items():
                 result.unknown[kind] = result.unknown.get(kind, 0) + n
                 result.unknown_at.setdefault(kind, sink.unknown_at[kind])
+            result.ignored_times += sink.ignored_times
+            result.ignored_time_at = result.ignored_time_at or sink.ignored_time_at
             if sink.run_id in ctx.parents:
                 result.parents[sink.run_id] = ctx.parents[sink.run_id]
     except ImportError_ as exc:
@@ -341,6 +375,7 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
             store.catalog.forget(run_id)
         result.runs = []
         result.bad_records, result.unknown, result.unknown_at, result.parents = [], {}, {}, {}
+        result.ignored_times, result.ignored_time_at = 0, ""
     result.existing = ctx.skipped_existing
     return result
 

@@ -255,7 +255,7 @@ class _Rollout:
                 continue
             if not t.knows(kind):
                 continue
-            t.at(parse_ts(rec.get("timestamp")))
+            t.at_time(rec.get("timestamp"))
             try:
                 self.line(rec["type"], rec["payload"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
