@@ -280,3 +280,40 @@ def test_import_of_a_far_future_time_reports_its_line_and_exits_0(tmp_path):
     assert "skipped" not in err and "Traceback" not in err
     assert (f"1 record had a time no event can carry, ignored (imported at the time of the record "
             f"before): first {path.name}:6: timestamp '3000-01-01T00:00:00.000Z' is after the year 2262") in err, err
+
+
+def test_a_new_codex_record_type_whose_payload_is_no_object_is_unknown_not_bad(tmp_path):
+    src = FIXTURES / _SOURCES["codex-rollout"][0]
+    lines = src.read_text().split("\n")
+    new = []
+    for kind, payload in (("new_kind", "a string payload"), ("new_list", [1, 2]), ("new_bare", None)):
+        rec = json.loads(lines[2])
+        rec["type"] = kind
+        if payload is None:
+            del rec["payload"]
+        else:
+            rec["payload"] = payload
+        new.append(json.dumps(rec))
+    path = tmp_path / "rollout-newer.jsonl"
+    path.write_text("\n".join(lines[:3] + new + lines[3:]))
+    store = tmp_path / "store"
+
+    proc = run_agtrace(["import", "--json", str(path)], store)
+
+    assert proc.returncode == 0, proc.stderr.decode()
+    [result] = json.loads(proc.stdout)
+    assert result["bad_records"] == []
+    assert result["unknown"] == {"new_bare": 1, "new_kind": 1, "new_list": 1}
+    assert result["unknown_at"]["new_kind"] == f"{path.name}:4"
+    with Store(store) as s:
+        kinds = _kinds(s, result["runs"][0])
+    assert kinds.count("RawRecorded") == len([line for line in lines if line.strip()]) + 3
+    assert kinds[-1] == "RunEnded"
+
+    known = json.loads(lines[2])  # a type the importer reads still needs an object payload
+    known["payload"] = "a string"
+    bad = tmp_path / "rollout-bad.jsonl"
+    bad.write_text("\n".join(lines[:3] + [json.dumps(known)] + lines[3:]))
+    proc = run_agtrace(["import", str(bad)], store)
+    assert proc.returncode == 1
+    assert f"skipped {bad.name}:4: not a rollout line (type {known['type']!r}, payload str)" in proc.stderr.decode()
