@@ -53,6 +53,7 @@ from agtrace.eventlog import (
     RawRecorded,
     Redactor,
     RunEnded,
+    RunExists,
     RunStarted,
     RunWriter,
     Scored,
@@ -345,7 +346,11 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
         for sink in ctx.sinks:
             sink.close()
         for sink in ctx.sinks:
-            store.adopt(sink.dir)
+            try:
+                store.adopt(sink.dir)
+            except RunExists:  # another import of the same source adopted it since new_run
+                ctx.skipped_existing.append(sink.run_id)
+                continue
             result.runs.append(sink.run_id)
             result.bad_records.extend(sink.bad_records)
             for kind, n in sink.unknown_records.items():
