@@ -8,9 +8,10 @@ Contracts every importer gets from here (importers only parse):
 * **Idempotent**: a run's id is derived from its source key (see ``derived_run_id``); importing
   the same source again finds the run and skips it.
 * **Never overwritten**: a session that went on (its file grew, so its key changed) imports as a
-  new run of the whole session, whose ``parent_run`` is the latest earlier import of the same
-  session: same ``source`` and the same ``session_id`` (and ``agent_id``) tags
-  (:meth:`ImportContext.new_run`). The earlier run stays as it was.
+  new run of the whole session, whose ``parent_run`` is the most complete earlier import of the
+  same session that it extends: same ``source`` and the same ``session_id`` (and ``agent_id``)
+  tags (:meth:`ImportContext.new_run`), its raw records first (:func:`~.continuation.extends`); a truncated
+  or older copy is a run of its own. The earlier run stays as it was.
 * **Lossless**: importers keep every source record verbatim as a ``raw_recorded`` event (source
   ``import:<format>``, location ``file:line`` or ``file#member``) beside the parsed events.
 * **Redacted**: every event and every text put in the blob store goes through one
@@ -64,6 +65,7 @@ from agtrace.eventlog import (
 
 from ..adapter import unknown_warning
 from ..errors import ImportError_, UnknownFormat
+from .continuation import wrong_parents
 
 if TYPE_CHECKING:
     from agtrace.eventlog import GitStore
@@ -209,6 +211,9 @@ class ImportContext:
     parents: dict[str, str] = field(default_factory=dict)
     redactor: Redactor = field(default_factory=lambda: Redactor.from_env(os.environ))
     """One per source: a secret learned in one of its runs is redacted in the others too."""
+    chosen_parents: dict[str, str] = field(default_factory=dict)
+    """Run id -> the earlier import it continues ("" for none), when already decided (see
+    :func:`import_source`: a shorter or older copy of a session is no continuation of it)."""
 
     def new_run(self, key: str, started: RunStarted, started_ts: int) -> RunSink | None:
         """Start a run for the source record set named by ``key``; None if it was imported before.
@@ -220,7 +225,8 @@ class ImportContext:
         if self.store.has_run(run_id):
             self.skipped_existing.append(run_id)
             return None
-        parent = "" if started.parent_run else self.earlier_import(started, run_id)
+        parent = "" if started.parent_run else self.chosen_parents[run_id] \
+            if run_id in self.chosen_parents else self.earlier_import(started, run_id)
         if parent:
             started = msgspec.structs.replace(started, parent_run=parent)
             self.parents[run_id] = parent
@@ -231,17 +237,25 @@ class ImportContext:
         return sink
 
     def earlier_import(self, started: RunStarted, run_id: str) -> str:
-        """The latest run imported from the same session (source and session/agent tags), or ""."""
+        """The most complete run imported from the same session (source and session/agent tags),
+        or "": the one with the most events, the newest of those (a session that went on has
+        more events at each import; an older or truncated copy imported since has fewer)."""
+        earlier = self.earlier_imports(started, run_id)
+        return earlier[0] if earlier else ""
+
+    def earlier_imports(self, started: RunStarted, run_id: str) -> list[str]:
+        """The runs imported from the same session as ``started``, most complete first (see
+        :meth:`earlier_import`)."""
         session = started.tags.get("session_id", "")
         if not session or not started.source.startswith("import:"):
-            return ""
+            return []
         rows = self.store.catalog.conn.execute(
             "SELECT id FROM runs WHERE source = ? AND id != ? "
             "AND json_extract(tags, '$.session_id') = ? "
             "AND coalesce(json_extract(tags, '$.agent_id'), '') = ? "
-            "ORDER BY rowid DESC LIMIT 1",
+            "ORDER BY coalesce(events, 0) DESC, rowid DESC",
             [started.source, run_id, session, started.tags.get("agent_id", "")]).fetchall()
-        return rows[0][0] if rows else ""
+        return [r[0] for r in rows]
 
 
 def _fit_ints(value: Any) -> Any:
@@ -345,6 +359,13 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
         importer.read(path, ctx)
         for sink in ctx.sinks:
             sink.close()
+        chosen = wrong_parents(store, ctx)
+        if chosen:  # a run would continue an import it does not extend: read again, linked right
+            _discard(ctx)
+            ctx = ImportContext(store, repo=repo, chosen_parents=chosen)
+            importer.read(path, ctx)
+            for sink in ctx.sinks:
+                sink.close()
         for sink in ctx.sinks:
             try:
                 store.adopt(sink.dir)
@@ -370,10 +391,7 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
                         f"was stored (if the file is good, e.g. written by a newer version of the tool, report it "
                         f"with the file)")
     finally:
-        for sink in ctx.sinks:
-            sink.abandon()
-        if ctx.staging is not None:
-            shutil.rmtree(ctx.staging, ignore_errors=True)
+        _discard(ctx)
     if result.error:
         for run_id in result.runs:  # a later run of the same source failed: undo the earlier ones
             shutil.rmtree(store.run_dir(run_id), ignore_errors=True)
@@ -383,6 +401,14 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
         result.ignored_times, result.ignored_time_at = 0, ""
     result.existing = ctx.skipped_existing
     return result
+
+
+def _discard(ctx: ImportContext) -> None:
+    """Drop what ``ctx``'s importer left open and staged (adopted runs have left staging)."""
+    for sink in ctx.sinks:
+        sink.abandon()
+    if ctx.staging is not None:
+        shutil.rmtree(ctx.staging, ignore_errors=True)
 
 
 MALFORMED = (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError, OverflowError)
