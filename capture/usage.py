@@ -34,6 +34,7 @@ non-cached; whether its ``output`` includes ``reasoning`` changed between versio
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from agtrace.eventlog import Usage
@@ -42,11 +43,17 @@ FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 ZERO = Usage()
 
 
-def _int(value: Any) -> int:
-    """A token count from provider JSON; anything that is not a non-negative int counts 0."""
+def token_count(value: Any) -> int:
+    """A token count from provider JSON; anything that is not a non-negative number counts 0
+    (NaN and infinities too: JSON readers accept ``NaN``, ``Infinity`` and ``1e400``)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0
     return max(0, int(value))
+
+
+_int = token_count
 
 
 def add(a: Usage, b: Usage) -> Usage:

@@ -98,6 +98,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "RunClosed": "errors",
     "RunCost": "cost",
     "RunEnded": "events",
+    "RunExists": "errors",
     "RunInfo": "catalog",
     "RunLocked": "errors",
     "RunMetrics": "metrics",

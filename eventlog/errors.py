@@ -4,7 +4,8 @@
 
     EventlogError
     ├── StoreError            the store directory cannot be opened or is not a store
-    │   └── StoreNotFound     there is no store at that path (and it was not to be created)
+    │   ├── StoreNotFound     there is no store at that path (and it was not to be created)
+    │   └── RunExists         a run with that id is in the store already (runs are never replaced)
     ├── RunNotFound           no run matches an id or prefix
     ├── AmbiguousRunId        a prefix matches several runs
     ├── RunLocked             another writer holds the run's lock
@@ -38,6 +39,10 @@ class StoreError(EventlogError):
 
 class StoreNotFound(StoreError):
     """There is no store at the path (missing, or not a store), and the command creates none."""
+
+
+class RunExists(StoreError):
+    """A run being adopted is in the store already (another process may have just adopted it)."""
 
 
 class RunNotFound(EventlogError):

@@ -23,6 +23,7 @@ process, a projection rebuilt on open), reading each stream once from the lowest
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -38,7 +39,7 @@ from .blobs import BlobStore
 from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
 from .containment import is_content_address
 from .cost import CostsProjection
-from .errors import AmbiguousRunId, CorruptLog, InvalidEvent, RunNotFound, StoreError
+from .errors import AmbiguousRunId, CorruptLog, InvalidEvent, RunExists, RunNotFound, StoreError
 from .events import Record, RunEnded, RunStarted, kind_of
 from .fulltext import SearchProjection
 from .ids import looks_like_run_id, new_run_id
@@ -221,15 +222,23 @@ class Store:
     def adopt(self, run_dir: str | os.PathLike) -> str:
         """Move a complete run directory built elsewhere (see :meth:`staging_dir`) into the store.
 
-        Atomic (one rename on the same filesystem); refuses to replace an existing run. The
-        catalog is brought up to date. Returns the run id (the directory's name).
+        Atomic (one rename on the same filesystem); refuses to replace an existing run with
+        :class:`RunExists`, also when another process adopts the same run id at the same time
+        (the rename then finds the directory in place). The catalog is brought up to date.
+        Returns the run id (the directory's name).
         """
         run_dir = Path(run_dir)
         run_id = run_dir.name
         dest = self.run_dir(run_id)
+        exists = RunExists(f"run {run_id} already exists in {self.root}; runs are never overwritten")
         if dest.exists():
-            raise StoreError(f"run {run_id} already exists in {self.root}; runs are never overwritten")
-        os.rename(run_dir, dest)
+            raise exists
+        try:
+            os.rename(run_dir, dest)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and dest.exists():
+                raise exists from None
+            raise
         self.sync(run_id)
         self.record_segments(run_id)
         return run_id

@@ -6,10 +6,15 @@ member does not match its CRC-32 is refused before anything from it is stored.""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 import zipfile
 
+from agtrace.capture import IMPORTERS
+from agtrace.capture.importers import import_source
 from agtrace.eventlog import Store
 
 from .conftest import FIXTURES, run_agtrace
@@ -147,3 +152,54 @@ def test_a_named_pipe_given_to_import_says_so(tmp_path):
     err = proc.stderr.decode()
     assert proc.returncode == 1 and f"{fifo}: a named pipe, not a file" in err and "save it to a file" in err, err
     assert "format not recognised" not in err
+
+
+class _RacedImporter:
+    """The inspect importer, while another import of the same log finishes first: between this
+    import's ``has_run`` check and its adopt, a second ``import_source`` (its own Store on the
+    same directory, as another process has) stores the same run."""
+
+    def __init__(self):
+        self.inner = IMPORTERS["inspect"]
+        self.name, self.known, self.detect = self.inner.name, self.inner.known, self.inner.detect
+        self.other = None
+
+    def read(self, path, ctx):
+        self.inner.read(path, ctx)
+        with Store(ctx.store.root) as other:
+            self.other = import_source(other, path, self.inner)
+
+
+def test_an_import_that_loses_the_race_for_its_run_reports_it_already_imported(tmp_path):
+    path = tmp_path / "log.json"
+    shutil.copy(FIXTURES / "inspect" / "demo_mockllm_local_sandbox.json", path)
+    raced = _RacedImporter()
+    with Store(tmp_path / "store") as store:
+        result = import_source(store, path, raced)
+        assert raced.other.error == "" and len(raced.other.runs) == 2
+        assert result.error == "", result.error
+        assert result.runs == [] and result.existing == raced.other.runs
+        assert store.run_ids() == sorted(raced.other.runs)
+        assert not [p for p in (store.root / "staging").rglob("*") if p.is_dir() and p.name in result.existing]
+        assert store.verify().ok
+
+
+def test_two_imports_of_one_file_at_once_both_exit_0_with_one_run(tmp_path):
+    env = {**os.environ, "AGTRACE_HOME": str(tmp_path / "store")}
+    cmd = [sys.executable, "-c", "from agtrace.cli.main import main; main()", "import"]
+    for i in range(4):
+        path = tmp_path / f"v{i}.json"
+        # another log each time (other bytes, so other run ids)
+        path.write_text((FIXTURES / "inspect" / "demo_mockllm_local_sandbox.json").read_text() + "\n" * (i + 1))
+        procs = [subprocess.Popen([*cmd, str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for _ in range(2)]
+        outs = [(p.communicate(timeout=120), p.returncode) for p in procs]
+        for (out, err), rc in outs:
+            assert rc == 0, err.decode()
+            assert out.decode().startswith(f"imported  {path} [inspect] -> "), out.decode()
+        texts = [out.decode() for (out, _), _ in outs]
+        assert sum("(already imported: " in t for t in texts) >= 1, texts  # the loser says so
+    with Store(tmp_path / "store") as store:
+        assert len(store.run_ids()) == 8  # 2 samples per log, each stored once
+        assert store.verify().ok
+        assert not [p for p in (store.root / "staging").rglob("*") if (p / "events").is_dir()]

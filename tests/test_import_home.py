@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from agtrace.capture import ImportError_, find_home, import_home
-from agtrace.capture.importers import IMPORTERS
+from agtrace.capture.importers import IMPORTERS, import_source
 from agtrace.eventlog import Store
 
-from .conftest import run_agtrace
+from .conftest import FIXTURES, run_agtrace
 
 REAL = Path(__file__).parent / "golden" / "real"
 ROLLOUTS = sorted(REAL.glob("codex@*/home/.codex/sessions/*/*/*/rollout-*.jsonl"))
@@ -238,3 +238,32 @@ def test_from_gemini_finds_the_sessions_under_gemini_cli_home(tmp_path):
     result = import_home(Store(tmp_path / "store"), "gemini", env={"GEMINI_CLI_HOME": str(tmp_path)})
     assert sorted(Path(r.source).name for r in result.results) == sorted(s.name for s in samples)
     assert all(r.format == "gemini-cli" and len(r.runs) == 1 for r in result.results) and samples
+
+
+def test_a_truncated_or_older_copy_of_a_session_does_not_continue_it(store, tmp_path):
+    full = FIXTURES / "claude-code" / "daaain_representative_messages.jsonl"
+    lines = full.read_text().splitlines()
+    claude = IMPORTERS["claude-session"]
+
+    def source(name: str, text: str) -> Path:
+        (tmp_path / name).write_text(text)
+        return tmp_path / name
+
+    def parent(result) -> str:
+        (run,) = result.runs
+        return next(iter(store.read(run))).event.parent_run
+
+    first = import_source(store, full, claude)
+    # a copy of the session as it was earlier: not its continuation, an import of its own
+    older = import_source(store, source("head6.jsonl", "\n".join(lines[:6]) + "\n"), claude)
+    assert older.error == "" and older.parents == {} and parent(older) == ""
+    # the session went on: it continues the most complete import it extends, not the older copy
+    grown = import_source(store, source("grown.jsonl", "\n".join([*lines, lines[-1]]) + "\n"), claude)
+    assert grown.parents == {grown.runs[0]: first.runs[0]} and parent(grown) == first.runs[0]
+    # a copy imported while its 8th line was being written (it extends the 6-line copy), then
+    # with that line whole: goes on from the torn one
+    torn = import_source(store, source("torn.jsonl", "\n".join(lines[:7]) + "\n" + lines[7][:40]), claude)
+    assert [b.location for b in torn.bad_records] == ["torn.jsonl:8"] and parent(torn) == older.runs[0]
+    done = import_source(store, source("done.jsonl", "\n".join(lines[:9]) + "\n"), claude)
+    assert done.parents == {done.runs[0]: torn.runs[0]}
+    assert store.verify().ok

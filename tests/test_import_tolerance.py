@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from agtrace.capture import IMPORTERS
 from agtrace.capture.adapter import unknown_warning
 from agtrace.capture.adapters.base import JsonLineAdapter
 from agtrace.capture.importers import (
@@ -18,7 +21,9 @@ from agtrace.capture.importers import (
     version_key,
 )
 from agtrace.capture.importers.transcript import Transcript, json_lines
-from agtrace.eventlog import ErrorOccurred, RawRecorded, RunEnded, RunStarted
+from agtrace.eventlog import ErrorOccurred, RawRecorded, RunEnded, RunStarted, Store
+
+from .conftest import FIXTURES, run_agtrace
 
 KNOWN = {
     "*": frozenset({"a"}),
@@ -172,3 +177,143 @@ def test_agtrace_run_keeps_an_unknown_live_record_raw_and_warns_at_the_end(tmp_p
     with Store(tmp_path / "store") as store:
         raws = [r.event for r in store.read(summary["run_id"]) if isinstance(r.event, RawRecorded)]
     assert len(raws) == len(lines) and not any(r.parse_error for r in raws)
+
+
+# -- values no event can carry (NaN, infinities, times past 2262) -------------------------------
+# Golden fixtures with one value mutated; the rest of the source must import as before.
+
+_MARK = "@@hostile@@"
+_TIME_CASES = {"nan": "NaN", "1e400": "1e400", "year3000": '"3000-01-01T00:00:00Z"',
+               "huge": "1" + "0" * 30}
+_SOURCES = {  # format: (fixture, record index to mutate: a JSON line, or the n-th timestamp found)
+    "claude-session": ("claude-code/daaain_representative_messages.jsonl", 2),
+    "codex-rollout": ("codex-rollout/localpush_rollout-2026-02-23T20-34-25-019c8bfe-ec25-79e0-97d7-bda6a9c575ff.jsonl", 5),
+    "opencode-run": ("opencode/noldor_run-format-json_opencode-1.17.20.ndjson", 1),
+    "openhands": ("openhands/trajs_basic.json", 1),
+    "inspect": ("inspect/demo_mockllm_local_sandbox.json", 3),
+}
+
+
+def _set_nth(obj, keys: tuple[str, ...], n: int, seen: list) -> bool:
+    """Set the ``n``-th value (depth first) of a key in ``keys`` to the marker."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        if k in keys and not isinstance(v, dict | list):
+            seen.append(k)
+            if len(seen) > n:
+                obj[k] = _MARK
+                return True
+        elif _set_nth(v, keys, n, seen):
+            return True
+    return False
+
+
+def _mutated(tmp_path: Path, fmt: str, keys: tuple[str, ...], literal: str, n: int | None = None) -> Path:
+    """A copy of ``fmt``'s fixture with one value of a key in ``keys`` replaced by ``literal``
+    (JSON text as a newer or broken writer could produce it: ``NaN``, ``1e400``, …)."""
+    name, at = _SOURCES[fmt]
+    n = at if n is None else n
+    src = FIXTURES / name
+    text = src.read_text()
+    if src.suffix == ".json":
+        doc = json.loads(text)
+        assert _set_nth(doc, keys, n, [])
+        out = json.dumps(doc)
+    else:
+        lines = text.split("\n")
+        i = next(i for i, line in enumerate(lines) if i >= n and line.strip()
+                 and _set_nth(rec := json.loads(line), keys, 0, []))
+        lines[i] = json.dumps(rec)
+        out = "\n".join(lines)
+    path = tmp_path / f"{fmt}-{literal[:8].strip(chr(34))}{src.suffix}"
+    path.write_text(out.replace(json.dumps(_MARK), literal))
+    return path
+
+
+def _kinds(store, run_id: str) -> list[str]:
+    return [type(r.event).__name__ for r in store.read(run_id)]
+
+
+@pytest.mark.parametrize("fmt", sorted(_SOURCES))
+@pytest.mark.parametrize("case", sorted(_TIME_CASES))
+def test_a_time_no_event_can_carry_is_ignored_for_its_record_only(store, tmp_path, fmt, case):
+    with Store(tmp_path / "good") as s:
+        good = import_source(s, FIXTURES / _SOURCES[fmt][0], IMPORTERS[fmt])
+        expected = [_kinds(s, r) for r in good.runs]
+    path = _mutated(tmp_path, fmt, ("timestamp",), _TIME_CASES[case])
+    result = import_source(store, path, IMPORTERS[fmt])
+    assert result.error == "", result.error
+    assert result.bad_records == []
+    assert result.ignored_times == 1 and path.name in result.ignored_time_at, result.ignored_time_at
+    assert "a time no event can carry" in result.warning()
+    got = [_kinds(store, r) for r in result.runs]
+    assert got == expected  # every raw record and parsed event, run_ended too, as without it
+    assert all(0 <= r.ts < 4_102_444_800 * 10**9 for run in result.runs for r in store.read(run))
+
+
+@pytest.mark.parametrize("fmt", ["claude-session", "codex-rollout", "opencode-run", "openhands", "inspect"])
+@pytest.mark.parametrize("literal", ["NaN", "1e400", "-Infinity"])
+def test_a_token_count_that_is_no_finite_number_counts_0(store, tmp_path, fmt, literal):
+    keys = ("output_tokens", "completion_tokens", "output")
+    path = _mutated(tmp_path, fmt, keys, literal, {"openhands": 0, "inspect": 7}.get(fmt))
+    result = import_source(store, path, IMPORTERS[fmt])
+    assert result.error == "" and result.bad_records == [], result.error or result.bad_records
+    assert result.runs and "RunEnded" in _kinds(store, result.runs[0])
+
+
+def test_an_integer_beyond_64_bits_in_an_inspect_config_is_kept_as_text(store, tmp_path):
+    doc = json.loads((FIXTURES / _SOURCES["inspect"][0]).read_text())
+    doc["eval"]["model_args"] = {"seed": 10**30, "custom_outputs": [1, 2]}
+    path = tmp_path / "bigseed.json"
+    path.write_text(json.dumps(doc))
+    result = import_source(store, path, IMPORTERS["inspect"])
+    assert result.error == "" and result.runs, result.error
+    started = next(iter(store.read(result.runs[0]))).event
+    assert started.config["model_args"] == {"seed": str(10**30), "custom_outputs": [1, 2]}
+
+
+def test_import_of_a_far_future_time_reports_its_line_and_exits_0(tmp_path):
+    path = _mutated(tmp_path, "codex-rollout", ("timestamp",), '"3000-01-01T00:00:00.000Z"')
+    proc = run_agtrace(["import", str(path)], tmp_path / "store")
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "skipped" not in err and "Traceback" not in err
+    assert (f"1 record had a time no event can carry, ignored (imported at the time of the record "
+            f"before): first {path.name}:6: timestamp '3000-01-01T00:00:00.000Z' is after the year 2262") in err, err
+
+
+def test_a_new_codex_record_type_whose_payload_is_no_object_is_unknown_not_bad(tmp_path):
+    src = FIXTURES / _SOURCES["codex-rollout"][0]
+    lines = src.read_text().split("\n")
+    new = []
+    for kind, payload in (("new_kind", "a string payload"), ("new_list", [1, 2]), ("new_bare", None)):
+        rec = json.loads(lines[2])
+        rec["type"] = kind
+        if payload is None:
+            del rec["payload"]
+        else:
+            rec["payload"] = payload
+        new.append(json.dumps(rec))
+    path = tmp_path / "rollout-newer.jsonl"
+    path.write_text("\n".join(lines[:3] + new + lines[3:]))
+    store = tmp_path / "store"
+
+    proc = run_agtrace(["import", "--json", str(path)], store)
+
+    assert proc.returncode == 0, proc.stderr.decode()
+    [result] = json.loads(proc.stdout)
+    assert result["bad_records"] == []
+    assert result["unknown"] == {"new_bare": 1, "new_kind": 1, "new_list": 1}
+    assert result["unknown_at"]["new_kind"] == f"{path.name}:4"
+    with Store(store) as s:
+        kinds = _kinds(s, result["runs"][0])
+    assert kinds.count("RawRecorded") == len([line for line in lines if line.strip()]) + 3
+    assert kinds[-1] == "RunEnded"
+
+    known = json.loads(lines[2])  # a type the importer reads still needs an object payload
+    known["payload"] = "a string"
+    bad = tmp_path / "rollout-bad.jsonl"
+    bad.write_text("\n".join(lines[:3] + [json.dumps(known)] + lines[3:]))
+    proc = run_agtrace(["import", str(bad)], store)
+    assert proc.returncode == 1
+    assert f"skipped {bad.name}:4: not a rollout line (type {known['type']!r}, payload str)" in proc.stderr.decode()

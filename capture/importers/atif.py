@@ -56,6 +56,7 @@ from agtrace.eventlog import (
 
 from ..adapter import known_types
 from ..adapters.base import paths_from_patch, title_of
+from ..usage import token_count
 from . import register
 from .base import ImportContext, ImportError_
 from .transcript import (
@@ -166,7 +167,7 @@ class AtifImporter:
             if source not in types:
                 sink.unknown(t.location, f"step:{source}")
                 continue
-            t.at(parse_ts(s.get("timestamp")))
+            t.at_time(s.get("timestamp"))
             text_ = _text(s.get("message"))
             if source == "system":
                 t.emit(MessageAdded(role="system", text=text_, message_id=str(s.get("step_id") or "")))
@@ -181,9 +182,9 @@ class AtifImporter:
                     t.bad(f"step {s.get('step_id')}: {type(exc).__name__}: {exc}")
         final = doc.get("final_metrics") if isinstance(doc.get("final_metrics"), dict) else None
         if final is not None and not metered:
-            prompt_t, cached = int(final.get("total_prompt_tokens") or 0), int(final.get("total_cached_tokens") or 0)
+            prompt_t, cached = token_count(final.get("total_prompt_tokens")), token_count(final.get("total_cached_tokens"))
             usage = Usage(input=max(0, prompt_t - cached), cache_read=cached,
-                          output=int(final.get("total_completion_tokens") or 0))
+                          output=token_count(final.get("total_completion_tokens")))
             cost = final.get("total_cost_usd")
             t.emit(UsageReported(usage=usage, model=model, request_id="run-total:final_metrics", cumulative=usage,
                                  cost_usd=float(cost) if isinstance(cost, int | float) and cost else None))
@@ -236,10 +237,10 @@ class AtifImporter:
             extra = m.get("extra") if isinstance(m.get("extra"), dict) else {}
             details = extra.get("completion_tokens_details") if isinstance(
                 extra.get("completion_tokens_details"), dict) else {}
-            cached = int(m.get("cached_tokens") or 0)
-            usage = Usage(input=max(0, int(m.get("prompt_tokens") or 0) - cached), cache_read=cached,
-                          output=int(m.get("completion_tokens") or 0),
-                          reasoning=int(details.get("reasoning_tokens") or 0))
+            cached = token_count(m.get("cached_tokens"))
+            usage = Usage(input=max(0, token_count(m.get("prompt_tokens")) - cached), cache_read=cached,
+                          output=token_count(m.get("completion_tokens")),
+                          reasoning=token_count(details.get("reasoning_tokens")))
             cost = m.get("cost_usd")
             t.emit(UsageReported(usage=usage, model=step_model, request_id=f"step-{s.get('step_id')}",
                                  cost_usd=float(cost) if isinstance(cost, int | float) and cost else None), part)

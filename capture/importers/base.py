@@ -8,9 +8,10 @@ Contracts every importer gets from here (importers only parse):
 * **Idempotent**: a run's id is derived from its source key (see ``derived_run_id``); importing
   the same source again finds the run and skips it.
 * **Never overwritten**: a session that went on (its file grew, so its key changed) imports as a
-  new run of the whole session, whose ``parent_run`` is the latest earlier import of the same
-  session: same ``source`` and the same ``session_id`` (and ``agent_id``) tags
-  (:meth:`ImportContext.new_run`). The earlier run stays as it was.
+  new run of the whole session, whose ``parent_run`` is the most complete earlier import of the
+  same session that it extends: same ``source`` and the same ``session_id`` (and ``agent_id``)
+  tags (:meth:`ImportContext.new_run`), its raw records first (:func:`~.continuation.extends`); a truncated
+  or older copy is a run of its own. The earlier run stays as it was.
 * **Lossless**: importers keep every source record verbatim as a ``raw_recorded`` event (source
   ``import:<format>``, location ``file:line`` or ``file#member``) beside the parsed events.
 * **Redacted**: every event and every text put in the blob store goes through one
@@ -49,12 +50,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from agtrace.eventlog import (
+    INT_MAX,
     ErrorOccurred,
     Event,
     InvalidEvent,
     RawRecorded,
     Redactor,
     RunEnded,
+    RunExists,
     RunStarted,
     RunWriter,
     Scored,
@@ -65,6 +68,7 @@ from agtrace.eventlog import (
 
 from ..adapter import unknown_warning
 from ..errors import ImportError_, UnknownFormat
+from .continuation import wrong_parents
 
 if TYPE_CHECKING:
     from agtrace.eventlog import GitStore
@@ -106,6 +110,8 @@ class RunSink:
         self.bad_records: list[BadRecord] = []
         self.unknown_records: dict[str, int] = {}
         self.unknown_at: dict[str, str] = {}
+        self.ignored_times = 0
+        self.ignored_time_at = ""
         self._git: GitStore | None = None
         self._scores: RunWriter | None = None
 
@@ -177,6 +183,13 @@ class RunSink:
         self.unknown_records[record_type] = self.unknown_records.get(record_type, 0) + 1
         self.unknown_at.setdefault(record_type, location)
 
+    def ignored_time(self, location: str, problem: str) -> None:
+        """Count a record whose time no event can carry (NaN, past the year 2262): the record is
+        imported at the time before it. A warning with the first location, never an error."""
+        self.ignored_times += 1
+        if not self.ignored_time_at:
+            self.ignored_time_at = f"{location}: {self.redactor.redact(problem)[0]}"
+
     @property
     def git(self) -> GitStore:
         """The run's shadow repository, for importers that bring repository state."""
@@ -221,17 +234,22 @@ class ImportContext:
     parents: dict[str, str] = field(default_factory=dict)
     redactor: Redactor = field(default_factory=lambda: Redactor.from_env(os.environ))
     """One per source: a secret learned in one of its runs is redacted in the others too."""
+    chosen_parents: dict[str, str] = field(default_factory=dict)
+    """Run id -> the earlier import it continues ("" for none), when already decided (see
+    :func:`import_source`: a shorter or older copy of a session is no continuation of it)."""
 
     def new_run(self, key: str, started: RunStarted, started_ts: int) -> RunSink | None:
         """Start a run for the source record set named by ``key``; None if it was imported before.
 
         A run of a session imported before under another key (the session went on) gets that
         earlier run as ``parent_run`` (see the module docstring)."""
+        started = msgspec.structs.replace(started, config=_fit_ints(started.config))
         run_id = derived_run_id(started_ts, key)
         if self.store.has_run(run_id):
             self.skipped_existing.append(run_id)
             return None
-        parent = "" if started.parent_run else self.earlier_import(started, run_id)
+        parent = "" if started.parent_run else self.chosen_parents[run_id] \
+            if run_id in self.chosen_parents else self.earlier_import(started, run_id)
         if parent:
             started = msgspec.structs.replace(started, parent_run=parent)
             self.parents[run_id] = parent
@@ -242,17 +260,37 @@ class ImportContext:
         return sink
 
     def earlier_import(self, started: RunStarted, run_id: str) -> str:
-        """The latest run imported from the same session (source and session/agent tags), or ""."""
+        """The most complete run imported from the same session (source and session/agent tags),
+        or "": the one with the most events, the newest of those (a session that went on has
+        more events at each import; an older or truncated copy imported since has fewer)."""
+        earlier = self.earlier_imports(started, run_id)
+        return earlier[0] if earlier else ""
+
+    def earlier_imports(self, started: RunStarted, run_id: str) -> list[str]:
+        """The runs imported from the same session as ``started``, most complete first (see
+        :meth:`earlier_import`)."""
         session = started.tags.get("session_id", "")
         if not session or not started.source.startswith("import:"):
-            return ""
+            return []
         rows = self.store.catalog.conn.execute(
             "SELECT id FROM runs WHERE source = ? AND id != ? "
             "AND json_extract(tags, '$.session_id') = ? "
             "AND coalesce(json_extract(tags, '$.agent_id'), '') = ? "
-            "ORDER BY rowid DESC LIMIT 1",
+            "ORDER BY coalesce(events, 0) DESC, rowid DESC",
             [started.source, run_id, session, started.tags.get("agent_id", "")]).fetchall()
-        return rows[0][0] if rows else ""
+        return [r[0] for r in rows]
+
+
+def _fit_ints(value: Any) -> Any:
+    """``value`` with every integer beyond 64 bits (a seed of 30 digits in a source's config)
+    kept as its decimal string: no stored value may hold one (``agtrace.eventlog.INT_MAX``)."""
+    if isinstance(value, dict):
+        return {k: _fit_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fit_ints(v) for v in value]
+    if type(value) is int and not -INT_MAX - 1 <= value <= INT_MAX:
+        return str(value)
+    return value
 
 
 class Importer(Protocol):
@@ -294,6 +332,10 @@ class ImportResult:
     """Records of types the importer does not know, counted by type (a warning, see above)."""
     unknown_at: dict[str, str] = field(default_factory=dict)
     """The first location of each unknown type."""
+    ignored_times: int = 0
+    """Records whose time no event can carry (NaN, past 2262), imported at the time before them."""
+    ignored_time_at: str = ""
+    """The first of them: its location and what its time was."""
     parents: dict[str, str] = field(default_factory=dict)
     """For a run that continues an earlier import of its session: run id -> that run's id."""
     error: str = ""
@@ -316,7 +358,12 @@ class ImportResult:
         """What to tell about unknown records (see :func:`unknown_warning`), or ""."""
         text = unknown_warning(self.unknown, f"{self.format} importer")
         first = ", ".join(f"{t} at {self.unknown_at[t]}" for t in sorted(self.unknown_at))
-        return f"{text}; first {first}" if text else ""
+        said = [f"{text}; first {first}"] if text else []
+        if self.ignored_times:
+            n = self.ignored_times
+            said.append(f"{n} record{'s' if n != 1 else ''} had a time no event can carry, ignored "
+                        f"(imported at the time of the record before): first {self.ignored_time_at}")
+        return "; ".join(said)
 
 
 def _shape_error(exc: Exception) -> str:
@@ -335,13 +382,26 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
         importer.read(path, ctx)
         for sink in ctx.sinks:
             sink.close()
+        chosen = wrong_parents(store, ctx)
+        if chosen:  # a run would continue an import it does not extend: read again, linked right
+            _discard(ctx)
+            ctx = ImportContext(store, repo=repo, chosen_parents=chosen)
+            importer.read(path, ctx)
+            for sink in ctx.sinks:
+                sink.close()
         for sink in ctx.sinks:
-            store.adopt(sink.dir)
+            try:
+                store.adopt(sink.dir)
+            except RunExists:  # another import of the same source adopted it since new_run
+                ctx.skipped_existing.append(sink.run_id)
+                continue
             result.runs.append(sink.run_id)
             result.bad_records.extend(sink.bad_records)
             for kind, n in sink.unknown_records.items():
                 result.unknown[kind] = result.unknown.get(kind, 0) + n
                 result.unknown_at.setdefault(kind, sink.unknown_at[kind])
+            result.ignored_times += sink.ignored_times
+            result.ignored_time_at = result.ignored_time_at or sink.ignored_time_at
             if sink.run_id in ctx.parents:
                 result.parents[sink.run_id] = ctx.parents[sink.run_id]
     except ImportError_ as exc:
@@ -354,18 +414,24 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
                         f"was stored (if the file is good, e.g. written by a newer version of the tool, report it "
                         f"with the file)")
     finally:
-        for sink in ctx.sinks:
-            sink.abandon()
-        if ctx.staging is not None:
-            shutil.rmtree(ctx.staging, ignore_errors=True)
+        _discard(ctx)
     if result.error:
         for run_id in result.runs:  # a later run of the same source failed: undo the earlier ones
             shutil.rmtree(store.run_dir(run_id), ignore_errors=True)
             store.catalog.forget(run_id)
         result.runs = []
         result.bad_records, result.unknown, result.unknown_at, result.parents = [], {}, {}, {}
+        result.ignored_times, result.ignored_time_at = 0, ""
     result.existing = ctx.skipped_existing
     return result
+
+
+def _discard(ctx: ImportContext) -> None:
+    """Drop what ``ctx``'s importer left open and staged (adopted runs have left staging)."""
+    for sink in ctx.sinks:
+        sink.abandon()
+    if ctx.staging is not None:
+        shutil.rmtree(ctx.staging, ignore_errors=True)
 
 
 MALFORMED = (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError, OverflowError)

@@ -200,7 +200,7 @@ class _Session:
                 continue
             if not t.knows(kind):
                 continue
-            t.at(parse_ts(rec.get("timestamp")))
+            t.at_time(rec.get("timestamp"))
             if kind in _MESSAGES:
                 msg = rec.get("message")
                 if not isinstance(msg, dict):

@@ -107,16 +107,23 @@ KNOWN = {
                       "event_msg/thread_settings_applied"},
 }
 _TYPED = ("response_item", "event_msg")  # line types whose payload type is part of the record type
+_LINE_TYPES = frozenset(t.split("/")[0] for known in KNOWN.values() for t in known)
+"""The line types of every known record type: their payload must be an object."""
 _CONTEXT = ("<environment_context>", "<user_instructions>", "# AGENTS.md instructions",
             "<permissions instructions>", "<collaboration_mode>")
 _EXIT = re.compile(r"(?:Process exited with code|Exit code:?)\s*(-?\d+)")
 
 
 def record_type(rec: dict[str, Any]) -> str | None:
-    """The record type of a rollout line (see the module docstring); None when malformed."""
+    """The record type of a rollout line (see the module docstring); None when malformed: no
+    type, or a line type this importer reads whose payload is not an object. A line of an
+    unknown type is its type whatever its payload (a newer Codex may write a string, a list
+    or nothing there): it is counted as unknown, never a bad record."""
     kind, payload = rec.get("type"), rec.get("payload")
-    if not isinstance(kind, str) or not isinstance(payload, dict):
+    if not isinstance(kind, str):
         return None
+    if not isinstance(payload, dict):
+        return None if kind in _LINE_TYPES else kind
     if kind in _TYPED and isinstance(payload.get("type"), str):
         return f"{kind}/{payload['type']}"
     return kind
@@ -194,7 +201,7 @@ class CodexRolloutImporter:
                 continue
             records += 1
             first_ts = first_ts or parse_ts(rec.get("timestamp"))
-            payload = rec["payload"]
+            payload = rec.get("payload")
             if kind == "session_meta" and not meta:
                 meta = payload
             elif kind == "turn_context" and not model:
@@ -255,7 +262,7 @@ class _Rollout:
                 continue
             if not t.knows(kind):
                 continue
-            t.at(parse_ts(rec.get("timestamp")))
+            t.at_time(rec.get("timestamp"))
             try:
                 self.line(rec["type"], rec["payload"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:

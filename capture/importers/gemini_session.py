@@ -55,6 +55,7 @@ from agtrace.eventlog import (
 
 from ..adapter import known_types
 from ..adapters.base import title_of
+from ..usage import token_count
 from . import register
 from .base import DETECT_BYTES, ImportContext, ImportError_, sniff_json_lines
 from .transcript import (
@@ -229,7 +230,7 @@ class _Session:
         t = self.t
         for i, m in enumerate(messages):
             t.location = self.where.get(str(m.get("id")), f"message {m.get('id')}")
-            t.at(parse_ts(m.get("timestamp")))
+            t.at_time(m.get("timestamp"))
             try:
                 self.message(m)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -281,10 +282,10 @@ class _Session:
         t.emit(ModelCalled(model=model, ok=True, request_id=str(m.get("id") or "")), part)
         tokens = m.get("tokens")
         if isinstance(tokens, dict):
-            cached = int(tokens.get("cached") or 0)
-            thought = int(tokens.get("thoughts") or 0)
-            usage = Usage(input=max(0, int(tokens.get("input") or 0) - cached), cache_read=cached,
-                          output=int(tokens.get("output") or 0) + thought, reasoning=thought)
+            cached = token_count(tokens.get("cached"))
+            thought = token_count(tokens.get("thoughts"))
+            usage = Usage(input=max(0, token_count(tokens.get("input")) - cached), cache_read=cached,
+                          output=token_count(tokens.get("output")) + thought, reasoning=thought)
             t.emit(UsageReported(usage=usage, model=model, request_id=str(m.get("id") or "")), part)
 
     def tool(self, call: dict[str, Any]) -> None:

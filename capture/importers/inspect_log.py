@@ -71,6 +71,7 @@ from agtrace.eventlog import (
 )
 
 from ..adapters.base import title_of
+from ..usage import token_count
 from . import register
 from .base import ImportContext, ImportError_
 from .transcript import (
@@ -184,10 +185,10 @@ def _score_value(value: Any) -> tuple[float | None, bool | None]:
 
 
 def _usage(u: dict[str, Any]) -> Usage:
-    return Usage(input=int(u.get("input_tokens") or 0), output=int(u.get("output_tokens") or 0),
-                 cache_read=int(u.get("input_tokens_cache_read") or 0),
-                 cache_write=int(u.get("input_tokens_cache_write") or 0),
-                 reasoning=int(u.get("reasoning_tokens") or 0))
+    return Usage(input=token_count(u.get("input_tokens")), output=token_count(u.get("output_tokens")),
+                 cache_read=token_count(u.get("input_tokens_cache_read")),
+                 cache_write=token_count(u.get("input_tokens_cache_write")),
+                 reasoning=token_count(u.get("reasoning_tokens")))
 
 
 # -- the importer ---------------------------------------------------------------------------------
@@ -286,8 +287,9 @@ class _Sample:
 
     def write(self, events: list[dict]) -> None:
         t = self.t
-        for e in events:
-            t.at(parse_ts(e.get("completed")) or parse_ts(e.get("timestamp")))
+        for i, e in enumerate(events):
+            where = f"{t.location} events[{i}]"
+            t.at(t.time_of(e.get("completed"), where) or t.time_of(e.get("timestamp"), where))
             kind = e.get("event")
             if not isinstance(kind, str):
                 t.bad(f"an event without an event type ({e.get('uuid') or 'no uuid'})")
@@ -395,7 +397,7 @@ class _Sample:
         t = self.t
         s = self.sample
         err = s.get("error")
-        t.at(parse_ts(s.get("completed_at")))
+        t.at_time(s.get("completed_at"))
         if err:
             message = str(err.get("message") if isinstance(err, dict) else err) or "sample error"
             if message != self.error:

@@ -312,11 +312,13 @@ class _Writer:
         self.part += 1
         n = self.part
         model = self.item.model()
+        from ..usage import token_count
+
         for name, mu in (c.get("modelUsage") or {}).items():
             mu = mu or {}
-            u = Usage(input=int(mu.get("inputTokens") or 0), output=int(mu.get("outputTokens") or 0),
-                      cache_read=int(mu.get("cacheReadInputTokens") or 0),
-                      cache_write=int(mu.get("cacheCreationInputTokens") or 0))
+            u = Usage(input=token_count(mu.get("inputTokens")), output=token_count(mu.get("outputTokens")),
+                      cache_read=token_count(mu.get("cacheReadInputTokens")),
+                      cache_write=token_count(mu.get("cacheCreationInputTokens")))
             self.emit(UsageReported(usage=u, model=name, cost_usd=mu.get("costUSD"), request_id=c.get("uuid") or ""),
                       part=n)
         if not c.get("modelUsage") and isinstance(c.get("usage"), dict):

@@ -134,7 +134,8 @@ class LiveStreamImporter:
         t = Transcript(sink, fmt.name, started_ts, adapter)
         for n, text, rec, err in json_lines(path):
             if rec is not None:
-                t.at(parse_ts(rec.get("timestamp")))
+                t.location = f"{path.name}:{n}"
+                t.at_time(rec.get("timestamp"))
             t.raw(text, f"{path.name}:{n}", err)
             if not err:
                 t.emits(adapter.feed(text, "stdout"))

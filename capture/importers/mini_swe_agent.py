@@ -145,7 +145,7 @@ class _Trajectory:
         consumed: set[int] = set()  # 1.x observations, read with their action
         for i, m in enumerate(messages):
             t.location = f"{self.name}#messages[{i}]"
-            t.at(parse_ts(_extra(m).get("timestamp")))
+            t.at_time(_extra(m).get("timestamp"))
             role = m.get("role")
             if role not in self.types:
                 t.sink.unknown(t.location, f"message:{role}")

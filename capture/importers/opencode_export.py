@@ -129,7 +129,7 @@ def write_session(ctx: ImportContext, doc: dict[str, Any], fmt: str, digest: str
     for i, (msg, minfo) in enumerate(zip(messages, infos, strict=True)):
         t.location = f"{where}#messages[{i}]"
         mtimes = minfo.get("time") if isinstance(minfo.get("time"), dict) else {}
-        t.at(parse_ts(mtimes.get("created")))
+        t.at_time(mtimes.get("created"))
         parts = msg.get("parts") if isinstance(msg.get("parts"), list) else None
         if parts is None:
             t.bad("message without a parts list")
@@ -203,7 +203,7 @@ def _assistant(t: Transcript, adapter: OpenCodeRunAdapter, info: dict, parts: li
 def _end(t: Transcript, adapter: OpenCodeRunAdapter, last: dict[str, Any]) -> None:
     err = last.get("error") if isinstance(last.get("error"), dict) else None
     times = last.get("time") if isinstance(last.get("time"), dict) else {}
-    t.at(parse_ts(times.get("completed")))
+    t.at_time(times.get("completed"))
     if err is not None:
         name = str(err.get("name") or "")
         t.emits(adapter.end_turn("failed", adapter.failure))

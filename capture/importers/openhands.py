@@ -63,7 +63,7 @@ from agtrace.eventlog import (
 
 from ..adapter import Emit
 from ..adapters.base import title_of
-from ..usage import CumulativeCounter, increase
+from ..usage import CumulativeCounter, increase, token_count
 from . import register
 from .base import ImportContext, ImportError_
 from .transcript import (
@@ -98,12 +98,12 @@ def _usage_litellm(u: dict[str, Any]) -> Usage:
     details = u.get("prompt_tokens_details") if isinstance(u.get("prompt_tokens_details"), dict) else {}
     out_details = u.get("completion_tokens_details") if isinstance(
         u.get("completion_tokens_details"), dict) else {}
-    read = int(u.get("cache_read_input_tokens") or details.get("cached_tokens") or u.get("cache_read_tokens") or 0)
-    write = int(u.get("cache_creation_input_tokens") or u.get("cache_write_tokens") or 0)
-    prompt = int(u.get("prompt_tokens") or 0)
-    return Usage(input=max(0, prompt - read - write), output=int(u.get("completion_tokens") or 0),
+    read = token_count(u.get("cache_read_input_tokens") or details.get("cached_tokens") or u.get("cache_read_tokens"))
+    write = token_count(u.get("cache_creation_input_tokens") or u.get("cache_write_tokens"))
+    prompt = token_count(u.get("prompt_tokens"))
+    return Usage(input=max(0, prompt - read - write), output=token_count(u.get("completion_tokens")),
                  cache_read=read, cache_write=write,
-                 reasoning=int(out_details.get("reasoning_tokens") or 0))
+                 reasoning=token_count(out_details.get("reasoning_tokens")))
 
 
 class OpenHandsImporter:
@@ -185,7 +185,7 @@ class _Trajectory:
         t = self.t
         for i, e in enumerate(doc):
             t.location = f"{path.name}#[{i}]"
-            t.at(parse_ts(e.get("timestamp")))
+            t.at_time(e.get("timestamp"))
             try:
                 self.event(e)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -65,6 +65,7 @@ from agtrace.eventlog import (
 
 from ..adapter import known_types
 from ..adapters.base import title_of
+from ..usage import token_count
 from . import register
 from .base import ImportContext, ImportError_
 from .transcript import (
@@ -223,7 +224,7 @@ class _Conversation:
             if obj["kind"] not in self.types:
                 t.sink.unknown(location, str(obj["kind"]))
                 continue
-            t.at(parse_ts(obj.get("timestamp")))
+            t.at_time(obj.get("timestamp"))
             try:
                 self.event(obj)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -369,10 +370,10 @@ def _token_usages(state: dict[str, Any]) -> dict[str, tuple[Usage, str, float | 
             if not isinstance(u, dict):
                 continue
             rid = str(u.get("response_id") or f"{m.get('model_name')}#{n}")
-            read, write = int(u.get("cache_read_tokens") or 0), int(u.get("cache_write_tokens") or 0)
-            usage = Usage(input=max(0, int(u.get("prompt_tokens") or 0) - read - write),
-                          output=int(u.get("completion_tokens") or 0), cache_read=read, cache_write=write,
-                          reasoning=int(u.get("reasoning_tokens") or 0))
+            read, write = token_count(u.get("cache_read_tokens")), token_count(u.get("cache_write_tokens"))
+            usage = Usage(input=max(0, token_count(u.get("prompt_tokens")) - read - write),
+                          output=token_count(u.get("completion_tokens")), cache_read=read, cache_write=write,
+                          reasoning=token_count(u.get("reasoning_tokens")))
             cost = costs.get(rid)
             out[rid] = (usage, str(u.get("model") or m.get("model_name") or ""),
                         float(cost) if isinstance(cost, int | float) and cost else None)

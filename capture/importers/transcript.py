@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 import time
 import uuid
@@ -136,23 +137,52 @@ def require_records(path: Path, fmt: str, records: int, bad: int) -> None:
 # -- time ---------------------------------------------------------------------------------------
 
 
+TS_MAX = (1 << 63) - 1
+"""The latest time an event can carry: ``ts`` is int64 nanoseconds since the epoch (year 2262)."""
+
+
 def parse_ts(value: Any) -> int | None:
-    """Nanoseconds since the epoch of an ISO-8601 string (naive = UTC) or epoch s/ms number."""
+    """Nanoseconds since the epoch of an ISO-8601 string (naive = UTC) or epoch s/ms number.
+
+    None for anything else, including a time no event can carry (not finite, before 1970,
+    after :data:`TS_MAX`; :meth:`Transcript.time_of` reports those)."""
+    return _ts(value)[0]
+
+
+def _ts(value: Any) -> tuple[int | None, str]:
+    """``(ns, "")`` of a time, ``(None, why)`` of a time no event can carry, ``(None, "")``
+    of anything else (no time, not a time)."""
     if isinstance(value, bool):
-        return None
+        return None, ""
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None, f"timestamp {value!r} is not a finite number"
         if value <= 0:
-            return None
-        return int(value * 1e6) if value > 1e11 else int(value * 1e9)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp() * 1_000_000) * 1000
+            return None, ""
+        if value > TS_MAX:  # already out of range as ns, whichever unit it is in
+            return None, f"timestamp {_short(value)} is after the year 2262"
+        ns = int(value * 1e6) if value > 1e11 else int(value * 1e9)
+    elif isinstance(value, str) and value:
+        try:
+            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None, ""
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        try:
+            ns = int(when.timestamp() * 1_000_000) * 1000
+        except (OverflowError, ValueError):
+            return None, f"timestamp {_short(value)} is out of range"
+    else:
+        return None, ""
+    if not 0 <= ns <= TS_MAX:
+        return None, f"timestamp {_short(value)} is {'before 1970' if ns < 0 else 'after the year 2262'}"
+    return ns, ""
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 40 else f"{text[:20]}…({len(text)} characters)"
 
 
 def uuid7_ns(text: Any) -> int | None:
@@ -242,6 +272,19 @@ class Transcript:
         """Move the clock to a record's time (never backwards: envelopes stay ordered)."""
         if ts is not None and ts > self.ts:
             self.ts = ts
+
+    def time_of(self, value: Any, where: str = "") -> int | None:
+        """:func:`parse_ts` of a record's time. A time no event can carry (NaN, infinite, past
+        2262) is None and is counted with :meth:`RunSink.ignored_time` at ``where`` (default:
+        the current record), a warning: the record keeps the time before it."""
+        ts, problem = _ts(value)
+        if problem:
+            self.sink.ignored_time(where or self.location, problem)
+        return ts
+
+    def at_time(self, value: Any) -> None:
+        """:meth:`at` the time of the current record, as :meth:`time_of` reads it."""
+        self.at(self.time_of(value))
 
     def emit(self, event: Event, part: int | None = None, ts: int | None = None) -> None:
         ts = self.ts if ts is None else ts
