@@ -332,3 +332,21 @@ def _run_started_row(ev: RunStarted, ts: int) -> dict:
         "heartbeat_s": ev.heartbeat_s,
         "started_at": ts,
     }
+
+
+def open_catalog(path: Path, projections, *, on_wait=None) -> tuple[Catalog, Path | None]:
+    """Open the catalog at ``path``; one that is not an SQLite database (or whose header is
+    damaged) is derived data: it is moved aside to ``catalog.db.damaged-<ns>`` (with its -wal
+    and -shm removed) and a new one is made, to be refolded from the segments. Returns the
+    catalog and where a damaged one was moved (None if none was)."""
+    try:
+        return Catalog(path, projections, on_wait=on_wait), None
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) or not ("not a database" in text or "malformed" in text):
+            raise
+    set_aside = path.with_name(f"{path.name}.damaged-{time.time_ns()}")
+    os.replace(path, set_aside)
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return Catalog(path, projections, on_wait=on_wait), set_aside

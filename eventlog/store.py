@@ -36,7 +36,14 @@ import msgspec
 from . import reader, verification
 from .annotation import AnnotationsProjection, merge_tags, tag_overrides
 from .blobs import BlobStore
-from .catalog import STALE_WITHOUT_HEARTBEAT_S, Catalog, CatalogProjection, RunInfo, status_of  # noqa: F401
+from .catalog import (  # noqa: F401
+    STALE_WITHOUT_HEARTBEAT_S,
+    Catalog,
+    CatalogProjection,
+    RunInfo,
+    open_catalog,
+    status_of,
+)
 from .containment import is_content_address
 from .cost import CostsProjection
 from .errors import AmbiguousRunId, CorruptLog, InvalidEvent, RunExists, RunNotFound, StoreError
@@ -97,19 +104,8 @@ class Store:
         ``catalog.db.damaged-<ns>`` (named in :attr:`catalog_set_aside`) and rebuilt from the
         segments, so a damaged or replaced catalog never stops a command."""
         if self._catalog is None:
-            import sqlite3
-
-            path = self.root / "catalog.db"
-            try:
-                self._catalog = Catalog(path, self.projections, on_wait=self._on_wait)
-            except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError) or not _is_damage(exc):
-                    raise
-                self.catalog_set_aside = self.root / f"catalog.db.damaged-{time.time_ns()}"
-                os.replace(path, self.catalog_set_aside)
-                for suffix in ("-wal", "-shm"):
-                    Path(str(path) + suffix).unlink(missing_ok=True)
-                self._catalog = Catalog(path, self.projections, on_wait=self._on_wait)
+            self._catalog, self.catalog_set_aside = open_catalog(
+                self.root / "catalog.db", self.projections, on_wait=self._on_wait)
         return self._catalog
 
     def close(self) -> None:
@@ -494,8 +490,3 @@ class Store:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:500]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _is_damage(exc: Exception) -> bool:
-    text = str(exc)
-    return "not a database" in text or "malformed" in text
