@@ -195,3 +195,46 @@ def test_claude_stream_tokens_are_the_sessions_own_total(views):
     # the messages' usage, each message once, plus what the final result adds (its total)
     assert sum(_anthropic_total(u) for u in by_id.values()) < m["tokens"] == _anthropic_total(result["usage"])
     assert m["cost_usd"] == pytest.approx(result["total_cost_usd"])
+
+
+def _new_run(store, *args: str) -> str:
+    return run_agtrace(["new", "--agent", "hand", *args], store, check=True).stdout.decode().strip()
+
+
+def _append(store, run_id: str, *events: dict) -> None:
+    run_agtrace(["append", run_id], store, input="".join(json.dumps(e) + "\n" for e in events).encode(), check=True)
+
+
+def _times(store, run_id: str) -> dict:
+    figures = {}
+    for name, args in (("metrics", ["metrics", run_id, "--json"]), ("show", ["show", run_id, "--json"])):
+        d = _json(run_agtrace(args, store, check=True))
+        figures[name] = (d["last_ts"], d["duration_s"])
+    row = next(r for r in _json(run_agtrace(["ls", "--json"], store, check=True)) if r["id"] == run_id)
+    figures["ls"] = (row["last_ts"], row["duration_s"])
+    return figures
+
+
+def test_a_runs_times_do_not_depend_on_how_its_events_were_batched(tmp_path):
+    """B1: ``last_ts`` was the ts of the last event of each written batch (max over batches), so
+    a run without ``run_ended`` lasted 1m41s live and 10s after ``reindex`` or in a ``cp``."""
+    store = tmp_path / "store"
+    run = _new_run(store, "--task-id", "b1")
+    started = _json(run_agtrace(["show", run, "--json"], store, check=True))["started_at"]
+    late, later, early = started + 100 * 10**9, started + 101 * 10**9, started + 10 * 10**9
+    _append(store, run, {"ts": late, "part": 1, "kind": "message_added", "role": "assistant", "text": "a"},
+            {"ts": later, "part": 1, "kind": "part_ended", "part_kind": "message", "title": "a"})
+    _append(store, run, {"ts": early, "part": 2, "kind": "message_added", "role": "assistant", "text": "b"})
+    copy = run_agtrace(["cp", run], store, check=True).stdout.decode().strip()
+    live = _times(store, run)
+    assert live == {k: (later, pytest.approx(101.0)) for k in live}  # the largest ts of any event
+    assert _times(store, copy) == live
+    run_agtrace(["reindex"], store, check=True)
+    assert _times(store, run) == live and _times(store, copy) == live
+
+    before = _new_run(store, "--task-id", "b1-before-start")  # events dated before the run started
+    _append(store, before, {"ts": started - 10**9, "part": 1, "kind": "message_added", "role": "user", "text": "x"})
+    live = _times(store, before)
+    assert [d for _, d in live.values()] == [0.0] * 3  # the run's own start is its largest ts
+    run_agtrace(["reindex"], store, check=True)
+    assert _times(store, before) == live
