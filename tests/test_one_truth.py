@@ -238,3 +238,48 @@ def test_a_runs_times_do_not_depend_on_how_its_events_were_batched(tmp_path):
     assert [d for _, d in live.values()] == [0.0] * 3  # the run's own start is its largest ts
     run_agtrace(["reindex"], store, check=True)
     assert _times(store, before) == live
+
+
+def _page_data(store, args: list[str], out: Path) -> dict:
+    run_agtrace([*args, "-o", str(out)], store, check=True)
+    return _blocks(out.read_text())["agtrace-data"]
+
+
+def test_the_report_and_compare_page_show_the_priced_cost_of_show(tmp_path):
+    """B2: the report's header and cost curve, and compare's cost curve, showed the agent-reported
+    cost ($0.0100, "unknown" for a codex rollout) where show/metrics/ls say $0.0055 priced."""
+    store = tmp_path / "store"
+    model = "claude-sonnet-4-20250514"
+    run = _new_run(store, "--model", model, "--task-id", "b2")
+    _append(store, run,
+            {"part": 1, "kind": "usage_reported", "usage": {"input": 1000, "output": 50}, "model": model,
+             "cost_usd": 0.01},
+            {"part": 1, "kind": "part_ended", "part_kind": "message", "title": "x"},
+            {"part": 2, "kind": "usage_reported", "usage": {"input": 500, "output": 20}, "model": model},
+            {"part": 2, "kind": "part_ended", "part_kind": "message", "title": "y"})
+    run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    shown = _json(run_agtrace(["show", run, "--json"], store, check=True))["cost"]
+    line = next(x for x in run_agtrace(["show", run], store, check=True).stdout.decode().splitlines()
+                if x.startswith("cost:"))[len("cost:"):].strip()
+    assert shown["cost_usd"] is not None and shown["cost_usd"] != pytest.approx(0.01)
+    assert "the agent reported $0.0100" in line
+    page = tmp_path / "r.html"
+    data = _page_data(store, ["report", run], page)
+    assert data["run"]["cost"] == shown
+    assert f"<dt>cost</dt><dd>{line}</dd>" in page.read_text()
+    assert sum(u[3] for u in data["usage"]) == pytest.approx(shown["cost_usd"])
+    assert all(u[3] > 0 for u in data["usage"])  # part 2 is priced though the agent reported nothing
+    curve = _page_data(store, ["compare", run], tmp_path / "c.html")["runs"][0]["cost"]
+    assert curve[-1][2] == pytest.approx(shown["cost_usd"])
+
+
+def test_compare_draws_the_pass_rate_of_the_counting_rule(tmp_path):
+    """B3: the pass-rate curve was passed / total (skipped counted): 2/4 where rescore says 2/3."""
+    store = tmp_path / "store"
+    run = _new_run(store, "--task-id", "b3")
+    _append(store, run, {"part": 1, "kind": "tests_ran", "suite": "pytest", "passed": 2, "failed": 1, "skipped": 1},
+            {"part": 2, "kind": "tests_ran", "suite": "pytest", "skipped": 3},
+            {"part": 2, "kind": "part_ended", "part_kind": "test", "title": "t"})
+    run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    rate = _page_data(store, ["compare", run], tmp_path / "c.html")["runs"][0]["rate"]
+    assert [(p, v) for p, _, v in rate] == [(1, pytest.approx(2 / 3)), (2, 0.0)]  # all skipped: 0.0, not 1.0
