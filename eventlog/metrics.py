@@ -245,7 +245,7 @@ class MetricsFold:
 
     def _tests(self, rec: Record, ev: TestsRan, owner: int | None) -> None:
         run, failed = self.run, ev.failed + ev.errors
-        total = ev.total or ev.passed + failed + ev.skipped
+        total = ev.counted_total
         where = owner or 0
         run.tests_ran += 1
         if failed == 0 and ev.passed > 0 and run.tests_first_pass_part is None:

@@ -122,7 +122,7 @@ class RunFold:
             start = t - int(ev.duration_ms or 0)
             call[1], call[2], call[4] = min(call[1], start), t, outcome
         elif kind is TestsRan:
-            self.tests.append([slot, t, ev.passed, ev.failed, ev.errors, ev.total, ev.suite])
+            self.tests.append([slot, t, ev.passed, ev.failed, ev.errors, ev.counted_total, ev.suite])
         if self.transcript:
             body = _ROW_BODIES.get(kind, _no_row)(ev, self._cut)
             if body is not None:
@@ -151,7 +151,7 @@ def _tool_called(ev: ToolCalled, cut) -> dict:
 
 def _tests_ran(ev: TestsRan, cut) -> dict:
     failing = [c.name for c in ev.tests if c.outcome in ("failed", "error")][:20]
-    return {"suite": ev.suite, "passed": ev.passed, "failed": ev.failed, "errors": ev.errors, "total": ev.total,
+    return {"suite": ev.suite, "passed": ev.passed, "failed": ev.failed, "errors": ev.errors, "total": ev.counted_total,
             "failing": failing}
 
 

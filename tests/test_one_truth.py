@@ -283,3 +283,21 @@ def test_compare_draws_the_pass_rate_of_the_counting_rule(tmp_path):
     run_agtrace(["close", run, "--status", "completed"], store, check=True)
     rate = _page_data(store, ["compare", run], tmp_path / "c.html")["runs"][0]["rate"]
     assert [(p, v) for p, _, v in rate] == [(1, pytest.approx(2 / 3)), (2, 0.0)]  # all skipped: 0.0, not 1.0
+
+
+def test_the_reports_test_points_carry_the_metrics_total(tmp_path):
+    """B4: a result without ``total`` was drawn "2 passed, 1 failed, 0 errors of 0" (the event's
+    raw field) while metrics counts 4 (passed + failed + errors + skipped)."""
+    store = tmp_path / "store"
+    run = _new_run(store, "--task-id", "b4")
+    _append(store, run, {"part": 1, "kind": "tests_ran", "suite": "pytest", "passed": 2, "failed": 1, "skipped": 1},
+            {"part": 1, "kind": "part_ended", "part_kind": "test", "title": "t"})
+    run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    row = _json(run_agtrace(["metrics", run, "--per-part", "--json"], store, check=True))[0]
+    data = _page_data(store, ["report", run], tmp_path / "r.html")
+    assert [(p[0], p[2], p[3] + p[4], p[5]) for p in data["tests"]] == [
+        (1, row["tests_passed"], row["tests_failed"], row["tests_total"])] == [(1, 2, 1, 4)]
+    assert data["run"]["tests_final_total"] == 4
+    rows = [e[4] for page in (json.loads(m) for m in re.findall(
+        r'id="agtrace-page-\d+">(.*?)</script>', (tmp_path / "r.html").read_text(), re.S)) for e in page]
+    assert [r["total"] for r in rows if "failing" in r] == [4]  # the transcript's row too
