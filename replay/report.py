@@ -114,8 +114,8 @@ class RunFold:
             return
         if kind is PartEnded:
             return
-        if kind is ToolCalled:
-            self.calls[ev.call_id] = [slot, t, None, ev.tool, "pending", ev.call_id]
+        if kind is ToolCalled:  # one lane per call id (the metrics' rule); its last return's outcome
+            self.calls.setdefault(ev.call_id, [slot, t, None, ev.tool, "pending", ev.call_id])
         elif kind is ToolReturned:
             call = self.calls.setdefault(ev.call_id, [slot, t, None, ev.tool, "pending", ev.call_id])
             outcome = ev.status if ev.status != "ok" else ("exit" if ev.exit_code not in (None, 0) else "ok")

@@ -301,3 +301,31 @@ def test_the_reports_test_points_carry_the_metrics_total(tmp_path):
     rows = [e[4] for page in (json.loads(m) for m in re.findall(
         r'id="agtrace-page-\d+">(.*?)</script>', (tmp_path / "r.html").read_text(), re.S)) for e in page]
     assert [r["total"] for r in rows if "failing" in r] == [4]  # the transcript's row too
+
+
+def test_a_call_id_returned_or_called_twice_is_one_call(tmp_path):
+    """B5: a second ``tool_returned`` of one call id counted as a new call (2 calls, 1 error) and a
+    repeated ``tool_called`` twice, while the report drew one lane with the last outcome."""
+    store = tmp_path / "store"
+    run = _new_run(store, "--task-id", "b5")
+    call = {"kind": "tool_called", "tool": "edit"}
+    back = {"kind": "tool_returned", "tool": "edit"}
+    _append(store, run, {"part": 1, **call, "call_id": "c1"},
+            {"part": 1, **back, "call_id": "c1", "status": "error", "output": "boom"},
+            {"part": 1, **back, "call_id": "c1", "output": "ok"},  # retried under the same id: ok at last
+            {"part": 1, "kind": "part_ended", "part_kind": "tool", "title": "edit", "tool": "edit"})
+    _append(store, run, {"part": 2, **call, "call_id": "c2"}, {"part": 2, **call, "call_id": "c2"},
+            {"part": 2, **back, "call_id": "c2", "output": "ok"},
+            {"part": 2, **back, "call_id": "c2", "status": "error", "output": "late failure"},
+            {"part": 2, "kind": "part_ended", "part_kind": "tool", "title": "edit", "tool": "edit"})
+    run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    want = {"tool_calls": 2, "tool_errors": 1, "tools": {"edit": {"calls": 2, "errors": 1, "error_rate": 0.5}}}
+    m = _json(run_agtrace(["metrics", run, "--json"], store, check=True))
+    assert {k: m[k] for k in want} == want
+    rows = _json(run_agtrace(["metrics", run, "--per-part", "--json"], store, check=True))
+    assert [(r["part"], r["tool_calls"], r["tool_errors"]) for r in rows] == [(1, 1, 0), (2, 1, 1)]
+    data = _page_data(store, ["report", run], tmp_path / "r.html")
+    assert [(c[0], c[4], c[5]) for c in data["calls"]] == [(1, "ok", "c1"), (2, "error", "c2")]
+    assert (data["run"]["tool_calls"], data["run"]["tool_errors"]) == (2, 1)
+    run_agtrace(["reindex"], store, check=True)
+    assert {k: _json(run_agtrace(["metrics", run, "--json"], store, check=True))[k] for k in want} == want
