@@ -47,7 +47,7 @@ from typing import Any
 
 import msgspec
 
-from agtrace.eventlog import ErrorOccurred, LineLogged, PartEnded, RawRecorded, Store
+from agtrace.eventlog import ErrorOccurred, LineLogged, PartEnded, RawRecorded, Store, run_metrics
 
 from .adapter import Adapter, Emit, unknown_warning
 from .adapters import make_adapter
@@ -76,7 +76,8 @@ class RunSummary:
     exit_code: int | None
     parts: int
     tokens: int
-    duration_s: float
+    duration_s: float | None
+    """The run's ``duration_s`` of the metrics (``ended_at - started_at``), as ``metrics`` and ``ls`` show it."""
     redactions: int
     agent: str
     model: str
@@ -126,7 +127,6 @@ def run_capture(
         sys.setswitchinterval(min(switch, FREEZE_SWITCH_S))
     interrupt = interrupt or threading.Event()
     loop = _Capture(recorder, adapter, process, max_parts, timeout, interrupt, on_line)
-    started = time.monotonic()
     previous = _install_signals(interrupt)
     try:
         try:
@@ -144,7 +144,7 @@ def run_capture(
     agent = recorder_options.get("agent", "")
     return RunSummary(
         run_id=recorder.run_id, status=ended.status, reason=ended.reason, exit_code=ended.exit_code,
-        parts=recorder.parts, tokens=recorder.tokens, duration_s=round(time.monotonic() - started, 3),
+        parts=recorder.parts, tokens=recorder.tokens, duration_s=run_metrics(store, recorder.run_id).duration_s,
         redactions=ended.redactions, agent=agent, model=adapter.state.model or recorder_options.get("model", ""),
         agent_version=adapter.state.agent_version or recorder_options.get("agent_version", ""),
         bundle=str(bundles[-1]) if bundles else None, warnings=run_warnings(recorder, adapter),
