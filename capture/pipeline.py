@@ -14,7 +14,8 @@ ports (:mod:`agtrace.capture.port`) and call it. Contracts, the same on every ba
   snapshot is taken and stored, and the group is thawed, also when the snapshot fails; so the
   tree cannot change under the snapshot and later edits cannot leak into it. A backend that
   reads lines itself (``LocalProcess.freeze_on``) freezes the group the moment a raw marker line
-  is read, before the loop gets to it, so the edits a script makes right after printing its
+  (or a line the adapter's ``may_end_part`` accepts: Codex's ``item.completed``) is read,
+  before the loop gets to it, so the edits a script makes right after printing its
   marker are not in the previous part's snapshot. The freeze is
   guarded by the agent port (a deadline, a supervisor that thaws and stops the agent if this
   process dies); a freeze the deadline ended is stored as an ``error_occurred`` event and
@@ -119,9 +120,10 @@ def run_capture(
     )
     if on_start:
         on_start(recorder.run_id)
-    starts_part = getattr(adapter, "starts_part", None)
-    if starts_part is not None and hasattr(process, "freeze_on") and recorder.snapshots is not None:
-        process.freeze_on = starts_part  # freeze at the marker's arrival, not when the loop gets to it
+    # a raw marker line, or a line a structured adapter says may end a part (Codex: item.completed)
+    ends_part = getattr(adapter, "starts_part", None) or getattr(adapter, "may_end_part", None)
+    if ends_part is not None and hasattr(process, "freeze_on") and recorder.snapshots is not None:
+        process.freeze_on = ends_part  # freeze at the line's arrival, not when the loop gets to it
     switch = sys.getswitchinterval()
     if getattr(process, "freeze_on", None) is not None:  # the reader gets the GIL within this, not 5 ms
         sys.setswitchinterval(min(switch, FREEZE_SWITCH_S))

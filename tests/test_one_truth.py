@@ -331,3 +331,20 @@ def test_a_call_id_returned_or_called_twice_is_one_call(tmp_path):
     assert (data["run"]["tool_calls"], data["run"]["tool_errors"]) == (2, 1)
     run_agtrace(["reindex"], store, check=True)
     assert {k: _json(run_agtrace(["metrics", run, "--json"], store, check=True))[k] for k in want} == want
+
+
+def test_the_fast_demos_part_trees_hold_only_their_own_edits(world, views):
+    """B7: ``demo --fast`` ran ahead of its snapshots, so part 5's tree held part 8's apply_patch
+    (per-part files at 5, 11, 12, … where the file changes are at 8, 14, 24). The agent now
+    waits for each part's freeze and thaw, and Codex lines that may end a part freeze it at once."""
+    store, _, runs, _ = world
+    rows = views[1]["demo"]["metrics"]
+    assert [(r["part"], r["files_changed"]) for r in rows if r["files_changed"]] == [
+        (8, 1), (11, 1), (14, 1), (20, 1), (22, 1), (24, 1)]
+    log = run_agtrace(["log", runs["demo"], "--kind", "file_changed", "--json"], store, check=True)
+    changed = {json.loads(line)["part"] for line in log.stdout.decode().splitlines()}
+    assert changed == {8, 14, 24} and changed <= {r["part"] for r in rows if r["files_changed"]}
+    by_part = {r["part"]: r for r in rows}
+    assert (by_part[12]["tests_passed"], by_part[12]["tests_total"]) == (4, 5)  # before part 14's fix
+    row = views[0]["demo"]["compare"]
+    assert (row["churn_lines_added"], row["churn_lines_removed"]) == (34, 4)  # every edit in its own part
