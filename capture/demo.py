@@ -54,7 +54,9 @@ def run_demo(
     setup_demo_repo(workdir)
     summary = run_agent(
         store,
-        demo_command(*(["--fast"] if fast else [])),
+        # --fast has no pauses, so the agent waits for each part's snapshot (frozen and thawed)
+        # instead of running ahead of it (docs: "Snapshots of fast agents")
+        demo_command(*(["--fast", "--wait-for-capture"] if fast else [])),
         agent="codex",
         agent_name="demo",
         agent_version=_version(),

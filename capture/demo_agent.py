@@ -33,10 +33,12 @@ interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +48,9 @@ DEMO_TASK = (
     "Add `average_word_length(text)` to textstats (0.0 for empty text), make `top_words` "
     "case-insensitive, cover both with unittest tests, commit, and document it in the README."
 )
+WAIT_FOR_CAPTURE_S = 2.0
+"""With ``--wait-for-capture``, how long the agent waits after a part's last line for the capture
+to freeze and thaw it (SIGSTOP, snapshot, SIGCONT) before it goes on anyway."""
 THREAD_ID = "0199d3e0-5eed-7000-8000-00000000de30"
 FIXED_DATE = "2025-01-01T12:00:00+00:00"
 PROJECT_AUTHOR = ("agtrace demo", "demo@agtrace.invalid")
@@ -176,8 +181,11 @@ def setup_demo_repo(path: str | os.PathLike[str]) -> None:
 class DemoAgent:
     """Emits the Codex JSONL stream while doing the work in ``root``."""
 
-    def __init__(self, root: Path, delay: float | None, secret: bool) -> None:
+    def __init__(self, root: Path, delay: float | None, secret: bool, wait_for_capture: bool = False) -> None:
         self.root = root
+        self.wait_for_capture = wait_for_capture
+        if wait_for_capture:  # SIGCONT still continues the process; blocked, it can be waited for
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCONT})
         self.delays = itertools.cycle([0.05, 0.1, 0.15] if delay is None else [delay])
         self.secret = secret
         self.ids = itertools.count()
@@ -187,7 +195,23 @@ class DemoAgent:
         self.env.update(PYTHONDONTWRITEBYTECODE="1", LC_ALL="C")
 
     def emit(self, event: dict) -> None:
+        ends_part = self.wait_for_capture and event.get("type") == "item.completed"
+        if ends_part:
+            while signal.sigtimedwait([signal.SIGCONT], 0) is not None:
+                pass  # a thaw's confirming SIGCONT of an earlier part
         print(json.dumps(event, ensure_ascii=False, separators=(",", ":")), flush=True)
+        if ends_part:  # the capture freezes us at this line and thaws us once its snapshot is taken
+            signal.sigtimedwait([signal.SIGCONT], WAIT_FOR_CAPTURE_S)
+
+    @contextlib.contextmanager
+    def signals_unblocked(self):
+        if self.wait_for_capture:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCONT})
+        try:
+            yield
+        finally:
+            if self.wait_for_capture:
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCONT})
 
     def pause(self) -> None:
         time.sleep(next(self.delays))
@@ -216,13 +240,14 @@ class DemoAgent:
             "status": "in_progress",
         }
         self.emit({"type": "item.started", "item": started})
-        proc = subprocess.run(
-            ["bash", "-c", command],
-            cwd=self.root,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        with self.signals_unblocked():  # a child must not inherit the blocked SIGCONT
+            proc = subprocess.run(
+                ["bash", "-c", command],
+                cwd=self.root,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
         output = proc.stdout.decode("utf-8", errors="replace")
         status = "completed" if proc.returncode == 0 else "failed"
         done = {
@@ -321,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo_agent", description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="no pauses between items")
     parser.add_argument("--parts-delay", type=float, metavar="S", help="pause S s between items")
+    parser.add_argument("--wait-for-capture", action="store_true",
+                        help=f"after each item, wait (up to {WAIT_FOR_CAPTURE_S:g} s) for the capture's thaw")
     parser.add_argument("--setup", action="store_true", help="set up the demo repo in cwd first")
     parser.add_argument("--fail-model", action="store_true", help="fail with a 401, do nothing")
     parser.add_argument("--hang", action="store_true", help="sleep forever after a few items")
@@ -333,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"demo_agent: no demo project in {root}; run with --setup\n")
         return 2
     delay = 0.0 if args.fast else args.parts_delay
-    agent = DemoAgent(root, delay, args.secret)
+    agent = DemoAgent(root, delay, args.secret, args.wait_for_capture)
     try:
         agent.emit({"type": "thread.started", "thread_id": THREAD_ID})
         if args.fail_model:

@@ -14,7 +14,8 @@ ports (:mod:`agtrace.capture.port`) and call it. Contracts, the same on every ba
   snapshot is taken and stored, and the group is thawed, also when the snapshot fails; so the
   tree cannot change under the snapshot and later edits cannot leak into it. A backend that
   reads lines itself (``LocalProcess.freeze_on``) freezes the group the moment a raw marker line
-  is read, before the loop gets to it, so the edits a script makes right after printing its
+  (or a line the adapter's ``may_end_part`` accepts: Codex's ``item.completed``) is read,
+  before the loop gets to it, so the edits a script makes right after printing its
   marker are not in the previous part's snapshot. The freeze is
   guarded by the agent port (a deadline, a supervisor that thaws and stops the agent if this
   process dies); a freeze the deadline ended is stored as an ``error_occurred`` event and
@@ -47,7 +48,7 @@ from typing import Any
 
 import msgspec
 
-from agtrace.eventlog import ErrorOccurred, LineLogged, PartEnded, RawRecorded, Store
+from agtrace.eventlog import ErrorOccurred, LineLogged, PartEnded, RawRecorded, Store, run_metrics
 
 from .adapter import Adapter, Emit, unknown_warning
 from .adapters import make_adapter
@@ -76,7 +77,8 @@ class RunSummary:
     exit_code: int | None
     parts: int
     tokens: int
-    duration_s: float
+    duration_s: float | None
+    """The run's ``duration_s`` of the metrics (``ended_at - started_at``), as ``metrics`` and ``ls`` show it."""
     redactions: int
     agent: str
     model: str
@@ -118,15 +120,15 @@ def run_capture(
     )
     if on_start:
         on_start(recorder.run_id)
-    starts_part = getattr(adapter, "starts_part", None)
-    if starts_part is not None and hasattr(process, "freeze_on") and recorder.snapshots is not None:
-        process.freeze_on = starts_part  # freeze at the marker's arrival, not when the loop gets to it
+    # a raw marker line, or a line a structured adapter says may end a part (Codex: item.completed)
+    ends_part = getattr(adapter, "starts_part", None) or getattr(adapter, "may_end_part", None)
+    if ends_part is not None and hasattr(process, "freeze_on") and recorder.snapshots is not None:
+        process.freeze_on = ends_part  # freeze at the line's arrival, not when the loop gets to it
     switch = sys.getswitchinterval()
     if getattr(process, "freeze_on", None) is not None:  # the reader gets the GIL within this, not 5 ms
         sys.setswitchinterval(min(switch, FREEZE_SWITCH_S))
     interrupt = interrupt or threading.Event()
     loop = _Capture(recorder, adapter, process, max_parts, timeout, interrupt, on_line)
-    started = time.monotonic()
     previous = _install_signals(interrupt)
     try:
         try:
@@ -144,7 +146,7 @@ def run_capture(
     agent = recorder_options.get("agent", "")
     return RunSummary(
         run_id=recorder.run_id, status=ended.status, reason=ended.reason, exit_code=ended.exit_code,
-        parts=recorder.parts, tokens=recorder.tokens, duration_s=round(time.monotonic() - started, 3),
+        parts=recorder.parts, tokens=recorder.tokens, duration_s=run_metrics(store, recorder.run_id).duration_s,
         redactions=ended.redactions, agent=agent, model=adapter.state.model or recorder_options.get("model", ""),
         agent_version=adapter.state.agent_version or recorder_options.get("agent_version", ""),
         bundle=str(bundles[-1]) if bundles else None, warnings=run_warnings(recorder, adapter),

@@ -150,7 +150,4 @@ def cost_dict(cost) -> dict:
 
 def cost_line(cost) -> str:
     """``$0.0123 (genai-prices 0.2.3)``, ``unpriced (MODEL)``, plus what the agent reported."""
-    line = cost.label() + (f" ({cost.prices})" if cost.calls else "")
-    if cost.reported_cost_usd is not None:
-        line += f"; the agent reported ${cost.reported_cost_usd:,.4f}"
-    return line
+    return cost.line()

@@ -7,7 +7,8 @@ bytes), which is fed from the segment files rather than from events.
 
 :class:`CatalogProjection` is the projection every store has: ``runs`` (one row per run:
 identity from ``run_started``, the model as called, end status from ``run_ended``, ``events`` = the last seq,
-``parts`` = the highest part that ended, the last event's time) and ``parts`` (one row per part
+``parts`` = the highest part that ended, ``last_ts`` = the largest ts of any event, whatever the
+order or batching of the events) and ``parts`` (one row per part
 that has an event: its seq range, and from ``part_ended`` its kind, title, tool, tree and end
 time). No column depends on when or by whom the fold ran, so a rebuild is row for row identical.
 :class:`RunInfo` is a ``runs`` row with the run's live status (:func:`status_of`).
@@ -141,7 +142,7 @@ class CatalogProjection(Projection):
     """The ``runs`` and ``parts`` tables (see the module docstring)."""
 
     name = "catalog"
-    version = 1
+    version = 2  # 2: last_ts is the largest ts of any event (was the last ts of a batch: batching showed)
     stream = "events"
     tables = ("runs", "parts")
     migrations = (m001_runs_parts,)
@@ -154,7 +155,9 @@ class CatalogProjection(Projection):
         last_seq = last_ts = 0
         for rec in records:
             seq, ev, part = rec.seq, rec.event, rec.part
-            last_seq, last_ts = seq, rec.ts
+            last_seq = seq
+            if rec.ts > last_ts:  # the largest ts, whatever the order or batching of the events
+                last_ts = rec.ts
             t = type(ev)
             if part is not None:
                 p = parts.get(part)

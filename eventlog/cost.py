@@ -225,8 +225,22 @@ class RunCost:
         money = f"${self.cost_usd:,.4f}"
         return money if self.complete else f"{money} + {unpriced}"
 
+    def line(self) -> str:
+        """``$0.0123 (genai-prices 0.2.3)``, ``unpriced (MODEL)``, plus what the agent reported:
+        the cost as every command prints it for people (``show``, ``metrics``, the report)."""
+        line = self.label() + (f" ({self.prices})" if self.calls else "")
+        if self.reported_cost_usd is not None:
+            line += f"; the agent reported ${self.reported_cost_usd:,.4f}"
+        return line
+
     def to_dict(self) -> dict:
         return {**asdict(self), "complete": self.complete, "label": self.label()}
+
+    @classmethod
+    def of_dict(cls, d: dict, run_id: str = "") -> RunCost:
+        """The cost of a ``to_dict`` (``run_id`` for one without it: a ``cost`` object of JSON)."""
+        names = ("cost_usd", "calls", "priced_calls", "unpriced_models", "prices", "reported_cost_usd")
+        return cls(run_id=d.get("run_id", run_id), **{k: d[k] for k in names if k in d})
 
 
 def _require(store: Store) -> None:

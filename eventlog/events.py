@@ -171,6 +171,12 @@ class TestsRan(Event, tag="tests_ran"):
     environment: dict[str, str] = {}
     tally: dict[str, int] = {}
 
+    @property
+    def counted_total(self) -> int:
+        """The result's total as every figure counts it: ``total``, or passed + failed + errors
+        + skipped when it is 0 (a hand-written or older event that left it out)."""
+        return self.total or self.passed + self.failed + self.errors + self.skipped
+
 
 class UsageReported(Event, tag="usage_reported"):
     """Tokens spent, as a delta (never a running total), for one model call or part.

@@ -167,7 +167,8 @@ class MetricsFold:
     ``load_part(n)`` returns the stored :class:`PartMetrics` of part ``n`` or None; it lets an
     incremental update touch only the parts its new events name. ``touched`` holds every part
     row this fold created or changed. ``state`` is what the fold needs beyond its output rows
-    (open tool calls, the set of changed paths, the latest part seen); it is stored with them.
+    (open tool calls, returned calls and their outcome, the set of changed paths, the latest part
+    seen); it is stored with them.
     """
 
     def __init__(self, run: RunMetrics, state: dict | None = None,
@@ -175,6 +176,9 @@ class MetricsFold:
         self.run = run
         state = state or {}
         self.open_calls: dict[str, str] = dict(state.get("open_calls", {}))
+        # returned calls: call id -> [tool, part its error counts in (or None), erred]; a repeated
+        # tool_called or tool_returned of one id is the same call (its last return's outcome counts)
+        self.returned: dict[str, list] = {k: list(v) for k, v in state.get("returned", {}).items()}
         self.paths: set[str] = set(state.get("paths", []))
         # a run without snapshots (an import) counts the agent's reported changes instead
         self.snapshots: bool = bool(state.get("snapshots", False))
@@ -186,6 +190,7 @@ class MetricsFold:
     def state(self) -> dict:
         """The fold's extra state as canonical JSON-able data."""
         return {"last_part": self.attribution.latest, "open_calls": dict(sorted(self.open_calls.items())),
+                "returned": dict(sorted(self.returned.items())),
                 "paths": sorted(self.paths), "snapshots": self.snapshots,
                 "agent_paths": sorted(self.agent_paths)}
 
@@ -222,6 +227,8 @@ class MetricsFold:
                 t.cost_usd = (t.cost_usd or 0.0) + ev.cost_usd
 
     def _called(self, rec: Record, ev: ToolCalled, owner: int | None) -> None:
+        if ev.call_id and (ev.call_id in self.open_calls or ev.call_id in self.returned):
+            return  # the same call recorded again: one call
         self._call(ev.tool or "?", owner)
         self.open_calls[ev.call_id] = ev.tool or "?"
 
@@ -233,19 +240,34 @@ class MetricsFold:
             self.part(owner).tool_calls += 1
 
     def _returned(self, rec: Record, ev: ToolReturned, owner: int | None) -> None:
+        erred = ev.status != "ok" or ev.exit_code not in (None, 0)
+        again = self.returned.get(ev.call_id) if ev.call_id else None
+        if again is not None:  # a repeated return of one call: its last outcome counts, once
+            tool, counted_in, was = again
+            if was:
+                self._tool_error(tool, counted_in, -1)
+            if erred:
+                self._tool_error(tool, owner, 1)
+            self.returned[ev.call_id] = [tool, owner if erred else None, erred]
+            return
         called = self.open_calls.pop(ev.call_id, None)
         tool = ev.tool or called or "?"
         if called is None:  # a result without a recorded call (imports): still one call
             self._call(tool, owner)
-        if ev.status != "ok" or ev.exit_code not in (None, 0):
-            self.run.tools.setdefault(tool, {"calls": 0, "errors": 0})["errors"] += 1
-            self.run.tool_errors += 1
-            if owner is not None:
-                self.part(owner).tool_errors += 1
+        if erred:
+            self._tool_error(tool, owner, 1)
+        if ev.call_id:  # calls without an id cannot be told apart: each counts
+            self.returned[ev.call_id] = [tool, owner if erred else None, erred]
+
+    def _tool_error(self, tool: str, owner: int | None, n: int) -> None:
+        self.run.tools.setdefault(tool, {"calls": 0, "errors": 0})["errors"] += n
+        self.run.tool_errors += n
+        if owner is not None:
+            self.part(owner).tool_errors += n
 
     def _tests(self, rec: Record, ev: TestsRan, owner: int | None) -> None:
         run, failed = self.run, ev.failed + ev.errors
-        total = ev.total or ev.passed + failed + ev.skipped
+        total = ev.counted_total
         where = owner or 0
         run.tests_ran += 1
         if failed == 0 and ev.passed > 0 and run.tests_first_pass_part is None:

@@ -62,7 +62,7 @@ class MetricsProjection(Projection):
     """The ``run_metrics`` and ``part_metrics`` tables (see the module docstring)."""
 
     name = "metrics"
-    version = 2  # 2: runs without snapshots count their agent file changes (files_changed)
+    version = 3  # 3: a call id repeated (tool_called or tool_returned) is one call; 2: agent file changes
     stream = "events"
     tables = ("run_metrics", "part_metrics")
     migrations = (m001_metrics,)

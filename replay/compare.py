@@ -1,7 +1,8 @@
 """Several runs side by side: a metrics table (``compare_table``) and one HTML page of curves.
 
-``render_compare(store, run_ids)`` draws the runs' tests passed, pass rate, cumulative tokens and
-(when any usage was priced) cumulative cost on shared axes, over parts or over time since each
+``render_compare(store, run_ids)`` draws the runs' tests passed, pass rate (passed / (passed +
+failed + errors), the rule of ``TestSummary.pass_rate``), cumulative tokens and (when any usage
+was priced) cumulative priced cost (:func:`agtrace.eventlog.part_costs`) on shared axes, over parts or over time since each
 run's start, above the table. Like the run report it is one self-contained file.
 
 A row is the run's metrics (:func:`agtrace.eventlog.run_metrics`, every figure under its metrics
@@ -20,8 +21,9 @@ from agtrace.eventlog import (
     RunMetrics,
     RunStarted,
     Store,
+    TestSummary,
+    part_costs,
     part_metrics,
-    run_costs,
     run_metrics,
     score_rows,
     score_series,
@@ -67,8 +69,6 @@ def _row(store: Store, run_id: str, metrics: RunMetrics) -> dict:
         row.pop(key, None)
     scored = [s for s in score_rows(store, run_id) if s["value"] is not None]
     row["score"] = scored[-1]["value"] if scored else None
-    cost = run_costs(store, [run_id])[run_id]
-    row["cost"] = {k: v for k, v in cost.to_dict().items() if k != "run_id"}
     row["scorers"] = {name: {"value": series[-1]["value"], "status": series[-1]["status"],
                              "part": series[-1]["part"], "series": series}
                       for name, series in score_series(store, run_id).items()}
@@ -88,13 +88,20 @@ def _scorer_curves(scores: list[dict], at: dict[int, int]) -> dict[str, list[lis
             for name, values in sorted(latest.items())}
 
 
-def _curves(run_id: str, row: dict, metrics: RunMetrics, parts: list[PartMetrics], scores: list[dict]) -> dict:
+def _pass_rate(p: PartMetrics) -> float:
+    """The part's last test result's pass rate, by the one counting rule (``TestSummary.pass_rate``:
+    passed / (passed + failed + errors); a part's ``tests_failed`` holds failed + errors)."""
+    return TestSummary(runner="", passed=p.tests_passed or 0, failed=p.tests_failed or 0).pass_rate
+
+
+def _curves(run_id: str, row: dict, metrics: RunMetrics, parts: list[PartMetrics], scores: list[dict],
+            part_cost: dict[int, float | None]) -> dict:
     at = {p.part: part_time(p, metrics) for p in parts}
     tests = [[p.part, at[p.part], p.tests_passed] for p in parts if p.tests_total is not None]
-    rate = [[p.part, at[p.part], p.tests_passed / p.tests_total] for p in parts if p.tests_total]
+    rate = [[p.part, at[p.part], _pass_rate(p)] for p in parts if p.tests_total is not None]
     tokens, cost = [], []
     total, spent = 0, 0.0
-    for slot, t, n, usd in usage_points(metrics, parts):
+    for slot, t, n, usd in usage_points(metrics, parts, part_cost, row["cost"]["cost_usd"]):
         total += n
         tokens.append([slot, t, total])
         if usd is not None:
@@ -139,7 +146,8 @@ def compare_runs(store: Store, run_ids: list[str], *,
             diffs.append(diff_final_trees(store, run_ids[0], run_id))
         row["final_tree_diff"] = diffs[-1].to_dict() if i > 1 else None
         rows.append(row)
-        curves.append(_curves(run_id, row, metrics, part_metrics(store, run_id), score_rows(store, run_id)))
+        curves.append(_curves(run_id, row, metrics, part_metrics(store, run_id), score_rows(store, run_id),
+                              part_costs(store, run_id)))
         if progress:
             progress(i, len(run_ids))
     return Comparison(rows, curves, diffs)

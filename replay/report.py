@@ -40,6 +40,7 @@ from agtrace.eventlog import (
     RawRecorded,
     ReasoningAdded,
     Record,
+    RunCost,
     RunEnded,
     RunMetrics,
     RunStarted,
@@ -52,7 +53,9 @@ from agtrace.eventlog import (
     UnknownEvent,
     UsageReported,
     collector_paused,
+    part_costs,
     part_metrics,
+    run_costs,
     run_metrics,
     score_rows,
     to_builtins,
@@ -111,15 +114,15 @@ class RunFold:
             return
         if kind is PartEnded:
             return
-        if kind is ToolCalled:
-            self.calls[ev.call_id] = [slot, t, None, ev.tool, "pending", ev.call_id]
+        if kind is ToolCalled:  # one lane per call id (the metrics' rule); its last return's outcome
+            self.calls.setdefault(ev.call_id, [slot, t, None, ev.tool, "pending", ev.call_id])
         elif kind is ToolReturned:
             call = self.calls.setdefault(ev.call_id, [slot, t, None, ev.tool, "pending", ev.call_id])
             outcome = ev.status if ev.status != "ok" else ("exit" if ev.exit_code not in (None, 0) else "ok")
             start = t - int(ev.duration_ms or 0)
             call[1], call[2], call[4] = min(call[1], start), t, outcome
         elif kind is TestsRan:
-            self.tests.append([slot, t, ev.passed, ev.failed, ev.errors, ev.total, ev.suite])
+            self.tests.append([slot, t, ev.passed, ev.failed, ev.errors, ev.counted_total, ev.suite])
         if self.transcript:
             body = _ROW_BODIES.get(kind, _no_row)(ev, self._cut)
             if body is not None:
@@ -148,7 +151,7 @@ def _tool_called(ev: ToolCalled, cut) -> dict:
 
 def _tests_ran(ev: TestsRan, cut) -> dict:
     failing = [c.name for c in ev.tests if c.outcome in ("failed", "error")][:20]
-    return {"suite": ev.suite, "passed": ev.passed, "failed": ev.failed, "errors": ev.errors, "total": ev.total,
+    return {"suite": ev.suite, "passed": ev.passed, "failed": ev.failed, "errors": ev.errors, "total": ev.counted_total,
             "failing": failing}
 
 
@@ -191,15 +194,19 @@ def fold_run(store: Store, run_id: str, *, text_chars: int = ReportLimits.text_c
 
 
 def header(store: Store, run_id: str, started: RunStarted | None, metrics: RunMetrics) -> dict:
-    """The run's identity, live status and every run metric under its metrics name (what the
-    page's header shows; docs/metrics.md defines the figures)."""
+    """The run's identity, live status, every run metric under its metrics name and the priced
+    ``cost`` object of ``show``/``metrics``/``ls --json`` (what the page's header shows;
+    docs/metrics.md defines the figures)."""
     info = store.info(run_id)
     s = started or RunStarted()
+    cost = run_costs(store, [run_id])[run_id].to_dict()
+    cost.pop("run_id")
     return {
         "id": run_id, "agent": s.agent, "agent_version": s.agent_version, "model": info.model,
         "task_id": s.task_id, "prompt": s.prompt, "repo": s.repo, "base_commit": s.base_commit,
         "host": s.host, "tags": s.tags, "parent_run": s.parent_run, "attempt": s.attempt,
         "exit_code": info.exit_code, **{k: v for k, v in metrics.to_dict().items() if k != "run_id"},
+        "cost": cost,
     }
 
 
@@ -226,15 +233,19 @@ def part_time(p: PartMetrics, metrics: RunMetrics) -> int:
     return rel_ms(p.ended_at or metrics.last_ts, metrics.started_at)
 
 
-def usage_points(metrics: RunMetrics, parts: list[PartMetrics]) -> list[list]:
+def usage_points(metrics: RunMetrics, parts: list[PartMetrics], part_cost: dict[int, float | None],
+                 run_cost: float | None) -> list[list]:
     """``[part, t_ms, tokens, cost]`` per part that spent tokens (slot 0: usage before any part),
-    from the part rows; the tokens curve of the report and of the comparison."""
+    from the part rows; the tokens and cost curves of the report and of the comparison. The cost
+    is the priced one (``part_cost`` = :func:`agtrace.eventlog.part_costs`, ``run_cost`` = the
+    run's ``RunCost.cost_usd``), None for a part none of whose calls was priced."""
     points = []
     for p in parts:
-        if p.tokens or p.cost_usd:
-            points.append([p.part, part_time(p, metrics), p.tokens, p.cost_usd])
+        usd = part_cost.get(p.part)
+        if p.tokens or usd:
+            points.append([p.part, part_time(p, metrics), p.tokens, usd])
     before = metrics.tokens - sum(p.tokens for p in parts)
-    before_cost = None if metrics.cost_usd is None else metrics.cost_usd - sum(p.cost_usd or 0.0 for p in parts)
+    before_cost = None if run_cost is None else run_cost - sum(v or 0.0 for v in part_cost.values())
     if before or before_cost:
         points.insert(0, [0, 0, before, before_cost])
     return points
@@ -267,8 +278,9 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
         pages[page_no].append(e)
     scores = [[r["scored_part"], fold.rel_ms(r["ts"]), r["value"], r["passed"], r["total"], r["scorer"], r["status"]]
               for r in score_rows(store, run_id)]
+    run = header(store, run_id, fold.started, metrics)
     data = {
-        "v": 1, "run": header(store, run_id, fold.started, metrics), "t0": fold.t0, "page": limits.page_parts,
+        "v": 1, "run": run, "t0": fold.t0, "page": limits.page_parts,
         "parts": {
             "n": [p.part for p in parts], "t": [part_time(p, metrics) for p in parts],
             "kind": [p.kind or "unfinished" for p in parts], "title": [p.title for p in parts],
@@ -278,7 +290,7 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
             "del": [p.churn_lines_removed for p in parts],
         },
         "tests": fold.tests, "scores": scores, "calls": list(fold.calls.values()),
-        "usage": usage_points(metrics, parts),
+        "usage": usage_points(metrics, parts, part_costs(store, run_id), run["cost"]["cost_usd"]),
         "pages": pages, "limits": {"text_chars": limits.text_chars, "diff_part_bytes": limits.diff_part_bytes},
     }
     return data, diffs
@@ -311,11 +323,8 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def fmt_cost(run: dict) -> str:
-    if run["cost_usd"] is None:
-        return "unknown"
-    partial = " (some usage unpriced)" if run["unpriced_usage"] else ""
-    cost = run["cost_usd"]
-    return f"${cost:,.2f}{partial}" if cost >= 1 else f"${cost:.4f}{partial}"
+    """The priced cost as ``show`` prints it (with what the agent reported beside it)."""
+    return RunCost.of_dict(run["cost"], run["id"]).line()
 
 
 def header_html(run: dict) -> str:

@@ -209,8 +209,9 @@ function report(){
                .concat(scorers.map((n, i) => [scoreColor(i), `score: ${n} (right axis)`])));
   });
 
-  // tokens per part, cumulative cost
-  toggles(card(plots, "plot-tokens", "Tokens per part and cumulative " + (run.cost_usd != null ? "cost" : "tokens")), mode => {
+  // tokens per part, cumulative priced cost (the `cost` object of show/metrics) when any call was priced
+  const priced = run.cost && run.cost.cost_usd != null;
+  toggles(card(plots, "plot-tokens", "Tokens per part and cumulative " + (priced ? "cost" : "tokens")), mode => {
     const bins = new Map(), width = mode === "time" ? Math.max(lastT/300, 0.001) : Math.max(1, Math.ceil(maxPart/300));
     const cum = []; let c = 0, ctok = 0;
     for (const u of D.usage) {
@@ -218,17 +219,17 @@ function report(){
       const b = bins.get(key) || [key*width + (mode === "time" ? width/2 : (width > 1 ? width/2 : 0)), 0, u[0], ""]; b[1] += u[2];
       b[3] = (width > 1 || mode === "time" ? `parts near ${u[0]}` : `part ${u[0]}`)+`: ${b[1].toLocaleString()} tokens`; bins.set(key, b);
       c += u[3] || 0; ctok += u[2];
-      cum.push([x, run.cost_usd != null ? c : ctok, u[0], run.cost_usd != null ? `${fmtCost(c)} by part ${u[0]}` : `${ctok.toLocaleString()} tokens by part ${u[0]}`]);
+      cum.push([x, priced ? c : ctok, u[0], priced ? `${fmtCost(c)} by part ${u[0]}` : `${ctok.toLocaleString()} tokens by part ${u[0]}`]);
     }
     const bars = [...bins.values()];
     $("#plot-tokens .body").innerHTML = chart({label: "tokens over " + mode, x: xAxis(mode, maxPart, lastT),
       y: {...extent(bars.map(b => b[1]), 0), label: "tokens"},
-      y2: {...extent(cum.map(p => p[1]), 0), fmt: run.cost_usd != null ? fmtCost : fmtNum, label: run.cost_usd != null ? "cumulative cost" : "cumulative tokens"},
+      y2: {...extent(cum.map(p => p[1]), 0), fmt: priced ? fmtCost : fmtNum, label: priced ? "cumulative cost" : "cumulative tokens"},
       empty: "no token usage was reported",
       series: [{name: "tokens", color: "#2f6fdd", points: bars, type: "bars", width},
                {name: "cumulative", color: "#d98a00", points: cum, step: true, axis: "y2", nodots: true}]})
       + legend([["#2f6fdd", "tokens per " + (mode === "time" ? "interval" : width > 1 ? width+" parts" : "part")],
-                ["#d98a00", "cumulative " + (run.cost_usd != null ? "cost" : "tokens") + " (right axis)"]]);
+                ["#d98a00", "cumulative " + (priced ? "cost" : "tokens") + " (right axis)"]]);
   });
 
   // tool calls on a timeline, coloured by outcome

@@ -13,6 +13,7 @@ from agtrace.eventlog import (
     CorruptLog,
     MessageAdded,
     PartEnded,
+    Record,
     RunClosed,
     RunEnded,
     RunLocked,
@@ -154,6 +155,26 @@ def test_catalog_folded_in_chunks_equals_folded_at_once(tmp_path_factory, cuts):
     assert chunked.apply(w.run_id, records)  # re-applying is harmless
     assert not chunked.apply("other", records[5:])  # a gap is refused, nothing folded
     assert once.dump() == chunked.dump()
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ts=st.lists(st.integers(0, 10**12), min_size=1, max_size=12), cuts=st.lists(st.integers(1, 12), max_size=4))
+def test_last_ts_is_the_largest_ts_however_the_events_were_batched(tmp_path_factory, ts, cuts):
+    """Capture writes ts out of seq order, and `append` takes any ts: ``last_ts`` (and so a
+    run's duration without ``run_ended``) is the largest ts of any event, the same in chunks
+    (live appends) as at once (reindex, cp)."""
+    root = tmp_path_factory.mktemp("s")
+    records = [Record(1, 500_000, None, RunStarted(agent="a"))]
+    records += [Record(i, t, 1, MessageAdded(role="assistant", text="x")) for i, t in enumerate(ts, start=2)]
+    once = Catalog(root / "once.db", default_projections())
+    assert once.apply("R", records)
+    chunked = Catalog(root / "chunked.db", default_projections())
+    bounds = sorted({0, *[c for c in cuts if c < len(records)], len(records)})
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        assert chunked.apply("R", records[a:b])
+    assert once.dump() == chunked.dump()
+    row = once.conn.execute("SELECT last_ts, started_at FROM runs WHERE id='R'").fetchone()
+    assert tuple(row) == (max(r.ts for r in records), 500_000)
 
 
 def test_reindex_rebuilds_the_catalog_row_for_row(store):

@@ -154,7 +154,9 @@ def test_the_capture_summary_reports_the_same_figures(world, views, label):
     _, _, _, summaries = world
     m = views[0][label]["metrics"]
     summary = summaries[label]
-    assert (summary["tokens"], summary["parts"], summary["status"]) == (m["tokens"], m["parts"], m["status"])
+    # the duration too (B6: it was a monotonic clock of the capture loop, 0.342 s against 0.408 s)
+    assert (summary["tokens"], summary["parts"], summary["status"], summary["duration_s"]) == (
+        m["tokens"], m["parts"], m["status"], m["duration_s"])
 
 
 def test_the_demo_names_net_and_churn_apart(views):
@@ -195,3 +197,154 @@ def test_claude_stream_tokens_are_the_sessions_own_total(views):
     # the messages' usage, each message once, plus what the final result adds (its total)
     assert sum(_anthropic_total(u) for u in by_id.values()) < m["tokens"] == _anthropic_total(result["usage"])
     assert m["cost_usd"] == pytest.approx(result["total_cost_usd"])
+
+
+def _new_run(store, *args: str) -> str:
+    return run_agtrace(["new", "--agent", "hand", *args], store, check=True).stdout.decode().strip()
+
+
+def _append(store, run_id: str, *events: dict) -> None:
+    run_agtrace(["append", run_id], store, input="".join(json.dumps(e) + "\n" for e in events).encode(), check=True)
+
+
+def _times(store, run_id: str) -> dict:
+    figures = {}
+    for name, args in (("metrics", ["metrics", run_id, "--json"]), ("show", ["show", run_id, "--json"])):
+        d = _json(run_agtrace(args, store, check=True))
+        figures[name] = (d["last_ts"], d["duration_s"])
+    row = next(r for r in _json(run_agtrace(["ls", "--json"], store, check=True)) if r["id"] == run_id)
+    figures["ls"] = (row["last_ts"], row["duration_s"])
+    return figures
+
+
+def test_a_runs_times_do_not_depend_on_how_its_events_were_batched(tmp_path):
+    """B1: ``last_ts`` was the ts of the last event of each written batch (max over batches), so
+    a run without ``run_ended`` lasted 1m41s live and 10s after ``reindex`` or in a ``cp``."""
+    store = tmp_path / "store"
+    run = _new_run(store, "--task-id", "b1")
+    started = _json(run_agtrace(["show", run, "--json"], store, check=True))["started_at"]
+    late, later, early = started + 100 * 10**9, started + 101 * 10**9, started + 10 * 10**9
+    _append(store, run, {"ts": late, "part": 1, "kind": "message_added", "role": "assistant", "text": "a"},
+            {"ts": later, "part": 1, "kind": "part_ended", "part_kind": "message", "title": "a"})
+    _append(store, run, {"ts": early, "part": 2, "kind": "message_added", "role": "assistant", "text": "b"})
+    copy = run_agtrace(["cp", run], store, check=True).stdout.decode().strip()
+    live = _times(store, run)
+    assert live == {k: (later, pytest.approx(101.0)) for k in live}  # the largest ts of any event
+    assert _times(store, copy) == live
+    run_agtrace(["reindex"], store, check=True)
+    assert _times(store, run) == live and _times(store, copy) == live
+
+    before = _new_run(store, "--task-id", "b1-before-start")  # events dated before the run started
+    _append(store, before, {"ts": started - 10**9, "part": 1, "kind": "message_added", "role": "user", "text": "x"})
+    live = _times(store, before)
+    assert [d for _, d in live.values()] == [0.0] * 3  # the run's own start is its largest ts
+    run_agtrace(["reindex"], store, check=True)
+    assert _times(store, before) == live
+
+
+def _page_data(store, args: list[str], out: Path) -> dict:
+    run_agtrace([*args, "-o", str(out)], store, check=True)
+    return _blocks(out.read_text())["agtrace-data"]
+
+
+def test_the_report_and_compare_page_show_the_priced_cost_of_show(tmp_path):
+    """B2: the report's header and cost curve, and compare's cost curve, showed the agent-reported
+    cost ($0.0100, "unknown" for a codex rollout) where show/metrics/ls say $0.0055 priced."""
+    store = tmp_path / "store"
+    model = "claude-sonnet-4-20250514"
+    run = _new_run(store, "--model", model, "--task-id", "b2")
+    _append(store, run,
+            {"part": 1, "kind": "usage_reported", "usage": {"input": 1000, "output": 50}, "model": model,
+             "cost_usd": 0.01},
+            {"part": 1, "kind": "part_ended", "part_kind": "message", "title": "x"},
+            {"part": 2, "kind": "usage_reported", "usage": {"input": 500, "output": 20}, "model": model},
+            {"part": 2, "kind": "part_ended", "part_kind": "message", "title": "y"})
+    run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    shown = _json(run_agtrace(["show", run, "--json"], store, check=True))["cost"]
+    line = next(x for x in run_agtrace(["show", run], store, check=True).stdout.decode().splitlines()
+                if x.startswith("cost:"))[len("cost:"):].strip()
+    assert shown["cost_usd"] is not None and shown["cost_usd"] != pytest.approx(0.01)
+    assert "the agent reported $0.0100" in line
+    page = tmp_path / "r.html"
+    data = _page_data(store, ["report", run], page)
+    assert data["run"]["cost"] == shown
+    assert f"<dt>cost</dt><dd>{line}</dd>" in page.read_text()
+    assert sum(u[3] for u in data["usage"]) == pytest.approx(shown["cost_usd"])
+    assert all(u[3] > 0 for u in data["usage"])  # part 2 is priced though the agent reported nothing
+    curve = _page_data(store, ["compare", run], tmp_path / "c.html")["runs"][0]["cost"]
+    assert curve[-1][2] == pytest.approx(shown["cost_usd"])
+
+
+def test_compare_draws_the_pass_rate_of_the_counting_rule(tmp_path):
+    """B3: the pass-rate curve was passed / total (skipped counted): 2/4 where rescore says 2/3."""
+    store = tmp_path / "store"
+    run = _new_run(store, "--task-id", "b3")
+    _append(store, run, {"part": 1, "kind": "tests_ran", "suite": "pytest", "passed": 2, "failed": 1, "skipped": 1},
+            {"part": 2, "kind": "tests_ran", "suite": "pytest", "skipped": 3},
+            {"part": 2, "kind": "part_ended", "part_kind": "test", "title": "t"})
+    run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    rate = _page_data(store, ["compare", run], tmp_path / "c.html")["runs"][0]["rate"]
+    assert [(p, v) for p, _, v in rate] == [(1, pytest.approx(2 / 3)), (2, 0.0)]  # all skipped: 0.0, not 1.0
+
+
+def test_the_reports_test_points_carry_the_metrics_total(tmp_path):
+    """B4: a result without ``total`` was drawn "2 passed, 1 failed, 0 errors of 0" (the event's
+    raw field) while metrics counts 4 (passed + failed + errors + skipped)."""
+    store = tmp_path / "store"
+    run = _new_run(store, "--task-id", "b4")
+    _append(store, run, {"part": 1, "kind": "tests_ran", "suite": "pytest", "passed": 2, "failed": 1, "skipped": 1},
+            {"part": 1, "kind": "part_ended", "part_kind": "test", "title": "t"})
+    run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    row = _json(run_agtrace(["metrics", run, "--per-part", "--json"], store, check=True))[0]
+    data = _page_data(store, ["report", run], tmp_path / "r.html")
+    assert [(p[0], p[2], p[3] + p[4], p[5]) for p in data["tests"]] == [
+        (1, row["tests_passed"], row["tests_failed"], row["tests_total"])] == [(1, 2, 1, 4)]
+    assert data["run"]["tests_final_total"] == 4
+    rows = [e[4] for page in (json.loads(m) for m in re.findall(
+        r'id="agtrace-page-\d+">(.*?)</script>', (tmp_path / "r.html").read_text(), re.S)) for e in page]
+    assert [r["total"] for r in rows if "failing" in r] == [4]  # the transcript's row too
+
+
+def test_a_call_id_returned_or_called_twice_is_one_call(tmp_path):
+    """B5: a second ``tool_returned`` of one call id counted as a new call (2 calls, 1 error) and a
+    repeated ``tool_called`` twice, while the report drew one lane with the last outcome."""
+    store = tmp_path / "store"
+    run = _new_run(store, "--task-id", "b5")
+    call = {"kind": "tool_called", "tool": "edit"}
+    back = {"kind": "tool_returned", "tool": "edit"}
+    _append(store, run, {"part": 1, **call, "call_id": "c1"},
+            {"part": 1, **back, "call_id": "c1", "status": "error", "output": "boom"},
+            {"part": 1, **back, "call_id": "c1", "output": "ok"},  # retried under the same id: ok at last
+            {"part": 1, "kind": "part_ended", "part_kind": "tool", "title": "edit", "tool": "edit"})
+    _append(store, run, {"part": 2, **call, "call_id": "c2"}, {"part": 2, **call, "call_id": "c2"},
+            {"part": 2, **back, "call_id": "c2", "output": "ok"},
+            {"part": 2, **back, "call_id": "c2", "status": "error", "output": "late failure"},
+            {"part": 2, "kind": "part_ended", "part_kind": "tool", "title": "edit", "tool": "edit"})
+    run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    want = {"tool_calls": 2, "tool_errors": 1, "tools": {"edit": {"calls": 2, "errors": 1, "error_rate": 0.5}}}
+    m = _json(run_agtrace(["metrics", run, "--json"], store, check=True))
+    assert {k: m[k] for k in want} == want
+    rows = _json(run_agtrace(["metrics", run, "--per-part", "--json"], store, check=True))
+    assert [(r["part"], r["tool_calls"], r["tool_errors"]) for r in rows] == [(1, 1, 0), (2, 1, 1)]
+    data = _page_data(store, ["report", run], tmp_path / "r.html")
+    assert [(c[0], c[4], c[5]) for c in data["calls"]] == [(1, "ok", "c1"), (2, "error", "c2")]
+    assert (data["run"]["tool_calls"], data["run"]["tool_errors"]) == (2, 1)
+    run_agtrace(["reindex"], store, check=True)
+    assert {k: _json(run_agtrace(["metrics", run, "--json"], store, check=True))[k] for k in want} == want
+
+
+def test_the_fast_demos_part_trees_hold_only_their_own_edits(world, views):
+    """B7: ``demo --fast`` ran ahead of its snapshots, so part 5's tree held part 8's apply_patch
+    (per-part files at 5, 11, 12, … where the file changes are at 8, 14, 24). The agent now
+    waits for each part's freeze and thaw, and Codex lines that may end a part freeze it at once."""
+    store, _, runs, _ = world
+    rows = views[1]["demo"]["metrics"]
+    assert [(r["part"], r["files_changed"]) for r in rows if r["files_changed"]] == [
+        (8, 1), (11, 1), (14, 1), (20, 1), (22, 1), (24, 1)]
+    log = run_agtrace(["log", runs["demo"], "--kind", "file_changed", "--json"], store, check=True)
+    changed = {json.loads(line)["part"] for line in log.stdout.decode().splitlines()}
+    assert changed == {8, 14, 24} and changed <= {r["part"] for r in rows if r["files_changed"]}
+    by_part = {r["part"]: r for r in rows}
+    assert (by_part[12]["tests_passed"], by_part[12]["tests_total"]) == (4, 5)  # before part 14's fix
+    row = views[0]["demo"]["compare"]
+    assert (row["churn_lines_added"], row["churn_lines_removed"]) == (34, 4)  # every edit in its own part

@@ -52,10 +52,11 @@ def demo(tmp_path_factory):
 
 
 def _many_parts(store: Store, workdir: Path, parts: int) -> str:
-    """A run of ``parts`` parts recorded through the Recorder: edits, tests, priced usage."""
+    """A run of ``parts`` parts recorded through the Recorder: edits, tests, usage of a priced
+    model (the agent reports $0.001 a part, the price table says less)."""
     workdir.mkdir()
     (workdir / "app.py").write_text("".join(f"line {i}\n" for i in range(40)))
-    with Recorder(store, workdir=workdir, agent="synthetic", model="m-1", task="grow app.py", task_id="t/many") as rec:
+    with Recorder(store, workdir=workdir, agent="synthetic", model="claude-sonnet-4-20250514", task="grow app.py", task_id="t/many") as rec:
         for n in range(1, parts + 1):
             if n % 3 == 0:
                 (workdir / "app.py").write_text((workdir / "app.py").read_text() + f"part {n}\n")
@@ -214,7 +215,8 @@ def test_compare_table_and_page(demo, tmp_path):
     page = render_compare(store, [summary.run_id, other])
     curves = _blocks(page)["agtrace-data"]["runs"]
     assert [c["id"] for c in curves] == [summary.run_id, other]
-    assert curves[1]["cost"][-1][2] == pytest.approx(0.012)
+    priced = rows[1]["cost"]["cost_usd"]  # the cost curve is the priced cost of the table, not the reported
+    assert priced != pytest.approx(0.012) and curves[1]["cost"][-1][2] == pytest.approx(priced)
 
 
 # -- the CLI --------------------------------------------------------------------------------

@@ -77,6 +77,12 @@ class CodexExecAdapter(JsonLineAdapter):
         self.running: dict[str, dict[str, Any]] = {}  # started, not completed: latest copy
         self.turn_error = ""
 
+    def may_end_part(self, line: str, stream: str = "stdout") -> bool:
+        """Whether ``line`` may end a part (a cheap over-estimate: only ``item.completed`` records
+        end parts): the capture freezes the agent the moment such a line is read, so the part's
+        snapshot holds the tree as of the line, not as of when the loop got to it."""
+        return stream == "stdout" and "item.completed" in line
+
     def handle(self, rec: dict[str, Any]) -> list[Emit]:
         kind = rec.get("type")
         if not isinstance(kind, str):
