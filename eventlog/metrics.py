@@ -161,6 +161,11 @@ class PartAttribution:
         return self.latest
 
 
+RETURNED_KEPT = 64
+"""Returned calls the metrics fold remembers, to count a repeated ``tool_called`` or
+``tool_returned`` of one call id once (a retried result arrives within a few calls)."""
+
+
 class MetricsFold:
     """Folds a run's records, in seq order, into its run metrics and touched part rows.
 
@@ -176,9 +181,11 @@ class MetricsFold:
         self.run = run
         state = state or {}
         self.open_calls: dict[str, str] = dict(state.get("open_calls", {}))
-        # returned calls: call id -> [tool, part its error counts in (or None), erred]; a repeated
-        # tool_called or tool_returned of one id is the same call (its last return's outcome counts)
-        self.returned: dict[str, list] = {k: list(v) for k, v in state.get("returned", {}).items()}
+        # the latest RETURNED_KEPT returned calls, oldest first: call id -> [tool, part its error
+        # counts in (or None), erred]; a repeated tool_called or tool_returned of one of them is
+        # the same call (its last return's outcome counts). Bounded: the state is rewritten on
+        # every update, and a run may make tens of thousands of calls.
+        self.returned: dict[str, list] = {k: [tool, part, erred] for k, tool, part, erred in state.get("returned", [])}
         self.paths: set[str] = set(state.get("paths", []))
         # a run without snapshots (an import) counts the agent's reported changes instead
         self.snapshots: bool = bool(state.get("snapshots", False))
@@ -190,7 +197,7 @@ class MetricsFold:
     def state(self) -> dict:
         """The fold's extra state as canonical JSON-able data."""
         return {"last_part": self.attribution.latest, "open_calls": dict(sorted(self.open_calls.items())),
-                "returned": dict(sorted(self.returned.items())),
+                "returned": [[k, *v] for k, v in self.returned.items()],
                 "paths": sorted(self.paths), "snapshots": self.snapshots,
                 "agent_paths": sorted(self.agent_paths)}
 
@@ -248,7 +255,7 @@ class MetricsFold:
                 self._tool_error(tool, counted_in, -1)
             if erred:
                 self._tool_error(tool, owner, 1)
-            self.returned[ev.call_id] = [tool, owner if erred else None, erred]
+            self._remember(ev.call_id, [tool, owner if erred else None, erred])
             return
         called = self.open_calls.pop(ev.call_id, None)
         tool = ev.tool or called or "?"
@@ -257,7 +264,13 @@ class MetricsFold:
         if erred:
             self._tool_error(tool, owner, 1)
         if ev.call_id:  # calls without an id cannot be told apart: each counts
-            self.returned[ev.call_id] = [tool, owner if erred else None, erred]
+            self._remember(ev.call_id, [tool, owner if erred else None, erred])
+
+    def _remember(self, call_id: str, outcome: list) -> None:
+        self.returned.pop(call_id, None)  # the latest return goes last
+        self.returned[call_id] = outcome
+        if len(self.returned) > RETURNED_KEPT:
+            del self.returned[next(iter(self.returned))]
 
     def _tool_error(self, tool: str, owner: int | None, n: int) -> None:
         self.run.tools.setdefault(tool, {"calls": 0, "errors": 0})["errors"] += n

@@ -319,3 +319,30 @@ def test_a_fold_is_freed_when_dropped_without_the_cycle_collector():
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_the_returned_calls_kept_are_bounded_and_chunking_still_equals_once(monkeypatch):
+    """The fold remembers returned calls to count a repeated return once; its state is rewritten
+    on every update, so what it keeps is bounded (the latest RETURNED_KEPT, in order) and a fold
+    in chunks still equals one at once."""
+    import agtrace.eventlog.metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "RETURNED_KEPT", 3)
+    items = []
+    for k in range(8):
+        items += [(ToolCalled(call_id=f"c{k}", tool="sh"), 1), (ToolReturned(call_id=f"c{k}", status="error"), 1)]
+    items += [(ToolReturned(call_id="c7", status="ok"), 1),  # recent: the same call, now ok
+              (ToolReturned(call_id="c0", status="error"), 1)]  # forgotten long ago: a new call
+    records = _records(items)
+    whole = MetricsFold(RunMetrics(run_id="R"))
+    whole.apply(records)
+    assert (whole.run.tool_calls, whole.run.tool_errors) == (9, 8)
+    assert [k for k, *_ in whole.state()["returned"]] == ["c6", "c7", "c0"]
+    for cut in range(1, len(records)):
+        first = MetricsFold(RunMetrics(run_id="R"))
+        first.apply(records[:cut])
+        again = MetricsFold(RunMetrics(**json.loads(json.dumps(first.run.__dict__))),
+                            json.loads(json.dumps(first.state())),
+                            lambda n, first=first: PartMetrics(**first.touched[n].__dict__) if n in first.touched else None)
+        again.apply(records[cut:])
+        assert again.run == whole.run and again.state() == whole.state(), cut
