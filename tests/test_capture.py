@@ -359,6 +359,7 @@ def test_a_name_that_is_not_utf8_is_captured_and_replayed_byte_exact(tmp_path):
         assert got.returncode == 0 and json.loads(got.stdout)["text"] == "z", got.stderr.decode()
 
 
+@pytest.mark.slow  # seconds of real processes; CI runs it
 def test_a_name_that_is_not_utf8_shows_in_the_report_and_the_viewer(tmp_path):
     """Issue (found with the one above): `report -o` and the viewer's file list and diff ended in
     an internal error (UnicodeEncodeError) on a run whose tree holds such a name. They show it in
@@ -382,6 +383,7 @@ def test_a_name_that_is_not_utf8_shows_in_the_report_and_the_viewer(tmp_path):
         assert [f["path"] for f in diff["files"]] == ['"bad\\377name"']
 
 
+@pytest.mark.slow  # seconds of real processes; CI runs it
 def test_names_with_control_characters_are_quoted_in_text_output_and_exact_in_json(tmp_path):
     """Issue: a file named ``a<LF>b`` printed as two lines (``a``, ``b``) in `cat --list`,
     `diff --stat` and replay's summary, and an escape sequence in a name reached the terminal.

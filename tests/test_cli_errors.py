@@ -410,6 +410,7 @@ def _env_cases(tmp_path) -> list[tuple[str, dict, str]]:
     return cases
 
 
+@pytest.mark.slow  # seconds of real processes; CI runs it
 def test_a_terminal_that_is_not_utf8_gets_the_output_not_an_internal_error(tmp_path):
     """An ISO-8859-1 locale (compiled for real with localedef), PYTHONIOENCODING=latin-1 or ascii:
     show, log, log --json, replay --transcript, metrics --per-part, search and ls (more than 20
@@ -484,6 +485,7 @@ def test_transcript_and_csv_output_failures_are_the_outputs_not_the_stores(tmp_p
 
 
 
+@pytest.mark.slow  # seconds of real processes; CI runs it
 def test_closed_standard_streams_are_named_not_internal_errors(tmp_path):
     """`append ID <&-`, `rm ID <&-`, `log ID >&-` ended in "internal error (AttributeError …)";
     `ls >&-` dropped its output and exited 0. Now a closed stdout is "cannot write the output:

@@ -180,6 +180,7 @@ def test_relative_paths_and_names():
             check_name(bad, tree=True, entry=True)
 
 
+@pytest.mark.slow  # seconds of real processes; CI runs it
 def test_a_backslash_name_is_captured_replayed_and_rescored(tmp_path):
     """Issue: a file named ``a\\b`` (legal on POSIX) was captured, but replay and rescore refused
     the whole tree ("hostile entry name ... unsafe component ... refused" twice over), so every

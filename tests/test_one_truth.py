@@ -217,6 +217,7 @@ def _times(store, run_id: str) -> dict:
     return figures
 
 
+@pytest.mark.slow  # seconds of real processes; CI runs it
 def test_a_runs_times_do_not_depend_on_how_its_events_were_batched(tmp_path):
     """B1: ``last_ts`` was the ts of the last event of each written batch (max over batches), so
     a run without ``run_ended`` lasted 1m41s live and 10s after ``reindex`` or in a ``cp``."""

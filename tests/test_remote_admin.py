@@ -296,6 +296,7 @@ def test_gc_keeps_the_blobs_and_the_staging_of_an_import_in_progress(tmp_path):
     assert store.blobs.has(blob) and store.verify(run_id).ok
 
 
+@pytest.mark.slow  # seconds of real processes; CI runs it
 def test_gc_while_a_real_import_is_under_way_leaves_the_imported_run_intact(tmp_path):
     """`agtrace import` in its own process, stopped (SIGSTOP) once it has stored its first blob
     and before it adopted its run; `agtrace gc` then; the import goes on: `verify` passes."""
