@@ -34,8 +34,14 @@ def _special(ch: str) -> bool:
 
 def not_text(name: str) -> bool:
     """True when ``name`` is not UTF-8 text (it holds a surrogate: ``os.fsdecode`` of bytes that
-    are not UTF-8)."""
-    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in name)
+    are not UTF-8). On the snapshot's path per changed name: the codec answers, not a loop."""
+    if name.isascii():
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # only a surrogate cannot be encoded
+        return True
+    return False
 
 
 def _quoted(name: str) -> str:
