@@ -15,7 +15,7 @@ from importlib import import_module
 
 import click
 
-from . import streams
+from . import __version__, streams
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, UserError, map_error
 
 DEFAULT_STORE = "~/.agtrace"
@@ -173,7 +173,7 @@ def short_help(name: str, limit: int) -> str:
     show_default=True,
     help="Store directory (env AGTRACE_HOME).",
 )
-@click.version_option(package_name="agtrace")
+@click.version_option(version=__version__)
 @click.pass_context
 def cli(ctx: click.Context, store: str) -> None:
     """agtrace: a flight recorder for coding-agent runs.

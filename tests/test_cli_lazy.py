@@ -87,6 +87,17 @@ def test_help_and_version_load_no_command(store, args):
         assert not loaded(modules, lib), lib
 
 
+def test_version_is_the_installed_one_without_importlib_metadata(store):
+    """``--version`` prints the version written in ``cli/__init__.py`` (which pyproject reads),
+    the one the installed metadata holds, and does not import ``importlib.metadata`` for it."""
+    from importlib.metadata import version
+
+    shown = subprocess.run([sys.executable, "-m", "agtrace.cli.main", "--version"], capture_output=True,
+                           check=True, env={**os.environ, "AGTRACE_HOME": str(store[0])}).stdout.decode()
+    assert shown.strip() == f"agtrace, version {version('agtrace')}"
+    assert not loaded(cli_modules_after(["--version"], store[0]), "importlib.metadata")
+
+
 @pytest.mark.parametrize("command", [["ls"], ["ls", "--json"], ["show", "RUN"], ["log", "RUN"]])
 def test_a_command_loads_only_its_own_module(store, command):
     root, run_id = store
