@@ -199,22 +199,51 @@ def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
         cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        _leave(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        _leave(exc.exit_code)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        _leave(exc.exit_code)
     except (ReaderGone, BrokenPipeError):  # the reader went away (`agtrace log RUN | head`): not an error
         _drop_stdout()
-        sys.exit(0)
+        _leave(0)
     except Exception as exc:  # noqa: BLE001 - the one boundary (see errors.py)
         if os.environ.get("AGTRACE_DEBUG"):
             raise
         mapped = _output_error(exc) or map_error(exc, _store_path)
         mapped.show()
-        sys.exit(mapped.exit_code)
-    sys.exit(0)
+        _leave(mapped.exit_code)
+    _leave(0)
+
+
+def _leave(code: int) -> None:
+    """Exit with ``code``, sparing the interpreter's exit its garbage collections.
+
+    Python's exit runs two or three full collections over every object while it tears the
+    modules down: 20-45 ms of a 150 ms ``agtrace ls`` on 2 cores (strace, from the command's
+    end to ``exit_group``), ~4 ms without them. Here one collection runs first, so garbage left
+    by the command is collected with its finalizers run, as a normal exit would; what is still
+    alive is then frozen (``gc.freeze``: no collection looks at it again) and is freed by
+    reference counting as the modules are cleared. A frozen object kept alive only by a cycle
+    would miss its finalizer, so nothing is frozen while a file object other than the standard
+    streams is still open (buffered: its flush at exit must not depend on a collection)."""
+    import gc
+    import io
+
+    gc.collect()
+    std = {id(s) for s in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)}
+    buffered = (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
+    if not any(isinstance(o, buffered) and id(o) not in std and _open(o) for o in gc.get_objects()):
+        gc.freeze()
+    sys.exit(code)
+
+
+def _open(stream) -> bool:
+    try:
+        return not stream.closed
+    except (ValueError, AttributeError, OSError):  # detached, or a wrapper of something gone
+        return True
 
 
 def _output_error(exc: Exception) -> UserError | None:

@@ -98,6 +98,26 @@ def test_version_is_the_installed_one_without_importlib_metadata(store):
     assert not loaded(cli_modules_after(["--version"], store[0]), "importlib.metadata")
 
 
+@pytest.mark.parametrize("leave_open", [False, True])
+def test_exit_spares_collections_unless_a_file_is_open(store, tmp_path, leave_open):
+    """The CLI's exit freezes what is alive (so Python's exit runs no collection over it), but
+    not while a buffered file other than the standard streams is open: its flush at exit must
+    not depend on a collection. The exit code is the command's either way."""
+    path = tmp_path / "left-open.txt"
+    code = ("import atexit, gc, sys\n"
+            f"f = open({str(path)!r}, 'w') if {leave_open!r} else None\n"
+            "if f: f.write('kept')\n"
+            "atexit.register(lambda: sys.stderr.write(f'frozen={gc.get_freeze_count() > 0}'))\n"
+            "from agtrace.cli.main import main\n"
+            "main(['show', 'no-such-run'])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "AGTRACE_HOME": str(store[0])})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(f"frozen={not leave_open}"), done.stderr
+    if leave_open:
+        assert path.read_text() == "kept"
+
+
 @pytest.mark.parametrize("command", [["ls"], ["ls", "--json"], ["show", "RUN"], ["log", "RUN"]])
 def test_a_command_loads_only_its_own_module(store, command):
     root, run_id = store
