@@ -36,6 +36,7 @@ from typing import BinaryIO
 import msgspec
 
 from agtrace.eventlog import (
+    CorruptLog,
     Record,
     RunEnded,
     RunMetrics,
@@ -105,10 +106,15 @@ def export_atif(
         target.mkdir()
         for i, run_id in enumerate(run_ids):
             path = target / f"{run_id}.json"
-            with open(path, "wb") as fh:
-                steps, events = _write(store, run_id, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with open(path, "wb") as fh:
+                    steps, events = _write(store, run_id, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except CorruptLog as exc:  # a damaged run is left out, named; the others go on
+                path.unlink()
+                report.add_damaged(store, run_id, exc)
+                continue
             report.steps += steps
             report.events += events
             report.files += 1
