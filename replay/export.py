@@ -50,11 +50,13 @@ from agtrace.eventlog import (
     KINDS,
     CorruptLog,
     Record,
+    RunCost,
     RunNotFound,
     Store,
     part_metrics,
     record_to_json,
     remote_for,
+    run_costs,
     runs_metrics,
 )
 
@@ -301,8 +303,8 @@ def _write_jsonl_lines(records, fh: BinaryIO) -> int:
 def _write_metrics(store: Store, run_ids: list[str], directory: Path, stem: str, format: str,
                    report: ExportReport) -> None:
     """The run and part metrics of the exported runs (the figures of ``agtrace metrics``)."""
-    runs = runs_metrics(store, run_ids)
-    run_rows = [_flat(runs[rid].to_dict()) for rid in run_ids if rid in runs]
+    runs = metrics_json(store, run_ids)
+    run_rows = [_flat(runs[rid]) for rid in run_ids if rid in runs]
     part_rows = [_flat({"run_id": rid, **p.to_dict()}) for rid in run_ids for p in part_metrics(store, rid)]
     directory.mkdir(parents=True, exist_ok=True)
     for name, rows in (("run_metrics", run_rows), ("part_metrics", part_rows)):
@@ -317,6 +319,22 @@ def _write_metrics(store: Store, run_ids: list[str], directory: Path, stem: str,
             pq.write_table(pa.Table.from_pylist(rows) if rows else pa.table({"run_id": pa.array([], pa.string())}),
                            path, compression="zstd")
         report.metrics_tables.append(path.name)
+
+
+def metrics_json(store: Store, run_ids: Sequence[str]) -> dict[str, dict]:
+    """Each run's figures exactly as ``agtrace metrics RUN --json`` prints them: its
+    :class:`RunMetrics` and, under ``cost``, its priced :class:`RunCost` (without ``run_id``), so
+    that every export carries the cost the pages and ``show`` give."""
+    runs = runs_metrics(store, run_ids)
+    costs = run_costs(store, [rid for rid in run_ids if rid in runs])
+    return {rid: {**runs[rid].to_dict(), "cost": cost_json(costs[rid])} for rid in run_ids if rid in runs}
+
+
+def cost_json(cost: RunCost) -> dict:
+    """A :class:`RunCost` as the ``cost`` object of ``agtrace metrics --json`` (no ``run_id``)."""
+    out = cost.to_dict()
+    out.pop("run_id")
+    return out
 
 
 def _flat(row: dict) -> dict:
@@ -345,4 +363,5 @@ def _upload(local: Path, url: str, format: str, options: dict) -> None:
             remote.put_file(path.relative_to(root).as_posix(), path)
 
 
-__all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportReport", "export", "jsonl_line", "parquet_schema"]
+__all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportReport", "export", "jsonl_line", "metrics_json",
+           "parquet_schema"]

@@ -388,3 +388,29 @@ def test_a_damaged_run_never_stops_the_export_of_the_others(populated, tmp_path)
             assert len(traces) == len(ids) - 1
     proc = run_agtrace(["export", "--all", "-o", str(tmp_path / "y.jsonl")], root)
     assert proc.returncode == 1 and b"exported " in proc.stderr and f"run {damaged}".encode() in proc.stderr
+
+
+def test_metrics_tables_and_atif_hold_what_metrics_json_prints(populated, tmp_path):
+    """`export --metrics` says its run_metrics rows are the figures "exactly as `agtrace metrics
+    --json` prints them", and ATIF's `final_metrics.extra.agtrace_metrics` "the whole of" it; both
+    lacked its `cost` object (the priced cost every page shows: `$0.0050` in `report`, nothing
+    in the export). Now they carry it (in the tables as JSON text, like `tools`)."""
+    ids = populated.run_ids()
+    populated.close()
+    root = populated.root
+    want = {rid: json.loads(run_agtrace(["metrics", rid, "--json"], root, check=True).stdout) for rid in ids}
+    assert all("cost" in m for m in want.values())
+    run_agtrace(["export", "--all", "--metrics", "-o", str(tmp_path / "x.jsonl")], root, check=True)
+    run_agtrace(["export", "--all", "--metrics", "--format", "parquet", "-o", str(tmp_path / "pq")], root, check=True)
+    run_agtrace(["export", "--all", "--format", "atif", "-o", str(tmp_path / "atif")], root, check=True)
+    decode = {"tools": json.loads, "cost": json.loads}
+    rows = [json.loads(line) for line in (tmp_path / "x.run_metrics.jsonl").read_text().splitlines()]
+    con = duckdb.connect()
+    pq_rows = con.execute(f"SELECT * FROM '{tmp_path}/pq/_metrics/run_metrics.parquet'")
+    names = [d[0] for d in pq_rows.description]
+    for got in (rows, [dict(zip(names, r, strict=True)) for r in pq_rows.fetchall()]):
+        got = {r["run_id"]: {k: decode.get(k, lambda v: v)(v) for k, v in r.items()} for r in got}
+        assert got == want
+    for rid in ids:
+        atif = json.loads((tmp_path / "atif" / f"{rid}.json").read_text())
+        assert atif["final_metrics"]["extra"]["agtrace_metrics"] == want[rid]
