@@ -104,6 +104,7 @@ def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, endpoint, pro
             raise mapped from None
     if as_json:
         echo_json(report.to_dict())
+        _fail_if_damaged(report)
         return
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
@@ -114,6 +115,18 @@ def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, endpoint, pro
     click.echo(f"exported {what}{report.events:,} events of {report.runs} run(s) {where_to}, "
                f"{report.bytes / 1e6:,.1f} MB, {duration(report.duration_s)}, "
                f"{report.events_per_s:,.0f} events/s", err=to_stdout)
+    _fail_if_damaged(report)
+
+
+def _fail_if_damaged(report) -> None:
+    """Exit 1 naming each run that could not be read to its end (the rest is exported)."""
+    if not report.damaged:
+        return
+    kept = ("its events before the damage are in the export" if report.format in EVENT_FORMATS
+            else "it is left out of the export")
+    problems = "; ".join(d["problem"] for d in report.damaged)
+    raise UserError(f"{len(report.damaged)} damaged run(s) could not be exported whole ({kept}; "
+                    f"the other runs are whole): {problems}", 1)
 
 
 STDOUT = "-"

@@ -36,6 +36,7 @@ from typing import BinaryIO
 import msgspec
 
 from agtrace.eventlog import (
+    CorruptLog,
     Record,
     RunEnded,
     RunMetrics,
@@ -43,12 +44,13 @@ from agtrace.eventlog import (
     RunStarted,
     Store,
     part_metrics,
+    run_costs,
     run_metrics,
 )
 
 from .atif_step import StepBuilder, iso_time, prompt_tokens
 from .errors import ExportError, OutputNotEmpty
-from .export import ExportReport
+from .export import ExportReport, cost_json
 
 SCHEMA_VERSION = "ATIF-v1.7"
 """The ATIF version written: the oldest one with every field this module uses (the ``extra``
@@ -105,10 +107,15 @@ def export_atif(
         target.mkdir()
         for i, run_id in enumerate(run_ids):
             path = target / f"{run_id}.json"
-            with open(path, "wb") as fh:
-                steps, events = _write(store, run_id, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with open(path, "wb") as fh:
+                    steps, events = _write(store, run_id, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except CorruptLog as exc:  # a damaged run is left out, named; the others go on
+                path.unlink()
+                report.add_damaged(store, run_id, exc)
+                continue
             report.steps += steps
             report.events += events
             report.files += 1
@@ -150,7 +157,8 @@ def _write(store: Store, run_id: str, fh: BinaryIO) -> tuple[int, int]:
         status = run.status or (ended.status if ended else "")
         _put(fh, steps, {"timestamp": iso_time(first.ts) if first else None, "source": "system",
                          "message": f"no message, prompt or part was recorded (run {status or 'empty'})"})
-    tail = {"final_metrics": _final_metrics(run, steps.count)}
+    cost = cost_json(run_costs(store, [run_id])[run_id])
+    tail = {"final_metrics": _final_metrics(run, cost, steps.count)}
     notes = _notes(run, steps)
     if notes:
         tail["notes"] = notes
@@ -184,14 +192,17 @@ def _agent(start: RunStarted, model: str) -> dict:
     return agent
 
 
-def _final_metrics(run: RunMetrics, steps: int) -> dict:
+def _final_metrics(run: RunMetrics, cost: dict, steps: int) -> dict:
+    """ATIF's run totals; ``extra.agtrace_metrics`` is ``agtrace metrics --json`` (``cost`` is
+    the run's priced cost, as :func:`~agtrace.replay.export.cost_json` gives it)."""
     out = {"total_prompt_tokens": prompt_tokens(run), "total_completion_tokens": run.tokens_output,
            "total_cached_tokens": run.tokens_cache_read}
     if run.cost_usd is not None:
         out["total_cost_usd"] = run.cost_usd
     out["total_steps"] = steps
     out["extra"] = {"cache_creation_input_tokens": run.tokens_cache_write,
-                    "reasoning_tokens": run.tokens_reasoning, "agtrace_metrics": run.to_dict()}
+                    "reasoning_tokens": run.tokens_reasoning,
+                    "agtrace_metrics": {**run.to_dict(), "cost": cost}}
     return out
 
 

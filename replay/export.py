@@ -22,6 +22,10 @@ Contracts:
   ``kind`` are kept in the files too, so a file read alone is self-describing. Metrics tables
   (``--metrics``) go to ``out/_metrics/`` (a leading underscore hides them from Hive/Spark
   partition discovery).
+* **Damaged runs.** A run whose events cannot be read past some seq (a damaged segment) never
+  stops the export of the others: its events before the damage are exported (the figures
+  ``agtrace metrics`` has for it stop there too) and ``ExportReport.damaged`` names the run and
+  the damage. ATIF and OTLP exports leave such a run out instead (``damaged_run``).
 * **Remote output.** An ``s3://bucket/prefix`` (or any URL with a scheme) ``out`` is exported
   to a local temporary directory, then every file is uploaded through
   :func:`agtrace.eventlog.remote_for` (never overwriting: a key holding other bytes
@@ -44,12 +48,15 @@ from typing import BinaryIO
 
 from agtrace.eventlog import (
     KINDS,
+    CorruptLog,
     Record,
+    RunCost,
     RunNotFound,
     Store,
     part_metrics,
     record_to_json,
     remote_for,
+    run_costs,
     runs_metrics,
 )
 
@@ -66,7 +73,9 @@ PROGRESS_EVERY = 50_000
 class ExportReport:
     """What an export wrote. ``out`` is where it is (a path, the URL it was uploaded to, or the
     OTLP endpoint it was sent to). ``events`` counts the events read (all of each run for ATIF
-    and OTLP); ``steps`` the ATIF steps and ``spans`` the OTLP spans written."""
+    and OTLP); ``steps`` the ATIF steps and ``spans`` the OTLP spans written. ``damaged`` has
+    one ``{"run", "problem"}`` per run that could not be read to its end (see the module
+    docstring); an export with any is incomplete."""
 
     format: str
     out: str
@@ -80,6 +89,22 @@ class ExportReport:
     by_kind: dict[str, int] = field(default_factory=dict)
     metrics_tables: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    damaged: list[dict] = field(default_factory=list)
+
+    def add_damaged(self, store: Store, run_id: str, exc: CorruptLog, next_seq: int | None = None) -> None:
+        """Record that ``run_id`` could not be read (from ``next_seq`` on, when known), in the
+        words of :meth:`Store.damage` (file, byte, `agtrace verify RUN`)."""
+        problem = store.damage(run_id)
+        if problem is None:
+            if next_seq is None:  # read up to the damage again to say where it is
+                next_seq = 1
+                try:
+                    for rec in store.read(run_id):
+                        next_seq = rec.seq + 1
+                except CorruptLog:
+                    pass
+            problem = f"run {run_id} cannot be read from seq {next_seq} on: {exc}"
+        self.damaged.append({"run": run_id, "problem": problem})
 
     @property
     def events_per_s(self) -> float:
@@ -217,18 +242,23 @@ def _records(store, run_ids, kinds, since_ns, report: ExportReport, progress, to
     kind_of_type = {cls: tag for tag, cls in KINDS.items()}
     try:
         for run_id in run_ids:
-            for rec in store.read(run_id):
-                done += 1
-                if progress is not None and done % PROGRESS_EVERY == 0:
-                    progress(done, max(total, done))
-                if since_ns is not None and rec.ts < since_ns:
-                    continue
-                cls = type(rec.event)
-                kind = kind_of_type.get(cls) or rec.kind
-                if kinds is not None and kind not in kinds:
-                    continue
-                counts[kind] = counts.get(kind, 0) + 1
-                yield run_id, kind, rec
+            reached = 0
+            try:
+                for rec in store.read(run_id):
+                    reached = rec.seq
+                    done += 1
+                    if progress is not None and done % PROGRESS_EVERY == 0:
+                        progress(done, max(total, done))
+                    if since_ns is not None and rec.ts < since_ns:
+                        continue
+                    cls = type(rec.event)
+                    kind = kind_of_type.get(cls) or rec.kind
+                    if kinds is not None and kind not in kinds:
+                        continue
+                    counts[kind] = counts.get(kind, 0) + 1
+                    yield run_id, kind, rec
+            except CorruptLog as exc:
+                report.add_damaged(store, run_id, exc, reached + 1)
     finally:
         report.by_kind = dict(sorted(counts.items()))
         report.events = sum(counts.values())
@@ -273,8 +303,8 @@ def _write_jsonl_lines(records, fh: BinaryIO) -> int:
 def _write_metrics(store: Store, run_ids: list[str], directory: Path, stem: str, format: str,
                    report: ExportReport) -> None:
     """The run and part metrics of the exported runs (the figures of ``agtrace metrics``)."""
-    runs = runs_metrics(store, run_ids)
-    run_rows = [_flat(runs[rid].to_dict()) for rid in run_ids if rid in runs]
+    runs = metrics_json(store, run_ids)
+    run_rows = [_flat(runs[rid]) for rid in run_ids if rid in runs]
     part_rows = [_flat({"run_id": rid, **p.to_dict()}) for rid in run_ids for p in part_metrics(store, rid)]
     directory.mkdir(parents=True, exist_ok=True)
     for name, rows in (("run_metrics", run_rows), ("part_metrics", part_rows)):
@@ -289,6 +319,22 @@ def _write_metrics(store: Store, run_ids: list[str], directory: Path, stem: str,
             pq.write_table(pa.Table.from_pylist(rows) if rows else pa.table({"run_id": pa.array([], pa.string())}),
                            path, compression="zstd")
         report.metrics_tables.append(path.name)
+
+
+def metrics_json(store: Store, run_ids: Sequence[str]) -> dict[str, dict]:
+    """Each run's figures exactly as ``agtrace metrics RUN --json`` prints them: its
+    :class:`RunMetrics` and, under ``cost``, its priced :class:`RunCost` (without ``run_id``), so
+    that every export carries the cost the pages and ``show`` give."""
+    runs = runs_metrics(store, run_ids)
+    costs = run_costs(store, [rid for rid in run_ids if rid in runs])
+    return {rid: {**runs[rid].to_dict(), "cost": cost_json(costs[rid])} for rid in run_ids if rid in runs}
+
+
+def cost_json(cost: RunCost) -> dict:
+    """A :class:`RunCost` as the ``cost`` object of ``agtrace metrics --json`` (no ``run_id``)."""
+    out = cost.to_dict()
+    out.pop("run_id")
+    return out
 
 
 def _flat(row: dict) -> dict:
@@ -317,4 +363,5 @@ def _upload(local: Path, url: str, format: str, options: dict) -> None:
             remote.put_file(path.relative_to(root).as_posix(), path)
 
 
-__all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportReport", "export", "jsonl_line", "parquet_schema"]
+__all__ = ["COLUMNS", "FORMATS", "ExportError", "ExportReport", "export", "jsonl_line", "metrics_json",
+           "parquet_schema"]

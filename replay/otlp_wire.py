@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from agtrace.eventlog import RunNotFound, RunStarted, Store, run_metrics
+from agtrace.eventlog import CorruptLog, RunNotFound, RunStarted, Store, run_metrics
 
 from .errors import ExportError, OutputNotEmpty
 from .export import ExportReport
@@ -96,12 +96,16 @@ def export_otlp(
             _proto()
         report = ExportReport(format="otlp", out=url, runs=len(run_ids))
         for i, run_id in enumerate(run_ids):
-            for trace_id, res, batch in _batches(store, run_id, resource, max_attribute_chars, report):
-                body = encode_protobuf(trace_id, res, batch) if protocol == "protobuf" else encode_json(trace_id, res, batch)
-                note = post(url, body, CONTENT_TYPES[protocol], headers or {}, timeout_s)
-                report.bytes += len(body)
-                if note:
-                    report.notes.append(f"run {run_id}: {note}")
+            try:
+                for trace_id, res, batch in _batches(store, run_id, resource, max_attribute_chars, report):
+                    body = (encode_protobuf(trace_id, res, batch) if protocol == "protobuf"
+                            else encode_json(trace_id, res, batch))
+                    note = post(url, body, CONTENT_TYPES[protocol], headers or {}, timeout_s)
+                    report.bytes += len(body)
+                    if note:
+                        report.notes.append(f"run {run_id}: {note}")
+            except CorruptLog as exc:  # batches of it already sent stay sent
+                report.add_damaged(store, run_id, exc)
             if progress:
                 progress(i + 1, len(run_ids))
     elif callable(getattr(out, "write", None)):
@@ -133,11 +137,20 @@ def export_otlp(
 def _write_spans(store: Store, run_ids: list[str], resource, max_chars: int, report: ExportReport, progress,
                  fh: BinaryIO) -> None:
     """The runs' spans as OTLP JSON lines into ``fh``; ``report.bytes`` counts what was written."""
+    seekable = fh.seekable() if hasattr(fh, "seekable") else False
     for i, run_id in enumerate(run_ids):
-        for trace_id, res, batch in _batches(store, run_id, resource, max_chars, report):
-            line = encode_json(trace_id, res, batch) + b"\n"
-            fh.write(line)
-            report.bytes += len(line)
+        before = (report.events, report.spans, report.bytes, fh.tell() if seekable else None)
+        try:
+            for trace_id, res, batch in _batches(store, run_id, resource, max_chars, report):
+                line = encode_json(trace_id, res, batch) + b"\n"
+                fh.write(line)
+                report.bytes += len(line)
+        except CorruptLog as exc:  # a damaged run is left out (what of it went to a stream stays)
+            report.add_damaged(store, run_id, exc)
+            if seekable:
+                report.events, report.spans, report.bytes, at = before
+                fh.seek(at)
+                fh.truncate()
         if progress:
             progress(i + 1, len(run_ids))
 

@@ -329,3 +329,88 @@ def test_parquet_files_are_per_day_and_kind_not_per_run(populated, tmp_path):
     assert rows and all(same for _, _, same in rows)  # each event is in the file of its UTC day
     runs = _q(f"SELECT count(DISTINCT run) FROM read_parquet('{tmp_path}/pq/*/kind=run_started/*.parquet')")
     assert runs.fetchone()[0] == len(ids)
+
+
+def test_a_damaged_run_never_stops_the_export_of_the_others(populated, tmp_path):
+    """One run with a damaged segment stopped `export --all` in every format with nothing
+    written (`error: ….seg: damaged frame at byte 8`, exit 1), although a damaged run must never
+    stop commands on other runs (docs/format.md). Now every other run is exported; a damaged
+    run's events before the damage are in a JSON lines or Parquet export (the figures `metrics`
+    has for it stop there too) and the run is left out of ATIF and OTLP (a trajectory or trace
+    of half a run would pass as whole); the damage is named and the command exits 1."""
+    from agtrace.eventlog.reader import list_segments
+
+    writer = populated.create_run(RunStarted(agent="t"), durability="strict")
+    populated.close_writer(writer)  # a first segment of run_started, a second of the rest
+    writer = populated.open_writer(writer.run_id, durability="strict")
+    for i in range(5):
+        writer.append(ToolCalled(call_id=f"c{i}", tool="shell"), part=i + 1)
+    writer.append(RunEnded(status="completed"))
+    populated.close_writer(writer)
+    ids = populated.run_ids()
+    damaged = writer.run_id
+    last = [p for _f, _l, p in list_segments(populated.run_dir(damaged) / "events")][-1]
+    data = bytearray(last.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    last.write_bytes(bytes(data))
+    populated.close()
+    root = populated.root
+    readable = {rid: 0 for rid in ids}
+    store = Store(root)
+    for rid in ids:
+        try:
+            for _ in store.read(rid):
+                readable[rid] += 1
+        except Exception:  # noqa: BLE001 - counting what reads before the damage
+            pass
+    store.close()
+    assert readable[damaged] == 1
+    for fmt, out in (("jsonl", "x.jsonl"), ("parquet", "pq"), ("atif", "atif"), ("otlp", "x.otlp")):
+        proc = run_agtrace(["export", "--all", "--format", fmt, "-o", str(tmp_path / out), "--json"], root)
+        assert proc.returncode == 1 and proc.stdout, (fmt, proc.stderr)
+        report = json.loads(proc.stdout)
+        assert [d["run"] for d in report["damaged"]] == [damaged], fmt
+        assert f"run {damaged} cannot be read from seq" in report["damaged"][0]["problem"]
+        err = proc.stderr.decode()
+        assert f"run {damaged} cannot be read from seq" in err and "Traceback" not in err, err
+        if fmt == "jsonl":
+            runs = [json.loads(line)["run"] for line in (tmp_path / out).read_text().splitlines()]
+            assert {rid: runs.count(rid) for rid in ids} == readable
+        elif fmt == "parquet":
+            got = dict(_q(f"SELECT run, count(*) FROM read_parquet('{tmp_path}/pq/day=*/kind=*/*.parquet') "
+                          "GROUP BY run").fetchall())
+            assert got == readable
+        elif fmt == "atif":
+            assert sorted(p.stem for p in (tmp_path / out).iterdir()) == sorted(set(ids) - {damaged})
+        else:
+            traces = {span["traceId"] for line in (tmp_path / out).read_text().splitlines()
+                      for rs in json.loads(line)["resourceSpans"] for ss in rs["scopeSpans"] for span in ss["spans"]}
+            assert len(traces) == len(ids) - 1
+    proc = run_agtrace(["export", "--all", "-o", str(tmp_path / "y.jsonl")], root)
+    assert proc.returncode == 1 and b"exported " in proc.stderr and f"run {damaged}".encode() in proc.stderr
+
+
+def test_metrics_tables_and_atif_hold_what_metrics_json_prints(populated, tmp_path):
+    """`export --metrics` says its run_metrics rows are the figures "exactly as `agtrace metrics
+    --json` prints them", and ATIF's `final_metrics.extra.agtrace_metrics` "the whole of" it; both
+    lacked its `cost` object (the priced cost every page shows: `$0.0050` in `report`, nothing
+    in the export). Now they carry it (in the tables as JSON text, like `tools`)."""
+    ids = populated.run_ids()
+    populated.close()
+    root = populated.root
+    want = {rid: json.loads(run_agtrace(["metrics", rid, "--json"], root, check=True).stdout) for rid in ids}
+    assert all("cost" in m for m in want.values())
+    run_agtrace(["export", "--all", "--metrics", "-o", str(tmp_path / "x.jsonl")], root, check=True)
+    run_agtrace(["export", "--all", "--metrics", "--format", "parquet", "-o", str(tmp_path / "pq")], root, check=True)
+    run_agtrace(["export", "--all", "--format", "atif", "-o", str(tmp_path / "atif")], root, check=True)
+    decode = {"tools": json.loads, "cost": json.loads}
+    rows = [json.loads(line) for line in (tmp_path / "x.run_metrics.jsonl").read_text().splitlines()]
+    con = duckdb.connect()
+    pq_rows = con.execute(f"SELECT * FROM '{tmp_path}/pq/_metrics/run_metrics.parquet'")
+    names = [d[0] for d in pq_rows.description]
+    for got in (rows, [dict(zip(names, r, strict=True)) for r in pq_rows.fetchall()]):
+        got = {r["run_id"]: {k: decode.get(k, lambda v: v)(v) for k, v in r.items()} for r in got}
+        assert got == want
+    for rid in ids:
+        atif = json.loads((tmp_path / "atif" / f"{rid}.json").read_text())
+        assert atif["final_metrics"]["extra"]["agtrace_metrics"] == want[rid]
