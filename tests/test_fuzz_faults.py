@@ -286,3 +286,31 @@ def test_a_full_disk_gives_a_clear_error_loses_nothing_and_appends_resume(small_
     assert run_agtrace(["ls"], store_path, check=True).returncode == 0
     assert run_agtrace(["verify"], store_path).returncode == 0
     count("full disk", True)
+
+
+def _store_of_runs(store_path: Path) -> str:
+    """A store with a few runs of many events (an export of them needs more than a few kB)."""
+    store = Store(store_path)
+    for r in range(2):
+        writer = store.create_run(RunStarted(agent="t"), durability="off")
+        for i in range(2000):
+            writer.append(MessageAdded(role="user", text=f"run {r} message {i} " * 10))
+        store.close_writer(writer)
+    return writer.run_id
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "atif", "otlp"])
+def test_an_export_to_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, small_disk, fmt):
+    store_path = tmp_path / "s"
+    _store_of_runs(store_path)
+    _fill(small_disk / "filler")
+    out = small_disk / f"export.{fmt}"
+    proc = run_agtrace(["export", "--all", "--format", fmt, "-o", str(out)], store_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err and "Exception ignored" not in err, err
+    assert str(out) in err and "full" in err and "free some space" in err, err
+    assert str(store_path) not in err, err  # the store's disk is not the full one
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no partial export, no temp files
+    (small_disk / "filler").unlink()
+    run_agtrace(["export", "--all", "--format", fmt, "-o", str(out)], store_path, check=True)
+    assert Store(store_path).verify().ok
