@@ -314,3 +314,21 @@ def test_an_export_to_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, 
     (small_disk / "filler").unlink()
     run_agtrace(["export", "--all", "--format", fmt, "-o", str(out)], store_path, check=True)
     assert Store(store_path).verify().ok
+
+
+def test_a_copy_into_a_store_on_a_full_disk_names_that_store(tmp_path, small_disk):
+    store_path = tmp_path / "s"
+    run_id = _store_of_runs(store_path)
+    other = small_disk / "other"
+    run_agtrace(["new", "--agent", "t"], other, check=True)  # a store there already
+    before = sorted(Store(other).run_ids())
+    _fill(small_disk / "filler")
+    proc = run_agtrace(["cp", run_id, "--to", str(other)], store_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert str(other) in err and "free some space" in err, err
+    assert str(store_path) not in err, err  # the source's disk has room
+    assert sorted(Store(other).run_ids()) == before and Store(store_path).verify().ok
+    (small_disk / "filler").unlink()
+    copy = run_agtrace(["cp", run_id, "--to", str(other)], store_path, check=True).stdout.decode().strip()
+    assert [r.event for r in Store(other).read(copy)][1:] == [r.event for r in Store(store_path).read(run_id)][1:]
