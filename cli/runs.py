@@ -426,6 +426,10 @@ def cp_cmd(ctx, run: str, tags, to: str | None, as_json: bool) -> None:
     try:
         with progress(f"copying {run_id[:10]}", enabled=not as_json) as update:
             new_id = copy_run(store, run_id, into=into, tags=parse_tags(tags), progress=update)
+    except OSError as exc:
+        if into is not None and exc.filename is None:  # a write that found no room names no file:
+            exc.filename = str(into.root)  # it is the other store's (the source is only read)
+        raise
     finally:
         if into is not None:
             into.close()

@@ -50,7 +50,7 @@ from agtrace.eventlog import (
 
 from .atif_step import StepBuilder, iso_time, prompt_tokens
 from .errors import ExportError, OutputNotEmpty
-from .export import ExportReport, cost_json
+from .export import ExportReport, cost_json, output_error
 
 SCHEMA_VERSION = "ATIF-v1.7"
 """The ATIF version written: the oldest one with every field this module uses (the ``extra``
@@ -123,6 +123,8 @@ def export_atif(
             if progress:
                 progress(i + 1, len(run_ids))
         os.rename(target, dest)
+    except OSError as exc:
+        raise output_error(exc, building) from None
     finally:
         shutil.rmtree(building, ignore_errors=True)
     report.duration_s = time.perf_counter() - started

@@ -194,12 +194,23 @@ def export(
                 os.rename(path, final)
         else:
             os.rename(target, dest)
+    except OSError as exc:
+        raise output_error(exc, building) from None
     finally:
         shutil.rmtree(building, ignore_errors=True)
     if progress:
         progress(total, total)
     report.duration_s = time.perf_counter() - started
     return report
+
+
+def output_error(exc: OSError, building: Path) -> OSError:
+    """``exc``, raised while an export was written into ``building`` (its temporary sibling of
+    ``-o``), with ``building`` as its file name when it had none: a write that found the disk
+    full names no file, and would otherwise be taken for the store's (the CLI says it of ``-o``)."""
+    if exc.filename is None:
+        exc.filename = os.fspath(building)
+    return exc
 
 
 def is_stream(out: object) -> bool:

@@ -36,7 +36,7 @@ import msgspec
 from agtrace.eventlog import CorruptLog, RunNotFound, RunStarted, Store, run_metrics
 
 from .errors import ExportError, OutputNotEmpty
-from .export import ExportReport
+from .export import ExportReport, output_error
 from .otlp import (
     BATCH_SPANS,
     MAX_ATTRIBUTE_CHARS,
@@ -128,6 +128,8 @@ def export_otlp(
                 fh.flush()
                 os.fsync(fh.fileno())
             os.rename(tmp, dest)
+        except OSError as exc:
+            raise output_error(exc, tmp) from None
         finally:
             tmp.unlink(missing_ok=True)
     report.duration_s = time.perf_counter() - started

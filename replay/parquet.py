@@ -192,11 +192,26 @@ class ParquetSink:
                             break
             for buf in self.buffers.values():
                 self._flush(buf)
-        finally:
-            for buf in self.buffers.values():
-                if buf.writer is not None:
-                    buf.writer.close()
-                    buf.writer = None
+        except BaseException:
+            self._close_all(failed=True)
+            raise
+        self._close_all(failed=False)
+
+    def _close_all(self, failed: bool) -> None:
+        """Close every open file. After a failure (a full disk), a file that cannot be closed
+        either is given up, and so is never closed again by pyarrow's finalizer, which would print
+        the same error as a traceback when the interpreter exits."""
+        for buf in self.buffers.values():
+            writer, buf.writer = buf.writer, None
+            if writer is None:
+                continue
+            try:
+                writer.close()
+            except OSError:
+                writer.is_open = False
+                if not failed:
+                    self._close_all(failed=True)
+                    raise
 
     def _flush(self, buf: _Buffer) -> None:
         if not buf.seq:

@@ -286,3 +286,49 @@ def test_a_full_disk_gives_a_clear_error_loses_nothing_and_appends_resume(small_
     assert run_agtrace(["ls"], store_path, check=True).returncode == 0
     assert run_agtrace(["verify"], store_path).returncode == 0
     count("full disk", True)
+
+
+def _store_of_runs(store_path: Path) -> str:
+    """A store with a few runs of many events (an export of them needs more than a few kB)."""
+    store = Store(store_path)
+    for r in range(2):
+        writer = store.create_run(RunStarted(agent="t"), durability="off")
+        for i in range(2000):
+            writer.append(MessageAdded(role="user", text=f"run {r} message {i} " * 10))
+        store.close_writer(writer)
+    return writer.run_id
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "atif", "otlp"])
+def test_an_export_to_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, small_disk, fmt):
+    store_path = tmp_path / "s"
+    _store_of_runs(store_path)
+    _fill(small_disk / "filler")
+    out = small_disk / f"export.{fmt}"
+    proc = run_agtrace(["export", "--all", "--format", fmt, "-o", str(out)], store_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err and "Exception ignored" not in err, err
+    assert str(out) in err and "full" in err and "free some space" in err, err
+    assert str(store_path) not in err, err  # the store's disk is not the full one
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # no partial export, no temp files
+    (small_disk / "filler").unlink()
+    run_agtrace(["export", "--all", "--format", fmt, "-o", str(out)], store_path, check=True)
+    assert Store(store_path).verify().ok
+
+
+def test_a_copy_into_a_store_on_a_full_disk_names_that_store(tmp_path, small_disk):
+    store_path = tmp_path / "s"
+    run_id = _store_of_runs(store_path)
+    other = small_disk / "other"
+    run_agtrace(["new", "--agent", "t"], other, check=True)  # a store there already
+    before = sorted(Store(other).run_ids())
+    _fill(small_disk / "filler")
+    proc = run_agtrace(["cp", run_id, "--to", str(other)], store_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    assert str(other) in err and "free some space" in err, err
+    assert str(store_path) not in err, err  # the source's disk has room
+    assert sorted(Store(other).run_ids()) == before and Store(store_path).verify().ok
+    (small_disk / "filler").unlink()
+    copy = run_agtrace(["cp", run_id, "--to", str(other)], store_path, check=True).stdout.decode().strip()
+    assert [r.event for r in Store(other).read(copy)][1:] == [r.event for r in Store(store_path).read(run_id)][1:]
