@@ -13,6 +13,8 @@ from agtrace.capture import (
     PartDone,
     RunSummary,
     SnapshotPolicy,
+    WorkdirError,
+    check_demo_workdir,
     check_workdir,
     run_agent,
     run_demo,
@@ -164,13 +166,17 @@ def _run_in_modal(store, command: list[str], workdir: str, image: str | None, co
 
 
 @click.command("demo")
-@click.option("--workdir", type=click.Path(file_okay=False), default=None,
-              help="Where to set up the demo project (default: a new temp dir).")
+@click.option("--workdir", type=click.Path(), default=None,
+              help="A new or empty directory to set up the demo project in (default: a new temp dir).")
 @click.option("--fast", is_flag=True, help="No pauses in the scripted agent.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 @pass_ctx
 def demo_cmd(ctx, workdir, fast, as_json) -> None:
     """Capture a scripted agent (no model, no key, no network) fixing a small project."""
+    try:
+        check_demo_workdir(workdir)  # before the store is made: nothing is written when refused
+    except WorkdirError as exc:
+        raise UserError(str(exc), 2) from None
     store = ctx.store
     if not as_json:
         click.echo("agtrace demo: a scripted agent fixes a small Python project in a temp git repo;", err=True)
