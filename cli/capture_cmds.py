@@ -55,6 +55,14 @@ class _Live:
             click.echo(f"  {'':>9}  {'usage':<9} {title:<60}  tokens: {summary.tokens:,}", err=True)
 
 
+def _seconds_option(_ctx, param: click.Parameter, value: float | None) -> float | None:
+    """The option's ``value`` if it is a number of seconds above 0 (``inf``: never); bad usage
+    (exit 2) if not: ``--timeout -1`` ended every run at once as ``timeout``, ``nan`` never."""
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"{value!r} is not a number of seconds above 0", param=param)
+    return value
+
+
 def _regex_option(param: click.Parameter, value: str | None) -> str | None:
     """The option's ``value`` if it is a regular expression; bad usage (exit 2) if not, before
     the store or a run is made."""
@@ -89,19 +97,21 @@ def _finish(summary: RunSummary, as_json: bool) -> None:
 @click.option("--task", default="", help="Task prompt (TEXT or @FILE), recorded in the run.")
 @click.option("--task-id", default="", help="Stable task id.")
 @click.option("--model", default="", help="Model name, when the agent's output does not say.")
-@click.option("--max-parts", type=int, default=None, help="Stop the agent after N parts (status limit).")
-@click.option("--timeout", type=float, default=None, help="Stop the agent after S seconds (status timeout).")
+@click.option("--max-parts", type=click.IntRange(min=1), default=None,
+              help="Stop the agent after N parts (status limit).")
+@click.option("--timeout", type=float, default=None, callback=_seconds_option,
+              help="Stop the agent after S seconds (status timeout).")
 @click.option("--durability", type=click.Choice(["strict", "normal", "off"]), default="normal", show_default=True)
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Free-form tag (repeatable).")
 @click.option("--parent", default="", help="Run this one resumes or re-runs.")
-@click.option("--max-file-bytes", type=int, default=10 * 1024 * 1024, show_default=True,
+@click.option("--max-file-bytes", type=click.IntRange(min=0), default=10 * 1024 * 1024, show_default=True,
               help="Snapshots leave out larger files (recorded).")
 @click.option("--exclude", "excludes", multiple=True, help="Extra gitignore-style pattern left out of snapshots.")
 @click.option("--marker", default=None, callback=lambda _ctx, param, value: _regex_option(param, value), help="raw agent: a regex; a stdout line matching it starts a part (titled by that line).")
-@click.option("--quiet-s", type=float, default=None, help="raw agent: end a part after S seconds without output.")
+@click.option("--quiet-s", type=float, default=None, callback=_seconds_option, help="raw agent: end a part after S seconds without output.")
 @click.option("--remote", envvar="AGTRACE_REMOTE", default=None, metavar="URL",
               help="Push sealed segments and bundles here while the run goes on (s3://… or file://…; env AGTRACE_REMOTE).")
-@click.option("--ship-interval", type=float, default=10.0, show_default=True,
+@click.option("--ship-interval", type=float, default=10.0, show_default=True, callback=_seconds_option,
               help="With --remote: seconds between pushes (a lost machine loses at most this much).")
 @click.option("--backend", type=click.Choice(["local", "modal"]), default="local", show_default=True,
               help="Run the agent here, or in a Modal sandbox (needs `pip install agtrace[modal]`).")
