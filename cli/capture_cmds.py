@@ -21,7 +21,7 @@ from agtrace.capture import (
 )
 from agtrace.eventlog import remote_for
 
-from .errors import UserError
+from .errors import EXIT_INTERRUPTED, UserError
 from .main import pass_ctx
 from .output import duration, echo_json, shorten, warn
 from .runs import parse_tags, read_text_arg
@@ -85,7 +85,9 @@ def _finish(summary: RunSummary, as_json: bool) -> None:
         click.echo(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
                    f"{summary.tokens:,} tokens, {duration(summary.duration_s)}", err=True)
         click.echo(summary.run_id)
-    if summary.status not in ("completed",):
+    if summary.status == "interrupted":  # SIGINT/SIGTERM to the capture: the README's one code for it
+        sys.exit(EXIT_INTERRUPTED)
+    if summary.status != "completed":
         sys.exit(1)
 
 
@@ -130,7 +132,8 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     """Run an agent COMMAND (after `--`) and capture it part by part.
 
     Prints one line per part while it runs (with --echo, the agent's own lines too), then the
-    run id. Exit 1 unless the run completed.
+    run id. Exit 0 if the run completed, 130 if it was interrupted (SIGINT or SIGTERM to
+    agtrace), else 1.
     """
     store = ctx.store
     live = _Live(not quiet)

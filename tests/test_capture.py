@@ -207,6 +207,7 @@ def test_interrupt_stops_the_agent_and_ends_the_run(tmp_path, demo_repo, sig):
     out, err = proc.communicate(timeout=30)
     summary = json.loads(out.decode().splitlines()[-1])
     assert summary["status"] == "interrupted", err.decode()
+    assert proc.returncode == 130  # the README's code for interrupted (it was 1, like a failure)
     recs = list(Store(tmp_path / "store").read(summary["run_id"]))
     assert isinstance(recs[-2].event, SnapshotTaken) and recs[-2].event.final
     assert isinstance(recs[-1].event, RunEnded)
