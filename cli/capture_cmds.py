@@ -29,6 +29,33 @@ from .runs import parse_tags, read_text_arg
 STOP_SIGNALS = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2"]
 
 
+class _Stderr:
+    """Standard error while an agent is captured: the live lines, ``--echo``, the warnings.
+
+    A standard error that can no longer be written (its reader gone: ``2>&1 | head``, a ``tee``
+    or terminal that went away) is given up quietly and the capture goes on: before, the
+    ``BrokenPipeError`` ended the capture, stopped the agent and failed the run."""
+
+    def __init__(self):
+        self.gone = False
+
+    def call(self, write, *args, **kwargs) -> None:
+        """``write(*args, **kwargs)``, a writer of standard error, unless it is gone."""
+        if self.gone:
+            return
+        try:
+            write(*args, **kwargs)
+        except OSError:
+            self.gone = True
+
+    def say(self, text: str) -> None:
+        self.call(click.echo, text, err=True)
+
+    def echo(self, stream: str, text: str) -> None:
+        """An agent's line, as --echo shows it (stdout is the run id or --json)."""
+        self.say(text)
+
+
 class _Live:
     """The per-part line printed while a run is captured (on stderr, so --json stays clean).
 
@@ -37,8 +64,9 @@ class _Live:
     one more line with the total, so the last live figure is the final summary's.
     """
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, stderr: _Stderr | None = None):
         self.enabled = enabled
+        self.say = (stderr or _Stderr()).say
         self.part = 0
         self.tokens: int | None = None
 
@@ -47,12 +75,12 @@ class _Live:
         if not self.enabled:
             return
         files = f" files: {', '.join(p.files[:3])}{'…' if len(p.files) > 3 else ''}" if p.files else ""
-        click.echo(f"  part {p.part:>4}  {p.kind:<9} {shorten(p.title, 60):<60}{files}  tokens: {p.tokens:,}", err=True)
+        self.say(f"  part {p.part:>4}  {p.kind:<9} {shorten(p.title, 60):<60}{files}  tokens: {p.tokens:,}")
 
     def close(self, summary: RunSummary) -> None:
         if self.enabled and self.tokens is not None and summary.tokens != self.tokens:
             title = f"usage reported after part {self.part}"
-            click.echo(f"  {'':>9}  {'usage':<9} {title:<60}  tokens: {summary.tokens:,}", err=True)
+            self.say(f"  {'':>9}  {'usage':<9} {title:<60}  tokens: {summary.tokens:,}")
 
 
 def _seconds_option(_ctx, param: click.Parameter, value: float | None) -> float | None:
@@ -77,13 +105,15 @@ def _regex_option(param: click.Parameter, value: str | None) -> str | None:
     return value
 
 
-def _finish(summary: RunSummary, as_json: bool) -> None:
+def _finish(summary: RunSummary, as_json: bool, stderr: _Stderr) -> None:
+    for warning in summary.warnings:
+        stderr.call(warn, warning)
     if as_json:
         echo_json(summary.to_dict())
     else:
         reason = f" ({summary.reason})" if summary.reason else ""
-        click.echo(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
-                   f"{summary.tokens:,} tokens, {duration(summary.duration_s)}", err=True)
+        stderr.say(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
+                   f"{summary.tokens:,} tokens, {duration(summary.duration_s)}")
         click.echo(summary.run_id)
     if summary.status == "interrupted":  # SIGINT/SIGTERM to the capture: the README's one code for it
         sys.exit(EXIT_INTERRUPTED)
@@ -136,7 +166,8 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     agtrace), else 1.
     """
     store = ctx.store
-    live = _Live(not quiet)
+    stderr = _Stderr()
+    live = _Live(not quiet, stderr)
     options = {}
     if agent == "raw":
         options = {k: v for k, v in (("marker", marker), ("quiet_s", quiet_s)) if v is not None}
@@ -145,10 +176,10 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
         agent=agent, task=read_text_arg(task), task_id=task_id, model=model, max_parts=max_parts,
         timeout=timeout, durability=durability, tags=parse_tags(tags),
         parent_run=store.resolve(parent) if parent else "", policy=policy, adapter_options=options,
-        on_start=lambda rid: click.echo(f"capturing run {rid} ({agent}, {backend})", err=True) if not quiet else None,
+        on_start=lambda rid: stderr.say(f"capturing run {rid} ({agent}, {backend})") if not quiet else None,
         on_part=live, ship_interval_s=ship_interval, remote=remote_for(remote) if remote else None,
         stop_signal=signal.Signals[f"SIG{stop_signal}"],
-        on_line=_echo if echo else None,
+        on_line=stderr.echo if echo else None,
     )
     if backend == "modal":
         check_workdir(workdir)  # the command is checked in the sandbox, where it runs
@@ -156,14 +187,7 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     else:
         summary = run_agent(store, list(command), workdir=workdir, **common)
     live.close(summary)
-    for warning in summary.warnings:
-        warn(warning)
-    _finish(summary, as_json)
-
-
-def _echo(stream: str, text: str) -> None:
-    """An agent's line, as --echo shows it: on stderr (stdout is the run id or --json)."""
-    click.echo(text, err=True)
+    _finish(summary, as_json, stderr)
 
 
 def _run_in_modal(store, command: list[str], workdir: str, image: str | None, common: dict) -> RunSummary:

@@ -403,3 +403,24 @@ def test_names_with_control_characters_are_quoted_in_text_output_and_exact_in_js
     as_json = json.loads(run_agtrace(["cat", run_id, "--part", "1", "--list", "--json"], s, check=True).stdout)
     assert [f["path"] for f in as_json["files"]] == ["a\nb", "base.txt", "e\x1b[31mRED", "plain.txt"]
     assert run_agtrace(["cat", run_id, "--part", "1", '"a\\nb"'], s, check=True).stdout == b"x\n"
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_a_standard_error_whose_reader_went_away_does_not_stop_the_capture(tmp_path, echo):
+    """`agtrace run … 2>&1 >/dev/null | head -2`: once head exited, the next live line raised
+    BrokenPipeError, which ended the capture, stopped the agent (its last file was never
+    written) and failed the run. Now the live output is given up and the run goes on."""
+    work = tmp_path / "work"
+    work.mkdir()
+    script = "for i in $(seq 1 30); do echo S $i; done; sleep 0.5; echo S last; echo done > fin.txt"
+    argv = [sys.executable, "-c", "from agtrace.cli.main import main; main()", "--store", str(tmp_path / "store"),
+            "run", "--workdir", str(work), "--marker", "^S", "--json", *(["--echo"] if echo else []),
+            "--", "sh", "-c", script]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stderr.readline()  # "capturing run …"
+    proc.stderr.close()  # the reader of standard error goes away
+    out = proc.stdout.read()
+    assert proc.wait(timeout=60) == 0
+    summary = json.loads(out.decode().splitlines()[-1])
+    assert summary["status"] == "completed" and summary["parts"] == 31, summary
+    assert (work / "fin.txt").read_text() == "done\n"
