@@ -424,3 +424,30 @@ def test_a_standard_error_whose_reader_went_away_does_not_stop_the_capture(tmp_p
     summary = json.loads(out.decode().splitlines()[-1])
     assert summary["status"] == "completed" and summary["parts"] == 31, summary
     assert (work / "fin.txt").read_text() == "done\n"
+
+
+@pytest.mark.parametrize("name", [".agtrace", "runs [1]*"])
+def test_a_store_inside_the_workdir_is_left_out_of_its_snapshots(tmp_path, name):
+    """`agtrace --store .agtrace run --workdir .`: every snapshot held the store itself (its
+    catalog, segments, the shadow repository's objects), each part listed them as changed and
+    replay wrote them out. The store is now left out by an anchored exclude pattern, recorded
+    in the snapshots' policy (a name with glob characters is matched literally)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a.txt").write_text("a\n")
+    (work / "runs 11").mkdir()  # what `runs [1]*` would match as a glob, not literally
+    (work / "runs 11" / "x.txt").write_text("x\n")
+    store = work / name
+    proc = run_agtrace(["--store", str(store), "run", "--workdir", str(work), "--marker", "^S", "--json", "--",
+                        "sh", "-c", "echo S 1; echo b > b.txt; echo S 2; echo c > c.txt"], tmp_path / "unused",
+                       check=True)
+    run_id = _summary(proc)["run_id"]
+    recs = list(Store(store).read(run_id))
+    snaps = [r.event for r in recs if isinstance(r.event, SnapshotTaken)]
+    changed = [p for s in snaps for p in (*s.added, *s.modified, *s.deleted)]
+    assert sorted(set(changed)) == ["a.txt", "b.txt", "c.txt", "runs 11/x.txt"], changed
+    pattern = snaps[0].policy["exclude"][-1]
+    assert pattern.startswith("/") and pattern.endswith("/") and all(s.policy == snaps[0].policy for s in snaps)
+    out = tmp_path / "replayed"
+    view = materialize(Store(store), run_id, 2, out)
+    assert view.tree_id and sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt", "c.txt", "runs 11"]
