@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "WorkdirError": "errors",
     "adapter_for": "pipeline",
     "check_command": "runner",
+    "check_demo_workdir": "demo",
     "check_workdir": "runner",
     "cli_version": "runner",
     "demo_command": "demo",

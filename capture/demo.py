@@ -15,6 +15,7 @@ from pathlib import Path
 from agtrace.eventlog import Store
 
 from .demo_agent import DEMO_TASK, setup_demo_repo
+from .errors import WorkdirError
 from .recorder import PartDone
 from .runner import RunSummary, run_agent
 
@@ -45,11 +46,11 @@ def run_demo(
     """Set up the demo project (in ``workdir`` or a new temp dir), capture the agent on it.
 
     Returns the run summary and the workdir, which is left in place so it can be compared
-    with a replay.
+    with a replay. A ``workdir`` that holds anything is refused (:func:`check_demo_workdir`).
     """
+    workdir = check_demo_workdir(workdir)
     if workdir is None:
         workdir = Path(tempfile.mkdtemp(prefix="agtrace-demo-"))
-    workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     setup_demo_repo(workdir)
     summary = run_agent(
@@ -70,6 +71,24 @@ def run_demo(
         on_part=on_part,
     )
     return summary, workdir
+
+
+def check_demo_workdir(workdir: str | Path | None) -> Path | None:
+    """``workdir`` as a path when the demo may set up its project there (missing, or an empty
+    directory), else :class:`WorkdirError`: the demo writes its own README.md, .gitignore and
+    package, commits everything with ``git add -A`` and lets its agent edit and commit, so a
+    directory with files in it (a project of yours, an earlier demo's) would be overwritten."""
+    if workdir is None:
+        return None
+    path = Path(workdir)
+    if path.exists() and not path.is_dir():
+        raise WorkdirError(f"--workdir {path} is not a directory; pass a new or empty directory, or leave "
+                           "--workdir out for a new temporary one (no run was created)")
+    if path.is_dir() and any(path.iterdir()):
+        raise WorkdirError(f"--workdir {path} is not empty: the demo writes its own project there and commits "
+                           "it, which would overwrite what it holds; pass a new or empty directory, or leave "
+                           "--workdir out for a new temporary one (no run was created)")
+    return path
 
 
 def _version() -> str:

@@ -14,7 +14,8 @@ ports (:mod:`agtrace.capture.port`) and call it. Contracts, the same on every ba
   snapshot is taken and stored, and the group is thawed, also when the snapshot fails; so the
   tree cannot change under the snapshot and later edits cannot leak into it. A backend that
   reads lines itself (``LocalProcess.freeze_on``) freezes the group the moment a raw marker line
-  (or a line the adapter's ``may_end_part`` accepts: Codex's ``item.completed``) is read,
+  (or a line the adapter's ``may_end_part`` accepts: Codex's ``item.completed``, Claude Code's
+  ``assistant``/``user`` records, OpenCode's ``text``/``reasoning``/``tool_use``) is read,
   before the loop gets to it, so the edits a script makes right after printing its
   marker are not in the previous part's snapshot. The freeze is
   guarded by the agent port (a deadline, a supervisor that thaws and stops the agent if this

@@ -10,6 +10,7 @@ from ``/dev/null`` and this process's environment plus ``env``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -58,6 +59,7 @@ def run_agent(
     interrupts) or dies; SIGKILL follows after a grace period."""
     workdir = check_workdir(workdir)
     check_command(command, workdir, env)
+    policy = without_store(policy or SnapshotPolicy(), store.root, workdir)
     agent_version = agent_version or cli_version(command, agent, cwd=workdir, env=env)
     adapter = adapter_for(agent, {"agent_version": agent_version, **(adapter_options or {})})
     return run_capture(
@@ -70,6 +72,20 @@ def run_agent(
         parent_run=parent_run, on_part=on_part, remote=remote, ship_interval_s=ship_interval_s,
         bundle_interval_s=ship_interval_s, redactor=Redactor.from_env({**os.environ, **(env or {})}),
     )
+
+
+def without_store(policy: SnapshotPolicy, store_root: str | os.PathLike, workdir: str) -> SnapshotPolicy:
+    """``policy``, leaving out the store when it lies inside the workdir (``--store .agtrace``
+    in the project): else every snapshot held the store's own catalog, segments and shadow
+    repository, each part listed them as changed files, and each snapshot stored the objects
+    of the one before. The store's path is added to ``exclude`` as an anchored pattern, so the
+    snapshots record that it was left out."""
+    store, work = os.path.realpath(store_root), os.path.realpath(workdir)
+    if store == work or os.path.commonpath([store, work]) != work:
+        return policy
+    rel = os.path.relpath(store, work).replace(os.sep, "/")
+    pattern = "/" + re.sub(r"([\\*?\[\] ])", r"\\\1", rel) + "/"  # the name, literally
+    return dataclasses.replace(policy, exclude=(*policy.exclude, pattern))
 
 
 def check_workdir(workdir: str | os.PathLike) -> str:

@@ -13,18 +13,47 @@ from agtrace.capture import (
     PartDone,
     RunSummary,
     SnapshotPolicy,
+    WorkdirError,
+    check_demo_workdir,
     check_workdir,
     run_agent,
     run_demo,
 )
 from agtrace.eventlog import remote_for
 
-from .errors import UserError
+from .errors import EXIT_INTERRUPTED, UserError
 from .main import pass_ctx
 from .output import duration, echo_json, shorten, warn
 from .runs import parse_tags, read_text_arg
 
 STOP_SIGNALS = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2"]
+
+
+class _Stderr:
+    """Standard error while an agent is captured: the live lines, ``--echo``, the warnings.
+
+    A standard error that can no longer be written (its reader gone: ``2>&1 | head``, a ``tee``
+    or terminal that went away) is given up quietly and the capture goes on: before, the
+    ``BrokenPipeError`` ended the capture, stopped the agent and failed the run."""
+
+    def __init__(self):
+        self.gone = False
+
+    def call(self, write, *args, **kwargs) -> None:
+        """``write(*args, **kwargs)``, a writer of standard error, unless it is gone."""
+        if self.gone:
+            return
+        try:
+            write(*args, **kwargs)
+        except OSError:
+            self.gone = True
+
+    def say(self, text: str) -> None:
+        self.call(click.echo, text, err=True)
+
+    def echo(self, stream: str, text: str) -> None:
+        """An agent's line, as --echo shows it (stdout is the run id or --json)."""
+        self.say(text)
 
 
 class _Live:
@@ -35,8 +64,9 @@ class _Live:
     one more line with the total, so the last live figure is the final summary's.
     """
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, stderr: _Stderr | None = None):
         self.enabled = enabled
+        self.say = (stderr or _Stderr()).say
         self.part = 0
         self.tokens: int | None = None
 
@@ -45,12 +75,20 @@ class _Live:
         if not self.enabled:
             return
         files = f" files: {', '.join(p.files[:3])}{'…' if len(p.files) > 3 else ''}" if p.files else ""
-        click.echo(f"  part {p.part:>4}  {p.kind:<9} {shorten(p.title, 60):<60}{files}  tokens: {p.tokens:,}", err=True)
+        self.say(f"  part {p.part:>4}  {p.kind:<9} {shorten(p.title, 60):<60}{files}  tokens: {p.tokens:,}")
 
     def close(self, summary: RunSummary) -> None:
         if self.enabled and self.tokens is not None and summary.tokens != self.tokens:
             title = f"usage reported after part {self.part}"
-            click.echo(f"  {'':>9}  {'usage':<9} {title:<60}  tokens: {summary.tokens:,}", err=True)
+            self.say(f"  {'':>9}  {'usage':<9} {title:<60}  tokens: {summary.tokens:,}")
+
+
+def _seconds_option(_ctx, param: click.Parameter, value: float | None) -> float | None:
+    """The option's ``value`` if it is a number of seconds above 0 (``inf``: never); bad usage
+    (exit 2) if not: ``--timeout -1`` ended every run at once as ``timeout``, ``nan`` never."""
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"{value!r} is not a number of seconds above 0", param=param)
+    return value
 
 
 def _regex_option(param: click.Parameter, value: str | None) -> str | None:
@@ -67,15 +105,19 @@ def _regex_option(param: click.Parameter, value: str | None) -> str | None:
     return value
 
 
-def _finish(summary: RunSummary, as_json: bool) -> None:
+def _finish(summary: RunSummary, as_json: bool, stderr: _Stderr) -> None:
+    for warning in summary.warnings:
+        stderr.call(warn, warning)
     if as_json:
         echo_json(summary.to_dict())
     else:
         reason = f" ({summary.reason})" if summary.reason else ""
-        click.echo(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
-                   f"{summary.tokens:,} tokens, {duration(summary.duration_s)}", err=True)
+        stderr.say(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
+                   f"{summary.tokens:,} tokens, {duration(summary.duration_s)}")
         click.echo(summary.run_id)
-    if summary.status not in ("completed",):
+    if summary.status == "interrupted":  # SIGINT/SIGTERM to the capture: the README's one code for it
+        sys.exit(EXIT_INTERRUPTED)
+    if summary.status != "completed":
         sys.exit(1)
 
 
@@ -87,19 +129,21 @@ def _finish(summary: RunSummary, as_json: bool) -> None:
 @click.option("--task", default="", help="Task prompt (TEXT or @FILE), recorded in the run.")
 @click.option("--task-id", default="", help="Stable task id.")
 @click.option("--model", default="", help="Model name, when the agent's output does not say.")
-@click.option("--max-parts", type=int, default=None, help="Stop the agent after N parts (status limit).")
-@click.option("--timeout", type=float, default=None, help="Stop the agent after S seconds (status timeout).")
+@click.option("--max-parts", type=click.IntRange(min=1), default=None,
+              help="Stop the agent after N parts (status limit).")
+@click.option("--timeout", type=float, default=None, callback=_seconds_option,
+              help="Stop the agent after S seconds (status timeout).")
 @click.option("--durability", type=click.Choice(["strict", "normal", "off"]), default="normal", show_default=True)
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Free-form tag (repeatable).")
 @click.option("--parent", default="", help="Run this one resumes or re-runs.")
-@click.option("--max-file-bytes", type=int, default=10 * 1024 * 1024, show_default=True,
+@click.option("--max-file-bytes", type=click.IntRange(min=0), default=10 * 1024 * 1024, show_default=True,
               help="Snapshots leave out larger files (recorded).")
 @click.option("--exclude", "excludes", multiple=True, help="Extra gitignore-style pattern left out of snapshots.")
 @click.option("--marker", default=None, callback=lambda _ctx, param, value: _regex_option(param, value), help="raw agent: a regex; a stdout line matching it starts a part (titled by that line).")
-@click.option("--quiet-s", type=float, default=None, help="raw agent: end a part after S seconds without output.")
+@click.option("--quiet-s", type=float, default=None, callback=_seconds_option, help="raw agent: end a part after S seconds without output.")
 @click.option("--remote", envvar="AGTRACE_REMOTE", default=None, metavar="URL",
               help="Push sealed segments and bundles here while the run goes on (s3://… or file://…; env AGTRACE_REMOTE).")
-@click.option("--ship-interval", type=float, default=10.0, show_default=True,
+@click.option("--ship-interval", type=float, default=10.0, show_default=True, callback=_seconds_option,
               help="With --remote: seconds between pushes (a lost machine loses at most this much).")
 @click.option("--backend", type=click.Choice(["local", "modal"]), default="local", show_default=True,
               help="Run the agent here, or in a Modal sandbox (needs `pip install agtrace[modal]`).")
@@ -118,10 +162,12 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     """Run an agent COMMAND (after `--`) and capture it part by part.
 
     Prints one line per part while it runs (with --echo, the agent's own lines too), then the
-    run id. Exit 1 unless the run completed.
+    run id. Exit 0 if the run completed, 130 if it was interrupted (SIGINT or SIGTERM to
+    agtrace), else 1.
     """
     store = ctx.store
-    live = _Live(not quiet)
+    stderr = _Stderr()
+    live = _Live(not quiet, stderr)
     options = {}
     if agent == "raw":
         options = {k: v for k, v in (("marker", marker), ("quiet_s", quiet_s)) if v is not None}
@@ -130,10 +176,10 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
         agent=agent, task=read_text_arg(task), task_id=task_id, model=model, max_parts=max_parts,
         timeout=timeout, durability=durability, tags=parse_tags(tags),
         parent_run=store.resolve(parent) if parent else "", policy=policy, adapter_options=options,
-        on_start=lambda rid: click.echo(f"capturing run {rid} ({agent}, {backend})", err=True) if not quiet else None,
+        on_start=lambda rid: stderr.say(f"capturing run {rid} ({agent}, {backend})") if not quiet else None,
         on_part=live, ship_interval_s=ship_interval, remote=remote_for(remote) if remote else None,
         stop_signal=signal.Signals[f"SIG{stop_signal}"],
-        on_line=_echo if echo else None,
+        on_line=stderr.echo if echo else None,
     )
     if backend == "modal":
         check_workdir(workdir)  # the command is checked in the sandbox, where it runs
@@ -141,14 +187,7 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     else:
         summary = run_agent(store, list(command), workdir=workdir, **common)
     live.close(summary)
-    for warning in summary.warnings:
-        warn(warning)
-    _finish(summary, as_json)
-
-
-def _echo(stream: str, text: str) -> None:
-    """An agent's line, as --echo shows it: on stderr (stdout is the run id or --json)."""
-    click.echo(text, err=True)
+    _finish(summary, as_json, stderr)
 
 
 def _run_in_modal(store, command: list[str], workdir: str, image: str | None, common: dict) -> RunSummary:
@@ -164,13 +203,17 @@ def _run_in_modal(store, command: list[str], workdir: str, image: str | None, co
 
 
 @click.command("demo")
-@click.option("--workdir", type=click.Path(file_okay=False), default=None,
-              help="Where to set up the demo project (default: a new temp dir).")
+@click.option("--workdir", type=click.Path(), default=None,
+              help="A new or empty directory to set up the demo project in (default: a new temp dir).")
 @click.option("--fast", is_flag=True, help="No pauses in the scripted agent.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 @pass_ctx
 def demo_cmd(ctx, workdir, fast, as_json) -> None:
     """Capture a scripted agent (no model, no key, no network) fixing a small project."""
+    try:
+        check_demo_workdir(workdir)  # before the store is made: nothing is written when refused
+    except WorkdirError as exc:
+        raise UserError(str(exc), 2) from None
     store = ctx.store
     if not as_json:
         click.echo("agtrace demo: a scripted agent fixes a small Python project in a temp git repo;", err=True)

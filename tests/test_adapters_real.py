@@ -58,3 +58,19 @@ def test_real_output_parses_into_parts_tools_and_exact_tokens(cli, version, path
     assert sum(u.reasoning for u in got) == (0 if silent else want.reasoning_tokens)
     assert adapter.state.model_calls_ok >= 1 and adapter.state.model_calls_failed == 0
     assert adapter.state.unknown == {}  # every record type of these versions is known
+
+
+@pytest.mark.parametrize("cli,version,path", CASES,
+                         ids=[f"{c}@{v}" if v else c for c, v, _ in CASES])
+def test_every_real_line_that_ends_a_part_is_recognised_at_its_arrival(cli, version, path):
+    """``may_end_part`` (what the capture freezes the agent at, the moment the line is read)
+    accepts every line of the real streams that ends a part: an under-estimate would let the
+    agent run on until the loop got to that line, and its next edits into the part's tree."""
+    adapter = make_adapter(ADAPTER[cli])
+    ending = 0
+    for line in path.read_text().splitlines():
+        ends = any(isinstance(e.event, PartEnded) for e in adapter.feed(line, "stdout"))
+        ending += ends
+        assert adapter.may_end_part(line, "stdout") or not ends, line[:200]
+    assert ending >= len(model_server.scripted_session(cli, version=version))
+    assert not adapter.may_end_part(path.read_text().splitlines()[0], "stderr")

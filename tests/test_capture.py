@@ -207,6 +207,7 @@ def test_interrupt_stops_the_agent_and_ends_the_run(tmp_path, demo_repo, sig):
     out, err = proc.communicate(timeout=30)
     summary = json.loads(out.decode().splitlines()[-1])
     assert summary["status"] == "interrupted", err.decode()
+    assert proc.returncode == 130  # the README's code for interrupted (it was 1, like a failure)
     recs = list(Store(tmp_path / "store").read(summary["run_id"]))
     assert isinstance(recs[-2].event, SnapshotTaken) and recs[-2].event.final
     assert isinstance(recs[-1].event, RunEnded)
@@ -402,3 +403,51 @@ def test_names_with_control_characters_are_quoted_in_text_output_and_exact_in_js
     as_json = json.loads(run_agtrace(["cat", run_id, "--part", "1", "--list", "--json"], s, check=True).stdout)
     assert [f["path"] for f in as_json["files"]] == ["a\nb", "base.txt", "e\x1b[31mRED", "plain.txt"]
     assert run_agtrace(["cat", run_id, "--part", "1", '"a\\nb"'], s, check=True).stdout == b"x\n"
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_a_standard_error_whose_reader_went_away_does_not_stop_the_capture(tmp_path, echo):
+    """`agtrace run … 2>&1 >/dev/null | head -2`: once head exited, the next live line raised
+    BrokenPipeError, which ended the capture, stopped the agent (its last file was never
+    written) and failed the run. Now the live output is given up and the run goes on."""
+    work = tmp_path / "work"
+    work.mkdir()
+    script = "for i in $(seq 1 30); do echo S $i; done; sleep 0.5; echo S last; echo done > fin.txt"
+    argv = [sys.executable, "-c", "from agtrace.cli.main import main; main()", "--store", str(tmp_path / "store"),
+            "run", "--workdir", str(work), "--marker", "^S", "--json", *(["--echo"] if echo else []),
+            "--", "sh", "-c", script]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stderr.readline()  # "capturing run …"
+    proc.stderr.close()  # the reader of standard error goes away
+    out = proc.stdout.read()
+    assert proc.wait(timeout=60) == 0
+    summary = json.loads(out.decode().splitlines()[-1])
+    assert summary["status"] == "completed" and summary["parts"] == 31, summary
+    assert (work / "fin.txt").read_text() == "done\n"
+
+
+@pytest.mark.parametrize("name", [".agtrace", "runs [1]*"])
+def test_a_store_inside_the_workdir_is_left_out_of_its_snapshots(tmp_path, name):
+    """`agtrace --store .agtrace run --workdir .`: every snapshot held the store itself (its
+    catalog, segments, the shadow repository's objects), each part listed them as changed and
+    replay wrote them out. The store is now left out by an anchored exclude pattern, recorded
+    in the snapshots' policy (a name with glob characters is matched literally)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a.txt").write_text("a\n")
+    (work / "runs 11").mkdir()  # what `runs [1]*` would match as a glob, not literally
+    (work / "runs 11" / "x.txt").write_text("x\n")
+    store = work / name
+    proc = run_agtrace(["--store", str(store), "run", "--workdir", str(work), "--marker", "^S", "--json", "--",
+                        "sh", "-c", "echo S 1; echo b > b.txt; echo S 2; echo c > c.txt"], tmp_path / "unused",
+                       check=True)
+    run_id = _summary(proc)["run_id"]
+    recs = list(Store(store).read(run_id))
+    snaps = [r.event for r in recs if isinstance(r.event, SnapshotTaken)]
+    changed = [p for s in snaps for p in (*s.added, *s.modified, *s.deleted)]
+    assert sorted(set(changed)) == ["a.txt", "b.txt", "c.txt", "runs 11/x.txt"], changed
+    pattern = snaps[0].policy["exclude"][-1]
+    assert pattern.startswith("/") and pattern.endswith("/") and all(s.policy == snaps[0].policy for s in snaps)
+    out = tmp_path / "replayed"
+    view = materialize(Store(store), run_id, 2, out)
+    assert view.tree_id and sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt", "c.txt", "runs 11"]

@@ -513,3 +513,20 @@ def test_closed_standard_streams_are_named_not_internal_errors(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert b'"text":"more"' in run_agtrace(["log", run, "--json"], store, check=True).stdout
     assert run_agtrace(["verify", run], store).returncode == 0
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--max-parts", "0"), ("--max-parts", "-3"), ("--timeout", "-1"), ("--timeout", "0"),
+    ("--timeout", "nan"), ("--quiet-s", "-1"), ("--quiet-s", "nan"), ("--ship-interval", "0"),
+    ("--max-file-bytes", "-1"),
+])
+def test_run_refuses_limits_that_are_not_positive(tmp_path, option, value):
+    """`run --max-parts 0` (or -3) ran the agent and ended it at once as `limit`, "stopped after
+    -3 parts"; `--timeout -1` as `timeout`; `--timeout nan` never timed out. Bad usage now: exit
+    2, the option named, nothing run, no store made."""
+    store = tmp_path / "store"
+    marker = tmp_path / "ran"
+    proc = run_agtrace(["run", "--workdir", str(tmp_path), option, value, "--", "touch", str(marker)], store)
+    assert proc.returncode == 2, proc.stderr.decode()
+    assert option in proc.stderr.decode() and b"Traceback" not in proc.stderr
+    assert not marker.exists() and not store.exists()

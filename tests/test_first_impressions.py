@@ -162,3 +162,29 @@ def test_verify_counts_read_as_words(tmp_path):
     run_agtrace(["close", run, "--status", "completed"], store, check=True)
     out = run_agtrace(["verify"], store, check=True).stdout.decode()
     assert out.startswith("1 run, 2 segments, ") and " 0 blob references, " in out, out  # new, close: 2 segments
+
+
+def test_demo_refuses_a_workdir_with_files_in_it(tmp_path):
+    """`demo --workdir .` in a project of yours wrote the demo's README.md and .gitignore over
+    yours and committed everything (`git add -A`); now a directory holding anything is refused
+    (exit 2) with nothing written, and a new or empty directory still works."""
+    repo = tmp_path / "mine"
+    repo.mkdir()
+    (repo / "README.md").write_text("my project\n")
+    (repo / "notes.txt").write_text("uncommitted\n")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    store = tmp_path / "store"
+    proc = run_agtrace(["demo", "--fast", "--workdir", str(repo)], store)
+    assert proc.returncode == 2, proc.stderr.decode()
+    assert "is not empty" in proc.stderr.decode() and b"Traceback" not in proc.stderr
+    assert (repo / "README.md").read_text() == "my project\n"
+    assert sorted(p.name for p in repo.iterdir()) == [".git", "README.md", "notes.txt"]
+    assert not store.exists()
+    assert subprocess.run(["git", "rev-parse", "-q", "--verify", "HEAD"], cwd=repo).returncode != 0
+    (tmp_path / "afile").write_text("x")
+    proc = run_agtrace(["demo", "--fast", "--workdir", str(tmp_path / "afile")], store)
+    assert proc.returncode == 2 and "not a directory" in proc.stderr.decode()
+    (tmp_path / "empty").mkdir()
+    proc = run_agtrace(["demo", "--fast", "--json", "--workdir", str(tmp_path / "empty")], store, check=True)
+    assert json.loads(proc.stdout)["status"] == "completed"
+    assert (tmp_path / "empty" / "textstats").is_dir()

@@ -323,3 +323,41 @@ def test_agtrace_run(agent, tmp_path):
     for part in tool_parts:
         assert part.tree_id in snap_trees
     assert not summary.get("warnings"), summary  # no record of an unknown type in the stream
+
+
+def test_agtrace_run_freezes_claude_code_at_the_part_ending_line(installed_agents, tmp_path):
+    """An edit right after a part's end stays out of that part's tree, however far the capture
+    loop lags: a write whose record is ~2 MB (the loop takes a while to store it), then, with an
+    instant model, an edit of calc.py. The write's part must hold big.txt and the old calc.py
+    (the agent is frozen the moment its part-ending line is read, not when the loop gets to it).
+
+    Claude Code only: OpenCode writes a line longer than the pipe's buffer asynchronously and
+    runs on meanwhile, so no freeze at the line's arrival can hold its part (see the README);
+    its part-ending lines are checked by test_adapters_real's test on the real streams."""
+    cli = "claude-code"
+    from agtrace.eventlog import PartEnded, Store
+
+    ok, why = run_cli.available(cli)
+    if not ok:
+        pytest.skip(f"{cli}: {why}")
+    exe = _agtrace()
+    if exe is None:
+        pytest.skip("`agtrace run` not available yet")
+    store, work = tmp_path / "store", tmp_path / "work"
+    model_server.write_project(work)
+    wrapper = [exe, "--store", str(store), "run", "--agent", cli, "--workdir", str(work), "--json", "--"]
+    res = run_cli.run_session_in_netns(cli, tmp_path, wrapper=wrapper, timeout=240, workdir=work,
+                                       delay_s=0.0, script="edit_after_big_write")
+    diag = f"\nresult={res}\nstderr tail:\n{(tmp_path / 'stderr.txt').read_text()[-2000:]}"
+    assert res["returncode"] == 0 and res["script_finished"], diag
+    run_id = _last_json((tmp_path / "stdout.jsonl").read_text())["run_id"]
+    repo_git = store / "runs" / run_id / "repo.git"
+    tool_parts = [r.event for r in Store(store).read(run_id)
+                  if isinstance(r.event, PartEnded) and r.event.call_id]
+    steps = model_server.script_steps("edit_after_big_write", cli, str(work))
+    states = model_server.script_states("edit_after_big_write", cli)
+    tool_states = [(step.label, state) for step, state in zip(steps, states, strict=True) if step.tool]
+    assert [p.title.split(":")[0].lower() for p in tool_parts] == ["read", "write", "edit"], tool_parts
+    for part, (label, state) in zip(tool_parts, tool_states, strict=True):
+        files = _tree_files(repo_git, part.tree_id)
+        assert _h(files) == _h(state), (label, sorted(set(_h(files).items()) ^ set(_h(state).items())))

@@ -130,6 +130,14 @@ def paths_from_patch(text: str) -> list[tuple[str, str]]:
     return [(p.strip(), _PATCH_CHANGE[k]) for k, p in _PATCH_FILE.findall(text or "")]
 
 
+def record_type_pattern(*types: str) -> re.Pattern[str]:
+    """A pattern found in every JSON line whose record (or a record nested in it) has one of
+    ``types`` as its ``"type"``, whatever the spacing: the cheap test of an adapter's
+    ``may_end_part``, which may accept more lines than end parts but never fewer."""
+    alternatives = "|".join(map(re.escape, types))
+    return re.compile(r'"type"\s*:\s*"(?:' + alternatives + ')"')
+
+
 def title_of(text: str) -> str:
     """The first non-empty line of ``text``, cut to ``TITLE_MAX`` characters."""
     for line in (text or "").splitlines():

@@ -53,7 +53,7 @@ from agtrace.eventlog import MessageAdded, PartEnded, ReasoningAdded, Usage, Usa
 
 from ..adapter import Emit
 from ..usage import ZERO, DedupeById, increase, is_zero, usage_from_anthropic
-from .base import JsonLineAdapter, title_of
+from .base import JsonLineAdapter, record_type_pattern, title_of
 
 KNOWN = {"*": frozenset({
     "assistant", "user", "result", "stream_event", "system/init", "system/api_retry",
@@ -61,6 +61,7 @@ KNOWN = {"*": frozenset({
     "system/thinking_tokens"})}
 _EXIT = re.compile(r"[Ee]xit code:? (\d+)")
 _EDIT_TOOLS = {"Edit", "MultiEdit", "NotebookEdit"}
+_MAY_END_PART = record_type_pattern("assistant", "user")
 
 
 def _text_of(content: Any) -> str:
@@ -88,6 +89,13 @@ class ClaudeStreamAdapter(JsonLineAdapter):
         self.stream_mid = ""
         self.cost_reported = 0.0
         self.turn_failures = 0
+
+    def may_end_part(self, line: str, stream: str = "stdout") -> bool:
+        """Whether ``line`` may end a part (a cheap over-estimate: only ``assistant`` records with
+        a text or thinking block and ``user`` records with a tool result end parts): the capture
+        freezes the agent the moment such a line is read, so the part's snapshot holds the tree
+        as of the line, not as of when the loop got to it."""
+        return stream == "stdout" and _MAY_END_PART.search(line) is not None
 
     def handle(self, rec: dict[str, Any]) -> list[Emit]:
         kind = rec.get("type")

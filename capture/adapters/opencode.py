@@ -41,13 +41,14 @@ from agtrace.eventlog import MessageAdded, PartEnded, ReasoningAdded, UsageRepor
 
 from ..adapter import Emit
 from ..usage import DedupeById, usage_from_opencode
-from .base import JsonLineAdapter, paths_from_patch, title_of
+from .base import JsonLineAdapter, paths_from_patch, record_type_pattern, title_of
 
 _EDIT_TOOLS = {"edit", "multiedit"}
 _PATCH_TOOLS = {"patch", "apply_patch"}
 _NOT_MODEL_ERRORS = {"MessageAbortedError"}
 _CONTENT = ("step_start", "text", "reasoning", "tool_use", "step_finish")
 KNOWN = {"*": frozenset((*_CONTENT, "error", "done"))}
+_MAY_END_PART = record_type_pattern("text", "reasoning", "tool_use")
 
 
 class OpenCodeRunAdapter(JsonLineAdapter):
@@ -65,6 +66,14 @@ class OpenCodeRunAdapter(JsonLineAdapter):
         self.step_first_part = 0
         self.step_reason: str | None = None  # None while a step is open or before any step
         self.failure = ""
+
+    def may_end_part(self, line: str, stream: str = "stdout") -> bool:
+        """Whether ``line`` may end a part (a cheap over-estimate: ``text``, ``reasoning`` and
+        ``tool_use`` records end parts): the capture freezes the agent the moment such a line is
+        read, so the part's snapshot holds the tree as of the line, not as of when the loop got
+        to it. (OpenCode may print a step's ``reasoning``/``text`` only after the step's tool ran:
+        then that tool's edits are in the tree already, see the README.)"""
+        return stream == "stdout" and _MAY_END_PART.search(line) is not None
 
     def handle(self, rec: dict[str, Any]) -> list[Emit]:
         kind = rec.get("type")

@@ -308,6 +308,59 @@ def expected_states(cli: str, version: str = "") -> list[dict[str, bytes]]:
     return [dict(by_label[step.label]) for step in scripted_session(cli, version=version)]
 
 
+# The "edit_after_big_write" script: a write whose record is megabytes long (the loop takes a
+# while to store it), then at once an edit of another file. A capture that froze the agent only
+# when its loop got to the write's part-ending line let the edit into the write's tree.
+BIG_TXT = b"".join(b"line %06d of a large generated file\n" % i for i in range(25_000))
+
+
+def _big_write_plan(cli: str, workdir: str | None) -> list[tuple[str, ToolCall]]:
+    wd = workdir or "."
+    if cli == "claude-code":  # (both CLIs edit only a file that was read)
+        return [
+            ("read", ToolCall("Read", {"file_path": os.path.join(wd, "calc.py")})),
+            ("big_write", ToolCall("Write", {"file_path": os.path.join(wd, "big.txt"),
+                                             "content": BIG_TXT.decode()})),
+            ("fix", ToolCall("Edit", {"file_path": os.path.join(wd, "calc.py"),
+                                      "old_string": "return a - b", "new_string": "return a + b"})),
+        ]
+    if cli == "opencode":
+        return [
+            ("read", ToolCall("read", {"filePath": os.path.join(wd, "calc.py")})),
+            ("big_write", ToolCall("write", {"filePath": os.path.join(wd, "big.txt"),
+                                             "content": BIG_TXT.decode()})),
+            ("fix", ToolCall("edit", {"filePath": os.path.join(wd, "calc.py"),
+                                      "oldString": "return a - b", "newString": "return a + b"})),
+        ]
+    raise ValueError(f"no edit_after_big_write script for {cli!r}")
+
+
+SCRIPTS = ("session", "edit_after_big_write")
+"""The scripts :func:`script_steps` knows (``run_cli.py --script``)."""
+
+
+def script_steps(script: str, cli: str, workdir: str | None = None,
+                 version: str = "") -> list[Step]:
+    """The steps of ``script``: ``session`` (:func:`scripted_session`) or
+    ``edit_after_big_write`` (read calc.py, a ~2 MB write of big.txt, at once the fix of
+    calc.py, an answer; each tool step reasoned)."""
+    if script == "session":
+        return scripted_session(cli, workdir, version)
+    plan = _big_write_plan(cli, workdir)
+    steps = [Step(usage=_usage(i), reasoning=f"Step {label}.", tool=call, label=label)
+             for i, (label, call) in enumerate(plan)]
+    return [*steps, Step(usage=_usage(len(plan)), text=FINAL_ANSWER, label="answer")]
+
+
+def script_states(script: str, cli: str, version: str = "") -> list[dict[str, bytes]]:
+    """Project files expected after each step of :func:`script_steps`."""
+    if script == "session":
+        return expected_states(cli, version)
+    big = dict(INITIAL_FILES, **{"big.txt": BIG_TXT})
+    fixed = dict(big, **{"calc.py": CALC_FIXED_PY})
+    return [dict(INITIAL_FILES), big, fixed, fixed]
+
+
 def expected_usage_totals(cli: str, version: str = "") -> Usage:
     steps = scripted_session(cli, version=version)
     return Usage(sum(s.usage.input_tokens for s in steps), sum(s.usage.cached_tokens for s in steps),

@@ -129,7 +129,8 @@ def available(cli: str, version: str = "") -> tuple[bool, str]:
 
 
 def base_env(home: Path, bin_path: Path = BIN) -> dict[str, str]:
-    """A minimal environment: private HOME, no proxies, no inherited keys."""
+    """A minimal environment: private HOME, no proxies, no inherited keys. PYTHONPATH is
+    kept, so that a wrapper (``agtrace run``) runs the code under test, not an installed one."""
     path = os.pathsep.join([str(Path(sys.executable).parent), str(bin_path),
                             "/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"])
     env = {
@@ -148,6 +149,8 @@ def base_env(home: Path, bin_path: Path = BIN) -> dict[str, str]:
         "GIT_AUTHOR_NAME": "agent", "GIT_AUTHOR_EMAIL": "agent@example.invalid",
         "GIT_COMMITTER_NAME": "agent", "GIT_COMMITTER_EMAIL": "agent@example.invalid",
     }
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return env
 
 
@@ -363,13 +366,14 @@ def cli_command(cli: str, workdir: str | os.PathLike[str], server_url: str,
 def run_session(cli: str, workdir: Path, home: Path, log: Path, stdout_path: Path,
                 stderr_path: Path, wrapper: list[str] | None = None,
                 timeout: float = 300.0, delay_s: float = 0.0,
-                version: str = "") -> dict[str, Any]:
-    """Start the server, run the CLI (optionally behind ``wrapper``), stop the server.
+                version: str = "", script: str = "session") -> dict[str, Any]:
+    """Start the server, run the CLI (optionally behind ``wrapper``) on ``script``'s steps
+    (``model_server.script_steps``), stop the server.
 
     Must already run inside the network namespace. Without a wrapper, OpenCode's own export of
     the session (``opencode export <id>``) is written beside stdout as ``export.json``.
     """
-    steps = model_server.scripted_session(cli, str(workdir), version)
+    steps = model_server.script_steps(script, cli, str(workdir), version)
     srv = model_server.start_server(steps, str(log), str(workdir), delay_s)
     try:
         prepare_home(cli, home, srv.url, version)
@@ -416,8 +420,9 @@ def _opencode_export(exe: str, workdir: Path, env: dict[str, str], stdout_path: 
 def run_session_in_netns(cli: str, out_dir: str | os.PathLike[str],
                          wrapper: list[str] | None = None, timeout: float = 300.0,
                          workdir: str | os.PathLike[str] | None = None,
-                         delay_s: float = 0.0, version: str = "") -> dict[str, Any]:
-    """Create the project in ``out_dir/work`` and run the session in a namespace.
+                         delay_s: float = 0.0, version: str = "",
+                         script: str = "session") -> dict[str, Any]:
+    """Create the project in ``out_dir/work`` and run the session (``script``) in a namespace.
 
     Files in out_dir: work/ (the project), home/ (with the session files the CLI wrote),
     requests.jsonl, stdout.jsonl, stderr.txt, result.json, and for OpenCode export.json.
@@ -429,7 +434,7 @@ def run_session_in_netns(cli: str, out_dir: str | os.PathLike[str],
         model_server.write_project(wd)
     cmd = [*netns_prefix(), sys.executable, str(Path(__file__).resolve()), "inner", "--cli", cli,
            "--out", str(out), "--workdir", str(wd), "--timeout", str(timeout),
-           "--delay", str(delay_s), "--version", version]
+           "--delay", str(delay_s), "--version", version, "--script", script]
     if wrapper:
         cmd += ["--", *wrapper]
     subprocess.run(cmd, check=True, timeout=timeout + 60)
@@ -555,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model think time (s) before each scripted answer")
         sp.add_argument("--version", default="",
                         help="a version of the matrix (versions.txt); default the newest")
+        sp.add_argument("--script", choices=model_server.SCRIPTS, default="session",
+                        help="the scripted steps (model_server.script_steps)")
         sp.add_argument("wrapper", nargs="*", help="wrapper argv before the CLI (after --)")
     args = ap.parse_args(argv)
     if args.cmd == "golden":
@@ -571,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.cmd == "session":
         res = run_session_in_netns(args.cli, out, args.wrapper or None, args.timeout,
-                                   args.workdir, args.delay, args.version)
+                                   args.workdir, args.delay, args.version, args.script)
         print(json.dumps({k: v for k, v in res.items() if k != "env"}, indent=2))
         return 0 if res["returncode"] == 0 and res["script_finished"] else 1
     out.mkdir(parents=True, exist_ok=True)
@@ -580,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         model_server.write_project(wd)
     res = run_session(args.cli, wd, out / "home", out / "requests.jsonl", out / "stdout.jsonl",
                       out / "stderr.txt", args.wrapper or None, args.timeout, args.delay,
-                      args.version)
+                      args.version, args.script)
     (out / "result.json").write_text(json.dumps(res, indent=2))
     return 0
 
