@@ -99,6 +99,10 @@ def ls_remote(store, url: str, as_json: bool) -> None:
              "yes" if r.manifest else "no", "yes" if r.id in local else "no"] for r in runs]
     click.echo(table(rows, ["ID", "STARTED", "EVENTS", "SEGMENTS", "BUNDLES", "SIZE", "MANIFEST", "LOCAL"]))
     click.echo(f"{len(runs)} run(s), {size(sum(r.bytes for r in runs))} on {remote.url} (blobs not counted)")
+    for r in runs:
+        if r.off_layout:
+            click.echo(f"{r.off_layout} key(s) off the key layout under runs/{r.id}/ not counted "
+                       f"({size(r.off_layout_bytes)}); `pull` names and ignores them")
 
 
 @click.command("pull")

@@ -511,9 +511,19 @@ def test_pull_names_keys_off_the_layout(backend, source, tmp_path):
            f"runs/{demo}/events/0000000000000001.open", f"runs/{demo}/events/notes.txt"]
     if backend.name == "s3":  # keys a directory cannot hold
         odd += [f"runs/{demo}/events/../../../../escape1.seg", f"runs/{demo}/bundles/../../escape2.bundle"]
+    home = tmp_path / "home"
+    before = json.loads(run_agtrace(["ls", "--remote", backend.url, "--json"], home, env=backend.env,
+                                    check=True).stdout)
     for key in odd:
         backend.put_raw(key, b"stray")
-    home = tmp_path / "home"
+    # ls --remote counts in SIZE only what pull takes; the keys off the layout are counted apart
+    (listed,) = json.loads(run_agtrace(["ls", "--remote", backend.url, "--json"], home, env=backend.env,
+                                       check=True).stdout)
+    assert (listed["bytes"], listed["objects"]) == (before[0]["bytes"], before[0]["objects"]), listed
+    assert (listed["off_layout"], listed["off_layout_bytes"]) == (len(odd), len(odd) * len(b"stray"))
+    assert before[0]["off_layout"] == 0
+    human = run_agtrace(["ls", "--remote", backend.url], home, env=backend.env, check=True).stdout.decode()
+    assert f"{len(odd)} key(s) off the key layout under runs/{demo}/ not counted" in human, human
     proc = run_agtrace(["pull", demo, "--remote", backend.url, "--json"], home, env=backend.env)
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)

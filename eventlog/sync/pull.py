@@ -38,13 +38,12 @@ from ..remotes.transfer import digest_file
 from ..segment import fsync_dir
 from ..store import Store
 from .keys import (
-    BUNDLE_NAME,
-    MANIFEST_NAME,
     STREAMS,
     Progress,
     blob_key,
     check_segment,
     remote_run_ids,
+    run_key_kind,
     segment_blob_refs,
 )
 from .manifests import newest_manifests, read_manifests
@@ -134,13 +133,14 @@ def _pull_objects(store: Store, remote: Remote, run_id: str, listing: list[Objec
     bundles: list[ObjectInfo] = []
     odd: list[str] = []
     for obj in listing:
-        parts = obj.key.split("/")
-        parsed = segment.parse_name(parts[3]) if len(parts) == 4 else None
-        if len(parts) == 4 and parts[2] in STREAMS and parsed and parsed[1] is not None:
-            segments.append((parts[2], parsed[0], parsed[1], obj))
-        elif len(parts) == 4 and parts[2] == "bundles" and BUNDLE_NAME.match(parts[3]):
+        kind = run_key_kind(obj.key)
+        if kind == "segment":
+            parts = obj.key.split("/")
+            first, last = segment.parse_name(parts[3])
+            segments.append((parts[2], first, last, obj))
+        elif kind == "bundle":
             bundles.append(obj)
-        elif not (len(parts) == 4 and parts[2] == "manifests" and MANIFEST_NAME.match(parts[3])):
+        elif not kind:
             odd.append(obj.key)
     _report_odd_keys(remote, run_id, odd, report)
     for obj in bundles:
