@@ -73,11 +73,21 @@ def _refuse_damaged(report) -> None:
     """Exit 1 when push left damaged files behind (a remote copy can never be replaced)."""
     if report.ok:
         return
-    runs = sorted({p.rsplit("/runs/", 1)[1].split("/", 1)[0] for p in report.problems if "/runs/" in p})
-    verify = f"`agtrace verify {runs[0]}`" if len(runs) == 1 else "`agtrace verify`"
-    raise UserError(f"{len(report.problems)} damaged file(s) were not pushed and their run got no manifest; "
-                    f"repair the store first ({verify} shows what is damaged; restore the file from another "
-                    "copy of the store), then push again", 1)
+    from agtrace.eventlog import NEWER_WORDS
+
+    newer = [p for p in report.problems if NEWER_WORDS in p]
+    damaged = [p for p in report.problems if NEWER_WORDS not in p]
+    said = []
+    if damaged:
+        runs = sorted({p.rsplit("/runs/", 1)[1].split("/", 1)[0] for p in damaged if "/runs/" in p})
+        verify = f"`agtrace verify {runs[0]}`" if len(runs) == 1 else "`agtrace verify`"
+        said.append(f"{len(damaged)} damaged file(s) were not pushed and their run got no manifest; repair the "
+                    f"store first ({verify} shows what is damaged; restore the file from another copy of the "
+                    "store), then push again")
+    if newer:
+        said.append(f"{len(newer)} segment(s) {NEWER_WORDS} were not pushed and their run got no manifest "
+                    "(this version cannot check them); push them with that version")
+    raise UserError("; ".join(said), 1)
 
 
 def ls_remote(store, url: str, as_json: bool) -> None:

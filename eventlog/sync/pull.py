@@ -30,7 +30,15 @@ import zstandard
 
 from .. import reader, segment
 from ..containment import is_content_address
-from ..errors import CorruptBlob, CorruptLog, GitStoreError, RemoteError, RemoteNotFound, StoreError
+from ..errors import (
+    CorruptBlob,
+    CorruptLog,
+    GitStoreError,
+    NewerFormat,
+    RemoteError,
+    RemoteNotFound,
+    StoreError,
+)
 from ..ids import looks_like_run_id
 from ..lock import is_locked
 from ..remotes.base import ObjectInfo, Remote
@@ -233,6 +241,9 @@ def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, 
         try:
             if local_check is not None:
                 local_check(dest)
+        except NewerFormat as exc:  # not damage: never replaced nor renamed aside
+            report.problems.append(f"{exc}; not replaced by {remote.describe(obj.key)}")
+            return False
         except (CorruptLog, GitStoreError, OSError) as exc:
             return _replace_damaged(remote, obj, dest, sha, check, report, _why(exc))
         if sha:
@@ -252,6 +263,9 @@ def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, 
             raise
         report.problems.append(f"{remote.describe(obj.key)} vanished during the pull; pull again")
         report.retryable += 1
+        return False
+    except NewerFormat as exc:
+        report.problems.append(f"{remote.describe(obj.key)}: {exc}; not pulled")
         return False
     except (CorruptLog, GitStoreError, RemoteError) as exc:
         if isinstance(exc, RemoteError) and type(exc) is not RemoteError:
@@ -275,6 +289,10 @@ def _replace_damaged(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | Non
         report.problems.append(f"{dest} is damaged ({why}) and {remote.describe(obj.key)} vanished during "
                                "the pull; pull again")
         report.retryable += 1
+        return False
+    except NewerFormat as exc:
+        report.problems.append(f"{dest} is damaged ({why}) and the remote copy cannot replace it: "
+                               f"{remote.describe(obj.key)}: {exc}")
         return False
     except (CorruptLog, GitStoreError, RemoteError) as exc:
         if isinstance(exc, RemoteError) and type(exc) is not RemoteError:
