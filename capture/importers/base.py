@@ -127,14 +127,18 @@ class RunSink:
         self.writer.append(self._redacted(event), part=part, ts=ts)
 
     def _redacted(self, event: Event) -> Event:
+        """``event`` with its secrets replaced and counted. The inline text of a raw record is
+        redacted once, as JSON (:meth:`_redact_text`, by :meth:`text` or here); the rest of the
+        event apart from it, so the record's text, the bulk of an import, is not redacted twice."""
         if isinstance(event, RawRecorded) and event.text and not event.blob:
             inline, held = self._inline
             if event.text != inline:  # not redacted by text() yet: a raw line's \u-escaped secrets
                 inline, held = self._redact_text(event.text)
                 self.redactions += held
             self._inline = ("", 0)
-            if held:
-                event = msgspec.structs.replace(event, text=inline, redactions=event.redactions + held)
+            rest, n = self.redactor.redact_event(msgspec.structs.replace(event, text=""))
+            self.redactions += n
+            return msgspec.structs.replace(rest, text=inline, redactions=rest.redactions + held)
         event, n = self.redactor.redact_event(event)
         self.redactions += n
         if isinstance(event, RawRecorded) and event.blob in self._blob_redactions:
