@@ -73,7 +73,7 @@ def import_cmd(ctx, paths, agent, fmt, repo, jobs, as_json) -> None:
             click.echo(f"imported  {r.source} [{r.format}] -> {runs}{existing}")
             for bad in r.bad_records:
                 click.echo(f"  skipped {bad.location}: {bad.message}", err=True)
-            if r.unknown or r.ignored_times:
+            if r.warning():
                 warn(f"{r.source}: {r.warning()}")
     counts = {o: sum(1 for r in results if r.outcome == o) for o in ("imported", "skipped", "failed")}
     failed = counts["failed"]

@@ -119,7 +119,8 @@ def diff_cmd(ctx, run: str, a: str, b: str, paths: tuple[str, ...], stat: bool, 
              as_json: bool) -> None:
     """Diff the repository between parts A and B of a run (0 = base tree; first, last accepted).
 
-    PATHs limit the diff to those files or directories. Text files get a unified diff that
+    PATHs limit the diff to those files or directories, each as its name or in the quoted form
+    that --stat and --name-only print (`"bad\\377name"`). Text files get a unified diff that
     `git apply` accepts; binary files are noted.
     """
     if stat and name_only:

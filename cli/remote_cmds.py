@@ -73,11 +73,21 @@ def _refuse_damaged(report) -> None:
     """Exit 1 when push left damaged files behind (a remote copy can never be replaced)."""
     if report.ok:
         return
-    runs = sorted({p.rsplit("/runs/", 1)[1].split("/", 1)[0] for p in report.problems if "/runs/" in p})
-    verify = f"`agtrace verify {runs[0]}`" if len(runs) == 1 else "`agtrace verify`"
-    raise UserError(f"{len(report.problems)} damaged file(s) were not pushed and their run got no manifest; "
-                    f"repair the store first ({verify} shows what is damaged; restore the file from another "
-                    "copy of the store), then push again", 1)
+    from agtrace.eventlog import NEWER_WORDS
+
+    newer = [p for p in report.problems if NEWER_WORDS in p]
+    damaged = [p for p in report.problems if NEWER_WORDS not in p]
+    said = []
+    if damaged:
+        runs = sorted({p.rsplit("/runs/", 1)[1].split("/", 1)[0] for p in damaged if "/runs/" in p})
+        verify = f"`agtrace verify {runs[0]}`" if len(runs) == 1 else "`agtrace verify`"
+        said.append(f"{len(damaged)} damaged file(s) were not pushed and their run got no manifest; repair the "
+                    f"store first ({verify} shows what is damaged; restore the file from another copy of the "
+                    "store), then push again")
+    if newer:
+        said.append(f"{len(newer)} segment(s) {NEWER_WORDS} were not pushed and their run got no manifest "
+                    "(this version cannot check them); push them with that version")
+    raise UserError("; ".join(said), 1)
 
 
 def ls_remote(store, url: str, as_json: bool) -> None:
@@ -99,6 +109,10 @@ def ls_remote(store, url: str, as_json: bool) -> None:
              "yes" if r.manifest else "no", "yes" if r.id in local else "no"] for r in runs]
     click.echo(table(rows, ["ID", "STARTED", "EVENTS", "SEGMENTS", "BUNDLES", "SIZE", "MANIFEST", "LOCAL"]))
     click.echo(f"{len(runs)} run(s), {size(sum(r.bytes for r in runs))} on {remote.url} (blobs not counted)")
+    for r in runs:
+        if r.off_layout:
+            click.echo(f"{r.off_layout} key(s) off the key layout under runs/{r.id}/ not counted "
+                       f"({size(r.off_layout_bytes)}); `pull` names and ignores them")
 
 
 @click.command("pull")

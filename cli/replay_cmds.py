@@ -97,7 +97,7 @@ _STYLES = {"message_added": "bold green", "reasoning_added": "italic magenta", "
 def _print_transcript(store, run_id: str, part: int | None, max_lines: int, as_json: bool) -> None:
     import sys
 
-    from agtrace.eventlog import record_to_json
+    from agtrace.eventlog import call_costs, record_to_json
     from agtrace.replay import render_text, transcript_entries, transcript_records
 
     from .streams import json_text
@@ -107,7 +107,8 @@ def _print_transcript(store, run_id: str, part: int | None, max_lines: int, as_j
         for rec in records:
             sys.stdout.write(json_text(record_to_json(rec)) + "\n")
         return
-    entries = transcript_entries(records, run_id, max_lines=max_lines)
+    costs = {row["seq"]: row for row in call_costs(store, run_id)}
+    entries = transcript_entries(records, run_id, max_lines=max_lines, costs=costs)
     if not sys.stdout.isatty():
         for entry in entries:
             sys.stdout.write(render_text([entry]))

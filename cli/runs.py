@@ -237,12 +237,19 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
                     for why, parts in by_reason.items():
                         click.echo(f"run {check.run_id}: parts {_spans(parts)} cannot be replayed: {why}")
                 continue
-            click.echo(f"run {check.run_id}: {len(check.problems)} problem(s); readable up to seq "
+            said = [f"{len(check.problems)} problem(s)"] if check.problems else []
+            said += [f"{len(check.newer)} segment(s) of a newer format"] if check.newer else []
+            click.echo(f"run {check.run_id}: {', '.join(said)}; readable up to seq "
                        f"{check.last_seq}; parts that replay: {_spans(check.replayable) or 'none'}", err=True)
             for problem in check.problems:
                 click.echo(f"  bad: {problem}", err=True)
+            for newer in check.newer:
+                click.echo(f"  newer: {newer}", err=True)
             for part, why in sorted(check.not_replayable.items()):
                 click.echo(f"  part {part} cannot be replayed: {why}", err=True)
+    if not report.problems and report.newer:
+        raise UserError(f"{len(report.newer)} segment(s) were written by a newer version of agtrace and were not "
+                        f"checked (nothing this version can read is damaged); the first: {report.newer[0]}", 1)
     if not report.ok:
         raise UserError(f"{len(report.problems)} problem(s); the first: {report.problems[0]}. "
                         "Restore damaged segments and bundles from a remote that has them whole "

@@ -9,7 +9,7 @@ import urllib.parse
 
 import click
 
-from agtrace.eventlog import quote_name
+from agtrace.eventlog import quote_name, unquote_name
 from agtrace.replay import read_file, resolve_part, tree_files
 
 from .errors import EXIT_BAD_INPUT, UserError
@@ -76,13 +76,14 @@ def view_cmd(ctx, port, host, token, as_json) -> None:
 
 
 def _under(files: list, path: str) -> list:
-    """The files that are ``path`` or lie under it (a directory of the tree)."""
+    """The files that are ``path`` or lie under it (a directory of the tree); ``path`` may be
+    in the quoted form that ``--list`` prints (``"d\\377"``)."""
     import posixpath
 
-    prefix = posixpath.normpath(path).strip("/")
-    if prefix in ("", "."):
+    prefixes = {posixpath.normpath(p).strip("/") for p in (path, unquote_name(path.strip())) if p is not None}
+    if prefixes & {"", "."}:
         return files
-    return [f for f in files if f.path == prefix or f.path.startswith(prefix + "/")]
+    return [f for f in files if any(f.path == p or f.path.startswith(p + "/") for p in prefixes)]
 
 
 @click.command("cat")

@@ -12,6 +12,7 @@
     ├── RunClosed             the run has ended; appends are refused
     ├── CorruptLog            a frame or segment fails its checksum or structure check
     │   └── CorruptBlob       a blob's content does not match its address
+    ├── NewerFormat           a segment was written by a newer agtrace (not damage: never repaired)
     ├── InvalidEvent          an event (or a JSON line) does not decode, or breaks a limit
     ├── BadPartSelection      a part selection (`3-7`, `last`, `1,4,9`) cannot be read or resolved
     ├── UnsafePath            a name from data would leave its directory (see containment.py)
@@ -76,6 +77,17 @@ class CorruptLog(EventlogError):
 
 class CorruptBlob(CorruptLog):
     """A blob does not hash to its address."""
+
+
+class NewerFormat(EventlogError):
+    """A segment's header names a format version newer than this agtrace reads (a newer agtrace
+    wrote it). Not a :class:`CorruptLog`: nothing treats it as damage, so it is never cut,
+    replaced, renamed aside or overwritten; the message says to upgrade."""
+
+    def __init__(self, message: str, path: str = "", version: int = 0):
+        super().__init__(message)
+        self.path = path
+        self.version = version
 
 
 class InvalidEvent(EventlogError):

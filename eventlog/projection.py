@@ -60,6 +60,9 @@ FORMAT = 1
 STREAMS = ("events", "scores")
 
 DAMAGED = "damaged log: "
+NEWER = "NewerFormat: "
+"""How a damage mark (:data:`DAMAGED`) whose cause is a segment of a newer format goes on: no
+damage, so its messages say to upgrade, not to verify and restore."""
 """How a ``projection_errors`` message starts when the stream itself could not be read."""
 
 
@@ -106,6 +109,9 @@ class ProjectionFailure:
         return self.message.startswith(DAMAGED)
 
     def __str__(self) -> str:
+        if self.damaged and self.message[len(DAMAGED):].startswith(NEWER):
+            return (f"run {self.run_id} cannot be read from seq {self.seq} on "
+                    f"({self.message[len(DAMAGED) + len(NEWER):]}); its figures stop before it")
         if self.damaged:
             return (f"run {self.run_id} cannot be read from seq {self.seq} on "
                     f"({self.message[len(DAMAGED):]}); its figures stop before it. `agtrace verify "

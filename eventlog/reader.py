@@ -62,6 +62,7 @@ def read_stream(
         want = lambda info: info.last_seq >= start  # noqa: E731 - frames before start stay compressed
         try:
             if last is None:
+                segment.check_version(path, data)  # a newer format's frames are not ours to decode
                 frames = segment.iter_frames(data, want=want)
             else:
                 frames = _strict_frames(path, data, want)
@@ -94,6 +95,7 @@ def _find_sealed(stream_dir: Path, first: int) -> Path | None:
 
 def _strict_frames(path: Path, data: bytes, want) -> Iterator[tuple[segment.FrameInfo, bytes | None]]:
     if data[: len(segment.SEGMENT_MAGIC)] != segment.SEGMENT_MAGIC:
+        segment.check_version(path, data)
         raise CorruptLog(f"{path}: bad segment header; run `agtrace verify`", str(path), 0)
     off = len(segment.SEGMENT_MAGIC)
     for info, batch in segment.iter_frames(data, off, want=want):

@@ -28,9 +28,13 @@ from pathlib import Path
 import msgspec
 import zstandard
 
-from .errors import CorruptLog
+from .errors import CorruptLog, NewerFormat
 
 SEGMENT_MAGIC = b"AGTSEG1\n"
+FORMAT_VERSION = 1
+"""The format version in :data:`SEGMENT_MAGIC` (``AGTSEG<version>\\n``)."""
+NEWER_WORDS = "written by a newer version of agtrace"
+"""What every message about a segment of a newer format says (:class:`NewerFormat`)."""
 FRAME_MAGIC = b"AGF1"
 _HEADER = struct.Struct("<4sIIQI")
 HEADER_SIZE = _HEADER.size  # 24
@@ -110,6 +114,21 @@ def decompress(payload: bytes) -> bytes:
     return _decompressor.decompress(payload)
 
 
+def check_version(path: str | os.PathLike, data: bytes) -> None:
+    """Raise :class:`NewerFormat` when ``data`` (a segment's first bytes) starts with the header
+    of a format newer than :data:`FORMAT_VERSION` (``AGTSEG2\\n``, ``AGTSEG10\\n``: a newer
+    agtrace wrote it). Any other header that is not ours is damage, for the callers to report."""
+    head = bytes(data[:16])
+    if not head.startswith(b"AGTSEG") or head.startswith(SEGMENT_MAGIC):
+        return
+    digits = head[6:].split(b"\n", 1)
+    if len(digits) == 2 and digits[0].isdigit() and int(digits[0]) > FORMAT_VERSION:
+        n = int(digits[0])
+        raise NewerFormat(f"{path}: {NEWER_WORDS} (format {n}; this one reads "
+                          f"format {FORMAT_VERSION}); upgrade agtrace to read it. The file is left as it is",
+                          str(path), n)
+
+
 def _check_frame(buf: bytes, off: int, size: int) -> FrameInfo | str:
     """Validate the frame at ``off`` in ``buf``: a FrameInfo, or why it is not a valid frame."""
     if size - off < HEADER_SIZE:
@@ -131,9 +150,12 @@ def scan(path: str | os.PathLike, *, verify: bool = True) -> tuple[list[FrameInf
 
     Returns ``(frames, problem, problem_offset)``: the valid frames from the start, and, if the
     walk stopped early, why and where. ``verify=False`` checks headers only (fast seek by
-    length), which is what readers use to skip frames they do not need.
+    length), which is what readers use to skip frames they do not need. Raises
+    :class:`NewerFormat` for a segment of a newer format (see :func:`check_version`), which is
+    no problem of the file.
     """
     data = Path(path).read_bytes()
+    check_version(path, data)
     size = len(data)
     if size < len(SEGMENT_MAGIC) or data[: len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
         if size == 0:

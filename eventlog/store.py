@@ -54,7 +54,7 @@ from .location import prepare_root
 from .lock import is_locked
 from .metrics_projection import MetricsProjection
 from .part_index import PartIndexProjection
-from .projection import DAMAGED, STREAMS, Projection
+from .projection import DAMAGED, NEWER, STREAMS, Projection
 from .score import ScoresProjection
 from .verification import VerifyReport
 from .writer import RunWriter
@@ -439,6 +439,8 @@ class Store:
         for failure in self.catalog.errors(run_id):
             if failure.damaged:
                 detail = failure.message[len(DAMAGED):].removeprefix("CorruptLog: ")
+                if detail.startswith(NEWER):  # no damage: the message says to upgrade
+                    return f"run {run_id} cannot be read from seq {failure.seq} on: {detail[len(NEWER):]}"
                 verify = f"`agtrace verify {run_id}`"
                 detail = (detail.replace("`agtrace verify`", verify) if "`agtrace verify`" in detail
                           else f"{detail}; {verify} says what is damaged and which parts still replay")

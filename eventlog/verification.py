@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import codec, manifest, reader, segment
-from .errors import CorruptBlob, CorruptLog, GitStoreError, UnsafePath
+from .errors import CorruptBlob, CorruptLog, GitStoreError, NewerFormat, UnsafePath
 from .events import (
     Event,
     MessageAdded,
@@ -61,13 +61,17 @@ class RunCheck:
     """Part → why it cannot be replayed."""
     snapshots: dict[str, str] = field(default_factory=dict)
     """``repo.git`` and ``bundles`` → ``ok``, ``absent`` or what is wrong."""
+    newer: list[str] = field(default_factory=list)
+    """Segments written by a newer agtrace (:class:`NewerFormat`): not damage, but not checked
+    either (nor anything after them in their stream), so the run is not ``ok``."""
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.newer
 
     def to_dict(self) -> dict:
-        return {"run_id": self.run_id, "ok": self.ok, "problems": self.problems, "last_seq": self.last_seq,
+        return {"run_id": self.run_id, "ok": self.ok, "problems": self.problems, "newer": self.newer,
+                "last_seq": self.last_seq,
                 "ended": self.ended, "parts": self.parts, "replayable": self.replayable,
                 "not_replayable": {str(k): v for k, v in sorted(self.not_replayable.items())},
                 "snapshots": self.snapshots}
@@ -84,14 +88,17 @@ class VerifyReport:
     blobs: int = 0
     trees: int = 0
     problems: list[str] = field(default_factory=list)
+    newer: list[str] = field(default_factory=list)
+    """Every run's :attr:`RunCheck.newer`: segments to read with a newer agtrace."""
     checks: list[RunCheck] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.newer
 
     def to_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in ("runs", "segments", "frames", "events", "blobs", "trees", "problems")}
+        out = {k: getattr(self, k) for k in ("runs", "segments", "frames", "events", "blobs", "trees", "problems",
+                                             "newer")}
         return {"ok": self.ok, **out, "checks": [c.to_dict() for c in self.checks]}
 
 
@@ -125,6 +132,7 @@ def verify(store: Store, run_id: str | None = None, progress: Callable[[int, int
         if snapshots:
             _verify_snapshots(store, rid, events, check, report)
         report.problems.extend(check.problems)
+        report.newer.extend(check.newer)
         report.checks.append(check)
         if progress:
             progress(i + 1, len(ids))
@@ -139,7 +147,12 @@ def _verify_stream(store: Store, run_id: str, stream: str, report: VerifyReport,
     expected = 1
     for first, last, path in segments:
         report.segments += 1
-        frames, problem, off = segment.scan(path)
+        try:
+            frames, problem, off = segment.scan(path)
+        except NewerFormat as exc:
+            check.newer.append(str(exc))
+            out.damaged = True  # what follows is not read; the catalog is not compared with it
+            return out
         report.frames += len(frames)
         if first != expected:
             check.problems.append(f"{path}: starts at seq {first}, expected {expected} (a segment is missing)")

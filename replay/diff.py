@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, field
 
-from agtrace.eventlog import Store, json_name, quote_name
+from agtrace.eventlog import Store, json_name, quote_name, unquote_name
 
 from .workspace import resolve_part, snapshots, tree_of_part
 
@@ -112,7 +112,9 @@ def diff_parts(store: Store, run_id: str, a: str | int, b: str | int, paths: lis
                *, patches: bool = True, context: int = 3) -> TreeDiff:
     """The difference between the trees after parts ``a`` and ``b`` (numbers, ``0`` or ``last``).
 
-    ``paths`` limits it to those files or directories (workdir-relative). With ``patches``
+    ``paths`` limits it to those files or directories (workdir-relative), each given as its
+    name or in the quoted form that text output prints (``quote_name``: ``"bad\\377name"``,
+    ``"a\\nb"``), as ``cat`` takes them. With ``patches``
     false only names, statuses, counts and binary flags are computed (no blob is read except to
     tell binary files apart). Raises :class:`~agtrace.replay.PartNotFound` for an unknown part.
     """
@@ -123,6 +125,8 @@ def diff_parts(store: Store, run_id: str, a: str | int, b: str | int, paths: lis
     if tree_a == tree_b:
         return result
     git = snapshots(store, run_id)
+    if paths:
+        paths = [*paths, *(name for p in paths if (name := unquote_name(p.strip())) is not None)]
     for change in git.diff(tree_a, tree_b):
         if paths and not any(_under(change.path, p) for p in paths):
             continue

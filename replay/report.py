@@ -52,6 +52,7 @@ from agtrace.eventlog import (
     TurnStarted,
     UnknownEvent,
     UsageReported,
+    call_costs,
     collector_paused,
     part_costs,
     part_metrics,
@@ -158,7 +159,7 @@ def _tests_ran(ev: TestsRan, cut) -> dict:
 def _usage_reported(ev: UsageReported, cut) -> dict:
     u = ev.usage
     return {"input": u.input, "output": u.output, "cache_read": u.cache_read, "cache_write": u.cache_write,
-            "cost": ev.cost_usd}
+            "cost": None, "reported_cost": ev.cost_usd}  # cost: the priced one, set by report_data
 
 
 _ROW_BODIES: dict[type, Callable[..., dict | None]] = {
@@ -269,6 +270,10 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
         diffs = diffs_of()
     finally:
         diffs_of.cancel()
+    priced = {row["seq"]: row["cost_usd"] for row in call_costs(store, run_id)}
+    for e in fold.events:
+        if e[3] == "usage_reported":
+            e[4]["cost"] = priced.get(e[0])
     trees: dict[str, int] = {}
     pages: list[list] = [[]]
     for e in sorted(fold.events, key=lambda e: (e[2], e[0])):  # transcript pages of page_parts parts

@@ -266,7 +266,7 @@ function report(){
         const open = bad || (b.output.length < 400 && b.output.split("\n").length <= OPEN_LINES);  /* failures first */
         return b.output ? `<div class="ev ${kind}${bad ? " bad" : ""}"><details${open ? " open" : ""}><summary>${head}</summary><pre class="out">${esc(b.output)}</pre></details></div>` : `<div class="ev ${kind}">${head}</div>`; }
       case "tests_ran": return `<div class="ev ${kind}${b.failed || b.errors ? " bad" : ""}">${k}<b>${b.passed} passed</b>, ${b.failed} failed, ${b.errors} errors of ${b.total} <span class="k">${esc(b.suite)}</span>${b.failing.length ? `<pre>${b.failing.map(esc).join("\n")}</pre>` : ""}</div>`;
-      case "usage_reported": return `<div class="ev ${kind}">${k}in ${b.input.toLocaleString()} · out ${b.output.toLocaleString()} · cache read ${b.cache_read.toLocaleString()} · cache write ${b.cache_write.toLocaleString()}${b.cost != null ? " · "+fmtCost(b.cost) : ""}</div>`;
+      case "usage_reported": return `<div class="ev ${kind}">${k}in ${b.input.toLocaleString()} · out ${b.output.toLocaleString()} · cache read ${b.cache_read.toLocaleString()} · cache write ${b.cache_write.toLocaleString()}${b.cost != null ? " · "+fmtCost(b.cost) : ""}${b.reported_cost != null ? " · the agent reported "+fmtCost(b.reported_cost) : ""}</div>`;
       case "turn_started": case "turn_ended": return `<div class="ev ${kind}">${k}turn ${b.turn}</div>`;
       case "error_occurred": return `<div class="ev ${kind}">${k}<b>${esc(b.origin)}${b.fatal ? " (fatal)" : ""}</b><pre>${esc(b.message)}</pre></div>`;
       case "file_changed": return `<div class="ev ${kind}">${k}${esc(b.change)} <code>${esc(b.path)}</code></div>`;

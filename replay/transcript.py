@@ -11,7 +11,7 @@ blob is read, so a transcript of a huge run costs what its inline events cost.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from agtrace.eventlog import (
@@ -102,9 +102,14 @@ def _n(value: int) -> str:
     return f"{value:,}"
 
 
-def transcript_entries(records: Iterable[Record], run_id: str = "", *, max_lines: int = 20) -> Iterator[Entry]:
+def transcript_entries(records: Iterable[Record], run_id: str = "", *, max_lines: int = 20,
+                       costs: Mapping[int, dict] | None = None) -> Iterator[Entry]:
     """Headed blocks for people, one per record (consecutive output lines of one part and stream
-    make one block). Bodies are cut to ``max_lines`` lines."""
+    make one block). Bodies are cut to ``max_lines`` lines.
+
+    ``costs`` (seq → the call's ``usage_costs`` row, :func:`~agtrace.eventlog.call_costs`) gives
+    a usage row the priced cost, the one every command shows (docs/metrics.md); what the agent
+    reported (the event's ``cost_usd``) is only ever shown as ``the agent reported $X``."""
     output: list[Record] = []
     for rec in records:
         if isinstance(rec.event, LineLogged):
@@ -116,7 +121,7 @@ def transcript_entries(records: Iterable[Record], run_id: str = "", *, max_lines
         if output:
             yield _output_entry(output, max_lines)
             output = []
-        entry = _entry(rec, run_id, max_lines)
+        entry = _entry(rec, run_id, max_lines, costs)
         if entry is not None:
             yield entry
     if output:
@@ -129,7 +134,7 @@ def _output_entry(lines: list[Record], max_lines: int) -> Entry:
     return Entry(first.seq, first.part, first.kind, f"output ({first.event.stream})", body, note)
 
 
-def _entry(rec: Record, run_id: str, max_lines: int) -> Entry | None:
+def _entry(rec: Record, run_id: str, max_lines: int, costs: Mapping[int, dict] | None = None) -> Entry | None:
     where = f"agtrace log {run_id[:10]} --json" if run_id else "agtrace log --json"
     ev, body, note = rec.event, "", ""
     if isinstance(ev, RunStarted):
@@ -180,8 +185,12 @@ def _entry(rec: Record, run_id: str, max_lines: int) -> Entry | None:
         parts = [f"{_n(u.input)} in", f"{_n(u.output)} out"]
         parts += [f"{_n(v)} {k}" for k, v in (("cache read", u.cache_read), ("cache write", u.cache_write),
                                               ("reasoning", u.reasoning)) if v]
-        cost = f", ${ev.cost_usd:.4f}" if ev.cost_usd is not None else ""
-        heading = "tokens: " + ", ".join(parts) + cost
+        call = costs.get(rec.seq) if costs is not None else None
+        if call is not None:
+            parts.append(f"${call['cost_usd']:.4f}" if call["cost_usd"] is not None
+                         else f"unpriced ({call['model'] or '?'})")
+        reported = f"; the agent reported ${ev.cost_usd:.4f}" if ev.cost_usd is not None else ""
+        heading = "tokens: " + ", ".join(parts) + reported
     elif isinstance(ev, ModelCalled):
         heading = f"model call failed ({ev.model or 'model'}): {ev.error or 'no message'}"
     elif isinstance(ev, ErrorOccurred):

@@ -451,3 +451,29 @@ def test_a_store_inside_the_workdir_is_left_out_of_its_snapshots(tmp_path, name)
     out = tmp_path / "replayed"
     view = materialize(Store(store), run_id, 2, out)
     assert view.tree_id and sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt", "c.txt", "runs 11"]
+
+
+@pytest.mark.slow  # seconds of real processes; CI runs it
+def test_diff_and_cat_take_a_name_in_the_quoted_form_they_print(tmp_path):
+    """Issue: `diff RUN A B PATH` matched PATH against the raw name only, so a name copied from
+    `diff --stat`, `cat --list` or replay's summary in its quoted form (``"bad\\377name"``,
+    ``"a\\nb"``, a file in ``"d\\377"/``) gave an empty diff. Now either form selects the file,
+    as `cat RUN --part N PATH` already did."""
+    script = ("echo STEP one; sleep 0.3; printf z > \"$(printf 'bad\\377name')\"; printf x > \"$(printf 'a\\nb')\"; "
+              "mkdir \"$(printf 'd\\377')\"; printf y > \"$(printf 'd\\377/f')\"; echo c > plain.txt; sleep 0.3")
+    s, run_id, _ = _raw_run(tmp_path, script)
+    stat = run_agtrace(["diff", run_id, "0", "1", "--name-only"], s, check=True).stdout.decode()
+    printed = stat.splitlines()
+    assert printed == ['"a\\nb"', '"bad\\377name"', '"d\\377/f"', "plain.txt"], printed
+    for shown in printed + ['"d\\377"']:  # every name as printed, and a directory in its quoted form
+        got = run_agtrace(["diff", run_id, "0", "1", shown, "--name-only"], s, check=True).stdout.decode()
+        want = ['"d\\377/f"'] if shown == '"d\\377"' else [shown]
+        assert got.splitlines() == want, (shown, got)
+    raw = run_agtrace(["diff", run_id, "0", "1", os.fsdecode(b"bad\xffname"), "--json"], s, check=True)
+    assert [f["path"] for f in json.loads(raw.stdout)["files"]] == ['"bad\\377name"']  # the bytes still work
+    patch = run_agtrace(["diff", run_id, "0", "1", '"a\\nb"'], s, check=True).stdout.decode()
+    assert patch.startswith('diff --git "a/a\\nb" "b/a\\nb"\n') and "+x" in patch
+    for shown, data in (('"bad\\377name"', b"z"), ('"a\\nb"', b"x"), ('"d\\377/f"', b"y")):
+        assert run_agtrace(["cat", run_id, "--part", "1", shown], s, check=True).stdout.rstrip(b"\n") == data
+    listed = run_agtrace(["cat", run_id, "--part", "1", "--list", '"d\\377"'], s, check=True).stdout.decode()
+    assert listed.splitlines() == ['"d\\377/f"']

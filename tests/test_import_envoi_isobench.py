@@ -392,3 +392,27 @@ def test_import_paths_api(tmp_path):
     assert [r.outcome for r in results] == ["imported", "skipped", "failed"]  # trae/SOURCES.md is no source
     results = [r for r in results if not r.skipped]
     assert "no such file" in results[1].error
+
+
+@pytest.mark.parametrize("literal", ["Infinity", "NaN", "1e400", '"three"'])
+def test_envoi_test_counts_that_are_no_number_count_0_with_a_warning(tmp_path, literal):
+    """An envoi trace built by ``envoi_build`` (the field lists of
+    /work/shared/formats/envoi-trace.md; envoi has no verbatim fixture in /work/shared/fixtures)
+    whose first evaluation says ``passed`` and ``total`` as ``literal``, and whose agent test
+    call says ``total`` so: the source imports, the counts are 0, the import warns."""
+    src = tmp_path / "t"
+    build_run(src, sample_steps(), session_end={"reason": "solved"})
+    trace = json.loads((src / "agent_trace.json").read_text())
+    first = next(iter(trace["evaluations"].values()))
+    first["passed"] = first["total"] = "@@n@@"
+    call = next(c for p in trace["parts"] for c in p["envoi_calls"])
+    call["result"]["total"] = "@@n@@"
+    (src / "agent_trace.json").write_text(json.dumps(trace).replace('"@@n@@"', literal))
+    store = Store(tmp_path / "store")
+    result = import_source(store, src, IMPORTERS["envoi-trace"])
+    assert result.error == "" and result.bad_records == [], result.error or result.bad_records
+    assert result.ignored_counts == 3, result.warning()
+    assert result.ignored_count_at.startswith("agent_trace.json#"), result.ignored_count_at
+    ran = [r.event for r in store.read(result.runs[0]) if isinstance(r.event, TestsRan)]
+    assert any(e.suite == "envoi-eval" and e.passed == 0 and e.total == 0 for e in ran)
+    assert any(e.suite == "basics/smoke" and e.total == 0 and e.passed == 2 for e in ran)

@@ -317,3 +317,88 @@ def test_a_new_codex_record_type_whose_payload_is_no_object_is_unknown_not_bad(t
     proc = run_agtrace(["import", str(bad)], store)
     assert proc.returncode == 1
     assert f"skipped {bad.name}:4: not a rollout line (type {known['type']!r}, payload str)" in proc.stderr.decode()
+
+
+# -- counters that are no number (retries, tests passed/total, tokens sent) ----------------------
+# Each sample is a golden fixture with one counter set to what a newer or broken writer could
+# write; the counter counts 0 and the import warns with the record's location (docs/import.md).
+
+_COUNTER_LITERALS = ["Infinity", "NaN", "1e400", '"three"']
+
+
+def _claude_api_error(tmp_path: Path, literal: str) -> Path:
+    """claude-code/daaain_dag_compact_after_rewind.jsonl (daaain/claude-code-log
+    test/test_data/dag_compact_after_rewind.jsonl, see fixtures/SOURCES.md) with a
+    ``system/api_error`` record after line 2, built from that file's own system record (line
+    with ``compact_boundary``), its ``retryAttempt`` set to ``literal``."""
+    src = FIXTURES / "claude-code/daaain_dag_compact_after_rewind.jsonl"
+    lines = src.read_text().split("\n")
+    system = json.loads(next(line for line in lines if '"compact_boundary"' in line))
+    system.update(subtype="api_error", uuid="api-err-1", error={"message": "overloaded"}, retryAttempt=_MARK)
+    for key in ("content", "compactMetadata", "logicalParentUuid"):
+        system.pop(key, None)
+    lines.insert(2, json.dumps(system).replace(json.dumps(_MARK), literal))
+    path = tmp_path / "claude-api-error.jsonl"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _inspect_retries(tmp_path: Path, literal: str) -> Path:
+    """inspect/demo_mockllm_local_sandbox.json (an Inspect log of agtrace's own demo task, see
+    fixtures/SOURCES.md) with ``retries`` set to ``literal`` on the first model event."""
+    doc = json.loads((FIXTURES / "inspect/demo_mockllm_local_sandbox.json").read_text())
+    event = next(e for s in doc["samples"] for e in s["events"] if e.get("event") == "model")
+    event["retries"] = _MARK
+    path = tmp_path / "inspect-retries.json"
+    path.write_text(json.dumps(doc).replace(json.dumps(_MARK), literal))
+    return path
+
+
+def _swe_tokens_sent(tmp_path: Path, literal: str) -> Path:
+    """swe-agent/swe-agent__test-repo-i1.traj (SWE-agent/SWE-agent tests/test_data/trajectories/…,
+    see fixtures/SOURCES.md) with ``info.model_stats.tokens_sent`` (52861) set to ``literal``."""
+    doc = json.loads((FIXTURES / "swe-agent/swe-agent__test-repo-i1.traj").read_text())
+    doc["info"]["model_stats"]["tokens_sent"] = _MARK
+    path = tmp_path / "swe-tokens-sent.traj"
+    path.write_text(json.dumps(doc).replace(json.dumps(_MARK), literal))
+    return path
+
+
+_COUNTER_SAMPLES = {  # format: (build the sample, where the warning must point)
+    "claude-session": (_claude_api_error, "claude-api-error.jsonl:3"),
+    "inspect": (_inspect_retries, "inspect-retries.json"),
+    "swe-agent": (_swe_tokens_sent, "swe-tokens-sent.traj"),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(_COUNTER_SAMPLES))
+@pytest.mark.parametrize("literal", _COUNTER_LITERALS)
+def test_a_counter_that_is_no_number_counts_0_with_a_warning(store, tmp_path, fmt, literal):
+    build, where = _COUNTER_SAMPLES[fmt]
+    path = build(tmp_path, literal)
+    result = import_source(store, path, IMPORTERS[fmt])
+    assert result.error == "" and result.bad_records == [], result.error or result.bad_records
+    assert result.runs and "RunEnded" in _kinds(store, result.runs[0])
+    assert result.ignored_counts == 1, result.warning()
+    assert result.ignored_count_at.startswith(where), result.ignored_count_at
+    assert "a count that is no number, counted 0" in result.warning()
+
+
+def test_a_null_counter_is_absent_and_no_warning(store, tmp_path):
+    path = _swe_tokens_sent(tmp_path, "null")
+    result = import_source(store, path, IMPORTERS["swe-agent"])
+    assert result.error == "" and result.runs and result.ignored_counts == 0 and result.warning() == ""
+
+
+def test_import_of_a_counter_that_is_no_number_names_its_record_and_exits_0(tmp_path):
+    path = _swe_tokens_sent(tmp_path, "Infinity")
+    proc = run_agtrace(["import", str(path)], tmp_path / "store")
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "could not be imported" not in err
+    assert (f"1 record had a count that is no number, counted 0: first {path.name} info.model_stats: "
+            "tokens_sent inf") in err, err
+    proc = run_agtrace(["import", "--json", str(path)], tmp_path / "store2")
+    assert proc.returncode == 0
+    (row,) = json.loads(proc.stdout)["sources"] if "sources" in json.loads(proc.stdout) else json.loads(proc.stdout)
+    assert row["ignored_counts"] == 1 and row["ignored_count_at"].startswith(path.name)

@@ -16,6 +16,7 @@ import pytest
 from agtrace.capture import Recorder
 from agtrace.eventlog import (
     MessageAdded,
+    NewerFormat,
     RunEnded,
     RunStarted,
     Store,
@@ -528,3 +529,47 @@ def test_rescore_of_a_store_leaves_a_damaged_run_out_and_scores_the_others(tmp_p
         assert f"{damaged}: damaged frame at byte" in out + err and "Traceback" not in err, (out, err)
         scores = json.loads(run_agtrace(["scores", good, "--json"], s, check=True).stdout)
         assert scores, (parts, scores)
+
+
+def _newer_header(path: Path) -> bytes:
+    """Give a segment the header a newer agtrace would write (``AGTSEG2``); its bytes after."""
+    data = b"AGTSEG2\n" + path.read_bytes()[8:]
+    path.write_bytes(data)
+    return data
+
+
+def test_a_segment_of_a_newer_format_is_named_as_such_and_never_repaired(tmp_path):
+    """Issue: a segment whose header names a newer format (written by a newer agtrace) was
+    damage: `verify` said "bad segment header" and told to restore it, `log`/`show` too; an
+    open one was cut to nothing by recovery. Now each says it was written by a newer version
+    and to upgrade, the other runs are checked, and no byte of it changes."""
+    store = Store(tmp_path / "s")
+    newer_run, other = plain_run(store), plain_run(store)
+    sealed = segments(store, newer_run)[-1]
+    open_run = plain_run(store, end=False, seal=False)
+    opened = segments(store, open_run)[-1]
+    assert opened.suffix == ".open"
+    store.close()
+    kept = {sealed: _newer_header(sealed), opened: _newer_header(opened)}
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):  # as after a pull: read from the segments
+        (tmp_path / "s" / name).unlink(missing_ok=True)
+    words = "written by a newer version of agtrace (format 2; this one reads format 1); upgrade agtrace to read it"
+    verified = run_agtrace(["verify", "--json"], tmp_path / "s")
+    assert verified.returncode == 1
+    report = json.loads(verified.stdout)
+    assert report["problems"] == [] and len(report["newer"]) == 2 and all(words in n for n in report["newer"])
+    assert {c["run_id"]: c["ok"] for c in report["checks"]}[other] is True
+    text = run_agtrace(["verify"], tmp_path / "s").stderr.decode()
+    assert f"  newer: {sealed}: {words}" in text and "bad segment header" not in text and "Restore" not in text
+    for command in (["log", newer_run], ["show", newer_run], ["log", open_run], ["show", open_run],
+                    ["replay", newer_run, "--part", "last", "--out", str(tmp_path / "o")]):
+        proc = run_agtrace(command, tmp_path / "s")
+        err = proc.stderr.decode()
+        assert (proc.returncode != 0 or command[0] == "show") and words in err, (command, err)  # show: a warning
+        assert "damaged" not in err and "bad segment header" not in err and "Traceback" not in err, (command, err)
+    # opening the run to write would recover it: refused, untouched
+    with Store(tmp_path / "s") as again, pytest.raises(NewerFormat, match="upgrade agtrace"):
+        again.open_writer(open_run)
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert sorted(p.name for p in opened.parent.iterdir()) == sorted(
+        p.name for p in opened.parent.iterdir() if ".damaged" not in p.name)

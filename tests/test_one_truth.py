@@ -349,3 +349,32 @@ def test_the_fast_demos_part_trees_hold_only_their_own_edits(world, views):
     assert (by_part[12]["tests_passed"], by_part[12]["tests_total"]) == (4, 5)  # before part 14's fix
     row = views[0]["demo"]["compare"]
     assert (row["churn_lines_added"], row["churn_lines_removed"]) == (34, 4)  # every edit in its own part
+
+
+def test_the_transcripts_usage_rows_show_the_priced_cost_and_label_the_reported_one(tmp_path):
+    """Issue: `replay --transcript` and the report's transcript printed the agent-reported
+    `cost_usd` of each usage event as its cost (`$0.0100`), where show/metrics/ls say the priced
+    cost (docs/metrics.md: "Every cost shown is this one"). Now each row shows the priced cost
+    of its call (the `usage_costs` row), and what the agent reported only labelled as such."""
+    store = tmp_path / "store"
+    model = "claude-sonnet-4-20250514"
+    run = _new_run(store, "--model", model, "--task-id", "b5")
+    _append(store, run,
+            {"part": 1, "kind": "usage_reported", "usage": {"input": 1000, "output": 50}, "model": model,
+             "cost_usd": 0.01},
+            {"part": 1, "kind": "part_ended", "part_kind": "message", "title": "x"},
+            {"part": 2, "kind": "usage_reported", "usage": {"input": 500, "output": 20}, "model": "no-such-model",
+             "cost_usd": 0.02},
+            {"part": 2, "kind": "part_ended", "part_kind": "message", "title": "y"})
+    run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    priced = _json(run_agtrace(["show", run, "--json"], store, check=True))["cost"]["cost_usd"]
+    assert priced != pytest.approx(0.01)
+    text = run_agtrace(["replay", run, "--transcript"], store, check=True).stdout.decode()
+    rows = [x.strip() for x in text.splitlines() if "tokens:" in x]
+    assert rows == [f"[1] tokens: 1,000 in, 50 out, ${priced:.4f}; the agent reported $0.0100",
+                    "[2] tokens: 500 in, 20 out, unpriced (no-such-model); the agent reported $0.0200"], rows
+    run_agtrace(["report", run, "-o", str(tmp_path / "r.html")], store, check=True)
+    blocks = _blocks((tmp_path / "r.html").read_text())
+    bodies = [e[4] for name, page in sorted(blocks.items()) if name.startswith("agtrace-page-")
+              for e in page if e[3] == "usage_reported"]
+    assert [(b["cost"], b["reported_cost"]) for b in bodies] == [(pytest.approx(priced), 0.01), (None, 0.02)]

@@ -308,3 +308,48 @@ def test_values_of_secret_named_flags_are_redacted_in_text_and_in_argv():
     argv = redactor.redact_obj(["tool", "--password", "hunter2hunter2x", "--out", "dir", "--token", "-v"])
     assert argv == ["tool", "--password", "[REDACTED:secret_value]", "--out", "dir", "--token", "-v"]
     assert redactor.redact("echo hunter2hunter2x")[0] == "echo [REDACTED:secret_value]"
+
+
+def test_import_redacts_each_raw_record_once(tmp_path):
+    """Issue (performance): `import` redacted the inline text of each raw record twice, once in
+    `RunSink.text` (as JSON, string by string) and again over the whole event on append. Now the
+    raw text passes through the redactor once; its secrets are still replaced and counted. The
+    source is claude-code/daaain_representative_messages.jsonl (daaain/claude-code-log, see
+    fixtures/SOURCES.md) with a known secret added to its first message."""
+    from agtrace.capture import IMPORTERS
+    from agtrace.capture.importers import ImportContext
+    from agtrace.eventlog import RawRecorded, Store
+    from agtrace.eventlog.reader import read_stream
+
+    from .conftest import FIXTURES
+
+    secret = "opaque-value-123-and-more-of-it"
+    lines = (FIXTURES / "claude-code/daaain_representative_messages.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["message"]["content"][0]["text"] += f" my token is {secret}"
+    lines[0] = json.dumps(first)
+    src = tmp_path / "session.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+
+    class Counting(Redactor):
+        """The real redactor, noting each text it is given."""
+
+        texts: list[str] = []
+
+        def redact(self, text):
+            self.texts.append(text)
+            return super().redact(text)
+
+    redactor = Counting.from_env({"MY_TOKEN": secret})
+    with Store(tmp_path / "store") as store:
+        ctx = ImportContext(store, redactor=redactor)
+        IMPORTERS["claude-session"].read(src, ctx)
+        (sink,) = ctx.sinks
+        sink.close()
+        raw = [r.event for r in read_stream(sink.dir / "events") if isinstance(r.event, RawRecorded)]
+        sink.abandon()
+    assert [e.text for e in raw[1:]] == lines[1:]
+    assert secret not in raw[0].text and "[REDACTED" in raw[0].text and raw[0].redactions == 1
+    given = Counting.texts
+    assert [given.count(line) for line in lines] == [1] * len(lines)  # each raw line once
+    assert given.count(raw[0].text) == 0  # and not its redacted text again

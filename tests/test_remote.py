@@ -6,6 +6,7 @@ so wrong credentials and missing permissions are refused as they are on AWS.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -511,9 +512,19 @@ def test_pull_names_keys_off_the_layout(backend, source, tmp_path):
            f"runs/{demo}/events/0000000000000001.open", f"runs/{demo}/events/notes.txt"]
     if backend.name == "s3":  # keys a directory cannot hold
         odd += [f"runs/{demo}/events/../../../../escape1.seg", f"runs/{demo}/bundles/../../escape2.bundle"]
+    home = tmp_path / "home"
+    before = json.loads(run_agtrace(["ls", "--remote", backend.url, "--json"], home, env=backend.env,
+                                    check=True).stdout)
     for key in odd:
         backend.put_raw(key, b"stray")
-    home = tmp_path / "home"
+    # ls --remote counts in SIZE only what pull takes; the keys off the layout are counted apart
+    (listed,) = json.loads(run_agtrace(["ls", "--remote", backend.url, "--json"], home, env=backend.env,
+                                       check=True).stdout)
+    assert (listed["bytes"], listed["objects"]) == (before[0]["bytes"], before[0]["objects"]), listed
+    assert (listed["off_layout"], listed["off_layout_bytes"]) == (len(odd), len(odd) * len(b"stray"))
+    assert before[0]["off_layout"] == 0
+    human = run_agtrace(["ls", "--remote", backend.url], home, env=backend.env, check=True).stdout.decode()
+    assert f"{len(odd)} key(s) off the key layout under runs/{demo}/ not counted" in human, human
     proc = run_agtrace(["pull", demo, "--remote", backend.url, "--json"], home, env=backend.env)
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
@@ -939,3 +950,47 @@ def test_run_with_remote_killed_mid_run_is_pulled_and_replayed_on_a_fresh_store(
         assert view.tree_id
         break
     assert replayed == 1
+
+
+def _newer_format(data: bytes) -> bytes:
+    """A segment's bytes with the header a newer agtrace would write (format 2), frames kept."""
+    return b"AGTSEG2\n" + data[8:]
+
+
+def test_a_segment_of_a_newer_format_is_never_replaced_set_aside_or_pushed(backend, source, tmp_path):
+    """Issue: a segment written by a newer agtrace (header ``AGTSEG2``) was damage: pull
+    replaced it by the remote's format-1 copy and kept it as ``.damaged-<ns>``; push said
+    "bad segment header". Now each names the newer format, says to upgrade and leaves it."""
+    demo = source["demo"]
+    home = tmp_path / "home"
+    store = _copy_store(source["path"], home)
+    seg, _bundle = _demo_files(store, demo)
+    key = f"runs/{demo}/events/{seg.name}"
+    with backend.remote() as remote:
+        assert push(store, remote, [demo]).ok
+    on_remote = backend.objects()[key]
+    seg.write_bytes(newer := _newer_format(seg.read_bytes()))
+    store.close()
+    for command in (["pull", demo], ["push", demo]):
+        proc = run_agtrace([*command, "--remote", backend.url], home, env=backend.env)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, err
+        assert f"{seg}: written by a newer version of agtrace (format 2; this one reads format 1); upgrade " \
+               "agtrace to read it" in err, err
+        assert "damaged" not in err.replace("nothing this version can read is damaged", "") and "Traceback" not in err
+        assert seg.read_bytes() == newer and not [p for p in seg.parent.iterdir() if ".damaged-" in p.name]
+        assert backend.objects()[key] == on_remote
+    # the remote's copy is of the newer format (its manifest lists it): a pull names it, takes nothing
+    manifests = [k for k in backend.key_names() if k.startswith(f"runs/{demo}/manifests/")]
+    backend.put_raw(key, _newer_format(on_remote))
+    for m in manifests:
+        body = json.loads(backend.objects()[m])
+        for entry in body["objects"]:
+            if entry["key"] == f"events/{seg.name}":  # run-relative
+                entry["sha256"] = hashlib.sha256(_newer_format(on_remote)).hexdigest()
+        backend.put_raw(m, json.dumps(body).encode())
+    fresh = tmp_path / "fresh"
+    proc = run_agtrace(["pull", demo, "--remote", backend.url], fresh, env=backend.env)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "written by a newer version of agtrace (format 2" in err and "not pulled" in err, err
+    assert not list(fresh.rglob("*.seg")) and not list(fresh.rglob("*.damaged-*"))

@@ -66,9 +66,10 @@ from agtrace.eventlog import (
     derived_run_id,
 )
 
-from ..adapter import unknown_warning
 from ..errors import ImportError_, UnknownFormat
+from ..usage import token_count
 from .continuation import wrong_parents
+from .result import BadRecord, ImportResult
 
 if TYPE_CHECKING:
     from agtrace.eventlog import GitStore
@@ -78,13 +79,6 @@ DETECT_BYTES = 256 * 1024
 DETECT_RECORDS = 200
 """How many records detection may look at before it gives up undecided."""
 
-
-@dataclass
-class BadRecord:
-    """A source record that could not be imported."""
-
-    location: str
-    message: str
 
 
 class RunSink:
@@ -112,6 +106,8 @@ class RunSink:
         self.unknown_at: dict[str, str] = {}
         self.ignored_times = 0
         self.ignored_time_at = ""
+        self.ignored_counts = 0
+        self.ignored_count_at = ""
         self._git: GitStore | None = None
         self._scores: RunWriter | None = None
 
@@ -131,14 +127,18 @@ class RunSink:
         self.writer.append(self._redacted(event), part=part, ts=ts)
 
     def _redacted(self, event: Event) -> Event:
+        """``event`` with its secrets replaced and counted. The inline text of a raw record is
+        redacted once, as JSON (:meth:`_redact_text`, by :meth:`text` or here); the rest of the
+        event apart from it, so the record's text, the bulk of an import, is not redacted twice."""
         if isinstance(event, RawRecorded) and event.text and not event.blob:
             inline, held = self._inline
             if event.text != inline:  # not redacted by text() yet: a raw line's \u-escaped secrets
                 inline, held = self._redact_text(event.text)
                 self.redactions += held
             self._inline = ("", 0)
-            if held:
-                event = msgspec.structs.replace(event, text=inline, redactions=event.redactions + held)
+            rest, n = self.redactor.redact_event(msgspec.structs.replace(event, text=""))
+            self.redactions += n
+            return msgspec.structs.replace(rest, text=inline, redactions=rest.redactions + held)
         event, n = self.redactor.redact_event(event)
         self.redactions += n
         if isinstance(event, RawRecorded) and event.blob in self._blob_redactions:
@@ -189,6 +189,21 @@ class RunSink:
         self.ignored_times += 1
         if not self.ignored_time_at:
             self.ignored_time_at = f"{location}: {self.redactor.redact(problem)[0]}"
+
+    def count(self, value: Any, name: str, location: str) -> int:
+        """A counter the source recorded (retries, tests passed or total, tokens sent) as an int
+        ≥ 0, read as :func:`~agtrace.capture.usage.token_count` reads token counts. Absent or
+        null is 0 in silence; any other value that is no finite number ≥ 0 (a string, ``NaN``,
+        ``Infinity``, ``1e400``, a negative number) counts 0 too and is reported as a warning with
+        the first ``location`` (never an error: the rest of the source imports)."""
+        n = token_count(value)
+        if value is not None and (n != value or isinstance(value, bool)):
+            self.ignored_counts += 1
+            if not self.ignored_count_at:
+                shown = repr(value) if isinstance(value, str) else str(value)
+                shown = shown if len(shown) <= 40 else f"{shown[:20]}…({len(shown)} characters)"
+                self.ignored_count_at = f"{location}: {self.redactor.redact(f'{name} {shown}')[0]}"
+        return n
 
     @property
     def git(self) -> GitStore:
@@ -319,51 +334,6 @@ class Importer(Protocol):
         ...
 
 
-@dataclass
-class ImportResult:
-    """What importing one source did."""
-
-    source: str
-    format: str
-    runs: list[str] = field(default_factory=list)
-    existing: list[str] = field(default_factory=list)
-    bad_records: list[BadRecord] = field(default_factory=list)
-    unknown: dict[str, int] = field(default_factory=dict)
-    """Records of types the importer does not know, counted by type (a warning, see above)."""
-    unknown_at: dict[str, str] = field(default_factory=dict)
-    """The first location of each unknown type."""
-    ignored_times: int = 0
-    """Records whose time no event can carry (NaN, past 2262), imported at the time before them."""
-    ignored_time_at: str = ""
-    """The first of them: its location and what its time was."""
-    parents: dict[str, str] = field(default_factory=dict)
-    """For a run that continues an earlier import of its session: run id -> that run's id."""
-    error: str = ""
-    """Why the source failed (nothing of it was stored); "" when it did not."""
-    skipped: str = ""
-    """Why a file met in a searched directory was not imported (it is no source); ""."""
-
-    @property
-    def outcome(self) -> str:
-        """``imported`` (runs stored or found stored before), ``skipped`` or ``failed``."""
-        return "failed" if self.error else "skipped" if self.skipped else "imported"
-
-    def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        d["bad_records"] = [b.__dict__ for b in self.bad_records]
-        d["outcome"] = self.outcome
-        return d
-
-    def warning(self) -> str:
-        """What to tell about unknown records (see :func:`unknown_warning`), or ""."""
-        text = unknown_warning(self.unknown, f"{self.format} importer")
-        first = ", ".join(f"{t} at {self.unknown_at[t]}" for t in sorted(self.unknown_at))
-        said = [f"{text}; first {first}"] if text else []
-        if self.ignored_times:
-            n = self.ignored_times
-            said.append(f"{n} record{'s' if n != 1 else ''} had a time no event can carry, ignored "
-                        f"(imported at the time of the record before): first {self.ignored_time_at}")
-        return "; ".join(said)
 
 
 def _shape_error(exc: Exception) -> str:
@@ -402,6 +372,8 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
                 result.unknown_at.setdefault(kind, sink.unknown_at[kind])
             result.ignored_times += sink.ignored_times
             result.ignored_time_at = result.ignored_time_at or sink.ignored_time_at
+            result.ignored_counts += sink.ignored_counts
+            result.ignored_count_at = result.ignored_count_at or sink.ignored_count_at
             if sink.run_id in ctx.parents:
                 result.parents[sink.run_id] = ctx.parents[sink.run_id]
     except ImportError_ as exc:
@@ -422,6 +394,7 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
         result.runs = []
         result.bad_records, result.unknown, result.unknown_at, result.parents = [], {}, {}, {}
         result.ignored_times, result.ignored_time_at = 0, ""
+        result.ignored_counts, result.ignored_count_at = 0, ""
     result.existing = ctx.skipped_existing
     return result
 

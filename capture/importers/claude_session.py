@@ -361,7 +361,7 @@ class _Session:
             err = rec.get("error")
             message = text_of(err.get("message") if isinstance(err, dict) else err) or "API error"
             t.emit(ModelCalled(model=self.model, ok=False, error=message,
-                               retry=int(rec.get("retryAttempt") or 0)))
+                               retry=t.sink.count(rec.get("retryAttempt"), "retryAttempt", t.location)))
             t.emit(ErrorOccurred(message=message, origin="model", error_type="api_error"))
 
     def end_turn(self, status: str) -> None:

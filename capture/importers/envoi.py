@@ -158,7 +158,8 @@ class _Writer:
             self.ts = parse_ts(rec.get("timestamp")) or self.ts
             if n in turns:
                 turn = turns[n]
-                self.emit(TurnStarted(turn=int(turn.get("turn") or 0), prompt=text_of(turn.get("prompt"))),
+                self.emit(TurnStarted(turn=self.sink.count(turn.get("turn"), "turn", f"{self.src.trace_path.name}#turns"),
+                                      prompt=text_of(turn.get("prompt"))),
                           ts=parse_ts(turn.get("timestamp")) or self.ts)
             commit = _commit_of(rec) or commit
             turn_usage = None
@@ -170,7 +171,8 @@ class _Writer:
             for ev in evaluations.pop(n, []):
                 self._evaluation_events(ev, n)
             if n in turn_ends:
-                self.emit(TurnEnded(turn=int(turn_ends[n].get("turn") or 0)))
+                self.emit(TurnEnded(turn=self.sink.count(turn_ends[n].get("turn"), "turn",
+                                                         f"{self.src.trace_path.name}#turns")))
         for evs in evaluations.values():  # evaluations of parts the trace does not hold
             for ev in evs:
                 self._evaluation_events(ev, parts[-1]["part"] if parts else None)
@@ -280,7 +282,8 @@ class _Writer:
                     self.emit(FileChanged(path=path, change="modify", origin="agent"), part=n)
         tree = self._tree(commit, where)
         for call in rec.get("envoi_calls") or []:
-            self.emit(tests_ran(call, tree), part=n, ts=parse_ts(call.get("timestamp")) or self.ts)
+            self.emit(tests_ran(call, tree, self._counter(f"{where}.envoi_calls")), part=n,
+                      ts=parse_ts(call.get("timestamp")) or self.ts)
         for raw in (rec.get("token_usage"), turn_usage):
             usage = self.usage.event(raw, rec.get("agent_model") or self.model)
             if usage is not None:
@@ -293,8 +296,13 @@ class _Writer:
     def _evaluation_events(self, ev: dict, part: int | None) -> None:
         commit = ev.get("commit") or ev.get("target_commit") or ""
         tree = self._tree(commit, f"evaluations[{commit}]") if commit else ""
-        for event, ts in evaluation_events(ev, tree, self.ts):
+        where = f"{self.src.trace_path.name}#evaluations[{commit}]"
+        for event, ts in evaluation_events(ev, tree, self.ts, self._counter(where)):
             self.emit(event, part=part, ts=ts)
+
+    def _counter(self, where: str):
+        """The sink's :meth:`~agtrace.capture.importers.base.RunSink.count` of one record at ``where``."""
+        return lambda value, name: self.sink.count(value, name, where)
 
     def _log_line(self, row: dict) -> None:
         ts = parse_ts(row.get("ts")) or self.ts

@@ -4,13 +4,19 @@ calls an agent made, each a ``tests_ran`` event on the tree it ran on (see ``env
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from agtrace.eventlog import ErrorOccurred, Event, TestCase, TestsRan
 
 from .transcript import parse_ts, text_of
 
+Count = Callable[[Any, str], int]
+"""Reads one counter of the record (``passed``, ``total``) by its value and name: the sink's
+:meth:`~agtrace.capture.importers.base.RunSink.count` at the record's location."""
 
-def evaluation_events(ev: dict, tree: str, fallback_ts: int) -> list[tuple[Event, int]]:
+
+def evaluation_events(ev: dict, tree: str, fallback_ts: int, count: Count) -> list[tuple[Event, int]]:
     """An in-run evaluation of a commit → ``tests_ran`` (suite ``envoi-eval``) on that commit's
     ``tree``, with ``command``, ``exit_code``, ``duration_ms``, per-test detail from ``tests``,
     and one more ``tests_ran`` per entry of ``suite_results``; ``error`` → ``error_occurred``.
@@ -22,14 +28,14 @@ def evaluation_events(ev: dict, tree: str, fallback_ts: int) -> list[tuple[Event
     exit_code = ev.get("exit_code")
     duration = ev.get("duration_ms")
     out: list[tuple[Event, int]] = [(TestsRan(
-        suite="envoi-eval", passed=int(ev.get("passed") or 0), failed=int(ev.get("failed") or 0),
-        total=int(ev.get("total") or 0), tests=tests, tree_id=tree, command=text_of(ev.get("command")),
+        suite="envoi-eval", passed=count(ev.get("passed"), "passed"), failed=count(ev.get("failed"), "failed"),
+        total=count(ev.get("total"), "total"), tests=tests, tree_id=tree, command=text_of(ev.get("command")),
         exit_code=exit_code if isinstance(exit_code, int) else None,
         duration_ms=float(duration) if isinstance(duration, (int, float)) else None, environment=env), ts)]
     for suite, res in (ev.get("suite_results") or {}).items():
         if isinstance(res, dict):
-            out.append((TestsRan(suite=f"envoi-eval:{suite}", passed=int(res.get("passed") or 0),
-                                 failed=int(res.get("failed") or 0), total=int(res.get("total") or 0),
+            out.append((TestsRan(suite=f"envoi-eval:{suite}", passed=count(res.get("passed"), "passed"),
+                                 failed=count(res.get("failed"), "failed"), total=count(res.get("total"), "total"),
                                  tree_id=tree, environment=env), ts))
     if ev.get("error"):
         out.append((ErrorOccurred(message=f"evaluation of {commit[:12]}: {ev['error']}", origin="tool",
@@ -37,7 +43,7 @@ def evaluation_events(ev: dict, tree: str, fallback_ts: int) -> list[tuple[Event
     return out
 
 
-def tests_ran(call: dict, tree: str) -> TestsRan:
+def tests_ran(call: dict, tree: str, count: Count) -> TestsRan:
     """An ``EnvoiCall`` (a test call the agent made) → ``tests_ran`` named by its test path. It
     ran on the live workspace; the part's tree is the closest recorded state."""
     result = call.get("result") if isinstance(call.get("result"), dict) else {}
@@ -48,8 +54,8 @@ def tests_ran(call: dict, tree: str) -> TestsRan:
     if call.get("error"):
         env["error"] = text_of(call["error"])[:500]
     duration = call.get("duration_ms")
-    return TestsRan(suite=str(call.get("path") or "envoi"), passed=int(result.get("passed") or 0),
-                    failed=int(result.get("failed") or 0), total=int(result.get("total") or 0), tests=tests,
+    return TestsRan(suite=str(call.get("path") or "envoi"), passed=count(result.get("passed"), "passed"),
+                    failed=count(result.get("failed"), "failed"), total=count(result.get("total"), "total"), tests=tests,
                     tree_id=tree, duration_ms=float(duration) if isinstance(duration, (int, float)) else None,
                     environment=env)
 

@@ -273,6 +273,7 @@ class InspectImporter:
 class _Sample:
     def __init__(self, t: Transcript, sample: dict, attachments: dict[str, str]):
         self.t = t
+        self.where = t.location  # the event being read, for warnings
         self.sample = sample
         self.attachments = attachments
         data = sample.get("events_data") if isinstance(sample.get("events_data"), dict) else {}
@@ -288,7 +289,7 @@ class _Sample:
     def write(self, events: list[dict]) -> None:
         t = self.t
         for i, e in enumerate(events):
-            where = f"{t.location} events[{i}]"
+            where = self.where = f"{t.location} events[{i}]"
             t.at(t.time_of(e.get("completed"), where) or t.time_of(e.get("timestamp"), where))
             kind = e.get("event")
             if not isinstance(kind, str):
@@ -339,10 +340,11 @@ class _Sample:
         if e.get("error"):
             message = text_of(e["error"])
             t.emit(ModelCalled(model=model, ok=False, error=message, duration_ms=duration,
-                               retry=int(e.get("retries") or 0)))
+                               retry=t.sink.count(e.get("retries"), "retries", self.where)))
             t.emit(ErrorOccurred(message=message, origin="model"))
             return
-        t.emit(ModelCalled(model=model, ok=True, duration_ms=duration, retry=int(e.get("retries") or 0)))
+        t.emit(ModelCalled(model=model, ok=True, duration_ms=duration,
+                           retry=t.sink.count(e.get("retries"), "retries", self.where)))
         before = t.parts.parts
         for choice in output.get("choices") or []:
             msg = choice.get("message") if isinstance(choice, dict) else None

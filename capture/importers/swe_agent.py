@@ -266,11 +266,13 @@ class SweAgentImporter:
         stats = info.get("model_stats")
         if not isinstance(stats, dict):
             return
-        sent, received = stats.get("tokens_sent") or 0, stats.get("tokens_received") or 0
+        where = f"{t.location} info.model_stats"
+        sent = t.sink.count(stats.get("tokens_sent"), "tokens_sent", where)
+        received = t.sink.count(stats.get("tokens_received"), "tokens_received", where)
         cost = stats.get("instance_cost")
         if not (sent or received or cost or stats.get("api_calls")):
             return
-        usage = Usage(input=int(sent), output=int(received))
+        usage = Usage(input=sent, output=received)
         t.emit(UsageReported(usage=usage, cost_usd=float(cost) if cost is not None else None,
                              request_id="run-total:info.model_stats", cumulative=usage,
                              model=self.model))

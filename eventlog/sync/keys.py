@@ -25,6 +25,25 @@ Progress = Callable[[int, int], None]
 """``progress(done, total)``: objects handled so far, of how many."""
 
 
+def run_key_kind(key: str) -> str:
+    """Where ``key`` (``runs/<id>/…``) stands on the layout: ``"segment"`` (a sealed segment of
+    a stream), ``"bundle"``, ``"manifest"``, or ``""`` off the layout (an open segment, a key
+    leaving the run, a hidden name, a stray file). Pull takes only the first three and names the
+    rest; ``ls --remote`` counts them apart."""
+    parts = key.split("/")
+    if len(parts) != 4:
+        return ""
+    where, name = parts[2], parts[3]
+    if where in STREAMS:
+        parsed = segment.parse_name(name)
+        return "segment" if parsed and parsed[1] is not None else ""
+    if where == "bundles":
+        return "bundle" if BUNDLE_NAME.match(name) else ""
+    if where == "manifests":
+        return "manifest" if MANIFEST_NAME.match(name) else ""
+    return ""
+
+
 def blob_key(digest: str) -> str:
     return f"blobs/{digest[:2]}/{digest}.zst"
 

@@ -30,7 +30,15 @@ import zstandard
 
 from .. import reader, segment
 from ..containment import is_content_address
-from ..errors import CorruptBlob, CorruptLog, GitStoreError, RemoteError, RemoteNotFound, StoreError
+from ..errors import (
+    CorruptBlob,
+    CorruptLog,
+    GitStoreError,
+    NewerFormat,
+    RemoteError,
+    RemoteNotFound,
+    StoreError,
+)
 from ..ids import looks_like_run_id
 from ..lock import is_locked
 from ..remotes.base import ObjectInfo, Remote
@@ -38,13 +46,12 @@ from ..remotes.transfer import digest_file
 from ..segment import fsync_dir
 from ..store import Store
 from .keys import (
-    BUNDLE_NAME,
-    MANIFEST_NAME,
     STREAMS,
     Progress,
     blob_key,
     check_segment,
     remote_run_ids,
+    run_key_kind,
     segment_blob_refs,
 )
 from .manifests import newest_manifests, read_manifests
@@ -134,13 +141,14 @@ def _pull_objects(store: Store, remote: Remote, run_id: str, listing: list[Objec
     bundles: list[ObjectInfo] = []
     odd: list[str] = []
     for obj in listing:
-        parts = obj.key.split("/")
-        parsed = segment.parse_name(parts[3]) if len(parts) == 4 else None
-        if len(parts) == 4 and parts[2] in STREAMS and parsed and parsed[1] is not None:
-            segments.append((parts[2], parsed[0], parsed[1], obj))
-        elif len(parts) == 4 and parts[2] == "bundles" and BUNDLE_NAME.match(parts[3]):
+        kind = run_key_kind(obj.key)
+        if kind == "segment":
+            parts = obj.key.split("/")
+            first, last = segment.parse_name(parts[3])
+            segments.append((parts[2], first, last, obj))
+        elif kind == "bundle":
             bundles.append(obj)
-        elif not (len(parts) == 4 and parts[2] == "manifests" and MANIFEST_NAME.match(parts[3])):
+        elif not kind:
             odd.append(obj.key)
     _report_odd_keys(remote, run_id, odd, report)
     for obj in bundles:
@@ -233,6 +241,9 @@ def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, 
         try:
             if local_check is not None:
                 local_check(dest)
+        except NewerFormat as exc:  # not damage: never replaced nor renamed aside
+            report.problems.append(f"{exc}; not replaced by {remote.describe(obj.key)}")
+            return False
         except (CorruptLog, GitStoreError, OSError) as exc:
             return _replace_damaged(remote, obj, dest, sha, check, report, _why(exc))
         if sha:
@@ -252,6 +263,9 @@ def _fetch(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | None, check, 
             raise
         report.problems.append(f"{remote.describe(obj.key)} vanished during the pull; pull again")
         report.retryable += 1
+        return False
+    except NewerFormat as exc:
+        report.problems.append(f"{remote.describe(obj.key)}: {exc}; not pulled")
         return False
     except (CorruptLog, GitStoreError, RemoteError) as exc:
         if isinstance(exc, RemoteError) and type(exc) is not RemoteError:
@@ -275,6 +289,10 @@ def _replace_damaged(remote: Remote, obj: ObjectInfo, dest: Path, sha: str | Non
         report.problems.append(f"{dest} is damaged ({why}) and {remote.describe(obj.key)} vanished during "
                                "the pull; pull again")
         report.retryable += 1
+        return False
+    except NewerFormat as exc:
+        report.problems.append(f"{dest} is damaged ({why}) and the remote copy cannot replace it: "
+                               f"{remote.describe(obj.key)}: {exc}")
         return False
     except (CorruptLog, GitStoreError, RemoteError) as exc:
         if isinstance(exc, RemoteError) and type(exc) is not RemoteError:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import reader, segment
-from ..errors import CorruptBlob, CorruptLog, GitStoreError, StoreError
+from ..errors import CorruptBlob, CorruptLog, GitStoreError, NewerFormat, StoreError
 from ..remotes.base import Remote
 from ..remotes.transfer import FileDigest
 from ..store import Store
@@ -185,7 +185,7 @@ def _local_objects(store: Store, run_id: str, state: PushState) -> tuple[list[_L
                 continue  # the open segment is never pushed: it still changes
             try:
                 blobs |= state.blob_refs(path, first, last)
-            except (CorruptLog, OSError) as exc:
+            except (CorruptLog, NewerFormat, OSError) as exc:
                 later = sum(1 for _f, lst, _p in rows[i + 1:] if lst is not None)
                 also = f" (nor the {later} later segment(s) of {stream}/)" if later else ""
                 problems.append(f"{path}: {_why(exc)}; not pushed{also}")
@@ -223,7 +223,7 @@ def seal_idle(store: Store, run_id: str) -> None:
     """Seal the open segments of a run that no writer holds (its capture crashed), so that what
     it recorded can be pushed; a run being written is left alone, and so is an open segment that
     recovery refuses (damaged: `agtrace verify` names it)."""
-    from ..errors import CorruptLog, RunLocked
+    from ..errors import CorruptLog, NewerFormat, RunLocked
     from ..lock import is_locked
     from ..writer import RunWriter
 
@@ -236,8 +236,8 @@ def seal_idle(store: Store, run_id: str) -> None:
             continue  # being written (the shipper of a live run comes here every few seconds)
         try:
             RunWriter(run_dir, run_id, stream=stream, durability="strict").close()
-        except (RunLocked, CorruptLog):
-            continue
+        except (RunLocked, CorruptLog, NewerFormat):
+            continue  # recovery refuses it and changes nothing
         sealed = True
     if sealed:
         store.record_segments(run_id)

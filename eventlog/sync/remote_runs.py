@@ -1,8 +1,9 @@
 """What a remote holds, run by run, and removing runs from it (`agtrace ls --remote`,
 `agtrace pull PREFIX`, `agtrace rm --remote`).
 
-One listing of ``runs/`` answers :func:`list_remote_runs`: per run its objects and bytes, its
-sealed segments and last seq, its bundles and whether a manifest says a push completed. Removing
+One listing of ``runs/`` answers :func:`list_remote_runs`: per run its objects and bytes on the
+key layout (what `pull` takes), its sealed segments and last seq, its bundles, whether a manifest
+says a push completed, and apart the keys off the layout (which `pull` names and ignores). Removing
 a run deletes every object under ``runs/<id>/``, manifests first (a manifest says the objects it
 lists are there); blobs stay, since other runs of the remote may share them.
 """
@@ -15,7 +16,7 @@ from .. import segment
 from ..errors import AmbiguousRunId, RunNotFound
 from ..ids import looks_like_run_id, run_id_time_ns
 from ..remotes.base import Remote
-from .keys import BUNDLE_NAME, MANIFEST_NAME, STREAMS
+from .keys import run_key_kind
 
 
 @dataclass
@@ -25,11 +26,16 @@ class RemoteRun:
     id: str
     started_at: int | None = None
     objects: int = 0
+    """Objects on the key layout (what `pull` takes): sealed segments, bundles, manifests."""
     bytes: int = 0
+    """Their bytes."""
     segments: int = 0
     last_seq: int = 0
     bundles: int = 0
     manifest: bool = False
+    off_layout: int = 0
+    """Keys under ``runs/<id>/`` off the layout (`pull` names and ignores them), not in ``objects``."""
+    off_layout_bytes: int = 0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -59,19 +65,21 @@ def list_remote_runs(remote: Remote) -> list[RemoteRun]:
         run = runs.get(parts[1])
         if run is None:
             run = runs[parts[1]] = RemoteRun(parts[1], run_id_time_ns(parts[1]))
+        kind = run_key_kind(obj.key)
+        if not kind:
+            run.off_layout += 1
+            run.off_layout_bytes += obj.size
+            continue
         run.objects += 1
         run.bytes += obj.size
-        if len(parts) != 4:
-            continue
-        if parts[2] in STREAMS:
-            parsed = segment.parse_name(parts[3])
-            if parsed and parsed[1] is not None:
-                run.segments += 1
-                if parts[2] == "events":
-                    run.last_seq = max(run.last_seq, parsed[1])
-        elif parts[2] == "bundles" and BUNDLE_NAME.match(parts[3]):
+        if kind == "segment":
+            run.segments += 1
+            last = segment.parse_name(parts[3])[1]
+            if parts[2] == "events":
+                run.last_seq = max(run.last_seq, last)
+        elif kind == "bundle":
             run.bundles += 1
-        elif parts[2] == "manifests" and MANIFEST_NAME.match(parts[3]):
+        else:
             run.manifest = True
     return [runs[k] for k in sorted(runs)]
 
