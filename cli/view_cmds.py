@@ -9,8 +9,8 @@ import urllib.parse
 
 import click
 
-from agtrace.eventlog import quote_name, unquote_name
-from agtrace.replay import read_file, resolve_part, tree_files
+from agtrace.eventlog import quote_name
+from agtrace.replay import is_under, path_prefixes, read_file, resolve_part, tree_files
 
 from .errors import EXIT_BAD_INPUT, UserError
 from .main import pass_ctx
@@ -75,17 +75,6 @@ def view_cmd(ctx, port, host, token, as_json) -> None:
                         "(0 takes any free one)") from None
 
 
-def _under(files: list, path: str) -> list:
-    """The files that are ``path`` or lie under it (a directory of the tree); ``path`` may be
-    in the quoted form that ``--list`` prints (``"d\\377"``)."""
-    import posixpath
-
-    prefixes = {posixpath.normpath(p).strip("/") for p in (path, unquote_name(path.strip())) if p is not None}
-    if prefixes & {"", "."}:
-        return files
-    return [f for f in files if any(f.path == p or f.path.startswith(p + "/") for p in prefixes)]
-
-
 @click.command("cat")
 @click.argument("run")
 @click.argument("path", required=False)
@@ -112,7 +101,8 @@ def cat_cmd(ctx, run, path, part, list_files, binary, as_json) -> None:
                             EXIT_BAD_INPUT)
         files = tree_files(store, run_id, n)
         if path:
-            files = _under(files, path)
+            prefixes = path_prefixes([path])
+            files = [f for f in files if is_under(f.path, prefixes)]
             if not files:
                 raise UserError(f"no file at or under {path!r} at part {n} of run {run_id}; "
                                 f"`agtrace cat {run_id[:10]} --part {n} --list` lists them all", EXIT_BAD_INPUT)

@@ -12,6 +12,8 @@ listed with its sizes, never patched. Nothing here writes to the store.
 from __future__ import annotations
 
 import difflib
+import posixpath
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from agtrace.eventlog import Store, json_name, quote_name, unquote_name
@@ -125,10 +127,9 @@ def diff_parts(store: Store, run_id: str, a: str | int, b: str | int, paths: lis
     if tree_a == tree_b:
         return result
     git = snapshots(store, run_id)
-    if paths:
-        paths = [*paths, *(name for p in paths if (name := unquote_name(p.strip())) is not None)]
+    prefixes = path_prefixes(paths) if paths else None
     for change in git.diff(tree_a, tree_b):
-        if paths and not any(_under(change.path, p) for p in paths):
+        if prefixes is not None and not is_under(change.path, prefixes):
             continue
         old = git.read_blob(tree_a, change.path) if change.status != "added" else b""
         new = git.read_blob(tree_b, change.path) if change.status != "deleted" else b""
@@ -143,11 +144,23 @@ def diff_parts(store: Store, run_id: str, a: str | int, b: str | int, paths: lis
     return result
 
 
-def _under(path: str, prefix: str) -> bool:
-    prefix = prefix.strip("/")
-    if prefix.startswith("./"):
-        prefix = prefix[2:]
-    return not prefix or prefix == "." or path == prefix or path.startswith(prefix + "/")
+def path_prefixes(given: Iterable[str]) -> set[str]:
+    """The tree paths that PATH arguments name (``diff RUN A B PATH``, ``cat --list PATH``): each
+    as typed and, when it is in the quoted form that text output prints (``quote_name``:
+    ``"bad\\377name"``, ``"d\\377"``), unquoted; normalized (``./src/`` is ``src``, and ``.``
+    or ``/``, the whole tree, is ``""``)."""
+    out = set()
+    for path in given:
+        for p in (path, unquote_name(path.strip())):
+            if p is not None:
+                p = posixpath.normpath(p).strip("/")
+                out.add("" if p == "." else p)
+    return out
+
+
+def is_under(path: str, prefixes: set[str]) -> bool:
+    """Whether tree path ``path`` is one of ``prefixes`` (see :func:`path_prefixes`) or lies under one."""
+    return any(not p or path == p or path.startswith(p + "/") for p in prefixes)
 
 
 def _is_binary(data: bytes) -> bool:
