@@ -101,7 +101,7 @@ def _lines(path: Path) -> list[dict]:
 
 def _unflat(row: dict) -> dict:
     """Export writes nested values as JSON text (one scalar type per column); read them back."""
-    return {k: json.loads(v) if k in ("tools", "tags") and isinstance(v, str) else v for k, v in row.items()}
+    return {k: json.loads(v) if k in ("tools", "tags", "cost") and isinstance(v, str) else v for k, v in row.items()}
 
 
 def _blocks(page: str) -> dict:
