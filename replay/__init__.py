@@ -53,6 +53,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "materialize": "workspace",
     "parse_result": "results",
     "parse_since": "listing",
+    "parse_time": "listing",
     "parts_df": "frames",
     "query_runs": "listing",
     "read_file": "tree_file",

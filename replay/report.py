@@ -330,7 +330,8 @@ def fmt_cost(run: dict) -> str:
 def header_html(run: dict) -> str:
     """The header as static HTML, so the page paints it before any script runs."""
     e = html.escape
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"] / 1e9)) if run["started_at"] else "–"
+    started = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run["started_at"] // 10**9)) + "Z"  # UTC, as the CLI
+               if run["started_at"] else "–")
     tests = ("–" if run["tests_final_total"] is None
              else f"{run['tests_final_passed']}/{run['tests_final_total']} passed")
     facts = [
