@@ -33,8 +33,8 @@ EVENT_FORMATS = ("jsonl", "parquet")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(KINDS)),
               help="Only events of this kind (repeatable; jsonl and parquet).")
 @click.option("--since", default=None, metavar="WHEN",
-              help="Only events at or after WHEN: an ISO date/time or an age (30m, 3h, 2d, 1w) "
-                   "(jsonl and parquet).")
+              help="Only events at or after WHEN: an ISO date/time (UTC unless it names a zone) or an age "
+                   "(30m, 3h, 2d, 1w) (jsonl and parquet).")
 @click.option("-o", "--out", default=None, metavar="PATH",
               help="Output file (jsonl, otlp) or directory (parquet, atif); must not exist. "
                    "- writes to standard output (jsonl, otlp). s3://bucket/prefix uploads (jsonl, parquet).")

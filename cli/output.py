@@ -54,9 +54,11 @@ def echo_json(data) -> None:
 
 
 def clock(ts_ns: int | None) -> str:
+    """A time for people, in UTC and marked so (``2026-12-03 13:38:12Z``): the same on every
+    machine, and what ``--since``/``--at-time`` read back (a time without a zone is UTC too)."""
     if not ts_ns:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts_ns / 1e9))
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ns // 10**9)) + "Z"
 
 
 def duration(seconds: float | None) -> str:

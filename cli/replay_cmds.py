@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 
 from agtrace.eventlog import quote_name
-from agtrace.replay import materialize, resolve_part
+from agtrace.replay import materialize, parse_time, resolve_part
 
 from .errors import UserError
 from .main import pass_ctx
@@ -16,12 +14,9 @@ from .output import echo_json
 
 def _parse_time(value: str) -> int:
     try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise UserError(f"--at-time takes an ISO time such as 2026-11-21T12:04:05, not {value!r}", 2) from None
-    if when.tzinfo is None:
-        when = when.astimezone()
-    return int(when.timestamp() * 1e9)
+        return parse_time(value, "--at-time")
+    except ValueError as exc:
+        raise UserError(str(exc), 2) from None
 
 
 @click.command("replay")
@@ -31,7 +26,9 @@ def _parse_time(value: str) -> int:
 @click.option("--at-seq", type=click.IntRange(0), default=None, metavar="SEQ",
               help="The last part ended at this event seq (0, or a seq before the first part "
                    "ended: the base tree).")
-@click.option("--at-time", default=None, help="The last part ended at this wall-clock time (ISO).")
+@click.option("--at-time", default=None, metavar="WHEN",
+              help="The last part ended at this wall-clock time: ISO, UTC unless it names a zone "
+                   "(as ls and log print it: 2026-12-03 13:38:12Z).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Directory to write the repository into (default ./<id>-part-<N>).")
 @click.option("--force", is_flag=True,

@@ -36,7 +36,8 @@ DEFAULT_LIMIT = 20
 @click.option("--status", default=None,
               type=click.Choice([*END_STATUSES, "running", "damaged"]), help="Only runs with this (live) status.")
 @click.option("--since", default=None, metavar="WHEN",
-              help="Only runs started since WHEN: an ISO date/time or an age (30m, 3h, 2d, 1w).")
+              help="Only runs started since WHEN: an ISO date/time (UTC unless it names a zone) or an age "
+                   "(30m, 3h, 2d, 1w).")
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Only runs with this tag (repeatable; all must match).")
 @click.option("--sort", type=click.Choice(["started", "duration", "parts", "tokens"]), default="started",
               show_default=True, help="Sort key, largest first (newest, longest, most parts, most tokens); "

@@ -19,7 +19,8 @@ from .output import echo_json, progress, shorten, table
 @click.option("-i", "--ignore-case", is_flag=True, help="With --regex: match case-insensitively.")
 @click.option("--agent", default=None, help="Only runs of this agent (a glob such as 'claude*' works).")
 @click.option("--since", default=None, metavar="WHEN",
-              help="Only runs started since WHEN: an ISO date/time or an age (30m, 3h, 2d, 1w).")
+              help="Only runs started since WHEN: an ISO date/time (UTC unless it names a zone) or an age "
+                   "(30m, 3h, 2d, 1w).")
 @click.option("--run", "runs", multiple=True, metavar="RUN", help="Only this run (an id prefix; repeatable).")
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(list(GREP_KINDS)),
               help="Only hits of this kind (repeatable; line and raw with --regex only).")

@@ -38,7 +38,8 @@ def _confirm(what: str, yes: bool) -> None:
 @click.command("rm")
 @click.argument("run_ids", nargs=-1, metavar="[ID…]")
 @click.option("--older-than", "older_than", default=None, metavar="AGE",
-              help="Retention: runs started more than AGE ago (30m, 3h, 2d, 1w, or an ISO date).")
+              help="Retention: runs started more than AGE ago (30m, 3h, 2d, 1w), or before an ISO date "
+                   "(UTC unless it names a zone).")
 @click.option("--keep", type=int, default=None, metavar="N",
               help="Retention: all runs but the newest N (with --older-than: runs matching both).")
 @click.option("--remote", "remote_url", default=None, metavar="URL",

@@ -168,6 +168,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "parse_parts": "part_selection",
     "parse_test_file": "testresult",
     "parse_test_output": "testresult",
+    "part_cost_details": "cost",
     "part_costs": "cost",
     "part_metrics": "metrics_projection",
     "previous_tree": "part_index",

@@ -233,6 +233,15 @@ class RunCost:
             line += f"; the agent reported ${self.reported_cost_usd:,.4f}"
         return line
 
+    def left_out(self) -> str:
+        """Why no whole cost can be given: ``""`` when every call was priced (or there was no
+        call), else ``1 of 2 calls unpriced (MODEL) by genai-prices 0.2.3``: what an export
+        says in place of a cost figure it leaves out rather than give a partial sum."""
+        if self.complete:
+            return ""
+        return (f"{self.calls - self.priced_calls} of {self.calls} calls unpriced "
+                f"({', '.join(self.unpriced_models) or 'no model named'}) by {self.prices}")
+
     def to_dict(self) -> dict:
         return {**asdict(self), "complete": self.complete, "label": self.label()}
 
@@ -251,6 +260,19 @@ def _require(store: Store) -> None:
                          "projections (Store(root)) to read costs")
 
 
+_SUMS = ("count(*), count(cost_usd), sum(cost_usd), sum(reported_cost_usd), "
+         "json_group_array(DISTINCT CASE WHEN cost_usd IS NULL THEN coalesce(nullif(model, ''), '?') END)")
+"""What a :class:`RunCost` sums over ``usage_costs`` rows (see :func:`_fill`)."""
+
+
+def _fill(c: RunCost, calls: int, priced: int, cost: float | None, reported: float | None, models: str) -> RunCost:
+    import json
+
+    c.calls, c.priced_calls, c.cost_usd, c.reported_cost_usd = calls, priced, cost, reported
+    c.unpriced_models = sorted(m for m in json.loads(models) if m)
+    return c
+
+
 def run_costs(store: Store, run_ids: Sequence[str] | None = None, progress=None) -> dict[str, RunCost]:
     """The cost of each run (default: every run), by id; the costs projection is caught up
     with those runs first."""
@@ -258,19 +280,24 @@ def run_costs(store: Store, run_ids: Sequence[str] | None = None, progress=None)
     ids = store.run_ids() if run_ids is None else list(run_ids)
     store.catch_up([CostsProjection.name], ids, progress=progress)
     out = {r: RunCost(run_id=r, prices=store.catalog.projections.get("costs").prices) for r in ids}
-    rows = store.catalog.conn.execute(
-        "SELECT run_id, count(*), count(cost_usd), sum(cost_usd), sum(reported_cost_usd), "
-        "json_group_array(DISTINCT CASE WHEN cost_usd IS NULL THEN coalesce(nullif(model, ''), '?') END) "
-        "FROM usage_costs GROUP BY run_id")
-    import json
-
-    for run_id, calls, priced, cost, reported, models in rows:
+    for run_id, *sums in store.catalog.conn.execute(f"SELECT run_id, {_SUMS} FROM usage_costs GROUP BY run_id"):
         c = out.get(run_id)
-        if c is None:
-            continue
-        c.calls, c.priced_calls, c.cost_usd, c.reported_cost_usd = calls, priced, cost, reported
-        c.unpriced_models = sorted(m for m in json.loads(models) if m)
+        if c is not None:
+            _fill(c, *sums)
     return out
+
+
+def part_cost_details(store: Store, run_id: str) -> dict[int, RunCost]:
+    """The cost of each part of a run as a :class:`RunCost` (its calls, those priced, the
+    unpriced models, what the agent reported), for a reader that must not pass a part's
+    partial sum as its cost (ATIF's step ``cost_usd``); parts attributed as in
+    :func:`part_costs`."""
+    _require(store)
+    store.catch_up([CostsProjection.name], [run_id])
+    prices = store.catalog.projections.get("costs").prices
+    rows = store.catalog.conn.execute(f"SELECT part, {_SUMS} FROM usage_costs WHERE run_id=? AND part IS NOT NULL "
+                                      "GROUP BY part ORDER BY part", [run_id])
+    return {part: _fill(RunCost(run_id=run_id, prices=prices), *sums) for part, *sums in rows}
 
 
 def call_costs(store: Store, run_id: str) -> list[dict]:

@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "materialize": "workspace",
     "parse_result": "results",
     "parse_since": "listing",
+    "parse_time": "listing",
     "parts_df": "frames",
     "path_prefixes": "diff",
     "query_runs": "listing",

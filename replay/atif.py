@@ -6,7 +6,10 @@ models (``harbor.models.trajectories.Trajectory``) load and validate. The mappin
 part, one step per part (its assistant messages, reasoning, tool calls, and their results as the
 step's observation), a system step per error outside a part. Per-step metrics are the part's
 metrics and final metrics the run's, both read from the metrics projection: this module never
-adds up tokens itself.
+adds up tokens itself. Costs are the priced ones of the costs projection (``agtrace show``'s):
+``total_cost_usd`` and a step's ``cost_usd`` are given only when every call of the run (the
+part) was priced, else left out with ``extra.cost_left_out`` saying which calls were not;
+what the agent itself reported is ``extra.reported_cost_usd``.
 
 Contracts:
 
@@ -38,17 +41,19 @@ import msgspec
 from agtrace.eventlog import (
     CorruptLog,
     Record,
+    RunCost,
     RunEnded,
     RunMetrics,
     RunNotFound,
     RunStarted,
     Store,
+    part_cost_details,
     part_metrics,
     run_costs,
     run_metrics,
 )
 
-from .atif_step import StepBuilder, iso_time, prompt_tokens
+from .atif_step import StepBuilder, cost_fields, iso_time, prompt_tokens
 from .errors import ExportError, OutputNotEmpty
 from .export import ExportReport, cost_json, output_error
 
@@ -142,7 +147,7 @@ def _write(store: Store, run_id: str, fh: BinaryIO) -> tuple[int, int]:
     first = next(records, None)
     start = first.event if first is not None and isinstance(first.event, RunStarted) else RunStarted()
     model = store.info(run_id).model or start.model  # the model as called, when the start did not name it
-    steps = StepBuilder(store, parts, model)
+    steps = StepBuilder(store, parts, model, part_cost_details(store, run_id))
     fh.write(b'{"schema_version":"%s","session_id":%s,"trajectory_id":%s,"agent":%s,"steps":['
              % (SCHEMA_VERSION.encode(), _encode(run_id), _encode(run_id), _encode(_agent(start, model))))
     ended: RunEnded | None = None
@@ -159,8 +164,7 @@ def _write(store: Store, run_id: str, fh: BinaryIO) -> tuple[int, int]:
         status = run.status or (ended.status if ended else "")
         _put(fh, steps, {"timestamp": iso_time(first.ts) if first else None, "source": "system",
                          "message": f"no message, prompt or part was recorded (run {status or 'empty'})"})
-    cost = cost_json(run_costs(store, [run_id])[run_id])
-    tail = {"final_metrics": _final_metrics(run, cost, steps.count)}
+    tail = {"final_metrics": _final_metrics(run, run_costs(store, [run_id])[run_id], steps.count)}
     notes = _notes(run, steps)
     if notes:
         tail["notes"] = notes
@@ -194,17 +198,19 @@ def _agent(start: RunStarted, model: str) -> dict:
     return agent
 
 
-def _final_metrics(run: RunMetrics, cost: dict, steps: int) -> dict:
-    """ATIF's run totals; ``extra.agtrace_metrics`` is ``agtrace metrics --json`` (``cost`` is
-    the run's priced cost, as :func:`~agtrace.replay.export.cost_json` gives it)."""
+def _final_metrics(run: RunMetrics, cost: RunCost, steps: int) -> dict:
+    """ATIF's run totals; ``total_cost_usd`` is the run's priced cost when whole (see
+    :func:`cost_fields`); ``extra.agtrace_metrics`` is ``agtrace metrics --json`` (``cost`` is
+    the priced cost object, as :func:`~agtrace.replay.export.cost_json` gives it)."""
     out = {"total_prompt_tokens": prompt_tokens(run), "total_completion_tokens": run.tokens_output,
            "total_cached_tokens": run.tokens_cache_read}
-    if run.cost_usd is not None:
-        out["total_cost_usd"] = run.cost_usd
+    priced, extra = cost_fields(cost)
+    if priced is not None:
+        out["total_cost_usd"] = priced
     out["total_steps"] = steps
     out["extra"] = {"cache_creation_input_tokens": run.tokens_cache_write,
-                    "reasoning_tokens": run.tokens_reasoning,
-                    "agtrace_metrics": {**run.to_dict(), "cost": cost}}
+                    "reasoning_tokens": run.tokens_reasoning, **extra,
+                    "agtrace_metrics": {**run.to_dict(), "cost": cost_json(cost)}}
     return out
 
 

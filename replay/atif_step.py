@@ -3,7 +3,7 @@
 :class:`StepBuilder` is fed records one at a time and returns the steps they complete, so a
 trajectory is written while the run is read (see :mod:`agtrace.replay.atif` for the document
 and ``docs/export.md`` for the mapping). It reads nothing but blobs (full texts) and the part
-metrics it was given.
+metrics and part costs it was given.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from agtrace.eventlog import (
     PartMetrics,
     ReasoningAdded,
     Record,
+    RunCost,
     RunMetrics,
     RunStarted,
     SnapshotTaken,
@@ -42,15 +43,36 @@ def prompt_tokens(m: RunMetrics | PartMetrics) -> int:
     return m.tokens_input + m.tokens_cache_read + m.tokens_cache_write
 
 
-def _step_metrics(m: PartMetrics | None) -> dict | None:
-    if m is None or not (prompt_tokens(m) or m.tokens_output or m.cost_usd is not None):
+def cost_fields(cost: RunCost | None) -> tuple[float | None, dict]:
+    """``(cost_usd, extra)`` of a run's or a part's priced cost, the rule of ATIF's
+    ``total_cost_usd`` and step ``cost_usd``: the priced sum when every call was priced, else
+    None, with ``cost_left_out`` in ``extra`` saying which calls were not (a partial sum never
+    passes as the cost); ``extra`` also holds ``cost_prices`` (the table) when a call was priced
+    and ``reported_cost_usd`` (the agent's own figure) when it reported one."""
+    if cost is None or not cost.calls:
+        return None, {}
+    extra: dict = {}
+    if cost.left_out():
+        extra["cost_left_out"] = cost.left_out()
+    if cost.cost_usd is not None:
+        extra["cost_prices"] = cost.prices
+    if cost.reported_cost_usd is not None:
+        extra["reported_cost_usd"] = cost.reported_cost_usd
+    return (cost.cost_usd if cost.complete else None), extra
+
+
+def _step_metrics(m: PartMetrics | None, cost: RunCost | None) -> dict | None:
+    priced, cost_extra = cost_fields(cost)
+    if m is None or not (prompt_tokens(m) or m.tokens_output or priced is not None or cost_extra):
         return None
     out = {"prompt_tokens": prompt_tokens(m), "completion_tokens": m.tokens_output,
            "cached_tokens": m.tokens_cache_read}
-    if m.cost_usd is not None:
-        out["cost_usd"] = m.cost_usd
+    if priced is not None:
+        out["cost_usd"] = priced
     extra = {k: v for k, v in (("cache_creation_input_tokens", m.tokens_cache_write),
                                ("reasoning_tokens", m.tokens_reasoning)) if v}
+    cost_extra.pop("cost_prices", None)  # the run's final_metrics names the table, once
+    extra.update(cost_extra)
     if extra:
         out["extra"] = extra
     return out
@@ -90,9 +112,11 @@ class StepBuilder:
     a user message becomes one step, not two.
     """
 
-    def __init__(self, store: Store, parts: dict[int, PartMetrics], run_model: str):
+    def __init__(self, store: Store, parts: dict[int, PartMetrics], run_model: str,
+                 costs: dict[int, RunCost] | None = None):
         self.store = store
         self.parts = parts
+        self.costs = costs or {}
         self.run_model = run_model
         self.open: dict[int, _Part] = {}
         self.ended: list[int] = []
@@ -245,6 +269,6 @@ class StepBuilder:
                 "reasoning_content": "\n\n".join(part.reasoning) if part.reasoning else None,
                 "tool_calls": list(part.calls.values()) or None,
                 "observation": {"results": part.results} if part.results else None,
-                "metrics": _step_metrics(self.parts.get(n)), "extra": extra}
+                "metrics": _step_metrics(self.parts.get(n), self.costs.get(n)), "extra": extra}
         return [*self._flush_prompt(), step]
 

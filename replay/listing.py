@@ -38,9 +38,29 @@ class RunListing:
         return d
 
 
+def parse_time(value: str, option: str = "--since") -> int:
+    """An ISO date or time in ns since the epoch. A time without a zone is **UTC**, as every
+    time agtrace prints is (``ls``, ``show``, ``log``: ``2026-12-03 13:38:12Z``), so a time
+    copied from them, or from a colleague's machine, means the same instant under any ``TZ``;
+    ``+02:00`` or ``Z`` name a zone. A date alone is its midnight, UTC.
+
+    Raises:
+        ValueError: not an ISO date or time; the message names ``option`` and an example.
+    """
+    try:
+        when = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"{option} takes an ISO date or time (2026-11-20, 2026-11-20T12:00, UTC unless it "
+                         f"names a zone), not {value!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp()) * 10**9 + when.microsecond * 1000
+
+
 def parse_since(value: str, now_ns: int | None = None) -> int:
-    """A start bound in ns: an ISO date or time (local time when no zone is given), or an age
-    such as ``30m``, ``3h``, ``2d``, ``1w`` counted back from ``now_ns``.
+    """A start bound in ns: an ISO date or time (UTC when no zone is given; see
+    :func:`parse_time`), or an age such as ``30m``, ``3h``, ``2d``, ``1w`` counted back from
+    ``now_ns``.
 
     Raises:
         ValueError: the value is neither; the message says what is accepted.
@@ -51,13 +71,10 @@ def parse_since(value: str, now_ns: int | None = None) -> int:
         now_ns = now_ns if now_ns is not None else time.time_ns()
         return now_ns - int(float(m.group(1)) * _UNITS[m.group(2)] * 1e9)
     try:
-        when = dt.datetime.fromisoformat(value)
+        return parse_time(value)
     except ValueError:
-        raise ValueError(f"--since takes an ISO date or time (2026-11-20, 2026-11-20T12:00) or an age "
-                         f"(30m, 3h, 2d, 1w), not {value!r}") from None
-    if when.tzinfo is None:
-        when = when.astimezone()
-    return int(when.timestamp() * 1e9)
+        raise ValueError(f"--since takes an ISO date or time (2026-11-20, 2026-11-20T12:00, UTC unless it names "
+                         f"a zone) or an age (30m, 3h, 2d, 1w), not {value!r}") from None
 
 
 def _matches(pattern: str | None, value: str) -> bool:

@@ -16,9 +16,14 @@ Contracts:
   projection); each usage delta also goes to exactly one chat span (the model call with its
   request id, else the latest model call before it, else a chat span of its own), so the chat
   spans add up to the run's totals.
+* **Priced cost.** ``agtrace.usage.cost_usd`` is the priced cost of the costs projection
+  (``agtrace show``'s): the run's on its span, each call's on the chat span its usage goes to,
+  given only when every call it sums was priced (else ``agtrace.usage.cost_left_out`` says
+  which were not); the agent's own figure is ``agtrace.usage.reported_cost_usd``.
 * **Bounded memory.** :func:`iter_spans` gives a tool call's span as soon as it is complete
   (returned, and a later part began) and holds only the spans still open and the chat spans
-  (no content, a few hundred bytes each); they are written or sent in batches of at most
+  (no content, a few hundred bytes each) and the priced cost of each usage event not yet
+  read (a few numbers each); they are written or sent in batches of at most
   :data:`BATCH_SPANS` spans, the run's span last.
 """
 
@@ -36,6 +41,7 @@ from agtrace.eventlog import (
     MessageAdded,
     ModelCalled,
     Record,
+    RunCost,
     RunEnded,
     RunMetrics,
     RunStarted,
@@ -45,6 +51,8 @@ from agtrace.eventlog import (
     ToolReturned,
     TurnStarted,
     UsageReported,
+    call_costs,
+    run_costs,
     run_metrics,
 )
 
@@ -130,11 +138,13 @@ def iter_spans(store: Store, run_id: str, *, max_attribute_chars: int = MAX_ATTR
     ``invoke_agent`` span last. What is held is the spans not yet complete."""
     run = run_metrics(store, run_id)
     builder = _SpanBuilder(store, run_id, max_attribute_chars)
+    builder.call_costs = {c["seq"]: (c["cost_usd"], c["reason"] or f"{c['model'] or '?'} unpriced")
+                          for c in call_costs(store, run_id)}
     for rec in store.read(run_id, 1, run.events):  # the events the metrics are of, for a live run too
         builder.feed(rec)
         if builder.done:
             yield from builder.drain()
-    yield from builder.finish(run)
+    yield from builder.finish(run, run_costs(store, [run_id])[run_id])
 
 
 def resource_attributes(agent: str, version: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
@@ -165,6 +175,8 @@ class _SpanBuilder:
         self.boundary = 0
         self.last_ts = 0
         self.ended_ts: int | None = None
+        self.call_costs: dict[int, tuple[float | None, str]] = {}
+        """The priced cost of each usage event by seq, and why when it is unpriced."""
 
     def feed(self, rec: Record) -> None:
         ev, ts = rec.event, rec.ts
@@ -213,7 +225,7 @@ class _SpanBuilder:
                 keep.append((returned_in, call_id))
         self.returned = keep
 
-    def finish(self, run: RunMetrics) -> list[OtlpSpan]:
+    def finish(self, run: RunMetrics, cost: RunCost) -> list[OtlpSpan]:
         """The spans still held, as they began, then the ``invoke_agent`` span."""
         root = self.root
         root.end_ns = max(root.start_ns, self.ended_ts if self.ended_ts is not None else self.last_ts)
@@ -224,7 +236,9 @@ class _SpanBuilder:
         root.attributes.update(_clean({
             **_usage_attributes(run.tokens_input, run.tokens_output, run.tokens_cache_read,
                                 run.tokens_cache_write, run.tokens_reasoning),
-            "agtrace.usage.cost_usd": run.cost_usd, "agtrace.run.status": run.status,
+            "agtrace.usage.cost_usd": cost.cost_usd if cost.calls and cost.complete else None,
+            "agtrace.usage.cost_left_out": cost.left_out() if cost.calls else None,
+            "agtrace.usage.reported_cost_usd": run.cost_usd, "agtrace.run.status": run.status,
             "agtrace.run.reason": run.reason, "agtrace.run.parts": run.parts,
             "agtrace.run.tool_calls": run.tool_calls, "agtrace.run.tool_errors": run.tool_errors,
             "agtrace.run.model_calls": run.model_calls}))
@@ -289,11 +303,24 @@ class _SpanBuilder:
         u, a = ev.usage, span.attributes
         for key, value in _usage_attributes(u.input, u.output, u.cache_read, u.cache_write, u.reasoning).items():
             a[key] = a.get(key, 0) + value
+        self._cost(a, rec.seq)
         if ev.cost_usd is not None:
-            a["agtrace.usage.cost_usd"] = a.get("agtrace.usage.cost_usd", 0.0) + ev.cost_usd
+            a["agtrace.usage.reported_cost_usd"] = a.get("agtrace.usage.reported_cost_usd", 0.0) + ev.cost_usd
         if ev.model:
             a["gen_ai.response.model"] = ev.model
         span.end_ns = max(span.end_ns, rec.ts)
+
+    def _cost(self, a: dict[str, Any], seq: int) -> None:
+        """Add the priced cost of usage event ``seq`` to a chat span's attributes: a span with
+        an unpriced call has no cost, but ``agtrace.usage.cost_left_out``."""
+        cost, reason = self.call_costs.pop(seq, (None, "not priced"))
+        if "agtrace.usage.cost_left_out" in a:
+            return
+        if cost is None:
+            a.pop("agtrace.usage.cost_usd", None)
+            a["agtrace.usage.cost_left_out"] = reason
+        else:
+            a["agtrace.usage.cost_usd"] = a.get("agtrace.usage.cost_usd", 0.0) + cost
 
     def _tool_span(self, rec: Record, call_id: str, tool: str, start: int) -> OtlpSpan:
         span = OtlpSpan(span_id_of(self.run_id, rec.seq), self.root.span_id,

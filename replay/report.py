@@ -58,6 +58,7 @@ from agtrace.eventlog import (
     part_metrics,
     run_costs,
     run_metrics,
+    run_notes,
     score_rows,
     to_builtins,
 )
@@ -252,6 +253,17 @@ def usage_points(metrics: RunMetrics, parts: list[PartMetrics], part_cost: dict[
     return points
 
 
+def _row_order(row: list) -> tuple:
+    """A transcript row's place: by part, a note (its seq is of the scores stream) after the
+    part's events, else by seq."""
+    return row[2], row[3] == "note_added", row[0]
+
+
+def utc_clock(ts_ns: int | None) -> str:
+    """A time as the CLI prints it: UTC, marked ``Z`` (``2026-12-03 13:38:12Z``)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_ns // 10**9)) + "Z" if ts_ns else "–"
+
+
 def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None,
                 progress: Progress | None = None) -> tuple[dict, dict]:
     """The JSON a report embeds: the run (header, parts, series; ``pages``: the transcript's rows
@@ -276,7 +288,7 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
             e[4]["cost"] = priced.get(e[0])
     trees: dict[str, int] = {}
     pages: list[list] = [[]]
-    for e in sorted(fold.events, key=lambda e: (e[2], e[0])):  # transcript pages of page_parts parts
+    for e in sorted(fold.events, key=_row_order):  # transcript pages of page_parts parts
         page_no = 0 if e[2] <= 0 else (e[2] - 1) // limits.page_parts
         while len(pages) <= page_no:
             pages.append([])
@@ -284,6 +296,19 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
     scores = [[r["scored_part"], fold.rel_ms(r["ts"]), r["value"], r["passed"], r["total"], r["scorer"], r["status"]]
               for r in score_rows(store, run_id)]
     run = header(store, run_id, fold.started, metrics)
+    run["notes"] = run_notes(store, run_id)  # as show --json has them
+    noted = set()
+    for note in run["notes"]:  # a part's note also shows at its part, after the part's events
+        if note["part"] is not None and note["part"] > 0:
+            page_no = (note["part"] - 1) // limits.page_parts
+            while len(pages) <= page_no:
+                pages.append([])
+            pages[page_no].append([note["seq"], fold.rel_ms(note["ts"]), note["part"], "note_added",
+                                   {"text": fold._cut(note["text"]), "author": note["author"],
+                                    "when": utc_clock(note["ts"])}])
+            noted.add(page_no)
+    for page_no in noted:
+        pages[page_no].sort(key=_row_order)
     data = {
         "v": 1, "run": run, "t0": fold.t0, "page": limits.page_parts,
         "parts": {
@@ -335,7 +360,7 @@ def fmt_cost(run: dict) -> str:
 def header_html(run: dict) -> str:
     """The header as static HTML, so the page paints it before any script runs."""
     e = html.escape
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started_at"] / 1e9)) if run["started_at"] else "–"
+    started = utc_clock(run["started_at"])
     tests = ("–" if run["tests_final_total"] is None
              else f"{run['tests_final_passed']}/{run['tests_final_total']} passed")
     facts = [
@@ -357,4 +382,18 @@ def header_html(run: dict) -> str:
     prompt = (f"<details class=prompt><summary>task prompt</summary><pre>{e(run['prompt'])}</pre></details>"
               if run["prompt"] else "")
     return (f"<h1>run <code>{e(run['id'])}</code> <span class='status s-{e(run['status'])}'>{e(run['status'])}"
-            f"</span>{reason}</h1><dl class=facts>{dl}</dl>{prompt}")
+            f"</span>{reason}</h1><dl class=facts>{dl}</dl>{prompt}{notes_html(run.get('notes') or [])}")
+
+
+def notes_html(notes: list[dict]) -> str:
+    """The run's notes (``agtrace note``) as a list, escaped (a note is anyone's text): what
+    each is about (the run, or part N, linked), the text, who wrote it and when (UTC)."""
+    if not notes:
+        return ""
+    e = html.escape
+    items = []
+    for n in notes:
+        about = "run" if n["part"] is None else f"<a href='#part-{int(n['part'])}'>part {int(n['part'])}</a>"
+        items.append(f"<li><span class=about>{about}</span> <span class=text>{e(n['text'])}</span> "
+                     f"<span class=by>{e(n['author'] or '?')}, {e(utc_clock(n['ts']))}</span></li>")
+    return f"<section class=notes><h2>notes</h2><ul>{''.join(items)}</ul></section>"

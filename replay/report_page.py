@@ -271,6 +271,7 @@ function report(){
       case "error_occurred": return `<div class="ev ${kind}">${k}<b>${esc(b.origin)}${b.fatal ? " (fatal)" : ""}</b><pre>${esc(b.message)}</pre></div>`;
       case "file_changed": return `<div class="ev ${kind}">${k}${esc(b.change)} <code>${esc(b.path)}</code></div>`;
       case "line_logged": return `<div class="ev ${kind}">${k}${esc(b.stream)}: <code>${esc(b.text)}</code></div>`;
+      case "note_added": return `<div class="ev ${kind}">${k}<b>${esc(b.author || "?")}</b>, ${esc(b.when)}<pre>${esc(b.text)}</pre></div>`;
       case "run_ended": return `<div class="ev ${kind}">${k}<span class="status s-${esc(b.status)}">${esc(b.status)}</span> ${esc(b.reason)}</div>`;
       default: return `<div class="ev ${kind}">${k}<code>${esc(JSON.stringify(b))}</code></div>`;
     }

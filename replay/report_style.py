@@ -15,6 +15,7 @@ pre{white-space:pre-wrap;word-break:break-word;margin:4px 0}
 .s-running{background:var(--info)}.reason{font-size:14px;color:var(--mute);font-weight:400}
 dl.facts{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:2px 14px;margin:0}
 dl.facts dt{color:var(--mute)}dl.facts dd{margin:0;overflow-wrap:anywhere}
+.notes{margin-top:8px}.notes h2{font-size:14px;margin:0 0 4px}.notes ul{margin:0;padding-left:18px}.notes .text{white-space:pre-wrap}.notes .by,.notes .about{color:var(--mute);font-size:12px}
 details.prompt{margin-top:8px}details.prompt pre{background:var(--card);padding:8px;border-radius:6px;max-height:240px;overflow:auto}
 .plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:12px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
@@ -35,7 +36,7 @@ input[type=number]{width:90px}
 .o-ok,.o-pass{background:var(--ok);color:#fff}.o-error,.o-fail,.o-exit{background:var(--err);color:#fff}.o-timeout{background:var(--warn);color:#fff}
 .ev{margin:3px 0 3px 4px;padding-left:8px;border-left:3px solid var(--line)}
 .ev .k{color:var(--mute);font-size:12px;margin-right:6px}.ev.message_added{border-color:var(--info)}.ev.reasoning_added pre{font-style:italic;color:var(--mute)}
-.ev.tool_called{border-color:var(--pur)}.ev.tests_ran{border-color:var(--ok)}.ev.tests_ran.bad,.ev.error_occurred{border-color:var(--err)}
+.ev.note_added{border-color:var(--warn)}.ev.tool_called{border-color:var(--pur)}.ev.tests_ran{border-color:var(--ok)}.ev.tests_ran.bad,.ev.error_occurred{border-color:var(--err)}
 .ev.usage_reported,.ev.turn_started,.ev.turn_ended,.ev.line_logged{font-size:12px;color:var(--mute)}
 .ev details>summary{cursor:pointer;color:var(--mute);font-size:12px}.ev pre.out{max-height:300px;overflow:auto;background:var(--card);padding:6px;border-radius:5px}
 .diff{margin:6px 0;border:1px solid var(--line);border-radius:6px;overflow:hidden}

@@ -23,7 +23,7 @@ function fmtDur(s){ if (s == null) return "–"; if (s < 60) return s.toFixed(1)
   if (s < 3600) return Math.floor(s/60) + "m" + String(Math.floor(s%60)).padStart(2, "0") + "s";
   return Math.floor(s/3600) + "h" + String(Math.floor(s%3600/60)).padStart(2, "0") + "m"; }
 function fmtWhen(ns){ if (!ns) return "–"; const d = new Date(ns/1e6), p = n => String(n).padStart(2, "0");
-  return d.getFullYear() + "-" + p(d.getMonth()+1) + "-" + p(d.getDate()) + " " + p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds()); }
+  return d.getUTCFullYear() + "-" + p(d.getUTCMonth()+1) + "-" + p(d.getUTCDate()) + " " + p(d.getUTCHours()) + ":" + p(d.getUTCMinutes()) + ":" + p(d.getUTCSeconds()) + "Z"; }  // UTC, as the CLI prints it
 function bump(key){ document.body.dataset[key] = String(Number(document.body.dataset[key] || 0) + 1); }
 function diffFile(f){
   const counts = f.binary ? "binary" : "+" + f.lines_added + " −" + f.lines_removed;

@@ -39,6 +39,7 @@ from agtrace.eventlog import (
     Usage,
     UsageReported,
     part_metrics,
+    run_costs,
     run_metrics,
 )
 from agtrace.replay import ExportError, OutputNotEmpty, export_atif, export_otlp, trajectory
@@ -243,6 +244,8 @@ def test_atif_trajectories_load_and_validate_with_harbors_models(sample, store, 
             or p.cost_usd is not None}, name
         assert got["final"]["total_prompt_tokens"] == f["input"], name
         assert got["final"]["total_completion_tokens"] == f["output"], name
+        cost = run_costs(store, [run_id])[run_id]  # the priced cost, when whole (docs/export.md)
+        assert got["final"].get("total_cost_usd") == (cost.cost_usd if cost.calls and cost.complete else None), name
 
 
 def test_blobbed_texts_unfinished_parts_and_calls_without_results(tmp_path):

@@ -114,3 +114,26 @@ def test_hand_fed_runs_list_beside_the_others(tmp_path):
     proc = run_agtrace(["ls"], root, check=True)
     assert _ids(proc) == [new, old]
     assert "t/new" in proc.stdout.decode().splitlines()[1]
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+def test_times_are_printed_and_read_in_utc_whatever_the_machines_zone(listed, tz):
+    """``export --since 2026-12-03T13:38:12`` (no zone) was read as local time: under
+    TZ=America/New_York it exported 0 of 158 events, 158 under UTC, and ``ls`` printed local
+    times without saying so. Now a time without a zone is UTC everywhere, ``ls`` prints UTC
+    (marked ``Z``), and a time copied from ``ls`` selects the same runs and events anywhere."""
+    import time
+
+    root, ids = listed
+    env = {"TZ": tz}
+    tenth = T0 + 9 * 60 * SECOND
+    want = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(tenth / SECOND)) + "Z"
+    rows = run_agtrace(["ls", "--all"], root, env=env, check=True).stdout.decode().splitlines()
+    printed = next(line for line in rows if line.startswith(ids[9])).split()[-2:]
+    assert " ".join(printed) == want
+    for since in (want, want[:-1], want[:-1].replace(" ", "T")):  # as printed, and without its zone
+        proc = run_agtrace(["ls", "--all", "--json", "--since", since], root, env=env, check=True)
+        assert sorted(r["id"] for r in json.loads(proc.stdout)) == sorted(ids[9:]), since
+        proc = run_agtrace(["export", "--all", "--since", since, "--format", "jsonl", "-o", "-"], root, env=env,
+                           check=True)
+        assert len(proc.stdout.splitlines()) == 3 * (N - 9), since

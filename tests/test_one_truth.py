@@ -101,7 +101,7 @@ def _lines(path: Path) -> list[dict]:
 
 def _unflat(row: dict) -> dict:
     """Export writes nested values as JSON text (one scalar type per column); read them back."""
-    return {k: json.loads(v) if k in ("tools", "tags") and isinstance(v, str) else v for k, v in row.items()}
+    return {k: json.loads(v) if k in ("tools", "tags", "cost") and isinstance(v, str) else v for k, v in row.items()}
 
 
 def _blocks(page: str) -> dict:
@@ -378,3 +378,77 @@ def test_the_transcripts_usage_rows_show_the_priced_cost_and_label_the_reported_
     bodies = [e[4] for name, page in sorted(blocks.items()) if name.startswith("agtrace-page-")
               for e in page if e[3] == "usage_reported"]
     assert [(b["cost"], b["reported_cost"]) for b in bodies] == [(pytest.approx(priced), 0.01), (None, 0.02)]
+
+
+def _span_attrs(path: Path) -> list[dict]:
+    """Every span of an OTLP JSON lines file, as ``{"name", **attributes}`` (values unwrapped)."""
+    out = []
+    for line in path.read_text().splitlines():
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                for span in ss["spans"]:
+                    attrs = {a["key"]: next(iter(a["value"].values())) for a in span.get("attributes", [])}
+                    out.append({"name": span["name"], **attrs})
+    return out
+
+
+def test_atif_and_otlp_carry_the_priced_cost_and_the_reported_one_apart(tmp_path):
+    """B5: ATIF's ``total_cost_usd``/step ``cost_usd`` and OTLP's ``agtrace.usage.cost_usd`` were
+    the agent-reported cost (absent for a codex rollout the report prices at $2.3332). Now the
+    priced cost of ``show``; a run or part with an unpriced call leaves the figure out and says
+    why; what the agent reported is ``reported_cost_usd``."""
+    store = tmp_path / "store"
+    model = "claude-sonnet-4-20250514"
+    whole = _new_run(store, "--model", model, "--task-id", "b5")
+    _append(store, whole,
+            {"part": 1, "kind": "usage_reported", "usage": {"input": 1000, "output": 50}, "model": model,
+             "cost_usd": 0.01},
+            {"part": 1, "kind": "part_ended", "part_kind": "message", "title": "x"},
+            {"part": 2, "kind": "usage_reported", "usage": {"input": 500, "output": 20}, "model": model},
+            {"part": 2, "kind": "part_ended", "part_kind": "message", "title": "y"})
+    partial = _new_run(store, "--model", model, "--task-id", "b5-partial")
+    _append(store, partial,
+            {"part": 1, "kind": "usage_reported", "usage": {"input": 1000, "output": 50}, "model": model},
+            {"part": 1, "kind": "part_ended", "part_kind": "message", "title": "x"},
+            {"part": 2, "kind": "usage_reported", "usage": {"input": 500, "output": 20}, "model": "no-such-model",
+             "cost_usd": 0.002},
+            {"part": 2, "kind": "part_ended", "part_kind": "message", "title": "y"})
+    for run in (whole, partial):
+        run_agtrace(["close", run, "--status", "completed"], store, check=True)
+    cost = {r: _json(run_agtrace(["show", r, "--json"], store, check=True))["cost"] for r in (whole, partial)}
+    per_part = {r: [m["cost_usd"] for m in _json(run_agtrace(["metrics", r, "--per-part", "--json"], store,
+                                                             check=True))] for r in (whole, partial)}
+    assert cost[whole]["complete"] and not cost[partial]["complete"]
+    run_agtrace(["export", whole, partial, "--format", "atif", "-o", str(tmp_path / "atif")], store, check=True)
+    t = json.loads((tmp_path / "atif" / f"{whole}.json").read_text())
+    final = t["final_metrics"]
+    assert final["total_cost_usd"] == pytest.approx(cost[whole]["cost_usd"]) != pytest.approx(0.01)
+    assert final["extra"]["reported_cost_usd"] == pytest.approx(0.01)
+    assert final["extra"]["cost_prices"] == cost[whole]["prices"]
+    steps = [s for s in t["steps"] if s.get("metrics")]
+    assert sum(s["metrics"]["cost_usd"] for s in steps) == pytest.approx(cost[whole]["cost_usd"])
+    assert all(s["metrics"]["cost_usd"] > 0 for s in steps)  # part 2: priced, though nothing was reported
+    assert steps[0]["metrics"]["extra"]["reported_cost_usd"] == per_part[whole][0] == pytest.approx(0.01)
+    assert "reported_cost_usd" not in steps[1]["metrics"].get("extra", {})
+
+    t = json.loads((tmp_path / "atif" / f"{partial}.json").read_text())
+    final = t["final_metrics"]
+    assert "total_cost_usd" not in final  # a partial sum never passes as the run's cost
+    assert "no-such-model" in final["extra"]["cost_left_out"]
+    assert final["extra"]["reported_cost_usd"] == pytest.approx(0.002)
+    first, second = (s["metrics"] for s in t["steps"] if s.get("metrics"))
+    assert first["cost_usd"] == pytest.approx(cost[partial]["cost_usd"])  # part 1 is wholly priced
+    assert "cost_usd" not in second and "no-such-model" in second["extra"]["cost_left_out"]
+    assert second["extra"]["reported_cost_usd"] == pytest.approx(0.002)
+
+    run_agtrace(["export", whole, partial, "--format", "otlp", "-o", str(tmp_path / "t.jsonl")], store, check=True)
+    spans = _span_attrs(tmp_path / "t.jsonl")
+    roots = {s["agtrace.run.id"]: s for s in spans if s["gen_ai.operation.name"] == "invoke_agent"}
+    assert roots[whole]["agtrace.usage.cost_usd"] == pytest.approx(cost[whole]["cost_usd"])
+    assert roots[whole]["agtrace.usage.reported_cost_usd"] == pytest.approx(0.01)
+    assert "agtrace.usage.cost_usd" not in roots[partial]
+    assert "no-such-model" in roots[partial]["agtrace.usage.cost_left_out"]
+    chats = [s for s in spans if s["gen_ai.operation.name"] == "chat"]
+    assert [(s.get("agtrace.usage.cost_usd") is not None, s.get("agtrace.usage.reported_cost_usd"))
+            for s in chats] == [(True, 0.01), (True, None), (True, None), (False, 0.002)]
+    assert sum(s.get("agtrace.usage.cost_usd", 0) for s in chats[:2]) == pytest.approx(cost[whole]["cost_usd"])

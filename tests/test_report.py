@@ -19,6 +19,7 @@ from agtrace.eventlog import (
     Store,
     Usage,
     UsageReported,
+    add_note,
 )
 from agtrace.replay.compare import compare_table, render_compare
 from agtrace.replay.report import ReportLimits, RunFold, render_report, report_data
@@ -353,3 +354,43 @@ def test_compare_in_headless_chromium(demo, tmp_path):
         paths = browser.eval("[...document.querySelectorAll('#plots svg')].map(s => s.querySelectorAll('path').length)")
         assert paths == [2, 2, 2, 1], paths  # tests, rate, tokens for both runs; only one run has a cost
         browser.screenshot(ARTIFACTS / "compare.png")
+
+
+HOSTILE_NOTE = '<img src=x onerror=alert(1)><img src=y onerror="window.PWNED=1"></script><b>'
+
+
+def _noted_run(store: Store) -> str:
+    """A run of two parts with a note on the run and one on part 2, both HTML."""
+    w = store.create_run(RunStarted(agent="hand", task_id="t/notes"))
+    for n in (1, 2):
+        w.append(MessageAdded(role="assistant", text=f"message {n}"), part=n)
+        w.append(PartEnded(part_kind="message", title=f"m{n}"), part=n)
+    w.append(RunEnded(status="completed"))
+    store.close_writer(w)
+    add_note(store, w.run_id, "run note " + HOSTILE_NOTE, author="ann")
+    add_note(store, w.run_id, "part note " + HOSTILE_NOTE, part=2, author="bob")
+    return w.run_id
+
+
+@needs_chromium
+def test_notes_show_in_the_header_and_at_their_part_escaped(store, tmp_path):
+    """Notes (``agtrace note``) were on no page: ``show`` listed them, the report did not. Now the
+    header lists every note and the transcript shows a part's note at its part; note text is
+    hostile HTML and stays text (real Chromium: no element made, no request, nothing run)."""
+    run_id = _noted_run(store)
+    page = tmp_path / "report.html"
+    page.write_text(render_report(store, run_id))
+    assert "<img" not in page.read_text()
+    with chromium.Chromium() as browser:
+        browser.open(page)
+        assert browser.console_errors() == []
+        assert browser.requests() == [page.resolve().as_uri()]  # no <img> was made, so none loaded
+        assert browser.eval("window.PWNED === undefined && document.querySelectorAll('img').length === 0")
+        notes = browser.eval("[...document.querySelectorAll('header .notes li')].map(li => li.textContent)")
+        assert len(notes) == 2 and "run note " + HOSTILE_NOTE in notes[0] and "ann" in notes[0]
+        assert "part 2" in notes[1] and "part note " + HOSTILE_NOTE in notes[1] and "bob" in notes[1]
+        at = browser.eval("[...document.querySelectorAll('#parts section.part')].map(s => [s.dataset.part, "
+                          "[...s.querySelectorAll('.ev.note_added')].map(e => e.textContent)])")
+        assert [(p, len(texts)) for p, texts in at] == [("1", 0), ("2", 1)]
+        assert "part note " + HOSTILE_NOTE in at[1][1][0] and "bob" in at[1][1][0]
+        assert browser.console_errors() == []

@@ -210,6 +210,23 @@ def test_run_page_browses_files_at_any_part(site):
     _no_page_errors(browser)
 
 
+def test_run_page_shows_the_runs_notes_as_text(site):
+    """Notes were on no page of the viewer (``show`` listed them). The run page shows each, in
+    the header and at its part; a note's HTML stays text."""
+    server, browser, root, _, demo, _, _ = site
+    hostile = '<img src=x onerror="window.PWNED=1"> look <b>here</b>'
+    run_agtrace(["note", demo, "run: " + hostile], root, check=True)
+    run_agtrace(["note", demo, "--part", "3", "part: " + hostile], root, check=True)
+    browser.open(f"{server.base}/runs/{demo}", ready="document.body.dataset.ready")
+    _no_page_errors(browser)
+    notes = browser.eval("[...document.querySelectorAll('header .notes li .text')].map(e => e.textContent)")
+    assert notes == ["run: " + hostile, "part: " + hostile]
+    browser.eval("document.getElementById('part-3').scrollIntoView()")
+    assert browser.eval("document.querySelector('#part-3 .ev.note_added pre').textContent") == "part: " + hostile
+    assert browser.eval("document.querySelectorAll('main img').length") == 0
+    _no_page_errors(browser)
+
+
 def test_compare_page_diffs_two_runs_at_chosen_parts(site):
     server, browser, _, _, demo, other, _ = site
     browser.open(f"{server.base}/compare?runs={demo},{other}", ready="document.body.dataset.ready && document.body.dataset.diffs")
