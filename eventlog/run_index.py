@@ -7,8 +7,9 @@ Python. The live status is the only figure the database cannot hold (it depends 
 writer holds the run's lock): the runs without an end event are few, their statuses are
 computed first (:func:`live_statuses`) and handed to the query as a list of running ids.
 
-Costs come from the ``usage_costs`` table of a costs projection when the store has one, else
-from the metrics' reported ``cost_usd``; tags from ``run_tags`` (tags added after the fact)
+Costs come from the ``usage_costs`` table of a costs projection when the store has one (the sum
+over the priced calls, as ``show``'s, with ``cost_unpriced`` counting the calls left out, so a
+partial sum never shows as whole), else from the metrics' reported ``cost_usd``; tags from ``run_tags`` (tags added after the fact)
 over ``run_started``'s when that table exists.
 """
 
@@ -111,8 +112,10 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
     conn = store.catalog.conn
     live = live_statuses(store) if live is None else live
     running = json.dumps([r for r, (s, _) in live.items() if s == "running"])
-    cost = ("(SELECT sum(c.cost_usd) FROM usage_costs c WHERE c.run_id = r.id)"
-            if _has_table(conn, "usage_costs") else "m.cost_usd")
+    priced = _has_table(conn, "usage_costs")
+    cost = "(SELECT sum(c.cost_usd) FROM usage_costs c WHERE c.run_id = r.id)" if priced else "m.cost_usd"
+    unpriced = ("(SELECT count(*) - count(c.cost_usd) FROM usage_costs c WHERE c.run_id = r.id)"
+                if priced else "NULL")
     overrides = _has_table(conn, "run_tags")
     score_where = "s.run_id = r.id AND s.value IS NOT NULL" + (" AND s.scorer = :scorer" if query.scorer else "")
     score = f"(SELECT s.value FROM scores s WHERE {score_where} ORDER BY s.scored_part DESC, s.seq DESC LIMIT 1)"
@@ -182,7 +185,7 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
                 if overrides else "NULL")
     select = (f"SELECT r.id, r.agent, r.agent_version, r.model, r.task_id, {status} AS status, r.end_reason, "
               f"r.parts, r.events, r.started_at, r.ended_at, r.last_ts, {duration} AS duration_s, r.tags, "
-              f"{tag_json} AS tag_overrides, r.parent_run, m.tokens, {cost} AS cost_usd, m.tests_final_passed, "
+              f"{tag_json} AS tag_overrides, r.parent_run, m.tokens, {cost} AS cost_usd, {unpriced} AS cost_unpriced, m.tests_final_passed, "
               f"m.tests_final_failed, m.tests_final_total, m.tool_calls, m.tool_errors, {score} AS score ")
     # the page's ids first (only the sort key is computed per matching run), then their columns
     page_ids = [r[0] for r in conn.execute(f"SELECT r.id {base} ORDER BY {order} LIMIT :limit OFFSET :offset",
@@ -209,7 +212,7 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
 
 ROW_KEYS = ("id", "agent", "agent_version", "model", "task_id", "status", "reason", "parts", "events",
             "started_at", "ended_at", "duration_s", "tags", "parent_run", "tokens", "cost_usd",
-            "tests_passed", "tests_failed", "tests_total", "tool_calls", "tool_errors", "score")
+            "cost_unpriced", "tests_passed", "tests_failed", "tests_total", "tool_calls", "tool_errors", "score")
 """The keys of an index row."""
 
 
@@ -226,7 +229,8 @@ def _row(r: dict, live: dict[str, tuple[str, str]]) -> dict:
         "model": r["model"] or "", "task_id": r["task_id"] or "", "status": r["status"], "reason": reason,
         "parts": r["parts"] or 0, "events": r["events"] or 0, "started_at": r["started_at"],
         "ended_at": r["ended_at"], "duration_s": r["duration_s"], "tags": tags, "parent_run": r["parent_run"] or "",
-        "tokens": r["tokens"], "cost_usd": r["cost_usd"], "tests_passed": r["tests_final_passed"],
+        "tokens": r["tokens"], "cost_usd": r["cost_usd"],
+        "cost_unpriced": r["cost_unpriced"] or 0, "tests_passed": r["tests_final_passed"],
         "tests_failed": r["tests_final_failed"], "tests_total": r["tests_final_total"],
         "tool_calls": r["tool_calls"], "tool_errors": r["tool_errors"], "score": r["score"],
     }

@@ -19,6 +19,9 @@ async function api(url){ const r = await fetch(url, {credentials: "same-origin",
 const viewerData = () => JSON.parse(document.getElementById("viewer-data").textContent);
 const fmtInt = v => v == null ? "–" : Number(v).toLocaleString("en-US");
 const fmtUsd = v => v == null ? "–" : "$" + (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(4));
+// as `show` labels it: a partial sum never shows as whole ("$0.0100 + unpriced", "unpriced")
+const fmtCost = r => !r.cost_unpriced ? fmtUsd(r.cost_usd)
+  : r.cost_usd == null ? "unpriced" : fmtUsd(r.cost_usd) + " + unpriced";
 function fmtDur(s){ if (s == null) return "–"; if (s < 60) return s.toFixed(1) + "s";
   if (s < 3600) return Math.floor(s/60) + "m" + String(Math.floor(s%60)).padStart(2, "0") + "s";
   return Math.floor(s/3600) + "h" + String(Math.floor(s%3600/60)).padStart(2, "0") + "m"; }
@@ -61,7 +64,7 @@ function cells(tr, r){
   tr.append(el("td", {}, box), el("td", {}, el("a", {href: "/runs/" + encodeURIComponent(r.id), text: r.id.slice(0, 12), title: r.id})),
     td(r.agent), td(r.model), td(r.task_id, "task", r.task_id), el("td", {}, status), td(fmtInt(r.parts), "num"),
     td(tests, "num"), td(r.score == null ? "–" : (+r.score.toFixed(3)).toString(), "num"), td(fmtInt(r.tokens), "num"),
-    td(fmtUsd(r.cost_usd), "num"), td(fmtDur(r.duration_s), "num"), td(fmtWhen(r.started_at)), tags);
+    td(fmtCost(r), "num"), td(fmtDur(r.duration_s), "num"), td(fmtWhen(r.started_at)), tags);
   return tr; }
 function render(page){
   last = page; tbody.textContent = ""; let task = null;

@@ -452,3 +452,34 @@ def test_atif_and_otlp_carry_the_priced_cost_and_the_reported_one_apart(tmp_path
     assert [(s.get("agtrace.usage.cost_usd") is not None, s.get("agtrace.usage.reported_cost_usd"))
             for s in chats] == [(True, 0.01), (True, None), (True, None), (False, 0.002)]
     assert sum(s.get("agtrace.usage.cost_usd", 0) for s in chats[:2]) == pytest.approx(cost[whole]["cost_usd"])
+
+
+def test_the_viewers_run_list_shows_the_cost_of_show_and_no_partial_sum_as_whole(tmp_path):
+    """Issue: `agtrace view`'s run list showed the sum of a run's priced calls as its cost
+    (`$0.0037`) where `show` says `$0.0037 + unpriced (no-such-model)`. Now each index row
+    carries show's sum and how many calls it leaves out (`cost_unpriced`), and the list labels
+    them as show does."""
+    from agtrace.eventlog import IndexQuery, Store, index_runs, run_costs
+
+    store = tmp_path / "store"
+    model = "claude-sonnet-4-20250514"
+    call = {"part": 1, "kind": "usage_reported", "usage": {"input": 1000, "output": 50}, "model": model}
+    unpriced = {**call, "model": "no-such-model", "cost_usd": 0.002}
+    runs = {"whole": (call,), "partial": (call, unpriced), "unpriced": (unpriced,), "no usage": ()}
+    ids = {}
+    for label, events in runs.items():
+        ids[label] = _new_run(store, "--model", model)
+        _append(store, ids[label], *events, {"part": 1, "kind": "part_ended", "part_kind": "message", "title": "x"})
+    s = Store(store)
+    try:
+        costs = run_costs(s, list(ids.values()))  # what the viewer folds before it lists
+        rows = {r["id"]: r for r in index_runs(s, IndexQuery(limit=10)).rows}
+    finally:
+        s.close()
+    for label, run_id in ids.items():
+        cost, row = costs[run_id], rows[run_id]
+        assert (row["cost_usd"], row["cost_unpriced"]) == (cost.cost_usd, cost.calls - cost.priced_calls), label
+    assert rows[ids["partial"]]["cost_unpriced"] == 1 and rows[ids["partial"]]["cost_usd"] > 0
+    assert rows[ids["unpriced"]]["cost_usd"] is None and rows[ids["no usage"]]["cost_unpriced"] == 0
+    script = (REPO / "replay" / "viewer_script.py").read_text()
+    assert 'fmtUsd(r.cost_usd) + " + unpriced"' in script and "td(fmtCost(r)" in script
