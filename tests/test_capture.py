@@ -213,6 +213,22 @@ def test_interrupt_stops_the_agent_and_ends_the_run(tmp_path, demo_repo, sig):
     assert isinstance(recs[-1].event, RunEnded)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_demo_exits_130(tmp_path, sig):
+    """`agtrace demo` interrupted exited 1, like a failed run; the README's code for an
+    interrupted command is 130, as `run` exits."""
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", "demo",
+                             "--workdir", str(tmp_path / "demo"), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "AGTRACE_HOME": str(store)})
+    _wait_for_parts(store, 1)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert json.loads(out.decode().splitlines()[-1])["status"] == "interrupted", err.decode()
+    assert proc.returncode == 130, err.decode()
+
+
 def test_sigkill_of_the_capture_process_shows_crashed_and_keeps_what_was_flushed(tmp_path, demo_repo):
     proc = _start_capture(tmp_path, demo_repo, "--hang")
     run_id = _wait_for_parts(tmp_path / "store", 2)
