@@ -22,7 +22,7 @@ from agtrace.capture import (
 from agtrace.eventlog import remote_for
 
 from .errors import EXIT_INTERRUPTED, UserError
-from .main import pass_ctx
+from .main import ReaderGone, pass_ctx
 from .output import duration, echo_json, shorten, warn
 from .runs import parse_tags, read_text_arg, seconds_option
 
@@ -111,18 +111,25 @@ def _raw_only(agent: str, **options) -> None:
 
 
 def _finish(summary: RunSummary, as_json: bool, stderr: _Stderr) -> None:
+    """Print the run's summary; exit with the run's code (0 completed, 130 interrupted, else 1),
+    also when standard output's reader is gone (`run --json … | head -0`): the run's failure
+    wins over the reader that left."""
     for warning in summary.warnings:
         stderr.call(warn, warning)
-    if as_json:
-        echo_json(summary.to_dict())
-    else:
-        reason = f" ({summary.reason})" if summary.reason else ""
-        stderr.say(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
-                   f"{summary.tokens:,} tokens, {duration(summary.duration_s)}")
-        click.echo(summary.run_id)
-    _exit_interrupted(summary)
-    if summary.status != "completed":
-        sys.exit(1)
+    code = 0 if summary.status == "completed" else EXIT_INTERRUPTED if summary.status == "interrupted" else 1
+    try:
+        if as_json:
+            echo_json(summary.to_dict())
+        else:
+            reason = f" ({summary.reason})" if summary.reason else ""
+            stderr.say(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
+                       f"{summary.tokens:,} tokens, {duration(summary.duration_s)}")
+            click.echo(summary.run_id)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise ReaderGone(code) from None
+    if code:
+        sys.exit(code)
 
 
 def _exit_interrupted(summary: RunSummary) -> None:
