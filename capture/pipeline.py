@@ -10,6 +10,8 @@ ports (:mod:`agtrace.capture.port`) and call it. Contracts, the same on every ba
   the part it was printed in, stored after the end of the part a marker line closes); every
   stderr line as ``line_logged``. Parsed events follow their raw record. A line the adapter
   cannot parse is stored as a raw record with its parse error; capture never stops for bad output.
+  A line longer than :data:`~agtrace.capture.process.MAX_LINE_BYTES` is stored in pieces as it
+  arrives (``continued``; see :meth:`_Capture._store_line`), so memory stays bounded.
 * When a line (or a tick) ends a part, the agent's process group is frozen, the part's
   snapshot is taken and stored, and the group is thawed, also when the snapshot fails; so the
   tree cannot change under the snapshot and later edits cannot leak into it. A backend that
@@ -51,6 +53,7 @@ import msgspec
 
 from agtrace.eventlog import ErrorOccurred, LineLogged, PartEnded, RawRecorded, Store, run_metrics
 
+from . import process
 from .adapter import Adapter, Emit, unknown_warning
 from .adapters import make_adapter
 from .errors import AgentNotFound, CaptureError
@@ -214,6 +217,8 @@ class _Capture:
         self.failure = ""
         self.dropped: SnapshotPort | None = None
         self.line_no = {"stdout": 0, "stderr": 0}
+        self.piece = {"stdout": 0, "stderr": 0}
+        """Per stream: how many pieces of a long line (:attr:`Line.continued`) came before this."""
         self.exited_at: float | None = None
         self.stopped_at: float | None = None
         self.next_exit_poll = 0.0
@@ -308,17 +313,33 @@ class _Capture:
 
     def _store_line(self, line: Line) -> None:
         """Redact the line (with its stream's state: a private key spans lines) before the
-        adapter, the live view or the log see it; its raw record says how many it lost."""
-        self.line_no[line.stream] += 1
-        text, n = self.recorder.redactor.redact_line(line.text, line.stream)
+        adapter, the live view or the log see it; its raw record says how many it lost.
+
+        A line longer than the reader's piece size comes in pieces (:attr:`Line.continued`),
+        each stored as it comes with ``continued`` on all but the last, so memory stays bounded:
+        the raw adapter sees the first piece as the line (its marker or title), a structured
+        adapter none of them (a JSON record can only be parsed whole): they are kept as raw
+        records, with a parse error saying why."""
+        stream = line.stream
+        piece = self.piece[stream]
+        if not piece:
+            self.line_no[stream] += 1
+        self.piece[stream] = piece + 1 if line.continued else 0
+        text, n = self.recorder.redactor.redact_line(line.text, stream)
         redactions = n or int(text != line.text)  # a key's body line: the block was counted once
-        line = Line(line.stream, text, line.ts, line.frozen) if redactions else line
+        line = Line(stream, text, line.ts, line.frozen, line.continued) if redactions else line
         if self.on_line:
-            self.on_line(line.stream, line.text)
-        self._store(self.adapter.feed(line.text, line.stream), line=line, redactions=redactions)
+            self.on_line(stream, line.text)
+        long_line = bool(piece) or line.continued
+        if piece or (long_line and self.adapter.name != "raw" and stream == "stdout"):
+            self._store([], line=line, redactions=redactions, long_line=long_line)
+        else:
+            self._store(self.adapter.feed(line.text, stream), line=line, redactions=redactions)
+        if long_line:  # written out now: the writer's buffer is bounded by time, not by size
+            self.recorder.writer.flush(sync=False)
 
     def _store(self, emits: Iterable[Emit], *, line: Line | None = None, freeze: bool = True,
-               redactions: int = 0) -> None:
+               redactions: int = 0, long_line: bool = False) -> None:
         """Store a line's verbatim record and what the adapter made of it (or a tick's emits);
         a part that ends among them is snapshotted with the agent frozen."""
         emits = list(emits)
@@ -336,12 +357,12 @@ class _Capture:
         try:
             raw = self.adapter.name == "raw"
             if line is not None and not raw:
-                self._store_verbatim(line, emits, redactions)
+                self._store_verbatim(line, emits, redactions, long_line)
             ts = line.ts if line is not None else None
             for emit in emits:
                 self._emit(emit, ts)
             if line is not None and raw:  # after the part it ended: the line belongs to the next
-                self._store_verbatim(line, emits, redactions)
+                self._store_verbatim(line, emits, redactions, long_line)
         finally:
             if ticket is not None:
                 try:
@@ -359,15 +380,18 @@ class _Capture:
         self.recorder.warnings.append(message)
         self.recorder.emit(ErrorOccurred(message=message, origin="capture"), part)
 
-    def _store_verbatim(self, line: Line, emits: list[Emit], redactions: int) -> None:
+    def _store_verbatim(self, line: Line, emits: list[Emit], redactions: int, long_line: bool = False) -> None:
+        logged = LineLogged(stream=line.stream, text=line.text, redactions=redactions, continued=line.continued)
         if self.adapter.name == "raw":  # in the part it was printed in
-            self.recorder.emit(LineLogged(stream=line.stream, text=line.text, redactions=redactions),
-                               getattr(self.adapter, "line_part", None), ts=line.ts)
+            self.recorder.emit(logged, getattr(self.adapter, "line_part", None), ts=line.ts)
         elif line.stream == "stderr":
-            self.recorder.emit(LineLogged(stream=line.stream, text=line.text, redactions=redactions), ts=line.ts)
+            self.recorder.emit(logged, ts=line.ts)
         elif not any(isinstance(e.event, RawRecorded) for e in emits):
+            problem = (f"a line longer than {process.MAX_LINE_BYTES} bytes, kept in pieces and not parsed"
+                       if long_line else "")
             self.recorder.emit(RawRecorded(source=self.adapter.name, text=line.text, redactions=redactions,
-                                           location=f"stdout:{self.line_no['stdout']}"), ts=line.ts)
+                                           location=f"stdout:{self.line_no['stdout']}", parse_error=problem,
+                                           continued=line.continued), ts=line.ts)
         for i, emit in enumerate(emits):
             if isinstance(emit.event, RawRecorded) and not emit.event.location:
                 location = f"{line.stream}:{self.line_no[line.stream]}"

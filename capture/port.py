@@ -38,6 +38,9 @@ class Line:
     """Set when the reader froze the agent as this line arrived (a marker that ends a part): the
     hold's ticket (:meth:`AgentPort.freeze`: the process's ``deadline_thaws`` then), which the
     capture thaws once the part's snapshot is taken; None otherwise."""
+    continued: bool = False
+    """The line goes on in the next line of the stream: this is a piece of a line longer than
+    :data:`~agtrace.capture.process.MAX_LINE_BYTES` (see :func:`~agtrace.capture.process.read_pieces`)."""
 
 
 @runtime_checkable

@@ -1,6 +1,8 @@
 """The agent process port's shared machinery, and its local adapter.
 
-* :class:`LineQueue`: lines of both streams, in arrival order, read with a bounded wait.
+* :func:`read_pieces`: the lines of a pipe, a line longer than :data:`MAX_LINE_BYTES` in pieces.
+* :class:`LineQueue`: lines of both streams, in arrival order, read with a bounded wait and a
+  bounded backlog.
 * :class:`ProcessGroup`: freeze/thaw/stop of an agent's process group, written once over a few
   primitives (signal the group, does it exist, start a supervisor beside it), so that both the
   local process and the process in a sandbox freeze, thaw and stop the same way. The freeze is
@@ -19,7 +21,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .errors import AgentNotFound
 from .port import Line
@@ -33,6 +35,57 @@ CONFIRM_S = 0.05
 """How long after a thaw the group gets its confirming SIGCONT (see :class:`ProcessGroup`)."""
 SUPERVISOR_SLACK_S = 2.0
 """The supervisor's own deadline is this much later: it is the backstop of the capture's."""
+MAX_LINE_BYTES = 8 * 1024 * 1024
+"""The most of one line the capture holds (8 MiB): a longer line (an agent that ``cat``s a
+binary) is read and stored in pieces of at most this many bytes (:func:`read_pieces`), so that
+memory stays bounded whatever the agent prints. Read when a reader starts."""
+CUT_WINDOW_BYTES = 64 * 1024
+"""A piece ends after the last whitespace within this many bytes of its end, when there is one,
+so that a word (a secret the redactor must see whole) is rarely cut in two."""
+BACKLOG_PIECES = 4
+"""A reader waits while the lines queued for the capture hold more than this many times
+:data:`MAX_LINE_BYTES` (the agent then blocks on its full pipe, as it would on a slow terminal)."""
+
+
+def read_pieces(pipe, cap: int | None = None) -> Iterator[tuple[bytes, bool]]:
+    """The lines of a binary ``pipe`` as ``(bytes, continued)``, each without its line end.
+
+    A line of at most ``cap`` bytes (default :data:`MAX_LINE_BYTES`) comes whole with
+    ``continued`` False. A longer line comes in pieces of at most ``cap`` bytes: each but the last
+    has ``continued`` True and is cut after its last whitespace within :data:`CUT_WINDOW_BYTES` of
+    its end, else never inside a UTF-8 character; together they are the line's bytes exactly. At
+    most ``cap`` bytes (plus a cut-off tail of at most :data:`CUT_WINDOW_BYTES`) are held at once.
+    """
+    cap = max(2 * 4, cap or MAX_LINE_BYTES)
+    carry = b""
+    while True:
+        raw = pipe.readline(cap - len(carry))
+        if carry:
+            raw, carry = carry + raw, b""
+        if not raw:
+            return
+        if raw.endswith(b"\n") or len(raw) < cap:  # a whole line (or the last, unterminated one)
+            yield raw.rstrip(b"\r\n"), False
+            continue
+        cut = _cut(raw, window=min(CUT_WINDOW_BYTES, cap // 2))
+        carry = raw[cut:]
+        yield raw[:cut], True
+
+
+def _cut(raw: bytes, window: int) -> int:
+    """Where to end a piece of ``raw`` (see :func:`read_pieces`)."""
+    low = len(raw) - window
+    space = max(raw.rfind(b" ", low), raw.rfind(b"\t", low), raw.rfind(b"\r", low))
+    if space >= 0:
+        return space + 1
+    for back in range(1, 4):  # never inside a UTF-8 sequence
+        byte = raw[-back]
+        if byte & 0xC0 == 0x80:
+            continue
+        if byte >= 0xC0 and (2 if byte < 0xE0 else 3 if byte < 0xF0 else 4) > back:
+            return len(raw) - back
+        break
+    return len(raw)
 
 
 class LineQueue:
@@ -40,16 +93,34 @@ class LineQueue:
 
     Each stream is closed once (:meth:`close`); :attr:`done` is true when every stream is closed
     and every line was read. A producer that fails closes its stream with the error, which
-    :meth:`get` raises (after the lines that came before it).
+    :meth:`get` raises (after the lines that came before it). The backlog is bounded: :meth:`put`
+    waits while the lines not yet read hold more than :data:`BACKLOG_PIECES` times
+    :data:`MAX_LINE_BYTES` characters, until the consumer reads or :meth:`abandon` is called.
     """
 
     def __init__(self, streams: Sequence[str] = ("stdout", "stderr")):
         self._q: queue.Queue = queue.Queue()
         self._open = len(streams)
         self.error: BaseException | None = None
+        self._backlog = 0
+        self._limit = BACKLOG_PIECES * MAX_LINE_BYTES
+        self._room = threading.Condition()
+        self._abandoned = False
 
-    def put(self, stream: str, text: str, ts: int | None = None, frozen: int | None = None) -> None:
-        self._q.put(Line(stream, text, ts if ts is not None else time.time_ns(), frozen))
+    def put(self, stream: str, text: str, ts: int | None = None, frozen: int | None = None,
+            continued: bool = False) -> None:
+        with self._room:
+            while self._backlog > self._limit and not self._abandoned:
+                self._room.wait()
+            self._backlog += len(text)
+        self._q.put(Line(stream, text, ts if ts is not None else time.time_ns(), frozen, continued))
+
+    def abandon(self) -> None:
+        """The consumer reads no more: producers never wait again (what they put is dropped
+        with the queue)."""
+        with self._room:
+            self._abandoned = True
+            self._room.notify_all()
 
     def close(self, stream: str, error: BaseException | None = None) -> None:
         self._q.put((stream, error))
@@ -67,6 +138,9 @@ class LineQueue:
             except queue.Empty:
                 return None
             if isinstance(item, Line):
+                with self._room:
+                    self._backlog -= len(item.text)
+                    self._room.notify_all()
                 return item
             self._open -= 1
             if item[1] is not None and self.error is None:
@@ -102,7 +176,10 @@ class ProcessGroup:
 
     grace_s = GRACE_S
 
-    def __init__(self, *, stop_signal: int = signal.SIGTERM, freeze_deadline_s: float = FREEZE_DEADLINE_S):
+    def __init__(self, *, stop_signal: int = signal.SIGTERM, freeze_deadline_s: float = FREEZE_DEADLINE_S,
+                 streams: Sequence[str] = ("stdout", "stderr")):
+        self.lines = LineQueue(streams)
+        """The agent's lines, put by the backend's reader threads."""
         self.frozen = False
         self._holds = 0  # freezes not yet thawed (see freeze)
         self.stopping = False
@@ -140,6 +217,13 @@ class ProcessGroup:
     def alive(self) -> bool:
         """Whether the agent may still run (a backend where asking is costly may guess True)."""
         return self.poll() is None
+
+    def read(self, timeout: float) -> Line | None:
+        return self.lines.get(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self.lines.done
 
     # -- the guarded pair ------------------------------------------------------------------------
 
@@ -229,6 +313,7 @@ class ProcessGroup:
         """The capture is done with the agent. The supervisor leaves quietly, unless a stop is
         under way and the group is still there: then it is handed the stop to finish (its
         SIGKILL after the grace period must not depend on this process living that long)."""
+        self.lines.abandon()
         with self._cv:
             self._closed = True
             self._cv.notify()
@@ -329,7 +414,6 @@ class LocalProcess(ProcessGroup):
         self.cwd = cwd
         self.env = {**os.environ, **(env or {})}
         self.popen: subprocess.Popen | None = None
-        self.lines = LineQueue()
         self.unsupervised = ""
         """Why no supervisor guards the agent ("" when one does)."""
         self.freeze_on = None
@@ -359,23 +443,21 @@ class LocalProcess(ProcessGroup):
         return _PipeChannel(popen)
 
     def _pump(self, pipe, stream: str) -> None:
+        """Queue the lines of one stream (a long line in pieces: :func:`read_pieces`); a whole
+        line that ends a part freezes the agent first (:attr:`freeze_on`)."""
         try:
-            for raw in iter(pipe.readline, b""):
-                text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            inside = False  # the previous piece was continued: this one is not a line's start
+            for raw, continued in read_pieces(pipe):
+                text = raw.decode("utf-8", errors="replace")
                 frozen = None
-                if self.freeze_on is not None and self._output_seen and self.freeze_on(text, stream):
+                if (not inside and not continued and self.freeze_on is not None and self._output_seen
+                        and self.freeze_on(text, stream)):
                     frozen = self.freeze()
                 self._output_seen = self._output_seen or bool(text.strip())
-                self.lines.put(stream, text, frozen=frozen)
+                self.lines.put(stream, text, frozen=frozen, continued=continued)
+                inside = continued
         finally:
             self.lines.close(stream)
-
-    def read(self, timeout: float) -> Line | None:
-        return self.lines.get(timeout)
-
-    @property
-    def done(self) -> bool:
-        return self.lines.done
 
     def signal_group(self, sig: int) -> None:
         try:

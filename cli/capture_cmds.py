@@ -22,9 +22,9 @@ from agtrace.capture import (
 from agtrace.eventlog import remote_for
 
 from .errors import EXIT_INTERRUPTED, UserError
-from .main import pass_ctx
+from .main import ReaderGone, pass_ctx
 from .output import duration, echo_json, shorten, warn
-from .runs import parse_tags, read_text_arg
+from .runs import parse_tags, read_text_arg, seconds_option
 
 STOP_SIGNALS = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2"]
 
@@ -83,19 +83,14 @@ class _Live:
             self.say(f"  {'':>9}  {'usage':<9} {title:<60}  tokens: {summary.tokens:,}")
 
 
-def _seconds_option(_ctx, param: click.Parameter, value: float | None) -> float | None:
-    """The option's ``value`` if it is a number of seconds above 0 (``inf``: never); bad usage
-    (exit 2) if not: ``--timeout -1`` ended every run at once as ``timeout``, ``nan`` never."""
-    if value is not None and not value > 0:
-        raise click.BadParameter(f"{value!r} is not a number of seconds above 0", param=param)
-    return value
-
-
 def _regex_option(param: click.Parameter, value: str | None) -> str | None:
     """The option's ``value`` if it is a regular expression; bad usage (exit 2) if not, before
     the store or a run is made."""
     import re
 
+    if value == "":
+        raise UserError(f"{param.opts[0]} is empty, which would match no line; give a regular expression that "
+                        f"matches the lines that start a part ({param.opts[0]} '^STEP'), or leave it out", 2)
     if value is not None:
         try:
             re.compile(value)
@@ -105,20 +100,43 @@ def _regex_option(param: click.Parameter, value: str | None) -> str | None:
     return value
 
 
+def _raw_only(agent: str, **options) -> None:
+    """Bad usage (exit 2, before anything is made) when an option of the raw agent is given for
+    a structured one: its parts come from the agent's own records, the option would do nothing."""
+    given = [f"--{name.replace('_', '-')}" for name, value in options.items() if value is not None]
+    if agent != "raw" and given:
+        names = " and ".join(given)
+        raise UserError(f"{names} only apply to --agent raw: a {agent} agent's parts come from its own records; "
+                        f"leave {names} out, or capture the command with --agent raw", 2)
+
+
 def _finish(summary: RunSummary, as_json: bool, stderr: _Stderr) -> None:
+    """Print the run's summary; exit with the run's code (0 completed, 130 interrupted, else 1),
+    also when standard output's reader is gone (`run --json … | head -0`): the run's failure
+    wins over the reader that left."""
     for warning in summary.warnings:
         stderr.call(warn, warning)
-    if as_json:
-        echo_json(summary.to_dict())
-    else:
-        reason = f" ({summary.reason})" if summary.reason else ""
-        stderr.say(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
-                   f"{summary.tokens:,} tokens, {duration(summary.duration_s)}")
-        click.echo(summary.run_id)
-    if summary.status == "interrupted":  # SIGINT/SIGTERM to the capture: the README's one code for it
+    code = 0 if summary.status == "completed" else EXIT_INTERRUPTED if summary.status == "interrupted" else 1
+    try:
+        if as_json:
+            echo_json(summary.to_dict())
+        else:
+            reason = f" ({summary.reason})" if summary.reason else ""
+            stderr.say(f"run {summary.run_id}: {summary.status}{reason}; {summary.parts} parts, "
+                       f"{summary.tokens:,} tokens, {duration(summary.duration_s)}")
+            click.echo(summary.run_id)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise ReaderGone(code) from None
+    if code:
+        sys.exit(code)
+
+
+def _exit_interrupted(summary: RunSummary) -> None:
+    """Exit 130 for a run SIGINT or SIGTERM to the capture interrupted: the README's one code for
+    it (`run` and `demo` alike)."""
+    if summary.status == "interrupted":
         sys.exit(EXIT_INTERRUPTED)
-    if summary.status != "completed":
-        sys.exit(1)
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -131,7 +149,7 @@ def _finish(summary: RunSummary, as_json: bool, stderr: _Stderr) -> None:
 @click.option("--model", default="", help="Model name, when the agent's output does not say.")
 @click.option("--max-parts", type=click.IntRange(min=1), default=None,
               help="Stop the agent after N parts (status limit).")
-@click.option("--timeout", type=float, default=None, callback=_seconds_option,
+@click.option("--timeout", type=float, default=None, callback=seconds_option,
               help="Stop the agent after S seconds (status timeout).")
 @click.option("--durability", type=click.Choice(["strict", "normal", "off"]), default="normal", show_default=True)
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Free-form tag (repeatable).")
@@ -140,10 +158,10 @@ def _finish(summary: RunSummary, as_json: bool, stderr: _Stderr) -> None:
               help="Snapshots leave out larger files (recorded).")
 @click.option("--exclude", "excludes", multiple=True, help="Extra gitignore-style pattern left out of snapshots.")
 @click.option("--marker", default=None, callback=lambda _ctx, param, value: _regex_option(param, value), help="raw agent: a regex; a stdout line matching it starts a part (titled by that line).")
-@click.option("--quiet-s", type=float, default=None, callback=_seconds_option, help="raw agent: end a part after S seconds without output.")
+@click.option("--quiet-s", type=float, default=None, callback=seconds_option, help="raw agent: end a part after S seconds without output.")
 @click.option("--remote", envvar="AGTRACE_REMOTE", default=None, metavar="URL",
               help="Push sealed segments and bundles here while the run goes on (s3://… or file://…; env AGTRACE_REMOTE).")
-@click.option("--ship-interval", type=float, default=10.0, show_default=True, callback=_seconds_option,
+@click.option("--ship-interval", type=float, default=10.0, show_default=True, callback=seconds_option,
               help="With --remote: seconds between pushes (a lost machine loses at most this much).")
 @click.option("--backend", type=click.Choice(["local", "modal"]), default="local", show_default=True,
               help="Run the agent here, or in a Modal sandbox (needs `pip install agtrace[modal]`).")
@@ -165,11 +183,12 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     run id. Exit 0 if the run completed, 130 if it was interrupted (SIGINT or SIGTERM to
     agtrace), else 1.
     """
+    _raw_only(agent, marker=marker, quiet_s=quiet_s)
     store = ctx.store
     stderr = _Stderr()
     live = _Live(not quiet, stderr)
     options = {}
-    if agent == "raw":
+    if agent == "raw":  # (the options of the raw agent: refused for another by _raw_only)
         options = {k: v for k, v in (("marker", marker), ("quiet_s", quiet_s)) if v is not None}
     policy = SnapshotPolicy(max_file_bytes=max_file_bytes, exclude=(*DEFAULT_EXCLUDES, *excludes))
     common = dict(
@@ -223,6 +242,7 @@ def demo_cmd(ctx, workdir, fast, as_json) -> None:
     live.close(summary)
     if as_json:
         echo_json({**summary.to_dict(), "workdir": str(wd)})
+        _exit_interrupted(summary)
         return
     rid = summary.run_id
     short = rid[:10]
@@ -240,6 +260,7 @@ def demo_cmd(ctx, workdir, fast, as_json) -> None:
         f"{prog}{store_opt} verify {short}",
     ):
         click.echo(f"  {line}")
+    _exit_interrupted(summary)
     if summary.status != "completed":
         raise UserError(f"the demo run ended {summary.status}: {summary.reason}", 1)
 

@@ -123,7 +123,13 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 class ReaderGone(Exception):  # noqa: N818 - a condition, not an error
-    """Standard output's reader closed it before the command was done."""
+    """Standard output's reader closed it before the command was done; the command exits
+    ``exit_code`` (0: not an error; a failed run's own code when its summary could not be
+    printed, so that `run … | head -0` still says the run failed)."""
+
+    def __init__(self, exit_code: int = 0):
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 class LazyGroup(click.Group):
@@ -205,9 +211,9 @@ def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
         _leave(exc.exit_code)
     except click.exceptions.Exit as exc:
         _leave(exc.exit_code)
-    except (ReaderGone, BrokenPipeError):  # the reader went away (`agtrace log RUN | head`): not an error
+    except (ReaderGone, BrokenPipeError) as exc:  # the reader went away (`agtrace log RUN | head`): not an error
         _drop_stdout()
-        _leave(0)
+        _leave(getattr(exc, "exit_code", 0))
     except Exception as exc:  # noqa: BLE001 - the one boundary (see errors.py)
         if os.environ.get("AGTRACE_DEBUG"):
             raise

@@ -13,7 +13,7 @@ from agtrace.replay import OUTPUT_PARSERS, ResultSpec, rescore, scores, select_r
 from .errors import UserError
 from .main import pass_ctx
 from .output import duration, echo_json, progress, shorten, table
-from .runs import parse_tags
+from .runs import finite_seconds_option, parse_tags
 
 
 def _parts(value: str):
@@ -75,6 +75,7 @@ def _result_spec(
     type=float,
     default=600.0,
     show_default=True,
+    callback=finite_seconds_option,
     help="Kill a scorer after S seconds (recorded as status timeout).",
 )
 @click.option(

@@ -402,6 +402,22 @@ def read_text_arg(value: str) -> str:
     return value
 
 
+def seconds_option(_ctx, param: click.Parameter, value: float | None) -> float | None:
+    """A click callback: the option's ``value`` if it is a number of seconds above 0 (``inf``:
+    never); bad usage (exit 2) if not: ``--timeout -1`` ended every run at once as ``timeout``,
+    ``nan`` never."""
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"{value!r} is not a number of seconds above 0", param=param)
+    return value
+
+
+def finite_seconds_option(ctx, param: click.Parameter, value: float | None) -> float | None:
+    """Like :func:`seconds_option`, without ``inf`` (a scorer's timeout is always a number)."""
+    if value is not None and value == float("inf"):
+        raise click.BadParameter(f"{value!r} is not a finite number of seconds", param=param)
+    return seconds_option(ctx, param, value)
+
+
 def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for tag in tags:

@@ -224,11 +224,15 @@ class LineLogged(Event, tag="line_logged"):
         text: the line without its newline, decoded as UTF-8 with replacement.
         redactions: how many secrets were replaced by ``[REDACTED:<kind>]`` in the line before
             it was stored (1 for a line inside a multi-line private key).
+        continued: the line goes on in the next ``line_logged`` event of the same stream: a line
+            longer than the capture's piece size (8 MiB) is stored as consecutive pieces, each
+            but the last with ``continued``; joined, they are the line.
     """
 
     stream: str
     text: str
     redactions: int = 0
+    continued: bool = False
 
 
 class RawRecorded(Event, tag="raw_recorded"):
@@ -243,6 +247,9 @@ class RawRecorded(Event, tag="raw_recorded"):
         parse_error: why the record could not be parsed, if it could not.
         redactions: how many secrets were replaced by ``[REDACTED:<kind>]`` in the record
             before it was stored; the record is verbatim apart from them.
+        continued: the record goes on in the next ``raw_recorded`` event of the same
+            ``location``: a line longer than the capture's piece size (8 MiB) is kept as
+            consecutive pieces (not parsed), each but the last with ``continued``.
     """
 
     source: str
@@ -252,6 +259,7 @@ class RawRecorded(Event, tag="raw_recorded"):
     location: str = ""
     parse_error: str = ""
     redactions: int = 0
+    continued: bool = False
 
 
 class ErrorOccurred(Event, tag="error_occurred"):

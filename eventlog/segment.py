@@ -331,11 +331,17 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + struct.pack(">I", n)
 
 
+COMPACT_FRAME_BYTES = 16 * 1024 * 1024
+"""Seal-time compaction joins small frames until they hold this many (uncompressed) bytes."""
+
+
 def compact(src: str | os.PathLike, dest: str | os.PathLike, batch_events: int, below: int) -> bool:
     """Rewrite segment ``src`` as ``dest`` with frames of about ``batch_events`` events.
 
     Only when ``src``'s frames hold fewer than ``below`` events on average (else returns False
-    and does nothing). Batches are joined without decoding their events. Crash-safe: ``dest`` is
+    and does nothing). Batches are joined without decoding their events, and no further once
+    they hold :data:`COMPACT_FRAME_BYTES` (frames of big events stay apart, so compaction, and
+    every later read of a frame, holds that much at most). Crash-safe: ``dest`` is
     written as ``<dest>.tmp``, fsynced and renamed before ``src`` is removed; a crash leaves
     either ``src`` alone, or ``dest`` complete beside ``src`` (the writer then removes ``src``).
     """
@@ -349,14 +355,15 @@ def compact(src: str | os.PathLike, dest: str | os.PathLike, batch_events: int, 
     tmp = dest.with_name(dest.name + ".tmp")
     with open(src, "rb") as fh, open(tmp, "wb") as out:
         out.write(SEGMENT_MAGIC)
-        first, count, parts = frames[0].first_seq, 0, []
+        first, count, size, parts = frames[0].first_seq, 0, 0, []
         for info in frames:
             n, items = _array_body(read_frame(fh, info))
             parts.append(items)
             count += n
-            if count >= batch_events or info is frames[-1]:
+            size += len(items)
+            if count >= batch_events or size >= COMPACT_FRAME_BYTES or info is frames[-1]:
                 out.write(encode_frame(first, _array_header(count) + b"".join(parts)))
-                first, count, parts = first + count, 0, []
+                first, count, size, parts = first + count, 0, 0, []
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, dest)

@@ -213,6 +213,22 @@ def test_interrupt_stops_the_agent_and_ends_the_run(tmp_path, demo_repo, sig):
     assert isinstance(recs[-1].event, RunEnded)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_demo_exits_130(tmp_path, sig):
+    """`agtrace demo` interrupted exited 1, like a failed run; the README's code for an
+    interrupted command is 130, as `run` exits."""
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", "demo",
+                             "--workdir", str(tmp_path / "demo"), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "AGTRACE_HOME": str(store)})
+    _wait_for_parts(store, 1)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert json.loads(out.decode().splitlines()[-1])["status"] == "interrupted", err.decode()
+    assert proc.returncode == 130, err.decode()
+
+
 def test_sigkill_of_the_capture_process_shows_crashed_and_keeps_what_was_flushed(tmp_path, demo_repo):
     proc = _start_capture(tmp_path, demo_repo, "--hang")
     run_id = _wait_for_parts(tmp_path / "store", 2)
@@ -477,3 +493,17 @@ def test_diff_and_cat_take_a_name_in_the_quoted_form_they_print(tmp_path):
         assert run_agtrace(["cat", run_id, "--part", "1", shown], s, check=True).stdout.rstrip(b"\n") == data
     listed = run_agtrace(["cat", run_id, "--part", "1", "--list", '"d\\377"'], s, check=True).stdout.decode()
     assert listed.splitlines() == ['"d\\377/f"']
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_failed_run_keeps_its_exit_code_when_stdout_is_gone(tmp_path, as_json):
+    """`agtrace run --json -- false | head -0` exited 0: the summary's BrokenPipeError was taken
+    for a reader that stopped early, and the run's failure was lost. The run's code wins now."""
+    proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", "run", "--workdir",
+                             str(tmp_path), "-q", *(["--json"] if as_json else []), "--", "false"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "AGTRACE_HOME": str(tmp_path / "store")})
+    proc.stdout.close()  # the reader is gone before the run ends
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1, err
+    assert "Traceback" not in err

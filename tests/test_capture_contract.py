@@ -280,3 +280,55 @@ def test_an_agent_that_cannot_start_is_refused_and_recorded(backend, store):
     (run_id,) = store.run_ids()
     info = store.info(run_id)
     assert info.status == "failed" and "could not start 'no-such-agent'" in info.reason
+
+
+# -- long lines --------------------------------------------------------------------------------
+
+
+def _long_line_script(n: int) -> list[str]:
+    """An agent that prints ``n`` bytes of words with no newline, then one short line."""
+    return _bash(f"yes 'wörd ab' | tr '\\n' ' ' | head -c {n}; printf '\\nafter\\n'")
+
+
+def _expected_long_line(n: int) -> bytes:
+    return (b"w\xc3\xb6rd ab " * (n // 9 + 1))[:n]
+
+
+def test_a_line_without_a_newline_is_stored_in_bounded_pieces(backend, store, monkeypatch):
+    from agtrace.capture import process
+
+    cap = 1 << 20
+    monkeypatch.setattr(process, "MAX_LINE_BYTES", cap, raising=False)
+    n = 40_000_000
+    summary = backend.run(store, _long_line_script(n))
+    assert summary.status == "completed", summary
+    lines = [r.event for r in store.read(summary.run_id) if isinstance(r.event, LineLogged)]
+    pieces = lines[:-1]
+    assert len(pieces) >= n // cap + 1 and lines[-1].text == "after"
+    assert all(len(p.text.encode()) <= cap for p in pieces)
+    assert [p.continued for p in pieces] == [True] * (len(pieces) - 1) + [False]
+    assert b"".join(p.text.encode() for p in pieces) == _expected_long_line(n)  # every byte kept
+    from agtrace.eventlog import segment
+    from agtrace.eventlog.reader import list_segments
+
+    for _first, _last, path in list_segments(store.run_dir(summary.run_id) / "events"):
+        frames = segment.scan(path)[0]
+        with open(path, "rb") as fh:  # sealing joined the small frames, not the pieces into one
+            assert max(len(segment.read_frame(fh, f)) for f in frames) <= 16 * 2**20 + 2 * cap
+
+
+def test_a_long_line_of_a_structured_agent_is_kept_raw_in_pieces(backend, store, monkeypatch):
+    from agtrace.capture import process
+    from agtrace.eventlog import RawRecorded
+
+    cap = 1 << 20
+    monkeypatch.setattr(process, "MAX_LINE_BYTES", cap, raising=False)
+    n = 3_000_000
+    summary = backend.run(store, _long_line_script(n), agent="codex")
+    raws = [r.event for r in store.read(summary.run_id) if isinstance(r.event, RawRecorded)]
+    pieces = [r for r in raws if r.location == "stdout:1"]
+    assert len(pieces) == 3 and [p.continued for p in pieces] == [True, True, False]
+    assert all("longer than 1048576 bytes" in p.parse_error for p in pieces)
+    joined = b"".join(store.blobs.get(p.blob) if p.blob else p.text.encode() for p in pieces)
+    assert joined == _expected_long_line(n)
+    assert [r.location for r in raws if r.location != "stdout:1"][:1] == ["stdout:2"]

@@ -530,3 +530,33 @@ def test_run_refuses_limits_that_are_not_positive(tmp_path, option, value):
     assert proc.returncode == 2, proc.stderr.decode()
     assert option in proc.stderr.decode() and b"Traceback" not in proc.stderr
     assert not marker.exists() and not store.exists()
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--marker", ""], "--marker is empty"),
+    (["--agent", "codex", "--marker", "^STEP"], "--marker only apply to --agent raw"),
+    (["--agent", "claude-code", "--quiet-s", "2"], "--quiet-s only apply to --agent raw"),
+    (["--agent", "opencode", "--marker", "^S", "--quiet-s", "2"], "--marker and --quiet-s only apply"),
+])
+def test_run_refuses_marker_options_that_would_do_nothing(tmp_path, args, named):
+    """`run --marker ''` silently meant no marker, and `--marker`/`--quiet-s` with a structured
+    `--agent` were silently ignored (its parts come from its records). Bad usage now: exit 2,
+    the option named, nothing run, no store made."""
+    store = tmp_path / "store"
+    marker = tmp_path / "ran"
+    proc = run_agtrace(["run", "--workdir", str(tmp_path), *args, "--", "touch", str(marker)], store)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert named in err and "Traceback" not in err
+    assert not marker.exists() and not store.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf"])
+def test_rescore_refuses_a_timeout_that_is_no_number_of_seconds(tmp_path, value):
+    """`rescore --timeout nan` (or -1) was taken: a scorer never timed out, or at once. Bad usage
+    now (exit 2, the option named), before any run is looked up or scored."""
+    store = tmp_path / "store"
+    proc = run_agtrace(["rescore", "--all", "--name", "t", "--cmd", "true", "--timeout", value], store)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "--timeout" in err and "Traceback" not in err and not store.exists()

@@ -30,8 +30,7 @@ from agtrace.eventlog import Redactor, Remote, Store
 
 from ..errors import AgentNotFound, SandboxError
 from ..pipeline import RunSummary, adapter_for, run_capture
-from ..port import Line
-from ..process import FREEZE_DEADLINE_S, LineQueue, ProcessGroup
+from ..process import FREEZE_DEADLINE_S, ProcessGroup
 from ..recorder import PartDone
 from ..runner import model_from_argv, parse_version, version_argv
 from ..snapshot import SnapshotPolicy
@@ -61,12 +60,11 @@ class SandboxAgentProcess(ProcessGroup):
 
     def __init__(self, api: SandboxAPI, command: Sequence[str], *, env: dict[str, str] | None = None,
                  stop_signal: int = signal.SIGTERM, freeze_deadline_s: float = FREEZE_DEADLINE_S):
-        super().__init__(stop_signal=stop_signal, freeze_deadline_s=freeze_deadline_s)
+        super().__init__(stop_signal=stop_signal, freeze_deadline_s=freeze_deadline_s, streams=("sandbox",))
         self.api = api
         self.command = list(command)
         self.env = env
         self.pgid_file = f"{api.scratch}/agent.pgid"
-        self.lines = LineQueue(("sandbox",))
         self.proc: SandboxProcess | None = None
         self._exit: int | None = None
         self.unsupervised = ""
@@ -85,19 +83,12 @@ class SandboxAgentProcess(ProcessGroup):
 
     def _pump(self) -> None:
         try:
-            for stream, text, ts in self.proc.lines():
-                self.lines.put(stream, text, ts)
+            for stream, text, ts, continued in self.proc.pieces():
+                self.lines.put(stream, text, ts, continued=continued)
         except Exception as exc:  # noqa: BLE001 - whatever the backend raises, the sandbox is gone
             self.lines.close("sandbox", _lost(exc))
         else:
             self.lines.close("sandbox")
-
-    def read(self, timeout: float) -> Line | None:
-        return self.lines.get(timeout)
-
-    @property
-    def done(self) -> bool:
-        return self.lines.done
 
     def signal_group(self, sig: int) -> None:
         name = signal.Signals(sig).name.removeprefix("SIG")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
+from .. import process
 from ..errors import SandboxError
 
 
@@ -26,6 +27,12 @@ class SandboxProcess(Protocol):
     def lines(self) -> Iterator[tuple[str, str, int]]:
         """``(stream, line, arrival ns)`` of stdout and stderr, interleaved in arrival order, each
         line without its newline; ends when both streams are closed."""
+        ...
+
+    def pieces(self) -> Iterator[tuple[str, str, int, bool]]:
+        """Like :meth:`lines`, for the agent's output: ``(stream, text, arrival ns, continued)``,
+        a line longer than :data:`~agtrace.capture.process.MAX_LINE_BYTES` in pieces (``continued``
+        on each but the last: :func:`~agtrace.capture.process.read_pieces`)."""
         ...
 
     def wait(self) -> int:
@@ -65,6 +72,17 @@ class SandboxAPI(Protocol):
 
     def terminate(self) -> None:
         ...
+
+
+def split_line(text: str) -> Iterator[tuple[str, bool]]:
+    """A line a backend read whole, as the pieces :func:`~agtrace.capture.process.read_pieces`
+    would have read: ``(text, continued)``."""
+    cap = process.MAX_LINE_BYTES
+    if len(text) * 4 <= cap or len(data := text.encode("utf-8", "surrogateescape")) <= cap:
+        yield text, False
+        return
+    for raw, continued in process.read_pieces(io.BytesIO(data)):
+        yield raw.decode("utf-8", "surrogateescape"), continued
 
 
 def run_checked(api: SandboxAPI, script: str, env: dict[str, str] | None = None, what: str = "") -> str:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import SandboxError
+from ..process import read_pieces
 
 
 class _LocalProcess:
@@ -38,10 +39,10 @@ class _LocalProcess:
 
     def _pump(self, pipe, name: str) -> None:
         try:
-            for raw in iter(pipe.readline, b""):
-                self._q.put((name, raw.decode("utf-8", errors="replace").rstrip("\r\n"), time.time_ns()))
+            for raw, continued in read_pieces(pipe):
+                self._q.put((name, raw.decode("utf-8", errors="replace"), time.time_ns(), continued))
         finally:
-            self._q.put((name, None, 0))
+            self._q.put((name, None, 0, False))
 
     def _kill(self) -> None:
         if self.popen.poll() is None:
@@ -50,14 +51,21 @@ class _LocalProcess:
             except ProcessLookupError:
                 pass
 
-    def lines(self) -> Iterator[tuple[str, str, int]]:
+    def pieces(self) -> Iterator[tuple[str, str, int, bool]]:
         open_streams = 2
         while open_streams:
-            name, line, ts = self._q.get()
+            name, line, ts, continued = self._q.get()
             if line is None:
                 open_streams -= 1
             else:
-                yield name, line, ts
+                yield name, line, ts, continued
+
+    def lines(self) -> Iterator[tuple[str, str, int]]:
+        held: dict[str, list[str]] = {}
+        for name, piece, ts, continued in self.pieces():
+            held.setdefault(name, []).append(piece)
+            if not continued:
+                yield name, "".join(held.pop(name)), ts
 
     def wait(self) -> int:
         code = self.popen.wait()

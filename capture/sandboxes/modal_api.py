@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from ..errors import SandboxError
-from .api import run_checked
+from .api import run_checked, split_line
 
 MODAL_TESTED_VERSION = "1.6.4"
 DEFAULT_PACKAGES = ("agtrace",)
@@ -51,6 +51,12 @@ class _ModalProcess:
                 open_streams -= 1
             else:
                 yield name, line, ts
+
+    def pieces(self) -> Iterator[tuple[str, str, int, bool]]:
+        # Modal reads each line whole (text mode); it is stored in the same pieces as elsewhere
+        for name, line, ts in self.lines():
+            for piece, continued in split_line(line):
+                yield name, piece, ts, continued
 
     def wait(self) -> int:
         return self.proc.wait()
