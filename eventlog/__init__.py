@@ -83,6 +83,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "PushReport": "sync.push",
     "PutResult": "remotes.base",
     "RawRecorded": "events",
+    "ReadOnlyStore": "errors",
     "ReasoningAdded": "events",
     "Record": "events",
     "Redactor": "redaction",

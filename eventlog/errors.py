@@ -5,7 +5,8 @@
     EventlogError
     ├── StoreError            the store directory cannot be opened or is not a store
     │   ├── StoreNotFound     there is no store at that path (and it was not to be created)
-    │   └── RunExists         a run with that id is in the store already (runs are never replaced)
+    │   ├── RunExists         a run with that id is in the store already (runs are never replaced)
+    │   └── ReadOnlyStore     the store cannot be written (read-only mount, archive) and the command writes
     ├── RunNotFound           no run matches an id or prefix
     ├── AmbiguousRunId        a prefix matches several runs
     ├── RunLocked             another writer holds the run's lock
@@ -44,6 +45,10 @@ class StoreNotFound(StoreError):
 
 class RunExists(StoreError):
     """A run being adopted is in the store already (another process may have just adopted it)."""
+
+
+class ReadOnlyStore(StoreError):
+    """The store cannot be written (a read-only mount, an archive) and the command must write it."""
 
 
 class RunNotFound(EventlogError):

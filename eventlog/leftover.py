@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 
 FOREIGN_AFTER_S = 24 * 3600
@@ -50,3 +51,24 @@ def is_stale(name: str, mtime: float) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def remove_stale(directory: str | os.PathLike, prefix: str = "") -> None:
+    """Remove the files and directories in ``directory`` whose names start with ``prefix`` and
+    whose owner is gone (:func:`is_stale`); a live owner's, and untagged names, are kept."""
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            if not is_stale(entry.name, entry.stat(follow_symlinks=False).st_mtime):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            pass  # another process cleaned it meanwhile

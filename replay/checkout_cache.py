@@ -276,8 +276,13 @@ def _same_directory(out: Path, stats: dict[str, tuple]) -> bool:
 def save_scratch(store: Store, scratch: ScratchTree, *, writing: bool = False) -> None:
     """Remember what a replay directory holds (temp file + rename). ``writing``: claim it before
     a full checkout into it, so that a replay killed while writing leaves a directory the next
-    replay recognises as its own (and empties) rather than refusing it as someone else's."""
+    replay recognises as its own (and empties) rather than refusing it as someone else's.
+    A read-only store remembers nothing (its cache cannot be written): the next replay into that
+    directory needs an empty one."""
     import json
+
+    if store.read_only:
+        return
 
     path = _state_path(store, scratch.path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 Part ``0`` is the workspace before the agent's first part (the base snapshot). Trees come from
 the run's shadow repository when it is there, else from its bundles, unbundled once into a
 per-run cache (``<store>/cache/<run id>/repo.git``); later replays of any part only check out.
+A read-only store's bundles are unbundled into a temporary directory instead, removed on exit.
 What is written is hashed and must equal the recorded tree id (see ``GitStore.checkout``).
 """
 
@@ -200,7 +201,19 @@ def snapshots(store: Store, run_id: str, *, bundles_only: bool = False) -> GitSt
     bundles = sorted((run_dir / "bundles").glob("*.bundle"))
     if not bundles:
         raise PartNotFound(missing_trees_reason(store, run_id))
-    return GitStore.from_bundles(bundles, store.root / "cache" / run_id / "repo.git")
+    cache = _private_cache(run_id) if store.read_only else store.root / "cache" / run_id / "repo.git"
+    return GitStore.from_bundles(bundles, cache)
+
+
+def _private_cache(run_id: str) -> Path:
+    """Where a read-only store's bundles are unbundled (its cache cannot be written): a
+    temporary directory of this process, removed when it exits."""
+    import atexit
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix=f"agtrace-unbundle-{run_id}-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root / "repo.git"
 
 
 def fresh_snapshots(store: Store, run_id: str) -> TreeReader | None:
@@ -297,7 +310,8 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
         if known.tree_id is None and not known.interrupted:
             raise OutputNotEmpty(f"refusing to replace {out}: no `agtrace replay` from {store.root} wrote it, "
                                  f"and it holds {_contents(out)}; --force replaces only a directory an earlier "
-                                 "replay wrote: choose another --out, or empty it yourself")
+                                 "replay wrote" + (" (a read-only store remembers none)" if store.read_only else "")
+                                 + ": choose another --out, or empty it yourself")
 
     def write(git: GitStore | TreeReader, scratch) -> PartView:
         view = describe_part(store, run_id, part, git)
