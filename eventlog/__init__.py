@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "BlobStore": "blobs",
     "Catalog": "catalog",
     "CatalogProjection": "catalog",
+    "CheckoutWriteFailed": "errors",
     "Collection": "retention",
     "CommandResult": "command",
     "CorruptBlob": "errors",

@@ -18,6 +18,7 @@
     ├── BadPartSelection      a part selection (`3-7`, `last`, `1,4,9`) cannot be read or resolved
     ├── UnsafePath            a name from data would leave its directory (see containment.py)
     ├── GitStoreError         the shadow git repository failed (see git/)
+    │   └── CheckoutWriteFailed  a checkout's directory could not be written (disk full, permissions)
     ├── UnreadableResult      a test result file is not JUnit XML or a known JSON report
     └── RemoteError           a remote (file://, s3://) failed (see remotes/)
         ├── RemoteAuthError   missing or wrong credentials, access denied
@@ -115,6 +116,19 @@ class UnsafePath(EventlogError):
 
 class GitStoreError(EventlogError):
     """The shadow git repository could not be read or written."""
+
+
+class CheckoutWriteFailed(GitStoreError):
+    """A checkout could not write its directory (the disk is full, a quota, permissions, a
+    read-only filesystem): the fault of where it writes, not of the repository, so reading the
+    tree from elsewhere (the bundles) cannot help. ``errno`` is the OS error's number."""
+
+    def __init__(self, message: str, errno: int = 0):
+        super().__init__(message)
+        self.errno = errno
+
+    def __reduce__(self):  # crosses a fork's pipe (treewrite's half-writing child)
+        return type(self), (str(self), self.errno)
 
 
 class UnreadableResult(EventlogError):

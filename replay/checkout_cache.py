@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agtrace.eventlog import GitStoreError, Store, SwitchResult
+from agtrace.eventlog import CheckoutWriteFailed, GitStoreError, Store, SwitchResult
 
 from .workspace import snapshots, tree_of_part
 
@@ -102,6 +102,9 @@ class ScratchTree:
         else:
             try:
                 result = git.switch(self.tree_id, tree_id, self.path, dirty=dirty)
+            except CheckoutWriteFailed:  # the disk, not the tree: a full checkout would fail too
+                self.tree_id = None
+                raise
             except GitStoreError:
                 self.tree_id = None
                 return self.show(git, tree_id)
@@ -271,6 +274,11 @@ def _same_directory(out: Path, stats: dict[str, tuple]) -> bool:
         except OSError:
             continue
     return not files
+
+
+def forget_scratch(store: Store, out: str | os.PathLike) -> None:
+    """Forget what a replay directory held (it was removed, or what it holds is unknown)."""
+    _state_path(store, Path(out)).unlink(missing_ok=True)
 
 
 def save_scratch(store: Store, scratch: ScratchTree, *, writing: bool = False) -> None:

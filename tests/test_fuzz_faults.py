@@ -332,3 +332,31 @@ def test_a_copy_into_a_store_on_a_full_disk_names_that_store(tmp_path, small_dis
     (small_disk / "filler").unlink()
     copy = run_agtrace(["cp", run_id, "--to", str(other)], store_path, check=True).stdout.decode().strip()
     assert [r.event for r in Store(other).read(copy)][1:] == [r.event for r in Store(store_path).read(run_id)][1:]
+
+
+def test_a_replay_onto_a_full_disk_names_out_leaves_nothing_and_does_not_retry(tmp_path, small_disk):
+    """A disk-full checkout is the output's fault, not the shadow repository's: the error names
+    --out and says to free space, the tree half written into a new or empty --out is removed,
+    and no second checkout from the bundles is tried (it would write more to the full disk and
+    unbundle into the store's cache)."""
+    from agtrace.capture import Recorder
+
+    store_path, work = tmp_path / "s", tmp_path / "w"
+    work.mkdir()
+    with Recorder(Store(store_path), workdir=work, agent="t") as rec:
+        for i in range(80):  # 5 MB of files that do not compress: more than the 4 MB disk
+            (work / f"f{i}.bin").write_bytes(random.Random(i).randbytes(64 * 1024))
+        rec.tool_result(rec.tool_call("shell", command="make"), output="ok", exit_code=0)
+    assert (store_path / "runs" / rec.run_id / "bundles").is_dir()
+    out = small_disk / "out"
+    for exists in (False, True):  # a new --out, then an empty one the user made
+        if exists:
+            out.mkdir()
+        proc = run_agtrace(["replay", rec.run_id, "--part", "last", "--out", str(out)], store_path)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and "Traceback" not in err, err
+        assert f"--out {out}" in err and "No space left" in err and "free some space" in err, err
+        assert out.is_dir() == exists and (not exists or not any(out.iterdir())), err
+        assert sorted(p.name for p in small_disk.iterdir()) == (["out"] if exists else [])
+        assert not (store_path / "cache").exists() or not any((store_path / "cache").rglob("*.json"))
+        assert not (store_path / "cache" / rec.run_id).exists()  # no retry from the bundles
