@@ -201,6 +201,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "status_of": "catalog",
     "tag_run": "annotation",
     "tail": "reader",
+    "temp_beside": "leftover",
     "to_builtins": "codec",
     "unquote_name": "quoting",
 }

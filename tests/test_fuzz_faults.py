@@ -360,3 +360,66 @@ def test_a_replay_onto_a_full_disk_names_out_leaves_nothing_and_does_not_retry(t
         assert sorted(p.name for p in small_disk.iterdir()) == (["out"] if exists else [])
         assert not (store_path / "cache").exists() or not any((store_path / "cache").rglob("*.json"))
         assert not (store_path / "cache" / rec.run_id).exists()  # no retry from the bundles
+
+
+def _tag_of(pid: int) -> str:
+    from agtrace.eventlog.leftover import tag
+
+    return tag().replace(f"-{os.getpid()}@", f"-{pid}@")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "atif", "otlp"])
+def test_a_killed_export_leaves_a_tagged_temp_that_the_next_export_removes(tmp_path, fmt, print_counts):
+    """SIGKILL of a real export while it builds -o: its temp sibling names the export's pid, and
+    the next export to that path removes it (and never a live process's)."""
+    store_path = tmp_path / "s"
+    _store_of_runs(store_path)
+    outdir = tmp_path / "o"
+    outdir.mkdir()
+    out = outdir / f"e.{fmt}"
+    rng = random.Random(fmt)
+    left: list[Path] = []
+    for _ in range(20):  # until a kill lands while the temp sibling is there
+        proc = agtrace(["export", "--all", "--format", fmt, "-o", str(out)], store_path)
+        killed = kill_after_start(proc, lambda: any(p.name.startswith(f".{out.name}.") for p in outdir.iterdir()),
+                                  rng, 0.0)
+        count("export", killed)
+        left = [p for p in outdir.iterdir() if p.name.startswith(f".{out.name}.")]
+        if left:
+            assert [p.name for p in left if _tag_of(proc.pid) in p.name] == [left[0].name]
+            break
+        _remove(out)
+    assert left, "no kill landed while the export was being built"
+    live = outdir / f".{out.name}.{_tag_of(os.getpid())}building"  # this test's: alive
+    live.mkdir()
+    _remove(out)
+    run_agtrace(["export", "--all", "--format", fmt, "-o", str(out)], store_path, check=True)
+    assert sorted(p.name for p in outdir.iterdir()) == sorted([out.name, live.name])
+
+
+def test_report_temp_files_are_per_process_and_a_dead_ones_are_removed(tmp_path):
+    store_path = tmp_path / "s"
+    run_id = _store_of_runs(store_path)
+    out = tmp_path / "r.html"
+    dead = tmp_path / f".r.html.{_tag_of(_dead_pid())}0000.tmp"
+    live = tmp_path / f".r.html.{_tag_of(os.getpid())}0000.tmp"
+    fixed = tmp_path / ".r.html.tmp"  # the name every report used: two at once shared it
+    for p in (dead, live, fixed):
+        p.write_text("half a report")
+    run_agtrace(["report", run_id, "-o", str(out)], store_path, check=True)
+    assert out.stat().st_size > 0
+    assert not dead.exists() and live.read_text() == fixed.read_text() == "half a report"
