@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from agtrace.eventlog import temp_beside
 from agtrace.replay import COMPARE_COLUMNS as COLUMNS
 from agtrace.replay import compare_runs, render_report
 
@@ -47,7 +48,7 @@ def _write(path: str, text: str) -> int:
     target = Path(os.path.realpath(target))
     if not target.parent.exists():
         raise UserError(f"directory {target.parent} does not exist; create it or pick another -o", 2)
-    tmp = target.with_name(f".{target.name}.tmp")
+    tmp = temp_beside(target)  # this process's own; a killed report's is removed
     try:
         tmp.write_bytes(data)
         os.replace(tmp, target)

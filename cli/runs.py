@@ -374,19 +374,34 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def close_cmd(ctx, run: str, status: str, reason: str, as_json: bool) -> None:
-    """End a run with a status (appends run_ended)."""
+    """End a run with a status (appends run_ended).
+
+    Closing a run that already ended with the same status succeeds and appends nothing (a
+    close killed before it printed can be run again); another status is refused."""
+    from agtrace.eventlog import Redactor, RunClosed
+
     store = ctx.store
     run_id = store.resolve(run)
     writer = store.open_writer(run_id, durability="strict")
+    already = False
     try:
-        from agtrace.eventlog import Redactor
-
         reason, n = Redactor.from_env(os.environ).redact(reason)
-        ack = writer.append(RunEnded(status=status, reason=reason, redactions=n))
+        seq = writer.append(RunEnded(status=status, reason=reason, redactions=n)).seq
+    except RunClosed:
+        already = True
     finally:
         store.close_writer(writer)
+    if already:
+        info = store.info(run_id)
+        if info.status != status:
+            why = f" ({info.reason})" if info.reason else ""
+            raise UserError(f"run {run_id} has already ended with status {info.status}{why}, not {status}; a run "
+                            f"ends once: a resumed or continued run is a new run: `agtrace new --parent {run_id}`")
+        seq = info.events
     if as_json:
-        echo_json({"id": run_id, "status": status, "seq": ack.seq})
+        echo_json({"id": run_id, "status": status, "seq": seq, "already_closed": already})
+    elif already:
+        click.echo(f"{run_id} {status} (already closed with status {status}; nothing appended)")
     else:
         click.echo(f"{run_id} {status}")
 

@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "BlobStore": "blobs",
     "Catalog": "catalog",
     "CatalogProjection": "catalog",
+    "CheckoutWriteFailed": "errors",
     "Collection": "retention",
     "CommandResult": "command",
     "CorruptBlob": "errors",
@@ -83,6 +84,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "PushReport": "sync.push",
     "PutResult": "remotes.base",
     "RawRecorded": "events",
+    "ReadOnlyStore": "errors",
     "ReasoningAdded": "events",
     "Record": "events",
     "Redactor": "redaction",
@@ -200,6 +202,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "status_of": "catalog",
     "tag_run": "annotation",
     "tail": "reader",
+    "temp_beside": "leftover",
     "to_builtins": "codec",
     "unquote_name": "quoting",
 }

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .database import close, connect, migrate, transaction
+from .database import close, connect, connect_copy, migrate, transaction
 from .events import (
     ModelCalled,
     PartEnded,
@@ -211,7 +211,10 @@ class Catalog:
     """The SQLite database of a store. One connection per instance, shareable by threads.
 
     ``projections`` defaults to the run catalog alone; :class:`~agtrace.eventlog.Store` opens it
-    with its registry. ``rebuilt`` names the projections that opening (re)built.
+    with its registry. ``rebuilt`` names the projections that opening (re)built. With
+    ``read_only`` (a store that cannot be written) it is a private in-memory copy of the file
+    (:func:`~agtrace.eventlog.database.connect_copy`): projections are brought up to date and
+    folded in memory, and nothing is ever written to ``path`` or beside it.
     """
 
     def query(self, sql: str, params=()):
@@ -222,12 +225,13 @@ class Catalog:
             yield dict(zip(names, row, strict=True))
 
     def __init__(self, path: str | os.PathLike, projections: Sequence[Projection] | None = None, *,
-                 on_wait: Callable[[str], None] | None = None):
+                 on_wait: Callable[[str], None] | None = None, read_only: bool = False):
         self.path = Path(path)
+        self.read_only = read_only
         projections = tuple(projections) if projections is not None else (CatalogProjection(),)
         if not any(isinstance(p, CatalogProjection) for p in projections):
             raise ValueError("a catalog needs the run catalog projection (CatalogProjection)")
-        self.conn = connect(self.path, on_wait=on_wait)
+        self.conn = connect_copy(self.path) if read_only else connect(self.path, on_wait=on_wait)
         try:
             self.projections = Projections(self.conn, projections)
             self.rebuilt = self.projections.open()
@@ -337,11 +341,14 @@ def _run_started_row(ev: RunStarted, ts: int) -> dict:
     }
 
 
-def open_catalog(path: Path, projections, *, on_wait=None) -> tuple[Catalog, Path | None]:
+def open_catalog(path: Path, projections, *, on_wait=None, read_only: bool = False) -> tuple[Catalog, Path | None]:
     """Open the catalog at ``path``; one that is not an SQLite database (or whose header is
     damaged) is derived data: it is moved aside to ``catalog.db.damaged-<ns>`` (with its -wal
     and -shm removed) and a new one is made, to be refolded from the segments. Returns the
-    catalog and where a damaged one was moved (None if none was)."""
+    catalog and where a damaged one was moved (None if none was). With ``read_only`` the
+    catalog is an in-memory copy (see :class:`Catalog`) and a damaged file is left where it is."""
+    if read_only:
+        return Catalog(path, projections, on_wait=on_wait, read_only=True), None
     try:
         return Catalog(path, projections, on_wait=on_wait), None
     except sqlite3.DatabaseError as exc:

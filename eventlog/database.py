@@ -19,6 +19,9 @@ Contracts:
 * :func:`migrate` applies an owner's forward-only migrations (``m001_…``) that are not yet
   recorded in ``migrations``, each in its own transaction together with its record, so two
   processes opening the same database apply each migration exactly once.
+* :func:`connect_copy` is the catalog of a store that cannot be written (a read-only mount, an
+  archive): a private in-memory copy of the file, read without writing anything beside it
+  (no ``-wal`` or ``-shm`` is made); whatever is then written to it is gone when it closes.
 """
 
 from __future__ import annotations
@@ -108,6 +111,40 @@ def _set_wal(conn: sqlite3.Connection, patience: float = BUSY_TIMEOUT_S,
             pause = min(pause * 2, 0.1)
     finally:
         conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+
+
+def connect_copy(path: str | os.PathLike) -> sqlite3.Connection:
+    """A private in-memory copy of the database at ``path`` (empty when there is none, or when
+    it is not an SQLite database), opened like :func:`connect` but without writing anything
+    on disk: for a directory that cannot be written.
+
+    The file is read with ``mode=ro``, which sees the committed pages of a ``-wal`` that is there
+    (SQLite needs an existing ``-shm`` for that); where that fails (no ``-shm`` and none can be
+    made) it is read ``immutable``, without the ``-wal``: an older but consistent state, which
+    the caller catches up from the segments, in memory.
+    """
+    import urllib.parse  # only here: most commands never read a store they cannot write
+
+    copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    if os.path.exists(path):
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+        for flags in ("", "&immutable=1"):
+            try:
+                disk = sqlite3.connect(uri + flags, uri=True, timeout=BUSY_TIMEOUT_S)
+            except sqlite3.OperationalError:
+                continue
+            try:
+                disk.backup(copy)
+                break
+            except sqlite3.OperationalError:
+                continue
+            except sqlite3.DatabaseError:  # not a database: derived data, rebuilt in memory
+                copy.close()
+                copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                break
+            finally:
+                disk.close()
+    return copy
 
 
 def close(conn: sqlite3.Connection) -> None:

@@ -5,7 +5,8 @@
     EventlogError
     ├── StoreError            the store directory cannot be opened or is not a store
     │   ├── StoreNotFound     there is no store at that path (and it was not to be created)
-    │   └── RunExists         a run with that id is in the store already (runs are never replaced)
+    │   ├── RunExists         a run with that id is in the store already (runs are never replaced)
+    │   └── ReadOnlyStore     the store cannot be written (read-only mount, archive) and the command writes
     ├── RunNotFound           no run matches an id or prefix
     ├── AmbiguousRunId        a prefix matches several runs
     ├── RunLocked             another writer holds the run's lock
@@ -17,6 +18,7 @@
     ├── BadPartSelection      a part selection (`3-7`, `last`, `1,4,9`) cannot be read or resolved
     ├── UnsafePath            a name from data would leave its directory (see containment.py)
     ├── GitStoreError         the shadow git repository failed (see git/)
+    │   └── CheckoutWriteFailed  a checkout's directory could not be written (disk full, permissions)
     ├── UnreadableResult      a test result file is not JUnit XML or a known JSON report
     └── RemoteError           a remote (file://, s3://) failed (see remotes/)
         ├── RemoteAuthError   missing or wrong credentials, access denied
@@ -44,6 +46,10 @@ class StoreNotFound(StoreError):
 
 class RunExists(StoreError):
     """A run being adopted is in the store already (another process may have just adopted it)."""
+
+
+class ReadOnlyStore(StoreError):
+    """The store cannot be written (a read-only mount, an archive) and the command must write it."""
 
 
 class RunNotFound(EventlogError):
@@ -110,6 +116,19 @@ class UnsafePath(EventlogError):
 
 class GitStoreError(EventlogError):
     """The shadow git repository could not be read or written."""
+
+
+class CheckoutWriteFailed(GitStoreError):
+    """A checkout could not write its directory (the disk is full, a quota, permissions, a
+    read-only filesystem): the fault of where it writes, not of the repository, so reading the
+    tree from elsewhere (the bundles) cannot help. ``errno`` is the OS error's number."""
+
+    def __init__(self, message: str, errno: int = 0):
+        super().__init__(message)
+        self.errno = errno
+
+    def __reduce__(self):  # crosses a fork's pipe (treewrite's half-writing child)
+        return type(self), (str(self), self.errno)
 
 
 class UnreadableResult(EventlogError):

@@ -4,7 +4,8 @@ Contracts: with ``create=False`` nothing is created and a path that is no store 
 file, a directory with neither ``runs/`` nor ``catalog.db``) raises :class:`StoreNotFound`;
 with ``claim_directory=False`` (the CLI) an existing directory that holds other files never
 becomes a store, so a store is never mixed into someone's files. An empty directory (``mktemp
--d``, a fresh volume with only ``lost+found``) may become one.
+-d``, a fresh volume with only ``lost+found``) may become one. :func:`is_writable` tells a
+store that can only be read (a read-only mount).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import StoreNotFound
+from .errors import ReadOnlyStore, StoreNotFound
 
 
 def is_store(root: Path) -> bool:
@@ -42,3 +43,18 @@ def _refuse_foreign(root: Path) -> None:
         shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
         raise StoreNotFound(f"{root} is not an agtrace store and is not empty (it holds {shown}); nothing was "
                             "created in it; name a new or empty directory, or an existing store")
+
+
+def is_writable(root: Path) -> bool:
+    """Whether a catalog can be written in ``root``: the directory (where SQLite makes the
+    ``-wal`` and ``-shm``) and ``catalog.db`` if there is one. ``os.access`` answers for the
+    filesystem too: a read-only mount is not writable, even for root."""
+    catalog = root / "catalog.db"
+    return os.access(root, os.W_OK) and (not catalog.exists() or os.access(catalog, os.W_OK))
+
+
+def read_only_error(root: Path, what: str) -> ReadOnlyStore:
+    """The error of a command that would ``what`` (``"write run X"``) in the read-only store at ``root``."""
+    return ReadOnlyStore(f"the store {root} is read-only (a read-only mount or directory), so agtrace cannot "
+                         f"{what}; commands that only read it work. Copy it to a writable place (`cp -a {root} "
+                         "DIR`) and pass --store DIR to change it")

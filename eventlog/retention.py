@@ -109,6 +109,8 @@ def remove_runs(store: Store, run_ids: Iterable[str], *, dry_run: bool = False) 
     """Remove whole runs from the store (see the module docstring). Raises :class:`RunLocked`
     for a run being written (runs before it in ``run_ids`` are already removed) and
     :class:`RunNotFound` for an id the store does not hold (checked before anything is removed)."""
+    if not dry_run:
+        store.require_writable("remove runs from it")
     ids = list(dict.fromkeys(run_ids))
     for rid in ids:
         if not store.run_dir(rid).is_dir():
@@ -141,6 +143,8 @@ def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = 
                     progress: Callable[[int, int], None] | None = None) -> Collection:
     """Remove what no run needs and pack ended runs' repositories (see the module docstring).
     ``progress(done, total)`` is called per run read (then per repository checked)."""
+    if not dry_run:
+        store.require_writable("collect its garbage")
     started = time.time()
     now = now if now is not None else started
     report = Collection(dry_run=dry_run)

@@ -19,6 +19,10 @@ are written: a writer opened by :meth:`Store.open_writer` hands what it wrote to
 run's start and end at once, otherwise at most a second later or when a flush or close is
 asked for); :meth:`Store.sync` catches them up from the segments (events written by another
 process, a projection rebuilt on open), reading each stream once from the lowest position.
+
+A store whose directory cannot be written (:attr:`Store.read_only`: a read-only mount) is read in
+memory: its catalog is a copy of ``catalog.db``, caught up from the segments and never written
+back. What must write it raises :class:`ReadOnlyStore` first (:meth:`Store.require_writable`).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from .errors import AmbiguousRunId, CorruptLog, InvalidEvent, RunExists, RunNotF
 from .events import Record, RunEnded, RunStarted, kind_of
 from .fulltext import SearchProjection
 from .ids import looks_like_run_id, new_run_id
-from .location import prepare_root
+from .location import is_writable, prepare_root, read_only_error
 from .lock import is_locked
 from .metrics_projection import MetricsProjection
 from .part_index import PartIndexProjection
@@ -91,6 +95,7 @@ class Store:
         self.root = Path(root).expanduser()
         self.runs_dir = self.root / "runs"
         prepare_root(self.root, create=create, claim_directory=claim_directory)
+        self.read_only = not is_writable(self.root)  # read in memory only (see the module docstring)
         self.runs_dir.mkdir(exist_ok=True)
         self.blobs = BlobStore(self.root / "blobs")
         self._catalog: Catalog | None = None
@@ -105,8 +110,13 @@ class Store:
         segments, so a damaged or replaced catalog never stops a command."""
         if self._catalog is None:
             self._catalog, self.catalog_set_aside = open_catalog(
-                self.root / "catalog.db", self.projections, on_wait=self._on_wait)
+                self.root / "catalog.db", self.projections, on_wait=self._on_wait, read_only=self.read_only)
         return self._catalog
+
+    def require_writable(self, what: str) -> None:
+        """Raise :class:`ReadOnlyStore` (naming the store) before ``what`` writes a read-only store."""
+        if self.read_only:
+            raise read_only_error(self.root, what)
 
     def close(self) -> None:
         if self._catalog is not None:
@@ -148,6 +158,7 @@ class Store:
             fill["host"] = os.uname().nodename
         if fill:
             started = msgspec.structs.replace(started, **fill)
+        self.require_writable("create a run")
         ts = ts if ts is not None else time.time_ns()
         run_id = run_id or new_run_id(ts)
         run_dir = self.run_dir(run_id)
@@ -172,6 +183,7 @@ class Store:
         The stream's projections are brought up to date first (if that fails the lock is
         released again), then fed by the writer as it writes (see the module docstring).
         """
+        self.require_writable(f"write run {run_id}")
         catalog = self.catalog
 
         def fold(first_seq: int, items) -> None:
@@ -200,19 +212,14 @@ class Store:
 
         Its name holds this process's host and pid; what a killed import left in ``staging/``
         (its process gone) is removed first."""
-        import shutil
         import tempfile
 
         from . import leftover
 
+        self.require_writable("add a run")
         root = self.root / "staging"
         root.mkdir(exist_ok=True)
-        for entry in os.scandir(root):
-            try:
-                if leftover.is_stale(entry.name, entry.stat(follow_symlinks=False).st_mtime):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-            except FileNotFoundError:
-                pass  # another process cleaned it meanwhile
+        leftover.remove_stale(root)
         return Path(tempfile.mkdtemp(prefix=f"tmp{leftover.tag()}", dir=root))
 
     def adopt(self, run_dir: str | os.PathLike) -> str:
@@ -225,6 +232,7 @@ class Store:
         """
         run_dir = Path(run_dir)
         run_id = run_dir.name
+        self.require_writable(f"add run {run_id}")
         dest = self.run_dir(run_id)
         exists = RunExists(f"run {run_id} already exists in {self.root}; runs are never overwritten")
         if dest.exists():
@@ -403,12 +411,10 @@ class Store:
     def reindex(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Delete the catalog and rebuild every registered projection (and the segment rows)
         from every run's segments. Returns the run count."""
+        self.require_writable("rebuild its catalog")
         self.close()
         for suffix in ("", "-wal", "-shm"):
-            try:
-                os.unlink(str(self.root / "catalog.db") + suffix)
-            except FileNotFoundError:
-                pass
+            Path(str(self.root / "catalog.db") + suffix).unlink(missing_ok=True)
         ids = self.run_ids()
         for i, run_id in enumerate(ids):
             self.sync(run_id)

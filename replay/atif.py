@@ -30,7 +30,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -51,6 +50,7 @@ from agtrace.eventlog import (
     part_metrics,
     run_costs,
     run_metrics,
+    temp_beside,
 )
 
 from .atif_step import StepBuilder, cost_fields, iso_time, prompt_tokens
@@ -106,7 +106,7 @@ def export_atif(
         raise OutputNotEmpty(f"{dest} already exists; an export never overwrites: remove it or pick another -o")
     dest.parent.mkdir(parents=True, exist_ok=True)
     report = ExportReport(format="atif", out=str(dest), runs=len(run_ids))
-    building = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    building = temp_beside(dest, directory=True)  # a killed export's is removed by the next one
     try:
         target = building / "atif"
         target.mkdir()

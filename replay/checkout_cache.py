@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agtrace.eventlog import GitStoreError, Store, SwitchResult
+from agtrace.eventlog import CheckoutWriteFailed, GitStoreError, Store, SwitchResult
 
 from .workspace import snapshots, tree_of_part
 
@@ -102,6 +102,9 @@ class ScratchTree:
         else:
             try:
                 result = git.switch(self.tree_id, tree_id, self.path, dirty=dirty)
+            except CheckoutWriteFailed:  # the disk, not the tree: a full checkout would fail too
+                self.tree_id = None
+                raise
             except GitStoreError:
                 self.tree_id = None
                 return self.show(git, tree_id)
@@ -273,11 +276,21 @@ def _same_directory(out: Path, stats: dict[str, tuple]) -> bool:
     return not files
 
 
+def forget_scratch(store: Store, out: str | os.PathLike) -> None:
+    """Forget what a replay directory held (it was removed, or what it holds is unknown)."""
+    _state_path(store, Path(out)).unlink(missing_ok=True)
+
+
 def save_scratch(store: Store, scratch: ScratchTree, *, writing: bool = False) -> None:
     """Remember what a replay directory holds (temp file + rename). ``writing``: claim it before
     a full checkout into it, so that a replay killed while writing leaves a directory the next
-    replay recognises as its own (and empties) rather than refusing it as someone else's."""
+    replay recognises as its own (and empties) rather than refusing it as someone else's.
+    A read-only store remembers nothing (its cache cannot be written): the next replay into that
+    directory needs an empty one."""
     import json
+
+    if store.read_only:
+        return
 
     path = _state_path(store, scratch.path)
     path.parent.mkdir(parents=True, exist_ok=True)

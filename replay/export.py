@@ -58,6 +58,7 @@ from agtrace.eventlog import (
     remote_for,
     run_costs,
     runs_metrics,
+    temp_beside,
 )
 
 from .errors import ExportError, OutputNotEmpty
@@ -169,7 +170,7 @@ def export(
     total = sum(_event_count(store, r) for r in run_ids)
     kind_set = frozenset(kinds) if kinds else None
     records = _records(store, run_ids, kind_set, since_ns, report, progress, total)
-    building = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    building = temp_beside(dest, directory=True)  # a killed export's is removed by the next one
     try:
         if format == "jsonl":
             target = building / dest.name

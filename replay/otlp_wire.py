@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from agtrace.eventlog import CorruptLog, RunNotFound, RunStarted, Store, run_metrics
+from agtrace.eventlog import CorruptLog, RunNotFound, RunStarted, Store, run_metrics, temp_beside
 
 from .errors import ExportError, OutputNotEmpty
 from .export import ExportReport, output_error
@@ -121,7 +121,7 @@ def export_otlp(
             raise OutputNotEmpty(f"{dest} already exists; an export never overwrites: remove it or pick another -o")
         dest.parent.mkdir(parents=True, exist_ok=True)
         report = ExportReport(format="otlp", out=str(dest), runs=len(run_ids), files=1)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        tmp = temp_beside(dest)  # a killed export's is removed by the next one
         try:
             with open(tmp, "wb") as fh:
                 _write_spans(store, run_ids, resource, max_attribute_chars, report, progress, fh)

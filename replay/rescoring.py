@@ -198,6 +198,7 @@ def rescore(
     ``progress(done, total)`` is called on the calling thread after each (run, part) is
     recorded. Returns when every selected part has a ``scored`` event with this digest.
     """
+    store.require_writable("record scores in it")  # before any scorer runs
     started = time.perf_counter()
     result = result or ResultSpec()
     digest = scorer_digest(cmd, sandbox, result)

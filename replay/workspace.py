@@ -3,11 +3,13 @@
 Part ``0`` is the workspace before the agent's first part (the base snapshot). Trees come from
 the run's shadow repository when it is there, else from its bundles, unbundled once into a
 per-run cache (``<store>/cache/<run id>/repo.git``); later replays of any part only check out.
+A read-only store's bundles are unbundled into a temporary directory instead, removed on exit.
 What is written is hashed and must equal the recorded tree id (see ``GitStore.checkout``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Sequence
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from agtrace.eventlog import (
     BadPartSelection,
+    CheckoutWriteFailed,
     GitStoreError,
     PartEnded,
     RunStarted,
@@ -28,7 +31,7 @@ from agtrace.eventlog import (
     previous_tree_part,
 )
 
-from .errors import NoSuchPart, OutputNotEmpty, PartNotFound
+from .errors import NoSuchPart, OutputNotEmpty, PartNotFound, ReplayError
 
 if TYPE_CHECKING:
     from agtrace.eventlog import GitStore, TreeReader
@@ -200,7 +203,19 @@ def snapshots(store: Store, run_id: str, *, bundles_only: bool = False) -> GitSt
     bundles = sorted((run_dir / "bundles").glob("*.bundle"))
     if not bundles:
         raise PartNotFound(missing_trees_reason(store, run_id))
-    return GitStore.from_bundles(bundles, store.root / "cache" / run_id / "repo.git")
+    cache = _private_cache(run_id) if store.read_only else store.root / "cache" / run_id / "repo.git"
+    return GitStore.from_bundles(bundles, cache)
+
+
+def _private_cache(run_id: str) -> Path:
+    """Where a read-only store's bundles are unbundled (its cache cannot be written): a
+    temporary directory of this process, removed when it exits."""
+    import atexit
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix=f"agtrace-unbundle-{run_id}-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root / "repo.git"
 
 
 def fresh_snapshots(store: Store, run_id: str) -> TreeReader | None:
@@ -289,6 +304,7 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
     from .checkout_cache import load_scratch, save_scratch
 
     out = Path(out)
+    made = not out.exists()
     known = load_scratch(store, out)  # an earlier replay into `out`: switch, don't rewrite
     if out.exists() and any(out.iterdir()):
         if not force:
@@ -297,7 +313,8 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
         if known.tree_id is None and not known.interrupted:
             raise OutputNotEmpty(f"refusing to replace {out}: no `agtrace replay` from {store.root} wrote it, "
                                  f"and it holds {_contents(out)}; --force replaces only a directory an earlier "
-                                 "replay wrote: choose another --out, or empty it yourself")
+                                 "replay wrote" + (" (a read-only store remembers none)" if store.read_only else "")
+                                 + ": choose another --out, or empty it yourself")
 
     def write(git: GitStore | TreeReader, scratch) -> PartView:
         view = describe_part(store, run_id, part, git)
@@ -311,6 +328,8 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
     try:  # a new directory is a full checkout: read in Python, pygit2 only if an object needs it
         fresh = fresh_snapshots(store, run_id) if known.tree_id is None else None
         return write(fresh or snapshots(store, run_id), known)
+    except CheckoutWriteFailed as exc:  # the disk of --out, not the repository: no retry
+        raise _output_failed(store, out, exc, whole=known.tree_id is None, made=made) from exc
     except GitStoreError:  # a damaged shadow repository: the bundles may still hold the tree
         run_dir = store.run_dir(run_id)
         if not (run_dir / "repo.git" / "HEAD").exists() or not any((run_dir / "bundles").glob("*.bundle")):
@@ -319,6 +338,29 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
         if retry.tree_id is None and out.exists():
             _empty(out)  # what the failed attempt wrote (out was empty or a replay's before it)
         return write(snapshots(store, run_id, bundles_only=True), retry)
+
+
+def _output_failed(store: Store, out: Path, exc: CheckoutWriteFailed, *, whole: bool, made: bool) -> ReplayError:
+    """The error of a replay that could not write ``out``, after removing what a full checkout
+    wrote there (``out`` was new or empty, or a replay's that was being emptied anyway): the
+    directory made is removed, one that was there is left empty. A switched directory (a
+    replay's) is left as it is: the next replay with --force puts it right."""
+    from .checkout_cache import forget_scratch
+
+    if whole and out.is_dir():
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            _empty(out)
+        forget_scratch(store, out)
+        left = "nothing was left in it" if made else "it was emptied again"
+    else:
+        left = "it is partly switched: replay into it again with --force once this is fixed"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = "free some space there (or pick an --out on another disk) and replay again"
+    else:
+        todo = "check its permissions and filesystem (or pick another --out) and replay again"
+    return ReplayError(f"cannot write the replay into --out {out}: {exc}; {left}; {todo}")
 
 
 def _contents(directory: Path, shown: int = 5) -> str:

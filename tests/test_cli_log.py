@@ -168,3 +168,23 @@ def test_cli_reference_documents_every_command_and_is_fresh():
     reference = (ROOT / "docs" / "cli.md").read_text()
     for name in _all_commands():
         assert f"## agtrace {name}\n" in reference
+
+
+def test_close_again_with_the_same_status_succeeds_and_another_status_is_refused(tmp_path):
+    """A `close` whose first try ended the run but did not get to say so (killed, a lost
+    connection) can be run again: the same status is a success that says the run was already
+    closed so, and adds nothing; another status is still refused."""
+    s = tmp_path / "s"
+    run_id = run_agtrace(["new", "--agent", "t"], s, check=True).stdout.decode().strip()
+    run_agtrace(["close", run_id, "--status", "completed", "--reason", "ok"], s, check=True)
+    events = len(run_agtrace(["log", run_id, "--json"], s, check=True).stdout.splitlines())
+    again = run_agtrace(["close", run_id, "--status", "completed"], s)
+    assert again.returncode == 0, again.stderr.decode()
+    assert "already closed with status completed" in again.stdout.decode()
+    as_json = json.loads(run_agtrace(["close", run_id, "--status", "completed", "--json"], s, check=True).stdout)
+    assert as_json["status"] == "completed" and as_json["already_closed"] is True
+    assert len(run_agtrace(["log", run_id, "--json"], s, check=True).stdout.splitlines()) == events
+    other = run_agtrace(["close", run_id, "--status", "failed"], s)
+    err = other.stderr.decode()
+    assert other.returncode == 1 and "Traceback" not in err, err
+    assert "already ended with status completed" in err and f"agtrace new --parent {run_id}" in err, err

@@ -332,3 +332,94 @@ def test_a_copy_into_a_store_on_a_full_disk_names_that_store(tmp_path, small_dis
     (small_disk / "filler").unlink()
     copy = run_agtrace(["cp", run_id, "--to", str(other)], store_path, check=True).stdout.decode().strip()
     assert [r.event for r in Store(other).read(copy)][1:] == [r.event for r in Store(store_path).read(run_id)][1:]
+
+
+def test_a_replay_onto_a_full_disk_names_out_leaves_nothing_and_does_not_retry(tmp_path, small_disk):
+    """A disk-full checkout is the output's fault, not the shadow repository's: the error names
+    --out and says to free space, the tree half written into a new or empty --out is removed,
+    and no second checkout from the bundles is tried (it would write more to the full disk and
+    unbundle into the store's cache)."""
+    from agtrace.capture import Recorder
+
+    store_path, work = tmp_path / "s", tmp_path / "w"
+    work.mkdir()
+    with Recorder(Store(store_path), workdir=work, agent="t") as rec:
+        for i in range(80):  # 5 MB of files that do not compress: more than the 4 MB disk
+            (work / f"f{i}.bin").write_bytes(random.Random(i).randbytes(64 * 1024))
+        rec.tool_result(rec.tool_call("shell", command="make"), output="ok", exit_code=0)
+    assert (store_path / "runs" / rec.run_id / "bundles").is_dir()
+    out = small_disk / "out"
+    for exists in (False, True):  # a new --out, then an empty one the user made
+        if exists:
+            out.mkdir()
+        proc = run_agtrace(["replay", rec.run_id, "--part", "last", "--out", str(out)], store_path)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and "Traceback" not in err, err
+        assert f"--out {out}" in err and "No space left" in err and "free some space" in err, err
+        assert out.is_dir() == exists and (not exists or not any(out.iterdir())), err
+        assert sorted(p.name for p in small_disk.iterdir()) == (["out"] if exists else [])
+        assert not (store_path / "cache").exists() or not any((store_path / "cache").rglob("*.json"))
+        assert not (store_path / "cache" / rec.run_id).exists()  # no retry from the bundles
+
+
+def _tag_of(pid: int) -> str:
+    from agtrace.eventlog.leftover import tag
+
+    return tag().replace(f"-{os.getpid()}@", f"-{pid}@")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "atif", "otlp"])
+def test_a_killed_export_leaves_a_tagged_temp_that_the_next_export_removes(tmp_path, fmt, print_counts):
+    """SIGKILL of a real export while it builds -o: its temp sibling names the export's pid, and
+    the next export to that path removes it (and never a live process's)."""
+    store_path = tmp_path / "s"
+    _store_of_runs(store_path)
+    outdir = tmp_path / "o"
+    outdir.mkdir()
+    out = outdir / f"e.{fmt}"
+    rng = random.Random(fmt)
+    left: list[Path] = []
+    for _ in range(20):  # until a kill lands while the temp sibling is there
+        proc = agtrace(["export", "--all", "--format", fmt, "-o", str(out)], store_path)
+        killed = kill_after_start(proc, lambda: any(p.name.startswith(f".{out.name}.") for p in outdir.iterdir()),
+                                  rng, 0.0)
+        count("export", killed)
+        left = [p for p in outdir.iterdir() if p.name.startswith(f".{out.name}.")]
+        if left:
+            assert [p.name for p in left if _tag_of(proc.pid) in p.name] == [left[0].name]
+            break
+        _remove(out)
+    assert left, "no kill landed while the export was being built"
+    live = outdir / f".{out.name}.{_tag_of(os.getpid())}building"  # this test's: alive
+    live.mkdir()
+    _remove(out)
+    run_agtrace(["export", "--all", "--format", fmt, "-o", str(out)], store_path, check=True)
+    assert sorted(p.name for p in outdir.iterdir()) == sorted([out.name, live.name])
+
+
+def test_report_temp_files_are_per_process_and_a_dead_ones_are_removed(tmp_path):
+    store_path = tmp_path / "s"
+    run_id = _store_of_runs(store_path)
+    out = tmp_path / "r.html"
+    dead = tmp_path / f".r.html.{_tag_of(_dead_pid())}0000.tmp"
+    live = tmp_path / f".r.html.{_tag_of(os.getpid())}0000.tmp"
+    fixed = tmp_path / ".r.html.tmp"  # the name every report used: two at once shared it
+    for p in (dead, live, fixed):
+        p.write_text("half a report")
+    run_agtrace(["report", run_id, "-o", str(out)], store_path, check=True)
+    assert out.stat().st_size > 0
+    assert not dead.exists() and live.read_text() == fixed.read_text() == "half a report"

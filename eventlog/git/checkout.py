@@ -36,6 +36,7 @@ from .treewrite import (
     MODE_TREE,
     checked_entries,
     hash_object,
+    write_failed,
     write_tree_parallel,
 )
 from .treewrite import write_file as _write_file
@@ -146,7 +147,7 @@ class CheckoutMixin:
             if verify:
                 _verify_paths(root, target, written, removed, to_tree, out)
         except OSError as exc:
-            raise GitStoreError(f"switch of {out} to {to_tree} failed: {exc}; check it out afresh") from exc
+            raise write_failed(f"switch of {out} to {to_tree} failed", exc, "; check it out afresh") from exc
         finally:
             os.close(root)
         return SwitchResult(
@@ -162,7 +163,7 @@ def _write_tree(git: GitStore, tree, dir_fd: int, tree_id: str) -> None:
         try:
             _write_entry(git, dir_fd, entry.name, entry, tree_id)
         except OSError as exc:
-            raise GitStoreError(f"checkout of {tree_id} failed at {entry.name!r}: {exc}") from exc
+            raise write_failed(f"checkout of {tree_id} failed at {entry.name!r}", exc) from exc
 
 
 def _write_entry(git: GitStore, dir_fd: int, name: str, entry, tree_id: str) -> None:

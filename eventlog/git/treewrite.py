@@ -20,12 +20,13 @@ the pygit2-free `TreeReader` (``tree_reader.py``). No pygit2 here.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
 
 from ..containment import check_name
-from ..errors import GitStoreError, UnsafePath
+from ..errors import CheckoutWriteFailed, GitStoreError, UnsafePath
 from ..forked import end_child, exit_description, fork_computing
 
 MODE_BLOB, MODE_EXEC, MODE_LINK, MODE_TREE = 0o100644, 0o100755, 0o120000, 0o040000
@@ -49,6 +50,20 @@ _OPEN_DIRS = 256  # directories held open at once by a checkout
 FORK_FILES = 512
 """Fewest files in one batch of directories for :class:`_Halves` to fork a child that writes
 half of them (below it, the fork and the hand-back cost more than the child saves)."""
+
+
+_OUTPUT_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS))
+"""OS errors that are the fault of the directory written, not of the repository read."""
+
+
+def write_failed(what: str, exc: OSError, hint: str = "") -> GitStoreError:
+    """The error of a checkout whose write failed (``what``: "checkout of T failed at 'f'"):
+    :class:`CheckoutWriteFailed` when the output's filesystem is the cause (full, a quota,
+    permissions, read-only), so that no caller retries the checkout from elsewhere; else a
+    :class:`GitStoreError` ending with ``hint``."""
+    if exc.errno in _OUTPUT_ERRNOS:
+        return CheckoutWriteFailed(f"{what}: {exc}", exc.errno)
+    return GitStoreError(f"{what}: {exc}{hint}")
 
 
 def _umask() -> int | None:
@@ -113,7 +128,7 @@ def write_tree_parallel(git, tree, root_fd: int, tree_id: str, jobs: int | None,
                                 raise GitStoreError(
                                     f"tree {tree_id} has entry {name!r} of unsupported mode {mode:o}")
                         except OSError as exc:
-                            raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
+                            raise write_failed(f"checkout of {tree_id} failed at {name!r}", exc) from exc
                     pending[-1] = (pool.submit(_write_files, git, fd, files, tree_id, prefix, stats), node, fd)
                     if len(pending) >= _OPEN_DIRS:
                         _collect(pending, entries, root_fd)
@@ -215,7 +230,7 @@ class _Halves:
             try:
                 done = [_in_child(job, files) for job, files in there]
             except GitStoreError as exc:
-                done = str(exc)
+                done = exc
             return pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL)
 
         pid, pipe = fork_computing(theirs)
@@ -236,8 +251,8 @@ class _Halves:
             raise GitStoreError(f"checkout of {tree_id}: the process writing half of its files ended "
                                 f"({exit_description(status)}); the directory is partly written: delete it and retry")
         done = pickle.loads(data)
-        if isinstance(done, str):
-            raise GitStoreError(done)
+        if isinstance(done, GitStoreError):
+            raise done
         for (job, _), (value, stats) in zip(there, done, strict=True):
             job.value += value
             if stats:
@@ -322,7 +337,7 @@ def _write_files(git, dir_fd: int, files: list, tree_id: str, prefix: str = "",
         try:
             st = write_file(dir_fd, name, mode, data)
         except OSError as exc:
-            raise GitStoreError(f"checkout of {tree_id} failed at {name!r}: {exc}") from exc
+            raise write_failed(f"checkout of {tree_id} failed at {name!r}", exc) from exc
         if stats is not None:
             stats[prefix + name] = st
         size = st.st_size

@@ -88,6 +88,7 @@ def pull(
     Objects that cannot be pulled (damaged on the remote, conflicting with local files) are
     listed in ``problems``; everything else is pulled. The catalog is brought up to date.
     """
+    store.require_writable("pull into it")
     started = time.monotonic()
     ids = list(run_ids) if run_ids is not None else remote_run_ids(remote)
     report = PullReport()

@@ -125,6 +125,8 @@ def push(
     Raises :class:`RemoteConflict` if a key holds other bytes (nothing is overwritten) and
     :class:`RemoteError` for every failure of the remote.
     """
+    store.require_writable("push it (pushing seals the open segments of crashed runs and stages a manifest "
+                           "in the store)")
     started = time.monotonic()
     ids = list(run_ids) if run_ids is not None else store.run_ids()
     report = PushReport()
