@@ -275,7 +275,10 @@ def test_blobbed_texts_unfinished_parts_and_calls_without_results(tmp_path):
     steps = t["steps"]
     assert [s["source"] for s in steps] == ["user", "agent", "agent", "agent"]
     assert steps[1]["observation"]["results"][0]["content"] == big
-    assert steps[1]["metrics"] == {"prompt_tokens": 150, "completion_tokens": 7, "cached_tokens": 50}
+    # the priced cost of the call (claude-sonnet-4-5: 100 input at $3/M, 50 cache reads at $0.30/M,
+    # 7 output at $15/M), as `show` gives it: ATIF's cost is the priced one
+    assert steps[1]["metrics"] == {"prompt_tokens": 150, "completion_tokens": 7, "cached_tokens": 50,
+                                   "cost_usd": pytest.approx(0.00042)}
     orphan = steps[2]["observation"]["results"][0]
     assert "source_call_id" not in orphan and orphan["extra"]["call_id"] == "orphan"
     assert orphan["content"] == "x" and orphan["extra"]["status"] == "error"

@@ -326,10 +326,16 @@ def test_agtrace_run(agent, tmp_path):
 
 
 def test_agtrace_run_freezes_claude_code_at_the_part_ending_line(installed_agents, tmp_path):
-    """An edit right after a part's end stays out of that part's tree, however far the capture
-    loop lags: a write whose record is ~2 MB (the loop takes a while to store it), then, with an
-    instant model, an edit of calc.py. The write's part must hold big.txt and the old calc.py
-    (the agent is frozen the moment its part-ending line is read, not when the loop gets to it).
+    """An edit right after a part's end stays out of that part's tree: a write whose record is
+    ~1 MB (the loop takes a while to store it), then an edit of calc.py. The write's part must
+    hold big.txt and the old calc.py (the agent is frozen the moment its part-ending line is
+    read, not when the loop gets to it).
+
+    The model thinks 0.3 s before each answer (real ones think seconds): with an instant one,
+    Claude Code goes on while its megabyte line is still being written to the pipe, and on a
+    loaded machine (CI) the edit was seen in the write's tree, a race no freeze at the line's
+    arrival can win (README). That arrival freeze itself is checked without timing by
+    test_adapters_real's test: every part-ending line of the real streams is recognised.
 
     Claude Code only: OpenCode writes a line longer than the pipe's buffer asynchronously and
     runs on meanwhile, so no freeze at the line's arrival can hold its part (see the README);
@@ -347,7 +353,7 @@ def test_agtrace_run_freezes_claude_code_at_the_part_ending_line(installed_agent
     model_server.write_project(work)
     wrapper = [exe, "--store", str(store), "run", "--agent", cli, "--workdir", str(work), "--json", "--"]
     res = run_cli.run_session_in_netns(cli, tmp_path, wrapper=wrapper, timeout=240, workdir=work,
-                                       delay_s=0.0, script="edit_after_big_write")
+                                       delay_s=0.3, script="edit_after_big_write")
     diag = f"\nresult={res}\nstderr tail:\n{(tmp_path / 'stderr.txt').read_text()[-2000:]}"
     assert res["returncode"] == 0 and res["script_finished"], diag
     run_id = _last_json((tmp_path / "stdout.jsonl").read_text())["run_id"]
