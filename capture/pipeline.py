@@ -4,7 +4,8 @@
 (a local process) and ``run_agent_in_sandbox`` (a process in a sandbox) only build its two
 ports (:mod:`agtrace.capture.port`) and call it. Contracts, the same on every backend:
 
-* Every stdout line is stored verbatim (redacted: a line is redacted before the adapter sees it,
+* Every stdout line is stored verbatim (byte for byte: in ``data`` when it is not UTF-8, its
+  ``text`` then showing U+FFFD; redacted: a line is redacted before the adapter sees it,
   private keys over several lines included, and its raw record counts what it lost) as it arrives: a ``raw_recorded`` event for
   structured adapters (Codex, Claude Code, OpenCode), a ``line_logged`` event for ``raw`` (with
   the part it was printed in, stored after the end of the part a marker line closes); every
@@ -57,7 +58,7 @@ from . import process
 from .adapter import Adapter, Emit, unknown_warning
 from .adapters import make_adapter
 from .errors import AgentNotFound, CaptureError
-from .port import AgentPort, Line, SnapshotPort, SnapshotterFactory
+from .port import AgentPort, Line, SnapshotPort, SnapshotterFactory, split_undecodable
 from .recorder import Recorder
 from .status import derive_status
 
@@ -313,7 +314,10 @@ class _Capture:
 
     def _store_line(self, line: Line) -> None:
         """Redact the line (with its stream's state: a private key spans lines) before the
-        adapter, the live view or the log see it; its raw record says how many it lost.
+        adapter, the live view or the log see it; its raw record says how many it lost. A line
+        that is not valid UTF-8 is redacted as it came (its bad bytes as lone surrogates), then
+        every text consumer sees it with U+FFFD for them, and its record keeps the exact bytes
+        in ``data``.
 
         A line longer than the reader's piece size comes in pieces (:attr:`Line.continued`),
         each stored as it comes with ``continued`` on all but the last, so memory stays bounded:
@@ -327,7 +331,9 @@ class _Capture:
         self.piece[stream] = piece + 1 if line.continued else 0
         text, n = self.recorder.redactor.redact_line(line.text, stream)
         redactions = n or int(text != line.text)  # a key's body line: the block was counted once
-        line = Line(stream, text, line.ts, line.frozen, line.continued) if redactions else line
+        text, data = split_undecodable(text)  # bytes that are not UTF-8: kept in data
+        if text != line.text:
+            line = Line(stream, text, line.ts, line.frozen, line.continued, data)
         if self.on_line:
             self.on_line(stream, line.text)
         long_line = bool(piece) or line.continued
@@ -381,7 +387,8 @@ class _Capture:
         self.recorder.emit(ErrorOccurred(message=message, origin="capture"), part)
 
     def _store_verbatim(self, line: Line, emits: list[Emit], redactions: int, long_line: bool = False) -> None:
-        logged = LineLogged(stream=line.stream, text=line.text, redactions=redactions, continued=line.continued)
+        logged = LineLogged(stream=line.stream, text=line.text, data=line.data, redactions=redactions,
+                            continued=line.continued)
         if self.adapter.name == "raw":  # in the part it was printed in
             self.recorder.emit(logged, getattr(self.adapter, "line_part", None), ts=line.ts)
         elif line.stream == "stderr":
@@ -389,13 +396,14 @@ class _Capture:
         elif not any(isinstance(e.event, RawRecorded) for e in emits):
             problem = (f"a line longer than {process.MAX_LINE_BYTES} bytes, kept in pieces and not parsed"
                        if long_line else "")
-            self.recorder.emit(RawRecorded(source=self.adapter.name, text=line.text, redactions=redactions,
+            self.recorder.emit(RawRecorded(source=self.adapter.name, text=line.text, data=line.data,
+                                           redactions=redactions,
                                            location=f"stdout:{self.line_no['stdout']}", parse_error=problem,
                                            continued=line.continued), ts=line.ts)
         for i, emit in enumerate(emits):
             if isinstance(emit.event, RawRecorded) and not emit.event.location:
                 location = f"{line.stream}:{self.line_no[line.stream]}"
-                raw = msgspec.structs.replace(emit.event, location=location,
+                raw = msgspec.structs.replace(emit.event, location=location, data=emit.event.data or line.data,
                                               redactions=emit.event.redactions + redactions)
                 emits[i] = Emit(raw, emit.part, emit.ts)
 

@@ -29,7 +29,11 @@ from agtrace.eventlog import SnapshotTaken
 @dataclass(frozen=True, slots=True)
 class Line:
     """One line the agent printed: its stream, its text (decoded, without the newline) and the
-    wall-clock time it arrived (ns)."""
+    wall-clock time it arrived (ns).
+
+    As a reader queues it, ``text`` keeps bytes that are not UTF-8 as lone surrogates
+    (:func:`decode_verbatim`); once the capture has redacted it, such a
+    line's ``text`` has U+FFFD in their place and :attr:`data` holds its exact bytes."""
 
     stream: str
     text: str
@@ -41,6 +45,30 @@ class Line:
     continued: bool = False
     """The line goes on in the next line of the stream: this is a piece of a line longer than
     :data:`~agtrace.capture.process.MAX_LINE_BYTES` (see :func:`~agtrace.capture.process.read_pieces`)."""
+    data: bytes = b""
+    """The line's exact bytes (redacted) when they are not valid UTF-8; ``b""`` otherwise."""
+
+
+def decode_verbatim(raw: bytes) -> str:
+    """``raw`` as text that keeps every byte: a byte that is not UTF-8 becomes a lone surrogate
+    (``surrogateescape``), so ``text.encode("utf-8", "surrogateescape")`` is ``raw`` again. The
+    readers of an agent's output decode with this; the capture redacts such text and then stores
+    it with :func:`split_undecodable`."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def split_undecodable(text: str) -> tuple[str, bytes]:
+    """``(shown, data)`` of a text :func:`decode_verbatim` made: when it holds bytes that are not
+    UTF-8, ``shown`` is their decoding with U+FFFD for each bad byte (what every text consumer
+    sees) and ``data`` their exact bytes; otherwise ``(text, b"")``."""
+    if text.isascii():
+        return text, b""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogateescape")
+        return data.decode("utf-8", "replace"), data
+    return text, b""
 
 
 @runtime_checkable

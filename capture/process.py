@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from .errors import AgentNotFound
-from .port import Line
+from .port import Line, decode_verbatim
 from .supervisor import Channel, Supervisor, supervisor_argv
 
 GRACE_S = 5.0
@@ -448,7 +448,7 @@ class LocalProcess(ProcessGroup):
         try:
             inside = False  # the previous piece was continued: this one is not a line's start
             for raw, continued in read_pieces(pipe):
-                text = raw.decode("utf-8", errors="replace")
+                text = decode_verbatim(raw)
                 frozen = None
                 if (not inside and not continued and self.freeze_on is not None and self._output_seen
                         and self.freeze_on(text, stream)):

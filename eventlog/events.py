@@ -221,18 +221,28 @@ class LineLogged(Event, tag="line_logged"):
 
     Attributes:
         stream: ``stdout`` or ``stderr``.
-        text: the line without its newline, decoded as UTF-8 with replacement.
+        text: the line without its newline, decoded as UTF-8 with replacement (U+FFFD for each
+            byte that is not UTF-8): what people, search and transcripts read.
         redactions: how many secrets were replaced by ``[REDACTED:<kind>]`` in the line before
             it was stored (1 for a line inside a multi-line private key).
         continued: the line goes on in the next ``line_logged`` event of the same stream: a line
             longer than the capture's piece size (8 MiB) is stored as consecutive pieces, each
             but the last with ``continued``; joined, they are the line.
+        data: the line's exact bytes (redacted like ``text``), when they are not valid UTF-8;
+            empty otherwise, when ``text`` encoded as UTF-8 is the line's bytes. Readers that
+            want the bytes read ``data or text.encode()`` (:attr:`raw`).
     """
 
     stream: str
     text: str
     redactions: int = 0
     continued: bool = False
+    data: bytes = b""
+
+    @property
+    def raw(self) -> bytes:
+        """The line's bytes exactly as the agent printed them (redacted)."""
+        return self.data or self.text.encode()
 
 
 class RawRecorded(Event, tag="raw_recorded"):
@@ -240,8 +250,10 @@ class RawRecorded(Event, tag="raw_recorded"):
 
     Attributes:
         source: the format (``codex.exec_json``, ``claude.stream_json``, ``import:swe-agent``...).
-        text: the record as text, when it is valid UTF-8 (a prefix when ``blob`` is set).
-        data: the record's bytes, when it is not valid UTF-8.
+        text: the record as text (a prefix when ``blob`` is set); for a record that is not valid
+            UTF-8, empty (an import) or, for a line an agent printed, its decoding with U+FFFD
+            for each bad byte.
+        data: the record's exact bytes, when it is not valid UTF-8.
         blob: sha256 of the full record in the blob store.
         location: where the record came from (``file:line`` or byte offset).
         parse_error: why the record could not be parsed, if it could not.

@@ -20,6 +20,9 @@ Contract: events are stored in line order; blank lines are skipped but counted, 
 ``run_started`` lines (a run has its own identity). On a line that
 does not decode, every event of the lines before it is appended, and :class:`InvalidEvent`
 names the line, how many events are stored and their seqs; nothing after it is stored.
+``bytes`` fields (base64 in JSON: ``raw_recorded.data``, ``line_logged.data``) are redacted once
+decoded; a ``line_logged`` with ``data`` gets the replaced decoding of its (redacted) bytes as
+its ``text``, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import msgspec
 from .codec import events_from_json_lines
 from .collector import collector_paused
 from .errors import InvalidEvent
-from .events import Event, RawRecorded, RunStarted
+from .events import Event, LineLogged, RawRecorded, RunStarted
 from .limit import check_record
 from .redaction import Redactor, Screened
 
@@ -194,9 +197,11 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
                     done.skipped_lines.append(line_no + i)
                     continue
                 try:
-                    if t is RawRecorded and redactor is not None:  # its bytes were base64
+                    if redactor is not None and (t is RawRecorded or t is LineLogged and event.data):  # base64 bytes
                         event, _ = redactor.redact_event(event)
-                        if i in counts:
+                        if t is LineLogged:  # its text is its bytes' decoding; their secrets are counted
+                            event = msgspec.structs.replace(event, text=event.data.decode("utf-8", "replace"))
+                        elif i in counts:
                             event = msgspec.structs.replace(event, redactions=event.redactions + counts[i])
                     check_record(event, ts, part)
                     if check is not None:

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from . import screen
-from .events import Event, RawRecorded
+from .events import Event, LineLogged, RawRecorded
 from .secret import (
     BARE_VALUE,
     COMPILED,
@@ -328,13 +328,13 @@ class Redactor:
 
     def redact_event(self, event: Event) -> tuple[Event, int]:
         """``event`` with secrets replaced in every text, nested value and bytes field, and how
-        many were replaced. A ``raw_recorded`` event that had secrets records how many in its
-        ``redactions`` field (added to what an earlier redaction of its line recorded), so a raw
-        record is kept verbatim except for its secrets, and says so."""
+        many were replaced. A ``raw_recorded`` or ``line_logged`` event that had secrets records
+        how many in its ``redactions`` field (added to what an earlier redaction of its line
+        recorded), so a raw record is kept verbatim except for its secrets, and says so."""
         before = self.count
         redacted = self.redact_obj(event)
         n = self.count - before
-        if n and isinstance(redacted, RawRecorded):
+        if n and isinstance(redacted, RawRecorded | LineLogged):
             redacted = msgspec.structs.replace(redacted, redactions=redacted.redactions + n)
         return redacted, n
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -507,3 +508,39 @@ def test_a_failed_run_keeps_its_exit_code_when_stdout_is_gone(tmp_path, as_json)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 1, err
     assert "Traceback" not in err
+
+
+def test_output_that_is_not_utf8_is_kept_byte_exact_by_log_export_and_append(tmp_path):
+    """Issue: `agtrace run -- printf '\\xff\\xfe\\n'` stored the line as U+FFFD U+FFFD (the
+    bytes were lost). Now `log --json` and `export` carry the exact bytes (base64 ``data``),
+    text output, the transcript and search show the replaced text, and `log --json | append`
+    keeps the bytes and redacts a secret that only the base64 holds."""
+    s, wd = tmp_path / "s", tmp_path / "w"
+    wd.mkdir()
+    proc = run_agtrace(["run", "--workdir", str(wd), "--json", "--", "printf", "x\\377\\376 y\\n"], s)
+    assert proc.returncode == 0, proc.stderr.decode()
+    run_id = _summary(proc)["run_id"]
+
+    def logged(run: str) -> list[dict]:
+        out = run_agtrace(["log", run, "--json"], s, check=True).stdout
+        return [json.loads(x) for x in out.splitlines() if json.loads(x)["kind"] == "line_logged"]
+
+    (line,) = logged(run_id)
+    assert base64.b64decode(line["data"]) == b"x\xff\xfe y" and line["text"] == "x\ufffd\ufffd y"
+    assert "x\ufffd\ufffd y" in run_agtrace(["log", run_id], s, check=True).stdout.decode()
+    assert "x\ufffd\ufffd y" in run_agtrace(["replay", run_id, "--transcript"], s, check=True).stdout.decode()
+    hits = json.loads(run_agtrace(["search", "--regex", "\ufffd y", "--json"], s, check=True).stdout)
+    assert [h["run_id"] for h in (hits["hits"] if isinstance(hits, dict) else hits)] == [run_id]
+    run_agtrace(["export", run_id, "-o", str(tmp_path / "e.jsonl")], s, check=True)
+    exported = [json.loads(x) for x in (tmp_path / "e.jsonl").read_bytes().splitlines()]
+    assert [e["data"] for e in exported if e["kind"] == "line_logged"] == [line["data"]]
+
+    copy = run_agtrace(["new", "--agent", "t"], s, check=True).stdout.decode().strip()
+    secret = base64.b64encode(b"\xff AKIAIOSFODNN7EXAMPLE").decode()
+    appended = json.dumps(line).encode() + b"\n" + json.dumps(
+        {"kind": "line_logged", "stream": "stdout", "text": "\ufffd AKIAIOSFODNN7EXAMPLE", "data": secret}).encode()
+    run_agtrace(["append", copy], s, input=appended, check=True)
+    kept, hidden = logged(copy)
+    assert kept["data"] == line["data"]
+    assert base64.b64decode(hidden["data"]) == b"\xff [REDACTED:aws_access_key_id]"
+    assert hidden["text"] == "\ufffd [REDACTED:aws_access_key_id]" and hidden["redactions"] == 1

@@ -332,3 +332,57 @@ def test_a_long_line_of_a_structured_agent_is_kept_raw_in_pieces(backend, store,
     joined = b"".join(store.blobs.get(p.blob) if p.blob else p.text.encode() for p in pieces)
     assert joined == _expected_long_line(n)
     assert [r.location for r in raws if r.location != "stdout:1"][:1] == ["stdout:2"]
+
+
+# -- bytes that are not UTF-8 ----------------------------------------------------------------
+
+NOT_UTF8 = ("K=AKIA; printf \"a\\xff\\xfe b ${K}IOSFODNN7EXAMPLE\\xffz\\n\\xff\\nok\\n\"; "
+            "printf 'e\\xc3(\\n' >&2")
+"""An AWS key id (not in the argv whole) between bytes that are not UTF-8, a lone ``\\xff``, a
+UTF-8 line, and a cut UTF-8 sequence on stderr."""
+
+
+def test_bytes_that_are_not_utf8_are_kept_exactly_and_shown_replaced(backend, store):
+    """Issue: the readers decoded with ``errors="replace"``, so ``printf '\\xff\\xfe'`` was stored
+    as U+FFFD U+FFFD and the bytes were lost. Now ``data`` keeps the exact (redacted) bytes and
+    ``text`` is the replaced decoding every text consumer sees."""
+    summary = backend.run(store, _bash(NOT_UTF8))
+    assert summary.status == "completed", summary
+    logged = [r.event for r in store.read(summary.run_id) if isinstance(r.event, LineLogged)]
+    out = [e for e in logged if e.stream == "stdout"]
+    (err,) = [e for e in logged if e.stream == "stderr"]
+    assert [e.raw for e in out] == [b"a\xff\xfe b [REDACTED:aws_access_key_id]\xffz", b"\xff", b"ok"]
+    assert [e.text for e in out] == ["a\ufffd\ufffd b [REDACTED:aws_access_key_id]\ufffdz", "\ufffd", "ok"]
+    assert [e.redactions for e in out] == [1, 0, 0] and summary.redactions == 1
+    assert out[2].data == b"" and (err.data, err.text) == (b"e\xc3(", "e\ufffd(")
+
+
+def test_a_structured_agents_line_that_is_not_utf8_keeps_its_bytes(backend, store):
+    from agtrace.eventlog import RawRecorded
+
+    summary = backend.run(store, _bash("printf '{\"type\":\"thread.started\",\"x\":\"\\xff\"}\\n\\xfe{\\n'"),
+                          agent="codex")
+    raws = {r.event.location: r.event for r in store.read(summary.run_id) if isinstance(r.event, RawRecorded)}
+    assert raws["stdout:1"].data == b'{"type":"thread.started","x":"\xff"}'
+    assert raws["stdout:1"].text == '{"type":"thread.started","x":"\ufffd"}'
+    assert (raws["stdout:2"].data, raws["stdout:2"].text) == (b"\xfe{", "\ufffd{")
+
+
+def test_bytes_that_are_not_utf8_are_kept_across_the_pieces_of_a_long_line(backend, store, monkeypatch):
+    """A line longer than the piece size, cut where bytes that are not UTF-8 sit: each piece
+    keeps its own bytes, joined they are the line."""
+    from agtrace.capture import process
+
+    cap = 64
+    monkeypatch.setattr(process, "MAX_LINE_BYTES", cap, raising=False)
+    line = b"\xff" * 70 + "é".encode() * 40 + b"\xfe" + b"x" * 61 + b"\xc3"
+    script = "printf '" + "".join(f"\\x{b:02x}" for b in line + b"\nafter\n") + "'"
+    summary = backend.run(store, _bash(script))
+    assert summary.status == "completed", summary
+    logged = [r.event for r in store.read(summary.run_id) if isinstance(r.event, LineLogged)]
+    pieces, last = logged[:-1], logged[-1]
+    assert last.text == "after" and len(pieces) >= len(line) // cap + 1
+    assert [p.continued for p in pieces] == [True] * (len(pieces) - 1) + [False]
+    assert all(len(p.raw) <= cap for p in pieces)
+    assert b"".join(p.raw for p in pieces) == line
+    assert "".join(p.text for p in pieces).count("é") == 40

@@ -175,3 +175,28 @@ def test_golden_log_v1_still_reads(tmp_path):
 
 def _unused(_: Any) -> None:  # keeps the Any import honest for type_info of Any fields
     return None
+
+
+def test_a_line_that_is_not_utf8_keeps_its_bytes_in_json_and_an_older_reader_reads_its_text():
+    """``line_logged.data`` (new) is base64 in JSON and round-trips; a reader from before it
+    (its ``LineLogged`` had no ``data``) decodes the event and reads the replaced text."""
+    from agtrace.eventlog import LineLogged
+
+    class OlderLineLogged(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="line_logged",
+                          omit_defaults=True):
+        stream: str
+        text: str
+        redactions: int = 0
+        continued: bool = False
+
+    new = LineLogged(stream="stdout", text="a\ufffdz", data=b"a\xffz")
+    rec = Record(seq=4, ts=7, part=None, event=new)
+    line = record_to_json(rec)
+    assert msgspec.json.decode(line)["data"] == "Yf96"  # base64, as format.md says of bytes fields
+    assert event_from_json(line)[0] == new
+    (decoded,) = decode_batch(encode_batch([(7, None, new)]), 4)
+    assert decoded.event == new and decoded.event.raw == b"a\xffz"
+    for old in (msgspec.msgpack.decode(msgspec.msgpack.encode(new), type=OlderLineLogged),
+                msgspec.json.decode(line, type=OlderLineLogged)):
+        assert (old.stream, old.text) == ("stdout", "a\ufffdz")
+    assert LineLogged(stream="stdout", text="ok").raw == b"ok"

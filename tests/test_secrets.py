@@ -22,6 +22,7 @@ from pathlib import Path
 
 from agtrace.capture import InMemorySandboxAPI, run_agent_in_sandbox, upload_tree
 from agtrace.eventlog import (
+    LineLogged,
     MessageAdded,
     PartEnded,
     RawRecorded,
@@ -82,6 +83,8 @@ echo "PART files"
 echo "pushing with {gh} and Authorization: Bearer {bearer}"
 echo "slack {slack} hf {hf} stripe {stripe}"
 echo "config: password={labelled}"
+printf 'bytes \377\376 then {gh_bytes}\377 (not UTF-8)\n'
+printf '\377 password={pw_bytes}\n' >&2
 echo "an edit" >> README.md
 echo "PART done client_secret={title}"
 echo "PART with a long title that goes on and on and on and on and on and on {gh_cut}"
@@ -98,6 +101,8 @@ def _agent(c: Corpus, path: Path) -> None:
         hf=c.token("Hugging Face token", "output", "hf_", 34),
         stripe=c.token("Stripe key", "output", "sk_live_", 24),
         labelled=c.password("password= in output", "output"),
+        gh_bytes=c.token("GitHub token beside bytes that are not UTF-8", "output", "ghp_", 36),
+        pw_bytes=c.password("password= on stderr beside a byte that is not UTF-8", "output"),
         title=c.password("client_secret in a part title", "output"),
         gh_cut=c.token("GitHub token cut in a title", "output", "ghp_", 36),
     ))
@@ -157,11 +162,13 @@ def _appended(c: Corpus) -> bytes:
     bearer = c.token("bearer in an appended message", "append", "", 30)
     jwt = c.jwt("JWT in an appended message", "append")
     raw = c.password("secret in appended raw bytes", "append")
+    line = c.password("secret in an appended line's bytes", "append")
     url = c.password("URL password in appended tool output", "append")
     title = c.password("api_key in an appended part title", "append")
     events = [
         (MessageAdded(role="user", text=f"Authorization: Bearer {bearer} then {jwt}"), 1),
         (RawRecorded(source="x", data=b"\xff\xfe password=" + raw.encode() + b"\n"), 1),
+        (LineLogged(stream="stdout", text="\ufffd", data=b"\xff password=" + line.encode()), 1),
         (ToolReturned(call_id="c1", tool="shell", output=f"psql postgres://u:{url}@h/db"), 1),
         (PartEnded(part_kind="tool", title=f"psql api_key={title}"), 1),
     ]

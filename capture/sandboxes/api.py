@@ -26,13 +26,16 @@ class SandboxProcess(Protocol):
 
     def lines(self) -> Iterator[tuple[str, str, int]]:
         """``(stream, line, arrival ns)`` of stdout and stderr, interleaved in arrival order, each
-        line without its newline; ends when both streams are closed."""
+        line without its newline, decoded as UTF-8 with replacement; ends when both streams are
+        closed."""
         ...
 
     def pieces(self) -> Iterator[tuple[str, str, int, bool]]:
         """Like :meth:`lines`, for the agent's output: ``(stream, text, arrival ns, continued)``,
         a line longer than :data:`~agtrace.capture.process.MAX_LINE_BYTES` in pieces (``continued``
-        on each but the last: :func:`~agtrace.capture.process.read_pieces`)."""
+        on each but the last: :func:`~agtrace.capture.process.read_pieces`), each decoded with
+        :func:`~agtrace.capture.port.decode_verbatim` so that bytes that are not UTF-8 are kept
+        (a backend that reads text, Modal, gives them as U+FFFD)."""
         ...
 
     def wait(self) -> int:

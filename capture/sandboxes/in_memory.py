@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import SandboxError
+from ..port import decode_verbatim
 from ..process import read_pieces
 
 
@@ -40,7 +41,7 @@ class _LocalProcess:
     def _pump(self, pipe, name: str) -> None:
         try:
             for raw, continued in read_pieces(pipe):
-                self._q.put((name, raw.decode("utf-8", errors="replace"), time.time_ns(), continued))
+                self._q.put((name, raw, time.time_ns(), continued))
         finally:
             self._q.put((name, None, 0, False))
 
@@ -51,21 +52,25 @@ class _LocalProcess:
             except ProcessLookupError:
                 pass
 
-    def pieces(self) -> Iterator[tuple[str, str, int, bool]]:
+    def _raw_pieces(self) -> Iterator[tuple[str, bytes, int, bool]]:
         open_streams = 2
         while open_streams:
-            name, line, ts, continued = self._q.get()
-            if line is None:
+            name, raw, ts, continued = self._q.get()
+            if raw is None:
                 open_streams -= 1
             else:
-                yield name, line, ts, continued
+                yield name, raw, ts, continued
+
+    def pieces(self) -> Iterator[tuple[str, str, int, bool]]:
+        for name, raw, ts, continued in self._raw_pieces():
+            yield name, decode_verbatim(raw), ts, continued
 
     def lines(self) -> Iterator[tuple[str, str, int]]:
-        held: dict[str, list[str]] = {}
-        for name, piece, ts, continued in self.pieces():
-            held.setdefault(name, []).append(piece)
+        held: dict[str, list[bytes]] = {}
+        for name, raw, ts, continued in self._raw_pieces():
+            held.setdefault(name, []).append(raw)
             if not continued:
-                yield name, "".join(held.pop(name)), ts
+                yield name, b"".join(held.pop(name)).decode("utf-8", errors="replace"), ts
 
     def wait(self) -> int:
         code = self.popen.wait()
