@@ -65,11 +65,22 @@ def read_pieces(pipe, cap: int | None = None) -> Iterator[tuple[bytes, bool]]:
         if not raw:
             return
         if raw.endswith(b"\n") or len(raw) < cap:  # a whole line (or the last, unterminated one)
-            yield raw.rstrip(b"\r\n"), False
+            yield without_line_end(raw), False
             continue
         cut = _cut(raw, window=min(CUT_WINDOW_BYTES, cap // 2))
         carry = raw[cut:]
         yield raw[:cut], True
+
+
+def without_line_end(line):
+    """``line`` (bytes or str) without its one line end, ``\\n`` or ``\\r\\n``: a carriage
+    return the agent printed before it (a progress bar's ``50%\\r\\r\\n``) is its output, kept."""
+    nl, cr = ("\n", "\r") if isinstance(line, str) else (b"\n", b"\r")
+    if line.endswith(nl):
+        line = line[:-1]
+        if line.endswith(cr):
+            line = line[:-1]
+    return line
 
 
 def _cut(raw: bytes, window: int) -> int:

@@ -386,3 +386,14 @@ def test_bytes_that_are_not_utf8_are_kept_across_the_pieces_of_a_long_line(backe
     assert all(len(p.raw) <= cap for p in pieces)
     assert b"".join(p.raw for p in pieces) == line
     assert "".join(p.text for p in pieces).count("é") == 40
+
+
+def test_carriage_returns_before_the_line_end_are_output_and_kept(backend, store):
+    """Issue: a line's end was stripped with ``rstrip("\\r\\n")``, so every carriage return
+    before the newline went too (``progress 50%\\r\\r\\n`` was stored as ``progress 50%``: 360
+    bytes of 20 MB of random output were lost). Only one ``\\n`` or ``\\r\\n`` ends a line now."""
+    summary = backend.run(store, _bash("printf 'progress 50%%\\r\\r\\nend\\r\\nplain\\nbar\\r\\r\\r\\n'"))
+    assert summary.status == "completed", summary
+    out = [r.event.raw for r in store.read(summary.run_id)
+           if isinstance(r.event, LineLogged) and r.event.stream == "stdout"]
+    assert out == [b"progress 50%\r", b"end", b"plain", b"bar\r\r"], out

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from ..errors import SandboxError
+from ..process import without_line_end
 from .api import run_checked, split_line
 
 MODAL_TESTED_VERSION = "1.6.4"
@@ -38,7 +39,7 @@ class _ModalProcess:
         def pump(reader, name: str) -> None:
             try:
                 for line in reader:
-                    q.put((name, line.rstrip("\r\n"), time.time_ns()))
+                    q.put((name, without_line_end(line), time.time_ns()))
             finally:
                 q.put((name, None, 0))
 
