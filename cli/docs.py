@@ -18,9 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def render() -> str:
-    """The CLI reference: the group's help, then each command's, in name order."""
+    """The CLI reference: the group's help, then each command's, in name order. The context
+    gets the group's settings (``-h`` beside ``--help``), which a bare ``click.Context`` would
+    leave out, so the reference shows the options as ``agtrace CMD -h`` prints them."""
     parts = ["# CLI reference\n", "Generated from `--help` by `python -m agtrace.cli.docs`; do not edit.\n"]
-    with click.Context(cli, info_name="agtrace", terminal_width=100) as ctx:
+    with click.Context(cli, info_name="agtrace", terminal_width=100, **cli.context_settings) as ctx:
         parts.append(f"## agtrace\n\n```\n{cli.get_help(ctx)}\n```\n")
         for name in cli.list_commands(ctx):
             command = cli.get_command(ctx, name)

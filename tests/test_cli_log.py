@@ -170,6 +170,20 @@ def test_cli_reference_documents_every_command_and_is_fresh():
         assert f"## agtrace {name}\n" in reference
 
 
+def test_cli_reference_shows_the_help_options_the_commands_take(tmp_path):
+    """docs/cli.md is the commands' --help: every command also takes -h (the group's
+    help_option_names), so the reference must say `-h, --help` as `agtrace ls -h` prints it."""
+    from agtrace.cli.docs import ROOT
+
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    printed = run_agtrace(["ls", "-h"], tmp_path / "none", check=True).stdout.decode()
+    help_line = next(line for line in printed.splitlines() if line.strip().endswith("Show this message and exit."))
+    assert help_line.split()[0] == "-h,", printed
+    section = reference.split("## agtrace ls\n", 1)[1].split("\n## ", 1)[0]
+    assert help_line.strip() in {line.strip() for line in section.splitlines()}, section
+    assert reference.count("-h, --help") == len(_all_commands()) + 1
+
+
 def test_close_again_with_the_same_status_succeeds_and_another_status_is_refused(tmp_path):
     """A `close` whose first try ended the run but did not get to say so (killed, a lost
     connection) can be run again: the same status is a success that says the run was already
