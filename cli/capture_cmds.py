@@ -106,7 +106,8 @@ def _raw_only(agent: str, **options) -> None:
     given = [f"--{name.replace('_', '-')}" for name, value in options.items() if value is not None]
     if agent != "raw" and given:
         names = " and ".join(given)
-        raise UserError(f"{names} only apply to --agent raw: a {agent} agent's parts come from its own records; "
+        verb = "apply" if len(given) > 1 else "applies"
+        raise UserError(f"{names} only {verb} to --agent raw: a {agent} agent's parts come from its own records; "
                         f"leave {names} out, or capture the command with --agent raw", 2)
 
 

@@ -93,17 +93,23 @@ def _find_sealed(stream_dir: Path, first: int) -> Path | None:
     return None
 
 
+def _verify_hint(path: Path) -> str:
+    """``agtrace verify RUN`` for a segment at its place in a store (``runs/RUN/events/``)."""
+    run = path.parent.parent.name if path.parent.name == "events" else ""
+    return f"`agtrace verify {run}`" if run else "`agtrace verify`"
+
+
 def _strict_frames(path: Path, data: bytes, want) -> Iterator[tuple[segment.FrameInfo, bytes | None]]:
     if data[: len(segment.SEGMENT_MAGIC)] != segment.SEGMENT_MAGIC:
         segment.check_version(path, data)
-        raise CorruptLog(f"{path}: bad segment header; run `agtrace verify`", str(path), 0)
+        raise CorruptLog(f"{path}: bad segment header; run {_verify_hint(path)}", str(path), 0)
     off = len(segment.SEGMENT_MAGIC)
     for info, batch in segment.iter_frames(data, off, want=want):
         yield info, batch
         off = info.end
     if off != len(data):
         raise CorruptLog(
-            f"{path}: damaged frame at byte {off}; run `agtrace verify` for details and "
+            f"{path}: damaged frame at byte {off}; run {_verify_hint(path)} for details and "
             "restore the segment from a remote copy (`agtrace pull`) if you have one",
             str(path),
             off,

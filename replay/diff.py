@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 from agtrace.eventlog import Store, json_name, quote_name, unquote_name
 
-from .workspace import resolve_part, snapshots, tree_of_part
+from .errors import PartNotFound
+from .workspace import has_trees, missing_trees_reason, resolve_part, snapshots, tree_of_part
 
 MAX_PATCH_BYTES = 4 * 1024 * 1024
 """Files larger than this (either side) are listed with their counts but not patched."""
@@ -124,6 +125,8 @@ def diff_parts(store: Store, run_id: str, a: str | int, b: str | int, paths: lis
     part_b = resolve_part(store, run_id, part=b)
     tree_a, tree_b = tree_of_part(store, run_id, part_a), tree_of_part(store, run_id, part_b)
     result = TreeDiff(run_id=run_id, part_a=part_a, part_b=part_b, tree_a=tree_a, tree_b=tree_b)
+    if not has_trees(store, run_id):  # also when both parts name one tree: "no change" would be a guess
+        raise PartNotFound(missing_trees_reason(store, run_id))
     if tree_a == tree_b:
         return result
     git = snapshots(store, run_id)

@@ -534,8 +534,8 @@ def test_run_refuses_limits_that_are_not_positive(tmp_path, option, value):
 
 @pytest.mark.parametrize("args,named", [
     (["--marker", ""], "--marker is empty"),
-    (["--agent", "codex", "--marker", "^STEP"], "--marker only apply to --agent raw"),
-    (["--agent", "claude-code", "--quiet-s", "2"], "--quiet-s only apply to --agent raw"),
+    (["--agent", "codex", "--marker", "^STEP"], "--marker only applies to --agent raw"),
+    (["--agent", "claude-code", "--quiet-s", "2"], "--quiet-s only applies to --agent raw"),
     (["--agent", "opencode", "--marker", "^S", "--quiet-s", "2"], "--marker and --quiet-s only apply"),
 ])
 def test_run_refuses_marker_options_that_would_do_nothing(tmp_path, args, named):

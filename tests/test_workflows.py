@@ -108,6 +108,9 @@ def test_runs_without_trees_say_why_in_words_never_pull_it_again(world, tmp_path
     assert copied.returncode != 0 and "copied events only, without repository state" in err(copied)
     diff = cli(s, "diff", world["appended"], "8", "12", ok=False)
     assert diff.returncode != 0 and "copied events only, without repository state" in err(diff)
+    # parts 1 and 2 name one tree: an empty diff would have been a guess (it printed nothing, exit 0)
+    same = cli(s, "diff", world["appended"], "1", "2", ok=False)
+    assert same.returncode != 0 and "copied events only, without repository state" in err(same)
     imported = cli(s, "replay", world["imported"], "--part", "1", "--out", str(tmp_path / "y"), ok=False)
     assert imported.returncode != 0 and "imported without repository state" in err(imported)
     c = out(cli(s, "cp", world["imported"])).strip()  # a copy of an imported run says the same
