@@ -82,14 +82,16 @@ def import_cmd(ctx, paths, agent, fmt, repo, jobs, as_json) -> None:
         click.echo(f"{counts['imported']} imported, {counts['skipped']} skipped (not sources), {failed} failed",
                    err=True)
     if failed or bad:
-        raise UserError(_partly_imported(results, failed, len(results) - counts["skipped"], bad), 1)
+        raise UserError(_partly_imported(results, failed, len(results) - counts["skipped"], bad, as_json), 1)
 
 
-def _partly_imported(results, failed: int, sources: int, bad: int) -> str:
-    """The error of an import that failed in part: what failed, where to look, what was kept."""
+def _partly_imported(results, failed: int, sources: int, bad: int, as_json: bool = False) -> str:
+    """The error of an import that failed in part: what failed, where to look, what was kept.
+    With ``--json`` the failures and bad records are in the JSON printed, not listed above."""
     said = []
+    above = "in the JSON printed" if as_json else "above"
     if failed:
-        said.append(f"{failed} of {sources} source{'s' if sources != 1 else ''} failed (named above, with why; "
+        said.append(f"{failed} of {sources} source{'s' if sources != 1 else ''} failed (named {above}, with why; "
                     "nothing of a failed source is stored)")
     if bad:
         runs = [rid for r in results if r.bad_records for rid in r.runs]
@@ -97,7 +99,7 @@ def _partly_imported(results, failed: int, sources: int, bad: int) -> str:
             "`agtrace log RUN --kind error_occurred`"
         holders = sum(1 for r in results if r.bad_records)
         said.append(f"{bad} bad record{'s' if bad != 1 else ''} in {holders} source{'s' if holders != 1 else ''} "
-                    f"{'were' if bad != 1 else 'was'} skipped (listed above; kept raw in the run: {where} shows "
+                    f"{'were' if bad != 1 else 'was'} skipped (listed {above}; kept raw in the run: {where} shows "
                     "them)")
     rest = "nothing was imported" if failed == sources else "the rest was imported"
     return f"{' and '.join(said)}; {rest}"

@@ -384,6 +384,10 @@ def test_cli_reports_bad_records_and_exits_nonzero(tmp_path):
     assert proc.returncode == 1
     assert "skipped agent_trace.json#part=3" in proc.stderr and "1 bad record in 1 source was skipped" in proc.stderr and "--kind error_occurred" in proc.stderr
     assert "imported" in proc.stdout
+    # with --json the records are in the JSON, and the closing error says so (not "listed above")
+    proc = _cli(tmp_path / "store2", "import", str(src), "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)[0]["bad_records"]
+    assert "listed in the JSON printed" in proc.stderr and "listed above" not in proc.stderr, proc.stderr
 
 
 def test_import_paths_api(tmp_path):
