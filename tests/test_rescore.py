@@ -372,3 +372,23 @@ def test_an_interrupt_during_a_one_job_rescore_stays_an_interrupt(store, tmp_pat
         rescore(store, [run_id], name="v", cmd="true", sandbox=Interrupted(), parts="all", scratch_dir=scratch)
     assert [e.scored_part for e in score_events(store, run_id)] == [1]
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("swap", ["symlink", "deleted", "file"])
+def test_a_scorer_that_replaces_its_scratch_directory_cannot_aim_the_next_switch(store, tmp_path, swap):
+    """The scorer replaced its own directory (with a link to the user's files, a file, or
+    nothing): the next part is written into a fresh private directory, exactly, and the
+    user's files are untouched (the switch used to follow the link: it deleted them)."""
+    run_id = make_run(store, tmp_path / "w", [1, 2, 3])
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me\n")
+    replace = {"symlink": f'ln -s {victim} "$d"', "deleted": ":", "file": 'echo x > "$d"'}[swap]
+    cmd = f'echo v=$(cat n.txt); ls; d=$(pwd -P); cd ..; rm -rf "$d"; {replace}'
+    report = rescore(store, [run_id], name="swap", cmd=cmd, sandbox=LocalSandbox(), parts="all",
+                     result=VALUE)
+    assert sorted(os.listdir(victim)) == ["precious"]
+    assert (victim / "precious").read_text() == "keep me\n"
+    events = {e.scored_part: e for e in score_events(store, run_id)}
+    assert report.ok == 3 and [events[p].value for p in (1, 2, 3)] == [1.0, 2.0, 3.0]
+    assert all(events[p].output_tail.split("\n")[1:2] == ["n.txt"] for p in (1, 2, 3))
