@@ -392,3 +392,58 @@ def test_a_scorer_that_replaces_its_scratch_directory_cannot_aim_the_next_switch
     events = {e.scored_part: e for e in score_events(store, run_id)}
     assert report.ok == 3 and [events[p].value for p in (1, 2, 3)] == [1.0, 2.0, 3.0]
     assert all(events[p].output_tail.split("\n")[1:2] == ["n.txt"] for p in (1, 2, 3))
+
+
+@pytest.mark.parametrize("ends", ["exits", "hangs"])
+def test_nothing_a_scorer_started_outlives_it(store, tmp_path, ends):
+    """A scorer's background process (same group) and one that left the group (setsid, as a
+    daemonizing test server does) both die with the scorer, whether it exits or times out."""
+    run_id = make_run(store, tmp_path / "w", [1])
+    pids = tmp_path / "pids"
+    cmd = (f"sleep 300 & echo $! >> {pids}; setsid sleep 301 & echo $! >> {pids}; "
+           f"(setsid bash -c 'sleep 302 & echo $! >> {pids}; wait' &); "
+           f"until [ $(wc -l < {pids}) = 3 ]; do sleep 0.01; done; echo v=1")
+    if ends == "hangs":
+        cmd += "; sleep 303"
+    rescore(store, [run_id], name="leftovers", cmd=cmd, sandbox=LocalSandbox(), timeout=2.0, result=VALUE)
+    (event,) = score_events(store, run_id)
+    assert event.status == ("ok" if ends == "exits" else "timeout")
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 3
+    assert [p for p in started if alive(p)] == []
+
+
+@pytest.mark.slow
+def test_a_killed_rescore_leaves_no_scorer_running_and_resumes(store, tmp_path):
+    """SIGKILL of `agtrace rescore` while a scorer runs: the scorer's group is stopped by its
+    supervisor (it used to run on, orphaned); the rerun records each part once."""
+    import subprocess
+    import sys
+
+    run_id = make_run(store, tmp_path / "w", [1, 2])
+    store.close()
+    pids = tmp_path / "pids"
+    cmd = (f"if [ $(cat n.txt) = 2 ] && [ ! -e {tmp_path}/rerun ]; then sleep 300 & echo $! >> {pids}; "
+           f"echo $$ >> {pids}; wait; fi; echo v=$(cat n.txt)")
+    args = ["rescore", run_id, "--name", "k", "--cmd", cmd, "--parts", "all", "--regex", r"^v=(?P<value>\d+)"]
+    proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", *args],
+                            env={**os.environ, "AGTRACE_HOME": str(store.root)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = [int(p) for p in pids.read_text().split()]
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in started if alive(p)] == []
+    (tmp_path / "rerun").touch()
+    run_agtrace(args, store.root, check=True)
+    reopened = Store(store.root)
+    events = score_events(reopened, run_id)
+    assert sorted((e.scored_part, e.value) for e in events) == [(1, 1.0), (2, 2.0)]
+    reopened.close()
