@@ -273,6 +273,13 @@ class _Recorder:
         self.progress, self.total, self.done = progress, total, 0
         self.writers: dict = {}
         self.redactor = Redactor.from_env(os.environ)  # a scorer's output can print secrets too
+        self._redacting = threading.Lock()
+
+    def output_tail(self, output: str) -> str:
+        """The last :data:`OUTPUT_TAIL_CHARS` of a scorer's output, redacted before it is cut
+        (a secret that straddles the cut would no longer look like one). Any thread."""
+        with self._redacting:
+            return self.redactor.redact(output)[0][-OUTPUT_TAIL_CHARS:]
 
     def _append(self, run_id: str, event: Scored) -> int:
         writer = self.writers.get(run_id)
@@ -414,7 +421,7 @@ def _sandbox_failed(job: _Job, exc: BaseException) -> RescoreError:
 
 
 def _scored(recorder: _Recorder, job: _Job, ran, spec: ResultSpec) -> Scored:
-    tail = ran.output[-OUTPUT_TAIL_CHARS:]
+    tail = recorder.output_tail(ran.output)
     score = None
     broken = _broken(ran.exit_code)
     if ran.timed_out:

@@ -447,3 +447,15 @@ def test_a_killed_rescore_leaves_no_scorer_running_and_resumes(store, tmp_path):
     events = score_events(reopened, run_id)
     assert sorted((e.scored_part, e.value) for e in events) == [(1, 1.0), (2, 2.0)]
     reopened.close()
+
+
+def test_a_secret_cut_by_the_output_tail_is_not_stored_in_part(store, tmp_path):
+    """The stored output is the last 4,000 characters; a token that straddled that cut was
+    kept as its second half (redaction ran on the cut text, where it no longer looks like one)."""
+    run_id = make_run(store, tmp_path / "w", [1])
+    token = "ghp_" + "abcdefghijklmnopqrstuvwxyz0123456789"
+    cmd = f"echo 'token {token}'; python3 -c 'print(\"x\" * 3980)'; echo v=1"
+    rescore(store, [run_id], name="tail", cmd=cmd, sandbox=LocalSandbox(), result=VALUE)
+    (event,) = score_events(store, run_id)
+    assert event.status == "ok" and event.output_tail.endswith("v=1\n")
+    assert token[-12:] not in event.output_tail
