@@ -459,3 +459,22 @@ def test_a_secret_cut_by_the_output_tail_is_not_stored_in_part(store, tmp_path):
     (event,) = score_events(store, run_id)
     assert event.status == "ok" and event.output_tail.endswith("v=1\n")
     assert token[-12:] not in event.output_tail
+
+
+def test_export_metrics_carries_the_scores_that_scores_prints(store, tmp_path):
+    """`export --metrics` wrote run and part metrics but no re-score at all (and `--kind scored`
+    none either): the scores table beside the export holds exactly `agtrace scores --json`'s rows."""
+    import pyarrow.parquet as pq
+
+    run_id = make_run(store, tmp_path / "w", [1, 2, 1])
+    rescore(store, [run_id], name="v", cmd="echo v=$(cat n.txt)", sandbox=LocalSandbox(), parts="all",
+            result=VALUE)
+    store.close()
+    want = json.loads(run_agtrace(["scores", run_id, "--json"], store.root, check=True).stdout)
+    assert sorted((r["scored_part"], r["value"]) for r in want) == [(1, 1.0), (2, 2.0), (3, 1.0)]
+    run_agtrace(["export", run_id, "--metrics", "-o", str(tmp_path / "x.jsonl")], store.root, check=True)
+    rows = [json.loads(line) for line in (tmp_path / "x.scores.jsonl").read_text().splitlines()]
+    assert rows == want
+    run_agtrace(["export", run_id, "--metrics", "--format", "parquet", "-o", str(tmp_path / "pq")], store.root,
+                check=True)
+    assert pq.read_table(tmp_path / "pq" / "_metrics" / "scores.parquet").to_pylist() == want
