@@ -478,3 +478,36 @@ def test_export_metrics_carries_the_scores_that_scores_prints(store, tmp_path):
     run_agtrace(["export", run_id, "--metrics", "--format", "parquet", "-o", str(tmp_path / "pq")], store.root,
                 check=True)
     assert pq.read_table(tmp_path / "pq" / "_metrics" / "scores.parquet").to_pylist() == want
+
+
+@pytest.mark.slow
+def test_sigterm_to_rescore_is_an_interrupt(store, tmp_path):
+    """SIGTERM (how a batch scheduler stops a job) ends `rescore` as Ctrl-C does: exit 130, the
+    scorer stopped, its scratch directory removed (it used to exit 143 and leave it in $TMPDIR)."""
+    import subprocess
+    import sys
+
+    run_id = make_run(store, tmp_path / "w", [1])
+    store.close()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    pid = tmp_path / "pid"
+    proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", "rescore", run_id,
+                             "--name", "t", "--cmd", f"echo $$ > {pid}; sleep 300"],
+                            env={**os.environ, "AGTRACE_HOME": str(store.root), "TMPDIR": str(tmp)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid.exists() and pid.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        scorer = int(pid.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err.decode()
+    assert not alive(scorer)
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("agtrace-rescore-")] == []
