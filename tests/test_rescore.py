@@ -461,6 +461,7 @@ def test_a_secret_cut_by_the_output_tail_is_not_stored_in_part(store, tmp_path):
     assert token[-12:] not in event.output_tail
 
 
+@pytest.mark.slow
 def test_export_metrics_carries_the_scores_that_scores_prints(store, tmp_path):
     """`export --metrics` wrote run and part metrics but no re-score at all (and `--kind scored`
     none either): the scores table beside the export holds exactly `agtrace scores --json`'s rows."""
