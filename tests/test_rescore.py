@@ -512,3 +512,18 @@ def test_sigterm_to_rescore_is_an_interrupt(store, tmp_path):
     assert "Traceback" not in err.decode()
     assert not alive(scorer)
     assert [p.name for p in tmp.iterdir() if p.name.startswith("agtrace-rescore-")] == []
+
+
+def test_compare_and_the_runs_index_give_a_run_the_same_score(store, tmp_path):
+    """A run that ends on an earlier tree (1, 2, 1): part 3's result is reused from part 1's and
+    appended before part 2's, so compare's (and the report's) `score`, "the last re-score" in
+    append order, was part 2's 2.0 while its own `scorers` and `agtrace view` said 1.0 at part 3."""
+    from agtrace.eventlog import IndexQuery, index_runs
+    from agtrace.replay import compare_table
+
+    runs = [make_run(store, tmp_path / f"w{i}", values) for i, values in enumerate(([1, 2, 1], [2, 1]))]
+    rescore(store, runs, name="v", cmd="echo v=$(cat n.txt)", sandbox=LocalSandbox(), parts="all", result=VALUE)
+    rows = {r["id"]: r for r in compare_table(store, runs)}
+    indexed = {r["id"]: r["score"] for r in index_runs(store, IndexQuery()).rows}
+    assert [rows[r]["score"] for r in runs] == [1.0, 1.0] == [indexed[r] for r in runs]
+    assert [rows[r]["scorers"]["v"]["value"] for r in runs] == [1.0, 1.0]
