@@ -527,3 +527,14 @@ def test_compare_and_the_runs_index_give_a_run_the_same_score(store, tmp_path):
     indexed = {r["id"]: r["score"] for r in index_runs(store, IndexQuery()).rows}
     assert [rows[r]["score"] for r in runs] == [1.0, 1.0] == [indexed[r] for r in runs]
     assert [rows[r]["scorers"]["v"]["value"] for r in runs] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("path", ["/etc/hostname", "../../../etc/passwd", "out/../../x.xml"])
+def test_a_result_file_outside_the_tree_is_refused_before_any_scorer_runs(store, tmp_path, path):
+    """`--junit /etc/hostname` ran the scorer on every part and recorded an error result for each
+    ("the scorer wrote no /etc/hostname"), which a rerun then skipped as already scored."""
+    run_id = make_run(store, tmp_path / "w", [1])
+    store.close()
+    proc = run_agtrace(["rescore", run_id, "--name", "j", "--cmd", "true", "--junit", path], store.root)
+    assert proc.returncode == 2 and b"relative to the tree" in proc.stderr and b"Traceback" not in proc.stderr
+    assert score_events(Store(store.root), run_id) == []
