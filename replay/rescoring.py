@@ -15,7 +15,9 @@ Contracts:
   runs nothing. Timeouts count as results (rerun with another ``--timeout`` = same digest, so
   they stay; change the command or name to force a rerun).
 * **Bounded.** A scorer that runs past ``timeout`` is killed with its process group and
-  recorded with status ``timeout``; a scorer that cannot start (exit 126/127), is killed by a
+  recorded with status ``timeout`` (the local sandbox also kills, when a scorer ends, whatever
+  it left running, and the scratch tree survives whatever the scorer did to it, see
+  :class:`~agtrace.replay.checkout_cache.ScratchTree`); a scorer that cannot start (exit 126/127), is killed by a
   signal, or whose result cannot be parsed has status ``error``, with its output tail and why;
   only a sandbox that cannot work at all stops the rescore (:class:`RescoreError`; nothing is
   recorded for the part it was on). :attr:`RescoreReport.failed` counts both kinds.
