@@ -400,6 +400,16 @@ class ProcessGroup:
         return code
 
 
+def spawn_local_supervisor(argv: list[str]) -> Channel | None:
+    """Start the supervisor ``argv`` (:func:`~agtrace.capture.supervisor.supervisor_argv`) on
+    this machine, in its own session; its stdin is the channel. None without bash."""
+    if shutil.which(argv[0]) is None:
+        return None
+    popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    return _PipeChannel(popen)
+
+
 class _PipeChannel:
     """The supervisor's stdin, as a local pipe."""
 
@@ -447,11 +457,7 @@ class LocalProcess(ProcessGroup):
         self.unsupervised = self.supervise(str(self.popen.pid))
 
     def spawn_supervisor(self, argv: list[str]) -> Channel | None:
-        if shutil.which(argv[0]) is None:
-            return None
-        popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
-        return _PipeChannel(popen)
+        return spawn_local_supervisor(argv)
 
     def _pump(self, pipe, stream: str) -> None:
         """Queue the lines of one stream (a long line in pieces: :func:`read_pieces`); a whole

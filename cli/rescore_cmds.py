@@ -6,6 +6,10 @@ modal``) and injects it into :func:`agtrace.replay.rescore`.
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
+
 import click
 
 from agtrace.replay import OUTPUT_PARSERS, ResultSpec, rescore, scores, select_runs
@@ -134,7 +138,7 @@ def rescore_cmd(
         run_ids = select_runs(store, runs, all_runs=all_runs, where=parse_tags(where))
     except ValueError as exc:
         raise UserError(str(exc), 2) from None
-    with progress(f"rescoring ({name})", enabled=not as_json) as update:
+    with _terminate_as_interrupt(), progress(f"rescoring ({name})", enabled=not as_json) as update:
         report = rescore(
             store,
             run_ids,
@@ -168,6 +172,24 @@ def rescore_cmd(
                         "`agtrace scores RUN` shows their output", 1)
     if not report.selected and report.unscored:
         raise UserError("nothing was scored: every run named was left out (reasons above)", 1)
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a batch scheduler stopping the job) interrupts the rescore as Ctrl-C does: the
+    running scorer is stopped, the scratch directories removed, exit 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command("scores")

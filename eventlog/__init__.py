@@ -163,6 +163,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "json_name": "quoting",
     "json_safe": "quoting",
     "kind_of": "events",
+    "latest_score": "score",
     "latest_test_result": "part_index",
     "list_remote_runs": "sync.remote_runs",
     "live_statuses": "run_index",

@@ -98,6 +98,18 @@ def scored_parts(store: Store, run_id: str, scorer_digest: str,
     return {(p, t) for p, t in _conn(store).execute(sql, args)}
 
 
+def latest_score(rows: list[dict], scorer: str | None = None) -> float | None:
+    """A run's score from its :func:`score_rows`: the value of the newest result of its highest
+    scored part (of any scorer, or of ``scorer``), None if no result has a value. The one rule:
+    the runs index (``agtrace view``) sorts and filters by the same in SQL, and ``compare`` and
+    the report show it as ``score``. Not the last appended: a part whose result was reused is
+    appended with its original, before parts scored after it."""
+    valued = [r for r in rows if r["value"] is not None and (scorer is None or r["scorer"] == scorer)]
+    if not valued:
+        return None
+    return max(valued, key=lambda r: (-1 if r["scored_part"] is None else r["scored_part"], r["seq"]))["value"]
+
+
 def score_series(store: Store, run_id: str) -> dict[str, list[dict]]:
     """Each scorer's results over a run's parts, by scorer name (sorted): the newest result per
     part, in part order, as ``{"part", "value", "passed", "total", "status", "tree_id"}`` (what a

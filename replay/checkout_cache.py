@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from agtrace.eventlog import CheckoutWriteFailed, GitStoreError, Store, SwitchResult
 
+from .errors import ReplayError
 from .workspace import snapshots, tree_of_part
 
 if TYPE_CHECKING:
@@ -74,11 +75,19 @@ class ScratchTree:
     requested tree. Detection is by stat data, as git's index does; after writing, ``show``
     waits until the file clock has ticked past the newest write, so a later change cannot carry
     the same timestamps. Not thread-safe: one per worker.
+
+    The directory itself is held by identity (device, inode, the real path of its parent): if
+    someone removed it or put a link or a file in its place (a scorer that ran ``rm -rf "$PWD";
+    ln -s ~/src "$PWD"``), ``show`` never writes or deletes through the new entry; it removes
+    just that entry and checks the tree out into a new directory made there. If the parent
+    itself moved (a link now stands on its path), ``show`` raises :class:`ReplayError` and
+    writes nothing.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self._identity = self._identify()
         self.tree_id: str | None = None
         self.interrupted = False
         """A replay into this directory was killed while it wrote it (see :func:`save_scratch`)."""
@@ -88,6 +97,8 @@ class ScratchTree:
     def show(self, git: GitStore, tree_id: str) -> Shown:
         """Make the directory hold exactly ``tree_id`` of ``git`` (verified); see the class doc."""
         started = time.perf_counter()
+        if self._identify() != self._identity:
+            self._recreate()
         dirty = self._dirty() if self.tree_id is not None else []
         if self.tree_id is not None and not self._knows(git, self.tree_id):
             self.tree_id = None
@@ -118,6 +129,32 @@ class ScratchTree:
         """Delete the directory and everything in it."""
         shutil.rmtree(self.path, ignore_errors=True)
         self.tree_id = None
+
+    def _identify(self) -> tuple | None:
+        """(real path of the parent, device, inode) of the directory; None if no directory
+        (not a link to one) is there."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        return (os.path.realpath(self.path.parent), st.st_dev, st.st_ino)
+
+    def _recreate(self) -> None:
+        """Put a new, empty directory where ours was (see the class doc); forget what it held."""
+        if os.path.realpath(self.path.parent) != self._identity[0]:
+            raise ReplayError(
+                f"the directory around {self.path} was moved or replaced (by a scorer?); nothing "
+                "was written there: rerun, and keep the scorer inside its tree"
+            )
+        if os.path.islink(self.path) or (os.path.lexists(self.path) and not os.path.isdir(self.path)):
+            os.unlink(self.path)
+        elif os.path.lexists(self.path):
+            shutil.rmtree(self.path)  # a directory someone else made in our place, in our parent
+        self.path.mkdir()
+        self._identity = self._identify()
+        self.tree_id, self._stats = None, {}
 
     def _knows(self, git: GitStore, tree_id: str) -> bool:
         if git is self._git:

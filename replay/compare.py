@@ -22,6 +22,7 @@ from agtrace.eventlog import (
     RunStarted,
     Store,
     TestSummary,
+    latest_score,
     part_costs,
     part_metrics,
     run_metrics,
@@ -67,8 +68,7 @@ def _row(store: Store, run_id: str, metrics: RunMetrics) -> dict:
     row = header(store, run_id, started, metrics)
     for key in ("prompt", "tags", "host"):
         row.pop(key, None)
-    scored = [s for s in score_rows(store, run_id) if s["value"] is not None]
-    row["score"] = scored[-1]["value"] if scored else None
+    row["score"] = latest_score(score_rows(store, run_id))
     row["scorers"] = {name: {"value": series[-1]["value"], "status": series[-1]["status"],
                              "part": series[-1]["part"], "series": series}
                       for name, series in score_series(store, run_id).items()}

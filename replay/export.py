@@ -58,6 +58,7 @@ from agtrace.eventlog import (
     remote_for,
     run_costs,
     runs_metrics,
+    score_rows,
     temp_beside,
 )
 
@@ -314,12 +315,14 @@ def _write_jsonl_lines(records, fh: BinaryIO) -> int:
 
 def _write_metrics(store: Store, run_ids: list[str], directory: Path, stem: str, format: str,
                    report: ExportReport) -> None:
-    """The run and part metrics of the exported runs (the figures of ``agtrace metrics``)."""
+    """The run and part metrics of the exported runs (the figures of ``agtrace metrics``), and
+    their re-scores (the rows of ``agtrace scores RUN --json``, run by run, in append order)."""
     runs = metrics_json(store, run_ids)
     run_rows = [_flat(runs[rid]) for rid in run_ids if rid in runs]
     part_rows = [_flat({"run_id": rid, **p.to_dict()}) for rid in run_ids for p in part_metrics(store, rid)]
+    score_table = [row for rid in run_ids for row in score_rows(store, rid)]
     directory.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("run_metrics", run_rows), ("part_metrics", part_rows)):
+    for name, rows in (("run_metrics", run_rows), ("part_metrics", part_rows), ("scores", score_table)):
         if format == "jsonl":
             path = directory / f"{stem}.{name}.jsonl"
             with open(path, "w") as fh:

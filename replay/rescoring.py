@@ -15,7 +15,9 @@ Contracts:
   runs nothing. Timeouts count as results (rerun with another ``--timeout`` = same digest, so
   they stay; change the command or name to force a rerun).
 * **Bounded.** A scorer that runs past ``timeout`` is killed with its process group and
-  recorded with status ``timeout``; a scorer that cannot start (exit 126/127), is killed by a
+  recorded with status ``timeout`` (the local sandbox also kills, when a scorer ends, whatever
+  it left running, and the scratch tree survives whatever the scorer did to it, see
+  :class:`~agtrace.replay.checkout_cache.ScratchTree`); a scorer that cannot start (exit 126/127), is killed by a
   signal, or whose result cannot be parsed has status ``error``, with its output tail and why;
   only a sandbox that cannot work at all stops the rescore (:class:`RescoreError`; nothing is
   recorded for the part it was on). :attr:`RescoreReport.failed` counts both kinds.
@@ -274,6 +276,13 @@ class _Recorder:
         self.progress, self.total, self.done = progress, total, 0
         self.writers: dict = {}
         self.redactor = Redactor.from_env(os.environ)  # a scorer's output can print secrets too
+        self._redacting = threading.Lock()
+
+    def output_tail(self, output: str) -> str:
+        """The last :data:`OUTPUT_TAIL_CHARS` of a scorer's output, redacted before it is cut
+        (a secret that straddles the cut would no longer look like one). Any thread."""
+        with self._redacting:
+            return self.redactor.redact(output)[0][-OUTPUT_TAIL_CHARS:]
 
     def _append(self, run_id: str, event: Scored) -> int:
         writer = self.writers.get(run_id)
@@ -415,7 +424,7 @@ def _sandbox_failed(job: _Job, exc: BaseException) -> RescoreError:
 
 
 def _scored(recorder: _Recorder, job: _Job, ran, spec: ResultSpec) -> Scored:
-    tail = ran.output[-OUTPUT_TAIL_CHARS:]
+    tail = recorder.output_tail(ran.output)
     score = None
     broken = _broken(ran.exit_code)
     if ran.timed_out:

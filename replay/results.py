@@ -32,6 +32,7 @@ reason; the command's own failure is not an error.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -60,6 +61,11 @@ class ResultSpec:
             raise ValueError(f"result kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.kind in ("junit", "json") and not self.path:
             raise ValueError(f"a {self.kind} result needs the file's path (relative to the tree)")
+        if self.kind in ("junit", "json") and (
+            os.path.isabs(self.path) or os.path.normpath(self.path).split(os.sep)[0] == ".."
+        ):
+            raise ValueError(f"the {self.kind} result file must be relative to the tree and inside it, "
+                             f"not {self.path!r}")
         if self.kind == "regex":
             groups = re.compile(self.pattern).groupindex
             if not set(groups) & {"passed", "failed", "total", "value"}:

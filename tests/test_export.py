@@ -171,7 +171,7 @@ def test_select_runs_and_metrics_tables(populated, tmp_path):
     assert select_runs(populated, all_runs=True, where={"campaign": "c1"}) == [ids[0]]
     assert select_runs(populated, all_runs=True, where={"model": "m-1", "status": "failed"}) == [ids[2]]
     report = export(populated, ids, format="parquet", out=tmp_path / "pq", metrics=True)
-    assert report.metrics_tables == ["run_metrics.parquet", "part_metrics.parquet"]
+    assert report.metrics_tables == ["run_metrics.parquet", "part_metrics.parquet", "scores.parquet"]
     tokens = dict(_q(f"SELECT run_id, tokens_input FROM '{tmp_path}/pq/_metrics/run_metrics.parquet'").fetchall())
     assert tokens[ids[1]] == 300 and tokens[ids[2]] == 100
     # the events glob does not pick the metrics tables up

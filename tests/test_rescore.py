@@ -372,3 +372,169 @@ def test_an_interrupt_during_a_one_job_rescore_stays_an_interrupt(store, tmp_pat
         rescore(store, [run_id], name="v", cmd="true", sandbox=Interrupted(), parts="all", scratch_dir=scratch)
     assert [e.scored_part for e in score_events(store, run_id)] == [1]
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize("swap", ["symlink", "deleted", "file"])
+def test_a_scorer_that_replaces_its_scratch_directory_cannot_aim_the_next_switch(store, tmp_path, swap):
+    """The scorer replaced its own directory (with a link to the user's files, a file, or
+    nothing): the next part is written into a fresh private directory, exactly, and the
+    user's files are untouched (the switch used to follow the link: it deleted them)."""
+    run_id = make_run(store, tmp_path / "w", [1, 2, 3])
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me\n")
+    replace = {"symlink": f'ln -s {victim} "$d"', "deleted": ":", "file": 'echo x > "$d"'}[swap]
+    cmd = f'echo v=$(cat n.txt); ls; d=$(pwd -P); cd ..; rm -rf "$d"; {replace}'
+    report = rescore(store, [run_id], name="swap", cmd=cmd, sandbox=LocalSandbox(), parts="all",
+                     result=VALUE)
+    assert sorted(os.listdir(victim)) == ["precious"]
+    assert (victim / "precious").read_text() == "keep me\n"
+    events = {e.scored_part: e for e in score_events(store, run_id)}
+    assert report.ok == 3 and [events[p].value for p in (1, 2, 3)] == [1.0, 2.0, 3.0]
+    assert all(events[p].output_tail.split("\n")[1:2] == ["n.txt"] for p in (1, 2, 3))
+
+
+@pytest.mark.parametrize("ends", ["exits", "hangs"])
+def test_nothing_a_scorer_started_outlives_it(store, tmp_path, ends):
+    """A scorer's background process (same group) and one that left the group (setsid, as a
+    daemonizing test server does) both die with the scorer, whether it exits or times out."""
+    run_id = make_run(store, tmp_path / "w", [1])
+    pids = tmp_path / "pids"
+    cmd = (f"sleep 300 & echo $! >> {pids}; setsid sleep 301 & echo $! >> {pids}; "
+           f"(setsid bash -c 'sleep 302 & echo $! >> {pids}; wait' &); "
+           f"until [ $(wc -l < {pids}) = 3 ]; do sleep 0.01; done; echo v=1")
+    if ends == "hangs":
+        cmd += "; sleep 303"
+    rescore(store, [run_id], name="leftovers", cmd=cmd, sandbox=LocalSandbox(), timeout=2.0, result=VALUE)
+    (event,) = score_events(store, run_id)
+    assert event.status == ("ok" if ends == "exits" else "timeout")
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 3
+    assert [p for p in started if alive(p)] == []
+
+
+@pytest.mark.slow
+def test_a_killed_rescore_leaves_no_scorer_running_and_resumes(store, tmp_path):
+    """SIGKILL of `agtrace rescore` while a scorer runs: the scorer's group is stopped by its
+    supervisor (it used to run on, orphaned); the rerun records each part once."""
+    import subprocess
+    import sys
+
+    run_id = make_run(store, tmp_path / "w", [1, 2])
+    store.close()
+    pids = tmp_path / "pids"
+    cmd = (f"if [ $(cat n.txt) = 2 ] && [ ! -e {tmp_path}/rerun ]; then sleep 300 & echo $! >> {pids}; "
+           f"echo $$ >> {pids}; wait; fi; echo v=$(cat n.txt)")
+    args = ["rescore", run_id, "--name", "k", "--cmd", cmd, "--parts", "all", "--regex", r"^v=(?P<value>\d+)"]
+    proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", *args],
+                            env={**os.environ, "AGTRACE_HOME": str(store.root)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = [int(p) for p in pids.read_text().split()]
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in started if alive(p)] == []
+    (tmp_path / "rerun").touch()
+    run_agtrace(args, store.root, check=True)
+    reopened = Store(store.root)
+    events = score_events(reopened, run_id)
+    assert sorted((e.scored_part, e.value) for e in events) == [(1, 1.0), (2, 2.0)]
+    reopened.close()
+
+
+def test_a_secret_cut_by_the_output_tail_is_not_stored_in_part(store, tmp_path):
+    """The stored output is the last 4,000 characters; a token that straddled that cut was
+    kept as its second half (redaction ran on the cut text, where it no longer looks like one)."""
+    run_id = make_run(store, tmp_path / "w", [1])
+    token = "ghp_" + "abcdefghijklmnopqrstuvwxyz0123456789"
+    cmd = f"echo 'token {token}'; python3 -c 'print(\"x\" * 3980)'; echo v=1"
+    rescore(store, [run_id], name="tail", cmd=cmd, sandbox=LocalSandbox(), result=VALUE)
+    (event,) = score_events(store, run_id)
+    assert event.status == "ok" and event.output_tail.endswith("v=1\n")
+    assert token[-12:] not in event.output_tail
+
+
+@pytest.mark.slow
+def test_export_metrics_carries_the_scores_that_scores_prints(store, tmp_path):
+    """`export --metrics` wrote run and part metrics but no re-score at all (and `--kind scored`
+    none either): the scores table beside the export holds exactly `agtrace scores --json`'s rows."""
+    import pyarrow.parquet as pq
+
+    run_id = make_run(store, tmp_path / "w", [1, 2, 1])
+    rescore(store, [run_id], name="v", cmd="echo v=$(cat n.txt)", sandbox=LocalSandbox(), parts="all",
+            result=VALUE)
+    store.close()
+    want = json.loads(run_agtrace(["scores", run_id, "--json"], store.root, check=True).stdout)
+    assert sorted((r["scored_part"], r["value"]) for r in want) == [(1, 1.0), (2, 2.0), (3, 1.0)]
+    run_agtrace(["export", run_id, "--metrics", "-o", str(tmp_path / "x.jsonl")], store.root, check=True)
+    rows = [json.loads(line) for line in (tmp_path / "x.scores.jsonl").read_text().splitlines()]
+    assert rows == want
+    run_agtrace(["export", run_id, "--metrics", "--format", "parquet", "-o", str(tmp_path / "pq")], store.root,
+                check=True)
+    assert pq.read_table(tmp_path / "pq" / "_metrics" / "scores.parquet").to_pylist() == want
+
+
+@pytest.mark.slow
+def test_sigterm_to_rescore_is_an_interrupt(store, tmp_path):
+    """SIGTERM (how a batch scheduler stops a job) ends `rescore` as Ctrl-C does: exit 130, the
+    scorer stopped, its scratch directory removed (it used to exit 143 and leave it in $TMPDIR)."""
+    import subprocess
+    import sys
+
+    run_id = make_run(store, tmp_path / "w", [1])
+    store.close()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    pid = tmp_path / "pid"
+    proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", "rescore", run_id,
+                             "--name", "t", "--cmd", f"echo $$ > {pid}; sleep 300"],
+                            env={**os.environ, "AGTRACE_HOME": str(store.root), "TMPDIR": str(tmp)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid.exists() and pid.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        scorer = int(pid.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err.decode()
+    assert not alive(scorer)
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("agtrace-rescore-")] == []
+
+
+def test_compare_and_the_runs_index_give_a_run_the_same_score(store, tmp_path):
+    """A run that ends on an earlier tree (1, 2, 1): part 3's result is reused from part 1's and
+    appended before part 2's, so compare's (and the report's) `score`, "the last re-score" in
+    append order, was part 2's 2.0 while its own `scorers` and `agtrace view` said 1.0 at part 3."""
+    from agtrace.eventlog import IndexQuery, index_runs
+    from agtrace.replay import compare_table
+
+    runs = [make_run(store, tmp_path / f"w{i}", values) for i, values in enumerate(([1, 2, 1], [2, 1]))]
+    rescore(store, runs, name="v", cmd="echo v=$(cat n.txt)", sandbox=LocalSandbox(), parts="all", result=VALUE)
+    rows = {r["id"]: r for r in compare_table(store, runs)}
+    indexed = {r["id"]: r["score"] for r in index_runs(store, IndexQuery()).rows}
+    assert [rows[r]["score"] for r in runs] == [1.0, 1.0] == [indexed[r] for r in runs]
+    assert [rows[r]["scorers"]["v"]["value"] for r in runs] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("path", ["/etc/hostname", "../../../etc/passwd", "out/../../x.xml"])
+def test_a_result_file_outside_the_tree_is_refused_before_any_scorer_runs(store, tmp_path, path):
+    """`--junit /etc/hostname` ran the scorer on every part and recorded an error result for each
+    ("the scorer wrote no /etc/hostname"), which a rerun then skipped as already scored."""
+    run_id = make_run(store, tmp_path / "w", [1])
+    store.close()
+    proc = run_agtrace(["rescore", run_id, "--name", "j", "--cmd", "true", "--junit", path], store.root)
+    assert proc.returncode == 2 and b"relative to the tree" in proc.stderr and b"Traceback" not in proc.stderr
+    assert score_events(Store(store.root), run_id) == []

@@ -8,12 +8,24 @@ command runs as ``bash -c CMD`` in its own session (so its own process group), w
 ``CREDENTIAL`` are removed (a scorer has no business with the agent's credentials). At the
 timeout the whole process group gets SIGTERM, then SIGKILL after a short grace, so a scorer that
 forks test workers cannot outlive it.
+
+Nothing the scorer started outlives it, also when it exits on its own: when its shell has ended
+(or was killed), what is left of its process group gets SIGKILL, and so does every process that
+carries its mark (:data:`SCORER_MARK` in the environment, a value unique to this run of it),
+which finds the processes that left the group (``setsid``, a daemonizing test server) on Linux,
+where ``/proc`` shows each process's environment. A process that cleared its environment
+and left the group is the one that can escape. While the scorer runs, a supervisor
+(:mod:`agtrace.capture.supervisor`, the capture's) holds a pipe from this process: if this
+process dies (SIGKILL, OOM), the supervisor sends the scorer's group SIGTERM, then SIGKILL after
+the grace, so a killed ``agtrace rescore`` leaves no scorer running (its scratch directory in
+``$TMPDIR`` stays, ``agtrace-rescore-*``).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import secrets
 import shutil
 import signal
 import subprocess
@@ -25,11 +37,17 @@ from pathlib import Path
 from agtrace.eventlog import CommandResult, is_secret_name
 
 from ..errors import SandboxError
+from ..process import spawn_local_supervisor
+from ..supervisor import Supervisor, supervisor_argv
 
 KILL_GRACE_S = 2.0
 OUTPUT_KEEP_BYTES = 4 * 1024 * 1024
 """Only the last 4 MiB of a scorer's output are kept (summaries are at the end)."""
 RESULT_FILE_MAX_BYTES = 64 * 1024 * 1024
+
+SCORER_MARK = "AGTRACE_SCORER"
+"""The environment variable that marks a scorer's processes (see the module docstring)."""
+_SWEEPS = 20
 
 _SECRET_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_APPLICATION_CREDENTIALS")
 
@@ -78,10 +96,11 @@ class LocalSandbox:
         if not Path(tree_dir).is_dir():
             raise SandboxError(f"{tree_dir} is not a directory; nothing to score")
         started = time.perf_counter()
+        mark = f"{os.getpid()}-{secrets.token_hex(8)}"
         proc = subprocess.Popen(
             [bash, "-c", cmd],
             cwd=tree_dir,
-            env=self.env,
+            env={**self.env, SCORER_MARK: mark},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -89,6 +108,7 @@ class LocalSandbox:
         )
         with self._mu:
             self._live.add(proc)
+        guard = _supervise(proc.pid)
         tail = bytearray()
         reader = threading.Thread(target=_drain, args=(proc.stdout, tail), daemon=True)
         reader.start()
@@ -101,6 +121,9 @@ class LocalSandbox:
         finally:
             if proc.poll() is None:  # interrupted (KeyboardInterrupt): leave nothing behind
                 _kill_group(proc)
+            _kill_leftovers(proc.pid, mark)
+            if guard is not None:
+                guard.release()
             with self._mu:
                 self._live.discard(proc)
         duration = (time.perf_counter() - started) * 1000
@@ -152,6 +175,56 @@ def _kill_group(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
         return
+
+
+def _supervise(group: int) -> Supervisor | None:
+    """A supervisor for the scorer's group (see the module docstring); None if none can start
+    (the scorer then runs unguarded against this process's death, as before)."""
+    argv = supervisor_argv(str(group), deadline_s=0, grace_s=KILL_GRACE_S, stop_signal="TERM")
+    try:
+        channel = spawn_local_supervisor(argv)
+    except OSError:
+        return None
+    return Supervisor(channel) if channel is not None else None
+
+
+def _kill_leftovers(group: int, mark: str) -> None:
+    """SIGKILL what is left of the scorer's group, then every process carrying its mark, until
+    none is left (a process may fork while it is killed; the sweeps are bounded)."""
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for _ in range(_SWEEPS):
+        pids = _marked(mark)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _marked(mark: str) -> list[int]:
+    """The pids whose environment holds ``SCORER_MARK=mark`` ([] where /proc cannot tell)."""
+    needle = f"{SCORER_MARK}={mark}".encode()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:  # gone, or not ours to read
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(name))
+    return found
 
 
 def _read_files(root: Path, names: Sequence[str]) -> dict[str, bytes]:
