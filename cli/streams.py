@@ -16,6 +16,8 @@
   and a child process inherits something harmless. A closed standard output refuses the first
   write with "cannot write the output: standard output is closed" (exit 1); a closed standard
   input reads as not a terminal, and :func:`stdin_closed` says it was closed.
+* Control characters in what a command prints (an OSC, a CSI, BEL) are shown as ``\\x1b``, not
+  handed to the terminal (:class:`_Shown`); ``cat`` prints a file as it is (:func:`write_verbatim`).
 """
 
 from __future__ import annotations
@@ -138,14 +140,16 @@ def stdin_closed() -> bool:
 def json_text(encoded: bytes) -> str:
     """JSON bytes (UTF-8, from msgspec) as the text to write on standard output: as they are
     when it is UTF-8, else with every non-ASCII character as a ``\\u`` escape (valid JSON in
-    any ASCII-compatible encoding, and the same data)."""
+    any ASCII-compatible encoding, and the same data). DEL and the C1 controls, which JSON
+    encoders leave raw, are ``\\u`` escapes too, so no terminal takes them as commands."""
     text = encoded.decode()
     if encoded.isascii() or _is_utf8(sys.stdout):
-        return text
+        return _JSON_CONTROL.sub(_escape, text) if _JSON_CONTROL.search(text) else text
     return _NON_ASCII.sub(_escape, text)
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_JSON_CONTROL = re.compile("[\x7f-\x9f]")
 
 
 def _escape(match: re.Match) -> str:
@@ -198,6 +202,38 @@ def _is_process_stream(stream, fd: int) -> bool:
         return False
 
 
+_CONTROL = re.compile("\x1b(?!\\[[0-9;]*m)|[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f-\x9f]")
+"""Characters a terminal takes as commands (ESC starting an OSC that sets the title or writes the
+clipboard, a CSI that moves the cursor; BEL, NUL, C1 controls): everything below U+0020 but
+tab, newline and carriage return, DEL, and U+0080..U+009F; but not an ESC that starts a colour
+(SGR, ``ESC [ 1;32 m``: what ``diff`` and the transcript colour with, and can do no more)."""
+
+
+def _shown(match: re.Match) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+class _Shown(io.TextIOWrapper):
+    """Standard output that shows control characters as ``\\x1b`` instead of handing them to the
+    terminal: run data are hostile, and an agent's output, a tool result or a note printed by
+    ``log``, ``scores`` or the transcript could otherwise retitle the terminal, move its cursor
+    over what was printed, or write the clipboard (OSC 52). JSON output is unchanged (its
+    encoder escapes them already). :meth:`verbatim` writes text as it is (``cat``: a file's
+    content, which the user asked for)."""
+
+    def write(self, text: str) -> int:
+        super().write(_CONTROL.sub(_shown, text) if _CONTROL.search(text) else text)
+        return len(text)
+
+    def verbatim(self, text: str) -> int:
+        return super().write(text)
+
+
+def write_verbatim(text: str) -> None:
+    """Write ``text`` to standard output as it is, control characters included (see :class:`_Shown`)."""
+    getattr(sys.stdout, "verbatim", sys.stdout.write)(text)
+
+
 def _stdout_wrapper(stream: io.TextIOWrapper) -> io.TextIOWrapper:
     """A text stream on descriptor 1 like ``stream`` (its encoding made safe), over
     :class:`_StdoutFile`. Nothing has been written to ``stream`` yet (it is flushed anyway)."""
@@ -208,8 +244,8 @@ def _stdout_wrapper(stream: io.TextIOWrapper) -> io.TextIOWrapper:
         encoding, errors = stream.encoding, ERRORS
     raw = _StdoutFile(1, "w", closefd=False)
     binary = raw if isinstance(stream.buffer, io.RawIOBase) else io.BufferedWriter(raw)  # python -u: unbuffered
-    return io.TextIOWrapper(binary, encoding=encoding, errors=errors, line_buffering=stream.line_buffering,
-                            write_through=stream.write_through)
+    return _Shown(binary, encoding=encoding, errors=errors, line_buffering=stream.line_buffering,
+                  write_through=stream.write_through)
 
 
 def _safe_encoding(stream) -> None:

@@ -15,6 +15,7 @@ from agtrace.replay import is_under, path_prefixes, read_file, resolve_part, tre
 from .errors import EXIT_BAD_INPUT, UserError
 from .main import pass_ctx
 from .output import echo_json
+from .streams import write_verbatim
 
 
 def _loopback(host: str) -> bool:
@@ -126,4 +127,5 @@ def cat_cmd(ctx, run, path, part, list_files, binary, as_json) -> None:
         sys.stdout.buffer.write(content.data)
         sys.stdout.buffer.flush()
         return
-    click.echo(content.text(), nl=not content.data.endswith(b"\n") and bool(content.data))
+    text = content.text()
+    write_verbatim(text + ("\n" if content.data and not content.data.endswith(b"\n") else ""))

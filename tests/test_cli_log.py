@@ -202,3 +202,26 @@ def test_close_again_with_the_same_status_succeeds_and_another_status_is_refused
     err = other.stderr.decode()
     assert other.returncode == 1 and "Traceback" not in err, err
     assert "already ended with status completed" in err and f"agtrace new --parent {run_id}" in err, err
+
+
+def test_control_characters_of_run_data_are_shown_not_handed_to_the_terminal(tmp_path):
+    """Issue: `log`, `scores` and the transcript printed stored escape sequences as they were, so
+    an agent's output could retitle the terminal, clear it, or write the clipboard (OSC 52). Now
+    what a command prints shows them as ``\\x1b``; colours (SGR) stay; JSON is unchanged; `cat`
+    prints a file as it is."""
+    store, work = tmp_path / "store", tmp_path / "work"
+    work.mkdir()
+    hostile = "pwn\x1b]52;c;SGVsbG8=\x07 \x1b]0;title\x07 \x1b[2J \x9b6n \x00 \x1b[31mred\x1b[0m"
+    payload = tmp_path / "payload.txt"
+    payload.write_text(hostile + "\n")
+    script = f"echo S1; cat {payload}; tr -d '\\000' < {payload} > f.txt"  # a NUL makes a file binary for cat
+    done = run_agtrace(["run", "--workdir", str(work), "--marker", "^S", "--json", "--", "bash", "-c", script],
+                       store, check=True)
+    run_id = json.loads(done.stdout.decode().splitlines()[-1])["run_id"]
+    shown = run_agtrace(["log", run_id], store, check=True).stdout
+    assert b"pwn\\x1b]52;c;SGVsbG8=\\x07" in shown and b"\\x1b[2J" in shown and b"\\x9b6n" in shown
+    assert b"\x07" not in shown and b"\x1b]" not in shown and b"\x1b[2J" not in shown and b"\x00" not in shown
+    assert b"\xc2\x9b" not in shown and b"\x1b[31mred\x1b[0m" in shown  # C1 CSI shown; a colour kept
+    lines = [json.loads(x) for x in run_agtrace(["log", run_id, "--json"], store, check=True).stdout.splitlines()]
+    assert hostile in [e.get("text") for e in lines]  # JSON: the data, exactly
+    assert run_agtrace(["cat", run_id, "--part", "1", "f.txt"], store, check=True).stdout == (hostile.replace("\x00", "") + "\n").encode()
