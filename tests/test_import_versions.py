@@ -125,6 +125,47 @@ def test_a_newer_record_type_in_a_real_file_is_a_warning_not_an_error(store, tmp
     assert len(raws) == len(lines) + 1
 
 
+@pytest.mark.parametrize("source,fmt", [("session", "claude-session"),
+                                        ("stdout.jsonl", "claude-stream-json")])
+def test_a_newer_content_block_type_in_a_real_claude_file_is_reported_not_dropped(
+        store, tmp_path, source, fmt):
+    """The real 2.1.332 session and stream with one content block of a type no Claude Code wrote
+    yet in its first assistant message: the block is not one of ours (text, thinking, tool_use),
+    so it is reported as ``assistant/<type>`` (its line kept raw), and nothing else changes. It
+    was silently skipped: the import said nothing while a block of the answer was missing."""
+    d = REAL / "claude-code@2.1.332"
+    src = _path(d, source)
+    lines = src.read_text().splitlines()
+    at = next(i for i, x in enumerate(lines) if json.loads(x).get("type") == "assistant")
+    rec = json.loads(lines[at])
+    rec["message"]["content"].append({"type": "brand_new_block", "data": "a newer Claude"})
+    path = tmp_path / src.name
+    path.write_text("\n".join([*lines[:at], json.dumps(rec), *lines[at + 1:]]) + "\n")
+    result = import_source(store, path, IMPORTERS[fmt])
+    assert result.error == "" and result.bad_records == []
+    assert result.unknown == {"assistant/brand_new_block": 1}
+    assert result.unknown_at == {"assistant/brand_new_block": f"{path.name}:{at + 1}"}
+    assert "assistant/brand_new_block ×1" in result.warning()
+    check = import_source(Store(tmp_path / "plain"), src, IMPORTERS[fmt])
+    kinds = [[r.kind for r in s.read(res.runs[0])] for s, res in ((store, result),
+                                                                  (Store(tmp_path / "plain"), check))]
+    assert kinds[0] == kinds[1]  # the same parts, calls, usage and end; only the warning differs
+
+
+def test_the_live_claude_adapter_reports_a_newer_content_block_for_the_end_of_run_warning():
+    from agtrace.capture.adapters import make_adapter
+
+    adapter = make_adapter("claude-code")
+    lines = (REAL / "claude-code@2.1.332" / "stdout.jsonl").read_text().splitlines()
+    at = next(i for i, x in enumerate(lines) if json.loads(x).get("type") == "assistant")
+    rec = json.loads(lines[at])
+    rec["message"]["content"].append({"type": "brand_new_block"})
+    for line in [*lines[:at], json.dumps(rec), *lines[at + 1:]]:
+        adapter.feed(line, "stdout")
+    adapter.finish()
+    assert adapter.state.unknown == {"assistant/brand_new_block": 1}
+
+
 def test_a_malformed_record_is_still_an_error_with_its_line(tmp_path):
     src = _session_file(REAL / "claude-code@2.1.329")
     lines = src.read_text().splitlines()
