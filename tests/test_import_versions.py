@@ -49,12 +49,18 @@ def _path(d: Path, source: str) -> Path:
     return _session_file(d) if source == "session" else d / source
 
 
-def test_the_matrix_has_two_versions_of_each_cli():
-    versions: dict[str, set[str]] = {}
-    for d in MATRIX:
-        cli, version = d.name.split("@")
-        versions.setdefault(cli, set()).add(version)
-    assert {c: len(v) for c, v in versions.items()} == {"claude-code": 2, "codex": 2, "opencode": 2}
+def test_every_pinned_version_has_its_golden_and_older_goldens_stay():
+    """Each version of the matrix (tests/agents/versions.txt) has what it wrote here, and each
+    CLI has at least two formats. A pin replaced by a newer one of the same format leaves the
+    matrix (CI runs it no more) but its golden stays: these tests and test_adapters_real still
+    read what it wrote."""
+    import run_cli
+
+    have = {d.name for d in MATRIX}
+    pinned = run_cli.pinned_versions()
+    assert {f"{c}@{v}" for c, vs in pinned.items() for v in vs} <= have
+    assert all(len(vs) >= 2 for vs in pinned.values()), pinned
+    assert {d.split("@")[0] for d in have} == set(pinned)
 
 
 @pytest.mark.parametrize("d,source,fmt,count", CASES, ids=[f"{c[0].name}:{c[2]}" for c in CASES])
@@ -117,6 +123,47 @@ def test_a_newer_record_type_in_a_real_file_is_a_warning_not_an_error(store, tmp
     raws = [json.loads(x) for x in proc.stdout.decode().splitlines()]
     assert [r["text"] for r in raws if r["location"] == f"{path.name}:21"] == [new]
     assert len(raws) == len(lines) + 1
+
+
+@pytest.mark.parametrize("source,fmt", [("session", "claude-session"),
+                                        ("stdout.jsonl", "claude-stream-json")])
+def test_a_newer_content_block_type_in_a_real_claude_file_is_reported_not_dropped(
+        store, tmp_path, source, fmt):
+    """The real 2.1.332 session and stream with one content block of a type no Claude Code wrote
+    yet in its first assistant message: the block is not one of ours (text, thinking, tool_use),
+    so it is reported as ``assistant/<type>`` (its line kept raw), and nothing else changes. It
+    was silently skipped: the import said nothing while a block of the answer was missing."""
+    d = REAL / "claude-code@2.1.332"
+    src = _path(d, source)
+    lines = src.read_text().splitlines()
+    at = next(i for i, x in enumerate(lines) if json.loads(x).get("type") == "assistant")
+    rec = json.loads(lines[at])
+    rec["message"]["content"].append({"type": "brand_new_block", "data": "a newer Claude"})
+    path = tmp_path / src.name
+    path.write_text("\n".join([*lines[:at], json.dumps(rec), *lines[at + 1:]]) + "\n")
+    result = import_source(store, path, IMPORTERS[fmt])
+    assert result.error == "" and result.bad_records == []
+    assert result.unknown == {"assistant/brand_new_block": 1}
+    assert result.unknown_at == {"assistant/brand_new_block": f"{path.name}:{at + 1}"}
+    assert "assistant/brand_new_block ×1" in result.warning()
+    check = import_source(Store(tmp_path / "plain"), src, IMPORTERS[fmt])
+    kinds = [[r.kind for r in s.read(res.runs[0])] for s, res in ((store, result),
+                                                                  (Store(tmp_path / "plain"), check))]
+    assert kinds[0] == kinds[1]  # the same parts, calls, usage and end; only the warning differs
+
+
+def test_the_live_claude_adapter_reports_a_newer_content_block_for_the_end_of_run_warning():
+    from agtrace.capture.adapters import make_adapter
+
+    adapter = make_adapter("claude-code")
+    lines = (REAL / "claude-code@2.1.332" / "stdout.jsonl").read_text().splitlines()
+    at = next(i for i, x in enumerate(lines) if json.loads(x).get("type") == "assistant")
+    rec = json.loads(lines[at])
+    rec["message"]["content"].append({"type": "brand_new_block"})
+    for line in [*lines[:at], json.dumps(rec), *lines[at + 1:]]:
+        adapter.feed(line, "stdout")
+    adapter.finish()
+    assert adapter.state.unknown == {"assistant/brand_new_block": 1}
 
 
 def test_a_malformed_record_is_still_an_error_with_its_line(tmp_path):

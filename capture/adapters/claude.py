@@ -59,6 +59,10 @@ KNOWN = {"*": frozenset({
     "assistant", "user", "result", "stream_event", "system/init", "system/api_retry",
     "system/compact_boundary", "system/status", "system/hook_response",
     "system/thinking_tokens"})}
+# the assistant content blocks agtrace represents; a block of another type (a newer Claude Code,
+# a server tool) is counted as unknown ``assistant/<type>``, its line kept raw: never silently
+# skipped (shared with the claude-session importer)
+ASSISTANT_BLOCKS = frozenset({"text", "thinking", "redacted_thinking", "tool_use"})
 _EXIT = re.compile(r"[Ee]xit code:? (\d+)")
 _EDIT_TOOLS = {"Edit", "MultiEdit", "NotebookEdit"}
 _MAY_END_PART = record_type_pattern("assistant", "user")
@@ -184,6 +188,8 @@ class ClaudeStreamAdapter(JsonLineAdapter):
             elif btype == "tool_use":
                 self.pending[str(block.get("id") or "")] = (
                     str(block.get("name") or "tool"), block.get("input"), self.now_ns())
+            elif btype not in ASSISTANT_BLOCKS:
+                self.unknown(f"assistant/{btype}")
         if isinstance(msg.get("usage"), dict):
             attach = self.parts if self.parts > before else None
             out += self.usage(mid, usage_from_anthropic(msg["usage"]), model, attach)

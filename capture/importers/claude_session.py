@@ -72,7 +72,7 @@ from agtrace.eventlog import (
 
 from ..adapter import known_types
 from ..adapters.base import title_of
-from ..adapters.claude import _EXIT, ClaudeStreamAdapter
+from ..adapters.claude import _EXIT, ASSISTANT_BLOCKS, ClaudeStreamAdapter
 from ..usage import DedupeById, usage_from_anthropic
 from . import register
 from .base import ImportContext, sniff_json_lines
@@ -306,6 +306,8 @@ class _Session:
                 calls.append(str(block.get("id") or ""))
                 self.pending[calls[-1]] = (
                     str(block.get("name") or "tool"), block.get("input"), t.ts)
+            elif btype not in ASSISTANT_BLOCKS:
+                t.sink.unknown(t.location, f"assistant/{btype}")
         if isinstance(msg.get("usage"), dict):
             delta = self.dedupe.feed(mid, usage_from_anthropic(msg["usage"]))
             if delta is not None:
