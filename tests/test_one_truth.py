@@ -207,6 +207,16 @@ def _append(store, run_id: str, *events: dict) -> None:
     run_agtrace(["append", run_id], store, input="".join(json.dumps(e) + "\n" for e in events).encode(), check=True)
 
 
+def _two_parts(model: str) -> list[dict]:
+    """Two parts of one call each to ``model``: 1,000 + 50 tokens (the agent reporting $0.01),
+    then 500 + 20 (nothing reported)."""
+    return [{"part": 1, "kind": "usage_reported", "usage": {"input": 1000, "output": 50}, "model": model,
+             "cost_usd": 0.01},
+            {"part": 1, "kind": "part_ended", "part_kind": "message", "title": "x"},
+            {"part": 2, "kind": "usage_reported", "usage": {"input": 500, "output": 20}, "model": model},
+            {"part": 2, "kind": "part_ended", "part_kind": "message", "title": "y"}]
+
+
 def _times(store, run_id: str) -> dict:
     figures = {}
     for name, args in (("metrics", ["metrics", run_id, "--json"]), ("show", ["show", run_id, "--json"])):
@@ -255,11 +265,7 @@ def test_the_report_and_compare_page_show_the_priced_cost_of_show(tmp_path):
     model = "claude-sonnet-4-20250514"
     run = _new_run(store, "--model", model, "--task-id", "b2")
     _append(store, run,
-            {"part": 1, "kind": "usage_reported", "usage": {"input": 1000, "output": 50}, "model": model,
-             "cost_usd": 0.01},
-            {"part": 1, "kind": "part_ended", "part_kind": "message", "title": "x"},
-            {"part": 2, "kind": "usage_reported", "usage": {"input": 500, "output": 20}, "model": model},
-            {"part": 2, "kind": "part_ended", "part_kind": "message", "title": "y"})
+            *_two_parts(model))
     run_agtrace(["close", run, "--status", "completed"], store, check=True)
     shown = _json(run_agtrace(["show", run, "--json"], store, check=True))["cost"]
     line = next(x for x in run_agtrace(["show", run], store, check=True).stdout.decode().splitlines()
@@ -401,11 +407,7 @@ def test_atif_and_otlp_carry_the_priced_cost_and_the_reported_one_apart(tmp_path
     model = "claude-sonnet-4-20250514"
     whole = _new_run(store, "--model", model, "--task-id", "b5")
     _append(store, whole,
-            {"part": 1, "kind": "usage_reported", "usage": {"input": 1000, "output": 50}, "model": model,
-             "cost_usd": 0.01},
-            {"part": 1, "kind": "part_ended", "part_kind": "message", "title": "x"},
-            {"part": 2, "kind": "usage_reported", "usage": {"input": 500, "output": 20}, "model": model},
-            {"part": 2, "kind": "part_ended", "part_kind": "message", "title": "y"})
+            *_two_parts(model))
     partial = _new_run(store, "--model", model, "--task-id", "b5-partial")
     _append(store, partial,
             {"part": 1, "kind": "usage_reported", "usage": {"input": 1000, "output": 50}, "model": model},
