@@ -589,6 +589,34 @@ def test_unreachable_endpoint_is_a_clear_error(source):
     src.close()
 
 
+@pytest.mark.slow  # three attempts of a 1 s read timeout per command
+def test_a_server_that_never_answers_fails_push_pull_and_ls_with_a_clear_error(source, tmp_path, monkeypatch):
+    """A socket that accepts connections and never answers (a stalled proxy, a wrong port):
+    before, each call waited 60 s four times over (4 minutes of silence per command); now
+    AGTRACE_S3_TIMEOUT bounds each attempt (20 s by default) and the error says so."""
+    stalled = socket.create_server((HOST, 0), backlog=64)  # listens, never accepts: connects, no answer
+    home = tmp_path / "home"
+    shutil.copytree(source["path"], home)
+    before = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
+    env = {"AGTRACE_S3_ENDPOINT": f"http://{HOST}:{stalled.getsockname()[1]}", "AGTRACE_S3_TIMEOUT": "1",
+           "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_CONFIG_FILE": os.devnull,
+           "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
+    try:
+        for args, where in ((["push", "--all"], home), (["pull", "--all"], tmp_path / "fresh"),
+                            (["ls", "--remote", "s3://agtrace-x/p"], tmp_path / "none")):
+            proc = run_agtrace([*args, "--remote", "s3://agtrace-x/p"] if args[0] != "ls" else args, where, env=env)
+            assert proc.returncode == 1, (args, proc.stderr)
+            assert b"did not answer within 1 s" in proc.stderr and b"AGTRACE_S3_TIMEOUT" in proc.stderr, proc.stderr
+            assert b"Traceback" not in proc.stderr
+    finally:
+        stalled.close()
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == before
+    assert not (tmp_path / "none").exists()
+    monkeypatch.setenv("AGTRACE_S3_TIMEOUT", "soon")
+    with pytest.raises(RemoteError, match="AGTRACE_S3_TIMEOUT='soon' is not a positive number"):
+        remote_for("s3://agtrace-x/p", endpoint_url=f"http://{HOST}:1", access_key="a", secret_key="b")
+
+
 def test_unknown_scheme_and_missing_remote():
     with pytest.raises(RemoteError, match="unknown remote scheme"):
         remote_for("gs://bucket/p")
