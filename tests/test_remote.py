@@ -544,6 +544,55 @@ def test_pull_names_keys_off_the_layout(backend, source, tmp_path):
     src.close()
 
 
+def _bomb(size: int) -> tuple[str, bytes]:
+    """The address and zstd bytes of ``size`` zero bytes: a small object that decompresses huge."""
+    import zstandard
+
+    sha, out = hashlib.sha256(), bytearray()
+    compressor = zstandard.ZstdCompressor(level=1).compressobj(size=size)
+    zeros = bytes(1 << 22)
+    for _ in range(size // len(zeros)):
+        sha.update(zeros)
+        out += compressor.compress(zeros)
+    out += compressor.flush()
+    return sha.hexdigest(), bytes(out)
+
+
+def _limited_memory(limit: int):
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.slow  # 2 GiB of zeros hashed
+def test_pull_checks_a_blob_that_decompresses_to_gigabytes_in_bounded_memory(backend, source, tmp_path):
+    """A hostile remote's blob of ~64 kB whose content (2 GiB of zeros) hashes to the address a
+    manifest lists: the pull held the whole content in memory to hash it (3 GiB of zeros took
+    3.1 GB of RSS; a 1 MB object could take 30 GB). Now it is checked streaming, under a 1.5 GiB
+    address-space limit here."""
+    src = Store(source["path"])
+    demo = source["demo"]
+    with backend.remote() as remote:
+        push(src, remote, [demo])
+    src.close()
+    digest, data = _bomb(2 << 30)
+    assert len(data) < 1 << 20
+    backend.put_raw(f"blobs/{digest[:2]}/{digest}.zst", data)
+    manifest = {"format": 1, "run_id": demo, "last_seq": 1 << 40, "objects": [], "blobs": [digest]}
+    backend.put_raw(f"runs/{demo}/manifests/{'f' * 16}-{'0' * 16}.json", json.dumps(manifest).encode())
+    home = tmp_path / "home"
+    proc = subprocess.run(
+        [sys.executable, "-c", "from agtrace.cli.main import main; main()", "pull", demo, "--remote", backend.url,
+         "--json"], env={**os.environ, "AGTRACE_HOME": str(home), **backend.env}, capture_output=True,
+        preexec_fn=_limited_memory(3 << 29), timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    assert json.loads(proc.stdout)["ok"]
+    fresh = Store(home)
+    assert fresh.blobs.has(digest) and fresh.verify(demo).ok
+    fresh.blobs.check(digest)  # streaming here too: this process holds no 2 GiB either
+    fresh.close()
+
+
 def test_missing_bucket_or_directory_is_a_clear_error(backend, source, tmp_path):
     src = Store(source["path"])
     if backend.name == "file":

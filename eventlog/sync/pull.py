@@ -17,7 +17,6 @@ left without a single segment (every segment was refused) is removed again.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -26,12 +25,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import zstandard
-
 from .. import reader, segment
 from ..containment import is_content_address
 from ..errors import (
-    CorruptBlob,
     CorruptLog,
     GitStoreError,
     NewerFormat,
@@ -205,7 +201,8 @@ def _fetch_blob(store: Store, remote: Remote, run_id: str, digest: str, report: 
         return
     obj = ObjectInfo(blob_key(digest), -1)
     try:
-        _fetch(remote, obj, store.blobs.path(digest), None, _blob_check(digest), report, raise_missing=True)
+        _fetch(remote, obj, store.blobs.path(digest), None, lambda path: store.blobs.check(digest, path), report,
+               raise_missing=True)
     except RemoteNotFound:
         report.problems.append(f"blob {digest} referenced by run {run_id} is missing on {remote.url}")
 
@@ -351,14 +348,3 @@ def _segment_check(first: int, last: int, fetch: Callable[[set[str]], None]) -> 
     """The segment's check, then the blobs its events name fetched, before the segment is renamed
     into place: a pull killed between the two left a segment naming a blob the store lacked."""
     return lambda path: fetch(check_segment(path, first, last))
-
-
-def _blob_check(digest: str) -> Callable[[Path], None]:
-    def check(path: Path) -> None:
-        try:
-            data = zstandard.ZstdDecompressor().decompress(path.read_bytes())
-        except zstandard.ZstdError as exc:
-            raise CorruptBlob(f"blob {digest} does not decompress: {exc}", str(path)) from None
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise CorruptBlob(f"blob {digest} does not match its hash", str(path))
-    return check
