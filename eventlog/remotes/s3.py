@@ -305,8 +305,8 @@ class S3Remote(Remote):
             except botocore.exceptions.ClientError as exc:
                 code, status = self._code(exc)
                 if status == 416 or code == "InvalidRange":
-                    partial_path(dest).unlink(missing_ok=True)
-                    offset = 0
+                    offset = 0  # receive starts the partial file over, under its claim (never unlinked here:
+                    # it may be another pull's download in progress)
                     resp = self._client.get_object(**kwargs)
                 elif code in ("NoSuchKey", "404"):
                     raise RemoteNotFound(

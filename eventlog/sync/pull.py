@@ -33,10 +33,10 @@ from ..errors import (
     NewerFormat,
     RemoteError,
     RemoteNotFound,
-    StoreError,
+    RunLocked,
 )
 from ..ids import looks_like_run_id
-from ..lock import is_locked
+from ..lock import RunLock
 from ..remotes.base import ObjectInfo, Remote
 from ..remotes.transfer import digest_file
 from ..segment import fsync_dir
@@ -95,8 +95,6 @@ def pull(
         listing = remote.list(f"runs/{rid}/")
         if not listing:
             raise RemoteNotFound(f"run {rid} is not on {remote.url}; `agtrace pull --all` pulls every run it has")
-        if is_locked(store.run_dir(rid) / "lock"):
-            raise StoreError(f"run {rid} is being written in {store.root}; pull it once its writer has finished")
         plans.append((rid, listing))
     total = sum(len(listing) for _rid, listing in plans)
     done = [0]
@@ -114,14 +112,31 @@ def pull(
 
 
 def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInfo], report: PullReport, tick) -> None:
+    """Pull one run holding its lock (``runs/<id>/lock``, the one-writer lock): a run being
+    written, or pulled by another process into this store, is a retryable problem, not pulled.
+    Before, a second pull's clean-up removed the first's download in progress."""
     run_dir = store.run_dir(run_id)
     created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = run_dir / "lock"
+    lock_made = not lock_path.exists()
+    try:
+        lock = RunLock.acquire(lock_path, run_id)
+    except RunLocked as exc:
+        holder = exc.holder or {}
+        report.problems.append(f"run {run_id} is being written or pulled in {store.root} (pid "
+                               f"{holder.get('pid', '?')} on {holder.get('host', '?')}); not pulled: pull again "
+                               "once it has finished")
+        report.retryable += 1
+        return
     try:
         _pull_objects(store, remote, run_id, listing, report, tick)
     finally:
-        if created and run_dir.is_dir() and not any(run_dir.glob("events/*.seg")) \
-                and not is_locked(run_dir / "lock"):
+        if created and not any(run_dir.glob("events/*.seg")):
             shutil.rmtree(run_dir, ignore_errors=True)  # made by this pull, and nothing of it landed
+        elif lock_made:
+            lock_path.unlink(missing_ok=True)  # a pulled run has no lock file of its own, as before
+        lock.release()
 
 
 def _pull_objects(store: Store, remote: Remote, run_id: str, listing: list[ObjectInfo], report: PullReport,
