@@ -34,10 +34,12 @@ from agtrace.eventlog import (
     RemoteUnreachable,
     RunStarted,
     Store,
+    collect_remote_garbage,
     new_run_id,
     pull,
     push,
     remote_for,
+    remove_remote_runs,
 )
 from agtrace.eventlog.reader import list_segments
 from agtrace.eventlog.writer import RunWriter
@@ -669,6 +671,39 @@ def _blob_refs(path: Path) -> set:
     from agtrace.eventlog.sync.keys import segment_blob_refs
 
     return segment_blob_refs(path)
+
+
+def test_folders_under_runs_that_are_no_run_id_are_no_run_for_ls_pull_and_gc(backend, source, tmp_path):
+    """`runs/<x>/` where x is no run id (lower case, a prefix): pull names it and takes nothing,
+    so ls --remote does not list it as a run (before: listed, with its events, and counted in
+    "N run(s)"), and gc --remote does not read it (before: its junk segment stopped every gc,
+    and `rm --remote` could not name it to clear the way)."""
+    src = Store(source["path"])
+    demo, blob_run = source["demo"], source["blob_run"]
+    with backend.remote() as remote:
+        push(src, remote, [demo, blob_run])
+    src.close()
+    seg = "events/0000000000000001-0000000000000001.seg"
+    strays = [f"runs/{demo.lower()}/{seg}", f"runs/{demo[:8]}/{seg}"]
+    for key in strays:
+        backend.put_raw(key, b"not a segment")
+    home = tmp_path / "home"
+    listed = run_agtrace(["ls", "--remote", backend.url, "--json"], home, env=backend.env, check=True)
+    assert sorted(r["id"] for r in json.loads(listed.stdout)) == sorted([demo, blob_run])
+    human = run_agtrace(["ls", "--remote", backend.url], home, env=backend.env, check=True)
+    assert b"2 run(s)" in human.stdout
+    assert b"2 key(s) under 2 folder(s) of runs/ that name no run" in human.stderr, human.stderr
+    pulled = run_agtrace(["pull", "--all", "--remote", backend.url, "--json"], home, env=backend.env)
+    report = json.loads(pulled.stdout)
+    assert pulled.returncode == 1 and sorted(report["runs"]) == sorted([demo, blob_run])
+    assert len(report["problems"]) == 2 and all("is not a run id; not pulled" in p for p in report["problems"])
+    with backend.remote() as remote:
+        remove_remote_runs(remote, [blob_run])
+        garbage = collect_remote_garbage(remote, min_age_s=0)
+    assert len(garbage.removed) == 1 and garbage.removed[0].startswith("blobs/"), garbage
+    assert sum("is not a run id, so no run" in p for p in garbage.problems) == 2, garbage.problems
+    assert not any(k.startswith("blobs/") for k in backend.key_names())
+    assert set(strays) <= set(backend.key_names())  # gc takes nothing but blobs
 
 
 def test_missing_bucket_or_directory_is_a_clear_error(backend, source, tmp_path):

@@ -35,7 +35,7 @@ from ..errors import (
     RemoteNotFound,
     RunLocked,
 )
-from ..ids import looks_like_run_id
+from ..ids import is_run_id
 from ..lock import RunLock
 from ..remotes.base import ObjectInfo, Remote
 from ..remotes.transfer import digest_file
@@ -89,8 +89,8 @@ def pull(
     report = PullReport()
     plans = []
     for rid in ids:
-        if not looks_like_run_id(rid) or len(rid) != 26 or rid != rid.upper():
-            report.problems.append(f"{remote.describe(f'runs/{rid}/')}: {rid!r} is not a run id; not pulled")
+        if not is_run_id(rid):
+            report.problems.append(f"{remote.describe(f'runs/{rid[:80]}/')}: {rid[:80]!r} is not a run id; not pulled")
             continue
         listing = remote.list(f"runs/{rid}/")
         if not listing:
