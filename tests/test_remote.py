@@ -706,6 +706,31 @@ def test_folders_under_runs_that_are_no_run_id_are_no_run_for_ls_pull_and_gc(bac
     assert set(strays) <= set(backend.key_names())  # gc takes nothing but blobs
 
 
+def test_an_object_far_larger_than_any_manifest_is_not_read(backend, source, tmp_path, monkeypatch):
+    """A remote "manifest" of 200 MB (3 million listed blobs) took 624 MB of RSS to parse and a
+    request per blob; one over MAX_MANIFEST_BYTES is now named and not downloaded. The pull
+    takes the run from the listing; gc reads the run's segments instead, so it keeps the run's
+    blobs. (The limit is lowered here so that the object stays small.)"""
+    from agtrace.eventlog.sync import manifests
+
+    monkeypatch.setattr(manifests, "MAX_MANIFEST_BYTES", 4096)
+    src = Store(source["path"])
+    run = source["blob_run"]
+    with backend.remote() as remote:
+        push(src, remote, [run])
+    big = {"format": 1, "run_id": run, "objects": [], "blobs": [f"{i:064x}" for i in range(100)]}
+    backend.put_raw(f"runs/{run}/manifests/{'f' * 16}-{'0' * 16}.json", json.dumps(big).encode())
+    fresh = Store(tmp_path / "fresh")
+    with backend.remote() as remote:
+        report = pull(fresh, remote, [run])
+        garbage = collect_remote_garbage(remote, min_age_s=0)
+    assert len(report.problems) == 1 and "more than any manifest holds (4096)" in report.problems[0], report.problems
+    assert fresh.verify(run).ok and _records(fresh, run) == _records(src, run)
+    assert garbage.removed == [] and garbage.referenced == 1 and garbage.segments_read == 1, garbage
+    fresh.close()
+    src.close()
+
+
 def test_missing_bucket_or_directory_is_a_clear_error(backend, source, tmp_path):
     src = Store(source["path"])
     if backend.name == "file":
