@@ -96,12 +96,17 @@ def ls_remote(store, url: str, as_json: bool) -> None:
 
     from .output import clock, table
 
+    strays: dict[str, int] = {}
     with _remote(url) as remote:
-        runs = list_remote_runs(remote)
+        runs = list_remote_runs(remote, strays)
     local = set(store.run_ids()) if store is not None else set()
     if as_json:
         echo_json([{**r.to_dict(), "local": r.id in local} for r in runs])
         return
+    if strays:
+        shown = ", ".join(f"runs/{name[:40]}/" for name in sorted(strays)[:3])
+        click.echo(f"{sum(strays.values())} key(s) under {len(strays)} folder(s) of runs/ that name no run ({shown}"
+                   f"{', …' if len(strays) > 3 else ''}) not counted; `pull --all` names and ignores them", err=True)
     if not runs:
         click.echo(f"no runs on {remote.url}; `agtrace push --all --remote {remote.url}` puts this store's there")
         return

@@ -23,6 +23,8 @@ INLINE_LIMIT = 64 * 1024
 PREFIX_CHARS = 2048
 """How much of a blobbed text an event keeps inline, for people and search."""
 
+_CHUNK = 1024 * 1024
+
 
 class BlobStore:
     """A directory of content-addressed, compressed blobs."""
@@ -77,6 +79,28 @@ class BlobStore:
         if hashlib.sha256(data).hexdigest() != digest:
             raise CorruptBlob(f"blob {digest} at {path} does not match its hash", str(path))
         return data
+
+    def check(self, digest: str, path: str | os.PathLike | None = None) -> None:
+        """Check that the blob ``digest`` (or the file ``path`` holding it, e.g. a download not
+        yet in place) decompresses to content of that sha256; else :class:`CorruptBlob`.
+
+        Streams, in bounded memory: a small file may decompress to gigabytes (a hostile remote's
+        "zip bomb" whose content hashes to the address a segment names), which :meth:`get` would
+        hold whole."""
+        where = Path(path) if path is not None else self.path(digest)
+        sha = hashlib.sha256()
+        try:
+            with open(where, "rb") as fh, self._dctx.stream_reader(fh, read_size=_CHUNK) as reader:
+                while chunk := reader.read(_CHUNK):
+                    sha.update(chunk)
+        except FileNotFoundError:
+            raise CorruptBlob(
+                f"blob {digest} is missing from {self.root}; pull the run again from its remote", str(where)
+            ) from None
+        except zstandard.ZstdError as exc:
+            raise CorruptBlob(f"blob {digest} at {where} does not decompress: {exc}", str(where)) from None
+        if sha.hexdigest() != digest:
+            raise CorruptBlob(f"blob {digest} at {where} does not match its hash", str(where))
 
     def has(self, digest: str) -> bool:
         """True if the blob is stored (False for anything that is not a content address)."""

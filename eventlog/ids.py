@@ -44,6 +44,13 @@ def looks_like_run_id(text: str) -> bool:
     return bool(text) and len(text) <= 26 and all(c in _ALPHABET for c in text.upper())
 
 
+def is_run_id(text: str) -> bool:
+    """True if ``text`` is a whole run id as a store names its run directories: 26 characters of
+    the id alphabet, upper case. What a remote holds under ``runs/<other>/`` is no run: pull,
+    ``ls --remote`` and ``gc --remote`` agree on it."""
+    return len(text) == 26 and text == text.upper() and looks_like_run_id(text)
+
+
 def run_id_time_ns(run_id: str) -> int | None:
     """When a run id was made (its 48-bit millisecond time, in ns), or None if it is no ULID."""
     if len(run_id) != 26 or not looks_like_run_id(run_id):

@@ -27,7 +27,7 @@ def prepare_root(root: Path, *, create: bool, claim_directory: bool) -> None:
         if not create:
             raise StoreNotFound(f"no store at {root} (nothing was created); check --store or AGTRACE_HOME, "
                                 "or make one by capturing a run (`agtrace demo`, `agtrace run`, `agtrace new`)")
-        root.mkdir(parents=True)
+        root.mkdir(parents=True, exist_ok=True)  # another process (a second pull) may make it meanwhile
     elif not root.is_dir():
         raise StoreNotFound(f"{root} is not a directory, so not a store; pass --store DIR pointing at a store")
     elif not create and not is_store(root):

@@ -189,7 +189,7 @@ def _read_frames(store, run_id, path, frames, report, check, out: _Stream) -> bo
                 for digest in blob_refs(rec.event):
                     report.blobs += 1
                     try:
-                        store.blobs.get(digest)
+                        store.blobs.check(digest)
                     except (CorruptBlob, UnsafePath) as exc:
                         check.problems.append(f"seq {rec.seq} of run {run_id}: {exc}")
     return True

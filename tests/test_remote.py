@@ -34,10 +34,12 @@ from agtrace.eventlog import (
     RemoteUnreachable,
     RunStarted,
     Store,
+    collect_remote_garbage,
     new_run_id,
     pull,
     push,
     remote_for,
+    remove_remote_runs,
 )
 from agtrace.eventlog.reader import list_segments
 from agtrace.eventlog.writer import RunWriter
@@ -544,6 +546,191 @@ def test_pull_names_keys_off_the_layout(backend, source, tmp_path):
     src.close()
 
 
+def _bomb(size: int) -> tuple[str, bytes]:
+    """The address and zstd bytes of ``size`` zero bytes: a small object that decompresses huge."""
+    import zstandard
+
+    sha, out = hashlib.sha256(), bytearray()
+    compressor = zstandard.ZstdCompressor(level=1).compressobj(size=size)
+    zeros = bytes(1 << 22)
+    for _ in range(size // len(zeros)):
+        sha.update(zeros)
+        out += compressor.compress(zeros)
+    out += compressor.flush()
+    return sha.hexdigest(), bytes(out)
+
+
+def _limited_memory(limit: int):
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.slow  # 2 GiB of zeros hashed
+def test_pull_checks_a_blob_that_decompresses_to_gigabytes_in_bounded_memory(backend, source, tmp_path):
+    """A hostile remote's blob of ~64 kB whose content (2 GiB of zeros) hashes to the address a
+    manifest lists: the pull held the whole content in memory to hash it (3 GiB of zeros took
+    3.1 GB of RSS; a 1 MB object could take 30 GB). Now it is checked streaming, under a 1.5 GiB
+    address-space limit here."""
+    src = Store(source["path"])
+    demo = source["demo"]
+    with backend.remote() as remote:
+        push(src, remote, [demo])
+    src.close()
+    digest, data = _bomb(2 << 30)
+    assert len(data) < 1 << 20
+    backend.put_raw(f"blobs/{digest[:2]}/{digest}.zst", data)
+    manifest = {"format": 1, "run_id": demo, "last_seq": 1 << 40, "objects": [], "blobs": [digest]}
+    backend.put_raw(f"runs/{demo}/manifests/{'f' * 16}-{'0' * 16}.json", json.dumps(manifest).encode())
+    home = tmp_path / "home"
+    proc = subprocess.run(
+        [sys.executable, "-c", "from agtrace.cli.main import main; main()", "pull", demo, "--remote", backend.url,
+         "--json"], env={**os.environ, "AGTRACE_HOME": str(home), **backend.env}, capture_output=True,
+        preexec_fn=_limited_memory(3 << 29), timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    assert json.loads(proc.stdout)["ok"]
+    fresh = Store(home)
+    assert fresh.blobs.has(digest) and fresh.verify(demo).ok
+    fresh.blobs.check(digest)  # streaming here too: this process holds no 2 GiB either
+    fresh.close()
+
+
+def test_a_run_or_download_another_pull_holds_is_left_to_it(backend, source, tmp_path):
+    """Two pulls into one store: the run the other pull holds (its lock), and the download the
+    other pull is writing (its ``.part`` file), are retryable problems; nothing of the other's is
+    touched. Before, the second pull truncated the first's download, or its clean-up removed the
+    run directory under it (`No such file or directory: ….seg.part`, exit 1)."""
+    import fcntl
+
+    from agtrace.eventlog.lock import RunLock
+
+    src = Store(source["path"])
+    demo, blob_run = source["demo"], source["blob_run"]
+    with backend.remote() as remote:
+        push(src, remote, [demo, blob_run])
+    home = tmp_path / "home"
+    held = RunLock.acquire(_mkdir(home / "runs" / demo) / "lock", demo)  # "another pull" of demo
+    (digest,) = {d for p, _f in _seg_paths(src, blob_run) for d in _blob_refs(p)}
+    partial = _mkdir(home / "blobs" / digest[:2]) / f".{digest}.zst.part"
+    partial.write_bytes(b"half of it")
+    with open(partial, "rb") as claim:
+        fcntl.flock(claim, fcntl.LOCK_EX)  # "another pull" writing the blob
+        proc = run_agtrace(["pull", "--all", "--remote", backend.url, "--json"], home, env=backend.env)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["retryable"] == len(report["problems"]) == 2, report["problems"]
+    assert any(f"run {demo} is being written or pulled" in p and f"pid {os.getpid()}" in p
+               for p in report["problems"])
+    assert any("another process is downloading" in p and digest in p for p in report["problems"])
+    assert partial.read_bytes() == b"half of it" and (home / "runs" / demo / "lock").exists()
+    assert b"pulling again retries them" in run_agtrace(["pull", "--all", "--remote", backend.url], home,
+                                                        env=backend.env).stderr
+    held.release()
+    again = run_agtrace(["pull", "--all", "--remote", backend.url, "--json"], home, env=backend.env, check=True)
+    assert json.loads(again.stdout)["ok"]
+    fresh = Store(home)
+    assert fresh.verify().ok
+    assert _records(fresh, demo) == _records(src, demo) and _records(fresh, blob_run) == _records(src, blob_run)
+    fresh.close()
+    src.close()
+
+
+@pytest.mark.slow  # pulls at once, several rounds
+def test_two_pulls_at_once_into_a_new_store(backend, source, tmp_path):
+    """Real processes racing: each ends 0, or 1 naming what the other holds (never a raw file
+    error), and a later pull completes the store."""
+    with backend.remote() as remote:
+        push(Store(source["path"]), remote)
+    env = {**os.environ, **backend.env}
+    for round_ in range(3):
+        home = tmp_path / f"home{round_}"
+        cmd = [sys.executable, "-c", "from agtrace.cli.main import main; main()", "--store", str(home), "pull",
+               "--all", "--remote", backend.url]
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+        for proc in procs:
+            _out, err = proc.communicate(timeout=300)
+            assert proc.returncode in (0, 1), err
+            assert b"Traceback" not in err and b"No such file" not in err and b"already exists" not in err, err
+            assert proc.returncode == 0 or b"pulling again retries them" in err, err
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        store = Store(home)
+        assert store.verify().ok and sorted(r.id for r in store.runs()) == sorted([source["demo"], source["blob_run"]])
+        store.close()
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _seg_paths(store: Store, run_id: str) -> list:
+    return [(p, f) for f, _last, p in list_segments(store.run_dir(run_id) / "events")]
+
+
+def _blob_refs(path: Path) -> set:
+    from agtrace.eventlog.sync.keys import segment_blob_refs
+
+    return segment_blob_refs(path)
+
+
+def test_folders_under_runs_that_are_no_run_id_are_no_run_for_ls_pull_and_gc(backend, source, tmp_path):
+    """`runs/<x>/` where x is no run id (lower case, a prefix): pull names it and takes nothing,
+    so ls --remote does not list it as a run (before: listed, with its events, and counted in
+    "N run(s)"), and gc --remote does not read it (before: its junk segment stopped every gc,
+    and `rm --remote` could not name it to clear the way)."""
+    src = Store(source["path"])
+    demo, blob_run = source["demo"], source["blob_run"]
+    with backend.remote() as remote:
+        push(src, remote, [demo, blob_run])
+    src.close()
+    seg = "events/0000000000000001-0000000000000001.seg"
+    strays = [f"runs/{demo.lower()}/{seg}", f"runs/{demo[:8]}/{seg}"]
+    for key in strays:
+        backend.put_raw(key, b"not a segment")
+    home = tmp_path / "home"
+    listed = run_agtrace(["ls", "--remote", backend.url, "--json"], home, env=backend.env, check=True)
+    assert sorted(r["id"] for r in json.loads(listed.stdout)) == sorted([demo, blob_run])
+    human = run_agtrace(["ls", "--remote", backend.url], home, env=backend.env, check=True)
+    assert b"2 run(s)" in human.stdout
+    assert b"2 key(s) under 2 folder(s) of runs/ that name no run" in human.stderr, human.stderr
+    pulled = run_agtrace(["pull", "--all", "--remote", backend.url, "--json"], home, env=backend.env)
+    report = json.loads(pulled.stdout)
+    assert pulled.returncode == 1 and sorted(report["runs"]) == sorted([demo, blob_run])
+    assert len(report["problems"]) == 2 and all("is not a run id; not pulled" in p for p in report["problems"])
+    with backend.remote() as remote:
+        remove_remote_runs(remote, [blob_run])
+        garbage = collect_remote_garbage(remote, min_age_s=0)
+    assert len(garbage.removed) == 1 and garbage.removed[0].startswith("blobs/"), garbage
+    assert sum("is not a run id, so no run" in p for p in garbage.problems) == 2, garbage.problems
+    assert not any(k.startswith("blobs/") for k in backend.key_names())
+    assert set(strays) <= set(backend.key_names())  # gc takes nothing but blobs
+
+
+def test_an_object_far_larger_than_any_manifest_is_not_read(backend, source, tmp_path, monkeypatch):
+    """A remote "manifest" of 200 MB (3 million listed blobs) took 624 MB of RSS to parse and a
+    request per blob; one over MAX_MANIFEST_BYTES is now named and not downloaded. The pull
+    takes the run from the listing; gc reads the run's segments instead, so it keeps the run's
+    blobs. (The limit is lowered here so that the object stays small.)"""
+    from agtrace.eventlog.sync import manifests
+
+    monkeypatch.setattr(manifests, "MAX_MANIFEST_BYTES", 4096)
+    src = Store(source["path"])
+    run = source["blob_run"]
+    with backend.remote() as remote:
+        push(src, remote, [run])
+    big = {"format": 1, "run_id": run, "objects": [], "blobs": [f"{i:064x}" for i in range(100)]}
+    backend.put_raw(f"runs/{run}/manifests/{'f' * 16}-{'0' * 16}.json", json.dumps(big).encode())
+    fresh = Store(tmp_path / "fresh")
+    with backend.remote() as remote:
+        report = pull(fresh, remote, [run])
+        garbage = collect_remote_garbage(remote, min_age_s=0)
+    assert len(report.problems) == 1 and "more than any manifest holds (4096)" in report.problems[0], report.problems
+    assert fresh.verify(run).ok and _records(fresh, run) == _records(src, run)
+    assert garbage.removed == [] and garbage.referenced == 1 and garbage.segments_read == 1, garbage
+    fresh.close()
+    src.close()
+
+
 def test_missing_bucket_or_directory_is_a_clear_error(backend, source, tmp_path):
     src = Store(source["path"])
     if backend.name == "file":
@@ -587,6 +774,34 @@ def test_unreachable_endpoint_is_a_clear_error(source):
                     max_attempts=1, connect_timeout=1) as remote, pytest.raises(RemoteUnreachable, match="cannot reach"):
         push(src, remote)
     src.close()
+
+
+@pytest.mark.slow  # three attempts of a 1 s read timeout per command
+def test_a_server_that_never_answers_fails_push_pull_and_ls_with_a_clear_error(source, tmp_path, monkeypatch):
+    """A socket that accepts connections and never answers (a stalled proxy, a wrong port):
+    before, each call waited 60 s four times over (4 minutes of silence per command); now
+    AGTRACE_S3_TIMEOUT bounds each attempt (20 s by default) and the error says so."""
+    stalled = socket.create_server((HOST, 0), backlog=64)  # listens, never accepts: connects, no answer
+    home = tmp_path / "home"
+    shutil.copytree(source["path"], home)
+    before = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
+    env = {"AGTRACE_S3_ENDPOINT": f"http://{HOST}:{stalled.getsockname()[1]}", "AGTRACE_S3_TIMEOUT": "1",
+           "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_CONFIG_FILE": os.devnull,
+           "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
+    try:
+        for args, where in ((["push", "--all"], home), (["pull", "--all"], tmp_path / "fresh"),
+                            (["ls", "--remote", "s3://agtrace-x/p"], tmp_path / "none")):
+            proc = run_agtrace([*args, "--remote", "s3://agtrace-x/p"] if args[0] != "ls" else args, where, env=env)
+            assert proc.returncode == 1, (args, proc.stderr)
+            assert b"did not answer within 1 s" in proc.stderr and b"AGTRACE_S3_TIMEOUT" in proc.stderr, proc.stderr
+            assert b"Traceback" not in proc.stderr
+    finally:
+        stalled.close()
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == before
+    assert not (tmp_path / "none").exists()
+    monkeypatch.setenv("AGTRACE_S3_TIMEOUT", "soon")
+    with pytest.raises(RemoteError, match="AGTRACE_S3_TIMEOUT='soon' is not a positive number"):
+        remote_for("s3://agtrace-x/p", endpoint_url=f"http://{HOST}:1", access_key="a", secret_key="b")
 
 
 def test_unknown_scheme_and_missing_remote():

@@ -47,8 +47,8 @@ def remote_for(url: str, **options) -> Remote:
     """The remote named by ``url``: ``file:///dir`` (or a plain path) or ``s3://bucket/prefix``.
 
     ``options`` go to the backend (for S3: ``endpoint_url``, ``profile``, ``region``,
-    ``multipart_threshold``, ``part_size``, ``conditional``, ``access_key``, ``secret_key``);
-    S3 also reads ``AGTRACE_S3_ENDPOINT`` and ``AGTRACE_S3_PROFILE``.
+    ``multipart_threshold``, ``part_size``, ``conditional``, ``read_timeout``, ``access_key``, ``secret_key``);
+    S3 also reads ``AGTRACE_S3_ENDPOINT``, ``AGTRACE_S3_PROFILE`` and ``AGTRACE_S3_TIMEOUT``.
     """
     if not url:
         raise RemoteError("no remote given; pass --remote URL (s3://bucket/prefix or file:///dir) or set AGTRACE_REMOTE")

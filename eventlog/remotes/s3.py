@@ -66,6 +66,27 @@ _CONNECTION_ERRORS = (
 )
 
 
+READ_TIMEOUT = 20.0
+"""Seconds to wait for a server's answer (per attempt; ``AGTRACE_S3_TIMEOUT`` overrides): a
+server that accepts connections and never answers fails a call after this times the attempts."""
+
+
+def _read_timeout(given: float | None) -> float:
+    """``given``, else ``AGTRACE_S3_TIMEOUT``, else :data:`READ_TIMEOUT`; a positive number of seconds."""
+    if given is not None:
+        return float(given)
+    raw = os.environ.get("AGTRACE_S3_TIMEOUT", "").strip()
+    if not raw:
+        return READ_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise RemoteError(f"AGTRACE_S3_TIMEOUT={raw!r} is not a positive number of seconds; unset it or write e.g. 60")
+    return value
+
+
 def open_remote(url: str, **options) -> S3Remote:
     """``s3://bucket/prefix``; ``options`` are :class:`S3Remote`'s keyword arguments."""
     return S3Remote(url, **options)
@@ -87,6 +108,7 @@ class S3Remote(Remote):
         part_size: int = PART_SIZE,
         conditional: bool = True,
         connect_timeout: float = 5.0,
+        read_timeout: float | None = None,
         max_attempts: int = 3,
     ):
         parsed = urlparse(url)
@@ -102,6 +124,8 @@ class S3Remote(Remote):
         self.part_size = part_size
         self.multipart_threshold = max(multipart_threshold, part_size)
         self.conditional = conditional
+        self.read_timeout = _read_timeout(read_timeout)
+        self.max_attempts = max_attempts
         try:
             session = boto3.session.Session(profile_name=self.profile)
         except botocore.exceptions.ProfileNotFound:
@@ -112,8 +136,8 @@ class S3Remote(Remote):
         region = region or session.region_name or "us-east-1"
         settings = {
             "connect_timeout": connect_timeout,
-            "read_timeout": 60,
-            "retries": {"max_attempts": max_attempts, "mode": "standard"},
+            "read_timeout": self.read_timeout,
+            "retries": {"total_max_attempts": max_attempts, "mode": "standard"},
             "s3": {"addressing_style": "path"} if self.endpoint_url else None,
         }
         try:  # botocore >= 1.36: no default CRC trailers, which some S3-compatible stores reject
@@ -157,6 +181,13 @@ class S3Remote(Remote):
             yield
         except botocore.exceptions.ClientError as exc:
             raise self._client_error(exc, action, where) from None
+        except botocore.exceptions.ReadTimeoutError:
+            raise RemoteUnreachable(
+                f"{endpoint} accepted the connection but did not answer within {self.read_timeout:g} s "
+                f"({self.max_attempts} attempt(s)) to {action} {where}; check that the endpoint "
+                "(AGTRACE_S3_ENDPOINT) is an S3 server that is up, or raise AGTRACE_S3_TIMEOUT (seconds) on a "
+                "slow link. Nothing was changed by the failed call; a retried push resumes"
+            ) from None
         except _CONNECTION_ERRORS as exc:
             raise RemoteUnreachable(
                 f"cannot reach {endpoint} to {action} {where}: {exc}; check the network and the endpoint "
@@ -274,8 +305,8 @@ class S3Remote(Remote):
             except botocore.exceptions.ClientError as exc:
                 code, status = self._code(exc)
                 if status == 416 or code == "InvalidRange":
-                    partial_path(dest).unlink(missing_ok=True)
-                    offset = 0
+                    offset = 0  # receive starts the partial file over, under its claim (never unlinked here:
+                    # it may be another pull's download in progress)
                     resp = self._client.get_object(**kwargs)
                 elif code in ("NoSuchKey", "404"):
                     raise RemoteNotFound(

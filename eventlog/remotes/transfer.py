@@ -8,6 +8,7 @@ destination is whole or absent; a download cut short leaves its temp file for a 
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -88,7 +89,9 @@ def receive(
 
     With ``resume_from`` (a partial temp file a killed download left), its bytes are kept and
     hashed first and ``chunks`` continue it. A checksum mismatch deletes the temp file and raises
-    :class:`RemoteError`; an exception from ``verify`` deletes it and propagates.
+    :class:`RemoteError`; an exception from ``verify`` deletes it and propagates. The temp file is
+    held (``flock``) from its first byte to its rename, so a second process receiving the same
+    ``dest`` at the same time gets :class:`RemoteError` ("pull again") instead of mixing bytes.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -96,17 +99,17 @@ def receive(
     sha = hashlib.sha256()
     md5 = hashlib.md5() if expect_md5 and not expect_sha256 else None
     size = 0
-    mode = "wb"
-    if resume_from is not None and resume_from == tmp and tmp.exists():
-        with open(tmp, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                sha.update(chunk)
-                if md5 is not None:
-                    md5.update(chunk)
-                size += len(chunk)
-        mode = "ab"
-    try:
-        with open(tmp, mode) as fh:
+    with os.fdopen(_claim(tmp, dest, source), "r+b") as fh:
+        try:
+            if resume_from is not None and resume_from == tmp:
+                while chunk := fh.read(CHUNK):
+                    sha.update(chunk)
+                    if md5 is not None:
+                        md5.update(chunk)
+                    size += len(chunk)
+                fh.seek(0, os.SEEK_END)
+            else:
+                fh.truncate(0)
             for chunk in chunks:
                 fh.write(chunk)
                 sha.update(chunk)
@@ -117,22 +120,39 @@ def receive(
                     progress(len(chunk))
             fh.flush()
             os.fsync(fh.fileno())
-        got = FileDigest(size, sha.hexdigest(), md5.hexdigest() if md5 is not None else "")
-        if expect_sha256 and got.sha256 != expect_sha256:
-            raise RemoteError(
-                f"{source} does not match its sha256 (expected {expect_sha256[:16]}…, got "
-                f"{got.sha256[:16]}…); the remote copy is damaged or was replaced. Nothing was written locally"
-            )
-        if md5 is not None and got.md5 != expect_md5:
-            raise RemoteError(f"{source} does not match its MD5 ETag; the transfer was damaged — pull again")
-        if verify is not None:
-            verify(tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, dest)
+            got = FileDigest(size, sha.hexdigest(), md5.hexdigest() if md5 is not None else "")
+            if expect_sha256 and got.sha256 != expect_sha256:
+                raise RemoteError(
+                    f"{source} does not match its sha256 (expected {expect_sha256[:16]}…, got "
+                    f"{got.sha256[:16]}…); the remote copy is damaged or was replaced. Nothing was written locally"
+                )
+            if md5 is not None and got.md5 != expect_md5:
+                raise RemoteError(f"{source} does not match its MD5 ETag; the transfer was damaged — pull again")
+            if verify is not None:
+                verify(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, dest)  # still holding the claim: nobody truncates what takes the name
     fsync_dir(dest.parent)
     return got
+
+
+def _claim(tmp: Path, dest: Path, source: str) -> int:
+    """Open ``tmp`` (created if absent, never truncated here) holding an exclusive ``flock`` on it
+    until the caller closes it, or raise :class:`RemoteError` when another process holds it.
+
+    Two pulls into one store fetch the same object to the same temp file (a segment of a run
+    both pull, a blob two runs share); without the claim one truncated the other's bytes, and
+    its rename failed (``No such file or directory: …part``) or put a truncated file in place."""
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RemoteError(f"another process is downloading {source} to {dest} right now (a second pull into "
+                          "this store?); pull again once it has finished") from None
+    return fd
 
 
 def partial_path(dest: Path) -> Path:

@@ -13,6 +13,11 @@ from ..errors import RemoteError, UnsafePath
 from ..remotes.base import ObjectInfo, Remote
 from .keys import MANIFEST_NAME
 
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+"""No manifest agtrace writes comes near this (one of a 20,000-part run is well under 1 MB); a
+larger object under ``manifests/`` is not read: parsing it would take several times its size in
+memory, and each blob it lists is a request."""
+
 
 def newest_manifests(listing: list[ObjectInfo]) -> list[ObjectInfo]:
     """The manifests of one run's listing that cover the most seqs (each manifest lists
@@ -28,12 +33,18 @@ def read_manifests(remote: Remote, manifests: list[ObjectInfo], problems: list[s
                    tmp: Path) -> tuple[dict[str, str], set[str]]:
     """Checksums by key and blob addresses the manifests list (downloaded into ``tmp``); an
     entry that breaks the path rule (a key leaving the run, a blob that is no content address)
-    is added to ``problems`` and skipped. A manifest of the wrong shape is a :class:`RemoteError`."""
+    is added to ``problems`` and skipped, and so is a manifest larger than
+    :data:`MAX_MANIFEST_BYTES` (not downloaded). A manifest of the wrong shape is a :class:`RemoteError`."""
     checksums: dict[str, str] = {}
     blobs: set[str] = set()
     for i, obj in enumerate(manifests):
         path = tmp / f"{i}.json"
-        remote.get_file(obj.key, path)
+        if obj.size <= MAX_MANIFEST_BYTES:
+            remote.get_file(obj.key, path)
+        if obj.size > MAX_MANIFEST_BYTES or path.stat().st_size > MAX_MANIFEST_BYTES:
+            problems.append(f"{remote.describe(obj.key)} is {max(obj.size, 0)} bytes, more than any manifest "
+                            f"holds ({MAX_MANIFEST_BYTES}); not read (the remote is damaged, or not agtrace's)")
+            continue
         try:
             body = json.loads(path.read_bytes())
             if not isinstance(body, dict):

@@ -17,7 +17,6 @@ left without a single segment (every segment was refused) is removed again.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -26,21 +25,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import zstandard
-
 from .. import reader, segment
 from ..containment import is_content_address
 from ..errors import (
-    CorruptBlob,
     CorruptLog,
     GitStoreError,
     NewerFormat,
     RemoteError,
     RemoteNotFound,
-    StoreError,
+    RunLocked,
 )
-from ..ids import looks_like_run_id
-from ..lock import is_locked
+from ..ids import is_run_id
+from ..lock import RunLock
 from ..remotes.base import ObjectInfo, Remote
 from ..remotes.transfer import digest_file
 from ..segment import fsync_dir
@@ -94,14 +90,12 @@ def pull(
     report = PullReport()
     plans = []
     for rid in ids:
-        if not looks_like_run_id(rid) or len(rid) != 26 or rid != rid.upper():
-            report.problems.append(f"{remote.describe(f'runs/{rid}/')}: {rid!r} is not a run id; not pulled")
+        if not is_run_id(rid):
+            report.problems.append(f"{remote.describe(f'runs/{rid[:80]}/')}: {rid[:80]!r} is not a run id; not pulled")
             continue
         listing = remote.list(f"runs/{rid}/")
         if not listing:
             raise RemoteNotFound(f"run {rid} is not on {remote.url}; `agtrace pull --all` pulls every run it has")
-        if is_locked(store.run_dir(rid) / "lock"):
-            raise StoreError(f"run {rid} is being written in {store.root}; pull it once its writer has finished")
         plans.append((rid, listing))
     total = sum(len(listing) for _rid, listing in plans)
     done = [0]
@@ -119,14 +113,31 @@ def pull(
 
 
 def _pull_run(store: Store, remote: Remote, run_id: str, listing: list[ObjectInfo], report: PullReport, tick) -> None:
+    """Pull one run holding its lock (``runs/<id>/lock``, the one-writer lock): a run being
+    written, or pulled by another process into this store, is a retryable problem, not pulled.
+    Before, a second pull's clean-up removed the first's download in progress."""
     run_dir = store.run_dir(run_id)
     created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = run_dir / "lock"
+    lock_made = not lock_path.exists()
+    try:
+        lock = RunLock.acquire(lock_path, run_id)
+    except RunLocked as exc:
+        holder = exc.holder or {}
+        report.problems.append(f"run {run_id} is being written or pulled in {store.root} (pid "
+                               f"{holder.get('pid', '?')} on {holder.get('host', '?')}); not pulled: pull again "
+                               "once it has finished")
+        report.retryable += 1
+        return
     try:
         _pull_objects(store, remote, run_id, listing, report, tick)
     finally:
-        if created and run_dir.is_dir() and not any(run_dir.glob("events/*.seg")) \
-                and not is_locked(run_dir / "lock"):
+        if created and not any(run_dir.glob("events/*.seg")):
             shutil.rmtree(run_dir, ignore_errors=True)  # made by this pull, and nothing of it landed
+        elif lock_made:
+            lock_path.unlink(missing_ok=True)  # a pulled run has no lock file of its own, as before
+        lock.release()
 
 
 def _pull_objects(store: Store, remote: Remote, run_id: str, listing: list[ObjectInfo], report: PullReport,
@@ -206,7 +217,8 @@ def _fetch_blob(store: Store, remote: Remote, run_id: str, digest: str, report: 
         return
     obj = ObjectInfo(blob_key(digest), -1)
     try:
-        _fetch(remote, obj, store.blobs.path(digest), None, _blob_check(digest), report, raise_missing=True)
+        _fetch(remote, obj, store.blobs.path(digest), None, lambda path: store.blobs.check(digest, path), report,
+               raise_missing=True)
     except RemoteNotFound:
         report.problems.append(f"blob {digest} referenced by run {run_id} is missing on {remote.url}")
 
@@ -352,14 +364,3 @@ def _segment_check(first: int, last: int, fetch: Callable[[set[str]], None]) -> 
     """The segment's check, then the blobs its events name fetched, before the segment is renamed
     into place: a pull killed between the two left a segment naming a blob the store lacked."""
     return lambda path: fetch(check_segment(path, first, last))
-
-
-def _blob_check(digest: str) -> Callable[[Path], None]:
-    def check(path: Path) -> None:
-        try:
-            data = zstandard.ZstdDecompressor().decompress(path.read_bytes())
-        except zstandard.ZstdError as exc:
-            raise CorruptBlob(f"blob {digest} does not decompress: {exc}", str(path)) from None
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise CorruptBlob(f"blob {digest} does not match its hash", str(path))
-    return check

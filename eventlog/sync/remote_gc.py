@@ -6,7 +6,8 @@ remote may share. This finds the blobs that no remaining run references and dele
 What a run references is read from the remote itself, never from a local store: its newest
 manifests list the blobs of everything pushed before them; sealed segments that no manifest
 lists (shipped live, or pushed by a process killed before its manifest) are downloaded and
-their events read. When a run's references cannot be read whole (a damaged manifest or
+their events read. A folder under ``runs/`` that is no run id holds no run (pull does not take
+it): it is named in ``problems`` and not read. When a run's references cannot be read whole (a damaged manifest or
 segment), nothing is deleted: a :class:`RemoteError` names the object.
 
 A push uploads blobs before the segments and the manifest that reference them, so a blob
@@ -27,7 +28,7 @@ import msgspec
 
 from .. import segment
 from ..errors import CorruptLog, RemoteError
-from ..ids import looks_like_run_id
+from ..ids import is_run_id
 from ..remotes.base import ObjectInfo, Remote
 from .keys import STREAMS, check_segment
 from .manifests import newest_manifests, read_manifests
@@ -65,10 +66,15 @@ def collect_remote_garbage(remote: Remote, *, min_age_s: float = MIN_AGE_S, dry_
     ``min_age_s``; see the module docstring for how references are read."""
     report = RemoteGarbage(remote.url, dry_run=dry_run)
     by_run: dict[str, list[ObjectInfo]] = {}
+    strays: set[str] = set()
     for obj in remote.list("runs/"):
         parts = obj.key.split("/")
-        if len(parts) >= 3 and looks_like_run_id(parts[1]):
+        if len(parts) >= 3 and is_run_id(parts[1]):
             by_run.setdefault(parts[1], []).append(obj)
+        elif len(parts) >= 3:
+            strays.add(parts[1])
+    report.problems += [f"{remote.describe(f'runs/{name[:80]}/')}: {name[:80]!r} is not a run id, so no run (pull "
+                        "does not take it); its keys were not read" for name in sorted(strays)]
     blobs = {m.group(2): obj for obj in remote.list("blobs/") if (m := _BLOB_KEY.match(obj.key))
              and m.group(1) == m.group(2)[:2]}
     report.runs, report.blobs = len(by_run), len(blobs)

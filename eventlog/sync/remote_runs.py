@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .. import segment
 from ..errors import AmbiguousRunId, RunNotFound
-from ..ids import looks_like_run_id, run_id_time_ns
+from ..ids import is_run_id, looks_like_run_id, run_id_time_ns
 from ..remotes.base import Remote
 from .keys import run_key_kind
 
@@ -55,12 +55,16 @@ class RemoteRemoval:
         return dict(self.__dict__)
 
 
-def list_remote_runs(remote: Remote) -> list[RemoteRun]:
-    """Every run the remote holds, oldest first (run ids sort by time)."""
+def list_remote_runs(remote: Remote, strays: dict[str, int] | None = None) -> list[RemoteRun]:
+    """Every run the remote holds, oldest first (run ids sort by time). A folder under ``runs/``
+    that is no run id (:func:`is_run_id`: pull names it and takes nothing from it) is no run;
+    ``strays``, when given, gets the number of keys under each such folder."""
     runs: dict[str, RemoteRun] = {}
     for obj in remote.list("runs/"):
         parts = obj.key.split("/")
-        if len(parts) < 3 or not looks_like_run_id(parts[1]):
+        if len(parts) < 3 or not is_run_id(parts[1]):
+            if strays is not None and len(parts) >= 3:
+                strays[parts[1]] = strays.get(parts[1], 0) + 1
             continue
         run = runs.get(parts[1])
         if run is None:
