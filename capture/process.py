@@ -73,8 +73,7 @@ def read_pieces(pipe, cap: int | None = None) -> Iterator[tuple[bytes, bool]]:
 
 
 def without_line_end(line):
-    """``line`` (bytes or str) without its one line end, ``\\n`` or ``\\r\\n``: a carriage
-    return the agent printed before it (a progress bar's ``50%\\r\\r\\n``) is its output, kept."""
+    """``line`` (bytes or str) without its one line end, ``\\n`` or ``\\r\\n`` (other CRs are output)."""
     nl, cr = ("\n", "\r") if isinstance(line, str) else (b"\n", b"\r")
     if line.endswith(nl):
         line = line[:-1]

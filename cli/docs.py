@@ -20,15 +20,27 @@ ROOT = Path(__file__).resolve().parent.parent
 def render() -> str:
     """The CLI reference: the group's help, then each command's, in name order. The context
     gets the group's settings (``-h`` beside ``--help``), which a bare ``click.Context`` would
-    leave out, so the reference shows the options as ``agtrace CMD -h`` prints them."""
+    leave out, so the reference shows the options as each command's own ``-h`` prints them.
+
+    Click (8.2 on) keeps a command's help option once a context has asked for it: one made
+    earlier in this process without the group's settings (a test's bare ``click.Context``)
+    would leave ``-h`` out of the reference. That kept option is dropped first, so the
+    reference is the same whatever ran before it."""
     parts = ["# CLI reference\n", "Generated from `--help` by `python -m agtrace.cli.docs`; do not edit.\n"]
     with click.Context(cli, info_name="agtrace", terminal_width=100, **cli.context_settings) as ctx:
+        _forget_help_option(cli)
         parts.append(f"## agtrace\n\n```\n{cli.get_help(ctx)}\n```\n")
         for name in cli.list_commands(ctx):
             command = cli.get_command(ctx, name)
+            _forget_help_option(command)
             with click.Context(command, parent=ctx, info_name=name, terminal_width=100) as sub:
                 parts.append(f"## agtrace {name}\n\n```\n{command.get_help(sub)}\n```\n")
     return "\n".join(parts)
+
+
+def _forget_help_option(command: click.Command) -> None:
+    if getattr(command, "_help_option", None) is not None:  # click >= 8.2 keeps it; older ones do not
+        command._help_option = None
 
 
 def main(argv: list[str]) -> int:
