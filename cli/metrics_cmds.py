@@ -13,7 +13,7 @@ from agtrace.replay import diff_parts
 
 from .errors import UserError
 from .main import pass_ctx
-from .output import clock, cost_dict, cost_line, duration, echo_json, shorten, table
+from .output import clock, cost_line, duration, echo_json, shorten, table
 
 
 def _write_csv(rows: list[dict]) -> None:
@@ -76,7 +76,7 @@ def metrics_cmd(ctx, run: str, per_part: bool, parts: str | None, as_json: bool,
     m = run_metrics(store, run_id)
     data = m.to_dict()
     cost = run_costs(store, [run_id])[run_id]
-    data["cost"] = cost_dict(cost)
+    data["cost"] = cost.cost_object()
     if as_json:
         echo_json(data)
         return

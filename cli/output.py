@@ -143,13 +143,6 @@ def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
-def cost_dict(cost) -> dict:
-    """A :class:`~agtrace.eventlog.RunCost` as the ``cost`` object of ``--json`` outputs."""
-    d = cost.to_dict()
-    d.pop("run_id")
-    return d
-
-
 def cost_line(cost) -> str:
     """``$0.0123 (genai-prices 0.2.3)``, ``unpriced (MODEL)``, plus what the agent reported."""
     return cost.line()

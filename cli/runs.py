@@ -123,10 +123,10 @@ def show_cmd(ctx, run: str, all_parts: bool, as_json: bool) -> None:
     )
     from agtrace.eventlog import run_costs, run_notes
 
-    from .output import cost_dict, cost_line
+    from .output import cost_line
 
     cost = run_costs(store, [run_id])[run_id]
-    data["cost"] = cost_dict(cost)
+    data["cost"] = cost.cost_object()
     data["notes"] = run_notes(store, run_id)
     rows = [r for r in store.catalog.part_rows(run_id) if r["kind"] is not None] if all_parts or not as_json else []
     if as_json:

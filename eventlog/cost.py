@@ -245,6 +245,13 @@ class RunCost:
     def to_dict(self) -> dict:
         return {**asdict(self), "complete": self.complete, "label": self.label()}
 
+    def cost_object(self) -> dict:
+        """The ``cost`` object of ``metrics --json``, ``show --json`` and the exports: ``to_dict``
+        without ``run_id`` (the object sits in the run's own record)."""
+        d = self.to_dict()
+        d.pop("run_id")
+        return d
+
     @classmethod
     def of_dict(cls, d: dict, run_id: str = "") -> RunCost:
         """The cost of a ``to_dict`` (``run_id`` for one without it: a ``cost`` object of JSON)."""

@@ -55,7 +55,7 @@ from agtrace.eventlog import (
 
 from .atif_step import StepBuilder, cost_fields, iso_time, prompt_tokens
 from .errors import ExportError, OutputNotEmpty
-from .export import ExportReport, cost_json, output_error
+from .export import ExportReport, output_error
 
 SCHEMA_VERSION = "ATIF-v1.7"
 """The ATIF version written: the oldest one with every field this module uses (the ``extra``
@@ -201,7 +201,7 @@ def _agent(start: RunStarted, model: str) -> dict:
 def _final_metrics(run: RunMetrics, cost: RunCost, steps: int) -> dict:
     """ATIF's run totals; ``total_cost_usd`` is the run's priced cost when whole (see
     :func:`cost_fields`); ``extra.agtrace_metrics`` is ``agtrace metrics --json`` (``cost`` is
-    the priced cost object, as :func:`~agtrace.replay.export.cost_json` gives it)."""
+    the priced cost object, as :meth:`~agtrace.eventlog.RunCost.cost_object` gives it)."""
     out = {"total_prompt_tokens": prompt_tokens(run), "total_completion_tokens": run.tokens_output,
            "total_cached_tokens": run.tokens_cache_read}
     priced, extra = cost_fields(cost)
@@ -210,7 +210,7 @@ def _final_metrics(run: RunMetrics, cost: RunCost, steps: int) -> dict:
     out["total_steps"] = steps
     out["extra"] = {"cache_creation_input_tokens": run.tokens_cache_write,
                     "reasoning_tokens": run.tokens_reasoning, **extra,
-                    "agtrace_metrics": {**run.to_dict(), "cost": cost_json(cost)}}
+                    "agtrace_metrics": {**run.to_dict(), "cost": cost.cost_object()}}
     return out
 
 

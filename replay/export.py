@@ -50,7 +50,6 @@ from agtrace.eventlog import (
     KINDS,
     CorruptLog,
     Record,
-    RunCost,
     RunNotFound,
     Store,
     part_metrics,
@@ -342,14 +341,7 @@ def metrics_json(store: Store, run_ids: Sequence[str]) -> dict[str, dict]:
     that every export carries the cost the pages and ``show`` give."""
     runs = runs_metrics(store, run_ids)
     costs = run_costs(store, [rid for rid in run_ids if rid in runs])
-    return {rid: {**runs[rid].to_dict(), "cost": cost_json(costs[rid])} for rid in run_ids if rid in runs}
-
-
-def cost_json(cost: RunCost) -> dict:
-    """A :class:`RunCost` as the ``cost`` object of ``agtrace metrics --json`` (no ``run_id``)."""
-    out = cost.to_dict()
-    out.pop("run_id")
-    return out
+    return {rid: {**runs[rid].to_dict(), "cost": costs[rid].cost_object()} for rid in run_ids if rid in runs}
 
 
 def _flat(row: dict) -> dict:
