@@ -6,7 +6,8 @@ Contracts:
   (``runs/<id>/scores/``, its own lock); the run's own segments are never touched. A scorer's
   result and the results reused from it are fsynced together before the next one is appended.
 * **Scored once.** The scorer's identity is its name and digest: sha256 of the command, the
-  sandbox's :meth:`~agtrace.replay.sandbox.Sandbox.describe` and the result parser's settings.
+  sandbox's :meth:`~agtrace.replay.sandbox.Sandbox.describe`, the result parser's settings and
+  (local sandbox) the program the command starts (:func:`~agtrace.replay.sandbox.command_program`).
   An identical (tree, name, digest) is run once, across parts and runs and across invocations; the
   other parts get a ``scored`` event with the same result and ``reused_from = "<run>:<seq>"``
   naming the original (their ``output_tail`` is left empty: the output is stored once).
@@ -59,7 +60,9 @@ from agtrace.eventlog import (
     SnapshotTaken,
     Store,
     find_score,
+    leftover_tag,
     parse_parts,
+    remove_stale,
     score_rows,
     scored_parts,
 )
@@ -67,13 +70,15 @@ from agtrace.eventlog import (
 from .checkout_cache import ScratchTree
 from .errors import RescoreError
 from .results import ResultSpec, parse_result
-from .sandbox import Sandbox
+from .sandbox import Sandbox, command_program
 from .workspace import base_tree, missing_trees_reason, resolve_parts, snapshots
 
 if TYPE_CHECKING:  # pygit2 loads when a rescore opens a repository, not with `agtrace scores`
     from agtrace.eventlog import GitStore
 
 OUTPUT_TAIL_CHARS = 4000
+ROOT_PREFIX = "agtrace-rescore-"
+"""Workers' temp roots, ``agtrace-rescore-@<host>-<pid>@…``; a dead owner's are removed next time."""
 PARTS = ("last", "first", "all", "changed")
 """The words of a part selection (``final`` is accepted for ``last``); ranges and lists too."""
 
@@ -114,8 +119,13 @@ class RescoreReport:
 
 
 def scorer_digest(cmd: str, sandbox: Sandbox, result: ResultSpec) -> str:
-    """sha256 of the command, the sandbox's environment description and the parser settings."""
-    doc = {"cmd": cmd, "environment": sandbox.describe(), "result": result.describe()}
+    """sha256 of the command, the sandbox's environment description, the parser settings and,
+    for the local sandbox, the program the command starts (:func:`command_program`): an
+    upgraded ``go`` or ``cargo`` is another scorer, whose results are not reused."""
+    environment = sandbox.describe()
+    doc = {"cmd": cmd, "environment": environment, "result": result.describe()}
+    if environment.get("sandbox") == "local":
+        doc["program"] = command_program(cmd, getattr(sandbox, "env", os.environ).get("PATH"))
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -347,9 +357,14 @@ def _run_jobs(
     second writer (a process with other threads never forks one, see ``CHECKOUT_JOBS``)."""
     if not jobs_:
         return
-    root = Path(tempfile.mkdtemp(prefix="agtrace-rescore-", dir=scratch_dir))
+    temp = Path(scratch_dir) if scratch_dir is not None else Path(tempfile.gettempdir())
+    remove_stale(temp, ROOT_PREFIX)  # what a killed rescore (SIGKILL) left
+    # each worker a private root (0700, named by host and pid): a scorer that deletes its
+    # scratch's parent removes no sibling worker's tree
+    roots = [Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{leftover_tag()}", dir=temp))
+             for _ in range(min(jobs, len(jobs_)))]
     if jobs == 1:
-        scratch, repos = ScratchTree(root / "w0"), {}
+        scratch, repos = ScratchTree(roots[0] / "w0"), {}
         try:
             for job in jobs_:
                 try:
@@ -359,7 +374,8 @@ def _run_jobs(
                 recorder.record(job, scored)
         finally:
             scratch.remove()
-            shutil.rmtree(root, ignore_errors=True)
+            for root in roots:
+                shutil.rmtree(root, ignore_errors=True)
         return
     work: queue.Queue = queue.Queue()
     for job in jobs_:
@@ -368,7 +384,7 @@ def _run_jobs(
     stop = threading.Event()
 
     def worker(index: int) -> None:
-        scratch = ScratchTree(root / f"w{index}")
+        scratch = ScratchTree(roots[index] / f"w{index}")
         repos: dict[str, GitStore] = {}
         try:
             while not stop.is_set():
@@ -403,7 +419,8 @@ def _run_jobs(
             cancel()
         for t in threads:
             t.join(timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _score_one(job: _Job, scratch: ScratchTree, repos: dict[str, GitStore], cmd, sandbox, result, timeout,

@@ -9,6 +9,9 @@ result type, defined in ``eventlog`` because capture and replay may not import e
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -39,3 +42,23 @@ class Sandbox(Protocol):
         ``files`` are result files (relative to ``tree_dir``) to return after the command ends.
         """
         ...
+
+
+def command_program(cmd: str, path: str | None) -> str:
+    """The program the first word of ``cmd`` runs, as ``<resolved path> <size> <mtime_ns>``
+    (symlinks followed), "" if the command does not start with a word found on ``path`` (a
+    shell builtin, a variable assignment, text that does not split). Only the first program: a
+    pipeline's or a script's later programs are not described."""
+    try:
+        words = shlex.split(cmd)
+    except ValueError:
+        return ""
+    found = shutil.which(words[0], path=path) if words else None
+    if found is None:
+        return ""
+    real = os.path.realpath(found)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return ""
+    return f"{real} {st.st_size} {st.st_mtime_ns}"
