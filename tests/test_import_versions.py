@@ -244,3 +244,41 @@ def test_imported_edits_count_in_the_metrics(tmp_path, d, source, fmt):
     metrics = json.loads(proc.stdout)
     metrics = metrics[0] if isinstance(metrics, list) else metrics
     assert metrics["files_changed"] == 2 and metrics["tool_calls"] == 6
+
+
+@pytest.mark.parametrize("version", ["0.171.0", "0.66.0"])
+def test_a_newer_usage_counter_in_real_codex_files_is_reported_not_dropped(store, tmp_path, version):
+    """The real rollout and ``exec --json`` stream of Codex ``version`` with a counter no Codex
+    wrote yet (``future_tokens``) in every usage object: it is reported as unknown
+    ``usage.future_tokens`` (the lines kept raw), never an error, and the tokens are unchanged.
+    It was silently ignored, while unknown record types were reported."""
+    from agtrace.capture.adapters import make_adapter
+    from agtrace.eventlog import UsageReported
+
+    def mutate(line: str) -> str:
+        rec = json.loads(line)
+        for holder in (rec, rec.get("payload") or {}, (rec.get("payload") or {}).get("info") or {}):
+            for key in ("usage", "total_token_usage"):
+                if isinstance(holder.get(key), dict):
+                    holder[key]["future_tokens"] = 5
+        return json.dumps(rec)
+
+    golden = REAL / f"codex@{version}"
+    src = _session_file(golden)
+    path = tmp_path / src.name
+    path.write_text("".join(mutate(x) + "\n" for x in src.read_text().splitlines()))
+    plain = import_source(Store(tmp_path / "plain"), src, IMPORTERS["codex-rollout"])
+    result = import_source(store, path, IMPORTERS["codex-rollout"])
+    assert plain.unknown == {} and result.bad_records == []
+    assert set(result.unknown) == {"usage.future_tokens"} and result.unknown["usage.future_tokens"] >= 7
+    assert "usage.future_tokens" in result.warning()
+    tokens = [sum(r.event.usage.input + r.event.usage.output + r.event.usage.cache_read for r in s.read(run)
+                  if isinstance(r.event, UsageReported)) for s, run in ((store, result.runs[0]),
+                                                                        (Store(tmp_path / "plain"), plain.runs[0]))]
+    assert tokens[0] == tokens[1] > 0
+
+    adapter = make_adapter("codex")
+    for line in (golden / "stdout.jsonl").read_text().splitlines():
+        adapter.feed(mutate(line), "stdout")
+    adapter.finish()
+    assert adapter.state.unknown == {"usage.future_tokens": 1}
