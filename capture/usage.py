@@ -113,6 +113,16 @@ def usage_from_openai(d: dict[str, Any]) -> Usage:
     )
 
 
+ANTHROPIC_COUNTERS = frozenset({
+    "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+    "cache_creation.ephemeral_5m_input_tokens", "cache_creation.ephemeral_1h_input_tokens",
+    "output_tokens_details.thinking_tokens", "server_tool_use.web_search_requests",
+    "server_tool_use.web_fetch_requests"})
+"""The counters of an Anthropic/Claude Code usage object agtrace knows: what
+:func:`usage_from_anthropic` reads, the split of the cache writes it already counts, the
+thinking part of the output and server-tool request counts (no tokens)."""
+
+
 def usage_from_anthropic(d: dict[str, Any]) -> Usage:
     """Map an Anthropic usage dict (``input_tokens`` excludes cache reads and writes)."""
     return Usage(

@@ -282,3 +282,26 @@ def test_a_newer_usage_counter_in_real_codex_files_is_reported_not_dropped(store
         adapter.feed(mutate(line), "stdout")
     adapter.finish()
     assert adapter.state.unknown == {"usage.future_tokens": 1}
+
+
+@pytest.mark.parametrize("source,fmt", [("session", "claude-session"),
+                                        ("stdout.jsonl", "claude-stream-json")])
+def test_a_newer_usage_counter_in_a_real_claude_file_is_reported_not_dropped(store, tmp_path, source, fmt):
+    """The real 2.1.332 session and stream with ``future_tokens`` in the first assistant
+    message's usage: reported as unknown ``usage.future_tokens``, the events unchanged."""
+    src = _path(REAL / "claude-code@2.1.332", source)
+    lines = src.read_text().splitlines()
+    at = next(i for i, x in enumerate(lines) if json.loads(x).get("type") == "assistant")
+    rec = json.loads(lines[at])
+    rec["message"]["usage"]["future_tokens"] = 5
+    path = tmp_path / src.name
+    path.write_text("\n".join([*lines[:at], json.dumps(rec), *lines[at + 1:]]) + "\n")
+    result = import_source(store, path, IMPORTERS[fmt])
+    assert result.error == "" and result.bad_records == []
+    assert result.unknown == {"usage.future_tokens": 1}
+    assert result.unknown_at == {"usage.future_tokens": f"{path.name}:{at + 1}"}
+    check = import_source(Store(tmp_path / "plain"), src, IMPORTERS[fmt])
+    assert check.unknown == {}
+    kinds = [[r.kind for r in s.read(res.runs[0])] for s, res in ((store, result),
+                                                                  (Store(tmp_path / "plain"), check))]
+    assert kinds[0] == kinds[1]
