@@ -150,6 +150,10 @@ def usage_from_litellm(d: dict[str, Any]) -> Usage:
                  reasoning=_int(out_details.get("reasoning_tokens")))
 
 
+OPENCODE_COUNTERS = frozenset({"total", "input", "output", "reasoning", "cache.read", "cache.write"})
+"""The counters of OpenCode's ``tokens`` that :func:`usage_from_opencode` reads."""
+
+
 def usage_from_opencode(tokens: dict[str, Any]) -> Usage:
     """Map OpenCode's ``tokens{total, input, output, reasoning, cache{read, write}}``.
 

@@ -305,3 +305,35 @@ def test_a_newer_usage_counter_in_a_real_claude_file_is_reported_not_dropped(sto
     kinds = [[r.kind for r in s.read(res.runs[0])] for s, res in ((store, result),
                                                                   (Store(tmp_path / "plain"), check))]
     assert kinds[0] == kinds[1]
+
+
+@pytest.mark.parametrize("version", ["1.18.33", "1.1.65"])
+def test_a_newer_usage_counter_in_real_opencode_output_is_reported_not_dropped(store, tmp_path, version):
+    """The real ``opencode run --format json`` stream with ``future_tokens`` in every
+    ``step_finish`` part's ``tokens``: the live adapter and the opencode-run import report it as
+    unknown ``usage.future_tokens``; the tokens are unchanged."""
+    from agtrace.capture.adapters import make_adapter
+    from agtrace.eventlog import UsageReported
+
+    lines = (REAL / f"opencode@{version}" / "stdout.jsonl").read_text().splitlines()
+    mutated = []
+    for line in lines:
+        rec = json.loads(line)
+        if isinstance((rec.get("part") or {}).get("tokens"), dict):
+            rec["part"]["tokens"]["future_tokens"] = 5
+        mutated.append(json.dumps(rec))
+    steps = sum(1 for x in lines if json.loads(x).get("type") == "step_finish")
+    adapter = make_adapter("opencode")
+    for line in mutated:
+        adapter.feed(line, "stdout")
+    adapter.finish()
+    assert steps and adapter.state.unknown == {"usage.future_tokens": steps}
+    path = tmp_path / "stdout.jsonl"
+    path.write_text("\n".join(mutated) + "\n")
+    result = import_source(store, path, IMPORTERS["opencode-run"])
+    assert result.bad_records == [] and result.unknown == {"usage.future_tokens": steps}
+    plain = import_source(Store(tmp_path / "plain"), REAL / f"opencode@{version}" / "stdout.jsonl",
+                          IMPORTERS["opencode-run"])
+    tokens = [[r.event.usage for r in s.read(res.runs[0]) if isinstance(r.event, UsageReported)]
+              for s, res in ((store, result), (Store(tmp_path / "plain"), plain))]
+    assert tokens[0] == tokens[1] and tokens[0]
