@@ -17,11 +17,12 @@ always *includes* reasoning, ``reasoning`` is the subset of ``output`` spent thi
 ==================  ======================================  ====================================
 ``Usage`` field     OpenAI / Codex                           Anthropic / Claude Code
 ==================  ======================================  ====================================
-``input``           ``input_tokens - cached_input_tokens``   ``input_tokens``
+``input``           ``input_tokens - cached - cache_write``  ``input_tokens``
                     (``input_tokens`` INCLUDES cached ones)  (already EXCLUDES cache)
 ``cache_read``      ``cached_input_tokens`` (or              ``cache_read_input_tokens``
                     ``input_tokens_details.cached_tokens``)
-``cache_write``     0 (not reported)                         ``cache_creation_input_tokens``
+``cache_write``     ``cache_write_input_tokens`` (0.171;     ``cache_creation_input_tokens``
+                    part of ``input_tokens``)
 ``output``          ``output_tokens``                        ``output_tokens``
 ``reasoning``       ``reasoning_output_tokens`` (or          0 (not reported separately)
                     ``output_tokens_details.reasoning_...``)
@@ -71,19 +72,55 @@ def is_zero(u: Usage) -> bool:
     return u == ZERO
 
 
+OPENAI_COUNTERS = frozenset({
+    "input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens",
+    "reasoning_output_tokens", "total_tokens", "input_tokens_details.cached_tokens",
+    "input_tokens_details.cache_write_tokens", "output_tokens_details.reasoning_tokens"})
+"""The counters of an OpenAI/Codex usage object :func:`usage_from_openai` reads (``total_tokens``
+is their sum); any other is reported by :func:`unknown_counters`."""
+
+
+def unknown_counters(d: dict[str, Any], known: frozenset[str], prefix: str = "") -> list[str]:
+    """The numeric fields of a usage object that ``known`` does not name, as dotted paths
+    (``future_tokens``, ``input_tokens_details.audio_tokens``): a counter a newer tool added.
+    The reader counts each as an unknown ``usage.<path>`` (kept raw, a warning, never an
+    error), so tokens no ``Usage`` field holds are never dropped in silence."""
+    out: list[str] = []
+    for key, value in d.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += unknown_counters(value, known, f"{path}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool) and path not in known:
+            out.append(path)
+    return out
+
+
 def usage_from_openai(d: dict[str, Any]) -> Usage:
-    """Map an OpenAI/Codex usage dict (``input_tokens`` includes cached tokens)."""
+    """Map an OpenAI/Codex usage dict (``input_tokens`` includes cached tokens and, from Codex
+    0.171, the ``cache_write_input_tokens`` written to the cache)."""
     details_in = d.get("input_tokens_details") or {}
     details_out = d.get("output_tokens_details") or {}
     cached = _int(d.get("cached_input_tokens", details_in.get("cached_tokens")))
+    written = _int(d.get("cache_write_input_tokens", details_in.get("cache_write_tokens")))
     total_in = _int(d.get("input_tokens"))
     reasoning = _int(d.get("reasoning_output_tokens", details_out.get("reasoning_tokens")))
     return Usage(
-        input=max(0, total_in - cached),
+        input=max(0, total_in - cached - written),
         output=_int(d.get("output_tokens")),
         cache_read=cached,
+        cache_write=written,
         reasoning=reasoning,
     )
+
+
+ANTHROPIC_COUNTERS = frozenset({
+    "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+    "cache_creation.ephemeral_5m_input_tokens", "cache_creation.ephemeral_1h_input_tokens",
+    "output_tokens_details.thinking_tokens", "server_tool_use.web_search_requests",
+    "server_tool_use.web_fetch_requests"})
+"""The counters of an Anthropic/Claude Code usage object agtrace knows: what
+:func:`usage_from_anthropic` reads, the split of the cache writes it already counts, the
+thinking part of the output and server-tool request counts (no tokens)."""
 
 
 def usage_from_anthropic(d: dict[str, Any]) -> Usage:
@@ -111,6 +148,10 @@ def usage_from_litellm(d: dict[str, Any]) -> Usage:
     return Usage(input=max(0, _int(d.get("prompt_tokens")) - read - write),
                  output=_int(d.get("completion_tokens")), cache_read=read, cache_write=write,
                  reasoning=_int(out_details.get("reasoning_tokens")))
+
+
+OPENCODE_COUNTERS = frozenset({"total", "input", "output", "reasoning", "cache.read", "cache.write"})
+"""The counters of OpenCode's ``tokens`` that :func:`usage_from_opencode` reads."""
 
 
 def usage_from_opencode(tokens: dict[str, Any]) -> Usage:

@@ -244,3 +244,96 @@ def test_imported_edits_count_in_the_metrics(tmp_path, d, source, fmt):
     metrics = json.loads(proc.stdout)
     metrics = metrics[0] if isinstance(metrics, list) else metrics
     assert metrics["files_changed"] == 2 and metrics["tool_calls"] == 6
+
+
+@pytest.mark.parametrize("version", ["0.171.0", "0.66.0"])
+def test_a_newer_usage_counter_in_real_codex_files_is_reported_not_dropped(store, tmp_path, version):
+    """The real rollout and ``exec --json`` stream of Codex ``version`` with a counter no Codex
+    wrote yet (``future_tokens``) in every usage object: it is reported as unknown
+    ``usage.future_tokens`` (the lines kept raw), never an error, and the tokens are unchanged.
+    It was silently ignored, while unknown record types were reported."""
+    from agtrace.capture.adapters import make_adapter
+    from agtrace.eventlog import UsageReported
+
+    def mutate(line: str) -> str:
+        rec = json.loads(line)
+        for holder in (rec, rec.get("payload") or {}, (rec.get("payload") or {}).get("info") or {}):
+            for key in ("usage", "total_token_usage"):
+                if isinstance(holder.get(key), dict):
+                    holder[key]["future_tokens"] = 5
+        return json.dumps(rec)
+
+    golden = REAL / f"codex@{version}"
+    src = _session_file(golden)
+    path = tmp_path / src.name
+    path.write_text("".join(mutate(x) + "\n" for x in src.read_text().splitlines()))
+    plain = import_source(Store(tmp_path / "plain"), src, IMPORTERS["codex-rollout"])
+    result = import_source(store, path, IMPORTERS["codex-rollout"])
+    assert plain.unknown == {} and result.bad_records == []
+    assert set(result.unknown) == {"usage.future_tokens"} and result.unknown["usage.future_tokens"] >= 7
+    assert "usage.future_tokens" in result.warning()
+    tokens = [sum(r.event.usage.input + r.event.usage.output + r.event.usage.cache_read for r in s.read(run)
+                  if isinstance(r.event, UsageReported)) for s, run in ((store, result.runs[0]),
+                                                                        (Store(tmp_path / "plain"), plain.runs[0]))]
+    assert tokens[0] == tokens[1] > 0
+
+    adapter = make_adapter("codex")
+    for line in (golden / "stdout.jsonl").read_text().splitlines():
+        adapter.feed(mutate(line), "stdout")
+    adapter.finish()
+    assert adapter.state.unknown == {"usage.future_tokens": 1}
+
+
+@pytest.mark.parametrize("source,fmt", [("session", "claude-session"),
+                                        ("stdout.jsonl", "claude-stream-json")])
+def test_a_newer_usage_counter_in_a_real_claude_file_is_reported_not_dropped(store, tmp_path, source, fmt):
+    """The real 2.1.332 session and stream with ``future_tokens`` in the first assistant
+    message's usage: reported as unknown ``usage.future_tokens``, the events unchanged."""
+    src = _path(REAL / "claude-code@2.1.332", source)
+    lines = src.read_text().splitlines()
+    at = next(i for i, x in enumerate(lines) if json.loads(x).get("type") == "assistant")
+    rec = json.loads(lines[at])
+    rec["message"]["usage"]["future_tokens"] = 5
+    path = tmp_path / src.name
+    path.write_text("\n".join([*lines[:at], json.dumps(rec), *lines[at + 1:]]) + "\n")
+    result = import_source(store, path, IMPORTERS[fmt])
+    assert result.error == "" and result.bad_records == []
+    assert result.unknown == {"usage.future_tokens": 1}
+    assert result.unknown_at == {"usage.future_tokens": f"{path.name}:{at + 1}"}
+    check = import_source(Store(tmp_path / "plain"), src, IMPORTERS[fmt])
+    assert check.unknown == {}
+    kinds = [[r.kind for r in s.read(res.runs[0])] for s, res in ((store, result),
+                                                                  (Store(tmp_path / "plain"), check))]
+    assert kinds[0] == kinds[1]
+
+
+@pytest.mark.parametrize("version", ["1.18.33", "1.1.65"])
+def test_a_newer_usage_counter_in_real_opencode_output_is_reported_not_dropped(store, tmp_path, version):
+    """The real ``opencode run --format json`` stream with ``future_tokens`` in every
+    ``step_finish`` part's ``tokens``: the live adapter and the opencode-run import report it as
+    unknown ``usage.future_tokens``; the tokens are unchanged."""
+    from agtrace.capture.adapters import make_adapter
+    from agtrace.eventlog import UsageReported
+
+    lines = (REAL / f"opencode@{version}" / "stdout.jsonl").read_text().splitlines()
+    mutated = []
+    for line in lines:
+        rec = json.loads(line)
+        if isinstance((rec.get("part") or {}).get("tokens"), dict):
+            rec["part"]["tokens"]["future_tokens"] = 5
+        mutated.append(json.dumps(rec))
+    steps = sum(1 for x in lines if json.loads(x).get("type") == "step_finish")
+    adapter = make_adapter("opencode")
+    for line in mutated:
+        adapter.feed(line, "stdout")
+    adapter.finish()
+    assert steps and adapter.state.unknown == {"usage.future_tokens": steps}
+    path = tmp_path / "stdout.jsonl"
+    path.write_text("\n".join(mutated) + "\n")
+    result = import_source(store, path, IMPORTERS["opencode-run"])
+    assert result.bad_records == [] and result.unknown == {"usage.future_tokens": steps}
+    plain = import_source(Store(tmp_path / "plain"), REAL / f"opencode@{version}" / "stdout.jsonl",
+                          IMPORTERS["opencode-run"])
+    tokens = [[r.event.usage for r in s.read(res.runs[0]) if isinstance(r.event, UsageReported)]
+              for s, res in ((store, result), (Store(tmp_path / "plain"), plain))]
+    assert tokens[0] == tokens[1] and tokens[0]

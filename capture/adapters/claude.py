@@ -52,7 +52,15 @@ from typing import Any
 from agtrace.eventlog import MessageAdded, PartEnded, ReasoningAdded, Usage, UsageReported
 
 from ..adapter import Emit
-from ..usage import ZERO, DedupeById, increase, is_zero, usage_from_anthropic
+from ..usage import (
+    ANTHROPIC_COUNTERS,
+    ZERO,
+    DedupeById,
+    increase,
+    is_zero,
+    unknown_counters,
+    usage_from_anthropic,
+)
 from .base import JsonLineAdapter, record_type_pattern, title_of
 
 KNOWN = {"*": frozenset({
@@ -191,6 +199,8 @@ class ClaudeStreamAdapter(JsonLineAdapter):
             elif btype not in ASSISTANT_BLOCKS:
                 self.unknown(f"assistant/{btype}")
         if isinstance(msg.get("usage"), dict):
+            for name in unknown_counters(msg["usage"], ANTHROPIC_COUNTERS):
+                self.unknown(f"usage.{name}")
             attach = self.parts if self.parts > before else None
             out += self.usage(mid, usage_from_anthropic(msg["usage"]), model, attach)
         return out

@@ -35,7 +35,9 @@ A ``codex exec resume`` process reports the resumed thread's earlier spend in it
 pass ``usage_baseline`` (the thread's total before this process) to subtract it.
 
 Record types (:attr:`CodexExecAdapter.known`) are the records' ``type`` and, for completed items,
-``item/<item type>``; a record of another type is counted as unknown (kept raw by the caller).
+``item/<item type>``; a record of another type is counted as unknown (kept raw by the caller),
+and so is a usage counter :func:`~agtrace.capture.usage.usage_from_openai` does not read
+(``usage.<name>``, e.g. ``usage.future_tokens``): a warning, never an error.
 
 The stream names neither the model nor the Codex version: pass ``model=``/``agent_version=``.
 Codex does not report individual model requests, so one ``model_called(ok)`` is emitted per
@@ -50,7 +52,7 @@ from typing import Any
 from agtrace.eventlog import MessageAdded, PartEnded, ReasoningAdded, Usage, UsageReported
 
 from ..adapter import Emit
-from ..usage import CumulativeCounter, usage_from_openai
+from ..usage import OPENAI_COUNTERS, CumulativeCounter, unknown_counters, usage_from_openai
 from .base import JsonLineAdapter, title_of
 
 _RECORDS = ("thread.started", "turn.started", "turn.completed", "turn.failed", "item.started",
@@ -131,6 +133,8 @@ class CodexExecAdapter(JsonLineAdapter):
 
     def turn_completed(self, usage: dict[str, Any]) -> list[Emit]:
         out = [self.model_called(True)]
+        for name in unknown_counters(usage, OPENAI_COUNTERS):
+            self.unknown(f"usage.{name}")
         total = usage_from_openai(usage)
         delta = self.usage.feed(total)
         if delta is not None:

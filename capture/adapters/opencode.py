@@ -40,7 +40,7 @@ from typing import Any
 from agtrace.eventlog import MessageAdded, PartEnded, ReasoningAdded, UsageReported
 
 from ..adapter import Emit
-from ..usage import DedupeById, usage_from_opencode
+from ..usage import OPENCODE_COUNTERS, DedupeById, unknown_counters, usage_from_opencode
 from .base import JsonLineAdapter, paths_from_patch, record_type_pattern, title_of
 
 _EDIT_TOOLS = {"edit", "multiedit"}
@@ -123,7 +123,10 @@ class OpenCodeRunAdapter(JsonLineAdapter):
         key = str(part.get("id") or part.get("messageID") or "")
         message_id = str(part.get("messageID") or "")
         out = [] if key in self.dedupe else [self.model_called(True, request_id=message_id)]
-        delta = self.dedupe.feed(key, usage_from_opencode(part.get("tokens") or {}))
+        tokens = part.get("tokens") if isinstance(part.get("tokens"), dict) else {}
+        for name in unknown_counters(tokens, OPENCODE_COUNTERS):
+            self.unknown(f"usage.{name}")
+        delta = self.dedupe.feed(key, usage_from_opencode(tokens))
         cost = part.get("cost")
         cost_delta = None
         if isinstance(cost, int | float) and not isinstance(cost, bool):

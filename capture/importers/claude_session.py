@@ -73,7 +73,7 @@ from agtrace.eventlog import (
 from ..adapter import known_types
 from ..adapters.base import title_of
 from ..adapters.claude import _EXIT, ASSISTANT_BLOCKS, ClaudeStreamAdapter
-from ..usage import DedupeById, usage_from_anthropic
+from ..usage import ANTHROPIC_COUNTERS, DedupeById, unknown_counters, usage_from_anthropic
 from . import register
 from .base import ImportContext, sniff_json_lines
 from .transcript import (
@@ -309,6 +309,8 @@ class _Session:
             elif btype not in ASSISTANT_BLOCKS:
                 t.sink.unknown(t.location, f"assistant/{btype}")
         if isinstance(msg.get("usage"), dict):
+            for name in unknown_counters(msg["usage"], ANTHROPIC_COUNTERS):
+                t.sink.unknown(t.location, f"usage.{name}")
             delta = self.dedupe.feed(mid, usage_from_anthropic(msg["usage"]))
             if delta is not None:
                 usage = UsageReported(usage=delta, model=self.model, request_id=mid)

@@ -46,7 +46,8 @@ the ``response_item`` is the record of the item.
 
 Record types are ``<type>`` for a line, ``response_item/<payload type>`` and
 ``event_msg/<payload type>`` for those two (:data:`KNOWN`, per Codex version); a line of another
-type is kept raw and counted as unknown (a newer Codex wrote it), never a bad record.
+type is kept raw and counted as unknown (a newer Codex wrote it), never a bad record; so is a
+counter of a usage object that ``usage_from_openai`` does not read (``usage.<name>``).
 
 Status: the session ended ``completed`` when its last turn completed, ``interrupted`` when it
 was aborted; a turn with no end (the process died) ends the run ``crashed`` once the file is
@@ -75,7 +76,7 @@ from agtrace.eventlog import (
 
 from ..adapter import known_types
 from ..adapters.base import paths_from_patch, title_of
-from ..usage import CumulativeCounter, usage_from_openai
+from ..usage import OPENAI_COUNTERS, CumulativeCounter, unknown_counters, usage_from_openai
 from . import register
 from .base import ImportContext, sniff_json_lines
 from .transcript import (
@@ -403,6 +404,7 @@ class _Rollout:
     def token_count(self, info: Any) -> None:
         if not isinstance(info, dict) or not isinstance(info.get("total_token_usage"), dict):
             return  # rate-limit only snapshots carry no usage
+        self.unknown_counters(info["total_token_usage"])
         total = usage_from_openai(info["total_token_usage"])
         delta = self.usage.feed(total)
         if delta is None:
@@ -417,6 +419,7 @@ class _Rollout:
         """One model response's usage (0.169 ``token_usage_record``), not cumulative."""
         if not isinstance(p.get("usage"), dict):
             return
+        self.unknown_counters(p["usage"])
         parts = self.t.parts.parts
         part = parts if parts > self.reported_part else None
         self.reported_part = parts
@@ -424,6 +427,11 @@ class _Rollout:
         self.t.emit(ModelCalled(model=self.model, ok=True, request_id=rid), part)
         self.t.emit(UsageReported(usage=usage_from_openai(p["usage"]), model=self.model,
                                   request_id=rid), part)
+
+    def unknown_counters(self, usage: dict[str, Any]) -> None:
+        """Count the usage counters no ``Usage`` field holds as unknown ``usage.<name>``."""
+        for name in unknown_counters(usage, OPENAI_COUNTERS):
+            self.t.sink.unknown(self.t.location, f"usage.{name}")
 
     def finish(self) -> None:
         open_calls = bool(self.pending)
