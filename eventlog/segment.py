@@ -39,6 +39,12 @@ FRAME_MAGIC = b"AGF1"
 _HEADER = struct.Struct("<4sIIQI")
 HEADER_SIZE = _HEADER.size  # 24
 MAX_FRAME_PAYLOAD = 1 << 30
+MAX_FRAME_BYTES = 1 << 30
+"""The most bytes a frame's payload may decompress to (1 GiB). A frame whose zstd header claims
+more, or whose stream produces more, is damage of that frame: it is refused before (or while)
+it is decompressed, never by running out of memory (a hostile or corrupted segment: a pull, a
+copied store, a bad disk). The writer splits batches long before this (``writer.FRAME_BYTES``)."""
+_CHUNK = 1 << 20
 
 _compressor = zstandard.ZstdCompressor(level=3)
 _decompressor = zstandard.ZstdDecompressor()
@@ -110,8 +116,30 @@ def _count_hint(batch: bytes) -> int:
     raise ValueError("batch is not a msgpack array")
 
 
-def decompress(payload: bytes) -> bytes:
-    return _decompressor.decompress(payload)
+def decompress(payload: bytes, where: str = "", offset: int = -1) -> bytes:
+    """The decompressed payload of the frame at byte ``offset`` of segment ``where``, in at most
+    :data:`MAX_FRAME_BYTES`; else :class:`CorruptLog` naming the file and offset. The size the
+    zstd header claims is checked before anything is allocated; a frame that does not say its
+    size is decompressed in chunks and given up as soon as it passes the limit."""
+    claimed = zstandard.frame_content_size(payload) if len(payload) >= 4 else -1
+    if claimed > MAX_FRAME_BYTES:
+        raise _too_big(where, offset, f"its zstd header says it decompresses to {claimed:,} bytes")
+    if claimed >= 0:
+        return _decompressor.decompress(payload)
+    pieces, total = [], 0
+    with _decompressor.stream_reader(payload) as stream:
+        while piece := stream.read(_CHUNK):
+            total += len(piece)
+            if total > MAX_FRAME_BYTES:
+                raise _too_big(where, offset, f"it decompresses to more than {MAX_FRAME_BYTES:,} bytes")
+            pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _too_big(where: str, offset: int, how: str) -> CorruptLog:
+    return CorruptLog(f"{where}: frame at byte {offset}: {how}, over the limit of {MAX_FRAME_BYTES:,} bytes "
+                      "(no agtrace writes such a frame: it is damaged or hostile); run `agtrace verify`",
+                      where, offset)
 
 
 def check_version(path: str | os.PathLike, data: bytes) -> None:
@@ -282,18 +310,19 @@ def read_frame(fh, info: FrameInfo) -> bytes:
             fh.name,
             info.offset,
         )
-    return decompress(raw[HEADER_SIZE:])
+    return decompress(raw[HEADER_SIZE:], fh.name, info.offset)
 
 
 def iter_frames(
-    data: bytes, start: int = len(SEGMENT_MAGIC), want=None
+    data: bytes, start: int = len(SEGMENT_MAGIC), want=None, where: str = ""
 ) -> Iterator[tuple[FrameInfo, bytes | None]]:
     """Valid frames of an in-memory segment image, stopping quietly at an incomplete tail.
 
     Frames for which ``want(info)`` is false are walked by their headers only and yielded with
     ``None`` instead of their batch: they are neither checksummed nor decompressed. Used to
     follow a segment that a live writer is appending to: a half-written frame at the end is not
-    an error there, just not there yet.
+    an error there, just not there yet. A frame over :data:`MAX_FRAME_BYTES` raises
+    :class:`CorruptLog` naming ``where`` (the segment's path).
     """
     off = start
     size = len(data)
@@ -309,7 +338,7 @@ def iter_frames(
         info = _check_frame(data, off, size)
         if isinstance(info, str):
             return
-        yield info, decompress(data[off + HEADER_SIZE : info.end])
+        yield info, decompress(data[off + HEADER_SIZE : info.end], where, off)
         off = info.end
 
 
