@@ -157,6 +157,18 @@ def check_version(path: str | os.PathLike, data: bytes) -> None:
                           str(path), n)
 
 
+def check_frame_version(path: str | os.PathLike, buf: bytes, off: int) -> None:
+    """Raise :class:`NewerFormat` when the frame at ``off`` has the magic of a newer frame
+    format (``AGF2``..``AGF9``: a newer agtrace appended it to a format-1 segment), like a
+    segment of a newer format (:func:`check_version`); any other bad magic is damage."""
+    magic = bytes(buf[off : off + 4])
+    if len(magic) == 4 and magic[:3] == FRAME_MAGIC[:3] and magic[3:].isdigit() and magic[3:] > FRAME_MAGIC[3:]:
+        n = int(magic[3:])
+        raise NewerFormat(f"{path}: frame at byte {off}: {NEWER_WORDS} (frame format {n}; this one reads "
+                          f"frame format {FRAME_MAGIC[3:].decode()}); upgrade agtrace to read it. The file is left "
+                          "as it is", str(path), n)
+
+
 def _check_frame(buf: bytes, off: int, size: int) -> FrameInfo | str:
     """Validate the frame at ``off`` in ``buf``: a FrameInfo, or why it is not a valid frame."""
     if size - off < HEADER_SIZE:
@@ -198,6 +210,8 @@ def scan(path: str | os.PathLike, *, verify: bool = True) -> tuple[list[FrameInf
         else:
             info = _header_only(data, off, size)
         if isinstance(info, str):
+            if info == "bad frame magic":
+                check_frame_version(path, data, off)  # a newer frame is no damage
             return frames, info, off
         if expected is not None and info.first_seq != expected:
             return frames, f"seq gap: expected {expected}, frame starts at {info.first_seq}", off
@@ -330,6 +344,7 @@ def iter_frames(
         if want is not None:
             head = _header_only(data, off, size)
             if isinstance(head, str):
+                check_frame_version(where, data, off)
                 return
             if not want(head):
                 yield head, None
@@ -337,6 +352,7 @@ def iter_frames(
                 continue
         info = _check_frame(data, off, size)
         if isinstance(info, str):
+            check_frame_version(where, data, off)
             return
         yield info, decompress(data[off + HEADER_SIZE : info.end], where, off)
         off = info.end

@@ -1,6 +1,8 @@
 """A frame whose payload decompresses to more than ``segment.MAX_FRAME_BYTES`` (a zstd bomb with
 a valid checksum, from a remote, a copied store or a bad disk) is damage of that frame, named
-with its file and offset, never an out-of-memory; the writer never makes such a frame."""
+with its file and offset, never an out-of-memory; the writer never makes such a frame. A frame
+of a newer frame format (``AGF2``) is :class:`NewerFormat` like a newer segment; other bad magic
+stays damage."""
 
 from __future__ import annotations
 
@@ -11,7 +13,15 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from agtrace.eventlog import CorruptLog, MessageAdded, RunStarted, Store, segment
+from agtrace.eventlog import (
+    CorruptLog,
+    MessageAdded,
+    NewerFormat,
+    RunStarted,
+    RunWriter,
+    Store,
+    segment,
+)
 from agtrace.eventlog.reader import list_segments, read_stream
 from agtrace.eventlog.sync.keys import check_segment
 
@@ -80,3 +90,34 @@ def test_the_writer_splits_a_batch_over_its_frame_bytes(tmp_path, monkeypatch):
     with open(path, "rb") as fh:
         assert all(len(segment.read_frame(fh, f)) <= 4096 for f in frames)
     assert [r.seq for r in read_stream(store.run_dir(run_id) / "events")] == list(range(1, 42))
+
+
+def _store_with_second_frame_magic(tmp_path: Path, magic: bytes) -> tuple[Store, str, Path]:
+    store = Store(tmp_path / "store")
+    w = store.create_run(RunStarted(agent="t"), durability="strict")
+    w.append(MessageAdded(role="user", text="hello"))
+    w.close(seal=False)
+    path = list_segments(store.run_dir(w.run_id) / "events")[0][2]
+    second = segment.scan(path)[0][1]
+    data = bytearray(path.read_bytes())
+    data[second.offset : second.offset + 4] = magic
+    path.write_bytes(bytes(data))
+    return store, w.run_id, path
+
+
+def test_a_frame_of_a_newer_frame_format_is_newer_format_not_damage(tmp_path):
+    store, run_id, path = _store_with_second_frame_magic(tmp_path, b"AGF2")
+    size = path.stat().st_size
+    with pytest.raises(NewerFormat, match="frame format 2.*upgrade agtrace"):
+        list(read_stream(store.run_dir(run_id) / "events"))
+    report = store.verify(run_id, snapshots=False)
+    assert report.newer and not report.problems, report.to_dict()
+    with pytest.raises(NewerFormat):
+        RunWriter(store.run_dir(run_id), run_id)  # recovery neither cuts nor appends to it
+    assert path.stat().st_size == size
+
+
+def test_a_frame_of_garbage_magic_stays_damage(tmp_path):
+    store, run_id, _path = _store_with_second_frame_magic(tmp_path, b"AGFx")
+    report = store.verify(run_id, snapshots=False)
+    assert not report.newer and any("bad frame magic" in p for p in report.problems), report.to_dict()
