@@ -121,3 +121,17 @@ def test_a_frame_of_garbage_magic_stays_damage(tmp_path):
     store, run_id, _path = _store_with_second_frame_magic(tmp_path, b"AGFx")
     report = store.verify(run_id, snapshots=False)
     assert not report.newer and any("bad frame magic" in p for p in report.problems), report.to_dict()
+
+
+def test_ls_says_newer_format_for_a_run_whose_first_segment_is_newer(tmp_path):
+    store = Store(tmp_path / "store")
+    w = store.create_run(RunStarted(agent="t"))
+    w.close()
+    path = list_segments(store.run_dir(w.run_id) / "events")[0][2]
+    path.write_bytes(b"AGTSEG2\n" + path.read_bytes()[8:])
+    store.catalog.conn.close()
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (tmp_path / "store" / name).unlink(missing_ok=True)  # rebuilt from the segments
+    fresh = Store(tmp_path / "store")
+    (row,) = [r for r in fresh.runs() if r.id == w.run_id]
+    assert row.status == "newer-format" and "upgrade agtrace" in row.reason, (row.status, row.reason)
