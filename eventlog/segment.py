@@ -160,9 +160,17 @@ def check_version(path: str | os.PathLike, data: bytes) -> None:
 def check_frame_version(path: str | os.PathLike, buf: bytes, off: int) -> None:
     """Raise :class:`NewerFormat` when the frame at ``off`` has the magic of a newer frame
     format (``AGF2``..``AGF9``: a newer agtrace appended it to a format-1 segment), like a
-    segment of a newer format (:func:`check_version`); any other bad magic is damage."""
+    segment of a newer format (:func:`check_version`); any other bad magic is damage, and so is
+    a newer magic on a frame that checks as ours (the checksum does not cover the magic: one bit
+    flip turns ``AGF1`` into ``AGF3``)."""
     magic = bytes(buf[off : off + 4])
     if len(magic) == 4 and magic[:3] == FRAME_MAGIC[:3] and magic[3:].isdigit() and magic[3:] > FRAME_MAGIC[3:]:
+        head = bytes(buf[off : off + HEADER_SIZE])
+        length = _HEADER.unpack(head)[1] if len(head) == HEADER_SIZE else -1
+        if 0 <= length <= MAX_FRAME_PAYLOAD and isinstance(
+                _check_frame(FRAME_MAGIC + bytes(buf[off + 4 : off + HEADER_SIZE + length]), 0,
+                             HEADER_SIZE + length), FrameInfo):
+            return  # a frame of ours with a flipped magic bit: damage
         n = int(magic[3:])
         raise NewerFormat(f"{path}: frame at byte {off}: {NEWER_WORDS} (frame format {n}; this one reads "
                           f"frame format {FRAME_MAGIC[3:].decode()}); upgrade agtrace to read it. The file is left "

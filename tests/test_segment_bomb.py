@@ -101,6 +101,8 @@ def _store_with_second_frame_magic(tmp_path: Path, magic: bytes) -> tuple[Store,
     second = segment.scan(path)[0][1]
     data = bytearray(path.read_bytes())
     data[second.offset : second.offset + 4] = magic
+    if magic == b"AGF2":  # a newer frame's layout: not a format-1 frame with a flipped magic bit
+        data[second.offset + 8 : second.offset + 12] = bytes(4)
     path.write_bytes(bytes(data))
     return store, w.run_id, path
 
