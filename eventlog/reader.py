@@ -63,7 +63,7 @@ def read_stream(
         try:
             if last is None:
                 segment.check_version(path, data)  # a newer format's frames are not ours to decode
-                frames = segment.iter_frames(data, want=want)
+                frames = segment.iter_frames(data, want=want, where=str(path))
             else:
                 frames = _strict_frames(path, data, want)
             for info, batch in frames:
@@ -104,7 +104,7 @@ def _strict_frames(path: Path, data: bytes, want) -> Iterator[tuple[segment.Fram
         segment.check_version(path, data)
         raise CorruptLog(f"{path}: bad segment header; run {_verify_hint(path)}", str(path), 0)
     off = len(segment.SEGMENT_MAGIC)
-    for info, batch in segment.iter_frames(data, off, want=want):
+    for info, batch in segment.iter_frames(data, off, want=want, where=str(path)):
         yield info, batch
         off = info.end
     if off != len(data):

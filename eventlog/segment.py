@@ -39,6 +39,12 @@ FRAME_MAGIC = b"AGF1"
 _HEADER = struct.Struct("<4sIIQI")
 HEADER_SIZE = _HEADER.size  # 24
 MAX_FRAME_PAYLOAD = 1 << 30
+MAX_FRAME_BYTES = 1 << 30
+"""The most bytes a frame's payload may decompress to (1 GiB). A frame whose zstd header claims
+more, or whose stream produces more, is damage of that frame: it is refused before (or while)
+it is decompressed, never by running out of memory (a hostile or corrupted segment: a pull, a
+copied store, a bad disk). The writer splits batches long before this (``writer.FRAME_BYTES``)."""
+_CHUNK = 1 << 20
 
 _compressor = zstandard.ZstdCompressor(level=3)
 _decompressor = zstandard.ZstdDecompressor()
@@ -110,8 +116,30 @@ def _count_hint(batch: bytes) -> int:
     raise ValueError("batch is not a msgpack array")
 
 
-def decompress(payload: bytes) -> bytes:
-    return _decompressor.decompress(payload)
+def decompress(payload: bytes, where: str = "", offset: int = -1) -> bytes:
+    """The decompressed payload of the frame at byte ``offset`` of segment ``where``, in at most
+    :data:`MAX_FRAME_BYTES`; else :class:`CorruptLog` naming the file and offset. The size the
+    zstd header claims is checked before anything is allocated; a frame that does not say its
+    size is decompressed in chunks and given up as soon as it passes the limit."""
+    claimed = zstandard.frame_content_size(payload) if len(payload) >= 4 else -1
+    if claimed > MAX_FRAME_BYTES:
+        raise _too_big(where, offset, f"its zstd header says it decompresses to {claimed:,} bytes")
+    if claimed >= 0:
+        return _decompressor.decompress(payload)
+    pieces, total = [], 0
+    with _decompressor.stream_reader(payload) as stream:
+        while piece := stream.read(_CHUNK):
+            total += len(piece)
+            if total > MAX_FRAME_BYTES:
+                raise _too_big(where, offset, f"it decompresses to more than {MAX_FRAME_BYTES:,} bytes")
+            pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _too_big(where: str, offset: int, how: str) -> CorruptLog:
+    return CorruptLog(f"{where}: frame at byte {offset}: {how}, over the limit of {MAX_FRAME_BYTES:,} bytes "
+                      "(no agtrace writes such a frame: it is damaged or hostile); run `agtrace verify`",
+                      where, offset)
 
 
 def check_version(path: str | os.PathLike, data: bytes) -> None:
@@ -127,6 +155,26 @@ def check_version(path: str | os.PathLike, data: bytes) -> None:
         raise NewerFormat(f"{path}: {NEWER_WORDS} (format {n}; this one reads "
                           f"format {FORMAT_VERSION}); upgrade agtrace to read it. The file is left as it is",
                           str(path), n)
+
+
+def check_frame_version(path: str | os.PathLike, buf: bytes, off: int) -> None:
+    """Raise :class:`NewerFormat` when the frame at ``off`` has the magic of a newer frame
+    format (``AGF2``..``AGF9``: a newer agtrace appended it to a format-1 segment), like a
+    segment of a newer format (:func:`check_version`); any other bad magic is damage, and so is
+    a newer magic on a frame that checks as ours (the checksum does not cover the magic: one bit
+    flip turns ``AGF1`` into ``AGF3``)."""
+    magic = bytes(buf[off : off + 4])
+    if len(magic) == 4 and magic[:3] == FRAME_MAGIC[:3] and magic[3:].isdigit() and magic[3:] > FRAME_MAGIC[3:]:
+        head = bytes(buf[off : off + HEADER_SIZE])
+        length = _HEADER.unpack(head)[1] if len(head) == HEADER_SIZE else -1
+        if 0 <= length <= MAX_FRAME_PAYLOAD and isinstance(
+                _check_frame(FRAME_MAGIC + bytes(buf[off + 4 : off + HEADER_SIZE + length]), 0,
+                             HEADER_SIZE + length), FrameInfo):
+            return  # a frame of ours with a flipped magic bit: damage
+        n = int(magic[3:])
+        raise NewerFormat(f"{path}: frame at byte {off}: {NEWER_WORDS} (frame format {n}; this one reads "
+                          f"frame format {FRAME_MAGIC[3:].decode()}); upgrade agtrace to read it. The file is left "
+                          "as it is", str(path), n)
 
 
 def _check_frame(buf: bytes, off: int, size: int) -> FrameInfo | str:
@@ -170,6 +218,8 @@ def scan(path: str | os.PathLike, *, verify: bool = True) -> tuple[list[FrameInf
         else:
             info = _header_only(data, off, size)
         if isinstance(info, str):
+            if info == "bad frame magic":
+                check_frame_version(path, data, off)  # a newer frame is no damage
             return frames, info, off
         if expected is not None and info.first_seq != expected:
             return frames, f"seq gap: expected {expected}, frame starts at {info.first_seq}", off
@@ -282,18 +332,19 @@ def read_frame(fh, info: FrameInfo) -> bytes:
             fh.name,
             info.offset,
         )
-    return decompress(raw[HEADER_SIZE:])
+    return decompress(raw[HEADER_SIZE:], fh.name, info.offset)
 
 
 def iter_frames(
-    data: bytes, start: int = len(SEGMENT_MAGIC), want=None
+    data: bytes, start: int = len(SEGMENT_MAGIC), want=None, where: str = ""
 ) -> Iterator[tuple[FrameInfo, bytes | None]]:
     """Valid frames of an in-memory segment image, stopping quietly at an incomplete tail.
 
     Frames for which ``want(info)`` is false are walked by their headers only and yielded with
     ``None`` instead of their batch: they are neither checksummed nor decompressed. Used to
     follow a segment that a live writer is appending to: a half-written frame at the end is not
-    an error there, just not there yet.
+    an error there, just not there yet. A frame over :data:`MAX_FRAME_BYTES` raises
+    :class:`CorruptLog` naming ``where`` (the segment's path).
     """
     off = start
     size = len(data)
@@ -301,6 +352,7 @@ def iter_frames(
         if want is not None:
             head = _header_only(data, off, size)
             if isinstance(head, str):
+                check_frame_version(where, data, off)
                 return
             if not want(head):
                 yield head, None
@@ -308,8 +360,9 @@ def iter_frames(
                 continue
         info = _check_frame(data, off, size)
         if isinstance(info, str):
+            check_frame_version(where, data, off)
             return
-        yield info, decompress(data[off + HEADER_SIZE : info.end])
+        yield info, decompress(data[off + HEADER_SIZE : info.end], where, off)
         off = info.end
 
 

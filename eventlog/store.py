@@ -37,7 +37,7 @@ from pathlib import Path
 
 import msgspec
 
-from . import reader, verification
+from . import reader, segment, verification
 from .annotation import AnnotationsProjection, merge_tags, tag_overrides
 from .blobs import BlobStore
 from .catalog import (  # noqa: F401
@@ -465,13 +465,13 @@ class Store:
         errors: dict[str, list[str]] = {}
         for e in catalog.errors():
             errors.setdefault(e.run_id, []).append(str(e))
-        tags = tag_overrides(catalog.conn)
-        rows = catalog.run_rows()
+        tags, rows = tag_overrides(catalog.conn), catalog.run_rows()
         unlisted = set(errors) - {r["id"] for r in rows}
-        if unlisted:  # damaged before their first event: still listed, as damaged
+        if unlisted:  # unreadable from their first event: listed as damaged, or as newer-format (upgrade)
             for run_id in sorted(unlisted):
                 if self.has_run(run_id):
-                    rows.append({"id": run_id, "end_status": "damaged", "end_reason": errors[run_id][0]})
+                    rows.append({"id": run_id, "end_reason": errors[run_id][0], "end_status": "newer-format"
+                                 if segment.NEWER_WORDS in errors[run_id][0] else "damaged"})
             rows.sort(key=lambda r: r["id"])
         return [self._info(r, errors.get(r["id"], ()), tags.get(r["id"])) for r in rows]
 

@@ -53,6 +53,9 @@ COALESCE_S = 0.02
 SEGMENT_BYTES = 32 * 1024 * 1024
 BATCH_EVENTS = 1024
 INDEX_INTERVAL_S = 1.0
+FRAME_BYTES = 256 * 1024 * 1024
+"""A batch that encodes to more than this is split in halves (down to one event) before it is
+framed, so a frame stays far below what readers accept (``segment.MAX_FRAME_BYTES``)."""
 COMPACT_BELOW = 256
 """Seal-time compaction happens when a segment's frames hold fewer events than this on average."""
 
@@ -277,8 +280,8 @@ class RunWriter:
             from concurrent.futures import ThreadPoolExecutor  # only writers of full frames need it
 
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="agtrace-compress")
-        batch = codec.encode_batch(items)
-        self._inflight.append((first, items, self._pool.submit(segment.encode_frame, first, batch)))
+        for at, part, batch in _batches(first, items):
+            self._inflight.append((at, part, self._pool.submit(segment.encode_frame, at, batch)))
         while self._inflight and (len(self._inflight) > 2 or self._inflight[0][2].done()):
             first, items, future = self._inflight.popleft()
             self._write_frame(first, items, future.result())
@@ -306,7 +309,8 @@ class RunWriter:
             first = self._framed + 1
             items, self._buf = self._buf, []
             self._framed += len(items)
-            self._write_frame(first, items, segment.encode_frame(first, codec.encode_batch(items)))
+            for at, part, batch in _batches(first, items):
+                self._write_frame(at, part, segment.encode_frame(at, batch))
         if sync and self._durable < self._written:
             os.fsync(self._fh.fileno())
             self._durable = self._written
@@ -427,3 +431,13 @@ class RunWriter:
     def __exit__(self, *exc) -> None:
         self.close()
 
+
+def _batches(first: int, items: Items) -> list[tuple[int, Items, bytes]]:
+    """``(first_seq, items, batch)`` of the frames ``items`` are written as: one, unless its
+    batch encodes to more than :data:`FRAME_BYTES` (1,024 events of up to 64 MiB each would
+    make a frame of gigabytes), then halves of it, split again as needed."""
+    batch = codec.encode_batch(items)
+    if len(batch) <= FRAME_BYTES or len(items) == 1:
+        return [(first, items, batch)]
+    half = len(items) // 2
+    return _batches(first, items[:half]) + _batches(first + half, items[half:])

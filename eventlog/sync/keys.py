@@ -52,7 +52,7 @@ def segment_blob_refs(path: Path) -> set[str]:
     """The blob digests referenced by the events of a sealed segment."""
     refs: set[str] = set()
     data = path.read_bytes()
-    for info, batch in segment.iter_frames(data):
+    for info, batch in segment.iter_frames(data, where=str(path)):
         for rec in codec.decode_batch(batch, info.first_seq):
             refs.update(blob_refs(rec.event))
     return refs

@@ -1,0 +1,139 @@
+"""A frame whose payload decompresses to more than ``segment.MAX_FRAME_BYTES`` (a zstd bomb with
+a valid checksum, from a remote, a copied store or a bad disk) is damage of that frame, named
+with its file and offset, never an out-of-memory; the writer never makes such a frame. A frame
+of a newer frame format (``AGF2``) is :class:`NewerFormat` like a newer segment; other bad magic
+stays damage."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from agtrace.eventlog import (
+    CorruptLog,
+    MessageAdded,
+    NewerFormat,
+    RunStarted,
+    RunWriter,
+    Store,
+    segment,
+)
+from agtrace.eventlog.reader import list_segments, read_stream
+from agtrace.eventlog.sync.keys import check_segment
+
+
+def _bomb(expanded: int, *, say_size: bool) -> bytes:
+    """A zstd frame of ``expanded`` zero bytes, its header saying its size or not."""
+    cctx = zstandard.ZstdCompressor(level=1, write_content_size=say_size)
+    obj = cctx.compressobj(size=expanded if say_size else -1)
+    chunk, out, left = bytes(1 << 20), [], expanded
+    while left:
+        out.append(obj.compress(chunk[: min(left, len(chunk))]))
+        left -= min(left, len(chunk))
+    return b"".join(out) + obj.flush()
+
+
+def _store_with_bomb(tmp_path: Path, payload: bytes) -> tuple[Store, str, Path]:
+    """A run written by the real writer whose second frame's payload is replaced by ``payload``,
+    its checksum fixed so that only the size check can catch it."""
+    store = Store(tmp_path / "store")
+    w = store.create_run(RunStarted(agent="t"), durability="strict")
+    run_id = w.run_id
+    w.append(MessageAdded(role="user", text="hello"))
+    w.close(seal=False)  # sealing would compact the two frames into one
+    path = list_segments(store.run_dir(run_id) / "events")[0][2]
+    frames, problem, _ = segment.scan(path)
+    assert problem is None and len(frames) == 2
+    data = path.read_bytes()
+    second = frames[1]
+    tail = struct.pack("<QI", second.first_seq, second.count) + payload
+    frame = segment.FRAME_MAGIC + struct.pack("<II", len(payload), zlib.crc32(tail)) + tail
+    path.write_bytes(data[: second.offset] + frame)
+    return store, run_id, path
+
+
+@pytest.mark.slow
+def test_a_frame_claiming_more_than_the_limit_is_damage_named_by_file_and_offset(tmp_path):
+    store, run_id, path = _store_with_bomb(tmp_path, _bomb(segment.MAX_FRAME_BYTES + 1, say_size=True))
+    offset = segment.scan(path)[0][1].offset
+    with pytest.raises(CorruptLog, match=f"frame at byte {offset}: its zstd header says it decompresses to"):
+        list(read_stream(store.run_dir(run_id) / "events"))
+    with pytest.raises(CorruptLog, match="over the limit"):
+        check_segment(path, 1, 2)
+    report = store.verify(run_id, snapshots=False)
+    assert any(f"frame at byte {offset}" in p and "limit" in p for p in report.problems), report.problems
+
+
+@pytest.mark.slow
+def test_a_frame_that_does_not_say_its_size_is_given_up_past_the_limit(tmp_path):
+    store, run_id, path = _store_with_bomb(tmp_path, _bomb(segment.MAX_FRAME_BYTES + 1, say_size=False))
+    with pytest.raises(CorruptLog, match="it decompresses to more than .* bytes, over the limit"):
+        check_segment(path, 1, 2)
+
+
+def test_the_writer_splits_a_batch_over_its_frame_bytes(tmp_path, monkeypatch):
+    from agtrace.eventlog import writer
+
+    monkeypatch.setattr(writer, "FRAME_BYTES", 4096)
+    store = Store(tmp_path / "store")
+    w = store.create_run(RunStarted(agent="t"), durability="off")
+    run_id = w.run_id
+    w.append_many([(MessageAdded(role="user", text="x" * 1000), None, None) for _ in range(40)])
+    w.close(seal=False)  # sealing would compact the frames (into at most COMPACT_FRAME_BYTES)
+    path = list_segments(store.run_dir(run_id) / "events")[0][2]
+    frames, problem, _ = segment.scan(path)
+    assert problem is None and len(frames) > 1
+    with open(path, "rb") as fh:
+        assert all(len(segment.read_frame(fh, f)) <= 4096 for f in frames)
+    assert [r.seq for r in read_stream(store.run_dir(run_id) / "events")] == list(range(1, 42))
+
+
+def _store_with_second_frame_magic(tmp_path: Path, magic: bytes) -> tuple[Store, str, Path]:
+    store = Store(tmp_path / "store")
+    w = store.create_run(RunStarted(agent="t"), durability="strict")
+    w.append(MessageAdded(role="user", text="hello"))
+    w.close(seal=False)
+    path = list_segments(store.run_dir(w.run_id) / "events")[0][2]
+    second = segment.scan(path)[0][1]
+    data = bytearray(path.read_bytes())
+    data[second.offset : second.offset + 4] = magic
+    if magic == b"AGF2":  # a newer frame's layout: not a format-1 frame with a flipped magic bit
+        data[second.offset + 8 : second.offset + 12] = bytes(4)
+    path.write_bytes(bytes(data))
+    return store, w.run_id, path
+
+
+def test_a_frame_of_a_newer_frame_format_is_newer_format_not_damage(tmp_path):
+    store, run_id, path = _store_with_second_frame_magic(tmp_path, b"AGF2")
+    size = path.stat().st_size
+    with pytest.raises(NewerFormat, match="frame format 2.*upgrade agtrace"):
+        list(read_stream(store.run_dir(run_id) / "events"))
+    report = store.verify(run_id, snapshots=False)
+    assert report.newer and not report.problems, report.to_dict()
+    with pytest.raises(NewerFormat):
+        RunWriter(store.run_dir(run_id), run_id)  # recovery neither cuts nor appends to it
+    assert path.stat().st_size == size
+
+
+def test_a_frame_of_garbage_magic_stays_damage(tmp_path):
+    store, run_id, _path = _store_with_second_frame_magic(tmp_path, b"AGFx")
+    report = store.verify(run_id, snapshots=False)
+    assert not report.newer and any("bad frame magic" in p for p in report.problems), report.to_dict()
+
+
+def test_ls_says_newer_format_for_a_run_whose_first_segment_is_newer(tmp_path):
+    store = Store(tmp_path / "store")
+    w = store.create_run(RunStarted(agent="t"))
+    w.close()
+    path = list_segments(store.run_dir(w.run_id) / "events")[0][2]
+    path.write_bytes(b"AGTSEG2\n" + path.read_bytes()[8:])
+    store.catalog.conn.close()
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (tmp_path / "store" / name).unlink(missing_ok=True)  # rebuilt from the segments
+    fresh = Store(tmp_path / "store")
+    (row,) = [r for r in fresh.runs() if r.id == w.run_id]
+    assert row.status == "newer-format" and "upgrade agtrace" in row.reason, (row.status, row.reason)
