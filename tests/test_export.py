@@ -428,3 +428,13 @@ def test_events_without_a_time_are_in_day_unknown_not_1970(tmp_path):
     rows = _q(f"SELECT DISTINCT day, ts, time FROM read_parquet('{tmp_path}/pq/day=*/kind=*/*.parquet', "
               "hive_partitioning = true)").fetchall()
     assert rows == [("unknown", 0, None)]
+
+
+def test_export_of_a_selection_matching_nothing_exits_0_and_writes_nothing(populated, tmp_path):
+    """`ls --agent nope` exits 0 ("no runs match"); `export --where agent=nope` exited 1. Both
+    exit 0 now, and the export writes no file."""
+    out = tmp_path / "none.jsonl"
+    proc = run_agtrace(["--store", str(populated.root), "export", "--where", "agent=nope", "-o", str(out)],
+                       populated.root)
+    assert proc.returncode == 0 and b"no runs match" in proc.stderr, proc.stderr
+    assert not out.exists()
