@@ -109,11 +109,13 @@ def check_command(command: list[str], workdir: str, env: dict[str, str] | None =
         raise AgentNotFound("no command to run: give the agent command after `--` (no run was created)")
     program = command[0]
     if "/" in program:
-        path = os.path.join(workdir, program)
+        path = os.path.normpath(os.path.join(os.path.abspath(workdir), program))
         if os.path.isfile(path) and os.access(path, os.X_OK):
             return
         why = "is not executable (chmod +x it)" if os.path.isfile(path) else "does not exist"
-        raise AgentNotFound(f"cannot run {program!r}: {path} {why}; check the command after `--` (no run was created)")
+        where = "" if os.path.isabs(program) else f" (looked up relative to the workdir {workdir})"
+        raise AgentNotFound(f"cannot run {program!r}: {path} {why}{where}; check the command after `--` "
+                            "(no run was created)")
     search = {**os.environ, **(env or {})}.get("PATH", os.defpath)
     if shutil.which(program, path=search) is None:
         raise AgentNotFound(f"cannot run {program!r}: no such command on PATH; check the command after `--` "

@@ -183,6 +183,11 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     Prints one line per part while it runs (with --echo, the agent's own lines too), then the
     run id. Exit 0 if the run completed, 130 if it was interrupted (SIGINT or SIGTERM to
     agtrace), else 1.
+
+    COMMAND runs in --workdir: a program named with a `/` (`./x.sh`, `bin/agent`) is looked up
+    relative to the workdir, not to where agtrace was started; a bare name is looked up on PATH.
+    A program or workdir that is not there (or a program not executable) is bad usage: exit 2,
+    no run is created.
     """
     _raw_only(agent, marker=marker, quiet_s=quiet_s)
     store = ctx.store

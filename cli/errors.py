@@ -49,7 +49,7 @@ class UserError(click.ClickException):
 
 def map_error(exc: BaseException, store_path: str = "the store") -> UserError:
     """The one place where an exception becomes a CLI error (see the module docstring)."""
-    from agtrace.capture import CaptureError
+    from agtrace.capture import AgentNotFound, CaptureError, WorkdirError
     from agtrace.eventlog import (
         AmbiguousRunId,
         BadPartSelection,
@@ -60,7 +60,8 @@ def map_error(exc: BaseException, store_path: str = "the store") -> UserError:
     )
     from agtrace.replay import NoSuchPart, ReplayError
 
-    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent, BadPartSelection, NoSuchPart, StoreNotFound)):
+    if isinstance(exc, (RunNotFound, AmbiguousRunId, InvalidEvent, BadPartSelection, NoSuchPart, StoreNotFound,
+                        AgentNotFound, WorkdirError)):
         return UserError(str(exc), EXIT_BAD_INPUT)
     if isinstance(exc, (EventlogError, CaptureError, ReplayError)):
         return UserError(str(exc))

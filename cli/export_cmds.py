@@ -76,8 +76,9 @@ def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, endpoint, pro
         run_ids = [store.resolve(r) for r in runs]
     else:
         run_ids = select_runs(store, all_runs=True, where=parse_tags(where) if where else None)
-    if not run_ids:
-        raise UserError("no runs match; `agtrace ls` lists the runs", 1)
+    if not run_ids:  # nothing matched is no failure, as for ls, log and search (README: exit codes)
+        click.echo("no runs match; nothing exported, nothing written (`agtrace ls` lists the runs)", err=True)
+        return
     to_stdout = out == STDOUT
     target = _stdout() if to_stdout else out
     with progress(f"exporting {len(run_ids)} run(s)", enabled=not as_json) as update:

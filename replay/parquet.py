@@ -1,7 +1,8 @@
 """Parquet output of an export: one schema for every file, rows buffered as columns.
 
 Files are hive-partitioned by the UTC day of the event and its kind, not by run:
-``out/day=<YYYY-MM-DD>/kind=<kind>/part-<n>.parquet``, so an export of many runs is a few large
+``out/day=<YYYY-MM-DD>/kind=<kind>/part-<n>.parquet`` (``day=unknown`` for events without a
+time), so an export of many runs is a few large
 files (one per day and kind, rolled at :data:`FILE_ROWS` rows) of row groups of up to
 :data:`ROW_GROUP_ROWS` rows, with the schema of :func:`parquet_schema`: typed columns for the
 fields most queries need (null where a kind has no such field) and the whole event body as JSON
@@ -32,6 +33,8 @@ FILE_ROWS = 4_000_000
 MAX_OPEN_FILES = 64
 """At most this many Parquet files are open at once."""
 _DAY_NS = 86_400 * 10**9
+UNKNOWN_DAY = "unknown"
+"""The ``day=`` partition of events without a time (``ts`` 0); their ``time`` column is null."""
 
 TYPED_COLUMNS = ("tool", "call_id", "exit_code", "cost_usd", "model", "status")
 TOKEN_COLUMNS = ("tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
@@ -57,7 +60,7 @@ def parquet_schema():
              "kind": string, "tool": string, "call_id": string, "exit_code": pa.int32(),
              **{c: i64 for c in TOKEN_COLUMNS}, "cost_usd": pa.float64(), "model": string,
              "status": string, "body": string}
-    return pa.schema([pa.field(name, types[name], nullable=name not in ("run", "seq", "ts", "time", "kind", "body"))
+    return pa.schema([pa.field(name, types[name], nullable=name not in ("run", "seq", "ts", "kind", "body"))
                       for name in COLUMNS])
 
 
@@ -134,7 +137,8 @@ class _Buffer:
             elif name == "time":
                 import pyarrow.compute as pc
 
-                arrays.append(pc.divide(ts, 1000).cast(f.type))
+                arrays.append(pa.nulls(n, f.type) if self.day == UNKNOWN_DAY  # every ts of it is 0
+                              else pc.divide(ts, 1000).cast(f.type))
             elif name == "part":
                 arrays.append(pa.array(self.part, f.type))
             elif name == "body":
@@ -164,7 +168,11 @@ class ParquetSink:
         self._day = ""
 
     def day_of(self, ts: int) -> str:
-        """The UTC date of ``ts`` (ns), as ``YYYY-MM-DD``."""
+        """The UTC date of ``ts`` (ns), as ``YYYY-MM-DD``; ``unknown`` for ``ts`` 0, the time of an
+        event whose source recorded none (swe-agent, OpenHands, ISO-Bench imports), which is no
+        event of 1970-01-01."""
+        if ts == 0:
+            return UNKNOWN_DAY
         if not self._day_start <= ts < self._day_end:
             import datetime
 

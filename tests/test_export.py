@@ -30,7 +30,7 @@ from agtrace.replay import select_runs
 from agtrace.replay.errors import OutputNotEmpty
 from agtrace.replay.export import COLUMNS, ExportError, export
 
-from .conftest import REPO, one_of_each, run_agtrace
+from .conftest import FIXTURES, REPO, one_of_each, run_agtrace
 
 duckdb = pytest.importorskip("duckdb")
 pytest.importorskip("pyarrow")
@@ -414,3 +414,27 @@ def test_metrics_tables_and_atif_hold_what_metrics_json_prints(populated, tmp_pa
     for rid in ids:
         atif = json.loads((tmp_path / "atif" / f"{rid}.json").read_text())
         assert atif["final_metrics"]["extra"]["agtrace_metrics"] == want[rid]
+
+
+def test_events_without_a_time_are_in_day_unknown_not_1970(tmp_path):
+    """A swe-agent trajectory records no times, so its events have ts 0: they were exported as
+    ``day=1970-01-01`` with 1970 in ``time``. They go to ``day=unknown`` with ``time`` null."""
+    store = tmp_path / "store"
+    traj = FIXTURES / "swe-agent" / "swe-agent__test-repo-i1.traj"
+    run_agtrace(["--store", str(store), "import", str(traj)], store, check=True)
+    run_agtrace(["--store", str(store), "export", "--all", "--format", "parquet", "-o", str(tmp_path / "pq")],
+                store, check=True)
+    assert [p.name for p in (tmp_path / "pq").iterdir()] == ["day=unknown"]
+    rows = _q(f"SELECT DISTINCT day, ts, time FROM read_parquet('{tmp_path}/pq/day=*/kind=*/*.parquet', "
+              "hive_partitioning = true)").fetchall()
+    assert rows == [("unknown", 0, None)]
+
+
+def test_export_of_a_selection_matching_nothing_exits_0_and_writes_nothing(populated, tmp_path):
+    """`ls --agent nope` exits 0 ("no runs match"); `export --where agent=nope` exited 1. Both
+    exit 0 now, and the export writes no file."""
+    out = tmp_path / "none.jsonl"
+    proc = run_agtrace(["--store", str(populated.root), "export", "--where", "agent=nope", "-o", str(out)],
+                       populated.root)
+    assert proc.returncode == 0 and b"no runs match" in proc.stderr, proc.stderr
+    assert not out.exists()

@@ -164,7 +164,9 @@ def test_a_bad_workdir_or_command_creates_no_run(tmp_path, case):
     }[case]
     proc = run_agtrace(["run", "--workdir", str(workdir), "--", *command], store)
     err = proc.stderr.decode()
-    assert proc.returncode != 0 and "Traceback" not in err
+    assert proc.returncode == 2 and "Traceback" not in err, err  # bad usage, as the exit-code table says
     assert "workdir" in err or "cannot run" in err
+    if case == "not-executable":  # looked up in the workdir, not where agtrace was started
+        assert f"{work / 'script.sh'} is not executable" in err and "relative to the workdir" in err
     assert len(_json(run_agtrace(["ls", "--json"], store))) == 1
     assert len(list((store / "runs").iterdir())) == 1
