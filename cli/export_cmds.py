@@ -77,7 +77,13 @@ def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, endpoint, pro
     else:
         run_ids = select_runs(store, all_runs=True, where=parse_tags(where) if where else None)
     if not run_ids:  # nothing matched is no failure, as for ls, log and search (README: exit codes)
-        click.echo("no runs match; nothing exported, nothing written (`agtrace ls` lists the runs)", err=True)
+        nothing = "no runs match; nothing exported, nothing written (`agtrace ls` lists the runs)"
+        if as_json:  # a script still gets its report: 0 runs, no file
+            from agtrace.replay import ExportReport
+
+            echo_json(ExportReport(format=fmt, out="", notes=[nothing]).to_dict())
+        else:
+            click.echo(nothing, err=True)
         return
     to_stdout = out == STDOUT
     target = _stdout() if to_stdout else out

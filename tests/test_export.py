@@ -438,3 +438,8 @@ def test_export_of_a_selection_matching_nothing_exits_0_and_writes_nothing(popul
                        populated.root)
     assert proc.returncode == 0 and b"no runs match" in proc.stderr, proc.stderr
     assert not out.exists()
+    as_json = run_agtrace(["--store", str(populated.root), "export", "--where", "agent=nope", "-o", str(out),
+                           "--json"], populated.root)
+    report = json.loads(as_json.stdout)
+    assert as_json.returncode == 0 and (report["runs"], report["events"], report["files"]) == (0, 0, 0)
+    assert "no runs match" in report["notes"][0] and not out.exists()
