@@ -56,6 +56,7 @@ def demo_repo(tmp_path) -> Path:
     return wd
 
 
+@pytest.mark.slow
 def test_demo_captures_every_part_with_tests_commits_and_final_tree(tmp_path):
     s = tmp_path / "store"
     wd = tmp_path / "demo"
@@ -88,6 +89,7 @@ def test_demo_captures_every_part_with_tests_commits_and_final_tree(tmp_path):
     assert (info.agent, info.status) == ("demo", "completed")
 
 
+@pytest.mark.slow
 def test_edits_by_shell_redirection_and_git_checkout_are_attributed_to_their_parts(tmp_path):
     s = tmp_path / "store"
     summary = _summary(run_agtrace(["demo", "--workdir", str(tmp_path / "d"), "--json"], s, check=True))
@@ -344,6 +346,7 @@ def _raw_run(tmp_path, script: str, before: dict[bytes, bytes] | None = None) ->
     return s, _summary(proc)["run_id"], wd
 
 
+@pytest.mark.slow
 def test_a_name_that_is_not_utf8_is_captured_and_replayed_byte_exact(tmp_path):
     """Issue: a file named ``bad\\377name`` (not UTF-8) made the snapshot raise UnicodeEncodeError
     (`is_ignored` → pygit2): the run ended failed and later parts had no tree; one present at the

@@ -245,6 +245,7 @@ def test_json_errors_keep_stdout_clean(tmp_path):
     assert proc.returncode == 1 and proc.stdout == b"" and proc.stderr.startswith(b"error: ")
 
 
+@pytest.mark.slow
 def test_a_part_the_run_does_not_have_is_bad_input_in_every_command(tmp_path):
     """The same bad part gives the same words and the same exit code (2, bad input) whichever
     command reads it: replay, cat, diff and report used to exit 1 where log, metrics and note

@@ -432,6 +432,7 @@ def _in_thread(store_path: Path, fn):
     return box["result"]
 
 
+@pytest.mark.slow
 def test_timeout_ends_a_capture_whose_agent_was_stopped_and_left_a_term_ignoring_child(tmp_path):
     pid_file = tmp_path / "agent.pid"
     agent = f"echo $$ > {pid_file}; {TERM_IGNORING} echo started; wait"
@@ -446,6 +447,7 @@ def test_timeout_ends_a_capture_whose_agent_was_stopped_and_left_a_term_ignoring
         kill_session(read_pid(pid_file))
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_capture_whose_agent_was_stopped_by_someone_else(tmp_path):
     pid_file = tmp_path / "agent.pid"
     agent = f"echo $$ > {pid_file}; {TERM_IGNORING} echo started; wait"
@@ -470,6 +472,7 @@ def test_sigterm_ends_a_capture_whose_agent_was_stopped_by_someone_else(tmp_path
         kill_session(pid)
 
 
+@pytest.mark.slow
 def test_output_held_by_a_process_that_left_the_group_does_not_hold_the_capture(tmp_path, monkeypatch):
     monkeypatch.setattr(ProcessGroup, "grace_s", 0.5)
     monkeypatch.setattr(pipeline_module, "DRAIN_S", 0.5)

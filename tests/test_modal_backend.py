@@ -188,6 +188,7 @@ def _pack_files(git_dir: Path) -> tuple[int, int]:
     return len(list((objects / "pack").glob("*.pack"))), loose
 
 
+@pytest.mark.slow
 def test_sandbox_snapshots_keep_the_shadow_repository_few_packs_and_one_at_the_end(tmp_path, api):
     """Each snapshot fetched from the sandbox is a bundle, so a pack of git's, and a loose
     commit: rolled up as the run goes (git's geometric repack), and into one pack after the

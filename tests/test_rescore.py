@@ -66,6 +66,7 @@ def test_local_sandbox_satisfies_the_protocol_and_scrubs_secrets(tmp_path):
     assert scrub_env({"MY_PASSWORD": "p", "USER": "u"}) == {"USER": "u"}
 
 
+@pytest.mark.slow
 def test_demo_run_rescored_gives_the_recorded_test_curve(tmp_path):
     store_dir = tmp_path / "store"
     with Store(store_dir) as store:

@@ -20,6 +20,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import pytest
+
 from agtrace.capture import InMemorySandboxAPI, run_agent_in_sandbox, upload_tree
 from agtrace.eventlog import (
     LineLogged,
@@ -194,6 +196,7 @@ def _s3(server: dict) -> tuple[str, dict, callable]:
     return f"s3://{bucket}/agtrace", env, download
 
 
+@pytest.mark.slow
 def test_no_planted_secret_reaches_any_byte_of_the_store_or_a_remote(tmp_path, moto_server):  # noqa: F811
     c = Corpus(random.Random(12))
     work, keys, store_path = tmp_path / "work", tmp_path / "keys", tmp_path / "store"
