@@ -82,7 +82,9 @@ def rm_cmd(ctx, run_ids, older_than, keep, remote_url, dry_run, yes, as_json) ->
 def _rm_remote(url, run_ids, age_s, keep, dry_run, yes, as_json) -> None:
     from agtrace.eventlog import list_remote_runs, remote_for, remove_remote_runs, resolve_remote
 
-    with remote_for(url) as remote:
+    from .remote_cmds import next_step
+
+    with next_step("rm --remote again removes what is left"), remote_for(url) as remote:
         held = list_remote_runs(remote)
         if run_ids:
             ids = [resolve_remote(remote, r, held) for r in run_ids]
@@ -168,7 +170,10 @@ def gc_cmd(ctx, remote_url, min_age, dry_run, as_json) -> None:
 def _gc_remote(url: str, min_age_s: float, dry_run: bool, as_json: bool) -> None:
     from agtrace.eventlog import collect_remote_garbage, remote_for
 
-    with remote_for(url) as remote, progress("reading the runs on the remote") as update:
+    from .remote_cmds import next_step
+
+    with next_step("gc --remote again collects what is left"), remote_for(url) as remote, \
+            progress("reading the runs on the remote") as update:
         report = collect_remote_garbage(remote, min_age_s=min_age_s, dry_run=dry_run, progress=update)
     if as_json:
         echo_json(report.to_dict())

@@ -334,3 +334,20 @@ def test_gc_while_a_real_import_is_under_way_leaves_the_imported_run_intact(tmp_
     verified = run_agtrace(["verify"], store_path)
     assert verified.returncode == 0, verified.stdout.decode() + verified.stderr.decode()
     assert _json(gc)["kept_building_blobs"] >= 1
+
+
+def test_an_unreachable_remote_gives_each_command_its_own_next_step(tmp_path):
+    """`pull` and `ls --remote` of an endpoint nobody listens on said "a retried push resumes"."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"AGTRACE_S3_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "a",
+           "AWS_SECRET_ACCESS_KEY": "b", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    steps = {("pull", "--all"): "pulling again resumes", ("ls",): "list again once the endpoint answers"}
+    for args, step in steps.items():
+        proc = run_agtrace([*args, "--remote", "s3://agtrace-x/p"], tmp_path / "home", env=env)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and "cannot reach" in err and step in err, err
+        assert "push" not in err and "Traceback" not in err, err
