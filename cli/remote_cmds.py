@@ -149,6 +149,49 @@ def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     replaced only when it is damaged and the remote copy is whole (the damaged file is kept
     as NAME.damaged-<ns>); what cannot be pulled is reported and the exit code is 1.
     """
+    import os
+
+    made = [] if os.path.exists(ctx.store_path) else _missing_dirs(ctx.store_path)
+    try:
+        _pull(ctx, run_ids, all_runs, remote_url, as_json)
+    except BaseException:
+        if made:
+            _remove_new_store(ctx, made)
+        raise
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The directories of ``path`` that do not exist yet, deepest first."""
+    import os
+
+    out = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        out.append(path)
+        path = os.path.dirname(path)
+    return out
+
+
+def _remove_new_store(ctx, made: list[str]) -> None:
+    """Remove the store a failed pull created (before: an empty store was left at the path),
+    unless a run landed in it; then the directories made for it, if empty."""
+    import os
+    import shutil
+
+    root = made[0]
+    runs = os.path.join(root, "runs")
+    if os.path.isdir(runs) and os.listdir(runs):
+        return
+    ctx.close()
+    shutil.rmtree(root, ignore_errors=True)
+    for parent in made[1:]:
+        try:
+            os.rmdir(parent)
+        except OSError:
+            break
+
+
+def _pull(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     store = ctx.store
     ids = _ids(store, run_ids, all_runs, "pull")
     with next_step("what was verified and renamed into place stays: pulling again resumes"), \
