@@ -60,7 +60,7 @@ def pushed(backend, tmp_path):
 
 
 def _gc(p, *args):
-    proc = run_agtrace(["gc", "--remote", p["backend"].url, *args, "--json"], p["home"], env=p["env"])
+    proc = run_agtrace(["gc", "--remote", p["backend"].url, *args, "--yes", "--json"], p["home"], env=p["env"])
     assert proc.returncode == 0, proc.stderr.decode()
     return json.loads(proc.stdout)
 
@@ -81,6 +81,11 @@ def test_gc_remote_removes_only_the_blobs_no_remaining_run_references(pushed, tm
     assert young["removed"] == [] and young["kept_recent"] == 1
     dry = _gc(pushed, "--min-age", "0s", "--dry-run")
     assert len(dry["removed"]) == 1 and dry["dry_run"] and _blobs(backend) == before
+    # as `rm`: not without --yes when stdin is not a terminal (before: it deleted, asking nothing)
+    asked = run_agtrace(["gc", "--remote", backend.url, "--min-age", "0s"], pushed["home"], env=pushed["env"])
+    err = asked.stderr.decode()
+    assert asked.returncode == 2 and "without --yes" in err and dry["removed"][0] in err, err
+    assert _blobs(backend) == before
     done = _gc(pushed, "--min-age", "0s")
     assert done["removed"] == dry["removed"] and done["bytes"] > 0
     assert _blobs(backend) == before - set(done["removed"])
