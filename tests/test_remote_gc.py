@@ -140,3 +140,39 @@ def test_gc_min_age_must_be_an_age(pushed):
     proc = run_agtrace(["gc", "--remote", pushed["backend"].url, "--min-age", "soon"], pushed["home"],
                        env=pushed["env"])
     assert proc.returncode == 2 and "--min-age" in proc.stderr.decode()
+
+
+def test_a_blob_gc_deletes_while_a_push_counts_on_it_is_uploaded_again(pushed, tmp_path):
+    """The race: `gc --remote` read the runs while nothing referenced SHARED, then a push found
+    SHARED on the remote and did not send it, then gc deleted it: the pushed manifest named a
+    missing blob. The delete is made at a fixed point of the push (after it counted the blob as
+    there), on a real server; the push now checks after its manifest and uploads it again."""
+    from agtrace.eventlog import push
+
+    backend, (a, b, _c) = pushed["backend"], pushed["ids"]
+    for rid in (a, b):
+        run_agtrace(["rm", rid, "--remote", backend.url, "--yes"], pushed["home"], env=pushed["env"], check=True)
+    store = Store(pushed["home"])
+    held_by_b = {k for k in _blobs(backend) if k.rsplit("/", 1)[1][:-4] in _refs(store, b)}
+    assert len(held_by_b) == 1
+    gone = []
+
+    def gc_deletes(done, _total):
+        if done == 1 and not gone:
+            for key in held_by_b:
+                _delete_raw(backend, key)
+            gone.append(True)
+
+    with backend.remote() as remote:
+        report = push(store, remote, [b], progress=gc_deletes)
+    store.close()
+    assert gone and report.ok and held_by_b <= _blobs(backend)
+    fresh = tmp_path / "fresh"
+    run_agtrace(["pull", b, "--remote", backend.url], fresh, env=pushed["env"], check=True)
+    assert run_agtrace(["verify", b], fresh, env=pushed["env"]).returncode == 0
+
+
+def _refs(store: Store, run_id: str) -> set[str]:
+    from agtrace.eventlog.sync.keys import segment_blob_refs
+
+    return set().union(*(segment_blob_refs(p) for p in (store.run_dir(run_id) / "events").glob("*.seg")))
