@@ -3,6 +3,8 @@ and ``list_remote_runs``."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import click
 
 from agtrace.eventlog import pull, push, remote_for
@@ -22,6 +24,19 @@ def _remote(url: str | None):
     if not url:
         raise UserError("no remote: pass --remote s3://bucket/prefix (or file:///dir) or set AGTRACE_REMOTE", 2)
     return remote_for(url)
+
+
+@contextmanager
+def next_step(step: str):
+    """Add this command's next step to the error of a remote that could not be reached (the
+    backend's message cannot know which command failed: it said "a retried push resumes" on a
+    failed `pull` and `ls --remote` too)."""
+    from agtrace.eventlog import RemoteUnreachable
+
+    try:
+        yield
+    except RemoteUnreachable as exc:
+        raise UserError(f"{exc}; {step}") from None
 
 
 def _ids(store, run_ids: tuple[str, ...], all_runs: bool, verb: str) -> list[str] | None:
@@ -47,7 +62,8 @@ def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     store = ctx.store
     ids = _ids(store, run_ids, all_runs, "push")
     ids = [store.resolve(r) for r in ids] if ids is not None else None
-    with _remote(remote_url) as remote, progress("pushing") as update:
+    with next_step("what was uploaded stays: pushing again resumes where it stopped"), \
+            _remote(remote_url) as remote, progress("pushing") as update:
         report = push(store, remote, ids, progress=update)
     if as_json:
         echo_json(report.to_dict())
@@ -97,7 +113,7 @@ def ls_remote(store, url: str, as_json: bool) -> None:
     from .output import clock, table
 
     strays: dict[str, int] = {}
-    with _remote(url) as remote:
+    with next_step("nothing was read: list again once the endpoint answers"), _remote(url) as remote:
         runs = list_remote_runs(remote, strays)
     local = set(store.run_ids()) if store is not None else set()
     if as_json:
@@ -133,9 +149,53 @@ def pull_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     replaced only when it is damaged and the remote copy is whole (the damaged file is kept
     as NAME.damaged-<ns>); what cannot be pulled is reported and the exit code is 1.
     """
+    import os
+
+    made = [] if os.path.exists(ctx.store_path) else _missing_dirs(ctx.store_path)
+    try:
+        _pull(ctx, run_ids, all_runs, remote_url, as_json)
+    except BaseException:
+        if made:
+            _remove_new_store(ctx, made)
+        raise
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """The directories of ``path`` that do not exist yet, deepest first."""
+    import os
+
+    out = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        out.append(path)
+        path = os.path.dirname(path)
+    return out
+
+
+def _remove_new_store(ctx, made: list[str]) -> None:
+    """Remove the store a failed pull created (before: an empty store was left at the path),
+    unless a run landed in it; then the directories made for it, if empty."""
+    import os
+    import shutil
+
+    root = made[0]
+    runs = os.path.join(root, "runs")
+    if os.path.isdir(runs) and os.listdir(runs):
+        return
+    ctx.close()
+    shutil.rmtree(root, ignore_errors=True)
+    for parent in made[1:]:
+        try:
+            os.rmdir(parent)
+        except OSError:
+            break
+
+
+def _pull(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     store = ctx.store
     ids = _ids(store, run_ids, all_runs, "pull")
-    with _remote(remote_url) as remote, progress("pulling") as update:
+    with next_step("what was verified and renamed into place stays: pulling again resumes"), \
+            _remote(remote_url) as remote, progress("pulling") as update:
         if ids is not None:
             from agtrace.eventlog import list_remote_runs, resolve_remote
 

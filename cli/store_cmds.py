@@ -82,7 +82,9 @@ def rm_cmd(ctx, run_ids, older_than, keep, remote_url, dry_run, yes, as_json) ->
 def _rm_remote(url, run_ids, age_s, keep, dry_run, yes, as_json) -> None:
     from agtrace.eventlog import list_remote_runs, remote_for, remove_remote_runs, resolve_remote
 
-    with remote_for(url) as remote:
+    from .remote_cmds import next_step
+
+    with next_step("rm --remote again removes what is left"), remote_for(url) as remote:
         held = list_remote_runs(remote)
         if run_ids:
             ids = [resolve_remote(remote, r, held) for r in run_ids]
@@ -123,19 +125,25 @@ def _report(data: dict, line: str, as_json: bool, ids=()) -> None:
               help="With --remote: keep unreferenced blobs younger than AGE (30m, 3h, 2d): a push may be "
                    "sending the run that references them.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed or packed, and its size; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="With --remote: delete without asking (required when stdin is not "
+              "a terminal), as `rm`.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was collected as JSON.")
 @pass_ctx
-def gc_cmd(ctx, remote_url, min_age, dry_run, as_json) -> None:
+def gc_cmd(ctx, remote_url, min_age, dry_run, yes, as_json) -> None:
     """Collect what no run needs: unreferenced blobs, caches of removed runs, leftovers of
     interrupted imports and transfers; pack ended runs' repositories.
 
     Never removes anything a run references; while a run is being written, recent blobs are kept;
     while one is being imported, copied or pulled, every unreferenced blob is.
     With --remote it deletes the remote's blobs that no run on it references (what `agtrace rm
-    --remote` leaves), reading each run's manifests and the segments they do not list.
+    --remote` leaves), reading each run's manifests and the segments they do not list; like
+    `rm`, it asks at a terminal and elsewhere needs --yes.
     """
     if remote_url:
-        return _gc_remote(remote_url, _age_s(min_age, "--min-age"), dry_run, as_json)
+        return _gc_remote(remote_url, _age_s(min_age, "--min-age"), dry_run, yes, as_json)
+    if yes:
+        raise UserError("--yes applies with --remote only (the store's own gc removes only what no run needs "
+                        "and does not ask): drop --yes, or add --remote URL", 2)
     if click.get_current_context().get_parameter_source("min_age") is not click.core.ParameterSource.DEFAULT:
         raise UserError("--min-age applies with --remote only; the store's own gc keeps unreferenced blobs "
                         "younger than an hour: drop --min-age, or add --remote URL", 2)
@@ -165,11 +173,23 @@ def gc_cmd(ctx, remote_url, min_age, dry_run, as_json) -> None:
                    err=True)
 
 
-def _gc_remote(url: str, min_age_s: float, dry_run: bool, as_json: bool) -> None:
+def _gc_remote(url: str, min_age_s: float, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Plan (a dry run), ask as `rm` does, then delete what was planned and is still garbage."""
     from agtrace.eventlog import collect_remote_garbage, remote_for
 
-    with remote_for(url) as remote, progress("reading the runs on the remote") as update:
-        report = collect_remote_garbage(remote, min_age_s=min_age_s, dry_run=dry_run, progress=update)
+    from .remote_cmds import next_step
+
+    with next_step("gc --remote again collects what is left"), remote_for(url) as remote:
+        with progress("reading the runs on the remote") as update:
+            report = collect_remote_garbage(remote, min_age_s=min_age_s, dry_run=True, progress=update)
+        if report.removed and not dry_run:
+            if not yes and not as_json:
+                for key in report.removed:
+                    click.echo(f"  {key}", err=True)
+            _confirm(f"{len(report.removed)} unreferenced blob(s) ({size(report.bytes)}) from {report.url}", yes)
+            with progress("reading the runs on the remote again") as update:
+                report = collect_remote_garbage(remote, min_age_s=min_age_s, among=set(report.removed),
+                                                progress=update)
     if as_json:
         echo_json(report.to_dict())
         return

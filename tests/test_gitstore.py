@@ -416,3 +416,29 @@ def test_parallel_checkout_writes_exactly_the_tree(tmp_path, jobs):
     assert os.access(out / "run.sh", os.X_OK) and not os.access(out / "empty", os.X_OK)
     assert os.readlink(out / "dirlink") == "d1"
     assert store.checkout(tree, tmp_path / f"disk-{jobs}", verify="disk") == tree
+
+
+def test_a_bundle_temp_file_of_a_killed_writer_is_removed_by_the_next_write(store, workdir, tmp_path):
+    """A SIGKILL during `write_bundle` left `.NAME.tmp-PID` forever (before: nothing removed it).
+    A real process makes the temp file as `write_bundle` names it and is killed by its pid; the
+    next bundle written in that directory removes it, and keeps a live writer's."""
+    import signal
+    import sys
+
+    store.snapshot(workdir, max_file_bytes=MAX, message="1")
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    child = ("import sys; from agtrace.eventlog import temp_beside; p = temp_beside(sys.argv[1]); "
+             "p.write_bytes(b'half a bundle'); print(p.name, flush=True); sys.stdin.read()")
+    procs = [subprocess.Popen([sys.executable, "-c", child, str(bundles / f"000{i}-x.bundle")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for i in (1, 2)]
+    killed, alive = (p.stdout.readline().strip() for p in procs)
+    os.kill(procs[0].pid, signal.SIGKILL)
+    procs[0].wait()
+    try:
+        store.write_bundle(bundles / "0003-y.bundle")
+        names = sorted(p.name for p in bundles.iterdir())
+        assert killed not in names and alive in names and "0003-y.bundle" in names
+    finally:
+        procs[1].stdin.close()
+        procs[1].wait()

@@ -334,3 +334,38 @@ def test_gc_while_a_real_import_is_under_way_leaves_the_imported_run_intact(tmp_
     verified = run_agtrace(["verify"], store_path)
     assert verified.returncode == 0, verified.stdout.decode() + verified.stderr.decode()
     assert _json(gc)["kept_building_blobs"] >= 1
+
+
+def test_an_unreachable_remote_gives_each_command_its_own_next_step(tmp_path):
+    """`pull` and `ls --remote` of an endpoint nobody listens on said "a retried push resumes"."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"AGTRACE_S3_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "a",
+           "AWS_SECRET_ACCESS_KEY": "b", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    steps = {("pull", "--all"): "pulling again resumes", ("ls",): "list again once the endpoint answers"}
+    for args, step in steps.items():
+        proc = run_agtrace([*args, "--remote", "s3://agtrace-x/p"], tmp_path / "home", env=env)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and "cannot reach" in err and step in err, err
+        assert "push" not in err and "Traceback" not in err, err
+
+
+def test_a_failed_pull_into_a_new_path_leaves_nothing_and_keeps_a_store_that_was_there(tmp_path):
+    """Before: a pull that failed (a run the remote lacks, an unreachable remote) left an empty
+    store at the --store path it had created."""
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    new = tmp_path / "a" / "b" / "store"
+    missing = ["pull", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "--remote", f"file://{remote}"]
+    proc = run_agtrace(missing, new)
+    assert proc.returncode != 0 and b"Traceback" not in proc.stderr
+    assert not (tmp_path / "a").exists()
+    proc = run_agtrace(["pull", "--all", "--remote", f"file://{tmp_path / 'nowhere'}"], new)
+    assert proc.returncode != 0 and not (tmp_path / "a").exists()
+    old = tmp_path / "old"
+    Store(old).close()
+    assert run_agtrace(missing, old).returncode != 0
+    assert (old / "runs").is_dir()  # a store that existed is never removed

@@ -60,7 +60,7 @@ def pushed(backend, tmp_path):
 
 
 def _gc(p, *args):
-    proc = run_agtrace(["gc", "--remote", p["backend"].url, *args, "--json"], p["home"], env=p["env"])
+    proc = run_agtrace(["gc", "--remote", p["backend"].url, *args, "--yes", "--json"], p["home"], env=p["env"])
     assert proc.returncode == 0, proc.stderr.decode()
     return json.loads(proc.stdout)
 
@@ -81,6 +81,11 @@ def test_gc_remote_removes_only_the_blobs_no_remaining_run_references(pushed, tm
     assert young["removed"] == [] and young["kept_recent"] == 1
     dry = _gc(pushed, "--min-age", "0s", "--dry-run")
     assert len(dry["removed"]) == 1 and dry["dry_run"] and _blobs(backend) == before
+    # as `rm`: not without --yes when stdin is not a terminal (before: it deleted, asking nothing)
+    asked = run_agtrace(["gc", "--remote", backend.url, "--min-age", "0s"], pushed["home"], env=pushed["env"])
+    err = asked.stderr.decode()
+    assert asked.returncode == 2 and "without --yes" in err and dry["removed"][0] in err, err
+    assert _blobs(backend) == before
     done = _gc(pushed, "--min-age", "0s")
     assert done["removed"] == dry["removed"] and done["bytes"] > 0
     assert _blobs(backend) == before - set(done["removed"])
@@ -135,3 +140,39 @@ def test_gc_min_age_must_be_an_age(pushed):
     proc = run_agtrace(["gc", "--remote", pushed["backend"].url, "--min-age", "soon"], pushed["home"],
                        env=pushed["env"])
     assert proc.returncode == 2 and "--min-age" in proc.stderr.decode()
+
+
+def test_a_blob_gc_deletes_while_a_push_counts_on_it_is_uploaded_again(pushed, tmp_path):
+    """The race: `gc --remote` read the runs while nothing referenced SHARED, then a push found
+    SHARED on the remote and did not send it, then gc deleted it: the pushed manifest named a
+    missing blob. The delete is made at a fixed point of the push (after it counted the blob as
+    there), on a real server; the push now checks after its manifest and uploads it again."""
+    from agtrace.eventlog import push
+
+    backend, (a, b, _c) = pushed["backend"], pushed["ids"]
+    for rid in (a, b):
+        run_agtrace(["rm", rid, "--remote", backend.url, "--yes"], pushed["home"], env=pushed["env"], check=True)
+    store = Store(pushed["home"])
+    held_by_b = {k for k in _blobs(backend) if k.rsplit("/", 1)[1][:-4] in _refs(store, b)}
+    assert len(held_by_b) == 1
+    gone = []
+
+    def gc_deletes(done, _total):
+        if done == 1 and not gone:
+            for key in held_by_b:
+                _delete_raw(backend, key)
+            gone.append(True)
+
+    with backend.remote() as remote:
+        report = push(store, remote, [b], progress=gc_deletes)
+    store.close()
+    assert gone and report.ok and held_by_b <= _blobs(backend)
+    fresh = tmp_path / "fresh"
+    run_agtrace(["pull", b, "--remote", backend.url], fresh, env=pushed["env"], check=True)
+    assert run_agtrace(["verify", b], fresh, env=pushed["env"]).returncode == 0
+
+
+def _refs(store: Store, run_id: str) -> set[str]:
+    from agtrace.eventlog.sync.keys import segment_blob_refs
+
+    return set().union(*(segment_blob_refs(p) for p in (store.run_dir(run_id) / "events").glob("*.seg")))

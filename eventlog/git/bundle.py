@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from typing import TYPE_CHECKING
 
+from .. import leftover
 from ..errors import GitStoreError
 from ..segment import fsync_dir
 from .result import SNAPSHOT_REF
@@ -154,7 +155,10 @@ class BundleMixin:
     def write_bundle(self: GitStore, path: str | os.PathLike[str], since_commit: str | None = None) -> str:
         """Write a git bundle of ``refs/agtrace/snapshots`` to ``path`` and return the tip
         commit it carries: the whole history, or only commits after ``since_commit`` (an
-        earlier tip). Atomic and durable on return: temp file, fsync, rename, fsync dir."""
+        earlier tip). Atomic and durable on return: temp file, fsync, rename, fsync dir.
+
+        The temp file is named by its owner (``leftover.tag``); the temp files of bundles in the
+        same directory whose owner was killed (a SIGKILL leaves them) are removed first."""
         tip = self.head
         if tip is None:
             raise GitStoreError(f"{self.path} has no snapshots yet; take one before bundling")
@@ -165,7 +169,8 @@ class BundleMixin:
         path = os.path.abspath(path)
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+        leftover.remove_stale(directory, ".")
+        tmp = str(leftover.temp_beside(path))
         revs = [SNAPSHOT_REF] + ([f"^{since_commit}"] if since_commit else [])
         try:
             _run_git([f"--git-dir={self.path}", "bundle", "create", "-q", tmp, *revs], f"writing bundle {path}")

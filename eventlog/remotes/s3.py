@@ -186,12 +186,12 @@ class S3Remote(Remote):
                 f"{endpoint} accepted the connection but did not answer within {self.read_timeout:g} s "
                 f"({self.max_attempts} attempt(s)) to {action} {where}; check that the endpoint "
                 "(AGTRACE_S3_ENDPOINT) is an S3 server that is up, or raise AGTRACE_S3_TIMEOUT (seconds) on a "
-                "slow link. Nothing was changed by the failed call; a retried push resumes"
+                "slow link. Nothing was changed by the failed call"
             ) from None
         except _CONNECTION_ERRORS as exc:
             raise RemoteUnreachable(
                 f"cannot reach {endpoint} to {action} {where}: {exc}; check the network and the endpoint "
-                "(AGTRACE_S3_ENDPOINT). Nothing was changed by the failed call; a retried push resumes"
+                "(AGTRACE_S3_ENDPOINT). Nothing was changed by the failed call"
             ) from None
         except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError) as exc:
             raise RemoteAuthError(

@@ -286,6 +286,7 @@ def _push_objects(store, remote: Remote, run_id: str, objs: list[_Local], state:
     for prefix in sorted({k.rsplit("/", 1)[0] + "/" for k in blob_keys}):
         listed.update((o.key, o) for o in remote.list(prefix))
     entries = []
+    relied: list[_Local] = []  # blobs this push did not send: a concurrent `gc --remote` may delete them
     for obj in objs:
         digest = state.digest(obj.path, remote)
         if obj.key.startswith("runs/"):
@@ -298,6 +299,7 @@ def _push_objects(store, remote: Remote, run_id: str, objs: list[_Local], state:
             if not remote.same_as(obj.key, digest, listed[obj.key]):
                 raise remote.conflict(obj.key, digest)
             report.existed += 1
+            relied += [obj] if obj.key.startswith("blobs/") else []
         else:
             result = remote.put_file(obj.key, obj.path, digest=digest)
             if result.status == "uploaded":
@@ -307,14 +309,36 @@ def _push_objects(store, remote: Remote, run_id: str, objs: list[_Local], state:
                 report.keys.append(obj.key)
             else:
                 report.existed += 1
+                relied += [obj] if obj.key.startswith("blobs/") else []
         state.on_remote.add(obj.key)
         if counted is not None:
             counted.add(obj.key)
         tick()
     if entries and manifest:
         _push_manifest(store, remote, run_id, objs, entries, listed, report)
+    _restore_deleted(remote, relied, state, report)
     tick()
     return report
+
+
+def _restore_deleted(remote: Remote, relied: list[_Local], state: PushState, report: PushReport) -> None:
+    """Upload again the blobs this push found on the remote and did not send, if they are gone
+    now that the run's segments and manifest reference them: a `gc --remote` that read the runs
+    before this push may have deleted them as unreferenced (before: the manifest named a
+    missing blob). Checked after the manifest, so a gc that deletes later sees the manifest."""
+    if not relied:
+        return
+    present = {o.key for prefix in sorted({o.key.rsplit("/", 1)[0] + "/" for o in relied})
+               for o in remote.list(prefix)}
+    for obj in relied:
+        if obj.key in present:
+            continue
+        result = remote.put_file(obj.key, obj.path, digest=state.digest(obj.path, remote))
+        if result.status == "uploaded":
+            report.existed -= 1
+            report.uploaded += 1
+            report.bytes_uploaded += result.nbytes
+            report.keys.append(obj.key)
 
 
 def _push_manifest(store, remote, run_id, objs, entries, listed, report) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,10 +60,12 @@ class RemoteGarbage:
 
 
 def collect_remote_garbage(remote: Remote, *, min_age_s: float = MIN_AGE_S, dry_run: bool = False,
-                           now_ns: int | None = None,
+                           now_ns: int | None = None, among: Collection[str] | None = None,
                            progress: Callable[[int, int], None] | None = None) -> RemoteGarbage:
     """Delete the blobs of ``remote`` that no run on it references and that are older than
-    ``min_age_s``; see the module docstring for how references are read."""
+    ``min_age_s``; see the module docstring for how references are read. ``among`` limits the
+    deletion to those keys (what a dry run listed and a user confirmed): the references are read
+    again, so a blob a run came to reference since the dry run is kept."""
     report = RemoteGarbage(remote.url, dry_run=dry_run)
     by_run: dict[str, list[ObjectInfo]] = {}
     strays: set[str] = set()
@@ -88,7 +90,7 @@ def collect_remote_garbage(remote: Remote, *, min_age_s: float = MIN_AGE_S, dry_
     cutoff = (now_ns if now_ns is not None else time.time_ns()) - int(min_age_s * 1e9)
     doomed = []
     for digest, obj in sorted(blobs.items()):
-        if digest in referenced:
+        if digest in referenced or (among is not None and obj.key not in among):
             continue
         if not obj.modified_ns or obj.modified_ns > cutoff:
             report.kept_recent += 1
