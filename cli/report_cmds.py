@@ -159,7 +159,7 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
     names = sorted({name for r in rows for name in r.get("scorers", {})})
     if names:
         click.echo(table([[name, *(_scorer_cell(r.get("scorers", {}).get(name)) for r in rows)] for name in names],
-                         ["SCORER (last part)", *(r["id"][:10] for r in rows)]))
+                         ["SCORER (last part or final tree)", *(r["id"][:10] for r in rows)]))
     for diff in comparison.tree_diffs:
         click.echo(f"\nfinal tree of {diff.run_b[:10]} against {diff.run_a[:10]}:")
         if diff.reason:
@@ -176,10 +176,11 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
 def _scorer_cell(result: dict | None) -> str:
     if result is None:
         return "-"
+    at = "final" if result["final"] else result["part"]
     if result["status"] != "ok":
-        return f"{result['status']} @{result['part']}"
+        return f"{result['status']} @{at}"
     value = "-" if result["value"] is None else f"{result['value']:.3f}"
-    return f"{value} @{result['part']}"
+    return f"{value} @{at}"
 
 
 def _short(key: str, value) -> str:

@@ -165,7 +165,8 @@ def rescore_cmd(
                 click.echo(f"  {r['reason']}")
         for r in report.results:
             if r["status"] != "ok" and not r["reused_from"]:
-                click.echo(f"  {r['status']}: run {r['run_id']} part {r['part']}; `agtrace scores {r['run_id']}` "
+                at = "its final tree" if r["final"] else f"part {r['part']}"
+                click.echo(f"  {r['status']}: run {r['run_id']} {at}; `agtrace scores {r['run_id']}` "
                            "shows its output")
     if report.failed:
         raise UserError(f"{report.failed} scorer result(s) failed ({report.error} error, {report.timeout} timeout); "
@@ -198,7 +199,11 @@ def _terminate_as_interrupt():
 @click.option("--json", "as_json", is_flag=True, help="Print every score event as JSON.")
 @pass_ctx
 def scores_cmd(ctx, run, name, as_json) -> None:
-    """Show a run's re-scoring results: the score over its parts, per scorer."""
+    """Show a run's re-scoring results: the score over its parts, per scorer.
+
+    A final tree that is not the last part's own (work after the last part ended, scored by
+    `rescore --parts last`) is listed as part "final"; it is the run's score.
+    """
     store = ctx.store
     run_id = store.resolve(run)
     rows = scores(store, run_id, name)
@@ -211,17 +216,17 @@ def scores_cmd(ctx, run, name, as_json) -> None:
         )
         return
     latest: dict[tuple, dict] = {}
-    for row in rows:  # the newest result per (scorer, part)
-        latest[(row["scorer"], row["scored_part"])] = row
+    for row in rows:  # the newest result per (scorer, part), the final tree's after the parts
+        latest[(row["scorer"], row["final"], row["scored_part"])] = row
     out = []
-    for (scorer, part), r in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+    for (scorer, final, part), r in sorted(latest.items(), key=_in_order):
         counts = f"{r['passed']}/{r['total']}" if r["total"] is not None else "-"
         value = "-" if r["value"] is None else f"{r['value']:.3f}"
         origin = "reused" if r["reused_from"] else "ran"
         out.append(
             [
                 scorer,
-                part,
+                "final" if final else part,
                 r["tree_id"][:10],
                 r["status"],
                 value,
@@ -231,14 +236,20 @@ def scores_cmd(ctx, run, name, as_json) -> None:
             ]
         )
     click.echo(table(out, ["SCORER", "PART", "TREE", "STATUS", "VALUE", "PASSED", "HOW", "DIGEST"]))
-    for (scorer, part), r in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+    for (scorer, final, part), r in sorted(latest.items(), key=_in_order):
         if r["status"] == "ok":
             continue
         tail = r.get("output_tail") or _origin_tail(store, rows, r)
-        click.echo(f"\n{scorer} part {part}: {r['status']} (exit {'-' if r['exit_code'] is None else r['exit_code']})")
+        click.echo(f"\n{scorer} {'final tree' if final else f'part {part}'}: {r['status']} (exit {'-' if r['exit_code'] is None else r['exit_code']})")
         lines = (tail or "(no output)").rstrip("\n").splitlines()[-TAIL_LINES:]
         for line in lines:
             click.echo(f"  {line}")
+
+
+def _in_order(item: tuple) -> tuple:
+    """By scorer, its parts in order, then its final tree (a part of None first)."""
+    (scorer, final, part), _ = item
+    return scorer, final, -1 if part is None else part
 
 
 TAIL_LINES = 12

@@ -315,6 +315,9 @@ class Scored(Event, tag="scored"):
         reused_from: run id and seq of an identical (tree, scorer) result that was reused.
         errors: tests that could not run to a verdict, when the result says.
         skipped: tests skipped, ignored, todo or expected to fail, when the result says.
+        final: the tree scored is the run's final tree (its snapshot at close), which is not
+            ``scored_part``'s own tree: the work after the last part ended. False (and every
+            event from before the field): the tree of ``scored_part``.
     """
 
     scorer: str
@@ -332,6 +335,7 @@ class Scored(Event, tag="scored"):
     reused_from: str = ""
     errors: int | None = None
     skipped: int | None = None
+    final: bool = False
 
 
 class RunTagged(Event, tag="run_tagged"):

@@ -118,7 +118,7 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
                 if priced else "NULL")
     overrides = _has_table(conn, "run_tags")
     score_where = "s.run_id = r.id AND s.value IS NOT NULL" + (" AND s.scorer = :scorer" if query.scorer else "")
-    score = f"(SELECT s.value FROM scores s WHERE {score_where} ORDER BY s.scored_part DESC, s.seq DESC LIMIT 1)"
+    score = f"(SELECT s.value FROM scores s WHERE {score_where} ORDER BY s.final DESC, s.scored_part DESC, s.seq DESC LIMIT 1)"
     status = ("coalesce(r.end_status, CASE WHEN r.id IN (SELECT value FROM json_each(:running)) "
               "THEN 'running' ELSE 'crashed' END)")
     tests = "(CAST(m.tests_final_passed AS REAL) / nullif(m.tests_final_total, 0))"

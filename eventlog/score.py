@@ -1,7 +1,7 @@
 """The scores projection: every ``scored`` event of every run's score stream, in ``scores``.
 
 One row per event of ``runs/<id>/scores/``, keyed by (run, seq), with the result's fields
-(migration ``m001_scores`` of projection ``scores``). It serves two lookups: "was (tree,
+(migrations ``m001_scores``… of projection ``scores``). It serves two lookups: "was (tree,
 scorer digest) already scored, anywhere?" (:func:`find_score`, for reuse) and "what were a
 run's parts scored?" (:func:`score_rows`, :func:`scored_parts`). Like every projection it is
 maintained as the score stream is written and rebuilt by ``agtrace reindex``.
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 COLUMNS = (
     "run_id", "seq", "ts", "scorer", "scorer_digest", "tree_id", "scored_part", "value", "passed",
-    "failed", "total", "status", "exit_code", "duration_ms", "reused_from", "output_tail",
+    "failed", "total", "status", "exit_code", "duration_ms", "reused_from", "output_tail", "final",
 )
 
 
@@ -41,14 +41,21 @@ def m002_output_tail(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE scores ADD COLUMN output_tail TEXT")
 
 
+def m003_final(conn: sqlite3.Connection) -> None:
+    """Whether the tree scored is the run's final tree rather than ``scored_part``'s own
+    (:attr:`Scored.final`): the run's score is the final tree's, and a part's is its own tree's.
+    The projection's version was raised with it, so the rows are folded again from the events."""
+    conn.execute("ALTER TABLE scores ADD COLUMN final INTEGER NOT NULL DEFAULT 0")
+
+
 class ScoresProjection(Projection):
     """The ``scores`` table (see the module docstring)."""
 
     name = "scores"
-    version = 2
+    version = 3
     stream = "scores"
     tables = ("scores",)
-    migrations = (m001_scores, m002_output_tail)
+    migrations = (m001_scores, m002_output_tail, m003_final)
 
     def apply(self, conn: sqlite3.Connection, run_id: str, records: Iterable[Record]) -> None:
         rows = [_row(run_id, rec) for rec in records if type(rec.event) is Scored]
@@ -59,7 +66,7 @@ def _row(run_id: str, rec: Record) -> tuple:
     ev: Scored = rec.event
     return (run_id, rec.seq, rec.ts, ev.scorer, ev.scorer_digest, ev.tree_id, ev.scored_part, ev.value,
             ev.passed, ev.failed, ev.total, ev.status, ev.exit_code, ev.duration_ms, ev.reused_from,
-            ev.output_tail)
+            ev.output_tail, int(ev.final))
 
 
 def _conn(store: Store) -> sqlite3.Connection:
@@ -67,13 +74,13 @@ def _conn(store: Store) -> sqlite3.Connection:
 
 
 def score_rows(store: Store, run_id: str, scorer: str | None = None) -> list[dict]:
-    """Every score of a run (optionally one scorer's), in the order they were appended; the
-    run's score stream is folded first."""
+    """Every score of a run (optionally one scorer's), in the order they were appended, with
+    ``final`` a bool; the run's score stream is folded first."""
     store.sync(run_id)
     sql, args = "SELECT * FROM scores WHERE run_id=?", [run_id]
     if scorer:
         sql, args = sql + " AND scorer=?", [run_id, scorer]
-    return list(store.catalog.query(sql + " ORDER BY seq", args))
+    return [{**row, "final": bool(row["final"])} for row in store.catalog.query(sql + " ORDER BY seq", args)]
 
 
 def find_score(store: Store, scorer_digest: str, tree_id: str, scorer: str | None = None) -> dict | None:
@@ -88,39 +95,50 @@ def find_score(store: Store, scorer_digest: str, tree_id: str, scorer: str | Non
 
 
 def scored_parts(store: Store, run_id: str, scorer_digest: str,
-                 scorer: str | None = None) -> set[tuple[int | None, str]]:
-    """(part, tree) pairs of a run already scored with this digest (what a resumed rescore
-    skips), by scorer name ``scorer`` when given; the run's score stream is folded first."""
+                 scorer: str | None = None) -> set[tuple[int | None, str, bool]]:
+    """(part, tree, final) of a run already scored with this digest (what a resumed rescore
+    skips), by scorer name ``scorer`` when given; the run's score stream is folded first. A
+    final tree scored by an older rescore as its part (no ``final``) is not among the final
+    ones: the next ``--parts last`` records it as final, reusing that result."""
     store.sync(run_id)
-    sql, args = "SELECT scored_part, tree_id FROM scores WHERE run_id=? AND scorer_digest=?", [run_id, scorer_digest]
+    sql = "SELECT scored_part, tree_id, final FROM scores WHERE run_id=? AND scorer_digest=?"
+    args = [run_id, scorer_digest]
     if scorer is not None:
         sql, args = sql + " AND scorer=?", [*args, scorer]
-    return {(p, t) for p, t in _conn(store).execute(sql, args)}
+    return {(p, t, bool(f)) for p, t, f in _conn(store).execute(sql, args)}
 
 
 def latest_score(rows: list[dict], scorer: str | None = None) -> float | None:
-    """A run's score from its :func:`score_rows`: the value of the newest result of its highest
-    scored part (of any scorer, or of ``scorer``), None if no result has a value. The one rule:
-    the runs index (``agtrace view``) sorts and filters by the same in SQL, and ``compare`` and
-    the report show it as ``score``. Not the last appended: a part whose result was reused is
+    """A run's score from its :func:`score_rows`: the value of the newest result of its final
+    tree when one was scored apart from its last part (``final``), else of its highest scored
+    part (of any scorer, or of ``scorer``), None if no result has a value. The one rule: the
+    runs index (``agtrace view``) sorts and filters by the same in SQL, and ``compare`` and the
+    report show it as ``score``. Not the last appended: a part whose result was reused is
     appended with its original, before parts scored after it."""
     valued = [r for r in rows if r["value"] is not None and (scorer is None or r["scorer"] == scorer)]
     if not valued:
         return None
-    return max(valued, key=lambda r: (-1 if r["scored_part"] is None else r["scored_part"], r["seq"]))["value"]
+    return max(valued, key=_score_order)["value"]
+
+
+def _score_order(row: dict) -> tuple:
+    """Which result is a run's score (the largest): a final tree's over any part's, then the
+    higher part, then the newer; the index's SQL orders by the same, descending."""
+    return (bool(row["final"]), -1 if row["scored_part"] is None else row["scored_part"], row["seq"])
 
 
 def score_series(store: Store, run_id: str) -> dict[str, list[dict]]:
     """Each scorer's results over a run's parts, by scorer name (sorted): the newest result per
-    part, in part order, as ``{"part", "value", "passed", "total", "status", "tree_id"}`` (what a
+    part, in part order, then the newest of the final tree when it was scored apart from the
+    last part, as ``{"part", "final", "value", "passed", "total", "status", "tree_id"}`` (what a
     per-scorer plot or table draws; a failed result has status ``error``/``timeout`` and no
-    value)."""
-    latest: dict[str, dict[int | None, dict]] = {}
+    value). The last item is the scorer's result for the run."""
+    latest: dict[str, dict[tuple, dict]] = {}
     for row in score_rows(store, run_id):
-        latest.setdefault(row["scorer"], {})[row["scored_part"]] = row
+        latest.setdefault(row["scorer"], {})[(row["final"], row["scored_part"])] = row
     return {
-        name: [{"part": part, "value": r["value"], "passed": r["passed"], "total": r["total"],
+        name: [{"part": part, "final": final, "value": r["value"], "passed": r["passed"], "total": r["total"],
                 "status": r["status"], "tree_id": r["tree_id"]}
-               for part, r in sorted(by_part.items(), key=lambda kv: -1 if kv[0] is None else kv[0])]
+               for (final, part), r in sorted(by_part.items(), key=lambda kv: _score_order(kv[1])[:2])]
         for name, by_part in sorted(latest.items())
     }

@@ -70,7 +70,7 @@ def _row(store: Store, run_id: str, metrics: RunMetrics) -> dict:
         row.pop(key, None)
     row["score"] = latest_score(score_rows(store, run_id))
     row["scorers"] = {name: {"value": series[-1]["value"], "status": series[-1]["status"],
-                             "part": series[-1]["part"], "series": series}
+                             "part": series[-1]["part"], "final": series[-1]["final"], "series": series}
                       for name, series in score_series(store, run_id).items()}
     net = net_change(store, run_id)
     row.update(zip(("net_files_changed", "net_lines_added", "net_lines_removed"), net or (None, None, None),
@@ -79,12 +79,14 @@ def _row(store: Store, run_id: str, metrics: RunMetrics) -> dict:
 
 
 def _scorer_curves(scores: list[dict], at: dict[int, int]) -> dict[str, list[list]]:
-    """Each scorer's newest value per scored part, in part order: ``{name: [[part, t_ms, value]]}``."""
-    latest: dict[str, dict[int, float]] = {}
+    """Each scorer's newest value per scored part, in part order, then its final tree's (scored
+    apart from the last part) at the last part's time: ``{name: [[part, t_ms, value, final]]}``."""
+    latest: dict[str, dict[tuple[bool, int], float]] = {}
     for s in scores:
         if s["value"] is not None and s["scored_part"] is not None:
-            latest.setdefault(s["scorer"], {})[s["scored_part"]] = s["value"]
-    return {name: [[part, at.get(part, 0), v] for part, v in sorted(values.items())]
+            latest.setdefault(s["scorer"], {})[(s["final"], s["scored_part"])] = s["value"]
+    end = max(at.values(), default=0)
+    return {name: [[part, end if final else at.get(part, 0), v, final] for (final, part), v in sorted(values.items())]
             for name, values in sorted(latest.items())}
 
 
@@ -211,8 +213,8 @@ def _line_class(line: str) -> str:
 def _last_score(points: list[list] | None) -> str:
     if not points:
         return "–"
-    part, _, value = points[-1]
-    return f"{value:.3g} (part {part})"
+    part, _, value, final = points[-1]
+    return f"{value:.3g} ({'final tree' if final else f'part {part}'})"
 
 
 def _cell(key: str, value) -> str:

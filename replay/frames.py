@@ -50,8 +50,8 @@ PART_COLUMNS = ("run_id", "part", "kind", "title", "tool", "ended_at", "ended", 
 EVENT_COLUMNS = ("run_id", "seq", "ts", "time", "part", "kind", "text", "event")
 """Columns of :func:`events_df`: the envelope, the event's searchable text (messages, reasoning,
 tool calls and outputs, errors; else None) and the whole event as a dict."""
-SCORE_COLUMNS = ("run_id", "seq", "ts", "time", "scorer", "scorer_digest", "tree_id", "scored_part", "value",
-                 "passed", "failed", "total", "status", "exit_code", "duration_ms", "reused_from")
+SCORE_COLUMNS = ("run_id", "seq", "ts", "time", "scorer", "scorer_digest", "tree_id", "scored_part", "final",
+                 "value", "passed", "failed", "total", "status", "exit_code", "duration_ms", "reused_from")
 """Columns of :func:`scores_df`: the scores projection's rows (``agtrace scores``)."""
 
 

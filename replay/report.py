@@ -293,8 +293,8 @@ def report_data(store: Store, run_id: str, *, limits: ReportLimits | None = None
         while len(pages) <= page_no:
             pages.append([])
         pages[page_no].append(e)
-    scores = [[r["scored_part"], fold.rel_ms(r["ts"]), r["value"], r["passed"], r["total"], r["scorer"], r["status"]]
-              for r in score_rows(store, run_id)]
+    scores = [[r["scored_part"], fold.rel_ms(r["ts"]), r["value"], r["passed"], r["total"], r["scorer"], r["status"],
+               r["final"]] for r in score_rows(store, run_id)]
     run = header(store, run_id, fold.started, metrics)
     run["notes"] = run_notes(store, run_id)  # as show --json has them
     noted = set()

@@ -195,9 +195,9 @@ function report(){
     const hasScore = D.scores.length > 0, rate = D.scores.every(r => r[2] == null || (r[2] >= 0 && r[2] <= 1));
     for (const r of D.scores) if (r[0] != null) { const v = r[2] != null ? r[2] : (r[4] ? r[3]/r[4] : null); if (v == null) continue;
       const name = r[5] || "scorer"; if (!sc.has(name)) sc.set(name, []);
-      sc.get(name).push([xv(r[0], mode === "time" ? tOfPart(r[0])*1000 : r[1]), v, r[0], `${name}: part ${r[0]} scored ${v} (${r[6]})`]); }
+      sc.get(name).push([xv(r[0], mode === "time" ? tOfPart(r[0])*1000 : r[1]), v, r[0], `${name}: ${r[7] ? `the final tree (after part ${r[0]})` : `part ${r[0]}`} scored ${v} (${r[6]})`, r[7] ? 1 : 0]); }
     const scorers = [...sc.keys()].sort(), scoreColor = i => SCORE_COLORS[i % SCORE_COLORS.length];
-    const scoreSeries = scorers.map((name, i) => ({name, color: scoreColor(i), points: sc.get(name).sort((a, b) => a[0]-b[0]), axis: "y2", thin: true}));
+    const scoreSeries = scorers.map((name, i) => ({name, color: scoreColor(i), points: sc.get(name).sort((a, b) => a[0]-b[0] || a[4]-b[4]), axis: "y2", thin: true}));
     const allScores = scorers.flatMap(n => sc.get(n).map(p => p[1]));
     const y = {...extent([...tot.map(p => p[1]), ...pass.map(p => p[1])], 0), label: "tests"};
     $("#plot-tests .body").innerHTML = chart({label: "tests over " + mode, x: xAxis(mode, maxPart, lastT), y, empty: "no tests ran in this run",
@@ -360,7 +360,7 @@ function compare(){
   const leg = () => legend(D.runs.map((r, i) => [COLORS[i % COLORS.length], r.label]));
   const draw = (id, title, pick, fmt, ylabel) => toggles(card(plots, id, title), mode => {
     const series = D.runs.map((r, i) => ({name: r.label, color: COLORS[i % COLORS.length], step: true,
-      points: pick(r).map(p => [mode === "time" ? p[1]/1000 : p[0], p[2], p[0], `${r.label} part ${p[0]}: ${fmt ? fmt(p[2]) : p[2].toLocaleString()}`])}));
+      points: pick(r).map(p => [mode === "time" ? p[1]/1000 : p[0], p[2], p[0], `${r.label} ${p[3] ? "final tree" : `part ${p[0]}`}: ${fmt ? fmt(p[2]) : p[2].toLocaleString()}`])}));
     $(`#${id} .body`).innerHTML = chart({label: title, x: xAxis(mode, maxPart, maxT), y: {...extent(series.flatMap(s => s.points.map(p => p[1])), 0), fmt, label: ylabel},
       series, empty: "nothing recorded", extend: false}) + leg();
   });

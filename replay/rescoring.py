@@ -11,7 +11,7 @@ Contracts:
   An identical (tree, name, digest) is run once, across parts and runs and across invocations; the
   other parts get a ``scored`` event with the same result and ``reused_from = "<run>:<seq>"``
   naming the original (their ``output_tail`` is left empty: the output is stored once).
-* **Resumable.** A (part, tree) of a run that already has a ``scored`` event with the same
+* **Resumable.** A (part, tree, final) of a run that already has a ``scored`` event with the same
   name and digest is skipped, so an interrupted rescore continues where it stopped and a repeated one
   runs nothing. Timeouts count as results (rerun with another ``--timeout`` = same digest, so
   they stay; change the command or name to force a rerun).
@@ -131,10 +131,11 @@ def scorer_digest(cmd: str, sandbox: Sandbox, result: ResultSpec) -> str:
 
 def select_parts(
     store: Store, run_id: str, parts: str | Sequence[int] = "last", *, left_out: list[int] | None = None
-) -> list[tuple[int, str]]:
-    """``(part, tree id)`` pairs to score, for a part selection in the one vocabulary
+) -> list[tuple[int, str, bool]]:
+    """``(part, tree id, final)`` to score, for a part selection in the one vocabulary
     (:mod:`agtrace.eventlog.part_selection`): ``last`` (alias ``final``: the run's last tree,
-    its final snapshot, recorded as the last part), ``all`` (every part with a tree),
+    its final snapshot, recorded under the last part, ``final`` when it is not that part's own
+    tree), ``all`` (every part with a tree),
     ``changed`` (parts whose tree differs from the previous one's), ``first``, ranges ``3-7``
     and lists ``1,5,9`` (0 = the base tree). Parts without a tree are left out (and appended to
     ``left_out``) when the selection is a word or a range; a part named by number without one
@@ -157,7 +158,7 @@ def select_parts(
     for n in numbers:
         tree = base_tree(store, run_id) if n == 0 else by_part.get(n)
         if tree:
-            out.append((n, tree))
+            out.append((n, tree, False))
         elif n not in named:
             if left_out is not None:
                 left_out.append(n)
@@ -168,23 +169,25 @@ def select_parts(
     return out
 
 
-def _final(store: Store, run_id: str, rows: list[dict]) -> list[tuple[int, str]]:
+def _final(store: Store, run_id: str, rows: list[dict]) -> list[tuple[int, str, bool]]:
+    """The run's final tree under its last part: ``final`` when the work after that part ended
+    changed the tree (the part's own tree is another score's, ``--parts all``'s)."""
     if not rows:
         base = base_tree(store, run_id)
-        return [(0, base)] if base else []
+        return [(0, base, False)] if base else []
     last = rows[-1]
     tree = last["tree_id"]
     for rec in store.read(run_id, last["last_seq"]):
         if isinstance(rec.event, SnapshotTaken) and rec.event.final:
             tree = rec.event.tree_id
-    return [(last["part"], tree)]
+    return [(last["part"], tree, tree != last["tree_id"])]
 
 
 @dataclass
 class _Job:
     tree_id: str
     repo: str
-    targets: list[tuple[str, int]]  # (run, part) in order; the first gets the original event
+    targets: list[tuple[str, int, bool]]  # (run, part, final) in order; the first gets the original event
 
 
 def rescore(
@@ -235,14 +238,12 @@ def rescore(
             continue
         done = scored_parts(store, run_id, digest, name)
         report.selected += len(chosen)
-        pending = [(p, t) for p, t in chosen if (p, t) not in done]
+        pending = [c for c in chosen if c not in done]
         report.skipped += len(chosen) - len(pending)
         repo = snapshots(store, run_id).path if pending else ""
-        for part, tree in pending:
-            job = todo.setdefault(
-                tree if reuse else f"{tree}:{run_id}:{part}", _Job(tree, repo, [])
-            )
-            job.targets.append((run_id, part))
+        for part, tree, final in pending:
+            job = todo.setdefault(tree if reuse else f"{tree}:{run_id}:{part}", _Job(tree, repo, []))
+            job.targets.append((run_id, part, final))
     total = sum(len(j.targets) for j in todo.values())
     recorder = _Recorder(store, name, digest, report, progress, total)
     try:
@@ -258,9 +259,7 @@ def rescore(
     finally:
         recorder.close()
     order = {run_id: i for i, run_id in enumerate(run_ids)}
-    report.results.sort(
-        key=lambda r: (order[r["run_id"]], r["part"] if r["part"] is not None else -1)
-    )
+    report.results.sort(key=lambda r: (order[r["run_id"]], r["final"], -1 if r["part"] is None else r["part"]))
     report.duration_s = time.perf_counter() - started
     return report
 
@@ -315,23 +314,22 @@ class _Recorder:
             self.progress(self.done, self.total)
 
     def record(self, job: _Job, event: Scored) -> None:
-        run_id, part = job.targets[0]
-        seq = self._append(run_id, msgspec.structs.replace(event, scored_part=part))
+        run_id, part, final = job.targets[0]
+        seq = self._append(run_id, msgspec.structs.replace(event, scored_part=part, final=final))
         self.report.ran += 1
-        self.reuse(
-            _Job(job.tree_id, job.repo, job.targets[1:]), f"{run_id}:{seq}", event, counted=1
-        )
+        self.reuse(_Job(job.tree_id, job.repo, job.targets[1:]), f"{run_id}:{seq}", event, counted=1)
 
     def reuse(self, job: _Job, origin: str, source, counted: int = 0) -> None:
         """Append ``source``'s result (an event or a table row) for every target of ``job``."""
         get = source.get if isinstance(source, dict) else lambda k: getattr(source, k)
         copied = {k: get(k) for k in _COPIED}
-        for run_id, part in job.targets:
+        for run_id, part, final in job.targets:
             event = Scored(
                 scorer=self.name,
                 scorer_digest=self.digest,
                 tree_id=job.tree_id,
                 scored_part=part,
+                final=final,
                 reused_from=origin,
                 **copied,
             )
@@ -346,7 +344,7 @@ class _Recorder:
 
 _COPIED = ("value", "passed", "failed", "errors", "skipped", "total", "status", "exit_code",
            "duration_ms")
-_REPORTED = ("tree_id", "status", "value", "passed", "failed", "total", "reused_from")
+_REPORTED = ("tree_id", "final", "status", "value", "passed", "failed", "total", "reused_from")
 
 
 def _run_jobs(

@@ -250,11 +250,11 @@ def test_junit_result_and_no_stale_result_file_between_parts(store, tmp_path):
 
 def test_part_selection(store, tmp_path):
     run_id = make_run(store, tmp_path / "w", [1, 1, 2, 2, 3])
-    trees = dict(select_parts(store, run_id, "all"))
+    trees = {p: t for p, t, _ in select_parts(store, run_id, "all")}
     assert sorted(trees) == [1, 2, 3, 4, 5]
-    assert [p for p, _ in select_parts(store, run_id, "changed")] == [1, 3, 5]
-    assert select_parts(store, run_id, "final") == [(5, trees[5])]
-    assert [p for p, _ in select_parts(store, run_id, [0, 2])] == [0, 2]
+    assert [p for p, _, _ in select_parts(store, run_id, "changed")] == [1, 3, 5]
+    assert select_parts(store, run_id, "final") == [(5, trees[5], False)]  # the last part's tree
+    assert [p for p, _, _ in select_parts(store, run_id, [0, 2])] == [0, 2]
     with pytest.raises(BadPartSelection, match=f"run {run_id} has no part 9; it has parts 1..5"):
         select_parts(store, run_id, [9])
 
@@ -316,7 +316,7 @@ def test_scores_table_is_rebuilt_identically_from_the_streams(store, tmp_path):
     assert store.catalog.dump()["scores"] == before
     assert sorted(r["scored_part"] for r in scores(store, run_id)) == [1, 2, 3]
     names = [r[0] for r in store.catalog.conn.execute("SELECT name FROM migrations WHERE owner='scores'")]
-    assert names == ["m001_scores", "m002_output_tail"]
+    assert names == ["m001_scores", "m002_output_tail", "m003_final"]
 
 
 def test_digest_covers_command_environment_and_parser():
