@@ -120,20 +120,20 @@ def decompress(payload: bytes, where: str = "", offset: int = -1) -> bytes:
     """The decompressed payload of the frame at byte ``offset`` of segment ``where``, in at most
     :data:`MAX_FRAME_BYTES`; else :class:`CorruptLog` naming the file and offset. The size the
     zstd header claims is checked before anything is allocated; a frame that does not say its
-    size is decompressed in chunks and given up as soon as it passes the limit."""
+    size (agtrace's writer always says it) is first measured in chunks that are dropped, given
+    up as soon as it passes the limit, so refusing it holds one chunk, not the limit."""
     claimed = zstandard.frame_content_size(payload) if len(payload) >= 4 else -1
     if claimed > MAX_FRAME_BYTES:
         raise _too_big(where, offset, f"its zstd header says it decompresses to {claimed:,} bytes")
     if claimed >= 0:
         return _decompressor.decompress(payload)
-    pieces, total = [], 0
+    total = 0
     with _decompressor.stream_reader(payload) as stream:
         while piece := stream.read(_CHUNK):
             total += len(piece)
             if total > MAX_FRAME_BYTES:
                 raise _too_big(where, offset, f"it decompresses to more than {MAX_FRAME_BYTES:,} bytes")
-            pieces.append(piece)
-    return b"".join(pieces)
+    return _decompressor.decompress(payload, max_output_size=total) if total else b""
 
 
 def _too_big(where: str, offset: int, how: str) -> CorruptLog:
