@@ -162,3 +162,26 @@ def test_ls_says_newer_format_for_a_run_whose_first_segment_is_newer(tmp_path):
     fresh = Store(tmp_path / "store")
     (row,) = [r for r in fresh.runs() if r.id == w.run_id]
     assert row.status == "newer-format" and "upgrade agtrace" in row.reason, (row.status, row.reason)
+
+
+def _claims(size: int) -> bytes:
+    """A zstd frame of a few bytes whose header says it decompresses to ``size`` bytes."""
+    return b"\x28\xb5\x2f\xfd\xe0" + struct.pack("<Q", size) + b"\x01\x00\x00"
+
+
+@pytest.mark.parametrize("payload, says", [(_claims(1 << 40), "its zstd header says it decompresses to"),
+                                           (b"no zstd at all", "does not decode: ")], ids=["bomb", "not-zstd"])
+def test_verify_and_the_remote_check_name_a_damaged_frame_once(tmp_path, payload, says):
+    """verify said `<path>: frame at byte N: does not decode: <path>: frame at byte N: …; run
+    `agtrace verify``, and the check of a pulled segment `frame at byte N does not decode (<temp
+    path>: frame at byte N: …)`: the location twice, a verify hint inside verify."""
+    store, run_id, path = _store_with_bomb(tmp_path, payload)
+    offset = segment.scan(path)[0][1].offset
+    (problem,) = store.verify(run_id, snapshots=False).problems
+    assert problem.startswith(f"{path}: frame at byte {offset}: {says}"), problem
+    assert problem.count(str(path)) == problem.count(f"byte {offset}") == 1 and "agtrace verify" not in problem
+    with pytest.raises(CorruptLog) as exc:
+        check_segment(path, 1, 2)
+    message = str(exc.value)
+    assert message.startswith(f"frame at byte {offset}: {says}"), message
+    assert str(path) not in message and message.count(f"byte {offset}") == 1 and "agtrace verify" not in message
