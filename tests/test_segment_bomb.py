@@ -185,3 +185,29 @@ def test_verify_and_the_remote_check_name_a_damaged_frame_once(tmp_path, payload
     message = str(exc.value)
     assert message.startswith(f"frame at byte {offset}: {says}"), message
     assert str(path) not in message and message.count(f"byte {offset}") == 1 and "agtrace verify" not in message
+
+
+@pytest.mark.slow
+def test_a_frame_this_machine_has_no_memory_for_is_not_called_damage(tmp_path):
+    """A frame under the limit that needs more memory than the process has: verify said it
+    `does not decode: ` (an empty MemoryError), and the check of a pulled or local segment
+    called a whole copy damaged (pull then set a whole local file aside). Now the MemoryError
+    reaches the caller (the CLI says out of memory)."""
+    store, run_id, path = _store_with_bomb(tmp_path, _bomb(600 << 20, say_size=True))
+    store.close()
+    script = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
+from pathlib import Path
+from agtrace.eventlog import Store
+from agtrace.eventlog.sync.keys import check_segment
+store = Store({str(store.root)!r})
+for check in (lambda: check_segment(Path({str(path)!r}), 1, 2), lambda: store.verify({run_id!r}, snapshots=False)):
+    try:
+        print("returned", check())
+    except MemoryError:
+        print("MemoryError")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["MemoryError", "MemoryError"], proc.stdout
