@@ -45,6 +45,8 @@ more, or whose stream produces more, is damage of that frame: it is refused befo
 it is decompressed, never by running out of memory (a hostile or corrupted segment: a pull, a
 copied store, a bad disk). The writer splits batches long before this (``writer.FRAME_BYTES``)."""
 _CHUNK = 1 << 20
+VERIFY_HINT = "; run `agtrace verify`"
+"""How a reader's message about a damaged frame ends."""
 
 _compressor = zstandard.ZstdCompressor(level=3)
 _decompressor = zstandard.ZstdDecompressor()
@@ -120,26 +122,39 @@ def decompress(payload: bytes, where: str = "", offset: int = -1) -> bytes:
     """The decompressed payload of the frame at byte ``offset`` of segment ``where``, in at most
     :data:`MAX_FRAME_BYTES`; else :class:`CorruptLog` naming the file and offset. The size the
     zstd header claims is checked before anything is allocated; a frame that does not say its
-    size is decompressed in chunks and given up as soon as it passes the limit."""
+    size (agtrace's writer always says it) is first measured in chunks that are dropped, given
+    up as soon as it passes the limit, so refusing it holds one chunk, not the limit."""
     claimed = zstandard.frame_content_size(payload) if len(payload) >= 4 else -1
     if claimed > MAX_FRAME_BYTES:
         raise _too_big(where, offset, f"its zstd header says it decompresses to {claimed:,} bytes")
     if claimed >= 0:
         return _decompressor.decompress(payload)
-    pieces, total = [], 0
+    total = 0
     with _decompressor.stream_reader(payload) as stream:
         while piece := stream.read(_CHUNK):
             total += len(piece)
             if total > MAX_FRAME_BYTES:
                 raise _too_big(where, offset, f"it decompresses to more than {MAX_FRAME_BYTES:,} bytes")
-            pieces.append(piece)
-    return b"".join(pieces)
+    return _decompressor.decompress(payload, max_output_size=total) if total else b""
 
 
 def _too_big(where: str, offset: int, how: str) -> CorruptLog:
     return CorruptLog(f"{where}: frame at byte {offset}: {how}, over the limit of {MAX_FRAME_BYTES:,} bytes "
-                      "(no agtrace writes such a frame: it is damaged or hostile); run `agtrace verify`",
+                      f"(no agtrace writes such a frame: it is damaged or hostile){VERIFY_HINT}",
                       where, offset)
+
+
+def frame_damage(exc: Exception, path: str | os.PathLike, offset: int) -> str:
+    """What is wrong with the frame at byte ``offset`` of ``path``, for a caller that names the
+    frame itself (verify, the checks of push and pull): the message of ``exc`` without the
+    location and the verify hint a :class:`CorruptLog` about that frame already carries (from
+    :func:`read_frame`, :func:`decompress`), so neither is said twice; any other failure (the
+    batch does not decode as events) is ``does not decode: <exc>``."""
+    where = f"{path}: frame at byte {offset}: "
+    message = str(exc)
+    if isinstance(exc, CorruptLog) and message.startswith(where):
+        return message[len(where):].removesuffix(VERIFY_HINT)
+    return f"does not decode: {message}"
 
 
 def check_version(path: str | os.PathLike, data: bytes) -> None:
@@ -328,7 +343,7 @@ def read_frame(fh, info: FrameInfo) -> bytes:
     checked = _check_frame(raw, 0, len(raw))
     if isinstance(checked, str):
         raise CorruptLog(
-            f"{fh.name}: frame at byte {info.offset}: {checked}; run `agtrace verify`",
+            f"{fh.name}: frame at byte {info.offset}: {checked}{VERIFY_HINT}",
             fh.name,
             info.offset,
         )

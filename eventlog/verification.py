@@ -180,8 +180,10 @@ def _read_frames(store, run_id, path, frames, report, check, out: _Stream) -> bo
         for info in frames:
             try:
                 records = _decode_frame(fh, info)
+            except MemoryError:
+                raise  # this machine's shortage (a frame may hold up to MAX_FRAME_BYTES), not damage
             except Exception as exc:  # noqa: BLE001 - any failure to decode is damage to report
-                check.problems.append(f"{path}: frame at byte {info.offset}: does not decode: {exc}")
+                check.problems.append(f"{path}: frame at byte {info.offset}: {segment.frame_damage(exc, path, info.offset)}")
                 return False
             report.events += len(records)
             for rec in records:

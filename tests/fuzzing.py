@@ -10,8 +10,11 @@ test with the case. :class:`Tally` counts them; the tests print the counts.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import struct
+import zlib
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, settings
@@ -59,8 +62,6 @@ class Tally:
 
 def counted(tally_of):
     """Count a case that raises (a reader that crashed, or a broken promise) as not handled."""
-    import functools
-
     def wrap(fn):
         @functools.wraps(fn)
         def run(*args, **kwargs):
@@ -140,3 +141,45 @@ def dump_json(value) -> bytes:
     for n in (50, 3000):
         text = text.replace(f'"__DEEP_{n}__"', "[" * n + "]" * n)
     return text.encode("utf-8", "surrogatepass")
+
+
+@functools.cache
+def zstd_bomb(say_size: bool) -> bytes:
+    """A zstd stream of ~40 kB that expands to one byte more than ``segment.MAX_FRAME_BYTES``
+    (zeros), its header saying that size or not (then only decompressing tells)."""
+    import zstandard
+
+    from agtrace.eventlog import segment
+
+    size = segment.MAX_FRAME_BYTES + 1
+    obj = zstandard.ZstdCompressor(level=1, write_content_size=say_size).compressobj(size=size if say_size else -1)
+    chunk, out, left = bytes(1 << 20), [], size
+    while left:
+        out.append(obj.compress(chunk[: min(left, len(chunk))]))
+        left -= min(left, len(chunk))
+    return b"".join(out) + obj.flush()
+
+
+def frame_offsets(data: bytes) -> list[int]:
+    """Where the frames of segment image ``data`` start (walked by their headers)."""
+    from agtrace.eventlog import segment
+
+    offsets, off = [], len(segment.SEGMENT_MAGIC)
+    while off + segment.HEADER_SIZE <= len(data):
+        offsets.append(off)
+        off += segment.HEADER_SIZE + struct.unpack_from("<I", data, off + 4)[0]
+    return offsets
+
+
+@st.composite
+def frame_bomb(draw, data: bytes) -> tuple[bytes, int]:
+    """``data`` (a segment) with one frame's payload replaced by :func:`zstd_bomb`, its seqs kept
+    and its checksum fixed, so only the size limit can catch it; and the frame's offset."""
+    from agtrace.eventlog import segment
+
+    off = draw(st.sampled_from(frame_offsets(data)))
+    length, _crc, first, count = struct.unpack_from("<IIQI", data, off + 4)
+    payload = zstd_bomb(draw(st.booleans()))
+    tail = struct.pack("<QI", first, count) + payload
+    frame = segment.FRAME_MAGIC + struct.pack("<II", len(payload), zlib.crc32(tail)) + tail
+    return data[:off] + frame + data[off + segment.HEADER_SIZE + length:], off

@@ -1,5 +1,7 @@
 """Property-based mutation tests over every reader (issue 12, item 7): append lines, import
-formats (the checked-in fixtures as seeds), segment frames, remote manifests, bundles.
+formats (the checked-in fixtures as seeds), segment frames, remote manifests, bundles, and
+frames whose payload is a zstd bomb (checksum fixed) met by `verify`, `log`, `show`, `replay`,
+`push` (the remote check) and `append` (recovery), each under an address-space limit.
 
 Each mutated input is either accepted with its meaning intact or refused with its location
 (file, byte offset or line), and the store verifies after each case; anything else (a foreign
@@ -10,12 +12,13 @@ prints its counts (cases tried, handled).
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agtrace.eventlog import (
@@ -38,7 +41,16 @@ from agtrace.eventlog import (
 from agtrace.eventlog.reader import list_segments
 
 from .conftest import FIXTURES, one_of_each
-from .fuzzing import FUZZ, Tally, byte_mutation, counted, dump_json, json_mutation
+from .fuzzing import (
+    EXAMPLES,
+    FUZZ,
+    Tally,
+    byte_mutation,
+    counted,
+    dump_json,
+    frame_bomb,
+    json_mutation,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -386,3 +398,70 @@ def _fuzz_bundles(data, base):
 def test_fuzz_bundles(captured, report_counts):
     _fuzz_bundles(base=captured)
     assert tally("bundles").handled == tally("bundles").tried > 0
+
+
+# -- frame bombs -------------------------------------------------------------------------------
+
+BOMBS = settings(FUZZ, max_examples=max(4, EXAMPLES // 5))
+"""Fewer cases: each runs six commands, and each command expands a 1 GiB bomb."""
+
+
+def _limited_memory() -> None:
+    """The commands run under an address-space limit of the frame limit: one that held a bomb's
+    expansion would fail with MemoryError (or be killed), never take the machine's memory."""
+    import resource
+
+    from agtrace.eventlog import segment
+
+    resource.setrlimit(resource.RLIMIT_AS, (segment.MAX_FRAME_BYTES, segment.MAX_FRAME_BYTES))
+
+
+@given(data=st.data())
+@BOMBS
+@counted(lambda: tally("frame bombs"))
+def _fuzz_bombs(data, bases):
+    import subprocess
+    import sys
+
+    t = tally("frame bombs")
+    root, run_id = data.draw(st.sampled_from(bases))[:2]
+    work = _scratch()
+    try:
+        shutil.copytree(root, work / "s")
+        segs = [p for _f, _l, p in list_segments(work / "s" / "runs" / run_id / "events")]
+        target = data.draw(st.sampled_from(segs))
+        bombed, off = data.draw(frame_bomb(target.read_bytes()))
+        target.write_bytes(bombed)
+        for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):  # rebuilt: from the bomb too
+            (work / "s" / name).unlink(missing_ok=True)
+        (work / "remote").mkdir()
+        where = f"{target}: frame at byte {off}: "
+        commands = [["verify", run_id], ["log", run_id], ["show", run_id],
+                    ["replay", run_id, "--part", "last", "--out", str(work / "out")],
+                    ["push", run_id, "--remote", f"file://{work / 'remote'}"], ["append", run_id], ["verify", run_id]]
+        refusals = []
+        for args in commands:
+            proc = subprocess.run([sys.executable, "-c", "from agtrace.cli.main import main; main()", *args],
+                                  env={**os.environ, "AGTRACE_HOME": str(work / "s")}, capture_output=True,
+                                  text=True, input='{"kind": "message_added", "role": "user", "text": "after"}\n',
+                                  preexec_fn=_limited_memory, timeout=300)
+            err = proc.stderr
+            assert proc.returncode in (0, 1) and "Traceback" not in err and "MemoryError" not in err, (args, err)
+            named = where in err and "over the limit" in err
+            if args[0] in ("verify", "log", "show") or (args[0] == "push" and target.suffix == ".seg"):
+                assert named, (args, proc.returncode, err)  # they read every frame: they meet the bomb
+            if proc.returncode:
+                assert named or target.name in err, (args, err)
+                refusals.append(err.strip().splitlines()[-1])
+        # an append may succeed: recovery checks the open segment's checksums and decodes its last
+        # record only, so a bomb in another frame is not met; it appends after it, cuts nothing,
+        # and the verify after it still names the bomb
+        assert target.read_bytes()[: len(bombed)] == bombed, "a reader cut or rewrote the damaged segment"
+        t.refuse(refusals[0])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_fuzz_frame_bombs(base_store, captured, report_counts):
+    _fuzz_bombs(bases=[base_store, captured])
+    assert tally("frame bombs").handled == tally("frame bombs").tried > 0

@@ -7,6 +7,8 @@ stays damage."""
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -69,10 +71,33 @@ def test_a_frame_claiming_more_than_the_limit_is_damage_named_by_file_and_offset
 
 
 @pytest.mark.slow
-def test_a_frame_that_does_not_say_its_size_is_given_up_past_the_limit(tmp_path):
+def test_a_frame_that_does_not_say_its_size_is_given_up_past_the_limit_in_bounded_memory(tmp_path):
+    """Measured before it is decompressed for real: refusing it held the whole 1 GiB before
+    (1.08 GB of RSS in `verify`, `log`, `show`, `append`); here the readers run under an
+    address-space limit of half the frame limit."""
     store, run_id, path = _store_with_bomb(tmp_path, _bomb(segment.MAX_FRAME_BYTES + 1, say_size=False))
-    with pytest.raises(CorruptLog, match="it decompresses to more than .* bytes, over the limit"):
-        check_segment(path, 1, 2)
+    store.close()
+    script = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, ({segment.MAX_FRAME_BYTES // 2}, {segment.MAX_FRAME_BYTES // 2}))
+from pathlib import Path
+from agtrace.eventlog import CorruptLog, Store
+from agtrace.eventlog.reader import read_stream
+from agtrace.eventlog.sync.keys import check_segment
+store = Store({str(store.root)!r})
+for read in (lambda: check_segment(Path({str(path)!r}), 1, 2),
+             lambda: list(read_stream(store.run_dir({run_id!r}) / "events"))):
+    try:
+        read()
+    except CorruptLog as exc:
+        print(exc)
+print(store.verify({run_id!r}, snapshots=False).problems[0])
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3 and all("it decompresses to more than" in line and "over the limit" in line
+                                   for line in lines), lines
 
 
 def test_the_writer_splits_a_batch_over_its_frame_bytes(tmp_path, monkeypatch):
@@ -137,3 +162,52 @@ def test_ls_says_newer_format_for_a_run_whose_first_segment_is_newer(tmp_path):
     fresh = Store(tmp_path / "store")
     (row,) = [r for r in fresh.runs() if r.id == w.run_id]
     assert row.status == "newer-format" and "upgrade agtrace" in row.reason, (row.status, row.reason)
+
+
+def _claims(size: int) -> bytes:
+    """A zstd frame of a few bytes whose header says it decompresses to ``size`` bytes."""
+    return b"\x28\xb5\x2f\xfd\xe0" + struct.pack("<Q", size) + b"\x01\x00\x00"
+
+
+@pytest.mark.parametrize("payload, says", [(_claims(1 << 40), "its zstd header says it decompresses to"),
+                                           (b"no zstd at all", "does not decode: ")], ids=["bomb", "not-zstd"])
+def test_verify_and_the_remote_check_name_a_damaged_frame_once(tmp_path, payload, says):
+    """verify said `<path>: frame at byte N: does not decode: <path>: frame at byte N: …; run
+    `agtrace verify``, and the check of a pulled segment `frame at byte N does not decode (<temp
+    path>: frame at byte N: …)`: the location twice, a verify hint inside verify."""
+    store, run_id, path = _store_with_bomb(tmp_path, payload)
+    offset = segment.scan(path)[0][1].offset
+    (problem,) = store.verify(run_id, snapshots=False).problems
+    assert problem.startswith(f"{path}: frame at byte {offset}: {says}"), problem
+    assert problem.count(str(path)) == problem.count(f"byte {offset}") == 1 and "agtrace verify" not in problem
+    with pytest.raises(CorruptLog) as exc:
+        check_segment(path, 1, 2)
+    message = str(exc.value)
+    assert message.startswith(f"frame at byte {offset}: {says}"), message
+    assert str(path) not in message and message.count(f"byte {offset}") == 1 and "agtrace verify" not in message
+
+
+@pytest.mark.slow
+def test_a_frame_this_machine_has_no_memory_for_is_not_called_damage(tmp_path):
+    """A frame under the limit that needs more memory than the process has: verify said it
+    `does not decode: ` (an empty MemoryError), and the check of a pulled or local segment
+    called a whole copy damaged (pull then set a whole local file aside). Now the MemoryError
+    reaches the caller (the CLI says out of memory)."""
+    store, run_id, path = _store_with_bomb(tmp_path, _bomb(600 << 20, say_size=True))
+    store.close()
+    script = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
+from pathlib import Path
+from agtrace.eventlog import Store
+from agtrace.eventlog.sync.keys import check_segment
+store = Store({str(store.root)!r})
+for check in (lambda: check_segment(Path({str(path)!r}), 1, 2), lambda: store.verify({run_id!r}, snapshots=False)):
+    try:
+        print("returned", check())
+    except MemoryError:
+        print("MemoryError")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["MemoryError", "MemoryError"], proc.stdout

@@ -73,8 +73,10 @@ def check_segment(path: Path, first: int, last: int, damaged: str = "the remote 
         for info in frames:
             try:
                 records = codec.decode_batch(segment.read_frame(fh, info), info.first_seq)
+            except MemoryError:
+                raise  # this machine's shortage, not damage: a whole copy is never called damaged for it
             except Exception as exc:  # noqa: BLE001 - a frame that does not decode is damage
-                raise CorruptLog(f"frame at byte {info.offset} does not decode ({exc}){whose}",
+                raise CorruptLog(f"frame at byte {info.offset}: {segment.frame_damage(exc, path, info.offset)}{whose}",
                                  str(path), info.offset) from None
             for rec in records:
                 refs.update(blob_refs(rec.event))
