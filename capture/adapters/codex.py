@@ -40,20 +40,45 @@ and so is a usage counter :func:`~agtrace.capture.usage.usage_from_openai` does 
 (``usage.<name>``, e.g. ``usage.future_tokens``): a warning, never an error.
 
 The stream names neither the model nor the Codex version: pass ``model=``/``agent_version=``.
-Codex does not report individual model requests, so one ``model_called(ok)`` is emitted per
-completed turn (a lower bound on the calls made).
+Codex does not report individual model requests in it, so from the stream alone one
+``model_called(ok)`` is emitted per completed turn (a lower bound on the calls made).
+
+The rollout. Given ``codex_home`` (``agtrace run`` on the local backend passes the agent's
+``CODEX_HOME``, else ``~/.codex``), the adapter also follows the thread's rollout file
+(:class:`~.codex_rollout_tail.RolloutTail`, from ``thread.started``) and takes from it what the
+import of that file shows: the model (``turn_context``; it replaces the ``model=`` given), the
+tool of the n-th ``command_execution`` (the n-th shell call of the rollout: ``exec_command``,
+``shell_command``; ``shell`` when the rollout does not have it yet), and at
+``turn.completed`` one ``model_called(ok)`` + ``usage_reported`` per model response of the
+turn. The stream's cumulative total stays the measure of the turn's tokens: responses are taken
+while their sum does not pass the turn's delta, and what the rollout does not have yet (it lags
+behind the stream) is one more call of the stream's remainder, so no token is lost or counted
+twice. The rollout is read at the lines that need it (a shell item's part end, while the agent
+is frozen: one read of the bytes appended since, never a wait), and at ``turn.completed``,
+which ends no part.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 from agtrace.eventlog import MessageAdded, PartEnded, ReasoningAdded, Usage, UsageReported
 
 from ..adapter import Emit
-from ..usage import OPENAI_COUNTERS, CumulativeCounter, unknown_counters, usage_from_openai
+from ..usage import (
+    OPENAI_COUNTERS,
+    ZERO,
+    CumulativeCounter,
+    add,
+    increase,
+    unknown_counters,
+    usage_from_openai,
+)
 from .base import JsonLineAdapter, title_of
+from .codex_rollout_tail import RolloutTail, codex_home
 
 _RECORDS = ("thread.started", "turn.started", "turn.completed", "turn.failed", "item.started",
             "item.updated", "item.completed", "item.plan.delta", "request_user_input", "error")
@@ -65,19 +90,32 @@ _CHANGE_KIND = {"add": "add", "delete": "delete", "update": "modify"}
 
 
 class CodexExecAdapter(JsonLineAdapter):
-    """Parses ``codex exec --json`` stdout. Extra option: ``usage_baseline: Usage``."""
+    """Parses ``codex exec --json`` stdout. Extra options: ``usage_baseline: Usage``;
+    ``codex_home`` (follow the rollout there) and ``rollout_since_ns`` (its lines from then
+    count; default: now)."""
 
     name = "codex.exec_json"
     programs = ("codex",)
     """The CLI this adapter reads, asked for its version (``codex --version``) at capture."""
     known = KNOWN
 
-    def __init__(self, *, usage_baseline: Usage | None = None, **opts: Any) -> None:
+    def __init__(self, *, usage_baseline: Usage | None = None, codex_home: str | None = None,
+                 rollout_since_ns: int | None = None, **opts: Any) -> None:
         super().__init__(**opts)
         self.usage = CumulativeCounter(usage_baseline)
+        self.rollout = None if codex_home is None else RolloutTail(
+            Path(codex_home), time.time_ns() if rollout_since_ns is None else rollout_since_ns)
+        self.shell_calls = 0  # command_execution items so far (the n-th rollout shell call)
+        self.responses = 0  # rollout usages taken so far
         self.started_ns: dict[str, int] = {}
         self.running: dict[str, dict[str, Any]] = {}  # started, not completed: latest copy
         self.turn_error = ""
+
+    @classmethod
+    def local_options(cls, env: dict[str, str] | None) -> dict[str, Any]:
+        """Options for an agent run on this machine with ``env``: its Codex home, whose
+        rollout the adapter follows (a sandbox's files are not here: stream only)."""
+        return {"codex_home": str(codex_home(env))}
 
     def may_end_part(self, line: str, stream: str = "stdout") -> bool:
         """Whether ``line`` may end a part (a cheap over-estimate: only ``item.completed`` records
@@ -93,6 +131,8 @@ class CodexExecAdapter(JsonLineAdapter):
             return self.unknown(kind)
         if kind == "thread.started":
             self.state.session_id = str(rec.get("thread_id") or "")
+            if self.rollout is not None:
+                self.rollout.follow(self.state.session_id)
             return []
         if kind == "turn.started":
             out = self.end_turn("interrupted") if self.turn_open else []
@@ -104,6 +144,7 @@ class CodexExecAdapter(JsonLineAdapter):
             self.running[str(item.get("id"))] = item
             return []
         if kind == "item.completed":
+            self.read_rollout()
             return self.item(rec.get("item") or {})
         if kind == "turn.completed":
             return self.turn_completed(rec.get("usage") or {})
@@ -131,14 +172,33 @@ class CodexExecAdapter(JsonLineAdapter):
         self.running.clear()
         return out + super().close()
 
+    def read_rollout(self) -> None:
+        """Read what the rollout gained; its model, once named, is the run's."""
+        if self.rollout is not None:
+            self.rollout.read()
+            self.state.model = self.rollout.model or self.state.model
+
     def turn_completed(self, usage: dict[str, Any]) -> list[Emit]:
-        out = [self.model_called(True)]
         for name in unknown_counters(usage, OPENAI_COUNTERS):
             self.unknown(f"usage.{name}")
+        self.read_rollout()
         total = usage_from_openai(usage)
         delta = self.usage.feed(total)
-        if delta is not None:
-            out.append(Emit(UsageReported(usage=delta, model=self.state.model, cumulative=total)))
+        out: list[Emit] = []
+        taken = ZERO
+        for rid, u in (self.rollout.usages() if self.rollout is not None else [])[self.responses:]:
+            if delta is None or add(taken, u).total > delta.total:
+                break  # a response of the next turn, or more than the stream counts
+            self.responses += 1
+            taken = add(taken, u)
+            out += [self.model_called(True, request_id=rid),
+                    Emit(UsageReported(usage=u, model=self.state.model, request_id=rid))]
+        lags = delta is not None and taken.total < delta.total
+        if not out or lags:  # the stream's own report (of what the rollout does not have): one call
+            out.append(self.model_called(True))
+            if lags:
+                out.append(Emit(UsageReported(usage=increase(delta, taken), model=self.state.model,
+                                              cumulative=total)))
         return out + self.end_turn("completed")
 
     def item(self, item: dict[str, Any]) -> list[Emit]:
@@ -172,8 +232,11 @@ class CodexExecAdapter(JsonLineAdapter):
                 item.get("error"), dict) else None
             error = "" if status == "ok" else (reason or (
                 f"exit code {exit_code}" if exit_code is not None else str(item.get("status"))))
+            tools = self.rollout.shell_tools if self.rollout is not None else []
+            tool = tools[self.shell_calls] if self.shell_calls < len(tools) else "shell"
+            self.shell_calls += 1
             return self.tool_part(
-                call_id=item_id, tool="shell", arguments={"command": command}, command=command,
+                call_id=item_id, tool=tool, arguments={"command": command}, command=command,
                 status=status, output=str(item.get("aggregated_output") or ""),
                 exit_code=exit_code, duration_ms=duration, error=error, called_ns=started)
         if kind == "file_change":
