@@ -8,6 +8,7 @@ test_agtrace_run_of_codex_agrees_with_its_rollout_import."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,22 @@ def test_a_rollout_behind_the_stream_keeps_the_streams_remainder(tmp_path):
     _, events = _live(version, _home_with(tmp_path, version, lines[:cut + 1]))
     got = _figures(events)
     assert got["calls"] == 4 and got["tokens"] == 9385 and got["models"] == {"gpt-5.5"}
+
+
+def test_a_local_capture_whose_rollout_is_missing_says_so(tmp_path):
+    """`agtrace run --agent codex` with a CODEX_HOME that has no rollout of the thread (a real
+    capture process; the stream is the pinned session's): the stream's figures, and a warning
+    that names the place looked at and what to do, instead of a silent model ""."""
+    from agtrace.capture.runner import run_agent
+
+    stdout = REAL / "codex@0.171.0" / "stdout.jsonl"
+    (tmp_path / "work").mkdir()
+    with Store(tmp_path / "store") as store:
+        summary = run_agent(store, [sys.executable, "-c", f"print(open({str(stdout)!r}).read(), end='')"],
+                            agent="codex", workdir=tmp_path / "work", env={"CODEX_HOME": str(tmp_path / "home")})
+        events = [r.event for r in store.read(summary.run_id)]
+    assert summary.status == "completed" and summary.model == ""
+    assert _figures(events)["calls"] == 1 and _figures(events)["tokens"] == 9385
+    [warning] = summary.warnings
+    assert "rollout of Codex thread 01a23c69" in warning and str(tmp_path / "home" / "sessions") in warning
+    assert "CODEX_HOME" in warning

@@ -53,7 +53,8 @@ tool of the n-th ``command_execution`` (the n-th shell call of the rollout: ``ex
 turn. The stream's cumulative total stays the measure of the turn's tokens: responses are taken
 while their sum does not pass the turn's delta, and what the rollout does not have yet (it lags
 behind the stream) is one more call of the stream's remainder, so no token is lost or counted
-twice. The rollout is read at the lines that need it (a shell item's part end, while the agent
+twice. A rollout that is never found leaves those figures the stream's, with a warning at the
+end of the run. The rollout is read at the lines that need it (a shell item's part end, while the agent
 is frozen: one read of the bytes appended since, never a wait), and at ``turn.completed``,
 which ends no part.
 """
@@ -170,6 +171,12 @@ class CodexExecAdapter(JsonLineAdapter):
                 out += self.item({**item, "status": "failed", "exit_code": None,
                                   "error": {"message": "agent exited before the item completed"}})
         self.running.clear()
+        tail = self.rollout
+        if tail is not None and tail.thread_id and tail.path is None:
+            self.state.warnings.append(
+                f"the rollout of Codex thread {tail.thread_id} was not found under {tail.home / 'sessions'}: "
+                "the model, model calls and tool names are the `exec --json` stream's (no model, one call "
+                "per turn, tool `shell`); set CODEX_HOME to the agent's Codex home, or import its rollout")
         return out + super().close()
 
     def read_rollout(self) -> None:
