@@ -145,3 +145,25 @@ def test_a_local_capture_whose_rollout_is_missing_says_so(tmp_path):
     [warning] = summary.warnings
     assert "rollout of Codex thread 01a23c69" in warning and str(tmp_path / "home" / "sessions") in warning
     assert "CODEX_HOME" in warning
+
+
+def test_a_turn_whose_rollout_is_behind_is_held_until_the_rollout_has_it(tmp_path):
+    """At `turn.completed` the rollout has only the first responses (Codex writes it
+    asynchronously): the turn's calls wait, and the capture's next tick, once the rest is on
+    disk, gives every response its own call, as the import does; nothing is emitted twice."""
+    version = "0.171.0"
+    lines = _rollout(version).read_text().splitlines(keepends=True)
+    cut = [i for i, x in enumerate(lines) if '"type":"token_usage_record"' in x.replace(" ", "")][2]
+    home = _home_with(tmp_path, version, lines[:cut + 1])
+    [path] = home.glob("sessions/*/*/*/rollout-*.jsonl")
+    adapter = make_adapter("codex", agent_version=version, codex_home=str(home), rollout_since_ns=0)
+    events = [e.event for line in (REAL / f"codex@{version}" / "stdout.jsonl").read_text().splitlines()
+              for e in adapter.feed(line, "stdout")]
+    assert _figures(events)["calls"] == 0 and adapter.tick(0.0) == []  # held: the rollout is behind
+    path.write_text("".join(lines))
+    events += [e.event for e in adapter.tick(0.2)]
+    assert adapter.tick(0.4) == []
+    events += [e.event for e in adapter.finish()]
+    got, want = _figures(events), _figures(_imported(tmp_path, _rollout(version)))
+    assert got.pop("tools")[-1] == "shell"  # a call not on disk when its part ended keeps `shell`
+    assert got == {k: v for k, v in want.items() if k != "tools"}

@@ -51,9 +51,11 @@ tool of the n-th ``command_execution`` (the n-th shell call of the rollout: ``ex
 ``shell_command``; ``shell`` when the rollout does not have it yet), and at
 ``turn.completed`` one ``model_called(ok)`` + ``usage_reported`` per model response of the
 turn. The stream's cumulative total stays the measure of the turn's tokens: responses are taken
-while their sum does not pass the turn's delta, and what the rollout does not have yet (it lags
-behind the stream) is one more call of the stream's remainder, so no token is lost or counted
-twice. A rollout that is never found leaves those figures the stream's, with a warning at the
+while their sum does not pass the turn's delta. When the rollout is behind the stream at
+``turn.completed`` (Codex writes it asynchronously), the turn's calls and usage are held (after
+its ``turn_ended``, no part either way) and released by a later ``tick`` once the rollout has
+them, or at the next turn or the agent's exit (the file is complete then); what it still does
+not have is one more call of the stream's remainder, so no token is lost or counted twice. A rollout that is never found leaves those figures the stream's, with a warning at the
 end of the run. The rollout is read at the lines that need it (a shell item's part end, while the agent
 is frozen: one read of the bytes appended since, never a wait), and at ``turn.completed``,
 which ends no part.
@@ -108,6 +110,8 @@ class CodexExecAdapter(JsonLineAdapter):
             Path(codex_home), time.time_ns() if rollout_since_ns is None else rollout_since_ns)
         self.shell_calls = 0  # command_execution items so far (the n-th rollout shell call)
         self.responses = 0  # rollout usages taken so far
+        self.held: tuple[Usage | None, Usage] | None = None
+        """(stream delta, total) of a completed turn whose rollout responses are not all read yet."""
         self.started_ns: dict[str, int] = {}
         self.running: dict[str, dict[str, Any]] = {}  # started, not completed: latest copy
         self.turn_error = ""
@@ -136,7 +140,9 @@ class CodexExecAdapter(JsonLineAdapter):
                 self.rollout.follow(self.state.session_id)
             return []
         if kind == "turn.started":
-            out = self.end_turn("interrupted") if self.turn_open else []
+            self.read_rollout()
+            out = self.release(final=True)
+            out += self.end_turn("interrupted") if self.turn_open else []
             self.turn_error = ""
             return out + self.start_turn()
         if kind in ("item.started", "item.updated"):
@@ -171,6 +177,8 @@ class CodexExecAdapter(JsonLineAdapter):
                 out += self.item({**item, "status": "failed", "exit_code": None,
                                   "error": {"message": "agent exited before the item completed"}})
         self.running.clear()
+        self.read_rollout()  # the agent has exited: its rollout is complete
+        out += self.release(final=True)
         tail = self.rollout
         if tail is not None and tail.thread_id and tail.path is None:
             self.state.warnings.append(
@@ -188,25 +196,49 @@ class CodexExecAdapter(JsonLineAdapter):
     def turn_completed(self, usage: dict[str, Any]) -> list[Emit]:
         for name in unknown_counters(usage, OPENAI_COUNTERS):
             self.unknown(f"usage.{name}")
+        out = self.release(final=True)  # (a turn still held: its responses are all written now)
         self.read_rollout()
         total = usage_from_openai(usage)
-        delta = self.usage.feed(total)
-        out: list[Emit] = []
-        taken = ZERO
+        self.held = (self.usage.feed(total), total)
+        final = self.rollout is None or self.rollout.path is None  # no file: nothing to wait for
+        return out + self.release(final=final) + self.end_turn("completed")
+
+    def release(self, *, final: bool) -> list[Emit]:
+        """The calls and usage of the turn whose stream usage is held: one per model response
+        of the rollout while their sum does not pass the stream's delta; once ``final`` (or
+        when the rollout has them all), the stream's remainder as one more call. Not final and
+        the rollout behind the stream: nothing yet, the turn stays held (see :meth:`tick`)."""
+        if self.held is None:
+            return []
+        delta, total = self.held
+        taken, responses = ZERO, []
         for rid, u in (self.rollout.usages() if self.rollout is not None else [])[self.responses:]:
             if delta is None or add(taken, u).total > delta.total:
                 break  # a response of the next turn, or more than the stream counts
-            self.responses += 1
             taken = add(taken, u)
+            responses.append((rid, u))
+        lags = delta is not None and taken.total < delta.total
+        if lags and not final:
+            return []
+        self.held = None
+        self.responses += len(responses)
+        out: list[Emit] = []
+        for rid, u in responses:
             out += [self.model_called(True, request_id=rid),
                     Emit(UsageReported(usage=u, model=self.state.model, request_id=rid))]
-        lags = delta is not None and taken.total < delta.total
         if not out or lags:  # the stream's own report (of what the rollout does not have): one call
             out.append(self.model_called(True))
             if lags:
                 out.append(Emit(UsageReported(usage=increase(delta, taken), model=self.state.model,
                                               cumulative=total)))
-        return out + self.end_turn("completed")
+        return out
+
+    def tick(self, now_s: float) -> list[Emit]:
+        """A turn held for its rollout: read what was appended, release it once complete."""
+        if self.held is None:
+            return []
+        self.read_rollout()
+        return self.release(final=False)
 
     def item(self, item: dict[str, Any]) -> list[Emit]:
         kind = item.get("type")
