@@ -53,6 +53,9 @@ class AdapterState:
     extra: dict = field(default_factory=dict)
     unknown: dict[str, int] = field(default_factory=dict)
     """Records of types the adapter does not know, counted by type (kept raw, not parsed)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the adapter could not read although it should have, in words (shown at the end of
+    the run with the capture's own warnings; Codex: a rollout it did not find)."""
 
 
 class Adapter(Protocol):

@@ -168,7 +168,7 @@ def _release(process: AgentPort) -> None:
 def run_warnings(recorder: Recorder, adapter: Adapter) -> list[str]:
     """What the end of a capture warns about: the recorder's problems, then unknown records."""
     unknown = unknown_warning(getattr(adapter.state, "unknown", {}), f"{adapter.name} adapter")
-    return [*recorder.warnings, *([unknown] if unknown else [])]
+    return [*recorder.warnings, *getattr(adapter.state, "warnings", []), *([unknown] if unknown else [])]
 
 
 def adapter_for(agent: str, options: dict | None = None) -> Adapter:

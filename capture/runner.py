@@ -61,7 +61,8 @@ def run_agent(
     check_command(command, workdir, env)
     policy = without_store(policy or SnapshotPolicy(), store.root, workdir)
     agent_version = agent_version or cli_version(command, agent, cwd=workdir, env=env)
-    adapter = adapter_for(agent, {"agent_version": agent_version, **(adapter_options or {})})
+    adapter = adapter_for(agent, {"agent_version": agent_version, **local_options(agent, env),
+                                  **(adapter_options or {})})
     return run_capture(
         store, LocalProcess(command, cwd=workdir, env=env, stop_signal=stop_signal), adapter,
         snapshotter=functools.partial(Snapshotter, workdir=workdir, policy=policy),
@@ -72,6 +73,15 @@ def run_agent(
         parent_run=parent_run, on_part=on_part, remote=remote, ship_interval_s=ship_interval_s,
         bundle_interval_s=ship_interval_s, redactor=Redactor.from_env({**os.environ, **(env or {})}),
     )
+
+
+def local_options(agent: str, env: dict[str, str] | None) -> dict:
+    """The options ``agent``'s adapter takes from an agent run on this machine with ``env``
+    (its ``local_options``: Codex's home, whose rollout the adapter follows), else none."""
+    from .adapters import ADAPTERS
+
+    options = getattr(ADAPTERS.get(agent), "local_options", None)
+    return options(env) if options is not None else {}
 
 
 def without_store(policy: SnapshotPolicy, store_root: str | os.PathLike, workdir: str) -> SnapshotPolicy:

@@ -166,11 +166,13 @@ def test_agtrace_run_keeps_an_unknown_live_record_raw_and_warns_at_the_end(tmp_p
     work.mkdir()
     subprocess.run(["git", "init", "-q", str(work)], check=True)
     proc = run_agtrace(["run", "--agent", "codex", "--workdir", str(work), "--json", "-q", "--",
-                        sys.executable, str(agent)], tmp_path / "store")
+                        sys.executable, str(agent)], tmp_path / "store",
+                       env={"CODEX_HOME": str(tmp_path / "codex-home")})
     assert proc.returncode == 0, proc.stderr.decode()
     summary = json.loads(proc.stdout.decode().splitlines()[-1])
     assert summary["status"] == "completed"
-    (warning,) = summary["warnings"]
+    rollout, warning = summary["warnings"]  # this fake Codex writes no rollout either
+    assert "the rollout of Codex thread t1 was not found" in rollout
     assert "2 records of types unknown to the codex.exec_json adapter" in warning
     assert "brand.new_record ×1" in warning and "item/hologram ×1" in warning
     assert "warning:" in proc.stderr.decode()

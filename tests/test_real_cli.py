@@ -367,3 +367,48 @@ def test_agtrace_run_freezes_claude_code_at_the_part_ending_line(installed_agent
     for part, (label, state) in zip(tool_parts, tool_states, strict=True):
         files = _tree_files(repo_git, part.tree_id)
         assert _h(files) == _h(state), (label, sorted(set(_h(files).items()) ^ set(_h(state).items())))
+
+
+_ONE_TRUTH = ("model", "model_calls", "usage_reports", "tools", "tokens", "tokens_input",
+              "tokens_output", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
+
+
+def test_agtrace_run_of_codex_agrees_with_its_rollout_import(agent, tmp_path):
+    """A live Codex capture (which follows the rollout the CLI writes under its CODEX_HOME)
+    and the import of that rollout show one set of figures: the model, the model calls and
+    usage reports, the tool names, the tokens and the cost, by `show --json` and
+    `metrics --json`. Before, the capture had model "", one call per turn, tool `shell`,
+    no cost, and on 0.66 no reasoning tokens."""
+    from .conftest import run_agtrace
+
+    cli, version = agent
+    if cli != "codex":
+        pytest.skip("the Codex capture only")
+    exe = _agtrace()
+    if exe is None:
+        pytest.skip("`agtrace run` not available yet")
+    store, work = tmp_path / "store", tmp_path / "work"
+    model_server.write_project(work)
+    wrapper = [exe, "--store", str(store), "run", "--agent", cli, "--workdir", str(work), "--json", "--"]
+    res = run_cli.run_session_in_netns(cli, tmp_path, wrapper=wrapper, timeout=240, workdir=work,
+                                       delay_s=AGTRACE_DELAY_S, version=version)
+    assert res["returncode"] == 0 and res["script_finished"], res
+    live = _last_json((tmp_path / "stdout.jsonl").read_text())["run_id"]
+    [rollout] = run_cli.session_files(cli, tmp_path / "home")
+    proc = run_agtrace(["--store", str(store), "import", "--format", "codex-rollout", str(rollout),
+                        "--json"], store)
+    assert proc.returncode == 0, proc.stderr.decode()
+    [imported] = json.loads(proc.stdout)[0]["runs"]
+
+    def figures(rid: str) -> dict:
+        show = json.loads(run_agtrace(["--store", str(store), "show", rid, "--json"], store,
+                                      check=True).stdout)
+        metrics = json.loads(run_agtrace(["--store", str(store), "metrics", rid, "--json"], store,
+                                         check=True).stdout)
+        got = {k: metrics[k] for k in _ONE_TRUTH if k in metrics}
+        return {**got, "model": show["model"], "cost": show["cost"]["cost_usd"],
+                "tools": {t: v["calls"] for t, v in metrics["tools"].items()}}
+
+    assert figures(live) == figures(imported)
+    assert figures(live)["model"] and figures(live)["cost"] is not None
+    assert "shell" not in figures(live)["tools"]

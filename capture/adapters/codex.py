@@ -40,20 +40,48 @@ and so is a usage counter :func:`~agtrace.capture.usage.usage_from_openai` does 
 (``usage.<name>``, e.g. ``usage.future_tokens``): a warning, never an error.
 
 The stream names neither the model nor the Codex version: pass ``model=``/``agent_version=``.
-Codex does not report individual model requests, so one ``model_called(ok)`` is emitted per
-completed turn (a lower bound on the calls made).
+Codex does not report individual model requests in it, so from the stream alone one
+``model_called(ok)`` is emitted per completed turn (a lower bound on the calls made).
+
+The rollout. Given ``codex_home`` (``agtrace run`` on the local backend passes the agent's
+``CODEX_HOME``, else ``~/.codex``), the adapter also follows the thread's rollout file
+(:class:`~.codex_rollout_tail.RolloutTail`, from ``thread.started``) and takes from it what the
+import of that file shows: the model (``turn_context``; it replaces the ``model=`` given), the
+tool of the n-th ``command_execution`` (the n-th shell call of the rollout: ``exec_command``,
+``shell_command``; ``shell`` when the rollout does not have it yet), and at
+``turn.completed`` one ``model_called(ok)`` + ``usage_reported`` per model response of the
+turn. The stream's cumulative total stays the measure of the turn's tokens: responses are taken
+while their sum does not pass the turn's delta. When the rollout is behind the stream at
+``turn.completed`` (Codex writes it asynchronously), the turn's calls and usage are held (after
+its ``turn_ended``, no part either way) and released by a later ``tick`` once the rollout has
+them, or at the next turn or the agent's exit (the file is complete then); what it still does
+not have is one more call of the stream's remainder, so no token is lost or counted twice. A rollout that is never found leaves those figures the stream's, with a warning at the
+end of the run. The rollout is read at the lines that need it (a shell item's part end, while the agent
+is frozen: one read of the bytes appended since, never a wait), and at ``turn.completed``,
+which ends no part.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 from agtrace.eventlog import MessageAdded, PartEnded, ReasoningAdded, Usage, UsageReported
 
 from ..adapter import Emit
-from ..usage import OPENAI_COUNTERS, CumulativeCounter, unknown_counters, usage_from_openai
+from ..usage import (
+    OPENAI_COUNTERS,
+    ZERO,
+    CumulativeCounter,
+    add,
+    increase,
+    unknown_counters,
+    usage_from_openai,
+)
 from .base import JsonLineAdapter, title_of
+from .codex_rollout_tail import RolloutTail, codex_home
 
 _RECORDS = ("thread.started", "turn.started", "turn.completed", "turn.failed", "item.started",
             "item.updated", "item.completed", "item.plan.delta", "request_user_input", "error")
@@ -65,19 +93,34 @@ _CHANGE_KIND = {"add": "add", "delete": "delete", "update": "modify"}
 
 
 class CodexExecAdapter(JsonLineAdapter):
-    """Parses ``codex exec --json`` stdout. Extra option: ``usage_baseline: Usage``."""
+    """Parses ``codex exec --json`` stdout. Extra options: ``usage_baseline: Usage``;
+    ``codex_home`` (follow the rollout there) and ``rollout_since_ns`` (its lines from then
+    count; default: now)."""
 
     name = "codex.exec_json"
     programs = ("codex",)
     """The CLI this adapter reads, asked for its version (``codex --version``) at capture."""
     known = KNOWN
 
-    def __init__(self, *, usage_baseline: Usage | None = None, **opts: Any) -> None:
+    def __init__(self, *, usage_baseline: Usage | None = None, codex_home: str | None = None,
+                 rollout_since_ns: int | None = None, **opts: Any) -> None:
         super().__init__(**opts)
         self.usage = CumulativeCounter(usage_baseline)
+        self.rollout = None if codex_home is None else RolloutTail(
+            Path(codex_home), time.time_ns() if rollout_since_ns is None else rollout_since_ns)
+        self.shell_calls = 0  # command_execution items so far (the n-th rollout shell call)
+        self.responses = 0  # rollout usages taken so far
+        self.held: tuple[Usage | None, Usage] | None = None
+        """(stream delta, total) of a completed turn whose rollout responses are not all read yet."""
         self.started_ns: dict[str, int] = {}
         self.running: dict[str, dict[str, Any]] = {}  # started, not completed: latest copy
         self.turn_error = ""
+
+    @classmethod
+    def local_options(cls, env: dict[str, str] | None) -> dict[str, Any]:
+        """Options for an agent run on this machine with ``env``: its Codex home, whose
+        rollout the adapter follows (a sandbox's files are not here: stream only)."""
+        return {"codex_home": str(codex_home(env))}
 
     def may_end_part(self, line: str, stream: str = "stdout") -> bool:
         """Whether ``line`` may end a part (a cheap over-estimate: only ``item.completed`` records
@@ -93,9 +136,13 @@ class CodexExecAdapter(JsonLineAdapter):
             return self.unknown(kind)
         if kind == "thread.started":
             self.state.session_id = str(rec.get("thread_id") or "")
+            if self.rollout is not None:
+                self.rollout.follow(self.state.session_id)
             return []
         if kind == "turn.started":
-            out = self.end_turn("interrupted") if self.turn_open else []
+            self.read_rollout()
+            out = self.release(final=True)
+            out += self.end_turn("interrupted") if self.turn_open else []
             self.turn_error = ""
             return out + self.start_turn()
         if kind in ("item.started", "item.updated"):
@@ -104,6 +151,7 @@ class CodexExecAdapter(JsonLineAdapter):
             self.running[str(item.get("id"))] = item
             return []
         if kind == "item.completed":
+            self.read_rollout()
             return self.item(rec.get("item") or {})
         if kind == "turn.completed":
             return self.turn_completed(rec.get("usage") or {})
@@ -129,17 +177,68 @@ class CodexExecAdapter(JsonLineAdapter):
                 out += self.item({**item, "status": "failed", "exit_code": None,
                                   "error": {"message": "agent exited before the item completed"}})
         self.running.clear()
+        self.read_rollout()  # the agent has exited: its rollout is complete
+        out += self.release(final=True)
+        tail = self.rollout
+        if tail is not None and tail.thread_id and tail.path is None:
+            self.state.warnings.append(
+                f"the rollout of Codex thread {tail.thread_id} was not found under {tail.home / 'sessions'}: "
+                "the model, model calls and tool names are the `exec --json` stream's (no model, one call "
+                "per turn, tool `shell`); set CODEX_HOME to the agent's Codex home, or import its rollout")
         return out + super().close()
 
+    def read_rollout(self) -> None:
+        """Read what the rollout gained; its model, once named, is the run's."""
+        if self.rollout is not None:
+            self.rollout.read()
+            self.state.model = self.rollout.model or self.state.model
+
     def turn_completed(self, usage: dict[str, Any]) -> list[Emit]:
-        out = [self.model_called(True)]
         for name in unknown_counters(usage, OPENAI_COUNTERS):
             self.unknown(f"usage.{name}")
+        out = self.release(final=True)  # (a turn still held: its responses are all written now)
+        self.read_rollout()
         total = usage_from_openai(usage)
-        delta = self.usage.feed(total)
-        if delta is not None:
-            out.append(Emit(UsageReported(usage=delta, model=self.state.model, cumulative=total)))
-        return out + self.end_turn("completed")
+        self.held = (self.usage.feed(total), total)
+        final = self.rollout is None or self.rollout.path is None  # no file: nothing to wait for
+        return out + self.release(final=final) + self.end_turn("completed")
+
+    def release(self, *, final: bool) -> list[Emit]:
+        """The calls and usage of the turn whose stream usage is held: one per model response
+        of the rollout while their sum does not pass the stream's delta; once ``final`` (or
+        when the rollout has them all), the stream's remainder as one more call. Not final and
+        the rollout behind the stream: nothing yet, the turn stays held (see :meth:`tick`)."""
+        if self.held is None:
+            return []
+        delta, total = self.held
+        taken, responses = ZERO, []
+        for rid, u in (self.rollout.usages() if self.rollout is not None else [])[self.responses:]:
+            if delta is None or add(taken, u).total > delta.total:
+                break  # a response of the next turn, or more than the stream counts
+            taken = add(taken, u)
+            responses.append((rid, u))
+        lags = delta is not None and taken.total < delta.total
+        if lags and not final:
+            return []
+        self.held = None
+        self.responses += len(responses)
+        out: list[Emit] = []
+        for rid, u in responses:
+            out += [self.model_called(True, request_id=rid),
+                    Emit(UsageReported(usage=u, model=self.state.model, request_id=rid))]
+        if not out or lags:  # the stream's own report (of what the rollout does not have): one call
+            out.append(self.model_called(True))
+            if lags:
+                out.append(Emit(UsageReported(usage=increase(delta, taken), model=self.state.model,
+                                              cumulative=total)))
+        return out
+
+    def tick(self, now_s: float) -> list[Emit]:
+        """A turn held for its rollout: read what was appended, release it once complete."""
+        if self.held is None:
+            return []
+        self.read_rollout()
+        return self.release(final=False)
 
     def item(self, item: dict[str, Any]) -> list[Emit]:
         kind = item.get("type")
@@ -172,8 +271,11 @@ class CodexExecAdapter(JsonLineAdapter):
                 item.get("error"), dict) else None
             error = "" if status == "ok" else (reason or (
                 f"exit code {exit_code}" if exit_code is not None else str(item.get("status"))))
+            tools = self.rollout.shell_tools if self.rollout is not None else []
+            tool = tools[self.shell_calls] if self.shell_calls < len(tools) else "shell"
+            self.shell_calls += 1
             return self.tool_part(
-                call_id=item_id, tool="shell", arguments={"command": command}, command=command,
+                call_id=item_id, tool=tool, arguments={"command": command}, command=command,
                 status=status, output=str(item.get("aggregated_output") or ""),
                 exit_code=exit_code, duration_ms=duration, error=error, called_ns=started)
         if kind == "file_change":
