@@ -94,20 +94,22 @@ def status_of(row: dict, writer_alive: bool, now_ns: int | None = None) -> tuple
     """A run's status from its catalog row and whether a writer holds its lock.
 
     The end event's status once ended; else ``running`` while a writer holds the run's lock
-    (released by the kernel when the writer dies); else ``crashed`` — at once for runs agtrace
-    writes (captured runs, and `agtrace new`/`append` runs, whose writer is gone between two
-    appends: appending again or `agtrace close` takes it back), and for imported runs (whose
-    source another tool may still be writing) after :data:`STALE_WITHOUT_HEARTBEAT_S` of silence.
-    The rule is in ``docs/metrics.md``.
+    (released by the kernel when the writer dies); else ``open`` for a run made by `agtrace new`
+    (``source == "append"``: it is fed by `agtrace append` and nothing says it stopped, its writer
+    is only gone between two appends), and ``crashed`` — at once for captured runs, and for
+    imported runs (whose source another tool may still be writing) after
+    :data:`STALE_WITHOUT_HEARTBEAT_S` of silence. The rule is in ``docs/metrics.md``.
     """
     if row.get("end_status"):
         return row["end_status"], row.get("end_reason") or ""
     if writer_alive:
         return "running", ""
+    run = row.get("id") or "RUN"
     if row.get("heartbeat_s"):
         return "crashed", "the capture process stopped without ending the run"
+    if row.get("source") == "append":
+        return "open", f"`agtrace append {run}` adds events; `agtrace close {run} --status …` ends it"
     if not (row.get("source") or "").startswith("import"):
-        run = row.get("id") or "RUN"
         return "crashed", (f"no writer holds the run and it has no end event; `agtrace append {run}` "
                            f"continues it, `agtrace close {run} --status completed` ends it")
     now_ns = now_ns if now_ns is not None else time.time_ns()

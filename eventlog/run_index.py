@@ -5,7 +5,7 @@ over ``runs`` joined with ``run_metrics`` (and the latest score per run from ``s
 page of a 10,000-run store costs one indexed query, not a fold or a scan of 10,000 rows in
 Python. The live status is the only figure the database cannot hold (it depends on whether a
 writer holds the run's lock): the runs without an end event are few, their statuses are
-computed first (:func:`live_statuses`) and handed to the query as a list of running ids.
+computed first (:func:`live_statuses`) and handed to the query as a map of run id to status.
 
 Costs come from the ``usage_costs`` table of a costs projection when the store has one (the sum
 over the priced calls, as ``show``'s, with ``cost_unpriced`` counting the calls left out, so a
@@ -39,7 +39,7 @@ _GLOBS = {"agent": "r.agent", "model": "r.model", "task": "r.task_id"}
 @dataclass(frozen=True)
 class IndexQuery:
     """What to list. Text filters match exactly or as case-insensitive shell globs
-    (``claude*``); ``status`` is the live status (``running``, ``crashed``, ``damaged`` or an end status);
+    (``claude*``); ``status`` is the live status (``running``, ``open``, ``crashed``, ``damaged`` or an end status);
     ``tags`` must all be present with these values; ``run_ids`` restricts to those runs (a
     search's hits); ``ranges`` maps a figure of :data:`RANGES` to ``(min, max)`` (either None);
     ``tests`` is ``pass`` (the last test run passed every test), ``fail`` or ``none``;
@@ -83,9 +83,9 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 def live_statuses(store: Store) -> dict[str, tuple[str, str]]:
     """``(status, reason)`` of every run without an end event: running while a writer holds its
-    lock, crashed otherwise (see :func:`agtrace.eventlog.catalog.status_of`)."""
-    rows = store.catalog.query(
-        "SELECT id, end_status, end_reason, heartbeat_s, last_ts, started_at FROM runs WHERE end_status IS NULL")
+    lock, else open (`agtrace new` runs) or crashed (see :func:`agtrace.eventlog.catalog.status_of`)."""
+    rows = store.catalog.query("SELECT id, end_status, end_reason, heartbeat_s, source, last_ts, started_at "
+                               "FROM runs WHERE end_status IS NULL")
     return {r["id"]: status_of(r, is_locked(store.run_dir(r["id"]) / "lock")) for r in rows}
 
 
@@ -120,7 +120,6 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
         raise ValueError("a page's limit and offset count runs, so they are 0 or more")
     conn = store.catalog.conn
     live = live_statuses(store) if live is None else live
-    running = json.dumps([r for r, (s, _) in live.items() if s == "running"])
     priced = _has_table(conn, "usage_costs")
     cost = "(SELECT sum(c.cost_usd) FROM usage_costs c WHERE c.run_id = r.id)" if priced else "m.cost_usd"
     unpriced = ("(SELECT count(*) - count(c.cost_usd) FROM usage_costs c WHERE c.run_id = r.id)"
@@ -130,14 +129,14 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
     score = f"(SELECT s.value FROM scores s WHERE {score_where} ORDER BY s.scored_part DESC, s.seq DESC LIMIT 1)"
     damage = damages(store)  # a damaged log wins over the end status and the lock (catalog.damage_status)
     status = ("coalesce((SELECT value FROM json_each(:damaged) WHERE key = r.id), r.end_status, "
-              "CASE WHEN r.id IN (SELECT value FROM json_each(:running)) THEN 'running' ELSE 'crashed' END)")
+              "(SELECT value FROM json_each(:live) WHERE key = r.id), 'crashed')")
     tests = "(CAST(m.tests_final_passed AS REAL) / nullif(m.tests_final_total, 0))"
     duration = ("(CASE WHEN coalesce(r.ended_at, r.last_ts) >= r.started_at "  # never negative (RunInfo.duration_s)
                 "THEN (coalesce(r.ended_at, r.last_ts) - r.started_at) / 1e9 END)")
     figures = {"started": "r.started_at", "duration": duration, "parts": "r.parts", "events": "r.events",
                "tokens": "m.tokens", "cost": cost, "tests": tests, "score": score, "agent": "r.agent",
                "model": "r.model", "task": "r.task_id", "status": status, "id": "r.id"}
-    where, args = ["1=1"], {"running": running, "damaged": json.dumps({k: v[0] for k, v in damage.items()}), "scorer": query.scorer}
+    where, args = ["1=1"], {"live": json.dumps({k: s for k, (s, _) in live.items()}), "damaged": json.dumps({k: v[0] for k, v in damage.items()}), "scorer": query.scorer}
     for key, column in _GLOBS.items():
         pattern = getattr(query, key)
         if pattern:
@@ -236,7 +235,7 @@ def _row(r: dict, live: dict[str, tuple[str, str]], damage: dict[str, tuple[str,
     if r["id"] in damage:
         reason = damage[r["id"]][1]
     else:
-        reason = r["end_reason"] or (live.get(r["id"], ("", ""))[1] if r["status"] in ("running", "crashed") else "")
+        reason = r["end_reason"] or (live.get(r["id"], ("", ""))[1] if r["status"] in ("running", "open", "crashed") else "")
     return {
         "id": r["id"], "agent": r["agent"] or "", "agent_version": r["agent_version"] or "",
         "model": r["model"] or "", "task_id": r["task_id"] or "", "status": r["status"], "reason": reason,

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from agtrace.eventlog import IndexQuery, Store, index_runs
+
 from .conftest import run_agtrace
 
 
@@ -113,3 +115,21 @@ def test_a_run_damaged_before_it_was_first_indexed_is_damaged_not_crashed(tmp_pa
     row = next(line for line in proc.stdout.decode().splitlines() if line.startswith(run))
     assert " damaged " in row and "crashed" not in row
     assert f"run {run} cannot be read from seq 4 on" in proc.stderr.decode()
+
+
+def test_the_view_index_says_damaged_and_open_as_ls_does(tmp_path):
+    """`agtrace view` lists runs by SQL (eventlog.index_runs), not through `Store.info`: its
+    status must be the same, also when filtered by it."""
+    s = tmp_path / "s"
+    damaged, whole = _run(s), _run(s)
+    opened = run_agtrace(["new", "--agent", "t"], s, check=True).stdout.decode().strip()
+    _damage(_segments(s, damaged)[1], "flip")
+    listed = _ls(s)  # finds the damage (the view's discovery folds runs the same way)
+    assert [listed[r]["status"] for r in (damaged, whole, opened)] == ["damaged", "completed", "open"]
+    with Store(s) as store:
+        rows = {r["id"]: r for r in index_runs(store, IndexQuery(limit=10)).rows}
+        assert {r: rows[r]["status"] for r in rows} == {damaged: "damaged", whole: "completed", opened: "open"}
+        assert rows[damaged]["reason"] == listed[damaged]["reason"]
+        assert rows[opened]["reason"] == listed[opened]["reason"]
+        for status, want in (("damaged", [damaged]), ("open", [opened]), ("crashed", [])):
+            assert [r["id"] for r in index_runs(store, IndexQuery(status=status)).rows] == want
