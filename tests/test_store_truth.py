@@ -13,6 +13,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,44 @@ def test_the_view_index_says_damaged_and_open_as_ls_does(tmp_path):
         assert rows[opened]["reason"] == listed[opened]["reason"]
         for status, want in (("damaged", [damaged]), ("open", [opened]), ("crashed", [])):
             assert [r["id"] for r in index_runs(store, IndexQuery(status=status)).rows] == want
+
+
+HOLD_CATALOG = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")  # the catalog's write lock, until stdin closes
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.slow  # the copy waits out the catalog's 30 s busy timeout
+def test_cp_whose_destination_catalog_update_failed_is_finished_by_a_retry_not_copied_twice(tmp_path):
+    """`cp --to DIR` moved the copy in, then failed on DIR's catalog (held by another process):
+    it said so, and a retry made a second copy under a new id. Now the failure says the copy is
+    in and a retry finishes it; a complete earlier copy is still copied again on request."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    run = _run(src)
+    first = run_agtrace(["cp", run, "--to", str(dest)], src, check=True).stdout.decode().strip()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_CATALOG, str(dest / "catalog.db")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        proc = run_agtrace(["cp", run, "--to", str(dest)], src)
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    moved = sorted(p.name for p in (dest / "runs").iterdir() if p.name != first)
+    assert len(moved) == 1 and f"run {moved[0]} was copied into {dest}" in err and "run the same `agtrace cp`" in err
+    proc = run_agtrace(["cp", run, "--to", str(dest), "--json"], src, check=True)
+    out = json.loads(proc.stdout)
+    assert out["id"] == moved[0] and out["finished_earlier_copy"] is True
+    assert f"run {moved[0]} in {dest} is a complete copy of {run}" in proc.stderr.decode()
+    assert sorted(p.name for p in (dest / "runs").iterdir()) == sorted([first, moved[0]])  # no second copy
+    listed = _ls(dest)
+    assert {r: listed[r]["status"] for r in listed} == {first: "completed", moved[0]: "completed"}
+    assert all(listed[r]["events"] == 8 for r in listed)
+    again = run_agtrace(["cp", run, "--to", str(dest)], src, check=True).stdout.decode().strip()
+    assert again not in (first, moved[0])  # both copies are whole: asked again, a third copy is made
