@@ -34,7 +34,7 @@ DEFAULT_LIMIT = 20
 @click.option("--model", default=None, help="Only runs of this model (a glob works).")
 @click.option("--task", default=None, help="Only runs of this task id (a glob such as 'swe/*' works).")
 @click.option("--status", default=None,
-              type=click.Choice([*END_STATUSES, "running", "damaged", "newer-format"]), help="Only runs with this (live) status.")
+              type=click.Choice([*END_STATUSES, "running", "open", "damaged", "newer-format"]), help="Only runs with this (live) status.")
 @click.option("--since", default=None, metavar="WHEN",
               help="Only runs started since WHEN: an ISO date/time (UTC unless it names a zone) or an age "
                    "(30m, 3h, 2d, 1w).")
@@ -462,9 +462,10 @@ def cp_cmd(ctx, run: str, tags, to: str | None, as_json: bool) -> None:
     store = ctx.store
     run_id = store.resolve(run)
     into = Store(to, claim_directory=False) if to else None
+    notes: list[str] = []
     try:
         with progress(f"copying {run_id[:10]}", enabled=not as_json) as update:
-            new_id = copy_run(store, run_id, into=into, tags=parse_tags(tags), progress=update)
+            new_id = copy_run(store, run_id, into=into, tags=parse_tags(tags), progress=update, notice=notes.append)
     except OSError as exc:
         if into is not None and exc.filename is None:  # a write that found no room names no file:
             exc.filename = str(into.root)  # it is the other store's (the source is only read)
@@ -472,7 +473,10 @@ def cp_cmd(ctx, run: str, tags, to: str | None, as_json: bool) -> None:
     finally:
         if into is not None:
             into.close()
+    for note in notes:
+        warn(note)
     if as_json:
-        echo_json({"id": new_id, "copied_from": run_id, "store": str(into.root if into else store.root)})
+        echo_json({"id": new_id, "copied_from": run_id, "store": str(into.root if into else store.root),
+                   "finished_earlier_copy": bool(notes)})
     else:
         click.echo(new_id)

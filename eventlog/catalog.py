@@ -3,7 +3,8 @@
 :class:`Catalog` opens ``catalog.db`` with a registry of projections (see
 :mod:`agtrace.eventlog.projection`): it brings their schemas to the code's versions on open and
 folds records into them. It also keeps the ``segments`` table (run, stream, file, seq range,
-bytes), which is fed from the segment files rather than from events.
+bytes, and the file's mtime and inode when recorded), which is fed from the segment files rather
+than from events; :mod:`agtrace.eventlog.fingerprint` compares it with the files.
 
 :class:`CatalogProjection` is the projection every store has: ``runs`` (one row per run:
 identity from ``run_started``, the model as called, end status from ``run_ended``, ``events`` = the last seq,
@@ -34,7 +35,7 @@ from .events import (
     SnapshotTaken,
     UsageReported,
 )
-from .projection import Projection, ProjectionFailure, Projections
+from .projection import DAMAGED, NEWER, Projection, ProjectionFailure, Projections
 
 _RUN_KINDS = frozenset((RunStarted, RunEnded, ModelCalled, UsageReported))
 
@@ -93,20 +94,22 @@ def status_of(row: dict, writer_alive: bool, now_ns: int | None = None) -> tuple
     """A run's status from its catalog row and whether a writer holds its lock.
 
     The end event's status once ended; else ``running`` while a writer holds the run's lock
-    (released by the kernel when the writer dies); else ``crashed`` — at once for runs agtrace
-    writes (captured runs, and `agtrace new`/`append` runs, whose writer is gone between two
-    appends: appending again or `agtrace close` takes it back), and for imported runs (whose
-    source another tool may still be writing) after :data:`STALE_WITHOUT_HEARTBEAT_S` of silence.
-    The rule is in ``docs/metrics.md``.
+    (released by the kernel when the writer dies); else ``open`` for a run made by `agtrace new`
+    (``source == "append"``: it is fed by `agtrace append` and nothing says it stopped, its writer
+    is only gone between two appends), and ``crashed`` — at once for captured runs, and for
+    imported runs (whose source another tool may still be writing) after
+    :data:`STALE_WITHOUT_HEARTBEAT_S` of silence. The rule is in ``docs/metrics.md``.
     """
     if row.get("end_status"):
         return row["end_status"], row.get("end_reason") or ""
     if writer_alive:
         return "running", ""
+    run = row.get("id") or "RUN"
     if row.get("heartbeat_s"):
         return "crashed", "the capture process stopped without ending the run"
+    if row.get("source") == "append":
+        return "open", f"`agtrace append {run}` adds events; `agtrace close {run} --status …` ends it"
     if not (row.get("source") or "").startswith("import"):
-        run = row.get("id") or "RUN"
         return "crashed", (f"no writer holds the run and it has no end event; `agtrace append {run}` "
                            f"continues it, `agtrace close {run} --status completed` ends it")
     now_ns = now_ns if now_ns is not None else time.time_ns()
@@ -114,6 +117,19 @@ def status_of(row: dict, writer_alive: bool, now_ns: int | None = None) -> tuple
     if now_ns - last > STALE_WITHOUT_HEARTBEAT_S * 1e9:
         return "crashed", f"no events for over {STALE_WITHOUT_HEARTBEAT_S // 60} minutes and no end event"
     return "running", ""
+
+
+def damage_status(failures: Iterable[ProjectionFailure]) -> tuple[str, str] | None:
+    """``("damaged", sentence)`` when the run catalog stopped on a run because its events cannot
+    be read past some seq (a segment damaged, truncated or missing: its figures stop there, and
+    the sentence names the file and byte), ``("newer-format", sentence)`` when that is a segment of a
+    newer agtrace; None otherwise. Damage wins over the end status and the lock: a run whose log is
+    damaged is shown so, never as completed, running or crashed."""
+    for failure in failures:
+        if failure.projection == CatalogProjection.name and failure.damaged:
+            newer = failure.message[len(DAMAGED):].startswith(NEWER)
+            return ("newer-format" if newer else "damaged"), str(failure)
+    return None
 
 
 def m001_runs_parts(conn: sqlite3.Connection) -> None:
@@ -136,6 +152,13 @@ def m001_segments(conn: sqlite3.Connection) -> None:
         "CREATE TABLE segments (run_id TEXT NOT NULL, stream TEXT NOT NULL, name TEXT NOT NULL, "
         "first_seq INTEGER, last_seq INTEGER, bytes INTEGER, sealed INTEGER, PRIMARY KEY (run_id, stream, name))"
     )
+
+
+def m002_segment_stats(conn: sqlite3.Connection) -> None:
+    """The file's ``st_mtime_ns`` and ``st_ino`` when its row was recorded (NULL in rows recorded
+    before): with ``bytes``, what tells a segment changed on disk after it was indexed."""
+    conn.execute("ALTER TABLE segments ADD COLUMN mtime_ns INTEGER")
+    conn.execute("ALTER TABLE segments ADD COLUMN inode INTEGER")
 
 
 class CatalogProjection(Projection):
@@ -235,7 +258,7 @@ class Catalog:
         try:
             self.projections = Projections(self.conn, projections)
             self.rebuilt = self.projections.open()
-            migrate(self.conn, "segments", [m001_segments])
+            migrate(self.conn, "segments", [m001_segments, m002_segment_stats])
         except BaseException:
             close(self.conn)
             raise
@@ -282,12 +305,15 @@ class Catalog:
         known = {r[0] for r in self.conn.execute(f"SELECT id FROM runs r WHERE {chosen}", [listed])}
         return [run_id for run_id in ids if run_id in behind or run_id not in known]
 
-    def record_segments(self, run_id: str, stream: str, segments: Iterable[tuple[str, int, int, int, bool]]) -> None:
-        """Replace the segment rows of a run's stream with ``(name, first, last, bytes, sealed)``."""
-        rows = [(run_id, stream, n, f, la, b, int(s)) for n, f, la, b, s in segments]
+    def record_segments(self, run_id: str, stream: str,
+                        segments: Iterable[tuple[str, int, int, int, bool, int | None, int | None]]) -> None:
+        """Replace the segment rows of a run's stream with
+        ``(name, first, last, bytes, sealed, mtime_ns, inode)``."""
+        rows = [(run_id, stream, *seg) for seg in segments]
         with transaction(self.conn) as conn:
             conn.execute("DELETE FROM segments WHERE run_id=? AND stream=?", [run_id, stream])
-            conn.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO segments (run_id, stream, name, first_seq, last_seq, bytes, sealed, "
+                             "mtime_ns, inode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def forget(self, run_id: str) -> None:
         """Delete every row of a run from every projection and from ``segments``."""
@@ -315,10 +341,12 @@ class Catalog:
         return list(self.query("SELECT * FROM parts WHERE run_id=? ORDER BY part", [run_id]))
 
     def dump(self) -> dict[str, list[tuple]]:
-        """Every row of every registered projection, of ``positions`` and of ``segments``,
-        sorted: what ``reindex`` must reproduce."""
+        """Every row of every registered projection, of ``positions`` and of ``segments`` (without
+        the files' mtime and inode, which belong to the file system, not to the events), sorted:
+        what ``reindex`` must reproduce."""
         out = self.projections.dump()
-        out["segments"] = sorted(tuple(r) for r in self.conn.execute("SELECT * FROM segments"))
+        out["segments"] = sorted(tuple(r) for r in self.conn.execute(
+            "SELECT run_id, stream, name, first_seq, last_seq, bytes, sealed FROM segments"))
         return out
 
 

@@ -45,27 +45,36 @@ def read_stream(
     Sealed segments are memory-mapped: frames wholly outside the range are skipped by their
     headers, neither read from disk nor decompressed, so reading a part of a long run costs what
     that part costs. The open segment is read whole instead: recovery may truncate it, and a
-    mapped page past a truncation would kill the reader (SIGBUS).
+    mapped page past a truncation would kill the reader (SIGBUS). Seqs that no segment holds
+    (a sealed segment removed) and a sealed segment whose frames do not hold the seqs its name
+    says (a file replaced by another) raise :class:`CorruptLog` when the read reaches them, so
+    neither is read as a shorter or reordered run.
     """
+    expected: int | None = start  # the seq the next segment must start at or before
     for first, last, path in list_segments(stream_dir):
         if last is not None and last < start:
             continue
         if end is not None and first > end:
             break
+        if expected is not None and first > expected:
+            raise CorruptLog(f"{stream_dir}: no segment holds seqs {expected}..{first - 1} (a segment file is "
+                             f"missing); run {_verify_hint(path)} for details and restore the segment from a "
+                             "remote copy (`agtrace pull`) if you have one", str(path), 0)
         try:
             data = _map(path) if last is not None else path.read_bytes()
         except FileNotFoundError:  # sealed by the writer between listdir and open
             path = _find_sealed(Path(stream_dir), first)
             if path is None:
                 continue
-            data, last = _map(path), 0
+            data, last = _map(path), segment.parse_name(path.name)[1]
+        expected = None if last is None else last + 1
         want = lambda info: info.last_seq >= start  # noqa: E731 - frames before start stay compressed
         try:
             if last is None:
                 segment.check_version(path, data)  # a newer format's frames are not ours to decode
                 frames = segment.iter_frames(data, want=want, where=str(path))
             else:
-                frames = _strict_frames(path, data, want)
+                frames = _strict_frames(path, data, want, first, last)
             for info, batch in frames:
                 if batch is None:
                     continue
@@ -99,21 +108,25 @@ def _verify_hint(path: Path) -> str:
     return f"`agtrace verify {run}`" if run else "`agtrace verify`"
 
 
-def _strict_frames(path: Path, data: bytes, want) -> Iterator[tuple[segment.FrameInfo, bytes | None]]:
+def _strict_frames(path: Path, data: bytes, want, first: int, last: int) -> Iterator[tuple[segment.FrameInfo, bytes | None]]:
+    """The frames of a sealed segment, which must hold exactly ``first..last`` (its name) in order."""
     if data[: len(segment.SEGMENT_MAGIC)] != segment.SEGMENT_MAGIC:
         segment.check_version(path, data)
         raise CorruptLog(f"{path}: bad segment header; run {_verify_hint(path)}", str(path), 0)
-    off = len(segment.SEGMENT_MAGIC)
+    restore = (f"run {_verify_hint(path)} for details and restore the segment from a remote copy "
+               "(`agtrace pull`) if you have one")
+    off, seq = len(segment.SEGMENT_MAGIC), first
     for info, batch in segment.iter_frames(data, off, want=want, where=str(path)):
+        if info.first_seq != seq:
+            raise CorruptLog(f"{path}: the frame at byte {info.offset} starts at seq {info.first_seq}, not {seq} "
+                             f"(the file is not the segment its name says); {restore}", str(path), info.offset)
         yield info, batch
-        off = info.end
+        off, seq = info.end, info.last_seq + 1
     if off != len(data):
-        raise CorruptLog(
-            f"{path}: damaged frame at byte {off}; run {_verify_hint(path)} for details and "
-            "restore the segment from a remote copy (`agtrace pull`) if you have one",
-            str(path),
-            off,
-        )
+        raise CorruptLog(f"{path}: damaged frame at byte {off}; {restore}", str(path), off)
+    if seq != last + 1:
+        raise CorruptLog(f"{path}: its frames end at seq {seq - 1}, its name says {last} (the file is not the "
+                         f"segment its name says); {restore}", str(path), off)
 
 
 def last_record(stream_dir: str | os.PathLike) -> Record | None:

@@ -5,7 +5,7 @@ over ``runs`` joined with ``run_metrics`` (and the latest score per run from ``s
 page of a 10,000-run store costs one indexed query, not a fold or a scan of 10,000 rows in
 Python. The live status is the only figure the database cannot hold (it depends on whether a
 writer holds the run's lock): the runs without an end event are few, their statuses are
-computed first (:func:`live_statuses`) and handed to the query as a list of running ids.
+computed first (:func:`live_statuses`) and handed to the query as a map of run id to status.
 
 Costs come from the ``usage_costs`` table of a costs projection when the store has one (the sum
 over the priced calls, as ``show``'s, with ``cost_unpriced`` counting the calls left out, so a
@@ -20,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .catalog import status_of
+from .catalog import damage_status, status_of
 from .lock import is_locked
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ _GLOBS = {"agent": "r.agent", "model": "r.model", "task": "r.task_id"}
 @dataclass(frozen=True)
 class IndexQuery:
     """What to list. Text filters match exactly or as case-insensitive shell globs
-    (``claude*``); ``status`` is the live status (``running``, ``crashed`` or an end status);
+    (``claude*``); ``status`` is the live status (``running``, ``open``, ``crashed``, ``damaged`` or an end status);
     ``tags`` must all be present with these values; ``run_ids`` restricts to those runs (a
     search's hits); ``ranges`` maps a figure of :data:`RANGES` to ``(min, max)`` (either None);
     ``tests`` is ``pass`` (the last test run passed every test), ``fail`` or ``none``;
@@ -83,10 +83,19 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 def live_statuses(store: Store) -> dict[str, tuple[str, str]]:
     """``(status, reason)`` of every run without an end event: running while a writer holds its
-    lock, crashed otherwise (see :func:`agtrace.eventlog.catalog.status_of`)."""
-    rows = store.catalog.query(
-        "SELECT id, end_status, end_reason, heartbeat_s, last_ts, started_at FROM runs WHERE end_status IS NULL")
+    lock, else open (`agtrace new` runs) or crashed (see :func:`agtrace.eventlog.catalog.status_of`)."""
+    rows = store.catalog.query("SELECT id, end_status, end_reason, heartbeat_s, source, last_ts, started_at "
+                               "FROM runs WHERE end_status IS NULL")
     return {r["id"]: status_of(r, is_locked(store.run_dir(r["id"]) / "lock")) for r in rows}
+
+
+def damages(store: Store) -> dict[str, tuple[str, str]]:
+    """``(status, reason)`` of every run whose log is damaged (few): ``damaged`` or
+    ``newer-format`` (see :func:`agtrace.eventlog.catalog.damage_status`)."""
+    failures: dict[str, list] = {}
+    for failure in store.catalog.errors():
+        failures.setdefault(failure.run_id, []).append(failure)
+    return {run_id: d for run_id, f in failures.items() if (d := damage_status(f))}
 
 
 def _glob(column: str, pattern: str) -> tuple[str, list]:
@@ -111,7 +120,6 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
         raise ValueError("a page's limit and offset count runs, so they are 0 or more")
     conn = store.catalog.conn
     live = live_statuses(store) if live is None else live
-    running = json.dumps([r for r, (s, _) in live.items() if s == "running"])
     priced = _has_table(conn, "usage_costs")
     cost = "(SELECT sum(c.cost_usd) FROM usage_costs c WHERE c.run_id = r.id)" if priced else "m.cost_usd"
     unpriced = ("(SELECT count(*) - count(c.cost_usd) FROM usage_costs c WHERE c.run_id = r.id)"
@@ -119,15 +127,16 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
     overrides = _has_table(conn, "run_tags")
     score_where = "s.run_id = r.id AND s.value IS NOT NULL" + (" AND s.scorer = :scorer" if query.scorer else "")
     score = f"(SELECT s.value FROM scores s WHERE {score_where} ORDER BY s.final DESC, s.scored_part DESC, s.seq DESC LIMIT 1)"
-    status = ("coalesce(r.end_status, CASE WHEN r.id IN (SELECT value FROM json_each(:running)) "
-              "THEN 'running' ELSE 'crashed' END)")
+    damage = damages(store)  # a damaged log wins over the end status and the lock (catalog.damage_status)
+    status = ("coalesce((SELECT value FROM json_each(:damaged) WHERE key = r.id), r.end_status, "
+              "(SELECT value FROM json_each(:live) WHERE key = r.id), 'crashed')")
     tests = "(CAST(m.tests_final_passed AS REAL) / nullif(m.tests_final_total, 0))"
     duration = ("(CASE WHEN coalesce(r.ended_at, r.last_ts) >= r.started_at "  # never negative (RunInfo.duration_s)
                 "THEN (coalesce(r.ended_at, r.last_ts) - r.started_at) / 1e9 END)")
     figures = {"started": "r.started_at", "duration": duration, "parts": "r.parts", "events": "r.events",
                "tokens": "m.tokens", "cost": cost, "tests": tests, "score": score, "agent": "r.agent",
                "model": "r.model", "task": "r.task_id", "status": status, "id": "r.id"}
-    where, args = ["1=1"], {"running": running, "scorer": query.scorer}
+    where, args = ["1=1"], {"live": json.dumps({k: s for k, (s, _) in live.items()}), "damaged": json.dumps({k: v[0] for k, v in damage.items()}), "scorer": query.scorer}
     for key, column in _GLOBS.items():
         pattern = getattr(query, key)
         if pattern:
@@ -195,7 +204,7 @@ def index_runs(store: Store, query: IndexQuery, *, live: dict[str, tuple[str, st
                           {**args, "page": json.dumps(page_ids)})
     names = [d[0] for d in cursor.description]
     found = {values[0]: dict(zip(names, values, strict=True)) for values in cursor.fetchall()}
-    rows = [_row(found[r], live) for r in page_ids if r in found]
+    rows = [_row(found[r], live, damage) for r in page_ids if r in found]
     groups: dict[str, dict] = {}
     tasks = sorted({r["task_id"] for r in rows}) if query.group_by_task else []
     if tasks:
@@ -216,14 +225,17 @@ ROW_KEYS = ("id", "agent", "agent_version", "model", "task_id", "status", "reaso
 """The keys of an index row."""
 
 
-def _row(r: dict, live: dict[str, tuple[str, str]]) -> dict:
+def _row(r: dict, live: dict[str, tuple[str, str]], damage: dict[str, tuple[str, str]]) -> dict:
     tags = json.loads(r["tags"] or "{}")
     for k, v in json.loads(r["tag_overrides"] or "{}").items():
         if v is None:
             tags.pop(k, None)
         else:
             tags[k] = v
-    reason = r["end_reason"] or (live.get(r["id"], ("", ""))[1] if r["status"] in ("running", "crashed") else "")
+    if r["id"] in damage:
+        reason = damage[r["id"]][1]
+    else:
+        reason = r["end_reason"] or (live.get(r["id"], ("", ""))[1] if r["status"] in ("running", "open", "crashed") else "")
     return {
         "id": r["id"], "agent": r["agent"] or "", "agent_version": r["agent_version"] or "",
         "model": r["model"] or "", "task_id": r["task_id"] or "", "status": r["status"], "reason": reason,

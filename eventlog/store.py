@@ -37,7 +37,7 @@ from pathlib import Path
 
 import msgspec
 
-from . import reader, segment, verification
+from . import fingerprint, reader, segment, verification
 from .annotation import AnnotationsProjection, merge_tags, tag_overrides
 from .blobs import BlobStore
 from .catalog import (  # noqa: F401
@@ -45,6 +45,7 @@ from .catalog import (  # noqa: F401
     Catalog,
     CatalogProjection,
     RunInfo,
+    damage_status,
     open_catalog,
     status_of,
 )
@@ -58,7 +59,7 @@ from .location import is_writable, prepare_root, read_only_error
 from .lock import is_locked
 from .metrics_projection import MetricsProjection
 from .part_index import PartIndexProjection
-from .projection import DAMAGED, NEWER, STREAMS, Projection
+from .projection import DAMAGED, NEWER, STREAMS, Projection, ProjectionFailure
 from .score import ScoresProjection
 from .verification import VerifyReport
 from .writer import RunWriter
@@ -401,12 +402,7 @@ class Store:
 
     def record_segments(self, run_id: str) -> None:
         """Refresh the catalog's rows for a run's sealed segments from the files."""
-        rows = []
-        for first, last, path in reader.list_segments(self.run_dir(run_id) / "events"):
-            if last is None:
-                continue
-            rows.append((path.name, first, last, path.stat().st_size, True))
-        self.catalog.record_segments(run_id, "events", rows)
+        self.catalog.record_segments(run_id, "events", fingerprint.sealed_segments(self.run_dir(run_id) / "events"))
 
     def reindex(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Delete the catalog and rebuild every registered projection (and the segment rows)
@@ -426,8 +422,11 @@ class Store:
     def info(self, run_id: str, *, sync: bool = True) -> RunInfo:
         """The run's catalog row with its live status (see :func:`status_of`); every projection
         of the run is brought up to date first unless ``sync`` is False (the caller knows they
-        are: it holds the run's writer and flushed it)."""
+        are: it holds the run's writer and flushed it); a run whose sealed segments changed on
+        disk since they were indexed is folded again first (:mod:`.fingerprint`)."""
         if sync:
+            if fingerprint.changed_runs(self.catalog, self.runs_dir, [run_id]):
+                self.rebuild(run_id)
             self.sync(run_id)
         row = self.catalog.run_row(run_id)
         if row is None:
@@ -435,8 +434,7 @@ class Store:
             if damage is not None:  # damaged before its first event: say so, not "no events"
                 raise CorruptLog(damage)
             raise RunNotFound(f"run {run_id} has no events; `agtrace verify {run_id}` checks it")
-        return self._info(row, [str(e) for e in self.catalog.errors(run_id)],
-                          tag_overrides(self.catalog.conn, run_id).get(run_id))
+        return self._info(row, self.catalog.errors(run_id), tag_overrides(self.catalog.conn, run_id).get(run_id))
 
     def damage(self, run_id: str) -> str | None:
         """Why the run's events cannot be read past some seq (a damaged segment, as the last
@@ -455,34 +453,36 @@ class Store:
 
     def runs(self) -> list[RunInfo]:
         """Every run, oldest first, with live status. Folds only the runs some events projection
-        has not caught up with (unknown, unfinished, or behind the run catalog)."""
+        has not caught up with (unknown, unfinished, or behind the run catalog), and folds again
+        those whose sealed segments changed on disk since they were indexed (:mod:`.fingerprint`)."""
         catalog = self.catalog
+        for run_id in fingerprint.changed_runs(catalog, self.runs_dir):
+            self.rebuild(run_id)
         known = set(catalog.run_ids())
         names = [n for n in os.listdir(self.runs_dir)  # a run the catalog knows has its events dir
                  if n in known or os.path.isdir(os.path.join(self.runs_dir, n, "events"))]
         for run_id in catalog.stale_runs(sorted(names)):
             self._sync_stream(run_id, "events")
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[ProjectionFailure]] = {}
         for e in catalog.errors():
-            errors.setdefault(e.run_id, []).append(str(e))
+            errors.setdefault(e.run_id, []).append(e)
         tags, rows = tag_overrides(catalog.conn), catalog.run_rows()
-        unlisted = set(errors) - {r["id"] for r in rows}
-        if unlisted:  # unreadable from their first event: listed as damaged, or as newer-format (upgrade)
-            for run_id in sorted(unlisted):
-                if self.has_run(run_id):
-                    rows.append({"id": run_id, "end_reason": errors[run_id][0], "end_status": "newer-format"
-                                 if segment.NEWER_WORDS in errors[run_id][0] else "damaged"})
-            rows.sort(key=lambda r: r["id"])
+        for run_id in sorted(set(errors) - {r["id"] for r in rows}):  # unreadable from their first event:
+            if self.has_run(run_id):  # listed as damaged, or as newer-format (upgrade)
+                why = str(errors[run_id][0])
+                rows.append({"id": run_id, "end_reason": why, "end_status": "newer-format" if segment.NEWER_WORDS in why else "damaged"})
+        rows.sort(key=lambda r: r["id"])
         return [self._info(r, errors.get(r["id"], ()), tags.get(r["id"])) for r in rows]
 
-    def _info(self, row: dict, errors=(), tags=None) -> RunInfo:
-        """A run's :class:`RunInfo` from its ``runs`` row, its projection failures and the
-        tags set or removed after the fact (``run_tags``), laid over ``run_started``'s."""
-        # an ended run's status is its end event's: no need to look at its lock
-        alive = not row["end_status"] and is_locked(self.run_dir(row["id"]) / "lock")
-        status, reason = status_of(row, alive)
+    def _info(self, row: dict, failures: Sequence[ProjectionFailure] = (), tags=None) -> RunInfo:
+        """A run's :class:`RunInfo` from its ``runs`` row, its projection failures (a damaged log
+        makes it ``damaged``, see :func:`damage_status`) and the tags set or removed after the
+        fact (``run_tags``), laid over ``run_started``'s."""
+        damage = damage_status(failures)  # else an ended run's status is its end event's: no lock to look at
+        alive = not damage and not row["end_status"] and is_locked(self.run_dir(row["id"]) / "lock")
+        status, reason = damage or status_of(row, alive)
         stored = json.loads(t) if (t := row.get("tags")) not in (None, "", "{}") else {}
-        return RunInfo.of_row(row, status, reason, merge_tags(stored, tags), errors)
+        return RunInfo.of_row(row, status, reason, merge_tags(stored, tags), [str(f) for f in failures])
 
     # -- verifying ---------------------------------------------------------------------------
 

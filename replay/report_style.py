@@ -11,8 +11,8 @@ h1{font-size:19px;margin:4px 0 10px;font-weight:600}h2{font-size:16px;margin:22p
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 pre{white-space:pre-wrap;word-break:break-word;margin:4px 0}
 .status{display:inline-block;padding:1px 9px;border-radius:10px;font-size:13px;color:#fff;background:var(--mute);vertical-align:2px}
-.s-completed{background:var(--ok)}.s-failed,.s-crashed{background:var(--err)}.s-limit,.s-timeout,.s-interrupted{background:var(--warn)}
-.s-running{background:var(--info)}.reason{font-size:14px;color:var(--mute);font-weight:400}
+.s-completed{background:var(--ok)}.s-failed,.s-crashed,.s-damaged{background:var(--err)}.s-limit,.s-timeout,.s-interrupted{background:var(--warn)}
+.s-running,.s-open{background:var(--info)}.reason{font-size:14px;color:var(--mute);font-weight:400}
 dl.facts{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:2px 14px;margin:0}
 dl.facts dt{color:var(--mute)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 .notes{margin-top:8px}.notes h2{font-size:14px;margin:0 0 4px}.notes ul{margin:0;padding-left:18px}.notes .text{white-space:pre-wrap}.notes .by,.notes .about{color:var(--mute);font-size:12px}

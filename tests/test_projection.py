@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -114,7 +115,12 @@ def test_ls_of_indexed_runs_reads_no_segment(tmp_path):
     store.close()
     for run_id in ids:  # every projection is up to date: nothing may need the events any more
         for seg in (tmp_path / "s" / "runs" / run_id / "events").iterdir():
-            seg.write_bytes(b"not a segment")
+            # garbage of the same size, in place, with the old mtime: unreadable, yet no stat
+            # tells (a changed stat makes `ls` read the segment again, see test_store_truth.py)
+            st = seg.stat()
+            with open(seg, "r+b") as fh:
+                fh.write(b"\0" * st.st_size)
+            os.utime(seg, ns=(st.st_atime_ns, st.st_mtime_ns))
     listed = json.loads(run_agtrace(["ls", "--json"], tmp_path / "s", check=True).stdout)
     assert sorted(r["tokens"] for r in listed) == [10, 20, 30]  # (ls lists newest first)
     assert all(r["cost"]["calls"] == 1 for r in listed)
