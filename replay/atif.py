@@ -142,6 +142,9 @@ def export_atif(
 def _write(store: Store, run_id: str, fh: BinaryIO) -> tuple[int, int]:
     """Write one trajectory; return (steps, events read)."""
     run = run_metrics(store, run_id)
+    damage = store.damage(run_id)  # the metrics stop at the damage: half a run must not pass as whole
+    if damage is not None:
+        raise CorruptLog(damage)
     parts = {p.part: p for p in part_metrics(store, run_id)}
     records = store.read(run_id, 1, run.events)  # the events the metrics are of, for a live run too
     first = next(records, None)

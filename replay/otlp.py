@@ -37,6 +37,7 @@ from typing import Any
 import msgspec
 
 from agtrace.eventlog import (
+    CorruptLog,
     ErrorOccurred,
     MessageAdded,
     ModelCalled,
@@ -137,6 +138,9 @@ def iter_spans(store: Store, run_id: str, *, max_attribute_chars: int = MAX_ATTR
     later part began (the tests it ran are recorded by then), the rest at the end, the
     ``invoke_agent`` span last. What is held is the spans not yet complete."""
     run = run_metrics(store, run_id)
+    damage = store.damage(run_id)  # the metrics stop at the damage: half a trace must not pass as whole
+    if damage is not None:
+        raise CorruptLog(damage)
     builder = _SpanBuilder(store, run_id, max_attribute_chars)
     builder.call_costs = {c["seq"]: (c["cost_usd"], c["reason"] or f"{c['model'] or '?'} unpriced")
                           for c in call_costs(store, run_id)}
