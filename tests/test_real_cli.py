@@ -245,6 +245,24 @@ def _agtrace() -> str | None:
     return exe if r.returncode == 0 else None
 
 
+def _run_under_agtrace(cli: str, tmp_path: Path, **session) -> tuple[Path, Path, str, dict]:
+    """``agtrace --store S run --agent CLI --workdir W --json -- <cli argv>``, all inside the
+    namespace, against a new project: the store, the project, the run id and the JSON summary
+    (the last stdout line). ``session`` goes to ``run_session_in_netns`` (delay_s: think time per model
+    answer, so agtrace snapshots a part before the CLI runs the next tool)."""
+    exe = _agtrace()
+    if exe is None:
+        pytest.skip("`agtrace run` not available yet")
+    store, work = tmp_path / "store", tmp_path / "work"
+    model_server.write_project(work)
+    wrapper = [exe, "--store", str(store), "run", "--agent", cli, "--workdir", str(work), "--json", "--"]
+    res = run_cli.run_session_in_netns(cli, tmp_path, wrapper=wrapper, timeout=240, workdir=work, **session)
+    diag = f"\nresult={res}\nstderr tail:\n{(tmp_path / 'stderr.txt').read_text()[-2000:]}"
+    assert res["returncode"] == 0 and res["script_finished"], diag
+    summary = _last_json((tmp_path / "stdout.jsonl").read_text())
+    return store, work, summary.get("run_id") or summary.get("id") or summary["run"], summary
+
+
 def _tree_files(repo_git: Path, tree: str) -> dict[str, bytes]:
     ls = subprocess.run(["git", f"--git-dir={repo_git}", "ls-tree", "-r", "-z", tree],
                         check=True, capture_output=True).stdout
@@ -273,28 +291,10 @@ def _last_json(text: str) -> dict:
 
 
 def test_agtrace_run(agent, tmp_path):
-    # agtrace --store S run --agent X --workdir W --json -- <cli argv>, all inside
-    # the namespace; the JSON summary (last stdout line) carries the run id.
-    exe = _agtrace()
-    if exe is None:
-        pytest.skip("`agtrace run` not available yet")
     from agtrace.eventlog import PartEnded, SnapshotTaken, Store, ToolCalled, ToolReturned
 
     cli, version = agent
-    store = tmp_path / "store"
-    work = tmp_path / "work"
-    model_server.write_project(work)
-    wrapper = [exe, "--store", str(store), "run", "--agent", cli, "--workdir", str(work),
-               "--json", "--"]
-    # think time per model answer, so agtrace snapshots a part before the CLI
-    # runs the next tool (an instant model races the recorder)
-    res = run_cli.run_session_in_netns(cli, tmp_path, wrapper=wrapper, timeout=240,
-                                       workdir=work, delay_s=AGTRACE_DELAY_S, version=version)
-    diag = f"\nresult={res}\nstderr tail:\n{(tmp_path / 'stderr.txt').read_text()[-2000:]}"
-    assert res["returncode"] == 0 and res["script_finished"], diag
-
-    summary = _last_json((tmp_path / "stdout.jsonl").read_text())
-    run_id = summary.get("run_id") or summary.get("id") or summary["run"]
+    store, work, run_id, summary = _run_under_agtrace(cli, tmp_path, delay_s=AGTRACE_DELAY_S, version=version)
     records = list(Store(store).read(run_id))
     events = [r.event for r in records]
 
@@ -346,17 +346,7 @@ def test_agtrace_run_freezes_claude_code_at_the_part_ending_line(installed_agent
     ok, why = run_cli.available(cli)
     if not ok:
         pytest.skip(f"{cli}: {why}")
-    exe = _agtrace()
-    if exe is None:
-        pytest.skip("`agtrace run` not available yet")
-    store, work = tmp_path / "store", tmp_path / "work"
-    model_server.write_project(work)
-    wrapper = [exe, "--store", str(store), "run", "--agent", cli, "--workdir", str(work), "--json", "--"]
-    res = run_cli.run_session_in_netns(cli, tmp_path, wrapper=wrapper, timeout=240, workdir=work,
-                                       delay_s=0.3, script="edit_after_big_write")
-    diag = f"\nresult={res}\nstderr tail:\n{(tmp_path / 'stderr.txt').read_text()[-2000:]}"
-    assert res["returncode"] == 0 and res["script_finished"], diag
-    run_id = _last_json((tmp_path / "stdout.jsonl").read_text())["run_id"]
+    store, work, run_id, _summary = _run_under_agtrace(cli, tmp_path, delay_s=0.3, script="edit_after_big_write")
     repo_git = store / "runs" / run_id / "repo.git"
     tool_parts = [r.event for r in Store(store).read(run_id)
                   if isinstance(r.event, PartEnded) and r.event.call_id]
@@ -384,16 +374,7 @@ def test_agtrace_run_of_codex_agrees_with_its_rollout_import(agent, tmp_path):
     cli, version = agent
     if cli != "codex":
         pytest.skip("the Codex capture only")
-    exe = _agtrace()
-    if exe is None:
-        pytest.skip("`agtrace run` not available yet")
-    store, work = tmp_path / "store", tmp_path / "work"
-    model_server.write_project(work)
-    wrapper = [exe, "--store", str(store), "run", "--agent", cli, "--workdir", str(work), "--json", "--"]
-    res = run_cli.run_session_in_netns(cli, tmp_path, wrapper=wrapper, timeout=240, workdir=work,
-                                       delay_s=AGTRACE_DELAY_S, version=version)
-    assert res["returncode"] == 0 and res["script_finished"], res
-    live = _last_json((tmp_path / "stdout.jsonl").read_text())["run_id"]
+    store, _work, live, _summary = _run_under_agtrace(cli, tmp_path, delay_s=AGTRACE_DELAY_S, version=version)
     [rollout] = run_cli.session_files(cli, tmp_path / "home")
     proc = run_agtrace(["--store", str(store), "import", "--format", "codex-rollout", str(rollout),
                         "--json"], store)

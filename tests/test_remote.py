@@ -120,6 +120,9 @@ class Backend:
     def put_raw(self, key: str, data: bytes) -> None:
         raise NotImplementedError
 
+    def delete_raw(self, key: str) -> None:
+        raise NotImplementedError
+
 
 class FileBackend(Backend):
     name = "file"
@@ -143,6 +146,9 @@ class FileBackend(Backend):
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+
+    def delete_raw(self, key):
+        (self.root / key).unlink()
 
 
 class S3Backend(Backend):
@@ -176,6 +182,9 @@ class S3Backend(Backend):
 
     def put_raw(self, key, data):
         self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}", Body=data)
+
+    def delete_raw(self, key):
+        self.client.delete_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}")
 
     def uploads(self) -> list[dict]:
         return self.client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])

@@ -11,27 +11,14 @@ import pytest
 
 from agtrace.capture.recorder import Recorder
 from agtrace.eventlog import Store
+from tests import test_remote
 from tests.conftest import run_agtrace
-from tests.test_remote import FileBackend, S3Backend, moto_server  # noqa: F401 - the fixture
+from tests.test_remote import moto_server  # noqa: F401 - the fixture
+
+backend = test_remote.backend  # the file and S3 remotes, as a fixture
 
 SHARED = "the same long output, a blob both runs reference " * 4000
 OWN = "an output only the removed run had " * 4000
-
-
-@pytest.fixture(params=["file", "s3"])
-def backend(request, tmp_path):
-    if request.param == "file":
-        return FileBackend(tmp_path / "remote")
-    import uuid
-
-    return S3Backend(request.getfixturevalue("moto_server"), f"agtrace-{uuid.uuid4().hex[:12]}")
-
-
-def _delete_raw(backend, key: str) -> None:
-    if isinstance(backend, FileBackend):
-        (backend.root / key).unlink()
-    else:
-        backend.client.delete_object(Bucket=backend.bucket, Key=f"{backend.prefix}/{key}")
 
 
 def _run(store: Store, work, outputs: list[str]) -> str:
@@ -101,7 +88,7 @@ def test_gc_remote_removes_only_the_blobs_no_remaining_run_references(pushed, tm
 def test_gc_remote_reads_segments_that_no_manifest_lists(pushed):
     backend, (a, b, _c) = pushed["backend"], pushed["ids"]
     for key in [k for k in backend.objects() if k.startswith(f"runs/{b}/manifests/")]:
-        _delete_raw(backend, key)  # as if B's push was killed before its manifest
+        backend.delete_raw(key)  # as if B's push was killed before its manifest
     run_agtrace(["rm", a, "--remote", backend.url, "--yes"], pushed["home"], env=pushed["env"], check=True)
     done = _gc(pushed, "--min-age", "0s")
     assert len(done["removed"]) == 1 and done["segments_read"] >= 1
@@ -112,9 +99,9 @@ def test_gc_remote_reads_segments_that_no_manifest_lists(pushed):
 def test_gc_remote_deletes_nothing_when_a_runs_references_cannot_be_read(pushed):
     backend, (a, b, _c) = pushed["backend"], pushed["ids"]
     for key in [k for k in backend.objects() if k.startswith(f"runs/{b}/manifests/")]:
-        _delete_raw(backend, key)
+        backend.delete_raw(key)
     segment = next(k for k in backend.objects() if k.startswith(f"runs/{b}/events/") and k.endswith(".seg"))
-    _delete_raw(backend, segment)
+    backend.delete_raw(segment)
     backend.put_raw(segment, b"not a segment at all")
     run_agtrace(["rm", a, "--remote", backend.url, "--yes"], pushed["home"], env=pushed["env"], check=True)
     before = _blobs(backend)
@@ -160,7 +147,7 @@ def test_a_blob_gc_deletes_while_a_push_counts_on_it_is_uploaded_again(pushed, t
     def gc_deletes(done, _total):
         if done == 1 and not gone:
             for key in held_by_b:
-                _delete_raw(backend, key)
+                backend.delete_raw(key)
             gone.append(True)
 
     with backend.remote() as remote:

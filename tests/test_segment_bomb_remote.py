@@ -20,26 +20,13 @@ import pytest
 
 from agtrace.eventlog import MessageAdded, RunStarted, Store, segment
 from agtrace.eventlog.remotes.transfer import digest_file
-from tests.test_remote import FileBackend, S3Backend, moto_server  # noqa: F401 - the fixture
+from tests import test_remote
+from tests.test_remote import moto_server  # noqa: F401 - the fixture
 from tests.test_segment_bomb import _bomb
 
+backend = test_remote.backend  # the file and S3 remotes, as a fixture
+
 pytestmark = pytest.mark.slow  # a 1 GiB bomb made, and expanded by every command
-
-
-@pytest.fixture(params=["file", "s3"])
-def backend(request, tmp_path):
-    if request.param == "file":
-        return FileBackend(tmp_path / "remote")
-    import uuid
-
-    return S3Backend(request.getfixturevalue("moto_server"), f"agtrace-{uuid.uuid4().hex[:12]}")
-
-
-def _delete_raw(backend, key: str) -> None:
-    if isinstance(backend, FileBackend):
-        (backend.root / key).unlink()
-    else:
-        backend.client.delete_object(Bucket=backend.bucket, Key=f"{backend.prefix}/{key}")
 
 
 def _limited() -> None:
@@ -108,7 +95,7 @@ def test_pull_and_gc_of_a_remote_whose_segment_is_a_bomb(backend, tmp_path, say_
         assert texts[1:51] == [f"{agent} {i}" for i in range(50)], (agent, texts)
     store.close()
 
-    _delete_raw(backend, manifest_key)  # gc then reads the segment itself for the blobs it references
+    backend.delete_raw(manifest_key)  # gc then reads the segment itself for the blobs it references
     before = sorted(backend.key_names())
     collected = _agtrace(["gc", "--remote", backend.url, "--min-age", "0s"], tmp_path / "gc", backend)
     err = collected.stderr
