@@ -452,6 +452,7 @@ def test_pull_replaces_a_damaged_local_segment_and_bundle_with_the_whole_remote_
     _flip(seg, seg.stat().st_size // 2)
     _truncate(bundle)
     assert not store.verify(demo).ok
+    assert {r.id: r.status for r in store.runs()}[demo] == "damaged"  # as `ls` finds it: the catalog marks it
     with backend.remote() as remote:
         assert push(src, remote, [demo]).ok
         report = pull(store, remote, [demo])
@@ -462,7 +463,13 @@ def test_pull_replaces_a_damaged_local_segment_and_bundle_with_the_whole_remote_
     assert [k.split(".damaged-")[0] for k in kept] == sorted([bundle.name, seg.name])  # kept aside, not lost
     assert store.verify(demo).ok
     assert _records(store, demo) == _records(src, demo)
+    # the mark goes with the damage (it stayed: ls said damaged after a pull that repaired the run)
+    assert store.damage(demo) is None and store.info(demo).status == src.info(demo).status == "completed"
+    assert store.info(demo).events == src.info(demo).events
     store.close()
+    again = Store(home)
+    assert again.info(demo).status == "completed" and not again.catalog.errors(demo)
+    again.close()
     src.close()
 
 

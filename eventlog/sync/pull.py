@@ -192,8 +192,11 @@ def _pull_objects(store: Store, remote: Remote, run_id: str, listing: list[Objec
                 break
     fetch(set().union(*(segment_blob_refs(path) for path in here)))
     if (run_dir / "events").is_dir():
-        store.sync(run_id)
-        store.record_segments(run_id)
+        if store.damage(run_id) is not None or any(str(run_dir) in r for r in report.replaced):
+            store.rebuild(run_id)  # a repaired run is folded again: its damage mark and figures go
+        else:
+            store.sync(run_id)
+            store.record_segments(run_id)
 
 
 def _blob_fetcher(store: Store, remote: Remote, run_id: str, report: PullReport) -> Callable[[set[str]], None]:
