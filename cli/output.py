@@ -34,7 +34,7 @@ _SUMMARY_FIELDS = {
     "line_logged": ("stream", "text"),
     "raw_recorded": ("source", "parse_error", "text"),
     "error_occurred": ("origin", "message"),
-    "scored": ("scorer", "value", "passed", "total", "status"),
+    "scored": ("scorer", "scored_part", "final", "value", "passed", "total", "status"),
     "run_tagged": ("tags", "removed", "author"),
     "note_added": ("noted_part", "text", "author"),
     "run_ended": ("status", "reason", "exit_code"),
@@ -98,7 +98,7 @@ def summary(record: Record, width: int = 100) -> str:
     bits = []
     for name in fields:
         value = body.get(name)
-        if value in (None, "", [], {}):
+        if value in (None, "", [], {}) or name == "final" and value is False:  # final only when it is
             continue
         if isinstance(value, list):
             value = f"{len(value)}"

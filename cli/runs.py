@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -172,17 +173,25 @@ def show_cmd(ctx, run: str, all_parts: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one event each (what `append` reads).")
 @pass_ctx
 def log_cmd(ctx, run: str, part: str | None, kinds: tuple[str, ...], follow: bool, as_json: bool) -> None:
-    """Print a run's events (or one part's), human-readable or as JSON lines."""
+    """Print a run's events (or one part's), human-readable or as JSON lines.
+
+    Scores (`agtrace rescore`) are kept apart from the run's events, in their own stream with
+    their own seqs: `--kind scored` prints them after the events (with --part, the scores of
+    those parts' trees, a final tree's under the last part)."""
     store = ctx.store
     run_id = store.resolve(run)
+    parts = None
     if part is not None:
         from agtrace.replay import resolve_parts
 
-        records = _read_parts(store, run_id, resolve_parts(store, run_id, part, unfinished=True))
+        parts = resolve_parts(store, run_id, part, unfinished=True)
+        records = _read_parts(store, run_id, parts)
     elif follow:
         records = store.tail(run_id)
     else:
         records = store.read(run_id)
+    if "scored" in kinds and not follow:
+        records = itertools.chain(records, _scores(store, run_id, parts))
     out = sys.stdout
     for rec in records:
         if kinds and rec.kind not in kinds:
@@ -194,6 +203,13 @@ def log_cmd(ctx, run: str, part: str | None, kinds: tuple[str, ...], follow: boo
             out.write(summary(rec, 160) + "\n")
         if follow:
             out.flush()
+
+
+def _scores(store, run_id: str, parts: list[int] | None):
+    """The run's ``scored`` records (the scores stream), of ``parts`` when given."""
+    wanted = None if parts is None else set(parts)
+    return (r for r in store.read(run_id, stream="scores")
+            if wanted is None or getattr(r.event, "scored_part", None) in wanted)
 
 
 def _read_parts(store, run_id: str, parts: list[int]):

@@ -53,6 +53,14 @@ def test_last_then_all_keeps_the_final_tree_apart_from_the_last_part(store, tmp_
                                                                             (2, False, 2.0)]
     table = run_agtrace(["scores", run_id], root, check=True).stdout.decode().splitlines()
     assert [line.split()[1] for line in table[1:]] == ["1", "2", "final"]
+    logged = run_agtrace(["log", run_id, "--kind", "scored"], root, check=True).stdout.decode().splitlines()
+    assert [("scored_part=2" in line, "final=True" in line) for line in logged] == [(True, True), (False, False),
+                                                                                   (True, False)]
+    one = run_agtrace(["log", run_id, "--part", "1", "--kind", "scored", "--json"], root, check=True).stdout
+    assert [json.loads(line)["scored_part"] for line in one.splitlines()] == [1]
+    with Store(tmp_path / "other") as other:
+        fresh = make_run(other, tmp_path / "w2", [3])  # never scored: no scores stream at all
+    assert run_agtrace(["log", fresh, "--kind", "scored"], other.root, check=True).stdout == b""
 
     (compared,) = agtrace_json(root, "compare", run_id)
     assert compared["score"] == 9.0
