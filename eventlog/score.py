@@ -52,21 +52,38 @@ class ScoresProjection(Projection):
     """The ``scores`` table (see the module docstring)."""
 
     name = "scores"
-    version = 3
+    version = 4  # 4: a score of a tree other than its part's own is final (older rescores said part N)
     stream = "scores"
     tables = ("scores",)
     migrations = (m001_scores, m002_output_tail, m003_final)
 
     def apply(self, conn: sqlite3.Connection, run_id: str, records: Iterable[Record]) -> None:
-        rows = [_row(run_id, rec) for rec in records if type(rec.event) is Scored]
+        scored = [rec for rec in records if type(rec.event) is Scored]
+        trees = _part_trees(conn, run_id) if any(not rec.event.final for rec in scored) else {}
+        rows = [_row(run_id, rec, trees) for rec in scored]
         conn.executemany(f"INSERT INTO scores ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows)
 
 
-def _row(run_id: str, rec: Record) -> tuple:
+def _part_trees(conn: sqlite3.Connection, run_id: str) -> dict[int, str]:
+    """Each part's own tree, from the catalog's ``parts`` table (folded from the run's events,
+    which come before its scores); empty when there is no such table (the projection alone)."""
+    try:
+        return {part: tree for part, tree in conn.execute(
+            "SELECT part, tree_id FROM parts WHERE run_id=? AND tree_id IS NOT NULL AND tree_id != ''", [run_id])}
+    except sqlite3.OperationalError:
+        return {}
+
+
+def _row(run_id: str, rec: Record, trees: dict[int, str]) -> tuple:
+    """The row of a ``scored`` event. A result not marked ``final`` whose tree is not its part's
+    own is the final tree's: a `rescore --parts last` from before :attr:`Scored.final` recorded
+    the run's final tree under its last part's number, and it must not pass for that part's."""
     ev: Scored = rec.event
+    own = trees.get(ev.scored_part) if ev.scored_part is not None else None
+    final = ev.final or (own is not None and ev.tree_id != own)
     return (run_id, rec.seq, rec.ts, ev.scorer, ev.scorer_digest, ev.tree_id, ev.scored_part, ev.value,
             ev.passed, ev.failed, ev.total, ev.status, ev.exit_code, ev.duration_ms, ev.reused_from,
-            ev.output_tail, int(ev.final))
+            ev.output_tail, int(final))
 
 
 def _conn(store: Store) -> sqlite3.Connection:
@@ -98,8 +115,8 @@ def scored_parts(store: Store, run_id: str, scorer_digest: str,
                  scorer: str | None = None) -> set[tuple[int | None, str, bool]]:
     """(part, tree, final) of a run already scored with this digest (what a resumed rescore
     skips), by scorer name ``scorer`` when given; the run's score stream is folded first. A
-    final tree scored by an older rescore as its part (no ``final``) is not among the final
-    ones: the next ``--parts last`` records it as final, reusing that result."""
+    final tree scored by an older rescore as its part (no ``final``) is among the final ones
+    (see :func:`_row`): the next ``--parts last`` skips it."""
     store.sync(run_id)
     sql = "SELECT scored_part, tree_id, final FROM scores WHERE run_id=? AND scorer_digest=?"
     args = [run_id, scorer_digest]

@@ -93,17 +93,30 @@ def test_a_final_tree_that_is_the_last_parts_records_one_score(store, tmp_path):
     assert compared["score"] == 2.0
 
 
-def test_a_final_tree_scored_as_its_part_before_is_recorded_as_final_by_reuse(store, tmp_path):
+def test_a_final_tree_scored_as_its_part_before_reads_as_final(store, tmp_path):
     """A store whose `rescore --parts last` (before ``final``) recorded the final tree as part 2:
-    the next `--parts last` appends it as final, reusing that result (no scorer runs)."""
+    the score reads as the final tree's (its tree is not part 2's), in `scores`, `compare` and
+    the index, also after the catalog is rebuilt, and the next `--parts last` skips it."""
     run_id = make_run(store, tmp_path / "w", [1, 2], after=9)
     ((part, tree, final),) = select_parts(store, run_id, "last")
     assert (part, final) == (2, True)
     digest = scorer_digest(CMD, LocalSandbox(), VALUE)
     with store.open_writer(run_id, stream="scores") as writer:
         writer.append(Scored(scorer="v", scorer_digest=digest, tree_id=tree, scored_part=2, value=9.0), part=2)
-    report = rescore(store, [run_id], name="v", cmd=CMD, sandbox=LocalSandbox(), parts="last", result=VALUE)
-    assert (report.ran, report.reused, report.skipped) == (0, 1, 0)
     rows = score_rows(store, run_id)
-    assert [(r["scored_part"], r["final"], r["value"]) for r in rows] == [(2, False, 9.0), (2, True, 9.0)]
+    assert [(r["scored_part"], r["final"], r["value"]) for r in rows] == [(2, True, 9.0)]
+    report = rescore(store, [run_id], name="v", cmd=CMD, sandbox=LocalSandbox(), parts="last", result=VALUE)
+    assert (report.ran, report.reused, report.skipped) == (0, 0, 1)
+    report = rescore(store, [run_id], name="v", cmd=CMD, sandbox=LocalSandbox(), parts="all", result=VALUE)
+    assert (report.ran, report.reused, report.skipped) == (2, 0, 0)  # part 2's own tree was never scored
+    rows = score_rows(store, run_id)
+    assert [(r["scored_part"], r["final"], r["value"]) for r in rows] == [(2, True, 9.0), (1, False, 1.0),
+                                                                        (2, False, 2.0)]
     assert latest_score(rows) == 9.0
+    root = store.root
+    store.close()
+    run_agtrace(["reindex"], root, check=True)
+    table = run_agtrace(["scores", run_id], root, check=True).stdout.decode().splitlines()
+    assert [line.split()[1] for line in table[1:]] == ["1", "2", "final"]
+    (compared,) = agtrace_json(root, "compare", run_id)
+    assert (compared["score"], compared["scorers"]["v"]["final"]) == (9.0, True)
