@@ -152,7 +152,8 @@ def run_capture(
     return RunSummary(
         run_id=recorder.run_id, status=ended.status, reason=ended.reason, exit_code=ended.exit_code,
         parts=recorder.parts, tokens=recorder.tokens, duration_s=run_metrics(store, recorder.run_id).duration_s,
-        redactions=ended.redactions, agent=agent, model=adapter.state.model or recorder_options.get("model", ""),
+        redactions=ended.redactions, agent=agent,
+        model=store.info(recorder.run_id).model or adapter.state.model or recorder_options.get("model", ""),
         agent_version=adapter.state.agent_version or recorder_options.get("agent_version", ""),
         bundle=str(bundles[-1]) if bundles else None, warnings=run_warnings(recorder, adapter),
     )

@@ -374,7 +374,7 @@ def test_agtrace_run_of_codex_agrees_with_its_rollout_import(agent, tmp_path):
     cli, version = agent
     if cli != "codex":
         pytest.skip("the Codex capture only")
-    store, _work, live, _summary = _run_under_agtrace(cli, tmp_path, delay_s=AGTRACE_DELAY_S, version=version)
+    store, _work, live, summary = _run_under_agtrace(cli, tmp_path, delay_s=AGTRACE_DELAY_S, version=version)
     [rollout] = run_cli.session_files(cli, tmp_path / "home")
     proc = run_agtrace(["--store", str(store), "import", "--format", "codex-rollout", str(rollout),
                         "--json"], store)
@@ -392,4 +392,6 @@ def test_agtrace_run_of_codex_agrees_with_its_rollout_import(agent, tmp_path):
 
     assert figures(live) == figures(imported)
     assert figures(live)["model"] and figures(live)["cost"] is not None
+    # the run's own --json summary says the same (it said model "")
+    assert (summary["model"], summary["tokens"]) == (figures(live)["model"], figures(live)["tokens"])
     assert "shell" not in figures(live)["tools"]
