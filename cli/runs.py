@@ -353,7 +353,7 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     if stdin_closed():
         raise UserError(f"standard input is closed: pipe the events in (`agtrace log --json OTHER | agtrace append "
                         f"{run_id[:10]}`); nothing was appended", 2)
-    writer = store.open_writer(run_id, durability=durability)
+    writer = store.open_writer(run_id, durability=durability, fold="child")  # the projections are folded on the second core
     if writer.torn_tail:
         warn(f"cut a torn tail of {writer.torn_tail.bytes_cut} bytes off {writer.torn_tail.path}")
     first = writer.next_seq

@@ -145,7 +145,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "copy_run": "copy",
     "credential_reason": "credential",
     "credential_rules": ("credential", "rules"),
-    "default_projections": "store",
+    "default_projections": "registry",
     "derived_run_id": "ids",
     "digest_file": "remotes.transfer",
     "end_child": "forked",

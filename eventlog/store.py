@@ -38,42 +38,23 @@ from pathlib import Path
 import msgspec
 
 from . import fingerprint, reader, segment, verification
-from .annotation import AnnotationsProjection, merge_tags, tag_overrides
+from .annotation import merge_tags, tag_overrides
 from .blobs import BlobStore
-from .catalog import (  # noqa: F401
-    STALE_WITHOUT_HEARTBEAT_S,
-    Catalog,
-    CatalogProjection,
-    RunInfo,
-    damage_status,
-    open_catalog,
-    status_of,
-)
+from .catalog import Catalog, CatalogProjection, RunInfo, damage_status, open_catalog, status_of
 from .containment import is_content_address
-from .cost import CostsProjection
 from .errors import AmbiguousRunId, CorruptLog, InvalidEvent, RunExists, RunNotFound, StoreError
 from .events import Record, RunEnded, RunStarted, kind_of
-from .fulltext import SearchProjection
+from .fold_child import FoldChild
 from .ids import looks_like_run_id, new_run_id
 from .location import is_writable, prepare_root, read_only_error
 from .lock import is_locked
-from .metrics_projection import MetricsProjection
-from .part_index import PartIndexProjection
 from .projection import DAMAGED, NEWER, STREAMS, Projection, ProjectionFailure
-from .score import ScoresProjection
+from .registry import default_projections
 from .verification import VerifyReport
 from .writer import RunWriter
 
 SYNC_BATCH = 10_000
 """Records folded per transaction when catching up from the segments."""
-
-def default_projections() -> tuple[Projection, ...]:
-    """The projections of a store opened without ``projections=``: the run catalog (``runs``,
-    ``parts``), metrics (``run_metrics``, ``part_metrics``), the part index (``test_results``),
-    scores (``scores``), annotations (``run_tags``, ``notes``), and the lazy ones: costs
-    (``usage_costs``, ``cost_runs``) and the full-text index (``search_text``)."""
-    return (CatalogProjection(), MetricsProjection(), PartIndexProjection(), ScoresProjection(),
-            AnnotationsProjection(), CostsProjection(), SearchProjection())
 
 
 class Store:
@@ -102,6 +83,7 @@ class Store:
         self._catalog: Catalog | None = None
         self._on_wait = on_wait
         self.catalog_set_aside: Path | None = None
+        self._fold_children: dict[int, FoldChild] = {}  # id(writer): its fold child (open_writer)
 
     @property
     def catalog(self) -> Catalog:
@@ -178,34 +160,52 @@ class Store:
         durability: str = "normal",
         stream: str = "events",
         segment_bytes: int | None = None,
+        fold: str = "here",
     ) -> RunWriter:
         """The writer of an existing run's ``stream`` (takes its lock; recovers a torn tail).
 
         The stream's projections are brought up to date first (if that fails the lock is
-        released again), then fed by the writer as it writes (see the module docstring).
+        released again), then fed by the writer as it writes (see the module docstring), or
+        with ``fold="child"`` (a bulk append) by a forked child following the run's files
+        (:mod:`~agtrace.eventlog.fold_child`; where none can be forked, by the writer).
         """
+        if fold not in ("here", "child"):
+            raise ValueError(f"fold must be 'here' or 'child', not {fold!r}")
         self.require_writable(f"write run {run_id}")
         catalog = self.catalog
+        child = FoldChild.start(self, run_id) if fold == "child" and catalog.projections.of(stream) else None
 
-        def fold(first_seq: int, items) -> None:
+        def feed(first_seq: int, items) -> None:
             records = [Record(seq, ts, part, ev) for seq, (ts, part, ev) in enumerate(items, first_seq)]
             if not catalog.apply(run_id, records, stream):
                 self._sync_stream(run_id, stream)  # a projection is behind (rebuilt): from disk
 
         extra = {"segment_bytes": segment_bytes} if segment_bytes else {}
-        listener = fold if catalog.projections.of(stream) else None
-        writer = RunWriter(self.run_dir(run_id), run_id, stream=stream, durability=durability,
-                           listener=listener, **extra)
+        listener = feed if catalog.projections.of(stream) and child is None else None
+        writer = None
         try:
+            writer = RunWriter(self.run_dir(run_id), run_id, stream=stream, durability=durability,
+                               listener=listener, **extra)
             self._sync_stream(run_id, stream)
         except BaseException:
-            writer.abandon()
+            if writer is not None:
+                writer.abandon()
+            if child is not None:
+                child.finish()
             raise
+        if child is not None:
+            self._fold_children[id(writer)] = child
         return writer
 
     def close_writer(self, writer: RunWriter) -> None:
-        """Close a writer and record its sealed segments in the catalog."""
-        writer.close()
+        """Close a writer, wait for its fold child if it has one (what a failed child left is
+        folded here), and record its sealed segments in the catalog."""
+        child = self._fold_children.pop(id(writer), None)
+        try:
+            writer.close()
+        finally:
+            if child is not None and not child.finish():
+                self._sync_stream(writer.run_id, writer.stream)
         self.record_segments(writer.run_id)
 
     def staging_dir(self) -> Path:

@@ -94,6 +94,7 @@ class RunWriter:
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
         self.run_id = run_id
+        self.stream = stream
         self.run_dir = Path(run_dir)
         self.dir = self.run_dir / stream
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -291,13 +292,14 @@ class RunWriter:
         fh.write(frame)
         fh.flush()
         self._written = first + len(items) - 1
-        if not self._pending:
-            self._pending_first = first
-        self._pending.extend(items)
-        if self._listener and not self._in_flusher and (
-            len(self._pending) > 50_000 or time.monotonic() - self._last_index > INDEX_INTERVAL_S
-        ):
-            self._notify()
+        if self._listener:  # without one, nothing is kept: the store folds the files
+            if not self._pending:
+                self._pending_first = first
+            self._pending.extend(items)
+            if not self._in_flusher and (
+                len(self._pending) > 50_000 or time.monotonic() - self._last_index > INDEX_INTERVAL_S
+            ):
+                self._notify()
         if fh.tell() >= self.segment_bytes:
             self._seal()
 
