@@ -25,6 +25,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
+from .forked import fork_with_pipe
 from .projection import STREAMS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,17 +48,8 @@ class FoldChild:
         """Fork the child; None where it cannot be (no ``fork``, or another thread running)."""
         if not hasattr(os, "fork") or threading.active_count() > 1:
             return None
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child
-            status = 1
-            try:
-                os.close(write_end)
-                status = _follow(store, run_id, read_end)
-            finally:
-                os._exit(status)
-        os.close(read_end)
-        return cls(pid, write_end)
+        pid, done_fd = fork_with_pipe(lambda fd: _follow(store, run_id, fd), child_writes=False)
+        return cls(pid, done_fd)
 
     def finish(self) -> bool:
         """Tell the child the writer is closed and wait for it; True if it folded everything."""

@@ -1,7 +1,8 @@
 """Work handed to a forked child, its result read back through a pipe.
 
-Two steps use the second core this way, where threads would share the GIL: the report's diffs
-(``replay/report_diff.py``) and half of a big checkout (``git/treewrite.py``). The child
+Three steps use the second core this way, where threads would share the GIL: the report's diffs
+(``replay/report_diff.py``), half of a big checkout (``git/treewrite.py``) and the fold of a
+bulk append (``fold_child.py``, which reads its pipe instead: :func:`fork_with_pipe`). The child
 inherits what the parent opened (a repository, directory descriptors, a memory-mapped pack),
 runs one function, writes the bytes it returns to the pipe and leaves with ``os._exit``: no
 ``finally`` block, ``atexit`` hook or buffered output of the parent runs in it. Its exit status
@@ -21,20 +22,33 @@ def fork_computing(compute: Callable[[], bytes]) -> tuple[int, BinaryIO]:
 
     Read the pipe to its end, close it, then reap the child (``os.waitpid``) or end it with
     :func:`end_child`. Only for a process with no other thread (a fork copies none of them)."""
+
+    def write_all(fd: int) -> int:
+        view = memoryview(compute())
+        while view:
+            view = view[os.write(fd, view):]
+        return 0
+
+    pid, read_end = fork_with_pipe(write_all, child_writes=True)
+    return pid, os.fdopen(read_end, "rb")
+
+
+def fork_with_pipe(run: Callable[[int], int], *, child_writes: bool) -> tuple[int, int]:
+    """Fork a child that runs ``run(fd)`` on its end of a new pipe (the write end if
+    ``child_writes``, else the read end) and leaves with ``os._exit`` of what it returns (1 if
+    it raised); return ``(its pid, the parent's end)``."""
     read_end, write_end = os.pipe()
+    mine, theirs = (read_end, write_end) if child_writes else (write_end, read_end)
     pid = os.fork()
     if pid == 0:  # the child
         status = 1
         try:
-            os.close(read_end)
-            view = memoryview(compute())
-            while view:
-                view = view[os.write(write_end, view):]
-            status = 0
+            os.close(mine)
+            status = run(theirs)
         finally:
             os._exit(status)
-    os.close(write_end)
-    return pid, os.fdopen(read_end, "rb")
+    os.close(theirs)
+    return pid, mine
 
 
 def end_child(pid: int) -> None:
