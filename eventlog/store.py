@@ -83,7 +83,7 @@ class Store:
         self._catalog: Catalog | None = None
         self._on_wait = on_wait
         self.catalog_set_aside: Path | None = None
-        self._fold_children: dict[int, FoldChild] = {}  # id(writer): its fold child (open_writer)
+        self._fold_children: dict[RunWriter, FoldChild] = {}  # a writer's fold child (open_writer)
 
     @property
     def catalog(self) -> Catalog:
@@ -173,7 +173,8 @@ class Store:
             raise ValueError(f"fold must be 'here' or 'child', not {fold!r}")
         self.require_writable(f"write run {run_id}")
         catalog = self.catalog
-        child = FoldChild.start(self, run_id) if fold == "child" and catalog.projections.of(stream) else None
+        eager = bool(catalog.projections.of(stream))
+        child = FoldChild.start(self, run_id) if fold == "child" and eager else None
 
         def feed(first_seq: int, items) -> None:
             records = [Record(seq, ts, part, ev) for seq, (ts, part, ev) in enumerate(items, first_seq)]
@@ -181,7 +182,7 @@ class Store:
                 self._sync_stream(run_id, stream)  # a projection is behind (rebuilt): from disk
 
         extra = {"segment_bytes": segment_bytes} if segment_bytes else {}
-        listener = feed if catalog.projections.of(stream) and child is None else None
+        listener = feed if eager and child is None else None
         writer = None
         try:
             writer = RunWriter(self.run_dir(run_id), run_id, stream=stream, durability=durability,
@@ -194,13 +195,12 @@ class Store:
                 child.finish()
             raise
         if child is not None:
-            self._fold_children[id(writer)] = child
+            self._fold_children[writer] = child
         return writer
 
     def close_writer(self, writer: RunWriter) -> None:
-        """Close a writer, wait for its fold child if it has one (what a failed child left is
-        folded here), and record its sealed segments in the catalog."""
-        child = self._fold_children.pop(id(writer), None)
+        """Close a writer, wait for its fold child (what a failed one left is folded here), record its segments."""
+        child = self._fold_children.pop(writer, None)
         try:
             writer.close()
         finally:
