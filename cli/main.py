@@ -79,27 +79,32 @@ missing store (a typo in --store must not create one, nor pass `verify` on nothi
 
 
 def _say_waiting(sentence: str) -> None:
-    """What a command prints while the catalog waits for another process (it may wait 30 s)."""
-    click.echo(f"agtrace: {sentence}", err=True)
+    """What a command prints while the catalog waits for another process (--lock-wait: 30 s)."""
+    click.echo(f"agtrace: {sentence} (--lock-wait or AGTRACE_LOCK_WAIT sets how long)", err=True)
 
 
 class Context:
     """What every command gets: the store location, opened lazily (created only if ``create``)."""
 
-    def __init__(self, store_path: str, create: bool = True):
+    def __init__(self, store_path: str, create: bool = True, lock_wait_s: float = 30.0):
         self.store_path = os.path.expanduser(store_path)
         self.create = create
+        self.lock_wait_s = lock_wait_s
         self._store = None
 
     @property
     def store(self):
         """The :class:`agtrace.eventlog.Store` at ``store_path`` (opened on first use)."""
         if self._store is None:
-            from agtrace.eventlog import Store
-
-            self._store = Store(self.store_path, create=self.create, claim_directory=False,
-                                on_wait=_say_waiting)
+            self._store = self.other_store(self.store_path, create=self.create)
         return self._store
+
+    def other_store(self, path: str, *, create: bool = True):
+        """A :class:`agtrace.eventlog.Store` at ``path`` (``cp --to``) that waits for another
+        process as this invocation's store does (``--lock-wait``) and says so."""
+        from agtrace.eventlog import Store
+
+        return Store(path, create=create, claim_directory=False, on_wait=_say_waiting, wait_s=self.lock_wait_s)
 
     def store_or_none(self):
         """The store, or None when there is none at ``store_path`` (for commands that can do
@@ -179,16 +184,26 @@ def short_help(name: str, limit: int) -> str:
     show_default=True,
     help="Store directory (env AGTRACE_HOME).",
 )
+@click.option(
+    "--lock-wait",
+    envvar="AGTRACE_LOCK_WAIT",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another process writing the store's catalog before failing "
+         "(env AGTRACE_LOCK_WAIT).",
+)
 @click.version_option(version=__version__)
 @click.pass_context
-def cli(ctx: click.Context, store: str) -> None:
+def cli(ctx: click.Context, store: str, lock_wait: float) -> None:
     """agtrace: a flight recorder for coding-agent runs.
 
     Capture every part, tool call, test and token of an agent run with the repository state
     after each part; replay any part offline; verify, list and export runs.
     """
     global _store_path
-    ctx.obj = Context(store, create=ctx.invoked_subcommand in CREATE_STORE)
+    ctx.obj = Context(store, create=ctx.invoked_subcommand in CREATE_STORE, lock_wait_s=lock_wait)
     _store_path = ctx.obj.store_path
     ctx.call_on_close(ctx.obj.close)
 

@@ -473,11 +473,11 @@ def cp_cmd(ctx, run: str, tags, to: str | None, as_json: bool) -> None:
     tagged copied_from=SOURCE) and replays and diffs like the source. `agtrace log --json |
     agtrace append` copies events only (no repository state).
     """
-    from agtrace.eventlog import Store, copy_run
+    from agtrace.eventlog import copy_run
 
     store = ctx.store
     run_id = store.resolve(run)
-    into = Store(to, claim_directory=False) if to else None
+    into = ctx.other_store(to) if to else None
     notes: list[str] = []
     try:
         with progress(f"copying {run_id[:10]}", enabled=not as_json) as update:

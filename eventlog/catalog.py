@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .database import close, connect, connect_copy, migrate, transaction
+from .database import BUSY_TIMEOUT_S, close, connect, connect_copy, migrate, transaction
 from .events import (
     ModelCalled,
     PartEnded,
@@ -248,13 +248,15 @@ class Catalog:
             yield dict(zip(names, row, strict=True))
 
     def __init__(self, path: str | os.PathLike, projections: Sequence[Projection] | None = None, *,
-                 on_wait: Callable[[str], None] | None = None, read_only: bool = False):
+                 on_wait: Callable[[str], None] | None = None, read_only: bool = False,
+                 wait_s: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
         self.read_only = read_only
         projections = tuple(projections) if projections is not None else (CatalogProjection(),)
         if not any(isinstance(p, CatalogProjection) for p in projections):
             raise ValueError("a catalog needs the run catalog projection (CatalogProjection)")
-        self.conn = connect_copy(self.path) if read_only else connect(self.path, on_wait=on_wait)
+        self.conn = (connect_copy(self.path, wait_s) if read_only
+                     else connect(self.path, on_wait=on_wait, wait_s=wait_s))
         try:
             self.projections = Projections(self.conn, projections)
             self.rebuilt = self.projections.open()
@@ -369,16 +371,17 @@ def _run_started_row(ev: RunStarted, ts: int) -> dict:
     }
 
 
-def open_catalog(path: Path, projections, *, on_wait=None, read_only: bool = False) -> tuple[Catalog, Path | None]:
+def open_catalog(path: Path, projections, *, on_wait=None, read_only: bool = False,
+                 wait_s: float = BUSY_TIMEOUT_S) -> tuple[Catalog, Path | None]:
     """Open the catalog at ``path``; one that is not an SQLite database (or whose header is
     damaged) is derived data: it is moved aside to ``catalog.db.damaged-<ns>`` (with its -wal
     and -shm removed) and a new one is made, to be refolded from the segments. Returns the
     catalog and where a damaged one was moved (None if none was). With ``read_only`` the
     catalog is an in-memory copy (see :class:`Catalog`) and a damaged file is left where it is."""
     if read_only:
-        return Catalog(path, projections, on_wait=on_wait, read_only=True), None
+        return Catalog(path, projections, on_wait=on_wait, read_only=True, wait_s=wait_s), None
     try:
-        return Catalog(path, projections, on_wait=on_wait), None
+        return Catalog(path, projections, on_wait=on_wait, wait_s=wait_s), None
     except sqlite3.DatabaseError as exc:
         text = str(exc)
         if isinstance(exc, sqlite3.OperationalError) or not ("not a database" in text or "malformed" in text):
@@ -387,4 +390,4 @@ def open_catalog(path: Path, projections, *, on_wait=None, read_only: bool = Fal
     os.replace(path, set_aside)
     for suffix in ("-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
-    return Catalog(path, projections, on_wait=on_wait), set_aside
+    return Catalog(path, projections, on_wait=on_wait, wait_s=wait_s), set_aside

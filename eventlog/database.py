@@ -3,7 +3,8 @@
 Contracts:
 
 * :func:`connect` opens a database in WAL mode with ``synchronous=NORMAL`` and a
-  :data:`BUSY_TIMEOUT_S` busy timeout (the switch to WAL retries for as long), in autocommit
+  busy timeout of ``wait_s`` seconds (default :data:`BUSY_TIMEOUT_S`; the switch to WAL retries
+  for as long, and every write of the connection waits as long for the lock), in autocommit
   mode (``isolation_level=None``): nothing is ever in a transaction except inside
   :func:`transaction`. Given ``on_wait``, it is told (once per wait, with a sentence saying
   so) when opening the database or taking its write lock has waited :data:`NOTICE_AFTER_S` for
@@ -34,7 +35,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 BUSY_TIMEOUT_S = 30.0
-"""How long opening a database or taking its write lock waits for other processes."""
+"""How long opening a database or taking its write lock waits for other processes, unless
+:func:`connect` is told otherwise (the CLI's ``--lock-wait``)."""
 NOTICE_AFTER_S = 1.0
 """How long a wait lasts before ``on_wait`` is told of it."""
 
@@ -46,27 +48,32 @@ class _Guard:
     """The lock that makes one connection's transactions take turns, and the nesting depth of
     the thread that holds it (savepoint names)."""
 
-    __slots__ = ("depth", "lock", "on_wait")
+    __slots__ = ("busy_ms", "depth", "lock", "on_wait")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.depth = 0
         self.on_wait: Callable[[str], None] | None = None
+        self.busy_ms = _BUSY_MS
 
 
 _GUARDS: dict[int, _Guard] = {}
 _GUARDS_MU = threading.Lock()
 
 
-def connect(path: str | os.PathLike, *, on_wait: Callable[[str], None] | None = None) -> sqlite3.Connection:
-    """A connection to the database at ``path`` (created if absent); ``on_wait(sentence)`` is
-    told of a long wait for another process. See the module contract."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+def connect(path: str | os.PathLike, *, on_wait: Callable[[str], None] | None = None,
+            wait_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """A connection to the database at ``path`` (created if absent) that waits up to ``wait_s``
+    seconds for another process; ``on_wait(sentence)`` is told of a wait longer than
+    :data:`NOTICE_AFTER_S`. See the module contract."""
+    conn = sqlite3.connect(path, timeout=wait_s, isolation_level=None, check_same_thread=False)
     try:
-        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-        if on_wait is not None:
-            _guard(conn).on_wait = on_wait
-        _set_wal(conn, notice=None if on_wait is None else (lambda: on_wait(_waiting(path, "open"))))
+        guard = _guard(conn)
+        guard.busy_ms = busy_ms = int(wait_s * 1000)
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        guard.on_wait = on_wait if busy_ms > _NOTICE_MS else None  # a shorter wait is not announced
+        notice = guard.on_wait and (lambda: on_wait(_waiting(path, "open", wait_s)))
+        _set_wal(conn, wait_s, notice)
         conn.execute("PRAGMA synchronous=NORMAL")
     except BaseException:
         close(conn)
@@ -77,13 +84,12 @@ def connect(path: str | os.PathLike, *, on_wait: Callable[[str], None] | None = 
 _BUSY_MS, _NOTICE_MS = int(BUSY_TIMEOUT_S * 1000), int(NOTICE_AFTER_S * 1000)
 
 
-def _waiting(path: str | os.PathLike, what: str) -> str:
+def _waiting(path: str | os.PathLike, what: str, wait_s: float) -> str:
     return (f"{path} is held by another process (an agtrace command writing it?); waiting up to "
-            f"{BUSY_TIMEOUT_S:.0f} s to {what} it")
+            f"{wait_s:g} s to {what} it")
 
 
-def _set_wal(conn: sqlite3.Connection, patience: float = BUSY_TIMEOUT_S,
-             notice: Callable[[], None] | None = None) -> None:
+def _set_wal(conn: sqlite3.Connection, patience: float, notice: Callable[[], None] | None = None) -> None:
     """Switch to WAL, waiting out other processes that create or close the same database.
 
     SQLite answers ``database is locked`` here at once, without calling the busy handler, while
@@ -91,7 +97,7 @@ def _set_wal(conn: sqlite3.Connection, patience: float = BUSY_TIMEOUT_S,
     last connection closes; so this retries for up to ``patience`` seconds.
     """
     started = time.monotonic()
-    deadline = started + patience
+    deadline, busy_ms = started + patience, int(patience * 1000)
     pause = 0.005
     if notice is not None:  # the busy handler's wait too is cut at a second to say so
         conn.execute(f"PRAGMA busy_timeout={_NOTICE_MS}")
@@ -106,14 +112,14 @@ def _set_wal(conn: sqlite3.Connection, patience: float = BUSY_TIMEOUT_S,
             if notice is not None and time.monotonic() - started >= NOTICE_AFTER_S:
                 notice()
                 notice = None
-                conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+                conn.execute(f"PRAGMA busy_timeout={busy_ms}")
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
     finally:
-        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
 
 
-def connect_copy(path: str | os.PathLike) -> sqlite3.Connection:
+def connect_copy(path: str | os.PathLike, wait_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """A private in-memory copy of the database at ``path`` (empty when there is none, or when
     it is not an SQLite database), opened like :func:`connect` but without writing anything
     on disk: for a directory that cannot be written.
@@ -130,7 +136,7 @@ def connect_copy(path: str | os.PathLike) -> sqlite3.Connection:
         uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
         for flags in ("", "&immutable=1"):
             try:
-                disk = sqlite3.connect(uri + flags, uri=True, timeout=BUSY_TIMEOUT_S)
+                disk = sqlite3.connect(uri + flags, uri=True, timeout=wait_s)
             except sqlite3.OperationalError:
                 continue
             try:
@@ -172,13 +178,13 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             if guard.depth > 1:
                 yield from _savepoint(conn, f"sp{guard.depth}")
             else:
-                yield from _immediate(conn, guard.on_wait)
+                yield from _immediate(conn, guard)
         finally:
             guard.depth -= 1
 
 
-def _immediate(conn: sqlite3.Connection, on_wait: Callable[[str], None] | None) -> Iterator[sqlite3.Connection]:
-    _begin_immediate(conn, on_wait)
+def _immediate(conn: sqlite3.Connection, guard: _Guard) -> Iterator[sqlite3.Connection]:
+    _begin_immediate(conn, guard)
     try:
         yield conn
         conn.execute("COMMIT")
@@ -188,10 +194,11 @@ def _immediate(conn: sqlite3.Connection, on_wait: Callable[[str], None] | None) 
         raise
 
 
-def _begin_immediate(conn: sqlite3.Connection, on_wait: Callable[[str], None] | None) -> None:
+def _begin_immediate(conn: sqlite3.Connection, guard: _Guard) -> None:
     """``BEGIN IMMEDIATE``, waiting up to the busy timeout for another process's write lock;
     with ``on_wait``, a first try waits :data:`NOTICE_AFTER_S`, then ``on_wait`` is told and
     the rest of the timeout is waited."""
+    on_wait, busy_ms = guard.on_wait, guard.busy_ms
     if on_wait is None:
         conn.execute("BEGIN IMMEDIATE")
         return
@@ -203,11 +210,11 @@ def _begin_immediate(conn: sqlite3.Connection, on_wait: Callable[[str], None] | 
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
-        on_wait(_waiting(_file_of(conn), "write"))
-        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS - _NOTICE_MS}")
+        on_wait(_waiting(_file_of(conn), "write", busy_ms / 1000))
+        conn.execute(f"PRAGMA busy_timeout={busy_ms - _NOTICE_MS}")
         conn.execute("BEGIN IMMEDIATE")
     finally:
-        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        conn.execute(f"PRAGMA busy_timeout={busy_ms}")
 
 
 def _file_of(conn: sqlite3.Connection) -> str:

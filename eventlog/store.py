@@ -65,12 +65,13 @@ class Store:
     store yet (missing, or holding neither ``runs/`` nor ``catalog.db``) raises :class:`StoreError` and nothing is created:
     commands that only read open their store so. With ``claim_directory=False`` (the CLI) an
     existing directory that is no store and not empty raises :class:`StoreNotFound` instead of
-    becoming one: a store is never mixed into someone's files. ``on_wait(sentence)`` is told when the catalog
-    has waited a second for another process (it may wait 30 s; the CLI prints the sentence).
+    becoming one: a store is never mixed into someone's files. The catalog waits up to ``wait_s`` seconds
+    for another process (default 30); ``on_wait(sentence)`` is told when it has waited a second.
     """
 
     def __init__(self, root: str | os.PathLike, *, create: bool = True, claim_directory: bool = True,
-                 projections: Sequence[Projection] | None = None, on_wait: Callable[[str], None] | None = None):
+                 projections: Sequence[Projection] | None = None, on_wait: Callable[[str], None] | None = None,
+                 wait_s: float = 30.0):
         self.projections = tuple(projections) if projections is not None else default_projections()
         if not any(isinstance(p, CatalogProjection) for p in self.projections):
             raise ValueError("a store needs the run catalog projection (CatalogProjection) among its projections")
@@ -81,7 +82,7 @@ class Store:
         self.runs_dir.mkdir(exist_ok=True)
         self.blobs = BlobStore(self.root / "blobs")
         self._catalog: Catalog | None = None
-        self._on_wait = on_wait
+        self._on_wait, self.wait_s = on_wait, wait_s
         self.catalog_set_aside: Path | None = None
         self._fold_children: dict[RunWriter, FoldChild] = {}  # a writer's fold child (open_writer)
 
@@ -93,7 +94,8 @@ class Store:
         segments, so a damaged or replaced catalog never stops a command."""
         if self._catalog is None:
             self._catalog, self.catalog_set_aside = open_catalog(
-                self.root / "catalog.db", self.projections, on_wait=self._on_wait, read_only=self.read_only)
+                self.root / "catalog.db", self.projections, on_wait=self._on_wait, read_only=self.read_only,
+                wait_s=self.wait_s)
         return self._catalog
 
     def require_writable(self, what: str) -> None:
@@ -117,14 +119,8 @@ class Store:
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
 
-    def create_run(
-        self,
-        started: RunStarted | None = None,
-        *,
-        run_id: str | None = None,
-        durability: str = "normal",
-        ts: int | None = None,
-    ) -> RunWriter:
+    def create_run(self, started: RunStarted | None = None, *, run_id: str | None = None,
+                   durability: str = "normal", ts: int | None = None) -> RunWriter:
         """Create a run whose first event is ``started``; return its (locked) writer.
 
         ``prompt_sha256``, ``config_sha256`` and ``host`` are filled in when left empty.

@@ -162,7 +162,8 @@ def test_an_empty_run_id_is_refused_by_verify_too(tmp_path):
 
 @pytest.mark.slow
 def test_a_catalog_locked_by_another_process(tmp_path):
-    """Waits out the catalog's 30 s busy timeout, hence slow. It says it waits after a second."""
+    """Waits out the catalog's busy timeout, cut to 3 s by AGTRACE_LOCK_WAIT (the default is
+    30 s); it says it waits after a second, and how to change how long."""
     store = tmp_path / "s"
     _new_run(store)
     holder = sqlite3.connect(store / "catalog.db", isolation_level=None)
@@ -170,14 +171,34 @@ def test_a_catalog_locked_by_another_process(tmp_path):
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("CREATE TABLE IF NOT EXISTS held (x)")
     try:
-        proc = run_agtrace(["new"], store, timeout=180)
+        proc = run_agtrace(["new"], store, env={"AGTRACE_LOCK_WAIT": "3"}, timeout=180)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     notice, _, rest = proc.stderr.partition(b"\n")
-    assert b"catalog.db is held by another process" in notice and b"waiting up to 30 s" in notice, proc.stderr
+    assert b"catalog.db is held by another process" in notice and b"waiting up to 3 s" in notice, proc.stderr
+    assert b"--lock-wait or AGTRACE_LOCK_WAIT sets how long" in notice
     _fails_cleanly(subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, rest),
                    "locked by another agtrace process", exit_code=1)
+
+
+def test_lock_wait_0_fails_at_once_and_a_negative_one_is_bad_usage(tmp_path):
+    """`--lock-wait 0` (a CI job that would rather fail than wait): a held catalog fails the
+    command at once, without the waiting notice; nothing was created."""
+    store = tmp_path / "s"
+    _new_run(store)
+    holder = sqlite3.connect(store / "catalog.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        proc = run_agtrace(["--lock-wait", "0", "new"], store)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = _fails_cleanly(proc, "locked by another agtrace process", exit_code=1)
+    assert "waiting up to" not in err, err
+    assert len(run_agtrace(["ls", "--json"], store, check=True).stdout.decode().split('"id"')) == 2
+    bad = run_agtrace(["--lock-wait", "-1", "ls"], store)
+    assert bad.returncode == 2 and b"Invalid value for '--lock-wait'" in bad.stderr and b"Traceback" not in bad.stderr
 
 
 def test_a_command_waiting_for_the_catalog_says_so_and_goes_on(tmp_path):

@@ -145,7 +145,7 @@ sys.stdin.read()
 """
 
 
-@pytest.mark.slow  # the copy waits out the catalog's 30 s busy timeout
+@pytest.mark.slow  # the copy waits out the catalog's busy timeout (--lock-wait 2)
 def test_cp_whose_destination_catalog_update_failed_is_finished_by_a_retry_not_copied_twice(tmp_path):
     """`cp --to DIR` moved the copy in, then failed on DIR's catalog (held by another process):
     it said so, and a retry made a second copy under a new id. Now the failure says the copy is
@@ -157,7 +157,7 @@ def test_cp_whose_destination_catalog_update_failed_is_finished_by_a_retry_not_c
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline() == b"held\n"
-        proc = run_agtrace(["cp", run, "--to", str(dest)], src)
+        proc = run_agtrace(["--lock-wait", "2", "cp", run, "--to", str(dest)], src)
     finally:
         holder.stdin.close()
         holder.wait(30)
