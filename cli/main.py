@@ -86,7 +86,7 @@ def _say_waiting(sentence: str) -> None:
 class Context:
     """What every command gets: the store location, opened lazily (created only if ``create``)."""
 
-    def __init__(self, store_path: str, create: bool = True, lock_wait_s: float = 30.0):
+    def __init__(self, store_path: str, *, create: bool, lock_wait_s: float):
         self.store_path = os.path.expanduser(store_path)
         self.create = create
         self.lock_wait_s = lock_wait_s
@@ -96,12 +96,12 @@ class Context:
     def store(self):
         """The :class:`agtrace.eventlog.Store` at ``store_path`` (opened on first use)."""
         if self._store is None:
-            self._store = self.other_store(self.store_path, create=self.create)
+            self._store = self.open_store(self.store_path, create=self.create)
         return self._store
 
-    def other_store(self, path: str, *, create: bool = True):
-        """A :class:`agtrace.eventlog.Store` at ``path`` (``cp --to``) that waits for another
-        process as this invocation's store does (``--lock-wait``) and says so."""
+    def open_store(self, path: str, *, create: bool = True):
+        """A :class:`agtrace.eventlog.Store` at ``path`` (this invocation's, or ``cp --to``'s) that
+        waits ``--lock-wait`` for another process and says so."""
         from agtrace.eventlog import Store
 
         return Store(path, create=create, claim_directory=False, on_wait=_say_waiting, wait_s=self.lock_wait_s)

@@ -477,7 +477,7 @@ def cp_cmd(ctx, run: str, tags, to: str | None, as_json: bool) -> None:
 
     store = ctx.store
     run_id = store.resolve(run)
-    into = ctx.other_store(to) if to else None
+    into = ctx.open_store(to) if to else None
     notes: list[str] = []
     try:
         with progress(f"copying {run_id[:10]}", enabled=not as_json) as update:

@@ -42,6 +42,7 @@ from .annotation import merge_tags, tag_overrides
 from .blobs import BlobStore
 from .catalog import Catalog, CatalogProjection, RunInfo, damage_status, open_catalog, status_of
 from .containment import is_content_address
+from .database import BUSY_TIMEOUT_S
 from .errors import AmbiguousRunId, CorruptLog, InvalidEvent, RunExists, RunNotFound, StoreError
 from .events import Record, RunEnded, RunStarted, kind_of
 from .fold_child import FoldChild
@@ -71,7 +72,7 @@ class Store:
 
     def __init__(self, root: str | os.PathLike, *, create: bool = True, claim_directory: bool = True,
                  projections: Sequence[Projection] | None = None, on_wait: Callable[[str], None] | None = None,
-                 wait_s: float = 30.0):
+                 wait_s: float = BUSY_TIMEOUT_S):
         self.projections = tuple(projections) if projections is not None else default_projections()
         if not any(isinstance(p, CatalogProjection) for p in self.projections):
             raise ValueError("a store needs the run catalog projection (CatalogProjection) among its projections")
