@@ -70,7 +70,7 @@ def view_cmd(ctx, port, host, token, as_json) -> None:
         sys.stdout.flush()
 
     try:
-        serve_viewer(ctx.store_path, host=host, port=port, token=token, ready=ready)
+        serve_viewer(ctx.store_path, host=host, port=port, token=token, ready=ready, wait_s=ctx.lock_wait_s)
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port "
                         "(0 takes any free one)") from None

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -244,9 +245,12 @@ def _search_api():
         return None
 
 
-def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5) -> Starlette:
-    """The viewer's ASGI application over the store at ``store_root`` (see the module docstring)."""
-    store = Store(store_root, create=False)
+def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5,
+               wait_s: float | None = None) -> Starlette:
+    """The viewer's ASGI application over the store at ``store_root`` (see the module docstring);
+    ``wait_s``: how long a request waits for another process writing the catalog (the store's
+    default when None), after which it is answered 503."""
+    store = Store(store_root, create=False) if wait_s is None else Store(store_root, create=False, wait_s=wait_s)
     lock = Gate()
     live = Live(store, lock, poll_s)
     with lock:  # runs that grew while no viewer ran; later, the live thread keeps them up to date
@@ -262,6 +266,11 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
                 return _error(404, str(exc))
             except (ValueError, ReplayError) as exc:
                 return _error(400, str(exc))
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                return _error(503, "another process is writing the store's catalog; retry in a moment (`agtrace "
+                              "--lock-wait SECONDS view` waits longer)")
         return run
 
     def search_hits(text: str, limit: int = 200) -> list[dict]:
@@ -472,11 +481,12 @@ async def _refuse(send, status: int, message: str) -> None:
 
 
 def serve(store_root: str, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-          ready: Callable[[str], None] | None = None) -> None:
-    """Run the viewer until interrupted; ``ready(url)`` is called once it listens."""
+          ready: Callable[[str], None] | None = None, wait_s: float | None = None) -> None:
+    """Run the viewer until interrupted; ``ready(url)`` is called once it listens; ``wait_s``
+    as for :func:`viewer_app`."""
     import uvicorn
 
-    app = viewer_app(store_root, token=token)
+    app = viewer_app(store_root, token=token, wait_s=wait_s)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=1, access_log=False)
     server = uvicorn.Server(config)

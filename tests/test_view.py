@@ -324,3 +324,38 @@ def test_background_folds_give_way_to_waiting_requests():
         served_after = len(chunks)
     worker.join()
     assert done.is_set() and served_after < 200
+
+
+def test_a_request_that_waits_out_the_lock_is_answered_503_and_the_next_is_served(tmp_path, monkeypatch):
+    """`agtrace view` waits --lock-wait (here AGTRACE_LOCK_WAIT=1) for another process writing the
+    catalog, then answers 503 saying to retry, not a 500; once the writer is gone the same page
+    is served with the events folded meanwhile."""
+    import sqlite3
+
+    from agtrace.eventlog import MessageAdded, RunStarted
+    from agtrace.eventlog.writer import RunWriter
+
+    root = tmp_path / "store"
+    store = Store(root)
+    writer = store.create_run(RunStarted(agent="held", task_id="lock/wait"))
+    writer.append(MessageAdded(role="user", text="first"))
+    store.close_writer(writer)
+    run_id = writer.run_id
+    store.close()
+    monkeypatch.setenv("AGTRACE_LOCK_WAIT", "1")
+    with ViewServer(root) as server:
+        holder = sqlite3.connect(root / "catalog.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:  # events the catalog has not folded: the page must write it to show them
+            raw = RunWriter(root / "runs" / run_id, run_id, durability="strict")
+            raw.append(MessageAdded(role="assistant", text="written while the catalog was held"))
+            raw.close()
+            status, headers, body = server.get(f"/runs/{run_id}")
+            assert status == 503, (status, body[:300])
+            assert headers["content-type"].startswith("application/json")
+            assert "retry" in json.loads(body)["error"] and "--lock-wait" in json.loads(body)["error"]
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        status, _, body = server.get(f"/runs/{run_id}")
+        assert status == 200 and b"written while the catalog was held" in body
