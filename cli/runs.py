@@ -177,7 +177,8 @@ def log_cmd(ctx, run: str, part: str | None, kinds: tuple[str, ...], follow: boo
 
     Scores (`agtrace rescore`) are kept apart from the run's events, in their own stream with
     their own seqs: `--kind scored` prints them after the events (with --part, the scores of
-    those parts' trees, a final tree's under the last part)."""
+    those parts' trees, a final tree's under the last part; with --follow, once the run has
+    ended, and new ones while a rescore of the run writes them)."""
     store = ctx.store
     run_id = store.resolve(run)
     parts = None
@@ -190,8 +191,9 @@ def log_cmd(ctx, run: str, part: str | None, kinds: tuple[str, ...], follow: boo
         records = store.tail(run_id)
     else:
         records = store.read(run_id)
-    if "scored" in kinds and not follow:
-        records = itertools.chain(records, _scores(store, run_id, parts))
+    if "scored" in kinds:  # after the events; followed while a rescore writes them
+        scores = store.tail(run_id, stream="scores") if follow and parts is None else _scores(store, run_id, parts)
+        records = itertools.chain(records, scores)
     out = sys.stdout
     for rec in records:
         if kinds and rec.kind not in kinds:

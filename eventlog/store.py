@@ -281,17 +281,18 @@ class Store:
             return []
         return [r for r in self.read(run_id, row["first_seq"], row["last_seq"]) if r.part == part]
 
-    def tail(self, run_id: str, start: int = 1, *, poll_s: float = 0.2) -> Iterator[Record]:
-        """Follow a run until its ``run_ended`` event, or until its writer is gone."""
-        lock = self.run_dir(run_id) / "lock"
+    def tail(self, run_id: str, start: int = 1, *, poll_s: float = 0.2, stream: str = "events") -> Iterator[Record]:
+        """Follow a run's ``stream`` until its ``run_ended`` event (events), or until the stream's
+        writer is gone (``agtrace rescore`` writing scores)."""
+        lock = self.run_dir(run_id) / ("lock" if stream == "events" else f"{stream}.lock")
         seen_end = False
 
         def stop() -> bool:
             return seen_end or not is_locked(lock)
 
-        for rec in reader.tail(self.run_dir(run_id) / "events", start, poll_s=poll_s, stop=stop):
+        for rec in reader.tail(self.run_dir(run_id) / stream, start, poll_s=poll_s, stop=stop):
             yield rec
-            if isinstance(rec.event, RunEnded):
+            if stream == "events" and isinstance(rec.event, RunEnded):
                 seen_end = True
                 return
 

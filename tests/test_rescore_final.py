@@ -120,3 +120,42 @@ def test_a_final_tree_scored_as_its_part_before_reads_as_final(store, tmp_path):
     assert [line.split()[1] for line in table[1:]] == ["1", "2", "final"]
     (compared,) = agtrace_json(root, "compare", run_id)
     assert (compared["score"], compared["scorers"]["v"]["final"]) == (9.0, True)
+
+
+def test_log_follow_kind_scored_prints_the_scores_a_running_rescore_writes(store, tmp_path):
+    """`log --follow --kind scored` printed nothing (the scores stream was not followed). It now
+    prints a run's scores after its events and follows them while a rescore writes them, and
+    stops once that rescore is done; a run never scored prints nothing and exits 0."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from agtrace.eventlog.lock import is_locked
+
+    run_id = make_run(store, tmp_path / "w", [1, 2, 3])
+    root = store.root
+    store.close()
+    slow = ["--name", "slow", "--cmd", f"sleep 0.5; {CMD}", "--regex", r"^v=(?P<value>\d+)", "--parts", "all"]
+    env = {**os.environ, "AGTRACE_HOME": str(root)}
+    rescoring = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", "rescore",
+                                  run_id, *slow, "--jobs", "1"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+    try:
+        lock, deadline = root / "runs" / run_id / "scores.lock", time.monotonic() + 60
+        while not is_locked(lock):  # the first score is written: the rescore holds the stream
+            assert rescoring.poll() is None and time.monotonic() < deadline, rescoring.stderr.read()
+            time.sleep(0.01)
+        followed = run_agtrace(["log", run_id, "--follow", "--kind", "scored", "--json"], root, check=True)
+        assert rescoring.wait(timeout=60) == 0
+    finally:
+        if rescoring.poll() is None:
+            rescoring.kill()
+            rescoring.wait()
+        rescoring.stderr.close()
+    assert [json.loads(line)["scored_part"] for line in followed.stdout.splitlines()] == [1, 2, 3]
+    after = run_agtrace(["log", run_id, "--follow", "--kind", "scored"], root, check=True).stdout.decode()
+    assert [line.split()[-2] for line in after.splitlines()] == ["scored_part=1", "scored_part=2", "scored_part=3"]
+    with Store(tmp_path / "other") as other:
+        fresh = make_run(other, tmp_path / "w2", [3])
+    assert run_agtrace(["log", fresh, "--follow", "--kind", "scored"], other.root, check=True).stdout == b""
