@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export_cmds:export_cmd", "Export runs: events for DuckDB, Spark or Athena (JSON lines, Parquet), "
                "trajectories for Harbor (ATIF) or traces for OpenTelemetry tools (OTLP)."),
     "gc": ("store_cmds:gc_cmd", "Collect what no run needs: unreferenced blobs, caches of removed runs, leftovers of\n"
-           "interrupted imports and transfers; pack ended runs' repositories."),
+           "interrupted imports, transfers and bundle writes; pack ended runs' repositories."),
     "import": ("import_cmds:import_cmd",
                "Import existing traces (agent sessions, saved live streams, trajectories, eval logs) as runs."),
     "log": ("runs:log_cmd", "Print a run's events (or one part's), human-readable or as JSON lines."),

@@ -131,7 +131,7 @@ def _report(data: dict, line: str, as_json: bool, ids=()) -> None:
 @pass_ctx
 def gc_cmd(ctx, remote_url, min_age, dry_run, yes, as_json) -> None:
     """Collect what no run needs: unreferenced blobs, caches of removed runs, leftovers of
-    interrupted imports and transfers; pack ended runs' repositories.
+    interrupted imports, transfers and bundle writes; pack ended runs' repositories.
 
     Never removes anything a run references; while a run is being written, recent blobs are kept;
     while one is being imported, copied or pulled, every unreferenced blob is.

@@ -11,8 +11,8 @@ Contracts:
   newest ``keep``; runs being written are never picked.
 * :func:`collect_garbage` removes only what nothing needs: blobs no segment of any run (sealed
   or open, events or scores) references, caches of runs that are gone, records of replay
-  directories that are gone, leftovers of interrupted imports and transfers, and the objects
-  of shadow repositories that no ref reaches, loose or packed (loose ones are pruned, the rest
+  directories that are gone, leftovers of interrupted imports, transfers and bundle writes
+  (a bundle's temp file whose writer is gone), and the objects of shadow repositories that no ref reaches, loose or packed (loose ones are pruned, the rest
   packed; when some are in packs, every pack is rewritten into one holding only what the ref
   reaches, which also merges the small packs of snapshots) — only where
   every tree the run's events name is reachable, never in a run being written. While
@@ -30,6 +30,7 @@ Contracts:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -194,6 +195,11 @@ def collect_garbage(store: Store, *, dry_run: bool = False, now: float | None = 
                      *sorted(store.blobs.root.glob("*/.*.tmp"))]:  # blobs a killed writer left half-written
         if now - stray.stat().st_mtime >= GRACE_S:
             _drop(report, "staging", stray, dry_run)
+    for rid in ids:  # bundles a killed capture or push left half-written (a bundle can be big)
+        bundles = store.run_dir(rid) / "bundles"
+        for stray in sorted(bundles.glob(".*")) if bundles.is_dir() else ():
+            if _dead_bundle_temp(stray, now):
+                _drop(report, "staging", stray, dry_run)
     for i, rid in enumerate(ids):
         if progress:
             progress(len(ids) + i + 1, 2 * len(ids))
@@ -241,6 +247,23 @@ def building(store: Store, now: float | None = None) -> list[Path]:
         if alive:
             found.append(path)
     return found
+
+
+_OLD_BUNDLE_TEMP = re.compile(r"^\..+\.bundle\.tmp-[0-9]+$")
+"""How agtrace named a bundle's temp file before it named its owner: ``.<name>.tmp-<pid>``."""
+
+
+def _dead_bundle_temp(path: Path, now: float) -> bool:
+    """Whether ``path`` (in a run's ``bundles/``) is the temp file of a bundle whose writer is
+    gone: named by an owner who is gone (:mod:`~agtrace.eventlog.leftover`), or named the older
+    way, which names no host, and untouched for :data:`GRACE_S`."""
+    try:
+        mtime = path.lstat().st_mtime
+    except FileNotFoundError:
+        return False
+    if path.name.endswith(".tmp") and leftover.is_tagged(path.name):
+        return leftover.is_stale(path.name, mtime)
+    return _OLD_BUNDLE_TEMP.match(path.name) is not None and now - mtime >= GRACE_S
 
 
 def _mtime(path: Path) -> float:

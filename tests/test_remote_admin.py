@@ -369,3 +369,39 @@ def test_a_failed_pull_into_a_new_path_leaves_nothing_and_keeps_a_store_that_was
     Store(old).close()
     assert run_agtrace(missing, old).returncode != 0
     assert (old / "runs").is_dir()  # a store that existed is never removed
+
+
+def test_gc_removes_the_bundle_temp_files_of_killed_writers_and_keeps_a_live_ones(home):
+    """A capture or push killed while writing a bundle leaves its temp file in the run's
+    ``bundles/`` (as big as the bundle); only a later bundle of the same run removed it, and an
+    ended run gets none. `gc` removes those whose writer is gone: named by a dead owner, or
+    named the older way (``.<name>.tmp-<pid>``, no host) and untouched for an hour. A live
+    writer's, and a recent old-style one, are kept."""
+    import os
+    import subprocess
+    import time
+
+    from agtrace.eventlog import leftover
+
+    store_path = home["path"]
+    bundles = store_path / "runs" / home["ids"][0] / "bundles"
+    bundles.mkdir(exist_ok=True)
+    dead_pid = subprocess.Popen(["true"])  # a pid that has exited
+    dead_pid.wait()
+    host = leftover.tag().rsplit("-", 1)[0]  # "@<host>"
+    kept = sorted(p.name for p in bundles.glob("*.bundle"))
+    dead = bundles / f".0002.bundle.{host}-{dead_pid.pid}@0a1b2c3d.tmp"
+    alive = bundles / f".0003.bundle.{leftover.tag()}0a1b2c3e.tmp"  # this process: alive
+    old = bundles / ".0004.bundle.tmp-999999"
+    recent_old = bundles / ".0005.bundle.tmp-999998"
+    for path in (dead, alive, old, recent_old):
+        path.write_bytes(b"b" * 4096)
+    hour_ago = time.time() - 2 * 3600
+    os.utime(old, (hour_ago, hour_ago))
+    dry = _json(run_agtrace(["gc", "--dry-run", "--json"], store_path))
+    named = {os.path.basename(i["path"]) for i in dry["items"] if i["kind"] == "staging"}
+    assert named == {dead.name, old.name} and dead.exists() and old.exists()
+    run_agtrace(["gc"], store_path, check=True)
+    assert not dead.exists() and not old.exists() and alive.exists() and recent_old.exists()
+    assert kept and sorted(p.name for p in bundles.glob("*.bundle")) == kept  # the bundles themselves stay
+    run_agtrace(["verify"], store_path, check=True)
