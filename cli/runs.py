@@ -8,13 +8,7 @@ import sys
 
 import click
 
-from agtrace.eventlog import (
-    END_STATUSES,
-    KINDS,
-    RunEnded,
-    RunStarted,
-    record_to_json,
-)
+from agtrace.eventlog import END_STATUSES, KINDS, RunEnded, RunStarted, record_to_json
 
 from .errors import UserError
 from .main import pass_ctx
@@ -144,7 +138,10 @@ def show_cmd(ctx, run: str, all_parts: bool, as_json: bool) -> None:
         if value not in (None, "", [], {}):
             click.echo(f"{key + ':':<15}{value}")
     click.echo(f"{'started:':<15}{clock(info.started_at)}")
-    click.echo(f"{'ended:':<15}{clock(info.ended_at)}")
+    early = info.ended_at is not None and info.started_at is not None and info.ended_at < info.started_at
+    click.echo(f"{'ended:':<15}{clock(info.ended_at)}" + ("  (before it started: its events were appended with the "
+                                                          "times of another run; `agtrace cp` keeps a copy's times)"
+                                                          if early else ""))
     click.echo(f"{'duration:':<15}{duration(info.duration_s)}")
     click.echo(f"{'cost:':<15}{cost_line(cost)}")
     if data["tags"]:

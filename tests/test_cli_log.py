@@ -45,6 +45,10 @@ def test_new_append_log_copy_close_round_trip(tmp_path):
     assert [strip(r) for r in rec_b[1:]] == [strip(r) for r in rec_a[1:]]  # b's own run_started first
     assert [r["kind"] for r in rec_b].count("run_started") == 1
     assert [r["seq"] for r in rec_b] == list(range(1, len(rec_a) + 1))
+    shown = run_agtrace(["show", b], s, check=True).stdout.decode()  # b ended (a's run_ended) before it started
+    assert "(before it started: its events were appended with the times of another run" in shown
+    assert "duration:      -" in shown
+    assert "before it started" not in run_agtrace(["show", run_a], s, check=True).stdout.decode()
 
     show = json.loads(run_agtrace(["show", run_a, "--json"], s, check=True).stdout)
     for key in ("id", "agent", "model", "status", "parts", "events", "started_at", "ended_at"):
