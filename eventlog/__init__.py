@@ -184,6 +184,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "quote_name": "quoting",
     "read_stream": "reader",
     "record_to_json": "codec",
+    "refold_changed": "fingerprint",
     "remote_for": "remotes",
     "remote_run_ids": "sync.keys",
     "remove_remote_runs": "sync.remote_runs",

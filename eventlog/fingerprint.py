@@ -22,11 +22,15 @@ import json
 import os
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import reader, segment
 from .catalog import Catalog
 from .database import transaction
 from .errors import EventlogError
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 def sealed_segments(stream_dir: Path) -> list[tuple[str, int, int, int, bool, int, int]]:
@@ -38,6 +42,15 @@ def sealed_segments(stream_dir: Path) -> list[tuple[str, int, int, int, bool, in
             st = path.stat()
             rows.append((path.name, first, last, st.st_size, True, st.st_mtime_ns, st.st_ino))
     return rows
+
+
+def refold_changed(store: Store, run_ids: Collection[str] | None = None) -> list[str]:
+    """Fold again (:meth:`Store.rebuild`) the runs of ``run_ids`` (default: every run with
+    recorded segments) whose sealed segments changed on disk since they were indexed; returns them."""
+    changed = changed_runs(store.catalog, store.runs_dir, run_ids)
+    for run_id in changed:
+        store.rebuild(run_id)
+    return changed
 
 
 def changed_runs(catalog: Catalog, runs_dir: str | os.PathLike, run_ids: Collection[str] | None = None) -> list[str]:

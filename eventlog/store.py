@@ -423,8 +423,7 @@ class Store:
         are: it holds the run's writer and flushed it); a run whose sealed segments changed on
         disk since they were indexed is folded again first (:mod:`.fingerprint`)."""
         if sync:
-            if fingerprint.changed_runs(self.catalog, self.runs_dir, [run_id]):
-                self.rebuild(run_id)
+            fingerprint.refold_changed(self, [run_id])
             self.sync(run_id)
         row = self.catalog.run_row(run_id)
         if row is None:
@@ -454,8 +453,7 @@ class Store:
         has not caught up with (unknown, unfinished, or behind the run catalog), and folds again
         those whose sealed segments changed on disk since they were indexed (:mod:`.fingerprint`)."""
         catalog = self.catalog
-        for run_id in fingerprint.changed_runs(catalog, self.runs_dir):
-            self.rebuild(run_id)
+        fingerprint.refold_changed(self)
         known = set(catalog.run_ids())
         names = [n for n in os.listdir(self.runs_dir)  # a run the catalog knows has its events dir
                  if n in known or os.path.isdir(os.path.join(self.runs_dir, n, "events"))]

@@ -25,23 +25,16 @@ is a loopback name are served (no DNS rebinding). Run data are hostile: pages bu
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from urllib.parse import parse_qs, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import (
-    HTMLResponse,
-    JSONResponse,
-    RedirectResponse,
-    StreamingResponse,
-)
+from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from agtrace.eventlog import (
@@ -52,6 +45,7 @@ from agtrace.eventlog import (
     index_runs,
     json_name,
     live_statuses,
+    refold_changed,
 )
 
 from .compare import compare_runs
@@ -59,13 +53,12 @@ from .compare_trees import diff_run_trees
 from .errors import PartNotFound, ReplayError
 from .report import render_report
 from .tree_file import read_file, tree_files
+from .viewer_guard import Guard
 from .viewer_page import compare_page, index_page, run_page
 from .viewer_query import _int, query_from
 
-COOKIE = "agtrace_view"
 FILE_VIEW_BYTES = 1024 * 1024
 """A file shown in the browser is cut here (the rest: `agtrace cat`)."""
-LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 LAZY = ("costs",)
 """Lazy projections the index reads, caught up by the live thread when the store has them."""
 
@@ -171,11 +164,14 @@ class Live:
             ticks += 1
             try:
                 self._tick()
-                if ticks % 20 == 0:  # runs that grew behind our back (a rescore, an append)
+                if ticks % 20 == 0:  # runs that grew (a rescore, an append) or were damaged behind our back
                     with self.lock:
+                        damaged = refold_changed(self.store)
                         stale = self.store.catalog.stale_runs(self.store.run_ids())
                         for run_id in stale:
                             self.store.sync(run_id)
+                    with self.mu:
+                        self.dirty |= set(damaged)  # their rows go out again, marked damaged
                     self._catch_up(stale)
             except Exception:  # never let the live view die of one bad run
                 time.sleep(self.poll_s)
@@ -253,7 +249,8 @@ def viewer_app(store_root: str, *, token: str | None = None, poll_s: float = 0.5
     store = Store(store_root, create=False) if wait_s is None else Store(store_root, create=False, wait_s=wait_s)
     lock = Gate()
     live = Live(store, lock, poll_s)
-    with lock:  # runs that grew while no viewer ran; later, the live thread keeps them up to date
+    with lock:  # runs that grew or were damaged while no viewer ran; later, the live thread watches
+        refold_changed(store)
         for run_id in store.catalog.stale_runs(store.run_ids()):
             store.sync(run_id)
 
@@ -436,48 +433,6 @@ def _html(build: Callable[[str], str]) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
     return HTMLResponse(build(nonce), headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
                                                "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
-
-
-class Guard:
-    """The access check in front of the app (see the module docstring)."""
-
-    def __init__(self, app: Starlette, token: str | None):
-        self.app, self.token = app, token
-        self.state = app.state
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.token is None:
-            host = headers.get("host", "").rsplit(":", 1)[0] if not headers.get("host", "").startswith("[") \
-                else headers.get("host", "").split("]")[0] + "]"
-            if host not in LOOPBACK:
-                return await _refuse(send, 403, "this viewer serves loopback names only (Host: 127.0.0.1 or "
-                                     "localhost); to serve another address, start it with --host and --token")
-            return await self.app(scope, receive, send)
-        params = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        given = (params.get("token") or [""])[0]
-        if given and hmac.compare_digest(given, self.token):
-            rest = {k: v for k, v in params.items() if k != "token"}
-            location = scope["path"] + (f"?{urlencode(rest, doseq=True)}" if rest else "")
-            response = RedirectResponse(location, status_code=303)
-            response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
-            return await response(scope, receive, send)
-        bearer = headers.get("authorization", "").removeprefix("Bearer ").strip()
-        cookie = next((c.split("=", 1)[1] for c in headers.get("cookie", "").split("; ")
-                       if c.startswith(f"{COOKIE}=")), "")
-        if any(v and hmac.compare_digest(v, self.token) for v in (bearer, cookie)):
-            return await self.app(scope, receive, send)
-        return await _refuse(send, 401, "this viewer needs its token: open the URL `agtrace view` printed "
-                             "(…/?token=…), or send Authorization: Bearer TOKEN")
-
-
-async def _refuse(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def serve(store_root: str, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,

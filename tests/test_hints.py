@@ -74,6 +74,8 @@ def test_the_code_suggests_commands_at_all():
 def test_every_suggested_command_and_flag_exists():
     ctx = click.Context(cli)
     group_options = _options(cli) | {"--version"}
+    takes_value = {opt for param in cli.params if isinstance(param, click.Option) and not param.is_flag
+                   for opt in param.opts}  # --store DIR, --lock-wait SECONDS
     problems = []
     for where, line in _suggestions():
         try:
@@ -81,10 +83,11 @@ def test_every_suggested_command_and_flag_exists():
         except ValueError:
             words = line.split()[1:]
         while words and words[0].startswith("-"):  # group options: --store DIR, --version, --help
-            flag = words.pop(0).split("=")[0]
+            word = words.pop(0)
+            flag = word.split("=")[0]
             if flag not in group_options:
                 problems.append(f"{where}: `{line}`: the group has no option {flag}")
-            if flag == "--store" and words:
+            if flag in takes_value and "=" not in word and words:
                 words.pop(0)
         if not words:
             continue

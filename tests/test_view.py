@@ -359,3 +359,28 @@ def test_a_request_that_waits_out_the_lock_is_answered_503_and_the_next_is_serve
             holder.close()
         status, _, body = server.get(f"/runs/{run_id}")
         assert status == 200 and b"written while the catalog was held" in body
+
+
+def test_the_index_finds_a_segment_damaged_before_or_while_the_viewer_runs(tmp_path):
+    """Like `ls`, the viewer's index stats the sealed segments: a run damaged before it started
+    is listed damaged at once, one damaged while it runs within its 20-poll rescan (~10 s), with
+    its figures stopping at the damage (before, both stayed "completed" until a reindex)."""
+    import time
+
+    from .test_store_truth import _damage, _run, _segments
+
+    root = tmp_path / "store"
+    before, during = _run(root), _run(root)
+    run_agtrace(["ls"], root, check=True)  # both indexed whole
+    _damage(_segments(root, before)[2], "flip")
+    with ViewServer(root) as server:
+        rows = {r["id"]: r for r in server.json("/api/runs?limit=50")["rows"]}
+        assert rows[before]["status"] == "damaged" and rows[before]["events"] == 3
+        assert rows[during]["status"] == "completed" and rows[during]["events"] == 8
+        _damage(_segments(root, during)[2], "truncate")
+        deadline = time.monotonic() + 40
+        while rows[during]["status"] != "damaged":
+            assert time.monotonic() < deadline, rows[during]
+            time.sleep(0.5)
+            rows = {r["id"]: r for r in server.json("/api/runs?limit=50")["rows"]}
+        assert rows[during]["events"] == 3 and "cannot be read from seq 4 on" in rows[during]["reason"]
