@@ -51,9 +51,9 @@ class AnnotationsProjection(Projection):
             if type(ev) is RunTagged:
                 rows = [(run_id, k, v, rec.seq) for k, v in ev.tags.items()]
                 rows += [(run_id, k, None, rec.seq) for k in ev.removed if k not in ev.tags]
-                conn.executemany("INSERT OR REPLACE INTO run_tags VALUES (?, ?, ?, ?)", rows)
+                conn.executemany("INSERT OR REPLACE INTO run_tags (run_id, key, value, seq) VALUES (?, ?, ?, ?)", rows)
             elif type(ev) is NoteAdded:
-                conn.execute("INSERT INTO notes VALUES (?, ?, ?, ?, ?, ?)",
+                conn.execute("INSERT INTO notes (run_id, seq, ts, part, text, author) VALUES (?, ?, ?, ?, ?, ?)",
                              [run_id, rec.seq, rec.ts, ev.noted_part, ev.text, ev.author])
 
 

@@ -151,6 +151,11 @@ def _fast_price(model_price, usage: Usage) -> float | None:
     return float(total / 1_000_000)
 
 
+USAGE_COLUMNS = ("run_id", "seq", "ts", "part", "model", "provider", "input", "output", "cache_read", "cache_write",
+                 "reasoning", "cost_usd", "prices", "reason", "reported_cost_usd")
+"""The columns of ``usage_costs`` this version writes, named (a newer agtrace may add more)."""
+
+
 def m001_costs(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE usage_costs (run_id TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER, part INTEGER, "
                  "model TEXT, provider TEXT, input INTEGER, output INTEGER, cache_read INTEGER, "
@@ -191,8 +196,10 @@ class CostsProjection(Projection):
                 u = ev.usage
                 rows.append((run_id, rec.seq, rec.ts, last_part, which, provider, u.input, u.output, u.cache_read,
                              u.cache_write, u.reasoning, cost, self.prices, reason, ev.cost_usd))
-        conn.executemany(f"INSERT OR REPLACE INTO usage_costs VALUES ({', '.join('?' * 15)})", rows)
-        conn.execute("INSERT OR REPLACE INTO cost_runs VALUES (?, ?, ?)", [run_id, model, last_part])
+        conn.executemany(f"INSERT OR REPLACE INTO usage_costs ({', '.join(USAGE_COLUMNS)}) "
+                         f"VALUES ({', '.join('?' * len(USAGE_COLUMNS))})", rows)
+        conn.execute("INSERT OR REPLACE INTO cost_runs (run_id, model, last_part) VALUES (?, ?, ?)",
+                     [run_id, model, last_part])
 
 
 @dataclass

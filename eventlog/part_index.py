@@ -41,7 +41,8 @@ class PartIndexProjection(Projection):
         rows = [(run_id, r.seq, r.part, r.event.suite, r.event.passed, r.event.failed, r.event.errors,
                  r.event.total) for r in records if type(r.event) is TestsRan]
         if rows:
-            conn.executemany("INSERT OR REPLACE INTO test_results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR REPLACE INTO test_results (run_id, seq, part, suite, passed, failed, "
+                             "errors, total) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def latest_test_result(conn: sqlite3.Connection, run_id: str, at_seq: int) -> dict | None:

@@ -175,3 +175,38 @@ def test_cp_whose_destination_catalog_update_failed_is_finished_by_a_retry_not_c
     assert all(listed[r]["events"] == 8 for r in listed)
     again = run_agtrace(["cp", run, "--to", str(dest)], src, check=True).stdout.decode().strip()
     assert again not in (first, moved[0])  # both copies are whole: asked again, a third copy is made
+
+
+def test_a_catalog_a_newer_agtrace_added_columns_to_is_used_as_it_is(tmp_path):
+    """A newer agtrace's migration may add a column to any table (as m002_segment_stats added two
+    to `segments`, which broke every write of the agtrace before it: "table segments has 9
+    columns but 7 values were supplied"). This version names the columns it writes, so on such
+    a catalog new/append/tag/note/close/ls/show/metrics/verify work and read what it wrote."""
+    s = tmp_path / "s"
+    old = _run(s)
+    _ls(s)
+    with sqlite3.connect(s / "catalog.db") as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE "
+                                           "'sqlite_%' AND name NOT LIKE 'search_text%'")]  # FTS tables: no ALTER
+        assert {"runs", "parts", "segments", "notes", "run_tags", "usage_costs", "test_results", "scores"} <= set(tables)
+        for table in tables:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN from_the_future TEXT DEFAULT 'x'")
+        db.execute("INSERT INTO migrations (owner, name) VALUES ('catalog', 'm999_from_the_future')")
+    run = run_agtrace(["new", "--agent", "t", "--model", "gpt-4o"], s, check=True).stdout.decode().strip()
+    lines = [{"kind": "message_added", "role": "user", "text": "hi", "part": 1},
+             {"kind": "usage_reported", "model": "gpt-4o", "usage": {"input": 1000, "output": 50}, "part": 1},
+             {"kind": "tests_ran", "passed": 2, "failed": 1, "total": 3, "part": 1},
+             {"kind": "part_ended", "part": 1, "part_kind": "turn", "title": "t1"}]
+    run_agtrace(["append", run], s, input="".join(json.dumps(x) + "\n" for x in lines).encode(), check=True)
+    run_agtrace(["tag", run, "k=v"], s, check=True)
+    run_agtrace(["note", run, "a note"], s, check=True)
+    run_agtrace(["close", run, "--status", "completed"], s, check=True)
+    listed = _ls(s)
+    assert listed[old]["status"] == listed[run]["status"] == "completed"
+    shown = json.loads(run_agtrace(["show", run, "--json"], s, check=True).stdout)
+    assert shown["tags"]["k"] == "v" and shown["parts"] == 1
+    assert "a note" in run_agtrace(["show", run], s, check=True).stdout.decode()
+    metrics = json.loads(run_agtrace(["metrics", run, "--json"], s, check=True).stdout)
+    assert metrics["tokens_input"] == 1000 and metrics["tests_final_passed"] == 2
+    assert metrics["cost"]["priced_calls"] == 1 and metrics["cost"]["cost_usd"] > 0  # usage_costs written
+    run_agtrace(["verify"], s, check=True)
