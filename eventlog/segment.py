@@ -274,6 +274,7 @@ def recover(path: str | os.PathLike) -> tuple[list[FrameInfo], TornTail | None]:
     """
     path = Path(path)
     frames, problem, off = scan(path)
+    _check_sizes(path, frames)
     if problem is None:
         return frames, None
     data = path.read_bytes()
@@ -315,6 +316,26 @@ def recover(path: str | os.PathLike) -> tuple[list[FrameInfo], TornTail | None]:
         fh.flush()
         os.fsync(fh.fileno())
     return frames, cut
+
+
+def _check_sizes(path: Path, frames: list[FrameInfo]) -> None:
+    """Raise :class:`CorruptLog` for a checksum-valid frame that decompresses past
+    :data:`MAX_FRAME_BYTES` (a bomb: what the readers refuse), so that nothing is appended after
+    it. Each frame's zstd header is read (agtrace's writer always says the size there); a frame
+    that does not say it is measured (:func:`decompress`)."""
+    with open(path, "rb") as fh:
+        for info in frames:
+            head = os.pread(fh.fileno(), min(info.length, 18), info.offset + HEADER_SIZE)
+            try:
+                claimed = zstandard.frame_content_size(head) if len(head) >= 4 else -1
+            except zstandard.ZstdError:
+                claimed = -1
+            if claimed > MAX_FRAME_BYTES or claimed < 0:
+                try:
+                    decompress(os.pread(fh.fileno(), info.length, info.offset + HEADER_SIZE), str(path), info.offset)
+                except zstandard.ZstdError as exc:
+                    raise CorruptLog(f"{path}: frame at byte {info.offset}: does not decode: {exc}{VERIFY_HINT}",
+                                     str(path), info.offset) from None
 
 
 TORN_ZEROS = 16

@@ -211,3 +211,33 @@ for check in (lambda: check_segment(Path({str(path)!r}), 1, 2), lambda: store.ve
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.splitlines() == ["MemoryError", "MemoryError"], proc.stdout
+
+
+@pytest.mark.parametrize("payload, says", [(_claims(1 << 40), "its zstd header says it decompresses to"),
+                                           (b"no zstd at all", "does not decode: ")], ids=["bomb", "not-zstd"])
+def test_append_is_refused_before_a_bomb_in_the_middle_of_the_open_segment(tmp_path, payload, says):
+    """Recovery checked the open segment's checksums only, and the writer reads back its last
+    frame alone: with a bomb (or a frame that is no zstd) between whole frames, `agtrace append`
+    wrote its event past it, then failed sealing, leaving a `.seg.tmp` and an acknowledged
+    event no reader reaches. It is now refused before anything is written, naming the frame."""
+    from .conftest import run_agtrace
+
+    store = Store(tmp_path / "store")
+    w = store.create_run(RunStarted(agent="t"), durability="strict")
+    for i in range(3):
+        w.append(MessageAdded(role="user", text=f"hello {i}"))
+    w.close(seal=False)
+    store.close()
+    path = list_segments(store.run_dir(w.run_id) / "events")[0][2]
+    data = path.read_bytes()
+    second = segment.scan(path)[0][1]
+    tail = struct.pack("<QI", second.first_seq, second.count) + payload
+    path.write_bytes(data[: second.offset] + segment.FRAME_MAGIC + struct.pack("<II", len(payload), zlib.crc32(tail))
+                     + tail + data[second.end:])
+    before = path.read_bytes()
+    proc = run_agtrace(["append", w.run_id], tmp_path / "store",
+                       input=b'{"kind":"message_added","role":"user","text":"after"}\n')
+    err = proc.stderr.decode()
+    assert proc.returncode != 0 and f"frame at byte {second.offset}: {says}" in err and "Traceback" not in err, err
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, "manifest"]
