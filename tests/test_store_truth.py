@@ -210,3 +210,44 @@ def test_a_catalog_a_newer_agtrace_added_columns_to_is_used_as_it_is(tmp_path):
     assert metrics["tokens_input"] == 1000 and metrics["tests_final_passed"] == 2
     assert metrics["cost"]["priced_calls"] == 1 and metrics["cost"]["cost_usd"] > 0  # usage_costs written
     run_agtrace(["verify"], s, check=True)
+
+
+@pytest.mark.slow
+def test_reindex_over_and_over_beside_cp_and_a_slow_append_loses_nothing(tmp_path):
+    """`reindex` deletes catalog.db and folds every run again while other processes have it
+    open: `cp --to` adopting runs into the store and an `append` whose writer feeds the catalog
+    as it goes. Their rows written into the deleted catalog are caught up from the segments by
+    the next reader: every copy and the appended run come out whole, nothing fails."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    runs = [_run(src) for _ in range(6)]
+    live = run_agtrace(["new", "--agent", "live"], dst, check=True).stdout.decode().strip()
+    env = {**os.environ, "AGTRACE_HOME": str(dst)}
+    cli = [sys.executable, "-c", "from agtrace.cli.main import main; main()"]
+    copier = subprocess.Popen([sys.executable, "-c", "import subprocess, sys\n"
+                               f"for r in {runs!r}:\n"
+                               f"    subprocess.run({cli!r} + ['--store', {str(src)!r}, 'cp', r, '--to', {str(dst)!r}],"
+                               " check=True, capture_output=True)"], env=env, stderr=subprocess.PIPE)
+    appender = subprocess.Popen([*cli, "append", live], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    reindexes = 0
+    for i in range(1, 41):
+        line = {"kind": "part_ended", "part": i, "part_kind": "turn", "title": f"t{i}"}
+        appender.stdin.write((json.dumps(line) + "\n").encode())
+        appender.stdin.flush()
+        if i % 4 == 0:
+            run_agtrace(["reindex"], dst, check=True)
+            reindexes += 1
+    appender.stdin.close()
+    assert appender.wait(60) == 0, appender.stderr.read().decode()
+    while copier.poll() is None:
+        run_agtrace(["reindex"], dst, check=True)
+        reindexes += 1
+    assert copier.returncode == 0, copier.stderr.read().decode()
+    run_agtrace(["close", live, "--status", "completed"], dst, check=True)
+    assert reindexes >= 10
+    listed = _ls(dst)
+    assert listed[live]["events"] == 42 and listed[live]["parts"] == 40 and listed[live]["status"] == "completed"
+    copies = [r for r in listed.values() if r["id"] != live]
+    assert len(copies) == 6 and all((r["status"], r["events"], r["parts"]) == ("completed", 8, 3) for r in copies)
+    assert not any(r["projection_errors"] for r in listed.values())
+    run_agtrace(["verify"], dst, check=True)
