@@ -190,6 +190,7 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
     no run is created.
     """
     _raw_only(agent, marker=marker, quiet_s=quiet_s)
+    ctx.refuse_inside_store(workdir, "--workdir")  # (a store inside the workdir is left out of snapshots)
     store = ctx.store
     stderr = _Stderr()
     live = _Live(not quiet, stderr)
@@ -235,6 +236,7 @@ def _run_in_modal(store, command: list[str], workdir: str, image: str | None, co
 @pass_ctx
 def demo_cmd(ctx, workdir, fast, as_json) -> None:
     """Capture a scripted agent (no model, no key, no network) fixing a small project."""
+    ctx.refuse_inside_store(workdir, "--workdir")
     try:
         check_demo_workdir(workdir)  # before the store is made: nothing is written when refused
     except WorkdirError as exc:

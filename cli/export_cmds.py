@@ -63,6 +63,7 @@ def export_cmd(ctx, runs, all_runs, where, fmt, kinds, since, out, endpoint, pro
     from agtrace.replay import parse_since, select_runs
 
     _check_options(fmt, kinds, since, out, endpoint, protocol, headers, resource, metrics, as_json)
+    ctx.refuse_inside_store(out, "-o")
     store = ctx.store
     if runs and (all_runs or where):
         raise UserError("name runs or use --all/--where, not both", 2)

@@ -106,6 +106,19 @@ class Context:
 
         return Store(path, create=create, claim_directory=False, on_wait=_say_waiting, wait_s=self.lock_wait_s)
 
+    def refuse_inside_store(self, path, option: str, *, itself_ok: bool = False) -> None:
+        """Refuse an output path (``option``: ``--out``, ``--workdir``) in this invocation's store
+        or under it: a report, export, tree or agent written there would overwrite its segments,
+        bundles or catalog (``-``, a URL and None pass; ``itself_ok``: the store's own root)."""
+        if path in (None, "-") or "://" in str(path):
+            return
+        store = os.path.realpath(self.store_path)
+        target = os.path.realpath(os.path.expanduser(str(path)))
+        if (target == store and not itself_ok) or target.startswith(store.rstrip(os.sep) + os.sep):
+            raise UserError(f"{option} {path} is inside the store {self.store_path}: agtrace keeps everything but "
+                            "the store's own files out of it (what is written there could overwrite its runs' "
+                            "segments or its catalog); choose a path outside the store", 2)
+
     def store_or_none(self):
         """The store, or None when there is none at ``store_path`` (for commands that can do
         without one, such as `ls --remote`)."""

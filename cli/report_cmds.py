@@ -101,6 +101,7 @@ def report_cmd(ctx, run, out, open_, part, as_json) -> None:
 
         anchor = f"#part-{resolve_part(store, run_id, part=part)}"
     out = out or f"{run_id[:10]}-report.html"
+    ctx.refuse_inside_store(out, "-o")
     with progress(f"report {run_id[:10]}") as update:
         text = render_report(store, run_id, progress=update)
     size = _write(out, text)
@@ -146,6 +147,7 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
         echo_json(rows)
         return
     out = out or f"compare-{run_ids[0][:10]}-{len(run_ids)}.html"
+    ctx.refuse_inside_store(out, "-o")
     size = _write(out, comparison.html())
     if out == STDOUT:
         return

@@ -476,6 +476,7 @@ def cp_cmd(ctx, run: str, tags, to: str | None, as_json: bool) -> None:
 
     store = ctx.store
     run_id = store.resolve(run)
+    ctx.refuse_inside_store(to, "--to", itself_ok=True)
     into = ctx.open_store(to) if to else None
     notes: list[str] = []
     try:
