@@ -199,6 +199,18 @@ def test_an_unusual_mode_is_left_to_libgit2(tmp_path):
         assert reader.delegated > 0
 
 
+def test_a_directory_entry_pointing_at_a_blob_is_damage_for_both_readers(tmp_path):
+    """Found by the mutation test below (a flipped byte made an entry `40000 empty` name the
+    empty blob): the checkout iterated the blob and a TypeError reached the user."""
+    store, trees = _recorded(tmp_path)
+    blob = store.files(trees[0])["run.sh"]
+    tree = _put(store.path, b"tree", _entry(b"100644", b"a", blob) + _entry(b"40000", b"d", blob))
+    outcomes = [_outcome(git, tree, tmp_path / f"out-{name}") for name, git in
+                (("r", TreeReader(store.path)), ("g", GitStore.open(store.path)))]
+    assert outcomes[0] == outcomes[1] and outcomes[0][0] == "GitStoreError", outcomes
+    assert f"object {blob} is a blob, not the tree its entry says" in outcomes[0][1]
+
+
 HOSTILE = [b"..", b".", b".git", b".GIT", b"a/b", b"/abs", b"", b"back\\slash", b"\xff\xfe"]
 
 

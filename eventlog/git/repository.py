@@ -415,10 +415,17 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
         return self._tree(tree_id) if tree_id else self._repo[self._repo.TreeBuilder().write()]
 
     def _lookup(self, oid):
+        """The tree ``oid`` (a tree entry's): GitStoreError when it is missing or another kind of
+        object (a damaged or hostile tree pointing a directory at a blob)."""
         try:
-            return self._repo[oid]
+            obj = self._repo[oid]
         except (KeyError, ValueError) as exc:  # pygit2's NotFoundError is a KeyError
             raise self._missing(oid) from exc
+        if obj.type != ObjectType.TREE:
+            raise GitStoreError(f"object {oid} is a {obj.type_str}, not the tree its entry says, in {self.path}: the "
+                                "shadow repository is damaged; replay from the run's bundles (`agtrace verify` says "
+                                "which are whole)")
+        return obj
 
     def _missing(self, oid) -> GitStoreError:
         return GitStoreError(f"object {oid} is missing from {self.path}: the shadow repository is damaged; replay "
