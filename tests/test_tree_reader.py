@@ -209,6 +209,12 @@ def test_a_directory_entry_pointing_at_a_blob_is_damage_for_both_readers(tmp_pat
                 (("r", TreeReader(store.path)), ("g", GitStore.open(store.path)))]
     assert outcomes[0] == outcomes[1] and outcomes[0][0] == "GitStoreError", outcomes
     assert f"object {blob} is a blob, not the tree its entry says" in outcomes[0][1]
+    for git in (TreeReader(store.path), GitStore.open(store.path)):  # the file listing (viewer, cat --list)
+        with pytest.raises(GitStoreError, match="is a blob, not the tree its entry says"):
+            git.files(tree)
+    git = GitStore.open(store.path)  # and verify names it (it said the tree was whole)
+    assert git.damage_in(tree, set()) == f"object {blob} is a blob where its tree entry says a directory"
+    assert git.damage_in(trees[0], set()) is None
 
 
 HOSTILE = [b"..", b".", b".git", b".GIT", b"a/b", b"/abs", b"", b"back\\slash", b"\xff\xfe"]

@@ -330,16 +330,20 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
         whole (libgit2 re-hashes what it reads); else which object is missing or damaged.
         ``seen`` holds objects already found intact (shared between calls: trees of a run share
         most of their objects) and is added to."""
-        stack = [tree_id]
+        stack = [(tree_id, None)]  # (object, the kind its entry says: a directory's is a tree)
         odb = self._repo.odb
         while stack:
-            oid = stack.pop()
+            oid, says = stack.pop()
             if oid in seen:
                 continue
             try:
                 kind, data = odb.read(oid)
+                if says is not None and (kind == ObjectType.TREE) != (says == ObjectType.TREE):
+                    return f"object {oid} is a {'tree' if kind == ObjectType.TREE else 'blob'} where its tree entry " \
+                           f"says a {'directory' if says == ObjectType.TREE else 'file'}"
                 if kind == ObjectType.TREE:
-                    stack.extend(str(e.id) for e in self._repo[oid] if e.filemode != 0o160000)
+                    stack.extend((str(e.id), ObjectType.TREE if e.filemode == 0o040000 else ObjectType.BLOB)
+                                 for e in self._repo[oid] if e.filemode != 0o160000)
             except (KeyError, ValueError, pygit2.GitError) as exc:
                 return f"object {oid} is missing or damaged ({' '.join(str(exc).split()) or type(exc).__name__})"
             seen.add(oid)
@@ -369,7 +373,7 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
             prefix, tree = stack.pop()
             for entry in tree:
                 if entry.type == ObjectType.TREE:
-                    stack.append((f"{prefix}{entry.name}/", self._repo[entry.id]))
+                    stack.append((f"{prefix}{entry.name}/", self._lookup(entry.id)))
                 elif entry.type == ObjectType.BLOB:
                     out[prefix + entry.name] = str(entry.id)
         return out
