@@ -341,8 +341,8 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     """Append events read as JSON lines on stdin (the lines `agtrace log --json` prints).
 
     The store assigns seqs; ts and part are kept when given. Secrets are redacted before the
-    events are stored (as `agtrace run` does). On a bad line it stops with the line number;
-    every line before it stays stored. A run_started line is skipped (the run has its own).
+    events are stored (as `agtrace run` does). On a bad line (not an event, out of a limit,
+    a negative token count) it stops with the line number; every line before it stays stored. A run_started line is skipped (the run has its own).
     --json prints the seqs given (first_seq, last_seq: null when nothing was stored).
     This is plumbing for events only: repository state is not copied (`agtrace cp` copies a
     run whole).

@@ -38,7 +38,7 @@ import msgspec
 from .codec import events_from_json_lines
 from .collector import collector_paused
 from .errors import InvalidEvent
-from .events import Event, LineLogged, RawRecorded, RunStarted
+from .events import Event, LineLogged, RawRecorded, RunStarted, UsageReported
 from .limit import check_record
 from .redaction import Redactor, Screened
 
@@ -204,6 +204,8 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
                         elif i in counts:
                             event = msgspec.structs.replace(event, redactions=event.redactions + counts[i])
                     check_record(event, ts, part)
+                    if t is UsageReported:
+                        _check_usage(event)
                     if check is not None:
                         check(event)
                 except InvalidEvent as exc:
@@ -213,3 +215,16 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
                 raise refuse(batch, error, line_no + len(decoded)) from None
             store(batch)
     return done
+
+
+_TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
+def _check_usage(event: UsageReported) -> None:
+    """Refuse a usage delta with a negative count: usage is what a call spent, never a
+    correction, and one such line would make every token figure of the run wrong."""
+    for name in _TOKEN_FIELDS:
+        value = getattr(event.usage, name)
+        if value < 0:
+            raise InvalidEvent(f"usage_reported: usage.{name} is {value}: a usage is the tokens one call or part "
+                               "spent (a delta, never negative); send what was spent since the last report")

@@ -77,6 +77,22 @@ def test_bad_line_stops_with_its_number_and_keeps_what_came_before(tmp_path):
     assert unknown.returncode == 2 and "unknown event kind" in unknown.stderr.decode()
 
 
+
+def test_a_negative_usage_is_refused_with_its_line_and_field(tmp_path):
+    """`{"kind": "usage_reported", "usage": {"input": -5}}` was appended and the run showed
+    `tokens: -5`; a usage is a delta of tokens spent, so a negative count is bad input."""
+    s = tmp_path / "store"
+    run = run_agtrace(["new"], s, check=True).stdout.decode().strip()
+    lines = [{"kind": "usage_reported", "usage": {"input": 100, "output": 20}},
+             {"kind": "usage_reported", "usage": {"input": 10, "cache_read": -3}}]
+    proc = run_agtrace(["append", run], s, input="".join(json.dumps(x) + "\n" for x in lines).encode())
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "line 2: usage_reported: usage.cache_read is -3" in err, err
+    assert "the 1 event(s) before line 2 are stored" in err
+    metrics = json.loads(run_agtrace(["metrics", run, "--json"], s, check=True).stdout)
+    assert metrics["tokens"] == 120
+
+
 def test_appending_no_events_names_no_seqs(tmp_path):
     """Zero events stored used to be reported as the range "seq 2..1" (`first_seq` 2, `last_seq`
     1 in --json); now it says no events were stored, and --json has null seqs."""
