@@ -38,7 +38,7 @@ import msgspec
 from .codec import events_from_json_lines
 from .collector import collector_paused
 from .errors import InvalidEvent
-from .events import Event, LineLogged, RawRecorded, RunStarted, UsageReported
+from .events import Event, LineLogged, RawRecorded, RunStarted, TestsRan, UsageReported
 from .limit import check_record
 from .redaction import Redactor, Screened
 
@@ -204,8 +204,8 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
                         elif i in counts:
                             event = msgspec.structs.replace(event, redactions=event.redactions + counts[i])
                     check_record(event, ts, part)
-                    if t is UsageReported:
-                        _check_usage(event)
+                    if t is UsageReported or t is TestsRan:
+                        _check_counts(event)
                     if check is not None:
                         check(event)
                 except InvalidEvent as exc:
@@ -218,13 +218,23 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
 
 
 _TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+_TEST_FIELDS = ("passed", "failed", "errors", "skipped", "total")
 
 
-def _check_usage(event: UsageReported) -> None:
-    """Refuse a usage delta with a negative count: usage is what a call spent, never a
-    correction, and one such line would make every token figure of the run wrong."""
-    for name in _TOKEN_FIELDS:
-        value = getattr(event.usage, name)
-        if value < 0:
-            raise InvalidEvent(f"usage_reported: usage.{name} is {value}: a usage is the tokens one call or part "
-                               "spent (a delta, never negative); send what was spent since the last report")
+def _check_counts(event: UsageReported | TestsRan) -> None:
+    """Refuse counts no tool reports, each of which would make the run's figures wrong: a
+    negative token count (a usage is what a call spent, a delta, never a correction), a
+    negative test count, or tests that add up to more than their ``total``."""
+    if type(event) is UsageReported:
+        for name in _TOKEN_FIELDS:
+            if (value := getattr(event.usage, name)) < 0:
+                raise InvalidEvent(f"usage_reported: usage.{name} is {value}: a usage is the tokens one call or "
+                                   "part spent (a delta, never negative); send what was spent since the last report")
+        return
+    for name in _TEST_FIELDS:
+        if (value := getattr(event, name)) < 0:
+            raise InvalidEvent(f"tests_ran: {name} is {value}: a count of tests is never negative")
+    counted = event.passed + event.failed + event.errors + event.skipped
+    if event.total and counted > event.total:
+        raise InvalidEvent(f"tests_ran: passed + failed + errors + skipped is {counted}, more than total "
+                           f"{event.total}: total counts every test (or leave it 0)")

@@ -78,9 +78,10 @@ def test_bad_line_stops_with_its_number_and_keeps_what_came_before(tmp_path):
 
 
 
-def test_a_negative_usage_is_refused_with_its_line_and_field(tmp_path):
+def test_counts_no_tool_reports_are_refused_with_their_line_and_field(tmp_path):
     """`{"kind": "usage_reported", "usage": {"input": -5}}` was appended and the run showed
-    `tokens: -5`; a usage is a delta of tokens spent, so a negative count is bad input."""
+    `tokens: -5`; a usage is a delta of tokens spent, so a negative count is bad input, as are
+    negative test counts and tests adding up to more than their total."""
     s = tmp_path / "store"
     run = run_agtrace(["new"], s, check=True).stdout.decode().strip()
     lines = [{"kind": "usage_reported", "usage": {"input": 100, "output": 20}},
@@ -91,6 +92,14 @@ def test_a_negative_usage_is_refused_with_its_line_and_field(tmp_path):
     assert "the 1 event(s) before line 2 are stored" in err
     metrics = json.loads(run_agtrace(["metrics", run, "--json"], s, check=True).stdout)
     assert metrics["tokens"] == 120
+    for line, says in (({"kind": "tests_ran", "passed": 5, "failed": 0, "total": 2},  # a pass rate of 250%
+                        "tests_ran: passed + failed + errors + skipped is 5, more than total 2"),
+                       ({"kind": "tests_ran", "passed": 3, "failed": -1}, "tests_ran: failed is -1")):
+        proc = run_agtrace(["append", run], s, input=(json.dumps(line) + "\n").encode())
+        assert proc.returncode == 2 and f"line 1: {says}" in proc.stderr.decode(), proc.stderr.decode()
+    run_agtrace(["append", run], s, check=True,  # a total of 0 (not known) or above the counts is kept
+                input=b'{"kind": "tests_ran", "passed": 3}\n{"kind": "tests_ran", "passed": 3, "total": 9}\n')
+    assert json.loads(run_agtrace(["metrics", run, "--json"], s, check=True).stdout)["tests_ran"] == 2
 
 
 def test_appending_no_events_names_no_seqs(tmp_path):
