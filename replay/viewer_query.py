@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agtrace.eventlog import IndexQuery
+from agtrace.eventlog import INT_MAX, IndexQuery
 
 from .listing import parse_since
 
@@ -11,9 +11,12 @@ def _int(value: str | None, name: str, default: int | None = None) -> int | None
     if value in (None, ""):
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ValueError(f"{name} is a whole number, not {value!r}") from None
+    if abs(number) > INT_MAX:  # SQLite's integers are 64-bit: past them a query raised OverflowError (a 500)
+        raise ValueError(f"{name} is out of range: at most {INT_MAX:,}, not {value[:40]}")
+    return number
 
 
 def _float(value: str | None, name: str) -> float | None:

@@ -245,6 +245,8 @@ def test_api_errors_say_what_to_do(served):
         (f"/api/runs/{ids[1]}/files?part=1", 400, "recorded no snapshot"),
         (f"/api/runs/{ids[1]}/files?part=2", 400, "has no part 2"),
         ("/compare", 400, "name the runs to compare"),
+        (f"/api/runs/{ids[1]}/files?part=99999999999999999999999", 400, "part is out of range"),  # was a 500
+        (f"/api/diff?a={ids[1]}&b={ids[2]}&pa=-99999999999999999999", 400, "pa is out of range"),
     ):
         got, headers, body = server.get(path)
         assert got == status, (path, got, body)
