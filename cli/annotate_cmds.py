@@ -30,7 +30,7 @@ def tag_cmd(ctx, run: str, tags: tuple[str, ...], removed: tuple[str, ...], auth
     store = ctx.store
     run_id = store.resolve(run)
     redactor = Redactor.from_env(os.environ)
-    values = {k: redactor.redact(v)[0] for k, v in parse_tags(tags).items()}
+    values = redactor.redact_obj(parse_tags(tags))  # a value labelled by its key (password=…) too
     try:
         seq = tag_run(store, run_id, values, list(removed), author=author)
     except ValueError as exc:

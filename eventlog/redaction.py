@@ -231,7 +231,17 @@ class Redactor:
         if isinstance(obj, str):
             return self.redact(obj)[0]
         if isinstance(obj, dict):
-            return {self.redact_obj(k): self.redact_obj(v) for k, v in obj.items()}
+            out = {}
+            for k, v in obj.items():
+                if type(k) is str and type(v) is str and v and any(stem in k.lower() for stem in LABEL_STEMS):
+                    # a key that labels its value, as in JSON text: {"password": "…"} is redacted in a
+                    # line `append` reads, so it is here (a tag, a config, tool arguments)
+                    text, n = self.redact(json.dumps({k: v}, ensure_ascii=False))
+                    if n:
+                        out.update(json.loads(text))
+                        continue
+                out[self.redact_obj(k)] = self.redact_obj(v)
+            return out
         if isinstance(obj, list | tuple):
             out = [self.redact_obj(v) for v in obj]
             self._flag_values(out)

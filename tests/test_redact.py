@@ -232,6 +232,45 @@ def test_redact_obj_copies_nested_structures():
     assert redactor.count == 4
 
 
+def test_a_dict_value_labelled_secret_by_its_key_is_redacted_as_in_json_text():
+    """`agtrace new --tag password=…`, `agtrace tag RUN AWS_SECRET_ACCESS_KEY=…` and a capture's
+    config or tool arguments kept such values: each string was redacted alone, without the key
+    that labels it, while the same dict in a JSON line `append` reads was redacted."""
+    redactor = Redactor.from_env({})
+    obj = {"password": "hunter2hunter2", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+           "api_key": "abc123def456ghi", "key": "src/app.py", "max_tokens": "4096", "plain": "value",
+           "nested": {"client_secret": "s3cr3t-v4lu3-xyz"}}
+    result = redactor.redact_obj(obj)
+    assert result == {
+        "password": f"[REDACTED:{LABELLED_KIND}]", "AWS_SECRET_ACCESS_KEY": "[REDACTED:aws_secret_access_key]",
+        "api_key": f"[REDACTED:{LABELLED_KIND}]", "key": "src/app.py", "max_tokens": "4096", "plain": "value",
+        "nested": {"client_secret": f"[REDACTED:{LABELLED_KIND}]"}}
+    assert redactor.count == 4
+    assert json.loads(redactor.redact_json(json.dumps(obj).encode())[0]) == result  # as append sees it
+
+
+def test_tags_labelled_secret_by_their_key_are_redacted_by_new_and_tag(tmp_path):
+    from .conftest import run_agtrace
+
+    store = tmp_path / "s"
+    run = run_agtrace(["new", "--tag", "password=hunter2hunter2", "--tag", "who=me"], store,
+                      check=True).stdout.decode().strip()
+    run_agtrace(["tag", run, "api_key=abc123def456ghi", "plain=value"], store, check=True)
+    tags = json.loads(run_agtrace(["show", run, "--json"], store, check=True).stdout)["tags"]
+    assert tags == {"password": f"[REDACTED:{LABELLED_KIND}]", "who": "me",
+                    "api_key": f"[REDACTED:{LABELLED_KIND}]", "plain": "value"}
+    for path in (store / "runs" / run).rglob("*"):
+        if path.is_file():
+            import zstandard
+
+            data = path.read_bytes()
+            try:
+                data += zstandard.ZstdDecompressor().decompressobj().decompress(data[data.find(b"\x28\xb5\x2f\xfd"):])
+            except zstandard.ZstdError:
+                pass
+            assert b"hunter2hunter2" not in data and b"abc123def456ghi" not in data, path
+
+
 def test_secret_inside_json_encoded_line_is_redacted():
     key = fake("gh" + "p_", 36)
     line = json.dumps({"item": {"aggregated_output": f"remote: https://x:{key}@github.com\n"}})
