@@ -38,7 +38,7 @@ import msgspec
 from .codec import events_from_json_lines
 from .collector import collector_paused
 from .errors import InvalidEvent
-from .events import Event, LineLogged, RawRecorded, RunStarted, TestsRan, UsageReported
+from .events import Event, LineLogged, RawRecorded, RunStarted, TestsRan, Usage, UsageReported
 from .limit import check_record
 from .redaction import Redactor, Screened
 
@@ -217,7 +217,6 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
     return done
 
 
-_TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 _TEST_FIELDS = ("passed", "failed", "errors", "skipped", "total")
 
 
@@ -226,7 +225,7 @@ def _check_counts(event: UsageReported | TestsRan) -> None:
     negative token count (a usage is what a call spent, a delta, never a correction), a
     negative test count, or tests that add up to more than their ``total``."""
     if type(event) is UsageReported:
-        for name in _TOKEN_FIELDS:
+        for name in Usage.__struct_fields__:
             if (value := getattr(event.usage, name)) < 0:
                 raise InvalidEvent(f"usage_reported: usage.{name} is {value}: a usage is the tokens one call or "
                                    "part spent (a delta, never negative); send what was spent since the last report")

@@ -39,6 +39,12 @@ def _bomb(expanded: int, *, say_size: bool) -> bytes:
     return b"".join(out) + obj.flush()
 
 
+def _forged(info: segment.FrameInfo, payload: bytes) -> bytes:
+    """The frame ``info`` with ``payload`` in place of its own, its checksum fixed."""
+    tail = struct.pack("<QI", info.first_seq, info.count) + payload
+    return segment.FRAME_MAGIC + struct.pack("<II", len(payload), zlib.crc32(tail)) + tail
+
+
 def _store_with_bomb(tmp_path: Path, payload: bytes) -> tuple[Store, str, Path]:
     """A run written by the real writer whose second frame's payload is replaced by ``payload``,
     its checksum fixed so that only the size check can catch it."""
@@ -51,10 +57,7 @@ def _store_with_bomb(tmp_path: Path, payload: bytes) -> tuple[Store, str, Path]:
     frames, problem, _ = segment.scan(path)
     assert problem is None and len(frames) == 2
     data = path.read_bytes()
-    second = frames[1]
-    tail = struct.pack("<QI", second.first_seq, second.count) + payload
-    frame = segment.FRAME_MAGIC + struct.pack("<II", len(payload), zlib.crc32(tail)) + tail
-    path.write_bytes(data[: second.offset] + frame)
+    path.write_bytes(data[: frames[1].offset] + _forged(frames[1], payload))
     return store, run_id, path
 
 
@@ -231,9 +234,7 @@ def test_append_is_refused_before_a_bomb_in_the_middle_of_the_open_segment(tmp_p
     path = list_segments(store.run_dir(w.run_id) / "events")[0][2]
     data = path.read_bytes()
     second = segment.scan(path)[0][1]
-    tail = struct.pack("<QI", second.first_seq, second.count) + payload
-    path.write_bytes(data[: second.offset] + segment.FRAME_MAGIC + struct.pack("<II", len(payload), zlib.crc32(tail))
-                     + tail + data[second.end:])
+    path.write_bytes(data[: second.offset] + _forged(second, payload) + data[second.end:])
     before = path.read_bytes()
     proc = run_agtrace(["append", w.run_id], tmp_path / "store",
                        input=b'{"kind":"message_added","role":"user","text":"after"}\n')
