@@ -19,7 +19,6 @@ from agtrace.capture import (
     run_agent,
     run_demo,
 )
-from agtrace.eventlog import remote_for
 
 from .errors import EXIT_INTERRUPTED, UserError
 from .main import ReaderGone, pass_ctx
@@ -203,7 +202,7 @@ def run_cmd(ctx, agent, workdir, task, task_id, model, max_parts, timeout, durab
         timeout=timeout, durability=durability, tags=parse_tags(tags),
         parent_run=store.resolve(parent) if parent else "", policy=policy, adapter_options=options,
         on_start=lambda rid: stderr.say(f"capturing run {rid} ({agent}, {backend})") if not quiet else None,
-        on_part=live, ship_interval_s=ship_interval, remote=remote_for(remote) if remote else None,
+        on_part=live, ship_interval_s=ship_interval, remote=ctx.remote(remote) if remote else None,
         stop_signal=signal.Signals[f"SIG{stop_signal}"],
         on_line=stderr.echo if echo else None,
     )

@@ -83,6 +83,11 @@ def _say_waiting(sentence: str) -> None:
     click.echo(f"agtrace: {sentence} (--lock-wait or AGTRACE_LOCK_WAIT sets how long)", err=True)
 
 
+def _within(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or under it (both real paths)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 class Context:
     """What every command gets: the store location, opened lazily (created only if ``create``)."""
 
@@ -114,10 +119,30 @@ class Context:
             return
         store = os.path.realpath(self.store_path)
         target = os.path.realpath(os.path.expanduser(str(path)))
-        if (target == store and not itself_ok) or target.startswith(store.rstrip(os.sep) + os.sep):
+        if _within(target, store) and (target != store or not itself_ok):
             raise UserError(f"{option} {path} is inside the store {self.store_path}: agtrace keeps everything but "
                             "the store's own files out of it (what is written there could overwrite its runs' "
                             "segments or its catalog); choose a path outside the store", 2)
+
+    def remote(self, url: str | None):
+        """The remote at ``url`` (``--remote``); a ``file://`` directory that is this store, lies in
+        it, or holds it under its ``runs/`` or ``blobs/`` is bad usage (exit 2): `gc --remote` would
+        delete the store's blobs that no pushed manifest lists, and `rm --remote` its runs."""
+        from agtrace.eventlog import remote_for
+
+        if not url:
+            raise UserError("no remote: pass --remote s3://bucket/prefix (or file:///dir) or set AGTRACE_REMOTE", 2)
+        remote = remote_for(url)
+        if remote.directory is not None:
+            folder = os.path.realpath(remote.directory)
+            store = os.path.realpath(self.store_path)
+            if any(_within(inner, outer) for inner, outer in (
+                    (folder, store), (store, os.path.join(folder, "runs")), (store, os.path.join(folder, "blobs")))):
+                raise UserError(f"--remote {url} overlaps the store {self.store_path}: a file remote and the store "
+                                "must be separate directories (pushing, `rm --remote` and `gc --remote` there would "
+                                "change or delete the store's own runs and blobs); choose a directory outside the "
+                                "store", 2)
+        return remote
 
     def store_or_none(self):
         """The store, or None when there is none at ``store_path`` (for commands that can do

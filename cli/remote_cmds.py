@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import click
 
-from agtrace.eventlog import pull, push, remote_for
+from agtrace.eventlog import pull, push
 
 from .errors import UserError
 from .main import pass_ctx
@@ -18,12 +18,6 @@ _REMOTE = click.option(
     help="s3://bucket/prefix or file:///dir (env AGTRACE_REMOTE). S3 reads AGTRACE_S3_ENDPOINT and "
          "AGTRACE_S3_PROFILE for S3-compatible stores and named profiles.",
 )
-
-
-def _remote(url: str | None):
-    if not url:
-        raise UserError("no remote: pass --remote s3://bucket/prefix (or file:///dir) or set AGTRACE_REMOTE", 2)
-    return remote_for(url)
 
 
 @contextmanager
@@ -63,7 +57,7 @@ def push_cmd(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     ids = _ids(store, run_ids, all_runs, "push")
     ids = [store.resolve(r) for r in ids] if ids is not None else None
     with next_step("what was uploaded stays: pushing again resumes where it stopped"), \
-            _remote(remote_url) as remote, progress("pushing") as update:
+            ctx.remote(remote_url) as remote, progress("pushing") as update:
         report = push(store, remote, ids, progress=update)
     if as_json:
         echo_json(report.to_dict())
@@ -106,15 +100,16 @@ def _refuse_damaged(report) -> None:
     raise UserError("; ".join(said), 1)
 
 
-def ls_remote(store, url: str, as_json: bool) -> None:
+def ls_remote(ctx, url: str, as_json: bool) -> None:
     """`agtrace ls --remote URL`: the runs a remote holds, and which of them this store has."""
     from agtrace.eventlog import list_remote_runs
 
     from .output import clock, table
 
     strays: dict[str, int] = {}
-    with next_step("nothing was read: list again once the endpoint answers"), _remote(url) as remote:
+    with next_step("nothing was read: list again once the endpoint answers"), ctx.remote(url) as remote:
         runs = list_remote_runs(remote, strays)
+    store = ctx.store_or_none()
     local = set(store.run_ids()) if store is not None else set()
     if as_json:
         echo_json([{**r.to_dict(), "local": r.id in local} for r in runs])
@@ -195,7 +190,7 @@ def _pull(ctx, run_ids, all_runs, remote_url, as_json) -> None:
     store = ctx.store
     ids = _ids(store, run_ids, all_runs, "pull")
     with next_step("what was verified and renamed into place stays: pulling again resumes"), \
-            _remote(remote_url) as remote, progress("pulling") as update:
+            ctx.remote(remote_url) as remote, progress("pulling") as update:
         if ids is not None:
             from agtrace.eventlog import list_remote_runs, resolve_remote
 

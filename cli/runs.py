@@ -50,7 +50,7 @@ def ls_cmd(ctx, as_json: bool, limit: int | None, show_all: bool, agent, model, 
     if remote_url:
         from .remote_cmds import ls_remote
 
-        return ls_remote(ctx.store_or_none(), remote_url, as_json)
+        return ls_remote(ctx, remote_url, as_json)
 
     try:
         since_ns = parse_since(since) if since else None

@@ -62,7 +62,7 @@ def rm_cmd(ctx, run_ids, older_than, keep, remote_url, dry_run, yes, as_json) ->
         raise UserError("name the runs to remove (ID…), or a retention rule: --older-than AGE, --keep N", 2)
     age_s = _age_s(older_than) if older_than else None
     if remote_url:
-        return _rm_remote(remote_url, run_ids, age_s, keep, dry_run, yes, as_json)
+        return _rm_remote(ctx, remote_url, run_ids, age_s, keep, dry_run, yes, as_json)
     from agtrace.eventlog import remove_runs, select_runs
 
     store = ctx.store
@@ -79,12 +79,12 @@ def rm_cmd(ctx, run_ids, older_than, keep, remote_url, dry_run, yes, as_json) ->
             + ("" if dry_run else "; `agtrace gc` frees the blobs only they referenced"), as_json, ids)
 
 
-def _rm_remote(url, run_ids, age_s, keep, dry_run, yes, as_json) -> None:
-    from agtrace.eventlog import list_remote_runs, remote_for, remove_remote_runs, resolve_remote
+def _rm_remote(ctx, url, run_ids, age_s, keep, dry_run, yes, as_json) -> None:
+    from agtrace.eventlog import list_remote_runs, remove_remote_runs, resolve_remote
 
     from .remote_cmds import next_step
 
-    with next_step("rm --remote again removes what is left"), remote_for(url) as remote:
+    with next_step("rm --remote again removes what is left"), ctx.remote(url) as remote:
         held = list_remote_runs(remote)
         if run_ids:
             ids = [resolve_remote(remote, r, held) for r in run_ids]
@@ -140,7 +140,7 @@ def gc_cmd(ctx, remote_url, min_age, dry_run, yes, as_json) -> None:
     `rm`, it asks at a terminal and elsewhere needs --yes.
     """
     if remote_url:
-        return _gc_remote(remote_url, _age_s(min_age, "--min-age"), dry_run, yes, as_json)
+        return _gc_remote(ctx, remote_url, _age_s(min_age, "--min-age"), dry_run, yes, as_json)
     if yes:
         raise UserError("--yes applies with --remote only (the store's own gc removes only what no run needs "
                         "and does not ask): drop --yes, or add --remote URL", 2)
@@ -173,13 +173,13 @@ def gc_cmd(ctx, remote_url, min_age, dry_run, yes, as_json) -> None:
                    err=True)
 
 
-def _gc_remote(url: str, min_age_s: float, dry_run: bool, yes: bool, as_json: bool) -> None:
+def _gc_remote(ctx, url: str, min_age_s: float, dry_run: bool, yes: bool, as_json: bool) -> None:
     """Plan (a dry run), ask as `rm` does, then delete what was planned and is still garbage."""
-    from agtrace.eventlog import collect_remote_garbage, remote_for
+    from agtrace.eventlog import collect_remote_garbage
 
     from .remote_cmds import next_step
 
-    with next_step("gc --remote again collects what is left"), remote_for(url) as remote:
+    with next_step("gc --remote again collects what is left"), ctx.remote(url) as remote:
         with progress("reading the runs on the remote") as update:
             report = collect_remote_garbage(remote, min_age_s=min_age_s, dry_run=True, progress=update)
         if report.removed and not dry_run:

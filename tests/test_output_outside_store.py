@@ -98,3 +98,35 @@ def test_paths_beside_the_store_still_work(demo):
     assert copy["store"] == str(store)  # --to the store itself: a copy within it, as without --to
     assert (beside / "r.html").stat().st_size > 0 and (beside / "tree" / "textstats").is_dir()
     run_agtrace(["rm", copy["id"], "--yes"], store, check=True)
+
+
+def test_a_file_remote_overlapping_the_store_is_refused(demo):
+    """`gc --remote file://STORE` deleted the store's blobs that no pushed manifest lists (every
+    blob of a run never pushed), and `rm --remote file://STORE ID` a run past the store's own
+    `rm`; a file remote that is the store, lies in it (a symlink too) or holds it is bad usage."""
+    from agtrace.eventlog import Store
+
+    store, run_id, _other, tmp = demo
+    with Store(store) as opened:  # a blob as an import of a long tool output leaves one
+        digest = opened.blobs.put(os.urandom(200_000))
+    link = tmp / "to-store"
+    link.symlink_to(store)
+    before = _state(store)
+    for args in (["push", "--all", "--remote", f"file://{store}"],
+                 ["push", run_id, "--remote", str(store / "runs" / "x")],
+                 ["pull", "--all", "--remote", str(link)],
+                 ["gc", "--remote", f"{store}/", "--min-age", "1s", "--yes"],
+                 ["rm", run_id, "--remote", str(store), "--yes"],
+                 ["ls", "--remote", str(store)],
+                 ["run", "--remote", str(store / "blobs"), "--workdir", str(tmp / "work"), "--", "true"]):
+        proc = run_agtrace(args, store)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2, (args, err)
+        assert f"overlaps the store {store}" in err and "choose a directory outside the store" in err, err
+        assert "Traceback" not in err
+    assert _state(store) == before and f"blobs/{digest[:2]}/{digest}.zst" in before
+    beside = tmp / "S-remote"
+    beside.mkdir()
+    run_agtrace(["push", run_id, "--remote", str(beside)], store, check=True)  # "S-remote" starts as "S" does
+    assert (beside / "runs" / run_id).is_dir()
+    run_agtrace(["verify"], store, check=True)

@@ -41,6 +41,8 @@ class Remote:
     """The interface of a remote. Keys are ``/``-separated, relative to the remote's root."""
 
     url: str = ""
+    directory: Path | None = None
+    """The local directory the remote's keys live in (a ``file://`` remote), else None."""
     part_size: int = 0
     """Chunk size whose MD5s :meth:`matches` can use (0: the backend does not upload in parts)."""
 

@@ -35,6 +35,7 @@ class FileRemote(Remote):
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().absolute()
+        self.directory = self.root
         self.url = f"file://{self.root}"
 
     def _check_root(self) -> None:
