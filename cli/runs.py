@@ -342,8 +342,8 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
 
     The store assigns seqs; ts and part are kept when given. Secrets are redacted before the
     events are stored (as `agtrace run` does). On a bad line (not an event, out of a limit,
-    a negative or inconsistent count) it stops with the line number; every line before it
-    stays stored. A run_started line is skipped (the run has its own).
+    a negative or inconsistent count, an end status `close` does not take) it stops with the
+    line number; every line before it stays stored. A run_started line is skipped (the run has its own).
     --json prints the seqs given (first_seq, last_seq: null when nothing was stored).
     This is plumbing for events only: repository state is not copied (`agtrace cp` copies a
     run whole).

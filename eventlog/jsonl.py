@@ -38,7 +38,17 @@ import msgspec
 from .codec import events_from_json_lines
 from .collector import collector_paused
 from .errors import InvalidEvent
-from .events import Event, LineLogged, RawRecorded, RunStarted, TestsRan, Usage, UsageReported
+from .events import (
+    END_STATUSES,
+    Event,
+    LineLogged,
+    RawRecorded,
+    RunEnded,
+    RunStarted,
+    TestsRan,
+    Usage,
+    UsageReported,
+)
 from .limit import check_record
 from .redaction import Redactor, Screened
 
@@ -204,8 +214,8 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
                         elif i in counts:
                             event = msgspec.structs.replace(event, redactions=event.redactions + counts[i])
                     check_record(event, ts, part)
-                    if t is UsageReported or t is TestsRan:
-                        _check_counts(event)
+                    if t is UsageReported or t is TestsRan or t is RunEnded:
+                        _check_values(event)
                     if check is not None:
                         check(event)
                 except InvalidEvent as exc:
@@ -220,10 +230,16 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
 _TEST_FIELDS = ("passed", "failed", "errors", "skipped", "total")
 
 
-def _check_counts(event: UsageReported | TestsRan) -> None:
-    """Refuse counts no tool reports, each of which would make the run's figures wrong: a
+def _check_values(event: UsageReported | TestsRan | RunEnded) -> None:
+    """Refuse values no tool reports, each of which would make the run's figures wrong: a
     negative token count (a usage is what a call spent, a delta, never a correction), a
-    negative test count, or tests that add up to more than their ``total``."""
+    negative test count, tests that add up to more than their ``total``, or an end status
+    outside :data:`END_STATUSES` (no `ls --status` could select the run)."""
+    if type(event) is RunEnded:
+        if event.status not in END_STATUSES:
+            raise InvalidEvent(f"run_ended: status is {event.status!r}, not one of {', '.join(END_STATUSES)} "
+                               "(the statuses `agtrace close --status` takes)")
+        return
     if type(event) is UsageReported:
         for name in Usage.__struct_fields__:
             if (value := getattr(event.usage, name)) < 0:

@@ -102,6 +102,19 @@ def test_counts_no_tool_reports_are_refused_with_their_line_and_field(tmp_path):
     assert json.loads(run_agtrace(["metrics", run, "--json"], s, check=True).stdout)["tests_ran"] == 2
 
 
+def test_an_end_status_close_does_not_take_is_refused(tmp_path):
+    """`{"kind": "run_ended", "status": "weird"}` was stored: `show` said `status: weird` and no
+    `ls --status` could select the run; append takes the statuses `close --status` takes."""
+    s = tmp_path / "store"
+    run = run_agtrace(["new"], s, check=True).stdout.decode().strip()
+    proc = run_agtrace(["append", run], s, input=b'{"kind": "run_ended", "status": "weird", "exit_code": 0}\n')
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "line 1: run_ended: status is 'weird', not one of completed, failed" in err, err
+    assert json.loads(run_agtrace(["show", run, "--json"], s, check=True).stdout)["status"] == "open"
+    run_agtrace(["append", run], s, check=True, input=b'{"kind": "run_ended", "status": "timeout"}\n')
+    assert [r["id"] for r in json.loads(run_agtrace(["ls", "--status", "timeout", "--json"], s, check=True).stdout)] == [run]
+
+
 def test_appending_no_events_names_no_seqs(tmp_path):
     """Zero events stored used to be reported as the range "seq 2..1" (`first_seq` 2, `last_seq`
     1 in --json); now it says no events were stored, and --json has null seqs."""
