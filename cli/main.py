@@ -250,10 +250,25 @@ _store_path = os.path.expanduser(os.environ.get("AGTRACE_HOME") or DEFAULT_STORE
 """The store of this invocation, for error messages (set once the options are parsed)."""
 
 
+_quiet_exit = False
+"""Whether a Ctrl-C while the process exits ends it quietly (set by the console scripts, .entry)."""
+
+
+def quiet_exit() -> None:
+    """Called by :mod:`.entry` before :func:`main`: SIGINT is its quiet handler until the command
+    starts and again from :func:`_leave` on (a caller of :func:`main` keeps its own handler)."""
+    global _quiet_exit
+    _quiet_exit = True
+
+
 def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
     """Entry point of the ``agtrace`` console script; the CLI's error boundary. The standard
     streams are made safe first (any encoding, closed ones; see :mod:`.streams`)."""
     streams.prepare()
+    if _quiet_exit:  # (see .entry) a Ctrl-C during the command is click's "aborted"
+        import signal
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
@@ -289,6 +304,11 @@ def _leave(code: int) -> None:
     streams is still open (buffered: its flush at exit must not depend on a collection)."""
     import gc
     import io
+
+    if _quiet_exit:
+        from .entry import quiet_interrupts
+
+        quiet_interrupts()
 
     gc.collect()
     std = {id(s) for s in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)}
