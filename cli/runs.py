@@ -20,8 +20,7 @@ DEFAULT_LIMIT = 20
 
 
 @click.command("ls")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print JSON (a list of runs; every matching run unless --limit is given).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of runs; every matching run unless --limit is given).")
 @click.option("--limit", "-n", type=click.IntRange(min=0), default=None, metavar="N",
               help=f"Show the first N runs of the order [default: {DEFAULT_LIMIT}; --json: all].")
 @click.option("--all", "show_all", is_flag=True, help="Show every matching run (no limit).")
@@ -237,9 +236,11 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(report.to_dict())
     else:
-        counts = [(report.runs, "run"), (report.segments, "segment"), (report.frames, "frame"),
-                  (report.events, "event"), (report.blobs, "blob reference"), (report.trees, "tree")]
-        click.echo(", ".join(f"{n:,} {word}{'' if n == 1 else 's'}" for n, word in counts) + " checked")
+        counts = [(report.runs, "run"), (report.segments, "segment"), (report.frames, "frame"), (report.events, "event"),
+                  (report.scores, "score"), (report.blobs, "blob reference"), (report.trees, "tree")]
+        copies = f" ({report.tree_checks:,} tree copies: in repo.git and in the bundles)"  # a tree is checked in each
+        click.echo(", ".join(f"{n:,} {word}{'' if n == 1 else 's'}" for n, word in counts) + " checked"
+                   + (copies if report.tree_checks > report.trees else ""))
         unreplayable = [c for c in report.checks if c.ok and c.not_replayable and not c.replayable]
         if run_id is None and unreplayable:
             click.echo(f"{len(unreplayable)} run(s) intact but with no part to replay (imported or copied without "

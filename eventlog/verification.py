@@ -83,10 +83,17 @@ class VerifyReport:
 
     runs: int = 0
     segments: int = 0
+    """Segments of both streams (``events`` and ``scores``)."""
     frames: int = 0
     events: int = 0
+    """Records of the ``events`` stream: what ``show`` and ``ls`` count as the run's events."""
+    scores: int = 0
+    """Records of the ``scores`` stream (``rescore``'s results), counted apart from the events."""
     blobs: int = 0
     trees: int = 0
+    """Distinct trees checked, per run; each is checked in every source the run has."""
+    tree_checks: int = 0
+    """Trees checked, counted once per source (``repo.git``, the bundles)."""
     problems: list[str] = field(default_factory=list)
     newer: list[str] = field(default_factory=list)
     """Every run's :attr:`RunCheck.newer`: segments to read with a newer agtrace."""
@@ -97,8 +104,8 @@ class VerifyReport:
         return not self.problems and not self.newer
 
     def to_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in ("runs", "segments", "frames", "events", "blobs", "trees", "problems",
-                                             "newer")}
+        out = {k: getattr(self, k) for k in ("runs", "segments", "frames", "events", "scores", "blobs", "trees",
+                                             "tree_checks", "problems", "newer")}
         return {"ok": self.ok, **out, "checks": [c.to_dict() for c in self.checks]}
 
 
@@ -166,7 +173,7 @@ def _verify_stream(store: Store, run_id: str, stream: str, report: VerifyReport,
         if last is None and not frames and not problem:
             out.empty_open = path  # a crash before its first frame, or emptied: the catalog tells
         expected = frames[-1].last_seq + 1 if frames else expected
-        if not _read_frames(store, run_id, path, frames, report, check, out):
+        if not _read_frames(store, run_id, path, frames, report, check, out, scores=stream == "scores"):
             out.damaged = True
             return out
         if problem:
@@ -175,7 +182,7 @@ def _verify_stream(store: Store, run_id: str, stream: str, report: VerifyReport,
     return out
 
 
-def _read_frames(store, run_id, path, frames, report, check, out: _Stream) -> bool:
+def _read_frames(store, run_id, path, frames, report, check, out: _Stream, *, scores: bool) -> bool:
     with open(path, "rb") as fh:
         for info in frames:
             try:
@@ -185,7 +192,10 @@ def _read_frames(store, run_id, path, frames, report, check, out: _Stream) -> bo
             except Exception as exc:  # noqa: BLE001 - any failure to decode is damage to report
                 check.problems.append(f"{path}: frame at byte {info.offset}: {segment.frame_damage(exc, path, info.offset)}")
                 return False
-            report.events += len(records)
+            if scores:
+                report.scores += len(records)
+            else:
+                report.events += len(records)
             for rec in records:
                 _note(rec, out)
                 for digest in blob_refs(rec.event):
@@ -271,6 +281,7 @@ def _verify_snapshots(store: Store, run_id: str, events: _Stream, check: RunChec
     bundles = sorted((run_dir / "bundles").glob("*.bundle")) if (run_dir / "bundles").is_dir() else []
     damage: dict[str, dict[str, str]] = {}  # source -> tree -> what is wrong
     trees = sorted({t for t in wanted.values() if t})
+    report.trees += len(trees)
     sources = []
     if shadow.exists():
         sources.append(("repo.git", lambda: nullcontext(GitStore.open(shadow))))
@@ -282,7 +293,7 @@ def _verify_snapshots(store: Store, run_id: str, events: _Stream, check: RunChec
                 seen: set[str] = set()
                 damage[name] = {}
                 for tree in trees:
-                    report.trees += 1
+                    report.tree_checks += 1
                     wrong = git.damage_in(tree, seen)
                     if wrong:
                         damage[name][tree] = wrong

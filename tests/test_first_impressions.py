@@ -164,6 +164,26 @@ def test_verify_counts_read_as_words(tmp_path):
     assert out.startswith("1 run, 2 segments, ") and " 0 blob references, " in out, out  # new, close: 2 segments
 
 
+def test_verify_counts_the_events_show_counts_and_the_scores_apart(tmp_path):
+    """verify said "184 events" of a demo run that `show` and `ls --remote` say has 158: it
+    added rescore's 26 results, and counted each of 6 trees once in repo.git and once in the
+    bundles ("12 trees")."""
+    store = tmp_path / "s"
+    made = json.loads(run_agtrace(["demo", "--fast", "--workdir", str(tmp_path / "w"), "--json"], store,
+                                  check=True).stdout)
+    run = made["run_id"]
+    run_agtrace(["rescore", run, "--name", "unit", "--cmd", "python3 -m unittest", "--parts", "all"], store, check=True)
+    shown = json.loads(run_agtrace(["show", run, "--json"], store, check=True).stdout)
+    scores = json.loads(run_agtrace(["scores", run, "--json"], store, check=True).stdout)
+    report = json.loads(run_agtrace(["verify", "--json"], store, check=True).stdout)
+    snapshots = run_agtrace(["log", run, "--kind", "snapshot_taken", "--json"], store, check=True).stdout
+    trees = {json.loads(line)["tree_id"] for line in snapshots.splitlines()}
+    assert (report["events"], report["scores"]) == (shown["events"], len(scores)) and len(scores) == shown["parts"]
+    assert (report["trees"], report["tree_checks"]) == (len(trees), 2 * len(trees))  # repo.git and the bundles
+    said = run_agtrace(["verify"], store, check=True).stdout.decode()
+    assert f" {shown['events']} events, {len(scores)} scores, " in said and f" {len(trees)} trees checked (" in said
+
+
 def test_demo_refuses_a_workdir_with_files_in_it(tmp_path):
     """`demo --workdir .` in a project of yours wrote the demo's README.md and .gitignore over
     yours and committed everything (`git add -A`); now a directory holding anything is refused

@@ -106,7 +106,7 @@ def test_verify_of_a_whole_captured_run_says_every_part_replays(tmp_path):
     (check,) = report.checks
     assert check.ended and check.parts == 3 and check.replayable == [0, 1, 2, 3]
     assert check.snapshots == {"repo.git": "ok", "bundles": "ok"}
-    assert report.trees >= 8  # four trees, in two sources
+    assert report.trees == 4 and report.tree_checks == 8  # four trees, in two sources
 
 
 def _objects(repo: Path) -> list[Path]:
