@@ -5,7 +5,7 @@ a credential file is left out instead, and listed in the snapshot's ``excluded``
 reason, so replay knows it was there:
 
 * ``credential``: its name says it holds credentials (:data:`NAMES`: SSH keys, ``*.pem``,
-  ``credentials.json``, ``.aws/credentials``, ``.netrc``, ``.env``, …);
+  ``credentials.json``, ``.aws/credentials``, ``.netrc``, ``.env``, ``*.env``, …);
 * ``credential_content``: its content does (:data:`CONTENT`: a private key's BEGIN line, an AWS
   secret access key assignment), whatever its name; or it is a package manager's or registry's
   config that holds a token (:data:`TOKEN_FILES`, :data:`TOKEN_CONTENT`: an ``.npmrc`` with
@@ -28,12 +28,13 @@ import functools
 import os
 import re
 
-RULES_VERSION = "1"
+RULES_VERSION = "2"
+"""2 added ``*.env`` (``prod.env``, ``secrets.env``: dotenv files under another name than ``.env``)."""
 
 NAMES = (
     "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk",
     "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.ppk", "*.kdbx",
-    ".env", ".env.*", ".netrc", "_netrc", ".pgpass", ".git-credentials", ".htpasswd",
+    ".env", ".env.*", "*.env", ".netrc", "_netrc", ".pgpass", ".git-credentials", ".htpasswd",
     "credentials.json", "client_secret*.json", "service-account*.json", "secrets.json",
     "application_default_credentials.json",
     ".aws/credentials", ".kube/config", ".config/gcloud/credentials.db",

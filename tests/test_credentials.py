@@ -23,6 +23,8 @@ FILES = {
     "certs/server.pem": "cert\n",
     ".aws/credentials": "[default]\n",
     ".env.local": "X=1\n",
+    "deploy/secrets.env": "DB_PASSWORD=hunter2hunter2\n",  # a dotenv file by another name (rules v2)
+    "deploy/envs.py": "ENV = 'x'\n",
     "backup/notes.txt": f"old key:\n{KEY_HEADER}\nb3BlbnNzaC1rZXktdjEAAAAA\n",
     "deploy/prod.ini": f"[prod]\n{AWS_LINE}\n",
     ".npmrc": "//registry.example/:_authToken=npm_abcdefghijklmnopqrstuvwxyz0123456789\n",
@@ -32,7 +34,7 @@ FILES = {
 }
 EXPECTED = {
     "id_ed25519": "credential", "certs/server.pem": "credential", ".aws/credentials": "credential",
-    ".env.local": "credential", "backup/notes.txt": "credential_content", "deploy/prod.ini": "credential_content",
+    ".env.local": "credential", "deploy/secrets.env": "credential", "backup/notes.txt": "credential_content", "deploy/prod.ini": "credential_content",
     ".npmrc": "credential_content", ".docker/config.json": "credential_content", "data/blob.bin": "credential_content",
 }
 
