@@ -97,15 +97,8 @@ def run(files: int, mb: int, repeats: int, parts: int = 5) -> dict:
 
 
 def _tree_bytes(git, tree: str) -> dict[str, bytes]:
-    out, stack = {}, [("", git._tree(tree))]  # noqa: SLF001 - the bench reads the tree's blobs
-    while stack:
-        prefix, current = stack.pop()
-        for entry in current:
-            if entry.filemode == 0o040000:
-                stack.append((f"{prefix}{entry.name}/", git._lookup(entry.id)))  # noqa: SLF001
-            else:
-                out[f"{prefix}{entry.name}"] = git._lookup(entry.id).data  # noqa: SLF001
-    return out
+    """Every file of ``tree`` (path → bytes), read through the store's public API."""
+    return {path: git.blob(oid) for path, oid in git.files(tree).items()}
 
 
 def _plain_write(root: str, blobs: dict[str, bytes]) -> None:
