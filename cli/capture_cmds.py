@@ -252,7 +252,7 @@ def demo_cmd(ctx, workdir, fast, as_json) -> None:
         _exit_interrupted(summary)
         return
     rid = summary.run_id
-    short = rid[:10]
+    short = ctx.short_id(rid)
     click.echo(f"\nrun {rid}: {summary.status}; {summary.parts} parts, {summary.tokens:,} tokens, "
                f"{duration(summary.duration_s)}; the agent's workdir is {wd}")
     click.echo("\nTry next:")

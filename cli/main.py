@@ -111,6 +111,17 @@ class Context:
 
         return Store(path, create=create, claim_directory=False, on_wait=_say_waiting, wait_s=self.lock_wait_s)
 
+    def short_id(self, run_id: str) -> str:
+        """The shortest prefix of ``run_id``, of 10 characters at least, that no other run of the
+        store shares: what default output names (``<id>-report.html``) and hints use. Runs whose
+        sources carry no times (an id's first 10 characters are its start time) share
+        ``0000000000``, and one run's report was written over another's."""
+        others = [n for n in os.listdir(self.store.runs_dir) if n != run_id and n[:10] == run_id[:10]]
+        n = 10
+        while n < len(run_id) and any(o.startswith(run_id[:n]) for o in others):
+            n += 1
+        return run_id[:n]
+
     def refuse_inside_store(self, path, option: str, *, itself_ok: bool = False) -> None:
         """Refuse an output path (``option``: ``--out``, ``--workdir``) in this invocation's store
         or under it: a report, export, tree or agent written there would overwrite its segments,

@@ -65,7 +65,7 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_line
     if not named:
         raise UserError("name a part: --part N|first|last, --at-seq S or --at-time T", 2)
     n = resolve_part(store, run_id, part=part, at_seq=at_seq, at_time_ns=at_time_ns)
-    out = out or f"{run_id[:10]}-part-{n}"
+    out = out or f"{ctx.short_id(run_id)}-part-{n}"
     ctx.refuse_inside_store(out, "--out")
     view = materialize(store, run_id, n, out, force=force)
     if as_json:

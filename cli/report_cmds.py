@@ -100,9 +100,9 @@ def report_cmd(ctx, run, out, open_, part, as_json) -> None:
         from agtrace.replay import resolve_part
 
         anchor = f"#part-{resolve_part(store, run_id, part=part)}"
-    out = out or f"{run_id[:10]}-report.html"
+    out = out or f"{ctx.short_id(run_id)}-report.html"
     ctx.refuse_inside_store(out, "-o")
-    with progress(f"report {run_id[:10]}") as update:
+    with progress(f"report {run_id}") as update:
         text = render_report(store, run_id, progress=update)
     size = _write(out, text)
     if out == STDOUT:
@@ -146,7 +146,7 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
     if as_json and not out:
         echo_json(rows)
         return
-    out = out or f"compare-{run_ids[0][:10]}-{len(run_ids)}.html"
+    out = out or f"compare-{ctx.short_id(run_ids[0])}-{len(run_ids)}.html"
     ctx.refuse_inside_store(out, "-o")
     size = _write(out, comparison.html())
     if out == STDOUT:

@@ -9,6 +9,7 @@ What is written is hashed and must equal the recorded tree id (see ``GitStore.ch
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -333,11 +334,22 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
     except GitStoreError:  # a damaged shadow repository: the bundles may still hold the tree
         run_dir = store.run_dir(run_id)
         if not (run_dir / "repo.git" / "HEAD").exists() or not any((run_dir / "bundles").glob("*.bundle")):
+            _drop_if_made_empty(out, made)
             raise
         retry = load_scratch(store, out)
         if retry.tree_id is None and out.exists():
             _empty(out)  # what the failed attempt wrote (out was empty or a replay's before it)
         return write(snapshots(store, run_id, bundles_only=True), retry)
+    except ReplayError:  # no tree to write (imported without one, no snapshot): nothing is left behind
+        _drop_if_made_empty(out, made)
+        raise
+
+
+def _drop_if_made_empty(out: Path, made: bool) -> None:
+    """Remove ``out`` when this replay made it and wrote nothing into it (it failed before)."""
+    with contextlib.suppress(OSError):  # not empty, or gone: leave it as it is
+        if made:
+            out.rmdir()
 
 
 def _output_failed(store: Store, out: Path, exc: CheckoutWriteFailed, *, whole: bool, made: bool) -> ReplayError:

@@ -130,3 +130,35 @@ def test_a_file_remote_overlapping_the_store_is_refused(demo):
     run_agtrace(["push", run_id, "--remote", str(beside)], store, check=True)  # "S-remote" starts as "S" does
     assert (beside / "runs" / run_id).is_dir()
     run_agtrace(["verify"], store, check=True)
+
+
+def test_default_output_names_never_name_another_runs_file(tmp_path):
+    """Runs imported from sources without times share their first 10 characters (``0000000000``,
+    an id's start time). `report RUN` wrote ``0000000000-report.html`` for each, over the other
+    run's report, and a replay of a run without trees left an empty ``0000000000-part-1``. Real
+    CLI, the SWE-agent trajectories of the shared fixtures."""
+    import subprocess
+    import sys
+
+    from .conftest import FIXTURES
+
+    store, cwd = tmp_path / "S", tmp_path / "cwd"
+    cwd.mkdir()
+    run_agtrace(["import", str(FIXTURES / "swe-agent")], store, check=True)
+    ids = [r["id"] for r in json.loads(run_agtrace(["ls", "--json"], store, check=True).stdout)]
+    assert len(ids) >= 2 and len({i[:10] for i in ids}) == 1, ids  # what the names were made of
+
+    def agtrace(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", "from agtrace.cli.main import main; main()", *args],
+                              cwd=cwd, capture_output=True, env={**os.environ, "AGTRACE_HOME": str(store)}, timeout=120)
+
+    for run in ids:
+        assert agtrace("report", run).returncode == 0
+    pages = sorted(cwd.glob("*-report.html"))
+    assert len(pages) == len(ids), pages
+    for run in ids:  # each page is its own run's
+        (page,) = [p for p in pages if run.startswith(p.name.removesuffix("-report.html"))]
+        assert run in page.read_text()
+    failed = agtrace("replay", ids[0], "--part", "1")
+    assert failed.returncode == 1 and b"without repository state" in failed.stderr
+    assert sorted(p.name for p in cwd.iterdir()) == sorted(p.name for p in pages)  # no empty directory left
