@@ -122,7 +122,7 @@ def report_cmd(ctx, run, out, open_, part, as_json) -> None:
 @click.command("compare")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
-              help="HTML file to write (default ./compare-<first id>-<n>.html; with --json only if given; - "
+              help="HTML file to write (default ./compare-<A>-vs-<B>.html; with --json only if given; - "
                    "writes it to standard output, and nothing else).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the metrics table as JSON (one object per run; `final_tree_diff` against the first).")
@@ -146,7 +146,7 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
     if as_json and not out:
         echo_json(rows)
         return
-    out = out or f"compare-{ctx.short_id(run_ids[0])}-{len(run_ids)}.html"
+    out = out or _compare_name(ctx, run_ids)
     ctx.refuse_inside_store(out, "-o")
     size = _write(out, comparison.html())
     if out == STDOUT:
@@ -195,3 +195,14 @@ def _short(key: str, value) -> str:
     if key == "cost":
         return value["label"]
     return str(value)
+
+
+def _compare_name(ctx, run_ids: list[str]) -> str:
+    """``compare-A-vs-B.html`` (up to three runs), else ``compare-A-and-N-more-<digest>.html``: a
+    name of its own for every set of runs (``compare-A-2.html`` served A+B and A+C alike)."""
+    if len(run_ids) <= 3:
+        return "compare-" + "-vs-".join(ctx.short_id(r) for r in run_ids) + ".html"
+    import hashlib
+
+    digest = hashlib.sha1(" ".join(run_ids).encode()).hexdigest()[:8]
+    return f"compare-{ctx.short_id(run_ids[0])}-and-{len(run_ids) - 1}-more-{digest}.html"

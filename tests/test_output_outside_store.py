@@ -146,7 +146,7 @@ def test_default_output_names_never_name_another_runs_file(tmp_path):
     cwd.mkdir()
     run_agtrace(["import", str(FIXTURES / "swe-agent")], store, check=True)
     ids = [r["id"] for r in json.loads(run_agtrace(["ls", "--json"], store, check=True).stdout)]
-    assert len(ids) >= 2 and len({i[:10] for i in ids}) == 1, ids  # what the names were made of
+    assert len(ids) >= 4 and len({i[:10] for i in ids}) == 1, ids  # what the names were made of
 
     def agtrace(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", "from agtrace.cli.main import main; main()", *args],
@@ -159,6 +159,12 @@ def test_default_output_names_never_name_another_runs_file(tmp_path):
     for run in ids:  # each page is its own run's
         (page,) = [p for p in pages if run.startswith(p.name.removesuffix("-report.html"))]
         assert run in page.read_text()
+    assert agtrace("compare", ids[0], ids[1]).returncode == 0 and agtrace("compare", ids[0], ids[2]).returncode == 0
+    assert agtrace("compare", *ids).returncode == 0
+    compared = sorted(cwd.glob("compare-*.html"))
+    assert len(compared) == 3, compared  # `compare-<first>-2.html` served A+B and A+C alike
+    for page in compared:
+        page.unlink()
     failed = agtrace("replay", ids[0], "--part", "1")
     assert failed.returncode == 1 and b"without repository state" in failed.stderr
     assert sorted(p.name for p in cwd.iterdir()) == sorted(p.name for p in pages)  # no empty directory left
