@@ -276,10 +276,19 @@ def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
     """Entry point of the ``agtrace`` console script; the CLI's error boundary. The standard
     streams are made safe first (any encoding, closed ones; see :mod:`.streams`)."""
     streams.prepare()
-    if _quiet_exit:  # (see .entry) a Ctrl-C during the command is click's "aborted"
-        import signal
+    try:
+        if _quiet_exit:  # (see .entry) a Ctrl-C during the command is click's "aborted"
+            import signal
 
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        _run(argv, prog_name)
+    except KeyboardInterrupt:  # one outside click's own handling: before it, or in the boundary below
+        click.echo("aborted", err=True)
+        _leave(EXIT_INTERRUPTED)
+
+
+def _run(argv: list[str] | None, prog_name: str) -> None:
+    """Run the command and map what it raised to a message and an exit code (see :func:`main`)."""
     try:
         cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
@@ -296,10 +305,25 @@ def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
     except Exception as exc:  # noqa: BLE001 - the one boundary (see errors.py)
         if os.environ.get("AGTRACE_DEBUG"):
             raise
+        if _wraps_interrupt(exc):  # a Ctrl-C Python wrapped (in a class's __set_name__, while importing)
+            click.echo("aborted", err=True)
+            _leave(EXIT_INTERRUPTED)
         mapped = _output_error(exc) or map_error(exc, _store_path)
         mapped.show()
         _leave(mapped.exit_code)
     _leave(0)
+
+
+def _wraps_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised because of a KeyboardInterrupt: Python turns one raised in a
+    class's ``__set_name__`` (a dataclass being made while a module imports) into a RuntimeError."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _leave(code: int) -> None:
