@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None, prog_name: str = "agtrace") -> None:
 
             signal.signal(signal.SIGINT, signal.default_int_handler)
         _run(argv, prog_name)
-    except KeyboardInterrupt:  # one outside click's own handling: before it, or in the boundary below
+    except KeyboardInterrupt:  # every Ctrl-C ends here: click's Abort, or one outside click's handling
         click.echo("aborted", err=True)
         _leave(EXIT_INTERRUPTED)
 
@@ -292,8 +292,7 @@ def _run(argv: list[str] | None, prog_name: str) -> None:
     try:
         cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        _leave(EXIT_INTERRUPTED)
+        raise KeyboardInterrupt from None  # said once, in main()
     except click.ClickException as exc:
         exc.show()
         _leave(exc.exit_code)
@@ -306,8 +305,7 @@ def _run(argv: list[str] | None, prog_name: str) -> None:
         if os.environ.get("AGTRACE_DEBUG"):
             raise
         if _wraps_interrupt(exc):  # a Ctrl-C Python wrapped (in a class's __set_name__, while importing)
-            click.echo("aborted", err=True)
-            _leave(EXIT_INTERRUPTED)
+            raise KeyboardInterrupt from exc
         mapped = _output_error(exc) or map_error(exc, _store_path)
         mapped.show()
         _leave(mapped.exit_code)

@@ -347,8 +347,8 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
 
 def _drop_if_made_empty(out: Path, made: bool) -> None:
     """Remove ``out`` when this replay made it and wrote nothing into it (it failed before)."""
-    with contextlib.suppress(OSError):  # not empty, or gone: leave it as it is
-        if made:
+    if made:
+        with contextlib.suppress(OSError):  # not empty, or gone: leave it as it is
             out.rmdir()
 
 
