@@ -21,9 +21,9 @@ from .errors import EXIT_FAILED, EXIT_INTERRUPTED, UserError, map_error
 DEFAULT_STORE = "~/.agtrace"
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "append": ("runs:append_cmd", "Append events read as JSON lines on stdin (the lines `agtrace log --json` prints)."),
+    "append": ("plumbing:append_cmd", "Append events read as JSON lines on stdin (the lines `agtrace log --json` prints)."),
     "cat": ("view_cmds:cat_cmd", "Print a file of a run's repository as it was after a part (or list the files)."),
-    "close": ("runs:close_cmd", "End a run with a status (appends run_ended)."),
+    "close": ("plumbing:close_cmd", "End a run with a status (appends run_ended)."),
     "compare": ("report_cmds:compare_cmd",
                 "Compare runs: their curves on shared axes (HTML) and their metrics side by side."),
     "cp": ("runs:cp_cmd", "Copy a run whole as a new run: events, scores, repository state; print the copy's id."),
@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
            "started."),
     "metrics": ("metrics_cmds:metrics_cmd",
                 "A run's metrics: status, tokens by type, cost, tool calls and errors, tests, files changed."),
-    "new": ("runs:new_cmd", "Create a run for events appended later (`agtrace append`); print its id."),
+    "new": ("plumbing:new_cmd", "Create a run for events appended later (`agtrace append`); print its id."),
     "note": ("annotate_cmds:note_cmd",
              "Add a note (TEXT, or @FILE) about a run or one of its parts, as a new event; `show` lists it."),
     "pull": ("remote_cmds:pull_cmd", "Download runs from a remote, verify every frame and checksum, and index them."),

@@ -58,12 +58,13 @@ BLOCK_BYTES = 4 << 20
 
 def json_line_blocks(source: BinaryIO, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, list[bytes]]]:
     """``(number of the first line, lines)`` of ``source`` in blocks, newlines removed."""
-    for line_no, _, lines in _blocks(source, block_bytes):
+    for line_no, _, lines, _ in _blocks(source, block_bytes):
         yield line_no, lines
 
 
-def _blocks(source: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes, list[bytes]]]:
-    """``(number of the first line, the block, its lines)``: the block is the lines joined by newlines."""
+def _blocks(source: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes, list[bytes], int]]:
+    """``(number of the first line, the block, its lines, bytes of input it covers)``: the block
+    is the lines joined by newlines; it covers them and the newline after its last line, if any."""
     rest = b""
     line_no = 1
     read = _reader(source, block_bytes)
@@ -76,10 +77,10 @@ def _blocks(source: BinaryIO, block_bytes: int) -> Iterator[tuple[int, bytes, li
         block = rest + memoryview(data)[:cut] if rest else data[:cut]
         lines = block.split(b"\n")
         rest = data[cut + 1 :]
-        yield line_no, block, lines
+        yield line_no, block, lines, len(block) + 1
         line_no += len(lines)
     if rest:
-        yield line_no, rest, [rest]
+        yield line_no, rest, [rest], len(rest)
 
 
 def _reader(source: BinaryIO, block_bytes: int) -> Callable[[], bytes]:
@@ -97,8 +98,12 @@ def _reader(source: BinaryIO, block_bytes: int) -> Callable[[], bytes]:
 
     ready = select.poll()
     ready.register(fd, select.POLLIN)
+    ended = False
 
     def pieces() -> bytes:
+        nonlocal ended
+        if ended:  # a terminal's end (Ctrl-D) is read once: the next read would wait for more
+            return b""
         data = read(block_bytes)
         if not data or len(data) >= block_bytes:
             return data
@@ -106,6 +111,7 @@ def _reader(source: BinaryIO, block_bytes: int) -> Callable[[], bytes]:
         while size < block_bytes and ready.poll(0):
             more = read(block_bytes - size)
             if not more:  # the end: what was read so far is the last piece
+                ended = True
                 break
             got.append(more)
             size += len(more)
@@ -115,10 +121,11 @@ def _reader(source: BinaryIO, block_bytes: int) -> Callable[[], bytes]:
 
 
 def _screened_ahead(source: BinaryIO, redactor: Redactor | None,
-                    block_bytes: int) -> Iterator[tuple[int, list[bytes], Screened | None]]:
-    """:func:`_blocks` with each block's screen (:meth:`Redactor.screen_json_lines`), read and
-    screened one block ahead on a daemon thread. Closing the generator stops the thread (once a
-    read it is waiting in returns); an error on the thread is raised here, in order."""
+                    block_bytes: int) -> Iterator[tuple[int, list[bytes], Screened | None, int]]:
+    """:func:`_blocks` with each block's screen (:meth:`Redactor.screen_json_lines`) and the
+    bytes of input it covers (its newline included), read and screened one block ahead on a
+    daemon thread. Closing the generator stops the thread (once a read it is waiting in
+    returns); an error on the thread is raised here, in order."""
     ahead: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -132,10 +139,11 @@ def _screened_ahead(source: BinaryIO, redactor: Redactor | None,
 
     def work() -> None:
         try:
-            for line_no, block, lines in _blocks(source, block_bytes):
+            for line_no, block, lines, size in _blocks(source, block_bytes):
                 if stop.is_set():
                     return
-                hand((line_no, lines, redactor.screen_json_lines(lines, block) if redactor is not None else None))
+                screened = redactor.screen_json_lines(lines, block) if redactor is not None else None
+                hand((line_no, lines, screened, size))
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, who raises it
             hand(exc)
             return
@@ -164,11 +172,12 @@ class Appended:
 
 def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None, *,
                       check: Callable[[Event], None] | None = None, started_at: int | None = None,
-                      block_bytes: int = BLOCK_BYTES) -> Appended:
+                      block_bytes: int = BLOCK_BYTES, progress: Callable[[int, int], None] | None = None) -> Appended:
     """Append the events of the JSON lines of ``source`` (what ``agtrace log --json`` prints)
     to ``writer``, redacted by ``redactor`` when given; ``check(event)`` may refuse an event
     (raising :class:`InvalidEvent`, e.g. ``Store.check_blobs``), as the limits of
     :func:`check_record` do. ``run_started`` lines are skipped (and named in the result).
+    ``progress(bytes read, events appended)`` is called after each block is stored.
 
     The store assigns seqs; ``ts`` and ``part`` are kept when given. See the module docstring
     for what happens on a bad line.
@@ -191,7 +200,8 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
         return InvalidEvent(f"{text}; the {done.appended} event(s) before line {at} are stored "
                             f"(seq {first}..{first + done.appended - 1}); nothing after it was stored", at)
 
-    for line_no, lines, screened in _screened_ahead(source, redactor, block_bytes):
+    read = 0
+    for line_no, lines, screened, size in _screened_ahead(source, redactor, block_bytes):
         with collector_paused():  # a block holds tens of thousands of objects and no cycle
             counts: dict[int, int] = {}
             if redactor is not None:
@@ -224,6 +234,9 @@ def append_json_lines(writer, source: BinaryIO, redactor: Redactor | None = None
             if error is not None:
                 raise refuse(batch, error, line_no + len(decoded)) from None
             store(batch)
+        if progress is not None:
+            read += size
+            progress(read, done.appended)
     return done
 
 

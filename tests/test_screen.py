@@ -247,15 +247,18 @@ def test_blocks_hold_every_line_once_in_order_numbered_from_one(data, block_byte
 
 def _assert_blocks_are_the_lines(blocks: list, data: bytes) -> None:
     """The blocks' lines are ``data``'s lines in order (a last one without a newline included),
-    each block its lines joined by newlines, numbered on from 1."""
+    each block its lines joined by newlines, numbered on from 1, and the bytes the blocks say
+    they cover (the progress `append` shows) add up to ``data``'s."""
     expected = data.split(b"\n")
     if expected[-1] == b"":
         expected.pop()
-    assert [line for _, _, lines in blocks for line in lines] == expected
+    assert [line for _, _, lines, _ in blocks for line in lines] == expected
     number = 1
-    for line_no, block, lines in blocks:
+    for line_no, block, lines, covered in blocks:
         assert line_no == number and type(block) is bytes and block == b"\n".join(lines)
+        assert covered in (len(block), len(block) + 1)
         number += len(lines)
+    assert sum(covered for *_, covered in blocks) == len(data)
 
 
 def test_the_cycle_collector_runs_between_blocks_and_is_left_as_it_was(tmp_path):
