@@ -432,6 +432,9 @@ def test_malformed_lines_are_reported_and_the_rest_imports(store, tmp_path):
     path.write_text("\n".join(torn))
     result, records = only_run(store, path, "codex-rollout")
     assert [b.location for b in result.bad_records] == ["rollout.jsonl:4", f"rollout.jsonl:{len(torn)}"]
+    garbage, cut = (b.message for b in result.bad_records)  # the torn one is named so, the garbage not
+    assert "cut off while it was being written" in cut and "Import again once the session is complete" in cut
+    assert "cut off" not in garbage
     assert len(events(records, RawRecorded)) == len(torn)
     assert records[-1].event.status == "completed"
 

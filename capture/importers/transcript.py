@@ -101,14 +101,22 @@ def load_json_document(path: Path, fmt: str) -> tuple[Any, str]:
             f"({exc}); the file is truncated or is not a {fmt} file") from exc
 
 
+TORN = ("; it is the file's last line and has no newline: cut off while it was being written (a session still "
+        "running, or one whose agent was killed). Import again once the session is complete: it is imported as a "
+        "new run continuing this one")
+"""What a bad JSON line that is a file's last, without a newline, adds to its error."""
+
+
 def json_lines(path: Path) -> Iterator[tuple[int, str, Any, str]]:
     """``(line number, text, object or None, error)`` for each non-blank line of a JSONL file.
 
     ``error`` is "" when the line is a JSON object; otherwise it says why not, and the caller
-    reports the line as a bad record (a torn last line of a live transcript is the usual case).
+    reports the line as a bad record (a torn last line of a live transcript is the usual case:
+    its error says so when the file's last line is not JSON and has no newline).
     """
     with open(path, "rb") as fh:
         for n, raw in enumerate(fh, 1):
+            whole = raw.endswith(b"\n")  # only the file's last line can lack one
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
                 continue
@@ -116,7 +124,7 @@ def json_lines(path: Path) -> Iterator[tuple[int, str, Any, str]]:
             try:
                 obj = json.loads(raw)
             except ValueError as exc:
-                yield n, text, None, f"invalid JSON: {exc}"
+                yield n, text, None, f"invalid JSON: {exc}" + ("" if whole else TORN)
                 continue
             except RecursionError:
                 yield n, text, None, "invalid JSON: nested deeper than this reader follows (the limit is 64 levels)"
