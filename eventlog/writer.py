@@ -133,6 +133,7 @@ class RunWriter:
         self._wake = threading.Condition(self._mu)
         self._last_fsync = 0.0
         self._sync_due: float | None = None  # monotonic time a deferred part-end sync is due
+        self._asks = 0  # syncs asked for so far (one asked while the flusher syncs unlocked stays due)
         self._last_index = time.monotonic()
         self._flusher = None
         if durability == "normal":
@@ -183,11 +184,13 @@ class RunWriter:
             self._flush(sync=True)
         elif self._sync_due is None:
             self._sync_due = self._last_fsync + COALESCE_S
+            self._asks += 1
             self._wake.notify()
 
     def _sync_within(self, seconds: float) -> None:
         """Have the background flusher make what is written and buffered durable within ``seconds``."""
         due = time.monotonic() + seconds
+        self._asks += 1
         if self._sync_due is None or due < self._sync_due:
             self._sync_due = due
             self._wake.notify()
@@ -202,6 +205,7 @@ class RunWriter:
                     break
                 if self._sync_due is None:
                     self._sync_due = time.monotonic()
+                    self._asks += 1
                     self._wake.notify()
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -370,11 +374,39 @@ class RunWriter:
                 if self._sync_due is not None or self._buf or self._inflight or self._durable < self._written:
                     self._in_flusher = True
                     try:
-                        self._flush(sync=True)
+                        self._flush(sync=False)
                     finally:
                         self._in_flusher = False
+                    self._sync_unlocked()
                 if now >= last_periodic + SYNC_INTERVAL_S:
                     last_periodic = now
+
+    def _sync_unlocked(self) -> None:
+        """The flusher's fsync of what is written so far, with ``_mu`` let go meanwhile, so that
+        appends go on during it (a bulk append asks for one per group, and on a slow disk each
+        takes long). Called by the flusher loop only, which holds the lock once. It syncs a
+        duplicate of the open segment's descriptor, which stays valid whatever the appending
+        thread does meanwhile (seal, close). What was written before it started is durable
+        after it; a sync asked for meanwhile stays due."""
+        if self._fh is None or self._durable >= self._written:
+            if self._durable >= self._written:
+                self._sync_due = None
+                self._wake.notify_all()
+            return
+        target, asked = self._written, self._asks
+        fd = os.dup(self._fh.fileno())
+        self._mu.release()
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            self._mu.acquire()
+        if target > self._durable:
+            self._durable = target
+            self._last_fsync = time.monotonic()
+        if self._asks == asked:
+            self._sync_due = None
+        self._wake.notify_all()
 
     def roll(self) -> None:
         """Seal the open segment now (no-op if none), so that it can be shipped; thread-safe."""

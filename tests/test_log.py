@@ -86,6 +86,56 @@ def test_normal_flushes_within_the_sync_interval_without_a_part_end(store):
     store.close_writer(w)
 
 
+def test_appends_go_on_while_the_flusher_syncs_and_a_sync_asked_meanwhile_is_kept(store, monkeypatch):
+    """The background flusher's fsync runs with the writer's lock let go: an append made while
+    it is in the kernel returns at once (before, it waited the whole fsync out, once per group of
+    a bulk append), and a part end appended meanwhile, which asks for a sync, is synced next,
+    not forgotten until the next periodic sync (set to a minute here, so that forgetting it
+    shows). A slow disk cannot be had here: the flusher's real fsync is followed by a wait until
+    the test has appended (on the flusher's thread only)."""
+    import threading
+    import time
+
+    from agtrace.eventlog import writer as writer_module
+
+    real_fsync = os.fsync
+    in_fsync, release = threading.Event(), threading.Event()
+    flusher_fsyncs = []
+
+    def slow_on_the_flusher(fd):
+        real_fsync(fd)
+        if threading.current_thread().name == "agtrace-flush":
+            flusher_fsyncs.append(fd)
+            if len(flusher_fsyncs) == 1:
+                in_fsync.set()
+                release.wait(30)
+
+    monkeypatch.setattr(writer_module, "SYNC_INTERVAL_S", 60.0)
+    w = store.create_run(RunStarted(agent="a"), durability="normal")
+    try:
+        monkeypatch.setattr(writer_module.os, "fsync", slow_on_the_flusher)
+        first = w.append_many([(MessageAdded(role="user", text="hi"), 1, None),
+                               (PartEnded(part_kind="message"), 1, None)])  # asks the flusher for a sync
+        assert in_fsync.wait(30), "the flusher did not sync the part end"
+        appended = []
+        during = threading.Thread(target=lambda: appended.append(  # a group with a part end: its sync is deferred
+            w.append_many([(PartEnded(part_kind="message"), 2, None)])))
+        during.start()
+        during.join(10)  # a liveness bound: it waited for the lock before
+        assert appended, "an append waited for the flusher's fsync"
+        assert appended[0].durable < appended[0].seq  # not synced yet: the flusher is still in its fsync
+        release.set()
+        assert w.wait_durable(first.seq, timeout=30)
+        deadline = time.monotonic() + 30  # liveness: the next periodic sync is a minute away
+        while w.durable_seq < appended[0].seq and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert w.durable_seq == appended[0].seq and len(flusher_fsyncs) >= 2
+    finally:
+        release.set()
+        store.close_writer(w)
+    assert [r.seq for r in store.read(w.run_id)] == [1, 2, 3, 4]
+
+
 def test_segments_roll_by_size_and_seal_with_range_names(tmp_path):
     store = Store(tmp_path)
     w = store.create_run(RunStarted(agent="a"), durability="strict")  # a frame per event
