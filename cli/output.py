@@ -117,24 +117,29 @@ def table(rows: Iterable[list[str]], headers: list[str]) -> str:
 
 
 @contextmanager
-def progress(label: str, enabled: bool = True):
+def progress(label: str, enabled: bool = True, *, unit: str = "", thread: bool = True):
     """A rich progress bar on stderr when it is a terminal; a no-op callback otherwise.
 
-    Yields ``update(done, total)``.
-    """
+    Yields ``update(done, total)``. With ``unit`` (``"files"``), the count done is shown beside
+    the bar (for work whose total is not known up front). ``thread=False`` redraws on each
+    update instead of from rich's refresh thread: for work that forks, which a running thread
+    would keep from forking (a checkout writes half of a big tree from a forked child)."""
     if not enabled or not sys.stderr.isatty():
         yield lambda done, total: None
         return
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TextColumn
 
     # on stderr (rich's default console is stdout's: the bar would be drawn into the data when
     # both are the terminal, or beside `report -o -`'s page)
-    with Progress(transient=True, console=Console(stderr=True)) as bar:
+    columns = (*Progress.get_default_columns(), TextColumn(f"{{task.completed:,.0f}} {unit}")) if unit else ()
+    with Progress(*columns, transient=True, console=Console(stderr=True), auto_refresh=thread) as bar:
         task = bar.add_task(label, total=None)
 
-        def update(done: int, total: int) -> None:
+        def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
+            if not thread:
+                bar.refresh()
 
         yield update
 

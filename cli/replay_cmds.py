@@ -9,7 +9,7 @@ from agtrace.replay import materialize, parse_time, resolve_part
 
 from .errors import UserError
 from .main import pass_ctx
-from .output import echo_json
+from .output import echo_json, progress
 
 
 def _parse_time(value: str) -> int:
@@ -44,6 +44,8 @@ def _parse_time(value: str) -> int:
 def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_lines, as_json) -> None:
     """Write the repository exactly as it was after a part, and say what that part was.
 
+    On a terminal, standard error counts the files written (a big tree takes seconds).
+
     With --transcript, write nothing: print the conversation up to that part (messages,
     reasoning, tool calls and results, tests, tokens).
     """
@@ -67,7 +69,9 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_line
     n = resolve_part(store, run_id, part=part, at_seq=at_seq, at_time_ns=at_time_ns)
     out = out or f"{ctx.short_id(run_id)}-part-{n}"
     ctx.refuse_inside_store(out, "--out")
-    view = materialize(store, run_id, n, out, force=force)
+    # no refresh thread: it would keep the checkout from forking the child that writes half the files
+    with progress(f"writing part {n} of {run_id[:10]}", enabled=not as_json, unit="files", thread=False) as update:
+        view = materialize(store, run_id, n, out, force=force, progress=lambda files: update(files, None))
     if as_json:
         echo_json(view.to_dict())
         return

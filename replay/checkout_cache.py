@@ -94,8 +94,9 @@ class ScratchTree:
         self._git: GitStore | None = None
         self._stats: dict[str, tuple] = {}
 
-    def show(self, git: GitStore, tree_id: str) -> Shown:
-        """Make the directory hold exactly ``tree_id`` of ``git`` (verified); see the class doc."""
+    def show(self, git: GitStore, tree_id: str, progress=None) -> Shown:
+        """Make the directory hold exactly ``tree_id`` of ``git`` (verified); see the class doc.
+        ``progress(files written)`` follows a whole checkout (a switch writes few files)."""
         started = time.perf_counter()
         if self._identify() != self._identity:
             self._recreate()
@@ -105,7 +106,7 @@ class ScratchTree:
         if self.tree_id is None:
             _empty(self.path)
             written: dict[str, os.stat_result] = {}
-            git.checkout(tree_id, self.path, stats=written)  # stat data as written: no second walk
+            git.checkout(tree_id, self.path, stats=written, progress=progress)  # stat data as written: no second walk
             self._stats = {rel: _signature(st) for rel, st in written.items()}
             how, newest = "checkout", max((s[3] for s in self._stats.values()), default=0)
         elif self.tree_id == tree_id and not dirty:
@@ -118,7 +119,7 @@ class ScratchTree:
                 raise
             except GitStoreError:
                 self.tree_id = None
-                return self.show(git, tree_id)
+                return self.show(git, tree_id, progress)
             newest = self._update(result)
             how = "switch"
         self.tree_id, self._git = tree_id, git

@@ -290,7 +290,8 @@ def _previous_tree(store: Store, run_id: str, part: int) -> str:
     return base_tree(store, run_id)
 
 
-def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *, force: bool = False) -> PartView:
+def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *, force: bool = False,
+                progress=None) -> PartView:
     """Write the repository as it was after ``part`` into ``out`` and verify its tree id.
 
     Refuses a non-empty ``out`` unless ``force``; with ``force`` it still refuses a directory
@@ -300,7 +301,8 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
     by another one at the same path is not taken for it), not in ``out``: ``out`` holds exactly
     the tree. A directory an earlier replay wrote is switched (only the differing paths written,
     edits since put right). Nothing is written outside ``out``, whatever the tree holds. A tree
-    the shadow repository cannot give (damaged) is taken from the bundles.
+    the shadow repository cannot give (damaged) is taken from the bundles. ``progress(files
+    written)`` follows a whole checkout.
     """
     from .checkout_cache import load_scratch, save_scratch
 
@@ -321,7 +323,7 @@ def materialize(store: Store, run_id: str, part: int, out: str | os.PathLike, *,
         view = describe_part(store, run_id, part, git)
         if scratch.tree_id is None:
             save_scratch(store, scratch, writing=True)  # a kill from here on leaves it ours
-        view.how = scratch.show(git, view.tree_id).how
+        view.how = scratch.show(git, view.tree_id, progress).how
         save_scratch(store, scratch)
         view.out = str(out)
         return view

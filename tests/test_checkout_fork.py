@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -213,6 +214,76 @@ def test_cli_replay_of_a_big_tree_splits_and_writes_it_exactly(tmp_path):
         os.close(fd)
     assert (out / "pkg3" / "m3.py").read_text() == "edited\n"
     assert forks == 1  # the CLI process forked its second writer, once
+
+
+def test_cli_replay_on_a_terminal_shows_the_files_written_and_still_splits(tmp_path):
+    """Standard error a terminal: `replay` draws a bar counting the files written as batches of
+    directories are done (256 at a time: 1,050 files in 350 directories make two batches), and the bar
+    draws without rich's refresh thread, so the checkout still forks its second writer (a
+    thread would keep it from forking). The tree is written exactly."""
+    import pty
+    import select
+    import time
+
+    from agtrace.capture.recorder import Recorder
+    from agtrace.replay.workspace import tree_of_part
+
+    work = tmp_path / "work"
+    for i in range(1050):
+        path = work / f"d{i // 3}" / f"f{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"file {i}\n" * 20)
+    store = Store(tmp_path / "store")
+    with Recorder(store, workdir=work, agent="test", heartbeat_s=60) as rec:
+        rec.tool_result(rec.tool_call("shell", command="look"), output="", exit_code=0)
+    tree = tree_of_part(store, rec.run_id, 1)
+    store.close()
+    out, forks = tmp_path / "replayed", tmp_path / "forks"
+    env = {k: v for k, v in os.environ.items() if k != "AGTRACE_HOME"}
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", CLI_COUNTING_FORKS, str(forks), "--store",
+                                 str(tmp_path / "store"), "replay", rec.run_id, "--part", "1", "--out", str(out)],
+                                env={**env, "COLUMNS": "150"}, stdout=subprocess.PIPE, stderr=secondary)
+        os.close(secondary)
+        drawn, deadline = b"", time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if select.select([primary], [], [], 0.1)[0]:
+                try:
+                    drawn += os.read(primary, 65536)
+                except OSError:
+                    break
+            elif proc.poll() is not None:
+                break
+        stdout = proc.stdout.read()
+        proc.stdout.close()
+        proc.wait(30)
+    finally:
+        os.close(primary)
+    assert proc.returncode == 0, drawn[-600:]
+    assert f"writing part 1 of {rec.run_id[:10]}".encode() in drawn
+    counts = {int(n.replace(b",", b"")) for n in re.findall(rb"([\d,]+) files", drawn)}
+    assert 1050 in counts and any(0 < n < 1050 for n in counts), counts  # the first batch, then all
+    assert b"(written, verified)" in stdout
+    assert int(forks.read_text()) == 1  # the first batch (~765 files) was split; the second is too small
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert hash_dir(fd) == tree
+    finally:
+        os.close(fd)
+
+
+def test_a_checkout_reports_the_files_written_batch_by_batch(tmp_path):
+    """``checkout(progress=)``: called after each batch of directories with the files written so
+    far, growing, ending at every file of the tree."""
+    run_id, tree = _big_run(tmp_path)
+    from agtrace.replay.workspace import snapshots
+
+    store = Store(tmp_path / "store")
+    seen: list[int] = []
+    snapshots(store, run_id).checkout(tree, tmp_path / "out", jobs=1, progress=seen.append)
+    store.close()
+    assert seen and seen == sorted(seen) and seen[-1] == 700
 
 
 @pytest.mark.parametrize("jobs, split", [("1", 1), ("2", 0)])

@@ -49,7 +49,8 @@ class CheckoutMixin:
     store's ``_tree``, ``_lookup``, ``_blob_data`` and ``_tree_changes`` (``repository.py``)."""
 
     def checkout(self: GitStore, tree_id: str, out_dir: str | os.PathLike[str], *, verify: bool | str = True,
-                 jobs: int | None = None, stats: dict[str, os.stat_result] | None = None) -> str:
+                 jobs: int | None = None, stats: dict[str, os.stat_result] | None = None,
+                 progress=None) -> str:
         """Write exactly tree ``tree_id`` into ``out_dir`` (created; must be absent or empty)
         and return the tree id of what was written.
 
@@ -66,7 +67,8 @@ class CheckoutMixin:
         from disk instead (slower). A ``stats`` dict is filled with the stat data of everything
         written (relative path → ``os.stat_result`` as ``lstat`` gives it), taken as it is
         written (a file's from the ``fstat`` that checks its size), so a caller that tracks
-        changes by stat data need not walk the directory again."""
+        changes by stat data need not walk the directory again. ``progress(files written)`` is
+        called as batches of directories are done (a bar for a big tree)."""
         tree = self._tree(tree_id)
         out = os.path.abspath(out_dir)
         os.makedirs(out, exist_ok=True)
@@ -74,7 +76,7 @@ class CheckoutMixin:
             raise GitStoreError(f"checkout target {out} is not empty; pass a new directory")
         fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            written = write_tree_parallel(self, tree, fd, tree_id, jobs, stats)
+            written = write_tree_parallel(self, tree, fd, tree_id, jobs, stats, progress)
             if verify == "disk":
                 written = hash_dir(fd)
         finally:

@@ -78,13 +78,16 @@ _UMASK = _umask()
 
 
 def write_tree_parallel(git, tree, root_fd: int, tree_id: str, jobs: int | None,
-                        stats: dict[str, os.stat_result] | None = None) -> str:
+                        stats: dict[str, os.stat_result] | None = None, progress=None) -> str:
     """Write ``tree`` into the empty directory ``root_fd``; return the tree id of what was
     written (from the bytes written). Directories and symlinks are made by this thread, files
     by ``jobs`` threads (a directory's files by one thread, relative to its descriptor; by this
     thread when ``jobs`` is 1). ``jobs`` None is :data:`CHECKOUT_JOBS`, with half of a big
     tree's files written by a forked child where :func:`_may_fork` allows. With ``stats``, the
-    stat data of every path written goes into it (see `checkout`)."""
+    stat data of every path written goes into it (see `checkout`). ``progress(files written)``
+    is called as batches of directories are done (every :data:`_OPEN_DIRS`, and at the end; a
+    batch is not cut smaller for it: on ext4 a 24,000-file tree in 6 batches instead of 1 took
+    7.8 s instead of 2.4 s)."""
     if jobs is None and CHECKOUT_JOBS == 1 and _may_fork():
         executor = _Halves()
     elif (jobs or CHECKOUT_JOBS) > 1:
@@ -97,6 +100,7 @@ def write_tree_parallel(git, tree, root_fd: int, tree_id: str, jobs: int | None,
     pending: list[tuple] = []  # (future, node, dir fd)
     stack = [(tree, root_fd, 0, "")]
     next_node = 1
+    written = [0]  # files written so far, for ``progress``
     try:
         with executor as pool:
             try:
@@ -131,8 +135,8 @@ def write_tree_parallel(git, tree, root_fd: int, tree_id: str, jobs: int | None,
                             raise write_failed(f"checkout of {tree_id} failed at {name!r}", exc) from exc
                     pending[-1] = (pool.submit(_write_files, git, fd, files, tree_id, prefix, stats), node, fd)
                     if len(pending) >= _OPEN_DIRS:
-                        _collect(pending, entries, root_fd)
-                _collect(pending, entries, root_fd)
+                        _collect(pending, entries, root_fd, written, progress)
+                _collect(pending, entries, root_fd, written, progress)
             except BaseException:
                 for future, _, _ in pending:
                     if future is not None:
@@ -284,14 +288,20 @@ def _in_child(job: _Later, files: list) -> tuple[list, dict | None]:
     return fn(git, fd, files, tree_id, prefix, mine), mine
 
 
-def _collect(pending: list, entries: dict, root_fd: int) -> None:
-    """Wait for the directories written so far; close their descriptors."""
+def _collect(pending: list, entries: dict, root_fd: int, written: list[int] | None = None, progress=None) -> None:
+    """Wait for the directories written so far; close their descriptors; count their files
+    into ``written[0]`` and tell ``progress``."""
     while pending:
         future, node, fd = pending[0]
-        entries[node].extend(future.result())
+        files = future.result()
+        entries[node].extend(files)
+        if written is not None:
+            written[0] += len(files)
         pending.pop(0)
         if fd != root_fd:
             os.close(fd)
+    if progress is not None and written is not None:
+        progress(written[0])
 
 
 _NOT_RECORDED = ("names from data must stay inside their directory, and no snapshot records such a name: "
