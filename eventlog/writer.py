@@ -394,7 +394,11 @@ class RunWriter:
                 self._wake.notify_all()
             return
         target, asked = self._written, self._asks
-        fd = os.dup(self._fh.fileno())
+        try:
+            fd = os.dup(self._fh.fileno())
+        except OSError:  # out of descriptors: sync as before, holding the lock
+            self._flush(sync=True)
+            return
         self._mu.release()
         try:
             os.fsync(fd)
