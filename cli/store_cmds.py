@@ -67,13 +67,15 @@ def rm_cmd(ctx, run_ids, older_than, keep, remote_url, dry_run, yes, as_json) ->
 
     store = ctx.store
     ids = [store.resolve(r) for r in run_ids] if run_ids else select_runs(store, older_than_s=age_s, keep=keep)
-    planned = remove_runs(store, ids, dry_run=True)
+    with progress(f"sizing {len(ids)} run(s)", enabled=not as_json) as update:
+        planned = remove_runs(store, ids, dry_run=True, progress=update)
     if not ids:
         _report(planned.to_dict(), f"no runs to remove in {store.root}", as_json)
         return
     if not dry_run:
         _confirm(f"{len(ids)} run(s) ({size(planned.bytes)}) from {store.root}", yes)
-        planned = remove_runs(store, ids)
+        with progress(f"removing {len(ids)} run(s)", enabled=not as_json) as update:
+            planned = remove_runs(store, ids, progress=update)
     verb = "would remove" if dry_run else "removed"
     _report(planned.to_dict(), f"{verb} {len(ids)} run(s) ({size(planned.bytes)}) from {store.root}"
             + ("" if dry_run else "; `agtrace gc` frees the blobs only they referenced"), as_json, ids)
@@ -95,13 +97,15 @@ def _rm_remote(ctx, url, run_ids, age_s, keep, dry_run, yes, as_json) -> None:
                 cutoff = time.time_ns() - int(age_s * 1e9)
                 picked = [r for r in picked if (r.started_at or 0) < cutoff]
             ids = sorted(r.id for r in picked)
-        planned = remove_remote_runs(remote, ids, dry_run=True)
+        with progress(f"listing {len(ids)} run(s) on the remote", enabled=not as_json) as update:
+            planned = remove_remote_runs(remote, ids, dry_run=True, progress=update)
         if not ids:
             _report(planned.to_dict(), f"no runs to remove on {remote.url}", as_json)
             return
         if not dry_run:
             _confirm(f"{len(ids)} run(s) ({planned.objects} objects, {size(planned.bytes)}) from {remote.url}", yes)
-            planned = remove_remote_runs(remote, ids)
+            with progress(f"removing {len(ids)} run(s) from the remote", enabled=not as_json) as update:
+                planned = remove_remote_runs(remote, ids, progress=update)
     verb = "would remove" if dry_run else "removed"
     _report(planned.to_dict(), f"{verb} {len(ids)} run(s) ({planned.objects} objects, {size(planned.bytes)}) "
             f"from {remote.url}; blobs stay (other runs may share them): `agtrace gc --remote {remote.url}` "

@@ -106,10 +106,12 @@ def select_runs(store: Store, *, older_than_s: float | None = None, keep: int | 
     return sorted(rid for rid in picked if not is_locked(store.run_dir(rid) / "lock"))
 
 
-def remove_runs(store: Store, run_ids: Iterable[str], *, dry_run: bool = False) -> Removal:
+def remove_runs(store: Store, run_ids: Iterable[str], *, dry_run: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> Removal:
     """Remove whole runs from the store (see the module docstring). Raises :class:`RunLocked`
     for a run being written (runs before it in ``run_ids`` are already removed) and
-    :class:`RunNotFound` for an id the store does not hold (checked before anything is removed)."""
+    :class:`RunNotFound` for an id the store does not hold (checked before anything is removed).
+    ``progress(done, total)`` is called after each run (sized, with ``dry_run``, or removed)."""
     if not dry_run:
         store.require_writable("remove runs from it")
     ids = list(dict.fromkeys(run_ids))
@@ -137,6 +139,8 @@ def remove_runs(store: Store, run_ids: Iterable[str], *, dry_run: bool = False) 
             shutil.rmtree(store.root / "cache" / rid, ignore_errors=True)
         report.runs.append(rid)
         report.bytes += nbytes
+        if progress is not None:
+            progress(len(report.runs), len(ids))
     return report
 
 

@@ -161,6 +161,58 @@ def test_rm_refuses_a_run_being_written(home):
         store.close()
 
 
+def test_removing_runs_reports_its_progress_run_by_run(backend, home):
+    """``remove_runs`` and ``remove_remote_runs`` call ``progress(done, total)`` per run (a remote:
+    listing, then deleting), so `rm` of hundreds of runs, on S3 a request or more each, shows
+    how far it is; on a terminal `rm` draws it (stderr a pty), and stdout keeps its report."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from agtrace.eventlog import remove_remote_runs, remove_runs
+
+    env = {**backend.env, "AGTRACE_REMOTE": backend.url}
+    a, b, c = home["ids"]
+    run_agtrace(["push", "--all"], home["path"], env=env, check=True)
+    seen: list[tuple[int, int]] = []
+    with backend.remote() as remote:
+        remove_remote_runs(remote, [a, b], dry_run=True, progress=lambda *p: seen.append(p))
+        assert seen == [(1, 2), (2, 2)]
+        seen.clear()
+        remove_remote_runs(remote, [a, b], progress=lambda *p: seen.append(p))
+        assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    store = Store(home["path"])
+    seen.clear()
+    remove_runs(store, [a], progress=lambda *p: seen.append(p))
+    store.close()
+    assert seen == [(1, 1)]
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", "rm", b, c,
+                                 "--yes"], env={**os.environ, **env, "AGTRACE_HOME": str(home["path"])},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary)
+        os.close(secondary)
+        drawn, deadline = b"", time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if select.select([primary], [], [], 0.1)[0]:
+                try:
+                    drawn += os.read(primary, 65536)
+                except OSError:
+                    break
+            elif proc.poll() is not None:
+                break
+        out = proc.stdout.read()
+        proc.stdout.close()
+        proc.wait(30)
+    finally:
+        os.close(primary)
+    assert proc.returncode == 0, drawn
+    assert b"removing 2 run(s)" in drawn and b"removed 2 run(s)" in out
+
+
 def test_retention_keeps_the_newest_and_removes_the_old(tmp_path):
     import time
 

@@ -10,6 +10,7 @@ lists are there); blobs stay, since other runs of the remote may share them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import segment
@@ -104,16 +105,23 @@ def resolve_remote(remote: Remote, prefix: str, runs: list[RemoteRun] | None = N
     return matches[0]
 
 
-def remove_remote_runs(remote: Remote, run_ids: list[str], *, dry_run: bool = False) -> RemoteRemoval:
+def remove_remote_runs(remote: Remote, run_ids: list[str], *, dry_run: bool = False,
+                       progress: Callable[[int, int], None] | None = None) -> RemoteRemoval:
     """Delete every object of ``run_ids`` from the remote, manifests first; blobs stay.
-    Raises :class:`RunNotFound` (before deleting anything) for a run the remote does not hold."""
+    Raises :class:`RunNotFound` (before deleting anything) for a run the remote does not hold.
+    ``progress(done, total)`` is called after each run listed, then after each run deleted
+    (``total`` is twice the runs; with ``dry_run``, the runs)."""
     report = RemoteRemoval(remote.url, dry_run=dry_run)
     plans = []
-    for rid in dict.fromkeys(run_ids):
+    ids = list(dict.fromkeys(run_ids))
+    steps = len(ids) if dry_run else 2 * len(ids)
+    for rid in ids:
         listing = remote.list(f"runs/{rid}/")
         if not listing:
             raise RunNotFound(f"run {rid} is not on {remote.url}; `agtrace ls --remote {remote.url}` lists the runs it holds")
         plans.append((rid, listing))
+        if progress is not None:
+            progress(len(plans), steps)
     for rid, listing in plans:
         keys = sorted((o.key for o in listing), key=lambda k: (k.split("/")[2] != "manifests", k))
         if not dry_run:
@@ -121,4 +129,6 @@ def remove_remote_runs(remote: Remote, run_ids: list[str], *, dry_run: bool = Fa
         report.runs.append(rid)
         report.objects += len(keys)
         report.bytes += sum(o.size for o in listing)
+        if progress is not None and not dry_run:
+            progress(len(ids) + len(report.runs), steps)
     return report
