@@ -67,7 +67,7 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     run_id = store.resolve(run)
     if stdin_closed():
         raise UserError(f"standard input is closed: pipe the events in (`agtrace log --json OTHER | agtrace append "
-                        f"{run_id[:10]}`); nothing was appended", 2)
+                        f"{ctx.short_id(run_id)}`); nothing was appended", 2)
     writer = store.open_writer(run_id, durability=durability, fold="child")  # the projections are folded on the second core
     if writer.torn_tail:
         warn(f"cut a torn tail of {writer.torn_tail.bytes_cut} bytes off {writer.torn_tail.path}")
@@ -78,9 +78,9 @@ def append_cmd(ctx, run: str, durability: str, as_json: bool) -> None:
     source = sys.stdin.buffer
     if source.isatty():  # a person forgot the pipe, or types events: say what it waits for
         click.echo(f"reading events as JSON lines from the terminal; end with Ctrl-D (or pipe them in: "
-                   f"`agtrace log --json OTHER | agtrace append {run_id[:10]}`)", err=True)
+                   f"`agtrace log --json OTHER | agtrace append {ctx.short_id(run_id)}`)", err=True)
     try:  # the bar after the writer: its thread would keep the fold child from being forked
-        with progress(f"appending to {run_id[:10]}", enabled=not as_json and not source.isatty()) as update:
+        with progress(f"appending to {ctx.short_id(run_id)}", enabled=not as_json and not source.isatty()) as update:
             total = _input_size(source)
             done = append_json_lines(writer, source, Redactor.from_env(os.environ), check=store.check_blobs,
                                      started_at=started_at,

@@ -70,7 +70,7 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_line
     out = out or f"{ctx.short_id(run_id)}-part-{n}"
     ctx.refuse_inside_store(out, "--out")
     # no refresh thread: it would keep the checkout from forking the child that writes half the files
-    with progress(f"writing part {n} of {run_id[:10]}", enabled=not as_json, unit="files", thread=False) as update:
+    with progress(f"writing part {n} of {ctx.short_id(run_id)}", enabled=not as_json, unit="files", thread=False) as update:
         view = materialize(store, run_id, n, out, force=force, progress=lambda files: update(files, None))
     if as_json:
         echo_json(view.to_dict())
