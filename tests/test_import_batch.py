@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 from agtrace.capture import IMPORTERS
 from agtrace.capture.importers import import_source
@@ -152,6 +153,22 @@ def test_a_named_pipe_given_to_import_says_so(tmp_path):
     err = proc.stderr.decode()
     assert proc.returncode == 1 and f"{fifo}: a named pipe, not a file" in err and "save it to a file" in err, err
     assert "format not recognised" not in err
+
+
+def test_an_empty_or_blank_source_says_it_is_empty(tmp_path):
+    """An empty (or whitespace-only) `.jsonl` was "format not recognised; pass --format", which
+    sent people looking for a format; it says it is empty. A file with content still gets the
+    format hint."""
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "blank.jsonl").write_bytes(b"\n  \n\t\n")
+    (tmp_path / "notes.jsonl").write_text("just some notes\n")
+    proc = run_agtrace(["import", "--json", *(str(tmp_path / n) for n in ("empty.jsonl", "blank.jsonl",
+                                                                         "notes.jsonl"))], tmp_path / "store")
+    assert proc.returncode == 1
+    errors = {Path(r["source"]).name: r["error"] for r in json.loads(proc.stdout)}
+    assert "the file is empty (or only blank); nothing to import" in errors["empty.jsonl"]
+    assert "the file is empty" in errors["blank.jsonl"]
+    assert "format not recognised; pass --format" in errors["notes.jsonl"]
 
 
 class _RacedImporter:

@@ -421,7 +421,21 @@ def detect(path: Path, importers: dict[str, Importer]) -> Importer:
         except MALFORMED:
             continue
     known = ", ".join(sorted(importers))
+    if _is_empty(path):  # "not recognised" sent people looking for a --format that reads nothing
+        raise UnknownFormat(f"{path}: the file is empty (or only blank); nothing to import")
     raise UnknownFormat(f"{path}: format not recognised; pass --format (one of: {known})")
+
+
+def _is_empty(path: Path) -> bool:
+    """Whether ``path`` is a regular file of nothing but whitespace (read up to 64 KiB)."""
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+            return not head.strip() and not fh.read(1)
+    except OSError:
+        return False
 
 
 def stat_key(path: Path) -> str:
