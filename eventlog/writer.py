@@ -388,10 +388,9 @@ class RunWriter:
         duplicate of the open segment's descriptor, which stays valid whatever the appending
         thread does meanwhile (seal, close). What was written before it started is durable
         after it; a sync asked for meanwhile stays due."""
-        if self._fh is None or self._durable >= self._written:
-            if self._durable >= self._written:
-                self._sync_due = None
-                self._wake.notify_all()
+        if self._fh is None or self._durable >= self._written:  # nothing written since (a seal syncs)
+            self._sync_due = None
+            self._wake.notify_all()
             return
         target, asked = self._written, self._asks
         try:
