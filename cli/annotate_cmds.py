@@ -8,8 +8,8 @@ import click
 
 from .errors import UserError
 from .main import pass_ctx
+from .options import parse_tags, read_text_arg
 from .output import echo_json
-from .runs import parse_tags, read_text_arg
 
 
 @click.command("tag")

@@ -22,8 +22,8 @@ from agtrace.capture import (
 
 from .errors import EXIT_INTERRUPTED, UserError
 from .main import ReaderGone, pass_ctx
+from .options import parse_tags, read_text_arg, seconds_option
 from .output import duration, echo_json, shorten, warn
-from .runs import parse_tags, read_text_arg, seconds_option
 
 STOP_SIGNALS = ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2"]
 

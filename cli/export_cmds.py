@@ -13,8 +13,8 @@ from agtrace.eventlog import KINDS
 
 from .errors import UserError
 from .main import pass_ctx
+from .options import parse_tags
 from .output import duration, echo_json, progress
-from .runs import parse_tags
 
 FORMATS = ["jsonl", "parquet", "atif", "otlp"]
 EVENT_FORMATS = ("jsonl", "parquet")

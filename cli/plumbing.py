@@ -12,8 +12,8 @@ from agtrace.eventlog import END_STATUSES, RunEnded, RunStarted
 
 from .errors import UserError
 from .main import pass_ctx
+from .options import parse_tags, read_text_arg
 from .output import echo_json, progress, warn
-from .runs import parse_tags, read_text_arg
 from .streams import stdin_closed
 
 

@@ -16,8 +16,8 @@ from agtrace.replay import OUTPUT_PARSERS, ResultSpec, rescore, scores, select_r
 
 from .errors import UserError
 from .main import pass_ctx
+from .options import finite_seconds_option, parse_tags
 from .output import duration, echo_json, progress, shorten, table
-from .runs import finite_seconds_option, parse_tags
 
 
 def _parts(value: str):
