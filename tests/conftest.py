@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,12 @@ from agtrace.eventlog import (
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent / "shared" / "fixtures"
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    # started as a background job of a script (`.ci/run &`): SIGINT is ignored, and every process
+    # a test starts would inherit that, so the tests that send one would see nothing happen.
+    # A handler (not an ignore) is reset by exec: what the tests start can be interrupted again.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_configure(config):
