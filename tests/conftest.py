@@ -118,6 +118,38 @@ def one_of_each() -> list:
     ]
 
 
+def run_on_a_terminal(argv: list[str], env: dict, *, stdin=subprocess.DEVNULL,
+                      timeout: float = 120) -> tuple[int | None, bytes, bytes]:
+    """Run ``argv`` with standard error a pseudo-terminal (what a person sees: progress bars are
+    drawn there) and standard output a pipe; ``(exit code, what was drawn, stdout)``. For
+    commands that print little on stdout (it is read once the process has ended)."""
+    import pty
+    import select
+    import time
+
+    primary, secondary = pty.openpty()
+    try:
+        try:
+            proc = subprocess.Popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=secondary)
+        finally:
+            os.close(secondary)
+        drawn, deadline = b"", time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if select.select([primary], [], [], 0.1)[0]:
+                try:
+                    drawn += os.read(primary, 65536)
+                except OSError:  # the terminal's other end closed: the process ended
+                    break
+            elif proc.poll() is not None:
+                break
+        out = proc.stdout.read()
+        proc.stdout.close()
+        proc.wait(30)
+    finally:
+        os.close(primary)
+    return proc.returncode, drawn, out
+
+
 def run_agtrace(args: list[str], store_path, *, input: bytes | None = None, env=None, check=False, timeout=120):
     """Run the real `agtrace` console entry point in a subprocess."""
     full_env = {**os.environ, "AGTRACE_HOME": str(store_path), **(env or {})}

@@ -7,14 +7,12 @@ import io
 import json
 import os
 import pty
-import select
 import subprocess
 import sys
-import time
 
 from agtrace.eventlog import Store, append_json_lines
 
-from .conftest import run_agtrace
+from .conftest import run_agtrace, run_on_a_terminal
 
 CLI = [sys.executable, "-c", "from agtrace.cli.main import main; main()"]
 
@@ -22,23 +20,6 @@ CLI = [sys.executable, "-c", "from agtrace.cli.main import main; main()"]
 def _events(n: int) -> bytes:
     return b"".join(json.dumps({"kind": "message_added", "role": "assistant", "text": f"step {i} " + "x" * 180,
                                 "part": 1 + i // 100}).encode() + b"\n" for i in range(n))
-
-
-def _read_until_exit(proc: subprocess.Popen, fd: int, timeout: float = 120) -> bytes:
-    """What the process writes on the terminal ``fd`` until it exits."""
-    out, deadline = b"", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:  # the other end closed (the process exited)
-                break
-            out += data
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=10)
-    return out
 
 
 def test_append_from_a_terminal_says_it_reads_json_lines_until_ctrl_d(tmp_path):
@@ -72,19 +53,12 @@ def test_a_long_append_draws_its_progress_on_a_terminal_and_stores_every_event(t
     events = tmp_path / "events.jsonl"
     events.write_bytes(_events(40_000))  # ~8 MB: two blocks of 4 MiB and a bit
     run_id = run_agtrace(["new", "--agent", "bot"], store, check=True).stdout.decode().strip()
-    primary, secondary = pty.openpty()
-    try:
-        with open(events, "rb") as stdin:
-            proc = subprocess.Popen([*CLI, "append", run_id], stdin=stdin, stdout=subprocess.PIPE, stderr=secondary,
-                                    env={**os.environ, "AGTRACE_HOME": str(store), "COLUMNS": "120"})
-        os.close(secondary)
-        drawn = _read_until_exit(proc, primary)
-    finally:
-        os.close(primary)
-    assert proc.returncode == 0, drawn
+    with open(events, "rb") as stdin:
+        code, drawn, out = run_on_a_terminal([*CLI, "append", run_id], stdin=stdin,
+                                             env={**os.environ, "AGTRACE_HOME": str(store), "COLUMNS": "120"})
+    assert code == 0, drawn
     assert f"appending to {run_id[:10]}".encode() in drawn and b"100%" in drawn, drawn[-400:]
-    assert b"appended 40000 events" in drawn and proc.stdout.read() == b""
-    proc.stdout.close()
+    assert b"appended 40000 events" in drawn and out == b""
     shown = json.loads(run_agtrace(["show", run_id, "--json"], store, check=True).stdout)
     assert shown["events"] == 40_001
 

@@ -23,6 +23,7 @@ from agtrace.eventlog import Store
 from agtrace.eventlog.git import treewrite
 from agtrace.eventlog.git.checkout import hash_dir
 
+from .conftest import run_on_a_terminal
 from .test_checkout_read import _loose_blob_paths, _recorded, _rewrite_loose
 
 pytestmark = pytest.mark.skipif(
@@ -221,10 +222,6 @@ def test_cli_replay_on_a_terminal_shows_the_files_written_and_still_splits(tmp_p
     directories are done (256 at a time: 1,050 files in 350 directories make two batches), and the bar
     draws without rich's refresh thread, so the checkout still forks its second writer (a
     thread would keep it from forking). The tree is written exactly."""
-    import pty
-    import select
-    import time
-
     from agtrace.capture.recorder import Recorder
     from agtrace.replay.workspace import tree_of_part
 
@@ -240,27 +237,10 @@ def test_cli_replay_on_a_terminal_shows_the_files_written_and_still_splits(tmp_p
     store.close()
     out, forks = tmp_path / "replayed", tmp_path / "forks"
     env = {k: v for k, v in os.environ.items() if k != "AGTRACE_HOME"}
-    primary, secondary = pty.openpty()
-    try:
-        proc = subprocess.Popen([sys.executable, "-c", CLI_COUNTING_FORKS, str(forks), "--store",
-                                 str(tmp_path / "store"), "replay", rec.run_id, "--part", "1", "--out", str(out)],
-                                env={**env, "COLUMNS": "150"}, stdout=subprocess.PIPE, stderr=secondary)
-        os.close(secondary)
-        drawn, deadline = b"", time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if select.select([primary], [], [], 0.1)[0]:
-                try:
-                    drawn += os.read(primary, 65536)
-                except OSError:
-                    break
-            elif proc.poll() is not None:
-                break
-        stdout = proc.stdout.read()
-        proc.stdout.close()
-        proc.wait(30)
-    finally:
-        os.close(primary)
-    assert proc.returncode == 0, drawn[-600:]
+    code, drawn, stdout = run_on_a_terminal(
+        [sys.executable, "-c", CLI_COUNTING_FORKS, str(forks), "--store", str(tmp_path / "store"), "replay",
+         rec.run_id, "--part", "1", "--out", str(out)], {**env, "COLUMNS": "150"})
+    assert code == 0, drawn[-600:]
     assert f"writing part 1 of {rec.run_id[:10]}".encode() in drawn
     counts = {int(n.replace(b",", b"")) for n in re.findall(rb"([\d,]+) files", drawn)}
     assert 1050 in counts and any(0 < n < 1050 for n in counts), counts  # the first batch, then all

@@ -9,7 +9,7 @@ import pytest
 
 from agtrace.capture.recorder import Recorder
 from agtrace.eventlog import RunStarted, Store
-from tests.conftest import FIXTURES, run_agtrace
+from tests.conftest import FIXTURES, run_agtrace, run_on_a_terminal
 from tests.test_remote import FileBackend, S3Backend, moto_server  # noqa: F401 - the fixture
 
 BIG = "same output, long enough to be a blob " * 5000
@@ -166,11 +166,7 @@ def test_removing_runs_reports_its_progress_run_by_run(backend, home):
     listing, then deleting), so `rm` of hundreds of runs, on S3 a request or more each, shows
     how far it is; on a terminal `rm` draws it (stderr a pty), and stdout keeps its report."""
     import os
-    import pty
-    import select
-    import subprocess
     import sys
-    import time
 
     from agtrace.eventlog import remove_remote_runs, remove_runs
 
@@ -189,27 +185,9 @@ def test_removing_runs_reports_its_progress_run_by_run(backend, home):
     remove_runs(store, [a], progress=lambda *p: seen.append(p))
     store.close()
     assert seen == [(1, 1)]
-    primary, secondary = pty.openpty()
-    try:
-        proc = subprocess.Popen([sys.executable, "-c", "from agtrace.cli.main import main; main()", "rm", b, c,
-                                 "--yes"], env={**os.environ, **env, "AGTRACE_HOME": str(home["path"])},
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary)
-        os.close(secondary)
-        drawn, deadline = b"", time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if select.select([primary], [], [], 0.1)[0]:
-                try:
-                    drawn += os.read(primary, 65536)
-                except OSError:
-                    break
-            elif proc.poll() is not None:
-                break
-        out = proc.stdout.read()
-        proc.stdout.close()
-        proc.wait(30)
-    finally:
-        os.close(primary)
-    assert proc.returncode == 0, drawn
+    code, drawn, out = run_on_a_terminal([sys.executable, "-c", "from agtrace.cli.main import main; main()", "rm",
+                                           b, c, "--yes"], {**os.environ, **env, "AGTRACE_HOME": str(home["path"])})
+    assert code == 0, drawn
     assert b"removing 2 run(s)" in drawn and b"removed 2 run(s)" in out
 
 
