@@ -182,14 +182,17 @@ class RunWriter:
         now = time.monotonic()
         if now - self._last_fsync >= COALESCE_S:
             self._flush(sync=True)
-        elif self._sync_due is None:
-            self._sync_due = self._last_fsync + COALESCE_S
-            self._asks += 1
-            self._wake.notify()
+        else:
+            self._ask_sync(self._last_fsync + COALESCE_S)
 
     def _sync_within(self, seconds: float) -> None:
         """Have the background flusher make what is written and buffered durable within ``seconds``."""
-        due = time.monotonic() + seconds
+        self._ask_sync(time.monotonic() + seconds)
+
+    def _ask_sync(self, due: float) -> None:
+        """Ask the flusher for a sync by ``due`` (monotonic), counted in ``_asks``: an ask that
+        comes while the flusher syncs unlocked stays due after that sync, even when an earlier
+        ask is still pending."""
         self._asks += 1
         if self._sync_due is None or due < self._sync_due:
             self._sync_due = due
@@ -204,9 +207,7 @@ class RunWriter:
                     self._flush(sync=True)
                     break
                 if self._sync_due is None:
-                    self._sync_due = time.monotonic()
-                    self._asks += 1
-                    self._wake.notify()
+                    self._ask_sync(time.monotonic())
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break

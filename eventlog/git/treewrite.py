@@ -100,7 +100,13 @@ def write_tree_parallel(git, tree, root_fd: int, tree_id: str, jobs: int | None,
     pending: list[tuple] = []  # (future, node, dir fd)
     stack = [(tree, root_fd, 0, "")]
     next_node = 1
-    written = [0]  # files written so far, for ``progress``
+    written = 0  # files written so far, for ``progress``
+
+    def collect() -> None:
+        nonlocal written
+        written += _collect(pending, entries, root_fd)
+        if progress is not None:
+            progress(written)
     try:
         with executor as pool:
             try:
@@ -135,8 +141,8 @@ def write_tree_parallel(git, tree, root_fd: int, tree_id: str, jobs: int | None,
                             raise write_failed(f"checkout of {tree_id} failed at {name!r}", exc) from exc
                     pending[-1] = (pool.submit(_write_files, git, fd, files, tree_id, prefix, stats), node, fd)
                     if len(pending) >= _OPEN_DIRS:
-                        _collect(pending, entries, root_fd, written, progress)
-                _collect(pending, entries, root_fd, written, progress)
+                        collect()
+                collect()
             except BaseException:
                 for future, _, _ in pending:
                     if future is not None:
@@ -288,20 +294,19 @@ def _in_child(job: _Later, files: list) -> tuple[list, dict | None]:
     return fn(git, fd, files, tree_id, prefix, mine), mine
 
 
-def _collect(pending: list, entries: dict, root_fd: int, written: list[int] | None = None, progress=None) -> None:
-    """Wait for the directories written so far; close their descriptors; count their files
-    into ``written[0]`` and tell ``progress``."""
+def _collect(pending: list, entries: dict, root_fd: int) -> int:
+    """Wait for the directories written so far; close their descriptors; return how many
+    files they held."""
+    files = 0
     while pending:
         future, node, fd = pending[0]
-        files = future.result()
-        entries[node].extend(files)
-        if written is not None:
-            written[0] += len(files)
+        written = future.result()
+        entries[node].extend(written)
+        files += len(written)
         pending.pop(0)
         if fd != root_fd:
             os.close(fd)
-    if progress is not None and written is not None:
-        progress(written[0])
+    return files
 
 
 _NOT_RECORDED = ("names from data must stay inside their directory, and no snapshot records such a name: "
