@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import zstandard
 
 from .containment import content_address, is_content_address
 from .errors import CorruptBlob
+from .segment import compressor, decompressor
 
 INLINE_LIMIT = 64 * 1024
 """Texts longer than this (in UTF-8 bytes) go to the blob store; events keep a prefix."""
@@ -31,8 +33,6 @@ class BlobStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        self._cctx = zstandard.ZstdCompressor(level=3)
-        self._dctx = zstandard.ZstdDecompressor()
 
     def path(self, digest: str) -> Path:
         """Where the blob ``digest`` lives; UnsafePath unless ``digest`` is a content address
@@ -54,9 +54,9 @@ class BlobStore:
             except OSError:
                 return digest  # not ours to touch (a shared store): it is there
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{digest}.{os.getpid()}.tmp")
+        tmp = dest.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "wb") as fh:
-            fh.write(self._cctx.compress(data))
+            fh.write(compressor().compress(data))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
@@ -73,7 +73,7 @@ class BlobStore:
                 str(path),
             ) from None
         try:
-            data = self._dctx.decompress(raw)
+            data = decompressor().decompress(raw)
         except zstandard.ZstdError as exc:
             raise CorruptBlob(f"blob {digest} at {path} does not decompress: {exc}", str(path)) from None
         if hashlib.sha256(data).hexdigest() != digest:
@@ -90,7 +90,7 @@ class BlobStore:
         where = Path(path) if path is not None else self.path(digest)
         sha = hashlib.sha256()
         try:
-            with open(where, "rb") as fh, self._dctx.stream_reader(fh, read_size=_CHUNK) as reader:
+            with open(where, "rb") as fh, decompressor().stream_reader(fh, read_size=_CHUNK) as reader:
                 while chunk := reader.read(_CHUNK):
                     sha.update(chunk)
         except FileNotFoundError:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,8 +49,28 @@ _CHUNK = 1 << 20
 VERIFY_HINT = "; run `agtrace verify`"
 """How a reader's message about a damaged frame ends."""
 
-_compressor = zstandard.ZstdCompressor(level=3)
-_decompressor = zstandard.ZstdDecompressor()
+_contexts = threading.local()
+
+
+def compressor() -> zstandard.ZstdCompressor:
+    """This thread's zstd compressor (level 3). A zstd context must not be used by two threads at
+    once (it corrupts frames or crashes the process), and a library user may write runs from
+    several threads; so each thread gets its own, made once."""
+    try:
+        return _contexts.compressor
+    except AttributeError:
+        _contexts.compressor = made = zstandard.ZstdCompressor(level=3)
+        return made
+
+
+def decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's zstd decompressor (see :func:`compressor`): readers run in threads too (the
+    viewer's request threads, live tails)."""
+    try:
+        return _contexts.decompressor
+    except AttributeError:
+        _contexts.decompressor = made = zstandard.ZstdDecompressor()
+        return made
 
 
 class FrameInfo(msgspec.Struct, frozen=True, gc=False):
@@ -100,7 +121,7 @@ def parse_name(name: str) -> tuple[int, int | None] | None:
 
 def encode_frame(first_seq: int, batch: bytes) -> bytes:
     """Compress a msgpack batch and wrap it in a checksummed frame."""
-    payload = _compressor.compress(batch)
+    payload = compressor().compress(batch)
     tail = struct.pack("<QI", first_seq, _count_hint(batch)) + payload
     crc = zlib.crc32(tail)
     return FRAME_MAGIC + struct.pack("<II", len(payload), crc) + tail
@@ -128,14 +149,14 @@ def decompress(payload: bytes, where: str = "", offset: int = -1) -> bytes:
     if claimed > MAX_FRAME_BYTES:
         raise _too_big(where, offset, f"its zstd header says it decompresses to {claimed:,} bytes")
     if claimed >= 0:
-        return _decompressor.decompress(payload)
+        return decompressor().decompress(payload)
     total = 0
-    with _decompressor.stream_reader(payload) as stream:
+    with decompressor().stream_reader(payload) as stream:
         while piece := stream.read(_CHUNK):
             total += len(piece)
             if total > MAX_FRAME_BYTES:
                 raise _too_big(where, offset, f"it decompresses to more than {MAX_FRAME_BYTES:,} bytes")
-    return _decompressor.decompress(payload, max_output_size=total) if total else b""
+    return decompressor().decompress(payload, max_output_size=total) if total else b""
 
 
 def _too_big(where: str, offset: int, how: str) -> CorruptLog:
