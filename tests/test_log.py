@@ -136,6 +136,75 @@ def test_appends_go_on_while_the_flusher_syncs_and_a_sync_asked_meanwhile_is_kep
     assert [r.seq for r in store.read(w.run_id)] == [1, 2, 3, 4]
 
 
+def test_appends_go_on_while_the_flusher_waits_for_a_frame_being_compressed(store, monkeypatch):
+    """The flusher hands the buffer off as a frame and waits for its compression with the
+    writer's lock let go: a group appended meanwhile returns at once (before, it waited until
+    the frame was compressed and written, once per group of a bulk append: 0.5 s of 2.9 s for
+    200k events), and everything is written in seq order and made durable after. The frame's
+    real compression is followed by a wait until the test has appended (off the appending thread)."""
+    import threading
+
+    from agtrace.eventlog import writer as writer_module
+
+    real_encode = seg.encode_frame
+    compressing, release = threading.Event(), threading.Event()
+
+    def slow_off_the_appending_thread(first, batch):
+        frame = real_encode(first, batch)
+        if threading.current_thread().name.startswith(("agtrace-compress", "agtrace-flush")):
+            compressing.set()
+            release.wait(30)
+        return frame
+
+    monkeypatch.setattr(writer_module, "SYNC_INTERVAL_S", 60.0)
+    w = store.create_run(RunStarted(agent="a"), durability="normal")
+    try:
+        monkeypatch.setattr(seg, "encode_frame", slow_off_the_appending_thread)
+        first = w.append_many([(MessageAdded(role="user", text="hi"), 1, None),
+                               (PartEnded(part_kind="message"), 1, None)])  # asks the flusher for a sync
+        assert compressing.wait(30), "the flusher did not write the group"
+        appended = []
+        during = threading.Thread(target=lambda: appended.append(
+            w.append_many([(MessageAdded(role="user", text="more"), 2, None), (PartEnded(part_kind="message"), 2, None)])))
+        during.start()
+        during.join(10)  # a liveness bound: it waited for the lock before
+        assert appended, "an append waited for the flusher's frame to be compressed"
+        assert w.durable_seq < first.seq  # the flusher is still waiting for the frame
+        release.set()
+        assert w.wait_durable(appended[0].seq, timeout=30)
+    finally:
+        release.set()
+        store.close_writer(w)
+    assert [(r.seq, r.part) for r in store.read(w.run_id)] == [(1, None), (2, 1), (3, 1), (4, 2), (5, 2)]
+
+
+def test_bulk_groups_with_part_ends_across_rolls_keep_every_event_in_order(tmp_path):
+    """Groups of every size, many with a part end (each asks the flusher for a sync), written
+    while segments roll every 64 KiB and the flusher and the appending thread both write
+    frames: every event is read back once, in seq order, and the run verifies."""
+    import random
+
+    store = Store(tmp_path / "store")
+    rng = random.Random(7)
+    w = store.create_run(RunStarted(agent="a"), durability="normal")
+    w.segment_bytes = 64 * 1024
+    expected = []
+    for g in range(150):
+        group = [(MessageAdded(role="assistant", text=f"g{g} e{i} " + rng.randbytes(rng.randrange(0, 300)).hex()), g + 1, None)
+                 for i in range(rng.choice((1, 3, 40, 300, 1100)))]
+        if rng.random() < 0.7:
+            group.append((PartEnded(part_kind="message", title=f"part {g + 1}"), g + 1, None))
+        w.append_many(group)
+        expected += [e for e, _, _ in group]
+    store.close_writer(w)
+    got = list(store.read(w.run_id))
+    assert [r.seq for r in got] == list(range(1, len(expected) + 2))
+    assert [r.event for r in got[1:]] == expected
+    assert len(list_segments(store.run_dir(w.run_id) / "events")) > 10
+    assert store.verify(w.run_id).ok
+    store.close()
+
+
 def test_segments_roll_by_size_and_seal_with_range_names(tmp_path):
     store = Store(tmp_path)
     w = store.create_run(RunStarted(agent="a"), durability="strict")  # a frame per event
