@@ -16,7 +16,8 @@ Contracts:
   ``database is locked`` when another process committed in between, whatever the busy timeout
   (SQLite cannot upgrade a stale read snapshot). Nested blocks are savepoints: an exception
   rolls back the block it leaves and nothing outside it. The connection may be shared by the
-  threads of one process; a per-connection lock makes their transactions take turns.
+  threads of one process; a per-connection lock makes their transactions take turns, and a
+  ``fork`` waits for the one under way (a child must open its own connection: SQLite's rule).
 * :func:`migrate` applies an owner's forward-only migrations (``m001_…``) that are not yet
   recorded in ``migrations``, each in its own transaction together with its record, so two
   processes opening the same database apply each migration exactly once.
@@ -166,6 +167,31 @@ def _guard(conn: sqlite3.Connection) -> _Guard:
         if guard is None:
             guard = _GUARDS[id(conn)] = _Guard()
         return guard
+
+
+_FORK_WAIT_S = 5.0
+_held_over_fork: list[threading.RLock] = []
+
+
+def _before_fork() -> None:
+    """Hold every connection's lock (waiting up to :data:`_FORK_WAIT_S` for each) and the guards'
+    lock across a ``fork``: a child forked while another thread was inside a transaction got
+    SQLite's locks, and ours, copied held, and nothing there would release them (a harness's
+    ``multiprocessing`` pool beside a writer folding projections: the child waited forever)."""
+    for guard in list(_GUARDS.values()):  # before _GUARDS_MU: a transaction takes it to nest
+        if guard.lock.acquire(timeout=_FORK_WAIT_S):
+            _held_over_fork.append(guard.lock)
+    _GUARDS_MU.acquire()
+
+
+def _after_fork() -> None:
+    _GUARDS_MU.release()
+    while _held_over_fork:
+        _held_over_fork.pop().release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
 
 
 @contextmanager

@@ -56,6 +56,8 @@ from .writer import RunWriter
 
 SYNC_BATCH = 10_000
 """Records folded per transaction when catching up from the segments."""
+_INHERITED: list[Catalog] = []
+"""Catalogs a forked child inherited from its parent: held so that they are never closed there."""
 
 
 class Store:
@@ -83,6 +85,7 @@ class Store:
         self.runs_dir.mkdir(exist_ok=True)
         self.blobs = BlobStore(self.root / "blobs")
         self._catalog: Catalog | None = None
+        self._catalog_pid = 0
         self._on_wait, self.wait_s = on_wait, wait_s
         self.catalog_set_aside: Path | None = None
         self._fold_children: dict[RunWriter, FoldChild] = {}  # a writer's fold child (open_writer)
@@ -92,11 +95,17 @@ class Store:
         """The catalog, opened on first use. A ``catalog.db`` that is not an SQLite database (or
         whose header is damaged) is derived data: it is moved aside to
         ``catalog.db.damaged-<ns>`` (named in :attr:`catalog_set_aside`) and rebuilt from the
-        segments, so a damaged or replaced catalog never stops a command."""
+        segments, so a damaged or replaced catalog never stops a command. A forked child (a
+        harness's ``multiprocessing`` pool) opens its own: SQLite forbids using a connection
+        across ``fork``, and the parent's is kept, never used or closed, in the child."""
+        if self._catalog is not None and self._catalog_pid != os.getpid():
+            _INHERITED.append(self._catalog)
+            self._catalog = None
         if self._catalog is None:
             self._catalog, self.catalog_set_aside = open_catalog(
                 self.root / "catalog.db", self.projections, on_wait=self._on_wait, read_only=self.read_only,
                 wait_s=self.wait_s)
+            self._catalog_pid = os.getpid()
         return self._catalog
 
     def require_writable(self, what: str) -> None:
@@ -105,9 +114,9 @@ class Store:
             raise read_only_error(self.root, what)
 
     def close(self) -> None:
-        if self._catalog is not None:
+        if self._catalog is not None and self._catalog_pid == os.getpid():
             self._catalog.close()
-            self._catalog = None
+        self._catalog = None
 
     def __enter__(self) -> Store:
         return self
@@ -150,15 +159,8 @@ class Store:
         writer.append(started, ts=ts)
         return writer
 
-    def open_writer(
-        self,
-        run_id: str,
-        *,
-        durability: str = "normal",
-        stream: str = "events",
-        segment_bytes: int | None = None,
-        fold: str = "here",
-    ) -> RunWriter:
+    def open_writer(self, run_id: str, *, durability: str = "normal", stream: str = "events",
+                    segment_bytes: int | None = None, fold: str = "here") -> RunWriter:
         """The writer of an existing run's ``stream`` (takes its lock; recovers a torn tail).
 
         The stream's projections are brought up to date first (if that fails the lock is
