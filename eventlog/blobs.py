@@ -17,7 +17,7 @@ import zstandard
 
 from .containment import content_address, is_content_address
 from .errors import CorruptBlob
-from .segment import compressor, decompressor
+from .segment import zstd_contexts
 
 INLINE_LIMIT = 64 * 1024
 """Texts longer than this (in UTF-8 bytes) go to the blob store; events keep a prefix."""
@@ -56,7 +56,7 @@ class BlobStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "wb") as fh:
-            fh.write(compressor().compress(data))
+            fh.write(zstd_contexts.compressor.compress(data))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
@@ -73,7 +73,7 @@ class BlobStore:
                 str(path),
             ) from None
         try:
-            data = decompressor().decompress(raw)
+            data = zstd_contexts.decompressor.decompress(raw)
         except zstandard.ZstdError as exc:
             raise CorruptBlob(f"blob {digest} at {path} does not decompress: {exc}", str(path)) from None
         if hashlib.sha256(data).hexdigest() != digest:
@@ -90,7 +90,7 @@ class BlobStore:
         where = Path(path) if path is not None else self.path(digest)
         sha = hashlib.sha256()
         try:
-            with open(where, "rb") as fh, decompressor().stream_reader(fh, read_size=_CHUNK) as reader:
+            with open(where, "rb") as fh, zstd_contexts.decompressor.stream_reader(fh, read_size=_CHUNK) as reader:
                 while chunk := reader.read(_CHUNK):
                     sha.update(chunk)
         except FileNotFoundError:

@@ -49,28 +49,17 @@ _CHUNK = 1 << 20
 VERIFY_HINT = "; run `agtrace verify`"
 """How a reader's message about a damaged frame ends."""
 
-_contexts = threading.local()
+class _ZstdContexts(threading.local):
+    """This thread's zstd compressor (level 3) and decompressor, made on its first use. A zstd
+    context must not be used by two threads at once (it corrupts frames or crashes the process),
+    and runs are written and read from several threads (a library harness, the viewer)."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=3)
+        self.decompressor = zstandard.ZstdDecompressor()
 
 
-def compressor() -> zstandard.ZstdCompressor:
-    """This thread's zstd compressor (level 3). A zstd context must not be used by two threads at
-    once (it corrupts frames or crashes the process), and a library user may write runs from
-    several threads; so each thread gets its own, made once."""
-    try:
-        return _contexts.compressor
-    except AttributeError:
-        _contexts.compressor = made = zstandard.ZstdCompressor(level=3)
-        return made
-
-
-def decompressor() -> zstandard.ZstdDecompressor:
-    """This thread's zstd decompressor (see :func:`compressor`): readers run in threads too (the
-    viewer's request threads, live tails)."""
-    try:
-        return _contexts.decompressor
-    except AttributeError:
-        _contexts.decompressor = made = zstandard.ZstdDecompressor()
-        return made
+zstd_contexts = _ZstdContexts()
 
 
 class FrameInfo(msgspec.Struct, frozen=True, gc=False):
@@ -121,7 +110,7 @@ def parse_name(name: str) -> tuple[int, int | None] | None:
 
 def encode_frame(first_seq: int, batch: bytes) -> bytes:
     """Compress a msgpack batch and wrap it in a checksummed frame."""
-    payload = compressor().compress(batch)
+    payload = zstd_contexts.compressor.compress(batch)
     tail = struct.pack("<QI", first_seq, _count_hint(batch)) + payload
     crc = zlib.crc32(tail)
     return FRAME_MAGIC + struct.pack("<II", len(payload), crc) + tail
@@ -149,14 +138,14 @@ def decompress(payload: bytes, where: str = "", offset: int = -1) -> bytes:
     if claimed > MAX_FRAME_BYTES:
         raise _too_big(where, offset, f"its zstd header says it decompresses to {claimed:,} bytes")
     if claimed >= 0:
-        return decompressor().decompress(payload)
+        return zstd_contexts.decompressor.decompress(payload)
     total = 0
-    with decompressor().stream_reader(payload) as stream:
+    with zstd_contexts.decompressor.stream_reader(payload) as stream:
         while piece := stream.read(_CHUNK):
             total += len(piece)
             if total > MAX_FRAME_BYTES:
                 raise _too_big(where, offset, f"it decompresses to more than {MAX_FRAME_BYTES:,} bytes")
-    return decompressor().decompress(payload, max_output_size=total) if total else b""
+    return zstd_contexts.decompressor.decompress(payload, max_output_size=total) if total else b""
 
 
 def _too_big(where: str, offset: int, how: str) -> CorruptLog:

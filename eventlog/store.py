@@ -99,8 +99,7 @@ class Store:
         harness's ``multiprocessing`` pool) opens its own: SQLite forbids using a connection
         across ``fork``, and the parent's is kept, never used or closed, in the child."""
         if self._catalog is not None and self._catalog_pid != os.getpid():
-            _INHERITED.append(self._catalog)
-            self._catalog = None
+            self.close()
         if self._catalog is None:
             self._catalog, self.catalog_set_aside = open_catalog(
                 self.root / "catalog.db", self.projections, on_wait=self._on_wait, read_only=self.read_only,
@@ -114,7 +113,9 @@ class Store:
             raise read_only_error(self.root, what)
 
     def close(self) -> None:
-        if self._catalog is not None and self._catalog_pid == os.getpid():
+        if self._catalog is not None and self._catalog_pid != os.getpid():
+            _INHERITED.append(self._catalog)  # the parent's, in a forked child: never closed here
+        elif self._catalog is not None:
             self._catalog.close()
         self._catalog = None
 
