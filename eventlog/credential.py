@@ -7,7 +7,8 @@ reason, so replay knows it was there:
 * ``credential``: its name says it holds credentials (:data:`NAMES`: SSH keys, ``*.pem``,
   ``credentials.json``, ``.aws/credentials``, ``.netrc``, ``.env``, ``*.env``, …);
 * ``credential_content``: its content does (:data:`CONTENT`: a private key's BEGIN line, an AWS
-  secret access key assignment), whatever its name; or it is a package manager's or registry's
+  secret access key assignment, a provider's token by its shape: ``ghp_…``, ``sk-ant-…``,
+  ``hf_…``), whatever its name; or it is a package manager's or registry's
   config that holds a token (:data:`TOKEN_FILES`, :data:`TOKEN_CONTENT`: an ``.npmrc`` with
   ``_authToken=``, a ``.pypirc`` with a password…), while the same file without one is kept.
 
@@ -17,8 +18,9 @@ give the same tree ids. :data:`RULES_VERSION` changes whenever the rules do; it 
 snapshot's policy fingerprint, so a shadow repository snapshotted under older rules purges what
 the new ones exclude.
 
-Limits: a secret in any other file (a source file with a hard-coded password) is recorded; the
-content rules read a file's first :data:`CONTENT_SCAN_BYTES` bytes.
+Limits: a secret without a known shape in any other file (a source file with a hard-coded
+password) is recorded; a placeholder of a token's shape (``ghp_`` and 36 ``x``) leaves its file out
+too; the content rules read a file's first :data:`CONTENT_SCAN_BYTES` bytes.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ import functools
 import os
 import re
 
-RULES_VERSION = "2"
-"""2 added ``*.env`` (``prod.env``, ``secrets.env``: dotenv files under another name than ``.env``)."""
+RULES_VERSION = "3"
+"""2 added ``*.env`` (``prod.env``, ``secrets.env``: dotenv files under another name than ``.env``);
+3 added provider tokens by their shape (a ``ghp_…`` token in ``token.txt`` was recorded)."""
 
 NAMES = (
     "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk",
@@ -42,12 +45,30 @@ NAMES = (
 """Patterns (``fnmatch``) of credential files: matched against the file's name, or against the
 end of its path when the pattern has a ``/``."""
 
-CONTENT = (
-    b"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY",
-    b"(aws_secret_access_key|AWS_SECRET_ACCESS_KEY) *[=:] *[\"']?[A-Za-z0-9/+]{40}",
+_W = b"(^|[^A-Za-z0-9_])"  # a token not preceded by a word character
+_CONTENT_RULES: tuple[tuple[tuple[bytes, ...], bytes], ...] = (
+    ((b"PRIVATE KEY",), b"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY"),
+    ((b"aws_secret_access_key", b"AWS_SECRET_ACCESS_KEY"),
+     b"(aws_secret_access_key|AWS_SECRET_ACCESS_KEY) *[=:] *[\"']?[A-Za-z0-9/+]{40}"),
+    ((b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_"), _W + b"gh[pousr]_[A-Za-z0-9]{36}"),
+    ((b"github_pat_",), _W + b"github_pat_[A-Za-z0-9_]{22}"),
+    ((b"glpat-",), _W + b"glpat-[A-Za-z0-9_-]{20}"),
+    ((b"sk-ant-",), _W + b"sk-ant-[A-Za-z0-9_-]{20}"),
+    ((b"sk-proj-", b"sk-svcacct-", b"sk-admin-"), _W + b"sk-(proj|svcacct|admin)-[A-Za-z0-9_-]{20}"),
+    ((b"T3BlbkFJ",), _W + b"sk-[A-Za-z0-9]{20}T3BlbkFJ"),
+    ((b"xoxa-", b"xoxb-", b"xoxp-", b"xoxr-"), _W + b"xox[abpr]-[0-9]{8}[0-9]*-[A-Za-z0-9-]{8}"),
+    ((b"hf_",), _W + b"hf_[A-Za-z0-9]{30}"),
+    ((b"npm_",), _W + b"npm_[A-Za-z0-9]{36}"),
+    ((b"AIza",), _W + b"AIza[A-Za-z0-9_-]{35}"),
+    ((b"sk_live_", b"rk_live_"), _W + b"[rs]k_live_[A-Za-z0-9]{16}"),
 )
-"""Content that makes any file a credential file (Python regexes that are also POSIX EREs: no
-backslashes)."""
+"""(markers, pattern): every match of the pattern holds one of its markers."""
+
+CONTENT = tuple(pattern for _, pattern in _CONTENT_RULES)
+"""Content that makes any file a credential file: a private key's BEGIN line, an AWS secret key
+assignment, or a provider's token by its shape (GitHub, GitLab, Anthropic, OpenAI, Slack, Hugging
+Face, npm, Google API, Stripe), at its minimum length. Python regexes (searched line by line, as
+``re.MULTILINE``) that are also POSIX EREs for ``git grep -E``: no backslashes."""
 
 TOKEN_FILES = (".npmrc", ".yarnrc", ".yarnrc.yml", ".pypirc", ".docker/config.json")
 """Config files that are credential files when they hold a token (:data:`TOKEN_CONTENT`)."""
@@ -57,10 +78,26 @@ TOKEN_CONTENT = b"(_auth|_authToken|_password|npmAuthToken|auth|password|token)[
 CONTENT_SCAN_BYTES = 16 * 1024 * 1024
 """How much of a file the content rules read (snapshots leave out larger files anyway by default)."""
 
-_CONTENT = re.compile(b"|".join(b"(?:%s)" % p for p in CONTENT))
 _TOKEN = re.compile(TOKEN_CONTENT)
-# cheap tests before the regexes: every CONTENT match contains one of these
-_MARKERS = (b"PRIVATE KEY", b"aws_secret_access_key", b"AWS_SECRET_ACCESS_KEY")
+_BEFORE = 64
+"""How far before its marker a match of :data:`CONTENT` can start (a BEGIN line: 50 bytes)."""
+_AFTER = 128
+"""How far after its marker a match of a pattern with no ``*`` can end."""
+
+
+@functools.cache
+def _content_search():
+    """One pass of a multi-pattern search for every marker, and per marker: its pattern and
+    whether that pattern can run to the end of the line (``*``)."""
+    from ahocorasick_rs import BytesAhoCorasick
+
+    markers, patterns = [], []
+    for marks, pattern in _CONTENT_RULES:
+        compiled = (re.compile(pattern, re.MULTILINE), b"*" in pattern)
+        for mark in marks:
+            markers.append(mark)
+            patterns.append(compiled)
+    return BytesAhoCorasick(markers), patterns
 
 
 def _matches(rel_path: str, patterns: tuple[str, ...]) -> bool:
@@ -98,11 +135,22 @@ def credential_reason(rel_path: str, full_path: str | os.PathLike) -> str:
 
 def credential_content(rel_path: str, data: bytes) -> bool:
     """Whether a file's bytes (its first :data:`CONTENT_SCAN_BYTES` are looked at) make it a
-    credential file by content; for callers that read the file anyway."""
+    credential file by content; for callers that read the file anyway.
+
+    Finds what a search of each :data:`CONTENT` pattern over the bytes would (a property test
+    checks it), but looks for the patterns only around their markers, found in one pass."""
     if len(data) > CONTENT_SCAN_BYTES:
         data = data[:CONTENT_SCAN_BYTES]
-    if any(marker in data for marker in _MARKERS) and _CONTENT.search(data):
-        return True
+    automaton, patterns = _content_search()
+    for index, start, end in automaton.find_matches_as_indexes(data):
+        pattern, to_line_end = patterns[index]
+        if to_line_end:
+            stop = data.find(b"\n", end)
+            stop = len(data) if stop < 0 else stop
+        else:
+            stop = end + _AFTER
+        if pattern.search(data, max(0, start - _BEFORE), stop):
+            return True
     return bool(_matches(rel_path, TOKEN_FILES) and _TOKEN.search(data))
 
 

@@ -1,19 +1,29 @@
 """Snapshot policy for credential files: left out by name and by content, listed, never hashed,
-and the same files left out (the same tree ids) by the local and the sandbox snapshotter."""
+and the same files left out (the same tree ids) by the local and the sandbox snapshotter; the
+content rules' fast search finds what a plain search of each pattern finds."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agtrace.capture import InMemorySandboxAPI, RemoteSnapshotter, SnapshotPolicy, Snapshotter
 from agtrace.eventlog import credential_reason, credential_rules
+from agtrace.eventlog.credential import CONTENT, credential_content
 
 KEY_HEADER = "-----BEGIN OPENSSH " + "PRIVATE KEY-----"
 AWS_LINE = "aws_secret_access_key = " + "Ab3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY+/aB3dE5f"
+# provider tokens by their shape (rules v3), written in two pieces so this file is not one
+GH_TOKEN = "ghp" + "_Zq8Lm2Vx9Kd4Rt6Wy1Hb3Nc5Pf7Gj0Sa2Ue4Io"
+OPENAI_KEY = "sk-" + "proj-Q7w9E2r4T6y8U1i3O5p7A9s2D4f6G8h1J3k5L7z9"
+HF_TOKEN = "hf" + "_kR4tY7uI9oP2aS5dF8gH1jK3lZ6xC9vB2nM4q"
+SLACK_TOKEN = "xoxb" + "-21098765432-10987654321-Ab3Cd5Ef7Gh9Ij1Kl3Mn5Op7"
 
 FILES = {
     "README.md": "# project\n",
@@ -31,11 +41,23 @@ FILES = {
     "web/.npmrc": "save-exact=true\n",
     ".docker/config.json": json.dumps({"auths": {"registry.example": {"auth": "dXNlcjpwYXNz"}}}),
     "data/blob.bin": "\x00\x01" + KEY_HEADER + "\x00",
+    "notes/token.txt": GH_TOKEN + "\n",
+    "config/llm.toml": f'[openai]\napi_key = "{OPENAI_KEY}"\n',
+    "src/settings.py": f"import os\nHF_TOKEN = os.environ.get('HF_TOKEN', '{HF_TOKEN}')\n",
+    "ops/notify.sh": f"curl -H 'Authorization: Bearer {SLACK_TOKEN}' https://slack.example/api\n",
+    "notes/accent.txt": "clé" + "ghs" + "_Mn3Bv5Cx7Zl9Kj1Hg3Fd5Sa7Qw9Er1Ty3Ui5O\n",  # bytes, not characters
+    "src/hub.py": "from huggingface_hub import hf_hub_download\nimport sklearn  # sk-learn-style names\n",
+    "docs/aws.md": "AKIAIOSFODNN7EXAMPLE is the example key id of AWS's docs (an id, not a secret)\n",
+    "docs/slack.md": "a bot token looks like xoxb-xxxxxxxxxxxx\n",
+    "src/vendored.py": "NOT_A_TOKEN = 'xghp" + "_Aa1Bb2Cc3Dd4Ee5Ff6Gg7Hh8Ii9Jj0Kk1Ll2'  # a word character before the shape\n",
 }
 EXPECTED = {
     "id_ed25519": "credential", "certs/server.pem": "credential", ".aws/credentials": "credential",
     ".env.local": "credential", "deploy/secrets.env": "credential", "backup/notes.txt": "credential_content", "deploy/prod.ini": "credential_content",
     ".npmrc": "credential_content", ".docker/config.json": "credential_content", "data/blob.bin": "credential_content",
+    "notes/token.txt": "credential_content", "config/llm.toml": "credential_content",
+    "src/settings.py": "credential_content", "ops/notify.sh": "credential_content",
+    "notes/accent.txt": "credential_content",
 }
 
 
@@ -60,6 +82,8 @@ def test_credential_files_are_left_out_listed_and_never_hashed(tmp_path):
     assert event.policy["credentials"] == credential_rules()["version"]
     objects = _objects(tmp_path / "run" / "repo.git")
     assert KEY_HEADER.encode() not in objects and b"_authToken" not in objects and b"dXNlcjpwYXNz" not in objects
+    for token in (GH_TOKEN, OPENAI_KEY, HF_TOKEN, SLACK_TOKEN):
+        assert token.encode() not in objects
     # a recorded file that later holds a key leaves the snapshot; a listed one that loses it comes back
     (work / "README.md").write_text(f"oops\n{KEY_HEADER}\n")
     (work / "backup/notes.txt").write_text("nothing secret now\n")
@@ -83,6 +107,11 @@ def test_a_policy_without_credentials_records_them(tmp_path):
     ("client_secret_123.apps.json", "{}", "credential"), ("notes.md", KEY_HEADER, "credential_content"),
     ("notes.md", "a private key is a secret", ""), (".pypirc", "[pypi]\npassword = x\n", "credential_content"),
     (".pypirc", "[distutils]\nindex-servers = pypi\n", ""), ("id_rsa.pub", "ssh-rsa AAAA", ""),
+    ("token.txt", GH_TOKEN, "credential_content"), ("a.md", f"use {OPENAI_KEY}.", "credential_content"),
+    ("b.json", json.dumps({"k": "github_pat" + "_11ABCDEFG0123456789abcdef"}), "credential_content"),
+    ("c.py", "KEY = 'sk-" + "ant-api03-" + "q" * 24 + "'", "credential_content"),
+    ("d.cfg", "key=" + "AIza" + "Sy" + "B" * 33, "credential_content"),
+    ("e.txt", "hf_hub_download(repo_id)", ""), ("f.txt", "ghp_short", ""), ("g.txt", "glpat-short", ""),
 ])
 def test_credential_reason(tmp_path, path, text, reason):
     full = tmp_path / "f"
@@ -102,3 +131,18 @@ def test_the_sandbox_leaves_out_the_same_files_with_the_same_tree(tmp_path):
         assert KEY_HEADER.encode() not in _objects(tmp_path / "remote" / "repo.git")
     finally:
         api.terminate()
+
+
+_PIECES = ["ghp_", "gho_", "github_pat_", "sk-", "ant-", "proj-", "T3BlbkFJ", "xoxb-", "hf_", "npm_",
+           "AIza", "sk_live_", "glpat-", "PRIVATE KEY", "-----BEGIN", "RSA ", "aws_secret_access_key",
+           " = ", "=", "'", "\n", "_", "-", "x", "é", "\x00"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_PIECES), st.text("aZ09", min_size=1, max_size=45)), max_size=40))
+def test_the_fast_content_search_finds_what_each_pattern_finds(pieces):
+    """The markers-then-window search of credential_content against a plain search of every
+    CONTENT pattern over the whole bytes (as MULTILINE, the way git grep reads lines)."""
+    data = "".join(pieces).encode()
+    plain = any(re.search(pattern, data, re.MULTILINE) for pattern in CONTENT)
+    assert credential_content("notes.txt", data) == plain

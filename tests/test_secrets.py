@@ -64,6 +64,11 @@ def _workdir(c: Corpus, work: Path, keys: Path) -> None:
         ".env": f"DB_PASSWORD={c.password('.env value', 'file')}\n",
         ".git-credentials": f"https://bob:{c.password('.git-credentials password', 'file')}@git.example.com\n",
         "secrets.json": json.dumps({"api_key": c.password("secrets.json api_key", "file")}),
+        # provider tokens in files of no credential name, never printed (by content, rules v3)
+        "notes/token.txt": c.token("GitHub token in token.txt (by content)", "file", "ghp_", 36) + "\n",
+        "config/llm.toml": '[openai]\napi_key = "{}"\n'.format(
+            c.token("OpenAI key in llm.toml (by content)", "file", "sk-proj-", 40)),
+        "src/hub.py": "HF_TOKEN = '{}'\n".format(c.token("Hugging Face token in hub.py (by content)", "file", "hf_", 34)),
     }
     for name, text in files.items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
@@ -271,6 +276,7 @@ def test_no_planted_secret_reaches_any_byte_of_the_store_or_a_remote(tmp_path, m
     assert {"id_rsa", "keys/backup.txt", "notes/old_key.txt", "credentials.json", ".aws/credentials", ".netrc",
             ".npmrc", "deploy/settings.ini", "gcp.json", ".env", ".git-credentials", "secrets.json"} <= set(excluded)
     assert excluded["keys/backup.txt"] == "credential_content" and excluded["id_rsa"] == "credential"
+    assert {excluded[p] for p in ("notes/token.txt", "config/llm.toml", "src/hub.py")} == {"credential_content"}
     assert any(isinstance(r.event, RawRecorded) and r.event.redactions for r in records)
 
     with tempfile.TemporaryDirectory(prefix="secrets-s3-") as s3_copy:

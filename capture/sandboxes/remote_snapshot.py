@@ -67,10 +67,10 @@ if [ -n "$AGT_CRED_NAMES" ]; then
   creds=$( {
     git -c core.quotePath=false ls-files --cached -- "${specs[@]}" | sed 's/^/credential /'
     if [ -n "$changed" ]; then
-      printf '%s\n' "$changed" | tr '\n' '\0' | xargs -0 git -c core.quotePath=false grep --cached -l -a -E \
+      printf '%s\n' "$changed" | tr '\n' '\0' | xargs -0 env LC_ALL=C git -c core.quotePath=false grep --cached -l -a -E \
         "${content[@]}" -- 2>/dev/null | sed 's/^/credential_content /' || true
     fi
-    git -c core.quotePath=false grep --cached -l -a -E -e "$AGT_TOKEN_CONTENT" -- "${tspecs[@]}" 2>/dev/null \
+    LC_ALL=C git -c core.quotePath=false grep --cached -l -a -E -e "$AGT_TOKEN_CONTENT" -- "${tspecs[@]}" 2>/dev/null \
       | sed 's/^/credential_content /' || true
   } | awk '!seen[substr($0, index($0, " ") + 1)]++' )
   if [ -n "$creds" ]; then printf '%s\n' "$creds" | while IFS= read -r line; do
