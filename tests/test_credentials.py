@@ -46,6 +46,14 @@ FILES = {
     "src/settings.py": f"import os\nHF_TOKEN = os.environ.get('HF_TOKEN', '{HF_TOKEN}')\n",
     "ops/notify.sh": f"curl -H 'Authorization: Bearer {SLACK_TOKEN}' https://slack.example/api\n",
     "notes/accent.txt": "clé" + "ghs" + "_Mn3Bv5Cx7Zl9Kj1Hg3Fd5Sa7Qw9Er1Ty3Ui5O\n",  # bytes, not characters
+    # one file per other shape, so the sandbox's git grep is checked on every pattern
+    "shapes/github_pat.txt": "github_pat" + "_11AAAAAAA0bbbbbbbbbbbbbbbbbbbbbb\n",
+    "shapes/gitlab.txt": "glpat" + "-Xy1Zw2Vu3Ts4Rq5Po6Nm\n",
+    "shapes/anthropic.txt": "sk-" + "ant-api03-Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8\n",
+    "shapes/openai_legacy.txt": "sk-" + "Ab1Cd2Ef3Gh4Ij5Kl6Mn" + "T3BlbkFJ" + "Op7Qr8St9Uv0Wx1Yz2Ab\n",
+    "shapes/npm.txt": "npm" + "_Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2Y\n",
+    "shapes/google.txt": "AIza" + "SyAb1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1\n",
+    "shapes/stripe.txt": "rk" + "_live_Ab1Cd2Ef3Gh4Ij5Kl\n",
     "src/hub.py": "from huggingface_hub import hf_hub_download\nimport sklearn  # sk-learn-style names\n",
     "docs/aws.md": "AKIAIOSFODNN7EXAMPLE is the example key id of AWS's docs (an id, not a secret)\n",
     "docs/slack.md": "a bot token looks like xoxb-xxxxxxxxxxxx\n",
@@ -58,6 +66,8 @@ EXPECTED = {
     "notes/token.txt": "credential_content", "config/llm.toml": "credential_content",
     "src/settings.py": "credential_content", "ops/notify.sh": "credential_content",
     "notes/accent.txt": "credential_content",
+    **{f"shapes/{kind}.txt": "credential_content"
+       for kind in ("github_pat", "gitlab", "anthropic", "openai_legacy", "npm", "google", "stripe")},
 }
 
 
