@@ -140,6 +140,8 @@ class Recorder:
         self.writer = store.create_run(self._redact(started), durability=durability)
         self.run_id = self.writer.run_id
         if snapshotter is None and workdir:
+            # the framework's agent is this process: a file holding one of its environment's secrets is left out
+            policy = (policy or SnapshotPolicy()).with_env_secrets(os.environ)
             snapshotter = functools.partial(Snapshotter, workdir=workdir, policy=policy)
         self.snapshots: SnapshotPort | None = snapshotter(store.run_dir(self.run_id)) if snapshotter else None
         self.parts = 0

@@ -59,7 +59,8 @@ def run_agent(
     interrupts) or dies; SIGKILL follows after a grace period."""
     workdir = check_workdir(workdir)
     check_command(command, workdir, env)
-    policy = without_store(policy or SnapshotPolicy(), store.root, workdir)
+    # the agent inherits this environment: a file holding one of its secrets is left out
+    policy = without_store(policy or SnapshotPolicy(), store.root, workdir).with_env_secrets({**os.environ, **(env or {})})
     agent_version = agent_version or cli_version(command, agent, cwd=workdir, env=env)
     adapter = adapter_for(agent, {"agent_version": agent_version, **local_options(agent, env),
                                   **(adapter_options or {})})

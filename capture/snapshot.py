@@ -12,12 +12,14 @@ long run can make progress durable remotely without re-bundling its history.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agtrace.eventlog import Excluded, SnapshotTaken, credential_rules, json_name
+from agtrace.eventlog import Excluded, SnapshotTaken, credential_rules, json_name, secret_values
 
 from .errors import WorkdirError
 from .watcher import TreeWatcher, open_watcher
@@ -45,17 +47,28 @@ class SnapshotPolicy:
         credentials: leave out credential files by name and by content (reasons ``credential``
             and ``credential_content``; the rules are ``agtrace.eventlog.credential_rules()``,
             recorded by their version).
+        secrets: with ``credentials``, values a recorded file may not hold (a file holding one is
+            left out as ``credential_content``): the agent's environment's secrets, see
+            :meth:`with_env_secrets`. Only how many there are is recorded.
     """
 
     max_file_bytes: int = 10 * 1024 * 1024
     exclude: tuple[str, ...] = field(default=DEFAULT_EXCLUDES)
     credentials: bool = True
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def as_dict(self) -> dict:
         out = {"max_file_bytes": self.max_file_bytes, "exclude": list(self.exclude), "gitignore": True}
         if self.credentials:  # the rules' version: docs/format.md lists each version's rules
             out["credentials"] = credential_rules()["version"]
+            if self.secrets:
+                out["secret_values"] = len(self.secrets)
         return out
+
+    def with_env_secrets(self, environ: Mapping[str, str]) -> SnapshotPolicy:
+        """This policy, also leaving out files that hold the value of one of ``environ``'s
+        secret-named variables (the ones the redactor redacts as ``env:<NAME>``)."""
+        return dataclasses.replace(self, secrets=tuple(sorted({*self.secrets, *secret_values(environ)})))
 
 
 class ShadowSnapshotter:
@@ -123,6 +136,7 @@ class Snapshotter(ShadowSnapshotter):
             message=label,
             parent_commit=self.commit_id,
             credentials=self.policy.credentials,
+            secrets=self.policy.secrets,
             changed=changed,
             verify=final and changed is not None,
             move_ref=True,  # the ref follows every snapshot: a crashed capture still bundles its trees

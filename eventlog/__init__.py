@@ -202,6 +202,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "scored_parts": "score",
     "search": "fulltext",
     "searchable_text": "fulltext",
+    "secret_values": "credential",
     "select_runs": "retention",
     "status_of": "catalog",
     "tag_run": "annotation",

@@ -29,6 +29,9 @@ import fnmatch
 import functools
 import os
 import re
+from collections.abc import Mapping
+
+from .secret import MIN_VALUE_LEN, is_secret_name
 
 RULES_VERSION = "3"
 """2 added ``*.env`` (``prod.env``, ``secrets.env``: dotenv files under another name than ``.env``);
@@ -85,10 +88,10 @@ _AFTER = 128
 """How far after its marker a match of a pattern with no ``*`` can end."""
 
 
-@functools.cache
-def _content_search():
-    """One pass of a multi-pattern search for every marker, and per marker: its pattern and
-    whether that pattern can run to the end of the line (``*``)."""
+@functools.lru_cache(maxsize=8)
+def _content_search(secrets: tuple[str, ...] = ()):
+    """One multi-pattern search for every marker and every secret value, and per pattern: its
+    regex and whether that regex can run to the end of the line (``*``), or None for a value."""
     from ahocorasick_rs import BytesAhoCorasick
 
     markers, patterns = [], []
@@ -97,6 +100,9 @@ def _content_search():
         for mark in marks:
             markers.append(mark)
             patterns.append(compiled)
+    for value in secrets:
+        markers.append(value.encode())
+        patterns.append(None)
     return BytesAhoCorasick(markers), patterns
 
 
@@ -121,8 +127,9 @@ def credential_name(rel_path: str) -> bool:
     return _matches(rel_path, NAMES)
 
 
-def credential_reason(rel_path: str, full_path: str | os.PathLike) -> str:
-    """``"credential"``, ``"credential_content"`` or "" (keep the file) for a regular file."""
+def credential_reason(rel_path: str, full_path: str | os.PathLike, secrets: tuple[str, ...] = ()) -> str:
+    """``"credential"``, ``"credential_content"`` or "" (keep the file) for a regular file;
+    ``secrets`` as for :func:`credential_content`."""
     if _matches(rel_path, NAMES):
         return "credential"
     try:
@@ -130,19 +137,41 @@ def credential_reason(rel_path: str, full_path: str | os.PathLike) -> str:
             data = fh.read(CONTENT_SCAN_BYTES)
     except OSError:
         return ""
-    return "credential_content" if credential_content(rel_path, data) else ""
+    return "credential_content" if credential_content(rel_path, data, secrets) else ""
 
 
-def credential_content(rel_path: str, data: bytes) -> bool:
+def secret_values(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The values of ``environ``'s secret-named variables (those the redactor redacts as
+    ``env:<NAME>``: :func:`~agtrace.eventlog.is_secret_name`, :data:`MIN_VALUE_LEN` characters or
+    more) that make a file holding one a credential file, sorted. A value with a line break is
+    left to the shapes (the sandbox's ``git grep`` reads lines), and so is one that is not text."""
+    values = set()
+    for name, value in environ.items():
+        if is_secret_name(name) and len(value) >= MIN_VALUE_LEN and "\n" not in value:
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                continue
+            values.add(value)
+    return tuple(sorted(values))
+
+
+def credential_content(rel_path: str, data: bytes, secrets: tuple[str, ...] = ()) -> bool:
     """Whether a file's bytes (its first :data:`CONTENT_SCAN_BYTES` are looked at) make it a
-    credential file by content; for callers that read the file anyway.
+    credential file by content; for callers that read the file anyway. ``secrets`` (from
+    :func:`secret_values`): a file holding one of them is one too.
 
     Finds what a search of each :data:`CONTENT` pattern over the bytes would (a property test
-    checks it), but looks for the patterns only around their markers, found in one pass."""
+    checks it), but looks for the patterns only around their markers, found in one pass with
+    the secret values."""
     if len(data) > CONTENT_SCAN_BYTES:
         data = data[:CONTENT_SCAN_BYTES]
-    automaton, patterns = _content_search()
-    for index, start, end in automaton.find_matches_as_indexes(data):
+    automaton, patterns = _content_search(secrets)
+    # a value may hold a marker, so with values every match counts (the markers alone never hide
+    # one another: the property tests check both)
+    for index, start, end in automaton.find_matches_as_indexes(data, overlapping=bool(secrets)):
+        if patterns[index] is None:  # a secret value
+            return True
         pattern, to_line_end = patterns[index]
         if to_line_end:
             stop = data.find(b"\n", end)

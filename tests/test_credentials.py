@@ -156,3 +156,48 @@ def test_the_fast_content_search_finds_what_each_pattern_finds(pieces):
     data = "".join(pieces).encode()
     plain = any(re.search(pattern, data, re.MULTILINE) for pattern in CONTENT)
     assert credential_content("notes.txt", data) == plain
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_PIECES), st.text("aZ09", min_size=1, max_size=45)), max_size=30),
+       st.lists(st.lists(st.sampled_from(["hf_", "ghp_", "x", "_", "aZ", "09", "-", "T3BlbkFJ"]), min_size=1,
+                         max_size=6).map("".join).filter(lambda v: len(v) >= 8), max_size=3))
+def test_a_secret_value_is_found_whatever_markers_it_holds(pieces, values):
+    """With secret values (which may hold or overlap a marker) the search finds what a plain
+    search finds: a value anywhere, or a pattern."""
+    data = "".join(pieces).encode()
+    secrets = tuple(sorted(set(values)))
+    plain = any(v.encode() in data for v in secrets) or any(re.search(p, data, re.MULTILINE) for p in CONTENT)
+    assert credential_content("notes.txt", data, secrets) == plain
+
+
+SECRET = "s3cr3t-" + "deploy-value-42"
+ENVIRON = {"DEPLOY_TOKEN": SECRET, "PATH": "/usr/local/bin:/usr/bin", "SHORT_KEY": "abc", "HOME": "/home/agent"}
+
+
+def test_a_file_holding_a_secret_of_the_environment_is_left_out_locally_and_in_the_sandbox(tmp_path):
+    """Only secret-named variables of 8+ characters count (as for the redactor); only how many
+    there were is recorded; the sandbox leaves out the same files, giving the same tree."""
+    policy = SnapshotPolicy().with_env_secrets(ENVIRON)
+    assert policy.secrets == (SECRET,) and SECRET not in repr(policy)
+    files = {"deploy.sh": f"curl -H 'X-Token: {SECRET}' https://deploy.example\n",
+             "paths.txt": "/usr/local/bin:/usr/bin /home/agent\n", "short.txt": "abc\n", "README.md": "# x\n"}
+    api = InMemorySandboxAPI()
+    try:
+        _write(Path(api.workdir), files)
+        snapshotter = Snapshotter(tmp_path / "local", api.workdir, policy)
+        local = snapshotter.take("base")
+        remote = RemoteSnapshotter(api, tmp_path / "remote", policy).take("base")
+        assert {e.path: e.reason for e in local.excluded} == {"deploy.sh": "credential_content"}
+        assert remote.tree_id == local.tree_id
+        assert [(e.path, e.reason, e.size) for e in remote.excluded] == [(e.path, e.reason, e.size) for e in local.excluded]
+        assert local.policy["secret_values"] == 1 and SECRET not in json.dumps(local.policy)
+        for git_dir in (tmp_path / "local" / "repo.git", tmp_path / "remote" / "repo.git"):
+            assert SECRET.encode() not in _objects(git_dir)
+            assert not any(SECRET.encode() in f.read_bytes() for f in git_dir.rglob("*") if f.is_file())
+        # a file that comes to hold it later leaves the next snapshot
+        (Path(api.workdir) / "README.md").write_text(f"token: {SECRET}\n")
+        later = snapshotter.take("part 1")
+        assert "README.md" in {e.path for e in later.excluded}
+    finally:
+        api.terminate()

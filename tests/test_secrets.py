@@ -80,6 +80,7 @@ echo "args: $*"
 echo "connecting to postgres://app:{pg_out}@db.internal:5432/prod"
 echo "retrying with postgres://svc:{pg_err}@db:5432/x" >&2
 echo "token is $AGT_API_TOKEN; session $SESSION_JWT; db at $DATABASE_URL; key $OPENAI_API_KEY"
+echo "deploy with $AGT_API_TOKEN" > notes/deploy.txt
 echo "PART environment"
 cat id_rsa
 cat keys/backup.txt
@@ -277,6 +278,7 @@ def test_no_planted_secret_reaches_any_byte_of_the_store_or_a_remote(tmp_path, m
             ".npmrc", "deploy/settings.ini", "gcp.json", ".env", ".git-credentials", "secrets.json"} <= set(excluded)
     assert excluded["keys/backup.txt"] == "credential_content" and excluded["id_rsa"] == "credential"
     assert {excluded[p] for p in ("notes/token.txt", "config/llm.toml", "src/hub.py")} == {"credential_content"}
+    assert excluded["notes/deploy.txt"] == "credential_content"  # holds the value of $AGT_API_TOKEN
     assert any(isinstance(r.event, RawRecorded) and r.event.redactions for r in records)
 
     with tempfile.TemporaryDirectory(prefix="secrets-s3-") as s3_copy:

@@ -185,7 +185,8 @@ def run_agent_in_sandbox(
     base = run_checked(api, "git rev-parse --verify -q HEAD || true", what="reading the workdir's HEAD").strip()
     return run_capture(
         store, SandboxAgentProcess(api, command, env=env, stop_signal=stop_signal), adapter,
-        snapshotter=functools.partial(RemoteSnapshotter, api, policy=policy),
+        # only the agent's env: the host's secrets are not in the sandbox, and must not be sent there
+        snapshotter=functools.partial(RemoteSnapshotter, api, policy=(policy or SnapshotPolicy()).with_env_secrets(env or {})),
         max_parts=max_parts, timeout=timeout, on_start=on_start, on_line=on_line,
         config={"backend": "sandbox", "sandbox": api.describe(), "sandbox_workdir": api.workdir,
                 "stop_signal": signal.Signals(stop_signal).name},

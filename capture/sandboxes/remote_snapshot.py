@@ -58,10 +58,11 @@ if [ -n "$big" ]; then printf '%s\n' "$big" | cut -d' ' -f2- | while IFS= read -
 parent=$(git rev-parse -q --verify refs/agtrace/snapshots || true)
 creds=
 if [ -n "$AGT_CRED_NAMES" ]; then
-  specs=(); tspecs=(); content=()
+  specs=(); tspecs=(); content=(); values=()
   while IFS= read -r p; do [ -n "$p" ] && specs+=(":(glob)**/$p"); done <<< "$AGT_CRED_NAMES"
   while IFS= read -r p; do [ -n "$p" ] && tspecs+=(":(glob)**/$p"); done <<< "$AGT_TOKEN_FILES"
   while IFS= read -r c; do [ -n "$c" ] && content+=(-e "$c"); done <<< "$AGT_CRED_CONTENT"
+  while IFS= read -r v; do [ -n "$v" ] && values+=(-e "$v"); done <<< "${AGT_CRED_VALUES:-}"
   base=${parent:-$(git hash-object -t tree /dev/null)}
   changed=$(git -c core.quotePath=false diff-index --cached --name-only --diff-filter=AMT "$base" --)
   creds=$( {
@@ -69,6 +70,10 @@ if [ -n "$AGT_CRED_NAMES" ]; then
     if [ -n "$changed" ]; then
       printf '%s\n' "$changed" | tr '\n' '\0' | xargs -0 env LC_ALL=C git -c core.quotePath=false grep --cached -l -a -E \
         "${content[@]}" -- 2>/dev/null | sed 's/^/credential_content /' || true
+      if [ ${#values[@]} -gt 0 ]; then
+        printf '%s\n' "$changed" | tr '\n' '\0' | xargs -0 env LC_ALL=C git -c core.quotePath=false grep --cached -l -a \
+          -F "${values[@]}" -- 2>/dev/null | sed 's/^/credential_content /' || true
+      fi
     fi
     LC_ALL=C git -c core.quotePath=false grep --cached -l -a -E -e "$AGT_TOKEN_CONTENT" -- "${tspecs[@]}" 2>/dev/null \
       | sed 's/^/credential_content /' || true
@@ -91,13 +96,16 @@ if [ -n "$creds" ]; then printf '%s\n' "$creds" | while IFS= read -r line; do
 """
 
 
-def _credential_env(enabled: bool) -> dict[str, str]:
-    """The credential rules for the sandbox's script (the local snapshot's own, as git sees them)."""
+def _credential_env(enabled: bool, secrets: tuple[str, ...] = ()) -> dict[str, str]:
+    """The credential rules for the sandbox's script (the local snapshot's own, as git sees them),
+    and the secret values a file may not hold (the policy's: values of the agent's own
+    environment, which the sandbox has already)."""
     if not enabled:
         return {"AGT_CRED_NAMES": ""}
     rules = credential_rules()
     return {"AGT_CRED_NAMES": "\n".join(rules["names"]), "AGT_CRED_CONTENT": "\n".join(rules["content"]),
-            "AGT_TOKEN_FILES": "\n".join(rules["token_files"]), "AGT_TOKEN_CONTENT": rules["token_content"]}
+            "AGT_TOKEN_FILES": "\n".join(rules["token_files"]), "AGT_TOKEN_CONTENT": rules["token_content"],
+            "AGT_CRED_VALUES": "\n".join(secrets)}
 
 
 class RemoteSnapshotter(ShadowSnapshotter):
@@ -118,7 +126,7 @@ class RemoteSnapshotter(ShadowSnapshotter):
             "GIT_AUTHOR_NAME": "agtrace", "GIT_AUTHOR_EMAIL": "agtrace@localhost",
             "GIT_COMMITTER_NAME": "agtrace", "GIT_COMMITTER_EMAIL": "agtrace@localhost",
             "AGT_EXCLUDES": "\n".join(self.policy.exclude), "AGT_MAX_BYTES": str(self.policy.max_file_bytes),
-            **_credential_env(self.policy.credentials),
+            **_credential_env(self.policy.credentials, self.policy.secrets),
         }
         run_checked(api, _INIT, self.env, "creating the shadow repository in the sandbox")
 

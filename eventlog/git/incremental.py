@@ -156,7 +156,7 @@ class IncrementalMixin:
 
     def _credential_content(self: GitStore, index, rel: str, data: bytes, excluded: list[Exclusion]) -> bool:
         """False (and ``rel`` left out) when the bytes read make it a credential file."""
-        if self._credentials and credential.credential_content(rel, data):
+        if self._credentials and credential.credential_content(rel, data, self._secrets):
             excluded.append(Exclusion(rel, "credential_content", len(data)))
             self._index_drop(index, rel)
             return False
@@ -285,7 +285,7 @@ class IncrementalMixin:
                 except OSError:
                     continue
                 too_big = stat.S_ISREG(st.st_mode) and st.st_size > max_file_bytes
-                if too_big or policy.credential_exclusion(path, full, st, self._credentials):
+                if too_big or policy.credential_exclusion(path, full, st, self._credentials, self._secrets):
                     self._index_drop(index, path)
 
 

@@ -113,10 +113,11 @@ def credentials_fingerprint(fingerprint: str, enabled: bool) -> str:
     return f"{fingerprint}:credentials-{credential.RULES_VERSION}" if enabled else fingerprint
 
 
-def credential_exclusion(path: str, full: str, st: os.stat_result, enabled: bool) -> str:
+def credential_exclusion(path: str, full: str, st: os.stat_result, enabled: bool,
+                         secrets: tuple[str, ...] = ()) -> str:
     """Why ``path`` is a credential file that the snapshot leaves out, or "" (keep it)."""
     if not enabled:
         return ""
     if stat.S_ISREG(st.st_mode):
-        return credential.credential_reason(path, full)
+        return credential.credential_reason(path, full, secrets)
     return "credential" if credential.credential_name(path) else ""

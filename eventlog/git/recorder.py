@@ -43,6 +43,7 @@ class RecorderMixin:
         message: str,
         parent_commit: str | None = None,
         credentials: bool = True,
+        secrets: tuple[str, ...] = (),
         changed: Collection[str] | None = None,
         verify: bool = False,
         move_ref: bool = True,
@@ -64,6 +65,10 @@ class RecorderMixin:
         leaves the ref alone (a caller that chains by ``parent_commit`` and moves the ref with
         `set_head` before bundling saves a ref write per snapshot).
 
+        With ``credentials``, credential files are left out and listed (``eventlog/credential.py``);
+        ``secrets`` (:func:`~agtrace.eventlog.credential.secret_values`) adds the values a file may
+        not hold: one that holds any is left out as ``credential_content``. They are never written.
+
         An unchanged tree creates no commit: the result has ``created_commit=False``, the same
         ``tree_id`` and ``commit_id`` equal to the parent, and the ref is set to the parent.
         Changes are computed against the parent's tree, never from the agent's git.
@@ -81,6 +86,7 @@ class RecorderMixin:
         fingerprint = policy.install_ignore_rules(self.path, root, exclude, max_file_bytes)
         fingerprint = policy.credentials_fingerprint(fingerprint, credentials)
         self._credentials = credentials
+        self._secrets = tuple(secrets) if credentials else ()
         self._use_workdir(root)
         index = self._snapshot_index()
         detector, fallback, missed = "walk", "", ()

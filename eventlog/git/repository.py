@@ -78,6 +78,7 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
         self._repo = repo
         self.path = path
         self._credentials = True
+        self._secrets: tuple[str, ...] = ()  # values a recorded file may not hold (credential.secret_values)
         self._index = None  # (index, its file, the file's signature when we wrote it)
         self._state: tuple = ({}, None)  # agtrace-state.json as last saved, with its signature
         self._objects = ObjectReader(os.path.join(path, "objects"))
