@@ -20,8 +20,11 @@ Contracts every importer gets from here (importers only parse):
   (``redactions``), and ``run_ended.redactions`` counts the run's. A text (a raw record above
   all) is redacted as :meth:`~agtrace.eventlog.Redactor.redact_json` redacts an appended line:
   when it is JSON with ``\\u`` escapes, string by string too, so a secret written as
-  ``\\u0073k-…`` is found in its decoded form (and the line is re-encoded). Repository state an
-  importer brings (bundles, patches applied to trees) is stored as it is.
+  ``\\u0073k-…`` is found in its decoded form (and the line is re-encoded).
+* **No credential files in trees**: repository state an importer brings (a bundle's commits,
+  patches applied to a base commit) goes into a scratch repository, and each tree a snapshot
+  records is without the credential files a captured snapshot would leave out; only those
+  snapshots reach the run's shadow repository and bundles (``trees.py``).
 * **Bad records** (malformed: bad JSON, wrong shape, a field of the wrong type) are reported
   with their location through :meth:`RunSink.bad` and skipped; the rest of the source is
   imported, and the command exits non-zero with the count.
@@ -45,7 +48,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -70,9 +73,7 @@ from ..errors import ImportError_, UnknownFormat
 from ..usage import token_count
 from .continuation import wrong_parents
 from .result import BadRecord, ImportResult
-
-if TYPE_CHECKING:
-    from agtrace.eventlog import GitStore
+from .trees import ImportedTrees
 
 DETECT_BYTES = 256 * 1024
 """How far into a file detection may read."""
@@ -108,7 +109,8 @@ class RunSink:
         self.ignored_time_at = ""
         self.ignored_counts = 0
         self.ignored_count_at = ""
-        self._git: GitStore | None = None
+        self.trees = ImportedTrees(self.dir)
+        """Repository state this importer brings (``trees.py``)."""
         self._scores: RunWriter | None = None
 
     def append(self, event: Event, part: int | None = None, ts: int | None = None) -> None:
@@ -156,10 +158,12 @@ class RunSink:
         self._scores.append(self._redacted(event), part=part, ts=ts)
 
     def close(self) -> None:
-        """Close the run's writers (the run is complete; it can be adopted)."""
+        """Close the run's writers and publish its snapshots (the run is complete; it can be
+        adopted)."""
         self.writer.close()
         if self._scores is not None:
             self._scores.close()
+        self.trees.publish()
 
     def abandon(self) -> None:
         """Drop what a failed import left open."""
@@ -204,16 +208,6 @@ class RunSink:
                 shown = shown if len(shown) <= 40 else f"{shown[:20]}…({len(shown)} characters)"
                 self.ignored_count_at = f"{location}: {self.redactor.redact(f'{name} {shown}')[0]}"
         return n
-
-    @property
-    def git(self) -> GitStore:
-        """The run's shadow repository, for importers that bring repository state."""
-        if self._git is None:
-            # pygit2 (~40 ms): loaded only by importers that bring repository state
-            from agtrace.eventlog import GitStore
-
-            self._git = GitStore.init(self.dir / "repo.git")
-        return self._git
 
     def text(self, text: str) -> tuple[str, str, int]:
         """``(inline, blob, nbytes)`` for a possibly large text (see BlobStore.inline_or_put),

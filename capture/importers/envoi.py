@@ -9,8 +9,10 @@ bundle and logs are looked up beside it. What becomes what (field by field in th
   ``TurnRecord`` embeds are not imported again (they only fill in parts missing at top level);
 * part N's tree is the tree of the bundle commit of part N (``git_commit``, else
   ``repo_checkpoint.commit_after``/``commit_before``), carried forward over parts that made no
-  commit; the trees become snapshot commits chained on ``refs/agtrace/snapshots`` in the run's
-  shadow repository, sealed into ``bundles/0001-<tip12>.bundle``;
+  commit, without the credential files a captured snapshot leaves out (``excluded``); the trees
+  become snapshot commits chained on ``refs/agtrace/snapshots`` in the run's shadow repository,
+  sealed into ``bundles/0001-<tip12>.bundle``; the bundle's other history is not kept
+  (``trees.py``);
 * token usage is imported as deltas: Codex reports running totals, which go through
   :class:`~agtrace.capture.usage.CumulativeCounter`; a turn's usage is used only for turns
   whose parts carry none;
@@ -126,6 +128,7 @@ class _Writer:
         self.commits: dict[str, str] = {}  # envoi commit -> tree id in the shadow repo
         self.snap_commit: str | None = None
         self.snap_tree: str | None = None
+        self.left: dict[str, list] = {}  # a recorded tree -> the credential files left out of it
         self.last_activity = started_ts
 
     def emit(self, event, part: int | None = None, ts: int | None = None) -> None:
@@ -181,11 +184,11 @@ class _Writer:
         self._end_event(parts, commit)
         if self.snap_commit is not None:
             bundles = self.sink.dir / "bundles"
-            self.sink.git.write_bundle(bundles / f"0001-{self.snap_commit[:12]}.bundle")
+            self.sink.trees.git.write_bundle(bundles / f"0001-{self.snap_commit[:12]}.bundle")
 
     def _import_bundle(self) -> None:
         try:
-            self.sink.git.import_bundle(self.src.bundle)
+            self.sink.trees.git.import_bundle(self.src.bundle)
         except GitStoreError as exc:
             raise ImportError_(f"{self.src.bundle}: corrupt or incomplete git bundle ({exc}); "
                                "download repo.bundle again, or import without it by moving it away") from exc
@@ -195,17 +198,24 @@ class _Writer:
         if not commit or self.src.bundle is None:
             return ""
         if commit not in self.commits:
-            full = self.sink.git.resolve(commit)
+            full = self.sink.trees.git.resolve(commit)
             if full is None:
                 self.sink.bad(where, f"commit {commit} is not in {self.src.bundle.name} (the agent amended or "
                               "reset it, or the bundle predates it); this part has no tree")
                 self.commits[commit] = ""
             else:
-                self.commits[commit] = self.sink.git.tree_of(full)
+                self.commits[commit] = self._stored(self.sink.trees.git.tree_of(full))
         return self.commits[commit]
 
+    def _stored(self, tree: str) -> str:
+        """The tree recorded for envoi's ``tree``: without its credential files (their paths in
+        :attr:`left`, for the snapshot)."""
+        kept, left = self.sink.trees.stored(tree)
+        self.left[kept] = left
+        return kept
+
     def _snapshot(self, tree: str, part: int | None, label: str, final: bool = False) -> SnapshotTaken:
-        git = self.sink.git
+        git = self.sink.trees.git
         changes = git.diff(self.snap_tree, tree) if tree != self.snap_tree else []
         if tree != self.snap_tree or self.snap_commit is None:
             self.snap_commit = git.commit_tree(tree, self.snap_commit, label)
@@ -216,7 +226,8 @@ class _Writer:
             modified=[c.path for c in changes if c.status == "modified"],
             deleted=[c.path for c in changes if c.status == "deleted"],
             lines_added=sum(c.lines_added for c in changes), lines_removed=sum(c.lines_removed for c in changes),
-            policy={"source": "envoi-trace repo.bundle"}, part_ended_ts=self.ts if part else None, final=final,
+            excluded=self.left.get(tree, []), part_ended_ts=self.ts if part else None, final=final,
+            policy={"source": "envoi-trace repo.bundle", **self.sink.trees.policy},
         )
         self.emit(snap, part=part)
         return snap
@@ -229,14 +240,14 @@ class _Writer:
         for rec in parts:
             cp = rec.get("repo_checkpoint") or {}
             if isinstance(cp, dict) and cp.get("commit_before"):
-                base = self.sink.git.resolve(cp["commit_before"])
+                base = self.sink.trees.git.resolve(cp["commit_before"])
                 break
             first = _commit_of(rec)
-            if first and self.sink.git.resolve(first):
-                base = self.sink.git.first_parents(first)[-1]
+            if first and self.sink.trees.git.resolve(first):
+                base = self.sink.trees.git.first_parents(first)[-1]
                 break
         if base is not None:
-            self._snapshot(self.sink.git.tree_of(base), None, "base")
+            self._snapshot(self._stored(self.sink.trees.git.tree_of(base)), None, "base")
 
     # -- parts ---------------------------------------------------------------------------------
 

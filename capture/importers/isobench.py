@@ -16,7 +16,8 @@ Field by field (what each file gives; every file is also kept verbatim as ``raw_
   the model (``model: …``) and Codex version.
 * ``model_patch.diff`` (else ``prediction.jsonl``'s ``model_patch``): a ``patch`` part with one
   ``file_changed`` per file. With ``--repo DIR`` the base commit is fetched from DIR and the
-  patch applied to it: that tree is the patch part's tree and the final snapshot.
+  patch applied to it: that tree is the patch part's tree and the final snapshot. Both are
+  recorded without the credential files a captured snapshot leaves out (``trees.py``).
 * ``prediction.jsonl``: ``instance_id`` gives the repository owner; ``model_name_or_path`` is
   read from an unrelated config by ISO-Bench and is ignored. ``run_summary.json``: its model is
   the same wrong value and is ignored too. ``diff_targets.json`` → tags and, when there is no
@@ -295,7 +296,7 @@ class _Writer:
         pre = self.item.commits.get("pre")
         if self.repo is None or not pre:
             return ""
-        git = self.sink.git
+        git = self.sink.trees.git
         try:
             commit = git.fetch_commit(self.repo, pre)
         except GitStoreError as exc:
@@ -303,8 +304,10 @@ class _Writer:
                           f"{exc}; the final tree cannot be reconstructed")
             return ""
         tree = git.tree_of(commit)
-        snap = git.commit_tree(tree, None, f"base {pre}")
-        self.emit(SnapshotTaken(tree_id=tree, commit_id=snap, policy={"source": f"--repo {self.repo} @ {pre}"}))
+        kept, left = self.sink.trees.stored(tree)
+        snap = git.commit_tree(kept, None, f"base {pre}")
+        self.emit(SnapshotTaken(tree_id=kept, commit_id=snap, excluded=left,
+                                policy={"source": f"--repo {self.repo} @ {pre}", **self.sink.trees.policy}))
         return tree
 
     def _claude(self) -> None:
@@ -353,7 +356,7 @@ class _Writer:
         tree = ""
         if base_tree:
             try:
-                tree = self.sink.git.apply_patch(base_tree, item.patch) if item.patch.strip() else base_tree
+                tree = self.sink.trees.git.apply_patch(base_tree, item.patch) if item.patch.strip() else base_tree
             except GitStoreError as exc:
                 self.sink.bad(f"{item.path.name}/model_patch.diff", f"does not apply to {item.commits.get('pre')}: "
                               f"{exc}")
@@ -364,24 +367,26 @@ class _Writer:
         for ch in changes:
             self.emit(ch, part=n)
         snap = None
-        if tree:
-            git = self.sink.git
-            diff = git.diff(base_tree, tree)
+        if tree:  # the patch applies to the base as it is; both are recorded as snapshots record trees
+            git = self.sink.trees.git
+            tree, left = self.sink.trees.stored(tree)
+            diff = git.diff(self.sink.trees.stored(base_tree)[0], tree)
             commit = git.commit_tree(tree, git.head, "final: base + model_patch.diff")
-            snap = SnapshotTaken(tree_id=tree, commit_id=commit,
+            snap = SnapshotTaken(tree_id=tree, commit_id=commit, excluded=left,
                                  added=[c.path for c in diff if c.status == "added"],
                                  modified=[c.path for c in diff if c.status == "modified"],
                                  deleted=[c.path for c in diff if c.status == "deleted"],
                                  lines_added=sum(c.lines_added for c in diff),
                                  lines_removed=sum(c.lines_removed for c in diff),
-                                 policy={"source": "base commit + model_patch.diff"}, final=True)
+                                 policy={"source": "base commit + model_patch.diff", **self.sink.trees.policy},
+                                 final=True)
             self.emit(snap, part=n, ts=self.end_ts)
         added = sum(c.lines_added or 0 for c in changes)
         removed = sum(c.lines_removed or 0 for c in changes)
         title = f"model_patch.diff: {len(changes)} files +{added} -{removed}"
         self.emit(PartEnded(part_kind="patch", title=title, tree_id=tree), part=n, ts=self.end_ts)
         if tree:
-            self.sink.git.write_bundle(self.sink.dir / "bundles" / f"0001-{self.sink.git.head[:12]}.bundle")
+            self.sink.trees.git.write_bundle(self.sink.dir / "bundles" / f"0001-{self.sink.trees.git.head[:12]}.bundle")
 
     def _end(self, outcome) -> None:
         """Status from evidence, in order: the trajectory's model calls and result; Claude's

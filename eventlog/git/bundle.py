@@ -202,6 +202,20 @@ class BundleMixin:
                 f"importing bundle {path}")
         return list(dict.fromkeys(oid for oid, _ in refs))
 
+    def fetch_snapshots(self: GitStore, other: GitStore) -> str | None:
+        """Copy the snapshots of ``other`` (its ``refs/agtrace/snapshots`` and the objects they
+        reach, nothing else) into this repository and point the snapshot ref at them; return the
+        tip, None when ``other`` has none. An importer's scratch repository is published so: the
+        foreign history it fetched and the files the snapshots left out stay behind."""
+        tip = other.head
+        if tip is None:
+            return None
+        _run_git([f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", other.path,
+                  f"+{SNAPSHOT_REF}:{SNAPSHOT_REF}"], f"copying the snapshots of {other.path}")
+        self._packset.forget()
+        self._drop_pack_handles()
+        return tip
+
     def repack_imported(self: GitStore, *, final: bool = False) -> None:
         """Keep the packs that `import_bundle` brought in few. Each bundle becomes one pack of
         git's, whose deltas against earlier bundles are REF_DELTAs (``packset.py`` leaves such

@@ -22,8 +22,9 @@ This is the only module of agtrace that imports pygit2. `GitStore` also has the 
 ``recorder.py`` (`snapshot`: walks, and snapshots from changed paths written as one pack each,
 merged by ``packset.py``), ``incremental.py`` (workdir paths into the index), ``checkout.py``
 (writing trees into directories), ``diffs.py`` (comparing trees), ``treeedit.py`` (trees from
-changed paths) and ``bundle.py`` (the git CLI: bundles, importers' foreign repositories), which
-reach pygit2 objects only through this module.
+changed paths), ``treefilter.py`` (imported trees without their credential files) and
+``bundle.py`` (the git CLI: bundles, importers' foreign repositories), which reach pygit2
+objects only through this module.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from .packset import PackSet
 from .recorder import RecorderMixin
 from .result import SNAPSHOT_REF
 from .treeedit import TreeEditMixin
+from .treefilter import TreeFilterMixin
 
 _SIGNATURE_NAME = "agtrace"
 _SIGNATURE_EMAIL = "agtrace@localhost"
@@ -69,7 +71,8 @@ def _isolate_libgit2_config() -> None:
         pygit2.settings.search_path[level] = empty
 
 
-class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEditMixin):
+class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, DiffMixin, TreeEditMixin,
+               TreeFilterMixin):
     """One shadow repository. Construct with `init`, `open` or `from_bundles`."""
 
     _GitError = pygit2.GitError  # for the mixins, which do not import pygit2
@@ -87,6 +90,7 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
         self._trees: dict = {}  # parsed trees (treeedit.py)
         self._fresh: dict[str, bytes] = {}  # blob id -> bytes read by the snapshot being recorded
         self._commits: dict[str, str] = {}  # commit -> tree of the snapshots written here
+        self._filtered: dict = {}  # secrets -> what without_credentials found (treefilter.py)
         self._workdir: str | None = None
         self._packset = PackSet(path)
 
