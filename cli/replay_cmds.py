@@ -11,6 +11,9 @@ from .errors import UserError
 from .main import pass_ctx
 from .output import echo_json, progress
 
+LEFT_SHOWN = 5
+"""Files left out of a tree named in replay's summary (``--json`` lists them all)."""
+
 
 def _parse_time(value: str) -> int:
     try:
@@ -82,6 +85,10 @@ def replay_cmd(ctx, run, part, at_seq, at_time, out, force, transcript, max_line
         click.echo(f"  {c['status']:<9} {quote_name(c['path'])}  +{c['lines_added']} -{c['lines_removed']}")
     if not view.changed:
         click.echo("  no files changed since the previous part")
+    if view.left_out:
+        shown = ", ".join(f"{e['path']} ({e['reason']})" for e in view.left_out[:LEFT_SHOWN])
+        more = f" and {len(view.left_out) - LEFT_SHOWN} more (--json lists them)" if len(view.left_out) > LEFT_SHOWN else ""
+        click.echo(f"  not in the tree (left out when recorded): {shown}{more}")
     if view.tests:
         t = view.tests
         click.echo(f"  tests at this point (part {t['part']}): {t['passed']} passed, {t['failed']} failed, "

@@ -50,6 +50,9 @@ class PartView:
     tool: str = ""
     command: str = ""
     changed: list[dict] = field(default_factory=list)
+    left_out: list[dict] = field(default_factory=list)
+    """Files the snapshot of this tree left out by policy (``path``, ``reason``, ``size``): not in
+    the tree, so not written (a credential file, one over the size limit, a nested ``.git``)."""
     tests: dict | None = None
     out: str = ""
     how: str = ""  # checkout, switch (only the difference written) or same
@@ -260,7 +263,8 @@ def missing_trees_reason(store: Store, run_id: str) -> str:
 
 
 def describe_part(store: Store, run_id: str, part: int, git: GitStore | TreeReader | None = None) -> PartView:
-    """What part N was: kind, tool and command, files changed since N-1, tests at that point."""
+    """What part N was: kind, tool and command, files changed since N-1, the files its snapshot
+    left out, tests at that point."""
     tree = tree_of_part(store, run_id, part)
     view = PartView(run_id=run_id, part=part, tree_id=tree)
     if part == 0:
@@ -272,6 +276,8 @@ def describe_part(store: Store, run_id: str, part: int, git: GitStore | TreeRead
             view.kind, view.title, view.tool = ev.part_kind, ev.title, ev.tool
         elif isinstance(ev, ToolCalled):
             view.command = ev.command
+        elif isinstance(ev, SnapshotTaken) and ev.tree_id == tree:
+            view.left_out = [{"path": e.path, "reason": e.reason, "size": e.size} for e in ev.excluded]
     row = store.catalog.part_row(run_id, part)
     view.tests = latest_test_result(store.catalog.conn, run_id, row["last_seq"])
     git = git or snapshots(store, run_id)

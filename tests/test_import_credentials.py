@@ -100,6 +100,17 @@ def test_an_envoi_bundle_keeps_its_credential_files_out_of_the_store(tmp_path, m
     for secret in SECRETS:  # not in the parts' trees, nor in the bundle's history
         assert secret.encode() not in stored, secret
     assert not list((store.root / "staging").rglob("*.scratch.git"))
+    # replay says which files are not in the tree
+    cli = [sys.executable, "-m", "agtrace.cli.main", "--store", str(store.root), "replay", run_id, "--part", "1"]
+    shown = subprocess.run([*cli, "--out", str(tmp_path / "cli-1"), "--json"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    left = {e["path"]: e["reason"] for e in json.loads(shown.stdout)["left_out"]}
+    assert left == {**EXPECTED, "notes/deploy.txt": "credential_content"}
+    said = subprocess.run([*cli, "--out", str(tmp_path / "cli-2")], capture_output=True, text=True)
+    assert said.returncode == 0, said.stderr
+    line = next(x for x in said.stdout.splitlines() if "not in the tree" in x)
+    assert line.startswith("  not in the tree (left out when recorded): .aws/credentials (credential), ")
+    assert line.endswith(f" and {len(left) - 5} more (--json lists them)")
 
 
 def test_an_isobench_patch_that_adds_credential_files_is_recorded_without_them(tmp_path):
