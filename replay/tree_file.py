@@ -13,7 +13,10 @@ from agtrace.eventlog import GitStoreError, Store, json_name, unquote_name
 
 from .diff import _is_binary
 from .errors import FileNotInTree
-from .workspace import snapshots, tree_of_part
+from .workspace import left_out, snapshots, tree_of_part
+
+_REASONS = {"credential": "a credential file by its name", "credential_content": "it holds a credential",
+            "size": "over the size limit", "nested_git": "a nested repository's .git"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,11 @@ def read_file(store: Store, run_id: str, part: int, path: str) -> FileContent:
         except GitStoreError:
             pass
     if data is None:
+        why = {e.path: e.reason for e in left_out(store, run_id, part, tree)}.get(json_name(clean))
+        if why is not None:
+            raise FileNotInTree(f"{path!r} was left out when part {part} of run {run_id} was recorded "
+                                f"({why}: {_REASONS.get(why, 'by the snapshot policy')}): no tree of the store "
+                                "holds it (docs/format.md, \"Workspace snapshots\")")
         raise FileNotInTree(f"{path!r} is not a file of run {run_id} at part {part}; "
                             f"`agtrace cat {run_id[:10]} --part {part} --list` lists its files")
     return FileContent(run_id, part, clean, data)

@@ -267,6 +267,7 @@ def describe_part(store: Store, run_id: str, part: int, git: GitStore | TreeRead
     left out, tests at that point."""
     tree = tree_of_part(store, run_id, part)
     view = PartView(run_id=run_id, part=part, tree_id=tree)
+    view.left_out = [{"path": e.path, "reason": e.reason, "size": e.size} for e in left_out(store, run_id, part, tree)]
     if part == 0:
         view.kind, view.title = "base", "the workspace before the first part"
         return view
@@ -276,8 +277,6 @@ def describe_part(store: Store, run_id: str, part: int, git: GitStore | TreeRead
             view.kind, view.title, view.tool = ev.part_kind, ev.title, ev.tool
         elif isinstance(ev, ToolCalled):
             view.command = ev.command
-        elif isinstance(ev, SnapshotTaken) and ev.tree_id == tree:
-            view.left_out = [{"path": e.path, "reason": e.reason, "size": e.size} for e in ev.excluded]
     row = store.catalog.part_row(run_id, part)
     view.tests = latest_test_result(store.catalog.conn, run_id, row["last_seq"])
     git = git or snapshots(store, run_id)
@@ -287,6 +286,18 @@ def describe_part(store: Store, run_id: str, part: int, git: GitStore | TreeRead
         for c in git.diff(previous or None, tree)
     ]
     return view
+
+
+def left_out(store: Store, run_id: str, part: int, tree: str) -> list:
+    """What the snapshot that recorded ``tree`` at ``part`` left out by policy (its
+    ``excluded``: credential files, files over the size limit, nested ``.git``); [] when the
+    part's events hold no such snapshot."""
+    records = store.read(run_id, 1, 50) if part == 0 else store.read_part(run_id, part)
+    for rec in records:
+        ev = rec.event
+        if isinstance(ev, SnapshotTaken) and ev.tree_id == tree and (part or rec.part is None):
+            return list(ev.excluded)
+    return []
 
 
 def _previous_tree(store: Store, run_id: str, part: int) -> str:

@@ -111,6 +111,9 @@ def test_an_envoi_bundle_keeps_its_credential_files_out_of_the_store(tmp_path, m
     line = next(x for x in said.stdout.splitlines() if "not in the tree" in x)
     assert line.startswith("  not in the tree (left out when recorded): .aws/credentials (credential), ")
     assert line.endswith(f" and {len(left) - 5} more (--json lists them)")
+    cat = subprocess.run([*cli[:5], "cat", run_id, "notes/token.txt", "--part", "1"], capture_output=True, text=True)
+    assert cat.returncode == 1 and not cat.stdout
+    assert "'notes/token.txt' was left out when part 1 of run" in cat.stderr and "credential_content" in cat.stderr
 
 
 def test_an_isobench_patch_that_adds_credential_files_is_recorded_without_them(tmp_path):

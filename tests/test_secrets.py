@@ -228,6 +228,12 @@ def test_no_planted_secret_reaches_any_byte_of_the_store_or_a_remote(tmp_path, m
                        "bash", str(agent), *argv], store_path, env=env)
     assert run.returncode == 0, run.stderr.decode()
     captured = json.loads(run.stdout)
+    # what the snapshots left out is named, never shown
+    shown = run_agtrace(["replay", captured["run_id"], "--part", "last", "--json", "--out", str(tmp_path / "replayed")],
+                        store_path, check=True)
+    assert {".env", "notes/token.txt", "notes/deploy.txt"} <= {e["path"] for e in json.loads(shown.stdout)["left_out"]}
+    cat = run_agtrace(["cat", captured["run_id"], ".env", "--part", "last"], store_path)
+    assert cat.returncode == 1 and not cat.stdout and b"'.env' was left out when part" in cat.stderr
     stream = tmp_path / "codex.jsonl"
     _codex_stream(c, stream)
     live = run_agtrace(["run", "--agent", "codex", "--workdir", str(work), "--json", "-q", "--", "cat", str(stream)],
