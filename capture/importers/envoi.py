@@ -128,7 +128,7 @@ class _Writer:
         self.commits: dict[str, str] = {}  # envoi commit -> tree id in the shadow repo
         self.snap_commit: str | None = None
         self.snap_tree: str | None = None
-        self.left: dict[str, list] = {}  # a recorded tree -> the credential files left out of it
+        self.left: dict[str, list] = {}  # envoi commit -> the credential files left out of its tree
         self.last_activity = started_ts
 
     def emit(self, event, part: int | None = None, ts: int | None = None) -> None:
@@ -194,7 +194,8 @@ class _Writer:
                                "download repo.bundle again, or import without it by moving it away") from exc
 
     def _tree(self, commit: str | None, where: str) -> str:
-        """Tree id of an envoi commit in the shadow repo; "" (and a bad record) if it is absent."""
+        """The tree recorded for an envoi commit: its tree without the credential files a
+        snapshot leaves out (those in :attr:`left`); "" (and a bad record) if it is absent."""
         if not commit or self.src.bundle is None:
             return ""
         if commit not in self.commits:
@@ -204,17 +205,12 @@ class _Writer:
                               "reset it, or the bundle predates it); this part has no tree")
                 self.commits[commit] = ""
             else:
-                self.commits[commit] = self._stored(self.sink.trees.git.tree_of(full))
+                self.commits[commit], self.left[commit] = self.sink.trees.stored(self.sink.trees.git.tree_of(full))
         return self.commits[commit]
 
-    def _stored(self, tree: str) -> str:
-        """The tree recorded for envoi's ``tree``: without its credential files (their paths in
-        :attr:`left`, for the snapshot)."""
-        kept, left = self.sink.trees.stored(tree)
-        self.left[kept] = left
-        return kept
-
-    def _snapshot(self, tree: str, part: int | None, label: str, final: bool = False) -> SnapshotTaken:
+    def _snapshot(self, tree: str, part: int | None, label: str, final: bool = False,
+                  left: list | None = None) -> SnapshotTaken:
+        """Record ``tree`` (a tree from :meth:`_tree`, already without the files ``left`` out)."""
         git = self.sink.trees.git
         changes = git.diff(self.snap_tree, tree) if tree != self.snap_tree else []
         if tree != self.snap_tree or self.snap_commit is None:
@@ -226,7 +222,7 @@ class _Writer:
             modified=[c.path for c in changes if c.status == "modified"],
             deleted=[c.path for c in changes if c.status == "deleted"],
             lines_added=sum(c.lines_added for c in changes), lines_removed=sum(c.lines_removed for c in changes),
-            excluded=self.left.get(tree, []), part_ended_ts=self.ts if part else None, final=final,
+            excluded=left or [], part_ended_ts=self.ts if part else None, final=final,
             policy={"source": "envoi-trace repo.bundle", **self.sink.trees.policy},
         )
         self.emit(snap, part=part)
@@ -247,7 +243,8 @@ class _Writer:
                 base = self.sink.trees.git.first_parents(first)[-1]
                 break
         if base is not None:
-            self._snapshot(self._stored(self.sink.trees.git.tree_of(base)), None, "base")
+            tree, left = self.sink.trees.stored(self.sink.trees.git.tree_of(base))
+            self._snapshot(tree, None, "base", left=left)
 
     # -- parts ---------------------------------------------------------------------------------
 
@@ -300,7 +297,7 @@ class _Writer:
             if usage is not None:
                 self.emit(usage, part=n)
         if tree:
-            self._snapshot(tree, n, f"part {n}")
+            self._snapshot(tree, n, f"part {n}", left=self.left.get(commit))
         title = " ".join(text_of(rec.get("summary") or rec.get("content")).split())[:240]
         self.emit(PartEnded(part_kind=kind, title=title, tool=tool, call_id=call_id, tree_id=tree), part=n)
 
@@ -333,7 +330,7 @@ class _Writer:
             self.ts = max(self.ts, self.last_activity)
             tree = self._tree(final, "session_end.final_git_commit")
             if tree:
-                self._snapshot(tree, last_part, "final", final=True)
+                self._snapshot(tree, last_part, "final", final=True, left=self.left.get(final))
             reason = str(end.get("reason") or "")
             status = _END_STATUS.get(reason, "failed")
             text = reason if status != "failed" or reason in _END_STATUS else f"unknown session end reason {reason!r}"
