@@ -80,6 +80,9 @@ def test_an_envoi_bundle_keeps_its_credential_files_out_of_the_store(tmp_path, m
     ws = src.with_name(src.name + ".workspace")
     store = Store(tmp_path / "store")
     run_id = _only_run(store, src, "envoi-trace")
+    again = import_source(Store(tmp_path / "store-again"), src, IMPORTERS["envoi-trace"])
+    assert again.left_out == len(EXPECTED) + 1 and again.left_out_first.endswith(("(credential)", "(credential_content)"))
+    assert f"{len(EXPECTED) + 1} credential files were left out of the imported trees" in again.warning()
 
     snaps = {r.part: r.event for r in store.read(run_id) if isinstance(r.event, SnapshotTaken) and not r.event.final}
     want = _captured(tmp_path, files)

@@ -368,6 +368,9 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
             result.ignored_time_at = result.ignored_time_at or sink.ignored_time_at
             result.ignored_counts += sink.ignored_counts
             result.ignored_count_at = result.ignored_count_at or sink.ignored_count_at
+            result.left_out += len(sink.trees.left_out)
+            result.left_out_first = result.left_out_first or next(
+                (f"{path} ({why})" for path, why in sink.trees.left_out.items()), "")
             if sink.run_id in ctx.parents:
                 result.parents[sink.run_id] = ctx.parents[sink.run_id]
     except ImportError_ as exc:
@@ -389,6 +392,7 @@ def import_source(store: Store, path: Path, importer: Importer, repo: Path | Non
         result.bad_records, result.unknown, result.unknown_at, result.parents = [], {}, {}, {}
         result.ignored_times, result.ignored_time_at = 0, ""
         result.ignored_counts, result.ignored_count_at = 0, ""
+        result.left_out, result.left_out_first = 0, ""
     result.existing = ctx.skipped_existing
     return result
 

@@ -1,6 +1,6 @@
 """What importing one source did (:class:`ImportResult`), with the records it could not import
 (:class:`BadRecord`) and the warnings it tells: unknown record types, times and counts no event
-can carry. Made by :func:`~agtrace.capture.importers.base.import_source`."""
+can carry, credential files left out of the trees it brought. Made by :func:`~agtrace.capture.importers.base.import_source`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ class ImportResult:
     """Counters that were no number (``retries: "three"``, ``passed: NaN``), counted 0."""
     ignored_count_at: str = ""
     """The first of them: its location, the counter's name and its value."""
+    left_out: int = 0
+    """Files left out of the trees the source brought (credential files), counted once per run."""
+    left_out_first: str = ""
+    """The first of them and why (``.env (credential)``)."""
     parents: dict[str, str] = field(default_factory=dict)
     """For a run that continues an earlier import of its session: run id -> that run's id."""
     error: str = ""
@@ -69,4 +73,9 @@ class ImportResult:
             n = self.ignored_counts
             said.append(f"{n} record{'s' if n != 1 else ''} had a count that is no number, counted 0: "
                         f"first {self.ignored_count_at}")
+        if self.left_out:
+            n = self.left_out
+            said.append(f"{n} credential file{'s were' if n != 1 else ' was'} left out of the imported trees, as a "
+                        f"capture leaves them out (first {self.left_out_first}); `agtrace replay "
+                        f"{self.runs[0][:10] if len(self.runs) == 1 else 'RUN'} --part N` names them")
         return "; ".join(said)

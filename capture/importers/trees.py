@@ -30,6 +30,8 @@ class ImportedTrees:
         self.run_dir = run_dir
         self.secrets = secret_values(os.environ)
         """Values a recorded file may not hold."""
+        self.left_out: dict[str, str] = {}
+        """Every path a recorded tree left out -> why (the first time)."""
         self._git: GitStore | None = None
 
     @property
@@ -46,6 +48,8 @@ class ImportedTrees:
         """The tree to record for ``tree`` of :attr:`git`, and what it left out (for
         ``snapshot_taken.excluded``)."""
         kept, left = self.git.without_credentials(tree, self.secrets)
+        for path, reason, _ in left:
+            self.left_out.setdefault(json_name(path), reason)
         return kept, [Excluded(path=json_name(path), reason=reason, size=size) for path, reason, size in left]
 
     @property
