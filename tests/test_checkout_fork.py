@@ -255,7 +255,8 @@ def test_cli_replay_on_a_terminal_shows_the_files_written_and_still_splits(tmp_p
 
 def test_a_checkout_reports_the_files_written_batch_by_batch(tmp_path):
     """``checkout(progress=)``: called after each batch of directories with the files written so
-    far, growing, ending at every file of the tree."""
+    far, and every ``TICK_FILES`` files within one, growing, ending at every file of the tree:
+    the 700 files in 7 directories are one batch, which still shows progress."""
     run_id, tree = _big_run(tmp_path)
     from agtrace.replay.workspace import snapshots
 
@@ -263,7 +264,31 @@ def test_a_checkout_reports_the_files_written_batch_by_batch(tmp_path):
     seen: list[int] = []
     snapshots(store, run_id).checkout(tree, tmp_path / "out", jobs=1, progress=seen.append)
     store.close()
-    assert seen and seen == sorted(seen) and seen[-1] == 700
+    assert seen == sorted(seen) and seen[-1] == 700
+    assert [n for n in seen if n < 700] == [300, 600]  # by directory (100 files each), every 256 files or more
+
+
+def test_a_checkout_split_with_a_child_reports_progress_within_its_one_batch(tmp_path):
+    """The same with the files split between this process and a forked child (a fresh process,
+    as the split needs): the parent counts the child's half as its own while both write."""
+    run_id, tree = _big_run(tmp_path)
+    script = FORK_COUNTER + r"""
+import json
+from agtrace.eventlog import Store
+from agtrace.replay.workspace import snapshots
+store = Store(sys.argv[1])
+seen = []
+snapshots(store, sys.argv[2]).checkout(sys.argv[3], sys.argv[4], progress=seen.append)
+print(json.dumps({"seen": seen, "forks": len(forks)}))
+"""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "store"), run_id, tree, str(out)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["forks"] == 1
+    seen = got["seen"]
+    assert seen == sorted(seen) and seen[-1] == 700 and any(0 < n < 700 for n in seen), seen
 
 
 @pytest.mark.parametrize("jobs, split", [("1", 1), ("2", 0)])
