@@ -10,9 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from agtrace.capture import SnapshotPolicy, Snapshotter
 from agtrace.capture.importers import IMPORTERS, import_source
 from agtrace.eventlog import GitStore, SnapshotTaken, Store, credential_rules
+from agtrace.eventlog.credential import credential_content, credential_name
 from agtrace.replay.workspace import materialize
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -209,3 +213,47 @@ def test_a_tree_nested_deeper_than_pythons_stack_is_filtered(tmp_path):
     kept, left = store.without_credentials(oid.hex())
     assert kept == "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # nothing left: the empty tree
     assert [(p.count("/"), p.rsplit("/", 1)[1], why) for p, why, _ in left] == [(depth, "key.txt", "credential_content")]
+
+
+_NAMES = st.sampled_from(["f", "g.txt", ".env", "id_rsa", "token.txt", "credentials", ".npmrc"])
+_DIRS = st.lists(st.sampled_from(["d", "e", ".aws", "src"]), max_size=3)
+_CONTENTS = st.sampled_from([b"plain\n", b"", KEY_HEADER.encode() + b"\n", GH_TOKEN.encode(), b"//r/:_authToken=x\n",
+                             DEPLOY.encode(), b"\x00\x01binary"])
+
+
+def _tree_of(store: GitStore, files: dict[str, bytes]) -> str:
+    """The tree id git gives ``files`` (path -> bytes), written bottom-up as git writes trees."""
+    from agtrace.eventlog.git.treeedit import tree_bytes
+
+    def write(prefix: str) -> bytes:
+        entries, subdirs = {}, set()
+        for path, data in files.items():
+            if not path.startswith(prefix):
+                continue
+            rest = path[len(prefix):]
+            if "/" in rest:
+                subdirs.add(rest.split("/", 1)[0])
+            else:
+                entries[rest.encode()] = (b"100644", store._write_object(b"blob", data))
+        for sub in subdirs:
+            entries[sub.encode()] = (b"40000", write(f"{prefix}{sub}/"))
+        return store._write_object(b"tree", tree_bytes(entries))
+
+    return write("").hex()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.tuples(_DIRS, _NAMES).map(lambda t: "/".join([*t[0], t[1]])), _CONTENTS, max_size=12))
+def test_filtering_a_tree_leaves_out_what_the_rules_say_of_each_file(tmp_path_factory, files):
+    """Against a flat reference: each file judged alone by the rules (by name, then by content, a
+    secret value included), the rest written as a tree; the same tree id and the same list."""
+    store = GitStore.init(tmp_path_factory.mktemp("filter") / "repo.git")
+    secrets = (DEPLOY,)
+    want_left = sorted(
+        (path, "credential" if credential_name(path) else "credential_content", None if credential_name(path) else len(data))
+        for path, data in files.items()
+        if credential_name(path) or credential_content(path, data, secrets))
+    kept = {p: d for p, d in files.items() if p not in {left[0] for left in want_left}}
+    tree, left = store.without_credentials(_tree_of(store, files), secrets)
+    assert left == want_left
+    assert tree == _tree_of(store, kept)
