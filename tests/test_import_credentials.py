@@ -257,3 +257,20 @@ def test_filtering_a_tree_leaves_out_what_the_rules_say_of_each_file(tmp_path_fa
     tree, left = store.without_credentials(_tree_of(store, files), secrets)
     assert left == want_left
     assert tree == _tree_of(store, kept)
+
+
+def test_an_isobench_base_is_fetched_without_its_history(tmp_path):
+    """``fetch_commit(history=False)``: the base commit and its tree, none of its ancestors (a
+    vLLM-sized history would be copied for every item); the default still copies them all."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    old = _commit(repo, {"a.txt": "one\n"}, "one")
+    base = _commit(repo, {"a.txt": "two\n", "b.txt": "b\n"}, "two")
+    shallow = GitStore.init(tmp_path / "shallow.git")
+    assert shallow.fetch_commit(repo, base[:12], history=False) == base
+    assert shallow.files(shallow.tree_of(base)).keys() == {"a.txt", "b.txt"}
+    assert shallow.resolve(old) is None
+    whole = GitStore.init(tmp_path / "whole.git")
+    whole.fetch_commit(repo, base)
+    assert whole.resolve(old) == old

@@ -298,7 +298,7 @@ class _Writer:
             return ""
         git = self.sink.trees.git
         try:
-            commit = git.fetch_commit(self.repo, pre)
+            commit = git.fetch_commit(self.repo, pre, history=False)  # the base's tree is all it needs
         except GitStoreError as exc:
             self.sink.bad(f"{self.item.path.name}/journal.json", f"base commit {pre} is not in --repo {self.repo}: "
                           f"{exc}; the final tree cannot be reconstructed")

@@ -236,16 +236,26 @@ class BundleMixin:
         self._packset.forget()
         self._drop_pack_handles()
 
-    def fetch_commit(self: GitStore, repo_dir: str | os.PathLike[str], rev: str) -> str:
+    def fetch_commit(self: GitStore, repo_dir: str | os.PathLike[str], rev: str, *, history: bool = True) -> str:
         """Copy commit ``rev`` (full or abbreviated id, or a ref name) and everything it reaches
         from the git repository at ``repo_dir`` into ``refs/imported/<id>``; return its full id.
-        The other repository is only read (``rev-parse`` and ``upload-pack``)."""
+        With ``history=False`` only the commit and its tree (``fetch --depth=1``: a repository
+        with years of history, a vLLM checkout, gives its tree in a fraction of the time), or
+        everything where the other git refuses a shallow fetch. The other repository is only read
+        (``rev-parse`` and ``upload-pack``)."""
         repo_dir = os.path.abspath(repo_dir)
         full = _run_git(["-C", repo_dir, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
                        f"looking up {rev} in {repo_dir}").strip()
         if self.resolve(full) is None:
-            _run_git([f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", repo_dir,
-                     f"+{full}:refs/imported/{full}"], f"fetching {full} from {repo_dir}")
+            fetch = [f"--git-dir={self.path}", "fetch", "-q", "--no-tags", "--no-write-fetch-head", repo_dir,
+                     f"+{full}:refs/imported/{full}"]
+            try:
+                _run_git([*fetch[:3], "--depth=1", *fetch[3:]] if not history else fetch,
+                         f"fetching {full} from {repo_dir}")
+            except GitStoreError:
+                if history:
+                    raise
+                _run_git(fetch, f"fetching {full} from {repo_dir}")
         return full
 
     def apply_patch(self: GitStore, base_tree: str, patch: str | bytes) -> str:
