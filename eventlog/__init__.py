@@ -148,6 +148,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "default_projections": "registry",
     "derived_run_id": "ids",
     "digest_file": "remotes.transfer",
+    "encoded_forms": "secret",
     "end_child": "forked",
     "event_from_json": "codec",
     "event_schema": ("schema", "generate"),

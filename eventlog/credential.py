@@ -31,7 +31,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from .secret import MIN_VALUE_LEN, is_secret_name
+from .secret import MIN_VALUE_LEN, encoded_forms, is_secret_name
 
 RULES_VERSION = "3"
 """2 added ``*.env`` (``prod.env``, ``secrets.env``: dotenv files under another name than ``.env``);
@@ -101,8 +101,9 @@ def _content_search(secrets: tuple[str, ...] = ()):
             markers.append(mark)
             patterns.append(compiled)
     for value in secrets:
-        markers.append(value.encode())
-        patterns.append(None)
+        for form in (value, *encoded_forms(value)):  # JSON-escaped, base64 (a Kubernetes Secret)
+            markers.append(form.encode())
+            patterns.append(None)
     return BytesAhoCorasick(markers), patterns
 
 

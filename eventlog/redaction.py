@@ -53,6 +53,7 @@ from .secret import (
     PEM_LINE,
     QUOTED_VALUE,
     TRIGGERS,
+    encoded_forms,
     is_secret_name,
     label_separators,
 )
@@ -82,9 +83,8 @@ class Redactor:
         for name, value in (secrets or {}).items():
             if len(value) >= MIN_VALUE_LEN and value not in self._known:
                 self._known[value] = f"[REDACTED:env:{name}]"
-                escaped = json.dumps(value)[1:-1]  # as it appears inside a JSON line
-                if escaped != value:
-                    self._known.setdefault(escaped, f"[REDACTED:env:{name}]")
+                for form in encoded_forms(value):  # inside a JSON line, base64-encoded
+                    self._known.setdefault(form, f"[REDACTED:env:{name}]")
         self._learned: dict[str, str] = {}
         self._values: list[tuple[str, str]] = []
         self._refresh()

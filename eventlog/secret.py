@@ -8,6 +8,8 @@ environment variables hold secrets by their name.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 
 MIN_VALUE_LEN = 8
@@ -163,6 +165,27 @@ PEM_END = re.compile(rf"-----END{_PEM_NAME}-----")
 PEM_LINE = re.compile(r"[A-Za-z0-9+/=\s]*|[A-Za-z-]+: .*")
 COMPILED = [(kind, re.compile(pattern, re.DOTALL)) for kind, _, pattern in SHAPES]
 _NAME_WORDS = re.compile(r"[^A-Z0-9]+")
+
+
+def encoded_forms(value: str) -> tuple[str, ...]:
+    """The forms a secret value takes once encoded, to be looked for as the value itself is:
+    JSON-escaped (``json.dumps`` without its quotes, when it differs), and base64, standard and
+    URL-safe, at each of the three alignments a value can have in an encoded stream
+    (``echo "$TOKEN" | base64``, a Kubernetes Secret's ``data:``). A base64 form keeps only the
+    characters that encode the value's bytes alone, so it holds a little less than the whole
+    value; a form shorter than :data:`MIN_VALUE_LEN` is left out."""
+    data = value.encode("utf-8", "surrogateescape")
+    forms = {json.dumps(value)[1:-1]}
+    for pad in range(3):  # the value starts 0, 1 or 2 bytes into a 3-byte group
+        groups = (pad + len(data)) // 3
+        encoded = base64.b64encode(b"\0" * pad + data)[4 if pad else 0: groups * 4].decode()
+        if len(encoded) >= MIN_VALUE_LEN:
+            forms.update((encoded, encoded.translate(_URLSAFE)))
+    forms.discard(value)
+    return tuple(sorted(forms))
+
+
+_URLSAFE = str.maketrans("+/", "-_")
 
 
 def is_secret_name(name: str) -> bool:

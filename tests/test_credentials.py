@@ -4,6 +4,7 @@ content rules' fast search finds what a plain search of each pattern finds."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -181,14 +182,21 @@ def test_a_file_holding_a_secret_of_the_environment_is_left_out_locally_and_in_t
     policy = SnapshotPolicy().with_env_secrets(ENVIRON)
     assert policy.secrets == (SECRET,) and SECRET not in repr(policy)
     files = {"deploy.sh": f"curl -H 'X-Token: {SECRET}' https://deploy.example\n",
-             "paths.txt": "/usr/local/bin:/usr/bin /home/agent\n", "short.txt": "abc\n", "README.md": "# x\n"}
+             "paths.txt": "/usr/local/bin:/usr/bin /home/agent\n", "short.txt": "abc\n", "README.md": "# x\n",
+             # `echo "$DEPLOY_TOKEN" | base64` into a Kubernetes Secret, at each alignment
+             **{f"k8s/secret{i}.yaml": "kind: Secret\ndata:\n  token: {}\n".format(
+                 base64.b64encode(b"x" * i + SECRET.encode() + b"\n").decode()) for i in range(3)},
+             "k8s/url.txt": base64.urlsafe_b64encode(b"?" + SECRET.encode()).decode() + "\n",
+             "k8s/other.yaml": "data:\n  token: " + base64.b64encode(b"not the secret at all").decode() + "\n"}
     api = InMemorySandboxAPI()
     try:
         _write(Path(api.workdir), files)
         snapshotter = Snapshotter(tmp_path / "local", api.workdir, policy)
         local = snapshotter.take("base")
         remote = RemoteSnapshotter(api, tmp_path / "remote", policy).take("base")
-        assert {e.path: e.reason for e in local.excluded} == {"deploy.sh": "credential_content"}
+        assert {e.path: e.reason for e in local.excluded} == {
+            p: "credential_content" for p in ("deploy.sh", "k8s/secret0.yaml", "k8s/secret1.yaml", "k8s/secret2.yaml",
+                                              "k8s/url.txt")}
         assert remote.tree_id == local.tree_id
         assert [(e.path, e.reason, e.size) for e in remote.excluded] == [(e.path, e.reason, e.size) for e in local.excluded]
         assert local.policy["secret_values"] == 1 and SECRET not in json.dumps(local.policy)

@@ -279,6 +279,21 @@ def test_secret_inside_json_encoded_line_is_redacted():
     assert json.loads(result)["item"]["aggregated_output"].startswith("remote: https://x:[RED")
 
 
+@pytest.mark.parametrize("lead", [b"", b"x", b"xy", b"apiVersion: v1\n"])
+def test_an_env_secret_base64_encoded_is_redacted_at_any_alignment(lead):
+    """`echo "$DEPLOY_TOKEN" | base64`, `kubectl get secret -o yaml`: the encoded value is found
+    whatever bytes come before it in the encoded stream, in both base64 alphabets."""
+    value = "Vq7Rk2Lm9Xz4" + "Wt6Yb1Nc/+?>"
+    redactor = Redactor.from_env({"DEPLOY_TOKEN": value})
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        encoded = encode(lead + value.encode() + b"\n").decode()
+        text, n = redactor.redact(f"data:\n  token: {encoded}\n")
+        assert n == 1 and "[REDACTED:env:DEPLOY_TOKEN]" in text, text
+        rest = text.split("token: ", 1)[1].replace("[REDACTED:env:DEPLOY_TOKEN]", "")
+        assert len(rest.strip()) <= len(encode(lead)) + 4 + 8  # the lead, and the groups it shares with the value or the newline
+    assert redactor.redact(base64.b64encode(b"an ordinary value, not the token").decode())[1] == 0
+
+
 def test_a_secret_found_by_its_shape_is_redacted_wherever_it_reappears():
     redactor = Redactor()
     assert redactor.redact("DB_PASSWORD=correct-horse-battery")[0] == "DB_PASSWORD=[REDACTED:secret_value]"

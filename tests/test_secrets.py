@@ -12,6 +12,7 @@ repositories' objects and packs (through git), bundles (unbundled), manifests.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import shutil
@@ -81,6 +82,8 @@ echo "connecting to postgres://app:{pg_out}@db.internal:5432/prod"
 echo "retrying with postgres://svc:{pg_err}@db:5432/x" >&2
 echo "token is $AGT_API_TOKEN; session $SESSION_JWT; db at $DATABASE_URL; key $OPENAI_API_KEY"
 echo "deploy with $AGT_API_TOKEN" > notes/deploy.txt
+printf 'kind: Secret\ndata:\n  value: %s\n' "$(printf '%s' "$AGT_API_TOKEN" | base64 -w0)" > notes/secret.yaml
+printf '%s' "$AGT_API_TOKEN" | base64 -w0; echo
 echo "PART environment"
 cat id_rsa
 cat keys/backup.txt
@@ -217,6 +220,9 @@ def test_no_planted_secret_reaches_any_byte_of_the_store_or_a_remote(tmp_path, m
         "DATABASE_URL": f"postgres://app:{c.password('env DATABASE_URL password', 'env')}@db.internal/prod",
         "OPENAI_API_KEY": c.token("env OPENAI_API_KEY", "env", "sk-proj-", 48),
     }
+    # the agent also writes and prints it base64-encoded: no stored byte may hold that either
+    next(p for p in c.planted if p.name == "env AGT_API_TOKEN").needles.append(
+        base64.b64encode(env["AGT_API_TOKEN"].encode()).decode()[:16])
     argv = ["--password=" + c.password("--password=VALUE", "argv"), "--api-key", c.password("--api-key VALUE", "argv"),
             "--token", c.token("GitHub token in argv", "argv", "ghp_", 36)]
     task = "Migrate postgres://admin:{}@prod-db/main, push with {}, api token {}".format(
@@ -285,6 +291,7 @@ def test_no_planted_secret_reaches_any_byte_of_the_store_or_a_remote(tmp_path, m
     assert excluded["keys/backup.txt"] == "credential_content" and excluded["id_rsa"] == "credential"
     assert {excluded[p] for p in ("notes/token.txt", "config/llm.toml", "src/hub.py")} == {"credential_content"}
     assert excluded["notes/deploy.txt"] == "credential_content"  # holds the value of $AGT_API_TOKEN
+    assert excluded["notes/secret.yaml"] == "credential_content"  # holds it base64-encoded
     assert any(isinstance(r.event, RawRecorded) and r.event.redactions for r in records)
 
     with tempfile.TemporaryDirectory(prefix="secrets-s3-") as s3_copy:

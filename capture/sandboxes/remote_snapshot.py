@@ -20,7 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from agtrace.eventlog import Excluded, GitStoreError, SnapshotTaken, credential_rules, json_name
+from agtrace.eventlog import (
+    Excluded,
+    GitStoreError,
+    SnapshotTaken,
+    credential_rules,
+    encoded_forms,
+    json_name,
+)
 
 from ..snapshot import ShadowSnapshotter, SnapshotPolicy
 from .api import SandboxAPI, run_checked
@@ -105,7 +112,7 @@ def _credential_env(enabled: bool, secrets: tuple[str, ...] = ()) -> dict[str, s
     rules = credential_rules()
     return {"AGT_CRED_NAMES": "\n".join(rules["names"]), "AGT_CRED_CONTENT": "\n".join(rules["content"]),
             "AGT_TOKEN_FILES": "\n".join(rules["token_files"]), "AGT_TOKEN_CONTENT": rules["token_content"],
-            "AGT_CRED_VALUES": "\n".join(secrets)}
+            "AGT_CRED_VALUES": "\n".join(form for value in secrets for form in (value, *encoded_forms(value)))}
 
 
 class RemoteSnapshotter(ShadowSnapshotter):
