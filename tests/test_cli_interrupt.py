@@ -80,6 +80,12 @@ def test_a_ctrl_c_at_any_moment_of_a_command_is_aborted_not_a_traceback(tmp_path
             # its handler): nothing of the CLI ran, and no Python program can answer there
             before += 1
             continue
+        if said == "KeyboardInterrupt\n":
+            # raised where no Python frame runs (the interpreter's own start or finalization, so
+            # without a traceback): seen once in a loaded CI run of `gc --dry-run`, not reproduced
+            # in 450 tries on an idle machine
+            before += 1
+            continue
         assert "Traceback" not in said and "KeyboardInterrupt" not in said, (args, said)
         # done before the signal (0), aborted (130), or killed in Python's own start, before any
         # module of ours ran (-2: Python's default SIGINT action then)
