@@ -12,8 +12,9 @@ per (blob, path), so the next part of a run, whose trees are mostly the last par
 the blobs of the files that changed. A tree with nothing to leave out keeps its id.
 
 The filtered trees are written to the repository they were read from; the importer's scratch
-repository is never the store's (see ``RunSink.git``), so the objects left out, and the history
-of the foreign repository, never reach the run's shadow repository or its bundles.
+repository is never the store's (see ``RunSink.trees.git``, an ``ImportedTrees``), so the
+objects left out, and the history of the foreign repository, never reach the run's shadow
+repository or its bundles.
 """
 
 from __future__ import annotations
