@@ -135,6 +135,8 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "VerifyReport": "verification",
     "add_note": "annotation",
     "append_json_lines": "jsonl",
+    "base64_chunks": ("wrapped", "chunks"),
+    "base64_forms": "secret",
     "call_costs": "cost",
     "check_name": "containment",
     "check_record": "limit",

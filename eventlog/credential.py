@@ -31,7 +31,8 @@ import os
 import re
 from collections.abc import Mapping
 
-from .secret import MIN_VALUE_LEN, encoded_forms, is_secret_name
+from .secret import MIN_VALUE_LEN, base64_forms, encoded_forms, is_secret_name
+from .wrapped import chunks as wrapped_chunks
 
 RULES_VERSION = "3"
 """2 added ``*.env`` (``prod.env``, ``secrets.env``: dotenv files under another name than ``.env``);
@@ -91,8 +92,10 @@ _AFTER = 128
 @functools.lru_cache(maxsize=8)
 def _content_search(secrets: tuple[str, ...] = ()):
     """One multi-pattern search for every marker and every secret value, and per pattern: its
-    regex and whether that regex can run to the end of the line (``*``), or None for a value."""
-    from ahocorasick_rs import BytesAhoCorasick
+    regex and whether that regex can run to the end of the line (``*``), None for a value, or
+    the values' base64 forms for a chunk of one (:mod:`~agtrace.eventlog.wrapped`: the file holds
+    a form if it does once its lines are joined)."""
+    from ahocorasick_rs import BytesAhoCorasick, Implementation
 
     markers, patterns = [], []
     for marks, pattern in _CONTENT_RULES:
@@ -104,7 +107,11 @@ def _content_search(secrets: tuple[str, ...] = ()):
         for form in (value, *encoded_forms(value)):  # JSON-escaped, base64 (a Kubernetes Secret)
             markers.append(form.encode())
             patterns.append(None)
-    return BytesAhoCorasick(markers), patterns
+    broken = frozenset(form.encode() for value in secrets for form in base64_forms(value))
+    for chunk in dict.fromkeys(c for form in sorted(broken) for c, _ in wrapped_chunks(form.decode())):
+        markers.append(chunk.encode())  # a piece of a base64 form that may wrap over lines
+        patterns.append(broken)
+    return BytesAhoCorasick(markers, implementation=Implementation.DFA), patterns
 
 
 def _matches(rel_path: str, patterns: tuple[str, ...]) -> bool:
@@ -168,11 +175,18 @@ def credential_content(rel_path: str, data: bytes, secrets: tuple[str, ...] = ()
     if len(data) > CONTENT_SCAN_BYTES:
         data = data[:CONTENT_SCAN_BYTES]
     automaton, patterns = _content_search(secrets)
+    unwrapped = None
     # a value may hold a marker, so with values every match counts (the markers alone never hide
     # one another: the property tests check both)
     for index, start, end in automaton.find_matches_as_indexes(data, overlapping=bool(secrets)):
         if patterns[index] is None:  # a secret value
             return True
+        if isinstance(patterns[index], frozenset):  # a chunk of a base64 form: is a form there,
+            if unwrapped is None:  # once its lines are joined? (one look for every form)
+                unwrapped = data.replace(b"\r", b"").replace(b"\n", b"")
+                if any(form in unwrapped for form in patterns[index]):
+                    return True
+            continue
         pattern, to_line_end = patterns[index]
         if to_line_end:
             stop = data.find(b"\n", end)

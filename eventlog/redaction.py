@@ -53,10 +53,17 @@ from .secret import (
     PEM_LINE,
     QUOTED_VALUE,
     TRIGGERS,
+    base64_forms,
     encoded_forms,
     is_secret_name,
     label_separators,
 )
+from .wrapped import WrappedForms
+
+try:
+    from ahocorasick_rs import AhoCorasick
+except ImportError:  # pragma: no cover - the values are then looked for one by one
+    AhoCorasick = None
 
 
 class Screened(NamedTuple):
@@ -85,6 +92,9 @@ class Redactor:
                 self._known[value] = f"[REDACTED:env:{name}]"
                 for form in encoded_forms(value):  # inside a JSON line, base64-encoded
                     self._known.setdefault(form, f"[REDACTED:env:{name}]")
+        # base64 forms broken over lines (``| base64`` wraps at 76 columns) or cut short
+        self._wrapped = WrappedForms({form: self._known[form] for value in list(self._known)
+                                      for form in base64_forms(value) if form in self._known})
         self._learned: dict[str, str] = {}
         self._values: list[tuple[str, str]] = []
         self._refresh()
@@ -99,6 +109,9 @@ class Redactor:
     def _refresh(self) -> None:
         values = {**self._learned, **self._known}
         self._values = sorted(values.items(), key=lambda kv: len(kv[0]), reverse=True)
+        # one pass over a text finds the values it holds and the chunks of broken base64 forms
+        patterns = [v for v, _ in self._values] + list(self._wrapped.chunks)
+        self._finder = AhoCorasick(patterns) if patterns and AhoCorasick is not None else None
 
     def _learn(self, kind: str) -> Callable[[re.Match[str]], str]:
         placeholder = f"[REDACTED:{kind}]"
@@ -127,7 +140,10 @@ class Redactor:
         if not text:
             return text, 0
         total = 0
-        for value, placeholder in self._values:
+        values, pieces = self._held(text)
+        if pieces:  # base64 forms first, whole or in pieces (one form may hold another's start)
+            text, total = self._wrapped.redact(text)
+        for value, placeholder in values:
             if value in text:
                 total += text.count(value)
                 text = text.replace(value, placeholder)
@@ -151,6 +167,21 @@ class Redactor:
             total += n
         self.count += total
         return text, total
+
+    def _held(self, text: str) -> tuple[list[tuple[str, str]], bool]:
+        """The values ``text`` may hold (longest first), and whether it may hold a piece of a
+        base64 form (:class:`~agtrace.eventlog.wrapped.WrappedForms`)."""
+        if self._finder is None:
+            return self._values, bool(self._wrapped.chunks)
+        try:
+            hits = self._finder.find_matches_as_indexes(text, overlapping=True)
+        except UnicodeEncodeError:  # surrogate-escaped bytes (not UTF-8): every value, one by one
+            return self._values, bool(self._wrapped.chunks)
+        if not hits:
+            return [], False
+        count = len(self._values)
+        held = sorted({k for k, _, _ in hits if k < count})
+        return [self._values[k] for k in held], any(k >= count for k, _, _ in hits)
 
     def _labelled_values(self, text: str, lower: str) -> tuple[str, int]:
         """Redact the values of labelled secrets (:data:`LABELLED_KIND`); ``lower`` is ``text``
@@ -333,7 +364,7 @@ class Redactor:
         """The screen of ``values`` (kept until the values change; a race only builds it twice)."""
         cached = self._screen_cache
         if cached is None or cached[0] != values:
-            cached = self._screen_cache = (values, screen.Screen(_encoded(values)))
+            cached = self._screen_cache = (values, screen.Screen(_encoded((*values, *self._wrapped.chunks))))
         return cached[1]
 
     def redact_event(self, event: Event) -> tuple[Event, int]:

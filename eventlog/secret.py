@@ -174,14 +174,21 @@ def encoded_forms(value: str) -> tuple[str, ...]:
     (``echo "$TOKEN" | base64``, a Kubernetes Secret's ``data:``). A base64 form keeps only the
     characters that encode the value's bytes alone, so it holds a little less than the whole
     value; a form shorter than :data:`MIN_VALUE_LEN` is left out."""
+    forms = {json.dumps(value)[1:-1], *base64_forms(value)}
+    forms.discard(value)
+    return tuple(sorted(forms))
+
+
+def base64_forms(value: str) -> tuple[str, ...]:
+    """The base64 forms of :func:`encoded_forms`; each starts on a 4-character boundary of the
+    encoded stream and is a multiple of 4 characters long."""
     data = value.encode("utf-8", "surrogateescape")
-    forms = {json.dumps(value)[1:-1]}
+    forms = set()
     for pad in range(3):  # the value starts 0, 1 or 2 bytes into a 3-byte group
         groups = (pad + len(data)) // 3
         encoded = base64.b64encode(b"\0" * pad + data)[4 if pad else 0: groups * 4].decode()
         if len(encoded) >= MIN_VALUE_LEN:
             forms.update((encoded, encoded.translate(_URLSAFE)))
-    forms.discard(value)
     return tuple(sorted(forms))
 
 

@@ -172,6 +172,25 @@ def test_a_secret_value_is_found_whatever_markers_it_holds(pieces, values):
     assert credential_content("notes.txt", data, secrets) == plain
 
 
+def _wrapped(encoded: str, width: int) -> str:
+    return "".join(encoded[i : i + width] + "\n" for i in range(0, len(encoded), width))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=12, max_size=90),
+       st.binary(max_size=7), st.integers(2, 30), st.booleans(), st.sampled_from(["\n", "\r\n"]))
+def test_a_file_holding_a_secret_base64_wrapped_at_any_width_is_a_credential(value, lead, groups, cut, newline):
+    """The content rules join a file's lines to look for a value's base64 form (when a piece of
+    one is there): found at any width that is a multiple of 4 and after any lead; a file with
+    only a piece of the form (cut short) is not one."""
+    encoded = base64.b64encode(lead + value.encode() + b"\n").decode()
+    if cut:
+        encoded = encoded[: 4 * -(-len(lead) // 3) + 8]  # the lead and one chunk of the form
+    data = _wrapped(encoded, 4 * groups).replace("\n", newline).encode()
+    assert credential_content("notes/value.b64", data, (value,)) is not cut
+    assert credential_content("notes/value.b64", data, ("an-unrelated-value-1234",)) is False
+
+
 SECRET = "s3cr3t-" + "deploy-value-42"
 ENVIRON = {"DEPLOY_TOKEN": SECRET, "PATH": "/usr/local/bin:/usr/bin", "SHORT_KEY": "abc", "HOME": "/home/agent"}
 
@@ -187,7 +206,13 @@ def test_a_file_holding_a_secret_of_the_environment_is_left_out_locally_and_in_t
              **{f"k8s/secret{i}.yaml": "kind: Secret\ndata:\n  token: {}\n".format(
                  base64.b64encode(b"x" * i + SECRET.encode() + b"\n").decode()) for i in range(3)},
              "k8s/url.txt": base64.urlsafe_b64encode(b"?" + SECRET.encode()).decode() + "\n",
-             "k8s/other.yaml": "data:\n  token: " + base64.b64encode(b"not the secret at all").decode() + "\n"}
+             "k8s/other.yaml": "data:\n  token: " + base64.b64encode(b"not the secret at all").decode() + "\n",
+             # `base64` wraps its lines (at 76 columns; here 16 and 8): the form once the lines are joined
+             **{f"k8s/wrapped{i}.b64": _wrapped(base64.b64encode(b"x" * i + SECRET.encode() + b"\n").decode(), 16)
+                for i in range(3)},
+             "k8s/wrapped8.b64": _wrapped(base64.b64encode(SECRET.encode()).decode(), 8),
+             # only a piece of the form (an output cut short): not the secret
+             "k8s/half.b64": base64.b64encode(SECRET.encode()).decode()[:16] + "\n"}
     api = InMemorySandboxAPI()
     try:
         _write(Path(api.workdir), files)
@@ -196,7 +221,8 @@ def test_a_file_holding_a_secret_of_the_environment_is_left_out_locally_and_in_t
         remote = RemoteSnapshotter(api, tmp_path / "remote", policy).take("base")
         assert {e.path: e.reason for e in local.excluded} == {
             p: "credential_content" for p in ("deploy.sh", "k8s/secret0.yaml", "k8s/secret1.yaml", "k8s/secret2.yaml",
-                                              "k8s/url.txt")}
+                                              "k8s/url.txt", "k8s/wrapped0.b64", "k8s/wrapped1.b64",
+                                              "k8s/wrapped2.b64", "k8s/wrapped8.b64")}
         assert remote.tree_id == local.tree_id
         assert [(e.path, e.reason, e.size) for e in remote.excluded] == [(e.path, e.reason, e.size) for e in local.excluded]
         assert local.policy["secret_values"] == 1 and SECRET not in json.dumps(local.policy)

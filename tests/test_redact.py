@@ -8,11 +8,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agtrace.eventlog import Redactor, is_secret_name
+from agtrace.eventlog import Redactor, base64_chunks, base64_forms, is_secret_name
 from agtrace.eventlog.secret import LABELLED_KIND, SHAPES
 
 ALNUM = "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY"  # 32 mixed characters with digits
@@ -292,6 +295,82 @@ def test_an_env_secret_base64_encoded_is_redacted_at_any_alignment(lead):
         rest = text.split("token: ", 1)[1].replace("[REDACTED:env:DEPLOY_TOKEN]", "")
         assert len(rest.strip()) <= len(encode(lead)) + 4 + 8  # the lead, and the groups it shares with the value or the newline
     assert redactor.redact(base64.b64encode(b"an ordinary value, not the token").decode())[1] == 0
+
+
+def _no_piece_left(text: str, value: str) -> bool:
+    """No :data:`CHUNK` characters of a base64 form of ``value`` in ``text`` once its lines are joined."""
+    joined = text.replace("\r", "").replace("\n", "").replace("\\n", "")
+    return not any(chunk in joined for form in base64_forms(value) for chunk, _ in base64_chunks(form))
+
+
+WRAPPERS = {"base64": ["base64"], "base64 -w 64": ["base64", "-w", "64"], "openssl base64": ["openssl", "base64"]}
+
+
+@pytest.mark.parametrize("tool", WRAPPERS)
+@pytest.mark.parametrize("lead", ["", "x", "xy", "export ANTHROPIC_API_KEY="])
+def test_an_env_secret_base64_wrapped_over_lines_is_redacted(tool, lead):
+    """`echo "$ANTHROPIC_API_KEY" | base64` prints a 108-character key over two or three lines
+    (GNU base64 wraps at 76 columns, OpenSSL at 64): each piece of it is redacted, in the whole
+    output, line by line (a captured stream) and in JSON lines (`agtrace append`, screened)."""
+    value = "sk-ant-api03-" + "Zq9xW2vB7nM4kL1p" * 5 + "Tr8Yu3Io5Pa7Sd9Fg2Hj4Kl6ZzAA"
+    redactor = Redactor.from_env({"ANTHROPIC_API_KEY": value})
+    printed = subprocess.run(WRAPPERS[tool], input=(lead + value + "\n").encode(), capture_output=True,
+                             check=True).stdout.decode()
+    assert len(printed.splitlines()) >= 2 and base64.b64decode(printed) == (lead + value + "\n").encode()
+    whole, n = redactor.redact(printed)
+    assert n >= 2 and _no_piece_left(whole, value), whole
+    kept = base64.b64encode(lead.encode()).decode()[: 4 * (len(lead) // 3)]
+    assert whole.replace("\n", "").startswith(kept)  # the lead's own characters stay
+    lines = [redactor.redact_line(line, "stdout")[0] for line in printed.splitlines()]
+    assert _no_piece_left("\n".join(lines), value), lines
+    events = [json.dumps({"kind": "line_logged", "stream": "stdout", "text": line}).encode()
+              for line in printed.splitlines()]
+    out, counts = Redactor.from_env({"ANTHROPIC_API_KEY": value}).redact_json_lines(
+        [b'{"kind": "note", "text": "unrelated"}', *events])
+    assert 0 not in counts and set(counts) == set(range(1, len(out))) - {
+        i for i, line in enumerate(printed.splitlines(), 1) if len(line) < 8}
+    assert _no_piece_left("\n".join(o.decode() for o in out), value)
+    assert redactor.redact(base64.encodebytes(b"an ordinary value " * 9).decode())[1] == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=12, max_size=90),
+       st.binary(max_size=7), st.integers(2, 30), st.booleans())
+def test_a_base64_form_broken_at_any_width_loses_every_piece_of_a_chunk_or_more(value, lead, groups, urlsafe):
+    """A value of 12 characters or more, base64-encoded after any bytes and wrapped at any width
+    that is a multiple of 4 (8 to 120 columns), in either alphabet: no chunk of it is left, and
+    the characters that encode the lead alone are kept (but for the last group of them, which a
+    value that repeats itself, ``000000000000``, may share)."""
+    redactor = Redactor.from_env({"SOME_TOKEN": value})
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    encoded = encode(lead + value.encode() + b"\n").decode()
+    width = 4 * groups
+    text = "\n".join(encoded[i : i + width] for i in range(0, len(encoded), width)) + "\n"
+    out, n = redactor.redact(text)
+    assert n >= 1 and _no_piece_left(out, value), out
+    assert out.replace("\n", "").startswith(encoded[: 4 * (len(lead) // 3)][:-4])  # the lead stays
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=12, max_size=90),
+       st.binary(max_size=7), st.data())
+def test_a_base64_form_cut_anywhere_is_redacted_up_to_the_cut(value, lead, data):
+    """An output cut short (a tool's limit, a `head -c`) in the middle of an encoded value, at
+    its end or at its start: every character of the value's form up to the cut is redacted, and
+    what is kept is the rest of the input (no more than the lead, unless the lead's characters
+    are also the form's: a value like ``000000000000`` repeats itself)."""
+    redactor = Redactor.from_env({"SOME_TOKEN": value})
+    encoded = base64.b64encode(lead + value.encode() + b"\n").decode()
+    start = 4 * -(-len(lead) // 3)  # where the form starts: the first group of the value's bytes alone
+    end = 4 * ((len(lead) + len(value.encode())) // 3)
+    cut = data.draw(st.integers(start + 8, end))
+    out, _ = redactor.redact(encoded[:cut])
+    head, placeholder, tail = out.partition("[REDACTED:env:SOME_TOKEN]")
+    assert placeholder and not tail and encoded[:start].startswith(head), out
+    begin = data.draw(st.integers(start, end - 8))
+    out, _ = redactor.redact(encoded[begin:])
+    head, placeholder, tail = out.partition("[REDACTED:env:SOME_TOKEN]")
+    assert placeholder and not head and encoded[end:].endswith(tail), out
 
 
 def test_a_secret_found_by_its_shape_is_redacted_wherever_it_reappears():

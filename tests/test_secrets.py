@@ -34,6 +34,8 @@ from agtrace.eventlog import (
     SnapshotTaken,
     Store,
     ToolReturned,
+    base64_chunks,
+    base64_forms,
     record_to_json,
 )
 
@@ -84,6 +86,8 @@ echo "token is $AGT_API_TOKEN; session $SESSION_JWT; db at $DATABASE_URL; key $O
 echo "deploy with $AGT_API_TOKEN" > notes/deploy.txt
 printf 'kind: Secret\ndata:\n  value: %s\n' "$(printf '%s' "$AGT_API_TOKEN" | base64 -w0)" > notes/secret.yaml
 printf '%s' "$AGT_API_TOKEN" | base64 -w0; echo
+echo "export OPENAI_API_KEY=$OPENAI_API_KEY" | base64
+echo "key: $OPENAI_API_KEY" | base64 > notes/key.b64
 echo "PART environment"
 cat id_rsa
 cat keys/backup.txt
@@ -223,6 +227,10 @@ def test_no_planted_secret_reaches_any_byte_of_the_store_or_a_remote(tmp_path, m
     # the agent also writes and prints it base64-encoded: no stored byte may hold that either
     next(p for p in c.planted if p.name == "env AGT_API_TOKEN").needles.append(
         base64.b64encode(env["AGT_API_TOKEN"].encode()).decode()[:16])
+    # and prints and writes the OpenAI key base64-encoded, wrapped at 76 columns: no piece of 8
+    # characters of it may be stored
+    next(p for p in c.planted if p.name == "env OPENAI_API_KEY").needles.extend(
+        chunk for form in base64_forms(env["OPENAI_API_KEY"]) for chunk, _ in base64_chunks(form))
     argv = ["--password=" + c.password("--password=VALUE", "argv"), "--api-key", c.password("--api-key VALUE", "argv"),
             "--token", c.token("GitHub token in argv", "argv", "ghp_", 36)]
     task = "Migrate postgres://admin:{}@prod-db/main, push with {}, api token {}".format(
@@ -292,6 +300,7 @@ def test_no_planted_secret_reaches_any_byte_of_the_store_or_a_remote(tmp_path, m
     assert {excluded[p] for p in ("notes/token.txt", "config/llm.toml", "src/hub.py")} == {"credential_content"}
     assert excluded["notes/deploy.txt"] == "credential_content"  # holds the value of $AGT_API_TOKEN
     assert excluded["notes/secret.yaml"] == "credential_content"  # holds it base64-encoded
+    assert excluded.get("notes/key.b64") == "credential_content"  # the OpenAI key in base64 over two lines
     assert any(isinstance(r.event, RawRecorded) and r.event.redactions for r in records)
 
     with tempfile.TemporaryDirectory(prefix="secrets-s3-") as s3_copy:

@@ -24,6 +24,8 @@ from agtrace.eventlog import (
     Excluded,
     GitStoreError,
     SnapshotTaken,
+    base64_chunks,
+    base64_forms,
     credential_rules,
     encoded_forms,
     json_name,
@@ -70,6 +72,9 @@ if [ -n "$AGT_CRED_NAMES" ]; then
   while IFS= read -r p; do [ -n "$p" ] && tspecs+=(":(glob)**/$p"); done <<< "$AGT_TOKEN_FILES"
   while IFS= read -r c; do [ -n "$c" ] && content+=(-e "$c"); done <<< "$AGT_CRED_CONTENT"
   while IFS= read -r v; do [ -n "$v" ] && values+=(-e "$v"); done <<< "${AGT_CRED_VALUES:-}"
+  chunks=(); forms=()
+  while IFS= read -r v; do [ -n "$v" ] && chunks+=(-e "$v"); done <<< "${AGT_CRED_CHUNKS:-}"
+  while IFS= read -r v; do [ -n "$v" ] && forms+=(-e "$v"); done <<< "${AGT_CRED_BASE64:-}"
   base=${parent:-$(git hash-object -t tree /dev/null)}
   changed=$(git -c core.quotePath=false diff-index --cached --name-only --diff-filter=AMT "$base" --)
   creds=$( {
@@ -80,6 +85,12 @@ if [ -n "$AGT_CRED_NAMES" ]; then
       if [ ${#values[@]} -gt 0 ]; then
         printf '%s\n' "$changed" | tr '\n' '\0' | xargs -0 env LC_ALL=C git -c core.quotePath=false grep --cached -l -a \
           -F "${values[@]}" -- 2>/dev/null | sed 's/^/credential_content /' || true
+      fi
+      if [ ${#chunks[@]} -gt 0 ]; then  # a piece of a base64 form: a form once the lines are joined?
+        printf '%s\n' "$changed" | tr '\n' '\0' | xargs -0 env LC_ALL=C git -c core.quotePath=false grep --cached -l -a \
+          -F "${chunks[@]}" -- 2>/dev/null | while IFS= read -r f; do
+            if git cat-file blob ":$f" | tr -d '\r\n' | LC_ALL=C grep -q -a -F "${forms[@]}"; then
+              echo "credential_content $f"; fi; done || true
       fi
     fi
     LC_ALL=C git -c core.quotePath=false grep --cached -l -a -E -e "$AGT_TOKEN_CONTENT" -- "${tspecs[@]}" 2>/dev/null \
@@ -110,9 +121,13 @@ def _credential_env(enabled: bool, secrets: tuple[str, ...] = ()) -> dict[str, s
     if not enabled:
         return {"AGT_CRED_NAMES": ""}
     rules = credential_rules()
+    forms = sorted({form for value in secrets for form in base64_forms(value)})
     return {"AGT_CRED_NAMES": "\n".join(rules["names"]), "AGT_CRED_CONTENT": "\n".join(rules["content"]),
             "AGT_TOKEN_FILES": "\n".join(rules["token_files"]), "AGT_TOKEN_CONTENT": rules["token_content"],
-            "AGT_CRED_VALUES": "\n".join(form for value in secrets for form in (value, *encoded_forms(value)))}
+            "AGT_CRED_VALUES": "\n".join(form for value in secrets for form in (value, *encoded_forms(value))),
+            # base64 that wraps over lines: a file with a piece of a form holds the form, joined?
+            "AGT_CRED_CHUNKS": "\n".join(dict.fromkeys(chunk for form in forms for chunk, _ in base64_chunks(form))),
+            "AGT_CRED_BASE64": "\n".join(forms)}
 
 
 class RemoteSnapshotter(ShadowSnapshotter):
