@@ -42,7 +42,9 @@ bookkeeping records
 
 Record types are the records' ``type`` (:data:`KNOWN`); a record of another type is kept raw and
 counted as unknown (a newer Claude Code wrote it). Print-mode sessions (``claude -p``) begin
-with ``queue-operation`` records: detection reads past bookkeeping records to the first message.
+with bookkeeping records (``queue-operation``; from 2.1.337 ``api-request-route``, which names the
+provider and the kind of credential, never its value): detection reads past them to the first
+message.
 Sub-agent transcripts (``agent-<id>.jsonl``, ``isSidechain``) import as runs of their own,
 tagged ``agent_id`` and ``sidechain``.
 
@@ -92,7 +94,7 @@ KNOWN = {"*": frozenset(_MESSAGES | {
     "system", "summary", "file-history-snapshot", "file-history-delta", "progress",
     "attachment", "mode", "permission-mode", "queue-operation", "last-prompt", "worktree-state",
     "pr-link", "ai-title", "custom-title", "tools-used", "cost-state", "atis-latch",
-    "api-request", "api-request-shape", "api-request-blob"})}
+    "api-request", "api-request-shape", "api-request-blob", "api-request-route"})}
 _DONE = {"end_turn", "stop_sequence"}
 _INTERRUPTED = "[Request interrupted by user"
 _LOCAL_COMMAND = ("<command-name>", "<command-message>", "<local-command-stdout>",
