@@ -161,9 +161,9 @@ def compare_cmd(ctx, runs, out, as_json, show_patch) -> None:
     names = sorted({name for r in rows for name in r.get("scorers", {})})
     if names:
         click.echo(table([[name, *(_scorer_cell(r.get("scorers", {}).get(name)) for r in rows)] for name in names],
-                         ["SCORER (last part or final tree)", *(r["id"][:10] for r in rows)]))
+                         ["SCORER (last part or final tree)", *(ctx.short_id(r["id"]) for r in rows)]))
     for diff in comparison.tree_diffs:
-        click.echo(f"\nfinal tree of {diff.run_b[:10]} against {diff.run_a[:10]}:")
+        click.echo(f"\nfinal tree of {ctx.short_id(diff.run_b)} against {ctx.short_id(diff.run_a)}:")
         if diff.reason:
             click.echo(f"  {diff.reason}")
         elif not diff.files:

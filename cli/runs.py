@@ -154,7 +154,7 @@ def show_cmd(ctx, run: str, all_parts: bool, as_json: bool) -> None:
     shown = rows if all_parts else rows[-SHOWN_PARTS:]
     if shown:
         hidden = len(rows) - len(shown)
-        click.echo("parts:" + (f" (the last {len(shown)}; `agtrace show {run_id[:10]} --parts` lists all {len(rows)})"
+        click.echo("parts:" + (f" (the last {len(shown)}; `agtrace show {ctx.short_id(run_id)} --parts` lists all {len(rows)})"
                                if hidden else ""))
         for r in shown:
             tool = f" [{r['tool']}]" if r["tool"] else ""
@@ -328,7 +328,7 @@ def cp_cmd(ctx, run: str, tags, to: str | None, as_json: bool) -> None:
     into = ctx.open_store(to) if to else None
     notes: list[str] = []
     try:
-        with progress(f"copying {run_id[:10]}", enabled=not as_json) as update:
+        with progress(f"copying {ctx.short_id(run_id)}", enabled=not as_json) as update:
             new_id = copy_run(store, run_id, into=into, tags=parse_tags(tags), progress=update, notice=notes.append)
     except OSError as exc:
         if into is not None and exc.filename is None:  # a write that found no room names no file:

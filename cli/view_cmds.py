@@ -98,7 +98,7 @@ def cat_cmd(ctx, run, path, part, list_files, binary, as_json) -> None:
     n = resolve_part(store, run_id, part=part)
     if list_files or not path:
         if not list_files:
-            raise UserError(f"name a file: `agtrace cat {run_id[:10]} --part {n} PATH`, or --list lists them",
+            raise UserError(f"name a file: `agtrace cat {ctx.short_id(run_id)} --part {n} PATH`, or --list lists them",
                             EXIT_BAD_INPUT)
         files = tree_files(store, run_id, n)
         if path:
@@ -106,7 +106,7 @@ def cat_cmd(ctx, run, path, part, list_files, binary, as_json) -> None:
             files = [f for f in files if is_under(f.path, prefixes)]
             if not files:
                 raise UserError(f"no file at or under {path!r} at part {n} of run {run_id}; "
-                                f"`agtrace cat {run_id[:10]} --part {n} --list` lists them all", EXIT_BAD_INPUT)
+                                f"`agtrace cat {ctx.short_id(run_id)} --part {n} --list` lists them all", EXIT_BAD_INPUT)
         if as_json:
             echo_json({"run_id": run_id, "part": n, "files": [f.to_dict() for f in files]})
             return
@@ -121,7 +121,7 @@ def cat_cmd(ctx, run, path, part, list_files, binary, as_json) -> None:
     if content.binary and not binary:
         shown = quote_name(content.path)
         raise UserError(f"{shown} at part {n} is a binary file ({len(content.data):,} bytes); "
-                        f"--binary writes its bytes (e.g. `agtrace cat {run_id[:10]} --part {n} {shown} "
+                        f"--binary writes its bytes (e.g. `agtrace cat {ctx.short_id(run_id)} --part {n} {shown} "
                         "--binary > FILE`)")
     if content.binary:
         sys.stdout.buffer.write(content.data)

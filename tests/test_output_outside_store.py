@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,17 @@ def test_default_output_names_never_name_another_runs_file(tmp_path):
     assert len(compared) == 3, compared  # `compare-<first>-2.html` served A+B and A+C alike
     for page in compared:
         page.unlink()
+    # the hints and the headers name each run by a prefix that is its own
+    shown = agtrace("show", max(ids, key=lambda i: json.loads(agtrace("show", i, "--json").stdout)["parts"]))
+    hint = re.search(r"`agtrace show (\S+) --parts`", shown.stdout.decode())
+    assert hint and agtrace("show", hint[1], "--parts").returncode == 0, shown.stdout.decode()
+    table = agtrace("compare", *ids, "-o", str(tmp_path / "c.html")).stdout.decode()
+    heads = [line for line in table.splitlines() if "SCORER" in line]
+    assert not heads or len(set(heads[0].split()[4:])) == len(ids), table
+    for line in table.splitlines():
+        if line.startswith("final tree of"):
+            a, b = line.removeprefix("final tree of ").removesuffix(":").split(" against ")
+            assert a != b and all(len([i for i in ids if i.startswith(x)]) == 1 for x in (a, b)), line
     failed = agtrace("replay", ids[0], "--part", "1")
     assert failed.returncode == 1 and b"without repository state" in failed.stderr
     assert sorted(p.name for p in cwd.iterdir()) == sorted(p.name for p in pages)  # no empty directory left
