@@ -40,6 +40,7 @@ import msgspec
 
 from . import screen
 from .events import Event, LineLogged, RawRecorded
+from .known import known_values
 from .secret import (
     BARE_VALUE,
     COMPILED,
@@ -53,17 +54,9 @@ from .secret import (
     PEM_LINE,
     QUOTED_VALUE,
     TRIGGERS,
-    base64_forms,
-    encoded_forms,
     is_secret_name,
     label_separators,
 )
-from .wrapped import WrappedForms
-
-try:
-    from ahocorasick_rs import AhoCorasick
-except ImportError:  # pragma: no cover - the values are then looked for one by one
-    AhoCorasick = None
 
 
 class Screened(NamedTuple):
@@ -86,20 +79,16 @@ class Redactor:
         first name is reported.
         """
         self.count = 0
-        self._known: dict[str, str] = {}
-        for name, value in (secrets or {}).items():
-            if len(value) >= MIN_VALUE_LEN and value not in self._known:
-                self._known[value] = f"[REDACTED:env:{name}]"
-                for form in encoded_forms(value):  # inside a JSON line, base64-encoded
-                    self._known.setdefault(form, f"[REDACTED:env:{name}]")
-        # base64 forms broken over lines (``| base64`` wraps at 76 columns) or cut short
-        self._wrapped = WrappedForms({form: self._known[form] for value in list(self._known)
-                                      for form in base64_forms(value) if form in self._known})
+        # the values, their JSON-escaped and base64 forms, and the chunks of those (base64
+        # wrapped over lines or cut short), built once per process for the same secrets
+        self._kv = known_values(tuple((secrets or {}).items()))
+        self._known = self._kv.placeholders
         self._learned: dict[str, str] = {}
         self._values: list[tuple[str, str]] = []
         self._refresh()
         self._pem_open: dict[str, bool] = {}
         self._screen_cache: tuple[tuple[str, ...], screen.Screen] | None = None
+        """The screen of the learned values (the known ones have theirs in ``_kv``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Redactor:
@@ -109,9 +98,6 @@ class Redactor:
     def _refresh(self) -> None:
         values = {**self._learned, **self._known}
         self._values = sorted(values.items(), key=lambda kv: len(kv[0]), reverse=True)
-        # one pass over a text finds the values it holds and the chunks of broken base64 forms
-        patterns = [v for v, _ in self._values] + list(self._wrapped.chunks)
-        self._finder = AhoCorasick(patterns) if patterns and AhoCorasick is not None else None
 
     def _learn(self, kind: str) -> Callable[[re.Match[str]], str]:
         placeholder = f"[REDACTED:{kind}]"
@@ -140,9 +126,12 @@ class Redactor:
         if not text:
             return text, 0
         total = 0
-        values, pieces = self._held(text)
+        values, pieces = self._kv.held(text)  # one pass for the known values and chunks
         if pieces:  # base64 forms first, whole or in pieces (one form may hold another's start)
-            text, total = self._wrapped.redact(text)
+            text, total = self._kv.wrapped.redact(text)
+        if self._learned:  # a few, looked for one by one; every value longest first
+            values = sorted([*values, *((v, p) for v, p in self._learned.items() if v in text)],
+                            key=lambda vp: len(vp[0]), reverse=True)
         for value, placeholder in values:
             if value in text:
                 total += text.count(value)
@@ -167,21 +156,6 @@ class Redactor:
             total += n
         self.count += total
         return text, total
-
-    def _held(self, text: str) -> tuple[list[tuple[str, str]], bool]:
-        """The values ``text`` may hold (longest first), and whether it may hold a piece of a
-        base64 form (:class:`~agtrace.eventlog.wrapped.WrappedForms`)."""
-        if self._finder is None:
-            return self._values, bool(self._wrapped.chunks)
-        try:
-            hits = self._finder.find_matches_as_indexes(text, overlapping=True)
-        except UnicodeEncodeError:  # surrogate-escaped bytes (not UTF-8): every value, one by one
-            return self._values, bool(self._wrapped.chunks)
-        if not hits:
-            return [], False
-        count = len(self._values)
-        held = sorted({k for k, _, _ in hits if k < count})
-        return [self._values[k] for k in held], any(k >= count for k, _, _ in hits)
 
     def _labelled_values(self, text: str, lower: str) -> tuple[str, int]:
         """Redact the values of labelled secrets (:data:`LABELLED_KIND`); ``lower`` is ``text``
@@ -358,13 +332,18 @@ class Redactor:
             block = b"\n".join(lines)
         starts = screen.line_starts(lines)
         key = tuple(v for v, _ in values)
-        return Screened(block, starts, frozenset(key), self._screen_of(key).candidates(block, starts))
+        learned = tuple(v for v in key if v not in self._known)
+        lower = block.lower() if learned else None  # one lower-casing for both screens
+        found = self._kv.screen().candidates(block, starts, lower=lower)
+        if learned:
+            found |= self._learned_screen(learned).candidates(block, starts, values_only=True, lower=lower)
+        return Screened(block, starts, frozenset(key), found)
 
-    def _screen_of(self, values: tuple[str, ...]) -> screen.Screen:
-        """The screen of ``values`` (kept until the values change; a race only builds it twice)."""
+    def _learned_screen(self, learned: tuple[str, ...]) -> screen.Screen:
+        """The screen of the learned values (kept until they change; a race only builds it twice)."""
         cached = self._screen_cache
-        if cached is None or cached[0] != values:
-            cached = self._screen_cache = (values, screen.Screen(_encoded((*values, *self._wrapped.chunks))))
+        if cached is None or cached[0] != learned:
+            cached = self._screen_cache = (learned, screen.Screen(_encoded(learned), automaton=False))
         return cached[1]
 
     def redact_event(self, event: Event) -> tuple[Event, int]:

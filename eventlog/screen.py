@@ -19,9 +19,10 @@ is. The screen is a superset by construction of what ``redact_json`` would chang
 
 A block that is not valid UTF-8 is not screened (every line is handed over). No pattern holds a
 newline, so a hit names one line. The search is one pass of a multi-pattern automaton over the
-lower-cased block (``ahocorasick_rs``: Aho-Corasick as a DFA, which keeps its speed with the
-hundreds of patterns that the chunks of long secret values add, where the default slows by half)
-when that package is installed, else one ``bytes.find`` per pattern; both find the same lines (a
+lower-cased block (``ahocorasick_rs``: Aho-Corasick as a DFA up to
+:data:`~agtrace.eventlog.known.DFA_MAX_PATTERNS`, which keeps its speed with the hundreds of
+patterns that the chunks of long secret values add, where the default slows by half) when that
+package is installed, else one ``bytes.find`` per pattern; both find the same lines (a
 test checks it).
 """
 
@@ -31,13 +32,16 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable
 
-from . import secret
+from . import known, secret
 from .secret import LABEL_STEMS, TRIGGERS
 
 try:  # one pass over the block for every pattern
-    from ahocorasick_rs import BytesAhoCorasick, Implementation
+    from ahocorasick_rs import BytesAhoCorasick
 except ImportError:  # pragma: no cover - exercised by forcing the fallback in a test
-    BytesAhoCorasick = Implementation = None
+    BytesAhoCorasick = None
+
+_FEW = 4
+"""Up to this many values alone are looked for one ``find`` each rather than by an automaton."""
 
 _NARROWED = {"gh": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")}
 _FOLLOWERS = "\\\"' \t:="
@@ -90,13 +94,15 @@ class Screen:
         self._values = tuple(dict.fromkeys(v.lower() for v in self.values))
         self._fast = automaton and BytesAhoCorasick is not None
         if self._fast:
-            self._all = BytesAhoCorasick(list(self._patterns), implementation=Implementation.DFA)
+            self._all = known.automaton(list(self._patterns))
+        self._values_fast = None
 
     def candidates(self, block: bytes, starts: list[int], *, since: int = 0,
-                   values_only: bool = False) -> set[int]:
+                   values_only: bool = False, lower: bytes | None = None) -> set[int]:
         """Indices of the lines of ``block`` (lines joined by ``\\n``, starting at offsets
         ``starts``) that may hold a secret, among the lines from offset ``since`` on;
-        ``values_only`` looks for the values alone (for values learned half-way through).
+        ``values_only`` looks for the values alone (the values learned by a redactor); ``lower``
+        is ``block`` lower-cased, when the caller has it.
 
         Lets go of the GIL for its longest step (the automaton's search), so a block can be
         screened on another thread while the previous one is stored."""
@@ -106,10 +112,13 @@ class Screen:
                 block.decode("utf-8")
             except UnicodeDecodeError:
                 return set(range(first, len(starts)))
-        lower = (block[since:] if since else block).lower()
+        if lower is None or since:
+            lower = (block[since:] if since else block).lower()
         found: set[int] = set()
-        if values_only:  # a few values learned half-way: one find each
-            self._search(lower, self._values, None, since, starts, found)
+        if values_only:  # one find each, or one pass for more than a few
+            if self._values_fast is None and len(self._values) > _FEW and BytesAhoCorasick is not None:
+                self._values_fast = known.automaton(list(self._values), dfa=False)
+            self._search(lower, self._values, self._values_fast, since, starts, found)
             return found
         self._search(lower, self._patterns, self._all if self._fast else None, since, starts, found,
                      check=_label_may_match)

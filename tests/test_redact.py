@@ -486,3 +486,15 @@ def test_import_redacts_each_raw_record_once(tmp_path):
     given = Counting.texts
     assert [given.count(line) for line in lines] == [1] * len(lines)  # each raw line once
     assert given.count(raw[0].text) == 0  # and not its redacted text again
+
+
+def test_redactors_of_the_same_secrets_share_their_known_values():
+    """An import makes a redactor per source; the values, forms and chunks of the same secrets
+    (tens of thousands of chunks for hundreds of long ones) are built once per process, and a
+    value one redactor learns stays its own."""
+    env = {"A_TOKEN": "tok-" + hashlib.sha256(b"a").hexdigest() + hashlib.sha256(b"b").hexdigest(), "B_SECRET": "short-secret-1"}
+    first, second = Redactor.from_env(env), Redactor.from_env(dict(env))
+    assert first._kv is second._kv and len(first._kv.wrapped.chunks) > 100
+    assert first.redact("password=hunter2-is-long")[1] == 1 and first.redact("hunter2-is-long")[1] == 1
+    assert second.redact("hunter2-is-long") == ("hunter2-is-long", 0)
+    assert Redactor.from_env({"B_SECRET": "short-secret-1", **env})._kv is not first._kv  # the first name is reported
