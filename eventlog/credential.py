@@ -31,6 +31,7 @@ import os
 import re
 from collections.abc import Mapping
 
+from .known import automaton
 from .secret import MIN_VALUE_LEN, base64_forms, encoded_forms, is_secret_name
 from .wrapped import chunks as wrapped_chunks
 
@@ -95,8 +96,6 @@ def _content_search(secrets: tuple[str, ...] = ()):
     regex and whether that regex can run to the end of the line (``*``), None for a value, or
     the values' base64 forms for a chunk of one (:mod:`~agtrace.eventlog.wrapped`: the file holds
     a form if it does once its lines are joined)."""
-    from ahocorasick_rs import BytesAhoCorasick, Implementation
-
     markers, patterns = [], []
     for marks, pattern in _CONTENT_RULES:
         compiled = (re.compile(pattern, re.MULTILINE), b"*" in pattern)
@@ -111,7 +110,7 @@ def _content_search(secrets: tuple[str, ...] = ()):
     for chunk in dict.fromkeys(c for form in sorted(broken) for c, _ in wrapped_chunks(form.decode())):
         markers.append(chunk.encode())  # a piece of a base64 form that may wrap over lines
         patterns.append(broken)
-    return BytesAhoCorasick(markers, implementation=Implementation.DFA), patterns
+    return automaton(markers), patterns
 
 
 def _matches(rel_path: str, patterns: tuple[str, ...]) -> bool:
