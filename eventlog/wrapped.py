@@ -7,9 +7,11 @@ of the encoded stream, and a wrap at a width that is a multiple of 4 falls on su
 too; so every piece of a wrapped form that is :data:`CHUNK` characters or longer holds one of
 the form's *chunks*: its :data:`CHUNK` characters from each 4-character boundary. The chunks are
 found in one pass; each run of them is grown by hand to the characters of the form on either
-side and redacted. A piece shorter than a chunk (at most 7 characters, 5 bytes of the value, at
-a form's first or last line) is not found; nor is base64 that wraps at a width that is not a
-multiple of 4.
+side, and across a line break (also one escaped in a JSON string) to the piece the next or the
+previous line holds, however short; each is redacted, and one form over several lines counts
+as one redaction. A piece shorter than a chunk alone in its text (a line of a stream redacted
+line by line, at a form's first or last line: at most 7 characters, 5 bytes of the value) is
+not found; nor is base64 that wraps at a width that is not a multiple of 4.
 
 A chunk holds 6 bytes of the value: a value that shares 6 aligned bytes with other base64-encoded
 text (a low-entropy password, ``password123``) has those characters redacted in it too.
@@ -71,15 +73,17 @@ class WrappedForms:
                 while b < len(text) and b - anchor < len(form) and text[b] == form[b - anchor]:
                     b += 1
                 spans.append((a, b, self._placeholders[form]))
+                spans += _across_breaks(text, form, a - anchor, a, b - anchor, b, self._placeholders[form])
         spans.sort()
         out, done, n = [], 0, 0
         for a, b, placeholder in spans:
             if a < done:  # overlaps the last one: the same redaction
                 done = max(done, b)
                 continue
+            if not (out and text[done:a] in _BREAKS and out[-1].endswith(placeholder)):
+                n += 1  # a form's next line is the same secret
             out.append(text[done:a] + placeholder)
             done = b
-            n += 1
         return "".join(out) + text[done:], n
 
     def _hits(self, text: str) -> list[tuple[int, int]]:
@@ -95,3 +99,47 @@ class WrappedForms:
                 hits.append((k, pos))
                 pos = text.find(chunk, pos + 1)
         return hits
+
+
+_BREAKS = ("\r\n", "\n", "\\r\\n", "\\n")
+"""A line break, or one escaped in a JSON string (``append`` redacts the JSON text)."""
+
+
+def _across_breaks(text: str, form: str, fa: int, a: int, fb: int, b: int, placeholder: str) -> list:
+    """The spans of ``form`` just across a line break from a piece of it (``text[a:b]``, the
+    form's ``form[fa:fb]``): the start of the next line that goes on with the form, and the end
+    of the previous line that leads to it, however short (a piece of under a chunk)."""
+    spans = []
+    while fb < len(form) and (c := _after_break(text, b)) >= 0:
+        m = 0
+        while c + m < len(text) and fb + m < len(form) and text[c + m] == form[fb + m]:
+            m += 1
+        if not m:
+            break
+        spans.append((c, c + m, placeholder))
+        b, fb = c + m, fb + m
+    while fa > 0 and (e := _before_break(text, a)) >= 0:
+        m = 0
+        while e - m > 0 and fa - m > 0 and text[e - m - 1] == form[fa - m - 1]:
+            m += 1
+        if not m:
+            break
+        spans.append((e - m, e, placeholder))
+        a, fa = e - m, fa - m
+    return spans
+
+
+def _after_break(text: str, at: int) -> int:
+    """Where the line after a break at ``at`` starts, or -1."""
+    for brk in _BREAKS:
+        if text.startswith(brk, at):
+            return at + len(brk)
+    return -1
+
+
+def _before_break(text: str, at: int) -> int:
+    """Where a break that ends at ``at`` starts, or -1."""
+    for brk in _BREAKS:
+        if at >= len(brk) and text.startswith(brk, at - len(brk)):
+            return at - len(brk)
+    return -1
