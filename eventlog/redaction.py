@@ -87,6 +87,9 @@ class Redactor:
         self._values: list[tuple[str, str]] = []
         self._refresh()
         self._pem_open: dict[str, bool] = {}
+        self._b64_open: dict[str, list[tuple[str, int, str]]] = {}
+        """Per stream, the base64 forms its last line may end in the middle of (``redact_line``)."""
+        self._open_forms: list[tuple[str, int, str]] = []
         self._screen_cache: tuple[tuple[str, ...], screen.Screen] | None = None
         """The screen of the learned values (the known ones have theirs in ``_kv``)."""
 
@@ -128,7 +131,8 @@ class Redactor:
         total = 0
         values, pieces = self._kv.held(text)  # one pass for the known values and chunks
         if pieces:  # base64 forms first, whole or in pieces (one form may hold another's start)
-            text, total = self._kv.wrapped.redact(text)
+            # (and the forms the text may end in the middle of, for redact_line)
+            text, total, self._open_forms = self._kv.wrapped.redact_open(text)
         if self._learned:  # a few, looked for one by one; every value longest first
             values = sorted([*values, *((v, p) for v, p in self._learned.items() if v in text)],
                             key=lambda vp: len(vp[0]), reverse=True)
@@ -217,11 +221,27 @@ class Redactor:
             if PEM_LINE.fullmatch(line):
                 return "[REDACTED:private_key]", 0
             self._pem_open[stream] = False
+        lead = ""
+        if stream in self._b64_open:  # the last line ended in the middle of a base64 form
+            went_on = [(_common(line, form, at), form, at, placeholder)
+                       for form, at, placeholder in self._b64_open.pop(stream)]
+            m = max(went_on)[0]
+            if m:  # its next piece, however short: the same redaction
+                lead, line = max(went_on)[3], line[m:]
+                if not line:  # the whole line: every form it went on with may go on
+                    going = [(form, at + m, placeholder) for k, form, at, placeholder in went_on
+                             if k == m and at + m < len(form)]
+                    if going:
+                        self._b64_open[stream] = going
+                    return lead, 0
+        self._open_forms = []
         result, n = self.redact(line)
+        if self._open_forms:
+            self._b64_open[stream] = self._open_forms
         begin = PEM_BEGIN.search(line) if n else None
         if begin and not PEM_END.search(line, begin.end()):
             self._pem_open[stream] = True
-        return result, n
+        return lead + result, n
 
     def redact_bytes(self, data: bytes) -> tuple[bytes, int]:
         """:meth:`redact` of bytes that need not be UTF-8; bytes outside secrets are kept exactly."""
@@ -357,6 +377,14 @@ class Redactor:
         if n and isinstance(redacted, RawRecorded | LineLogged):
             redacted = msgspec.structs.replace(redacted, redactions=redacted.redactions + n)
         return redacted, n
+
+
+def _common(line: str, form: str, at: int) -> int:
+    """How many characters ``line`` starts with of ``form`` from ``at`` on."""
+    m = 0
+    while m < len(line) and at + m < len(form) and line[m] == form[at + m]:
+        m += 1
+    return m
 
 
 def _encoded(values) -> list[bytes]:

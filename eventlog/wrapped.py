@@ -9,9 +9,10 @@ the form's *chunks*: its :data:`CHUNK` characters from each 4-character boundary
 found in one pass; each run of them is grown by hand to the characters of the form on either
 side, and across a line break (also one escaped in a JSON string) to the piece the next or the
 previous line holds, however short; each is redacted, and one form over several lines counts
-as one redaction. A piece shorter than a chunk alone in its text (a line of a stream redacted
-line by line, at a form's first or last line: at most 7 characters, 5 bytes of the value) is
-not found; nor is base64 that wraps at a width that is not a multiple of 4.
+as one redaction. A stream redacted line by line (``Redactor.redact_line``) carries the forms a
+line ends in the middle of to the next line, so only a piece shorter than a chunk at the end of
+the line where a form begins is not found (at most 7 characters, 5 bytes of the value); nor is
+base64 that wraps at a width that is not a multiple of 4.
 
 A chunk holds 6 bytes of the value: a value that shares 6 aligned bytes with other base64-encoded
 text (a low-entropy password, ``password123``) has those characters redacted in it too.
@@ -49,16 +50,22 @@ class WrappedForms:
 
     def redact(self, text: str) -> tuple[str, int]:
         """``text`` with each piece of a form replaced by the form's placeholder, and how many."""
+        return self.redact_open(text)[:2]
+
+    def redact_open(self, text: str) -> tuple[str, int, list[tuple[str, int, str]]]:
+        """:meth:`redact`, and the forms that ``text`` may end in the middle of: (form, the offset
+        in it where the next line of a stream would go on, placeholder); more than one where a
+        value repeats itself."""
         if not self.chunks or len(text) < CHUNK:
-            return text, 0
+            return text, 0, []
         hits = self._hits(text)
         if not hits:
-            return text, 0
+            return text, 0, []
         runs: dict[tuple[str, int], list[list[int]]] = {}  # (form, where it would start) -> spans
         for k, start in hits:
             for form, off in self._where[self.chunks[k]]:
                 runs.setdefault((form, start - off), []).append([start, start + CHUNK])
-        spans = []
+        spans, tails = [], []
         for (form, anchor), found in runs.items():
             found.sort()
             merged = [found[0]]
@@ -74,6 +81,8 @@ class WrappedForms:
                     b += 1
                 spans.append((a, b, self._placeholders[form]))
                 spans += _across_breaks(text, form, a - anchor, a, b - anchor, b, self._placeholders[form])
+                if b >= len(text.rstrip("\r")) and b - anchor < len(form):
+                    tails.append((form, b - anchor, self._placeholders[form]))
         spans.sort()
         out, done, n = [], 0, 0
         for a, b, placeholder in spans:
@@ -84,7 +93,7 @@ class WrappedForms:
                 n += 1  # a form's next line is the same secret
             out.append(text[done:a] + placeholder)
             done = b
-        return "".join(out) + text[done:], n
+        return "".join(out) + text[done:], n, tails
 
     def _hits(self, text: str) -> list[tuple[int, int]]:
         if self._finder is not None:

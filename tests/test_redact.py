@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from agtrace.eventlog import Redactor, base64_chunks, base64_forms, is_secret_name
 from agtrace.eventlog.secret import LABELLED_KIND, SHAPES
+from agtrace.eventlog.wrapped import CHUNK
 
 ALNUM = "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY"  # 32 mixed characters with digits
 
@@ -354,6 +355,13 @@ def test_a_base64_form_broken_at_any_width_loses_every_piece_of_a_chunk_or_more(
     end = 4 * ((len(lead) + len(value.encode())) // 3)
     assert not "".join(parts[1:-1]) and encoded.startswith(parts[0]) and encoded.endswith(parts[-1])
     assert len(parts[0]) <= start and len(encoded) - len(parts[-1]) >= end, out
+    # line by line (a captured stream): the same, but for a piece under a chunk that ends the
+    # first line the form is on (that line is redacted before the next is read)
+    stream = Redactor.from_env({"SOME_TOKEN": value})
+    lines = [stream.redact_line(line, "stdout")[0] for line in text.splitlines()]
+    parts = [part.replace("\n", "") for part in "\n".join(lines).split("[REDACTED:env:SOME_TOKEN]")]
+    assert not "".join(parts[1:-1]) and encoded.startswith(parts[0]) and encoded.endswith(parts[-1])
+    assert len(parts[0]) < start + CHUNK and len(encoded) - len(parts[-1]) >= end, lines
 
 
 @settings(max_examples=300, deadline=None)
