@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import urllib.parse
 
 MIN_VALUE_LEN = 8
 SECRET_NAME_PARTS = ("KEY", "TOKEN", "SECRET", "PASSW", "PASSPHRASE", "CREDENTIAL", "PRIVATE")
@@ -169,14 +170,26 @@ _NAME_WORDS = re.compile(r"[^A-Z0-9]+")
 
 def encoded_forms(value: str) -> tuple[str, ...]:
     """The forms a secret value takes once encoded, to be looked for as the value itself is:
-    JSON-escaped (``json.dumps`` without its quotes, when it differs), and base64, standard and
-    URL-safe, at each of the three alignments a value can have in an encoded stream
-    (``echo "$TOKEN" | base64``, a Kubernetes Secret's ``data:``). A base64 form keeps only the
-    characters that encode the value's bytes alone, so it holds a little less than the whole
-    value; a form shorter than :data:`MIN_VALUE_LEN` is left out."""
-    forms = {json.dumps(value)[1:-1], *base64_forms(value)}
+    JSON-escaped (``json.dumps`` without its quotes, when it differs); percent-encoded, as a URL
+    or a form body carries it (``curl "…?key=$KEY"`` with a key holding ``+`` or ``/``: Python's
+    ``quote`` and ``quote_plus``, JavaScript's ``encodeURIComponent``, with upper- and lower-case
+    hex); and base64, standard and URL-safe, at each of the three alignments a value can have in
+    an encoded stream (``echo "$TOKEN" | base64``, a Kubernetes Secret's ``data:``). A base64
+    form keeps only the characters that encode the value's bytes alone, so it holds a little less
+    than the whole value; a form shorter than :data:`MIN_VALUE_LEN` is left out."""
+    forms = {json.dumps(value)[1:-1], *_percent_forms(value), *base64_forms(value)}
     forms.discard(value)
     return tuple(sorted(forms))
+
+
+def _percent_forms(value: str) -> set[str]:
+    data = value.encode("utf-8", "surrogateescape")
+    forms = {urllib.parse.quote(data, safe=""), urllib.parse.quote(data, safe="!'()*"),
+             urllib.parse.quote_plus(data, safe="")}
+    return forms | {_PERCENT.sub(lambda m: m.group().lower(), form) for form in forms}
+
+
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
 
 
 def base64_forms(value: str) -> tuple[str, ...]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import subprocess
+import urllib.parse
 import uuid
 
 import pytest
@@ -16,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agtrace.eventlog import Redactor, base64_chunks, base64_forms, is_secret_name
+from agtrace.eventlog.credential import credential_content
 from agtrace.eventlog.secret import LABELLED_KIND, SHAPES
 from agtrace.eventlog.wrapped import CHUNK
 
@@ -511,3 +514,17 @@ def test_redactors_of_the_same_secrets_share_their_known_values():
     assert first.redact("password=hunter2-is-long")[1] == 1 and first.redact("hunter2-is-long")[1] == 1
     assert second.redact("hunter2-is-long") == ("hunter2-is-long", 0)
     assert Redactor.from_env({"B_SECRET": "short-secret-1", **env})._kv is not first._kv  # the first name is reported
+
+
+@pytest.mark.parametrize("encode", [
+    lambda v: urllib.parse.quote(v, safe=""), lambda v: urllib.parse.quote_plus(v),
+    lambda v: urllib.parse.quote(v, safe="!'()*"),  # encodeURIComponent's
+    lambda v: re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), urllib.parse.quote(v, safe=""))])
+def test_an_env_secret_percent_encoded_in_a_url_is_redacted(encode):
+    """`curl "https://api.example/?secret=$AWS_SECRET_ACCESS_KEY"` with a key holding `/` and `+`
+    prints it percent-encoded (a request log, an error naming the URL)."""
+    value = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY!EXAMPLE(KEY)"
+    redactor = Redactor.from_env({"AWS_SECRET_ACCESS_KEY": value})
+    text, n = redactor.redact(f"GET https://api.example/v1?sig={encode(value)}&page=2 -> 403")
+    assert n == 1 and text == "GET https://api.example/v1?sig=[REDACTED:env:AWS_SECRET_ACCESS_KEY]&page=2 -> 403"
+    assert credential_content("notes/url.txt", f"endpoint = https://x/?k={encode(value)}\n".encode(), (value,))
