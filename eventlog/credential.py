@@ -31,7 +31,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from .known import automaton
+from .multisearch import automaton
 from .secret import MIN_VALUE_LEN, base64_forms, encoded_forms, is_secret_name
 from .wrapped import chunks as wrapped_chunks
 

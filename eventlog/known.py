@@ -9,29 +9,10 @@ from __future__ import annotations
 
 import functools
 
+from .multisearch import automaton
+from .screen import Screen
 from .secret import MIN_VALUE_LEN, base64_forms, encoded_forms
 from .wrapped import WrappedForms
-
-try:
-    from ahocorasick_rs import AhoCorasick, BytesAhoCorasick, Implementation
-except ImportError:  # pragma: no cover - the values are then looked for one by one
-    AhoCorasick = BytesAhoCorasick = Implementation = None
-
-DFA_MAX_PATTERNS = 4000
-"""Up to this many patterns an automaton is a DFA: as fast with hundreds of patterns as with
-a few, where the default one slows by half, but ~2 KB of memory a pattern (8 MiB here)."""
-
-
-def automaton(patterns: list, *, text: bool = False, dfa: bool = True):
-    """An Aho-Corasick automaton over ``patterns`` (``str`` ones when ``text``, else ``bytes``):
-    a DFA up to :data:`DFA_MAX_PATTERNS` (unless not ``dfa``: one rebuilt often, which a DFA
-    makes slower to build), the default beyond; None without patterns or ``ahocorasick_rs``."""
-    if not patterns or AhoCorasick is None:
-        return None
-    kind = AhoCorasick if text else BytesAhoCorasick
-    if dfa and len(patterns) <= DFA_MAX_PATTERNS:
-        return kind(patterns, implementation=Implementation.DFA)
-    return kind(patterns)
 
 
 class KnownValues:
@@ -78,8 +59,6 @@ class KnownValues:
         """The :class:`~agtrace.eventlog.screen.Screen` of these values and chunks (built on first
         use; a race only builds it twice)."""
         if self._screen is None:
-            from .screen import Screen
-
             patterns = [v for v, _ in self.values] + list(self.wrapped.chunks)
             self._screen = Screen([p.encode("utf-8", "surrogateescape") for p in patterns])
         return self._screen

@@ -20,7 +20,7 @@ is. The screen is a superset by construction of what ``redact_json`` would chang
 A block that is not valid UTF-8 is not screened (every line is handed over). No pattern holds a
 newline, so a hit names one line. The search is one pass of a multi-pattern automaton over the
 lower-cased block (``ahocorasick_rs``: Aho-Corasick as a DFA up to
-:data:`~agtrace.eventlog.known.DFA_MAX_PATTERNS`, which keeps its speed with the hundreds of
+:data:`~agtrace.eventlog.multisearch.DFA_MAX_PATTERNS`, which keeps its speed with the hundreds of
 patterns that the chunks of long secret values add, where the default slows by half) when that
 package is installed, else one ``bytes.find`` per pattern; both find the same lines (a
 test checks it).
@@ -32,7 +32,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable
 
-from . import known, secret
+from . import multisearch, secret
 from .secret import LABEL_STEMS, TRIGGERS
 
 try:  # one pass over the block for every pattern
@@ -94,7 +94,7 @@ class Screen:
         self._values = tuple(dict.fromkeys(v.lower() for v in self.values))
         self._fast = automaton and BytesAhoCorasick is not None
         if self._fast:
-            self._all = known.automaton(list(self._patterns))
+            self._all = multisearch.automaton(list(self._patterns))
         self._values_fast = None
 
     def candidates(self, block: bytes, starts: list[int], *, since: int = 0,
@@ -117,7 +117,7 @@ class Screen:
         found: set[int] = set()
         if values_only:  # one find each, or one pass for more than a few
             if self._values_fast is None and len(self._values) > _FEW and BytesAhoCorasick is not None:
-                self._values_fast = known.automaton(list(self._values), dfa=False)
+                self._values_fast = multisearch.automaton(list(self._values), dfa=False)
             self._search(lower, self._values, self._values_fast, since, starts, found)
             return found
         self._search(lower, self._patterns, self._all if self._fast else None, since, starts, found,

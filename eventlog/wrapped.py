@@ -22,10 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-try:
-    from ahocorasick_rs import AhoCorasick
-except ImportError:  # pragma: no cover - the chunks are then looked for one by one
-    AhoCorasick = None
+from .multisearch import automaton
 
 CHUNK = 8
 """Characters of a chunk (6 bytes of the value: one in 2**48 for a random 8 characters)."""
@@ -46,7 +43,7 @@ class WrappedForms:
             for chunk, off in chunks(form):
                 self._where.setdefault(chunk, []).append((form, off))
         self.chunks = tuple(self._where)
-        self._finder = AhoCorasick(list(self.chunks)) if self.chunks and AhoCorasick else None
+        self._finder = automaton(list(self.chunks), text=True)
 
     def redact(self, text: str) -> tuple[str, int]:
         """``text`` with each piece of a form replaced by the form's placeholder, and how many."""
