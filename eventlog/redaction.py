@@ -24,8 +24,10 @@ Contract: known and learned values are replaced first (longest first), then each
 :data:`SHAPES` order; a placeholder never matches a later shape, so each secret is replaced and
 counted once, and redacting a redacted text again changes nothing. Ordinary text (hex digests,
 git SHAs, UUIDs, base64 of ordinary data, token counts, prose) is left alone. Text with nothing
-secret-looking costs one lower-casing and one substring check per trigger and value. ``count``
-is the number of secrets replaced so far, over every call. Not thread-safe.
+secret-looking costs one lower-casing, one automaton pass for the known values (and the
+chunks of their base64 forms, :mod:`~agtrace.eventlog.wrapped`) and one substring check per
+trigger and learned value. ``count`` is the number of secrets replaced so far, over every
+call. Not thread-safe.
 """
 
 from __future__ import annotations
