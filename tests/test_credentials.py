@@ -5,6 +5,7 @@ content rules' fast search finds what a plain search of each pattern finds."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import subprocess
@@ -233,5 +234,26 @@ def test_a_file_holding_a_secret_of_the_environment_is_left_out_locally_and_in_t
         (Path(api.workdir) / "README.md").write_text(f"token: {SECRET}\n")
         later = snapshotter.take("part 1")
         assert "README.md" in {e.path for e in later.excluded}
+    finally:
+        api.terminate()
+
+
+def test_a_sandbox_snapshot_takes_hundreds_of_long_secret_values(tmp_path):
+    """The sandbox's script gets the values, their forms and their base64 chunks as pattern files:
+    as environment variables 200 values of 150 characters (235 KB of chunks) made the
+    script's exec fail (E2BIG: an environment string is limited to 128 KiB)."""
+    secrets = {f"SVC{i}_TOKEN": hashlib.sha512(f"{i}".encode()).hexdigest() + f"-{i:03d}-Zq9xW2vB7nM4kL1p+/"
+               for i in range(200)}
+    policy = SnapshotPolicy().with_env_secrets(secrets)
+    value = secrets["SVC41_TOKEN"]
+    files = {"README.md": "# x\n", "deploy.sh": f"TOKEN={value}\n",
+             "k8s/key.b64": _wrapped(base64.b64encode(b"key: " + value.encode()).decode(), 76)}
+    api = InMemorySandboxAPI()
+    try:
+        _write(Path(api.workdir), files)
+        local = Snapshotter(tmp_path / "local", api.workdir, policy).take("base")
+        remote = RemoteSnapshotter(api, tmp_path / "remote", policy).take("base")
+        assert {e.path for e in remote.excluded} == {"deploy.sh", "k8s/key.b64"}
+        assert remote.tree_id == local.tree_id
     finally:
         api.terminate()

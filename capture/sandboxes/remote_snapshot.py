@@ -67,14 +67,12 @@ if [ -n "$big" ]; then printf '%s\n' "$big" | cut -d' ' -f2- | while IFS= read -
 parent=$(git rev-parse -q --verify refs/agtrace/snapshots || true)
 creds=
 if [ -n "$AGT_CRED_NAMES" ]; then
-  specs=(); tspecs=(); content=(); values=()
+  specs=(); tspecs=(); content=()
   while IFS= read -r p; do [ -n "$p" ] && specs+=(":(glob)**/$p"); done <<< "$AGT_CRED_NAMES"
   while IFS= read -r p; do [ -n "$p" ] && tspecs+=(":(glob)**/$p"); done <<< "$AGT_TOKEN_FILES"
   while IFS= read -r c; do [ -n "$c" ] && content+=(-e "$c"); done <<< "$AGT_CRED_CONTENT"
-  while IFS= read -r v; do [ -n "$v" ] && values+=(-e "$v"); done <<< "${AGT_CRED_VALUES:-}"
-  chunks=(); forms=()
-  while IFS= read -r v; do [ -n "$v" ] && chunks+=(-e "$v"); done <<< "${AGT_CRED_CHUNKS:-}"
-  while IFS= read -r v; do [ -n "$v" ] && forms+=(-e "$v"); done <<< "${AGT_CRED_BASE64:-}"
+  # the secret values, their forms and chunks: files written once (too many for argv or an env var)
+  values="$AGT_SCRATCH/cred-values" chunks="$AGT_SCRATCH/cred-chunks" forms="$AGT_SCRATCH/cred-base64"
   base=${parent:-$(git hash-object -t tree /dev/null)}
   changed=$(git -c core.quotePath=false diff-index --cached --name-only --diff-filter=AMT "$base" --)
   creds=$( {
@@ -82,14 +80,14 @@ if [ -n "$AGT_CRED_NAMES" ]; then
     if [ -n "$changed" ]; then
       printf '%s\n' "$changed" | tr '\n' '\0' | xargs -0 env LC_ALL=C git -c core.quotePath=false grep --cached -l -a -E \
         "${content[@]}" -- 2>/dev/null | sed 's/^/credential_content /' || true
-      if [ ${#values[@]} -gt 0 ]; then
+      if [ -s "$values" ]; then
         printf '%s\n' "$changed" | tr '\n' '\0' | xargs -0 env LC_ALL=C git -c core.quotePath=false grep --cached -l -a \
-          -F "${values[@]}" -- 2>/dev/null | sed 's/^/credential_content /' || true
+          -F -f "$values" -- 2>/dev/null | sed 's/^/credential_content /' || true
       fi
-      if [ ${#chunks[@]} -gt 0 ]; then  # a piece of a base64 form: a form once the lines are joined?
+      if [ -s "$chunks" ]; then  # a piece of a base64 form: a form once the lines are joined?
         printf '%s\n' "$changed" | tr '\n' '\0' | xargs -0 env LC_ALL=C git -c core.quotePath=false grep --cached -l -a \
-          -F "${chunks[@]}" -- 2>/dev/null | while IFS= read -r f; do
-            if git cat-file blob ":$f" | tr -d '\r\n' | LC_ALL=C grep -q -a -F "${forms[@]}"; then
+          -F -f "$chunks" -- 2>/dev/null | while IFS= read -r f; do
+            if git cat-file blob ":$f" | tr -d '\r\n' | LC_ALL=C grep -q -a -F -f "$forms"; then
               echo "credential_content $f"; fi; done || true
       fi
     fi
@@ -114,20 +112,24 @@ if [ -n "$creds" ]; then printf '%s\n' "$creds" | while IFS= read -r line; do
 """
 
 
-def _credential_env(enabled: bool, secrets: tuple[str, ...] = ()) -> dict[str, str]:
-    """The credential rules for the sandbox's script (the local snapshot's own, as git sees them),
-    and the secret values a file may not hold (the policy's: values of the agent's own
-    environment, which the sandbox has already)."""
+def _credential_env(enabled: bool) -> dict[str, str]:
+    """The credential rules for the sandbox's script (the local snapshot's own, as git sees them)."""
     if not enabled:
         return {"AGT_CRED_NAMES": ""}
     rules = credential_rules()
-    forms = sorted({form for value in secrets for form in base64_forms(value)})
     return {"AGT_CRED_NAMES": "\n".join(rules["names"]), "AGT_CRED_CONTENT": "\n".join(rules["content"]),
-            "AGT_TOKEN_FILES": "\n".join(rules["token_files"]), "AGT_TOKEN_CONTENT": rules["token_content"],
-            "AGT_CRED_VALUES": "\n".join(form for value in secrets for form in (value, *encoded_forms(value))),
-            # base64 that wraps over lines: a file with a piece of a form holds the form, joined?
-            "AGT_CRED_CHUNKS": "\n".join(dict.fromkeys(chunk for form in forms for chunk, _ in base64_chunks(form))),
-            "AGT_CRED_BASE64": "\n".join(forms)}
+            "AGT_TOKEN_FILES": "\n".join(rules["token_files"]), "AGT_TOKEN_CONTENT": rules["token_content"]}
+
+
+def _credential_files(secrets: tuple[str, ...]) -> dict[str, str]:
+    """The secret values a file may not hold (the policy's: values of the agent's own environment,
+    which the sandbox has already), as the script's pattern files (``grep -f``: hundreds of long
+    values give more than an environment variable or a command line may hold): each value and its
+    encoded forms; the chunks of the base64 forms, and the forms, for base64 wrapped over lines."""
+    forms = sorted({form for value in secrets for form in base64_forms(value)})
+    return {"cred-values": "\n".join(dict.fromkeys(f for value in secrets for f in (value, *encoded_forms(value)))),
+            "cred-chunks": "\n".join(dict.fromkeys(chunk for form in forms for chunk, _ in base64_chunks(form))),
+            "cred-base64": "\n".join(forms)}
 
 
 class RemoteSnapshotter(ShadowSnapshotter):
@@ -148,9 +150,11 @@ class RemoteSnapshotter(ShadowSnapshotter):
             "GIT_AUTHOR_NAME": "agtrace", "GIT_AUTHOR_EMAIL": "agtrace@localhost",
             "GIT_COMMITTER_NAME": "agtrace", "GIT_COMMITTER_EMAIL": "agtrace@localhost",
             "AGT_EXCLUDES": "\n".join(self.policy.exclude), "AGT_MAX_BYTES": str(self.policy.max_file_bytes),
-            **_credential_env(self.policy.credentials, self.policy.secrets),
+            **_credential_env(self.policy.credentials),
         }
         run_checked(api, _INIT, self.env, "creating the shadow repository in the sandbox")
+        for name, patterns in _credential_files(self.policy.secrets if self.policy.credentials else ()).items():
+            api.write_file(f"{api.scratch}/{name}", patterns.encode())
 
     def take(self, label: str, *, part_ended_ts: int | None = None, final: bool = False) -> SnapshotTaken:
         """Snapshot the sandbox's workdir now and fetch the new objects; raises ``SandboxError``
