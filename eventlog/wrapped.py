@@ -26,6 +26,9 @@ from .multisearch import automaton
 
 CHUNK = 8
 """Characters of a chunk (6 bytes of the value: one in 2**48 for a random 8 characters)."""
+_SAME_CHUNK = 4
+"""Offsets kept for a chunk a form holds more than once (a value that repeats itself: ``x`` × 400
+would give a hundred anchors for each hit); the runs of the first few grow over the rest."""
 
 
 def chunks(form: str) -> list[tuple[str, int]]:
@@ -40,8 +43,11 @@ class WrappedForms:
         self._placeholders = dict(forms)
         self._where: dict[str, list[tuple[str, int]]] = {}
         for form in self._placeholders:
+            seen: dict[str, int] = {}
             for chunk, off in chunks(form):
-                self._where.setdefault(chunk, []).append((form, off))
+                seen[chunk] = seen.get(chunk, 0) + 1
+                if seen[chunk] <= _SAME_CHUNK:
+                    self._where.setdefault(chunk, []).append((form, off))
         self.chunks = tuple(self._where)
         self._finder = automaton(list(self.chunks), text=True)
 
