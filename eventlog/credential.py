@@ -35,7 +35,7 @@ from .multisearch import automaton
 from .secret import MIN_VALUE_LEN, base64_forms, encoded_forms, is_secret_name
 from .wrapped import chunks as wrapped_chunks
 
-RULES_VERSION = "3"
+RULES_VERSION = "4"
 """2 added ``*.env`` (``prod.env``, ``secrets.env``: dotenv files under another name than ``.env``);
 3 added provider tokens by their shape (a ``ghp_…`` token in ``token.txt`` was recorded)."""
 
