@@ -213,6 +213,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "temp_beside": "leftover",
     "to_builtins": "codec",
     "unquote_name": "quoting",
+    "value_patterns": "credential",
 }
 
 __all__ = list(_EXPORTS)

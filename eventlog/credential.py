@@ -37,7 +37,8 @@ from .wrapped import chunks as wrapped_chunks
 
 RULES_VERSION = "4"
 """2 added ``*.env`` (``prod.env``, ``secrets.env``: dotenv files under another name than ``.env``);
-3 added provider tokens by their shape (a ``ghp_…`` token in ``token.txt`` was recorded)."""
+3 added provider tokens by their shape (a ``ghp_…`` token in ``token.txt`` was recorded); 4 looks
+for an environment secret JSON-escaped, percent-encoded and in base64, also wrapped over lines."""
 
 NAMES = (
     "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk",
@@ -102,15 +103,25 @@ def _content_search(secrets: tuple[str, ...] = ()):
         for mark in marks:
             markers.append(mark)
             patterns.append(compiled)
-    for value in secrets:
-        for form in (value, *encoded_forms(value)):  # JSON-escaped, base64 (a Kubernetes Secret)
-            markers.append(form.encode())
-            patterns.append(None)
-    broken = frozenset(form.encode() for value in secrets for form in base64_forms(value))
-    for chunk in dict.fromkeys(c for form in sorted(broken) for c, _ in wrapped_chunks(form.decode())):
-        markers.append(chunk.encode())  # a piece of a base64 form that may wrap over lines
-        patterns.append(broken)
+    values, forms, chunks = value_patterns(secrets)
+    markers += [v.encode() for v in values]
+    patterns += [None] * len(values)
+    broken = frozenset(form.encode() for form in forms)
+    markers += [c.encode() for c in chunks]  # a piece of a base64 form that may wrap over lines
+    patterns += [broken] * len(chunks)
     return automaton(markers), patterns
+
+
+def value_patterns(secrets: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
+    """What a file holding one of ``secrets`` is found by, for the local rules and the sandbox's
+    ``grep -f`` alike: each value and its :func:`~agtrace.eventlog.secret.encoded_forms`
+    (JSON-escaped, percent-encoded, base64); the base64 forms alone; and their chunks
+    (:mod:`~agtrace.eventlog.wrapped`), whose hit sends the file to a second look with its line
+    breaks removed."""
+    values = list(dict.fromkeys(f for value in secrets for f in (value, *encoded_forms(value))))
+    forms = sorted({form for value in secrets for form in base64_forms(value)})
+    chunks = list(dict.fromkeys(chunk for form in forms for chunk, _ in wrapped_chunks(form)))
+    return values, forms, chunks
 
 
 def _matches(rel_path: str, patterns: tuple[str, ...]) -> bool:

@@ -37,7 +37,9 @@ class KnownValues:
         """(value, placeholder), longest first."""
         self.wrapped = WrappedForms(broken)
         """The base64 forms broken over lines or cut short."""
-        self._finder = automaton([v for v, _ in self.values] + list(self.wrapped.chunks), text=True)
+        self._patterns = [v for v, _ in self.values] + list(self.wrapped.chunks)
+        """What :meth:`held` and :meth:`screen` look for: the values, then the chunks."""
+        self._finder = automaton(self._patterns, text=True)
         self._screen = None
 
     def held(self, text: str) -> tuple[list[tuple[str, str]], bool]:
@@ -59,8 +61,7 @@ class KnownValues:
         """The :class:`~agtrace.eventlog.screen.Screen` of these values and chunks (built on first
         use; a race only builds it twice)."""
         if self._screen is None:
-            patterns = [v for v, _ in self.values] + list(self.wrapped.chunks)
-            self._screen = Screen([p.encode("utf-8", "surrogateescape") for p in patterns])
+            self._screen = Screen([p.encode("utf-8", "surrogateescape") for p in self._patterns])
         return self._screen
 
 

@@ -227,9 +227,9 @@ class Redactor:
         if stream in self._b64_open:  # the last line ended in the middle of a base64 form
             went_on = [(_common(line, form, at), form, at, placeholder)
                        for form, at, placeholder in self._b64_open.pop(stream)]
-            m = max(went_on)[0]
+            m, _, _, placeholder = max(went_on)
             if m:  # its next piece, however short: the same redaction
-                lead, line = max(went_on)[3], line[m:]
+                lead, line = placeholder, line[m:]
                 if not line:  # the whole line: every form it went on with may go on
                     going = [(form, at + m, placeholder) for k, form, at, placeholder in went_on
                              if k == m and at + m < len(form)]

@@ -51,14 +51,10 @@ class WrappedForms:
         self.chunks = tuple(self._where)
         self._finder = automaton(list(self.chunks), text=True)
 
-    def redact(self, text: str) -> tuple[str, int]:
-        """``text`` with each piece of a form replaced by the form's placeholder, and how many."""
-        return self.redact_open(text)[:2]
-
     def redact_open(self, text: str) -> tuple[str, int, list[tuple[str, int, str]]]:
-        """:meth:`redact`, and the forms that ``text`` may end in the middle of: (form, the offset
-        in it where the next line of a stream would go on, placeholder); more than one where a
-        value repeats itself."""
+        """``text`` with each piece of a form replaced by the form's placeholder, how many, and
+        the forms that ``text`` may end in the middle of: (form, the offset in it where the next
+        line of a stream would go on, placeholder); more than one where a value repeats itself."""
         if not self.chunks or len(text) < CHUNK:
             return text, 0, []
         hits = self._hits(text)

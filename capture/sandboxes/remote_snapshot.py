@@ -24,11 +24,9 @@ from agtrace.eventlog import (
     Excluded,
     GitStoreError,
     SnapshotTaken,
-    base64_chunks,
-    base64_forms,
     credential_rules,
-    encoded_forms,
     json_name,
+    value_patterns,
 )
 
 from ..snapshot import ShadowSnapshotter, SnapshotPolicy
@@ -126,10 +124,8 @@ def _credential_files(secrets: tuple[str, ...]) -> dict[str, str]:
     which the sandbox has already), as the script's pattern files (``grep -f``: hundreds of long
     values give more than an environment variable or a command line may hold): each value and its
     encoded forms; the chunks of the base64 forms, and the forms, for base64 wrapped over lines."""
-    forms = sorted({form for value in secrets for form in base64_forms(value)})
-    return {"cred-values": "\n".join(dict.fromkeys(f for value in secrets for f in (value, *encoded_forms(value)))),
-            "cred-chunks": "\n".join(dict.fromkeys(chunk for form in forms for chunk, _ in base64_chunks(form))),
-            "cred-base64": "\n".join(forms)}
+    values, forms, chunks = value_patterns(secrets)
+    return {"cred-values": "\n".join(values), "cred-chunks": "\n".join(chunks), "cred-base64": "\n".join(forms)}
 
 
 class RemoteSnapshotter(ShadowSnapshotter):
