@@ -273,11 +273,14 @@ def demo_cmd(ctx, workdir, fast, as_json) -> None:
 
 
 def _program() -> str:
-    """`agtrace` when that is on PATH, else the path it was started by (`.venv/bin/agtrace`)."""
+    """`agtrace` when that is on PATH, else the path it was started by: relative to the current
+    directory when it lies below it (`.venv/bin/agtrace`), else absolute (never `../../…`)."""
     import os
     import shutil
 
     started = sys.argv[0] if sys.argv and os.path.basename(sys.argv[0]) == "agtrace" else ""
     if not started or shutil.which("agtrace") == os.path.abspath(started):
         return "agtrace"
-    return os.path.relpath(started) if not started.startswith("..") else started
+    full = os.path.abspath(started)
+    below = os.path.relpath(full)
+    return full if below == ".." or below.startswith(".." + os.sep) else below

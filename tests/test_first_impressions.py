@@ -208,3 +208,21 @@ def test_demo_refuses_a_workdir_with_files_in_it(tmp_path):
     proc = run_agtrace(["demo", "--fast", "--json", "--workdir", str(tmp_path / "empty")], store, check=True)
     assert json.loads(proc.stdout)["status"] == "completed"
     assert (tmp_path / "empty" / "textstats").is_dir()
+
+
+def test_the_demos_hints_name_the_agtrace_it_ran_by_a_path_that_works_here(tmp_path):
+    """Started by a path outside the current directory (`/opt/venv/bin/agtrace demo`), the
+    demo's "Try next" lines named it `../../../opt/venv/bin/agtrace`; they name it by its
+    absolute path now, and by a relative one only when it lies below the current directory."""
+    if not (BIN / "agtrace").exists():
+        pytest.skip("no agtrace console script beside this interpreter")
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # not on PATH: the hints name the path it was started by
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd, expected in ((elsewhere, str(BIN / "agtrace")), (BIN.parent, os.path.join(BIN.name, "agtrace"))):
+        env["AGTRACE_HOME"] = str(tmp_path / f"store-{cwd.name}")
+        proc = subprocess.run([str(BIN / "agtrace"), "demo", "--fast", "--workdir", str(tmp_path / f"w-{cwd.name}")],
+                              cwd=cwd, env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()
+        hints = [line.strip() for line in proc.stdout.decode().split("Try next:")[1].splitlines() if line.strip()]
+        assert hints and all(line.startswith(f"{expected} ") for line in hints), hints
