@@ -224,18 +224,27 @@ def _read_parts(store, run_id: str, parts: list[int]):
 
 @click.command("verify")
 @click.argument("run", required=False)
+@click.option("--secrets", is_flag=True,
+              help="Also look for secrets stored before today's rules or under another environment: every "
+                   "event, score, blob and recorded file, with this environment's secret values in every "
+                   "form; name where (never the secret). Exit 1 when one is found.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (per run: problems, replayable parts).")
 @pass_ctx
-def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
+def verify_cmd(ctx, run: str | None, secrets: bool, as_json: bool) -> None:
     """Check one run (or all): every frame and blob, that no segment, event or run_ended is
     missing, and the snapshot trees in repo.git and the bundles; name what is damaged and which
-    parts can still be replayed. Exit 1 when anything is wrong."""
+    parts can still be replayed. Exit 1 when anything is wrong.
+
+    With --secrets, also look again at everything the runs keep with today's redaction and
+    credential rules and the secret-named variables of this environment (runs keep what the
+    rules of their day let through)."""
     store = ctx.store
     run_id = store.resolve(run) if run is not None else None
     with progress("verifying") as update:
         report = store.verify(run_id, progress=update)
+    stored = _stored_secrets(store, [run_id] if run_id else store.run_ids()) if secrets else []
     if as_json:
-        echo_json(report.to_dict())
+        echo_json({**report.to_dict(), **({"secrets": [s.to_dict() for s in stored]} if secrets else {})})
     else:
         counts = [(report.runs, "run"), (report.segments, "segment"), (report.frames, "frame"), (report.events, "event"),
                   (report.scores, "score"), (report.blobs, "blob reference"), (report.trees, "tree")]
@@ -265,6 +274,8 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
                 click.echo(f"  newer: {newer}", err=True)
             for part, why in sorted(check.not_replayable.items()):
                 click.echo(f"  part {part} cannot be replayed: {why}", err=True)
+    if not as_json and secrets:
+        _say_stored_secrets(stored, whole=report.ok and not report.newer)
     if not report.problems and report.newer:
         raise UserError(f"{len(report.newer)} segment(s) were written by a newer version of agtrace and were not "
                         f"checked (nothing this version can read is damaged); the first: {report.newer[0]}", 1)
@@ -273,6 +284,41 @@ def verify_cmd(ctx, run: str | None, as_json: bool) -> None:
                         "Restore damaged segments and bundles from a remote that has them whole "
                         "(`agtrace pull RUN --remote URL` replaces them and keeps the damaged files as "
                         "NAME.damaged-<ns>) or from another copy of the store", 1)
+    _refuse_stored_secrets(stored)
+
+
+def _stored_secrets(store, run_ids: list[str]) -> list:
+    import os
+
+    from agtrace.replay import find_stored_secrets
+
+    with progress("looking for stored secrets") as update:
+        return find_stored_secrets(store, run_ids, os.environ, progress=update)
+
+
+def _say_stored_secrets(stored: list, *, whole: bool) -> None:
+    if not stored:
+        read = "" if whole else " in what could be read (the rest is named above)"
+        click.echo(f"no stored secret found{read} (today's rules, this environment's secret values)")
+        return
+    runs: dict[str, list] = {}
+    for found in stored:
+        runs.setdefault(found.run_id, []).append(found)
+    for run_id, places in runs.items():
+        click.echo(f"run {run_id}: a secret in {len(places)} place(s), by today's rules:", err=True)
+        for found in places:
+            click.echo(f"  secret: {found.describe()}", err=True)
+
+
+def _refuse_stored_secrets(stored: list) -> None:
+    if not stored:
+        return
+    first = stored[0].run_id
+    runs = {found.run_id for found in stored}
+    raise UserError(f"{len(stored)} stored secret(s) in {len(runs)} run(s) (recorded before today's rules, or "
+                    "captured where that secret was not in the environment). Rotate the secret; then remove the "
+                    f"run (`agtrace rm {first}`), or for an imported run remove it and import its source again "
+                    "(today's rules redact it); copies pushed to a remote keep it until removed there", 1)
 
 
 def _spans(parts: list[int]) -> str:

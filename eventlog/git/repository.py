@@ -383,6 +383,28 @@ class GitStore(RecorderMixin, CheckoutMixin, BundleMixin, IncrementalMixin, Diff
                     out[prefix + entry.name] = str(entry.id)
         return out
 
+    def new_files(self, tree_id: str, seen: set[str]) -> list[tuple[str, str]]:
+        """``(path, blob id)`` of each file of ``tree_id`` whose blob is not in ``seen``, skipping
+        every subtree in ``seen``; adds what it read to ``seen``. Over a run's trees in turn it
+        reads each tree and blob id once (what a part did not change is skipped whole)."""
+        if tree_id in seen:
+            return []
+        out: list[tuple[str, str]] = []
+        stack = [("", self._tree(tree_id))]
+        seen.add(tree_id)
+        while stack:
+            prefix, tree = stack.pop()
+            for entry in tree:
+                oid = str(entry.id)
+                if oid in seen or entry.type not in (ObjectType.TREE, ObjectType.BLOB):
+                    continue
+                seen.add(oid)
+                if entry.type == ObjectType.TREE:
+                    stack.append((f"{prefix}{entry.name}/", self._lookup(entry.id)))
+                else:
+                    out.append((prefix + entry.name, oid))
+        return out
+
     def resolve(self, rev: str) -> str | None:
         """Full id of the commit named by ``rev`` (an id or a prefix of one), None if absent."""
         try:
