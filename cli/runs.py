@@ -29,7 +29,7 @@ DEFAULT_LIMIT = 20
 @click.option("--model", default=None, help="Only runs of this model (a glob works).")
 @click.option("--task", default=None, help="Only runs of this task id (a glob such as 'swe/*' works).")
 @click.option("--status", default=None,
-              type=click.Choice([*END_STATUSES, "running", "open", "damaged", "newer-format"]), help="Only runs with this (live) status.")
+              type=click.Choice([*END_STATUSES, "running", "open", "unknown", "damaged", "newer-format"]), help="Only runs with this (live) status.")
 @click.option("--since", default=None, metavar="WHEN",
               help="Only runs started since WHEN: an ISO date/time (UTC unless it names a zone) or an age "
                    "(30m, 3h, 2d, 1w).")

@@ -40,8 +40,12 @@ from .projection import DAMAGED, NEWER, Projection, ProjectionFailure, Projectio
 _RUN_KINDS = frozenset((RunStarted, RunEnded, ModelCalled, UsageReported))
 
 STALE_WITHOUT_HEARTBEAT_S = 15 * 60
-"""An imported run with no end event counts as crashed after this long without events (the tool
-that writes its source may still be writing it; agtrace holds no writer of it to ask)."""
+"""An imported run with no end event counts as ``unknown`` (not ``running``) after this long
+without events (the tool that writes its source may still be writing it; agtrace holds no writer
+of it to ask)."""
+
+UNENDED_STATUSES = ("running", "open", "crashed", "unknown")
+"""The live statuses of a run without an end event (:func:`status_of`)."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +100,11 @@ def status_of(row: dict, writer_alive: bool, now_ns: int | None = None) -> tuple
     The end event's status once ended; else ``running`` while a writer holds the run's lock
     (released by the kernel when the writer dies); else ``open`` for a run made by `agtrace new`
     (``source == "append"``: it is fed by `agtrace append` and nothing says it stopped, its writer
-    is only gone between two appends), and ``crashed`` — at once for captured runs, and for
-    imported runs (whose source another tool may still be writing) after
-    :data:`STALE_WITHOUT_HEARTBEAT_S` of silence. The rule is in ``docs/metrics.md``.
+    is only gone between two appends), ``crashed`` for a captured run (its capture stopped
+    without ending it), and for an imported run (whose source another tool may still be writing)
+    ``running`` until :data:`STALE_WITHOUT_HEARTBEAT_S` of silence, then ``unknown``: its source
+    has no end record and does not say how the run ended (an importer that finds evidence of a
+    crash ends the run ``crashed`` itself). The rule is in ``docs/metrics.md``.
     """
     if row.get("end_status"):
         return row["end_status"], row.get("end_reason") or ""
@@ -115,7 +121,9 @@ def status_of(row: dict, writer_alive: bool, now_ns: int | None = None) -> tuple
     now_ns = now_ns if now_ns is not None else time.time_ns()
     last = row.get("last_ts") or row.get("started_at") or 0
     if now_ns - last > STALE_WITHOUT_HEARTBEAT_S * 1e9:
-        return "crashed", f"no events for over {STALE_WITHOUT_HEARTBEAT_S // 60} minutes and no end event"
+        return "unknown", (f"imported from a source with no end record, which does not say how the run ended "
+                           f"(no events for over {STALE_WITHOUT_HEARTBEAT_S // 60} minutes); `agtrace close {run} "
+                           "--status …` records how it ended")
     return "running", ""
 
 

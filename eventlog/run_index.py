@@ -20,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .catalog import damage_status, status_of
+from .catalog import UNENDED_STATUSES, damage_status, status_of
 from .lock import is_locked
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ _GLOBS = {"agent": "r.agent", "model": "r.model", "task": "r.task_id"}
 @dataclass(frozen=True)
 class IndexQuery:
     """What to list. Text filters match exactly or as case-insensitive shell globs
-    (``claude*``); ``status`` is the live status (``running``, ``open``, ``crashed``, ``damaged`` or an end status);
+    (``claude*``); ``status`` is the live status (``running``, ``open``, ``crashed``, ``unknown``, ``damaged`` or an end status);
     ``tags`` must all be present with these values; ``run_ids`` restricts to those runs (a
     search's hits); ``ranges`` maps a figure of :data:`RANGES` to ``(min, max)`` (either None);
     ``tests`` is ``pass`` (the last test run passed every test), ``fail`` or ``none``;
@@ -83,7 +83,8 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 def live_statuses(store: Store) -> dict[str, tuple[str, str]]:
     """``(status, reason)`` of every run without an end event: running while a writer holds its
-    lock, else open (`agtrace new` runs) or crashed (see :func:`agtrace.eventlog.catalog.status_of`)."""
+    lock, else open (`agtrace new` runs), crashed (captured) or unknown (imported; see
+    :func:`agtrace.eventlog.catalog.status_of`)."""
     rows = store.catalog.query("SELECT id, end_status, end_reason, heartbeat_s, source, last_ts, started_at "
                                "FROM runs WHERE end_status IS NULL")
     return {r["id"]: status_of(r, is_locked(store.run_dir(r["id"]) / "lock")) for r in rows}
@@ -235,7 +236,7 @@ def _row(r: dict, live: dict[str, tuple[str, str]], damage: dict[str, tuple[str,
     if r["id"] in damage:
         reason = damage[r["id"]][1]
     else:
-        reason = r["end_reason"] or (live.get(r["id"], ("", ""))[1] if r["status"] in ("running", "open", "crashed") else "")
+        reason = r["end_reason"] or (live.get(r["id"], ("", ""))[1] if r["status"] in UNENDED_STATUSES else "")
     return {
         "id": r["id"], "agent": r["agent"] or "", "agent_version": r["agent_version"] or "",
         "model": r["model"] or "", "task_id": r["task_id"] or "", "status": r["status"], "reason": reason,

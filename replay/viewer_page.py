@@ -60,7 +60,7 @@ def index_page(nonce: str) -> str:
         '<label>agent <input name=agent list=agents></label><label>model <input name=model list=models></label>'
         '<label>task <input name=task list=tasks></label>'
         '<label>status <select name=status><option value="">any</option>'
-        + "".join(f"<option>{s}</option>" for s in ("running", "open", "crashed", "damaged", "completed", "failed",
+        + "".join(f"<option>{s}</option>" for s in ("running", "open", "crashed", "unknown", "damaged", "completed", "failed",
                                                     "limit", "timeout", "interrupted"))
         + '</select></label><label>tag <input name=tag placeholder="k=v"></label>'
         '<label>tests <select name=tests><option value="">any</option><option value=pass>all passed</option>'

@@ -31,6 +31,7 @@ from agtrace.eventlog import (
     TestsRan,
     ToolCalled,
     UsageReported,
+    status_of,
 )
 from agtrace.replay.workspace import materialize
 
@@ -438,3 +439,27 @@ def test_envoi_test_counts_that_are_no_number_count_0_with_a_warning(tmp_path, l
     ran = [r.event for r in store.read(result.runs[0]) if isinstance(r.event, TestsRan)]
     assert any(e.suite == "envoi-eval" and e.passed == 0 and e.total == 0 for e in ran)
     assert any(e.suite == "basics/smoke" and e.total == 0 and e.passed == 2 for e in ran)
+
+
+def test_an_isobench_item_without_a_journal_is_unknown_not_crashed(tmp_path):
+    """The real item without `journal.json` says nothing of how its run ended: the importer writes
+    no `run_ended`, and once silent the run is `unknown` (it was `crashed`: a crash nothing showed);
+    `ls --status unknown` selects it; `close` records how it ended. A captured run that stopped
+    without an end is still `crashed`."""
+    item = tmp_path / "trae_sonnet45_vllm_bedrock_sonnet45-0008"
+    shutil.copytree(FIXTURES / "isobench" / item.name, item)
+    old = time.time() - 86_400  # the item's times come from its files: a day old
+    for path in item.rglob("*"):
+        os.utime(path, (old, old))
+    store = tmp_path / "store"
+    assert _cli(store, "import", str(item)).returncode == 0
+    rows = json.loads(_cli(store, "ls", "--status", "unknown", "--json").stdout)
+    assert [r["status"] for r in rows] == ["unknown"] and "no end record" in rows[0]["reason"]
+    run_id = rows[0]["id"]
+    assert f"agtrace close {run_id} --status" in rows[0]["reason"]
+    assert json.loads(_cli(store, "ls", "--status", "crashed", "--json").stdout) == []
+    row = {"id": run_id, "source": "import:isobench", "last_ts": time.time_ns()}
+    assert status_of(row, False)[0] == "running"  # a source written just now may still grow
+    assert status_of({**row, "heartbeat_s": 5.0}, False)[0] == "crashed"  # a capture that stopped
+    assert _cli(store, "close", run_id, "--status", "completed").returncode == 0
+    assert json.loads(_cli(store, "show", run_id, "--json").stdout)["status"] == "completed"
