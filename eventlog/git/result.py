@@ -79,3 +79,14 @@ class SwitchResult:
     written: tuple[str, ...]
     removed: tuple[str, ...]
     duration_ms: float
+
+
+_NUL_SCAN = 8000
+"""Bytes git and libgit2 look at for a NUL to call a file binary (no line counts)."""
+
+
+def count_lines(data: bytes) -> int:
+    """Lines git's diff counts for an added text file (0 for a binary one)."""
+    if not data or b"\0" in data[:_NUL_SCAN]:
+        return 0
+    return data.count(b"\n") + (not data.endswith(b"\n"))

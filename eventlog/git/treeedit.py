@@ -29,8 +29,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .incremental import count_lines
-from .result import FileChange
+from .result import FileChange, count_lines
 
 if TYPE_CHECKING:
     from .repository import GitStore
