@@ -39,6 +39,8 @@ from agtrace.eventlog import (
     credential_content,
     credential_name,
     event_to_json,
+    json_name,
+    quote_name,
     secret_values,
 )
 
@@ -74,14 +76,14 @@ class StoredSecret:
         """Where, in words, without the secret."""
         found = ", ".join(self.found)
         if self.where == "file":
-            return f"file {self.path}, first in the tree of part {self.part}: {found}"
+            return f"file {quote_name(self.path)}, first in the tree of part {self.part}: {found}"
         at = f"{self.kind}, part {self.part}" if self.part is not None else self.kind
         what = "the blob of seq" if self.where == "blob" else f"{self.where} seq"
         return f"{what} {self.seq} ({at}): {found}"
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "where": self.where, "found": list(self.found), "seq": self.seq,
-                "kind": self.kind, "part": self.part, "path": self.path, "tree": self.tree}
+                "kind": self.kind, "part": self.part, "path": json_name(self.path), "tree": self.tree}
 
 
 def find_stored_secrets(store: Store, run_ids: list[str], environ: Mapping[str, str],

@@ -124,3 +124,22 @@ def test_verify_secrets_of_an_empty_store_finds_nothing(tmp_path, args):
     Store(tmp_path / "store").close()
     proc = run_agtrace(["verify", *args], tmp_path / "store")
     assert proc.returncode == 0, proc.stderr.decode()
+
+
+def test_verify_secrets_quotes_a_hostile_file_name(tmp_path, monkeypatch):
+    """A recorded file's name is the agent's: one with a terminal escape and a line break is
+    printed quoted, as every command prints names, never raw."""
+    _without_key(monkeypatch)
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    hostile = "evil\x1b[2J\nname.txt"
+    (work / hostile).write_text(f"{GH_TOKEN}\n")
+    store = Store(tmp_path / "store")
+    with Recorder(store, workdir=work, agent="test", heartbeat_s=60, policy=SnapshotPolicy(credentials=False)) as rec:
+        call = rec.tool_call("shell", command="true")
+        rec.tool_result(call, output="", exit_code=0)
+    store.close()
+    proc = run_agtrace(["verify", "--secrets"], tmp_path / "store")
+    said = proc.stderr.decode()
+    assert proc.returncode == 1 and "\x1b" not in said and "evil\n" not in said, said
+    assert json.loads(run_agtrace(["verify", "--secrets", "--json"], tmp_path / "store").stdout)["secrets"][0]["path"] == hostile
