@@ -9,7 +9,8 @@ Every figure is defined once in ``docs/metrics.md``; in short:
   without a part counts for the latest part seen before it, and for the run only before any.
 * **Files changed** are the distinct paths of the counted snapshots; a run without any snapshot
   (an import of a transcript) counts the paths of its agent ``file_changed`` events instead.
-* **Churn** (``churn_lines_added``/``churn_lines_removed``) sums the snapshots' line counts;
+* **Churn** (``churn_lines_added``/``churn_lines_removed``) sums the snapshots' line counts (a
+  run without any snapshot: the line counts of its agent ``file_changed`` events, a patch's);
   the net change of a run is not a metric of this fold (it needs the trees; see
   ``agtrace compare``'s ``net_*``).
 
@@ -297,6 +298,7 @@ class MetricsFold:
         if not self.snapshots:  # from the first snapshot on, snapshots are the evidence
             self.snapshots = True
             self.run.files_changed = len(self.paths)
+            self.run.churn_lines_added = self.run.churn_lines_removed = 0  # not the agent's counts
         if rec.part is None and not ev.final:
             return  # the base snapshot is the starting tree, not a change
         changed = [*ev.added, *ev.modified, *ev.deleted]
@@ -313,13 +315,20 @@ class MetricsFold:
 
     def _changed(self, rec: Record, ev: FileChanged, owner: int | None) -> None:
         """A run without snapshots (an import): the paths the agent reported changing count as
-        its changed files; line counts stay those of snapshots."""
+        its changed files, and the line counts it reported (a patch's) as its churn."""
         if ev.origin != "agent" or self.snapshots:
             return
         self.agent_paths.add(ev.path)
-        self.run.files_changed = len(self.agent_paths)
+        run = self.run
+        run.files_changed = len(self.agent_paths)
+        added, removed = ev.lines_added or 0, ev.lines_removed or 0
+        run.churn_lines_added += added
+        run.churn_lines_removed += removed
         if owner is not None:
-            self.part(owner).files_changed += 1
+            p = self.part(owner)
+            p.files_changed += 1
+            p.churn_lines_added += added
+            p.churn_lines_removed += removed
 
     def _turn(self, rec: Record, ev: TurnStarted, owner: int | None) -> None:
         self.run.turns += 1

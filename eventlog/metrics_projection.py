@@ -62,7 +62,7 @@ class MetricsProjection(Projection):
     """The ``run_metrics`` and ``part_metrics`` tables (see the module docstring)."""
 
     name = "metrics"
-    version = 4  # 4: the returned calls kept are bounded; 3: a call id repeated is one call; 2: agent file changes
+    version = 5  # 5: a run without snapshots has its agent patches' line counts as churn; 4: the returned calls kept are bounded; 3: a call id repeated is one call; 2: agent file changes
     stream = "events"
     tables = ("run_metrics", "part_metrics")
     migrations = (m001_metrics,)

@@ -458,6 +458,9 @@ def test_an_isobench_item_without_a_journal_is_unknown_not_crashed(tmp_path):
     run_id = rows[0]["id"]
     assert f"agtrace close {run_id} --status" in rows[0]["reason"]
     assert json.loads(_cli(store, "ls", "--status", "crashed", "--json").stdout) == []
+    shown = json.loads(_cli(store, "metrics", run_id, "--json").stdout)  # the patch's counts, as its part says
+    assert (shown["files_changed"], shown["churn_lines_added"], shown["churn_lines_removed"]) == (1, 10, 2)
+    assert "+10 -2" in _cli(store, "show", run_id).stdout
     row = {"id": run_id, "source": "import:isobench", "last_ts": time.time_ns()}
     assert status_of(row, False)[0] == "running"  # a source written just now may still grow
     assert status_of({**row, "heartbeat_s": 5.0}, False)[0] == "crashed"  # a capture that stopped

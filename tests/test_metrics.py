@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from agtrace.eventlog import (
     ErrorOccurred,
+    FileChanged,
     MessageAdded,
     MetricsFold,
     ModelCalled,
@@ -168,6 +169,32 @@ def test_attribution_errors_base_snapshot_and_cost(store):
     p1, p2 = part_metrics(store, run_id)
     assert (p1.tokens_input, p1.tokens_cache_write, p1.cost_usd, p1.tool_errors) == (100, 5, 0.25, 1)
     assert (p2.tokens, p2.files_changed, p2.tests_passed, p2.tests_failed) == (2, 2, 2, 0)
+
+
+def test_a_run_without_snapshots_has_its_patches_line_counts_as_churn(store):
+    """An import without trees (an ISO-Bench patch, a Codex `apply_patch`) showed "+10 -2" in its
+    part titles and churn 0 in `metrics`; its agent `file_changed` counts are its churn now, per
+    part too. Once a snapshot is there, snapshots alone count, as for files."""
+    imported = _write(store, [
+        (FileChanged(path="a.py", change="modify", origin="agent", lines_added=10, lines_removed=2), 1),
+        (PartEnded(part_kind="patch", title="patch: 1 files +10 -2"), 1),
+        (FileChanged(path="b.py", change="add", origin="agent", lines_added=3), 2),
+        (FileChanged(path="c.py", change="modify", origin="agent"), 2),  # a source that gives no counts
+        (PartEnded(part_kind="patch"), 2),
+    ])
+    m = run_metrics(store, imported)
+    assert (m.files_changed, m.churn_lines_added, m.churn_lines_removed) == (3, 13, 2)
+    assert [(p.files_changed, p.churn_lines_added, p.churn_lines_removed) for p in part_metrics(store, imported)] == [
+        (1, 10, 2), (2, 3, 0)]
+    captured = _write(store, [
+        (FileChanged(path="a.py", change="modify", origin="agent", lines_added=10, lines_removed=2), 1),
+        (SnapshotTaken(tree_id="c" * 40, modified=["a.py"], lines_added=4, lines_removed=1), 1),
+        (PartEnded(part_kind="tool"), 1),
+        (FileChanged(path="z.py", change="modify", origin="agent", lines_added=99), 2),
+        (PartEnded(part_kind="tool"), 2),
+    ])
+    m = run_metrics(store, captured)
+    assert (m.files_changed, m.churn_lines_added, m.churn_lines_removed) == (1, 4, 1)
 
 
 def test_metrics_are_maintained_as_events_are_written(store):
