@@ -94,8 +94,9 @@ def find_stored_secrets(store: Store, run_ids: list[str], environ: Mapping[str, 
     found: list[StoredSecret] = []
     for done, run_id in enumerate(run_ids):
         redactor = Redactor.from_env(environ)  # per run: what it learns in one run stays there
-        found += _in_records(store, run_id, redactor)
-        found += _in_trees(store, run_id, values)
+        trees: list[tuple[int, str]] = []
+        found += _in_records(store, run_id, redactor, trees)
+        found += _in_trees(store, run_id, trees, values)
         if progress is not None:
             progress(done + 1, len(run_ids))
     return found
@@ -107,12 +108,16 @@ def _new_kinds(before: bytes, after: bytes) -> tuple[str, ...]:
     return tuple(sorted(kind.decode("utf-8", "replace") for kind in added))
 
 
-def _in_records(store: Store, run_id: str, redactor: Redactor) -> list[StoredSecret]:
+def _in_records(store: Store, run_id: str, redactor: Redactor, trees: list[tuple[int, str]]) -> list[StoredSecret]:
+    """The events, scores and blobs that hold a secret; appends ``(part, tree id)`` of each
+    snapshot to ``trees`` on the way (0 for the base)."""
     out: list[StoredSecret] = []
     seen_blobs: set[str] = set()
     for stream, where in (("events", "event"), ("scores", "score")):
         for rec in _readable(store, run_id, stream):
             event = rec.event
+            if isinstance(event, SnapshotTaken) and event.tree_id:
+                trees.append((rec.part or 0, event.tree_id))
             redacted, n = redactor.redact_event(event)
             if n:
                 kinds = _new_kinds(event_to_json(event), event_to_json(redacted)) or ("secret",)
@@ -141,12 +146,8 @@ def _readable(store: Store, run_id: str, stream: str):
         return
 
 
-def _in_trees(store: Store, run_id: str, values: tuple[str, ...]) -> list[StoredSecret]:
-    if not has_trees(store, run_id):
-        return []
-    trees = [(rec.part or 0, rec.event.tree_id) for rec in _readable(store, run_id, "events")
-             if isinstance(rec.event, SnapshotTaken) and rec.event.tree_id]
-    if not trees:
+def _in_trees(store: Store, run_id: str, trees: list[tuple[int, str]], values: tuple[str, ...]) -> list[StoredSecret]:
+    if not trees or not has_trees(store, run_id):
         return []
     try:
         git = snapshots(store, run_id)
