@@ -6,10 +6,11 @@ values, provider token shapes, credential files by content) keeps what it record
 a run captured where a secret was not in the environment. :func:`find_stored_secrets` looks again,
 read-only, at everything a run keeps with the current rules and the given environment:
 
-* every event and score (the capture's :class:`~agtrace.eventlog.Redactor`, built from the
-  environment's secret-named variables, with its shapes and labelled values): an event that it would
-  redact now is named by its seq, kind and part, with the kinds of what it would replace
-  (``env:OPENAI_API_KEY``, ``github_token``);
+* every event and score, as the JSON line `append` would read (the capture's
+  :class:`~agtrace.eventlog.Redactor`, built from the environment's secret-named variables, with its
+  shapes and labelled values; blocks of events screened at once, ``redact_json_lines``): an event
+  that it would redact now is named by its seq, kind and part, with the kinds of what it would
+  replace (``env:OPENAI_API_KEY``, ``github_token``);
 * every blob an event names (large outputs, raw records), the same way;
 * every file of every recorded tree, by the snapshot's credential rules (a credential file by name,
   a token by its shape, or a secret of this environment in any form): named by path and the first
@@ -114,14 +115,15 @@ def _in_records(store: Store, run_id: str, redactor: Redactor, trees: list[tuple
     out: list[StoredSecret] = []
     seen_blobs: set[str] = set()
     for stream, where in (("events", "event"), ("scores", "score")):
+        batch: list = []
         for rec in _readable(store, run_id, stream):
             event = rec.event
             if isinstance(event, SnapshotTaken) and event.tree_id:
                 trees.append((rec.part or 0, event.tree_id))
-            redacted, n = redactor.redact_event(event)
-            if n:
-                kinds = _new_kinds(event_to_json(event), event_to_json(redacted)) or ("secret",)
-                out.append(StoredSecret(run_id, where, kinds, seq=rec.seq, kind=rec.kind, part=rec.part))
+            batch.append(rec)
+            if len(batch) == _BATCH:
+                out += _in_events(run_id, where, batch, redactor)
+                batch = []
             for digest in blob_refs(event):
                 if digest in seen_blobs or not store.blobs.has(digest):
                     continue  # a missing blob is verify's to report
@@ -134,7 +136,23 @@ def _in_records(store: Store, run_id: str, redactor: Redactor, trees: list[tuple
                 if n:
                     kinds = _new_kinds(data, cleaned) or ("secret",)
                     out.append(StoredSecret(run_id, "blob", kinds, seq=rec.seq, kind=rec.kind, part=rec.part))
-    return out
+        out += _in_events(run_id, where, batch, redactor)
+    return sorted(out, key=lambda s: (s.where == "score", s.seq or 0, s.where == "blob"))
+
+
+_BATCH = 4096
+"""Events screened as one block of JSON lines."""
+
+
+def _in_events(run_id: str, where: str, batch: list, redactor: Redactor) -> list[StoredSecret]:
+    """The events of ``batch`` that `append` would redact now, each as JSON: the block is screened
+    in C and only the lines that may hold a secret are redacted (``Redactor.redact_json_lines``)."""
+    if not batch:
+        return []
+    lines = [event_to_json(rec.event) for rec in batch]
+    redacted, counts = redactor.redact_json_lines(lines)
+    return [StoredSecret(run_id, where, _new_kinds(lines[i], redacted[i]) or ("secret",), seq=batch[i].seq,
+                         kind=batch[i].kind, part=batch[i].part) for i in sorted(counts)]
 
 
 def _readable(store: Store, run_id: str, stream: str):

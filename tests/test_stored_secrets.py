@@ -143,3 +143,20 @@ def test_verify_secrets_quotes_a_hostile_file_name(tmp_path, monkeypatch):
     said = proc.stderr.decode()
     assert proc.returncode == 1 and "\x1b" not in said and "evil\n" not in said, said
     assert json.loads(run_agtrace(["verify", "--secrets", "--json"], tmp_path / "store").stdout)["secrets"][0]["path"] == hostile
+
+
+def test_the_sweep_finds_the_same_places_whatever_the_batch_of_events(tmp_path, monkeypatch):
+    """Events are screened in blocks (`_BATCH`); a secret in any block, first or last line of
+    one, is found the same."""
+    from agtrace.replay import find_stored_secrets, stored_secrets
+
+    _without_key(monkeypatch)
+    store = Store(tmp_path / "store")
+    run_id = _leaky_run(store, tmp_path / "work")
+    env = {"SERVICE_API_KEY": KEY}
+    whole = find_stored_secrets(store, [run_id], env)
+    for size in (1, 2, 3, 5):
+        monkeypatch.setattr(stored_secrets, "_BATCH", size)
+        assert find_stored_secrets(store, [run_id], env) == whole, size
+    assert {s.where for s in whole} == {"event", "blob", "file"}
+    store.close()
